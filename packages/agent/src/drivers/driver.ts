@@ -1,0 +1,42 @@
+import type { Change, ErrorCode } from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+
+export interface DriverContext {
+  /** Aborted when the order is cancelled or the agent stops; long commands must honour it. */
+  signal: AbortSignal;
+  log: Logger;
+}
+
+/** What a dry run learns without changing anything. */
+export type PreflightVerdict =
+  | { outcome: 'would_apply'; detail: string }
+  | { outcome: 'already_applied'; detail: string }
+  | { outcome: 'would_fail'; code: ErrorCode; detail: string }
+  | { outcome: 'blocked'; detail: string };
+
+/**
+ * One kind of change (file, package). The executor drives every order through the same steps and
+ * journals between them: preflight → snapshot → apply → verify, and restore to go back.
+ *
+ * Every method throws `FleetError` with a precise code on failure. `S` is the driver's snapshot
+ * record: plain JSON the journal stores and hands back to `restore`, which must re-validate it.
+ */
+export interface Driver<C extends Change = Change, S = unknown> {
+  readonly kind: C['kind'];
+  /** Checks policy and preconditions (drift, versions, locks) without changing anything. */
+  preflight(change: C, ctx: DriverContext): Promise<PreflightVerdict>;
+  /**
+   * Durably captures everything needed to restore the prior state into `dir` (a directory private
+   * to this order), verifies what it captured, and returns the record. Throws `snapshot_failed`
+   * when it cannot: no apply without an escape hatch.
+   */
+  snapshot(change: C, dir: string, ctx: DriverContext): Promise<S>;
+  /** Makes the change. Must leave the host at the old or the new state, never between. */
+  apply(change: C, ctx: DriverContext): Promise<void>;
+  /** Confirms the change is in place exactly (sha256 / installed version). */
+  verify(change: C, ctx: DriverContext): Promise<void>;
+  /** Puts the prior state back from the snapshot and confirms it. Throws `revert_failed`. */
+  restore(change: C, snapshot: S, dir: string, ctx: DriverContext): Promise<void>;
+  /** After a crash: removes leftovers of an interrupted apply or restore (temp files). Idempotent. */
+  cleanup(change: C, ctx: DriverContext): Promise<void>;
+}

@@ -1,0 +1,58 @@
+/**
+ * Every failure that crosses a process boundary carries one of these codes. The coordinator maps
+ * them to HTTP statuses in one table (see coordinator `http-errors.ts`); agents put them in results.
+ */
+export const ErrorCode = {
+  validationFailed: 'validation_failed',
+  notFound: 'not_found',
+  conflict: 'conflict',
+  illegalTransition: 'illegal_transition',
+  unauthorized: 'unauthorized',
+  forbidden: 'forbidden',
+  preconditionFailed: 'precondition_failed',
+  policyDenied: 'policy_denied',
+  snapshotFailed: 'snapshot_failed',
+  applyFailed: 'apply_failed',
+  verifyFailed: 'verify_failed',
+  healthFailed: 'health_failed',
+  revertFailed: 'revert_failed',
+  blocked: 'blocked',
+  cancelled: 'cancelled',
+  timedOut: 'timed_out',
+  offline: 'offline',
+  internal: 'internal',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class FleetError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'FleetError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isFleetError(err: unknown): err is FleetError {
+  return err instanceof FleetError;
+}
+
+/**
+ * WebSocket close codes the coordinator uses towards agents (4000–4999 is the private range).
+ * An agent reconnects after any of them except `unauthorized` and `protocolMismatch`, which need a
+ * human.
+ */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  badFrame: 4400,
+  unauthorized: 4401,
+  replaced: 4409,
+  protocolMismatch: 4426,
+} as const;
+
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

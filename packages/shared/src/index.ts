@@ -1,0 +1,7 @@
+export * from './errors.js';
+export * from './health-check.js';
+export * from './patch.js';
+export * from './protocol.js';
+export * from './rollout.js';
+export * from './validation.js';
+export * from './wave-plan.js';

@@ -1,0 +1,145 @@
+import { z } from 'zod';
+import { HostIdSchema, LabelsSchema } from './validation.js';
+
+const PercentSchema = z
+  .string()
+  .regex(/^\d{1,3}(?:\.\d+)?%$/, 'must be a percentage such as "10%"')
+  .refine((p) => Number.parseFloat(p) > 0, 'a percentage must be above 0%');
+
+/** One entry of Ansible's `serial` grammar: a host count, or a percent of the frozen target set. */
+export const WaveStepSchema = z.union([z.number().int().min(1).max(1_000_000), PercentSchema]);
+export type WaveStep = z.infer<typeof WaveStepSchema>;
+
+/** Failures tolerated: a count, or a percent of the whole rollout. `0` halts on the first failure. */
+export const FailureBudgetSchema = z.union([
+  z.number().int().min(0).max(1_000_000),
+  z.string().regex(/^\d{1,3}(?:\.\d+)?%$/, 'must be a percentage such as "5%"'),
+]);
+export type FailureBudget = z.infer<typeof FailureBudgetSchema>;
+
+/**
+ * Who receives the patch. Labels are all-of, excludeLabels any-of, facts all-of. At least one
+ * selector is required: "every host" must be said out loud with `all: true`.
+ */
+export const TargetSchema = z
+  .object({
+    all: z.boolean().optional(),
+    hostIds: z.array(HostIdSchema).min(1).max(100_000).optional(),
+    labels: LabelsSchema.optional(),
+    excludeLabels: LabelsSchema.optional(),
+    facts: z
+      .object({
+        os: z.string().max(100).optional(),
+        distro: z.string().max(100).optional(),
+        arch: z.string().max(50).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .refine((t) => t.all === true || t.hostIds !== undefined || t.labels !== undefined || t.facts !== undefined, {
+    message: 'name the hosts: hostIds, labels, facts, or all: true',
+  });
+export type Target = z.infer<typeof TargetSchema>;
+
+export const OfflinePolicySchema = z
+  .object({
+    /** skip: mark offline hosts skipped; wait: wait until the delivery deadline; fail: count them as failures. */
+    mode: z.enum(['skip', 'wait', 'fail']).default('wait'),
+    deliveryDeadlineSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 24 * 3600)
+      .default(300),
+  })
+  .strict();
+export type OfflinePolicy = z.infer<typeof OfflinePolicySchema>;
+
+export const AutoRevertScopeSchema = z.enum(['none', 'host', 'wave', 'rollout']);
+export type AutoRevertScope = z.infer<typeof AutoRevertScopeSchema>;
+
+export const MaintenanceWindowSchema = z
+  .object({
+    /** node-cron expression for when a window opens ("0 2 * * *" = 02:00 daily). */
+    cron: z.string().min(9).max(200),
+    timezone: z.string().min(1).max(100).default('UTC'),
+    durationMinutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 24 * 60),
+    /** No new wave starts this many minutes before the window closes. */
+    cutoffMinutes: z
+      .number()
+      .int()
+      .min(0)
+      .max(24 * 60)
+      .default(0),
+  })
+  .strict();
+export type MaintenanceWindow = z.infer<typeof MaintenanceWindowSchema>;
+
+export const RolloutRequestSchema = z
+  .object({
+    patchId: z.string().min(1).max(100),
+    target: TargetSchema,
+    waves: z.array(WaveStepSchema).min(1).max(100).default([1, '10%', '50%', '100%']),
+    /** Hosts of one wave in flight at once (a sliding window). */
+    maxParallel: z.number().int().min(1).max(10_000).default(10),
+    maxFailures: FailureBudgetSchema.default(0),
+    maxFailuresPerWave: FailureBudgetSchema.optional(),
+    bakeSeconds: z
+      .number()
+      .min(0)
+      .max(7 * 24 * 3600)
+      .default(0),
+    /** A host that has not reported a final result this long after dispatch is timed_out. */
+    hostTimeoutSeconds: z
+      .number()
+      .min(1)
+      .max(24 * 3600)
+      .default(600),
+    offline: OfflinePolicySchema.default({ mode: 'wait', deliveryDeadlineSeconds: 300 }),
+    autoRevert: AutoRevertScopeSchema.default('none'),
+    /** Parallelism of a whole-rollout revert, which skips canaries and gates. */
+    revertParallel: z.number().int().min(1).max(10_000).default(50),
+    requiredApprovals: z.number().int().min(0).max(10).default(1),
+    window: MaintenanceWindowSchema.optional(),
+    startAt: z.iso.datetime({ offset: true }).optional(),
+  })
+  .strict();
+export type RolloutRequest = z.infer<typeof RolloutRequestSchema>;
+export type RolloutRequestInput = z.input<typeof RolloutRequestSchema>;
+
+export const ROLLOUT_STATES = [
+  'draft',
+  'awaiting_approval',
+  'scheduled',
+  'running',
+  'paused',
+  'succeeded',
+  'halted',
+  'aborted',
+  'reverting',
+  'reverted',
+  'revert_failed',
+] as const;
+export type RolloutState = (typeof ROLLOUT_STATES)[number];
+
+export const HOST_RUN_STATES = [
+  'queued',
+  'delivered',
+  'snapshotted',
+  'applying',
+  'verifying',
+  'healthy',
+  'failed',
+  'timed_out',
+  'skipped',
+  'cancelled',
+  'reverting',
+  'reverted',
+  'revert_failed',
+] as const;
+export type HostRunState = (typeof HOST_RUN_STATES)[number];

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+
+/** Lower-case hex sha256. */
+export const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex sha256');
+
+/**
+ * An absolute, normalized POSIX path: starts with `/`, no empty, `.` or `..` segments, no trailing
+ * slash, no NUL. Normalization is a refusal, never a rewrite: what the operator wrote is what runs.
+ */
+export const AbsolutePathSchema = z
+  .string()
+  .min(2)
+  .max(4096)
+  .refine(isNormalizedAbsolutePath, 'must be an absolute, normalized path (no "..", ".", "//", trailing "/" or NUL)');
+
+export function isNormalizedAbsolutePath(path: string): boolean {
+  if (!path.startsWith('/') || path.length < 2 || path.includes('\0')) return false;
+  return path
+    .slice(1)
+    .split('/')
+    .every((segment) => segment !== '' && segment !== '.' && segment !== '..');
+}
+
+/** Debian package name (Debian Policy 5.6.1). */
+export const DebianPackageNameSchema = z
+  .string()
+  .max(128)
+  .regex(/^[a-z0-9][a-z0-9+.-]+$/, 'must be a Debian package name');
+
+/** Debian version: [epoch:]upstream[-revision] (Debian Policy 5.6.12). */
+export const DebianVersionSchema = z
+  .string()
+  .max(128)
+  .regex(/^(?:\d+:)?[0-9][A-Za-z0-9.+~-]*$/, 'must be a Debian version ([epoch:]upstream[-revision])')
+  .refine((v) => !v.endsWith('-'), 'must be a Debian version ([epoch:]upstream[-revision])');
+
+/** Label keys and values: short, printable, selector-safe. */
+export const LabelsSchema = z.record(
+  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'label keys are 1-63 of [A-Za-z0-9._/-]'),
+  z.string().max(128),
+);
+
+export const HostIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'host ids are 1-128 of [A-Za-z0-9._-]');

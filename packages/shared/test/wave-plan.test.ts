@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { assignWaves, describeHaltPoint, resolveWaveSizes, toleratedFailures } from '../src/wave-plan.js';
+
+describe('resolveWaveSizes', () => {
+  it('resolves the DESIGN example: 37 hosts, [1, "10%", "50%", "100%"] → [1, 3, 18, 15]', () => {
+    expect(resolveWaveSizes(37, [1, '10%', '50%', '100%'])).toEqual([1, 3, 18, 15]);
+  });
+
+  it('returns no waves for no hosts', () => {
+    expect(resolveWaveSizes(0, [1, '10%', '100%'])).toEqual([]);
+  });
+
+  it('puts a single host in the first wave only', () => {
+    expect(resolveWaveSizes(1, [1, '10%', '100%'])).toEqual([1]);
+    expect(resolveWaveSizes(1, ['50%'])).toEqual([1]);
+  });
+
+  it('rounds percents down but never below one host', () => {
+    expect(resolveWaveSizes(5, ['10%', '50%'])).toEqual([1, 2, 2]);
+    expect(resolveWaveSizes(3, ['1%'])).toEqual([1, 1, 1]);
+  });
+
+  it('caps percents over 100 and counts over N at what is left', () => {
+    expect(resolveWaveSizes(4, ['250%'])).toEqual([4]);
+    expect(resolveWaveSizes(4, [1, 100])).toEqual([1, 3]);
+  });
+
+  it('stops early when the list is longer than the hosts', () => {
+    expect(resolveWaveSizes(2, [1, 1, 1, 1, 1])).toEqual([1, 1]);
+  });
+
+  it('repeats the last step until every host is covered', () => {
+    expect(resolveWaveSizes(10, [1, 3])).toEqual([1, 3, 3, 3]);
+    expect(resolveWaveSizes(10, ['20%'])).toEqual([2, 2, 2, 2, 2]);
+  });
+
+  it('always covers every host exactly once', () => {
+    for (let n = 0; n <= 200; n++) {
+      const sizes = resolveWaveSizes(n, [1, '10%', '33.3%', '100%']);
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(n);
+      expect(sizes.every((s) => s >= 1)).toBe(true);
+    }
+  });
+
+  it('refuses an empty step list and negative counts', () => {
+    expect(() => resolveWaveSizes(3, [])).toThrow(RangeError);
+    expect(() => resolveWaveSizes(-1, [1])).toThrow(RangeError);
+  });
+});
+
+describe('assignWaves', () => {
+  it('splits hosts in order into the resolved waves', () => {
+    expect(assignWaves(['a', 'b', 'c'], [1, '50%', '100%'])).toEqual([['a'], ['b'], ['c']]);
+  });
+});
+
+describe('failure budget', () => {
+  it('tolerates a count or a percent of the rollout, rounded down', () => {
+    expect(toleratedFailures(0, 37)).toBe(0);
+    expect(toleratedFailures(3, 37)).toBe(3);
+    expect(toleratedFailures('10%', 37)).toBe(3);
+    expect(toleratedFailures('1%', 37)).toBe(0);
+  });
+
+  it('states the failure that halts', () => {
+    expect(describeHaltPoint(0)).toBe('halts on the 1st failure');
+    expect(describeHaltPoint(3)).toBe('halts on the 4th failure');
+    expect(describeHaltPoint(10)).toBe('halts on the 11th failure');
+    expect(describeHaltPoint(21)).toBe('halts on the 22nd failure');
+  });
+});
