@@ -14,7 +14,8 @@ export const PROTOCOL_VERSION = 1;
 /** Upper bound of one frame in either direction (ws `maxPayload`). */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 
-const OrderIdSchema = z.string().min(1).max(100);
+/** Order ids name journal directories on agents: a safe, short alphabet only. */
+const OrderIdSchema = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$/, 'order ids are 1-100 of [A-Za-z0-9_.-]');
 const IsoTimeSchema = z.string().min(1).max(40);
 
 export const FactsSchema = z

@@ -129,6 +129,7 @@ export type RolloutState = (typeof ROLLOUT_STATES)[number];
 
 export const HOST_RUN_STATES = [
   'queued',
+  'dispatched',
   'delivered',
   'snapshotted',
   'applying',

@@ -1,0 +1,143 @@
+import { join } from 'node:path';
+import { type CoordinatorMessage, type Facts, type Hello, PROTOCOL_VERSION } from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+import { type Clock, systemClock } from './clock.js';
+import { type AgentConfig, agentSocketUrl } from './config.js';
+import { CoordinatorConnection } from './coordinator-connection.js';
+import { AptDriver } from './drivers/apt-driver.js';
+import { FileDriver } from './drivers/file-driver.js';
+import { SystemHealthProbe } from './health/health-probe.js';
+import { HealthRunner } from './health/health-runner.js';
+import { Journal } from './journal.js';
+import { type DriverSet, OrderExecutor } from './order-executor.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface AgentOptions {
+  config: AgentConfig;
+  log: Logger;
+  /** Facts to report; collected from the system by main.ts, injected so many agents can share one process. */
+  facts: Facts;
+  clock?: Clock;
+  /** Test-only crash points (see OrderExecutor). */
+  checkpoint?: (name: string) => void;
+}
+
+/**
+ * One agent: journal, executor and connection. No process-global state, so a load test can run
+ * thousands of them in one process.
+ */
+export class Agent {
+  private journal: Journal | null = null;
+  private executor: OrderExecutor | null = null;
+  private connection: CoordinatorConnection | null = null;
+  private state: 'idle' | 'running' | 'stopped' = 'idle';
+
+  constructor(private readonly options: AgentOptions) {}
+
+  get connected(): boolean {
+    return this.connection?.connected ?? false;
+  }
+
+  /** Recovers interrupted orders first, then dials the coordinator. */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') throw new Error(`agent is ${this.state}`);
+    this.state = 'running';
+    const { config, log } = this.options;
+    const clock = this.options.clock ?? systemClock;
+    const journal = await Journal.open(config.dataDir);
+    const resolveHostPath = (path: string) => join(config.rootDir, path);
+    const drivers: DriverSet = {
+      file: new FileDriver({ rootDir: config.rootDir, allowedRoots: config.file.allowedRoots }),
+      ...(config.apt ? { package: new AptDriver(stripUndefined(config.apt)) } : {}),
+    };
+    const executor = new OrderExecutor({
+      journal,
+      drivers,
+      health: new HealthRunner(new SystemHealthProbe({ resolveHostPath, clock }), clock),
+      clock,
+      log,
+      events: {
+        progress: (orderId, phase, message, health) =>
+          this.connection?.send({
+            type: 'order.progress',
+            orderId,
+            phase,
+            ...(message ? { message: message.slice(0, 2000) } : {}),
+            ...(health ? { health } : {}),
+          }),
+        result: (result) => this.connection?.send({ type: 'order.result', ...result }),
+      },
+      ...(this.options.checkpoint ? { checkpoint: this.options.checkpoint } : {}),
+    });
+    await executor.recover();
+    this.journal = journal;
+    this.executor = executor;
+    this.connection = new CoordinatorConnection({
+      url: agentSocketUrl(config.coordinatorUrl),
+      token: config.token as string,
+      log,
+      backoffBaseMs: config.backoffBaseMs,
+      backoffMaxMs: config.backoffMaxMs,
+      hello: () => this.hello(),
+      onMessage: (message) => this.onMessage(message),
+    });
+    this.connection.start(() => journal.position);
+  }
+
+  /** Idempotent. Orders in flight are interrupted and recovered at the next start. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.executor?.stop();
+    await this.connection?.stop();
+  }
+
+  private hello(): Hello {
+    return {
+      type: 'hello',
+      protocolVersion: PROTOCOL_VERSION,
+      agentVersion: AGENT_VERSION,
+      labels: this.options.config.labels,
+      facts: this.options.facts,
+      orders: this.journal?.pendingReports() ?? [],
+    };
+  }
+
+  /** Exhaustive: a new coordinator message type fails to compile until it is handled. */
+  private onMessage(message: CoordinatorMessage): void {
+    const executor = this.executor;
+    if (!executor) return;
+    const log = this.options.log;
+    const fail = (err: unknown) => log.error({ err, type: message.type }, 'handling coordinator message failed');
+    switch (message.type) {
+      case 'welcome':
+        return;
+      case 'order.apply':
+        executor.apply(message).catch(fail);
+        return;
+      case 'order.revert':
+        executor.revert(message).catch(fail);
+        return;
+      case 'order.preflight':
+        executor.preflight(message).catch(fail);
+        return;
+      case 'order.cancel':
+        executor.cancel(message.orderId);
+        return;
+      case 'order.ack':
+        executor.acknowledge(message.orderId).catch(fail);
+        return;
+      default: {
+        const unreachable: never = message;
+        log.warn({ message: unreachable }, 'unknown message');
+      }
+    }
+  }
+}
+
+function stripUndefined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]: Exclude<T[K], undefined>;
+  };
+}

@@ -1,0 +1,100 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { AbsolutePathSchema, LabelsSchema } from '@fleetpatch/shared';
+import { z } from 'zod';
+
+export const AgentConfigSchema = z
+  .object({
+    /** Coordinator base URL (http(s):// or ws(s)://); the agent dials `<url>/v1/agents/connect`. */
+    coordinatorUrl: z.string().regex(/^(?:ws|wss|http|https):\/\//, 'must be an http(s):// or ws(s):// URL'),
+    /** This agent's token, as returned when it was registered. Or use tokenFile. */
+    token: z.string().min(16).optional(),
+    tokenFile: z.string().optional(),
+    labels: LabelsSchema.default({}),
+    /** Journal and snapshots live here; it must survive reboots (`/var/lib/fleetpatch-agent`). */
+    dataDir: z.string().default('/var/lib/fleetpatch-agent'),
+    /**
+     * The directory that stands for `/` when file patches are applied. `/` in production; a
+     * scratch directory for demos and tests, so nothing outside it is touched.
+     */
+    rootDir: z.string().default('/'),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    file: z
+      .object({
+        /** File patches may only touch paths under these (patch-space) directories. */
+        allowedRoots: z
+          .array(AbsolutePathSchema.or(z.literal('/')))
+          .min(1)
+          .default(['/etc', '/opt', '/usr/local/etc']),
+      })
+      .strict()
+      .default({ allowedRoots: ['/etc', '/opt', '/usr/local/etc'] }),
+    /** Package patches are off unless this section is present. See AptDriverOptions for each field. */
+    apt: z
+      .object({
+        root: z.string().optional(),
+        commandPrefix: z.array(z.string()).optional(),
+        dpkgOptions: z.array(z.string()).optional(),
+        aptOptions: z.array(z.string()).optional(),
+        allowedPackages: z.array(z.string()).optional(),
+        stagingDir: z.string().optional(),
+        lockTimeoutMs: z.number().int().min(0).optional(),
+        commandTimeoutMs: z.number().int().min(1000).optional(),
+        env: z.record(z.string(), z.string()).optional(),
+      })
+      .strict()
+      .optional(),
+    backoffBaseMs: z.number().int().min(10).default(500),
+    backoffMaxMs: z.number().int().min(100).default(30_000),
+  })
+  .strict()
+  .refine((c) => c.token !== undefined || c.tokenFile !== undefined, {
+    message: 'give token or tokenFile',
+    path: ['token'],
+  });
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+export interface AgentFlags {
+  coordinatorUrl?: string;
+  token?: string;
+  tokenFile?: string;
+  dataDir?: string;
+  rootDir?: string;
+  logLevel?: string;
+  labels?: Record<string, string>;
+  allowedRoots?: string[];
+}
+
+/** File, then environment, then flags; validated once. Nothing below main.ts reads env. */
+export function loadAgentConfig(input: {
+  file?: string | undefined;
+  env: Record<string, string | undefined>;
+  flags: AgentFlags;
+}): AgentConfig {
+  const merged: Record<string, unknown> = input.file
+    ? (JSON.parse(readFileSync(input.file, 'utf8')) as Record<string, unknown>)
+    : {};
+  const set = (key: string, value: unknown) => {
+    if (value !== undefined && value !== '') merged[key] = value;
+  };
+  set('coordinatorUrl', input.env.FLEETPATCH_COORDINATOR_URL);
+  set('token', input.env.FLEETPATCH_AGENT_TOKEN);
+  set('dataDir', input.env.FLEETPATCH_DATA_DIR);
+  set('logLevel', input.env.FLEETPATCH_LOG_LEVEL);
+  const { labels, allowedRoots, ...flags } = input.flags;
+  for (const [key, value] of Object.entries(flags)) set(key, value);
+  if (labels && Object.keys(labels).length > 0) merged.labels = { ...(merged.labels as object | undefined), ...labels };
+  if (allowedRoots && allowedRoots.length > 0) merged.file = { ...(merged.file as object | undefined), allowedRoots };
+  const parsed = AgentConfigSchema.safeParse(merged);
+  if (!parsed.success) throw new Error(`invalid agent configuration:\n${z.prettifyError(parsed.error)}`);
+  const config = parsed.data;
+  const token = config.token ?? readFileSync(config.tokenFile as string, 'utf8').trim();
+  return { ...config, token, dataDir: resolve(config.dataDir), rootDir: resolve(config.rootDir) };
+}
+
+export function agentSocketUrl(coordinatorUrl: string): string {
+  const url = new URL(coordinatorUrl);
+  url.protocol = url.protocol === 'https:' || url.protocol === 'wss:' ? 'wss:' : 'ws:';
+  url.pathname = `${url.pathname.replace(/\/$/, '')}/v1/agents/connect`;
+  return url.toString();
+}

@@ -1,0 +1,155 @@
+import {
+  type AgentMessage,
+  CloseCode,
+  type CoordinatorMessage,
+  CoordinatorMessageSchema,
+  MAX_FRAME_BYTES,
+  parseFrame,
+} from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+
+export interface ConnectionOptions {
+  /** ws:// or wss:// URL of the coordinator's agent endpoint. */
+  url: string;
+  token: string;
+  log: Logger;
+  /** Builds the `hello` sent first on every (re)connect: it carries the journal's pending reports. */
+  hello(): AgentMessage;
+  onMessage(message: CoordinatorMessage): void;
+  /** Reconnect backoff: base and cap, in ms; each wait is a random "full jitter" draw below the cap. */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+}
+
+/**
+ * One outbound WebSocket to the coordinator, kept up for the life of the agent: reconnects with
+ * exponential backoff and full jitter (so a restarted coordinator is not stampeded by the fleet),
+ * sends an application heartbeat, and drops a connection that stops answering pings.
+ */
+export class CoordinatorConnection {
+  private socket: WebSocket | null = null;
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private welcomed = false;
+  private journalPosition: () => number = () => 0;
+
+  constructor(private readonly options: ConnectionOptions) {}
+
+  get connected(): boolean {
+    return this.welcomed && this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  start(journalPosition: () => number): void {
+    this.journalPosition = journalPosition;
+    this.connect();
+  }
+
+  /** Sends when connected; returns false otherwise (the journal re-reports on the next hello). */
+  send(message: AgentMessage): boolean {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(JSON.stringify(message));
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.stopHeartbeat();
+    const socket = this.socket;
+    if (!socket || socket.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      socket.once('close', () => resolve());
+      socket.close(CloseCode.normal, 'agent stopping');
+      setTimeout(() => {
+        socket.terminate();
+        resolve();
+      }, 1000).unref();
+    });
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const { log } = this.options;
+    const socket = new WebSocket(this.options.url, {
+      headers: { authorization: `Bearer ${this.options.token}` },
+      maxPayload: MAX_FRAME_BYTES,
+      handshakeTimeout: 10_000,
+    });
+    this.socket = socket;
+    this.welcomed = false;
+    let alive = true;
+    socket.on('open', () => {
+      log.debug('connected; saying hello');
+      socket.send(JSON.stringify(this.options.hello()));
+    });
+    socket.on('ping', () => {
+      alive = true;
+    });
+    socket.on('message', (data, isBinary) => {
+      alive = true;
+      if (isBinary) return;
+      const parsed = parseFrame(CoordinatorMessageSchema, data.toString());
+      if (!parsed.ok) {
+        log.warn({ error: parsed.error }, 'bad frame from coordinator; reconnecting');
+        socket.close(CloseCode.badFrame, 'bad frame');
+        return;
+      }
+      if (parsed.message.type === 'welcome') {
+        this.welcomed = true;
+        this.attempt = 0;
+        log.info({ agentId: parsed.message.agentId }, 'connected to coordinator');
+        this.startHeartbeat(parsed.message.heartbeatIntervalMs, () => {
+          if (!alive) {
+            log.warn('coordinator stopped answering; reconnecting');
+            socket.terminate();
+            return;
+          }
+          alive = false;
+        });
+      }
+      this.options.onMessage(parsed.message);
+    });
+    socket.on('error', (err) => log.debug({ err }, 'coordinator socket error'));
+    socket.on('close', (code, reason) => {
+      this.stopHeartbeat();
+      if (this.socket === socket) this.socket = null;
+      this.welcomed = false;
+      if (this.stopped) return;
+      const needsHuman = code === CloseCode.unauthorized || code === CloseCode.protocolMismatch;
+      const delay = this.nextDelay(needsHuman);
+      const logFn = needsHuman ? log.error.bind(log) : log.warn.bind(log);
+      logFn(
+        { code, reason: reason.toString(), retryInMs: delay },
+        needsHuman ? 'coordinator refused this agent' : 'disconnected from coordinator',
+      );
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    });
+  }
+
+  private startHeartbeat(intervalMs: number, check: () => void): void {
+    this.stopHeartbeat();
+    this.heartbeatTimer = setInterval(() => {
+      check();
+      this.send({ type: 'heartbeat', journalSeq: this.journalPosition(), sentAt: new Date().toISOString() });
+    }, intervalMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+
+  /** Full jitter: a uniform draw in [0, min(cap, base·2^attempt)]; a refused agent waits the cap. */
+  private nextDelay(needsHuman: boolean): number {
+    const base = this.options.backoffBaseMs ?? 500;
+    const cap = this.options.backoffMaxMs ?? 30_000;
+    if (needsHuman) return cap;
+    const ceiling = Math.min(cap, base * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    return Math.max(50, Math.floor(Math.random() * ceiling));
+  }
+}

@@ -1,0 +1,66 @@
+import { readFile } from 'node:fs/promises';
+import { ErrorCode, FleetError } from '@fleetpatch/shared';
+
+/** Where user and group names are looked up. */
+export interface AccountDatabase {
+  passwdPath: string;
+  groupPath: string;
+}
+
+/**
+ * The real host's files, never a path under the driver's rootDir: ownership is applied by this
+ * kernel, so names must mean what they mean to it. Accounts served only by NSS (LDAP, sssd) are
+ * not seen; patches for them must use numeric ids.
+ */
+export const HOST_ACCOUNT_DATABASE: AccountDatabase = { passwdPath: '/etc/passwd', groupPath: '/etc/group' };
+
+/** (uid_t)-1 tells chown "leave unchanged", so it can never be a real id. */
+const MAX_ID = 0xffff_fffe;
+
+export async function resolveUid(owner: string, database: AccountDatabase = HOST_ACCOUNT_DATABASE): Promise<number> {
+  return resolveId(owner, 'user', database.passwdPath);
+}
+
+export async function resolveGid(group: string, database: AccountDatabase = HOST_ACCOUNT_DATABASE): Promise<number> {
+  return resolveId(group, 'group', database.groupPath);
+}
+
+async function resolveId(nameOrId: string, kind: 'user' | 'group', file: string): Promise<number> {
+  if (/^\d+$/.test(nameOrId)) {
+    const id = Number(nameOrId);
+    if (!Number.isSafeInteger(id) || id > MAX_ID) {
+      throw new FleetError(ErrorCode.preconditionFailed, `${kind} id ${nameOrId} is out of range`, {
+        [kind]: nameOrId,
+      });
+    }
+    return id;
+  }
+  const ids = parseAccountFile(await readFile(file, 'utf8'));
+  const id = ids.get(nameOrId);
+  if (id === undefined) {
+    throw new FleetError(ErrorCode.preconditionFailed, `unknown ${kind} ${JSON.stringify(nameOrId)} (not in ${file})`, {
+      [kind]: nameOrId,
+    });
+  }
+  return id;
+}
+
+/**
+ * Parses passwd(5) or group(5): both keep the name in field 1 and the numeric id in field 3.
+ * Malformed lines are skipped rather than fatal, and the first entry for a name wins, as with
+ * glibc's files backend.
+ */
+export function parseAccountFile(text: string): Map<string, number> {
+  const ids = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const fields = line.split(':');
+    const name = fields[0];
+    const idText = fields[2];
+    if (name === undefined || name === '' || idText === undefined || !/^\d+$/.test(idText)) continue;
+    const id = Number(idText);
+    if (id > MAX_ID || ids.has(name)) continue;
+    ids.set(name, id);
+  }
+  return ids;
+}

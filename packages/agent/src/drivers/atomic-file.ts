@@ -1,0 +1,101 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+
+const TEMP_MARKER = '.fleetpatch-tmp-';
+const TEMP_SUFFIX_PATTERN = /^[0-9a-f]{16}$/;
+/** Keeps `.<name>.fleetpatch-tmp-<16 hex>` within NAME_MAX (255) for any legal name. */
+const MAX_NAME_IN_TEMP = 200;
+
+/**
+ * Temp files are named after their target so that an interrupted write can be found and removed
+ * later without touching anything else: `.<name>.fleetpatch-tmp-<random>`. Very long names are
+ * replaced by a digest so the temp name stays legal.
+ */
+export function tempPrefixFor(name: string): string {
+  const stem =
+    Buffer.byteLength(name) > MAX_NAME_IN_TEMP ? createHash('sha256').update(name).digest('hex').slice(0, 32) : name;
+  return `.${stem}${TEMP_MARKER}`;
+}
+
+export function isTempFileFor(name: string, candidate: string): boolean {
+  const prefix = tempPrefixFor(name);
+  return candidate.startsWith(prefix) && TEMP_SUFFIX_PATTERN.test(candidate.slice(prefix.length));
+}
+
+export interface FileAttributes {
+  /** Permission bits including setuid/setgid/sticky, applied after ownership. */
+  mode: number;
+  /** Omitted when the file should keep the creating process's ownership. */
+  owner?: { uid: number; gid: number };
+}
+
+export interface AtomicWriteOptions {
+  /** Runs after the temp file is durable and before the rename: the last moment to back out. */
+  beforeRename?: () => Promise<void>;
+}
+
+/**
+ * Replaces `dir/name` so that a reader (or a crash) sees exactly the old or the new bytes: write a
+ * temp file in the same directory, set ownership then mode (chown clears setuid/setgid, so the
+ * other order would silently drop them), fsync, rename over the target, fsync the directory so the
+ * rename itself survives a power cut.
+ */
+export async function writeFileAtomically(
+  dir: string,
+  name: string,
+  attributes: FileAttributes,
+  writeContent: (handle: FileHandle) => Promise<void>,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const tempPath = join(dir, `${tempPrefixFor(name)}${randomBytes(8).toString('hex')}`);
+  // O_EXCL never follows or reuses anything already at tempPath; 0600 until the real mode is set.
+  const handle = await open(
+    tempPath,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
+  let renamed = false;
+  try {
+    try {
+      await writeContent(handle);
+      if (attributes.owner !== undefined) await handle.chown(attributes.owner.uid, attributes.owner.gid);
+      await handle.chmod(attributes.mode);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await options.beforeRename?.();
+    await rename(tempPath, join(dir, name));
+    renamed = true;
+    await fsyncDirectory(dir);
+  } finally {
+    if (!renamed) await unlink(tempPath).catch(() => undefined);
+  }
+}
+
+/** Writes all of `bytes` at the handle's current position. */
+export async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+/** Makes creations, renames and removals in `dir` durable. */
+export async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Removes `dir/name` and makes the removal durable. */
+export async function removeFileDurably(dir: string, name: string): Promise<void> {
+  await unlink(join(dir, name));
+  await fsyncDirectory(dir);
+}

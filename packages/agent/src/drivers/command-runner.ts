@@ -1,0 +1,115 @@
+import { spawn } from 'node:child_process';
+
+/** Output kept per stream; longer output keeps its tail, where dpkg and apt put the error. */
+const MAX_OUTPUT_CHARS = 256 * 1024;
+/** Grace between SIGTERM and SIGKILL when a command is stopped. */
+const KILL_GRACE_MS = 3_000;
+
+export interface RunOptions {
+  env: NodeJS.ProcessEnv;
+  timeoutMs: number;
+  cwd?: string;
+  /**
+   * Stops the command (its whole process group) when aborted. Leave it out for commands that must
+   * not be interrupted half-way, such as a `dpkg --install`: killing dpkg is what leaves packages
+   * half-installed, so those commands only obey `timeoutMs`.
+   */
+  signal?: AbortSignal;
+}
+
+export interface CommandResult {
+  argv: readonly string[];
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  aborted: boolean;
+}
+
+/**
+ * Runs one program with an argument list (never a shell), stdin closed, in its own process group so
+ * that a timeout or an abort also stops what it started (`fakeroot` → `dpkg` → maintainer scripts).
+ * Resolves with whatever happened; rejects only when the program could not be started at all.
+ */
+export function runCommand(argv: readonly string[], options: RunOptions): Promise<CommandResult> {
+  const [file, ...args] = argv;
+  if (file === undefined) return Promise.reject(new Error('empty command'));
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) {
+      resolve({ argv, exitCode: null, signal: null, stdout: '', stderr: '', timedOut: false, aborted: true });
+      return;
+    }
+    const child = spawn(file, args, {
+      env: options.env,
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+      shell: false,
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    let aborted = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    const append = (acc: string, chunk: Buffer): string => {
+      const next = acc + chunk.toString('utf8');
+      return next.length > MAX_OUTPUT_CHARS ? next.slice(next.length - MAX_OUTPUT_CHARS) : next;
+    };
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout = append(stdout, chunk);
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr = append(stderr, chunk);
+    });
+
+    const killGroup = (sig: NodeJS.Signals): void => {
+      if (child.pid === undefined) return;
+      try {
+        process.kill(-child.pid, sig);
+      } catch {
+        // The group is already gone.
+      }
+    };
+    const stop = (): void => {
+      killGroup('SIGTERM');
+      killTimer ??= setTimeout(() => killGroup('SIGKILL'), KILL_GRACE_MS);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
+    }, options.timeoutMs);
+    const onAbort = (): void => {
+      aborted = true;
+      stop();
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const finish = (): void => {
+      clearTimeout(timer);
+      if (killTimer) clearTimeout(killTimer);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+    child.once('error', (err) => {
+      finish();
+      reject(err);
+    });
+    child.once('close', (exitCode, signal) => {
+      finish();
+      resolve({ argv, exitCode, signal, stdout, stderr, timedOut, aborted });
+    });
+  });
+}
+
+/** The last lines of a command's output, for error details and logs. */
+export function outputTail(result: CommandResult, lines = 20): string {
+  const text = `${result.stdout}\n${result.stderr}`.trim();
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+export function describeExit(result: CommandResult): string {
+  if (result.timedOut) return 'timed out';
+  if (result.aborted) return 'was cancelled';
+  if (result.signal) return `was killed by ${result.signal}`;
+  return `exited with status ${result.exitCode}`;
+}

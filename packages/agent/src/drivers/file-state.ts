@@ -1,0 +1,116 @@
+import { createHash } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { constants } from 'node:fs';
+import { type FileHandle, lstat, open } from 'node:fs/promises';
+import { ErrorCode, FleetError } from '@fleetpatch/shared';
+import { writeAll } from './atomic-file.js';
+import { isErrno } from './safe-path.js';
+
+/** What a managed path holds right now. `mode` is the permission bits only (mask 07777). */
+export type FileState =
+  | { exists: false }
+  | { exists: true; sha256: string; size: number; mode: number; uid: number; gid: number };
+
+export interface OpenedFile {
+  handle: FileHandle;
+  stat: Stats;
+}
+
+const CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Opens a regular file for reading without following a symlink at any point: `lstat` names the
+ * problem clearly, `O_NOFOLLOW` closes the gap if the path is swapped in between, and the
+ * device/inode comparison proves the handle is the file that was checked. `O_NONBLOCK` keeps a
+ * FIFO swapped in at the last moment from hanging the agent. Returns undefined when nothing is there.
+ */
+export async function openRegularFile(hostPath: string, displayPath: string): Promise<OpenedFile | undefined> {
+  let before: Stats;
+  try {
+    before = await lstat(hostPath);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+  assertRegularFile(before, displayPath);
+
+  let handle: FileHandle;
+  try {
+    handle = await open(hostPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if (isErrno(err, 'ELOOP')) assertRegularFile(await lstat(hostPath), displayPath);
+    throw err;
+  }
+  try {
+    const stat = await handle.stat();
+    assertRegularFile(stat, displayPath);
+    if (stat.dev !== before.dev || stat.ino !== before.ino) {
+      throw new FleetError(ErrorCode.preconditionFailed, `${displayPath} was replaced while being inspected`, {
+        path: displayPath,
+      });
+    }
+    return { handle, stat };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+function assertRegularFile(stat: Stats, displayPath: string): void {
+  if (stat.isSymbolicLink()) {
+    throw new FleetError(
+      ErrorCode.policyDenied,
+      `${displayPath} is a symbolic link; fleetpatch never follows symlinks`,
+      {
+        path: displayPath,
+      },
+    );
+  }
+  if (!stat.isFile()) {
+    throw new FleetError(ErrorCode.policyDenied, `${displayPath} is not a regular file`, { path: displayPath });
+  }
+}
+
+/** Reads the current state of a managed path; see `openRegularFile` for what is refused. */
+export async function readFileState(hostPath: string, displayPath: string): Promise<FileState> {
+  const opened = await openRegularFile(hostPath, displayPath);
+  if (opened === undefined) return { exists: false };
+  try {
+    const { sha256, size } = await digestFrom(opened.handle);
+    return { exists: true, sha256, size, ...attributesOf(opened.stat) };
+  } finally {
+    await opened.handle.close();
+  }
+}
+
+export function attributesOf(stat: Stats): { mode: number; uid: number; gid: number } {
+  return { mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid };
+}
+
+/**
+ * Streams the whole file from offset 0, optionally copying every chunk to `copyTo`, and returns
+ * the sha256 of exactly the bytes read (so a copy is hashed from what was written, not re-read).
+ */
+export async function digestFrom(source: FileHandle, copyTo?: FileHandle): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  let position = 0;
+  for (;;) {
+    const { bytesRead } = await source.read(buffer, 0, buffer.byteLength, position);
+    if (bytesRead === 0) break;
+    const chunk = buffer.subarray(0, bytesRead);
+    hash.update(chunk);
+    if (copyTo !== undefined) await writeAll(copyTo, chunk);
+    position += bytesRead;
+  }
+  return { sha256: hash.digest('hex'), size: position };
+}
+
+export function sha256Of(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** `0644`, `04755`: the notation operators write and the journal stores. */
+export function formatMode(mode: number): string {
+  return `0${mode.toString(8).padStart(3, '0')}`;
+}

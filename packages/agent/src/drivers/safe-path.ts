@@ -1,0 +1,134 @@
+import type { Stats } from 'node:fs';
+import { lstat } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { ErrorCode, FleetError, isNormalizedAbsolutePath } from '@fleetpatch/shared';
+
+/** A managed path that passed policy, with where it lives on this machine. */
+export interface SafePath {
+  /** Patch-space path as the operator wrote it, e.g. `/etc/app.conf`. */
+  readonly path: string;
+  /** `join(rootDir, path)`: the file on this machine. */
+  readonly hostPath: string;
+  /** The directory that holds `hostPath`; temp files and renames happen here. */
+  readonly hostDir: string;
+  /** The last segment of `path`. */
+  readonly name: string;
+}
+
+/** `/` or an absolute, normalized path: the only shapes an allowed root may take. */
+export function isValidAllowedRoot(root: string): boolean {
+  return root === '/' || isNormalizedAbsolutePath(root);
+}
+
+/**
+ * Pure policy: the path is absolute and normalized (the shared schema checks this too; the agent
+ * re-checks because it is the last line of defence on its host) and lies under an allowed root.
+ */
+export function assertPathAllowed(path: string, allowedRoots: readonly string[]): void {
+  if (!isNormalizedAbsolutePath(path)) {
+    throw new FleetError(ErrorCode.policyDenied, `path ${JSON.stringify(path)} is not an absolute, normalized path`, {
+      path,
+    });
+  }
+  const allowed = allowedRoots.some((root) => root === '/' || path === root || path.startsWith(`${root}/`));
+  if (!allowed) {
+    throw new FleetError(
+      ErrorCode.policyDenied,
+      `path ${path} is outside the allowed roots (${allowedRoots.length > 0 ? allowedRoots.join(', ') : 'none configured'})`,
+      { path, allowedRoots: [...allowedRoots] },
+    );
+  }
+}
+
+/**
+ * Checks policy, then walks every directory from `rootDir` down to the target's parent with
+ * `lstat`, refusing anything an unprivileged user could use to redirect a root-owned write:
+ * symlinks, non-directories, directories writable by group or others, and directories owned by
+ * anyone but root or this process. Node has no `openat`, so this narrows rather than closes the
+ * check-then-use window; refusing directories others can write is what makes the window unusable.
+ *
+ * Missing parents are `precondition_failed`, never created: a patch targets an existing directory,
+ * and a directory the agent invented would carry ownership and mode nobody reviewed.
+ */
+export async function resolveSafePath(
+  rootDir: string,
+  path: string,
+  allowedRoots: readonly string[],
+): Promise<SafePath> {
+  assertPathAllowed(path, allowedRoots);
+  if (!isAbsolute(rootDir)) {
+    throw new FleetError(ErrorCode.policyDenied, `rootDir ${rootDir} is not absolute`, { rootDir });
+  }
+
+  const rootStat = await lstatOrUndefined(rootDir);
+  if (rootStat === undefined || rootStat.isSymbolicLink() || !rootStat.isDirectory()) {
+    throw new FleetError(ErrorCode.policyDenied, `rootDir ${rootDir} is not a real directory`, { rootDir });
+  }
+
+  const segments = path.slice(1).split('/');
+  const name = segments.pop();
+  if (name === undefined || name === '') {
+    throw new FleetError(ErrorCode.policyDenied, `path ${path} has no file name`, { path });
+  }
+
+  const ownUid = process.geteuid?.() ?? 0;
+  let hostDir = rootDir;
+  let patchDir = '';
+  for (const segment of segments) {
+    hostDir = join(hostDir, segment);
+    patchDir = `${patchDir}/${segment}`;
+    const stat = await lstatOrUndefined(hostDir);
+    if (stat === undefined) {
+      throw new FleetError(
+        ErrorCode.preconditionFailed,
+        `parent directory ${patchDir} does not exist (fleetpatch does not create directories)`,
+        { path, parent: patchDir, reason: 'missing_parent' },
+      );
+    }
+    describeUnsafeDirectory(stat, ownUid, patchDir, path);
+  }
+
+  return { path, hostPath: join(hostDir, name), hostDir, name };
+}
+
+function describeUnsafeDirectory(stat: Stats, ownUid: number, patchDir: string, path: string): void {
+  const details = { path, parent: patchDir };
+  if (stat.isSymbolicLink()) {
+    throw new FleetError(
+      ErrorCode.policyDenied,
+      `parent ${patchDir} is a symbolic link; fleetpatch never follows symlinks`,
+      details,
+    );
+  }
+  if (!stat.isDirectory()) {
+    throw new FleetError(ErrorCode.policyDenied, `parent ${patchDir} is not a directory`, details);
+  }
+  if ((stat.mode & 0o022) !== 0) {
+    throw new FleetError(
+      ErrorCode.policyDenied,
+      `parent ${patchDir} is writable by group or others (mode 0${(stat.mode & 0o7777).toString(8)})`,
+      { ...details, mode: stat.mode & 0o7777 },
+    );
+  }
+  if (stat.uid !== 0 && stat.uid !== ownUid) {
+    throw new FleetError(
+      ErrorCode.policyDenied,
+      `parent ${patchDir} is owned by uid ${stat.uid}, who could swap its entries; only root-owned directories are trusted`,
+      { ...details, uid: stat.uid },
+    );
+  }
+}
+
+async function lstatOrUndefined(hostPath: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(hostPath);
+  } catch (err) {
+    // ENOTDIR: a component of the path is a file; for the walk that is the same as "not there".
+    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return undefined;
+    throw err;
+  }
+}
+
+export function isErrno(err: unknown, code: string): boolean {
+  return err instanceof Error && (err as NodeJS.ErrnoException).code === code;
+}

@@ -1,0 +1,167 @@
+import type { HealthCheck, HealthCheckResult, HealthPolicy } from '@fleetpatch/shared';
+import { type Clock, systemClock } from '../clock.js';
+import type { HealthProbe } from './health-probe.js';
+
+export interface HealthPoll {
+  healthy: boolean;
+  results: HealthCheckResult[];
+}
+
+export interface HealthVerdict extends HealthPoll {
+  /** Human-readable, for the journal and the operator: why healthy, or which check failed how. */
+  reason: string;
+}
+
+export interface HealthWatchOptions {
+  signal: AbortSignal;
+  /** Called after every poll; the executor forwards these as order progress. */
+  onResults?: (results: HealthCheckResult[]) => void;
+}
+
+/**
+ * Polls a host's health checks and judges them over time. Time comes from the `Clock` so the
+ * streak and deadline rules can be tested exactly; the probe does the looking.
+ */
+export class HealthRunner {
+  constructor(
+    private readonly probe: HealthProbe,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  /** Every check once, in parallel. Healthy when all pass; no checks is healthy. */
+  async runOnce(checks: readonly HealthCheck[], signal: AbortSignal): Promise<HealthPoll> {
+    signal.throwIfAborted();
+    const results = await Promise.all(checks.map((check) => this.probe.run(check, signal)));
+    // A check cut short by the abort reads as failed; that must not pass for a verdict.
+    signal.throwIfAborted();
+    return { healthy: results.every((result) => result.ok), results };
+  }
+
+  /**
+   * After apply: healthy once every check has passed on every poll for `minHealthySeconds`
+   * (a failed poll restarts the streak); unhealthy when `healthyDeadlineSeconds` after the start
+   * pass first. The last poll lands on the deadline itself, so a streak that completes exactly
+   * then still counts. Rejects with the signal's reason on abort.
+   */
+  async waitUntilHealthy(policy: HealthPolicy, options: HealthWatchOptions): Promise<HealthVerdict> {
+    const { signal } = options;
+    signal.throwIfAborted();
+    if (policy.checks.length === 0) return { healthy: true, results: [], reason: 'no health checks' };
+
+    const intervalMs = policy.intervalSeconds * 1000;
+    const requiredMs = policy.minHealthySeconds * 1000;
+    const start = this.clock.now();
+    const deadline = start + policy.healthyDeadlineSeconds * 1000;
+    const failures = new FailureTracker();
+    let streakStart: number | undefined;
+
+    for (;;) {
+      const polledAt = this.clock.now();
+      const poll = await this.runOnce(policy.checks, signal);
+      options.onResults?.(poll.results);
+      failures.record(poll.results, polledAt);
+
+      if (poll.healthy) {
+        streakStart ??= polledAt;
+        const streakMs = polledAt - streakStart;
+        if (streakMs >= requiredMs) {
+          return { ...poll, reason: healthyReason(policy.checks.length, streakMs, requiredMs) };
+        }
+      } else {
+        streakStart = undefined;
+      }
+
+      const now = this.clock.now();
+      if (now >= deadline) {
+        const deadlineText = `deadline ${seconds(deadline - start)}`;
+        const why = poll.healthy
+          ? `checks passing for ${seconds(polledAt - (streakStart ?? polledAt))} of the required ${seconds(requiredMs)}`
+          : failures.describe(poll.results, polledAt);
+        return { ...poll, healthy: false, reason: `${why}; ${deadlineText}` };
+      }
+      await this.sleep(Math.min(intervalMs, deadline - now), signal);
+    }
+  }
+
+  /**
+   * During bake: polls for `durationSeconds` and fails on the first failed poll; healthy when the
+   * whole duration passes. With no checks there is nothing to watch, so healthy at once.
+   */
+  async watch(policy: HealthPolicy, durationSeconds: number, options: HealthWatchOptions): Promise<HealthVerdict> {
+    const { signal } = options;
+    signal.throwIfAborted();
+    if (policy.checks.length === 0) return { healthy: true, results: [], reason: 'no health checks' };
+
+    const intervalMs = policy.intervalSeconds * 1000;
+    const start = this.clock.now();
+    const end = start + Math.max(0, durationSeconds) * 1000;
+    const failures = new FailureTracker();
+
+    for (;;) {
+      const polledAt = this.clock.now();
+      const poll = await this.runOnce(policy.checks, signal);
+      options.onResults?.(poll.results);
+      failures.record(poll.results, polledAt);
+      if (!poll.healthy) {
+        return {
+          ...poll,
+          reason: `${failures.describe(poll.results, polledAt)} after ${seconds(polledAt - start)} of watch`,
+        };
+      }
+      const now = this.clock.now();
+      if (now >= end) {
+        return {
+          ...poll,
+          reason: `all ${countChecks(policy.checks.length)} passed for ${seconds(end - start)} of watch`,
+        };
+      }
+      await this.sleep(Math.min(intervalMs, end - now), signal);
+    }
+  }
+
+  private async sleep(ms: number, signal: AbortSignal): Promise<void> {
+    try {
+      await this.clock.sleep(ms, signal);
+    } catch (err) {
+      // timers/promises rejects with an AbortError wrapping the reason; callers want the reason.
+      if (signal.aborted) throw signal.reason;
+      throw err;
+    }
+  }
+}
+
+/** Remembers since when each check (by position) has been failing without a break. */
+class FailureTracker {
+  private readonly failingSince = new Map<number, number>();
+
+  record(results: readonly HealthCheckResult[], at: number): void {
+    results.forEach((result, index) => {
+      if (result.ok) this.failingSince.delete(index);
+      else if (!this.failingSince.has(index)) this.failingSince.set(index, at);
+    });
+  }
+
+  describe(results: readonly HealthCheckResult[], at: number): string {
+    const failed = results.flatMap((result, index) => {
+      if (result.ok) return [];
+      const since = this.failingSince.get(index) ?? at;
+      const lasting = at > since ? ` for ${seconds(at - since)}` : '';
+      return [`${result.kind} check '${result.check}' failed: ${result.observed}${lasting}`];
+    });
+    return failed.join('; ');
+  }
+}
+
+function healthyReason(count: number, streakMs: number, requiredMs: number): string {
+  if (requiredMs === 0) return `all ${countChecks(count)} passed`;
+  return `all ${countChecks(count)} passed for ${seconds(streakMs)} (required ${seconds(requiredMs)})`;
+}
+
+function countChecks(count: number): string {
+  return count === 1 ? '1 check' : `${count} checks`;
+}
+
+function seconds(ms: number): string {
+  const s = ms / 1000;
+  return `${Number.isInteger(s) ? s : s.toFixed(1)} s`;
+}

@@ -1,0 +1,182 @@
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type OrderApply,
+  OrderApplySchema,
+  OrderPhaseSchema,
+  type OrderReport,
+  type OrderResultBody,
+  OrderResultBodySchema,
+} from '@fleetpatch/shared';
+import { z } from 'zod';
+
+/**
+ * One order as the agent's journal records it. Written atomically (temp file, fsync, rename, fsync
+ * dir) before the step it guards, so after any crash the entry says exactly how far the order got.
+ */
+export const JournalEntrySchema = z
+  .object({
+    orderId: z.string(),
+    kind: z.enum(['apply', 'revert']),
+    /** Position in this agent's journal: grows with every write. */
+    seq: z.number().int().min(0),
+    phase: OrderPhaseSchema,
+    /** The apply order as received (apply entries). */
+    order: OrderApplySchema.optional(),
+    /** The apply order a revert entry restores. */
+    revertsOrderId: z.string().optional(),
+    /** The driver's snapshot record, once the snapshot is durable and verified. */
+    snapshot: z.unknown().optional(),
+    /** Whether the host carries this apply order's change, as far as the journal knows. */
+    changed: z.boolean().default(false),
+    result: OrderResultBodySchema.optional(),
+    /** The coordinator confirmed it stored the result; no need to report it again. */
+    acked: z.boolean().default(false),
+    updatedAt: z.string(),
+  })
+  .strict();
+export type JournalEntry = z.infer<typeof JournalEntrySchema>;
+
+const ENTRY_FILE = 'entry.json';
+
+/**
+ * The durable order journal: one directory per order under `<dataDir>/orders/`, holding the entry
+ * and the order's snapshot. Order ids are the idempotency key — an id seen before is answered from
+ * here, never executed again.
+ */
+export class Journal {
+  private readonly entries = new Map<string, JournalEntry>();
+  private seq = 0;
+
+  private constructor(private readonly ordersDir: string) {}
+
+  static async open(dataDir: string): Promise<Journal> {
+    const journal = new Journal(join(dataDir, 'orders'));
+    await mkdir(journal.ordersDir, { recursive: true, mode: 0o700 });
+    for (const name of await readdir(journal.ordersDir)) {
+      const entry = await journal.readEntry(name);
+      if (!entry) continue;
+      journal.entries.set(entry.orderId, entry);
+      journal.seq = Math.max(journal.seq, entry.seq);
+    }
+    return journal;
+  }
+
+  get position(): number {
+    return this.seq;
+  }
+
+  get(orderId: string): JournalEntry | undefined {
+    return this.entries.get(orderId);
+  }
+
+  all(): JournalEntry[] {
+    return [...this.entries.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Unfinished orders and results the coordinator has not acknowledged: what `hello` reports. */
+  pendingReports(): OrderReport[] {
+    return this.all()
+      .filter((e) => e.phase !== 'done' || !e.acked)
+      .map((e) => ({ orderId: e.orderId, phase: e.phase, ...(e.result ? { result: e.result } : {}) }));
+  }
+
+  /** The directory an order's driver keeps its snapshot in. */
+  snapshotDir(orderId: string): string {
+    return join(this.orderDir(orderId), 'snapshot');
+  }
+
+  async createApply(order: OrderApply, at: string): Promise<JournalEntry> {
+    return this.write({
+      orderId: order.orderId,
+      kind: 'apply',
+      seq: 0,
+      phase: 'accepted',
+      order,
+      changed: false,
+      acked: false,
+      updatedAt: at,
+    });
+  }
+
+  async createRevert(orderId: string, revertsOrderId: string, at: string): Promise<JournalEntry> {
+    return this.write({
+      orderId,
+      kind: 'revert',
+      seq: 0,
+      phase: 'reverting',
+      revertsOrderId,
+      changed: false,
+      acked: false,
+      updatedAt: at,
+    });
+  }
+
+  async update(
+    orderId: string,
+    patch: Partial<Omit<JournalEntry, 'orderId' | 'kind' | 'seq'>>,
+    at: string,
+  ): Promise<JournalEntry> {
+    const current = this.entries.get(orderId);
+    if (!current) throw new Error(`journal has no order ${orderId}`);
+    return this.write({ ...current, ...patch, updatedAt: at });
+  }
+
+  async finish(orderId: string, result: OrderResultBody, changed: boolean): Promise<JournalEntry> {
+    return this.update(orderId, { phase: 'done', result, changed }, result.finishedAt);
+  }
+
+  /** Orders whose results were acknowledged long ago can go; their snapshots go with them. */
+  async forget(orderId: string): Promise<void> {
+    this.entries.delete(orderId);
+    await rm(this.orderDir(orderId), { recursive: true, force: true });
+  }
+
+  private async write(entry: JournalEntry): Promise<JournalEntry> {
+    const next: JournalEntry = { ...entry, seq: ++this.seq };
+    const dir = this.orderDir(entry.orderId);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const tmp = join(dir, `${ENTRY_FILE}.tmp`);
+    const handle = await open(tmp, 'w', 0o600);
+    try {
+      await handle.writeFile(JSON.stringify(next));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, join(dir, ENTRY_FILE));
+    await syncDir(dir);
+    this.entries.set(entry.orderId, next);
+    return next;
+  }
+
+  private async readEntry(name: string): Promise<JournalEntry | undefined> {
+    let raw: string;
+    try {
+      raw = await readFile(join(this.ordersDir, name, ENTRY_FILE), 'utf8');
+    } catch {
+      // A directory without an entry: the agent died before the first write completed. Nothing ran.
+      await rm(join(this.ordersDir, name), { recursive: true, force: true });
+      return undefined;
+    }
+    const parsed = JournalEntrySchema.safeParse(JSON.parse(raw));
+    if (!parsed.success) throw new Error(`journal entry ${name} is corrupt: ${parsed.error.message}`);
+    return parsed.data;
+  }
+
+  private orderDir(orderId: string): string {
+    // Order ids come from the wire: keep them from naming anything outside the journal.
+    if (!/^[A-Za-z0-9_.-]{1,100}$/.test(orderId) || orderId.startsWith('.'))
+      throw new Error(`unsafe order id ${orderId}`);
+    return join(this.ordersDir, orderId);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,429 @@
+import { mkdir } from 'node:fs/promises';
+import {
+  type Change,
+  ErrorCode,
+  type ErrorCode as ErrorCodeType,
+  FleetError,
+  type HealthCheckResult,
+  isFleetError,
+  type OrderApply,
+  type OrderPhase,
+  type OrderPreflight,
+  type OrderResultBody,
+  type OrderRevert,
+} from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import type { Driver, DriverContext } from './drivers/driver.js';
+import type { HealthRunner } from './health/health-runner.js';
+import type { Journal, JournalEntry } from './journal.js';
+
+/** What the executor tells the outside world; the connection forwards it when it can. */
+export interface ExecutorEvents {
+  progress(orderId: string, phase: OrderPhase, message?: string, health?: HealthCheckResult[]): void;
+  result(result: OrderResultBody): void;
+}
+
+export type DriverSet = { [K in Change['kind']]?: Driver<Extract<Change, { kind: K }>, unknown> };
+
+export interface OrderExecutorOptions {
+  journal: Journal;
+  drivers: DriverSet;
+  health: HealthRunner;
+  clock: Clock;
+  log: Logger;
+  events: ExecutorEvents;
+  /**
+   * Test-only crash points: called with a checkpoint name after each durable step. The daemon's
+   * main wires it to SIGKILL itself when `FLEETPATCH_TEST_CRASH_AT` names the checkpoint.
+   */
+  checkpoint?: (name: string) => void;
+}
+
+/**
+ * Runs orders through the journal: accepted → baseline → snapshotted → applying → applied →
+ * verifying → done, or reverting → done. Each phase is durable before the step it guards; an order
+ * id seen before is answered from the journal, never run twice. The executor does not need the
+ * coordinator: a host whose health fails reverts itself even when it is cut off.
+ */
+export class OrderExecutor {
+  private readonly running = new Map<string, AbortController>();
+  private readonly options: OrderExecutorOptions;
+  private stopped = false;
+
+  constructor(options: OrderExecutorOptions) {
+    this.options = options;
+  }
+
+  /** How many orders are executing right now. */
+  get busy(): number {
+    return this.running.size;
+  }
+
+  /**
+   * Before anything else at start-up: every order the journal shows as unfinished is brought to a
+   * known state — back to its snapshot if it may have changed the host, else marked not applied.
+   */
+  async recover(): Promise<void> {
+    for (const entry of this.options.journal.all()) {
+      if (entry.phase === 'done') continue;
+      const log = this.options.log.child({ orderId: entry.orderId, phase: entry.phase });
+      log.warn('recovering an order interrupted by a restart');
+      if (entry.kind === 'revert') {
+        await this.runRevert(entry.orderId, entry.revertsOrderId ?? '', true);
+        continue;
+      }
+      const order = entry.order as OrderApply;
+      const driver = this.driverFor(order.change);
+      const ctx = this.context(new AbortController().signal, log);
+      if (driver) await driver.cleanup(order.change, ctx).catch((err: unknown) => log.error({ err }, 'cleanup failed'));
+      const mayHaveChanged =
+        entry.phase === 'applying' ||
+        entry.phase === 'applied' ||
+        entry.phase === 'verifying' ||
+        entry.phase === 'reverting';
+      if (!mayHaveChanged || entry.snapshot === undefined) {
+        await this.finish(entry, {
+          outcome: 'failed',
+          changed: false,
+          errorCode: ErrorCode.internal,
+          reason: `agent restarted during ${entry.phase}; nothing was changed`,
+        });
+        continue;
+      }
+      await this.restoreAndFinish(
+        entry,
+        driver,
+        ctx,
+        'failed',
+        ErrorCode.internal,
+        `agent restarted during ${entry.phase}; restored the snapshot`,
+      );
+    }
+  }
+
+  /** Handles an `order.apply`. Returns once the order is finished (or answered from the journal). */
+  async apply(order: OrderApply): Promise<void> {
+    const known = this.options.journal.get(order.orderId);
+    if (known) return this.answerKnown(known);
+    if (this.stopped) return;
+    const abort = new AbortController();
+    this.running.set(order.orderId, abort);
+    const log = this.options.log.child({ orderId: order.orderId, rolloutId: order.rolloutId, kind: order.change.kind });
+    try {
+      await this.runApply(order, abort.signal, log);
+    } catch (err) {
+      log.error({ err }, 'order failed unexpectedly');
+    } finally {
+      this.running.delete(order.orderId);
+    }
+  }
+
+  /** Handles an `order.revert`: restores the snapshot an apply order took. */
+  async revert(order: OrderRevert): Promise<void> {
+    const known = this.options.journal.get(order.orderId);
+    if (known) return this.answerKnown(known);
+    if (this.stopped) return;
+    await this.runRevert(order.orderId, order.revertsOrderId, false);
+  }
+
+  /** Dry run: policy and preconditions only. Nothing is journaled because nothing changes. */
+  async preflight(order: OrderPreflight): Promise<void> {
+    const driver = this.driverFor(order.change);
+    const base = { orderId: order.orderId, changed: false, finishedAt: this.now() };
+    if (!driver) {
+      this.options.events.result({
+        ...base,
+        outcome: 'would_fail',
+        errorCode: ErrorCode.policyDenied,
+        reason: `${order.change.kind} changes are not enabled on this agent`,
+      });
+      return;
+    }
+    const verdict = await driver
+      .preflight(order.change, this.context(AbortSignal.timeout(120_000), this.options.log))
+      .catch((err: unknown) => ({ outcome: 'would_fail' as const, code: codeOf(err), detail: messageOf(err) }));
+    this.options.events.result({
+      ...base,
+      finishedAt: this.now(),
+      outcome: verdict.outcome,
+      reason: verdict.detail,
+      ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
+    });
+  }
+
+  /** Cancels an order in flight; one that already changed the host goes back to its snapshot. */
+  cancel(orderId: string): void {
+    this.running.get(orderId)?.abort(new FleetError(ErrorCode.cancelled, 'cancelled by the coordinator'));
+  }
+
+  /** The coordinator stored this result: stop reporting it. */
+  async acknowledge(orderId: string): Promise<void> {
+    const entry = this.options.journal.get(orderId);
+    if (entry && entry.phase === 'done' && !entry.acked)
+      await this.options.journal.update(orderId, { acked: true }, this.now());
+  }
+
+  /** Stops taking orders and cancels what runs; interrupted orders are recovered at the next start. */
+  stop(): void {
+    this.stopped = true;
+    for (const abort of this.running.values()) abort.abort(new FleetError(ErrorCode.cancelled, 'agent stopping'));
+  }
+
+  // ---- apply ---------------------------------------------------------------------------------
+
+  private async runApply(order: OrderApply, signal: AbortSignal, log: Logger): Promise<void> {
+    const { journal, events, health } = this.options;
+    let entry = await journal.createApply(order, this.now());
+    events.progress(order.orderId, 'accepted');
+    this.checkpoint('apply:accepted');
+
+    const driver = this.driverFor(order.change);
+    if (!driver) {
+      await this.finish(entry, {
+        outcome: 'failed',
+        changed: false,
+        errorCode: ErrorCode.policyDenied,
+        reason: `${order.change.kind} changes are not enabled on this agent`,
+      });
+      return;
+    }
+    const ctx = this.context(signal, log);
+    try {
+      // Baseline: a host sick before the patch is not the patch's fault.
+      if (order.health.checks.length > 0) {
+        entry = await journal.update(order.orderId, { phase: 'baseline' }, this.now());
+        events.progress(order.orderId, 'baseline');
+        const baseline = await health.runOnce(order.health.checks, signal);
+        if (!baseline.healthy) {
+          await this.finish(entry, {
+            outcome: order.failIfUnhealthyBefore ? 'failed' : 'skipped',
+            changed: false,
+            errorCode: ErrorCode.healthFailed,
+            reason: 'unhealthy before patch',
+            health: baseline.results,
+          });
+          return;
+        }
+      }
+
+      const verdict = await driver.preflight(order.change, ctx);
+      if (verdict.outcome === 'already_applied') {
+        await this.finish(entry, {
+          outcome: 'skipped',
+          changed: false,
+          reason: `already at target: ${verdict.detail}`,
+        });
+        return;
+      }
+      if (verdict.outcome === 'would_fail') {
+        await this.finish(entry, {
+          outcome: 'failed',
+          changed: false,
+          errorCode: verdict.code,
+          reason: verdict.detail,
+        });
+        return;
+      }
+      if (verdict.outcome === 'blocked') {
+        await this.finish(entry, {
+          outcome: 'failed',
+          changed: false,
+          errorCode: ErrorCode.blocked,
+          reason: verdict.detail,
+        });
+        return;
+      }
+
+      // No apply without an escape hatch: the snapshot is durable and verified before anything changes.
+      const dir = journal.snapshotDir(order.orderId);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const snapshot = await driver.snapshot(order.change, dir, ctx);
+      entry = await journal.update(order.orderId, { phase: 'snapshotted', snapshot }, this.now());
+      events.progress(order.orderId, 'snapshotted');
+      this.checkpoint('apply:snapshotted');
+      throwIfAborted(signal);
+
+      entry = await journal.update(order.orderId, { phase: 'applying' }, this.now());
+      events.progress(order.orderId, 'applying');
+      this.checkpoint('apply:applying');
+      await driver.apply(order.change, ctx);
+      this.checkpoint('apply:applied-before-journal');
+      entry = await journal.update(order.orderId, { phase: 'applied', changed: true }, this.now());
+      events.progress(order.orderId, 'applied');
+      this.checkpoint('apply:applied');
+      await driver.verify(order.change, ctx);
+
+      entry = await journal.update(order.orderId, { phase: 'verifying' }, this.now());
+      events.progress(order.orderId, 'verifying');
+      this.checkpoint('apply:verifying');
+      const verdictAfter = await health.waitUntilHealthy(order.health, {
+        signal,
+        onResults: (results) => events.progress(order.orderId, 'verifying', undefined, results),
+      });
+      if (!verdictAfter.healthy) {
+        log.warn({ reason: verdictAfter.reason }, 'health failed after apply; reverting to the snapshot');
+        entry = await journal.update(order.orderId, { phase: 'reverting' }, this.now());
+        events.progress(order.orderId, 'reverting', verdictAfter.reason);
+        this.checkpoint('apply:reverting');
+        await this.restoreAndFinish(
+          entry,
+          driver,
+          ctx,
+          'failed',
+          ErrorCode.healthFailed,
+          verdictAfter.reason,
+          verdictAfter.results,
+        );
+        return;
+      }
+      await this.finish(entry, { outcome: 'healthy', changed: true, health: verdictAfter.results });
+    } catch (err) {
+      const cancelled = signal.aborted;
+      const code = cancelled ? ErrorCode.cancelled : codeOf(err);
+      const reason = cancelled ? 'cancelled' : messageOf(err);
+      if (entry.snapshot === undefined || entry.phase === 'snapshotted') {
+        // Nothing was changed yet.
+        await this.finish(entry, {
+          outcome: cancelled ? 'cancelled' : 'failed',
+          changed: false,
+          errorCode: code,
+          reason,
+        });
+        return;
+      }
+      log.warn({ err }, 'apply did not complete; reverting to the snapshot');
+      entry = await journal.update(order.orderId, { phase: 'reverting' }, this.now());
+      events.progress(order.orderId, 'reverting', reason);
+      await this.restoreAndFinish(
+        entry,
+        driver,
+        this.context(new AbortController().signal, log),
+        cancelled ? 'cancelled' : 'failed',
+        code,
+        reason,
+      );
+    }
+  }
+
+  /** Restores an apply entry's snapshot and finishes it with `outcome`, or revert_failed. */
+  private async restoreAndFinish(
+    entry: JournalEntry,
+    driver: Driver<Change, unknown> | undefined,
+    ctx: DriverContext,
+    outcome: 'failed' | 'cancelled',
+    code: ErrorCodeType,
+    reason: string,
+    health?: HealthCheckResult[],
+  ): Promise<void> {
+    const order = entry.order as OrderApply;
+    try {
+      if (!driver) throw new FleetError(ErrorCode.revertFailed, `${order.change.kind} driver is not enabled`);
+      await driver.restore(order.change, entry.snapshot, this.options.journal.snapshotDir(entry.orderId), ctx);
+      await this.finish(entry, {
+        outcome,
+        changed: false,
+        errorCode: code,
+        reason: `${reason}; reverted to the snapshot`,
+        ...(health ? { health } : {}),
+      });
+    } catch (err) {
+      ctx.log.error({ err }, 'REVERT FAILED: the host may be between states; a human must look');
+      await this.finish(entry, {
+        outcome: 'revert_failed',
+        changed: true,
+        errorCode: ErrorCode.revertFailed,
+        reason: `${reason}; revert failed: ${messageOf(err)}`,
+        ...(health ? { health } : {}),
+      });
+    }
+  }
+
+  // ---- revert --------------------------------------------------------------------------------
+
+  private async runRevert(orderId: string, revertsOrderId: string, recovering: boolean): Promise<void> {
+    const { journal } = this.options;
+    const log = this.options.log.child({ orderId, revertsOrderId });
+    const entry = recovering
+      ? (journal.get(orderId) as JournalEntry)
+      : await journal.createRevert(orderId, revertsOrderId, this.now());
+    if (!recovering) this.options.events.progress(orderId, 'reverting');
+    this.checkpoint('revert:reverting');
+    const target = journal.get(revertsOrderId);
+    if (target?.kind !== 'apply') {
+      await this.finish(entry, {
+        outcome: 'revert_failed',
+        changed: false,
+        errorCode: ErrorCode.notFound,
+        reason: `this agent has no record of order ${revertsOrderId}`,
+      });
+      return;
+    }
+    if (!target.changed || target.snapshot === undefined) {
+      await this.finish(entry, { outcome: 'reverted', changed: false, reason: 'the order left nothing to revert' });
+      return;
+    }
+    const order = target.order as OrderApply;
+    const driver = this.driverFor(order.change);
+    try {
+      if (!driver) throw new FleetError(ErrorCode.revertFailed, `${order.change.kind} driver is not enabled`);
+      const ctx = this.context(new AbortController().signal, log);
+      await driver.cleanup(order.change, ctx);
+      await driver.restore(order.change, target.snapshot, journal.snapshotDir(target.orderId), ctx);
+      this.checkpoint('revert:restored');
+      await journal.update(target.orderId, { changed: false }, this.now());
+      await this.finish(entry, { outcome: 'reverted', changed: false });
+    } catch (err) {
+      log.error({ err }, 'REVERT FAILED: the host may be between states; a human must look');
+      await this.finish(entry, {
+        outcome: 'revert_failed',
+        changed: true,
+        errorCode: ErrorCode.revertFailed,
+        reason: messageOf(err),
+      });
+    }
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  private async finish(entry: JournalEntry, result: Omit<OrderResultBody, 'orderId' | 'finishedAt'>): Promise<void> {
+    const body: OrderResultBody = { orderId: entry.orderId, finishedAt: this.now(), ...result };
+    await this.options.journal.finish(entry.orderId, body, result.changed);
+    this.checkpoint(`${entry.kind}:done`);
+    this.options.events.result(body);
+  }
+
+  private answerKnown(entry: JournalEntry): void {
+    // Re-delivered id: answer with the recorded result; an order still running answers when it ends.
+    if (entry.phase === 'done' && entry.result) this.options.events.result(entry.result);
+  }
+
+  private driverFor(change: Change): Driver<Change, unknown> | undefined {
+    return this.options.drivers[change.kind] as Driver<Change, unknown> | undefined;
+  }
+
+  private context(signal: AbortSignal, log: Logger): DriverContext {
+    return { signal, log };
+  }
+
+  private checkpoint(name: string): void {
+    this.options.checkpoint?.(name);
+  }
+
+  private now(): string {
+    return new Date(this.options.clock.now()).toISOString();
+  }
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted)
+    throw signal.reason instanceof Error ? signal.reason : new FleetError(ErrorCode.cancelled, 'cancelled');
+}
+
+function codeOf(err: unknown): ErrorCodeType {
+  return isFleetError(err) ? err.code : ErrorCode.internal;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,114 @@
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from '@fastify/type-provider-zod';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { type CoordinatorConfig, databaseFile } from './config.js';
+import { RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
+import { RolloutView } from './engine/rollout-view.js';
+import { ApiAuth, sha256Hex } from './http/api-auth.js';
+import { errorHandler } from './http/error-handler.js';
+import { AgentHub } from './hub/agent-hub.js';
+import { agentRoutes } from './routes/agent-routes.js';
+import { eventStreamRoutes } from './routes/event-stream-routes.js';
+import { patchRoutes } from './routes/patch-routes.js';
+import { rolloutRoutes } from './routes/rollout-routes.js';
+import { Store } from './store/store.js';
+
+/** What routes and socket handlers reach through `app.fleet`. */
+export interface FleetServices {
+  store: Store;
+  engine: RolloutEngine;
+  view: RolloutView;
+  hub: AgentHub;
+  auth: ApiAuth;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    fleet: FleetServices;
+  }
+}
+
+export interface BuildAppOptions {
+  logger: Logger;
+  /** For tests: a clock the engine reads instead of Date.now. */
+  clock?: { now(): number };
+  waveGate?: WaveGate;
+}
+
+/**
+ * Builds the coordinator: store, hub, engine and HTTP routes, wired together. It does not listen
+ * (main.ts does). Closing the app closes, in reverse order, the ticker, the hub and the store.
+ */
+export async function buildApp(config: CoordinatorConfig, options: BuildAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    bodyLimit: config.bodyLimitBytes,
+    logController: new LogController({ disableRequestLogging: true }),
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+
+  const store = Store.open(databaseFile(config));
+  app.addHook('onClose', async () => store.close());
+
+  const hub = new AgentHub({
+    authenticate: (token) => store.agents.idForTokenHash(sha256Hex(token)),
+    log: options.logger.child({ component: 'hub' }),
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+  });
+  const engine = new RolloutEngine({
+    store,
+    channel: hub,
+    log: options.logger.child({ component: 'engine' }),
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.waveGate ? { waveGate: options.waveGate } : {}),
+  });
+  const lastSeenWrite = new Map<string, number>();
+  hub.setHandlers({
+    onHello: (agentId, hello) => engine.onAgentHello(agentId, hello),
+    onProgress: (agentId, progress) => engine.onOrderProgress(agentId, progress),
+    onResult: (agentId, result) => engine.onOrderResult(agentId, result),
+    // last_seen is for people; writing it on every heartbeat would be a write per agent per beat.
+    onSeen: (agentId) => {
+      const now = Date.now();
+      if (now - (lastSeenWrite.get(agentId) ?? 0) < 30_000) return;
+      lastSeenWrite.set(agentId, now);
+      store.agents.recordSeen(agentId, new Date(now).toISOString());
+    },
+    onDisconnect: (agentId) => {
+      lastSeenWrite.delete(agentId);
+      if (store.agents.get(agentId)) store.agents.recordSeen(agentId, new Date().toISOString());
+    },
+  });
+  app.server.on('upgrade', (request, socket, head) => hub.handleUpgrade(request, socket, head));
+
+  const ticker = setInterval(() => {
+    try {
+      engine.tick();
+    } catch (err) {
+      options.logger.error({ err }, 'engine tick failed');
+    }
+  }, config.tickIntervalMs);
+  ticker.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(ticker);
+    engine.stop();
+    await hub.close();
+  });
+
+  app.decorate('fleet', {
+    store,
+    engine,
+    view: new RolloutView(store, (hostId) => hub.isOnline(hostId)),
+    hub,
+    auth: new ApiAuth(config.apiTokens),
+  } satisfies FleetServices);
+
+  app.get('/healthz', async () => ({ ok: true, agentsOnline: hub.onlineCount() }));
+  await app.register(agentRoutes, { prefix: '/v1' });
+  await app.register(patchRoutes, { prefix: '/v1' });
+  await app.register(rolloutRoutes, { prefix: '/v1' });
+  await app.register(eventStreamRoutes, { prefix: '/v1' });
+  return app;
+}

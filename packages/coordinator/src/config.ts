@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+
+export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
+export const RoleSchema = z.enum(ROLES);
+export type Role = z.infer<typeof RoleSchema>;
+
+export const ApiTokenSchema = z
+  .object({
+    /** Recorded as the actor of every action taken with this token. */
+    name: z.string().min(1).max(100),
+    /** The token itself, or its sha256 (hex) so the config file holds no secret. */
+    token: z.string().min(16).optional(),
+    tokenSha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+    role: RoleSchema,
+  })
+  .strict()
+  .refine((t) => (t.token === undefined) !== (t.tokenSha256 === undefined), 'give exactly one of token or tokenSha256');
+export type ApiToken = z.infer<typeof ApiTokenSchema>;
+
+export const WebhookSchema = z
+  .object({
+    url: z.url({ protocol: /^https?$/ }),
+    events: z.union([z.literal('*'), z.array(z.string().min(1))]).default('*'),
+    secret: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const CoordinatorConfigSchema = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(7420),
+    /** Holds the SQLite database (fleetpatch.db, WAL). */
+    dataDir: z.string().default('.data/coordinator'),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** API tokens for people and tools. With none configured the API is refused except /healthz. */
+    apiTokens: z.array(ApiTokenSchema).default([]),
+    /** WebSocket ping interval; an agent that misses one is disconnected. */
+    heartbeatIntervalMs: z.number().int().min(100).max(600_000).default(10_000),
+    /** How often deadlines, bakes and windows are checked. */
+    tickIntervalMs: z.number().int().min(10).max(60_000).default(1000),
+    bodyLimitBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(4 * 1024 * 1024),
+    webhooks: z.array(WebhookSchema).default([]),
+  })
+  .strict();
+export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;
+
+export function databaseFile(config: CoordinatorConfig): string {
+  return join(resolve(config.dataDir), 'fleetpatch.db');
+}
+
+/**
+ * Resolves the configuration once, at start-up: file (JSON), then environment, then flags, each
+ * overriding the one before; the result is validated as a whole. Nothing below main.ts reads env.
+ */
+export function loadCoordinatorConfig(input: {
+  file?: string | undefined;
+  env: Record<string, string | undefined>;
+  flags: Partial<Record<'host' | 'port' | 'dataDir' | 'logLevel', string>>;
+}): CoordinatorConfig {
+  const fromFile: Record<string, unknown> = input.file
+    ? (JSON.parse(readFileSync(input.file, 'utf8')) as Record<string, unknown>)
+    : {};
+  const merged: Record<string, unknown> = { ...fromFile };
+  const set = (key: string, value: string | undefined, number = false) => {
+    if (value !== undefined && value !== '') merged[key] = number ? Number(value) : value;
+  };
+  set('host', input.env.FLEETPATCH_HOST);
+  set('port', input.env.FLEETPATCH_PORT, true);
+  set('dataDir', input.env.FLEETPATCH_DATA_DIR);
+  set('logLevel', input.env.FLEETPATCH_LOG_LEVEL);
+  set('host', input.flags.host);
+  set('port', input.flags.port, true);
+  set('dataDir', input.flags.dataDir);
+  set('logLevel', input.flags.logLevel);
+  if (input.env.FLEETPATCH_ADMIN_TOKEN) {
+    const tokens = Array.isArray(merged.apiTokens) ? merged.apiTokens : [];
+    merged.apiTokens = [...tokens, { name: 'admin', token: input.env.FLEETPATCH_ADMIN_TOKEN, role: 'admin' }];
+  }
+  const parsed = CoordinatorConfigSchema.safeParse(merged);
+  if (!parsed.success) throw new Error(`invalid coordinator configuration:\n${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}

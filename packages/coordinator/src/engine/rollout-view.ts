@@ -1,0 +1,131 @@
+import {
+  assignWaves,
+  describeHaltPoint,
+  ErrorCode,
+  FleetError,
+  type HostRunState,
+  resolveWaveSizes,
+  toleratedFailures,
+} from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
+import type { RolloutRecord } from '../store/rollout-repository.js';
+import type { Store } from '../store/store.js';
+import { TERMINAL_HOST_STATES } from './rollout-states.js';
+import { resolveTarget } from './target-resolver.js';
+
+export interface RolloutPlan {
+  rolloutId: string;
+  /** Whether the host list is frozen (rollout started) or resolved from the fleet as it is now. */
+  frozen: boolean;
+  hostCount: number;
+  waveSizes: number[];
+  waves: { wave: number; hosts: string[] }[];
+  toleratedFailures: number;
+  haltsOn: string;
+}
+
+export type WavePhase = 'pending' | 'running' | 'baking' | 'passed';
+
+export interface HostView {
+  hostId: string;
+  state: HostRunState;
+  online: boolean;
+  changed: boolean;
+  orderId: string | null;
+  errorCode: string | null;
+  reason: string | null;
+  health: HostRunRecord['health'];
+}
+
+export interface RolloutStatus {
+  rollout: Omit<RolloutRecord, 'bakeUntil'> & { bakeUntil: string | null };
+  approvals: { approver: string; at: string }[];
+  failures: number;
+  toleratedFailures: number;
+  haltsOn: string;
+  counts: Partial<Record<HostRunState, number>>;
+  waves: { wave: number; phase: WavePhase; hosts: HostView[] }[];
+}
+
+/** Read-only views of a rollout for the API and CLI. */
+export class RolloutView {
+  constructor(
+    private readonly store: Store,
+    private readonly isOnline: (hostId: string) => boolean,
+  ) {}
+
+  plan(id: string): RolloutPlan {
+    const rollout = this.mustGet(id);
+    const frozen = rollout.hostCount > 0;
+    let waves: string[][];
+    if (frozen) {
+      waves = Array.from({ length: rollout.waveCount }, () => []);
+      for (const run of this.store.hostRuns.forRollout(id)) waves[run.wave]?.push(run.hostId);
+    } else {
+      waves = assignWaves(resolveTarget(rollout.request.target, this.store.agents.list()), rollout.request.waves);
+    }
+    const hostCount = waves.reduce((n, w) => n + w.length, 0);
+    const tolerated = toleratedFailures(rollout.request.maxFailures, hostCount);
+    return {
+      rolloutId: id,
+      frozen,
+      hostCount,
+      waveSizes: frozen ? waves.map((w) => w.length) : resolveWaveSizes(hostCount, rollout.request.waves),
+      waves: waves.map((hosts, wave) => ({ wave, hosts })),
+      toleratedFailures: tolerated,
+      haltsOn: describeHaltPoint(tolerated),
+    };
+  }
+
+  status(id: string): RolloutStatus {
+    const rollout = this.mustGet(id);
+    const runs = this.store.hostRuns.forRollout(id);
+    const counts: Partial<Record<HostRunState, number>> = {};
+    const waves: RolloutStatus['waves'] = Array.from({ length: rollout.waveCount }, (_, wave) => ({
+      wave,
+      phase: 'pending' as WavePhase,
+      hosts: [],
+    }));
+    for (const run of runs) {
+      counts[run.state] = (counts[run.state] ?? 0) + 1;
+      waves[run.wave]?.hosts.push({
+        hostId: run.hostId,
+        state: run.state,
+        online: this.isOnline(run.hostId),
+        changed: run.changed,
+        orderId: run.orderId,
+        errorCode: run.errorCode,
+        reason: run.reason,
+        health: run.health,
+      });
+    }
+    for (const wave of waves) {
+      if (wave.wave < rollout.currentWave) wave.phase = 'passed';
+      else if (
+        wave.wave === rollout.currentWave &&
+        rollout.state !== 'awaiting_approval' &&
+        rollout.state !== 'scheduled'
+      ) {
+        const allDone = wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
+        wave.phase = rollout.bakeUntil !== null ? (allDone ? 'baking' : 'running') : 'running';
+        if (rollout.state === 'succeeded') wave.phase = 'passed';
+      }
+    }
+    const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
+    return {
+      rollout: { ...rollout, bakeUntil: rollout.bakeUntil === null ? null : new Date(rollout.bakeUntil).toISOString() },
+      approvals: this.store.rollouts.approvals(id),
+      failures: runs.filter((r) => r.countedFailure).length,
+      toleratedFailures: tolerated,
+      haltsOn: describeHaltPoint(tolerated),
+      counts,
+      waves,
+    };
+  }
+
+  private mustGet(id: string): RolloutRecord {
+    const rollout = this.store.rollouts.get(id);
+    if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);
+    return rollout;
+  }
+}

@@ -1,0 +1,38 @@
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
+import { ErrorCode, FleetError, PatchSpecSchema } from '@fleetpatch/shared';
+import { z } from 'zod';
+import { newId } from '../engine/ids.js';
+
+/** Patches: one described change. Created once, never edited — a new fix is a new patch. */
+export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { store, auth } = app.fleet;
+
+  app.post('/patches', { schema: { body: PatchSpecSchema } }, async (request, reply) => {
+    const caller = auth.require(request, 'write');
+    const patch = { ...request.body, id: newId('pat'), createdBy: caller.name, createdAt: new Date().toISOString() };
+    store.transaction(() => {
+      store.patches.insert(patch);
+      store.appendEvent(
+        { actor: caller.name, type: 'patch.created', data: { patchId: patch.id, title: patch.title } },
+        patch.createdAt,
+      );
+    });
+    return reply.status(201).send(patch);
+  });
+
+  app.get(
+    '/patches',
+    { schema: { querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict() } },
+    async (request) => {
+      auth.require(request, 'read');
+      return { patches: store.patches.list(request.query.limit) };
+    },
+  );
+
+  app.get('/patches/:id', { schema: { params: z.object({ id: z.string().max(100) }) } }, async (request) => {
+    auth.require(request, 'read');
+    const patch = store.patches.get(request.params.id);
+    if (!patch) throw new FleetError(ErrorCode.notFound, `patch ${request.params.id} does not exist`);
+    return patch;
+  });
+};

@@ -1,0 +1,100 @@
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
+import { RolloutRequestSchema } from '@fleetpatch/shared';
+import { z } from 'zod';
+
+const Params = z.object({ id: z.string().min(1).max(100) });
+const HostParams = Params.extend({ hostId: z.string().min(1).max(128) });
+const VerbBody = z
+  .object({ reason: z.string().max(2000).optional() })
+  .strict()
+  .optional();
+
+/** Rollouts: create, plan, the lifecycle verbs, status, and the audit trail (paged and live). */
+export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { store, engine, view, auth } = app.fleet;
+
+  app.post('/rollouts', { schema: { body: RolloutRequestSchema } }, async (request, reply) => {
+    const caller = auth.require(request, 'write');
+    const rollout = engine.create(request.body, caller.name);
+    return reply.status(201).send(view.status(rollout.id));
+  });
+
+  app.get(
+    '/rollouts',
+    { schema: { querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict() } },
+    async (request) => {
+      auth.require(request, 'read');
+      return { rollouts: store.rollouts.list(request.query.limit) };
+    },
+  );
+
+  app.get('/rollouts/:id', { schema: { params: Params } }, async (request) => {
+    auth.require(request, 'read');
+    return view.status(request.params.id);
+  });
+
+  app.get('/rollouts/:id/plan', { schema: { params: Params } }, async (request) => {
+    auth.require(request, 'read');
+    return view.plan(request.params.id);
+  });
+
+  app.post('/rollouts/:id/approve', { schema: { params: Params, body: VerbBody } }, async (request) => {
+    const caller = auth.require(request, 'approve');
+    engine.approve(request.params.id, caller.name);
+    return view.status(request.params.id);
+  });
+
+  const verbs = {
+    start: (id: string, actor: string) => engine.start(id, actor),
+    pause: (id: string, actor: string) => engine.pause(id, actor),
+    resume: (id: string, actor: string) => engine.resume(id, actor),
+    retry: (id: string, actor: string) => engine.retry(id, actor),
+    promote: (id: string, actor: string) => engine.promote(id, actor),
+    revert: (id: string, actor: string) => engine.revert(id, actor),
+  } as const;
+  for (const [verb, act] of Object.entries(verbs)) {
+    app.post(`/rollouts/:id/${verb}`, { schema: { params: Params, body: VerbBody } }, async (request) => {
+      const caller = auth.require(request, 'write');
+      act(request.params.id, caller.name);
+      return view.status(request.params.id);
+    });
+  }
+
+  app.post('/rollouts/:id/abort', { schema: { params: Params, body: VerbBody } }, async (request) => {
+    const caller = auth.require(request, 'write');
+    engine.abort(request.params.id, caller.name, request.body?.reason ?? null);
+    return view.status(request.params.id);
+  });
+
+  app.post(
+    '/rollouts/:id/hosts/:hostId/revert',
+    { schema: { params: HostParams, body: VerbBody } },
+    async (request) => {
+      const caller = auth.require(request, 'write');
+      engine.revertHost(request.params.id, request.params.hostId, caller.name);
+      return view.status(request.params.id);
+    },
+  );
+
+  app.get(
+    '/rollouts/:id/events',
+    {
+      schema: {
+        params: Params,
+        querystring: z
+          .object({
+            after: z.coerce.number().int().min(0).default(0),
+            limit: z.coerce.number().int().min(1).max(1000).default(100),
+          })
+          .strict(),
+      },
+    },
+    async (request) => {
+      auth.require(request, 'read');
+      view.status(request.params.id); // 404 for an unknown rollout
+      const events = store.events(request.params.id, request.query.after, request.query.limit);
+      const last = events.at(-1);
+      return { events, next: events.length === request.query.limit && last ? last.seq : null };
+    },
+  );
+};

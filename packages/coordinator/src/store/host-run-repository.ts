@@ -1,0 +1,210 @@
+import type { HealthCheckResult, HostRunState } from '@fleetpatch/shared';
+import type { Db } from './database.js';
+
+export interface HostRunRecord {
+  rolloutId: string;
+  hostId: string;
+  wave: number;
+  position: number;
+  state: HostRunState;
+  orderId: string | null;
+  revertOrderId: string | null;
+  /** Whether the host carries the change now, as its agent last reported. */
+  changed: boolean;
+  /** Counted against the failure budget (stays true if the host is later reverted). */
+  countedFailure: boolean;
+  dispatchedAt: number | null;
+  finishedAt: number | null;
+  errorCode: string | null;
+  reason: string | null;
+  health: HealthCheckResult[] | null;
+}
+
+interface HostRunRow {
+  rollout_id: string;
+  host_id: string;
+  wave: number;
+  position: number;
+  state: string;
+  order_id: string | null;
+  revert_order_id: string | null;
+  changed: number;
+  counted_failure: number;
+  dispatched_at: number | null;
+  finished_at: number | null;
+  error_code: string | null;
+  reason: string | null;
+  health: string | null;
+}
+
+function toRecord(row: HostRunRow): HostRunRecord {
+  return {
+    rolloutId: row.rollout_id,
+    hostId: row.host_id,
+    wave: row.wave,
+    position: row.position,
+    state: row.state as HostRunState,
+    orderId: row.order_id,
+    revertOrderId: row.revert_order_id,
+    changed: row.changed === 1,
+    countedFailure: row.counted_failure === 1,
+    dispatchedAt: row.dispatched_at,
+    finishedAt: row.finished_at,
+    errorCode: row.error_code,
+    reason: row.reason,
+    health: row.health === null ? null : (JSON.parse(row.health) as HealthCheckResult[]),
+  };
+}
+
+export interface HostRunUpdate {
+  state: HostRunState;
+  changed?: boolean;
+  countedFailure?: boolean;
+  finishedAt?: number | null;
+  errorCode?: string | null;
+  reason?: string | null;
+  health?: HealthCheckResult[] | null;
+}
+
+/**
+ * One row per host per rollout. Every query here is served by an index on (rollout_id, wave, state),
+ * (host_id, state) or the order id, so the hot paths never scan the fleet.
+ */
+export class HostRunRepository {
+  private readonly statements;
+
+  constructor(db: Db) {
+    this.statements = {
+      insert: db.prepare(
+        "INSERT INTO host_runs (rollout_id, host_id, wave, position, state) VALUES (@rolloutId, @hostId, @wave, @position, 'queued')",
+      ),
+      forRollout: db.prepare('SELECT * FROM host_runs WHERE rollout_id = ? ORDER BY wave, position'),
+      forWave: db.prepare('SELECT * FROM host_runs WHERE rollout_id = ? AND wave = ? ORDER BY position'),
+      get: db.prepare('SELECT * FROM host_runs WHERE rollout_id = ? AND host_id = ?'),
+      byOrder: db.prepare('SELECT * FROM host_runs WHERE order_id = ?'),
+      byRevertOrder: db.prepare('SELECT * FROM host_runs WHERE revert_order_id = ?'),
+      countByState: db.prepare(
+        'SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? GROUP BY state',
+      ),
+      countAllByState: db.prepare('SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = ? GROUP BY state'),
+      nextQueued: db.prepare(
+        "SELECT * FROM host_runs WHERE rollout_id = ? AND wave = ? AND state = 'queued' ORDER BY position LIMIT ?",
+      ),
+      inStates: db.prepare(
+        'SELECT * FROM host_runs WHERE rollout_id = ? AND state IN (SELECT value FROM json_each(?)) ORDER BY wave, position',
+      ),
+      activeForHost: db.prepare(
+        `SELECT h.* FROM host_runs h JOIN rollouts r ON r.id = h.rollout_id
+         WHERE h.host_id = ? AND h.state IN (SELECT value FROM json_each(?))`,
+      ),
+      dispatch: db.prepare(
+        "UPDATE host_runs SET order_id = @orderId, state = 'dispatched', dispatched_at = @at, finished_at = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId",
+      ),
+      failures: db.prepare('SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND counted_failure = 1'),
+      waveFailures: db.prepare(
+        'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
+      ),
+      requeue: db.prepare(
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, error_code = NULL, reason = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId",
+      ),
+      dispatchRevert: db.prepare(
+        "UPDATE host_runs SET revert_order_id = @orderId, state = 'reverting', dispatched_at = @at WHERE rollout_id = @rolloutId AND host_id = @hostId",
+      ),
+      update: db.prepare(
+        `UPDATE host_runs SET state = @state,
+           changed = COALESCE(@changed, changed),
+           counted_failure = COALESCE(@countedFailure, counted_failure),
+           finished_at = CASE WHEN @setFinished THEN @finishedAt ELSE finished_at END,
+           error_code = CASE WHEN @setError THEN @errorCode ELSE error_code END,
+           reason = CASE WHEN @setError THEN @reason ELSE reason END,
+           health = COALESCE(@health, health)
+         WHERE rollout_id = @rolloutId AND host_id = @hostId`,
+      ),
+    };
+  }
+
+  insert(run: { rolloutId: string; hostId: string; wave: number; position: number }): void {
+    this.statements.insert.run(run);
+  }
+
+  forRollout(rolloutId: string): HostRunRecord[] {
+    return (this.statements.forRollout.all(rolloutId) as HostRunRow[]).map(toRecord);
+  }
+
+  forWave(rolloutId: string, wave: number): HostRunRecord[] {
+    return (this.statements.forWave.all(rolloutId, wave) as HostRunRow[]).map(toRecord);
+  }
+
+  get(rolloutId: string, hostId: string): HostRunRecord | undefined {
+    const row = this.statements.get.get(rolloutId, hostId) as HostRunRow | undefined;
+    return row && toRecord(row);
+  }
+
+  byOrderId(orderId: string): HostRunRecord | undefined {
+    const row = this.statements.byOrder.get(orderId) as HostRunRow | undefined;
+    return row && toRecord(row);
+  }
+
+  byRevertOrderId(orderId: string): HostRunRecord | undefined {
+    const row = this.statements.byRevertOrder.get(orderId) as HostRunRow | undefined;
+    return row && toRecord(row);
+  }
+
+  countByState(rolloutId: string, wave?: number): Map<HostRunState, number> {
+    const rows = (
+      wave === undefined
+        ? this.statements.countAllByState.all(rolloutId)
+        : this.statements.countByState.all(rolloutId, wave)
+    ) as { state: HostRunState; n: number }[];
+    return new Map(rows.map((row) => [row.state, row.n]));
+  }
+
+  nextQueued(rolloutId: string, wave: number, limit: number): HostRunRecord[] {
+    return (this.statements.nextQueued.all(rolloutId, wave, limit) as HostRunRow[]).map(toRecord);
+  }
+
+  inStates(rolloutId: string, states: readonly HostRunState[]): HostRunRecord[] {
+    return (this.statements.inStates.all(rolloutId, JSON.stringify(states)) as HostRunRow[]).map(toRecord);
+  }
+
+  /** Host runs of this host, across rollouts, in one of `states` (used when its agent reconnects). */
+  forHostInStates(hostId: string, states: readonly HostRunState[]): HostRunRecord[] {
+    return (this.statements.activeForHost.all(hostId, JSON.stringify(states)) as HostRunRow[]).map(toRecord);
+  }
+
+  markDispatched(rolloutId: string, hostId: string, orderId: string, at: number): void {
+    this.statements.dispatch.run({ rolloutId, hostId, orderId, at });
+  }
+
+  failures(rolloutId: string, wave?: number): number {
+    const row = (
+      wave === undefined ? this.statements.failures.get(rolloutId) : this.statements.waveFailures.get(rolloutId, wave)
+    ) as { n: number };
+    return row.n;
+  }
+
+  /** Puts a finished host back in the queue with no order: an explicit retry sends it a new order. */
+  requeue(rolloutId: string, hostId: string): void {
+    this.statements.requeue.run({ rolloutId, hostId });
+  }
+
+  markRevertDispatched(rolloutId: string, hostId: string, orderId: string, at: number): void {
+    this.statements.dispatchRevert.run({ rolloutId, hostId, orderId, at });
+  }
+
+  update(rolloutId: string, hostId: string, update: HostRunUpdate): void {
+    this.statements.update.run({
+      rolloutId,
+      hostId,
+      state: update.state,
+      changed: update.changed === undefined ? null : update.changed ? 1 : 0,
+      countedFailure: update.countedFailure === undefined ? null : update.countedFailure ? 1 : 0,
+      setFinished: update.finishedAt === undefined ? 0 : 1,
+      finishedAt: update.finishedAt ?? null,
+      setError: update.errorCode === undefined && update.reason === undefined ? 0 : 1,
+      errorCode: update.errorCode ?? null,
+      reason: update.reason ?? null,
+      health: update.health === undefined || update.health === null ? null : JSON.stringify(update.health),
+    });
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Versioned schema migrations, applied in order inside one transaction each. Never edit a
+ * migration that has shipped; add a new one.
+ */
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+      CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        labels TEXT NOT NULL DEFAULT '{}',
+        facts TEXT,
+        agent_version TEXT,
+        last_seen_at TEXT,
+        created_at TEXT NOT NULL
+      );
+
+      CREATE TABLE patches (
+        id TEXT PRIMARY KEY,
+        spec TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+
+      CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY,
+        patch_id TEXT NOT NULL REFERENCES patches(id),
+        request TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        host_count INTEGER NOT NULL DEFAULT 0,
+        wave_count INTEGER NOT NULL DEFAULT 0,
+        current_wave INTEGER NOT NULL DEFAULT 0,
+        bake_until INTEGER,
+        state_reason TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT
+      );
+      CREATE INDEX rollouts_state ON rollouts(state);
+
+      CREATE TABLE approvals (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        approver TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, approver)
+      );
+
+      CREATE TABLE host_runs (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        host_id TEXT NOT NULL,
+        wave INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        order_id TEXT UNIQUE,
+        revert_order_id TEXT UNIQUE,
+        changed INTEGER NOT NULL DEFAULT 0,
+        counted_failure INTEGER NOT NULL DEFAULT 0,
+        dispatched_at INTEGER,
+        finished_at INTEGER,
+        error_code TEXT,
+        reason TEXT,
+        health TEXT,
+        PRIMARY KEY (rollout_id, host_id)
+      );
+      CREATE INDEX host_runs_wave_state ON host_runs(rollout_id, wave, state);
+      CREATE INDEX host_runs_host ON host_runs(host_id, state);
+
+      CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        rollout_id TEXT,
+        host_id TEXT,
+        actor TEXT NOT NULL,
+        type TEXT NOT NULL,
+        from_state TEXT,
+        to_state TEXT,
+        data TEXT,
+        at TEXT NOT NULL
+      );
+      CREATE INDEX events_rollout ON events(rollout_id, seq);
+    `,
+  },
+];

@@ -1,0 +1,128 @@
+import type { RolloutRequest, RolloutState } from '@fleetpatch/shared';
+import type { Db } from './database.js';
+
+export interface RolloutRecord {
+  id: string;
+  patchId: string;
+  request: RolloutRequest;
+  state: RolloutState;
+  createdBy: string;
+  hostCount: number;
+  waveCount: number;
+  /** Index of the wave now running (or next to run). */
+  currentWave: number;
+  /** While baking after a passed wave: when the bake ends (ms since epoch). */
+  bakeUntil: number | null;
+  stateReason: string | null;
+  createdAt: string;
+  updatedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+interface RolloutRow {
+  id: string;
+  patch_id: string;
+  request: string;
+  state: string;
+  created_by: string;
+  host_count: number;
+  wave_count: number;
+  current_wave: number;
+  bake_until: number | null;
+  state_reason: string | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+function toRecord(row: RolloutRow): RolloutRecord {
+  return {
+    id: row.id,
+    patchId: row.patch_id,
+    request: JSON.parse(row.request) as RolloutRequest,
+    state: row.state as RolloutState,
+    createdBy: row.created_by,
+    hostCount: row.host_count,
+    waveCount: row.wave_count,
+    currentWave: row.current_wave,
+    bakeUntil: row.bake_until,
+    stateReason: row.state_reason,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+export class RolloutRepository {
+  private readonly statements;
+
+  constructor(db: Db) {
+    this.statements = {
+      insert: db.prepare(
+        `INSERT INTO rollouts (id, patch_id, request, state, created_by, created_at, updated_at)
+         VALUES (@id, @patchId, @request, @state, @createdBy, @at, @at)`,
+      ),
+      byId: db.prepare('SELECT * FROM rollouts WHERE id = ?'),
+      inStates: db.prepare(
+        'SELECT * FROM rollouts WHERE state IN (SELECT value FROM json_each(?)) ORDER BY created_at',
+      ),
+      page: db.prepare('SELECT * FROM rollouts ORDER BY created_at DESC, id DESC LIMIT ?'),
+      setState: db.prepare(
+        `UPDATE rollouts SET state = @state, state_reason = @reason, updated_at = @at,
+           started_at = CASE WHEN @state = 'running' AND started_at IS NULL THEN @at ELSE started_at END,
+           finished_at = CASE WHEN @final THEN @at ELSE NULL END
+         WHERE id = @id`,
+      ),
+      freeze: db.prepare('UPDATE rollouts SET host_count = @hostCount, wave_count = @waveCount WHERE id = @id'),
+      setWave: db.prepare(
+        'UPDATE rollouts SET current_wave = @wave, bake_until = @bakeUntil, updated_at = @at WHERE id = @id',
+      ),
+      approve: db.prepare('INSERT OR IGNORE INTO approvals (rollout_id, approver, at) VALUES (?, ?, ?)'),
+      approvers: db.prepare('SELECT approver, at FROM approvals WHERE rollout_id = ? ORDER BY at'),
+    };
+  }
+
+  insert(
+    rollout: { id: string; patchId: string; request: RolloutRequest; state: RolloutState; createdBy: string },
+    at: string,
+  ): void {
+    this.statements.insert.run({ ...rollout, request: JSON.stringify(rollout.request), at });
+  }
+
+  get(id: string): RolloutRecord | undefined {
+    const row = this.statements.byId.get(id) as RolloutRow | undefined;
+    return row && toRecord(row);
+  }
+
+  inStates(states: readonly RolloutState[]): RolloutRecord[] {
+    return (this.statements.inStates.all(JSON.stringify(states)) as RolloutRow[]).map(toRecord);
+  }
+
+  list(limit: number): RolloutRecord[] {
+    return (this.statements.page.all(limit) as RolloutRow[]).map(toRecord);
+  }
+
+  setState(id: string, state: RolloutState, reason: string | null, final: boolean, at: string): void {
+    this.statements.setState.run({ id, state, reason, final: final ? 1 : 0, at });
+  }
+
+  freezeTarget(id: string, hostCount: number, waveCount: number): void {
+    this.statements.freeze.run({ id, hostCount, waveCount });
+  }
+
+  setWave(id: string, wave: number, bakeUntil: number | null, at: string): void {
+    this.statements.setWave.run({ id, wave, bakeUntil, at });
+  }
+
+  /** Returns false when this approver had already approved. */
+  addApproval(id: string, approver: string, at: string): boolean {
+    return this.statements.approve.run(id, approver, at).changes > 0;
+  }
+
+  approvals(id: string): { approver: string; at: string }[] {
+    return this.statements.approvers.all(id) as { approver: string; at: string }[];
+  }
+}
