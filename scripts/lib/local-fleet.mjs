@@ -120,7 +120,8 @@ export function startAgent({
   ];
   for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
   for (const root of allowRoots) args.push('--allow-root', root);
-  const childEnv = { ...process.env, ...env };
+  // A short reconnect cap keeps tests that restart the coordinator quick; production caps at 30 s.
+  const childEnv = { ...process.env, FLEETPATCH_RECONNECT_MAX_MS: '1000', ...env };
   if (configExtra) childEnv.FLEETPATCH_AGENT_CONFIG = configExtra;
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
   const logs = [];

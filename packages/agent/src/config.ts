@@ -81,6 +81,7 @@ export function loadAgentConfig(input: {
   set('token', input.env.FLEETPATCH_AGENT_TOKEN);
   set('dataDir', input.env.FLEETPATCH_DATA_DIR);
   set('logLevel', input.env.FLEETPATCH_LOG_LEVEL);
+  if (input.env.FLEETPATCH_RECONNECT_MAX_MS) merged.backoffMaxMs = Number(input.env.FLEETPATCH_RECONNECT_MAX_MS);
   const { labels, allowedRoots, ...flags } = input.flags;
   for (const [key, value] of Object.entries(flags)) set(key, value);
   if (labels && Object.keys(labels).length > 0) merged.labels = { ...(merged.labels as object | undefined), ...labels };

@@ -10,7 +10,7 @@ const USAGE = `usage: fleetpatch-agent [--config FILE] [--coordinator URL] [--to
                         [--log-level LEVEL]
 
 Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_AGENT_TOKEN,
-FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL.`;
+FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of the reconnect backoff).`;
 
 async function main(): Promise<void> {
   let config: AgentConfig;

@@ -91,7 +91,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     }
   }, config.tickIntervalMs);
   ticker.unref();
-  app.addHook('onClose', async () => {
+  // preClose, not onClose: the HTTP server cannot finish closing while agent sockets are open.
+  app.addHook('preClose', async () => {
     clearInterval(ticker);
     engine.stop();
     await hub.close();

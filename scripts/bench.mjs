@@ -1,0 +1,370 @@
+// `npm run bench [-- --agents N]`: one real coordinator process and N in-process agents (the
+// `Agent` class, one socket each), each confined to its own scratch root. Measures connect time, a
+// file-patch rollout to all N in waves [1, "10%", "100%"], a one-call revert, memory, events
+// written and status-API latency. Prints numbers, not pass/fail — but checks every file on disk
+// after the rollout and after the revert, and exits non-zero if any is wrong.
+//
+// Flags: --agents N (1000)   --max-parallel N (200; also the revert's revertParallel)
+//        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { Agent, AgentConfigSchema } from '@fleetpatch/agent';
+import { pino } from 'pino';
+import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
+
+const { values: flags } = parseArgs({
+  options: {
+    agents: { type: 'string', default: '1000' },
+    'max-parallel': { type: 'string', default: '200' },
+    deadline: { type: 'string', default: '300' },
+    tmp: { type: 'string' },
+  },
+  strict: true,
+});
+const N = Number.parseInt(flags.agents, 10);
+const MAX_PARALLEL = Number.parseInt(flags['max-parallel'], 10);
+const DEADLINE_MS = Number.parseFloat(flags.deadline) * 1000;
+if (!(N >= 1) || !(MAX_PARALLEL >= 1) || !(DEADLINE_MS > 0)) {
+  process.stderr.write('usage: bench.mjs [--agents N] [--max-parallel N] [--deadline SECONDS] [--tmp DIR]\n');
+  process.exit(2);
+}
+
+const CONFIG_PATH = '/etc/bench/app.conf';
+const OLD = 'listen = 8080\nworkers = 2\n';
+const NEW = 'listen = 8080\nworkers = 4\n';
+const FACTS = {
+  hostname: 'bench',
+  os: 'linux',
+  distro: 'Bench Linux',
+  release: '1.0',
+  kernel: '6.0.0-bench',
+  arch: 'x64',
+  cpus: 2,
+  memoryBytes: 4 * 1024 ** 3,
+};
+const ADMIN_TOKEN = 'bench-admin-token-000001';
+const sha256 = (s) => createHash('sha256').update(s).digest('hex');
+const say = (line = '') => process.stdout.write(`${line}\n`);
+const secs = (ms) => `${(ms / 1000).toFixed(2)} s`;
+const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`;
+const hostId = (i) => `bench-${String(i).padStart(5, '0')}`;
+const started = Date.now();
+const remaining = () => Math.max(1000, started + DEADLINE_MS - Date.now());
+
+/** A tmpfs when there is one: the bench measures the coordinator, not the disk's fsync latency. */
+function scratchBase() {
+  if (flags.tmp) return flags.tmp;
+  try {
+    accessSync('/dev/shm', constants.W_OK);
+    return '/dev/shm';
+  } catch {
+    return tmpdir();
+  }
+}
+
+/** VmRSS and VmHWM (peak) of a process, in KiB, from /proc (Linux only; null elsewhere). */
+function memoryOf(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'))?.[1]);
+    return { rss: field('VmRSS'), peak: field('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+/** Open-files limit of this process (the coordinator child inherits it): each agent is one fd on each side. */
+function openFilesLimit() {
+  try {
+    const limits = readFileSync('/proc/self/limits', 'utf8');
+    const soft = limits.match(/^Max open files\s+(\S+)\s+(\S+)/m);
+    if (soft) return { soft: soft[1], hard: soft[2] };
+  } catch {}
+  try {
+    return { soft: execFileSync('/bin/sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim(), hard: '?' };
+  } catch {
+    return { soft: 'unknown', hard: '?' };
+  }
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function pool(items, limit, fn) {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  });
+  await Promise.all(workers);
+}
+
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+
+// ---- the run ---------------------------------------------------------------------------------------
+
+const failures = [];
+const agents = [];
+let coordinator;
+let work;
+let cleanedUp = false;
+
+async function cleanup() {
+  if (cleanedUp) return;
+  cleanedUp = true;
+  const t = performance.now();
+  // Agents first (each closes its socket), then the coordinator, then the scratch tree.
+  await Promise.allSettled(agents.map((a) => a.agent.stop()));
+  if (coordinator) await coordinator.stop().catch(() => {});
+  if (work) await rm(work, { recursive: true, force: true }).catch(() => {});
+  say(`teardown (stop ${agents.length} agents + coordinator, rm scratch): ${secs(performance.now() - t)}`);
+}
+
+// Overall deadline: whatever is stuck, tear down and exit non-zero.
+const watchdog = setTimeout(() => {
+  process.stderr.write(`bench: overall deadline of ${secs(DEADLINE_MS)} passed; tearing down\n`);
+  if (coordinator) process.stderr.write(`last coordinator log lines:\n${coordinator.logs.slice(-20).join('\n')}\n`);
+  const hard = setTimeout(() => process.exit(3), 15_000);
+  hard.unref();
+  cleanup().finally(() => process.exit(3));
+}, DEADLINE_MS);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    process.stderr.write(`bench: ${signal}; tearing down\n`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+async function main() {
+  const limit = openFilesLimit();
+  const needed = N + 512; // one socket per agent in each process, plus the database, journals and fetch sockets
+  say(`fleetpatch bench: ${N} agents, node ${process.version}, ulimit -n ${limit.soft} (hard ${limit.hard})`);
+  if (limit.soft !== 'unlimited' && Number(limit.soft) < needed) {
+    throw new Error(
+      `open-files limit ${limit.soft} is below the ~${needed} this bench needs (each agent holds one socket in the bench process and one in the coordinator); raise it with \`ulimit -n ${Math.max(needed, 4096)}\``,
+    );
+  }
+
+  work = await mkdtemp(join(scratchBase(), 'fleetpatch-bench-'));
+  say(`scratch: ${work}`);
+  coordinator = await startCoordinator({
+    dataDir: join(work, 'coordinator'),
+    apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
+    // Quiet logs: at info the coordinator writes two lines per agent connection into the pipe.
+    extraConfig: { logLevel: 'warn' },
+  });
+  const admin = apiClient(coordinator.url, ADMIN_TOKEN);
+  say(`coordinator pid ${coordinator.child.pid} on ${coordinator.url}`);
+
+  // Register and lay out the fleet.
+  let t = performance.now();
+  const ids = Array.from({ length: N }, (_, i) => hostId(i));
+  const tokens = new Map();
+  await pool(ids, 16, async (id) => {
+    const { token } = await admin.post('/v1/agents', { id, labels: { role: 'bench' } });
+    tokens.set(id, token);
+  });
+  say(`register ${N} agents (POST /v1/agents, 16 at a time): ${secs(performance.now() - t)}`);
+  await pool(ids, 64, async (id) => {
+    await mkdir(join(work, id, 'root', 'etc/bench'), { recursive: true });
+    await writeFile(join(work, id, 'root', CONFIG_PATH), OLD, { mode: 0o644 });
+  });
+
+  // 1. Connect.
+  const log = pino({ level: 'silent' });
+  for (const id of ids) {
+    const config = AgentConfigSchema.parse({
+      coordinatorUrl: coordinator.url,
+      token: tokens.get(id),
+      labels: { role: 'bench' },
+      dataDir: join(work, id, 'data'),
+      rootDir: join(work, id, 'root'),
+      logLevel: 'silent',
+      file: { allowedRoots: ['/etc'] },
+    });
+    agents.push({ id, agent: new Agent({ config, log, facts: FACTS }) });
+  }
+  t = performance.now();
+  await Promise.all(agents.map((a) => a.agent.start()));
+  let localDone = null;
+  await waitFor(
+    `${N} agents online`,
+    async () => {
+      if (localDone === null && agents.every((a) => a.agent.connected)) localDone = performance.now() - t;
+      const { agentsOnline } = await admin.get('/healthz');
+      if (agentsOnline < N) return false;
+      const { agents: listed } = await admin.get('/v1/agents');
+      return listed.filter((a) => a.online).length === N;
+    },
+    { timeoutMs: remaining(), intervalMs: 100 },
+  );
+  const connectMs = performance.now() - t;
+  say(
+    `connect ${N} agents: ${secs(connectMs)} (all online in GET /v1/agents; all welcomed agent-side at ${secs(localDone ?? connectMs)})`,
+  );
+
+  // 2. Roll out.
+  const patch = await admin.post('/v1/patches', {
+    title: 'Bench: raise workers to 4',
+    problem: 'Benchmark change.',
+    rootCause: 'Benchmark.',
+    intendedFix: `Set workers = 4 in ${CONFIG_PATH}.`,
+    ticket: 'BENCH-1',
+    change: {
+      kind: 'file',
+      path: CONFIG_PATH,
+      content: NEW,
+      mode: '0644',
+      owner: String(process.getuid?.() ?? 0),
+      group: String(process.getgid?.() ?? 0),
+      expectedPriorSha256: sha256(OLD),
+    },
+    health: { checks: [], intervalSeconds: 1, minHealthySeconds: 0, healthyDeadlineSeconds: 60 },
+  });
+  const created = await admin.post('/v1/rollouts', {
+    patchId: patch.id,
+    target: { labels: { role: 'bench' } },
+    waves: [1, '10%', '100%'],
+    maxParallel: MAX_PARALLEL,
+    revertParallel: MAX_PARALLEL,
+    maxFailures: 0,
+    bakeSeconds: 0,
+    requiredApprovals: 0,
+  });
+  const rolloutId = created.rollout.id;
+  // Polled through the cheap list endpoint: GET /v1/rollouts/:id is O(hosts) and would load the coordinator.
+  const waitState = async (states) => {
+    let seen;
+    await waitFor(
+      `rollout ${rolloutId} to reach ${states.join('|')}`,
+      async () => {
+        const { rollouts } = await admin.get('/v1/rollouts?limit=5');
+        seen = rollouts.find((r) => r.id === rolloutId);
+        return seen && states.includes(seen.state);
+      },
+      { timeoutMs: remaining(), intervalMs: 25 },
+    );
+    return seen;
+  };
+  t = performance.now();
+  await admin.post(`/v1/rollouts/${rolloutId}/start`);
+  const rolled = await waitState(['succeeded', 'halted', 'aborted']);
+  const rolloutWallMs = performance.now() - t;
+  if (rolled.state !== 'succeeded') failures.push(`rollout ended ${rolled.state}: ${rolled.stateReason}`);
+
+  const afterRollout = await admin.get(`/v1/rollouts/${rolloutId}`);
+  const wrongAfterRollout = await checkFiles(ids, NEW);
+  if (afterRollout.counts.healthy !== N)
+    failures.push(`after the rollout ${afterRollout.counts.healthy ?? 0}/${N} hosts are healthy`);
+  if (wrongAfterRollout.length > 0)
+    failures.push(
+      `${wrongAfterRollout.length} root(s) lack the new content after the rollout, e.g. ${wrongAfterRollout.slice(0, 3).join(', ')}`,
+    );
+
+  // 3. Revert.
+  t = performance.now();
+  await admin.post(`/v1/rollouts/${rolloutId}/revert`);
+  const reverted = await waitState(['reverted', 'revert_failed']);
+  const revertWallMs = performance.now() - t;
+  if (reverted.state !== 'reverted') failures.push(`revert ended ${reverted.state}: ${reverted.stateReason}`);
+  const afterRevert = await admin.get(`/v1/rollouts/${rolloutId}`);
+  const wrongAfterRevert = await checkFiles(ids, OLD);
+  if (afterRevert.counts.reverted !== N)
+    failures.push(`after the revert ${afterRevert.counts.reverted ?? 0}/${N} hosts are reverted`);
+  if (wrongAfterRevert.length > 0)
+    failures.push(
+      `${wrongAfterRevert.length} root(s) lack the old content after the revert, e.g. ${wrongAfterRevert.slice(0, 3).join(', ')}`,
+    );
+
+  // Events: page through the whole audit trail of the rollout.
+  const events = [];
+  for (let after = 0; ; ) {
+    const page = await admin.get(`/v1/rollouts/${rolloutId}/events?after=${after}&limit=1000`);
+    events.push(...page.events);
+    if (page.next === null) break;
+    after = page.next;
+  }
+  const at = (type, pred = () => true) => {
+    const e = events.find((ev) => ev.type === type && pred(ev));
+    return e ? Date.parse(e.at) : Number.NaN;
+  };
+  const engineRolloutMs = at('rollout.succeeded') - at('rollout.running');
+  const engineRevertMs = at('rollout.reverted') - at('rollout.reverting');
+
+  say(
+    `rollout to ${N} hosts, waves [1, "10%", "100%"], maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → succeeded seen), ${secs(engineRolloutMs)} by event timestamps`,
+  );
+  say(`  throughput: ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s`);
+  for (let wave = 0; wave < created.rollout.waveCount || wave < 3; wave++) {
+    const startAt = at('wave.started', (e) => e.data?.wave === wave);
+    const passAt = at('wave.passed', (e) => e.data?.wave === wave);
+    if (Number.isNaN(startAt)) break;
+    const size = afterRollout.waves[wave]?.hosts.length ?? 0;
+    say(
+      `  wave ${wave + 1} (${size} host${size === 1 ? '' : 's'}): ${secs(passAt - startAt)} (${size > 0 ? (size / ((passAt - startAt) / 1000 || 0.001)).toFixed(0) : '-'} hosts/s)`,
+    );
+  }
+  say(
+    `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s`,
+  );
+  say(`files checked: ${N} roots carried the new content after the rollout and the old after the revert`);
+
+  // 5. API latency while idle.
+  const latencies = [];
+  let bytes = 0;
+  for (let i = 0; i < 200; i++) {
+    const t0 = performance.now();
+    const res = await admin.raw('GET', `/v1/rollouts/${rolloutId}`);
+    bytes = (await res.arrayBuffer()).byteLength;
+    latencies.push(performance.now() - t0);
+  }
+  latencies.sort((a, b) => a - b);
+  say(
+    `GET /v1/rollouts/:id idle, 200 sequential (${(bytes / 1024).toFixed(0)} KiB each): p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms`,
+  );
+
+  // 4. Memory and events.
+  const coordMem = memoryOf(coordinator.child.pid);
+  const benchMem = memoryOf(process.pid) ?? { rss: process.memoryUsage().rss / 1024, peak: Number.NaN };
+  say(
+    `coordinator RSS: ${coordMem ? `${mib(coordMem.rss)} (peak ${mib(coordMem.peak)})` : 'n/a (no /proc)'}; bench process RSS (${N} agents): ${mib(benchMem.rss)} (peak ${mib(benchMem.peak)})`,
+  );
+  const byType = new Map();
+  for (const e of events) byType.set(e.type, (byType.get(e.type) ?? 0) + 1);
+  const top = [...byType.entries()].sort((a, b) => b[1] - a[1]);
+  say(
+    `events written for the rollout: ${events.length} (${(events.length / N).toFixed(1)}/host): ${top.map(([k, v]) => `${k} ${v}`).join(', ')}`,
+  );
+}
+
+/** Host ids whose root does not hold `content` at CONFIG_PATH. */
+async function checkFiles(ids, content) {
+  const wrong = [];
+  await pool(ids, 64, async (id) => {
+    const text = await readFile(join(work, id, 'root', CONFIG_PATH), 'utf8').catch((err) => `<${err.code}>`);
+    if (text !== content) wrong.push(id);
+  });
+  return wrong.sort();
+}
+
+let exitCode = 0;
+try {
+  await main();
+} catch (err) {
+  exitCode = 1;
+  process.stderr.write(`bench failed: ${err.stack ?? err}\n`);
+  if (coordinator) process.stderr.write(`last coordinator log lines:\n${coordinator.logs.slice(-20).join('\n')}\n`);
+} finally {
+  clearTimeout(watchdog);
+  await cleanup();
+}
+for (const failure of failures) process.stderr.write(`CHECK FAILED: ${failure}\n`);
+if (failures.length > 0) exitCode = 1;
+say(`total: ${secs(Date.now() - started)}; ${exitCode === 0 ? 'all checks passed' : 'FAILED'}`);
+process.exit(exitCode);

@@ -1,0 +1,344 @@
+import { createHash } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import {
+  apiClient,
+  startAgent,
+  startCoordinator,
+  waitFor,
+  waitForAgentsOnline,
+  waitForRolloutState,
+} from '../scripts/lib/local-fleet.mjs';
+
+// The walking skeleton, end to end: a real coordinator process, three real agent processes on
+// 127.0.0.1, each confined to its own scratch root; real files checked on disk.
+
+const PATH = '/etc/app/app.conf';
+const OLD = 'listen = 8080\nworkers = 2\n';
+const NEW = 'listen = 8080\nworkers = 8\n';
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const HOSTS = ['web-1', 'web-2', 'web-3'];
+const TOKENS = { admin: 'test-admin-token-0001', alice: 'test-alice-token-0001', bob: 'test-bob-token-000001' };
+
+type Api = ReturnType<typeof apiClient>;
+
+let work: string;
+let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
+const agents: ReturnType<typeof startAgent>[] = [];
+let admin: Api;
+let alice: Api;
+let bob: Api;
+
+const rootOf = (host: string) => join(work, host, 'root');
+
+async function resetFiles(): Promise<void> {
+  for (const host of HOSTS) {
+    await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
+    await chmod(join(rootOf(host), 'etc/app'), 0o755);
+    await writeFile(join(rootOf(host), PATH), OLD, { mode: 0o644 });
+    await chmod(join(rootOf(host), PATH), 0o644);
+  }
+}
+
+function patchBody(overrides: Record<string, unknown> = {}) {
+  return {
+    title: 'More workers for app',
+    problem: 'Requests queue at peak.',
+    rootCause: 'Too few workers.',
+    intendedFix: 'workers = 8',
+    ticket: 'OPS-1',
+    change: {
+      kind: 'file',
+      path: PATH,
+      content: NEW,
+      mode: '0600',
+      owner: '65534',
+      group: '65534',
+      expectedPriorSha256: sha256(OLD),
+    },
+    ...overrides,
+  };
+}
+
+/** Creates, approves (as bob) and starts (as alice) a rollout; returns its id. */
+async function launch(rollout: Record<string, unknown>): Promise<string> {
+  const created = await alice.post('/v1/rollouts', rollout);
+  const id = created.rollout.id as string;
+  await bob.post(`/v1/rollouts/${id}/approve`);
+  await alice.post(`/v1/rollouts/${id}/start`);
+  return id;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'fleetpatch-e2e-'));
+  await resetFiles();
+  coordinator = await startCoordinator({
+    dataDir: join(work, 'coordinator'),
+    apiTokens: [
+      { name: 'admin', token: TOKENS.admin, role: 'admin' },
+      { name: 'alice', token: TOKENS.alice, role: 'operator' },
+      { name: 'bob', token: TOKENS.bob, role: 'approver' },
+    ],
+  });
+  admin = apiClient(coordinator.url, TOKENS.admin);
+  alice = apiClient(coordinator.url, TOKENS.alice);
+  bob = apiClient(coordinator.url, TOKENS.bob);
+  for (const host of HOSTS) {
+    const { token } = await admin.post('/v1/agents', { id: host, labels: { role: 'web' } });
+    agents.push(
+      startAgent({
+        coordinatorUrl: coordinator.url,
+        token,
+        dataDir: join(work, host, 'data'),
+        rootDir: rootOf(host),
+        labels: { role: 'web' },
+      }),
+    );
+  }
+  await waitForAgentsOnline(admin, HOSTS);
+});
+
+afterAll(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+  await coordinator?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('a file patch rolled out in waves', () => {
+  it('reports each agent with facts and labels', async () => {
+    const { agents: listed } = await admin.get('/v1/agents');
+    expect(listed.map((a: { id: string }) => a.id)).toEqual(HOSTS);
+    for (const agent of listed) {
+      expect(agent.online).toBe(true);
+      expect(agent.labels).toEqual({ role: 'web' });
+      expect(agent.facts.os).toBe('linux');
+      expect(agent.facts.cpus).toBeGreaterThan(0);
+      expect(agent.lastSeenAt).not.toBeNull();
+    }
+  });
+
+  it('plans, applies wave by wave, and reverts in one call to the exact prior bytes, mode and owner', async () => {
+    await resetFiles();
+    const patch = await alice.post('/v1/patches', patchBody());
+    const created = await alice.post('/v1/rollouts', {
+      patchId: patch.id,
+      target: { labels: { role: 'web' } },
+      waves: [1, '50%', '100%'],
+      maxFailures: 0,
+    });
+    const id = created.rollout.id as string;
+    expect(created.rollout.state).toBe('awaiting_approval');
+
+    const plan = await alice.get(`/v1/rollouts/${id}/plan`);
+    expect(plan.waveSizes).toEqual([1, 1, 1]);
+    expect(plan.waves.map((w: { hosts: string[] }) => w.hosts)).toEqual([['web-1'], ['web-2'], ['web-3']]);
+    expect(plan.haltsOn).toBe('halts on the 1st failure');
+
+    await bob.post(`/v1/rollouts/${id}/approve`);
+    await alice.post(`/v1/rollouts/${id}/start`);
+    const done = await waitForRolloutState(alice, id, ['succeeded', 'halted']);
+    expect(done.rollout.state).toBe('succeeded');
+    expect(done.waves.map((w: { phase: string }) => w.phase)).toEqual(['passed', 'passed', 'passed']);
+
+    for (const host of HOSTS) {
+      const file = join(rootOf(host), PATH);
+      const info = await stat(file);
+      expect(await readFile(file, 'utf8')).toBe(NEW);
+      expect(info.mode & 0o7777).toBe(0o600);
+      expect([info.uid, info.gid]).toEqual([65534, 65534]);
+      expect((await readdir(join(rootOf(host), 'etc/app'))).sort()).toEqual(['app.conf']); // no temp files
+    }
+
+    // Waves really were sequential: each host's dispatch follows the previous wave passing.
+    const { events } = await alice.get(`/v1/rollouts/${id}/events?limit=1000`);
+    const order = events
+      .filter((e: { type: string }) => e.type === 'host.dispatched' || e.type === 'wave.passed')
+      .map((e: { type: string; hostId: string | null; data: { wave: number } }) =>
+        e.type === 'wave.passed' ? `passed:${e.data.wave}` : `dispatch:${e.hostId}`,
+      );
+    expect(order).toEqual(['dispatch:web-1', 'passed:0', 'dispatch:web-2', 'passed:1', 'dispatch:web-3', 'passed:2']);
+
+    await alice.post(`/v1/rollouts/${id}/revert`);
+    const reverted = await waitForRolloutState(alice, id, ['reverted', 'revert_failed']);
+    expect(reverted.rollout.state).toBe('reverted');
+    for (const host of HOSTS) {
+      const file = join(rootOf(host), PATH);
+      const info = await stat(file);
+      expect(await readFile(file, 'utf8')).toBe(OLD);
+      expect(info.mode & 0o7777).toBe(0o644);
+      expect([info.uid, info.gid]).toEqual([0, 0]);
+    }
+    expect(reverted.waves.flatMap((w: { hosts: { state: string }[] }) => w.hosts.map((h) => h.state))).toEqual([
+      'reverted',
+      'reverted',
+      'reverted',
+    ]);
+  });
+
+  it('creates a file that did not exist, and revert removes it again', async () => {
+    const patch = await alice.post(
+      '/v1/patches',
+      patchBody({
+        change: {
+          kind: 'file',
+          path: '/etc/app/extra.conf',
+          content: 'x=1\n',
+          mode: '0644',
+          owner: 'root',
+          group: 'root',
+          expectedPriorSha256: 'absent',
+        },
+      }),
+    );
+    const id = await launch({ patchId: patch.id, target: { hostIds: ['web-2', 'web-3'] }, waves: ['100%'] });
+    expect((await waitForRolloutState(alice, id, ['succeeded', 'halted'])).rollout.state).toBe('succeeded');
+    expect(await readFile(join(rootOf('web-2'), '/etc/app/extra.conf'), 'utf8')).toBe('x=1\n');
+    await expect(stat(join(rootOf('web-1'), '/etc/app/extra.conf'))).rejects.toThrow(/ENOENT/);
+
+    await alice.post(`/v1/rollouts/${id}/revert`);
+    expect((await waitForRolloutState(alice, id, ['reverted', 'revert_failed'])).rollout.state).toBe('reverted');
+    for (const host of ['web-2', 'web-3']) {
+      await expect(stat(join(rootOf(host), '/etc/app/extra.conf'))).rejects.toThrow(/ENOENT/);
+    }
+  });
+});
+
+describe('the failure budget', () => {
+  it('halts on the first failure with maxFailures 0 and never touches the next waves', async () => {
+    await resetFiles();
+    // web-1 (the canary) cannot be written: its directory is group-writable, which the agent refuses.
+    await chmod(join(rootOf('web-1'), 'etc/app'), 0o775);
+    const patch = await alice.post('/v1/patches', patchBody());
+    const id = await launch({ patchId: patch.id, target: { all: true }, waves: [1, '50%', '100%'], maxFailures: 0 });
+    const halted = await waitForRolloutState(alice, id, ['halted', 'succeeded']);
+    expect(halted.rollout.state).toBe('halted');
+    expect(halted.rollout.stateReason).toMatch(/failure budget exceeded: 1 failed, 0 tolerated/);
+    const canary = halted.waves[0].hosts[0];
+    expect(canary).toMatchObject({ hostId: 'web-1', state: 'failed', changed: false, errorCode: 'policy_denied' });
+    expect(halted.waves[1].hosts[0].state).toBe('queued');
+    expect(halted.waves[2].hosts[0].state).toBe('queued');
+    for (const host of HOSTS) expect(await readFile(join(rootOf(host), PATH), 'utf8')).toBe(OLD);
+    const { events } = await alice.get(`/v1/rollouts/${id}/events?limit=1000`);
+    expect(
+      events.filter((e: { type: string }) => e.type === 'host.dispatched').map((e: { hostId: string }) => e.hostId),
+    ).toEqual(['web-1']);
+  });
+
+  it('carries on while failures stay within the budget', async () => {
+    await resetFiles();
+    await chmod(join(rootOf('web-1'), 'etc/app'), 0o775);
+    const patch = await alice.post('/v1/patches', patchBody());
+    const id = await launch({ patchId: patch.id, target: { all: true }, waves: [1, '100%'], maxFailures: 1 });
+    const done = await waitForRolloutState(alice, id, ['halted', 'succeeded']);
+    expect(done.rollout.state).toBe('succeeded');
+    expect(done.failures).toBe(1);
+    expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe(OLD);
+    expect(await readFile(join(rootOf('web-2'), PATH), 'utf8')).toBe(NEW);
+    expect(await readFile(join(rootOf('web-3'), PATH), 'utf8')).toBe(NEW);
+    await chmod(join(rootOf('web-1'), 'etc/app'), 0o755);
+  });
+
+  it('refuses drift: a host whose file is not what the patch expected is not overwritten', async () => {
+    await resetFiles();
+    await writeFile(join(rootOf('web-1'), PATH), 'edited by hand\n');
+    const patch = await alice.post('/v1/patches', patchBody());
+    const id = await launch({ patchId: patch.id, target: { hostIds: ['web-1'] }, waves: [1] });
+    const halted = await waitForRolloutState(alice, id, ['halted', 'succeeded']);
+    expect(halted.waves[0].hosts[0]).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
+    expect(halted.waves[0].hosts[0].reason).toMatch(/drift/);
+    expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe('edited by hand\n');
+  });
+});
+
+describe('bad input is refused and changes nothing', () => {
+  it('answers 400 naming the failing fields, and stores nothing', async () => {
+    const before = (await alice.get('/v1/patches?limit=500')).patches.length;
+    const res = await alice.raw('POST', '/v1/patches', {
+      ...patchBody(),
+      problem: '',
+      change: { kind: 'file', path: 'etc/../passwd', content: 'x', mode: '999', owner: 'root', group: 'root' },
+    });
+    expect(res.status).toBe(400);
+    const body = await res.json();
+    expect(body.error.code).toBe('validation_failed');
+    const paths = body.error.details.issues.map((i: { path: string }) => i.path);
+    expect(paths).toEqual(expect.arrayContaining(['body.problem', 'body.change.path', 'body.change.mode']));
+    expect((await alice.get('/v1/patches?limit=500')).patches.length).toBe(before);
+  });
+
+  it('refuses malformed JSON, unknown fields and bad wave steps', async () => {
+    const broken = await alice.raw('POST', '/v1/patches', '{"title":');
+    expect(broken.status).toBe(400);
+    const unknown = await alice.raw('POST', '/v1/patches', { ...patchBody(), extra: true });
+    expect(unknown.status).toBe(400);
+    const patch = await alice.post('/v1/patches', patchBody());
+    const waves = await alice.raw('POST', '/v1/rollouts', {
+      patchId: patch.id,
+      target: { all: true },
+      waves: [0, '-5%'],
+    });
+    expect(waves.status).toBe(400);
+    const paths = (await waves.json()).error.details.issues.map((i: { path: string }) => i.path);
+    expect(paths.some((p: string) => p.startsWith('body.waves'))).toBe(true);
+    const noTarget = await alice.raw('POST', '/v1/rollouts', { patchId: patch.id, target: {} });
+    expect(noTarget.status).toBe(400);
+    const ghost = await alice.raw('POST', '/v1/rollouts', { patchId: patch.id, target: { hostIds: ['nope-1'] } });
+    expect(ghost.status).toBe(400);
+    expect((await ghost.json()).error.message).toMatch(/unknown host ids: nope-1/);
+  });
+
+  it('refuses callers without a valid token or the right role', async () => {
+    expect((await apiClient(coordinator.url, 'wrong-token-000000').raw('GET', '/v1/agents')).status).toBe(401);
+    expect((await bob.raw('POST', '/v1/patches', patchBody())).status).toBe(403);
+    const patch = await alice.post('/v1/patches', patchBody());
+    const created = await alice.post('/v1/rollouts', { patchId: patch.id, target: { all: true } });
+    const self = await alice.raw('POST', `/v1/rollouts/${created.rollout.id}/approve`, {});
+    expect(self.status).toBe(403);
+    const early = await alice.raw('POST', `/v1/rollouts/${created.rollout.id}/start`, {});
+    expect(early.status).toBe(409);
+    expect((await early.json()).error.details.state).toBe('awaiting_approval');
+  });
+
+  it('closes an agent socket with an unknown token with code 4401 and records nothing', async () => {
+    const ids = async () => (await admin.get('/v1/agents')).agents.map((a: { id: string }) => a.id);
+    const before = await ids();
+    const socket = new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
+      headers: { authorization: 'Bearer not-a-real-agent-token' },
+    });
+    const [code] = await new Promise<[number, string]>((resolve) =>
+      socket.on('close', (c, r) => resolve([c, r.toString()])),
+    );
+    expect(code).toBe(4401);
+    expect(await ids()).toEqual(before);
+  });
+
+  it('closes an agent that sends a malformed frame with 4400 and stays up', async () => {
+    const { token } = await admin.post('/v1/agents', { id: 'bad-frame-1' });
+    const socket = new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    await new Promise((resolve) => socket.on('open', resolve));
+    socket.send(JSON.stringify({ type: 'hello', protocolVersion: 'one' }));
+    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
+    expect(code).toBe(4400);
+    expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('agents reconnect', () => {
+  it('come back by themselves when the coordinator restarts', async () => {
+    const port = coordinator.port;
+    await coordinator.stop();
+    coordinator = await startCoordinator({
+      dataDir: join(work, 'coordinator'),
+      port,
+      apiTokens: [{ name: 'admin', token: TOKENS.admin, role: 'admin' }],
+    });
+    admin = apiClient(coordinator.url, TOKENS.admin);
+    await waitForAgentsOnline(admin, HOSTS, 30_000);
+    await waitFor('healthz to count three agents', async () => (await admin.get('/healthz')).agentsOnline >= 3);
+  });
+});
