@@ -123,7 +123,8 @@ export class Journal {
   }
 
   async finish(orderId: string, result: OrderResultBody, changed: boolean): Promise<JournalEntry> {
-    return this.update(orderId, { phase: 'done', result, changed }, result.finishedAt);
+    // acked resets: a second result (a failure during bake) must be reported again.
+    return this.update(orderId, { phase: 'done', result, changed, acked: false }, result.finishedAt);
   }
 
   /** Orders whose results were acknowledged long ago can go; their snapshots go with them. */

@@ -47,7 +47,9 @@ export interface OrderExecutorOptions {
  * coordinator: a host whose health fails reverts itself even when it is cut off.
  */
 export class OrderExecutor {
-  private readonly running = new Map<string, AbortController>();
+  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  /** Healthy apply orders still being watched through their bake. */
+  private readonly baking = new Map<string, { abort: AbortController; done: Promise<void> }>();
   private readonly options: OrderExecutorOptions;
   private stopped = false;
 
@@ -108,12 +110,13 @@ export class OrderExecutor {
     if (known) return this.answerKnown(known);
     if (this.stopped) return;
     const abort = new AbortController();
-    this.running.set(order.orderId, abort);
     const log = this.options.log.child({ orderId: order.orderId, rolloutId: order.rolloutId, kind: order.change.kind });
-    try {
-      await this.runApply(order, abort.signal, log);
-    } catch (err) {
+    const done = this.runApply(order, abort.signal, log).catch((err: unknown) => {
       log.error({ err }, 'order failed unexpectedly');
+    });
+    this.running.set(order.orderId, { abort, done });
+    try {
+      await done;
     } finally {
       this.running.delete(order.orderId);
     }
@@ -154,7 +157,8 @@ export class OrderExecutor {
 
   /** Cancels an order in flight; one that already changed the host goes back to its snapshot. */
   cancel(orderId: string): void {
-    this.running.get(orderId)?.abort(new FleetError(ErrorCode.cancelled, 'cancelled by the coordinator'));
+    this.running.get(orderId)?.abort.abort(new FleetError(ErrorCode.cancelled, 'cancelled by the coordinator'));
+    this.baking.get(orderId)?.abort.abort(new FleetError(ErrorCode.cancelled, 'cancelled by the coordinator'));
   }
 
   /** The coordinator stored this result: stop reporting it. */
@@ -167,7 +171,8 @@ export class OrderExecutor {
   /** Stops taking orders and cancels what runs; interrupted orders are recovered at the next start. */
   stop(): void {
     this.stopped = true;
-    for (const abort of this.running.values()) abort.abort(new FleetError(ErrorCode.cancelled, 'agent stopping'));
+    for (const { abort } of this.running.values()) abort.abort(new FleetError(ErrorCode.cancelled, 'agent stopping'));
+    for (const { abort } of this.baking.values()) abort.abort(new FleetError(ErrorCode.cancelled, 'agent stopping'));
   }
 
   // ---- apply ---------------------------------------------------------------------------------
@@ -261,6 +266,17 @@ export class OrderExecutor {
         signal,
         onResults: (results) => events.progress(order.orderId, 'verifying', undefined, results),
       });
+      if (!verdictAfter.healthy && !order.revertOnHealthFailure) {
+        log.warn({ reason: verdictAfter.reason }, 'health failed after apply; left changed (autoRevert: none)');
+        await this.finish(entry, {
+          outcome: 'failed',
+          changed: true,
+          errorCode: ErrorCode.healthFailed,
+          reason: `${verdictAfter.reason}; left changed for inspection (autoRevert: none)`,
+          health: verdictAfter.results,
+        });
+        return;
+      }
       if (!verdictAfter.healthy) {
         log.warn({ reason: verdictAfter.reason }, 'health failed after apply; reverting to the snapshot');
         entry = await journal.update(order.orderId, { phase: 'reverting' }, this.now());
@@ -278,6 +294,7 @@ export class OrderExecutor {
         return;
       }
       await this.finish(entry, { outcome: 'healthy', changed: true, health: verdictAfter.results });
+      if (order.bakeSeconds > 0 && order.health.checks.length > 0) this.startBake(order, driver, log);
     } catch (err) {
       const cancelled = signal.aborted;
       const code = cancelled ? ErrorCode.cancelled : codeOf(err);
@@ -339,6 +356,51 @@ export class OrderExecutor {
     }
   }
 
+  /**
+   * Bake: the host stays under watch after it reported healthy. A failure now is still the patch's
+   * failure — the host reverts itself (unless autoRevert is none) and reports a second result.
+   */
+  private startBake(order: OrderApply, driver: Driver<Change, unknown>, log: Logger): void {
+    const abort = new AbortController();
+    const watch = async () => {
+      const verdict = await this.options.health.watch(order.health, order.bakeSeconds, {
+        signal: abort.signal,
+        onResults: (results) => this.options.events.progress(order.orderId, 'verifying', 'baking', results),
+      });
+      if (verdict.healthy || abort.signal.aborted) return;
+      log.warn({ reason: verdict.reason }, 'health failed during bake');
+      let entry = this.options.journal.get(order.orderId) as JournalEntry;
+      if (!order.revertOnHealthFailure) {
+        await this.finish(entry, {
+          outcome: 'failed',
+          changed: true,
+          errorCode: ErrorCode.healthFailed,
+          reason: `during bake: ${verdict.reason}; left changed for inspection (autoRevert: none)`,
+          health: verdict.results,
+        });
+        return;
+      }
+      entry = await this.options.journal.update(order.orderId, { phase: 'reverting' }, this.now());
+      this.options.events.progress(order.orderId, 'reverting', verdict.reason);
+      const ctx = this.context(new AbortController().signal, log);
+      await this.restoreAndFinish(
+        entry,
+        driver,
+        ctx,
+        'failed',
+        ErrorCode.healthFailed,
+        `during bake: ${verdict.reason}`,
+        verdict.results,
+      );
+    };
+    const done = watch()
+      .catch((err: unknown) => {
+        if (!abort.signal.aborted) log.error({ err }, 'bake watch failed');
+      })
+      .finally(() => this.baking.delete(order.orderId));
+    this.baking.set(order.orderId, { abort, done });
+  }
+
   // ---- revert --------------------------------------------------------------------------------
 
   private async runRevert(orderId: string, revertsOrderId: string, recovering: boolean): Promise<void> {
@@ -349,6 +411,11 @@ export class OrderExecutor {
       : await journal.createRevert(orderId, revertsOrderId, this.now());
     if (!recovering) this.options.events.progress(orderId, 'reverting');
     this.checkpoint('revert:reverting');
+    // A revert wins over a bake watch, and waits for an apply of the same order still running.
+    const bake = this.baking.get(revertsOrderId);
+    bake?.abort.abort(new FleetError(ErrorCode.cancelled, 'reverted'));
+    await bake?.done;
+    await this.running.get(revertsOrderId)?.done;
     const target = journal.get(revertsOrderId);
     if (target?.kind !== 'apply') {
       await this.finish(entry, {

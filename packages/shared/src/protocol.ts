@@ -159,6 +159,17 @@ export const OrderApplySchema = z
     health: HealthPolicySchema,
     /** Fail baseline-unhealthy hosts instead of skipping them. */
     failIfUnhealthyBefore: z.boolean().default(false),
+    /**
+     * Whether a host whose health fails after apply restores its snapshot by itself (the rollout's
+     * autoRevert is not `none`). A change that fails to apply or verify is always undone.
+     */
+    revertOnHealthFailure: z.boolean().default(true),
+    /** After reporting healthy, keep watching health this long; a failure then reverts and reports again. */
+    bakeSeconds: z
+      .number()
+      .min(0)
+      .max(7 * 24 * 3600)
+      .default(0),
   })
   .strict();
 

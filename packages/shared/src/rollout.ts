@@ -101,7 +101,14 @@ export const RolloutRequestSchema = z
       .max(24 * 3600)
       .default(600),
     offline: OfflinePolicySchema.default({ mode: 'wait', deliveryDeadlineSeconds: 300 }),
-    autoRevert: AutoRevertScopeSchema.default('none'),
+    /**
+     * What goes back when things fail. none: a host whose health fails is left changed for a human
+     * to inspect; host: it restores its own snapshot (always, even cut off from the coordinator);
+     * wave: on halt, also revert the halted wave's healthy hosts; rollout: on halt, revert every host.
+     */
+    autoRevert: AutoRevertScopeSchema.default('host'),
+    /** A host already unhealthy before the patch is skipped; set true to count it as a failure. */
+    failUnhealthyBefore: z.boolean().default(false),
     /** Parallelism of a whole-rollout revert, which skips canaries and gates. */
     revertParallel: z.number().int().min(1).max(10_000).default(50),
     requiredApprovals: z.number().int().min(0).max(10).default(1),

@@ -658,7 +658,9 @@ export class RolloutEngine {
       patchId: p.id,
       change: p.change,
       health: p.health,
-      failIfUnhealthyBefore: false,
+      failIfUnhealthyBefore: rollout.request.failUnhealthyBefore,
+      revertOnHealthFailure: rollout.request.autoRevert !== 'none',
+      bakeSeconds: rollout.request.bakeSeconds,
     });
   }
 

@@ -1,0 +1,275 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ErrorCode,
+  type FileChange,
+  FleetError,
+  type HealthCheck,
+  type HealthCheckResult,
+  type OrderApply,
+  type OrderResultBody,
+} from '@fleetpatch/shared';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Clock } from '../src/clock.js';
+import type { Driver, PreflightVerdict } from '../src/drivers/driver.js';
+import type { HealthProbe } from '../src/health/health-probe.js';
+import { HealthRunner } from '../src/health/health-runner.js';
+import { Journal } from '../src/journal.js';
+import { OrderExecutor } from '../src/order-executor.js';
+
+// Logic of the executor with a fake driver that records calls and a host that is just a variable.
+// The real drivers are tested on real files and real dpkg in their own files and end to end.
+
+class FakeDriver implements Driver<FileChange, { prior: string }> {
+  readonly kind = 'file' as const;
+  host = 'old';
+  calls: string[] = [];
+  verdict: PreflightVerdict = { outcome: 'would_apply', detail: 'ok' };
+  failSnapshot = false;
+  failApply = false;
+  failRestore = false;
+
+  async preflight(): Promise<PreflightVerdict> {
+    this.calls.push('preflight');
+    return this.verdict;
+  }
+  async snapshot(): Promise<{ prior: string }> {
+    this.calls.push('snapshot');
+    if (this.failSnapshot) throw new FleetError(ErrorCode.snapshotFailed, 'disk full');
+    return { prior: this.host };
+  }
+  async apply(change: FileChange): Promise<void> {
+    this.calls.push('apply');
+    if (this.failApply) {
+      this.host = 'half';
+      throw new FleetError(ErrorCode.applyFailed, 'write failed');
+    }
+    this.host = change.content;
+  }
+  async verify(): Promise<void> {
+    this.calls.push('verify');
+  }
+  async restore(_change: FileChange, snapshot: { prior: string }): Promise<void> {
+    this.calls.push('restore');
+    if (this.failRestore) throw new FleetError(ErrorCode.revertFailed, 'restore failed');
+    this.host = snapshot.prior;
+  }
+  async cleanup(): Promise<void> {
+    this.calls.push('cleanup');
+  }
+}
+
+/** Health that answers from a script: one boolean per poll, the last repeating. */
+class ScriptedProbe implements HealthProbe {
+  constructor(public script: boolean[]) {}
+  polls = 0;
+  async run(check: HealthCheck): Promise<HealthCheckResult> {
+    const ok = this.script[Math.min(this.polls++, this.script.length - 1)] ?? true;
+    return {
+      check: check.name ?? check.kind,
+      kind: check.kind,
+      ok,
+      observed: ok ? 'fine' : 'broken',
+      at: new Date(0).toISOString(),
+    };
+  }
+}
+
+/** Time that passes only when something sleeps. */
+function fakeClock(): Clock {
+  let now = 0;
+  return {
+    now: () => now,
+    sleep: async (ms, signal) => {
+      signal?.throwIfAborted();
+      now += ms;
+      await Promise.resolve();
+    },
+  };
+}
+
+const change: FileChange = {
+  kind: 'file',
+  path: '/etc/x.conf',
+  content: 'new',
+  encoding: 'utf8',
+  mode: '0644',
+  owner: 'root',
+  group: 'root',
+};
+const check: HealthCheck = { kind: 'file', path: '/etc/x.conf' };
+
+function order(id: string, overrides: Partial<OrderApply> = {}): OrderApply {
+  return {
+    type: 'order.apply',
+    orderId: id,
+    rolloutId: 'ro_1',
+    patchId: 'pat_1',
+    change,
+    health: { checks: [check], intervalSeconds: 1, minHealthySeconds: 2, healthyDeadlineSeconds: 10 },
+    failIfUnhealthyBefore: false,
+    revertOnHealthFailure: true,
+    bakeSeconds: 0,
+    ...overrides,
+  };
+}
+
+let dir: string;
+let driver: FakeDriver;
+let probe: ScriptedProbe;
+let results: OrderResultBody[];
+
+async function executor(journal?: Journal) {
+  return new OrderExecutor({
+    journal: journal ?? (await Journal.open(dir)),
+    drivers: { file: driver },
+    health: new HealthRunner(probe, fakeClock()),
+    clock: fakeClock(),
+    log: pino({ level: 'silent' }),
+    events: { progress: () => {}, result: (r) => results.push(r) },
+  });
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'executor-'));
+  driver = new FakeDriver();
+  probe = new ScriptedProbe([true]);
+  results = [];
+});
+
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('OrderExecutor', () => {
+  it('applies a healthy change through every step, in order', async () => {
+    await (await executor()).apply(order('o1'));
+    expect(driver.calls).toEqual(['preflight', 'snapshot', 'apply', 'verify']);
+    expect(driver.host).toBe('new');
+    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'healthy', changed: true }]);
+  });
+
+  it('applies an order id at most once and answers a re-delivery from the journal', async () => {
+    const ex = await executor();
+    await ex.apply(order('o1'));
+    await ex.apply(order('o1'));
+    expect(driver.calls.filter((c) => c === 'apply')).toHaveLength(1);
+    expect(results.map((r) => r.outcome)).toEqual(['healthy', 'healthy']);
+    // And across a restart: a new executor over the same journal does not apply again.
+    await (await executor()).apply(order('o1'));
+    expect(driver.calls.filter((c) => c === 'apply')).toHaveLength(1);
+    expect(results).toHaveLength(3);
+  });
+
+  it('refuses to apply when the snapshot cannot be taken', async () => {
+    driver.failSnapshot = true;
+    await (await executor()).apply(order('o1'));
+    expect(driver.calls).not.toContain('apply');
+    expect(driver.host).toBe('old');
+    expect(results).toMatchObject([{ outcome: 'failed', changed: false, errorCode: 'snapshot_failed' }]);
+  });
+
+  it('undoes a change that failed half-way', async () => {
+    driver.failApply = true;
+    await (await executor()).apply(order('o1'));
+    expect(driver.host).toBe('old');
+    expect(results).toMatchObject([{ outcome: 'failed', changed: false, errorCode: 'apply_failed' }]);
+  });
+
+  it('reverts itself when health fails after apply', async () => {
+    probe.script = [true, false];
+    await (await executor()).apply(order('o1'));
+    expect(driver.calls.at(-1)).toBe('restore');
+    expect(driver.host).toBe('old');
+    expect(results).toMatchObject([{ outcome: 'failed', changed: false, errorCode: 'health_failed' }]);
+    expect(results[0]?.health?.some((h) => !h.ok)).toBe(true);
+  });
+
+  it('leaves a failing host changed when autoRevert is none', async () => {
+    probe.script = [true, false];
+    await (await executor()).apply(order('o1', { revertOnHealthFailure: false }));
+    expect(driver.calls).not.toContain('restore');
+    expect(results).toMatchObject([{ outcome: 'failed', changed: true, errorCode: 'health_failed' }]);
+  });
+
+  it('reports revert_failed loudly, once, when the restore itself fails', async () => {
+    probe.script = [true, false];
+    driver.failRestore = true;
+    await (await executor()).apply(order('o1'));
+    expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
+    expect(results).toMatchObject([{ outcome: 'revert_failed', changed: true, errorCode: 'revert_failed' }]);
+  });
+
+  it('skips a host that was unhealthy before the patch, or fails it when told to', async () => {
+    probe.script = [false];
+    await (await executor()).apply(order('o1'));
+    await (await executor()).apply(order('o2', { failIfUnhealthyBefore: true }));
+    expect(driver.calls).not.toContain('snapshot');
+    expect(results).toMatchObject([
+      { outcome: 'skipped', changed: false, reason: 'unhealthy before patch' },
+      { outcome: 'failed', changed: false, reason: 'unhealthy before patch' },
+    ]);
+  });
+
+  it('does nothing to a host already at the target', async () => {
+    driver.verdict = { outcome: 'already_applied', detail: 'same bytes' };
+    await (await executor()).apply(order('o1'));
+    expect(driver.calls).toEqual(['preflight']);
+    expect(results).toMatchObject([{ outcome: 'skipped', changed: false }]);
+  });
+
+  it('keeps watching through the bake and reverts on a failure there, reporting a second result', async () => {
+    probe.script = [true, true, true, true, false];
+    const ex = await executor();
+    await ex.apply(order('o1', { bakeSeconds: 30 }));
+    expect(results).toMatchObject([{ outcome: 'healthy' }]);
+    await expect.poll(() => results.length).toBe(2);
+    expect(results[1]).toMatchObject({ orderId: 'o1', outcome: 'failed', changed: false, errorCode: 'health_failed' });
+    expect(driver.host).toBe('old');
+  });
+
+  it('reverts on order: restores the snapshot of the apply order, and answers a re-delivered revert from the journal', async () => {
+    const ex = await executor();
+    await ex.apply(order('o1'));
+    await ex.revert({ type: 'order.revert', orderId: 'r1', revertsOrderId: 'o1' });
+    await ex.revert({ type: 'order.revert', orderId: 'r1', revertsOrderId: 'o1' });
+    expect(driver.host).toBe('old');
+    expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
+    expect(results.slice(1)).toMatchObject([
+      { orderId: 'r1', outcome: 'reverted', changed: false },
+      { orderId: 'r1', outcome: 'reverted', changed: false },
+    ]);
+  });
+
+  it('recovers an order interrupted mid-apply by restoring its snapshot', async () => {
+    const journal = await Journal.open(dir);
+    await journal.createApply(order('o1'), new Date(0).toISOString());
+    await journal.update('o1', { phase: 'applying', snapshot: { prior: 'old' } }, new Date(0).toISOString());
+    driver.host = 'half';
+    await (await executor(await Journal.open(dir))).recover();
+    expect(driver.calls).toEqual(['cleanup', 'restore']);
+    expect(driver.host).toBe('old');
+    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'failed', changed: false }]);
+  });
+
+  it('recovers an order interrupted before it changed anything without touching the host', async () => {
+    const journal = await Journal.open(dir);
+    await journal.createApply(order('o1'), new Date(0).toISOString());
+    await journal.update('o1', { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(0).toISOString());
+    await (await executor(await Journal.open(dir))).recover();
+    expect(driver.calls).toEqual(['cleanup']);
+    expect(results).toMatchObject([{ outcome: 'failed', changed: false }]);
+  });
+
+  it('reports unacknowledged results in hello until the coordinator acks them', async () => {
+    const ex = await executor();
+    await ex.apply(order('o1'));
+    const reopened = await Journal.open(dir);
+    expect(reopened.position).toBeGreaterThan(0);
+    expect(reopened.pendingReports()).toMatchObject([{ orderId: 'o1', phase: 'done', result: { outcome: 'healthy' } }]);
+    await ex.acknowledge('o1');
+    expect((await Journal.open(dir)).pendingReports()).toEqual([]);
+  });
+});

@@ -1,0 +1,753 @@
+/**
+ * Property test of the rollout engine: the real `RolloutEngine` over a real SQLite `Store`, driven by
+ * random sequences of human verbs, agent reports, clock advances and coordinator crashes (the engine
+ * dropped and a new Store + RolloutEngine opened on the same file). After every step the invariants
+ * of DESIGN.md ("Rollout semantics", "Invariants") are checked against the database, the audit log
+ * and every message the engine sent.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  assignWaves,
+  type CoordinatorMessage,
+  ErrorCode,
+  FleetError,
+  type Hello,
+  type HostRunState,
+  ORDER_PHASES,
+  type OrderOutcome,
+  type OrderPhase,
+  type OrderResultBody,
+  type Patch,
+  PatchSchema,
+  ROLLOUT_STATES,
+  type RolloutRequest,
+  RolloutRequestSchema,
+  type RolloutState,
+  toleratedFailures,
+} from '@fleetpatch/shared';
+import fc from 'fast-check';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type AgentChannel, RolloutEngine } from '../src/engine/rollout-engine.js';
+import {
+  IN_FLIGHT_HOST_STATES,
+  ROLLOUT_TRANSITIONS,
+  TERMINAL_HOST_STATES,
+  VERB_TRANSITIONS,
+} from '../src/engine/rollout-states.js';
+import { resolveTarget } from '../src/engine/target-resolver.js';
+import { Store } from '../src/store/store.js';
+
+// ---- the world the engine lives in ---------------------------------------------------------------
+
+const CREATOR = 'alice';
+const ACTORS = ['alice', 'bob', 'carol'] as const;
+const PATCH_ID = 'pa_property';
+const log = pino({ level: 'silent' });
+const workDir = mkdtempSync(join(tmpdir(), 'fleetpatch-engine-property-'));
+afterAll(() => rmSync(workDir, { recursive: true, force: true }));
+
+const hostName = (i: number) => `host-${String(i).padStart(2, '0')}`;
+
+/** What one fake agent's journal holds about one order. */
+interface AgentOrder {
+  orderId: string;
+  kind: 'apply' | 'revert';
+  revertsOrderId: string | null;
+  phase: OrderPhase;
+  /** Whether this apply order's change is on the host now (the agent is the truth). */
+  changed: boolean;
+  result: OrderResultBody | null;
+  acked: boolean;
+}
+
+interface FakeAgent {
+  id: string;
+  online: boolean;
+  journal: Map<string, AgentOrder>;
+}
+
+interface SentMessage {
+  agentId: string;
+  message: CoordinatorMessage;
+  delivered: boolean;
+}
+
+type Verb = 'approve' | 'start' | 'pause' | 'resume' | 'abort' | 'retry' | 'promote' | 'revert';
+
+type Step =
+  | { kind: 'verb'; verb: Verb; actor: number }
+  | { kind: 'verbUnknownRollout'; verb: Verb }
+  | { kind: 'revertHost'; host: number; actor: number }
+  | { kind: 'progress'; host: number; pick: number; phase: OrderPhase }
+  | { kind: 'result'; host: number; pick: number; outcome: number }
+  | { kind: 'duplicateResult'; host: number; pick: number }
+  | { kind: 'bakeFailure'; host: number; pick: number }
+  | { kind: 'hello'; host: number; mask: number }
+  | { kind: 'disconnect'; host: number }
+  | { kind: 'advance'; ms: number }
+  | { kind: 'crash' };
+
+interface Scenario {
+  hosts: number;
+  /** Most runs begin approved, started and with every agent connected, so the steps exercise a live rollout. */
+  prelude: boolean;
+  request: RolloutRequest;
+  steps: Step[];
+}
+
+const APPLY_OUTCOMES: readonly OrderOutcome[] = ['healthy', 'failed', 'skipped', 'cancelled', 'revert_failed'];
+
+/** Lets every setImmediate chain the engine started (report batches, advances, revert sends) run out. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 12; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+/** Everything the database holds, as text: a refused verb must leave it byte-for-byte the same. */
+function dump(store: Store): string {
+  const tables = ['agents', 'patches', 'rollouts', 'approvals', 'host_runs', 'events'];
+  return JSON.stringify(tables.map((t) => store.db.prepare(`SELECT * FROM ${t} ORDER BY rowid`).all()));
+}
+
+interface EventRow {
+  seq: number;
+  rollout_id: string | null;
+  host_id: string | null;
+  actor: string;
+  type: string;
+  from_state: string | null;
+  to_state: string | null;
+  data: string | null;
+  at: string;
+}
+
+class World {
+  readonly file: string;
+  store: Store;
+  engine: RolloutEngine;
+  /** Bumped by each crash: a stopped engine's late sends go nowhere. */
+  generation = 0;
+  now = Date.parse('2030-01-01T00:00:00Z');
+  readonly agents: FakeAgent[];
+  readonly sent: SentMessage[] = [];
+  readonly violations: string[] = [];
+  rolloutId = '';
+  /** Successful retries so far: a host may get a new apply order id only across one. */
+  retries = 0;
+  /** apply order ids each host received, with the retry epoch each first appeared in. */
+  readonly applyIds = new Map<string, Map<string, number>>();
+  /** The target as frozen by a successful start. */
+  frozen: string[] | null = null;
+  frozenWaves: string[][] | null = null;
+  /** Audit rows seen so far, by seq, as text: they must never change. */
+  readonly seenEvents = new Map<number, string>();
+  lastState: RolloutState | null = null;
+
+  constructor(
+    readonly scenario: Scenario,
+    index: number,
+  ) {
+    this.file = join(workDir, `run-${index}.sqlite`);
+    this.agents = Array.from({ length: scenario.hosts }, (_, i) => ({
+      id: hostName(i),
+      online: false,
+      journal: new Map(),
+    }));
+    this.store = Store.open(this.file);
+    this.engine = this.newEngine();
+  }
+
+  private newEngine(): RolloutEngine {
+    const generation = this.generation;
+    const channel: AgentChannel = {
+      send: (agentId, message) => (generation === this.generation ? this.deliver(agentId, message) : false),
+      isOnline: (agentId) => generation === this.generation && this.agent(agentId)?.online === true,
+    };
+    return new RolloutEngine({ store: this.store, channel, log, clock: { now: () => this.now } });
+  }
+
+  agent(id: string): FakeAgent | undefined {
+    return this.agents.find((a) => a.id === id);
+  }
+
+  /** The engine died at some instruction; a new process opens the same file. Sockets die with it. */
+  crash(): void {
+    this.engine.stop();
+    this.store.close();
+    this.generation++;
+    for (const agent of this.agents) agent.online = false;
+    this.store = Store.open(this.file);
+    this.engine = this.newEngine();
+  }
+
+  close(): void {
+    this.engine.stop();
+    this.store.close();
+  }
+
+  // ---- the fake agents -------------------------------------------------------------------------
+
+  private deliver(agentId: string, message: CoordinatorMessage): boolean {
+    const agent = this.agent(agentId);
+    const delivered = agent?.online === true;
+    if (message.type === 'order.apply') this.checkApplySend(agentId, message.orderId, message.rolloutId);
+    this.sent.push({ agentId, message, delivered });
+    if (!agent || !delivered) return false;
+    switch (message.type) {
+      case 'order.apply':
+      case 'order.revert': {
+        const known = agent.journal.get(message.orderId);
+        if (known) {
+          // A re-delivered id is answered from the journal, never run again.
+          if (known.result) this.engine.onOrderResult(agentId, known.result);
+          break;
+        }
+        agent.journal.set(message.orderId, {
+          orderId: message.orderId,
+          kind: message.type === 'order.apply' ? 'apply' : 'revert',
+          revertsOrderId: message.type === 'order.revert' ? message.revertsOrderId : null,
+          phase: message.type === 'order.apply' ? 'accepted' : 'reverting',
+          changed: false,
+          result: null,
+          acked: false,
+        });
+        break;
+      }
+      case 'order.ack': {
+        const entry = agent.journal.get(message.orderId);
+        if (entry?.result) entry.acked = true;
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  }
+
+  /** Send-time invariants of a new apply order. Runs after the dispatch committed. */
+  private checkApplySend(agentId: string, orderId: string, rolloutId: string): void {
+    const run = this.store.hostRuns.byOrderId(orderId);
+    if (!run || run.hostId !== agentId || run.rolloutId !== rolloutId) {
+      this.violations.push(`apply ${orderId} sent to ${agentId} does not match a committed host run`);
+      return;
+    }
+    const ids = this.applyIds.get(agentId) ?? new Map<string, number>();
+    this.applyIds.set(agentId, ids);
+    if (ids.has(orderId)) return; // a resend of the same id is how reconnects are reconciled
+    for (const [other, epoch] of ids) {
+      if (epoch === this.retries)
+        this.violations.push(`${agentId} got a second apply order ${orderId} (after ${other}) with no retry between`);
+    }
+    ids.set(orderId, this.retries);
+    const rollout = this.store.rollouts.get(rolloutId);
+    if (rollout?.state !== 'running')
+      this.violations.push(`new apply ${orderId} to ${agentId} while the rollout is ${rollout?.state}`);
+    if (rollout && run.wave !== rollout.currentWave)
+      this.violations.push(`apply to ${agentId} of wave ${run.wave} while wave ${rollout.currentWave} is current`);
+    for (const earlier of this.store.hostRuns.forRollout(rolloutId)) {
+      if (earlier.wave < run.wave && isUnfinished(earlier.state))
+        this.violations.push(
+          `apply to ${agentId} (wave ${run.wave}) while ${earlier.hostId} of wave ${earlier.wave} is ${earlier.state}`,
+        );
+    }
+  }
+
+  /** The agent finishes an order and reports it (now if connected, else in its next hello). */
+  finishOrder(agent: FakeAgent, entry: AgentOrder, outcomePick: number): void {
+    let outcome: OrderOutcome;
+    let changed: boolean;
+    if (entry.kind === 'apply') {
+      outcome = APPLY_OUTCOMES[outcomePick % APPLY_OUTCOMES.length] as OrderOutcome;
+      changed = outcome === 'healthy' || outcome === 'revert_failed';
+      entry.changed = changed;
+    } else {
+      const target = entry.revertsOrderId === null ? undefined : agent.journal.get(entry.revertsOrderId);
+      if (target?.kind !== 'apply') {
+        outcome = 'revert_failed';
+        changed = false;
+      } else if (!target.changed) {
+        outcome = 'reverted';
+        changed = false;
+      } else {
+        outcome = outcomePick % 4 === 0 ? 'revert_failed' : 'reverted';
+        changed = outcome === 'revert_failed';
+        target.changed = changed;
+      }
+    }
+    this.record(agent, entry, outcome, changed);
+  }
+
+  record(agent: FakeAgent, entry: AgentOrder, outcome: OrderOutcome, changed: boolean): void {
+    entry.phase = 'done';
+    entry.acked = false;
+    entry.result = {
+      orderId: entry.orderId,
+      outcome,
+      changed,
+      ...(outcome === 'healthy' || outcome === 'reverted' ? {} : { errorCode: ErrorCode.applyFailed }),
+      finishedAt: new Date(this.now).toISOString(),
+    };
+    if (agent.online) this.engine.onOrderResult(agent.id, entry.result);
+  }
+
+  hello(agent: FakeAgent, mask: number): void {
+    agent.online = true;
+    const pending = [...agent.journal.values()].filter((e) => e.phase !== 'done' || !e.acked);
+    const hello: Hello = {
+      type: 'hello',
+      protocolVersion: 1,
+      agentVersion: 'fake',
+      labels: {},
+      facts: {
+        hostname: agent.id,
+        os: 'linux',
+        distro: 'debian',
+        release: '12',
+        kernel: '6',
+        arch: 'x64',
+        cpus: 1,
+        memoryBytes: 1,
+      },
+      orders: pending
+        .filter((_, i) => (mask >> i) & 1)
+        .map((e) => ({ orderId: e.orderId, phase: e.phase, ...(e.result ? { result: e.result } : {}) })),
+    };
+    this.engine.onAgentHello(agent.id, hello);
+  }
+
+  // ---- invariants ------------------------------------------------------------------------------
+
+  checkInvariants(): void {
+    expect(this.violations).toEqual([]);
+    const rollout = this.store.rollouts.get(this.rolloutId);
+    if (!rollout) throw new Error('the rollout vanished');
+    const state = rollout.state;
+    const request = rollout.request;
+    expect(ROLLOUT_STATES).toContain(state);
+
+    // The audit log is append-only: earlier rows never change, seq grows strictly.
+    const events = this.store.db.prepare('SELECT * FROM events ORDER BY seq').all() as EventRow[];
+    let previousSeq = 0;
+    for (const event of events) {
+      expect(event.seq).toBeGreaterThan(previousSeq);
+      previousSeq = event.seq;
+      const text = JSON.stringify(event);
+      const seen = this.seenEvents.get(event.seq);
+      if (seen === undefined) this.seenEvents.set(event.seq, text);
+      else expect(text).toBe(seen);
+    }
+    expect(events.length).toBe(this.seenEvents.size);
+
+    // Every rollout transition in the log is legal, and they chain up to the current state.
+    const transitions = events.filter(
+      (e) => e.rollout_id === this.rolloutId && e.host_id === null && e.type.startsWith('rollout.') && e.to_state,
+    );
+    let current: string | null = null;
+    for (const t of transitions) {
+      if (current === null) {
+        expect(t.type).toBe('rollout.created');
+      } else {
+        expect(t.from_state, `transition ${t.type} out of ${current}`).toBe(current);
+        expect(ROLLOUT_TRANSITIONS[current as RolloutState], `${current} → ${t.to_state}`).toContain(t.to_state);
+      }
+      current = t.to_state;
+    }
+    expect(current).toBe(state);
+
+    // The frozen target: exactly one host run per host, none lost, none added, in the planned waves.
+    const runs = this.store.hostRuns.forRollout(this.rolloutId);
+    if (this.frozen === null) {
+      expect(runs).toEqual([]);
+    } else {
+      expect(runs.map((r) => r.hostId).sort()).toEqual([...this.frozen].sort());
+      expect(rollout.hostCount).toBe(this.frozen.length);
+      for (const run of runs) expect(this.frozenWaves?.[run.wave]).toContain(run.hostId);
+    }
+
+    // Concurrency inside a wave.
+    const inFlightByWave = new Map<number, number>();
+    for (const run of runs) {
+      if (IN_FLIGHT_HOST_STATES.includes(run.state))
+        inFlightByWave.set(run.wave, (inFlightByWave.get(run.wave) ?? 0) + 1);
+    }
+    for (const [wave, n] of inFlightByWave) {
+      expect(n, `hosts in flight in wave ${wave}`).toBeLessThanOrEqual(request.maxParallel);
+    }
+
+    // A rollout never succeeds past its failure budget, and never succeeds with work left undone.
+    const failures = runs.filter((r) => r.countedFailure).length;
+    if (state === 'succeeded' && this.lastState !== 'succeeded') {
+      expect(failures, 'failures of a rollout that just succeeded').toBeLessThanOrEqual(
+        toleratedFailures(request.maxFailures, rollout.hostCount),
+      );
+      for (const run of runs) expect(TERMINAL_HOST_STATES.has(run.state), `${run.hostId} is ${run.state}`).toBe(true);
+    }
+
+    // `reverted` means no host carries the change.
+    if (state === 'reverted') {
+      for (const run of runs) expect(run.changed, `${run.hostId} of a reverted rollout is changed`).toBe(false);
+    }
+    this.lastState = state;
+  }
+}
+
+function isUnfinished(state: HostRunState): boolean {
+  return state === 'queued' || IN_FLIGHT_HOST_STATES.includes(state);
+}
+
+/** Runs a verb; a refusal must be a FleetError with a documented code and must change nothing. */
+function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: string): void {
+  const engine = world.engine;
+  const before = dump(world.store);
+  const stateBefore = world.store.rollouts.get(rolloutId)?.state;
+  try {
+    switch (verb) {
+      case 'approve':
+        engine.approve(rolloutId, actor);
+        break;
+      case 'start':
+        engine.start(rolloutId, actor);
+        if (world.frozen === null) {
+          world.frozen = resolveTarget(
+            (world.store.rollouts.get(rolloutId) as { request: RolloutRequest }).request.target,
+            world.store.agents.list(),
+          );
+          world.frozenWaves = assignWaves(world.frozen, world.scenario.request.waves);
+        }
+        break;
+      case 'pause':
+        engine.pause(rolloutId, actor);
+        break;
+      case 'resume':
+        engine.resume(rolloutId, actor);
+        break;
+      case 'abort':
+        engine.abort(rolloutId, actor, null);
+        break;
+      case 'retry':
+        engine.retry(rolloutId, actor);
+        world.retries++;
+        break;
+      case 'promote':
+        engine.promote(rolloutId, actor);
+        break;
+      case 'revert':
+        engine.revert(rolloutId, actor);
+        break;
+    }
+  } catch (err) {
+    if (!(err instanceof FleetError)) throw err;
+    expect([ErrorCode.illegalTransition, ErrorCode.forbidden, ErrorCode.conflict, ErrorCode.notFound]).toContain(
+      err.code,
+    );
+    expect(dump(world.store), `refused ${verb} changed the store`).toBe(before);
+    // A verb refused as illegal really was not allowed from this state.
+    if (err.code === ErrorCode.illegalTransition && stateBefore && verb !== 'promote' && verb !== 'start') {
+      expect(VERB_TRANSITIONS[verb].from as readonly string[]).not.toContain(stateBefore);
+    }
+    return;
+  }
+  // A verb that went through was allowed from the state it found.
+  if (stateBefore && verb !== 'promote') {
+    expect(VERB_TRANSITIONS[verb].from as readonly string[], `${verb} from ${stateBefore}`).toContain(stateBefore);
+  }
+}
+
+function pick<T>(items: readonly T[], n: number): T | undefined {
+  return items.length === 0 ? undefined : items[n % items.length];
+}
+
+async function runStep(world: World, step: Step): Promise<void> {
+  const agentAt = (n: number) => world.agents[n % world.agents.length] as FakeAgent;
+  switch (step.kind) {
+    case 'verb':
+      attemptVerb(world, step.verb, ACTORS[step.actor % ACTORS.length] as string, world.rolloutId);
+      break;
+    case 'verbUnknownRollout': {
+      const before = dump(world.store);
+      let code: string | undefined;
+      try {
+        attemptVerb(world, step.verb, 'bob', 'ro_does_not_exist');
+      } catch (err) {
+        code = (err as { code?: string }).code;
+      }
+      expect(code ?? ErrorCode.notFound).toBe(ErrorCode.notFound);
+      expect(dump(world.store)).toBe(before);
+      break;
+    }
+    case 'revertHost': {
+      // One index past the fleet names a host that is in no rollout.
+      const index = step.host % (world.agents.length + 1);
+      const hostId = index === world.agents.length ? 'host-unknown' : hostName(index);
+      const before = dump(world.store);
+      try {
+        world.engine.revertHost(world.rolloutId, hostId, ACTORS[step.actor % ACTORS.length] as string);
+      } catch (err) {
+        if (!(err instanceof FleetError)) throw err;
+        expect([ErrorCode.illegalTransition, ErrorCode.notFound]).toContain(err.code);
+        expect(dump(world.store)).toBe(before);
+      }
+      break;
+    }
+    case 'progress': {
+      const agent = agentAt(step.host);
+      const entry = pick(
+        [...agent.journal.values()].filter((e) => e.result === null),
+        step.pick,
+      );
+      if (entry && agent.online) {
+        entry.phase = step.phase === 'done' ? entry.phase : step.phase;
+        world.engine.onOrderProgress(agent.id, { type: 'order.progress', orderId: entry.orderId, phase: step.phase });
+      }
+      break;
+    }
+    case 'result': {
+      const agent = agentAt(step.host);
+      const entry = pick(
+        [...agent.journal.values()].filter((e) => e.result === null),
+        step.pick,
+      );
+      if (entry) world.finishOrder(agent, entry, step.outcome);
+      break;
+    }
+    case 'duplicateResult': {
+      const agent = agentAt(step.host);
+      const entry = pick(
+        [...agent.journal.values()].filter((e) => e.result !== null),
+        step.pick,
+      );
+      if (entry?.result && agent.online) world.engine.onOrderResult(agent.id, entry.result);
+      break;
+    }
+    case 'bakeFailure': {
+      // Health went bad after the host reported healthy: it self-reverted and says so.
+      const agent = agentAt(step.host);
+      const entry = pick(
+        [...agent.journal.values()].filter((e) => e.kind === 'apply' && e.result?.outcome === 'healthy' && e.changed),
+        step.pick,
+      );
+      if (entry) {
+        entry.changed = false;
+        world.record(agent, entry, 'failed', false);
+      }
+      break;
+    }
+    case 'hello':
+      world.hello(agentAt(step.host), step.mask);
+      break;
+    case 'disconnect':
+      agentAt(step.host).online = false;
+      break;
+    case 'advance':
+      world.now += step.ms;
+      world.engine.tick();
+      break;
+    case 'crash':
+      world.crash();
+      break;
+  }
+  await settle();
+}
+
+/**
+ * After the random steps: every agent comes back, finishes what it holds, time passes. A rollout
+ * that was started must then reach a state where nothing more happens without a human.
+ */
+async function drain(world: World): Promise<void> {
+  for (let round = 0; round < 60; round++) {
+    for (const agent of world.agents) if (!agent.online) world.hello(agent, -1);
+    await settle();
+    for (const agent of world.agents) {
+      for (const entry of agent.journal.values()) if (entry.result === null) world.finishOrder(agent, entry, 0);
+    }
+    await settle();
+    const rollout = world.store.rollouts.get(world.rolloutId);
+    if (rollout?.state === 'paused') attemptVerb(world, 'resume', 'bob', world.rolloutId);
+    world.now += 60_000;
+    world.engine.tick();
+    await settle();
+    world.checkInvariants();
+    const state = world.store.rollouts.get(world.rolloutId)?.state;
+    if (state !== 'running' && state !== 'paused' && state !== 'reverting') return;
+  }
+  const rollout = world.store.rollouts.get(world.rolloutId);
+  throw new Error(
+    `rollout stuck in ${rollout?.state} (wave ${rollout?.currentWave}): ${JSON.stringify(
+      world.store.hostRuns.forRollout(world.rolloutId).map((r) => [r.hostId, r.wave, r.state]),
+    )}`,
+  );
+}
+
+// ---- generators ----------------------------------------------------------------------------------
+
+const VERBS: readonly Verb[] = ['approve', 'start', 'pause', 'resume', 'abort', 'retry', 'promote', 'revert'];
+
+const requestArb = fc
+  .record({
+    all: fc.boolean(),
+    firstHosts: fc.integer({ min: 1, max: 12 }),
+    waves: fc.array(fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constantFrom('10%', '25%', '50%', '100%')), {
+      minLength: 1,
+      maxLength: 4,
+    }),
+    maxParallel: fc.integer({ min: 1, max: 4 }),
+    maxFailures: fc.oneof(fc.integer({ min: 0, max: 3 }), fc.constantFrom('0%', '20%', '50%')),
+    bakeSeconds: fc.constantFrom(0, 1, 30),
+    hostTimeoutSeconds: fc.constantFrom(20, 600),
+    offlineMode: fc.constantFrom('skip', 'wait', 'fail'),
+    deliveryDeadlineSeconds: fc.constantFrom(10, 300),
+    autoRevert: fc.constantFrom('none', 'host', 'wave', 'rollout'),
+    revertParallel: fc.integer({ min: 1, max: 4 }),
+    requiredApprovals: fc.integer({ min: 0, max: 2 }),
+  })
+  .map((r) => ({ ...r }));
+
+const stepArb = (hosts: number): fc.Arbitrary<Step> => {
+  const host = fc.nat({ max: hosts });
+  const nat = fc.nat({ max: 64 });
+  const verb = (weight: number, ...verbs: Verb[]) => ({
+    weight,
+    arbitrary: fc.record({ kind: fc.constant('verb' as const), verb: fc.constantFrom(...verbs), actor: nat }),
+  });
+  return fc.oneof(
+    verb(2, 'approve', 'start', 'promote'),
+    verb(2, 'pause', 'resume'),
+    verb(1, 'abort', 'retry'),
+    verb(1, 'revert', 'retry'),
+    {
+      weight: 1,
+      arbitrary: fc.record({ kind: fc.constant('verbUnknownRollout' as const), verb: fc.constantFrom(...VERBS) }),
+    },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('revertHost' as const), host, actor: nat }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        kind: fc.constant('progress' as const),
+        host,
+        pick: nat,
+        phase: fc.constantFrom(...ORDER_PHASES),
+      }),
+    },
+    { weight: 10, arbitrary: fc.record({ kind: fc.constant('result' as const), host, pick: nat, outcome: nat }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('duplicateResult' as const), host, pick: nat }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('bakeFailure' as const), host, pick: nat }) },
+    { weight: 5, arbitrary: fc.record({ kind: fc.constant('hello' as const), host, mask: fc.nat() }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('disconnect' as const), host }) },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        kind: fc.constant('advance' as const),
+        ms: fc.constantFrom(0, 500, 1_500, 31_000, 700_000),
+      }),
+    },
+    { weight: 2, arbitrary: fc.constant({ kind: 'crash' as const }) },
+  );
+};
+
+const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 1, max: 12 }).chain((hosts) =>
+  fc.record({
+    hosts: fc.constant(hosts),
+    prelude: fc.nat({ max: 9 }).map((n) => n < 8),
+    request: requestArb.map((r) =>
+      RolloutRequestSchema.parse({
+        patchId: PATCH_ID,
+        target: r.all
+          ? { all: true }
+          : { hostIds: Array.from({ length: Math.min(r.firstHosts, hosts) }, (_, i) => hostName(i)) },
+        waves: r.waves,
+        maxParallel: r.maxParallel,
+        maxFailures: r.maxFailures,
+        bakeSeconds: r.bakeSeconds,
+        hostTimeoutSeconds: r.hostTimeoutSeconds,
+        offline: { mode: r.offlineMode, deliveryDeadlineSeconds: r.deliveryDeadlineSeconds },
+        autoRevert: r.autoRevert,
+        revertParallel: r.revertParallel,
+        requiredApprovals: r.requiredApprovals,
+      }),
+    ),
+    steps: fc.array(stepArb(hosts), { minLength: 1, maxLength: 80 }),
+  }),
+);
+
+const PATCH: Patch = PatchSchema.parse({
+  id: PATCH_ID,
+  createdBy: CREATOR,
+  createdAt: '2030-01-01T00:00:00.000Z',
+  title: 'property patch',
+  problem: 'p',
+  rootCause: 'r',
+  intendedFix: 'f',
+  ticket: 'T-1',
+  change: { kind: 'file', path: '/etc/app.conf', content: 'new\n', mode: '0644', owner: 'root', group: 'root' },
+});
+
+/** Approves (by two people other than the creator) and starts the rollout, if it is not past that. */
+async function goLive(world: World): Promise<void> {
+  for (const actor of ['bob', 'carol']) {
+    if (world.store.rollouts.get(world.rolloutId)?.state === 'awaiting_approval')
+      attemptVerb(world, 'approve', actor, world.rolloutId);
+  }
+  if (world.store.rollouts.get(world.rolloutId)?.state === 'scheduled')
+    attemptVerb(world, 'start', CREATOR, world.rolloutId);
+  await settle();
+}
+
+let runIndex = 0;
+const coverage = new Map<string, number>();
+const cover = (what: string) => coverage.set(what, (coverage.get(what) ?? 0) + 1);
+
+async function runScenario(scenario: Scenario, drainAtEnd: boolean): Promise<void> {
+  const world = new World(scenario, runIndex++);
+  try {
+    for (const agent of world.agents) {
+      world.store.agents.insert({
+        id: agent.id,
+        tokenSha256: `sha-${agent.id}`,
+        labels: {},
+        createdAt: '2030-01-01T00:00:00.000Z',
+      });
+    }
+    world.store.patches.insert(PATCH);
+    world.rolloutId = world.engine.create(scenario.request, CREATOR).id;
+    world.checkInvariants();
+    if (scenario.prelude) {
+      for (const agent of world.agents) world.hello(agent, -1);
+      await goLive(world);
+      world.checkInvariants();
+    }
+    for (const step of scenario.steps) {
+      await runStep(world, step);
+      world.checkInvariants();
+      cover(`state:${world.lastState}`);
+    }
+    cover(`final:${world.lastState}`);
+    cover(`retries:${world.retries}`);
+    cover(`applies:${[...world.applyIds.values()].reduce((n, m) => n + m.size, 0) > 0}`);
+    if (drainAtEnd) {
+      await goLive(world);
+      await drain(world);
+      cover(`drained:${world.lastState}`);
+    }
+  } finally {
+    world.close();
+  }
+}
+
+describe('the rollout engine under random verbs, agent reports, time and crashes', () => {
+  it('keeps every invariant after every step', async () => {
+    await fc.assert(
+      fc.asyncProperty(scenarioArb, (scenario) => runScenario(scenario, false)),
+      { numRuns: 150 },
+    );
+  });
+
+  it('always reaches a state that needs a human once agents answer and time passes', async () => {
+    await fc.assert(
+      fc.asyncProperty(scenarioArb, (scenario) => runScenario(scenario, true)),
+      { numRuns: 100 },
+    );
+    if (process.env.PROPERTY_COVERAGE) console.log([...coverage].sort());
+  });
+});
