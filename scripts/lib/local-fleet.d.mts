@@ -64,6 +64,8 @@ export declare function startAgent(options: {
   /** Path of a JSON agent config file, passed as FLEETPATCH_AGENT_CONFIG. */
   configExtra?: string;
   env?: Record<string, string>;
+  /** A command the agent runs inside, e.g. ['ip', 'netns', 'exec', 'host-1']. */
+  wrap?: string[];
 }): AgentProcess;
 
 /** Thrown by ApiClient calls on a non-2xx answer. */

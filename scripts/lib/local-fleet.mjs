@@ -106,6 +106,7 @@ export function startAgent({
   allowRoots = ['/etc', '/opt'],
   configExtra,
   env = {},
+  wrap = [],
 }) {
   const args = [
     AGENT_BIN,
@@ -123,7 +124,9 @@ export function startAgent({
   // A short reconnect cap keeps tests that restart the coordinator quick; production caps at 30 s.
   const childEnv = { ...process.env, FLEETPATCH_RECONNECT_MAX_MS: '1000', ...env };
   if (configExtra) childEnv.FLEETPATCH_AGENT_CONFIG = configExtra;
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
+  // `wrap` runs the agent inside something, e.g. ['ip', 'netns', 'exec', 'host-1'] for a test host.
+  const [command, ...commandArgs] = [...wrap, process.execPath, ...args];
+  const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
   const logs = [];
   track(child, 'agent', logs);
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

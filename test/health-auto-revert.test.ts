@@ -1,0 +1,257 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type AgentProcess,
+  type ApiClient,
+  apiClient,
+  type CoordinatorProcess,
+  startAgent,
+  startCoordinator,
+  waitFor,
+  waitForAgentsOnline,
+  waitForRolloutState,
+} from '../scripts/lib/local-fleet.mjs';
+import { HostNamespace, namespacesAvailable } from './support/host-namespaces.js';
+
+// A bad patch stops at the canary and undoes itself. Three test hosts, each a network namespace
+// with its own loopback running the same small real HTTP service on 127.0.0.1:8080, whose answer
+// depends on a config file the patch changes. The agents health-check that service for real.
+
+const CONF = '/etc/svc/svc.conf';
+const GOOD = 'mode = normal\n';
+const FAST = 'mode = fast\n';
+const BROKEN = 'mode = broken\n';
+const HOSTS = ['svc-1', 'svc-2', 'svc-3'];
+const ADMIN = 'health-e2e-admin-token-01';
+const APPROVER = 'health-e2e-approver-tok-1';
+
+const SERVICE = `
+import http from 'node:http';
+import { readFileSync } from 'node:fs';
+const [conf, port] = process.argv.slice(2);
+http.createServer((req, res) => {
+  let text = '';
+  try { text = readFileSync(conf, 'utf8'); } catch {}
+  const broken = text.includes('broken');
+  res.writeHead(broken ? 500 : 200, { 'content-type': 'text/plain' });
+  res.end(broken ? 'broken\\n' : 'ok\\n');
+}).listen(Number(port), '127.0.0.1', () => console.log('ready'));
+`;
+
+const availability = namespacesAvailable();
+if (!availability.available) console.warn(`SKIPPED health-auto-revert end-to-end tests: ${availability.reason}`);
+
+describe.skipIf(!availability.available)('health checks and automatic revert, on three namespaced hosts', () => {
+  let work: string;
+  let hosts: HostNamespace[] = [];
+  let coordinator: CoordinatorProcess;
+  let api: ApiClient;
+  let approver: ApiClient;
+  const agents: AgentProcess[] = [];
+  const services: ChildProcess[] = [];
+
+  const rootOf = (host: string) => join(work, host, 'root');
+  const confOf = (host: string) => readFile(join(rootOf(host), CONF), 'utf8');
+  const journalOf = async (host: string) => readdir(join(work, host, 'data', 'orders')).catch(() => []);
+
+  /** Asks a host's service, from inside that host. */
+  async function probe(index: number): Promise<number> {
+    const host = hosts[index] as HostNamespace;
+    const child = spawn(
+      host.exec[0] as string,
+      [
+        ...host.exec.slice(1),
+        process.execPath,
+        '-e',
+        'fetch("http://127.0.0.1:8080/").then(r => console.log(r.status), () => console.log(0))',
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    let out = '';
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+    });
+    await once(child, 'exit');
+    return Number(out.trim());
+  }
+
+  async function createPatch(content: string, title: string) {
+    return api.post<{ id: string }>('/v1/patches', {
+      title,
+      problem: 'svc needs a new mode',
+      rootCause: 'config',
+      intendedFix: `set ${content.trim()}`,
+      ticket: 'OPS-77',
+      change: { kind: 'file', path: CONF, content, mode: '0644', owner: 'root', group: 'root' },
+      health: {
+        checks: [
+          {
+            kind: 'http',
+            name: 'svc answers',
+            url: 'http://127.0.0.1:8080/',
+            expectStatus: { min: 200, max: 299 },
+            timeoutMs: 1000,
+          },
+        ],
+        intervalSeconds: 0.2,
+        minHealthySeconds: 0.6,
+        healthyDeadlineSeconds: 3,
+      },
+    });
+  }
+
+  async function launch(body: Record<string, unknown>): Promise<string> {
+    const created = await api.post<{ rollout: { id: string } }>('/v1/rollouts', body);
+    await approver.post(`/v1/rollouts/${created.rollout.id}/approve`);
+    await api.post(`/v1/rollouts/${created.rollout.id}/start`);
+    return created.rollout.id;
+  }
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'fleetpatch-health-'));
+    hosts = HostNamespace.createMany(HOSTS.length);
+    coordinator = await startCoordinator({
+      dataDir: join(work, 'coordinator'),
+      apiTokens: [
+        { name: 'admin', token: ADMIN, role: 'admin' },
+        { name: 'approver', token: APPROVER, role: 'approver' },
+      ],
+      extraConfig: { host: '0.0.0.0' },
+    });
+    api = apiClient(coordinator.url, ADMIN);
+    approver = apiClient(coordinator.url, APPROVER);
+    await writeFile(join(work, 'service.mjs'), SERVICE);
+    for (const [i, id] of HOSTS.entries()) {
+      const host = hosts[i] as HostNamespace;
+      await mkdir(join(rootOf(id), 'etc/svc'), { recursive: true });
+      await writeFile(join(rootOf(id), CONF), GOOD);
+      const service = spawn(
+        host.exec[0] as string,
+        [...host.exec.slice(1), process.execPath, join(work, 'service.mjs'), join(rootOf(id), CONF), '8080'],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
+      services.push(service);
+      await new Promise<void>((resolve) =>
+        createInterface({ input: service.stdout as NodeJS.ReadableStream }).once('line', () => resolve()),
+      );
+      const { token } = await api.post<{ token: string }>('/v1/agents', { id });
+      agents.push(
+        startAgent({
+          coordinatorUrl: `http://${host.gatewayIp}:${coordinator.port}`,
+          token,
+          dataDir: join(work, id, 'data'),
+          rootDir: rootOf(id),
+          labels: { app: 'svc' },
+          wrap: host.exec,
+        }),
+      );
+    }
+    await waitForAgentsOnline(api, HOSTS);
+    for (let i = 0; i < HOSTS.length; i++) expect(await probe(i)).toBe(200);
+  });
+
+  afterAll(async () => {
+    await Promise.all(agents.map((a) => a.stop()));
+    for (const service of services) service.kill('SIGKILL');
+    await coordinator?.stop();
+    for (const host of hosts) host.destroy();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('stops a bad patch at the canary, which reverts itself; the other hosts are never touched', async () => {
+    const patch = await createPatch(BROKEN, 'Switch svc to broken mode');
+    const id = await launch({
+      patchId: patch.id,
+      target: { labels: { app: 'svc' } },
+      waves: [1, '50%', '100%'],
+      maxFailures: 0,
+    });
+    const status = await waitForRolloutState(api, id, ['halted', 'succeeded']);
+
+    expect(status.rollout.state).toBe('halted');
+    const [canary, second, third] = status.waves.map((w) => w.hosts[0]);
+    expect(canary).toMatchObject({ hostId: 'svc-1', state: 'failed', changed: false, errorCode: 'health_failed' });
+    expect(canary?.reason).toMatch(/svc answers.*HTTP 500/);
+    expect(canary?.health?.some((h) => !h.ok && /500/.test(h.observed))).toBe(true);
+    expect(second?.state).toBe('queued');
+    expect(third?.state).toBe('queued');
+
+    // The canary is back: old bytes, and the service answers 200 again.
+    expect(await confOf('svc-1')).toBe(GOOD);
+    expect(await probe(0)).toBe(200);
+    // The others: byte-identical and no order in their journals.
+    for (const host of ['svc-2', 'svc-3']) {
+      expect(await confOf(host)).toBe(GOOD);
+      expect(await journalOf(host)).toEqual([]);
+    }
+    const { events } = await api.get<{ events: { type: string; hostId: string | null }[] }>(
+      `/v1/rollouts/${id}/events?limit=500`,
+    );
+    expect(events.filter((e) => e.type === 'host.dispatched').map((e) => e.hostId)).toEqual(['svc-1']);
+  });
+
+  it('rolls a good patch through, every wave passing its bake before the next starts', async () => {
+    const patch = await createPatch(FAST, 'Switch svc to fast mode');
+    const id = await launch({
+      patchId: patch.id,
+      target: { labels: { app: 'svc' } },
+      waves: [1, '50%', '100%'],
+      bakeSeconds: 1,
+    });
+    const status = await waitForRolloutState(api, id, ['halted', 'succeeded']);
+    expect(status.rollout.state).toBe('succeeded');
+    for (const [i, host] of HOSTS.entries()) {
+      expect(await confOf(host)).toBe(FAST);
+      expect(await probe(i)).toBe(200);
+    }
+    const { events } = await api.get<{ events: { type: string; at: string; data: { wave: number } | null }[] }>(
+      `/v1/rollouts/${id}/events?limit=500`,
+    );
+    const at = (type: string, wave: number) =>
+      Date.parse(events.find((e) => e.type === type && e.data?.wave === wave)?.at ?? 'NaN');
+    for (const wave of [0, 1]) {
+      expect(at('wave.started', wave + 1) - at('wave.passed', wave)).toBeGreaterThanOrEqual(1000);
+    }
+  });
+
+  it('reverts by itself when cut off from the coordinator, and reports when the link is back', async () => {
+    const prior = await confOf('svc-2');
+    const patch = await createPatch(BROKEN, 'Break svc while partitioned');
+    const id = await launch({ patchId: patch.id, target: { hostIds: ['svc-2'] }, waves: [1], maxFailures: 0 });
+    // Wait until the order is on the host, then cut the host off.
+    await waitFor('the order to reach svc-2', async () => {
+      const s = await api.get<{ waves: { hosts: { state: string }[] }[] }>(`/v1/rollouts/${id}`);
+      return ['snapshotted', 'applying', 'verifying'].includes(s.waves[0]?.hosts[0]?.state ?? '');
+    });
+    const host = hosts[1] as HostNamespace;
+    host.partition();
+    try {
+      // Alone, the agent sees its health fail and restores the old file.
+      await waitFor('svc-2 to restore its config by itself', async () => (await confOf('svc-2')) === prior, {
+        timeoutMs: 20_000,
+      });
+      expect(await probe(1)).toBe(200);
+      const during = await api.get<{ rollout: { state: string }; waves: { hosts: { state: string }[] }[] }>(
+        `/v1/rollouts/${id}`,
+      );
+      expect(during.rollout.state).toBe('running'); // the coordinator has not heard anything yet
+    } finally {
+      host.heal();
+    }
+    const status = await waitForRolloutState(api, id, ['halted', 'succeeded'], 60_000);
+    expect(status.rollout.state).toBe('halted');
+    expect(status.waves[0]?.hosts[0]).toMatchObject({
+      hostId: 'svc-2',
+      state: 'failed',
+      changed: false,
+      errorCode: 'health_failed',
+    });
+  });
+});
