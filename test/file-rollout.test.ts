@@ -253,6 +253,28 @@ describe('the failure budget', () => {
   });
 });
 
+describe('dry run', () => {
+  it('asks every target what it would do, and changes nothing', async () => {
+    await resetFiles();
+    await writeFile(join(rootOf('web-1'), PATH), 'edited by hand\n');
+    await writeFile(join(rootOf('web-2'), PATH), NEW, { mode: 0o600 });
+    await chmod(join(rootOf('web-2'), PATH), 0o600);
+    const { chown } = await import('node:fs/promises');
+    await chown(join(rootOf('web-2'), PATH), 65534, 65534);
+    const patch = await alice.post('/v1/patches', patchBody());
+    const created = await alice.post('/v1/rollouts', { patchId: patch.id, target: { all: true } });
+    const dry = await alice.post(`/v1/rollouts/${created.rollout.id}/preflight`, { timeoutSeconds: 10 });
+    const byHost = Object.fromEntries(
+      dry.results.map((r: { hostId: string; outcome: string }) => [r.hostId, r.outcome]),
+    );
+    expect(byHost).toEqual({ 'web-1': 'would_fail', 'web-2': 'already_applied', 'web-3': 'would_apply' });
+    expect(dry.results.find((r: { hostId: string }) => r.hostId === 'web-1').reason).toMatch(/drift/);
+    expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe('edited by hand\n');
+    expect(await readFile(join(rootOf('web-3'), PATH), 'utf8')).toBe(OLD);
+    expect((await alice.get(`/v1/rollouts/${created.rollout.id}`)).rollout.state).toBe('awaiting_approval');
+  });
+});
+
 describe('bad input is refused and changes nothing', () => {
   it('answers 400 naming the failing fields, and stores nothing', async () => {
     const before = (await alice.get('/v1/patches?limit=500')).patches.length;

@@ -2,15 +2,19 @@ import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from '@fa
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { type CoordinatorConfig, databaseFile } from './config.js';
+import { PreflightCollector } from './engine/preflight-collector.js';
 import { RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { ApiAuth, sha256Hex } from './http/api-auth.js';
 import { errorHandler } from './http/error-handler.js';
 import { AgentHub } from './hub/agent-hub.js';
+import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { agentRoutes } from './routes/agent-routes.js';
 import { eventStreamRoutes } from './routes/event-stream-routes.js';
 import { patchRoutes } from './routes/patch-routes.js';
 import { rolloutRoutes } from './routes/rollout-routes.js';
+import { canStartWave, validateWindow } from './schedule/maintenance-window.js';
+import { WindowScheduler } from './schedule/window-scheduler.js';
 import { Store } from './store/store.js';
 
 /** What routes and socket handlers reach through `app.fleet`. */
@@ -20,6 +24,7 @@ export interface FleetServices {
   view: RolloutView;
   hub: AgentHub;
   auth: ApiAuth;
+  preflights: PreflightCollector;
 }
 
 declare module 'fastify' {
@@ -57,18 +62,53 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     log: options.logger.child({ component: 'hub' }),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
   });
+  // The engine needs the scheduler to wake it, the scheduler needs the engine to wake: late-bound.
+  let engineRef: RolloutEngine | null = null;
+  const windows = new WindowScheduler({
+    onOpen: (rolloutId) => engineRef?.wake(rolloutId),
+    onCutoff: (rolloutId) => engineRef?.wake(rolloutId),
+    log: options.logger,
+  });
   const engine = new RolloutEngine({
     store,
     channel: hub,
     log: options.logger.child({ component: 'engine' }),
     ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.waveGate ? { waveGate: options.waveGate } : {}),
+    waveGate: options.waveGate ?? canStartWave,
+    validateWindow,
+    windows,
+  });
+  engineRef = engine;
+  engine.resumeWindows();
+  const preflights = new PreflightCollector(hub);
+
+  const notifier = new WebhookNotifier({
+    endpoints: config.webhooks,
+    log: options.logger.child({ component: 'webhooks' }),
+  });
+  store.onEvent((event) => {
+    if (event.rolloutId === null) return;
+    notifier.notify({
+      type: event.type,
+      rolloutId: event.rolloutId,
+      at: event.at,
+      data: {
+        seq: event.seq,
+        actor: event.actor,
+        hostId: event.hostId,
+        fromState: event.fromState,
+        toState: event.toState,
+        ...event.data,
+      },
+    });
   });
   const lastSeenWrite = new Map<string, number>();
   hub.setHandlers({
     onHello: (agentId, hello) => engine.onAgentHello(agentId, hello),
     onProgress: (agentId, progress) => engine.onOrderProgress(agentId, progress),
-    onResult: (agentId, result) => engine.onOrderResult(agentId, result),
+    onResult: (agentId, result) => {
+      if (!preflights.accept(agentId, result)) engine.onOrderResult(agentId, result);
+    },
     // last_seen is for people; writing it on every heartbeat would be a write per agent per beat.
     onSeen: (agentId) => {
       const now = Date.now();
@@ -94,8 +134,10 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   // preClose, not onClose: the HTTP server cannot finish closing while agent sockets are open.
   app.addHook('preClose', async () => {
     clearInterval(ticker);
+    windows.stop();
     engine.stop();
     await hub.close();
+    await notifier.stop();
   });
 
   app.decorate('fleet', {
@@ -104,6 +146,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     view: new RolloutView(store, (hostId) => hub.isOnline(hostId)),
     hub,
     auth: new ApiAuth(config.apiTokens),
+    preflights,
   } satisfies FleetServices);
 
   app.get('/healthz', async () => ({ ok: true, agentsOnline: hub.onlineCount() }));

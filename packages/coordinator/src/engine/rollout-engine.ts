@@ -43,12 +43,21 @@ export interface EngineClock {
 /** Decides whether a new wave may start now; the maintenance-window calendar implements it. */
 export type WaveGate = (window: MaintenanceWindow, now: number) => boolean;
 
+/** Wakes the engine when a rollout's window opens or reaches its cutoff (node-cron in production). */
+export interface WindowWatcher {
+  watch(rolloutId: string, window: MaintenanceWindow): void;
+  unwatch(rolloutId: string): void;
+}
+
 export interface RolloutEngineOptions {
   store: Store;
   channel: AgentChannel;
   log: Logger;
   clock?: EngineClock;
   waveGate?: WaveGate;
+  /** Checks a window before a rollout is created with it; throws validation_failed. */
+  validateWindow?: (window: MaintenanceWindow) => void;
+  windows?: WindowWatcher;
 }
 
 /** Actor name recorded for transitions the engine makes by itself. */
@@ -84,6 +93,8 @@ export class RolloutEngine {
   private readonly log: Logger;
   private readonly clock: EngineClock;
   private readonly waveGate: WaveGate;
+  private readonly windows: WindowWatcher | undefined;
+  private readonly validateWindow: (window: MaintenanceWindow) => void;
   private readonly dirty = new Set<string>();
   private reports: Report[] = [];
   private flushScheduled = false;
@@ -96,6 +107,20 @@ export class RolloutEngine {
     this.log = options.log;
     this.clock = options.clock ?? { now: () => Date.now() };
     this.waveGate = options.waveGate ?? (() => true);
+    this.windows = options.windows;
+    this.validateWindow = options.validateWindow ?? (() => {});
+  }
+
+  /** After a restart: re-arms the window watch of every rollout that still has one to honour. */
+  resumeWindows(): void {
+    for (const rollout of this.store.rollouts.inStates(['scheduled', 'running', 'paused'])) {
+      if (rollout.request.window) this.windows?.watch(rollout.id, rollout.request.window);
+    }
+  }
+
+  /** Something outside (a window opening) says this rollout may be able to move. */
+  wake(rolloutId: string): void {
+    this.markDirty(rolloutId);
   }
 
   // ---- verbs ---------------------------------------------------------------------------------
@@ -104,6 +129,7 @@ export class RolloutEngine {
     const patch = this.store.patches.get(request.patchId);
     if (!patch)
       throw new FleetError(ErrorCode.validationFailed, `patch ${request.patchId} does not exist`, { path: 'patchId' });
+    if (request.window) this.validateWindow(request.window);
     const unknown = unknownHostIds(request.target, this.store.agents.list());
     if (unknown.length > 0) {
       throw new FleetError(ErrorCode.validationFailed, `unknown host ids: ${unknown.join(', ')}`, {
@@ -316,8 +342,17 @@ export class RolloutEngine {
 
   // ---- time ----------------------------------------------------------------------------------
 
-  /** Called every second or so: deadlines, bakes, windows. Only rollouts that can move are read. */
+  /** Called every second or so: start times, deadlines, bakes, windows. Only rollouts that can move are read. */
   tick(): void {
+    for (const rollout of this.store.rollouts.inStates(['scheduled'])) {
+      const startAt = rollout.request.startAt;
+      if (startAt === undefined || Date.parse(startAt) > this.clock.now()) continue;
+      try {
+        this.start(rollout.id, SYSTEM);
+      } catch (err) {
+        this.log.warn({ err, rolloutId: rollout.id }, 'scheduled start failed');
+      }
+    }
     for (const rollout of this.store.rollouts.inStates(['running', 'paused', 'reverting', 'aborted', 'halted'])) {
       this.expireDeadlines(rollout);
       if (rollout.state === 'running' || rollout.state === 'paused' || rollout.state === 'reverting')
@@ -438,6 +473,7 @@ export class RolloutEngine {
           },
           this.iso(),
         );
+        if (result.changed) this.reopenRevert(run.rolloutId);
       }
       this.markDirty(run.rolloutId);
       return true;
@@ -668,7 +704,8 @@ export class RolloutEngine {
     const inFlight = this.store.hostRuns.inStates(rollout.id, IN_FLIGHT_HOST_STATES).length;
     const reverting = this.store.hostRuns.inStates(rollout.id, ['reverting']).length;
     const candidates = this.store.hostRuns
-      .inStates(rollout.id, ['healthy', 'failed', 'timed_out', 'cancelled', 'skipped'])
+      // `reverted` too: a late apply result can show a host carries the change after all (see reopenRevert).
+      .inStates(rollout.id, ['healthy', 'failed', 'timed_out', 'cancelled', 'skipped', 'reverted'])
       .filter((run) => run.changed);
     const slots = rollout.request.revertParallel - reverting;
     if (candidates.length > 0 && slots > 0) {
@@ -685,6 +722,17 @@ export class RolloutEngine {
       if (failed > 0) this.transition(current, 'revert_failed', SYSTEM, `${failed} host(s) failed to revert`);
       else this.transition(current, 'reverted', SYSTEM, null);
     });
+  }
+
+  /**
+   * Must run inside a transaction. A host timed out (its answer lost to a partition, say) counts as
+   * unchanged; when its late result says it carries the change after the rollout was reverted, the
+   * rollout is not reverted after all: it goes back to reverting and that host gets a revert order.
+   */
+  private reopenRevert(rolloutId: string): void {
+    const rollout = this.store.rollouts.get(rolloutId);
+    if (rollout?.state === 'reverted')
+      this.transition(rollout, 'reverting', SYSTEM, 'a late result shows a host still carries the change');
   }
 
   /** Must run inside a transaction; the send follows the commit via setImmediate. */
@@ -804,7 +852,12 @@ export class RolloutEngine {
       },
       this.iso(),
     );
+    const from = rollout.state;
     rollout.state = to;
+    // Window watches only wake the engine, so arming one in a transaction that rolls back is harmless.
+    const window = rollout.request.window;
+    if (FINAL_ROLLOUT_STATES.has(to) || to === 'reverting') this.windows?.unwatch(rollout.id);
+    else if (window && FINAL_ROLLOUT_STATES.has(from)) this.windows?.watch(rollout.id, window);
   }
 
   private mustGet(id: string): RolloutRecord {

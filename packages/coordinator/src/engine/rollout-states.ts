@@ -14,7 +14,8 @@ export const ROLLOUT_TRANSITIONS: Readonly<Record<RolloutState, readonly Rollout
   halted: ['running', 'aborted', 'reverting'],
   aborted: ['running', 'reverting'],
   reverting: ['reverted', 'revert_failed'],
-  reverted: [],
+  // Only the engine takes this edge: a late result shows a host of a reverted rollout still changed.
+  reverted: ['reverting'],
   revert_failed: ['reverting'],
 };
 

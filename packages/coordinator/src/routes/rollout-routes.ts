@@ -11,7 +11,7 @@ const VerbBody = z
 
 /** Rollouts: create, plan, the lifecycle verbs, status, and the audit trail (paged and live). */
 export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, engine, view, auth } = app.fleet;
+  const { store, engine, view, auth, preflights } = app.fleet;
 
   app.post('/rollouts', { schema: { body: RolloutRequestSchema } }, async (request, reply) => {
     const caller = auth.require(request, 'write');
@@ -37,6 +37,39 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     auth.require(request, 'read');
     return view.plan(request.params.id);
   });
+
+  // Dry run: every target agent checks the preconditions and says what it would do; nothing changes.
+  app.post(
+    '/rollouts/:id/preflight',
+    {
+      schema: {
+        params: Params,
+        body: z
+          .object({ timeoutSeconds: z.number().min(1).max(600).default(30) })
+          .strict()
+          .default({ timeoutSeconds: 30 }),
+      },
+    },
+    async (request) => {
+      const caller = auth.require(request, 'read');
+      const plan = view.plan(request.params.id);
+      const rollout = view.status(request.params.id).rollout;
+      const patch = store.patches.get(rollout.patchId);
+      if (!patch) throw new Error(`patch ${rollout.patchId} is missing`);
+      const hosts = plan.waves.flatMap((w) => w.hosts);
+      const results = await preflights.run(hosts, patch.change, request.body.timeoutSeconds * 1000);
+      const summary: Record<string, number> = {};
+      for (const r of results) summary[r.outcome] = (summary[r.outcome] ?? 0) + 1;
+      const at = new Date().toISOString();
+      store.transaction(() =>
+        store.appendEvent(
+          { rolloutId: rollout.id, actor: caller.name, type: 'rollout.preflight', data: { summary } },
+          at,
+        ),
+      );
+      return { rolloutId: rollout.id, summary, results };
+    },
+  );
 
   app.post('/rollouts/:id/approve', { schema: { params: Params, body: VerbBody } }, async (request) => {
     const caller = auth.require(request, 'approve');

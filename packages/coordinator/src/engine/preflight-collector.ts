@@ -1,0 +1,70 @@
+import type { Change, CoordinatorMessage, OrderResultBody } from '@fleetpatch/shared';
+import { newId } from './ids.js';
+import type { AgentChannel } from './rollout-engine.js';
+
+export const PREFLIGHT_ORDER_PREFIX = 'pf_';
+
+export interface PreflightAnswer {
+  hostId: string;
+  /** would_apply | already_applied | would_fail | blocked, or offline / no_answer when the agent could not say. */
+  outcome: OrderResultBody['outcome'] | 'offline' | 'no_answer';
+  reason: string | null;
+  errorCode: string | null;
+}
+
+interface Pending {
+  hostId: string;
+  resolve(answer: PreflightAnswer): void;
+}
+
+/**
+ * Dry runs: asks agents to check a change's preconditions without changing anything, and gathers
+ * their answers. Nothing is stored — a dry run is a question, not a transition.
+ */
+export class PreflightCollector {
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(private readonly channel: AgentChannel) {}
+
+  async run(hostIds: readonly string[], change: Change, timeoutMs: number): Promise<PreflightAnswer[]> {
+    return Promise.all(hostIds.map((hostId) => this.ask(hostId, change, timeoutMs)));
+  }
+
+  /** Takes an agent's answer if it is one of ours; returns false for every other result. */
+  accept(agentId: string, result: OrderResultBody): boolean {
+    if (!result.orderId.startsWith(PREFLIGHT_ORDER_PREFIX)) return false;
+    const pending = this.pending.get(result.orderId);
+    if (!pending || pending.hostId !== agentId) return true;
+    this.pending.delete(result.orderId);
+    pending.resolve({
+      hostId: agentId,
+      outcome: result.outcome,
+      reason: result.reason ?? null,
+      errorCode: result.errorCode ?? null,
+    });
+    return true;
+  }
+
+  private ask(hostId: string, change: Change, timeoutMs: number): Promise<PreflightAnswer> {
+    const orderId = newId(PREFLIGHT_ORDER_PREFIX.slice(0, -1));
+    const message: CoordinatorMessage = { type: 'order.preflight', orderId, change };
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(orderId);
+        resolve({ hostId, outcome: 'no_answer', reason: `no answer within ${timeoutMs} ms`, errorCode: null });
+      }, timeoutMs);
+      this.pending.set(orderId, {
+        hostId,
+        resolve: (answer) => {
+          clearTimeout(timer);
+          resolve(answer);
+        },
+      });
+      if (!this.channel.send(hostId, message)) {
+        clearTimeout(timer);
+        this.pending.delete(orderId);
+        resolve({ hostId, outcome: 'offline', reason: 'agent is not connected', errorCode: 'offline' });
+      }
+    });
+  }
+}
