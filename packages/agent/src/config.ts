@@ -79,6 +79,7 @@ export function loadAgentConfig(input: {
   };
   set('coordinatorUrl', input.env.FLEETPATCH_COORDINATOR_URL);
   set('token', input.env.FLEETPATCH_AGENT_TOKEN);
+  set('tokenFile', input.env.FLEETPATCH_AGENT_TOKEN_FILE);
   set('dataDir', input.env.FLEETPATCH_DATA_DIR);
   set('logLevel', input.env.FLEETPATCH_LOG_LEVEL);
   if (input.env.FLEETPATCH_RECONNECT_MAX_MS) merged.backoffMaxMs = Number(input.env.FLEETPATCH_RECONNECT_MAX_MS);

@@ -9,7 +9,7 @@ const USAGE = `usage: fleetpatch-agent [--config FILE] [--coordinator URL] [--to
                         [--data-dir DIR] [--root-dir DIR] [--label KEY=VALUE]... [--allow-root PATH]...
                         [--log-level LEVEL]
 
-Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_AGENT_TOKEN,
+Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_AGENT_TOKEN, FLEETPATCH_AGENT_TOKEN_FILE,
 FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of the reconnect backoff).`;
 
 async function main(): Promise<void> {
@@ -59,9 +59,12 @@ async function main(): Promise<void> {
     process.exit(2);
   }
 
-  const log = pino({ level: config.logLevel, base: { service: 'agent' } });
   // Test-only: the crash-point matrix kills the agent at a named step to prove recovery.
   const crashAt = new Set((process.env.FLEETPATCH_TEST_CRASH_AT ?? '').split(',').filter(Boolean));
+  const logOptions = { level: config.logLevel, base: { service: 'agent' } };
+  // pino writes asynchronously by default, so a SIGKILL right after a log call loses the line; with
+  // crash points armed, log synchronously so "test crash point reached" is on stdout before the kill.
+  const log = crashAt.size > 0 ? pino(logOptions, pino.destination({ dest: 1, sync: true })) : pino(logOptions);
   const agent = new Agent({
     config,
     log,

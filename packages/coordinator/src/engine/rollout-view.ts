@@ -24,7 +24,8 @@ export interface RolloutPlan {
   haltsOn: string;
 }
 
-export type WavePhase = 'pending' | 'running' | 'baking' | 'passed';
+/** pending: not started; running; baking: passed, waiting out bakeSeconds; passed; stopped: the rollout halted or was aborted in it. */
+export type WavePhase = 'pending' | 'running' | 'baking' | 'passed' | 'stopped';
 
 export interface HostView {
   hostId: string;
@@ -109,6 +110,7 @@ export class RolloutView {
         const allDone = wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
         wave.phase = rollout.bakeUntil !== null ? (allDone ? 'baking' : 'running') : 'running';
         if (rollout.state === 'succeeded') wave.phase = 'passed';
+        if (rollout.state === 'halted' || rollout.state === 'aborted') wave.phase = 'stopped';
       }
     }
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);

@@ -3,6 +3,7 @@ import type { Db } from './database.js';
 
 export interface AgentRecord {
   id: string;
+  /** What targets match: the agent's own labels, overridden by those an admin gave at registration. */
   labels: Record<string, string>;
   facts: Facts | null;
   agentVersion: string | null;
@@ -13,6 +14,7 @@ export interface AgentRecord {
 interface AgentRow {
   id: string;
   labels: string;
+  reported_labels: string;
   facts: string | null;
   agent_version: string | null;
   last_seen_at: string | null;
@@ -22,7 +24,10 @@ interface AgentRow {
 function toRecord(row: AgentRow): AgentRecord {
   return {
     id: row.id,
-    labels: JSON.parse(row.labels) as Record<string, string>,
+    labels: {
+      ...(JSON.parse(row.reported_labels) as Record<string, string>),
+      ...(JSON.parse(row.labels) as Record<string, string>),
+    },
     facts: row.facts === null ? null : (JSON.parse(row.facts) as Facts),
     agentVersion: row.agent_version,
     lastSeenAt: row.last_seen_at,
@@ -43,7 +48,7 @@ export class AgentRepository {
       byToken: db.prepare('SELECT id FROM agents WHERE token_sha256 = ?'),
       all: db.prepare('SELECT * FROM agents ORDER BY id'),
       hello: db.prepare(
-        'UPDATE agents SET labels = @labels, facts = @facts, agent_version = @agentVersion, last_seen_at = @at WHERE id = @id',
+        'UPDATE agents SET reported_labels = @labels, facts = @facts, agent_version = @agentVersion, last_seen_at = @at WHERE id = @id',
       ),
       seen: db.prepare('UPDATE agents SET last_seen_at = @at WHERE id = @id'),
     };

@@ -11,6 +11,7 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
         id TEXT PRIMARY KEY,
         token_sha256 TEXT NOT NULL UNIQUE,
         labels TEXT NOT NULL DEFAULT '{}',
+        reported_labels TEXT NOT NULL DEFAULT '{}',
         facts TEXT,
         agent_version TEXT,
         last_seen_at TEXT,
