@@ -7,6 +7,7 @@ export default defineConfig({
     projects: [
       { test: { name: 'shared', include: ['packages/shared/test/**/*.test.ts'] } },
       { test: { name: 'agent', include: ['packages/agent/test/**/*.test.ts'], testTimeout: 30_000 } },
+      { test: { name: 'cli', include: ['packages/cli/test/**/*.test.ts'], testTimeout: 30_000 } },
       { test: { name: 'coordinator', include: ['packages/coordinator/test/**/*.test.ts'], testTimeout: 30_000 } },
       {
         test: {
