@@ -6,6 +6,8 @@
 //
 // Flags: --agents N (1000)   --max-parallel N (200; also the revert's revertParallel)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
+//        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
+//        --cpu-prof DIR (write the coordinator's V8 CPU profile there, for chrome://inspect or speedscope)
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, readFileSync } from 'node:fs';
@@ -24,6 +26,9 @@ const { values: flags } = parseArgs({
     'max-parallel': { type: 'string', default: '200' },
     deadline: { type: 'string', default: '300' },
     tmp: { type: 'string' },
+    'cpu-prof': { type: 'string' },
+    'tick-ms': { type: 'string', default: '1000' },
+    'heartbeat-ms': { type: 'string', default: '10000' },
   },
   strict: true,
 });
@@ -93,6 +98,32 @@ function openFilesLimit() {
   }
 }
 
+/**
+ * `--cpu-prof` is refused in NODE_OPTIONS, so the coordinator child gets a preload (written to the
+ * scratch dir) that runs the inspector's profiler and writes coordinator-<pid>.cpuprofile on exit.
+ */
+async function profilerPreload(dir) {
+  await mkdir(dir, { recursive: true });
+  const file = join(work, 'cpu-profile-preload.mjs');
+  const out = JSON.stringify(join(dir, 'coordinator-'));
+  await writeFile(
+    file,
+    `import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+const session = new Session();
+session.connect();
+session.post('Profiler.enable');
+session.post('Profiler.start');
+process.on('exit', () => {
+  session.post('Profiler.stop', (err, result) => {
+    if (!err) writeFileSync(${out} + process.pid + '.cpuprofile', JSON.stringify(result.profile));
+  });
+});
+`,
+  );
+  return file;
+}
+
 /** Runs `fn` over `items` with at most `limit` in flight. */
 async function pool(items, limit, fn) {
   let next = 0;
@@ -105,6 +136,31 @@ async function pool(items, limit, fn) {
   await Promise.all(workers);
 }
 
+/** CPU time (user + system) of a process so far, in ms, from /proc (NaN elsewhere). */
+function cpuMsOf(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Starts a CPU stopwatch over the coordinator and this process; `.line()` says how busy each was. */
+function cpuMeter(pid) {
+  const t0 = performance.now();
+  const c0 = cpuMsOf(pid);
+  const b0 = cpuMsOf(process.pid);
+  return {
+    line() {
+      const wall = performance.now() - t0;
+      const pct = (ms) => `${((ms / wall) * 100).toFixed(0)}%`;
+      return `cpu: coordinator ${pct(cpuMsOf(pid) - c0)}, bench/agents ${pct(cpuMsOf(process.pid) - b0)} of one core`;
+    },
+  };
+}
+
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
 // ---- the run ---------------------------------------------------------------------------------------
@@ -113,11 +169,15 @@ const failures = [];
 const agents = [];
 let coordinator;
 let work;
-let cleanedUp = false;
+let cleaning = null;
 
-async function cleanup() {
-  if (cleanedUp) return;
-  cleanedUp = true;
+/** Idempotent; every caller (main, the watchdog, a signal) waits for the same teardown. */
+function cleanup() {
+  cleaning ??= teardown();
+  return cleaning;
+}
+
+async function teardown() {
   const t = performance.now();
   // Agents first (each closes its socket), then the coordinator, then the scratch tree.
   await Promise.allSettled(agents.map((a) => a.agent.stop()));
@@ -156,11 +216,15 @@ async function main() {
   coordinator = await startCoordinator({
     dataDir: join(work, 'coordinator'),
     apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
-    // Quiet logs: at info the coordinator writes two lines per agent connection into the pipe.
-    extraConfig: { logLevel: 'warn' },
+    tickIntervalMs: Number.parseInt(flags['tick-ms'], 10),
+    heartbeatIntervalMs: Number.parseInt(flags['heartbeat-ms'], 10),
+    // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
+    ...(flags['cpu-prof'] ? { env: { NODE_OPTIONS: `--import=${await profilerPreload(flags['cpu-prof'])}` } } : {}),
   });
   const admin = apiClient(coordinator.url, ADMIN_TOKEN);
-  say(`coordinator pid ${coordinator.child.pid} on ${coordinator.url}`);
+  say(
+    `coordinator pid ${coordinator.child.pid} on ${coordinator.url} (tick ${flags['tick-ms']} ms, heartbeat ${flags['heartbeat-ms']} ms)`,
+  );
 
   // Register and lay out the fleet.
   let t = performance.now();
@@ -191,6 +255,7 @@ async function main() {
     agents.push({ id, agent: new Agent({ config, log, facts: FACTS }) });
   }
   t = performance.now();
+  let cpu = cpuMeter(coordinator.child.pid);
   await Promise.all(agents.map((a) => a.agent.start()));
   let localDone = null;
   await waitFor(
@@ -206,7 +271,7 @@ async function main() {
   );
   const connectMs = performance.now() - t;
   say(
-    `connect ${N} agents: ${secs(connectMs)} (all online in GET /v1/agents; all welcomed agent-side at ${secs(localDone ?? connectMs)})`,
+    `connect ${N} agents: ${secs(connectMs)} (all online in GET /v1/agents; all welcomed agent-side at ${secs(localDone ?? connectMs)}); ${cpu.line()}`,
   );
 
   // 2. Roll out.
@@ -253,9 +318,11 @@ async function main() {
     return seen;
   };
   t = performance.now();
+  cpu = cpuMeter(coordinator.child.pid);
   await admin.post(`/v1/rollouts/${rolloutId}/start`);
   const rolled = await waitState(['succeeded', 'halted', 'aborted']);
   const rolloutWallMs = performance.now() - t;
+  const rolloutCpu = cpu.line();
   if (rolled.state !== 'succeeded') failures.push(`rollout ended ${rolled.state}: ${rolled.stateReason}`);
 
   const afterRollout = await admin.get(`/v1/rollouts/${rolloutId}`);
@@ -269,9 +336,11 @@ async function main() {
 
   // 3. Revert.
   t = performance.now();
+  cpu = cpuMeter(coordinator.child.pid);
   await admin.post(`/v1/rollouts/${rolloutId}/revert`);
   const reverted = await waitState(['reverted', 'revert_failed']);
   const revertWallMs = performance.now() - t;
+  const revertCpu = cpu.line();
   if (reverted.state !== 'reverted') failures.push(`revert ended ${reverted.state}: ${reverted.stateReason}`);
   const afterRevert = await admin.get(`/v1/rollouts/${rolloutId}`);
   const wrongAfterRevert = await checkFiles(ids, OLD);
@@ -300,7 +369,7 @@ async function main() {
   say(
     `rollout to ${N} hosts, waves [1, "10%", "100%"], maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → succeeded seen), ${secs(engineRolloutMs)} by event timestamps`,
   );
-  say(`  throughput: ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s`);
+  say(`  throughput: ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s; ${rolloutCpu}`);
   for (let wave = 0; wave < created.rollout.waveCount || wave < 3; wave++) {
     const startAt = at('wave.started', (e) => e.data?.wave === wave);
     const passAt = at('wave.passed', (e) => e.data?.wave === wave);
@@ -311,7 +380,7 @@ async function main() {
     );
   }
   say(
-    `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s`,
+    `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s; ${revertCpu}`,
   );
   say(`files checked: ${N} roots carried the new content after the rollout and the old after the revert`);
 

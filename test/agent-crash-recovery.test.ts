@@ -1,0 +1,434 @@
+/**
+ * Issue "Agent: crash-safe order journal" — the crash-point matrix.
+ *
+ * For every checkpoint of the order executor, for a file change and for an apt package change: a
+ * real coordinator and a real agent process that SIGKILLs itself at that checkpoint
+ * (`FLEETPATCH_TEST_CRASH_AT`). The agent is restarted without the crash and the test proves that
+ * the host is exactly at the old or the new state (never between), that this is what the
+ * coordinator reports and what the agent's journal says, and that no temp files are left behind.
+ */
+import { createHash } from 'node:crypto';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import type { HostRunState, PatchSpecInput, RolloutState } from '@fleetpatch/shared';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createDebTestBed,
+  type DebTestBed,
+  type DpkgRoot,
+  debToolsAvailable,
+  UNPRIVILEGED_ID,
+} from '../packages/agent/test/support/deb-fixtures.js';
+import { waitFor } from '../scripts/lib/local-fleet.mjs';
+import {
+  exitWithin,
+  FINAL_APPLY_STATES,
+  FINAL_REVERT_STATES,
+  FleetHarness,
+  findNames,
+  hostOf,
+  jsonLines,
+  readJournal,
+} from './support/fleet-harness.js';
+
+const CHECKPOINTS = [
+  'apply:accepted',
+  'apply:snapshotted',
+  'apply:applying',
+  'apply:applied-before-journal',
+  'apply:applied',
+  'apply:verifying',
+  'apply:reverting',
+  'apply:done',
+  'revert:reverting',
+  'revert:restored',
+  'revert:done',
+] as const;
+type Checkpoint = (typeof CHECKPOINTS)[number];
+type HostState = 'old' | 'new';
+
+interface Expectation {
+  /** Where the host is while the agent lies dead at the checkpoint. */
+  atCrash: HostState;
+  /** Where the host is once the restarted agent has recovered and reported. */
+  settled: HostState;
+  hostRun: HostRunState;
+  rollout: RolloutState;
+}
+
+/**
+ * The recovery contract (order-executor.ts `recover`): an apply interrupted before `done` is not
+ * resumed; if it may have changed the host it goes back to its snapshot, and the coordinator hears
+ * `failed, changed: false`. A finished order is only reported. An interrupted revert is finished.
+ */
+function expectationFor(checkpoint: Checkpoint): Expectation {
+  switch (checkpoint) {
+    case 'apply:accepted':
+    case 'apply:snapshotted':
+    case 'apply:applying':
+      return { atCrash: 'old', settled: 'old', hostRun: 'failed', rollout: 'halted' };
+    case 'apply:applied-before-journal':
+    case 'apply:applied':
+    case 'apply:verifying':
+    case 'apply:reverting':
+      return { atCrash: 'new', settled: 'old', hostRun: 'failed', rollout: 'halted' };
+    case 'apply:done':
+      return { atCrash: 'new', settled: 'new', hostRun: 'healthy', rollout: 'succeeded' };
+    case 'revert:reverting':
+      return { atCrash: 'new', settled: 'old', hostRun: 'reverted', rollout: 'reverted' };
+    case 'revert:restored':
+    case 'revert:done':
+      return { atCrash: 'old', settled: 'old', hostRun: 'reverted', rollout: 'reverted' };
+  }
+}
+
+/** One host under test: its root, and what it takes to judge its state. */
+interface CrashHost {
+  rootDir: string;
+  configFile?: string;
+  /** 'old' or 'new'; throws when the host is in neither (half-written, half-installed, audit not clean). */
+  state(): Promise<HostState>;
+  /** Temp files, staged .debs, dpkg journal leftovers: everything that should not outlive an order. */
+  leftovers(): Promise<string[]>;
+}
+
+interface Subject {
+  kind: 'file' | 'package';
+  newHost(caseDir: string, label: string): Promise<CrashHost>;
+  /** A patch whose health holds after apply. */
+  healthyPatch: string;
+  /** A patch whose health passes at baseline and fails after apply (the executor reverts itself). */
+  unhealthyAfterApplyPatch: string;
+}
+
+const sha256 = (data: string) => createHash('sha256').update(data).digest('hex');
+
+const QUICK_HEALTH = { intervalSeconds: 0.1, minHealthySeconds: 0, healthyDeadlineSeconds: 10 } as const;
+/** One second is the shortest deadline the schema allows: the revert starts about 1 s after apply. */
+const FAILING_HEALTH = { intervalSeconds: 0.2, minHealthySeconds: 0, healthyDeadlineSeconds: 1 } as const;
+
+function patchSpec(
+  title: string,
+  change: PatchSpecInput['change'],
+  health: NonNullable<PatchSpecInput['health']>,
+): PatchSpecInput {
+  return {
+    title,
+    problem: 'crash-point matrix: the agent dies at a named checkpoint.',
+    rootCause: 'test harness (FLEETPATCH_TEST_CRASH_AT).',
+    intendedFix: 'recovery leaves the host at exactly the old or the new state.',
+    ticket: 'E2E-CRASH',
+    change,
+    health,
+  };
+}
+
+function caseId(kind: string, checkpoint: Checkpoint): string {
+  return `${kind}-${checkpoint.replace(/[^a-z]+/g, '-')}`;
+}
+
+async function runCrashCase(fleet: FleetHarness, subject: Subject, checkpoint: Checkpoint, work: string) {
+  const expected = expectationFor(checkpoint);
+  const id = caseId(subject.kind, checkpoint);
+  const caseDir = join(work, id);
+  await mkdir(caseDir, { recursive: true });
+  const host = await subject.newHost(caseDir, id);
+  expect(await host.state()).toBe('old');
+
+  const token = await fleet.register(id);
+  const spawn = {
+    id,
+    token,
+    dataDir: join(caseDir, 'agent-data'),
+    rootDir: host.rootDir,
+    ...(host.configFile ? { configFile: host.configFile } : {}),
+  };
+  const crashing = fleet.spawnAgent({ ...spawn, env: { FLEETPATCH_TEST_CRASH_AT: checkpoint } });
+  await fleet.waitOnline([id]);
+
+  const patchId = checkpoint === 'apply:reverting' ? subject.unhealthyAfterApplyPatch : subject.healthyPatch;
+  const rolloutId = await fleet.startRollout({
+    patchId,
+    target: { hostIds: [id] },
+    waves: [1],
+    maxFailures: 0,
+    bakeSeconds: 0,
+    // The host restores its own snapshot when health fails after apply (apply:reverting).
+    autoRevert: 'host',
+  });
+  const isRevert = checkpoint.startsWith('revert:');
+  if (isRevert) {
+    const applied = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
+    expect(applied.rollout.state, applied.rollout.stateReason ?? '').toBe('succeeded');
+    expect(await host.state()).toBe('new');
+    await fleet.api.post(`/v1/rollouts/${rolloutId}/revert`);
+  }
+
+  // The agent must die by its own SIGKILL, at exactly this checkpoint and nowhere else.
+  const exit = await exitWithin(crashing, 30_000, `crash at ${checkpoint}`);
+  expect(exit, crashing.logs.join('\n')).toEqual({ code: null, signal: 'SIGKILL' });
+  // 'exit' can come before the pipe is drained: wait for the stdout stream to end.
+  await waitFor('agent stdout closed', () => crashing.child.stdout?.readableEnded ?? true, { timeoutMs: 5_000 });
+  const crashes = jsonLines(crashing.logs).filter(
+    (line) => typeof line.msg === 'string' && line.msg.includes('test crash point reached'),
+  );
+  expect(
+    crashes.map((line) => line.checkpoint),
+    crashing.logs.join('\n'),
+  ).toEqual([checkpoint]);
+  expect(await host.state(), 'host state while the agent is dead').toBe(expected.atCrash);
+
+  // Restart without the crash point: recovery runs before the agent dials in and reports.
+  const restarted = fleet.spawnAgent(spawn);
+  const settled = await fleet.waitForState(rolloutId, isRevert ? FINAL_REVERT_STATES : FINAL_APPLY_STATES);
+  const run = hostOf(settled, id);
+  const context = `${checkpoint}: rollout ${settled.rollout.state} (${settled.rollout.stateReason}); host ${run.state} (${run.reason})\n${restarted.logs.join('\n')}`;
+
+  const finalState = await host.state();
+  expect(finalState, context).toBe(expected.settled);
+  expect(settled.rollout.state, context).toBe(expected.rollout);
+  expect(run.state, context).toBe(expected.hostRun);
+  // A failure here is the interrupted order's, found by recovery, not some unrelated refusal.
+  if (expected.hostRun === 'failed') expect(run.reason, context).toMatch(/restart/);
+  // The coordinator's view is the host's truth: it says "changed" exactly when the change is there.
+  expect(run.changed, context).toBe(finalState === 'new');
+
+  // The agent's journal agrees, and holds exactly one entry per order (at most once per host).
+  const journal = await readJournal(spawn.dataDir);
+  const applies = journal.filter((entry) => entry.kind === 'apply');
+  expect(applies.map((entry) => entry.orderId)).toEqual([run.orderId]);
+  const apply = applies[0];
+  expect(apply?.phase).toBe('done');
+  expect(apply?.changed, 'journal: apply entry changed').toBe(finalState === 'new');
+  const reverts = journal.filter((entry) => entry.kind === 'revert');
+  if (isRevert) {
+    expect(reverts).toHaveLength(1);
+    expect(reverts[0]).toMatchObject({ phase: 'done', revertsOrderId: run.orderId, result: { outcome: 'reverted' } });
+  } else {
+    expect(reverts).toHaveLength(0);
+    expect(apply?.result?.changed).toBe(run.changed);
+  }
+
+  expect(await host.leftovers(), 'temp files left behind').toEqual([]);
+  await fleet.stopAgents();
+}
+
+// ---- file changes ------------------------------------------------------------------------------
+
+const FILE_PATH = '/etc/crashapp/app.conf';
+const FILE_OLD = 'mode = old\nworkers = 2\n';
+const FILE_NEW = 'mode = new\nworkers = 4\n# raised by the crash matrix\n';
+const myUid = process.getuid?.() ?? 0;
+const myGid = process.getgid?.() ?? 0;
+/** Old and new differ in bytes, mode and (when we can chown) owner, so "neither" is detectable. */
+const FILE_OLD_OWNER = myUid === 0 ? UNPRIVILEGED_ID : myUid;
+const FILE_OLD_MODE = 0o600;
+const FILE_NEW_MODE = 0o644;
+
+async function newFileHost(caseDir: string): Promise<CrashHost> {
+  const rootDir = join(caseDir, 'root');
+  const target = join(rootDir, FILE_PATH);
+  await mkdir(dirname(target), { recursive: true });
+  await writeFile(target, FILE_OLD);
+  await chmod(target, FILE_OLD_MODE);
+  if (myUid === 0) await chown(target, FILE_OLD_OWNER, FILE_OLD_OWNER);
+  return {
+    rootDir,
+    async state() {
+      const [info, bytes] = await Promise.all([lstat(target), readFile(target, 'utf8')]);
+      const mode = info.mode & 0o7777;
+      const seen = `${JSON.stringify(bytes)} mode ${mode.toString(8)} uid ${info.uid} gid ${info.gid}`;
+      if (!info.isFile()) throw new Error(`${FILE_PATH} is not a regular file`);
+      if (bytes === FILE_OLD && mode === FILE_OLD_MODE && info.uid === FILE_OLD_OWNER && info.gid === FILE_OLD_OWNER)
+        return 'old';
+      if (bytes === FILE_NEW && mode === FILE_NEW_MODE && info.uid === myUid && info.gid === myGid) return 'new';
+      throw new Error(`${FILE_PATH} is neither the old nor the new file: ${seen}`);
+    },
+    async leftovers() {
+      const beside = (await readdir(dirname(target))).filter((name) => name !== basename(target));
+      return [...beside, ...(await findNames(rootDir, /fleetpatch-tmp/))];
+    },
+  };
+}
+
+describe('crash-point matrix: file change', () => {
+  let work: string;
+  let fleet: FleetHarness;
+  let subject: Subject;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-file-'));
+    fleet = await FleetHarness.start(join(work, 'coordinator'));
+    const change = {
+      kind: 'file' as const,
+      path: FILE_PATH,
+      content: FILE_NEW,
+      mode: '0644',
+      owner: String(myUid),
+      group: String(myGid),
+      expectedPriorSha256: sha256(FILE_OLD),
+    };
+    subject = {
+      kind: 'file',
+      newHost: (caseDir) => newFileHost(caseDir),
+      healthyPatch: await fleet.createPatch(
+        patchSpec('crash matrix: file', change, { checks: [{ kind: 'file', path: FILE_PATH }], ...QUICK_HEALTH }),
+      ),
+      unhealthyAfterApplyPatch: await fleet.createPatch(
+        patchSpec('crash matrix: file, unhealthy after apply', change, {
+          // Passes at baseline (old bytes), fails once the new bytes are in place.
+          checks: [{ kind: 'file', name: 'still the old bytes', path: FILE_PATH, sha256: sha256(FILE_OLD) }],
+          ...FAILING_HEALTH,
+        }),
+      ),
+    };
+  });
+
+  afterEach(async () => {
+    await fleet?.stopAgents();
+  });
+
+  afterAll(async () => {
+    await fleet?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  for (const checkpoint of CHECKPOINTS) {
+    it(`${checkpoint} → ${expectationFor(checkpoint).settled} state, as reported`, async () => {
+      await runCrashCase(fleet, subject, checkpoint, work);
+    });
+  }
+});
+
+// ---- package changes ---------------------------------------------------------------------------
+
+const tools = debToolsAvailable();
+if (!tools.available) console.warn(`crash-point matrix, package change: skipped — ${tools.reason}`);
+
+async function newPackageHost(bed: DebTestBed, caseDir: string, label: string): Promise<CrashHost> {
+  await mkdir(caseDir, { recursive: true });
+  const root: DpkgRoot = await bed.newRoot(label);
+  await root.install(bed.deb('fptest', '1.0'));
+  const configFile = join(caseDir, 'agent.json');
+  await writeFile(configFile, JSON.stringify({ apt: root.driverOptions }));
+  const staging = root.driverOptions.stagingDir ?? root.path('var/cache/fleetpatch');
+  return {
+    rootDir: root.root,
+    configFile,
+    async state() {
+      const [query, audit] = await Promise.all([root.query('fptest'), root.audit()]);
+      if (audit !== '') throw new Error(`dpkg --audit is not clean:\n${audit}`);
+      if (query?.status !== 'ii') throw new Error(`fptest is ${JSON.stringify(query)}, not installed cleanly`);
+      const shipped = await readFile(root.path('usr/share/fptest/VERSION'), 'utf8');
+      if (shipped !== `${query.version}\n`) throw new Error(`fptest ${query.version} ships VERSION ${shipped}`);
+      if (query.version === '1.0') return 'old';
+      if (query.version === '2.0') return 'new';
+      throw new Error(`fptest is at ${query.version}, neither 1.0 nor 2.0`);
+    },
+    async leftovers() {
+      const staged = (await readdir(staging)).filter((name) => name.endsWith('.deb'));
+      const dpkgJournal = (await readdir(root.path('var/lib/dpkg/updates'))).filter((name) => /^\d+$/.test(name));
+      const temps = await findNames(root.root, /fleetpatch-tmp|\.dpkg-(?:new|tmp)$/);
+      return [...staged.map((n) => join(staging, n)), ...dpkgJournal.map((n) => `updates/${n}`), ...temps];
+    },
+  };
+}
+
+/**
+ * A fresh dpkg root costs an `apt-get update` and a `dpkg --install`: the next case's root is
+ * prepared while the current case runs, so the matrix mostly waits on one thing at a time.
+ */
+class HostPrefetcher {
+  private readonly started = new Map<string, Promise<CrashHost>>();
+
+  constructor(
+    private readonly labels: readonly string[],
+    private readonly make: (label: string) => Promise<CrashHost>,
+  ) {}
+
+  get(label: string): Promise<CrashHost> {
+    const next = this.labels[this.labels.indexOf(label) + 1];
+    const host = this.start(label);
+    if (next !== undefined) this.start(next);
+    return host;
+  }
+
+  /** Waits for every preparation begun, so nothing still writes into a directory being removed. */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.started.values());
+  }
+
+  private start(label: string): Promise<CrashHost> {
+    let host = this.started.get(label);
+    if (!host) {
+      host = this.make(label);
+      host.catch(() => {}); // reported by the case that awaits it
+      this.started.set(label, host);
+    }
+    return host;
+  }
+}
+
+describe.skipIf(!tools.available)(
+  `crash-point matrix: package change${tools.available ? '' : ` (skipped: ${tools.reason})`}`,
+  () => {
+    let work: string;
+    let bed: DebTestBed;
+    let fleet: FleetHarness;
+    let subject: Subject;
+    let prefetch: HostPrefetcher | undefined;
+
+    beforeAll(async () => {
+      work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-pkg-'));
+      [bed, fleet] = await Promise.all([createDebTestBed(), FleetHarness.start(join(work, 'coordinator'))]);
+      const change = {
+        kind: 'package' as const,
+        manager: 'apt' as const,
+        name: 'fptest',
+        version: '2.0',
+        expectedPriorVersion: '1.0',
+      };
+      const shippedVersion = '/usr/share/fptest/VERSION';
+      const hosts = new HostPrefetcher(
+        CHECKPOINTS.map((checkpoint) => caseId('package', checkpoint)),
+        (label) => newPackageHost(bed, join(work, label), label),
+      );
+      prefetch = hosts;
+      subject = {
+        kind: 'package',
+        newHost: (_caseDir, label) => hosts.get(label),
+        healthyPatch: await fleet.createPatch(
+          patchSpec('crash matrix: package', change, {
+            checks: [{ kind: 'file', path: shippedVersion }],
+            ...QUICK_HEALTH,
+          }),
+        ),
+        unhealthyAfterApplyPatch: await fleet.createPatch(
+          patchSpec('crash matrix: package, unhealthy after apply', change, {
+            // Passes while 1.0 is installed, fails once 2.0 has replaced the file.
+            checks: [{ kind: 'file', name: 'still 1.0', path: shippedVersion, sha256: sha256('1.0\n') }],
+            ...FAILING_HEALTH,
+          }),
+        ),
+      };
+    });
+
+    afterEach(async () => {
+      await fleet?.stopAgents();
+    });
+
+    afterAll(async () => {
+      await fleet?.stop();
+      await prefetch?.settle();
+      await bed?.dispose();
+      if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    for (const checkpoint of CHECKPOINTS) {
+      it(`${checkpoint} → ${expectationFor(checkpoint).settled} version, as reported`, async () => {
+        await runCrashCase(fleet, subject, checkpoint, work);
+      });
+    }
+  },
+);
