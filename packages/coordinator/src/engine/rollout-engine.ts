@@ -146,6 +146,8 @@ export class RolloutEngine {
         this.iso(),
       );
     });
+    // Watched from the start, so the window's opening wakes the rollout (resumeWindows re-arms it after a restart).
+    if (request.window) this.windows?.watch(id, request.window);
     return this.mustGet(id);
   }
 
@@ -239,6 +241,17 @@ export class RolloutEngine {
         .inStates(id, ['failed', 'timed_out', 'skipped', 'cancelled'])
         .filter((run) => run.wave <= rollout.currentWave && !run.changed);
       for (const run of retried) this.store.hostRuns.requeue(id, run.hostId);
+      // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
+      // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
+      if (retried.length > 0) {
+        const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
+        this.store.rollouts.setWave(id, wave, null, this.iso());
+        if (wave < rollout.currentWave)
+          this.store.appendEvent(
+            { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave, retry: true } },
+            this.iso(),
+          );
+      }
       this.transition(rollout, 'running', actor, null, { requeued: retried.map((r) => r.hostId) });
     });
     this.markDirty(id);
@@ -270,6 +283,11 @@ export class RolloutEngine {
     this.store.transaction(() => {
       const rollout = this.mustGet(id);
       assertVerb(id, rollout.state, 'revert');
+      // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
+      // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
+      for (const run of this.store.hostRuns.inStates(id, ['revert_failed'])) {
+        if (run.changed) this.store.hostRuns.forgetRevertOrder(id, run.hostId);
+      }
       this.transition(rollout, 'reverting', actor, 'revert requested');
     });
     this.cancelInFlight(id);
@@ -492,6 +510,16 @@ export class RolloutEngine {
       { ...base, type: `host.${state}`, toState: state, data: { ...error, changed: result.changed } },
       this.iso(),
     );
+    // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
+    const rollout = this.store.rollouts.get(run.rolloutId);
+    if (
+      result.changed &&
+      rollout?.state === 'halted' &&
+      rollout.request.autoRevert === 'wave' &&
+      run.wave === rollout.currentWave
+    ) {
+      this.dispatchRevert({ ...run, state, changed: true });
+    }
     this.markDirty(run.rolloutId);
     return true;
   }
@@ -705,8 +733,9 @@ export class RolloutEngine {
     const reverting = this.store.hostRuns.inStates(rollout.id, ['reverting']).length;
     const candidates = this.store.hostRuns
       // `reverted` too: a late apply result can show a host carries the change after all (see reopenRevert).
-      .inStates(rollout.id, ['healthy', 'failed', 'timed_out', 'cancelled', 'skipped', 'reverted'])
-      .filter((run) => run.changed);
+      // `revert_failed` only when no revert order of ours failed (its own self-revert did): tried once, never again.
+      .inStates(rollout.id, ['healthy', 'failed', 'timed_out', 'cancelled', 'skipped', 'reverted', 'revert_failed'])
+      .filter((run) => run.changed && (run.state !== 'revert_failed' || run.revertOrderId === null));
     const slots = rollout.request.revertParallel - reverting;
     if (candidates.length > 0 && slots > 0) {
       this.store.transaction(() => {

@@ -125,6 +125,11 @@ export class RolloutView {
     };
   }
 
+  /** Throws not-found for an unknown rollout; O(1), unlike `status`, which reads every host. */
+  assertExists(id: string): void {
+    this.mustGet(id);
+  }
+
   private mustGet(id: string): RolloutRecord {
     const rollout = this.store.rollouts.get(id);
     if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);

@@ -21,7 +21,7 @@ export const eventStreamRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       auth.require(request, 'read');
       const rolloutId = request.params.id;
-      view.status(rolloutId); // 404 before the stream opens
+      view.assertExists(rolloutId); // 404 before the stream opens
       const lastEventId = Number(request.headers['last-event-id']);
       let after = Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : (request.query.after ?? 0);
 

@@ -124,7 +124,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       auth.require(request, 'read');
-      view.status(request.params.id); // 404 for an unknown rollout
+      view.assertExists(request.params.id); // 404 for an unknown rollout
       const events = store.events(request.params.id, request.query.after, request.query.limit);
       const last = events.at(-1);
       return { events, next: events.length === request.query.limit && last ? last.seq : null };

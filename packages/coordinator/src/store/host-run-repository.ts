@@ -107,6 +107,9 @@ export class HostRunRepository {
       requeue: db.prepare(
         "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, error_code = NULL, reason = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId",
       ),
+      forgetRevert: db.prepare(
+        'UPDATE host_runs SET revert_order_id = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId',
+      ),
       dispatchRevert: db.prepare(
         "UPDATE host_runs SET revert_order_id = @orderId, state = 'reverting', dispatched_at = @at WHERE rollout_id = @rolloutId AND host_id = @hostId",
       ),
@@ -186,6 +189,11 @@ export class HostRunRepository {
   /** Puts a finished host back in the queue with no order: an explicit retry sends it a new order. */
   requeue(rolloutId: string, hostId: string): void {
     this.statements.requeue.run({ rolloutId, hostId });
+  }
+
+  /** Lets a whole-rollout revert try a host whose earlier revert failed (see RolloutEngine.revert). */
+  forgetRevertOrder(rolloutId: string, hostId: string): void {
+    this.statements.forgetRevert.run({ rolloutId, hostId });
   }
 
   markRevertDispatched(rolloutId: string, hostId: string, orderId: string, at: number): void {

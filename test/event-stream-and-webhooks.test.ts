@@ -1,0 +1,312 @@
+import { createHmac } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type AgentProcess,
+  type ApiClient,
+  apiClient,
+  type CoordinatorProcess,
+  startAgent,
+  startCoordinator,
+  waitFor,
+  waitForAgentsOnline,
+  waitForRolloutState,
+} from '../scripts/lib/local-fleet.mjs';
+
+// What the outside world sees of a rollout: signed webhooks to a real HTTP receiver, the live
+// Server-Sent Events stream of its audit log (with resume), and the paged audit log. A real
+// coordinator process and two real agents on 127.0.0.1.
+
+const TOKEN = 'e2e-events-admin-token-0001';
+const SECRET = 'webhook-shared-secret';
+const HOSTS = ['web-1', 'web-2'];
+const SUBSCRIBED = ['rollout.running', 'wave.passed', 'rollout.succeeded'];
+
+/** One audit event as the API and the stream carry it. */
+interface AuditEvent {
+  seq: number;
+  rolloutId: string | null;
+  hostId: string | null;
+  actor: string;
+  type: string;
+  fromState: string | null;
+  toState: string | null;
+  data: Record<string, unknown> | null;
+  at: string;
+}
+
+interface WebhookDelivery {
+  headers: IncomingHttpHeaders;
+  raw: string;
+  body: { type: string; rolloutId: string; at: string; data: { seq: number } & Record<string, unknown> };
+}
+
+interface SseFrame {
+  id: number;
+  event: string;
+  data: AuditEvent;
+}
+
+/** A minimal EventSource over fetch: frames are parsed as they arrive; `close()` ends the request. */
+class SseClient {
+  private readonly decoder = new TextDecoder();
+  private buffer = '';
+  private readonly frames: SseFrame[] = [];
+  private readonly deadline: NodeJS.Timeout;
+
+  private constructor(
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+    private readonly controller: AbortController,
+  ) {
+    // A stream that stops delivering fails the test instead of hanging it.
+    this.deadline = setTimeout(() => controller.abort(), 60_000);
+  }
+
+  static async open(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
+    const controller = new AbortController();
+    const res = await fetch(url, {
+      headers: { authorization: `Bearer ${TOKEN}`, ...headers },
+      signal: controller.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    if (!res.body) throw new Error('event stream has no body');
+    return new SseClient(res.body.getReader(), controller);
+  }
+
+  async next(): Promise<SseFrame> {
+    for (;;) {
+      const frame = this.frames.shift();
+      if (frame) return frame;
+      const { value, done } = await this.reader.read();
+      if (done) throw new Error('event stream ended');
+      this.buffer += this.decoder.decode(value, { stream: true });
+      this.parse();
+    }
+  }
+
+  /** Reads frames up to and including the first one `last` accepts. */
+  async until(last: (frame: SseFrame) => boolean): Promise<SseFrame[]> {
+    const read: SseFrame[] = [];
+    for (;;) {
+      const frame = await this.next();
+      read.push(frame);
+      if (last(frame)) return read;
+    }
+  }
+
+  close(): void {
+    clearTimeout(this.deadline);
+    this.controller.abort();
+  }
+
+  private parse(): void {
+    for (let end = this.buffer.indexOf('\n\n'); end >= 0; end = this.buffer.indexOf('\n\n')) {
+      const block = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end + 2);
+      const fields = new Map<string, string>();
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) continue; // keep-alive comment
+        const colon = line.indexOf(':');
+        if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
+      }
+      const data = fields.get('data');
+      if (data === undefined) continue;
+      this.frames.push({
+        id: Number(fields.get('id')),
+        event: fields.get('event') ?? 'message',
+        data: JSON.parse(data) as AuditEvent,
+      });
+    }
+  }
+}
+
+let work: string;
+let receiver: Server;
+const deliveries: WebhookDelivery[] = [];
+let coordinator: CoordinatorProcess;
+let api: ApiClient;
+const agents: AgentProcess[] = [];
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'fleetpatch-e2e-events-'));
+
+  receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks).toString('utf8');
+      deliveries.push({ headers: req.headers, raw, body: JSON.parse(raw) as WebhookDelivery['body'] });
+      res.writeHead(204).end();
+    });
+  });
+  receiver.listen(0, '127.0.0.1');
+  await once(receiver, 'listening');
+  const { port } = receiver.address() as AddressInfo;
+
+  coordinator = await startCoordinator({
+    dataDir: join(work, 'coordinator'),
+    apiTokens: [{ name: 'admin', token: TOKEN, role: 'admin' }],
+    tickIntervalMs: 50,
+    extraConfig: { webhooks: [{ url: `http://127.0.0.1:${port}/hooks`, events: SUBSCRIBED, secret: SECRET }] },
+  });
+  api = apiClient(coordinator.url, TOKEN);
+
+  for (const host of HOSTS) {
+    const rootDir = join(work, host, 'root');
+    await mkdir(join(rootDir, 'etc/app'), { recursive: true });
+    await writeFile(join(rootDir, 'etc/app/app.conf'), 'workers = 2\n', { mode: 0o644 });
+    const { token } = await api.post<{ token: string }>('/v1/agents', { id: host, labels: { role: 'web' } });
+    agents.push(startAgent({ coordinatorUrl: coordinator.url, token, dataDir: join(work, host, 'data'), rootDir }));
+  }
+  await waitForAgentsOnline(api, HOSTS);
+});
+
+afterAll(async () => {
+  await Promise.all(agents.map((agent) => agent.stop()));
+  await coordinator?.stop();
+  receiver?.close();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('a rollout seen from outside', () => {
+  let rolloutId: string;
+  /** Every frame the first stream delivered, backlog and live, up to rollout.succeeded. */
+  let streamed: SseFrame[];
+
+  it('streams the backlog, then live events with id = seq, until the rollout succeeds', async () => {
+    const patch = await api.post<{ id: string }>('/v1/patches', {
+      title: 'More workers',
+      problem: 'Requests queue at peak.',
+      rootCause: 'Too few workers.',
+      intendedFix: 'workers = 8',
+      ticket: 'OPS-2',
+      change: {
+        kind: 'file',
+        path: '/etc/app/app.conf',
+        content: 'workers = 8\n',
+        mode: '0644',
+        owner: 'root',
+        group: 'root',
+      },
+    });
+    const created = await api.post<{ rollout: { id: string } }>('/v1/rollouts', {
+      patchId: patch.id,
+      target: { labels: { role: 'web' } },
+      waves: [1, '100%'],
+      requiredApprovals: 0,
+    });
+    rolloutId = created.rollout.id;
+    const streamUrl = `${coordinator.url}/v1/rollouts/${rolloutId}/events/stream`;
+
+    const unauthenticated = await fetch(streamUrl);
+    expect(unauthenticated.status).toBe(401);
+    await unauthenticated.body?.cancel();
+
+    const stream = await SseClient.open(streamUrl);
+    try {
+      // Committed before we connected: the backlog.
+      const backlog = await stream.next();
+      expect(backlog).toMatchObject({ event: 'rollout.created', data: { rolloutId, actor: 'admin' } });
+
+      await api.post(`/v1/rollouts/${rolloutId}/start`);
+      const live = await stream.until((f) => f.event === 'rollout.succeeded');
+      streamed = [backlog, ...live];
+    } finally {
+      stream.close();
+    }
+
+    for (const frame of streamed) {
+      expect(frame.id).toBe(frame.data.seq);
+      expect(frame.event).toBe(frame.data.type);
+      expect(frame.data.rolloutId).toBe(rolloutId);
+    }
+    const seqs = streamed.map((f) => f.id);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(new Set(seqs).size).toBe(seqs.length);
+    const types = streamed.map((f) => f.event);
+    expect(types.filter((t) => t.startsWith('rollout.') || t.startsWith('wave.'))).toEqual([
+      'rollout.created',
+      'rollout.running',
+      'wave.started',
+      'wave.passed',
+      'wave.started',
+      'wave.passed',
+      'rollout.succeeded',
+    ]);
+    for (const host of HOSTS) {
+      expect(streamed.filter((f) => f.data.hostId === host && f.event === 'host.healthy')).toHaveLength(1);
+    }
+  });
+
+  it('resumes after Last-Event-ID with exactly the events that followed it', async () => {
+    const middle = streamed[Math.floor(streamed.length / 2)];
+    if (!middle) throw new Error('nothing was streamed');
+    const stream = await SseClient.open(`${coordinator.url}/v1/rollouts/${rolloutId}/events/stream`, {
+      'last-event-id': String(middle.id),
+    });
+    try {
+      const resumed = await stream.until((f) => f.event === 'rollout.succeeded');
+      expect(resumed.map((f) => f.id)).toEqual(streamed.filter((f) => f.id > middle.id).map((f) => f.id));
+    } finally {
+      stream.close();
+    }
+  });
+
+  it('pages the audit log with after= and limit=', async () => {
+    const paged: AuditEvent[] = [];
+    let after = 0;
+    for (let page = 0; page < 100; page++) {
+      const { events, next } = await api.get<{ events: AuditEvent[]; next: number | null }>(
+        `/v1/rollouts/${rolloutId}/events?after=${after}&limit=3`,
+      );
+      expect(events.length).toBeLessThanOrEqual(3);
+      for (const event of events) expect(event.seq).toBeGreaterThan(after);
+      paged.push(...events);
+      if (next === null) {
+        expect(events.length).toBeLessThan(3);
+        break;
+      }
+      expect(events).toHaveLength(3);
+      expect(next).toBe(events.at(-1)?.seq);
+      after = next;
+    }
+    expect(paged.slice(0, streamed.length)).toEqual(streamed.map((f) => f.data));
+
+    const { events: tail } = await api.get<{ events: AuditEvent[] }>(
+      `/v1/rollouts/${rolloutId}/events?after=${streamed.at(-3)?.id ?? 0}&limit=2`,
+    );
+    expect(tail).toEqual(streamed.slice(-2).map((f) => f.data));
+  });
+
+  it('posts signed webhooks for the subscribed events only, in order', async () => {
+    await waitFor('the rollout.succeeded webhook', () =>
+      deliveries.some((d) => d.body.type === 'rollout.succeeded' && d.body.rolloutId === rolloutId),
+    );
+    const ours = deliveries.filter((d) => d.body.rolloutId === rolloutId);
+    expect(ours.map((d) => d.body.type)).toEqual([
+      'rollout.running',
+      'wave.passed',
+      'wave.passed',
+      'rollout.succeeded',
+    ]);
+
+    for (const delivery of ours) {
+      const expected = `sha256=${createHmac('sha256', SECRET).update(delivery.raw).digest('hex')}`;
+      expect(delivery.headers['x-fleetpatch-signature']).toBe(expected);
+      expect(delivery.headers['x-fleetpatch-event']).toBe(delivery.body.type);
+      expect(delivery.headers['x-fleetpatch-delivery']).toMatch(/^[0-9a-f-]{36}$/);
+      // The webhook names the audit event it reports.
+      const event = streamed.find((f) => f.id === delivery.body.data.seq);
+      expect(event?.event).toBe(delivery.body.type);
+    }
+    expect(new Set(ours.map((d) => d.headers['x-fleetpatch-delivery'])).size).toBe(ours.length);
+    const status = await waitForRolloutState(api, rolloutId, ['succeeded']);
+    expect(status.rollout.state).toBe('succeeded');
+  });
+});
