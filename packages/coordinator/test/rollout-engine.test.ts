@@ -1065,6 +1065,24 @@ describe('revert', () => {
     expect(fleet.state(id)).toBe('revert_failed');
   });
 
+  it('a host that never answers its revert order is revert_failed after hostTimeoutSeconds; a late success still counts', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 60 });
+    await fleet.finishAll(['host-1']);
+    fleet.engine.revert(id, 'alice');
+    await settle();
+    expect(fleet.run(id, 'host-1').state).toBe('reverting');
+
+    await fleet.advance(61 * SECOND);
+    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'revert_failed', errorCode: 'revert_failed' });
+    expect(fleet.state(id)).toBe('revert_failed');
+
+    await fleet.finishRevert('host-1');
+    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'reverted', changed: false });
+    expect(fleet.state(id)).toBe('reverted');
+  });
+
   it('an explicit revert of a revert_failed rollout tries the failed host again', async () => {
     const fleet = new Fleet();
     await fleet.addHosts(['host-1']);

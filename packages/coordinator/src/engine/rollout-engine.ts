@@ -67,6 +67,7 @@ const SYSTEM = 'system';
 const WINDOW_PAUSE_REASON = 'maintenance window closed';
 
 type Report =
+  | { agentId: string; kind: 'hello'; body: Hello }
   | { agentId: string; kind: 'result'; body: OrderResultBody }
   | { agentId: string; kind: 'progress'; body: OrderProgress };
 
@@ -326,19 +327,12 @@ export class RolloutEngine {
    * journal, so a resend never applies twice).
    */
   onAgentHello(agentId: string, hello: Hello): void {
-    this.store.transaction(() => {
-      this.store.agents.recordHello(agentId, hello, this.iso());
-      this.store.appendEvent(
-        { hostId: agentId, actor: agentId, type: 'agent.connected', data: { agentVersion: hello.agentVersion } },
-        this.iso(),
-      );
-    });
-    const reported = new Set<string>();
-    for (const order of hello.orders) {
-      reported.add(order.orderId);
-      if (order.result) this.report({ agentId, kind: 'result', body: order.result });
-    }
-    this.flushReports();
+    this.report({ agentId, kind: 'hello', body: hello });
+  }
+
+  /** After a hello is committed: orders we think are in flight that the agent did not mention go again. */
+  private resendAfterHello(agentId: string, hello: Hello): void {
+    const reported = new Set(hello.orders.map((order) => order.orderId));
     for (const run of this.store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
       if (run.state === 'reverting' && run.revertOrderId && !reported.has(run.revertOrderId)) this.sendRevert(run);
       if (run.state !== 'reverting' && run.orderId && !reported.has(run.orderId)) {
@@ -371,11 +365,8 @@ export class RolloutEngine {
         this.log.warn({ err, rolloutId: rollout.id }, 'scheduled start failed');
       }
     }
-    for (const rollout of this.store.rollouts.inStates(['running', 'paused', 'reverting', 'aborted', 'halted'])) {
-      this.expireDeadlines(rollout);
-      if (rollout.state === 'running' || rollout.state === 'paused' || rollout.state === 'reverting')
-        this.markDirty(rollout.id);
-    }
+    this.expireDeadlines();
+    for (const rollout of this.store.rollouts.inStates(['running', 'paused', 'reverting'])) this.markDirty(rollout.id);
     this.advanceDirty();
   }
 
@@ -398,14 +389,39 @@ export class RolloutEngine {
     const batch = this.reports;
     this.reports = [];
     const acks: { agentId: string; orderId: string }[] = [];
+    const hellos: { agentId: string; hello: Hello }[] = [];
+    const result = (agentId: string, body: OrderResultBody) => {
+      if (this.applyResult(agentId, body)) acks.push({ agentId, orderId: body.orderId });
+    };
     this.store.transaction(() => {
       for (const report of batch) {
-        if (report.kind === 'progress') this.applyProgress(report.agentId, report.body);
-        else if (this.applyResult(report.agentId, report.body))
-          acks.push({ agentId: report.agentId, orderId: report.body.orderId });
+        switch (report.kind) {
+          case 'hello':
+            // The agent's journal is the truth: the results it reports are recorded like live ones.
+            this.store.agents.recordHello(report.agentId, report.body, this.iso());
+            this.store.appendEvent(
+              {
+                hostId: report.agentId,
+                actor: report.agentId,
+                type: 'agent.connected',
+                data: { agentVersion: report.body.agentVersion },
+              },
+              this.iso(),
+            );
+            for (const order of report.body.orders) if (order.result) result(report.agentId, order.result);
+            hellos.push({ agentId: report.agentId, hello: report.body });
+            break;
+          case 'progress':
+            this.applyProgress(report.agentId, report.body);
+            break;
+          case 'result':
+            result(report.agentId, report.body);
+            break;
+        }
       }
     });
     for (const ack of acks) this.channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId });
+    for (const { agentId, hello } of hellos) this.resendAfterHello(agentId, hello);
     this.advanceDirty();
   }
 
@@ -450,15 +466,19 @@ export class RolloutEngine {
     const health = result.health ?? null;
     const error = { errorCode: result.errorCode ?? null, reason: result.reason ?? null };
     if (isRevert) {
-      if (run.state !== 'reverting') return true; // a duplicate report of a revert already recorded
+      // A revert given up on (no answer in time) that reports success after all is recorded; any other
+      // report for a host no longer reverting is a duplicate of one already recorded.
+      const lateSuccess = run.state === 'revert_failed' && result.outcome === 'reverted';
+      if (run.state !== 'reverting' && !lateSuccess) return true;
       const state: HostRunState = result.outcome === 'reverted' ? 'reverted' : 'revert_failed';
       this.store.hostRuns.update(run.rolloutId, run.hostId, {
         state,
         changed: result.changed,
         finishedAt: this.clock.now(),
-        ...(state === 'revert_failed' ? error : {}),
+        ...(state === 'revert_failed' ? error : { errorCode: null, reason: null }),
       });
       this.store.appendEvent({ ...base, type: `host.${state}`, toState: state, data: { ...error } }, this.iso());
+      if (lateSuccess) this.reopenFailedRevert(run.rolloutId);
       this.markDirty(run.rolloutId);
       return true;
     }
@@ -729,22 +749,20 @@ export class RolloutEngine {
   }
 
   private advanceRevert(rollout: RolloutRecord): void {
-    const inFlight = this.store.hostRuns.inStates(rollout.id, IN_FLIGHT_HOST_STATES).length;
-    const reverting = this.store.hostRuns.inStates(rollout.id, ['reverting']).length;
-    const candidates = this.store.hostRuns
-      // `reverted` too: a late apply result can show a host carries the change after all (see reopenRevert).
-      // `revert_failed` only when no revert order of ours failed (its own self-revert did): tried once, never again.
-      .inStates(rollout.id, ['healthy', 'failed', 'timed_out', 'cancelled', 'skipped', 'reverted', 'revert_failed'])
-      .filter((run) => run.changed && (run.state !== 'revert_failed' || run.revertOrderId === null));
+    // Counts and a bounded query: called after every burst of results, so never a scan of every host.
+    const counts = this.store.hostRuns.countByState(rollout.id);
+    const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (counts.get(s) ?? 0), 0);
+    const reverting = counts.get('reverting') ?? 0;
     const slots = rollout.request.revertParallel - reverting;
-    if (candidates.length > 0 && slots > 0) {
+    const candidates = slots > 0 ? this.store.hostRuns.revertCandidates(rollout.id, slots) : [];
+    if (candidates.length > 0) {
       this.store.transaction(() => {
-        for (const run of candidates.slice(0, slots)) this.dispatchRevert(run);
+        for (const run of candidates) this.dispatchRevert(run);
       });
       return;
     }
-    if (candidates.length > 0 || reverting > 0 || inFlight > 0) return;
-    const failed = this.store.hostRuns.inStates(rollout.id, ['revert_failed']).length;
+    if (reverting > 0 || inFlight > 0) return;
+    const failed = counts.get('revert_failed') ?? 0;
     this.store.transaction(() => {
       const current = this.mustGet(rollout.id);
       if (current.state !== 'reverting') return;
@@ -762,6 +780,13 @@ export class RolloutEngine {
     const rollout = this.store.rollouts.get(rolloutId);
     if (rollout?.state === 'reverted')
       this.transition(rollout, 'reverting', SYSTEM, 'a late result shows a host still carries the change');
+  }
+
+  /** Must run inside a transaction. A late successful revert may turn a revert_failed rollout into reverted. */
+  private reopenFailedRevert(rolloutId: string): void {
+    const rollout = this.store.rollouts.get(rolloutId);
+    if (rollout?.state === 'revert_failed')
+      this.transition(rollout, 'reverting', SYSTEM, 'a late revert result arrived');
   }
 
   /** Must run inside a transaction; the send follows the commit via setImmediate. */
@@ -798,47 +823,65 @@ export class RolloutEngine {
     }
   }
 
-  /** Hosts past their deadline: not delivered in time (offline, policy wait) or no result in time. */
-  private expireDeadlines(rollout: RolloutRecord): void {
+  /**
+   * Hosts past their deadline, in every rollout (halted and aborted ones too: their in-flight hosts
+   * still finish or time out): not delivered in time (offline, policy wait), no result in time, or
+   * no answer to a revert order. Reads only dispatched hosts in flight, through the state index.
+   */
+  private expireDeadlines(): void {
     const now = this.clock.now();
-    const { hostTimeoutSeconds, offline } = rollout.request;
-    const expired: { run: HostRunRecord; reason: string }[] = [];
-    for (const run of this.store.hostRuns.inStates(rollout.id, IN_FLIGHT_HOST_STATES)) {
-      if (run.dispatchedAt === null) continue;
-      if (run.state === 'dispatched' && now - run.dispatchedAt > offline.deliveryDeadlineSeconds * 1000) {
-        expired.push({ run, reason: `not delivered within ${offline.deliveryDeadlineSeconds}s (host offline)` });
-      } else if (now - run.dispatchedAt > hostTimeoutSeconds * 1000) {
-        expired.push({ run, reason: `no result within ${hostTimeoutSeconds}s` });
+    const rollouts = new Map<string, RolloutRecord | undefined>();
+    const expired: { run: HostRunRecord; state: 'timed_out' | 'revert_failed'; reason: string }[] = [];
+    for (const run of this.store.hostRuns.inStatesEverywhere([...IN_FLIGHT_HOST_STATES, 'reverting'])) {
+      if (!rollouts.has(run.rolloutId)) rollouts.set(run.rolloutId, this.store.rollouts.get(run.rolloutId));
+      const rollout = rollouts.get(run.rolloutId);
+      if (!rollout || run.dispatchedAt === null) continue;
+      const { hostTimeoutSeconds, offline } = rollout.request;
+      const age = now - run.dispatchedAt;
+      if (run.state === 'reverting') {
+        if (age > hostTimeoutSeconds * 1000) {
+          expired.push({ run, state: 'revert_failed', reason: `no revert result within ${hostTimeoutSeconds}s` });
+        }
+      } else if (run.state === 'dispatched' && age > offline.deliveryDeadlineSeconds * 1000) {
+        expired.push({
+          run,
+          state: 'timed_out',
+          reason: `not delivered within ${offline.deliveryDeadlineSeconds}s (host offline)`,
+        });
+      } else if (age > hostTimeoutSeconds * 1000) {
+        expired.push({ run, state: 'timed_out', reason: `no result within ${hostTimeoutSeconds}s` });
       }
     }
     if (expired.length === 0) return;
     this.store.transaction(() => {
-      for (const { run, reason } of expired) {
-        this.store.hostRuns.update(rollout.id, run.hostId, {
-          state: 'timed_out',
-          countedFailure: true,
+      for (const { run, state, reason } of expired) {
+        this.store.hostRuns.update(run.rolloutId, run.hostId, {
+          state,
+          ...(state === 'timed_out' ? { countedFailure: true } : {}),
           finishedAt: now,
-          errorCode: ErrorCode.timedOut,
+          errorCode: state === 'timed_out' ? ErrorCode.timedOut : ErrorCode.revertFailed,
           reason,
         });
         this.store.appendEvent(
           {
-            rolloutId: rollout.id,
+            rolloutId: run.rolloutId,
             hostId: run.hostId,
             actor: SYSTEM,
-            type: 'host.timed_out',
+            type: `host.${state}`,
             fromState: run.state,
-            toState: 'timed_out',
+            toState: state,
             data: { reason },
           },
           this.iso(),
         );
       }
     });
-    for (const { run } of expired) {
-      if (run.orderId) this.channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
+    for (const { run, state } of expired) {
+      // A timed-out apply is cancelled on the agent (it restores its snapshot if it got that far).
+      if (state === 'timed_out' && run.orderId)
+        this.channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
+      this.markDirty(run.rolloutId);
     }
-    this.markDirty(rollout.id);
   }
 
   private windowOpen(rollout: RolloutRecord): boolean {

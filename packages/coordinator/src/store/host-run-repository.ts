@@ -93,6 +93,15 @@ export class HostRunRepository {
       inStates: db.prepare(
         'SELECT * FROM host_runs WHERE rollout_id = ? AND state IN (SELECT value FROM json_each(?)) ORDER BY wave, position',
       ),
+      inStatesEverywhere: db.prepare(
+        'SELECT * FROM host_runs WHERE state IN (SELECT value FROM json_each(?)) AND dispatched_at IS NOT NULL',
+      ),
+      revertCandidates: db.prepare(
+        `SELECT * FROM host_runs WHERE rollout_id = ? AND changed = 1
+           AND state IN ('healthy', 'failed', 'timed_out', 'cancelled', 'skipped', 'reverted', 'revert_failed')
+           AND (state != 'revert_failed' OR revert_order_id IS NULL)
+         ORDER BY wave, position LIMIT ?`,
+      ),
       activeForHost: db.prepare(
         `SELECT h.* FROM host_runs h JOIN rollouts r ON r.id = h.rollout_id
          WHERE h.host_id = ? AND h.state IN (SELECT value FROM json_each(?))`,
@@ -168,6 +177,20 @@ export class HostRunRepository {
 
   inStates(rolloutId: string, states: readonly HostRunState[]): HostRunRecord[] {
     return (this.statements.inStates.all(rolloutId, JSON.stringify(states)) as HostRunRow[]).map(toRecord);
+  }
+
+  /** Dispatched host runs in one of `states`, across all rollouts (index on state). */
+  inStatesEverywhere(states: readonly HostRunState[]): HostRunRecord[] {
+    return (this.statements.inStatesEverywhere.all(JSON.stringify(states)) as HostRunRow[]).map(toRecord);
+  }
+
+  /**
+   * Finished hosts that still carry the change, at most `limit`: what a whole-rollout revert sends
+   * orders to next. `reverted` is included because a late apply result can show a host changed after
+   * all; `revert_failed` only when no revert order of ours failed on it (tried once, never again).
+   */
+  revertCandidates(rolloutId: string, limit: number): HostRunRecord[] {
+    return (this.statements.revertCandidates.all(rolloutId, limit) as HostRunRow[]).map(toRecord);
   }
 
   /** Host runs of this host, across rollouts, in one of `states` (used when its agent reconnects). */

@@ -84,4 +84,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX events_rollout ON events(rollout_id, seq);
     `,
   },
+  {
+    version: 2,
+    name: 'index host runs by state, for deadline checks across rollouts',
+    sql: 'CREATE INDEX host_runs_state ON host_runs(state, dispatched_at);',
+  },
 ];
