@@ -511,6 +511,8 @@ async function reach(fleet: Fleet, state: RolloutState): Promise<string> {
   await fleet.addHosts(['h-1', 'h-2']);
   const oneHost = { target: { hostIds: ['h-1'] } };
   switch (state) {
+    case 'draft':
+      return fleet.create({ draft: true }).id;
     case 'awaiting_approval':
       return fleet.create({ requiredApprovals: 1 }).id;
     case 'scheduled':
@@ -549,6 +551,9 @@ async function reach(fleet: Fleet, state: RolloutState): Promise<string> {
 
 function callVerb(fleet: Fleet, verb: Verb, id: string): void {
   switch (verb) {
+    case 'submit':
+      fleet.engine.submit(id, 'alice');
+      return;
     case 'approve':
       fleet.engine.approve(id, 'bob');
       return;
@@ -573,8 +578,8 @@ function callVerb(fleet: Fleet, verb: Verb, id: string): void {
   }
 }
 
-// `draft` is in the state machine but nothing creates it (create goes straight to awaiting_approval or scheduled).
 const REACHABLE: readonly RolloutState[] = [
+  'draft',
   'awaiting_approval',
   'scheduled',
   'running',
@@ -592,6 +597,23 @@ const ILLEGAL = (Object.keys(VERB_TRANSITIONS) as Verb[]).flatMap((verb) =>
     (state) => ({ verb, state }),
   ),
 );
+
+describe('drafts', () => {
+  it('a draft can be planned, then submitted for approval; it cannot be approved or started before', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1']);
+    const rollout = fleet.engine.create(
+      RolloutRequestSchema.parse({ patchId: PATCH_ID, target: { all: true }, draft: true }),
+      'alice',
+    );
+    expect(rollout.state).toBe('draft');
+    expect(new RolloutView(fleet.store, () => true).plan(rollout.id).waveSizes).toEqual([1]);
+    expect(() => fleet.engine.approve(rollout.id, 'bob')).toThrow(/cannot approve a rollout that is draft/);
+    expect(() => fleet.engine.start(rollout.id, 'alice')).toThrow(/cannot start a rollout that is draft/);
+    expect(fleet.engine.submit(rollout.id, 'alice').state).toBe('awaiting_approval');
+    expect(fleet.engine.approve(rollout.id, 'bob').state).toBe('scheduled');
+  });
+});
 
 describe('a verb from a state where it is illegal', () => {
   it('covers every verb with at least one illegal state', () => {

@@ -112,6 +112,8 @@ export const RolloutRequestSchema = z
     /** Parallelism of a whole-rollout revert, which skips canaries and gates. */
     revertParallel: z.number().int().min(1).max(10_000).default(50),
     requiredApprovals: z.number().int().min(0).max(10).default(1),
+    /** Create as a draft: plan and dry-run it, then `submit` it for approval. */
+    draft: z.boolean().default(false),
     window: MaintenanceWindowSchema.optional(),
     startAt: z.iso.datetime({ offset: true }).optional(),
   })

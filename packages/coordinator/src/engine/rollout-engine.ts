@@ -139,7 +139,7 @@ export class RolloutEngine {
       });
     }
     const id = newId('ro');
-    const state: RolloutState = request.requiredApprovals > 0 ? 'awaiting_approval' : 'scheduled';
+    const state: RolloutState = request.draft ? 'draft' : approvalState(request);
     this.store.transaction(() => {
       this.store.rollouts.insert({ id, patchId: patch.id, request, state, createdBy: actor }, this.iso());
       this.store.appendEvent(
@@ -149,6 +149,16 @@ export class RolloutEngine {
     });
     // Watched from the start, so the window's opening wakes the rollout (resumeWindows re-arms it after a restart).
     if (request.window) this.windows?.watch(id, request.window);
+    return this.mustGet(id);
+  }
+
+  /** A draft goes up for approval (or straight to scheduled when it needs none). */
+  submit(id: string, actor: string): RolloutRecord {
+    this.store.transaction(() => {
+      const rollout = this.mustGet(id);
+      assertVerb(id, rollout.state, 'submit');
+      this.transition(rollout, approvalState(rollout.request), actor, 'submitted');
+    });
     return this.mustGet(id);
   }
 
@@ -941,6 +951,10 @@ export class RolloutEngine {
   private iso(): string {
     return new Date(this.clock.now()).toISOString();
   }
+}
+
+function approvalState(request: RolloutRequest): RolloutState {
+  return request.requiredApprovals > 0 ? 'awaiting_approval' : 'scheduled';
 }
 
 function applyOutcomeToState(outcome: OrderResultBody['outcome']): HostRunState {

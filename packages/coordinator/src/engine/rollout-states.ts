@@ -73,11 +73,12 @@ export const HOST_PHASE_ORDER: Readonly<Partial<Record<HostRunState, number>>> =
 
 /** What each human verb may act on and where it leads; every pair is also in ROLLOUT_TRANSITIONS. */
 export const VERB_TRANSITIONS = {
+  submit: { from: ['draft'], to: 'awaiting_approval' },
   approve: { from: ['awaiting_approval'], to: 'scheduled' },
   start: { from: ['scheduled'], to: 'running' },
   pause: { from: ['running'], to: 'paused' },
   resume: { from: ['paused'], to: 'running' },
-  abort: { from: ['awaiting_approval', 'scheduled', 'running', 'paused', 'halted'], to: 'aborted' },
+  abort: { from: ['draft', 'awaiting_approval', 'scheduled', 'running', 'paused', 'halted'], to: 'aborted' },
   retry: { from: ['halted', 'aborted'], to: 'running' },
   revert: { from: ['running', 'paused', 'succeeded', 'halted', 'aborted', 'revert_failed'], to: 'reverting' },
 } as const satisfies Record<string, { from: readonly RolloutState[]; to: RolloutState }>;

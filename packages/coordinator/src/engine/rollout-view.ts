@@ -101,17 +101,10 @@ export class RolloutView {
       });
     }
     for (const wave of waves) {
-      if (wave.wave < rollout.currentWave) wave.phase = 'passed';
-      else if (
-        wave.wave === rollout.currentWave &&
-        rollout.state !== 'awaiting_approval' &&
-        rollout.state !== 'scheduled'
-      ) {
-        const allDone = wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
-        wave.phase = rollout.bakeUntil !== null ? (allDone ? 'baking' : 'running') : 'running';
-        if (rollout.state === 'succeeded') wave.phase = 'passed';
-        if (rollout.state === 'halted' || rollout.state === 'aborted') wave.phase = 'stopped';
-      }
+      const ran = wave.hosts.length > 0 && wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
+      // A retry can take the rollout back to an earlier wave: later waves that already ran stay passed.
+      if (wave.wave < rollout.currentWave || (wave.wave > rollout.currentWave && ran)) wave.phase = 'passed';
+      else if (wave.wave === rollout.currentWave) wave.phase = currentWavePhase(rollout, ran);
     }
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
     return {
@@ -134,5 +127,28 @@ export class RolloutView {
     const rollout = this.store.rollouts.get(id);
     if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);
     return rollout;
+  }
+}
+
+/** The phase of the wave the rollout is at, from the rollout's state. */
+function currentWavePhase(rollout: RolloutRecord, ran: boolean): WavePhase {
+  switch (rollout.state) {
+    case 'draft':
+    case 'awaiting_approval':
+    case 'scheduled':
+      return 'pending';
+    case 'running':
+    case 'paused':
+      return rollout.bakeUntil !== null && ran ? 'baking' : 'running';
+    case 'succeeded':
+      return 'passed';
+    case 'halted':
+    case 'aborted':
+      return 'stopped';
+    case 'reverting':
+    case 'reverted':
+    case 'revert_failed':
+      // The wave passed if it had reached its bake before the revert; else it was cut short.
+      return rollout.bakeUntil !== null && ran ? 'passed' : 'stopped';
   }
 }

@@ -78,6 +78,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
   });
 
   const verbs = {
+    submit: (id: string, actor: string) => engine.submit(id, actor),
     start: (id: string, actor: string) => engine.start(id, actor),
     pause: (id: string, actor: string) => engine.pause(id, actor),
     resume: (id: string, actor: string) => engine.resume(id, actor),

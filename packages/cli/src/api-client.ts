@@ -1,0 +1,151 @@
+import type {
+  AgentView,
+  EventPage,
+  PatchView,
+  PreflightView,
+  RolloutPlanView,
+  RolloutRecordView,
+  RolloutStatusView,
+} from './api-types.js';
+import { ApiError, ConnectionError, type FieldIssue } from './cli-errors.js';
+import type { Connection } from './connection.js';
+
+export type RolloutVerb = 'approve' | 'start' | 'pause' | 'resume' | 'abort' | 'retry' | 'promote' | 'revert';
+
+/** The coordinator's HTTP API under /v1, typed for what the CLI does with it. */
+export class ApiClient {
+  constructor(readonly connection: Connection) {}
+
+  listAgents(): Promise<{ agents: AgentView[] }> {
+    return this.request('GET', '/v1/agents');
+  }
+
+  registerAgent(id: string, labels: Record<string, string>): Promise<{ id: string; token: string }> {
+    return this.request('POST', '/v1/agents', { id, labels });
+  }
+
+  createPatch(spec: unknown): Promise<PatchView> {
+    return this.request('POST', '/v1/patches', spec);
+  }
+
+  getPatch(id: string): Promise<PatchView> {
+    return this.request('GET', `/v1/patches/${encodeURIComponent(id)}`);
+  }
+
+  listPatches(limit: number): Promise<{ patches: PatchView[] }> {
+    return this.request('GET', `/v1/patches?limit=${limit}`);
+  }
+
+  createRollout(request: unknown): Promise<RolloutStatusView> {
+    return this.request('POST', '/v1/rollouts', request);
+  }
+
+  listRollouts(limit: number): Promise<{ rollouts: RolloutRecordView[] }> {
+    return this.request('GET', `/v1/rollouts?limit=${limit}`);
+  }
+
+  rolloutStatus(id: string): Promise<RolloutStatusView> {
+    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}`);
+  }
+
+  rolloutPlan(id: string): Promise<RolloutPlanView> {
+    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}/plan`);
+  }
+
+  rolloutVerb(id: string, verb: RolloutVerb, reason?: string): Promise<RolloutStatusView> {
+    return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/${verb}`, reason ? { reason } : {});
+  }
+
+  revertHost(id: string, hostId: string): Promise<RolloutStatusView> {
+    return this.request(
+      'POST',
+      `/v1/rollouts/${encodeURIComponent(id)}/hosts/${encodeURIComponent(hostId)}/revert`,
+      {},
+    );
+  }
+
+  preflight(id: string, timeoutSeconds: number): Promise<PreflightView> {
+    return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/preflight`, { timeoutSeconds });
+  }
+
+  rolloutEvents(id: string, after: number, limit: number): Promise<EventPage> {
+    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}/events?after=${after}&limit=${limit}`);
+  }
+
+  /** Opens the rollout's SSE stream; the caller reads `body` (see sse-reader.ts). */
+  async openEventStream(id: string, lastEventId: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.fetch(`/v1/rollouts/${encodeURIComponent(id)}/events/stream`, {
+      method: 'GET',
+      headers: {
+        authorization: `Bearer ${this.connection.token}`,
+        accept: 'text/event-stream',
+        ...(lastEventId > 0 ? { 'last-event-id': String(lastEventId) } : {}),
+      },
+      signal,
+    });
+    if (!res.ok) throw await toApiError(res);
+    if (!res.body) throw new ConnectionError('the coordinator closed the event stream before it started');
+    return res.body;
+  }
+
+  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const res = await this.fetch(path, {
+      method,
+      headers: {
+        authorization: `Bearer ${this.connection.token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    if (!res.ok) throw await toApiError(res);
+    return (await res.json()) as T;
+  }
+
+  private async fetch(path: string, init: RequestInit): Promise<Response> {
+    try {
+      return await fetch(`${this.connection.url}${path}`, init);
+    } catch (err) {
+      if (init.signal?.aborted) throw err;
+      throw new ConnectionError(`cannot reach the coordinator at ${this.connection.url}: ${networkReason(err)}`);
+    }
+  }
+}
+
+async function toApiError(res: Response): Promise<ApiError> {
+  const text = await res.text().catch(() => '');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  const error = isRecord(parsed) && isRecord(parsed.error) ? parsed.error : undefined;
+  const message = typeof error?.message === 'string' ? error.message : `HTTP ${res.status} ${res.statusText}`.trim();
+  const code = typeof error?.code === 'string' ? error.code : 'http_error';
+  const rawIssues = isRecord(error?.details) && Array.isArray(error.details.issues) ? error.details.issues : [];
+  const issues: FieldIssue[] = rawIssues.filter(isRecord).map((i) => ({
+    path: typeof i.path === 'string' && i.path ? i.path : '(root)',
+    message: typeof i.message === 'string' ? i.message : 'invalid',
+  }));
+  return new ApiError(res.status, code, message, issues);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** "connection refused (ECONNREFUSED)" rather than undici's bare "fetch failed". */
+function networkReason(err: unknown): string {
+  const cause = err instanceof Error && isRecord(err.cause) ? err.cause : undefined;
+  const code = typeof cause?.code === 'string' ? cause.code : undefined;
+  const known: Record<string, string> = {
+    ECONNREFUSED: 'connection refused',
+    ENOTFOUND: 'host not found',
+    ECONNRESET: 'connection reset',
+    ETIMEDOUT: 'timed out',
+    EHOSTUNREACH: 'host unreachable',
+  };
+  if (code) return `${known[code] ?? 'network error'} (${code})`;
+  if (cause && typeof cause.message === 'string') return cause.message;
+  return err instanceof Error ? err.message : String(err);
+}

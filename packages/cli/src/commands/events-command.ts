@@ -1,0 +1,49 @@
+import type { Command } from 'commander';
+import type { EventView } from '../api-types.js';
+import type { CliContext, JsonFlag } from '../cli-context.js';
+import { writeJson } from '../cli-output.js';
+import { renderEvent } from '../render-events.js';
+import { followRolloutEvents } from '../rollout-event-stream.js';
+import { parseWholeNumber } from '../rollout-options.js';
+
+const PAGE = 500;
+
+export function addEventsCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('events')
+    .description("a rollout's audit trail: every transition and every human action")
+    .argument('<rolloutId>', 'rollout id')
+    .option('--after <seq>', 'only events after this sequence number', parseWholeNumber, 0)
+    .option('-f, --follow', 'keep streaming new events (Ctrl-C to stop)')
+    .option('--json', 'print raw JSON (one object per line with --follow)')
+    .action(async (rolloutId: string, opts: JsonFlag & { after: number; follow?: boolean }) => {
+      const api = ctx.api();
+      if (opts.follow) {
+        // Runs until interrupted; the stream replays the backlog first, then follows live.
+        let lost = false;
+        await followRolloutEvents(api, rolloutId, {
+          after: opts.after,
+          signal: new AbortController().signal,
+          onEvent: (event) => ctx.output.out(opts.json ? JSON.stringify(event) : renderEvent(event)),
+          onConnect: () => {
+            if (lost) ctx.output.err('event stream reconnected');
+            lost = false;
+          },
+          onDisconnect: (reason) => {
+            if (!lost) ctx.output.err(`event stream lost (${reason}); reconnecting…`);
+            lost = true;
+          },
+        });
+        return;
+      }
+      const all: EventView[] = [];
+      let after: number | null = opts.after;
+      while (after !== null) {
+        const page = await api.rolloutEvents(rolloutId, after, PAGE);
+        if (opts.json) all.push(...page.events);
+        else for (const event of page.events) ctx.output.out(renderEvent(event));
+        after = page.next;
+      }
+      if (opts.json) writeJson(ctx.output, { events: all });
+    });
+}

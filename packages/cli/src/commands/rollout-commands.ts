@@ -1,0 +1,140 @@
+import { type Command, Option } from 'commander';
+import { SUCCESSFUL_ROLLOUT_STATES } from '../api-types.js';
+import type { CliContext, JsonFlag } from '../cli-context.js';
+import { ExitCode, LocalValidationError } from '../cli-errors.js';
+import { writeJson } from '../cli-output.js';
+import { readJsonInput } from '../json-input.js';
+import { validateRolloutRequest } from '../local-validation.js';
+import { renderPlan } from '../render-plan.js';
+import { renderPreflight, renderRolloutList } from '../render-rollouts.js';
+import { renderStatus } from '../render-status.js';
+import {
+  AUTO_REVERT_CHOICES,
+  buildRolloutRequest,
+  parseFailureBudget,
+  parseHosts,
+  parseLabels,
+  parseSeconds,
+  parseWaves,
+  parseWholeNumber,
+  type RolloutCreateFlags,
+} from '../rollout-options.js';
+import { watchRollout } from '../watch-rollout.js';
+import { addRolloutVerbCommands } from './rollout-verb-commands.js';
+
+export function addRolloutCommands(program: Command, ctx: CliContext): void {
+  const rollout = program
+    .command('rollout')
+    .description('roll a patch out in waves: create, plan, approve, start, watch, revert');
+  addCreate(rollout, ctx);
+
+  rollout
+    .command('plan')
+    .description('the waves with their hosts, and the failure that halts the rollout')
+    .argument('<id>', 'rollout id')
+    .option('--json', 'print the raw JSON')
+    .action(async (id: string, opts: JsonFlag) => {
+      const plan = await ctx.api().rolloutPlan(id);
+      if (opts.json) writeJson(ctx.output, plan);
+      else ctx.output.out(renderPlan(plan));
+    });
+
+  rollout
+    .command('status')
+    .description('state, failures and every host by wave; --watch follows it to a final state')
+    .argument('<id>', 'rollout id')
+    .option('-w, --watch', 'redraw on every change until succeeded, halted, aborted, reverted or revert_failed')
+    .option('--json', 'print the raw JSON (one object per line with --watch)')
+    .action(async (id: string, opts: JsonFlag & { watch?: boolean }) => {
+      const api = ctx.api();
+      if (!opts.watch) {
+        const status = await api.rolloutStatus(id);
+        if (opts.json) writeJson(ctx.output, status);
+        else ctx.output.out(renderStatus(status, ctx.now()));
+        return;
+      }
+      let last = '';
+      let frames = 0;
+      const final = await watchRollout(api, id, (status) => {
+        const text = opts.json ? JSON.stringify(status) : renderStatus(status, ctx.now());
+        if (text === last) return;
+        last = text;
+        if (opts.json) ctx.output.out(text);
+        else if (ctx.output.interactive) ctx.output.out(`\x1b[H\x1b[2J${text}`);
+        else ctx.output.out(frames === 0 ? text : `\n${text}`);
+        frames++;
+      });
+      ctx.setExitCode(SUCCESSFUL_ROLLOUT_STATES.has(final.rollout.state) ? ExitCode.ok : ExitCode.failed);
+    });
+
+  rollout
+    .command('preflight')
+    .description('dry run: every target host checks the preconditions and says what it would do')
+    .argument('<id>', 'rollout id')
+    .option('--timeout <seconds>', 'how long to wait for the agents (1-600)', parseSeconds, 30)
+    .option('--json', 'print the raw JSON')
+    .action(async (id: string, opts: JsonFlag & { timeout: number }) => {
+      const preflight = await ctx.api().preflight(id, opts.timeout);
+      if (opts.json) writeJson(ctx.output, preflight);
+      else ctx.output.out(renderPreflight(preflight));
+    });
+
+  rollout
+    .command('list')
+    .description('list rollouts, newest first')
+    .option('--limit <n>', 'how many (1-500)', parseWholeNumber, 50)
+    .option('--json', 'print the raw JSON')
+    .action(async (opts: JsonFlag & { limit: number }) => {
+      const { rollouts } = await ctx.api().listRollouts(opts.limit);
+      if (opts.json) writeJson(ctx.output, { rollouts });
+      else ctx.output.out(renderRolloutList(rollouts));
+    });
+
+  addRolloutVerbCommands(rollout, ctx);
+}
+
+function addCreate(rollout: Command, ctx: CliContext): void {
+  rollout
+    .command('create')
+    .description('create a rollout of one patch (validated locally first); prints its id and plan')
+    .option('--patch <id>', 'the patch to roll out')
+    .option('--labels <k=v,...>', 'target: hosts carrying all these labels', parseLabels)
+    .option('--hosts <a,b,...>', 'target: exactly these host ids', parseHosts)
+    .option('--all', 'target: every registered host')
+    .option('--waves <steps>', 'wave sizes: host counts and percentages, e.g. 1,10%,50%,100%', parseWaves)
+    .option('--max-parallel <n>', 'hosts of one wave in flight at once', parseWholeNumber)
+    .option(
+      '--max-failures <n|n%>',
+      'failures tolerated before the rollout halts (0: the first halts)',
+      parseFailureBudget,
+    )
+    .option('--bake <seconds>', 'wait this long, health still watched, after each wave', parseSeconds)
+    .addOption(new Option('--auto-revert <scope>', 'what goes back when things fail').choices([...AUTO_REVERT_CHOICES]))
+    .option('--approvals <n>', 'approvals needed before it may start (0-10)', parseWholeNumber)
+    .option('--file <path>', 'a rollout request as JSON ("-" reads stdin); flags override its fields')
+    .option('--json', 'print the created rollout as JSON')
+    .action(async (opts: RolloutCreateFlags & JsonFlag & { file?: string }) => {
+      let base: Record<string, unknown> | undefined;
+      if (opts.file !== undefined) {
+        const input = await readJsonInput(opts.file, ctx.readStdin);
+        if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+          throw new LocalValidationError(`${opts.file} must hold a JSON object (a rollout request)`, []);
+        }
+        base = input as Record<string, unknown>;
+      }
+      const request = validateRolloutRequest(buildRolloutRequest(opts, base), opts.file === '-' ? 'stdin' : opts.file);
+      const api = ctx.api();
+      const created = await api.createRollout(request);
+      if (opts.json) {
+        writeJson(ctx.output, created);
+        return;
+      }
+      ctx.output.out(created.rollout.id);
+      const plan = await api.rolloutPlan(created.rollout.id);
+      const needs = created.rollout.request.requiredApprovals;
+      ctx.output.out(
+        `state ${created.rollout.state}${created.rollout.state === 'awaiting_approval' ? ` (needs ${needs} approval${needs === 1 ? '' : 's'} from someone other than ${created.rollout.createdBy})` : ''}`,
+      );
+      ctx.output.out(renderPlan(plan));
+    });
+}

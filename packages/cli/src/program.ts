@@ -1,0 +1,29 @@
+import { createRequire } from 'node:module';
+import { Command } from 'commander';
+import type { CliContext } from './cli-context.js';
+import { addAgentCommands } from './commands/agent-commands.js';
+import { addEventsCommand } from './commands/events-command.js';
+import { addPatchCommands } from './commands/patch-commands.js';
+import { addRolloutCommands } from './commands/rollout-commands.js';
+
+const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+
+/** The whole command tree. Commander errors throw (exitOverride) so main.ts owns every exit code. */
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('fleetpatch')
+    .description('Roll one change out to many servers in waves, safely, and take it back in one step.')
+    .version(version)
+    .option('--url <url>', 'coordinator URL, e.g. http://127.0.0.1:8080 (env FLEETPATCH_URL)')
+    .option('--token <token>', 'API token (env FLEETPATCH_TOKEN)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => ctx.output.out(text.replace(/\n$/, '')),
+      writeErr: (text) => ctx.output.err(text.replace(/\n$/, '')),
+    })
+    .showHelpAfterError('(add --help for usage)');
+  addAgentCommands(program, ctx);
+  addPatchCommands(program, ctx);
+  addRolloutCommands(program, ctx);
+  addEventsCommand(program, ctx);
+  return program;
+}

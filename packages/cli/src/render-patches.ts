@@ -1,0 +1,36 @@
+import type { PatchView } from './api-types.js';
+import { plural, renderTable } from './render-table.js';
+
+export function describeChange(change: PatchView['change']): string {
+  switch (change.kind) {
+    case 'file': {
+      const prior = change.expectedPriorSha256 ? `, expects prior ${change.expectedPriorSha256.slice(0, 12)}` : '';
+      return `file ${change.path} (mode ${change.mode}, ${change.owner}:${change.group}${prior})`;
+    }
+    case 'package': {
+      const prior = change.expectedPriorVersion ? `, expects prior ${change.expectedPriorVersion}` : '';
+      return `apt ${change.name}=${change.version}${prior}`;
+    }
+  }
+}
+
+export function renderPatch(patch: PatchView): string {
+  return [
+    `patch ${patch.id}: ${patch.title}`,
+    `  ticket        ${patch.ticket}`,
+    `  created       ${patch.createdAt} by ${patch.createdBy}`,
+    `  change        ${describeChange(patch.change)}`,
+    `  health        ${plural(patch.health.checks.length, 'check')}${patch.health.checks.length > 0 ? `: ${patch.health.checks.map((c) => c.name).join(', ')}` : ''}`,
+    `  problem       ${patch.problem}`,
+    `  root cause    ${patch.rootCause}`,
+    `  intended fix  ${patch.intendedFix}`,
+  ].join('\n');
+}
+
+export function renderPatchList(patches: readonly PatchView[]): string {
+  if (patches.length === 0) return 'no patches yet (fleetpatch patch create --file patch.json)';
+  return renderTable(
+    ['id', 'title', 'ticket', 'change', 'by', 'created'],
+    patches.map((p) => [p.id, p.title, p.ticket, describeChange(p.change), p.createdBy, p.createdAt]),
+  );
+}

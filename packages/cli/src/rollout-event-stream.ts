@@ -1,0 +1,46 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ApiClient } from './api-client.js';
+import type { EventView } from './api-types.js';
+import { ApiError } from './cli-errors.js';
+import { readServerSentEvents } from './sse-reader.js';
+
+export interface FollowOptions {
+  /** Start after this event seq (0: the whole trail). */
+  after: number;
+  signal: AbortSignal;
+  onEvent(event: EventView): void;
+  onConnect?(): void;
+  /** The stream dropped (coordinator restart, network); it is retried after `retryMs`. */
+  onDisconnect?(reason: string): void;
+  retryMs?: number;
+}
+
+/**
+ * Follows `GET /v1/rollouts/:id/events/stream` until `signal` aborts, reconnecting with
+ * `Last-Event-ID` so no event is missed or repeated. An HTTP refusal (unknown rollout, bad token)
+ * is not retried: it rejects.
+ */
+export async function followRolloutEvents(api: ApiClient, rolloutId: string, options: FollowOptions): Promise<void> {
+  let after = options.after;
+  const { signal } = options;
+  while (!signal.aborted) {
+    let reason = 'the coordinator closed the stream';
+    try {
+      const body = await api.openEventStream(rolloutId, after, signal);
+      options.onConnect?.();
+      for await (const message of readServerSentEvents(body)) {
+        const event = JSON.parse(message.data) as EventView;
+        if (event.seq <= after) continue;
+        after = event.seq;
+        options.onEvent(event);
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      if (err instanceof ApiError) throw err;
+      reason = err instanceof Error ? err.message : String(err);
+    }
+    if (signal.aborted) return;
+    options.onDisconnect?.(reason);
+    await sleep(options.retryMs ?? 1000, undefined, { signal }).catch(() => undefined);
+  }
+}

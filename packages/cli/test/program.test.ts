@@ -1,0 +1,136 @@
+import { CommanderError } from 'commander';
+import { describe, expect, it } from 'vitest';
+import type { ApiClient } from '../src/api-client.js';
+import type { CliContext } from '../src/cli-context.js';
+import { LocalValidationError } from '../src/cli-errors.js';
+import { buildProgram } from '../src/program.js';
+
+// The command tree against a fake API: which request each command line turns into, and what is
+// refused before anything is sent. The real API is exercised end to end in test/cli.test.ts.
+
+function harness(stdin = '') {
+  const calls: { method: string; args: unknown[] }[] = [];
+  const out: string[] = [];
+  const err: string[] = [];
+  const fake = new Proxy(
+    {},
+    {
+      get:
+        (_, method: string) =>
+        async (...args: unknown[]) => {
+          calls.push({ method, args });
+          if (method === 'createRollout')
+            return { rollout: { id: 'ro_1', state: 'draft', createdBy: 'a', request: { requiredApprovals: 0 } } };
+          if (method === 'rolloutPlan')
+            return {
+              rolloutId: 'ro_1',
+              frozen: false,
+              hostCount: 0,
+              waveSizes: [],
+              waves: [],
+              toleratedFailures: 0,
+              haltsOn: 'halts on the 1st failure',
+            };
+          if (method === 'createPatch') return { id: 'pat_1' };
+          return {};
+        },
+    },
+  ) as ApiClient;
+  const ctx: CliContext = {
+    output: { out: (t) => out.push(t), err: (t) => err.push(t), interactive: false },
+    api: () => fake,
+    readStdin: async () => stdin,
+    now: () => new Date('2025-01-01T00:00:00Z'),
+    setExitCode: () => undefined,
+  };
+  const run = (...argv: string[]) => buildProgram(ctx).parseAsync(['node', 'fleetpatch', ...argv]);
+  return { calls, out, err, run };
+}
+
+describe('command line → request', () => {
+  it('turns rollout create flags into the rollout request', async () => {
+    const h = harness();
+    await h.run(
+      'rollout',
+      'create',
+      '--patch',
+      'pat_1',
+      '--labels',
+      'role=web,env=prod',
+      '--waves',
+      '1,10%,100%',
+      '--max-parallel',
+      '5',
+      '--max-failures',
+      '2%',
+      '--bake',
+      '60',
+      '--auto-revert',
+      'rollout',
+      '--approvals',
+      '2',
+    );
+    expect(h.calls[0]).toEqual({
+      method: 'createRollout',
+      args: [
+        {
+          patchId: 'pat_1',
+          target: { labels: { role: 'web', env: 'prod' } },
+          waves: [1, '10%', '100%'],
+          maxParallel: 5,
+          maxFailures: '2%',
+          bakeSeconds: 60,
+          autoRevert: 'rollout',
+          requiredApprovals: 2,
+        },
+      ],
+    });
+    expect(h.out[0]).toBe('ro_1');
+  });
+
+  it('sends a rollout request read from stdin, with flags laid over it', async () => {
+    const h = harness(JSON.stringify({ patchId: 'pat_9', target: { all: true }, waves: [1] }));
+    await h.run('rollout', 'create', '--file', '-', '--hosts', 'a,b');
+    expect(h.calls[0]?.args[0]).toEqual({ patchId: 'pat_9', target: { hostIds: ['a', 'b'] }, waves: [1] });
+  });
+
+  it('refuses a bad rollout locally: nothing is sent', async () => {
+    const h = harness();
+    await expect(h.run('rollout', 'create', '--patch', 'p', '--all', '--waves', '0')).rejects.toBeInstanceOf(
+      LocalValidationError,
+    );
+    expect(h.calls).toEqual([]);
+  });
+
+  it('refuses a bad patch from stdin locally: nothing is sent', async () => {
+    const h = harness('{"title": "x"}');
+    const refused = h.run('patch', 'create', '--file', '-');
+    await expect(refused).rejects.toBeInstanceOf(LocalValidationError);
+    await expect(refused).rejects.toMatchObject({
+      issues: expect.arrayContaining([{ path: 'problem', message: expect.any(String) }]),
+    });
+    expect(h.calls).toEqual([]);
+  });
+
+  it('reports malformed flags and unknown auto-revert scopes as commander (usage) errors', async () => {
+    await expect(harness().run('rollout', 'create', '--patch', 'p', '--all', '--waves', 'x')).rejects.toBeInstanceOf(
+      CommanderError,
+    );
+    await expect(harness().run('rollout', 'create', '--patch', 'p', '--all', '--auto-revert', 'all')).rejects.toThrow(
+      /Allowed choices are none, host, wave, rollout/,
+    );
+  });
+
+  it('maps verbs, reasons, agent labels and global flags after the subcommand', async () => {
+    const h = harness();
+    const program = await h.run('rollout', 'abort', 'ro_1', '--reason', 'bad canary', '--json', '--token', 't');
+    expect(program.opts()).toMatchObject({ token: 't' });
+    await h.run('rollout', 'revert-host', 'ro_1', 'web-2', '--json');
+    await h.run('agent', 'register', 'web-1', '--label', 'role=web', '--label', 'env=prod');
+    expect(h.calls.map((c) => [c.method, ...c.args])).toEqual([
+      ['rolloutVerb', 'ro_1', 'abort', 'bad canary'],
+      ['revertHost', 'ro_1', 'web-2'],
+      ['registerAgent', 'web-1', { role: 'web', env: 'prod' }],
+    ]);
+  });
+});

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { renderPlan } from '../src/render-plan.js';
+
+describe('renderPlan', () => {
+  it('lists each wave with its hosts and says which failure halts', () => {
+    expect(
+      renderPlan({
+        rolloutId: 'ro_1',
+        frozen: false,
+        hostCount: 5,
+        waveSizes: [1, 2, 2],
+        waves: [
+          { wave: 0, hosts: ['web-1'] },
+          { wave: 1, hosts: ['web-2', 'web-3'] },
+          { wave: 2, hosts: ['web-4', 'web-5'] },
+        ],
+        toleratedFailures: 3,
+        haltsOn: 'halts on the 4th failure',
+      }),
+    ).toBe(
+      [
+        'rollout ro_1 plan (resolved from the fleet now): 5 hosts in 3 waves [1, 2, 2]; halts on the 4th failure (tolerates 3 failures)',
+        '  wave 1  1 host   web-1',
+        '  wave 2  2 hosts  web-2, web-3',
+        '  wave 3  2 hosts  web-4, web-5',
+      ].join('\n'),
+    );
+  });
+
+  it('says when the target matches nothing, and when the plan is frozen', () => {
+    const empty = renderPlan({
+      rolloutId: 'ro_2',
+      frozen: true,
+      hostCount: 0,
+      waveSizes: [],
+      waves: [],
+      toleratedFailures: 0,
+      haltsOn: 'halts on the 1st failure',
+    });
+    expect(empty).toContain('(frozen at start): 0 hosts in 0 waves []');
+    expect(empty).toContain('no host matches the target');
+  });
+});

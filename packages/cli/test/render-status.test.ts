@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import type { HostView, RolloutStatusView } from '../src/api-types.js';
+import { renderStatus } from '../src/render-status.js';
+
+const NOW = new Date('2025-06-01T12:00:00.000Z');
+
+function host(hostId: string, state: HostView['state'], extra: Partial<HostView> = {}): HostView {
+  return { hostId, state, online: true, changed: false, orderId: null, errorCode: null, reason: null, ...extra };
+}
+
+function status(overrides: Partial<RolloutStatusView['rollout']> = {}, rest: Partial<RolloutStatusView> = {}) {
+  const view: RolloutStatusView = {
+    rollout: {
+      id: 'ro_1',
+      patchId: 'pat_1',
+      request: {
+        patchId: 'pat_1',
+        target: { labels: { role: 'web' } },
+        waves: [1, '100%'],
+        maxParallel: 10,
+        maxFailures: 0,
+        bakeSeconds: 0,
+        hostTimeoutSeconds: 600,
+        offline: { mode: 'wait', deliveryDeadlineSeconds: 300 },
+        autoRevert: 'host',
+        failUnhealthyBefore: false,
+        revertParallel: 50,
+        requiredApprovals: 1,
+      },
+      state: 'running',
+      createdBy: 'alice',
+      hostCount: 3,
+      waveCount: 2,
+      currentWave: 1,
+      bakeUntil: null,
+      stateReason: null,
+      createdAt: '2025-06-01T11:00:00.000Z',
+      updatedAt: '2025-06-01T11:00:00.000Z',
+      startedAt: '2025-06-01T11:00:00.000Z',
+      finishedAt: null,
+      ...overrides,
+    },
+    approvals: [{ approver: 'bob', at: '2025-06-01T11:00:00.000Z' }],
+    failures: 0,
+    toleratedFailures: 0,
+    haltsOn: 'halts on the 1st failure',
+    counts: {},
+    waves: [],
+    ...rest,
+  };
+  return view;
+}
+
+describe('renderStatus', () => {
+  it('shows state, failures against the budget, and every host as host:state by wave', () => {
+    const view = status(
+      {},
+      {
+        waves: [
+          { wave: 0, phase: 'passed', hosts: [host('web-1', 'healthy')] },
+          { wave: 1, phase: 'running', hosts: [host('web-2', 'applying'), host('web-3', 'queued', { online: false })] },
+        ],
+      },
+    );
+    expect(renderStatus(view, NOW)).toBe(
+      [
+        'rollout ro_1  running  patch pat_1  by alice  approved by bob',
+        'failures 0 (tolerates 0; halts on the 1st failure)',
+        'wave 1  passed   web-1:healthy',
+        'wave 2  running  web-2:applying web-3:queued(offline)',
+      ].join('\n'),
+    );
+  });
+
+  it('gives the reason of a halted rollout and the error and reason of each failed host', () => {
+    const view = status(
+      { state: 'halted', stateReason: 'failures exceeded the budget (1 > 0)' },
+      {
+        failures: 1,
+        waves: [
+          {
+            wave: 0,
+            phase: 'stopped',
+            hosts: [
+              host('web-1', 'failed', { errorCode: 'precondition_failed', reason: 'sha256 differs from expected' }),
+              host('web-2', 'timed_out'),
+            ],
+          },
+          { wave: 1, phase: 'pending', hosts: [host('web-3', 'skipped', { reason: 'offline past the deadline' })] },
+        ],
+      },
+    );
+    expect(renderStatus(view, NOW).split('\n')).toEqual([
+      'rollout ro_1  halted (failures exceeded the budget (1 > 0))  patch pat_1  by alice  approved by bob',
+      'failures 1 (tolerates 0; halts on the 1st failure)',
+      'wave 1  stopped  web-1:failed web-2:timed_out',
+      '  web-1 failed: precondition_failed: sha256 differs from expected',
+      '  web-2 timed_out: no reason reported',
+      'wave 2  pending  web-3:skipped',
+      '  web-3 skipped: offline past the deadline',
+    ]);
+  });
+
+  it('counts down a bake and says when approvals are still missing', () => {
+    const baking = status(
+      { bakeUntil: '2025-06-01T12:00:30.000Z', currentWave: 0 },
+      { waves: [{ wave: 0, phase: 'baking', hosts: [host('web-1', 'healthy')] }] },
+    );
+    expect(renderStatus(baking, NOW)).toContain('wave 1  baking   web-1:healthy (30s left)');
+
+    const waiting = status({ state: 'awaiting_approval', hostCount: 0, waveCount: 0 }, { approvals: [] });
+    expect(renderStatus(waiting, NOW).split('\n')).toEqual([
+      'rollout ro_1  awaiting_approval  patch pat_1  by alice  needs 1 approval',
+      'failures 0 (tolerates 0; halts on the 1st failure)',
+      '  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)',
+    ]);
+  });
+});

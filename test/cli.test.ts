@@ -1,0 +1,291 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient, startAgent, startCoordinator, waitForAgentsOnline } from '../scripts/lib/local-fleet.mjs';
+
+// The fleetpatch CLI as ops staff type it: the built binary as a child process against a real
+// coordinator and two real agents on 127.0.0.1, each agent confined to its own scratch root.
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'packages/cli/dist/main.js');
+const PATH = '/etc/app/app.conf';
+const OLD = 'listen = 8080\nworkers = 2\n';
+const NEW = 'listen = 8080\nworkers = 8\n';
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const HOSTS = ['web-1', 'web-2'];
+const TOKENS = { admin: 'cli-admin-token-00001', alice: 'cli-alice-token-00001', bob: 'cli-bob-token-0000001' };
+
+let work: string;
+let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
+const agents: ReturnType<typeof startAgent>[] = [];
+
+const rootOf = (host: string) => join(work, host, 'root');
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `fleetpatch …`; the connection comes from the environment unless `env` says otherwise. */
+async function fleetpatch(
+  args: string[],
+  { token, env, input }: { token?: string; env?: Record<string, string>; input?: string } = {},
+): Promise<CliResult> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETPATCH_')));
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: {
+      ...base,
+      FLEETPATCH_URL: coordinator.url,
+      ...(token ? { FLEETPATCH_TOKEN: token } : {}),
+      ...env,
+    },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk;
+  });
+  child.stdin.end(input ?? '');
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+function patchSpec(overrides: Record<string, unknown> = {}) {
+  return {
+    title: 'More workers for app',
+    problem: 'Requests queue at peak.',
+    rootCause: 'Too few workers.',
+    intendedFix: 'workers = 8',
+    ticket: 'OPS-7',
+    change: {
+      kind: 'file',
+      path: PATH,
+      content: NEW,
+      mode: '0644',
+      owner: 'root',
+      group: 'root',
+      expectedPriorSha256: sha256(OLD),
+    },
+    health: {
+      checks: [{ kind: 'file', name: 'config present', path: PATH }],
+      intervalSeconds: 0.2,
+      minHealthySeconds: 0.4,
+      healthyDeadlineSeconds: 10,
+    },
+    ...overrides,
+  };
+}
+
+async function writeSpec(name: string, spec: unknown): Promise<string> {
+  const file = join(work, name);
+  await writeFile(file, JSON.stringify(spec, null, 2));
+  return file;
+}
+
+async function patchCount(): Promise<number> {
+  const { patches } = (await apiClient(coordinator.url, TOKENS.admin).get('/v1/patches')) as { patches: unknown[] };
+  return patches.length;
+}
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'fleetpatch-cli-'));
+  for (const host of HOSTS) {
+    await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
+    await writeFile(join(rootOf(host), PATH), OLD, { mode: 0o644 });
+    await chmod(join(rootOf(host), PATH), 0o644);
+  }
+  coordinator = await startCoordinator({
+    dataDir: join(work, 'coordinator'),
+    apiTokens: [
+      { name: 'admin', token: TOKENS.admin, role: 'admin' },
+      { name: 'alice', token: TOKENS.alice, role: 'operator' },
+      { name: 'bob', token: TOKENS.bob, role: 'approver' },
+    ],
+  });
+});
+
+afterAll(async () => {
+  await Promise.all(agents.map((a) => a.stop()));
+  await coordinator?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('the fleetpatch CLI', () => {
+  it('registers agents, printing each token once, and lists them', async () => {
+    for (const host of HOSTS) {
+      const registered = await fleetpatch(['agent', 'register', host, '--label', 'role=web'], { token: TOKENS.admin });
+      expect(registered.code, registered.stderr).toBe(0);
+      const token = registered.stdout.trim();
+      expect(token).toMatch(/^fpa_\S+$/);
+      expect(registered.stderr).toContain('shown once');
+      agents.push(
+        startAgent({
+          coordinatorUrl: coordinator.url,
+          token,
+          dataDir: join(work, host, 'data'),
+          rootDir: rootOf(host),
+          labels: { role: 'web' },
+        }),
+      );
+    }
+    await waitForAgentsOnline(apiClient(coordinator.url, TOKENS.admin), HOSTS);
+
+    const listed = await fleetpatch(['agents'], { token: TOKENS.alice });
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/^ID\s+ONLINE\s+LABELS\s+OS\/ARCH\s+LAST SEEN/);
+    expect(listed.stdout).toMatch(/web-1\s+yes\s+role=web\s+\S+\/\S+\s+\d+s ago/);
+    const json = await fleetpatch(['agents', '--json'], { token: TOKENS.alice });
+    expect(JSON.parse(json.stdout).agents.map((a: { id: string }) => a.id)).toEqual(HOSTS);
+  });
+
+  it('refuses an invalid patch file locally with the failing paths: exit 1, nothing sent', async () => {
+    const before = await patchCount();
+    const file = await writeSpec(
+      'bad-patch.json',
+      patchSpec({ change: { ...patchSpec().change, mode: '999', path: 'etc/app' } }),
+    );
+    const result = await fleetpatch(['patch', 'create', '--file', file], { token: TOKENS.alice });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('is not a valid patch; nothing was sent');
+    expect(result.stderr).toMatch(/change\.mode: must be an octal mode/);
+    expect(result.stderr).toMatch(/change\.path: must be an absolute, normalized path/);
+    expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(await patchCount()).toBe(before);
+  });
+
+  it('creates, plans, approves with a second token, starts, watches to success, and reverts', async () => {
+    const file = await writeSpec('patch.json', patchSpec());
+    const patch = await fleetpatch(['patch', 'create', '--file', file], { token: TOKENS.alice });
+    expect(patch.code, patch.stderr).toBe(0);
+    const patchId = patch.stdout.trim();
+    expect(patchId).toMatch(/^pat_/);
+    const shown = await fleetpatch(['patch', 'show', patchId], { token: TOKENS.alice });
+    expect(shown.stdout).toContain(`file ${PATH} (mode 0644, root:root`);
+
+    const created = await fleetpatch(
+      ['rollout', 'create', '--patch', patchId, '--labels', 'role=web', '--waves', '1,100%', '--max-failures', '0'],
+      { token: TOKENS.alice },
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const [rolloutId] = created.stdout.split('\n');
+    expect(rolloutId).toMatch(/^ro_/);
+    expect(created.stdout).toContain('awaiting_approval');
+    expect(created.stdout).toContain('2 hosts in 2 waves [1, 1]; halts on the 1st failure');
+
+    const plan = await fleetpatch(['rollout', 'plan', rolloutId!], { token: TOKENS.alice });
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toMatch(/wave 1 {2}1 host {2}web-1\n {2}wave 2 {2}1 host {2}web-2/);
+
+    const approved = await fleetpatch(['rollout', 'approve', rolloutId!], { token: TOKENS.bob });
+    expect(approved.code, approved.stderr).toBe(0);
+    expect(approved.stdout).toMatch(/scheduled .*approved by bob/);
+
+    const started = await fleetpatch(['--token', TOKENS.alice, 'rollout', 'start', rolloutId!]);
+    expect(started.code, started.stderr).toBe(0);
+
+    const watched = await fleetpatch(['rollout', 'status', rolloutId!, '--watch'], { token: TOKENS.alice });
+    expect(watched.code, watched.stderr).toBe(0);
+    expect(watched.stdout).toMatch(/rollout ro_\S+ {2}succeeded/);
+    expect(watched.stdout).toMatch(/wave 1 {2}passed +web-1:healthy/);
+    expect(watched.stdout).toMatch(/wave 2 {2}passed +web-2:healthy/);
+    for (const host of HOSTS) expect(await readFile(join(rootOf(host), PATH), 'utf8')).toBe(NEW);
+
+    const reverted = await fleetpatch(['rollout', 'revert', rolloutId!], { token: TOKENS.alice });
+    expect(reverted.code, reverted.stderr).toBe(0);
+    const afterRevert = await fleetpatch(['rollout', 'status', rolloutId!, '--watch'], { token: TOKENS.alice });
+    expect(afterRevert.code, afterRevert.stderr).toBe(0);
+    expect(afterRevert.stdout).toMatch(/rollout ro_\S+ {2}reverted/);
+    for (const host of HOSTS) expect(await readFile(join(rootOf(host), PATH), 'utf8')).toBe(OLD);
+
+    const events = await fleetpatch(['events', rolloutId!], { token: TOKENS.alice });
+    expect(events.code, events.stderr).toBe(0);
+    expect(events.stdout).toMatch(/^#\d+ \S+ bob rollout\.approved$/m);
+    expect(events.stdout).toContain('rollout.reverted');
+  });
+
+  it('watches a rollout that halts and exits 1, naming the failed host and why', async () => {
+    const file = await writeSpec(
+      'drifted.json',
+      patchSpec({
+        title: 'expects a prior file that is not there',
+        change: { ...patchSpec().change, expectedPriorSha256: sha256('other') },
+      }),
+    );
+    const patchId = (await fleetpatch(['patch', 'create', '--file', file], { token: TOKENS.alice })).stdout.trim();
+    const created = await fleetpatch(['rollout', 'create', '--patch', patchId, '--hosts', 'web-1', '--waves', '1'], {
+      token: TOKENS.alice,
+    });
+    const rolloutId = created.stdout.split('\n')[0]!;
+    expect((await fleetpatch(['rollout', 'approve', rolloutId], { token: TOKENS.bob })).code).toBe(0);
+    expect((await fleetpatch(['rollout', 'start', rolloutId], { token: TOKENS.alice })).code).toBe(0);
+    const watched = await fleetpatch(['rollout', 'status', rolloutId, '--watch'], { token: TOKENS.alice });
+    expect(watched.code, watched.stdout).toBe(1);
+    expect(watched.stdout).toMatch(/rollout ro_\S+ {2}halted/);
+    expect(watched.stdout).toMatch(/web-1 failed: precondition_failed/);
+    expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe(OLD);
+  });
+
+  it('reads a patch from stdin with "-"', async () => {
+    const result = await fleetpatch(['patch', 'create', '--file', '-'], {
+      token: TOKENS.alice,
+      input: JSON.stringify(patchSpec({ title: 'from stdin' })),
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toMatch(/^pat_/);
+  });
+
+  it('prints the server refusal for a self-approval (403) and exits 1', async () => {
+    const patchId = (
+      await fleetpatch(['patch', 'create', '--file', '-'], { token: TOKENS.admin, input: JSON.stringify(patchSpec()) })
+    ).stdout.trim();
+    const created = await fleetpatch(['rollout', 'create', '--patch', patchId, '--all'], { token: TOKENS.admin });
+    const rolloutId = created.stdout.split('\n')[0]!;
+    const self = await fleetpatch(['rollout', 'approve', rolloutId], { token: TOKENS.admin });
+    expect(self.code).toBe(1);
+    expect(self.stderr.trim()).toBe('error: four eyes: a rollout cannot be approved by the person who created it');
+    const operator = await fleetpatch(['rollout', 'approve', rolloutId], { token: TOKENS.alice });
+    expect(operator.code).toBe(1);
+    expect(operator.stderr.trim()).toBe('error: alice (operator) may not approve');
+    const unknown = await fleetpatch(['rollout', 'status', 'ro_nope'], { token: TOKENS.alice });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr.trim()).toBe('error: rollout ro_nope does not exist');
+  });
+
+  it('exits 2 with a clear message when no token is given', async () => {
+    const result = await fleetpatch(['rollout', 'list']);
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim()).toBe('error: no API token: pass --token TOKEN or set FLEETPATCH_TOKEN');
+    expect(result.stdout).toBe('');
+  });
+
+  it('exits 2 on a malformed flag, naming it', async () => {
+    const result = await fleetpatch(['rollout', 'create', '--patch', 'pat_x', '--all', '--waves', '1,ten'], {
+      token: TOKENS.alice,
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("option '--waves <steps>' argument '1,ten' is invalid");
+  });
+
+  it('says in one line when the coordinator cannot be reached', async () => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as { port: number };
+    await new Promise((resolve) => server.close(resolve));
+    const result = await fleetpatch(['agents', '--url', `http://127.0.0.1:${port}`], { token: TOKENS.alice });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      `error: cannot reach the coordinator at http://127.0.0.1:${port}: connection refused (ECONNREFUSED)\n`,
+    );
+  });
+});
