@@ -10,7 +10,7 @@ import type {
 import { ApiError, ConnectionError, type FieldIssue } from './cli-errors.js';
 import type { Connection } from './connection.js';
 
-export type RolloutVerb = 'approve' | 'start' | 'pause' | 'resume' | 'abort' | 'retry' | 'promote' | 'revert';
+export type RolloutVerb = 'submit' | 'approve' | 'start' | 'pause' | 'resume' | 'abort' | 'retry' | 'promote' | 'revert';
 
 /** The coordinator's HTTP API under /v1, typed for what the CLI does with it. */
 export class ApiClient {

@@ -85,6 +85,7 @@ export interface RolloutCreateFlags {
   bake?: number | undefined;
   autoRevert?: string | undefined;
   approvals?: number | undefined;
+  draft?: boolean | undefined;
 }
 
 /**
@@ -108,6 +109,7 @@ export function buildRolloutRequest(
   if (flags.bake !== undefined) request.bakeSeconds = flags.bake;
   if (flags.autoRevert !== undefined) request.autoRevert = flags.autoRevert;
   if (flags.approvals !== undefined) request.requiredApprovals = flags.approvals;
+  if (flags.draft) request.draft = true;
   if (request.patchId === undefined) throw new UsageError('which patch? pass --patch <id>');
   if (request.target === undefined) throw new UsageError('which hosts? pass --labels k=v,..., --hosts a,b or --all');
   return request;

@@ -111,6 +111,7 @@ function addCreate(rollout: Command, ctx: CliContext): void {
     .option('--bake <seconds>', 'wait this long, health still watched, after each wave', parseSeconds)
     .addOption(new Option('--auto-revert <scope>', 'what goes back when things fail').choices([...AUTO_REVERT_CHOICES]))
     .option('--approvals <n>', 'approvals needed before it may start (0-10)', parseWholeNumber)
+    .option('--draft', 'create as a draft: plan and dry-run it, then `rollout submit` it for approval')
     .option('--file <path>', 'a rollout request as JSON ("-" reads stdin); flags override its fields')
     .option('--json', 'print the created rollout as JSON')
     .action(async (opts: RolloutCreateFlags & JsonFlag & { file?: string }) => {

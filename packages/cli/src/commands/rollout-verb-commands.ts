@@ -5,6 +5,7 @@ import { writeJson } from '../cli-output.js';
 import { renderStatus } from '../render-status.js';
 
 const VERBS: Readonly<Record<RolloutVerb, string>> = {
+  submit: 'put a draft up for approval',
   approve: 'approve a rollout (four eyes: not the person who created it)',
   start: 'freeze the target set and start the first wave',
   pause: 'let in-flight hosts finish, send nothing new',
