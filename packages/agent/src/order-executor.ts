@@ -14,7 +14,7 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
-import type { Driver, DriverContext } from './drivers/driver.js';
+import type { Driver, DriverContext, PreflightVerdict } from './drivers/driver.js';
 import type { HealthRunner } from './health/health-runner.js';
 import type { Journal, JournalEntry } from './journal.js';
 
@@ -212,31 +212,9 @@ export class OrderExecutor {
         }
       }
 
-      const verdict = await driver.preflight(order.change, ctx);
-      if (verdict.outcome === 'already_applied') {
-        await this.finish(entry, {
-          outcome: 'skipped',
-          changed: false,
-          reason: `already at target: ${verdict.detail}`,
-        });
-        return;
-      }
-      if (verdict.outcome === 'would_fail') {
-        await this.finish(entry, {
-          outcome: 'failed',
-          changed: false,
-          errorCode: verdict.code,
-          reason: verdict.detail,
-        });
-        return;
-      }
-      if (verdict.outcome === 'blocked') {
-        await this.finish(entry, {
-          outcome: 'failed',
-          changed: false,
-          errorCode: ErrorCode.blocked,
-          reason: verdict.detail,
-        });
+      const refusal = preflightRefusal(await driver.preflight(order.change, ctx));
+      if (refusal) {
+        await this.finish(entry, refusal);
         return;
       }
 
@@ -479,6 +457,20 @@ export class OrderExecutor {
 
   private now(): string {
     return new Date(this.options.clock.now()).toISOString();
+  }
+}
+
+/** What an order reports when its preflight stops it; null when it may go on. */
+function preflightRefusal(verdict: PreflightVerdict): Omit<OrderResultBody, 'orderId' | 'finishedAt'> | null {
+  switch (verdict.outcome) {
+    case 'would_apply':
+      return null;
+    case 'already_applied':
+      return { outcome: 'skipped', changed: false, reason: `already at target: ${verdict.detail}` };
+    case 'would_fail':
+      return { outcome: 'failed', changed: false, errorCode: verdict.code, reason: verdict.detail };
+    case 'blocked':
+      return { outcome: 'failed', changed: false, errorCode: ErrorCode.blocked, reason: verdict.detail };
   }
 }
 
