@@ -14,7 +14,13 @@ if (!url || !admin || ids.length === 0) {
 await mkdir(dir, { recursive: true });
 for (const id of ids) {
   const file = join(dir, id);
-  if (await access(file).then(() => true, () => false)) continue;
+  if (
+    await access(file).then(
+      () => true,
+      () => false,
+    )
+  )
+    continue;
   const res = await fetch(`${url}/v1/agents`, {
     method: 'POST',
     headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },

@@ -1,62 +1,73 @@
 import type {
-  AgentView,
+  AgentList,
+  AgentRegistration,
   EventPage,
-  PatchView,
-  PreflightView,
-  RolloutPlanView,
-  RolloutRecordView,
-  RolloutStatusView,
-} from './api-types.js';
+  Patch,
+  PatchList,
+  PreflightResult,
+  RolloutList,
+  RolloutPlan,
+  RolloutStatus,
+} from '@fleetpatch/shared';
 import { ApiError, ConnectionError, type FieldIssue } from './cli-errors.js';
 import type { Connection } from './connection.js';
 
-export type RolloutVerb = 'submit' | 'approve' | 'start' | 'pause' | 'resume' | 'abort' | 'retry' | 'promote' | 'revert';
+export type RolloutVerb =
+  | 'submit'
+  | 'approve'
+  | 'start'
+  | 'pause'
+  | 'resume'
+  | 'abort'
+  | 'retry'
+  | 'promote'
+  | 'revert';
 
 /** The coordinator's HTTP API under /v1, typed for what the CLI does with it. */
 export class ApiClient {
   constructor(readonly connection: Connection) {}
 
-  listAgents(): Promise<{ agents: AgentView[] }> {
+  listAgents(): Promise<AgentList> {
     return this.request('GET', '/v1/agents');
   }
 
-  registerAgent(id: string, labels: Record<string, string>): Promise<{ id: string; token: string }> {
+  registerAgent(id: string, labels: Record<string, string>): Promise<AgentRegistration> {
     return this.request('POST', '/v1/agents', { id, labels });
   }
 
-  createPatch(spec: unknown): Promise<PatchView> {
+  createPatch(spec: unknown): Promise<Patch> {
     return this.request('POST', '/v1/patches', spec);
   }
 
-  getPatch(id: string): Promise<PatchView> {
+  getPatch(id: string): Promise<Patch> {
     return this.request('GET', `/v1/patches/${encodeURIComponent(id)}`);
   }
 
-  listPatches(limit: number): Promise<{ patches: PatchView[] }> {
+  listPatches(limit: number): Promise<PatchList> {
     return this.request('GET', `/v1/patches?limit=${limit}`);
   }
 
-  createRollout(request: unknown): Promise<RolloutStatusView> {
+  createRollout(request: unknown): Promise<RolloutStatus> {
     return this.request('POST', '/v1/rollouts', request);
   }
 
-  listRollouts(limit: number): Promise<{ rollouts: RolloutRecordView[] }> {
+  listRollouts(limit: number): Promise<RolloutList> {
     return this.request('GET', `/v1/rollouts?limit=${limit}`);
   }
 
-  rolloutStatus(id: string): Promise<RolloutStatusView> {
+  rolloutStatus(id: string): Promise<RolloutStatus> {
     return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}`);
   }
 
-  rolloutPlan(id: string): Promise<RolloutPlanView> {
+  rolloutPlan(id: string): Promise<RolloutPlan> {
     return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}/plan`);
   }
 
-  rolloutVerb(id: string, verb: RolloutVerb, reason?: string): Promise<RolloutStatusView> {
+  rolloutVerb(id: string, verb: RolloutVerb, reason?: string): Promise<RolloutStatus> {
     return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/${verb}`, reason ? { reason } : {});
   }
 
-  revertHost(id: string, hostId: string): Promise<RolloutStatusView> {
+  revertHost(id: string, hostId: string): Promise<RolloutStatus> {
     return this.request(
       'POST',
       `/v1/rollouts/${encodeURIComponent(id)}/hosts/${encodeURIComponent(hostId)}/revert`,
@@ -64,7 +75,7 @@ export class ApiClient {
     );
   }
 
-  preflight(id: string, timeoutSeconds: number): Promise<PreflightView> {
+  preflight(id: string, timeoutSeconds: number): Promise<PreflightResult> {
     return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/preflight`, { timeoutSeconds });
   }
 

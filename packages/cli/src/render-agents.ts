@@ -1,4 +1,4 @@
-import type { AgentView } from './api-types.js';
+import type { AgentView } from '@fleetpatch/shared';
 import { formatAge, formatLabels, renderTable } from './render-table.js';
 
 export function renderAgents(agents: readonly AgentView[], now: Date = new Date()): string {

@@ -1,7 +1,7 @@
-import type { EventView } from './api-types.js';
+import type { EventRecord } from '@fleetpatch/shared';
 
 /** One audit event per line: `#12 2025-01-01T00:00:00.000Z alice rollout.started [web-1] scheduled→running {…}`. */
-export function renderEvent(event: EventView): string {
+export function renderEvent(event: EventRecord): string {
   const parts = [`#${event.seq}`, event.at, event.actor, event.type];
   if (event.hostId) parts.push(`[${event.hostId}]`);
   if (event.fromState || event.toState) parts.push(`${event.fromState ?? '-'}→${event.toState ?? '-'}`);

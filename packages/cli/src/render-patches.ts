@@ -1,7 +1,7 @@
-import type { PatchView } from './api-types.js';
+import type { Patch } from '@fleetpatch/shared';
 import { plural, renderTable } from './render-table.js';
 
-export function describeChange(change: PatchView['change']): string {
+export function describeChange(change: Patch['change']): string {
   switch (change.kind) {
     case 'file': {
       const prior = change.expectedPriorSha256 ? `, expects prior ${change.expectedPriorSha256.slice(0, 12)}` : '';
@@ -14,7 +14,7 @@ export function describeChange(change: PatchView['change']): string {
   }
 }
 
-export function renderPatch(patch: PatchView): string {
+export function renderPatch(patch: Patch): string {
   return [
     `patch ${patch.id}: ${patch.title}`,
     `  ticket        ${patch.ticket}`,
@@ -27,7 +27,7 @@ export function renderPatch(patch: PatchView): string {
   ].join('\n');
 }
 
-export function renderPatchList(patches: readonly PatchView[]): string {
+export function renderPatchList(patches: readonly Patch[]): string {
   if (patches.length === 0) return 'no patches yet (fleetpatch patch create --file patch.json)';
   return renderTable(
     ['id', 'title', 'ticket', 'change', 'by', 'created'],

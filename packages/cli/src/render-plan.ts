@@ -1,11 +1,11 @@
-import type { RolloutPlanView } from './api-types.js';
+import type { RolloutPlan } from '@fleetpatch/shared';
 import { plural } from './render-table.js';
 
 /**
  * rollout ro_1 plan (resolved from the fleet now): 3 hosts in 3 waves [1, 1, 1]; halts on the 1st failure
  *   wave 1  1 host   web-1
  */
-export function renderPlan(plan: RolloutPlanView): string {
+export function renderPlan(plan: RolloutPlan): string {
   const basis = plan.frozen ? 'frozen at start' : 'resolved from the fleet now';
   const head =
     `rollout ${plan.rolloutId} plan (${basis}): ${plural(plan.hostCount, 'host')} in ` +

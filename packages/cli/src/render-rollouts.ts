@@ -1,7 +1,7 @@
-import type { PreflightView, RolloutRecordView } from './api-types.js';
+import type { PreflightResult, RolloutRecord } from '@fleetpatch/shared';
 import { renderTable } from './render-table.js';
 
-export function renderRolloutList(rollouts: readonly RolloutRecordView[]): string {
+export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
   if (rollouts.length === 0) return 'no rollouts yet (fleetpatch rollout create --patch <id> ...)';
   return renderTable(
     ['id', 'state', 'patch', 'hosts', 'by', 'created'],
@@ -17,7 +17,7 @@ export function renderRolloutList(rollouts: readonly RolloutRecordView[]): strin
 }
 
 /** Dry run: what each target host says it would do. */
-export function renderPreflight(preflight: PreflightView): string {
+export function renderPreflight(preflight: PreflightResult): string {
   const summary = Object.entries(preflight.summary)
     .map(([outcome, n]) => `${n} ${outcome}`)
     .join(', ');

@@ -1,4 +1,4 @@
-import type { HostView, RolloutStatusView } from './api-types.js';
+import type { HostView, RolloutStatus } from '@fleetpatch/shared';
 import { plural } from './render-table.js';
 
 const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 'revert_failed', 'cancelled']);
@@ -12,7 +12,7 @@ const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 
  *   wave 2  running  web-2:applying web-3:failed
  *     web-3 failed: health_failed: http check "api" returned 500
  */
-export function renderStatus(status: RolloutStatusView, now: Date = new Date()): string {
+export function renderStatus(status: RolloutStatus, now: Date = new Date()): string {
   const { rollout } = status;
   const approvals =
     status.approvals.length > 0

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { EventRecord } from '@fleetpatch/shared';
 import type { ApiClient } from './api-client.js';
-import type { EventView } from './api-types.js';
 import { ApiError } from './cli-errors.js';
 import { readServerSentEvents } from './sse-reader.js';
 
@@ -8,7 +8,7 @@ export interface FollowOptions {
   /** Start after this event seq (0: the whole trail). */
   after: number;
   signal: AbortSignal;
-  onEvent(event: EventView): void;
+  onEvent(event: EventRecord): void;
   onConnect?(): void;
   /** The stream dropped (coordinator restart, network); it is retried after `retryMs`. */
   onDisconnect?(reason: string): void;
@@ -29,7 +29,7 @@ export async function followRolloutEvents(api: ApiClient, rolloutId: string, opt
       const body = await api.openEventStream(rolloutId, after, signal);
       options.onConnect?.();
       for await (const message of readServerSentEvents(body)) {
-        const event = JSON.parse(message.data) as EventView;
+        const event = JSON.parse(message.data) as EventRecord;
         if (event.seq <= after) continue;
         after = event.seq;
         options.onEvent(event);

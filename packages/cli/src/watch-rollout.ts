@@ -1,6 +1,7 @@
+import type { RolloutStatus } from '@fleetpatch/shared';
 import type { ApiClient } from './api-client.js';
-import { FINAL_ROLLOUT_STATES, type RolloutStatusView } from './api-types.js';
 import { followRolloutEvents } from './rollout-event-stream.js';
+import { FINAL_ROLLOUT_STATES } from './rollout-final-states.js';
 
 /** Wakes a waiter when something changed; a change that came while nobody waited is kept. */
 class ChangeSignal {
@@ -43,9 +44,9 @@ export interface WatchOptions {
 export async function watchRollout(
   api: ApiClient,
   rolloutId: string,
-  onStatus: (status: RolloutStatusView) => void,
+  onStatus: (status: RolloutStatus) => void,
   { pollMs = 5000, fallbackPollMs = 1000 }: WatchOptions = {},
-): Promise<RolloutStatusView> {
+): Promise<RolloutStatus> {
   const controller = new AbortController();
   const changes = new ChangeSignal();
   let connected = false;

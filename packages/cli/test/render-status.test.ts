@@ -1,15 +1,25 @@
+import type { HostView, RolloutStatus } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
-import type { HostView, RolloutStatusView } from '../src/api-types.js';
 import { renderStatus } from '../src/render-status.js';
 
 const NOW = new Date('2025-06-01T12:00:00.000Z');
 
 function host(hostId: string, state: HostView['state'], extra: Partial<HostView> = {}): HostView {
-  return { hostId, state, online: true, changed: false, orderId: null, errorCode: null, reason: null, ...extra };
+  return {
+    hostId,
+    state,
+    online: true,
+    changed: false,
+    orderId: null,
+    errorCode: null,
+    reason: null,
+    health: null,
+    ...extra,
+  };
 }
 
-function status(overrides: Partial<RolloutStatusView['rollout']> = {}, rest: Partial<RolloutStatusView> = {}) {
-  const view: RolloutStatusView = {
+function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial<RolloutStatus> = {}) {
+  const view: RolloutStatus = {
     rollout: {
       id: 'ro_1',
       patchId: 'pat_1',
@@ -26,6 +36,7 @@ function status(overrides: Partial<RolloutStatusView['rollout']> = {}, rest: Par
         failUnhealthyBefore: false,
         revertParallel: 50,
         requiredApprovals: 1,
+        draft: false,
       },
       state: 'running',
       createdBy: 'alice',

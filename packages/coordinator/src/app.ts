@@ -1,4 +1,5 @@
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from '@fastify/type-provider-zod';
+import { HealthzSchema } from '@fleetpatch/shared';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { type CoordinatorConfig, databaseFile } from './config.js';
@@ -7,6 +8,7 @@ import { RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { ApiAuth, sha256Hex } from './http/api-auth.js';
 import { errorHandler } from './http/error-handler.js';
+import { openApiDocument } from './http/openapi-document.js';
 import { AgentHub } from './hub/agent-hub.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { agentRoutes } from './routes/agent-routes.js';
@@ -149,7 +151,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     preflights,
   } satisfies FleetServices);
 
-  app.get('/healthz', async () => ({ ok: true, agentsOnline: hub.onlineCount() }));
+  await app.register(openApiDocument);
+  app.get('/healthz', { schema: { security: [], response: { 200: HealthzSchema } } }, async () => ({
+    ok: true as const,
+    agentsOnline: hub.onlineCount(),
+  }));
   await app.register(agentRoutes, { prefix: '/v1' });
   await app.register(patchRoutes, { prefix: '/v1' });
   await app.register(rolloutRoutes, { prefix: '/v1' });

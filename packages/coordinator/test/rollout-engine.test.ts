@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import {
   type CoordinatorMessage,
   ErrorCode,
+  type EventRecord,
   type Facts,
   FleetError,
   type Hello,
@@ -32,7 +33,6 @@ import { type AgentChannel, RolloutEngine, type WaveGate, type WindowWatcher } f
 import { VERB_TRANSITIONS, type Verb } from '../src/engine/rollout-states.js';
 import { RolloutView } from '../src/engine/rollout-view.js';
 import { canStartWave } from '../src/schedule/maintenance-window.js';
-import type { EventRecord } from '../src/store/event-repository.js';
 import type { HostRunRecord } from '../src/store/host-run-repository.js';
 import type { RolloutRecord } from '../src/store/rollout-repository.js';
 import { Store } from '../src/store/store.js';
@@ -534,8 +534,6 @@ async function reach(fleet: Fleet, state: RolloutState): Promise<string> {
       await fleet.finish('h-1', 'failed');
       return id;
     }
-    case 'draft':
-      throw new Error('no verb creates a draft rollout');
     default: {
       const id = await fleet.launch(oneHost);
       await fleet.finish('h-1');

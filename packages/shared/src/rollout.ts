@@ -134,7 +134,8 @@ export const ROLLOUT_STATES = [
   'reverted',
   'revert_failed',
 ] as const;
-export type RolloutState = (typeof ROLLOUT_STATES)[number];
+export const RolloutStateSchema = z.enum(ROLLOUT_STATES);
+export type RolloutState = z.infer<typeof RolloutStateSchema>;
 
 export const HOST_RUN_STATES = [
   'queued',
@@ -152,4 +153,5 @@ export const HOST_RUN_STATES = [
   'reverted',
   'revert_failed',
 ] as const;
-export type HostRunState = (typeof HOST_RUN_STATES)[number];
+export const HostRunStateSchema = z.enum(HOST_RUN_STATES);
+export type HostRunState = z.infer<typeof HostRunStateSchema>;

@@ -1,5 +1,5 @@
+import type { EventRecord } from '@fleetpatch/shared';
 import type { Command } from 'commander';
-import type { EventView } from '../api-types.js';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
 import { renderEvent } from '../render-events.js';
@@ -36,7 +36,7 @@ export function addEventsCommand(program: Command, ctx: CliContext): void {
         });
         return;
       }
-      const all: EventView[] = [];
+      const all: EventRecord[] = [];
       let after: number | null = opts.after;
       while (after !== null) {
         const page = await api.rolloutEvents(rolloutId, after, PAGE);

@@ -1,5 +1,4 @@
 import { type Command, Option } from 'commander';
-import { SUCCESSFUL_ROLLOUT_STATES } from '../api-types.js';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { ExitCode, LocalValidationError } from '../cli-errors.js';
 import { writeJson } from '../cli-output.js';
@@ -8,6 +7,7 @@ import { validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
 import { renderPreflight, renderRolloutList } from '../render-rollouts.js';
 import { renderStatus } from '../render-status.js';
+import { SUCCESSFUL_ROLLOUT_STATES } from '../rollout-final-states.js';
 import {
   AUTO_REVERT_CHOICES,
   buildRolloutRequest,

@@ -1,16 +1,8 @@
-import type { Change, CoordinatorMessage, OrderResultBody } from '@fleetpatch/shared';
+import type { Change, CoordinatorMessage, OrderResultBody, PreflightAnswer } from '@fleetpatch/shared';
 import { newId } from './ids.js';
 import type { AgentChannel } from './rollout-engine.js';
 
 export const PREFLIGHT_ORDER_PREFIX = 'pf_';
-
-export interface PreflightAnswer {
-  hostId: string;
-  /** would_apply | already_applied | would_fail | blocked, or offline / no_answer when the agent could not say. */
-  outcome: OrderResultBody['outcome'] | 'offline' | 'no_answer';
-  reason: string | null;
-  errorCode: string | null;
-}
 
 interface Pending {
   hostId: string;

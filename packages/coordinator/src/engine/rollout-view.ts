@@ -3,57 +3,29 @@ import {
   describeHaltPoint,
   ErrorCode,
   FleetError,
-  type HostRunState,
+  type RolloutPlan,
+  type RolloutRecord as RolloutRecordView,
+  type RolloutStatus,
   resolveWaveSizes,
   toleratedFailures,
+  type WavePhase,
 } from '@fleetpatch/shared';
-import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
 import { TERMINAL_HOST_STATES } from './rollout-states.js';
 import { resolveTarget } from './target-resolver.js';
 
-export interface RolloutPlan {
-  rolloutId: string;
-  /** Whether the host list is frozen (rollout started) or resolved from the fleet as it is now. */
-  frozen: boolean;
-  hostCount: number;
-  waveSizes: number[];
-  waves: { wave: number; hosts: string[] }[];
-  toleratedFailures: number;
-  haltsOn: string;
-}
-
-/** pending: not started; running; baking: passed, waiting out bakeSeconds; passed; stopped: the rollout halted or was aborted in it. */
-export type WavePhase = 'pending' | 'running' | 'baking' | 'passed' | 'stopped';
-
-export interface HostView {
-  hostId: string;
-  state: HostRunState;
-  online: boolean;
-  changed: boolean;
-  orderId: string | null;
-  errorCode: string | null;
-  reason: string | null;
-  health: HostRunRecord['health'];
-}
-
-export interface RolloutStatus {
-  rollout: Omit<RolloutRecord, 'bakeUntil'> & { bakeUntil: string | null };
-  approvals: { approver: string; at: string }[];
-  failures: number;
-  toleratedFailures: number;
-  haltsOn: string;
-  counts: Partial<Record<HostRunState, number>>;
-  waves: { wave: number; phase: WavePhase; hosts: HostView[] }[];
-}
-
-/** Read-only views of a rollout for the API and CLI. */
+/** Read-only views of rollouts for the API and CLI, in the shapes of shared's api-views.ts. */
 export class RolloutView {
   constructor(
     private readonly store: Store,
     private readonly isOnline: (hostId: string) => boolean,
   ) {}
+
+  /** The newest `limit` rollouts, newest first. */
+  list(limit: number): RolloutRecordView[] {
+    return this.store.rollouts.list(limit).map(toView);
+  }
 
   plan(id: string): RolloutPlan {
     const rollout = this.mustGet(id);
@@ -81,10 +53,10 @@ export class RolloutView {
   status(id: string): RolloutStatus {
     const rollout = this.mustGet(id);
     const runs = this.store.hostRuns.forRollout(id);
-    const counts: Partial<Record<HostRunState, number>> = {};
+    const counts: RolloutStatus['counts'] = {};
     const waves: RolloutStatus['waves'] = Array.from({ length: rollout.waveCount }, (_, wave) => ({
       wave,
-      phase: 'pending' as WavePhase,
+      phase: 'pending',
       hosts: [],
     }));
     for (const run of runs) {
@@ -108,7 +80,7 @@ export class RolloutView {
     }
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
     return {
-      rollout: { ...rollout, bakeUntil: rollout.bakeUntil === null ? null : new Date(rollout.bakeUntil).toISOString() },
+      rollout: toView(rollout),
       approvals: this.store.rollouts.approvals(id),
       failures: runs.filter((r) => r.countedFailure).length,
       toleratedFailures: tolerated,
@@ -128,6 +100,11 @@ export class RolloutView {
     if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);
     return rollout;
   }
+}
+
+/** The stored rollout as the API shows it: `bakeUntil` becomes an ISO time. */
+function toView(rollout: RolloutRecord): RolloutRecordView {
+  return { ...rollout, bakeUntil: rollout.bakeUntil === null ? null : new Date(rollout.bakeUntil).toISOString() };
 }
 
 /** The phase of the wave the rollout is at, from the rollout's state. */

@@ -1,5 +1,5 @@
 import { hasZodFastifySchemaValidationErrors } from '@fastify/type-provider-zod';
-import { type ErrorCode, isFleetError } from '@fleetpatch/shared';
+import { type ErrorBody, ErrorBodySchema, type ErrorCode, isFleetError } from '@fleetpatch/shared';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
 /** The one table from error code to HTTP status. */
@@ -24,9 +24,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   internal: 500,
 };
 
-export interface ErrorBody {
-  error: { code: string; message: string; details?: Record<string, unknown> };
-}
+/** Spread into a route's `response` schemas: errors are documented, and checked, like answers. */
+export const ERROR_RESPONSES = { '4xx': ErrorBodySchema, '5xx': ErrorBodySchema } as const;
 
 /** Every error leaves as `{ error: { code, message, details } }`; stack traces never do. */
 export function errorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {

@@ -1,14 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
-import { ErrorCode, FleetError, HostIdSchema, LabelsSchema } from '@fleetpatch/shared';
-import { z } from 'zod';
+import {
+  AgentListSchema,
+  AgentRegistrationRequestSchema,
+  AgentRegistrationSchema,
+  ErrorCode,
+  FleetError,
+} from '@fleetpatch/shared';
 import { sha256Hex } from '../http/api-auth.js';
+import { ERROR_RESPONSES } from '../http/error-handler.js';
 
 /** Agent registry: register an agent (returns its token once) and list the fleet. */
 export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
   const { store, hub, auth } = app.fleet;
 
-  app.get('/agents', async (request) => {
+  app.get('/agents', { schema: { response: { 200: AgentListSchema, ...ERROR_RESPONSES } } }, async (request) => {
     auth.require(request, 'read');
     return {
       agents: store.agents.list().map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
@@ -17,7 +23,12 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/agents',
-    { schema: { body: z.object({ id: HostIdSchema, labels: LabelsSchema.default({}) }).strict() } },
+    {
+      schema: {
+        body: AgentRegistrationRequestSchema,
+        response: { 201: AgentRegistrationSchema, ...ERROR_RESPONSES },
+      },
+    },
     async (request, reply) => {
       const caller = auth.require(request, 'admin');
       if (store.agents.get(request.body.id)) {

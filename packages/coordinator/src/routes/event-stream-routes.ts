@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
+import type { EventRecord } from '@fleetpatch/shared';
 import { z } from 'zod';
-import type { EventRecord } from '../store/event-repository.js';
 
 /**
  * Live audit stream of one rollout as Server-Sent Events. Sends the backlog after `Last-Event-ID`

@@ -1,38 +1,52 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
-import { ErrorCode, FleetError, PatchSpecSchema } from '@fleetpatch/shared';
+import { ErrorCode, FleetError, PatchListSchema, PatchSchema, PatchSpecSchema } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { newId } from '../engine/ids.js';
+import { ERROR_RESPONSES } from '../http/error-handler.js';
 
 /** Patches: one described change. Created once, never edited — a new fix is a new patch. */
 export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
   const { store, auth } = app.fleet;
 
-  app.post('/patches', { schema: { body: PatchSpecSchema } }, async (request, reply) => {
-    const caller = auth.require(request, 'write');
-    const patch = { ...request.body, id: newId('pat'), createdBy: caller.name, createdAt: new Date().toISOString() };
-    store.transaction(() => {
-      store.patches.insert(patch);
-      store.appendEvent(
-        { actor: caller.name, type: 'patch.created', data: { patchId: patch.id, title: patch.title } },
-        patch.createdAt,
-      );
-    });
-    return reply.status(201).send(patch);
-  });
+  app.post(
+    '/patches',
+    { schema: { body: PatchSpecSchema, response: { 201: PatchSchema, ...ERROR_RESPONSES } } },
+    async (request, reply) => {
+      const caller = auth.require(request, 'write');
+      const patch = { ...request.body, id: newId('pat'), createdBy: caller.name, createdAt: new Date().toISOString() };
+      store.transaction(() => {
+        store.patches.insert(patch);
+        store.appendEvent(
+          { actor: caller.name, type: 'patch.created', data: { patchId: patch.id, title: patch.title } },
+          patch.createdAt,
+        );
+      });
+      return reply.status(201).send(patch);
+    },
+  );
 
   app.get(
     '/patches',
-    { schema: { querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict() } },
+    {
+      schema: {
+        querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
+        response: { 200: PatchListSchema, ...ERROR_RESPONSES },
+      },
+    },
     async (request) => {
       auth.require(request, 'read');
       return { patches: store.patches.list(request.query.limit) };
     },
   );
 
-  app.get('/patches/:id', { schema: { params: z.object({ id: z.string().max(100) }) } }, async (request) => {
-    auth.require(request, 'read');
-    const patch = store.patches.get(request.params.id);
-    if (!patch) throw new FleetError(ErrorCode.notFound, `patch ${request.params.id} does not exist`);
-    return patch;
-  });
+  app.get(
+    '/patches/:id',
+    { schema: { params: z.object({ id: z.string().max(100) }), response: { 200: PatchSchema, ...ERROR_RESPONSES } } },
+    async (request) => {
+      auth.require(request, 'read');
+      const patch = store.patches.get(request.params.id);
+      if (!patch) throw new FleetError(ErrorCode.notFound, `patch ${request.params.id} does not exist`);
+      return patch;
+    },
+  );
 };

@@ -1,6 +1,15 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
-import { RolloutRequestSchema } from '@fleetpatch/shared';
+import {
+  EventPageSchema,
+  type PreflightResult,
+  PreflightResultSchema,
+  RolloutListSchema,
+  RolloutPlanSchema,
+  RolloutRequestSchema,
+  RolloutStatusSchema,
+} from '@fleetpatch/shared';
 import { z } from 'zod';
+import { ERROR_RESPONSES } from '../http/error-handler.js';
 
 const Params = z.object({ id: z.string().min(1).max(100) });
 const HostParams = Params.extend({ hostId: z.string().min(1).max(128) });
@@ -8,35 +17,49 @@ const VerbBody = z
   .object({ reason: z.string().max(2000).optional() })
   .strict()
   .optional();
+const Status = { 200: RolloutStatusSchema, ...ERROR_RESPONSES } as const;
 
 /** Rollouts: create, plan, the lifecycle verbs, status, and the audit trail (paged and live). */
 export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
   const { store, engine, view, auth, preflights } = app.fleet;
 
-  app.post('/rollouts', { schema: { body: RolloutRequestSchema } }, async (request, reply) => {
-    const caller = auth.require(request, 'write');
-    const rollout = engine.create(request.body, caller.name);
-    return reply.status(201).send(view.status(rollout.id));
-  });
-
-  app.get(
+  app.post(
     '/rollouts',
-    { schema: { querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict() } },
-    async (request) => {
-      auth.require(request, 'read');
-      return { rollouts: store.rollouts.list(request.query.limit) };
+    { schema: { body: RolloutRequestSchema, response: { 201: RolloutStatusSchema, ...ERROR_RESPONSES } } },
+    async (request, reply) => {
+      const caller = auth.require(request, 'write');
+      const rollout = engine.create(request.body, caller.name);
+      return reply.status(201).send(view.status(rollout.id));
     },
   );
 
-  app.get('/rollouts/:id', { schema: { params: Params } }, async (request) => {
+  app.get(
+    '/rollouts',
+    {
+      schema: {
+        querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
+        response: { 200: RolloutListSchema, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      auth.require(request, 'read');
+      return { rollouts: view.list(request.query.limit) };
+    },
+  );
+
+  app.get('/rollouts/:id', { schema: { params: Params, response: Status } }, async (request) => {
     auth.require(request, 'read');
     return view.status(request.params.id);
   });
 
-  app.get('/rollouts/:id/plan', { schema: { params: Params } }, async (request) => {
-    auth.require(request, 'read');
-    return view.plan(request.params.id);
-  });
+  app.get(
+    '/rollouts/:id/plan',
+    { schema: { params: Params, response: { 200: RolloutPlanSchema, ...ERROR_RESPONSES } } },
+    async (request) => {
+      auth.require(request, 'read');
+      return view.plan(request.params.id);
+    },
+  );
 
   // Dry run: every target agent checks the preconditions and says what it would do; nothing changes.
   app.post(
@@ -48,6 +71,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
           .object({ timeoutSeconds: z.number().min(1).max(600).default(30) })
           .strict()
           .default({ timeoutSeconds: 30 }),
+        response: { 200: PreflightResultSchema, ...ERROR_RESPONSES },
       },
     },
     async (request) => {
@@ -58,7 +82,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       if (!patch) throw new Error(`patch ${rollout.patchId} is missing`);
       const hosts = plan.waves.flatMap((w) => w.hosts);
       const results = await preflights.run(hosts, patch.change, request.body.timeoutSeconds * 1000);
-      const summary: Record<string, number> = {};
+      const summary: PreflightResult['summary'] = {};
       for (const r of results) summary[r.outcome] = (summary[r.outcome] ?? 0) + 1;
       const at = new Date().toISOString();
       store.transaction(() =>
@@ -71,11 +95,15 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
-  app.post('/rollouts/:id/approve', { schema: { params: Params, body: VerbBody } }, async (request) => {
-    const caller = auth.require(request, 'approve');
-    engine.approve(request.params.id, caller.name);
-    return view.status(request.params.id);
-  });
+  app.post(
+    '/rollouts/:id/approve',
+    { schema: { params: Params, body: VerbBody, response: Status } },
+    async (request) => {
+      const caller = auth.require(request, 'approve');
+      engine.approve(request.params.id, caller.name);
+      return view.status(request.params.id);
+    },
+  );
 
   const verbs = {
     submit: (id: string, actor: string) => engine.submit(id, actor),
@@ -87,14 +115,18 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     revert: (id: string, actor: string) => engine.revert(id, actor),
   } as const;
   for (const [verb, act] of Object.entries(verbs)) {
-    app.post(`/rollouts/:id/${verb}`, { schema: { params: Params, body: VerbBody } }, async (request) => {
-      const caller = auth.require(request, 'write');
-      act(request.params.id, caller.name);
-      return view.status(request.params.id);
-    });
+    app.post(
+      `/rollouts/:id/${verb}`,
+      { schema: { params: Params, body: VerbBody, response: Status } },
+      async (request) => {
+        const caller = auth.require(request, 'write');
+        act(request.params.id, caller.name);
+        return view.status(request.params.id);
+      },
+    );
   }
 
-  app.post('/rollouts/:id/abort', { schema: { params: Params, body: VerbBody } }, async (request) => {
+  app.post('/rollouts/:id/abort', { schema: { params: Params, body: VerbBody, response: Status } }, async (request) => {
     const caller = auth.require(request, 'write');
     engine.abort(request.params.id, caller.name, request.body?.reason ?? null);
     return view.status(request.params.id);
@@ -102,7 +134,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/rollouts/:id/hosts/:hostId/revert',
-    { schema: { params: HostParams, body: VerbBody } },
+    { schema: { params: HostParams, body: VerbBody, response: Status } },
     async (request) => {
       const caller = auth.require(request, 'write');
       engine.revertHost(request.params.id, request.params.hostId, caller.name);
@@ -121,6 +153,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
             limit: z.coerce.number().int().min(1).max(1000).default(100),
           })
           .strict(),
+        response: { 200: EventPageSchema, ...ERROR_RESPONSES },
       },
     },
     async (request) => {

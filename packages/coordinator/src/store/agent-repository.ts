@@ -1,15 +1,8 @@
-import type { Facts } from '@fleetpatch/shared';
+import type { AgentView, Facts } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
-export interface AgentRecord {
-  id: string;
-  /** What targets match: the agent's own labels, overridden by those an admin gave at registration. */
-  labels: Record<string, string>;
-  facts: Facts | null;
-  agentVersion: string | null;
-  lastSeenAt: string | null;
-  createdAt: string;
-}
+/** A registered agent as stored: the API's view of it less `online`, which only the hub knows. */
+export type AgentRecord = Omit<AgentView, 'online'>;
 
 interface AgentRow {
   id: string;

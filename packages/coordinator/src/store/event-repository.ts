@@ -1,3 +1,4 @@
+import type { EventRecord } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
 export interface NewEvent {
@@ -8,18 +9,6 @@ export interface NewEvent {
   fromState?: string | null;
   toState?: string | null;
   data?: Record<string, unknown> | null;
-}
-
-export interface EventRecord {
-  seq: number;
-  rolloutId: string | null;
-  hostId: string | null;
-  actor: string;
-  type: string;
-  fromState: string | null;
-  toState: string | null;
-  data: Record<string, unknown> | null;
-  at: string;
 }
 
 interface EventRow {

@@ -1,24 +1,12 @@
-import type { RolloutRequest, RolloutState } from '@fleetpatch/shared';
+import type { RolloutRecord as ApiRolloutRecord, Approval, RolloutRequest, RolloutState } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
-export interface RolloutRecord {
-  id: string;
-  patchId: string;
-  request: RolloutRequest;
-  state: RolloutState;
-  createdBy: string;
-  hostCount: number;
-  waveCount: number;
-  /** Index of the wave now running (or next to run). */
-  currentWave: number;
-  /** While baking after a passed wave: when the bake ends (ms since epoch). */
-  bakeUntil: number | null;
-  stateReason: string | null;
-  createdAt: string;
-  updatedAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
+/**
+ * A rollout as stored: the API's `RolloutRecord`, except that `bakeUntil` (when the current bake
+ * ends) is in ms since epoch, which is what the engine compares with its clock. `RolloutView`
+ * (engine/rollout-view.ts) turns it into the ISO string the API answers.
+ */
+export type RolloutRecord = Omit<ApiRolloutRecord, 'bakeUntil'> & { bakeUntil: number | null };
 
 interface RolloutRow {
   id: string;
@@ -122,7 +110,7 @@ export class RolloutRepository {
     return this.statements.approve.run(id, approver, at).changes > 0;
   }
 
-  approvals(id: string): { approver: string; at: string }[] {
-    return this.statements.approvers.all(id) as { approver: string; at: string }[];
+  approvals(id: string): Approval[] {
+    return this.statements.approvers.all(id) as Approval[];
   }
 }

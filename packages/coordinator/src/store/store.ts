@@ -1,6 +1,7 @@
+import type { EventRecord } from '@fleetpatch/shared';
 import { AgentRepository } from './agent-repository.js';
 import { type Db, openDatabase } from './database.js';
-import { type EventRecord, EventRepository, type NewEvent } from './event-repository.js';
+import { EventRepository, type NewEvent } from './event-repository.js';
 import { HostRunRepository } from './host-run-repository.js';
 import { PatchRepository } from './patch-repository.js';
 import { RolloutRepository } from './rollout-repository.js';

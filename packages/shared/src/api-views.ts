@@ -1,0 +1,198 @@
+import { z } from 'zod';
+import { ErrorCode } from './errors.js';
+import { HealthCheckResultSchema } from './health-check.js';
+import { PatchSchema } from './patch.js';
+import { FactsSchema, OrderOutcomeSchema } from './protocol.js';
+import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
+import { HostIdSchema, LabelsSchema } from './validation.js';
+
+/*
+ * What the coordinator's HTTP API under /v1 answers. The coordinator declares these as response
+ * schemas, so every answer is checked against them on the way out and the OpenAPI document is
+ * generated from them; the CLI reads the inferred types. Objects are strict: a field the
+ * coordinator adds without adding it here fails loudly instead of leaking.
+ */
+
+/** Every timestamp the coordinator writes: `Date.prototype.toISOString()`, UTC. */
+const IsoTimeSchema = z.iso.datetime();
+const CountSchema = z.number().int().min(0);
+
+export const ErrorCodeSchema = z.enum(ErrorCode);
+
+/** Every error: `{ error: { code, message, details? } }`; a 400 carries `details.issues`. */
+export const ErrorBodySchema = z
+  .object({
+    error: z
+      .object({
+        code: ErrorCodeSchema,
+        message: z.string(),
+        details: z.record(z.string(), z.unknown()).optional(),
+      })
+      .strict(),
+  })
+  .strict();
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+export const HealthzSchema = z.object({ ok: z.literal(true), agentsOnline: CountSchema }).strict();
+export type Healthz = z.infer<typeof HealthzSchema>;
+
+// ---- agents ---------------------------------------------------------------------------------
+
+export const AgentRegistrationRequestSchema = z.object({ id: HostIdSchema, labels: LabelsSchema.default({}) }).strict();
+export type AgentRegistrationRequest = z.infer<typeof AgentRegistrationRequestSchema>;
+
+/** The agent's token is in this answer only; the coordinator keeps its sha256. */
+export const AgentRegistrationSchema = z.object({ id: HostIdSchema, token: z.string() }).strict();
+export type AgentRegistration = z.infer<typeof AgentRegistrationSchema>;
+
+export const AgentViewSchema = z
+  .object({
+    id: z.string(),
+    /** What targets match: the agent's own labels, overridden by those an admin gave at registration. */
+    labels: LabelsSchema,
+    facts: FactsSchema.nullable(),
+    agentVersion: z.string().nullable(),
+    lastSeenAt: IsoTimeSchema.nullable(),
+    createdAt: IsoTimeSchema,
+    online: z.boolean(),
+  })
+  .strict();
+export type AgentView = z.infer<typeof AgentViewSchema>;
+
+export const AgentListSchema = z.object({ agents: z.array(AgentViewSchema) }).strict();
+export type AgentList = z.infer<typeof AgentListSchema>;
+
+// ---- patches --------------------------------------------------------------------------------
+
+export const PatchListSchema = z.object({ patches: z.array(PatchSchema) }).strict();
+export type PatchList = z.infer<typeof PatchListSchema>;
+
+// ---- rollouts -------------------------------------------------------------------------------
+
+export const RolloutRecordSchema = z
+  .object({
+    id: z.string(),
+    patchId: z.string(),
+    request: RolloutRequestSchema,
+    state: RolloutStateSchema,
+    createdBy: z.string(),
+    /** 0 until the rollout starts and its target is frozen. */
+    hostCount: CountSchema,
+    waveCount: CountSchema,
+    /** Index of the wave now running (or next to run). */
+    currentWave: CountSchema,
+    /** While baking after a passed wave: when the bake ends. */
+    bakeUntil: IsoTimeSchema.nullable(),
+    stateReason: z.string().nullable(),
+    createdAt: IsoTimeSchema,
+    updatedAt: IsoTimeSchema,
+    startedAt: IsoTimeSchema.nullable(),
+    finishedAt: IsoTimeSchema.nullable(),
+  })
+  .strict();
+export type RolloutRecord = z.infer<typeof RolloutRecordSchema>;
+
+export const RolloutListSchema = z.object({ rollouts: z.array(RolloutRecordSchema) }).strict();
+export type RolloutList = z.infer<typeof RolloutListSchema>;
+
+/** pending: not started; running; baking: passed, waiting out bakeSeconds; passed; stopped: the rollout halted or was aborted in it. */
+export const WavePhaseSchema = z.enum(['pending', 'running', 'baking', 'passed', 'stopped']);
+export type WavePhase = z.infer<typeof WavePhaseSchema>;
+
+export const HostViewSchema = z
+  .object({
+    hostId: z.string(),
+    state: HostRunStateSchema,
+    online: z.boolean(),
+    /** Whether the host carries the change now, as its agent last reported. */
+    changed: z.boolean(),
+    orderId: z.string().nullable(),
+    errorCode: z.string().nullable(),
+    reason: z.string().nullable(),
+    health: z.array(HealthCheckResultSchema).nullable(),
+  })
+  .strict();
+export type HostView = z.infer<typeof HostViewSchema>;
+
+export const WaveStatusSchema = z
+  .object({ wave: CountSchema, phase: WavePhaseSchema, hosts: z.array(HostViewSchema) })
+  .strict();
+export type WaveStatus = z.infer<typeof WaveStatusSchema>;
+
+export const ApprovalSchema = z.object({ approver: z.string(), at: IsoTimeSchema }).strict();
+export type Approval = z.infer<typeof ApprovalSchema>;
+
+/** A rollout with every host by wave: what `GET /v1/rollouts/:id` and every verb answer. */
+export const RolloutStatusSchema = z
+  .object({
+    rollout: RolloutRecordSchema,
+    approvals: z.array(ApprovalSchema),
+    failures: CountSchema,
+    toleratedFailures: CountSchema,
+    /** "halts on the 1st failure" */
+    haltsOn: z.string(),
+    counts: z.partialRecord(HostRunStateSchema, CountSchema),
+    waves: z.array(WaveStatusSchema),
+  })
+  .strict();
+export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;
+
+export const RolloutPlanSchema = z
+  .object({
+    rolloutId: z.string(),
+    /** Whether the host list is frozen (rollout started) or resolved from the fleet as it is now. */
+    frozen: z.boolean(),
+    hostCount: CountSchema,
+    waveSizes: z.array(CountSchema),
+    waves: z.array(z.object({ wave: CountSchema, hosts: z.array(z.string()) }).strict()),
+    toleratedFailures: CountSchema,
+    haltsOn: z.string(),
+  })
+  .strict();
+export type RolloutPlan = z.infer<typeof RolloutPlanSchema>;
+
+/** An agent's answer to a dry run, or offline / no_answer when it could not say. */
+export const PreflightOutcomeSchema = z.union([OrderOutcomeSchema, z.enum(['offline', 'no_answer'])]);
+export type PreflightOutcome = z.infer<typeof PreflightOutcomeSchema>;
+
+export const PreflightAnswerSchema = z
+  .object({
+    hostId: z.string(),
+    outcome: PreflightOutcomeSchema,
+    reason: z.string().nullable(),
+    errorCode: z.string().nullable(),
+  })
+  .strict();
+export type PreflightAnswer = z.infer<typeof PreflightAnswerSchema>;
+
+export const PreflightResultSchema = z
+  .object({
+    rolloutId: z.string(),
+    summary: z.partialRecord(PreflightOutcomeSchema, CountSchema),
+    results: z.array(PreflightAnswerSchema),
+  })
+  .strict();
+export type PreflightResult = z.infer<typeof PreflightResultSchema>;
+
+// ---- audit trail ----------------------------------------------------------------------------
+
+export const EventRecordSchema = z
+  .object({
+    seq: z.number().int().min(1),
+    rolloutId: z.string().nullable(),
+    hostId: z.string().nullable(),
+    actor: z.string(),
+    type: z.string(),
+    fromState: z.string().nullable(),
+    toState: z.string().nullable(),
+    data: z.record(z.string(), z.unknown()).nullable(),
+    at: IsoTimeSchema,
+  })
+  .strict();
+export type EventRecord = z.infer<typeof EventRecordSchema>;
+
+/** `next` is the `after` cursor of the following page, or null on the last one. */
+export const EventPageSchema = z
+  .object({ events: z.array(EventRecordSchema), next: z.number().int().min(1).nullable() })
+  .strict();
+export type EventPage = z.infer<typeof EventPageSchema>;
