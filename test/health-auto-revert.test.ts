@@ -195,6 +195,10 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
       `/v1/rollouts/${id}/events?limit=500`,
     );
     expect(events.filter((e) => e.type === 'host.dispatched').map((e) => e.hostId)).toEqual(['svc-1']);
+    const failedEvent = events.find((e) => e.type === 'host.failed') as unknown as {
+      data: { health: { ok: boolean; observed: string }[] };
+    };
+    expect(failedEvent.data.health.some((h) => !h.ok && /500/.test(h.observed))).toBe(true);
   });
 
   it('rolls a good patch through, every wave passing its bake before the next starts', async () => {

@@ -537,7 +537,13 @@ export class RolloutEngine {
       ...error,
     });
     this.store.appendEvent(
-      { ...base, type: `host.${state}`, toState: state, data: { ...error, changed: result.changed } },
+      // The health results (which check, what it saw) go into the audit trail with the outcome.
+      {
+        ...base,
+        type: `host.${state}`,
+        toState: state,
+        data: { ...error, changed: result.changed, ...(health ? { health } : {}) },
+      },
       this.iso(),
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
