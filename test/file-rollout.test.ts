@@ -337,6 +337,18 @@ describe('bad input is refused and changes nothing', () => {
     expect(await ids()).toEqual(before);
   });
 
+  it('closes an agent that sends a frame over the size limit with 1009 and stays up', async () => {
+    const { token } = await admin.post('/v1/agents', { id: 'big-frame-1' });
+    const socket = new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    await new Promise((resolve) => socket.on('open', resolve));
+    socket.send('x'.repeat(5 * 1024 * 1024));
+    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
+    expect(code).toBe(1009);
+    expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
+  });
+
   it('closes an agent that sends a malformed frame with 4400 and stays up', async () => {
     const { token } = await admin.post('/v1/agents', { id: 'bad-frame-1' });
     const socket = new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
