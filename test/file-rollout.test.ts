@@ -28,6 +28,7 @@ type Api = ReturnType<typeof apiClient>;
 let work: string;
 let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
 const agents: ReturnType<typeof startAgent>[] = [];
+const tokens = new Map<string, string>();
 let admin: Api;
 let alice: Api;
 let bob: Api;
@@ -88,6 +89,7 @@ beforeAll(async () => {
   bob = apiClient(coordinator.url, TOKENS.bob);
   for (const host of HOSTS) {
     const { token } = await admin.post('/v1/agents', { id: host, labels: { role: 'web' } });
+    tokens.set(host, token);
     agents.push(
       startAgent({
         coordinatorUrl: coordinator.url,
@@ -359,6 +361,42 @@ describe('bad input is refused and changes nothing', () => {
     const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
     expect(code).toBe(4400);
     expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('stopping an agent', () => {
+  it('drains on SIGTERM: the running order finishes and reports before the agent exits', async () => {
+    await resetFiles();
+    const patch = await alice.post(
+      '/v1/patches',
+      patchBody({
+        health: {
+          checks: [{ kind: 'file', path: PATH }],
+          intervalSeconds: 0.2,
+          minHealthySeconds: 1.5,
+          healthyDeadlineSeconds: 20,
+        },
+      }),
+    );
+    const id = await launch({ patchId: patch.id, target: { hostIds: ['web-3'] }, waves: [1] });
+    await waitFor(
+      'web-3 to be verifying',
+      async () => (await alice.get(`/v1/rollouts/${id}`)).waves[0].hosts[0].state === 'verifying',
+    );
+    const agent = agents[2] as ReturnType<typeof startAgent>;
+    agent.child.kill('SIGTERM');
+    expect(await agent.exited).toEqual({ code: 0, signal: null });
+    const done = await waitForRolloutState(alice, id, ['succeeded', 'halted']);
+    expect(done.waves[0].hosts[0]).toMatchObject({ hostId: 'web-3', state: 'healthy', changed: true });
+    expect(await readFile(join(rootOf('web-3'), PATH), 'utf8')).toBe(NEW);
+    agents[2] = startAgent({
+      coordinatorUrl: coordinator.url,
+      token: tokens.get('web-3') as string,
+      dataDir: join(work, 'web-3', 'data'),
+      rootDir: rootOf('web-3'),
+      labels: { role: 'web' },
+    });
+    await waitForAgentsOnline(admin, ['web-3']);
   });
 });
 

@@ -85,11 +85,11 @@ export class Agent {
     this.connection.start(() => journal.position);
   }
 
-  /** Idempotent. Orders in flight are interrupted and recovered at the next start. */
+  /** Idempotent. Drains: running orders finish and report before the connection closes. */
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
-    this.executor?.stop();
+    await this.executor?.stop();
     await this.connection?.stop();
   }
 

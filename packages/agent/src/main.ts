@@ -84,10 +84,16 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) process.exit(1);
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now; interrupted orders are recovered at the next start');
+      process.exit(1);
+    }
     stopping = true;
-    log.info({ signal }, 'agent stopping');
-    setTimeout(() => process.exit(1), 10_000).unref();
+    log.info({ signal }, 'agent stopping: letting running orders finish');
+    setTimeout(() => {
+      log.warn('orders still running after 60 s: exiting; they are recovered at the next start');
+      process.exit(1);
+    }, 60_000).unref();
     agent.stop().then(
       () => process.exit(0),
       () => process.exit(1),

@@ -168,11 +168,14 @@ export class OrderExecutor {
       await this.options.journal.update(orderId, { acked: true }, this.now());
   }
 
-  /** Stops taking orders and cancels what runs; interrupted orders are recovered at the next start. */
-  stop(): void {
+  /**
+   * Stops taking orders and lets those running finish (a drain); bake watches end at once. Whoever
+   * cannot wait (a second signal, a timeout) just exits: the journal recovers the rest at the next start.
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
-    for (const { abort } of this.running.values()) abort.abort(new FleetError(ErrorCode.cancelled, 'agent stopping'));
     for (const { abort } of this.baking.values()) abort.abort(new FleetError(ErrorCode.cancelled, 'agent stopping'));
+    await Promise.all([...this.running.values(), ...this.baking.values()].map(({ done }) => done));
   }
 
   // ---- apply ---------------------------------------------------------------------------------
