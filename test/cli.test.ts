@@ -235,6 +235,26 @@ describe('the fleetpatch CLI', () => {
     expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe(OLD);
   });
 
+  it("shows one host's history, the whole audit trail, and replaces a token", async () => {
+    const show = await fleetpatch(['agent', 'show', 'web-1'], { token: TOKENS.alice });
+    expect(show.code).toBe(0);
+    expect(show.stdout).toMatch(/web-1\s+online/);
+    expect(show.stdout).toMatch(/rollout\s+wave\s+state/i);
+
+    const audit = await fleetpatch(['events', '--json'], { token: TOKENS.alice });
+    expect(audit.code).toBe(0);
+    const types = (JSON.parse(audit.stdout) as { events: { type: string }[] }).events.map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(['agent.registered', 'patch.created', 'rollout.created']));
+    expect((await fleetpatch(['events', '--follow'], { token: TOKENS.alice })).code).toBe(2);
+
+    const registered = await fleetpatch(['agent', 'register', 'spare-1'], { token: TOKENS.admin });
+    const replaced = await fleetpatch(['agent', 'replace-token', 'spare-1'], { token: TOKENS.admin });
+    expect(replaced.code).toBe(0);
+    expect(replaced.stdout.trim()).toMatch(/^fpa_/);
+    expect(replaced.stdout.trim()).not.toBe(registered.stdout.trim());
+    expect(replaced.stderr).toMatch(/old token no longer works/);
+  });
+
   it('reads a patch from stdin with "-"', async () => {
     const result = await fleetpatch(['patch', 'create', '--file', '-'], {
       token: TOKENS.alice,

@@ -364,6 +364,59 @@ describe('bad input is refused and changes nothing', () => {
   });
 });
 
+describe('the fleet and its audit trail', () => {
+  it("shows one host's history across rollouts", async () => {
+    const detail = await alice.get('/v1/agents/web-2');
+    expect(detail.agent).toMatchObject({ id: 'web-2', online: true });
+    expect(detail.hostRuns.length).toBeGreaterThan(0);
+    expect(detail.hostRuns.some((r: { state: string }) => r.state === 'reverted')).toBe(true);
+    expect((await alice.raw('GET', '/v1/agents/nope-9')).status).toBe(404);
+  });
+
+  it('pages every event: agents registered, patches created, rollouts', async () => {
+    const first = await alice.get('/v1/events?limit=5');
+    expect(first.events).toHaveLength(5);
+    expect(first.events[0]).toMatchObject({ type: 'agent.registered', actor: 'admin', hostId: 'web-1' });
+    const all = await alice.get(`/v1/events?after=0&limit=1000`);
+    const types = new Set(all.events.map((e: { type: string }) => e.type));
+    for (const type of [
+      'agent.registered',
+      'agent.connected',
+      'patch.created',
+      'rollout.created',
+      'rollout.approved',
+    ]) {
+      expect(types.has(type)).toBe(true);
+    }
+  });
+
+  it('replaces an agent token in one call: the old one stops working and its connection closes', async () => {
+    const { token: old } = await admin.post('/v1/agents', { id: 'rotate-1' });
+    const connect = (token: string) =>
+      new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+    const socket = connect(old);
+    await new Promise((resolve) => socket.on('open', resolve));
+    const closed = new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
+    expect((await alice.raw('POST', '/v1/agents/rotate-1/token', {})).status).toBe(403);
+    const { token: fresh } = await admin.post('/v1/agents/rotate-1/token');
+    expect(fresh).not.toBe(old);
+    expect(await closed).toBe(4401);
+    const stale = connect(old);
+    expect(await new Promise<number>((resolve) => stale.on('close', (c) => resolve(c)))).toBe(4401);
+    const renewed = connect(fresh);
+    await new Promise((resolve) => renewed.on('open', resolve));
+    const events = await alice.get('/v1/events?limit=1000');
+    expect(
+      events.events.some(
+        (e: { type: string; hostId: string }) => e.type === 'agent.token_replaced' && e.hostId === 'rotate-1',
+      ),
+    ).toBe(true);
+    renewed.close();
+  });
+});
+
 describe('stopping an agent', () => {
   it('drains on SIGTERM: the running order finishes and reports before the agent exits', async () => {
     await resetFiles();

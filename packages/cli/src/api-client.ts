@@ -1,4 +1,5 @@
 import type {
+  AgentDetail,
   AgentList,
   AgentRegistration,
   EventPage,
@@ -33,6 +34,18 @@ export class ApiClient {
 
   registerAgent(id: string, labels: Record<string, string>): Promise<AgentRegistration> {
     return this.request('POST', '/v1/agents', { id, labels });
+  }
+
+  agentDetail(id: string): Promise<AgentDetail> {
+    return this.request('GET', `/v1/agents/${encodeURIComponent(id)}`);
+  }
+
+  replaceAgentToken(id: string): Promise<AgentRegistration> {
+    return this.request('POST', `/v1/agents/${encodeURIComponent(id)}/token`, {});
+  }
+
+  auditEvents(after: number, limit: number): Promise<EventPage> {
+    return this.request('GET', `/v1/events?after=${after}&limit=${limit}`);
   }
 
   createPatch(spec: unknown): Promise<Patch> {

@@ -1,4 +1,4 @@
-import type { AgentView } from '@fleetpatch/shared';
+import type { AgentDetail, AgentView } from '@fleetpatch/shared';
 import { formatAge, formatLabels, renderTable } from './render-table.js';
 
 export function renderAgents(agents: readonly AgentView[], now: Date = new Date()): string {
@@ -13,4 +13,29 @@ export function renderAgents(agents: readonly AgentView[], now: Date = new Date(
       formatAge(a.lastSeenAt, now),
     ]),
   );
+}
+
+/** One host: its facts and labels, then its part in recent rollouts, newest first. */
+export function renderAgentDetail(detail: AgentDetail, now: Date = new Date()): string {
+  const { agent, hostRuns } = detail;
+  const facts = agent.facts
+    ? `${agent.facts.hostname} ${agent.facts.distro} ${agent.facts.release} ${agent.facts.arch}, kernel ${agent.facts.kernel}, ${agent.facts.cpus} cpus`
+    : 'no facts reported yet';
+  const head = [
+    `${agent.id}  ${agent.online ? 'online' : 'offline'}  last seen ${formatAge(agent.lastSeenAt, now)}  agent ${agent.agentVersion ?? '-'}`,
+    `labels  ${formatLabels(agent.labels)}`,
+    `facts   ${facts}`,
+  ].join('\n');
+  if (hostRuns.length === 0) return `${head}\n\nno rollouts yet`;
+  const runs = renderTable(
+    ['rollout', 'wave', 'state', 'changed', 'why'],
+    hostRuns.map((r) => [
+      r.rolloutId,
+      String(r.wave + 1),
+      r.state,
+      r.changed ? 'yes' : 'no',
+      r.reason ?? r.errorCode ?? '',
+    ]),
+  );
+  return `${head}\n\n${runs}`;
 }

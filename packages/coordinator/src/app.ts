@@ -12,6 +12,7 @@ import { openApiDocument } from './http/openapi-document.js';
 import { AgentHub } from './hub/agent-hub.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { agentRoutes } from './routes/agent-routes.js';
+import { auditRoutes } from './routes/audit-routes.js';
 import { eventStreamRoutes } from './routes/event-stream-routes.js';
 import { patchRoutes } from './routes/patch-routes.js';
 import { rolloutRoutes } from './routes/rollout-routes.js';
@@ -160,5 +161,6 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   await app.register(patchRoutes, { prefix: '/v1' });
   await app.register(rolloutRoutes, { prefix: '/v1' });
   await app.register(eventStreamRoutes, { prefix: '/v1' });
+  await app.register(auditRoutes, { prefix: '/v1' });
   return app;
 }

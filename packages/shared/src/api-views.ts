@@ -62,6 +62,23 @@ export type AgentView = z.infer<typeof AgentViewSchema>;
 export const AgentListSchema = z.object({ agents: z.array(AgentViewSchema) }).strict();
 export type AgentList = z.infer<typeof AgentListSchema>;
 
+/** One host's part in one rollout, as seen from the host: its history across rollouts. */
+export const AgentHostRunSchema = z
+  .object({
+    rolloutId: z.string(),
+    wave: z.number().int().min(0),
+    state: HostRunStateSchema,
+    changed: z.boolean(),
+    orderId: z.string().nullable(),
+    errorCode: z.string().nullable(),
+    reason: z.string().nullable(),
+  })
+  .strict();
+export type AgentHostRun = z.infer<typeof AgentHostRunSchema>;
+
+export const AgentDetailSchema = z.object({ agent: AgentViewSchema, hostRuns: z.array(AgentHostRunSchema) }).strict();
+export type AgentDetail = z.infer<typeof AgentDetailSchema>;
+
 // ---- patches --------------------------------------------------------------------------------
 
 export const PatchListSchema = z.object({ patches: z.array(PatchSchema) }).strict();

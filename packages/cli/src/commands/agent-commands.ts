@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
-import { renderAgents } from '../render-agents.js';
+import { renderAgentDetail, renderAgents } from '../render-agents.js';
 import { collectLabel } from '../rollout-options.js';
 
 export function addAgentCommands(program: Command, ctx: CliContext): void {
@@ -31,5 +31,31 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
       // The token alone on stdout so that `TOKEN=$(fleetpatch agent register web-1)` works.
       ctx.output.out(registered.token);
       ctx.output.err(`agent ${registered.id} registered; the token above is shown once: hand it to the agent now`);
+    });
+
+  agent
+    .command('show')
+    .description('one host: facts, labels, and its part in recent rollouts')
+    .argument('<id>', 'host id')
+    .option('--json', 'print the raw JSON')
+    .action(async (id: string, opts: JsonFlag) => {
+      const detail = await ctx.api().agentDetail(id);
+      if (opts.json) writeJson(ctx.output, detail);
+      else ctx.output.out(renderAgentDetail(detail, ctx.now()));
+    });
+
+  agent
+    .command('replace-token')
+    .description('issue a new token for an agent; the old one stops working and its connection closes')
+    .argument('<id>', 'host id')
+    .option('--json', 'print the raw JSON')
+    .action(async (id: string, opts: JsonFlag) => {
+      const replaced = await ctx.api().replaceAgentToken(id);
+      if (opts.json) {
+        writeJson(ctx.output, replaced);
+        return;
+      }
+      ctx.output.out(replaced.token);
+      ctx.output.err(`agent ${replaced.id}: the old token no longer works; give the agent the token above`);
     });
 }

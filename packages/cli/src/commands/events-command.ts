@@ -1,6 +1,7 @@
-import type { EventRecord } from '@fleetpatch/shared';
+import type { EventPage, EventRecord } from '@fleetpatch/shared';
 import type { Command } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
+import { UsageError } from '../cli-errors.js';
 import { writeJson } from '../cli-output.js';
 import { renderEvent } from '../render-events.js';
 import { followRolloutEvents } from '../rollout-event-stream.js';
@@ -11,14 +12,15 @@ const PAGE = 500;
 export function addEventsCommand(program: Command, ctx: CliContext): void {
   program
     .command('events')
-    .description("a rollout's audit trail: every transition and every human action")
-    .argument('<rolloutId>', 'rollout id')
+    .description("the audit trail: a rollout's transitions and human actions, or without an id every event")
+    .argument('[rolloutId]', 'rollout id (omit for every event: agents, patches, rollouts)')
     .option('--after <seq>', 'only events after this sequence number', parseWholeNumber, 0)
     .option('-f, --follow', 'keep streaming new events (Ctrl-C to stop)')
     .option('--json', 'print raw JSON (one object per line with --follow)')
-    .action(async (rolloutId: string, opts: JsonFlag & { after: number; follow?: boolean }) => {
+    .action(async (rolloutId: string | undefined, opts: JsonFlag & { after: number; follow?: boolean }) => {
       const api = ctx.api();
-      if (opts.follow) {
+      if (opts.follow && rolloutId === undefined) throw new UsageError('--follow needs a rollout id');
+      if (opts.follow && rolloutId !== undefined) {
         // Runs until interrupted; the stream replays the backlog first, then follows live.
         let lost = false;
         await followRolloutEvents(api, rolloutId, {
@@ -39,7 +41,10 @@ export function addEventsCommand(program: Command, ctx: CliContext): void {
       const all: EventRecord[] = [];
       let after: number | null = opts.after;
       while (after !== null) {
-        const page = await api.rolloutEvents(rolloutId, after, PAGE);
+        const page: EventPage =
+          rolloutId === undefined
+            ? await api.auditEvents(after, PAGE)
+            : await api.rolloutEvents(rolloutId, after, PAGE);
         if (opts.json) all.push(...page.events);
         else for (const event of page.events) ctx.output.out(renderEvent(event));
         after = page.next;

@@ -96,6 +96,11 @@ export class AgentHub implements AgentChannel {
     return this.connections.get(agentId)?.greeted === true;
   }
 
+  /** Closes this agent's connection, e.g. because its token was replaced. */
+  disconnect(agentId: string, code: CloseCode, reason: string): void {
+    this.connections.get(agentId)?.socket.close(code, reason);
+  }
+
   onlineCount(): number {
     return this.connections.size;
   }

@@ -44,6 +44,7 @@ export class AgentRepository {
         'UPDATE agents SET reported_labels = @labels, facts = @facts, agent_version = @agentVersion, last_seen_at = @at WHERE id = @id',
       ),
       seen: db.prepare('UPDATE agents SET last_seen_at = @at WHERE id = @id'),
+      token: db.prepare('UPDATE agents SET token_sha256 = @tokenSha256 WHERE id = @id'),
     };
   }
 
@@ -76,6 +77,11 @@ export class AgentRepository {
       agentVersion: hello.agentVersion,
       at,
     });
+  }
+
+  /** The old token stops working at once: only the new hash is kept. */
+  replaceToken(id: string, tokenSha256: string): void {
+    this.statements.token.run({ id, tokenSha256 });
   }
 
   recordSeen(id: string, at: string): void {

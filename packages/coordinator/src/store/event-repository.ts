@@ -34,6 +34,7 @@ export class EventRepository {
          VALUES (@rolloutId, @hostId, @actor, @type, @fromState, @toState, @data, @at)`,
       ),
       forRollout: db.prepare('SELECT * FROM events WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      all: db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?'),
     };
   }
 
@@ -54,16 +55,25 @@ export class EventRepository {
 
   /** Events of one rollout after `afterSeq`, oldest first. */
   page(rolloutId: string, afterSeq: number, limit: number): EventRecord[] {
-    return (this.statements.forRollout.all(rolloutId, afterSeq, limit) as EventRow[]).map((row) => ({
-      seq: row.seq,
-      rolloutId: row.rollout_id,
-      hostId: row.host_id,
-      actor: row.actor,
-      type: row.type,
-      fromState: row.from_state,
-      toState: row.to_state,
-      data: row.data === null ? null : (JSON.parse(row.data) as Record<string, unknown>),
-      at: row.at,
-    }));
+    return (this.statements.forRollout.all(rolloutId, afterSeq, limit) as EventRow[]).map(toRecord);
   }
+
+  /** Every event after `afterSeq` — rollouts, patches, agents — oldest first. */
+  pageAll(afterSeq: number, limit: number): EventRecord[] {
+    return (this.statements.all.all(afterSeq, limit) as EventRow[]).map(toRecord);
+  }
+}
+
+function toRecord(row: EventRow): EventRecord {
+  return {
+    seq: row.seq,
+    rolloutId: row.rollout_id,
+    hostId: row.host_id,
+    actor: row.actor,
+    type: row.type,
+    fromState: row.from_state,
+    toState: row.to_state,
+    data: row.data === null ? null : (JSON.parse(row.data) as Record<string, unknown>),
+    at: row.at,
+  };
 }

@@ -102,6 +102,7 @@ export class HostRunRepository {
            AND (state != 'revert_failed' OR revert_order_id IS NULL)
          ORDER BY wave, position LIMIT ?`,
       ),
+      recentForHost: db.prepare('SELECT * FROM host_runs WHERE host_id = ? ORDER BY rowid DESC LIMIT ?'),
       activeForHost: db.prepare(
         `SELECT h.* FROM host_runs h JOIN rollouts r ON r.id = h.rollout_id
          WHERE h.host_id = ? AND h.state IN (SELECT value FROM json_each(?))`,
@@ -191,6 +192,11 @@ export class HostRunRepository {
    */
   revertCandidates(rolloutId: string, limit: number): HostRunRecord[] {
     return (this.statements.revertCandidates.all(rolloutId, limit) as HostRunRow[]).map(toRecord);
+  }
+
+  /** This host's latest host runs, newest first (index on host_id). */
+  recentForHost(hostId: string, limit: number): HostRunRecord[] {
+    return (this.statements.recentForHost.all(hostId, limit) as HostRunRow[]).map(toRecord);
   }
 
   /** Host runs of this host, across rollouts, in one of `states` (used when its agent reconnects). */

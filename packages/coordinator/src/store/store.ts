@@ -61,6 +61,10 @@ export class Store {
     return this.eventRepository.page(rolloutId, afterSeq, limit);
   }
 
+  allEvents(afterSeq: number, limit: number): EventRecord[] {
+    return this.eventRepository.pageAll(afterSeq, limit);
+  }
+
   onEvent(listener: EventListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
