@@ -122,6 +122,9 @@ export class Agent {
       case 'order.preflight':
         executor.preflight(message).catch(fail);
         return;
+      case 'order.watch':
+        executor.extendBake(message.orderId, message.seconds).catch(fail);
+        return;
       case 'order.cancel':
         executor.cancel(message.orderId);
         return;

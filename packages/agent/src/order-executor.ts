@@ -341,10 +341,33 @@ export class OrderExecutor {
    * Bake: the host stays under watch after it reported healthy. A failure now is still the patch's
    * failure — the host reverts itself (unless autoRevert is none) and reports a second result.
    */
-  private startBake(order: OrderApply, driver: Driver<Change, unknown>, log: Logger): void {
+  /**
+   * The coordinator says this order's wave passed and bakes for `seconds`: watch that long from now,
+   * replacing the watch started when the host reported healthy (so the host is watched for the
+   * whole of its wave's bake, not only for bakeSeconds after its own result).
+   */
+  async extendBake(orderId: string, seconds: number): Promise<void> {
+    const entry = this.options.journal.get(orderId);
+    const order = entry?.order;
+    if (!entry || !order || entry.phase !== 'done' || entry.result?.outcome !== 'healthy' || !entry.changed) return;
+    if (order.health.checks.length === 0 || seconds <= 0 || this.stopped) return;
+    const driver = this.driverFor(order.change);
+    if (!driver) return;
+    const current = this.baking.get(orderId);
+    current?.abort.abort(new FleetError(ErrorCode.cancelled, 'bake extended'));
+    await current?.done;
+    this.startBake(order, driver, this.options.log.child({ orderId, rolloutId: order.rolloutId }), seconds);
+  }
+
+  private startBake(
+    order: OrderApply,
+    driver: Driver<Change, unknown>,
+    log: Logger,
+    seconds = order.bakeSeconds,
+  ): void {
     const abort = new AbortController();
     const watch = async () => {
-      const verdict = await this.options.health.watch(order.health, order.bakeSeconds, {
+      const verdict = await this.options.health.watch(order.health, seconds, {
         signal: abort.signal,
         onResults: (results) => this.options.events.progress(order.orderId, 'verifying', 'baking', results),
       });
@@ -374,12 +397,17 @@ export class OrderExecutor {
         verdict.results,
       );
     };
-    const done = watch()
-      .catch((err: unknown) => {
-        if (!abort.signal.aborted) log.error({ err }, 'bake watch failed');
-      })
-      .finally(() => this.baking.delete(order.orderId));
-    this.baking.set(order.orderId, { abort, done });
+    const bake = {
+      abort,
+      done: watch()
+        .catch((err: unknown) => {
+          if (!abort.signal.aborted) log.error({ err }, 'bake watch failed');
+        })
+        .finally(() => {
+          if (this.baking.get(order.orderId) === bake) this.baking.delete(order.orderId);
+        }),
+    };
+    this.baking.set(order.orderId, bake);
   }
 
   // ---- revert --------------------------------------------------------------------------------

@@ -230,6 +230,22 @@ describe('OrderExecutor', () => {
     expect(driver.host).toBe('old');
   });
 
+  it("watches through its wave's bake when the coordinator says the wave passed, and reverts on a failure there", async () => {
+    const ex = await executor();
+    await ex.apply(order('o1'));
+    expect(results).toMatchObject([{ outcome: 'healthy' }]);
+    probe.script = [true, true, false];
+    probe.polls = 0;
+    await ex.extendBake('o1', 30);
+    await expect.poll(() => results.length).toBe(2);
+    expect(results[1]).toMatchObject({ orderId: 'o1', outcome: 'failed', changed: false, errorCode: 'health_failed' });
+    expect(driver.host).toBe('old');
+    // A watch for an order that is not healthy and changed is ignored.
+    await ex.extendBake('o1', 30);
+    await ex.extendBake('nope', 30);
+    expect(results).toHaveLength(2);
+  });
+
   it('reverts on order: restores the snapshot of the apply order, and answers a re-delivered revert from the journal', async () => {
     const ex = await executor();
     await ex.apply(order('o1'));

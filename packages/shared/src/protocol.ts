@@ -190,6 +190,21 @@ export const OrderPreflightSchema = z
   })
   .strict();
 
+/**
+ * The host's wave has passed and bakes now: keep watching this order's health for `seconds` more
+ * (from now). A failure during the bake reverts the host and reports it failed.
+ */
+export const OrderWatchSchema = z
+  .object({
+    type: z.literal('order.watch'),
+    orderId: OrderIdSchema,
+    seconds: z
+      .number()
+      .min(0)
+      .max(7 * 24 * 3600),
+  })
+  .strict();
+
 export const OrderCancelSchema = z.object({ type: z.literal('order.cancel'), orderId: OrderIdSchema }).strict();
 
 /** The coordinator has durably recorded this result; the agent may stop re-reporting it. */
@@ -200,6 +215,7 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('type', [
   OrderApplySchema,
   OrderRevertSchema,
   OrderPreflightSchema,
+  OrderWatchSchema,
   OrderCancelSchema,
   OrderAckSchema,
 ]);
