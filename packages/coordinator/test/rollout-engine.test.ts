@@ -827,6 +827,20 @@ describe('bake', () => {
     expect(fleet.rollout(id).currentWave).toBe(1);
   });
 
+  it("tells the wave's healthy hosts to keep watching their health for the whole bake", async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60 });
+    await fleet.finish('host-1');
+    const [watch] = fleet.sentOf('order.watch', 'host-1');
+    expect(watch?.message).toEqual({
+      type: 'order.watch',
+      orderId: fleet.run(id, 'host-1').orderId,
+      seconds: 60,
+    });
+    expect(fleet.sentOf('order.watch')).toHaveLength(1);
+  });
+
   it('promote ends the bake early', async () => {
     const fleet = new Fleet();
     await fleet.addHosts(hosts(3));

@@ -1,6 +1,6 @@
 import type { Change, CoordinatorMessage, OrderResultBody, PreflightAnswer } from '@fleetpatch/shared';
+import type { AgentChannel } from './engine-interfaces.js';
 import { newId } from './ids.js';
-import type { AgentChannel } from './rollout-engine.js';
 
 export const PREFLIGHT_ORDER_PREFIX = 'pf_';
 

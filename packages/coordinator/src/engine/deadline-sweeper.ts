@@ -1,0 +1,78 @@
+import { ErrorCode } from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
+import type { RolloutRecord } from '../store/rollout-repository.js';
+import type { EngineDeps } from './engine-interfaces.js';
+import { IN_FLIGHT_HOST_STATES } from './rollout-states.js';
+import { isoNow, SYSTEM } from './rollout-transition.js';
+
+interface Expiry {
+  run: HostRunRecord;
+  state: 'timed_out' | 'revert_failed';
+  reason: string;
+}
+
+/**
+ * Hosts past their deadline, in every rollout (halted and aborted ones too: their in-flight hosts
+ * still finish or time out): not delivered in time (offline, policy wait), no result in time, or
+ * no answer to a revert order. Reads only dispatched hosts in flight, through the state index.
+ */
+export function expireDeadlines(deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty'>): void {
+  const { store, channel, clock } = deps;
+  const now = clock.now();
+  const expired = findExpired(deps, now);
+  if (expired.length === 0) return;
+  store.transaction(() => {
+    for (const { run, state, reason } of expired) {
+      store.hostRuns.update(run.rolloutId, run.hostId, {
+        state,
+        ...(state === 'timed_out' ? { countedFailure: true } : {}),
+        finishedAt: now,
+        errorCode: state === 'timed_out' ? ErrorCode.timedOut : ErrorCode.revertFailed,
+        reason,
+      });
+      store.appendEvent(
+        {
+          rolloutId: run.rolloutId,
+          hostId: run.hostId,
+          actor: SYSTEM,
+          type: `host.${state}`,
+          fromState: run.state,
+          toState: state,
+          data: { reason },
+        },
+        isoNow(clock),
+      );
+    }
+  });
+  for (const { run, state } of expired) {
+    // A timed-out apply is cancelled on the agent (it restores its snapshot if it got that far).
+    if (state === 'timed_out' && run.orderId) channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
+    deps.markDirty(run.rolloutId);
+  }
+}
+
+function findExpired({ store }: Pick<EngineDeps, 'store'>, now: number): Expiry[] {
+  const rollouts = new Map<string, RolloutRecord | undefined>();
+  const expired: Expiry[] = [];
+  for (const run of store.hostRuns.inStatesEverywhere([...IN_FLIGHT_HOST_STATES, 'reverting'])) {
+    if (!rollouts.has(run.rolloutId)) rollouts.set(run.rolloutId, store.rollouts.get(run.rolloutId));
+    const rollout = rollouts.get(run.rolloutId);
+    if (!rollout || run.dispatchedAt === null) continue;
+    const { hostTimeoutSeconds, offline } = rollout.request;
+    const age = now - run.dispatchedAt;
+    if (run.state === 'reverting') {
+      if (age > hostTimeoutSeconds * 1000) {
+        expired.push({ run, state: 'revert_failed', reason: `no revert result within ${hostTimeoutSeconds}s` });
+      }
+    } else if (run.state === 'dispatched' && age > offline.deliveryDeadlineSeconds * 1000) {
+      expired.push({
+        run,
+        state: 'timed_out',
+        reason: `not delivered within ${offline.deliveryDeadlineSeconds}s (host offline)`,
+      });
+    } else if (age > hostTimeoutSeconds * 1000) {
+      expired.push({ run, state: 'timed_out', reason: `no result within ${hostTimeoutSeconds}s` });
+    }
+  }
+  return expired;
+}

@@ -1,0 +1,38 @@
+import type { CoordinatorMessage, MaintenanceWindow } from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.js';
+
+/** How the engine reaches agents. The hub implements it; the engine never sees a socket. */
+export interface AgentChannel {
+  /** Sends when the agent is connected and returns true; false otherwise (the order waits in the store). */
+  send(agentId: string, message: CoordinatorMessage): boolean;
+  isOnline(agentId: string): boolean;
+}
+
+export interface EngineClock {
+  now(): number;
+}
+
+/** Decides whether a new wave may start now; the maintenance-window calendar implements it. */
+export type WaveGate = (window: MaintenanceWindow, now: number) => boolean;
+
+/** Wakes the engine when a rollout's window opens or reaches its cutoff (node-cron in production). */
+export interface WindowWatcher {
+  watch(rolloutId: string, window: MaintenanceWindow): void;
+  unwatch(rolloutId: string): void;
+}
+
+/**
+ * What the engine's parts share, resolved once by `RolloutEngine`; each part takes the `Pick` it needs.
+ * `markDirty` asks for a rollout to be advanced soon; `isStopped` is true once the engine is stopped.
+ */
+export interface EngineDeps {
+  store: Store;
+  channel: AgentChannel;
+  log: Logger;
+  clock: EngineClock;
+  waveGate: WaveGate;
+  windows: WindowWatcher | undefined;
+  markDirty(rolloutId: string): void;
+  isStopped(): boolean;
+}

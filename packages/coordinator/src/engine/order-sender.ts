@@ -1,0 +1,51 @@
+import type { Patch } from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
+import type { RolloutRecord } from '../store/rollout-repository.js';
+import type { Store } from '../store/store.js';
+import type { AgentChannel } from './engine-interfaces.js';
+import { IN_FLIGHT_HOST_STATES } from './rollout-states.js';
+
+/*
+ * The orders sent to agents, built from committed host runs. Callers send only after the commit that
+ * recorded the order id, so a resend is always of an order the agent can answer from its journal.
+ */
+
+export function sendApply(channel: AgentChannel, rollout: RolloutRecord, run: HostRunRecord, patch: Patch): void {
+  if (!run.orderId) return;
+  channel.send(run.hostId, {
+    type: 'order.apply',
+    orderId: run.orderId,
+    rolloutId: rollout.id,
+    patchId: patch.id,
+    change: patch.change,
+    health: patch.health,
+    failIfUnhealthyBefore: rollout.request.failUnhealthyBefore,
+    revertOnHealthFailure: rollout.request.autoRevert !== 'none',
+    bakeSeconds: rollout.request.bakeSeconds,
+  });
+}
+
+export function sendRevert(channel: AgentChannel, run: HostRunRecord): void {
+  if (!run.revertOrderId || !run.orderId) return;
+  channel.send(run.hostId, { type: 'order.revert', orderId: run.revertOrderId, revertsOrderId: run.orderId });
+}
+
+/**
+ * A wave passed and bakes now: its healthy hosts keep watching their health for the whole bake
+ * (not just for bakeSeconds after their own result, which for the wave's early finishers ends sooner).
+ */
+export function sendBakeWatch(store: Store, channel: AgentChannel, rollout: RolloutRecord, wave: number): void {
+  if (rollout.request.bakeSeconds <= 0) return;
+  for (const run of store.hostRuns.forWave(rollout.id, wave)) {
+    if (run.state === 'healthy' && run.changed && run.orderId) {
+      channel.send(run.hostId, { type: 'order.watch', orderId: run.orderId, seconds: rollout.request.bakeSeconds });
+    }
+  }
+}
+
+/** Cancels every apply of a rollout still in flight. */
+export function cancelInFlight(store: Store, channel: AgentChannel, rolloutId: string): void {
+  for (const run of store.hostRuns.inStates(rolloutId, IN_FLIGHT_HOST_STATES)) {
+    if (run.orderId) channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
+  }
+}

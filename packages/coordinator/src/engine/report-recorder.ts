@@ -1,0 +1,238 @@
+import type { Hello, HostRunState, OrderProgress, OrderResultBody, Patch } from '@fleetpatch/shared';
+import type { EngineDeps } from './engine-interfaces.js';
+import { sendApply, sendRevert } from './order-sender.js';
+import type { RevertRunner } from './revert-runner.js';
+import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './rollout-states.js';
+import { isoNow } from './rollout-transition.js';
+
+/** What an agent told us, queued until the next batch is recorded. */
+export type AgentReport =
+  | { agentId: string; kind: 'hello'; body: Hello }
+  | { agentId: string; kind: 'result'; body: OrderResultBody }
+  | { agentId: string; kind: 'progress'; body: OrderProgress };
+
+const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], HostRunState>> = {
+  accepted: 'delivered',
+  baseline: 'delivered',
+  snapshotted: 'snapshotted',
+  applying: 'applying',
+  applied: 'applying',
+  verifying: 'verifying',
+};
+
+type RecorderDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty'>;
+
+/**
+ * Turns agent reports (hellos, progress, results) into host-run updates and events, one transaction
+ * per batch, then answers the agents: acks for recorded results, resends for orders a hello did not mention.
+ */
+export class ReportRecorder {
+  constructor(
+    private readonly deps: RecorderDeps,
+    private readonly reverts: RevertRunner,
+  ) {}
+
+  record(batch: readonly AgentReport[]): void {
+    const { store, channel, clock } = this.deps;
+    const acks: { agentId: string; orderId: string }[] = [];
+    const hellos: { agentId: string; hello: Hello }[] = [];
+    const result = (agentId: string, body: OrderResultBody) => {
+      if (this.applyResult(agentId, body)) acks.push({ agentId, orderId: body.orderId });
+    };
+    store.transaction(() => {
+      for (const report of batch) {
+        switch (report.kind) {
+          case 'hello':
+            // The agent's journal is the truth: the results it reports are recorded like live ones.
+            store.agents.recordHello(report.agentId, report.body, isoNow(clock));
+            store.appendEvent(
+              {
+                hostId: report.agentId,
+                actor: report.agentId,
+                type: 'agent.connected',
+                data: { agentVersion: report.body.agentVersion },
+              },
+              isoNow(clock),
+            );
+            for (const order of report.body.orders) if (order.result) result(report.agentId, order.result);
+            hellos.push({ agentId: report.agentId, hello: report.body });
+            break;
+          case 'progress':
+            this.applyProgress(report.agentId, report.body);
+            break;
+          case 'result':
+            result(report.agentId, report.body);
+            break;
+        }
+      }
+    });
+    for (const ack of acks) channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId });
+    for (const { agentId, hello } of hellos) this.resendAfterHello(agentId, hello);
+  }
+
+  /**
+   * After a hello is committed: orders we think are in flight that the agent did not mention go again
+   * (it answers known ids from its journal, so a resend never applies twice).
+   */
+  private resendAfterHello(agentId: string, hello: Hello): void {
+    const { store, channel } = this.deps;
+    const reported = new Set(hello.orders.map((order) => order.orderId));
+    for (const run of store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
+      if (run.state === 'reverting' && run.revertOrderId && !reported.has(run.revertOrderId)) sendRevert(channel, run);
+      if (run.state !== 'reverting' && run.orderId && !reported.has(run.orderId)) {
+        const rollout = store.rollouts.get(run.rolloutId);
+        if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
+          sendApply(channel, rollout, run, store.patches.get(rollout.patchId) as Patch);
+        }
+      }
+    }
+    for (const run of store.hostRuns.forHostInStates(agentId, ['queued'])) this.deps.markDirty(run.rolloutId);
+  }
+
+  private applyProgress(agentId: string, progress: OrderProgress): void {
+    const { store, clock } = this.deps;
+    const run = store.hostRuns.byOrderId(progress.orderId);
+    if (!run || run.hostId !== agentId) return;
+    const next = PROGRESS_TO_STATE[progress.phase];
+    const from = HOST_PHASE_ORDER[run.state];
+    const to = next === undefined ? undefined : HOST_PHASE_ORDER[next];
+    if (next === undefined || from === undefined || to === undefined || to <= from) return;
+    store.hostRuns.update(run.rolloutId, run.hostId, { state: next });
+    store.appendEvent(
+      {
+        rolloutId: run.rolloutId,
+        hostId: run.hostId,
+        actor: agentId,
+        type: 'host.progress',
+        fromState: run.state,
+        toState: next,
+        data: progress.message ? { message: progress.message } : null,
+      },
+      isoNow(clock),
+    );
+  }
+
+  /** Returns whether the result may be acknowledged (it is recorded, or it can never be). */
+  private applyResult(agentId: string, result: OrderResultBody): boolean {
+    const { store, clock, log } = this.deps;
+    const run = store.hostRuns.byOrderId(result.orderId) ?? store.hostRuns.byRevertOrderId(result.orderId);
+    if (!run) {
+      log.warn({ agentId, orderId: result.orderId }, 'result for an unknown order; acknowledged and ignored');
+      return true;
+    }
+    if (run.hostId !== agentId) {
+      log.warn(
+        { agentId, orderId: result.orderId, hostId: run.hostId },
+        'agent reported an order of another host; ignored',
+      );
+      return false;
+    }
+    const isRevert = run.revertOrderId === result.orderId;
+    const base = { rolloutId: run.rolloutId, hostId: run.hostId, actor: agentId, fromState: run.state };
+    const health = result.health ?? null;
+    const error = { errorCode: result.errorCode ?? null, reason: result.reason ?? null };
+    if (isRevert) {
+      // A revert given up on (no answer in time) that reports success after all is recorded; any other
+      // report for a host no longer reverting is a duplicate of one already recorded.
+      const lateSuccess = run.state === 'revert_failed' && result.outcome === 'reverted';
+      if (run.state !== 'reverting' && !lateSuccess) return true;
+      const state: HostRunState = result.outcome === 'reverted' ? 'reverted' : 'revert_failed';
+      store.hostRuns.update(run.rolloutId, run.hostId, {
+        state,
+        changed: result.changed,
+        finishedAt: clock.now(),
+        ...(state === 'revert_failed' ? error : { errorCode: null, reason: null }),
+      });
+      store.appendEvent({ ...base, type: `host.${state}`, toState: state, data: { ...error } }, isoNow(clock));
+      if (lateSuccess) this.reverts.reopenFailedRevert(run.rolloutId);
+      this.deps.markDirty(run.rolloutId);
+      return true;
+    }
+    if (TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverting') {
+      // A late answer (after a timeout, or a bake-time failure after healthy): record what the host carries now.
+      const lateFailure =
+        run.state === 'healthy' && (result.outcome === 'failed' || result.outcome === 'revert_failed');
+      if (lateFailure) {
+        const state: HostRunState = result.outcome === 'failed' ? 'failed' : 'revert_failed';
+        store.hostRuns.update(run.rolloutId, run.hostId, {
+          state,
+          changed: result.changed,
+          countedFailure: true,
+          finishedAt: clock.now(),
+          health,
+          ...error,
+        });
+        store.appendEvent(
+          { ...base, type: `host.${state}`, toState: state, data: { ...error, during: 'bake' } },
+          isoNow(clock),
+        );
+      } else if (run.changed !== result.changed && run.state !== 'reverting') {
+        store.hostRuns.update(run.rolloutId, run.hostId, { state: run.state, changed: result.changed });
+        store.appendEvent(
+          {
+            ...base,
+            type: 'host.late_result',
+            toState: run.state,
+            data: { outcome: result.outcome, changed: result.changed },
+          },
+          isoNow(clock),
+        );
+        if (result.changed) this.reverts.reopenRevert(run.rolloutId);
+      }
+      this.deps.markDirty(run.rolloutId);
+      return true;
+    }
+    const state = applyOutcomeToState(result.outcome);
+    const countedFailure = state === 'failed' || state === 'revert_failed';
+    store.hostRuns.update(run.rolloutId, run.hostId, {
+      state,
+      changed: result.changed,
+      countedFailure,
+      finishedAt: clock.now(),
+      health,
+      ...error,
+    });
+    store.appendEvent(
+      // The health results (which check, what it saw) go into the audit trail with the outcome.
+      {
+        ...base,
+        type: `host.${state}`,
+        toState: state,
+        data: { ...error, changed: result.changed, ...(health ? { health } : {}) },
+      },
+      isoNow(clock),
+    );
+    // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
+    const rollout = store.rollouts.get(run.rolloutId);
+    if (
+      result.changed &&
+      rollout?.state === 'halted' &&
+      rollout.request.autoRevert === 'wave' &&
+      run.wave === rollout.currentWave
+    ) {
+      this.reverts.dispatch({ ...run, state, changed: true });
+    }
+    this.deps.markDirty(run.rolloutId);
+    return true;
+  }
+}
+
+function applyOutcomeToState(outcome: OrderResultBody['outcome']): HostRunState {
+  switch (outcome) {
+    case 'healthy':
+    case 'already_applied':
+      return 'healthy';
+    case 'skipped':
+      return 'skipped';
+    case 'cancelled':
+      return 'cancelled';
+    case 'revert_failed':
+      return 'revert_failed';
+    case 'failed':
+    case 'reverted':
+    case 'would_apply':
+    case 'would_fail':
+    case 'blocked':
+      return 'failed';
+  }
+}

@@ -1,0 +1,80 @@
+import type { HostRunRecord } from '../store/host-run-repository.js';
+import type { RolloutRecord } from '../store/rollout-repository.js';
+import type { EngineDeps } from './engine-interfaces.js';
+import { newId } from './ids.js';
+import { sendRevert } from './order-sender.js';
+import { IN_FLIGHT_HOST_STATES } from './rollout-states.js';
+import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
+
+/** Revert progression: revert orders to hosts that carry the change, and the rollout's revert outcome. */
+export class RevertRunner {
+  constructor(private readonly deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'windows' | 'isStopped'>) {}
+
+  /** Sends revert orders while slots are free; when none is left to send or answer, ends the revert. */
+  advance(rollout: RolloutRecord): void {
+    const { store } = this.deps;
+    // Counts and a bounded query: called after every burst of results, so never a scan of every host.
+    const counts = store.hostRuns.countByState(rollout.id);
+    const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (counts.get(s) ?? 0), 0);
+    const reverting = counts.get('reverting') ?? 0;
+    const slots = rollout.request.revertParallel - reverting;
+    const candidates = slots > 0 ? store.hostRuns.revertCandidates(rollout.id, slots) : [];
+    if (candidates.length > 0) {
+      store.transaction(() => {
+        for (const run of candidates) this.dispatch(run);
+      });
+      return;
+    }
+    if (reverting > 0 || inFlight > 0) return;
+    const failed = counts.get('revert_failed') ?? 0;
+    store.transaction(() => {
+      const current = mustGetRollout(store, rollout.id);
+      if (current.state !== 'reverting') return;
+      if (failed > 0)
+        transitionRollout(this.deps, current, 'revert_failed', SYSTEM, `${failed} host(s) failed to revert`);
+      else transitionRollout(this.deps, current, 'reverted', SYSTEM, null);
+    });
+  }
+
+  /** Must run inside a transaction; the send follows the commit via setImmediate. */
+  dispatch(run: HostRunRecord): void {
+    const { store, channel, clock } = this.deps;
+    if (!run.orderId) return;
+    const orderId = newId('rev');
+    store.hostRuns.markRevertDispatched(run.rolloutId, run.hostId, orderId, clock.now());
+    store.appendEvent(
+      {
+        rolloutId: run.rolloutId,
+        hostId: run.hostId,
+        actor: SYSTEM,
+        type: 'host.reverting',
+        fromState: run.state,
+        toState: 'reverting',
+        data: { orderId },
+      },
+      isoNow(clock),
+    );
+    const sent = { ...run, state: 'reverting' as const, revertOrderId: orderId };
+    setImmediate(() => {
+      if (!this.deps.isStopped()) sendRevert(channel, sent);
+    });
+  }
+
+  /**
+   * Must run inside a transaction. A host timed out (its answer lost to a partition, say) counts as
+   * unchanged; when its late result says it carries the change after the rollout was reverted, the
+   * rollout is not reverted after all: it goes back to reverting and that host gets a revert order.
+   */
+  reopenRevert(rolloutId: string): void {
+    const rollout = this.deps.store.rollouts.get(rolloutId);
+    if (rollout?.state === 'reverted')
+      transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'a late result shows a host still carries the change');
+  }
+
+  /** Must run inside a transaction. A late successful revert may turn a revert_failed rollout into reverted. */
+  reopenFailedRevert(rolloutId: string): void {
+    const rollout = this.deps.store.rollouts.get(rolloutId);
+    if (rollout?.state === 'revert_failed')
+      transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'a late revert result arrived');
+  }
+}

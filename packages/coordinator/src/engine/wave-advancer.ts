@@ -1,0 +1,198 @@
+import { ErrorCode, type HostRunState, type Patch, toleratedFailures } from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
+import type { RolloutRecord } from '../store/rollout-repository.js';
+import type { EngineDeps } from './engine-interfaces.js';
+import { newId } from './ids.js';
+import { cancelInFlight, sendApply, sendBakeWatch } from './order-sender.js';
+import type { RevertRunner } from './revert-runner.js';
+import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './rollout-states.js';
+import { isoNow, mustGetRollout, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
+
+type AdvancerDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty'>;
+
+/** The advance loop: failure budgets, waves, bakes, maintenance windows, and dispatch of apply orders. */
+export class WaveAdvancer {
+  constructor(
+    private readonly deps: AdvancerDeps,
+    private readonly reverts: RevertRunner,
+  ) {}
+
+  /** Moves one rollout as far as it can go right now. Idempotent: safe to call at any time. */
+  advance(id: string): void {
+    const { store } = this.deps;
+    // Each pass either changes something or returns; the bound guards against a logic slip looping.
+    for (let pass = 0; pass < 1000; pass++) {
+      const rollout = store.rollouts.get(id);
+      if (!rollout) return;
+      if (rollout.state === 'reverting') {
+        this.reverts.advance(rollout);
+        return;
+      }
+      if (rollout.state === 'paused') {
+        if (rollout.stateReason === WINDOW_PAUSE_REASON && this.windowOpen(rollout)) {
+          store.transaction(() => transitionRollout(this.deps, rollout, 'running', SYSTEM, 'maintenance window open'));
+          continue;
+        }
+        return;
+      }
+      if (rollout.state !== 'running') return;
+      if (!this.advanceRunning(rollout)) return;
+    }
+  }
+
+  /** Returns true when it changed the rollout's wave or state, so the caller looks again. */
+  private advanceRunning(rollout: RolloutRecord): boolean {
+    const { store, clock, waveGate } = this.deps;
+    const { id, request } = rollout;
+    const now = clock.now();
+    const failures = store.hostRuns.failures(id);
+    const tolerated = toleratedFailures(request.maxFailures, rollout.hostCount);
+    const waveRuns = store.hostRuns.countByState(id, rollout.currentWave);
+    const waveSize = [...waveRuns.values()].reduce((a, b) => a + b, 0);
+    const waveFailures =
+      request.maxFailuresPerWave === undefined ? 0 : store.hostRuns.failures(id, rollout.currentWave);
+    const waveTolerated =
+      request.maxFailuresPerWave === undefined
+        ? Number.POSITIVE_INFINITY
+        : toleratedFailures(request.maxFailuresPerWave, waveSize);
+    if (failures > tolerated || waveFailures > waveTolerated) {
+      const reason =
+        failures > tolerated
+          ? `failure budget exceeded: ${failures} failed, ${tolerated} tolerated`
+          : `wave ${rollout.currentWave + 1} failure budget exceeded: ${waveFailures} failed, ${waveTolerated} tolerated`;
+      this.halt(rollout, reason);
+      return true;
+    }
+
+    const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (waveRuns.get(s) ?? 0), 0);
+    const queued = waveRuns.get('queued') ?? 0;
+
+    if (queued === 0 && inFlight === 0) {
+      return this.finishWave(rollout, now);
+    }
+    if (queued > 0 && inFlight < request.maxParallel) {
+      if (request.window && !waveGate(request.window, now)) {
+        if (inFlight === 0)
+          store.transaction(() => transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON));
+        return false;
+      }
+      this.dispatchApplies(rollout, request.maxParallel - inFlight);
+    }
+    return false;
+  }
+
+  /** A wave with every host done: starts its bake, or after the bake starts the next wave (or succeeds). */
+  private finishWave(rollout: RolloutRecord, now: number): boolean {
+    const { store, clock, waveGate } = this.deps;
+    const { id, request } = rollout;
+    if (rollout.bakeUntil === null) {
+      const bakeUntil = now + request.bakeSeconds * 1000;
+      store.transaction(() => {
+        store.rollouts.setWave(id, rollout.currentWave, bakeUntil, isoNow(clock));
+        store.appendEvent(
+          {
+            rolloutId: id,
+            actor: SYSTEM,
+            type: 'wave.passed',
+            data: { wave: rollout.currentWave, bakeSeconds: request.bakeSeconds },
+          },
+          isoNow(clock),
+        );
+      });
+      sendBakeWatch(store, this.deps.channel, rollout, rollout.currentWave);
+      return true;
+    }
+    if (now < rollout.bakeUntil) return false;
+    const next = rollout.currentWave + 1;
+    store.transaction(() => {
+      if (next >= rollout.waveCount) {
+        transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, null);
+        return;
+      }
+      if (request.window && !waveGate(request.window, now)) {
+        transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON);
+        return;
+      }
+      store.rollouts.setWave(id, next, null, isoNow(clock));
+      store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: next } }, isoNow(clock));
+    });
+    return true;
+  }
+
+  private halt(rollout: RolloutRecord, reason: string): void {
+    const { store, channel } = this.deps;
+    const scope = rollout.request.autoRevert;
+    store.transaction(() => {
+      transitionRollout(this.deps, rollout, 'halted', SYSTEM, reason);
+      if (scope === 'wave') {
+        for (const run of store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
+          if (run.changed && TERMINAL_HOST_STATES.has(run.state) && run.state !== 'reverted')
+            this.reverts.dispatch(run);
+        }
+      }
+    });
+    if (scope === 'rollout') {
+      const halted = mustGetRollout(store, rollout.id);
+      store.transaction(() => transitionRollout(this.deps, halted, 'reverting', SYSTEM, 'auto-revert: rollout'));
+      cancelInFlight(store, channel, rollout.id);
+      this.deps.markDirty(rollout.id);
+    }
+  }
+
+  private dispatchApplies(rollout: RolloutRecord, slots: number): void {
+    const { store, channel, clock } = this.deps;
+    const patch = store.patches.get(rollout.patchId) as Patch;
+    const sends: HostRunRecord[] = [];
+    store.transaction(() => {
+      for (const run of store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
+        if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
+          const failed = rollout.request.offline.mode === 'fail';
+          const state: HostRunState = failed ? 'failed' : 'skipped';
+          store.hostRuns.update(rollout.id, run.hostId, {
+            state,
+            countedFailure: failed,
+            finishedAt: clock.now(),
+            errorCode: ErrorCode.offline,
+            reason: 'host offline at dispatch',
+          });
+          store.appendEvent(
+            {
+              rolloutId: rollout.id,
+              hostId: run.hostId,
+              actor: SYSTEM,
+              type: `host.${state}`,
+              fromState: 'queued',
+              toState: state,
+              data: { reason: 'offline' },
+            },
+            isoNow(clock),
+          );
+          continue;
+        }
+        const orderId = newId('ord');
+        store.hostRuns.markDispatched(rollout.id, run.hostId, orderId, clock.now());
+        store.appendEvent(
+          {
+            rolloutId: rollout.id,
+            hostId: run.hostId,
+            actor: SYSTEM,
+            type: 'host.dispatched',
+            fromState: 'queued',
+            toState: 'dispatched',
+            data: { orderId, wave: run.wave },
+          },
+          isoNow(clock),
+        );
+        sends.push({ ...run, orderId, state: 'dispatched' });
+      }
+    });
+    // Sent only after the commit: a crash between the two leaves a committed order that the
+    // agent's reconnect (hello) picks up, never an order that was sent but not recorded.
+    for (const run of sends) sendApply(channel, rollout, run, patch);
+    if (sends.length > 0) this.deps.markDirty(rollout.id);
+  }
+
+  private windowOpen(rollout: RolloutRecord): boolean {
+    return rollout.request.window === undefined || this.deps.waveGate(rollout.request.window, this.deps.clock.now());
+  }
+}
