@@ -32,6 +32,7 @@ export class Agent {
   private executor: OrderExecutor | null = null;
   private connection: CoordinatorConnection | null = null;
   private state: 'idle' | 'running' | 'stopped' = 'idle';
+  private pruneTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -71,6 +72,14 @@ export class Agent {
       ...(this.options.checkpoint ? { checkpoint: this.options.checkpoint } : {}),
     });
     await executor.recover();
+    await this.pruneJournal(journal);
+    this.pruneTimer = setInterval(
+      () => {
+        this.pruneJournal(journal).catch((err: unknown) => log.warn({ err }, 'pruning the journal failed'));
+      },
+      24 * 3600 * 1000,
+    );
+    this.pruneTimer.unref();
     this.journal = journal;
     this.executor = executor;
     this.connection = new CoordinatorConnection({
@@ -89,8 +98,15 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.executor?.stop();
     await this.connection?.stop();
+  }
+
+  private async pruneJournal(journal: Journal): Promise<void> {
+    const clock = this.options.clock ?? systemClock;
+    const removed = await journal.prune(this.options.config.journalRetentionDays * 24 * 3600 * 1000, clock.now());
+    if (removed > 0) this.options.log.info({ removed }, 'pruned finished orders past the retention period');
   }
 
   private hello(): Hello {

@@ -44,6 +44,8 @@ export const AgentConfigSchema = z
       })
       .strict()
       .optional(),
+    /** Finished, acknowledged orders (and their snapshots) are kept this long; they can be reverted until then. */
+    journalRetentionDays: z.number().min(1).max(3650).default(90),
     backoffBaseMs: z.number().int().min(10).default(500),
     backoffMaxMs: z.number().int().min(100).default(30_000),
   })

@@ -127,10 +127,18 @@ export class Journal {
     return this.update(orderId, { phase: 'done', result, changed, acked: false }, result.finishedAt);
   }
 
-  /** Orders whose results were acknowledged long ago can go; their snapshots go with them. */
-  async forget(orderId: string): Promise<void> {
-    this.entries.delete(orderId);
-    await rm(this.orderDir(orderId), { recursive: true, force: true });
+  /**
+   * Finished orders the coordinator acknowledged more than `retentionMs` ago go, snapshots with
+   * them: the journal must not grow for ever on a long-lived host. Past that age an order can no
+   * longer be reverted by this agent (a new patch is the way forward). Returns how many went.
+   */
+  async prune(retentionMs: number, now: number): Promise<number> {
+    const old = this.all().filter((e) => e.phase === 'done' && e.acked && Date.parse(e.updatedAt) < now - retentionMs);
+    for (const entry of old) {
+      this.entries.delete(entry.orderId);
+      await rm(this.orderDir(entry.orderId), { recursive: true, force: true });
+    }
+    return old.length;
   }
 
   private async write(entry: JournalEntry): Promise<JournalEntry> {

@@ -288,4 +288,18 @@ describe('OrderExecutor', () => {
     await ex.acknowledge('o1');
     expect((await Journal.open(dir)).pendingReports()).toEqual([]);
   });
+
+  it('prunes finished, acknowledged orders past the retention period, snapshots and all', async () => {
+    const ex = await executor();
+    await ex.apply(order('o1'));
+    await ex.apply(order('o2'));
+    await ex.acknowledge('o1');
+    const journal = await Journal.open(dir);
+    const updated = Date.parse(journal.get('o1')?.updatedAt as string);
+    expect(await journal.prune(1000, updated + 500)).toBe(0);
+    expect(await journal.prune(1000, updated + 5000)).toBe(1); // o2 is not acknowledged: it stays
+    const reopened = await Journal.open(dir);
+    expect(reopened.get('o1')).toBeUndefined();
+    expect(reopened.get('o2')?.phase).toBe('done');
+  });
 });
