@@ -258,4 +258,39 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
       errorCode: 'health_failed',
     });
   });
+
+  it('reverts by itself when the coordinator dies after delivering, and reports when it is back', async () => {
+    const prior = await confOf('svc-3');
+    const patch = await createPatch(BROKEN, 'Break svc while the coordinator is down');
+    const id = await launch({ patchId: patch.id, target: { hostIds: ['svc-3'] }, waves: [1], maxFailures: 0 });
+    await waitFor('the order to reach svc-3', async () => {
+      const s = await api.get<{ waves: { hosts: { state: string }[] }[] }>(`/v1/rollouts/${id}`);
+      return ['snapshotted', 'applying', 'verifying'].includes(s.waves[0]?.hosts[0]?.state ?? '');
+    });
+    const port = coordinator.port;
+    await coordinator.kill();
+    await waitFor('svc-3 to restore its config by itself', async () => (await confOf('svc-3')) === prior, {
+      timeoutMs: 20_000,
+    });
+    expect(await probe(2)).toBe(200);
+
+    coordinator = await startCoordinator({
+      dataDir: join(work, 'coordinator'),
+      port,
+      apiTokens: [
+        { name: 'admin', token: ADMIN, role: 'admin' },
+        { name: 'approver', token: APPROVER, role: 'approver' },
+      ],
+      extraConfig: { host: '0.0.0.0' },
+    });
+    api = apiClient(coordinator.url, ADMIN);
+    const status = await waitForRolloutState(api, id, ['halted', 'succeeded'], 60_000);
+    expect(status.rollout.state).toBe('halted');
+    expect(status.waves[0]?.hosts[0]).toMatchObject({
+      hostId: 'svc-3',
+      state: 'failed',
+      changed: false,
+      errorCode: 'health_failed',
+    });
+  });
 });
