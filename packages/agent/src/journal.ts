@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -38,6 +39,7 @@ export const JournalEntrySchema = z
 export type JournalEntry = z.infer<typeof JournalEntrySchema>;
 
 const ENTRY_FILE = 'entry.json';
+const TMP_SUFFIX = '.tmp';
 
 /**
  * The durable order journal: one directory per order under `<dataDir>/orders/`, holding the entry
@@ -46,6 +48,7 @@ const ENTRY_FILE = 'entry.json';
  */
 export class Journal {
   private readonly entries = new Map<string, JournalEntry>();
+  private readonly turns = new Map<string, Promise<unknown>>();
   private seq = 0;
 
   private constructor(private readonly ordersDir: string) {}
@@ -112,14 +115,17 @@ export class Journal {
     });
   }
 
+  /** Applies `patch` to the entry as it is when this write's turn comes, not as it was when called. */
   async update(
     orderId: string,
     patch: Partial<Omit<JournalEntry, 'orderId' | 'kind' | 'seq'>>,
     at: string,
   ): Promise<JournalEntry> {
-    const current = this.entries.get(orderId);
-    if (!current) throw new Error(`journal has no order ${orderId}`);
-    return this.write({ ...current, ...patch, updatedAt: at });
+    return this.inTurn(orderId, () => {
+      const current = this.entries.get(orderId);
+      if (!current) throw new Error(`journal has no order ${orderId}`);
+      return this.writeNow({ ...current, ...patch, updatedAt: at });
+    });
   }
 
   async finish(orderId: string, result: OrderResultBody, changed: boolean): Promise<JournalEntry> {
@@ -133,19 +139,44 @@ export class Journal {
    * longer be reverted by this agent (a new patch is the way forward). Returns how many went.
    */
   async prune(retentionMs: number, now: number): Promise<number> {
-    const old = this.all().filter((e) => e.phase === 'done' && e.acked && Date.parse(e.updatedAt) < now - retentionMs);
-    for (const entry of old) {
-      this.entries.delete(entry.orderId);
-      await rm(this.orderDir(entry.orderId), { recursive: true, force: true });
+    const isOld = (e: JournalEntry | undefined) =>
+      e !== undefined && e.phase === 'done' && e.acked && Date.parse(e.updatedAt) < now - retentionMs;
+    let removed = 0;
+    for (const entry of this.all().filter(isOld)) {
+      await this.inTurn(entry.orderId, async () => {
+        if (!isOld(this.entries.get(entry.orderId))) return; // written to meanwhile
+        this.entries.delete(entry.orderId);
+        await rm(this.orderDir(entry.orderId), { recursive: true, force: true });
+        removed++;
+      });
     }
-    return old.length;
+    return removed;
   }
 
-  private async write(entry: JournalEntry): Promise<JournalEntry> {
+  private write(entry: JournalEntry): Promise<JournalEntry> {
+    return this.inTurn(entry.orderId, () => this.writeNow(entry));
+  }
+
+  /**
+   * Writes of one order run one after another: an ack, a bake failure and a revert can all want to
+   * write the same entry at the same moment, and interleaved they would lose updates.
+   */
+  private inTurn<T>(orderId: string, step: () => Promise<T>): Promise<T> {
+    const previous = this.turns.get(orderId) ?? Promise.resolve();
+    const turn = previous.catch(() => undefined).then(step);
+    this.turns.set(orderId, turn);
+    const forget = () => {
+      if (this.turns.get(orderId) === turn) this.turns.delete(orderId);
+    };
+    turn.then(forget, forget);
+    return turn;
+  }
+
+  private async writeNow(entry: JournalEntry): Promise<JournalEntry> {
     const next: JournalEntry = { ...entry, seq: ++this.seq };
     const dir = this.orderDir(entry.orderId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const tmp = join(dir, `${ENTRY_FILE}.tmp`);
+    const tmp = join(dir, `${ENTRY_FILE}.${randomBytes(6).toString('hex')}${TMP_SUFFIX}`);
     const handle = await open(tmp, 'w', 0o600);
     try {
       await handle.writeFile(JSON.stringify(next));
@@ -160,12 +191,18 @@ export class Journal {
   }
 
   private async readEntry(name: string): Promise<JournalEntry | undefined> {
+    const dir = join(this.ordersDir, name);
+    // Temp files of writes a crash interrupted: the entry beside them is the last complete one.
+    for (const file of await readdir(dir)) {
+      if (file.startsWith(`${ENTRY_FILE}.`) && file.endsWith(TMP_SUFFIX)) await rm(join(dir, file), { force: true });
+    }
     let raw: string;
     try {
-      raw = await readFile(join(this.ordersDir, name, ENTRY_FILE), 'utf8');
-    } catch {
+      raw = await readFile(join(dir, ENTRY_FILE), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       // A directory without an entry: the agent died before the first write completed. Nothing ran.
-      await rm(join(this.ordersDir, name), { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true });
       return undefined;
     }
     const parsed = JournalEntrySchema.safeParse(JSON.parse(raw));
