@@ -218,6 +218,8 @@ async function main() {
     apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
     tickIntervalMs: Number.parseInt(flags['tick-ms'], 10),
     heartbeatIntervalMs: Number.parseInt(flags['heartbeat-ms'], 10),
+    // The bench's rollouts run without an approver (requiredApprovals 0); the coordinator must allow it.
+    extraConfig: { minApprovals: 0 },
     // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
     ...(flags['cpu-prof'] ? { env: { NODE_OPTIONS: `--import=${await profilerPreload(flags['cpu-prof'])}` } } : {}),
   });

@@ -71,6 +71,8 @@ describe('a coordinator killed at any point of a rollout', () => {
       apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
       port,
       tickIntervalMs: 50,
+      // The rollout below runs without an approver (requiredApprovals 0); the coordinator must allow it.
+      extraConfig: { minApprovals: 0 },
     });
     runs.push(coordinator.logs);
     api = apiClient(coordinator.url, ADMIN_TOKEN);

@@ -153,7 +153,11 @@ beforeAll(async () => {
     dataDir: join(work, 'coordinator'),
     apiTokens: [{ name: 'admin', token: TOKEN, role: 'admin' }],
     tickIntervalMs: 50,
-    extraConfig: { webhooks: [{ url: `http://127.0.0.1:${port}/hooks`, events: SUBSCRIBED, secret: SECRET }] },
+    extraConfig: {
+      webhooks: [{ url: `http://127.0.0.1:${port}/hooks`, events: SUBSCRIBED, secret: SECRET }],
+      // The rollout below runs without an approver (requiredApprovals 0); the coordinator must allow it.
+      minApprovals: 0,
+    },
   });
   api = apiClient(coordinator.url, TOKEN);
 

@@ -48,6 +48,8 @@ export class FleetHarness {
       dataDir,
       apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
       tickIntervalMs: 50,
+      // Rollouts here run without an approver (requiredApprovals 0); the coordinator must allow it.
+      extraConfig: { minApprovals: 0 },
     });
     return new FleetHarness(coordinator);
   }

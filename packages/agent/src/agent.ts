@@ -9,9 +9,12 @@ import { FileDriver } from './drivers/file-driver.js';
 import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { Journal } from './journal.js';
-import { type DriverSet, OrderExecutor } from './order-executor.js';
+import { type DriverSet, fitHealth, OrderExecutor } from './order-executor.js';
 
 export const AGENT_VERSION = '0.1.0';
+
+/** OrderProgressSchema's cap on health results. */
+const MAX_PROGRESS_HEALTH = 64;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -58,6 +61,7 @@ export class Agent {
       health: new HealthRunner(new SystemHealthProbe({ resolveHostPath, clock }), clock),
       clock,
       log,
+      allowedCommands: config.health.allowedCommands,
       events: {
         progress: (orderId, phase, message, health) =>
           this.connection?.send({
@@ -65,7 +69,7 @@ export class Agent {
             orderId,
             phase,
             ...(message ? { message: message.slice(0, 2000) } : {}),
-            ...(health ? { health } : {}),
+            ...(health ? { health: fitHealth(health, MAX_PROGRESS_HEALTH) } : {}),
           }),
         result: (result) => this.connection?.send({ type: 'order.result', ...result }),
       },
@@ -145,7 +149,7 @@ export class Agent {
         executor.cancel(message.orderId);
         return;
       case 'order.ack':
-        executor.acknowledge(message.orderId).catch(fail);
+        executor.acknowledge(message.orderId, message.finishedAt).catch(fail);
         return;
       default: {
         const unreachable: never = message;

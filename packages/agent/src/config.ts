@@ -29,6 +29,17 @@ export const AgentConfigSchema = z
       })
       .strict()
       .default({ allowedRoots: ['/etc', '/opt', '/usr/local/etc'] }),
+    health: z
+      .object({
+        /**
+         * Absolute paths of the executables `command` health checks may run. Checks run as root with
+         * the argv the order names, so an order whose command check is not listed is refused:
+         * otherwise a stolen coordinator could run anything on every host. Default: none.
+         */
+        allowedCommands: z.array(AbsolutePathSchema).default([]),
+      })
+      .strict()
+      .default({ allowedCommands: [] }),
     /** Package patches are off unless this section is present. See AptDriverOptions for each field. */
     apt: z
       .object({

@@ -20,7 +20,16 @@ export interface ConnectionOptions {
   /** Reconnect backoff: base and cap, in ms; each wait is a random "full jitter" draw below the cap. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /**
+   * How long to wait for `welcome` after the socket opens before giving up on this connection and
+   * dialling again (default 30 s): a coordinator that accepted but never answers must not hold the
+   * agent for ever, unable to report.
+   */
+  welcomeTimeoutMs?: number;
 }
+
+/** Heartbeat intervals without a ping or a message before the connection counts as dead. */
+const SILENT_INTERVALS_TO_DROP = 2;
 
 /**
  * One outbound WebSocket to the coordinator, kept up for the life of the agent: reconnects with
@@ -80,16 +89,23 @@ export class CoordinatorConnection {
     });
     this.socket = socket;
     this.welcomed = false;
-    let alive = true;
+    let heard = true;
+    let silentIntervals = 0;
+    let welcomeTimer: NodeJS.Timeout | undefined;
     socket.on('open', () => {
       log.debug('connected; saying hello');
+      welcomeTimer = setTimeout(() => {
+        log.warn('coordinator did not answer hello; reconnecting');
+        socket.terminate();
+      }, this.options.welcomeTimeoutMs ?? 30_000);
+      welcomeTimer.unref();
       socket.send(JSON.stringify(this.options.hello()));
     });
     socket.on('ping', () => {
-      alive = true;
+      heard = true;
     });
     socket.on('message', (data, isBinary) => {
-      alive = true;
+      heard = true;
       if (isBinary) return;
       const parsed = parseFrame(CoordinatorMessageSchema, data.toString());
       if (!parsed.ok) {
@@ -98,22 +114,25 @@ export class CoordinatorConnection {
         return;
       }
       if (parsed.message.type === 'welcome') {
+        clearTimeout(welcomeTimer);
         this.welcomed = true;
         this.attempt = 0;
         log.info({ agentId: parsed.message.agentId }, 'connected to coordinator');
+        // One missed ping is tolerated (a busy coordinator, a slow link); two in a row drop the socket.
         this.startHeartbeat(parsed.message.heartbeatIntervalMs, () => {
-          if (!alive) {
+          silentIntervals = heard ? 0 : silentIntervals + 1;
+          heard = false;
+          if (silentIntervals >= SILENT_INTERVALS_TO_DROP) {
             log.warn('coordinator stopped answering; reconnecting');
             socket.terminate();
-            return;
           }
-          alive = false;
         });
       }
       this.options.onMessage(parsed.message);
     });
     socket.on('error', (err) => log.debug({ err }, 'coordinator socket error'));
     socket.on('close', (code, reason) => {
+      clearTimeout(welcomeTimer);
       this.stopHeartbeat();
       if (this.socket === socket) this.socket = null;
       this.welcomed = false;

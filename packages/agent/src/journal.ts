@@ -134,6 +134,21 @@ export class Journal {
   }
 
   /**
+   * Marks the stored result acknowledged, but only when it is the one the coordinator stored: an
+   * ack naming another result's `finishedAt` (a late ack of a result a bake failure has replaced)
+   * leaves it pending. Decided in the order's turn, so a result written meanwhile is what is checked.
+   */
+  async acknowledge(orderId: string, finishedAt: string | undefined, at: string): Promise<void> {
+    if (!this.entries.has(orderId)) return;
+    await this.inTurn(orderId, async () => {
+      const current = this.entries.get(orderId);
+      if (current?.phase !== 'done' || current.acked) return;
+      if (finishedAt !== undefined && current.result?.finishedAt !== finishedAt) return;
+      await this.writeNow({ ...current, acked: true, updatedAt: at });
+    });
+  }
+
+  /**
    * Finished orders the coordinator acknowledged more than `retentionMs` ago go, snapshots with
    * them: the journal must not grow for ever on a long-lived host. Past that age an order can no
    * longer be reverted by this agent (a new patch is the way forward). Returns how many went.

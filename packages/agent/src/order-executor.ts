@@ -4,6 +4,7 @@ import {
   ErrorCode,
   type ErrorCode as ErrorCodeType,
   FleetError,
+  type HealthCheck,
   type HealthCheckResult,
   isFleetError,
   type OrderApply,
@@ -34,6 +35,12 @@ export interface OrderExecutorOptions {
   log: Logger;
   events: ExecutorEvents;
   /**
+   * Absolute paths of the executables `command` health checks may run (config
+   * `health.allowedCommands`). A check runs as root with an argv the order names, so without this
+   * list whoever controls the coordinator could run anything on every host. Default: none.
+   */
+  allowedCommands?: readonly string[];
+  /**
    * Test-only crash points: called with a checkpoint name after each durable step. The daemon's
    * main wires it to SIGKILL itself when `FLEETPATCH_TEST_CRASH_AT` names the checkpoint.
    */
@@ -50,6 +57,10 @@ export class OrderExecutor {
   private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
   /** Healthy apply orders still being watched through their bake. */
   private readonly baking = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  /** Revert orders executing right now (by revert order id), so a duplicate delivery is not run twice. */
+  private readonly reverts = new Set<string>();
+  /** Apply orders a revert is restoring right now (how many reverts): no bake may start or act on them meanwhile. */
+  private readonly revertTargets = new Map<string, number>();
   private readonly options: OrderExecutorOptions;
   private stopped = false;
 
@@ -106,6 +117,10 @@ export class OrderExecutor {
 
   /** Handles an `order.apply`. Returns once the order is finished (or answered from the journal). */
   async apply(order: OrderApply): Promise<void> {
+    // A copy delivered while the first is still being journaled is not in the journal yet: the
+    // running map (filled before any await) is what catches it. The first copy's result answers both.
+    const inFlight = this.running.get(order.orderId);
+    if (inFlight) return inFlight.done;
     const known = this.options.journal.get(order.orderId);
     if (known) return this.answerKnown(known);
     if (this.stopped) return;
@@ -114,20 +129,28 @@ export class OrderExecutor {
     const done = this.runApply(order, abort.signal, log).catch((err: unknown) => {
       log.error({ err }, 'order failed unexpectedly');
     });
-    this.running.set(order.orderId, { abort, done });
+    const mine = { abort, done };
+    this.running.set(order.orderId, mine);
     try {
       await done;
     } finally {
-      this.running.delete(order.orderId);
+      if (this.running.get(order.orderId) === mine) this.running.delete(order.orderId);
     }
   }
 
   /** Handles an `order.revert`: restores the snapshot an apply order took. */
   async revert(order: OrderRevert): Promise<void> {
+    // Same as apply: a duplicate delivered before the first copy is journaled must not run again.
+    if (this.reverts.has(order.orderId)) return;
     const known = this.options.journal.get(order.orderId);
     if (known) return this.answerKnown(known);
     if (this.stopped) return;
-    await this.runRevert(order.orderId, order.revertsOrderId, false);
+    this.reverts.add(order.orderId);
+    try {
+      await this.runRevert(order.orderId, order.revertsOrderId, false);
+    } finally {
+      this.reverts.delete(order.orderId);
+    }
   }
 
   /** Dry run: policy and preconditions only. Nothing is journaled because nothing changes. */
@@ -146,13 +169,15 @@ export class OrderExecutor {
     const verdict = await driver
       .preflight(order.change, this.context(AbortSignal.timeout(120_000), this.options.log))
       .catch((err: unknown) => ({ outcome: 'would_fail' as const, code: codeOf(err), detail: messageOf(err) }));
-    this.options.events.result({
-      ...base,
-      finishedAt: this.now(),
-      outcome: verdict.outcome,
-      reason: verdict.detail,
-      ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
-    });
+    this.options.events.result(
+      fitResult({
+        ...base,
+        finishedAt: this.now(),
+        outcome: verdict.outcome,
+        reason: verdict.detail,
+        ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
+      }),
+    );
   }
 
   /** Cancels an order in flight; one that already changed the host goes back to its snapshot. */
@@ -161,11 +186,13 @@ export class OrderExecutor {
     this.baking.get(orderId)?.abort.abort(new FleetError(ErrorCode.cancelled, 'cancelled by the coordinator'));
   }
 
-  /** The coordinator stored this result: stop reporting it. */
-  async acknowledge(orderId: string): Promise<void> {
-    const entry = this.options.journal.get(orderId);
-    if (entry && entry.phase === 'done' && !entry.acked)
-      await this.options.journal.update(orderId, { acked: true }, this.now());
+  /**
+   * The coordinator stored the result that finished at `finishedAt`: stop reporting it. An ack
+   * for an earlier result (a late one, after a bake failure wrote a second) leaves the newer one
+   * pending; an ack without `finishedAt` (an older coordinator) acknowledges whatever is stored.
+   */
+  async acknowledge(orderId: string, finishedAt?: string): Promise<void> {
+    await this.options.journal.acknowledge(orderId, finishedAt, this.now());
   }
 
   /**
@@ -193,6 +220,19 @@ export class OrderExecutor {
         changed: false,
         errorCode: ErrorCode.policyDenied,
         reason: `${order.change.kind} changes are not enabled on this agent`,
+      });
+      return;
+    }
+    // Before the baseline: a denied command check must not run even once.
+    const denied = this.deniedCommand(order.health.checks);
+    if (denied !== undefined) {
+      await this.finish(entry, {
+        outcome: 'failed',
+        changed: false,
+        errorCode: ErrorCode.policyDenied,
+        reason:
+          `command health check ${JSON.stringify(denied)} is not allowed on this agent: ` +
+          'add its absolute path to health.allowedCommands in the agent configuration',
       });
       return;
     }
@@ -275,7 +315,8 @@ export class OrderExecutor {
         return;
       }
       await this.finish(entry, { outcome: 'healthy', changed: true, health: verdictAfter.results });
-      if (order.bakeSeconds > 0 && order.health.checks.length > 0) this.startBake(order, driver, log);
+      if (order.bakeSeconds > 0 && order.health.checks.length > 0 && this.bakeable(order.orderId))
+        this.startBake(order, driver, log);
     } catch (err) {
       const cancelled = signal.aborted;
       const code = cancelled ? ErrorCode.cancelled : codeOf(err);
@@ -347,16 +388,24 @@ export class OrderExecutor {
    * whole of its wave's bake, not only for bakeSeconds after its own result).
    */
   async extendBake(orderId: string, seconds: number): Promise<void> {
-    const entry = this.options.journal.get(orderId);
-    const order = entry?.order;
-    if (!entry || !order || entry.phase !== 'done' || entry.result?.outcome !== 'healthy' || !entry.changed) return;
-    if (order.health.checks.length === 0 || seconds <= 0 || this.stopped) return;
+    const order = this.bakeable(orderId);
+    if (!order || order.health.checks.length === 0 || seconds <= 0) return;
     const driver = this.driverFor(order.change);
     if (!driver) return;
     const current = this.baking.get(orderId);
     current?.abort.abort(new FleetError(ErrorCode.cancelled, 'bake extended'));
     await current?.done;
+    // While we waited, the old watch may have failed and reverted the host, or a revert may have begun.
+    if (!this.bakeable(orderId)) return;
     this.startBake(order, driver, this.options.log.child({ orderId, rolloutId: order.rolloutId }), seconds);
+  }
+
+  /** The apply order, when it is still one a bake may watch: done, healthy, carrying its change. */
+  private bakeable(orderId: string): OrderApply | undefined {
+    if (this.stopped || this.revertTargets.has(orderId)) return undefined;
+    const entry = this.options.journal.get(orderId);
+    if (entry?.phase !== 'done' || entry.result?.outcome !== 'healthy' || !entry.changed) return undefined;
+    return entry.order;
   }
 
   private startBake(
@@ -372,6 +421,9 @@ export class OrderExecutor {
         onResults: (results) => this.options.events.progress(order.orderId, 'verifying', 'baking', results),
       });
       if (verdict.healthy || abort.signal.aborted) return;
+      // The verdict is only ours to act on while the order is still healthy and changed: a revert or
+      // another watch may have restored the host (and failed the checks) while this one polled.
+      if (!this.bakeable(order.orderId)) return;
       log.warn({ reason: verdict.reason }, 'health failed during bake');
       let entry = this.options.journal.get(order.orderId) as JournalEntry;
       if (!order.revertOnHealthFailure) {
@@ -415,16 +467,29 @@ export class OrderExecutor {
   private async runRevert(orderId: string, revertsOrderId: string, recovering: boolean): Promise<void> {
     const { journal } = this.options;
     const log = this.options.log.child({ orderId, revertsOrderId });
-    const entry = recovering
-      ? (journal.get(orderId) as JournalEntry)
-      : await journal.createRevert(orderId, revertsOrderId, this.now());
-    if (!recovering) this.options.events.progress(orderId, 'reverting');
-    this.checkpoint('revert:reverting');
-    // A revert wins over a bake watch, and waits for an apply of the same order still running.
+    this.revertTargets.set(revertsOrderId, (this.revertTargets.get(revertsOrderId) ?? 0) + 1);
+    try {
+      const entry = recovering
+        ? (journal.get(orderId) as JournalEntry)
+        : await journal.createRevert(orderId, revertsOrderId, this.now());
+      if (!recovering) this.options.events.progress(orderId, 'reverting');
+      this.checkpoint('revert:reverting');
+      await this.revertTarget(entry, revertsOrderId, log);
+    } finally {
+      const left = (this.revertTargets.get(revertsOrderId) ?? 1) - 1;
+      if (left > 0) this.revertTargets.set(revertsOrderId, left);
+      else this.revertTargets.delete(revertsOrderId);
+    }
+  }
+
+  private async revertTarget(entry: JournalEntry, revertsOrderId: string, log: Logger): Promise<void> {
+    const { journal } = this.options;
+    // First the apply of the same order still running (it starts its bake watch when it ends
+    // healthy), then that watch: a revert wins over it, and none may outlive the restore.
+    await this.running.get(revertsOrderId)?.done;
     const bake = this.baking.get(revertsOrderId);
     bake?.abort.abort(new FleetError(ErrorCode.cancelled, 'reverted'));
     await bake?.done;
-    await this.running.get(revertsOrderId)?.done;
     const target = journal.get(revertsOrderId);
     if (target?.kind !== 'apply') {
       await this.finish(entry, {
@@ -463,10 +528,34 @@ export class OrderExecutor {
   // ---- helpers -------------------------------------------------------------------------------
 
   private async finish(entry: JournalEntry, result: Omit<OrderResultBody, 'orderId' | 'finishedAt'>): Promise<void> {
-    const body: OrderResultBody = { orderId: entry.orderId, finishedAt: this.now(), ...result };
+    const body: OrderResultBody = {
+      orderId: entry.orderId,
+      finishedAt: this.finishedAt(entry.orderId),
+      ...fitResult(result),
+    };
     await this.options.journal.finish(entry.orderId, body, result.changed);
     this.checkpoint(`${entry.kind}:done`);
     this.options.events.result(body);
+  }
+
+  /**
+   * A second result of an order (a failure during bake) must not share the first one's finishedAt:
+   * the coordinator acks by it, and an ack of the first must not acknowledge the second.
+   */
+  private finishedAt(orderId: string): string {
+    const now = this.options.clock.now();
+    const previous = this.options.journal.get(orderId)?.result?.finishedAt;
+    const after = previous === undefined ? Number.NaN : Date.parse(previous);
+    return new Date(Number.isNaN(after) || now > after ? now : after + 1).toISOString();
+  }
+
+  /** The first `command` check whose executable is not in the allow-list, as its argv; undefined when all may run. */
+  private deniedCommand(checks: readonly HealthCheck[]): readonly string[] | undefined {
+    const allowed = this.options.allowedCommands ?? [];
+    for (const check of checks) {
+      if (check.kind === 'command' && !allowed.includes(check.argv[0] ?? '')) return check.argv;
+    }
+    return undefined;
   }
 
   private answerKnown(entry: JournalEntry): void {
@@ -489,6 +578,37 @@ export class OrderExecutor {
   private now(): string {
     return new Date(this.options.clock.now()).toISOString();
   }
+}
+
+/** Wire caps of a result (OrderResultBodySchema / HealthCheckResultSchema). */
+const MAX_REASON_CHARS = 8192;
+const MAX_OBSERVED_CHARS = 4096;
+const MAX_HEALTH_RESULTS = 500;
+/** Not capped by the schema, but a check's label can be a 256 kB argv: keep frames small. */
+const MAX_CHECK_LABEL_CHARS = 1024;
+
+/**
+ * Cuts what a result says to what the wire accepts: a result the coordinator's schema refuses is a
+ * result never recorded, and the agent would re-report it for ever.
+ */
+function fitResult<T extends { reason?: string | undefined; health?: HealthCheckResult[] | undefined }>(result: T): T {
+  return {
+    ...result,
+    ...(result.reason !== undefined ? { reason: cut(result.reason, MAX_REASON_CHARS) } : {}),
+    ...(result.health !== undefined ? { health: fitHealth(result.health, MAX_HEALTH_RESULTS) } : {}),
+  };
+}
+
+export function fitHealth(health: readonly HealthCheckResult[], max: number): HealthCheckResult[] {
+  return health.slice(0, max).map((h) => ({
+    ...h,
+    check: cut(h.check, MAX_CHECK_LABEL_CHARS),
+    observed: cut(h.observed, MAX_OBSERVED_CHARS),
+  }));
+}
+
+function cut(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 /** What an order reports when its preflight stops it; null when it may go on. */

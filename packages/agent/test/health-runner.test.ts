@@ -121,6 +121,50 @@ describe('HealthRunner.runOnce', () => {
     expect((await pending).healthy).toBe(true);
   });
 
+  it('fails a check that never settles once its time limit passes, instead of blocking the verdict', async () => {
+    const clock = new FakeClock();
+    // A stat on a dead NFS mount: the probe never answers, not even to an abort.
+    const probe: HealthProbe = {
+      run: (check) =>
+        check.kind === 'file'
+          ? new Promise<never>(() => undefined)
+          : Promise.resolve({
+              check: 'web',
+              kind: check.kind,
+              ok: true,
+              observed: 'fine',
+              at: new Date(0).toISOString(),
+            }),
+    };
+    const runner = new HealthRunner(probe, clock);
+    const checks: HealthCheck[] = [
+      { kind: 'file', path: '/mnt/nfs/app.conf' },
+      {
+        kind: 'http',
+        name: 'web',
+        url: 'http://127.0.0.1:8080/',
+        expectStatus: { min: 200, max: 399 },
+        timeoutMs: 2000,
+      },
+    ];
+    const poll = await runner.runOnce(checks, new AbortController().signal);
+    expect(poll.healthy).toBe(false);
+    expect(poll.results).toMatchObject([
+      { check: '/mnt/nfs/app.conf', kind: 'file', ok: false, observed: 'check did not finish in 10000 ms' },
+      { check: 'web', ok: true },
+    ]);
+    // The check that answered started no timer on the clock; only the stuck one did.
+    expect(clock.sleeps).toEqual([10_000]);
+
+    const stuckHttp: HealthProbe = { run: () => new Promise<never>(() => undefined) };
+    const timed = await new HealthRunner(stuckHttp, new FakeClock()).runOnce(
+      checks.slice(1),
+      new AbortController().signal,
+    );
+    // A check with its own timeout gets it plus a grace, so its own report (with output) wins when it can give one.
+    expect(timed.results[0]?.observed).toBe('check did not finish in 3000 ms');
+  });
+
   it('is healthy with no checks', async () => {
     const { runner } = setup({});
     expect(await runner.runOnce([], new AbortController().signal)).toEqual({ healthy: true, results: [] });

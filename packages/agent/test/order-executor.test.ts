@@ -8,16 +8,18 @@ import {
   type HealthCheck,
   type HealthCheckResult,
   type OrderApply,
+  type OrderPhase,
   type OrderResultBody,
+  OrderResultSchema,
 } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Clock } from '../src/clock.js';
+import { type Clock, systemClock } from '../src/clock.js';
 import type { Driver, PreflightVerdict } from '../src/drivers/driver.js';
 import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
 import { Journal } from '../src/journal.js';
-import { OrderExecutor } from '../src/order-executor.js';
+import { OrderExecutor, type OrderExecutorOptions } from '../src/order-executor.js';
 
 // Logic of the executor with a fake driver that records calls and a host that is just a variable.
 // The real drivers are tested on real files and real dpkg in their own files and end to end.
@@ -120,23 +122,30 @@ let dir: string;
 let driver: FakeDriver;
 let probe: ScriptedProbe;
 let results: OrderResultBody[];
+/** Called with every progress event; a test sets it to act at a given phase. */
+let onProgress: (orderId: string, phase: OrderPhase) => void;
 
-async function executor(journal?: Journal) {
+async function executor(journal?: Journal, extra: Partial<OrderExecutorOptions> = {}) {
   return new OrderExecutor({
     journal: journal ?? (await Journal.open(dir)),
     drivers: { file: driver },
     health: new HealthRunner(probe, fakeClock()),
     clock: fakeClock(),
     log: pino({ level: 'silent' }),
-    events: { progress: () => {}, result: (r) => results.push(r) },
+    events: { progress: (orderId, phase) => onProgress(orderId, phase), result: (r) => results.push(r) },
+    ...extra,
   });
 }
+
+/** Real time, for tests that need another step to get ahead of a deliberately slow one. */
+const realDelay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'executor-'));
   driver = new FakeDriver();
   probe = new ScriptedProbe([true]);
   results = [];
+  onProgress = () => {};
 });
 
 afterEach(async () => {
@@ -301,5 +310,166 @@ describe('OrderExecutor', () => {
     const reopened = await Journal.open(dir);
     expect(reopened.get('o1')).toBeUndefined();
     expect(reopened.get('o2')?.phase).toBe('done');
+  });
+
+  it('a revert delivered while the apply is verifying waits for it, then ends its bake before restoring', async () => {
+    // Healthy while nothing has been restored; once anything restores, health fails. A bake watch
+    // that outlived the revert would see that, restore a second time and report o1 again.
+    const slow: HealthProbe = {
+      run: async (c) => {
+        if (verifying) await realDelay(30);
+        const ok = !driver.calls.includes('restore');
+        return { check: c.kind, kind: c.kind, ok, observed: ok ? 'fine' : 'broken', at: new Date(0).toISOString() };
+      },
+    };
+    let verifying = false;
+    // Real time: the probe really is slow, and a fake clock would let the runner's limit on a
+    // check's duration pass at once.
+    const ex = new OrderExecutor({
+      journal: await Journal.open(dir),
+      drivers: { file: driver },
+      health: new HealthRunner(slow, systemClock),
+      clock: fakeClock(),
+      log: pino({ level: 'silent' }),
+      events: {
+        progress: (orderId, phase) => {
+          if (orderId === 'o1' && phase === 'verifying') verifying = true;
+          onProgress(orderId, phase);
+        },
+        result: (r) => results.push(r),
+      },
+    });
+    let reverting: Promise<void> | undefined;
+    onProgress = (orderId, phase) => {
+      if (orderId === 'o1' && phase === 'verifying' && !reverting)
+        reverting = ex.revert({ type: 'order.revert', orderId: 'r1', revertsOrderId: 'o1' });
+    };
+    const fast = { checks: [check], intervalSeconds: 0.1, minHealthySeconds: 0.2, healthyDeadlineSeconds: 10 };
+    await ex.apply(order('o1', { bakeSeconds: 3600, health: fast }));
+    verifying = false;
+    await reverting;
+    await realDelay(100); // room for a surviving watch to poll, fail and act
+    await ex.stop();
+    expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
+    expect(driver.host).toBe('old');
+    expect(results.filter((r) => r.orderId === 'o1')).toMatchObject([{ outcome: 'healthy' }]);
+    expect(results.filter((r) => r.orderId === 'r1')).toMatchObject([{ outcome: 'reverted', changed: false }]);
+  });
+
+  it('a bake failure seen after a revert began does nothing: the revert owns the host', async () => {
+    const ex = await executor();
+    await ex.apply(order('o1'));
+    probe.script = [false];
+    // The watch and the revert start together; whichever polls first, the host is restored once
+    // and o1 keeps its one result.
+    const watching = ex.extendBake('o1', 30);
+    await ex.revert({ type: 'order.revert', orderId: 'r1', revertsOrderId: 'o1' });
+    await watching;
+    await ex.stop();
+    expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
+    expect(results.filter((r) => r.orderId === 'o1')).toHaveLength(1);
+  });
+
+  it('cuts a long reason and long health observations so the result always fits the protocol', async () => {
+    const long = 'x'.repeat(10_000);
+    const loud: HealthProbe = {
+      run: async () => ({ check: long, kind: 'command', ok: false, observed: long, at: new Date(0).toISOString() }),
+    };
+    const ex = await executor(undefined, { health: new HealthRunner(loud, fakeClock()) });
+    await ex.apply(order('o1', { failIfUnhealthyBefore: true }));
+    await ex.apply(order('o2', { health: { ...order('o2').health, checks: Array(32).fill(check) } }));
+    expect(results).toHaveLength(2);
+    for (const result of results) {
+      const parsed = OrderResultSchema.safeParse({ type: 'order.result', ...result });
+      expect(parsed.success, parsed.error?.message).toBe(true);
+    }
+    // A long reason built from them (the failing check and what it saw) is cut too.
+    probe.script = [true, false];
+    const failing: HealthProbe = {
+      run: async (c) => {
+        const ok = probe.script[Math.min(probe.polls++, 1)] ?? true;
+        return { check: long, kind: c.kind, ok, observed: ok ? 'fine' : long, at: new Date(0).toISOString() };
+      },
+    };
+    const ex3 = await executor(undefined, { health: new HealthRunner(failing, fakeClock()) });
+    await ex3.apply(order('o3'));
+    const third = results[2];
+    expect(third).toMatchObject({ orderId: 'o3', outcome: 'failed', errorCode: 'health_failed' });
+    expect((third?.reason ?? '').length).toBeLessThanOrEqual(8192);
+    expect(OrderResultSchema.safeParse({ type: 'order.result', ...third }).success).toBe(true);
+  });
+
+  it('runs an order delivered twice while the first copy is still being journaled once, with one result', async () => {
+    const ex = await executor();
+    await Promise.all([ex.apply(order('o1')), ex.apply(order('o1'))]);
+    expect(driver.calls.filter((c) => c === 'apply')).toHaveLength(1);
+    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'healthy' }]);
+  });
+
+  it('cancels an order delivered twice: the cancel reaches the copy that runs', async () => {
+    const ex = await executor();
+    onProgress = (orderId, phase) => {
+      if (orderId === 'o1' && phase === 'verifying') ex.cancel('o1');
+    };
+    await Promise.all([ex.apply(order('o1')), ex.apply(order('o1'))]);
+    expect(driver.calls.filter((c) => c === 'apply')).toHaveLength(1);
+    expect(driver.host).toBe('old');
+    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'cancelled', changed: false }]);
+  });
+
+  it('runs a revert delivered twice at once only once', async () => {
+    const ex = await executor();
+    await ex.apply(order('o1'));
+    const revert = { type: 'order.revert', orderId: 'r1', revertsOrderId: 'o1' } as const;
+    await Promise.all([ex.revert(revert), ex.revert(revert)]);
+    expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
+    expect(results.filter((r) => r.orderId === 'r1')).toMatchObject([{ outcome: 'reverted' }]);
+  });
+
+  it('a late ack of the first result does not acknowledge a second one written after it', async () => {
+    probe.script = [true, true, true, true, false];
+    const ex = await executor();
+    await ex.apply(order('o1', { bakeSeconds: 30 }));
+    await expect.poll(() => results.length).toBe(2);
+    const [first, second] = results;
+    expect(first?.finishedAt).not.toBe(second?.finishedAt);
+    await ex.acknowledge('o1', first?.finishedAt);
+    expect((await Journal.open(dir)).pendingReports()).toMatchObject([
+      { orderId: 'o1', result: { outcome: 'failed' } },
+    ]);
+    await ex.acknowledge('o1', second?.finishedAt);
+    expect((await Journal.open(dir)).pendingReports()).toEqual([]);
+  });
+
+  it('refuses an order whose command health check is not allowed on this agent, before anything runs', async () => {
+    let ran = 0;
+    const counting: HealthProbe = {
+      run: async (c) => {
+        ran++;
+        return { check: c.kind, kind: c.kind, ok: true, observed: 'fine', at: new Date(0).toISOString() };
+      },
+    };
+    const commandCheck: HealthCheck = { kind: 'command', argv: ['/bin/sh', '-c', 'id'], timeoutMs: 1000 };
+    const withCommand = (id: string) => order(id, { health: { ...order(id).health, checks: [check, commandCheck] } });
+    const ex = await executor(undefined, {
+      health: new HealthRunner(counting, fakeClock()),
+      allowedCommands: ['/usr/local/bin/check-app'],
+    });
+    await ex.apply(withCommand('o1'));
+    expect(ran).toBe(0);
+    expect(driver.calls).toEqual([]);
+    expect(results).toHaveLength(1);
+    expect(results[0]).toMatchObject({ orderId: 'o1', outcome: 'failed', changed: false, errorCode: 'policy_denied' });
+    expect(results[0]?.reason).toContain('/bin/sh');
+    expect(results[0]?.reason).toContain('health.allowedCommands');
+    // No allow-list at all refuses too; a listed executable runs.
+    await (await executor(undefined, { health: new HealthRunner(counting, fakeClock()) })).apply(withCommand('o2'));
+    expect(results[1]).toMatchObject({ orderId: 'o2', errorCode: 'policy_denied' });
+    const allowed = await executor(undefined, {
+      health: new HealthRunner(counting, fakeClock()),
+      allowedCommands: ['/bin/sh'],
+    });
+    await allowed.apply(withCommand('o3'));
+    expect(results[2]).toMatchObject({ orderId: 'o3', outcome: 'healthy' });
   });
 });

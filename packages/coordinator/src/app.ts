@@ -56,6 +56,19 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
+  // Fastify refuses an empty body sent as application/json, which is what `curl -X POST -H
+  // 'content-type: application/json' …/start` sends: read it as no body (each route's schema decides
+  // whether that is allowed). Anything else goes through Fastify's own JSON parser, so malformed JSON
+  // is still a 400 and prototype poisoning is still refused.
+  const parseJson = app.getDefaultJsonParser(
+    app.initialConfig.onProtoPoisoning ?? 'error',
+    app.initialConfig.onConstructorPoisoning ?? 'error',
+  );
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body.toString();
+    if (text.length === 0) done(null, undefined);
+    else parseJson(request, text, done);
+  });
 
   const store = Store.open(databaseFile(config));
   app.addHook('onClose', async () => store.close());
@@ -80,6 +93,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     waveGate: options.waveGate ?? canStartWave,
     validateWindow,
     windows,
+    minApprovals: config.minApprovals,
   });
   engineRef = engine;
   engine.resumeWindows();

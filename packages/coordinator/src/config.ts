@@ -50,6 +50,11 @@ export const CoordinatorConfigSchema = z
       .max(64 * 1024 * 1024)
       .default(4 * 1024 * 1024),
     webhooks: z.array(WebhookSchema).default([]),
+    /**
+     * The fewest approvals a rollout may ask for. At 1 or more nobody can skip four eyes by creating a
+     * rollout with `requiredApprovals: 0`; 0 lets a single operator run a rollout alone (labs, tests).
+     */
+    minApprovals: z.number().int().min(0).max(10).default(1),
   })
   .strict();
 export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;

@@ -27,8 +27,10 @@ import {
   RolloutRequestSchema,
   type RolloutState,
 } from '@fleetpatch/shared';
-import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import { type Logger, pino } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { RevertRunner } from '../src/engine/revert-runner.js';
 import { type AgentChannel, RolloutEngine, type WaveGate, type WindowWatcher } from '../src/engine/rollout-engine.js';
 import { VERB_TRANSITIONS, type Verb } from '../src/engine/rollout-states.js';
 import { RolloutView } from '../src/engine/rollout-view.js';
@@ -130,6 +132,15 @@ class FakeWindowWatcher implements WindowWatcher {
 
 interface FleetOptions {
   waveGate?: WaveGate;
+  /** Where the engine logs (silent unless a test reads the log). */
+  log?: Logger;
+}
+
+/** A logger that keeps every line it writes, for tests that check what the engine logged. */
+function capturingLog(): { log: Logger; lines: { level: number; msg: string; [key: string]: unknown }[] } {
+  const lines: { level: number; msg: string }[] = [];
+  const log = pino({ level: 'trace' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { log, lines };
 }
 
 const openFleets: Fleet[] = [];
@@ -172,7 +183,7 @@ class Fleet {
     return new RolloutEngine({
       store: this.store,
       channel,
-      log,
+      log: this.options.log ?? log,
       clock: { now: () => this.now },
       windows: this.windows,
       ...(this.options.waveGate ? { waveGate: this.options.waveGate } : {}),
@@ -1040,6 +1051,129 @@ describe('abort', () => {
     expect(fleet.state(id)).toBe('succeeded');
     expect(fleet.store.hostRuns.failures(id)).toBe(0);
   });
+
+  it('retry leaves a timed_out host whose agent is offline as it is (still counted), says why, and records its late result', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1', 'host-2']);
+    const id = await fleet.launch({ waves: ['100%'], maxFailures: 1, hostTimeoutSeconds: 60 });
+    await fleet.finish('host-1', 'failed');
+    await fleet.progress('host-2', 'applying');
+    const oldOrder = fleet.run(id, 'host-2').orderId;
+    fleet.disconnect('host-2'); // partitioned while applying: it may yet carry the change
+    await fleet.advance(61 * SECOND);
+    expect(fleet.run(id, 'host-2').state).toBe('timed_out');
+    expect(fleet.state(id)).toBe('halted');
+
+    fleet.engine.retry(id, 'bob');
+    await settle();
+
+    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'timed_out', orderId: oldOrder, countedFailure: true });
+    expect(fleet.store.hostRuns.failures(id)).toBe(1);
+    expect(fleet.events(id).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toEqual({
+      requeued: ['host-1'],
+      notRequeued: [{ hostId: 'host-2', reason: expect.stringMatching(/offline/) }],
+    });
+
+    // Its old order did apply; the result arrives with its hello and is recorded, not dropped.
+    await fleet.finish('host-2', 'healthy', true);
+    await fleet.connect('host-2');
+    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'timed_out', orderId: oldOrder, changed: true });
+    expect(fleet.events(id).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-2')).toHaveLength(1);
+  });
+
+  it('retry requeues a timed_out host whose agent is online again (its hello reported whatever it had)', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
+    fleet.disconnect('host-1');
+    await fleet.advance(61 * SECOND);
+    expect(fleet.state(id)).toBe('halted');
+    await fleet.connect('host-1');
+
+    fleet.engine.retry(id, 'bob');
+    await settle();
+    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    await fleet.finish('host-1');
+    expect(fleet.state(id)).toBe('succeeded');
+  });
+
+  it('retry is refused while a host of the rollout is reverting, and allowed once the revert is in', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'wave' });
+    await fleet.finish('host-1');
+    await fleet.finish('host-2', 'failed');
+    expect(fleet.state(id)).toBe('halted');
+    expect(fleet.run(id, 'host-1').state).toBe('reverting');
+    const before = fleet.dump();
+
+    const err = refusal(() => fleet.engine.retry(id, 'bob'));
+    expect(err.code).toBe(ErrorCode.illegalTransition);
+    expect(err.message).toMatch(/while 1 host\(s\) of this rollout are reverting/);
+    expect(fleet.dump()).toBe(before);
+
+    await fleet.finishRevert('host-1');
+    await fleet.finish('host-3');
+    await fleet.finishRevert('host-3');
+    fleet.engine.retry(id, 'bob');
+    await settle();
+    expect(fleet.state(id)).toBe('running');
+  });
+
+  it('abort is sticky across a disconnect: an order the agent still works on is cancelled when it says hello', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'] });
+    await fleet.progress('host-1', 'snapshotted');
+    const orderId = fleet.run(id, 'host-1').orderId as string;
+    fleet.disconnect('host-1');
+
+    fleet.engine.abort(id, 'carol', null);
+    await settle();
+    expect(fleet.agent('host-1').cancels).toEqual([]); // the cancel went nowhere
+
+    await fleet.connect('host-1');
+    expect(fleet.agent('host-1').cancels).toEqual([orderId]);
+  });
+
+  it('abort is sticky across a coordinator crash too, and a timed-out order is cancelled again on hello', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: ['100%'], maxParallel: 2, maxFailures: 10, hostTimeoutSeconds: 60 });
+    await fleet.progress('host-1', 'applying');
+    fleet.disconnect('host-1');
+    await fleet.advance(30 * SECOND);
+    await fleet.finish('host-2'); // frees its slot: host-3 gets its order 30 s after host-1
+    await fleet.advance(31 * SECOND); // host-1 times out; the cancel sent then goes nowhere
+    expect(fleet.run(id, 'host-1').state).toBe('timed_out');
+    await fleet.progress('host-3', 'applying');
+    const orders = ['host-1', 'host-3'].map((h) => fleet.run(id, h).orderId);
+    fleet.lostOnTheWire.add('host-3');
+    fleet.engine.abort(id, 'carol', null); // host-3's cancel is lost as the coordinator dies
+    fleet.restart();
+    fleet.lostOnTheWire.clear();
+
+    await fleet.connect('host-1');
+    await fleet.connect('host-3');
+    expect(fleet.agent('host-1').cancels).toEqual([orders[0]]);
+    expect(fleet.agent('host-3').cancels).toEqual([orders[1]]);
+  });
+
+  it('a halted rollout lets its in-flight hosts finish: no cancel when one says hello', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1', 'host-2']);
+    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0 });
+    await fleet.progress('host-2', 'applying');
+    fleet.disconnect('host-2');
+    await fleet.finish('host-1', 'failed');
+    expect(fleet.state(id)).toBe('halted');
+
+    await fleet.connect('host-2');
+    expect(fleet.agent('host-2').cancels).toEqual([]);
+    await fleet.finish('host-2');
+    expect(fleet.run(id, 'host-2').state).toBe('healthy');
+  });
 });
 
 // ---- revert ------------------------------------------------------------------------------------
@@ -1180,6 +1314,57 @@ describe('revert', () => {
     });
   });
 
+  it('of one host holds its wave open: the rollout succeeds only once that revert is in', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1', 'host-2']);
+    const id = await fleet.launch({ waves: ['100%'] });
+    await fleet.finish('host-1');
+    fleet.engine.revertHost(id, 'host-1', 'bob');
+    await settle();
+
+    await fleet.finish('host-2');
+    await fleet.advance(10 * SECOND);
+    expect(fleet.run(id, 'host-1').state).toBe('reverting');
+    expect(fleet.state(id)).toBe('running');
+    expect(fleet.events(id).some((e) => e.type === 'wave.passed')).toBe(false);
+
+    await fleet.finishRevert('host-1');
+    expect(fleet.state(id)).toBe('succeeded');
+    expect(fleet.hostStates(id)).toEqual({ 'host-1': 'reverted', 'host-2': 'healthy' });
+  });
+
+  it('never sends a revert order whose transaction rolled back', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'] });
+    await fleet.finish('host-1');
+    const runner = new RevertRunner({
+      store: fleet.store,
+      channel: {
+        send: (agentId, message) => void fleet.sent.push({ agentId, message, delivered: false }) || true,
+        isOnline: () => true,
+      },
+      clock: { now: () => fleet.now },
+      windows: undefined,
+      isStopped: () => false,
+    });
+
+    expect(() =>
+      fleet.store.transaction(() => {
+        runner.dispatch(fleet.run(id, 'host-1'));
+        throw new Error('SQLITE_FULL: database or disk is full');
+      }),
+    ).toThrow(/disk is full/);
+    await settle();
+    expect(fleet.sentOf('order.revert')).toEqual([]);
+    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'healthy', revertOrderId: null });
+
+    fleet.store.transaction(() => runner.dispatch(fleet.run(id, 'host-1')));
+    expect(fleet.sentOf('order.revert').map((s) => s.message.revertsOrderId)).toEqual([
+      fleet.run(id, 'host-1').orderId,
+    ]);
+  });
+
   it('of one host is refused when the host carries no change', async () => {
     const fleet = new Fleet();
     await fleet.addHosts(['host-1', 'host-2']);
@@ -1260,6 +1445,27 @@ describe('autoRevert on halt', () => {
         .filter((e) => e.type.startsWith('rollout.') && e.toState !== null)
         .map((e) => `${e.fromState ?? ''}→${e.toState}`),
     ).toEqual(['→scheduled', 'scheduled→running', 'running→halted', 'halted→reverting', 'reverting→reverted']);
+  });
+
+  it('rollout: the halt and the move to reverting are one commit, so a crash right after the halt still reverts', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'rollout' });
+    await fleet.finish('host-1');
+    // The coordinator dies as soon as the halt is on disk.
+    fleet.store.onEvent((event) => {
+      if (event.type === 'rollout.halted') fleet.restart();
+    });
+    await fleet.finish('host-2', 'failed');
+
+    expect(fleet.state(id)).toBe('reverting');
+    for (const h of hosts(3)) await fleet.connect(h);
+    await fleet.advance(SECOND);
+    expect(fleet.sentOf('order.revert').map((s) => s.agentId)).toEqual(['host-1']);
+    expect(fleet.agent('host-3').cancels).toEqual([fleet.run(id, 'host-3').orderId]); // in flight at the halt
+    await fleet.finishRevert('host-1');
+    await fleet.finish('host-3', 'cancelled');
+    expect(fleet.state(id)).toBe('reverted');
   });
 
   it.each(['host', 'none'] as const)('%s: reverts nothing more', async (scope) => {
@@ -1501,6 +1707,50 @@ describe('crash safety', () => {
     expect(fleet.sentOf('order.ack', 'host-1').length).toBeGreaterThan(0);
     await fleet.finish('host-2');
     expect(fleet.state(id)).toBe('succeeded');
+  });
+
+  it('a result for an unknown order that says the host changed is acked, and logged as an error', async () => {
+    const { log: captured, lines } = capturingLog();
+    const fleet = new Fleet({ log: captured });
+    await fleet.addHosts(['host-1']);
+    const finishedAt = new Date(fleet.now).toISOString();
+    fleet.engine.onOrderResult('host-1', { orderId: 'ord_ghost1', outcome: 'healthy', changed: true, finishedAt });
+    fleet.engine.onOrderResult('host-1', { orderId: 'ord_ghost2', outcome: 'failed', changed: false, finishedAt });
+    await settle();
+
+    expect(fleet.sentOf('order.ack', 'host-1').map((s) => s.message.orderId)).toEqual(['ord_ghost1', 'ord_ghost2']);
+    const errors = lines.filter((l) => l.level >= 50);
+    expect(errors).toEqual([
+      expect.objectContaining({
+        orderId: 'ord_ghost1',
+        msg: expect.stringContaining('host reports a change the coordinator has no record of'),
+      }),
+    ]);
+  });
+
+  it('a batch of reports that fails to commit (SQLITE_BUSY) is logged and recorded again, not lost nor fatal', async () => {
+    const { log: captured, lines } = capturingLog();
+    const fleet = new Fleet({ log: captured });
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'] });
+    // Another writer holds the database; the engine gives up at once instead of waiting.
+    fleet.store.db.pragma('busy_timeout = 0');
+    const other = new Database(fleet.file);
+    other.exec('BEGIN IMMEDIATE');
+    try {
+      await fleet.finish('host-1');
+      expect(lines.some((l) => l.level >= 50 && /recording agent reports failed/.test(l.msg))).toBe(true);
+      expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+      expect(fleet.sentOf('order.ack')).toEqual([]); // nothing acked: the agent keeps the result
+    } finally {
+      other.exec('COMMIT');
+      other.close();
+    }
+
+    await vi.waitFor(() => expect(fleet.state(id)).toBe('succeeded'), { timeout: 5000, interval: 50 });
+    expect(fleet.run(id, 'host-1').state).toBe('healthy');
+    expect(fleet.events(id).filter((e) => e.type === 'host.healthy')).toHaveLength(1);
+    expect(fleet.sentOf('order.ack', 'host-1')).toHaveLength(1);
   });
 
   it('the next wave never starts early: a restart during the bake waits the bake out', async () => {

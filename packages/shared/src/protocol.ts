@@ -207,8 +207,14 @@ export const OrderWatchSchema = z
 
 export const OrderCancelSchema = z.object({ type: z.literal('order.cancel'), orderId: OrderIdSchema }).strict();
 
-/** The coordinator has durably recorded this result; the agent may stop re-reporting it. */
-export const OrderAckSchema = z.object({ type: z.literal('order.ack'), orderId: OrderIdSchema }).strict();
+/**
+ * The coordinator has durably recorded this result; the agent may stop re-reporting it. `finishedAt`
+ * names which result (an order can report twice: healthy, then failed during bake), so a late ack
+ * of the first does not silence the second.
+ */
+export const OrderAckSchema = z
+  .object({ type: z.literal('order.ack'), orderId: OrderIdSchema, finishedAt: IsoTimeSchema.optional() })
+  .strict();
 
 export const CoordinatorMessageSchema = z.discriminatedUnion('type', [
   WelcomeSchema,

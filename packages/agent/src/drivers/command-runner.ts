@@ -4,6 +4,8 @@ import { spawn } from 'node:child_process';
 const MAX_OUTPUT_CHARS = 256 * 1024;
 /** Grace between SIGTERM and SIGKILL when a command is stopped. */
 const KILL_GRACE_MS = 3_000;
+/** After the program exits, how long its last output may take to arrive through the pipes. */
+const OUTPUT_GRACE_MS = 250;
 
 export interface RunOptions {
   env: NodeJS.ProcessEnv;
@@ -52,6 +54,8 @@ export function runCommand(argv: readonly string[], options: RunOptions): Promis
     let timedOut = false;
     let aborted = false;
     let killTimer: NodeJS.Timeout | undefined;
+    let outputTimer: NodeJS.Timeout | undefined;
+    let settled = false;
     const append = (acc: string, chunk: Buffer): string => {
       const next = acc + chunk.toString('utf8');
       return next.length > MAX_OUTPUT_CHARS ? next.slice(next.length - MAX_OUTPUT_CHARS) : next;
@@ -85,18 +89,32 @@ export function runCommand(argv: readonly string[], options: RunOptions): Promis
     };
     options.signal?.addEventListener('abort', onAbort, { once: true });
 
-    const finish = (): void => {
+    const finish = (): boolean => {
+      if (settled) return false;
+      settled = true;
       clearTimeout(timer);
       if (killTimer) clearTimeout(killTimer);
+      if (outputTimer) clearTimeout(outputTimer);
       options.signal?.removeEventListener('abort', onAbort);
+      return true;
     };
     child.once('error', (err) => {
-      finish();
-      reject(err);
+      if (finish()) reject(err);
+    });
+    child.once('exit', (exitCode, signal) => {
+      // The program is done, so it did not time out. 'close' waits for the pipes too, and a
+      // background process it left behind (a daemon a maintainer script started) may hold them for
+      // ever: after a short grace for the last output, stop reading and answer with the exit.
+      // The group is not killed here: what a package starts on purpose must keep running.
+      clearTimeout(timer);
+      outputTimer = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        if (finish()) resolve({ argv, exitCode, signal, stdout, stderr, timedOut, aborted });
+      }, OUTPUT_GRACE_MS);
     });
     child.once('close', (exitCode, signal) => {
-      finish();
-      resolve({ argv, exitCode, signal, stdout, stderr, timedOut, aborted });
+      if (finish()) resolve({ argv, exitCode, signal, stdout, stderr, timedOut, aborted });
     });
   });
 }

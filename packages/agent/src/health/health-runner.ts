@@ -1,6 +1,15 @@
 import type { HealthCheck, HealthCheckResult, HealthPolicy } from '@fleetpatch/shared';
 import { type Clock, systemClock } from '../clock.js';
+import { checkLabel } from './check-label.js';
 import type { HealthProbe } from './health-probe.js';
+
+/** How long a check without its own `timeoutMs` may take before the runner stops waiting for it. */
+const DEFAULT_CHECK_LIMIT_MS = 10_000;
+/**
+ * Added to a check's own `timeoutMs`: a check that honours its timeout reports it itself, with
+ * the output it saw; the runner's limit is for one that cannot (a read stuck in D-state I/O).
+ */
+const CHECK_LIMIT_GRACE_MS = 1_000;
 
 export interface HealthPoll {
   healthy: boolean;
@@ -31,7 +40,7 @@ export class HealthRunner {
   /** Every check once, in parallel. Healthy when all pass; no checks is healthy. */
   async runOnce(checks: readonly HealthCheck[], signal: AbortSignal): Promise<HealthPoll> {
     signal.throwIfAborted();
-    const results = await Promise.all(checks.map((check) => this.probe.run(check, signal)));
+    const results = await Promise.all(checks.map((check) => this.runLimited(check, signal)));
     // A check cut short by the abort reads as failed; that must not pass for a verdict.
     signal.throwIfAborted();
     return { healthy: results.every((result) => result.ok), results };
@@ -116,6 +125,42 @@ export class HealthRunner {
         };
       }
       await this.sleep(Math.min(intervalMs, end - now), signal);
+    }
+  }
+
+  /**
+   * One probe, raced against a time limit: a check that never settles (a stat on a dead NFS mount)
+   * must fail, not hold the verdict — and with it the revert — for ever. The limit runs on the
+   * Clock, and starts only once the probe has had a turn of the event loop: a probe that answers at
+   * once never touches the clock (so a fake clock's time stands still in tests).
+   */
+  private async runLimited(check: HealthCheck, signal: AbortSignal): Promise<HealthCheckResult> {
+    const limitMs = 'timeoutMs' in check ? check.timeoutMs + CHECK_LIMIT_GRACE_MS : DEFAULT_CHECK_LIMIT_MS;
+    const giveUp = new AbortController();
+    const answer = this.probe.run(check, AbortSignal.any([signal, giveUp.signal]));
+    const limit = (async (): Promise<HealthCheckResult> => {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const failed = (observed: string): HealthCheckResult => ({
+        check: checkLabel(check),
+        kind: check.kind,
+        ok: false,
+        observed,
+        at: new Date(this.clock.now()).toISOString(),
+      });
+      if (giveUp.signal.aborted) return failed('superseded'); // the probe answered: this result is never used
+      try {
+        await this.clock.sleep(limitMs, AbortSignal.any([signal, giveUp.signal]));
+      } catch {
+        // Aborted: by the caller (runOnce then throws its reason) or because the probe answered.
+        return failed('aborted');
+      }
+      return failed(`check did not finish in ${limitMs} ms`);
+    })();
+    try {
+      return await Promise.race([answer, limit]);
+    } finally {
+      // Stops the timer, and tells a probe that lost the race to give up what it can.
+      giveUp.abort();
     }
   }
 

@@ -34,10 +34,10 @@ export class ReportRecorder {
 
   record(batch: readonly AgentReport[]): void {
     const { store, channel, clock } = this.deps;
-    const acks: { agentId: string; orderId: string }[] = [];
+    const acks: { agentId: string; orderId: string; finishedAt: string }[] = [];
     const hellos: { agentId: string; hello: Hello }[] = [];
     const result = (agentId: string, body: OrderResultBody) => {
-      if (this.applyResult(agentId, body)) acks.push({ agentId, orderId: body.orderId });
+      if (this.applyResult(agentId, body)) acks.push({ agentId, orderId: body.orderId, finishedAt: body.finishedAt });
     };
     store.transaction(() => {
       for (const report of batch) {
@@ -66,16 +66,20 @@ export class ReportRecorder {
         }
       }
     });
-    for (const ack of acks) channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId });
+    // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
+    for (const ack of acks)
+      channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });
     for (const { agentId, hello } of hellos) this.resendAfterHello(agentId, hello);
   }
 
   /**
    * After a hello is committed: orders we think are in flight that the agent did not mention go again
-   * (it answers known ids from its journal, so a resend never applies twice).
+   * (it answers known ids from its journal, so a resend never applies twice), and apply orders it is
+   * still working on that we have given up on are cancelled again.
    */
   private resendAfterHello(agentId: string, hello: Hello): void {
     const { store, channel } = this.deps;
+    this.cancelAbandoned(agentId, hello);
     const reported = new Set(hello.orders.map((order) => order.orderId));
     for (const run of store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
       if (run.state === 'reverting' && run.revertOrderId && !reported.has(run.revertOrderId)) sendRevert(channel, run);
@@ -87,6 +91,27 @@ export class ReportRecorder {
       }
     }
     for (const run of store.hostRuns.forHostInStates(agentId, ['queued'])) this.deps.markDirty(run.rolloutId);
+  }
+
+  /**
+   * Abort is sticky across a disconnect or a coordinator crash: the cancel sent at the abort (or at a
+   * timeout) never reached an agent that was away, so every apply order its hello reports unfinished
+   * whose host run is over, or whose rollout no longer lets hosts finish, is cancelled now.
+   * A halted rollout lets its in-flight hosts finish (the design's failure budget), so it is spared.
+   */
+  private cancelAbandoned(agentId: string, hello: Hello): void {
+    const { store, channel } = this.deps;
+    for (const order of hello.orders) {
+      if (order.phase === 'done' || order.result) continue;
+      const run = store.hostRuns.byOrderId(order.orderId);
+      if (!run || run.hostId !== agentId || run.orderId !== order.orderId) continue;
+      const rollout = store.rollouts.get(run.rolloutId);
+      const rolloutLetsItFinish =
+        rollout?.state === 'running' || rollout?.state === 'paused' || rollout?.state === 'halted';
+      if (TERMINAL_HOST_STATES.has(run.state) || !rolloutLetsItFinish) {
+        channel.send(agentId, { type: 'order.cancel', orderId: order.orderId });
+      }
+    }
   }
 
   private applyProgress(agentId: string, progress: OrderProgress): void {
@@ -117,7 +142,14 @@ export class ReportRecorder {
     const { store, clock, log } = this.deps;
     const run = store.hostRuns.byOrderId(result.orderId) ?? store.hostRuns.byRevertOrderId(result.orderId);
     if (!run) {
-      log.warn({ agentId, orderId: result.orderId }, 'result for an unknown order; acknowledged and ignored');
+      // Acked all the same (re-reporting it forever helps nobody), but a change on a host that no
+      // host run accounts for is one no revert will find: a person has to look at it.
+      if (result.changed)
+        log.error(
+          { agentId, orderId: result.orderId, outcome: result.outcome },
+          'host reports a change the coordinator has no record of; acknowledged',
+        );
+      else log.warn({ agentId, orderId: result.orderId }, 'result for an unknown order; acknowledged and ignored');
       return true;
     }
     if (run.hostId !== agentId) {

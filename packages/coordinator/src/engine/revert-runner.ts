@@ -14,7 +14,7 @@ export class RevertRunner {
   advance(rollout: RolloutRecord): void {
     const { store } = this.deps;
     // Counts and a bounded query: called after every burst of results, so never a scan of every host.
-    const counts = store.hostRuns.countByState(rollout.id);
+    const counts = store.hostRuns.countInStates(rollout.id, [...IN_FLIGHT_HOST_STATES, 'reverting', 'revert_failed']);
     const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (counts.get(s) ?? 0), 0);
     const reverting = counts.get('reverting') ?? 0;
     const slots = rollout.request.revertParallel - reverting;
@@ -36,7 +36,7 @@ export class RevertRunner {
     });
   }
 
-  /** Must run inside a transaction; the send follows the commit via setImmediate. */
+  /** Must run inside a transaction; the order is sent once it commits (never if it rolls back). */
   dispatch(run: HostRunRecord): void {
     const { store, channel, clock } = this.deps;
     if (!run.orderId) return;
@@ -55,7 +55,7 @@ export class RevertRunner {
       isoNow(clock),
     );
     const sent = { ...run, state: 'reverting' as const, revertOrderId: orderId };
-    setImmediate(() => {
+    store.afterCommit(() => {
       if (!this.deps.isStopped()) sendRevert(channel, sent);
     });
   }

@@ -24,6 +24,9 @@ import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-tra
 import { resolveTarget, unknownHostIds } from './target-resolver.js';
 import { WaveAdvancer } from './wave-advancer.js';
 
+/** How long a batch of agent reports that failed to commit waits before it is recorded again. */
+const REPORT_RETRY_MS = 1000;
+
 export type { AgentChannel, EngineClock, WaveGate, WindowWatcher } from './engine-interfaces.js';
 
 export interface RolloutEngineOptions {
@@ -35,6 +38,11 @@ export interface RolloutEngineOptions {
   /** Checks a window before a rollout is created with it; throws validation_failed. */
   validateWindow?: (window: MaintenanceWindow) => void;
   windows?: WindowWatcher;
+  /**
+   * The fewest approvals a rollout may ask for (the coordinator's `minApprovals`): without it one
+   * operator could skip four eyes by asking for none. Defaults to 0 so engine tests need no approver.
+   */
+  minApprovals?: number;
 }
 
 /**
@@ -57,6 +65,7 @@ export class RolloutEngine {
   private readonly clock: EngineClock;
   private readonly windows: WindowWatcher | undefined;
   private readonly validateWindow: (window: MaintenanceWindow) => void;
+  private readonly minApprovals: number;
   private readonly deps: EngineDeps;
   private readonly reverts: RevertRunner;
   private readonly advancer: WaveAdvancer;
@@ -74,6 +83,7 @@ export class RolloutEngine {
     this.clock = options.clock ?? { now: () => Date.now() };
     this.windows = options.windows;
     this.validateWindow = options.validateWindow ?? (() => {});
+    this.minApprovals = options.minApprovals ?? 0;
     this.deps = {
       store: this.store,
       channel: this.channel,
@@ -107,6 +117,14 @@ export class RolloutEngine {
     const patch = this.store.patches.get(request.patchId);
     if (!patch)
       throw new FleetError(ErrorCode.validationFailed, `patch ${request.patchId} does not exist`, { path: 'patchId' });
+    if (request.requiredApprovals < this.minApprovals) {
+      // Named like a schema failure of the request body, which is what it is to the caller.
+      const message = `must be at least ${this.minApprovals} (this coordinator's minApprovals), got ${request.requiredApprovals}`;
+      throw new FleetError(ErrorCode.validationFailed, `invalid request: body.requiredApprovals: ${message}`, {
+        path: 'body.requiredApprovals',
+        issues: [{ path: 'body.requiredApprovals', message }],
+      });
+    }
     if (request.window) this.validateWindow(request.window);
     const unknown = unknownHostIds(request.target, this.store.agents.list());
     if (unknown.length > 0) {
@@ -220,14 +238,40 @@ export class RolloutEngine {
     return rollout;
   }
 
-  /** Restarts a halted or aborted rollout: hosts that failed, timed out, were skipped or cancelled get a new order. */
+  /**
+   * Restarts a halted or aborted rollout: hosts that failed, were skipped or cancelled get a new order,
+   * and so does a timed-out host whose agent is online now. A timed-out host whose agent is offline
+   * may still carry its old order's change: requeueing would clear that order id, and its late result
+   * would then be acked and dropped. It stays timed_out (and counted) until it has said hello.
+   */
   retry(id: string, actor: string): RolloutRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       assertVerb(id, rollout.state, 'retry');
-      const retried = this.store.hostRuns
+      // A revert still out would finish under a running rollout, which could then pass the wave (or
+      // succeed) with the host's outcome unknown; the operator retries once the reverts are in.
+      const reverting = this.store.hostRuns.countInStates(id, ['reverting']).get('reverting') ?? 0;
+      if (reverting > 0) {
+        throw new FleetError(
+          ErrorCode.illegalTransition,
+          `cannot retry while ${reverting} host(s) of this rollout are reverting; retry once their reverts have finished`,
+          { rolloutId: id, state: rollout.state, reverting },
+        );
+      }
+      const candidates = this.store.hostRuns
         .inStates(id, ['failed', 'timed_out', 'skipped', 'cancelled'])
         .filter((run) => run.wave <= rollout.currentWave && !run.changed);
+      const retried: HostRunRecord[] = [];
+      const notRequeued: { hostId: string; reason: string }[] = [];
+      for (const run of candidates) {
+        // Online now means it has said hello since the timeout, and the hello carried any result it had.
+        if (run.state === 'timed_out' && !this.channel.isOnline(run.hostId)) {
+          notRequeued.push({
+            hostId: run.hostId,
+            reason: 'timed out and offline: it may still carry the change of its earlier order',
+          });
+        } else retried.push(run);
+      }
       for (const run of retried) this.store.hostRuns.requeue(id, run.hostId);
       // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
       // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
@@ -240,7 +284,10 @@ export class RolloutEngine {
             isoNow(this.clock),
           );
       }
-      transitionRollout(this.deps, rollout, 'running', actor, null, { requeued: retried.map((r) => r.hostId) });
+      transitionRollout(this.deps, rollout, 'running', actor, null, {
+        requeued: retried.map((r) => r.hostId),
+        ...(notRequeued.length > 0 ? { notRequeued } : {}),
+      });
     });
     this.markDirty(id);
     return mustGetRollout(this.store, id);
@@ -377,8 +424,24 @@ export class RolloutEngine {
     if (this.reports.length === 0 || this.stopped) return;
     const batch = this.reports;
     this.reports = [];
-    this.recorder.record(batch);
+    try {
+      this.recorder.record(batch);
+    } catch (err) {
+      // SQLITE_BUSY, a full disk: the batch's transaction rolled back and no ack went out, so the batch
+      // goes back in front of anything newer and is recorded again shortly (nothing is lost, nor doubled).
+      this.log.error({ err, reports: batch.length }, 'recording agent reports failed; retrying in 1s');
+      this.reports = [...batch, ...this.reports];
+      this.scheduleRetryFlush();
+      return;
+    }
     this.advanceDirty();
+  }
+
+  private scheduleRetryFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const timer = setTimeout(() => this.flushReports(), REPORT_RETRY_MS);
+    timer.unref();
   }
 
   private markDirty(rolloutId: string): void {

@@ -6,7 +6,7 @@ import { newId } from './ids.js';
 import { cancelInFlight, sendApply, sendBakeWatch } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './rollout-states.js';
-import { isoNow, mustGetRollout, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
+import { isoNow, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
 
 type AdvancerDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty'>;
 
@@ -66,8 +66,11 @@ export class WaveAdvancer {
 
     const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (waveRuns.get(s) ?? 0), 0);
     const queued = waveRuns.get('queued') ?? 0;
+    // A host of this wave being reverted (per-host revert, or autoRevert `wave` before a retry) has not
+    // finished either: the wave must not pass, nor the rollout succeed, while its revert is out.
+    const reverting = waveRuns.get('reverting') ?? 0;
 
-    if (queued === 0 && inFlight === 0) {
+    if (queued === 0 && inFlight === 0 && reverting === 0) {
       return this.finishWave(rollout, now);
     }
     if (queued > 0 && inFlight < request.maxParallel) {
@@ -122,6 +125,8 @@ export class WaveAdvancer {
   private halt(rollout: RolloutRecord, reason: string): void {
     const { store, channel } = this.deps;
     const scope = rollout.request.autoRevert;
+    // One commit for the halt and, with autoRevert `rollout`, the move to reverting: a crash between
+    // two commits would leave a halted rollout that nobody reverts (halted is final; nothing advances it).
     store.transaction(() => {
       transitionRollout(this.deps, rollout, 'halted', SYSTEM, reason);
       if (scope === 'wave') {
@@ -130,10 +135,10 @@ export class WaveAdvancer {
             this.reverts.dispatch(run);
         }
       }
+      // transitionRollout updated rollout.state in place, so this edge is checked from `halted`.
+      if (scope === 'rollout') transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'auto-revert: rollout');
     });
     if (scope === 'rollout') {
-      const halted = mustGetRollout(store, rollout.id);
-      store.transaction(() => transitionRollout(this.deps, halted, 'reverting', SYSTEM, 'auto-revert: rollout'));
       cancelInFlight(store, channel, rollout.id);
       this.deps.markDirty(rollout.id);
     }

@@ -9,6 +9,13 @@ import { z } from 'zod';
  */
 export const eventStreamRoutes: FastifyPluginAsyncZod = async (app) => {
   const { store, view, auth } = app.fleet;
+  // Open streams, each with the function that ends it. A stream never ends by itself, and the HTTP
+  // server cannot finish closing while one is open: one preClose hook (hooks cannot be added once the
+  // app is ready, so never per request) ends them all when the app closes.
+  const open = new Set<() => void>();
+  app.addHook('preClose', async () => {
+    for (const end of [...open]) end();
+  });
 
   app.get(
     '/rollouts/:id/events/stream',
@@ -53,15 +60,19 @@ export const eventStreamRoutes: FastifyPluginAsyncZod = async (app) => {
       replaying = false;
       for (const event of live) write(event);
       const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-      const close = () => {
+      const cleanUp = () => {
         clearInterval(keepAlive);
         unsubscribe();
+        open.delete(end);
       };
-      request.raw.on('close', close);
-      app.addHook('onClose', async () => {
-        close();
+      const end = () => {
+        cleanUp();
         res.end();
-      });
+      };
+      open.add(end);
+      // The response's close fires when the client goes away or the stream is ended, either way once.
+      res.on('close', cleanUp);
+      if (res.destroyed) cleanUp(); // the client left before the listener was attached
     },
   );
 };

@@ -13,10 +13,12 @@ import { ERROR_RESPONSES } from '../http/error-handler.js';
 
 const Params = z.object({ id: z.string().min(1).max(100) });
 const HostParams = Params.extend({ hostId: z.string().min(1).max(128) });
+// Verbs need no body: `curl -X POST` sends none (or an empty one with a JSON content type, which the
+// app's JSON parser reads as none), and a client may send `null`; all three mean "no reason given".
 const VerbBody = z
   .object({ reason: z.string().max(2000).optional() })
   .strict()
-  .optional();
+  .nullish();
 const Status = { 200: RolloutStatusSchema, ...ERROR_RESPONSES } as const;
 
 /** Rollouts: create, plan, the lifecycle verbs, status, and the audit trail (paged and live). */
@@ -61,7 +63,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
-  // Dry run: every target agent checks the preconditions and says what it would do; nothing changes.
+  // Dry run: every target agent checks the preconditions and says what it would do; nothing changes on
+  // the hosts. Still `write`: it sends frames to every target agent and writes an audit row.
   app.post(
     '/rollouts/:id/preflight',
     {
@@ -75,7 +78,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      const caller = auth.require(request, 'read');
+      const caller = auth.require(request, 'write');
       const plan = view.plan(request.params.id);
       const rollout = view.status(request.params.id).rollout;
       const patch = store.patches.get(rollout.patchId);

@@ -86,7 +86,11 @@ export class HostRunRepository {
       countByState: db.prepare(
         'SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? GROUP BY state',
       ),
-      countAllByState: db.prepare('SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = ? GROUP BY state'),
+      // Led by state (host_runs_state), so the cost follows the few hosts in those states, not the rollout's size.
+      countInStates: db.prepare(
+        `SELECT state, count(*) AS n FROM host_runs INDEXED BY host_runs_state
+         WHERE state IN (SELECT value FROM json_each(?)) AND rollout_id = ? GROUP BY state`,
+      ),
       nextQueued: db.prepare(
         "SELECT * FROM host_runs WHERE rollout_id = ? AND wave = ? AND state = 'queued' ORDER BY position LIMIT ?",
       ),
@@ -163,12 +167,21 @@ export class HostRunRepository {
     return row && toRecord(row);
   }
 
-  countByState(rolloutId: string, wave?: number): Map<HostRunState, number> {
-    const rows = (
-      wave === undefined
-        ? this.statements.countAllByState.all(rolloutId)
-        : this.statements.countByState.all(rolloutId, wave)
-    ) as { state: HostRunState; n: number }[];
+  /** Host runs of one wave, counted by state (index on (rollout_id, wave, state)). */
+  countByState(rolloutId: string, wave: number): Map<HostRunState, number> {
+    const rows = this.statements.countByState.all(rolloutId, wave) as { state: HostRunState; n: number }[];
+    return new Map(rows.map((row) => [row.state, row.n]));
+  }
+
+  /**
+   * Host runs of a rollout in one of `states`, counted by state, through the state index: the revert
+   * runner asks after every burst of results, and must not count every host of a large rollout to do it.
+   */
+  countInStates(rolloutId: string, states: readonly HostRunState[]): Map<HostRunState, number> {
+    const rows = this.statements.countInStates.all(JSON.stringify(states), rolloutId) as {
+      state: HostRunState;
+      n: number;
+    }[];
     return new Map(rows.map((row) => [row.state, row.n]));
   }
 

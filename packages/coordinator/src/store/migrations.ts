@@ -89,4 +89,13 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     name: 'index host runs by state, for deadline checks across rollouts',
     sql: 'CREATE INDEX host_runs_state ON host_runs(state, dispatched_at);',
   },
+  {
+    version: 3,
+    name: 'partial indexes for failure counts and revert candidates, so their cost follows the few matching rows',
+    // Both are read after every burst of agent reports; without these they scan every host of the rollout.
+    sql: `
+      CREATE INDEX host_runs_failures ON host_runs(rollout_id, wave) WHERE counted_failure = 1;
+      CREATE INDEX host_runs_changed ON host_runs(rollout_id, wave, position) WHERE changed = 1;
+    `,
+  },
 ];

@@ -21,6 +21,7 @@ export class Store {
   private readonly eventRepository: EventRepository;
   private readonly listeners = new Set<EventListener>();
   private pending: EventRecord[] | null = null;
+  private afterCommits: (() => void)[] = [];
 
   constructor(readonly db: Db) {
     this.agents = new AgentRepository(db);
@@ -38,15 +39,31 @@ export class Store {
   transaction<T>(fn: () => T): T {
     if (this.pending !== null) return fn();
     this.pending = [];
+    this.afterCommits = [];
     let committed: EventRecord[] = [];
+    let callbacks: (() => void)[] = [];
     try {
       const result = this.db.transaction(fn).immediate();
       committed = this.pending;
+      callbacks = this.afterCommits;
       return result;
     } finally {
       this.pending = null;
+      this.afterCommits = [];
       for (const event of committed) this.publish(event);
+      runAll(callbacks);
     }
+  }
+
+  /**
+   * Must run inside `transaction()`. Runs `fn` once the outermost transaction has committed, and
+   * never if it rolls back: an order is sent only when the row that records it is on disk (a crash
+   * in between leaves a committed order for the agent's hello to pick up, never a sent one that is
+   * not recorded).
+   */
+  afterCommit(fn: () => void): void {
+    if (this.pending === null) throw new Error('afterCommit must run inside Store.transaction()');
+    this.afterCommits.push(fn);
   }
 
   /** Appends an audit event; must run inside `transaction()`. */
@@ -83,4 +100,22 @@ export class Store {
       }
     }
   }
+}
+
+/**
+ * Runs every callback even when one throws (the transaction is committed either way, so the others'
+ * sends must still go), then rethrows the first error so the caller does not hide it.
+ */
+function runAll(callbacks: readonly (() => void)[]): void {
+  let first: unknown;
+  let failed = false;
+  for (const callback of callbacks) {
+    try {
+      callback();
+    } catch (err) {
+      if (!failed) first = err;
+      failed = true;
+    }
+  }
+  if (failed) throw first;
 }

@@ -1,0 +1,64 @@
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
+import { CoordinatorConnection } from '../src/coordinator-connection.js';
+
+const FACTS = {
+  hostname: 'h',
+  os: 'linux',
+  distro: 'd',
+  release: 'r',
+  kernel: 'k',
+  arch: 'x64',
+  cpus: 1,
+  memoryBytes: 1,
+};
+
+let server: WebSocketServer | undefined;
+let connection: CoordinatorConnection | undefined;
+
+afterEach(async () => {
+  await connection?.stop();
+  for (const client of server?.clients ?? []) client.terminate();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  server = undefined;
+  connection = undefined;
+});
+
+describe('CoordinatorConnection', () => {
+  it('gives up on a coordinator that accepts the socket but never says welcome, and dials again', async () => {
+    server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve) => server?.once('listening', () => resolve()));
+    let connections = 0;
+    let hellos = 0;
+    server.on('connection', (socket) => {
+      connections++;
+      socket.on('message', () => {
+        hellos++; // heard, never answered
+      });
+    });
+    const { port } = server.address() as AddressInfo;
+    connection = new CoordinatorConnection({
+      url: `ws://127.0.0.1:${port}/v1/agents/connect`,
+      token: 'a-token-of-sixteen-chars',
+      log: pino({ level: 'silent' }),
+      backoffBaseMs: 10,
+      backoffMaxMs: 100,
+      welcomeTimeoutMs: 200,
+      hello: () => ({
+        type: 'hello',
+        protocolVersion: 1,
+        agentVersion: 'test',
+        labels: {},
+        facts: FACTS,
+        orders: [],
+      }),
+      onMessage: () => undefined,
+    });
+    connection.start(() => 0);
+    await expect.poll(() => connections, { timeout: 3_000, interval: 20 }).toBeGreaterThanOrEqual(2);
+    expect(hellos).toBeGreaterThanOrEqual(1);
+    expect(connection.connected).toBe(false);
+  });
+});

@@ -1,0 +1,261 @@
+/**
+ * The HTTP adapter's own rules: who may do what (roles, the minimum number of approvals), verbs
+ * that take no body, and a live event stream that never keeps the coordinator from shutting down.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { get, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorBodySchema, type PatchSpecInput, RolloutStatusSchema } from '@fleetpatch/shared';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.js';
+import { CoordinatorConfigSchema } from '../src/config.js';
+
+const ADMIN = 'admin-token-0123456789';
+const OPERATOR = 'operator-token-0123456789';
+const APPROVER = 'approver-token-0123456789';
+const VIEWER = 'viewer-token-0123456789';
+
+const PATCH: PatchSpecInput = {
+  title: 'Raise app workers to 8',
+  problem: 'Requests queue at peak.',
+  rootCause: 'workers was sized for last year.',
+  intendedFix: 'workers = 8',
+  ticket: 'OPS-1',
+  change: {
+    kind: 'file',
+    path: '/etc/app/app.conf',
+    content: 'workers = 8\n',
+    mode: '0644',
+    owner: 'root',
+    group: 'root',
+  },
+};
+
+interface Running {
+  app: FastifyInstance;
+  logLines: { level: number; msg: string }[];
+  dataDir: string;
+}
+const running: Running[] = [];
+
+afterEach(async () => {
+  for (const { app, dataDir } of running.splice(0)) {
+    await app.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+async function coordinator(config: Record<string, unknown> = {}): Promise<Running> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fleetpatch-http-'));
+  const logLines: { level: number; msg: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logLines.push(JSON.parse(line)) });
+  const app = await buildApp(
+    CoordinatorConfigSchema.parse({
+      dataDir,
+      apiTokens: [
+        { name: 'alice', token: ADMIN, role: 'admin' },
+        { name: 'olga', token: OPERATOR, role: 'operator' },
+        { name: 'bob', token: APPROVER, role: 'approver' },
+        { name: 'vic', token: VIEWER, role: 'viewer' },
+      ],
+      ...config,
+    }),
+    { logger },
+  );
+  const started = { app, logLines, dataDir };
+  running.push(started);
+  return started;
+}
+
+async function call(app: FastifyInstance, method: 'GET' | 'POST', url: string, body?: unknown, token = ADMIN) {
+  const res = await app.inject({
+    method,
+    url,
+    headers: { authorization: `Bearer ${token}` },
+    ...(body === undefined ? {} : { payload: body as Record<string, unknown> }),
+  });
+  return { status: res.statusCode, body: res.json() as unknown };
+}
+
+/** A patch and a rollout over one registered (offline) agent; returns the rollout id. */
+async function rollout(app: FastifyInstance, request: Record<string, unknown> = {}): Promise<string> {
+  await call(app, 'POST', '/v1/agents', { id: 'web-1', labels: {} });
+  const patch = (await call(app, 'POST', '/v1/patches', PATCH)).body as { id: string };
+  const created = await call(app, 'POST', '/v1/rollouts', {
+    patchId: patch.id,
+    target: { all: true },
+    offline: { mode: 'wait' },
+    ...request,
+  });
+  expect(created.status, JSON.stringify(created.body)).toBe(201);
+  return RolloutStatusSchema.parse(created.body).rollout.id;
+}
+
+describe('roles', () => {
+  it('preflight needs write: it sends frames to agents and writes an audit row', async () => {
+    const { app } = await coordinator();
+    const id = await rollout(app);
+    const viewer = await call(app, 'POST', `/v1/rollouts/${id}/preflight`, { timeoutSeconds: 1 }, VIEWER);
+    expect(viewer.status).toBe(403);
+    expect(ErrorBodySchema.parse(viewer.body).error.message).toBe('vic (viewer) may not write');
+    const approver = await call(app, 'POST', `/v1/rollouts/${id}/preflight`, { timeoutSeconds: 1 }, APPROVER);
+    expect(approver.status).toBe(403);
+    expect((await call(app, 'POST', `/v1/rollouts/${id}/preflight`, { timeoutSeconds: 1 }, OPERATOR)).status).toBe(200);
+  });
+});
+
+describe('minApprovals', () => {
+  it('defaults to 1: a rollout asking for no approval is a 400 naming body.requiredApprovals, and nothing is stored', async () => {
+    const { app } = await coordinator();
+    await call(app, 'POST', '/v1/agents', { id: 'web-1', labels: {} });
+    const patch = (await call(app, 'POST', '/v1/patches', PATCH)).body as { id: string };
+    const res = await call(
+      app,
+      'POST',
+      '/v1/rollouts',
+      { patchId: patch.id, target: { all: true }, requiredApprovals: 0 },
+      OPERATOR,
+    );
+    expect(res.status).toBe(400);
+    const { error } = ErrorBodySchema.parse(res.body);
+    expect(error.code).toBe('validation_failed');
+    expect(error.message).toContain('body.requiredApprovals');
+    expect(error.details).toMatchObject({ issues: [{ path: 'body.requiredApprovals' }] });
+    expect(((await call(app, 'GET', '/v1/rollouts')).body as { rollouts: unknown[] }).rollouts).toEqual([]);
+  });
+
+  it('a coordinator may ask for more, or allow none', async () => {
+    const strict = await coordinator({ minApprovals: 2 });
+    await call(strict.app, 'POST', '/v1/agents', { id: 'web-1', labels: {} });
+    const patch = (await call(strict.app, 'POST', '/v1/patches', PATCH)).body as { id: string };
+    const one = await call(strict.app, 'POST', '/v1/rollouts', { patchId: patch.id, target: { all: true } });
+    expect(one.status).toBe(400);
+
+    const lax = await coordinator({ minApprovals: 0 });
+    const id = await rollout(lax.app, { requiredApprovals: 0 });
+    expect(
+      ((await call(lax.app, 'GET', `/v1/rollouts/${id}`)).body as { rollout: { state: string } }).rollout.state,
+    ).toBe('scheduled');
+  });
+});
+
+describe('verbs without a body', () => {
+  it('accept no body, an empty JSON body and null; malformed JSON is still a 400', async () => {
+    const { app } = await coordinator({ minApprovals: 0 });
+    const id = await rollout(app, { requiredApprovals: 0 });
+    const auth = { authorization: `Bearer ${OPERATOR}` };
+
+    const bare = await app.inject({ method: 'POST', url: `/v1/rollouts/${id}/start`, headers: auth });
+    expect(bare.statusCode, bare.body).toBe(200);
+    // What `curl -X POST -H 'content-type: application/json' …/pause` sends.
+    const empty = await app.inject({
+      method: 'POST',
+      url: `/v1/rollouts/${id}/pause`,
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: '',
+    });
+    expect(empty.statusCode, empty.body).toBe(200);
+    const nullBody = await app.inject({
+      method: 'POST',
+      url: `/v1/rollouts/${id}/resume`,
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: 'null',
+    });
+    expect(nullBody.statusCode, nullBody.body).toBe(200);
+
+    const malformed = await app.inject({
+      method: 'POST',
+      url: `/v1/rollouts/${id}/abort`,
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: '{"reason":',
+    });
+    expect(malformed.statusCode).toBe(400);
+    expect(ErrorBodySchema.parse(malformed.json()).error.code).toBe('validation_failed');
+    const poisoned = await app.inject({
+      method: 'POST',
+      url: `/v1/rollouts/${id}/abort`,
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: '{"__proto__":{"reason":"x"}}',
+    });
+    expect(poisoned.statusCode).toBe(400);
+    expect(((await call(app, 'GET', `/v1/rollouts/${id}`)).body as { rollout: { state: string } }).rollout.state).toBe(
+      'running',
+    );
+  });
+
+  it('over a real socket too, as curl sends it (content type, no body)', async () => {
+    const { app } = await coordinator({ minApprovals: 0 });
+    const id = await rollout(app, { requiredApprovals: 0 });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: `/v1/rollouts/${id}/start`,
+          headers: { authorization: `Bearer ${OPERATOR}`, 'content-type': 'application/json' },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(200);
+  });
+});
+
+describe('GET /v1/rollouts/:id/events/stream', () => {
+  it('streams, and app.close() resolves promptly while a client is still connected, logging no error', async () => {
+    const { app, logLines, dataDir } = await coordinator();
+    const id = await rollout(app);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      get(
+        {
+          host: '127.0.0.1',
+          port,
+          path: `/v1/rollouts/${id}/events/stream`,
+          headers: { authorization: `Bearer ${ADMIN}` },
+        },
+        resolve,
+      ).on('error', reject);
+    });
+    expect(response.statusCode).toBe(200);
+    let received = '';
+    const firstEvent = new Promise<void>((resolve) => {
+      response.on('data', (chunk: Buffer) => {
+        received += chunk.toString('utf8');
+        if (received.includes('event: rollout.created')) resolve();
+      });
+    });
+    const ended = new Promise<void>((resolve) => response.on('close', () => resolve()));
+    await firstEvent;
+
+    // Still connected: the close must end the stream rather than wait for the client.
+    running.splice(
+      running.findIndex((r) => r.app === app),
+      1,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timed out'>((resolve) => {
+      timer = setTimeout(() => resolve('timed out'), 5000);
+    });
+    const outcome = await Promise.race([app.close().then(() => 'closed' as const), deadline]);
+    clearTimeout(timer);
+    expect(outcome).toBe('closed');
+    await ended;
+    expect(logLines.filter((l) => l.level >= 50)).toEqual([]);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,99 @@
+/**
+ * The store's own guarantees: work registered with `afterCommit` runs only once the outermost
+ * transaction is on disk, and the queries read after every burst of agent reports go through an
+ * index whose cost follows the matching rows, not the size of the rollout.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Statement } from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Store } from '../src/store/store.js';
+
+let dir: string;
+let store: Store;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fleetpatch-store-'));
+  store = Store.open(join(dir, 'fleetpatch.db'));
+});
+
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('afterCommit', () => {
+  it('runs after the outermost transaction commits, in order, with the change visible', () => {
+    const ran: string[] = [];
+    store.transaction(() => {
+      store.afterCommit(() => ran.push(`first sees ${store.agents.list().length} agent(s)`));
+      store.transaction(() => store.afterCommit(() => ran.push('nested')));
+      store.agents.insert({
+        id: 'web-1',
+        tokenSha256: 'a'.repeat(64),
+        labels: {},
+        createdAt: new Date(0).toISOString(),
+      });
+      expect(ran).toEqual([]);
+    });
+    expect(ran).toEqual(['first sees 1 agent(s)', 'nested']);
+  });
+
+  it('is dropped when the transaction rolls back, and the next transaction starts clean', () => {
+    const ran: string[] = [];
+    expect(() =>
+      store.transaction(() => {
+        store.afterCommit(() => ran.push('rolled back'));
+        throw new Error('SQLITE_BUSY');
+      }),
+    ).toThrow('SQLITE_BUSY');
+    store.transaction(() => store.afterCommit(() => ran.push('committed')));
+    expect(ran).toEqual(['committed']);
+  });
+
+  it('runs every callback even when one throws, then reports the first error', () => {
+    const ran: string[] = [];
+    expect(() =>
+      store.transaction(() => {
+        store.afterCommit(() => {
+          throw new Error('socket gone');
+        });
+        store.afterCommit(() => ran.push('second'));
+      }),
+    ).toThrow('socket gone');
+    expect(ran).toEqual(['second']);
+  });
+
+  it('refuses to run outside a transaction (there is no commit to wait for)', () => {
+    expect(() => store.afterCommit(() => {})).toThrow(/inside Store.transaction/);
+  });
+});
+
+describe('query plans', () => {
+  const statement = (name: string): Statement =>
+    (store.hostRuns as unknown as { statements: Record<string, Statement> }).statements[name] as Statement;
+  const plan = (name: string, ...params: unknown[]): string =>
+    (store.db.prepare(`EXPLAIN QUERY PLAN ${statement(name).source}`).all(...params) as { detail: string }[])
+      .map((row) => row.detail)
+      .join(' | ');
+
+  it('failure counts read only the counted failures (partial index host_runs_failures)', () => {
+    expect(plan('failures', 'ro_1')).toMatch(/USING COVERING INDEX host_runs_failures \(rollout_id=\?\)/);
+    expect(plan('waveFailures', 'ro_1', 0)).toMatch(
+      /USING COVERING INDEX host_runs_failures \(rollout_id=\? AND wave=\?\)/,
+    );
+  });
+
+  it('revert candidates read only changed hosts, already in wave order (partial index host_runs_changed)', () => {
+    const detail = plan('revertCandidates', 'ro_1', 10);
+    expect(detail).toMatch(/USING INDEX host_runs_changed \(rollout_id=\?\)/);
+    expect(detail).not.toMatch(/TEMP B-TREE FOR ORDER BY/);
+  });
+
+  it('the revert runner counts hosts in a few states through the state index, not the whole rollout', () => {
+    expect(plan('countInStates', JSON.stringify(['reverting']), 'ro_1')).toMatch(
+      /USING INDEX host_runs_state \(state=\?\)/,
+    );
+  });
+});
