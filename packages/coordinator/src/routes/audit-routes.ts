@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { EventPageSchema } from '@fleetpatch/shared';
-import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { EventPageQuerySchema, toEventPage } from './event-page.js';
 
 /** The whole audit trail — rollouts, patches, agents, tokens — paged oldest first. */
 export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -11,20 +11,13 @@ export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
     '/events',
     {
       schema: {
-        querystring: z
-          .object({
-            after: z.coerce.number().int().min(0).default(0),
-            limit: z.coerce.number().int().min(1).max(1000).default(100),
-          })
-          .strict(),
+        querystring: EventPageQuerySchema,
         response: { 200: EventPageSchema, ...ERROR_RESPONSES },
       },
     },
     async (request) => {
       auth.require(request, 'read');
-      const events = store.allEvents(request.query.after, request.query.limit);
-      const last = events.at(-1);
-      return { events, next: events.length === request.query.limit && last ? last.seq : null };
+      return toEventPage(store.allEvents(request.query.after, request.query.limit), request.query.limit);
     },
   );
 };

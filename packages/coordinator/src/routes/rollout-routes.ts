@@ -10,6 +10,7 @@ import {
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { EventPageQuerySchema, toEventPage } from './event-page.js';
 
 const Params = z.object({ id: z.string().min(1).max(100) });
 const HostParams = Params.extend({ hostId: z.string().min(1).max(128) });
@@ -150,21 +151,17 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       schema: {
         params: Params,
-        querystring: z
-          .object({
-            after: z.coerce.number().int().min(0).default(0),
-            limit: z.coerce.number().int().min(1).max(1000).default(100),
-          })
-          .strict(),
+        querystring: EventPageQuerySchema,
         response: { 200: EventPageSchema, ...ERROR_RESPONSES },
       },
     },
     async (request) => {
       auth.require(request, 'read');
       view.assertExists(request.params.id); // 404 for an unknown rollout
-      const events = store.events(request.params.id, request.query.after, request.query.limit);
-      const last = events.at(-1);
-      return { events, next: events.length === request.query.limit && last ? last.seq : null };
+      return toEventPage(
+        store.events(request.params.id, request.query.after, request.query.limit),
+        request.query.limit,
+      );
     },
   );
 };
