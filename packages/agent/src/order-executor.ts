@@ -61,6 +61,8 @@ export class OrderExecutor {
   private readonly reverts = new Set<string>();
   /** Apply orders a revert is restoring right now (how many reverts): no bake may start or act on them meanwhile. */
   private readonly revertTargets = new Map<string, number>();
+  /** Files and packages an apply or a restore is changing right now (see targetOf). */
+  private readonly busyTargets = new Map<string, number>();
   private readonly options: OrderExecutorOptions;
   private stopped = false;
 
@@ -208,10 +210,32 @@ export class OrderExecutor {
   // ---- apply ---------------------------------------------------------------------------------
 
   private async runApply(order: OrderApply, signal: AbortSignal, log: Logger): Promise<void> {
+    // Decided before the first await: two orders must never change the same file or package at once
+    // (the second would snapshot the first's half-done state and "restore" the wrong thing).
+    const target = targetOf(order.change);
+    const busy = this.busyTargets.has(target);
+    const release = busy ? () => {} : this.holdTarget(target);
+    try {
+      await this.runApplyHolding(order, signal, log, busy ? target : undefined);
+    } finally {
+      release();
+    }
+  }
+
+  private async runApplyHolding(order: OrderApply, signal: AbortSignal, log: Logger, busyWith?: string): Promise<void> {
     const { journal, events, health } = this.options;
     let entry = await journal.createApply(order, this.now());
     events.progress(order.orderId, 'accepted');
     this.checkpoint('apply:accepted');
+    if (busyWith !== undefined) {
+      await this.finish(entry, {
+        outcome: 'failed',
+        changed: false,
+        errorCode: ErrorCode.blocked,
+        reason: `another order for ${busyWith} is still running on this host; nothing was changed`,
+      });
+      return;
+    }
 
     const driver = this.driverFor(order.change);
     if (!driver) {
@@ -392,9 +416,11 @@ export class OrderExecutor {
     if (!order || order.health.checks.length === 0 || seconds <= 0) return;
     const driver = this.driverFor(order.change);
     if (!driver) return;
-    const current = this.baking.get(orderId);
-    current?.abort.abort(new FleetError(ErrorCode.cancelled, 'bake extended'));
-    await current?.done;
+    // Until no watch is left: two extensions at once must end with one watch, not an orphan.
+    for (let current = this.baking.get(orderId); current; current = this.baking.get(orderId)) {
+      current.abort.abort(new FleetError(ErrorCode.cancelled, 'bake extended'));
+      await current.done;
+    }
     // While we waited, the old watch may have failed and reverted the host, or a revert may have begun.
     if (!this.bakeable(orderId)) return;
     this.startBake(order, driver, this.options.log.child({ orderId, rolloutId: order.rolloutId }), seconds);
@@ -424,30 +450,37 @@ export class OrderExecutor {
       // The verdict is only ours to act on while the order is still healthy and changed: a revert or
       // another watch may have restored the host (and failed the checks) while this one polled.
       if (!this.bakeable(order.orderId)) return;
-      log.warn({ reason: verdict.reason }, 'health failed during bake');
-      let entry = this.options.journal.get(order.orderId) as JournalEntry;
-      if (!order.revertOnHealthFailure) {
-        await this.finish(entry, {
-          outcome: 'failed',
-          changed: true,
-          errorCode: ErrorCode.healthFailed,
-          reason: `during bake: ${verdict.reason}; left changed for inspection (autoRevert: none)`,
-          health: verdict.results,
-        });
-        return;
+      const release = this.holdForRevert(order.orderId); // before any await: one actor at a time
+      const releaseTarget = this.holdTarget(targetOf(order.change));
+      try {
+        log.warn({ reason: verdict.reason }, 'health failed during bake');
+        let entry = this.options.journal.get(order.orderId) as JournalEntry;
+        if (!order.revertOnHealthFailure) {
+          await this.finish(entry, {
+            outcome: 'failed',
+            changed: true,
+            errorCode: ErrorCode.healthFailed,
+            reason: `during bake: ${verdict.reason}; left changed for inspection (autoRevert: none)`,
+            health: verdict.results,
+          });
+          return;
+        }
+        entry = await this.options.journal.update(order.orderId, { phase: 'reverting' }, this.now());
+        this.options.events.progress(order.orderId, 'reverting', verdict.reason);
+        const ctx = this.context(new AbortController().signal, log);
+        await this.restoreAndFinish(
+          entry,
+          driver,
+          ctx,
+          'failed',
+          ErrorCode.healthFailed,
+          `during bake: ${verdict.reason}`,
+          verdict.results,
+        );
+      } finally {
+        releaseTarget();
+        release();
       }
-      entry = await this.options.journal.update(order.orderId, { phase: 'reverting' }, this.now());
-      this.options.events.progress(order.orderId, 'reverting', verdict.reason);
-      const ctx = this.context(new AbortController().signal, log);
-      await this.restoreAndFinish(
-        entry,
-        driver,
-        ctx,
-        'failed',
-        ErrorCode.healthFailed,
-        `during bake: ${verdict.reason}`,
-        verdict.results,
-      );
     };
     const bake = {
       abort,
@@ -467,7 +500,7 @@ export class OrderExecutor {
   private async runRevert(orderId: string, revertsOrderId: string, recovering: boolean): Promise<void> {
     const { journal } = this.options;
     const log = this.options.log.child({ orderId, revertsOrderId });
-    this.revertTargets.set(revertsOrderId, (this.revertTargets.get(revertsOrderId) ?? 0) + 1);
+    const release = this.holdForRevert(revertsOrderId);
     try {
       const entry = recovering
         ? (journal.get(orderId) as JournalEntry)
@@ -476,10 +509,31 @@ export class OrderExecutor {
       this.checkpoint('revert:reverting');
       await this.revertTarget(entry, revertsOrderId, log);
     } finally {
-      const left = (this.revertTargets.get(revertsOrderId) ?? 1) - 1;
-      if (left > 0) this.revertTargets.set(revertsOrderId, left);
-      else this.revertTargets.delete(revertsOrderId);
+      release();
     }
+  }
+
+  /** Marks a file or package as being changed by an order; returns the release. */
+  private holdTarget(target: string): () => void {
+    this.busyTargets.set(target, (this.busyTargets.get(target) ?? 0) + 1);
+    return () => {
+      const left = (this.busyTargets.get(target) ?? 1) - 1;
+      if (left > 0) this.busyTargets.set(target, left);
+      else this.busyTargets.delete(target);
+    };
+  }
+
+  /**
+   * Marks an apply order as being reverted (by a revert order or by its own bake failure), taken
+   * synchronously so that no bake starts or acts on it meanwhile. Returns the release.
+   */
+  private holdForRevert(orderId: string): () => void {
+    this.revertTargets.set(orderId, (this.revertTargets.get(orderId) ?? 0) + 1);
+    return () => {
+      const left = (this.revertTargets.get(orderId) ?? 1) - 1;
+      if (left > 0) this.revertTargets.set(orderId, left);
+      else this.revertTargets.delete(orderId);
+    };
   }
 
   private async revertTarget(entry: JournalEntry, revertsOrderId: string, log: Logger): Promise<void> {
@@ -506,6 +560,7 @@ export class OrderExecutor {
     }
     const order = target.order as OrderApply;
     const driver = this.driverFor(order.change);
+    const releaseTarget = this.holdTarget(targetOf(order.change));
     try {
       if (!driver) throw new FleetError(ErrorCode.revertFailed, `${order.change.kind} driver is not enabled`);
       const ctx = this.context(new AbortController().signal, log);
@@ -522,6 +577,8 @@ export class OrderExecutor {
         errorCode: ErrorCode.revertFailed,
         reason: messageOf(err),
       });
+    } finally {
+      releaseTarget();
     }
   }
 
@@ -609,6 +666,11 @@ export function fitHealth(health: readonly HealthCheckResult[], max: number): He
 
 function cut(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** What an order changes on the host: one file or one package. */
+function targetOf(change: Change): string {
+  return change.kind === 'file' ? `file ${change.path}` : `package ${change.name}`;
 }
 
 /** What an order reports when its preflight stops it; null when it may go on. */

@@ -472,4 +472,35 @@ describe('OrderExecutor', () => {
     await allowed.apply(withCommand('o3'));
     expect(results[2]).toMatchObject({ orderId: 'o3', outcome: 'healthy' });
   });
+
+  it('two bake extensions at once leave one watch: one restore and one second result', async () => {
+    const ex = await executor();
+    await ex.apply(order('o1', { bakeSeconds: 600 }));
+    const a = ex.extendBake('o1', 30);
+    const b = ex.extendBake('o1', 30);
+    probe.script = [false];
+    probe.polls = 0;
+    await Promise.all([a, b]);
+    await expect.poll(() => results.length).toBe(2);
+    await realDelay(50);
+    expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
+    expect(results.map((r) => r.outcome)).toEqual(['healthy', 'failed']);
+    expect(driver.host).toBe('old');
+  });
+
+  it('refuses a second order for the same file while the first still runs, and changes nothing for it', async () => {
+    const ex = await executor();
+    await Promise.all([ex.apply(order('o1')), ex.apply(order('o2'))]);
+    expect(driver.calls.filter((c) => c === 'apply')).toHaveLength(1);
+    expect(results).toHaveLength(2);
+    expect(results.find((r) => r.orderId === 'o1')).toMatchObject({ outcome: 'healthy', changed: true });
+    expect(results.find((r) => r.orderId === 'o2')).toMatchObject({
+      outcome: 'failed',
+      changed: false,
+      errorCode: 'blocked',
+    });
+    expect(results.find((r) => r.orderId === 'o2')?.reason).toMatch(
+      /another order for file \/etc\/x.conf is still running/,
+    );
+  });
 });
