@@ -1018,7 +1018,8 @@ describe('abort', () => {
     await fleet.progress('host-3', 'applying');
     fleet.engine.abort(id, 'alice', null);
     await fleet.finish('host-4', 'cancelled');
-    await fleet.advance(61 * SECOND); // host-3 never answers the cancel
+    await fleet.advance(61 * SECOND); // host-3 does not answer the cancel in time
+    await fleet.finish('host-3', 'cancelled', false); // its late answer: the order is settled
     expect(fleet.hostStates(id)).toEqual({
       'host-1': 'healthy',
       'host-2': 'failed',
@@ -1072,7 +1073,7 @@ describe('abort', () => {
     expect(fleet.store.hostRuns.failures(id)).toBe(1);
     expect(fleet.events(id).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toEqual({
       requeued: ['host-1'],
-      notRequeued: [{ hostId: 'host-2', reason: expect.stringMatching(/offline/) }],
+      notRequeued: [{ hostId: 'host-2', reason: expect.stringMatching(/has not answered/) }],
     });
 
     // Its old order did apply; the result arrives with its hello and is recorded, not dropped.
@@ -1082,15 +1083,58 @@ describe('abort', () => {
     expect(fleet.events(id).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-2')).toHaveLength(1);
   });
 
-  it('retry requeues a timed_out host whose agent is online again (its hello reported whatever it had)', async () => {
+  it('retry requeues a timed_out host once its earlier order has answered (here: the cancel its hello brought)', async () => {
     const fleet = new Fleet();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
     fleet.disconnect('host-1');
     await fleet.advance(61 * SECOND);
     expect(fleet.state(id)).toBe('halted');
-    await fleet.connect('host-1');
+    await fleet.connect('host-1'); // its hello lists the order unfinished: it is told to cancel it
 
+    fleet.engine.retry(id, 'bob');
+    await settle();
+    expect(fleet.run(id, 'host-1').state).toBe('timed_out'); // not yet: the order has not answered
+
+    await fleet.finish('host-1', 'cancelled', false);
+    fleet.engine.retry(id, 'bob');
+    await settle();
+    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    await fleet.finish('host-1');
+    expect(fleet.state(id)).toBe('succeeded');
+  });
+
+  it('a host that stays online but times out is not re-ordered before its first order answers, so a revert still finds its change', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
+    await fleet.progress('host-1', 'verifying');
+    await fleet.advance(61 * SECOND);
+    expect(fleet.state(id)).toBe('halted');
+    fleet.engine.retry(id, 'bob');
+    await settle();
+    expect(fleet.run(id, 'host-1').state).toBe('timed_out');
+
+    await fleet.finish('host-1', 'healthy', true); // it had finished just before the cancel landed
+    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'timed_out', changed: true });
+    fleet.engine.abort(id, 'alice', null);
+    fleet.engine.revert(id, 'alice');
+    await settle();
+    expect(fleet.sentOf('order.revert', 'host-1')).toHaveLength(1);
+  });
+
+  it('retry requeues a timed_out host whose order never reached it (its hello does not list the order)', async () => {
+    const fleet = new Fleet();
+    await fleet.addHosts(['host-1'], { online: false });
+    const id = await fleet.launch({
+      waves: ['100%'],
+      maxFailures: 0,
+      offline: { mode: 'wait', deliveryDeadlineSeconds: 60 },
+    });
+    await fleet.advance(61 * SECOND);
+    expect(fleet.run(id, 'host-1').state).toBe('timed_out');
+    expect(fleet.state(id)).toBe('halted');
+    await fleet.connect('host-1');
     fleet.engine.retry(id, 'bob');
     await settle();
     expect(fleet.run(id, 'host-1').state).toBe('dispatched');

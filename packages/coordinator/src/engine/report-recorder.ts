@@ -55,6 +55,7 @@ export class ReportRecorder {
               isoNow(clock),
             );
             for (const order of report.body.orders) if (order.result) result(report.agentId, order.result);
+            this.settleUnknownTimedOut(report.agentId, report.body);
             hellos.push({ agentId: report.agentId, hello: report.body });
             break;
           case 'progress':
@@ -110,6 +111,20 @@ export class ReportRecorder {
         rollout?.state === 'running' || rollout?.state === 'paused' || rollout?.state === 'halted';
       if (TERMINAL_HOST_STATES.has(run.state) || !rolloutLetsItFinish) {
         channel.send(agentId, { type: 'order.cancel', orderId: order.orderId });
+      }
+    }
+  }
+
+  /**
+   * A timed-out order that the agent's hello does not list never reached it (an order it journaled
+   * is listed until its result is acked, and an acked result has answered): there is nothing to
+   * wait for, so the host may be retried. Must run inside the hello's transaction.
+   */
+  private settleUnknownTimedOut(agentId: string, hello: Hello): void {
+    const listed = new Set(hello.orders.map((order) => order.orderId));
+    for (const run of this.deps.store.hostRuns.forHostInStates(agentId, ['timed_out'])) {
+      if (!run.answered && run.orderId && !listed.has(run.orderId)) {
+        this.deps.store.hostRuns.markAnswered(run.rolloutId, run.hostId);
       }
     }
   }
@@ -180,6 +195,8 @@ export class ReportRecorder {
       this.deps.markDirty(run.rolloutId);
       return true;
     }
+    // Whatever it says, the current order has answered: a timed-out host may now be retried.
+    store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     if (TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverting') {
       // A late answer (after a timeout, or a bake-time failure after healthy): record what the host carries now.
       const lateFailure =

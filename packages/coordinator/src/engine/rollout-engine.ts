@@ -240,9 +240,10 @@ export class RolloutEngine {
 
   /**
    * Restarts a halted or aborted rollout: hosts that failed, were skipped or cancelled get a new order,
-   * and so does a timed-out host whose agent is online now. A timed-out host whose agent is offline
-   * may still carry its old order's change: requeueing would clear that order id, and its late result
-   * would then be acked and dropped. It stays timed_out (and counted) until it has said hello.
+   * and so does a timed-out host once its earlier order has answered (or its agent's hello showed it
+   * never arrived). Before that it may still carry the earlier order's change: requeueing would clear
+   * that order id, its late result would be dropped, and a revert would miss the host. It stays
+   * timed_out (and counted) until then.
    */
   retry(id: string, actor: string): RolloutRecord {
     this.store.transaction(() => {
@@ -264,11 +265,10 @@ export class RolloutEngine {
       const retried: HostRunRecord[] = [];
       const notRequeued: { hostId: string; reason: string }[] = [];
       for (const run of candidates) {
-        // Online now means it has said hello since the timeout, and the hello carried any result it had.
-        if (run.state === 'timed_out' && !this.channel.isOnline(run.hostId)) {
+        if (run.state === 'timed_out' && !run.answered) {
           notRequeued.push({
             hostId: run.hostId,
-            reason: 'timed out and offline: it may still carry the change of its earlier order',
+            reason: 'timed out and its earlier order has not answered yet: the host may still carry that change',
           });
         } else retried.push(run);
       }

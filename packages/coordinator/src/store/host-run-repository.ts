@@ -11,6 +11,8 @@ export interface HostRunRecord {
   revertOrderId: string | null;
   /** Whether the host carries the change now, as its agent last reported. */
   changed: boolean;
+  /** Its current apply order has answered (a result came in), or provably never reached the agent. */
+  answered: boolean;
   /** Counted against the failure budget (stays true if the host is later reverted). */
   countedFailure: boolean;
   dispatchedAt: number | null;
@@ -30,6 +32,7 @@ interface HostRunRow {
   revert_order_id: string | null;
   changed: number;
   counted_failure: number;
+  answered: number;
   dispatched_at: number | null;
   finished_at: number | null;
   error_code: string | null;
@@ -48,6 +51,7 @@ function toRecord(row: HostRunRow): HostRunRecord {
     revertOrderId: row.revert_order_id,
     changed: row.changed === 1,
     countedFailure: row.counted_failure === 1,
+    answered: row.answered === 1,
     dispatchedAt: row.dispatched_at,
     finishedAt: row.finished_at,
     errorCode: row.error_code,
@@ -119,8 +123,9 @@ export class HostRunRepository {
         'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
       ),
       requeue: db.prepare(
-        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, error_code = NULL, reason = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId",
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId",
       ),
+      answered: db.prepare('UPDATE host_runs SET answered = 1 WHERE rollout_id = @rolloutId AND host_id = @hostId'),
       forgetRevert: db.prepare(
         'UPDATE host_runs SET revert_order_id = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId',
       ),
@@ -231,6 +236,10 @@ export class HostRunRepository {
   /** Puts a finished host back in the queue with no order: an explicit retry sends it a new order. */
   requeue(rolloutId: string, hostId: string): void {
     this.statements.requeue.run({ rolloutId, hostId });
+  }
+
+  markAnswered(rolloutId: string, hostId: string): void {
+    this.statements.answered.run({ rolloutId, hostId });
   }
 
   /** Lets a whole-rollout revert try a host whose earlier revert failed (see RolloutEngine.revert). */

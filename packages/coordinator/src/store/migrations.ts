@@ -98,4 +98,10 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX host_runs_changed ON host_runs(rollout_id, wave, position) WHERE changed = 1;
     `,
   },
+  {
+    version: 4,
+    name: 'host runs remember whether their current apply order has answered',
+    // A timed-out host is only re-ordered once its earlier order answered (or provably never arrived).
+    sql: 'ALTER TABLE host_runs ADD COLUMN answered INTEGER NOT NULL DEFAULT 0;',
+  },
 ];
