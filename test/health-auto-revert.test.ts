@@ -230,10 +230,8 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
     const patch = await createPatch(BROKEN, 'Break svc while partitioned');
     const id = await launch({ patchId: patch.id, target: { hostIds: ['svc-2'] }, waves: [1], maxFailures: 0 });
     // Wait until the order is on the host, then cut the host off.
-    await waitFor('the order to reach svc-2', async () => {
-      const s = await api.get<{ waves: { hosts: { state: string }[] }[] }>(`/v1/rollouts/${id}`);
-      return ['snapshotted', 'applying', 'verifying'].includes(s.waves[0]?.hosts[0]?.state ?? '');
-    });
+    // The patch is on the host (its service now answers 500) before the host is cut off.
+    await waitFor('the patch to land on svc-2', async () => (await confOf('svc-2')) === BROKEN);
     const host = hosts[1] as HostNamespace;
     host.partition();
     try {
@@ -263,10 +261,8 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
     const prior = await confOf('svc-3');
     const patch = await createPatch(BROKEN, 'Break svc while the coordinator is down');
     const id = await launch({ patchId: patch.id, target: { hostIds: ['svc-3'] }, waves: [1], maxFailures: 0 });
-    await waitFor('the order to reach svc-3', async () => {
-      const s = await api.get<{ waves: { hosts: { state: string }[] }[] }>(`/v1/rollouts/${id}`);
-      return ['snapshotted', 'applying', 'verifying'].includes(s.waves[0]?.hosts[0]?.state ?? '');
-    });
+    // The patch is on the host (its service now answers 500) before the coordinator dies.
+    await waitFor('the patch to land on svc-3', async () => (await confOf('svc-3')) === BROKEN);
     const port = coordinator.port;
     await coordinator.kill();
     await waitFor('svc-3 to restore its config by itself', async () => (await confOf('svc-3')) === prior, {
