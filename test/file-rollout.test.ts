@@ -426,7 +426,8 @@ describe('stopping an agent', () => {
         health: {
           checks: [{ kind: 'file', path: PATH }],
           intervalSeconds: 0.2,
-          minHealthySeconds: 1.5,
+          // Long enough that polling (every 50 ms, slower on a loaded machine) sees 'verifying'.
+          minHealthySeconds: 5,
           healthyDeadlineSeconds: 20,
         },
       }),

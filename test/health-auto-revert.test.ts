@@ -215,13 +215,21 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
       expect(await confOf(host)).toBe(FAST);
       expect(await probe(i)).toBe(200);
     }
-    const { events } = await api.get<{ events: { type: string; at: string; data: { wave: number } | null }[] }>(
-      `/v1/rollouts/${id}/events?limit=500`,
-    );
-    const at = (type: string, wave: number) =>
-      Date.parse(events.find((e) => e.type === type && e.data?.wave === wave)?.at ?? 'NaN');
+    const { events } = await api.get<{
+      events: { seq: number; type: string; hostId: string | null; at: string; data: { wave: number } | null }[];
+    }>(`/v1/rollouts/${id}/events?limit=500`);
+    const find = (type: string, wave: number) => events.find((e) => e.type === type && e.data?.wave === wave);
+    // The bake is counted from the tick that passes the wave, which reads the clock before it writes
+    // wave.passed: measure from the wave's last host.healthy (recorded before that tick) instead.
+    const healthyAt = (hostId: string) =>
+      Date.parse(events.find((e) => e.type === 'host.healthy' && e.hostId === hostId)?.at ?? 'NaN');
     for (const wave of [0, 1]) {
-      expect(at('wave.started', wave + 1) - at('wave.passed', wave)).toBeGreaterThanOrEqual(1000);
+      const passed = find('wave.passed', wave);
+      const started = find('wave.started', wave + 1);
+      expect(passed?.seq).toBeLessThan(started?.seq ?? Number.NEGATIVE_INFINITY);
+      expect(status.waves[wave]?.hosts.length).toBeGreaterThan(0);
+      const lastHealthy = Math.max(...(status.waves[wave]?.hosts ?? []).map((h) => healthyAt(h.hostId)));
+      expect(Date.parse(started?.at ?? 'NaN') - lastHealthy).toBeGreaterThanOrEqual(1000);
     }
   });
 

@@ -70,6 +70,17 @@ export async function startCoordinator({
     configFile,
     JSON.stringify({ port, dataDir, apiTokens, tickIntervalMs, heartbeatIntervalMs, logLevel: 'info', ...extraConfig }),
   );
+  // A restart on a fixed port can find it briefly taken (by a socket of a test running beside it):
+  // try again for a few seconds rather than fail on EADDRINUSE.
+  for (let attempt = 1; ; attempt++) {
+    const started = await spawnCoordinator(configFile, env);
+    if (started.ok) return started.coordinator;
+    if (port === 0 || attempt >= 20 || !started.logs.some((l) => l.includes('EADDRINUSE'))) throw started.error;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+async function spawnCoordinator(configFile, env) {
   const child = spawn(process.execPath, [COORDINATOR_BIN, '--config', configFile], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
@@ -84,15 +95,23 @@ export async function startCoordinator({
       reject(new Error(`coordinator exited early (${code ?? signal}):\n${logs.join('\n')}`)),
     );
   });
-  const actualPort = await listening;
+  let actualPort;
+  try {
+    actualPort = await listening;
+  } catch (error) {
+    return { ok: false, error, logs };
+  }
   const url = `http://127.0.0.1:${actualPort}`;
   return {
-    url,
-    port: actualPort,
-    child,
-    logs,
-    stop: () => stopChild(child),
-    kill: () => stopChild(child, 'SIGKILL'),
+    ok: true,
+    coordinator: {
+      url,
+      port: actualPort,
+      child,
+      logs,
+      stop: () => stopChild(child),
+      kill: () => stopChild(child, 'SIGKILL'),
+    },
   };
 }
 

@@ -26,10 +26,23 @@ export class HostNamespace {
     readonly hostIp: string,
   ) {}
 
-  /** Creates `count` hosts on distinct /30 links of 10.231.<random>.0/24. */
+  /**
+   * Creates `count` hosts on distinct /30 links of 10.231.<random>.0/24. The tag and the /24 are
+   * drawn among those not already on this machine (another run, or one that died before cleanup),
+   * so two sets of hosts never share a route or a link name.
+   */
   static createMany(count: number): HostNamespace[] {
-    const tag = randomInt(0x1000, 0xffff).toString(16);
-    const subnet = randomInt(1, 254);
+    const inUse = [
+      execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }),
+      execFileSync('ip', ['-o', '-4', 'addr', 'show'], { encoding: 'utf8' }),
+      execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }),
+    ].join('\n');
+    let tag: string;
+    do tag = randomInt(0x1000, 0x10000).toString(16);
+    while (inUse.includes(`fp${tag}`) || inUse.includes(`fp-${tag}`));
+    let subnet: number;
+    do subnet = randomInt(1, 254);
+    while (inUse.includes(`10.231.${subnet}.`));
     const hosts: HostNamespace[] = [];
     try {
       for (let i = 0; i < count; i++) {

@@ -14,8 +14,10 @@ describe('runCommand', () => {
     // setsid puts the sleep in its own session, out of reach of the group kill: only not waiting
     // for the pipes to close lets runCommand return. `$!` lets the test clean it up.
     const result = await within(
-      runCommand(['sh', '-c', 'setsid sleep 20 & echo $!; echo started'], { env: process.env, timeoutMs: 500 }),
-      4_000,
+      // The timeout (30 s) and the leftover (20 s) both outlast the deadline (15 s): returning in time
+      // means runCommand waited for neither. A short timeout could fire on a loaded machine before sh exits.
+      runCommand(['sh', '-c', 'setsid sleep 20 & echo $!; echo started'], { env: process.env, timeoutMs: 30_000 }),
+      15_000,
     );
     const leftover = Number(result.stdout.split('\n')[0]);
     try {
@@ -34,7 +36,7 @@ describe('runCommand', () => {
   });
 
   it('still stops a program that outlives its timeout', async () => {
-    const result = await within(runCommand(['sleep', '20'], { env: process.env, timeoutMs: 200 }), 4_000);
+    const result = await within(runCommand(['sleep', '20'], { env: process.env, timeoutMs: 200 }), 15_000);
     expect(result.timedOut).toBe(true);
     expect(result.signal).toBe('SIGTERM');
   });

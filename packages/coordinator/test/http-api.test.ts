@@ -249,7 +249,7 @@ describe('GET /v1/rollouts/:id/events/stream', () => {
     );
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'timed out'>((resolve) => {
-      timer = setTimeout(() => resolve('timed out'), 5000);
+      timer = setTimeout(() => resolve('timed out'), 15_000);
     });
     const outcome = await Promise.race([app.close().then(() => 'closed' as const), deadline]);
     clearTimeout(timer);

@@ -232,7 +232,8 @@ describe('WebhookNotifier', () => {
       endpoints: [{ url: receiver.url, events: '*' }],
       maxAttempts: 2,
       baseDelayMs: 5,
-      timeoutMs: 50,
+      // Long enough for each request to reach the receiver (it counts them) on a loaded machine.
+      timeoutMs: 1000,
     });
     n.notify(event('rollout.started'));
     await n.whenIdle();
