@@ -7,33 +7,20 @@ import { get, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorBodySchema, type PatchSpecInput, RolloutStatusSchema } from '@fleetpatch/shared';
+import { ErrorBodySchema, RolloutStatusSchema } from '@fleetpatch/shared';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { CoordinatorConfigSchema } from '../src/config.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 
 const ADMIN = 'admin-token-0123456789';
 const OPERATOR = 'operator-token-0123456789';
 const APPROVER = 'approver-token-0123456789';
 const VIEWER = 'viewer-token-0123456789';
 
-const PATCH: PatchSpecInput = {
-  title: 'Raise app workers to 8',
-  problem: 'Requests queue at peak.',
-  rootCause: 'workers was sized for last year.',
-  intendedFix: 'workers = 8',
-  ticket: 'OPS-1',
-  change: {
-    kind: 'file',
-    path: '/etc/app/app.conf',
-    content: 'workers = 8\n',
-    mode: '0644',
-    owner: 'root',
-    group: 'root',
-  },
-};
+const PATCH = SAMPLE_PATCH_SPEC;
 
 interface Running {
   app: FastifyInstance;

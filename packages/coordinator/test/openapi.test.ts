@@ -12,7 +12,6 @@ import {
   EventPageSchema,
   PatchListSchema,
   PatchSchema,
-  type PatchSpecInput,
   PreflightResultSchema,
   RolloutListSchema,
   RolloutPlanSchema,
@@ -23,25 +22,12 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { CoordinatorConfigSchema } from '../src/config.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 
 const ADMIN = 'admin-token-0123456789';
 const APPROVER = 'approver-token-0123456789';
 
-const PATCH: PatchSpecInput = {
-  title: 'Raise app workers to 8',
-  problem: 'Requests queue at peak.',
-  rootCause: 'workers was sized for last year.',
-  intendedFix: 'workers = 8',
-  ticket: 'OPS-1',
-  change: {
-    kind: 'file',
-    path: '/etc/app/app.conf',
-    content: 'workers = 8\n',
-    mode: '0644',
-    owner: 'root',
-    group: 'root',
-  },
-};
+const PATCH = SAMPLE_PATCH_SPEC;
 
 interface OpenApiOperation {
   requestBody?: { content: Record<string, { schema: Record<string, unknown> }> };

@@ -23,6 +23,7 @@ import {
   type OrderPhase,
   type OrderResultBody,
   PatchSchema,
+  ROLLOUT_STATES,
   type RolloutRequestInput,
   RolloutRequestSchema,
   type RolloutState,
@@ -38,6 +39,7 @@ import { canStartWave } from '../src/schedule/maintenance-window.js';
 import type { HostRunRecord } from '../src/store/host-run-repository.js';
 import type { RolloutRecord } from '../src/store/rollout-repository.js';
 import { Store } from '../src/store/store.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 
 // ---- the world ---------------------------------------------------------------------------------
 
@@ -430,22 +432,10 @@ class Fleet {
 }
 
 const PATCH = PatchSchema.parse({
+  ...SAMPLE_PATCH_SPEC,
   id: PATCH_ID,
   createdBy: 'alice',
   createdAt: new Date(T0).toISOString(),
-  title: 'More workers',
-  problem: 'Requests queue at peak.',
-  rootCause: 'Too few workers.',
-  intendedFix: 'workers = 8',
-  ticket: 'OPS-1',
-  change: {
-    kind: 'file',
-    path: '/etc/app/app.conf',
-    content: 'workers = 8\n',
-    mode: '0644',
-    owner: 'root',
-    group: 'root',
-  },
 });
 
 /** Lets every setImmediate chain the engine started (report batches, advances, revert sends) run out. */
@@ -587,19 +577,8 @@ function callVerb(fleet: Fleet, verb: Verb, id: string): void {
   }
 }
 
-const REACHABLE: readonly RolloutState[] = [
-  'draft',
-  'awaiting_approval',
-  'scheduled',
-  'running',
-  'paused',
-  'succeeded',
-  'halted',
-  'aborted',
-  'reverting',
-  'reverted',
-  'revert_failed',
-];
+/** Every state: each one is reached by `reach()` below. */
+const REACHABLE: readonly RolloutState[] = ROLLOUT_STATES;
 
 const ILLEGAL = (Object.keys(VERB_TRANSITIONS) as Verb[]).flatMap((verb) =>
   REACHABLE.filter((state) => !(VERB_TRANSITIONS[verb].from as readonly RolloutState[]).includes(state)).map(
