@@ -44,15 +44,24 @@ export function isFleetError(err: unknown): err is FleetError {
 /**
  * WebSocket close codes the coordinator uses towards agents (4000–4999 is the private range).
  * An agent reconnects after any of them except `unauthorized` and `protocolMismatch`, which need a
- * human.
+ * human (it still retries at its slowest pace, re-reading its credential first).
  */
 export const CloseCode = {
   normal: 1000,
   goingAway: 1001,
+  /** ws's own: a frame over the size limit. */
+  tooBig: 1009,
   badFrame: 4400,
   unauthorized: 4401,
-  replaced: 4409,
+  /** The connection did not authenticate (answer the challenge with hello) in time. */
+  handshakeTimeout: 4408,
+  /** Another connection with this agent's credential is alive: the newcomer is refused, never the live one. */
+  alreadyConnected: 4409,
   protocolMismatch: 4426,
+  /** The agent sent more messages than its rate allows. */
+  rateLimited: 4429,
+  /** The coordinator is at its limit of connections; try again later. */
+  overloaded: 4503,
 } as const;
 
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

@@ -1,3 +1,4 @@
+export * from './agent-proof.js';
 export * from './api-views.js';
 export * from './errors.js';
 export * from './health-check.js';

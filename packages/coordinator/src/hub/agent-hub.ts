@@ -130,7 +130,7 @@ export class AgentHub implements AgentChannel {
     if (previous) {
       // The newest connection wins: an agent that restarted must not wait for its old socket to time out.
       this.connections.delete(agentId);
-      previous.socket.close(CloseCode.replaced, 'replaced by a newer connection');
+      previous.socket.close(CloseCode.alreadyConnected, 'replaced by a newer connection');
     }
     const connection: Connection = {
       agentId,
