@@ -231,12 +231,12 @@ async function main() {
   // Register and lay out the fleet.
   let t = performance.now();
   const ids = Array.from({ length: N }, (_, i) => hostId(i));
-  const tokens = new Map();
-  await pool(ids, 16, async (id) => {
-    const { token } = await admin.post('/v1/agents', { id, labels: { role: 'bench' } });
-    tokens.set(id, token);
+  // One multi-use join token for the whole fleet; each agent enrolls (its own ed25519 key) on start.
+  const { token: joinToken } = await admin.post('/v1/join-tokens', {
+    uses: N,
+    labels: { role: 'bench' },
+    expiresInSeconds: 24 * 3600,
   });
-  say(`register ${N} agents (POST /v1/agents, 16 at a time): ${secs(performance.now() - t)}`);
   await pool(ids, 64, async (id) => {
     await mkdir(join(work, id, 'root', 'etc/bench'), { recursive: true });
     await writeFile(join(work, id, 'root', CONFIG_PATH), OLD, { mode: 0o644 });
@@ -247,7 +247,8 @@ async function main() {
   for (const id of ids) {
     const config = AgentConfigSchema.parse({
       coordinatorUrl: coordinator.url,
-      token: tokens.get(id),
+      hostId: id,
+      joinToken,
       labels: { role: 'bench' },
       dataDir: join(work, id, 'data'),
       rootDir: join(work, id, 'root'),

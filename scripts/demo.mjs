@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   apiClient,
+  issueJoinToken,
   startAgent,
   startCoordinator,
   waitForAgentsOnline,
@@ -42,11 +43,13 @@ try {
     const root = join(work, id, 'root');
     await mkdir(join(root, 'etc/demo-app'), { recursive: true });
     await writeFile(join(root, CONFIG_PATH), OLD, { mode: 0o644 });
-    const { token } = await admin.post('/v1/agents', { id, labels: { role: 'web' } });
+    // Each agent enrolls on its first start with a single-use join token and keeps its own key.
+    const token = await issueJoinToken(admin, id, { role: 'web' });
     processes.push(
       startAgent({
         coordinatorUrl: coordinator.url,
-        token,
+        hostId: id,
+        joinToken: token,
         dataDir: join(work, id, 'data'),
         rootDir: root,
         labels: { role: 'web', env: 'demo' },

@@ -139,7 +139,7 @@ async function runCrashCase(fleet: FleetHarness, subject: Subject, checkpoint: C
   const token = await fleet.register(id);
   const spawn = {
     id,
-    token,
+    joinToken: token,
     dataDir: join(caseDir, 'agent-data'),
     rootDir: host.rootDir,
     ...(host.configFile ? { configFile: host.configFile } : {}),

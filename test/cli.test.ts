@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiClient, startAgent, startCoordinator, waitForAgentsOnline } from '../scripts/lib/local-fleet.mjs';
+import {
+  AGENT_BIN,
+  apiClient,
+  startAgent,
+  startCoordinator,
+  waitForAgentsOnline,
+} from '../scripts/lib/local-fleet.mjs';
 
 // The fleetpatch CLI as ops staff type it: the built binary as a child process against a real
 // coordinator and two real agents on 127.0.0.1, each agent confined to its own scratch root.
@@ -33,20 +39,21 @@ interface CliResult {
 }
 
 /** Runs `fleetpatch …`; the connection comes from the environment unless `env` says otherwise. */
-async function fleetpatch(
+function fleetpatch(
   args: string[],
   { token, env, input }: { token?: string; env?: Record<string, string>; input?: string } = {},
 ): Promise<CliResult> {
+  return run(
+    [CLI, ...args],
+    { FLEETPATCH_URL: coordinator.url, ...(token ? { FLEETPATCH_TOKEN: token } : {}), ...env },
+    input,
+  );
+}
+
+/** Runs a Node script with none of this process's FLEETPATCH_ variables, plus `env`. */
+async function run(args: string[], env: Record<string, string>, input?: string): Promise<CliResult> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETPATCH_')));
-  const child = spawn(process.execPath, [CLI, ...args], {
-    env: {
-      ...base,
-      FLEETPATCH_URL: coordinator.url,
-      ...(token ? { FLEETPATCH_TOKEN: token } : {}),
-      ...env,
-    },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const child = spawn(process.execPath, args, { env: { ...base, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => {
@@ -121,17 +128,20 @@ afterAll(async () => {
 });
 
 describe('the fleetpatch CLI', () => {
-  it('registers agents, printing each token once, and lists them', async () => {
+  it('issues join tokens, printing each once, that agents enroll with; and lists them', async () => {
     for (const host of HOSTS) {
-      const registered = await fleetpatch(['agent', 'register', host, '--label', 'role=web'], { token: TOKENS.admin });
-      expect(registered.code, registered.stderr).toBe(0);
-      const token = registered.stdout.trim();
-      expect(token).toMatch(/^fpa_\S+$/);
-      expect(registered.stderr).toContain('shown once');
+      const issued = await fleetpatch(['join-token', 'create', '--host', host, '--label', 'role=web'], {
+        token: TOKENS.admin,
+      });
+      expect(issued.code, issued.stderr).toBe(0);
+      const token = issued.stdout.trim();
+      expect(token).toMatch(/^fpj_\S+$/);
+      expect(issued.stderr).toContain('shown once');
       agents.push(
         startAgent({
           coordinatorUrl: coordinator.url,
-          token,
+          hostId: host,
+          joinToken: token,
           dataDir: join(work, host, 'data'),
           rootDir: rootOf(host),
           labels: { role: 'web' },
@@ -235,7 +245,7 @@ describe('the fleetpatch CLI', () => {
     expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe(OLD);
   });
 
-  it("shows one host's history, the whole audit trail, and replaces a token", async () => {
+  it("shows one host's history, the whole audit trail, join tokens, and revokes an agent", async () => {
     const show = await fleetpatch(['agent', 'show', 'web-1'], { token: TOKENS.alice });
     expect(show.code).toBe(0);
     expect(show.stdout).toMatch(/web-1\s+online/);
@@ -244,15 +254,44 @@ describe('the fleetpatch CLI', () => {
     const audit = await fleetpatch(['events', '--json'], { token: TOKENS.alice });
     expect(audit.code).toBe(0);
     const types = (JSON.parse(audit.stdout) as { events: { type: string }[] }).events.map((e) => e.type);
-    expect(types).toEqual(expect.arrayContaining(['agent.registered', 'patch.created', 'rollout.created']));
+    expect(types).toEqual(
+      expect.arrayContaining(['join_token.created', 'agent.enrolled', 'patch.created', 'rollout.created']),
+    );
     expect((await fleetpatch(['events', '--follow'], { token: TOKENS.alice })).code).toBe(2);
 
-    const registered = await fleetpatch(['agent', 'register', 'spare-1'], { token: TOKENS.admin });
-    const replaced = await fleetpatch(['agent', 'replace-token', 'spare-1'], { token: TOKENS.admin });
-    expect(replaced.code).toBe(0);
-    expect(replaced.stdout.trim()).toMatch(/^fpa_/);
-    expect(replaced.stdout.trim()).not.toBe(registered.stdout.trim());
-    expect(replaced.stderr).toMatch(/old token no longer works/);
+    // `fleetpatch-agent enroll` enrolls and exits; the join token is then used up.
+    const joinToken = (await fleetpatch(['join-token', 'create', '--host', 'spare-1'], { token: TOKENS.admin })).stdout;
+    const enrolled = await run(
+      [
+        AGENT_BIN,
+        'enroll',
+        '--coordinator',
+        coordinator.url,
+        '--host-id',
+        'spare-1',
+        '--data-dir',
+        join(work, 'spare-1'),
+      ],
+      { FLEETPATCH_JOIN_TOKEN: joinToken.trim() },
+    );
+    expect(enrolled.code, enrolled.stderr).toBe(0);
+    expect(enrolled.stdout).toContain('enrolled spare-1');
+    const tokens = await fleetpatch(['join-token', 'list'], { token: TOKENS.admin });
+    expect(tokens.code).toBe(0);
+    expect(tokens.stdout).toMatch(/^ID\s+STATE\s+USES/);
+    expect(tokens.stdout).toMatch(/jt_\S+\s+used_up\s+1\/1\s+\S+\s+spare-1/);
+    expect(tokens.stdout).not.toContain('fpj_');
+    const spare = JSON.parse(
+      (await fleetpatch(['join-token', 'create', '--uses', '5', '--json'], { token: TOKENS.admin })).stdout,
+    );
+    const revokedToken = await fleetpatch(['join-token', 'revoke', spare.id], { token: TOKENS.admin });
+    expect(revokedToken.stdout).toContain(`join token ${spare.id} revoked`);
+
+    expect((await fleetpatch(['agent', 'revoke', 'spare-1'], { token: TOKENS.alice })).code).toBe(1);
+    const revoked = await fleetpatch(['agent', 'revoke', 'spare-1'], { token: TOKENS.admin });
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(revoked.stdout).toMatch(/agent spare-1 revoked/);
+    expect((await fleetpatch(['agents'], { token: TOKENS.alice })).stdout).toMatch(/spare-1\s+revoked/);
   });
 
   it('reads a patch from stdin with "-"', async () => {

@@ -16,6 +16,7 @@ import {
   type ApiClient,
   apiClient,
   type CoordinatorProcess,
+  issueJoinToken,
   type RolloutStatusView,
   startAgent,
   startCoordinator,
@@ -96,11 +97,12 @@ describe('a coordinator killed at any point of a rollout', () => {
       const root = join(work, id, 'root');
       await mkdir(join(root, 'etc/crash-app'), { recursive: true });
       await writeFile(join(root, CONFIG_PATH), OLD, { mode: 0o644 });
-      const { token } = await api.post<{ token: string }>('/v1/agents', { id, labels: { role: 'web' } });
+      const token = await issueJoinToken(api, id, { role: 'web' });
       agents.push(
         startAgent({
           coordinatorUrl: (coordinator as CoordinatorProcess).url,
-          token,
+          hostId: id,
+          joinToken: token,
           dataDir: join(work, id, 'data'),
           rootDir: root,
           labels: { role: 'web' },

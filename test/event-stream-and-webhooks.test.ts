@@ -11,6 +11,7 @@ import {
   type ApiClient,
   apiClient,
   type CoordinatorProcess,
+  issueJoinToken,
   startAgent,
   startCoordinator,
   waitFor,
@@ -165,8 +166,16 @@ beforeAll(async () => {
     const rootDir = join(work, host, 'root');
     await mkdir(join(rootDir, 'etc/app'), { recursive: true });
     await writeFile(join(rootDir, 'etc/app/app.conf'), 'workers = 2\n', { mode: 0o644 });
-    const { token } = await api.post<{ token: string }>('/v1/agents', { id: host, labels: { role: 'web' } });
-    agents.push(startAgent({ coordinatorUrl: coordinator.url, token, dataDir: join(work, host, 'data'), rootDir }));
+    const joinToken = await issueJoinToken(api, host, { role: 'web' });
+    agents.push(
+      startAgent({
+        coordinatorUrl: coordinator.url,
+        hostId: host,
+        joinToken,
+        dataDir: join(work, host, 'data'),
+        rootDir,
+      }),
+    );
   }
   await waitForAgentsOnline(api, HOSTS);
 });

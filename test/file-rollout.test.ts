@@ -2,16 +2,28 @@ import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateAgentKeyPair, loadPrivateKey } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
   apiClient,
+  issueJoinToken,
   startAgent,
   startCoordinator,
   waitFor,
   waitForAgentsOnline,
   waitForRolloutState,
 } from '../scripts/lib/local-fleet.mjs';
+import {
+  agentSocketUrl,
+  closeCode,
+  connectAs,
+  enrollIdentity,
+  enrollWith,
+  nextFrame,
+  openAgentSocket,
+  signedHello,
+} from './support/agent-identity.js';
 
 // The walking skeleton, end to end: a real coordinator process, three real agent processes on
 // 127.0.0.1, each confined to its own scratch root; real files checked on disk.
@@ -28,7 +40,6 @@ type Api = ReturnType<typeof apiClient>;
 let work: string;
 let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
 const agents: ReturnType<typeof startAgent>[] = [];
-const tokens = new Map<string, string>();
 let admin: Api;
 let alice: Api;
 let bob: Api;
@@ -88,12 +99,12 @@ beforeAll(async () => {
   alice = apiClient(coordinator.url, TOKENS.alice);
   bob = apiClient(coordinator.url, TOKENS.bob);
   for (const host of HOSTS) {
-    const { token } = await admin.post('/v1/agents', { id: host, labels: { role: 'web' } });
-    tokens.set(host, token);
+    const joinToken = await issueJoinToken(admin, host, { role: 'web' });
     agents.push(
       startAgent({
         coordinatorUrl: coordinator.url,
-        token,
+        hostId: host,
+        joinToken,
         dataDir: join(work, host, 'data'),
         rootDir: rootOf(host),
         labels: { role: 'web' },
@@ -326,43 +337,49 @@ describe('bad input is refused and changes nothing', () => {
     expect((await early.json()).error.details.state).toBe('awaiting_approval');
   });
 
-  it('closes an agent socket with an unknown token with code 4401 and records nothing', async () => {
+  it('closes a socket that cannot prove it is an enrolled agent with 4401, records nothing, and leaves the real agent alone', async () => {
     const ids = async () => (await admin.get('/v1/agents')).agents.map((a: { id: string }) => a.id);
     const before = await ids();
-    const socket = new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
-      headers: { authorization: 'Bearer not-a-real-agent-token' },
-    });
-    const [code] = await new Promise<[number, string]>((resolve) =>
-      socket.on('close', (c, r) => resolve([c, r.toString()])),
-    );
-    expect(code).toBe(4401);
+    const anonymous = new WebSocket(agentSocketUrl(coordinator.url));
+    expect(await closeCode(anonymous)).toBe(4401);
+    // A stranger's key for a live host, and a made-up host: both refused after the challenge.
+    const impostor = { hostId: 'web-1', ...freshKey() };
+    const ghost = { hostId: 'ghost-1', ...freshKey() };
+    for (const identity of [impostor, ghost]) {
+      const socket = openAgentSocket(coordinator.url, identity.hostId);
+      const closed = closeCode(socket);
+      const { nonce } = await nextFrame<{ type: 'challenge'; nonce: string }>(socket, 'challenge');
+      socket.send(JSON.stringify(signedHello(identity, nonce)));
+      expect(await closed).toBe(4401);
+    }
     expect(await ids()).toEqual(before);
+    expect((await admin.get('/v1/agents/web-1')).agent.online).toBe(true);
   });
 
   it('closes an agent that sends a frame over the size limit with 1009 and stays up', async () => {
-    const { token } = await admin.post('/v1/agents', { id: 'big-frame-1' });
-    const socket = new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    await new Promise((resolve) => socket.on('open', resolve));
+    const identity = await enrollIdentity(coordinator.url, admin, 'big-frame-1');
+    const socket = await connectAs(coordinator.url, identity);
+    const closed = closeCode(socket);
     socket.send('x'.repeat(5 * 1024 * 1024));
-    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
-    expect(code).toBe(1009);
+    expect(await closed).toBe(1009);
     expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
   });
 
   it('closes an agent that sends a malformed frame with 4400 and stays up', async () => {
-    const { token } = await admin.post('/v1/agents', { id: 'bad-frame-1' });
-    const socket = new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    await new Promise((resolve) => socket.on('open', resolve));
+    const identity = await enrollIdentity(coordinator.url, admin, 'bad-frame-1');
+    const socket = openAgentSocket(coordinator.url, identity.hostId);
+    const closed = closeCode(socket);
+    await nextFrame(socket, 'challenge');
     socket.send(JSON.stringify({ type: 'hello', protocolVersion: 'one' }));
-    const code = await new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
-    expect(code).toBe(4400);
+    expect(await closed).toBe(4400);
     expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
   });
 });
+
+function freshKey() {
+  const pair = generateAgentKeyPair();
+  return { publicKey: pair.publicKey, privateKey: loadPrivateKey(pair.privateKeyPem) };
+}
 
 describe('the fleet and its audit trail', () => {
   it("shows one host's history across rollouts", async () => {
@@ -373,14 +390,15 @@ describe('the fleet and its audit trail', () => {
     expect((await alice.raw('GET', '/v1/agents/nope-9')).status).toBe(404);
   });
 
-  it('pages every event: agents registered, patches created, rollouts', async () => {
+  it('pages every event: join tokens issued, agents enrolled, patches created, rollouts', async () => {
     const first = await alice.get('/v1/events?limit=5');
     expect(first.events).toHaveLength(5);
-    expect(first.events[0]).toMatchObject({ type: 'agent.registered', actor: 'admin', hostId: 'web-1' });
+    expect(first.events[0]).toMatchObject({ type: 'join_token.created', actor: 'admin', hostId: 'web-1' });
     const all = await alice.get(`/v1/events?after=0&limit=1000`);
     const types = new Set(all.events.map((e: { type: string }) => e.type));
     for (const type of [
-      'agent.registered',
+      'join_token.created',
+      'agent.enrolled',
       'agent.connected',
       'patch.created',
       'rollout.created',
@@ -390,29 +408,28 @@ describe('the fleet and its audit trail', () => {
     }
   });
 
-  it('replaces an agent token in one call: the old one stops working and its connection closes', async () => {
-    const { token: old } = await admin.post('/v1/agents', { id: 'rotate-1' });
-    const connect = (token: string) =>
-      new WebSocket(`${coordinator.url.replace('http', 'ws')}/v1/agents/connect`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-    const socket = connect(old);
-    await new Promise((resolve) => socket.on('open', resolve));
-    const closed = new Promise<number>((resolve) => socket.on('close', (c) => resolve(c)));
-    expect((await alice.raw('POST', '/v1/agents/rotate-1/token', {})).status).toBe(403);
-    const { token: fresh } = await admin.post('/v1/agents/rotate-1/token');
-    expect(fresh).not.toBe(old);
+  it('revokes an agent in one call: its key stops working at once, and only a replace join token brings it back', async () => {
+    const old = await enrollIdentity(coordinator.url, admin, 'rotate-1');
+    const socket = await connectAs(coordinator.url, old);
+    const closed = closeCode(socket);
+    expect((await alice.raw('POST', '/v1/agents/rotate-1/revoke', {})).status).toBe(403);
+    const revoked = await admin.post('/v1/agents/rotate-1/revoke');
+    expect(revoked.revokedAt).not.toBeNull();
     expect(await closed).toBe(4401);
-    const stale = connect(old);
-    expect(await new Promise<number>((resolve) => stale.on('close', (c) => resolve(c)))).toBe(4401);
-    const renewed = connect(fresh);
-    await new Promise((resolve) => renewed.on('open', resolve));
+    await expect(connectAs(coordinator.url, old)).rejects.toThrow(/closed \(4401\)/);
+    // A plain join token cannot take an enrolled (or revoked) host id; one made for it with replace can.
+    await expect(enrollIdentity(coordinator.url, admin, 'rotate-1')).rejects.toThrow(/HTTP 409/);
+    const { token } = await admin.post('/v1/join-tokens', { hostId: 'rotate-1', replace: true });
+    const fresh = await enrollWith(coordinator.url, token, 'rotate-1');
+    const renewed = await connectAs(coordinator.url, fresh);
+    await expect(connectAs(coordinator.url, old)).rejects.toThrow(/closed \(4401\)/);
     const events = await alice.get('/v1/events?limit=1000');
-    expect(
-      events.events.some(
-        (e: { type: string; hostId: string }) => e.type === 'agent.token_replaced' && e.hostId === 'rotate-1',
-      ),
-    ).toBe(true);
+    const types = events.events
+      .filter((e: { hostId: string }) => e.hostId === 'rotate-1')
+      .map((e: { type: string }) => e.type);
+    expect(types).toEqual(
+      expect.arrayContaining(['agent.enrolled', 'agent.revoked', 'agent.enroll_refused', 'agent.reenrolled']),
+    );
     renewed.close();
   });
 });
@@ -444,8 +461,9 @@ describe('stopping an agent', () => {
     expect(done.waves[0].hosts[0]).toMatchObject({ hostId: 'web-3', state: 'healthy', changed: true });
     expect(await readFile(join(rootOf('web-3'), PATH), 'utf8')).toBe(NEW);
     agents[2] = startAgent({
+      // Its key is in its data dir: a restart needs no join token.
       coordinatorUrl: coordinator.url,
-      token: tokens.get('web-3') as string,
+      hostId: 'web-3',
       dataDir: join(work, 'web-3', 'data'),
       rootDir: rootOf('web-3'),
       labels: { role: 'web' },

@@ -10,6 +10,7 @@ import {
   type ApiClient,
   apiClient,
   type CoordinatorProcess,
+  issueJoinToken,
   startAgent,
   startCoordinator,
   waitFor,
@@ -141,11 +142,12 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
       await new Promise<void>((resolve) =>
         createInterface({ input: service.stdout as NodeJS.ReadableStream }).once('line', () => resolve()),
       );
-      const { token } = await api.post<{ token: string }>('/v1/agents', { id });
+      const token = await issueJoinToken(api, id);
       agents.push(
         startAgent({
           coordinatorUrl: `http://${host.gatewayIp}:${coordinator.port}`,
-          token,
+          hostId: id,
+          joinToken: token,
           dataDir: join(work, id, 'data'),
           rootDir: rootOf(id),
           labels: { app: 'svc' },

@@ -104,7 +104,14 @@ describe.skipIf(!tools.available)(
           await writeFile(configFile, JSON.stringify({ apt: root.driverOptions }));
           const host = { id, root, dataDir: join(dir, 'agent-data') };
           const token = await fleet.register(id, { group });
-          fleet.spawnAgent({ id, token, dataDir: host.dataDir, rootDir: root.root, configFile, labels: { group } });
+          fleet.spawnAgent({
+            id,
+            joinToken: token,
+            dataDir: host.dataDir,
+            rootDir: root.root,
+            configFile,
+            labels: { group },
+          });
           return host;
         }),
       );

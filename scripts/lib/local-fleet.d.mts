@@ -54,9 +54,17 @@ export interface AgentProcess {
   kill(): Promise<void>;
 }
 
+export declare function issueJoinToken(
+  api: ApiClient,
+  hostId: string,
+  labels?: Record<string, string>,
+): Promise<string>;
+
 export declare function startAgent(options: {
   coordinatorUrl: string;
-  token: string;
+  hostId: string;
+  /** Used on the first start only, to enroll; passed in the environment. */
+  joinToken?: string;
   dataDir: string;
   rootDir: string;
   labels?: Record<string, string>;

@@ -115,10 +115,23 @@ async function spawnCoordinator(configFile, env) {
   };
 }
 
-/** Starts one agent process confined to `rootDir`. */
+/**
+ * Issues a single-use join token for one host with `labels` fixed (the admin's API client `api`):
+ * what an agent needs to enroll the first time it starts.
+ */
+export async function issueJoinToken(api, hostId, labels = {}) {
+  const { token } = await api.post('/v1/join-tokens', { hostId, labels, uses: 1 });
+  return token;
+}
+
+/**
+ * Starts one agent process confined to `rootDir`, as `hostId`. Its first start enrolls with
+ * `joinToken` (passed in the environment, never argv); later starts use the key in `dataDir`.
+ */
 export function startAgent({
   coordinatorUrl,
-  token,
+  hostId,
+  joinToken,
   dataDir,
   rootDir,
   labels = {},
@@ -131,8 +144,8 @@ export function startAgent({
     AGENT_BIN,
     '--coordinator',
     coordinatorUrl,
-    '--token',
-    token,
+    '--host-id',
+    hostId,
     '--data-dir',
     dataDir,
     '--root-dir',
@@ -142,6 +155,7 @@ export function startAgent({
   for (const root of allowRoots) args.push('--allow-root', root);
   // A short reconnect cap keeps tests that restart the coordinator quick; production caps at 30 s.
   const childEnv = { ...process.env, FLEETPATCH_RECONNECT_MAX_MS: '1000', ...env };
+  if (joinToken) childEnv.FLEETPATCH_JOIN_TOKEN = joinToken;
   if (configExtra) childEnv.FLEETPATCH_AGENT_CONFIG = configExtra;
   // `wrap` runs the agent inside something, e.g. ['ip', 'netns', 'exec', 'host-1'] for a test host.
   const [command, ...commandArgs] = [...wrap, process.execPath, ...args];

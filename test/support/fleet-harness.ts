@@ -12,6 +12,7 @@ import {
   apiClient,
   type CoordinatorProcess,
   type HostRunView,
+  issueJoinToken,
   type RolloutStatusView,
   startAgent,
   startCoordinator,
@@ -26,7 +27,8 @@ export const FINAL_REVERT_STATES: readonly RolloutState[] = ['reverted', 'revert
 
 export interface AgentSpawn {
   id: string;
-  token: string;
+  /** Enrolls with it on first start (see `register`); a restart with the same dataDir needs none. */
+  joinToken?: string;
   dataDir: string;
   rootDir: string;
   /** JSON agent config file (FLEETPATCH_AGENT_CONFIG), e.g. the apt section. */
@@ -54,17 +56,17 @@ export class FleetHarness {
     return new FleetHarness(coordinator);
   }
 
-  /** Registers an agent id and returns its token. */
-  async register(id: string, labels: Record<string, string> = {}): Promise<string> {
-    const { token } = await this.api.post<{ token: string }>('/v1/agents', { id, labels });
-    return token;
+  /** A single-use join token for host `id`, with `labels` fixed: pass it to `spawnAgent`. */
+  register(id: string, labels: Record<string, string> = {}): Promise<string> {
+    return issueJoinToken(this.api, id, labels);
   }
 
   /** Starts an agent process; it is stopped by `stopAgents`/`stop` whatever happens. */
   spawnAgent(spec: AgentSpawn): AgentProcess {
     const agent = startAgent({
       coordinatorUrl: this.coordinator.url,
-      token: spec.token,
+      hostId: spec.id,
+      ...(spec.joinToken ? { joinToken: spec.joinToken } : {}),
       dataDir: spec.dataDir,
       rootDir: spec.rootDir,
       labels: spec.labels ?? {},

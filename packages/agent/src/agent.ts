@@ -1,11 +1,21 @@
 import { join } from 'node:path';
-import { type CoordinatorMessage, type Facts, type Hello, PROTOCOL_VERSION } from '@fleetpatch/shared';
+import {
+  type CoordinatorMessage,
+  connectProofPayload,
+  type Facts,
+  type Hello,
+  HostIdSchema,
+  PROTOCOL_VERSION,
+  signPayload,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
+import { type AgentCredential, readCredential } from './agent-credential.js';
 import { type Clock, systemClock } from './clock.js';
 import { type AgentConfig, agentSocketUrl } from './config.js';
 import { CoordinatorConnection } from './coordinator-connection.js';
 import { AptDriver } from './drivers/apt-driver.js';
 import { FileDriver } from './drivers/file-driver.js';
+import { EnrollmentRefused, enrollAndStore } from './enrollment-client.js';
 import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { Journal } from './journal.js';
@@ -36,6 +46,7 @@ export class Agent {
   private connection: CoordinatorConnection | null = null;
   private state: 'idle' | 'running' | 'stopped' = 'idle';
   private pruneTimer: NodeJS.Timeout | null = null;
+  private credential: AgentCredential | null = null;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -86,13 +97,22 @@ export class Agent {
     this.pruneTimer.unref();
     this.journal = journal;
     this.executor = executor;
+    this.credential = await this.obtainCredential();
+    if (this.state !== 'running') return;
     this.connection = new CoordinatorConnection({
       url: agentSocketUrl(config.coordinatorUrl),
-      token: config.token as string,
+      agentId: () => (this.credential as AgentCredential).hostId,
       log,
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
-      hello: () => this.hello(),
+      hello: (nonce) => this.hello(nonce),
+      onRefused: async () => {
+        const reread = await readCredential(config.dataDir);
+        if (reread && reread.publicKey !== this.credential?.publicKey) {
+          log.info({ hostId: reread.hostId }, 'the agent credential changed on disk: using the new one');
+          this.credential = reread;
+        }
+      },
       onMessage: (message) => this.onMessage(message),
     });
     this.connection.start(() => journal.position);
@@ -113,10 +133,56 @@ export class Agent {
     if (removed > 0) this.options.log.info({ removed }, 'pruned finished orders past the retention period');
   }
 
-  private hello(): Hello {
+  /**
+   * The credential in the data dir, or a new one enrolled with the join token. Enrolling retries while
+   * the coordinator cannot be reached (agents may start first) but not when it refuses: a human must act.
+   */
+  private async obtainCredential(): Promise<AgentCredential> {
+    const { config, log } = this.options;
+    const existing = await readCredential(config.dataDir);
+    if (existing) {
+      if (config.hostId !== undefined && config.hostId !== existing.hostId) {
+        throw new Error(`this agent is enrolled as ${existing.hostId}, not ${config.hostId} (${config.dataDir})`);
+      }
+      return existing;
+    }
+    if (!config.joinToken) {
+      throw new Error(
+        `not enrolled: no credential in ${config.dataDir}; give a join token (joinTokenFile or FLEETPATCH_JOIN_TOKEN)`,
+      );
+    }
+    const hostId = config.hostId ?? this.options.facts.hostname;
+    if (!HostIdSchema.safeParse(hostId).success) {
+      throw new Error(`the hostname ${JSON.stringify(hostId)} is not a valid host id: set hostId`);
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const enrolled = await enrollAndStore(
+          { coordinatorUrl: config.coordinatorUrl, joinToken: config.joinToken, hostId },
+          config.dataDir,
+        );
+        log.info({ hostId, labels: enrolled.labels }, 'enrolled with the coordinator');
+        const credential = await readCredential(config.dataDir);
+        if (!credential) throw new Error('the credential just written cannot be read back');
+        return credential;
+      } catch (err) {
+        if (err instanceof EnrollmentRefused) {
+          throw new Error(`enrollment refused by the coordinator (HTTP ${err.status}): ${err.message}`);
+        }
+        if (this.state !== 'running') throw err;
+        const delay = Math.min(config.backoffMaxMs, config.backoffBaseMs * 2 ** Math.min(attempt, 10));
+        log.warn({ err: (err as Error).message, retryInMs: delay }, 'enrollment failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      }
+    }
+  }
+
+  private hello(nonce: string): Hello {
+    const credential = this.credential as AgentCredential;
     return {
       type: 'hello',
       protocolVersion: PROTOCOL_VERSION,
+      proof: signPayload(credential.privateKey, connectProofPayload(credential.hostId, nonce)),
       agentVersion: AGENT_VERSION,
       labels: this.options.config.labels,
       facts: this.options.facts,
@@ -131,6 +197,7 @@ export class Agent {
     const log = this.options.log;
     const fail = (err: unknown) => log.error({ err, type: message.type }, 'handling coordinator message failed');
     switch (message.type) {
+      case 'challenge':
       case 'welcome':
         return;
       case 'order.apply':

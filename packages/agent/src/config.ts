@@ -1,15 +1,23 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { AbsolutePathSchema, LabelsSchema } from '@fleetpatch/shared';
+import { AbsolutePathSchema, HostIdSchema, JoinTokenSecretSchema, LabelsSchema } from '@fleetpatch/shared';
 import { z } from 'zod';
 
 export const AgentConfigSchema = z
   .object({
     /** Coordinator base URL (http(s):// or ws(s)://); the agent dials `<url>/v1/agents/connect`. */
     coordinatorUrl: z.string().regex(/^(?:ws|wss|http|https):\/\//, 'must be an http(s):// or ws(s):// URL'),
-    /** This agent's token, as returned when it was registered. Or use tokenFile. */
-    token: z.string().min(16).optional(),
-    tokenFile: z.string().optional(),
+    /**
+     * The id this host enrolls as (default: its hostname, as in its facts). Once enrolled, the id in the
+     * credential file is the one that counts; naming another here is a configuration error.
+     */
+    hostId: HostIdSchema.optional(),
+    /**
+     * A join token from `fleetpatch join-token create`, used once, when the agent has no credential
+     * yet (`<dataDir>/credential.json`). Give it in a file or the environment, never on the command line.
+     */
+    joinToken: JoinTokenSecretSchema.optional(),
+    joinTokenFile: z.string().optional(),
     labels: LabelsSchema.default({}),
     /** Journal and snapshots live here; it must survive reboots (`/var/lib/fleetpatch-agent`). */
     dataDir: z.string().default('/var/lib/fleetpatch-agent'),
@@ -60,17 +68,13 @@ export const AgentConfigSchema = z
     backoffBaseMs: z.number().int().min(10).default(500),
     backoffMaxMs: z.number().int().min(100).default(30_000),
   })
-  .strict()
-  .refine((c) => c.token !== undefined || c.tokenFile !== undefined, {
-    message: 'give token or tokenFile',
-    path: ['token'],
-  });
+  .strict();
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 
 export interface AgentFlags {
   coordinatorUrl?: string;
-  token?: string;
-  tokenFile?: string;
+  hostId?: string;
+  joinTokenFile?: string;
   dataDir?: string;
   rootDir?: string;
   logLevel?: string;
@@ -91,8 +95,9 @@ export function loadAgentConfig(input: {
     if (value !== undefined && value !== '') merged[key] = value;
   };
   set('coordinatorUrl', input.env.FLEETPATCH_COORDINATOR_URL);
-  set('token', input.env.FLEETPATCH_AGENT_TOKEN);
-  set('tokenFile', input.env.FLEETPATCH_AGENT_TOKEN_FILE);
+  set('hostId', input.env.FLEETPATCH_HOST_ID);
+  set('joinToken', input.env.FLEETPATCH_JOIN_TOKEN);
+  set('joinTokenFile', input.env.FLEETPATCH_JOIN_TOKEN_FILE);
   set('dataDir', input.env.FLEETPATCH_DATA_DIR);
   set('logLevel', input.env.FLEETPATCH_LOG_LEVEL);
   if (input.env.FLEETPATCH_RECONNECT_MAX_MS) merged.backoffMaxMs = Number(input.env.FLEETPATCH_RECONNECT_MAX_MS);
@@ -102,9 +107,22 @@ export function loadAgentConfig(input: {
   if (allowedRoots && allowedRoots.length > 0) merged.file = { ...(merged.file as object | undefined), allowedRoots };
   const parsed = AgentConfigSchema.safeParse(merged);
   if (!parsed.success) throw new Error(`invalid agent configuration:\n${z.prettifyError(parsed.error)}`);
-  const config = parsed.data;
-  const token = config.token ?? readFileSync(config.tokenFile as string, 'utf8').trim();
-  return { ...config, token, dataDir: resolve(config.dataDir), rootDir: resolve(config.rootDir) };
+  const { joinTokenFile, ...config } = parsed.data;
+  const joinToken = config.joinToken ?? (joinTokenFile ? readJoinTokenFile(joinTokenFile) : undefined);
+  return {
+    ...config,
+    ...(joinToken ? { joinToken } : {}),
+    dataDir: resolve(config.dataDir),
+    rootDir: resolve(config.rootDir),
+  };
+}
+
+function readJoinTokenFile(file: string): string {
+  const token = readFileSync(file, 'utf8').trim();
+  const parsed = JoinTokenSecretSchema.safeParse(token);
+  // Never echo the file's content: it may be a secret of another kind.
+  if (!parsed.success) throw new Error(`invalid agent configuration: ${file} does not hold a join token (fpj_…)`);
+  return parsed.data;
 }
 
 export function agentSocketUrl(coordinatorUrl: string): string {

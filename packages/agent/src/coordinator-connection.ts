@@ -1,4 +1,5 @@
 import {
+  AGENT_ID_HEADER,
   type AgentMessage,
   CloseCode,
   type CoordinatorMessage,
@@ -12,10 +13,16 @@ import WebSocket from 'ws';
 export interface ConnectionOptions {
   /** ws:// or wss:// URL of the coordinator's agent endpoint. */
   url: string;
-  token: string;
+  /** The host id this agent speaks for (sent on the upgrade; proven by the signature in hello). */
+  agentId(): string;
   log: Logger;
-  /** Builds the `hello` sent first on every (re)connect: it carries the journal's pending reports. */
-  hello(): AgentMessage;
+  /**
+   * Builds the `hello` sent in answer to the coordinator's challenge on every (re)connect: it signs
+   * the nonce and carries the journal's pending reports.
+   */
+  hello(nonce: string): AgentMessage;
+  /** Called before redialling after the coordinator refused this agent (4401): re-read the credential. */
+  onRefused?(): Promise<void>;
   onMessage(message: CoordinatorMessage): void;
   /** Reconnect backoff: base and cap, in ms; each wait is a random "full jitter" draw below the cap. */
   backoffBaseMs?: number;
@@ -83,7 +90,7 @@ export class CoordinatorConnection {
     if (this.stopped) return;
     const { log } = this.options;
     const socket = new WebSocket(this.options.url, {
-      headers: { authorization: `Bearer ${this.options.token}` },
+      headers: { [AGENT_ID_HEADER]: this.options.agentId() },
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: 10_000,
     });
@@ -93,13 +100,12 @@ export class CoordinatorConnection {
     let silentIntervals = 0;
     let welcomeTimer: NodeJS.Timeout | undefined;
     socket.on('open', () => {
-      log.debug('connected; saying hello');
+      log.debug('connected; waiting for the challenge');
       welcomeTimer = setTimeout(() => {
-        log.warn('coordinator did not answer hello; reconnecting');
+        log.warn('coordinator did not challenge or welcome this agent in time; reconnecting');
         socket.terminate();
       }, this.options.welcomeTimeoutMs ?? 30_000);
       welcomeTimer.unref();
-      socket.send(JSON.stringify(this.options.hello()));
     });
     socket.on('ping', () => {
       heard = true;
@@ -111,6 +117,10 @@ export class CoordinatorConnection {
       if (!parsed.ok) {
         log.warn({ error: parsed.error }, 'bad frame from coordinator; reconnecting');
         socket.close(CloseCode.badFrame, 'bad frame');
+        return;
+      }
+      if (parsed.message.type === 'challenge') {
+        socket.send(JSON.stringify(this.options.hello(parsed.message.nonce)));
         return;
       }
       if (parsed.message.type === 'welcome') {
@@ -144,7 +154,20 @@ export class CoordinatorConnection {
         { code, reason: reason.toString(), retryInMs: delay },
         needsHuman ? 'coordinator refused this agent' : 'disconnected from coordinator',
       );
-      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+      this.reconnectTimer = setTimeout(() => {
+        if (code !== CloseCode.unauthorized || !this.options.onRefused) {
+          this.connect();
+          return;
+        }
+        // A re-enrolled host has a new credential on disk: dial with it, not the refused one.
+        this.options.onRefused().then(
+          () => this.connect(),
+          (err: unknown) => {
+            log.error({ err }, 'reading the agent credential failed');
+            this.connect();
+          },
+        );
+      }, delay);
     });
   }
 

@@ -3,24 +3,32 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent } from './agent.js';
 import { type AgentConfig, loadAgentConfig } from './config.js';
+import { enrollAndStore } from './enrollment-client.js';
 import { collectFacts } from './facts.js';
 
-const USAGE = `usage: fleetpatch-agent [--config FILE] [--coordinator URL] [--token TOKEN | --token-file FILE]
+const USAGE = `usage: fleetpatch-agent [enroll] [--config FILE] [--coordinator URL] [--host-id ID] [--join-token-file FILE]
                         [--data-dir DIR] [--root-dir DIR] [--label KEY=VALUE]... [--allow-root PATH]...
                         [--log-level LEVEL]
 
-Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_AGENT_TOKEN, FLEETPATCH_AGENT_TOKEN_FILE,
-FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of the reconnect backoff).`;
+The first start enrolls with the join token (fleetpatch join-token create) and keeps the agent's own
+key in <data-dir>/credential.json (0600); later starts need no token. \`fleetpatch-agent enroll\` only
+enrolls (a new key, kept once the coordinator accepts it) and exits: for a host being re-enrolled, a
+running agent picks the new key up by itself. Secrets are never taken on the command line.
+
+Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_HOST_ID, FLEETPATCH_JOIN_TOKEN,
+FLEETPATCH_JOIN_TOKEN_FILE, FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of
+the reconnect backoff).`;
 
 async function main(): Promise<void> {
   let config: AgentConfig;
+  let command: 'run' | 'enroll' = 'run';
   try {
-    const { values } = parseArgs({
+    const { values, positionals } = parseArgs({
       options: {
         config: { type: 'string' },
         coordinator: { type: 'string' },
-        token: { type: 'string' },
-        'token-file': { type: 'string' },
+        'host-id': { type: 'string' },
+        'join-token-file': { type: 'string' },
         'data-dir': { type: 'string' },
         'root-dir': { type: 'string' },
         label: { type: 'string', multiple: true },
@@ -29,7 +37,12 @@ async function main(): Promise<void> {
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
+      allowPositionals: true,
     });
+    if (positionals.length > 1 || (positionals[0] !== undefined && positionals[0] !== 'enroll')) {
+      throw new Error(`unknown command: ${positionals.join(' ')}`);
+    }
+    if (positionals[0] === 'enroll') command = 'enroll';
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       return;
@@ -45,8 +58,8 @@ async function main(): Promise<void> {
       env: process.env,
       flags: {
         ...(values.coordinator ? { coordinatorUrl: values.coordinator } : {}),
-        ...(values.token ? { token: values.token } : {}),
-        ...(values['token-file'] ? { tokenFile: values['token-file'] } : {}),
+        ...(values['host-id'] ? { hostId: values['host-id'] } : {}),
+        ...(values['join-token-file'] ? { joinTokenFile: values['join-token-file'] } : {}),
         ...(values['data-dir'] ? { dataDir: values['data-dir'] } : {}),
         ...(values['root-dir'] ? { rootDir: values['root-dir'] } : {}),
         ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
@@ -57,6 +70,11 @@ async function main(): Promise<void> {
   } catch (err) {
     process.stderr.write(`fleetpatch-agent: ${(err as Error).message}\n${USAGE}\n`);
     process.exit(2);
+  }
+
+  if (command === 'enroll') {
+    await enrollOnly(config);
+    return;
   }
 
   // Test-only: the crash-point matrix kills the agent at a named step to prove recovery.
@@ -79,9 +97,6 @@ async function main(): Promise<void> {
         }
       : {}),
   });
-  await agent.start();
-  log.info({ dataDir: config.dataDir, rootDir: config.rootDir }, 'agent started');
-
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -101,6 +116,37 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    await agent.start();
+  } catch (err) {
+    if (stopping) return; // stopped while enrolling: the signal handler exits
+    // Not enrolled, enrollment refused, an unreadable credential: a human must act; say what, not a stack.
+    log.fatal({ err: (err as Error).message }, 'agent cannot start');
+    process.stderr.write(`fleetpatch-agent: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  log.info({ dataDir: config.dataDir, rootDir: config.rootDir }, 'agent started');
+}
+
+/** `fleetpatch-agent enroll`: a new key, registered under the join token, written only once accepted. */
+async function enrollOnly(config: AgentConfig): Promise<void> {
+  if (!config.joinToken) {
+    process.stderr.write('fleetpatch-agent enroll: give a join token (--join-token-file or FLEETPATCH_JOIN_TOKEN)\n');
+    process.exit(2);
+  }
+  const hostId = config.hostId ?? (await collectFacts()).hostname;
+  try {
+    const enrolled = await enrollAndStore(
+      { coordinatorUrl: config.coordinatorUrl, joinToken: config.joinToken, hostId },
+      config.dataDir,
+    );
+    process.stdout.write(
+      `enrolled ${hostId}${enrolled.replaced ? ' (replacing its previous key)' : ''}; credential in ${config.dataDir}\n`,
+    );
+  } catch (err) {
+    process.stderr.write(`fleetpatch-agent enroll: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -27,13 +27,14 @@ afterEach(async () => {
 });
 
 describe('CoordinatorConnection', () => {
-  it('gives up on a coordinator that accepts the socket but never says welcome, and dials again', async () => {
+  it('answers the challenge, gives up on a coordinator that never says welcome, and dials again', async () => {
     server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
     await new Promise<void>((resolve) => server?.once('listening', () => resolve()));
     let connections = 0;
     let hellos = 0;
     server.on('connection', (socket) => {
       connections++;
+      socket.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) }));
       socket.on('message', () => {
         hellos++; // heard, never answered
       });
@@ -41,7 +42,7 @@ describe('CoordinatorConnection', () => {
     const { port } = server.address() as AddressInfo;
     connection = new CoordinatorConnection({
       url: `ws://127.0.0.1:${port}/v1/agents/connect`,
-      token: 'a-token-of-sixteen-chars',
+      agentId: () => 'web-1',
       log: pino({ level: 'silent' }),
       backoffBaseMs: 10,
       backoffMaxMs: 100,
@@ -49,6 +50,7 @@ describe('CoordinatorConnection', () => {
       hello: () => ({
         type: 'hello',
         protocolVersion: 1,
+        proof: 'p'.repeat(86),
         agentVersion: 'test',
         labels: {},
         facts: FACTS,

@@ -1,8 +1,12 @@
 import type {
   AgentDetail,
   AgentList,
-  AgentRegistration,
+  AgentView,
   EventPage,
+  JoinTokenCreated,
+  JoinTokenList,
+  JoinTokenRequestInput,
+  JoinTokenView,
   Patch,
   PatchList,
   PreflightResult,
@@ -32,16 +36,24 @@ export class ApiClient {
     return this.request('GET', '/v1/agents');
   }
 
-  registerAgent(id: string, labels: Record<string, string>): Promise<AgentRegistration> {
-    return this.request('POST', '/v1/agents', { id, labels });
+  createJoinToken(request: JoinTokenRequestInput): Promise<JoinTokenCreated> {
+    return this.request('POST', '/v1/join-tokens', request);
+  }
+
+  listJoinTokens(): Promise<JoinTokenList> {
+    return this.request('GET', '/v1/join-tokens');
+  }
+
+  revokeJoinToken(id: string): Promise<JoinTokenView> {
+    return this.request('POST', `/v1/join-tokens/${encodeURIComponent(id)}/revoke`, {});
   }
 
   agentDetail(id: string): Promise<AgentDetail> {
     return this.request('GET', `/v1/agents/${encodeURIComponent(id)}`);
   }
 
-  replaceAgentToken(id: string): Promise<AgentRegistration> {
-    return this.request('POST', `/v1/agents/${encodeURIComponent(id)}/token`, {});
+  revokeAgent(id: string): Promise<AgentView> {
+    return this.request('POST', `/v1/agents/${encodeURIComponent(id)}/revoke`, {});
   }
 
   auditEvents(after: number, limit: number): Promise<EventPage> {

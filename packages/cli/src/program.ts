@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import type { CliContext } from './cli-context.js';
 import { addAgentCommands } from './commands/agent-commands.js';
 import { addEventsCommand } from './commands/events-command.js';
+import { addJoinTokenCommands } from './commands/join-token-commands.js';
 import { addPatchCommands } from './commands/patch-commands.js';
 import { addRolloutCommands } from './commands/rollout-commands.js';
 
@@ -22,6 +23,7 @@ export function buildProgram(ctx: CliContext): Command {
     })
     .showHelpAfterError('(add --help for usage)');
   addAgentCommands(program, ctx);
+  addJoinTokenCommands(program, ctx);
   addPatchCommands(program, ctx);
   addRolloutCommands(program, ctx);
   addEventsCommand(program, ctx);

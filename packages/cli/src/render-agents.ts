@@ -2,12 +2,12 @@ import type { AgentDetail, AgentView } from '@fleetpatch/shared';
 import { formatAge, formatLabels, renderTable } from './render-table.js';
 
 export function renderAgents(agents: readonly AgentView[], now: Date = new Date()): string {
-  if (agents.length === 0) return 'no agents registered (fleetpatch agent register <id>)';
+  if (agents.length === 0) return 'no agents enrolled (fleetpatch join-token create, then start an agent with it)';
   return renderTable(
     ['id', 'online', 'labels', 'os/arch', 'last seen'],
     agents.map((a) => [
       a.id,
-      a.online ? 'yes' : 'no',
+      a.revokedAt ? 'revoked' : a.online ? 'yes' : 'no',
       formatLabels(a.labels),
       a.facts ? `${a.facts.os}/${a.facts.arch}` : '-',
       formatAge(a.lastSeenAt, now),
@@ -22,7 +22,7 @@ export function renderAgentDetail(detail: AgentDetail, now: Date = new Date()): 
     ? `${agent.facts.hostname} ${agent.facts.distro} ${agent.facts.release} ${agent.facts.arch}, kernel ${agent.facts.kernel}, ${agent.facts.cpus} cpus`
     : 'no facts reported yet';
   const head = [
-    `${agent.id}  ${agent.online ? 'online' : 'offline'}  last seen ${formatAge(agent.lastSeenAt, now)}  agent ${agent.agentVersion ?? '-'}`,
+    `${agent.id}  ${agent.revokedAt ? `revoked ${agent.revokedAt}` : agent.online ? 'online' : 'offline'}  last seen ${formatAge(agent.lastSeenAt, now)}  agent ${agent.agentVersion ?? '-'}`,
     `labels  ${formatLabels(agent.labels)}`,
     `facts   ${facts}`,
   ].join('\n');

@@ -126,11 +126,26 @@ describe('command line → request', () => {
     const program = await h.run('rollout', 'abort', 'ro_1', '--reason', 'bad canary', '--json', '--token', 't');
     expect(program.opts()).toMatchObject({ token: 't' });
     await h.run('rollout', 'revert-host', 'ro_1', 'web-2', '--json');
-    await h.run('agent', 'register', 'web-1', '--label', 'role=web', '--label', 'env=prod');
+    await h.run(
+      'join-token',
+      'create',
+      '--host',
+      'web-1',
+      '--label',
+      'role=web',
+      '--label',
+      'env=prod',
+      '--expires',
+      '2h',
+    );
+    await h.run('join-token', 'create', '--uses', '50', '--json');
+    await h.run('agent', 'revoke', 'web-3', '--json');
     expect(h.calls.map((c) => [c.method, ...c.args])).toEqual([
       ['rolloutVerb', 'ro_1', 'abort', 'bad canary'],
       ['revertHost', 'ro_1', 'web-2'],
-      ['registerAgent', 'web-1', { role: 'web', env: 'prod' }],
+      ['createJoinToken', { uses: 1, expiresInSeconds: 7200, labels: { role: 'web', env: 'prod' }, hostId: 'web-1' }],
+      ['createJoinToken', { uses: 50, expiresInSeconds: 3600, labels: {} }],
+      ['revokeAgent', 'web-3'],
     ]);
   });
 });

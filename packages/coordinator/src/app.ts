@@ -1,18 +1,20 @@
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from '@fastify/type-provider-zod';
-import { HealthzSchema } from '@fleetpatch/shared';
+import { CloseCode, HealthzSchema } from '@fleetpatch/shared';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { type CoordinatorConfig, databaseFile } from './config.js';
 import { PreflightCollector } from './engine/preflight-collector.js';
 import { RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
 import { RolloutView } from './engine/rollout-view.js';
-import { ApiAuth, sha256Hex } from './http/api-auth.js';
+import { AgentEnrollment } from './enrollment/agent-enrollment.js';
+import { ApiAuth } from './http/api-auth.js';
 import { errorHandler } from './http/error-handler.js';
 import { openApiDocument } from './http/openapi-document.js';
 import { AgentHub } from './hub/agent-hub.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { agentRoutes } from './routes/agent-routes.js';
 import { auditRoutes } from './routes/audit-routes.js';
+import { enrollmentRoutes } from './routes/enrollment-routes.js';
 import { eventStreamRoutes } from './routes/event-stream-routes.js';
 import { patchRoutes } from './routes/patch-routes.js';
 import { rolloutRoutes } from './routes/rollout-routes.js';
@@ -28,6 +30,7 @@ export interface FleetServices {
   hub: AgentHub;
   auth: ApiAuth;
   preflights: PreflightCollector;
+  enrollment: AgentEnrollment;
 }
 
 declare module 'fastify' {
@@ -74,7 +77,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   app.addHook('onClose', async () => store.close());
 
   const hub = new AgentHub({
-    authenticate: (token) => store.agents.idForTokenHash(sha256Hex(token)),
+    publicKeyOf: (agentId) => store.agents.publicKeyOf(agentId),
     log: options.logger.child({ component: 'hub' }),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
   });
@@ -164,6 +167,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     hub,
     auth: new ApiAuth(config.apiTokens),
     preflights,
+    enrollment: new AgentEnrollment({
+      store,
+      ...(options.clock ? { now: () => (options.clock as { now(): number }).now() } : {}),
+      disconnect: (agentId, reason) => hub.disconnect(agentId, CloseCode.unauthorized, reason),
+    }),
   } satisfies FleetServices);
 
   await app.register(openApiDocument);
@@ -172,6 +180,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     agentsOnline: hub.onlineCount(),
   }));
   await app.register(agentRoutes, { prefix: '/v1' });
+  await app.register(enrollmentRoutes, { prefix: '/v1' });
   await app.register(patchRoutes, { prefix: '/v1' });
   await app.register(rolloutRoutes, { prefix: '/v1' });
   await app.register(eventStreamRoutes, { prefix: '/v1' });

@@ -2,6 +2,7 @@
  * The HTTP adapter's own rules: who may do what (roles, the minimum number of approvals), verbs
  * that take no body, and a live event stream that never keeps the coordinator from shutting down.
  */
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { get, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +14,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { CoordinatorConfigSchema } from '../src/config.js';
+import { enrollAgent } from './support/enroll-agent.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 
 const ADMIN = 'admin-token-0123456789';
@@ -70,7 +72,7 @@ async function call(app: FastifyInstance, method: 'GET' | 'POST', url: string, b
 
 /** A patch and a rollout over one registered (offline) agent; returns the rollout id. */
 async function rollout(app: FastifyInstance, request: Record<string, unknown> = {}): Promise<string> {
-  await call(app, 'POST', '/v1/agents', { id: 'web-1', labels: {} });
+  await enrollAgent(app, ADMIN, 'web-1');
   const patch = (await call(app, 'POST', '/v1/patches', PATCH)).body as { id: string };
   const created = await call(app, 'POST', '/v1/rollouts', {
     patchId: patch.id,
@@ -98,7 +100,7 @@ describe('roles', () => {
 describe('minApprovals', () => {
   it('defaults to 1: a rollout asking for no approval is a 400 naming body.requiredApprovals, and nothing is stored', async () => {
     const { app } = await coordinator();
-    await call(app, 'POST', '/v1/agents', { id: 'web-1', labels: {} });
+    await enrollAgent(app, ADMIN, 'web-1');
     const patch = (await call(app, 'POST', '/v1/patches', PATCH)).body as { id: string };
     const res = await call(
       app,
@@ -117,7 +119,7 @@ describe('minApprovals', () => {
 
   it('a coordinator may ask for more, or allow none', async () => {
     const strict = await coordinator({ minApprovals: 2 });
-    await call(strict.app, 'POST', '/v1/agents', { id: 'web-1', labels: {} });
+    await enrollAgent(strict.app, ADMIN, 'web-1');
     const patch = (await call(strict.app, 'POST', '/v1/patches', PATCH)).body as { id: string };
     const one = await call(strict.app, 'POST', '/v1/rollouts', { patchId: patch.id, target: { all: true } });
     expect(one.status).toBe(400);

@@ -2,14 +2,17 @@
  * The HTTP API as its OpenAPI document and its answers describe it: the document comes from the
  * routes' zod schemas, and every answer passes the same schemas on the way out.
  */
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AgentListSchema,
-  AgentRegistrationSchema,
   ErrorBodySchema,
   EventPageSchema,
+  JoinTokenCreatedSchema,
+  JoinTokenListSchema,
+  JoinTokenViewSchema,
   PatchListSchema,
   PatchSchema,
   PreflightResultSchema,
@@ -22,6 +25,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { CoordinatorConfigSchema } from '../src/config.js';
+import { enrollAgent } from './support/enroll-agent.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 
 const ADMIN = 'admin-token-0123456789';
@@ -80,6 +84,9 @@ describe('GET /v1/openapi.json', () => {
       expect.arrayContaining([
         '/healthz',
         '/v1/agents',
+        '/v1/agents/{id}/revoke',
+        '/v1/join-tokens',
+        '/v1/enroll',
         '/v1/patches',
         '/v1/patches/{id}',
         '/v1/rollouts',
@@ -143,9 +150,12 @@ describe('GET /v1/openapi.json', () => {
 
 describe('answers pass the shared schemas', () => {
   it('agents, patches, rollouts, plan, verbs, preflight and events', async () => {
-    const registered = await call('POST', '/v1/agents', { id: 'web-1', labels: { role: 'web' } });
-    expect(registered.status).toBe(201);
-    AgentRegistrationSchema.parse(registered.body);
+    const issued = await call('POST', '/v1/join-tokens', { labels: { role: 'web' }, uses: 2 });
+    expect(issued.status).toBe(201);
+    const joinTokenId = JoinTokenCreatedSchema.parse(issued.body).id;
+    await enrollAgent(app, ADMIN, 'web-1', { role: 'web' });
+    expect(JoinTokenListSchema.parse((await call('GET', '/v1/join-tokens')).body).joinTokens).toHaveLength(2);
+    JoinTokenViewSchema.parse((await call('POST', `/v1/join-tokens/${joinTokenId}/revoke`)).body);
 
     const agents = await call('GET', '/v1/agents');
     expect(AgentListSchema.parse(agents.body).agents).toEqual([

@@ -743,12 +743,7 @@ async function runScenario(scenario: Scenario, drainAtEnd: boolean): Promise<voi
   const world = new World(scenario, runIndex++);
   try {
     for (const agent of world.agents) {
-      world.store.agents.insert({
-        id: agent.id,
-        tokenSha256: `sha-${agent.id}`,
-        labels: {},
-        createdAt: '2030-01-01T00:00:00.000Z',
-      });
+      world.store.agents.enroll({ id: agent.id, publicKey: 'A'.repeat(43), labels: {} }, '2030-01-01T00:00:00.000Z');
     }
     world.store.patches.insert(PATCH);
     world.rolloutId = world.engine.create(scenario.request, CREATOR).id;

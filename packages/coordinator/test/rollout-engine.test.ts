@@ -6,7 +6,6 @@
  * The engine batches agent reports and advances on `setImmediate`; `settle()` lets those chains run
  * out, so nothing here sleeps or depends on timing.
  */
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -218,12 +217,7 @@ class Fleet {
   ): Promise<void> {
     for (const id of ids) {
       const labels = options.labels ?? {};
-      this.store.agents.insert({
-        id,
-        tokenSha256: createHash('sha256').update(id).digest('hex'),
-        labels,
-        createdAt: new Date(this.now).toISOString(),
-      });
+      this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, new Date(this.now).toISOString());
       this.agents.set(id, new SimAgent(id, labels, { ...FACTS, hostname: id, ...options.facts }));
       if (options.online !== false) await this.connect(id);
     }

@@ -29,12 +29,7 @@ describe('afterCommit', () => {
     store.transaction(() => {
       store.afterCommit(() => ran.push(`first sees ${store.agents.list().length} agent(s)`));
       store.transaction(() => store.afterCommit(() => ran.push('nested')));
-      store.agents.insert({
-        id: 'web-1',
-        tokenSha256: 'a'.repeat(64),
-        labels: {},
-        createdAt: new Date(0).toISOString(),
-      });
+      store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, new Date(0).toISOString());
       expect(ran).toEqual([]);
     });
     expect(ran).toEqual(['first sees 1 agent(s)', 'nested']);

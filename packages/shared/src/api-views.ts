@@ -4,7 +4,7 @@ import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
 import { FactsSchema, OrderOutcomeSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
-import { HostIdSchema, LabelsSchema } from './validation.js';
+import { LabelsSchema } from './validation.js';
 
 /*
  * What the coordinator's HTTP API under /v1 answers. The coordinator declares these as response
@@ -38,22 +38,19 @@ export type Healthz = z.infer<typeof HealthzSchema>;
 
 // ---- agents ---------------------------------------------------------------------------------
 
-export const AgentRegistrationRequestSchema = z.object({ id: HostIdSchema, labels: LabelsSchema.default({}) }).strict();
-export type AgentRegistrationRequest = z.infer<typeof AgentRegistrationRequestSchema>;
-
-/** The agent's token is in this answer only; the coordinator keeps its sha256. */
-export const AgentRegistrationSchema = z.object({ id: HostIdSchema, token: z.string() }).strict();
-export type AgentRegistration = z.infer<typeof AgentRegistrationSchema>;
-
 export const AgentViewSchema = z
   .object({
     id: z.string(),
-    /** What targets match: the agent's own labels, overridden by those an admin gave at registration. */
+    /** What targets match: the agent's own labels, overridden by those fixed by its join token. */
     labels: LabelsSchema,
     facts: FactsSchema.nullable(),
     agentVersion: z.string().nullable(),
     lastSeenAt: IsoTimeSchema.nullable(),
     createdAt: IsoTimeSchema,
+    /** When the agent last enrolled (null: never, e.g. revoked before it could, or from before enrollment). */
+    enrolledAt: IsoTimeSchema.nullable(),
+    /** Set once an admin revoked its credential: it cannot connect until it enrolls again with `replace`. */
+    revokedAt: IsoTimeSchema.nullable(),
     online: z.boolean(),
   })
   .strict();

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ChallengeNonceSchema, SignatureSchema } from './agent-proof.js';
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema, HealthPolicySchema } from './health-check.js';
 import { ChangeSchema } from './patch.js';
@@ -6,8 +7,10 @@ import { LabelsSchema } from './validation.js';
 
 /**
  * The agent ⇄ coordinator wire protocol: JSON text frames over one WebSocket per agent, one
- * discriminated union per direction keyed on `type`. The agent authenticates on the HTTP upgrade
- * (bearer token); `hello` then agrees the protocol version.
+ * discriminated union per direction keyed on `type`. The agent names itself on the HTTP upgrade
+ * (`AGENT_ID_HEADER`); the coordinator's first frame is a `challenge`, and the agent's first frame is
+ * `hello` carrying the proof (its signature of the challenge) and agreeing the protocol version.
+ * Nothing else is handled before that proof checks out.
  */
 export const PROTOCOL_VERSION = 1;
 
@@ -95,6 +98,8 @@ export const HelloSchema = z
   .object({
     type: z.literal('hello'),
     protocolVersion: z.number().int().min(1),
+    /** ed25519 signature of `connectProofPayload(agentId, challenge.nonce)` with the agent's enrolled key. */
+    proof: SignatureSchema,
     agentVersion: z.string().max(50),
     labels: LabelsSchema,
     facts: FactsSchema,
@@ -139,6 +144,9 @@ export type OrderResult = z.infer<typeof OrderResultSchema>;
 export type OrderProgress = z.infer<typeof OrderProgressSchema>;
 
 // ---- coordinator → agent -------------------------------------------------------------------
+
+/** Sent first on every connection: a fresh nonce the agent signs in its `hello`. */
+export const ChallengeSchema = z.object({ type: z.literal('challenge'), nonce: ChallengeNonceSchema }).strict();
 
 export const WelcomeSchema = z
   .object({
@@ -217,6 +225,7 @@ export const OrderAckSchema = z
   .strict();
 
 export const CoordinatorMessageSchema = z.discriminatedUnion('type', [
+  ChallengeSchema,
   WelcomeSchema,
   OrderApplySchema,
   OrderRevertSchema,

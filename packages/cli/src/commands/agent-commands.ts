@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
 import { renderAgentDetail, renderAgents } from '../render-agents.js';
-import { collectLabel } from '../rollout-options.js';
 
 export function addAgentCommands(program: Command, ctx: CliContext): void {
   program
@@ -15,24 +14,7 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
       else ctx.output.out(renderAgents(agents, ctx.now()));
     });
 
-  const agent = program.command('agent').description('manage agent registrations');
-  agent
-    .command('register')
-    .description('register an agent and print its token (shown once; only its hash is kept)')
-    .argument('<id>', 'host id, e.g. web-1')
-    .option('--label <key=value>', 'a label the target selectors match (repeatable)', collectLabel, {})
-    .option('--json', 'print the raw JSON')
-    .action(async (id: string, opts: JsonFlag & { label: Record<string, string> }) => {
-      const registered = await ctx.api().registerAgent(id, opts.label);
-      if (opts.json) {
-        writeJson(ctx.output, registered);
-        return;
-      }
-      // The token alone on stdout so that `TOKEN=$(fleetpatch agent register web-1)` works.
-      ctx.output.out(registered.token);
-      ctx.output.err(`agent ${registered.id} registered; the token above is shown once: hand it to the agent now`);
-    });
-
+  const agent = program.command('agent').description('one host: its history, or revoke its credential');
   agent
     .command('show')
     .description('one host: facts, labels, and its part in recent rollouts')
@@ -45,17 +27,16 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
     });
 
   agent
-    .command('replace-token')
-    .description('issue a new token for an agent; the old one stops working and its connection closes')
+    .command('revoke')
+    .description("revoke a host's credential: its key stops working and its connection closes (admin)")
     .argument('<id>', 'host id')
     .option('--json', 'print the raw JSON')
     .action(async (id: string, opts: JsonFlag) => {
-      const replaced = await ctx.api().replaceAgentToken(id);
-      if (opts.json) {
-        writeJson(ctx.output, replaced);
-        return;
-      }
-      ctx.output.out(replaced.token);
-      ctx.output.err(`agent ${replaced.id}: the old token no longer works; give the agent the token above`);
+      const revoked = await ctx.api().revokeAgent(id);
+      if (opts.json) writeJson(ctx.output, revoked);
+      else
+        ctx.output.out(
+          `agent ${revoked.id} revoked: it cannot connect until it enrolls again with a join token created with --host ${revoked.id} --replace`,
+        );
     });
 }

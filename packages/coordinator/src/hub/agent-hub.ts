@@ -1,16 +1,21 @@
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
+  AGENT_ID_HEADER,
   type AgentMessage,
   AgentMessageSchema,
   CloseCode,
   type CoordinatorMessage,
+  connectProofPayload,
   type Hello,
+  HostIdSchema,
   MAX_FRAME_BYTES,
   type OrderProgress,
   type OrderResultBody,
   PROTOCOL_VERSION,
   parseFrame,
+  verifyPayload,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
@@ -28,14 +33,17 @@ export interface AgentHubHandlers {
 }
 
 export interface AgentHubOptions {
-  /** Maps a bearer token to the agent id it belongs to, or undefined. */
-  authenticate(token: string): string | undefined;
+  /** The enrolled public key of an agent, or undefined when it is unknown or revoked. */
+  publicKeyOf(agentId: string): string | undefined;
   log: Logger;
   heartbeatIntervalMs: number;
 }
 
 interface Connection {
+  /** Who the upgrade request claims to be; believed only once `greeted` (the proof checked out). */
   agentId: string;
+  /** The challenge this connection must sign in its hello. */
+  nonce: string;
   socket: WebSocket;
   log: Logger;
   greeted: boolean;
@@ -49,7 +57,10 @@ interface Connection {
  */
 export class AgentHub implements AgentChannel {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  /** Authenticated connections, one per agent. */
   private readonly connections = new Map<string, Connection>();
+  /** Upgraded but not yet authenticated: they hold no agent's place and receive nothing but the challenge. */
+  private readonly pending = new Set<Connection>();
   private readonly heartbeat: NodeJS.Timeout;
   private handlers: AgentHubHandlers | null = null;
   private closed = false;
@@ -71,17 +82,17 @@ export class AgentHub implements AgentChannel {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
     }
-    const header = request.headers.authorization ?? '';
-    const token = header.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : '';
-    const agentId = token === '' ? undefined : this.options.authenticate(token);
+    const claimed = request.headers[AGENT_ID_HEADER];
+    const agentId = typeof claimed === 'string' && HostIdSchema.safeParse(claimed).success ? claimed : undefined;
     this.wss.handleUpgrade(request, socket, head, (ws) => {
       if (agentId === undefined) {
         // Complete the handshake so the agent sees a documented close code, not a bare TCP reset.
-        this.options.log.warn({ remote: request.socket.remoteAddress }, 'agent connection refused: unknown token');
-        ws.close(CloseCode.unauthorized, 'unknown agent token');
+        ws.on('error', () => {});
+        this.options.log.warn({ remote: request.socket.remoteAddress }, 'agent connection refused: no agent id');
+        ws.close(CloseCode.unauthorized, `name the agent in the ${AGENT_ID_HEADER} header`);
         return;
       }
-      this.accept(agentId, ws);
+      this.challenge(agentId, ws, request.socket.remoteAddress);
     });
   }
 
@@ -110,6 +121,7 @@ export class AgentHub implements AgentChannel {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
+    for (const connection of this.pending) connection.socket.terminate();
     const closing = [...this.connections.values()].map(
       (c) =>
         new Promise<void>((resolve) => {
@@ -125,32 +137,50 @@ export class AgentHub implements AgentChannel {
     this.wss.close();
   }
 
-  private accept(agentId: string, socket: WebSocket): void {
-    const previous = this.connections.get(agentId);
-    if (previous) {
-      // The newest connection wins: an agent that restarted must not wait for its old socket to time out.
-      this.connections.delete(agentId);
-      previous.socket.close(CloseCode.alreadyConnected, 'replaced by a newer connection');
-    }
+  /** Every connection starts unauthenticated: it must answer this challenge in its first frame. */
+  private challenge(agentId: string, socket: WebSocket, remote: string | undefined): void {
     const connection: Connection = {
       agentId,
+      nonce: randomBytes(32).toString('base64url'),
       socket,
-      log: this.options.log.child({ agentId }),
+      log: this.options.log.child({ agentId, remote }),
       greeted: false,
       alive: true,
     };
-    this.connections.set(agentId, connection);
     socket.on('pong', () => {
       connection.alive = true;
     });
     socket.on('message', (data, isBinary) => this.onFrame(connection, data, isBinary));
     socket.on('error', (err) => connection.log.warn({ err }, 'agent socket error'));
+    this.pending.add(connection);
     socket.on('close', () => {
+      this.pending.delete(connection);
       if (this.connections.get(agentId) !== connection) return;
       this.connections.delete(agentId);
       connection.log.info('agent disconnected');
       this.handlers?.onDisconnect(agentId);
     });
+    socket.send(JSON.stringify({ type: 'challenge', nonce: connection.nonce } satisfies CoordinatorMessage));
+  }
+
+  /** The hello's proof decides: a signature of this connection's nonce by the agent's enrolled key. */
+  private authenticate(connection: Connection, hello: Hello): boolean {
+    const publicKey = this.options.publicKeyOf(connection.agentId);
+    return (
+      publicKey !== undefined &&
+      verifyPayload(publicKey, connectProofPayload(connection.agentId, connection.nonce), hello.proof)
+    );
+  }
+
+  private accept(connection: Connection): void {
+    this.pending.delete(connection);
+    const previous = this.connections.get(connection.agentId);
+    if (previous) {
+      // The newest connection wins: an agent that restarted must not wait for its old socket to time out.
+      this.connections.delete(connection.agentId);
+      previous.socket.close(CloseCode.alreadyConnected, 'replaced by a newer connection');
+    }
+    this.connections.set(connection.agentId, connection);
   }
 
   private onFrame(connection: Connection, data: RawData, isBinary: boolean): void {
@@ -182,10 +212,20 @@ export class AgentHub implements AgentChannel {
     if (!handlers) return;
     switch (message.type) {
       case 'hello':
+        if (connection.greeted) {
+          this.reject(connection, 'hello was already sent on this connection');
+          return;
+        }
+        if (!this.authenticate(connection, message)) {
+          connection.log.warn('agent connection refused: not enrolled, revoked, or a wrong proof');
+          connection.socket.close(CloseCode.unauthorized, 'agent not enrolled or proof invalid');
+          return;
+        }
         if (message.protocolVersion !== PROTOCOL_VERSION) {
           connection.socket.close(CloseCode.protocolMismatch, `protocol ${PROTOCOL_VERSION} required`);
           return;
         }
+        this.accept(connection);
         connection.greeted = true;
         connection.log.info({ agentVersion: message.agentVersion, orders: message.orders.length }, 'agent connected');
         this.send(connection.agentId, {

@@ -1,28 +1,20 @@
-import { randomBytes } from 'node:crypto';
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import {
   AgentDetailSchema,
   AgentListSchema,
-  AgentRegistrationRequestSchema,
-  AgentRegistrationSchema,
-  CloseCode,
+  AgentViewSchema,
   ErrorCode,
   FleetError,
   HostIdSchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
-import { sha256Hex } from '../http/api-auth.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 
 const Params = z.object({ id: HostIdSchema });
 
-function newAgentToken(): string {
-  return `fpa_${randomBytes(24).toString('base64url')}`;
-}
-
-/** Agent registry: register an agent (its token is shown once), list the fleet, one host's history, rotate a token. */
+/** The fleet: list it, one host's history, revoke a host's credential. Agents join by enrollment. */
 export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, hub, auth } = app.fleet;
+  const { store, hub, auth, enrollment } = app.fleet;
 
   app.get('/agents', { schema: { response: { 200: AgentListSchema, ...ERROR_RESPONSES } } }, async (request) => {
     auth.require(request, 'read');
@@ -30,35 +22,6 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       agents: store.agents.list().map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
     };
   });
-
-  app.post(
-    '/agents',
-    {
-      schema: {
-        body: AgentRegistrationRequestSchema,
-        response: { 201: AgentRegistrationSchema, ...ERROR_RESPONSES },
-      },
-    },
-    async (request, reply) => {
-      const caller = auth.require(request, 'admin');
-      if (store.agents.get(request.body.id)) {
-        throw new FleetError(ErrorCode.conflict, `agent ${request.body.id} is already registered`);
-      }
-      const token = newAgentToken();
-      const at = new Date().toISOString();
-      store.transaction(() => {
-        store.agents.insert({
-          id: request.body.id,
-          tokenSha256: sha256Hex(token),
-          labels: request.body.labels,
-          createdAt: at,
-        });
-        store.appendEvent({ hostId: request.body.id, actor: caller.name, type: 'agent.registered' }, at);
-      });
-      // The token is shown once; only its hash is kept.
-      return reply.status(201).send({ id: request.body.id, token });
-    },
-  );
 
   app.get(
     '/agents/:id',
@@ -86,22 +49,16 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
-  // A leaked agent token is replaced in one call: the old one stops working and its connection closes.
+  // A lost or leaked host key is revoked in one call: the key stops working and the connection closes.
   app.post(
-    '/agents/:id/token',
-    { schema: { params: Params, response: { 200: AgentRegistrationSchema, ...ERROR_RESPONSES } } },
+    '/agents/:id/revoke',
+    { schema: { params: Params, response: { 200: AgentViewSchema, ...ERROR_RESPONSES } } },
     async (request) => {
       const caller = auth.require(request, 'admin');
-      const id = request.params.id;
-      if (!store.agents.get(id)) throw new FleetError(ErrorCode.notFound, `agent ${id} is not registered`);
-      const token = newAgentToken();
-      const at = new Date().toISOString();
-      store.transaction(() => {
-        store.agents.replaceToken(id, sha256Hex(token));
-        store.appendEvent({ hostId: id, actor: caller.name, type: 'agent.token_replaced' }, at);
-      });
-      hub.disconnect(id, CloseCode.unauthorized, 'agent token replaced');
-      return { id, token };
+      enrollment.revokeAgent(request.params.id, caller.name);
+      const agent = store.agents.get(request.params.id);
+      if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not known`);
+      return { ...agent, online: hub.isOnline(agent.id) };
     },
   );
 };

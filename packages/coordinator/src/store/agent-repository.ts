@@ -6,12 +6,15 @@ export type AgentRecord = Omit<AgentView, 'online'>;
 
 interface AgentRow {
   id: string;
+  public_key: string | null;
   labels: string;
   reported_labels: string;
   facts: string | null;
   agent_version: string | null;
   last_seen_at: string | null;
   created_at: string;
+  enrolled_at: string | null;
+  revoked_at: string | null;
 }
 
 function toRecord(row: AgentRow): AgentRecord {
@@ -25,31 +28,38 @@ function toRecord(row: AgentRow): AgentRecord {
     agentVersion: row.agent_version,
     lastSeenAt: row.last_seen_at,
     createdAt: row.created_at,
+    enrolledAt: row.enrolled_at,
+    revokedAt: row.revoked_at,
   };
 }
 
-/** Registered agents. Only the sha256 of each agent's token is stored. */
+/**
+ * Known agents. Each holds at most one credential: the ed25519 public key it enrolled with (nothing
+ * secret is stored). Revoking clears the key but keeps the row and its history.
+ */
 export class AgentRepository {
   private readonly statements;
 
   constructor(db: Db) {
     this.statements = {
-      insert: db.prepare(
-        'INSERT INTO agents (id, token_sha256, labels, created_at) VALUES (@id, @tokenSha256, @labels, @createdAt)',
+      enroll: db.prepare(
+        `INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES (@id, @publicKey, @labels, @at, @at)
+         ON CONFLICT (id) DO UPDATE SET public_key = @publicKey, labels = @labels, enrolled_at = @at, revoked_at = NULL`,
       ),
       byId: db.prepare('SELECT * FROM agents WHERE id = ?'),
-      byToken: db.prepare('SELECT id FROM agents WHERE token_sha256 = ?'),
+      publicKey: db.prepare('SELECT public_key FROM agents WHERE id = ?').pluck(),
+      revoke: db.prepare('UPDATE agents SET public_key = NULL, revoked_at = @at WHERE id = @id'),
       all: db.prepare('SELECT * FROM agents ORDER BY id'),
       hello: db.prepare(
         'UPDATE agents SET reported_labels = @labels, facts = @facts, agent_version = @agentVersion, last_seen_at = @at WHERE id = @id',
       ),
       seen: db.prepare('UPDATE agents SET last_seen_at = @at WHERE id = @id'),
-      token: db.prepare('UPDATE agents SET token_sha256 = @tokenSha256 WHERE id = @id'),
     };
   }
 
-  insert(agent: { id: string; tokenSha256: string; labels: Record<string, string>; createdAt: string }): void {
-    this.statements.insert.run({ ...agent, labels: JSON.stringify(agent.labels) });
+  /** Creates the agent, or gives an existing one a new key (the old one stops working at once). */
+  enroll(agent: { id: string; publicKey: string; labels: Record<string, string> }, at: string): void {
+    this.statements.enroll.run({ ...agent, labels: JSON.stringify(agent.labels), at });
   }
 
   get(id: string): AgentRecord | undefined {
@@ -57,8 +67,9 @@ export class AgentRepository {
     return row && toRecord(row);
   }
 
-  idForTokenHash(tokenSha256: string): string | undefined {
-    return (this.statements.byToken.get(tokenSha256) as { id: string } | undefined)?.id;
+  /** The key this agent proves possession of on connect; undefined when unknown or revoked. */
+  publicKeyOf(id: string): string | undefined {
+    return (this.statements.publicKey.get(id) as string | null | undefined) ?? undefined;
   }
 
   list(): AgentRecord[] {
@@ -79,9 +90,8 @@ export class AgentRepository {
     });
   }
 
-  /** The old token stops working at once: only the new hash is kept. */
-  replaceToken(id: string, tokenSha256: string): void {
-    this.statements.token.run({ id, tokenSha256 });
+  revoke(id: string, at: string): void {
+    this.statements.revoke.run({ id, at });
   }
 
   recordSeen(id: string, at: string): void {

@@ -104,4 +104,44 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     // A timed-out host is only re-ordered once its earlier order answered (or provably never arrived).
     sql: 'ALTER TABLE host_runs ADD COLUMN answered INTEGER NOT NULL DEFAULT 0;',
   },
+  {
+    version: 5,
+    name: 'enrollment: agents hold ed25519 public keys instead of token hashes; join tokens',
+    // Agents registered with a bearer token keep their row and history but no credential: they enroll
+    // once with a join token (enrolled_at IS NULL lets them, without `replace`). SQLite cannot drop a
+    // UNIQUE column, hence the copy.
+    sql: `
+      CREATE TABLE agents_v5 (
+        id TEXT PRIMARY KEY,
+        public_key TEXT,
+        labels TEXT NOT NULL DEFAULT '{}',
+        reported_labels TEXT NOT NULL DEFAULT '{}',
+        facts TEXT,
+        agent_version TEXT,
+        last_seen_at TEXT,
+        created_at TEXT NOT NULL,
+        enrolled_at TEXT,
+        revoked_at TEXT
+      );
+      INSERT INTO agents_v5 (id, labels, reported_labels, facts, agent_version, last_seen_at, created_at)
+        SELECT id, labels, reported_labels, facts, agent_version, last_seen_at, created_at FROM agents;
+      DROP TABLE agents;
+      ALTER TABLE agents_v5 RENAME TO agents;
+
+      CREATE TABLE join_tokens (
+        id TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        description TEXT,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        max_uses INTEGER NOT NULL,
+        uses INTEGER NOT NULL DEFAULT 0,
+        labels TEXT NOT NULL DEFAULT '{}',
+        host_id TEXT,
+        allow_replace INTEGER NOT NULL DEFAULT 0,
+        revoked_at TEXT
+      );
+    `,
+  },
 ];

@@ -3,6 +3,7 @@ import { AgentRepository } from './agent-repository.js';
 import { type Db, openDatabase } from './database.js';
 import { EventRepository, type NewEvent } from './event-repository.js';
 import { HostRunRepository } from './host-run-repository.js';
+import { JoinTokenRepository } from './join-token-repository.js';
 import { PatchRepository } from './patch-repository.js';
 import { RolloutRepository } from './rollout-repository.js';
 
@@ -15,6 +16,7 @@ export type EventListener = (event: EventRecord) => void;
  */
 export class Store {
   readonly agents: AgentRepository;
+  readonly joinTokens: JoinTokenRepository;
   readonly patches: PatchRepository;
   readonly rollouts: RolloutRepository;
   readonly hostRuns: HostRunRepository;
@@ -25,6 +27,7 @@ export class Store {
 
   constructor(readonly db: Db) {
     this.agents = new AgentRepository(db);
+    this.joinTokens = new JoinTokenRepository(db);
     this.patches = new PatchRepository(db);
     this.rollouts = new RolloutRepository(db);
     this.hostRuns = new HostRunRepository(db);

@@ -1,0 +1,55 @@
+import type { KeyObject } from 'node:crypto';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { AgentPublicKeySchema, HostIdSchema, loadPrivateKey } from '@fleetpatch/shared';
+import { z } from 'zod';
+import { writeAll, writeFileAtomically } from './drivers/atomic-file.js';
+
+/** The agent's identity, made by the agent itself at enrollment: `<dataDir>/credential.json`, mode 0600. */
+export const CREDENTIAL_FILE = 'credential.json';
+
+const CredentialFileSchema = z
+  .object({
+    hostId: HostIdSchema,
+    publicKey: AgentPublicKeySchema,
+    privateKeyPem: z.string().min(1).max(10_000),
+    enrolledAt: z.string(),
+  })
+  .strict();
+
+export interface AgentCredential {
+  hostId: string;
+  publicKey: string;
+  privateKey: KeyObject;
+}
+
+/** Undefined when the agent has not enrolled yet; throws on a file that exists but is not a credential. */
+export async function readCredential(dataDir: string): Promise<AgentCredential | undefined> {
+  let raw: string;
+  try {
+    raw = await readFile(`${dataDir}/${CREDENTIAL_FILE}`, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  let parsed: z.infer<typeof CredentialFileSchema>;
+  try {
+    parsed = CredentialFileSchema.parse(JSON.parse(raw));
+  } catch {
+    throw new Error(
+      `${dataDir}/${CREDENTIAL_FILE} is not a fleetpatch agent credential; move it away and enroll again`,
+    );
+  }
+  return { hostId: parsed.hostId, publicKey: parsed.publicKey, privateKey: loadPrivateKey(parsed.privateKeyPem) };
+}
+
+/** Atomically (a crash leaves the old credential or the new one), readable by root only. */
+export async function writeCredential(
+  dataDir: string,
+  credential: { hostId: string; publicKey: string; privateKeyPem: string },
+  enrolledAt: string,
+): Promise<void> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, 0o700);
+  const bytes = Buffer.from(`${JSON.stringify({ ...credential, enrolledAt }, null, 2)}\n`);
+  await writeFileAtomically(dataDir, CREDENTIAL_FILE, { mode: 0o600 }, (handle) => writeAll(handle, bytes));
+}

@@ -1,0 +1,103 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import {
+  type EnrollResult,
+  EnrollResultSchema,
+  enrollProofPayload,
+  generateAgentKeyPair,
+  loadPrivateKey,
+  signPayload,
+} from '@fleetpatch/shared';
+import { writeCredential } from './agent-credential.js';
+
+/** Refused by the coordinator (bad join token, host taken, …): retrying will not help, a human must act. */
+export class EnrollmentRefused extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EnrollmentRefused';
+  }
+}
+
+export interface EnrollmentInput {
+  coordinatorUrl: string;
+  joinToken: string;
+  hostId: string;
+  /** TLS options for an https:// coordinator (CA, pin), as for the agent socket. */
+  tls?: Pick<RequestOptions, 'ca' | 'checkServerIdentity'>;
+}
+
+export interface Enrolled {
+  result: EnrollResult;
+  credential: { hostId: string; publicKey: string; privateKeyPem: string };
+}
+
+/**
+ * Makes a new key pair and registers its public half with the coordinator under the join token.
+ * The private key never leaves this process; the caller stores it only once the coordinator said yes.
+ */
+export async function enrollWithCoordinator(input: EnrollmentInput): Promise<Enrolled> {
+  const pair = generateAgentKeyPair();
+  const proof = signPayload(loadPrivateKey(pair.privateKeyPem), enrollProofPayload(input.hostId, pair.publicKey));
+  const body = JSON.stringify({ hostId: input.hostId, publicKey: pair.publicKey, proof });
+  const url = new URL(input.coordinatorUrl);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : url.protocol === 'ws:' ? 'http:' : url.protocol;
+  url.pathname = `${url.pathname.replace(/\/$/, '')}/v1/enroll`;
+  const { status, text } = await post(url, body, input);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (status !== 201) {
+    const message = (json as { error?: { message?: string } } | undefined)?.error?.message ?? text.slice(0, 200);
+    if (status >= 400 && status < 500 && status !== 429) throw new EnrollmentRefused(status, message);
+    throw new Error(`enrollment failed: HTTP ${status}: ${message}`);
+  }
+  const result = EnrollResultSchema.parse(json);
+  return { result, credential: { hostId: input.hostId, ...pair } };
+}
+
+/** Enrolls and, once the coordinator accepted the key, stores it in `dataDir` (0600); the old key stays until then. */
+export async function enrollAndStore(input: EnrollmentInput, dataDir: string): Promise<EnrollResult> {
+  const enrolled = await enrollWithCoordinator(input);
+  await writeCredential(dataDir, enrolled.credential, new Date().toISOString());
+  return enrolled.result;
+}
+
+function post(url: URL, body: string, input: EnrollmentInput): Promise<{ status: number; text: string }> {
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${input.joinToken}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        },
+        timeout: 30_000,
+        ...(url.protocol === 'https:' ? (input.tls ?? {}) : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          // An answer this large is not the coordinator's: stop reading.
+          if (size > 64 * 1024) req.destroy(new Error('enrollment answer too large'));
+          else chunks.push(chunk);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('enrollment request timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}

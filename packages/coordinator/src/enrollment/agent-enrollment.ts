@@ -1,0 +1,176 @@
+import { randomBytes } from 'node:crypto';
+import {
+  type EnrollRequest,
+  type EnrollResult,
+  ErrorCode,
+  enrollProofPayload,
+  FleetError,
+  type JoinTokenCreated,
+  type JoinTokenRequest,
+  type JoinTokenView,
+  verifyPayload,
+} from '@fleetpatch/shared';
+import { newId } from '../engine/ids.js';
+import { sha256Hex } from '../http/api-auth.js';
+import { type JoinTokenRecord, joinTokenState } from '../store/join-token-repository.js';
+import type { Store } from '../store/store.js';
+
+export interface AgentEnrollmentOptions {
+  store: Store;
+  now?: () => number;
+  /** Cuts the live connection of an agent whose credential just stopped working. */
+  disconnect(agentId: string, reason: string): void;
+}
+
+/**
+ * Who may speak for a host: join tokens (issued by admins, stored hashed), enrollment (a join token
+ * plus a public key the agent made, with proof it holds the private key), and revocation. Every
+ * change is one transaction with its audit event; no secret ever reaches the audit log.
+ */
+export class AgentEnrollment {
+  private readonly now: () => number;
+
+  constructor(private readonly options: AgentEnrollmentOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  createJoinToken(request: JoinTokenRequest, actor: string): JoinTokenCreated {
+    const { store } = this.options;
+    const secret = `fpj_${randomBytes(32).toString('base64url')}`;
+    const createdAt = this.isoNow();
+    const record: JoinTokenRecord = {
+      id: newId('jt'),
+      description: request.description ?? null,
+      createdBy: actor,
+      createdAt,
+      expiresAt: new Date(this.now() + request.expiresInSeconds * 1000).toISOString(),
+      maxUses: request.uses,
+      uses: 0,
+      labels: request.labels,
+      hostId: request.hostId ?? null,
+      replace: request.replace,
+      revokedAt: null,
+    };
+    store.transaction(() => {
+      store.joinTokens.insert({ ...record, tokenSha256: sha256Hex(secret) });
+      store.appendEvent(
+        {
+          hostId: record.hostId,
+          actor,
+          type: 'join_token.created',
+          data: {
+            joinTokenId: record.id,
+            uses: record.maxUses,
+            expiresAt: record.expiresAt,
+            labels: record.labels,
+            replace: record.replace,
+          },
+        },
+        createdAt,
+      );
+    });
+    return { ...this.view(record), token: secret };
+  }
+
+  listJoinTokens(limit: number): JoinTokenView[] {
+    return this.options.store.joinTokens.list(limit).map((token) => this.view(token));
+  }
+
+  revokeJoinToken(id: string, actor: string): JoinTokenView {
+    const { store } = this.options;
+    const at = this.isoNow();
+    const revoked = store.transaction(() => {
+      if (!store.joinTokens.get(id)) throw new FleetError(ErrorCode.notFound, `join token ${id} does not exist`);
+      if (!store.joinTokens.revoke(id, at)) return false;
+      store.appendEvent({ actor, type: 'join_token.revoked', data: { joinTokenId: id } }, at);
+      return true;
+    });
+    const token = store.joinTokens.get(id) as JoinTokenRecord;
+    if (!revoked) throw new FleetError(ErrorCode.conflict, `join token ${id} is already revoked`, this.view(token));
+    return this.view(token);
+  }
+
+  /** The join token behind a bearer secret, if it can still enroll someone; checked before the body is read. */
+  usableJoinToken(secret: string): JoinTokenRecord {
+    const token = this.options.store.joinTokens.bySecretHash(sha256Hex(secret));
+    if (!token) throw new FleetError(ErrorCode.unauthorized, 'unknown join token');
+    const state = joinTokenState(token, this.isoNow());
+    if (state !== 'active') throw new FleetError(ErrorCode.unauthorized, `join token ${token.id} is ${state}`);
+    return token;
+  }
+
+  enroll(secret: string, request: EnrollRequest): EnrollResult {
+    const { store } = this.options;
+    if (!verifyPayload(request.publicKey, enrollProofPayload(request.hostId, request.publicKey), request.proof)) {
+      throw new FleetError(ErrorCode.validationFailed, 'proof does not verify with publicKey', {
+        issues: [{ path: 'body.proof', message: 'not a signature of this hostId and publicKey by its key' }],
+      });
+    }
+    const at = this.isoNow();
+    const result = store.transaction(() => {
+      // Checked again inside the transaction: two agents racing for the last use cannot both win.
+      const token = this.usableJoinToken(secret);
+      if (token.hostId !== null && token.hostId !== request.hostId) {
+        throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
+      }
+      const existing = store.agents.get(request.hostId);
+      // A row that never held a key (registered before enrollment existed) may enroll like a new host.
+      const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
+      if (replacing && !token.replace) {
+        store.appendEvent(
+          {
+            hostId: request.hostId,
+            actor: `join-token:${token.id}`,
+            type: 'agent.enroll_refused',
+            data: { joinTokenId: token.id, reason: 'already enrolled' },
+          },
+          at,
+        );
+        return { refused: true as const, tokenId: token.id };
+      }
+      store.joinTokens.use(token.id);
+      store.agents.enroll({ id: request.hostId, publicKey: request.publicKey, labels: token.labels }, at);
+      store.appendEvent(
+        {
+          hostId: request.hostId,
+          actor: `join-token:${token.id}`,
+          type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
+          data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
+        },
+        at,
+      );
+      return { refused: false as const, labels: token.labels, replaced: replacing };
+    });
+    if (result.refused) {
+      throw new FleetError(
+        ErrorCode.conflict,
+        `host ${request.hostId} is already enrolled: re-enrolling it needs a join token created for it with replace`,
+      );
+    }
+    // The previous key of a replaced host must not keep a connection open.
+    if (result.replaced) this.options.disconnect(request.hostId, 'agent re-enrolled with a new key');
+    return { hostId: request.hostId, labels: result.labels, replaced: result.replaced };
+  }
+
+  /** The agent's key stops working at once and its connection is cut; its history stays. */
+  revokeAgent(id: string, actor: string): void {
+    const { store } = this.options;
+    const at = this.isoNow();
+    store.transaction(() => {
+      const agent = store.agents.get(id);
+      if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
+      if (agent.revokedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already revoked`);
+      store.agents.revoke(id, at);
+      store.appendEvent({ hostId: id, actor, type: 'agent.revoked' }, at);
+    });
+    this.options.disconnect(id, 'agent credential revoked');
+  }
+
+  private view(token: JoinTokenRecord): JoinTokenView {
+    return { ...token, state: joinTokenState(token, this.isoNow()) };
+  }
+
+  private isoNow(): string {
+    return new Date(this.now()).toISOString();
+  }
+}

@@ -1,0 +1,94 @@
+import type { JoinTokenView } from '@fleetpatch/shared';
+import type { Db } from './database.js';
+
+/** A join token as stored: its view less the state, which depends on the time it is read. */
+export type JoinTokenRecord = Omit<JoinTokenView, 'state'>;
+
+interface JoinTokenRow {
+  id: string;
+  description: string | null;
+  created_by: string;
+  created_at: string;
+  expires_at: string;
+  max_uses: number;
+  uses: number;
+  labels: string;
+  host_id: string | null;
+  allow_replace: number;
+  revoked_at: string | null;
+}
+
+function toRecord(row: JoinTokenRow): JoinTokenRecord {
+  return {
+    id: row.id,
+    description: row.description,
+    createdBy: row.created_by,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    maxUses: row.max_uses,
+    uses: row.uses,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    hostId: row.host_id,
+    replace: row.allow_replace === 1,
+    revokedAt: row.revoked_at,
+  };
+}
+
+/** What a join token is good for at `now` (ISO time). */
+export function joinTokenState(token: JoinTokenRecord, now: string): JoinTokenView['state'] {
+  if (token.revokedAt !== null) return 'revoked';
+  if (token.uses >= token.maxUses) return 'used_up';
+  if (token.expiresAt <= now) return 'expired';
+  return 'active';
+}
+
+/** Join tokens, stored by the sha256 of their secret: the secret itself is shown once and never kept. */
+export class JoinTokenRepository {
+  private readonly statements;
+
+  constructor(db: Db) {
+    this.statements = {
+      insert: db.prepare(
+        `INSERT INTO join_tokens (id, token_sha256, description, created_by, created_at, expires_at, max_uses, labels, host_id, allow_replace)
+         VALUES (@id, @tokenSha256, @description, @createdBy, @createdAt, @expiresAt, @maxUses, @labels, @hostId, @replace)`,
+      ),
+      byId: db.prepare('SELECT * FROM join_tokens WHERE id = ?'),
+      bySecret: db.prepare('SELECT * FROM join_tokens WHERE token_sha256 = ?'),
+      all: db.prepare('SELECT * FROM join_tokens ORDER BY created_at DESC, id LIMIT ?'),
+      use: db.prepare('UPDATE join_tokens SET uses = uses + 1 WHERE id = ? AND uses < max_uses'),
+      revoke: db.prepare('UPDATE join_tokens SET revoked_at = @at WHERE id = @id AND revoked_at IS NULL'),
+    };
+  }
+
+  insert(token: JoinTokenRecord & { tokenSha256: string }): void {
+    this.statements.insert.run({
+      ...token,
+      labels: JSON.stringify(token.labels),
+      replace: token.replace ? 1 : 0,
+    });
+  }
+
+  get(id: string): JoinTokenRecord | undefined {
+    const row = this.statements.byId.get(id) as JoinTokenRow | undefined;
+    return row && toRecord(row);
+  }
+
+  bySecretHash(tokenSha256: string): JoinTokenRecord | undefined {
+    const row = this.statements.bySecret.get(tokenSha256) as JoinTokenRow | undefined;
+    return row && toRecord(row);
+  }
+
+  list(limit: number): JoinTokenRecord[] {
+    return (this.statements.all.all(limit) as JoinTokenRow[]).map(toRecord);
+  }
+
+  /** Counts one use; false when none was left (checked and counted in one statement). */
+  use(id: string): boolean {
+    return this.statements.use.run(id).changes === 1;
+  }
+
+  /** False when it was already revoked. */
+  revoke(id: string, at: string): boolean {
+    return this.statements.revoke.run({ id, at }).changes === 1;
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * Enrollment: join tokens issued by admins and stored hashed; an agent enrolls once with one and a
+ * key pair it made; nothing secret is ever stored or logged; re-enrolling a host needs `replace`.
+ */
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  enrollProofPayload,
+  generateAgentKeyPair,
+  JoinTokenCreatedSchema,
+  JoinTokenListSchema,
+  loadPrivateKey,
+  signPayload,
+} from '@fleetpatch/shared';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../src/app.js';
+import { CoordinatorConfigSchema } from '../src/config.js';
+
+const ADMIN = 'admin-token-0123456789';
+const OPERATOR = 'operator-token-0123456789';
+
+let now = Date.parse('2030-01-01T00:00:00Z');
+const apps: { app: FastifyInstance; dataDir: string; logs: string[] }[] = [];
+
+afterEach(async () => {
+  for (const { app, dataDir } of apps.splice(0)) {
+    await app.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+async function coordinator() {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fleetpatch-enroll-'));
+  const logs: string[] = [];
+  const app = await buildApp(
+    CoordinatorConfigSchema.parse({
+      dataDir,
+      apiTokens: [
+        { name: 'alice', token: ADMIN, role: 'admin' },
+        { name: 'olga', token: OPERATOR, role: 'operator' },
+      ],
+    }),
+    { logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(line) }), clock: { now: () => now } },
+  );
+  apps.push({ app, dataDir, logs });
+  return { app, logs };
+}
+
+async function issue(app: FastifyInstance, body: Record<string, unknown> = {}, token = ADMIN) {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/join-tokens',
+    headers: { authorization: `Bearer ${token}` },
+    payload: body,
+  });
+  return { status: res.statusCode, body: res.json() as Record<string, unknown> };
+}
+
+function keyFor(hostId: string) {
+  const pair = generateAgentKeyPair();
+  const proof = signPayload(loadPrivateKey(pair.privateKeyPem), enrollProofPayload(hostId, pair.publicKey));
+  return { hostId, publicKey: pair.publicKey, proof };
+}
+
+async function enroll(app: FastifyInstance, secret: string, body: unknown) {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/enroll',
+    headers: { authorization: `Bearer ${secret}` },
+    payload: body as Record<string, unknown>,
+  });
+  return { status: res.statusCode, body: res.json() as { error?: { message: string }; labels?: unknown } };
+}
+
+async function agentIds(app: FastifyInstance): Promise<string[]> {
+  const res = await app.inject({ method: 'GET', url: '/v1/agents', headers: { authorization: `Bearer ${ADMIN}` } });
+  return (res.json() as { agents: { id: string }[] }).agents.map((a) => a.id);
+}
+
+describe('join tokens', () => {
+  it('are for admins only, shown once, listed without the secret, and revocable', async () => {
+    const { app } = await coordinator();
+    expect((await issue(app, {}, OPERATOR)).status).toBe(403);
+    const created = JoinTokenCreatedSchema.parse((await issue(app, { uses: 3, labels: { env: 'prod' } })).body);
+    expect(created).toMatchObject({
+      maxUses: 3,
+      uses: 0,
+      state: 'active',
+      labels: { env: 'prod' },
+      createdBy: 'alice',
+    });
+    const listed = await app.inject({
+      method: 'GET',
+      url: '/v1/join-tokens',
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    expect(listed.body).not.toContain(created.token);
+    expect(JoinTokenListSchema.parse(listed.json()).joinTokens).toEqual([expect.objectContaining({ id: created.id })]);
+    const revoke = () =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/join-tokens/${created.id}/revoke`,
+        headers: { authorization: `Bearer ${ADMIN}` },
+      });
+    expect((await revoke()).json()).toMatchObject({ id: created.id, state: 'revoked' });
+    expect((await revoke()).statusCode).toBe(409);
+    expect((await enroll(app, created.token, keyFor('web-1'))).status).toBe(401);
+    expect(await agentIds(app)).toEqual([]);
+  });
+
+  it('refuse replace without a host id, naming the field', async () => {
+    const { app } = await coordinator();
+    const res = await issue(app, { replace: true });
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(res.body)).toContain('body.replace');
+  });
+});
+
+describe('enrolling', () => {
+  it('with a join token creates the agent with the fixed labels, once per use', async () => {
+    const { app } = await coordinator();
+    const { token } = JoinTokenCreatedSchema.parse((await issue(app, { uses: 2, labels: { role: 'web' } })).body);
+    expect((await enroll(app, token, keyFor('web-1'))).body).toMatchObject({
+      hostId: 'web-1',
+      labels: { role: 'web' },
+    });
+    expect((await enroll(app, token, keyFor('web-2'))).status).toBe(201);
+    const third = await enroll(app, token, keyFor('web-3'));
+    expect(third.status).toBe(401);
+    expect(third.body.error?.message).toMatch(/used_up/);
+    expect(await agentIds(app)).toEqual(['web-1', 'web-2']);
+  });
+
+  it('refuses an expired join token, a token for another host, and a bad proof; nothing is stored', async () => {
+    const { app } = await coordinator();
+    const short = JoinTokenCreatedSchema.parse((await issue(app, { expiresInSeconds: 60 })).body);
+    now += 61_000;
+    expect((await enroll(app, short.token, keyFor('web-1'))).body.error?.message).toMatch(/expired/);
+    const pinned = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-9' })).body);
+    expect((await enroll(app, pinned.token, keyFor('web-1'))).status).toBe(403);
+    const forged = { ...keyFor('web-9'), publicKey: generateAgentKeyPair().publicKey };
+    const bad = await enroll(app, pinned.token, forged);
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain('body.proof');
+    expect(await agentIds(app)).toEqual([]);
+  });
+
+  it('checks the join token before reading the body: no token or a wrong one is a 401, not a list of fields', async () => {
+    const { app } = await coordinator();
+    for (const headers of [{}, { authorization: 'Bearer fpj_nope' }]) {
+      const res = await app.inject({ method: 'POST', url: '/v1/enroll', headers, payload: {} });
+      expect(res.statusCode).toBe(401);
+      expect(res.body).not.toContain('hostId');
+    }
+  });
+
+  it('needs replace to take an enrolled host id; with it the old key stops working and it is audited', async () => {
+    const { app } = await coordinator();
+    const first = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-1' })).body);
+    await enroll(app, first.token, keyFor('web-1'));
+    const plain = JoinTokenCreatedSchema.parse((await issue(app, { uses: 5 })).body);
+    const taken = await enroll(app, plain.token, keyFor('web-1'));
+    expect(taken.status).toBe(409);
+    expect(taken.body.error?.message).toMatch(/replace/);
+    const before = app.fleet.store.agents.publicKeyOf('web-1');
+    const replace = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-1', replace: true })).body);
+    const key = keyFor('web-1');
+    expect((await enroll(app, replace.token, key)).body).toMatchObject({ replaced: true });
+    expect(app.fleet.store.agents.publicKeyOf('web-1')).toBe(key.publicKey);
+    expect(key.publicKey).not.toBe(before);
+    const types = app.fleet.store.allEvents(0, 100).map((e) => e.type);
+    expect(types).toEqual(
+      expect.arrayContaining(['join_token.created', 'agent.enrolled', 'agent.enroll_refused', 'agent.reenrolled']),
+    );
+  });
+
+  it('never writes a join token secret to the database, the audit log or the logs', async () => {
+    const { app, logs } = await coordinator();
+    const { token } = JoinTokenCreatedSchema.parse((await issue(app, {})).body);
+    await enroll(app, token, keyFor('web-1'));
+    await enroll(app, token, keyFor('web-2'));
+    const secretPart = token.slice(4);
+    expect(logs.join('\n')).not.toContain(secretPart);
+    expect(JSON.stringify(app.fleet.store.allEvents(0, 100))).not.toContain(secretPart);
+    const rows = app.fleet.store.db.prepare('SELECT * FROM join_tokens').all();
+    expect(JSON.stringify(rows)).not.toContain(secretPart);
+  });
+});
