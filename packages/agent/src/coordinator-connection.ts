@@ -150,10 +150,7 @@ export class CoordinatorConnection {
       const needsHuman = code === CloseCode.unauthorized || code === CloseCode.protocolMismatch;
       const delay = this.nextDelay(needsHuman);
       const logFn = needsHuman ? log.error.bind(log) : log.warn.bind(log);
-      logFn(
-        { code, reason: reason.toString(), retryInMs: delay },
-        needsHuman ? 'coordinator refused this agent' : 'disconnected from coordinator',
-      );
+      logFn({ code, reason: reason.toString(), retryInMs: delay }, closeExplanation(code));
       this.reconnectTimer = setTimeout(() => {
         if (code !== CloseCode.unauthorized || !this.options.onRefused) {
           this.connect();
@@ -193,5 +190,28 @@ export class CoordinatorConnection {
     const ceiling = Math.min(cap, base * 2 ** this.attempt);
     this.attempt = Math.min(this.attempt + 1, 30);
     return Math.max(50, Math.floor(Math.random() * ceiling));
+  }
+}
+
+/**
+ * What a close code means for the person reading the agent's log. The coordinator's own refusals
+ * (already connected, rate limited, overloaded, handshake timeout) are retried with backoff like any
+ * disconnect; only an unknown credential or protocol needs a human.
+ */
+function closeExplanation(code: number): string {
+  switch (code) {
+    case CloseCode.unauthorized:
+    case CloseCode.protocolMismatch:
+      return 'coordinator refused this agent (not enrolled, revoked, a wrong key, or a protocol it does not speak); retrying at the slowest pace';
+    case CloseCode.alreadyConnected:
+      return 'coordinator refused: another connection with this agent credential is live (a second copy of this agent, or a stolen credential?); retrying';
+    case CloseCode.rateLimited:
+      return 'coordinator closed the connection: this agent sent too many messages; retrying';
+    case CloseCode.overloaded:
+      return 'coordinator is overloaded; retrying';
+    case CloseCode.handshakeTimeout:
+      return 'coordinator closed the connection: authentication took too long; retrying';
+    default:
+      return 'disconnected from coordinator';
   }
 }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { type CoordinatorConfig, databaseFile } from './config.js';
 import { PreflightCollector } from './engine/preflight-collector.js';
 import { RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
+import { SYSTEM } from './engine/rollout-transition.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
 import { ApiAuth } from './http/api-auth.js';
@@ -55,6 +56,13 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
+    // A request whose headers trickle in (slowloris, a slow agent upgrade) holds a socket: cut it at
+    // the handshake timeout. Only the headers: a large body on a slow link is still allowed its time.
+    // Node checks these timeouts once per connectionsCheckingInterval (30 s by default), hence 1 s.
+    http: {
+      headersTimeout: config.agentLimits.handshakeTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.agentLimits.handshakeTimeoutMs),
+    },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -80,6 +88,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     publicKeyOf: (agentId) => store.agents.publicKeyOf(agentId),
     log: options.logger.child({ component: 'hub' }),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
+    limits: config.agentLimits,
   });
   // The engine needs the scheduler to wake it, the scheduler needs the engine to wake: late-bound.
   let engineRef: RolloutEngine | null = null;
@@ -97,6 +106,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     validateWindow,
     windows,
     minApprovals: config.minApprovals,
+    connectedAuditWindowMs: config.agentLimits.auditWindowMs,
   });
   engineRef = engine;
   engine.resumeWindows();
@@ -139,6 +149,15 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     onDisconnect: (agentId) => {
       lastSeenWrite.delete(agentId);
       if (store.agents.get(agentId)) store.agents.recordSeen(agentId, new Date().toISOString());
+    },
+    // A security event: someone else holds this agent's credential (or the agent runs twice).
+    onDuplicateRefused: (agentId, detail) => {
+      store.transaction(() =>
+        store.appendEvent(
+          { hostId: agentId, actor: SYSTEM, type: 'agent.duplicate_refused', data: { ...detail } },
+          new Date().toISOString(),
+        ),
+      );
     },
   });
   app.server.on('upgrade', (request, socket, head) => hub.handleUpgrade(request, socket, head));

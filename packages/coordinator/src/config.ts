@@ -30,6 +30,44 @@ export const WebhookSchema = z
   })
   .strict();
 
+/**
+ * Limits on the agent socket, which anyone who can reach the port can dial. Each is per coordinator
+ * unless it says otherwise; the defaults leave a real fleet far from every one of them.
+ */
+export const AgentLimitsSchema = z
+  .object({
+    /**
+     * Sockets that have asked to upgrade but are not yet authenticated (default 256). Beyond it an
+     * upgrade is answered `503` and the socket destroyed, before any WebSocket work is done.
+     */
+    maxPendingSockets: z.number().int().min(1).max(100_000).default(256),
+    /**
+     * How long a socket may stay unauthenticated, from its first byte of headers to `live` (default
+     * 5000). Also the HTTP server's `headersTimeout`, so a request whose headers trickle in is cut too.
+     */
+    handshakeTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
+    /**
+     * Per-agent message rate, a token bucket (default 20/s, bursts of 200). A real agent sends a
+     * heartbeat per interval and about ten progress messages and a result per order: far below it.
+     */
+    messagesPerSecond: z.number().min(0.1).max(10_000).default(20),
+    messageBurst: z.number().int().min(1).max(100_000).default(200),
+    /**
+     * When a second connection presents a live agent's credential, how long the live one has to
+     * answer a ping (default 2000): if it does the newcomer is refused, if not it is replaced.
+     */
+    staleCheckMs: z.number().int().min(50).max(60_000).default(2000),
+    /** At most one log line per misbehaving peer (address, or agent once known) per interval (default 10000). */
+    peerLogIntervalMs: z.number().int().min(100).max(3_600_000).default(10_000),
+    /**
+     * At most one `agent.connected` row per agent per window, counting the reconnects it stands for (a
+     * changed agent version may add one more), and one `agent.duplicate_refused` row (default 60000).
+     */
+    auditWindowMs: z.number().int().min(1000).max(86_400_000).default(60_000),
+  })
+  .strict();
+export type AgentLimits = z.infer<typeof AgentLimitsSchema>;
+
 export const CoordinatorConfigSchema = z
   .object({
     host: z.string().default('127.0.0.1'),
@@ -55,6 +93,8 @@ export const CoordinatorConfigSchema = z
      * rollout with `requiredApprovals: 0`; 0 lets a single operator run a rollout alone (labs, tests).
      */
     minApprovals: z.number().int().min(0).max(10).default(1),
+    // prefault: a partial object given in the file is completed with the defaults above.
+    agentLimits: AgentLimitsSchema.prefault({}),
   })
   .strict();
 export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;

@@ -49,6 +49,10 @@ export function isFleetError(err: unknown): err is FleetError {
 export const CloseCode = {
   normal: 1000,
   goingAway: 1001,
+  /** ws's own, RFC 6455: a frame that breaks the framing rules (reserved bits, bad opcode, unmasked). */
+  protocolError: 1002,
+  /** ws's own, RFC 6455: a text frame that is not UTF-8. */
+  invalidPayload: 1007,
   /** ws's own: a frame over the size limit. */
   tooBig: 1009,
   badFrame: 4400,

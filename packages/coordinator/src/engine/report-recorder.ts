@@ -1,4 +1,5 @@
 import type { Hello, HostRunState, OrderProgress, OrderResultBody, Patch } from '@fleetpatch/shared';
+import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { sendApply, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
@@ -30,6 +31,7 @@ export class ReportRecorder {
   constructor(
     private readonly deps: RecorderDeps,
     private readonly reverts: RevertRunner,
+    private readonly connectedAudit: ConnectedAudit,
   ) {}
 
   record(batch: readonly AgentReport[]): void {
@@ -45,15 +47,7 @@ export class ReportRecorder {
           case 'hello':
             // The agent's journal is the truth: the results it reports are recorded like live ones.
             store.agents.recordHello(report.agentId, report.body, isoNow(clock));
-            store.appendEvent(
-              {
-                hostId: report.agentId,
-                actor: report.agentId,
-                type: 'agent.connected',
-                data: { agentVersion: report.body.agentVersion },
-              },
-              isoNow(clock),
-            );
+            this.recordConnected(report.agentId, report.body.agentVersion);
             for (const order of report.body.orders) if (order.result) result(report.agentId, order.result);
             this.settleUnknownTimedOut(report.agentId, report.body);
             hellos.push({ agentId: report.agentId, hello: report.body });
@@ -71,6 +65,14 @@ export class ReportRecorder {
     for (const ack of acks)
       channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });
     for (const { agentId, hello } of hellos) this.resendAfterHello(agentId, hello);
+  }
+
+  /** An `agent.connected` row when `ConnectedAudit` says the hello is news; else it is only counted. */
+  private recordConnected(agentId: string, agentVersion: string): void {
+    const { store, clock } = this.deps;
+    const row = this.connectedAudit.note(agentId, agentVersion, clock.now());
+    if (!row) return;
+    store.appendEvent({ hostId: agentId, actor: agentId, type: 'agent.connected', data: { ...row } }, isoNow(clock));
   }
 
   /**

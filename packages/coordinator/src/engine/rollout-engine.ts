@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
+import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
 import type { AgentChannel, EngineClock, EngineDeps, WaveGate, WindowWatcher } from './engine-interfaces.js';
 import { newId } from './ids.js';
@@ -43,6 +44,8 @@ export interface RolloutEngineOptions {
    * operator could skip four eyes by asking for none. Defaults to 0 so engine tests need no approver.
    */
   minApprovals?: number;
+  /** At most one `agent.connected` row per agent per window (see `ConnectedAudit`); default 60 s. */
+  connectedAuditWindowMs?: number;
 }
 
 /**
@@ -96,7 +99,11 @@ export class RolloutEngine {
     };
     this.reverts = new RevertRunner(this.deps);
     this.advancer = new WaveAdvancer(this.deps, this.reverts);
-    this.recorder = new ReportRecorder(this.deps, this.reverts);
+    this.recorder = new ReportRecorder(
+      this.deps,
+      this.reverts,
+      new ConnectedAudit(options.connectedAuditWindowMs ?? 60_000),
+    );
   }
 
   /** After a restart: re-arms the window watch of every rollout that still has one to honour. */

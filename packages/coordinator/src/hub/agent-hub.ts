@@ -19,7 +19,11 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import type { AgentLimits } from '../config.js';
 import type { AgentChannel } from '../engine/rollout-engine.js';
+import { PeerThrottle } from './peer-throttle.js';
+import { TokenBucket } from './token-bucket.js';
+import { type PendingTicket, UpgradeGate } from './upgrade-gate.js';
 
 /** Where agents dial in, on the same port as the HTTP API. */
 export const AGENT_SOCKET_PATH = '/v1/agents/connect';
@@ -30,6 +34,8 @@ export interface AgentHubHandlers {
   onResult(agentId: string, result: OrderResultBody): void;
   onSeen(agentId: string): void;
   onDisconnect(agentId: string): void;
+  /** A second connection with a live agent's credential was refused; already throttled per agent. */
+  onDuplicateRefused(agentId: string, detail: { remote: string; refusedSinceLast: number }): void;
 }
 
 export interface AgentHubOptions {
@@ -37,35 +43,75 @@ export interface AgentHubOptions {
   publicKeyOf(agentId: string): string | undefined;
   log: Logger;
   heartbeatIntervalMs: number;
-}
-
-interface Connection {
-  /** Who the upgrade request claims to be; believed only once `greeted` (the proof checked out). */
-  agentId: string;
-  /** The challenge this connection must sign in its hello. */
-  nonce: string;
-  socket: WebSocket;
-  log: Logger;
-  greeted: boolean;
-  alive: boolean;
+  limits: AgentLimits;
 }
 
 /**
- * The WebSocket side of the coordinator: authenticates agents on upgrade, parses every frame with
- * the protocol schema, and hands typed messages to the handlers. A thin adapter — it decides
- * nothing about rollouts.
+ * `pending`: the WebSocket handshake is done but nobody is authenticated yet; it counts against the
+ * gate's cap and deadline. `live`: authenticated, in `connections`. `closed`: final, whatever the
+ * socket is still doing (its remaining frames are ignored).
+ */
+type ConnectionState = 'pending' | 'live' | 'closed';
+
+const TRANSITIONS: Record<ConnectionState, readonly ConnectionState[]> = {
+  pending: ['live', 'closed'],
+  live: ['closed'],
+  closed: [],
+};
+
+interface Connection {
+  state: ConnectionState;
+  socket: WebSocket;
+  ticket: PendingTicket;
+  /** Set when live. */
+  agentId: string;
+  /** Remote address until live, then the agent id: the key of its throttled log lines. */
+  peer: string;
+  log: Logger;
+  greeted: boolean;
+  alive: boolean;
+  bucket: TokenBucket;
+  /** Frames that arrive while pending, handed on once live (the hello, typically). */
+  early: { data: RawData; isBinary: boolean }[];
+  /** Called when the first early frame arrives: authentication waits for it. */
+  onFirstFrame?: () => void;
+}
+
+type Authentication = { ok: true; agentId: string } | { ok: false; code: CloseCode; reason: string };
+
+/** Frames a pending connection may send before it is live; more is not an agent. */
+const MAX_EARLY_FRAMES = 4;
+/** How long a closed peer has to answer our close frame before its socket is destroyed. */
+const CLOSE_GRACE_MS = 1000;
+
+/**
+ * The WebSocket side of the coordinator: admits sockets through the upgrade gate, authenticates them
+ * in one step, holds one live connection per agent, parses every frame with the protocol schema and
+ * hands typed messages to the handlers. A thin adapter — it decides nothing about rollouts.
  */
 export class AgentHub implements AgentChannel {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
-  /** Authenticated connections, one per agent. */
+  private readonly gate: UpgradeGate;
+  private readonly all = new Set<Connection>();
   private readonly connections = new Map<string, Connection>();
-  /** Upgraded but not yet authenticated: they hold no agent's place and receive nothing but the challenge. */
-  private readonly pending = new Set<Connection>();
+  /** Agents whose live connection is being pinged because a second one presented their credential. */
+  private readonly checking = new Set<string>();
+  private readonly logThrottle: PeerThrottle;
+  private readonly auditThrottle: PeerThrottle;
   private readonly heartbeat: NodeJS.Timeout;
   private handlers: AgentHubHandlers | null = null;
   private closed = false;
 
   constructor(private readonly options: AgentHubOptions) {
+    const { limits } = options;
+    this.logThrottle = new PeerThrottle(limits.peerLogIntervalMs);
+    this.auditThrottle = new PeerThrottle(limits.auditWindowMs);
+    this.gate = new UpgradeGate({
+      maxPendingSockets: limits.maxPendingSockets,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      log: options.log,
+      throttle: this.logThrottle,
+    });
     this.heartbeat = setInterval(() => this.pingAll(), options.heartbeatIntervalMs);
     this.heartbeat.unref();
   }
@@ -77,23 +123,16 @@ export class AgentHub implements AgentChannel {
 
   /** For the HTTP server's `upgrade` event. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const remote = request.socket.remoteAddress ?? 'unknown';
+    this.gate.guard(socket, remote);
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname !== AGENT_SOCKET_PATH || this.closed) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      this.gate.refuse(socket, '404 Not Found');
       return;
     }
-    const claimed = request.headers[AGENT_ID_HEADER];
-    const agentId = typeof claimed === 'string' && HostIdSchema.safeParse(claimed).success ? claimed : undefined;
-    this.wss.handleUpgrade(request, socket, head, (ws) => {
-      if (agentId === undefined) {
-        // Complete the handshake so the agent sees a documented close code, not a bare TCP reset.
-        ws.on('error', () => {});
-        this.options.log.warn({ remote: request.socket.remoteAddress }, 'agent connection refused: no agent id');
-        ws.close(CloseCode.unauthorized, `name the agent in the ${AGENT_ID_HEADER} header`);
-        return;
-      }
-      this.challenge(agentId, ws, request.socket.remoteAddress);
-    });
+    const ticket = this.gate.admit(socket, remote);
+    if (!ticket) return;
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.open(ws, request, ticket));
   }
 
   send(agentId: string, message: CoordinatorMessage): boolean {
@@ -109,11 +148,17 @@ export class AgentHub implements AgentChannel {
 
   /** Closes this agent's connection, e.g. because its token was replaced. */
   disconnect(agentId: string, code: CloseCode, reason: string): void {
-    this.connections.get(agentId)?.socket.close(code, reason);
+    const connection = this.connections.get(agentId);
+    if (connection) this.closeSoon(connection, code, reason);
   }
 
   onlineCount(): number {
     return this.connections.size;
+  }
+
+  /** Unauthenticated sockets held now (upgrading, pending or being refused). */
+  pendingCount(): number {
+    return this.gate.pending;
   }
 
   /** Closes every agent socket with "going away"; agents reconnect to the next coordinator. */
@@ -121,10 +166,10 @@ export class AgentHub implements AgentChannel {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.heartbeat);
-    for (const connection of this.pending) connection.socket.terminate();
-    const closing = [...this.connections.values()].map(
+    const closing = [...this.all].map(
       (c) =>
         new Promise<void>((resolve) => {
+          if (c.socket.readyState === WebSocket.CLOSED) return resolve();
           c.socket.once('close', () => resolve());
           c.socket.close(CloseCode.goingAway, 'coordinator shutting down');
           setTimeout(() => {
@@ -137,53 +182,163 @@ export class AgentHub implements AgentChannel {
     this.wss.close();
   }
 
-  /** Every connection starts unauthenticated: it must answer this challenge in its first frame. */
-  private challenge(agentId: string, socket: WebSocket, remote: string | undefined): void {
+  private open(socket: WebSocket, request: IncomingMessage, ticket: PendingTicket): void {
     const connection: Connection = {
-      agentId,
-      nonce: randomBytes(32).toString('base64url'),
+      state: 'pending',
       socket,
-      log: this.options.log.child({ agentId, remote }),
+      ticket,
+      agentId: '',
+      peer: ticket.remote,
+      log: this.options.log.child({ remote: ticket.remote }),
       greeted: false,
       alive: true,
+      bucket: new TokenBucket(this.options.limits.messagesPerSecond, this.options.limits.messageBurst),
+      early: [],
+    };
+    // First: ws reports framing errors (reserved bits, bad opcode, a frame over maxPayload) here and
+    // then closes with 1002/1007/1009 itself. Without a listener the error would end the process.
+    socket.on('error', (err: Error & { code?: string }) => {
+      this.warnPeer(connection, { code: err.code, error: err.message }, 'agent socket error; connection closed');
+      this.retire(connection);
+    });
+    this.all.add(connection);
+    ticket.onExpire = () => {
+      if (connection.state === 'pending')
+        this.closeSoon(connection, CloseCode.handshakeTimeout, 'authenticate in time');
     };
     socket.on('pong', () => {
       connection.alive = true;
     });
     socket.on('message', (data, isBinary) => this.onFrame(connection, data, isBinary));
-    socket.on('error', (err) => connection.log.warn({ err }, 'agent socket error'));
-    this.pending.add(connection);
     socket.on('close', () => {
-      this.pending.delete(connection);
-      if (this.connections.get(agentId) !== connection) return;
-      this.connections.delete(agentId);
-      connection.log.info('agent disconnected');
-      this.handlers?.onDisconnect(agentId);
+      this.all.delete(connection);
+      this.retire(connection);
     });
-    socket.send(JSON.stringify({ type: 'challenge', nonce: connection.nonce } satisfies CoordinatorMessage));
-  }
-
-  /** The hello's proof decides: a signature of this connection's nonce by the agent's enrolled key. */
-  private authenticate(connection: Connection, hello: Hello): boolean {
-    const publicKey = this.options.publicKeyOf(connection.agentId);
-    return (
-      publicKey !== undefined &&
-      verifyPayload(publicKey, connectProofPayload(connection.agentId, connection.nonce), hello.proof)
+    void this.authenticate(connection, request).then(
+      (auth) => this.admit(connection, auth),
+      (err: unknown) => {
+        connection.log.error({ err }, 'authenticating an agent failed');
+        this.closeSoon(connection, CloseCode.unauthorized, 'authentication failed');
+      },
     );
   }
 
-  private accept(connection: Connection): void {
-    this.pending.delete(connection);
-    const previous = this.connections.get(connection.agentId);
-    if (previous) {
-      // The newest connection wins: an agent that restarted must not wait for its old socket to time out.
-      this.connections.delete(connection.agentId);
-      previous.socket.close(CloseCode.alreadyConnected, 'replaced by a newer connection');
+  /**
+   * The one step that decides who is on the other end. The upgrade names the agent; we send a fresh
+   * random challenge; the first frame must be a hello whose proof is the challenge signed with that
+   * agent's enrolled key. The hello stays in `early`, to be handled once live. A peer that never
+   * answers is cut by the gate's handshake deadline; one that floods is cut at MAX_EARLY_FRAMES.
+   */
+  private async authenticate(connection: Connection, request: IncomingMessage): Promise<Authentication> {
+    const claimed = request.headers[AGENT_ID_HEADER];
+    if (typeof claimed !== 'string' || !HostIdSchema.safeParse(claimed).success) {
+      return { ok: false, code: CloseCode.unauthorized, reason: `name the agent in the ${AGENT_ID_HEADER} header` };
     }
-    this.connections.set(connection.agentId, connection);
+    const nonce = randomBytes(32).toString('base64url');
+    const first = new Promise<void>((resolve) => {
+      connection.onFirstFrame = resolve;
+    });
+    connection.socket.send(JSON.stringify({ type: 'challenge', nonce } satisfies CoordinatorMessage));
+    await first;
+    const frame = connection.early[0];
+    if (connection.state !== 'pending' || !frame) return { ok: false, code: CloseCode.unauthorized, reason: 'gone' };
+    const parsed = frame.isBinary ? undefined : parseFrame(AgentMessageSchema, frame.data.toString());
+    if (!parsed?.ok || parsed.message.type !== 'hello') {
+      return { ok: false, code: CloseCode.badFrame, reason: 'the first message must be a valid hello' };
+    }
+    const publicKey = this.options.publicKeyOf(claimed);
+    const proven =
+      publicKey !== undefined && verifyPayload(publicKey, connectProofPayload(claimed, nonce), parsed.message.proof);
+    // One answer for an unknown host, a revoked one and a wrong key: nothing to learn by probing.
+    if (!proven) return { ok: false, code: CloseCode.unauthorized, reason: 'agent not enrolled or proof invalid' };
+    return { ok: true, agentId: claimed };
+  }
+
+  /** Makes an authenticated connection live, unless another live one for the agent answers a ping. */
+  private async admit(connection: Connection, auth: Authentication): Promise<void> {
+    if (connection.state !== 'pending') return;
+    if (!auth.ok) {
+      // The handshake is completed first so the agent sees a documented close code, not a bare reset.
+      this.warnPeer(connection, { code: auth.code }, `agent connection refused: ${auth.reason}`);
+      this.closeSoon(connection, auth.code, auth.reason);
+      return;
+    }
+    const { agentId } = auth;
+    const live = this.connections.get(agentId);
+    if (live) {
+      if (this.checking.has(agentId)) return this.refuseDuplicate(connection, agentId);
+      this.checking.add(agentId);
+      const answered = await this.answersPing(live, this.options.limits.staleCheckMs);
+      this.checking.delete(agentId);
+      if (connection.state !== 'pending') return;
+      if (answered) return this.refuseDuplicate(connection, agentId);
+      if (this.connections.get(agentId) === live) {
+        // A restarted or partitioned agent's old socket: the newcomer is the agent, let it in at once.
+        live.log.warn({ remote: connection.peer }, 'live connection did not answer a ping; replaced by a new one');
+        this.retire(live);
+        live.socket.terminate();
+      }
+      if (this.connections.has(agentId)) return this.refuseDuplicate(connection, agentId);
+    }
+    this.transition(connection, 'live');
+    connection.ticket.settle();
+    connection.agentId = agentId;
+    connection.peer = agentId;
+    connection.log = this.options.log.child({ agentId });
+    this.connections.set(agentId, connection);
+    for (const frame of connection.early.splice(0)) this.onFrame(connection, frame.data, frame.isBinary);
+  }
+
+  private refuseDuplicate(connection: Connection, agentId: string): void {
+    const refusedSinceLast = this.auditThrottle.pass(`duplicate:${agentId}`);
+    if (refusedSinceLast !== undefined) {
+      this.options.log.warn(
+        { agentId, remote: connection.peer, refusedSinceLast },
+        'refused a second connection with the credential of a live agent',
+      );
+      this.handlers?.onDuplicateRefused(agentId, { remote: connection.peer, refusedSinceLast });
+    }
+    this.closeSoon(connection, CloseCode.alreadyConnected, 'this agent is already connected');
+  }
+
+  /** True if the connection answers a ping (or sends anything) within `timeoutMs`. */
+  private answersPing(connection: Connection, timeoutMs: number): Promise<boolean> {
+    const { socket } = connection;
+    return new Promise((resolve) => {
+      const done = (answered: boolean) => {
+        clearTimeout(timer);
+        socket.off('pong', yes).off('message', yes).off('close', no);
+        resolve(answered);
+      };
+      const yes = () => done(true);
+      const no = () => done(false);
+      const timer = setTimeout(no, timeoutMs);
+      socket.on('pong', yes).on('message', yes).once('close', no);
+      socket.ping();
+    });
   }
 
   private onFrame(connection: Connection, data: RawData, isBinary: boolean): void {
+    if (connection.state === 'closed') return;
+    if (connection.state === 'pending') {
+      if (connection.early.length >= MAX_EARLY_FRAMES) {
+        this.reject(connection, 'too many frames before authentication');
+        return;
+      }
+      connection.early.push({ data, isBinary });
+      if (connection.early.length === 1) connection.onFirstFrame?.();
+      return;
+    }
+    connection.alive = true;
+    if (!connection.bucket.take()) {
+      this.warnPeer(
+        connection,
+        { messagesPerSecond: this.options.limits.messagesPerSecond },
+        'agent over its message rate; closing',
+      );
+      this.closeSoon(connection, CloseCode.rateLimited, 'message rate exceeded');
+      return;
+    }
     if (isBinary) {
       this.reject(connection, 'binary frames are not part of the protocol');
       return;
@@ -194,9 +349,12 @@ export class AgentHub implements AgentChannel {
       return;
     }
     const message = parsed.message;
-    connection.alive = true;
     if (!connection.greeted && message.type !== 'hello') {
       this.reject(connection, 'the first message must be hello');
+      return;
+    }
+    if (connection.greeted && message.type === 'hello') {
+      this.reject(connection, 'hello is sent once per connection');
       return;
     }
     try {
@@ -212,20 +370,10 @@ export class AgentHub implements AgentChannel {
     if (!handlers) return;
     switch (message.type) {
       case 'hello':
-        if (connection.greeted) {
-          this.reject(connection, 'hello was already sent on this connection');
-          return;
-        }
-        if (!this.authenticate(connection, message)) {
-          connection.log.warn('agent connection refused: not enrolled, revoked, or a wrong proof');
-          connection.socket.close(CloseCode.unauthorized, 'agent not enrolled or proof invalid');
-          return;
-        }
         if (message.protocolVersion !== PROTOCOL_VERSION) {
-          connection.socket.close(CloseCode.protocolMismatch, `protocol ${PROTOCOL_VERSION} required`);
+          this.closeSoon(connection, CloseCode.protocolMismatch, `protocol ${PROTOCOL_VERSION} required`);
           return;
         }
-        this.accept(connection);
         connection.greeted = true;
         connection.log.info({ agentVersion: message.agentVersion, orders: message.orders.length }, 'agent connected');
         this.send(connection.agentId, {
@@ -258,15 +406,55 @@ export class AgentHub implements AgentChannel {
   }
 
   private reject(connection: Connection, error: string): void {
-    connection.log.warn({ error }, 'bad frame from agent; closing');
+    this.warnPeer(connection, { error }, 'bad frame from agent; closing');
     // Close reasons are capped at 123 bytes by the WebSocket protocol.
-    connection.socket.close(CloseCode.badFrame, Buffer.from(error).subarray(0, 120).toString());
+    this.closeSoon(connection, CloseCode.badFrame, Buffer.from(error).subarray(0, 120).toString());
+  }
+
+  /**
+   * Sends a close frame and ends the connection now: its state is final at once (nothing more it
+   * sends is read), and a peer that does not answer the close is destroyed after a short grace
+   * rather than ws's 30 s.
+   */
+  private closeSoon(connection: Connection, code: CloseCode, reason: string): void {
+    this.retire(connection);
+    const { socket } = connection;
+    if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);
+    const timer = setTimeout(() => socket.terminate(), CLOSE_GRACE_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  }
+
+  /** Moves a connection to `closed` (once) and, if it was the agent's live one, reports the disconnect. */
+  private retire(connection: Connection): void {
+    if (connection.state === 'closed') return;
+    const wasLive = connection.state === 'live';
+    this.transition(connection, 'closed');
+    connection.early = [];
+    connection.onFirstFrame?.(); // an authentication still waiting for a frame ends now
+    if (!wasLive || this.connections.get(connection.agentId) !== connection) return;
+    this.connections.delete(connection.agentId);
+    connection.log.info('agent disconnected');
+    this.handlers?.onDisconnect(connection.agentId);
+  }
+
+  private transition(connection: Connection, to: ConnectionState): void {
+    if (!TRANSITIONS[connection.state].includes(to))
+      throw new Error(`agent connection cannot go from ${connection.state} to ${to}`);
+    connection.state = to;
+  }
+
+  /** One line per peer per interval however often it misbehaves, with the count it stands for. */
+  private warnPeer(connection: Connection, fields: Record<string, unknown>, message: string): void {
+    const suppressed = this.logThrottle.pass(`${message}:${connection.peer}`);
+    if (suppressed !== undefined) connection.log.warn({ ...fields, suppressed }, message);
   }
 
   private pingAll(): void {
     for (const connection of this.connections.values()) {
       if (!connection.alive) {
         connection.log.warn('agent missed its heartbeat; terminating the connection');
+        this.retire(connection);
         connection.socket.terminate();
         continue;
       }

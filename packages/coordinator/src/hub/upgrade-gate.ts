@@ -1,0 +1,95 @@
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { PeerThrottle } from './peer-throttle.js';
+
+export interface UpgradeGateOptions {
+  maxPendingSockets: number;
+  handshakeTimeoutMs: number;
+  log: Logger;
+  /** Throttles the gate's log lines, per remote address. */
+  throttle: PeerThrottle;
+}
+
+/**
+ * A socket the gate let through: counted as pending until `settle()` (it authenticated) or until the
+ * socket is gone. If neither happens by the deadline, `onExpire` runs (the hub closes with 4408), and
+ * a moment later the socket is destroyed whatever it is doing.
+ */
+export interface PendingTicket {
+  readonly remote: string;
+  settle(): void;
+  onExpire: () => void;
+}
+
+/** Grace for a peer to read a close frame or an HTTP refusal before its socket is destroyed. */
+const CLOSE_GRACE_MS = 1000;
+
+/**
+ * Everything the coordinator does with an upgrade socket before it knows who is on the other end:
+ * an error listener before the first write (an unhandled socket error ends the process), the cap on
+ * unauthenticated sockets, and the handshake deadline. Cheap by design: a refusal is a few bytes of
+ * HTTP and a destroy, with no WebSocket state.
+ */
+export class UpgradeGate {
+  private pendingCount = 0;
+
+  constructor(private readonly options: UpgradeGateOptions) {}
+
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  /** Must be the first thing done with an upgrade socket. */
+  guard(socket: Duplex, remote: string): void {
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      const suppressed = this.options.throttle.pass(`socket-error:${remote}`);
+      if (suppressed !== undefined)
+        this.options.log.warn({ remote, code: err.code, suppressed }, 'socket error before authentication; dropped');
+    });
+  }
+
+  /** Answers a plain HTTP status and drops the socket, whatever the peer does. */
+  refuse(socket: Duplex, status: '404 Not Found' | '503 Service Unavailable'): void {
+    if (!socket.destroyed) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    destroyAfterGrace(socket);
+  }
+
+  /** Counts the socket as pending, or refuses it with 503 (and returns undefined) at the cap. */
+  admit(socket: Duplex, remote: string): PendingTicket | undefined {
+    const { maxPendingSockets, handshakeTimeoutMs, log, throttle } = this.options;
+    if (this.pendingCount >= maxPendingSockets) {
+      const suppressed = throttle.pass('overloaded');
+      if (suppressed !== undefined)
+        log.warn(
+          { remote, maxPendingSockets, suppressed },
+          'too many unauthenticated agent sockets; refusing with 503',
+        );
+      this.refuse(socket, '503 Service Unavailable');
+      return undefined;
+    }
+    this.pendingCount++;
+    let settled = false;
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      this.pendingCount--;
+      clearTimeout(deadline);
+    };
+    const ticket: PendingTicket = { remote, settle, onExpire: () => socket.destroy() };
+    const deadline = setTimeout(() => {
+      if (settled) return;
+      ticket.onExpire();
+      destroyAfterGrace(socket);
+    }, handshakeTimeoutMs);
+    deadline.unref();
+    socket.once('close', settle);
+    return ticket;
+  }
+}
+
+function destroyAfterGrace(socket: Duplex): void {
+  if (socket.destroyed) return;
+  const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+}

@@ -1,0 +1,173 @@
+/**
+ * The agent socket's limits, each configurable, against a coordinator on 127.0.0.1:0 and peers
+ * written byte by byte (test/support/raw-agent-socket.ts).
+ */
+import { AGENT_ID_HEADER, CloseCode } from '@fleetpatch/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  connectAsAgent,
+  OPCODE,
+  RawPeer,
+  sampleHello,
+  upgradeRequest,
+} from '../../../test/support/raw-agent-socket.js';
+import { type HubUnderTest, startHub } from './support/hub-under-test.js';
+
+let hub: HubUnderTest;
+const peers: RawPeer[] = [];
+const track = <T extends { peer: RawPeer }>(connected: T): T => {
+  peers.push(connected.peer);
+  return connected;
+};
+
+afterEach(async () => {
+  for (const peer of peers.splice(0)) peer.destroy();
+  await hub.close();
+});
+
+const heartbeat = () => ({ type: 'heartbeat', journalSeq: 0, sentAt: new Date().toISOString() });
+
+describe('unauthenticated sockets', () => {
+  it('refuses upgrades beyond maxPendingSockets with 503, logs it once, and stays up', async () => {
+    hub = await startHub({ maxPendingSockets: 20, handshakeTimeoutMs: 2000 });
+    let maxPending = 0;
+    const sampler = setInterval(() => {
+      maxPending = Math.max(maxPending, hub.app.fleet.hub.pendingCount());
+    }, 2);
+    // 1,000 at once, each refused (no agent named) and then deaf to the close frame: each holds a slot.
+    const opened = await Promise.all(
+      Array.from({ length: 1000 }, () => RawPeer.open(hub.port, upgradeRequest('/v1/agents/connect', {}))),
+    );
+    peers.push(...opened);
+    const statuses = await Promise.all(opened.map((peer) => peer.waitStatus(10_000)));
+    clearInterval(sampler);
+    expect(statuses.filter((s) => s === 503).length).toBeGreaterThan(0);
+    expect(statuses.every((s) => s === 101 || s === 503)).toBe(true);
+    expect(maxPending).toBeLessThanOrEqual(20);
+    expect(hub.logsSaying('too many unauthenticated agent sockets')).toHaveLength(1);
+    expect(await hub.healthz()).toBe(200);
+    await expect.poll(() => hub.app.fleet.hub.pendingCount(), { timeout: 5000 }).toBe(0);
+  });
+
+  it('cuts an upgrade whose headers trickle in within the handshake timeout', async () => {
+    hub = await startHub({ handshakeTimeoutMs: 1000 });
+    const peer = await RawPeer.open(hub.port, 'GET /v1/agents/connect HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+    peers.push(peer);
+    const started = Date.now();
+    const drip = setInterval(() => peer.write('X-Slow: 1\r\n'), 200);
+    await peer.until('the socket to be cut', () => (peer.ended ? true : undefined), 5000);
+    clearInterval(drip);
+    // headersTimeout plus Node's check interval (1 s here).
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(await hub.healthz()).toBe(200);
+  });
+
+  it('closes a refused socket whose peer never answers the close frame within a second', async () => {
+    hub = await startHub();
+    const peer = await RawPeer.open(hub.port, upgradeRequest('/v1/agents/connect', {}));
+    peers.push(peer);
+    expect(await peer.waitClose()).toBe(CloseCode.unauthorized);
+    await peer.until('the server to drop the socket', () => (peer.ended ? true : undefined), 3000);
+    await expect.poll(() => hub.app.fleet.hub.pendingCount()).toBe(0);
+  });
+
+  it('closes a socket that names an agent but never answers the challenge with 4408 at the handshake timeout', async () => {
+    hub = await startHub({ handshakeTimeoutMs: 500 });
+    await hub.register('silent-1');
+    const peer = await RawPeer.open(hub.port, upgradeRequest('/v1/agents/connect', { [AGENT_ID_HEADER]: 'silent-1' }));
+    peers.push(peer);
+    expect(await peer.waitStatus()).toBe(101);
+    expect((await peer.waitMessage('challenge')).nonce).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(await peer.waitClose(3000)).toBe(CloseCode.handshakeTimeout);
+    await expect.poll(() => hub.app.fleet.hub.pendingCount()).toBe(0);
+    expect(hub.app.fleet.hub.isOnline('silent-1')).toBe(false);
+  });
+
+  it('refuses a hello signed with another key, or for a revoked agent, with 4401', async () => {
+    hub = await startHub();
+    const key = await hub.register('key-1');
+    const stranger = await hub.register('key-2');
+    const forged = await connectAsAgent(hub.port, 'key-1', stranger);
+    peers.push(forged.peer);
+    expect(forged.closeCode).toBe(CloseCode.unauthorized);
+    hub.app.fleet.enrollment.revokeAgent('key-1', 'test');
+    const revoked = await connectAsAgent(hub.port, 'key-1', key);
+    peers.push(revoked.peer);
+    expect(revoked.closeCode).toBe(CloseCode.unauthorized);
+  });
+
+  it('logs a flood of refused connections from one address once, with a count', async () => {
+    hub = await startHub();
+    for (let i = 0; i < 30; i++) {
+      const peer = await RawPeer.open(hub.port, upgradeRequest('/v1/agents/connect', {}));
+      peers.push(peer);
+      expect(await peer.waitClose()).toBe(CloseCode.unauthorized);
+      peer.destroy();
+    }
+    expect(hub.logsSaying('agent connection refused')).toHaveLength(1);
+  });
+});
+
+describe('an authenticated agent', () => {
+  it('is closed with 4400 for a second hello, and its reconnects add one agent.connected row', async () => {
+    hub = await startHub();
+    const token = await hub.register('hello-1');
+    for (let i = 0; i < 30; i++) {
+      const { peer, welcomed } = track(await connectAsAgent(hub.port, 'hello-1', token));
+      expect(welcomed).toBe(true);
+      peer.sendJson(sampleHello());
+      expect(await peer.waitClose()).toBe(CloseCode.badFrame);
+      peer.destroy();
+    }
+    await expect.poll(() => hub.events('agent.connected', 'hello-1').length).toBe(1);
+    expect(hub.logsSaying('bad frame from agent')).toHaveLength(1);
+    expect(await hub.healthz()).toBe(200);
+  });
+
+  it('is closed with 4429 when over its message rate, logged once', async () => {
+    hub = await startHub({ messagesPerSecond: 5, messageBurst: 10 });
+    const token = await hub.register('flood-1');
+    const { peer, welcomed } = track(await connectAsAgent(hub.port, 'flood-1', token));
+    expect(welcomed).toBe(true);
+    for (let i = 0; i < 500; i++) peer.sendJson(heartbeat());
+    expect(await peer.waitClose()).toBe(CloseCode.rateLimited);
+    expect(hub.logsSaying('over its message rate')).toHaveLength(1);
+    // Within the rate, the agent comes back and is served.
+    const again = track(await connectAsAgent(hub.port, 'flood-1', token));
+    expect(again.welcomed).toBe(true);
+  });
+
+  it('is not displaced by a copy of its credential: the newcomer gets 4409, one audit row', async () => {
+    hub = await startHub({ staleCheckMs: 300 });
+    const token = await hub.register('dup-1');
+    const live = track(await connectAsAgent(hub.port, 'dup-1', token));
+    expect(live.welcomed).toBe(true);
+    for (let i = 0; i < 5; i++) {
+      const copy = track(await connectAsAgent(hub.port, 'dup-1', token));
+      expect(copy.closeCode).toBe(CloseCode.alreadyConnected);
+    }
+    const rows = hub.events('agent.duplicate_refused', 'dup-1');
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.data).toMatchObject({ refusedSinceLast: 0 });
+    // The live connection is still the agent's: what the coordinator sends reaches it.
+    expect(hub.app.fleet.hub.send('dup-1', { type: 'order.ack', orderId: 'still-mine' })).toBe(true);
+    await live.peer.until('the ack', () =>
+      live.peer.frames.some((f) => f.opcode === OPCODE.text && f.payload.includes('still-mine')) ? true : undefined,
+    );
+    expect(live.peer.ended).toBe(false);
+  });
+
+  it('whose old socket went silent (killed, partitioned) is replaced by its new connection at once', async () => {
+    hub = await startHub({ staleCheckMs: 300 });
+    const token = await hub.register('stale-1');
+    const old = track(await connectAsAgent(hub.port, 'stale-1', token, { answerPings: false }));
+    expect(old.welcomed).toBe(true);
+    const started = Date.now();
+    const fresh = track(await connectAsAgent(hub.port, 'stale-1', token));
+    expect(fresh.welcomed).toBe(true);
+    expect(Date.now() - started).toBeLessThan(2000);
+    await old.peer.until('the stale socket to be dropped', () => (old.peer.ended ? true : undefined));
+    expect(hub.events('agent.duplicate_refused', 'stale-1')).toHaveLength(0);
+    expect(hub.app.fleet.hub.isOnline('stale-1')).toBe(true);
+  });
+});
