@@ -89,19 +89,22 @@ async function spawnCoordinator(configFile, env) {
   const lines = track(child, 'coordinator', logs);
   const listening = new Promise((resolve, reject) => {
     lines.on('line', (line) => {
-      if (line.includes('"coordinator listening"')) resolve(JSON.parse(line).port);
+      if (line.includes('"coordinator listening"')) resolve(JSON.parse(line));
     });
     child.once('exit', (code, signal) =>
       reject(new Error(`coordinator exited early (${code ?? signal}):\n${logs.join('\n')}`)),
     );
   });
   let actualPort;
+  let scheme;
   try {
-    actualPort = await listening;
+    const line = await listening;
+    actualPort = line.port;
+    scheme = String(line.address).startsWith('https:') ? 'https' : 'http';
   } catch (error) {
     return { ok: false, error, logs };
   }
-  const url = `http://127.0.0.1:${actualPort}`;
+  const url = `${scheme}://127.0.0.1:${actualPort}`;
   return {
     ok: true,
     coordinator: {

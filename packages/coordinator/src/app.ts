@@ -41,6 +41,8 @@ export interface BuildAppOptions {
   /** For tests: a clock the engine reads instead of Date.now. */
   clock?: { now(): number };
   waveGate?: WaveGate;
+  /** Serve HTTPS (and WSS) with this certificate chain and key, PEM; main.ts reads and checks them. */
+  tls?: { cert: string; key: string };
 }
 
 /**
@@ -50,6 +52,8 @@ export interface BuildAppOptions {
 export async function buildApp(config: CoordinatorConfig, options: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
+    // WSS comes with it: the hub takes its upgrades from this same server.
+    https: options.tls ? { cert: options.tls.cert, key: options.tls.key } : null,
     bodyLimit: config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<ZodTypeProvider>();

@@ -2,6 +2,7 @@ export * from './agent-proof.js';
 export * from './api-views.js';
 export * from './errors.js';
 export * from './health-check.js';
+export * from './loopback-host.js';
 export * from './patch.js';
 export * from './protocol.js';
 export * from './rollout.js';
