@@ -247,6 +247,8 @@ async function main() {
   for (const id of ids) {
     const config = AgentConfigSchema.parse({
       coordinatorUrl: coordinator.url,
+      // Plain HTTP on loopback: nothing to encrypt against, and the bench measures the coordinator.
+      allowInsecure: true,
       token: tokens.get(id),
       labels: { role: 'bench' },
       dataDir: join(work, id, 'data'),

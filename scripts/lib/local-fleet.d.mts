@@ -56,6 +56,8 @@ export interface AgentProcess {
 
 export declare function startAgent(options: {
   coordinatorUrl: string;
+  /** Pass --allow-insecure; defaults to true for an http:// or ws:// coordinatorUrl. */
+  allowInsecure?: boolean;
   token: string;
   dataDir: string;
   rootDir: string;

@@ -118,9 +118,13 @@ async function spawnCoordinator(configFile, env) {
   };
 }
 
-/** Starts one agent process confined to `rootDir`. */
+/**
+ * Starts one agent process confined to `rootDir`. A plain http:// coordinator (these are loopback or
+ * test-namespace links) gets `--allow-insecure` unless `allowInsecure` says otherwise.
+ */
 export function startAgent({
   coordinatorUrl,
+  allowInsecure = /^(?:http|ws):/.test(coordinatorUrl),
   token,
   dataDir,
   rootDir,
@@ -143,6 +147,7 @@ export function startAgent({
   ];
   for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
   for (const root of allowRoots) args.push('--allow-root', root);
+  if (allowInsecure) args.push('--allow-insecure');
   // A short reconnect cap keeps tests that restart the coordinator quick; production caps at 30 s.
   const childEnv = { ...process.env, FLEETPATCH_RECONNECT_MAX_MS: '1000', ...env };
   if (configExtra) childEnv.FLEETPATCH_AGENT_CONFIG = configExtra;

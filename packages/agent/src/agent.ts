@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { type Clock, systemClock } from './clock.js';
 import { type AgentConfig, agentSocketUrl } from './config.js';
 import { CoordinatorConnection } from './coordinator-connection.js';
+import { coordinatorTlsOptions } from './coordinator-tls.js';
 import { AptDriver } from './drivers/apt-driver.js';
 import { FileDriver } from './drivers/file-driver.js';
 import { SystemHealthProbe } from './health/health-probe.js';
@@ -89,6 +90,7 @@ export class Agent {
     this.connection = new CoordinatorConnection({
       url: agentSocketUrl(config.coordinatorUrl),
       token: config.token as string,
+      tls: coordinatorTlsOptions(config.tls),
       log,
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,

@@ -8,11 +8,14 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
+import { type CoordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
 
 export interface ConnectionOptions {
   /** ws:// or wss:// URL of the coordinator's agent endpoint. */
   url: string;
   token: string;
+  /** How the coordinator's certificate is checked on wss:// (CA, pin); see coordinator-tls.ts. */
+  tls?: CoordinatorTlsOptions;
   log: Logger;
   /** Builds the `hello` sent first on every (re)connect: it carries the journal's pending reports. */
   hello(): AgentMessage;
@@ -44,8 +47,11 @@ export class CoordinatorConnection {
   private stopped = false;
   private welcomed = false;
   private journalPosition: () => number = () => 0;
+  private readonly refusals: TlsRefusalLog;
 
-  constructor(private readonly options: ConnectionOptions) {}
+  constructor(private readonly options: ConnectionOptions) {
+    this.refusals = new TlsRefusalLog(options.log);
+  }
 
   get connected(): boolean {
     return this.welcomed && this.socket?.readyState === WebSocket.OPEN;
@@ -86,12 +92,14 @@ export class CoordinatorConnection {
       headers: { authorization: `Bearer ${this.options.token}` },
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: 10_000,
+      ...this.options.tls,
     });
     this.socket = socket;
     this.welcomed = false;
     let heard = true;
     let silentIntervals = 0;
     let welcomeTimer: NodeJS.Timeout | undefined;
+    let refused = false;
     socket.on('open', () => {
       log.debug('connected; saying hello');
       welcomeTimer = setTimeout(() => {
@@ -117,6 +125,7 @@ export class CoordinatorConnection {
         clearTimeout(welcomeTimer);
         this.welcomed = true;
         this.attempt = 0;
+        this.refusals.reset();
         log.info({ agentId: parsed.message.agentId }, 'connected to coordinator');
         // One missed ping is tolerated (a busy coordinator, a slow link); two in a row drop the socket.
         this.startHeartbeat(parsed.message.heartbeatIntervalMs, () => {
@@ -130,7 +139,10 @@ export class CoordinatorConnection {
       }
       this.options.onMessage(parsed.message);
     });
-    socket.on('error', (err) => log.debug({ err }, 'coordinator socket error'));
+    socket.on('error', (err) => {
+      refused = this.refusals.report(err);
+      if (!refused) log.debug({ err }, 'coordinator socket error');
+    });
     socket.on('close', (code, reason) => {
       clearTimeout(welcomeTimer);
       this.stopHeartbeat();
@@ -139,7 +151,8 @@ export class CoordinatorConnection {
       if (this.stopped) return;
       const needsHuman = code === CloseCode.unauthorized || code === CloseCode.protocolMismatch;
       const delay = this.nextDelay(needsHuman);
-      const logFn = needsHuman ? log.error.bind(log) : log.warn.bind(log);
+      // A refused certificate was just logged (or deliberately not, as a repeat): no second line per dial.
+      const logFn = needsHuman ? log.error.bind(log) : refused ? log.debug.bind(log) : log.warn.bind(log);
       logFn(
         { code, reason: reason.toString(), retryInMs: delay },
         needsHuman ? 'coordinator refused this agent' : 'disconnected from coordinator',

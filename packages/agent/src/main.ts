@@ -2,15 +2,16 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent } from './agent.js';
-import { type AgentConfig, loadAgentConfig } from './config.js';
+import { type AgentConfig, isInsecureUrl, loadAgentConfig } from './config.js';
 import { collectFacts } from './facts.js';
 
 const USAGE = `usage: fleetpatch-agent [--config FILE] [--coordinator URL] [--token TOKEN | --token-file FILE]
                         [--data-dir DIR] [--root-dir DIR] [--label KEY=VALUE]... [--allow-root PATH]...
-                        [--log-level LEVEL]
+                        [--log-level LEVEL] [--ca-file FILE] [--allow-insecure]
 
 Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_AGENT_TOKEN, FLEETPATCH_AGENT_TOKEN_FILE,
-FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of the reconnect backoff).`;
+FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of the reconnect backoff),
+FLEETPATCH_CA_FILE (CA trusted for the coordinator), FLEETPATCH_ALLOW_INSECURE=1 (permit http:// and ws://).`;
 
 async function main(): Promise<void> {
   let config: AgentConfig;
@@ -26,6 +27,8 @@ async function main(): Promise<void> {
         label: { type: 'string', multiple: true },
         'allow-root': { type: 'string', multiple: true },
         'log-level': { type: 'string' },
+        'ca-file': { type: 'string' },
+        'allow-insecure': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -52,6 +55,8 @@ async function main(): Promise<void> {
         ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
         labels,
         ...(values['allow-root'] ? { allowedRoots: values['allow-root'] } : {}),
+        ...(values['ca-file'] ? { caFile: values['ca-file'] } : {}),
+        ...(values['allow-insecure'] ? { allowInsecure: true } : {}),
       },
     });
   } catch (err) {
@@ -65,6 +70,12 @@ async function main(): Promise<void> {
   // pino writes asynchronously by default, so a SIGKILL right after a log call loses the line; with
   // crash points armed, log synchronously so "test crash point reached" is on stdout before the kill.
   const log = crashAt.size > 0 ? pino(logOptions, pino.destination({ dest: 1, sync: true })) : pino(logOptions);
+  if (isInsecureUrl(config.coordinatorUrl)) {
+    log.warn(
+      { coordinatorUrl: config.coordinatorUrl },
+      'allowInsecure: talking to the coordinator without TLS; the agent token and every order cross the network in clear',
+    );
+  }
   const agent = new Agent({
     config,
     log,
