@@ -78,7 +78,7 @@ export const AgentConfigSchema = z
   .strict()
   .refine((c) => c.allowInsecure || !isInsecureUrl(c.coordinatorUrl), {
     message:
-      'is not encrypted: the agent token and every order would cross the network in clear. ' +
+      'an http:// or ws:// coordinator URL is not encrypted: the agent token and every order would cross the network in clear. ' +
       'Use https:// (trusting the coordinator with tls.caFile or --ca-file), or for a lab set ' +
       'allowInsecure: true (--allow-insecure, FLEETPATCH_ALLOW_INSECURE=1)',
     path: ['coordinatorUrl'],
