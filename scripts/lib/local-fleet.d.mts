@@ -82,7 +82,8 @@ export interface ApiClient {
   raw(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Response>;
 }
 
-export declare function apiClient(baseUrl: string, token: string): ApiClient;
+/** `ca`: PEM CA certificate(s) to trust for an https:// coordinator. */
+export declare function apiClient(baseUrl: string, token: string, options?: { ca?: string }): ApiClient;
 
 /** One host of a rollout as GET /v1/rollouts/:id shows it. */
 export interface HostRunView {
