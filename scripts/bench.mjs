@@ -247,6 +247,8 @@ async function main() {
   for (const id of ids) {
     const config = AgentConfigSchema.parse({
       coordinatorUrl: coordinator.url,
+      // Plain HTTP on loopback: nothing to encrypt against, and the bench measures the coordinator.
+      allowInsecure: true,
       hostId: id,
       joinToken,
       labels: { role: 'bench' },

@@ -272,7 +272,7 @@ describe('the fleetpatch CLI', () => {
         '--data-dir',
         join(work, 'spare-1'),
       ],
-      { FLEETPATCH_JOIN_TOKEN: joinToken.trim() },
+      { FLEETPATCH_JOIN_TOKEN: joinToken.trim(), FLEETPATCH_ALLOW_INSECURE: '1' },
     );
     expect(enrolled.code, enrolled.stderr).toBe(0);
     expect(enrolled.stdout).toContain('enrolled spare-1');

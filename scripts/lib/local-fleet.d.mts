@@ -65,6 +65,8 @@ export declare function startAgent(options: {
   hostId: string;
   /** Used on the first start only, to enroll; passed in the environment. */
   joinToken?: string;
+  /** Pass --allow-insecure; defaults to true for an http:// or ws:// coordinatorUrl. */
+  allowInsecure?: boolean;
   dataDir: string;
   rootDir: string;
   labels?: Record<string, string>;
@@ -88,7 +90,8 @@ export interface ApiClient {
   raw(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<Response>;
 }
 
-export declare function apiClient(baseUrl: string, token: string): ApiClient;
+/** `ca`: PEM CA certificate(s) to trust for an https:// coordinator. */
+export declare function apiClient(baseUrl: string, token: string, options?: { ca?: string }): ApiClient;
 
 /** One host of a rollout as GET /v1/rollouts/:id shows it. */
 export interface HostRunView {

@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const COORDINATOR_BIN = join(repo, 'packages/coordinator/dist/main.js');
@@ -89,19 +90,22 @@ async function spawnCoordinator(configFile, env) {
   const lines = track(child, 'coordinator', logs);
   const listening = new Promise((resolve, reject) => {
     lines.on('line', (line) => {
-      if (line.includes('"coordinator listening"')) resolve(JSON.parse(line).port);
+      if (line.includes('"coordinator listening"')) resolve(JSON.parse(line));
     });
     child.once('exit', (code, signal) =>
       reject(new Error(`coordinator exited early (${code ?? signal}):\n${logs.join('\n')}`)),
     );
   });
   let actualPort;
+  let scheme;
   try {
-    actualPort = await listening;
+    const line = await listening;
+    actualPort = line.port;
+    scheme = String(line.address).startsWith('https:') ? 'https' : 'http';
   } catch (error) {
     return { ok: false, error, logs };
   }
-  const url = `http://127.0.0.1:${actualPort}`;
+  const url = `${scheme}://127.0.0.1:${actualPort}`;
   return {
     ok: true,
     coordinator: {
@@ -126,10 +130,13 @@ export async function issueJoinToken(api, hostId, labels = {}) {
 
 /**
  * Starts one agent process confined to `rootDir`, as `hostId`. Its first start enrolls with
- * `joinToken` (passed in the environment, never argv); later starts use the key in `dataDir`.
+ * `joinToken` (passed in the environment, never argv); later starts use the key in `dataDir`. A plain
+ * http:// coordinator (these are loopback or test-namespace links) gets `--allow-insecure` unless
+ * `allowInsecure` says otherwise.
  */
 export function startAgent({
   coordinatorUrl,
+  allowInsecure = /^(?:http|ws):/.test(coordinatorUrl),
   hostId,
   joinToken,
   dataDir,
@@ -153,6 +160,7 @@ export function startAgent({
   ];
   for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
   for (const root of allowRoots) args.push('--allow-root', root);
+  if (allowInsecure) args.push('--allow-insecure');
   // A short reconnect cap keeps tests that restart the coordinator quick; production caps at 30 s.
   const childEnv = { ...process.env, FLEETPATCH_RECONNECT_MAX_MS: '1000', ...env };
   if (joinToken) childEnv.FLEETPATCH_JOIN_TOKEN = joinToken;
@@ -166,8 +174,13 @@ export function startAgent({
   return { child, logs, exited, stop: () => stopChild(child), kill: () => stopChild(child, 'SIGKILL') };
 }
 
-/** A tiny JSON client for the coordinator API. Throws with the server's error body on non-2xx. */
-export function apiClient(baseUrl, token) {
+/**
+ * A tiny JSON client for the coordinator API. Throws with the server's error body on non-2xx. `ca`
+ * (PEM) trusts a private CA for an https:// coordinator: through undici, as Node 20's fetch takes none.
+ */
+export function apiClient(baseUrl, token, { ca } = {}) {
+  const dispatcher = ca ? new UndiciAgent({ connect: { ca } }) : undefined;
+  const fetch = dispatcher ? (url, init) => undiciFetch(url, { ...init, dispatcher }) : globalThis.fetch;
   async function call(method, path, body) {
     const res = await fetch(`${baseUrl}${path}`, {
       method,

@@ -13,6 +13,7 @@ import { type AgentCredential, readCredential } from './agent-credential.js';
 import { type Clock, systemClock } from './clock.js';
 import { type AgentConfig, agentSocketUrl } from './config.js';
 import { CoordinatorConnection } from './coordinator-connection.js';
+import { coordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
 import { AptDriver } from './drivers/apt-driver.js';
 import { FileDriver } from './drivers/file-driver.js';
 import { EnrollmentRefused, enrollAndStore } from './enrollment-client.js';
@@ -102,6 +103,7 @@ export class Agent {
     this.connection = new CoordinatorConnection({
       url: agentSocketUrl(config.coordinatorUrl),
       agentId: () => (this.credential as AgentCredential).hostId,
+      tls: coordinatorTlsOptions(config.tls),
       log,
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
@@ -155,10 +157,16 @@ export class Agent {
     if (!HostIdSchema.safeParse(hostId).success) {
       throw new Error(`the hostname ${JSON.stringify(hostId)} is not a valid host id: set hostId`);
     }
+    const refusals = new TlsRefusalLog(log);
     for (let attempt = 0; ; attempt++) {
       try {
         const enrolled = await enrollAndStore(
-          { coordinatorUrl: config.coordinatorUrl, joinToken: config.joinToken, hostId },
+          {
+            coordinatorUrl: config.coordinatorUrl,
+            joinToken: config.joinToken,
+            hostId,
+            tls: coordinatorTlsOptions(config.tls),
+          },
           config.dataDir,
         );
         log.info({ hostId, labels: enrolled.labels }, 'enrolled with the coordinator');
@@ -171,8 +179,11 @@ export class Agent {
         }
         if (this.state !== 'running') throw err;
         const delay = Math.min(config.backoffMaxMs, config.backoffBaseMs * 2 ** Math.min(attempt, 10));
-        log.warn({ err: (err as Error).message, retryInMs: delay }, 'enrollment failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+        // A refused certificate gets its own clear line (see coordinator-tls.ts), not a bare retry.
+        if (!refusals.report(err))
+          log.warn({ err: (err as Error).message, retryInMs: delay }, 'enrollment failed; retrying');
+        // Not unref'd: while enrolling, this timer is all that keeps the agent process alive.
+        await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
   }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { AbsolutePathSchema, HostIdSchema, JoinTokenSecretSchema, LabelsSchema } from '@fleetpatch/shared';
 import { z } from 'zod';
+import { checkCaPem, PinSha256Schema } from './coordinator-tls.js';
 
 export const AgentConfigSchema = z
   .object({
@@ -67,8 +68,29 @@ export const AgentConfigSchema = z
     journalRetentionDays: z.number().min(1).max(3650).default(90),
     backoffBaseMs: z.number().int().min(10).default(500),
     backoffMaxMs: z.number().int().min(100).default(30_000),
+    /** How the coordinator's certificate is checked on https:// and wss:// (the chain and host name always are). */
+    tls: z
+      .object({
+        /** PEM CA certificate(s) trusted for the coordinator instead of the system store. Or give `ca`. */
+        caFile: z.string().min(1).optional(),
+        ca: z.string().min(1).optional(),
+        /** SHA-256 fingerprint of the coordinator's own (leaf) certificate, hex, colons optional. */
+        pinSha256: PinSha256Schema.optional(),
+      })
+      .strict()
+      .refine((t) => t.ca === undefined || t.caFile === undefined, 'give ca or caFile, not both')
+      .default({}),
+    /** Allows http:// and ws:// coordinator URLs, where the token and every order cross the network in clear. */
+    allowInsecure: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.allowInsecure || !isInsecureUrl(c.coordinatorUrl), {
+    message:
+      'an http:// or ws:// coordinator URL is not encrypted: the join token and every order would cross the network in clear. ' +
+      'Use https:// (trusting the coordinator with tls.caFile or --ca-file), or for a lab set ' +
+      'allowInsecure: true (--allow-insecure, FLEETPATCH_ALLOW_INSECURE=1)',
+    path: ['coordinatorUrl'],
+  });
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 
 export interface AgentFlags {
@@ -80,6 +102,8 @@ export interface AgentFlags {
   logLevel?: string;
   labels?: Record<string, string>;
   allowedRoots?: string[];
+  caFile?: string;
+  allowInsecure?: boolean;
 }
 
 /** File, then environment, then flags; validated once. Nothing below main.ts reads env. */
@@ -101,7 +125,11 @@ export function loadAgentConfig(input: {
   set('dataDir', input.env.FLEETPATCH_DATA_DIR);
   set('logLevel', input.env.FLEETPATCH_LOG_LEVEL);
   if (input.env.FLEETPATCH_RECONNECT_MAX_MS) merged.backoffMaxMs = Number(input.env.FLEETPATCH_RECONNECT_MAX_MS);
-  const { labels, allowedRoots, ...flags } = input.flags;
+  if (input.env.FLEETPATCH_ALLOW_INSECURE)
+    merged.allowInsecure = /^(?:1|true|yes)$/i.test(input.env.FLEETPATCH_ALLOW_INSECURE);
+  const { labels, allowedRoots, caFile, ...flags } = input.flags;
+  const caFileSource = caFile ?? input.env.FLEETPATCH_CA_FILE;
+  if (caFileSource) merged.tls = { ...(merged.tls as object | undefined), caFile: caFileSource };
   for (const [key, value] of Object.entries(flags)) set(key, value);
   if (labels && Object.keys(labels).length > 0) merged.labels = { ...(merged.labels as object | undefined), ...labels };
   if (allowedRoots && allowedRoots.length > 0) merged.file = { ...(merged.file as object | undefined), allowedRoots };
@@ -112,6 +140,7 @@ export function loadAgentConfig(input: {
   return {
     ...config,
     ...(joinToken ? { joinToken } : {}),
+    tls: readCaFile(config.tls),
     dataDir: resolve(config.dataDir),
     rootDir: resolve(config.rootDir),
   };
@@ -123,6 +152,26 @@ function readJoinTokenFile(file: string): string {
   // Never echo the file's content: it may be a secret of another kind.
   if (!parsed.success) throw new Error(`invalid agent configuration: ${file} does not hold a join token (fpj_…)`);
   return parsed.data;
+}
+
+/** Read once, at start: a renewed CA needs an agent restart, a missing one is a configuration error. */
+function readCaFile(tls: AgentConfig['tls']): AgentConfig['tls'] {
+  if (tls.caFile === undefined) return tls;
+  let ca: string;
+  try {
+    ca = readFileSync(tls.caFile, 'utf8');
+  } catch (err) {
+    throw new Error(
+      `cannot read tls.caFile ${tls.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  checkCaPem(ca, tls.caFile);
+  return { ...tls, ca };
+}
+
+/** http:// and ws://: no TLS, so the token and orders travel in clear. */
+export function isInsecureUrl(coordinatorUrl: string): boolean {
+  return /^(?:ws|http):/i.test(coordinatorUrl);
 }
 
 export function agentSocketUrl(coordinatorUrl: string): string {

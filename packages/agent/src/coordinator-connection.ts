@@ -9,12 +9,15 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
+import { type CoordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
 
 export interface ConnectionOptions {
   /** ws:// or wss:// URL of the coordinator's agent endpoint. */
   url: string;
   /** The host id this agent speaks for (sent on the upgrade; proven by the signature in hello). */
   agentId(): string;
+  /** How the coordinator's certificate is checked on wss:// (CA, pin); see coordinator-tls.ts. */
+  tls?: CoordinatorTlsOptions;
   log: Logger;
   /**
    * Builds the `hello` sent in answer to the coordinator's challenge on every (re)connect: it signs
@@ -51,8 +54,11 @@ export class CoordinatorConnection {
   private stopped = false;
   private welcomed = false;
   private journalPosition: () => number = () => 0;
+  private readonly refusals: TlsRefusalLog;
 
-  constructor(private readonly options: ConnectionOptions) {}
+  constructor(private readonly options: ConnectionOptions) {
+    this.refusals = new TlsRefusalLog(options.log);
+  }
 
   get connected(): boolean {
     return this.welcomed && this.socket?.readyState === WebSocket.OPEN;
@@ -93,12 +99,14 @@ export class CoordinatorConnection {
       headers: { [AGENT_ID_HEADER]: this.options.agentId() },
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: 10_000,
+      ...this.options.tls,
     });
     this.socket = socket;
     this.welcomed = false;
     let heard = true;
     let silentIntervals = 0;
     let welcomeTimer: NodeJS.Timeout | undefined;
+    let refused = false;
     socket.on('open', () => {
       log.debug('connected; waiting for the challenge');
       welcomeTimer = setTimeout(() => {
@@ -127,6 +135,7 @@ export class CoordinatorConnection {
         clearTimeout(welcomeTimer);
         this.welcomed = true;
         this.attempt = 0;
+        this.refusals.reset();
         log.info({ agentId: parsed.message.agentId }, 'connected to coordinator');
         // One missed ping is tolerated (a busy coordinator, a slow link); two in a row drop the socket.
         this.startHeartbeat(parsed.message.heartbeatIntervalMs, () => {
@@ -140,7 +149,10 @@ export class CoordinatorConnection {
       }
       this.options.onMessage(parsed.message);
     });
-    socket.on('error', (err) => log.debug({ err }, 'coordinator socket error'));
+    socket.on('error', (err) => {
+      refused = this.refusals.report(err);
+      if (!refused) log.debug({ err }, 'coordinator socket error');
+    });
     socket.on('close', (code, reason) => {
       clearTimeout(welcomeTimer);
       this.stopHeartbeat();
@@ -149,7 +161,8 @@ export class CoordinatorConnection {
       if (this.stopped) return;
       const needsHuman = code === CloseCode.unauthorized || code === CloseCode.protocolMismatch;
       const delay = this.nextDelay(needsHuman);
-      const logFn = needsHuman ? log.error.bind(log) : log.warn.bind(log);
+      // A refused certificate was just logged (or deliberately not, as a repeat): no second line per dial.
+      const logFn = needsHuman ? log.error.bind(log) : refused ? log.debug.bind(log) : log.warn.bind(log);
       logFn({ code, reason: reason.toString(), retryInMs: delay }, closeExplanation(code));
       this.reconnectTimer = setTimeout(() => {
         if (code !== CloseCode.unauthorized || !this.options.onRefused) {

@@ -2,13 +2,14 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent } from './agent.js';
-import { type AgentConfig, loadAgentConfig } from './config.js';
+import { type AgentConfig, isInsecureUrl, loadAgentConfig } from './config.js';
+import { coordinatorTlsOptions } from './coordinator-tls.js';
 import { enrollAndStore } from './enrollment-client.js';
 import { collectFacts } from './facts.js';
 
 const USAGE = `usage: fleetpatch-agent [enroll] [--config FILE] [--coordinator URL] [--host-id ID] [--join-token-file FILE]
                         [--data-dir DIR] [--root-dir DIR] [--label KEY=VALUE]... [--allow-root PATH]...
-                        [--log-level LEVEL]
+                        [--log-level LEVEL] [--ca-file FILE] [--allow-insecure]
 
 The first start enrolls with the join token (fleetpatch join-token create) and keeps the agent's own
 key in <data-dir>/credential.json (0600); later starts need no token. \`fleetpatch-agent enroll\` only
@@ -17,7 +18,8 @@ running agent picks the new key up by itself. Secrets are never taken on the com
 
 Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_HOST_ID, FLEETPATCH_JOIN_TOKEN,
 FLEETPATCH_JOIN_TOKEN_FILE, FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of
-the reconnect backoff).`;
+the reconnect backoff), FLEETPATCH_CA_FILE (CA trusted for the coordinator), FLEETPATCH_ALLOW_INSECURE=1
+(permit http:// and ws://).`;
 
 async function main(): Promise<void> {
   let config: AgentConfig;
@@ -34,6 +36,8 @@ async function main(): Promise<void> {
         label: { type: 'string', multiple: true },
         'allow-root': { type: 'string', multiple: true },
         'log-level': { type: 'string' },
+        'ca-file': { type: 'string' },
+        'allow-insecure': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -65,6 +69,8 @@ async function main(): Promise<void> {
         ...(values['log-level'] ? { logLevel: values['log-level'] } : {}),
         labels,
         ...(values['allow-root'] ? { allowedRoots: values['allow-root'] } : {}),
+        ...(values['ca-file'] ? { caFile: values['ca-file'] } : {}),
+        ...(values['allow-insecure'] ? { allowInsecure: true } : {}),
       },
     });
   } catch (err) {
@@ -83,6 +89,12 @@ async function main(): Promise<void> {
   // pino writes asynchronously by default, so a SIGKILL right after a log call loses the line; with
   // crash points armed, log synchronously so "test crash point reached" is on stdout before the kill.
   const log = crashAt.size > 0 ? pino(logOptions, pino.destination({ dest: 1, sync: true })) : pino(logOptions);
+  if (isInsecureUrl(config.coordinatorUrl)) {
+    log.warn(
+      { coordinatorUrl: config.coordinatorUrl },
+      'allowInsecure: talking to the coordinator without TLS; the join token and every order cross the network in clear',
+    );
+  }
   const agent = new Agent({
     config,
     log,
@@ -137,7 +149,12 @@ async function enrollOnly(config: AgentConfig): Promise<void> {
   const hostId = config.hostId ?? (await collectFacts()).hostname;
   try {
     const enrolled = await enrollAndStore(
-      { coordinatorUrl: config.coordinatorUrl, joinToken: config.joinToken, hostId },
+      {
+        coordinatorUrl: config.coordinatorUrl,
+        joinToken: config.joinToken,
+        hostId,
+        tls: coordinatorTlsOptions(config.tls),
+      },
       config.dataDir,
     );
     process.stdout.write(

@@ -14,6 +14,7 @@ import type {
   RolloutPlan,
   RolloutStatus,
 } from '@fleetpatch/shared';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { ApiError, ConnectionError, type FieldIssue } from './cli-errors.js';
 import type { Connection } from './connection.js';
 
@@ -30,7 +31,12 @@ export type RolloutVerb =
 
 /** The coordinator's HTTP API under /v1, typed for what the CLI does with it. */
 export class ApiClient {
-  constructor(readonly connection: Connection) {}
+  /** Node 20's global fetch takes no CA; undici's own fetch does, through a dispatcher. */
+  private readonly dispatcher: Agent | undefined;
+
+  constructor(readonly connection: Connection) {
+    this.dispatcher = connection.ca ? new Agent({ connect: { ca: connection.ca } }) : undefined;
+  }
 
   listAgents(): Promise<AgentList> {
     return this.request('GET', '/v1/agents');
@@ -137,14 +143,25 @@ export class ApiClient {
     return (await res.json()) as T;
   }
 
-  private async fetch(path: string, init: RequestInit): Promise<Response> {
+  private async fetch(path: string, init: RequestOptions): Promise<Response> {
     try {
-      return await fetch(`${this.connection.url}${path}`, init);
+      const url = `${this.connection.url}${path}`;
+      if (!this.dispatcher) return await fetch(url, init);
+      // The same WHATWG Response and web ReadableStream at run time; undici ships its own typings.
+      return (await undiciFetch(url, { ...init, dispatcher: this.dispatcher })) as unknown as Response;
     } catch (err) {
       if (init.signal?.aborted) throw err;
       throw new ConnectionError(`cannot reach the coordinator at ${this.connection.url}: ${networkReason(err)}`);
     }
   }
+}
+
+/** What this client sends: a subset both the global and undici's fetch accept. */
+interface RequestOptions {
+  method: 'GET' | 'POST';
+  headers: Record<string, string>;
+  body?: string;
+  signal?: AbortSignal;
 }
 
 async function toApiError(res: Response): Promise<ApiError> {
@@ -180,6 +197,11 @@ function networkReason(err: unknown): string {
     ECONNRESET: 'connection reset',
     ETIMEDOUT: 'timed out',
     EHOSTUNREACH: 'host unreachable',
+    CERT_HAS_EXPIRED: 'certificate expired',
+    ERR_TLS_CERT_ALTNAME_INVALID: 'certificate is for another host name',
+    UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'certificate not trusted (pass --ca-file)',
+    SELF_SIGNED_CERT_IN_CHAIN: 'certificate not trusted (pass --ca-file)',
+    DEPTH_ZERO_SELF_SIGNED_CERT: 'certificate not trusted (pass --ca-file)',
   };
   if (code) return `${known[code] ?? 'network error'} (${code})`;
   if (cause && typeof cause.message === 'string') return cause.message;

@@ -1,20 +1,35 @@
+import { isLoopbackHost } from '@fleetpatch/shared';
 import { UsageError } from './cli-errors.js';
 
 export interface Connection {
   /** Base URL of the coordinator, without a trailing slash, e.g. http://127.0.0.1:8080. */
   url: string;
   token: string;
+  /** PEM CA certificate(s) trusted for an https:// coordinator instead of the system store. */
+  ca?: string;
 }
 
 export interface ConnectionSources {
-  flags: { url?: string | undefined; token?: string | undefined };
-  env: { FLEETPATCH_URL?: string | undefined; FLEETPATCH_TOKEN?: string | undefined };
+  flags: {
+    url?: string | undefined;
+    token?: string | undefined;
+    caFile?: string | undefined;
+    insecure?: boolean | undefined;
+  };
+  env: {
+    FLEETPATCH_URL?: string | undefined;
+    FLEETPATCH_TOKEN?: string | undefined;
+    FLEETPATCH_CA_FILE?: string | undefined;
+  };
+  /** Reads the CA file (main.ts passes the real file system). */
+  readFile(path: string): string;
 }
 
-/** Flags win over the environment; both are required. Called once, by main.ts. */
-export function resolveConnection({ flags, env }: ConnectionSources): Connection {
+/** Flags win over the environment; URL and token are required. Called once, by main.ts. */
+export function resolveConnection({ flags, env, readFile }: ConnectionSources): Connection {
   const url = (flags.url ?? env.FLEETPATCH_URL ?? '').trim();
   const token = (flags.token ?? env.FLEETPATCH_TOKEN ?? '').trim();
+  const caFile = (flags.caFile ?? env.FLEETPATCH_CA_FILE ?? '').trim();
   if (!url) throw new UsageError('no coordinator URL: pass --url http://host:port or set FLEETPATCH_URL');
   if (!token) throw new UsageError('no API token: pass --token TOKEN or set FLEETPATCH_TOKEN');
   let parsed: URL;
@@ -26,5 +41,24 @@ export function resolveConnection({ flags, env }: ConnectionSources): Connection
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new UsageError(`--url must be http:// or https://, got ${parsed.protocol}`);
   }
-  return { url: url.replace(/\/+$/, ''), token };
+  // A token sent in clear across a network is a token given away; on loopback nobody else sees it.
+  if (parsed.protocol === 'http:' && !isLoopbackHost(parsed.hostname) && !flags.insecure) {
+    throw new UsageError(
+      `refusing to send the API token in clear to ${parsed.host}: use https:// (with --ca-file for a private CA), or pass --insecure`,
+    );
+  }
+  return { url: url.replace(/\/+$/, ''), token, ...(caFile ? { ca: readCa(caFile, readFile) } : {}) };
+}
+
+function readCa(file: string, readFile: (path: string) => string): string {
+  let pem: string;
+  try {
+    pem = readFile(file);
+  } catch (err) {
+    throw new UsageError(
+      `cannot read --ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`--ca-file ${file} holds no PEM certificate`);
+  return pem;
 }

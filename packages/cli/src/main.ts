@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { CommanderError } from 'commander';
 import { ApiClient } from './api-client.js';
 import type { CliContext } from './cli-context.js';
@@ -27,8 +28,13 @@ const ctx: CliContext = {
   api: () => {
     client ??= new ApiClient(
       resolveConnection({
-        flags: program.opts<{ url?: string; token?: string }>(),
-        env: { FLEETPATCH_URL: process.env.FLEETPATCH_URL, FLEETPATCH_TOKEN: process.env.FLEETPATCH_TOKEN },
+        flags: program.opts<{ url?: string; token?: string; caFile?: string; insecure?: boolean }>(),
+        env: {
+          FLEETPATCH_URL: process.env.FLEETPATCH_URL,
+          FLEETPATCH_TOKEN: process.env.FLEETPATCH_TOKEN,
+          FLEETPATCH_CA_FILE: process.env.FLEETPATCH_CA_FILE,
+        },
+        readFile: (path) => readFileSync(path, 'utf8'),
       }),
     );
     return client;

@@ -16,6 +16,8 @@ export function buildProgram(ctx: CliContext): Command {
     .version(version)
     .option('--url <url>', 'coordinator URL, e.g. http://127.0.0.1:8080 (env FLEETPATCH_URL)')
     .option('--token <token>', 'API token (env FLEETPATCH_TOKEN)')
+    .option('--ca-file <file>', 'PEM CA that signed an https:// coordinator certificate (env FLEETPATCH_CA_FILE)')
+    .option('--insecure', 'allow sending the token over plain http:// to a host other than this one')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => ctx.output.out(text.replace(/\n$/, '')),

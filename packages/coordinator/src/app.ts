@@ -45,6 +45,8 @@ export interface BuildAppOptions {
   /** For tests: a clock the engine reads instead of Date.now. */
   clock?: { now(): number };
   waveGate?: WaveGate;
+  /** Serve HTTPS (and WSS) with this certificate chain and key, PEM; main.ts reads and checks them. */
+  tls?: { cert: string; key: string };
 }
 
 /**
@@ -54,16 +56,18 @@ export interface BuildAppOptions {
 export async function buildApp(config: CoordinatorConfig, options: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
+    // WSS comes with it: the hub takes its upgrades from this same server.
+    https: options.tls ? { cert: options.tls.cert, key: options.tls.key } : null,
     bodyLimit: config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
-    // A request whose headers trickle in (slowloris, a slow agent upgrade) holds a socket: cut it at
-    // the handshake timeout. Only the headers: a large body on a slow link is still allowed its time.
-    // Node checks these timeouts once per connectionsCheckingInterval (30 s by default), hence 1 s.
-    http: {
-      headersTimeout: config.agentLimits.handshakeTimeoutMs,
-      connectionsCheckingInterval: Math.min(1000, config.agentLimits.handshakeTimeoutMs),
-    },
   }).withTypeProvider<ZodTypeProvider>();
+  // A request whose headers trickle in (slowloris, a slow agent upgrade) holds a socket: cut it at
+  // the handshake timeout. Only the headers: a large body on a slow link is still allowed its time.
+  // Node checks these timeouts once per connectionsCheckingInterval (30 s by default), hence 1 s; both
+  // are read when the server starts listening, so setting them here works for HTTP and HTTPS alike.
+  const server = app.server as { headersTimeout: number; connectionsCheckingInterval?: number };
+  server.headersTimeout = config.agentLimits.handshakeTimeoutMs;
+  server.connectionsCheckingInterval = Math.min(1000, config.agentLimits.handshakeTimeoutMs);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);

@@ -95,6 +95,17 @@ export const CoordinatorConfigSchema = z
     minApprovals: z.number().int().min(0).max(10).default(1),
     // prefault: a partial object given in the file is completed with the defaults above.
     agentLimits: AgentLimitsSchema.prefault({}),
+    /**
+     * Serve HTTPS and WSS from this certificate (PEM, leaf first, then intermediates) and key. Both are
+     * re-read on SIGHUP, so a renewed certificate is picked up without dropping connected agents.
+     */
+    tls: z
+      .object({
+        certFile: z.string().min(1),
+        keyFile: z.string().min(1),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;
@@ -127,6 +138,13 @@ export function loadCoordinatorConfig(input: {
   set('port', input.flags.port, true);
   set('dataDir', input.flags.dataDir);
   set('logLevel', input.flags.logLevel);
+  if (input.env.FLEETPATCH_TLS_CERT_FILE || input.env.FLEETPATCH_TLS_KEY_FILE) {
+    merged.tls = {
+      ...(merged.tls as object | undefined),
+      ...(input.env.FLEETPATCH_TLS_CERT_FILE ? { certFile: input.env.FLEETPATCH_TLS_CERT_FILE } : {}),
+      ...(input.env.FLEETPATCH_TLS_KEY_FILE ? { keyFile: input.env.FLEETPATCH_TLS_KEY_FILE } : {}),
+    };
+  }
   if (input.env.FLEETPATCH_ADMIN_TOKEN) {
     const tokens = Array.isArray(merged.apiTokens) ? merged.apiTokens : [];
     merged.apiTokens = [...tokens, { name: 'admin', token: input.env.FLEETPATCH_ADMIN_TOKEN, role: 'admin' }];

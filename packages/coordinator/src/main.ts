@@ -1,13 +1,17 @@
 #!/usr/bin/env node
+import { Server as TlsServer } from 'node:tls';
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { isLoopbackHost } from '@fleetpatch/shared';
+import { type Logger, pino } from 'pino';
 import { buildApp } from './app.js';
 import { loadCoordinatorConfig } from './config.js';
+import { loadTlsCredentials, type TlsCredentials, type TlsFiles } from './tls-credentials.js';
 
 const USAGE = `usage: fleetpatch-coordinator [--config FILE] [--host HOST] [--port PORT] [--data-dir DIR] [--log-level LEVEL]
 
 Environment: FLEETPATCH_CONFIG, FLEETPATCH_HOST, FLEETPATCH_PORT, FLEETPATCH_DATA_DIR,
-FLEETPATCH_LOG_LEVEL, FLEETPATCH_ADMIN_TOKEN (adds an admin API token).`;
+FLEETPATCH_LOG_LEVEL, FLEETPATCH_ADMIN_TOKEN (adds an admin API token), FLEETPATCH_TLS_CERT_FILE,
+FLEETPATCH_TLS_KEY_FILE (serve HTTPS/WSS; both files are re-read on SIGHUP).`;
 
 async function main(): Promise<void> {
   let args: ReturnType<typeof parse>;
@@ -37,14 +41,37 @@ async function main(): Promise<void> {
     process.stderr.write(`fleetpatch-coordinator: ${(err as Error).message}\n`);
     process.exit(2);
   }
+  let credentials: TlsCredentials | undefined;
+  try {
+    credentials = config.tls ? loadTlsCredentials(config.tls) : undefined;
+  } catch (err) {
+    process.stderr.write(`fleetpatch-coordinator: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
   const log = pino({ level: config.logLevel, base: { service: 'coordinator' } });
   if (config.apiTokens.length === 0) {
     log.warn('no API tokens configured: every API call except /healthz will be refused (set FLEETPATCH_ADMIN_TOKEN)');
   }
-  const app = await buildApp(config, { logger: log });
+  if (credentials) logCertificate(log, credentials, 'serving TLS');
+  else if (!isLoopbackHost(config.host)) {
+    log.warn(
+      { host: config.host },
+      'serving plain HTTP on a non-loopback address: API and agent tokens cross the network in clear (set tls.certFile and tls.keyFile)',
+    );
+  }
+  const app = await buildApp(config, {
+    logger: log,
+    ...(credentials ? { tls: { cert: credentials.cert, key: credentials.key } } : {}),
+  });
   const address = await app.listen({ host: config.host, port: config.port });
-  // One machine-readable line so scripts and tests can find the port when it was 0.
+  // One machine-readable line so scripts and tests can find the port when it was 0 (and the scheme).
   log.info({ address, port: (app.server.address() as { port: number }).port }, 'coordinator listening');
+  const tlsFiles = config.tls;
+  process.on('SIGHUP', () => {
+    // https.Server is a tls.Server; fastify's types only know the plain one.
+    if (tlsFiles && app.server instanceof TlsServer) reloadCertificate(app.server, tlsFiles, log);
+    else log.info('SIGHUP: TLS is off, nothing to reload');
+  });
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -69,6 +96,28 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * Swaps in the certificate and key now on disk for new connections; connected agents keep theirs. A
+ * pair that does not load is refused and the running one kept, so a bad renewal never takes us down.
+ */
+function reloadCertificate(server: TlsServer, files: TlsFiles, log: Logger): void {
+  let next: TlsCredentials;
+  try {
+    next = loadTlsCredentials(files);
+  } catch (err) {
+    log.error({ err, ...files }, 'TLS reload refused: still serving the previous certificate');
+    return;
+  }
+  server.setSecureContext({ cert: next.cert, key: next.key });
+  logCertificate(log, next, 'TLS certificate reloaded');
+}
+
+function logCertificate(log: Logger, credentials: TlsCredentials, message: string): void {
+  const fields = { fingerprint256: credentials.fingerprint256, validTo: credentials.validTo };
+  if (credentials.expired) log.warn(fields, `${message}: the certificate has EXPIRED, agents will refuse it`);
+  else log.info(fields, message);
 }
 
 function parse() {

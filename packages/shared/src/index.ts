@@ -3,6 +3,7 @@ export * from './api-views.js';
 export * from './enrollment.js';
 export * from './errors.js';
 export * from './health-check.js';
+export * from './loopback-host.js';
 export * from './patch.js';
 export * from './protocol.js';
 export * from './rollout.js';
