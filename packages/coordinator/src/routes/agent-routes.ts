@@ -13,6 +13,7 @@ import {
 import { z } from 'zod';
 import { sha256Hex } from '../http/api-auth.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { callerOf } from '../http/route-access.js';
 
 const Params = z.object({ id: HostIdSchema });
 
@@ -22,25 +23,27 @@ function newAgentToken(): string {
 
 /** Agent registry: register an agent (its token is shown once), list the fleet, one host's history, rotate a token. */
 export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, hub, auth } = app.fleet;
+  const { store, hub } = app.fleet;
 
-  app.get('/agents', { schema: { response: { 200: AgentListSchema, ...ERROR_RESPONSES } } }, async (request) => {
-    auth.require(request, 'read');
-    return {
+  app.get(
+    '/agents',
+    { config: { access: 'read' }, schema: { response: { 200: AgentListSchema, ...ERROR_RESPONSES } } },
+    async () => ({
       agents: store.agents.list().map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
-    };
-  });
+    }),
+  );
 
   app.post(
     '/agents',
     {
+      config: { access: 'admin' },
       schema: {
         body: AgentRegistrationRequestSchema,
         response: { 201: AgentRegistrationSchema, ...ERROR_RESPONSES },
       },
     },
     async (request, reply) => {
-      const caller = auth.require(request, 'admin');
+      const caller = callerOf(request);
       if (store.agents.get(request.body.id)) {
         throw new FleetError(ErrorCode.conflict, `agent ${request.body.id} is already registered`);
       }
@@ -63,6 +66,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/agents/:id',
     {
+      config: { access: 'read' },
       schema: {
         params: Params,
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
@@ -70,7 +74,6 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      auth.require(request, 'read');
       const agent = store.agents.get(request.params.id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not registered`);
       const hostRuns = store.hostRuns.recentForHost(agent.id, request.query.limit).map((run) => ({
@@ -89,9 +92,12 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
   // A leaked agent token is replaced in one call: the old one stops working and its connection closes.
   app.post(
     '/agents/:id/token',
-    { schema: { params: Params, response: { 200: AgentRegistrationSchema, ...ERROR_RESPONSES } } },
+    {
+      config: { access: 'admin' },
+      schema: { params: Params, response: { 200: AgentRegistrationSchema, ...ERROR_RESPONSES } },
+    },
     async (request) => {
-      const caller = auth.require(request, 'admin');
+      const caller = callerOf(request);
       const id = request.params.id;
       if (!store.agents.get(id)) throw new FleetError(ErrorCode.notFound, `agent ${id} is not registered`);
       const token = newAgentToken();
