@@ -56,6 +56,9 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     loggerInstance: options.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
+    // Errors the router raises before any route is chosen (a path parameter over maxParamLength, a
+    // malformed URL) leave in the same shape as every other error.
+    frameworkErrors: errorHandler,
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -63,6 +66,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   app.setNotFoundHandler(notFoundHandler);
   // Our own JSON parser: it reads an empty body as none, and refuses (naming where) lone surrogates,
   // prototype keys and deep nesting, which JSON.parse lets through.
+  // JSON is the one body the API reads: anything else is a 415, not a string handed to a schema.
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
     try {
       done(null, parseJsonBody(body.toString()));
