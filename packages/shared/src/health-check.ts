@@ -102,10 +102,10 @@ export const HealthPolicySchema = z
   .strict()
   // A policy that cannot be met would revert every host it touches: refuse it before it runs.
   .superRefine((policy, ctx) => {
-    if (policy.minHealthySeconds >= policy.healthyDeadlineSeconds) {
+    if (policy.minHealthySeconds > policy.healthyDeadlineSeconds) {
       ctx.addIssue({
         code: 'custom',
-        message: 'must be less than healthyDeadlineSeconds',
+        message: 'must be at most healthyDeadlineSeconds',
         path: ['minHealthySeconds'],
       });
     }
