@@ -35,7 +35,7 @@ afterEach(async () => {
   await rm(base, { recursive: true, force: true });
 });
 
-function fileChange(overrides: Partial<Record<keyof FileChange, string>> = {}): FileChange {
+function fileChange(overrides: Partial<Record<keyof FileChange, string | boolean>> = {}): FileChange {
   return FileChangeSchema.parse({
     kind: 'file',
     path: PATH,
@@ -95,7 +95,8 @@ async function writeSetuidPrior(): Promise<Observed> {
 
 describe('FileDriver apply and restore', () => {
   it('creates a new file exactly, and restore removes it again', async () => {
-    const change = fileChange({ owner: 'nobody', group: '65534', mode: '04755' });
+    // A setuid file is written exactly, when the patch says so (schemas refuse it otherwise).
+    const change = fileChange({ owner: 'nobody', group: '65534', mode: '04755', allowSpecialModes: true });
 
     const snapshot = await driver.snapshot(change, snapshotDir, ctx);
     expect(snapshot).toEqual({ kind: 'file', version: 1, path: PATH, state: 'absent' });

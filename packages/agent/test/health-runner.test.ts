@@ -206,7 +206,7 @@ describe('HealthRunner.waitUntilHealthy', () => {
   it('is unhealthy at the deadline and says which check failed, how, and for how long', async () => {
     const { runner, elapsed, options } = setup({ web: [true, 'HTTP 500'], db: [true] });
     const verdict = await runner.waitUntilHealthy(
-      policy({ names: ['web', 'db'], intervalSeconds: 4, minHealthySeconds: 30, healthyDeadlineSeconds: 10 }),
+      policy({ names: ['web', 'db'], intervalSeconds: 4, minHealthySeconds: 10, healthyDeadlineSeconds: 10 }),
       options(),
     );
     // Polls at 0, 4, 8 and a last one on the deadline at 10; web has failed since 4.
@@ -230,12 +230,12 @@ describe('HealthRunner.waitUntilHealthy', () => {
   it('is unhealthy at the deadline when the streak is still too short', async () => {
     const { runner, options } = setup({ web: ['HTTP 500', 'HTTP 500', 'HTTP 500', true] });
     const verdict = await runner.waitUntilHealthy(
-      policy({ intervalSeconds: 2, minHealthySeconds: 10, healthyDeadlineSeconds: 8 }),
+      policy({ intervalSeconds: 2, minHealthySeconds: 4, healthyDeadlineSeconds: 8 }),
       options(),
     );
     expect(verdict).toMatchObject({
       healthy: false,
-      reason: 'checks passing for 2 s of the required 10 s; deadline 8 s',
+      reason: 'checks passing for 2 s of the required 4 s; deadline 8 s',
     });
   });
 

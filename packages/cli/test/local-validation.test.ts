@@ -39,6 +39,19 @@ describe('local validation with the shared schemas', () => {
     expect(err.issues.find((i) => i.path === 'change.mode')?.message).toBe('must be an octal mode such as "0644"');
   });
 
+  it('refuses, before sending, what the coordinator would refuse: special mode bits, bad base64, budgets over 100%', () => {
+    const patch = refusal(() =>
+      validatePatchSpec({ ...goodPatch, change: { ...goodPatch.change, mode: '4755', encoding: 'base64' } }, 'p.json'),
+    );
+    expect(patch.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['change.mode', 'change.content']));
+    const special = { ...goodPatch, change: { ...goodPatch.change, mode: '4755', allowSpecialModes: true } };
+    expect(validatePatchSpec(special, 'p.json')).toBe(special);
+    const rollout = refusal(() =>
+      validateRolloutRequest({ patchId: 'p', target: { all: true }, waves: ['150%'], maxFailures: '101%' }),
+    );
+    expect(rollout.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['waves.0', 'maxFailures']));
+  });
+
   it('prints the message and the paths, and exits 1', () => {
     const err = refusal(() => validatePatchSpec({ ...goodPatch, title: undefined }, 'p.json'));
     const { lines, exitCode } = describeError(err);

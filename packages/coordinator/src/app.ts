@@ -9,8 +9,11 @@ import { SYSTEM } from './engine/rollout-transition.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
 import { ApiAuth } from './http/api-auth.js';
-import { errorHandler } from './http/error-handler.js';
+import { AuthFailureLimiter } from './http/auth-failure-limiter.js';
+import { errorHandler, notFoundHandler } from './http/error-handler.js';
+import { parseJsonBody } from './http/json-body.js';
 import { openApiDocument } from './http/openapi-document.js';
+import { routeAccess } from './http/route-access.js';
 import { AgentHub } from './hub/agent-hub.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { agentRoutes } from './routes/agent-routes.js';
@@ -29,7 +32,8 @@ export interface FleetServices {
   engine: RolloutEngine;
   view: RolloutView;
   hub: AgentHub;
-  auth: ApiAuth;
+  /** Failed authentications per address; a self-authenticating route counts its own failures here. */
+  authFailures: AuthFailureLimiter;
   preflights: PreflightCollector;
   enrollment: AgentEnrollment;
 }
@@ -60,6 +64,9 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     https: options.tls ? { cert: options.tls.cert, key: options.tls.key } : null,
     bodyLimit: config.bodyLimitBytes,
     logController: new LogController({ disableRequestLogging: true }),
+    // Errors the router raises before any route is chosen (a path parameter over maxParamLength, a
+    // malformed URL) leave in the same shape as every other error.
+    frameworkErrors: errorHandler,
   }).withTypeProvider<ZodTypeProvider>();
   // A request whose headers trickle in (slowloris, a slow agent upgrade) holds a socket: cut it at
   // the handshake timeout. Only the headers: a large body on a slow link is still allowed its time.
@@ -71,18 +78,17 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
-  // Fastify refuses an empty body sent as application/json, which is what `curl -X POST -H
-  // 'content-type: application/json' …/start` sends: read it as no body (each route's schema decides
-  // whether that is allowed). Anything else goes through Fastify's own JSON parser, so malformed JSON
-  // is still a 400 and prototype poisoning is still refused.
-  const parseJson = app.getDefaultJsonParser(
-    app.initialConfig.onProtoPoisoning ?? 'error',
-    app.initialConfig.onConstructorPoisoning ?? 'error',
-  );
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = body.toString();
-    if (text.length === 0) done(null, undefined);
-    else parseJson(request, text, done);
+  app.setNotFoundHandler(notFoundHandler);
+  // Our own JSON parser: it reads an empty body as none, and refuses (naming where) lone surrogates,
+  // prototype keys and deep nesting, which JSON.parse lets through.
+  // JSON is the one body the API reads: anything else is a 415, not a string handed to a schema.
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseJsonBody(body.toString()));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
   });
 
   const store = Store.open(databaseFile(config));
@@ -183,12 +189,14 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     await notifier.stop();
   });
 
+  const clock = options.clock ?? Date;
+  const authFailures = new AuthFailureLimiter(config.authFailures, () => clock.now());
   app.decorate('fleet', {
     store,
     engine,
     view: new RolloutView(store, (hostId) => hub.isOnline(hostId)),
     hub,
-    auth: new ApiAuth(config.apiTokens),
+    authFailures,
     preflights,
     enrollment: new AgentEnrollment({
       store,
@@ -197,11 +205,13 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     }),
   } satisfies FleetServices);
 
+  await app.register(routeAccess, { auth: new ApiAuth(config.apiTokens), authFailures });
   await app.register(openApiDocument);
-  app.get('/healthz', { schema: { security: [], response: { 200: HealthzSchema } } }, async () => ({
-    ok: true as const,
-    agentsOnline: hub.onlineCount(),
-  }));
+  app.get(
+    '/healthz',
+    { config: { access: 'public' }, schema: { security: [], response: { 200: HealthzSchema } } },
+    async () => ({ ok: true as const, agentsOnline: hub.onlineCount() }),
+  );
   await app.register(agentRoutes, { prefix: '/v1' });
   await app.register(enrollmentRoutes, { prefix: '/v1' });
   await app.register(patchRoutes, { prefix: '/v1' });

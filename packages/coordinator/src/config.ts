@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import { apiTokenHash } from './http/api-auth.js';
 
 export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
 export const RoleSchema = z.enum(ROLES);
@@ -67,6 +68,43 @@ export const AgentLimitsSchema = z
   })
   .strict();
 export type AgentLimits = z.infer<typeof AgentLimitsSchema>;
+/** Failed API authentications tolerated per remote address before it is answered 429. */
+export const AuthFailuresSchema = z
+  .object({
+    maxFailures: z.number().int().min(1).max(1_000_000).default(20),
+    windowSeconds: z.number().int().min(1).max(86_400).default(60),
+    /** Addresses remembered at once: bounds memory whatever the number of attacking addresses. */
+    trackedAddresses: z.number().int().min(1).max(1_000_000).default(10_000),
+  })
+  .strict();
+
+/**
+ * One token, one name, one role. A token listed twice (in the clear or by hash) would make its
+ * role depend on list order, and a name listed twice makes the audit trail ambiguous.
+ */
+function refuseDuplicateTokens(tokens: readonly ApiToken[], ctx: z.RefinementCtx): void {
+  const byHash = new Map<string, number>();
+  const byName = new Map<string, number>();
+  tokens.forEach((token, index) => {
+    const hash = apiTokenHash(token);
+    const sameToken = byHash.get(hash);
+    if (sameToken !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `is the same token as apiTokens[${sameToken}] ("${tokens[sameToken]?.name}"): give each token once`,
+        path: ['apiTokens', index],
+      });
+    } else byHash.set(hash, index);
+    const sameName = byName.get(token.name);
+    if (sameName !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `repeats the name "${token.name}" of apiTokens[${sameName}]: names must be unique`,
+        path: ['apiTokens', index, 'name'],
+      });
+    } else byName.set(token.name, index);
+  });
+}
 
 export const CoordinatorConfigSchema = z
   .object({
@@ -106,8 +144,10 @@ export const CoordinatorConfigSchema = z
       })
       .strict()
       .optional(),
+    authFailures: AuthFailuresSchema.default({ maxFailures: 20, windowSeconds: 60, trackedAddresses: 10_000 }),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => refuseDuplicateTokens(config.apiTokens, ctx));
 export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;
 
 export function databaseFile(config: CoordinatorConfig): string {
@@ -150,6 +190,12 @@ export function loadCoordinatorConfig(input: {
     merged.apiTokens = [...tokens, { name: 'admin', token: input.env.FLEETPATCH_ADMIN_TOKEN, role: 'admin' }];
   }
   const parsed = CoordinatorConfigSchema.safeParse(merged);
-  if (!parsed.success) throw new Error(`invalid coordinator configuration:\n${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) {
+    // A clash with the environment's token must say which setting to fix.
+    const fromEnv = input.env.FLEETPATCH_ADMIN_TOKEN
+      ? `\n(apiTokens[${(merged.apiTokens as unknown[]).length - 1}] is FLEETPATCH_ADMIN_TOKEN)`
+      : '';
+    throw new Error(`invalid coordinator configuration:\n${z.prettifyError(parsed.error)}${fromEnv}`);
+  }
   return parsed.data;
 }

@@ -33,7 +33,7 @@ afterEach(async () => {
   }
 });
 
-async function coordinator() {
+async function coordinator(config: Record<string, unknown> = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'fleetpatch-enroll-'));
   const logs: string[] = [];
   const app = await buildApp(
@@ -43,6 +43,7 @@ async function coordinator() {
         { name: 'alice', token: ADMIN, role: 'admin' },
         { name: 'olga', token: OPERATOR, role: 'operator' },
       ],
+      ...config,
     }),
     { logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(line) }), clock: { now: () => now } },
   );
@@ -156,6 +157,16 @@ describe('enrolling', () => {
       expect(res.statusCode).toBe(401);
       expect(res.body).not.toContain('hostId');
     }
+  });
+
+  it('counts wrong join tokens against the address like wrong API tokens: then 429, even with a good one', async () => {
+    const { app } = await coordinator({ authFailures: { maxFailures: 3, windowSeconds: 60 } });
+    const { token } = JoinTokenCreatedSchema.parse((await issue(app, {})).body);
+    for (let i = 0; i < 3; i++) expect((await enroll(app, `fpj_${'g'.repeat(43)}`, keyFor('web-1'))).status).toBe(401);
+    const blocked = await enroll(app, token, keyFor('web-1'));
+    expect(blocked.status).toBe(429);
+    // The whole address is blocked for now, API tokens included: read the store itself.
+    expect(app.fleet.store.agents.list()).toEqual([]);
   });
 
   it('needs replace to take an enrolled host id; with it the old key stops working and it is audited', async () => {

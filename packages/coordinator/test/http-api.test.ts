@@ -2,73 +2,33 @@
  * The HTTP adapter's own rules: who may do what (roles, the minimum number of approvals), verbs
  * that take no body, and a live event stream that never keeps the coordinator from shutting down.
  */
-
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { get, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ErrorBodySchema, RolloutStatusSchema } from '@fleetpatch/shared';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildApp } from '../src/app.js';
-import { CoordinatorConfigSchema } from '../src/config.js';
 import { enrollAgent } from './support/enroll-agent.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
+import { callApi, startTestCoordinator, type TestCoordinator, TOKENS } from './support/test-coordinator.js';
 
-const ADMIN = 'admin-token-0123456789';
-const OPERATOR = 'operator-token-0123456789';
-const APPROVER = 'approver-token-0123456789';
-const VIEWER = 'viewer-token-0123456789';
+const { admin: ADMIN, operator: OPERATOR, approver: APPROVER, viewer: VIEWER } = TOKENS;
 
 const PATCH = SAMPLE_PATCH_SPEC;
 
-interface Running {
-  app: FastifyInstance;
-  logLines: { level: number; msg: string }[];
-  dataDir: string;
-}
-const running: Running[] = [];
+const running: TestCoordinator[] = [];
 
 afterEach(async () => {
-  for (const { app, dataDir } of running.splice(0)) {
-    await app.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  for (const started of running.splice(0)) await started.close();
 });
 
-async function coordinator(config: Record<string, unknown> = {}): Promise<Running> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'fleetpatch-http-'));
-  const logLines: { level: number; msg: string }[] = [];
-  const logger = pino({ level: 'info' }, { write: (line: string) => void logLines.push(JSON.parse(line)) });
-  const app = await buildApp(
-    CoordinatorConfigSchema.parse({
-      dataDir,
-      apiTokens: [
-        { name: 'alice', token: ADMIN, role: 'admin' },
-        { name: 'olga', token: OPERATOR, role: 'operator' },
-        { name: 'bob', token: APPROVER, role: 'approver' },
-        { name: 'vic', token: VIEWER, role: 'viewer' },
-      ],
-      ...config,
-    }),
-    { logger },
-  );
-  const started = { app, logLines, dataDir };
+async function coordinator(config: Record<string, unknown> = {}): Promise<TestCoordinator> {
+  const started = await startTestCoordinator(config);
   running.push(started);
   return started;
 }
 
-async function call(app: FastifyInstance, method: 'GET' | 'POST', url: string, body?: unknown, token = ADMIN) {
-  const res = await app.inject({
-    method,
-    url,
-    headers: { authorization: `Bearer ${token}` },
-    ...(body === undefined ? {} : { payload: body as Record<string, unknown> }),
-  });
-  return { status: res.statusCode, body: res.json() as unknown };
-}
+const call = callApi;
 
 /** A patch and a rollout over one registered (offline) agent; returns the rollout id. */
 async function rollout(app: FastifyInstance, request: Record<string, unknown> = {}): Promise<string> {

@@ -36,7 +36,7 @@ it('refuses a body over bodyLimitBytes with 413 and a clear error, storing nothi
   });
   expect(res.statusCode).toBe(413);
   expect(res.json()).toMatchObject({
-    error: { code: 'validation_failed', message: expect.stringMatching(/too large/i) },
+    error: { code: 'payload_too_large', message: expect.stringMatching(/too large/i) },
   });
   const list = await app.inject({ method: 'GET', url: '/v1/patches', headers: { authorization: `Bearer ${TOKEN}` } });
   expect(list.json()).toEqual({ patches: [] });

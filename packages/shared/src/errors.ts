@@ -1,9 +1,15 @@
 /**
  * Every failure that crosses a process boundary carries one of these codes. The coordinator maps
- * them to HTTP statuses in one table (see coordinator `http-errors.ts`); agents put them in results.
+ * them to HTTP statuses in one table (see coordinator `http/error-handler.ts`); agents put them in results.
  */
 export const ErrorCode = {
   validationFailed: 'validation_failed',
+  /** The request body is over the coordinator's size limit. */
+  payloadTooLarge: 'payload_too_large',
+  /** The request body is in a content type the route does not read (JSON is what it reads). */
+  unsupportedMediaType: 'unsupported_media_type',
+  /** Too many failed attempts from one address: wait `Retry-After` seconds. */
+  tooManyRequests: 'too_many_requests',
   notFound: 'not_found',
   conflict: 'conflict',
   illegalTransition: 'illegal_transition',

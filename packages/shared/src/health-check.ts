@@ -22,6 +22,7 @@ export const HttpCheckSchema = z
     expectStatus: z
       .object({ min: z.number().int().min(100).max(599), max: z.number().int().min(100).max(599) })
       .strict()
+      .refine((range) => range.min <= range.max, { message: 'must be at most expectStatus.max', path: ['min'] })
       .default({ min: 200, max: 399 }),
     bodyContains: z.string().max(1024).optional(),
     timeoutMs,
@@ -98,7 +99,24 @@ export const HealthPolicySchema = z
     /** Give up (and revert) if the host is not healthy this long after apply. */
     healthyDeadlineSeconds: z.number().min(1).max(7200).default(60),
   })
-  .strict();
+  .strict()
+  // A policy that cannot be met would revert every host it touches: refuse it before it runs.
+  .superRefine((policy, ctx) => {
+    if (policy.minHealthySeconds > policy.healthyDeadlineSeconds) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be at most healthyDeadlineSeconds',
+        path: ['minHealthySeconds'],
+      });
+    }
+    if (policy.intervalSeconds > policy.healthyDeadlineSeconds) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be at most healthyDeadlineSeconds (no poll would happen before the deadline)',
+        path: ['intervalSeconds'],
+      });
+    }
+  });
 export type HealthPolicy = z.infer<typeof HealthPolicySchema>;
 
 export const HealthCheckResultSchema = z

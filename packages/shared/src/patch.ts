@@ -23,15 +23,35 @@ export const FileChangeSchema = z
     owner: OwnerSchema,
     group: OwnerSchema,
     expectedPriorSha256: z.union([Sha256Schema, z.literal('absent')]).optional(),
+    /**
+     * Absent means false: a mode with setuid, setgid or sticky bits is refused unless the patch says
+     * so out loud — the agent runs as root, so a stray "4755" would be a root shell for anyone.
+     */
+    allowSpecialModes: z.boolean().optional(),
   })
   .strict()
-  .refine(
-    (c: { content: string; encoding: 'utf8' | 'base64' }) => fileContentBytes(c).byteLength <= MAX_FILE_CONTENT_BYTES,
-    {
-      message: `content must be at most ${MAX_FILE_CONTENT_BYTES} bytes`,
-      path: ['content'],
-    },
-  );
+  .superRefine((c, ctx) => {
+    if (c.encoding === 'base64' && !isCanonicalBase64(c.content)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be canonical base64 (A-Z a-z 0-9 + /, padded with =, no whitespace)',
+        path: ['content'],
+      });
+    } else if (fileContentBytes(c).byteLength > MAX_FILE_CONTENT_BYTES) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `content must be at most ${MAX_FILE_CONTENT_BYTES} bytes`,
+        path: ['content'],
+      });
+    }
+    if ((parseMode(c.mode) & SPECIAL_MODE_BITS) !== 0 && c.allowSpecialModes !== true) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'has setuid, setgid or sticky bits: set allowSpecialModes: true if that is meant',
+        path: ['mode'],
+      });
+    }
+  });
 export type FileChange = z.infer<typeof FileChangeSchema>;
 
 /** One apt package pinned to an exact version. */
@@ -53,6 +73,17 @@ export type Change = z.infer<typeof ChangeSchema>;
 
 export function fileContentBytes(change: { content: string; encoding: 'utf8' | 'base64' }): Buffer {
   return Buffer.from(change.content, change.encoding === 'base64' ? 'base64' : 'utf8');
+}
+
+/** setuid, setgid and sticky. */
+const SPECIAL_MODE_BITS = 0o7000;
+
+/**
+ * Node's base64 decoder skips what it does not understand, so garbage decodes to some bytes; only a
+ * string that re-encodes to itself says exactly the bytes the operator meant.
+ */
+export function isCanonicalBase64(text: string): boolean {
+  return Buffer.from(text, 'base64').toString('base64') === text;
 }
 
 export function parseMode(mode: string): number {

@@ -1,20 +1,21 @@
 import { z } from 'zod';
 import { HostIdSchema, LabelsSchema } from './validation.js';
 
+/** A percent of a whole: above 100 % it can never be reached (a budget that never halts). */
 const PercentSchema = z
   .string()
   .regex(/^\d{1,3}(?:\.\d+)?%$/, 'must be a percentage such as "10%"')
-  .refine((p) => Number.parseFloat(p) > 0, 'a percentage must be above 0%');
+  .refine((p) => Number.parseFloat(p) <= 100, 'a percentage must be at most 100%');
 
 /** One entry of Ansible's `serial` grammar: a host count, or a percent of the frozen target set. */
-export const WaveStepSchema = z.union([z.number().int().min(1).max(1_000_000), PercentSchema]);
+export const WaveStepSchema = z.union([
+  z.number().int().min(1).max(1_000_000),
+  PercentSchema.refine((p) => Number.parseFloat(p) > 0, 'a percentage must be above 0%'),
+]);
 export type WaveStep = z.infer<typeof WaveStepSchema>;
 
 /** Failures tolerated: a count, or a percent of the whole rollout. `0` halts on the first failure. */
-export const FailureBudgetSchema = z.union([
-  z.number().int().min(0).max(1_000_000),
-  z.string().regex(/^\d{1,3}(?:\.\d+)?%$/, 'must be a percentage such as "5%"'),
-]);
+export const FailureBudgetSchema = z.union([z.number().int().min(0).max(1_000_000), PercentSchema]);
 export type FailureBudget = z.infer<typeof FailureBudgetSchema>;
 
 /**

@@ -4,17 +4,33 @@ import { z } from 'zod';
 export const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex sha256');
 
 /**
+ * C0 controls, DEL and C1 controls. In a path they are never meant: a newline splits log lines and
+ * audit rows, NUL truncates the path the kernel sees, and C1 bytes mislead terminals.
+ */
+export function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit <= 0x1f || (unit >= 0x7f && unit <= 0x9f)) return true;
+  }
+  return false;
+}
+
+/**
  * An absolute, normalized POSIX path: starts with `/`, no empty, `.` or `..` segments, no trailing
- * slash, no NUL. Normalization is a refusal, never a rewrite: what the operator wrote is what runs.
+ * slash, no control character (NUL and newline included). Normalization is a refusal, never a
+ * rewrite: what the operator wrote is what runs.
  */
 export const AbsolutePathSchema = z
   .string()
   .min(2)
   .max(4096)
-  .refine(isNormalizedAbsolutePath, 'must be an absolute, normalized path (no "..", ".", "//", trailing "/" or NUL)');
+  .refine(
+    isNormalizedAbsolutePath,
+    'must be an absolute, normalized path (no "..", ".", "//", trailing "/" or control characters)',
+  );
 
 export function isNormalizedAbsolutePath(path: string): boolean {
-  if (!path.startsWith('/') || path.length < 2 || path.includes('\0')) return false;
+  if (!path.startsWith('/') || path.length < 2 || hasControlCharacter(path)) return false;
   return path
     .slice(1)
     .split('/')

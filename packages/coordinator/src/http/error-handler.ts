@@ -1,10 +1,13 @@
 import { hasZodFastifySchemaValidationErrors } from '@fastify/type-provider-zod';
-import { type ErrorBody, ErrorBodySchema, type ErrorCode, isFleetError } from '@fleetpatch/shared';
+import { type ErrorBody, ErrorBodySchema, ErrorCode, isFleetError } from '@fleetpatch/shared';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 
 /** The one table from error code to HTTP status. */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   validation_failed: 400,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  too_many_requests: 429,
   not_found: 404,
   conflict: 409,
   illegal_transition: 409,
@@ -22,6 +25,21 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   timed_out: 504,
   offline: 503,
   internal: 500,
+};
+
+/**
+ * Fastify's own errors (no route, body too large, a content type nobody reads, a malformed URL…)
+ * carry only a status: each is given the code that says the same. Any other 4xx is the client's
+ * fault in a way no route describes, which is what `validation_failed` means.
+ */
+const CODE_OF_STATUS: Readonly<Record<number, ErrorCode>> = {
+  401: ErrorCode.unauthorized,
+  403: ErrorCode.forbidden,
+  404: ErrorCode.notFound,
+  409: ErrorCode.conflict,
+  413: ErrorCode.payloadTooLarge,
+  415: ErrorCode.unsupportedMediaType,
+  429: ErrorCode.tooManyRequests,
 };
 
 /** Spread into a route's `response` schemas: errors are documented, and checked, like answers. */
@@ -49,12 +67,28 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
     } satisfies ErrorBody);
     return;
   }
-  const status = error.statusCode ?? 500;
-  if (status >= 500) request.log.error({ err: error }, 'request failed');
+  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 ? error.statusCode : 500;
+  if (status >= 500) {
+    request.log.error({ err: error }, 'request failed');
+    reply.status(500).send({ error: { code: 'internal', message: 'internal error' } } satisfies ErrorBody);
+    return;
+  }
   reply.status(status).send({
     error: {
-      code: status === 413 ? 'validation_failed' : status < 500 ? 'validation_failed' : 'internal',
-      message: status >= 500 ? 'internal error' : error.message,
+      code: CODE_OF_STATUS[status] ?? ErrorCode.validationFailed,
+      message: error.message,
+      ...(error.code ? { details: { reason: error.code } } : {}),
+    },
+  } satisfies ErrorBody);
+}
+
+/** No route has this method and URL (or a path parameter is over the router's length limit). */
+export function notFoundHandler(request: FastifyRequest, reply: FastifyReply): void {
+  reply.status(404).send({
+    error: {
+      code: 'not_found',
+      message: `no route ${request.method} ${request.url.slice(0, 200)}`,
+      details: { method: request.method },
     },
   } satisfies ErrorBody);
 }

@@ -25,7 +25,7 @@ export const openApiDocument = fp(
       },
       transform: jsonSchemaTransform,
     });
-    app.get(OPENAPI_PATH, { schema: { hide: true } }, async () => app.swagger());
+    app.get(OPENAPI_PATH, { config: { access: 'public' }, schema: { hide: true } }, async () => app.swagger());
   },
   { name: 'openapi-document' },
 );

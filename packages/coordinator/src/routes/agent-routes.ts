@@ -9,23 +9,26 @@ import {
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { callerOf } from '../http/route-access.js';
 
 const Params = z.object({ id: HostIdSchema });
 
 /** The fleet: list it, one host's history, revoke a host's credential. Agents join by enrollment. */
 export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, hub, auth, enrollment } = app.fleet;
+  const { store, hub, enrollment } = app.fleet;
 
-  app.get('/agents', { schema: { response: { 200: AgentListSchema, ...ERROR_RESPONSES } } }, async (request) => {
-    auth.require(request, 'read');
-    return {
+  app.get(
+    '/agents',
+    { config: { access: 'read' }, schema: { response: { 200: AgentListSchema, ...ERROR_RESPONSES } } },
+    async () => ({
       agents: store.agents.list().map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
-    };
-  });
+    }),
+  );
 
   app.get(
     '/agents/:id',
     {
+      config: { access: 'read' },
       schema: {
         params: Params,
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
@@ -33,7 +36,6 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      auth.require(request, 'read');
       const agent = store.agents.get(request.params.id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not registered`);
       const hostRuns = store.hostRuns.recentForHost(agent.id, request.query.limit).map((run) => ({
@@ -52,10 +54,12 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
   // A lost or leaked host key is revoked in one call: the key stops working and the connection closes.
   app.post(
     '/agents/:id/revoke',
-    { schema: { params: Params, response: { 200: AgentViewSchema, ...ERROR_RESPONSES } } },
+    {
+      config: { access: 'admin' },
+      schema: { params: Params, response: { 200: AgentViewSchema, ...ERROR_RESPONSES } },
+    },
     async (request) => {
-      const caller = auth.require(request, 'admin');
-      enrollment.revokeAgent(request.params.id, caller.name);
+      enrollment.revokeAgent(request.params.id, callerOf(request).name);
       const agent = store.agents.get(request.params.id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not known`);
       return { ...agent, online: hub.isOnline(agent.id) };

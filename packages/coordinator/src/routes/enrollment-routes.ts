@@ -12,6 +12,7 @@ import {
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { callerOf } from '../http/route-access.js';
 
 function bearer(request: FastifyRequest): string {
   const header = request.headers.authorization ?? '';
@@ -21,27 +22,29 @@ function bearer(request: FastifyRequest): string {
 
 /** Join tokens (admin) and enrollment (an agent with a join token). */
 export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { auth, enrollment } = app.fleet;
+  const { enrollment, authFailures } = app.fleet;
 
   app.post(
     '/join-tokens',
-    { schema: { body: JoinTokenRequestSchema, response: { 201: JoinTokenCreatedSchema, ...ERROR_RESPONSES } } },
+    {
+      config: { access: 'admin' },
+      schema: { body: JoinTokenRequestSchema, response: { 201: JoinTokenCreatedSchema, ...ERROR_RESPONSES } },
+    },
     async (request, reply) => {
-      const caller = auth.require(request, 'admin');
-      return reply.status(201).send(enrollment.createJoinToken(request.body, caller.name));
+      return reply.status(201).send(enrollment.createJoinToken(request.body, callerOf(request).name));
     },
   );
 
   app.get(
     '/join-tokens',
     {
+      config: { access: 'admin' },
       schema: {
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }).strict(),
         response: { 200: JoinTokenListSchema, ...ERROR_RESPONSES },
       },
     },
     async (request) => {
-      auth.require(request, 'admin');
       return { joinTokens: enrollment.listJoinTokens(request.query.limit) };
     },
   );
@@ -49,23 +52,34 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/join-tokens/:id/revoke',
     {
+      config: { access: 'admin' },
       schema: {
         params: z.object({ id: z.string().max(100) }),
         response: { 200: JoinTokenViewSchema, ...ERROR_RESPONSES },
       },
     },
     async (request) => {
-      const caller = auth.require(request, 'admin');
-      return enrollment.revokeJoinToken(request.params.id, caller.name);
+      return enrollment.revokeJoinToken(request.params.id, callerOf(request).name);
     },
   );
 
-  // Authenticated by the join token, not an API token; the token is checked before the body is read.
+  // Authenticated by the join token, not an API token; the token is checked before the body is read,
+  // and a wrong one counts against the caller's address like a wrong API token.
   app.post(
     '/enroll',
     {
+      config: { access: 'self-authenticating' },
       onRequest: async (request) => {
-        enrollment.usableJoinToken(bearer(request));
+        try {
+          enrollment.usableJoinToken(bearer(request));
+        } catch (err) {
+          authFailures.recordFailure(request.ip);
+          request.log.warn(
+            { route: request.routeOptions.url, remote: request.ip },
+            `enrollment refused: ${(err as Error).message}`,
+          );
+          throw err;
+        }
       },
       schema: { body: EnrollRequestSchema, response: { 201: EnrollResultSchema, ...ERROR_RESPONSES } },
     },

@@ -8,7 +8,7 @@ import { z } from 'zod';
  * that reconnects resumes exactly where it left off.
  */
 export const eventStreamRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, view, auth } = app.fleet;
+  const { store, view } = app.fleet;
   // Open streams, each with the function that ends it. A stream never ends by itself, and the HTTP
   // server cannot finish closing while one is open: one preClose hook (hooks cannot be added once the
   // app is ready, so never per request) ends them all when the app closes.
@@ -20,13 +20,13 @@ export const eventStreamRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/rollouts/:id/events/stream',
     {
+      config: { access: 'read' },
       schema: {
         params: z.object({ id: z.string().min(1).max(100) }),
         querystring: z.object({ after: z.coerce.number().int().min(0).optional() }).strict(),
       },
     },
     async (request, reply) => {
-      auth.require(request, 'read');
       const rolloutId = request.params.id;
       view.assertExists(rolloutId); // 404 before the stream opens
       const lastEventId = Number(request.headers['last-event-id']);

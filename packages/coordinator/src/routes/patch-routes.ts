@@ -3,16 +3,20 @@ import { ErrorCode, FleetError, PatchListSchema, PatchSchema, PatchSpecSchema } 
 import { z } from 'zod';
 import { newId } from '../engine/ids.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { callerOf } from '../http/route-access.js';
 
 /** Patches: one described change. Created once, never edited — a new fix is a new patch. */
 export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, auth } = app.fleet;
+  const { store } = app.fleet;
 
   app.post(
     '/patches',
-    { schema: { body: PatchSpecSchema, response: { 201: PatchSchema, ...ERROR_RESPONSES } } },
+    {
+      config: { access: 'write' },
+      schema: { body: PatchSpecSchema, response: { 201: PatchSchema, ...ERROR_RESPONSES } },
+    },
     async (request, reply) => {
-      const caller = auth.require(request, 'write');
+      const caller = callerOf(request);
       const patch = { ...request.body, id: newId('pat'), createdBy: caller.name, createdAt: new Date().toISOString() };
       store.transaction(() => {
         store.patches.insert(patch);
@@ -28,22 +32,22 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/patches',
     {
+      config: { access: 'read' },
       schema: {
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
         response: { 200: PatchListSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => {
-      auth.require(request, 'read');
-      return { patches: store.patches.list(request.query.limit) };
-    },
+    async (request) => ({ patches: store.patches.list(request.query.limit) }),
   );
 
   app.get(
     '/patches/:id',
-    { schema: { params: z.object({ id: z.string().max(100) }), response: { 200: PatchSchema, ...ERROR_RESPONSES } } },
+    {
+      config: { access: 'read' },
+      schema: { params: z.object({ id: z.string().max(100) }), response: { 200: PatchSchema, ...ERROR_RESPONSES } },
+    },
     async (request) => {
-      auth.require(request, 'read');
       const patch = store.patches.get(request.params.id);
       if (!patch) throw new FleetError(ErrorCode.notFound, `patch ${request.params.id} does not exist`);
       return patch;

@@ -10,6 +10,7 @@ import {
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { callerOf } from '../http/route-access.js';
 import { EventPageQuerySchema, toEventPage } from './event-page.js';
 
 const Params = z.object({ id: z.string().min(1).max(100) });
@@ -24,13 +25,16 @@ const Status = { 200: RolloutStatusSchema, ...ERROR_RESPONSES } as const;
 
 /** Rollouts: create, plan, the lifecycle verbs, status, and the audit trail (paged and live). */
 export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, engine, view, auth, preflights } = app.fleet;
+  const { store, engine, view, preflights } = app.fleet;
 
   app.post(
     '/rollouts',
-    { schema: { body: RolloutRequestSchema, response: { 201: RolloutStatusSchema, ...ERROR_RESPONSES } } },
+    {
+      config: { access: 'write' },
+      schema: { body: RolloutRequestSchema, response: { 201: RolloutStatusSchema, ...ERROR_RESPONSES } },
+    },
     async (request, reply) => {
-      const caller = auth.require(request, 'write');
+      const caller = callerOf(request);
       const rollout = engine.create(request.body, caller.name);
       return reply.status(201).send(view.status(rollout.id));
     },
@@ -39,29 +43,28 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/rollouts',
     {
+      config: { access: 'read' },
       schema: {
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
         response: { 200: RolloutListSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => {
-      auth.require(request, 'read');
-      return { rollouts: view.list(request.query.limit) };
-    },
+    async (request) => ({ rollouts: view.list(request.query.limit) }),
   );
 
-  app.get('/rollouts/:id', { schema: { params: Params, response: Status } }, async (request) => {
-    auth.require(request, 'read');
-    return view.status(request.params.id);
-  });
+  app.get(
+    '/rollouts/:id',
+    { config: { access: 'read' }, schema: { params: Params, response: Status } },
+    async (request) => view.status(request.params.id),
+  );
 
   app.get(
     '/rollouts/:id/plan',
-    { schema: { params: Params, response: { 200: RolloutPlanSchema, ...ERROR_RESPONSES } } },
-    async (request) => {
-      auth.require(request, 'read');
-      return view.plan(request.params.id);
+    {
+      config: { access: 'read' },
+      schema: { params: Params, response: { 200: RolloutPlanSchema, ...ERROR_RESPONSES } },
     },
+    async (request) => view.plan(request.params.id),
   );
 
   // Dry run: every target agent checks the preconditions and says what it would do; nothing changes on
@@ -69,6 +72,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
   app.post(
     '/rollouts/:id/preflight',
     {
+      config: { access: 'write' },
       schema: {
         params: Params,
         body: z
@@ -79,7 +83,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      const caller = auth.require(request, 'write');
+      const caller = callerOf(request);
       const plan = view.plan(request.params.id);
       const rollout = view.status(request.params.id).rollout;
       const patch = store.patches.get(rollout.patchId);
@@ -101,9 +105,9 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/rollouts/:id/approve',
-    { schema: { params: Params, body: VerbBody, response: Status } },
+    { config: { access: 'approve' }, schema: { params: Params, body: VerbBody, response: Status } },
     async (request) => {
-      const caller = auth.require(request, 'approve');
+      const caller = callerOf(request);
       engine.approve(request.params.id, caller.name);
       return view.status(request.params.id);
     },
@@ -121,26 +125,30 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
   for (const [verb, act] of Object.entries(verbs)) {
     app.post(
       `/rollouts/:id/${verb}`,
-      { schema: { params: Params, body: VerbBody, response: Status } },
+      { config: { access: 'write' }, schema: { params: Params, body: VerbBody, response: Status } },
       async (request) => {
-        const caller = auth.require(request, 'write');
+        const caller = callerOf(request);
         act(request.params.id, caller.name);
         return view.status(request.params.id);
       },
     );
   }
 
-  app.post('/rollouts/:id/abort', { schema: { params: Params, body: VerbBody, response: Status } }, async (request) => {
-    const caller = auth.require(request, 'write');
-    engine.abort(request.params.id, caller.name, request.body?.reason ?? null);
-    return view.status(request.params.id);
-  });
+  app.post(
+    '/rollouts/:id/abort',
+    { config: { access: 'write' }, schema: { params: Params, body: VerbBody, response: Status } },
+    async (request) => {
+      const caller = callerOf(request);
+      engine.abort(request.params.id, caller.name, request.body?.reason ?? null);
+      return view.status(request.params.id);
+    },
+  );
 
   app.post(
     '/rollouts/:id/hosts/:hostId/revert',
-    { schema: { params: HostParams, body: VerbBody, response: Status } },
+    { config: { access: 'write' }, schema: { params: HostParams, body: VerbBody, response: Status } },
     async (request) => {
-      const caller = auth.require(request, 'write');
+      const caller = callerOf(request);
       engine.revertHost(request.params.id, request.params.hostId, caller.name);
       return view.status(request.params.id);
     },
@@ -149,6 +157,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
   app.get(
     '/rollouts/:id/events',
     {
+      config: { access: 'read' },
       schema: {
         params: Params,
         querystring: EventPageQuerySchema,
@@ -156,7 +165,6 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      auth.require(request, 'read');
       view.assertExists(request.params.id); // 404 for an unknown rollout
       return toEventPage(
         store.events(request.params.id, request.query.after, request.query.limit),

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from './migrations.js';
@@ -11,7 +11,7 @@ export type Db = Database.Database;
  * coordinator may be killed at any instruction and must restart from what is on disk.
  */
 export function openDatabase(file: string): Db {
-  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  if (file !== ':memory:') createPrivately(file);
   const db = new Database(file);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
@@ -19,6 +19,21 @@ export function openDatabase(file: string): Db {
   db.pragma('busy_timeout = 5000');
   migrate(db);
   return db;
+}
+
+/**
+ * The database holds agent and API token hashes and the whole audit trail: only the coordinator's
+ * user may read it. The file is made 0600 before SQLite opens it because SQLite creates -wal and
+ * -shm with the database file's mode. A file left too open by an older version (created under the
+ * umask) is tightened silently: the fix is always wanted, and it happens once.
+ */
+function createPrivately(file: string): void {
+  // `mode` applies to the directories this creates; one the operator made is theirs to set.
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  closeSync(openSync(file, 'a', 0o600));
+  for (const path of [file, `${file}-wal`, `${file}-shm`]) {
+    if (existsSync(path)) chmodSync(path, 0o600);
+  }
 }
 
 function migrate(db: Db): void {
