@@ -40,6 +40,8 @@ export interface AgentSpawn {
 export class FleetHarness {
   readonly api: ApiClient;
   private readonly agents = new Set<AgentProcess>();
+  /** The log lines of every agent this harness started, stopped ones included. */
+  private readonly logsOfAll: string[][] = [];
 
   private constructor(readonly coordinator: CoordinatorProcess) {
     this.api = apiClient(coordinator.url, ADMIN_TOKEN);
@@ -74,8 +76,13 @@ export class FleetHarness {
       env: { FLEETPATCH_LOG_LEVEL: 'info', ...spec.env },
     });
     this.agents.add(agent);
+    this.logsOfAll.push(agent.logs);
     void agent.exited.then(() => this.agents.delete(agent));
     return agent;
+  }
+
+  agentLogs(): string[] {
+    return this.logsOfAll.flat();
   }
 
   waitOnline(ids: readonly string[]): Promise<true> {
