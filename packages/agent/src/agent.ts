@@ -178,7 +178,9 @@ export class Agent {
           throw new Error(`enrollment refused by the coordinator (HTTP ${err.status}): ${err.message}`);
         }
         if (this.state !== 'running') throw err;
-        const delay = Math.min(config.backoffMaxMs, config.backoffBaseMs * 2 ** Math.min(attempt, 10));
+        // Full jitter, like the socket's reconnects: a fleet started at once does not enroll in step.
+        const ceiling = Math.min(config.backoffMaxMs, config.backoffBaseMs * 2 ** Math.min(attempt, 10));
+        const delay = Math.max(50, Math.floor(Math.random() * ceiling));
         // A refused certificate gets its own clear line (see coordinator-tls.ts), not a bare retry.
         if (!refusals.report(err))
           log.warn({ err: (err as Error).message, retryInMs: delay }, 'enrollment failed; retrying');

@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   else if (!isLoopbackHost(config.host)) {
     log.warn(
       { host: config.host },
-      'serving plain HTTP on a non-loopback address: API and agent tokens cross the network in clear (set tls.certFile and tls.keyFile)',
+      'serving plain HTTP on a non-loopback address: API tokens, join tokens and every order cross the network in clear (set tls.certFile and tls.keyFile)',
     );
   }
   const app = await buildApp(config, {

@@ -171,7 +171,7 @@ describe('enrolling', () => {
 
   it('needs replace to take an enrolled host id; with it the old key stops working and it is audited', async () => {
     const { app } = await coordinator();
-    const first = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-1' })).body);
+    const first = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-1', labels: { role: 'web' } })).body);
     await enroll(app, first.token, keyFor('web-1'));
     const plain = JoinTokenCreatedSchema.parse((await issue(app, { uses: 5 })).body);
     const taken = await enroll(app, plain.token, keyFor('web-1'));
@@ -179,9 +179,11 @@ describe('enrolling', () => {
     expect(taken.body.error?.message).toMatch(/replace/);
     const before = app.fleet.store.agents.publicKeyOf('web-1');
     const replace = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-1', replace: true })).body);
+    // Labels fixed at the first enrollment stay; the replace token's are laid over them.
     const key = keyFor('web-1');
     expect((await enroll(app, replace.token, key)).body).toMatchObject({ replaced: true });
     expect(app.fleet.store.agents.publicKeyOf('web-1')).toBe(key.publicKey);
+    expect(app.fleet.store.agents.get('web-1')?.labels).toEqual({ role: 'web' });
     expect(key.publicKey).not.toBe(before);
     const types = app.fleet.store.allEvents(0, 100).map((e) => e.type);
     expect(types).toEqual(

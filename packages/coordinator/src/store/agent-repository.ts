@@ -44,7 +44,7 @@ export class AgentRepository {
     this.statements = {
       enroll: db.prepare(
         `INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES (@id, @publicKey, @labels, @at, @at)
-         ON CONFLICT (id) DO UPDATE SET public_key = @publicKey, labels = @labels, enrolled_at = @at, revoked_at = NULL`,
+         ON CONFLICT (id) DO UPDATE SET public_key = @publicKey, labels = json_patch(labels, @labels), enrolled_at = @at, revoked_at = NULL`,
       ),
       byId: db.prepare('SELECT * FROM agents WHERE id = ?'),
       publicKey: db.prepare('SELECT public_key FROM agents WHERE id = ?').pluck(),
@@ -57,7 +57,10 @@ export class AgentRepository {
     };
   }
 
-  /** Creates the agent, or gives an existing one a new key (the old one stops working at once). */
+  /**
+   * Creates the agent, or gives an existing one a new key (the old one stops working at once). A
+   * re-enrolled host keeps its fixed labels; the join token's labels are laid over them.
+   */
   enroll(agent: { id: string; publicKey: string; labels: Record<string, string> }, at: string): void {
     this.statements.enroll.run({ ...agent, labels: JSON.stringify(agent.labels), at });
   }
