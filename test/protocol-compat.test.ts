@@ -9,7 +9,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollWith } from './support/agent-identity.js';
-import { FINAL_APPLY_STATES, FINAL_REVERT_STATES, FleetHarness, hostOf, jsonLines } from './support/fleet-harness.js';
+import {
+  FINAL_APPLY_STATES,
+  FINAL_REVERT_STATES,
+  FleetHarness,
+  hostOf,
+  jsonLines,
+  sampleFilePatch,
+} from './support/fleet-harness.js';
 import { ProtocolV1Agent } from './support/protocol-v1.js';
 
 const FILE = '/etc/compat/app.conf';
@@ -55,21 +62,7 @@ describe('a protocol 1 agent under a protocol 2 coordinator', () => {
   });
 
   it('goes through a whole rollout and its revert alongside a current agent, parsing every frame as protocol 1', async () => {
-    const patchId = await fleet.createPatch({
-      title: 'More workers during the agent upgrade',
-      problem: 'Requests queue at peak.',
-      rootCause: 'Too few workers.',
-      intendedFix: 'workers = 8',
-      ticket: 'E2E-COMPAT',
-      change: {
-        kind: 'file',
-        path: FILE,
-        content: NEW,
-        mode: '0644',
-        owner: String(process.getuid?.() ?? 0),
-        group: String(process.getgid?.() ?? 0),
-      },
-    });
+    const patchId = await fleet.createPatch(sampleFilePatch(FILE, NEW, { ticket: 'E2E-COMPAT' }));
     const rolloutId = await fleet.startRollout({ patchId, target: { all: true }, waves: [1, '100%'] });
     const applied = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
     expect(applied.rollout.state).toBe('succeeded');
