@@ -11,7 +11,7 @@ import {
   generateAgentKeyPair,
   type Hello,
   loadPrivateKey,
-  PROTOCOL_VERSION,
+  SUPPORTED_PROTOCOL_VERSIONS,
   signPayload,
 } from '@fleetpatch/shared';
 import WebSocket from 'ws';
@@ -63,7 +63,7 @@ export function openAgentSocket(coordinatorUrl: string, hostId: string): WebSock
 export function signedHello(identity: AgentIdentity, nonce: string, overrides: Partial<Hello> = {}): Hello {
   return {
     type: 'hello',
-    protocolVersion: PROTOCOL_VERSION,
+    protocolVersions: SUPPORTED_PROTOCOL_VERSIONS,
     proof: signPayload(identity.privateKey, connectProofPayload(identity.hostId, nonce)),
     agentVersion: 'test',
     labels: {},

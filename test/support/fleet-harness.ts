@@ -120,6 +120,33 @@ export class FleetHarness {
   }
 }
 
+/**
+ * A file patch setting `path` to `content`, owned by the user running the test (agents here are not
+ * root); `overrides` replaces any top-level field.
+ */
+export function sampleFilePatch(
+  path: string,
+  content: string,
+  overrides: Partial<PatchSpecInput> = {},
+): PatchSpecInput {
+  return {
+    title: `Set ${path}`,
+    problem: 'An end-to-end test needs a change to roll out.',
+    rootCause: 'None: this is a test.',
+    intendedFix: `The new content of ${path}.`,
+    ticket: 'E2E',
+    change: {
+      kind: 'file',
+      path,
+      content,
+      mode: '0644',
+      owner: String(process.getuid?.() ?? 0),
+      group: String(process.getgid?.() ?? 0),
+    },
+    ...overrides,
+  };
+}
+
 /** Every host of a rollout, flattened across waves. */
 export function hostsOf(status: RolloutStatusView): HostRunView[] {
   return status.waves.flatMap((wave) => wave.hosts);

@@ -3,7 +3,6 @@ import {
   type CoordinatorMessage,
   connectProofPayload,
   type Facts,
-  type Hello,
   HostIdSchema,
   PROTOCOL_VERSION,
   signPayload,
@@ -12,7 +11,7 @@ import type { Logger } from 'pino';
 import { type AgentCredential, readCredential } from './agent-credential.js';
 import { type Clock, systemClock } from './clock.js';
 import { type AgentConfig, agentSocketUrl } from './config.js';
-import { CoordinatorConnection } from './coordinator-connection.js';
+import { CoordinatorConnection, type HelloContent } from './coordinator-connection.js';
 import { coordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
 import { AptDriver } from './drivers/apt-driver.js';
 import { FileDriver } from './drivers/file-driver.js';
@@ -108,6 +107,7 @@ export class Agent {
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
       hello: (nonce) => this.hello(nonce),
+      protocolVersions: { min: config.minProtocolVersion, max: PROTOCOL_VERSION },
       onRefused: async () => {
         const reread = await readCredential(config.dataDir);
         if (reread && reread.publicKey !== this.credential?.publicKey) {
@@ -190,11 +190,10 @@ export class Agent {
     }
   }
 
-  private hello(nonce: string): Hello {
+  private hello(nonce: string): HelloContent {
     const credential = this.credential as AgentCredential;
     return {
       type: 'hello',
-      protocolVersion: PROTOCOL_VERSION,
       proof: signPayload(credential.privateKey, connectProofPayload(credential.hostId, nonce)),
       agentVersion: AGENT_VERSION,
       labels: this.options.config.labels,
@@ -230,6 +229,10 @@ export class Agent {
         return;
       case 'order.ack':
         executor.acknowledge(message.orderId, message.finishedAt).catch(fail);
+        return;
+      case 'unsupported':
+        // The connection only sends what the agreed version has: a bug on one side, not a reason to hang up.
+        log.warn({ inReplyTo: message.inReplyTo, reason: message.reason }, 'coordinator did not understand a message');
         return;
       default: {
         const unreachable: never = message;

@@ -1,6 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { AbsolutePathSchema, HostIdSchema, JoinTokenSecretSchema, LabelsSchema } from '@fleetpatch/shared';
+import {
+  AbsolutePathSchema,
+  HostIdSchema,
+  JoinTokenSecretSchema,
+  LabelsSchema,
+  MIN_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+} from '@fleetpatch/shared';
 import { z } from 'zod';
 import { checkCaPem, PinSha256Schema } from './coordinator-tls.js';
 
@@ -80,6 +87,13 @@ export const AgentConfigSchema = z
       .strict()
       .refine((t) => t.ca === undefined || t.caFile === undefined, 'give ca or caFile, not both')
       .default({}),
+    /**
+     * The oldest wire protocol version this agent accepts from a coordinator (default: the oldest it
+     * speaks). Once every coordinator speaks a newer version, raise it (2 now) so that no coordinator
+     * (an old one restored from a backup, say) can talk the agent
+     * down to a version that lacks what the newer one enforces; it is refused with 4426 instead.
+     */
+    minProtocolVersion: z.number().int().min(MIN_PROTOCOL_VERSION).max(PROTOCOL_VERSION).default(MIN_PROTOCOL_VERSION),
     /** Allows http:// and ws:// coordinator URLs, where the token and every order cross the network in clear. */
     allowInsecure: z.boolean().default(false),
   })

@@ -1,15 +1,25 @@
 import {
   AGENT_ID_HEADER,
+  AGENT_MESSAGE_SINCE,
   type AgentMessage,
   CloseCode,
+  COORDINATOR_MESSAGE_SINCE,
   type CoordinatorMessage,
   CoordinatorMessageSchema,
+  formatProtocolRange,
+  type Hello,
+  inProtocolRange,
   MAX_FRAME_BYTES,
-  parseFrame,
+  type ProtocolRange,
+  readFrame,
+  SUPPORTED_PROTOCOL_VERSIONS,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { type CoordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
+
+/** A hello without its versions: the connection adds the range it accepts. */
+export type HelloContent = Omit<Hello, 'protocolVersion' | 'protocolVersions'>;
 
 export interface ConnectionOptions {
   /** ws:// or wss:// URL of the coordinator's agent endpoint. */
@@ -23,7 +33,13 @@ export interface ConnectionOptions {
    * Builds the `hello` sent in answer to the coordinator's challenge on every (re)connect: it signs
    * the nonce and carries the journal's pending reports.
    */
-  hello(nonce: string): AgentMessage;
+  hello(nonce: string): HelloContent;
+  /**
+   * The protocol versions this agent speaks (default: all this build knows). A coordinator that
+   * welcomes it with a version outside them is refused: raising `min` means no coordinator can talk
+   * the agent down to an older protocol that lacks what a newer one enforces.
+   */
+  protocolVersions?: ProtocolRange;
   /** Called before redialling after the coordinator refused this agent (4401): re-read the credential. */
   onRefused?(): Promise<void>;
   onMessage(message: CoordinatorMessage): void;
@@ -53,6 +69,8 @@ export class CoordinatorConnection {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private welcomed = false;
+  /** The version agreed in the current connection's welcome; undefined until then. */
+  private protocolVersion: number | undefined;
   private journalPosition: () => number = () => 0;
   private readonly refusals: TlsRefusalLog;
 
@@ -69,11 +87,19 @@ export class CoordinatorConnection {
     this.connect();
   }
 
-  /** Sends when connected; returns false otherwise (the journal re-reports on the next hello). */
+  /**
+   * Sends when connected; returns false otherwise (the journal re-reports on the next hello), and for
+   * a message the agreed protocol lacks (before welcome: the oldest version this agent speaks).
+   */
   send(message: AgentMessage): boolean {
     if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+    if (AGENT_MESSAGE_SINCE[message.type] > (this.protocolVersion ?? this.versions.min)) return false;
     this.socket.send(JSON.stringify(message));
     return true;
+  }
+
+  private get versions(): ProtocolRange {
+    return this.options.protocolVersions ?? SUPPORTED_PROTOCOL_VERSIONS;
   }
 
   async stop(): Promise<void> {
@@ -103,6 +129,9 @@ export class CoordinatorConnection {
     });
     this.socket = socket;
     this.welcomed = false;
+    this.protocolVersion = undefined;
+    /** Message types already logged as unknown on this connection: one line each, not one per frame. */
+    const unknownTypes = new Set<string>();
     let heard = true;
     let silentIntervals = 0;
     let welcomeTimer: NodeJS.Timeout | undefined;
@@ -120,23 +149,47 @@ export class CoordinatorConnection {
     });
     socket.on('message', (data, isBinary) => {
       heard = true;
-      if (isBinary) return;
-      const parsed = parseFrame(CoordinatorMessageSchema, data.toString());
-      if (!parsed.ok) {
+      // Once this agent has refused the connection, nothing more the coordinator says is acted on.
+      if (isBinary || socket.readyState !== WebSocket.OPEN) return;
+      const version = this.protocolVersion ?? this.versions.max;
+      const parsed = readFrame(CoordinatorMessageSchema, COORDINATOR_MESSAGE_SINCE, version, data.toString());
+      if (parsed.kind === 'invalid') {
         log.warn({ error: parsed.error }, 'bad frame from coordinator; reconnecting');
         socket.close(CloseCode.badFrame, 'bad frame');
         return;
       }
+      if (parsed.kind === 'unknown') {
+        if (!unknownTypes.has(parsed.type) && unknownTypes.size < 100) {
+          unknownTypes.add(parsed.type);
+          log.warn(
+            { type: parsed.type, protocolVersion: version },
+            'ignored a coordinator message this agent does not know',
+          );
+        }
+        this.send({ type: 'unsupported', inReplyTo: parsed.type, reason: `not in protocol ${version}` });
+        return;
+      }
       if (parsed.message.type === 'challenge') {
-        socket.send(JSON.stringify(this.options.hello(parsed.message.nonce)));
+        const hello: Hello = { ...this.options.hello(parsed.message.nonce), protocolVersions: this.versions };
+        socket.send(JSON.stringify(hello));
         return;
       }
       if (parsed.message.type === 'welcome') {
+        const agreed = parsed.message.protocolVersion;
+        if (!inProtocolRange(agreed, this.versions)) {
+          log.error(
+            { protocolVersion: agreed, accepted: formatProtocolRange(this.versions) },
+            'coordinator chose a protocol version this agent does not accept (below minProtocolVersion?); disconnecting',
+          );
+          socket.close(CloseCode.protocolMismatch, `protocol ${agreed} not accepted`);
+          return;
+        }
+        this.protocolVersion = agreed;
         clearTimeout(welcomeTimer);
         this.welcomed = true;
         this.attempt = 0;
         this.refusals.reset();
-        log.info({ agentId: parsed.message.agentId }, 'connected to coordinator');
+        log.info({ agentId: parsed.message.agentId, protocolVersion: agreed }, 'connected to coordinator');
         // One missed ping is tolerated (a busy coordinator, a slow link); two in a row drop the socket.
         this.startHeartbeat(parsed.message.heartbeatIntervalMs, () => {
           silentIntervals = heard ? 0 : silentIntervals + 1;
@@ -146,6 +199,11 @@ export class CoordinatorConnection {
             socket.terminate();
           }
         });
+      } else if (!this.welcomed) {
+        // Orders count only after a welcome this agent accepted: skipping it cannot skip the version check.
+        log.warn({ type: parsed.message.type }, 'coordinator sent a message before welcoming this agent; reconnecting');
+        socket.close(CloseCode.badFrame, 'welcome first');
+        return;
       }
       this.options.onMessage(parsed.message);
     });

@@ -1,8 +1,9 @@
 import type { AddressInfo } from 'node:net';
+import { CloseCode, type CoordinatorMessage } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
-import { CoordinatorConnection } from '../src/coordinator-connection.js';
+import { type ConnectionOptions, CoordinatorConnection } from '../src/coordinator-connection.js';
 
 const FACTS = {
   hostname: 'h',
@@ -47,15 +48,7 @@ describe('CoordinatorConnection', () => {
       backoffBaseMs: 10,
       backoffMaxMs: 100,
       welcomeTimeoutMs: 200,
-      hello: () => ({
-        type: 'hello',
-        protocolVersion: 1,
-        proof: 'p'.repeat(86),
-        agentVersion: 'test',
-        labels: {},
-        facts: FACTS,
-        orders: [],
-      }),
+      hello: () => HELLO,
       onMessage: () => undefined,
     });
     connection.start(() => 0);
@@ -127,10 +120,129 @@ describe('CoordinatorConnection', () => {
 
 const HELLO = {
   type: 'hello',
-  protocolVersion: 1,
   proof: 'p'.repeat(86),
   agentVersion: 'test',
   labels: {},
   facts: FACTS,
   orders: [],
 } as const;
+
+/**
+ * A fake coordinator that challenges, then answers the hello with `welcome` in `protocolVersion`
+ * followed by `after`; records every frame the agent sends and how each connection ended.
+ */
+async function fakeCoordinator(protocolVersion: number, after: Record<string, unknown>[] = []) {
+  server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise<void>((resolve) => server?.once('listening', () => resolve()));
+  const received: Record<string, unknown>[] = [];
+  const closes: number[] = [];
+  server.on('connection', (socket) => {
+    socket.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) }));
+    socket.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as Record<string, unknown>;
+      received.push(frame);
+      if (frame.type !== 'hello') return;
+      socket.send(JSON.stringify({ type: 'welcome', protocolVersion, agentId: 'web-1', heartbeatIntervalMs: 60_000 }));
+      for (const message of after) socket.send(JSON.stringify(message));
+    });
+    socket.on('close', (code) => closes.push(code));
+  });
+  const { port } = server.address() as AddressInfo;
+  return { url: `ws://127.0.0.1:${port}/v1/agents/connect`, received, closes };
+}
+
+function logInto(lines: Record<string, unknown>[]) {
+  return pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+}
+
+/** Starts `connection` to `url` as web-1 saying HELLO; returns the messages it hands on, as they come. */
+function dial(url: string, options: Partial<ConnectionOptions> = {}): CoordinatorMessage[] {
+  const handled: CoordinatorMessage[] = [];
+  connection = new CoordinatorConnection({
+    url,
+    agentId: () => 'web-1',
+    log: pino({ level: 'silent' }),
+    hello: () => HELLO,
+    onMessage: (message) => handled.push(message),
+    ...options,
+  });
+  connection.start(() => 0);
+  return handled;
+}
+
+const typesOf = (messages: readonly CoordinatorMessage[]) => messages.map((message) => message.type);
+
+const ORDER_ACK = { type: 'order.ack', orderId: 'o-1' };
+
+describe('protocol versions', () => {
+  it('offers the range it speaks in hello and speaks the version the coordinator chose', async () => {
+    const fake = await fakeCoordinator(2, [ORDER_ACK]);
+    const handled = dial(fake.url);
+    await expect.poll(() => typesOf(handled), { timeout: 3_000 }).toEqual(['welcome', 'order.ack']);
+    expect(fake.received[0]).toMatchObject({ type: 'hello', protocolVersions: { min: 1, max: 2 } });
+    expect(fake.received[0]).not.toHaveProperty('protocolVersion');
+    expect(connection?.connected).toBe(true);
+  });
+
+  it('with minProtocolVersion 2, refuses a coordinator that welcomes it in protocol 1 (4426) and acts on none of its orders', async () => {
+    const fake = await fakeCoordinator(1, [ORDER_ACK]);
+    const lines: Record<string, unknown>[] = [];
+    const handled = dial(fake.url, { log: logInto(lines), protocolVersions: { min: 2, max: 2 } });
+    await expect.poll(() => fake.closes, { timeout: 3_000 }).toEqual([CloseCode.protocolMismatch]);
+    expect(fake.received[0]).toMatchObject({ protocolVersions: { min: 2, max: 2 } });
+    expect(handled).toEqual([]);
+    expect(connection?.connected).toBe(false);
+    expect(lines.find((l) => l.protocolVersion === 1)).toMatchObject({
+      level: 50,
+      accepted: '2',
+      msg: expect.stringContaining('does not accept'),
+    });
+  });
+
+  it('ignores a message type it does not know with one log line, answers unsupported, and stays connected', async () => {
+    const fake = await fakeCoordinator(2, [
+      { type: 'order.teleport', orderId: 'o-1' },
+      { type: 'order.teleport', orderId: 'o-2' },
+      ORDER_ACK,
+    ]);
+    const lines: Record<string, unknown>[] = [];
+    const handled = dial(fake.url, { log: logInto(lines) });
+    await expect.poll(() => typesOf(handled), { timeout: 3_000 }).toEqual(['welcome', 'order.ack']);
+    expect(fake.received.filter((f) => f.type === 'unsupported')).toEqual([
+      { type: 'unsupported', inReplyTo: 'order.teleport', reason: 'not in protocol 2' },
+      { type: 'unsupported', inReplyTo: 'order.teleport', reason: 'not in protocol 2' },
+    ]);
+    expect(lines.filter((l) => l.type === 'order.teleport')).toHaveLength(1);
+    expect(fake.closes).toEqual([]);
+    expect(connection?.connected).toBe(true);
+  });
+
+  it('on protocol 1, ignores an unknown message type without answering (protocol 1 has no unsupported)', async () => {
+    const fake = await fakeCoordinator(1, [{ type: 'order.teleport' }, ORDER_ACK]);
+    const handled = dial(fake.url);
+    await expect.poll(() => typesOf(handled), { timeout: 3_000 }).toEqual(['welcome', 'order.ack']);
+    expect(fake.received.map((f) => f.type)).toEqual(['hello']);
+  });
+
+  it('accepts unknown optional fields from a newer coordinator and drops them', async () => {
+    const fake = await fakeCoordinator(2, [{ ...ORDER_ACK, traceId: 'from-the-future' }]);
+    const handled = dial(fake.url);
+    await expect.poll(() => handled.length, { timeout: 3_000 }).toBe(2);
+    expect(handled[1]).toEqual(ORDER_ACK);
+  });
+
+  it('acts on no order sent before a welcome, so skipping welcome cannot skip the version check', async () => {
+    server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise<void>((resolve) => server?.once('listening', () => resolve()));
+    const closes: number[] = [];
+    server.on('connection', (socket) => {
+      socket.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) }));
+      socket.once('message', () => socket.send(JSON.stringify(ORDER_ACK)));
+      socket.on('close', (code) => closes.push(code));
+    });
+    const { port } = server.address() as AddressInfo;
+    const handled = dial(`ws://127.0.0.1:${port}/v1/agents/connect`, { backoffMaxMs: 60_000 });
+    await expect.poll(() => closes, { timeout: 3_000 }).toEqual([CloseCode.badFrame]);
+    expect(handled).toEqual([]);
+  });
+});

@@ -119,14 +119,13 @@ export const HealthPolicySchema = z
   });
 export type HealthPolicy = z.infer<typeof HealthPolicySchema>;
 
-export const HealthCheckResultSchema = z
-  .object({
-    check: z.string(),
-    kind: z.string(),
-    ok: z.boolean(),
-    /** What the check saw, short and human-readable ("HTTP 500", "exit 1: connection refused"). */
-    observed: z.string().max(4096),
-    at: z.string(),
-  })
-  .strict();
+/** A report inside agent frames: unknown fields from a newer agent are stripped, not refused (protocol.ts). */
+export const HealthCheckResultSchema = z.object({
+  check: z.string(),
+  kind: z.string(),
+  ok: z.boolean(),
+  /** What the check saw, short and human-readable ("HTTP 500", "exit 1: connection refused"). */
+  observed: z.string().max(4096),
+  at: z.string(),
+});
 export type HealthCheckResult = z.infer<typeof HealthCheckResultSchema>;

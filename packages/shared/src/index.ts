@@ -6,6 +6,7 @@ export * from './health-check.js';
 export * from './loopback-host.js';
 export * from './patch.js';
 export * from './protocol.js';
+export * from './protocol-version.js';
 export * from './rollout.js';
 export * from './validation.js';
 export * from './wave-plan.js';

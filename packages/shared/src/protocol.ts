@@ -3,16 +3,30 @@ import { ChallengeNonceSchema, SignatureSchema } from './agent-proof.js';
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema, HealthPolicySchema } from './health-check.js';
 import { ChangeSchema } from './patch.js';
+import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
 import { LabelsSchema } from './validation.js';
 
 /**
  * The agent ⇄ coordinator wire protocol: JSON text frames over one WebSocket per agent, one
  * discriminated union per direction keyed on `type`. The agent names itself on the HTTP upgrade
  * (`AGENT_ID_HEADER`); the coordinator's first frame is a `challenge`, and the agent's first frame is
- * `hello` carrying the proof (its signature of the challenge) and agreeing the protocol version.
- * Nothing else is handled before that proof checks out.
+ * `hello` carrying the proof (its signature of the challenge) and the protocol versions it speaks;
+ * `welcome` names the one the coordinator chose (protocol-version.ts). Nothing else is handled before
+ * that proof checks out.
+ *
+ * How a protocol evolves without cutting off older peers (the must-ignore rule):
+ * - A field an older peer may safely ignore can be added without a new version, as an optional
+ *   field. Receivers therefore **strip unknown fields** instead of refusing the frame: frames and the
+ *   reports inside agent frames are plain (stripping) objects, while every known field stays validated.
+ * - A field the receiver must not ignore, and any new message type, needs a new protocol version;
+ *   it is sent only to peers that negotiated that version (`*_MESSAGE_SINCE` below).
+ * - What tells an agent to act on its host stays `.strict()` — an order's `change` and `health`
+ *   policy (patch.ts, health-check.ts): silently dropping a field there would apply something other
+ *   than what was approved, so such a frame is refused as before.
+ * - A message type the receiver does not know (or that is newer than the negotiated version) is not a
+ *   bad frame: it is answered with `unsupported` (protocol 2 and later) and the connection stays.
+ *   It still counts against the sender's message rate.
  */
-export const PROTOCOL_VERSION = 1;
 
 /** Upper bound of one frame in either direction (ws `maxPayload`). */
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
@@ -21,18 +35,16 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
 const OrderIdSchema = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$/, 'order ids are 1-100 of [A-Za-z0-9_.-]');
 const IsoTimeSchema = z.string().min(1).max(40);
 
-export const FactsSchema = z
-  .object({
-    hostname: z.string().max(255),
-    os: z.string().max(100),
-    distro: z.string().max(100),
-    release: z.string().max(100),
-    kernel: z.string().max(200),
-    arch: z.string().max(50),
-    cpus: z.number().int().min(0),
-    memoryBytes: z.number().int().min(0),
-  })
-  .strict();
+export const FactsSchema = z.object({
+  hostname: z.string().max(255),
+  os: z.string().max(100),
+  distro: z.string().max(100),
+  release: z.string().max(100),
+  kernel: z.string().max(200),
+  arch: z.string().max(50),
+  cpus: z.number().int().min(0),
+  memoryBytes: z.number().int().min(0),
+});
 export type Facts = z.infer<typeof FactsSchema>;
 
 /** The phases an order moves through in the agent's journal. */
@@ -68,28 +80,24 @@ export const OrderOutcomeSchema = z.enum([
 ]);
 export type OrderOutcome = z.infer<typeof OrderOutcomeSchema>;
 
-export const OrderResultBodySchema = z
-  .object({
-    orderId: OrderIdSchema,
-    outcome: OrderOutcomeSchema,
-    /** Whether the host now carries the change (false after a self-revert or a refusal). */
-    changed: z.boolean(),
-    errorCode: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]).optional(),
-    reason: z.string().max(8192).optional(),
-    health: z.array(HealthCheckResultSchema).max(500).optional(),
-    finishedAt: IsoTimeSchema,
-  })
-  .strict();
+export const OrderResultBodySchema = z.object({
+  orderId: OrderIdSchema,
+  outcome: OrderOutcomeSchema,
+  /** Whether the host now carries the change (false after a self-revert or a refusal). */
+  changed: z.boolean(),
+  errorCode: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]).optional(),
+  reason: z.string().max(8192).optional(),
+  health: z.array(HealthCheckResultSchema).max(500).optional(),
+  finishedAt: IsoTimeSchema,
+});
 export type OrderResultBody = z.infer<typeof OrderResultBodySchema>;
 
 /** What the agent's journal says about one order, sent in `hello` so the coordinator can reconcile. */
-export const OrderReportSchema = z
-  .object({
-    orderId: OrderIdSchema,
-    phase: OrderPhaseSchema,
-    result: OrderResultBodySchema.optional(),
-  })
-  .strict();
+export const OrderReportSchema = z.object({
+  orderId: OrderIdSchema,
+  phase: OrderPhaseSchema,
+  result: OrderResultBodySchema.optional(),
+});
 export type OrderReport = z.infer<typeof OrderReportSchema>;
 
 // ---- agent → coordinator -------------------------------------------------------------------
@@ -97,7 +105,10 @@ export type OrderReport = z.infer<typeof OrderReportSchema>;
 export const HelloSchema = z
   .object({
     type: z.literal('hello'),
-    protocolVersion: z.number().int().min(1),
+    /** Protocol 1: the one version the agent speaks. Newer agents send `protocolVersions` instead. */
+    protocolVersion: ProtocolVersionSchema.optional(),
+    /** Protocol 2 and later: every version from min to max the agent accepts. */
+    protocolVersions: ProtocolRangeSchema.optional(),
     /** ed25519 signature of `connectProofPayload(agentId, challenge.nonce)` with the agent's enrolled key. */
     proof: SignatureSchema,
     agentVersion: z.string().max(50),
@@ -106,30 +117,44 @@ export const HelloSchema = z
     /** Orders whose result the coordinator has not acknowledged yet, and any order in flight. */
     orders: z.array(OrderReportSchema).max(10_000),
   })
-  .strict();
+  .refine((hello) => hello.protocolVersion !== undefined || hello.protocolVersions !== undefined, {
+    message: 'name the protocol versions the agent speaks (protocolVersions)',
+    path: ['protocolVersions'],
+  });
 
-export const HeartbeatSchema = z
-  .object({
-    type: z.literal('heartbeat'),
-    /** The agent's last journal position: lets the coordinator notice it missed a report. */
-    journalSeq: z.number().int().min(0),
-    sentAt: IsoTimeSchema,
-  })
-  .strict();
+export const HeartbeatSchema = z.object({
+  type: z.literal('heartbeat'),
+  /** The agent's last journal position: lets the coordinator notice it missed a report. */
+  journalSeq: z.number().int().min(0),
+  sentAt: IsoTimeSchema,
+});
 
-export const OrderProgressSchema = z
-  .object({
-    type: z.literal('order.progress'),
-    orderId: OrderIdSchema,
-    phase: OrderPhaseSchema,
-    message: z.string().max(2000).optional(),
-    health: z.array(HealthCheckResultSchema).max(64).optional(),
-  })
-  .strict();
+export const OrderProgressSchema = z.object({
+  type: z.literal('order.progress'),
+  orderId: OrderIdSchema,
+  phase: OrderPhaseSchema,
+  message: z.string().max(2000).optional(),
+  health: z.array(HealthCheckResultSchema).max(64).optional(),
+});
 
-export const OrderResultSchema = OrderResultBodySchema.extend({ type: z.literal('order.result') }).strict();
+export const OrderResultSchema = OrderResultBodySchema.extend({ type: z.literal('order.result') });
 
-export const FactsUpdateSchema = z.object({ type: z.literal('facts'), facts: FactsSchema }).strict();
+export const FactsUpdateSchema = z.object({ type: z.literal('facts'), facts: FactsSchema });
+
+/** A message `type`: short, so an `unsupported` reply never echoes more than this. */
+const FrameTypeSchema = z.string().min(1).max(100);
+
+/**
+ * Protocol 2, either direction: "I do not know message type `inReplyTo`" (or not in the version
+ * agreed on this connection). The receiver of a message it cannot handle answers with this instead
+ * of closing the connection; the sender logs it and carries on. Never answered itself.
+ */
+export const UnsupportedSchema = z.object({
+  type: z.literal('unsupported'),
+  inReplyTo: FrameTypeSchema,
+  reason: z.string().max(200).optional(),
+});
+export type Unsupported = z.infer<typeof UnsupportedSchema>;
 
 export const AgentMessageSchema = z.discriminatedUnion('type', [
   HelloSchema,
@@ -137,8 +162,19 @@ export const AgentMessageSchema = z.discriminatedUnion('type', [
   OrderProgressSchema,
   OrderResultSchema,
   FactsUpdateSchema,
+  UnsupportedSchema,
 ]);
 export type AgentMessage = z.infer<typeof AgentMessageSchema>;
+
+/** The protocol version that introduced each agent message: none is sent to, or taken from, an older peer. */
+export const AGENT_MESSAGE_SINCE = {
+  hello: 1,
+  heartbeat: 1,
+  'order.progress': 1,
+  'order.result': 1,
+  facts: 1,
+  unsupported: 2,
+} as const satisfies Record<AgentMessage['type'], number>;
 export type Hello = z.infer<typeof HelloSchema>;
 export type OrderResult = z.infer<typeof OrderResultSchema>;
 export type OrderProgress = z.infer<typeof OrderProgressSchema>;
@@ -146,83 +182,76 @@ export type OrderProgress = z.infer<typeof OrderProgressSchema>;
 // ---- coordinator → agent -------------------------------------------------------------------
 
 /** Sent first on every connection: a fresh nonce the agent signs in its `hello`. */
-export const ChallengeSchema = z.object({ type: z.literal('challenge'), nonce: ChallengeNonceSchema }).strict();
+export const ChallengeSchema = z.object({ type: z.literal('challenge'), nonce: ChallengeNonceSchema });
 
-export const WelcomeSchema = z
-  .object({
-    type: z.literal('welcome'),
-    protocolVersion: z.number().int().min(1),
-    agentId: z.string(),
-    heartbeatIntervalMs: z.number().int().min(100),
-  })
-  .strict();
+export const WelcomeSchema = z.object({
+  type: z.literal('welcome'),
+  /** The version the coordinator chose: the highest both sides speak. Everything after it is in that version. */
+  protocolVersion: ProtocolVersionSchema,
+  agentId: z.string(),
+  heartbeatIntervalMs: z.number().int().min(100),
+});
 
-export const OrderApplySchema = z
-  .object({
-    type: z.literal('order.apply'),
-    orderId: OrderIdSchema,
-    rolloutId: z.string().max(100),
-    patchId: z.string().max(100),
-    change: ChangeSchema,
-    health: HealthPolicySchema,
-    /** Fail baseline-unhealthy hosts instead of skipping them. */
-    failIfUnhealthyBefore: z.boolean().default(false),
-    /**
-     * Whether a host whose health fails after apply restores its snapshot by itself (the rollout's
-     * autoRevert is not `none`). A change that fails to apply or verify is always undone.
-     */
-    revertOnHealthFailure: z.boolean().default(true),
-    /** After reporting healthy, keep watching health this long; a failure then reverts and reports again. */
-    bakeSeconds: z
-      .number()
-      .min(0)
-      .max(7 * 24 * 3600)
-      .default(0),
-  })
-  .strict();
+export const OrderApplySchema = z.object({
+  type: z.literal('order.apply'),
+  orderId: OrderIdSchema,
+  rolloutId: z.string().max(100),
+  patchId: z.string().max(100),
+  change: ChangeSchema,
+  health: HealthPolicySchema,
+  /** Fail baseline-unhealthy hosts instead of skipping them. */
+  failIfUnhealthyBefore: z.boolean().default(false),
+  /**
+   * Whether a host whose health fails after apply restores its snapshot by itself (the rollout's
+   * autoRevert is not `none`). A change that fails to apply or verify is always undone.
+   */
+  revertOnHealthFailure: z.boolean().default(true),
+  /** After reporting healthy, keep watching health this long; a failure then reverts and reports again. */
+  bakeSeconds: z
+    .number()
+    .min(0)
+    .max(7 * 24 * 3600)
+    .default(0),
+});
 
-export const OrderRevertSchema = z
-  .object({
-    type: z.literal('order.revert'),
-    orderId: OrderIdSchema,
-    /** The apply order whose snapshot is restored. */
-    revertsOrderId: OrderIdSchema,
-  })
-  .strict();
+export const OrderRevertSchema = z.object({
+  type: z.literal('order.revert'),
+  orderId: OrderIdSchema,
+  /** The apply order whose snapshot is restored. */
+  revertsOrderId: OrderIdSchema,
+});
 
-export const OrderPreflightSchema = z
-  .object({
-    type: z.literal('order.preflight'),
-    orderId: OrderIdSchema,
-    change: ChangeSchema,
-  })
-  .strict();
+export const OrderPreflightSchema = z.object({
+  type: z.literal('order.preflight'),
+  orderId: OrderIdSchema,
+  change: ChangeSchema,
+});
 
 /**
  * The host's wave has passed and bakes now: keep watching this order's health for `seconds` more
  * (from now). A failure during the bake reverts the host and reports it failed.
  */
-export const OrderWatchSchema = z
-  .object({
-    type: z.literal('order.watch'),
-    orderId: OrderIdSchema,
-    seconds: z
-      .number()
-      .min(0)
-      .max(7 * 24 * 3600),
-  })
-  .strict();
+export const OrderWatchSchema = z.object({
+  type: z.literal('order.watch'),
+  orderId: OrderIdSchema,
+  seconds: z
+    .number()
+    .min(0)
+    .max(7 * 24 * 3600),
+});
 
-export const OrderCancelSchema = z.object({ type: z.literal('order.cancel'), orderId: OrderIdSchema }).strict();
+export const OrderCancelSchema = z.object({ type: z.literal('order.cancel'), orderId: OrderIdSchema });
 
 /**
  * The coordinator has durably recorded this result; the agent may stop re-reporting it. `finishedAt`
  * names which result (an order can report twice: healthy, then failed during bake), so a late ack
  * of the first does not silence the second.
  */
-export const OrderAckSchema = z
-  .object({ type: z.literal('order.ack'), orderId: OrderIdSchema, finishedAt: IsoTimeSchema.optional() })
-  .strict();
+export const OrderAckSchema = z.object({
+  type: z.literal('order.ack'),
+  orderId: OrderIdSchema,
+  finishedAt: IsoTimeSchema.optional(),
+});
 
 export const CoordinatorMessageSchema = z.discriminatedUnion('type', [
   ChallengeSchema,
@@ -233,24 +262,62 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('type', [
   OrderWatchSchema,
   OrderCancelSchema,
   OrderAckSchema,
+  UnsupportedSchema,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessageSchema>;
+
+/** The protocol version that introduced each coordinator message (see AGENT_MESSAGE_SINCE). */
+export const COORDINATOR_MESSAGE_SINCE = {
+  challenge: 1,
+  welcome: 1,
+  'order.apply': 1,
+  'order.revert': 1,
+  'order.preflight': 1,
+  'order.watch': 1,
+  'order.cancel': 1,
+  'order.ack': 1,
+  unsupported: 2,
+} as const satisfies Record<CoordinatorMessage['type'], number>;
 export type OrderApply = z.infer<typeof OrderApplySchema>;
 export type OrderRevert = z.infer<typeof OrderRevertSchema>;
 export type OrderPreflight = z.infer<typeof OrderPreflightSchema>;
 
-/** Parses one text frame; returns the zod issues instead of throwing so callers choose the close code. */
-export function parseFrame<T>(
+/**
+ * One incoming text frame: a message of the agreed version, a message type the receiver does not
+ * know in that version (answer `unsupported`, keep the connection), or a frame that is not valid
+ * (close with 4400).
+ */
+export type IncomingFrame<T> =
+  | { kind: 'message'; message: T }
+  | { kind: 'unknown'; type: string }
+  | { kind: 'invalid'; error: string };
+
+const FrameEnvelopeSchema = z.object({ type: FrameTypeSchema });
+
+/**
+ * Parses one text frame against `schema`, speaking protocol `version`: a type missing from `since`,
+ * or introduced after `version`, is `unknown` rather than invalid. Returns instead of throwing so
+ * callers choose the answer.
+ */
+export function readFrame<T extends { type: string }>(
   schema: z.ZodType<T>,
+  since: Readonly<Record<T['type'], number>>,
+  version: number,
   raw: string,
-): { ok: true; message: T } | { ok: false; error: string } {
+): IncomingFrame<T> {
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch {
-    return { ok: false, error: 'frame is not JSON' };
+    return { kind: 'invalid', error: 'frame is not JSON' };
   }
+  const envelope = FrameEnvelopeSchema.safeParse(json);
+  if (!envelope.success) return { kind: 'invalid', error: z.prettifyError(envelope.error) };
+  const { type } = envelope.data;
+  // Own keys only: a frame typed "constructor" or "__proto__" is unknown, not Object.prototype's.
+  const introduced: number | undefined = Object.hasOwn(since, type) ? since[type as T['type']] : undefined;
+  if (introduced === undefined || introduced > version) return { kind: 'unknown', type };
   const parsed = schema.safeParse(json);
-  if (!parsed.success) return { ok: false, error: z.prettifyError(parsed.error) };
-  return { ok: true, message: parsed.data };
+  if (!parsed.success) return { kind: 'invalid', error: z.prettifyError(parsed.error) };
+  return { kind: 'message', message: parsed.data };
 }

@@ -3,18 +3,24 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import {
   AGENT_ID_HEADER,
+  AGENT_MESSAGE_SINCE,
   type AgentMessage,
   AgentMessageSchema,
   CloseCode,
+  COORDINATOR_MESSAGE_SINCE,
   type CoordinatorMessage,
   connectProofPayload,
+  formatProtocolRange,
   type Hello,
   HostIdSchema,
   MAX_FRAME_BYTES,
+  negotiateProtocolVersion,
   type OrderProgress,
   type OrderResultBody,
   PROTOCOL_VERSION,
-  parseFrame,
+  type ProtocolRange,
+  readFrame,
+  SUPPORTED_PROTOCOL_VERSIONS,
   verifyPayload,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
@@ -69,6 +75,8 @@ interface Connection {
   peer: string;
   log: Logger;
   greeted: boolean;
+  /** Agreed in hello; until then the newest we speak, for parsing that hello. */
+  protocolVersion: number;
   alive: boolean;
   bucket: TokenBucket;
   /** Frames that arrive while pending, handed on once live (the hello, typically). */
@@ -138,6 +146,18 @@ export class AgentHub implements AgentChannel {
   send(agentId: string, message: CoordinatorMessage): boolean {
     const connection = this.connections.get(agentId);
     if (!connection?.greeted || connection.socket.readyState !== WebSocket.OPEN) return false;
+    return this.sendIn(connection, message);
+  }
+
+  /** Sends in the connection's agreed version: a message that version lacks is never put on the wire. */
+  private sendIn(connection: Connection, message: CoordinatorMessage): boolean {
+    if (COORDINATOR_MESSAGE_SINCE[message.type] > connection.protocolVersion) {
+      connection.log.error(
+        { type: message.type, protocolVersion: connection.protocolVersion },
+        'not sent: the agent speaks a protocol without this message',
+      );
+      return false;
+    }
     connection.socket.send(JSON.stringify(message));
     return true;
   }
@@ -191,6 +211,7 @@ export class AgentHub implements AgentChannel {
       peer: ticket.remote,
       log: this.options.log.child({ remote: ticket.remote }),
       greeted: false,
+      protocolVersion: PROTOCOL_VERSION,
       alive: true,
       bucket: new TokenBucket(this.options.limits.messagesPerSecond, this.options.limits.messageBurst),
       early: [],
@@ -242,8 +263,10 @@ export class AgentHub implements AgentChannel {
     await first;
     const frame = connection.early[0];
     if (connection.state !== 'pending' || !frame) return { ok: false, code: CloseCode.unauthorized, reason: 'gone' };
-    const parsed = frame.isBinary ? undefined : parseFrame(AgentMessageSchema, frame.data.toString());
-    if (!parsed?.ok || parsed.message.type !== 'hello') {
+    const parsed = frame.isBinary
+      ? undefined
+      : readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, PROTOCOL_VERSION, frame.data.toString());
+    if (parsed?.kind !== 'message' || parsed.message.type !== 'hello') {
       return { ok: false, code: CloseCode.badFrame, reason: 'the first message must be a valid hello' };
     }
     const publicKey = this.options.publicKeyOf(claimed);
@@ -343,9 +366,14 @@ export class AgentHub implements AgentChannel {
       this.reject(connection, 'binary frames are not part of the protocol');
       return;
     }
-    const parsed = parseFrame(AgentMessageSchema, data.toString());
-    if (!parsed.ok) {
+    const parsed = readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, connection.protocolVersion, data.toString());
+    if (parsed.kind === 'invalid') {
       this.reject(connection, parsed.error);
+      return;
+    }
+    if (parsed.kind === 'unknown') {
+      if (!connection.greeted) this.reject(connection, 'the first message must be hello');
+      else this.answerUnsupported(connection, parsed.type);
       return;
     }
     const message = parsed.message;
@@ -369,21 +397,30 @@ export class AgentHub implements AgentChannel {
     const handlers = this.handlers;
     if (!handlers) return;
     switch (message.type) {
-      case 'hello':
-        if (message.protocolVersion !== PROTOCOL_VERSION) {
-          this.closeSoon(connection, CloseCode.protocolMismatch, `protocol ${PROTOCOL_VERSION} required`);
+      case 'hello': {
+        const theirs = agentProtocolRange(message);
+        const version = negotiateProtocolVersion(SUPPORTED_PROTOCOL_VERSIONS, theirs);
+        if (version === undefined) {
+          const reason = `no common protocol version: coordinator speaks ${formatProtocolRange(SUPPORTED_PROTOCOL_VERSIONS)}, agent ${formatProtocolRange(theirs)}`;
+          this.warnPeer(connection, { agentVersion: message.agentVersion }, `agent refused: ${reason}`);
+          this.closeSoon(connection, CloseCode.protocolMismatch, reason);
           return;
         }
         connection.greeted = true;
-        connection.log.info({ agentVersion: message.agentVersion, orders: message.orders.length }, 'agent connected');
-        this.send(connection.agentId, {
+        connection.protocolVersion = version;
+        connection.log.info(
+          { agentVersion: message.agentVersion, protocolVersion: version, orders: message.orders.length },
+          'agent connected',
+        );
+        this.sendIn(connection, {
           type: 'welcome',
-          protocolVersion: PROTOCOL_VERSION,
+          protocolVersion: version,
           agentId: connection.agentId,
           heartbeatIntervalMs: this.options.heartbeatIntervalMs,
         });
         handlers.onHello(connection.agentId, message);
         return;
+      }
       case 'heartbeat':
         handlers.onSeen(connection.agentId);
         return;
@@ -398,11 +435,34 @@ export class AgentHub implements AgentChannel {
         handlers.onResult(connection.agentId, body);
         return;
       }
+      case 'unsupported':
+        // We only send what the agreed version has: this is a bug on one side, worth a line, not a disconnect.
+        this.warnPeer(
+          connection,
+          { inReplyTo: message.inReplyTo, reason: message.reason },
+          'agent did not understand a message',
+        );
+        return;
       default: {
         const unreachable: never = message;
         throw new Error(`unhandled agent message ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  /**
+   * A message type the agreed version lacks (from a newer agent, say): answered with `unsupported`
+   * where the protocol has it (2+), ignored on protocol 1, which has no way to say it. Either way the
+   * connection stays; the frame has already counted against the agent's message rate.
+   */
+  private answerUnsupported(connection: Connection, type: string): void {
+    this.warnPeer(connection, { inReplyTo: type }, 'agent sent a message type this protocol version lacks; ignored');
+    if (COORDINATOR_MESSAGE_SINCE.unsupported > connection.protocolVersion) return;
+    this.sendIn(connection, {
+      type: 'unsupported',
+      inReplyTo: type,
+      reason: `protocol ${connection.protocolVersion} has no message ${JSON.stringify(type)}`.slice(0, 200),
+    });
   }
 
   private reject(connection: Connection, error: string): void {
@@ -462,4 +522,11 @@ export class AgentHub implements AgentChannel {
       connection.socket.ping();
     }
   }
+}
+
+/** The versions a hello says its agent speaks: a range from protocol 2 on, one exact version in 1. */
+function agentProtocolRange(hello: Hello): ProtocolRange {
+  if (hello.protocolVersions) return hello.protocolVersions;
+  if (hello.protocolVersion === undefined) throw new Error('HelloSchema requires protocolVersion or protocolVersions');
+  return { min: hello.protocolVersion, max: hello.protocolVersion };
 }

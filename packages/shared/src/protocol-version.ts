@@ -1,0 +1,46 @@
+import { z } from 'zod';
+
+/**
+ * Protocol versions, and how two peers agree on one.
+ *
+ * - **1**: the first protocol. `hello` names exactly one version (`protocolVersion`); every frame was
+ *   parsed `.strict()`, so a peer adding a field was disconnected.
+ * - **2**: `hello` names the range the agent speaks (`protocolVersions: {min, max}`), `welcome` the
+ *   version the coordinator chose; unknown fields are ignored; a message type the receiver does not
+ *   know is answered with `unsupported` (new in 2) instead of a disconnect.
+ *
+ * A coordinator speaks every version from `MIN_PROTOCOL_VERSION` to `PROTOCOL_VERSION`, so it is
+ * upgraded first and agents follow in waves. An agent speaks the same range unless its
+ * `minProtocolVersion` raises the floor.
+ */
+export const PROTOCOL_VERSION = 2;
+/** The oldest version this build still speaks: agents of that protocol keep working with it. */
+export const MIN_PROTOCOL_VERSION = 1;
+
+export const ProtocolVersionSchema = z.number().int().min(1).max(1000);
+
+export const ProtocolRangeSchema = z
+  .object({ min: ProtocolVersionSchema, max: ProtocolVersionSchema })
+  .strict()
+  .refine((range) => range.min <= range.max, 'min must not be above max');
+export type ProtocolRange = z.infer<typeof ProtocolRangeSchema>;
+
+export const SUPPORTED_PROTOCOL_VERSIONS: ProtocolRange = { min: MIN_PROTOCOL_VERSION, max: PROTOCOL_VERSION };
+
+/**
+ * The highest version both ranges contain, or undefined when they do not overlap. The coordinator
+ * decides; the agent checks the answer falls in its own range (see `minProtocolVersion`).
+ */
+export function negotiateProtocolVersion(ours: ProtocolRange, theirs: ProtocolRange): number | undefined {
+  const best = Math.min(ours.max, theirs.max);
+  return best >= Math.max(ours.min, theirs.min) ? best : undefined;
+}
+
+export function inProtocolRange(version: number, range: ProtocolRange): boolean {
+  return version >= range.min && version <= range.max;
+}
+
+/** "1-2", or "2" for a single version: how refusals and logs name a range. */
+export function formatProtocolRange(range: ProtocolRange): string {
+  return range.min === range.max ? `${range.min}` : `${range.min}-${range.max}`;
+}

@@ -1,0 +1,86 @@
+/**
+ * A fleet half-way through an upgrade: the new coordinator, one agent of today and one agent that
+ * still speaks protocol 1 (frozen in test/support/protocol-v1.ts, parsing every frame `.strict()` as
+ * old agents do). Both go through a whole rollout and its revert; the old one never sees a frame it
+ * cannot parse.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enrollWith } from './support/agent-identity.js';
+import {
+  FINAL_APPLY_STATES,
+  FINAL_REVERT_STATES,
+  FleetHarness,
+  hostOf,
+  jsonLines,
+  sampleFilePatch,
+} from './support/fleet-harness.js';
+import { ProtocolV1Agent } from './support/protocol-v1.js';
+
+const FILE = '/etc/compat/app.conf';
+const OLD = 'workers = 2\n';
+const NEW = 'workers = 8\n';
+const OLD_HOST = 'old-agent-1';
+const NEW_HOST = 'new-agent-1';
+
+let work: string;
+let fleet: FleetHarness;
+let oldAgent: ProtocolV1Agent | undefined;
+const rootOf = (host: string) => join(work, host, 'root');
+
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'fleetpatch-protocol-compat-'));
+  for (const host of [OLD_HOST, NEW_HOST]) {
+    await mkdir(dirname(join(rootOf(host), FILE)), { recursive: true });
+    await writeFile(join(rootOf(host), FILE), OLD);
+  }
+  fleet = await FleetHarness.start(join(work, 'coordinator'));
+  fleet.spawnAgent({
+    id: NEW_HOST,
+    joinToken: await fleet.register(NEW_HOST),
+    dataDir: join(work, NEW_HOST, 'data'),
+    rootDir: rootOf(NEW_HOST),
+  });
+  const identity = await enrollWith(fleet.coordinator.url, await fleet.register(OLD_HOST), OLD_HOST);
+  oldAgent = await ProtocolV1Agent.connect(fleet.coordinator.url, identity, rootOf(OLD_HOST));
+  await fleet.waitOnline([OLD_HOST, NEW_HOST]);
+});
+
+afterAll(async () => {
+  oldAgent?.close();
+  await fleet?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+describe('a protocol 1 agent under a protocol 2 coordinator', () => {
+  it('is welcomed in protocol 1, the current agent in protocol 2', () => {
+    expect(oldAgent?.received.find((m) => m.type === 'welcome')).toMatchObject({ protocolVersion: 1 });
+    const connected = jsonLines(fleet.agentLogs()).find((line) => line.msg === 'connected to coordinator');
+    expect(connected).toMatchObject({ protocolVersion: 2 });
+  });
+
+  it('goes through a whole rollout and its revert alongside a current agent, parsing every frame as protocol 1', async () => {
+    const patchId = await fleet.createPatch(sampleFilePatch(FILE, NEW, { ticket: 'E2E-COMPAT' }));
+    const rolloutId = await fleet.startRollout({ patchId, target: { all: true }, waves: [1, '100%'] });
+    const applied = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
+    expect(applied.rollout.state).toBe('succeeded');
+    expect(hostOf(applied, OLD_HOST).state).toBe('healthy');
+    expect(hostOf(applied, NEW_HOST).state).toBe('healthy');
+    for (const host of [OLD_HOST, NEW_HOST]) expect(await readFile(join(rootOf(host), FILE), 'utf8')).toBe(NEW);
+
+    await fleet.api.post(`/v1/rollouts/${rolloutId}/revert`);
+    const reverted = await fleet.waitForState(rolloutId, FINAL_REVERT_STATES);
+    expect(reverted.rollout.state).toBe('reverted');
+    expect(hostOf(reverted, OLD_HOST).state).toBe('reverted');
+    expect(hostOf(reverted, NEW_HOST).state).toBe('reverted');
+    for (const host of [OLD_HOST, NEW_HOST]) expect(await readFile(join(rootOf(host), FILE), 'utf8')).toBe(OLD);
+
+    const types = new Set(oldAgent?.received.map((m) => m.type));
+    expect([...types]).toEqual(
+      expect.arrayContaining(['challenge', 'welcome', 'order.apply', 'order.revert', 'order.ack']),
+    );
+    expect(oldAgent?.refused).toEqual([]);
+  });
+});
