@@ -1,5 +1,5 @@
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from '@fastify/type-provider-zod';
-import { CloseCode, HealthzSchema } from '@fleetpatch/shared';
+import { type Clock, CloseCode, HealthzSchema, systemClock } from '@fleetpatch/shared';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { type CoordinatorConfig, databaseFile } from './config.js';
@@ -46,8 +46,8 @@ declare module 'fastify' {
 
 export interface BuildAppOptions {
   logger: Logger;
-  /** For tests: a clock the engine reads instead of Date.now. */
-  clock?: { now(): number };
+  /** For tests: the clock every part of the coordinator reads instead of the system's. */
+  clock?: Pick<Clock, 'now'>;
   waveGate?: WaveGate;
   /** Serve HTTPS (and WSS) with this certificate chain and key, PEM; main.ts reads and checks them. */
   tls?: { cert: string; key: string };
@@ -91,6 +91,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     }
   });
 
+  const clock = options.clock ?? systemClock;
   const store = Store.open(databaseFile(config));
   app.addHook('onClose', async () => store.close());
 
@@ -111,7 +112,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     store,
     channel: hub,
     log: options.logger.child({ component: 'engine' }),
-    ...(options.clock ? { clock: options.clock } : {}),
+    clock,
     waveGate: options.waveGate ?? canStartWave,
     validateWindow,
     windows,
@@ -189,8 +190,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     await notifier.stop();
   });
 
-  const clock = options.clock ?? Date;
-  const authFailures = new AuthFailureLimiter(config.authFailures, () => clock.now());
+  const authFailures = new AuthFailureLimiter(config.authFailures, clock);
   app.decorate('fleet', {
     store,
     engine,
@@ -200,7 +200,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     preflights,
     enrollment: new AgentEnrollment({
       store,
-      ...(options.clock ? { now: () => (options.clock as { now(): number }).now() } : {}),
+      clock,
       disconnect: (agentId, reason) => hub.disconnect(agentId, CloseCode.unauthorized, reason),
     }),
   } satisfies FleetServices);
