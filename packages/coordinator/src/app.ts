@@ -26,6 +26,7 @@ import { patchRoutes } from './routes/patch-routes.js';
 import { rolloutRoutes } from './routes/rollout-routes.js';
 import { canStartWave, validateWindow } from './schedule/maintenance-window.js';
 import { WindowScheduler } from './schedule/window-scheduler.js';
+import { runShutdownSteps } from './shutdown-steps.js';
 import { Store } from './store/store.js';
 
 /** What routes and socket handlers reach through `app.fleet`. */
@@ -171,13 +172,18 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   }, config.tickIntervalMs);
   ticker.unref();
   // preClose, not onClose: the HTTP server cannot finish closing while agent sockets are open.
-  app.addHook('preClose', async () => {
-    clearInterval(ticker);
-    windows.stop();
-    engine.stop();
-    await hub.close();
-    await notifier.stop();
-  });
+  app.addHook('preClose', () =>
+    runShutdownSteps(
+      [
+        { name: 'ticker', close: () => clearInterval(ticker) },
+        { name: 'windows', close: () => windows.stop() },
+        { name: 'engine', close: () => engine.stop() },
+        { name: 'hub', close: () => hub.close() },
+        { name: 'webhooks', close: () => notifier.stop() },
+      ],
+      options.logger,
+    ),
+  );
 
   const authFailures = new AuthFailureLimiter(config.authFailures, clock);
   const view = new RolloutView(store, (hostId) => hub.isOnline(hostId));
