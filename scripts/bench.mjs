@@ -192,12 +192,14 @@ const watchdog = setTimeout(() => {
   if (coordinator) process.stderr.write(`last coordinator log lines:\n${coordinator.logs.slice(-20).join('\n')}\n`);
   const hard = setTimeout(() => process.exit(3), 15_000);
   hard.unref();
-  cleanup().finally(() => process.exit(3));
+  // Fire and forget: the process exits when the teardown settles, whichever way it goes.
+  void cleanup().finally(() => process.exit(3));
 }, DEADLINE_MS);
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
     process.stderr.write(`bench: ${signal}; tearing down\n`);
-    cleanup().finally(() => process.exit(130));
+    // Fire and forget: the process exits when the teardown settles, whichever way it goes.
+    void cleanup().finally(() => process.exit(130));
   });
 }
 

@@ -350,7 +350,8 @@ class HostPrefetcher {
   get(label: string): Promise<CrashHost> {
     const next = this.labels[this.labels.indexOf(label) + 1];
     const host = this.start(label);
-    if (next !== undefined) this.start(next);
+    // Prefetch, not awaited here: start() keeps the promise (its rejection handled) for the case that needs it.
+    if (next !== undefined) void this.start(next);
     return host;
   }
 

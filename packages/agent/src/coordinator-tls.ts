@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { type Clock, systemClock } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 
@@ -106,14 +107,14 @@ export class TlsRefusalLog {
 
   constructor(
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Pick<Clock, 'now'> = systemClock,
   ) {}
 
   /** Logs `err` if it is a certificate refusal; says whether it was. */
   report(err: unknown): boolean {
     const refusal = describeTlsRefusal(err);
     if (!refusal) return false;
-    const at = this.now();
+    const at = this.clock.now();
     const fields = { code: refusal.code, reason: refusal.reason, ...refusal.fields };
     const message = `coordinator certificate refused: ${refusal.reason}`;
     if (this.last?.reason === refusal.reason && at - this.last.at < REPEAT_AFTER_MS) {

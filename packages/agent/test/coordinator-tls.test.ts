@@ -71,7 +71,7 @@ describe('TlsRefusalLog', () => {
     const lines: { level: number; msg: string }[] = [];
     const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line)) });
     let now = 0;
-    const refusals = new TlsRefusalLog(log, () => now);
+    const refusals = new TlsRefusalLog(log, { now: () => now });
     const expired = Object.assign(new Error('certificate has expired'), { code: 'CERT_HAS_EXPIRED' });
     const unknownCa = Object.assign(new Error('x'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
     expect(refusals.report(Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }))).toBe(false);

@@ -1,11 +1,12 @@
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from '@fastify/type-provider-zod';
-import { CloseCode, HealthzSchema } from '@fleetpatch/shared';
+import { type Clock, CloseCode, HealthzSchema, systemClock } from '@fleetpatch/shared';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { AgentPresence } from './agents/agent-presence.js';
 import { type CoordinatorConfig, databaseFile } from './config.js';
 import { PreflightCollector } from './engine/preflight-collector.js';
+import { RolloutDryRun } from './engine/rollout-dry-run.js';
 import { RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
-import { SYSTEM } from './engine/rollout-transition.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
 import { ApiAuth } from './http/api-auth.js';
@@ -16,6 +17,7 @@ import { openApiDocument } from './http/openapi-document.js';
 import { routeAccess } from './http/route-access.js';
 import { AgentHub } from './hub/agent-hub.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
+import { PatchCatalog } from './patches/patch-catalog.js';
 import { agentRoutes } from './routes/agent-routes.js';
 import { auditRoutes } from './routes/audit-routes.js';
 import { enrollmentRoutes } from './routes/enrollment-routes.js';
@@ -24,6 +26,7 @@ import { patchRoutes } from './routes/patch-routes.js';
 import { rolloutRoutes } from './routes/rollout-routes.js';
 import { canStartWave, validateWindow } from './schedule/maintenance-window.js';
 import { WindowScheduler } from './schedule/window-scheduler.js';
+import { runShutdownSteps } from './shutdown-steps.js';
 import { Store } from './store/store.js';
 
 /** What routes and socket handlers reach through `app.fleet`. */
@@ -34,7 +37,8 @@ export interface FleetServices {
   hub: AgentHub;
   /** Failed authentications per address; a self-authenticating route counts its own failures here. */
   authFailures: AuthFailureLimiter;
-  preflights: PreflightCollector;
+  patches: PatchCatalog;
+  dryRun: RolloutDryRun;
   enrollment: AgentEnrollment;
 }
 
@@ -46,8 +50,8 @@ declare module 'fastify' {
 
 export interface BuildAppOptions {
   logger: Logger;
-  /** For tests: a clock the engine reads instead of Date.now. */
-  clock?: { now(): number };
+  /** For tests: the clock every part of the coordinator reads instead of the system's. */
+  clock?: Pick<Clock, 'now'>;
   waveGate?: WaveGate;
   /** Serve HTTPS (and WSS) with this certificate chain and key, PEM; main.ts reads and checks them. */
   tls?: { cert: string; key: string };
@@ -91,6 +95,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     }
   });
 
+  const clock = options.clock ?? systemClock;
   const store = Store.open(databaseFile(config));
   app.addHook('onClose', async () => store.close());
 
@@ -111,7 +116,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     store,
     channel: hub,
     log: options.logger.child({ component: 'engine' }),
-    ...(options.clock ? { clock: options.clock } : {}),
+    clock,
     waveGate: options.waveGate ?? canStartWave,
     validateWindow,
     windows,
@@ -142,33 +147,19 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
       },
     });
   });
-  const lastSeenWrite = new Map<string, number>();
+  const presence = new AgentPresence(store, clock);
   hub.setHandlers({
     onHello: (agentId, hello) => engine.onAgentHello(agentId, hello),
     onProgress: (agentId, progress) => engine.onOrderProgress(agentId, progress),
     onResult: (agentId, result) => {
       if (!preflights.accept(agentId, result)) engine.onOrderResult(agentId, result);
     },
-    // last_seen is for people; writing it on every heartbeat would be a write per agent per beat.
-    onSeen: (agentId) => {
-      const now = Date.now();
-      if (now - (lastSeenWrite.get(agentId) ?? 0) < 30_000) return;
-      lastSeenWrite.set(agentId, now);
-      store.agents.recordSeen(agentId, new Date(now).toISOString());
-    },
+    onSeen: (agentId) => presence.seen(agentId),
     onDisconnect: (agentId) => {
-      lastSeenWrite.delete(agentId);
-      if (store.agents.get(agentId)) store.agents.recordSeen(agentId, new Date().toISOString());
+      preflights.agentGone(agentId);
+      presence.disconnected(agentId);
     },
-    // A security event: someone else holds this agent's credential (or the agent runs twice).
-    onDuplicateRefused: (agentId, detail) => {
-      store.transaction(() =>
-        store.appendEvent(
-          { hostId: agentId, actor: SYSTEM, type: 'agent.duplicate_refused', data: { ...detail } },
-          new Date().toISOString(),
-        ),
-      );
-    },
+    onDuplicateRefused: (agentId, detail) => presence.duplicateRefused(agentId, detail),
   });
   app.server.on('upgrade', (request, socket, head) => hub.handleUpgrade(request, socket, head));
 
@@ -181,26 +172,32 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   }, config.tickIntervalMs);
   ticker.unref();
   // preClose, not onClose: the HTTP server cannot finish closing while agent sockets are open.
-  app.addHook('preClose', async () => {
-    clearInterval(ticker);
-    windows.stop();
-    engine.stop();
-    await hub.close();
-    await notifier.stop();
-  });
+  app.addHook('preClose', () =>
+    runShutdownSteps(
+      [
+        { name: 'ticker', close: () => clearInterval(ticker) },
+        { name: 'windows', close: () => windows.stop() },
+        { name: 'engine', close: () => engine.stop() },
+        { name: 'hub', close: () => hub.close() },
+        { name: 'webhooks', close: () => notifier.stop() },
+      ],
+      options.logger,
+    ),
+  );
 
-  const clock = options.clock ?? Date;
-  const authFailures = new AuthFailureLimiter(config.authFailures, () => clock.now());
+  const authFailures = new AuthFailureLimiter(config.authFailures, clock);
+  const view = new RolloutView(store, (hostId) => hub.isOnline(hostId));
   app.decorate('fleet', {
     store,
     engine,
-    view: new RolloutView(store, (hostId) => hub.isOnline(hostId)),
+    view,
     hub,
     authFailures,
-    preflights,
+    patches: new PatchCatalog(store, clock),
+    dryRun: new RolloutDryRun({ store, view, preflights, clock }),
     enrollment: new AgentEnrollment({
       store,
-      ...(options.clock ? { now: () => (options.clock as { now(): number }).now() } : {}),
+      clock,
       disconnect: (agentId, reason) => hub.disconnect(agentId, CloseCode.unauthorized, reason),
     }),
   } satisfies FleetServices);

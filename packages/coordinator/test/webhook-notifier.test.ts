@@ -2,15 +2,10 @@ import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { FleetError } from '@fleetpatch/shared';
+import { type Clock, FleetError } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  type WebhookClock,
-  type WebhookEvent,
-  WebhookNotifier,
-  type WebhookNotifierOptions,
-} from '../src/notify/webhook-notifier.js';
+import { type WebhookEvent, WebhookNotifier, type WebhookNotifierOptions } from '../src/notify/webhook-notifier.js';
 
 interface Received {
   method: string;
@@ -294,7 +289,7 @@ describe('WebhookNotifier', () => {
     const asleep = new Promise<void>((resolve) => {
       sleeping = resolve;
     });
-    const clock: WebhookClock = {
+    const clock: Clock = {
       now: () => Date.now(),
       sleep: async (ms, signal) => {
         sleeping();

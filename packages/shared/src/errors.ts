@@ -35,8 +35,9 @@ export class FleetError extends Error {
   readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
-    super(message);
+  /** `options.cause` keeps the error this one wraps (ES2022), for logs; it never reaches a client. */
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'FleetError';
     this.code = code;
     this.details = details;

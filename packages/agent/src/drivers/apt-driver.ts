@@ -240,7 +240,14 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await durableCopy(found.file, target);
     } catch (err) {
-      throw new FleetError(ErrorCode.snapshotFailed, `cannot store the prior .deb: ${(err as Error).message}`);
+      throw new FleetError(
+        ErrorCode.snapshotFailed,
+        `cannot store the prior .deb: ${(err as Error).message}`,
+        undefined,
+        {
+          cause: err,
+        },
+      );
     } finally {
       if (found.source !== 'apt-cache') await rm(found.file, { force: true });
     }
@@ -317,7 +324,14 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
         results.push(await this.commands.install(staged));
       } catch (err) {
         if (err instanceof FleetError) throw err;
-        throw new FleetError(ErrorCode.revertFailed, `cannot stage the snapshot .deb: ${(err as Error).message}`);
+        throw new FleetError(
+          ErrorCode.revertFailed,
+          `cannot stage the snapshot .deb: ${(err as Error).message}`,
+          undefined,
+          {
+            cause: err,
+          },
+        );
       } finally {
         await rm(staged, { force: true });
       }

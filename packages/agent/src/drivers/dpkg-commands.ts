@@ -84,9 +84,12 @@ export class DpkgCommands {
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       });
     } catch (err) {
-      throw new FleetError(ErrorCode.internal, `could not start ${full[0]}: ${(err as Error).message}`, {
-        argv: full,
-      });
+      throw new FleetError(
+        ErrorCode.internal,
+        `could not start ${full[0]}: ${(err as Error).message}`,
+        { argv: full },
+        { cause: err },
+      );
     }
   }
 

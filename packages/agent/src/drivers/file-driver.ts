@@ -439,11 +439,16 @@ function asFleetError(err: unknown, fallback: ErrorCode, path: string): FleetErr
   if (isFleetError(err)) return err;
   const errno = err instanceof Error ? (err as NodeJS.ErrnoException).code : undefined;
   const message = err instanceof Error ? err.message : String(err);
-  return new FleetError(fallback, `${path}: ${message}`, { path, ...(errno === undefined ? {} : { errno }) });
+  return new FleetError(
+    fallback,
+    `${path}: ${message}`,
+    { path, ...(errno === undefined ? {} : { errno }) },
+    { cause: err },
+  );
 }
 
 /** For steps whose contract is a single code (verify, restore): keep the cause in the details. */
 function rewrap(err: FleetError, code: ErrorCode): FleetError {
   if (err.code === code) return err;
-  return new FleetError(code, err.message, { ...err.details, cause: err.code });
+  return new FleetError(code, err.message, { ...err.details, cause: err.code }, { cause: err });
 }

@@ -1,4 +1,4 @@
-import type { CoordinatorMessage, MaintenanceWindow } from '@fleetpatch/shared';
+import type { Clock, CoordinatorMessage, MaintenanceWindow } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
 
@@ -9,9 +9,8 @@ export interface AgentChannel {
   isOnline(agentId: string): boolean;
 }
 
-export interface EngineClock {
-  now(): number;
-}
+/** The engine only reads the time: the shared `Clock`, of which a test's fake need only give `now`. */
+export type EngineClock = Pick<Clock, 'now'>;
 
 /** Decides whether a new wave may start now; the maintenance-window calendar implements it. */
 export type WaveGate = (window: MaintenanceWindow, now: number) => boolean;

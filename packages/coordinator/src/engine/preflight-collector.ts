@@ -22,6 +22,23 @@ export class PreflightCollector {
     return Promise.all(hostIds.map((hostId) => this.ask(hostId, change, timeoutMs)));
   }
 
+  /**
+   * The agent's connection closed: what it was asked cannot be answered on it, so every question
+   * pending for it is answered `offline` now rather than at the dry run's timeout.
+   */
+  agentGone(agentId: string): void {
+    for (const [orderId, pending] of this.pending) {
+      if (pending.hostId !== agentId) continue;
+      this.pending.delete(orderId);
+      pending.resolve({
+        hostId: agentId,
+        outcome: 'offline',
+        reason: 'agent disconnected before answering',
+        errorCode: 'offline',
+      });
+    }
+  }
+
   /** Takes an agent's answer if it is one of ours; returns false for every other result. */
   accept(agentId: string, result: OrderResultBody): boolean {
     if (!result.orderId.startsWith(PREFLIGHT_ORDER_PREFIX)) return false;

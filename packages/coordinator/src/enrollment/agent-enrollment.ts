@@ -1,13 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import {
+  type Clock,
   type EnrollRequest,
   type EnrollResult,
   ErrorCode,
   enrollProofPayload,
   FleetError,
+  isoAt,
   type JoinTokenCreated,
   type JoinTokenRequest,
   type JoinTokenView,
+  systemClock,
   verifyPayload,
 } from '@fleetpatch/shared';
 import { newId } from '../engine/ids.js';
@@ -17,7 +20,7 @@ import type { Store } from '../store/store.js';
 
 export interface AgentEnrollmentOptions {
   store: Store;
-  now?: () => number;
+  clock?: Pick<Clock, 'now'>;
   /** Cuts the live connection of an agent whose credential just stopped working. */
   disconnect(agentId: string, reason: string): void;
 }
@@ -28,10 +31,10 @@ export interface AgentEnrollmentOptions {
  * change is one transaction with its audit event; no secret ever reaches the audit log.
  */
 export class AgentEnrollment {
-  private readonly now: () => number;
+  private readonly clock: Pick<Clock, 'now'>;
 
   constructor(private readonly options: AgentEnrollmentOptions) {
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
   }
 
   createJoinToken(request: JoinTokenRequest, actor: string): JoinTokenCreated {
@@ -43,7 +46,7 @@ export class AgentEnrollment {
       description: request.description ?? null,
       createdBy: actor,
       createdAt,
-      expiresAt: new Date(this.now() + request.expiresInSeconds * 1000).toISOString(),
+      expiresAt: new Date(this.clock.now() + request.expiresInSeconds * 1000).toISOString(),
       maxUses: request.uses,
       uses: 0,
       labels: request.labels,
@@ -171,6 +174,6 @@ export class AgentEnrollment {
   }
 
   private isoNow(): string {
-    return new Date(this.now()).toISOString();
+    return isoAt(this.clock);
   }
 }

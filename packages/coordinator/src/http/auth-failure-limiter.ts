@@ -1,3 +1,5 @@
+import { type Clock, systemClock } from '@fleetpatch/shared';
+
 export interface AuthFailureLimits {
   /** Failed authentications an address may make within one window before it is refused. */
   maxFailures: number;
@@ -21,21 +23,21 @@ export class AuthFailureLimiter {
 
   constructor(
     private readonly limits: AuthFailureLimits,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Pick<Clock, 'now'> = systemClock,
   ) {}
 
   /** Whole seconds until `address` may try again; 0 when it may now. */
   retryAfterSeconds(address: string): number {
     const window = this.current(address);
     if (!window || window.failures < this.limits.maxFailures) return 0;
-    return Math.max(1, Math.ceil((window.endsAt - this.now()) / 1000));
+    return Math.max(1, Math.ceil((window.endsAt - this.clock.now()) / 1000));
   }
 
   /** Counts one failure; true when it is the one that reaches the limit (worth one log line). */
   recordFailure(address: string): boolean {
     let window = this.current(address);
     if (!window) {
-      window = { failures: 0, endsAt: this.now() + this.limits.windowSeconds * 1000 };
+      window = { failures: 0, endsAt: this.clock.now() + this.limits.windowSeconds * 1000 };
       this.windows.set(address, window);
       for (const oldest of this.windows.keys()) {
         if (this.windows.size <= this.limits.trackedAddresses) break;
@@ -53,7 +55,7 @@ export class AuthFailureLimiter {
 
   private current(address: string): Window | undefined {
     const window = this.windows.get(address);
-    if (window && this.now() >= window.endsAt) {
+    if (window && this.clock.now() >= window.endsAt) {
       this.windows.delete(address);
       return undefined;
     }

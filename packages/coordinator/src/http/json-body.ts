@@ -20,7 +20,9 @@ export function parseJsonBody(text: string): unknown {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new FleetError(ErrorCode.validationFailed, `body is not valid JSON: ${(err as Error).message}`);
+    throw new FleetError(ErrorCode.validationFailed, `body is not valid JSON: ${(err as Error).message}`, undefined, {
+      cause: err,
+    });
   }
   checkValue(value, 'body', 0);
   return value;

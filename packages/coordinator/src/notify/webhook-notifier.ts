@@ -1,6 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
-import { FleetError } from '@fleetpatch/shared';
+import { type Clock, FleetError, systemClock } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 
 export interface WebhookEndpoint {
@@ -19,12 +18,6 @@ export interface WebhookEvent {
   data: Record<string, unknown>;
 }
 
-export interface WebhookClock {
-  now(): number;
-  /** Resolves after `ms`; may reject when the signal aborts. */
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
-}
-
 export interface WebhookNotifierOptions {
   endpoints: readonly WebhookEndpoint[];
   /** Attempts per delivery, the first included. */
@@ -36,7 +29,7 @@ export interface WebhookNotifierOptions {
   /** Deliveries waiting per endpoint; beyond it the oldest waiting one is dropped. */
   maxQueue?: number;
   log: Logger;
-  clock?: WebhookClock;
+  clock?: Clock;
 }
 
 export interface WebhookStats {
@@ -67,13 +60,6 @@ interface Lane {
 
 type AttemptOutcome = { ok: true; status: number } | { ok: false; status?: number; err?: unknown };
 
-const systemClock: WebhookClock = {
-  now: () => Date.now(),
-  sleep: async (ms, signal) => {
-    await delay(ms, undefined, signal ? { signal } : undefined);
-  },
-};
-
 /**
  * Tells outside systems (chat, ticketing, dashboards) about rollout events. Fire and forget for the
  * caller: `notify` only queues, so a slow or dead receiver never slows a rollout down. The store
@@ -89,7 +75,7 @@ export class WebhookNotifier {
   readonly #timeoutMs: number;
   readonly #maxQueue: number;
   readonly #log: Logger;
-  readonly #clock: WebhookClock;
+  readonly #clock: Clock;
   readonly #abort = new AbortController();
   readonly #idleWaiters: (() => void)[] = [];
   #stopping: Promise<void> | undefined;
@@ -309,8 +295,8 @@ function endpointLabel(url: string): string {
   let parsed: URL;
   try {
     parsed = new URL(url);
-  } catch {
-    throw new FleetError('validation_failed', 'webhook url is not a valid URL', { field: 'url' });
+  } catch (err) {
+    throw new FleetError('validation_failed', 'webhook url is not a valid URL', { field: 'url' }, { cause: err });
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new FleetError('validation_failed', `webhook url must be http or https, not ${parsed.protocol}`, {

@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import {
   EventPageSchema,
-  type PreflightResult,
   PreflightResultSchema,
   RolloutListSchema,
   RolloutPlanSchema,
@@ -25,7 +24,7 @@ const Status = { 200: RolloutStatusSchema, ...ERROR_RESPONSES } as const;
 
 /** Rollouts: create, plan, the lifecycle verbs, status, and the audit trail (paged and live). */
 export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, engine, view, preflights } = app.fleet;
+  const { store, engine, view, dryRun } = app.fleet;
 
   app.post(
     '/rollouts',
@@ -82,25 +81,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: PreflightResultSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => {
-      const caller = callerOf(request);
-      const plan = view.plan(request.params.id);
-      const rollout = view.status(request.params.id).rollout;
-      const patch = store.patches.get(rollout.patchId);
-      if (!patch) throw new Error(`patch ${rollout.patchId} is missing`);
-      const hosts = plan.waves.flatMap((w) => w.hosts);
-      const results = await preflights.run(hosts, patch.change, request.body.timeoutSeconds * 1000);
-      const summary: PreflightResult['summary'] = {};
-      for (const r of results) summary[r.outcome] = (summary[r.outcome] ?? 0) + 1;
-      const at = new Date().toISOString();
-      store.transaction(() =>
-        store.appendEvent(
-          { rolloutId: rollout.id, actor: caller.name, type: 'rollout.preflight', data: { summary } },
-          at,
-        ),
-      );
-      return { rolloutId: rollout.id, summary, results };
-    },
+    async (request) => dryRun.run(request.params.id, request.body.timeoutSeconds * 1000, callerOf(request).name),
   );
 
   app.post(

@@ -254,10 +254,12 @@ function matcherFor(window: MaintenanceWindow): Matcher {
     fields = cron.parse(window.cron);
     task = matcherTask(window.cron, window.timezone);
   } catch (err) {
-    throw new FleetError('validation_failed', `maintenance window cron "${window.cron}" is invalid`, {
-      field: 'cron',
-      reason: err instanceof Error ? err.message : String(err),
-    });
+    throw new FleetError(
+      'validation_failed',
+      `maintenance window cron "${window.cron}" is invalid`,
+      { field: 'cron', reason: err instanceof Error ? err.message : String(err) },
+      { cause: err },
+    );
   }
   const ascending = (values: number[]) => [...new Set(values)].sort((a, b) => a - b);
   const matcher: Matcher = {

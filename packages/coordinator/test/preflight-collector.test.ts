@@ -1,0 +1,106 @@
+/**
+ * Dry runs: a question pending on a connection that closes is answered at once, not at the timeout
+ * (up to 600 s) — in the collector alone, and through the hub's disconnect with a real agent socket.
+ */
+import { type CoordinatorMessage, PatchSpecSchema, RolloutRequestSchema } from '@fleetpatch/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connectAsAgent, type RawPeer } from '../../../test/support/raw-agent-socket.js';
+import type { AgentChannel } from '../src/engine/engine-interfaces.js';
+import { PreflightCollector } from '../src/engine/preflight-collector.js';
+import { type HubUnderTest, startHub } from './support/hub-under-test.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
+
+const CHANGE = PatchSpecSchema.parse(SAMPLE_PATCH_SPEC).change;
+const TEN_MINUTES = 600_000;
+
+/** Every agent is connected; what was sent to whom is kept. */
+class RecordingChannel implements AgentChannel {
+  readonly sent: { agentId: string; message: CoordinatorMessage }[] = [];
+  send(agentId: string, message: CoordinatorMessage): boolean {
+    this.sent.push({ agentId, message });
+    return true;
+  }
+  isOnline(): boolean {
+    return true;
+  }
+}
+
+function orderIdSentTo(channel: RecordingChannel, agentId: string): string {
+  const sent = channel.sent.find((s) => s.agentId === agentId)?.message;
+  if (sent?.type !== 'order.preflight') throw new Error(`no preflight sent to ${agentId}`);
+  return sent.orderId;
+}
+
+describe('PreflightCollector', () => {
+  it("answers a gone agent's questions offline at once and still waits for the others", async () => {
+    const channel = new RecordingChannel();
+    const collector = new PreflightCollector(channel);
+    const started = Date.now();
+    const answers = collector.run(['web-1', 'web-2'], CHANGE, TEN_MINUTES);
+
+    collector.agentGone('web-1');
+    collector.accept('web-2', {
+      orderId: orderIdSentTo(channel, 'web-2'),
+      outcome: 'would_apply',
+      changed: false,
+      finishedAt: new Date().toISOString(),
+    });
+
+    expect(await answers).toEqual([
+      { hostId: 'web-1', outcome: 'offline', reason: 'agent disconnected before answering', errorCode: 'offline' },
+      { hostId: 'web-2', outcome: 'would_apply', reason: null, errorCode: null },
+    ]);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it("ignores a late answer on the gone agent's order", async () => {
+    const channel = new RecordingChannel();
+    const collector = new PreflightCollector(channel);
+    const answers = collector.run(['web-1'], CHANGE, TEN_MINUTES);
+    const orderId = orderIdSentTo(channel, 'web-1');
+    collector.agentGone('web-1');
+    // Still recognised as a preflight answer (never handed to the engine), but the dry run has moved on.
+    expect(
+      collector.accept('web-1', {
+        orderId,
+        outcome: 'would_apply',
+        changed: false,
+        finishedAt: new Date().toISOString(),
+      }),
+    ).toBe(true);
+    expect((await answers)[0]?.outcome).toBe('offline');
+  });
+});
+
+describe('a dry run over the agent socket', () => {
+  let hub: HubUnderTest | undefined;
+  let peer: RawPeer | undefined;
+
+  afterEach(async () => {
+    peer?.destroy();
+    await hub?.close();
+  });
+
+  it('answers offline at once for an agent that disconnects instead of waiting out its timeout', async () => {
+    hub = await startHub();
+    const key = await hub.register('web-1');
+    const connected = await connectAsAgent(hub.port, 'web-1', key);
+    expect(connected.welcomed).toBe(true);
+    peer = connected.peer;
+    const { patches, engine, dryRun } = hub.app.fleet;
+    const patch = patches.create(PatchSpecSchema.parse(SAMPLE_PATCH_SPEC), 'olga');
+    const rollout = engine.create(RolloutRequestSchema.parse({ patchId: patch.id, target: { all: true } }), 'olga');
+
+    const started = Date.now();
+    const result = dryRun.run(rollout.id, TEN_MINUTES, 'olga');
+    await peer.waitMessage('order.preflight');
+    peer.destroy();
+
+    const { summary, results } = await result;
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(summary).toEqual({ offline: 1 });
+    expect(results).toEqual([
+      { hostId: 'web-1', outcome: 'offline', reason: 'agent disconnected before answering', errorCode: 'offline' },
+    ]);
+  });
+});
