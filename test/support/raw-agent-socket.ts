@@ -80,8 +80,9 @@ export class RawPeer {
     });
   }
 
-  static async open(port: number, request?: string): Promise<RawPeer> {
-    const socket = connect({ host: '127.0.0.1', port });
+  /** `localAddress` (any of 127.0.0.0/8) plays a peer at another address. */
+  static async open(port: number, request?: string, localAddress?: string): Promise<RawPeer> {
+    const socket = connect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) });
     const peer = new RawPeer(socket);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);

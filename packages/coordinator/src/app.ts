@@ -14,6 +14,7 @@ import { AuthFailureLimiter } from './http/auth-failure-limiter.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { parseJsonBody } from './http/json-body.js';
 import { openApiDocument } from './http/openapi-document.js';
+import { pipeliningGuard } from './http/pipelining-guard.js';
 import { routeAccess } from './http/route-access.js';
 import { AgentHub } from './hub/agent-hub.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
@@ -202,6 +203,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     }),
   } satisfies FleetServices);
 
+  await app.register(pipeliningGuard, { maxOutstanding: config.maxPipelinedRequests, log: options.logger });
   await app.register(routeAccess, { auth: new ApiAuth(config.apiTokens), authFailures });
   await app.register(openApiDocument);
   app.get(

@@ -43,6 +43,12 @@ export const AgentLimitsSchema = z
      */
     maxPendingSockets: z.number().int().min(1).max(100_000).default(256),
     /**
+     * Of those, at most this many from one remote address (default 64), so that one peer cannot hold
+     * every slot and keep the fleet from reconnecting. Agents behind one NAT that all redial at once
+     * are refused 503 for a moment and retry with jitter.
+     */
+    maxPendingSocketsPerAddress: z.number().int().min(1).max(100_000).default(64),
+    /**
      * How long a socket may stay unauthenticated, from its first byte of headers to `live` (default
      * 5000). Also the HTTP server's `headersTimeout`, so a request whose headers trickle in is cut too.
      */
@@ -125,6 +131,11 @@ export const CoordinatorConfigSchema = z
       .min(1024)
       .max(64 * 1024 * 1024)
       .default(4 * 1024 * 1024),
+    /**
+     * Requests one HTTP connection may have waiting for their answers (pipelining without reading
+     * them); beyond it the connection is dropped. Clients that wait for each answer never have two.
+     */
+    maxPipelinedRequests: z.number().int().min(1).max(10_000).default(16),
     webhooks: z.array(WebhookSchema).default([]),
     /**
      * The fewest approvals a rollout may ask for. At 1 or more nobody can skip four eyes by creating a

@@ -49,6 +49,25 @@ describe('unauthenticated sockets', () => {
     await expect.poll(() => hub.app.fleet.hub.pendingCount(), { timeout: 5000 }).toBe(0);
   });
 
+  it('caps the unauthenticated sockets of one address, so one peer cannot lock every agent out', async () => {
+    hub = await startHub({ maxPendingSockets: 50, maxPendingSocketsPerAddress: 5, handshakeTimeoutMs: 3000 });
+    // One address holds its 5 slots with sockets that name an agent and never answer the challenge.
+    const hogs = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        RawPeer.open(hub.port, upgradeRequest('/v1/agents/connect', { [AGENT_ID_HEADER]: 'nobody-1' }), '127.0.0.7'),
+      ),
+    );
+    peers.push(...hogs);
+    const statuses = await Promise.all(hogs.map((peer) => peer.waitStatus()));
+    expect(statuses.filter((s) => s === 101)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 503)).toHaveLength(3);
+    expect(hub.logsSaying('too many unauthenticated agent sockets from one address')).toHaveLength(1);
+    // An enrolled agent at another address still gets in.
+    const key = await hub.register('nat-1');
+    const agent = track(await connectAsAgent(hub.port, 'nat-1', key));
+    expect(agent.welcomed).toBe(true);
+  });
+
   it('cuts an upgrade whose headers trickle in within the handshake timeout', async () => {
     hub = await startHub({ handshakeTimeoutMs: 1000 });
     const peer = await RawPeer.open(hub.port, 'GET /v1/agents/connect HTTP/1.1\r\nHost: 127.0.0.1\r\n');

@@ -169,6 +169,27 @@ describe('enrolling', () => {
     expect(app.fleet.store.agents.list()).toEqual([]);
   });
 
+  it('throttles a join token holder who keeps retrying a refused enrollment (each refusal is an audit row)', async () => {
+    const { app } = await coordinator({ authFailures: { maxFailures: 5, windowSeconds: 60 } });
+    const first = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-1' })).body);
+    await enroll(app, first.token, keyFor('web-1'));
+    const plain = JoinTokenCreatedSchema.parse((await issue(app, { uses: 1000 })).body);
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await enroll(app, plain.token, keyFor('web-1'))).status);
+    expect(statuses.slice(0, 5)).toEqual([409, 409, 409, 409, 409]);
+    expect(statuses.slice(5).every((s) => s === 429)).toBe(true);
+    const refused = app.fleet.store.allEvents(0, 1000).filter((e) => e.type === 'agent.enroll_refused');
+    expect(refused).toHaveLength(5);
+  });
+
+  it('refuses a join token with more labels than a host can carry', async () => {
+    const { app } = await coordinator();
+    const labels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']));
+    const res = await issue(app, { labels });
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(res.body)).toContain('body.labels');
+  });
+
   it('needs replace to take an enrolled host id; with it the old key stops working and it is audited', async () => {
     const { app } = await coordinator();
     const first = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-1', labels: { role: 'web' } })).body);

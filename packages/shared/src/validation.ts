@@ -51,10 +51,15 @@ export const DebianVersionSchema = z
   .refine((v) => !v.endsWith('-'), 'must be a Debian version ([epoch:]upstream[-revision])');
 
 /** Label keys and values: short, printable, selector-safe. */
-export const LabelsSchema = z.record(
-  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'label keys are 1-63 of [A-Za-z0-9._/-]'),
-  z.string().max(128),
-);
+/** Labels steer targeting; a host needs a handful, not thousands. */
+export const MAX_LABELS = 64;
+
+export const LabelsSchema = z
+  .record(
+    z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'label keys are 1-63 of [A-Za-z0-9._/-]'),
+    z.string().max(128),
+  )
+  .refine((labels) => Object.keys(labels).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
 
 export const HostIdSchema = z
   .string()

@@ -116,6 +116,7 @@ export class AgentHub implements AgentChannel {
     this.auditThrottle = new PeerThrottle(limits.auditWindowMs);
     this.gate = new UpgradeGate({
       maxPendingSockets: limits.maxPendingSockets,
+      maxPendingSocketsPerAddress: limits.maxPendingSocketsPerAddress,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
       log: options.log,
       throttle: this.logThrottle,

@@ -4,6 +4,8 @@ import type { PeerThrottle } from './peer-throttle.js';
 
 export interface UpgradeGateOptions {
   maxPendingSockets: number;
+  /** Of those, at most this many from one remote address: one peer cannot fill the gate for all. */
+  maxPendingSocketsPerAddress: number;
   handshakeTimeoutMs: number;
   log: Logger;
   /** Throttles the gate's log lines, per remote address. */
@@ -32,6 +34,8 @@ const CLOSE_GRACE_MS = 1000;
  */
 export class UpgradeGate {
   private pendingCount = 0;
+  /** Pending sockets per remote address; an entry exists only while its count is above zero. */
+  private readonly byAddress = new Map<string, number>();
 
   constructor(private readonly options: UpgradeGateOptions) {}
 
@@ -56,7 +60,18 @@ export class UpgradeGate {
 
   /** Counts the socket as pending, or refuses it with 503 (and returns undefined) at the cap. */
   admit(socket: Duplex, remote: string): PendingTicket | undefined {
-    const { maxPendingSockets, handshakeTimeoutMs, log, throttle } = this.options;
+    const { maxPendingSockets, maxPendingSocketsPerAddress, handshakeTimeoutMs, log, throttle } = this.options;
+    const fromAddress = this.byAddress.get(remote) ?? 0;
+    if (fromAddress >= maxPendingSocketsPerAddress) {
+      const suppressed = throttle.pass(`overloaded:${remote}`);
+      if (suppressed !== undefined)
+        log.warn(
+          { remote, maxPendingSocketsPerAddress, suppressed },
+          'too many unauthenticated agent sockets from one address; refusing with 503',
+        );
+      this.refuse(socket, '503 Service Unavailable');
+      return undefined;
+    }
     if (this.pendingCount >= maxPendingSockets) {
       const suppressed = throttle.pass('overloaded');
       if (suppressed !== undefined)
@@ -68,11 +83,15 @@ export class UpgradeGate {
       return undefined;
     }
     this.pendingCount++;
+    this.byAddress.set(remote, fromAddress + 1);
     let settled = false;
     const settle = () => {
       if (settled) return;
       settled = true;
       this.pendingCount--;
+      const left = (this.byAddress.get(remote) ?? 1) - 1;
+      if (left > 0) this.byAddress.set(remote, left);
+      else this.byAddress.delete(remote);
       clearTimeout(deadline);
     };
     const ticket: PendingTicket = { remote, settle, onExpire: () => socket.destroy() };

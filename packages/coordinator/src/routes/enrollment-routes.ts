@@ -84,7 +84,16 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
       schema: { body: EnrollRequestSchema, response: { 201: EnrollResultSchema, ...ERROR_RESPONSES } },
     },
     async (request, reply) => {
-      const result = enrollment.enroll(bearer(request), request.body);
+      let result: ReturnType<typeof enrollment.enroll>;
+      try {
+        result = enrollment.enroll(bearer(request), request.body);
+      } catch (err) {
+        // A join token holder retrying a refused enrollment (a host already enrolled, another host,
+        // a bad proof) is throttled like a wrong token: each refusal is an audit row, so it must not
+        // be free to repeat.
+        authFailures.recordFailure(request.ip);
+        throw err;
+      }
       request.log.info({ hostId: result.hostId, replaced: result.replaced }, 'agent enrolled');
       return reply.status(201).send(result);
     },
