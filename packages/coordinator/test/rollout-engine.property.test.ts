@@ -30,8 +30,9 @@ import {
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import { IN_FLIGHT_HOST_STATES } from '../src/engine/host-run-states.js';
 import { type AgentChannel, RolloutEngine } from '../src/engine/rollout-engine.js';
-import { IN_FLIGHT_HOST_STATES, ROLLOUT_TRANSITIONS, VERB_TRANSITIONS } from '../src/engine/rollout-states.js';
+import { ROLLOUT_TRANSITIONS, VERB_TRANSITIONS } from '../src/engine/rollout-states.js';
 import { resolveTarget } from '../src/engine/target-resolver.js';
 import { Store } from '../src/store/store.js';
 
