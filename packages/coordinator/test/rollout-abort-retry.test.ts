@@ -5,6 +5,7 @@
 import { ErrorCode } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { refusal } from './support/refusal.js';
+import { haltedWithWaveRevert } from './support/rollout-scenarios.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 // ---- abort and retry ---------------------------------------------------------------------------
@@ -182,11 +183,7 @@ describe('abort', () => {
   });
 
   it('retry is refused while a host of the rollout is reverting, and allowed once the revert is in', async () => {
-    const fleet = new SimulatedFleet();
-    await fleet.addHosts(hosts(3));
-    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'wave' });
-    await fleet.finish('host-1');
-    await fleet.finish('host-2', 'failed');
+    const { fleet, id } = await haltedWithWaveRevert();
     expect(fleet.state(id)).toBe('halted');
     expect(fleet.run(id, 'host-1').state).toBe('reverting');
     const before = fleet.dump();

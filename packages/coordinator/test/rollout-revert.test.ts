@@ -6,6 +6,7 @@ import { ErrorCode } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { RevertRunner } from '../src/engine/revert-runner.js';
 import { refusal } from './support/refusal.js';
+import { haltedWithWaveRevert } from './support/rollout-scenarios.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 // ---- revert ------------------------------------------------------------------------------------
@@ -248,11 +249,7 @@ describe('autoRevert on halt', () => {
   });
 
   it('wave: a host of the halted wave that finishes healthy after the halt is reverted too', async () => {
-    const fleet = new SimulatedFleet();
-    await fleet.addHosts(hosts(3));
-    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'wave' });
-    await fleet.finish('host-1');
-    await fleet.finish('host-2', 'failed');
+    const { fleet, id } = await haltedWithWaveRevert();
     expect(fleet.state(id)).toBe('halted');
     expect(fleet.sentOf('order.revert').map((s) => s.agentId)).toEqual(['host-1']);
 
