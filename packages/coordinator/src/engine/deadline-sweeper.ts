@@ -2,8 +2,9 @@ import { ErrorCode } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { EngineDeps } from './engine-interfaces.js';
-import { IN_FLIGHT_HOST_STATES } from './rollout-states.js';
-import { isoNow, SYSTEM } from './rollout-transition.js';
+import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
+import { transitionHostRun } from './host-run-transition.js';
+import { SYSTEM } from './rollout-transition.js';
 
 interface Expiry {
   run: HostRunRecord;
@@ -23,24 +24,17 @@ export function expireDeadlines(deps: Pick<EngineDeps, 'store' | 'channel' | 'cl
   if (expired.length === 0) return;
   store.transaction(() => {
     for (const { run, state, reason } of expired) {
-      store.hostRuns.update(run.rolloutId, run.hostId, {
-        state,
-        ...(state === 'timed_out' ? { countedFailure: true } : {}),
-        finishedAt: now,
-        errorCode: state === 'timed_out' ? ErrorCode.timedOut : ErrorCode.revertFailed,
-        reason,
-      });
-      store.appendEvent(
+      transitionHostRun(
+        deps,
+        run,
         {
-          rolloutId: run.rolloutId,
-          hostId: run.hostId,
-          actor: SYSTEM,
-          type: `host.${state}`,
-          fromState: run.state,
-          toState: state,
-          data: { reason },
+          to: state,
+          ...(state === 'timed_out' ? { countedFailure: true } : {}),
+          finishedAt: now,
+          errorCode: state === 'timed_out' ? ErrorCode.timedOut : ErrorCode.revertFailed,
+          reason,
         },
-        isoNow(clock),
+        { actor: SYSTEM, data: { reason } },
       );
     }
   });

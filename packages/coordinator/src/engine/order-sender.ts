@@ -3,7 +3,7 @@ import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
 import type { AgentChannel } from './engine-interfaces.js';
-import { IN_FLIGHT_HOST_STATES } from './rollout-states.js';
+import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
 
 /*
  * The orders sent to agents, built from committed host runs. Callers send only after the commit that

@@ -1,9 +1,10 @@
-import type { Hello, HostRunState, OrderProgress, OrderResultBody, Patch } from '@fleetpatch/shared';
+import type { Hello, OrderProgress, OrderResultBody, Patch } from '@fleetpatch/shared';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
+import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
+import { transitionHostRun } from './host-run-transition.js';
 import { sendApply, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
-import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './rollout-states.js';
 import { isoNow } from './rollout-transition.js';
 
 /** What an agent told us, queued until the next batch is recorded. */
@@ -12,7 +13,11 @@ export type AgentReport =
   | { agentId: string; kind: 'result'; body: OrderResultBody }
   | { agentId: string; kind: 'progress'; body: OrderProgress };
 
-const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], HostRunState>> = {
+type InFlightPhase = 'delivered' | 'snapshotted' | 'applying' | 'verifying';
+/** What an apply result makes of a host that had the order in flight. */
+type ApplyEnd = 'healthy' | 'failed' | 'skipped' | 'cancelled' | 'revert_failed';
+
+const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> = {
   accepted: 'delivered',
   baseline: 'delivered',
   snapshotted: 'snapshotted',
@@ -132,25 +137,22 @@ export class ReportRecorder {
   }
 
   private applyProgress(agentId: string, progress: OrderProgress): void {
-    const { store, clock } = this.deps;
+    const { store } = this.deps;
     const run = store.hostRuns.byOrderId(progress.orderId);
     if (!run || run.hostId !== agentId) return;
     const next = PROGRESS_TO_STATE[progress.phase];
     const from = HOST_PHASE_ORDER[run.state];
     const to = next === undefined ? undefined : HOST_PHASE_ORDER[next];
     if (next === undefined || from === undefined || to === undefined || to <= from) return;
-    store.hostRuns.update(run.rolloutId, run.hostId, { state: next });
-    store.appendEvent(
+    transitionHostRun(
+      this.deps,
+      run,
+      { to: next },
       {
-        rolloutId: run.rolloutId,
-        hostId: run.hostId,
         actor: agentId,
         type: 'host.progress',
-        fromState: run.state,
-        toState: next,
         data: progress.message ? { message: progress.message } : null,
       },
-      isoNow(clock),
     );
   }
 
@@ -177,7 +179,6 @@ export class ReportRecorder {
       return false;
     }
     const isRevert = run.revertOrderId === result.orderId;
-    const base = { rolloutId: run.rolloutId, hostId: run.hostId, actor: agentId, fromState: run.state };
     const health = result.health ?? null;
     const error = { errorCode: result.errorCode ?? null, reason: result.reason ?? null };
     if (isRevert) {
@@ -185,14 +186,18 @@ export class ReportRecorder {
       // report for a host no longer reverting is a duplicate of one already recorded.
       const lateSuccess = run.state === 'revert_failed' && result.outcome === 'reverted';
       if (run.state !== 'reverting' && !lateSuccess) return true;
-      const state: HostRunState = result.outcome === 'reverted' ? 'reverted' : 'revert_failed';
-      store.hostRuns.update(run.rolloutId, run.hostId, {
-        state,
-        changed: result.changed,
-        finishedAt: clock.now(),
-        ...(state === 'revert_failed' ? error : { errorCode: null, reason: null }),
-      });
-      store.appendEvent({ ...base, type: `host.${state}`, toState: state, data: { ...error } }, isoNow(clock));
+      const to = result.outcome === 'reverted' ? 'reverted' : 'revert_failed';
+      transitionHostRun(
+        this.deps,
+        run,
+        {
+          to,
+          changed: result.changed,
+          finishedAt: clock.now(),
+          ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
+        },
+        { actor: agentId, data: { ...error } },
+      );
       if (lateSuccess) this.reverts.reopenFailedRevert(run.rolloutId);
       this.deps.markDirty(run.rolloutId);
       return true;
@@ -204,25 +209,29 @@ export class ReportRecorder {
       const lateFailure =
         run.state === 'healthy' && (result.outcome === 'failed' || result.outcome === 'revert_failed');
       if (lateFailure) {
-        const state: HostRunState = result.outcome === 'failed' ? 'failed' : 'revert_failed';
-        store.hostRuns.update(run.rolloutId, run.hostId, {
-          state,
-          changed: result.changed,
-          countedFailure: true,
-          finishedAt: clock.now(),
-          health,
-          ...error,
-        });
-        store.appendEvent(
-          { ...base, type: `host.${state}`, toState: state, data: { ...error, during: 'bake' } },
-          isoNow(clock),
+        transitionHostRun(
+          this.deps,
+          run,
+          {
+            to: result.outcome === 'failed' ? 'failed' : 'revert_failed',
+            changed: result.changed,
+            countedFailure: true,
+            finishedAt: clock.now(),
+            health,
+            ...error,
+          },
+          { actor: agentId, data: { ...error, during: 'bake' } },
         );
       } else if (run.changed !== result.changed && run.state !== 'reverting') {
-        store.hostRuns.update(run.rolloutId, run.hostId, { state: run.state, changed: result.changed });
+        // Not a transition: the host stays where it is, and only what it carries is corrected.
+        store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
         store.appendEvent(
           {
-            ...base,
+            rolloutId: run.rolloutId,
+            hostId: run.hostId,
+            actor: agentId,
             type: 'host.late_result',
+            fromState: run.state,
             toState: run.state,
             data: { outcome: result.outcome, changed: result.changed },
           },
@@ -235,23 +244,12 @@ export class ReportRecorder {
     }
     const state = applyOutcomeToState(result.outcome);
     const countedFailure = state === 'failed' || state === 'revert_failed';
-    store.hostRuns.update(run.rolloutId, run.hostId, {
-      state,
-      changed: result.changed,
-      countedFailure,
-      finishedAt: clock.now(),
-      health,
-      ...error,
-    });
-    store.appendEvent(
+    transitionHostRun(
+      this.deps,
+      run,
+      { to: state, changed: result.changed, countedFailure, finishedAt: clock.now(), health, ...error },
       // The health results (which check, what it saw) go into the audit trail with the outcome.
-      {
-        ...base,
-        type: `host.${state}`,
-        toState: state,
-        data: { ...error, changed: result.changed, ...(health ? { health } : {}) },
-      },
-      isoNow(clock),
+      { actor: agentId, data: { ...error, changed: result.changed, ...(health ? { health } : {}) } },
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
     const rollout = store.rollouts.get(run.rolloutId);
@@ -268,7 +266,7 @@ export class ReportRecorder {
   }
 }
 
-function applyOutcomeToState(outcome: OrderResultBody['outcome']): HostRunState {
+function applyOutcomeToState(outcome: OrderResultBody['outcome']): ApplyEnd {
   switch (outcome) {
     case 'healthy':
     case 'already_applied':

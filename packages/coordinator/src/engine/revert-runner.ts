@@ -1,10 +1,11 @@
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { EngineDeps } from './engine-interfaces.js';
+import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
+import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { sendRevert } from './order-sender.js';
-import { IN_FLIGHT_HOST_STATES } from './rollout-states.js';
-import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
+import { mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
 
 /** Revert progression: revert orders to hosts that carry the change, and the rollout's revert outcome. */
 export class RevertRunner {
@@ -41,18 +42,11 @@ export class RevertRunner {
     const { store, channel, clock } = this.deps;
     if (!run.orderId) return;
     const orderId = newId('rev');
-    store.hostRuns.markRevertDispatched(run.rolloutId, run.hostId, orderId, clock.now());
-    store.appendEvent(
-      {
-        rolloutId: run.rolloutId,
-        hostId: run.hostId,
-        actor: SYSTEM,
-        type: 'host.reverting',
-        fromState: run.state,
-        toState: 'reverting',
-        data: { orderId },
-      },
-      isoNow(clock),
+    transitionHostRun(
+      this.deps,
+      run,
+      { to: 'reverting', revertOrderId: orderId, at: clock.now() },
+      { actor: SYSTEM, data: { orderId } },
     );
     const sent = { ...run, state: 'reverting' as const, revertOrderId: orderId };
     store.afterCommit(() => {

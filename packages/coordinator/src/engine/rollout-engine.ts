@@ -16,11 +16,13 @@ import type { Store } from '../store/store.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
 import type { AgentChannel, EngineClock, EngineDeps, WaveGate, WindowWatcher } from './engine-interfaces.js';
+import { TERMINAL_HOST_STATES } from './host-run-states.js';
+import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { cancelInFlight } from './order-sender.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
-import { assertVerb, TERMINAL_HOST_STATES, VERB_TRANSITIONS } from './rollout-states.js';
+import { assertVerb, VERB_TRANSITIONS } from './rollout-states.js';
 import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
 import { resolveTarget, unknownHostIds } from './target-resolver.js';
 import { WaveAdvancer } from './wave-advancer.js';
@@ -78,6 +80,9 @@ export class RolloutEngine {
   private flushScheduled = false;
   private advanceScheduled = false;
   private stopped = false;
+  /** Flushes and advances scheduled (on the next turn, or a retry timer) that have not run yet. */
+  private scheduled = 0;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(options: RolloutEngineOptions) {
     this.store = options.store;
@@ -279,7 +284,8 @@ export class RolloutEngine {
           });
         } else retried.push(run);
       }
-      for (const run of retried) this.store.hostRuns.requeue(id, run.hostId);
+      // Recorded by the rollout's own event below, which names every requeued host.
+      for (const run of retried) transitionHostRun(this.deps, run, { to: 'queued' }, null);
       // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
       // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
       if (retried.length > 0) {
@@ -415,6 +421,19 @@ export class RolloutEngine {
 
   stop(): void {
     this.stopped = true;
+    this.resolveIfIdle();
+  }
+
+  /**
+   * Resolves once the engine has nothing left to do by itself: no agent report waiting to be
+   * recorded and no flush or advance scheduled. Each of those may schedule the next (a result frees a
+   * slot, the advance dispatches, the order is sent), so this waits for the whole chain; a batch parked
+   * after a failed commit holds it until the batch is recorded. A stopped engine is idle.
+   * For tests and orderly shutdown; it counts what the engine scheduled, it never waits on a timer.
+   */
+  whenIdle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   // ---- scheduling ----------------------------------------------------------------------------
@@ -423,7 +442,7 @@ export class RolloutEngine {
     this.reports.push(report);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flushReports());
+    this.later(() => this.flushReports());
   }
 
   private flushReports(): void {
@@ -447,15 +466,40 @@ export class RolloutEngine {
   private scheduleRetryFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    const timer = setTimeout(() => this.flushReports(), REPORT_RETRY_MS);
-    timer.unref();
+    this.later(() => this.flushReports(), REPORT_RETRY_MS);
   }
 
   private markDirty(rolloutId: string): void {
     this.dirty.add(rolloutId);
     if (this.advanceScheduled) return;
     this.advanceScheduled = true;
-    setImmediate(() => this.advanceDirty());
+    this.later(() => this.advanceDirty());
+  }
+
+  /** Runs `work` on the next turn (or after `delayMs`), counted until it has run: see `whenIdle`. */
+  private later(work: () => void, delayMs = 0): void {
+    this.scheduled++;
+    const run = () => {
+      try {
+        work();
+      } finally {
+        this.scheduled--;
+        this.resolveIfIdle();
+      }
+    };
+    if (delayMs === 0) setImmediate(run);
+    else setTimeout(run, delayMs).unref();
+  }
+
+  private isIdle(): boolean {
+    return this.stopped || (this.scheduled === 0 && this.reports.length === 0);
+  }
+
+  private resolveIfIdle(): void {
+    if (!this.isIdle() || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
   }
 
   private advanceDirty(): void {

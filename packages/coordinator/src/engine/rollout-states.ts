@@ -1,4 +1,4 @@
-import { ErrorCode, FleetError, type HostRunState, type RolloutState } from '@fleetpatch/shared';
+import { ErrorCode, FleetError, type RolloutState } from '@fleetpatch/shared';
 
 /**
  * Every legal rollout transition, in one table. `assertTransition` is the only check; anything not
@@ -41,35 +41,6 @@ export function assertTransition(rolloutId: string, from: RolloutState, to: Roll
     });
   }
 }
-
-/** Host runs with an order out that has not finished. */
-export const IN_FLIGHT_HOST_STATES: readonly HostRunState[] = [
-  'dispatched',
-  'delivered',
-  'snapshotted',
-  'applying',
-  'verifying',
-];
-
-export const TERMINAL_HOST_STATES: ReadonlySet<HostRunState> = new Set([
-  'healthy',
-  'failed',
-  'timed_out',
-  'skipped',
-  'cancelled',
-  'reverted',
-  'revert_failed',
-]);
-
-/** Forward order of in-flight phases: progress never moves a host backwards. */
-export const HOST_PHASE_ORDER: Readonly<Partial<Record<HostRunState, number>>> = {
-  queued: 0,
-  dispatched: 1,
-  delivered: 2,
-  snapshotted: 3,
-  applying: 4,
-  verifying: 5,
-};
 
 /** What each human verb may act on and where it leads; every pair is also in ROLLOUT_TRANSITIONS. */
 export const VERB_TRANSITIONS = {

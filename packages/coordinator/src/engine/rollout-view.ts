@@ -12,7 +12,7 @@ import {
 } from '@fleetpatch/shared';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
-import { TERMINAL_HOST_STATES } from './rollout-states.js';
+import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { resolveTarget } from './target-resolver.js';
 
 /** Read-only views of rollouts for the API and CLI, in the shapes of shared's api-views.ts. */

@@ -1,11 +1,12 @@
-import { ErrorCode, type HostRunState, type Patch, toleratedFailures } from '@fleetpatch/shared';
+import { ErrorCode, type Patch, toleratedFailures } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { EngineDeps } from './engine-interfaces.js';
+import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
+import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { cancelInFlight, sendApply, sendBakeWatch } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
-import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './rollout-states.js';
 import { isoNow, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
 
 type AdvancerDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty'>;
@@ -152,41 +153,26 @@ export class WaveAdvancer {
       for (const run of store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
         if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
           const failed = rollout.request.offline.mode === 'fail';
-          const state: HostRunState = failed ? 'failed' : 'skipped';
-          store.hostRuns.update(rollout.id, run.hostId, {
-            state,
-            countedFailure: failed,
-            finishedAt: clock.now(),
-            errorCode: ErrorCode.offline,
-            reason: 'host offline at dispatch',
-          });
-          store.appendEvent(
+          transitionHostRun(
+            this.deps,
+            run,
             {
-              rolloutId: rollout.id,
-              hostId: run.hostId,
-              actor: SYSTEM,
-              type: `host.${state}`,
-              fromState: 'queued',
-              toState: state,
-              data: { reason: 'offline' },
+              to: failed ? 'failed' : 'skipped',
+              countedFailure: failed,
+              finishedAt: clock.now(),
+              errorCode: ErrorCode.offline,
+              reason: 'host offline at dispatch',
             },
-            isoNow(clock),
+            { actor: SYSTEM, data: { reason: 'offline' } },
           );
           continue;
         }
         const orderId = newId('ord');
-        store.hostRuns.markDispatched(rollout.id, run.hostId, orderId, clock.now());
-        store.appendEvent(
-          {
-            rolloutId: rollout.id,
-            hostId: run.hostId,
-            actor: SYSTEM,
-            type: 'host.dispatched',
-            fromState: 'queued',
-            toState: 'dispatched',
-            data: { orderId, wave: run.wave },
-          },
-          isoNow(clock),
+        transitionHostRun(
+          this.deps,
+          run,
+          { to: 'dispatched', orderId, at: clock.now() },
+          { actor: SYSTEM, data: { orderId, wave: run.wave } },
         );
         sends.push({ ...run, orderId, state: 'dispatched' });
       }

@@ -60,8 +60,8 @@ function toRecord(row: HostRunRow): HostRunRecord {
   };
 }
 
-export interface HostRunUpdate {
-  state: HostRunState;
+/** The fields an ordinary transition may write besides the state (undefined: left as it is). */
+export interface HostRunOutcome {
   changed?: boolean;
   countedFailure?: boolean;
   finishedAt?: number | null;
@@ -69,6 +69,16 @@ export interface HostRunUpdate {
   reason?: string | null;
   health?: HealthCheckResult[] | null;
 }
+
+/**
+ * What a host-run transition writes, shaped by the state it goes to: a dispatch records its order,
+ * a requeue clears the previous attempt, every other move records an outcome.
+ */
+export type HostRunWrite =
+  | { to: 'queued' }
+  | { to: 'dispatched'; orderId: string; at: number }
+  | { to: 'reverting'; revertOrderId: string; at: number }
+  | ({ to: Exclude<HostRunState, 'queued' | 'dispatched' | 'reverting'> } & HostRunOutcome);
 
 /**
  * One row per host per rollout. Every query here is served by an index on (rollout_id, wave, state),
@@ -115,22 +125,23 @@ export class HostRunRepository {
         `SELECT h.* FROM host_runs h JOIN rollouts r ON r.id = h.rollout_id
          WHERE h.host_id = ? AND h.state IN (SELECT value FROM json_each(?))`,
       ),
+      // Every state write below names the state it moves from: a stale record changes nothing.
       dispatch: db.prepare(
-        "UPDATE host_runs SET order_id = @orderId, state = 'dispatched', dispatched_at = @at, finished_at = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId",
+        "UPDATE host_runs SET order_id = @orderId, state = 'dispatched', dispatched_at = @at, finished_at = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       failures: db.prepare('SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND counted_failure = 1'),
       waveFailures: db.prepare(
         'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
       ),
       requeue: db.prepare(
-        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId",
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       answered: db.prepare('UPDATE host_runs SET answered = 1 WHERE rollout_id = @rolloutId AND host_id = @hostId'),
       forgetRevert: db.prepare(
         'UPDATE host_runs SET revert_order_id = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId',
       ),
       dispatchRevert: db.prepare(
-        "UPDATE host_runs SET revert_order_id = @orderId, state = 'reverting', dispatched_at = @at WHERE rollout_id = @rolloutId AND host_id = @hostId",
+        "UPDATE host_runs SET revert_order_id = @orderId, state = 'reverting', dispatched_at = @at WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       update: db.prepare(
         `UPDATE host_runs SET state = @state,
@@ -140,7 +151,10 @@ export class HostRunRepository {
            error_code = CASE WHEN @setError THEN @errorCode ELSE error_code END,
            reason = CASE WHEN @setError THEN @reason ELSE reason END,
            health = COALESCE(@health, health)
-         WHERE rollout_id = @rolloutId AND host_id = @hostId`,
+         WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from`,
+      ),
+      setChanged: db.prepare(
+        'UPDATE host_runs SET changed = @changed WHERE rollout_id = @rolloutId AND host_id = @hostId',
       ),
     };
   }
@@ -222,20 +236,11 @@ export class HostRunRepository {
     return (this.statements.activeForHost.all(hostId, JSON.stringify(states)) as HostRunRow[]).map(toRecord);
   }
 
-  markDispatched(rolloutId: string, hostId: string, orderId: string, at: number): void {
-    this.statements.dispatch.run({ rolloutId, hostId, orderId, at });
-  }
-
   failures(rolloutId: string, wave?: number): number {
     const row = (
       wave === undefined ? this.statements.failures.get(rolloutId) : this.statements.waveFailures.get(rolloutId, wave)
     ) as { n: number };
     return row.n;
-  }
-
-  /** Puts a finished host back in the queue with no order: an explicit retry sends it a new order. */
-  requeue(rolloutId: string, hostId: string): void {
-    this.statements.requeue.run({ rolloutId, hostId });
   }
 
   markAnswered(rolloutId: string, hostId: string): void {
@@ -247,23 +252,40 @@ export class HostRunRepository {
     this.statements.forgetRevert.run({ rolloutId, hostId });
   }
 
-  markRevertDispatched(rolloutId: string, hostId: string, orderId: string, at: number): void {
-    this.statements.dispatchRevert.run({ rolloutId, hostId, orderId, at });
+  /**
+   * Writes one host-run transition from `from`; returns false (and writes nothing) when the row is not
+   * in `from`. Only `transitionHostRun` calls this: it checks the move against the table first.
+   */
+  transition(rolloutId: string, hostId: string, from: HostRunState, write: HostRunWrite): boolean {
+    const key = { rolloutId, hostId, from };
+    switch (write.to) {
+      case 'queued':
+        // Back in the queue with no order: an explicit retry sends it a new one.
+        return this.statements.requeue.run(key).changes === 1;
+      case 'dispatched':
+        return this.statements.dispatch.run({ ...key, orderId: write.orderId, at: write.at }).changes === 1;
+      case 'reverting':
+        return this.statements.dispatchRevert.run({ ...key, orderId: write.revertOrderId, at: write.at }).changes === 1;
+      default:
+        return (
+          this.statements.update.run({
+            ...key,
+            state: write.to,
+            changed: write.changed === undefined ? null : write.changed ? 1 : 0,
+            countedFailure: write.countedFailure === undefined ? null : write.countedFailure ? 1 : 0,
+            setFinished: write.finishedAt === undefined ? 0 : 1,
+            finishedAt: write.finishedAt ?? null,
+            setError: write.errorCode === undefined && write.reason === undefined ? 0 : 1,
+            errorCode: write.errorCode ?? null,
+            reason: write.reason ?? null,
+            health: write.health === undefined || write.health === null ? null : JSON.stringify(write.health),
+          }).changes === 1
+        );
+    }
   }
 
-  update(rolloutId: string, hostId: string, update: HostRunUpdate): void {
-    this.statements.update.run({
-      rolloutId,
-      hostId,
-      state: update.state,
-      changed: update.changed === undefined ? null : update.changed ? 1 : 0,
-      countedFailure: update.countedFailure === undefined ? null : update.countedFailure ? 1 : 0,
-      setFinished: update.finishedAt === undefined ? 0 : 1,
-      finishedAt: update.finishedAt ?? null,
-      setError: update.errorCode === undefined && update.reason === undefined ? 0 : 1,
-      errorCode: update.errorCode ?? null,
-      reason: update.reason ?? null,
-      health: update.health === undefined || update.health === null ? null : JSON.stringify(update.health),
-    });
+  /** Records whether the host carries the change, as a late result says; the state stays as it is. */
+  setChanged(rolloutId: string, hostId: string, changed: boolean): void {
+    this.statements.setChanged.run({ rolloutId, hostId, changed: changed ? 1 : 0 });
   }
 }

@@ -1,0 +1,66 @@
+import type { HostRunState } from '@fleetpatch/shared';
+
+/** Host runs with an order out that has not finished. */
+export const IN_FLIGHT_HOST_STATES: readonly HostRunState[] = [
+  'dispatched',
+  'delivered',
+  'snapshotted',
+  'applying',
+  'verifying',
+];
+
+export const TERMINAL_HOST_STATES: ReadonlySet<HostRunState> = new Set([
+  'healthy',
+  'failed',
+  'timed_out',
+  'skipped',
+  'cancelled',
+  'reverted',
+  'revert_failed',
+]);
+
+/** Forward order of in-flight phases: progress never moves a host backwards. */
+export const HOST_PHASE_ORDER: Readonly<Partial<Record<HostRunState, number>>> = {
+  queued: 0,
+  dispatched: 1,
+  delivered: 2,
+  snapshotted: 3,
+  applying: 4,
+  verifying: 5,
+};
+
+/** Where an apply order's result (or the deadline) takes a host that had it in flight. */
+const APPLY_ENDS = ['healthy', 'failed', 'skipped', 'cancelled', 'revert_failed', 'timed_out'] as const;
+
+/**
+ * Every legal host-run transition, in one table (the rollout's is `ROLLOUT_TRANSITIONS`);
+ * `transitionHostRun` is the only writer and checks every write against it. A host run is born
+ * `queued` (when its rollout starts); a write that leaves the state as it is (a late result that only
+ * says whether the host carries the change) is not a transition and is not listed.
+ */
+export const HOST_RUN_TRANSITIONS: Readonly<Record<HostRunState, readonly HostRunState[]>> = {
+  // Dispatched, or settled at dispatch by the offline policy (skip, fail).
+  queued: ['dispatched', 'failed', 'skipped'],
+  // Progress only moves forward; any in-flight phase may end in a result or time out.
+  dispatched: ['delivered', 'snapshotted', 'applying', 'verifying', ...APPLY_ENDS],
+  delivered: ['snapshotted', 'applying', 'verifying', ...APPLY_ENDS],
+  snapshotted: ['applying', 'verifying', ...APPLY_ENDS],
+  applying: ['verifying', ...APPLY_ENDS],
+  verifying: [...APPLY_ENDS],
+  // The bake watch saw health fail after the host reported healthy (it self-reverted, or could not).
+  healthy: ['failed', 'revert_failed', 'reverting'],
+  // An explicit retry requeues these; any of them may still carry the change and be reverted.
+  failed: ['queued', 'reverting'],
+  timed_out: ['queued', 'reverting'],
+  skipped: ['queued', 'reverting'],
+  cancelled: ['queued', 'reverting'],
+  reverting: ['reverted', 'revert_failed'],
+  // A late apply result showed the host changed after all: a whole-rollout revert sends it another.
+  reverted: ['reverting'],
+  // A revert given up on (timed out) may still report success; a person's revert tries it again.
+  revert_failed: ['reverted', 'reverting'],
+};
+
+export function canTransitionHostRun(from: HostRunState, to: HostRunState): boolean {
+  return HOST_RUN_TRANSITIONS[from].includes(to);
+}

@@ -1,0 +1,69 @@
+import type { HostRunState } from '@fleetpatch/shared';
+import type { HostRunRecord, HostRunWrite } from '../store/host-run-repository.js';
+import type { EngineDeps } from './engine-interfaces.js';
+import { canTransitionHostRun } from './host-run-states.js';
+import { isoNow } from './rollout-transition.js';
+
+/** The audit row of a host transition: `type` defaults to `host.<to>`. */
+export interface HostRunEvent {
+  actor: string;
+  type?: string;
+  data?: Record<string, unknown> | null;
+}
+
+/**
+ * The engine wrote a host-run state the table does not allow, or from a state the row is no longer
+ * in. Always a bug in the engine, never a request to refuse: it is thrown (not a `FleetError`, so an
+ * HTTP caller sees a 500, not a 409 that blames them), and the transaction around it rolls back.
+ */
+export class IllegalHostTransitionError extends Error {
+  constructor(
+    readonly run: Pick<HostRunRecord, 'rolloutId' | 'hostId'>,
+    readonly from: HostRunState,
+    readonly to: HostRunState,
+    why: string,
+  ) {
+    super(`host run ${run.hostId} of ${run.rolloutId}: ${from} → ${to} ${why}`);
+    this.name = 'IllegalHostTransitionError';
+  }
+}
+
+/**
+ * Must run inside a transaction. Moves a host run from `run.state` to `write.to`: checks the move
+ * against `HOST_RUN_TRANSITIONS`, writes it only if the row is still in `run.state`, and appends its
+ * audit row (`null`: the move is recorded by its rollout's own event, as a retry's requeues are).
+ * Throws `IllegalHostTransitionError` otherwise; nothing is written then.
+ */
+export function transitionHostRun(
+  deps: Pick<EngineDeps, 'store' | 'clock'>,
+  run: Pick<HostRunRecord, 'rolloutId' | 'hostId' | 'state'>,
+  write: HostRunWrite,
+  event: HostRunEvent | null,
+): void {
+  const { store, clock } = deps;
+  const from = run.state;
+  if (!canTransitionHostRun(from, write.to)) {
+    throw new IllegalHostTransitionError(run, from, write.to, 'is not in HOST_RUN_TRANSITIONS');
+  }
+  if (!store.hostRuns.transition(run.rolloutId, run.hostId, from, write)) {
+    throw new IllegalHostTransitionError(
+      run,
+      from,
+      write.to,
+      'from a record that is stale: the row is not in that state',
+    );
+  }
+  if (event === null) return;
+  store.appendEvent(
+    {
+      rolloutId: run.rolloutId,
+      hostId: run.hostId,
+      actor: event.actor,
+      type: event.type ?? `host.${write.to}`,
+      fromState: from,
+      toState: write.to,
+      data: event.data ?? null,
+    },
+    isoNow(clock),
+  );
+}

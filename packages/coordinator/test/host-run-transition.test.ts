@@ -1,0 +1,71 @@
+/**
+ * The host-run state machine: one table, one writer. Every other test drives the engine; these call
+ * `transitionHostRun` directly to show what it refuses.
+ */
+import { HOST_RUN_STATES } from '@fleetpatch/shared';
+import { describe, expect, it } from 'vitest';
+import { HOST_RUN_TRANSITIONS } from '../src/engine/host-run-states.js';
+import { IllegalHostTransitionError, transitionHostRun } from '../src/engine/host-run-transition.js';
+import { SimulatedFleet } from './support/simulated-fleet.js';
+
+/** A started rollout of one offline host (policy wait), so its run stays queued until a test moves it. */
+async function queuedRun() {
+  const fleet = new SimulatedFleet();
+  await fleet.addHosts(['host-1'], { online: false });
+  const { id } = fleet.create({ offline: { mode: 'wait', deliveryDeadlineSeconds: 60 } });
+  fleet.engine.start(id, 'alice'); // dispatch waits for the next turn: the run is still queued here
+  return { fleet, id, run: fleet.run(id, 'host-1') };
+}
+
+describe('host-run transitions', () => {
+  it('the table lists every state, and only states, as sources and targets', () => {
+    expect(Object.keys(HOST_RUN_TRANSITIONS).sort()).toEqual([...HOST_RUN_STATES].sort());
+    for (const targets of Object.values(HOST_RUN_TRANSITIONS)) {
+      for (const to of targets) expect(HOST_RUN_STATES).toContain(to);
+    }
+  });
+
+  it('a move the table does not allow throws, and writes neither the row nor an event', async () => {
+    const { fleet, id, run } = await queuedRun();
+    expect(run.state).toBe('queued');
+    const before = fleet.dump();
+
+    expect(() =>
+      fleet.store.transaction(() =>
+        transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
+      ),
+    ).toThrow(IllegalHostTransitionError);
+    expect(fleet.dump()).toBe(before);
+    expect(fleet.run(id, 'host-1').state).toBe('queued');
+  });
+
+  it('a move from a stale record (the row has moved on) throws and writes nothing', async () => {
+    const { fleet, id, run } = await queuedRun();
+    await fleet.engine.whenIdle();
+    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    const before = fleet.dump();
+
+    expect(() =>
+      fleet.store.transaction(() =>
+        transitionHostRun(fleet, run, { to: 'dispatched', orderId: 'ord_again', at: fleet.now }, { actor: 'system' }),
+      ),
+    ).toThrow(/stale/);
+    expect(fleet.dump()).toBe(before);
+  });
+
+  it('a legal move writes the row and its event with both states', async () => {
+    const { fleet, id, run } = await queuedRun();
+    fleet.store.transaction(() =>
+      transitionHostRun(fleet, run, { to: 'skipped', reason: 'by hand' }, { actor: 'bob', data: { why: 'test' } }),
+    );
+    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'skipped', reason: 'by hand' });
+    expect(fleet.events(id).at(-1)).toMatchObject({
+      type: 'host.skipped',
+      hostId: 'host-1',
+      actor: 'bob',
+      fromState: 'queued',
+      toState: 'skipped',
+      data: { why: 'test' },
+    });
+  });
+});

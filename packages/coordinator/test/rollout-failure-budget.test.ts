@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest';
+import { RolloutView } from '../src/engine/rollout-view.js';
+import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
+
+// ---- failure budget ----------------------------------------------------------------------------
+
+describe('the failure budget', () => {
+  it('as a count: halts when failures exceed it, not when they reach it', async () => {
+    const fleet = new SimulatedFleet();
+    const ids = hosts(6);
+    await fleet.addHosts(ids);
+    const id = await fleet.launch({ waves: [4, '100%'], maxFailures: 1 });
+
+    await fleet.finish('host-1', 'failed');
+    expect(fleet.state(id)).toBe('running');
+    await fleet.finish('host-2', 'failed');
+    expect(fleet.state(id)).toBe('halted');
+    expect(fleet.rollout(id).stateReason).toBe('failure budget exceeded: 2 failed, 1 tolerated');
+  });
+
+  it('after a halt, in-flight hosts finish and are recorded, and nothing new is sent', async () => {
+    const fleet = new SimulatedFleet();
+    const ids = hosts(6);
+    await fleet.addHosts(ids);
+    const id = await fleet.launch({ waves: [4, '100%'], maxFailures: 0 });
+    await fleet.finish('host-1', 'failed');
+    expect(fleet.state(id)).toBe('halted');
+    const applies = fleet.sentOf('order.apply').length;
+
+    await fleet.finish('host-2');
+    await fleet.finish('host-3', 'failed');
+    await fleet.advance(60 * SECOND);
+
+    expect(fleet.hostStates(id)).toMatchObject({
+      'host-1': 'failed',
+      'host-2': 'healthy',
+      'host-3': 'failed',
+      'host-4': 'dispatched',
+      'host-5': 'queued',
+      'host-6': 'queued',
+    });
+    expect(fleet.run(id, 'host-2').changed).toBe(true);
+    expect(fleet.sentOf('order.apply')).toHaveLength(applies);
+    expect(fleet.state(id)).toBe('halted');
+  });
+
+  it('as a percent of the rollout: 25% of 8 hosts tolerates 2 and halts on the 3rd', async () => {
+    const fleet = new SimulatedFleet();
+    const ids = hosts(8);
+    await fleet.addHosts(ids);
+    const { id } = fleet.create({ waves: ['100%'], maxFailures: '25%' });
+    expect(new RolloutView(fleet.store, () => true).plan(id).haltsOn).toBe('halts on the 3rd failure');
+    fleet.engine.start(id, 'alice');
+    await fleet.engine.whenIdle();
+
+    await fleet.finish('host-1', 'failed');
+    await fleet.finish('host-2', 'failed');
+    expect(fleet.state(id)).toBe('running');
+    await fleet.finish('host-3', 'failed');
+    expect(fleet.state(id)).toBe('halted');
+    expect(fleet.rollout(id).stateReason).toBe('failure budget exceeded: 3 failed, 2 tolerated');
+  });
+
+  it('maxFailuresPerWave: each wave has its own limit, within the rollout budget', async () => {
+    const fleet = new SimulatedFleet();
+    const ids = hosts(6);
+    await fleet.addHosts(ids);
+    const id = await fleet.launch({ waves: [3, '100%'], maxFailures: 10, maxFailuresPerWave: 1 });
+
+    await fleet.finish('host-1', 'failed');
+    await fleet.finishAll(['host-2', 'host-3']);
+    expect(fleet.rollout(id).currentWave).toBe(1);
+    expect(fleet.state(id)).toBe('running');
+
+    await fleet.finish('host-4', 'failed');
+    expect(fleet.state(id)).toBe('running');
+    await fleet.finish('host-5', 'failed');
+    expect(fleet.state(id)).toBe('halted');
+    expect(fleet.rollout(id).stateReason).toBe('wave 2 failure budget exceeded: 2 failed, 1 tolerated');
+  });
+
+  it('maxFailures 0 halts on the first failure', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: [1, '100%'], maxFailures: 0 });
+    await fleet.finish('host-1', 'failed');
+    expect(fleet.state(id)).toBe('halted');
+    expect(fleet.appliedHosts()).toEqual(['host-1']);
+  });
+});

@@ -1,0 +1,150 @@
+/**
+ * Specification of the rollout engine, by example: which verb is legal from which state, and scheduled starts. The real `RolloutEngine` over a real
+ * SQLite `Store` (one file per test), driven through the simulated fleet of `support/simulated-fleet.ts`.
+ */
+import { ErrorCode, ROLLOUT_STATES, type RolloutState } from '@fleetpatch/shared';
+import { describe, expect, it } from 'vitest';
+import { VERB_TRANSITIONS, type Verb } from '../src/engine/rollout-states.js';
+import { refusal } from './support/refusal.js';
+import { hosts, SECOND, SimulatedFleet, T0 } from './support/simulated-fleet.js';
+
+// ---- illegal verbs -----------------------------------------------------------------------------
+
+/** Drives a fresh rollout into `state` using only verbs and agent answers; returns its id. */
+async function reach(fleet: SimulatedFleet, state: RolloutState): Promise<string> {
+  await fleet.addHosts(['h-1', 'h-2']);
+  const oneHost = { target: { hostIds: ['h-1'] } };
+  switch (state) {
+    case 'draft':
+      return fleet.create({ draft: true }).id;
+    case 'awaiting_approval':
+      return fleet.create({ requiredApprovals: 1 }).id;
+    case 'scheduled':
+      return fleet.create().id;
+    case 'running':
+      return fleet.launch({ maxParallel: 1 });
+    case 'paused': {
+      const id = await fleet.launch({ maxParallel: 1 });
+      fleet.engine.pause(id, 'alice');
+      return id;
+    }
+    case 'aborted': {
+      const { id } = fleet.create();
+      fleet.engine.abort(id, 'alice', null);
+      return id;
+    }
+    case 'halted': {
+      const id = await fleet.launch(oneHost);
+      await fleet.finish('h-1', 'failed');
+      return id;
+    }
+    default: {
+      const id = await fleet.launch(oneHost);
+      await fleet.finish('h-1');
+      if (state === 'succeeded') return id;
+      fleet.engine.revert(id, 'alice');
+      await fleet.engine.whenIdle();
+      if (state === 'reverting') return id;
+      await fleet.finishRevert('h-1', state === 'reverted' ? 'reverted' : 'revert_failed');
+      return id;
+    }
+  }
+}
+
+function callVerb(fleet: SimulatedFleet, verb: Verb, id: string): void {
+  switch (verb) {
+    case 'submit':
+      fleet.engine.submit(id, 'alice');
+      return;
+    case 'approve':
+      fleet.engine.approve(id, 'bob');
+      return;
+    case 'start':
+      fleet.engine.start(id, 'alice');
+      return;
+    case 'pause':
+      fleet.engine.pause(id, 'alice');
+      return;
+    case 'resume':
+      fleet.engine.resume(id, 'alice');
+      return;
+    case 'abort':
+      fleet.engine.abort(id, 'alice', null);
+      return;
+    case 'retry':
+      fleet.engine.retry(id, 'alice');
+      return;
+    case 'revert':
+      fleet.engine.revert(id, 'alice');
+      return;
+  }
+}
+
+/** Every state: each one is reached by `reach()` below. */
+const REACHABLE: readonly RolloutState[] = ROLLOUT_STATES;
+
+const ILLEGAL = (Object.keys(VERB_TRANSITIONS) as Verb[]).flatMap((verb) =>
+  REACHABLE.filter((state) => !(VERB_TRANSITIONS[verb].from as readonly RolloutState[]).includes(state)).map(
+    (state) => ({ verb, state }),
+  ),
+);
+
+describe('a verb from a state where it is illegal', () => {
+  it('covers every verb with at least one illegal state', () => {
+    expect(new Set(ILLEGAL.map((c) => c.verb))).toEqual(new Set(Object.keys(VERB_TRANSITIONS)));
+  });
+
+  it.each(ILLEGAL)(
+    '$verb from $state is refused with illegal_transition and changes nothing',
+    async ({ verb, state }) => {
+      const fleet = new SimulatedFleet();
+      const id = await reach(fleet, state);
+      expect(fleet.state(id)).toBe(state);
+      const before = fleet.dump();
+      const events = fleet.events(id).length;
+      const sent = fleet.sent.length;
+
+      const err = refusal(() => callVerb(fleet, verb, id));
+      await fleet.engine.whenIdle();
+
+      expect(err.code).toBe(ErrorCode.illegalTransition);
+      expect(err.details).toMatchObject({ rolloutId: id, state });
+      expect(fleet.state(id)).toBe(state);
+      expect(fleet.events(id)).toHaveLength(events);
+      expect(fleet.dump()).toBe(before);
+      expect(fleet.sent).toHaveLength(sent);
+    },
+  );
+
+  it('promote outside a bake is refused too', async () => {
+    const fleet = new SimulatedFleet();
+    const id = await reach(fleet, 'running');
+    const err = refusal(() => fleet.engine.promote(id, 'alice'));
+    expect(err.code).toBe(ErrorCode.illegalTransition);
+    expect(err.details).toMatchObject({ state: 'running' });
+  });
+});
+
+// ---- start times -------------------------------------------------------------------------------
+
+describe('startAt', () => {
+  it('an approved rollout waits in scheduled until startAt, then the ticker starts it as system', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(hosts(2));
+    const startAt = T0 + 3600 * SECOND;
+    const { id } = fleet.create({ waves: ['100%'], requiredApprovals: 1, startAt: new Date(startAt).toISOString() });
+    fleet.engine.approve(id, 'bob');
+
+    await fleet.advance(3599 * SECOND);
+    expect(fleet.state(id)).toBe('scheduled');
+    expect(fleet.sent).toEqual([]);
+
+    await fleet.advance(1 * SECOND);
+    expect(fleet.state(id)).toBe('running');
+    expect(fleet.events(id).find((e) => e.type === 'rollout.running')).toMatchObject({
+      actor: 'system',
+      fromState: 'scheduled',
+    });
+    expect(fleet.appliedHosts()).toEqual(hosts(2));
+  });
+});

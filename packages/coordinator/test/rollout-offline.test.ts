@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { SECOND, SimulatedFleet } from './support/simulated-fleet.js';
+
+// ---- offline hosts and deadlines ---------------------------------------------------------------
+
+describe('offline hosts', () => {
+  it('policy skip: the host is skipped, not counted as a failure, and stays in the report', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1', 'host-2']);
+    await fleet.addHosts(['host-3'], { online: false });
+    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, offline: { mode: 'skip' } });
+    await fleet.finishAll(['host-1', 'host-2']);
+
+    expect(fleet.state(id)).toBe('succeeded');
+    expect(fleet.run(id, 'host-3')).toMatchObject({ state: 'skipped', countedFailure: false, errorCode: 'offline' });
+    expect(fleet.sentOf('order.apply', 'host-3')).toEqual([]);
+  });
+
+  it('policy fail: the host fails and counts against the budget', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1']);
+    await fleet.addHosts(['host-2'], { online: false });
+    const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, offline: { mode: 'fail' } });
+
+    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', countedFailure: true, errorCode: 'offline' });
+    expect(fleet.state(id)).toBe('halted');
+  });
+
+  it('policy wait: the order is kept and sent, with the same id, when the agent says hello', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1'], { online: false });
+    const id = await fleet.launch({ waves: ['100%'], offline: { mode: 'wait', deliveryDeadlineSeconds: 300 } });
+    const orderId = fleet.run(id, 'host-1').orderId;
+    expect(orderId).not.toBeNull();
+    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    expect(fleet.sentOf('order.apply').filter((s) => s.delivered)).toEqual([]);
+
+    await fleet.advance(200 * SECOND);
+    await fleet.connect('host-1');
+
+    const delivered = fleet.sentOf('order.apply', 'host-1').filter((s) => s.delivered);
+    expect(delivered.map((s) => s.message.orderId)).toEqual([orderId]);
+    await fleet.finish('host-1');
+    expect(fleet.state(id)).toBe('succeeded');
+  });
+
+  it('policy wait: a host not reached within deliveryDeadlineSeconds is timed_out', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1', 'host-2']);
+    await fleet.addHosts(['host-3'], { online: false });
+    const id = await fleet.launch({
+      waves: ['100%'],
+      maxFailures: 1,
+      hostTimeoutSeconds: 3600,
+      offline: { mode: 'wait', deliveryDeadlineSeconds: 30 },
+    });
+    await fleet.finishAll(['host-1', 'host-2']);
+    expect(fleet.state(id)).toBe('running');
+
+    await fleet.advance(30 * SECOND);
+    expect(fleet.run(id, 'host-3').state).toBe('dispatched');
+    await fleet.advance(1 * SECOND);
+
+    expect(fleet.run(id, 'host-3')).toMatchObject({ state: 'timed_out', countedFailure: true });
+    expect(fleet.run(id, 'host-3').reason).toMatch(/not delivered within 30s/);
+    expect(fleet.state(id)).toBe('succeeded');
+  });
+
+  it('hostTimeoutSeconds: a host with no result in time is timed_out and its order is cancelled', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 120, maxFailures: 0 });
+    await fleet.progress('host-1', 'applying');
+    const orderId = fleet.run(id, 'host-1').orderId;
+
+    await fleet.advance(120 * SECOND);
+    expect(fleet.run(id, 'host-1').state).toBe('applying');
+    await fleet.advance(1 * SECOND);
+
+    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'timed_out', errorCode: 'timed_out', countedFailure: true });
+    expect(fleet.agent('host-1').cancels).toEqual([orderId]);
+    expect(fleet.state(id)).toBe('halted');
+  });
+});

@@ -1,0 +1,360 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type CoordinatorMessage,
+  ErrorCode,
+  type EventRecord,
+  type Facts,
+  type HostRunState,
+  type OrderOutcome,
+  type OrderPhase,
+  PatchSchema,
+  type RolloutRequestInput,
+  RolloutRequestSchema,
+  type RolloutState,
+} from '@fleetpatch/shared';
+import { type Logger, pino } from 'pino';
+import { afterEach } from 'vitest';
+import { type AgentChannel, RolloutEngine, type WaveGate } from '../../src/engine/rollout-engine.js';
+import type { HostRunRecord } from '../../src/store/host-run-repository.js';
+import type { RolloutRecord } from '../../src/store/rollout-repository.js';
+import { Store } from '../../src/store/store.js';
+import { FakeClock } from './fake-clock.js';
+import { FakeWindowWatcher } from './fake-window-watcher.js';
+import { SAMPLE_PATCH_SPEC } from './sample-patch.js';
+import { type JournalEntry, SimulatedAgent } from './simulated-agent.js';
+
+/** Monday 2030-01-07, noon UTC: outside the 02:00 maintenance window the window specification uses. */
+export const T0 = Date.parse('2030-01-07T12:00:00Z');
+export const SECOND = 1000;
+export const PATCH_ID = 'pat_spec';
+
+/** `n` host names: host-1, host-2, … */
+export const hosts = (n: number, prefix = 'host') => Array.from({ length: n }, (_, i) => `${prefix}-${i + 1}`);
+
+const FACTS: Facts = {
+  hostname: 'host',
+  os: 'linux',
+  distro: 'debian',
+  release: '12',
+  kernel: '6.1.0',
+  arch: 'x86_64',
+  cpus: 2,
+  memoryBytes: 2 ** 31,
+};
+
+const PATCH = PatchSchema.parse({
+  ...SAMPLE_PATCH_SPEC,
+  id: PATCH_ID,
+  createdBy: 'alice',
+  createdAt: new Date(T0).toISOString(),
+});
+
+export interface SentMessage {
+  agentId: string;
+  message: CoordinatorMessage;
+  delivered: boolean;
+}
+
+export interface SimulatedFleetOptions {
+  waveGate?: WaveGate;
+  /** Where the engine logs (silent unless a test reads the log). */
+  log?: Logger;
+  /** The clock's start; T0 unless said. */
+  start?: number;
+  /** Called for every apply order the engine sends, before it is delivered (the property test's checks). */
+  onApplySent?: (agentId: string, orderId: string, rolloutId: string) => void;
+}
+
+const silent = pino({ level: 'silent' });
+const openFleets = new Set<SimulatedFleet>();
+afterEach(() => {
+  for (const fleet of openFleets) fleet.close();
+});
+
+/**
+ * One coordinator (the real `RolloutEngine` over a real SQLite `Store` in a temp file), its fake clock,
+ * channel and window watcher, and simulated agents that journal the orders they receive and answer
+ * them when the test says so. The one simulated fleet of the engine's specification and property tests.
+ *
+ * Methods that make the engine work (`connect`, `finish`, `advance`, …) wait with `engine.whenIdle()`,
+ * so nothing here sleeps or depends on timing.
+ */
+export class SimulatedFleet {
+  readonly dir = mkdtempSync(join(tmpdir(), 'fleetpatch-engine-spec-'));
+  readonly file = join(this.dir, 'fleetpatch.db');
+  readonly agents = new Map<string, SimulatedAgent>();
+  readonly sent: SentMessage[] = [];
+  readonly windows = new FakeWindowWatcher();
+  readonly clock: FakeClock;
+  /** Hosts whose frames are lost on the wire: the engine believes them sent, the agent never sees them. */
+  readonly lostOnTheWire = new Set<string>();
+  /** Most apply orders ever held unanswered by agents at once (the engine's concurrency, seen from outside). */
+  maxAppliesInFlight = 0;
+  maxRevertsInFlight = 0;
+  store: Store;
+  engine: RolloutEngine;
+  /** Bumped by each restart: a stopped engine's late sends go nowhere. */
+  generation = 0;
+  private closed = false;
+
+  constructor(private readonly options: SimulatedFleetOptions = {}) {
+    openFleets.add(this);
+    this.clock = new FakeClock(options.start ?? T0);
+    this.store = openStore(this.file);
+    this.engine = this.newEngine();
+    this.store.transaction(() => this.store.patches.insert(PATCH));
+  }
+
+  get now(): number {
+    return this.clock.ms;
+  }
+
+  set now(ms: number) {
+    this.clock.ms = ms;
+  }
+
+  private newEngine(): RolloutEngine {
+    const generation = this.generation;
+    // A stopped engine's sockets died with it: whatever it still tries to send goes nowhere.
+    const channel: AgentChannel = {
+      send: (agentId, message) => (generation === this.generation ? this.deliver(agentId, message) : false),
+      isOnline: (agentId) => generation === this.generation && this.agents.get(agentId)?.online === true,
+    };
+    return new RolloutEngine({
+      store: this.store,
+      channel,
+      log: this.options.log ?? silent,
+      clock: this.clock,
+      windows: this.windows,
+      ...(this.options.waveGate ? { waveGate: this.options.waveGate } : {}),
+    });
+  }
+
+  /** The coordinator dies at some instruction and a new process opens the same file; every socket is gone. */
+  restart(): void {
+    this.engine.stop();
+    this.store.close();
+    this.generation++;
+    for (const agent of this.agents.values()) agent.online = false;
+    this.windows.watching.clear();
+    this.store = openStore(this.file);
+    this.engine = this.newEngine();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    openFleets.delete(this);
+    this.engine.stop();
+    this.store.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  // ---- fleet -----------------------------------------------------------------------------------
+
+  /** Registers agents (as an admin would) and, unless `online: false`, connects them. */
+  async addHosts(
+    ids: readonly string[],
+    options: { labels?: Record<string, string>; facts?: Partial<Facts>; online?: boolean } = {},
+  ): Promise<void> {
+    for (const id of ids) {
+      const labels = options.labels ?? {};
+      this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, new Date(this.now).toISOString());
+      this.agents.set(id, new SimulatedAgent(id, labels, { ...FACTS, hostname: id, ...options.facts }));
+      if (options.online !== false) await this.connect(id);
+    }
+  }
+
+  /** The agent (re)connects and says hello with every journal entry the coordinator has not acked. */
+  async connect(id: string): Promise<void> {
+    this.hello(id);
+    await this.engine.whenIdle();
+  }
+
+  /** The agent (re)connects and says hello, listing only the entries whose bit is set in `mask`. */
+  hello(id: string, mask = -1): void {
+    const agent = this.agent(id);
+    agent.online = true;
+    this.engine.onAgentHello(id, agent.hello(mask));
+  }
+
+  disconnect(id: string): void {
+    this.agent(id).online = false;
+  }
+
+  agent(id: string): SimulatedAgent {
+    const agent = this.agents.get(id);
+    if (!agent) throw new Error(`no simulated agent ${id}`);
+    return agent;
+  }
+
+  private deliver(agentId: string, message: CoordinatorMessage): boolean {
+    const agent = this.agents.get(agentId);
+    const lost = this.lostOnTheWire.has(agentId);
+    const delivered = agent?.online === true && !lost;
+    if (message.type === 'order.apply') this.options.onApplySent?.(agentId, message.orderId, message.rolloutId);
+    this.sent.push({ agentId, message, delivered });
+    if (!delivered || !agent) return lost;
+    const known = agent.receive(message);
+    // A re-delivered id is answered from the journal, never run again.
+    if (known?.result) this.engine.onOrderResult(agentId, known.result);
+    this.maxAppliesInFlight = Math.max(this.maxAppliesInFlight, this.unanswered('apply'));
+    this.maxRevertsInFlight = Math.max(this.maxRevertsInFlight, this.unanswered('revert'));
+    return true;
+  }
+
+  private unanswered(kind: JournalEntry['kind']): number {
+    let n = 0;
+    for (const agent of this.agents.values()) n += agent.unanswered(kind);
+    return n;
+  }
+
+  // ---- what agents say -------------------------------------------------------------------------
+
+  async progress(hostId: string, phase: OrderPhase): Promise<void> {
+    const entry = this.mustOpenApply(hostId);
+    entry.phase = phase;
+    if (this.agent(hostId).online)
+      this.engine.onOrderProgress(hostId, { type: 'order.progress', orderId: entry.orderId, phase });
+    await this.engine.whenIdle();
+  }
+
+  /**
+   * The host finishes its open apply order and reports it. By default a healthy host carries the
+   * change and a failed one has restored its snapshot (autoRevert host).
+   */
+  async finish(hostId: string, outcome: OrderOutcome = 'healthy', changed?: boolean): Promise<string> {
+    const entry = this.mustOpenApply(hostId);
+    this.report(hostId, entry, outcome, changed ?? (outcome === 'healthy' || outcome === 'revert_failed'));
+    await this.engine.whenIdle();
+    return entry.orderId;
+  }
+
+  /** Every host of `hostIds` that holds an open apply order finishes it healthy. */
+  async finishAll(hostIds: readonly string[], outcome: OrderOutcome = 'healthy'): Promise<void> {
+    for (const id of hostIds) if (this.agent(id).openApply()) await this.finish(id, outcome);
+  }
+
+  /** The host finishes its open revert order. */
+  async finishRevert(hostId: string, outcome: 'reverted' | 'revert_failed' = 'reverted'): Promise<void> {
+    const entry = this.agent(hostId).openReverts()[0];
+    if (!entry) throw new Error(`${hostId} holds no revert order`);
+    this.report(hostId, entry, outcome, outcome !== 'reverted');
+    await this.engine.whenIdle();
+  }
+
+  /** A second report for an order already answered: the bake watch on the host saw health fail. */
+  async reportAgain(hostId: string, orderId: string, outcome: OrderOutcome, changed: boolean): Promise<void> {
+    const entry = this.agent(hostId).journal.get(orderId);
+    if (!entry) throw new Error(`${hostId} never received ${orderId}`);
+    this.report(hostId, entry, outcome, changed);
+    await this.engine.whenIdle();
+  }
+
+  /** The agent records a result in its journal and reports it now if connected (else in its next hello). */
+  report(hostId: string, entry: JournalEntry, outcome: OrderOutcome, changed: boolean): void {
+    entry.phase = 'done';
+    entry.acked = false;
+    entry.result = {
+      orderId: entry.orderId,
+      outcome,
+      changed,
+      ...(outcome === 'healthy' || outcome === 'reverted' ? {} : { errorCode: ErrorCode.healthFailed }),
+      finishedAt: new Date(this.now).toISOString(),
+    };
+    if (this.agent(hostId).online) this.engine.onOrderResult(hostId, entry.result);
+  }
+
+  private mustOpenApply(hostId: string): JournalEntry {
+    const entry = this.agent(hostId).openApply();
+    if (!entry) throw new Error(`${hostId} holds no open apply order`);
+    return entry;
+  }
+
+  // ---- what people do --------------------------------------------------------------------------
+
+  create(input: Partial<RolloutRequestInput> = {}, actor = 'alice'): RolloutRecord {
+    const request = RolloutRequestSchema.parse({
+      patchId: PATCH_ID,
+      target: { all: true },
+      requiredApprovals: 0,
+      maxParallel: 100,
+      ...input,
+    });
+    return this.engine.create(request, actor);
+  }
+
+  /** Creates (no approval needed) and starts a rollout as alice; returns its id. */
+  async launch(input: Partial<RolloutRequestInput> = {}): Promise<string> {
+    const { id } = this.create(input);
+    this.engine.start(id, 'alice');
+    await this.engine.whenIdle();
+    return id;
+  }
+
+  /** Moves the clock and lets the engine's ticker run once. */
+  async advance(ms: number): Promise<void> {
+    this.now += ms;
+    this.engine.tick();
+    await this.engine.whenIdle();
+  }
+
+  // ---- what the store says ---------------------------------------------------------------------
+
+  rollout(id: string): RolloutRecord {
+    const rollout = this.store.rollouts.get(id);
+    if (!rollout) throw new Error(`rollout ${id} is missing`);
+    return rollout;
+  }
+
+  state(id: string): RolloutState {
+    return this.rollout(id).state;
+  }
+
+  run(id: string, hostId: string): HostRunRecord {
+    const run = this.store.hostRuns.get(id, hostId);
+    if (!run) throw new Error(`${hostId} is not in rollout ${id}`);
+    return run;
+  }
+
+  hostStates(id: string): Record<string, HostRunState> {
+    return Object.fromEntries(this.store.hostRuns.forRollout(id).map((r) => [r.hostId, r.state]));
+  }
+
+  events(id: string): EventRecord[] {
+    return this.store.events(id, 0, 100_000);
+  }
+
+  /** Messages of one type the engine tried to send, in order, optionally only those to one host. */
+  sentOf<T extends CoordinatorMessage['type']>(
+    type: T,
+    hostId?: string,
+  ): (SentMessage & { message: Extract<CoordinatorMessage, { type: T }> })[] {
+    return this.sent.filter(
+      (s): s is SentMessage & { message: Extract<CoordinatorMessage, { type: T }> } =>
+        s.message.type === type && (hostId === undefined || s.agentId === hostId),
+    );
+  }
+
+  /** Hosts that were sent an apply order, in order of first send. */
+  appliedHosts(): string[] {
+    return [...new Set(this.sentOf('order.apply').map((s) => s.agentId))];
+  }
+
+  /** Everything the database holds, as text: a refused verb must leave it exactly as it was. */
+  dump(tables: readonly string[] = ['rollouts', 'approvals', 'host_runs', 'events']): string {
+    return JSON.stringify(tables.map((t) => this.store.db.prepare(`SELECT * FROM ${t} ORDER BY rowid`).all()));
+  }
+}
+
+/**
+ * The real store on a real file. A simulated crash drops the process, not the OS page cache, so
+ * fsync on every commit buys nothing here and costs most of the run time.
+ */
+function openStore(file: string): Store {
+  const store = Store.open(file);
+  store.db.pragma('synchronous = OFF');
+  return store;
+}
