@@ -20,12 +20,10 @@ import { EnrollmentRefused, enrollAndStore } from './enrollment-client.js';
 import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { Journal } from './journal.js';
-import { type DriverSet, fitHealth, OrderExecutor } from './order-executor.js';
+import { type DriverSet, OrderExecutor } from './order-executor.js';
+import { fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
-
-/** OrderProgressSchema's cap on health results. */
-const MAX_PROGRESS_HEALTH = 64;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -80,8 +78,7 @@ export class Agent {
             type: 'order.progress',
             orderId,
             phase,
-            ...(message ? { message: message.slice(0, 2000) } : {}),
-            ...(health ? { health: fitHealth(health, MAX_PROGRESS_HEALTH) } : {}),
+            ...fitProgress(message, health),
           }),
         result: (result) => this.connection?.send({ type: 'order.result', ...result }),
       },

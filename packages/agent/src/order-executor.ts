@@ -18,6 +18,7 @@ import type { Clock } from './clock.js';
 import type { Driver, DriverContext, PreflightVerdict } from './drivers/driver.js';
 import type { HealthRunner } from './health/health-runner.js';
 import type { Journal, JournalEntry } from './journal.js';
+import { fitResult } from './wire-fit.js';
 
 /** What the executor tells the outside world; the connection forwards it when it can. */
 export interface ExecutorEvents {
@@ -635,37 +636,6 @@ export class OrderExecutor {
   private now(): string {
     return new Date(this.options.clock.now()).toISOString();
   }
-}
-
-/** Wire caps of a result (OrderResultBodySchema / HealthCheckResultSchema). */
-const MAX_REASON_CHARS = 8192;
-const MAX_OBSERVED_CHARS = 4096;
-const MAX_HEALTH_RESULTS = 500;
-/** Not capped by the schema, but a check's label can be a 256 kB argv: keep frames small. */
-const MAX_CHECK_LABEL_CHARS = 1024;
-
-/**
- * Cuts what a result says to what the wire accepts: a result the coordinator's schema refuses is a
- * result never recorded, and the agent would re-report it for ever.
- */
-function fitResult<T extends { reason?: string | undefined; health?: HealthCheckResult[] | undefined }>(result: T): T {
-  return {
-    ...result,
-    ...(result.reason !== undefined ? { reason: cut(result.reason, MAX_REASON_CHARS) } : {}),
-    ...(result.health !== undefined ? { health: fitHealth(result.health, MAX_HEALTH_RESULTS) } : {}),
-  };
-}
-
-export function fitHealth(health: readonly HealthCheckResult[], max: number): HealthCheckResult[] {
-  return health.slice(0, max).map((h) => ({
-    ...h,
-    check: cut(h.check, MAX_CHECK_LABEL_CHARS),
-    observed: cut(h.observed, MAX_OBSERVED_CHARS),
-  }));
-}
-
-function cut(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 /** What an order changes on the host: one file or one package. */

@@ -9,3 +9,4 @@ export * from './protocol.js';
 export * from './rollout.js';
 export * from './validation.js';
 export * from './wave-plan.js';
+export * from './wire-limits.js';

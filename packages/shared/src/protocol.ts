@@ -4,6 +4,7 @@ import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema, HealthPolicySchema } from './health-check.js';
 import { ChangeSchema } from './patch.js';
 import { LabelsSchema } from './validation.js';
+import { WIRE_LIMITS } from './wire-limits.js';
 
 /**
  * The agent ⇄ coordinator wire protocol: JSON text frames over one WebSocket per agent, one
@@ -15,7 +16,7 @@ import { LabelsSchema } from './validation.js';
 export const PROTOCOL_VERSION = 1;
 
 /** Upper bound of one frame in either direction (ws `maxPayload`). */
-export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+export const MAX_FRAME_BYTES = WIRE_LIMITS.frameBytes;
 
 /** Order ids name journal directories on agents: a safe, short alphabet only. */
 const OrderIdSchema = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$/, 'order ids are 1-100 of [A-Za-z0-9_.-]');
@@ -75,8 +76,8 @@ export const OrderResultBodySchema = z
     /** Whether the host now carries the change (false after a self-revert or a refusal). */
     changed: z.boolean(),
     errorCode: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]).optional(),
-    reason: z.string().max(8192).optional(),
-    health: z.array(HealthCheckResultSchema).max(500).optional(),
+    reason: z.string().max(WIRE_LIMITS.reasonChars).optional(),
+    health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.resultHealthResults).optional(),
     finishedAt: IsoTimeSchema,
   })
   .strict();
@@ -122,8 +123,8 @@ export const OrderProgressSchema = z
     type: z.literal('order.progress'),
     orderId: OrderIdSchema,
     phase: OrderPhaseSchema,
-    message: z.string().max(2000).optional(),
-    health: z.array(HealthCheckResultSchema).max(64).optional(),
+    message: z.string().max(WIRE_LIMITS.progressMessageChars).optional(),
+    health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.progressHealthResults).optional(),
   })
   .strict();
 
