@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type OrderApply,
@@ -10,6 +9,7 @@ import {
   OrderResultBodySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
+import { isTempFileFor, writeAll, writeFileAtomically } from './fs/atomic-file.js';
 
 /**
  * One order as the agent's journal records it. Written atomically (temp file, fsync, rename, fsync
@@ -39,7 +39,8 @@ export const JournalEntrySchema = z
 export type JournalEntry = z.infer<typeof JournalEntrySchema>;
 
 const ENTRY_FILE = 'entry.json';
-const TMP_SUFFIX = '.tmp';
+/** How agents before the shared atomic writer named an entry's temp file (`entry.json.<hex>.tmp`). */
+const LEGACY_TEMP_PATTERN = /^entry\.json\.[0-9a-f]+\.tmp$/;
 
 /**
  * The durable order journal: one directory per order under `<dataDir>/orders/`, holding the entry
@@ -191,16 +192,10 @@ export class Journal {
     const next: JournalEntry = { ...entry, seq: ++this.seq };
     const dir = this.orderDir(entry.orderId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const tmp = join(dir, `${ENTRY_FILE}.${randomBytes(6).toString('hex')}${TMP_SUFFIX}`);
-    const handle = await open(tmp, 'w', 0o600);
-    try {
-      await handle.writeFile(JSON.stringify(next));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, join(dir, ENTRY_FILE));
-    await syncDir(dir);
+    // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
+    await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (handle) =>
+      writeAll(handle, Buffer.from(JSON.stringify(next))),
+    );
     this.entries.set(entry.orderId, next);
     return next;
   }
@@ -209,7 +204,7 @@ export class Journal {
     const dir = join(this.ordersDir, name);
     // Temp files of writes a crash interrupted: the entry beside them is the last complete one.
     for (const file of await readdir(dir)) {
-      if (file.startsWith(`${ENTRY_FILE}.`) && file.endsWith(TMP_SUFFIX)) await rm(join(dir, file), { force: true });
+      if (isTempFileFor(ENTRY_FILE, file) || LEGACY_TEMP_PATTERN.test(file)) await rm(join(dir, file), { force: true });
     }
     let raw: string;
     try {
@@ -230,14 +225,5 @@ export class Journal {
     if (!/^[A-Za-z0-9_.-]{1,100}$/.test(orderId) || orderId.startsWith('.'))
       throw new Error(`unsafe order id ${orderId}`);
     return join(this.ordersDir, orderId);
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
