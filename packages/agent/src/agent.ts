@@ -20,7 +20,7 @@ import { EnrollmentRefused, enrollAndStore } from './enrollment-client.js';
 import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { Journal } from './journal.js';
-import { type DriverSet, OrderExecutor } from './order-executor.js';
+import { type DriverSet, OrderExecutor } from './orders/order-executor.js';
 import { fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';

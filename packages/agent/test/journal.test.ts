@@ -38,8 +38,8 @@ afterEach(async () => {
 describe('Journal', () => {
   it('reopens at the last complete entry and removes the temp files of writes a crash interrupted', async () => {
     const journal = await Journal.open(dir);
-    await journal.createApply(order, new Date(0).toISOString());
-    await journal.update('o1', { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(1).toISOString());
+    const entry = await journal.createApply(order, new Date(0).toISOString());
+    await journal.update(entry, { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(1).toISOString());
     const orderDir = join(dir, 'orders', 'o1');
     // A write cut short by a crash, in the shared writer's naming and in the one agents used before it.
     await writeFile(join(orderDir, '.entry.json.fleetpatch-tmp-0123456789abcdef'), '{"half":');

@@ -19,7 +19,7 @@ import type { Driver, PreflightVerdict } from '../src/drivers/driver.js';
 import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
 import { Journal } from '../src/journal.js';
-import { OrderExecutor, type OrderExecutorOptions } from '../src/order-executor.js';
+import { OrderExecutor, type OrderExecutorOptions } from '../src/orders/order-executor.js';
 
 // Logic of the executor with a fake driver that records calls and a host that is just a variable.
 // The real drivers are tested on real files and real dpkg in their own files and end to end.
@@ -270,8 +270,8 @@ describe('OrderExecutor', () => {
 
   it('recovers an order interrupted mid-apply by restoring its snapshot', async () => {
     const journal = await Journal.open(dir);
-    await journal.createApply(order('o1'), new Date(0).toISOString());
-    await journal.update('o1', { phase: 'applying', snapshot: { prior: 'old' } }, new Date(0).toISOString());
+    const entry = await journal.createApply(order('o1'), new Date(0).toISOString());
+    await journal.update(entry, { phase: 'applying', snapshot: { prior: 'old' } }, new Date(0).toISOString());
     driver.host = 'half';
     await (await executor(await Journal.open(dir))).recover();
     expect(driver.calls).toEqual(['cleanup', 'restore']);
@@ -281,8 +281,8 @@ describe('OrderExecutor', () => {
 
   it('recovers an order interrupted before it changed anything without touching the host', async () => {
     const journal = await Journal.open(dir);
-    await journal.createApply(order('o1'), new Date(0).toISOString());
-    await journal.update('o1', { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(0).toISOString());
+    const entry = await journal.createApply(order('o1'), new Date(0).toISOString());
+    await journal.update(entry, { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(0).toISOString());
     await (await executor(await Journal.open(dir))).recover();
     expect(driver.calls).toEqual(['cleanup']);
     expect(results).toMatchObject([{ outcome: 'failed', changed: false }]);
