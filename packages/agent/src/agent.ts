@@ -46,6 +46,7 @@ export class Agent {
   private state: 'idle' | 'running' | 'stopped' = 'idle';
   private pruneTimer: NodeJS.Timeout | null = null;
   private credential: AgentCredential | null = null;
+  private stopping: Promise<void> | null = null;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -117,9 +118,16 @@ export class Agent {
     this.connection.start(() => journal.position);
   }
 
-  /** Idempotent. Drains: running orders finish and report before the connection closes. */
-  async stop(): Promise<void> {
-    if (this.state === 'stopped') return;
+  /**
+   * Drains: running orders finish and report before the connection closes. Every call returns the
+   * same drain (as BullMQ's close), so a second caller does not go on while orders still run.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.drain();
+    return this.stopping;
+  }
+
+  private async drain(): Promise<void> {
     this.state = 'stopped';
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.executor?.stop();

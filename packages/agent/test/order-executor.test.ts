@@ -503,4 +503,34 @@ describe('OrderExecutor', () => {
       /another order for file \/etc\/x.conf is still running/,
     );
   });
+
+  it('returns the same drain to every stop() caller, and none before the running order has reported', async () => {
+    let openGate = () => {};
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    const apply = driver.apply.bind(driver);
+    driver.apply = async (c) => {
+      await gate;
+      return apply(c);
+    };
+    const applying = new Promise<void>((resolve) => {
+      onProgress = (_orderId, phase) => {
+        if (phase === 'applying') resolve();
+      };
+    });
+    const ex = await executor();
+    const running = ex.apply(order('o1'));
+    await applying;
+
+    const first = ex.stop();
+    const second = ex.stop();
+    expect(second).toBe(first);
+    await ex.apply(order('o2')); // refused while stopping: never journaled, never reported
+    openGate();
+    await second;
+
+    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'healthy', changed: true }]);
+    await running;
+  });
 });

@@ -1,5 +1,11 @@
-import type { Change, ErrorCode, HealthCheckResult, OrderPhase, OrderResultBody } from '@fleetpatch/shared';
-import { ErrorCode as Codes, isFleetError } from '@fleetpatch/shared';
+import {
+  type Change,
+  ErrorCode,
+  type HealthCheckResult,
+  isFleetError,
+  type OrderPhase,
+  type OrderResultBody,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Driver, DriverContext } from '../drivers/driver.js';
@@ -95,7 +101,7 @@ export class OrderContext {
 }
 
 export function codeOf(err: unknown): ErrorCode {
-  return isFleetError(err) ? err.code : Codes.internal;
+  return isFleetError(err) ? err.code : ErrorCode.internal;
 }
 
 export function messageOf(err: unknown): string {
