@@ -9,20 +9,11 @@ import { WebSocketServer } from 'ws';
 import { Agent } from '../src/agent.js';
 import { writeCredential } from '../src/agent-credential.js';
 import { AgentConfigSchema } from '../src/config.js';
+import { collectFacts } from '../src/facts.js';
+import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
 
 // One agent against a fake coordinator that only challenges and sends one order: enough to stop the
 // agent while the order runs and see what each caller of stop() waits for.
-
-const FACTS = {
-  hostname: 'web-1',
-  os: 'linux',
-  distro: 'd',
-  release: 'r',
-  kernel: 'k',
-  arch: 'x64',
-  cpus: 1,
-  memoryBytes: 1,
-};
 
 let base: string;
 let server: WebSocketServer;
@@ -43,22 +34,13 @@ afterEach(async () => {
 });
 
 function order(): OrderApply {
-  const uid = String(process.getuid?.() ?? 0);
-  const gid = String(process.getgid?.() ?? 0);
-  return {
-    type: 'order.apply',
-    orderId: 'o1',
-    rolloutId: 'ro_1',
-    patchId: 'pat_1',
-    change: {
-      kind: 'file',
-      path: '/etc/x.conf',
+  return sampleApplyOrder('o1', {
+    // Owned by whoever runs the test, so it needs no root.
+    change: sampleFileChange({
       content: 'new\n',
-      encoding: 'utf8',
-      mode: '0644',
-      owner: uid,
-      group: gid,
-    },
+      owner: String(process.getuid?.() ?? 0),
+      group: String(process.getgid?.() ?? 0),
+    }),
     // Healthy only after a streak of two seconds: the order is still verifying when the agent is stopped.
     health: {
       checks: [{ kind: 'file', path: '/etc/x.conf' }],
@@ -66,10 +48,7 @@ function order(): OrderApply {
       minHealthySeconds: 2,
       healthyDeadlineSeconds: 30,
     },
-    failIfUnhealthyBefore: false,
-    revertOnHealthFailure: true,
-    bakeSeconds: 0,
-  };
+  });
 }
 
 describe('Agent.stop', () => {
@@ -100,7 +79,7 @@ describe('Agent.stop', () => {
       rootDir,
       file: { allowedRoots: ['/etc'] },
     });
-    const agent = new Agent({ config, log: pino({ level: 'silent' }), facts: FACTS });
+    const agent = new Agent({ config, log: pino({ level: 'silent' }), facts: await collectFacts() });
     await agent.start();
     await expect
       .poll(() => frames.some((f) => f.type === 'order.progress' && f.phase === 'verifying'), { timeout: 15_000 })

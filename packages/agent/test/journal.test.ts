@@ -1,29 +1,11 @@
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { OrderApply } from '@fleetpatch/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Journal } from '../src/journal.js';
+import { sampleApplyOrder } from './support/sample-orders.js';
 
-const order: OrderApply = {
-  type: 'order.apply',
-  orderId: 'o1',
-  rolloutId: 'ro_1',
-  patchId: 'pat_1',
-  change: {
-    kind: 'file',
-    path: '/etc/x.conf',
-    content: 'new',
-    encoding: 'utf8',
-    mode: '0644',
-    owner: 'root',
-    group: 'root',
-  },
-  health: { checks: [], intervalSeconds: 1, minHealthySeconds: 0, healthyDeadlineSeconds: 10 },
-  failIfUnhealthyBefore: false,
-  revertOnHealthFailure: true,
-  bakeSeconds: 0,
-};
+const order = sampleApplyOrder('o1');
 
 let dir: string;
 

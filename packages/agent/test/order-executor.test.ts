@@ -7,7 +7,6 @@ import {
   FleetError,
   type HealthCheck,
   type HealthCheckResult,
-  type OrderApply,
   type OrderPhase,
   type OrderResultBody,
   OrderResultSchema,
@@ -20,6 +19,7 @@ import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
 import { Journal } from '../src/journal.js';
 import { OrderExecutor, type OrderExecutorOptions } from '../src/orders/order-executor.js';
+import { sampleApplyOrder } from './support/sample-orders.js';
 
 // Logic of the executor with a fake driver that records calls and a host that is just a variable.
 // The real drivers are tested on real files and real dpkg in their own files and end to end.
@@ -92,31 +92,8 @@ function fakeClock(): Clock {
   };
 }
 
-const change: FileChange = {
-  kind: 'file',
-  path: '/etc/x.conf',
-  content: 'new',
-  encoding: 'utf8',
-  mode: '0644',
-  owner: 'root',
-  group: 'root',
-};
+const order = sampleApplyOrder;
 const check: HealthCheck = { kind: 'file', path: '/etc/x.conf' };
-
-function order(id: string, overrides: Partial<OrderApply> = {}): OrderApply {
-  return {
-    type: 'order.apply',
-    orderId: id,
-    rolloutId: 'ro_1',
-    patchId: 'pat_1',
-    change,
-    health: { checks: [check], intervalSeconds: 1, minHealthySeconds: 2, healthyDeadlineSeconds: 10 },
-    failIfUnhealthyBefore: false,
-    revertOnHealthFailure: true,
-    bakeSeconds: 0,
-    ...overrides,
-  };
-}
 
 let dir: string;
 let driver: FakeDriver;

@@ -32,6 +32,10 @@ export interface OrderContextOptions {
   clock: Clock;
   log: Logger;
   events: ExecutorEvents;
+  /**
+   * Test-only crash points: called with a checkpoint name after each durable step. The daemon's
+   * main wires it to SIGKILL itself when `FLEETPATCH_TEST_CRASH_AT` names the checkpoint.
+   */
   checkpoint?: (name: string) => void;
 }
 
@@ -67,7 +71,6 @@ export class OrderContext {
     return { signal, log };
   }
 
-  /** Test-only crash point after a durable step (see OrderExecutorOptions.checkpoint). */
   checkpoint(name: string): void {
     this.options.checkpoint?.(name);
   }

@@ -1,34 +1,21 @@
 import { ErrorCode, FleetError, type OrderApply, type OrderPreflight, type OrderRevert } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
-import type { HealthRunner } from '../health/health-runner.js';
-import type { ApplyEntry, Journal, JournalEntry, RevertEntry } from '../journal.js';
+import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
 import { fitResult } from '../wire-fit.js';
 import { notEnabledReason, runApply } from './apply-phases.js';
 import { BakeWatch } from './bake-watch.js';
-import { codeOf, type DriverSet, type ExecutorEvents, messageOf, OrderContext } from './order-context.js';
+import { codeOf, messageOf, OrderContext, type OrderContextOptions } from './order-context.js';
 import { restoreAndFinish, revertApplyOrder } from './snapshot-restore.js';
 
 export type { DriverSet, ExecutorEvents } from './order-context.js';
 
-export interface OrderExecutorOptions {
-  journal: Journal;
-  drivers: DriverSet;
-  health: HealthRunner;
-  clock: Clock;
-  log: Logger;
-  events: ExecutorEvents;
+export interface OrderExecutorOptions extends OrderContextOptions {
   /**
    * Absolute paths of the executables `command` health checks may run (config
    * `health.allowedCommands`). A check runs as root with an argv the order names, so without this
    * list whoever controls the coordinator could run anything on every host. Default: none.
    */
   allowedCommands?: readonly string[];
-  /**
-   * Test-only crash points: called with a checkpoint name after each durable step. The daemon's
-   * main wires it to SIGKILL itself when `FLEETPATCH_TEST_CRASH_AT` names the checkpoint.
-   */
-  checkpoint?: (name: string) => void;
 }
 
 /**
