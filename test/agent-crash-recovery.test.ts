@@ -58,7 +58,7 @@ interface Expectation {
 }
 
 /**
- * The recovery contract (order-executor.ts `recover`): an apply interrupted before `done` is not
+ * The recovery contract (orders/order-executor.ts `recover`): an apply interrupted before `done` is not
  * resumed; if it may have changed the host it goes back to its snapshot, and the coordinator hears
  * `failed, changed: false`. A finished order is only reported. An interrupted revert is finished.
  */

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { AgentPublicKeySchema, HostIdSchema, loadPrivateKey } from '@fleetpatch/shared';
 import { z } from 'zod';
-import { writeAll, writeFileAtomically } from './drivers/atomic-file.js';
+import { writeAll, writeFileAtomically } from './fs/atomic-file.js';
 
 /** The agent's identity, made by the agent itself at enrollment: `<dataDir>/credential.json`, mode 0600. */
 export const CREDENTIAL_FILE = 'credential.json';

@@ -19,12 +19,10 @@ import { EnrollmentRefused, enrollAndStore } from './enrollment-client.js';
 import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { Journal } from './journal.js';
-import { type DriverSet, fitHealth, OrderExecutor } from './order-executor.js';
+import { type DriverSet, OrderExecutor } from './orders/order-executor.js';
+import { fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
-
-/** OrderProgressSchema's cap on health results. */
-const MAX_PROGRESS_HEALTH = 64;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -47,6 +45,7 @@ export class Agent {
   private state: 'idle' | 'running' | 'stopped' = 'idle';
   private pruneTimer: NodeJS.Timeout | null = null;
   private credential: AgentCredential | null = null;
+  private stopping: Promise<void> | null = null;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -79,8 +78,7 @@ export class Agent {
             type: 'order.progress',
             orderId,
             phase,
-            ...(message ? { message: message.slice(0, 2000) } : {}),
-            ...(health ? { health: fitHealth(health, MAX_PROGRESS_HEALTH) } : {}),
+            ...fitProgress(message, health),
           }),
         result: (result) => this.connection?.send({ type: 'order.result', ...result }),
       },
@@ -120,9 +118,16 @@ export class Agent {
     this.connection.start(() => journal.position);
   }
 
-  /** Idempotent. Drains: running orders finish and report before the connection closes. */
-  async stop(): Promise<void> {
-    if (this.state === 'stopped') return;
+  /**
+   * Drains: running orders finish and report before the connection closes. Every call returns the
+   * same drain (as BullMQ's close), so a second caller does not go on while orders still run.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.drain();
+    return this.stopping;
+  }
+
+  private async drain(): Promise<void> {
     this.state = 'stopped';
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.executor?.stop();

@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type OrderApply,
@@ -10,36 +9,58 @@ import {
   OrderResultBodySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
+import { isTempFileFor, writeAll, writeFileAtomically } from './fs/atomic-file.js';
+
+/** What every journal entry records, whatever its kind. */
+const EntryBase = {
+  orderId: z.string(),
+  /** Position in this agent's journal: grows with every write. */
+  seq: z.number().int().min(0),
+  phase: OrderPhaseSchema,
+  /** The driver's snapshot record, once the snapshot is durable and verified (apply entries). */
+  snapshot: z.unknown().optional(),
+  /** Whether the host carries this apply order's change, as far as the journal knows. */
+  changed: z.boolean().default(false),
+  result: OrderResultBodySchema.optional(),
+  /** The coordinator confirmed it stored the result; no need to report it again. */
+  acked: z.boolean().default(false),
+  updatedAt: z.string(),
+};
+
+export const ApplyEntrySchema = z
+  .object({
+    ...EntryBase,
+    kind: z.literal('apply'),
+    /** The apply order as received. */
+    order: OrderApplySchema,
+  })
+  .strict();
+export type ApplyEntry = z.infer<typeof ApplyEntrySchema>;
+
+export const RevertEntrySchema = z
+  .object({
+    ...EntryBase,
+    kind: z.literal('revert'),
+    /** The apply order this revert restores. */
+    revertsOrderId: z.string(),
+  })
+  .strict();
+export type RevertEntry = z.infer<typeof RevertEntrySchema>;
 
 /**
  * One order as the agent's journal records it. Written atomically (temp file, fsync, rename, fsync
  * dir) before the step it guards, so after any crash the entry says exactly how far the order got.
+ * Preflights are not journaled: they change nothing.
  */
-export const JournalEntrySchema = z
-  .object({
-    orderId: z.string(),
-    kind: z.enum(['apply', 'revert']),
-    /** Position in this agent's journal: grows with every write. */
-    seq: z.number().int().min(0),
-    phase: OrderPhaseSchema,
-    /** The apply order as received (apply entries). */
-    order: OrderApplySchema.optional(),
-    /** The apply order a revert entry restores. */
-    revertsOrderId: z.string().optional(),
-    /** The driver's snapshot record, once the snapshot is durable and verified. */
-    snapshot: z.unknown().optional(),
-    /** Whether the host carries this apply order's change, as far as the journal knows. */
-    changed: z.boolean().default(false),
-    result: OrderResultBodySchema.optional(),
-    /** The coordinator confirmed it stored the result; no need to report it again. */
-    acked: z.boolean().default(false),
-    updatedAt: z.string(),
-  })
-  .strict();
+export const JournalEntrySchema = z.discriminatedUnion('kind', [ApplyEntrySchema, RevertEntrySchema]);
 export type JournalEntry = z.infer<typeof JournalEntrySchema>;
 
+/** What a write may change of an entry: never its identity, kind or what it was asked to do. */
+export type JournalPatch = Partial<Pick<JournalEntry, 'phase' | 'snapshot' | 'changed' | 'result' | 'acked'>>;
+
 const ENTRY_FILE = 'entry.json';
-const TMP_SUFFIX = '.tmp';
+/** How agents before the shared atomic writer named an entry's temp file (`entry.json.<hex>.tmp`). */
+const LEGACY_TEMP_PATTERN = /^entry\.json\.[0-9a-f]+\.tmp$/;
 
 /**
  * The durable order journal: one directory per order under `<dataDir>/orders/`, holding the entry
@@ -89,7 +110,7 @@ export class Journal {
     return join(this.orderDir(orderId), 'snapshot');
   }
 
-  async createApply(order: OrderApply, at: string): Promise<JournalEntry> {
+  async createApply(order: OrderApply, at: string): Promise<ApplyEntry> {
     return this.write({
       orderId: order.orderId,
       kind: 'apply',
@@ -102,7 +123,7 @@ export class Journal {
     });
   }
 
-  async createRevert(orderId: string, revertsOrderId: string, at: string): Promise<JournalEntry> {
+  async createRevert(orderId: string, revertsOrderId: string, at: string): Promise<RevertEntry> {
     return this.write({
       orderId,
       kind: 'revert',
@@ -115,22 +136,22 @@ export class Journal {
     });
   }
 
-  /** Applies `patch` to the entry as it is when this write's turn comes, not as it was when called. */
-  async update(
-    orderId: string,
-    patch: Partial<Omit<JournalEntry, 'orderId' | 'kind' | 'seq'>>,
-    at: string,
-  ): Promise<JournalEntry> {
-    return this.inTurn(orderId, () => {
-      const current = this.entries.get(orderId);
-      if (!current) throw new Error(`journal has no order ${orderId}`);
+  /**
+   * Applies `patch` to the entry as it is when this write's turn comes, not as `entry` was when
+   * called; the entry keeps its kind, so the caller gets back the kind it passed.
+   */
+  async update<E extends JournalEntry>(entry: E, patch: JournalPatch, at: string): Promise<E> {
+    return this.inTurn(entry.orderId, () => {
+      const current = this.entries.get(entry.orderId);
+      if (!current || !isSameKind(current, entry))
+        throw new Error(`journal has no ${entry.kind} order ${entry.orderId}`);
       return this.writeNow({ ...current, ...patch, updatedAt: at });
     });
   }
 
-  async finish(orderId: string, result: OrderResultBody, changed: boolean): Promise<JournalEntry> {
+  async finish<E extends JournalEntry>(entry: E, result: OrderResultBody, changed: boolean): Promise<E> {
     // acked resets: a second result (a failure during bake) must be reported again.
-    return this.update(orderId, { phase: 'done', result, changed, acked: false }, result.finishedAt);
+    return this.update(entry, { phase: 'done', result, changed, acked: false }, result.finishedAt);
   }
 
   /**
@@ -168,7 +189,7 @@ export class Journal {
     return removed;
   }
 
-  private write(entry: JournalEntry): Promise<JournalEntry> {
+  private write<E extends JournalEntry>(entry: E): Promise<E> {
     return this.inTurn(entry.orderId, () => this.writeNow(entry));
   }
 
@@ -187,20 +208,14 @@ export class Journal {
     return turn;
   }
 
-  private async writeNow(entry: JournalEntry): Promise<JournalEntry> {
-    const next: JournalEntry = { ...entry, seq: ++this.seq };
+  private async writeNow<E extends JournalEntry>(entry: E): Promise<E> {
+    const next: E = { ...entry, seq: ++this.seq };
     const dir = this.orderDir(entry.orderId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const tmp = join(dir, `${ENTRY_FILE}.${randomBytes(6).toString('hex')}${TMP_SUFFIX}`);
-    const handle = await open(tmp, 'w', 0o600);
-    try {
-      await handle.writeFile(JSON.stringify(next));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, join(dir, ENTRY_FILE));
-    await syncDir(dir);
+    // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
+    await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (handle) =>
+      writeAll(handle, Buffer.from(JSON.stringify(next))),
+    );
     this.entries.set(entry.orderId, next);
     return next;
   }
@@ -209,7 +224,7 @@ export class Journal {
     const dir = join(this.ordersDir, name);
     // Temp files of writes a crash interrupted: the entry beside them is the last complete one.
     for (const file of await readdir(dir)) {
-      if (file.startsWith(`${ENTRY_FILE}.`) && file.endsWith(TMP_SUFFIX)) await rm(join(dir, file), { force: true });
+      if (isTempFileFor(ENTRY_FILE, file) || LEGACY_TEMP_PATTERN.test(file)) await rm(join(dir, file), { force: true });
     }
     let raw: string;
     try {
@@ -233,11 +248,6 @@ export class Journal {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+function isSameKind<E extends JournalEntry>(entry: JournalEntry, like: E): entry is E {
+  return entry.kind === like.kind;
 }

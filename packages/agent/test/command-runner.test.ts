@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCommand } from '../src/drivers/command-runner.js';
+import { runCommand } from '../src/process/command-runner.js';
 
 /** Resolves with the promise, or rejects once `ms` have passed: a hang fails the test instead of stalling it. */
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {

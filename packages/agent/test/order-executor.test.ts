@@ -7,7 +7,6 @@ import {
   FleetError,
   type HealthCheck,
   type HealthCheckResult,
-  type OrderApply,
   type OrderPhase,
   type OrderResultBody,
   OrderResultSchema,
@@ -19,7 +18,8 @@ import type { Driver, PreflightVerdict } from '../src/drivers/driver.js';
 import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
 import { Journal } from '../src/journal.js';
-import { OrderExecutor, type OrderExecutorOptions } from '../src/order-executor.js';
+import { OrderExecutor, type OrderExecutorOptions } from '../src/orders/order-executor.js';
+import { sampleApplyOrder } from './support/sample-orders.js';
 
 // Logic of the executor with a fake driver that records calls and a host that is just a variable.
 // The real drivers are tested on real files and real dpkg in their own files and end to end.
@@ -92,31 +92,8 @@ function fakeClock(): Clock {
   };
 }
 
-const change: FileChange = {
-  kind: 'file',
-  path: '/etc/x.conf',
-  content: 'new',
-  encoding: 'utf8',
-  mode: '0644',
-  owner: 'root',
-  group: 'root',
-};
+const order = sampleApplyOrder;
 const check: HealthCheck = { kind: 'file', path: '/etc/x.conf' };
-
-function order(id: string, overrides: Partial<OrderApply> = {}): OrderApply {
-  return {
-    type: 'order.apply',
-    orderId: id,
-    rolloutId: 'ro_1',
-    patchId: 'pat_1',
-    change,
-    health: { checks: [check], intervalSeconds: 1, minHealthySeconds: 2, healthyDeadlineSeconds: 10 },
-    failIfUnhealthyBefore: false,
-    revertOnHealthFailure: true,
-    bakeSeconds: 0,
-    ...overrides,
-  };
-}
 
 let dir: string;
 let driver: FakeDriver;
@@ -270,8 +247,8 @@ describe('OrderExecutor', () => {
 
   it('recovers an order interrupted mid-apply by restoring its snapshot', async () => {
     const journal = await Journal.open(dir);
-    await journal.createApply(order('o1'), new Date(0).toISOString());
-    await journal.update('o1', { phase: 'applying', snapshot: { prior: 'old' } }, new Date(0).toISOString());
+    const entry = await journal.createApply(order('o1'), new Date(0).toISOString());
+    await journal.update(entry, { phase: 'applying', snapshot: { prior: 'old' } }, new Date(0).toISOString());
     driver.host = 'half';
     await (await executor(await Journal.open(dir))).recover();
     expect(driver.calls).toEqual(['cleanup', 'restore']);
@@ -281,8 +258,8 @@ describe('OrderExecutor', () => {
 
   it('recovers an order interrupted before it changed anything without touching the host', async () => {
     const journal = await Journal.open(dir);
-    await journal.createApply(order('o1'), new Date(0).toISOString());
-    await journal.update('o1', { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(0).toISOString());
+    const entry = await journal.createApply(order('o1'), new Date(0).toISOString());
+    await journal.update(entry, { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(0).toISOString());
     await (await executor(await Journal.open(dir))).recover();
     expect(driver.calls).toEqual(['cleanup']);
     expect(results).toMatchObject([{ outcome: 'failed', changed: false }]);
@@ -502,5 +479,35 @@ describe('OrderExecutor', () => {
     expect(results.find((r) => r.orderId === 'o2')?.reason).toMatch(
       /another order for file \/etc\/x.conf is still running/,
     );
+  });
+
+  it('returns the same drain to every stop() caller, and none before the running order has reported', async () => {
+    let openGate = () => {};
+    const gate = new Promise<void>((resolve) => {
+      openGate = resolve;
+    });
+    const apply = driver.apply.bind(driver);
+    driver.apply = async (c) => {
+      await gate;
+      return apply(c);
+    };
+    const applying = new Promise<void>((resolve) => {
+      onProgress = (_orderId, phase) => {
+        if (phase === 'applying') resolve();
+      };
+    });
+    const ex = await executor();
+    const running = ex.apply(order('o1'));
+    await applying;
+
+    const first = ex.stop();
+    const second = ex.stop();
+    expect(second).toBe(first);
+    await ex.apply(order('o2')); // refused while stopping: never journaled, never reported
+    openGate();
+    await second;
+
+    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'healthy', changed: true }]);
+    await running;
   });
 });

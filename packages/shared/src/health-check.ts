@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AbsolutePathSchema, Sha256Schema } from './validation.js';
+import { WIRE_LIMITS } from './wire-limits.js';
 
 const timeoutMs = z.number().int().min(100).max(300_000).default(5_000);
 const checkName = z.string().min(1).max(100).optional();
@@ -125,7 +126,7 @@ export const HealthCheckResultSchema = z.object({
   kind: z.string(),
   ok: z.boolean(),
   /** What the check saw, short and human-readable ("HTTP 500", "exit 1: connection refused"). */
-  observed: z.string().max(4096),
+  observed: z.string().max(WIRE_LIMITS.observedChars),
   at: z.string(),
 });
 export type HealthCheckResult = z.infer<typeof HealthCheckResultSchema>;

@@ -11,3 +11,4 @@ export * from './protocol-version.js';
 export * from './rollout.js';
 export * from './validation.js';
 export * from './wave-plan.js';
+export * from './wire-limits.js';

@@ -5,6 +5,7 @@ import { HealthCheckResultSchema, HealthPolicySchema } from './health-check.js';
 import { ChangeSchema } from './patch.js';
 import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
 import { LabelsSchema } from './validation.js';
+import { WIRE_LIMITS } from './wire-limits.js';
 
 /**
  * The agent ⇄ coordinator wire protocol: JSON text frames over one WebSocket per agent, one
@@ -29,7 +30,7 @@ import { LabelsSchema } from './validation.js';
  */
 
 /** Upper bound of one frame in either direction (ws `maxPayload`). */
-export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+export const MAX_FRAME_BYTES = WIRE_LIMITS.frameBytes;
 
 /** Order ids name journal directories on agents: a safe, short alphabet only. */
 const OrderIdSchema = z.string().regex(/^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$/, 'order ids are 1-100 of [A-Za-z0-9_.-]');
@@ -86,8 +87,8 @@ export const OrderResultBodySchema = z.object({
   /** Whether the host now carries the change (false after a self-revert or a refusal). */
   changed: z.boolean(),
   errorCode: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]).optional(),
-  reason: z.string().max(8192).optional(),
-  health: z.array(HealthCheckResultSchema).max(500).optional(),
+  reason: z.string().max(WIRE_LIMITS.reasonChars).optional(),
+  health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.resultHealthResults).optional(),
   finishedAt: IsoTimeSchema,
 });
 export type OrderResultBody = z.infer<typeof OrderResultBodySchema>;
@@ -133,8 +134,8 @@ export const OrderProgressSchema = z.object({
   type: z.literal('order.progress'),
   orderId: OrderIdSchema,
   phase: OrderPhaseSchema,
-  message: z.string().max(2000).optional(),
-  health: z.array(HealthCheckResultSchema).max(64).optional(),
+  message: z.string().max(WIRE_LIMITS.progressMessageChars).optional(),
+  health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.progressHealthResults).optional(),
 });
 
 export const OrderResultSchema = OrderResultBodySchema.extend({ type: z.literal('order.result') });

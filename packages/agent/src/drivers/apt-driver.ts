@@ -7,8 +7,8 @@ import {
   FleetError,
   type PackageChange,
 } from '@fleetpatch/shared';
-import type { CommandResult } from './command-runner.js';
-import { describeExit, outputTail } from './command-runner.js';
+import type { CommandResult } from '../process/command-runner.js';
+import { describeExit, outputTail } from '../process/command-runner.js';
 import {
   DebSources,
   debFileName,

@@ -5,7 +5,7 @@ import { basename, join } from 'node:path';
 import { DebianPackageNameSchema, DebianVersionSchema, Sha256Schema } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { outputTail } from './command-runner.js';
+import { outputTail } from '../process/command-runner.js';
 import type { DpkgCommands } from './dpkg-commands.js';
 
 /** Where a verified prior .deb came from, in the order the driver tries them. */

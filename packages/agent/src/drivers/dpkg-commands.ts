@@ -1,5 +1,5 @@
 import { ErrorCode, FleetError } from '@fleetpatch/shared';
-import { type CommandResult, describeExit, outputTail, runCommand } from './command-runner.js';
+import { type CommandResult, describeExit, outputTail, runCommand } from '../process/command-runner.js';
 
 /** Where dpkg and apt run and how; resolved once from `AptDriverOptions`. */
 export interface DpkgCommandConfig {

@@ -12,8 +12,8 @@ import {
   Sha256Schema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
+import { fsyncDirectory, isTempFileFor, removeFileDurably, writeAll, writeFileAtomically } from '../fs/atomic-file.js';
 import { resolveGid, resolveUid } from './account-ids.js';
-import { fsyncDirectory, isTempFileFor, removeFileDurably, writeAll, writeFileAtomically } from './atomic-file.js';
 import type { Driver, DriverContext, PreflightVerdict } from './driver.js';
 import {
   attributesOf,

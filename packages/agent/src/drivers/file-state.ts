@@ -3,7 +3,7 @@ import type { Stats } from 'node:fs';
 import { constants } from 'node:fs';
 import { type FileHandle, lstat, open } from 'node:fs/promises';
 import { ErrorCode, FleetError } from '@fleetpatch/shared';
-import { writeAll } from './atomic-file.js';
+import { writeAll } from '../fs/atomic-file.js';
 import { isErrno } from './safe-path.js';
 
 /** What a managed path holds right now. `mode` is the permission bits only (mask 07777). */

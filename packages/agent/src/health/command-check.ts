@@ -1,10 +1,14 @@
-import { cappedExec } from './capped-exec.js';
 import { type CheckOfKind, type CheckOutcome, fail, pass } from './check-outcome.js';
+import { execForCheck } from './exec-for-check.js';
 
 const MAX_OUTPUT_BYTES = 2048;
 
 export async function runCommandCheck(check: CheckOfKind<'command'>, signal: AbortSignal): Promise<CheckOutcome> {
-  const result = await cappedExec(check.argv, { timeoutMs: check.timeoutMs, signal, maxOutputBytes: MAX_OUTPUT_BYTES });
+  const result = await execForCheck(check.argv, {
+    timeoutMs: check.timeoutMs,
+    signal,
+    maxOutputBytes: MAX_OUTPUT_BYTES,
+  });
   switch (result.outcome) {
     case 'exited': {
       const observed = withOutput(`exit ${result.exitCode}`, result.stdout, result.stderr);

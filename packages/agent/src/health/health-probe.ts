@@ -1,5 +1,6 @@
 import type { HealthCheck, HealthCheckResult } from '@fleetpatch/shared';
 import { type Clock, systemClock } from '../clock.js';
+import { fitObserved } from '../wire-fit.js';
 import { assertNever, checkLabel } from './check-label.js';
 import { type CheckOutcome, describeError, fail } from './check-outcome.js';
 import { runCommandCheck } from './command-check.js';
@@ -9,9 +10,6 @@ import { runMetricCheck } from './metric-check.js';
 import { runProcessCheck } from './process-check.js';
 import { runSystemdCheck } from './systemd-check.js';
 import { runTcpCheck } from './tcp-check.js';
-
-/** The wire caps `observed`; a check that says more is cut here rather than rejected there. */
-const MAX_OBSERVED_CHARS = 4096;
 
 /**
  * Runs one health check. Never throws: whatever goes wrong, including an abort, is an `ok: false`
@@ -49,7 +47,8 @@ export class SystemHealthProbe implements HealthProbe {
       check: checkLabel(check),
       kind: check.kind,
       ok: outcome.ok,
-      observed: capObserved(outcome.observed),
+      // The wire caps `observed`; a check that says more is cut here rather than rejected there.
+      observed: fitObserved(outcome.observed),
       at: new Date(this.clock.now()).toISOString(),
     };
   }
@@ -74,8 +73,4 @@ export class SystemHealthProbe implements HealthProbe {
         return assertNever(check);
     }
   }
-}
-
-function capObserved(observed: string): string {
-  return observed.length <= MAX_OBSERVED_CHARS ? observed : `${observed.slice(0, MAX_OBSERVED_CHARS - 1)}…`;
 }

@@ -1,12 +1,12 @@
-import { cappedExec } from './capped-exec.js';
 import { type CheckOfKind, type CheckOutcome, fail, pass } from './check-outcome.js';
+import { execForCheck } from './exec-for-check.js';
 
 /**
  * `systemctl is-active <unit>`: exit 0 means active. Without `--quiet` so the state it prints
  * ("failed", "activating", "inactive") lands in `observed`; the exit code alone decides.
  */
 export async function runSystemdCheck(check: CheckOfKind<'systemd'>, signal: AbortSignal): Promise<CheckOutcome> {
-  const result = await cappedExec(['systemctl', 'is-active', '--', check.unit], {
+  const result = await execForCheck(['systemctl', 'is-active', '--', check.unit], {
     timeoutMs: check.timeoutMs,
     signal,
     maxOutputBytes: 512,

@@ -1,0 +1,220 @@
+import { mkdir } from 'node:fs/promises';
+import { type Change, ErrorCode, FleetError, type HealthCheck, type OrderApply } from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+import type { PreflightVerdict } from '../drivers/driver.js';
+import type { BakeWatch } from './bake-watch.js';
+import { codeOf, messageOf, type OrderContext, type ResultDraft } from './order-context.js';
+import { restoreAndFinish } from './snapshot-restore.js';
+import { targetOf } from './target-lock.js';
+
+export interface ApplyPhasesOptions {
+  /** Absolute paths of the executables `command` health checks may run (see OrderExecutorOptions). */
+  allowedCommands: readonly string[];
+  /** Where a healthy apply goes on being watched. */
+  bakes: BakeWatch;
+}
+
+/**
+ * One apply order through the journaled phases: accepted → baseline → snapshotted → applying →
+ * applied → verifying → done, or reverting → done. Each phase is durable before the step it guards.
+ */
+export async function runApply(
+  ctx: OrderContext,
+  order: OrderApply,
+  signal: AbortSignal,
+  log: Logger,
+  options: ApplyPhasesOptions,
+): Promise<void> {
+  // Decided before the first await: two orders must never change the same file or package at once
+  // (the second would snapshot the first's half-done state and "restore" the wrong thing).
+  const target = targetOf(order.change);
+  const busy = ctx.targets.isHeld(target);
+  const release = busy ? () => {} : ctx.targets.hold(target);
+  try {
+    await runPhases(ctx, order, signal, log, options, busy ? target : undefined);
+  } finally {
+    release();
+  }
+}
+
+async function runPhases(
+  ctx: OrderContext,
+  order: OrderApply,
+  signal: AbortSignal,
+  log: Logger,
+  options: ApplyPhasesOptions,
+  busyWith: string | undefined,
+): Promise<void> {
+  const { journal, events, health } = ctx;
+  let entry = await journal.createApply(order, ctx.now());
+  events.progress(order.orderId, 'accepted');
+  ctx.checkpoint('apply:accepted');
+  if (busyWith !== undefined) {
+    await ctx.finish(entry, {
+      outcome: 'failed',
+      changed: false,
+      errorCode: ErrorCode.blocked,
+      reason: `another order for ${busyWith} is still running on this host; nothing was changed`,
+    });
+    return;
+  }
+
+  const driver = ctx.driverFor(order.change);
+  if (!driver) {
+    await ctx.finish(entry, {
+      outcome: 'failed',
+      changed: false,
+      errorCode: ErrorCode.policyDenied,
+      reason: notEnabledReason(order.change),
+    });
+    return;
+  }
+  // Before the baseline: a denied command check must not run even once.
+  const denied = deniedCommand(order.health.checks, options.allowedCommands);
+  if (denied !== undefined) {
+    await ctx.finish(entry, {
+      outcome: 'failed',
+      changed: false,
+      errorCode: ErrorCode.policyDenied,
+      reason:
+        `command health check ${JSON.stringify(denied)} is not allowed on this agent: ` +
+        'add its absolute path to health.allowedCommands in the agent configuration',
+    });
+    return;
+  }
+  const driverCtx = ctx.driverContext(signal, log);
+  try {
+    // Baseline: a host sick before the patch is not the patch's fault.
+    if (order.health.checks.length > 0) {
+      entry = await journal.update(entry, { phase: 'baseline' }, ctx.now());
+      events.progress(order.orderId, 'baseline');
+      const baseline = await health.runOnce(order.health.checks, signal);
+      if (!baseline.healthy) {
+        await ctx.finish(entry, {
+          outcome: order.failIfUnhealthyBefore ? 'failed' : 'skipped',
+          changed: false,
+          errorCode: ErrorCode.healthFailed,
+          reason: 'unhealthy before patch',
+          health: baseline.results,
+        });
+        return;
+      }
+    }
+
+    const refusal = preflightRefusal(await driver.preflight(order.change, driverCtx));
+    if (refusal) {
+      await ctx.finish(entry, refusal);
+      return;
+    }
+
+    // No apply without an escape hatch: the snapshot is durable and verified before anything changes.
+    const dir = journal.snapshotDir(order.orderId);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const snapshot = await driver.snapshot(order.change, dir, driverCtx);
+    entry = await journal.update(entry, { phase: 'snapshotted', snapshot }, ctx.now());
+    events.progress(order.orderId, 'snapshotted');
+    ctx.checkpoint('apply:snapshotted');
+    throwIfAborted(signal);
+
+    entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
+    events.progress(order.orderId, 'applying');
+    ctx.checkpoint('apply:applying');
+    await driver.apply(order.change, driverCtx);
+    ctx.checkpoint('apply:applied-before-journal');
+    entry = await journal.update(entry, { phase: 'applied', changed: true }, ctx.now());
+    events.progress(order.orderId, 'applied');
+    ctx.checkpoint('apply:applied');
+    await driver.verify(order.change, driverCtx);
+
+    entry = await journal.update(entry, { phase: 'verifying' }, ctx.now());
+    events.progress(order.orderId, 'verifying');
+    ctx.checkpoint('apply:verifying');
+    const verdictAfter = await health.waitUntilHealthy(order.health, {
+      signal,
+      onResults: (results) => events.progress(order.orderId, 'verifying', undefined, results),
+    });
+    if (!verdictAfter.healthy && !order.revertOnHealthFailure) {
+      log.warn({ reason: verdictAfter.reason }, 'health failed after apply; left changed (autoRevert: none)');
+      await ctx.finish(entry, {
+        outcome: 'failed',
+        changed: true,
+        errorCode: ErrorCode.healthFailed,
+        reason: `${verdictAfter.reason}; left changed for inspection (autoRevert: none)`,
+        health: verdictAfter.results,
+      });
+      return;
+    }
+    if (!verdictAfter.healthy) {
+      log.warn({ reason: verdictAfter.reason }, 'health failed after apply; reverting to the snapshot');
+      entry = await journal.update(entry, { phase: 'reverting' }, ctx.now());
+      events.progress(order.orderId, 'reverting', verdictAfter.reason);
+      ctx.checkpoint('apply:reverting');
+      await restoreAndFinish(
+        ctx,
+        entry,
+        driver,
+        driverCtx,
+        'failed',
+        ErrorCode.healthFailed,
+        verdictAfter.reason,
+        verdictAfter.results,
+      );
+      return;
+    }
+    await ctx.finish(entry, { outcome: 'healthy', changed: true, health: verdictAfter.results });
+    options.bakes.startAfterHealthy(entry, driver, log);
+  } catch (err) {
+    const cancelled = signal.aborted;
+    const code = cancelled ? ErrorCode.cancelled : codeOf(err);
+    const reason = cancelled ? 'cancelled' : messageOf(err);
+    if (entry.snapshot === undefined || entry.phase === 'snapshotted') {
+      // Nothing was changed yet.
+      await ctx.finish(entry, { outcome: cancelled ? 'cancelled' : 'failed', changed: false, errorCode: code, reason });
+      return;
+    }
+    log.warn({ err }, 'apply did not complete; reverting to the snapshot');
+    entry = await journal.update(entry, { phase: 'reverting' }, ctx.now());
+    events.progress(order.orderId, 'reverting', reason);
+    await restoreAndFinish(
+      ctx,
+      entry,
+      driver,
+      ctx.driverContext(new AbortController().signal, log),
+      cancelled ? 'cancelled' : 'failed',
+      code,
+      reason,
+    );
+  }
+}
+
+/** Why an order (an apply or a preflight) for a change this agent has no driver for is refused. */
+export function notEnabledReason(change: Change): string {
+  return `${change.kind} changes are not enabled on this agent`;
+}
+
+/** The first `command` check whose executable is not in the allow-list, as its argv; undefined when all may run. */
+function deniedCommand(checks: readonly HealthCheck[], allowed: readonly string[]): readonly string[] | undefined {
+  for (const check of checks) {
+    if (check.kind === 'command' && !allowed.includes(check.argv[0] ?? '')) return check.argv;
+  }
+  return undefined;
+}
+
+/** What an order reports when its preflight stops it; null when it may go on. */
+function preflightRefusal(verdict: PreflightVerdict): ResultDraft | null {
+  switch (verdict.outcome) {
+    case 'would_apply':
+      return null;
+    case 'already_applied':
+      return { outcome: 'skipped', changed: false, reason: `already at target: ${verdict.detail}` };
+    case 'would_fail':
+      return { outcome: 'failed', changed: false, errorCode: verdict.code, reason: verdict.detail };
+    case 'blocked':
+      return { outcome: 'failed', changed: false, errorCode: ErrorCode.blocked, reason: verdict.detail };
+  }
+}
+
+function throwIfAborted(signal: AbortSignal): void {
+  if (signal.aborted)
+    throw signal.reason instanceof Error ? signal.reason : new FleetError(ErrorCode.cancelled, 'cancelled');
+}

@@ -1,0 +1,112 @@
+import {
+  type Change,
+  ErrorCode,
+  type HealthCheckResult,
+  isFleetError,
+  type OrderPhase,
+  type OrderResultBody,
+} from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { Driver, DriverContext } from '../drivers/driver.js';
+import type { HealthRunner } from '../health/health-runner.js';
+import type { Journal, JournalEntry } from '../journal.js';
+import { fitResult } from '../wire-fit.js';
+import { TargetLock } from './target-lock.js';
+
+/** What the executor tells the outside world; the connection forwards it when it can. */
+export interface ExecutorEvents {
+  progress(orderId: string, phase: OrderPhase, message?: string, health?: HealthCheckResult[]): void;
+  result(result: OrderResultBody): void;
+}
+
+export type DriverSet = { [K in Change['kind']]?: Driver<Extract<Change, { kind: K }>, unknown> };
+
+/** A result before the journal stamps it with the order id and the time it finished. */
+export type ResultDraft = Omit<OrderResultBody, 'orderId' | 'finishedAt'>;
+
+export interface OrderContextOptions {
+  journal: Journal;
+  drivers: DriverSet;
+  health: HealthRunner;
+  clock: Clock;
+  log: Logger;
+  events: ExecutorEvents;
+  /**
+   * Test-only crash points: called with a checkpoint name after each durable step. The daemon's
+   * main wires it to SIGKILL itself when `FLEETPATCH_TEST_CRASH_AT` names the checkpoint.
+   */
+  checkpoint?: (name: string) => void;
+}
+
+/**
+ * What the phases of every order share: the journal, the drivers, the health runner, the events,
+ * and the two locks. One per executor; the apply phases, the restores and the bake watch act
+ * through it, so that a result is always journaled, checkpointed and reported the same way.
+ */
+export class OrderContext {
+  readonly journal: Journal;
+  readonly health: HealthRunner;
+  readonly events: ExecutorEvents;
+  readonly log: Logger;
+  /** Files and packages an apply or a restore is changing right now (see targetOf). */
+  readonly targets = new TargetLock();
+  /** Apply orders a revert is restoring right now: no bake may start or act on them meanwhile. */
+  readonly reverting = new TargetLock();
+  private readonly options: OrderContextOptions;
+
+  constructor(options: OrderContextOptions) {
+    this.options = options;
+    this.journal = options.journal;
+    this.health = options.health;
+    this.events = options.events;
+    this.log = options.log;
+  }
+
+  driverFor(change: Change): Driver<Change, unknown> | undefined {
+    return this.options.drivers[change.kind] as Driver<Change, unknown> | undefined;
+  }
+
+  driverContext(signal: AbortSignal, log: Logger): DriverContext {
+    return { signal, log };
+  }
+
+  checkpoint(name: string): void {
+    this.options.checkpoint?.(name);
+  }
+
+  now(): string {
+    return new Date(this.options.clock.now()).toISOString();
+  }
+
+  /** Journals the order's result, then reports it. */
+  async finish(entry: JournalEntry, result: ResultDraft): Promise<void> {
+    const body: OrderResultBody = {
+      orderId: entry.orderId,
+      finishedAt: this.finishedAt(entry.orderId),
+      ...fitResult(result),
+    };
+    await this.journal.finish(entry, body, result.changed);
+    this.checkpoint(`${entry.kind}:done`);
+    this.events.result(body);
+  }
+
+  /**
+   * A second result of an order (a failure during bake) must not share the first one's finishedAt:
+   * the coordinator acks by it, and an ack of the first must not acknowledge the second.
+   */
+  private finishedAt(orderId: string): string {
+    const now = this.options.clock.now();
+    const previous = this.journal.get(orderId)?.result?.finishedAt;
+    const after = previous === undefined ? Number.NaN : Date.parse(previous);
+    return new Date(Number.isNaN(after) || now > after ? now : after + 1).toISOString();
+  }
+}
+
+export function codeOf(err: unknown): ErrorCode {
+  return isFleetError(err) ? err.code : ErrorCode.internal;
+}
+
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,215 @@
+import { ErrorCode, FleetError, type OrderApply, type OrderPreflight, type OrderRevert } from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
+import { fitResult } from '../wire-fit.js';
+import { notEnabledReason, runApply } from './apply-phases.js';
+import { BakeWatch } from './bake-watch.js';
+import { codeOf, messageOf, OrderContext, type OrderContextOptions } from './order-context.js';
+import { restoreAndFinish, revertApplyOrder } from './snapshot-restore.js';
+
+export type { DriverSet, ExecutorEvents } from './order-context.js';
+
+export interface OrderExecutorOptions extends OrderContextOptions {
+  /**
+   * Absolute paths of the executables `command` health checks may run (config
+   * `health.allowedCommands`). A check runs as root with an argv the order names, so without this
+   * list whoever controls the coordinator could run anything on every host. Default: none.
+   */
+  allowedCommands?: readonly string[];
+}
+
+/**
+ * Runs orders through the journal (the phases are in apply-phases.ts). An order id seen before is
+ * answered from the journal, never run twice. The executor does not need the coordinator: a host
+ * whose health fails reverts itself even when it is cut off.
+ */
+export class OrderExecutor {
+  /** Apply orders executing right now, filled before any await so a duplicate delivery joins the first. */
+  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  /** Revert orders executing right now (by revert order id), so a duplicate delivery is not run twice. */
+  private readonly reverts = new Set<string>();
+  private readonly ctx: OrderContext;
+  private readonly bakes: BakeWatch;
+  private readonly allowedCommands: readonly string[];
+  private stopping: Promise<void> | null = null;
+
+  constructor(options: OrderExecutorOptions) {
+    this.ctx = new OrderContext(options);
+    this.bakes = new BakeWatch(this.ctx);
+    this.allowedCommands = options.allowedCommands ?? [];
+  }
+
+  /** How many orders are executing right now. */
+  get busy(): number {
+    return this.running.size;
+  }
+
+  /**
+   * Before anything else at start-up: every order the journal shows as unfinished is brought to a
+   * known state — back to its snapshot if it may have changed the host, else marked not applied.
+   */
+  async recover(): Promise<void> {
+    for (const entry of this.ctx.journal.all()) {
+      if (entry.phase === 'done') continue;
+      const log = this.ctx.log.child({ orderId: entry.orderId, phase: entry.phase });
+      log.warn('recovering an order interrupted by a restart');
+      if (entry.kind === 'revert') await this.runRevert(entry.orderId, entry.revertsOrderId, entry);
+      else await this.recoverApply(entry, log);
+    }
+  }
+
+  /** Handles an `order.apply`. Returns once the order is finished (or answered from the journal). */
+  async apply(order: OrderApply): Promise<void> {
+    // A copy delivered while the first is still being journaled is not in the journal yet: the
+    // running map (filled before any await) is what catches it. The first copy's result answers both.
+    const inFlight = this.running.get(order.orderId);
+    if (inFlight) return inFlight.done;
+    const known = this.ctx.journal.get(order.orderId);
+    if (known) return this.answerKnown(known);
+    if (this.stopping) return;
+    const abort = new AbortController();
+    const log = this.ctx.log.child({ orderId: order.orderId, rolloutId: order.rolloutId, kind: order.change.kind });
+    const done = runApply(this.ctx, order, abort.signal, log, {
+      allowedCommands: this.allowedCommands,
+      bakes: this.bakes,
+    }).catch((err: unknown) => {
+      log.error({ err }, 'order failed unexpectedly');
+    });
+    const mine = { abort, done };
+    this.running.set(order.orderId, mine);
+    try {
+      await done;
+    } finally {
+      if (this.running.get(order.orderId) === mine) this.running.delete(order.orderId);
+    }
+  }
+
+  /** Handles an `order.revert`: restores the snapshot an apply order took. */
+  async revert(order: OrderRevert): Promise<void> {
+    // Same as apply: a duplicate delivered before the first copy is journaled must not run again.
+    if (this.reverts.has(order.orderId)) return;
+    const known = this.ctx.journal.get(order.orderId);
+    if (known) return this.answerKnown(known);
+    if (this.stopping) return;
+    this.reverts.add(order.orderId);
+    try {
+      await this.runRevert(order.orderId, order.revertsOrderId);
+    } finally {
+      this.reverts.delete(order.orderId);
+    }
+  }
+
+  /** Dry run: policy and preconditions only. Nothing is journaled because nothing changes. */
+  async preflight(order: OrderPreflight): Promise<void> {
+    const { events } = this.ctx;
+    const driver = this.ctx.driverFor(order.change);
+    const base = { orderId: order.orderId, changed: false, finishedAt: this.ctx.now() };
+    if (!driver) {
+      events.result({
+        ...base,
+        outcome: 'would_fail',
+        errorCode: ErrorCode.policyDenied,
+        reason: notEnabledReason(order.change),
+      });
+      return;
+    }
+    const verdict = await driver
+      .preflight(order.change, this.ctx.driverContext(AbortSignal.timeout(120_000), this.ctx.log))
+      .catch((err: unknown) => ({ outcome: 'would_fail' as const, code: codeOf(err), detail: messageOf(err) }));
+    events.result(
+      fitResult({
+        ...base,
+        finishedAt: this.ctx.now(),
+        outcome: verdict.outcome,
+        reason: verdict.detail,
+        ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
+      }),
+    );
+  }
+
+  /** Cancels an order in flight; one that already changed the host goes back to its snapshot. */
+  cancel(orderId: string): void {
+    this.running.get(orderId)?.abort.abort(new FleetError(ErrorCode.cancelled, 'cancelled by the coordinator'));
+    this.bakes.cancel(orderId, new FleetError(ErrorCode.cancelled, 'cancelled by the coordinator'));
+  }
+
+  /**
+   * The coordinator stored the result that finished at `finishedAt`: stop reporting it. An ack
+   * for an earlier result (a late one, after a bake failure wrote a second) leaves the newer one
+   * pending; an ack without `finishedAt` (an older coordinator) acknowledges whatever is stored.
+   */
+  async acknowledge(orderId: string, finishedAt?: string): Promise<void> {
+    await this.ctx.journal.acknowledge(orderId, finishedAt, this.ctx.now());
+  }
+
+  /** The coordinator says this order's wave passed and bakes for `seconds` (see BakeWatch.extend). */
+  async extendBake(orderId: string, seconds: number): Promise<void> {
+    await this.bakes.extend(orderId, seconds);
+  }
+
+  /**
+   * Stops taking orders and lets those running finish (a drain); bake watches end at once. Whoever
+   * cannot wait (a second signal, a timeout) just exits: the journal recovers the rest at the next
+   * start. Every call returns the same drain, so a second caller also waits until it has ended.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= Promise.all([this.bakes.stop(), ...[...this.running.values()].map(({ done }) => done)]).then(
+      () => undefined,
+    );
+    return this.stopping;
+  }
+
+  private async runRevert(orderId: string, revertsOrderId: string, recovered?: RevertEntry): Promise<void> {
+    const { journal } = this.ctx;
+    const log = this.ctx.log.child({ orderId, revertsOrderId });
+    const release = this.ctx.reverting.hold(revertsOrderId);
+    try {
+      const entry = recovered ?? (await journal.createRevert(orderId, revertsOrderId, this.ctx.now()));
+      if (!recovered) this.ctx.events.progress(orderId, 'reverting');
+      this.ctx.checkpoint('revert:reverting');
+      // First the apply of the same order still running (it starts its bake watch when it ends
+      // healthy), then that watch: a revert wins over it, and none may outlive the restore.
+      await this.running.get(revertsOrderId)?.done;
+      await this.bakes.end(revertsOrderId, new FleetError(ErrorCode.cancelled, 'reverted'));
+      await revertApplyOrder(this.ctx, entry, revertsOrderId, log);
+    } finally {
+      release();
+    }
+  }
+
+  /** An apply interrupted by a restart: back to its snapshot if it may have changed the host. */
+  private async recoverApply(entry: ApplyEntry, log: Logger): Promise<void> {
+    const { change } = entry.order;
+    const driver = this.ctx.driverFor(change);
+    const driverCtx = this.ctx.driverContext(new AbortController().signal, log);
+    if (driver) await driver.cleanup(change, driverCtx).catch((err: unknown) => log.error({ err }, 'cleanup failed'));
+    const mayHaveChanged =
+      entry.phase === 'applying' ||
+      entry.phase === 'applied' ||
+      entry.phase === 'verifying' ||
+      entry.phase === 'reverting';
+    if (!mayHaveChanged || entry.snapshot === undefined) {
+      await this.ctx.finish(entry, {
+        outcome: 'failed',
+        changed: false,
+        errorCode: ErrorCode.internal,
+        reason: `agent restarted during ${entry.phase}; nothing was changed`,
+      });
+      return;
+    }
+    await restoreAndFinish(
+      this.ctx,
+      entry,
+      driver,
+      driverCtx,
+      'failed',
+      ErrorCode.internal,
+      `agent restarted during ${entry.phase}; restored the snapshot`,
+    );
+  }
+
+  private answerKnown(entry: JournalEntry): void {
+    // Re-delivered id: answer with the recorded result; an order still running answers when it ends.
+    if (entry.phase === 'done' && entry.result) this.ctx.events.result(entry.result);
+  }
+}

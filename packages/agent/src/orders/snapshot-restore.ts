@@ -1,0 +1,93 @@
+import type { Change } from '@fleetpatch/shared';
+import { ErrorCode, type ErrorCode as ErrorCodeType, FleetError, type HealthCheckResult } from '@fleetpatch/shared';
+import type { Logger } from 'pino';
+import type { Driver, DriverContext } from '../drivers/driver.js';
+import type { ApplyEntry, RevertEntry } from '../journal.js';
+import { messageOf, type OrderContext } from './order-context.js';
+import { targetOf } from './target-lock.js';
+
+/**
+ * Restores an apply entry's snapshot and finishes it with `outcome`, or with revert_failed when the
+ * restore itself fails. Used when an apply goes wrong, when its bake fails and after a crash.
+ */
+export async function restoreAndFinish(
+  ctx: OrderContext,
+  entry: ApplyEntry,
+  driver: Driver<Change, unknown> | undefined,
+  driverCtx: DriverContext,
+  outcome: 'failed' | 'cancelled',
+  code: ErrorCodeType,
+  reason: string,
+  health?: HealthCheckResult[],
+): Promise<void> {
+  const { change } = entry.order;
+  try {
+    if (!driver) throw new FleetError(ErrorCode.revertFailed, `${change.kind} driver is not enabled`);
+    await driver.restore(change, entry.snapshot, ctx.journal.snapshotDir(entry.orderId), driverCtx);
+    await ctx.finish(entry, {
+      outcome,
+      changed: false,
+      errorCode: code,
+      reason: `${reason}; reverted to the snapshot`,
+      ...(health ? { health } : {}),
+    });
+  } catch (err) {
+    driverCtx.log.error({ err }, 'REVERT FAILED: the host may be between states; a human must look');
+    await ctx.finish(entry, {
+      outcome: 'revert_failed',
+      changed: true,
+      errorCode: ErrorCode.revertFailed,
+      reason: `${reason}; revert failed: ${messageOf(err)}`,
+      ...(health ? { health } : {}),
+    });
+  }
+}
+
+/**
+ * A revert order: restores the snapshot the apply order `revertsOrderId` took, and finishes the
+ * revert entry. The caller has already let that apply and its bake watch end.
+ */
+export async function revertApplyOrder(
+  ctx: OrderContext,
+  entry: RevertEntry,
+  revertsOrderId: string,
+  log: Logger,
+): Promise<void> {
+  const { journal } = ctx;
+  const target = journal.get(revertsOrderId);
+  if (target?.kind !== 'apply') {
+    await ctx.finish(entry, {
+      outcome: 'revert_failed',
+      changed: false,
+      errorCode: ErrorCode.notFound,
+      reason: `this agent has no record of order ${revertsOrderId}`,
+    });
+    return;
+  }
+  if (!target.changed || target.snapshot === undefined) {
+    await ctx.finish(entry, { outcome: 'reverted', changed: false, reason: 'the order left nothing to revert' });
+    return;
+  }
+  const { change } = target.order;
+  const driver = ctx.driverFor(change);
+  const releaseTarget = ctx.targets.hold(targetOf(change));
+  try {
+    if (!driver) throw new FleetError(ErrorCode.revertFailed, `${change.kind} driver is not enabled`);
+    const driverCtx = ctx.driverContext(new AbortController().signal, log);
+    await driver.cleanup(change, driverCtx);
+    await driver.restore(change, target.snapshot, journal.snapshotDir(target.orderId), driverCtx);
+    ctx.checkpoint('revert:restored');
+    await journal.update(target, { changed: false }, ctx.now());
+    await ctx.finish(entry, { outcome: 'reverted', changed: false });
+  } catch (err) {
+    log.error({ err }, 'REVERT FAILED: the host may be between states; a human must look');
+    await ctx.finish(entry, {
+      outcome: 'revert_failed',
+      changed: true,
+      errorCode: ErrorCode.revertFailed,
+      reason: messageOf(err),
+    });
+  } finally {
+    releaseTarget();
+  }
+}

@@ -1,0 +1,36 @@
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Journal } from '../src/journal.js';
+import { sampleApplyOrder } from './support/sample-orders.js';
+
+const order = sampleApplyOrder('o1');
+
+let dir: string;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'journal-'));
+});
+
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('Journal', () => {
+  it('reopens at the last complete entry and removes the temp files of writes a crash interrupted', async () => {
+    const journal = await Journal.open(dir);
+    const entry = await journal.createApply(order, new Date(0).toISOString());
+    await journal.update(entry, { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(1).toISOString());
+    const orderDir = join(dir, 'orders', 'o1');
+    // A write cut short by a crash, in the shared writer's naming and in the one agents used before it.
+    await writeFile(join(orderDir, '.entry.json.fleetpatch-tmp-0123456789abcdef'), '{"half":');
+    await writeFile(join(orderDir, 'entry.json.0123456789ab.tmp'), '{"half":');
+
+    const reopened = await Journal.open(dir);
+
+    expect(reopened.get('o1')).toMatchObject({ kind: 'apply', phase: 'snapshotted', snapshot: { prior: 'old' } });
+    expect(reopened.position).toBe(2);
+    expect((await readdir(orderDir)).sort()).toEqual(['entry.json']);
+  });
+});

@@ -1,0 +1,19 @@
+/**
+ * Size limits of the agent ⇄ coordinator wire, in one place: the zod schemas enforce them and the
+ * agent cuts what it sends to them. A result the coordinator's schema refuses is a result never
+ * recorded (the agent would re-report it for ever), so both sides must read the same numbers.
+ */
+export const WIRE_LIMITS = {
+  /** One frame in either direction (ws `maxPayload`). */
+  frameBytes: 4 * 1024 * 1024,
+  /** `reason` of an order result, in characters. */
+  reasonChars: 8192,
+  /** Health check results in one order result. */
+  resultHealthResults: 500,
+  /** `message` of an order progress report, in characters. */
+  progressMessageChars: 2000,
+  /** Health check results in one order progress report (sent on every poll, so kept small). */
+  progressHealthResults: 64,
+  /** `observed` of one health check result, in characters. */
+  observedChars: 4096,
+} as const;
