@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateAgentKeyPair, type OrderApply } from '@fleetpatch/shared';
+import { generateAgentKeyPair, type OrderApply, PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
@@ -12,7 +12,7 @@ import { AgentConfigSchema } from '../src/config.js';
 import { collectFacts } from '../src/facts.js';
 import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
 
-// One agent against a fake coordinator that only challenges and sends one order: enough to stop the
+// One agent against a fake coordinator that only challenges, welcomes and sends one order: enough to stop the
 // agent while the order runs and see what each caller of stop() waits for.
 
 let base: string;
@@ -67,7 +67,17 @@ describe('Agent.stop', () => {
       socket.on('message', (data) => {
         const frame = JSON.parse(data.toString());
         frames.push(frame);
-        if (frame.type === 'hello') socket.send(JSON.stringify(order()));
+        if (frame.type !== 'hello') return;
+        // An agent acts on nothing before a welcome it accepted.
+        socket.send(
+          JSON.stringify({
+            type: 'welcome',
+            protocolVersion: PROTOCOL_VERSION,
+            agentId: 'web-1',
+            heartbeatIntervalMs: 10_000,
+          }),
+        );
+        socket.send(JSON.stringify(order()));
       });
       socket.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) }));
     });
