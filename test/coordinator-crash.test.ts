@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { HostRunState } from '@fleetpatch/shared';
+import type { HostRunState, RolloutStatus } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AgentProcess,
@@ -17,7 +17,6 @@ import {
   apiClient,
   type CoordinatorProcess,
   issueJoinToken,
-  type RolloutStatusView,
   startAgent,
   startCoordinator,
   waitFor,
@@ -87,7 +86,7 @@ describe('a coordinator killed at any point of a rollout', () => {
     await startOn(current.port);
   };
 
-  const status = (id: string) => api.get<RolloutStatusView>(`/v1/rollouts/${id}`);
+  const status = (id: string) => api.get<RolloutStatus>(`/v1/rollouts/${id}`);
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-'));
@@ -142,7 +141,7 @@ describe('a coordinator killed at any point of a rollout', () => {
         healthyDeadlineSeconds: 20,
       },
     });
-    const created = await api.post<RolloutStatusView>('/v1/rollouts', {
+    const created = await api.post<RolloutStatus>('/v1/rollouts', {
       patchId: patch.id,
       target: { labels: { role: 'web' } },
       waves: [1, 2, '100%'],
