@@ -5,6 +5,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
+  ErrorBody,
   HostView,
   Patch,
   PatchSpecInput,
@@ -196,6 +197,18 @@ export function hostOf(status: RolloutStatus, hostId: string): HostView {
   const host = hostsOf(status).find((h) => h.hostId === hostId);
   if (!host) throw new Error(`host ${hostId} is not in rollout ${status.rollout.id}`);
   return host;
+}
+
+/** The error body of a refused `api.raw(…)` call: `{ error: { code, message, details? } }`. */
+export async function errorBody(res: Response): Promise<ErrorBody> {
+  return (await res.json()) as ErrorBody;
+}
+
+/** The field paths a 400 names (`details.issues[].path`, e.g. `body.change.mode`). */
+export function issuePaths(body: ErrorBody): string[] {
+  const issues = body.error.details?.issues;
+  if (!Array.isArray(issues)) return [];
+  return issues.map((issue: { path: string }) => issue.path);
 }
 
 /** Resolves with the agent's exit, or rejects after `timeoutMs` (the process is then left to cleanup). */
