@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import type { Hello } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
@@ -125,7 +126,7 @@ describe('CoordinatorConnection', () => {
   });
 });
 
-const HELLO = {
+const HELLO: Hello = {
   type: 'hello',
   protocolVersion: 1,
   proof: 'p'.repeat(86),
@@ -133,4 +134,4 @@ const HELLO = {
   labels: {},
   facts: FACTS,
   orders: [],
-} as const;
+};
