@@ -107,7 +107,8 @@ export class FleetHarness {
 
   /**
    * Stops the coordinator — gracefully, or with SIGKILL when `crash` — and starts a new process on
-   * the same data dir, port and config. Agents stay up and reconnect by themselves.
+   * the same data dir, port and config. Agents stay up and reconnect by themselves. A coordinator
+   * already killed by the test (`coordinator.kill()`) is simply started again.
    */
   async restart({ crash = false }: { crash?: boolean } = {}): Promise<void> {
     const previous = this.current;
