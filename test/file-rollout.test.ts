@@ -71,17 +71,9 @@ async function resetFiles(): Promise<void> {
 }
 
 /** OLD → NEW at PATH, owned by nobody with mode 0600 (so apply and revert both show on disk). */
-function patchBody(options: SamplePatchOptions = {}) {
-  return samplePatch({
-    path: PATH,
-    content: NEW,
-    mode: '0600',
-    owner: '65534',
-    group: '65534',
-    expectedPriorSha256: sha256Of(OLD),
-    ...options,
-  });
-}
+const WORKERS: SamplePatchOptions = { path: PATH, content: NEW, mode: '0600', owner: '65534', group: '65534' };
+const patchBody = (options: SamplePatchOptions = {}) =>
+  samplePatch({ ...WORKERS, expectedPriorSha256: sha256Of(OLD), ...options });
 
 /** Creates (as alice), approves (as bob) and starts (as alice) a rollout of `patch`; returns its id. */
 function launch(patch: Patch, rollout: Parameters<typeof sampleRollout>[1]): Promise<string> {

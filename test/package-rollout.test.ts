@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { EventPage, PatchSpecInput, RolloutPlan, RolloutStatus } from '@fleetpatch/shared';
+import type { EventPage, PatchSpecInput, RolloutRequestInput } from '@fleetpatch/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createDebTestBed,
@@ -33,6 +33,9 @@ const FPTEST_3: DebSpec = {
   conffiles: { '/etc/fptest/fptest.conf': '# shipped by fptest 3.0\nsetting=default\n' },
   postinst: failWhenMarkerScript(FAIL_MARKER),
 };
+
+/** A canary, then half, then the rest; the first failure halts. */
+const IN_WAVES: Partial<RolloutRequestInput> = { waves: [1, '50%', '100%'], maxFailures: 0 };
 
 interface PackageHost {
   id: string;
@@ -122,18 +125,10 @@ describe.skipIf(!tools.available)(
     it('rolls 1.0 → 2.0 out in waves [1, 50%, 100%], then one revert call takes every host back', async () => {
       const hosts = await startHosts('waves');
       const patchId = await fleet.createPatch(packagePatch('2.0', 'fptest 2.0 fleet-wide'));
-      const created = await fleet.api.post<RolloutStatus>(
-        '/v1/rollouts',
-        sampleRollout(patchId, {
-          target: { labels: { group: 'waves' } },
-          waves: [1, '50%', '100%'],
-          maxFailures: 0,
-          bakeSeconds: 0.2,
-          requiredApprovals: 0,
-        }),
+      const rolloutId = await fleet.createRollout(
+        sampleRollout(patchId, { target: { labels: { group: 'waves' } }, ...IN_WAVES, bakeSeconds: 0.2 }),
       );
-      const rolloutId = created.rollout.id;
-      const plan = await fleet.api.get<RolloutPlan>(`/v1/rollouts/${rolloutId}/plan`);
+      const plan = await fleet.plan(rolloutId);
       expect(plan.waveSizes).toEqual([1, 1, 1]);
       await fleet.api.post(`/v1/rollouts/${rolloutId}/start`);
 
@@ -175,19 +170,15 @@ describe.skipIf(!tools.available)(
     it('a failing postinst on the canary: it reverts itself to 1.0, maxFailures 0 halts, the others are untouched', async () => {
       const hosts = await startHosts('halt');
       const patchId = await fleet.createPatch(packagePatch('3.0', 'fptest 3.0 (postinst fails on the canary)'));
-      const created = await fleet.api.post<RolloutStatus>(
-        '/v1/rollouts',
+      const rolloutId = await fleet.createRollout(
         sampleRollout(patchId, {
           target: { labels: { group: 'halt' } },
-          waves: [1, '50%', '100%'],
-          maxFailures: 0,
+          ...IN_WAVES,
           bakeSeconds: 0,
           autoRevert: 'host',
-          requiredApprovals: 0,
         }),
       );
-      const rolloutId = created.rollout.id;
-      const plan = await fleet.api.get<RolloutPlan>(`/v1/rollouts/${rolloutId}/plan`);
+      const plan = await fleet.plan(rolloutId);
       const canaryId = plan.waves[0]?.hosts[0];
       const canary = hosts.find((h) => h.id === canaryId);
       if (!canary) throw new Error(`plan has no canary among ${hosts.map((h) => h.id).join(', ')}`);

@@ -9,6 +9,7 @@ import type {
   HostView,
   Patch,
   PatchSpecInput,
+  RolloutPlan,
   RolloutRequestInput,
   RolloutState,
   RolloutStatus,
@@ -155,19 +156,27 @@ export class FleetHarness {
     return patch.id;
   }
 
+  /** Creates a rollout without starting it, needing no approval unless the request says so; returns its id. */
+  async createRollout(request: RolloutRequestInput, by: ApiClient = this.api): Promise<string> {
+    const created = await by.post<RolloutStatus>('/v1/rollouts', { requiredApprovals: 0, ...request });
+    return created.rollout.id;
+  }
+
   /**
    * Creates and starts a rollout; returns its id. Without `approvedBy` it needs no approval
    * (requiredApprovals 0 unless the request says otherwise); with it, that client approves it first.
    */
   async startRollout(request: RolloutRequestInput, { by = this.api, approvedBy }: RolloutActors = {}): Promise<string> {
-    const created = await by.post<RolloutStatus>(
-      '/v1/rollouts',
-      approvedBy ? request : { requiredApprovals: 0, ...request },
-    );
-    const id = created.rollout.id;
+    const id = approvedBy
+      ? (await by.post<RolloutStatus>('/v1/rollouts', request)).rollout.id
+      : await this.createRollout(request, by);
     if (approvedBy) await approvedBy.post(`/v1/rollouts/${id}/approve`);
     await by.post(`/v1/rollouts/${id}/start`);
     return id;
+  }
+
+  plan(rolloutId: string): Promise<RolloutPlan> {
+    return this.api.get<RolloutPlan>(`/v1/rollouts/${rolloutId}/plan`);
   }
 
   status(rolloutId: string): Promise<RolloutStatus> {
