@@ -1,3 +1,4 @@
+// @ts-check
 // `npm run bench [-- --agents N]`: one real coordinator process and N in-process agents (the
 // `Agent` class, one socket each), each confined to its own scratch root. Measures connect time, a
 // file-patch rollout to all N in waves [1, "10%", "100%"], a one-call revert, memory, events
@@ -9,7 +10,6 @@
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write the coordinator's V8 CPU profile there, for chrome://inspect or speedscope)
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,12 @@ import { parseArgs } from 'node:util';
 import { Agent, AgentConfigSchema } from '@fleetpatch/agent';
 import { pino } from 'pino';
 import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
+import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
+
+/**
+ * @import { AgentList, EventPage, EventRecord, Healthz, JoinTokenCreated, Patch, RolloutList, RolloutRecord, RolloutState, RolloutStatus } from '@fleetpatch/shared'
+ * @import { CoordinatorProcess } from './lib/local-fleet.mjs'
+ */
 
 const { values: flags } = parseArgs({
   options: {
@@ -54,11 +60,10 @@ const FACTS = {
   memoryBytes: 4 * 1024 ** 3,
 };
 const ADMIN_TOKEN = 'bench-admin-token-000001';
-const sha256 = (s) => createHash('sha256').update(s).digest('hex');
 const say = (line = '') => process.stdout.write(`${line}\n`);
-const secs = (ms) => `${(ms / 1000).toFixed(2)} s`;
-const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`;
-const hostId = (i) => `bench-${String(i).padStart(5, '0')}`;
+const secs = (/** @type {number} */ ms) => `${(ms / 1000).toFixed(2)} s`;
+const mib = (/** @type {number} */ kib) => `${(kib / 1024).toFixed(0)} MiB`;
+const hostId = (/** @type {number} */ i) => `bench-${String(i).padStart(5, '0')}`;
 const started = Date.now();
 const remaining = () => Math.max(1000, started + DEADLINE_MS - Date.now());
 
@@ -73,11 +78,14 @@ function scratchBase() {
   }
 }
 
-/** VmRSS and VmHWM (peak) of a process, in KiB, from /proc (Linux only; null elsewhere). */
+/**
+ * VmRSS and VmHWM (peak) of a process, in KiB, from /proc (Linux only; null elsewhere).
+ * @param {number | undefined} pid
+ */
 function memoryOf(pid) {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const field = (name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'))?.[1]);
+    const field = (/** @type {string} */ name) => Number(status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'))?.[1]);
     return { rss: field('VmRSS'), peak: field('VmHWM') };
   } catch {
     return null;
@@ -101,10 +109,12 @@ function openFilesLimit() {
 /**
  * `--cpu-prof` is refused in NODE_OPTIONS, so the coordinator child gets a preload (written to the
  * scratch dir) that runs the inspector's profiler and writes coordinator-<pid>.cpuprofile on exit.
+ * @param {string} scratch where the preload is written
+ * @param {string} dir where the profile goes
  */
-async function profilerPreload(dir) {
+async function profilerPreload(scratch, dir) {
   await mkdir(dir, { recursive: true });
-  const file = join(work, 'cpu-profile-preload.mjs');
+  const file = join(scratch, 'cpu-profile-preload.mjs');
   const out = JSON.stringify(join(dir, 'coordinator-'));
   await writeFile(
     file,
@@ -124,19 +134,26 @@ process.on('exit', () => {
   return file;
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight. */
+/**
+ * Runs `fn` over `items` with at most `limit` in flight.
+ * @template T
+ * @param {readonly T[]} items
+ * @param {number} limit
+ * @param {(item: T, index: number) => Promise<void>} fn
+ */
 async function pool(items, limit, fn) {
-  let next = 0;
+  // One iterator shared by every worker: each takes the next item when it is free.
+  const queue = items.entries();
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      await fn(items[i], i);
-    }
+    for (const [i, item] of queue) await fn(item, i);
   });
   await Promise.all(workers);
 }
 
-/** CPU time (user + system) of a process so far, in ms, from /proc (NaN elsewhere). */
+/**
+ * CPU time (user + system) of a process so far, in ms, from /proc (NaN elsewhere).
+ * @param {number | undefined} pid
+ */
 function cpuMsOf(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -147,7 +164,10 @@ function cpuMsOf(pid) {
   }
 }
 
-/** Starts a CPU stopwatch over the coordinator and this process; `.line()` says how busy each was. */
+/**
+ * Starts a CPU stopwatch over the coordinator and this process; `.line()` says how busy each was.
+ * @param {number | undefined} pid
+ */
 function cpuMeter(pid) {
   const t0 = performance.now();
   const c0 = cpuMsOf(pid);
@@ -155,20 +175,27 @@ function cpuMeter(pid) {
   return {
     line() {
       const wall = performance.now() - t0;
-      const pct = (ms) => `${((ms / wall) * 100).toFixed(0)}%`;
+      const pct = (/** @type {number} */ ms) => `${((ms / wall) * 100).toFixed(0)}%`;
       return `cpu: coordinator ${pct(cpuMsOf(pid) - c0)}, bench/agents ${pct(cpuMsOf(process.pid) - b0)} of one core`;
     },
   };
 }
 
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+/** @param {readonly number[]} sorted @param {number} p */
+const percentile = (sorted, p) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 
 // ---- the run ---------------------------------------------------------------------------------------
 
+/** @type {string[]} */
 const failures = [];
+/** @type {{ id: string, agent: Agent }[]} */
 const agents = [];
+/** @type {CoordinatorProcess | undefined} */
 let coordinator;
+/** @type {string | undefined} */
 let work;
+/** @type {Promise<void> | null} */
 let cleaning = null;
 
 /** Idempotent; every caller (main, the watchdog, a signal) waits for the same teardown. */
@@ -213,9 +240,10 @@ async function main() {
     );
   }
 
-  work = await mkdtemp(join(scratchBase(), 'fleetpatch-bench-'));
+  const scratch = await mkdtemp(join(scratchBase(), 'fleetpatch-bench-'));
+  work = scratch;
   say(`scratch: ${work}`);
-  coordinator = await startCoordinator({
+  const coordinatorProcess = await startCoordinator({
     dataDir: join(work, 'coordinator'),
     apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
     tickIntervalMs: Number.parseInt(flags['tick-ms'], 10),
@@ -223,54 +251,61 @@ async function main() {
     // The bench's rollouts run without an approver (requiredApprovals 0); the coordinator must allow it.
     extraConfig: { minApprovals: 0 },
     // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
-    ...(flags['cpu-prof'] ? { env: { NODE_OPTIONS: `--import=${await profilerPreload(flags['cpu-prof'])}` } } : {}),
+    ...(flags['cpu-prof']
+      ? { env: { NODE_OPTIONS: `--import=${await profilerPreload(scratch, flags['cpu-prof'])}` } }
+      : {}),
   });
-  const admin = apiClient(coordinator.url, ADMIN_TOKEN);
+  coordinator = coordinatorProcess;
+  const admin = apiClient(coordinatorProcess.url, ADMIN_TOKEN);
   say(
-    `coordinator pid ${coordinator.child.pid} on ${coordinator.url} (tick ${flags['tick-ms']} ms, heartbeat ${flags['heartbeat-ms']} ms)`,
+    `coordinator pid ${coordinatorProcess.child.pid} on ${coordinatorProcess.url} (tick ${flags['tick-ms']} ms, heartbeat ${flags['heartbeat-ms']} ms)`,
   );
 
   // Register and lay out the fleet.
   let t = performance.now();
   const ids = Array.from({ length: N }, (_, i) => hostId(i));
   // One multi-use join token for the whole fleet; each agent enrolls (its own ed25519 key) on start.
+  /** @type {JoinTokenCreated} */
   const { token: joinToken } = await admin.post('/v1/join-tokens', {
     uses: N,
     labels: { role: 'bench' },
     expiresInSeconds: 24 * 3600,
   });
   await pool(ids, 64, async (id) => {
-    await mkdir(join(work, id, 'root', 'etc/bench'), { recursive: true });
-    await writeFile(join(work, id, 'root', CONFIG_PATH), OLD, { mode: 0o644 });
+    await mkdir(join(scratch, id, 'root', 'etc/bench'), { recursive: true });
+    await writeFile(join(scratch, id, 'root', CONFIG_PATH), OLD, { mode: 0o644 });
   });
 
   // 1. Connect.
   const log = pino({ level: 'silent' });
   for (const id of ids) {
     const config = AgentConfigSchema.parse({
-      coordinatorUrl: coordinator.url,
-      // Plain HTTP on loopback: nothing to encrypt against, and the bench measures the coordinator.
+      coordinatorUrl: coordinatorProcess.url,
+      // Plain HTTP on loopback: nothing to encrypt against, and the bench measures the coordinatorProcess.
       allowInsecure: true,
       hostId: id,
       joinToken,
       labels: { role: 'bench' },
-      dataDir: join(work, id, 'data'),
-      rootDir: join(work, id, 'root'),
+      dataDir: join(scratch, id, 'data'),
+      rootDir: join(scratch, id, 'root'),
       logLevel: 'silent',
       file: { allowedRoots: ['/etc'] },
     });
     agents.push({ id, agent: new Agent({ config, log, facts: FACTS }) });
   }
   t = performance.now();
-  let cpu = cpuMeter(coordinator.child.pid);
+  let cpu = cpuMeter(coordinatorProcess.child.pid);
   await Promise.all(agents.map((a) => a.agent.start()));
+  /** @type {number | null} */
   let localDone = null;
   await waitFor(
     `${N} agents online`,
     async () => {
       if (localDone === null && agents.every((a) => a.agent.connected)) localDone = performance.now() - t;
+      /** @type {Healthz} */
       const { agentsOnline } = await admin.get('/healthz');
       if (agentsOnline < N) return false;
+      /** @type {AgentList} */
       const { agents: listed } = await admin.get('/v1/agents');
       return listed.filter((a) => a.online).length === N;
     },
@@ -282,58 +317,55 @@ async function main() {
   );
 
   // 2. Roll out.
-  const patch = await admin.post('/v1/patches', {
-    title: 'Bench: raise workers to 4',
-    problem: 'Benchmark change.',
-    rootCause: 'Benchmark.',
-    intendedFix: `Set workers = 4 in ${CONFIG_PATH}.`,
-    ticket: 'BENCH-1',
-    change: {
-      kind: 'file',
+  /** @type {Patch} */
+  const patch = await admin.post(
+    '/v1/patches',
+    samplePatch({
+      title: 'Bench: raise workers to 4',
+      ticket: 'BENCH-1',
       path: CONFIG_PATH,
       content: NEW,
-      mode: '0644',
-      owner: String(process.getuid?.() ?? 0),
-      group: String(process.getgid?.() ?? 0),
-      expectedPriorSha256: sha256(OLD),
-    },
-    health: { checks: [], intervalSeconds: 1, minHealthySeconds: 0, healthyDeadlineSeconds: 60 },
-  });
-  const created = await admin.post('/v1/rollouts', {
-    patchId: patch.id,
-    target: { labels: { role: 'bench' } },
-    waves: [1, '10%', '100%'],
-    maxParallel: MAX_PARALLEL,
-    revertParallel: MAX_PARALLEL,
-    maxFailures: 0,
-    bakeSeconds: 0,
-    requiredApprovals: 0,
-  });
+      expectedPriorSha256: sha256Of(OLD),
+      health: { checks: [], intervalSeconds: 1, minHealthySeconds: 0, healthyDeadlineSeconds: 60 },
+    }),
+  );
+  /** @type {RolloutStatus} */
+  const created = await admin.post(
+    '/v1/rollouts',
+    sampleRollout(patch.id, {
+      target: { labels: { role: 'bench' } },
+      waves: [1, '10%', '100%'],
+      maxParallel: MAX_PARALLEL,
+      revertParallel: MAX_PARALLEL,
+      maxFailures: 0,
+      bakeSeconds: 0,
+      requiredApprovals: 0,
+    }),
+  );
   const rolloutId = created.rollout.id;
-  // Polled through the cheap list endpoint: GET /v1/rollouts/:id is O(hosts) and would load the coordinator.
-  const waitState = async (states) => {
-    let seen;
-    await waitFor(
+  // Polled through the cheap list endpoint: GET /v1/rollouts/:id is O(hosts) and would load the coordinatorProcess.
+  const waitState = (/** @type {readonly RolloutState[]} */ states) =>
+    waitFor(
       `rollout ${rolloutId} to reach ${states.join('|')}`,
       async () => {
+        /** @type {RolloutList} */
         const { rollouts } = await admin.get('/v1/rollouts?limit=5');
-        seen = rollouts.find((r) => r.id === rolloutId);
-        return seen && states.includes(seen.state);
+        const seen = rollouts.find((r) => r.id === rolloutId);
+        return seen && states.includes(seen.state) ? seen : undefined;
       },
       { timeoutMs: remaining(), intervalMs: 25 },
     );
-    return seen;
-  };
   t = performance.now();
-  cpu = cpuMeter(coordinator.child.pid);
+  cpu = cpuMeter(coordinatorProcess.child.pid);
   await admin.post(`/v1/rollouts/${rolloutId}/start`);
   const rolled = await waitState(['succeeded', 'halted', 'aborted']);
   const rolloutWallMs = performance.now() - t;
   const rolloutCpu = cpu.line();
   if (rolled.state !== 'succeeded') failures.push(`rollout ended ${rolled.state}: ${rolled.stateReason}`);
 
+  /** @type {RolloutStatus} */
   const afterRollout = await admin.get(`/v1/rollouts/${rolloutId}`);
-  const wrongAfterRollout = await checkFiles(ids, NEW);
+  const wrongAfterRollout = await checkFiles(scratch, ids, NEW);
   if (afterRollout.counts.healthy !== N)
     failures.push(`after the rollout ${afterRollout.counts.healthy ?? 0}/${N} hosts are healthy`);
   if (wrongAfterRollout.length > 0)
@@ -343,14 +375,15 @@ async function main() {
 
   // 3. Revert.
   t = performance.now();
-  cpu = cpuMeter(coordinator.child.pid);
+  cpu = cpuMeter(coordinatorProcess.child.pid);
   await admin.post(`/v1/rollouts/${rolloutId}/revert`);
   const reverted = await waitState(['reverted', 'revert_failed']);
   const revertWallMs = performance.now() - t;
   const revertCpu = cpu.line();
   if (reverted.state !== 'reverted') failures.push(`revert ended ${reverted.state}: ${reverted.stateReason}`);
+  /** @type {RolloutStatus} */
   const afterRevert = await admin.get(`/v1/rollouts/${rolloutId}`);
-  const wrongAfterRevert = await checkFiles(ids, OLD);
+  const wrongAfterRevert = await checkFiles(scratch, ids, OLD);
   if (afterRevert.counts.reverted !== N)
     failures.push(`after the revert ${afterRevert.counts.reverted ?? 0}/${N} hosts are reverted`);
   if (wrongAfterRevert.length > 0)
@@ -359,13 +392,16 @@ async function main() {
     );
 
   // Events: page through the whole audit trail of the rollout.
+  /** @type {EventRecord[]} */
   const events = [];
   for (let after = 0; ; ) {
+    /** @type {EventPage} */
     const page = await admin.get(`/v1/rollouts/${rolloutId}/events?after=${after}&limit=1000`);
     events.push(...page.events);
     if (page.next === null) break;
     after = page.next;
   }
+  /** @param {string} type @param {(event: EventRecord) => boolean} [pred] */
   const at = (type, pred = () => true) => {
     const e = events.find((ev) => ev.type === type && pred(ev));
     return e ? Date.parse(e.at) : Number.NaN;
@@ -392,6 +428,7 @@ async function main() {
   say(`files checked: ${N} roots carried the new content after the rollout and the old after the revert`);
 
   // 5. API latency while idle.
+  /** @type {number[]} */
   const latencies = [];
   let bytes = 0;
   for (let i = 0; i < 200; i++) {
@@ -406,11 +443,12 @@ async function main() {
   );
 
   // 4. Memory and events.
-  const coordMem = memoryOf(coordinator.child.pid);
+  const coordMem = memoryOf(coordinatorProcess.child.pid);
   const benchMem = memoryOf(process.pid) ?? { rss: process.memoryUsage().rss / 1024, peak: Number.NaN };
   say(
     `coordinator RSS: ${coordMem ? `${mib(coordMem.rss)} (peak ${mib(coordMem.peak)})` : 'n/a (no /proc)'}; bench process RSS (${N} agents): ${mib(benchMem.rss)} (peak ${mib(benchMem.peak)})`,
   );
+  /** @type {Map<string, number>} */
   const byType = new Map();
   for (const e of events) byType.set(e.type, (byType.get(e.type) ?? 0) + 1);
   const top = [...byType.entries()].sort((a, b) => b[1] - a[1]);
@@ -419,11 +457,17 @@ async function main() {
   );
 }
 
-/** Host ids whose root does not hold `content` at CONFIG_PATH. */
-async function checkFiles(ids, content) {
+/**
+ * Host ids whose root (under `scratch`) does not hold `content` at CONFIG_PATH.
+ * @param {string} scratch
+ * @param {readonly string[]} ids
+ * @param {string} content
+ */
+async function checkFiles(scratch, ids, content) {
+  /** @type {string[]} */
   const wrong = [];
   await pool(ids, 64, async (id) => {
-    const text = await readFile(join(work, id, 'root', CONFIG_PATH), 'utf8').catch((err) => `<${err.code}>`);
+    const text = await readFile(join(scratch, id, 'root', CONFIG_PATH), 'utf8').catch((err) => `<${err.code}>`);
     if (text !== content) wrong.push(id);
   });
   return wrong.sort();
@@ -434,7 +478,7 @@ try {
   await main();
 } catch (err) {
   exitCode = 1;
-  process.stderr.write(`bench failed: ${err.stack ?? err}\n`);
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err) : err}\n`);
   if (coordinator) process.stderr.write(`last coordinator log lines:\n${coordinator.logs.slice(-20).join('\n')}\n`);
 } finally {
   clearTimeout(watchdog);

@@ -1,7 +1,7 @@
+// @ts-check
 // `npm run demo`: a coordinator and three local agents, each confined to its own scratch root
 // standing in for `/`. Rolls a file patch out in waves [1, "50%", "100%"], shows the files on disk,
 // reverts with one call, shows them restored, and exits 0.
-import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,17 +10,24 @@ import {
   issueJoinToken,
   startAgent,
   startCoordinator,
+  waitFor,
   waitForAgentsOnline,
   waitForRolloutState,
 } from './lib/local-fleet.mjs';
+import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
+
+/**
+ * @import { EventPage, Patch, RolloutPlan, RolloutState, RolloutStatus } from '@fleetpatch/shared'
+ * @import { AgentProcess, CoordinatorProcess } from './lib/local-fleet.mjs'
+ */
 
 const CONFIG_PATH = '/etc/demo-app/app.conf';
 const OLD = 'greeting = hello\nworkers = 2\n';
 const NEW = 'greeting = hello, fleet\nworkers = 4\n';
-const sha256 = (s) => createHash('sha256').update(s).digest('hex');
 const say = (line = '') => process.stdout.write(`${line}\n`);
 
 const work = await mkdtemp(join(tmpdir(), 'fleetpatch-demo-'));
+/** @type {(CoordinatorProcess | AgentProcess)[]} */
 const processes = [];
 try {
   const tokens = { admin: 'demo-admin-token-0001', alice: 'demo-alice-token-0001', bob: 'demo-bob-token-00001' };
@@ -59,38 +66,40 @@ try {
   await waitForAgentsOnline(admin, hosts);
   say(`agents online: ${hosts.join(', ')} (each confined to ${join(work, '<host>', 'root')})`);
 
-  const patch = await alice.post('/v1/patches', {
-    title: 'Raise demo-app workers to 4',
-    problem: 'demo-app queues requests at peak: 2 workers are not enough.',
-    rootCause: 'workers was sized for last year’s traffic.',
-    intendedFix: 'Set workers = 4 in /etc/demo-app/app.conf.',
-    ticket: 'OPS-1234',
-    change: {
-      kind: 'file',
+  /** @type {Patch} */
+  const patch = await alice.post(
+    '/v1/patches',
+    samplePatch({
+      title: 'Raise demo-app workers to 4',
+      problem: 'demo-app queues requests at peak: 2 workers are not enough.',
+      rootCause: 'workers was sized for last year’s traffic.',
+      intendedFix: 'Set workers = 4 in /etc/demo-app/app.conf.',
+      ticket: 'OPS-1234',
       path: CONFIG_PATH,
       content: NEW,
-      mode: '0644',
-      owner: 'root',
-      group: 'root',
-      expectedPriorSha256: sha256(OLD),
-    },
-    health: {
-      checks: [{ kind: 'file', name: 'config present', path: CONFIG_PATH }],
-      intervalSeconds: 0.2,
-      minHealthySeconds: 0.4,
-      healthyDeadlineSeconds: 10,
-    },
-  });
+      expectedPriorSha256: sha256Of(OLD),
+      health: {
+        checks: [{ kind: 'file', name: 'config present', path: CONFIG_PATH }],
+        intervalSeconds: 0.2,
+        minHealthySeconds: 0.4,
+        healthyDeadlineSeconds: 10,
+      },
+    }),
+  );
   say(`\npatch ${patch.id} by alice: "${patch.title}" (${patch.ticket})`);
 
-  const created = await alice.post('/v1/rollouts', {
-    patchId: patch.id,
-    target: { labels: { role: 'web' } },
-    waves: [1, '50%', '100%'],
-    maxFailures: 0,
-    bakeSeconds: 1,
-  });
+  /** @type {RolloutStatus} */
+  const created = await alice.post(
+    '/v1/rollouts',
+    sampleRollout(patch.id, {
+      target: { labels: { role: 'web' } },
+      waves: [1, '50%', '100%'],
+      maxFailures: 0,
+      bakeSeconds: 1,
+    }),
+  );
   const rolloutId = created.rollout.id;
+  /** @type {RolloutPlan} */
   const plan = await alice.get(`/v1/rollouts/${rolloutId}/plan`);
   say(
     `rollout ${rolloutId}: waves ${JSON.stringify(plan.waveSizes)} → ${plan.waves.map((w) => `[${w.hosts.join(', ')}]`).join(' ')}; ${plan.haltsOn}`,
@@ -100,29 +109,29 @@ try {
   await alice.post(`/v1/rollouts/${rolloutId}/start`);
   say('started by alice\n');
 
+  // Polls like waitForRolloutState, printing each change of the waves as it goes.
+  /** @type {readonly RolloutState[]} */
+  const finished = ['succeeded', 'halted', 'aborted'];
   let last = '';
-  const final = await waitForRolloutState(
-    {
-      get: async (path) => {
-        const status = await alice.get(path);
-        const line = status.waves
-          .map(
-            (w) => `wave ${w.wave + 1} ${w.phase.padEnd(7)} ${w.hosts.map((h) => `${h.hostId}:${h.state}`).join(' ')}`,
-          )
-          .join(' | ');
-        if (line !== last) say(`  ${status.rollout.state.padEnd(9)} ${line}`);
-        last = line;
-        return status;
-      },
+  const final = await waitFor(
+    `rollout ${rolloutId} to reach ${finished.join('|')}`,
+    async () => {
+      /** @type {RolloutStatus} */
+      const status = await alice.get(`/v1/rollouts/${rolloutId}`);
+      const line = status.waves
+        .map((w) => `wave ${w.wave + 1} ${w.phase.padEnd(7)} ${w.hosts.map((h) => `${h.hostId}:${h.state}`).join(' ')}`)
+        .join(' | ');
+      if (line !== last) say(`  ${status.rollout.state.padEnd(9)} ${line}`);
+      last = line;
+      return finished.includes(status.rollout.state) ? status : undefined;
     },
-    rolloutId,
-    ['succeeded', 'halted', 'aborted'],
+    { timeoutMs: 60_000, intervalMs: 50 },
   );
   say(`\nrollout ${final.rollout.state}`);
   if (final.rollout.state !== 'succeeded')
     throw new Error(`rollout ended ${final.rollout.state}: ${final.rollout.stateReason}`);
 
-  const show = async (label) => {
+  const show = async (/** @type {string} */ label) => {
     say(label);
     for (const id of hosts) {
       const file = join(work, id, 'root', CONFIG_PATH);
@@ -140,6 +149,7 @@ try {
     if ((await readFile(join(work, id, 'root', CONFIG_PATH), 'utf8')) !== OLD)
       throw new Error(`${id} was not restored`);
   }
+  /** @type {EventPage} */
   const events = await alice.get(`/v1/rollouts/${rolloutId}/events?limit=1000`);
   say(`\naudit trail: ${events.events.length} events (GET /v1/rollouts/${rolloutId}/events)`);
   say('demo finished: every host changed in waves and came back in one step');

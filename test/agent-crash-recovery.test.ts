@@ -7,11 +7,10 @@
  * the host is exactly at the old or the new state (never between), that this is what the
  * coordinator reports and what the agent's journal says, and that no temp files are left behind.
  */
-import { createHash } from 'node:crypto';
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import type { HostRunState, PatchSpecInput, RolloutState } from '@fleetpatch/shared';
+import type { HostRunState, RolloutState } from '@fleetpatch/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createDebTestBed,
@@ -21,6 +20,7 @@ import {
   UNPRIVILEGED_ID,
 } from '../packages/agent/test/support/deb-fixtures.js';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
+import { samplePackagePatch, samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import {
   exitWithin,
   FINAL_APPLY_STATES,
@@ -102,27 +102,9 @@ interface Subject {
   unhealthyAfterApplyPatch: string;
 }
 
-const sha256 = (data: string) => createHash('sha256').update(data).digest('hex');
-
 const QUICK_HEALTH = { intervalSeconds: 0.1, minHealthySeconds: 0, healthyDeadlineSeconds: 10 } as const;
 /** One second is the shortest deadline the schema allows: the revert starts about 1 s after apply. */
 const FAILING_HEALTH = { intervalSeconds: 0.2, minHealthySeconds: 0, healthyDeadlineSeconds: 1 } as const;
-
-function patchSpec(
-  title: string,
-  change: PatchSpecInput['change'],
-  health: NonNullable<PatchSpecInput['health']>,
-): PatchSpecInput {
-  return {
-    title,
-    problem: 'crash-point matrix: the agent dies at a named checkpoint.',
-    rootCause: 'test harness (FLEETPATCH_TEST_CRASH_AT).',
-    intendedFix: 'recovery leaves the host at exactly the old or the new state.',
-    ticket: 'E2E-CRASH',
-    change,
-    health,
-  };
-}
 
 function caseId(kind: string, checkpoint: Checkpoint): string {
   return `${kind}-${checkpoint.replace(/[^a-z]+/g, '-')}`;
@@ -148,15 +130,16 @@ async function runCrashCase(fleet: FleetHarness, subject: Subject, checkpoint: C
   await fleet.waitOnline([id]);
 
   const patchId = checkpoint === 'apply:reverting' ? subject.unhealthyAfterApplyPatch : subject.healthyPatch;
-  const rolloutId = await fleet.startRollout({
-    patchId,
-    target: { hostIds: [id] },
-    waves: [1],
-    maxFailures: 0,
-    bakeSeconds: 0,
-    // The host restores its own snapshot when health fails after apply (apply:reverting).
-    autoRevert: 'host',
-  });
+  const rolloutId = await fleet.startRollout(
+    sampleRollout(patchId, {
+      target: { hostIds: [id] },
+      waves: [1],
+      maxFailures: 0,
+      bakeSeconds: 0,
+      // The host restores its own snapshot when health fails after apply (apply:reverting).
+      autoRevert: 'host',
+    }),
+  );
   const isRevert = checkpoint.startsWith('revert:');
   if (isRevert) {
     const applied = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
@@ -260,26 +243,27 @@ describe('crash-point matrix: file change', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-file-'));
     fleet = await FleetHarness.start(join(work, 'coordinator'));
-    const change = {
-      kind: 'file' as const,
-      path: FILE_PATH,
-      content: FILE_NEW,
-      mode: '0644',
-      owner: String(myUid),
-      group: String(myGid),
-      expectedPriorSha256: sha256(FILE_OLD),
-    };
+    // Owned by this process's uid and gid, mode 0644: the builder's defaults.
+    const change = { path: FILE_PATH, content: FILE_NEW, expectedPriorSha256: sha256Of(FILE_OLD) };
     subject = {
       kind: 'file',
       newHost: (caseDir) => newFileHost(caseDir),
       healthyPatch: await fleet.createPatch(
-        patchSpec('crash matrix: file', change, { checks: [{ kind: 'file', path: FILE_PATH }], ...QUICK_HEALTH }),
+        samplePatch({
+          title: 'crash matrix: file',
+          ...change,
+          health: { checks: [{ kind: 'file', path: FILE_PATH }], ...QUICK_HEALTH },
+        }),
       ),
       unhealthyAfterApplyPatch: await fleet.createPatch(
-        patchSpec('crash matrix: file, unhealthy after apply', change, {
-          // Passes at baseline (old bytes), fails once the new bytes are in place.
-          checks: [{ kind: 'file', name: 'still the old bytes', path: FILE_PATH, sha256: sha256(FILE_OLD) }],
-          ...FAILING_HEALTH,
+        samplePatch({
+          title: 'crash matrix: file, unhealthy after apply',
+          ...change,
+          health: {
+            // Passes at baseline (old bytes), fails once the new bytes are in place.
+            checks: [{ kind: 'file', name: 'still the old bytes', path: FILE_PATH, sha256: sha256Of(FILE_OLD) }],
+            ...FAILING_HEALTH,
+          },
         }),
       ),
     };
@@ -383,13 +367,7 @@ describe.skipIf(!tools.available)(
     beforeAll(async () => {
       work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-pkg-'));
       [bed, fleet] = await Promise.all([createDebTestBed(), FleetHarness.start(join(work, 'coordinator'))]);
-      const change = {
-        kind: 'package' as const,
-        manager: 'apt' as const,
-        name: 'fptest',
-        version: '2.0',
-        expectedPriorVersion: '1.0',
-      };
+      const change = { name: 'fptest', version: '2.0', expectedPriorVersion: '1.0' };
       const shippedVersion = '/usr/share/fptest/VERSION';
       const hosts = new HostPrefetcher(
         CHECKPOINTS.map((checkpoint) => caseId('package', checkpoint)),
@@ -400,16 +378,21 @@ describe.skipIf(!tools.available)(
         kind: 'package',
         newHost: (_caseDir, label) => hosts.get(label),
         healthyPatch: await fleet.createPatch(
-          patchSpec('crash matrix: package', change, {
-            checks: [{ kind: 'file', path: shippedVersion }],
-            ...QUICK_HEALTH,
+          samplePackagePatch({
+            title: 'crash matrix: package',
+            ...change,
+            health: { checks: [{ kind: 'file', path: shippedVersion }], ...QUICK_HEALTH },
           }),
         ),
         unhealthyAfterApplyPatch: await fleet.createPatch(
-          patchSpec('crash matrix: package, unhealthy after apply', change, {
-            // Passes while 1.0 is installed, fails once 2.0 has replaced the file.
-            checks: [{ kind: 'file', name: 'still 1.0', path: shippedVersion, sha256: sha256('1.0\n') }],
-            ...FAILING_HEALTH,
+          samplePackagePatch({
+            title: 'crash matrix: package, unhealthy after apply',
+            ...change,
+            health: {
+              // Passes while 1.0 is installed, fails once 2.0 has replaced the file.
+              checks: [{ kind: 'file', name: 'still 1.0', path: shippedVersion, sha256: sha256Of('1.0\n') }],
+              ...FAILING_HEALTH,
+            },
           }),
         ),
       };

@@ -1,19 +1,15 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AgentList, EventPage, JoinTokenCreated, PatchList } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AGENT_BIN,
-  apiClient,
-  startAgent,
-  startCoordinator,
-  waitForAgentsOnline,
-} from '../scripts/lib/local-fleet.mjs';
+import { AGENT_BIN } from '../scripts/lib/local-fleet.mjs';
+import { type SamplePatchOptions, samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { ADMIN_TOKEN, FleetHarness } from './support/fleet-harness.js';
 
 // The fleetpatch CLI as ops staff type it: the built binary as a child process against a real
 // coordinator and two real agents on 127.0.0.1, each agent confined to its own scratch root.
@@ -22,13 +18,11 @@ const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'packages/cli/di
 const PATH = '/etc/app/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
 const NEW = 'listen = 8080\nworkers = 8\n';
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const HOSTS = ['web-1', 'web-2'];
-const TOKENS = { admin: 'cli-admin-token-00001', alice: 'cli-alice-token-00001', bob: 'cli-bob-token-0000001' };
+const TOKENS = { admin: ADMIN_TOKEN, alice: 'cli-alice-token-00001', bob: 'cli-bob-token-0000001' };
 
 let work: string;
-let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
-const agents: ReturnType<typeof startAgent>[] = [];
+let fleet: FleetHarness;
 
 const rootOf = (host: string) => join(work, host, 'root');
 
@@ -45,7 +39,7 @@ function fleetpatch(
 ): Promise<CliResult> {
   return run(
     [CLI, ...args],
-    { FLEETPATCH_URL: coordinator.url, ...(token ? { FLEETPATCH_TOKEN: token } : {}), ...env },
+    { FLEETPATCH_URL: fleet.coordinator.url, ...(token ? { FLEETPATCH_TOKEN: token } : {}), ...env },
     input,
   );
 }
@@ -67,30 +61,22 @@ async function run(args: string[], env: Record<string, string>, input?: string):
   return { code, stdout, stderr };
 }
 
-function patchSpec(overrides: Record<string, unknown> = {}) {
-  return {
-    title: 'More workers for app',
-    problem: 'Requests queue at peak.',
-    rootCause: 'Too few workers.',
-    intendedFix: 'workers = 8',
-    ticket: 'OPS-7',
-    change: {
-      kind: 'file',
-      path: PATH,
-      content: NEW,
-      mode: '0644',
-      owner: 'root',
-      group: 'root',
-      expectedPriorSha256: sha256(OLD),
-    },
+/** OLD → NEW at PATH, owned by root:root (as `patch show` prints it), with a quick health check. */
+function patchSpec(options: SamplePatchOptions = {}) {
+  return samplePatch({
+    path: PATH,
+    content: NEW,
+    owner: 'root',
+    group: 'root',
+    expectedPriorSha256: sha256Of(OLD),
     health: {
       checks: [{ kind: 'file', name: 'config present', path: PATH }],
       intervalSeconds: 0.2,
       minHealthySeconds: 0.4,
       healthyDeadlineSeconds: 10,
     },
-    ...overrides,
-  };
+    ...options,
+  });
 }
 
 async function writeSpec(name: string, spec: unknown): Promise<string> {
@@ -100,7 +86,7 @@ async function writeSpec(name: string, spec: unknown): Promise<string> {
 }
 
 async function patchCount(): Promise<number> {
-  const { patches } = (await apiClient(coordinator.url, TOKENS.admin).get('/v1/patches')) as { patches: unknown[] };
+  const { patches } = await fleet.api.get<PatchList>('/v1/patches');
   return patches.length;
 }
 
@@ -111,19 +97,17 @@ beforeAll(async () => {
     await writeFile(join(rootOf(host), PATH), OLD, { mode: 0o644 });
     await chmod(join(rootOf(host), PATH), 0o644);
   }
-  coordinator = await startCoordinator({
-    dataDir: join(work, 'coordinator'),
-    apiTokens: [
-      { name: 'admin', token: TOKENS.admin, role: 'admin' },
+  fleet = await FleetHarness.start(join(work, 'coordinator'), {
+    tokens: [
       { name: 'alice', token: TOKENS.alice, role: 'operator' },
       { name: 'bob', token: TOKENS.bob, role: 'approver' },
     ],
+    tickIntervalMs: 100,
   });
 });
 
 afterAll(async () => {
-  await Promise.all(agents.map((a) => a.stop()));
-  await coordinator?.stop();
+  await fleet?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
 
@@ -137,33 +121,27 @@ describe('the fleetpatch CLI', () => {
       const token = issued.stdout.trim();
       expect(token).toMatch(/^fpj_\S+$/);
       expect(issued.stderr).toContain('shown once');
-      agents.push(
-        startAgent({
-          coordinatorUrl: coordinator.url,
-          hostId: host,
-          joinToken: token,
-          dataDir: join(work, host, 'data'),
-          rootDir: rootOf(host),
-          labels: { role: 'web' },
-        }),
-      );
+      fleet.spawnAgent({
+        id: host,
+        joinToken: token,
+        dataDir: join(work, host, 'data'),
+        rootDir: rootOf(host),
+        labels: { role: 'web' },
+      });
     }
-    await waitForAgentsOnline(apiClient(coordinator.url, TOKENS.admin), HOSTS);
+    await fleet.waitOnline(HOSTS);
 
     const listed = await fleetpatch(['agents'], { token: TOKENS.alice });
     expect(listed.code, listed.stderr).toBe(0);
     expect(listed.stdout).toMatch(/^ID\s+ONLINE\s+LABELS\s+OS\/ARCH\s+LAST SEEN/);
     expect(listed.stdout).toMatch(/web-1\s+yes\s+role=web\s+\S+\/\S+\s+\d+s ago/);
     const json = await fleetpatch(['agents', '--json'], { token: TOKENS.alice });
-    expect(JSON.parse(json.stdout).agents.map((a: { id: string }) => a.id)).toEqual(HOSTS);
+    expect((JSON.parse(json.stdout) as AgentList).agents.map((a) => a.id)).toEqual(HOSTS);
   });
 
   it('refuses an invalid patch file locally with the failing paths: exit 1, nothing sent', async () => {
     const before = await patchCount();
-    const file = await writeSpec(
-      'bad-patch.json',
-      patchSpec({ change: { ...patchSpec().change, mode: '999', path: 'etc/app' } }),
-    );
+    const file = await writeSpec('bad-patch.json', patchSpec({ mode: '999', path: 'etc/app' }));
     const result = await fleetpatch(['patch', 'create', '--file', file], { token: TOKENS.alice });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('is not a valid patch; nothing was sent');
@@ -226,10 +204,7 @@ describe('the fleetpatch CLI', () => {
   it('watches a rollout that halts and exits 1, naming the failed host and why', async () => {
     const file = await writeSpec(
       'drifted.json',
-      patchSpec({
-        title: 'expects a prior file that is not there',
-        change: { ...patchSpec().change, expectedPriorSha256: sha256('other') },
-      }),
+      patchSpec({ title: 'expects a prior file that is not there', expectedPriorSha256: sha256Of('other') }),
     );
     const patchId = (await fleetpatch(['patch', 'create', '--file', file], { token: TOKENS.alice })).stdout.trim();
     const created = await fleetpatch(['rollout', 'create', '--patch', patchId, '--hosts', 'web-1', '--waves', '1'], {
@@ -253,7 +228,7 @@ describe('the fleetpatch CLI', () => {
 
     const audit = await fleetpatch(['events', '--json'], { token: TOKENS.alice });
     expect(audit.code).toBe(0);
-    const types = (JSON.parse(audit.stdout) as { events: { type: string }[] }).events.map((e) => e.type);
+    const types = (JSON.parse(audit.stdout) as EventPage).events.map((e) => e.type);
     expect(types).toEqual(
       expect.arrayContaining(['join_token.created', 'agent.enrolled', 'patch.created', 'rollout.created']),
     );
@@ -266,7 +241,7 @@ describe('the fleetpatch CLI', () => {
         AGENT_BIN,
         'enroll',
         '--coordinator',
-        coordinator.url,
+        fleet.coordinator.url,
         '--host-id',
         'spare-1',
         '--data-dir',
@@ -283,7 +258,7 @@ describe('the fleetpatch CLI', () => {
     expect(tokens.stdout).not.toContain('fpj_');
     const spare = JSON.parse(
       (await fleetpatch(['join-token', 'create', '--uses', '5', '--json'], { token: TOKENS.admin })).stdout,
-    );
+    ) as JoinTokenCreated;
     const revokedToken = await fleetpatch(['join-token', 'revoke', spare.id], { token: TOKENS.admin });
     expect(revokedToken.stdout).toContain(`join token ${spare.id} revoked`);
 

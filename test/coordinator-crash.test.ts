@@ -5,157 +5,83 @@
  * each time restarted on the same data dir and port. The rollout must still succeed, every host must
  * hold the new bytes, and the agents' own journals must show exactly one apply per host.
  */
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { HostRunState } from '@fleetpatch/shared';
+import type { EventPage, HostRunState, RolloutStatus } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type AgentProcess,
-  type ApiClient,
-  apiClient,
-  type CoordinatorProcess,
-  issueJoinToken,
-  type RolloutStatusView,
-  startAgent,
-  startCoordinator,
-  waitFor,
-  waitForAgentsOnline,
-  waitForRolloutState,
-} from '../scripts/lib/local-fleet.mjs';
+import { waitFor, waitForRolloutState } from '../scripts/lib/local-fleet.mjs';
+import { samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { FleetHarness, readJournal } from './support/fleet-harness.js';
 
-const ADMIN_TOKEN = 'crash-admin-token-0000001';
 const CONFIG_PATH = '/etc/crash-app/app.conf';
 const OLD = 'workers = 2\n';
 const NEW = 'workers = 4\n';
 const HOSTS = ['web-1', 'web-2', 'web-3', 'web-4', 'web-5'];
 const IN_FLIGHT: readonly HostRunState[] = ['dispatched', 'delivered', 'snapshotted', 'applying', 'verifying'];
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-
-interface JournalEntryFile {
-  orderId: string;
-  kind: 'apply' | 'revert';
-  phase: string;
-  order?: { rolloutId: string };
-  result?: { outcome: string; changed: boolean };
-}
-
-interface AuditEvent {
-  seq: number;
-  hostId: string | null;
-  type: string;
-  data: Record<string, unknown> | null;
-}
-
-async function readJournal(dataDir: string): Promise<JournalEntryFile[]> {
-  const ordersDir = join(dataDir, 'orders');
-  const entries: JournalEntryFile[] = [];
-  for (const name of await readdir(ordersDir)) {
-    entries.push(JSON.parse(await readFile(join(ordersDir, name, 'entry.json'), 'utf8')) as JournalEntryFile);
-  }
-  return entries;
-}
 
 describe('a coordinator killed at any point of a rollout', () => {
   let work = '';
-  let coordinatorDir = '';
-  let coordinator: CoordinatorProcess | undefined;
-  let api: ApiClient;
-  const agents: AgentProcess[] = [];
-  /** Each coordinator run's log, kept for the failure message. */
-  const runs: string[][] = [];
-
-  const startOn = async (port: number): Promise<void> => {
-    coordinator = await startCoordinator({
-      dataDir: coordinatorDir,
-      apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
-      port,
-      tickIntervalMs: 50,
-      // The rollout below runs without an approver (requiredApprovals 0); the coordinator must allow it.
-      extraConfig: { minApprovals: 0 },
-    });
-    runs.push(coordinator.logs);
-    api = apiClient(coordinator.url, ADMIN_TOKEN);
-  };
+  let fleet: FleetHarness;
 
   /** SIGKILL: no drain, no close; then a new process on the same data dir and port. */
-  const crashAndRestart = async (): Promise<void> => {
-    const current = coordinator;
-    if (!current) throw new Error('no coordinator to kill');
-    await current.kill();
-    await startOn(current.port);
-  };
-
-  const status = (id: string) => api.get<RolloutStatusView>(`/v1/rollouts/${id}`);
+  const crashAndRestart = (): Promise<void> => fleet.restart({ crash: true });
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-'));
-    coordinatorDir = join(work, 'coordinator');
-    await startOn(0);
+    fleet = await FleetHarness.start(join(work, 'coordinator'));
     for (const id of HOSTS) {
       const root = join(work, id, 'root');
       await mkdir(join(root, 'etc/crash-app'), { recursive: true });
       await writeFile(join(root, CONFIG_PATH), OLD, { mode: 0o644 });
-      const token = await issueJoinToken(api, id, { role: 'web' });
-      agents.push(
-        startAgent({
-          coordinatorUrl: (coordinator as CoordinatorProcess).url,
-          hostId: id,
-          joinToken: token,
-          dataDir: join(work, id, 'data'),
-          rootDir: root,
-          labels: { role: 'web' },
-        }),
-      );
+      const token = await fleet.register(id, { role: 'web' });
+      fleet.spawnAgent({
+        id,
+        joinToken: token,
+        dataDir: join(work, id, 'data'),
+        rootDir: root,
+        labels: { role: 'web' },
+      });
     }
-    await waitForAgentsOnline(api, HOSTS);
+    await fleet.waitOnline(HOSTS);
   });
 
   afterAll(async () => {
-    await Promise.all(agents.map((agent) => agent.stop()));
-    await coordinator?.stop();
+    await fleet?.stop();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
   it('finishes the rollout after kills before a wave, mid-wave and during a bake, applying each host once', async () => {
-    const patch = await api.post<{ id: string }>('/v1/patches', {
-      title: 'Raise crash-app workers to 4',
-      problem: 'crash-app queues requests at peak.',
-      rootCause: 'workers sized for last year.',
-      intendedFix: 'workers = 4',
-      ticket: 'OPS-42',
-      change: {
-        kind: 'file',
+    const patchId = await fleet.createPatch(
+      samplePatch({
         path: CONFIG_PATH,
         content: NEW,
-        mode: '0644',
-        owner: 'root',
-        group: 'root',
-        expectedPriorSha256: sha256(OLD),
-      },
-      // Half a second of watched health per host keeps each host in flight long enough to kill mid-wave.
-      health: {
-        checks: [{ kind: 'file', name: 'config present', path: CONFIG_PATH }],
-        intervalSeconds: 0.1,
-        minHealthySeconds: 0.5,
-        healthyDeadlineSeconds: 20,
-      },
-    });
-    const created = await api.post<RolloutStatusView>('/v1/rollouts', {
-      patchId: patch.id,
-      target: { labels: { role: 'web' } },
-      waves: [1, 2, '100%'],
-      maxParallel: 1,
-      maxFailures: 0,
-      bakeSeconds: 1,
-      requiredApprovals: 0,
-    });
+        expectedPriorSha256: sha256Of(OLD),
+        // Half a second of watched health per host keeps each host in flight long enough to kill mid-wave.
+        health: {
+          checks: [{ kind: 'file', name: 'config present', path: CONFIG_PATH }],
+          intervalSeconds: 0.1,
+          minHealthySeconds: 0.5,
+          healthyDeadlineSeconds: 20,
+        },
+      }),
+    );
+    const created = await fleet.api.post<RolloutStatus>(
+      '/v1/rollouts',
+      sampleRollout(patchId, {
+        target: { labels: { role: 'web' } },
+        waves: [1, 2, '100%'],
+        maxParallel: 1,
+        maxFailures: 0,
+        bakeSeconds: 1,
+        requiredApprovals: 0,
+      }),
+    );
     const rolloutId = created.rollout.id;
     const kills: string[] = [];
 
     // 1. Before a wave: the start is committed, the first order may or may not have gone out.
-    await api.post(`/v1/rollouts/${rolloutId}/start`);
+    await fleet.api.post(`/v1/rollouts/${rolloutId}/start`);
     await crashAndRestart();
     kills.push('after start');
 
@@ -163,7 +89,7 @@ describe('a coordinator killed at any point of a rollout', () => {
     const midWave = await waitFor(
       'a host of wave 2 in flight',
       async () => {
-        const s = await status(rolloutId);
+        const s = await fleet.status(rolloutId);
         return s.waves[1]?.hosts.find((h) => IN_FLIGHT.includes(h.state));
       },
       { timeoutMs: 60_000, intervalMs: 20 },
@@ -175,7 +101,7 @@ describe('a coordinator killed at any point of a rollout', () => {
     const baking = await waitFor(
       'a wave baking',
       async () => {
-        const s = await status(rolloutId);
+        const s = await fleet.status(rolloutId);
         return s.rollout.state === 'running' ? s.waves.find((w) => w.wave >= 1 && w.phase === 'baking') : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 20 },
@@ -183,9 +109,11 @@ describe('a coordinator killed at any point of a rollout', () => {
     await crashAndRestart();
     kills.push(`baking wave ${baking.wave + 1}`);
 
-    const final = await waitForRolloutState(api, rolloutId, ['succeeded', 'halted', 'aborted'], 60_000).catch(
+    const final = await waitForRolloutState(fleet.api, rolloutId, ['succeeded', 'halted', 'aborted'], 60_000).catch(
       (err: unknown) => {
-        throw new Error(`${(err as Error).message}\n--- last coordinator log ---\n${runs.at(-1)?.join('\n')}`);
+        throw new Error(
+          `${(err as Error).message}\n--- last coordinator log ---\n${fleet.coordinatorRuns.at(-1)?.join('\n')}`,
+        );
       },
     );
     expect(kills).toHaveLength(3);
@@ -210,9 +138,9 @@ describe('a coordinator killed at any point of a rollout', () => {
     }
 
     // The audit log agrees: each host was dispatched once, whatever the restarts.
-    const { events } = await api.get<{ events: AuditEvent[] }>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
+    const { events } = await fleet.api.get<EventPage>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
     const dispatched = events.filter((e) => e.type === 'host.dispatched').map((e) => e.hostId);
     expect(dispatched.sort()).toEqual([...HOSTS].sort());
-    expect(runs).toHaveLength(4);
+    expect(fleet.coordinatorRuns).toHaveLength(4);
   });
 });

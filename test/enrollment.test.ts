@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AgentDetail, EventPage, JoinTokenCreated } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_BIN, waitFor } from '../scripts/lib/local-fleet.mjs';
 import { FleetHarness } from './support/fleet-harness.js';
@@ -32,7 +33,7 @@ afterAll(async () => {
 });
 
 async function online(): Promise<boolean> {
-  const { agent } = await fleet.api.get<{ agent: { online: boolean } }>(`/v1/agents/${HOST}`);
+  const { agent } = await fleet.api.get<AgentDetail>(`/v1/agents/${HOST}`);
   return agent.online;
 }
 
@@ -52,9 +53,7 @@ describe('an agent with a join token', () => {
     expect(argv).toContain('--host-id');
     const { privateKeyPem } = JSON.parse(await readFile(join(dataDir, 'credential.json'), 'utf8'));
     secrets.push(privateKeyPem.split('\n')[1]);
-    const { agent: view } = await fleet.api.get<{ agent: { labels: Record<string, string>; enrolledAt: string } }>(
-      `/v1/agents/${HOST}`,
-    );
+    const { agent: view } = await fleet.api.get<AgentDetail>(`/v1/agents/${HOST}`);
     expect(view.labels).toEqual({ role: 'web' });
     expect(view.enrolledAt).not.toBeNull();
   });
@@ -68,7 +67,7 @@ describe('an agent with a join token', () => {
   it('is cut off at once when revoked, and comes back by itself once re-enrolled with a replace token', async () => {
     await fleet.api.post(`/v1/agents/${HOST}/revoke`);
     await waitFor('the revoked agent to be offline', async () => !(await online()), { timeoutMs: 10_000 });
-    const { token } = await fleet.api.post<{ token: string }>('/v1/join-tokens', { hostId: HOST, replace: true });
+    const { token } = await fleet.api.post<JoinTokenCreated>('/v1/join-tokens', { hostId: HOST, replace: true });
     secrets.push(token);
     // On the host, out of band: a new key, written only once the coordinator has accepted it.
     const child = spawn(
@@ -91,15 +90,13 @@ describe('an agent with a join token', () => {
     expect(output).toContain(`enrolled ${HOST} (replacing its previous key)`);
     // The running agent was refused with 4401, re-reads its credential, and dials with the new key.
     await waitFor('the re-enrolled agent to be back online', online, { timeoutMs: 20_000 });
-    const { events } = await fleet.api.get<{ events: { type: string; hostId: string | null }[] }>(
-      '/v1/events?limit=1000',
-    );
+    const { events } = await fleet.api.get<EventPage>('/v1/events?limit=1000');
     const mine = events.filter((e) => e.hostId === HOST).map((e) => e.type);
     expect(mine).toEqual(expect.arrayContaining(['agent.enrolled', 'agent.revoked', 'agent.reenrolled']));
   });
 
   it('never wrote a join token or its private key to a log or the audit trail', async () => {
-    const { events } = await fleet.api.get<{ events: unknown[] }>('/v1/events?limit=1000');
+    const { events } = await fleet.api.get<EventPage>('/v1/events?limit=1000');
     const everything = [JSON.stringify(events), ...fleet.coordinator.logs, ...fleet.agentLogs()].join('\n');
     for (const secret of secrets) expect(everything).not.toContain(secret.replace(/^fpj_/, ''));
   });

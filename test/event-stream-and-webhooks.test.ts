@@ -5,41 +5,19 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { EventPage, EventRecord, RolloutStatus } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type AgentProcess,
-  type ApiClient,
-  apiClient,
-  type CoordinatorProcess,
-  issueJoinToken,
-  startAgent,
-  startCoordinator,
-  waitFor,
-  waitForAgentsOnline,
-  waitForRolloutState,
-} from '../scripts/lib/local-fleet.mjs';
+import { type ApiClient, waitFor, waitForRolloutState } from '../scripts/lib/local-fleet.mjs';
+import { samplePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
+import { ADMIN_TOKEN, FleetHarness } from './support/fleet-harness.js';
 
 // What the outside world sees of a rollout: signed webhooks to a real HTTP receiver, the live
 // Server-Sent Events stream of its audit log (with resume), and the paged audit log. A real
 // coordinator process and two real agents on 127.0.0.1.
 
-const TOKEN = 'e2e-events-admin-token-0001';
 const SECRET = 'webhook-shared-secret';
 const HOSTS = ['web-1', 'web-2'];
 const SUBSCRIBED = ['rollout.running', 'wave.passed', 'rollout.succeeded'];
-
-/** One audit event as the API and the stream carry it. */
-interface AuditEvent {
-  seq: number;
-  rolloutId: string | null;
-  hostId: string | null;
-  actor: string;
-  type: string;
-  fromState: string | null;
-  toState: string | null;
-  data: Record<string, unknown> | null;
-  at: string;
-}
 
 interface WebhookDelivery {
   headers: IncomingHttpHeaders;
@@ -50,7 +28,7 @@ interface WebhookDelivery {
 interface SseFrame {
   id: number;
   event: string;
-  data: AuditEvent;
+  data: EventRecord;
 }
 
 /** A minimal EventSource over fetch: frames are parsed as they arrive; `close()` ends the request. */
@@ -71,7 +49,7 @@ class SseClient {
   static async open(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
     const controller = new AbortController();
     const res = await fetch(url, {
-      headers: { authorization: `Bearer ${TOKEN}`, ...headers },
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...headers },
       signal: controller.signal,
     });
     expect(res.status).toBe(200);
@@ -121,7 +99,7 @@ class SseClient {
       this.frames.push({
         id: Number(fields.get('id')),
         event: fields.get('event') ?? 'message',
-        data: JSON.parse(data) as AuditEvent,
+        data: JSON.parse(data) as EventRecord,
       });
     }
   }
@@ -130,9 +108,8 @@ class SseClient {
 let work: string;
 let receiver: Server;
 const deliveries: WebhookDelivery[] = [];
-let coordinator: CoordinatorProcess;
+let fleet: FleetHarness;
 let api: ApiClient;
-const agents: AgentProcess[] = [];
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'fleetpatch-e2e-events-'));
@@ -150,39 +127,23 @@ beforeAll(async () => {
   await once(receiver, 'listening');
   const { port } = receiver.address() as AddressInfo;
 
-  coordinator = await startCoordinator({
-    dataDir: join(work, 'coordinator'),
-    apiTokens: [{ name: 'admin', token: TOKEN, role: 'admin' }],
-    tickIntervalMs: 50,
-    extraConfig: {
-      webhooks: [{ url: `http://127.0.0.1:${port}/hooks`, events: SUBSCRIBED, secret: SECRET }],
-      // The rollout below runs without an approver (requiredApprovals 0); the coordinator must allow it.
-      minApprovals: 0,
-    },
+  fleet = await FleetHarness.start(join(work, 'coordinator'), {
+    extraConfig: { webhooks: [{ url: `http://127.0.0.1:${port}/hooks`, events: SUBSCRIBED, secret: SECRET }] },
   });
-  api = apiClient(coordinator.url, TOKEN);
+  api = fleet.api;
 
   for (const host of HOSTS) {
     const rootDir = join(work, host, 'root');
     await mkdir(join(rootDir, 'etc/app'), { recursive: true });
     await writeFile(join(rootDir, 'etc/app/app.conf'), 'workers = 2\n', { mode: 0o644 });
-    const joinToken = await issueJoinToken(api, host, { role: 'web' });
-    agents.push(
-      startAgent({
-        coordinatorUrl: coordinator.url,
-        hostId: host,
-        joinToken,
-        dataDir: join(work, host, 'data'),
-        rootDir,
-      }),
-    );
+    const joinToken = await fleet.register(host, { role: 'web' });
+    fleet.spawnAgent({ id: host, joinToken, dataDir: join(work, host, 'data'), rootDir });
   }
-  await waitForAgentsOnline(api, HOSTS);
+  await fleet.waitOnline(HOSTS);
 });
 
 afterAll(async () => {
-  await Promise.all(agents.map((agent) => agent.stop()));
-  await coordinator?.stop();
+  await fleet?.stop();
   receiver?.close();
   await rm(work, { recursive: true, force: true });
 });
@@ -193,29 +154,13 @@ describe('a rollout seen from outside', () => {
   let streamed: SseFrame[];
 
   it('streams the backlog, then live events with id = seq, until the rollout succeeds', async () => {
-    const patch = await api.post<{ id: string }>('/v1/patches', {
-      title: 'More workers',
-      problem: 'Requests queue at peak.',
-      rootCause: 'Too few workers.',
-      intendedFix: 'workers = 8',
-      ticket: 'OPS-2',
-      change: {
-        kind: 'file',
-        path: '/etc/app/app.conf',
-        content: 'workers = 8\n',
-        mode: '0644',
-        owner: 'root',
-        group: 'root',
-      },
-    });
-    const created = await api.post<{ rollout: { id: string } }>('/v1/rollouts', {
-      patchId: patch.id,
-      target: { labels: { role: 'web' } },
-      waves: [1, '100%'],
-      requiredApprovals: 0,
-    });
+    const patchId = await fleet.createPatch(samplePatch({ path: '/etc/app/app.conf', content: 'workers = 8\n' }));
+    const created = await api.post<RolloutStatus>(
+      '/v1/rollouts',
+      sampleRollout(patchId, { target: { labels: { role: 'web' } }, waves: [1, '100%'], requiredApprovals: 0 }),
+    );
     rolloutId = created.rollout.id;
-    const streamUrl = `${coordinator.url}/v1/rollouts/${rolloutId}/events/stream`;
+    const streamUrl = `${fleet.coordinator.url}/v1/rollouts/${rolloutId}/events/stream`;
 
     const unauthenticated = await fetch(streamUrl);
     expect(unauthenticated.status).toBe(401);
@@ -260,7 +205,7 @@ describe('a rollout seen from outside', () => {
   it('resumes after Last-Event-ID with exactly the events that followed it', async () => {
     const middle = streamed[Math.floor(streamed.length / 2)];
     if (!middle) throw new Error('nothing was streamed');
-    const stream = await SseClient.open(`${coordinator.url}/v1/rollouts/${rolloutId}/events/stream`, {
+    const stream = await SseClient.open(`${fleet.coordinator.url}/v1/rollouts/${rolloutId}/events/stream`, {
       'last-event-id': String(middle.id),
     });
     try {
@@ -272,12 +217,10 @@ describe('a rollout seen from outside', () => {
   });
 
   it('pages the audit log with after= and limit=', async () => {
-    const paged: AuditEvent[] = [];
+    const paged: EventRecord[] = [];
     let after = 0;
     for (let page = 0; page < 100; page++) {
-      const { events, next } = await api.get<{ events: AuditEvent[]; next: number | null }>(
-        `/v1/rollouts/${rolloutId}/events?after=${after}&limit=3`,
-      );
+      const { events, next } = await api.get<EventPage>(`/v1/rollouts/${rolloutId}/events?after=${after}&limit=3`);
       expect(events.length).toBeLessThanOrEqual(3);
       for (const event of events) expect(event.seq).toBeGreaterThan(after);
       paged.push(...events);
@@ -291,7 +234,7 @@ describe('a rollout seen from outside', () => {
     }
     expect(paged.slice(0, streamed.length)).toEqual(streamed.map((f) => f.data));
 
-    const { events: tail } = await api.get<{ events: AuditEvent[] }>(
+    const { events: tail } = await api.get<EventPage>(
       `/v1/rollouts/${rolloutId}/events?after=${streamed.at(-3)?.id ?? 0}&limit=2`,
     );
     expect(tail).toEqual(streamed.slice(-2).map((f) => f.data));

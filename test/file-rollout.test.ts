@@ -1,19 +1,31 @@
-import { createHash } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateAgentKeyPair, loadPrivateKey } from '@fleetpatch/shared';
+import {
+  type AgentDetail,
+  type AgentList,
+  type AgentView,
+  type EventPage,
+  generateAgentKeyPair,
+  type Healthz,
+  type JoinTokenCreated,
+  loadPrivateKey,
+  type Patch,
+  type PatchList,
+  type PreflightResult,
+  type RolloutPlan,
+  type RolloutStatus,
+} from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import {
+  type AgentProcess,
+  type ApiClient,
   apiClient,
-  issueJoinToken,
-  startAgent,
-  startCoordinator,
   waitFor,
-  waitForAgentsOnline,
   waitForRolloutState,
 } from '../scripts/lib/local-fleet.mjs';
+import { type SamplePatchOptions, samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import {
   agentSocketUrl,
   closeCode,
@@ -24,6 +36,7 @@ import {
   openAgentSocket,
   signedHello,
 } from './support/agent-identity.js';
+import { errorBody, FleetHarness, issuePaths } from './support/fleet-harness.js';
 
 // The walking skeleton, end to end: a real coordinator process, three real agent processes on
 // 127.0.0.1, each confined to its own scratch root; real files checked on disk.
@@ -31,20 +44,22 @@ import {
 const PATH = '/etc/app/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
 const NEW = 'listen = 8080\nworkers = 8\n';
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const HOSTS = ['web-1', 'web-2', 'web-3'];
-const TOKENS = { admin: 'test-admin-token-0001', alice: 'test-alice-token-0001', bob: 'test-bob-token-000001' };
-
-type Api = ReturnType<typeof apiClient>;
 
 let work: string;
-let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
-const agents: ReturnType<typeof startAgent>[] = [];
-let admin: Api;
-let alice: Api;
-let bob: Api;
+let fleet: FleetHarness;
+const agents = new Map<string, AgentProcess>();
+let admin: ApiClient;
+let alice: ApiClient;
+let bob: ApiClient;
 
 const rootOf = (host: string) => join(work, host, 'root');
+const agentOf = (host: string) => ({
+  id: host,
+  dataDir: join(work, host, 'data'),
+  rootDir: rootOf(host),
+  labels: { role: 'web' },
+});
 
 async function resetFiles(): Promise<void> {
   for (const host of HOSTS) {
@@ -55,106 +70,74 @@ async function resetFiles(): Promise<void> {
   }
 }
 
-function patchBody(overrides: Record<string, unknown> = {}) {
-  return {
-    title: 'More workers for app',
-    problem: 'Requests queue at peak.',
-    rootCause: 'Too few workers.',
-    intendedFix: 'workers = 8',
-    ticket: 'OPS-1',
-    change: {
-      kind: 'file',
-      path: PATH,
-      content: NEW,
-      mode: '0600',
-      owner: '65534',
-      group: '65534',
-      expectedPriorSha256: sha256(OLD),
-    },
-    ...overrides,
-  };
-}
+/** OLD → NEW at PATH, owned by nobody with mode 0600 (so apply and revert both show on disk). */
+const WORKERS: SamplePatchOptions = { path: PATH, content: NEW, mode: '0600', owner: '65534', group: '65534' };
+const patchBody = (options: SamplePatchOptions = {}) =>
+  samplePatch({ ...WORKERS, expectedPriorSha256: sha256Of(OLD), ...options });
 
-/** Creates, approves (as bob) and starts (as alice) a rollout; returns its id. */
-async function launch(rollout: Record<string, unknown>): Promise<string> {
-  const created = await alice.post('/v1/rollouts', rollout);
-  const id = created.rollout.id as string;
-  await bob.post(`/v1/rollouts/${id}/approve`);
-  await alice.post(`/v1/rollouts/${id}/start`);
-  return id;
+/** Creates (as alice), approves (as bob) and starts (as alice) a rollout of `patch`; returns its id. */
+function launch(patch: Patch, rollout: Parameters<typeof sampleRollout>[1]): Promise<string> {
+  return fleet.startRollout(sampleRollout(patch.id, rollout), { by: alice, approvedBy: bob });
 }
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'fleetpatch-e2e-'));
   await resetFiles();
-  coordinator = await startCoordinator({
-    dataDir: join(work, 'coordinator'),
-    apiTokens: [
-      { name: 'admin', token: TOKENS.admin, role: 'admin' },
-      { name: 'alice', token: TOKENS.alice, role: 'operator' },
-      { name: 'bob', token: TOKENS.bob, role: 'approver' },
+  fleet = await FleetHarness.start(join(work, 'coordinator'), {
+    tokens: [
+      { name: 'alice', token: 'test-alice-token-0001', role: 'operator' },
+      { name: 'bob', token: 'test-bob-token-000001', role: 'approver' },
     ],
+    tickIntervalMs: 100,
   });
-  admin = apiClient(coordinator.url, TOKENS.admin);
-  alice = apiClient(coordinator.url, TOKENS.alice);
-  bob = apiClient(coordinator.url, TOKENS.bob);
+  admin = fleet.api;
+  alice = fleet.client('alice');
+  bob = fleet.client('bob');
   for (const host of HOSTS) {
-    const joinToken = await issueJoinToken(admin, host, { role: 'web' });
-    agents.push(
-      startAgent({
-        coordinatorUrl: coordinator.url,
-        hostId: host,
-        joinToken,
-        dataDir: join(work, host, 'data'),
-        rootDir: rootOf(host),
-        labels: { role: 'web' },
-      }),
-    );
+    const joinToken = await fleet.register(host, { role: 'web' });
+    agents.set(host, fleet.spawnAgent({ ...agentOf(host), joinToken }));
   }
-  await waitForAgentsOnline(admin, HOSTS);
+  await fleet.waitOnline(HOSTS);
 });
 
 afterAll(async () => {
-  await Promise.all(agents.map((a) => a.stop()));
-  await coordinator?.stop();
+  await fleet?.stop();
   await rm(work, { recursive: true, force: true });
 });
 
 describe('a file patch rolled out in waves', () => {
   it('reports each agent with facts and labels', async () => {
-    const { agents: listed } = await admin.get('/v1/agents');
-    expect(listed.map((a: { id: string }) => a.id)).toEqual(HOSTS);
+    const { agents: listed } = await admin.get<AgentList>('/v1/agents');
+    expect(listed.map((a) => a.id)).toEqual(HOSTS);
     for (const agent of listed) {
       expect(agent.online).toBe(true);
       expect(agent.labels).toEqual({ role: 'web' });
-      expect(agent.facts.os).toBe('linux');
-      expect(agent.facts.cpus).toBeGreaterThan(0);
+      expect(agent.facts?.os).toBe('linux');
+      expect(agent.facts?.cpus).toBeGreaterThan(0);
       expect(agent.lastSeenAt).not.toBeNull();
     }
   });
 
   it('plans, applies wave by wave, and reverts in one call to the exact prior bytes, mode and owner', async () => {
     await resetFiles();
-    const patch = await alice.post('/v1/patches', patchBody());
-    const created = await alice.post('/v1/rollouts', {
-      patchId: patch.id,
-      target: { labels: { role: 'web' } },
-      waves: [1, '50%', '100%'],
-      maxFailures: 0,
-    });
-    const id = created.rollout.id as string;
+    const patch = await alice.post<Patch>('/v1/patches', patchBody());
+    const created = await alice.post<RolloutStatus>(
+      '/v1/rollouts',
+      sampleRollout(patch.id, { target: { labels: { role: 'web' } }, waves: [1, '50%', '100%'], maxFailures: 0 }),
+    );
+    const id = created.rollout.id;
     expect(created.rollout.state).toBe('awaiting_approval');
 
-    const plan = await alice.get(`/v1/rollouts/${id}/plan`);
+    const plan = await alice.get<RolloutPlan>(`/v1/rollouts/${id}/plan`);
     expect(plan.waveSizes).toEqual([1, 1, 1]);
-    expect(plan.waves.map((w: { hosts: string[] }) => w.hosts)).toEqual([['web-1'], ['web-2'], ['web-3']]);
+    expect(plan.waves.map((w) => w.hosts)).toEqual([['web-1'], ['web-2'], ['web-3']]);
     expect(plan.haltsOn).toBe('halts on the 1st failure');
 
     await bob.post(`/v1/rollouts/${id}/approve`);
     await alice.post(`/v1/rollouts/${id}/start`);
     const done = await waitForRolloutState(alice, id, ['succeeded', 'halted']);
     expect(done.rollout.state).toBe('succeeded');
-    expect(done.waves.map((w: { phase: string }) => w.phase)).toEqual(['passed', 'passed', 'passed']);
+    expect(done.waves.map((w) => w.phase)).toEqual(['passed', 'passed', 'passed']);
 
     for (const host of HOSTS) {
       const file = join(rootOf(host), PATH);
@@ -166,12 +149,10 @@ describe('a file patch rolled out in waves', () => {
     }
 
     // Waves really were sequential: each host's dispatch follows the previous wave passing.
-    const { events } = await alice.get(`/v1/rollouts/${id}/events?limit=1000`);
+    const { events } = await alice.get<EventPage>(`/v1/rollouts/${id}/events?limit=1000`);
     const order = events
-      .filter((e: { type: string }) => e.type === 'host.dispatched' || e.type === 'wave.passed')
-      .map((e: { type: string; hostId: string | null; data: { wave: number } }) =>
-        e.type === 'wave.passed' ? `passed:${e.data.wave}` : `dispatch:${e.hostId}`,
-      );
+      .filter((e) => e.type === 'host.dispatched' || e.type === 'wave.passed')
+      .map((e) => (e.type === 'wave.passed' ? `passed:${e.data?.wave}` : `dispatch:${e.hostId}`));
     expect(order).toEqual(['dispatch:web-1', 'passed:0', 'dispatch:web-2', 'passed:1', 'dispatch:web-3', 'passed:2']);
 
     await alice.post(`/v1/rollouts/${id}/revert`);
@@ -184,29 +165,22 @@ describe('a file patch rolled out in waves', () => {
       expect(info.mode & 0o7777).toBe(0o644);
       expect([info.uid, info.gid]).toEqual([0, 0]);
     }
-    expect(reverted.waves.flatMap((w: { hosts: { state: string }[] }) => w.hosts.map((h) => h.state))).toEqual([
-      'reverted',
-      'reverted',
-      'reverted',
-    ]);
+    expect(reverted.waves.flatMap((w) => w.hosts.map((h) => h.state))).toEqual(['reverted', 'reverted', 'reverted']);
   });
 
   it('creates a file that did not exist, and revert removes it again', async () => {
-    const patch = await alice.post(
+    const patch = await alice.post<Patch>(
       '/v1/patches',
       patchBody({
-        change: {
-          kind: 'file',
-          path: '/etc/app/extra.conf',
-          content: 'x=1\n',
-          mode: '0644',
-          owner: 'root',
-          group: 'root',
-          expectedPriorSha256: 'absent',
-        },
+        path: '/etc/app/extra.conf',
+        content: 'x=1\n',
+        mode: '0644',
+        owner: 'root',
+        group: 'root',
+        expectedPriorSha256: 'absent',
       }),
     );
-    const id = await launch({ patchId: patch.id, target: { hostIds: ['web-2', 'web-3'] }, waves: ['100%'] });
+    const id = await launch(patch, { target: { hostIds: ['web-2', 'web-3'] }, waves: ['100%'] });
     expect((await waitForRolloutState(alice, id, ['succeeded', 'halted'])).rollout.state).toBe('succeeded');
     expect(await readFile(join(rootOf('web-2'), '/etc/app/extra.conf'), 'utf8')).toBe('x=1\n');
     await expect(stat(join(rootOf('web-1'), '/etc/app/extra.conf'))).rejects.toThrow(/ENOENT/);
@@ -224,27 +198,25 @@ describe('the failure budget', () => {
     await resetFiles();
     // web-1 (the canary) cannot be written: its directory is group-writable, which the agent refuses.
     await chmod(join(rootOf('web-1'), 'etc/app'), 0o775);
-    const patch = await alice.post('/v1/patches', patchBody());
-    const id = await launch({ patchId: patch.id, target: { all: true }, waves: [1, '50%', '100%'], maxFailures: 0 });
+    const patch = await alice.post<Patch>('/v1/patches', patchBody());
+    const id = await launch(patch, { waves: [1, '50%', '100%'], maxFailures: 0 });
     const halted = await waitForRolloutState(alice, id, ['halted', 'succeeded']);
     expect(halted.rollout.state).toBe('halted');
     expect(halted.rollout.stateReason).toMatch(/failure budget exceeded: 1 failed, 0 tolerated/);
-    const canary = halted.waves[0].hosts[0];
+    const canary = halted.waves[0]?.hosts[0];
     expect(canary).toMatchObject({ hostId: 'web-1', state: 'failed', changed: false, errorCode: 'policy_denied' });
-    expect(halted.waves[1].hosts[0].state).toBe('queued');
-    expect(halted.waves[2].hosts[0].state).toBe('queued');
+    expect(halted.waves[1]?.hosts[0]?.state).toBe('queued');
+    expect(halted.waves[2]?.hosts[0]?.state).toBe('queued');
     for (const host of HOSTS) expect(await readFile(join(rootOf(host), PATH), 'utf8')).toBe(OLD);
-    const { events } = await alice.get(`/v1/rollouts/${id}/events?limit=1000`);
-    expect(
-      events.filter((e: { type: string }) => e.type === 'host.dispatched').map((e: { hostId: string }) => e.hostId),
-    ).toEqual(['web-1']);
+    const { events } = await alice.get<EventPage>(`/v1/rollouts/${id}/events?limit=1000`);
+    expect(events.filter((e) => e.type === 'host.dispatched').map((e) => e.hostId)).toEqual(['web-1']);
   });
 
   it('carries on while failures stay within the budget', async () => {
     await resetFiles();
     await chmod(join(rootOf('web-1'), 'etc/app'), 0o775);
-    const patch = await alice.post('/v1/patches', patchBody());
-    const id = await launch({ patchId: patch.id, target: { all: true }, waves: [1, '100%'], maxFailures: 1 });
+    const patch = await alice.post<Patch>('/v1/patches', patchBody());
+    const id = await launch(patch, { waves: [1, '100%'], maxFailures: 1 });
     const done = await waitForRolloutState(alice, id, ['halted', 'succeeded']);
     expect(done.rollout.state).toBe('succeeded');
     expect(done.failures).toBe(1);
@@ -257,11 +229,11 @@ describe('the failure budget', () => {
   it('refuses drift: a host whose file is not what the patch expected is not overwritten', async () => {
     await resetFiles();
     await writeFile(join(rootOf('web-1'), PATH), 'edited by hand\n');
-    const patch = await alice.post('/v1/patches', patchBody());
-    const id = await launch({ patchId: patch.id, target: { hostIds: ['web-1'] }, waves: [1] });
+    const patch = await alice.post<Patch>('/v1/patches', patchBody());
+    const id = await launch(patch, { target: { hostIds: ['web-1'] }, waves: [1] });
     const halted = await waitForRolloutState(alice, id, ['halted', 'succeeded']);
-    expect(halted.waves[0].hosts[0]).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
-    expect(halted.waves[0].hosts[0].reason).toMatch(/drift/);
+    expect(halted.waves[0]?.hosts[0]).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
+    expect(halted.waves[0]?.hosts[0]?.reason).toMatch(/drift/);
     expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe('edited by hand\n');
   });
 });
@@ -274,34 +246,36 @@ describe('dry run', () => {
     await chmod(join(rootOf('web-2'), PATH), 0o600);
     const { chown } = await import('node:fs/promises');
     await chown(join(rootOf('web-2'), PATH), 65534, 65534);
-    const patch = await alice.post('/v1/patches', patchBody());
-    const created = await alice.post('/v1/rollouts', { patchId: patch.id, target: { all: true } });
-    const dry = await alice.post(`/v1/rollouts/${created.rollout.id}/preflight`, { timeoutSeconds: 10 });
-    const byHost = Object.fromEntries(
-      dry.results.map((r: { hostId: string; outcome: string }) => [r.hostId, r.outcome]),
-    );
+    const patch = await alice.post<Patch>('/v1/patches', patchBody());
+    const created = await alice.post<RolloutStatus>('/v1/rollouts', sampleRollout(patch.id));
+    const dry = await alice.post<PreflightResult>(`/v1/rollouts/${created.rollout.id}/preflight`, {
+      timeoutSeconds: 10,
+    });
+    const byHost = Object.fromEntries(dry.results.map((r) => [r.hostId, r.outcome]));
     expect(byHost).toEqual({ 'web-1': 'would_fail', 'web-2': 'already_applied', 'web-3': 'would_apply' });
-    expect(dry.results.find((r: { hostId: string }) => r.hostId === 'web-1').reason).toMatch(/drift/);
+    expect(dry.results.find((r) => r.hostId === 'web-1')?.reason).toMatch(/drift/);
     expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe('edited by hand\n');
     expect(await readFile(join(rootOf('web-3'), PATH), 'utf8')).toBe(OLD);
-    expect((await alice.get(`/v1/rollouts/${created.rollout.id}`)).rollout.state).toBe('awaiting_approval');
+    expect((await alice.get<RolloutStatus>(`/v1/rollouts/${created.rollout.id}`)).rollout.state).toBe(
+      'awaiting_approval',
+    );
   });
 });
 
 describe('bad input is refused and changes nothing', () => {
   it('answers 400 naming the failing fields, and stores nothing', async () => {
-    const before = (await alice.get('/v1/patches?limit=500')).patches.length;
+    const before = (await alice.get<PatchList>('/v1/patches?limit=500')).patches.length;
     const res = await alice.raw('POST', '/v1/patches', {
       ...patchBody(),
       problem: '',
       change: { kind: 'file', path: 'etc/../passwd', content: 'x', mode: '999', owner: 'root', group: 'root' },
     });
     expect(res.status).toBe(400);
-    const body = await res.json();
+    const body = await errorBody(res);
     expect(body.error.code).toBe('validation_failed');
-    const paths = body.error.details.issues.map((i: { path: string }) => i.path);
+    const paths = issuePaths(body);
     expect(paths).toEqual(expect.arrayContaining(['body.problem', 'body.change.path', 'body.change.mode']));
-    expect((await alice.get('/v1/patches?limit=500')).patches.length).toBe(before);
+    expect((await alice.get<PatchList>('/v1/patches?limit=500')).patches.length).toBe(before);
   });
 
   it('refuses malformed JSON, unknown fields and bad wave steps', async () => {
@@ -309,70 +283,66 @@ describe('bad input is refused and changes nothing', () => {
     expect(broken.status).toBe(400);
     const unknown = await alice.raw('POST', '/v1/patches', { ...patchBody(), extra: true });
     expect(unknown.status).toBe(400);
-    const patch = await alice.post('/v1/patches', patchBody());
-    const waves = await alice.raw('POST', '/v1/rollouts', {
-      patchId: patch.id,
-      target: { all: true },
-      waves: [0, '-5%'],
-    });
+    const patch = await alice.post<Patch>('/v1/patches', patchBody());
+    const waves = await alice.raw('POST', '/v1/rollouts', { ...sampleRollout(patch.id), waves: [0, '-5%'] });
     expect(waves.status).toBe(400);
-    const paths = (await waves.json()).error.details.issues.map((i: { path: string }) => i.path);
-    expect(paths.some((p: string) => p.startsWith('body.waves'))).toBe(true);
+    const paths = issuePaths(await errorBody(waves));
+    expect(paths.some((p) => p.startsWith('body.waves'))).toBe(true);
     const noTarget = await alice.raw('POST', '/v1/rollouts', { patchId: patch.id, target: {} });
     expect(noTarget.status).toBe(400);
     const ghost = await alice.raw('POST', '/v1/rollouts', { patchId: patch.id, target: { hostIds: ['nope-1'] } });
     expect(ghost.status).toBe(400);
-    expect((await ghost.json()).error.message).toMatch(/unknown host ids: nope-1/);
+    expect((await errorBody(ghost)).error.message).toMatch(/unknown host ids: nope-1/);
   });
 
   it('refuses callers without a valid token or the right role', async () => {
-    expect((await apiClient(coordinator.url, 'wrong-token-000000').raw('GET', '/v1/agents')).status).toBe(401);
+    expect((await apiClient(fleet.coordinator.url, 'wrong-token-000000').raw('GET', '/v1/agents')).status).toBe(401);
     expect((await bob.raw('POST', '/v1/patches', patchBody())).status).toBe(403);
-    const patch = await alice.post('/v1/patches', patchBody());
-    const created = await alice.post('/v1/rollouts', { patchId: patch.id, target: { all: true } });
+    const patch = await alice.post<Patch>('/v1/patches', patchBody());
+    const created = await alice.post<RolloutStatus>('/v1/rollouts', sampleRollout(patch.id));
     const self = await alice.raw('POST', `/v1/rollouts/${created.rollout.id}/approve`, {});
     expect(self.status).toBe(403);
     const early = await alice.raw('POST', `/v1/rollouts/${created.rollout.id}/start`, {});
     expect(early.status).toBe(409);
-    expect((await early.json()).error.details.state).toBe('awaiting_approval');
+    expect((await errorBody(early)).error.details?.state).toBe('awaiting_approval');
   });
 
   it('closes a socket that cannot prove it is an enrolled agent with 4401, records nothing, and leaves the real agent alone', async () => {
-    const ids = async () => (await admin.get('/v1/agents')).agents.map((a: { id: string }) => a.id);
+    const ids = async () => (await admin.get<AgentList>('/v1/agents')).agents.map((a) => a.id);
     const before = await ids();
-    const anonymous = new WebSocket(agentSocketUrl(coordinator.url));
+    const anonymous = new WebSocket(agentSocketUrl(fleet.coordinator.url));
     expect(await closeCode(anonymous)).toBe(4401);
     // A stranger's key for a live host, and a made-up host: both refused after the challenge.
     const impostor = { hostId: 'web-1', ...freshKey() };
     const ghost = { hostId: 'ghost-1', ...freshKey() };
     for (const identity of [impostor, ghost]) {
-      const socket = openAgentSocket(coordinator.url, identity.hostId);
+      const socket = openAgentSocket(fleet.coordinator.url, identity.hostId);
       const closed = closeCode(socket);
       const { nonce } = await nextFrame<{ type: 'challenge'; nonce: string }>(socket, 'challenge');
       socket.send(JSON.stringify(signedHello(identity, nonce)));
       expect(await closed).toBe(4401);
     }
     expect(await ids()).toEqual(before);
-    expect((await admin.get('/v1/agents/web-1')).agent.online).toBe(true);
+    expect((await admin.get<AgentDetail>('/v1/agents/web-1')).agent.online).toBe(true);
   });
 
   it('closes an agent that sends a frame over the size limit with 1009 and stays up', async () => {
-    const identity = await enrollIdentity(coordinator.url, admin, 'big-frame-1');
-    const socket = await connectAs(coordinator.url, identity);
+    const identity = await enrollIdentity(fleet.coordinator.url, admin, 'big-frame-1');
+    const socket = await connectAs(fleet.coordinator.url, identity);
     const closed = closeCode(socket);
     socket.send('x'.repeat(5 * 1024 * 1024));
     expect(await closed).toBe(1009);
-    expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${fleet.coordinator.url}/healthz`)).status).toBe(200);
   });
 
   it('closes an agent that sends a malformed frame with 4400 and stays up', async () => {
-    const identity = await enrollIdentity(coordinator.url, admin, 'bad-frame-1');
-    const socket = openAgentSocket(coordinator.url, identity.hostId);
+    const identity = await enrollIdentity(fleet.coordinator.url, admin, 'bad-frame-1');
+    const socket = openAgentSocket(fleet.coordinator.url, identity.hostId);
     const closed = closeCode(socket);
     await nextFrame(socket, 'challenge');
     socket.send(JSON.stringify({ type: 'hello', protocolVersion: 'one' }));
     expect(await closed).toBe(4400);
-    expect((await fetch(`${coordinator.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${fleet.coordinator.url}/healthz`)).status).toBe(200);
   });
 });
 
@@ -383,19 +353,19 @@ function freshKey() {
 
 describe('the fleet and its audit trail', () => {
   it("shows one host's history across rollouts", async () => {
-    const detail = await alice.get('/v1/agents/web-2');
+    const detail = await alice.get<AgentDetail>('/v1/agents/web-2');
     expect(detail.agent).toMatchObject({ id: 'web-2', online: true });
     expect(detail.hostRuns.length).toBeGreaterThan(0);
-    expect(detail.hostRuns.some((r: { state: string }) => r.state === 'reverted')).toBe(true);
+    expect(detail.hostRuns.some((r) => r.state === 'reverted')).toBe(true);
     expect((await alice.raw('GET', '/v1/agents/nope-9')).status).toBe(404);
   });
 
   it('pages every event: join tokens issued, agents enrolled, patches created, rollouts', async () => {
-    const first = await alice.get('/v1/events?limit=5');
+    const first = await alice.get<EventPage>('/v1/events?limit=5');
     expect(first.events).toHaveLength(5);
     expect(first.events[0]).toMatchObject({ type: 'join_token.created', actor: 'admin', hostId: 'web-1' });
-    const all = await alice.get(`/v1/events?after=0&limit=1000`);
-    const types = new Set(all.events.map((e: { type: string }) => e.type));
+    const all = await alice.get<EventPage>(`/v1/events?after=0&limit=1000`);
+    const types = new Set(all.events.map((e) => e.type));
     for (const type of [
       'join_token.created',
       'agent.enrolled',
@@ -409,24 +379,22 @@ describe('the fleet and its audit trail', () => {
   });
 
   it('revokes an agent in one call: its key stops working at once, and only a replace join token brings it back', async () => {
-    const old = await enrollIdentity(coordinator.url, admin, 'rotate-1');
-    const socket = await connectAs(coordinator.url, old);
+    const old = await enrollIdentity(fleet.coordinator.url, admin, 'rotate-1');
+    const socket = await connectAs(fleet.coordinator.url, old);
     const closed = closeCode(socket);
     expect((await alice.raw('POST', '/v1/agents/rotate-1/revoke', {})).status).toBe(403);
-    const revoked = await admin.post('/v1/agents/rotate-1/revoke');
+    const revoked = await admin.post<AgentView>('/v1/agents/rotate-1/revoke');
     expect(revoked.revokedAt).not.toBeNull();
     expect(await closed).toBe(4401);
-    await expect(connectAs(coordinator.url, old)).rejects.toThrow(/closed \(4401\)/);
+    await expect(connectAs(fleet.coordinator.url, old)).rejects.toThrow(/closed \(4401\)/);
     // A plain join token cannot take an enrolled (or revoked) host id; one made for it with replace can.
-    await expect(enrollIdentity(coordinator.url, admin, 'rotate-1')).rejects.toThrow(/HTTP 409/);
-    const { token } = await admin.post('/v1/join-tokens', { hostId: 'rotate-1', replace: true });
-    const fresh = await enrollWith(coordinator.url, token, 'rotate-1');
-    const renewed = await connectAs(coordinator.url, fresh);
-    await expect(connectAs(coordinator.url, old)).rejects.toThrow(/closed \(4401\)/);
-    const events = await alice.get('/v1/events?limit=1000');
-    const types = events.events
-      .filter((e: { hostId: string }) => e.hostId === 'rotate-1')
-      .map((e: { type: string }) => e.type);
+    await expect(enrollIdentity(fleet.coordinator.url, admin, 'rotate-1')).rejects.toThrow(/HTTP 409/);
+    const { token } = await admin.post<JoinTokenCreated>('/v1/join-tokens', { hostId: 'rotate-1', replace: true });
+    const fresh = await enrollWith(fleet.coordinator.url, token, 'rotate-1');
+    const renewed = await connectAs(fleet.coordinator.url, fresh);
+    await expect(connectAs(fleet.coordinator.url, old)).rejects.toThrow(/closed \(4401\)/);
+    const events = await alice.get<EventPage>('/v1/events?limit=1000');
+    const types = events.events.filter((e) => e.hostId === 'rotate-1').map((e) => e.type);
     expect(types).toEqual(
       expect.arrayContaining(['agent.enrolled', 'agent.revoked', 'agent.enroll_refused', 'agent.reenrolled']),
     );
@@ -437,7 +405,7 @@ describe('the fleet and its audit trail', () => {
 describe('stopping an agent', () => {
   it('drains on SIGTERM: the running order finishes and reports before the agent exits', async () => {
     await resetFiles();
-    const patch = await alice.post(
+    const patch = await alice.post<Patch>(
       '/v1/patches',
       patchBody({
         health: {
@@ -449,40 +417,31 @@ describe('stopping an agent', () => {
         },
       }),
     );
-    const id = await launch({ patchId: patch.id, target: { hostIds: ['web-3'] }, waves: [1] });
+    const id = await launch(patch, { target: { hostIds: ['web-3'] }, waves: [1] });
     await waitFor(
       'web-3 to be verifying',
-      async () => (await alice.get(`/v1/rollouts/${id}`)).waves[0].hosts[0].state === 'verifying',
+      async () => (await alice.get<RolloutStatus>(`/v1/rollouts/${id}`)).waves[0]?.hosts[0]?.state === 'verifying',
     );
-    const agent = agents[2] as ReturnType<typeof startAgent>;
+    const agent = agents.get('web-3');
+    if (!agent) throw new Error('web-3 has no agent');
     agent.child.kill('SIGTERM');
     expect(await agent.exited).toEqual({ code: 0, signal: null });
     const done = await waitForRolloutState(alice, id, ['succeeded', 'halted']);
-    expect(done.waves[0].hosts[0]).toMatchObject({ hostId: 'web-3', state: 'healthy', changed: true });
+    expect(done.waves[0]?.hosts[0]).toMatchObject({ hostId: 'web-3', state: 'healthy', changed: true });
     expect(await readFile(join(rootOf('web-3'), PATH), 'utf8')).toBe(NEW);
-    agents[2] = startAgent({
-      // Its key is in its data dir: a restart needs no join token.
-      coordinatorUrl: coordinator.url,
-      hostId: 'web-3',
-      dataDir: join(work, 'web-3', 'data'),
-      rootDir: rootOf('web-3'),
-      labels: { role: 'web' },
-    });
-    await waitForAgentsOnline(admin, ['web-3']);
+    // Its key is in its data dir: a restart needs no join token.
+    agents.set('web-3', fleet.spawnAgent(agentOf('web-3')));
+    await fleet.waitOnline(['web-3']);
   });
 });
 
 describe('agents reconnect', () => {
   it('come back by themselves when the coordinator restarts', async () => {
-    const port = coordinator.port;
-    await coordinator.stop();
-    coordinator = await startCoordinator({
-      dataDir: join(work, 'coordinator'),
-      port,
-      apiTokens: [{ name: 'admin', token: TOKENS.admin, role: 'admin' }],
-    });
-    admin = apiClient(coordinator.url, TOKENS.admin);
-    await waitForAgentsOnline(admin, HOSTS, 30_000);
-    await waitFor('healthz to count three agents', async () => (await admin.get('/healthz')).agentsOnline >= 3);
+    await fleet.restart();
+    await fleet.waitOnline(HOSTS, 30_000);
+    await waitFor(
+      'healthz to count three agents',
+      async () => (await admin.get<Healthz>('/healthz')).agentsOnline >= 3,
+    );
   });
 });

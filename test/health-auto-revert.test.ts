@@ -4,19 +4,11 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { type EventPage, HealthCheckResultSchema, type RolloutStatus } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type AgentProcess,
-  type ApiClient,
-  apiClient,
-  type CoordinatorProcess,
-  issueJoinToken,
-  startAgent,
-  startCoordinator,
-  waitFor,
-  waitForAgentsOnline,
-  waitForRolloutState,
-} from '../scripts/lib/local-fleet.mjs';
+import { type ApiClient, waitFor, waitForRolloutState } from '../scripts/lib/local-fleet.mjs';
+import { samplePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
+import { FleetHarness } from './support/fleet-harness.js';
 import { HostNamespace, namespacesAvailable } from './support/host-namespaces.js';
 
 // A bad patch stops at the canary and undoes itself. Three test hosts, each a network namespace
@@ -28,8 +20,6 @@ const GOOD = 'mode = normal\n';
 const FAST = 'mode = fast\n';
 const BROKEN = 'mode = broken\n';
 const HOSTS = ['svc-1', 'svc-2', 'svc-3'];
-const ADMIN = 'health-e2e-admin-token-01';
-const APPROVER = 'health-e2e-approver-tok-1';
 
 const SERVICE = `
 import http from 'node:http';
@@ -50,10 +40,9 @@ if (!availability.available) console.warn(`SKIPPED health-auto-revert end-to-end
 describe.skipIf(!availability.available)('health checks and automatic revert, on three namespaced hosts', () => {
   let work: string;
   let hosts: HostNamespace[] = [];
-  let coordinator: CoordinatorProcess;
+  let fleet: FleetHarness;
   let api: ApiClient;
   let approver: ApiClient;
-  const agents: AgentProcess[] = [];
   const services: ChildProcess[] = [];
 
   const rootOf = (host: string) => join(work, host, 'root');
@@ -81,14 +70,13 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
     return Number(out.trim());
   }
 
-  async function createPatch(content: string, title: string) {
-    return api.post<{ id: string }>('/v1/patches', {
+  /** CONF set to `content`, healthy while svc answers 2xx; returns the patch id. */
+  function createPatch(content: string, title: string): Promise<string> {
+    const spec = samplePatch({
       title,
-      problem: 'svc needs a new mode',
-      rootCause: 'config',
       intendedFix: `set ${content.trim()}`,
-      ticket: 'OPS-77',
-      change: { kind: 'file', path: CONF, content, mode: '0644', owner: 'root', group: 'root' },
+      path: CONF,
+      content,
       health: {
         checks: [
           {
@@ -104,28 +92,25 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
         healthyDeadlineSeconds: 3,
       },
     });
+    return fleet.createPatch(spec);
   }
 
-  async function launch(body: Record<string, unknown>): Promise<string> {
-    const created = await api.post<{ rollout: { id: string } }>('/v1/rollouts', body);
-    await approver.post(`/v1/rollouts/${created.rollout.id}/approve`);
-    await api.post(`/v1/rollouts/${created.rollout.id}/start`);
-    return created.rollout.id;
+  /** Creates (as the admin), approves (as the approver) and starts a rollout; returns its id. */
+  function launch(patchId: string, rollout: Parameters<typeof sampleRollout>[1]): Promise<string> {
+    return fleet.startRollout(sampleRollout(patchId, rollout), { approvedBy: approver });
   }
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'fleetpatch-health-'));
     hosts = HostNamespace.createMany(HOSTS.length);
-    coordinator = await startCoordinator({
-      dataDir: join(work, 'coordinator'),
-      apiTokens: [
-        { name: 'admin', token: ADMIN, role: 'admin' },
-        { name: 'approver', token: APPROVER, role: 'approver' },
-      ],
+    // Listening on every address: each namespaced host reaches it through its gateway.
+    fleet = await FleetHarness.start(join(work, 'coordinator'), {
+      tokens: [{ name: 'approver', token: 'health-e2e-approver-tok-1', role: 'approver' }],
+      tickIntervalMs: 100,
       extraConfig: { host: '0.0.0.0' },
     });
-    api = apiClient(coordinator.url, ADMIN);
-    approver = apiClient(coordinator.url, APPROVER);
+    api = fleet.api;
+    approver = fleet.client('approver');
     await writeFile(join(work, 'service.mjs'), SERVICE);
     for (const [i, id] of HOSTS.entries()) {
       const host = hosts[i] as HostNamespace;
@@ -142,39 +127,32 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
       await new Promise<void>((resolve) =>
         createInterface({ input: service.stdout as NodeJS.ReadableStream }).once('line', () => resolve()),
       );
-      const token = await issueJoinToken(api, id);
-      agents.push(
-        startAgent({
-          coordinatorUrl: `http://${host.gatewayIp}:${coordinator.port}`,
-          hostId: id,
-          joinToken: token,
-          dataDir: join(work, id, 'data'),
-          rootDir: rootOf(id),
-          labels: { app: 'svc' },
-          wrap: host.exec,
-        }),
-      );
+      const token = await fleet.register(id);
+      fleet.spawnAgent({
+        id,
+        coordinatorUrl: `http://${host.gatewayIp}:${fleet.coordinator.port}`,
+        joinToken: token,
+        dataDir: join(work, id, 'data'),
+        rootDir: rootOf(id),
+        labels: { app: 'svc' },
+        wrap: host.exec,
+      });
     }
-    await waitForAgentsOnline(api, HOSTS);
+    await fleet.waitOnline(HOSTS);
     for (let i = 0; i < HOSTS.length; i++) expect(await probe(i)).toBe(200);
   });
 
   afterAll(async () => {
-    await Promise.all(agents.map((a) => a.stop()));
+    await fleet?.stopAgents();
     for (const service of services) service.kill('SIGKILL');
-    await coordinator?.stop();
+    await fleet?.stop();
     for (const host of hosts) host.destroy();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
   it('stops a bad patch at the canary, which reverts itself; the other hosts are never touched', async () => {
-    const patch = await createPatch(BROKEN, 'Switch svc to broken mode');
-    const id = await launch({
-      patchId: patch.id,
-      target: { labels: { app: 'svc' } },
-      waves: [1, '50%', '100%'],
-      maxFailures: 0,
-    });
+    const patchId = await createPatch(BROKEN, 'Switch svc to broken mode');
+    const id = await launch(patchId, { target: { labels: { app: 'svc' } }, waves: [1, '50%', '100%'], maxFailures: 0 });
     const status = await waitForRolloutState(api, id, ['halted', 'succeeded']);
 
     expect(status.rollout.state).toBe('halted');
@@ -193,33 +171,24 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
       expect(await confOf(host)).toBe(GOOD);
       expect(await journalOf(host)).toEqual([]);
     }
-    const { events } = await api.get<{ events: { type: string; hostId: string | null }[] }>(
-      `/v1/rollouts/${id}/events?limit=500`,
-    );
+    const { events } = await api.get<EventPage>(`/v1/rollouts/${id}/events?limit=500`);
     expect(events.filter((e) => e.type === 'host.dispatched').map((e) => e.hostId)).toEqual(['svc-1']);
-    const failedEvent = events.find((e) => e.type === 'host.failed') as unknown as {
-      data: { health: { ok: boolean; observed: string }[] };
-    };
-    expect(failedEvent.data.health.some((h) => !h.ok && /500/.test(h.observed))).toBe(true);
+    const failedHealth = HealthCheckResultSchema.array().parse(
+      events.find((e) => e.type === 'host.failed')?.data?.health,
+    );
+    expect(failedHealth.some((h) => !h.ok && /500/.test(h.observed))).toBe(true);
   });
 
   it('rolls a good patch through, every wave passing its bake before the next starts', async () => {
-    const patch = await createPatch(FAST, 'Switch svc to fast mode');
-    const id = await launch({
-      patchId: patch.id,
-      target: { labels: { app: 'svc' } },
-      waves: [1, '50%', '100%'],
-      bakeSeconds: 1,
-    });
+    const patchId = await createPatch(FAST, 'Switch svc to fast mode');
+    const id = await launch(patchId, { target: { labels: { app: 'svc' } }, waves: [1, '50%', '100%'], bakeSeconds: 1 });
     const status = await waitForRolloutState(api, id, ['halted', 'succeeded']);
     expect(status.rollout.state).toBe('succeeded');
     for (const [i, host] of HOSTS.entries()) {
       expect(await confOf(host)).toBe(FAST);
       expect(await probe(i)).toBe(200);
     }
-    const { events } = await api.get<{
-      events: { seq: number; type: string; hostId: string | null; at: string; data: { wave: number } | null }[];
-    }>(`/v1/rollouts/${id}/events?limit=500`);
+    const { events } = await api.get<EventPage>(`/v1/rollouts/${id}/events?limit=500`);
     const find = (type: string, wave: number) => events.find((e) => e.type === type && e.data?.wave === wave);
     // The bake is counted from the tick that passes the wave, which reads the clock before it writes
     // wave.passed: measure from the wave's last host.healthy (recorded before that tick) instead.
@@ -237,8 +206,8 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
 
   it('reverts by itself when cut off from the coordinator, and reports when the link is back', async () => {
     const prior = await confOf('svc-2');
-    const patch = await createPatch(BROKEN, 'Break svc while partitioned');
-    const id = await launch({ patchId: patch.id, target: { hostIds: ['svc-2'] }, waves: [1], maxFailures: 0 });
+    const patchId = await createPatch(BROKEN, 'Break svc while partitioned');
+    const id = await launch(patchId, { target: { hostIds: ['svc-2'] }, waves: [1], maxFailures: 0 });
     // Wait until the order is on the host, then cut the host off.
     // The patch is on the host (its service now answers 500) before the host is cut off.
     await waitFor('the patch to land on svc-2', async () => (await confOf('svc-2')) === BROKEN);
@@ -250,9 +219,7 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
         timeoutMs: 20_000,
       });
       expect(await probe(1)).toBe(200);
-      const during = await api.get<{ rollout: { state: string }; waves: { hosts: { state: string }[] }[] }>(
-        `/v1/rollouts/${id}`,
-      );
+      const during = await api.get<RolloutStatus>(`/v1/rollouts/${id}`);
       expect(during.rollout.state).toBe('running'); // the coordinator has not heard anything yet
     } finally {
       host.heal();
@@ -269,27 +236,17 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
 
   it('reverts by itself when the coordinator dies after delivering, and reports when it is back', async () => {
     const prior = await confOf('svc-3');
-    const patch = await createPatch(BROKEN, 'Break svc while the coordinator is down');
-    const id = await launch({ patchId: patch.id, target: { hostIds: ['svc-3'] }, waves: [1], maxFailures: 0 });
+    const patchId = await createPatch(BROKEN, 'Break svc while the coordinator is down');
+    const id = await launch(patchId, { target: { hostIds: ['svc-3'] }, waves: [1], maxFailures: 0 });
     // The patch is on the host (its service now answers 500) before the coordinator dies.
     await waitFor('the patch to land on svc-3', async () => (await confOf('svc-3')) === BROKEN);
-    const port = coordinator.port;
-    await coordinator.kill();
+    await fleet.coordinator.kill();
     await waitFor('svc-3 to restore its config by itself', async () => (await confOf('svc-3')) === prior, {
       timeoutMs: 20_000,
     });
     expect(await probe(2)).toBe(200);
 
-    coordinator = await startCoordinator({
-      dataDir: join(work, 'coordinator'),
-      port,
-      apiTokens: [
-        { name: 'admin', token: ADMIN, role: 'admin' },
-        { name: 'approver', token: APPROVER, role: 'approver' },
-      ],
-      extraConfig: { host: '0.0.0.0' },
-    });
-    api = apiClient(coordinator.url, ADMIN);
+    await fleet.restart(); // on the same port: the agents' gateway URL still reaches it
     const status = await waitForRolloutState(api, id, ['halted', 'succeeded'], 60_000);
     expect(status.rollout.state).toBe('halted');
     expect(status.waves[0]?.hosts[0]).toMatchObject({

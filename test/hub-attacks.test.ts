@@ -6,8 +6,9 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { AGENT_ID_HEADER, CloseCode, loadPrivateKey } from '@fleetpatch/shared';
+import { AGENT_ID_HEADER, CloseCode, type EventPage, loadPrivateKey } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { samplePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { FleetHarness, hostOf } from './support/fleet-harness.js';
 import { clientFrame, connectAsAgent, OPCODE, RawPeer, upgradeRequest } from './support/raw-agent-socket.js';
 
@@ -53,28 +54,20 @@ async function expectCoordinatorServesTheFleet(): Promise<void> {
   expect((await fetch(`${fleet.coordinator.url}/healthz`)).status).toBe(200);
   round++;
   const content = `round ${round}\n`;
-  const patchId = await fleet.createPatch({
-    title: `hub attack round ${round}`,
-    problem: 'the coordinator must survive hostile peers.',
-    rootCause: 'test.',
-    intendedFix: 'a new file content per round.',
-    ticket: 'E2E-HUB',
-    change: {
-      kind: 'file',
+  const patchId = await fleet.createPatch(
+    samplePatch({
+      title: `hub attack round ${round}`,
       path: FILE,
       content,
-      mode: '0644',
-      owner: String(process.getuid?.() ?? 0),
-      group: String(process.getgid?.() ?? 0),
-    },
-    health: {
-      checks: [{ kind: 'file', path: FILE }],
-      intervalSeconds: 0.1,
-      minHealthySeconds: 0,
-      healthyDeadlineSeconds: 10,
-    },
-  });
-  const rolloutId = await fleet.startRollout({ patchId, target: { all: true } });
+      health: {
+        checks: [{ kind: 'file', path: FILE }],
+        intervalSeconds: 0.1,
+        minHealthySeconds: 0,
+        healthyDeadlineSeconds: 10,
+      },
+    }),
+  );
+  const rolloutId = await fleet.startRollout(sampleRollout(patchId));
   const status = await fleet.waitForState(rolloutId, ['succeeded', 'halted', 'aborted']);
   expect(hostOf(status, HOST).state).toBe('healthy');
   expect(await readFile(join(rootDir, FILE), 'utf8')).toBe(content);
@@ -129,7 +122,7 @@ describe('a copied agent credential', () => {
     const copy = await connectAsAgent(port(), HOST, loadPrivateKey(stolen.privateKeyPem));
     copy.peer.destroy();
     expect(copy.closeCode).toBe(CloseCode.alreadyConnected);
-    const events = await fleet.api.get<{ events: { type: string; hostId: string }[] }>('/v1/events?limit=1000');
+    const events = await fleet.api.get<EventPage>('/v1/events?limit=1000');
     expect(events.events.filter((e) => e.type === 'agent.duplicate_refused' && e.hostId === HOST)).toHaveLength(1);
     await expectCoordinatorServesTheFleet();
   });

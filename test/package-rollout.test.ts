@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PatchSpecInput } from '@fleetpatch/shared';
+import type { EventPage, PatchSpecInput, RolloutRequestInput } from '@fleetpatch/shared';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createDebTestBed,
@@ -18,6 +18,7 @@ import {
   debToolsAvailable,
   failWhenMarkerScript,
 } from '../packages/agent/test/support/deb-fixtures.js';
+import { samplePackagePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { FINAL_APPLY_STATES, FINAL_REVERT_STATES, FleetHarness, hostOf, readJournal } from './support/fleet-harness.js';
 
 const tools = debToolsAvailable();
@@ -33,6 +34,9 @@ const FPTEST_3: DebSpec = {
   postinst: failWhenMarkerScript(FAIL_MARKER),
 };
 
+/** A canary, then half, then the rest; the first failure halts. */
+const IN_WAVES: Partial<RolloutRequestInput> = { waves: [1, '50%', '100%'], maxFailures: 0 };
+
 interface PackageHost {
   id: string;
   root: DpkgRoot;
@@ -40,20 +44,18 @@ interface PackageHost {
 }
 
 function packagePatch(version: string, title: string): PatchSpecInput {
-  return {
+  return samplePackagePatch({
     title,
-    problem: 'fptest 1.0 has a bug the fleet keeps hitting.',
-    rootCause: 'fixed upstream in a later fptest.',
-    intendedFix: `install fptest ${version} everywhere, canary first.`,
-    ticket: 'E2E-PKG',
-    change: { kind: 'package', manager: 'apt', name: 'fptest', version, expectedPriorVersion: '1.0' },
+    name: 'fptest',
+    version,
+    expectedPriorVersion: '1.0',
     health: {
       checks: [{ kind: 'file', name: 'fptest ships its files', path: '/usr/share/fptest/VERSION' }],
       intervalSeconds: 0.1,
       minHealthySeconds: 0,
       healthyDeadlineSeconds: 10,
     },
-  };
+  });
 }
 
 /** `ii <version>`, `dpkg --audit` clean, and the package's own file says the same version. */
@@ -123,16 +125,10 @@ describe.skipIf(!tools.available)(
     it('rolls 1.0 → 2.0 out in waves [1, 50%, 100%], then one revert call takes every host back', async () => {
       const hosts = await startHosts('waves');
       const patchId = await fleet.createPatch(packagePatch('2.0', 'fptest 2.0 fleet-wide'));
-      const created = await fleet.api.post<{ rollout: { id: string } }>('/v1/rollouts', {
-        patchId,
-        target: { labels: { group: 'waves' } },
-        waves: [1, '50%', '100%'],
-        maxFailures: 0,
-        bakeSeconds: 0.2,
-        requiredApprovals: 0,
-      });
-      const rolloutId = created.rollout.id;
-      const plan = await fleet.api.get<{ waveSizes: number[] }>(`/v1/rollouts/${rolloutId}/plan`);
+      const rolloutId = await fleet.createRollout(
+        sampleRollout(patchId, { target: { labels: { group: 'waves' } }, ...IN_WAVES, bakeSeconds: 0.2 }),
+      );
+      const plan = await fleet.plan(rolloutId);
       expect(plan.waveSizes).toEqual([1, 1, 1]);
       await fleet.api.post(`/v1/rollouts/${rolloutId}/start`);
 
@@ -146,9 +142,7 @@ describe.skipIf(!tools.available)(
       }
 
       // Waves really ran one after another: no host of wave n+1 was sent its order before wave n passed.
-      const { events } = await fleet.api.get<{
-        events: { seq: number; type: string; hostId: string | null; data: { wave?: number } | null }[];
-      }>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
+      const { events } = await fleet.api.get<EventPage>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
       for (const [wave, { hosts: waveHosts }] of done.waves.entries()) {
         if (wave === 0) continue;
         const passed = events.find((e) => e.type === 'wave.passed' && e.data?.wave === wave - 1);
@@ -176,17 +170,15 @@ describe.skipIf(!tools.available)(
     it('a failing postinst on the canary: it reverts itself to 1.0, maxFailures 0 halts, the others are untouched', async () => {
       const hosts = await startHosts('halt');
       const patchId = await fleet.createPatch(packagePatch('3.0', 'fptest 3.0 (postinst fails on the canary)'));
-      const created = await fleet.api.post<{ rollout: { id: string } }>('/v1/rollouts', {
-        patchId,
-        target: { labels: { group: 'halt' } },
-        waves: [1, '50%', '100%'],
-        maxFailures: 0,
-        bakeSeconds: 0,
-        autoRevert: 'host',
-        requiredApprovals: 0,
-      });
-      const rolloutId = created.rollout.id;
-      const plan = await fleet.api.get<{ waves: { hosts: string[] }[] }>(`/v1/rollouts/${rolloutId}/plan`);
+      const rolloutId = await fleet.createRollout(
+        sampleRollout(patchId, {
+          target: { labels: { group: 'halt' } },
+          ...IN_WAVES,
+          bakeSeconds: 0,
+          autoRevert: 'host',
+        }),
+      );
+      const plan = await fleet.plan(rolloutId);
       const canaryId = plan.waves[0]?.hosts[0];
       const canary = hosts.find((h) => h.id === canaryId);
       if (!canary) throw new Error(`plan has no canary among ${hosts.map((h) => h.id).join(', ')}`);

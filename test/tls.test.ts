@@ -4,12 +4,12 @@
  * why it refused a certificate; the CLI reaches an HTTPS coordinator with --ca-file.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
+import type { AgentList, Patch, RolloutStatus } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AgentProcess,
@@ -23,6 +23,7 @@ import {
   waitForAgentsOnline,
   waitForRolloutState,
 } from '../scripts/lib/local-fleet.mjs';
+import { samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import { exitWithin, jsonLines } from './support/fleet-harness.js';
 import { createTestCa, opensslMissing, type TestCa, type TestCertificate } from './support/test-ca.js';
 
@@ -34,7 +35,6 @@ const FILE = '/etc/app/tls.conf';
 const OLD = 'tls = off\n';
 const NEW = 'tls = on\n';
 const DAY_MS = 24 * 3600 * 1000;
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 if (opensslMissing) console.warn('tls.test.ts: skipped, the openssl command is not installed');
 
@@ -137,30 +137,20 @@ describe.skipIf(opensslMissing)('TLS between agents, CLI and coordinator', () =>
   it('connects an agent that trusts the CA over WSS, and applies a file rollout through it', async () => {
     await agent('good', coordinator.url, { tls: { caFile: ca.caFile } });
     await waitForAgentsOnline(api, ['good']);
-    const patch = await api.post<{ id: string }>('/v1/patches', {
-      title: 'TLS on',
-      problem: 'Plain text on the wire.',
-      rootCause: 'No TLS.',
-      intendedFix: 'tls = on',
-      ticket: 'E2E-TLS',
-      change: {
-        kind: 'file',
+    const patch = await api.post<Patch>(
+      '/v1/patches',
+      samplePatch({
+        title: 'TLS on',
         path: FILE,
         content: NEW,
-        mode: '0644',
-        owner: String(process.getuid?.() ?? 0),
-        group: String(process.getgid?.() ?? 0),
-        expectedPriorSha256: sha256(OLD),
-      },
-      health: { checks: [], intervalSeconds: 0.1, minHealthySeconds: 0, healthyDeadlineSeconds: 10 },
-    });
-    const created = await api.post<{ rollout: { id: string } }>('/v1/rollouts', {
-      patchId: patch.id,
-      target: { hostIds: ['good'] },
-      waves: [1],
-      requiredApprovals: 0,
-      bakeSeconds: 0,
-    });
+        expectedPriorSha256: sha256Of(OLD),
+        health: { checks: [], intervalSeconds: 0.1, minHealthySeconds: 0, healthyDeadlineSeconds: 10 },
+      }),
+    );
+    const created = await api.post<RolloutStatus>(
+      '/v1/rollouts',
+      sampleRollout(patch.id, { target: { hostIds: ['good'] }, waves: [1], requiredApprovals: 0, bakeSeconds: 0 }),
+    );
     await api.post(`/v1/rollouts/${created.rollout.id}/start`);
     const done = await waitForRolloutState(api, created.rollout.id, ['succeeded', 'halted', 'aborted'], 30_000);
     expect(done.rollout.state, done.rollout.stateReason ?? '').toBe('succeeded');
@@ -237,7 +227,7 @@ describe.skipIf(opensslMissing)('TLS between agents, CLI and coordinator', () =>
     }
     expect(jsonLines(refused.logs).some((l) => l.msg === 'connected to coordinator')).toBe(false);
     if (registered) {
-      const { agents: listed } = await api.get<{ agents: { id: string; online: boolean }[] }>('/v1/agents');
+      const { agents: listed } = await api.get<AgentList>('/v1/agents');
       expect(listed.find((a) => a.id === id)?.online).toBe(false);
     }
     await refused.stop();
@@ -308,7 +298,7 @@ describe.skipIf(opensslMissing)('TLS between agents, CLI and coordinator', () =>
     );
     expect(reloaded.fingerprint256).toBe(rotated.fingerprint256);
     expect(await servedFingerprint(coordinator.port)).toBe(rotated.fingerprint256);
-    const { agents: listed } = await api.get<{ agents: { id: string; online: boolean }[] }>('/v1/agents');
+    const { agents: listed } = await api.get<AgentList>('/v1/agents');
     expect(listed.find((a) => a.id === 'good')?.online).toBe(true);
   });
 

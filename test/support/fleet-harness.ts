@@ -4,16 +4,24 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { PatchSpecInput, RolloutRequestInput, RolloutState } from '@fleetpatch/shared';
+import type {
+  ErrorBody,
+  HostView,
+  Patch,
+  PatchSpecInput,
+  RolloutPlan,
+  RolloutRequestInput,
+  RolloutState,
+  RolloutStatus,
+} from '@fleetpatch/shared';
 import {
   type AgentExit,
   type AgentProcess,
   type ApiClient,
+  type ApiTokenConfig,
   apiClient,
   type CoordinatorProcess,
-  type HostRunView,
   issueJoinToken,
-  type RolloutStatusView,
   startAgent,
   startCoordinator,
   waitForAgentsOnline,
@@ -25,8 +33,21 @@ export const ADMIN_TOKEN = 'e2e-admin-token-000000001';
 export const FINAL_APPLY_STATES: readonly RolloutState[] = ['succeeded', 'halted', 'aborted'];
 export const FINAL_REVERT_STATES: readonly RolloutState[] = ['reverted', 'revert_failed'];
 
+export interface FleetOptions {
+  /** API tokens beside the admin's (`ADMIN_TOKEN`): `client(name)` calls the API as one of them. */
+  tokens?: readonly ApiTokenConfig[];
+  /** 50 ms unless said: rollouts move quickly. */
+  tickIntervalMs?: number;
+  /** Merged over the harness's own coordinator config (`minApprovals: 0`). */
+  extraConfig?: Record<string, unknown>;
+}
+
 export interface AgentSpawn {
   id: string;
+  /** The coordinator's URL as this agent reaches it (e.g. from a network namespace); its own by default. */
+  coordinatorUrl?: string;
+  /** A command the agent runs inside, e.g. a namespace's `exec` prefix. */
+  wrap?: string[];
   /** Enrolls with it on first start (see `register`); a restart with the same dataDir needs none. */
   joinToken?: string;
   dataDir: string;
@@ -37,25 +58,64 @@ export interface AgentSpawn {
   labels?: Record<string, string>;
 }
 
+/** Who creates, approves and starts a rollout (`startRollout`); the admin without an approval by default. */
+export interface RolloutActors {
+  by?: ApiClient;
+  /** Approves it; the request then keeps its own `requiredApprovals`. */
+  approvedBy?: ApiClient;
+}
+
 export class FleetHarness {
+  /** The admin's client. Clients keep working across `restart`, which keeps the port. */
   readonly api: ApiClient;
+  /** The log lines of each coordinator process this harness started, first to last. */
+  readonly coordinatorRuns: string[][] = [];
   private readonly agents = new Set<AgentProcess>();
   /** The log lines of every agent this harness started, stopped ones included. */
   private readonly logsOfAll: string[][] = [];
+  private current: CoordinatorProcess;
 
-  private constructor(readonly coordinator: CoordinatorProcess) {
+  private constructor(
+    coordinator: CoordinatorProcess,
+    private readonly config: Parameters<typeof startCoordinator>[0],
+  ) {
+    this.current = coordinator;
+    this.coordinatorRuns.push(coordinator.logs);
     this.api = apiClient(coordinator.url, ADMIN_TOKEN);
   }
 
-  static async start(dataDir: string): Promise<FleetHarness> {
-    const coordinator = await startCoordinator({
+  static async start(dataDir: string, options: FleetOptions = {}): Promise<FleetHarness> {
+    const config = {
       dataDir,
-      apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
-      tickIntervalMs: 50,
-      // Rollouts here run without an approver (requiredApprovals 0); the coordinator must allow it.
-      extraConfig: { minApprovals: 0 },
-    });
-    return new FleetHarness(coordinator);
+      apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' } as const, ...(options.tokens ?? [])],
+      tickIntervalMs: options.tickIntervalMs ?? 50,
+      // Rollouts here may run without an approver (requiredApprovals 0); the coordinator must allow it.
+      extraConfig: { minApprovals: 0, ...options.extraConfig },
+    };
+    return new FleetHarness(await startCoordinator(config), config);
+  }
+
+  get coordinator(): CoordinatorProcess {
+    return this.current;
+  }
+
+  /** A client calling the API as the token named `name` (see `FleetOptions.tokens`). */
+  client(name: string): ApiClient {
+    const entry = this.config.apiTokens.find((t) => t.name === name);
+    if (!entry) throw new Error(`no API token named ${name}`);
+    return apiClient(this.current.url, entry.token);
+  }
+
+  /**
+   * Stops the coordinator — gracefully, or with SIGKILL when `crash` — and starts a new process on
+   * the same data dir, port and config. Agents stay up and reconnect by themselves. A coordinator
+   * already killed by the test (`coordinator.kill()`) is simply started again.
+   */
+  async restart({ crash = false }: { crash?: boolean } = {}): Promise<void> {
+    const previous = this.current;
+    await (crash ? previous.kill() : previous.stop());
+    this.current = await startCoordinator({ ...this.config, port: previous.port });
+    this.coordinatorRuns.push(this.current.logs);
   }
 
   /** A single-use join token for host `id`, with `labels` fixed: pass it to `spawnAgent`. */
@@ -66,7 +126,8 @@ export class FleetHarness {
   /** Starts an agent process; it is stopped by `stopAgents`/`stop` whatever happens. */
   spawnAgent(spec: AgentSpawn): AgentProcess {
     const agent = startAgent({
-      coordinatorUrl: this.coordinator.url,
+      coordinatorUrl: spec.coordinatorUrl ?? this.coordinator.url,
+      ...(spec.wrap ? { wrap: spec.wrap } : {}),
       hostId: spec.id,
       ...(spec.joinToken ? { joinToken: spec.joinToken } : {}),
       dataDir: spec.dataDir,
@@ -85,27 +146,44 @@ export class FleetHarness {
     return this.logsOfAll.flat();
   }
 
-  waitOnline(ids: readonly string[]): Promise<true> {
-    return waitForAgentsOnline(this.api, ids, 20_000);
+  waitOnline(ids: readonly string[], timeoutMs = 20_000): Promise<true> {
+    return waitForAgentsOnline(this.api, ids, timeoutMs);
   }
 
-  async createPatch(spec: PatchSpecInput): Promise<string> {
-    const patch = await this.api.post<{ id: string }>('/v1/patches', spec);
+  /** Creates the patch (as the admin unless `by`); returns its id. */
+  async createPatch(spec: PatchSpecInput, by: ApiClient = this.api): Promise<string> {
+    const patch = await by.post<Patch>('/v1/patches', spec);
     return patch.id;
   }
 
-  /** Creates (no approvals needed) and starts a rollout; returns its id. */
-  async startRollout(request: RolloutRequestInput): Promise<string> {
-    const created = await this.api.post<RolloutStatusView>('/v1/rollouts', { requiredApprovals: 0, ...request });
-    await this.api.post(`/v1/rollouts/${created.rollout.id}/start`);
+  /** Creates a rollout without starting it, needing no approval unless the request says so; returns its id. */
+  async createRollout(request: RolloutRequestInput, by: ApiClient = this.api): Promise<string> {
+    const created = await by.post<RolloutStatus>('/v1/rollouts', { requiredApprovals: 0, ...request });
     return created.rollout.id;
   }
 
-  status(rolloutId: string): Promise<RolloutStatusView> {
-    return this.api.get<RolloutStatusView>(`/v1/rollouts/${rolloutId}`);
+  /**
+   * Creates and starts a rollout; returns its id. Without `approvedBy` it needs no approval
+   * (requiredApprovals 0 unless the request says otherwise); with it, that client approves it first.
+   */
+  async startRollout(request: RolloutRequestInput, { by = this.api, approvedBy }: RolloutActors = {}): Promise<string> {
+    const id = approvedBy
+      ? (await by.post<RolloutStatus>('/v1/rollouts', request)).rollout.id
+      : await this.createRollout(request, by);
+    if (approvedBy) await approvedBy.post(`/v1/rollouts/${id}/approve`);
+    await by.post(`/v1/rollouts/${id}/start`);
+    return id;
   }
 
-  waitForState(rolloutId: string, states: readonly RolloutState[], timeoutMs = 30_000): Promise<RolloutStatusView> {
+  plan(rolloutId: string): Promise<RolloutPlan> {
+    return this.api.get<RolloutPlan>(`/v1/rollouts/${rolloutId}/plan`);
+  }
+
+  status(rolloutId: string): Promise<RolloutStatus> {
+    return this.api.get<RolloutStatus>(`/v1/rollouts/${rolloutId}`);
+  }
+
+  waitForState(rolloutId: string, states: readonly RolloutState[], timeoutMs = 30_000): Promise<RolloutStatus> {
     return waitForRolloutState(this.api, rolloutId, states, timeoutMs);
   }
 
@@ -148,14 +226,26 @@ export function sampleFilePatch(
 }
 
 /** Every host of a rollout, flattened across waves. */
-export function hostsOf(status: RolloutStatusView): HostRunView[] {
+export function hostsOf(status: RolloutStatus): HostView[] {
   return status.waves.flatMap((wave) => wave.hosts);
 }
 
-export function hostOf(status: RolloutStatusView, hostId: string): HostRunView {
+export function hostOf(status: RolloutStatus, hostId: string): HostView {
   const host = hostsOf(status).find((h) => h.hostId === hostId);
   if (!host) throw new Error(`host ${hostId} is not in rollout ${status.rollout.id}`);
   return host;
+}
+
+/** The error body of a refused `api.raw(…)` call: `{ error: { code, message, details? } }`. */
+export async function errorBody(res: Response): Promise<ErrorBody> {
+  return (await res.json()) as ErrorBody;
+}
+
+/** The field paths a 400 names (`details.issues[].path`, e.g. `body.change.mode`). */
+export function issuePaths(body: ErrorBody): string[] {
+  const issues = body.error.details?.issues;
+  if (!Array.isArray(issues)) return [];
+  return issues.map((issue: { path: string }) => issue.path);
 }
 
 /** Resolves with the agent's exit, or rejects after `timeoutMs` (the process is then left to cleanup). */

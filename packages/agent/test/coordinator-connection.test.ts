@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { CloseCode, type CoordinatorMessage } from '@fleetpatch/shared';
+import { CloseCode, type CoordinatorMessage, type Hello } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
@@ -118,14 +118,14 @@ describe('CoordinatorConnection', () => {
   });
 });
 
-const HELLO = {
+const HELLO: Hello = {
   type: 'hello',
   proof: 'p'.repeat(86),
   agentVersion: 'test',
   labels: {},
   facts: FACTS,
   orders: [],
-} as const;
+};
 
 /**
  * A fake coordinator that challenges, then answers the hello with `welcome` in `protocolVersion`
