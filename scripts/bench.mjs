@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Agent, AgentConfigSchema } from '@fleetpatch/agent';
+import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
@@ -358,7 +359,7 @@ async function main() {
   t = performance.now();
   cpu = cpuMeter(coordinatorProcess.child.pid);
   await admin.post(`/v1/rollouts/${rolloutId}/start`);
-  const rolled = await waitState(['succeeded', 'halted', 'aborted']);
+  const rolled = await waitState(APPLY_END_STATES);
   const rolloutWallMs = performance.now() - t;
   const rolloutCpu = cpu.line();
   if (rolled.state !== 'succeeded') failures.push(`rollout ended ${rolled.state}: ${rolled.stateReason}`);

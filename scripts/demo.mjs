@@ -2,9 +2,11 @@
 // `npm run demo`: a coordinator and three local agents, each confined to its own scratch root
 // standing in for `/`. Rolls a file patch out in waves [1, "50%", "100%"], shows the files on disk,
 // reverts with one call, shows them restored, and exits 0.
+
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { APPLY_END_STATES } from '@fleetpatch/shared';
 import {
   apiClient,
   issueJoinToken,
@@ -110,8 +112,7 @@ try {
   say('started by alice\n');
 
   // Polls like waitForRolloutState, printing each change of the waves as it goes.
-  /** @type {readonly RolloutState[]} */
-  const finished = ['succeeded', 'halted', 'aborted'];
+  const finished = APPLY_END_STATES;
   let last = '';
   const final = await waitFor(
     `rollout ${rolloutId} to reach ${finished.join('|')}`,

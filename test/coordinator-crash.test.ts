@@ -5,10 +5,12 @@
  * each time restarted on the same data dir and port. The rollout must still succeed, every host must
  * hold the new bytes, and the agents' own journals must show exactly one apply per host.
  */
+
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EventPage, HostRunState, RolloutStatus } from '@fleetpatch/shared';
+import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor, waitForRolloutState } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
@@ -109,13 +111,11 @@ describe('a coordinator killed at any point of a rollout', () => {
     await crashAndRestart();
     kills.push(`baking wave ${baking.wave + 1}`);
 
-    const final = await waitForRolloutState(fleet.api, rolloutId, ['succeeded', 'halted', 'aborted'], 60_000).catch(
-      (err: unknown) => {
-        throw new Error(
-          `${(err as Error).message}\n--- last coordinator log ---\n${fleet.coordinatorRuns.at(-1)?.join('\n')}`,
-        );
-      },
-    );
+    const final = await waitForRolloutState(fleet.api, rolloutId, APPLY_END_STATES, 60_000).catch((err: unknown) => {
+      throw new Error(
+        `${(err as Error).message}\n--- last coordinator log ---\n${fleet.coordinatorRuns.at(-1)?.join('\n')}`,
+      );
+    });
     expect(kills).toHaveLength(3);
     expect(final.rollout.state, final.rollout.stateReason ?? '').toBe('succeeded');
     expect(final.waves.flatMap((w) => w.hosts.map((h) => [h.hostId, h.state, h.changed]))).toEqual(

@@ -6,7 +6,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { AGENT_ID_HEADER, CloseCode, type EventPage, loadPrivateKey } from '@fleetpatch/shared';
+import { AGENT_ID_HEADER, APPLY_END_STATES, CloseCode, type EventPage, loadPrivateKey } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { samplePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { FleetHarness, hostOf } from './support/fleet-harness.js';
@@ -68,7 +68,7 @@ async function expectCoordinatorServesTheFleet(): Promise<void> {
     }),
   );
   const rolloutId = await fleet.startRollout(sampleRollout(patchId));
-  const status = await fleet.waitForState(rolloutId, ['succeeded', 'halted', 'aborted']);
+  const status = await fleet.waitForState(rolloutId, APPLY_END_STATES);
   expect(hostOf(status, HOST).state).toBe('healthy');
   expect(await readFile(join(rootDir, FILE), 'utf8')).toBe(content);
 }

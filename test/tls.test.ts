@@ -3,6 +3,7 @@
  * the agent trusts only its configured CA (and pin), refuses plain ws:// unless told, and says clearly
  * why it refused a certificate; the CLI reaches an HTTPS coordinator with --ca-file.
  */
+
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import type { AgentList, Patch, RolloutStatus } from '@fleetpatch/shared';
+import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AgentProcess,
@@ -152,7 +154,7 @@ describe.skipIf(opensslMissing)('TLS between agents, CLI and coordinator', () =>
       sampleRollout(patch.id, { target: { hostIds: ['good'] }, waves: [1], requiredApprovals: 0, bakeSeconds: 0 }),
     );
     await api.post(`/v1/rollouts/${created.rollout.id}/start`);
-    const done = await waitForRolloutState(api, created.rollout.id, ['succeeded', 'halted', 'aborted'], 30_000);
+    const done = await waitForRolloutState(api, created.rollout.id, APPLY_END_STATES, 30_000);
     expect(done.rollout.state, done.rollout.stateReason ?? '').toBe('succeeded');
     expect(await readFile(join(work, 'agents/good/root', FILE), 'utf8')).toBe(NEW);
   });

@@ -30,8 +30,8 @@ import {
 
 export const ADMIN_TOKEN = 'e2e-admin-token-000000001';
 
-export const FINAL_APPLY_STATES: readonly RolloutState[] = ['succeeded', 'halted', 'aborted'];
-export const FINAL_REVERT_STATES: readonly RolloutState[] = ['reverted', 'revert_failed'];
+/** Where a rollout's apply and its revert come to rest: one definition, in shared. */
+export { APPLY_END_STATES as FINAL_APPLY_STATES, REVERT_END_STATES as FINAL_REVERT_STATES } from '@fleetpatch/shared';
 
 export interface FleetOptions {
   /** API tokens beside the admin's (`ADMIN_TOKEN`): `client(name)` calls the API as one of them. */

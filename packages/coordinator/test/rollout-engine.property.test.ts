@@ -9,6 +9,7 @@
 import {
   assignWaves,
   ErrorCode,
+  FINAL_ROLLOUT_STATES,
   FleetError,
   type HostRunState,
   ORDER_PHASES,
@@ -24,7 +25,7 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { HOST_RUN_TRANSITIONS, IN_FLIGHT_HOST_STATES } from '../src/engine/host-run-states.js';
-import { FINAL_ROLLOUT_STATES, ROLLOUT_TRANSITIONS, VERB_TRANSITIONS } from '../src/engine/rollout-states.js';
+import { ROLLOUT_TRANSITIONS, VERB_TRANSITIONS } from '../src/engine/rollout-states.js';
 import { resolveTarget } from '../src/engine/target-resolver.js';
 import type { JournalEntry, SimulatedAgent } from './support/simulated-agent.js';
 import { PATCH_ID, SimulatedFleet } from './support/simulated-fleet.js';

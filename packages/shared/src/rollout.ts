@@ -138,6 +138,21 @@ export const ROLLOUT_STATES = [
 export const RolloutStateSchema = z.enum(ROLLOUT_STATES);
 export type RolloutState = z.infer<typeof RolloutStateSchema>;
 
+/** States after which nothing more happens unless a human acts. */
+export const FINAL_ROLLOUT_STATES: ReadonlySet<RolloutState> = new Set([
+  'succeeded',
+  'halted',
+  'aborted',
+  'reverted',
+  'revert_failed',
+]);
+
+/** Where the apply of a rollout comes to rest (a revert may follow). */
+export const APPLY_END_STATES: readonly RolloutState[] = ['succeeded', 'halted', 'aborted'];
+
+/** Where a revert of a rollout comes to rest. */
+export const REVERT_END_STATES: readonly RolloutState[] = ['reverted', 'revert_failed'];
+
 export const HOST_RUN_STATES = [
   'queued',
   'dispatched',

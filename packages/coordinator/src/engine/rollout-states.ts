@@ -19,15 +19,6 @@ export const ROLLOUT_TRANSITIONS: Readonly<Record<RolloutState, readonly Rollout
   revert_failed: ['reverting'],
 };
 
-/** States after which nothing more happens unless a human acts. */
-export const FINAL_ROLLOUT_STATES: ReadonlySet<RolloutState> = new Set([
-  'succeeded',
-  'halted',
-  'aborted',
-  'reverted',
-  'revert_failed',
-]);
-
 export function canTransition(from: RolloutState, to: RolloutState): boolean {
   return ROLLOUT_TRANSITIONS[from].includes(to);
 }

@@ -1,8 +1,8 @@
-import { ErrorCode, FleetError, type RolloutState } from '@fleetpatch/shared';
+import { ErrorCode, FINAL_ROLLOUT_STATES, FleetError, type RolloutState } from '@fleetpatch/shared';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
 import type { EngineClock, EngineDeps } from './engine-interfaces.js';
-import { assertTransition, FINAL_ROLLOUT_STATES } from './rollout-states.js';
+import { assertTransition } from './rollout-states.js';
 
 /** Actor name recorded for transitions the engine makes by itself. */
 export const SYSTEM = 'system';
