@@ -1,5 +1,6 @@
 export * from './agent-proof.js';
 export * from './api-views.js';
+export * from './canonical-json.js';
 export * from './clock.js';
 export * from './enrollment.js';
 export * from './errors.js';
