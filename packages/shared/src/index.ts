@@ -10,5 +10,6 @@ export * from './patch.js';
 export * from './protocol.js';
 export * from './protocol-version.js';
 export * from './rollout.js';
+export * from './signed-statement.js';
 export * from './validation.js';
 export * from './wave-plan.js';
