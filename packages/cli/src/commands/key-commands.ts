@@ -45,8 +45,6 @@ export class KeyFileError extends Error {
   override readonly name = 'KeyFileError';
 }
 
-const MIN_PASSPHRASE_LENGTH = 8;
-
 export interface SigningKey {
   privateKey: KeyObject;
   publicKey: string;
@@ -97,6 +95,8 @@ function passphraseFromEnv(name: string, keys: KeyEnvironment): string {
   if (!value) throw new KeyFileError(`the environment variable ${name} is not set`);
   return value;
 }
+
+const MIN_PASSPHRASE_LENGTH = 8;
 
 /** A new key's passphrase: named by --passphrase-env, or asked for twice; undefined for an unencrypted key. */
 async function newPassphrase(opts: GenerateOptions, keys: KeyEnvironment): Promise<string | undefined> {
