@@ -4,13 +4,17 @@ import type { CliContext } from './cli-context.js';
 import { addAgentCommands } from './commands/agent-commands.js';
 import { addEventsCommand } from './commands/events-command.js';
 import { addJoinTokenCommands } from './commands/join-token-commands.js';
+import { addKeyCommands, type KeyEnvironment, processKeyEnvironment } from './commands/key-commands.js';
 import { addPatchCommands } from './commands/patch-commands.js';
 import { addRolloutCommands } from './commands/rollout-commands.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
-/** The whole command tree. Commander errors throw (exitOverride) so main.ts owns every exit code. */
-export function buildProgram(ctx: CliContext): Command {
+/**
+ * The whole command tree. Commander errors throw (exitOverride) so main.ts owns every exit code.
+ * `keyEnvironment` is read only when a `key` command runs (tests give their own).
+ */
+export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironment = processKeyEnvironment): Command {
   const program = new Command('fleetpatch')
     .description('Roll one change out to many servers in waves, safely, and take it back in one step.')
     .version(version)
@@ -26,6 +30,7 @@ export function buildProgram(ctx: CliContext): Command {
     .showHelpAfterError('(add --help for usage)');
   addAgentCommands(program, ctx);
   addJoinTokenCommands(program, ctx);
+  addKeyCommands(program, ctx, keyEnvironment);
   addPatchCommands(program, ctx);
   addRolloutCommands(program, ctx);
   addEventsCommand(program, ctx);

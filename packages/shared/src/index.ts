@@ -1,5 +1,6 @@
 export * from './agent-proof.js';
 export * from './api-views.js';
+export * from './canonical-json.js';
 export * from './clock.js';
 export * from './enrollment.js';
 export * from './errors.js';
@@ -9,6 +10,7 @@ export * from './patch.js';
 export * from './protocol.js';
 export * from './protocol-version.js';
 export * from './rollout.js';
+export * from './signed-statement.js';
 export * from './validation.js';
 export * from './wave-plan.js';
 export * from './wire-limits.js';

@@ -1,0 +1,125 @@
+import { generateKeyPairSync } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, it } from 'vitest';
+import { rawPublicKey, verifyPayload } from '../src/agent-proof.js';
+import { PatchSpecSchema } from '../src/patch.js';
+import {
+  type ApplyStatement,
+  canonicalStatementBytes,
+  STATEMENT_PREFIX,
+  signedPatchOf,
+  signStatement,
+  verifyStatementSignature,
+} from '../src/signed-statement.js';
+
+// ed25519 over the canonical bytes: whatever the statement, one flipped bit anywhere in what was
+// signed, or in the signature, and the signature no longer verifies.
+
+const SETTINGS = { seed: 20250101, numRuns: 200, endOnFailure: true } as const;
+
+const { privateKey, publicKey: publicKeyObject } = generateKeyPairSync('ed25519');
+const publicKey = rawPublicKey(publicKeyObject);
+
+const prose = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }).filter((s) => s.trim().length > 0);
+
+const statementArbitrary: fc.Arbitrary<ApplyStatement> = fc
+  .record({
+    title: prose,
+    ticket: prose,
+    content: fc.string({ unit: 'grapheme', maxLength: 200 }),
+    path: fc.constantFrom('/etc/app.conf', '/opt/app/config.yml', '/usr/local/etc/ünïcode.ini'),
+    mode: fc.constantFrom('0644', '600', '0755'),
+    checks: fc.array(
+      fc.oneof(
+        fc.record({
+          kind: fc.constant('tcp' as const),
+          host: fc.constant('127.0.0.1'),
+          port: fc.integer({ min: 1, max: 65535 }),
+        }),
+        fc.record({ kind: fc.constant('http' as const), url: fc.constant('http://127.0.0.1:8080/healthz') }),
+      ),
+      { maxLength: 3 },
+    ),
+    hostIds: fc.uniqueArray(fc.stringMatching(/^[a-z0-9][a-z0-9.-]{0,15}$/), { minLength: 1, maxLength: 5 }),
+    revertOnHealthFailure: fc.boolean(),
+    sequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+    notBefore: fc.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2030, 0, 1) }),
+    lifetime: fc.integer({ min: 1, max: 30 * 86_400_000 }),
+  })
+  .map((r) => ({
+    kind: 'apply',
+    statementVersion: 1,
+    patch: signedPatchOf(
+      PatchSpecSchema.parse({
+        title: r.title,
+        problem: 'p',
+        rootCause: 'r',
+        intendedFix: 'f',
+        ticket: r.ticket,
+        change: { kind: 'file', path: r.path, content: r.content, mode: r.mode, owner: 'root', group: 'root' },
+        health: { checks: r.checks },
+      }),
+    ),
+    revertOnHealthFailure: r.revertOnHealthFailure,
+    target: { kind: 'hosts', hostIds: r.hostIds },
+    notBefore: new Date(r.notBefore).toISOString(),
+    expiresAt: new Date(r.notBefore + r.lifetime).toISOString(),
+    sequence: r.sequence,
+  }));
+
+function flipBit(bytes: Buffer, bit: number): Buffer {
+  const copy = Buffer.from(bytes);
+  const index = Math.floor(bit / 8) % copy.length;
+  copy[index] = copy[index]! ^ (1 << (bit % 8));
+  return copy;
+}
+
+/** The statement a flipped byte string would be read as by an agent, if it is one at all. */
+function reread(bytes: Buffer): unknown {
+  const text = bytes.toString('utf8');
+  if (!text.startsWith(STATEMENT_PREFIX)) return undefined;
+  try {
+    return JSON.parse(text.slice(STATEMENT_PREFIX.length));
+  } catch {
+    return undefined;
+  }
+}
+
+describe('statement signatures (property)', () => {
+  it('refuse any single flipped bit of the signed bytes', () => {
+    fc.assert(
+      fc.property(statementArbitrary, fc.nat(), (statement, bit) => {
+        const bytes = canonicalStatementBytes(statement);
+        const { signature } = signStatement(privateKey, statement);
+        const flipped = flipBit(bytes, bit % (bytes.length * 8));
+        if (verifyPayload(publicKey, flipped, signature)) return false;
+        // Read back as an agent would: if the flipped text still parses, it verifies only if it is
+        // the very statement that was signed (its canonical bytes are the signed bytes).
+        const reparsed = reread(flipped);
+        if (reparsed === undefined) return true;
+        let same = false;
+        try {
+          same = canonicalStatementBytes(reparsed as ApplyStatement).equals(bytes);
+        } catch {
+          same = false;
+        }
+        return verifyStatementSignature(publicKey, reparsed, signature) === same;
+      }),
+      SETTINGS,
+    );
+  });
+
+  it('refuse any single flipped bit of the signature', () => {
+    fc.assert(
+      fc.property(statementArbitrary, fc.integer({ min: 0, max: 511 }), (statement, bit) => {
+        const { signature } = signStatement(privateKey, statement);
+        const flipped = flipBit(Buffer.from(signature, 'base64url'), bit).toString('base64url');
+        return (
+          verifyStatementSignature(publicKey, statement, signature) &&
+          !verifyStatementSignature(publicKey, statement, flipped)
+        );
+      }),
+      SETTINGS,
+    );
+  });
+});
