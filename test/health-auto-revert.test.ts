@@ -142,7 +142,8 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
       await new Promise<void>((resolve) =>
         createInterface({ input: service.stdout as NodeJS.ReadableStream }).once('line', () => resolve()),
       );
-      const token = await issueJoinToken(api, id);
+      // Rollouts target app=svc: the admin fixes it in the join token (what the agent reports selects nothing).
+      const token = await issueJoinToken(api, id, { app: 'svc' });
       agents.push(
         startAgent({
           coordinatorUrl: `http://${host.gatewayIp}:${coordinator.port}`,
