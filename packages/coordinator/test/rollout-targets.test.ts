@@ -8,6 +8,13 @@ import { RolloutView } from '../src/engine/rollout-view.js';
 import { refusal } from './support/refusal.js';
 import { PATCH_ID, SimulatedFleet } from './support/simulated-fleet.js';
 
+/** The hosts a rollout's plan resolves now, sorted. */
+const planned = (fleet: SimulatedFleet, id: string) =>
+  new RolloutView(fleet.store, () => true)
+    .plan(id)
+    .waves.flatMap((w) => w.hosts)
+    .sort();
+
 // ---- targets -----------------------------------------------------------------------------------
 
 describe('targets', () => {
@@ -20,11 +27,6 @@ describe('targets', () => {
     await fleet.addHosts(['new-1'], { labels: { role: 'web', env: 'prod' }, online: false }); // never said hello: no facts
     return fleet;
   }
-  const planned = (fleet: SimulatedFleet, id: string) =>
-    new RolloutView(fleet.store, () => true)
-      .plan(id)
-      .waves.flatMap((w) => w.hosts)
-      .sort();
 
   it('labels are all-of, excludeLabels any-of', async () => {
     const fleet = await mixedFleet();
@@ -89,11 +91,6 @@ describe('labels', () => {
     await fleet.addHosts(['spare-1'], { labels: {}, reportedLabels: { role: 'web', freeze: 'yes' } });
     return fleet;
   }
-  const planned = (fleet: SimulatedFleet, id: string) =>
-    new RolloutView(fleet.store, () => true)
-      .plan(id)
-      .waves.flatMap((w) => w.hosts)
-      .sort();
 
   it('match what an admin set, never what the host reports: a host cannot report its way into a target', async () => {
     const fleet = await liarFleet();
