@@ -133,8 +133,9 @@ describe('the fleetpatch CLI', () => {
 
     const listed = await fleetpatch(['agents'], { token: TOKENS.alice });
     expect(listed.code, listed.stderr).toBe(0);
-    expect(listed.stdout).toMatch(/^ID\s+ONLINE\s+LABELS\s+OS\/ARCH\s+LAST SEEN/);
-    expect(listed.stdout).toMatch(/web-1\s+yes\s+role=web\s+\S+\/\S+\s+\d+s ago/);
+    expect(listed.stdout).toMatch(/^ID\s+ONLINE\s+LABELS\s+REPORTED\s+OS\/ARCH\s+LAST SEEN/);
+    // The agent reports what its join token fixed: nothing beyond the admin's labels.
+    expect(listed.stdout).toMatch(/web-1\s+yes\s+role=web\s+-\s+\S+\/\S+\s+\d+s ago/);
     const json = await fleetpatch(['agents', '--json'], { token: TOKENS.alice });
     expect((JSON.parse(json.stdout) as AgentList).agents.map((a) => a.id)).toEqual(HOSTS);
   });
@@ -224,6 +225,8 @@ describe('the fleetpatch CLI', () => {
     const show = await fleetpatch(['agent', 'show', 'web-1'], { token: TOKENS.alice });
     expect(show.code).toBe(0);
     expect(show.stdout).toMatch(/web-1\s+online/);
+    expect(show.stdout).toMatch(/^labels {4}role=web$/m);
+    expect(show.stdout).toMatch(/^reported {2}role=web {2}\(the host's word/m);
     expect(show.stdout).toMatch(/rollout\s+wave\s+state/i);
 
     const audit = await fleetpatch(['events', '--json'], { token: TOKENS.alice });

@@ -112,6 +112,7 @@ describe('a file patch rolled out in waves', () => {
     for (const agent of listed) {
       expect(agent.online).toBe(true);
       expect(agent.labels).toEqual({ role: 'web' });
+      expect(agent.reportedLabels).toEqual({ role: 'web' });
       expect(agent.facts?.os).toBe('linux');
       expect(agent.facts?.cpus).toBeGreaterThan(0);
       expect(agent.lastSeenAt).not.toBeNull();

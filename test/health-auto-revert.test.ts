@@ -127,7 +127,8 @@ describe.skipIf(!availability.available)('health checks and automatic revert, on
       await new Promise<void>((resolve) =>
         createInterface({ input: service.stdout as NodeJS.ReadableStream }).once('line', () => resolve()),
       );
-      const token = await fleet.register(id);
+      // Rollouts target app=svc: the admin fixes it in the join token (what the agent reports selects nothing).
+      const token = await fleet.register(id, { app: 'svc' });
       fleet.spawnAgent({
         id,
         coordinatorUrl: `http://${host.gatewayIp}:${fleet.coordinator.port}`,

@@ -4,15 +4,24 @@ import { formatAge, formatLabels, renderTable } from './render-table.js';
 export function renderAgents(agents: readonly AgentView[], now: Date = new Date()): string {
   if (agents.length === 0) return 'no agents enrolled (fleetpatch join-token create, then start an agent with it)';
   return renderTable(
-    ['id', 'online', 'labels', 'os/arch', 'last seen'],
+    ['id', 'online', 'labels', 'reported', 'os/arch', 'last seen'],
     agents.map((a) => [
       a.id,
       a.revokedAt ? 'revoked' : a.online ? 'yes' : 'no',
       formatLabels(a.labels),
+      formatLabels(reportedBeyondAdmin(a)),
       a.facts ? `${a.facts.os}/${a.facts.arch}` : '-',
       formatAge(a.lastSeenAt, now),
     ]),
   );
+}
+
+/**
+ * What the agent reports that its admin labels do not already say (extra keys, or other values):
+ * the part of its word that needs a second look. `agent show` lists all of it.
+ */
+function reportedBeyondAdmin(agent: AgentView): Record<string, string> {
+  return Object.fromEntries(Object.entries(agent.reportedLabels).filter(([k, v]) => agent.labels[k] !== v));
 }
 
 /** One host: its facts and labels, then its part in recent rollouts, newest first. */
@@ -23,8 +32,9 @@ export function renderAgentDetail(detail: AgentDetail, now: Date = new Date()): 
     : 'no facts reported yet';
   const head = [
     `${agent.id}  ${agent.revokedAt ? `revoked ${agent.revokedAt}` : agent.online ? 'online' : 'offline'}  last seen ${formatAge(agent.lastSeenAt, now)}  agent ${agent.agentVersion ?? '-'}`,
-    `labels  ${formatLabels(agent.labels)}`,
-    `facts   ${facts}`,
+    `labels    ${formatLabels(agent.labels)}`,
+    `reported  ${formatLabels(agent.reportedLabels)}${Object.keys(agent.reportedLabels).length > 0 ? "  (the host's word: targets match it only by reportedLabels)" : ''}`,
+    `facts     ${facts}`,
   ].join('\n');
   if (hostRuns.length === 0) return `${head}\n\nno rollouts yet`;
   const runs = renderTable(

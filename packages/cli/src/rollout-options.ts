@@ -77,6 +77,7 @@ export const AUTO_REVERT_CHOICES = ['none', 'host', 'wave', 'rollout'] as const;
 export interface RolloutCreateFlags {
   patch?: string | undefined;
   labels?: Record<string, string> | undefined;
+  reportedLabels?: Record<string, string> | undefined;
   hosts?: string[] | undefined;
   all?: boolean | undefined;
   waves?: WaveStep[] | undefined;
@@ -90,7 +91,9 @@ export interface RolloutCreateFlags {
 
 /**
  * The rollout request body: `base` (from --file) with the flags laid over it. Exactly one target
- * flag may be given; it replaces the file's target. Not validated here — see local-validation.ts.
+ * flag may be given; it replaces the file's target. `--reported-labels` is no target of its own: it
+ * narrows the one given (by flag or file) to hosts that report those labels. Not validated here —
+ * see local-validation.ts.
  */
 export function buildRolloutRequest(
   flags: RolloutCreateFlags,
@@ -103,6 +106,12 @@ export function buildRolloutRequest(
   if (flags.labels) request.target = { labels: flags.labels };
   if (flags.hosts) request.target = { hostIds: flags.hosts };
   if (flags.all) request.target = { all: true };
+  if (flags.reportedLabels) {
+    if (flags.all) throw new UsageError('--reported-labels narrow --labels or --hosts, not --all');
+    if (request.target === undefined)
+      throw new UsageError('--reported-labels only narrow a target: add --labels k=v,... or --hosts a,b');
+    request.target = { ...(request.target as Record<string, unknown>), reportedLabels: flags.reportedLabels };
+  }
   if (flags.waves !== undefined) request.waves = flags.waves;
   if (flags.maxParallel !== undefined) request.maxParallel = flags.maxParallel;
   if (flags.maxFailures !== undefined) request.maxFailures = flags.maxFailures;

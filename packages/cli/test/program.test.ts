@@ -94,6 +94,17 @@ describe('command line → request', () => {
     expect(h.calls[0]?.args[0]).toEqual({ patchId: 'pat_9', target: { hostIds: ['a', 'b'] }, waves: [1] });
   });
 
+  it('narrows a target by reported labels; a file target that names no hosts by admin is refused locally', async () => {
+    const h = harness(JSON.stringify({ patchId: 'pat_9', target: { all: true } }));
+    await h.run('rollout', 'create', '--patch', 'p', '--labels', 'env=prod', '--reported-labels', 'role=web');
+    expect(h.calls[0]?.args[0]).toMatchObject({ target: { labels: { env: 'prod' }, reportedLabels: { role: 'web' } } });
+    const refused = h.run('rollout', 'create', '--file', '-', '--reported-labels', 'role=web');
+    await expect(refused).rejects.toMatchObject({
+      issues: [{ path: 'target.reportedLabels', message: expect.stringContaining('only narrow a target') }],
+    });
+    expect(h.calls).toHaveLength(2); // the first create and its plan; the refused one sent nothing
+  });
+
   it('refuses a bad rollout locally: nothing is sent', async () => {
     const h = harness();
     await expect(h.run('rollout', 'create', '--patch', 'p', '--all', '--waves', '0')).rejects.toBeInstanceOf(

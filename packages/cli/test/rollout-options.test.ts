@@ -86,6 +86,22 @@ describe('buildRolloutRequest', () => {
     expect(buildRolloutRequest({}, file)).toEqual(file);
   });
 
+  it('lays --reported-labels over the target given, by flag or file, and never makes it a target alone', () => {
+    expect(buildRolloutRequest({ patch: 'p', hosts: ['a'], reportedLabels: { role: 'web' } }).target).toEqual({
+      hostIds: ['a'],
+      reportedLabels: { role: 'web' },
+    });
+    const file = { patchId: 'pat_f', target: { labels: { env: 'prod' } } };
+    expect(buildRolloutRequest({ reportedLabels: { role: 'web' } }, file).target).toEqual({
+      labels: { env: 'prod' },
+      reportedLabels: { role: 'web' },
+    });
+    expect(() => buildRolloutRequest({ patch: 'p', reportedLabels: { role: 'web' } })).toThrow(
+      '--reported-labels only narrow a target',
+    );
+    expect(() => buildRolloutRequest({ patch: 'p', all: true, reportedLabels: { role: 'web' } })).toThrow(UsageError);
+  });
+
   it('refuses two targets, or none, or no patch, as usage errors', () => {
     expect(() => buildRolloutRequest({ patch: 'p', labels: { a: 'b' }, all: true })).toThrow(UsageError);
     expect(() => buildRolloutRequest({ patch: 'p', labels: { a: 'b' }, all: true })).toThrow(

@@ -2,11 +2,18 @@
  * Specification of the rollout engine, by example: target selection. The real `RolloutEngine` over a real
  * SQLite `Store` (one file per test), driven through the simulated fleet of `support/simulated-fleet.ts`.
  */
-import { ErrorCode } from '@fleetpatch/shared';
+import { ErrorCode, RolloutRequestSchema } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { RolloutView } from '../src/engine/rollout-view.js';
 import { refusal } from './support/refusal.js';
-import { SimulatedFleet } from './support/simulated-fleet.js';
+import { PATCH_ID, SimulatedFleet } from './support/simulated-fleet.js';
+
+/** The hosts a rollout's plan resolves now, sorted. */
+const planned = (fleet: SimulatedFleet, id: string) =>
+  new RolloutView(fleet.store, () => true)
+    .plan(id)
+    .waves.flatMap((w) => w.hosts)
+    .sort();
 
 // ---- targets -----------------------------------------------------------------------------------
 
@@ -20,11 +27,6 @@ describe('targets', () => {
     await fleet.addHosts(['new-1'], { labels: { role: 'web', env: 'prod' }, online: false }); // never said hello: no facts
     return fleet;
   }
-  const planned = (fleet: SimulatedFleet, id: string) =>
-    new RolloutView(fleet.store, () => true)
-      .plan(id)
-      .waves.flatMap((w) => w.hosts)
-      .sort();
 
   it('labels are all-of, excludeLabels any-of', async () => {
     const fleet = await mixedFleet();
@@ -69,5 +71,72 @@ describe('targets', () => {
     expect(err.code).toBe(ErrorCode.validationFailed);
     expect(err.details).toMatchObject({ unknown: ['web-9', 'wbe-1'] });
     expect(fleet.dump()).toBe(before);
+  });
+});
+
+// ---- labels: what an admin set, and what a host says ------------------------------------------
+
+describe('labels', () => {
+  /**
+   * db-1's admin labels say role=db, its agent reports role=web; spare-1 has no admin labels and
+   * reports role=web and freeze=yes (a compromised host, or a stale agent config).
+   */
+  async function liarFleet(): Promise<SimulatedFleet> {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['web-1'], { labels: { role: 'web', env: 'prod' } });
+    await fleet.addHosts(['db-1'], {
+      labels: { role: 'db', env: 'prod' },
+      reportedLabels: { role: 'web', env: 'prod' },
+    });
+    await fleet.addHosts(['spare-1'], { labels: {}, reportedLabels: { role: 'web', freeze: 'yes' } });
+    return fleet;
+  }
+
+  it('match what an admin set, never what the host reports: a host cannot report its way into a target', async () => {
+    const fleet = await liarFleet();
+    expect(planned(fleet, fleet.create({ target: { labels: { role: 'web' } } }).id)).toEqual(['web-1']);
+    expect(planned(fleet, fleet.create({ target: { labels: { role: 'db' } } }).id)).toEqual(['db-1']);
+
+    const id = await fleet.launch({ target: { labels: { role: 'web' } } });
+    expect(Object.keys(fleet.hostStates(id))).toEqual(['web-1']);
+    expect(fleet.appliedHosts()).toEqual(['web-1']);
+  });
+
+  it('reportedLabels select on what the host says, narrowing hosts an admin named', async () => {
+    const fleet = await liarFleet();
+    const { id } = fleet.create({ target: { labels: { env: 'prod' }, reportedLabels: { role: 'web' } } });
+    expect(planned(fleet, id)).toEqual(['db-1', 'web-1']);
+    const { id: named } = fleet.create({
+      target: { hostIds: ['db-1', 'spare-1'], reportedLabels: { role: 'web' } },
+    });
+    expect(planned(fleet, named)).toEqual(['db-1', 'spare-1']);
+    // All-of, like labels: spare-1 says freeze=yes, but it has no admin label env=prod.
+    const { id: both } = fleet.create({ target: { labels: { env: 'prod' }, reportedLabels: { freeze: 'yes' } } });
+    expect(planned(fleet, both)).toEqual([]);
+  });
+
+  it('reportedLabels alone, or with only all, facts or empty labels, are refused: they would let any host select itself', () => {
+    for (const target of [
+      { reportedLabels: { role: 'web' } },
+      { all: true, reportedLabels: { role: 'web' } },
+      { facts: { os: 'linux' }, reportedLabels: { role: 'web' } },
+      { labels: {}, reportedLabels: { role: 'web' } },
+    ]) {
+      const parsed = RolloutRequestSchema.safeParse({ patchId: PATCH_ID, target });
+      expect(parsed.success, JSON.stringify(target)).toBe(false);
+      expect(parsed.error?.issues.map((i) => i.path.join('.'))).toContain('target.reportedLabels');
+    }
+  });
+
+  it('excludeLabels remove a host when its admin labels or its own report match: its word can keep it out, never bring it in', async () => {
+    const fleet = await liarFleet();
+    // spare-1 reports freeze=yes: out. db-1's admin labels say role=db: out, whatever it reports.
+    const { id } = fleet.create({
+      target: { hostIds: ['web-1', 'db-1', 'spare-1'], excludeLabels: { freeze: 'yes', role: 'db' } },
+    });
+    expect(planned(fleet, id)).toEqual(['web-1']);
+    // db-1 reports role=web; excluding role=web keeps it out even though its admin says db.
+    const { id: web } = fleet.create({ target: { labels: { env: 'prod' }, excludeLabels: { role: 'web' } } });
+    expect(planned(fleet, web)).toEqual([]);
   });
 });

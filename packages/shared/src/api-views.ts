@@ -41,8 +41,10 @@ export type Healthz = z.infer<typeof HealthzSchema>;
 export const AgentViewSchema = z
   .object({
     id: z.string(),
-    /** What targets match: the agent's own labels, overridden by those fixed by its join token. */
+    /** Set by an admin (the join tokens it enrolled with): what `target.labels` match. */
     labels: LabelsSchema,
+    /** What the agent says of itself in its hello: only `target.reportedLabels` and `excludeLabels` look at them. */
+    reportedLabels: LabelsSchema,
     facts: FactsSchema.nullable(),
     agentVersion: z.string().nullable(),
     lastSeenAt: IsoTimeSchema.nullable(),

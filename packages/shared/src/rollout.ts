@@ -19,14 +19,23 @@ export const FailureBudgetSchema = z.union([z.number().int().min(0).max(1_000_00
 export type FailureBudget = z.infer<typeof FailureBudgetSchema>;
 
 /**
- * Who receives the patch. Labels are all-of, excludeLabels any-of, facts all-of. At least one
- * selector is required: "every host" must be said out loud with `all: true`.
+ * Who receives the patch. At least one selector is required: "every host" must be said out loud
+ * with `all: true`.
+ *
+ * `labels` (all-of) match the labels an admin fixed at enrollment (the join token's), never what
+ * the agent reports: a host must not be able to put itself into a target. `reportedLabels` (all-of)
+ * opt in to what the agent reports — the host says so, nothing more — and so may only narrow a
+ * target that `hostIds` or `labels` already bound; on their own (or with only `all` or `facts`,
+ * which the host reports too) they would let any host select itself. `excludeLabels` (any-of)
+ * remove a host when its admin labels or its reported labels match: excluding can only shrink a
+ * target, so the host's own word is enough to keep it out. `facts` are all-of.
  */
 export const TargetSchema = z
   .object({
     all: z.boolean().optional(),
     hostIds: z.array(HostIdSchema).min(1).max(100_000).optional(),
     labels: LabelsSchema.optional(),
+    reportedLabels: LabelsSchema.optional(),
     excludeLabels: LabelsSchema.optional(),
     facts: z
       .object({
@@ -40,6 +49,11 @@ export const TargetSchema = z
   .strict()
   .refine((t) => t.all === true || t.hostIds !== undefined || t.labels !== undefined || t.facts !== undefined, {
     message: 'name the hosts: hostIds, labels, facts, or all: true',
+  })
+  // `labels: {}` matches every host, so it bounds nothing.
+  .refine((t) => t.reportedLabels === undefined || t.hostIds !== undefined || Object.keys(t.labels ?? {}).length > 0, {
+    message: 'reportedLabels only narrow a target: name the hosts by hostIds or labels too',
+    path: ['reportedLabels'],
   });
 export type Target = z.infer<typeof TargetSchema>;
 

@@ -6,7 +6,9 @@ import { renderAgentDetail, renderAgents } from '../render-agents.js';
 export function addAgentCommands(program: Command, ctx: CliContext): void {
   program
     .command('agents')
-    .description('list the fleet: id, online, labels, os/arch, last seen')
+    .description(
+      'list the fleet: id, online, labels (set by an admin), reported labels that differ, os/arch, last seen',
+    )
     .option('--json', 'print the raw JSON')
     .action(async (opts: JsonFlag) => {
       const { agents } = await ctx.api().listAgents();
@@ -17,7 +19,7 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
   const agent = program.command('agent').description('one host: its history, or revoke its credential');
   agent
     .command('show')
-    .description('one host: facts, labels, and its part in recent rollouts')
+    .description('one host: facts, labels (set by an admin and reported), and its part in recent rollouts')
     .argument('<id>', 'host id')
     .option('--json', 'print the raw JSON')
     .action(async (id: string, opts: JsonFlag) => {

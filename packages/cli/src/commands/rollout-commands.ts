@@ -98,7 +98,12 @@ function addCreate(rollout: Command, ctx: CliContext): void {
     .command('create')
     .description('create a rollout of one patch (validated locally first); prints its id and plan')
     .option('--patch <id>', 'the patch to roll out')
-    .option('--labels <k=v,...>', 'target: hosts carrying all these labels', parseLabels)
+    .option('--labels <k=v,...>', 'target: hosts an admin gave all these labels (at enrollment)', parseLabels)
+    .option(
+      '--reported-labels <k=v,...>',
+      'narrow --labels or --hosts to hosts that report all these labels themselves (the host says so)',
+      parseLabels,
+    )
     .option('--hosts <a,b,...>', 'target: exactly these host ids', parseHosts)
     .option('--all', 'target: every registered host')
     .option('--waves <steps>', 'wave sizes: host counts and percentages, e.g. 1,10%,50%,100%', parseWaves)

@@ -20,10 +20,9 @@ interface AgentRow {
 function toRecord(row: AgentRow): AgentRecord {
   return {
     id: row.id,
-    labels: {
-      ...(JSON.parse(row.reported_labels) as Record<string, string>),
-      ...(JSON.parse(row.labels) as Record<string, string>),
-    },
+    // Kept apart: targets match admin labels unless a rollout asks for reported ones.
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    reportedLabels: JSON.parse(row.reported_labels) as Record<string, string>,
     facts: row.facts === null ? null : (JSON.parse(row.facts) as Facts),
     agentVersion: row.agent_version,
     lastSeenAt: row.last_seen_at,

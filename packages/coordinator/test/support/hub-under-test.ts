@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { type AgentLimits, CoordinatorConfigSchema } from '../../src/config.js';
 import { enrollAgent } from './enroll-agent.js';
+import { callApi } from './test-coordinator.js';
 
 const ADMIN = 'hub-admin-token-0123456789';
 
@@ -16,8 +17,10 @@ export interface HubUnderTest {
   port: number;
   /** Every pino line, parsed. */
   logs: Record<string, unknown>[];
-  /** Enrolls an agent through the API; returns its private key. */
-  register(id: string): Promise<KeyObject>;
+  /** Enrolls an agent through the API, with `labels` fixed by its join token; returns its private key. */
+  register(id: string, labels?: Record<string, string>): Promise<KeyObject>;
+  /** An API call as the admin: the answer's status and parsed body. */
+  api(method: 'GET' | 'POST', url: string, body?: unknown): Promise<{ status: number; body: unknown }>;
   /** The audit rows of one type. */
   events(type: string, hostId?: string): { hostId: string | null; data: Record<string, unknown> | null }[];
   healthz(): Promise<number>;
@@ -43,8 +46,12 @@ export async function startHub(limits: Partial<AgentLimits> = {}): Promise<HubUn
     app,
     port,
     logs,
-    async register(id) {
-      return (await enrollAgent(app, ADMIN, id)).privateKey;
+    async register(id, labels = {}) {
+      return (await enrollAgent(app, ADMIN, id, labels)).privateKey;
+    },
+    async api(method, url, body) {
+      const { status, body: answer } = await callApi(app, method, url, body, ADMIN);
+      return { status, body: answer };
     },
     events(type, hostId) {
       return app.fleet.store

@@ -154,15 +154,24 @@ export class SimulatedFleet {
 
   // ---- fleet -----------------------------------------------------------------------------------
 
-  /** Registers agents (as an admin would) and, unless `online: false`, connects them. */
+  /**
+   * Registers agents with `labels` fixed (as an admin's join token would) and, unless `online: false`,
+   * connects them. Each agent reports `reportedLabels` in its hello: `labels` unless said otherwise.
+   */
   async addHosts(
     ids: readonly string[],
-    options: { labels?: Record<string, string>; facts?: Partial<Facts>; online?: boolean } = {},
+    options: {
+      labels?: Record<string, string>;
+      reportedLabels?: Record<string, string>;
+      facts?: Partial<Facts>;
+      online?: boolean;
+    } = {},
   ): Promise<void> {
     for (const id of ids) {
       const labels = options.labels ?? {};
       this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, new Date(this.now).toISOString());
-      this.agents.set(id, new SimulatedAgent(id, labels, { ...FACTS, hostname: id, ...options.facts }));
+      const reported = options.reportedLabels ?? labels;
+      this.agents.set(id, new SimulatedAgent(id, reported, { ...FACTS, hostname: id, ...options.facts }));
       if (options.online !== false) await this.connect(id);
     }
   }

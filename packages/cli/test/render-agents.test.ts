@@ -1,0 +1,35 @@
+import type { AgentView } from '@fleetpatch/shared';
+import { describe, expect, it } from 'vitest';
+import { renderAgentDetail, renderAgents } from '../src/render-agents.js';
+
+const NOW = new Date('2030-01-01T00:01:00Z');
+const agent = (id: string, labels: Record<string, string>, reportedLabels: Record<string, string>): AgentView => ({
+  id,
+  labels,
+  reportedLabels,
+  facts: null,
+  agentVersion: '1.0.0',
+  lastSeenAt: '2030-01-01T00:00:30Z',
+  createdAt: '2030-01-01T00:00:00Z',
+  enrolledAt: '2030-01-01T00:00:00Z',
+  revokedAt: null,
+  online: true,
+});
+
+describe('renderAgents', () => {
+  it("shows the admin's labels, and apart what the host reports beyond them", () => {
+    const table = renderAgents(
+      [agent('db-1', { role: 'db' }, { role: 'web', canary: 'yes' }), agent('web-1', { role: 'web' }, { role: 'web' })],
+      NOW,
+    ).split('\n');
+    expect(table[0]).toMatch(/^ID\s+ONLINE\s+LABELS\s+REPORTED\s+OS\/ARCH\s+LAST SEEN$/);
+    expect(table[1]).toMatch(/^db-1\s+yes\s+role=db\s+role=web,canary=yes\s+-\s+30s ago$/);
+    expect(table[2]).toMatch(/^web-1\s+yes\s+role=web\s+-\s+-\s+30s ago$/);
+  });
+
+  it('shows one host with both maps, the reported one marked as its word', () => {
+    const shown = renderAgentDetail({ agent: agent('db-1', { role: 'db' }, { role: 'web' }), hostRuns: [] }, NOW);
+    expect(shown).toContain('labels    role=db\n');
+    expect(shown).toMatch(/reported {2}role=web {2}\(the host's word: targets match it only by reportedLabels\)/);
+  });
+});
