@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { CommanderError } from 'commander';
 import { ApiClient } from './api-client.js';
 import type { CliContext } from './cli-context.js';
 import { describeError, ExitCode } from './cli-errors.js';
+import { keyEnvironmentOf } from './commands/key-commands.js';
 import { resolveConnection } from './connection.js';
 import { readAll } from './json-input.js';
 import { buildProgram } from './program.js';
@@ -46,7 +48,8 @@ const ctx: CliContext = {
   },
 };
 
-const program = buildProgram(ctx);
+// Read only when a `key` command runs.
+const program = buildProgram(ctx, () => keyEnvironmentOf(process.env, homedir(), process.stdin.isTTY === true));
 
 try {
   await program.parseAsync(process.argv);

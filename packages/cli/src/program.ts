@@ -4,7 +4,7 @@ import type { CliContext } from './cli-context.js';
 import { addAgentCommands } from './commands/agent-commands.js';
 import { addEventsCommand } from './commands/events-command.js';
 import { addJoinTokenCommands } from './commands/join-token-commands.js';
-import { addKeyCommands, type KeyEnvironment, processKeyEnvironment } from './commands/key-commands.js';
+import { addKeyCommands, type KeyEnvironment } from './commands/key-commands.js';
 import { addPatchCommands } from './commands/patch-commands.js';
 import { addRolloutCommands } from './commands/rollout-commands.js';
 
@@ -14,7 +14,7 @@ const { version } = createRequire(import.meta.url)('../package.json') as { versi
  * The whole command tree. Commander errors throw (exitOverride) so main.ts owns every exit code.
  * `keyEnvironment` is read only when a `key` command runs (tests give their own).
  */
-export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironment = processKeyEnvironment): Command {
+export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironment): Command {
   const program = new Command('fleetpatch')
     .description('Roll one change out to many servers in waves, safely, and take it back in one step.')
     .version(version)

@@ -43,7 +43,10 @@ function harness(stdin = '') {
     now: () => new Date('2025-01-01T00:00:00Z'),
     setExitCode: () => undefined,
   };
-  const run = (...argv: string[]) => buildProgram(ctx).parseAsync(['node', 'fleetpatch', ...argv]);
+  const noKeys = () => {
+    throw new Error('these tests run no key command');
+  };
+  const run = (...argv: string[]) => buildProgram(ctx, noKeys).parseAsync(['node', 'fleetpatch', ...argv]);
   return { calls, out, err, run };
 }
 

@@ -1,6 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { keyIdOf, rawPublicKey } from '@fleetpatch/shared';
 import type { Command } from 'commander';
@@ -28,15 +27,16 @@ export function defaultKeyFile(env: { FLEETPATCH_KEY?: string | undefined }, hom
   return env.FLEETPATCH_KEY || join(home, '.config', 'fleetpatch', 'signing-key.pem');
 }
 
-/**
- * The real process's environment. Called only when a key command runs. (It belongs in main.ts with
- * the rest of the process wiring; it is here until main.ts passes it in through the CliContext.)
- */
-export function processKeyEnvironment(): KeyEnvironment {
+/** The key commands' view of a process environment (main.ts passes the real one). */
+export function keyEnvironmentOf(
+  env: Record<string, string | undefined>,
+  home: string,
+  terminal: boolean,
+): KeyEnvironment {
   return {
-    defaultKeyFile: defaultKeyFile(process.env, homedir()),
-    env: (name) => process.env[name],
-    ...(process.stdin.isTTY ? { askPassphrase: askOnTerminal } : {}),
+    defaultKeyFile: defaultKeyFile(env, home),
+    env: (name) => env[name],
+    ...(terminal ? { askPassphrase: askOnTerminal } : {}),
   };
 }
 
