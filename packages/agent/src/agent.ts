@@ -20,6 +20,8 @@ import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { Journal } from './journal.js';
 import { type DriverSet, OrderExecutor } from './orders/order-executor.js';
+import { AgentPolicy } from './policy/agent-policy.js';
+import { RefusalCounter } from './policy/refusal-counter.js';
 import { fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -61,17 +63,21 @@ export class Agent {
     const clock = this.options.clock ?? systemClock;
     const journal = await Journal.open(config.dataDir);
     const resolveHostPath = (path: string) => join(config.rootDir, path);
+    const apt = config.apt ? aptDriverFor(config.apt) : undefined;
     const drivers: DriverSet = {
       file: new FileDriver({ rootDir: config.rootDir, allowedRoots: config.file.allowedRoots }),
-      ...(config.apt ? { package: new AptDriver(stripUndefined(config.apt)) } : {}),
+      ...(apt ? { package: apt } : {}),
     };
+    const policy = new AgentPolicy(config, apt ? { packageFacts: apt.packageFacts } : {});
     const executor = new OrderExecutor({
       journal,
       drivers,
       health: new HealthRunner(new SystemHealthProbe({ resolveHostPath, clock }), clock),
       clock,
       log,
-      allowedCommands: config.health.allowedCommands,
+      policy,
+      refusals: await RefusalCounter.open(config.dataDir),
+      quota: config.journal,
       events: {
         progress: (orderId, phase, message, health) =>
           this.connection?.send({
@@ -245,6 +251,14 @@ export class Agent {
       }
     }
   }
+}
+
+/** The apt section minus what only the policy reads; the driver keeps its own name check as a second line. */
+function aptDriverFor(apt: NonNullable<AgentConfig['apt']>): AptDriver {
+  const { allowedSourcePackages, allowDowngrade: _policyOnly, ...options } = apt;
+  // Packages allowed by their source are not in allowedPackages: the policy has judged them already.
+  const { allowedPackages, ...rest } = stripUndefined(options);
+  return new AptDriver(allowedSourcePackages?.length || !allowedPackages ? rest : { ...rest, allowedPackages });
 }
 
 function stripUndefined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {
