@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import {
   type CoordinatorMessage,
   connectProofPayload,
@@ -62,7 +61,6 @@ export class Agent {
     const { config, log } = this.options;
     const clock = this.options.clock ?? systemClock;
     const journal = await Journal.open(config.dataDir);
-    const resolveHostPath = (path: string) => join(config.rootDir, path);
     const apt = config.apt ? aptDriverFor(config.apt) : undefined;
     const drivers: DriverSet = {
       file: new FileDriver({ rootDir: config.rootDir, allowedRoots: config.file.allowedRoots }),
@@ -72,7 +70,7 @@ export class Agent {
     const executor = new OrderExecutor({
       journal,
       drivers,
-      health: new HealthRunner(new SystemHealthProbe({ resolveHostPath, clock }), clock),
+      health: new HealthRunner(new SystemHealthProbe({ rootDir: config.rootDir, policy, clock }), clock),
       clock,
       log,
       policy,
