@@ -3,6 +3,7 @@ import {
   connectProofPayload,
   type Facts,
   HostIdSchema,
+  type OrderReport,
   PROTOCOL_VERSION,
   signPayload,
 } from '@fleetpatch/shared';
@@ -21,7 +22,7 @@ import { Journal } from './journal.js';
 import { type DriverSet, OrderExecutor } from './orders/order-executor.js';
 import { AgentPolicy } from './policy/agent-policy.js';
 import { RefusalCounter } from './policy/refusal-counter.js';
-import { fitProgress } from './wire-fit.js';
+import { fitHelloReports, fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -47,6 +48,8 @@ export class Agent {
   private pruneTimer: NodeJS.Timeout | null = null;
   private credential: AgentCredential | null = null;
   private stopping: Promise<void> | null = null;
+  /** Order ids whose results the last hello left out for room, oldest last. */
+  private heldReports: string[] = [];
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -207,8 +210,32 @@ export class Agent {
       agentVersion: AGENT_VERSION,
       labels: this.options.config.labels,
       facts: this.options.facts,
-      orders: this.journal?.pendingReports() ?? [],
+      orders: this.helloReports(),
     };
+  }
+
+  /** The reports that fit this hello; those held back are paged in as the coordinator acks (see onAck). */
+  private helloReports(): OrderReport[] {
+    const { sent, held } = fitHelloReports(this.journal?.pendingReports() ?? []);
+    this.heldReports = held.map((r) => r.orderId);
+    if (held.length > 0)
+      this.options.log.warn(
+        { sent: sent.length, held: held.length },
+        'hello carries part of the journal; the rest follows acks',
+      );
+    return sent;
+  }
+
+  /** One acknowledged result frees room for one held back: send the next still unacknowledged one. */
+  private sendNextHeld(): void {
+    while (this.heldReports.length > 0) {
+      const orderId = this.heldReports.shift() as string;
+      const entry = this.journal?.get(orderId);
+      if (entry?.phase === 'done' && !entry.acked && entry.result) {
+        this.connection?.send({ type: 'order.result', ...entry.result });
+        return;
+      }
+    }
   }
 
   /** Exhaustive: a new coordinator message type fails to compile until it is handled. */
@@ -237,7 +264,10 @@ export class Agent {
         executor.cancel(message.orderId);
         return;
       case 'order.ack':
-        executor.acknowledge(message.orderId, message.finishedAt).catch(fail);
+        executor
+          .acknowledge(message.orderId, message.finishedAt)
+          .then(() => this.sendNextHeld())
+          .catch(fail);
         return;
       case 'unsupported':
         // The connection only sends what the agreed version has: a bug on one side, not a reason to hang up.
