@@ -130,3 +130,16 @@ describe('hello journal summary', () => {
     expect(fitHelloReports(reports.slice(0, 2))).toEqual({ sent: [reports[1], reports[0]], held: [] });
   });
 });
+
+describe('revert orders for unknown applies', () => {
+  it('are answered revert_failed/not_found and counted, never journaled', async () => {
+    const { ex, results, refusals } = await executor({});
+    for (let i = 0; i < 20; i++)
+      await ex.revert({ type: 'order.revert', orderId: `r${i}`, revertsOrderId: `nope${i}` });
+    expect(results).toHaveLength(20);
+    expect(results[0]).toMatchObject({ outcome: 'revert_failed', errorCode: 'not_found' });
+    expect(await readdir(join(dir, 'orders'))).toEqual([]);
+    expect(refusals.snapshot.byCode).toEqual({ not_found: 20 });
+    await ex.stop();
+  });
+});

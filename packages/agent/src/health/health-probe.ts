@@ -89,7 +89,7 @@ export class SystemHealthProbe implements HealthProbe {
     if (!judged.ok) return fail(`refused by the agent policy: ${judged.reason}`);
     let hostPath: string;
     try {
-      hostPath = (await resolveSafePath(this.rootDir, check.path, ['/'])).hostPath;
+      hostPath = (await resolveSafePath(this.rootDir, check.path, ['/'], 'read')).hostPath;
     } catch (err) {
       if (isFleetError(err) && err.details?.reason === 'missing_parent') return fail(`${check.path} does not exist`);
       return fail(describeError(err));

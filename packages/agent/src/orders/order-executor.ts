@@ -100,6 +100,23 @@ export class OrderExecutor {
     const known = this.ctx.journal.get(order.orderId);
     if (known) return this.answerKnown(known);
     if (this.stopping) return;
+    if (this.ctx.journal.get(order.revertsOrderId)?.kind !== 'apply' && !this.running.has(order.revertsOrderId)) {
+      // Nothing to restore: answered and counted, not journaled (a flood of made-up ids costs no disk).
+      const reason = `this agent has no record of order ${order.revertsOrderId}`;
+      const finishedAt = this.ctx.now();
+      await this.refusals?.record(ErrorCode.notFound, reason, finishedAt).catch(() => undefined);
+      this.ctx.events.result(
+        fitResult({
+          orderId: order.orderId,
+          finishedAt,
+          outcome: 'revert_failed',
+          changed: false,
+          errorCode: ErrorCode.notFound,
+          reason,
+        }),
+      );
+      return;
+    }
     this.reverts.add(order.orderId);
     try {
       await this.runRevert(order.orderId, order.revertsOrderId);
