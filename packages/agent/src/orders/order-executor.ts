@@ -130,11 +130,11 @@ export class OrderExecutor {
     const { events } = this.ctx;
     const driver = this.ctx.driverFor(order.change);
     const base = { orderId: order.orderId, changed: false, finishedAt: this.ctx.now() };
-    const verdict0 = driver
+    const admitted = driver
       ? await this.policy.checkOrder(order)
       : { ok: false as const, code: ErrorCode.policyDenied, reason: notEnabledReason(order.change) };
-    if (!verdict0.ok) {
-      events.result(fitResult({ ...base, outcome: 'would_fail', errorCode: verdict0.code, reason: verdict0.reason }));
+    if (!admitted.ok) {
+      events.result(fitResult({ ...base, outcome: 'would_fail', errorCode: admitted.code, reason: admitted.reason }));
       return;
     }
     if (!driver) return;
