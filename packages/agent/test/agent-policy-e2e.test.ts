@@ -3,14 +3,14 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateAgentKeyPair, type HealthCheck, type OrderApply, PROTOCOL_VERSION } from '@fleetpatch/shared';
+import type { HealthCheck, OrderApply } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { Agent } from '../src/agent.js';
-import { writeCredential } from '../src/agent-credential.js';
 import { AgentConfigSchema } from '../src/config.js';
 import { collectFacts } from '../src/facts.js';
+import { sendWelcome, writeTestCredential } from './support/fake-coordinator.js';
 import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
 
 // A stolen coordinator (here: a plain WebSocketServer that welcomes and orders) against an agent with
@@ -52,12 +52,7 @@ describe('agent policy, end to end against a fake coordinator', () => {
     const rootDir = join(base, 'root');
     await mkdir(join(rootDir, 'etc', 'sudoers.d'), { recursive: true });
     await writeFile(join(rootDir, 'etc', 'x.conf'), 'old\n');
-    const pair = generateAgentKeyPair();
-    await writeCredential(
-      dataDir,
-      { hostId: 'web-1', publicKey: pair.publicKey, privateKeyPem: pair.privateKeyPem },
-      new Date().toISOString(),
-    );
+    await writeTestCredential(dataDir);
     const counted: HealthCheck = {
       kind: 'http',
       url: `http://127.0.0.1:${(service.address() as AddressInfo).port}/`,
@@ -90,14 +85,7 @@ describe('agent policy, end to end against a fake coordinator', () => {
         const frame = JSON.parse(data.toString());
         frames.push(frame);
         if (frame.type !== 'hello') return;
-        socket.send(
-          JSON.stringify({
-            type: 'welcome',
-            protocolVersion: PROTOCOL_VERSION,
-            agentId: 'web-1',
-            heartbeatIntervalMs: 10_000,
-          }),
-        );
+        sendWelcome(socket);
         send.current(sudoers);
       });
       socket.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) }));

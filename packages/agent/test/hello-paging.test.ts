@@ -2,15 +2,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateAgentKeyPair, PROTOCOL_VERSION, WIRE_LIMITS } from '@fleetpatch/shared';
+import { WIRE_LIMITS } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { Agent } from '../src/agent.js';
-import { writeCredential } from '../src/agent-credential.js';
 import { AgentConfigSchema } from '../src/config.js';
 import { collectFacts } from '../src/facts.js';
 import { Journal } from '../src/journal.js';
+import { sendWelcome, writeTestCredential } from './support/fake-coordinator.js';
 import { sampleApplyOrder } from './support/sample-orders.js';
 
 // The agent: 60 unacknowledged results, each near the wire's per-result cap, made every hello
@@ -57,12 +57,7 @@ describe('hello with a large journal', () => {
         false,
       );
     }
-    const pair = generateAgentKeyPair();
-    await writeCredential(
-      dataDir,
-      { hostId: 'web-1', publicKey: pair.publicKey, privateKeyPem: pair.privateKeyPem },
-      new Date().toISOString(),
-    );
+    await writeTestCredential(dataDir);
     const reported = new Set<string>();
     let helloBytes = 0;
     const closes: number[] = [];
@@ -74,14 +69,7 @@ describe('hello with a large journal', () => {
         const frame = JSON.parse(data.toString());
         if (frame.type === 'hello') {
           helloBytes = data.toString().length;
-          socket.send(
-            JSON.stringify({
-              type: 'welcome',
-              protocolVersion: PROTOCOL_VERSION,
-              agentId: 'web-1',
-              heartbeatIntervalMs: 10_000,
-            }),
-          );
+          sendWelcome(socket);
           for (const report of frame.orders as { orderId: string; result?: { finishedAt: string } }[]) {
             reported.add(report.orderId);
             if (report.result) ack(report.orderId, report.result.finishedAt);
