@@ -95,6 +95,7 @@ export const DEFAULT_POLICY_CONFIG: AgentPolicyConfig = {
  */
 export class AgentPolicy {
   readonly rules: AgentPolicyRules;
+  private readonly packageFacts: PackageFacts | undefined;
 
   constructor(
     config: AgentPolicyConfig = DEFAULT_POLICY_CONFIG,
@@ -127,8 +128,6 @@ export class AgentPolicy {
             },
     };
   }
-
-  private readonly packageFacts: PackageFacts | undefined;
 
   /** The change and every health check of `order`; the first rule broken refuses the whole order. */
   async checkOrder(
