@@ -143,3 +143,29 @@ describe('revert orders for unknown applies', () => {
     await ex.stop();
   });
 });
+
+describe('a policy that cannot be checked', () => {
+  it('refuses (fails closed), reports and counts, journals nothing', async () => {
+    const results: OrderResultBody[] = [];
+    const clock = { now: () => Date.now() };
+    const broken = new AgentPolicy();
+    broken.checkOrder = async () => {
+      throw new Error('dpkg-query exploded');
+    };
+    const ex = new OrderExecutor({
+      journal: await Journal.open(dir),
+      drivers: { file: noopDriver },
+      health: new HealthRunner(healthy, clock),
+      clock,
+      log: pino({ level: 'silent' }),
+      events: { progress: () => {}, result: (r) => results.push(r) },
+      policy: broken,
+      refusals: await RefusalCounter.open(dir),
+    });
+    await ex.apply(quick('o1'));
+    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'failed', errorCode: 'internal' }]);
+    expect(results[0]?.reason).toContain('dpkg-query exploded');
+    expect(await readdir(join(dir, 'orders'))).toEqual([]);
+    await ex.stop();
+  });
+});

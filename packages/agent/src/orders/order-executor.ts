@@ -131,7 +131,9 @@ export class OrderExecutor {
     const driver = this.ctx.driverFor(order.change);
     const base = { orderId: order.orderId, changed: false, finishedAt: this.ctx.now() };
     const admitted = driver
-      ? await this.policy.checkOrder(order)
+      ? await this.policy
+          .checkOrder(order)
+          .catch((err: unknown) => ({ ok: false as const, code: codeOf(err), reason: messageOf(err) }))
       : { ok: false as const, code: ErrorCode.policyDenied, reason: notEnabledReason(order.change) };
     if (!admitted.ok) {
       events.result(fitResult({ ...base, outcome: 'would_fail', errorCode: admitted.code, reason: admitted.reason }));
@@ -192,14 +194,19 @@ export class OrderExecutor {
   private async admit(order: OrderApply, signal: AbortSignal, log: Logger): Promise<boolean> {
     const driver = this.ctx.driverFor(order.change);
     let refusal: { code: ErrorCode; reason: string } | undefined;
-    if (!driver) refusal = { code: ErrorCode.policyDenied, reason: notEnabledReason(order.change) };
-    else {
-      const verdict = await this.policy.checkOrder(order, signal);
-      if (!verdict.ok) refusal = verdict;
+    try {
+      if (!driver) refusal = { code: ErrorCode.policyDenied, reason: notEnabledReason(order.change) };
       else {
-        const over = this.quota ? await journalQuotaRefusal(this.ctx.journal, this.quota) : undefined;
-        if (over !== undefined) refusal = { code: ErrorCode.blocked, reason: over };
+        const verdict = await this.policy.checkOrder(order, signal);
+        if (!verdict.ok) refusal = verdict;
+        else {
+          const over = this.quota ? await journalQuotaRefusal(this.ctx.journal, this.quota) : undefined;
+          if (over !== undefined) refusal = { code: ErrorCode.blocked, reason: over };
+        }
       }
+    } catch (err) {
+      // A rule that cannot be checked (dpkg-query failing, say) refuses: the policy fails closed.
+      refusal = { code: codeOf(err), reason: `the agent policy could not be checked: ${messageOf(err)}` };
     }
     if (refusal === undefined) return true;
     log.warn({ errorCode: refusal.code, reason: refusal.reason }, 'order refused before it was journaled');
