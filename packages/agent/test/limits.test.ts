@@ -35,7 +35,7 @@ const noopDriver: Driver = {
   cleanup: async () => {},
 } as unknown as Driver;
 
-async function executor(options: { maxOrders?: number; maxBytes?: number }) {
+async function executor(options: { maxOrders?: number; maxBytes?: number; policy?: AgentPolicy }) {
   const results: OrderResultBody[] = [];
   const refusals = await RefusalCounter.open(dir);
   const clock = { now: () => Date.now() };
@@ -46,7 +46,7 @@ async function executor(options: { maxOrders?: number; maxBytes?: number }) {
     clock,
     log: pino({ level: 'silent' }),
     events: { progress: () => {}, result: (r) => results.push(r) },
-    policy: new AgentPolicy(),
+    policy: options.policy ?? new AgentPolicy(),
     refusals,
     quota: { maxOrders: options.maxOrders ?? 10_000, maxBytes: options.maxBytes ?? 512 * 1024 * 1024 },
   });
@@ -146,22 +146,11 @@ describe('revert orders for unknown applies', () => {
 
 describe('a policy that cannot be checked', () => {
   it('refuses (fails closed), reports and counts, journals nothing', async () => {
-    const results: OrderResultBody[] = [];
-    const clock = { now: () => Date.now() };
     const broken = new AgentPolicy();
     broken.checkOrder = async () => {
       throw new Error('dpkg-query exploded');
     };
-    const ex = new OrderExecutor({
-      journal: await Journal.open(dir),
-      drivers: { file: noopDriver },
-      health: new HealthRunner(healthy, clock),
-      clock,
-      log: pino({ level: 'silent' }),
-      events: { progress: () => {}, result: (r) => results.push(r) },
-      policy: broken,
-      refusals: await RefusalCounter.open(dir),
-    });
+    const { ex, results } = await executor({ policy: broken });
     await ex.apply(quick('o1'));
     expect(results).toMatchObject([{ orderId: 'o1', outcome: 'failed', errorCode: 'internal' }]);
     expect(results[0]?.reason).toContain('dpkg-query exploded');
