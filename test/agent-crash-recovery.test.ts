@@ -32,6 +32,15 @@ import {
   readJournal,
 } from './support/fleet-harness.js';
 
+/**
+ * The agent policy of a package host: apt may change fptest only (required since i10), and file
+ * checks may look at what fptest ships under /usr/share/fptest besides the usual roots.
+ */
+const PACKAGE_AGENT_CONFIG = (apt: object) => ({
+  apt: { ...apt, allowedPackages: ['fptest'] },
+  health: { allowedFileRoots: ['/etc', '/opt', '/usr/local/etc', '/usr/share/fptest'] },
+});
+
 const CHECKPOINTS = [
   'apply:accepted',
   'apply:snapshotted',
@@ -295,7 +304,7 @@ async function newPackageHost(bed: DebTestBed, caseDir: string, label: string): 
   const root: DpkgRoot = await bed.newRoot(label);
   await root.install(bed.deb('fptest', '1.0'));
   const configFile = join(caseDir, 'agent.json');
-  await writeFile(configFile, JSON.stringify({ apt: root.driverOptions }));
+  await writeFile(configFile, JSON.stringify(PACKAGE_AGENT_CONFIG(root.driverOptions)));
   const staging = root.driverOptions.stagingDir ?? root.path('var/cache/fleetpatch');
   return {
     rootDir: root.root,

@@ -21,6 +21,15 @@ import {
 import { samplePackagePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { FINAL_APPLY_STATES, FINAL_REVERT_STATES, FleetHarness, hostOf, readJournal } from './support/fleet-harness.js';
 
+/**
+ * The agent policy of a package host: apt may change fptest only (required since i10), and file
+ * checks may look at what fptest ships under /usr/share/fptest besides the usual roots.
+ */
+const PACKAGE_AGENT_CONFIG = (apt: object) => ({
+  apt: { ...apt, allowedPackages: ['fptest'] },
+  health: { allowedFileRoots: ['/etc', '/opt', '/usr/local/etc', '/usr/share/fptest'] },
+});
+
 const tools = debToolsAvailable();
 if (!tools.available) console.warn(`package rollout e2e: skipped — ${tools.reason}`);
 
@@ -103,7 +112,7 @@ describe.skipIf(!tools.available)(
           const dir = join(work, id);
           await mkdir(dir, { recursive: true });
           const configFile = join(dir, 'agent.json');
-          await writeFile(configFile, JSON.stringify({ apt: root.driverOptions }));
+          await writeFile(configFile, JSON.stringify(PACKAGE_AGENT_CONFIG(root.driverOptions)));
           const host = { id, root, dataDir: join(dir, 'agent-data') };
           const token = await fleet.register(id, { group });
           fleet.spawnAgent({

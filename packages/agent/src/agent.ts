@@ -1,9 +1,9 @@
-import { join } from 'node:path';
 import {
   type CoordinatorMessage,
   connectProofPayload,
   type Facts,
   HostIdSchema,
+  type OrderReport,
   PROTOCOL_VERSION,
   signPayload,
 } from '@fleetpatch/shared';
@@ -20,7 +20,9 @@ import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { Journal } from './journal.js';
 import { type DriverSet, OrderExecutor } from './orders/order-executor.js';
-import { fitProgress } from './wire-fit.js';
+import { AgentPolicy } from './policy/agent-policy.js';
+import { RefusalCounter } from './policy/refusal-counter.js';
+import { fitHelloReports, fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -46,6 +48,8 @@ export class Agent {
   private pruneTimer: NodeJS.Timeout | null = null;
   private credential: AgentCredential | null = null;
   private stopping: Promise<void> | null = null;
+  /** Order ids whose results the last hello left out for room, oldest last. */
+  private heldReports: string[] = [];
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -60,18 +64,21 @@ export class Agent {
     const { config, log } = this.options;
     const clock = this.options.clock ?? systemClock;
     const journal = await Journal.open(config.dataDir);
-    const resolveHostPath = (path: string) => join(config.rootDir, path);
+    const apt = config.apt ? aptDriverFor(config.apt) : undefined;
     const drivers: DriverSet = {
       file: new FileDriver({ rootDir: config.rootDir, allowedRoots: config.file.allowedRoots }),
-      ...(config.apt ? { package: new AptDriver(stripUndefined(config.apt)) } : {}),
+      ...(apt ? { package: apt } : {}),
     };
+    const policy = new AgentPolicy(config, apt ? { packageFacts: apt.packageFacts } : {});
     const executor = new OrderExecutor({
       journal,
       drivers,
-      health: new HealthRunner(new SystemHealthProbe({ resolveHostPath, clock }), clock),
+      health: new HealthRunner(new SystemHealthProbe({ rootDir: config.rootDir, policy, clock }), clock),
       clock,
       log,
-      allowedCommands: config.health.allowedCommands,
+      policy,
+      refusals: await RefusalCounter.open(config.dataDir),
+      quota: config.journal,
       events: {
         progress: (orderId, phase, message, health) =>
           this.connection?.send({
@@ -203,8 +210,32 @@ export class Agent {
       agentVersion: AGENT_VERSION,
       labels: this.options.config.labels,
       facts: this.options.facts,
-      orders: this.journal?.pendingReports() ?? [],
+      orders: this.helloReports(),
     };
+  }
+
+  /** The reports that fit this hello; those held back are paged in as the coordinator acks (see onAck). */
+  private helloReports(): OrderReport[] {
+    const { sent, held } = fitHelloReports(this.journal?.pendingReports() ?? []);
+    this.heldReports = held.map((r) => r.orderId);
+    if (held.length > 0)
+      this.options.log.warn(
+        { sent: sent.length, held: held.length },
+        'hello carries part of the journal; the rest follows acks',
+      );
+    return sent;
+  }
+
+  /** One acknowledged result frees room for one held back: send the next still unacknowledged one. */
+  private sendNextHeld(): void {
+    while (this.heldReports.length > 0) {
+      const orderId = this.heldReports.shift() as string;
+      const entry = this.journal?.get(orderId);
+      if (entry?.phase === 'done' && !entry.acked && entry.result) {
+        this.connection?.send({ type: 'order.result', ...entry.result });
+        return;
+      }
+    }
   }
 
   /** Exhaustive: a new coordinator message type fails to compile until it is handled. */
@@ -233,7 +264,10 @@ export class Agent {
         executor.cancel(message.orderId);
         return;
       case 'order.ack':
-        executor.acknowledge(message.orderId, message.finishedAt).catch(fail);
+        executor
+          .acknowledge(message.orderId, message.finishedAt)
+          .then(() => this.sendNextHeld())
+          .catch(fail);
         return;
       case 'unsupported':
         // The connection only sends what the agreed version has: a bug on one side, not a reason to hang up.
@@ -245,6 +279,14 @@ export class Agent {
       }
     }
   }
+}
+
+/** The apt section minus what only the policy reads; the driver keeps its own name check as a second line. */
+function aptDriverFor(apt: NonNullable<AgentConfig['apt']>): AptDriver {
+  const { allowedSourcePackages, allowDowngrade: _policyOnly, ...options } = apt;
+  // Packages allowed by their source are not in allowedPackages: the policy has judged them already.
+  const { allowedPackages, ...rest } = stripUndefined(options);
+  return new AptDriver(allowedSourcePackages?.length || !allowedPackages ? rest : { ...rest, allowedPackages });
 }
 
 function stripUndefined<T extends object>(value: T): { [K in keyof T]: Exclude<T[K], undefined> } {

@@ -10,6 +10,8 @@ import {
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { checkCaPem, PinSha256Schema } from './coordinator-tls.js';
+import { DEFAULT_ALLOWED_DESTINATIONS, parseDestination } from './policy/allowed-destinations.js';
+import { DEFAULT_JOURNAL_QUOTA } from './policy/journal-quota.js';
 
 export const AgentConfigSchema = z
   .object({
@@ -42,20 +44,62 @@ export const AgentConfigSchema = z
           .array(AbsolutePathSchema.or(z.literal('/')))
           .min(1)
           .default(['/etc', '/opt', '/usr/local/etc']),
+        /**
+         * Paths that hand out root (policy/sensitive-paths.ts: sudoers, cron, ld.so, PAM, sshd_config,
+         * /root, systemd units, …) are refused whatever the roots, unless listed here one by one, exactly.
+         */
+        allowedSensitivePaths: z.array(AbsolutePathSchema).default([]),
+        /** When given, file patches may only name these owners (names or numeric ids). Default: any. */
+        allowedOwners: z.array(z.string().min(1)).optional(),
+        /** When given, file patches may only name these groups (names or numeric ids). Default: any. */
+        allowedGroups: z.array(z.string().min(1)).optional(),
+        /** setuid, setgid and sticky modes are refused unless this is true (and the patch says so too). */
+        allowSpecialModes: z.boolean().default(false),
       })
       .strict()
-      .default({ allowedRoots: ['/etc', '/opt', '/usr/local/etc'] }),
+      .prefault({}),
     health: z
       .object({
         /**
-         * Absolute paths of the executables `command` health checks may run. Checks run as root with
-         * the argv the order names, so an order whose command check is not listed is refused:
-         * otherwise a stolen coordinator could run anything on every host. Default: none.
+         * The `command` health checks this agent runs, each by its full argv: `["/usr/local/bin/check", "--quick"]`
+         * exactly; a string is an argv of that program alone, with no arguments; `{argvPrefix, allowedArgs}` is
+         * the prefix followed by any of `allowedArgs`. Checks run as root. Default: none.
          */
-        allowedCommands: z.array(AbsolutePathSchema).default([]),
+        allowedCommands: z
+          .array(
+            z.union([
+              AbsolutePathSchema,
+              z.array(z.string().min(1)).min(1),
+              z
+                .object({ argvPrefix: z.array(z.string().min(1)).min(1), allowedArgs: z.array(z.string().min(1)) })
+                .strict(),
+            ]),
+          )
+          .default([]),
+        /**
+         * Where `http` and `tcp` checks may connect: addresses, CIDRs or host names, each with an optional
+         * `:port` (`[v6]:port`). A name must be listed and resolve to a listed address. Default: loopback.
+         */
+        allowedDestinations: z
+          .array(z.string().min(1))
+          .default([...DEFAULT_ALLOWED_DESTINATIONS])
+          .superRefine((patterns, ctx) => {
+            for (const pattern of patterns) {
+              try {
+                parseDestination(pattern);
+              } catch (err) {
+                ctx.addIssue({ code: 'custom', message: (err as Error).message });
+              }
+            }
+          }),
+        /** Where `file` checks may look (default: file.allowedRoots); the sensitive paths stay refused. */
+        allowedFileRoots: z
+          .array(AbsolutePathSchema.or(z.literal('/')))
+          .min(1)
+          .optional(),
       })
       .strict()
-      .default({ allowedCommands: [] }),
+      .prefault({}),
     /** Package patches are off unless this section is present. See AptDriverOptions for each field. */
     apt: z
       .object({
@@ -63,14 +107,32 @@ export const AgentConfigSchema = z
         commandPrefix: z.array(z.string()).optional(),
         dpkgOptions: z.array(z.string()).optional(),
         aptOptions: z.array(z.string()).optional(),
+        /** Required (this or allowedSourcePackages): the packages apt changes may name. */
         allowedPackages: z.array(z.string()).optional(),
+        /** Packages built from these source packages (per the apt indexes) are allowed too. */
+        allowedSourcePackages: z.array(z.string()).optional(),
+        /** A version lower than the installed one is refused unless this is true. */
+        allowDowngrade: z.boolean().default(false),
         stagingDir: z.string().optional(),
         lockTimeoutMs: z.number().int().min(0).optional(),
         commandTimeoutMs: z.number().int().min(1000).optional(),
         env: z.record(z.string(), z.string()).optional(),
       })
       .strict()
+      .refine((apt) => (apt.allowedPackages?.length ?? 0) + (apt.allowedSourcePackages?.length ?? 0) > 0, {
+        message:
+          'with apt enabled, list the packages it may change (apt.allowedPackages and/or apt.allowedSourcePackages)',
+        path: ['allowedPackages'],
+      })
       .optional(),
+    /** Quotas of the order journal, checked before an order is journaled (over quota: refused, `blocked`). */
+    journal: z
+      .object({
+        maxOrders: z.number().int().min(1).default(DEFAULT_JOURNAL_QUOTA.maxOrders),
+        maxBytes: z.number().int().min(1024).default(DEFAULT_JOURNAL_QUOTA.maxBytes),
+      })
+      .strict()
+      .prefault({}),
     /** Finished, acknowledged orders (and their snapshots) are kept this long; they can be reverted until then. */
     journalRetentionDays: z.number().min(1).max(3650).default(90),
     backoffBaseMs: z.number().int().min(10).default(500),

@@ -86,6 +86,11 @@ export class Journal {
     return journal;
   }
 
+  /** `<dataDir>/orders`: entries and snapshots, what the journal quota measures. */
+  get directory(): string {
+    return this.ordersDir;
+  }
+
   get position(): number {
     return this.seq;
   }

@@ -1,4 +1,4 @@
-import { type HealthCheckResult, WIRE_LIMITS } from '@fleetpatch/shared';
+import { type HealthCheckResult, type OrderReport, WIRE_LIMITS } from '@fleetpatch/shared';
 
 /** Not capped by the schema, but a check's label can be a 256 kB argv: keep frames small. */
 const MAX_CHECK_LABEL_CHARS = 1024;
@@ -43,4 +43,35 @@ export function fitObserved(observed: string): string {
 
 function cut(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/** What a hello's journal summary may take: the frame less ample room for facts, labels and the proof. */
+export const HELLO_REPORTS_BUDGET_BYTES = WIRE_LIMITS.frameBytes - 512 * 1024;
+/** The hello schema's own cap on reports. */
+const HELLO_MAX_REPORTS = 10_000;
+
+/**
+ * Picks the reports one hello carries so that it always fits its frame (an agent whose hello is
+ * too big is closed with 1009 on every reconnect and never comes back online): unfinished orders
+ * first (small, and the coordinator needs them to know what runs), then results, newest first.
+ * The rest is `held`: sent one by one as the coordinator acknowledges what it got, and reported
+ * again by the next hello until acknowledged.
+ */
+export function fitHelloReports(
+  reports: readonly OrderReport[],
+  budgetBytes = HELLO_REPORTS_BUDGET_BYTES,
+): { sent: OrderReport[]; held: OrderReport[] } {
+  const unfinished = reports.filter((r) => r.result === undefined);
+  const finished = reports.filter((r) => r.result !== undefined).reverse();
+  const sent: OrderReport[] = [];
+  const held: OrderReport[] = [];
+  let used = 2;
+  for (const report of [...unfinished, ...finished]) {
+    const size = Buffer.byteLength(JSON.stringify(report)) + 1;
+    if (sent.length < HELLO_MAX_REPORTS && used + size <= budgetBytes) {
+      sent.push(report);
+      used += size;
+    } else held.push(report);
+  }
+  return { sent, held };
 }

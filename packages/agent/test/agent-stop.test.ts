@@ -2,14 +2,14 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateAgentKeyPair, type OrderApply, PROTOCOL_VERSION } from '@fleetpatch/shared';
+import type { OrderApply } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { Agent } from '../src/agent.js';
-import { writeCredential } from '../src/agent-credential.js';
 import { AgentConfigSchema } from '../src/config.js';
 import { collectFacts } from '../src/facts.js';
+import { sendWelcome, writeTestCredential } from './support/fake-coordinator.js';
 import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
 
 // One agent against a fake coordinator that only challenges, welcomes and sends one order: enough to stop the
@@ -57,26 +57,13 @@ describe('Agent.stop', () => {
     const rootDir = join(base, 'root');
     await mkdir(join(rootDir, 'etc'), { recursive: true });
     await writeFile(join(rootDir, 'etc', 'x.conf'), 'old\n');
-    const pair = generateAgentKeyPair();
-    await writeCredential(
-      dataDir,
-      { hostId: 'web-1', publicKey: pair.publicKey, privateKeyPem: pair.privateKeyPem },
-      new Date().toISOString(),
-    );
+    await writeTestCredential(dataDir);
     server.on('connection', (socket) => {
       socket.on('message', (data) => {
         const frame = JSON.parse(data.toString());
         frames.push(frame);
         if (frame.type !== 'hello') return;
-        // An agent acts on nothing before a welcome it accepted.
-        socket.send(
-          JSON.stringify({
-            type: 'welcome',
-            protocolVersion: PROTOCOL_VERSION,
-            agentId: 'web-1',
-            heartbeatIntervalMs: 10_000,
-          }),
-        );
+        sendWelcome(socket);
         socket.send(JSON.stringify(order()));
       });
       socket.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) }));

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AptDriver, type PackageSnapshot } from '../src/drivers/apt-driver.js';
 import type { DriverContext } from '../src/drivers/driver.js';
+import { AgentPolicy } from '../src/policy/agent-policy.js';
 import {
   buildDeb,
   createDebTestBed,
@@ -266,6 +267,23 @@ describe.skipIf(!tools.available)('AptDriver against real dpkg in a throwaway ro
       expect(await driver.preflight(forged, context())).toMatchObject({ code: 'policy_denied' });
       expect(await host.query('fpother')).toBeUndefined();
     });
+  });
+
+  it('gives the agent policy what it needs to refuse a downgrade (installed version, dpkg ordering, source package)', async () => {
+    const { host, driver } = await hostWith(['fptest', '2.0']);
+    const policy = (allowDowngrade: boolean) =>
+      new AgentPolicy(
+        { file: { allowedRoots: ['/etc'] }, health: {}, apt: { allowedSourcePackages: ['fptest'], allowDowngrade } },
+        { packageFacts: driver.packageFacts },
+      );
+    const order = (version: string) => ({ change: change({ name: 'fptest', version }) });
+    const refused = await policy(false).checkOrder(order('1.0'));
+    expect(refused).toMatchObject({ ok: false, code: 'policy_denied' });
+    expect(refused.ok === false && refused.reason).toContain('apt.allowDowngrade');
+    expect(await policy(true).checkOrder(order('1.0'))).toEqual({ ok: true });
+    // Allowed by its source package (the fixture's own name, from the apt indexes).
+    expect(await policy(false).checkOrder(order('2.0'))).toEqual({ ok: true });
+    await expectInstalled(host, 'fptest', '2.0');
   });
 
   it('stops before dpkg runs when the order is cancelled', async () => {

@@ -8,6 +8,7 @@ import { HealthCheckResultSchema, HealthCheckSchema } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SystemHealthProbe } from '../src/health/health-probe.js';
 import { runProcessCheck } from '../src/health/process-check.js';
+import { AgentPolicy } from '../src/policy/agent-policy.js';
 
 let root: string;
 let probe: SystemHealthProbe;
@@ -16,7 +17,7 @@ const live = new AbortController().signal;
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'fleetpatch-health-'));
   // Patch paths are absolute host paths; this agent's "host" is the temp dir.
-  probe = new SystemHealthProbe({ resolveHostPath: (path) => join(root, path) });
+  probe = new SystemHealthProbe({ rootDir: root });
 });
 
 afterAll(async () => {
@@ -154,7 +155,7 @@ describe('http check', () => {
   it('is healthy on a 200', async () => {
     expect(await run({ kind: 'http', url: `${base}/ok` })).toMatchObject({
       ok: true,
-      observed: 'HTTP 200',
+      observed: expect.stringMatching(/^HTTP 200 \(\d+ ms\)$/),
       check: `${base}/ok`,
     });
   });
@@ -163,25 +164,63 @@ describe('http check', () => {
     expect(await run({ kind: 'http', name: 'web', url: `${base}/broken` })).toMatchObject({
       ok: false,
       check: 'web',
-      observed: 'HTTP 500 (expected 200-399)',
+      observed: expect.stringMatching(/^HTTP 500 \(expected 200-399, \d+ ms\)$/),
     });
   });
 
   it('judges the status against expectStatus', async () => {
     const result = await run({ kind: 'http', url: `${base}/broken`, expectStatus: { min: 500, max: 503 } });
-    expect(result).toMatchObject({ ok: true, observed: 'HTTP 500' });
+    expect(result).toMatchObject({ ok: true, observed: expect.stringMatching(/^HTTP 500 /) });
   });
 
-  it('does not follow redirects: the 3xx itself is judged', async () => {
+  it('does not follow redirects: the 3xx itself is judged, and its Location is not reported', async () => {
     const strict = await run({ kind: 'http', url: `${base}/moved`, expectStatus: { min: 200, max: 299 } });
-    expect(strict).toMatchObject({ ok: false, observed: 'HTTP 302 → /login (expected 200-299)' });
-    expect(await run({ kind: 'http', url: `${base}/moved` })).toMatchObject({ ok: true, observed: 'HTTP 302' });
+    expect(strict).toMatchObject({
+      ok: false,
+      observed: expect.stringMatching(/^HTTP 302 \(expected 200-299, \d+ ms\)$/),
+    });
+    expect(await run({ kind: 'http', url: `${base}/moved` })).toMatchObject({
+      ok: true,
+      observed: expect.stringMatching(/^HTTP 302 /),
+    });
   });
 
-  it('checks the body when asked', async () => {
-    expect(await run({ kind: 'http', url: `${base}/ok`, bodyContains: 'ready: yes' })).toMatchObject({ ok: true });
+  it('checks the body when asked, and never reports any of it', async () => {
+    const found = await run({ kind: 'http', url: `${base}/ok`, bodyContains: 'ready: yes' });
+    expect(found).toMatchObject({
+      ok: true,
+      observed: expect.stringMatching(/^HTTP 200, body contains the expected text \(\d+ ms\)$/),
+    });
     const missing = await run({ kind: 'http', url: `${base}/ok`, bodyContains: 'ready: no' });
-    expect(missing).toMatchObject({ ok: false, observed: 'HTTP 200, body lacks "ready: no" (body: ready: yes)' });
+    expect(missing).toMatchObject({
+      ok: false,
+      observed: expect.stringMatching(/^HTTP 200, body lacks the expected text \(\d+ ms\)$/),
+    });
+    const broken = await run({ kind: 'http', url: `${base}/broken`, bodyContains: 'x' });
+    for (const result of [found, missing, broken]) {
+      expect(result.observed).not.toContain('ready');
+      expect(result.observed).not.toContain('database');
+    }
+  });
+
+  it('connects only to allowed destinations, even when the order got past the executor', async () => {
+    const refused = await run({ kind: 'http', url: 'http://10.255.255.1:8080/' });
+    expect(refused).toMatchObject({ ok: false, observed: expect.stringContaining('refused by the agent policy') });
+    // A name resolving elsewhere: checked at connection time as well (DNS rebinding gains nothing).
+    const rebinding = new SystemHealthProbe({
+      rootDir: root,
+      policy: new AgentPolicy(undefined, { resolveAll: async () => [{ address: '10.255.255.1', family: 4 }] }),
+    });
+    for (const check of [
+      { kind: 'http', url: `http://localhost:${new URL(base).port}/ok` },
+      { kind: 'tcp', host: 'localhost', port: 22 },
+    ]) {
+      const result = await rebinding.run(HealthCheckSchema.parse(check), live);
+      expect(result).toMatchObject({
+        ok: false,
+        observed: expect.stringContaining('10.255.255.1, not an allowed destination'),
+      });
+    }
   });
 
   it('says "connection refused" for a closed port', async () => {
@@ -312,6 +351,26 @@ describe('file check', () => {
     const result = await run({ kind: 'file', path: '/etc/app/app.conf', sha256: 'a'.repeat(64) });
     expect(result).toMatchObject({ ok: false });
     expect(result.observed).toBe(`/etc/app/app.conf sha256 is ${sha256.slice(0, 12)}…, expected aaaaaaaaaaaa…`);
+  });
+
+  it('looks only under the allowed roots, never at a sensitive path, never through a symlinked parent', async () => {
+    await mkdir(join(root, 'var/secret'), { recursive: true });
+    await writeFile(join(root, 'var/secret/key'), 'secret');
+    await symlink(join(root, 'var/secret'), join(root, 'etc/linked'));
+    await mkdir(join(root, 'etc/ssh'), { recursive: true });
+    await writeFile(join(root, 'etc/shadow'), 'root:x');
+    for (const path of ['/var/secret/key', '/etc/shadow']) {
+      expect(await run({ kind: 'file', path })).toMatchObject({
+        ok: false,
+        observed: expect.stringContaining('refused by the agent policy'),
+      });
+    }
+    const viaLink = await run({
+      kind: 'file',
+      path: '/etc/linked/key',
+      sha256: createHash('sha256').update('secret').digest('hex'),
+    });
+    expect(viaLink).toMatchObject({ ok: false, observed: expect.stringContaining('symbolic link') });
   });
 
   it('does not follow a symlink to compare its target', async () => {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -19,6 +19,8 @@ import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
 import { Journal } from '../src/journal.js';
 import { OrderExecutor, type OrderExecutorOptions } from '../src/orders/order-executor.js';
+import { AgentPolicy } from '../src/policy/agent-policy.js';
+import type { AllowedCommand } from '../src/policy/allowed-commands.js';
 import { sampleApplyOrder } from './support/sample-orders.js';
 
 // Logic of the executor with a fake driver that records calls and a host that is just a variable.
@@ -112,6 +114,10 @@ async function executor(journal?: Journal, extra: Partial<OrderExecutorOptions> 
     events: { progress: (orderId, phase) => onProgress(orderId, phase), result: (r) => results.push(r) },
     ...extra,
   });
+}
+
+function withCommands(allowedCommands: AllowedCommand[]): AgentPolicy {
+  return new AgentPolicy({ file: { allowedRoots: ['/etc'] }, health: { allowedCommands } });
 }
 
 /** Real time, for tests that need another step to get ahead of a deliberately slow one. */
@@ -430,7 +436,7 @@ describe('OrderExecutor', () => {
     const withCommand = (id: string) => order(id, { health: { ...order(id).health, checks: [check, commandCheck] } });
     const ex = await executor(undefined, {
       health: new HealthRunner(counting, fakeClock()),
-      allowedCommands: ['/usr/local/bin/check-app'],
+      policy: withCommands(['/usr/local/bin/check-app']),
     });
     await ex.apply(withCommand('o1'));
     expect(ran).toBe(0);
@@ -439,12 +445,14 @@ describe('OrderExecutor', () => {
     expect(results[0]).toMatchObject({ orderId: 'o1', outcome: 'failed', changed: false, errorCode: 'policy_denied' });
     expect(results[0]?.reason).toContain('/bin/sh');
     expect(results[0]?.reason).toContain('health.allowedCommands');
+    expect(await readdir(join(dir, 'orders'))).toEqual([]);
     // No allow-list at all refuses too; a listed executable runs.
     await (await executor(undefined, { health: new HealthRunner(counting, fakeClock()) })).apply(withCommand('o2'));
     expect(results[1]).toMatchObject({ orderId: 'o2', errorCode: 'policy_denied' });
     const allowed = await executor(undefined, {
       health: new HealthRunner(counting, fakeClock()),
-      allowedCommands: ['/bin/sh'],
+      // Allowed by its full argv; a bare '/bin/sh' would allow only an argv without arguments.
+      policy: withCommands([['/bin/sh', '-c', 'id']]),
     });
     await allowed.apply(withCommand('o3'));
     expect(results[2]).toMatchObject({ orderId: 'o3', outcome: 'healthy' });

@@ -7,6 +7,7 @@ import {
   FleetError,
   type PackageChange,
 } from '@fleetpatch/shared';
+import type { PackageFacts } from '../policy/agent-policy.js';
 import type { CommandResult } from '../process/command-runner.js';
 import { describeExit, outputTail } from '../process/command-runner.js';
 import {
@@ -131,6 +132,18 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
         ...options.env,
       },
     });
+  }
+
+  /** Read-only answers for the agent policy (downgrades, source packages); see policy/agent-policy.ts. */
+  get packageFacts(): PackageFacts {
+    return {
+      installedVersion: async (name, signal) => {
+        const state = await this.commands.query(name, signal);
+        return state.installed ? state.version : undefined;
+      },
+      sourcePackageOf: (name, version, signal) => this.commands.sourcePackageOf(name, version, signal),
+      isLower: (a, b, signal) => this.commands.isLower(a, b, signal),
+    };
   }
 
   async preflight(change: PackageChange, ctx: DriverContext): Promise<PreflightVerdict> {

@@ -65,7 +65,7 @@ export class DpkgCommands {
     return ['dpkg', ...this.rootArgs, ...log, ...this.config.dpkgOptions];
   }
 
-  private aptArgs(program: 'apt-get' | 'apt-config'): string[] {
+  private aptArgs(program: 'apt-get' | 'apt-config' | 'apt-cache'): string[] {
     const { root } = this.config;
     const status = root === '/' ? [] : ['-o', `Dir::State::status=${root}/var/lib/dpkg/status`];
     return [program, ...status, ...this.config.aptOptions];
@@ -117,6 +117,26 @@ export class DpkgCommands {
     if (state === 'not-installed') return { installed: false, configFiles: false };
     if (state === 'config-files') return { installed: false, configFiles: true };
     return { installed: true, version, architecture, status, clean: status === 'install ok installed' };
+  }
+
+  /** `dpkg --compare-versions a lt b`: Debian's own ordering, epochs and tildes included. */
+  async isLower(a: string, b: string, signal: AbortSignal): Promise<boolean> {
+    const result = await this.run(['dpkg', '--compare-versions', a, 'lt', b], { signal });
+    throwIfInterrupted(result);
+    if (result.exitCode === 0) return true;
+    if (result.exitCode === 1) return false;
+    throw commandFailed(ErrorCode.internal, 'dpkg --compare-versions', result);
+  }
+
+  /** The source package of `name=version` per the apt indexes (`Source:`, else the name); undefined if unknown. */
+  async sourcePackageOf(name: string, version: string, signal: AbortSignal): Promise<string | undefined> {
+    const result = await this.run([...this.aptArgs('apt-cache'), 'show', `${name}=${version}`], { signal });
+    throwIfInterrupted(result);
+    if (result.exitCode !== 0) return undefined;
+    const stanza = result.stdout.split(/\n\n/)[0] ?? '';
+    if (!/^Package: /m.test(stanza)) return undefined;
+    const source = /^Source: ([a-z0-9][a-z0-9+.-]+)/m.exec(stanza)?.[1];
+    return source ?? name;
   }
 
   /** `dpkg --audit`: empty when the database is consistent, else dpkg's explanation. */

@@ -54,6 +54,7 @@ export async function resolveSafePath(
   rootDir: string,
   path: string,
   allowedRoots: readonly string[],
+  use: 'write' | 'read' = 'write',
 ): Promise<SafePath> {
   assertPathAllowed(path, allowedRoots);
   if (!isAbsolute(rootDir)) {
@@ -85,13 +86,24 @@ export async function resolveSafePath(
         { path, parent: patchDir, reason: 'missing_parent' },
       );
     }
-    describeUnsafeDirectory(stat, ownUid, patchDir, path);
+    describeUnsafeDirectory(stat, ownUid, patchDir, path, use);
   }
 
   return { path, hostPath: join(hostDir, name), hostDir, name };
 }
 
-function describeUnsafeDirectory(stat: Stats, ownUid: number, patchDir: string, path: string): void {
+/**
+ * For a write every parent must be a real directory only root (or this process) can change. For a
+ * read (a file health check, which reports existence and a hash match, nothing of the content) a
+ * real directory is enough: a package's own directories may belong to another user.
+ */
+function describeUnsafeDirectory(
+  stat: Stats,
+  ownUid: number,
+  patchDir: string,
+  path: string,
+  use: 'write' | 'read',
+): void {
   const details = { path, parent: patchDir };
   if (stat.isSymbolicLink()) {
     throw new FleetError(
@@ -103,6 +115,7 @@ function describeUnsafeDirectory(stat: Stats, ownUid: number, patchDir: string, 
   if (!stat.isDirectory()) {
     throw new FleetError(ErrorCode.policyDenied, `parent ${patchDir} is not a directory`, details);
   }
+  if (use === 'read') return;
   if ((stat.mode & 0o022) !== 0) {
     throw new FleetError(
       ErrorCode.policyDenied,

@@ -1,8 +1,10 @@
-import type { HealthCheck, HealthCheckResult } from '@fleetpatch/shared';
+import { type HealthCheck, type HealthCheckResult, isFleetError } from '@fleetpatch/shared';
 import { type Clock, systemClock } from '../clock.js';
+import { resolveSafePath } from '../drivers/safe-path.js';
+import { AgentPolicy } from '../policy/agent-policy.js';
 import { fitObserved } from '../wire-fit.js';
 import { assertNever, checkLabel } from './check-label.js';
-import { type CheckOutcome, describeError, fail } from './check-outcome.js';
+import { type CheckOfKind, type CheckOutcome, describeError, fail } from './check-outcome.js';
 import { runCommandCheck } from './command-check.js';
 import { runFileCheck } from './file-check.js';
 import { runHttpCheck } from './http-check.js';
@@ -20,18 +22,25 @@ export interface HealthProbe {
 }
 
 export interface SystemHealthProbeOptions {
-  /** Maps a path as the patch names it to where it lives for this agent (a test root, a chroot). */
-  resolveHostPath: (patchPath: string) => string;
+  /** The directory standing for `/` (a test root, a chroot); file checks look under it. */
+  rootDir: string;
+  /**
+   * The agent policy: where http and tcp checks may connect (checked again at each connection) and
+   * where file checks may look. The executor refuses an order before this point; this is the second line.
+   */
+  policy?: AgentPolicy;
   clock?: Clock;
 }
 
 /** The probe that looks at the real host: processes, sockets, files, systemd, /proc. */
 export class SystemHealthProbe implements HealthProbe {
-  private readonly resolveHostPath: (patchPath: string) => string;
+  private readonly rootDir: string;
+  private readonly policy: AgentPolicy;
   private readonly clock: Clock;
 
   constructor(options: SystemHealthProbeOptions) {
-    this.resolveHostPath = options.resolveHostPath;
+    this.rootDir = options.rootDir;
+    this.policy = options.policy ?? new AgentPolicy();
     this.clock = options.clock ?? systemClock;
   }
 
@@ -58,19 +67,33 @@ export class SystemHealthProbe implements HealthProbe {
       case 'command':
         return runCommandCheck(check, signal);
       case 'http':
-        return runHttpCheck(check, signal);
+        return runHttpCheck(check, signal, this.policy.rules.health.allowedDestinations);
       case 'tcp':
-        return runTcpCheck(check, signal);
+        return runTcpCheck(check, signal, this.policy.rules.health.allowedDestinations);
       case 'systemd':
         return runSystemdCheck(check, signal);
       case 'process':
         return runProcessCheck(check, signal);
       case 'file':
-        return runFileCheck(check, this.resolveHostPath(check.path), signal);
+        return this.fileCheck(check, signal);
       case 'metric':
         return runMetricCheck(check, signal);
       default:
         return assertNever(check);
     }
+  }
+
+  /** Under the allowed roots, not a sensitive path, no symlinked or foreign-writable parent, O_NOFOLLOW. */
+  private async fileCheck(check: CheckOfKind<'file'>, signal: AbortSignal): Promise<CheckOutcome> {
+    const judged = await this.policy.checkHealthCheck(check);
+    if (!judged.ok) return fail(`refused by the agent policy: ${judged.reason}`);
+    let hostPath: string;
+    try {
+      hostPath = (await resolveSafePath(this.rootDir, check.path, ['/'], 'read')).hostPath;
+    } catch (err) {
+      if (isFleetError(err) && err.details?.reason === 'missing_parent') return fail(`${check.path} does not exist`);
+      return fail(describeError(err));
+    }
+    return runFileCheck(check, hostPath, signal);
   }
 }

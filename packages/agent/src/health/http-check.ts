@@ -1,80 +1,115 @@
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { LookupFunction } from 'node:net';
+import type { AllowedDestinations } from '../policy/allowed-destinations.js';
 import { type CheckOfKind, type CheckOutcome, describeError, fail, pass } from './check-outcome.js';
 
 /** A health endpoint that streams more than this is not searched further for `bodyContains`. */
 const MAX_BODY_BYTES = 1024 * 1024;
 
-export async function runHttpCheck(check: CheckOfKind<'http'>, signal: AbortSignal): Promise<CheckOutcome> {
+/**
+ * GET the URL and judge the status (and whether the body contains a text). Only the status, the
+ * match yes/no and the time taken are reported: never a byte of the body nor a header, so a check
+ * cannot carry an internal service's answer back to the coordinator. The connection goes to the
+ * address the agent policy passed, never to a second DNS answer (rebinding gains nothing).
+ */
+export async function runHttpCheck(
+  check: CheckOfKind<'http'>,
+  signal: AbortSignal,
+  destinations: AllowedDestinations,
+): Promise<CheckOutcome> {
+  const url = new URL(check.url);
+  const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+  let target: { address: string; family: 4 | 6 };
+  try {
+    target = await destinations.addressFor(url.hostname, port);
+  } catch (err) {
+    return fail(`refused by the agent policy: ${describeError(err)}`);
+  }
   const timeout = AbortSignal.timeout(check.timeoutMs);
   const combined = AbortSignal.any([signal, timeout]);
+  const started = performance.now();
+  const took = () => `${Math.round(performance.now() - started)} ms`;
   const { min, max } = check.expectStatus;
   try {
-    // 'manual' so a redirect to a login page or a maintenance host is judged as the 3xx it is.
-    const response = await fetch(check.url, { redirect: 'manual', signal: combined, headers: { accept: '*/*' } });
-    const status = `HTTP ${response.status}`;
-    if (response.status < min || response.status > max) {
-      await response.body?.cancel().catch(() => undefined);
-      const location = response.headers.get('location');
-      const where = location !== null && response.status >= 300 && response.status < 400 ? ` → ${location}` : '';
-      return fail(`${status}${where} (expected ${min}-${max})`);
+    const response = await get(url, { signal: combined, lookup: pinnedLookup(target) });
+    const status = `HTTP ${response.statusCode ?? 0}`;
+    const code = response.statusCode ?? 0;
+    if (code < min || code > max) {
+      response.destroy();
+      return fail(`${status} (expected ${min}-${max}, ${took()})`);
     }
     if (check.bodyContains === undefined) {
-      await response.body?.cancel().catch(() => undefined);
-      return pass(status);
+      response.destroy();
+      return pass(`${status} (${took()})`);
     }
-    const body = await readCapped(response, MAX_BODY_BYTES);
-    return body.includes(check.bodyContains)
-      ? pass(`${status}, body contains ${JSON.stringify(check.bodyContains)}`)
-      : fail(`${status}, body lacks ${JSON.stringify(check.bodyContains)}${excerpt(body)}`);
+    const found = await bodyContains(response, check.bodyContains);
+    return found
+      ? pass(`${status}, body contains the expected text (${took()})`)
+      : fail(`${status}, body lacks the expected text (${took()})`);
   } catch (err) {
     if (signal.aborted) return fail('aborted');
     if (timeout.aborted) return fail(`no response within ${check.timeoutMs} ms`);
-    return fail(describeFetchError(err));
+    return fail(describeRequestError(err));
   }
 }
 
-async function readCapped(response: Response, cap: number): Promise<string> {
-  if (response.body === null) return '';
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    while (size < cap) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      size += value.byteLength;
-    }
-  } finally {
-    await reader.cancel().catch(() => undefined);
-  }
-  return Buffer.concat(chunks).subarray(0, cap).toString('utf8');
+function get(url: URL, options: { signal: AbortSignal; lookup: LookupFunction }): Promise<IncomingMessage> {
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  const requestOptions: RequestOptions = {
+    method: 'GET',
+    headers: { accept: '*/*' },
+    signal: options.signal,
+    lookup: options.lookup,
+    // A fresh connection each time: a pooled socket may lead to an address judged for another check.
+    agent: false,
+  };
+  return new Promise((resolve, reject) => {
+    const req = send(url, requestOptions, resolve);
+    req.once('error', reject);
+    req.end();
+  });
 }
 
-function excerpt(body: string): string {
-  const flat = body.replace(/\s+/g, ' ').trim();
-  if (flat === '') return ' (empty body)';
-  return flat.length > 200 ? ` (body: ${flat.slice(0, 200)}…)` : ` (body: ${flat})`;
+/** Answers every lookup with the address the policy passed. */
+function pinnedLookup(target: { address: string; family: 4 | 6 }): LookupFunction {
+  return (_hostname, options, callback) => {
+    if (options.all) callback(null, [{ address: target.address, family: target.family }]);
+    else callback(null, target.address, target.family);
+  };
 }
 
-/** undici hides the useful part in `cause`: "fetch failed" alone tells an operator nothing. */
-function describeFetchError(err: unknown): string {
-  const cause = err instanceof Error ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
-  const code = cause?.code;
+/** Reads at most MAX_BODY_BYTES; the text stays here, only whether it matched leaves. */
+function bodyContains(response: IncomingMessage, needle: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      response.removeAllListeners('data');
+      response.destroy();
+      resolve(Buffer.concat(chunks).subarray(0, MAX_BODY_BYTES).toString('utf8').includes(needle));
+    };
+    response.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.byteLength;
+      if (size >= MAX_BODY_BYTES) done();
+    });
+    response.once('end', done);
+    response.once('error', reject);
+  });
+}
+
+function describeRequestError(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
   switch (code) {
     case 'ECONNREFUSED':
       return 'connection refused';
     case 'ECONNRESET':
       return 'connection reset';
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `host not found (${code})`;
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
       return `host unreachable (${code})`;
-    case 'UND_ERR_SOCKET':
-      return `connection closed: ${cause?.message ?? 'socket error'}`;
     default:
-      if (cause instanceof Error) return describeError(cause);
       return describeError(err);
   }
 }

@@ -1,11 +1,23 @@
 import { connect } from 'node:net';
+import type { AllowedDestinations } from '../policy/allowed-destinations.js';
 import { type CheckOfKind, type CheckOutcome, describeError, fail, pass } from './check-outcome.js';
 
-export function runTcpCheck(check: CheckOfKind<'tcp'>, signal: AbortSignal): Promise<CheckOutcome> {
+/** Connects to the address the agent policy passed for `host:port` (never a second DNS answer). */
+export async function runTcpCheck(
+  check: CheckOfKind<'tcp'>,
+  signal: AbortSignal,
+  destinations: AllowedDestinations,
+): Promise<CheckOutcome> {
   const target = `${check.host}:${check.port}`;
-  if (signal.aborted) return Promise.resolve(fail('aborted'));
+  if (signal.aborted) return fail('aborted');
+  let address: string;
+  try {
+    address = (await destinations.addressFor(check.host, check.port)).address;
+  } catch (err) {
+    return fail(`refused by the agent policy: ${describeError(err)}`);
+  }
   return new Promise((resolve) => {
-    const socket = connect({ host: check.host, port: check.port });
+    const socket = connect({ host: address, port: check.port });
     const finish = (outcome: CheckOutcome): void => {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);

@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { type Change, ErrorCode, FleetError, type HealthCheck, type OrderApply } from '@fleetpatch/shared';
+import { type Change, ErrorCode, FleetError, type OrderApply } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
 import type { BakeWatch } from './bake-watch.js';
@@ -8,8 +8,6 @@ import { restoreAndFinish } from './snapshot-restore.js';
 import { targetOf } from './target-lock.js';
 
 export interface ApplyPhasesOptions {
-  /** Absolute paths of the executables `command` health checks may run (see OrderExecutorOptions). */
-  allowedCommands: readonly string[];
   /** Where a healthy apply goes on being watched. */
   bakes: BakeWatch;
 }
@@ -59,6 +57,7 @@ async function runPhases(
     return;
   }
 
+  // The executor admitted the order (policy and quotas) before it was journaled, driver included.
   const driver = ctx.driverFor(order.change);
   if (!driver) {
     await ctx.finish(entry, {
@@ -66,19 +65,6 @@ async function runPhases(
       changed: false,
       errorCode: ErrorCode.policyDenied,
       reason: notEnabledReason(order.change),
-    });
-    return;
-  }
-  // Before the baseline: a denied command check must not run even once.
-  const denied = deniedCommand(order.health.checks, options.allowedCommands);
-  if (denied !== undefined) {
-    await ctx.finish(entry, {
-      outcome: 'failed',
-      changed: false,
-      errorCode: ErrorCode.policyDenied,
-      reason:
-        `command health check ${JSON.stringify(denied)} is not allowed on this agent: ` +
-        'add its absolute path to health.allowedCommands in the agent configuration',
     });
     return;
   }
@@ -190,14 +176,6 @@ async function runPhases(
 /** Why an order (an apply or a preflight) for a change this agent has no driver for is refused. */
 export function notEnabledReason(change: Change): string {
   return `${change.kind} changes are not enabled on this agent`;
-}
-
-/** The first `command` check whose executable is not in the allow-list, as its argv; undefined when all may run. */
-function deniedCommand(checks: readonly HealthCheck[], allowed: readonly string[]): readonly string[] | undefined {
-  for (const check of checks) {
-    if (check.kind === 'command' && !allowed.includes(check.argv[0] ?? '')) return check.argv;
-  }
-  return undefined;
 }
 
 /** What an order reports when its preflight stops it; null when it may go on. */

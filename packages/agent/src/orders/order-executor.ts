@@ -1,6 +1,9 @@
 import { ErrorCode, FleetError, type OrderApply, type OrderPreflight, type OrderRevert } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
+import { AgentPolicy } from '../policy/agent-policy.js';
+import { type JournalQuota, journalQuotaRefusal } from '../policy/journal-quota.js';
+import type { RefusalCounter } from '../policy/refusal-counter.js';
 import { fitResult } from '../wire-fit.js';
 import { notEnabledReason, runApply } from './apply-phases.js';
 import { BakeWatch } from './bake-watch.js';
@@ -11,11 +14,14 @@ export type { DriverSet, ExecutorEvents } from './order-context.js';
 
 export interface OrderExecutorOptions extends OrderContextOptions {
   /**
-   * Absolute paths of the executables `command` health checks may run (config
-   * `health.allowedCommands`). A check runs as root with an argv the order names, so without this
-   * list whoever controls the coordinator could run anything on every host. Default: none.
+   * The agent's local policy (see agent-policy.ts), checked before an order is journaled and before
+   * any of its health checks runs. Default: the agent's default policy.
    */
-  allowedCommands?: readonly string[];
+  policy?: AgentPolicy;
+  /** Where refused orders are counted (they are not journaled); none in unit tests that do not look. */
+  refusals?: RefusalCounter;
+  /** Journal quotas, checked before an order is journaled. Default: none. */
+  quota?: JournalQuota;
 }
 
 /**
@@ -30,13 +36,17 @@ export class OrderExecutor {
   private readonly reverts = new Set<string>();
   private readonly ctx: OrderContext;
   private readonly bakes: BakeWatch;
-  private readonly allowedCommands: readonly string[];
+  private readonly policy: AgentPolicy;
+  private readonly refusals: RefusalCounter | undefined;
+  private readonly quota: JournalQuota | undefined;
   private stopping: Promise<void> | null = null;
 
   constructor(options: OrderExecutorOptions) {
     this.ctx = new OrderContext(options);
     this.bakes = new BakeWatch(this.ctx);
-    this.allowedCommands = options.allowedCommands ?? [];
+    this.policy = options.policy ?? new AgentPolicy();
+    this.refusals = options.refusals;
+    this.quota = options.quota;
   }
 
   /** How many orders are executing right now. */
@@ -69,12 +79,11 @@ export class OrderExecutor {
     if (this.stopping) return;
     const abort = new AbortController();
     const log = this.ctx.log.child({ orderId: order.orderId, rolloutId: order.rolloutId, kind: order.change.kind });
-    const done = runApply(this.ctx, order, abort.signal, log, {
-      allowedCommands: this.allowedCommands,
-      bakes: this.bakes,
-    }).catch((err: unknown) => {
-      log.error({ err }, 'order failed unexpectedly');
-    });
+    const done = this.admit(order, abort.signal, log)
+      .then((admitted) => (admitted ? runApply(this.ctx, order, abort.signal, log, { bakes: this.bakes }) : undefined))
+      .catch((err: unknown) => {
+        log.error({ err }, 'order failed unexpectedly');
+      });
     const mine = { abort, done };
     this.running.set(order.orderId, mine);
     try {
@@ -91,6 +100,23 @@ export class OrderExecutor {
     const known = this.ctx.journal.get(order.orderId);
     if (known) return this.answerKnown(known);
     if (this.stopping) return;
+    if (this.ctx.journal.get(order.revertsOrderId)?.kind !== 'apply' && !this.running.has(order.revertsOrderId)) {
+      // Nothing to restore: answered and counted, not journaled (a flood of made-up ids costs no disk).
+      const reason = `this agent has no record of order ${order.revertsOrderId}`;
+      const finishedAt = this.ctx.now();
+      await this.refusals?.record(ErrorCode.notFound, reason, finishedAt).catch(() => undefined);
+      this.ctx.events.result(
+        fitResult({
+          orderId: order.orderId,
+          finishedAt,
+          outcome: 'revert_failed',
+          changed: false,
+          errorCode: ErrorCode.notFound,
+          reason,
+        }),
+      );
+      return;
+    }
     this.reverts.add(order.orderId);
     try {
       await this.runRevert(order.orderId, order.revertsOrderId);
@@ -104,15 +130,16 @@ export class OrderExecutor {
     const { events } = this.ctx;
     const driver = this.ctx.driverFor(order.change);
     const base = { orderId: order.orderId, changed: false, finishedAt: this.ctx.now() };
-    if (!driver) {
-      events.result({
-        ...base,
-        outcome: 'would_fail',
-        errorCode: ErrorCode.policyDenied,
-        reason: notEnabledReason(order.change),
-      });
+    const admitted = driver
+      ? await this.policy
+          .checkOrder(order)
+          .catch((err: unknown) => ({ ok: false as const, code: codeOf(err), reason: messageOf(err) }))
+      : { ok: false as const, code: ErrorCode.policyDenied, reason: notEnabledReason(order.change) };
+    if (!admitted.ok) {
+      events.result(fitResult({ ...base, outcome: 'would_fail', errorCode: admitted.code, reason: admitted.reason }));
       return;
     }
+    if (!driver) return;
     const verdict = await driver
       .preflight(order.change, this.ctx.driverContext(AbortSignal.timeout(120_000), this.ctx.log))
       .catch((err: unknown) => ({ outcome: 'would_fail' as const, code: codeOf(err), detail: messageOf(err) }));
@@ -157,6 +184,47 @@ export class OrderExecutor {
       () => undefined,
     );
     return this.stopping;
+  }
+
+  /**
+   * Policy and quotas, before the order is journaled and before any health check runs. A refused
+   * order is reported and counted, nothing more: a flood of them costs a counter, not the disk. A
+   * re-delivery of the same id is judged again and refused again.
+   */
+  private async admit(order: OrderApply, signal: AbortSignal, log: Logger): Promise<boolean> {
+    const driver = this.ctx.driverFor(order.change);
+    let refusal: { code: ErrorCode; reason: string } | undefined;
+    try {
+      if (!driver) refusal = { code: ErrorCode.policyDenied, reason: notEnabledReason(order.change) };
+      else {
+        const verdict = await this.policy.checkOrder(order, signal);
+        if (!verdict.ok) refusal = verdict;
+        else {
+          const over = this.quota ? await journalQuotaRefusal(this.ctx.journal, this.quota) : undefined;
+          if (over !== undefined) refusal = { code: ErrorCode.blocked, reason: over };
+        }
+      }
+    } catch (err) {
+      // A rule that cannot be checked (dpkg-query failing, say) refuses: the policy fails closed.
+      refusal = { code: codeOf(err), reason: `the agent policy could not be checked: ${messageOf(err)}` };
+    }
+    if (refusal === undefined) return true;
+    log.warn({ errorCode: refusal.code, reason: refusal.reason }, 'order refused before it was journaled');
+    const finishedAt = this.ctx.now();
+    await this.refusals
+      ?.record(refusal.code, refusal.reason, finishedAt)
+      .catch((err: unknown) => log.error({ err }, 'could not write the refusal counter'));
+    this.ctx.events.result(
+      fitResult({
+        orderId: order.orderId,
+        finishedAt,
+        outcome: 'failed',
+        changed: false,
+        errorCode: refusal.code,
+        reason: refusal.reason,
+      }),
+    );
+    return false;
   }
 
   private async runRevert(orderId: string, revertsOrderId: string, recovered?: RevertEntry): Promise<void> {

@@ -1,0 +1,255 @@
+import {
+  type Change,
+  ErrorCode,
+  type FileChange,
+  type HealthCheck,
+  isNormalizedAbsolutePath,
+  type OrderApply,
+  type PackageChange,
+  parseMode,
+} from '@fleetpatch/shared';
+import { type AllowedCommand, isCommandAllowed } from './allowed-commands.js';
+import { AllowedDestinations, DEFAULT_ALLOWED_DESTINATIONS, type ResolveAll } from './allowed-destinations.js';
+import { sensitiveRuleFor } from './sensitive-paths.js';
+
+/** What the host's owner allows, from the agent's own configuration; nothing here comes from an order. */
+export interface AgentPolicyRules {
+  file: {
+    /** File changes (and, unless `health.allowedFileRoots` says otherwise, file checks) stay under these. */
+    allowedRoots: readonly string[];
+    /** Paths that hand out root (see sensitive-paths.ts) allowed anyway, each listed exactly. */
+    allowedSensitivePaths: readonly string[];
+    /** When set, the owner a file change names must be one of these (names or numeric ids). */
+    allowedOwners?: readonly string[] | undefined;
+    /** When set, the group a file change names must be one of these (names or numeric ids). */
+    allowedGroups?: readonly string[] | undefined;
+    /** setuid, setgid and sticky modes are refused unless this is true (and the patch says so too). */
+    allowSpecialModes: boolean;
+  };
+  health: {
+    allowedCommands: readonly AllowedCommand[];
+    allowedDestinations: AllowedDestinations;
+    /** Where `file` checks may look; default the file roots. */
+    allowedFileRoots: readonly string[];
+  };
+  /** Absent when package changes are not enabled. */
+  apt?:
+    | {
+        allowedPackages: readonly string[];
+        allowedSourcePackages: readonly string[];
+        allowDowngrade: boolean;
+      }
+    | undefined;
+}
+
+/** What the package rules need to know about the host (the apt driver answers, read-only). */
+export interface PackageFacts {
+  installedVersion(name: string, signal: AbortSignal): Promise<string | undefined>;
+  /** The source package `name=version` is built from, per the apt indexes; undefined when apt does not know it. */
+  sourcePackageOf(name: string, version: string, signal: AbortSignal): Promise<string | undefined>;
+  /** `dpkg --compare-versions a lt b`. */
+  isLower(a: string, b: string, signal: AbortSignal): Promise<boolean>;
+}
+
+export type PolicyVerdict = { ok: true } | { ok: false; code: typeof ErrorCode.policyDenied; reason: string };
+
+const OK: PolicyVerdict = { ok: true };
+
+function denied(reason: string): PolicyVerdict {
+  return { ok: false, code: ErrorCode.policyDenied, reason };
+}
+
+export interface AgentPolicyConfig {
+  file: {
+    allowedRoots: readonly string[];
+    allowedSensitivePaths?: readonly string[] | undefined;
+    allowedOwners?: readonly string[] | undefined;
+    allowedGroups?: readonly string[] | undefined;
+    allowSpecialModes?: boolean | undefined;
+  };
+  health: {
+    allowedCommands?: readonly AllowedCommand[] | undefined;
+    allowedDestinations?: readonly string[] | undefined;
+    allowedFileRoots?: readonly string[] | undefined;
+  };
+  apt?:
+    | {
+        allowedPackages?: readonly string[] | undefined;
+        allowedSourcePackages?: readonly string[] | undefined;
+        allowDowngrade?: boolean | undefined;
+      }
+    | undefined;
+}
+
+/** The agent's defaults: its standard roots, no sensitive path, no special mode, loopback checks, no command. */
+export const DEFAULT_POLICY_CONFIG: AgentPolicyConfig = {
+  file: { allowedRoots: ['/etc', '/opt', '/usr/local/etc'] },
+  health: {},
+};
+
+/**
+ * The agent's local policy, checked before an order is journaled and before any of its health
+ * checks runs (the baseline included): a stolen coordinator can send anything, and whatever it
+ * sends is judged here against what the host's owner wrote in the agent's configuration.
+ * One refusal names the rule that refused, so the operator knows which key to change.
+ */
+export class AgentPolicy {
+  readonly rules: AgentPolicyRules;
+  private readonly packageFacts: PackageFacts | undefined;
+
+  constructor(
+    config: AgentPolicyConfig = DEFAULT_POLICY_CONFIG,
+    options: { resolveAll?: ResolveAll; packageFacts?: PackageFacts } = {},
+  ) {
+    this.packageFacts = options.packageFacts;
+    this.rules = {
+      file: {
+        allowedRoots: config.file.allowedRoots,
+        allowedSensitivePaths: config.file.allowedSensitivePaths ?? [],
+        allowedOwners: config.file.allowedOwners,
+        allowedGroups: config.file.allowedGroups,
+        allowSpecialModes: config.file.allowSpecialModes ?? false,
+      },
+      health: {
+        allowedCommands: config.health.allowedCommands ?? [],
+        allowedDestinations: new AllowedDestinations(
+          config.health.allowedDestinations ?? DEFAULT_ALLOWED_DESTINATIONS,
+          options.resolveAll,
+        ),
+        allowedFileRoots: config.health.allowedFileRoots ?? config.file.allowedRoots,
+      },
+      apt:
+        config.apt === undefined
+          ? undefined
+          : {
+              allowedPackages: config.apt.allowedPackages ?? [],
+              allowedSourcePackages: config.apt.allowedSourcePackages ?? [],
+              allowDowngrade: config.apt.allowDowngrade ?? false,
+            },
+    };
+  }
+
+  /** The change and every health check of `order`; the first rule broken refuses the whole order. */
+  async checkOrder(
+    order: Pick<OrderApply, 'change'> & { health?: { checks: readonly HealthCheck[] } },
+    signal: AbortSignal = new AbortController().signal,
+  ): Promise<PolicyVerdict> {
+    const change = await this.checkChange(order.change, signal);
+    if (!change.ok) return change;
+    for (const check of order.health?.checks ?? []) {
+      const verdict = await this.checkHealthCheck(check);
+      if (!verdict.ok) return verdict;
+    }
+    return OK;
+  }
+
+  async checkChange(change: Change, signal: AbortSignal): Promise<PolicyVerdict> {
+    switch (change.kind) {
+      case 'file':
+        return this.checkFileChange(change);
+      case 'package':
+        return this.checkPackageChange(change, signal);
+    }
+  }
+
+  checkFileChange(change: FileChange): PolicyVerdict {
+    const { file } = this.rules;
+    const path = this.checkPath(change.path, file.allowedRoots, 'file.allowedRoots');
+    if (!path.ok) return path;
+    if ((parseMode(change.mode) & 0o7000) !== 0 && !file.allowSpecialModes) {
+      return denied(
+        `mode ${change.mode} of ${change.path} has setuid, setgid or sticky bits, which this agent refuses (file.allowSpecialModes)`,
+      );
+    }
+    if (file.allowedOwners !== undefined && !file.allowedOwners.includes(change.owner)) {
+      return denied(`owner ${change.owner} of ${change.path} is not in file.allowedOwners`);
+    }
+    if (file.allowedGroups !== undefined && !file.allowedGroups.includes(change.group)) {
+      return denied(`group ${change.group} of ${change.path} is not in file.allowedGroups`);
+    }
+    return OK;
+  }
+
+  async checkPackageChange(change: PackageChange, signal: AbortSignal): Promise<PolicyVerdict> {
+    const { apt } = this.rules;
+    if (apt === undefined) return denied('package changes are not enabled on this agent (no apt section)');
+    const byName = apt.allowedPackages.includes(change.name);
+    if (!byName) {
+      const source =
+        apt.allowedSourcePackages.length > 0
+          ? await this.packageFacts?.sourcePackageOf(change.name, change.version, signal)
+          : undefined;
+      if (source === undefined || !apt.allowedSourcePackages.includes(source)) {
+        return denied(
+          `package ${change.name} is not in apt.allowedPackages` +
+            (apt.allowedSourcePackages.length > 0
+              ? ` and its source package (${source ?? 'unknown'}) is not in apt.allowedSourcePackages`
+              : ''),
+        );
+      }
+    }
+    if (!apt.allowDowngrade && this.packageFacts !== undefined) {
+      const installed = await this.packageFacts.installedVersion(change.name, signal);
+      if (installed !== undefined && (await this.packageFacts.isLower(change.version, installed, signal))) {
+        return denied(
+          `${change.name} ${change.version} is lower than the installed ${installed}: downgrades are refused (apt.allowDowngrade)`,
+        );
+      }
+    }
+    return OK;
+  }
+
+  async checkHealthCheck(check: HealthCheck): Promise<PolicyVerdict> {
+    const { health } = this.rules;
+    switch (check.kind) {
+      case 'command':
+        return isCommandAllowed(check.argv, health.allowedCommands)
+          ? OK
+          : denied(
+              `command health check ${JSON.stringify(check.argv)} is not allowed on this agent: ` +
+                'health.allowedCommands lists full argvs (a program path alone allows it only without arguments)',
+            );
+      case 'http': {
+        const url = new URL(check.url);
+        const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port);
+        return this.checkDestination(url.hostname, port, 'http');
+      }
+      case 'tcp':
+        return this.checkDestination(check.host, check.port, 'tcp');
+      case 'file':
+        return this.checkPath(check.path, health.allowedFileRoots, 'health.allowedFileRoots');
+      case 'systemd':
+      case 'process':
+      case 'metric':
+        return OK;
+    }
+  }
+
+  /** Name first (pure), then, for a name, where it resolves now: every connection is checked again at use. */
+  private async checkDestination(host: string, port: number, kind: string): Promise<PolicyVerdict> {
+    const destinations = this.rules.health.allowedDestinations;
+    const refusal = destinations.refusalFor(host, port);
+    if (refusal !== undefined) return denied(`${kind} health check: ${refusal} (health.allowedDestinations)`);
+    try {
+      await destinations.addressFor(host, port);
+    } catch (err) {
+      return denied(`${kind} health check: ${(err as Error).message} (health.allowedDestinations)`);
+    }
+    return OK;
+  }
+
+  /** Absolute, normalized, under a root, and not a path that hands out root unless listed exactly. */
+  checkPath(path: string, roots: readonly string[], rootsKey: string): PolicyVerdict {
+    if (!isNormalizedAbsolutePath(path)) return denied(`path ${JSON.stringify(path)} is not absolute and normalized`);
+    if (!roots.some((root) => root === '/' || path === root || path.startsWith(`${root}/`))) {
+      return denied(`path ${path} is outside the allowed roots (${roots.join(', ') || 'none'}; ${rootsKey})`);
+    }
+    const sensitive = sensitiveRuleFor(path);
+    if (sensitive !== undefined && !this.rules.file.allowedSensitivePaths.includes(path)) {
+      return denied(
+        `path ${path} is under ${sensitive}, which can hand out root: list it exactly in file.allowedSensitivePaths to allow it`,
+      );
+    }
+    return OK;
+  }
+}
