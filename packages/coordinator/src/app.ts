@@ -215,7 +215,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   await app.register(enrollmentRoutes, { prefix: '/v1' });
   await app.register(patchRoutes, { prefix: '/v1' });
   await app.register(rolloutRoutes, { prefix: '/v1' });
-  await app.register(eventStreamRoutes, { prefix: '/v1' });
+  await app.register(eventStreamRoutes, { prefix: '/v1', limits: config.eventStreams });
   await app.register(auditRoutes, { prefix: '/v1' });
   return app;
 }

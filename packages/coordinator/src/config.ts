@@ -136,6 +136,24 @@ export const CoordinatorConfigSchema = z
      * them); beyond it the connection is dropped. Clients that wait for each answer never have two.
      */
     maxPipelinedRequests: z.number().int().min(1).max(10_000).default(16),
+    /**
+     * Live event streams (SSE): at most `maxOpen` at once and `maxPerAddress` from one address (429
+     * beyond); a reader that leaves more than `maxUnreadBytes` unread is cut — it resumes exactly where
+     * it was with `Last-Event-ID`, so nothing is lost and nothing piles up in the coordinator.
+     */
+    eventStreams: z
+      .object({
+        maxOpen: z.number().int().min(1).max(100_000).default(1000),
+        maxPerAddress: z.number().int().min(1).max(100_000).default(32),
+        maxUnreadBytes: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .max(256 * 1024 * 1024)
+          .default(4 * 1024 * 1024),
+      })
+      .strict()
+      .prefault({}),
     webhooks: z.array(WebhookSchema).default([]),
     /**
      * The fewest approvals a rollout may ask for. At 1 or more nobody can skip four eyes by creating a

@@ -1,14 +1,22 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
-import type { EventRecord } from '@fleetpatch/shared';
+import { ErrorCode, type EventRecord, FleetError } from '@fleetpatch/shared';
 import { z } from 'zod';
+import type { CoordinatorConfig } from '../config.js';
 
 /**
  * Live audit stream of one rollout as Server-Sent Events. Sends the backlog after `Last-Event-ID`
  * (or `?after=`), then every committed event as it happens; `id:` is the event's seq so a client
  * that reconnects resumes exactly where it left off.
  */
-export const eventStreamRoutes: FastifyPluginAsyncZod = async (app) => {
+/** New events held for a stream still sending its backlog; beyond, the stream is cut (it resumes). */
+const LIVE_BACKLOG_CAP = 10_000;
+
+export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfig['eventStreams'] }> = async (
+  app,
+  { limits },
+) => {
   const { store, view } = app.fleet;
+  const perAddress = new Map<string, number>();
   // Open streams, each with the function that ends it. A stream never ends by itself, and the HTTP
   // server cannot finish closing while one is open: one preClose hook (hooks cannot be added once the
   // app is ready, so never per request) ends them all when the app closes.
@@ -29,6 +37,14 @@ export const eventStreamRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       const rolloutId = request.params.id;
       view.assertExists(rolloutId); // 404 before the stream opens
+      const address = request.ip;
+      const fromAddress = perAddress.get(address) ?? 0;
+      if (open.size >= limits.maxOpen || fromAddress >= limits.maxPerAddress) {
+        throw new FleetError(ErrorCode.tooManyRequests, 'too many open event streams; close one or try later', {
+          open: open.size,
+          fromThisAddress: fromAddress,
+        });
+      }
       const lastEventId = Number(request.headers['last-event-id']);
       let after = Number.isInteger(lastEventId) && lastEventId > 0 ? lastEventId : (request.query.after ?? 0);
 
@@ -39,40 +55,75 @@ export const eventStreamRoutes: FastifyPluginAsyncZod = async (app) => {
         'cache-control': 'no-cache',
         connection: 'keep-alive',
       });
-      const write = (event: EventRecord) => {
-        if (event.seq <= after) return;
-        after = event.seq;
-        res.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-      };
-      // Subscribe before reading the backlog so nothing committed in between is lost; `after` dedupes.
-      const live: EventRecord[] = [];
-      let replaying = true;
-      const unsubscribe = store.onEvent((event) => {
-        if (event.rolloutId !== rolloutId) return;
-        if (replaying) live.push(event);
-        else write(event);
-      });
-      for (;;) {
-        const page = store.events(rolloutId, after, 500);
-        for (const event of page) write(event);
-        if (page.length < 500) break;
-      }
-      replaying = false;
-      for (const event of live) write(event);
-      const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      let keepAlive: NodeJS.Timeout | undefined;
+      let unsubscribe = () => {};
+      let cleaned = false;
       const cleanUp = () => {
+        if (cleaned) return;
+        cleaned = true;
         clearInterval(keepAlive);
         unsubscribe();
         open.delete(end);
+        const left = (perAddress.get(address) ?? 1) - 1;
+        if (left > 0) perAddress.set(address, left);
+        else perAddress.delete(address);
       };
       const end = () => {
         cleanUp();
         res.end();
       };
+      /** Writes one event once; false when the socket's buffer is full (the backlog then waits). */
+      const send = (event: EventRecord): boolean => {
+        if (event.seq <= after || cleaned) return true;
+        after = event.seq;
+        return res.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+      };
+      /** A live event: a reader this far behind is cut rather than buffered for; it resumes from Last-Event-ID. */
+      const write = (event: EventRecord) => {
+        if (cleaned) return;
+        if (res.writableLength > limits.maxUnreadBytes) {
+          // Destroyed, not ended: ending would wait for the unread bytes to drain, which they never do.
+          request.log.warn({ rolloutId, remote: address }, 'event stream reader too slow; stream ended');
+          cleanUp();
+          res.destroy();
+          return;
+        }
+        send(event);
+      };
+      const drained = () =>
+        new Promise<void>((resolve) => {
+          const done = () => {
+            res.off('drain', done).off('close', done);
+            resolve();
+          };
+          res.on('drain', done).on('close', done);
+        });
       open.add(end);
+      perAddress.set(address, fromAddress + 1);
       // The response's close fires when the client goes away or the stream is ended, either way once.
       res.on('close', cleanUp);
-      if (res.destroyed) cleanUp(); // the client left before the listener was attached
+      // Subscribe before reading the backlog so nothing committed in between is lost; `after` dedupes.
+      const live: EventRecord[] = [];
+      let replaying = true;
+      unsubscribe = store.onEvent((event) => {
+        if (event.rolloutId !== rolloutId) return;
+        if (!replaying) write(event);
+        else if (live.push(event) > LIVE_BACKLOG_CAP) {
+          // The reader has not taken its backlog while this many new events came: cut it, it resumes.
+          cleanUp();
+          res.destroy();
+        }
+      });
+      // The backlog goes out at the reader's pace: one page after the other, waiting for the socket.
+      for (;;) {
+        const page = store.events(rolloutId, after, 500);
+        for (const event of page) if (!send(event)) await drained();
+        if (page.length < 500 || cleaned || res.destroyed) break;
+      }
+      replaying = false;
+      for (const event of live) write(event);
+      if (res.destroyed) cleanUp(); // the client left before the close listener could see it
+      if (!cleaned) keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
     },
   );
 };
