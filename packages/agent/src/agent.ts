@@ -21,7 +21,9 @@ import { HealthRunner } from './health/health-runner.js';
 import { Journal } from './journal.js';
 import { type DriverSet, OrderExecutor } from './orders/order-executor.js';
 import { AgentPolicy } from './policy/agent-policy.js';
+import { AppliedSequences } from './policy/applied-sequences.js';
 import { RefusalCounter } from './policy/refusal-counter.js';
+import { SignedOrderCheck } from './policy/signed-order-check.js';
 import { fitHelloReports, fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -78,6 +80,15 @@ export class Agent {
       log,
       policy,
       refusals: await RefusalCounter.open(config.dataDir),
+      ...(config.signing
+        ? {
+            signing: new SignedOrderCheck(
+              config.signing,
+              await AppliedSequences.open(config.dataDir),
+              () => this.credential?.hostId,
+            ),
+          }
+        : {}),
       quota: config.journal,
       events: {
         progress: (orderId, phase, message, health) =>

@@ -7,6 +7,8 @@ import {
   LabelsSchema,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
+  SignerRoleSchema,
+  TrustedKeySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { checkCaPem, PinSha256Schema } from './coordinator-tls.js';
@@ -133,6 +135,26 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Signed orders (signed-statement.ts). Absent: orders need no signature (the lab default, and the
+     * only setting that works until the coordinator and CLI produce signed orders). Present: every
+     * apply and every revert order must carry a statement signed by `requiredSignatures` distinct
+     * trusted keys covering `requireRoles`, whatever protocol version the coordinator speaks.
+     */
+    signing: z
+      .object({
+        trustedKeys: z.array(TrustedKeySchema).min(1).max(100),
+        requiredSignatures: z.number().int().min(1).max(10).default(2),
+        requireRoles: z.array(SignerRoleSchema).max(10).default(['author', 'approver']),
+        /** How far this host's clock may be off when judging a statement's notBefore and expiresAt. */
+        clockSkewSeconds: z.number().int().min(0).max(3600).default(300),
+      })
+      .strict()
+      .refine((s) => s.requireRoles.length <= s.requiredSignatures, {
+        message: 'must be at least the number of requireRoles',
+        path: ['requiredSignatures'],
+      })
+      .optional(),
     /** Finished, acknowledged orders (and their snapshots) are kept this long; they can be reverted until then. */
     journalRetentionDays: z.number().min(1).max(3650).default(90),
     backoffBaseMs: z.number().int().min(10).default(500),

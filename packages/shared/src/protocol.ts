@@ -4,6 +4,7 @@ import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema, HealthPolicySchema } from './health-check.js';
 import { ChangeSchema } from './patch.js';
 import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
+import { ApplyStatementSchema, RevertStatementSchema, StatementSignatureSchema } from './signed-statement.js';
 import { LabelsSchema } from './validation.js';
 import { WIRE_LIMITS } from './wire-limits.js';
 
@@ -193,6 +194,17 @@ export const WelcomeSchema = z.object({
   heartbeatIntervalMs: z.number().int().min(100),
 });
 
+/** Signatures one signed order may carry: enough for any policy (`requiredSignatures` ≤ 10), bounded. */
+export const MAX_STATEMENT_SIGNATURES = 16;
+
+/**
+ * What people signed for an order (signed-statement.ts), forwarded untouched by the coordinator.
+ * Optional, so a coordinator that does not produce it keeps working with agents that do not require
+ * it; an agent with `signing` configured refuses every order without it, in every protocol version.
+ */
+const signedBy = <S extends z.ZodType>(statement: S) =>
+  z.object({ statement, signatures: z.array(StatementSignatureSchema).max(MAX_STATEMENT_SIGNATURES) }).strict();
+
 export const OrderApplySchema = z.object({
   type: z.literal('order.apply'),
   orderId: OrderIdSchema,
@@ -213,6 +225,8 @@ export const OrderApplySchema = z.object({
     .min(0)
     .max(7 * 24 * 3600)
     .default(0),
+  /** The signed statement of this order (its patch must match `change`, `health` and the prose) and its signatures. */
+  signed: signedBy(ApplyStatementSchema).optional(),
 });
 
 export const OrderRevertSchema = z.object({
@@ -220,6 +234,8 @@ export const OrderRevertSchema = z.object({
   orderId: OrderIdSchema,
   /** The apply order whose snapshot is restored. */
   revertsOrderId: OrderIdSchema,
+  /** A signed revert statement naming the apply statement of `revertsOrderId` by its digest. */
+  signed: signedBy(RevertStatementSchema).optional(),
 });
 
 export const OrderPreflightSchema = z.object({

@@ -232,6 +232,11 @@ export const StatementRefusalCode = {
   /** The statement does not parse (or has no canonical form). */
   malformedStatement: 'malformed_statement',
   unsigned: 'unsigned',
+  /**
+   * The order the agent received is not what was signed: its change, health or prose differ from
+   * the statement's patch, or a revert names another apply statement than the one the order carried.
+   */
+  tampered: 'tampered',
   /** A signature names a trusted key but does not verify (or is not a signature at all). */
   badSignature: 'bad_signature',
   /** Every signature is by a key the agent does not trust. */

@@ -1,9 +1,17 @@
-import { ErrorCode, FleetError, type OrderApply, type OrderPreflight, type OrderRevert } from '@fleetpatch/shared';
+import {
+  ErrorCode,
+  FleetError,
+  type OrderApply,
+  type OrderPreflight,
+  type OrderRevert,
+  type StatementRefusal,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
 import { AgentPolicy } from '../policy/agent-policy.js';
 import { type JournalQuota, journalQuotaRefusal } from '../policy/journal-quota.js';
 import type { RefusalCounter } from '../policy/refusal-counter.js';
+import type { SignedAcceptance, SignedOrderCheck } from '../policy/signed-order-check.js';
 import { fitResult } from '../wire-fit.js';
 import { notEnabledReason, runApply } from './apply-phases.js';
 import { BakeWatch } from './bake-watch.js';
@@ -22,6 +30,23 @@ export interface OrderExecutorOptions extends OrderContextOptions {
   refusals?: RefusalCounter;
   /** Journal quotas, checked before an order is journaled. Default: none. */
   quota?: JournalQuota;
+  /** Signed orders required (config `signing`), checked first. Default: none (orders need no signature). */
+  signing?: SignedOrderCheck;
+}
+
+/** Why an order is refused before it is journaled; `counted` is the key in refusals.json when it is not `code`. */
+interface Refusal {
+  code: ErrorCode;
+  reason: string;
+  counted?: string;
+}
+
+/**
+ * A signed-order refusal travels as `policy_denied` (the coordinator checks result codes against
+ * ErrorCode), its own code first in the reason; refusals.json counts it under its own code.
+ */
+function signedRefusal(refusal: StatementRefusal): Refusal {
+  return { code: ErrorCode.policyDenied, reason: `${refusal.code}: ${refusal.reason}`, counted: refusal.code };
 }
 
 /**
@@ -31,7 +56,7 @@ export interface OrderExecutorOptions extends OrderContextOptions {
  */
 export class OrderExecutor {
   /** Apply orders executing right now, filled before any await so a duplicate delivery joins the first. */
-  private readonly running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+  private readonly running = new Map<string, { order: OrderApply; abort: AbortController; done: Promise<void> }>();
   /** Revert orders executing right now (by revert order id), so a duplicate delivery is not run twice. */
   private readonly reverts = new Set<string>();
   private readonly ctx: OrderContext;
@@ -39,6 +64,7 @@ export class OrderExecutor {
   private readonly policy: AgentPolicy;
   private readonly refusals: RefusalCounter | undefined;
   private readonly quota: JournalQuota | undefined;
+  private readonly signing: SignedOrderCheck | undefined;
   private stopping: Promise<void> | null = null;
 
   constructor(options: OrderExecutorOptions) {
@@ -47,6 +73,7 @@ export class OrderExecutor {
     this.policy = options.policy ?? new AgentPolicy();
     this.refusals = options.refusals;
     this.quota = options.quota;
+    this.signing = options.signing;
   }
 
   /** How many orders are executing right now. */
@@ -84,7 +111,7 @@ export class OrderExecutor {
       .catch((err: unknown) => {
         log.error({ err }, 'order failed unexpectedly');
       });
-    const mine = { abort, done };
+    const mine = { order, abort, done };
     this.running.set(order.orderId, mine);
     try {
       await done;
@@ -100,26 +127,19 @@ export class OrderExecutor {
     const known = this.ctx.journal.get(order.orderId);
     if (known) return this.answerKnown(known);
     if (this.stopping) return;
-    if (this.ctx.journal.get(order.revertsOrderId)?.kind !== 'apply' && !this.running.has(order.revertsOrderId)) {
+    const recorded = this.ctx.journal.get(order.revertsOrderId);
+    const applied = recorded?.kind === 'apply' ? recorded.order : this.running.get(order.revertsOrderId)?.order;
+    if (applied === undefined) {
       // Nothing to restore: answered and counted, not journaled (a flood of made-up ids costs no disk).
       const reason = `this agent has no record of order ${order.revertsOrderId}`;
-      const finishedAt = this.ctx.now();
-      await this.refusals?.record(ErrorCode.notFound, reason, finishedAt).catch(() => undefined);
-      this.ctx.events.result(
-        fitResult({
-          orderId: order.orderId,
-          finishedAt,
-          outcome: 'revert_failed',
-          changed: false,
-          errorCode: ErrorCode.notFound,
-          reason,
-        }),
-      );
+      await this.refuseRevert(order.orderId, { code: ErrorCode.notFound, reason });
       return;
     }
     this.reverts.add(order.orderId);
     try {
-      await this.runRevert(order.orderId, order.revertsOrderId);
+      const refusal = await this.admitRevert(order, applied);
+      if (refusal) await this.refuseRevert(order.orderId, refusal);
+      else await this.runRevert(order.orderId, order.revertsOrderId);
     } finally {
       this.reverts.delete(order.orderId);
     }
@@ -193,15 +213,20 @@ export class OrderExecutor {
    */
   private async admit(order: OrderApply, signal: AbortSignal, log: Logger): Promise<boolean> {
     const driver = this.ctx.driverFor(order.change);
-    let refusal: { code: ErrorCode; reason: string } | undefined;
+    let refusal: Refusal | undefined;
     try {
-      if (!driver) refusal = { code: ErrorCode.policyDenied, reason: notEnabledReason(order.change) };
+      // Signatures first (cheap, and they say whether anyone asked for this at all), then the policy.
+      const signed = this.signing?.checkApply(order, new Date(this.ctx.now()));
+      if (signed !== undefined && !signed.ok) refusal = signedRefusal(signed);
+      else if (!driver) refusal = { code: ErrorCode.policyDenied, reason: notEnabledReason(order.change) };
       else {
         const verdict = await this.policy.checkOrder(order, signal);
         if (!verdict.ok) refusal = verdict;
         else {
           const over = this.quota ? await journalQuotaRefusal(this.ctx.journal, this.quota) : undefined;
           if (over !== undefined) refusal = { code: ErrorCode.blocked, reason: over };
+          // Last: an order refused for any other reason must not use up its statement's sequence.
+          else if (signed !== undefined) refusal = await this.acceptSigned(signed);
         }
       }
     } catch (err) {
@@ -212,7 +237,7 @@ export class OrderExecutor {
     log.warn({ errorCode: refusal.code, reason: refusal.reason }, 'order refused before it was journaled');
     const finishedAt = this.ctx.now();
     await this.refusals
-      ?.record(refusal.code, refusal.reason, finishedAt)
+      ?.record(refusal.counted ?? refusal.code, refusal.reason, finishedAt)
       .catch((err: unknown) => log.error({ err }, 'could not write the refusal counter'));
     this.ctx.events.result(
       fitResult({
@@ -225,6 +250,40 @@ export class OrderExecutor {
       }),
     );
     return false;
+  }
+
+  /** Records a signed order's sequence; refused if another order for the same file or package got there first. */
+  private async acceptSigned(signed: SignedAcceptance): Promise<Refusal | undefined> {
+    const stale = await this.signing?.accept(signed);
+    return stale ? signedRefusal(stale) : undefined;
+  }
+
+  /** A revert sent by the coordinator, with signing on: signed, naming the apply statement it takes back. */
+  private async admitRevert(order: OrderRevert, applied: OrderApply): Promise<Refusal | undefined> {
+    if (this.signing === undefined) return undefined;
+    try {
+      const signed = this.signing.checkRevert(order, applied, new Date(this.ctx.now()));
+      return signed.ok ? await this.acceptSigned(signed) : signedRefusal(signed);
+    } catch (err) {
+      return { code: codeOf(err), reason: `the signed revert could not be checked: ${messageOf(err)}` };
+    }
+  }
+
+  /** A revert refused before it was journaled: reported and counted. */
+  private async refuseRevert(orderId: string, refusal: Refusal): Promise<void> {
+    this.ctx.log.warn({ orderId, errorCode: refusal.code, reason: refusal.reason }, 'revert refused');
+    const finishedAt = this.ctx.now();
+    await this.refusals?.record(refusal.counted ?? refusal.code, refusal.reason, finishedAt).catch(() => undefined);
+    this.ctx.events.result(
+      fitResult({
+        orderId,
+        finishedAt,
+        outcome: 'revert_failed',
+        changed: false,
+        errorCode: refusal.code,
+        reason: refusal.reason,
+      }),
+    );
   }
 
   private async runRevert(orderId: string, revertsOrderId: string, recovered?: RevertEntry): Promise<void> {

@@ -1,0 +1,93 @@
+import { readFile } from 'node:fs/promises';
+import { type Change, Sha256Schema, type StatementRefusal, StatementRefusalCode } from '@fleetpatch/shared';
+import { z } from 'zod';
+import { writeAll, writeFileAtomically } from '../fs/atomic-file.js';
+
+const FILE = 'applied-sequences.json';
+
+const AppliedSequencesSchema = z.record(
+  z.string(),
+  z.object({ sequence: z.number().int().min(1), statementDigest: Sha256Schema }).strict(),
+);
+type Applied = z.infer<typeof AppliedSequencesSchema>;
+
+/** What a sequence is counted per: the file the change writes, or the package it installs. */
+export function sequenceKeyOf(change: Change): string {
+  return change.kind === 'file' ? `file:${change.path}` : `package:${change.name}`;
+}
+
+/**
+ * The highest statement sequence accepted per file or package, in `<dataDir>/applied-sequences.json`:
+ * a signed order whose sequence is not above it is a replay (the same statement again) or a rollback
+ * (an older one, such as a signed earlier version of the file). One entry per file or package ever
+ * changed under signing, so the file stays small.
+ */
+export class AppliedSequences {
+  private writing: Promise<void> | null = null;
+  private dirty = false;
+
+  private constructor(
+    private readonly dataDir: string,
+    private applied: Applied,
+  ) {}
+
+  /**
+   * Missing: nothing applied yet. Unreadable or corrupt: the agent does not start, because starting
+   * from an empty table would let every old statement be applied again.
+   */
+  static async open(dataDir: string): Promise<AppliedSequences> {
+    let text: string;
+    try {
+      text = await readFile(`${dataDir}/${FILE}`, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new AppliedSequences(dataDir, {});
+      throw err;
+    }
+    const parsed = AppliedSequencesSchema.safeParse(JSON.parse(text));
+    if (!parsed.success)
+      throw new Error(`${dataDir}/${FILE} is corrupt: fix or restore it (it guards against replays)`);
+    return new AppliedSequences(dataDir, parsed.data);
+  }
+
+  /** `replayed` (same sequence, same statement) or `rollback` (not above the last accepted) — or undefined. */
+  check(key: string, sequence: number, statementDigest: string): StatementRefusal | undefined {
+    const last = this.applied[key];
+    if (last === undefined || sequence > last.sequence) return undefined;
+    if (sequence === last.sequence && statementDigest === last.statementDigest) {
+      return {
+        ok: false,
+        code: StatementRefusalCode.replayed,
+        reason: `statement ${statementDigest.slice(0, 16)} was accepted for ${key} already`,
+      };
+    }
+    return {
+      ok: false,
+      code: StatementRefusalCode.rollback,
+      reason: `sequence ${sequence} is not above ${last.sequence}, the last accepted for ${key}`,
+    };
+  }
+
+  /**
+   * Checks again and records at once (no await between them, so two orders for one key cannot both
+   * pass), then makes the record durable. Returns the refusal when another order got there first.
+   */
+  async accept(key: string, sequence: number, statementDigest: string): Promise<StatementRefusal | undefined> {
+    const refusal = this.check(key, sequence, statementDigest);
+    if (refusal) return refusal;
+    this.applied = { ...this.applied, [key]: { sequence, statementDigest } };
+    this.dirty = true;
+    this.writing ??= this.flush().finally(() => {
+      this.writing = null;
+    });
+    await this.writing;
+    return undefined;
+  }
+
+  private async flush(): Promise<void> {
+    while (this.dirty) {
+      this.dirty = false;
+      const body = Buffer.from(JSON.stringify(this.applied));
+      await writeFileAtomically(this.dataDir, FILE, { mode: 0o600 }, (handle) => writeAll(handle, body));
+    }
+  }
+}

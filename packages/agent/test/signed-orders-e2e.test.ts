@@ -1,0 +1,287 @@
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  generateAgentKeyPair,
+  type HealthCheck,
+  loadPrivateKey,
+  type OrderApply,
+  type OrderRevert,
+  PatchSpecSchema,
+  type StatementInput,
+  signedPatchOf,
+  signStatement,
+  statementDigest,
+} from '@fleetpatch/shared';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { Agent } from '../src/agent.js';
+import { AgentConfigSchema } from '../src/config.js';
+import { collectFacts } from '../src/facts.js';
+import { sendWelcome, writeTestCredential } from './support/fake-coordinator.js';
+import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
+
+// A coordinator that forwards whatever it likes (here: a plain WebSocketServer) against an agent with
+// `signing` configured: only what the author and the approver signed, for this host, now, and newer
+// than what it applied before, runs. Everything else is refused before it is journaled or checked.
+
+let base: string;
+let dataDir: string;
+let rootDir: string;
+let server: WebSocketServer;
+let socket: WebSocket | undefined;
+let frames: { type: string; orderId?: string; outcome?: string; errorCode?: string; reason?: string }[];
+let hits: number;
+let service: ReturnType<typeof createServer>;
+let agent: Agent | undefined;
+
+const author = generateAgentKeyPair();
+const approver = generateAgentKeyPair();
+const stranger = generateAgentKeyPair();
+const stranger2 = generateAgentKeyPair();
+const keyOf = (pair: { privateKeyPem: string }) => loadPrivateKey(pair.privateKeyPem);
+const me = { owner: String(process.getuid?.() ?? 0), group: String(process.getgid?.() ?? 0) };
+const prose = { title: 'x.conf', problem: 'p', rootCause: 'r', intendedFix: 'f', ticket: 'OPS-1' };
+
+beforeEach(async () => {
+  base = await mkdtemp(join(tmpdir(), 'signed-orders-e2e-'));
+  dataDir = join(base, 'data');
+  rootDir = join(base, 'root');
+  await mkdir(join(rootDir, 'etc'), { recursive: true });
+  await writeFile(join(rootDir, 'etc', 'x.conf'), 'old\n');
+  await writeTestCredential(dataDir, 'web-1');
+  frames = [];
+  hits = 0;
+  service = createServer((_req, res) => {
+    hits++;
+    res.writeHead(200).end('ok');
+  });
+  await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
+  server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  server.on('connection', (ws) => {
+    ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString());
+      frames.push(frame);
+      if (frame.type !== 'hello') return;
+      sendWelcome(ws);
+      socket = ws;
+    });
+    ws.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) }));
+  });
+  const config = AgentConfigSchema.parse({
+    coordinatorUrl: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    allowInsecure: true,
+    dataDir,
+    rootDir,
+    signing: {
+      trustedKeys: [
+        { publicKey: author.publicKey, roles: ['author'] },
+        { publicKey: approver.publicKey, roles: ['approver'] },
+      ],
+    },
+  });
+  agent = new Agent({ config, log: pino({ level: 'silent' }), facts: await collectFacts() });
+  await agent.start();
+  await expect.poll(() => socket !== undefined, { timeout: 10_000 }).toBe(true);
+});
+
+afterEach(async () => {
+  await agent?.stop();
+  agent = undefined;
+  socket = undefined;
+  for (const client of server.clients) client.terminate();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  service.closeAllConnections();
+  await new Promise<void>((resolve) => service.close(() => resolve()));
+  await rm(base, { recursive: true, force: true });
+});
+
+const send = (order: OrderApply | OrderRevert) => socket?.send(JSON.stringify(order));
+const resultsOf = (orderId: string) => frames.filter((f) => f.type === 'order.result' && f.orderId === orderId);
+const counted = async () =>
+  (JSON.parse(await readFile(join(dataDir, 'refusals.json'), 'utf8')) as { byCode: Record<string, number> }).byCode;
+const journaled = () => readdir(join(dataDir, 'orders'));
+const onDisk = () => readFile(join(rootDir, 'etc', 'x.conf'), 'utf8');
+const hour = 3600_000;
+
+/** An order for /etc/x.conf whose health check hits the counting server. */
+function order(orderId: string, content: string): OrderApply {
+  const check: HealthCheck = {
+    kind: 'http',
+    url: `http://127.0.0.1:${(service.address() as AddressInfo).port}/`,
+    expectStatus: { min: 200, max: 299 },
+    timeoutMs: 1000,
+  };
+  return sampleApplyOrder(orderId, {
+    change: sampleFileChange({ content, ...me }),
+    health: { checks: [check], intervalSeconds: 0.1, minHealthySeconds: 0, healthyDeadlineSeconds: 5 },
+    failIfUnhealthyBefore: true,
+  });
+}
+
+/** The apply statement people would sign for `of`, changed by `overrides`. */
+function applyStatement(of: OrderApply, sequence: number, overrides: Partial<StatementInput> = {}): StatementInput {
+  return {
+    kind: 'apply',
+    statementVersion: 1,
+    patch: signedPatchOf(PatchSpecSchema.parse({ ...prose, change: of.change, health: of.health })),
+    revertOnHealthFailure: of.revertOnHealthFailure,
+    target: { kind: 'hosts', hostIds: ['web-1'] },
+    notBefore: new Date(Date.now() - hour).toISOString(),
+    expiresAt: new Date(Date.now() + hour).toISOString(),
+    sequence,
+    ...overrides,
+  } as StatementInput;
+}
+
+function signed<T extends OrderApply | OrderRevert>(
+  unsignedOrder: T,
+  statement: StatementInput,
+  signers = [author, approver],
+): T {
+  return {
+    ...unsignedOrder,
+    signed: { statement, signatures: signers.map((pair) => signStatement(keyOf(pair), statement)) },
+  } as T;
+}
+
+describe('signed orders, end to end against a fake coordinator', () => {
+  it('refuses what was not signed as sent, by whom, for this host and now: nothing written, checked or journaled', async () => {
+    const honest = order('o', 'new\n');
+    const cases: { name: string; order: OrderApply; code: string }[] = [
+      { name: 'unsigned', order: honest, code: 'unsigned' },
+      {
+        name: 'content changed after signing',
+        order: {
+          ...signed(honest, applyStatement(honest, 10)),
+          change: sampleFileChange({ content: 'evil\n', ...me }),
+        },
+        code: 'tampered',
+      },
+      {
+        name: 'health changed after signing',
+        order: { ...signed(honest, applyStatement(honest, 10)), health: { ...honest.health, checks: [] } },
+        code: 'tampered',
+      },
+      {
+        name: 'one signature',
+        order: signed(honest, applyStatement(honest, 10), [author]),
+        code: 'too_few_signatures',
+      },
+      {
+        name: 'unknown keys',
+        order: signed(honest, applyStatement(honest, 10), [stranger, stranger2]),
+        code: 'unknown_signer',
+      },
+      {
+        name: 'expired',
+        order: signed(
+          honest,
+          applyStatement(honest, 10, {
+            notBefore: new Date(Date.now() - 3 * hour).toISOString(),
+            expiresAt: new Date(Date.now() - 2 * hour).toISOString(),
+          }),
+        ),
+        code: 'expired',
+      },
+      {
+        name: 'another host',
+        order: signed(honest, applyStatement(honest, 10, { target: { kind: 'hosts', hostIds: ['web-2'] } })),
+        code: 'not_in_target',
+      },
+      {
+        name: 'a label selector (labels are the coordinator’s word)',
+        order: signed(
+          honest,
+          applyStatement(honest, 10, { target: { kind: 'selector', selector: { labels: { env: 'prod' } } } }),
+        ),
+        code: 'not_in_target',
+      },
+    ];
+    const expected: Record<string, number> = {};
+    for (const [i, c] of cases.entries()) {
+      const orderId = `refused-${i}`;
+      send({ ...c.order, orderId });
+      await expect.poll(() => resultsOf(orderId).length, { timeout: 10_000 }).toBe(1);
+      expect(resultsOf(orderId)[0], c.name).toMatchObject({ outcome: 'failed', errorCode: 'policy_denied' });
+      expect(resultsOf(orderId)[0]?.reason, c.name).toMatch(new RegExp(`^${c.code}: `));
+      expected[c.code] = (expected[c.code] ?? 0) + 1;
+      expect(await counted(), c.name).toEqual(expected);
+      expect(await onDisk(), c.name).toBe('old\n');
+      expect(await journaled(), c.name).toEqual([]);
+      expect(hits, c.name).toBe(0);
+    }
+    expect(await readdir(join(rootDir, 'etc'))).toEqual(['x.conf']);
+  });
+
+  it('applies what the author and the approver signed, then refuses it replayed and an older one as a rollback', async () => {
+    const first = order('first', 'new\n');
+    const statement = applyStatement(first, 20);
+    send(signed(first, statement));
+    await expect.poll(() => resultsOf('first').length, { timeout: 15_000 }).toBe(1);
+    expect(resultsOf('first')[0]).toMatchObject({ outcome: 'healthy' });
+    expect(await onDisk()).toBe('new\n');
+    expect(JSON.parse(await readFile(join(dataDir, 'applied-sequences.json'), 'utf8'))).toEqual({
+      'file:/etc/x.conf': { sequence: 20, statementDigest: statementDigest(statement) },
+    });
+    const checksSoFar = hits;
+    expect(checksSoFar).toBeGreaterThan(0);
+
+    // The same signed statement under a new order id: a replay.
+    send({ ...signed(first, statement), orderId: 'again' });
+    await expect.poll(() => resultsOf('again').length, { timeout: 10_000 }).toBe(1);
+    expect(resultsOf('again')[0]?.reason).toMatch(/^replayed: /);
+
+    // An older, properly signed version of the file: a rollback.
+    const older = order('older', 'older\n');
+    send(signed(older, applyStatement(older, 19)));
+    await expect.poll(() => resultsOf('older').length, { timeout: 10_000 }).toBe(1);
+    expect(resultsOf('older')[0]).toMatchObject({ outcome: 'failed', errorCode: 'policy_denied' });
+    expect(resultsOf('older')[0]?.reason).toMatch(/^rollback: /);
+
+    expect(await counted()).toEqual({ replayed: 1, rollback: 1 });
+    expect(await onDisk()).toBe('new\n');
+    expect(await journaled()).toEqual(['first']);
+    expect(hits).toBe(checksSoFar);
+  });
+
+  it('reverts a signed order only on a signed revert naming its statement', async () => {
+    const applied = order('applied', 'new\n');
+    const statement = applyStatement(applied, 30);
+    send(signed(applied, statement));
+    await expect.poll(() => resultsOf('applied').length, { timeout: 15_000 }).toBe(1);
+    expect(resultsOf('applied')[0]).toMatchObject({ outcome: 'healthy' });
+
+    const revert = (orderId: string): OrderRevert => ({ type: 'order.revert', orderId, revertsOrderId: 'applied' });
+    const revertStatement = (sequence: number, revertsStatementDigest: string): StatementInput => ({
+      kind: 'revert',
+      statementVersion: 1,
+      revertsStatementDigest,
+      target: { kind: 'hosts', hostIds: ['web-1'] },
+      notBefore: new Date(Date.now() - hour).toISOString(),
+      expiresAt: new Date(Date.now() + hour).toISOString(),
+      sequence,
+    });
+
+    send(revert('unsigned-revert'));
+    await expect.poll(() => resultsOf('unsigned-revert').length, { timeout: 10_000 }).toBe(1);
+    expect(resultsOf('unsigned-revert')[0]).toMatchObject({ outcome: 'revert_failed', errorCode: 'policy_denied' });
+    expect(resultsOf('unsigned-revert')[0]?.reason).toMatch(/^unsigned: /);
+
+    send(signed(revert('other-revert'), revertStatement(31, 'a'.repeat(64))));
+    await expect.poll(() => resultsOf('other-revert').length, { timeout: 10_000 }).toBe(1);
+    expect(resultsOf('other-revert')[0]?.reason).toMatch(/^tampered: /);
+    expect(await onDisk()).toBe('new\n');
+    expect(await journaled()).toEqual(['applied']);
+
+    send(signed(revert('signed-revert'), revertStatement(31, statementDigest(statement))));
+    await expect.poll(() => resultsOf('signed-revert').length, { timeout: 10_000 }).toBe(1);
+    expect(resultsOf('signed-revert')[0]).toMatchObject({ outcome: 'reverted' });
+    expect(await onDisk()).toBe('old\n');
+    expect(await counted()).toEqual({ unsigned: 1, tampered: 1 });
+  });
+});
