@@ -183,15 +183,7 @@ export class Agent {
     const refusals = new TlsRefusalLog(log);
     for (let attempt = 0; ; attempt++) {
       try {
-        const enrolled = await enrollAndStore(
-          {
-            coordinatorUrl: config.coordinatorUrl,
-            joinToken: config.joinToken,
-            hostId,
-            tls: coordinatorTlsOptions(config.tls),
-          },
-          config.dataDir,
-        );
+        const enrolled = await enrollAndStore(config, config.joinToken, hostId);
         log.info({ hostId, labels: enrolled.labels }, 'enrolled with the coordinator');
         const credential = await readCredential(config.dataDir);
         if (!credential) throw new Error('the credential just written cannot be read back');

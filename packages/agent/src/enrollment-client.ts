@@ -9,6 +9,8 @@ import {
   signPayload,
 } from '@fleetpatch/shared';
 import { writeCredential } from './agent-credential.js';
+import type { AgentConfig } from './config.js';
+import { coordinatorTlsOptions } from './coordinator-tls.js';
 
 /** Refused by the coordinator (bad join token, host taken, …): retrying will not help, a human must act. */
 export class EnrollmentRefused extends Error {
@@ -61,10 +63,22 @@ export async function enrollWithCoordinator(input: EnrollmentInput): Promise<Enr
   return { result, credential: { hostId: input.hostId, ...pair } };
 }
 
-/** Enrolls and, once the coordinator accepted the key, stores it in `dataDir` (0600); the old key stays until then. */
-export async function enrollAndStore(input: EnrollmentInput, dataDir: string): Promise<EnrollResult> {
-  const enrolled = await enrollWithCoordinator(input);
-  await writeCredential(dataDir, enrolled.credential, new Date().toISOString());
+/**
+ * Enrolls `hostId` with the join token, coordinator and TLS trust of the agent's config and, once the
+ * coordinator accepted the key, stores it in the data dir (0600); the old key stays until then.
+ */
+export async function enrollAndStore(
+  config: Pick<AgentConfig, 'coordinatorUrl' | 'tls' | 'dataDir'>,
+  joinToken: string,
+  hostId: string,
+): Promise<EnrollResult> {
+  const enrolled = await enrollWithCoordinator({
+    coordinatorUrl: config.coordinatorUrl,
+    joinToken,
+    hostId,
+    tls: coordinatorTlsOptions(config.tls),
+  });
+  await writeCredential(config.dataDir, enrolled.credential, new Date().toISOString());
   return enrolled.result;
 }
 

@@ -3,7 +3,6 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { Agent } from './agent.js';
 import { type AgentConfig, isInsecureUrl, loadAgentConfig } from './config.js';
-import { coordinatorTlsOptions } from './coordinator-tls.js';
 import { enrollAndStore } from './enrollment-client.js';
 import { collectFacts } from './facts.js';
 
@@ -148,15 +147,7 @@ async function enrollOnly(config: AgentConfig): Promise<void> {
   }
   const hostId = config.hostId ?? (await collectFacts()).hostname;
   try {
-    const enrolled = await enrollAndStore(
-      {
-        coordinatorUrl: config.coordinatorUrl,
-        joinToken: config.joinToken,
-        hostId,
-        tls: coordinatorTlsOptions(config.tls),
-      },
-      config.dataDir,
-    );
+    const enrolled = await enrollAndStore(config, config.joinToken, hostId);
     process.stdout.write(
       `enrolled ${hostId}${enrolled.replaced ? ' (replacing its previous key)' : ''}; credential in ${config.dataDir}\n`,
     );
