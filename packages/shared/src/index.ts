@@ -2,6 +2,7 @@ export * from './agent-proof.js';
 export * from './api-views.js';
 export * from './canonical-json.js';
 export * from './clock.js';
+export * from './debian-version.js';
 export * from './enrollment.js';
 export * from './errors.js';
 export * from './health-check.js';
