@@ -7,6 +7,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollWith } from './support/agent-identity.js';
 import {
@@ -54,11 +55,11 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-describe('a protocol 1 agent under a protocol 2 coordinator', () => {
-  it('is welcomed in protocol 1, the current agent in protocol 2', () => {
+describe(`a protocol 1 agent under a protocol ${PROTOCOL_VERSION} coordinator`, () => {
+  it(`is welcomed in protocol 1, the current agent in protocol ${PROTOCOL_VERSION}`, () => {
     expect(oldAgent?.received.find((m) => m.type === 'welcome')).toMatchObject({ protocolVersion: 1 });
     const connected = jsonLines(fleet.agentLogs()).find((line) => line.msg === 'connected to coordinator');
-    expect(connected).toMatchObject({ protocolVersion: 2 });
+    expect(connected).toMatchObject({ protocolVersion: PROTOCOL_VERSION });
   });
 
   it('goes through a whole rollout and its revert alongside a current agent, parsing every frame as protocol 1', async () => {

@@ -6,6 +6,8 @@ export * from './debian-version.js';
 export * from './enrollment.js';
 export * from './errors.js';
 export * from './health-check.js';
+export * from './inventory.js';
+export * from './inventory-views.js';
 export * from './loopback-host.js';
 export * from './patch.js';
 export * from './protocol.js';
