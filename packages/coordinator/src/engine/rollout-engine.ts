@@ -16,6 +16,7 @@ import type { Store } from '../store/store.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
 import type { AgentChannel, EngineClock, EngineDeps, WaveGate, WindowWatcher } from './engine-interfaces.js';
+import { resolveFleetTarget } from './fleet-target.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
@@ -24,7 +25,7 @@ import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
 import { assertVerb, VERB_TRANSITIONS } from './rollout-states.js';
 import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
-import { resolveTarget, unknownHostIds } from './target-resolver.js';
+import { unknownHostIds } from './target-resolver.js';
 import { WaveAdvancer } from './wave-advancer.js';
 
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
@@ -211,9 +212,14 @@ export class RolloutEngine {
         );
       }
       assertVerb(id, rollout.state, 'start');
-      const hosts = resolveTarget(rollout.request.target, this.store.agents.list());
-      if (hosts.length === 0)
-        throw new FleetError(ErrorCode.conflict, 'the target selects no hosts', { rolloutId: id });
+      const { exposedTo } = rollout.request.target;
+      const { hosts, withoutInventory } = resolveFleetTarget(this.store, rollout.request.target);
+      if (hosts.length === 0) {
+        const why = exposedTo
+          ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
+          : 'the target selects no hosts';
+        throw new FleetError(ErrorCode.conflict, why, { rolloutId: id, ...(exposedTo ? { withoutInventory } : {}) });
+      }
       const waves = assignWaves(hosts, rollout.request.waves);
       waves.forEach((wave, waveIndex) => {
         wave.forEach((hostId, position) => {
@@ -225,6 +231,16 @@ export class RolloutEngine {
       transitionRollout(this.deps, rollout, 'running', actor, null, {
         hostCount: hosts.length,
         waveSizes: waves.map((w) => w.length),
+        // Which hosts the inventory could not judge: frozen out with the rest, and on the record.
+        ...(exposedTo
+          ? {
+              exposedTo: {
+                ...exposedTo,
+                withoutInventoryCount: withoutInventory.length,
+                withoutInventory: withoutInventory.slice(0, 100),
+              },
+            }
+          : {}),
       });
       this.store.appendEvent(
         { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: 0, hosts: waves[0] } },

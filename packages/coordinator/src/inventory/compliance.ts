@@ -80,6 +80,19 @@ export function binariesByHost(binaries: readonly HostBinary[]): Map<string, Ins
   return byHost;
 }
 
+/**
+ * Hosts whose stored inventory has a binary of the source below `fixed`, online or not: what a
+ * rollout targeted `exposedTo` selects (its offline policy decides what becomes of those away).
+ */
+export function exposedHostIds(binaries: readonly HostBinary[], fixed: string): Set<string> {
+  const check = new FixedVersionCheck(fixed);
+  const exposed = new Set<string>();
+  for (const [hostId, installed] of binariesByHost(binaries)) {
+    if (check.verdict(installed).status === 'exposed') exposed.add(hostId);
+  }
+  return exposed;
+}
+
 /** What compliance needs to know of one registered host beyond its inventory. */
 export interface ComplianceHost {
   id: string;

@@ -12,7 +12,7 @@ import {
   packageKey,
 } from '@fleetpatch/shared';
 import type { Store } from '../store/store.js';
-import { binariesByHost, complianceReport, FixedVersionCheck } from './compliance.js';
+import { complianceReport } from './compliance.js';
 
 /** What the views ask of the live side: the hub's connections and the inventory sync. */
 export interface InventoryLiveness {
@@ -88,20 +88,6 @@ export class InventoryView {
     });
     if (query.status === undefined) return report;
     return { ...report, hosts: report.hosts.filter((host) => host.status === query.status) };
-  }
-
-  /**
-   * Hosts whose stored inventory has a binary of `source` below `fixed`, online or not (a rollout's
-   * offline policy decides what becomes of those that are away): what a rollout targeted
-   * `exposedTo` selects. Hosts with no inventory are not among them.
-   */
-  exposedHosts(source: string, fixed: string): Set<string> {
-    const check = new FixedVersionCheck(fixed);
-    const exposed = new Set<string>();
-    for (const [hostId, binaries] of binariesByHost(this.store.inventory.binariesOfSource(source))) {
-      if (check.verdict(binaries).status === 'exposed') exposed.add(hostId);
-    }
-    return exposed;
   }
 }
 
