@@ -25,6 +25,12 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
     `rollout ${rollout.id}  ${state}  patch ${rollout.patchId}  by ${rollout.createdBy}  ${approvals}`,
     `failures ${status.failures} (tolerates ${status.toleratedFailures}; ${status.haltsOn})`,
   ];
+  if (status.compliance) {
+    const { source, fixed } = status.compliance;
+    lines.push(
+      `targets hosts exposed to ${source} < ${fixed}; see \`fleetpatch compliance --source ${source} --fixed ${fixed}\``,
+    );
+  }
   if (status.waves.length === 0) {
     lines.push('  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)');
     return lines.join('\n');

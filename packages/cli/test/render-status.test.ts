@@ -126,4 +126,11 @@ describe('renderStatus', () => {
       '  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)',
     ]);
   });
+
+  it('points a rollout targeted at exposed hosts to its compliance view', () => {
+    const view = status({}, { compliance: { source: 'openssl', fixed: '3.0.15-1~deb12u1', url: '/v1/compliance?…' } });
+    expect(renderStatus(view, NOW).split('\n')[2]).toBe(
+      'targets hosts exposed to openssl < 3.0.15-1~deb12u1; see `fleetpatch compliance --source openssl --fixed 3.0.15-1~deb12u1`',
+    );
+  });
 });
