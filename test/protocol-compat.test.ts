@@ -83,5 +83,7 @@ describe(`a protocol 1 agent under a protocol ${PROTOCOL_VERSION} coordinator`, 
       expect.arrayContaining(['challenge', 'welcome', 'order.apply', 'order.revert', 'order.ack']),
     );
     expect(oldAgent?.refused).toEqual([]);
+    // Nothing of protocol 3 reached it: no one asked it for a package inventory.
+    expect([...types]).not.toContain('inventory.request');
   });
 });
