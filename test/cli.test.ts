@@ -1,20 +1,19 @@
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { AgentList, EventPage, JoinTokenCreated, PatchList } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_BIN } from '../scripts/lib/local-fleet.mjs';
 import { type SamplePatchOptions, samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import { ADMIN_TOKEN, FleetHarness } from './support/fleet-harness.js';
+import { CLI_BIN, type NodeRun, runNode as run } from './support/node-process.js';
 
 // The fleetpatch CLI as ops staff type it: the built binary as a child process against a real
 // coordinator and two real agents on 127.0.0.1, each agent confined to its own scratch root.
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'packages/cli/dist/main.js');
+const CLI = CLI_BIN;
 const PATH = '/etc/app/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
 const NEW = 'listen = 8080\nworkers = 8\n';
@@ -26,39 +25,16 @@ let fleet: FleetHarness;
 
 const rootOf = (host: string) => join(work, host, 'root');
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `fleetpatch …`; the connection comes from the environment unless `env` says otherwise. */
 function fleetpatch(
   args: string[],
   { token, env, input }: { token?: string; env?: Record<string, string>; input?: string } = {},
-): Promise<CliResult> {
+): Promise<NodeRun> {
   return run(
     [CLI, ...args],
     { FLEETPATCH_URL: fleet.coordinator.url, ...(token ? { FLEETPATCH_TOKEN: token } : {}), ...env },
     input,
   );
-}
-
-/** Runs a Node script with none of this process's FLEETPATCH_ variables, plus `env`. */
-async function run(args: string[], env: Record<string, string>, input?: string): Promise<CliResult> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETPATCH_')));
-  const child = spawn(process.execPath, args, { env: { ...base, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  child.stdin.end(input ?? '');
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
 }
 
 /** OLD → NEW at PATH, owned by root:root (as `patch show` prints it), with a quick health check. */

@@ -4,8 +4,6 @@
  * dpkg run no agent asked for reaches the coordinator as a diff; compliance says exposed, a rollout
  * targeted at the exposed hosts fixes them, and compliance says fixed — through the API and the CLI.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,11 +24,10 @@ import {
   FleetHarness,
   jsonLines,
 } from './support/fleet-harness.js';
+import { CLI_BIN, type NodeRun, runNode } from './support/node-process.js';
 
 const tools = debToolsAvailable();
 if (!tools.available) console.warn(`inventory and compliance e2e: skipped — ${tools.reason}`);
-
-const CLI = join(import.meta.dirname, '..', 'packages/cli/dist/main.js');
 
 /** A library built from another source, and a binNMU (its binary version is not its source's). */
 const EXTRA_SPECS: DebSpec[] = [
@@ -219,21 +216,8 @@ describe.skipIf(!tools.available)(
         });
     });
 
-    async function fleetpatchCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-      const child = spawn(process.execPath, [CLI, ...args], {
-        env: { PATH: process.env.PATH ?? '', FLEETPATCH_URL: fleet.coordinator.url, FLEETPATCH_TOKEN: ADMIN_TOKEN },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk) => {
-        stdout += chunk;
-      });
-      child.stderr.on('data', (chunk) => {
-        stderr += chunk;
-      });
-      const [code] = (await once(child, 'exit')) as [number | null];
-      return { code, stdout, stderr };
+    function fleetpatchCli(args: string[]): Promise<NodeRun> {
+      return runNode([CLI_BIN, ...args], { FLEETPATCH_URL: fleet.coordinator.url, FLEETPATCH_TOKEN: ADMIN_TOKEN });
     }
   },
 );

@@ -196,6 +196,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
         { name: 'windows', close: () => windows.stop() },
         { name: 'engine', close: () => engine.stop() },
         { name: 'hub', close: () => hub.close() },
+        // Inventory reports accepted but not written yet: written before the store closes.
+        { name: 'inventory', close: () => inventorySync.flush() },
         { name: 'webhooks', close: () => notifier.stop() },
       ],
       options.logger,

@@ -11,6 +11,7 @@ import {
   type CoordinatorMessage,
   type InstalledPackage,
   type InventoryFull,
+  type InventoryReport,
   inventoryDigest,
   WIRE_LIMITS,
 } from '@fleetpatch/shared';
@@ -111,7 +112,12 @@ function syncUnderTest(options: { maxFullRequests?: number; offline?: Set<string
     log: pino({ level: 'silent' }),
     ...(options.maxFullRequests ? { maxFullRequests: options.maxFullRequests } : {}),
   });
-  return { sync, requests };
+  /** Hands `reports` to the sync and writes what it accepted (it would on the next turn of the event loop). */
+  const deliver = (agentId: string, ...reports: InventoryReport[]) => {
+    for (const report of reports) sync.onReport(agentId, report);
+    sync.flush();
+  };
+  return { sync, requests, deliver };
 }
 
 function fullOf(
@@ -134,7 +140,7 @@ function fullOf(
 describe('InventorySync', () => {
   it('asks for everything when it holds nothing, stores the full inventory, then applies diffs in sequence', () => {
     enroll('h1');
-    const { sync, requests } = syncUnderTest();
+    const { sync, requests, deliver } = syncUnderTest();
     const v1 = opensslHost(VULNERABLE);
     sync.agentConnected('h1');
     sync.onReport('h1', { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: v1.length });
@@ -142,12 +148,12 @@ describe('InventorySync', () => {
       { agentId: 'h1', message: { type: 'inventory.request', reason: 'no inventory stored yet' } },
     ]);
     expect(sync.isCurrent('h1')).toBe(false);
-    for (const part of fullOf(v1, 2)) sync.onReport('h1', part);
+    deliver('h1', ...fullOf(v1, 2));
     expect(sync.isCurrent('h1')).toBe(true);
     expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v1));
 
     const v2 = opensslHost(FIXED);
-    sync.onReport('h1', {
+    deliver('h1', {
       type: 'inventory.diff',
       seq: 3,
       digest: inventoryDigest(v2),
@@ -175,10 +181,10 @@ describe('InventorySync', () => {
   it('refuses a diff out of sequence, or one that does not lead to the agent’s digest, and asks for everything', () => {
     enroll('h1', 'h2');
     const v1 = opensslHost(VULNERABLE);
-    const { sync, requests } = syncUnderTest();
+    const { sync, requests, deliver } = syncUnderTest();
     for (const id of ['h1', 'h2']) {
       sync.agentConnected(id);
-      for (const part of fullOf(v1, 1)) sync.onReport(id, part);
+      deliver(id, ...fullOf(v1, 1));
     }
     const v2 = opensslHost(FIXED);
     const diff = {
@@ -191,7 +197,7 @@ describe('InventorySync', () => {
     // h1 missed seq 2.
     sync.onReport('h1', { ...diff, seq: 3 });
     // h2's diff is in sequence but claims a result it does not lead to (it leaves out libssl3).
-    sync.onReport('h2', { ...diff, seq: 2, changed: v2.slice(0, 1) });
+    deliver('h2', { ...diff, seq: 2, changed: v2.slice(0, 1) });
     expect(requests.map((r) => [r.agentId, r.message])).toEqual([
       ['h1', { type: 'inventory.request', reason: 'an inventory diff was missed' }],
       ['h2', { type: 'inventory.request', reason: 'the stored inventory differs from the agent’s after a diff' }],
@@ -201,14 +207,14 @@ describe('InventorySync', () => {
     // h1's stored copy is untouched by the refused diff.
     expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v1));
     // The full inventories asked for bring both back.
-    for (const id of ['h1', 'h2']) for (const part of fullOf(v2, 9)) sync.onReport(id, part);
+    for (const id of ['h1', 'h2']) deliver(id, ...fullOf(v2, 9));
     expect(sync.isCurrent('h1') && sync.isCurrent('h2')).toBe(true);
   });
 
   it('assembles a full inventory from its parts, and starts over when a part is missing', () => {
     enroll('h1');
     const many = Array.from({ length: 25 }, (_, i) => binary(`pkg${i}`, '1.0-1'));
-    const { sync, requests } = syncUnderTest();
+    const { sync, requests, deliver } = syncUnderTest();
     sync.agentConnected('h1');
     const parts = fullOf(many, 1, 10);
     expect(parts).toHaveLength(3);
@@ -218,7 +224,7 @@ describe('InventorySync', () => {
       { type: 'inventory.request', reason: 'a part of the full inventory was missing or out of order' },
     ]);
     expect(store.inventory.get('h1')).toBeUndefined();
-    for (const part of fullOf(many, 2, 10)) sync.onReport('h1', part);
+    deliver('h1', ...fullOf(many, 2, 10));
     expect(store.inventory.packagesOf('h1')).toHaveLength(25);
     expect(sync.isCurrent('h1')).toBe(true);
   });
@@ -235,17 +241,43 @@ describe('InventorySync', () => {
 
   it('asks at most maxFullRequests agents at once; the next is asked as one answers or leaves', () => {
     enroll('a', 'b', 'c', 'd');
-    const { sync, requests } = syncUnderTest({ maxFullRequests: 2 });
+    const { sync, requests, deliver } = syncUnderTest({ maxFullRequests: 2 });
     const v1 = opensslHost(VULNERABLE);
     for (const id of ['a', 'b', 'c', 'd']) {
       sync.agentConnected(id);
       sync.onReport(id, { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: 4 });
     }
     expect(requests.map((r) => r.agentId)).toEqual(['a', 'b']);
-    for (const part of fullOf(v1, 2)) sync.onReport('a', part);
+    deliver('a', ...fullOf(v1, 2));
     expect(requests.map((r) => r.agentId)).toEqual(['a', 'b', 'c']);
     sync.agentGone('b');
     expect(requests.map((r) => r.agentId)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('writes what it accepted in one batch, in order: a diff right behind a full inventory is applied on it', () => {
+    enroll('h1', 'h2');
+    const { sync, requests } = syncUnderTest();
+    const v1 = opensslHost(VULNERABLE);
+    const v2 = opensslHost(FIXED);
+    for (const id of ['h1', 'h2']) {
+      sync.agentConnected(id);
+      for (const part of fullOf(v1, 1)) sync.onReport(id, part);
+    }
+    sync.onReport('h1', {
+      type: 'inventory.diff',
+      seq: 2,
+      digest: inventoryDigest(v2),
+      count: 4,
+      changed: v2.slice(0, 2),
+      removed: [],
+    });
+    expect(sync.isCurrent('h1')).toBe(false);
+    expect(store.inventory.get('h1')).toBeUndefined();
+    sync.flush();
+    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v2));
+    expect(store.inventory.get('h2')?.digest).toBe(inventoryDigest(v1));
+    expect(sync.isCurrent('h1') && sync.isCurrent('h2')).toBe(true);
+    expect(requests).toEqual([]);
   });
 
   it('records an agent with no dpkg database as unavailable, which is current', () => {
@@ -253,6 +285,8 @@ describe('InventorySync', () => {
     const { sync, requests } = syncUnderTest();
     sync.agentConnected('h1');
     sync.onReport('h1', { type: 'inventory.unavailable', seq: 1, reason: 'no dpkg database at /var/lib/dpkg' });
+    expect(sync.isCurrent('h1')).toBe(false); // accepted, not written yet
+    sync.flush();
     expect(requests).toEqual([]);
     expect(sync.isCurrent('h1')).toBe(true);
     expect(store.inventory.get('h1')).toMatchObject({ state: 'unavailable' });

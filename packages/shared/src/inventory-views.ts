@@ -1,12 +1,6 @@
 import { z } from 'zod';
 import { DpkgVersionSchema } from './debian-version.js';
-import {
-  ArchitectureSchema,
-  InstalledPackageNameSchema,
-  InstalledPackageSchema,
-  PackageStatusSchema,
-} from './inventory.js';
-import { HostIdSchema } from './validation.js';
+import { InstalledPackageNameSchema } from './inventory.js';
 
 /*
  * What the coordinator's package inventory API answers (GET /v1/packages, /v1/hosts/:id/packages,
@@ -32,8 +26,20 @@ export const PackagesQuerySchema = z
   });
 export type PackagesQuery = z.infer<typeof PackagesQuerySchema>;
 
+/** One installed package as the API shows it (shared's `InstalledPackage`, fields unchecked on the way out). */
+export const PackageViewSchema = z
+  .object({
+    name: z.string(),
+    version: z.string(),
+    architecture: z.string(),
+    source: z.string(),
+    sourceVersion: z.string(),
+    status: z.string(),
+  })
+  .strict();
+
 /** One installed version of one binary package (for one architecture and dpkg status), and on how many hosts. */
-export const PackageVersionCountSchema = InstalledPackageSchema.extend({ hosts: CountSchema }).strict();
+export const PackageVersionCountSchema = PackageViewSchema.extend({ hosts: CountSchema }).strict();
 export type PackageVersionCount = z.infer<typeof PackageVersionCountSchema>;
 
 export const PackageVersionsSchema = z
@@ -75,7 +81,7 @@ export const HostPackagesSchema = z
     online: z.boolean(),
     inventory: HostInventoryStatusSchema,
     /** Sorted by name, then architecture. */
-    packages: z.array(InstalledPackageSchema),
+    packages: z.array(PackageViewSchema),
   })
   .strict();
 export type HostPackages = z.infer<typeof HostPackagesSchema>;
@@ -109,18 +115,18 @@ export type ComplianceQuery = z.infer<typeof ComplianceQuerySchema>;
 /** One installed binary of the source on one host. */
 export const InstalledBinarySchema = z
   .object({
-    name: InstalledPackageNameSchema,
-    architecture: ArchitectureSchema,
-    version: DpkgVersionSchema,
-    sourceVersion: DpkgVersionSchema,
-    status: PackageStatusSchema,
+    name: z.string(),
+    architecture: z.string(),
+    version: z.string(),
+    sourceVersion: z.string(),
+    status: z.string(),
   })
   .strict();
 export type InstalledBinary = z.infer<typeof InstalledBinarySchema>;
 
 export const HostComplianceSchema = z
   .object({
-    hostId: HostIdSchema,
+    hostId: z.string(),
     status: ComplianceStatusSchema,
     online: z.boolean(),
     /** Why the status is `unknown` (null otherwise). */

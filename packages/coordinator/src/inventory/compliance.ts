@@ -60,11 +60,12 @@ export class FixedVersionCheck {
 
   /** Binaries below fixed first, then by name and architecture. */
   sortForDisplay(binaries: readonly InstalledBinary[]): InstalledBinary[] {
+    if (binaries.length < 2) return [...binaries];
     return [...binaries].sort(
       (a, b) =>
         Number(this.isBelow(b.sourceVersion)) - Number(this.isBelow(a.sourceVersion)) ||
-        a.name.localeCompare(b.name) ||
-        a.architecture.localeCompare(b.architecture),
+        byCodeUnits(a.name, b.name) ||
+        byCodeUnits(a.architecture, b.architecture),
     );
   }
 }
@@ -72,10 +73,17 @@ export class FixedVersionCheck {
 /** Groups `binaries` by host. */
 export function binariesByHost(binaries: readonly HostBinary[]): Map<string, InstalledBinary[]> {
   const byHost = new Map<string, InstalledBinary[]>();
-  for (const { hostId, ...binary } of binaries) {
-    const list = byHost.get(hostId);
+  for (const b of binaries) {
+    const binary = {
+      name: b.name,
+      architecture: b.architecture,
+      version: b.version,
+      sourceVersion: b.sourceVersion,
+      status: b.status,
+    };
+    const list = byHost.get(b.hostId);
     if (list) list.push(binary);
-    else byHost.set(hostId, [binary]);
+    else byHost.set(b.hostId, [binary]);
   }
   return byHost;
 }
@@ -114,6 +122,19 @@ export interface ComplianceInput {
   now: number;
 }
 
+/** Exposed first: what needs doing; then what cannot be judged. */
+const LISTING_ORDER: Readonly<Record<ComplianceStatus, number>> = {
+  exposed: 0,
+  unknown: 1,
+  fixed: 2,
+  not_installed: 3,
+};
+
+/** Plain code-unit order (package names and host ids are ASCII): far cheaper than `localeCompare`. */
+function byCodeUnits(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** Protocol that brought the inventory: an agent below it has none to send. */
 const INVENTORY_PROTOCOL = 3;
 
@@ -130,8 +151,7 @@ export function complianceReport(input: ComplianceInput): ComplianceReport {
   );
   const counts = Object.fromEntries(COMPLIANCE_STATUSES.map((s) => [s, 0])) as ComplianceCounts;
   for (const host of hosts) counts[host.status] += 1;
-  const rank = (status: ComplianceStatus) => ['exposed', 'unknown', 'fixed', 'not_installed'].indexOf(status);
-  hosts.sort((a, b) => rank(a.status) - rank(b.status) || (a.hostId < b.hostId ? -1 : a.hostId > b.hostId ? 1 : 0));
+  hosts.sort((a, b) => LISTING_ORDER[a.status] - LISTING_ORDER[b.status] || byCodeUnits(a.hostId, b.hostId));
   return {
     source: input.source,
     fixed: input.fixed,

@@ -40,10 +40,32 @@ interface PartialFull {
 
 /** Where one live agent's inventory stands, on its current connection. */
 interface AgentSync {
-  /** The `seq` of the last report applied; null until the stored copy is known to match the agent's. */
+  /** The `seq` of the last report accepted; null until the stored copy is known to match the agent's. */
   seq: number | null;
   full: PartialFull | null;
+  /** Accepted reports not written yet: the copy is current only once they are. */
+  unwritten: number;
 }
+
+/** An accepted report waiting for the next batch of writes. */
+interface PendingWrite {
+  agentId: string;
+  /** The connection's state it was accepted on (a reconnect replaces it). */
+  sync: AgentSync;
+  /** Package rows it writes, roughly: what sizes a batch. */
+  rows: number;
+  /** Writes; false when the stored copy does not reach what the agent has (a diff on a different base). */
+  write(at: string): boolean;
+  /** Releases the agent's turn for a full inventory once written. */
+  finishesRequest: boolean;
+}
+
+/**
+ * Writes are batched (one transaction per event-loop turn, or sooner past this many rows): a host's
+ * inventory touches a page of the by-version index for nearly every package it has, and one
+ * transaction for many hosts writes each page once instead of once per host.
+ */
+const MAX_BATCH_ROWS = 20_000;
 
 /**
  * Keeps each host's stored inventory in step with its agent (the exchange is in shared's
@@ -60,6 +82,9 @@ export class InventorySync {
   private readonly waiting = new Map<string, string>();
   private readonly maxFullRequests: number;
   private readonly fullRequestTimeoutMs: number;
+  private pending: PendingWrite[] = [];
+  private pendingRows = 0;
+  private flushScheduled = false;
 
   constructor(private readonly options: InventorySyncOptions) {
     this.maxFullRequests = options.maxFullRequests ?? 16;
@@ -68,13 +93,14 @@ export class InventorySync {
 
   /** Whether the stored inventory of `hostId` is known to be what its connected agent has now. */
   isCurrent(hostId: string): boolean {
-    return (this.agents.get(hostId)?.seq ?? null) !== null;
+    const sync = this.agents.get(hostId);
+    return sync !== undefined && sync.seq !== null && sync.unwritten === 0;
   }
 
   /** A new connection: nothing is known to match until its summary says so. */
   agentConnected(agentId: string): void {
     this.forget(agentId);
-    this.agents.set(agentId, { seq: null, full: null });
+    this.agents.set(agentId, { seq: null, full: null, unwritten: 0 });
   }
 
   agentGone(agentId: string): void {
@@ -84,8 +110,11 @@ export class InventorySync {
 
   /** Exhaustive: a new inventory message fails to compile until it is handled. */
   onReport(agentId: string, report: InventoryReport): void {
-    const sync = this.agents.get(agentId) ?? { seq: null, full: null };
-    this.agents.set(agentId, sync);
+    let sync = this.agents.get(agentId);
+    if (!sync) {
+      sync = { seq: null, full: null, unwritten: 0 };
+      this.agents.set(agentId, sync);
+    }
     switch (report.type) {
       case 'inventory.summary':
         this.onSummary(agentId, sync, report);
@@ -97,8 +126,14 @@ export class InventorySync {
         this.onDiff(agentId, sync, report);
         return;
       case 'inventory.unavailable':
-        this.write(() => this.options.store.inventory.markUnavailable(agentId, report.reason, this.now()));
-        this.settled(agentId, sync, report.seq);
+        this.accept(agentId, sync, report.seq, {
+          rows: 1,
+          write: (at) => {
+            this.options.store.inventory.markUnavailable(agentId, report.reason, at);
+            return true;
+          },
+          finishesRequest: true,
+        });
         return;
       default: {
         const unreachable: never = report;
@@ -107,11 +142,39 @@ export class InventorySync {
     }
   }
 
+  /** Writes every accepted report now, in one transaction (otherwise done on the next turn of the event loop). */
+  flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    this.pendingRows = 0;
+    if (batch.length === 0) return;
+    const at = isoAt(this.options.clock);
+    let outcomes: boolean[];
+    try {
+      outcomes = this.options.store.transaction(() => batch.map((item) => item.write(at)));
+    } catch (err) {
+      this.options.log.error({ err, reports: batch.length }, 'writing inventory reports failed; asking again');
+      outcomes = batch.map(() => false);
+    }
+    batch.forEach((item, i) => {
+      item.sync.unwritten -= 1;
+      const live = this.agents.get(item.agentId) === item.sync;
+      if (!outcomes[i]) {
+        if (!live) return;
+        item.sync.seq = null;
+        this.log(item.agentId).warn('stored inventory does not match the agent’s after a write; asking for all of it');
+        this.askForFull(item.agentId, 'the stored inventory differs from the agent’s after a diff');
+      } else if (live && item.finishesRequest) this.finishRequest(item.agentId);
+    });
+  }
+
   private onSummary(agentId: string, sync: AgentSync, summary: InventorySummary): void {
+    this.flush(); // compare with what is stored once everything accepted is
     const stored = this.options.store.inventory.get(agentId);
     if (stored?.state === 'reported' && stored.digest === summary.digest) {
-      this.write(() => this.options.store.inventory.confirm(agentId, this.now()));
-      this.settled(agentId, sync, summary.seq);
+      this.options.store.transaction(() => this.options.store.inventory.confirm(agentId, isoAt(this.options.clock)));
+      sync.seq = summary.seq;
+      this.finishRequest(agentId);
       return;
     }
     sync.seq = null;
@@ -151,8 +214,14 @@ export class InventorySync {
       );
       return;
     }
-    this.write(() => this.options.store.inventory.replace(agentId, full.packages, digest, this.now()));
-    this.settled(agentId, sync, full.seq);
+    this.accept(agentId, sync, full.seq, {
+      rows: full.packages.length,
+      write: (at) => {
+        this.options.store.inventory.replace(agentId, full.packages, digest, at);
+        return true;
+      },
+      finishesRequest: true,
+    });
   }
 
   private onDiff(agentId: string, sync: AgentSync, diff: InventoryDiff): void {
@@ -165,23 +234,30 @@ export class InventorySync {
       this.askForFull(agentId, 'an inventory diff was missed');
       return;
     }
-    const reached = this.write(() => this.options.store.inventory.applyDiff(agentId, diff, this.now()));
-    if (reached !== diff.digest) {
-      sync.seq = null;
-      this.log(agentId).warn(
-        { seq: diff.seq },
-        'inventory diff does not lead to the agent’s digest; asking for all of it',
-      );
-      this.askForFull(agentId, 'the stored inventory differs from the agent’s after a diff');
-      return;
-    }
-    sync.seq = diff.seq;
+    this.accept(agentId, sync, diff.seq, {
+      rows: diff.changed.length + diff.removed.length,
+      // Checked against what is stored after it: a diff applied to a copy that was not the agent's is caught.
+      write: (at) => this.options.store.inventory.applyDiff(agentId, diff, at) === diff.digest,
+      finishesRequest: false,
+    });
   }
 
-  /** What is stored now matches the agent at `seq`. */
-  private settled(agentId: string, sync: AgentSync, seq: number): void {
+  /** The report follows what is accepted so far: it is the agent's state at `seq` once written. */
+  private accept(agentId: string, sync: AgentSync, seq: number, write: Omit<PendingWrite, 'agentId' | 'sync'>): void {
     sync.seq = seq;
-    this.finishRequest(agentId);
+    sync.unwritten += 1;
+    this.pending.push({ agentId, sync, ...write });
+    this.pendingRows += write.rows;
+    if (this.pendingRows >= MAX_BATCH_ROWS) {
+      this.flush();
+      return;
+    }
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
   }
 
   private askForFull(agentId: string, reason: string): void {
@@ -211,14 +287,6 @@ export class InventorySync {
     this.agents.delete(agentId);
     this.requested.delete(agentId);
     this.waiting.delete(agentId);
-  }
-
-  private write<T>(fn: () => T): T {
-    return this.options.store.transaction(fn);
-  }
-
-  private now(): string {
-    return isoAt(this.options.clock);
   }
 
   private log(agentId: string): Logger {

@@ -68,21 +68,24 @@ export class InventoryView {
   }
 
   compliance(query: ComplianceQuery): ComplianceReport {
+    const states = this.store.inventory.hostStates();
     const report = complianceReport({
       source: query.source,
       fixed: query.fixed,
-      hosts: this.store.agents.list().map((agent) => {
-        const online = this.live.isOnline(agent.id);
+      hosts: states.map((state) => {
+        const online = this.live.isOnline(state.hostId);
         return {
-          id: agent.id,
-          revokedAt: agent.revokedAt,
-          lastSeenAt: agent.lastSeenAt,
+          id: state.hostId,
+          revokedAt: state.revokedAt,
+          lastSeenAt: state.lastSeenAt,
           online,
-          protocolVersion: this.live.protocolVersionOf(agent.id),
-          current: online && this.live.isCurrent(agent.id),
+          protocolVersion: this.live.protocolVersionOf(state.hostId),
+          current: online && this.live.isCurrent(state.hostId),
         };
       }),
-      inventories: new Map(this.store.inventory.all().map((inventory) => [inventory.hostId, inventory])),
+      inventories: new Map(
+        states.flatMap((state) => (state.inventory ? [[state.hostId, state.inventory] as const] : [])),
+      ),
       binaries: this.store.inventory.binariesOfSource(query.source),
       now: this.clock.now(),
     });

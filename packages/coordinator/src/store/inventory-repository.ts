@@ -24,6 +24,14 @@ export interface HostInventoryRecord {
 /** One installed binary of a source on one host (compliance reads these). */
 export type HostBinary = InstalledBinary & { hostId: string };
 
+/** A registered host as compliance needs it: its credential, when it was seen, and its inventory if any. */
+export interface HostInventoryState {
+  hostId: string;
+  revokedAt: string | null;
+  lastSeenAt: string | null;
+  inventory: HostInventoryRecord | undefined;
+}
+
 interface InventoryRow {
   id: number;
   host_id: string;
@@ -83,6 +91,11 @@ export class InventoryRepository {
     this.statements = {
       inventory: db.prepare('SELECT * FROM host_inventories WHERE host_id = ?'),
       allInventories: db.prepare('SELECT * FROM host_inventories'),
+      // Only the columns compliance needs: no labels or facts to parse for every host of the fleet.
+      hostStates: db.prepare(
+        `SELECT a.id AS agent_id, a.revoked_at, a.last_seen_at, hi.*
+           FROM agents a LEFT JOIN host_inventories hi ON hi.host_id = a.id ORDER BY a.id`,
+      ),
       countInventories: db.prepare("SELECT COUNT(*) FROM host_inventories WHERE state = 'reported'").pluck(),
       upsert: db.prepare(
         `INSERT INTO host_inventories (host_id, state, reason, digest, package_count, reported_at, confirmed_at)
@@ -127,13 +140,13 @@ export class InventoryRepository {
            FROM package_versions pv JOIN host_packages hp ON hp.package_version_id = pv.id
           WHERE pv.source = ? GROUP BY pv.id`,
       ),
+      // Inventory ids, not host ids: joining host_inventories per row costs more than one map of them all.
       binariesOfSource: db.prepare(
-        `SELECT hi.host_id, pv.name, pv.architecture, pv.version, pv.source_version, pv.status
-           FROM package_versions pv
-           JOIN host_packages hp ON hp.package_version_id = pv.id
-           JOIN host_inventories hi ON hi.id = hp.inventory_id
+        `SELECT hp.inventory_id, pv.name, pv.architecture, pv.version, pv.source_version, pv.status
+           FROM package_versions pv JOIN host_packages hp ON hp.package_version_id = pv.id
           WHERE pv.source = ?`,
       ),
+      inventoryHosts: db.prepare('SELECT id, host_id FROM host_inventories').raw(),
     };
   }
 
@@ -144,6 +157,17 @@ export class InventoryRepository {
 
   all(): HostInventoryRecord[] {
     return (this.statements.allInventories.all() as InventoryRow[]).map(toRecord);
+  }
+
+  /** Every registered host, with its inventory when it has one. */
+  hostStates(): HostInventoryState[] {
+    type Row = Partial<InventoryRow> & { agent_id: string; revoked_at: string | null; last_seen_at: string | null };
+    return (this.statements.hostStates.all() as Row[]).map((row) => ({
+      hostId: row.agent_id,
+      revokedAt: row.revoked_at,
+      lastSeenAt: row.last_seen_at,
+      inventory: row.id == null ? undefined : toRecord(row as InventoryRow),
+    }));
   }
 
   /** Hosts whose inventory lists packages. */
@@ -213,8 +237,9 @@ export class InventoryRepository {
 
   /** Every installed binary of `source`, on every host. */
   binariesOfSource(source: string): HostBinary[] {
-    return (this.statements.binariesOfSource.all(source) as (PackageRow & { host_id: string })[]).map((row) => ({
-      hostId: row.host_id,
+    const hostOf = new Map(this.statements.inventoryHosts.all() as [number, string][]);
+    return (this.statements.binariesOfSource.all(source) as (PackageRow & { inventory_id: number })[]).map((row) => ({
+      hostId: hostOf.get(row.inventory_id) as string,
       name: row.name,
       architecture: row.architecture,
       version: row.version,
