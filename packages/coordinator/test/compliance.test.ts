@@ -3,10 +3,10 @@
  * inventory confirmed current by an online agent, compared by source version; `unknown` with its
  * reason, its age and what the last inventory said in every other case.
  */
-import type { InstalledPackage } from '@fleetpatch/shared';
+import type { InstalledBinary, InstalledPackage } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { type ComplianceHost, complianceReport, FixedVersionCheck } from '../src/inventory/compliance.js';
-import type { HostBinary, HostInventoryRecord } from '../src/store/inventory-repository.js';
+import type { HostInventoryRecord } from '../src/store/inventory-repository.js';
 import { binary, FIXED, VULNERABLE } from './support/sample-inventory.js';
 
 const NOW = Date.parse('2030-01-07T12:00:00Z');
@@ -46,7 +46,7 @@ const SITUATIONS: Record<string, Situation> = {
 function report() {
   const hosts: ComplianceHost[] = [];
   const inventories = new Map<string, HostInventoryRecord>();
-  const binaries: HostBinary[] = [];
+  const binaries = new Map<string, InstalledBinary[]>();
   for (const [id, situation] of Object.entries(SITUATIONS)) {
     hosts.push({
       id,
@@ -69,16 +69,16 @@ function report() {
         confirmedAt: HOUR_AGO,
         ...situation.inventory,
       });
-      for (const p of packages.filter((p) => p.source === 'openssl')) {
-        binaries.push({
-          hostId: id,
-          name: p.name,
-          architecture: p.architecture,
-          version: p.version,
-          sourceVersion: p.sourceVersion,
-          status: p.status,
-        });
-      }
+      const ofSource = packages
+        .filter((p) => p.source === 'openssl')
+        .map(({ name, architecture, version, sourceVersion, status }) => ({
+          name,
+          architecture,
+          version,
+          sourceVersion,
+          status,
+        }));
+      if (ofSource.length > 0) binaries.set(id, ofSource);
     }
   }
   return complianceReport({ source: 'openssl', fixed: FIXED, hosts, inventories, binaries, now: NOW });

@@ -59,7 +59,7 @@ describe('InventoryRepository', () => {
     expect(store.inventory.versions({ name: 'bash' })).toEqual([
       { ...binary('bash', '5.2.15-2+b7', { sourceVersion: '5.2.15-2' }), hosts: 2 },
     ]);
-    expect(store.inventory.binariesOfSource('openssl').filter((b) => b.hostId === 'h1')).toHaveLength(2);
+    expect(store.inventory.binariesOfSource('openssl').get('h1')).toHaveLength(2);
   });
 
   it('a diff replaces a package of the same name and architecture and returns the digest it leads to', () => {

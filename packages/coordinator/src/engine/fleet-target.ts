@@ -25,9 +25,9 @@ export function resolveFleetTarget(store: Store, target: Target): FleetTarget {
   const { exposedTo: _exposedTo, ...others } = target;
   const reported = new Set(
     store.inventory
-      .all()
-      .filter((inventory) => inventory.state === 'reported')
-      .map((inventory) => inventory.hostId),
+      .hostStates()
+      .filter((host) => host.inventory?.state === 'reported')
+      .map((host) => host.hostId),
   );
   return {
     hosts: resolveTarget(target, candidates, exposed),

@@ -11,7 +11,7 @@ import {
   isSettled,
   parseDebianVersion,
 } from '@fleetpatch/shared';
-import type { HostBinary, HostInventoryRecord } from '../store/inventory-repository.js';
+import type { HostInventoryRecord } from '../store/inventory-repository.js';
 
 /** What a host's installed binaries of one source say, against the fixed source version. */
 export type BinaryVerdict =
@@ -70,32 +70,14 @@ export class FixedVersionCheck {
   }
 }
 
-/** Groups `binaries` by host. */
-export function binariesByHost(binaries: readonly HostBinary[]): Map<string, InstalledBinary[]> {
-  const byHost = new Map<string, InstalledBinary[]>();
-  for (const b of binaries) {
-    const binary = {
-      name: b.name,
-      architecture: b.architecture,
-      version: b.version,
-      sourceVersion: b.sourceVersion,
-      status: b.status,
-    };
-    const list = byHost.get(b.hostId);
-    if (list) list.push(binary);
-    else byHost.set(b.hostId, [binary]);
-  }
-  return byHost;
-}
-
 /**
  * Hosts whose stored inventory has a binary of the source below `fixed`, online or not: what a
  * rollout targeted `exposedTo` selects (its offline policy decides what becomes of those away).
  */
-export function exposedHostIds(binaries: readonly HostBinary[], fixed: string): Set<string> {
+export function exposedHostIds(binaries: ReadonlyMap<string, readonly InstalledBinary[]>, fixed: string): Set<string> {
   const check = new FixedVersionCheck(fixed);
   const exposed = new Set<string>();
-  for (const [hostId, installed] of binariesByHost(binaries)) {
+  for (const [hostId, installed] of binaries) {
     if (check.verdict(installed).status === 'exposed') exposed.add(hostId);
   }
   return exposed;
@@ -118,7 +100,8 @@ export interface ComplianceInput {
   fixed: string;
   hosts: readonly ComplianceHost[];
   inventories: ReadonlyMap<string, HostInventoryRecord>;
-  binaries: readonly HostBinary[];
+  /** The installed binaries of the source, by host id. */
+  binaries: ReadonlyMap<string, readonly InstalledBinary[]>;
   now: number;
 }
 
@@ -142,15 +125,27 @@ const INVENTORY_PROTOCOL = 3;
  * Every registered host labelled against `fixed`, never a guess: a host is `fixed`, `exposed` or
  * `not_installed` only when its agent is online and its stored inventory is confirmed current;
  * otherwise it is `unknown`, with the reason and, where an inventory exists, what it last said.
+ * The counts cover every host; `list` (a status) keeps the listing to those hosts.
  */
-export function complianceReport(input: ComplianceInput): ComplianceReport {
+export function complianceReport(input: ComplianceInput, list?: ComplianceStatus): ComplianceReport {
   const check = new FixedVersionCheck(input.fixed);
-  const byHost = binariesByHost(input.binaries);
-  const hosts = input.hosts.map((host) =>
-    hostCompliance(host, input.inventories.get(host.id), byHost.get(host.id) ?? [], check, input.now),
-  );
   const counts = Object.fromEntries(COMPLIANCE_STATUSES.map((s) => [s, 0])) as ComplianceCounts;
-  for (const host of hosts) counts[host.status] += 1;
+  const hosts: HostCompliance[] = [];
+  for (const host of input.hosts) {
+    const inventory = input.inventories.get(host.id);
+    const binaries = input.binaries.get(host.id) ?? [];
+    const judged = judge(host, inventory, check.verdict(binaries));
+    counts[judged.status] += 1;
+    if (list !== undefined && judged.status !== list) continue;
+    hosts.push({
+      hostId: host.id,
+      ...judged,
+      online: host.online,
+      inventoryAt: inventory?.confirmedAt ?? null,
+      ageSeconds: inventory ? Math.max(0, Math.floor((input.now - Date.parse(inventory.confirmedAt)) / 1000)) : null,
+      installed: check.sortForDisplay(binaries),
+    });
+  }
   hosts.sort((a, b) => LISTING_ORDER[a.status] - LISTING_ORDER[b.status] || byCodeUnits(a.hostId, b.hostId));
   return {
     source: input.source,
@@ -161,24 +156,12 @@ export function complianceReport(input: ComplianceInput): ComplianceReport {
   };
 }
 
-function hostCompliance(
-  host: ComplianceHost,
-  inventory: HostInventoryRecord | undefined,
-  binaries: readonly InstalledBinary[],
-  check: FixedVersionCheck,
-  now: number,
-): HostCompliance {
-  const verdict = check.verdict(binaries);
+type Judgement = Pick<HostCompliance, 'status' | 'reason' | 'lastKnown'>;
+
+/** One host's status, in the order the reasons for `unknown` take precedence. */
+function judge(host: ComplianceHost, inventory: HostInventoryRecord | undefined, verdict: BinaryVerdict): Judgement {
   const lastKnown = inventory?.state === 'reported' && verdict.status !== 'unsettled' ? verdict.status : null;
-  const base = {
-    hostId: host.id,
-    online: host.online,
-    inventoryAt: inventory?.confirmedAt ?? null,
-    ageSeconds: inventory ? Math.max(0, Math.floor((now - Date.parse(inventory.confirmedAt)) / 1000)) : null,
-    installed: check.sortForDisplay(binaries),
-  };
-  const unknown = (reason: string, known: HostCompliance['lastKnown'] = lastKnown): HostCompliance => ({
-    ...base,
+  const unknown = (reason: string, known: Judgement['lastKnown'] = lastKnown): Judgement => ({
     status: 'unknown',
     reason,
     lastKnown: known,
@@ -204,5 +187,5 @@ function hostCompliance(
     return unknown(`offline since ${host.lastSeenAt ?? 'an unknown time'}: its packages may have changed`);
   if (!host.current) return unknown('its inventory is being refreshed: the stored one is not confirmed yet');
   if (verdict.status === 'unsettled') return unknown(verdict.reason, null);
-  return { ...base, status: verdict.status, reason: null, lastKnown: null };
+  return { status: verdict.status, reason: null, lastKnown: null };
 }

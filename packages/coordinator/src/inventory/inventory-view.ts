@@ -69,28 +69,29 @@ export class InventoryView {
 
   compliance(query: ComplianceQuery): ComplianceReport {
     const states = this.store.inventory.hostStates();
-    const report = complianceReport({
-      source: query.source,
-      fixed: query.fixed,
-      hosts: states.map((state) => {
-        const online = this.live.isOnline(state.hostId);
-        return {
-          id: state.hostId,
-          revokedAt: state.revokedAt,
-          lastSeenAt: state.lastSeenAt,
-          online,
-          protocolVersion: this.live.protocolVersionOf(state.hostId),
-          current: online && this.live.isCurrent(state.hostId),
-        };
-      }),
-      inventories: new Map(
-        states.flatMap((state) => (state.inventory ? [[state.hostId, state.inventory] as const] : [])),
-      ),
-      binaries: this.store.inventory.binariesOfSource(query.source),
-      now: this.clock.now(),
-    });
-    if (query.status === undefined) return report;
-    return { ...report, hosts: report.hosts.filter((host) => host.status === query.status) };
+    return complianceReport(
+      {
+        source: query.source,
+        fixed: query.fixed,
+        hosts: states.map((state) => {
+          const online = this.live.isOnline(state.hostId);
+          return {
+            id: state.hostId,
+            revokedAt: state.revokedAt,
+            lastSeenAt: state.lastSeenAt,
+            online,
+            protocolVersion: this.live.protocolVersionOf(state.hostId),
+            current: online && this.live.isCurrent(state.hostId),
+          };
+        }),
+        inventories: new Map(
+          states.flatMap((state) => (state.inventory ? [[state.hostId, state.inventory] as const] : [])),
+        ),
+        binaries: this.store.inventory.binariesOfSource(query.source),
+        now: this.clock.now(),
+      },
+      query.status,
+    );
   }
 }
 

@@ -21,9 +21,6 @@ export interface HostInventoryRecord {
   confirmedAt: string;
 }
 
-/** One installed binary of a source on one host (compliance reads these). */
-export type HostBinary = InstalledBinary & { hostId: string };
-
 /** A registered host as compliance needs it: its credential, when it was seen, and its inventory if any. */
 export interface HostInventoryState {
   hostId: string;
@@ -90,12 +87,14 @@ export class InventoryRepository {
   constructor(db: Db) {
     this.statements = {
       inventory: db.prepare('SELECT * FROM host_inventories WHERE host_id = ?'),
-      allInventories: db.prepare('SELECT * FROM host_inventories'),
-      // Only the columns compliance needs: no labels or facts to parse for every host of the fleet.
-      hostStates: db.prepare(
-        `SELECT a.id AS agent_id, a.revoked_at, a.last_seen_at, hi.*
-           FROM agents a LEFT JOIN host_inventories hi ON hi.host_id = a.id ORDER BY a.id`,
-      ),
+      // Only the columns compliance needs, as arrays: no labels or facts to parse for every host of the fleet.
+      hostStates: db
+        .prepare(
+          `SELECT a.id, a.revoked_at, a.last_seen_at, hi.id, hi.state, hi.reason, hi.digest, hi.package_count,
+                  hi.reported_at, hi.confirmed_at
+             FROM agents a LEFT JOIN host_inventories hi ON hi.host_id = a.id ORDER BY a.id`,
+        )
+        .raw(),
       countInventories: db.prepare("SELECT COUNT(*) FROM host_inventories WHERE state = 'reported'").pluck(),
       upsert: db.prepare(
         `INSERT INTO host_inventories (host_id, state, reason, digest, package_count, reported_at, confirmed_at)
@@ -141,11 +140,13 @@ export class InventoryRepository {
           WHERE pv.source = ? GROUP BY pv.id`,
       ),
       // Inventory ids, not host ids: joining host_inventories per row costs more than one map of them all.
-      binariesOfSource: db.prepare(
-        `SELECT hp.inventory_id, pv.name, pv.architecture, pv.version, pv.source_version, pv.status
-           FROM package_versions pv JOIN host_packages hp ON hp.package_version_id = pv.id
-          WHERE pv.source = ?`,
-      ),
+      binariesOfSource: db
+        .prepare(
+          `SELECT hp.inventory_id, pv.name, pv.architecture, pv.version, pv.source_version, pv.status
+             FROM package_versions pv JOIN host_packages hp ON hp.package_version_id = pv.id
+            WHERE pv.source = ?`,
+        )
+        .raw(),
       inventoryHosts: db.prepare('SELECT id, host_id FROM host_inventories').raw(),
     };
   }
@@ -155,19 +156,29 @@ export class InventoryRepository {
     return row && toRecord(row);
   }
 
-  all(): HostInventoryRecord[] {
-    return (this.statements.allInventories.all() as InventoryRow[]).map(toRecord);
-  }
-
   /** Every registered host, with its inventory when it has one. */
   hostStates(): HostInventoryState[] {
-    type Row = Partial<InventoryRow> & { agent_id: string; revoked_at: string | null; last_seen_at: string | null };
-    return (this.statements.hostStates.all() as Row[]).map((row) => ({
-      hostId: row.agent_id,
-      revokedAt: row.revoked_at,
-      lastSeenAt: row.last_seen_at,
-      inventory: row.id == null ? undefined : toRecord(row as InventoryRow),
-    }));
+    type Row = [
+      string,
+      string | null,
+      string | null,
+      number | null,
+      HostInventoryRecord['state'],
+      string | null,
+      string | null,
+      number,
+      string,
+      string,
+    ];
+    return (this.statements.hostStates.all() as Row[]).map(
+      ([hostId, revokedAt, lastSeenAt, inventoryId, state, reason, digest, packageCount, reportedAt, confirmedAt]) => ({
+        hostId,
+        revokedAt,
+        lastSeenAt,
+        inventory:
+          inventoryId === null ? undefined : { hostId, state, reason, digest, packageCount, reportedAt, confirmedAt },
+      }),
+    );
   }
 
   /** Hosts whose inventory lists packages. */
@@ -235,17 +246,29 @@ export class InventoryRepository {
     return (rows as (PackageRow & { hosts: number })[]).map((row) => ({ ...toPackage(row), hosts: row.hosts }));
   }
 
-  /** Every installed binary of `source`, on every host. */
-  binariesOfSource(source: string): HostBinary[] {
-    const hostOf = new Map(this.statements.inventoryHosts.all() as [number, string][]);
-    return (this.statements.binariesOfSource.all(source) as (PackageRow & { inventory_id: number })[]).map((row) => ({
-      hostId: hostOf.get(row.inventory_id) as string,
-      name: row.name,
-      architecture: row.architecture,
-      version: row.version,
-      sourceVersion: row.source_version,
-      status: row.status,
-    }));
+  /** Every installed binary of `source`, by host. */
+  binariesOfSource(source: string): Map<string, InstalledBinary[]> {
+    type Row = [number, string, string, string, string, string];
+    const byInventory = new Map<number, InstalledBinary[]>();
+    for (const [
+      inventoryId,
+      name,
+      architecture,
+      version,
+      sourceVersion,
+      status,
+    ] of this.statements.binariesOfSource.all(source) as Row[]) {
+      const binary = { name, architecture, version, sourceVersion, status };
+      const list = byInventory.get(inventoryId);
+      if (list) list.push(binary);
+      else byInventory.set(inventoryId, [binary]);
+    }
+    const byHost = new Map<string, InstalledBinary[]>();
+    for (const [inventoryId, hostId] of this.statements.inventoryHosts.all() as [number, string][]) {
+      const binaries = byInventory.get(inventoryId);
+      if (binaries) byHost.set(hostId, binaries);
+    }
+    return byHost;
   }
 
   private packagesById(inventoryId: number): InstalledPackage[] {
