@@ -1,4 +1,5 @@
-import type { PreflightResult, RolloutRecord } from '@fleetpatch/shared';
+import type { PreflightOutcome, PreflightResult, RolloutRecord } from '@fleetpatch/shared';
+import { ExitCode } from './cli-errors.js';
 import { renderTable } from './render-table.js';
 
 export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
@@ -30,4 +31,21 @@ export function renderPreflight(preflight: PreflightResult): string {
     ]),
   );
   return `preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}\n${table}`;
+}
+
+/** What a dry run clears a host for: it would change it, or it is already there. */
+const PREFLIGHT_CLEAR: ReadonlySet<PreflightOutcome> = new Set(['would_apply', 'already_applied']);
+/** The host could not say: offline, or no answer before the coordinator stopped waiting. */
+const PREFLIGHT_UNANSWERED: ReadonlySet<PreflightOutcome> = new Set(['offline', 'no_answer']);
+
+/**
+ * 0 when every host is clear, 3 when any host would fail or is blocked (or answered anything else
+ * a dry run does not clear), 4 when none does but some did not answer — so a script can gate a
+ * start on the dry run.
+ */
+export function preflightExitCode(preflight: PreflightResult): ExitCode {
+  const outcomes = preflight.results.map((r) => r.outcome);
+  if (outcomes.some((o) => !PREFLIGHT_CLEAR.has(o) && !PREFLIGHT_UNANSWERED.has(o))) return ExitCode.wouldNotApply;
+  if (outcomes.some((o) => PREFLIGHT_UNANSWERED.has(o))) return ExitCode.unanswered;
+  return ExitCode.ok;
 }

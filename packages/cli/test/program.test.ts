@@ -1,4 +1,4 @@
-import type { ComplianceReport } from '@fleetpatch/shared';
+import type { ComplianceReport, PreflightOutcome, PreflightResult } from '@fleetpatch/shared';
 import { CommanderError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import type { ApiClient } from '../src/api-client.js';
@@ -18,7 +18,7 @@ const complianceAnswer: ComplianceReport = {
   hosts: [],
 };
 
-function harness(stdin = '') {
+function harness(stdin = '', answers: Record<string, unknown> = {}) {
   const exitCodes: number[] = [];
   const calls: { method: string; args: unknown[] }[] = [];
   const out: string[] = [];
@@ -30,6 +30,7 @@ function harness(stdin = '') {
         (_, method: string) =>
         async (...args: unknown[]) => {
           calls.push({ method, args });
+          if (method in answers) return answers[method];
           if (method === 'createRollout')
             return { rollout: { id: 'ro_1', state: 'draft', createdBy: 'a', request: { requiredApprovals: 0 } } };
           if (method === 'rolloutPlan')
@@ -163,6 +164,24 @@ describe('command line → request', () => {
     await expect(harness().run('packages')).rejects.toBeInstanceOf(UsageError);
     await expect(harness().run('packages', '--name', 'a', '--source', 'b')).rejects.toBeInstanceOf(UsageError);
     await expect(harness().run('compliance', '--source', 'openssl')).rejects.toBeInstanceOf(CommanderError);
+  });
+
+  it('exits 0 from a clear dry run, 3 when a host would fail or is blocked, 4 when one did not answer', async () => {
+    const answer = (...outcomes: PreflightOutcome[]): PreflightResult => ({
+      rolloutId: 'ro_1',
+      summary: {},
+      results: outcomes.map((outcome, i) => ({ hostId: `h${i}`, outcome, reason: null, errorCode: null })),
+    });
+    const exitOf = async (result: PreflightResult, ...flags: string[]) => {
+      const h = harness('', { preflight: result });
+      await h.run('rollout', 'preflight', 'ro_1', ...flags);
+      return h.exitCodes;
+    };
+    expect(await exitOf(answer('would_apply', 'already_applied'))).toEqual([0]);
+    expect(await exitOf(answer('would_apply', 'would_fail'))).toEqual([3]);
+    expect(await exitOf(answer('blocked', 'no_answer'), '--json')).toEqual([3]);
+    expect(await exitOf(answer('would_apply', 'no_answer'))).toEqual([4]);
+    expect(await exitOf(answer('offline'))).toEqual([4]);
   });
 
   it('refuses a bad rollout locally: nothing is sent', async () => {

@@ -5,7 +5,7 @@ import { writeJson } from '../cli-output.js';
 import { readJsonInput } from '../json-input.js';
 import { validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
-import { renderPreflight, renderRolloutList } from '../render-rollouts.js';
+import { preflightExitCode, renderPreflight, renderRolloutList } from '../render-rollouts.js';
 import { renderStatus } from '../render-status.js';
 import { SUCCESSFUL_ROLLOUT_STATES } from '../rollout-final-states.js';
 import {
@@ -70,7 +70,9 @@ export function addRolloutCommands(program: Command, ctx: CliContext): void {
 
   rollout
     .command('preflight')
-    .description('dry run: every target host checks the preconditions and says what it would do')
+    .description(
+      'dry run: every target host checks the preconditions and says what it would do; exit 3 when one would fail or is blocked, 4 when one did not answer',
+    )
     .argument('<id>', 'rollout id')
     .option('--timeout <seconds>', 'how long to wait for the agents (1-600)', parseSeconds, 30)
     .option('--json', 'print the raw JSON')
@@ -78,6 +80,7 @@ export function addRolloutCommands(program: Command, ctx: CliContext): void {
       const preflight = await ctx.api().preflight(id, opts.timeout);
       if (opts.json) writeJson(ctx.output, preflight);
       else ctx.output.out(renderPreflight(preflight));
+      ctx.setExitCode(preflightExitCode(preflight));
     });
 
   rollout
