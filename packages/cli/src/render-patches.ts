@@ -1,4 +1,4 @@
-import type { Patch } from '@fleetpatch/shared';
+import { isRevertable, NOT_REVERTABLE_NOTE, type Patch } from '@fleetpatch/shared';
 import { plural, renderTable } from './render-table.js';
 
 export function describeChange(change: Patch['change']): string {
@@ -9,7 +9,7 @@ export function describeChange(change: Patch['change']): string {
     }
     case 'package': {
       const prior = change.expectedPriorVersion ? `, expects prior ${change.expectedPriorVersion}` : '';
-      return `apt ${change.name}=${change.version}${prior}`;
+      return `apt ${change.name}=${change.version}${prior}${change.revertable ? '' : ', NOT revertable'}`;
     }
   }
 }
@@ -20,6 +20,7 @@ export function renderPatch(patch: Patch): string {
     `  ticket        ${patch.ticket}`,
     `  created       ${patch.createdAt} by ${patch.createdBy}`,
     `  change        ${describeChange(patch.change)}`,
+    ...(isRevertable(patch.change) ? [] : [`  revert        none: ${NOT_REVERTABLE_NOTE}`]),
     `  health        ${plural(patch.health.checks.length, 'check')}${patch.health.checks.length > 0 ? `: ${patch.health.checks.map((c) => c.name).join(', ')}` : ''}`,
     `  problem       ${patch.problem}`,
     `  root cause    ${patch.rootCause}`,

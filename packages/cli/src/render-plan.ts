@@ -1,4 +1,4 @@
-import type { RolloutPlan } from '@fleetpatch/shared';
+import { NOT_REVERTABLE_NOTE, type RolloutPlan } from '@fleetpatch/shared';
 import { plural } from './render-table.js';
 
 /**
@@ -11,7 +11,10 @@ export function renderPlan(plan: RolloutPlan): string {
     `rollout ${plan.rolloutId} plan (${basis}): ${plural(plan.hostCount, 'host')} in ` +
     `${plural(plan.waves.length, 'wave')} [${plan.waveSizes.join(', ')}]; ${plan.haltsOn}` +
     ` (tolerates ${plural(plan.toleratedFailures, 'failure')})`;
-  const judged = plan.exposedTo ? withoutInventoryLine(plan.exposedTo) : [];
+  const judged = [
+    ...(plan.exposedTo ? withoutInventoryLine(plan.exposedTo) : []),
+    ...notRevertableLine(plan.revertable),
+  ];
   if (plan.waves.length === 0) return [head, '  no host matches the target', ...judged].join('\n');
   const sizeWidth = Math.max(...plan.waves.map((w) => plural(w.hosts.length, 'host').length));
   const lines = plan.waves.map(
@@ -29,4 +32,9 @@ function withoutInventoryLine(exposedTo: NonNullable<RolloutPlan['exposedTo']>):
   const shown = withoutInventory.slice(0, 10).join(', ');
   const more = withoutInventory.length > 10 ? `, and ${withoutInventory.length - 10} more` : '';
   return [`  not judged (no package inventory), left out: ${shown}${more}`];
+}
+
+/** A patch that cannot be taken back is said before anyone starts it, not only in --json. */
+export function notRevertableLine(revertable: boolean): string[] {
+  return revertable ? [] : [`  NOT REVERTABLE: the patch is ${NOT_REVERTABLE_NOTE}`];
 }

@@ -1,5 +1,6 @@
 import type { PreflightOutcome, PreflightResult, RolloutRecord } from '@fleetpatch/shared';
 import { ExitCode } from './cli-errors.js';
+import { notRevertableLine } from './render-plan.js';
 import { renderTable } from './render-table.js';
 
 export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
@@ -30,7 +31,11 @@ export function renderPreflight(preflight: PreflightResult): string {
       [r.errorCode, r.reason].filter((p): p is string => Boolean(p)).join(': ') || '-',
     ]),
   );
-  return `preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}\n${table}`;
+  return [
+    `preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}`,
+    ...notRevertableLine(preflight.revertable),
+    table,
+  ].join('\n');
 }
 
 /** What a dry run clears a host for: it would change it, or it is already there. */

@@ -42,6 +42,7 @@ function harness(stdin = '', answers: Record<string, unknown> = {}) {
               waves: [],
               toleratedFailures: 0,
               haltsOn: 'halts on the 1st failure',
+              revertable: true,
             };
           if (method === 'createPatch') return { id: 'pat_1' };
           if (method === 'compliance') return complianceAnswer;
@@ -169,6 +170,7 @@ describe('command line → request', () => {
   it('exits 0 from a clear dry run, 3 when a host would fail or is blocked, 4 when one did not answer', async () => {
     const answer = (...outcomes: PreflightOutcome[]): PreflightResult => ({
       rolloutId: 'ro_1',
+      revertable: true,
       summary: {},
       results: outcomes.map((outcome, i) => ({ hostId: `h${i}`, outcome, reason: null, errorCode: null })),
     });

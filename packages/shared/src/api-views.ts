@@ -168,6 +168,8 @@ export const RolloutPlanSchema = z
     waves: z.array(z.object({ wave: CountSchema, hosts: z.array(z.string()) }).strict()),
     toleratedFailures: CountSchema,
     haltsOn: z.string(),
+    /** False when the patch is marked `revertable: false`: the coordinator refuses to revert it. */
+    revertable: z.boolean(),
     /**
      * Before start, for a target with `exposedTo`: the hosts its other selectors pick that have no
      * package inventory, and so are not selected (start records them in its event).
@@ -197,6 +199,8 @@ export type PreflightAnswer = z.infer<typeof PreflightAnswerSchema>;
 export const PreflightResultSchema = z
   .object({
     rolloutId: z.string(),
+    /** False when the patch is marked `revertable: false`: the coordinator refuses to revert it. */
+    revertable: z.boolean(),
     summary: z.partialRecord(PreflightOutcomeSchema, CountSchema),
     results: z.array(PreflightAnswerSchema),
   })

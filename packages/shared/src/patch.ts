@@ -71,6 +71,18 @@ export type PackageChange = z.infer<typeof PackageChangeSchema>;
 export const ChangeSchema = z.discriminatedUnion('kind', [FileChangeSchema, PackageChangeSchema]);
 export type Change = z.infer<typeof ChangeSchema>;
 
+/**
+ * Whether fleetpatch takes the change back. A package change marked `revertable: false` may leave a
+ * host with no prior .deb to restore, so the coordinator refuses to revert it (and the views say so).
+ */
+export function isRevertable(change: Change): boolean {
+  return change.kind !== 'package' || change.revertable;
+}
+
+/** Said wherever a non-revertable patch shows: plan, preflight, patch show, a refused revert. */
+export const NOT_REVERTABLE_NOTE =
+  'marked "revertable": false — fleetpatch will not revert it (a host may hold no prior .deb to go back to); to undo it, roll out a new patch';
+
 export function fileContentBytes(change: { content: string; encoding: 'utf8' | 'base64' }): Buffer {
   return Buffer.from(change.content, change.encoding === 'base64' ? 'base64' : 'utf8');
 }

@@ -3,7 +3,9 @@ import {
   ErrorCode,
   FleetError,
   type Hello,
+  isRevertable,
   type MaintenanceWindow,
+  NOT_REVERTABLE_NOTE,
   type OrderProgress,
   type OrderResultBody,
   type RolloutRequest,
@@ -139,6 +141,13 @@ export class RolloutEngine {
       });
     }
     if (request.window) this.validateWindow(request.window);
+    if (!isRevertable(patch.change) && (request.autoRevert === 'wave' || request.autoRevert === 'rollout')) {
+      const message = `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`;
+      throw new FleetError(ErrorCode.validationFailed, `invalid request: body.autoRevert: ${message}`, {
+        path: 'body.autoRevert',
+        issues: [{ path: 'body.autoRevert', message }],
+      });
+    }
     const unknown = unknownHostIds(request.target, this.store.agents.list());
     if (unknown.length > 0) {
       throw new FleetError(ErrorCode.validationFailed, `unknown host ids: ${unknown.join(', ')}`, {
@@ -347,6 +356,7 @@ export class RolloutEngine {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       assertVerb(id, rollout.state, 'revert');
+      this.assertRevertable(rollout);
       // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
       // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
       for (const run of this.store.hostRuns.inStates(id, ['revert_failed'])) {
@@ -362,7 +372,7 @@ export class RolloutEngine {
   /** Reverts one host of a rollout, whatever the rollout's state. */
   revertHost(id: string, hostId: string, actor: string): HostRunRecord {
     this.store.transaction(() => {
-      mustGetRollout(this.store, id);
+      const rollout = mustGetRollout(this.store, id);
       const run = this.store.hostRuns.get(id, hostId);
       if (!run) throw new FleetError(ErrorCode.notFound, `host ${hostId} is not part of rollout ${id}`);
       if (!TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverted' || !run.changed) {
@@ -376,10 +386,23 @@ export class RolloutEngine {
           },
         );
       }
+      this.assertRevertable(rollout);
       this.store.appendEvent({ rolloutId: id, hostId, actor, type: 'host.revert_requested' }, isoNow(this.clock));
       this.reverts.dispatch(run);
     });
     return this.store.hostRuns.get(id, hostId) as HostRunRecord;
+  }
+
+  /** A revert of a patch marked `revertable: false` can only fail on a host without a prior .deb: refused, 409. */
+  private assertRevertable(rollout: RolloutRecord): void {
+    const patch = this.store.patches.get(rollout.patchId);
+    if (patch && !isRevertable(patch.change)) {
+      throw new FleetError(ErrorCode.conflict, `patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`, {
+        rolloutId: rollout.id,
+        patchId: patch.id,
+        revertable: false,
+      });
+    }
   }
 
   private verbTransition(

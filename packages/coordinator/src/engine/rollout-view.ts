@@ -4,6 +4,7 @@ import {
   describeHaltPoint,
   ErrorCode,
   FleetError,
+  isRevertable,
   type RolloutPlan,
   type RolloutRecord as RolloutRecordView,
   type RolloutStatus,
@@ -52,6 +53,7 @@ export class RolloutView {
       waves: waves.map((hosts, wave) => ({ wave, hosts })),
       toleratedFailures: tolerated,
       haltsOn: describeHaltPoint(tolerated),
+      revertable: this.patchIsRevertable(rollout),
       ...(exposedTo && !frozen ? { exposedTo: { ...exposedTo, withoutInventory } } : {}),
     };
   }
@@ -100,6 +102,12 @@ export class RolloutView {
   /** Throws not-found for an unknown rollout; O(1), unlike `status`, which reads every host. */
   assertExists(id: string): void {
     this.mustGet(id);
+  }
+
+  /** False when the rollout's patch is marked `revertable: false` (a missing patch counts as revertable: nothing to warn of). */
+  private patchIsRevertable(rollout: RolloutRecord): boolean {
+    const patch = this.store.patches.get(rollout.patchId);
+    return patch ? isRevertable(patch.change) : true;
   }
 
   private mustGet(id: string): RolloutRecord {
