@@ -259,7 +259,15 @@ describe('OrderExecutor', () => {
     await (await executor(await Journal.open(dir))).recover();
     expect(driver.calls).toEqual(['cleanup', 'restore']);
     expect(driver.host).toBe('old');
-    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'failed', changed: false }]);
+    expect(results).toEqual([
+      expect.objectContaining({
+        orderId: 'o1',
+        outcome: 'failed',
+        changed: false,
+        errorCode: 'interrupted',
+        reason: 'interrupted: the agent stopped (crash, kill or power loss) at applying; reverted to the snapshot',
+      }),
+    ]);
   });
 
   it('recovers an order interrupted before it changed anything without touching the host', async () => {
@@ -268,7 +276,15 @@ describe('OrderExecutor', () => {
     await journal.update(entry, { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(0).toISOString());
     await (await executor(await Journal.open(dir))).recover();
     expect(driver.calls).toEqual(['cleanup']);
-    expect(results).toMatchObject([{ outcome: 'failed', changed: false }]);
+    expect(results).toEqual([
+      expect.objectContaining({
+        outcome: 'failed',
+        changed: false,
+        errorCode: 'interrupted',
+        reason:
+          'interrupted: the agent stopped (crash, kill or power loss) at snapshotted, before it changed anything; nothing was changed',
+      }),
+    ]);
   });
 
   it('reports unacknowledged results in hello until the coordinator acks them', async () => {

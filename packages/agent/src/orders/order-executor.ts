@@ -315,24 +315,19 @@ export class OrderExecutor {
       entry.phase === 'applied' ||
       entry.phase === 'verifying' ||
       entry.phase === 'reverting';
+    // One sentence the operator can act on: when it stopped, and where that left the host.
+    const stopped = `interrupted: the agent stopped (crash, kill or power loss) at ${entry.phase}`;
     if (!mayHaveChanged || entry.snapshot === undefined) {
       await this.ctx.finish(entry, {
         outcome: 'failed',
         changed: false,
-        errorCode: ErrorCode.internal,
-        reason: `agent restarted during ${entry.phase}; nothing was changed`,
+        errorCode: ErrorCode.interrupted,
+        reason: `${stopped}, before it changed anything; nothing was changed`,
       });
       return;
     }
-    await restoreAndFinish(
-      this.ctx,
-      entry,
-      driver,
-      driverCtx,
-      'failed',
-      ErrorCode.internal,
-      `agent restarted during ${entry.phase}; restored the snapshot`,
-    );
+    // restoreAndFinish ends the sentence: "…; reverted to the snapshot" (or why the restore failed).
+    await restoreAndFinish(this.ctx, entry, driver, driverCtx, 'failed', ErrorCode.interrupted, stopped);
   }
 
   private answerKnown(entry: JournalEntry): void {
