@@ -43,7 +43,7 @@ export function renderAgentDetail(detail: AgentDetail, now: Date = new Date()): 
       r.rolloutId,
       String(r.wave + 1),
       r.state,
-      r.changed ? 'yes' : 'no',
+      r.changed === 'unknown' ? 'unknown (no answer yet)' : r.changed ? 'yes' : 'no',
       r.reason ?? r.errorCode ?? '',
     ]),
   );

@@ -63,6 +63,11 @@ function formatHost(host: HostView): string {
 function hostProblem(host: HostView): string | undefined {
   if (!FAILED_HOST_STATES.has(host.state) && host.state !== 'skipped') return undefined;
   const parts = [host.errorCode, host.reason].filter((p): p is string => Boolean(p));
-  if (parts.length === 0) return FAILED_HOST_STATES.has(host.state) ? 'no reason reported' : undefined;
-  return parts.join(': ');
+  const unknown = host.changed === 'unknown' ? [POSSIBLY_CHANGED] : [];
+  if (parts.length === 0 && unknown.length === 0)
+    return FAILED_HOST_STATES.has(host.state) ? 'no reason reported' : undefined;
+  return [parts.join(': '), ...unknown].filter(Boolean).join('; ');
 }
+
+/** A timed-out host that has not answered may be stopped halfway: never shown as unchanged. */
+const POSSIBLY_CHANGED = 'changed: unknown (no answer since; it may be half-changed until its agent reports)';

@@ -32,4 +32,20 @@ describe('renderAgents', () => {
     expect(shown).toContain('labels    role=db\n');
     expect(shown).toMatch(/reported {2}role=web {2}\(the host's word: targets match it only by reportedLabels\)/);
   });
+
+  it('says "unknown" for a host run whose change is not known, never "no"', () => {
+    const run = { rolloutId: 'ro_1', wave: 0, state: 'timed_out' as const, orderId: 'ord_1', errorCode: 'timed_out' };
+    const shown = renderAgentDetail(
+      {
+        agent: agent('db-1', {}, {}),
+        hostRuns: [
+          { ...run, changed: 'unknown', reason: 'no result within 60s' },
+          { ...run, rolloutId: 'ro_2', changed: false, reason: 'no result within 60s' },
+        ],
+      },
+      NOW,
+    ).split('\n');
+    expect(shown.at(-2)).toMatch(/^ro_1\s+1\s+timed_out\s+unknown \(no answer yet\)\s+no result within 60s$/);
+    expect(shown.at(-1)).toMatch(/^ro_2\s+1\s+timed_out\s+no\s+no result within 60s$/);
+  });
 });

@@ -112,6 +112,31 @@ describe('renderStatus', () => {
     ]);
   });
 
+  it('never shows a timed-out host that has not answered as unchanged', () => {
+    const view = status(
+      { state: 'halted', stateReason: 'failure budget exceeded: 1 failed, 0 tolerated' },
+      {
+        waves: [
+          {
+            wave: 0,
+            phase: 'stopped',
+            hosts: [
+              host('web-1', 'timed_out', {
+                online: false,
+                changed: 'unknown',
+                errorCode: 'timed_out',
+                reason: 'no result within 60s',
+              }),
+            ],
+          },
+        ],
+      },
+    );
+    expect(renderStatus(view, NOW).split('\n').at(-1)).toBe(
+      '  web-1 timed_out: timed_out: no result within 60s; changed: unknown (no answer since; it may be half-changed until its agent reports)',
+    );
+  });
+
   it('counts down a bake and says when approvals are still missing', () => {
     const baking = status(
       { bakeUntil: '2025-06-01T12:00:30.000Z', currentWave: 0 },

@@ -61,13 +61,21 @@ export type AgentView = z.infer<typeof AgentViewSchema>;
 export const AgentListSchema = z.object({ agents: z.array(AgentViewSchema) }).strict();
 export type AgentList = z.infer<typeof AgentListSchema>;
 
+/**
+ * Whether a host carries the change, as its agent last reported; `"unknown"` while a host that timed
+ * out has not answered yet — it may have been stopped halfway (a package half-installed), and only
+ * its agent, once back, can say (it restores its snapshot on restart and reports).
+ */
+export const HostChangedSchema = z.union([z.boolean(), z.literal('unknown')]);
+export type HostChanged = z.infer<typeof HostChangedSchema>;
+
 /** One host's part in one rollout, as seen from the host: its history across rollouts. */
 export const AgentHostRunSchema = z
   .object({
     rolloutId: z.string(),
     wave: z.number().int().min(0),
     state: HostRunStateSchema,
-    changed: z.boolean(),
+    changed: HostChangedSchema,
     orderId: z.string().nullable(),
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
@@ -120,8 +128,8 @@ export const HostViewSchema = z
     hostId: z.string(),
     state: HostRunStateSchema,
     online: z.boolean(),
-    /** Whether the host carries the change now, as its agent last reported. */
-    changed: z.boolean(),
+    /** Whether the host carries the change now, as its agent last reported (see HostChangedSchema). */
+    changed: HostChangedSchema,
     orderId: z.string().nullable(),
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),

@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { type Change, ErrorCode, FleetError, type OrderApply } from '@fleetpatch/shared';
+import { type Change, ErrorCode, FleetError, type OrderApply, UNHEALTHY_BEFORE_PATCH } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
 import type { BakeWatch } from './bake-watch.js';
@@ -80,7 +80,7 @@ async function runPhases(
           outcome: order.failIfUnhealthyBefore ? 'failed' : 'skipped',
           changed: false,
           errorCode: ErrorCode.healthFailed,
-          reason: 'unhealthy before patch',
+          reason: UNHEALTHY_BEFORE_PATCH,
           health: baseline.results,
         });
         return;

@@ -1,4 +1,5 @@
-import type { HostRunState } from '@fleetpatch/shared';
+import type { HostChanged, HostRunState } from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
 
 /** Host runs with an order out that has not finished. */
 export const IN_FLIGHT_HOST_STATES: readonly HostRunState[] = [
@@ -63,4 +64,14 @@ export const HOST_RUN_TRANSITIONS: Readonly<Record<HostRunState, readonly HostRu
 
 export function canTransitionHostRun(from: HostRunState, to: HostRunState): boolean {
   return HOST_RUN_TRANSITIONS[from].includes(to);
+}
+
+/**
+ * What the views say a host carries: what its agent last reported, except for a host timed out
+ * with an order out that has not answered — the agent may have died mid-dpkg, so "no" would be a
+ * guess. Unknown until its result (or a hello that does not list the order) arrives.
+ */
+export function reportedChange(run: Pick<HostRunRecord, 'state' | 'answered' | 'orderId' | 'changed'>): HostChanged {
+  if (run.state === 'timed_out' && !run.answered && run.orderId !== null) return 'unknown';
+  return run.changed;
 }

@@ -203,6 +203,7 @@ export class ReportRecorder {
       return true;
     }
     // Whatever it says, the current order has answered: a timed-out host may now be retried.
+    const firstAnswer = !run.answered;
     store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     if (TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverting') {
       // A late answer (after a timeout, or a bake-time failure after healthy): record what the host carries now.
@@ -222,22 +223,27 @@ export class ReportRecorder {
           },
           { actor: agentId, data: { ...error, during: 'bake' } },
         );
-      } else if (run.changed !== result.changed && run.state !== 'reverting') {
-        // Not a transition: the host stays where it is, and only what it carries is corrected.
-        store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
-        store.appendEvent(
-          {
-            rolloutId: run.rolloutId,
-            hostId: run.hostId,
-            actor: agentId,
-            type: 'host.late_result',
-            fromState: run.state,
-            toState: run.state,
-            data: { outcome: result.outcome, changed: result.changed },
-          },
-          isoNow(clock),
-        );
-        if (result.changed) this.reverts.reopenRevert(run.rolloutId);
+      } else {
+        // Not a transition: the host stays where it is, and only what it carries is corrected. The
+        // first answer of a timed-out order is recorded even when it changes nothing here: it is
+        // the agent's account of what became of the host (restored its snapshot after a restart…).
+        const corrects = run.changed !== result.changed && run.state !== 'reverting';
+        if (corrects) store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
+        if (corrects || firstAnswer) {
+          store.appendEvent(
+            {
+              rolloutId: run.rolloutId,
+              hostId: run.hostId,
+              actor: agentId,
+              type: 'host.late_result',
+              fromState: run.state,
+              toState: run.state,
+              data: { outcome: result.outcome, changed: result.changed, ...error },
+            },
+            isoNow(clock),
+          );
+        }
+        if (corrects && result.changed) this.reverts.reopenRevert(run.rolloutId);
       }
       this.deps.markDirty(run.rolloutId);
       return true;

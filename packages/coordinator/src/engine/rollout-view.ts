@@ -15,7 +15,7 @@ import {
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
 import { resolveFleetTarget } from './fleet-target.js';
-import { TERMINAL_HOST_STATES } from './host-run-states.js';
+import { reportedChange, TERMINAL_HOST_STATES } from './host-run-states.js';
 
 /** Read-only views of rollouts for the API and CLI, in the shapes of shared's api-views.ts. */
 export class RolloutView {
@@ -73,7 +73,7 @@ export class RolloutView {
         hostId: run.hostId,
         state: run.state,
         online: this.isOnline(run.hostId),
-        changed: run.changed,
+        changed: reportedChange(run),
         orderId: run.orderId,
         errorCode: run.errorCode,
         reason: run.reason,
