@@ -48,8 +48,20 @@ export function debToolsAvailable(): { available: true } | { available: false; r
   if (process.platform !== 'linux') return { available: false, reason: 'dpkg tests need Linux' };
   const needed = ['dpkg', 'dpkg-deb', 'dpkg-query', 'dpkg-scanpackages', 'apt-get', 'apt-config', 'fakeroot'];
   if (isRoot) needed.push('setpriv');
+  const missing = missingTools(needed);
+  if (missing.length > 0) {
+    return {
+      available: false,
+      reason: `missing ${missing.join(', ')} (apt-get install dpkg-dev fakeroot${isRoot ? ' util-linux' : ''})`,
+    };
+  }
+  return { available: true };
+}
+
+/** The programs of `tools` found neither on PATH nor in the usual sbin/bin directories. */
+export function missingTools(tools: readonly string[]): string[] {
   const path = (process.env.PATH ?? TEST_PATH).split(delimiter).concat(TEST_PATH.split(':'));
-  const missing = needed.filter(
+  return tools.filter(
     (tool) =>
       !path.some((dir) => {
         try {
@@ -60,13 +72,6 @@ export function debToolsAvailable(): { available: true } | { available: false; r
         }
       }),
   );
-  if (missing.length > 0) {
-    return {
-      available: false,
-      reason: `missing ${missing.join(', ')} (apt-get install dpkg-dev fakeroot${isRoot ? ' util-linux' : ''})`,
-    };
-  }
-  return { available: true };
 }
 
 /** One test package. Scripts are `sh` bodies; `set -e` and a shebang are added. */
