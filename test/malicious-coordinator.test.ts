@@ -385,7 +385,7 @@ describe('a stolen coordinator sends what nobody signed as sent', () => {
 
 describe('a correctly signed order still meets the agent’s own policy', () => {
   const scene = hostOwnedByAStolenCoordinator();
-  /** A correctly signed order for `path` with `content`, checked by the allowed service. */
+  /** Correctly signed orders making `change`, or checked by `extraChecks` too: only the policy stands in the way. */
   const signedChange = (s: Scene, name: string, change: Partial<FileChange>) =>
     signedByBoth(order(s, nextId(name), { change }), nextSequence());
   const signedChecks = (s: Scene, name: string, extraChecks: HealthCheck[]) =>
