@@ -284,6 +284,8 @@ export interface JournalFileEntry {
   kind: 'apply' | 'revert';
   phase: string;
   changed: boolean;
+  /** The coordinator acknowledged its result. */
+  acked: boolean;
   revertsOrderId?: string;
   order?: { rolloutId: string };
   result?: { outcome: string; changed: boolean };

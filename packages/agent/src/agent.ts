@@ -71,7 +71,10 @@ export class Agent {
       file: new FileDriver({ rootDir: config.rootDir, allowedRoots: config.file.allowedRoots }),
       ...(apt ? { package: apt } : {}),
     };
-    const policy = new AgentPolicy(config, apt ? { packageFacts: apt.packageFacts } : {});
+    const policy = new AgentPolicy(config, {
+      rootDir: config.rootDir,
+      ...(apt ? { packageFacts: apt.packageFacts } : {}),
+    });
     const executor = new OrderExecutor({
       journal,
       drivers,
