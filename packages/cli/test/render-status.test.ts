@@ -52,6 +52,7 @@ function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial
       ...overrides,
     },
     approvals: [{ approver: 'bob', at: '2025-06-01T11:00:00.000Z' }],
+    signing: null,
     failures: 0,
     toleratedFailures: 0,
     haltsOn: 'halts on the 1st failure',
