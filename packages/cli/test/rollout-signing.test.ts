@@ -328,6 +328,11 @@ describe('rollout create --sign-key', () => {
       /differs from .*patch\.json in change: refusing to sign \(nothing was created\)/,
     );
     expect(h.calls.map((c) => c.method)).toEqual(['getPatch']);
+
+    const alone = await h.fail('rollout', 'create', '--patch', 'pat_1', '--all', '--patch-file', local);
+    expect(alone.exitCode).toBe(ExitCode.usage);
+    expect(alone.lines.join('\n')).toMatch(/--patch-file .* goes with --sign-key/);
+    expect(h.calls).toHaveLength(1);
   });
 });
 

@@ -1,7 +1,7 @@
 import { DEFAULT_STATEMENT_VALIDITY_SECONDS, PatchSpecSchema, type RolloutStatus } from '@fleetpatch/shared';
 import { type Command, Option } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
-import { ExitCode, LocalValidationError } from '../cli-errors.js';
+import { ExitCode, LocalValidationError, UsageError } from '../cli-errors.js';
 import { writeJson } from '../cli-output.js';
 import { readJsonInput } from '../json-input.js';
 import { validatePatchSpec, validateRolloutRequest } from '../local-validation.js';
@@ -134,6 +134,9 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
   addSigningOptions(create, 'the rollout as its author (then agents that require signatures accept it)', true)
     .option('--patch-file <file>', 'with --sign-key: refuse to sign unless the patch equals this local spec')
     .action(async (opts: CreateOptions) => {
+      if (opts.patchFile !== undefined && opts.signKey === undefined) {
+        throw new UsageError('--patch-file checks the patch before signing: it goes with --sign-key');
+      }
       let base: Record<string, unknown> | undefined;
       if (opts.file !== undefined) {
         const input = await readJsonInput(opts.file, ctx.readStdin);
@@ -171,7 +174,7 @@ async function createSigned(
   request: ReturnType<typeof validateRolloutRequest>,
   keys: () => KeyEnvironment,
 ): Promise<RolloutStatus> {
-  if (opts.patchFile !== undefined && opts.patchFile === opts.file && opts.file === '-') {
+  if (opts.patchFile === '-' && opts.file === '-') {
     throw new LocalValidationError('--patch-file and --file cannot both read stdin', []);
   }
   const key = await loadKey(opts, keys);
