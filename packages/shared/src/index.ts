@@ -10,6 +10,7 @@ export * from './patch.js';
 export * from './protocol.js';
 export * from './protocol-version.js';
 export * from './rollout.js';
+export * from './rollout-signing.js';
 export * from './signed-statement.js';
 export * from './validation.js';
 export * from './wave-plan.js';

@@ -1,10 +1,12 @@
 import type { Hello, OrderProgress, OrderResultBody, Patch } from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { sendApply, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
+import { isSignedRollout, signedApplyOf, signedRevertOf } from './rollout-signing.js';
 import { isoNow } from './rollout-transition.js';
 
 /** What an agent told us, queued until the next batch is recorded. */
@@ -90,15 +92,30 @@ export class ReportRecorder {
     this.cancelAbandoned(agentId, hello);
     const reported = new Set(hello.orders.map((order) => order.orderId));
     for (const run of store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
-      if (run.state === 'reverting' && run.revertOrderId && !reported.has(run.revertOrderId)) sendRevert(channel, run);
+      if (run.state === 'reverting' && run.revertOrderId && !reported.has(run.revertOrderId)) this.resendRevert(run);
       if (run.state !== 'reverting' && run.orderId && !reported.has(run.orderId)) {
         const rollout = store.rollouts.get(run.rolloutId);
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
-          sendApply(channel, rollout, run, store.patches.get(rollout.patchId) as Patch);
+          sendApply(
+            channel,
+            rollout,
+            run,
+            store.patches.get(rollout.patchId) as Patch,
+            signedApplyOf(store, rollout.id),
+          );
         }
       }
     }
     for (const run of store.hostRuns.forHostInStates(agentId, ['queued'])) this.deps.markDirty(run.rolloutId);
+  }
+
+  /** Sent after the commit: a revert that cannot be sent (a signed rollout without its statement) is logged, not thrown. */
+  private resendRevert(run: HostRunRecord): void {
+    try {
+      sendRevert(this.deps.channel, run, signedRevertOf(this.deps.store, run.rolloutId, run.hostId));
+    } catch (err) {
+      this.deps.log.error({ err, rolloutId: run.rolloutId, hostId: run.hostId }, 'revert order not resent');
+    }
   }
 
   /**
@@ -253,11 +270,13 @@ export class ReportRecorder {
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
     const rollout = store.rollouts.get(run.rolloutId);
+    // Not for a signed rollout: its halt waits for a signed revert statement (WaveAdvancer.halt).
     if (
       result.changed &&
       rollout?.state === 'halted' &&
       rollout.request.autoRevert === 'wave' &&
-      run.wave === rollout.currentWave
+      run.wave === rollout.currentWave &&
+      !isSignedRollout(store, rollout.id)
     ) {
       this.reverts.dispatch({ ...run, state, changed: true });
     }
