@@ -4,8 +4,10 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { JournalEntrySchema } from '@fleetpatch/agent';
 import type {
   ErrorBody,
+  EventPage,
   HostView,
   Patch,
   PatchSpecInput,
@@ -24,6 +26,7 @@ import {
   issueJoinToken,
   startAgent,
   startCoordinator,
+  waitFor,
   waitForAgentsOnline,
   waitForRolloutState,
 } from '../../scripts/lib/local-fleet.mjs';
@@ -284,9 +287,13 @@ export interface JournalFileEntry {
   kind: 'apply' | 'revert';
   phase: string;
   changed: boolean;
-  revertsOrderId?: string;
-  order?: { rolloutId: string };
-  result?: { outcome: string; changed: boolean };
+  acked: boolean;
+  /** How many times the agent started this order id: 1, or at most once was broken. */
+  executions: number;
+  snapshot?: unknown;
+  revertsOrderId?: string | undefined;
+  order?: { rolloutId: string } | undefined;
+  result?: { outcome: string; changed: boolean } | undefined;
 }
 
 export async function readJournal(dataDir: string): Promise<JournalFileEntry[]> {
@@ -300,9 +307,42 @@ export async function readJournal(dataDir: string): Promise<JournalFileEntry[]> 
   const entries: JournalFileEntry[] = [];
   for (const name of names) {
     const raw = await readFile(join(ordersDir, name, 'entry.json'), 'utf8');
-    entries.push(JSON.parse(raw) as JournalFileEntry);
+    // Parsed by the agent's own schema: an entry the agent could not read back fails the test here.
+    entries.push(JournalEntrySchema.parse(JSON.parse(raw)));
   }
   return entries;
+}
+
+/**
+ * The agent's journal once every order in it is done and its result acknowledged by the coordinator:
+ * nothing is left to report. Waits (with a deadline) because the last ack may follow the rollout's end.
+ */
+export async function settledJournal(dataDir: string, timeoutMs = 10_000): Promise<JournalFileEntry[]> {
+  let last: JournalFileEntry[] = [];
+  try {
+    return await waitFor(
+      'every journal entry done and acknowledged',
+      async () => {
+        last = await readJournal(dataDir);
+        return last.length > 0 && last.every((e) => e.phase === 'done' && e.acked) ? last : undefined;
+      },
+      { timeoutMs },
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}
+${JSON.stringify(last, null, 2)}`);
+  }
+}
+
+/**
+ * What the coordinator recorded from `hostId`'s reports in a rollout, progress aside: one event per
+ * result it took in (`host.healthy`, `host.reverted`, `host.late_result`…), oldest first.
+ */
+export async function recordedResults(api: ApiClient, rolloutId: string, hostId: string): Promise<string[]> {
+  const { events } = await api.get<EventPage>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
+  return events
+    .filter((e) => e.hostId === hostId && e.actor === hostId && e.type !== 'host.progress')
+    .map((e) => e.type);
 }
 
 /** Every path under `dir` (recursively) whose name matches `pattern`. */
