@@ -15,7 +15,14 @@ import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
-import type { AgentChannel, EngineClock, EngineDeps, WaveGate, WindowWatcher } from './engine-interfaces.js';
+import type {
+  AgentChannel,
+  CoordinatorCrashPoint,
+  EngineClock,
+  EngineDeps,
+  WaveGate,
+  WindowWatcher,
+} from './engine-interfaces.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
@@ -30,7 +37,13 @@ import { WaveAdvancer } from './wave-advancer.js';
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
 const REPORT_RETRY_MS = 1000;
 
-export type { AgentChannel, EngineClock, WaveGate, WindowWatcher } from './engine-interfaces.js';
+export type {
+  AgentChannel,
+  CoordinatorCrashPoint,
+  EngineClock,
+  WaveGate,
+  WindowWatcher,
+} from './engine-interfaces.js';
 
 export interface RolloutEngineOptions {
   store: Store;
@@ -48,6 +61,8 @@ export interface RolloutEngineOptions {
   minApprovals?: number;
   /** At most one `agent.connected` row per agent per window (see `ConnectedAudit`); default 60 s. */
   connectedAuditWindowMs?: number;
+  /** Test-only crash points (see `EngineDeps.checkpoint`). */
+  checkpoint?: (name: CoordinatorCrashPoint) => void;
 }
 
 /**
@@ -101,6 +116,7 @@ export class RolloutEngine {
       windows: this.windows,
       markDirty: (rolloutId) => this.markDirty(rolloutId),
       isStopped: () => this.stopped,
+      checkpoint: options.checkpoint,
     };
     this.reverts = new RevertRunner(this.deps);
     this.advancer = new WaveAdvancer(this.deps, this.reverts);

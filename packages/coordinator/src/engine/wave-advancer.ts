@@ -9,7 +9,10 @@ import { cancelInFlight, sendApply, sendBakeWatch } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isoNow, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
 
-type AdvancerDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty'>;
+type AdvancerDeps = Pick<
+  EngineDeps,
+  'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty' | 'checkpoint'
+>;
 
 /** The advance loop: failure budgets, waves, bakes, maintenance windows, and dispatch of apply orders. */
 export class WaveAdvancer {
@@ -179,7 +182,11 @@ export class WaveAdvancer {
     });
     // Sent only after the commit: a crash between the two leaves a committed order that the
     // agent's reconnect (hello) picks up, never an order that was sent but not recorded.
-    for (const run of sends) sendApply(channel, rollout, run, patch);
+    if (sends.length > 0) this.deps.checkpoint?.('order:committed');
+    for (const run of sends) {
+      sendApply(channel, rollout, run, patch);
+      this.deps.checkpoint?.('order:sent');
+    }
     if (sends.length > 0) this.deps.markDirty(rollout.id);
   }
 
