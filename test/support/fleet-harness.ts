@@ -111,13 +111,14 @@ export class FleetHarness {
 
   /**
    * Stops the coordinator — gracefully, or with SIGKILL when `crash` — and starts a new process on
-   * the same data dir, port and config. Agents stay up and reconnect by themselves. A coordinator
-   * already killed by the test (`coordinator.kill()`) is simply started again.
+   * the same data dir, port and config, with `env` added to its environment (e.g. a test crash point).
+   * Agents stay up and reconnect by themselves. A coordinator already dead (killed by the test, or by
+   * its own crash point) is simply started again.
    */
-  async restart({ crash = false }: { crash?: boolean } = {}): Promise<void> {
+  async restart({ crash = false, env = {} }: { crash?: boolean; env?: Record<string, string> } = {}): Promise<void> {
     const previous = this.current;
     await (crash ? previous.kill() : previous.stop());
-    this.current = await startCoordinator({ ...this.config, port: previous.port });
+    this.current = await startCoordinator({ ...this.config, port: previous.port, env });
     this.coordinatorRuns.push(this.current.logs);
   }
 
