@@ -12,6 +12,7 @@ export * from './protocol-version.js';
 export * from './rollout.js';
 export * from './rollout-signing.js';
 export * from './signed-statement.js';
+export * from './test-crash-points.js';
 export * from './validation.js';
 export * from './wave-plan.js';
 export * from './wire-limits.js';

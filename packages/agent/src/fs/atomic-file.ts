@@ -31,9 +31,20 @@ export interface FileAttributes {
   owner?: { uid: number; gid: number };
 }
 
+/**
+ * The moments inside a write that a crash can fall between: the temp file written but not yet
+ * fsync'd, fsync'd but not yet renamed over the target, renamed but the directory not yet fsync'd.
+ */
+export type AtomicWriteStep = 'temp-written' | 'temp-synced' | 'renamed';
+
 export interface AtomicWriteOptions {
   /** Runs after the temp file is durable and before the rename: the last moment to back out. */
   beforeRename?: () => Promise<void>;
+  /**
+   * Test-only crash points: called at each `AtomicWriteStep`, so the crash matrix can kill the
+   * process inside a write (see the agent's FLEETPATCH_TEST_CRASH_AT). Unset in production.
+   */
+  checkpoint?: (step: AtomicWriteStep) => void;
 }
 
 /**
@@ -62,13 +73,16 @@ export async function writeFileAtomically(
       await writeContent(handle);
       if (attributes.owner !== undefined) await handle.chown(attributes.owner.uid, attributes.owner.gid);
       await handle.chmod(attributes.mode);
+      options.checkpoint?.('temp-written');
       await handle.sync();
     } finally {
       await handle.close();
     }
+    options.checkpoint?.('temp-synced');
     await options.beforeRename?.();
     await rename(tempPath, join(dir, name));
     renamed = true;
+    options.checkpoint?.('renamed');
     await fsyncDirectory(dir);
   } finally {
     if (!renamed) await unlink(tempPath).catch(() => undefined);

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import {
   ErrorCode,
   FleetError,
@@ -310,6 +311,11 @@ export class OrderExecutor {
     const driver = this.ctx.driverFor(change);
     const driverCtx = this.ctx.driverContext(new AbortController().signal, log);
     if (driver) await driver.cleanup(change, driverCtx).catch((err: unknown) => log.error({ err }, 'cleanup failed'));
+    if (entry.snapshot === undefined) {
+      // Whatever a snapshot interrupted by the restart left (a temp file, a copy the journal never
+      // recorded) is no escape hatch: nothing will ever read it.
+      await rm(this.ctx.journal.snapshotDir(entry.orderId), { recursive: true, force: true });
+    }
     const mayHaveChanged =
       entry.phase === 'applying' ||
       entry.phase === 'applied' ||

@@ -28,7 +28,7 @@ const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> 
   verifying: 'verifying',
 };
 
-type RecorderDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty'>;
+type RecorderDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty' | 'checkpoint'>;
 
 /**
  * Turns agent reports (hellos, progress, results) into host-run updates and events, one transaction
@@ -68,6 +68,7 @@ export class ReportRecorder {
         }
       }
     });
+    if (acks.length > 0) this.deps.checkpoint?.('result:committed');
     // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
     for (const ack of acks)
       channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });

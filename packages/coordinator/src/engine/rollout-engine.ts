@@ -19,7 +19,14 @@ import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
-import type { AgentChannel, EngineClock, EngineDeps, WaveGate, WindowWatcher } from './engine-interfaces.js';
+import type {
+  AgentChannel,
+  CoordinatorCrashPoint,
+  EngineClock,
+  EngineDeps,
+  WaveGate,
+  WindowWatcher,
+} from './engine-interfaces.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
@@ -36,7 +43,13 @@ import { WaveAdvancer } from './wave-advancer.js';
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
 const REPORT_RETRY_MS = 1000;
 
-export type { AgentChannel, EngineClock, WaveGate, WindowWatcher } from './engine-interfaces.js';
+export type {
+  AgentChannel,
+  CoordinatorCrashPoint,
+  EngineClock,
+  WaveGate,
+  WindowWatcher,
+} from './engine-interfaces.js';
 
 export interface RolloutEngineOptions {
   store: Store;
@@ -54,6 +67,8 @@ export interface RolloutEngineOptions {
   minApprovals?: number;
   /** At most one `agent.connected` row per agent per window (see `ConnectedAudit`); default 60 s. */
   connectedAuditWindowMs?: number;
+  /** Test-only crash points (see `EngineDeps.checkpoint`). */
+  checkpoint?: (name: CoordinatorCrashPoint) => void;
 }
 
 /**
@@ -108,6 +123,7 @@ export class RolloutEngine {
       windows: this.windows,
       markDirty: (rolloutId) => this.markDirty(rolloutId),
       isStopped: () => this.stopped,
+      checkpoint: options.checkpoint,
     };
     this.reverts = new RevertRunner(this.deps);
     this.signing = new RolloutSigning(this.deps);

@@ -10,7 +10,10 @@ import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf } from './rollout-signing.js';
 import { isoNow, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
 
-type AdvancerDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty'>;
+type AdvancerDeps = Pick<
+  EngineDeps,
+  'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty' | 'checkpoint'
+>;
 
 /** The advance loop: failure budgets, waves, bakes, maintenance windows, and dispatch of apply orders. */
 export class WaveAdvancer {
@@ -199,7 +202,11 @@ export class WaveAdvancer {
     // Sent only after the commit: a crash between the two leaves a committed order that the
     // agent's reconnect (hello) picks up, never an order that was sent but not recorded.
     const signed = sends.length > 0 ? signedApplyOf(store, rollout.id) : undefined;
-    for (const run of sends) sendApply(channel, rollout, run, patch, signed);
+    if (sends.length > 0) this.deps.checkpoint?.('order:committed');
+    for (const run of sends) {
+      sendApply(channel, rollout, run, patch, signed);
+      this.deps.checkpoint?.('order:sent');
+    }
     if (sends.length > 0) this.deps.markDirty(rollout.id);
   }
 

@@ -16,7 +16,12 @@ import {
 } from '@fleetpatch/shared';
 import { type Logger, pino } from 'pino';
 import { afterEach } from 'vitest';
-import { type AgentChannel, RolloutEngine, type WaveGate } from '../../src/engine/rollout-engine.js';
+import {
+  type AgentChannel,
+  type CoordinatorCrashPoint,
+  RolloutEngine,
+  type WaveGate,
+} from '../../src/engine/rollout-engine.js';
 import type { HostRunRecord } from '../../src/store/host-run-repository.js';
 import type { RolloutRecord } from '../../src/store/rollout-repository.js';
 import { Store } from '../../src/store/store.js';
@@ -65,6 +70,8 @@ export interface SimulatedFleetOptions {
   start?: number;
   /** Called for every apply order the engine sends, before it is delivered (the property test's checks). */
   onApplySent?: (agentId: string, orderId: string, rolloutId: string) => void;
+  /** The engine's test crash points (see `EngineDeps.checkpoint`). */
+  checkpoint?: (name: CoordinatorCrashPoint) => void;
 }
 
 const silent = pino({ level: 'silent' });
@@ -129,6 +136,7 @@ export class SimulatedFleet {
       clock: this.clock,
       windows: this.windows,
       ...(this.options.waveGate ? { waveGate: this.options.waveGate } : {}),
+      ...(this.options.checkpoint ? { checkpoint: this.options.checkpoint } : {}),
     });
   }
 
