@@ -45,7 +45,8 @@ describeNeeding([namespaces], 'health checks and automatic revert, on three name
 
   const rootOf = (host: string) => join(work, host, 'root');
   const confOf = (host: string) => readFile(join(rootOf(host), CONF), 'utf8');
-  const journalOf = async (host: string) => readdir(join(work, host, 'data', 'orders')).catch(() => []);
+  /** The orders in a host's journal; its agent made the directory when it started, so it must exist. */
+  const journalOf = (host: string) => readdir(join(work, host, 'data', 'orders'));
 
   /** Asks a host's service, from inside that host. */
   async function probe(index: number): Promise<number> {

@@ -300,10 +300,21 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
   });
 
   it("leaves this machine's own dpkg database alone", async () => {
-    const result = await new Promise<string>((resolve) => {
-      execFile('dpkg-query', ['-W', 'fptest', 'fpnew', 'fpother', 'fplock'], (_err, stdout) => resolve(stdout));
+    const query = (...names: string[]) =>
+      new Promise<{ code: number | string; stdout: string; stderr: string }>((resolve) => {
+        execFile('dpkg-query', ['-W', ...names], { env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) =>
+          resolve({ code: err?.code ?? 0, stdout, stderr }),
+        );
+      });
+    // The query really reads this machine's database: dpkg itself is in it.
+    expect(await query('dpkg')).toMatchObject({ code: 0, stdout: expect.stringMatching(/^dpkg\t\S+\n$/) });
+    // And it knows none of the test packages: not installed, not even remembered as removed.
+    const names = ['fptest', 'fpnew', 'fpother', 'fplock'];
+    expect(await query(...names)).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: names.map((name) => `dpkg-query: no packages found matching ${name}\n`).join(''),
     });
-    expect(result.trim()).toBe('');
   });
 
   describe('snapshot', () => {
