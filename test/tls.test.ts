@@ -159,6 +159,7 @@ describeNeeding([openssl], 'TLS between agents, CLI and coordinator', () => {
   });
 
   it('accepts a pin of the coordinator certificate written as openssl prints it (colons, upper case)', async () => {
+    expect(served.fingerprint256).toMatch(/^(?:[0-9A-F]{2}:){31}[0-9A-F]{2}$/); // as openssl prints it
     const pinned = await agent('pinned', coordinator.url, {
       tls: { caFile: ca.caFile, pinSha256: served.fingerprint256 },
     });

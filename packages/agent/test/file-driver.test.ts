@@ -524,7 +524,10 @@ describeNeeding([root], 'FileDriver cleanup', () => {
   });
 
   it('is a no-op when the parent directory does not exist', async () => {
-    await driver.cleanup(fileChange({ path: '/etc/myapp/missing/x.conf' }), ctx);
+    // A crash before the first order for this path left nothing: recovery must not fail on it.
+    await expect(driver.cleanup(fileChange({ path: '/etc/myapp/missing/x.conf' }), ctx)).resolves.toBeUndefined();
+    expect(await exists(join(appDir, 'missing'))).toBe(false);
+    expect(await readdir(appDir)).toEqual([]);
   });
 
   it('refuses to look inside a directory reached through a symlink', async () => {

@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rawPublicKey, verifyPayload } from '../src/agent-proof.js';
 import { PatchSpecSchema } from '../src/patch.js';
 import {
@@ -92,18 +92,18 @@ describe('statement signatures (property)', () => {
         const bytes = canonicalStatementBytes(statement);
         const { signature } = signStatement(privateKey, statement);
         const flipped = flipBit(bytes, bit % (bytes.length * 8));
-        if (verifyPayload(publicKey, flipped, signature)) return false;
+        expect(verifyPayload(publicKey, flipped, signature)).toBe(false);
         // Read back as an agent would: if the flipped text still parses, it verifies only if it is
         // the very statement that was signed (its canonical bytes are the signed bytes).
         const reparsed = reread(flipped);
-        if (reparsed === undefined) return true;
+        if (reparsed === undefined) return;
         let same = false;
         try {
           same = canonicalStatementBytes(reparsed as ApplyStatement).equals(bytes);
         } catch {
           same = false;
         }
-        return verifyStatementSignature(publicKey, reparsed, signature) === same;
+        expect(verifyStatementSignature(publicKey, reparsed, signature)).toBe(same);
       }),
       SETTINGS,
     );
@@ -114,10 +114,8 @@ describe('statement signatures (property)', () => {
       fc.property(statementArbitrary, fc.integer({ min: 0, max: 511 }), (statement, bit) => {
         const { signature } = signStatement(privateKey, statement);
         const flipped = flipBit(Buffer.from(signature, 'base64url'), bit).toString('base64url');
-        return (
-          verifyStatementSignature(publicKey, statement, signature) &&
-          !verifyStatementSignature(publicKey, statement, flipped)
-        );
+        expect(verifyStatementSignature(publicKey, statement, signature)).toBe(true);
+        expect(verifyStatementSignature(publicKey, statement, flipped)).toBe(false);
       }),
       SETTINGS,
     );
