@@ -1,9 +1,12 @@
 import { defineConfig } from 'vitest/config';
+import { skipAllowListPlugin } from './test/support/skip-allowlist.js';
 
 // Unit tests live beside each package; end-to-end tests in test/ run the built binaries
 // (`npm test` builds first) as real processes on 127.0.0.1. Every project extends this root config,
 // so what is set here holds for every test file.
 export default defineConfig({
+  // In CI (CI=true) a skipped test fails the run unless test/skip-allowlist.json lists it with a reason.
+  plugins: [skipAllowListPlugin(new URL('./test/skip-allowlist.json', import.meta.url).pathname)],
   test: {
     // A test in which no expect() ran fails: a test that cannot fail proves nothing.
     expect: { requireAssertions: true },
