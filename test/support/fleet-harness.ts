@@ -298,14 +298,13 @@ export interface JournalFileEntry {
   result?: { outcome: string; changed: boolean } | undefined;
 }
 
+/**
+ * Every entry of the journal under `dataDir`. The agent makes `orders/` when it starts, so a missing
+ * one is an error, not an empty journal: a wrong path must not pass for "no order here".
+ */
 export async function readJournal(dataDir: string): Promise<JournalFileEntry[]> {
   const ordersDir = join(dataDir, 'orders');
-  let names: string[];
-  try {
-    names = await readdir(ordersDir);
-  } catch {
-    return [];
-  }
+  const names = await readdir(ordersDir);
   const entries: JournalFileEntry[] = [];
   for (const name of names) {
     const raw = await readFile(join(ordersDir, name, 'entry.json'), 'utf8');
@@ -347,15 +346,20 @@ export async function recordedResults(api: ApiClient, rolloutId: string, hostId:
     .map((e) => e.type);
 }
 
-/** Every path under `dir` (recursively) whose name matches `pattern`. */
+/**
+ * Every path under `dir` (recursively) whose name matches `pattern`. `dir` itself must exist (a
+ * wrong path must not pass for "nothing left behind"); a directory below it that vanishes while it
+ * is walked is skipped.
+ */
 export async function findNames(dir: string, pattern: RegExp): Promise<string[]> {
   const found: string[] = [];
   const walk = async (current: string): Promise<void> => {
     let entries: import('node:fs').Dirent[];
     try {
       entries = await readdir(current, { withFileTypes: true });
-    } catch {
-      return;
+    } catch (err) {
+      if (current !== dir && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
     }
     for (const entry of entries) {
       const path = join(current, entry.name);

@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rawPublicKey, verifyPayload } from '../src/agent-proof.js';
 import { PatchSpecSchema } from '../src/patch.js';
 import {
@@ -116,12 +116,12 @@ describe('statement signatures (property)', () => {
         const bytes = canonicalStatementBytes(statement);
         const { signature } = signStatement(privateKey, statement);
         const flipped = flipBit(bytes, bit % (bytes.length * 8));
-        if (verifyPayload(publicKey, flipped, signature)) return false;
+        expect(verifyPayload(publicKey, flipped, signature)).toBe(false);
         // Read back as an agent would: if the flipped text still parses, it verifies only if it is
         // the very statement that was signed (its canonical bytes are the signed bytes).
         const reparsed = reread(flipped);
-        if (reparsed === undefined) return true;
-        return verifyStatementSignature(publicKey, reparsed, signature) === isSameStatement(reparsed, bytes);
+        if (reparsed === undefined) return;
+        expect(verifyStatementSignature(publicKey, reparsed, signature)).toBe(isSameStatement(reparsed, bytes));
       }),
       SETTINGS,
     );
@@ -132,10 +132,8 @@ describe('statement signatures (property)', () => {
       fc.property(statementArbitrary, fc.integer({ min: 0, max: 511 }), (statement, bit) => {
         const { signature } = signStatement(privateKey, statement);
         const flipped = flipBit(Buffer.from(signature, 'base64url'), bit).toString('base64url');
-        return (
-          verifyStatementSignature(publicKey, statement, signature) &&
-          !verifyStatementSignature(publicKey, statement, flipped)
-        );
+        expect(verifyStatementSignature(publicKey, statement, signature)).toBe(true);
+        expect(verifyStatementSignature(publicKey, statement, flipped)).toBe(false);
       }),
       SETTINGS,
     );
@@ -145,11 +143,11 @@ describe('statement signatures (property)', () => {
     fc.assert(
       fc.property(statementArbitrary, fc.nat(), (statement, bit) => {
         const signatures = signedByBoth(statement);
-        if (!checkSignatures(statement, signatures, TRUSTED, FOUR_EYES).ok) return false;
+        expect(checkSignatures(statement, signatures, TRUSTED, FOUR_EYES).ok).toBe(true);
         const bytes = canonicalStatementBytes(statement);
         const reparsed = reread(flipBit(bytes, bit % (bytes.length * 8)));
-        if (reparsed === undefined) return true;
-        return checkSignatures(reparsed, signatures, TRUSTED, FOUR_EYES).ok === isSameStatement(reparsed, bytes);
+        if (reparsed === undefined) return;
+        expect(checkSignatures(reparsed, signatures, TRUSTED, FOUR_EYES).ok).toBe(isSameStatement(reparsed, bytes));
       }),
       SETTINGS,
     );
@@ -169,7 +167,7 @@ describe('statement signatures (property)', () => {
             signature: flipBit(Buffer.from(target.signature, 'base64url'), bit).toString('base64url'),
           };
           const verdict = checkSignatures(statement, signatures, TRUSTED, FOUR_EYES);
-          return !verdict.ok && verdict.code === 'bad_signature';
+          expect(verdict).toMatchObject({ ok: false, code: 'bad_signature' });
         },
       ),
       SETTINGS,

@@ -22,6 +22,7 @@ import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { type Requirement, requirement } from '../../../../test/support/requirements.js';
 import type { AptDriverOptions } from '../../src/drivers/apt-driver.js';
 
 const execFileAsync = promisify(execFile);
@@ -41,8 +42,7 @@ const DPKG_TEST_OPTIONS = ['--force-not-root', '--force-script-chrootless'] as c
 const TEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
- * Whether the real tools are here. Tests that need them use
- * `describe.skipIf(!tools.available)` and print `tools.reason`.
+ * Whether the real tools are here, and if not why; tests that need them say so with `debTools`.
  */
 export function debToolsAvailable(): { available: true } | { available: false; reason: string } {
   if (process.platform !== 'linux') return { available: false, reason: 'dpkg tests need Linux' };
@@ -73,6 +73,9 @@ export function missingTools(tools: readonly string[]): string[] {
       }),
   );
 }
+
+/** What a test that runs real dpkg and apt needs: see `debToolsAvailable`. */
+export const debTools: Requirement = requirement('Debian package tools', debToolsAvailable());
 
 /** One test package. Scripts are `sh` bodies; `set -e` and a shebang are added. */
 export interface DebSpec {
