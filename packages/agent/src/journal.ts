@@ -202,6 +202,11 @@ export class Journal {
     return removed;
   }
 
+  /** Resolves once every write begun so far has ended: a graceful stop never cuts one short. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.turns.values()]);
+  }
+
   private write<E extends JournalEntry>(entry: E): Promise<E> {
     return this.inTurn(entry.orderId, () => this.writeNow(entry));
   }
