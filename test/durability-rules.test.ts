@@ -218,6 +218,53 @@ describe('agent rules', () => {
     expect(report.violations[0]?.message).toMatch(/written before its snapshot .*content was durable/);
   });
 
+  it('sequence-before-journal: a signed order journaled before its sequence was durably recorded', () => {
+    const signed = { order: { change: { path: MANAGED }, signed: { statement: { sequence: 7 } } } };
+    const recorded = (sequence: number) =>
+      atomicWrite(
+        DATA,
+        'applied-sequences.json',
+        JSON.stringify({ [`file:${MANAGED}`]: { sequence, statementDigest: 'd' } }),
+      );
+    const story = replaced(goodApply(), 'accepted', journal('accepted', signed));
+    const kept = agentViolations(linesOf([{ step: 'sequence', lines: recorded(7) }, ...story]));
+    expect(kept.violations).toEqual([]);
+    expect(kept.checked.placements['applied sequences']).toBe(1);
+
+    expect(rulesOf(agentViolations(linesOf(story)))).toEqual(['sequence-before-journal']);
+    const stale = agentViolations(linesOf([{ step: 'sequence', lines: recorded(6) }, ...story]));
+    expect(rulesOf(stale)).toEqual(['sequence-before-journal']);
+    const late = agentViolations(
+      linesOf(moved([{ step: 'sequence', lines: recorded(7) }, ...story], 'sequence', 'accepted')),
+    );
+    expect(rulesOf(late)).toEqual(['sequence-before-journal']);
+  });
+
+  it('snapshot-before-journal: a package snapshot copied in place must be synced, file and directory', () => {
+    const deb = join(ORDER_DIR, 'snapshot', 'app_1.0_all.deb');
+    const durableCopy = (skip: { fsync?: boolean } = {}) => [
+      `openat(AT_FDCWD</>, ${quoted(deb)}, O_WRONLY|O_CREAT|O_CLOEXEC, 0644) = 40<${deb}>`,
+      `copy_file_range(39</var/cache/app_1.0_all.deb>, NULL, 40<${deb}>, NULL, 9223372035781033984, 0) = 4096`,
+      `close(40<${deb}>) = 0`,
+      `openat(AT_FDCWD</>, ${quoted(deb)}, O_RDONLY|O_CLOEXEC) = 41<${deb}>`,
+      ...(skip.fsync ? [] : [`fsync(41<${deb}>) = 0`]),
+      `close(41<${deb}>) = 0`,
+      ...dirSync(join(ORDER_DIR, 'snapshot')),
+    ];
+    const withDeb = (lines: string[]) =>
+      linesOf(
+        replaced(
+          replaced(goodApply(), 'snapshot', lines),
+          'snapshotted',
+          journal('snapshotted', { snapshot: { kind: 'package', deb: 'app_1.0_all.deb' } }),
+        ),
+      );
+    const kept = agentViolations(withDeb(durableCopy()));
+    expect(kept.violations).toEqual([]);
+    expect(kept.checked.placements.snapshot).toBe(1);
+    expect(rulesOf(agentViolations(withDeb(durableCopy({ fsync: true }))))).toEqual(['snapshot-before-journal']);
+  });
+
   it('journal-before-report: progress reported before its entry was written', () => {
     const story = moved(goodApply(), 'applied', 'report applied');
     const report = agentViolations(linesOf(story));

@@ -45,7 +45,7 @@ describe.skipIf(!strace.available)(
       const dataDir = join(work, 'data', 'agent');
       const log = join(work, 'journal.strace');
       const [command, ...args] = [
-        ...straceWrap(log),
+        ...straceWrap(log, { reads: false }),
         process.execPath,
         '--input-type=module',
         '-e',

@@ -109,6 +109,19 @@ describe('parseStraceLog', () => {
     ]);
   });
 
+  it('takes a copy made in the kernel for a write to its destination whose bytes it cannot show', () => {
+    const events = parseStraceLog(
+      [
+        '6 copy_file_range(21</cache/a.deb>, NULL, 22</snap/a.deb>, NULL, 9223372035781033984, 0) = 1024',
+        '6 sendfile(22</snap/a.deb>, 21</cache/a.deb>, [1024] => [2048], 1024) = 1024',
+      ].join('\n'),
+    );
+    expect(events).toMatchObject([
+      { kind: 'write', fd: { fd: 22, target: '/snap/a.deb' }, complete: false },
+      { kind: 'write', fd: { fd: 22, target: '/snap/a.deb' }, complete: false },
+    ]);
+  });
+
   it('skips exits, signals, calls it does not model and calls cut short by a death', () => {
     const events = parseStraceLog(
       [

@@ -16,6 +16,8 @@
  * - `journal-before-change`: a managed file changes only while the journal durably says the order
  *   is `applying` or `reverting` (after a restart: any phase in which recovery restores the snapshot);
  * - `snapshot-before-journal`: the snapshot is durable before the `snapshotted` entry points at it;
+ * - `sequence-before-journal`: a signed order's sequence is durable in applied-sequences.json before
+ *   the order is journaled (else a replay after a crash would find the sequence unused);
  * - `journal-before-report`: what the agent reports (progress, results, the orders in `hello`) is
  *   what its journal durably says — or, for a refused order, what refusals.json durably counts.
  *
@@ -39,6 +41,7 @@ export type RuleName =
   | 'new-directory-synced'
   | 'journal-before-change'
   | 'snapshot-before-journal'
+  | 'sequence-before-journal'
   | 'journal-before-report'
   | 'committed-before-sent'
   | 'committed-before-ack'
@@ -76,6 +79,8 @@ export interface JournalRecord {
   /** `result.finishedAt`, once the entry holds a result. */
   finishedAt?: string;
   snapshot?: unknown;
+  /** The sequence of the signed statement the order carries, if it is signed. */
+  signedSequence?: number;
 }
 
 export interface AgentTraceSpec {
@@ -185,6 +190,7 @@ class AgentTraceCheck {
     this.readJournal();
     this.checkManagedChanges();
     this.checkSnapshots();
+    this.checkSequences();
     this.checkReports();
     return { violations: this.violations, checked: this.checked };
   }
@@ -291,7 +297,11 @@ class AgentTraceCheck {
     return Number.isFinite(durableAt) ? durableAt : undefined;
   }
 
-  /** Snapshot files written in place (a package snapshot's copied .deb): durable once file and directory are synced. */
+  /**
+   * Snapshot files written in place (a package snapshot's .deb, copied by deb-snapshot.ts
+   * `durableCopy`): durable once the file is synced after its last write and its directory after
+   * its creation.
+   */
   private collectInPlaceSnapshots(): void {
     const renamed = new Set(this.placements.map((p) => p.path));
     for (const path of this.files.writtenPaths()) {
@@ -394,6 +404,25 @@ class AgentTraceCheck {
     }
   }
 
+  private checkSequences(): void {
+    for (const record of this.journal) {
+      if (record.line === 0 || record.phase !== 'accepted' || record.signedSequence === undefined) continue;
+      const recorded = this.placements.some((p) => {
+        if (p.kind !== 'applied sequences' || p.durableAt === undefined || p.durableAt >= record.line) return false;
+        const applied = p.content ? parseObject(p.content) : undefined;
+        return Object.values(applied ?? {}).some(
+          (entry) => (entry as { sequence?: unknown } | null)?.sequence === record.signedSequence,
+        );
+      });
+      if (!recorded)
+        this.violate(
+          'sequence-before-journal',
+          record.line,
+          `signed order ${record.orderId} (sequence ${record.signedSequence}) was journaled before applied-sequences.json durably recorded its sequence`,
+        );
+    }
+  }
+
   private checkReports(): void {
     for (const message of this.sent) {
       const json = message.json;
@@ -481,8 +510,11 @@ class FileHistory {
     }
   }
 
+  /** Paths written, or opened for writing (a copy made in the kernel shows no write of its own). */
   writtenPaths(): string[] {
-    return [...this.byPath].filter(([, list]) => list.some((e) => e.kind === 'write')).map(([path]) => path);
+    return [...this.byPath]
+      .filter(([, list]) => list.some((e) => e.kind === 'write' || (e.kind === 'open' && opensForWriting(e.flags))))
+      .map(([path]) => path);
   }
 
   /** The open that created `path` (O_CREAT), if the trace has it. */
@@ -611,7 +643,10 @@ export function parseJournalEntry(bytes: Buffer | string): JournalRecord | undef
   const json = parseObject(bytes);
   if (!json || typeof json.orderId !== 'string' || typeof json.phase !== 'string') return undefined;
   if (json.kind !== 'apply' && json.kind !== 'revert') return undefined;
-  const order = json.order as { change?: { path?: unknown } } | undefined;
+  const order = json.order as
+    | { change?: { path?: unknown }; signed?: { statement?: { sequence?: unknown } } }
+    | undefined;
+  const sequence = order?.signed?.statement?.sequence;
   const result = json.result as { finishedAt?: unknown } | undefined;
   return {
     orderId: json.orderId,
@@ -621,6 +656,7 @@ export function parseJournalEntry(bytes: Buffer | string): JournalRecord | undef
     ...(typeof json.revertsOrderId === 'string' ? { revertsOrderId: json.revertsOrderId } : {}),
     ...(typeof result?.finishedAt === 'string' ? { finishedAt: result.finishedAt } : {}),
     ...(json.snapshot !== undefined ? { snapshot: json.snapshot } : {}),
+    ...(typeof sequence === 'number' ? { signedSequence: sequence } : {}),
   };
 }
 

@@ -53,8 +53,11 @@ export type StraceEventKind = StraceEvent['kind'];
 export type EventOf<K extends StraceEventKind> = Extract<StraceEvent, { kind: K }>;
 
 const WRITES = new Set(['write', 'pwrite64', 'writev', 'pwritev', 'pwritev2', 'sendto', 'sendmsg']);
-const READS = new Set(['read', 'readv', 'recvfrom', 'recvmsg']);
+/** The calls that read: only a process whose received messages a rule looks at needs them traced. */
+export const READS = new Set(['read', 'readv', 'recvfrom', 'recvmsg']);
 const SYNCS = new Set(['fsync', 'fdatasync']);
+/** Copies in the kernel (Node's copyFile): the bytes never pass through the process, so none are shown. */
+const COPIES = new Set(['copy_file_range', 'sendfile']);
 
 /** The syscalls `parseStraceLog` understands; `-e trace=` should name exactly these. */
 export const TRACED_SYSCALLS = [
@@ -71,6 +74,7 @@ export const TRACED_SYSCALLS = [
   'close',
   ...SYNCS,
   ...WRITES,
+  ...COPIES,
   ...READS,
 ] as const;
 
@@ -204,6 +208,12 @@ function decodeCall(
       break;
   }
   if (SYNCS.has(syscall)) return { ...base, kind: 'sync', fd: asFd(arg(0), endLine) };
+  if (COPIES.has(syscall)) {
+    // A write to the destination whose bytes the log cannot show: copy_file_range(in, off, OUT, …),
+    // sendfile(OUT, in, …).
+    const out = asFd(arg(syscall === 'sendfile' ? 0 : 2), endLine);
+    return { ...base, kind: 'write', fd: out, data: Buffer.alloc(0), complete: !result.ok || result.value === 0 };
+  }
   // Reads and writes: the bytes that moved are the first `result` bytes of what strace shows (a
   // failed call shows only the buffer's address).
   const moved = result.ok ? result.value : 0;
@@ -295,13 +305,33 @@ function annotationTarget(text: string, line: number): string {
   return decoded.endsWith(DELETED_SUFFIX) ? decoded.slice(0, -DELETED_SUFFIX.length) : decoded;
 }
 
-const ALL_HEX = /^(?:\\x[0-9a-f]{2})*$/;
+/** Hex digit values by char code; -1 for anything else. */
+const HEX_VALUE = Int8Array.from({ length: 128 }, (_, code) => {
+  const digit = Number.parseInt(String.fromCharCode(code), 16);
+  return Number.isNaN(digit) ? -1 : digit;
+});
+const BACKSLASH = 92;
+const LOWER_X = 120;
+
+/** The common case under -xx, and the bulk of a log: every byte as `\xHH`. Undefined for any other text. */
+function decodeAllHex(text: string): Buffer | undefined {
+  if (text.length % 4 !== 0) return undefined;
+  const bytes = Buffer.allocUnsafe(text.length / 4);
+  for (let i = 0; i < text.length; i += 4) {
+    if (text.charCodeAt(i) !== BACKSLASH || text.charCodeAt(i + 1) !== LOWER_X) return undefined;
+    const high = HEX_VALUE[text.charCodeAt(i + 2)] ?? -1;
+    const low = HEX_VALUE[text.charCodeAt(i + 3)] ?? -1;
+    if (high < 0 || low < 0) return undefined;
+    bytes[i / 4] = high * 16 + low;
+  }
+  return bytes;
+}
 const SIMPLE_ESCAPES: Record<string, number> = { n: 10, t: 9, r: 13, v: 11, f: 12, '"': 34, '\\': 92 };
 
 /** The bytes of a C-escaped text as strace prints it: `\xHH` (`-x`), octal `\NNN`, `\n`, `\"`… */
 function unescapeC(text: string, line: number): Buffer {
-  // The common case under -xx, and the bulk of a log: every byte as \xHH.
-  if (ALL_HEX.test(text)) return Buffer.from(text.replaceAll('\\x', ''), 'hex');
+  const hex = decodeAllHex(text);
+  if (hex) return hex;
   const bytes: number[] = [];
   for (let i = 0; i < text.length; ) {
     const c = text[i++] as string;
@@ -358,6 +388,12 @@ class ArgScanner {
     for (;;) {
       values.push(this.value());
       this.skipSpaces();
+      // `[1024] => [2048]`: an argument the kernel changed, before and after; the after is kept.
+      if (this.text.startsWith('=>', this.pos)) {
+        this.pos += 2;
+        values[values.length - 1] = this.value();
+        this.skipSpaces();
+      }
       const next = this.peek();
       if (next === ',') {
         this.pos++;
