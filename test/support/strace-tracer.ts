@@ -12,11 +12,8 @@ import { parseStraceLog, READS, type StraceEvent, TRACED_SYSCALLS } from './stra
 
 const STRACE = 'strace';
 
-export interface StraceSupport {
-  available: boolean;
-  /** Why not, when not: printed so a skipped test says what it did not prove. */
-  reason: string;
-}
+/** Why not, when not: printed so a skipped test says what it did not prove. */
+export type StraceSupport = { available: true } | { available: false; reason: string };
 
 /** Whether strace is installed and may trace here (ptrace can be forbidden in containers). */
 export function straceSupport(): StraceSupport {
@@ -31,7 +28,7 @@ export function straceSupport(): StraceSupport {
   if (probe.status !== 0) {
     return { available: false, reason: `strace cannot trace here: ${probe.stderr.trim().split('\n')[0] ?? ''}` };
   }
-  return { available: true, reason: '' };
+  return { available: true };
 }
 
 /**
