@@ -43,6 +43,8 @@ export interface FleetOptions {
   tickIntervalMs?: number;
   /** Merged over the harness's own coordinator config (`minApprovals: 0`). */
   extraConfig?: Record<string, unknown>;
+  /** A command the coordinator runs inside (e.g. `straceWrap`), for every start and restart. */
+  wrap?: string[];
 }
 
 export interface AgentSpawn {
@@ -94,6 +96,7 @@ export class FleetHarness {
       tickIntervalMs: options.tickIntervalMs ?? 50,
       // Rollouts here may run without an approver (requiredApprovals 0); the coordinator must allow it.
       extraConfig: { minApprovals: 0, ...options.extraConfig },
+      ...(options.wrap ? { wrap: options.wrap } : {}),
     };
     return new FleetHarness(await startCoordinator(config), config);
   }

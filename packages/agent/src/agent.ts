@@ -155,6 +155,8 @@ export class Agent {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.executor?.stop();
     await this.connection?.stop();
+    // An ack's journal write may still be between its rename and its directory fsync: let it end.
+    await this.journal?.settle();
   }
 
   private async pruneJournal(journal: Journal): Promise<void> {

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type OrderApply,
@@ -9,7 +9,13 @@ import {
   OrderResultBodySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
-import { isTempFileFor, writeAll, writeFileAtomically } from './fs/atomic-file.js';
+import {
+  fsyncDirectory,
+  isTempFileFor,
+  makeDirectoryDurably,
+  writeAll,
+  writeFileAtomically,
+} from './fs/atomic-file.js';
 
 /** What every journal entry records, whatever its kind. */
 const EntryBase = {
@@ -94,7 +100,9 @@ export class Journal {
 
   static async open(dataDir: string, options: JournalOptions = {}): Promise<Journal> {
     const journal = new Journal(join(dataDir, 'orders'), options);
-    await mkdir(journal.ordersDir, { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(journal.ordersDir, 0o700);
+    // An order directory made by an agent killed before it synced `orders/` is durable from here on.
+    await fsyncDirectory(journal.ordersDir);
     for (const name of await readdir(journal.ordersDir)) {
       const entry = await journal.readEntry(name);
       if (!entry) continue;
@@ -215,6 +223,11 @@ export class Journal {
     return removed;
   }
 
+  /** Resolves once every write begun so far has ended: a graceful stop never cuts one short. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.turns.values()]);
+  }
+
   /**
    * The first write of an order. Callers never start an id the journal knows (the executor answers
    * it from here); if one ever does, the count of executions goes up, so the second run shows.
@@ -245,7 +258,8 @@ export class Journal {
   private async writeNow<E extends JournalEntry>(entry: E, what: string): Promise<E> {
     const next: E = { ...entry, seq: ++this.seq };
     const dir = this.orderDir(entry.orderId);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // The order's directory is durable before its first entry is: else a power cut could lose both.
+    await makeDirectoryDurably(dir, 0o700);
     const { checkpoint } = this.options;
     // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
     await writeFileAtomically(

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 const TEMP_MARKER = '.fleetpatch-tmp-';
 const TEMP_SUFFIX_PATTERN = /^[0-9a-f]{16}$/;
@@ -105,6 +105,20 @@ export async function fsyncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Makes `dir` (and any missing parent) and makes each directory it made durable: a new directory
+ * is an entry in its parent, lost in a power cut like any other until the parent is fsync'd — and
+ * with it every file renamed into it, however carefully those were synced.
+ */
+export async function makeDirectoryDurably(dir: string, mode: number): Promise<void> {
+  const first = await mkdir(dir, { recursive: true, mode });
+  if (first === undefined) return; // it was there already
+  for (let made = dir; ; made = dirname(made)) {
+    await fsyncDirectory(dirname(made));
+    if (made === first || dirname(made) === made) return;
   }
 }
 
