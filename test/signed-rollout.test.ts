@@ -1,7 +1,7 @@
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Patch } from '@fleetpatch/shared';
+import { type EventPage, ORDER_REFUSED_EVENT, type Patch } from '@fleetpatch/shared';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
@@ -232,6 +232,20 @@ describe('a patch edited in the database after it was approved', () => {
         byCode: Record<string, number>;
       };
       expect(refusals.byCode.tampered).toBeGreaterThanOrEqual(1);
+    }
+
+    // Each refusal is a security event in the coordinator's audit trail, shown as such by the CLI.
+    const trail = JSON.parse(await ok(['events', '--json'], { token: ADMIN_TOKEN })) as Pick<EventPage, 'events'>;
+    const refused = trail.events.filter((e) => e.type === ORDER_REFUSED_EVENT && e.rolloutId === rolloutId);
+    expect(refused.map((e) => [e.hostId, e.data?.code, e.data?.order]).sort()).toEqual(
+      HOSTS.map((host) => [host, 'tampered', 'apply']),
+    );
+    for (const event of refused) expect(String(event.data?.reason)).toMatch(/^tampered: /);
+    const shown = await ok(['events', rolloutId], { token: ADMIN_TOKEN });
+    for (const host of HOSTS) {
+      expect(shown).toMatch(
+        new RegExp(`${host} security\\.order_refused \\[${host}\\] SECURITY: refused apply order \\S+ — tampered: `),
+      );
     }
   });
 });
