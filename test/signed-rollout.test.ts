@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { authorAndApproverSigning } from '../scripts/lib/signing.mjs';
 import { type CliCall, type CliResult, runCli } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness, hostsOf, readJournal } from './support/fleet-harness.js';
 
@@ -66,19 +67,7 @@ beforeAll(async () => {
   const bobPublic = await generateKey('bob', asBob, ['--passphrase-env', 'BOB_PASS']);
   // What each host's admin writes: the people whose signatures this host obeys, and how many it needs.
   const agentConfig = join(work, 'agent.json');
-  await writeFile(
-    agentConfig,
-    JSON.stringify({
-      signing: {
-        trustedKeys: [
-          { publicKey: alicePublic, roles: ['author'] },
-          { publicKey: bobPublic, roles: ['approver'] },
-        ],
-        requiredSignatures: 2,
-        requireRoles: ['author', 'approver'],
-      },
-    }),
-  );
+  await writeFile(agentConfig, JSON.stringify(authorAndApproverSigning(alicePublic, bobPublic)));
   for (const host of HOSTS) {
     await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
     await writeFile(join(rootOf(host), PATH), OLD);
