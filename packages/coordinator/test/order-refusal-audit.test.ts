@@ -76,23 +76,34 @@ describe('an order an agent refuses', () => {
     expect(event?.data).toMatchObject({ code: 'policy_denied', reason: 'root_granted: trust me' });
   });
 
-  it('a refused revert order is one too', async () => {
+  it('a refused revert order is one too, and the host still counts as changed, so a new revert statement reaches it', async () => {
     const { fleet, id, statement } = await signedFleet(['web-1'], { alice, bob });
     fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishAll(['web-1']);
-    const revert = revertStatementFor(statement, null, { now: new Date(fleet.now), validForSeconds: 3600 });
-    fleet.engine.signRevert(id, alice.submission(revert), 'alice');
-    expect(fleet.engine.signRevert(id, bob.submission(revert), 'bob')).toBe(true);
-    await fleet.engine.whenIdle();
+    const signedRevert = async () => {
+      const revert = revertStatementFor(statement, null, { now: new Date(fleet.now), validForSeconds: 3600 });
+      fleet.engine.signRevert(id, alice.submission(revert), 'alice');
+      expect(fleet.engine.signRevert(id, bob.submission(revert), 'bob')).toBe(true);
+      await fleet.engine.whenIdle();
+    };
+    await signedRevert();
 
-    const reason = 'replayed: this statement was applied already (file:/etc/app/app.conf)';
+    const reason = 'expired: expired at 2030-01-07T13:00:00.000Z';
     const revertOrder = await fleet.refuseRevert('web-1', reason);
-    expect(fleet.run(id, 'web-1').state).toBe('revert_failed');
+    expect(fleet.run(id, 'web-1')).toMatchObject({ state: 'revert_failed', changed: true });
+    expect(fleet.state(id)).toBe('revert_failed');
     const [event] = fleet.events(id).filter((e) => e.type === ORDER_REFUSED_EVENT);
     expect(event).toMatchObject({
       hostId: 'web-1',
-      data: { orderId: revertOrder, order: 'revert', code: 'replayed', reason },
+      data: { orderId: revertOrder, order: 'revert', code: 'expired', reason },
     });
+
+    fleet.now += 1000;
+    await signedRevert();
+    const reverts = fleet.sentOf('order.revert', 'web-1');
+    expect(reverts.map((r) => r.message.orderId)).toHaveLength(2);
+    await fleet.finishRevert('web-1');
+    expect(fleet.state(id)).toBe('reverted');
   });
 });

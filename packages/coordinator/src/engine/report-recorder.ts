@@ -1,4 +1,10 @@
-import type { Hello, OrderProgress, OrderResultBody, Patch } from '@fleetpatch/shared';
+import {
+  type Hello,
+  type OrderProgress,
+  type OrderResultBody,
+  orderRefusalCodeOf,
+  type Patch,
+} from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
@@ -205,12 +211,15 @@ export class ReportRecorder {
       const lateSuccess = run.state === 'revert_failed' && result.outcome === 'reverted';
       if (run.state !== 'reverting' && !lateSuccess) return true;
       const to = result.outcome === 'reverted' ? 'reverted' : 'revert_failed';
+      // A refused revert ran nothing, so the host still carries what it did (agents answer every
+      // refusal `changed: false`): kept, so that a revert asked for again still reaches it.
+      const refused = orderRefusalCodeOf(result.errorCode, result.reason) !== undefined;
       transitionHostRun(
         this.deps,
         run,
         {
           to,
-          changed: result.changed,
+          changed: refused ? run.changed : result.changed,
           finishedAt: clock.now(),
           ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
         },

@@ -263,10 +263,13 @@ export class SimulatedFleet {
     return entry.orderId;
   }
 
-  /** The host refuses its open revert order (`revert_failed`, still changed), `policy_denied` with `reason`. */
+  /**
+   * The host refuses its open revert order as a real agent does: `revert_failed`, `changed: false`
+   * (though the host still carries the apply's change), `policy_denied` with `reason`.
+   */
   async refuseRevert(hostId: string, reason: string): Promise<string> {
     const entry = this.mustOpenRevert(hostId);
-    this.report(hostId, entry, 'revert_failed', true, { errorCode: ErrorCode.policyDenied, reason });
+    this.report(hostId, entry, 'revert_failed', false, { errorCode: ErrorCode.policyDenied, reason });
     await this.engine.whenIdle();
     return entry.orderId;
   }
