@@ -1,11 +1,12 @@
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Patch } from '@fleetpatch/shared';
+import { type EventPage, ORDER_REFUSED_EVENT, type Patch } from '@fleetpatch/shared';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { authorAndApproverSigning } from '../scripts/lib/signing.mjs';
 import { type CliCall, type CliResult, runCli } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness, hostsOf, readJournal } from './support/fleet-harness.js';
 
@@ -66,19 +67,7 @@ beforeAll(async () => {
   const bobPublic = await generateKey('bob', asBob, ['--passphrase-env', 'BOB_PASS']);
   // What each host's admin writes: the people whose signatures this host obeys, and how many it needs.
   const agentConfig = join(work, 'agent.json');
-  await writeFile(
-    agentConfig,
-    JSON.stringify({
-      signing: {
-        trustedKeys: [
-          { publicKey: alicePublic, roles: ['author'] },
-          { publicKey: bobPublic, roles: ['approver'] },
-        ],
-        requiredSignatures: 2,
-        requireRoles: ['author', 'approver'],
-      },
-    }),
-  );
+  await writeFile(agentConfig, JSON.stringify(authorAndApproverSigning(alicePublic, bobPublic)));
   for (const host of HOSTS) {
     await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
     await writeFile(join(rootOf(host), PATH), OLD);
@@ -232,6 +221,20 @@ describe('a patch edited in the database after it was approved', () => {
         byCode: Record<string, number>;
       };
       expect(refusals.byCode.tampered).toBeGreaterThanOrEqual(1);
+    }
+
+    // Each refusal is a security event in the coordinator's audit trail, shown as such by the CLI.
+    const trail = JSON.parse(await ok(['events', '--json'], { token: ADMIN_TOKEN })) as Pick<EventPage, 'events'>;
+    const refused = trail.events.filter((e) => e.type === ORDER_REFUSED_EVENT && e.rolloutId === rolloutId);
+    expect(refused.map((e) => [e.hostId, e.data?.code, e.data?.order]).sort()).toEqual(
+      HOSTS.map((host) => [host, 'tampered', 'apply']),
+    );
+    for (const event of refused) expect(String(event.data?.reason)).toMatch(/^tampered: /);
+    const shown = await ok(['events', rolloutId], { token: ADMIN_TOKEN });
+    for (const host of HOSTS) {
+      expect(shown).toMatch(
+        new RegExp(`${host} security\\.order_refused \\[${host}\\] SECURITY: refused apply order \\S+ — tampered: `),
+      );
     }
   });
 });

@@ -6,6 +6,7 @@ export * from './enrollment.js';
 export * from './errors.js';
 export * from './health-check.js';
 export * from './loopback-host.js';
+export * from './order-refusal.js';
 export * from './patch.js';
 export * from './protocol.js';
 export * from './protocol-version.js';

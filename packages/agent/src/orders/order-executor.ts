@@ -6,6 +6,7 @@ import {
   type OrderPreflight,
   type OrderRevert,
   type StatementRefusal,
+  statementRefusalReason,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
@@ -47,7 +48,11 @@ interface Refusal {
  * ErrorCode), its own code first in the reason; refusals.json counts it under its own code.
  */
 function signedRefusal(refusal: StatementRefusal): Refusal {
-  return { code: ErrorCode.policyDenied, reason: `${refusal.code}: ${refusal.reason}`, counted: refusal.code };
+  return {
+    code: ErrorCode.policyDenied,
+    reason: statementRefusalReason(refusal.code, refusal.reason),
+    counted: refusal.code,
+  };
 }
 
 /**

@@ -1,9 +1,16 @@
-import type { Hello, OrderProgress, OrderResultBody, Patch } from '@fleetpatch/shared';
+import {
+  type Hello,
+  type OrderProgress,
+  type OrderResultBody,
+  orderRefusalCodeOf,
+  type Patch,
+} from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
+import { auditOrderRefusal } from './order-refusal-audit.js';
 import { sendApply, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf, signedRevertOf } from './rollout-signing.js';
@@ -205,23 +212,29 @@ export class ReportRecorder {
       const lateSuccess = run.state === 'revert_failed' && result.outcome === 'reverted';
       if (run.state !== 'reverting' && !lateSuccess) return true;
       const to = result.outcome === 'reverted' ? 'reverted' : 'revert_failed';
+      // A refused revert ran nothing, so the host still carries what it did (agents answer every
+      // refusal `changed: false`): kept, so that a revert asked for again still reaches it.
+      const refused = orderRefusalCodeOf(result.errorCode, result.reason) !== undefined;
       transitionHostRun(
         this.deps,
         run,
         {
           to,
-          changed: result.changed,
+          changed: refused ? run.changed : result.changed,
           finishedAt: clock.now(),
           ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
         },
         { actor: agentId, data: { ...error } },
       );
+      if (!lateSuccess) auditOrderRefusal(this.deps, agentId, run, result, 'revert');
       if (lateSuccess) this.reverts.reopenFailedRevert(run.rolloutId);
       this.deps.markDirty(run.rolloutId);
       return true;
     }
     // Whatever it says, the current order has answered: a timed-out host may now be retried.
     store.hostRuns.markAnswered(run.rolloutId, run.hostId);
+    // Its first answer (a late one after a timeout included; not a repeat, nor a bake-time report).
+    if (!run.answered) auditOrderRefusal(this.deps, agentId, run, result, 'apply');
     if (TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverting') {
       // A late answer (after a timeout, or a bake-time failure after healthy): record what the host carries now.
       const lateFailure =

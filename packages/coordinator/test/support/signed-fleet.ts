@@ -1,4 +1,5 @@
 import { type ApplyStatement, applyStatementFor, patchSpecOf, type RolloutRequestInput } from '@fleetpatch/shared';
+import type { Logger } from 'pino';
 import { RolloutView } from '../../src/engine/rollout-view.js';
 import { SimulatedFleet } from './simulated-fleet.js';
 import type { StatementSigner } from './statement-signer.js';
@@ -9,6 +10,8 @@ export const HOUR_STATEMENT = 3600_000;
 export interface SignedFleetOptions extends Partial<RolloutRequestInput> {
   /** Whether bob approves (with his key) when the rollout needs an approval; default true. */
   approve?: boolean;
+  /** Where the engine logs (silent unless given). */
+  log?: Logger;
 }
 
 /**
@@ -19,9 +22,9 @@ export interface SignedFleetOptions extends Partial<RolloutRequestInput> {
 export async function signedFleet(
   hostIds: readonly string[],
   signers: { alice: StatementSigner; bob?: StatementSigner },
-  { approve = true, ...input }: SignedFleetOptions = {},
+  { approve = true, log, ...input }: SignedFleetOptions = {},
 ): Promise<{ fleet: SimulatedFleet; id: string; statement: ApplyStatement }> {
-  const fleet = new SimulatedFleet();
+  const fleet = new SimulatedFleet(log ? { log } : {});
   await fleet.addHosts(hostIds, { labels: { role: 'web' } });
   const rollout = fleet.create({ requiredApprovals: 1, waves: ['100%'], ...input, draft: true }, 'alice');
   const planned = new RolloutView(fleet.store, () => true).plan(rollout.id).waves.flatMap((w) => w.hosts);
