@@ -23,6 +23,8 @@ export async function runNode(args: string[], env: Record<string, string>, input
   child.stderr.on('data', (chunk) => {
     stderr += chunk;
   });
+  // A program may exit before reading its input; its exit code and output are what a test judges.
+  child.stdin.on('error', () => {});
   child.stdin.end(input ?? '');
   const [code] = (await once(child, 'exit')) as [number | null];
   return { code, stdout, stderr };

@@ -225,6 +225,8 @@ export class DebianChroot {
         clearTimeout(timer);
         resolve({ code, stdout, stderr });
       });
+      // A command may exit before reading its input (EPIPE on our write); its exit code is what we judge.
+      child.stdin.on('error', () => {});
       child.stdin.end(input ?? '');
     });
   }
