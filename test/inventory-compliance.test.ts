@@ -17,6 +17,7 @@ import {
   debToolsAvailable,
 } from '../packages/agent/test/support/deb-fixtures.js';
 import { samplePackagePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
+import { type CliResult, runCli } from './support/cli-process.js';
 import {
   ADMIN_TOKEN,
   FINAL_APPLY_STATES,
@@ -24,7 +25,6 @@ import {
   FleetHarness,
   jsonLines,
 } from './support/fleet-harness.js';
-import { CLI_BIN, type NodeRun, runNode } from './support/node-process.js';
 
 const tools = debToolsAvailable();
 if (!tools.available) console.warn(`inventory and compliance e2e: skipped — ${tools.reason}`);
@@ -216,8 +216,8 @@ describe.skipIf(!tools.available)(
         });
     });
 
-    function fleetpatchCli(args: string[]): Promise<NodeRun> {
-      return runNode([CLI_BIN, ...args], { FLEETPATCH_URL: fleet.coordinator.url, FLEETPATCH_TOKEN: ADMIN_TOKEN });
+    function fleetpatchCli(args: string[]): Promise<CliResult> {
+      return runCli(fleet.coordinator.url, args, { token: ADMIN_TOKEN });
     }
   },
 );
