@@ -7,13 +7,12 @@ import type { AgentList, EventPage, JoinTokenCreated, PatchList } from '@fleetpa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_BIN } from '../scripts/lib/local-fleet.mjs';
 import { type SamplePatchOptions, samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { type CliCall, type CliResult, runCli, runNode } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness } from './support/fleet-harness.js';
-import { CLI_BIN, type NodeRun, runNode as run } from './support/node-process.js';
 
 // The fleetpatch CLI as ops staff type it: the built binary as a child process against a real
 // coordinator and two real agents on 127.0.0.1, each agent confined to its own scratch root.
 
-const CLI = CLI_BIN;
 const PATH = '/etc/app/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
 const NEW = 'listen = 8080\nworkers = 8\n';
@@ -26,15 +25,8 @@ let fleet: FleetHarness;
 const rootOf = (host: string) => join(work, host, 'root');
 
 /** Runs `fleetpatch …`; the connection comes from the environment unless `env` says otherwise. */
-function fleetpatch(
-  args: string[],
-  { token, env, input }: { token?: string; env?: Record<string, string>; input?: string } = {},
-): Promise<NodeRun> {
-  return run(
-    [CLI, ...args],
-    { FLEETPATCH_URL: fleet.coordinator.url, ...(token ? { FLEETPATCH_TOKEN: token } : {}), ...env },
-    input,
-  );
+function fleetpatch(args: string[], call: CliCall = {}): Promise<CliResult> {
+  return runCli(fleet.coordinator.url, args, call);
 }
 
 /** OLD → NEW at PATH, owned by root:root (as `patch show` prints it), with a quick health check. */
@@ -215,7 +207,7 @@ describe('the fleetpatch CLI', () => {
 
     // `fleetpatch-agent enroll` enrolls and exits; the join token is then used up.
     const joinToken = (await fleetpatch(['join-token', 'create', '--host', 'spare-1'], { token: TOKENS.admin })).stdout;
-    const enrolled = await run(
+    const enrolled = await runNode(
       [
         AGENT_BIN,
         'enroll',

@@ -11,14 +11,19 @@ import {
 } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describeNeeding, requirement } from '../../../test/support/requirements.js';
 import { DpkgInventory, type InventoryRead, parseInventory } from '../src/inventory/dpkg-inventory.js';
 import { InventoryReporter } from '../src/inventory/inventory-reporter.js';
 import { StatusWatch } from '../src/inventory/status-watch.js';
 import { replaceStatusFile, VULNERABLE_OPENSSL, writeStatusFile } from './support/dpkg-status.js';
 
 const silent = pino({ level: 'silent' });
-const dpkgQueryFound = spawnSync('dpkg-query', ['--version'], { stdio: 'ignore' }).status === 0;
-if (!dpkgQueryFound) console.warn('inventory tests that read a dpkg database: skipped — dpkg-query is not installed');
+const dpkgQuery = requirement(
+  'dpkg-query',
+  spawnSync('dpkg-query', ['--version'], { stdio: 'ignore' }).status === 0
+    ? { available: true }
+    : { available: false, reason: 'dpkg-query is not installed' },
+);
 
 let base: string;
 beforeEach(async () => {
@@ -28,7 +33,7 @@ afterEach(async () => {
   await rm(base, { recursive: true, force: true });
 });
 
-describe.skipIf(!dpkgQueryFound)('DpkgInventory: the real dpkg-query over a status file', () => {
+describeNeeding([dpkgQuery], 'DpkgInventory: the real dpkg-query over a status file', () => {
   it('reports installed packages with their source and status; not the removed ones', async () => {
     await writeStatusFile(base, VULNERABLE_OPENSSL);
     const read = await new DpkgInventory({ root: base }).read();
@@ -208,7 +213,7 @@ describe('InventoryReporter', () => {
   });
 });
 
-describe.skipIf(!dpkgQueryFound)('StatusWatch', () => {
+describeNeeding([dpkgQuery], 'StatusWatch', () => {
   it('calls back once, after the quiet time, when dpkg renames a new status file over the old one', async () => {
     await writeStatusFile(base, VULNERABLE_OPENSSL);
     let calls = 0;

@@ -11,7 +11,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeNeeding, requirement } from '../../../test/support/requirements.js';
 import {
   checkDebianVersion,
   compareParsed,
@@ -24,8 +25,12 @@ const PAIRS = Number(process.env.FLEETPATCH_DPKG_PAIRS ?? 3000);
 const SEED = 20_241_203;
 const WORKERS = 2;
 
-const dpkgFound = spawnSync('dpkg', ['--version'], { stdio: 'ignore' }).status === 0;
-if (!dpkgFound) console.warn('debian-version vs dpkg: skipped — dpkg is not installed');
+const dpkg = requirement(
+  'dpkg',
+  spawnSync('dpkg', ['--version'], { stdio: 'ignore' }).status === 0
+    ? { available: true }
+    : { available: false, reason: 'dpkg is not installed' },
+);
 
 // ---- generated versions: near one another, so that every rule of the order gets exercised -----
 
@@ -144,50 +149,47 @@ function predict({ a, relation, b }: Case): DpkgAnswer {
   return { exitCode: holds ? 0 : 1, stderr };
 }
 
-describe.skipIf(!dpkgFound)(
-  `shared Debian versions vs dpkg --compare-versions${dpkgFound ? '' : ' (skipped: dpkg is not installed)'}`,
-  () => {
-    let work: string;
-    beforeAll(async () => {
-      work = await mkdtemp(join(tmpdir(), 'fleetpatch-dpkg-versions-'));
-    });
-    afterAll(async () => {
-      if (work) await rm(work, { recursive: true, force: true });
-    });
+describeNeeding([dpkg], 'shared Debian versions vs dpkg --compare-versions', () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'fleetpatch-dpkg-versions-'));
+  });
+  afterAll(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
 
-    it(`agrees with dpkg on ${PAIRS} generated pairs: verdicts, warnings and errors`, {
-      timeout: 300_000,
-    }, async () => {
-      const cases = fc
-        .sample(pair, { seed: SEED, numRuns: PAIRS * 2 })
-        .map(([a, b, relation]) => ({ a, relation, b }))
-        .filter((c) => fitsDpkgCli(c.a) && fitsDpkgCli(c.b))
-        .slice(0, PAIRS);
-      expect(cases.length).toBe(PAIRS);
-      const shares = Array.from({ length: WORKERS }, (_, w) => cases.filter((_, i) => i % WORKERS === w));
-      const answers = await Promise.all(shares.map((share, w) => askDpkg(share, join(work, `pairs-${w}.tsv`))));
-      const mismatches: string[] = [];
-      shares.forEach((share, w) => {
-        share.forEach((c, i) => {
-          const dpkg = answers[w]?.[i];
-          const ours = predict(c);
-          if (JSON.stringify(dpkg) !== JSON.stringify(ours))
-            mismatches.push(`${c.a} ${c.relation} ${c.b}: dpkg ${JSON.stringify(dpkg)}, ours ${JSON.stringify(ours)}`);
-        });
+  it(`agrees with dpkg on ${PAIRS} generated pairs: verdicts, warnings and errors`, {
+    timeout: 300_000,
+  }, async () => {
+    const cases = fc
+      .sample(pair, { seed: SEED, numRuns: PAIRS * 2 })
+      .map(([a, b, relation]) => ({ a, relation, b }))
+      .filter((c) => fitsDpkgCli(c.a) && fitsDpkgCli(c.b))
+      .slice(0, PAIRS);
+    expect(cases.length).toBe(PAIRS);
+    const shares = Array.from({ length: WORKERS }, (_, w) => cases.filter((_, i) => i % WORKERS === w));
+    const answers = await Promise.all(shares.map((share, w) => askDpkg(share, join(work, `pairs-${w}.tsv`))));
+    const mismatches: string[] = [];
+    shares.forEach((share, w) => {
+      share.forEach((c, i) => {
+        const dpkg = answers[w]?.[i];
+        const ours = predict(c);
+        if (JSON.stringify(dpkg) !== JSON.stringify(ours))
+          mismatches.push(`${c.a} ${c.relation} ${c.b}: dpkg ${JSON.stringify(dpkg)}, ours ${JSON.stringify(ours)}`);
       });
-      expect(mismatches.slice(0, 20)).toEqual([]);
-
-      // The generator must reach every kind of answer, or the agreement says little.
-      const outcomes = cases.map(predict);
-      expect(outcomes.filter((o) => o.exitCode === 0).length).toBeGreaterThan(PAIRS / 10);
-      expect(outcomes.filter((o) => o.exitCode === 1).length).toBeGreaterThan(PAIRS / 10);
-      expect(outcomes.filter((o) => o.exitCode === 2).length).toBeGreaterThan(0);
-      expect(outcomes.filter((o) => o.stderr.some((l) => l.includes('warning'))).length).toBeGreaterThan(0);
-      const equalPairs = cases.filter((c) => {
-        const [a, b] = [checkDebianVersion(c.a), checkDebianVersion(c.b)];
-        return a.ok && b.ok && c.a !== c.b && compareParsed(a.version, b.version) === 0;
-      });
-      expect(equalPairs.length, 'pairs written differently but equal').toBeGreaterThan(0);
     });
-  },
-);
+    expect(mismatches.slice(0, 20)).toEqual([]);
+
+    // The generator must reach every kind of answer, or the agreement says little.
+    const outcomes = cases.map(predict);
+    expect(outcomes.filter((o) => o.exitCode === 0).length).toBeGreaterThan(PAIRS / 10);
+    expect(outcomes.filter((o) => o.exitCode === 1).length).toBeGreaterThan(PAIRS / 10);
+    expect(outcomes.filter((o) => o.exitCode === 2).length).toBeGreaterThan(0);
+    expect(outcomes.filter((o) => o.stderr.some((l) => l.includes('warning'))).length).toBeGreaterThan(0);
+    const equalPairs = cases.filter((c) => {
+      const [a, b] = [checkDebianVersion(c.a), checkDebianVersion(c.b)];
+      return a.ok && b.ok && c.a !== c.b && compareParsed(a.version, b.version) === 0;
+    });
+    expect(equalPairs.length, 'pairs written differently but equal').toBeGreaterThan(0);
+  });
+});

@@ -1,4 +1,6 @@
 import {
+  type ApproveRequest,
+  type AttachStatementRequest,
   assignWaves,
   ErrorCode,
   FleetError,
@@ -8,23 +10,34 @@ import {
   NOT_REVERTABLE_NOTE,
   type OrderProgress,
   type OrderResultBody,
+  type RevertSignatureRequest,
   type RolloutRequest,
   type RolloutState,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
+import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
-import type { AgentChannel, EngineClock, EngineDeps, WaveGate, WindowWatcher } from './engine-interfaces.js';
+import type {
+  AgentChannel,
+  CoordinatorCrashPoint,
+  EngineClock,
+  EngineDeps,
+  WaveGate,
+  WindowWatcher,
+} from './engine-interfaces.js';
 import { resolveFleetTarget } from './fleet-target.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
+import { invalidField } from './invalid-field.js';
 import { cancelInFlight } from './order-sender.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
+import { RolloutSigning } from './rollout-signing.js';
 import { assertVerb, VERB_TRANSITIONS } from './rollout-states.js';
 import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
 import { unknownHostIds } from './target-resolver.js';
@@ -33,7 +46,13 @@ import { WaveAdvancer } from './wave-advancer.js';
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
 const REPORT_RETRY_MS = 1000;
 
-export type { AgentChannel, EngineClock, WaveGate, WindowWatcher } from './engine-interfaces.js';
+export type {
+  AgentChannel,
+  CoordinatorCrashPoint,
+  EngineClock,
+  WaveGate,
+  WindowWatcher,
+} from './engine-interfaces.js';
 
 export interface RolloutEngineOptions {
   store: Store;
@@ -51,6 +70,8 @@ export interface RolloutEngineOptions {
   minApprovals?: number;
   /** At most one `agent.connected` row per agent per window (see `ConnectedAudit`); default 60 s. */
   connectedAuditWindowMs?: number;
+  /** Test-only crash points (see `EngineDeps.checkpoint`). */
+  checkpoint?: (name: CoordinatorCrashPoint) => void;
 }
 
 /**
@@ -76,6 +97,7 @@ export class RolloutEngine {
   private readonly minApprovals: number;
   private readonly deps: EngineDeps;
   private readonly reverts: RevertRunner;
+  private readonly signing: RolloutSigning;
   private readonly advancer: WaveAdvancer;
   private readonly recorder: ReportRecorder;
   private readonly dirty = new Set<string>();
@@ -104,8 +126,10 @@ export class RolloutEngine {
       windows: this.windows,
       markDirty: (rolloutId) => this.markDirty(rolloutId),
       isStopped: () => this.stopped,
+      checkpoint: options.checkpoint,
     };
     this.reverts = new RevertRunner(this.deps);
+    this.signing = new RolloutSigning(this.deps);
     this.advancer = new WaveAdvancer(this.deps, this.reverts);
     this.recorder = new ReportRecorder(
       this.deps,
@@ -133,20 +157,14 @@ export class RolloutEngine {
     if (!patch)
       throw new FleetError(ErrorCode.validationFailed, `patch ${request.patchId} does not exist`, { path: 'patchId' });
     if (request.requiredApprovals < this.minApprovals) {
-      // Named like a schema failure of the request body, which is what it is to the caller.
-      const message = `must be at least ${this.minApprovals} (this coordinator's minApprovals), got ${request.requiredApprovals}`;
-      throw new FleetError(ErrorCode.validationFailed, `invalid request: body.requiredApprovals: ${message}`, {
-        path: 'body.requiredApprovals',
-        issues: [{ path: 'body.requiredApprovals', message }],
-      });
+      throw invalidField(
+        'body.requiredApprovals',
+        `must be at least ${this.minApprovals} (this coordinator's minApprovals), got ${request.requiredApprovals}`,
+      );
     }
     if (request.window) this.validateWindow(request.window);
     if (!isRevertable(patch.change) && (request.autoRevert === 'wave' || request.autoRevert === 'rollout')) {
-      const message = `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`;
-      throw new FleetError(ErrorCode.validationFailed, `invalid request: body.autoRevert: ${message}`, {
-        path: 'body.autoRevert',
-        issues: [{ path: 'body.autoRevert', message }],
-      });
+      throw invalidField('body.autoRevert', `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`);
     }
     const unknown = unknownHostIds(request.target, this.store.agents.list());
     if (unknown.length > 0) {
@@ -179,8 +197,20 @@ export class RolloutEngine {
     return mustGetRollout(this.store, id);
   }
 
-  /** Approval by someone other than the creator; enough approvals make the rollout startable. */
-  approve(id: string, actor: string): RolloutRecord {
+  /**
+   * The author of a draft attaches the apply statement they signed (see `RolloutSigning.attachApply`):
+   * from then on the rollout is signed, and every order it sends carries the statement.
+   */
+  attachStatement(id: string, request: AttachStatementRequest, actor: string): RolloutRecord {
+    this.store.transaction(() => this.signing.attachApply(id, request, actor));
+    return mustGetRollout(this.store, id);
+  }
+
+  /**
+   * Approval by someone other than the creator; enough approvals make the rollout startable. A signed
+   * rollout's approval carries the approver's signature of its statement, by a key of their own.
+   */
+  approve(id: string, actor: string, request?: ApproveRequest): RolloutRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       assertVerb(id, rollout.state, 'approve');
@@ -197,7 +227,11 @@ export class RolloutEngine {
       if (!this.store.rollouts.addApproval(id, actor, isoNow(this.clock))) {
         throw new FleetError(ErrorCode.conflict, `${actor} has already approved this rollout`, { rolloutId: id });
       }
-      this.store.appendEvent({ rolloutId: id, actor, type: 'rollout.approved' }, isoNow(this.clock));
+      const keyId = this.signing.recordApproval(rollout, request, actor);
+      this.store.appendEvent(
+        { rolloutId: id, actor, type: 'rollout.approved', ...(keyId ? { data: { keyId } } : {}) },
+        isoNow(this.clock),
+      );
       if (this.store.rollouts.approvals(id).length >= rollout.request.requiredApprovals) {
         transitionRollout(this.deps, rollout, 'scheduled', actor, 'approved');
       }
@@ -222,12 +256,31 @@ export class RolloutEngine {
       }
       assertVerb(id, rollout.state, 'start');
       const { exposedTo } = rollout.request.target;
-      const { hosts, withoutInventory } = resolveFleetTarget(this.store, rollout.request.target);
+      const fleet = resolveFleetTarget(this.store, rollout.request.target);
+      const { withoutInventory } = fleet;
+      const { hosts, unsigned } = this.signing.signedHosts(rollout, fleet.hosts);
       if (hosts.length === 0) {
-        const why = exposedTo
-          ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
-          : 'the target selects no hosts';
+        const why =
+          unsigned.length > 0
+            ? 'the target selects no host the statement was signed for'
+            : exposedTo
+              ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
+              : 'the target selects no hosts';
         throw new FleetError(ErrorCode.conflict, why, { rolloutId: id, ...(exposedTo ? { withoutInventory } : {}) });
+      }
+      // A label target signed for the hosts it selected then: hosts that match now but were not signed
+      // for would refuse the order (not_in_target), so they get none, and the trail says so.
+      if (unsigned.length > 0) {
+        this.log.warn({ rolloutId: id, unsigned: unsigned.length }, 'hosts not signed for are left out of the rollout');
+        this.store.appendEvent(
+          {
+            rolloutId: id,
+            actor: SYSTEM,
+            type: 'rollout.hosts_not_signed',
+            data: { count: unsigned.length, hosts: unsigned.slice(0, 100) },
+          },
+          isoNow(this.clock),
+        );
       }
       const waves = assignWaves(hosts, rollout.request.waves);
       waves.forEach((wave, waveIndex) => {
@@ -351,12 +404,16 @@ export class RolloutEngine {
     return mustGetRollout(this.store, id);
   }
 
-  /** One call puts every host that applied back to its snapshot; no waves, no gates. */
+  /**
+   * One call puts every host that applied back to its snapshot; no waves, no gates. A signed rollout
+   * reverts only under a revert statement signed by enough people (`signRevert`), used up here.
+   */
   revert(id: string, actor: string): RolloutRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       assertVerb(id, rollout.state, 'revert');
       this.assertRevertable(rollout);
+      if (this.signing.isSigned(id)) this.signing.useRevertStatement(rollout, ROLLOUT_SCOPE);
       // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
       // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
       for (const run of this.store.hostRuns.inStates(id, ['revert_failed'])) {
@@ -369,7 +426,7 @@ export class RolloutEngine {
     return mustGetRollout(this.store, id);
   }
 
-  /** Reverts one host of a rollout, whatever the rollout's state. */
+  /** Reverts one host of a rollout, whatever the rollout's state (a signed rollout: under a revert statement for it). */
   revertHost(id: string, hostId: string, actor: string): HostRunRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
@@ -387,6 +444,7 @@ export class RolloutEngine {
         );
       }
       this.assertRevertable(rollout);
+      if (this.signing.isSigned(id)) this.signing.useRevertStatement(rollout, { kind: 'host', hostId });
       this.store.appendEvent({ rolloutId: id, hostId, actor, type: 'host.revert_requested' }, isoNow(this.clock));
       this.reverts.dispatch(run);
     });
@@ -403,6 +461,23 @@ export class RolloutEngine {
         revertable: false,
       });
     }
+  }
+
+  /**
+   * A signature on the revert statement of a signed rollout (or of one host of it). The signature
+   * is committed first; once the statement has enough signers the revert starts at once, as if
+   * `revert` (or `revertHost`) had been called by the last signer. Returns whether it started.
+   */
+  signRevert(id: string, request: RevertSignatureRequest, actor: string): boolean {
+    const ready = this.store.transaction(() => {
+      // Refused before the signature is kept: a signed revert of a one-way patch could only fail.
+      this.assertRevertable(mustGetRollout(this.store, id));
+      return this.signing.addRevertSignature(id, request, actor);
+    });
+    if (!ready) return false;
+    if (request.hostId === undefined) this.revert(id, actor);
+    else this.revertHost(id, request.hostId, actor);
+    return true;
   }
 
   private verbTransition(

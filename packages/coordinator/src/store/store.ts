@@ -7,6 +7,7 @@ import { InventoryRepository } from './inventory-repository.js';
 import { JoinTokenRepository } from './join-token-repository.js';
 import { PatchRepository } from './patch-repository.js';
 import { RolloutRepository } from './rollout-repository.js';
+import { StatementRepository } from './statement-repository.js';
 
 export type EventListener = (event: EventRecord) => void;
 
@@ -22,6 +23,7 @@ export class Store {
   readonly rollouts: RolloutRepository;
   readonly hostRuns: HostRunRepository;
   readonly inventory: InventoryRepository;
+  readonly statements: StatementRepository;
   private readonly eventRepository: EventRepository;
   private readonly listeners = new Set<EventListener>();
   private pending: EventRecord[] | null = null;
@@ -34,6 +36,7 @@ export class Store {
     this.rollouts = new RolloutRepository(db);
     this.hostRuns = new HostRunRepository(db);
     this.inventory = new InventoryRepository(db);
+    this.statements = new StatementRepository(db);
     this.eventRepository = new EventRepository(db);
   }
 
