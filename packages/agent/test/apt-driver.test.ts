@@ -202,6 +202,28 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
       expect(absent).toMatchObject({ outcome: 'would_fail', code: 'precondition_failed' });
     });
 
+    it("answers a dry run blocked, naming the lock's holder, within the dry run's lock budget (not its own 60 s)", async () => {
+      const { host } = await hostWith(['fptest', '1.0']);
+      const driver = new AptDriver({ ...host.driverOptions, lockTimeoutMs: 60_000 });
+      const holder = host.startInstall(bed.deb('fplock', '1.0'));
+      const exited = new Promise<number | null>((resolve) => holder.once('exit', resolve));
+      try {
+        await waitFor(() => readIfExists(host.path('started-fplock')), 'fplock preinst to hold the lock');
+        const started = Date.now();
+        const verdict = await driver.preflight(change({ name: 'fptest', version: '2.0' }), {
+          ...context(),
+          lockWaitMs: 1_000,
+        });
+        // Bounded by the dry run's budget: far below the driver's 60 s (the margin is for a loaded machine).
+        expect(Date.now() - started).toBeLessThan(30_000);
+        expect(verdict).toMatchObject({ outcome: 'blocked' });
+        expect(verdict.detail).toMatch(/^dpkg lock not free within 1000 ms: .*held by process \d+ \(dpkg\)/s);
+      } finally {
+        await host.writeFile('release-fplock', '');
+      }
+      expect(await exited).toBe(0);
+    });
+
     it('is blocked while another dpkg holds the lock', async () => {
       const { host, driver } = await hostWith(['fptest', '1.0']);
       const holder = host.startInstall(bed.deb('fplock', '1.0'));

@@ -14,7 +14,7 @@ import {
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../src/clock.js';
-import type { Driver, PreflightVerdict } from '../src/drivers/driver.js';
+import type { Driver, DriverContext, PreflightVerdict } from '../src/drivers/driver.js';
 import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
 import { Journal } from '../src/journal.js';
@@ -35,8 +35,12 @@ class FakeDriver implements Driver<FileChange, { prior: string }> {
   failApply = false;
   failRestore = false;
 
-  async preflight(): Promise<PreflightVerdict> {
+  /** The lock budget each preflight was given (undefined: the driver's own). */
+  lockWaits: (number | undefined)[] = [];
+
+  async preflight(_change: FileChange, ctx: DriverContext): Promise<PreflightVerdict> {
     this.calls.push('preflight');
+    this.lockWaits.push(ctx.lockWaitMs);
     return this.verdict;
   }
   async snapshot(): Promise<{ prior: string }> {
@@ -259,6 +263,21 @@ describe('OrderExecutor', () => {
     expect(results).toMatchObject([
       { outcome: 'skipped', changed: false, reason: 'unhealthy before patch' },
       { outcome: 'failed', changed: false, reason: 'unhealthy before patch' },
+    ]);
+  });
+
+  it("bounds a dry run's lock wait by how long the coordinator waits for the answer", async () => {
+    driver.verdict = { outcome: 'blocked', detail: 'dpkg lock held by process 42 (dpkg)' };
+    const ex = await executor();
+    const dryRun = { type: 'order.preflight' as const, orderId: 'pf_1', change: order('x').change };
+    await ex.preflight({ ...dryRun, answerWithinMs: 30_000 });
+    await ex.preflight({ ...dryRun, orderId: 'pf_2', answerWithinMs: 2_000 });
+    await ex.preflight({ ...dryRun, orderId: 'pf_3' }); // an older coordinator: the driver's own timeout
+    expect(driver.lockWaits).toEqual([25_000, 1_000, undefined]);
+    expect(results).toMatchObject([
+      { orderId: 'pf_1', outcome: 'blocked', reason: 'dpkg lock held by process 42 (dpkg)' },
+      { orderId: 'pf_2', outcome: 'blocked' },
+      { orderId: 'pf_3', outcome: 'blocked' },
     ]);
   });
 

@@ -32,6 +32,15 @@ function orderIdSentTo(channel: RecordingChannel, agentId: string): string {
 }
 
 describe('PreflightCollector', () => {
+  it('tells each agent how long it will wait for the answer, so a held lock is answered blocked in time', async () => {
+    const channel = new RecordingChannel();
+    const collector = new PreflightCollector(channel);
+    const answers = collector.run(['web-1'], CHANGE, 30_000);
+    expect(channel.sent[0]?.message).toMatchObject({ type: 'order.preflight', answerWithinMs: 30_000 });
+    collector.agentGone('web-1');
+    expect(await answers).toMatchObject([{ outcome: 'offline' }]);
+  });
+
   it("answers a gone agent's questions offline at once and still waits for the others", async () => {
     const channel = new RecordingChannel();
     const collector = new PreflightCollector(channel);

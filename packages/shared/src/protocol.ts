@@ -258,6 +258,12 @@ export const OrderPreflightSchema = z.object({
   type: z.literal('order.preflight'),
   orderId: OrderIdSchema,
   change: ChangeSchema,
+  /**
+   * How long the coordinator waits for this answer. The agent bounds its own waits (the dpkg lock)
+   * to answer well within it — `blocked`, naming the lock's holder, rather than a silent `no_answer`.
+   * Optional: an older agent ignores it and waits as its own configuration says.
+   */
+  answerWithinMs: z.number().int().min(1).max(600_000).optional(),
 });
 
 /**

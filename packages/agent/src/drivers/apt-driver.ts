@@ -153,9 +153,10 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
       if (err instanceof FleetError) return { outcome: 'would_fail', code: err.code, detail: err.message };
       throw err;
     }
-    const lock = await this.commands.probeLock(this.lockTimeoutMs, ctx.signal);
+    const lockWaitMs = Math.min(this.lockTimeoutMs, ctx.lockWaitMs ?? Number.POSITIVE_INFINITY);
+    const lock = await this.commands.probeLock(lockWaitMs, ctx.signal);
     if (lock.held) {
-      return { outcome: 'blocked', detail: `dpkg lock not free within ${this.lockTimeoutMs} ms: ${lock.detail}` };
+      return { outcome: 'blocked', detail: `dpkg lock not free within ${lockWaitMs} ms: ${lock.detail}` };
     }
     const audit = await this.commands.audit(ctx.signal);
     if (audit !== '') {

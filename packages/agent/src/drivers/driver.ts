@@ -5,6 +5,11 @@ export interface DriverContext {
   /** Aborted when the order is cancelled or the agent stops; long commands must honour it. */
   signal: AbortSignal;
   log: Logger;
+  /**
+   * For a dry run: the longest a lock may be waited for, so that the answer (`blocked`, with the
+   * holder) arrives while the coordinator still listens. Absent: the driver's own lock timeout.
+   */
+  lockWaitMs?: number;
 }
 
 /** What a dry run learns without changing anything. */

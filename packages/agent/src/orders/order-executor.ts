@@ -166,8 +166,10 @@ export class OrderExecutor {
       return;
     }
     if (!driver) return;
+    const driverCtx = this.ctx.driverContext(AbortSignal.timeout(120_000), this.ctx.log);
+    if (order.answerWithinMs !== undefined) driverCtx.lockWaitMs = lockWaitWithin(order.answerWithinMs);
     const verdict = await driver
-      .preflight(order.change, this.ctx.driverContext(AbortSignal.timeout(120_000), this.ctx.log))
+      .preflight(order.change, driverCtx)
       .catch((err: unknown) => ({ outcome: 'would_fail' as const, code: codeOf(err), detail: messageOf(err) }));
     events.result(
       fitResult({
@@ -345,4 +347,14 @@ export class OrderExecutor {
     // Re-delivered id: answer with the recorded result; an order still running answers when it ends.
     if (entry.phase === 'done' && entry.result) this.ctx.events.result(entry.result);
   }
+}
+
+/**
+ * How long a dry run may wait for a lock when its answer is awaited for `answerWithinMs`: all but
+ * 5 s of it, or half of it when that is longer — the rest is for the other checks (dpkg --audit,
+ * apt's simulation) and the trip back, so a held lock is answered `blocked` with its holder, never
+ * left unanswered.
+ */
+export function lockWaitWithin(answerWithinMs: number): number {
+  return Math.max(answerWithinMs / 2, answerWithinMs - 5_000);
 }

@@ -56,7 +56,7 @@ export class PreflightCollector {
 
   private ask(hostId: string, change: Change, timeoutMs: number): Promise<PreflightAnswer> {
     const orderId = newId(PREFLIGHT_ORDER_PREFIX.slice(0, -1));
-    const message: CoordinatorMessage = { type: 'order.preflight', orderId, change };
+    const message: CoordinatorMessage = { type: 'order.preflight', orderId, change, answerWithinMs: timeoutMs };
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(orderId);
