@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import {
   type CoordinatorMessage,
   connectProofPayload,
@@ -27,6 +28,8 @@ import { AgentPolicy } from './policy/agent-policy.js';
 import { AppliedSequences } from './policy/applied-sequences.js';
 import { RefusalCounter } from './policy/refusal-counter.js';
 import { SignedOrderCheck } from './policy/signed-order-check.js';
+import { AfterChange } from './services/after-change.js';
+import { SystemdServiceManager } from './services/service-manager.js';
 import { fitHelloReports, fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -100,6 +103,7 @@ export class Agent {
           }
         : {}),
       quota: config.journal,
+      afterChange: afterChangeFor(config),
       events: {
         progress: (orderId, phase, message, health) =>
           this.connection?.send({
@@ -345,4 +349,21 @@ function stripUndefined<T extends object>(value: T): { [K in keyof T]: Exclude<T
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as {
     [K in keyof T]: Exclude<T[K], undefined>;
   };
+}
+
+/** Restarts through systemctl as configured; stale processes from /proc (and needrestart where it is). */
+function afterChangeFor(config: AgentConfig): AfterChange {
+  const { services } = config;
+  const needrestart = services.needrestart === 'auto' ? findNeedrestart() : null;
+  return new AfterChange({
+    services: new SystemdServiceManager({ systemctl: services.systemctl, timeoutMs: services.restartTimeoutMs }),
+    procDir: services.procDir,
+    root: config.apt?.root ?? '/',
+    needrestart,
+  });
+}
+
+/** needrestart is optional (Debian package `needrestart`): used when installed where Debian puts it. */
+function findNeedrestart(): string[] | null {
+  return existsSync('/usr/sbin/needrestart') ? ['/usr/sbin/needrestart'] : null;
 }

@@ -7,6 +7,7 @@ import {
   LabelsSchema,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
+  ServiceUnitSchema,
   SignerRoleSchema,
   TrustedKeySchema,
 } from '@fleetpatch/shared';
@@ -99,6 +100,24 @@ export const AgentConfigSchema = z
           .array(AbsolutePathSchema.or(z.literal('/')))
           .min(1)
           .optional(),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Services after a change: the units a patch may restart (exactly these; default none), how
+     * systemctl is run, and how stale processes are found (services/ in the agent).
+     */
+    services: z
+      .object({
+        allowedUnits: z.array(ServiceUnitSchema).default([]),
+        /** The program (and arguments before the verb) that restarts a unit. Default `["systemctl"]`. */
+        systemctl: z.array(z.string().min(1)).min(1).default(['systemctl']),
+        /** Upper bound of one restart. Default 90 s. */
+        restartTimeoutMs: z.number().int().min(1000).max(3_600_000).default(90_000),
+        /** Where processes are read from (their maps and cgroups). Default `/proc`. */
+        procDir: z.string().min(1).default('/proc'),
+        /** `needrestart -b` when this program exists (`auto`, the default), or never (`off`). */
+        needrestart: z.enum(['auto', 'off']).default('auto'),
       })
       .strict()
       .prefault({}),

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -21,7 +21,9 @@ import { Journal } from '../src/journal.js';
 import { OrderExecutor, type OrderExecutorOptions } from '../src/orders/order-executor.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
 import type { AllowedCommand } from '../src/policy/allowed-commands.js';
-import { sampleApplyOrder } from './support/sample-orders.js';
+import { AfterChange } from '../src/services/after-change.js';
+import { SystemdServiceManager } from '../src/services/service-manager.js';
+import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
 
 // Logic of the executor with a fake driver that records calls and a host that is just a variable.
 // The real drivers are tested on real files and real dpkg in their own files and end to end.
@@ -279,6 +281,61 @@ describe('OrderExecutor', () => {
       { orderId: 'pf_2', outcome: 'blocked' },
       { orderId: 'pf_3', outcome: 'blocked' },
     ]);
+  });
+
+  it('restarts the listed units after apply and after the restore, and a restart that fails undoes the apply', async () => {
+    // A real program in systemctl's place: it notes each restart, and fails for units named bad-*.
+    const calls = join(dir, 'systemctl-calls');
+    const services = new SystemdServiceManager({
+      systemctl: [
+        '/bin/sh',
+        '-c',
+        'echo "$4" >> "$0"; case "$4" in bad-*) echo "Job for $4 failed" >&2; exit 1;; esac',
+        calls,
+      ],
+    });
+    const afterChange = new AfterChange({ services, procDir: '/proc', root: dir, needrestart: null });
+    const policy = new AgentPolicy({
+      file: { allowedRoots: ['/etc'] },
+      health: {},
+      services: { allowedUnits: ['app.service', 'bad-app.service'] },
+    });
+    const ex = await executor(undefined, { afterChange, policy });
+    const restarting = (orderId: string, afterApply: string[]) =>
+      order(orderId, {
+        change: sampleFileChange({ content: orderId, restart: { afterApply, afterRevert: ['app.service'] } }),
+        health: healthyAtOnce,
+      });
+
+    await ex.apply(restarting('o1', ['app.service']));
+    expect(results[0]).toMatchObject({
+      outcome: 'healthy',
+      afterChange: { restarts: [{ unit: 'app.service', when: 'apply', ok: true }] },
+    });
+
+    await ex.apply(restarting('o2', ['bad-app.service']));
+    expect(driver.host).toBe('o1');
+    expect(results[1]).toMatchObject({
+      outcome: 'failed',
+      changed: false,
+      errorCode: 'apply_failed',
+      reason:
+        'restart of bad-app.service failed: exited with status 1: Job for bad-app.service failed; reverted to the snapshot',
+      afterChange: {
+        restarts: [
+          { unit: 'bad-app.service', when: 'apply', ok: false },
+          { unit: 'app.service', when: 'revert', ok: true },
+        ],
+      },
+    });
+    expect((await readFile(calls, 'utf8')).split('\n')).toEqual(['app.service', 'bad-app.service', 'app.service', '']);
+
+    // A unit the owner did not list is refused before anything runs.
+    await ex.apply(restarting('o3', ['ssh.service']));
+    expect(results[2]).toMatchObject({ outcome: 'failed', errorCode: 'policy_denied' });
+    expect(results[2]?.reason).toMatch(
+      /^restarting ssh\.service is not allowed on this agent \(services\.allowedUnits: app\.service, bad-app\.service\)/,
+    );
   });
 
   it('does nothing to a host already at the target', async () => {

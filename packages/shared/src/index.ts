@@ -15,6 +15,7 @@ export * from './protocol.js';
 export * from './protocol-version.js';
 export * from './rollout.js';
 export * from './rollout-signing.js';
+export * from './service-restarts.js';
 export * from './signed-statement.js';
 export * from './test-crash-points.js';
 export * from './validation.js';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HealthPolicySchema } from './health-check.js';
+import { ServiceRestartsSchema } from './service-restarts.js';
 import { AbsolutePathSchema, DebianPackageNameSchema, DebianVersionSchema, Sha256Schema } from './validation.js';
 
 /** Upper bound of inline file content, in bytes once decoded. */
@@ -28,6 +29,8 @@ export const FileChangeSchema = z
      * so out loud — the agent runs as root, so a stray "4755" would be a root shell for anyone.
      */
     allowSpecialModes: z.boolean().optional(),
+    /** systemd units to restart after the file is written and after it is taken back. */
+    restart: ServiceRestartsSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -64,6 +67,11 @@ export const PackageChangeSchema = z
     expectedPriorVersion: z.union([DebianVersionSchema, z.literal('absent')]).optional(),
     /** Set false only to allow a change whose prior .deb cannot be captured (then it cannot revert). */
     revertable: z.boolean().default(true),
+    /**
+     * systemd units to restart after the package is in and after it is taken back: a library fix
+     * does nothing until the services that loaded the old library restart.
+     */
+    restart: ServiceRestartsSchema.optional(),
   })
   .strict();
 export type PackageChange = z.infer<typeof PackageChangeSchema>;

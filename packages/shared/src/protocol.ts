@@ -11,6 +11,7 @@ import {
 } from './inventory.js';
 import { ChangeSchema } from './patch.js';
 import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
+import { AfterChangeReportSchema } from './service-restarts.js';
 import { ApplyStatementSchema, RevertStatementSchema, StatementSignatureSchema } from './signed-statement.js';
 import { LabelsSchema } from './validation.js';
 import { WIRE_LIMITS } from './wire-limits.js';
@@ -97,6 +98,8 @@ export const OrderResultBodySchema = z.object({
   errorCode: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]).optional(),
   reason: z.string().max(WIRE_LIMITS.reasonChars).optional(),
   health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.resultHealthResults).optional(),
+  /** After a change (or its revert) on the host: units restarted, processes on old libraries, reboot. */
+  afterChange: AfterChangeReportSchema.optional(),
   finishedAt: IsoTimeSchema,
 });
 export type OrderResultBody = z.infer<typeof OrderResultBodySchema>;

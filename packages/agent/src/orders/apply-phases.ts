@@ -1,7 +1,15 @@
-import { type Change, ErrorCode, FleetError, type OrderApply, UNHEALTHY_BEFORE_PATCH } from '@fleetpatch/shared';
+import {
+  type AfterChangeReport,
+  type Change,
+  ErrorCode,
+  FleetError,
+  type OrderApply,
+  UNHEALTHY_BEFORE_PATCH,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
 import { makeDirectoryDurably } from '../fs/atomic-file.js';
+import { failedRestarts } from '../services/after-change.js';
 import type { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, type OrderContext, type ResultDraft } from './order-context.js';
 import { restoreAndFinish } from './snapshot-restore.js';
@@ -69,6 +77,8 @@ async function runPhases(
     return;
   }
   const driverCtx = ctx.driverContext(signal, log);
+  /** What the restarts after apply did, once they ran: reported with whatever the order ends in. */
+  let applied: AfterChangeReport | undefined;
   try {
     // Baseline: a host sick before the patch is not the patch's fault.
     if (order.health.checks.length > 0) {
@@ -102,6 +112,7 @@ async function runPhases(
     ctx.checkpoint('apply:snapshotted');
     throwIfAborted(signal);
 
+    const rebootBefore = await ctx.rebootBefore(log);
     entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
     events.progress(order.orderId, 'applying');
     ctx.checkpoint('apply:applying');
@@ -111,6 +122,11 @@ async function runPhases(
     events.progress(order.orderId, 'applied');
     ctx.checkpoint('apply:applied');
     await driver.verify(order.change, driverCtx);
+    // The patch's units restart onto the new code before health is judged; a restart that fails
+    // fails the apply (the snapshot is restored and the afterRevert units restarted).
+    applied = await ctx.afterChange(order.change, 'apply', rebootBefore, signal, log);
+    const restartTrouble = failedRestarts(applied);
+    if (restartTrouble) throw new FleetError(ErrorCode.applyFailed, restartTrouble);
 
     entry = await journal.update(entry, { phase: 'verifying' }, ctx.now());
     events.progress(order.orderId, 'verifying');
@@ -127,6 +143,7 @@ async function runPhases(
         errorCode: ErrorCode.healthFailed,
         reason: `${verdictAfter.reason}; left changed for inspection (autoRevert: none)`,
         health: verdictAfter.results,
+        ...(applied ? { afterChange: applied } : {}),
       });
       return;
     }
@@ -135,19 +152,18 @@ async function runPhases(
       entry = await journal.update(entry, { phase: 'reverting' }, ctx.now());
       events.progress(order.orderId, 'reverting', verdictAfter.reason);
       ctx.checkpoint('apply:reverting');
-      await restoreAndFinish(
-        ctx,
-        entry,
-        driver,
-        driverCtx,
-        'failed',
-        ErrorCode.healthFailed,
-        verdictAfter.reason,
-        verdictAfter.results,
-      );
+      await restoreAndFinish(ctx, entry, driver, driverCtx, 'failed', ErrorCode.healthFailed, verdictAfter.reason, {
+        health: verdictAfter.results,
+        ...(applied ? { applied } : {}),
+      });
       return;
     }
-    await ctx.finish(entry, { outcome: 'healthy', changed: true, health: verdictAfter.results });
+    await ctx.finish(entry, {
+      outcome: 'healthy',
+      changed: true,
+      health: verdictAfter.results,
+      ...(applied ? { afterChange: applied } : {}),
+    });
     options.bakes.startAfterHealthy(entry, driver, log);
   } catch (err) {
     const cancelled = signal.aborted;
@@ -169,6 +185,7 @@ async function runPhases(
       cancelled ? 'cancelled' : 'failed',
       code,
       reason,
+      applied ? { applied } : {},
     );
   }
 }

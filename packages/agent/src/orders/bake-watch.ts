@@ -136,7 +136,7 @@ export class BakeWatch {
         'failed',
         ErrorCode.healthFailed,
         `during bake: ${verdict.reason}`,
-        verdict.results,
+        { health: verdict.results },
       );
     } finally {
       releaseTarget();

@@ -1,4 +1,5 @@
 import {
+  type AfterChangeReport,
   type Change,
   ErrorCode,
   type HealthCheckResult,
@@ -11,6 +12,7 @@ import type { Clock } from '../clock.js';
 import type { Driver, DriverContext } from '../drivers/driver.js';
 import type { HealthRunner } from '../health/health-runner.js';
 import type { Journal, JournalEntry } from '../journal.js';
+import type { AfterChange, RebootState } from '../services/after-change.js';
 import { fitResult } from '../wire-fit.js';
 import { TargetLock } from './target-lock.js';
 
@@ -37,6 +39,8 @@ export interface OrderContextOptions {
    * main wires it to SIGKILL itself when `FLEETPATCH_TEST_CRASH_AT` names the checkpoint.
    */
   checkpoint?: (name: string) => void;
+  /** Restarts and the stale-library and reboot report after a change; absent: neither (unit tests). */
+  afterChange?: AfterChange;
 }
 
 /**
@@ -65,6 +69,28 @@ export class OrderContext {
 
   driverFor(change: Change): Driver<Change, unknown> | undefined {
     return this.options.drivers[change.kind] as Driver<Change, unknown> | undefined;
+  }
+
+  /** The reboot flag before a change; undefined when it cannot be read (then only `.pkgs` can tell). */
+  async rebootBefore(log: Logger): Promise<RebootState | undefined> {
+    return this.options.afterChange?.rebootBefore().catch((err: unknown) => {
+      log.warn({ err }, 'cannot read the reboot flag');
+      return undefined;
+    });
+  }
+
+  /** The patch's units restarted after `when`, and what the host looks like then (see AfterChange). */
+  async afterChange(
+    change: Change,
+    when: 'apply' | 'revert',
+    before: RebootState | undefined,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<AfterChangeReport | undefined> {
+    return this.options.afterChange?.run(change, when, before, signal, log).catch((err: unknown) => {
+      log.error({ err }, 'after-change report failed');
+      return undefined;
+    });
   }
 
   driverContext(signal: AbortSignal, log: Logger): DriverContext {

@@ -33,6 +33,13 @@ export interface AgentPolicyRules {
     /** Where `file` checks may look; default the file roots. */
     allowedFileRoots: readonly string[];
   };
+  services: {
+    /**
+     * The systemd units a patch may restart, each named exactly; default none. A restart is a short
+     * outage of that service (of sshd: of every new login), so only what the owner listed runs.
+     */
+    allowedUnits: readonly string[];
+  };
   /** Absent when package changes are not enabled. */
   apt?:
     | {
@@ -73,6 +80,7 @@ export interface AgentPolicyConfig {
     allowedDestinations?: readonly string[] | undefined;
     allowedFileRoots?: readonly string[] | undefined;
   };
+  services?: { allowedUnits?: readonly string[] | undefined } | undefined;
   apt?:
     | {
         allowedPackages?: readonly string[] | undefined;
@@ -126,6 +134,7 @@ export class AgentPolicy {
         ),
         allowedFileRoots: config.health.allowedFileRoots ?? config.file.allowedRoots,
       },
+      services: { allowedUnits: config.services?.allowedUnits ?? [] },
       apt:
         config.apt === undefined
           ? undefined
@@ -152,6 +161,8 @@ export class AgentPolicy {
   }
 
   async checkChange(change: Change, signal: AbortSignal): Promise<PolicyVerdict> {
+    const restarts = this.checkRestarts(change);
+    if (!restarts.ok) return restarts;
     switch (change.kind) {
       case 'file': {
         const verdict = this.checkFileChange(change);
@@ -160,6 +171,16 @@ export class AgentPolicy {
       case 'package':
         return this.checkPackageChange(change, signal);
     }
+  }
+
+  /** Every unit the change would restart, after apply or after revert, must be listed in services.allowedUnits. */
+  checkRestarts(change: Change): PolicyVerdict {
+    const units = [...(change.restart?.afterApply ?? []), ...(change.restart?.afterRevert ?? [])];
+    const refused = units.filter((unit) => !this.rules.services.allowedUnits.includes(unit));
+    if (refused.length === 0) return OK;
+    return denied(
+      `restarting ${[...new Set(refused)].join(', ')} is not allowed on this agent (services.allowedUnits: ${this.rules.services.allowedUnits.join(', ') || 'none'})`,
+    );
   }
 
   checkFileChange(change: FileChange): PolicyVerdict {
