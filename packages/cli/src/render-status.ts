@@ -53,6 +53,8 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
     for (const host of wave.hosts) {
       const why = hostProblem(host);
       if (why) lines.push(`  ${host.hostId} ${host.state}: ${why}`);
+      const after = afterChangeLine(host);
+      if (after) lines.push(`  ${host.hostId} ${after}`);
     }
   }
   return lines.join('\n');
@@ -74,3 +76,27 @@ function hostProblem(host: HostView): string | undefined {
 
 /** A timed-out host that has not answered may be stopped halfway: never shown as unchanged. */
 const POSSIBLY_CHANGED = 'changed: unknown (no answer since; it may be half-changed until its agent reports)';
+
+/**
+ * What followed the change on a host, when anything did: "restarted app.service; still on old
+ * libraries: cron.service (2 processes); reboot required (by this patch)". Undefined when nothing.
+ */
+export function afterChangeLine(host: Pick<HostView, 'afterChange'>): string | undefined {
+  const report = host.afterChange;
+  if (!report) return undefined;
+  const parts: string[] = [];
+  const restarted = report.restarts
+    .filter((r) => r.ok)
+    .map((r) => `${r.unit}${r.when === 'revert' ? ' (revert)' : ''}`);
+  if (restarted.length > 0) parts.push(`restarted ${restarted.join(', ')}`);
+  for (const failed of report.restarts.filter((r) => !r.ok))
+    parts.push(`restart of ${failed.unit} FAILED: ${failed.detail}`);
+  const processes = report.staleProcesses.length + report.moreStaleProcesses;
+  if (report.staleUnits.length > 0 || processes > 0) {
+    const units = report.staleUnits.length > 0 ? report.staleUnits.join(', ') : 'no service';
+    parts.push(`still on old libraries: ${units} (${processes} process${processes === 1 ? '' : 'es'})`);
+  }
+  if (report.reboot.required)
+    parts.push(`reboot required${report.reboot.causedByThisChange ? ' (by this patch)' : ''}`);
+  return parts.length > 0 ? parts.join('; ') : undefined;
+}

@@ -95,6 +95,7 @@ export interface RolloutCreateFlags {
   maxFailures?: FailureBudget | undefined;
   bake?: number | undefined;
   autoRevert?: string | undefined;
+  staleServices?: string | undefined;
   approvals?: number | undefined;
   draft?: boolean | undefined;
 }
@@ -131,6 +132,7 @@ export function buildRolloutRequest(
   if (flags.maxFailures !== undefined) request.maxFailures = flags.maxFailures;
   if (flags.bake !== undefined) request.bakeSeconds = flags.bake;
   if (flags.autoRevert !== undefined) request.autoRevert = flags.autoRevert;
+  if (flags.staleServices !== undefined) request.staleServices = flags.staleServices;
   if (flags.approvals !== undefined) request.requiredApprovals = flags.approvals;
   if (flags.draft) request.draft = true;
   if (request.patchId === undefined) throw new UsageError('which patch? pass --patch <id>');

@@ -84,6 +84,8 @@ describe('command line → request', () => {
       '60',
       '--auto-revert',
       'rollout',
+      '--stale-services',
+      'fail',
       '--approvals',
       '2',
     );
@@ -98,6 +100,7 @@ describe('command line → request', () => {
           maxFailures: '2%',
           bakeSeconds: 60,
           autoRevert: 'rollout',
+          staleServices: 'fail',
           requiredApprovals: 2,
         },
       ],

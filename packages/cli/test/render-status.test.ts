@@ -14,6 +14,7 @@ function host(hostId: string, state: HostView['state'], extra: Partial<HostView>
     errorCode: null,
     reason: null,
     health: null,
+    afterChange: null,
     ...extra,
   };
 }
@@ -34,6 +35,7 @@ function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial
         offline: { mode: 'wait', deliveryDeadlineSeconds: 300 },
         autoRevert: 'host',
         failUnhealthyBefore: false,
+        staleServices: 'report',
         revertParallel: 50,
         requiredApprovals: 1,
         draft: false,
@@ -136,6 +138,45 @@ describe('renderStatus', () => {
     expect(renderStatus(view, NOW).split('\n').at(-1)).toBe(
       '  web-1 timed_out: timed_out: no result within 60s; changed: unknown (no answer since; it may be half-changed until its agent reports)',
     );
+  });
+
+  it('says what followed the change: units restarted, services still on old libraries, a reboot this patch caused', () => {
+    const afterChange = {
+      restarts: [
+        { unit: 'app.service', when: 'apply' as const, ok: true, detail: '', ms: 420 },
+        { unit: 'worker.service', when: 'apply' as const, ok: false, detail: 'timed out', ms: 90_000 },
+      ],
+      staleSource: 'proc-maps' as const,
+      staleProcesses: [{ pid: 812, command: 'cron', unit: 'cron.service', files: ['/usr/lib/libssl.so.3'] }],
+      moreStaleProcesses: 1,
+      staleUnits: ['cron.service'],
+      reboot: { required: true, causedByThisChange: true, packages: ['libssl3'] },
+    };
+    const view = status(
+      {},
+      { waves: [{ wave: 0, phase: 'running', hosts: [host('web-1', 'healthy', { afterChange })] }] },
+    );
+    expect(renderStatus(view, NOW).split('\n').at(-1)).toBe(
+      '  web-1 restarted app.service; restart of worker.service FAILED: timed out; still on old libraries: cron.service (2 processes); reboot required (by this patch)',
+    );
+    const quiet = { ...afterChange, restarts: [], staleProcesses: [], moreStaleProcesses: 0, staleUnits: [] };
+    const none = status(
+      {},
+      {
+        waves: [
+          {
+            wave: 0,
+            phase: 'running',
+            hosts: [
+              host('web-1', 'healthy', {
+                afterChange: { ...quiet, reboot: { required: false, causedByThisChange: false, packages: [] } },
+              }),
+            ],
+          },
+        ],
+      },
+    );
+    expect(renderStatus(none, NOW).split('\n')).toHaveLength(3);
   });
 
   it('counts down a bake and says when approvals are still missing', () => {

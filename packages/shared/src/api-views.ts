@@ -5,6 +5,7 @@ import { PatchSchema } from './patch.js';
 import { FactsSchema, OrderOutcomeSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
 import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
+import { AfterChangeReportSchema } from './service-restarts.js';
 import { LabelsSchema } from './validation.js';
 
 /*
@@ -135,6 +136,8 @@ export const HostViewSchema = z
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
     health: z.array(HealthCheckResultSchema).nullable(),
+    /** What followed the change on the host: units restarted, services still on old libraries, reboot. */
+    afterChange: AfterChangeReportSchema.nullable(),
   })
   .strict();
 export type HostView = z.infer<typeof HostViewSchema>;

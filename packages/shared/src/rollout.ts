@@ -138,6 +138,11 @@ export const RolloutRequestSchema = z
     autoRevert: AutoRevertScopeSchema.default('host'),
     /** A host already unhealthy before the patch is skipped; set true to count it as a failure. */
     failUnhealthyBefore: z.boolean().default(false),
+    /**
+     * A host that reports healthy but still runs services on deleted or replaced libraries (its
+     * after-change report's `staleUnits`): `report` it (default), or count it as a `fail`ure.
+     */
+    staleServices: z.enum(['report', 'fail']).default('report'),
     /** Parallelism of a whole-rollout revert, which skips canaries and gates. */
     revertParallel: z.number().int().min(1).max(10_000).default(50),
     requiredApprovals: z.number().int().min(0).max(10).default(1),

@@ -136,6 +136,12 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
     )
     .option('--bake <seconds>', 'wait this long, health still watched, after each wave', parseSeconds)
     .addOption(new Option('--auto-revert <scope>', 'what goes back when things fail').choices([...AUTO_REVERT_CHOICES]))
+    .addOption(
+      new Option(
+        '--stale-services <mode>',
+        'a host whose services still run the old library after the change: report it, or count it as failed',
+      ).choices(['report', 'fail']),
+    )
     .option('--approvals <n>', 'approvals needed before it may start (0-10)', parseWholeNumber)
     .option('--draft', 'create as a draft: plan and dry-run it, then `rollout submit` it for approval')
     .option('--file <path>', 'a rollout request as JSON ("-" reads stdin); flags override its fields')

@@ -1,4 +1,5 @@
 import {
+  ErrorCode,
   type Hello,
   type OrderProgress,
   type OrderResultBody,
@@ -205,6 +206,7 @@ export class ReportRecorder {
     }
     const isRevert = run.revertOrderId === result.orderId;
     const health = result.health ?? null;
+    const afterChange = result.afterChange ?? null;
     const error = { errorCode: result.errorCode ?? null, reason: result.reason ?? null };
     if (isRevert) {
       // A revert given up on (no answer in time) that reports success after all is recorded; any other
@@ -222,9 +224,10 @@ export class ReportRecorder {
           to,
           changed: refused ? run.changed : result.changed,
           finishedAt: clock.now(),
+          afterChange,
           ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
         },
-        { actor: agentId, data: { ...error } },
+        { actor: agentId, data: { ...error, ...(afterChange ? { afterChange } : {}) } },
       );
       if (!lateSuccess) auditOrderRefusal(this.deps, agentId, run, result, 'revert');
       if (lateSuccess) this.reverts.reopenFailedRevert(run.rolloutId);
@@ -279,17 +282,41 @@ export class ReportRecorder {
       this.deps.markDirty(run.rolloutId);
       return true;
     }
-    const state = applyOutcomeToState(result.outcome);
+    const rollout = store.rollouts.get(run.rolloutId);
+    // Healthy, but a service still runs the old library: with staleServices `fail`, the fix has not
+    // taken effect there, and the host counts as failed (it keeps the change; autoRevert decides).
+    const staleUnits = result.afterChange?.staleUnits ?? [];
+    const stale =
+      result.outcome === 'healthy' && rollout?.request.staleServices === 'fail' && staleUnits.length > 0
+        ? { errorCode: ErrorCode.verifyFailed, reason: `services still on the old library: ${staleUnits.join(', ')}` }
+        : undefined;
+    const state = stale ? 'failed' : applyOutcomeToState(result.outcome);
+    const outcomeError = stale ?? error;
     const countedFailure = state === 'failed' || state === 'revert_failed';
     transitionHostRun(
       this.deps,
       run,
-      { to: state, changed: result.changed, countedFailure, finishedAt: clock.now(), health, ...error },
-      // The health results (which check, what it saw) go into the audit trail with the outcome.
-      { actor: agentId, data: { ...error, changed: result.changed, ...(health ? { health } : {}) } },
+      {
+        to: state,
+        changed: result.changed,
+        countedFailure,
+        finishedAt: clock.now(),
+        health,
+        afterChange,
+        ...outcomeError,
+      },
+      // The health results (which check, what it saw) and what followed the change go into the audit trail.
+      {
+        actor: agentId,
+        data: {
+          ...outcomeError,
+          changed: result.changed,
+          ...(health ? { health } : {}),
+          ...(afterChange ? { afterChange } : {}),
+        },
+      },
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
-    const rollout = store.rollouts.get(run.rolloutId);
     // Not for a signed rollout: its halt waits for a signed revert statement (WaveAdvancer.halt).
     if (
       result.changed &&

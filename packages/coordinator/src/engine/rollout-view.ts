@@ -82,6 +82,7 @@ export class RolloutView {
         errorCode: run.errorCode,
         reason: run.reason,
         health: run.health,
+        afterChange: run.afterChange,
       });
     }
     for (const wave of waves) {

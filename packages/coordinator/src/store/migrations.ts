@@ -212,4 +212,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX host_packages_by_version ON host_packages(package_version_id, inventory_id);
     `,
   },
+  {
+    version: 8,
+    name: "host runs keep the agent's after-change report (restarts, stale services, reboot)",
+    sql: 'ALTER TABLE host_runs ADD COLUMN after_change TEXT;',
+  },
 ];
