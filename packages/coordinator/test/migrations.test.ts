@@ -43,6 +43,14 @@ function databaseAt(version: number, fill: (db: Database.Database) => void): voi
   db.close();
 }
 
+/** Patch pat_1 and its rollout ro_1 in `state`, as rows of any schema version from 1 on. */
+function insertRollout(db: Database.Database, state: string): void {
+  db.prepare("INSERT INTO patches (id, spec, created_by, created_at) VALUES ('pat_1', '{}', 'alice', ?)").run(AT);
+  db.prepare(
+    "INSERT INTO rollouts (id, patch_id, request, state, created_by, created_at, updated_at) VALUES ('ro_1', 'pat_1', '{}', ?, 'alice', ?, ?)",
+  ).run(state, AT, AT);
+}
+
 function tables(store: Store): string[] {
   return store.db
     .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -65,10 +73,7 @@ describe('migrations', () => {
       db.prepare(
         "INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES ('web-1', ?, '{}', ?, ?)",
       ).run('A'.repeat(43), AT, AT);
-      db.prepare("INSERT INTO patches (id, spec, created_by, created_at) VALUES ('pat_1', '{}', 'alice', ?)").run(AT);
-      db.prepare(
-        "INSERT INTO rollouts (id, patch_id, request, state, created_by, created_at, updated_at) VALUES ('ro_1', 'pat_1', '{}', 'draft', 'alice', ?, ?)",
-      ).run(AT, AT);
+      insertRollout(db, 'draft');
       db.prepare(
         "INSERT INTO statements (digest, rollout_id, kind, scope, json, created_at) VALUES ('d1', 'ro_1', 'apply', 'rollout', '{}', ?)",
       ).run(AT);
@@ -106,10 +111,7 @@ describe('migrations', () => {
 
   it('put the after-change report of host runs at 8, a column an older row reads as null', () => {
     databaseAt(7, (db) => {
-      db.prepare("INSERT INTO patches (id, spec, created_by, created_at) VALUES ('pat_1', '{}', 'alice', ?)").run(AT);
-      db.prepare(
-        "INSERT INTO rollouts (id, patch_id, request, state, created_by, created_at, updated_at) VALUES ('ro_1', 'pat_1', '{}', 'running', 'alice', ?, ?)",
-      ).run(AT, AT);
+      insertRollout(db, 'running');
       db.prepare(
         "INSERT INTO host_runs (rollout_id, host_id, wave, position, state) VALUES ('ro_1', 'web-1', 0, 0, 'healthy')",
       ).run();

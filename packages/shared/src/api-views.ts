@@ -4,8 +4,8 @@ import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
 import { FactsSchema, OrderOutcomeSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
-import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
 import { AfterChangeReportSchema } from './service-restarts.js';
+import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
 import { LabelsSchema } from './validation.js';
 
 /*
