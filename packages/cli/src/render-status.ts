@@ -64,7 +64,8 @@ function formatHost(host: HostView): string {
 
 /** Why a host went wrong, for failed hosts and for any host carrying a reason (e.g. skipped). */
 function hostProblem(host: HostView): string | undefined {
-  if (!FAILED_HOST_STATES.has(host.state) && host.state !== 'skipped') return undefined;
+  if (!FAILED_HOST_STATES.has(host.state) && host.state !== 'skipped' && host.state !== 'not_applicable')
+    return undefined;
   const parts = [host.errorCode, host.reason].filter((p): p is string => Boolean(p));
   if (parts.length === 0) return FAILED_HOST_STATES.has(host.state) ? 'no reason reported' : undefined;
   return parts.join(': ');

@@ -68,7 +68,8 @@ async function runPhases(
     });
     return;
   }
-  const driverCtx = ctx.driverContext(signal, log);
+  // An apply order may refresh apt's indexes in its preflight; a preflight order never does.
+  const driverCtx = { ...ctx.driverContext(signal, log), mayRefreshIndexes: true };
   try {
     // Baseline: a host sick before the patch is not the patch's fault.
     if (order.health.checks.length > 0) {
@@ -105,12 +106,12 @@ async function runPhases(
     entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
     events.progress(order.orderId, 'applying');
     ctx.checkpoint('apply:applying');
-    await driver.apply(order.change, driverCtx);
+    await driver.apply(order.change, driverCtx, snapshot);
     ctx.checkpoint('apply:applied-before-journal');
     entry = await journal.update(entry, { phase: 'applied', changed: true }, ctx.now());
     events.progress(order.orderId, 'applied');
     ctx.checkpoint('apply:applied');
-    await driver.verify(order.change, driverCtx);
+    await driver.verify(order.change, driverCtx, snapshot);
 
     entry = await journal.update(entry, { phase: 'verifying' }, ctx.now());
     events.progress(order.orderId, 'verifying');
@@ -180,6 +181,11 @@ export function notEnabledReason(change: Change): string {
 
 /** What an order reports when its preflight stops it; null when it may go on. */
 function preflightRefusal(verdict: PreflightVerdict): ResultDraft | null {
+  const draft = preflightRefusalOf(verdict);
+  return draft && verdict.packages ? { ...draft, packages: verdict.packages } : draft;
+}
+
+function preflightRefusalOf(verdict: PreflightVerdict): ResultDraft | null {
   switch (verdict.outcome) {
     case 'would_apply':
       return null;
@@ -189,6 +195,8 @@ function preflightRefusal(verdict: PreflightVerdict): ResultDraft | null {
       return { outcome: 'failed', changed: false, errorCode: verdict.code, reason: verdict.detail };
     case 'blocked':
       return { outcome: 'failed', changed: false, errorCode: ErrorCode.blocked, reason: verdict.detail };
+    case 'not_applicable':
+      return { outcome: 'not_applicable', changed: false, reason: verdict.detail };
   }
 }
 

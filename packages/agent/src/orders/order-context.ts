@@ -8,7 +8,7 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { Driver, DriverContext } from '../drivers/driver.js';
+import type { Driver, DriverContext, ResolvedDetail } from '../drivers/driver.js';
 import type { HealthRunner } from '../health/health-runner.js';
 import type { Journal, JournalEntry } from '../journal.js';
 import { fitResult } from '../wire-fit.js';
@@ -84,11 +84,18 @@ export class OrderContext {
     const body: OrderResultBody = {
       orderId: entry.orderId,
       finishedAt: this.finishedAt(entry.orderId),
+      ...this.resolvedDetail(entry),
       ...fitResult(result),
     };
     await this.journal.finish(entry, body, result.changed);
     this.checkpoint(`${entry.kind}:done`);
     this.events.result(body);
+  }
+
+  /** What the apply's snapshot says it resolved to (a package set on this host), for its result. */
+  private resolvedDetail(entry: JournalEntry): ResolvedDetail {
+    if (entry.kind !== 'apply' || entry.snapshot === undefined) return {};
+    return this.driverFor(entry.order.change)?.describeSnapshot?.(entry.snapshot, entry.order.change) ?? {};
   }
 
   /**

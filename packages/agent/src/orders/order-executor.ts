@@ -176,6 +176,7 @@ export class OrderExecutor {
         outcome: verdict.outcome,
         reason: verdict.detail,
         ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
+        ...('packages' in verdict && verdict.packages ? { packages: verdict.packages } : {}),
       }),
     );
   }

@@ -24,7 +24,7 @@ export type AgentReport =
 
 type InFlightPhase = 'delivered' | 'snapshotted' | 'applying' | 'verifying';
 /** What an apply result makes of a host that had the order in flight. */
-type ApplyEnd = 'healthy' | 'failed' | 'skipped' | 'cancelled' | 'revert_failed';
+type ApplyEnd = 'healthy' | 'failed' | 'skipped' | 'not_applicable' | 'cancelled' | 'revert_failed';
 
 const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> = {
   accepted: 'delivered',
@@ -306,6 +306,8 @@ function applyOutcomeToState(outcome: OrderResultBody['outcome']): ApplyEnd {
       return 'healthy';
     case 'skipped':
       return 'skipped';
+    case 'not_applicable':
+      return 'not_applicable';
     case 'cancelled':
       return 'cancelled';
     case 'revert_failed':
