@@ -11,7 +11,10 @@ export function renderPlan(plan: RolloutPlan): string {
     `rollout ${plan.rolloutId} plan (${basis}): ${plural(plan.hostCount, 'host')} in ` +
     `${plural(plan.waves.length, 'wave')} [${plan.waveSizes.join(', ')}]; ${plan.haltsOn}` +
     ` (tolerates ${plural(plan.toleratedFailures, 'failure')})`;
-  const judged = plan.exposedTo ? withoutInventoryLine(plan.exposedTo) : [];
+  const judged = [
+    ...(plan.exposedTo ? withoutInventoryLine(plan.exposedTo) : []),
+    ...(plan.incompatible ?? []).map((host) => `  ${host.hostId} is sent no order: ${host.reason}`),
+  ];
   if (plan.waves.length === 0) return [head, '  no host matches the target', ...judged].join('\n');
   const sizeWidth = Math.max(...plan.waves.map((w) => plural(w.hosts.length, 'host').length));
   const lines = plan.waves.map(

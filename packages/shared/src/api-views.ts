@@ -222,12 +222,21 @@ export const RolloutPlanSchema = z
       .object({ source: z.string(), fixed: z.string(), withoutInventory: z.array(z.string()) })
       .strict()
       .optional(),
+    /**
+     * Hosts of the plan whose connected agent speaks a protocol too old for the patch's change: they
+     * are sent no order; started, the rollout fails each with this reason (upgrade the agent first).
+     * Offline hosts are not judged: their protocol is known when they say hello.
+     */
+    incompatible: z.array(z.object({ hostId: z.string(), reason: z.string() }).strict()).optional(),
   })
   .strict();
 export type RolloutPlan = z.infer<typeof RolloutPlanSchema>;
 
-/** An agent's answer to a dry run, or offline / no_answer when it could not say. */
-export const PreflightOutcomeSchema = z.union([OrderOutcomeSchema, z.enum(['offline', 'no_answer'])]);
+/**
+ * An agent's answer to a dry run; offline / no_answer when it could not say; incompatible when the
+ * coordinator did not ask, because the agent speaks a protocol too old for the change (`protocolGapOf`).
+ */
+export const PreflightOutcomeSchema = z.union([OrderOutcomeSchema, z.enum(['offline', 'no_answer', 'incompatible'])]);
 export type PreflightOutcome = z.infer<typeof PreflightOutcomeSchema>;
 
 export const PreflightAnswerSchema = z

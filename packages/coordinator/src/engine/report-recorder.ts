@@ -4,8 +4,10 @@ import {
   type OrderResultBody,
   orderRefusalCodeOf,
   type Patch,
+  protocolGapOf,
 } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
+import { failTooOld } from './agent-too-old.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
@@ -104,13 +106,15 @@ export class ReportRecorder {
       if (run.state !== 'reverting' && run.orderId && !reported.has(run.orderId)) {
         const rollout = store.rollouts.get(run.rolloutId);
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
-          sendApply(
-            channel,
-            rollout,
-            run,
-            store.patches.get(rollout.patchId) as Patch,
-            signedApplyOf(store, rollout.id),
-          );
+          const patch = store.patches.get(rollout.patchId) as Patch;
+          // Dispatched while the agent was away, and it came back speaking a protocol too old for the change.
+          const gap = protocolGapOf(patch.change, channel.protocolVersionOf(agentId));
+          if (gap !== undefined) {
+            store.transaction(() => failTooOld(this.deps, run, gap));
+            this.deps.markDirty(run.rolloutId);
+            continue;
+          }
+          sendApply(channel, rollout, run, patch, signedApplyOf(store, rollout.id));
         }
       }
     }
