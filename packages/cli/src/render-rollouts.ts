@@ -1,4 +1,5 @@
 import type { PreflightResult, RolloutRecord } from '@fleetpatch/shared';
+import { formatPackageMoves } from './render-package-moves.js';
 import { renderTable } from './render-table.js';
 
 export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
@@ -16,16 +17,18 @@ export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
   );
 }
 
-/** Dry run: what each target host says it would do. */
+/** Dry run: what each target host says it would do (a package change: the set it resolved to there). */
 export function renderPreflight(preflight: PreflightResult): string {
   const summary = Object.entries(preflight.summary)
     .map(([outcome, n]) => `${n} ${outcome}`)
     .join(', ');
+  const withPackages = preflight.results.some((r) => r.packages !== undefined);
   const table = renderTable(
-    ['host', 'outcome', 'reason'],
+    ['host', 'outcome', ...(withPackages ? ['packages'] : []), 'reason'],
     preflight.results.map((r) => [
       r.hostId,
       r.outcome,
+      ...(withPackages ? [r.packages ? formatPackageMoves(r.packages) : '-'] : []),
       [r.errorCode, r.reason].filter((p): p is string => Boolean(p)).join(': ') || '-',
     ]),
   );

@@ -60,7 +60,7 @@ describe('migrations', () => {
     expect(MIGRATIONS.find((m) => m.version === 7)?.sql).toContain('CREATE TABLE host_packages');
   });
 
-  it('bring a database at version 6 (signed rollouts) to 7: its rows kept, the inventory usable', () => {
+  it('bring a database at version 6 (signed rollouts) to the newest: its rows kept, the inventory usable', () => {
     databaseAt(6, (db) => {
       db.prepare(
         "INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES ('web-1', ?, '{}', ?, ?)",
@@ -80,7 +80,7 @@ describe('migrations', () => {
     const store = Store.open(file);
     try {
       expect(store.db.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all()).toEqual([
-        1, 2, 3, 4, 5, 6, 7,
+        1, 2, 3, 4, 5, 6, 7, 8,
       ]);
       expect(tables(store)).toEqual(
         expect.arrayContaining([
@@ -99,6 +99,24 @@ describe('migrations', () => {
       const packages = opensslHost(VULNERABLE);
       store.transaction(() => store.inventory.replace('web-1', packages, inventoryDigest(packages), AT));
       expect(store.inventory.packagesOf('web-1')).toHaveLength(packages.length);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('bring a database at version 7 to 8: its host runs kept, with no resolved packages until a result names them', () => {
+    databaseAt(7, (db) => {
+      db.prepare("INSERT INTO patches (id, spec, created_by, created_at) VALUES ('pat_1', '{}', 'alice', ?)").run(AT);
+      db.prepare(
+        "INSERT INTO rollouts (id, patch_id, request, state, created_by, created_at, updated_at) VALUES ('ro_1', 'pat_1', '{}', 'running', 'alice', ?, ?)",
+      ).run(AT, AT);
+      db.prepare(
+        "INSERT INTO host_runs (rollout_id, host_id, wave, position, state) VALUES ('ro_1', 'web-1', 0, 0, 'queued')",
+      ).run();
+    });
+    const store = Store.open(file);
+    try {
+      expect(store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'queued', packages: null });
     } finally {
       store.close();
     }

@@ -3,41 +3,13 @@
  * the order: its change schema is strict). The plan names such a host, a start fails it with the
  * reason and sends it nothing, and one that was offline at dispatch fails when its hello shows it old.
  */
-import { PACKAGE_SETS_PROTOCOL, PatchSchema } from '@fleetpatch/shared';
+import { PACKAGE_SETS_PROTOCOL } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { RolloutView } from '../src/engine/rollout-view.js';
-import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
-import { hosts, SimulatedFleet, T0 } from './support/simulated-fleet.js';
+import { fleetWithPackagePatches, ONE_PACKAGE_PATCH, SET_PATCH, SOURCE_PATCH } from './support/package-patches.js';
+import { hosts } from './support/simulated-fleet.js';
 
 const OLD = PACKAGE_SETS_PROTOCOL - 1;
-const SET_PATCH = 'pat_set';
-const SOURCE_PATCH = 'pat_source';
-const ONE_PACKAGE_PATCH = 'pat_one';
-
-function fleetWithPackagePatches(): SimulatedFleet {
-  const fleet = new SimulatedFleet();
-  const patch = (id: string, change: unknown) =>
-    PatchSchema.parse({ ...SAMPLE_PATCH_SPEC, change, id, createdBy: 'alice', createdAt: new Date(T0).toISOString() });
-  fleet.store.transaction(() => {
-    fleet.store.patches.insert(
-      patch(SET_PATCH, {
-        kind: 'package',
-        manager: 'apt',
-        packages: [
-          { name: 'libfoo1', version: '1.2-1' },
-          { name: 'foo-bin', version: '1.2-1' },
-        ],
-      }),
-    );
-    fleet.store.patches.insert(
-      patch(ONE_PACKAGE_PATCH, { kind: 'package', manager: 'apt', name: 'tzdata', version: '2025b-0+deb12u1' }),
-    );
-    fleet.store.patches.insert(
-      patch(SOURCE_PATCH, { kind: 'package', manager: 'apt', source: 'openssl', version: '3.0.15-1~deb12u1' }),
-    );
-  });
-  return fleet;
-}
 
 describe('package sets and agents of an older protocol', () => {
   it('the plan names the old agent; start fails it with the reason and sends it nothing; the others apply', async () => {

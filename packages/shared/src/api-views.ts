@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
-import { FactsSchema, OrderOutcomeSchema } from './protocol.js';
+import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
 import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
 import { LabelsSchema } from './validation.js';
@@ -72,6 +72,8 @@ export const AgentHostRunSchema = z
     orderId: z.string().nullable(),
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
+    /** A package change: what it resolved to on this host (see HostView.packages). */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type AgentHostRun = z.infer<typeof AgentHostRunSchema>;
@@ -127,6 +129,12 @@ export const HostViewSchema = z
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
     health: z.array(HealthCheckResultSchema).nullable(),
+    /**
+     * A package change: the packages its apply moved (or would have) on this host as its agent resolved
+     * them — from which version to which, and where the prior .deb was kept. Absent until an apply
+     * result names them; absent for a host that is not_applicable (it has none of them).
+     */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type HostView = z.infer<typeof HostViewSchema>;
@@ -245,6 +253,8 @@ export const PreflightAnswerSchema = z
     outcome: PreflightOutcomeSchema,
     reason: z.string().nullable(),
     errorCode: z.string().nullable(),
+    /** A package change: the set as the host resolved it (name, installed version, target version). */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type PreflightAnswer = z.infer<typeof PreflightAnswerSchema>;

@@ -57,6 +57,7 @@ export class PreflightCollector {
       outcome: result.outcome,
       reason: result.reason ?? null,
       errorCode: result.errorCode ?? null,
+      ...(result.packages ? { packages: result.packages } : {}),
     });
     return true;
   }

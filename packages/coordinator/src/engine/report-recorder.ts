@@ -209,6 +209,9 @@ export class ReportRecorder {
     }
     const isRevert = run.revertOrderId === result.orderId;
     const health = result.health ?? null;
+    // What a package change resolved to on the host; kept with the run and put in the audit trail.
+    const packages = result.packages ?? null;
+    const resolved = packages ? { packages } : {};
     const error = { errorCode: result.errorCode ?? null, reason: result.reason ?? null };
     if (isRevert) {
       // A revert given up on (no answer in time) that reports success after all is recorded; any other
@@ -253,6 +256,7 @@ export class ReportRecorder {
             countedFailure: true,
             finishedAt: clock.now(),
             health,
+            packages,
             ...error,
           },
           { actor: agentId, data: { ...error, during: 'bake' } },
@@ -282,9 +286,9 @@ export class ReportRecorder {
     transitionHostRun(
       this.deps,
       run,
-      { to: state, changed: result.changed, countedFailure, finishedAt: clock.now(), health, ...error },
-      // The health results (which check, what it saw) go into the audit trail with the outcome.
-      { actor: agentId, data: { ...error, changed: result.changed, ...(health ? { health } : {}) } },
+      { to: state, changed: result.changed, countedFailure, finishedAt: clock.now(), health, packages, ...error },
+      // The health results (which check, what it saw) and the resolved packages go into the audit trail with the outcome.
+      { actor: agentId, data: { ...error, changed: result.changed, ...(health ? { health } : {}), ...resolved } },
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
     const rollout = store.rollouts.get(run.rolloutId);

@@ -94,6 +94,7 @@ export class RolloutView {
         errorCode: run.errorCode,
         reason: run.reason,
         health: run.health,
+        ...(run.packages ? { packages: run.packages } : {}),
       });
     }
     for (const wave of waves) {

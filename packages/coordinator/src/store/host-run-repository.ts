@@ -1,4 +1,4 @@
-import type { HealthCheckResult, HostRunState } from '@fleetpatch/shared';
+import type { HealthCheckResult, HostRunState, PackageMove } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
 export interface HostRunRecord {
@@ -20,6 +20,12 @@ export interface HostRunRecord {
   errorCode: string | null;
   reason: string | null;
   health: HealthCheckResult[] | null;
+  /**
+   * A package change: the packages its apply moved (or would have) on this host, as the agent
+   * resolved them — each from which version to which, and how its prior .deb was kept. Null until
+   * an apply result names them (file changes, not_applicable, a result before any snapshot).
+   */
+  packages: PackageMove[] | null;
 }
 
 interface HostRunRow {
@@ -38,6 +44,7 @@ interface HostRunRow {
   error_code: string | null;
   reason: string | null;
   health: string | null;
+  packages: string | null;
 }
 
 function toRecord(row: HostRunRow): HostRunRecord {
@@ -57,6 +64,7 @@ function toRecord(row: HostRunRow): HostRunRecord {
     errorCode: row.error_code,
     reason: row.reason,
     health: row.health === null ? null : (JSON.parse(row.health) as HealthCheckResult[]),
+    packages: row.packages === null ? null : (JSON.parse(row.packages) as PackageMove[]),
   };
 }
 
@@ -68,6 +76,7 @@ export interface HostRunOutcome {
   errorCode?: string | null;
   reason?: string | null;
   health?: HealthCheckResult[] | null;
+  packages?: PackageMove[] | null;
 }
 
 /**
@@ -134,7 +143,7 @@ export class HostRunRepository {
         'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
       ),
       requeue: db.prepare(
-        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, packages = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       answered: db.prepare('UPDATE host_runs SET answered = 1 WHERE rollout_id = @rolloutId AND host_id = @hostId'),
       forgetRevert: db.prepare(
@@ -150,7 +159,8 @@ export class HostRunRepository {
            finished_at = CASE WHEN @setFinished THEN @finishedAt ELSE finished_at END,
            error_code = CASE WHEN @setError THEN @errorCode ELSE error_code END,
            reason = CASE WHEN @setError THEN @reason ELSE reason END,
-           health = COALESCE(@health, health)
+           health = COALESCE(@health, health),
+           packages = COALESCE(@packages, packages)
          WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from`,
       ),
       setChanged: db.prepare(
@@ -279,6 +289,7 @@ export class HostRunRepository {
             errorCode: write.errorCode ?? null,
             reason: write.reason ?? null,
             health: write.health === undefined || write.health === null ? null : JSON.stringify(write.health),
+            packages: write.packages === undefined || write.packages === null ? null : JSON.stringify(write.packages),
           }).changes === 1
         );
     }

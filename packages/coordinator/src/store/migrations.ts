@@ -212,4 +212,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       CREATE INDEX host_packages_by_version ON host_packages(package_version_id, inventory_id);
     `,
   },
+  {
+    version: 8,
+    name: 'package sets: the packages an apply resolved to on each host (name, from, to, snapshot), as JSON',
+    sql: 'ALTER TABLE host_runs ADD COLUMN packages TEXT;',
+  },
 ];
