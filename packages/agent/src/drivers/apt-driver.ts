@@ -369,7 +369,7 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
       for (const member of pending) debs.push(await this.downloadTarget(member, ctx));
       if (ctx.signal.aborted) throw new FleetError(ErrorCode.cancelled, 'cancelled before dpkg ran');
       ctx.log.info({ packages: describeSet(pending) }, 'dpkg --install (one transaction)');
-      result = await this.commands.install(debs);
+      result = await this.commands.install(debs, ctx.runDir);
     } finally {
       await Promise.all(debs.map((deb) => rm(deb, { force: true })));
     }
@@ -426,11 +426,11 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
         const remove = away.filter((m) => !m.prior.installed && m.prior.configFiles !== purge).map((m) => m.name);
         if (remove.length === 0) continue;
         ctx.log.info({ packages: remove, purge }, 'removing packages that were not installed before');
-        results.push(await this.commands.remove(remove, purge));
+        results.push(await this.commands.remove(remove, purge, ctx.runDir));
       }
       if ((await this.commands.audit(ctx.signal)) !== '') {
         ctx.log.warn('audit not clean after revert; dpkg --configure --pending');
-        results.push(await this.commands.configurePending());
+        results.push(await this.commands.configurePending(ctx.runDir));
       }
       if (!(await this.allAtPrior(snap.members, ctx.signal))) {
         const after = await this.statesOf(snap.members, ctx.signal);
@@ -483,7 +483,7 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
         }
       }
       ctx.log.info({ packages: members.map((m) => m.name) }, 'reinstalling the prior .debs (one transaction)');
-      return await this.commands.install(staged);
+      return await this.commands.install(staged, ctx.runDir);
     } catch (err) {
       if (err instanceof FleetError) throw err;
       throw new FleetError(

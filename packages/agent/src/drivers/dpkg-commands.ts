@@ -2,6 +2,7 @@ import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCode, FleetError } from '@fleetpatch/shared';
 import { type CommandResult, describeExit, outputTail, runCommand } from '../process/command-runner.js';
+import { runDetached } from '../process/detached-run.js';
 
 /** Where dpkg and apt run and how; resolved once from `AptDriverOptions`. */
 export interface DpkgCommandConfig {
@@ -101,6 +102,26 @@ export class DpkgCommands {
         ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       });
+    } catch (err) {
+      throw new FleetError(
+        ErrorCode.internal,
+        `could not start ${full[0]}: ${(err as Error).message}`,
+        { argv: full },
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * A dpkg run that changes the host. With `runDir` (an order's), it runs detached, its output and
+   * exit status in files there, so that it finishes even if the agent dies (see detached-run.ts);
+   * without, through `run` (tests of the driver alone).
+   */
+  private async runChanging(argv: readonly string[], runDir: string | undefined): Promise<CommandResult> {
+    if (runDir === undefined) return this.run(argv);
+    const full = [...this.config.commandPrefix, ...argv];
+    try {
+      return await runDetached(full, runDir, { env: this.config.env, timeoutMs: this.config.commandTimeoutMs });
     } catch (err) {
       throw new FleetError(
         ErrorCode.internal,
@@ -315,18 +336,27 @@ export class DpkgCommands {
    * (`--force-confdef --force-confold`). Not interrupted by the order's signal: a dpkg stopped
    * half-way is exactly the state we avoid.
    */
-  install(debFiles: readonly string[]): Promise<CommandResult> {
-    return this.run([...this.dpkgArgs(), '--force-confdef', '--force-confold', '--install', ...debFiles]);
+  install(debFiles: readonly string[], runDir?: string): Promise<CommandResult> {
+    return this.runChanging(
+      [...this.dpkgArgs(), '--force-confdef', '--force-confold', '--install', ...debFiles],
+      runDir,
+    );
   }
 
   /** `dpkg --remove`/`--purge`, also of a package left half-installed (`--force-remove-reinstreq`). */
-  remove(names: readonly string[], purge: boolean): Promise<CommandResult> {
-    return this.run([...this.dpkgArgs(), '--force-remove-reinstreq', purge ? '--purge' : '--remove', ...names]);
+  remove(names: readonly string[], purge: boolean, runDir?: string): Promise<CommandResult> {
+    return this.runChanging(
+      [...this.dpkgArgs(), '--force-remove-reinstreq', purge ? '--purge' : '--remove', ...names],
+      runDir,
+    );
   }
 
   /** `dpkg --configure --pending`: finishes what an interrupted dpkg left unpacked or half-configured. */
-  configurePending(): Promise<CommandResult> {
-    return this.run([...this.dpkgArgs(), '--force-confdef', '--force-confold', '--configure', '--pending']);
+  configurePending(runDir?: string): Promise<CommandResult> {
+    return this.runChanging(
+      [...this.dpkgArgs(), '--force-confdef', '--force-confold', '--configure', '--pending'],
+      runDir,
+    );
   }
 }
 

@@ -10,6 +10,12 @@ export interface DriverContext {
    * versions (`apt-get update`) when a target is unknown. A preflight order never changes the host.
    */
   mayRefreshIndexes?: boolean;
+  /**
+   * The order's directory for a dpkg run that changes the host: it runs detached with its pid,
+   * output and exit status there, so it finishes even if the agent dies, and a restarted agent
+   * waits for it before deciding anything (detached-run.ts). Unset outside orders (preflight, tests).
+   */
+  runDir?: string;
 }
 
 /** What a change resolved to on this host (package changes): shown by preflight, recorded in the result. */

@@ -69,7 +69,7 @@ async function runPhases(
     return;
   }
   // An apply order may refresh apt's indexes in its preflight; a preflight order never does.
-  const driverCtx = { ...ctx.driverContext(signal, log), mayRefreshIndexes: true };
+  const driverCtx = { ...ctx.driverContext(signal, log, order.orderId), mayRefreshIndexes: true };
   try {
     // Baseline: a host sick before the patch is not the patch's fault.
     if (order.health.checks.length > 0) {
@@ -166,7 +166,7 @@ async function runPhases(
       ctx,
       entry,
       driver,
-      ctx.driverContext(new AbortController().signal, log),
+      ctx.driverContext(new AbortController().signal, log, order.orderId),
       cancelled ? 'cancelled' : 'failed',
       code,
       reason,

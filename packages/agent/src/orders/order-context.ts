@@ -67,8 +67,9 @@ export class OrderContext {
     return this.options.drivers[change.kind] as Driver<Change, unknown> | undefined;
   }
 
-  driverContext(signal: AbortSignal, log: Logger): DriverContext {
-    return { signal, log };
+  /** `orderId`: the order that may change the host here; its dpkg runs keep their state in its directory. */
+  driverContext(signal: AbortSignal, log: Logger, orderId?: string): DriverContext {
+    return { signal, log, ...(orderId === undefined ? {} : { runDir: this.journal.runDir(orderId) }) };
   }
 
   checkpoint(name: string): void {
