@@ -2,12 +2,10 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FleetError, type PackageChangeInput, PackageChangeSchema } from '@fleetpatch/shared';
-import { pino } from 'pino';
+import { type PackageChangeInput, PackageChangeSchema } from '@fleetpatch/shared';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { AptDriver } from '../src/drivers/apt-driver.js';
-import type { DriverContext } from '../src/drivers/driver.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
 import {
   buildDeb,
@@ -21,6 +19,7 @@ import {
   missingTools,
   readIfExists,
 } from './support/deb-fixtures.js';
+import { driverContext as context, expectFleetError as failure } from './support/driver-calls.js';
 
 /*
  * Package sets and source changes on real dpkg in throwaway roots. Source `fpsrc` builds two
@@ -56,20 +55,6 @@ function fpsrcSpecs(): DebSpec[] {
 
 function change(input: Omit<PackageChangeInput, 'kind' | 'manager'>) {
   return PackageChangeSchema.parse({ kind: 'package', manager: 'apt', ...input });
-}
-
-function context(extra: Partial<DriverContext> = {}): DriverContext {
-  return { signal: new AbortController().signal, log: pino({ level: 'silent' }), ...extra };
-}
-
-async function failure(promise: Promise<unknown>, code: string): Promise<FleetError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(FleetError);
-  expect((err as FleetError).code, (err as FleetError).message).toBe(code);
-  return err as FleetError;
 }
 
 describeNeeding([debTools], 'package sets and source changes against real dpkg', () => {

@@ -3,11 +3,9 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FleetError, type PackageChange, PackageChangeSchema } from '@fleetpatch/shared';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeNeeding, itNeeding, root } from '../../../test/support/requirements.js';
 import { AptDriver, type PackageSnapshot } from '../src/drivers/apt-driver.js';
-import type { DriverContext } from '../src/drivers/driver.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
 import {
   buildDeb,
@@ -18,23 +16,10 @@ import {
   readIfExists,
   waitFor,
 } from './support/deb-fixtures.js';
+import { driverContext as context, expectFleetError } from './support/driver-calls.js';
 
 function change(input: Omit<Partial<PackageChange>, 'kind' | 'manager'> & { name: string; version: string }) {
   return PackageChangeSchema.parse({ kind: 'package', manager: 'apt', ...input });
-}
-
-function context(): DriverContext {
-  return { signal: new AbortController().signal, log: pino({ level: 'silent' }) };
-}
-
-async function expectFleetError(promise: Promise<unknown>, code: string): Promise<FleetError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(FleetError);
-  expect((err as FleetError).code, (err as FleetError).message).toBe(code);
-  return err as FleetError;
 }
 
 describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', () => {

@@ -90,18 +90,28 @@ export class DpkgCommands {
     return [program, ...status, ...this.config.aptOptions];
   }
 
-  async run(
+  run(
     argv: readonly string[],
     opts: { signal?: AbortSignal; cwd?: string; timeoutMs?: number } = {},
   ): Promise<CommandResult> {
-    const full = [...this.config.commandPrefix, ...argv];
-    try {
-      return await runCommand(full, {
+    return this.started(argv, (full) =>
+      runCommand(full, {
         env: this.config.env,
         timeoutMs: opts.timeoutMs ?? this.config.commandTimeoutMs,
         ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-      });
+      }),
+    );
+  }
+
+  /** Runs `argv` behind the command prefix; a program that cannot start at all is an internal error. */
+  private async started(
+    argv: readonly string[],
+    start: (full: readonly string[]) => Promise<CommandResult>,
+  ): Promise<CommandResult> {
+    const full = [...this.config.commandPrefix, ...argv];
+    try {
+      return await start(full);
     } catch (err) {
       throw new FleetError(
         ErrorCode.internal,
@@ -119,17 +129,9 @@ export class DpkgCommands {
    */
   private async runChanging(argv: readonly string[], runDir: string | undefined): Promise<CommandResult> {
     if (runDir === undefined) return this.run(argv);
-    const full = [...this.config.commandPrefix, ...argv];
-    try {
-      return await runDetached(full, runDir, { env: this.config.env, timeoutMs: this.config.commandTimeoutMs });
-    } catch (err) {
-      throw new FleetError(
-        ErrorCode.internal,
-        `could not start ${full[0]}: ${(err as Error).message}`,
-        { argv: full },
-        { cause: err },
-      );
-    }
+    return this.started(argv, (full) =>
+      runDetached(full, runDir, { env: this.config.env, timeoutMs: this.config.commandTimeoutMs }),
+    );
   }
 
   /** `dpkg-query -W`: the installed version and status of `name`, or that it is not installed. */
