@@ -1,4 +1,4 @@
-import { isRevertable, NOT_REVERTABLE_NOTE, type Patch } from '@fleetpatch/shared';
+import { describePackageChange, isRevertable, NOT_REVERTABLE_NOTE, type Patch } from '@fleetpatch/shared';
 import { plural, renderTable } from './render-table.js';
 
 export function describeChange(change: Patch['change']): string {
@@ -7,10 +7,8 @@ export function describeChange(change: Patch['change']): string {
       const prior = change.expectedPriorSha256 ? `, expects prior ${change.expectedPriorSha256.slice(0, 12)}` : '';
       return `file ${change.path} (mode ${change.mode}, ${change.owner}:${change.group}${prior})`;
     }
-    case 'package': {
-      const prior = change.expectedPriorVersion ? `, expects prior ${change.expectedPriorVersion}` : '';
-      return `apt ${change.name}=${change.version}${prior}${change.revertable ? '' : ', NOT revertable'}`;
-    }
+    case 'package':
+      return `${describePackageChange(change)}${change.revertable ? '' : ', NOT revertable'}`;
   }
 }
 

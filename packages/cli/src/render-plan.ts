@@ -14,6 +14,7 @@ export function renderPlan(plan: RolloutPlan): string {
   const judged = [
     ...(plan.exposedTo ? withoutInventoryLine(plan.exposedTo) : []),
     ...notRevertableLine(plan.revertable),
+    ...(plan.incompatible ?? []).map((host) => `  ${host.hostId} is sent no order: ${host.reason}`),
   ];
   if (plan.waves.length === 0) return [head, '  no host matches the target', ...judged].join('\n');
   const sizeWidth = Math.max(...plan.waves.map((w) => plural(w.hosts.length, 'host').length));

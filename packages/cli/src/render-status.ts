@@ -1,4 +1,5 @@
 import type { HostView, RolloutStatus } from '@fleetpatch/shared';
+import { packageSetLines } from './render-package-moves.js';
 import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
 
@@ -11,8 +12,10 @@ const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 
  *   failures 0 (tolerates 0; halts on the 1st failure)
  *   signed    statement 5e3c0a9d1f2b4c6e by alice (key …) as author, bob (key …) as approver; valid until …
  *   wave 1  passed   web-1:healthy
- *   wave 2  running  web-2:applying web-3:failed
+ *   wave 2  running  web-2:applying web-3:failed web-4:not_applicable
  *     web-3 failed: health_failed: http check "api" returned 500
+ *     web-4 not_applicable: no binary package of source openssl is installed on this host
+ *     packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1: web-1, web-2
  */
 export function renderStatus(status: RolloutStatus, now: Date = new Date()): string {
   const { rollout } = status;
@@ -57,6 +60,8 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
       if (after) lines.push(`  ${host.hostId} ${after}`);
     }
   }
+  // A package change: what each host resolved it to (hosts that moved alike share a line).
+  lines.push(...packageSetLines(status.waves.flatMap((wave) => wave.hosts)));
   return lines.join('\n');
 }
 
@@ -66,7 +71,8 @@ function formatHost(host: HostView): string {
 
 /** Why a host went wrong, for failed hosts and for any host carrying a reason (e.g. skipped). */
 function hostProblem(host: HostView): string | undefined {
-  if (!FAILED_HOST_STATES.has(host.state) && host.state !== 'skipped') return undefined;
+  if (!FAILED_HOST_STATES.has(host.state) && host.state !== 'skipped' && host.state !== 'not_applicable')
+    return undefined;
   const parts = [host.errorCode, host.reason].filter((p): p is string => Boolean(p));
   const unknown = host.changed === 'unknown' ? [POSSIBLY_CHANGED] : [];
   if (parts.length === 0 && unknown.length === 0)

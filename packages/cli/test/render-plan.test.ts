@@ -70,4 +70,20 @@ describe('renderPlan', () => {
       /^ {2}NOT REVERTABLE: the patch is marked "revertable": false — fleetpatch will not revert it/,
     );
   });
+
+  it('names the hosts whose agent is too old for the change, with the reason', () => {
+    const reason = 'its agent speaks protocol 3; a package set or source change needs protocol 4: upgrade the agent';
+    const text = renderPlan({
+      rolloutId: 'ro_4',
+      frozen: false,
+      hostCount: 2,
+      waveSizes: [2],
+      waves: [{ wave: 0, hosts: ['web-1', 'web-2'] }],
+      toleratedFailures: 0,
+      haltsOn: 'halts on the 1st failure',
+      revertable: true,
+      incompatible: [{ hostId: 'web-2', reason }],
+    });
+    expect(text.split('\n').at(-1)).toBe(`  web-2 is sent no order: ${reason}`);
+  });
 });

@@ -267,4 +267,39 @@ describe('renderStatus', () => {
       'revert    statement bbbbbbbbbbbbbbbb for web-2 pending: 1 of 2 signatures (alice (key 1111111111111111))',
     ]);
   });
+
+  it('shows what a source change resolved to on each host (alike hosts share a line) and not_applicable with its reason', () => {
+    const moved = [
+      { name: 'libssl3', from: '3.0.14-1', to: '3.0.15-1', snapshot: 'apt-cache' as const },
+      { name: 'openssl', from: '3.0.14-1', to: '3.0.15-1+b1', snapshot: 'dpkg-repack' as const },
+    ];
+    const view = status(
+      { state: 'succeeded' },
+      {
+        waves: [
+          {
+            wave: 0,
+            phase: 'passed',
+            hosts: [
+              host('web-1', 'healthy', { changed: true, packages: moved }),
+              host('web-2', 'healthy', { changed: true, packages: moved }),
+              host('web-3', 'healthy', {
+                changed: true,
+                packages: [{ name: 'libssl3', from: '3.0.14-1', to: '3.0.15-1' }],
+              }),
+              host('web-4', 'not_applicable', {
+                reason: 'no binary package of source openssl is installed on this host',
+              }),
+            ],
+          },
+        ],
+      },
+    );
+    expect(renderStatus(view, NOW).split('\n').slice(2)).toEqual([
+      'wave 1  passed   web-1:healthy web-2:healthy web-3:healthy web-4:not_applicable',
+      '  web-4 not_applicable: no binary package of source openssl is installed on this host',
+      '  packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1+b1: web-1, web-2',
+      '  packages libssl3 3.0.14-1 → 3.0.15-1: web-3',
+    ]);
+  });
 });

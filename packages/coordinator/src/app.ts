@@ -208,7 +208,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   );
 
   const authFailures = new AuthFailureLimiter(config.authFailures, clock);
-  const view = new RolloutView(store, (hostId) => hub.isOnline(hostId));
+  const view = new RolloutView(
+    store,
+    (hostId) => hub.isOnline(hostId),
+    (hostId) => hub.protocolVersionOf(hostId),
+  );
   app.decorate('fleet', {
     store,
     engine,

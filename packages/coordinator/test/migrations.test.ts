@@ -85,7 +85,7 @@ describe('migrations', () => {
     const store = Store.open(file);
     try {
       expect(store.db.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all()).toEqual([
-        1, 2, 3, 4, 5, 6, 7, 8,
+        1, 2, 3, 4, 5, 6, 7, 8, 9,
       ]);
       expect(tables(store)).toEqual(
         expect.arrayContaining([
@@ -130,6 +130,21 @@ describe('migrations', () => {
     try {
       expect(store.db.prepare('SELECT COUNT(*) FROM schema_migrations').pluck().get()).toBe(MIGRATIONS.length);
       expect(store.db.prepare('SELECT DISTINCT applied_at FROM schema_migrations').pluck().all()).toEqual([AT]);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('put the resolved packages of host runs at 9, a column an older row reads as null', () => {
+    databaseAt(8, (db) => {
+      insertRollout(db, 'running');
+      db.prepare(
+        "INSERT INTO host_runs (rollout_id, host_id, wave, position, state) VALUES ('ro_1', 'web-1', 0, 0, 'queued')",
+      ).run();
+    });
+    const store = Store.open(file);
+    try {
+      expect(store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'queued', packages: null, afterChange: null });
     } finally {
       store.close();
     }

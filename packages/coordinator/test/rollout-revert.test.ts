@@ -2,7 +2,7 @@
  * Specification of the rollout engine, by example: whole-rollout and per-host revert, and autoRevert on halt. The real `RolloutEngine` over a real
  * SQLite `Store` (one file per test), driven through the simulated fleet of `support/simulated-fleet.ts`.
  */
-import { ErrorCode, PatchSchema } from '@fleetpatch/shared';
+import { ErrorCode, PatchSchema, PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { RevertRunner } from '../src/engine/revert-runner.js';
 import { RolloutView } from '../src/engine/rollout-view.js';
@@ -181,6 +181,7 @@ describe('revert', () => {
           return true;
         },
         isOnline: () => true,
+        protocolVersionOf: () => PROTOCOL_VERSION,
       },
       clock: { now: () => fleet.now },
       windows: undefined,

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
-import { FactsSchema, OrderOutcomeSchema } from './protocol.js';
+import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
 import { AfterChangeReportSchema } from './service-restarts.js';
 import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
@@ -81,6 +81,8 @@ export const AgentHostRunSchema = z
     orderId: z.string().nullable(),
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
+    /** A package change: what it resolved to on this host (see HostView.packages). */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type AgentHostRun = z.infer<typeof AgentHostRunSchema>;
@@ -138,6 +140,12 @@ export const HostViewSchema = z
     health: z.array(HealthCheckResultSchema).nullable(),
     /** What followed the change on the host: units restarted, services still on old libraries, reboot. */
     afterChange: AfterChangeReportSchema.nullable(),
+    /**
+     * A package change: the packages its apply moved (or would have) on this host as its agent resolved
+     * them — from which version to which, and where the prior .deb was kept. Absent until an apply
+     * result names them; absent for a host that is not_applicable (it has none of them).
+     */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type HostView = z.infer<typeof HostViewSchema>;
@@ -235,12 +243,21 @@ export const RolloutPlanSchema = z
       .object({ source: z.string(), fixed: z.string(), withoutInventory: z.array(z.string()) })
       .strict()
       .optional(),
+    /**
+     * Hosts of the plan whose connected agent speaks a protocol too old for the patch's change: they
+     * are sent no order; started, the rollout fails each with this reason (upgrade the agent first).
+     * Offline hosts are not judged: their protocol is known when they say hello.
+     */
+    incompatible: z.array(z.object({ hostId: z.string(), reason: z.string() }).strict()).optional(),
   })
   .strict();
 export type RolloutPlan = z.infer<typeof RolloutPlanSchema>;
 
-/** An agent's answer to a dry run, or offline / no_answer when it could not say. */
-export const PreflightOutcomeSchema = z.union([OrderOutcomeSchema, z.enum(['offline', 'no_answer'])]);
+/**
+ * An agent's answer to a dry run; offline / no_answer when it could not say; incompatible when the
+ * coordinator did not ask, because the agent speaks a protocol too old for the change (`protocolGapOf`).
+ */
+export const PreflightOutcomeSchema = z.union([OrderOutcomeSchema, z.enum(['offline', 'no_answer', 'incompatible'])]);
 export type PreflightOutcome = z.infer<typeof PreflightOutcomeSchema>;
 
 export const PreflightAnswerSchema = z
@@ -249,6 +266,8 @@ export const PreflightAnswerSchema = z
     outcome: PreflightOutcomeSchema,
     reason: z.string().nullable(),
     errorCode: z.string().nullable(),
+    /** A package change: the set as the host resolved it (name, installed version, target version). */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type PreflightAnswer = z.infer<typeof PreflightAnswerSchema>;

@@ -1,6 +1,7 @@
 export * from './agent-proof.js';
 export * from './api-views.js';
 export * from './canonical-json.js';
+export * from './change-protocol.js';
 export * from './clock.js';
 export * from './debian-version.js';
 export * from './enrollment.js';

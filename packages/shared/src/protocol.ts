@@ -9,11 +9,11 @@ import {
   InventorySummarySchema,
   InventoryUnavailableSchema,
 } from './inventory.js';
-import { ChangeSchema } from './patch.js';
+import { ChangeSchema, MAX_PACKAGE_SET_MEMBERS } from './patch.js';
 import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
 import { AfterChangeReportSchema } from './service-restarts.js';
 import { ApplyStatementSchema, RevertStatementSchema, StatementSignatureSchema } from './signed-statement.js';
-import { LabelsSchema } from './validation.js';
+import { DebianPackageNameSchema, DebianVersionSchema, LabelsSchema } from './validation.js';
 import { WIRE_LIMITS } from './wire-limits.js';
 
 /**
@@ -72,9 +72,10 @@ export const OrderPhaseSchema = z.enum(ORDER_PHASES);
 export type OrderPhase = z.infer<typeof OrderPhaseSchema>;
 
 /**
- * Final outcomes. Apply orders end healthy | failed | skipped | revert_failed | cancelled; revert
- * orders end reverted | revert_failed; preflight orders end would_apply | already_applied |
- * would_fail | blocked.
+ * Final outcomes. Apply orders end healthy | failed | skipped | revert_failed | cancelled |
+ * not_applicable; revert orders end reverted | revert_failed; preflight orders end would_apply |
+ * already_applied | would_fail | blocked | not_applicable. `not_applicable` (protocol 4): the change
+ * names a source package none of whose binaries is installed on the host — nothing to do, no failure.
  */
 export const OrderOutcomeSchema = z.enum([
   'healthy',
@@ -87,8 +88,22 @@ export const OrderOutcomeSchema = z.enum([
   'already_applied',
   'would_fail',
   'blocked',
+  'not_applicable',
 ]);
 export type OrderOutcome = z.infer<typeof OrderOutcomeSchema>;
+
+/**
+ * One package of a package change as resolved on the host: from which version (null: not installed)
+ * to which, and where the snapshot of the prior version came from (`dpkg-repack`: rebuilt from the
+ * installed files, see the agent's README; `none`: not captured, the change is not revertable).
+ */
+export const PackageMoveSchema = z.object({
+  name: DebianPackageNameSchema,
+  from: DebianVersionSchema.nullable(),
+  to: DebianVersionSchema,
+  snapshot: z.enum(['apt-cache', 'apt-download', 'dpkg-repack', 'not-installed', 'none']).optional(),
+});
+export type PackageMove = z.infer<typeof PackageMoveSchema>;
 
 export const OrderResultBodySchema = z.object({
   orderId: OrderIdSchema,
@@ -100,6 +115,8 @@ export const OrderResultBodySchema = z.object({
   health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.resultHealthResults).optional(),
   /** After a change (or its revert) on the host: units restarted, processes on old libraries, reboot. */
   afterChange: AfterChangeReportSchema.optional(),
+  /** Package changes: the set as resolved on this host (preflight and apply; protocol 4, optional). */
+  packages: z.array(PackageMoveSchema).max(MAX_PACKAGE_SET_MEMBERS).optional(),
   finishedAt: IsoTimeSchema,
 });
 export type OrderResultBody = z.infer<typeof OrderResultBodySchema>;

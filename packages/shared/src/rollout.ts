@@ -197,6 +197,8 @@ export const HOST_RUN_STATES = [
   'failed',
   'timed_out',
   'skipped',
+  /** A source change none of whose binaries is installed on the host: nothing to do, not a failure. */
+  'not_applicable',
   'cancelled',
   'reverting',
   'reverted',

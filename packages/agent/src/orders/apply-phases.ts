@@ -76,7 +76,8 @@ async function runPhases(
     });
     return;
   }
-  const driverCtx = ctx.driverContext(signal, log);
+  // An apply order may refresh apt's indexes in its preflight; a preflight order never does.
+  const driverCtx = { ...ctx.driverContext(signal, log, order.orderId), mayRefreshIndexes: true };
   /** What the restarts after apply did, once they ran: reported with whatever the order ends in. */
   let applied: AfterChangeReport | undefined;
   try {
@@ -116,12 +117,12 @@ async function runPhases(
     entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
     events.progress(order.orderId, 'applying');
     ctx.checkpoint('apply:applying');
-    await driver.apply(order.change, driverCtx);
+    await driver.apply(order.change, driverCtx, snapshot);
     ctx.checkpoint('apply:applied-before-journal');
     entry = await journal.update(entry, { phase: 'applied', changed: true }, ctx.now());
     events.progress(order.orderId, 'applied');
     ctx.checkpoint('apply:applied');
-    await driver.verify(order.change, driverCtx);
+    await driver.verify(order.change, driverCtx, snapshot);
     // The patch's units restart onto the new code before health is judged; a restart that fails
     // fails the apply (the snapshot is restored and the afterRevert units restarted).
     applied = await ctx.afterChange(order.change, 'apply', rebootBefore, signal, log);
@@ -181,7 +182,7 @@ async function runPhases(
       ctx,
       entry,
       driver,
-      ctx.driverContext(new AbortController().signal, log),
+      ctx.driverContext(new AbortController().signal, log, order.orderId),
       cancelled ? 'cancelled' : 'failed',
       code,
       reason,
@@ -197,6 +198,11 @@ export function notEnabledReason(change: Change): string {
 
 /** What an order reports when its preflight stops it; null when it may go on. */
 function preflightRefusal(verdict: PreflightVerdict): ResultDraft | null {
+  const draft = preflightRefusalOf(verdict);
+  return draft && verdict.packages ? { ...draft, packages: verdict.packages } : draft;
+}
+
+function preflightRefusalOf(verdict: PreflightVerdict): ResultDraft | null {
   switch (verdict.outcome) {
     case 'would_apply':
       return null;
@@ -206,6 +212,8 @@ function preflightRefusal(verdict: PreflightVerdict): ResultDraft | null {
       return { outcome: 'failed', changed: false, errorCode: verdict.code, reason: verdict.detail };
     case 'blocked':
       return { outcome: 'failed', changed: false, errorCode: ErrorCode.blocked, reason: verdict.detail };
+    case 'not_applicable':
+      return { outcome: 'not_applicable', changed: false, reason: verdict.detail };
   }
 }
 

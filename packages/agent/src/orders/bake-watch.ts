@@ -132,7 +132,7 @@ export class BakeWatch {
         ctx,
         reverting,
         driver,
-        ctx.driverContext(new AbortController().signal, log),
+        ctx.driverContext(new AbortController().signal, log, order.orderId),
         'failed',
         ErrorCode.healthFailed,
         `during bake: ${verdict.reason}`,

@@ -9,7 +9,7 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { Driver, DriverContext } from '../drivers/driver.js';
+import type { Driver, DriverContext, ResolvedDetail } from '../drivers/driver.js';
 import type { HealthRunner } from '../health/health-runner.js';
 import type { Journal, JournalEntry } from '../journal.js';
 import type { AfterChange, RebootState } from '../services/after-change.js';
@@ -93,8 +93,9 @@ export class OrderContext {
     });
   }
 
-  driverContext(signal: AbortSignal, log: Logger): DriverContext {
-    return { signal, log };
+  /** `orderId`: the order that may change the host here; its dpkg runs keep their state in its directory. */
+  driverContext(signal: AbortSignal, log: Logger, orderId?: string): DriverContext {
+    return { signal, log, ...(orderId === undefined ? {} : { runDir: this.journal.runDir(orderId) }) };
   }
 
   checkpoint(name: string): void {
@@ -110,11 +111,18 @@ export class OrderContext {
     const body: OrderResultBody = {
       orderId: entry.orderId,
       finishedAt: this.finishedAt(entry.orderId),
+      ...this.resolvedDetail(entry),
       ...fitResult(result),
     };
     await this.journal.finish(entry, body, result.changed);
     this.checkpoint(`${entry.kind}:done`);
     this.events.result(body);
+  }
+
+  /** What the apply's snapshot says it resolved to (a package set on this host), for its result. */
+  private resolvedDetail(entry: JournalEntry): ResolvedDetail {
+    if (entry.kind !== 'apply' || entry.snapshot === undefined) return {};
+    return this.driverFor(entry.order.change)?.describeSnapshot?.(entry.snapshot, entry.order.change) ?? {};
   }
 
   /**

@@ -88,7 +88,7 @@ export async function revertApplyOrder(
   const releaseTarget = ctx.targets.hold(targetOf(change));
   try {
     if (!driver) throw new FleetError(ErrorCode.revertFailed, `${change.kind} driver is not enabled`);
-    const driverCtx = ctx.driverContext(new AbortController().signal, log);
+    const driverCtx = ctx.driverContext(new AbortController().signal, log, entry.orderId);
     await driver.cleanup(change, driverCtx);
     const before = await ctx.rebootBefore(log);
     await driver.restore(change, target.snapshot, journal.snapshotDir(target.orderId), driverCtx);

@@ -1,4 +1,11 @@
-import { type AfterChangeReport, type Change, MAX_STALE_PROCESSES, type UnitRestart } from '@fleetpatch/shared';
+import {
+  type AfterChangeReport,
+  type Change,
+  MAX_STALE_PROCESSES,
+  type PackageChange,
+  packageTargetsOf,
+  type UnitRestart,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { runCommand } from '../process/command-runner.js';
 import { type RebootState, readRebootState, rebootCausedBy } from './reboot-required.js';
@@ -67,7 +74,7 @@ export class AfterChange {
       staleUnits,
       reboot: {
         required: after.required,
-        causedByThisChange: rebootCausedBy(before, after, isPackage ? [change.name] : []),
+        causedByThisChange: rebootCausedBy(before, after, isPackage ? namedPackagesOf(change) : []),
         packages: after.packages,
       },
     };
@@ -101,4 +108,13 @@ export function mergeReports(
 ): AfterChangeReport | undefined {
   if (!first || !second) return second ?? first;
   return { ...second, restarts: [...first.restarts, ...second.restarts] };
+}
+
+/**
+ * The binary packages a change names itself. A source change names none until the host resolves it,
+ * so for it only the flag appearing during this change counts as caused by it.
+ */
+function namedPackagesOf(change: PackageChange): string[] {
+  const targets = packageTargetsOf(change);
+  return targets.kind === 'members' ? targets.members.map((m) => m.name) : [];
 }

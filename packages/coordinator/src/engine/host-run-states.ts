@@ -15,6 +15,7 @@ export const TERMINAL_HOST_STATES: ReadonlySet<HostRunState> = new Set([
   'failed',
   'timed_out',
   'skipped',
+  'not_applicable',
   'cancelled',
   'reverted',
   'revert_failed',
@@ -31,7 +32,15 @@ export const HOST_PHASE_ORDER: Readonly<Partial<Record<HostRunState, number>>> =
 };
 
 /** Where an apply order's result (or the deadline) takes a host that had it in flight. */
-const APPLY_ENDS = ['healthy', 'failed', 'skipped', 'cancelled', 'revert_failed', 'timed_out'] as const;
+const APPLY_ENDS = [
+  'healthy',
+  'failed',
+  'skipped',
+  'not_applicable',
+  'cancelled',
+  'revert_failed',
+  'timed_out',
+] as const;
 
 /**
  * Every legal host-run transition, in one table (the rollout's is `ROLLOUT_TRANSITIONS`);
@@ -54,6 +63,8 @@ export const HOST_RUN_TRANSITIONS: Readonly<Record<HostRunState, readonly HostRu
   failed: ['queued', 'reverting'],
   timed_out: ['queued', 'reverting'],
   skipped: ['queued', 'reverting'],
+  // Nothing was changed, so nothing to revert; a retry asks the host again (it may have the package now).
+  not_applicable: ['queued'],
   cancelled: ['queued', 'reverting'],
   reverting: ['reverted', 'revert_failed'],
   // A late apply result showed the host changed after all: a whole-rollout revert sends it another.

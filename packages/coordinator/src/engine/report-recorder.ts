@@ -5,8 +5,10 @@ import {
   type OrderResultBody,
   orderRefusalCodeOf,
   type Patch,
+  protocolGapOf,
 } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
+import { failTooOld } from './agent-too-old.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
@@ -25,7 +27,7 @@ export type AgentReport =
 
 type InFlightPhase = 'delivered' | 'snapshotted' | 'applying' | 'verifying';
 /** What an apply result makes of a host that had the order in flight. */
-type ApplyEnd = 'healthy' | 'failed' | 'skipped' | 'cancelled' | 'revert_failed';
+type ApplyEnd = 'healthy' | 'failed' | 'skipped' | 'not_applicable' | 'cancelled' | 'revert_failed';
 
 const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> = {
   accepted: 'delivered',
@@ -105,13 +107,15 @@ export class ReportRecorder {
       if (run.state !== 'reverting' && run.orderId && !reported.has(run.orderId)) {
         const rollout = store.rollouts.get(run.rolloutId);
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
-          sendApply(
-            channel,
-            rollout,
-            run,
-            store.patches.get(rollout.patchId) as Patch,
-            signedApplyOf(store, rollout.id),
-          );
+          const patch = store.patches.get(rollout.patchId) as Patch;
+          // Dispatched while the agent was away, and it came back speaking a protocol too old for the change.
+          const gap = protocolGapOf(patch.change, channel.protocolVersionOf(agentId));
+          if (gap !== undefined) {
+            store.transaction(() => failTooOld(this.deps, run, gap));
+            this.deps.markDirty(run.rolloutId);
+            continue;
+          }
+          sendApply(channel, rollout, run, patch, signedApplyOf(store, rollout.id));
         }
       }
     }
@@ -207,6 +211,9 @@ export class ReportRecorder {
     const isRevert = run.revertOrderId === result.orderId;
     const health = result.health ?? null;
     const afterChange = result.afterChange ?? null;
+    // What a package change resolved to on the host; kept with the run and put in the audit trail.
+    const packages = result.packages ?? null;
+    const resolved = packages ? { packages } : {};
     const error = { errorCode: result.errorCode ?? null, reason: result.reason ?? null };
     if (isRevert) {
       // A revert given up on (no answer in time) that reports success after all is recorded; any other
@@ -253,6 +260,7 @@ export class ReportRecorder {
             countedFailure: true,
             finishedAt: clock.now(),
             health,
+            packages,
             ...error,
           },
           { actor: agentId, data: { ...error, during: 'bake' } },
@@ -303,9 +311,11 @@ export class ReportRecorder {
         finishedAt: clock.now(),
         health,
         afterChange,
+        packages,
         ...outcomeError,
       },
-      // The health results (which check, what it saw) and what followed the change go into the audit trail.
+      // The health results (which check, what it saw), what followed the change and the resolved
+      // packages go into the audit trail with the outcome.
       {
         actor: agentId,
         data: {
@@ -313,6 +323,7 @@ export class ReportRecorder {
           changed: result.changed,
           ...(health ? { health } : {}),
           ...(afterChange ? { afterChange } : {}),
+          ...resolved,
         },
       },
     );
@@ -339,6 +350,8 @@ function applyOutcomeToState(outcome: OrderResultBody['outcome']): ApplyEnd {
       return 'healthy';
     case 'skipped':
       return 'skipped';
+    case 'not_applicable':
+      return 'not_applicable';
     case 'cancelled':
       return 'cancelled';
     case 'revert_failed':

@@ -5,6 +5,7 @@ import {
   ErrorCode,
   FleetError,
   isRevertable,
+  protocolGapOf,
   type RolloutPlan,
   type RolloutRecord as RolloutRecordView,
   type RolloutSigning,
@@ -26,6 +27,7 @@ export class RolloutView {
   constructor(
     private readonly store: Store,
     private readonly isOnline: (hostId: string) => boolean,
+    private readonly protocolVersionOf: (hostId: string) => number | undefined = () => undefined,
   ) {}
 
   /** The newest `limit` rollouts, newest first. */
@@ -48,6 +50,7 @@ export class RolloutView {
     }
     const { exposedTo } = rollout.request.target;
     const hostCount = waves.reduce((n, w) => n + w.length, 0);
+    const incompatible = this.incompatibleHosts(rollout, waves.flat());
     const tolerated = toleratedFailures(rollout.request.maxFailures, hostCount);
     return {
       rolloutId: id,
@@ -59,7 +62,18 @@ export class RolloutView {
       haltsOn: describeHaltPoint(tolerated),
       revertable: this.patchIsRevertable(rollout),
       ...(exposedTo && !frozen ? { exposedTo: { ...exposedTo, withoutInventory } } : {}),
+      ...(incompatible.length > 0 ? { incompatible } : {}),
     };
+  }
+
+  /** Hosts whose connected agent speaks a protocol too old for the patch's change (offline ones are not known). */
+  private incompatibleHosts(rollout: RolloutRecord, hostIds: readonly string[]): { hostId: string; reason: string }[] {
+    const patch = this.store.patches.get(rollout.patchId);
+    if (!patch) return [];
+    return hostIds.flatMap((hostId) => {
+      const reason = protocolGapOf(patch.change, this.protocolVersionOf(hostId));
+      return reason === undefined ? [] : [{ hostId, reason }];
+    });
   }
 
   status(id: string): RolloutStatus {
@@ -83,6 +97,7 @@ export class RolloutView {
         reason: run.reason,
         health: run.health,
         afterChange: run.afterChange,
+        ...(run.packages ? { packages: run.packages } : {}),
       });
     }
     for (const wave of waves) {

@@ -1,6 +1,7 @@
-import { ErrorCode, type Patch, toleratedFailures, UNHEALTHY_BEFORE_PATCH } from '@fleetpatch/shared';
+import { ErrorCode, type Patch, protocolGapOf, toleratedFailures, UNHEALTHY_BEFORE_PATCH } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
+import { failTooOld } from './agent-too-old.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
@@ -210,6 +211,11 @@ export class WaveAdvancer {
             },
             { actor: SYSTEM, data: { reason: 'offline' } },
           );
+          continue;
+        }
+        const gap = protocolGapOf(patch.change, channel.protocolVersionOf(run.hostId));
+        if (gap !== undefined) {
+          failTooOld(this.deps, run, gap);
           continue;
         }
         const orderId = newId('ord');

@@ -20,6 +20,7 @@ import {
   type OrderResultBody,
   PROTOCOL_VERSION,
   type ProtocolRange,
+  protocolNeededFor,
   readFrame,
   SUPPORTED_PROTOCOL_VERSIONS,
   verifyPayload,
@@ -159,6 +160,17 @@ export class AgentHub implements AgentChannel {
       connection.log.error(
         { type: message.type, protocolVersion: connection.protocolVersion },
         'not sent: the agent speaks a protocol without this message',
+      );
+      return false;
+    }
+    // The engine never sends an agent a change it cannot read (see change-protocol.ts); this holds the line.
+    if (
+      (message.type === 'order.apply' || message.type === 'order.preflight') &&
+      protocolNeededFor(message.change) > connection.protocolVersion
+    ) {
+      connection.log.error(
+        { type: message.type, protocolVersion: connection.protocolVersion },
+        'not sent: the agent speaks a protocol too old for this change',
       );
       return false;
     }

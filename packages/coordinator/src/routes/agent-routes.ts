@@ -47,6 +47,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
         orderId: run.orderId,
         errorCode: run.errorCode,
         reason: run.reason,
+        ...(run.packages ? { packages: run.packages } : {}),
       }));
       return { agent: { ...agent, online: hub.isOnline(agent.id) }, hostRuns };
     },

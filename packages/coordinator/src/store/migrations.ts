@@ -217,4 +217,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     name: "host runs keep the agent's after-change report (restarts, stale services, reboot)",
     sql: 'ALTER TABLE host_runs ADD COLUMN after_change TEXT;',
   },
+  {
+    version: 9,
+    name: 'package sets: the packages an apply resolved to on each host (name, from, to, snapshot), as JSON',
+    sql: 'ALTER TABLE host_runs ADD COLUMN packages TEXT;',
+  },
 ];

@@ -130,6 +130,10 @@ export class SimulatedFleet {
     const channel: AgentChannel = {
       send: (agentId, message) => (generation === this.generation ? this.deliver(agentId, message) : false),
       isOnline: (agentId) => generation === this.generation && this.agents.get(agentId)?.online === true,
+      protocolVersionOf: (agentId) => {
+        const agent = this.agents.get(agentId);
+        return generation === this.generation && agent?.online ? agent.protocolVersion : undefined;
+      },
     };
     return new RolloutEngine({
       store: this.store,
