@@ -1,0 +1,114 @@
+// @ts-check
+// Mutation testing (StrykerJS): does a test fail when the code that carries an invariant is broken?
+// `npm run test:mutation` runs every module below, one Stryker run each, with only the unit tests
+// that should kill its mutants (scripts/mutation.mjs); `npm run test:mutation:ci` runs the `ci`
+// ones with `thresholds.break`. `npx stryker run` on this file runs everything in one go (slower:
+// a mutant of a module-level table runs every test file listed here, not only its module's).
+
+/**
+ * @typedef {object} MutationModule
+ * @property {string} name         how the module is called in reports and the README
+ * @property {string[]} mutate     the sources whose mutants are scored
+ * @property {string[]} testFiles  the unit tests expected to kill them
+ * @property {boolean} ci          pure, fast: run on every CI build with a break threshold
+ */
+
+/** @type {MutationModule[]} */
+export const MUTATION_MODULES = [
+  {
+    name: 'journal',
+    mutate: ['packages/agent/src/journal.ts'],
+    testFiles: [
+      'packages/agent/test/journal.test.ts',
+      'packages/agent/test/order-executor.test.ts',
+      'packages/agent/test/hello-paging.test.ts',
+      'packages/agent/test/limits.test.ts',
+    ],
+    ci: false,
+  },
+  {
+    name: 'atomic writer',
+    mutate: ['packages/agent/src/fs/atomic-file.ts'],
+    testFiles: ['packages/agent/test/journal.test.ts', 'packages/agent/test/file-driver.test.ts'],
+    ci: false,
+  },
+  {
+    name: 'file driver',
+    mutate: ['packages/agent/src/drivers/file-driver.ts', 'packages/agent/src/drivers/file-state.ts'],
+    testFiles: ['packages/agent/test/file-driver.test.ts'],
+    ci: false,
+  },
+  {
+    name: 'safe paths',
+    mutate: ['packages/agent/src/drivers/safe-path.ts'],
+    testFiles: ['packages/agent/test/file-driver.test.ts'],
+    ci: true,
+  },
+  {
+    name: 'wave planner',
+    mutate: ['packages/shared/src/wave-plan.ts'],
+    testFiles: ['packages/shared/test/wave-plan.test.ts'],
+    ci: true,
+  },
+  {
+    name: 'state tables',
+    mutate: [
+      'packages/coordinator/src/engine/host-run-states.ts',
+      'packages/coordinator/src/engine/host-run-transition.ts',
+      'packages/coordinator/src/engine/rollout-states.ts',
+      'packages/coordinator/src/engine/rollout-transition.ts',
+    ],
+    testFiles: [
+      'packages/coordinator/test/host-run-transition.test.ts',
+      'packages/coordinator/test/rollout-lifecycle.test.ts',
+      'packages/coordinator/test/rollout-abort-retry.test.ts',
+      'packages/coordinator/test/rollout-revert.test.ts',
+    ],
+    ci: true,
+  },
+  {
+    name: 'report recorder',
+    mutate: ['packages/coordinator/src/engine/report-recorder.ts'],
+    testFiles: [
+      'packages/coordinator/test/rollout-*.test.ts',
+      'packages/coordinator/test/preflight-collector.test.ts',
+      'packages/coordinator/test/connected-audit.test.ts',
+    ],
+    ci: false,
+  },
+  {
+    name: 'validation schemas',
+    mutate: ['packages/shared/src/validation.ts', 'packages/shared/src/patch.ts', 'packages/shared/src/rollout.ts'],
+    testFiles: ['packages/shared/test/*.test.ts', 'packages/agent/test/file-driver.test.ts'],
+    ci: true,
+  },
+];
+
+/** What the CI subset must score, in percent; below it `npm run test:mutation:ci` fails the build. */
+export const CI_BREAK_THRESHOLD = 80;
+
+/**
+ * What every run shares; a fresh object each call, because Stryker merges the options it is given
+ * into those of this file in place.
+ * @returns {import('@stryker-mutator/api/core').PartialStrykerOptions}
+ */
+export function baseOptions() {
+  return {
+    testRunner: 'vitest',
+    // The unit tests only, against the TypeScript sources (see vitest.stryker.config.ts); `related`
+    // would pick test files by import graph, and `testFiles` already says which ones count.
+    vitest: { configFile: 'vitest.stryker.config.ts', related: false },
+    coverageAnalysis: 'perTest',
+    tempDirName: '.stryker-tmp',
+    reporters: ['clear-text', 'progress', 'html', 'json'],
+    htmlReporter: { fileName: 'reports/mutation/mutation.html' },
+    jsonReporter: { fileName: 'reports/mutation/mutation.json' },
+    thresholds: { high: 90, low: 75 },
+  };
+}
+
+export default {
+  ...baseOptions(),
+  mutate: MUTATION_MODULES.flatMap((module) => module.mutate),
+  testFiles: [...new Set(MUTATION_MODULES.flatMap((module) => module.testFiles))],
+};
