@@ -1,15 +1,16 @@
 // @ts-check
 // Mutation testing (StrykerJS): does a test fail when the code that carries an invariant is broken?
 // `npm run test:mutation` runs every module below, one Stryker run each, with only the unit tests
-// that should kill its mutants (scripts/mutation.mjs); `npm run test:mutation:ci` runs the `ci`
-// ones with `thresholds.break`. `npx stryker run` on this file runs everything in one go (slower:
-// a mutant of a module-level table runs every test file listed here, not only its module's).
+// that should kill its mutants (scripts/mutation.mjs; vitest.stryker.config.ts picks the tests);
+// `npm run test:mutation:ci` runs the `ci` ones with `thresholds.break`. `npx stryker run` on this
+// file runs everything in one go (slower: a mutant of a module-level table then runs every test
+// file listed here, not only its module's).
 
 /**
  * @typedef {object} MutationModule
  * @property {string} name         how the module is called in reports and the README
  * @property {string[]} mutate     the sources whose mutants are scored
- * @property {string[]} testFiles  the unit tests expected to kill them
+ * @property {string[]} testFiles  the unit tests expected to kill them (globs)
  * @property {boolean} ci          pure, fast: run on every CI build with a break threshold
  */
 
@@ -29,7 +30,11 @@ export const MUTATION_MODULES = [
   {
     name: 'atomic writer',
     mutate: ['packages/agent/src/fs/atomic-file.ts'],
-    testFiles: ['packages/agent/test/journal.test.ts', 'packages/agent/test/file-driver.test.ts'],
+    testFiles: [
+      'packages/agent/test/atomic-file.test.ts',
+      'packages/agent/test/journal.test.ts',
+      'packages/agent/test/file-driver.test.ts',
+    ],
     ci: false,
   },
   {
@@ -95,8 +100,8 @@ export const CI_BREAK_THRESHOLD = 80;
 export function baseOptions() {
   return {
     testRunner: 'vitest',
-    // The unit tests only, against the TypeScript sources (see vitest.stryker.config.ts); `related`
-    // would pick test files by import graph, and `testFiles` already says which ones count.
+    // The unit tests only, against the TypeScript sources (see vitest.stryker.config.ts, which also
+    // picks the module's tests); `related` would pick test files by import graph instead.
     vitest: { configFile: 'vitest.stryker.config.ts', related: false },
     coverageAnalysis: 'perTest',
     tempDirName: '.stryker-tmp',
@@ -107,8 +112,4 @@ export function baseOptions() {
   };
 }
 
-export default {
-  ...baseOptions(),
-  mutate: MUTATION_MODULES.flatMap((module) => module.mutate),
-  testFiles: [...new Set(MUTATION_MODULES.flatMap((module) => module.testFiles))],
-};
+export default { ...baseOptions(), mutate: MUTATION_MODULES.flatMap((module) => module.mutate) };

@@ -1,20 +1,26 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { MUTATION_MODULES } from './stryker.config.mjs';
 
-// Mutation testing only (stryker.config.mjs): the unit tests of shared, agent and coordinator,
-// against their TypeScript sources. `@fleetpatch/shared` normally resolves to its built dist, which
-// Stryker never mutates; here it points at the (mutated) sources in Stryker's sandbox. The
-// end-to-end tests in test/ run the built binaries, so they could never see a mutant and are left out.
+// Mutation testing only (stryker.config.mjs): unit tests of shared, agent and coordinator, against
+// their TypeScript sources. `@fleetpatch/shared` normally resolves to its built dist, which Stryker
+// never mutates; here it points at the (mutated) sources in Stryker's sandbox. The end-to-end tests
+// in test/ run the built binaries, so they could never see a mutant and are left out.
+//
+// scripts/mutation.mjs names the module under test in FLEETPATCH_MUTATION_MODULE, and only that
+// module's tests run. Stryker's own `testFiles` option would select them too, but in 9.6.1 it makes
+// a module-level ("static") mutant activate only after its module has loaded, so the mutant is
+// never seen and survives falsely (stryker-js#6144).
+const moduleName = process.env.FLEETPATCH_MUTATION_MODULE;
+const selected = MUTATION_MODULES.filter((module) => moduleName === undefined || module.name === moduleName);
+if (selected.length === 0) throw new Error(`FLEETPATCH_MUTATION_MODULE names no module: ${moduleName}`);
+
 export default defineConfig({
   resolve: {
     alias: { '@fleetpatch/shared': fileURLToPath(new URL('./packages/shared/src/index.ts', import.meta.url)) },
   },
   test: {
-    include: [
-      'packages/shared/test/**/*.test.ts',
-      'packages/agent/test/**/*.test.ts',
-      'packages/coordinator/test/**/*.test.ts',
-    ],
+    include: [...new Set(selected.flatMap((module) => module.testFiles))],
     testTimeout: 30_000,
   },
 });

@@ -60,13 +60,14 @@ for (const module of selected) {
   const options = {
     ...base,
     mutate: module.mutate,
-    testFiles: module.testFiles,
     htmlReporter: { fileName: `reports/mutation/${slug}.html` },
     jsonReporter: { fileName: `reports/mutation/${slug}.json` },
     ...(flags.ci ? { thresholds: { ...base.thresholds, break: CI_BREAK_THRESHOLD } } : {}),
     ...(concurrency === undefined ? {} : { concurrency }),
   };
   process.stdout.write(`\n=== mutation: ${module.name} (${module.mutate.join(', ')})\n`);
+  // Read by vitest.stryker.config.ts in Stryker's test runner processes, which inherit it.
+  process.env.FLEETPATCH_MUTATION_MODULE = module.name;
   const started = performance.now();
   const results = await new Stryker(options).runMutationTest();
   scores.push(scoreOf(module.name, results, (performance.now() - started) / 1000));
