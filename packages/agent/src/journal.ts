@@ -1,5 +1,5 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   type OrderApply,
   OrderApplySchema,
@@ -9,7 +9,7 @@ import {
   OrderResultBodySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
-import { isTempFileFor, writeAll, writeFileAtomically } from './fs/atomic-file.js';
+import { fsyncDirectory, isTempFileFor, writeAll, writeFileAtomically } from './fs/atomic-file.js';
 
 /** What every journal entry records, whatever its kind. */
 const EntryBase = {
@@ -76,7 +76,7 @@ export class Journal {
 
   static async open(dataDir: string): Promise<Journal> {
     const journal = new Journal(join(dataDir, 'orders'));
-    await mkdir(journal.ordersDir, { recursive: true, mode: 0o700 });
+    await mkdirDurably(journal.ordersDir);
     for (const name of await readdir(journal.ordersDir)) {
       const entry = await journal.readEntry(name);
       if (!entry) continue;
@@ -216,7 +216,7 @@ export class Journal {
   private async writeNow<E extends JournalEntry>(entry: E): Promise<E> {
     const next: E = { ...entry, seq: ++this.seq };
     const dir = this.orderDir(entry.orderId);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await mkdirDurably(dir);
     // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
     await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (handle) =>
       writeAll(handle, Buffer.from(JSON.stringify(next))),
@@ -251,6 +251,21 @@ export class Journal {
       throw new Error(`unsafe order id ${orderId}`);
     return join(this.ordersDir, orderId);
   }
+}
+
+/**
+ * Every directory created is an entry in its parent, which is fsync'd too: otherwise a power cut
+ * could take a new order's directory, and every entry in it, with it.
+ */
+async function mkdirDurably(dir: string): Promise<void> {
+  const created = await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (created === undefined) return;
+  const parents: string[] = [];
+  for (let child = dir; child !== dirname(child); child = dirname(child)) {
+    parents.unshift(dirname(child));
+    if (child === created) break;
+  }
+  for (const parent of parents) await fsyncDirectory(parent);
 }
 
 function isSameKind<E extends JournalEntry>(entry: JournalEntry, like: E): entry is E {

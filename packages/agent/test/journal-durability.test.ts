@@ -1,0 +1,103 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Journal } from '../src/journal.js';
+import type { FsCallLog } from './support/fs-call-log.js';
+import { sampleApplyOrder } from './support/sample-orders.js';
+
+// A journal write is durable before the journal says it happened: the file-system calls behind
+// each write, in order, all made before its promise settles; and what the journal holds when one fails.
+
+const fsCalls = vi.hoisted(async () => new (await import('./support/fs-call-log.js')).FsCallLog());
+vi.mock('node:fs/promises', async (importOriginal) => (await fsCalls).wrap(await importOriginal()));
+
+let dataDir: string;
+let log: FsCallLog;
+
+beforeEach(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'fleetpatch-journal-durability-'));
+  log = await fsCalls;
+  log.clear();
+});
+
+afterEach(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+const at = (ms: number) => new Date(ms).toISOString();
+
+/** The atomic writer's calls for one entry write in `dir`. */
+const entryWrite = (dir: string) => [
+  `open ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `write ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `chmod ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `sync ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `close ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `rename ${dir}/.entry.json.fleetpatch-tmp-* -> ${dir}/entry.json`,
+  `open ${dir}`,
+  `sync ${dir}`,
+  `close ${dir}`,
+];
+
+describe('Journal durability', () => {
+  it("makes a new order's directory durable, then writes its entry atomically", async () => {
+    const journal = await Journal.open(dataDir);
+    log.clear();
+
+    await journal.createApply(sampleApplyOrder('o1'), at(0));
+
+    expect(log.lines(dataDir)).toEqual([
+      'mkdir orders/o1',
+      // The order's directory is an entry in orders/: without this a power cut could take the whole order.
+      'open orders',
+      'sync orders',
+      'close orders',
+      ...entryWrite('orders/o1'),
+    ]);
+  });
+
+  it("writes a known order's entry atomically, in its directory", async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    log.clear();
+
+    await journal.update(entry, { phase: 'snapshotted' }, at(1));
+
+    expect(log.lines(dataDir)).toEqual(['mkdir orders/o1', ...entryWrite('orders/o1')]);
+  });
+
+  it('makes the orders directory durable when it creates it, and the data directory if that is new too', async () => {
+    await Journal.open(dataDir);
+    expect(log.lines(dataDir)).toEqual(['mkdir orders', 'open .', 'sync .', 'close .']);
+
+    log.clear();
+    await Journal.open(dataDir);
+    expect(log.lines(dataDir)).toEqual(['mkdir orders']);
+
+    log.clear();
+    await Journal.open(join(dataDir, 'new', 'data'));
+    expect(log.lines(dataDir).filter((line) => line.startsWith('sync'))).toEqual([
+      'sync .',
+      'sync new',
+      'sync new/data',
+    ]);
+  });
+
+  it('holds the old entry, in memory and on disk, when a write fails before its rename', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    log.before(
+      (call) => call.call === 'rename',
+      async () => {
+        throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+      },
+    );
+
+    await expect(journal.update(entry, { phase: 'applying' }, at(1))).rejects.toThrow('EIO');
+
+    expect(journal.get('o1')).toEqual(entry);
+    expect(JSON.parse(await readFile(join(dataDir, 'orders', 'o1', 'entry.json'), 'utf8'))).toEqual(entry);
+    expect((await Journal.open(dataDir)).get('o1')).toEqual(entry);
+  });
+});
