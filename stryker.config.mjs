@@ -20,7 +20,7 @@ export const MUTATION_MODULES = [
     name: 'journal',
     mutate: ['packages/agent/src/journal.ts'],
     testFiles: [
-      'packages/agent/test/journal.test.ts',
+      'packages/agent/test/journal*.test.ts',
       'packages/agent/test/order-executor.test.ts',
       'packages/agent/test/hello-paging.test.ts',
       'packages/agent/test/limits.test.ts',
@@ -46,7 +46,7 @@ export const MUTATION_MODULES = [
   {
     name: 'safe paths',
     mutate: ['packages/agent/src/drivers/safe-path.ts'],
-    testFiles: ['packages/agent/test/file-driver.test.ts'],
+    testFiles: ['packages/agent/test/safe-path.test.ts', 'packages/agent/test/file-driver.test.ts'],
     ci: true,
   },
   {
