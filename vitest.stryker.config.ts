@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { UnloadableFileReporter } from './scripts/lib/vitest-unloadable-file-reporter.mjs';
 import { MUTATION_MODULES } from './stryker.config.mjs';
 
 // Mutation testing only (stryker.config.mjs): unit tests of shared, agent and coordinator, against
@@ -22,5 +23,6 @@ export default defineConfig({
   test: {
     include: [...new Set(selected.flatMap((module) => module.testFiles))],
     testTimeout: 30_000,
+    reporters: ['default', new UnloadableFileReporter()],
   },
 });
