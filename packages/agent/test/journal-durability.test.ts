@@ -100,4 +100,47 @@ describe('Journal durability', () => {
     expect(JSON.parse(await readFile(join(dataDir, 'orders', 'o1', 'entry.json'), 'utf8'))).toEqual(entry);
     expect((await Journal.open(dataDir)).get('o1')).toEqual(entry);
   });
+
+  it('lets a write that arrives after an earlier one finished still wait for the one in between', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    let held: () => void = () => {};
+    let release: () => void = () => {};
+    const secondHeld = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let renames = 0;
+    log.before(
+      (call) => call.call === 'rename' && ++renames === 2,
+      async () => {
+        held();
+        await gate;
+      },
+    );
+
+    const first = journal.update(entry, { phase: 'snapshotted' }, at(1));
+    const second = journal.update(entry, { snapshot: { prior: 'old' } }, at(2));
+    await first;
+    await secondHeld; // the second write sits at its rename
+    const third = journal.update(entry, { changed: true }, at(3));
+    release();
+    await Promise.all([second, third]);
+
+    expect(journal.get('o1')).toMatchObject({ phase: 'snapshotted', snapshot: { prior: 'old' }, changed: true });
+  });
+
+  it('keeps nothing of an order’s writes once they are done: a long-lived agent does not grow', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    await Promise.all([
+      journal.update(entry, { phase: 'applying' }, at(1)),
+      journal.update(entry, { changed: true }, at(2)),
+    ]);
+    await journal.createApply(sampleApplyOrder('o2'), at(3));
+    // The queue of writes per order is private; its size is the one thing this test reads of it.
+    expect((journal as unknown as { turns: Map<string, unknown> }).turns.size).toBe(0);
+  });
 });

@@ -253,16 +253,14 @@ describe('Journal after a restart', () => {
     await mkdir(join(orderDir, 'snapshot'));
     await writeFile(join(orderDir, 'snapshot', 'file-prior-content'), 'old');
     await writeFile(join(orderDir, '.file-prior-content.fleetpatch-tmp-0123456789abcdef'), 'other writer');
-    await writeFile(join(orderDir, 'entry.json.tmp'), 'not the legacy pattern');
+    const lookalikes = ['entry.json.tmp', 'entry.json.0abc.tmp.keep', 'my-entry.json.0abc.tmp', 'entry.json.xyz.tmp'];
+    for (const name of lookalikes) await writeFile(join(orderDir, name), 'not an interrupted entry write');
 
     await Journal.open(dataDir);
 
-    expect((await readdir(orderDir)).sort()).toEqual([
-      '.file-prior-content.fleetpatch-tmp-0123456789abcdef',
-      'entry.json',
-      'entry.json.tmp',
-      'snapshot',
-    ]);
+    expect((await readdir(orderDir)).sort()).toEqual(
+      ['.file-prior-content.fleetpatch-tmp-0123456789abcdef', 'entry.json', ...lookalikes, 'snapshot'].sort(),
+    );
     expect(await readFile(join(orderDir, 'snapshot', 'file-prior-content'), 'utf8')).toBe('old');
   });
 
@@ -321,6 +319,37 @@ describe('Journal pruning', () => {
     expect(await journal.prune(DAY, 100 * DAY)).toBe(0);
     expect(journal.all().map((e) => e.orderId)).toEqual(['running', 'unacked']);
     expect((await readdir(join(dataDir, 'orders'))).sort()).toEqual(['running', 'unacked']);
+  });
+
+  it('only ever prunes finished orders, even one marked acknowledged', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    await journal.update(entry, { phase: 'applying', acked: true }, at(0));
+    expect(await journal.prune(DAY, 10 * DAY)).toBe(0);
+    expect(journal.get('o1')).toBeDefined();
+  });
+
+  it('counts an order once when two prunes race for it', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    await journal.finish(entry, result('o1', at(0)), true);
+    await journal.acknowledge('o1', at(0), at(0));
+
+    const counts = await Promise.all([journal.prune(DAY, 10 * DAY), journal.prune(DAY, 10 * DAY)]);
+
+    expect(counts.sort()).toEqual([0, 1]);
+    expect(journal.all()).toEqual([]);
+  });
+
+  it('forgets an order whose directory is already gone', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    await journal.finish(entry, result('o1', at(0)), true);
+    await journal.acknowledge('o1', at(0), at(0));
+    await rm(join(dataDir, 'orders', 'o1'), { recursive: true });
+
+    expect(await journal.prune(DAY, 10 * DAY)).toBe(1);
+    expect(journal.get('o1')).toBeUndefined();
   });
 
   it('keeps an order written to while the prune waited for its turn', async () => {
