@@ -11,8 +11,24 @@
  * @property {string} name         how the module is called in reports and the README
  * @property {string[]} mutate     the sources whose mutants are scored
  * @property {string[]} testFiles  the unit tests expected to kill them (globs)
- * @property {boolean} ci          pure, fast: run on every CI build with a break threshold
+ * @property {string[]} [ci]       for a pure module, the fast tests that check it on every CI build
+ *                                 (`npm run test:mutation:ci`, with a break threshold)
  */
+
+/** The rollout engine's specification by example (the property test aside: it takes seconds a run). */
+const ENGINE_SPECIFICATION = [
+  'abort-retry',
+  'approval',
+  'events',
+  'failure-budget',
+  'lifecycle',
+  'offline',
+  'restart',
+  'revert',
+  'targets',
+  'waves',
+  'windows',
+].map((topic) => `packages/coordinator/test/rollout-${topic}.test.ts`);
 
 /** @type {MutationModule[]} */
 export const MUTATION_MODULES = [
@@ -22,7 +38,6 @@ export const MUTATION_MODULES = [
     // The journal's own tests and its main user; a module-level mutant (the entry schemas) runs
     // all of them, so the slow agent-level ones (hello-paging, limits) stay out.
     testFiles: ['packages/agent/test/journal*.test.ts', 'packages/agent/test/order-executor.test.ts'],
-    ci: false,
   },
   {
     name: 'atomic writer',
@@ -32,25 +47,23 @@ export const MUTATION_MODULES = [
       'packages/agent/test/journal*.test.ts',
       'packages/agent/test/file-driver*.test.ts',
     ],
-    ci: false,
   },
   {
     name: 'file driver',
     mutate: ['packages/agent/src/drivers/file-driver.ts', 'packages/agent/src/drivers/file-state.ts'],
     testFiles: ['packages/agent/test/file-driver*.test.ts'],
-    ci: false,
   },
   {
     name: 'safe paths',
     mutate: ['packages/agent/src/drivers/safe-path.ts'],
     testFiles: ['packages/agent/test/safe-path.test.ts', 'packages/agent/test/file-driver*.test.ts'],
-    ci: true,
+    ci: ['packages/agent/test/safe-path.test.ts'],
   },
   {
     name: 'wave planner',
     mutate: ['packages/shared/src/wave-plan.ts'],
     testFiles: ['packages/shared/test/wave-plan.test.ts'],
-    ci: true,
+    ci: ['packages/shared/test/wave-plan.test.ts'],
   },
   {
     name: 'state tables',
@@ -60,29 +73,30 @@ export const MUTATION_MODULES = [
       'packages/coordinator/src/engine/rollout-states.ts',
       'packages/coordinator/src/engine/rollout-transition.ts',
     ],
+    // The tables' specification, then the engine's: every transition is taken by some example. A
+    // mutant of a module-level table runs all of these, so the CI run takes the specification only.
     testFiles: [
+      'packages/coordinator/test/state-machines.test.ts',
       'packages/coordinator/test/host-run-transition.test.ts',
-      'packages/coordinator/test/rollout-lifecycle.test.ts',
-      'packages/coordinator/test/rollout-abort-retry.test.ts',
-      'packages/coordinator/test/rollout-revert.test.ts',
+      ...ENGINE_SPECIFICATION,
     ],
-    ci: true,
+    ci: ['packages/coordinator/test/state-machines.test.ts', 'packages/coordinator/test/host-run-transition.test.ts'],
   },
   {
     name: 'report recorder',
     mutate: ['packages/coordinator/src/engine/report-recorder.ts'],
     testFiles: [
-      'packages/coordinator/test/rollout-*.test.ts',
+      ...ENGINE_SPECIFICATION,
+      'packages/coordinator/test/rollout-engine.property.test.ts',
       'packages/coordinator/test/preflight-collector.test.ts',
       'packages/coordinator/test/connected-audit.test.ts',
     ],
-    ci: false,
   },
   {
     name: 'validation schemas',
     mutate: ['packages/shared/src/validation.ts', 'packages/shared/src/patch.ts', 'packages/shared/src/rollout.ts'],
     testFiles: ['packages/shared/test/*.test.ts', 'packages/agent/test/file-driver.test.ts'],
-    ci: true,
+    ci: ['packages/shared/test/*.test.ts'],
   },
 ];
 

@@ -9,19 +9,21 @@ import { MUTATION_MODULES } from './stryker.config.mjs';
 // in test/ run the built binaries, so they could never see a mutant and are left out.
 //
 // scripts/mutation.mjs names the module under test in FLEETPATCH_MUTATION_MODULE, and only that
-// module's tests run. Stryker's own `testFiles` option would select them too, but in 9.6.1 it makes
+// module's tests run (its `ci` tests when FLEETPATCH_MUTATION_CI is set). Stryker's own `testFiles` option would select them too, but in 9.6.1 it makes
 // a module-level ("static") mutant activate only after its module has loaded, so the mutant is
 // never seen and survives falsely (stryker-js#6144).
 const moduleName = process.env.FLEETPATCH_MUTATION_MODULE;
+const ci = process.env.FLEETPATCH_MUTATION_CI !== undefined;
 const selected = MUTATION_MODULES.filter((module) => moduleName === undefined || module.name === moduleName);
 if (selected.length === 0) throw new Error(`FLEETPATCH_MUTATION_MODULE names no module: ${moduleName}`);
+const testFiles = selected.flatMap((module) => (ci ? (module.ci ?? []) : module.testFiles));
 
 export default defineConfig({
   resolve: {
     alias: { '@fleetpatch/shared': fileURLToPath(new URL('./packages/shared/src/index.ts', import.meta.url)) },
   },
   test: {
-    include: [...new Set(selected.flatMap((module) => module.testFiles))],
+    include: [...new Set(testFiles)],
     testTimeout: 30_000,
     reporters: ['default', new UnloadableFileReporter()],
   },

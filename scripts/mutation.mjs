@@ -31,7 +31,7 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 const selected = MUTATION_MODULES.filter(
-  (m) => (flags.ci ? m.ci : true) && (flags.module === undefined || flags.module.includes(m.name)),
+  (m) => (flags.ci ? m.ci !== undefined : true) && (flags.module === undefined || flags.module.includes(m.name)),
 );
 const concurrency = flags.concurrency === undefined ? undefined : Number.parseInt(flags.concurrency, 10);
 if (concurrency !== undefined && !(concurrency >= 1)) {
@@ -66,8 +66,9 @@ for (const module of selected) {
     ...(concurrency === undefined ? {} : { concurrency }),
   };
   process.stdout.write(`\n=== mutation: ${module.name} (${module.mutate.join(', ')})\n`);
-  // Read by vitest.stryker.config.ts in Stryker's test runner processes, which inherit it.
+  // Read by vitest.stryker.config.ts in Stryker's test runner processes, which inherit them.
   process.env.FLEETPATCH_MUTATION_MODULE = module.name;
+  if (flags.ci) process.env.FLEETPATCH_MUTATION_CI = '1';
   const started = performance.now();
   const results = await new Stryker(options).runMutationTest();
   scores.push(scoreOf(module.name, results, (performance.now() - started) / 1000));
