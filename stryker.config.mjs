@@ -93,10 +93,17 @@ export const MUTATION_MODULES = [
     ],
   },
   {
+    // The primitives every path, digest, package name and label goes through.
     name: 'validation schemas',
-    mutate: ['packages/shared/src/validation.ts', 'packages/shared/src/patch.ts', 'packages/shared/src/rollout.ts'],
-    testFiles: ['packages/shared/test/*.test.ts', 'packages/agent/test/file-driver.test.ts'],
-    ci: ['packages/shared/test/*.test.ts'],
+    mutate: ['packages/shared/src/validation.ts'],
+    testFiles: ['packages/shared/test/validation.test.ts'],
+    ci: ['packages/shared/test/validation.test.ts'],
+  },
+  {
+    // Nearly every mutant of a zod schema is module-level and runs every test listed: the schemas' own.
+    name: 'patch and rollout schemas',
+    mutate: ['packages/shared/src/patch.ts', 'packages/shared/src/rollout.ts'],
+    testFiles: ['packages/shared/test/patch-schema.test.ts', 'packages/shared/test/rollout-schema.test.ts'],
   },
 ];
 

@@ -1,8 +1,8 @@
 // @ts-check
 // `npm run test:mutation`: one Stryker run per module of stryker.config.mjs, each with only its own
 // unit tests, then a table of scores per module (also written to reports/mutation/summary.md).
-// `npm run test:mutation:ci` (`--ci`): only the pure, fast modules, and the build fails when any
-// scores under CI_BREAK_THRESHOLD.
+// `npm run test:mutation:ci` (`--ci`): only the pure modules, each with its fast `ci` tests; the
+// build fails when any of them scores under CI_BREAK_THRESHOLD.
 //
 // Flags: --ci   --module NAME (repeatable; names as in stryker.config.mjs)   --concurrency N
 //        (Stryker's test runner processes; its default is the number of cores, less one above four)

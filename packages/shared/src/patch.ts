@@ -72,6 +72,7 @@ export const ChangeSchema = z.discriminatedUnion('kind', [FileChangeSchema, Pack
 export type Change = z.infer<typeof ChangeSchema>;
 
 export function fileContentBytes(change: { content: string; encoding: 'utf8' | 'base64' }): Buffer {
+  // Stryker disable next-line StringLiteral: Buffer.from decodes as UTF-8 when no encoding is named
   return Buffer.from(change.content, change.encoding === 'base64' ? 'base64' : 'utf8');
 }
 

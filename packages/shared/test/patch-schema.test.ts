@@ -114,6 +114,13 @@ describe('FileChangeSchema', () => {
     expect(issues(FileChangeSchema, file({ encoding: 'base64', content: over }))).toEqual([message]);
   });
 
+  it('reports its own checks as custom issues, as zod reports any refinement', () => {
+    const tooBig = file({ content: 'a'.repeat(MAX_FILE_CONTENT_BYTES + 1) });
+    for (const value of [file({ encoding: 'base64', content: '!' }), tooBig, file({ mode: '4755' })]) {
+      expect(FileChangeSchema.safeParse(value).error?.issues.map((i) => i.code)).toEqual(['custom']);
+    }
+  });
+
   it('reports every problem at once', () => {
     expect(issues(FileChangeSchema, file({ encoding: 'base64', content: '!', mode: '4755' }))).toEqual([
       'content: must be canonical base64 (A-Z a-z 0-9 + /, padded with =, no whitespace)',

@@ -22,7 +22,7 @@ const request = (overrides: Record<string, unknown> = {}) => ({
 
 describe('WaveStepSchema', () => {
   it('takes host counts from 1 to 1 000 000 and percents above 0 up to 100', () => {
-    for (const good of [1, 7, 1_000_000, '1%', '0.5%', '10%', '33.3%', '100%', '100.0%']) {
+    for (const good of [1, 7, 1_000_000, '1%', '0.5%', '10%', '33.3%', '12.25%', '100%', '100.0%']) {
       expect(issues(WaveStepSchema, good), String(good)).toEqual([]);
     }
   });
@@ -43,6 +43,8 @@ describe('WaveStepSchema', () => {
       '10 %',
       '.5%',
       'x10%',
+      '10%x',
+      '10%%',
     ]) {
       expect(issues(WaveStepSchema, bad), String(bad)).not.toEqual([]);
     }
@@ -57,6 +59,10 @@ describe('FailureBudgetSchema', () => {
     for (const bad of [-1, 0.5, 1_000_001, '101%', '-1%', 'ten']) {
       expect(issues(FailureBudgetSchema, bad), String(bad)).not.toEqual([]);
     }
+  });
+
+  it('says a wave of 0% would never end', () => {
+    expect(issues(WaveStepSchema, '0%').join('\n')).toContain('a percentage must be above 0%');
   });
 
   it('says what is wrong with a percent', () => {
