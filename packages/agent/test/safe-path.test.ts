@@ -194,6 +194,22 @@ describe('resolveSafePath', () => {
     }
   });
 
+  it.skipIf(!isRoot)('trusts parents owned by root or by the agent’s own user, and no one else', async () => {
+    // The agent as uid 1000: its own directories are as safe as root's; another user's are not.
+    const geteuid = vi.spyOn(process, 'geteuid').mockReturnValue(1000);
+    try {
+      await chown(join(rootDir, 'etc', 'app'), 1000, 0);
+      await expect(resolveSafePath(rootDir, '/etc/app/x', ['/'])).resolves.toMatchObject({ name: 'x' });
+      await chown(join(rootDir, 'etc', 'app'), 0, 0);
+      await expect(resolveSafePath(rootDir, '/etc/app/x', ['/'])).resolves.toMatchObject({ name: 'x' });
+      await chown(join(rootDir, 'etc', 'app'), 1001, 0);
+      const err = await rejection(resolveSafePath(rootDir, '/etc/app/x', ['/']));
+      expect(err.details).toMatchObject({ parent: '/etc/app', uid: 1001 });
+    } finally {
+      geteuid.mockRestore();
+    }
+  });
+
   it.skipIf(!isRoot)('refuses a parent owned by another user for a write, and allows it for a read', async () => {
     await chown(join(rootDir, 'etc', 'app'), 65534, 0);
     const err = await rejection(resolveSafePath(rootDir, '/etc/app/x', ['/']));
