@@ -167,6 +167,36 @@ describe('FileDriver snapshot when the file changes under it', () => {
   });
 });
 
+describe('FileDriver apply when the file changes under it', () => {
+  const whileWriting = (act: () => Promise<void>) =>
+    log.before((c) => c.call === 'open' && c.path.includes('/.app.conf.fleetpatch-tmp-'), act);
+
+  it('refuses drift that appears while the new file is written, up to the rename', async () => {
+    await writeFile(target, OLD);
+    whileWriting(() => writeFile(target, 'other\n'));
+    const err = await rejection(driver.apply(fileChange({ expectedPriorSha256: sha256(OLD) }), ctx));
+    expect(err).toMatchObject({ code: ErrorCode.preconditionFailed, details: { found: sha256('other\n') } });
+    expect(await readFile(target, 'utf8')).toBe('other\n');
+    expect(await readdir(appDir)).toEqual(['app.conf']);
+  });
+
+  it('refuses a file that appears while the new one is written, when the order expected none', async () => {
+    whileWriting(() => writeFile(target, 'other\n'));
+    const err = await rejection(driver.apply(fileChange({ expectedPriorSha256: 'absent' }), ctx));
+    expect(err.code).toBe(ErrorCode.preconditionFailed);
+    expect(await readFile(target, 'utf8')).toBe('other\n');
+  });
+
+  it('stops before the rename when the order is cancelled while the file is written', async () => {
+    await writeFile(target, OLD);
+    const cancel = new AbortController();
+    whileWriting(async () => cancel.abort());
+    const err = await rejection(driver.apply(fileChange(), { ...ctx, signal: cancel.signal }));
+    expect(err.code).toBe(ErrorCode.cancelled);
+    expect(await readFile(target, 'utf8')).toBe(OLD);
+  });
+});
+
 describe('FileDriver snapshot of a file that is not there', () => {
   it('records absence, and holds the order to an "absent" expectation or refuses it', async () => {
     expect(await driver.snapshot(fileChange({ expectedPriorSha256: 'absent' }), snapshotDir, ctx)).toEqual({
