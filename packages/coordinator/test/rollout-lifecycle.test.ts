@@ -159,7 +159,10 @@ describe('a verb from a state where it is legal', () => {
     callVerb(fleet, verb, id);
     await fleet.engine.whenIdle();
 
-    const moves = fleet.events(id).slice(events).filter((e) => e.toState !== null && e.hostId === null);
+    const moves = fleet
+      .events(id)
+      .slice(events)
+      .filter((e) => e.toState !== null && e.hostId === null);
     expect(moves[0]).toMatchObject({ type: `rollout.${to}`, fromState: state, toState: to });
   });
 
