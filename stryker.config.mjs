@@ -87,6 +87,7 @@ export const MUTATION_MODULES = [
     name: 'report recorder',
     mutate: ['packages/coordinator/src/engine/report-recorder.ts'],
     testFiles: [
+      'packages/coordinator/test/report-recorder.test.ts',
       ...ENGINE_SPECIFICATION,
       'packages/coordinator/test/rollout-engine.property.test.ts',
       'packages/coordinator/test/preflight-collector.test.ts',

@@ -114,6 +114,7 @@ export class ReportRecorder {
       const run = store.hostRuns.byOrderId(order.orderId);
       if (!run || run.hostId !== agentId || run.orderId !== order.orderId) continue;
       const rollout = store.rollouts.get(run.rolloutId);
+      // Stryker disable next-line OptionalChaining: a host run's rollout always exists (it owns the run)
       const rolloutLetsItFinish =
         rollout?.state === 'running' || rollout?.state === 'paused' || rollout?.state === 'halted';
       if (TERMINAL_HOST_STATES.has(run.state) || !rolloutLetsItFinish) {
@@ -255,6 +256,7 @@ export class ReportRecorder {
     const rollout = store.rollouts.get(run.rolloutId);
     if (
       result.changed &&
+      // Stryker disable next-line OptionalChaining: as in cancelAbandoned, the rollout exists
       rollout?.state === 'halted' &&
       rollout.request.autoRevert === 'wave' &&
       run.wave === rollout.currentWave
