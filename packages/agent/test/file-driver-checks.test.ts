@@ -112,6 +112,16 @@ describe('FileDriver snapshot when the file changes under it', () => {
     expect(err.details).toEqual({ path: PATH });
   });
 
+  it('refuses a snapshot when the content changes while it is copied', async () => {
+    whileCopying(() => writeFile(target, 'other\n'));
+    expect((await rejection(driver.snapshot(fileChange(), snapshotDir, ctx))).code).toBe(ErrorCode.snapshotFailed);
+  });
+
+  it('records a mode as four octal digits however small', async () => {
+    await chmod(target, 0o40);
+    expect(await driver.snapshot(fileChange(), snapshotDir, ctx)).toMatchObject({ state: 'present', mode: '0040' });
+  });
+
   it('refuses a snapshot when the file is removed while it is copied', async () => {
     whileCopying(() => rm(target));
     expect((await rejection(driver.snapshot(fileChange(), snapshotDir, ctx))).code).toBe(ErrorCode.snapshotFailed);
@@ -192,7 +202,7 @@ describe('FileDriver apply when the file changes under it', () => {
     const cancel = new AbortController();
     whileWriting(async () => cancel.abort());
     const err = await rejection(driver.apply(fileChange(), { ...ctx, signal: cancel.signal }));
-    expect(err.code).toBe(ErrorCode.cancelled);
+    expect(err).toMatchObject({ code: ErrorCode.cancelled, message: 'order cancelled' });
     expect(await readFile(target, 'utf8')).toBe(OLD);
   });
 });
@@ -237,6 +247,11 @@ describe('FileDriver reading a file swapped while it is inspected', () => {
       detail: `${PATH} was replaced while being inspected`,
     });
     expect(openHandles()).toEqual([]);
+    before('open', target, async () => {
+      await writeFile(join(appDir, 'swap'), OLD);
+      await rename(join(appDir, 'swap'), target);
+    });
+    expect((await rejection(driver.apply(fileChange(), ctx))).details).toEqual({ path: PATH });
   });
 
   it('refuses a symlink swapped in between its lstat and its open', async () => {
@@ -249,6 +264,7 @@ describe('FileDriver reading a file swapped while it is inspected', () => {
     expect(err).toMatchObject({
       code: ErrorCode.policyDenied,
       message: `${PATH} is a symbolic link; fleetpatch never follows symlinks`,
+      details: { path: PATH },
     });
     expect(await readFile(join(base, 'secret'), 'utf8')).toBe('root only\n');
   });
@@ -308,8 +324,9 @@ describe('FileDriver refusals say what and where', () => {
     expect(err).toMatchObject({
       code: ErrorCode.verifyFailed,
       message: `${PATH} does not match the change: ${mismatches.join('; ')}`,
-      details: { path: PATH, mismatches },
     });
+    // Its own failure is not re-wrapped: no `cause` of the same code.
+    expect(err.details).toStrictEqual({ path: PATH, mismatches });
     await rm(target);
     expect((await rejection(driver.verify(fileChange(), ctx))).details).toEqual({
       path: PATH,
@@ -356,11 +373,66 @@ describe('FileDriver refusals say what and where', () => {
     );
     const err = await rejection(driver.apply(fileChange(), ctx));
     expect(err).toMatchObject({ code: ErrorCode.applyFailed, message: `${PATH}: disk says no` });
-    expect(err.details).toEqual({ path: PATH });
+    expect(err.details).toStrictEqual({ path: PATH });
   });
 });
 
 describe('FileDriver restore, checked to the end', () => {
+  it('refuses a record whose mode is not four or five octal digits with a leading 0, nothing around them', async () => {
+    await writeFile(target, OLD);
+    const snapshot = await driver.snapshot(fileChange(), snapshotDir, ctx);
+    for (const mode of ['x0644', '0644x', '644', '08644']) {
+      const err = await rejection(
+        driver.restore(fileChange(), { ...snapshot, mode } as FileSnapshot, snapshotDir, ctx),
+      );
+      expect(err.message, mode).toBe(`snapshot record for ${PATH} is invalid`);
+    }
+  });
+
+  it('writes nothing when the file is already as the snapshot has it, and closes what it opened', async () => {
+    await writeFile(target, OLD);
+    await chmod(target, 0o644);
+    const snapshot = await driver.snapshot(fileChange(), snapshotDir, ctx);
+    log.clear();
+    await driver.restore(fileChange(), snapshot, snapshotDir, ctx);
+    expect(log.calls.filter((c) => c.call === 'rename' || c.call === 'write')).toEqual([]);
+
+    await driver.apply(fileChange(), ctx);
+    log.clear();
+    await driver.restore(fileChange(), snapshot, snapshotDir, ctx);
+    expect(log.calls.filter((c) => c.call === 'rename').map((c) => c.to)).toEqual([target]);
+    expect(openHandles()).toEqual([]);
+  });
+
+  it('says the copy is corrupt, with the digests, and keeps the current file', async () => {
+    await writeFile(target, OLD);
+    const snapshot = await driver.snapshot(fileChange(), snapshotDir, ctx);
+    await driver.apply(fileChange(), ctx);
+    await writeFile(join(snapshotDir, 'file-prior-content'), 'bit rot');
+    const err = await rejection(driver.restore(fileChange(), snapshot, snapshotDir, ctx));
+    expect(err).toMatchObject({
+      code: ErrorCode.revertFailed,
+      message: `snapshot content for ${PATH} is corrupt`,
+      details: { path: PATH, expected: sha256(OLD), found: sha256('bit rot') },
+    });
+    expect(await readFile(target, 'utf8')).toBe(NEW);
+  });
+
+  it('fails when the restored file is not what the snapshot says once it is in place', async () => {
+    await writeFile(target, OLD);
+    await chmod(target, 0o644);
+    const snapshot = await driver.snapshot(fileChange(), snapshotDir, ctx);
+    await driver.apply(fileChange(), ctx);
+    before('open', appDir, () => chmod(target, 0o600)); // right after the rename, before the directory fsync
+    const err = await rejection(driver.restore(fileChange(), snapshot, snapshotDir, ctx));
+    const mismatches = ['mode is 0600, expected 0644'];
+    expect(err).toMatchObject({
+      code: ErrorCode.revertFailed,
+      message: `${PATH} does not match its snapshot after restore: ${mismatches.join('; ')}`,
+      details: { path: PATH, mismatches },
+    });
+  });
+
   it('refuses an invalid record, listing where it is wrong', async () => {
     const record = {
       kind: 'file',
@@ -412,6 +484,7 @@ describe('FileDriver restore, checked to the end', () => {
       code: ErrorCode.revertFailed,
       details: { parent: '/etc/myapp/missing', reason: 'missing_parent', cause: ErrorCode.preconditionFailed },
     });
+    expect(err.cause).toMatchObject({ code: ErrorCode.preconditionFailed });
   });
 });
 

@@ -196,6 +196,10 @@ describe('Journal entries', () => {
       { orderId: 'running', phase: 'applying' },
       { orderId: 'waiting', phase: 'done', result: waitingResult },
     ]);
+
+    // An order still running is reported whatever its entry says of acks.
+    await journal.update(running, { acked: true }, at(7));
+    expect(journal.pendingReports().map((r) => r.orderId)).toEqual(['waiting', 'running']);
   });
 
   it('keeps each order to its own directory, and refuses ids that could name anything else', async () => {
@@ -327,6 +331,18 @@ describe('Journal pruning', () => {
     await journal.update(entry, { phase: 'applying', acked: true }, at(0));
     expect(await journal.prune(DAY, 10 * DAY)).toBe(0);
     expect(journal.get('o1')).toBeDefined();
+  });
+
+  it('lets an ack that arrives while its order is being pruned find nothing to do', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    await journal.finish(entry, result('o1', at(0)), true);
+    await journal.acknowledge('o1', at(0), at(0));
+
+    const [removed] = await Promise.all([journal.prune(DAY, 10 * DAY), journal.acknowledge('o1', at(0), at(1))]);
+
+    expect(removed).toBe(1);
+    expect(journal.get('o1')).toBeUndefined();
   });
 
   it('counts an order once when two prunes race for it', async () => {

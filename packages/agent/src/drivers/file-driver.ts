@@ -157,6 +157,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
       // versions written while we read.
       const now = await readFileState(target.hostPath, target.path);
       if (
+        // Stryker disable next-line ConditionalExpression: a file gone has no sha256, which fails the next check
         !now.exists ||
         now.sha256 !== copied.sha256 ||
         now.mode !== attributes.mode ||
@@ -263,6 +264,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
       if (!parsed.success) {
         throw new FleetError(ErrorCode.revertFailed, `snapshot record for ${change.path} is invalid`, {
           path: change.path,
+          // Stryker disable next-line StringLiteral: a snapshot record is flat, its issue paths one key long
           issues: parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`),
         });
       }
@@ -374,8 +376,12 @@ async function restoreContent(
         {
           // Never put a damaged copy in place of the file: the digest is of exactly what was written.
           beforeRename: async () => {
-            // Stryker disable next-line OptionalChaining: the copy is made before beforeRename runs
-            if (copied?.sha256 !== record.sha256 || copied.size !== record.size) {
+            if (
+              // Stryker disable next-line OptionalChaining: the copy is made before beforeRename runs
+              copied?.sha256 !== record.sha256 ||
+              // Stryker disable next-line ConditionalExpression: a copy with the recorded sha256 has the recorded size
+              copied.size !== record.size
+            ) {
               throw new FleetError(ErrorCode.revertFailed, `snapshot content for ${target.path} is corrupt`, {
                 path: target.path,
                 expected: record.sha256,
