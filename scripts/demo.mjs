@@ -1,12 +1,19 @@
 // @ts-check
 // `npm run demo`: a coordinator and three local agents, each confined to its own scratch root
-// standing in for `/`. Rolls a file patch out in waves [1, "50%", "100%"], shows the files on disk,
-// reverts with one call, shows them restored, and exits 0.
+// standing in for `/`, each obeying only orders signed by an author and an approver (throwaway keys
+// made here for alice and bob). Rolls a signed file patch out in waves [1, "50%", "100%"], shows the
+// files on disk, reverts under a revert statement both signed, shows them restored, and exits 0.
 
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { APPLY_END_STATES } from '@fleetpatch/shared';
+import {
+  APPLY_END_STATES,
+  applyStatementFor,
+  patchSpecOf,
+  revertStatementFor,
+  statementDigest,
+} from '@fleetpatch/shared';
 import {
   apiClient,
   issueJoinToken,
@@ -17,6 +24,7 @@ import {
   waitForRolloutState,
 } from './lib/local-fleet.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
+import { authorAndApproverSigning, throwawayKey } from './lib/signing.mjs';
 
 /**
  * @import { EventPage, Patch, RolloutPlan, RolloutState, RolloutStatus } from '@fleetpatch/shared'
@@ -47,6 +55,18 @@ try {
   const alice = apiClient(coordinator.url, tokens.alice);
   const bob = apiClient(coordinator.url, tokens.bob);
 
+  // Keys live with people: alice authors, bob approves. Every agent trusts both public keys and
+  // needs both signatures on every order — four eyes enforced on each host, not only here.
+  const keys = {
+    alice: await throwawayKey(join(work, 'keys'), 'alice'),
+    bob: await throwawayKey(join(work, 'keys'), 'bob'),
+  };
+  const agentConfig = join(work, 'agent.json');
+  await writeFile(agentConfig, JSON.stringify(authorAndApproverSigning(keys.alice.publicKey, keys.bob.publicKey)));
+  say(
+    `throwaway signing keys in ${join(work, 'keys')}: alice ${keys.alice.keyId} (author), bob ${keys.bob.keyId} (approver)`,
+  );
+
   const hosts = ['web-1', 'web-2', 'web-3'];
   for (const id of hosts) {
     const root = join(work, id, 'root');
@@ -62,11 +82,13 @@ try {
         dataDir: join(work, id, 'data'),
         rootDir: root,
         labels: { role: 'web', env: 'demo' },
+        configExtra: agentConfig,
       }),
     );
   }
   await waitForAgentsOnline(admin, hosts);
   say(`agents online: ${hosts.join(', ')} (each confined to ${join(work, '<host>', 'root')})`);
+  say('each agent obeys only orders signed by an author and an approver it trusts');
 
   /** @type {Patch} */
   const patch = await alice.post(
@@ -98,18 +120,36 @@ try {
       waves: [1, '50%', '100%'],
       maxFailures: 0,
       bakeSeconds: 1,
+      draft: true,
     }),
   );
   const rolloutId = created.rollout.id;
   /** @type {RolloutPlan} */
   const plan = await alice.get(`/v1/rollouts/${rolloutId}/plan`);
   say(
-    `rollout ${rolloutId}: waves ${JSON.stringify(plan.waveSizes)} → ${plan.waves.map((w) => `[${w.hosts.join(', ')}]`).join(' ')}; ${plan.haltsOn}`,
+    `rollout ${rolloutId} (a draft): waves ${JSON.stringify(plan.waveSizes)} → ${plan.waves.map((w) => `[${w.hosts.join(', ')}]`).join(' ')}; ${plan.haltsOn}`,
   );
-  await bob.post(`/v1/rollouts/${rolloutId}/approve`);
-  say('approved by bob (four eyes: alice cannot approve her own rollout)');
+
+  // What alice signs on her machine: the whole order (the content by its sha256, mode, owner, health
+  // checks, revert plan), the hosts (a label target is the coordinator's word, so its planned host
+  // ids are signed), a one-hour window and a sequence. The coordinator cannot change a byte of it.
+  const planned = plan.waves.flatMap((w) => w.hosts);
+  const statement = applyStatementFor(patchSpecOf(patch), created.rollout.request, planned, {
+    now: new Date(),
+    validForSeconds: 3600,
+  });
+  await alice.post(`/v1/rollouts/${rolloutId}/statement`, keys.alice.signed(statement));
+  await alice.post(`/v1/rollouts/${rolloutId}/submit`);
+  say(
+    `signed by alice as author: statement ${statementDigest(statement).slice(0, 16)} (the patch with content sha256 ${sha256Of(NEW).slice(0, 16)}…, hosts ${planned.join(', ')}, valid 1h)`,
+  );
+  await bob.post(`/v1/rollouts/${rolloutId}/approve`, {
+    signature: keys.bob.sign(statement),
+    publicKey: keys.bob.publicKey,
+  });
+  say('approved by bob: his signature on the same statement (four eyes, checked again by every agent)');
   await alice.post(`/v1/rollouts/${rolloutId}/start`);
-  say('started by alice\n');
+  say('started by alice: each order carries the statement and both signatures\n');
 
   // Polls like waitForRolloutState, printing each change of the waves as it goes.
   const finished = APPLY_END_STATES;
@@ -142,9 +182,15 @@ try {
   };
   await show('files on disk after the rollout:');
 
-  await alice.post(`/v1/rollouts/${rolloutId}/revert`);
+  // Undoing an approved fix is never one person's call: a revert statement naming the apply
+  // statement, signed by alice and then bob; the second signature starts the revert.
+  const revert = revertStatementFor(statement, null, { now: new Date(), validForSeconds: 3600 });
+  await alice.post(`/v1/rollouts/${rolloutId}/revert-statement`, keys.alice.signed(revert));
+  await bob.post(`/v1/rollouts/${rolloutId}/revert-statement`, keys.bob.signed(revert));
   const reverted = await waitForRolloutState(alice, rolloutId, ['reverted', 'revert_failed']);
-  say(`\nrevert: one call → rollout ${reverted.rollout.state}`);
+  say(
+    `\nrevert statement ${statementDigest(revert).slice(0, 16)} signed by alice and bob → rollout ${reverted.rollout.state}`,
+  );
   await show('files on disk after the revert:');
   for (const id of hosts) {
     if ((await readFile(join(work, id, 'root', CONFIG_PATH), 'utf8')) !== OLD)
@@ -153,7 +199,9 @@ try {
   /** @type {EventPage} */
   const events = await alice.get(`/v1/rollouts/${rolloutId}/events?limit=1000`);
   say(`\naudit trail: ${events.events.length} events (GET /v1/rollouts/${rolloutId}/events)`);
-  say('demo finished: every host changed in waves and came back in one step');
+  say(
+    'demo finished: every host changed in waves, only as alice and bob signed, and came back under a revert statement both signed',
+  );
 } finally {
   await Promise.all(processes.map((p) => p.stop()));
   await rm(work, { recursive: true, force: true });

@@ -6,7 +6,15 @@
  * (`FLEETPATCH_TEST_CRASH_AT`). The agent is restarted without the crash and the test proves that
  * the host is exactly at the old or the new state (never between), that this is what the
  * coordinator reports and what the agent's journal says, and that no temp files are left behind.
+ *
+ * For the file change, also at points inside each durable write (issue 11): the target file, the
+ * snapshot copy, the restore and the journal entries, each after the temp file is written (before
+ * its fsync), after the fsync (before the rename) and after the rename (before the directory fsync).
+ * Every case also proves at most once: each order id was started once (the journal's `executions`),
+ * the coordinator took in one result per order, and the journal ends with every result acknowledged.
  */
+
+import { existsSync } from 'node:fs';
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -29,7 +37,8 @@ import {
   findNames,
   hostOf,
   jsonLines,
-  readJournal,
+  recordedResults,
+  settledJournal,
 } from './support/fleet-harness.js';
 
 /**
@@ -56,9 +65,11 @@ const CHECKPOINTS = [
 ] as const;
 type Checkpoint = (typeof CHECKPOINTS)[number];
 type HostState = 'old' | 'new';
+/** What the rollout asks of the host: apply a healthy patch, apply one that fails health, or apply and revert. */
+type Flow = 'apply' | 'unhealthy' | 'revert';
 
 interface Expectation {
-  /** Where the host is while the agent lies dead at the checkpoint. */
+  /** Where the host is while the agent lies dead at the crash point. */
   atCrash: HostState;
   /** Where the host is once the restarted agent has recovered and reported. */
   settled: HostState;
@@ -66,31 +77,93 @@ interface Expectation {
   rollout: RolloutState;
 }
 
+/** One row of the matrix: where the agent dies, in which flow, and what must be true afterwards. */
+interface CrashCase extends Expectation {
+  point: string;
+  flow: Flow;
+}
+
 /**
  * The recovery contract (orders/order-executor.ts `recover`): an apply interrupted before `done` is not
  * resumed; if it may have changed the host it goes back to its snapshot, and the coordinator hears
  * `failed, changed: false`. A finished order is only reported. An interrupted revert is finished.
  */
+/** The apply is not resumed: the host is (or is put back) at the old state, the order failed. */
+const failed = (atCrash: HostState): Expectation => ({ atCrash, settled: 'old', hostRun: 'failed', rollout: 'halted' });
+/** A revert order is finished: the host ends at the old state. */
+const reverted = (atCrash: HostState): Expectation => ({
+  atCrash,
+  settled: 'old',
+  hostRun: 'reverted',
+  rollout: 'reverted',
+});
+const APPLIED: Expectation = { atCrash: 'new', settled: 'new', hostRun: 'healthy', rollout: 'succeeded' };
+/**
+ * The first entry of the order never landed: the restarted agent has no record of it, its hello does
+ * not name it, and the coordinator sends it again — its first run, since nothing had been done.
+ */
+const RESENT_AND_APPLIED: Expectation = { atCrash: 'old', settled: 'new', hostRun: 'healthy', rollout: 'succeeded' };
+
 function expectationFor(checkpoint: Checkpoint): Expectation {
   switch (checkpoint) {
     case 'apply:accepted':
     case 'apply:snapshotted':
     case 'apply:applying':
-      return { atCrash: 'old', settled: 'old', hostRun: 'failed', rollout: 'halted' };
+      return failed('old');
     case 'apply:applied-before-journal':
     case 'apply:applied':
     case 'apply:verifying':
     case 'apply:reverting':
-      return { atCrash: 'new', settled: 'old', hostRun: 'failed', rollout: 'halted' };
+      return failed('new');
     case 'apply:done':
-      return { atCrash: 'new', settled: 'new', hostRun: 'healthy', rollout: 'succeeded' };
+      return APPLIED;
     case 'revert:reverting':
-      return { atCrash: 'new', settled: 'old', hostRun: 'reverted', rollout: 'reverted' };
+      return reverted('new');
     case 'revert:restored':
     case 'revert:done':
-      return { atCrash: 'old', settled: 'old', hostRun: 'reverted', rollout: 'reverted' };
+      return reverted('old');
   }
 }
+
+function checkpointCase(checkpoint: Checkpoint): CrashCase {
+  const flow: Flow = checkpoint.startsWith('revert:')
+    ? 'revert'
+    : checkpoint === 'apply:reverting'
+      ? 'unhealthy'
+      : 'apply';
+  return { point: checkpoint, flow, ...expectationFor(checkpoint) };
+}
+
+/** The steps of one atomic write (fs/atomic-file.ts `AtomicWriteStep`), in order. */
+const WRITE_STEPS = ['temp-written', 'temp-synced', 'renamed'] as const;
+type WriteStep = (typeof WRITE_STEPS)[number];
+
+/** One write at each of its steps; `outcome` says what the crash there leads to. */
+function eachStep(write: string, flow: Flow, outcome: (step: WriteStep) => Expectation): CrashCase[] {
+  return WRITE_STEPS.map((step) => ({ point: `${write}:${step}`, flow, ...outcome(step) }));
+}
+
+/**
+ * Crash points inside the writes of a file change (the file driver's `file:<write>:<step>` and the
+ * journal's `journal:<kind>:<phase>:<step>`). Before the rename the old file or entry is what a
+ * restart finds; after it, the new one — so each write's last step usually ends elsewhere.
+ */
+const WRITE_CASES: readonly CrashCase[] = [
+  ...eachStep('journal:apply:accepted', 'apply', (step) => (step === 'renamed' ? failed('old') : RESENT_AND_APPLIED)),
+  ...eachStep('file:snapshot', 'apply', () => failed('old')),
+  { point: 'journal:apply:snapshotted:temp-written', flow: 'apply', ...failed('old') },
+  ...eachStep('journal:apply:applying', 'apply', () => failed('old')),
+  ...eachStep('file:apply', 'apply', (step) => failed(step === 'renamed' ? 'new' : 'old')),
+  { point: 'journal:apply:applied:temp-written', flow: 'apply', ...failed('new') },
+  ...eachStep('journal:apply:done', 'apply', (step) => (step === 'renamed' ? APPLIED : failed('new'))),
+  { point: 'journal:apply:acked:temp-written', flow: 'apply', ...APPLIED },
+  // Health failed after apply, and the host is restoring its own snapshot.
+  ...eachStep('file:restore', 'unhealthy', (step) => failed(step === 'renamed' ? 'old' : 'new')),
+  // Before its rename the revert's first entry is lost: the coordinator sends the revert again.
+  ...eachStep('journal:revert:reverting', 'revert', () => reverted('new')),
+  ...eachStep('file:restore', 'revert', (step) => reverted(step === 'renamed' ? 'old' : 'new')),
+  ...eachStep('journal:revert:done', 'revert', () => reverted('old')),
+];
 
 /** One host under test: its root, and what it takes to judge its state. */
 interface CrashHost {
@@ -115,13 +188,19 @@ const QUICK_HEALTH = { intervalSeconds: 0.1, minHealthySeconds: 0, healthyDeadli
 /** One second is the shortest deadline the schema allows: the revert starts about 1 s after apply. */
 const FAILING_HEALTH = { intervalSeconds: 0.2, minHealthySeconds: 0, healthyDeadlineSeconds: 1 } as const;
 
-function caseId(kind: string, checkpoint: Checkpoint): string {
-  return `${kind}-${checkpoint.replace(/[^a-z]+/g, '-')}`;
+/** Each case with its test title: `file:apply:renamed (apply) → old state, as reported`. */
+function titled(cases: readonly CrashCase[], what: string): [string, CrashCase][] {
+  return cases.map((crash) => [`${crash.point} (${crash.flow}) → ${crash.settled} ${what}, as reported`, crash]);
 }
 
-async function runCrashCase(fleet: FleetHarness, subject: Subject, checkpoint: Checkpoint, work: string) {
-  const expected = expectationFor(checkpoint);
-  const id = caseId(subject.kind, checkpoint);
+/** The host id of a case: what the agent enrolls as and the directory it works in. */
+function caseId(kind: string, crash: CrashCase): string {
+  return `${kind}-${crash.flow}-${crash.point.replace(/[^a-z]+/g, '-')}`;
+}
+
+async function runCrashCase(fleet: FleetHarness, subject: Subject, crash: CrashCase, work: string) {
+  const { point, flow } = crash;
+  const id = caseId(subject.kind, crash);
   const caseDir = join(work, id);
   await mkdir(caseDir, { recursive: true });
   const host = await subject.newHost(caseDir, id);
@@ -135,21 +214,21 @@ async function runCrashCase(fleet: FleetHarness, subject: Subject, checkpoint: C
     rootDir: host.rootDir,
     ...(host.configFile ? { configFile: host.configFile } : {}),
   };
-  const crashing = fleet.spawnAgent({ ...spawn, env: { FLEETPATCH_TEST_CRASH_AT: checkpoint } });
+  const crashing = fleet.spawnAgent({ ...spawn, env: { FLEETPATCH_TEST_CRASH_AT: point } });
   await fleet.waitOnline([id]);
 
-  const patchId = checkpoint === 'apply:reverting' ? subject.unhealthyAfterApplyPatch : subject.healthyPatch;
+  const patchId = flow === 'unhealthy' ? subject.unhealthyAfterApplyPatch : subject.healthyPatch;
   const rolloutId = await fleet.startRollout(
     sampleRollout(patchId, {
       target: { hostIds: [id] },
       waves: [1],
       maxFailures: 0,
       bakeSeconds: 0,
-      // The host restores its own snapshot when health fails after apply (apply:reverting).
+      // The host restores its own snapshot when health fails after apply (the unhealthy flow).
       autoRevert: 'host',
     }),
   );
-  const isRevert = checkpoint.startsWith('revert:');
+  const isRevert = flow === 'revert';
   if (isRevert) {
     const applied = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
     expect(applied.rollout.state, applied.rollout.stateReason ?? '').toBe('succeeded');
@@ -157,8 +236,8 @@ async function runCrashCase(fleet: FleetHarness, subject: Subject, checkpoint: C
     await fleet.api.post(`/v1/rollouts/${rolloutId}/revert`);
   }
 
-  // The agent must die by its own SIGKILL, at exactly this checkpoint and nowhere else.
-  const exit = await exitWithin(crashing, 30_000, `crash at ${checkpoint}`);
+  // The agent must die by its own SIGKILL, at exactly this point and nowhere else.
+  const exit = await exitWithin(crashing, 30_000, `crash at ${point}`);
   expect(exit, crashing.logs.join('\n')).toEqual({ code: null, signal: 'SIGKILL' });
   // 'exit' can come before the pipe is drained: wait for the stdout stream to end.
   await waitFor('agent stdout closed', () => crashing.child.stdout?.readableEnded ?? true, { timeoutMs: 5_000 });
@@ -168,41 +247,60 @@ async function runCrashCase(fleet: FleetHarness, subject: Subject, checkpoint: C
   expect(
     crashes.map((line) => line.checkpoint),
     crashing.logs.join('\n'),
-  ).toEqual([checkpoint]);
-  expect(await host.state(), 'host state while the agent is dead').toBe(expected.atCrash);
+  ).toEqual([point]);
+  expect(await host.state(), 'host state while the agent is dead').toBe(crash.atCrash);
 
   // Restart without the crash point: recovery runs before the agent dials in and reports.
   const restarted = fleet.spawnAgent(spawn);
   const settled = await fleet.waitForState(rolloutId, isRevert ? FINAL_REVERT_STATES : FINAL_APPLY_STATES);
   const run = hostOf(settled, id);
-  const context = `${checkpoint}: rollout ${settled.rollout.state} (${settled.rollout.stateReason}); host ${run.state} (${run.reason})\n${restarted.logs.join('\n')}`;
+  const context = `${point}: rollout ${settled.rollout.state} (${settled.rollout.stateReason}); host ${run.state} (${run.reason})\n${restarted.logs.join('\n')}`;
 
   const finalState = await host.state();
-  expect(finalState, context).toBe(expected.settled);
-  expect(settled.rollout.state, context).toBe(expected.rollout);
-  expect(run.state, context).toBe(expected.hostRun);
+  expect(finalState, context).toBe(crash.settled);
+  expect(settled.rollout.state, context).toBe(crash.rollout);
+  expect(run.state, context).toBe(crash.hostRun);
   // A failure here is the interrupted order's, found by recovery, not some unrelated refusal.
-  if (expected.hostRun === 'failed') expect(run.reason, context).toMatch(/restart/);
+  if (crash.hostRun === 'failed') expect(run.reason, context).toMatch(/restart/);
   // The coordinator's view is the host's truth: it says "changed" exactly when the change is there.
   expect(run.changed, context).toBe(finalState === 'new');
 
-  // The agent's journal agrees, and holds exactly one entry per order (at most once per host).
-  const journal = await readJournal(spawn.dataDir);
+  // The agent's journal agrees: every result reported and acknowledged, one entry per order, and
+  // each order id started exactly once (at most once per host, and a resend after a lost first
+  // entry was the only run).
+  const journal = await settledJournal(spawn.dataDir);
+  expect(
+    journal.map((entry) => [entry.orderId, entry.executions]),
+    'journal: executions per order id',
+  ).toEqual(journal.map((entry) => [entry.orderId, 1]));
   const applies = journal.filter((entry) => entry.kind === 'apply');
   expect(applies.map((entry) => entry.orderId)).toEqual([run.orderId]);
   const apply = applies[0];
-  expect(apply?.phase).toBe('done');
   expect(apply?.changed, 'journal: apply entry changed').toBe(finalState === 'new');
   const reverts = journal.filter((entry) => entry.kind === 'revert');
   if (isRevert) {
     expect(reverts).toHaveLength(1);
-    expect(reverts[0]).toMatchObject({ phase: 'done', revertsOrderId: run.orderId, result: { outcome: 'reverted' } });
+    expect(reverts[0]).toMatchObject({ revertsOrderId: run.orderId, result: { outcome: 'reverted' } });
   } else {
     expect(reverts).toHaveLength(0);
     expect(apply?.result?.changed).toBe(run.changed);
   }
+  // The coordinator took in each order's result once: a re-report after the restart changed nothing.
+  expect(await recordedResults(fleet.api, rolloutId, id), context).toEqual(
+    isRevert ? ['host.healthy', 'host.reverted'] : [`host.${crash.hostRun}`],
+  );
 
   expect(await host.leftovers(), 'temp files left behind').toEqual([]);
+  // Nothing of an interrupted write is left in the agent's data dir either: no temp file, and no
+  // snapshot copy that the journal never recorded (it could never be used nor pruned by reading it).
+  expect(await findNames(spawn.dataDir, /fleetpatch-tmp/), 'temp files in the data dir').toEqual([]);
+  const unrecorded = journal.filter(
+    (e) => e.snapshot === undefined && existsSync(join(spawn.dataDir, 'orders', e.orderId, 'snapshot')),
+  );
+  expect(
+    unrecorded.map((e) => e.orderId),
+    'snapshot dirs the journal never recorded',
+  ).toEqual([]);
   await fleet.stopAgents();
 }
 
@@ -287,11 +385,13 @@ describe('crash-point matrix: file change', () => {
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  for (const checkpoint of CHECKPOINTS) {
-    it(`${checkpoint} → ${expectationFor(checkpoint).settled} state, as reported`, async () => {
-      await runCrashCase(fleet, subject, checkpoint, work);
-    });
-  }
+  it.each(titled(CHECKPOINTS.map(checkpointCase), 'state'))('%s', async (_title, crash) => {
+    await runCrashCase(fleet, subject, crash, work);
+  });
+
+  it.each(titled(WRITE_CASES, 'state'))('inside a write: %s', async (_title, crash) => {
+    await runCrashCase(fleet, subject, crash, work);
+  });
 });
 
 // ---- package changes ---------------------------------------------------------------------------
@@ -379,7 +479,7 @@ describe.skipIf(!tools.available)(
       const change = { name: 'fptest', version: '2.0', expectedPriorVersion: '1.0' };
       const shippedVersion = '/usr/share/fptest/VERSION';
       const hosts = new HostPrefetcher(
-        CHECKPOINTS.map((checkpoint) => caseId('package', checkpoint)),
+        CHECKPOINTS.map((checkpoint) => caseId('package', checkpointCase(checkpoint))),
         (label) => newPackageHost(bed, join(work, label), label),
       );
       prefetch = hosts;
@@ -418,10 +518,8 @@ describe.skipIf(!tools.available)(
       if (work) await rm(work, { recursive: true, force: true });
     });
 
-    for (const checkpoint of CHECKPOINTS) {
-      it(`${checkpoint} → ${expectationFor(checkpoint).settled} version, as reported`, async () => {
-        await runCrashCase(fleet, subject, checkpoint, work);
-      });
-    }
+    it.each(titled(CHECKPOINTS.map(checkpointCase), 'version'))('%s', async (_title, crash) => {
+      await runCrashCase(fleet, subject, crash, work);
+    });
   },
 );

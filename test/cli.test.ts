@@ -1,20 +1,18 @@
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { AgentList, EventPage, JoinTokenCreated, PatchList } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_BIN } from '../scripts/lib/local-fleet.mjs';
 import { type SamplePatchOptions, samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { type CliCall, type CliResult, runCli, runNode } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness } from './support/fleet-harness.js';
 
 // The fleetpatch CLI as ops staff type it: the built binary as a child process against a real
 // coordinator and two real agents on 127.0.0.1, each agent confined to its own scratch root.
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'packages/cli/dist/main.js');
 const PATH = '/etc/app/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
 const NEW = 'listen = 8080\nworkers = 8\n';
@@ -26,39 +24,9 @@ let fleet: FleetHarness;
 
 const rootOf = (host: string) => join(work, host, 'root');
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `fleetpatch …`; the connection comes from the environment unless `env` says otherwise. */
-function fleetpatch(
-  args: string[],
-  { token, env, input }: { token?: string; env?: Record<string, string>; input?: string } = {},
-): Promise<CliResult> {
-  return run(
-    [CLI, ...args],
-    { FLEETPATCH_URL: fleet.coordinator.url, ...(token ? { FLEETPATCH_TOKEN: token } : {}), ...env },
-    input,
-  );
-}
-
-/** Runs a Node script with none of this process's FLEETPATCH_ variables, plus `env`. */
-async function run(args: string[], env: Record<string, string>, input?: string): Promise<CliResult> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETPATCH_')));
-  const child = spawn(process.execPath, args, { env: { ...base, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk;
-  });
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk;
-  });
-  child.stdin.end(input ?? '');
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
+function fleetpatch(args: string[], call: CliCall = {}): Promise<CliResult> {
+  return runCli(fleet.coordinator.url, args, call);
 }
 
 /** OLD → NEW at PATH, owned by root:root (as `patch show` prints it), with a quick health check. */
@@ -239,7 +207,7 @@ describe('the fleetpatch CLI', () => {
 
     // `fleetpatch-agent enroll` enrolls and exits; the join token is then used up.
     const joinToken = (await fleetpatch(['join-token', 'create', '--host', 'spare-1'], { token: TOKENS.admin })).stdout;
-    const enrolled = await run(
+    const enrolled = await runNode(
       [
         AGENT_BIN,
         'enroll',

@@ -4,22 +4,38 @@
  * waves [1, 2, "100%"]; the coordinator is SIGKILLed before a wave, mid-wave and during a bake, and
  * each time restarted on the same data dir and port. The rollout must still succeed, every host must
  * hold the new bytes, and the agents' own journals must show exactly one apply per host.
+ *
+ * Then the coordinator kills itself at its test crash points (FLEETPATCH_TEST_CRASH_AT): an apply
+ * order committed but not sent, sent, and a result committed but not acknowledged. And a coordinator
+ * restored from a backup sends an order its host has already run: the host answers from its journal.
+ * At most once is checked where it happens: the journal counts how often each order id was started.
  */
 
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EventPage, HostRunState, RolloutStatus } from '@fleetpatch/shared';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor, waitForRolloutState } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
-import { FleetHarness, readJournal } from './support/fleet-harness.js';
+import {
+  FleetHarness,
+  type JournalFileEntry,
+  jsonLines,
+  readJournal,
+  recordedResults,
+  settledJournal,
+} from './support/fleet-harness.js';
 
 const CONFIG_PATH = '/etc/crash-app/app.conf';
 const OLD = 'workers = 2\n';
 const NEW = 'workers = 4\n';
 const HOSTS = ['web-1', 'web-2', 'web-3', 'web-4', 'web-5'];
+/** The coordinator's test crash points (engine-interfaces.ts `CoordinatorCrashPoint`). */
+const CRASH_POINTS = ['order:committed', 'order:sent', 'result:committed'] as const;
 const IN_FLIGHT: readonly HostRunState[] = ['dispatched', 'delivered', 'snapshotted', 'applying', 'verifying'];
 
 describe('a coordinator killed at any point of a rollout', () => {
@@ -135,6 +151,8 @@ describe('a coordinator killed at any point of a rollout', () => {
       expect(applies, `${id} journal`).toHaveLength(1);
       expect(applies[0]?.phase).toBe('done');
       expect(applies[0]?.result?.outcome).toBe('healthy');
+      // Started once: a resend after a restart was answered from the journal, not run again.
+      expect(applies[0]?.executions, `${id}: executions of ${applies[0]?.orderId}`).toBe(1);
     }
 
     // The audit log agrees: each host was dispatched once, whatever the restarts.
@@ -142,5 +160,182 @@ describe('a coordinator killed at any point of a rollout', () => {
     const dispatched = events.filter((e) => e.type === 'host.dispatched').map((e) => e.hostId);
     expect(dispatched.sort()).toEqual([...HOSTS].sort());
     expect(fleet.coordinatorRuns).toHaveLength(4);
+  });
+
+  // ---- the coordinator's own crash points ------------------------------------------------------
+
+  /**
+   * Each case changes its own file, `/etc/crash-app/<name>.conf`, from `old` to `<name>` on `hostIds`;
+   * its health (checked before and after) is that the file is there. Returns the patch id.
+   */
+  const patchOwnFile = async (name: string, hostIds: readonly string[]): Promise<string> => {
+    const path = `/etc/crash-app/${name}.conf`;
+    for (const id of hostIds) await writeFile(join(work, id, 'root', path), 'old\n', { mode: 0o644 });
+    return fleet.createPatch(
+      samplePatch({
+        path,
+        content: `${name}\n`,
+        expectedPriorSha256: sha256Of('old\n'),
+        health: {
+          checks: [{ kind: 'file', path }],
+          intervalSeconds: 0.1,
+          minHealthySeconds: 0,
+          healthyDeadlineSeconds: 20,
+        },
+      }),
+    );
+  };
+
+  /**
+   * Arms the coordinator at `point` (a restart with FLEETPATCH_TEST_CRASH_AT), once every agent has
+   * nothing left to report: a result still pending from earlier would trip `result:committed` in
+   * the hello, not in the case.
+   */
+  const armAt = async (point: string, hostIds: readonly string[]): Promise<void> => {
+    for (const id of HOSTS) await settledJournal(join(work, id, 'data'));
+    await fleet.restart({ env: { FLEETPATCH_TEST_CRASH_AT: point } });
+    await fleet.waitOnline(hostIds);
+  };
+
+  /** This rollout's entries in a host's journal. */
+  const entriesOf = async (hostId: string, rolloutId: string): Promise<JournalFileEntry[]> =>
+    (await readJournal(join(work, hostId, 'data'))).filter(
+      (e) => e.kind === 'apply' && e.order?.rolloutId === rolloutId,
+    );
+
+  /** Waits for the coordinator to SIGKILL itself at `point`, and checks that it was there and nowhere else. */
+  const diesAt = async (point: string): Promise<void> => {
+    const { child, logs } = fleet.coordinator;
+    if (child.exitCode === null && child.signalCode === null) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`the coordinator did not crash at ${point} within 30 s:\n${logs.join('\n')}`)),
+          30_000,
+        );
+      });
+      await Promise.race([once(child, 'exit'), deadline]).finally(() => clearTimeout(timer));
+    }
+    expect(child.signalCode, logs.join('\n')).toBe('SIGKILL');
+    await waitFor('coordinator stdout closed', () => child.stdout?.readableEnded ?? true, { timeoutMs: 5_000 });
+    const reached = jsonLines(logs).filter(
+      (l) => typeof l.msg === 'string' && l.msg.includes('test crash point reached'),
+    );
+    expect(
+      reached.map((l) => l.checkpoint),
+      logs.join('\n'),
+    ).toEqual([point]);
+  };
+
+  /**
+   * After the restart the rollout finishes, each host holds the new file, its journal shows the order
+   * started once and its result acknowledged, and the coordinator took in one result per host.
+   */
+  const expectFinishedOnce = async (rolloutId: string, name: string, hostIds: readonly string[]) => {
+    const final = await waitForRolloutState(fleet.api, rolloutId, APPLY_END_STATES, 60_000);
+    // The hosts' own record first: a second run of an order id shows here before anywhere else.
+    for (const id of hostIds) {
+      await settledJournal(join(work, id, 'data'));
+      const entries = await entriesOf(id, rolloutId);
+      expect(
+        entries.map((e) => [e.orderId, e.executions]),
+        `${id}: this rollout's orders and how often each was started`,
+      ).toEqual([[hostOrder(final, id), 1]]);
+      expect(entries[0]?.result?.outcome, `${id}: journaled result`).toBe('healthy');
+      expect(await readFile(join(work, id, 'root', `etc/crash-app/${name}.conf`), 'utf8'), id).toBe(`${name}\n`);
+      expect(await recordedResults(fleet.api, rolloutId, id), `${id}: results recorded`).toEqual(['host.healthy']);
+    }
+    expect(final.rollout.state, final.rollout.stateReason ?? '').toBe('succeeded');
+    expect(final.waves.flatMap((w) => w.hosts.map((h) => [h.hostId, h.state, h.changed]))).toEqual(
+      hostIds.map((id) => [id, 'healthy', true]),
+    );
+  };
+
+  const hostOrder = (status: RolloutStatus, hostId: string) =>
+    status.waves.flatMap((w) => w.hosts).find((h) => h.hostId === hostId)?.orderId;
+
+  /** What the crash left, checked while the coordinator lies dead. */
+  const atCrash: Record<(typeof CRASH_POINTS)[number], (rolloutId: string) => Promise<void>> = {
+    // Committed, never sent: no host has heard of the rollout, and none can until a coordinator runs.
+    'order:committed': async (rolloutId) => {
+      expect(await entriesOf('web-1', rolloutId)).toEqual([]);
+    },
+    // Sent: web-1 runs it to the end on its own, its result unheard.
+    'order:sent': async (rolloutId) => {
+      const done = await waitFor('web-1 finishes the order it was sent', async () => {
+        const [entry] = await entriesOf('web-1', rolloutId);
+        return entry?.phase === 'done' ? entry : undefined;
+      });
+      expect(done).toMatchObject({ acked: false, executions: 1, result: { outcome: 'healthy' } });
+    },
+    // The result is committed and the coordinator died before the ack: web-1 still holds it unacknowledged.
+    'result:committed': async (rolloutId) => {
+      const [entry] = await entriesOf('web-1', rolloutId);
+      expect(entry).toMatchObject({ phase: 'done', acked: false, result: { outcome: 'healthy' } });
+    },
+  };
+
+  it.each(CRASH_POINTS)(
+    'killed at %s, it resumes the rollout on restart; each host runs its order once and is recorded once',
+    async (point) => {
+      const name = point.replace(':', '-');
+      const hostIds = ['web-1', 'web-2'];
+      await armAt(point, hostIds);
+      const rolloutId = await fleet.createRollout(
+        sampleRollout(await patchOwnFile(name, hostIds), {
+          target: { hostIds },
+          waves: [1, 1],
+          maxParallel: 1,
+          maxFailures: 0,
+          bakeSeconds: 0,
+        }),
+      );
+      await fleet.api.post(`/v1/rollouts/${rolloutId}/start`).catch(() => undefined); // may die answering
+      await diesAt(point);
+      await atCrash[point](rolloutId);
+
+      await fleet.restart();
+      await expectFinishedOnce(rolloutId, name, hostIds);
+    },
+  );
+
+  it('restored from a backup taken before a result was recorded, it sends that order again; the host answers from its journal', async () => {
+    const name = 'restored-backup';
+    const dataDir = join(work, 'coordinator');
+    const backup = join(work, 'coordinator-backup');
+    await armAt('order:committed', ['web-1']);
+    const rolloutId = await fleet.createRollout(
+      sampleRollout(await patchOwnFile(name, ['web-1']), {
+        target: { hostIds: ['web-1'] },
+        waves: [1],
+        bakeSeconds: 0,
+      }),
+    );
+    await fleet.api.post(`/v1/rollouts/${rolloutId}/start`).catch(() => undefined); // may die answering
+    await diesAt('order:committed');
+    // The backup: the database as it was, the order committed and not yet sent, copied while nothing runs.
+    await mkdir(backup);
+    const dbFiles = (await readdir(dataDir)).filter((f) => f.startsWith('fleetpatch.db'));
+    for (const file of dbFiles) await copyFile(join(dataDir, file), join(backup, file));
+
+    await fleet.restart();
+    await expectFinishedOnce(rolloutId, name, ['web-1']);
+
+    // Disaster: the coordinator's disk is lost and the backup restored. It believes web-1 still has
+    // the order in flight, and web-1's hello does not name it (acknowledged long ago): it sends it again.
+    await fleet.coordinator.kill();
+    for (const file of await readdir(dataDir)) if (file.startsWith('fleetpatch.db')) await rm(join(dataDir, file));
+    for (const file of dbFiles) await copyFile(join(backup, file), join(dataDir, file));
+    const restored = new Database(join(dataDir, 'fleetpatch.db'), { readonly: true });
+    try {
+      expect(restored.prepare('SELECT state FROM host_runs WHERE rollout_id = ?').all(rolloutId)).toEqual([
+        { state: 'dispatched' },
+      ]);
+    } finally {
+      restored.close();
+    }
+    // Succeeding again needs web-1's answer to the order sent again: its hello no longer names it.
+    await fleet.restart();
+    await expectFinishedOnce(rolloutId, name, ['web-1']);
   });
 });

@@ -59,9 +59,16 @@ describe('an agent with a join token', () => {
   });
 
   it('restarts without any join token: the key in its data dir is enough', async () => {
+    const credential = await readFile(join(dataDir, 'credential.json'), 'utf8');
+    const { agent: enrolled } = await fleet.api.get<AgentDetail>(`/v1/agents/${HOST}`);
     await fleet.stopAgents();
+    await waitFor('the stopped agent to be offline', async () => !(await online()), { timeoutMs: 10_000 });
     fleet.spawnAgent({ id: HOST, dataDir, rootDir: join(work, HOST, 'root') });
     await fleet.waitOnline([HOST]);
+    // Back with the key it had: no second enrollment, no new key.
+    expect(await readFile(join(dataDir, 'credential.json'), 'utf8')).toBe(credential);
+    const { agent: restarted } = await fleet.api.get<AgentDetail>(`/v1/agents/${HOST}`);
+    expect(restarted).toMatchObject({ online: true, enrolledAt: enrolled.enrolledAt });
   });
 
   it('is cut off at once when revoked, and comes back by itself once re-enrolled with a replace token', async () => {

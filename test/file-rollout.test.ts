@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -37,9 +37,11 @@ import {
   signedHello,
 } from './support/agent-identity.js';
 import { errorBody, FleetHarness, issuePaths } from './support/fleet-harness.js';
+import { describeNeeding, itNeeding, root } from './support/requirements.js';
 
 // The walking skeleton, end to end: a real coordinator process, three real agent processes on
-// 127.0.0.1, each confined to its own scratch root; real files checked on disk.
+// 127.0.0.1, each confined to its own scratch root; real files checked on disk. Changing a file's
+// owner needs root: those tests say so in their titles and are skipped without it.
 
 const PATH = '/etc/app/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
@@ -61,12 +63,28 @@ const agentOf = (host: string) => ({
   labels: { role: 'web' },
 });
 
-async function resetFiles(): Promise<void> {
+/**
+ * The original file: mode 0640, owned by neither root nor the patch's owner, so a restore that put
+ * back only the bytes (leaving the patch's mode and owner, or a default 0644 root:root) shows.
+ */
+const OLD_MODE = 0o640;
+const OLD_OWNER = { uid: 4242, gid: 4343 };
+
+/** Each host's root with /etc/app (mode 0755, as the agent requires of a parent directory). */
+async function makeRoots(): Promise<void> {
   for (const host of HOSTS) {
     await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
     await chmod(join(rootOf(host), 'etc/app'), 0o755);
-    await writeFile(join(rootOf(host), PATH), OLD, { mode: 0o644 });
-    await chmod(join(rootOf(host), PATH), 0o644);
+  }
+}
+
+/** Every host's PATH back to OLD, with the original mode and owner (chown: needs root). */
+async function resetFiles(): Promise<void> {
+  await makeRoots();
+  for (const host of HOSTS) {
+    await writeFile(join(rootOf(host), PATH), OLD, { mode: OLD_MODE });
+    await chmod(join(rootOf(host), PATH), OLD_MODE);
+    await chown(join(rootOf(host), PATH), OLD_OWNER.uid, OLD_OWNER.gid);
   }
 }
 
@@ -82,7 +100,7 @@ function launch(patch: Patch, rollout: Parameters<typeof sampleRollout>[1]): Pro
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'fleetpatch-e2e-'));
-  await resetFiles();
+  await makeRoots();
   fleet = await FleetHarness.start(join(work, 'coordinator'), {
     tokens: [
       { name: 'alice', token: 'test-alice-token-0001', role: 'operator' },
@@ -105,7 +123,7 @@ afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-describe('a file patch rolled out in waves', () => {
+describe('the fleet', () => {
   it('reports each agent with facts and labels', async () => {
     const { agents: listed } = await admin.get<AgentList>('/v1/agents');
     expect(listed.map((a) => a.id)).toEqual(HOSTS);
@@ -118,7 +136,9 @@ describe('a file patch rolled out in waves', () => {
       expect(agent.lastSeenAt).not.toBeNull();
     }
   });
+});
 
+describeNeeding([root], 'a file patch rolled out in waves', () => {
   it('plans, applies wave by wave, and reverts in one call to the exact prior bytes, mode and owner', async () => {
     await resetFiles();
     const patch = await alice.post<Patch>('/v1/patches', patchBody());
@@ -163,8 +183,8 @@ describe('a file patch rolled out in waves', () => {
       const file = join(rootOf(host), PATH);
       const info = await stat(file);
       expect(await readFile(file, 'utf8')).toBe(OLD);
-      expect(info.mode & 0o7777).toBe(0o644);
-      expect([info.uid, info.gid]).toEqual([0, 0]);
+      expect(info.mode & 0o7777, `${host}: mode`).toBe(OLD_MODE);
+      expect([info.uid, info.gid], `${host}: owner`).toEqual([OLD_OWNER.uid, OLD_OWNER.gid]);
     }
     expect(reverted.waves.flatMap((w) => w.hosts.map((h) => h.state))).toEqual(['reverted', 'reverted', 'reverted']);
   });
@@ -194,7 +214,7 @@ describe('a file patch rolled out in waves', () => {
   });
 });
 
-describe('the failure budget', () => {
+describeNeeding([root], 'the failure budget', () => {
   it('halts on the first failure with maxFailures 0 and never touches the next waves', async () => {
     await resetFiles();
     // web-1 (the canary) cannot be written: its directory is group-writable, which the agent refuses.
@@ -239,13 +259,12 @@ describe('the failure budget', () => {
   });
 });
 
-describe('dry run', () => {
+describeNeeding([root], 'dry run', () => {
   it('asks every target what it would do, and changes nothing', async () => {
     await resetFiles();
     await writeFile(join(rootOf('web-1'), PATH), 'edited by hand\n');
     await writeFile(join(rootOf('web-2'), PATH), NEW, { mode: 0o600 });
     await chmod(join(rootOf('web-2'), PATH), 0o600);
-    const { chown } = await import('node:fs/promises');
     await chown(join(rootOf('web-2'), PATH), 65534, 65534);
     const patch = await alice.post<Patch>('/v1/patches', patchBody());
     const created = await alice.post<RolloutStatus>('/v1/rollouts', sampleRollout(patch.id));
@@ -301,11 +320,30 @@ describe('bad input is refused and changes nothing', () => {
     expect((await bob.raw('POST', '/v1/patches', patchBody())).status).toBe(403);
     const patch = await alice.post<Patch>('/v1/patches', patchBody());
     const created = await alice.post<RolloutStatus>('/v1/rollouts', sampleRollout(patch.id));
-    const self = await alice.raw('POST', `/v1/rollouts/${created.rollout.id}/approve`, {});
-    expect(self.status).toBe(403);
+    // An operator has no right to approve at all: refused for the role, whoever created the rollout.
+    const operator = await alice.raw('POST', `/v1/rollouts/${created.rollout.id}/approve`, {});
+    expect(operator.status).toBe(403);
+    expect((await errorBody(operator)).error.message).toBe('alice (operator) may not approve');
     const early = await alice.raw('POST', `/v1/rollouts/${created.rollout.id}/start`, {});
     expect(early.status).toBe(409);
     expect((await errorBody(early)).error.details?.state).toBe('awaiting_approval');
+  });
+
+  it('four eyes: whoever created a rollout cannot approve it, even holding the right to approve', async () => {
+    // The admin may both write and approve: only the four-eyes rule stands between it and its own approval.
+    const patch = await admin.post<Patch>('/v1/patches', patchBody());
+    const created = await admin.post<RolloutStatus>('/v1/rollouts', sampleRollout(patch.id));
+    const id = created.rollout.id;
+    const self = await admin.raw('POST', `/v1/rollouts/${id}/approve`, {});
+    expect(self.status).toBe(403);
+    const refused = await errorBody(self);
+    expect(refused.error.code).toBe('forbidden');
+    expect(refused.error.message).toMatch(/^four eyes: /);
+    expect(refused.error.details).toMatchObject({ rolloutId: id, createdBy: 'admin' });
+    expect((await admin.get<RolloutStatus>(`/v1/rollouts/${id}`)).rollout.state).toBe('awaiting_approval');
+    // A second person with the right is all it takes.
+    await bob.post(`/v1/rollouts/${id}/approve`);
+    expect((await admin.get<RolloutStatus>(`/v1/rollouts/${id}`)).rollout.state).toBe('scheduled');
   });
 
   it('closes a socket that cannot prove it is an enrolled agent with 4401, records nothing, and leaves the real agent alone', async () => {
@@ -353,7 +391,8 @@ function freshKey() {
 }
 
 describe('the fleet and its audit trail', () => {
-  it("shows one host's history across rollouts", async () => {
+  // It reads the history the rollouts above left, the revert among them.
+  itNeeding([root], "shows one host's history across rollouts", async () => {
     const detail = await alice.get<AgentDetail>('/v1/agents/web-2');
     expect(detail.agent).toMatchObject({ id: 'web-2', online: true });
     expect(detail.hostRuns.length).toBeGreaterThan(0);
@@ -403,7 +442,7 @@ describe('the fleet and its audit trail', () => {
   });
 });
 
-describe('stopping an agent', () => {
+describeNeeding([root], 'stopping an agent', () => {
   it('drains on SIGTERM: the running order finishes and reports before the agent exits', async () => {
     await resetFiles();
     const patch = await alice.post<Patch>(
@@ -438,11 +477,20 @@ describe('stopping an agent', () => {
 
 describe('agents reconnect', () => {
   it('come back by themselves when the coordinator restarts', async () => {
+    const before = fleet.coordinator.child.pid;
+    const restartedAt = Date.now();
     await fleet.restart();
     await fleet.waitOnline(HOSTS, 30_000);
     await waitFor(
       'healthz to count three agents',
       async () => (await admin.get<Healthz>('/healthz')).agentsOnline >= 3,
     );
+    // A new process, which each host said hello to on its own (the agents were never restarted).
+    expect(fleet.coordinator.child.pid).not.toBe(before);
+    for (const host of HOSTS) {
+      const { agent } = await admin.get<AgentDetail>(`/v1/agents/${host}`);
+      expect(agent.online, host).toBe(true);
+      expect(Date.parse(agent.lastSeenAt ?? ''), host).toBeGreaterThanOrEqual(restartedAt);
+    }
   });
 });

@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { enrollWith } from './support/agent-identity.js';
 import {
   FINAL_APPLY_STATES,
@@ -55,9 +56,12 @@ afterAll(async () => {
 });
 
 describe('a protocol 1 agent under a protocol 2 coordinator', () => {
-  it('is welcomed in protocol 1, the current agent in protocol 2', () => {
+  it('is welcomed in protocol 1, the current agent in protocol 2', async () => {
     expect(oldAgent?.received.find((m) => m.type === 'welcome')).toMatchObject({ protocolVersion: 1 });
-    const connected = jsonLines(fleet.agentLogs()).find((line) => line.msg === 'connected to coordinator');
+    // The coordinator counts the agent online once its hello is in; the agent logs its welcome a moment later.
+    const connected = await waitFor("the current agent's 'connected to coordinator' log line", () =>
+      jsonLines(fleet.agentLogs()).find((line) => line.msg === 'connected to coordinator'),
+    );
     expect(connected).toMatchObject({ protocolVersion: 2 });
   });
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import type { AgentList, Patch, RolloutStatus } from '@fleetpatch/shared';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   type AgentProcess,
   type ApiClient,
@@ -27,7 +27,8 @@ import {
 } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import { exitWithin, jsonLines } from './support/fleet-harness.js';
-import { createTestCa, opensslMissing, type TestCa, type TestCertificate } from './support/test-ca.js';
+import { describeNeeding } from './support/requirements.js';
+import { createTestCa, openssl, type TestCa, type TestCertificate } from './support/test-ca.js';
 
 const ADMIN = 'tls-admin-token-00000001';
 /** Well-formed but issued by nobody: these agents never get past TLS to use it. */
@@ -38,9 +39,7 @@ const OLD = 'tls = off\n';
 const NEW = 'tls = on\n';
 const DAY_MS = 24 * 3600 * 1000;
 
-if (opensslMissing) console.warn('tls.test.ts: skipped, the openssl command is not installed');
-
-describe.skipIf(opensslMissing)('TLS between agents, CLI and coordinator', () => {
+describeNeeding([openssl], 'TLS between agents, CLI and coordinator', () => {
   let work: string;
   let ca: TestCa;
   let foreignCa: TestCa;
@@ -160,10 +159,14 @@ describe.skipIf(opensslMissing)('TLS between agents, CLI and coordinator', () =>
   });
 
   it('accepts a pin of the coordinator certificate written as openssl prints it (colons, upper case)', async () => {
+    expect(served.fingerprint256).toMatch(/^(?:[0-9A-F]{2}:){31}[0-9A-F]{2}$/); // as openssl prints it
     const pinned = await agent('pinned', coordinator.url, {
       tls: { caFile: ca.caFile, pinSha256: served.fingerprint256 },
     });
     await waitForAgentsOnline(api, ['pinned']);
+    const lines = jsonLines(pinned.logs);
+    expect(lines.some((l) => l.msg === 'connected to coordinator')).toBe(true);
+    expect(lines.filter((l) => String(l.msg).startsWith('coordinator certificate refused'))).toEqual([]);
     await pinned.stop();
   });
 

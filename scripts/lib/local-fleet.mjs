@@ -143,6 +143,7 @@ async function stopChild(child, signal = 'SIGTERM') {
  * @param {number} [options.heartbeatIntervalMs]
  * @param {Record<string, unknown>} [options.extraConfig]
  * @param {Record<string, string>} [options.env]
+ * @param {string[]} [options.wrap] A command the coordinator runs inside, e.g. strace (see startAgent).
  * @returns {Promise<CoordinatorProcess>}
  */
 export async function startCoordinator({
@@ -153,6 +154,7 @@ export async function startCoordinator({
   heartbeatIntervalMs = 1000,
   extraConfig = {},
   env = {},
+  wrap = [],
 }) {
   await mkdir(dataDir, { recursive: true });
   const configFile = join(dataDir, 'coordinator.json');
@@ -164,7 +166,7 @@ export async function startCoordinator({
   // A restart on a fixed port can find it briefly taken (by a socket of a test running beside it):
   // try again for a few seconds rather than fail on EADDRINUSE.
   for (let attempt = 1; ; attempt++) {
-    const started = await spawnCoordinator(configFile, env);
+    const started = await spawnCoordinator(configFile, env, wrap);
     if (started.ok) return started.coordinator;
     if (port === 0 || attempt >= 20 || !started.logs.some((l) => l.includes('EADDRINUSE'))) throw started.error;
     await new Promise((resolve) => setTimeout(resolve, 250));
@@ -174,10 +176,18 @@ export async function startCoordinator({
 /**
  * @param {string} configFile
  * @param {Record<string, string>} env
+ * @param {string[]} wrap
  * @returns {Promise<{ ok: true, coordinator: CoordinatorProcess } | { ok: false, error: unknown, logs: string[] }>}
  */
-async function spawnCoordinator(configFile, env) {
-  const child = spawn(process.execPath, [COORDINATOR_BIN, '--config', configFile], {
+async function spawnCoordinator(configFile, env, wrap) {
+  const [command = process.execPath, ...commandArgs] = [
+    ...wrap,
+    process.execPath,
+    COORDINATOR_BIN,
+    '--config',
+    configFile,
+  ];
+  const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

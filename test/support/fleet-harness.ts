@@ -4,8 +4,10 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { JournalEntrySchema } from '@fleetpatch/agent';
 import type {
   ErrorBody,
+  EventPage,
   HostView,
   Patch,
   PatchSpecInput,
@@ -24,6 +26,7 @@ import {
   issueJoinToken,
   startAgent,
   startCoordinator,
+  waitFor,
   waitForAgentsOnline,
   waitForRolloutState,
 } from '../../scripts/lib/local-fleet.mjs';
@@ -40,6 +43,8 @@ export interface FleetOptions {
   tickIntervalMs?: number;
   /** Merged over the harness's own coordinator config (`minApprovals: 0`). */
   extraConfig?: Record<string, unknown>;
+  /** A command the coordinator runs inside (e.g. `straceWrap`), for every start and restart. */
+  wrap?: string[];
 }
 
 export interface AgentSpawn {
@@ -91,6 +96,7 @@ export class FleetHarness {
       tickIntervalMs: options.tickIntervalMs ?? 50,
       // Rollouts here may run without an approver (requiredApprovals 0); the coordinator must allow it.
       extraConfig: { minApprovals: 0, ...options.extraConfig },
+      ...(options.wrap ? { wrap: options.wrap } : {}),
     };
     return new FleetHarness(await startCoordinator(config), config);
   }
@@ -108,13 +114,14 @@ export class FleetHarness {
 
   /**
    * Stops the coordinator — gracefully, or with SIGKILL when `crash` — and starts a new process on
-   * the same data dir, port and config. Agents stay up and reconnect by themselves. A coordinator
-   * already killed by the test (`coordinator.kill()`) is simply started again.
+   * the same data dir, port and config, with `env` added to its environment (e.g. a test crash point).
+   * Agents stay up and reconnect by themselves. A coordinator already dead (killed by the test, or by
+   * its own crash point) is simply started again.
    */
-  async restart({ crash = false }: { crash?: boolean } = {}): Promise<void> {
+  async restart({ crash = false, env = {} }: { crash?: boolean; env?: Record<string, string> } = {}): Promise<void> {
     const previous = this.current;
     await (crash ? previous.kill() : previous.stop());
-    this.current = await startCoordinator({ ...this.config, port: previous.port });
+    this.current = await startCoordinator({ ...this.config, port: previous.port, env });
     this.coordinatorRuns.push(this.current.logs);
   }
 
@@ -284,36 +291,78 @@ export interface JournalFileEntry {
   kind: 'apply' | 'revert';
   phase: string;
   changed: boolean;
-  revertsOrderId?: string;
-  order?: { rolloutId: string };
-  result?: { outcome: string; changed: boolean };
+  /** The coordinator acknowledged its result. */
+  acked: boolean;
+  /** How many times the agent started this order id: 1, or at most once was broken. */
+  executions: number;
+  snapshot?: unknown;
+  revertsOrderId?: string | undefined;
+  order?: { rolloutId: string } | undefined;
+  result?: { outcome: string; changed: boolean } | undefined;
 }
 
+/**
+ * Every entry of the journal under `dataDir`. The agent makes `orders/` when it starts, so a missing
+ * one is an error, not an empty journal: a wrong path must not pass for "no order here".
+ */
 export async function readJournal(dataDir: string): Promise<JournalFileEntry[]> {
   const ordersDir = join(dataDir, 'orders');
-  let names: string[];
-  try {
-    names = await readdir(ordersDir);
-  } catch {
-    return [];
-  }
+  const names = await readdir(ordersDir);
   const entries: JournalFileEntry[] = [];
   for (const name of names) {
     const raw = await readFile(join(ordersDir, name, 'entry.json'), 'utf8');
-    entries.push(JSON.parse(raw) as JournalFileEntry);
+    // Parsed by the agent's own schema: an entry the agent could not read back fails the test here.
+    entries.push(JournalEntrySchema.parse(JSON.parse(raw)));
   }
   return entries;
 }
 
-/** Every path under `dir` (recursively) whose name matches `pattern`. */
+/**
+ * The agent's journal once every order in it is done and its result acknowledged by the coordinator:
+ * nothing is left to report. Waits (with a deadline) because the last ack may follow the rollout's end.
+ */
+export async function settledJournal(dataDir: string, timeoutMs = 10_000): Promise<JournalFileEntry[]> {
+  let last: JournalFileEntry[] = [];
+  try {
+    return await waitFor(
+      'every journal entry done and acknowledged',
+      async () => {
+        last = await readJournal(dataDir);
+        return last.length > 0 && last.every((e) => e.phase === 'done' && e.acked) ? last : undefined;
+      },
+      { timeoutMs },
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}
+${JSON.stringify(last, null, 2)}`);
+  }
+}
+
+/**
+ * What the coordinator recorded from `hostId`'s reports in a rollout, progress aside: one event per
+ * result it took in (`host.healthy`, `host.reverted`, `host.late_result`…), oldest first.
+ */
+export async function recordedResults(api: ApiClient, rolloutId: string, hostId: string): Promise<string[]> {
+  const { events } = await api.get<EventPage>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
+  return events
+    .filter((e) => e.hostId === hostId && e.actor === hostId && e.type !== 'host.progress')
+    .map((e) => e.type);
+}
+
+/**
+ * Every path under `dir` (recursively) whose name matches `pattern`. `dir` itself must exist (a
+ * wrong path must not pass for "nothing left behind"); a directory below it that vanishes while it
+ * is walked is skipped.
+ */
 export async function findNames(dir: string, pattern: RegExp): Promise<string[]> {
   const found: string[] = [];
   const walk = async (current: string): Promise<void> => {
     let entries: import('node:fs').Dirent[];
     try {
       entries = await readdir(current, { withFileTypes: true });
-    } catch {
-      return;
+    } catch (err) {
+      if (current !== dir && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
     }
     for (const entry of entries) {
       const path = join(current, entry.name);

@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import { type Requirement, requirement } from './requirements.js';
 
 /**
  * Test hosts as Linux network namespaces: each has its own loopback (so every host can run the
@@ -12,6 +13,9 @@ export function namespacesAvailable(): { available: true } | { available: false;
   if (probe.error || probe.status !== 0) return { available: false, reason: 'iproute2 (`ip netns`) is not available' };
   return { available: true };
 }
+
+/** What a multi-host test needs: root and `ip netns` (see `namespacesAvailable`). */
+export const namespaces: Requirement = requirement('network namespaces', namespacesAvailable());
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });

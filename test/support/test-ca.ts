@@ -7,8 +7,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Requirement, requirement } from './requirements.js';
 
-export const opensslMissing = spawnSync('openssl', ['version']).status !== 0;
+/** The TLS tests make their CA and certificates with the openssl command. */
+export const openssl: Requirement = requirement(
+  'the openssl command',
+  spawnSync('openssl', ['version']).status === 0
+    ? { available: true }
+    : { available: false, reason: 'the openssl command is not installed' },
+);
 
 export interface TestCertificate {
   certFile: string;

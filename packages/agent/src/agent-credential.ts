@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { chmod, readFile } from 'node:fs/promises';
 import { AgentPublicKeySchema, HostIdSchema, loadPrivateKey } from '@fleetpatch/shared';
 import { z } from 'zod';
-import { writeAll, writeFileAtomically } from './fs/atomic-file.js';
+import { makeDirectoryDurably, writeAll, writeFileAtomically } from './fs/atomic-file.js';
 
 /** The agent's identity, made by the agent itself at enrollment: `<dataDir>/credential.json`, mode 0600. */
 export const CREDENTIAL_FILE = 'credential.json';
@@ -48,7 +48,7 @@ export async function writeCredential(
   credential: { hostId: string; publicKey: string; privateKeyPem: string },
   enrolledAt: string,
 ): Promise<void> {
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await makeDirectoryDurably(dataDir, 0o700);
   await chmod(dataDir, 0o700);
   const bytes = Buffer.from(`${JSON.stringify({ ...credential, enrolledAt }, null, 2)}\n`);
   await writeFileAtomically(dataDir, CREDENTIAL_FILE, { mode: 0o600 }, (handle) => writeAll(handle, bytes));

@@ -34,7 +34,7 @@ export interface AgentOptions {
   /** Facts to report; collected from the system by main.ts, injected so many agents can share one process. */
   facts: Facts;
   clock?: Clock;
-  /** Test-only crash points (see OrderExecutor). */
+  /** Test-only crash points: between the executor's steps and inside the journal's and file driver's writes. */
   checkpoint?: (name: string) => void;
 }
 
@@ -65,13 +65,18 @@ export class Agent {
     this.state = 'running';
     const { config, log } = this.options;
     const clock = this.options.clock ?? systemClock;
-    const journal = await Journal.open(config.dataDir);
+    const { checkpoint } = this.options;
+    const crashPoints = checkpoint ? { checkpoint } : {};
+    const journal = await Journal.open(config.dataDir, crashPoints);
     const apt = config.apt ? aptDriverFor(config.apt) : undefined;
     const drivers: DriverSet = {
-      file: new FileDriver({ rootDir: config.rootDir, allowedRoots: config.file.allowedRoots }),
+      file: new FileDriver({ rootDir: config.rootDir, allowedRoots: config.file.allowedRoots, ...crashPoints }),
       ...(apt ? { package: apt } : {}),
     };
-    const policy = new AgentPolicy(config, apt ? { packageFacts: apt.packageFacts } : {});
+    const policy = new AgentPolicy(config, {
+      rootDir: config.rootDir,
+      ...(apt ? { packageFacts: apt.packageFacts } : {}),
+    });
     const executor = new OrderExecutor({
       journal,
       drivers,
@@ -100,7 +105,7 @@ export class Agent {
           }),
         result: (result) => this.connection?.send({ type: 'order.result', ...result }),
       },
-      ...(this.options.checkpoint ? { checkpoint: this.options.checkpoint } : {}),
+      ...crashPoints,
     });
     await executor.recover();
     await this.pruneJournal(journal);
@@ -150,6 +155,8 @@ export class Agent {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.executor?.stop();
     await this.connection?.stop();
+    // An ack's journal write may still be between its rename and its directory fsync: let it end.
+    await this.journal?.settle();
   }
 
   private async pruneJournal(journal: Journal): Promise<void> {

@@ -136,10 +136,10 @@ export const AgentConfigSchema = z
       .strict()
       .prefault({}),
     /**
-     * Signed orders (signed-statement.ts). Absent: orders need no signature (the lab default, and the
-     * only setting that works until the coordinator and CLI produce signed orders). Present: every
-     * apply and every revert order must carry a statement signed by `requiredSignatures` distinct
-     * trusted keys covering `requireRoles`, whatever protocol version the coordinator speaks.
+     * Signed orders (signed-statement.ts). Absent: orders need no signature (the lab default).
+     * Present: every apply and every revert order must carry a statement signed by
+     * `requiredSignatures` distinct trusted keys covering `requireRoles`, whatever protocol version
+     * the coordinator speaks (rollouts are signed with the CLI's `--sign-key`).
      */
     signing: z
       .object({

@@ -1,5 +1,5 @@
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   type OrderApply,
   OrderApplySchema,
@@ -9,7 +9,13 @@ import {
   OrderResultBodySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
-import { fsyncDirectory, isTempFileFor, writeAll, writeFileAtomically } from './fs/atomic-file.js';
+import {
+  fsyncDirectory,
+  isTempFileFor,
+  makeDirectoryDurably,
+  writeAll,
+  writeFileAtomically,
+} from './fs/atomic-file.js';
 
 /** What every journal entry records, whatever its kind. */
 const EntryBase = {
@@ -24,6 +30,13 @@ const EntryBase = {
   result: OrderResultBodySchema.optional(),
   /** The coordinator confirmed it stored the result; no need to report it again. */
   acked: z.boolean().default(false),
+  /**
+   * How many times this order id was started: written with the entry that starts it, so it is 1 for
+   * ever unless something runs a re-delivered id a second time — which at most once forbids, and
+   * which this makes visible to tests and to whoever reads the journal after an incident. Entries
+   * written before the count existed were started once (an id was never started twice).
+   */
+  executions: z.number().int().min(1).default(1),
   updatedAt: z.string(),
 };
 
@@ -58,6 +71,14 @@ export type JournalEntry = z.infer<typeof JournalEntrySchema>;
 /** What a write may change of an entry: never its identity, kind or what it was asked to do. */
 export type JournalPatch = Partial<Pick<JournalEntry, 'phase' | 'snapshot' | 'changed' | 'result' | 'acked'>>;
 
+export interface JournalOptions {
+  /**
+   * Test-only crash points inside each entry write: `journal:<kind>:<what>:<step>`, where `what` is
+   * the phase written (or `acked`) and `step` an `AtomicWriteStep`. Unset in production.
+   */
+  checkpoint?: (name: string) => void;
+}
+
 const ENTRY_FILE = 'entry.json';
 /** How agents before the shared atomic writer named an entry's temp file (`entry.json.<hex>.tmp`). */
 const LEGACY_TEMP_PATTERN = /^entry\.json\.[0-9a-f]+\.tmp$/;
@@ -72,11 +93,16 @@ export class Journal {
   private readonly turns = new Map<string, Promise<unknown>>();
   private seq = 0;
 
-  private constructor(private readonly ordersDir: string) {}
+  private constructor(
+    private readonly ordersDir: string,
+    private readonly options: JournalOptions,
+  ) {}
 
-  static async open(dataDir: string): Promise<Journal> {
-    const journal = new Journal(join(dataDir, 'orders'));
-    await mkdirDurably(journal.ordersDir);
+  static async open(dataDir: string, options: JournalOptions = {}): Promise<Journal> {
+    const journal = new Journal(join(dataDir, 'orders'), options);
+    await makeDirectoryDurably(journal.ordersDir, 0o700);
+    // An order directory made by an agent killed before it synced `orders/` is durable from here on.
+    await fsyncDirectory(journal.ordersDir);
     for (const name of await readdir(journal.ordersDir)) {
       const entry = await journal.readEntry(name);
       if (!entry) continue;
@@ -115,8 +141,9 @@ export class Journal {
     return join(this.orderDir(orderId), 'snapshot');
   }
 
+  /** Starts an apply order: its first entry, durable before anything is done for it. */
   async createApply(order: OrderApply, at: string): Promise<ApplyEntry> {
-    return this.write({
+    return this.start(order.orderId, (executions) => ({
       orderId: order.orderId,
       kind: 'apply',
       seq: 0,
@@ -124,12 +151,13 @@ export class Journal {
       order,
       changed: false,
       acked: false,
+      executions,
       updatedAt: at,
-    });
+    }));
   }
 
   async createRevert(orderId: string, revertsOrderId: string, at: string): Promise<RevertEntry> {
-    return this.write({
+    return this.start(orderId, (executions) => ({
       orderId,
       kind: 'revert',
       seq: 0,
@@ -137,8 +165,9 @@ export class Journal {
       revertsOrderId,
       changed: false,
       acked: false,
+      executions,
       updatedAt: at,
-    });
+    }));
   }
 
   /**
@@ -150,7 +179,7 @@ export class Journal {
       const current = this.entries.get(entry.orderId);
       if (!current || !isSameKind(current, entry))
         throw new Error(`journal has no ${entry.kind} order ${entry.orderId}`);
-      return this.writeNow({ ...current, ...patch, updatedAt: at });
+      return this.writeNow({ ...current, ...patch, updatedAt: at }, patch.phase ?? current.phase);
     });
   }
 
@@ -172,7 +201,7 @@ export class Journal {
       if (current?.phase !== 'done' || current.acked) return;
       // Stryker disable next-line OptionalChaining: a done entry always has its result (finish writes both)
       if (finishedAt !== undefined && current.result?.finishedAt !== finishedAt) return;
-      await this.writeNow({ ...current, acked: true, updatedAt: at });
+      await this.writeNow({ ...current, acked: true, updatedAt: at }, 'acked');
     });
   }
 
@@ -197,8 +226,20 @@ export class Journal {
     return removed;
   }
 
-  private write<E extends JournalEntry>(entry: E): Promise<E> {
-    return this.inTurn(entry.orderId, () => this.writeNow(entry));
+  /** Resolves once every write begun so far has ended: a graceful stop never cuts one short. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.turns.values()]);
+  }
+
+  /**
+   * The first write of an order. Callers never start an id the journal knows (the executor answers
+   * it from here); if one ever does, the count of executions goes up, so the second run shows.
+   */
+  private start<E extends JournalEntry>(orderId: string, build: (executions: number) => E): Promise<E> {
+    return this.inTurn(orderId, () => {
+      const entry = build((this.entries.get(orderId)?.executions ?? 0) + 1);
+      return this.writeNow(entry, entry.phase);
+    });
   }
 
   /**
@@ -216,13 +257,20 @@ export class Journal {
     return turn;
   }
 
-  private async writeNow<E extends JournalEntry>(entry: E): Promise<E> {
+  /** `what` names the write for the test crash points: the phase it records, or `acked`. */
+  private async writeNow<E extends JournalEntry>(entry: E, what: string): Promise<E> {
     const next: E = { ...entry, seq: ++this.seq };
     const dir = this.orderDir(entry.orderId);
-    await mkdirDurably(dir);
+    // The order's directory is durable before its first entry is: else a power cut could lose both.
+    await makeDirectoryDurably(dir, 0o700);
+    const { checkpoint } = this.options;
     // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
-    await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (handle) =>
-      writeAll(handle, Buffer.from(JSON.stringify(next))),
+    await writeFileAtomically(
+      dir,
+      ENTRY_FILE,
+      { mode: 0o600 },
+      (handle) => writeAll(handle, Buffer.from(JSON.stringify(next))),
+      checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {},
     );
     this.entries.set(entry.orderId, next);
     return next;
@@ -257,21 +305,6 @@ export class Journal {
       throw new Error(`unsafe order id ${orderId}`);
     return join(this.ordersDir, orderId);
   }
-}
-
-/**
- * Every directory created is an entry in its parent, which is fsync'd too: otherwise a power cut
- * could take a new order's directory, and every entry in it, with it.
- */
-async function mkdirDurably(dir: string): Promise<void> {
-  const created = await mkdir(dir, { recursive: true, mode: 0o700 });
-  if (created === undefined) return;
-  const parents: string[] = [];
-  for (let child = dir; child !== dirname(child); child = dirname(child)) {
-    parents.unshift(dirname(child));
-    if (child === created) break;
-  }
-  for (const parent of parents) await fsyncDirectory(parent);
 }
 
 function isSameKind<E extends JournalEntry>(entry: JournalEntry, like: E): entry is E {

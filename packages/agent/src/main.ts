@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import { armedCrashPoints, crashingCheckpoint } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { Agent } from './agent.js';
 import { type AgentConfig, isInsecureUrl, loadAgentConfig } from './config.js';
@@ -83,7 +84,7 @@ async function main(): Promise<void> {
   }
 
   // Test-only: the crash-point matrix kills the agent at a named step to prove recovery.
-  const crashAt = new Set((process.env.FLEETPATCH_TEST_CRASH_AT ?? '').split(',').filter(Boolean));
+  const crashAt = armedCrashPoints(process.env);
   const logOptions = { level: config.logLevel, base: { service: 'agent' } };
   // pino writes asynchronously by default, so a SIGKILL right after a log call loses the line; with
   // crash points armed, log synchronously so "test crash point reached" is on stdout before the kill.
@@ -94,20 +95,8 @@ async function main(): Promise<void> {
       'allowInsecure: talking to the coordinator without TLS; the join token and every order cross the network in clear',
     );
   }
-  const agent = new Agent({
-    config,
-    log,
-    facts: await collectFacts(),
-    ...(crashAt.size > 0
-      ? {
-          checkpoint: (name: string) => {
-            if (!crashAt.has(name)) return;
-            log.warn({ checkpoint: name }, 'test crash point reached: SIGKILL');
-            process.kill(process.pid, 'SIGKILL');
-          },
-        }
-      : {}),
-  });
+  const checkpoint = crashingCheckpoint(crashAt, log);
+  const agent = new Agent({ config, log, facts: await collectFacts(), ...(checkpoint ? { checkpoint } : {}) });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {

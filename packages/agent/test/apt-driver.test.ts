@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { FleetError, type PackageChange, PackageChangeSchema } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeNeeding, itNeeding, root } from '../../../test/support/requirements.js';
 import { AptDriver, type PackageSnapshot } from '../src/drivers/apt-driver.js';
 import type { DriverContext } from '../src/drivers/driver.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
@@ -13,13 +14,10 @@ import {
   createDebTestBed,
   type DebTestBed,
   type DpkgRoot,
-  debToolsAvailable,
+  debTools,
   readIfExists,
   waitFor,
 } from './support/deb-fixtures.js';
-
-const tools = debToolsAvailable();
-if (!tools.available) console.warn(`apt driver tests skipped: ${tools.reason}`);
 
 function change(input: Omit<Partial<PackageChange>, 'kind' | 'manager'> & { name: string; version: string }) {
   return PackageChangeSchema.parse({ kind: 'package', manager: 'apt', ...input });
@@ -39,7 +37,7 @@ async function expectFleetError(promise: Promise<unknown>, code: string): Promis
   return err as FleetError;
 }
 
-describe.skipIf(!tools.available)('AptDriver against real dpkg in a throwaway root', () => {
+describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', () => {
   let bed: DebTestBed;
   let snapshots: string;
 
@@ -295,18 +293,28 @@ describe.skipIf(!tools.available)('AptDriver against real dpkg in a throwaway ro
     await expectInstalled(host, 'fptest', '1.0');
   });
 
-  it('refuses a throwaway root with chrootless scripts and no privilege drop when run as root', () => {
-    if (process.getuid?.() !== 0) return;
+  itNeeding([root], 'refuses a throwaway root with chrootless scripts and no privilege drop when run as root', () => {
     expect(() => new AptDriver({ root: join(bed.baseDir, 'x'), dpkgOptions: ['--force-script-chrootless'] })).toThrow(
       /real \//,
     );
   });
 
   it("leaves this machine's own dpkg database alone", async () => {
-    const result = await new Promise<string>((resolve) => {
-      execFile('dpkg-query', ['-W', 'fptest', 'fpnew', 'fpother', 'fplock'], (_err, stdout) => resolve(stdout));
+    const query = (...names: string[]) =>
+      new Promise<{ code: number | string; stdout: string; stderr: string }>((resolve) => {
+        execFile('dpkg-query', ['-W', ...names], { env: { ...process.env, LC_ALL: 'C' } }, (err, stdout, stderr) =>
+          resolve({ code: err?.code ?? 0, stdout, stderr }),
+        );
+      });
+    // The query really reads this machine's database: dpkg itself is in it.
+    expect(await query('dpkg')).toMatchObject({ code: 0, stdout: expect.stringMatching(/^dpkg\t\S+\n$/) });
+    // And it knows none of the test packages: not installed, not even remembered as removed.
+    const names = ['fptest', 'fpnew', 'fpother', 'fplock'];
+    expect(await query(...names)).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: names.map((name) => `dpkg-query: no packages found matching ${name}\n`).join(''),
     });
-    expect(result.trim()).toBe('');
   });
 
   describe('snapshot', () => {

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FileChange, FileChangeSchema, FleetError } from '@fleetpatch/shared';
 import pino from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { describeNeeding, root } from '../../../test/support/requirements.js';
 import type { DriverContext } from '../src/drivers/driver.js';
 import { FileDriver, type FileSnapshot, FileSnapshotSchema } from '../src/drivers/file-driver.js';
 
@@ -93,7 +94,7 @@ async function writeSetuidPrior(): Promise<Observed> {
   return writeExisting(Buffer.from([0, 1, 2, 255, 10, 13, 0x80]), 0o4755, NOBODY, NOBODY);
 }
 
-describe('FileDriver apply and restore', () => {
+describeNeeding([root], 'FileDriver apply and restore', () => {
   it('creates a new file exactly, and restore removes it again', async () => {
     // A setuid file is written exactly, when the patch says so (schemas refuse it otherwise).
     const change = fileChange({ owner: 'nobody', group: '65534', mode: '04755', allowSpecialModes: true });
@@ -160,7 +161,7 @@ describe('FileDriver apply and restore', () => {
   });
 });
 
-describe('FileDriver preconditions', () => {
+describeNeeding([root], 'FileDriver preconditions', () => {
   it('refuses drift with the expected and found sha256 and leaves the file untouched', async () => {
     const prior = await writeExisting('edited by hand\n', 0o600, 0, 0);
     const change = fileChange({ expectedPriorSha256: sha256('what the operator saw\n') });
@@ -214,7 +215,7 @@ describe('FileDriver preconditions', () => {
   });
 });
 
-describe('FileDriver path policy', () => {
+describeNeeding([root], 'FileDriver path policy', () => {
   it('refuses a symlink as the target and never touches what it points to', async () => {
     const secret = join(base, 'secret');
     await writeFile(secret, 'root:x:0:0\n');
@@ -303,7 +304,7 @@ describe('FileDriver path policy', () => {
   });
 });
 
-describe('FileDriver preflight', () => {
+describeNeeding([root], 'FileDriver preflight', () => {
   it('says would_apply for a new file and changes nothing', async () => {
     const verdict = await driver.preflight(fileChange(), ctx);
     expect(verdict.outcome).toBe('would_apply');
@@ -348,7 +349,7 @@ describe('FileDriver preflight', () => {
   });
 });
 
-describe('FileDriver verify', () => {
+describeNeeding([root], 'FileDriver verify', () => {
   it('passes right after apply and catches tampered content, mode, owner and group', async () => {
     const change = fileChange({ mode: '0600' });
     await driver.apply(change, ctx);
@@ -382,7 +383,7 @@ describe('FileDriver verify', () => {
   });
 });
 
-describe('FileDriver snapshot', () => {
+describeNeeding([root], 'FileDriver snapshot', () => {
   it('stores the prior content durably in the order dir and records its sha256', async () => {
     const prior = await writeSetuidPrior();
     const snapshot = await driver.snapshot(fileChange(), snapshotDir, ctx);
@@ -405,7 +406,7 @@ describe('FileDriver snapshot', () => {
   });
 });
 
-describe('FileDriver restore', () => {
+describeNeeding([root], 'FileDriver restore', () => {
   it('is idempotent for a file that was absent', async () => {
     const change = fileChange();
     const snapshot = await driver.snapshot(change, snapshotDir, ctx);
@@ -497,7 +498,7 @@ describe('FileDriver restore', () => {
   });
 });
 
-describe('FileDriver cleanup', () => {
+describeNeeding([root], 'FileDriver cleanup', () => {
   it("removes only this target's leftover temp files", async () => {
     await writeExisting('keep me\n', 0o644, 0, 0);
     const leftovers = ['.app.conf.fleetpatch-tmp-0123456789abcdef', '.app.conf.fleetpatch-tmp-fedcba9876543210'];
@@ -523,7 +524,10 @@ describe('FileDriver cleanup', () => {
   });
 
   it('is a no-op when the parent directory does not exist', async () => {
-    await driver.cleanup(fileChange({ path: '/etc/myapp/missing/x.conf' }), ctx);
+    // A crash before the first order for this path left nothing: recovery must not fail on it.
+    await expect(driver.cleanup(fileChange({ path: '/etc/myapp/missing/x.conf' }), ctx)).resolves.toBeUndefined();
+    expect(await exists(join(appDir, 'missing'))).toBe(false);
+    expect(await readdir(appDir)).toEqual([]);
   });
 
   it('refuses to look inside a directory reached through a symlink', async () => {

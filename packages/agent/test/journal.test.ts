@@ -33,4 +33,21 @@ describe('Journal', () => {
     expect(reopened.position).toBe(2);
     expect((await readdir(orderDir)).sort()).toEqual(['entry.json']);
   });
+
+  it('settles only once every write begun has ended, so a graceful stop never cuts one short', async () => {
+    const journal = await Journal.open(dir);
+    const entry = await journal.createApply(order, new Date(0).toISOString());
+    const ended: string[] = [];
+    const writes = [
+      journal.update(entry, { phase: 'snapshotted' }, new Date(1).toISOString()),
+      journal.acknowledge('o1', undefined, new Date(2).toISOString()),
+      journal.createApply(sampleApplyOrder('o2'), new Date(3).toISOString()),
+    ];
+    writes.forEach((write, i) => void write.then(() => ended.push(`write ${i}`)));
+
+    await journal.settle();
+
+    expect(ended.sort()).toEqual(['write 0', 'write 1', 'write 2']);
+    expect((await Journal.open(dir)).get('o2')).toMatchObject({ phase: 'accepted' });
+  });
 });

@@ -13,7 +13,7 @@ import {
 } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type Clock, systemClock } from '../src/clock.js';
+import type { Clock } from '../src/clock.js';
 import type { Driver, PreflightVerdict } from '../src/drivers/driver.js';
 import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
@@ -94,8 +94,68 @@ function fakeClock(): Clock {
   };
 }
 
+/**
+ * Time for the health runner that stands still while held: a sleep waits until `release()` (or its
+ * abort), so a bake watch stays in progress, provably, until a test lets it poll again.
+ */
+class HeldClock implements Clock {
+  private ms = 0;
+  private held = true;
+  private readonly sleepers = new Set<() => void>();
+
+  now = (): number => this.ms;
+
+  sleep = (ms: number, signal?: AbortSignal): Promise<void> => {
+    signal?.throwIfAborted();
+    if (!this.held) {
+      this.ms += ms;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const wake = () => {
+        signal?.removeEventListener('abort', abort);
+        this.ms += ms;
+        resolve();
+      };
+      const abort = () => {
+        this.sleepers.delete(wake);
+        reject(signal?.reason);
+      };
+      this.sleepers.add(wake);
+      signal?.addEventListener('abort', abort, { once: true });
+    });
+  };
+
+  /** From now on time passes at once, as with `fakeClock`; the sleeps waiting end. */
+  release(): void {
+    this.held = false;
+    for (const wake of this.sleepers) wake();
+    this.sleepers.clear();
+  }
+}
+
+/** A health runner that counts bake watches: each `watch` call is one, in progress until it returns. */
+class CountingHealthRunner extends HealthRunner {
+  /** Watches in progress right now. */
+  live = 0;
+  /** Watches ever started. */
+  started = 0;
+
+  override async watch(...args: Parameters<HealthRunner['watch']>): ReturnType<HealthRunner['watch']> {
+    this.live++;
+    this.started++;
+    try {
+      return await super.watch(...args);
+    } finally {
+      this.live--;
+    }
+  }
+}
+
 const order = sampleApplyOrder;
 const check: HealthCheck = { kind: 'file', path: '/etc/x.conf' };
+/** Healthy on the first good poll: the apply needs no sleep, so a held clock only holds the bake. */
+const healthyAtOnce = { checks: [check], intervalSeconds: 1, minHealthySeconds: 0, healthyDeadlineSeconds: 10 };
 
 let dir: string;
 let driver: FakeDriver;
@@ -119,9 +179,6 @@ async function executor(journal?: Journal, extra: Partial<OrderExecutorOptions> 
 function withCommands(allowedCommands: AllowedCommand[]): AgentPolicy {
   return new AgentPolicy({ file: { allowedRoots: ['/etc'] }, health: { allowedCommands } });
 }
-
-/** Real time, for tests that need another step to get ahead of a deliberately slow one. */
-const realDelay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'executor-'));
@@ -295,48 +352,71 @@ describe('OrderExecutor', () => {
     expect(reopened.get('o2')?.phase).toBe('done');
   });
 
-  it('a revert delivered while the apply is verifying waits for it, then ends its bake before restoring', async () => {
-    // Healthy while nothing has been restored; once anything restores, health fails. A bake watch
-    // that outlived the revert would see that, restore a second time and report o1 again.
-    const slow: HealthProbe = {
+  it('a revert delivered while the apply is verifying waits for it, and no bake watch starts or is live when it restores', async () => {
+    // Once the apply is verifying, its health check answers only when the revert is journaled and
+    // waiting; the bake (bakeSeconds 3600, on a held clock) would still be watching at the restore
+    // had it started.
+    let verifying = false;
+    let revertJournaled = () => {};
+    const journaled = new Promise<void>((resolve) => {
+      revertJournaled = resolve;
+    });
+    const gated: HealthProbe = {
       run: async (c) => {
-        if (verifying) await realDelay(30);
-        const ok = !driver.calls.includes('restore');
-        return { check: c.kind, kind: c.kind, ok, observed: ok ? 'fine' : 'broken', at: new Date(0).toISOString() };
+        if (verifying) await journaled;
+        return probe.run(c);
       },
     };
-    let verifying = false;
-    // Real time: the probe really is slow, and a fake clock would let the runner's limit on a
-    // check's duration pass at once.
-    const ex = new OrderExecutor({
-      journal: await Journal.open(dir),
-      drivers: { file: driver },
-      health: new HealthRunner(slow, systemClock),
-      clock: fakeClock(),
-      log: pino({ level: 'silent' }),
-      events: {
-        progress: (orderId, phase) => {
-          if (orderId === 'o1' && phase === 'verifying') verifying = true;
-          onProgress(orderId, phase);
-        },
-        result: (r) => results.push(r),
-      },
-    });
+    const health = new CountingHealthRunner(gated, new HeldClock());
+    const ex = await executor(undefined, { health });
     let reverting: Promise<void> | undefined;
     onProgress = (orderId, phase) => {
-      if (orderId === 'o1' && phase === 'verifying' && !reverting)
+      if (orderId === 'o1' && phase === 'verifying' && !reverting) {
+        verifying = true;
         reverting = ex.revert({ type: 'order.revert', orderId: 'r1', revertsOrderId: 'o1' });
+      }
+      if (orderId === 'r1' && phase === 'reverting') revertJournaled();
     };
-    const fast = { checks: [check], intervalSeconds: 0.1, minHealthySeconds: 0.2, healthyDeadlineSeconds: 10 };
-    await ex.apply(order('o1', { bakeSeconds: 3600, health: fast }));
-    verifying = false;
+    const atRestore: { watching: number; reported: string[] }[] = [];
+    const restore = driver.restore.bind(driver);
+    driver.restore = async (c, snapshot) => {
+      atRestore.push({ watching: health.live, reported: results.map((r) => `${r.orderId}:${r.outcome}`) });
+      return restore(c, snapshot);
+    };
+
+    await ex.apply(order('o1', { bakeSeconds: 3600, health: healthyAtOnce }));
     await reverting;
-    await realDelay(100); // room for a surviving watch to poll, fail and act
-    await ex.stop();
-    expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
+
+    // It waited: the apply had reported healthy before anything was restored.
+    expect(atRestore).toEqual([{ watching: 0, reported: ['o1:healthy'] }]);
+    // No bake may start while a revert holds the order, so none ever did, and none runs now.
+    expect(health.started).toBe(0);
+    expect(health.live).toBe(0);
     expect(driver.host).toBe('old');
     expect(results.filter((r) => r.orderId === 'o1')).toMatchObject([{ outcome: 'healthy' }]);
     expect(results.filter((r) => r.orderId === 'r1')).toMatchObject([{ outcome: 'reverted', changed: false }]);
+    await ex.stop();
+  });
+
+  it('a revert during the bake ends the watch before it restores: no watch outlives the revert', async () => {
+    const health = new CountingHealthRunner(probe, new HeldClock());
+    const ex = await executor(undefined, { health });
+    const watchingAtRestore: number[] = [];
+    const restore = driver.restore.bind(driver);
+    driver.restore = async (c, snapshot) => {
+      watchingAtRestore.push(health.live);
+      return restore(c, snapshot);
+    };
+
+    await ex.apply(order('o1', { bakeSeconds: 3600, health: healthyAtOnce }));
+    expect(health.live).toBe(1); // the bake is watching, between two polls
+    await ex.revert({ type: 'order.revert', orderId: 'r1', revertsOrderId: 'o1' });
+
+    expect(watchingAtRestore).toEqual([0]);
+    expect(health.live).toBe(0);
+    expect(driver.host).toBe('old');
+    expect(results.map((r) => `${r.orderId}:${r.outcome}`)).toEqual(['o1:healthy', 'r1:reverted']);
+    await ex.stop();
   });
 
   it('a bake failure seen after a revert began does nothing: the revert owns the host', async () => {
@@ -459,15 +539,23 @@ describe('OrderExecutor', () => {
   });
 
   it('two bake extensions at once leave one watch: one restore and one second result', async () => {
-    const ex = await executor();
-    await ex.apply(order('o1', { bakeSeconds: 600 }));
-    const a = ex.extendBake('o1', 30);
-    const b = ex.extendBake('o1', 30);
+    const clock = new HeldClock();
+    const health = new CountingHealthRunner(probe, clock);
+    const ex = await executor(undefined, { health });
+    await ex.apply(order('o1', { bakeSeconds: 600, health: healthyAtOnce }));
+    expect(health.live).toBe(1);
+
+    await Promise.all([ex.extendBake('o1', 30), ex.extendBake('o1', 30)]);
+    // Each extension replaced the watch it found; an orphan would be a second watch in progress.
+    expect(health.live).toBe(1);
+    expect(health.started).toBe(3);
+
     probe.script = [false];
     probe.polls = 0;
-    await Promise.all([a, b]);
+    clock.release();
+    // The one watch polls, fails, restores and reports: that second result is the last thing it does.
     await expect.poll(() => results.length).toBe(2);
-    await realDelay(50);
+    expect(health.live).toBe(0);
     expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
     expect(results.map((r) => r.outcome)).toEqual(['healthy', 'failed']);
     expect(driver.host).toBe('old');

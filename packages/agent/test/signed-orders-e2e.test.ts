@@ -4,15 +4,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  generateAgentKeyPair,
   type HealthCheck,
-  loadPrivateKey,
   type OrderApply,
   type OrderRevert,
-  PatchSpecSchema,
   type StatementInput,
-  signedPatchOf,
-  signStatement,
   statementDigest,
 } from '@fleetpatch/shared';
 import { pino } from 'pino';
@@ -23,6 +18,15 @@ import { AgentConfigSchema } from '../src/config.js';
 import { collectFacts } from '../src/facts.js';
 import { sendWelcome, writeTestCredential } from './support/fake-coordinator.js';
 import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
+import {
+  expiredWindow,
+  newSigner,
+  revertStatement as revertStatementFor,
+  type Signer,
+  signed as signedBy,
+  applyStatement as statementFor,
+  trustedKey,
+} from './support/signed-statements.js';
 
 // A coordinator that forwards whatever it likes (here: a plain WebSocketServer) against an agent with
 // `signing` configured: only what the author and the approver signed, for this host, now, and newer
@@ -38,13 +42,11 @@ let hits: number;
 let service: ReturnType<typeof createServer>;
 let agent: Agent | undefined;
 
-const author = generateAgentKeyPair();
-const approver = generateAgentKeyPair();
-const stranger = generateAgentKeyPair();
-const stranger2 = generateAgentKeyPair();
-const keyOf = (pair: { privateKeyPem: string }) => loadPrivateKey(pair.privateKeyPem);
+const author = newSigner();
+const approver = newSigner();
+const stranger = newSigner();
+const stranger2 = newSigner();
 const me = { owner: String(process.getuid?.() ?? 0), group: String(process.getgid?.() ?? 0) };
-const prose = { title: 'x.conf', problem: 'p', rootCause: 'r', intendedFix: 'f', ticket: 'OPS-1' };
 
 beforeEach(async () => {
   base = await mkdtemp(join(tmpdir(), 'signed-orders-e2e-'));
@@ -78,10 +80,7 @@ beforeEach(async () => {
     dataDir,
     rootDir,
     signing: {
-      trustedKeys: [
-        { publicKey: author.publicKey, roles: ['author'] },
-        { publicKey: approver.publicKey, roles: ['approver'] },
-      ],
+      trustedKeys: [trustedKey(author, ['author']), trustedKey(approver, ['approver'])],
     },
   });
   agent = new Agent({ config, log: pino({ level: 'silent' }), facts: await collectFacts() });
@@ -106,7 +105,6 @@ const counted = async () =>
   (JSON.parse(await readFile(join(dataDir, 'refusals.json'), 'utf8')) as { byCode: Record<string, number> }).byCode;
 const journaled = () => readdir(join(dataDir, 'orders'));
 const onDisk = () => readFile(join(rootDir, 'etc', 'x.conf'), 'utf8');
-const hour = 3600_000;
 
 /** An order for /etc/x.conf whose health check hits the counting server. */
 function order(orderId: string, content: string): OrderApply {
@@ -123,30 +121,16 @@ function order(orderId: string, content: string): OrderApply {
   });
 }
 
-/** The apply statement people would sign for `of`, changed by `overrides`. */
-function applyStatement(of: OrderApply, sequence: number, overrides: Partial<StatementInput> = {}): StatementInput {
-  return {
-    kind: 'apply',
-    statementVersion: 1,
-    patch: signedPatchOf(PatchSpecSchema.parse({ ...prose, change: of.change, health: of.health })),
-    revertOnHealthFailure: of.revertOnHealthFailure,
-    target: { kind: 'hosts', hostIds: ['web-1'] },
-    notBefore: new Date(Date.now() - hour).toISOString(),
-    expiresAt: new Date(Date.now() + hour).toISOString(),
-    sequence,
-    ...overrides,
-  } as StatementInput;
-}
+/** The apply statement people would sign for `of` on web-1. */
+const applyStatement = (of: OrderApply, sequence: number, overrides: Partial<StatementInput> = {}) =>
+  statementFor(of, 'web-1', sequence, overrides);
 
 function signed<T extends OrderApply | OrderRevert>(
   unsignedOrder: T,
   statement: StatementInput,
-  signers = [author, approver],
+  signers?: Signer[],
 ): T {
-  return {
-    ...unsignedOrder,
-    signed: { statement, signatures: signers.map((pair) => signStatement(keyOf(pair), statement)) },
-  } as T;
+  return signedBy(unsignedOrder, statement, signers ?? [author, approver]);
 }
 
 describe('signed orders, end to end against a fake coordinator', () => {
@@ -179,13 +163,7 @@ describe('signed orders, end to end against a fake coordinator', () => {
       },
       {
         name: 'expired',
-        order: signed(
-          honest,
-          applyStatement(honest, 10, {
-            notBefore: new Date(Date.now() - 3 * hour).toISOString(),
-            expiresAt: new Date(Date.now() - 2 * hour).toISOString(),
-          }),
-        ),
+        order: signed(honest, applyStatement(honest, 10, expiredWindow())),
         code: 'expired',
       },
       {
@@ -257,15 +235,8 @@ describe('signed orders, end to end against a fake coordinator', () => {
     expect(resultsOf('applied')[0]).toMatchObject({ outcome: 'healthy' });
 
     const revert = (orderId: string): OrderRevert => ({ type: 'order.revert', orderId, revertsOrderId: 'applied' });
-    const revertStatement = (sequence: number, revertsStatementDigest: string): StatementInput => ({
-      kind: 'revert',
-      statementVersion: 1,
-      revertsStatementDigest,
-      target: { kind: 'hosts', hostIds: ['web-1'] },
-      notBefore: new Date(Date.now() - hour).toISOString(),
-      expiresAt: new Date(Date.now() + hour).toISOString(),
-      sequence,
-    });
+    const revertStatement = (sequence: number, revertsStatementDigest: string) =>
+      revertStatementFor(revertsStatementDigest, 'web-1', sequence);
 
     send(revert('unsigned-revert'));
     await expect.poll(() => resultsOf('unsigned-revert').length, { timeout: 10_000 }).toBe(1);

@@ -2,6 +2,8 @@ import type {
   AgentDetail,
   AgentList,
   AgentView,
+  ApproveRequest,
+  AttachStatementRequest,
   EventPage,
   JoinTokenCreated,
   JoinTokenList,
@@ -10,6 +12,7 @@ import type {
   Patch,
   PatchList,
   PreflightResult,
+  RevertSignatureRequest,
   RolloutList,
   RolloutPlan,
   RolloutStatus,
@@ -96,6 +99,21 @@ export class ApiClient {
 
   rolloutVerb(id: string, verb: RolloutVerb, reason?: string): Promise<RolloutStatus> {
     return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/${verb}`, reason ? { reason } : {});
+  }
+
+  /** A signed rollout's approval: the approver's signature of its statement. */
+  approveSigned(id: string, body: ApproveRequest): Promise<RolloutStatus> {
+    return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/approve`, body);
+  }
+
+  /** The author's signed apply statement, attached to their draft. */
+  attachStatement(id: string, body: AttachStatementRequest): Promise<RolloutStatus> {
+    return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/statement`, body);
+  }
+
+  /** A signature on a signed rollout's revert statement (the last one needed starts the revert). */
+  signRevert(id: string, body: RevertSignatureRequest): Promise<RolloutStatus> {
+    return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/revert-statement`, body);
   }
 
   revertHost(id: string, hostId: string): Promise<RolloutStatus> {

@@ -48,7 +48,7 @@ const ctx: CliContext = {
   },
 };
 
-// Read only when a `key` command runs.
+// Read only when a command needs a signing key (`key …`, `--sign-key`).
 const program = buildProgram(ctx, () => keyEnvironmentOf(process.env, homedir(), process.stdin.isTTY === true));
 
 try {

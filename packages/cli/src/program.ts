@@ -12,7 +12,7 @@ const { version } = createRequire(import.meta.url)('../package.json') as { versi
 
 /**
  * The whole command tree. Commander errors throw (exitOverride) so main.ts owns every exit code.
- * `keyEnvironment` is read only when a `key` command runs (tests give their own).
+ * `keyEnvironment` is read only when a command needs a signing key (tests give their own).
  */
 export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironment): Command {
   const program = new Command('fleetpatch')
@@ -32,7 +32,7 @@ export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironme
   addJoinTokenCommands(program, ctx);
   addKeyCommands(program, ctx, keyEnvironment);
   addPatchCommands(program, ctx);
-  addRolloutCommands(program, ctx);
+  addRolloutCommands(program, ctx, keyEnvironment);
   addEventsCommand(program, ctx);
   return program;
 }

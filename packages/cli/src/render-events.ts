@@ -1,10 +1,30 @@
-import type { EventRecord } from '@fleetpatch/shared';
+import {
+  type EventRecord,
+  ORDER_REFUSED_EVENT,
+  type OrderRefusedData,
+  OrderRefusedDataSchema,
+} from '@fleetpatch/shared';
 
 /** One audit event per line: `#12 2025-01-01T00:00:00.000Z alice rollout.started [web-1] scheduled→running {…}`. */
 export function renderEvent(event: EventRecord): string {
   const parts = [`#${event.seq}`, event.at, event.actor, event.type];
   if (event.hostId) parts.push(`[${event.hostId}]`);
   if (event.fromState || event.toState) parts.push(`${event.fromState ?? '-'}→${event.toState ?? '-'}`);
-  if (event.data && Object.keys(event.data).length > 0) parts.push(JSON.stringify(event.data));
+  const refused = event.type === ORDER_REFUSED_EVENT ? OrderRefusedDataSchema.safeParse(event.data) : undefined;
+  if (refused?.success) parts.push(renderRefusal(refused.data));
+  else if (event.data && Object.keys(event.data).length > 0) parts.push(JSON.stringify(event.data));
   return parts.join(' ');
+}
+
+/**
+ * A host refused an order (signature or policy): marked so it stands out in the trail, in words
+ * rather than JSON. The reason is the agent's text, so control characters are shown escaped.
+ */
+function renderRefusal({ order, orderId, code, reason }: OrderRefusedData): string {
+  const why = reason.startsWith(`${code}: `) ? reason : `${code}: ${reason}`;
+  return `SECURITY: refused ${order} order ${orderId} — ${printable(why)}`;
+}
+
+function printable(text: string): string {
+  return text.replace(/\p{Cc}/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
 }

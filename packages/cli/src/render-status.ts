@@ -1,4 +1,5 @@
 import type { HostView, RolloutStatus } from '@fleetpatch/shared';
+import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
 
 const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 'revert_failed', 'cancelled']);
@@ -8,6 +9,7 @@ const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 
  *
  *   rollout ro_1  running  patch pat_1  by alice  approved by bob
  *   failures 0 (tolerates 0; halts on the 1st failure)
+ *   signed    statement 5e3c0a9d1f2b4c6e by alice (key …) as author, bob (key …) as approver; valid until …
  *   wave 1  passed   web-1:healthy
  *   wave 2  running  web-2:applying web-3:failed
  *     web-3 failed: health_failed: http check "api" returned 500
@@ -24,6 +26,7 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
   const lines = [
     `rollout ${rollout.id}  ${state}  patch ${rollout.patchId}  by ${rollout.createdBy}  ${approvals}`,
     `failures ${status.failures} (tolerates ${status.toleratedFailures}; ${status.haltsOn})`,
+    ...(status.signing ? renderSigning(status.signing, now) : []),
   ];
   if (status.waves.length === 0) {
     lines.push('  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)');

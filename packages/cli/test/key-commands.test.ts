@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keyIdOf, rawPublicKey } from '@fleetpatch/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { itNeeding, requirement } from '../../../test/support/requirements.js';
 import type { CliContext } from '../src/cli-context.js';
 import { describeError, ExitCode } from '../src/cli-errors.js';
 import { defaultKeyFile, type KeyEnvironment } from '../src/commands/key-commands.js';
@@ -198,7 +199,12 @@ describe('fleetpatch key show', () => {
 describe('the fleetpatch binary', () => {
   const bin = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
-  it.skipIf(!existsSync(bin))('runs key commands with no coordinator configured, exit 1 on a wrong passphrase', () => {
+  const built = requirement(
+    'the built CLI',
+    existsSync(bin) ? { available: true } : { available: false, reason: `${bin} is missing: run npm run build` },
+  );
+
+  itNeeding([built], 'runs key commands with no coordinator configured, exit 1 on a wrong passphrase', () => {
     const env = { PATH: process.env.PATH ?? '', HOME: home, FP_PASS: 'correct horse battery' };
     const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8' });
     const file = join(home, 'enc.pem');

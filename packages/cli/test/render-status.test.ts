@@ -52,6 +52,7 @@ function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial
       ...overrides,
     },
     approvals: [{ approver: 'bob', at: '2025-06-01T11:00:00.000Z' }],
+    signing: null,
     failures: 0,
     toleratedFailures: 0,
     haltsOn: 'halts on the 1st failure',
@@ -124,6 +125,73 @@ describe('renderStatus', () => {
       'rollout ro_1  awaiting_approval  patch pat_1  by alice  needs 1 approval',
       'failures 0 (tolerates 0; halts on the 1st failure)',
       '  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)',
+    ]);
+  });
+
+  it('names a signed rollout’s statement and signers, and a pending revert statement’s progress', () => {
+    const signature = (signer: string, role: 'author' | 'approver', keyId: string) => ({
+      keyId,
+      publicKey: 'k'.repeat(43),
+      signature: 's'.repeat(86),
+      signer,
+      role,
+      at: '2025-06-01T11:00:00.000Z',
+    });
+    const window = { notBefore: '2025-06-01T10:00:00.000Z', expiresAt: '2025-06-02T10:00:00.000Z', sequence: 1 };
+    const target = { kind: 'selector', selector: { all: true } } as const;
+    const view = status(
+      { state: 'succeeded', hostCount: 0, waveCount: 0 },
+      {
+        signing: {
+          apply: {
+            digest: 'a'.repeat(64),
+            hostId: null,
+            statement: {
+              kind: 'apply',
+              statementVersion: 1,
+              patch: {
+                title: 't',
+                problem: 'p',
+                rootCause: 'r',
+                intendedFix: 'f',
+                ticket: 'T-1',
+                change: { kind: 'package', manager: 'apt', name: 'openssl', version: '3.0.1', revertable: true },
+                health: { checks: [], intervalSeconds: 2, minHealthySeconds: 0, healthyDeadlineSeconds: 60 },
+              },
+              revertOnHealthFailure: true,
+              target,
+              ...window,
+            },
+            signatures: [
+              signature('alice', 'author', '1111111111111111'),
+              signature('bob', 'approver', '2222222222222222'),
+            ],
+            createdAt: '2025-06-01T10:00:00.000Z',
+            usedAt: null,
+          },
+          reverts: [
+            {
+              digest: 'b'.repeat(64),
+              hostId: 'web-2',
+              statement: {
+                kind: 'revert',
+                statementVersion: 1,
+                revertsStatementDigest: 'a'.repeat(64),
+                target,
+                ...window,
+              },
+              signatures: [signature('alice', 'author', '1111111111111111')],
+              createdAt: '2025-06-01T11:30:00.000Z',
+              usedAt: null,
+            },
+          ],
+          revertSignaturesNeeded: 2,
+        },
+      },
+    );
+    expect(renderStatus(view, NOW).split('\n').slice(2, 4)).toEqual([
+      'signed    statement aaaaaaaaaaaaaaaa by alice (key 1111111111111111) as author, bob (key 2222222222222222) as approver; valid until 2025-06-02T10:00:00.000Z',
+      'revert    statement bbbbbbbbbbbbbbbb for web-2 pending: 1 of 2 signatures (alice (key 1111111111111111))',
     ]);
   });
 });

@@ -6,7 +6,7 @@ import { AgentPresence } from './agents/agent-presence.js';
 import { type CoordinatorConfig, databaseFile } from './config.js';
 import { PreflightCollector } from './engine/preflight-collector.js';
 import { RolloutDryRun } from './engine/rollout-dry-run.js';
-import { RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
+import { type CoordinatorCrashPoint, RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
 import { ApiAuth } from './http/api-auth.js';
@@ -56,6 +56,8 @@ export interface BuildAppOptions {
   waveGate?: WaveGate;
   /** Serve HTTPS (and WSS) with this certificate chain and key, PEM; main.ts reads and checks them. */
   tls?: { cert: string; key: string };
+  /** Test-only crash points of the engine (see `EngineDeps.checkpoint`); main.ts wires FLEETPATCH_TEST_CRASH_AT. */
+  checkpoint?: (name: CoordinatorCrashPoint) => void;
 }
 
 /**
@@ -123,6 +125,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     windows,
     minApprovals: config.minApprovals,
     connectedAuditWindowMs: config.agentLimits.auditWindowMs,
+    ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
   });
   engineRef = engine;
   engine.resumeWindows();

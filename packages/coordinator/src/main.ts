@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Server as TlsServer } from 'node:tls';
 import { parseArgs } from 'node:util';
-import { isLoopbackHost } from '@fleetpatch/shared';
+import { armedCrashPoints, crashingCheckpoint, isLoopbackHost } from '@fleetpatch/shared';
 import { type Logger, pino } from 'pino';
 import { buildApp } from './app.js';
 import { loadCoordinatorConfig } from './config.js';
@@ -48,7 +48,11 @@ async function main(): Promise<void> {
     process.stderr.write(`fleetpatch-coordinator: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const log = pino({ level: config.logLevel, base: { service: 'coordinator' } });
+  // Test-only: the coordinator crash matrix kills the coordinator at a named step to prove recovery.
+  const crashAt = armedCrashPoints(process.env);
+  const logOptions = { level: config.logLevel, base: { service: 'coordinator' } };
+  // With crash points armed, log synchronously so "test crash point reached" is out before the kill.
+  const log = crashAt.size > 0 ? pino(logOptions, pino.destination({ dest: 1, sync: true })) : pino(logOptions);
   if (config.apiTokens.length === 0) {
     log.warn('no API tokens configured: every API call except /healthz will be refused (set FLEETPATCH_ADMIN_TOKEN)');
   }
@@ -59,8 +63,10 @@ async function main(): Promise<void> {
       'serving plain HTTP on a non-loopback address: API tokens, join tokens and every order cross the network in clear (set tls.certFile and tls.keyFile)',
     );
   }
+  const checkpoint = crashingCheckpoint(crashAt, log);
   const app = await buildApp(config, {
     logger: log,
+    ...(checkpoint ? { checkpoint } : {}),
     ...(credentials ? { tls: { cert: credentials.cert, key: credentials.key } } : {}),
   });
   const address = await app.listen({ host: config.host, port: config.port });

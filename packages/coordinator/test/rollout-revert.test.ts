@@ -286,12 +286,18 @@ describe('autoRevert on halt', () => {
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'rollout' });
     await fleet.finish('host-1');
-    // The coordinator dies as soon as the halt is on disk.
+    // The coordinator dies as soon as the halt is on disk: what was committed with it is all there is.
+    const crashes: string[] = [];
     fleet.store.onEvent((event) => {
-      if (event.type === 'rollout.halted') fleet.restart();
+      if (event.type !== 'rollout.halted') return;
+      crashes.push(event.type);
+      fleet.restart();
     });
     await fleet.finish('host-2', 'failed');
 
+    // The crash happened, once, right at the halt: a new engine on a new connection runs now.
+    expect(crashes).toEqual(['rollout.halted']);
+    expect(fleet.generation).toBe(1);
     expect(fleet.state(id)).toBe('reverting');
     for (const h of hosts(3)) await fleet.connect(h);
     await fleet.advance(SECOND);

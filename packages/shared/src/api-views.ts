@@ -4,6 +4,7 @@ import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
 import { FactsSchema, OrderOutcomeSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
+import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
 import { LabelsSchema } from './validation.js';
 
 /*
@@ -138,11 +139,56 @@ export type WaveStatus = z.infer<typeof WaveStatusSchema>;
 export const ApprovalSchema = z.object({ approver: z.string(), at: IsoTimeSchema }).strict();
 export type Approval = z.infer<typeof ApprovalSchema>;
 
+/** One signature of a statement as the coordinator keeps it: none of it is secret. */
+export const StatementSignatureViewSchema = z
+  .object({
+    keyId: z.string(),
+    /** Raw ed25519 public key, base64url: lets anyone verify `signature` over the statement. */
+    publicKey: z.string(),
+    signature: z.string(),
+    /** The API token that posted it. */
+    signer: z.string(),
+    /** What it was posted as: the apply's author or an approver; a revert's first signer, then the others. */
+    role: SignerRoleSchema,
+    at: IsoTimeSchema,
+  })
+  .strict();
+export type StatementSignatureView = z.infer<typeof StatementSignatureViewSchema>;
+
+export const StatementViewSchema = z
+  .object({
+    /** sha256 hex of the signed bytes (`statementDigest`). */
+    digest: z.string(),
+    /** A revert statement for one host (`revert-host`); null for the whole rollout. */
+    hostId: z.string().nullable(),
+    statement: StatementSchema,
+    signatures: z.array(StatementSignatureViewSchema),
+    createdAt: IsoTimeSchema,
+    /** Revert statements: when the revert it allowed was started (null: still collecting signatures). */
+    usedAt: IsoTimeSchema.nullable(),
+  })
+  .strict();
+export type StatementView = z.infer<typeof StatementViewSchema>;
+
+/** A signed rollout's statements: what agents will be sent, and who signed it. */
+export const RolloutSigningSchema = z
+  .object({
+    apply: StatementViewSchema,
+    /** Revert statements, oldest first; one not used yet is the pending one, collecting signatures. */
+    reverts: z.array(StatementViewSchema),
+    /** Distinct people who must sign a revert statement before it reverts anything. */
+    revertSignaturesNeeded: CountSchema,
+  })
+  .strict();
+export type RolloutSigning = z.infer<typeof RolloutSigningSchema>;
+
 /** A rollout with every host by wave: what `GET /v1/rollouts/:id` and every verb answer. */
 export const RolloutStatusSchema = z
   .object({
     rollout: RolloutRecordSchema,
     approvals: z.array(ApprovalSchema),
+    /** The signed statements of a signed rollout; null for an unsigned one. */
+    signing: RolloutSigningSchema.nullable(),
     failures: CountSchema,
     toleratedFailures: CountSchema,
     /** "halts on the 1st failure" */

@@ -1,14 +1,17 @@
 import { generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rawPublicKey, verifyPayload } from '../src/agent-proof.js';
 import { PatchSpecSchema } from '../src/patch.js';
 import {
   type ApplyStatement,
   canonicalStatementBytes,
+  checkSignatures,
+  type SignaturePolicy,
   STATEMENT_PREFIX,
   signedPatchOf,
   signStatement,
+  type TrustedKey,
   verifyStatementSignature,
 } from '../src/signed-statement.js';
 
@@ -19,6 +22,18 @@ const SETTINGS = { seed: 20250101, numRuns: 200, endOnFailure: true } as const;
 
 const { privateKey, publicKey: publicKeyObject } = generateKeyPairSync('ed25519');
 const publicKey = rawPublicKey(publicKeyObject);
+const approver = generateKeyPairSync('ed25519');
+
+/** What an agent asks by default: the author and an approver, each with its own key. */
+const FOUR_EYES: SignaturePolicy = { requiredSignatures: 2, requireRoles: ['author', 'approver'] };
+const TRUSTED: TrustedKey[] = [
+  { publicKey, roles: ['author'] },
+  { publicKey: rawPublicKey(approver.publicKey), roles: ['approver'] },
+];
+const signedByBoth = (statement: ApplyStatement) => [
+  signStatement(privateKey, statement),
+  signStatement(approver.privateKey, statement),
+];
 
 const prose = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }).filter((s) => s.trim().length > 0);
 
@@ -74,6 +89,15 @@ function flipBit(bytes: Buffer, bit: number): Buffer {
   return copy;
 }
 
+/** Whether `candidate` is the very statement whose canonical bytes are `bytes`. */
+function isSameStatement(candidate: unknown, bytes: Buffer): boolean {
+  try {
+    return canonicalStatementBytes(candidate as ApplyStatement).equals(bytes);
+  } catch {
+    return false;
+  }
+}
+
 /** The statement a flipped byte string would be read as by an agent, if it is one at all. */
 function reread(bytes: Buffer): unknown {
   const text = bytes.toString('utf8');
@@ -92,18 +116,12 @@ describe('statement signatures (property)', () => {
         const bytes = canonicalStatementBytes(statement);
         const { signature } = signStatement(privateKey, statement);
         const flipped = flipBit(bytes, bit % (bytes.length * 8));
-        if (verifyPayload(publicKey, flipped, signature)) return false;
+        expect(verifyPayload(publicKey, flipped, signature)).toBe(false);
         // Read back as an agent would: if the flipped text still parses, it verifies only if it is
         // the very statement that was signed (its canonical bytes are the signed bytes).
         const reparsed = reread(flipped);
-        if (reparsed === undefined) return true;
-        let same = false;
-        try {
-          same = canonicalStatementBytes(reparsed as ApplyStatement).equals(bytes);
-        } catch {
-          same = false;
-        }
-        return verifyStatementSignature(publicKey, reparsed, signature) === same;
+        if (reparsed === undefined) return;
+        expect(verifyStatementSignature(publicKey, reparsed, signature)).toBe(isSameStatement(reparsed, bytes));
       }),
       SETTINGS,
     );
@@ -114,11 +132,44 @@ describe('statement signatures (property)', () => {
       fc.property(statementArbitrary, fc.integer({ min: 0, max: 511 }), (statement, bit) => {
         const { signature } = signStatement(privateKey, statement);
         const flipped = flipBit(Buffer.from(signature, 'base64url'), bit).toString('base64url');
-        return (
-          verifyStatementSignature(publicKey, statement, signature) &&
-          !verifyStatementSignature(publicKey, statement, flipped)
-        );
+        expect(verifyStatementSignature(publicKey, statement, signature)).toBe(true);
+        expect(verifyStatementSignature(publicKey, statement, flipped)).toBe(false);
       }),
+      SETTINGS,
+    );
+  });
+
+  it('checkSignatures, the agent’s gate, refuses a statement with any single flipped bit of its signed bytes', () => {
+    fc.assert(
+      fc.property(statementArbitrary, fc.nat(), (statement, bit) => {
+        const signatures = signedByBoth(statement);
+        expect(checkSignatures(statement, signatures, TRUSTED, FOUR_EYES).ok).toBe(true);
+        const bytes = canonicalStatementBytes(statement);
+        const reparsed = reread(flipBit(bytes, bit % (bytes.length * 8)));
+        if (reparsed === undefined) return;
+        expect(checkSignatures(reparsed, signatures, TRUSTED, FOUR_EYES).ok).toBe(isSameStatement(reparsed, bytes));
+      }),
+      SETTINGS,
+    );
+  });
+
+  it('checkSignatures refuses as bad_signature when either signature has a single flipped bit', () => {
+    fc.assert(
+      fc.property(
+        statementArbitrary,
+        fc.integer({ min: 0, max: 1 }),
+        fc.integer({ min: 0, max: 511 }),
+        (statement, which, bit) => {
+          const signatures = signedByBoth(statement);
+          const target = signatures[which]!;
+          signatures[which] = {
+            ...target,
+            signature: flipBit(Buffer.from(target.signature, 'base64url'), bit).toString('base64url'),
+          };
+          const verdict = checkSignatures(statement, signatures, TRUSTED, FOUR_EYES);
+          expect(verdict).toMatchObject({ ok: false, code: 'bad_signature' });
+        },
+      ),
       SETTINGS,
     );
   });

@@ -12,7 +12,14 @@ import {
   Sha256Schema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
-import { fsyncDirectory, isTempFileFor, removeFileDurably, writeAll, writeFileAtomically } from '../fs/atomic-file.js';
+import {
+  type AtomicWriteOptions,
+  fsyncDirectory,
+  isTempFileFor,
+  removeFileDurably,
+  writeAll,
+  writeFileAtomically,
+} from '../fs/atomic-file.js';
 import { resolveGid, resolveUid } from './account-ids.js';
 import type { Driver, DriverContext, PreflightVerdict } from './driver.js';
 import {
@@ -31,7 +38,15 @@ export interface FileDriverOptions {
   rootDir: string;
   /** Patch-space absolute paths (e.g. `/etc/myapp`); anything outside them is `policy_denied`. */
   allowedRoots: string[];
+  /**
+   * Test-only crash points inside each file write: `file:<write>:<step>`, where `write` is
+   * `snapshot`, `apply` or `restore` and `step` an `AtomicWriteStep`. Unset in production.
+   */
+  checkpoint?: (name: string) => void;
 }
+
+/** The three writes of the driver, as the test crash points name them. */
+type FileWrite = 'snapshot' | 'apply' | 'restore';
 
 /** The prior content lives in the order's snapshot dir under this fixed name, never a journal-supplied one. */
 const SNAPSHOT_CONTENT_FILE = 'file-prior-content';
@@ -86,6 +101,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
   readonly kind = 'file' as const;
   readonly #rootDir: string;
   readonly #allowedRoots: readonly string[];
+  readonly #checkpoint: ((name: string) => void) | undefined;
 
   constructor(options: FileDriverOptions) {
     if (!isAbsolute(options.rootDir)) {
@@ -101,6 +117,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
     }
     this.#rootDir = options.rootDir;
     this.#allowedRoots = [...options.allowedRoots];
+    this.#checkpoint = options.checkpoint;
   }
 
   async preflight(change: FileChange, ctx: DriverContext): Promise<PreflightVerdict> {
@@ -143,9 +160,15 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
       try {
         await mkdir(dir, { recursive: true, mode: 0o700 });
         await fsyncDirectory(dirname(dir));
-        await writeFileAtomically(dir, SNAPSHOT_CONTENT_FILE, { mode: 0o600 }, async (handle) => {
-          copied = await digestFrom(opened.handle, handle);
-        });
+        await writeFileAtomically(
+          dir,
+          SNAPSHOT_CONTENT_FILE,
+          { mode: 0o600 },
+          async (handle) => {
+            copied = await digestFrom(opened.handle, handle);
+          },
+          this.#crashPoints('snapshot'),
+        );
       } finally {
         await opened.handle.close();
       }
@@ -216,6 +239,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
         { mode: desired.mode, owner: { uid: desired.uid, gid: desired.gid } },
         (handle) => writeAll(handle, desired.bytes),
         {
+          // The file may have changed since it was checked above: drift is refused up to the rename.
           beforeRename: async () => {
             throwIfCancelled(ctx.signal);
             // Stryker disable next-line ConditionalExpression: true only re-reads a file nothing is expected of
@@ -223,6 +247,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
               assertExpectedPrior(change, await readFileState(target.hostPath, target.path));
             }
           },
+          ...this.#crashPoints('apply'),
         },
       );
       ctx.log.info({ path: change.path, sha256: desired.sha256 }, 'file apply: replaced');
@@ -279,7 +304,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
       if (record.state === 'absent') {
         await restoreAbsence(target);
       } else {
-        await restoreContent(target, record, join(dir, record.contentFile));
+        await restoreContent(target, record, join(dir, record.contentFile), this.#crashPoints('restore'));
       }
       ctx.log.info({ path: change.path, state: record.state }, 'file restore: confirmed');
     } catch (err) {
@@ -315,6 +340,11 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
     } catch (err) {
       throw asFleetError(err, ErrorCode.internal, change.path);
     }
+  }
+
+  #crashPoints(write: FileWrite): Pick<AtomicWriteOptions, 'checkpoint'> {
+    const checkpoint = this.#checkpoint;
+    return checkpoint ? { checkpoint: (step) => checkpoint(`file:${write}:${step}`) } : {};
   }
 
   #resolve(change: FileChange): Promise<SafePath> {
@@ -359,6 +389,7 @@ async function restoreContent(
   target: SafePath,
   record: Extract<FileSnapshot, { state: 'present' }>,
   contentPath: string,
+  crashPoints: Pick<AtomicWriteOptions, 'checkpoint'>,
 ): Promise<void> {
   const wanted = { sha256: record.sha256, mode: parseMode(record.mode), uid: record.uid, gid: record.gid };
   const current = await readFileState(target.hostPath, target.path);
@@ -390,6 +421,7 @@ async function restoreContent(
               });
             }
           },
+          ...crashPoints,
         },
       );
     } finally {

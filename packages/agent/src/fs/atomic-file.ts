@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, open, rename, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { type FileHandle, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 
 const TEMP_MARKER = '.fleetpatch-tmp-';
 const TEMP_SUFFIX_PATTERN = /^[0-9a-f]{16}$/;
@@ -31,9 +31,20 @@ export interface FileAttributes {
   owner?: { uid: number; gid: number };
 }
 
+/**
+ * The moments inside a write that a crash can fall between: the temp file written but not yet
+ * fsync'd, fsync'd but not yet renamed over the target, renamed but the directory not yet fsync'd.
+ */
+export type AtomicWriteStep = 'temp-written' | 'temp-synced' | 'renamed';
+
 export interface AtomicWriteOptions {
   /** Runs after the temp file is durable and before the rename: the last moment to back out. */
   beforeRename?: () => Promise<void>;
+  /**
+   * Test-only crash points: called at each `AtomicWriteStep`, so the crash matrix can kill the
+   * process inside a write (see the agent's FLEETPATCH_TEST_CRASH_AT). Unset in production.
+   */
+  checkpoint?: (step: AtomicWriteStep) => void;
 }
 
 /**
@@ -62,13 +73,16 @@ export async function writeFileAtomically(
       await writeContent(handle);
       if (attributes.owner !== undefined) await handle.chown(attributes.owner.uid, attributes.owner.gid);
       await handle.chmod(attributes.mode);
+      options.checkpoint?.('temp-written');
       await handle.sync();
     } finally {
       await handle.close();
     }
+    options.checkpoint?.('temp-synced');
     await options.beforeRename?.();
     await rename(tempPath, join(dir, name));
     renamed = true;
+    options.checkpoint?.('renamed');
     await fsyncDirectory(dir);
   } finally {
     if (!renamed) await unlink(tempPath).catch(() => undefined);
@@ -91,6 +105,20 @@ export async function fsyncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Makes `dir` (and any missing parent) and makes each directory it made durable: a new directory
+ * is an entry in its parent, lost in a power cut like any other until the parent is fsync'd — and
+ * with it every file renamed into it, however carefully those were synced.
+ */
+export async function makeDirectoryDurably(dir: string, mode: number): Promise<void> {
+  const first = await mkdir(dir, { recursive: true, mode });
+  if (first === undefined) return; // it was there already
+  for (let made = dir; ; made = dirname(made)) {
+    await fsyncDirectory(dirname(made));
+    if (made === first || dirname(made) === made) return;
   }
 }
 

@@ -1,7 +1,7 @@
-import { mkdir } from 'node:fs/promises';
 import { type Change, ErrorCode, FleetError, type OrderApply } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
+import { makeDirectoryDurably } from '../fs/atomic-file.js';
 import type { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, type OrderContext, type ResultDraft } from './order-context.js';
 import { restoreAndFinish } from './snapshot-restore.js';
@@ -95,7 +95,7 @@ async function runPhases(
 
     // No apply without an escape hatch: the snapshot is durable and verified before anything changes.
     const dir = journal.snapshotDir(order.orderId);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirectoryDurably(dir, 0o700);
     const snapshot = await driver.snapshot(order.change, dir, driverCtx);
     entry = await journal.update(entry, { phase: 'snapshotted', snapshot }, ctx.now());
     events.progress(order.orderId, 'snapshotted');

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import {
   ErrorCode,
   FleetError,
@@ -5,6 +6,7 @@ import {
   type OrderPreflight,
   type OrderRevert,
   type StatementRefusal,
+  statementRefusalReason,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
@@ -46,7 +48,11 @@ interface Refusal {
  * ErrorCode), its own code first in the reason; refusals.json counts it under its own code.
  */
 function signedRefusal(refusal: StatementRefusal): Refusal {
-  return { code: ErrorCode.policyDenied, reason: `${refusal.code}: ${refusal.reason}`, counted: refusal.code };
+  return {
+    code: ErrorCode.policyDenied,
+    reason: statementRefusalReason(refusal.code, refusal.reason),
+    counted: refusal.code,
+  };
 }
 
 /**
@@ -310,6 +316,11 @@ export class OrderExecutor {
     const driver = this.ctx.driverFor(change);
     const driverCtx = this.ctx.driverContext(new AbortController().signal, log);
     if (driver) await driver.cleanup(change, driverCtx).catch((err: unknown) => log.error({ err }, 'cleanup failed'));
+    if (entry.snapshot === undefined) {
+      // Whatever a snapshot interrupted by the restart left (a temp file, a copy the journal never
+      // recorded) is no escape hatch: nothing will ever read it.
+      await rm(this.ctx.journal.snapshotDir(entry.orderId), { recursive: true, force: true });
+    }
     const mayHaveChanged =
       entry.phase === 'applying' ||
       entry.phase === 'applied' ||

@@ -10,6 +10,7 @@ import {
 } from '@fleetpatch/shared';
 import { type AllowedCommand, isCommandAllowed } from './allowed-commands.js';
 import { AllowedDestinations, DEFAULT_ALLOWED_DESTINATIONS, type ResolveAll } from './allowed-destinations.js';
+import { hostPathRefusal } from './host-paths.js';
 import { sensitiveRuleFor } from './sensitive-paths.js';
 
 /** What the host's owner allows, from the agent's own configuration; nothing here comes from an order. */
@@ -96,12 +97,19 @@ export const DEFAULT_POLICY_CONFIG: AgentPolicyConfig = {
 export class AgentPolicy {
   readonly rules: AgentPolicyRules;
   private readonly packageFacts: PackageFacts | undefined;
+  private readonly rootDir: string | undefined;
 
   constructor(
     config: AgentPolicyConfig = DEFAULT_POLICY_CONFIG,
-    options: { resolveAll?: ResolveAll; packageFacts?: PackageFacts } = {},
+    options: {
+      resolveAll?: ResolveAll;
+      packageFacts?: PackageFacts;
+      /** The directory standing for `/`: when given, file paths are also walked on the host (host-paths.ts). */
+      rootDir?: string;
+    } = {},
   ) {
     this.packageFacts = options.packageFacts;
+    this.rootDir = options.rootDir;
     this.rules = {
       file: {
         allowedRoots: config.file.allowedRoots,
@@ -145,8 +153,10 @@ export class AgentPolicy {
 
   async checkChange(change: Change, signal: AbortSignal): Promise<PolicyVerdict> {
     switch (change.kind) {
-      case 'file':
-        return this.checkFileChange(change);
+      case 'file': {
+        const verdict = this.checkFileChange(change);
+        return verdict.ok ? this.checkOnHost(change.path, 'write') : verdict;
+      }
       case 'package':
         return this.checkPackageChange(change, signal);
     }
@@ -216,8 +226,10 @@ export class AgentPolicy {
       }
       case 'tcp':
         return this.checkDestination(check.host, check.port, 'tcp');
-      case 'file':
-        return this.checkPath(check.path, health.allowedFileRoots, 'health.allowedFileRoots');
+      case 'file': {
+        const verdict = this.checkPath(check.path, health.allowedFileRoots, 'health.allowedFileRoots');
+        return verdict.ok ? this.checkOnHost(check.path, 'read') : verdict;
+      }
       case 'systemd':
       case 'process':
       case 'metric':
@@ -236,6 +248,13 @@ export class AgentPolicy {
       return denied(`${kind} health check: ${(err as Error).message} (health.allowedDestinations)`);
     }
     return OK;
+  }
+
+  /** Where `path` leads on this host (no symlinked parent, …), when the policy knows the host's root. */
+  private async checkOnHost(path: string, use: 'write' | 'read'): Promise<PolicyVerdict> {
+    if (this.rootDir === undefined) return OK;
+    const refusal = await hostPathRefusal(this.rootDir, path, use);
+    return refusal === undefined ? OK : denied(refusal);
   }
 
   /** Absolute, normalized, under a root, and not a path that hands out root unless listed exactly. */

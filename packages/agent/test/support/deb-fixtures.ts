@@ -22,6 +22,7 @@ import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { type Requirement, requirement } from '../../../../test/support/requirements.js';
 import type { AptDriverOptions } from '../../src/drivers/apt-driver.js';
 
 const execFileAsync = promisify(execFile);
@@ -41,15 +42,26 @@ const DPKG_TEST_OPTIONS = ['--force-not-root', '--force-script-chrootless'] as c
 const TEST_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
- * Whether the real tools are here. Tests that need them use
- * `describe.skipIf(!tools.available)` and print `tools.reason`.
+ * Whether the real tools are here, and if not why; tests that need them say so with `debTools`.
  */
 export function debToolsAvailable(): { available: true } | { available: false; reason: string } {
   if (process.platform !== 'linux') return { available: false, reason: 'dpkg tests need Linux' };
   const needed = ['dpkg', 'dpkg-deb', 'dpkg-query', 'dpkg-scanpackages', 'apt-get', 'apt-config', 'fakeroot'];
   if (isRoot) needed.push('setpriv');
+  const missing = missingTools(needed);
+  if (missing.length > 0) {
+    return {
+      available: false,
+      reason: `missing ${missing.join(', ')} (apt-get install dpkg-dev fakeroot${isRoot ? ' util-linux' : ''})`,
+    };
+  }
+  return { available: true };
+}
+
+/** The programs of `tools` found neither on PATH nor in the usual sbin/bin directories. */
+export function missingTools(tools: readonly string[]): string[] {
   const path = (process.env.PATH ?? TEST_PATH).split(delimiter).concat(TEST_PATH.split(':'));
-  const missing = needed.filter(
+  return tools.filter(
     (tool) =>
       !path.some((dir) => {
         try {
@@ -60,14 +72,10 @@ export function debToolsAvailable(): { available: true } | { available: false; r
         }
       }),
   );
-  if (missing.length > 0) {
-    return {
-      available: false,
-      reason: `missing ${missing.join(', ')} (apt-get install dpkg-dev fakeroot${isRoot ? ' util-linux' : ''})`,
-    };
-  }
-  return { available: true };
 }
+
+/** What a test that runs real dpkg and apt needs: see `debToolsAvailable`. */
+export const debTools: Requirement = requirement('Debian package tools', debToolsAvailable());
 
 /** One test package. Scripts are `sh` bodies; `set -e` and a shebang are added. */
 export interface DebSpec {

@@ -4,14 +4,18 @@ import { writeCredential } from '../../src/agent-credential.js';
 
 // What the agent tests that stand in for a coordinator (a plain ws WebSocketServer) share.
 
-/** An enrolled agent's data dir: a fresh key pair stored as `hostId`'s credential. */
-export async function writeTestCredential(dataDir: string, hostId = 'web-1'): Promise<void> {
+/**
+ * An enrolled agent's data dir: a fresh key pair stored as `hostId`'s credential. Returns the
+ * public key, which a coordinator checks the agent's connect proof against.
+ */
+export async function writeTestCredential(dataDir: string, hostId = 'web-1'): Promise<string> {
   const pair = generateAgentKeyPair();
   await writeCredential(
     dataDir,
     { hostId, publicKey: pair.publicKey, privateKeyPem: pair.privateKeyPem },
     new Date().toISOString(),
   );
+  return pair.publicKey;
 }
 
 /** The answer to a hello: an agent acts on nothing before a welcome it accepted. */

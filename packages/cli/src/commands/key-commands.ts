@@ -90,6 +90,22 @@ export async function loadSigningKey(file: string, passphrase: () => Promise<str
   return { privateKey, publicKey, keyId: keyIdOf(publicKey), encrypted };
 }
 
+/**
+ * The signing key in `file` (the default key file when undefined), its passphrase, if it is
+ * encrypted, from the variable `passphraseEnv` names or else asked on the terminal.
+ */
+export function openSigningKey(
+  file: string | undefined,
+  passphraseEnv: string | undefined,
+  keys: KeyEnvironment,
+): Promise<SigningKey & { file: string }> {
+  const path = file ?? keys.defaultKeyFile;
+  return loadSigningKey(path, async () => {
+    if (passphraseEnv !== undefined) return passphraseFromEnv(passphraseEnv, keys);
+    return keys.askPassphrase?.(`passphrase for ${path}: `);
+  }).then((key) => ({ ...key, file: path }));
+}
+
 function passphraseFromEnv(name: string, keys: KeyEnvironment): string {
   const value = keys.env(name);
   if (!value) throw new KeyFileError(`the environment variable ${name} is not set`);
@@ -97,6 +113,8 @@ function passphraseFromEnv(name: string, keys: KeyEnvironment): string {
 }
 
 const MIN_PASSPHRASE_LENGTH = 8;
+
+export const PASSPHRASE_ENV_HELP = 'read the passphrase from this environment variable (never from the command line)';
 
 /** A new key's passphrase: named by --passphrase-env, or asked for twice; undefined for an unencrypted key. */
 async function newPassphrase(opts: GenerateOptions, keys: KeyEnvironment): Promise<string | undefined> {
@@ -144,13 +162,12 @@ export function addKeyCommands(program: Command, ctx: CliContext, keyEnvironment
   const key = program
     .command('key')
     .description('your ed25519 signing key: agents trust its public key; the coordinator never sees it');
-  const passphraseEnvHelp = 'read the passphrase from this environment variable (never from the command line)';
 
   key
     .command('generate')
     .description('make a signing key pair; writes the private key (0600) and prints the public key and its id')
     .option('--out <file>', 'where to write it (default $FLEETPATCH_KEY or ~/.config/fleetpatch/signing-key.pem)')
-    .option('--passphrase-env <var>', `encrypt it; ${passphraseEnvHelp}`)
+    .option('--passphrase-env <var>', `encrypt it; ${PASSPHRASE_ENV_HELP}`)
     .option('--ask-passphrase', 'encrypt it with a passphrase asked for on the terminal')
     .option('--json', 'print {keyId, publicKey, file, encrypted}')
     .action(async (opts: GenerateOptions) => {
@@ -188,15 +205,11 @@ export function addKeyCommands(program: Command, ctx: CliContext, keyEnvironment
     .command('show')
     .description('print the public key and key id of a signing key')
     .option('--key <file>', 'the key file (default $FLEETPATCH_KEY or ~/.config/fleetpatch/signing-key.pem)')
-    .option('--passphrase-env <var>', `if it is encrypted, ${passphraseEnvHelp}`)
+    .option('--passphrase-env <var>', `if it is encrypted, ${PASSPHRASE_ENV_HELP}`)
     .option('--json', 'print {keyId, publicKey, file, encrypted}')
     .action(async (opts: ShowOptions) => {
-      const keys = keyEnvironment();
-      const file = opts.key ?? keys.defaultKeyFile;
-      const loaded = await loadSigningKey(file, async () => {
-        if (opts.passphraseEnv !== undefined) return passphraseFromEnv(opts.passphraseEnv, keys);
-        return keys.askPassphrase?.(`passphrase for ${file}: `);
-      });
+      const loaded = await openSigningKey(opts.key, opts.passphraseEnv, keyEnvironment());
+      const file = loaded.file;
       const mode = (await stat(file)).mode & 0o777;
       if ((mode & 0o077) !== 0) {
         ctx.output.err(`warning: ${file} is readable by others (mode ${mode.toString(8)}): chmod 600 it`);

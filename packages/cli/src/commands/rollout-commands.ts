@@ -1,9 +1,10 @@
+import { DEFAULT_STATEMENT_VALIDITY_SECONDS, PatchSpecSchema, type RolloutStatus } from '@fleetpatch/shared';
 import { type Command, Option } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
-import { ExitCode, LocalValidationError } from '../cli-errors.js';
+import { ExitCode, LocalValidationError, UsageError } from '../cli-errors.js';
 import { writeJson } from '../cli-output.js';
 import { readJsonInput } from '../json-input.js';
-import { validateRolloutRequest } from '../local-validation.js';
+import { validatePatchSpec, validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
 import { renderPreflight, renderRolloutList } from '../render-rollouts.js';
 import { renderStatus } from '../render-status.js';
@@ -19,14 +20,23 @@ import {
   parseWholeNumber,
   type RolloutCreateFlags,
 } from '../rollout-options.js';
+import {
+  addSigningOptions,
+  checkPatchAgainstFile,
+  loadKey,
+  type SigningFlags,
+  signNewRollout,
+} from '../rollout-signing.js';
 import { watchRollout } from '../watch-rollout.js';
+import type { KeyEnvironment } from './key-commands.js';
 import { addRolloutVerbCommands } from './rollout-verb-commands.js';
 
-export function addRolloutCommands(program: Command, ctx: CliContext): void {
+/** `keys` is read only when a command signs (`--sign-key`). */
+export function addRolloutCommands(program: Command, ctx: CliContext, keys: () => KeyEnvironment): void {
   const rollout = program
     .command('rollout')
     .description('roll a patch out in waves: create, plan, approve, start, watch, revert');
-  addCreate(rollout, ctx);
+  addCreate(rollout, ctx, keys);
 
   rollout
     .command('plan')
@@ -90,11 +100,13 @@ export function addRolloutCommands(program: Command, ctx: CliContext): void {
       else ctx.output.out(renderRolloutList(rollouts));
     });
 
-  addRolloutVerbCommands(rollout, ctx);
+  addRolloutVerbCommands(rollout, ctx, keys);
 }
 
-function addCreate(rollout: Command, ctx: CliContext): void {
-  rollout
+type CreateOptions = RolloutCreateFlags & JsonFlag & SigningFlags & { file?: string; patchFile?: string };
+
+function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment): void {
+  const create = rollout
     .command('create')
     .description('create a rollout of one patch (validated locally first); prints its id and plan')
     .option('--patch <id>', 'the patch to roll out')
@@ -118,8 +130,13 @@ function addCreate(rollout: Command, ctx: CliContext): void {
     .option('--approvals <n>', 'approvals needed before it may start (0-10)', parseWholeNumber)
     .option('--draft', 'create as a draft: plan and dry-run it, then `rollout submit` it for approval')
     .option('--file <path>', 'a rollout request as JSON ("-" reads stdin); flags override its fields')
-    .option('--json', 'print the created rollout as JSON')
-    .action(async (opts: RolloutCreateFlags & JsonFlag & { file?: string }) => {
+    .option('--json', 'print the created rollout as JSON');
+  addSigningOptions(create, 'the rollout as its author (then agents that require signatures accept it)', true)
+    .option('--patch-file <file>', 'with --sign-key: refuse to sign unless the patch equals this local spec')
+    .action(async (opts: CreateOptions) => {
+      if (opts.patchFile !== undefined && opts.signKey === undefined) {
+        throw new UsageError('--patch-file checks the patch before signing: it goes with --sign-key');
+      }
       let base: Record<string, unknown> | undefined;
       if (opts.file !== undefined) {
         const input = await readJsonInput(opts.file, ctx.readStdin);
@@ -130,7 +147,8 @@ function addCreate(rollout: Command, ctx: CliContext): void {
       }
       const request = validateRolloutRequest(buildRolloutRequest(opts, base), opts.file === '-' ? 'stdin' : opts.file);
       const api = ctx.api();
-      const created = await api.createRollout(request);
+      const created =
+        opts.signKey === undefined ? await api.createRollout(request) : await createSigned(ctx, opts, request, keys);
       if (opts.json) {
         writeJson(ctx.output, created);
         return;
@@ -143,4 +161,37 @@ function addCreate(rollout: Command, ctx: CliContext): void {
       );
       ctx.output.out(renderPlan(plan));
     });
+}
+
+/**
+ * `create --sign-key`: the key and the patch are checked before anything is created; the rollout is
+ * created as a draft, signed, and submitted unless `--draft` was asked for. A draft left behind
+ * because signing failed is said so (it sends nothing; abort it or sign it again).
+ */
+async function createSigned(
+  ctx: CliContext,
+  opts: CreateOptions,
+  request: ReturnType<typeof validateRolloutRequest>,
+  keys: () => KeyEnvironment,
+): Promise<RolloutStatus> {
+  if (opts.patchFile === '-' && opts.file === '-') {
+    throw new LocalValidationError('--patch-file and --file cannot both read stdin', []);
+  }
+  const key = await loadKey(opts, keys);
+  const local =
+    opts.patchFile === undefined
+      ? undefined
+      : PatchSpecSchema.parse(validatePatchSpec(await readJsonInput(opts.patchFile, ctx.readStdin), opts.patchFile));
+  const api = ctx.api();
+  const spec = checkPatchAgainstFile(await api.getPatch(request.patchId), local, opts.patchFile);
+  const draft = await api.createRollout({ ...request, draft: true });
+  try {
+    return await signNewRollout(ctx, api, draft, spec, key, {
+      validFor: opts.validFor ?? DEFAULT_STATEMENT_VALIDITY_SECONDS,
+      submit: request.draft !== true,
+    });
+  } catch (err) {
+    ctx.output.err(`rollout ${draft.rollout.id} was created as a draft and is not signed (it sends nothing)`);
+    throw err;
+  }
 }

@@ -1,46 +1,89 @@
+import { DEFAULT_STATEMENT_VALIDITY_SECONDS, type RolloutStatus } from '@fleetpatch/shared';
 import type { Command } from 'commander';
 import type { RolloutVerb } from '../api-client.js';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
 import { renderStatus } from '../render-status.js';
+import {
+  addSigningOptions,
+  approveSigned,
+  describeRevertSigning,
+  loadKey,
+  type SigningFlags,
+  signRevert,
+} from '../rollout-signing.js';
+import type { KeyEnvironment } from './key-commands.js';
 
 const VERBS: Readonly<Record<RolloutVerb, string>> = {
   submit: 'put a draft up for approval',
-  approve: 'approve a rollout (four eyes: not the person who created it)',
+  approve: 'approve a rollout (four eyes: not the person who created it); a signed one with --sign-key',
   start: 'freeze the target set and start the first wave',
   pause: 'let in-flight hosts finish, send nothing new',
   resume: 'carry on after a pause',
   abort: 'cancel in-flight work; sticky until an explicit retry',
   retry: 'restart a halted or aborted rollout',
   promote: 'skip the rest of the bake and start the next wave',
-  revert: 'put every changed host back to its snapshot, in one step',
+  revert:
+    'put every changed host back to its snapshot, in one step; a signed one once enough people signed (--sign-key)',
 };
 
-/** The lifecycle verbs: each posts, then prints the rollout's status as the coordinator now sees it. */
-export function addRolloutVerbCommands(rollout: Command, ctx: CliContext): void {
+type VerbOptions = JsonFlag & SigningFlags & { reason?: string };
+
+/**
+ * The lifecycle verbs: each posts, then prints the rollout's status as the coordinator now sees it.
+ * `approve`, `revert` and `revert-host` of a signed rollout sign with `--sign-key` (rollout-signing.ts).
+ */
+export function addRolloutVerbCommands(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment): void {
+  const print = (status: RolloutStatus, opts: JsonFlag) => {
+    if (opts.json) writeJson(ctx.output, status);
+    else ctx.output.out(renderStatus(status, ctx.now()));
+  };
+  /** A signing step of a revert: it prints how far the signatures are, and the status once the revert started. */
+  const revertSigned = async (id: string, host: string | null, opts: VerbOptions) => {
+    const outcome = await signRevert(
+      ctx,
+      ctx.api(),
+      id,
+      host,
+      await loadKey(opts, keys),
+      opts.validFor ?? DEFAULT_STATEMENT_VALIDITY_SECONDS,
+    );
+    ctx.output.err(describeRevertSigning(outcome));
+    print(outcome.status, opts);
+  };
+
   for (const [verb, description] of Object.entries(VERBS) as [RolloutVerb, string][]) {
-    rollout
+    const command = rollout
       .command(verb)
       .description(description)
       .argument('<id>', 'rollout id')
       .option('--reason <text>', 'why, for the audit trail')
-      .option('--json', 'print the resulting status as JSON')
-      .action(async (id: string, opts: JsonFlag & { reason?: string }) => {
-        const status = await ctx.api().rolloutVerb(id, verb, opts.reason);
-        if (opts.json) writeJson(ctx.output, status);
-        else ctx.output.out(renderStatus(status, ctx.now()));
-      });
+      .option('--json', 'print the resulting status as JSON');
+    if (verb === 'approve') addSigningOptions(command, "the rollout's statement as an approver", false);
+    if (verb === 'revert') addSigningOptions(command, "the rollout's revert statement", true);
+    command.action(async (id: string, opts: VerbOptions) => {
+      if (opts.signKey !== undefined && verb === 'revert') return revertSigned(id, null, opts);
+      const api = ctx.api();
+      const status =
+        opts.signKey !== undefined && verb === 'approve'
+          ? await approveSigned(ctx, api, id, await loadKey(opts, keys), opts.reason)
+          : await api.rolloutVerb(id, verb, opts.reason);
+      print(status, opts);
+    });
   }
 
-  rollout
+  const revertHost = rollout
     .command('revert-host')
-    .description('put one host of a rollout back to its snapshot')
+    .description(
+      'put one host of a rollout back to its snapshot; of a signed one once enough people signed (--sign-key)',
+    )
     .argument('<id>', 'rollout id')
     .argument('<host>', 'host id')
-    .option('--json', 'print the resulting status as JSON')
-    .action(async (id: string, host: string, opts: JsonFlag) => {
-      const status = await ctx.api().revertHost(id, host);
-      if (opts.json) writeJson(ctx.output, status);
-      else ctx.output.out(renderStatus(status, ctx.now()));
-    });
+    .option('--json', 'print the resulting status as JSON');
+  addSigningOptions(revertHost, 'a revert statement for this host', true).action(
+    async (id: string, host: string, opts: VerbOptions) => {
+      if (opts.signKey !== undefined) return revertSigned(id, host, opts);
+      print(await ctx.api().revertHost(id, host), opts);
+    },
+  );
 }

@@ -34,4 +34,13 @@ export interface EngineDeps {
   windows: WindowWatcher | undefined;
   markDirty(rolloutId: string): void;
   isStopped(): boolean;
+  /**
+   * Test-only crash points, unset in production: `order:committed` (an apply order's row is committed,
+   * not yet sent), `order:sent` (and sent), `result:committed` (a result is committed, not yet acked).
+   * The daemon wires them to SIGKILL itself when FLEETPATCH_TEST_CRASH_AT names one.
+   */
+  checkpoint?: ((name: CoordinatorCrashPoint) => void) | undefined;
 }
+
+/** Where the coordinator crash matrix (test/coordinator-crash.test.ts) kills the coordinator. */
+export type CoordinatorCrashPoint = 'order:committed' | 'order:sent' | 'result:committed';

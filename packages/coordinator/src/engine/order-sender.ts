@@ -1,4 +1,4 @@
-import type { Patch } from '@fleetpatch/shared';
+import type { OrderApply, OrderRevert, Patch } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
@@ -8,9 +8,16 @@ import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
 /*
  * The orders sent to agents, built from committed host runs. Callers send only after the commit that
  * recorded the order id, so a resend is always of an order the agent can answer from its journal.
+ * A signed rollout's orders carry what people signed (`signed`, see rollout-signing.ts), untouched.
  */
 
-export function sendApply(channel: AgentChannel, rollout: RolloutRecord, run: HostRunRecord, patch: Patch): void {
+export function sendApply(
+  channel: AgentChannel,
+  rollout: RolloutRecord,
+  run: HostRunRecord,
+  patch: Patch,
+  signed: OrderApply['signed'],
+): void {
   if (!run.orderId) return;
   channel.send(run.hostId, {
     type: 'order.apply',
@@ -22,12 +29,18 @@ export function sendApply(channel: AgentChannel, rollout: RolloutRecord, run: Ho
     failIfUnhealthyBefore: rollout.request.failUnhealthyBefore,
     revertOnHealthFailure: rollout.request.autoRevert !== 'none',
     bakeSeconds: rollout.request.bakeSeconds,
+    ...(signed ? { signed } : {}),
   });
 }
 
-export function sendRevert(channel: AgentChannel, run: HostRunRecord): void {
+export function sendRevert(channel: AgentChannel, run: HostRunRecord, signed: OrderRevert['signed']): void {
   if (!run.revertOrderId || !run.orderId) return;
-  channel.send(run.hostId, { type: 'order.revert', orderId: run.revertOrderId, revertsOrderId: run.orderId });
+  channel.send(run.hostId, {
+    type: 'order.revert',
+    orderId: run.revertOrderId,
+    revertsOrderId: run.orderId,
+    ...(signed ? { signed } : {}),
+  });
 }
 
 /**

@@ -1,10 +1,19 @@
-import type { Hello, OrderProgress, OrderResultBody, Patch } from '@fleetpatch/shared';
+import {
+  type Hello,
+  type OrderProgress,
+  type OrderResultBody,
+  orderRefusalCodeOf,
+  type Patch,
+} from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
+import { auditOrderRefusal } from './order-refusal-audit.js';
 import { sendApply, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
+import { isSignedRollout, signedApplyOf, signedRevertOf } from './rollout-signing.js';
 import { isoNow } from './rollout-transition.js';
 
 /** What an agent told us, queued until the next batch is recorded. */
@@ -26,7 +35,7 @@ const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> 
   verifying: 'verifying',
 };
 
-type RecorderDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty'>;
+type RecorderDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty' | 'checkpoint'>;
 
 /**
  * Turns agent reports (hellos, progress, results) into host-run updates and events, one transaction
@@ -66,6 +75,7 @@ export class ReportRecorder {
         }
       }
     });
+    if (acks.length > 0) this.deps.checkpoint?.('result:committed');
     // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
     for (const ack of acks)
       channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });
@@ -90,15 +100,30 @@ export class ReportRecorder {
     this.cancelAbandoned(agentId, hello);
     const reported = new Set(hello.orders.map((order) => order.orderId));
     for (const run of store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
-      if (run.state === 'reverting' && run.revertOrderId && !reported.has(run.revertOrderId)) sendRevert(channel, run);
+      if (run.state === 'reverting' && run.revertOrderId && !reported.has(run.revertOrderId)) this.resendRevert(run);
       if (run.state !== 'reverting' && run.orderId && !reported.has(run.orderId)) {
         const rollout = store.rollouts.get(run.rolloutId);
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
-          sendApply(channel, rollout, run, store.patches.get(rollout.patchId) as Patch);
+          sendApply(
+            channel,
+            rollout,
+            run,
+            store.patches.get(rollout.patchId) as Patch,
+            signedApplyOf(store, rollout.id),
+          );
         }
       }
     }
     for (const run of store.hostRuns.forHostInStates(agentId, ['queued'])) this.deps.markDirty(run.rolloutId);
+  }
+
+  /** Sent after the commit: a revert that cannot be sent (a signed rollout without its statement) is logged, not thrown. */
+  private resendRevert(run: HostRunRecord): void {
+    try {
+      sendRevert(this.deps.channel, run, signedRevertOf(this.deps.store, run.rolloutId, run.hostId));
+    } catch (err) {
+      this.deps.log.error({ err, rolloutId: run.rolloutId, hostId: run.hostId }, 'revert order not resent');
+    }
   }
 
   /**
@@ -188,23 +213,29 @@ export class ReportRecorder {
       const lateSuccess = run.state === 'revert_failed' && result.outcome === 'reverted';
       if (run.state !== 'reverting' && !lateSuccess) return true;
       const to = result.outcome === 'reverted' ? 'reverted' : 'revert_failed';
+      // A refused revert ran nothing, so the host still carries what it did (agents answer every
+      // refusal `changed: false`): kept, so that a revert asked for again still reaches it.
+      const refused = orderRefusalCodeOf(result.errorCode, result.reason) !== undefined;
       transitionHostRun(
         this.deps,
         run,
         {
           to,
-          changed: result.changed,
+          changed: refused ? run.changed : result.changed,
           finishedAt: clock.now(),
           ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
         },
         { actor: agentId, data: { ...error } },
       );
+      if (!lateSuccess) auditOrderRefusal(this.deps, agentId, run, result, 'revert');
       if (lateSuccess) this.reverts.reopenFailedRevert(run.rolloutId);
       this.deps.markDirty(run.rolloutId);
       return true;
     }
     // Whatever it says, the current order has answered: a timed-out host may now be retried.
     store.hostRuns.markAnswered(run.rolloutId, run.hostId);
+    // Its first answer (a late one after a timeout included; not a repeat, nor a bake-time report).
+    if (!run.answered) auditOrderRefusal(this.deps, agentId, run, result, 'apply');
     if (TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverting') {
       // A late answer (after a timeout, or a bake-time failure after healthy): record what the host carries now.
       const lateFailure =
@@ -254,12 +285,14 @@ export class ReportRecorder {
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
     const rollout = store.rollouts.get(run.rolloutId);
+    // Not for a signed rollout: its halt waits for a signed revert statement (WaveAdvancer.halt).
     if (
       result.changed &&
       // Stryker disable next-line OptionalChaining: as in cancelAbandoned, the rollout exists
       rollout?.state === 'halted' &&
       rollout.request.autoRevert === 'wave' &&
-      run.wave === rollout.currentWave
+      run.wave === rollout.currentWave &&
+      !isSignedRollout(store, rollout.id)
     ) {
       this.reverts.dispatch({ ...run, state, changed: true });
     }

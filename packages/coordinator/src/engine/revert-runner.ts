@@ -5,6 +5,7 @@ import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { sendRevert } from './order-sender.js';
+import { signedRevertOf } from './rollout-signing.js';
 import { mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
 
 /** Revert progression: revert orders to hosts that carry the change, and the rollout's revert outcome. */
@@ -37,10 +38,15 @@ export class RevertRunner {
     });
   }
 
-  /** Must run inside a transaction; the order is sent once it commits (never if it rolls back). */
+  /**
+   * Must run inside a transaction; the order is sent once it commits (never if it rolls back). A
+   * signed rollout's host is reverted only under a used revert statement covering it (else this
+   * throws and the transaction rolls back): an unsigned revert would only be refused.
+   */
   dispatch(run: HostRunRecord): void {
     const { store, channel, clock } = this.deps;
     if (!run.orderId) return;
+    const signed = signedRevertOf(store, run.rolloutId, run.hostId);
     const orderId = newId('rev');
     transitionHostRun(
       this.deps,
@@ -50,7 +56,7 @@ export class RevertRunner {
     );
     const sent = { ...run, state: 'reverting' as const, revertOrderId: orderId };
     store.afterCommit(() => {
-      if (!this.deps.isStopped()) sendRevert(channel, sent);
+      if (!this.deps.isStopped()) sendRevert(channel, sent, signed);
     });
   }
 

@@ -1,4 +1,6 @@
 import {
+  type ApproveRequest,
+  type AttachStatementRequest,
   assignWaves,
   ErrorCode,
   FleetError,
@@ -6,22 +8,33 @@ import {
   type MaintenanceWindow,
   type OrderProgress,
   type OrderResultBody,
+  type RevertSignatureRequest,
   type RolloutRequest,
   type RolloutState,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
+import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
-import type { AgentChannel, EngineClock, EngineDeps, WaveGate, WindowWatcher } from './engine-interfaces.js';
+import type {
+  AgentChannel,
+  CoordinatorCrashPoint,
+  EngineClock,
+  EngineDeps,
+  WaveGate,
+  WindowWatcher,
+} from './engine-interfaces.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
+import { invalidField } from './invalid-field.js';
 import { cancelInFlight } from './order-sender.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
+import { RolloutSigning } from './rollout-signing.js';
 import { assertVerb, VERB_TRANSITIONS } from './rollout-states.js';
 import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
 import { resolveTarget, unknownHostIds } from './target-resolver.js';
@@ -30,7 +43,13 @@ import { WaveAdvancer } from './wave-advancer.js';
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
 const REPORT_RETRY_MS = 1000;
 
-export type { AgentChannel, EngineClock, WaveGate, WindowWatcher } from './engine-interfaces.js';
+export type {
+  AgentChannel,
+  CoordinatorCrashPoint,
+  EngineClock,
+  WaveGate,
+  WindowWatcher,
+} from './engine-interfaces.js';
 
 export interface RolloutEngineOptions {
   store: Store;
@@ -48,6 +67,8 @@ export interface RolloutEngineOptions {
   minApprovals?: number;
   /** At most one `agent.connected` row per agent per window (see `ConnectedAudit`); default 60 s. */
   connectedAuditWindowMs?: number;
+  /** Test-only crash points (see `EngineDeps.checkpoint`). */
+  checkpoint?: (name: CoordinatorCrashPoint) => void;
 }
 
 /**
@@ -73,6 +94,7 @@ export class RolloutEngine {
   private readonly minApprovals: number;
   private readonly deps: EngineDeps;
   private readonly reverts: RevertRunner;
+  private readonly signing: RolloutSigning;
   private readonly advancer: WaveAdvancer;
   private readonly recorder: ReportRecorder;
   private readonly dirty = new Set<string>();
@@ -101,8 +123,10 @@ export class RolloutEngine {
       windows: this.windows,
       markDirty: (rolloutId) => this.markDirty(rolloutId),
       isStopped: () => this.stopped,
+      checkpoint: options.checkpoint,
     };
     this.reverts = new RevertRunner(this.deps);
+    this.signing = new RolloutSigning(this.deps);
     this.advancer = new WaveAdvancer(this.deps, this.reverts);
     this.recorder = new ReportRecorder(
       this.deps,
@@ -130,12 +154,10 @@ export class RolloutEngine {
     if (!patch)
       throw new FleetError(ErrorCode.validationFailed, `patch ${request.patchId} does not exist`, { path: 'patchId' });
     if (request.requiredApprovals < this.minApprovals) {
-      // Named like a schema failure of the request body, which is what it is to the caller.
-      const message = `must be at least ${this.minApprovals} (this coordinator's minApprovals), got ${request.requiredApprovals}`;
-      throw new FleetError(ErrorCode.validationFailed, `invalid request: body.requiredApprovals: ${message}`, {
-        path: 'body.requiredApprovals',
-        issues: [{ path: 'body.requiredApprovals', message }],
-      });
+      throw invalidField(
+        'body.requiredApprovals',
+        `must be at least ${this.minApprovals} (this coordinator's minApprovals), got ${request.requiredApprovals}`,
+      );
     }
     if (request.window) this.validateWindow(request.window);
     const unknown = unknownHostIds(request.target, this.store.agents.list());
@@ -169,8 +191,20 @@ export class RolloutEngine {
     return mustGetRollout(this.store, id);
   }
 
-  /** Approval by someone other than the creator; enough approvals make the rollout startable. */
-  approve(id: string, actor: string): RolloutRecord {
+  /**
+   * The author of a draft attaches the apply statement they signed (see `RolloutSigning.attachApply`):
+   * from then on the rollout is signed, and every order it sends carries the statement.
+   */
+  attachStatement(id: string, request: AttachStatementRequest, actor: string): RolloutRecord {
+    this.store.transaction(() => this.signing.attachApply(id, request, actor));
+    return mustGetRollout(this.store, id);
+  }
+
+  /**
+   * Approval by someone other than the creator; enough approvals make the rollout startable. A signed
+   * rollout's approval carries the approver's signature of its statement, by a key of their own.
+   */
+  approve(id: string, actor: string, request?: ApproveRequest): RolloutRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       assertVerb(id, rollout.state, 'approve');
@@ -187,7 +221,11 @@ export class RolloutEngine {
       if (!this.store.rollouts.addApproval(id, actor, isoNow(this.clock))) {
         throw new FleetError(ErrorCode.conflict, `${actor} has already approved this rollout`, { rolloutId: id });
       }
-      this.store.appendEvent({ rolloutId: id, actor, type: 'rollout.approved' }, isoNow(this.clock));
+      const keyId = this.signing.recordApproval(rollout, request, actor);
+      this.store.appendEvent(
+        { rolloutId: id, actor, type: 'rollout.approved', ...(keyId ? { data: { keyId } } : {}) },
+        isoNow(this.clock),
+      );
       if (this.store.rollouts.approvals(id).length >= rollout.request.requiredApprovals) {
         transitionRollout(this.deps, rollout, 'scheduled', actor, 'approved');
       }
@@ -211,9 +249,31 @@ export class RolloutEngine {
         );
       }
       assertVerb(id, rollout.state, 'start');
-      const hosts = resolveTarget(rollout.request.target, this.store.agents.list());
-      if (hosts.length === 0)
-        throw new FleetError(ErrorCode.conflict, 'the target selects no hosts', { rolloutId: id });
+      const { hosts, unsigned } = this.signing.signedHosts(
+        rollout,
+        resolveTarget(rollout.request.target, this.store.agents.list()),
+      );
+      if (hosts.length === 0) {
+        const message =
+          unsigned.length > 0
+            ? 'the target selects no host the statement was signed for'
+            : 'the target selects no hosts';
+        throw new FleetError(ErrorCode.conflict, message, { rolloutId: id });
+      }
+      // A label target signed for the hosts it selected then: hosts that match now but were not signed
+      // for would refuse the order (not_in_target), so they get none, and the trail says so.
+      if (unsigned.length > 0) {
+        this.log.warn({ rolloutId: id, unsigned: unsigned.length }, 'hosts not signed for are left out of the rollout');
+        this.store.appendEvent(
+          {
+            rolloutId: id,
+            actor: SYSTEM,
+            type: 'rollout.hosts_not_signed',
+            data: { count: unsigned.length, hosts: unsigned.slice(0, 100) },
+          },
+          isoNow(this.clock),
+        );
+      }
       const waves = assignWaves(hosts, rollout.request.waves);
       waves.forEach((wave, waveIndex) => {
         wave.forEach((hostId, position) => {
@@ -326,11 +386,15 @@ export class RolloutEngine {
     return mustGetRollout(this.store, id);
   }
 
-  /** One call puts every host that applied back to its snapshot; no waves, no gates. */
+  /**
+   * One call puts every host that applied back to its snapshot; no waves, no gates. A signed rollout
+   * reverts only under a revert statement signed by enough people (`signRevert`), used up here.
+   */
   revert(id: string, actor: string): RolloutRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       assertVerb(id, rollout.state, 'revert');
+      if (this.signing.isSigned(id)) this.signing.useRevertStatement(rollout, ROLLOUT_SCOPE);
       // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
       // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
       for (const run of this.store.hostRuns.inStates(id, ['revert_failed'])) {
@@ -343,10 +407,10 @@ export class RolloutEngine {
     return mustGetRollout(this.store, id);
   }
 
-  /** Reverts one host of a rollout, whatever the rollout's state. */
+  /** Reverts one host of a rollout, whatever the rollout's state (a signed rollout: under a revert statement for it). */
   revertHost(id: string, hostId: string, actor: string): HostRunRecord {
     this.store.transaction(() => {
-      mustGetRollout(this.store, id);
+      const rollout = mustGetRollout(this.store, id);
       const run = this.store.hostRuns.get(id, hostId);
       if (!run) throw new FleetError(ErrorCode.notFound, `host ${hostId} is not part of rollout ${id}`);
       if (!TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverted' || !run.changed) {
@@ -360,10 +424,24 @@ export class RolloutEngine {
           },
         );
       }
+      if (this.signing.isSigned(id)) this.signing.useRevertStatement(rollout, { kind: 'host', hostId });
       this.store.appendEvent({ rolloutId: id, hostId, actor, type: 'host.revert_requested' }, isoNow(this.clock));
       this.reverts.dispatch(run);
     });
     return this.store.hostRuns.get(id, hostId) as HostRunRecord;
+  }
+
+  /**
+   * A signature on the revert statement of a signed rollout (or of one host of it). The signature
+   * is committed first; once the statement has enough signers the revert starts at once, as if
+   * `revert` (or `revertHost`) had been called by the last signer. Returns whether it started.
+   */
+  signRevert(id: string, request: RevertSignatureRequest, actor: string): boolean {
+    const ready = this.store.transaction(() => this.signing.addRevertSignature(id, request, actor));
+    if (!ready) return false;
+    if (request.hostId === undefined) this.revert(id, actor);
+    else this.revertHost(id, request.hostId, actor);
+    return true;
   }
 
   private verbTransition(

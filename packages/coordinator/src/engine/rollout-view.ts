@@ -5,12 +5,16 @@ import {
   FleetError,
   type RolloutPlan,
   type RolloutRecord as RolloutRecordView,
+  type RolloutSigning,
   type RolloutStatus,
   resolveWaveSizes,
+  revertSignaturesNeeded,
+  type StatementView,
   toleratedFailures,
   type WavePhase,
 } from '@fleetpatch/shared';
 import type { RolloutRecord } from '../store/rollout-repository.js';
+import type { StatementRecord } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { resolveTarget } from './target-resolver.js';
@@ -79,14 +83,36 @@ export class RolloutView {
       else if (wave.wave === rollout.currentWave) wave.phase = currentWavePhase(rollout, ran);
     }
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
+    const approvals = this.store.rollouts.approvals(id);
     return {
       rollout: toView(rollout),
-      approvals: this.store.rollouts.approvals(id),
+      approvals,
+      signing: this.signing(rollout, approvals.length),
       failures: runs.filter((r) => r.countedFailure).length,
       toleratedFailures: tolerated,
       haltsOn: describeHaltPoint(tolerated),
       counts,
       waves,
+    };
+  }
+
+  /** A signed rollout's statements with their signatures; null for an unsigned rollout. */
+  private signing(rollout: RolloutRecord, approvals: number): RolloutSigning | null {
+    const { statements } = this.store;
+    const apply = statements.apply(rollout.id);
+    if (apply === undefined) return null;
+    const view = (record: StatementRecord): StatementView => ({
+      digest: record.digest,
+      hostId: record.scope.kind === 'host' ? record.scope.hostId : null,
+      statement: record.statement,
+      signatures: statements.signatures(record.digest).map(({ digest: _digest, ...signature }) => signature),
+      createdAt: record.createdAt,
+      usedAt: record.usedAt,
+    });
+    return {
+      apply: view(apply),
+      reverts: statements.reverts(rollout.id).map(view),
+      revertSignaturesNeeded: revertSignaturesNeeded(rollout.request.requiredApprovals, approvals),
     };
   }
 

@@ -7,9 +7,13 @@ import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { cancelInFlight, sendApply, sendBakeWatch } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
+import { isSignedRollout, signedApplyOf } from './rollout-signing.js';
 import { isoNow, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
 
-type AdvancerDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty'>;
+type AdvancerDeps = Pick<
+  EngineDeps,
+  'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty' | 'checkpoint'
+>;
 
 /** The advance loop: failure budgets, waves, bakes, maintenance windows, and dispatch of apply orders. */
 export class WaveAdvancer {
@@ -124,12 +128,30 @@ export class WaveAdvancer {
   }
 
   private halt(rollout: RolloutRecord, reason: string): void {
-    const { store, channel } = this.deps;
-    const scope = rollout.request.autoRevert;
+    const { store, channel, clock } = this.deps;
+    // A signed rollout's hosts whose health fails revert themselves (their own order says so); the
+    // coordinator's own reverts would need a revert statement people signed, which it cannot make.
+    const autoRevert = rollout.request.autoRevert;
+    const waits = (autoRevert === 'wave' || autoRevert === 'rollout') && isSignedRollout(store, rollout.id);
+    const scope = waits ? 'host' : autoRevert;
     // One commit for the halt and, with autoRevert `rollout`, the move to reverting: a crash between
     // two commits would leave a halted rollout that nobody reverts (halted is final; nothing advances it).
     store.transaction(() => {
       transitionRollout(this.deps, rollout, 'halted', SYSTEM, reason);
+      if (waits) {
+        store.appendEvent(
+          {
+            rolloutId: rollout.id,
+            actor: SYSTEM,
+            type: 'rollout.revert_waiting',
+            data: {
+              autoRevert,
+              reason: `a signed rollout's revert waits for a signed revert statement: fleetpatch rollout revert ${rollout.id} --sign-key <pem>`,
+            },
+          },
+          isoNow(clock),
+        );
+      }
       if (scope === 'wave') {
         for (const run of store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
           if (run.changed && TERMINAL_HOST_STATES.has(run.state) && run.state !== 'reverted')
@@ -179,7 +201,12 @@ export class WaveAdvancer {
     });
     // Sent only after the commit: a crash between the two leaves a committed order that the
     // agent's reconnect (hello) picks up, never an order that was sent but not recorded.
-    for (const run of sends) sendApply(channel, rollout, run, patch);
+    const signed = sends.length > 0 ? signedApplyOf(store, rollout.id) : undefined;
+    if (sends.length > 0) this.deps.checkpoint?.('order:committed');
+    for (const run of sends) {
+      sendApply(channel, rollout, run, patch, signed);
+      this.deps.checkpoint?.('order:sent');
+    }
     if (sends.length > 0) this.deps.markDirty(rollout.id);
   }
 

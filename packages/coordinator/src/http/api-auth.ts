@@ -6,14 +6,18 @@ export interface Caller {
   role: Role;
 }
 
-export type Permission = 'read' | 'write' | 'approve' | 'admin';
+export type Permission = 'read' | 'write' | 'approve' | 'sign-revert' | 'admin';
 
-/** What each role may do. Approving is its own right so that four eyes means two people. */
+/**
+ * What each role may do. Approving is its own right so that four eyes means two people. Signing a
+ * signed rollout's revert statement is for whoever may revert (operators) and whoever may approve
+ * (approvers): the first signer is usually the one, the second the other.
+ */
 const PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> = {
   viewer: new Set(['read']),
-  operator: new Set(['read', 'write']),
-  approver: new Set(['read', 'approve']),
-  admin: new Set(['read', 'write', 'approve', 'admin']),
+  operator: new Set(['read', 'write', 'sign-revert']),
+  approver: new Set(['read', 'approve', 'sign-revert']),
+  admin: new Set(['read', 'write', 'approve', 'sign-revert', 'admin']),
 };
 
 export function sha256Hex(value: string): string {

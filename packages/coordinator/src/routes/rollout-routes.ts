@@ -1,7 +1,10 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import {
+  ApproveRequestSchema,
+  AttachStatementRequestSchema,
   EventPageSchema,
   PreflightResultSchema,
+  RevertSignatureRequestSchema,
   RolloutListSchema,
   RolloutPlanSchema,
   RolloutRequestSchema,
@@ -84,12 +87,42 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => dryRun.run(request.params.id, request.body.timeoutSeconds * 1000, callerOf(request).name),
   );
 
+  // A signed rollout's approval carries the approver's signature of its statement.
   app.post(
     '/rollouts/:id/approve',
-    { config: { access: 'approve' }, schema: { params: Params, body: VerbBody, response: Status } },
+    {
+      config: { access: 'approve' },
+      schema: { params: Params, body: ApproveRequestSchema.nullish(), response: Status },
+    },
     async (request) => {
       const caller = callerOf(request);
-      engine.approve(request.params.id, caller.name);
+      engine.approve(request.params.id, caller.name, request.body ?? undefined);
+      return view.status(request.params.id);
+    },
+  );
+
+  // The author's signed apply statement, for their draft: from then on the rollout is signed.
+  app.post(
+    '/rollouts/:id/statement',
+    {
+      config: { access: 'write' },
+      schema: { params: Params, body: AttachStatementRequestSchema, response: Status },
+    },
+    async (request) => {
+      engine.attachStatement(request.params.id, request.body, callerOf(request).name);
+      return view.status(request.params.id);
+    },
+  );
+
+  // A signature on a signed rollout's revert statement; the last one needed starts the revert.
+  app.post(
+    '/rollouts/:id/revert-statement',
+    {
+      config: { access: 'sign-revert' },
+      schema: { params: Params, body: RevertSignatureRequestSchema, response: Status },
+    },
+    async (request) => {
+      engine.signRevert(request.params.id, request.body, callerOf(request).name);
       return view.status(request.params.id);
     },
   );

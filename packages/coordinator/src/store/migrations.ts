@@ -144,4 +144,34 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       );
     `,
   },
+  {
+    version: 6,
+    name: 'signed rollouts: the statements people signed, and their signatures',
+    // Forwarded to agents untouched; the agents, not these rows, decide what is valid. `scope` is
+    // 'rollout' (the apply statement, or a revert of the whole rollout) or 'host:<id>' (a revert of
+    // one host). A revert statement is pending until `used_at`, when the revert it allowed started.
+    sql: `
+      CREATE TABLE statements (
+        digest TEXT PRIMARY KEY,
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        kind TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        used_at TEXT
+      );
+      CREATE INDEX statements_rollout ON statements(rollout_id, kind, scope);
+
+      CREATE TABLE statement_signatures (
+        digest TEXT NOT NULL REFERENCES statements(digest),
+        key_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        role TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (digest, key_id)
+      );
+    `,
+  },
 ];

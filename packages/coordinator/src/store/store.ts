@@ -6,6 +6,7 @@ import { HostRunRepository } from './host-run-repository.js';
 import { JoinTokenRepository } from './join-token-repository.js';
 import { PatchRepository } from './patch-repository.js';
 import { RolloutRepository } from './rollout-repository.js';
+import { StatementRepository } from './statement-repository.js';
 
 export type EventListener = (event: EventRecord) => void;
 
@@ -20,6 +21,7 @@ export class Store {
   readonly patches: PatchRepository;
   readonly rollouts: RolloutRepository;
   readonly hostRuns: HostRunRepository;
+  readonly statements: StatementRepository;
   private readonly eventRepository: EventRepository;
   private readonly listeners = new Set<EventListener>();
   private pending: EventRecord[] | null = null;
@@ -31,6 +33,7 @@ export class Store {
     this.patches = new PatchRepository(db);
     this.rollouts = new RolloutRepository(db);
     this.hostRuns = new HostRunRepository(db);
+    this.statements = new StatementRepository(db);
     this.eventRepository = new EventRepository(db);
   }
 

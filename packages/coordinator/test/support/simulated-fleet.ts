@@ -16,7 +16,12 @@ import {
 } from '@fleetpatch/shared';
 import { type Logger, pino } from 'pino';
 import { afterEach } from 'vitest';
-import { type AgentChannel, RolloutEngine, type WaveGate } from '../../src/engine/rollout-engine.js';
+import {
+  type AgentChannel,
+  type CoordinatorCrashPoint,
+  RolloutEngine,
+  type WaveGate,
+} from '../../src/engine/rollout-engine.js';
 import type { HostRunRecord } from '../../src/store/host-run-repository.js';
 import type { RolloutRecord } from '../../src/store/rollout-repository.js';
 import { Store } from '../../src/store/store.js';
@@ -65,6 +70,8 @@ export interface SimulatedFleetOptions {
   start?: number;
   /** Called for every apply order the engine sends, before it is delivered (the property test's checks). */
   onApplySent?: (agentId: string, orderId: string, rolloutId: string) => void;
+  /** The engine's test crash points (see `EngineDeps.checkpoint`). */
+  checkpoint?: (name: CoordinatorCrashPoint) => void;
 }
 
 const silent = pino({ level: 'silent' });
@@ -129,6 +136,7 @@ export class SimulatedFleet {
       clock: this.clock,
       windows: this.windows,
       ...(this.options.waveGate ? { waveGate: this.options.waveGate } : {}),
+      ...(this.options.checkpoint ? { checkpoint: this.options.checkpoint } : {}),
     });
   }
 
@@ -248,10 +256,30 @@ export class SimulatedFleet {
 
   /** The host finishes its open revert order. */
   async finishRevert(hostId: string, outcome: 'reverted' | 'revert_failed' = 'reverted'): Promise<void> {
-    const entry = this.agent(hostId).openReverts()[0];
-    if (!entry) throw new Error(`${hostId} holds no revert order`);
-    this.report(hostId, entry, outcome, outcome !== 'reverted');
+    this.report(hostId, this.mustOpenRevert(hostId), outcome, outcome !== 'reverted');
     await this.engine.whenIdle();
+  }
+
+  /**
+   * The host refuses its open apply order before running it, as a real agent does: `failed`, nothing
+   * changed, `policy_denied` with `reason` (a signed-order refusal starts with its code: `tampered: …`).
+   */
+  async refuse(hostId: string, reason: string): Promise<string> {
+    const entry = this.mustOpenApply(hostId);
+    this.report(hostId, entry, 'failed', false, { errorCode: ErrorCode.policyDenied, reason });
+    await this.engine.whenIdle();
+    return entry.orderId;
+  }
+
+  /**
+   * The host refuses its open revert order as a real agent does: `revert_failed`, `changed: false`
+   * (though the host still carries the apply's change), `policy_denied` with `reason`.
+   */
+  async refuseRevert(hostId: string, reason: string): Promise<string> {
+    const entry = this.mustOpenRevert(hostId);
+    this.report(hostId, entry, 'revert_failed', false, { errorCode: ErrorCode.policyDenied, reason });
+    await this.engine.whenIdle();
+    return entry.orderId;
   }
 
   /** A second report for an order already answered: the bake watch on the host saw health fail. */
@@ -263,17 +291,31 @@ export class SimulatedFleet {
   }
 
   /** The agent records a result in its journal and reports it now if connected (else in its next hello). */
-  report(hostId: string, entry: JournalEntry, outcome: OrderOutcome, changed: boolean): void {
+  report(
+    hostId: string,
+    entry: JournalEntry,
+    outcome: OrderOutcome,
+    changed: boolean,
+    error: { errorCode: ErrorCode; reason?: string } | undefined = outcome === 'healthy' || outcome === 'reverted'
+      ? undefined
+      : { errorCode: ErrorCode.healthFailed },
+  ): void {
     entry.phase = 'done';
     entry.acked = false;
     entry.result = {
       orderId: entry.orderId,
       outcome,
       changed,
-      ...(outcome === 'healthy' || outcome === 'reverted' ? {} : { errorCode: ErrorCode.healthFailed }),
+      ...error,
       finishedAt: new Date(this.now).toISOString(),
     };
     if (this.agent(hostId).online) this.engine.onOrderResult(hostId, entry.result);
+  }
+
+  private mustOpenRevert(hostId: string): JournalEntry {
+    const entry = this.agent(hostId).openReverts()[0];
+    if (!entry) throw new Error(`${hostId} holds no revert order`);
+    return entry;
   }
 
   private mustOpenApply(hostId: string): JournalEntry {

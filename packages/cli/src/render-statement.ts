@@ -1,0 +1,65 @@
+import type { RolloutSigning, Statement, StatementSignatureView, StatementTarget } from '@fleetpatch/shared';
+
+const short = (digest: string) => digest.slice(0, 16);
+
+/**
+ * What the person about to sign reads: the statement's digest and what it lets agents do — the
+ * change (for a file: the sha256 and length of the exact bytes), where, and until when.
+ */
+export function describeStatement(statement: Statement, digest: string): string[] {
+  const lines = [`statement ${digest}`];
+  if (statement.kind === 'apply') {
+    const { patch } = statement;
+    const change =
+      patch.change.kind === 'file'
+        ? `file ${patch.change.path}  sha256 ${patch.change.contentSha256} (${patch.change.contentBytes} bytes)  mode ${patch.change.mode}  ${patch.change.owner}:${patch.change.group}`
+        : `package ${patch.change.name} ${patch.change.version}`;
+    lines.push(
+      `  patch     "${patch.title}" (${patch.ticket})`,
+      `  change    ${change}`,
+      `  health    ${patch.health.checks.length} check(s); ${statement.revertOnHealthFailure ? 'a host reverts itself when they fail' : 'a failing host is left changed'}`,
+    );
+  } else {
+    lines.push(`  reverts   statement ${statement.revertsStatementDigest}`);
+  }
+  lines.push(
+    `  target    ${describeTarget(statement.target)}`,
+    `  valid     ${statement.notBefore} → ${statement.expiresAt} (sequence ${statement.sequence})`,
+  );
+  return lines;
+}
+
+export function describeTarget(target: StatementTarget): string {
+  if (target.kind === 'hosts') {
+    const shown = target.hostIds.slice(0, 10).join(', ');
+    return `hosts ${shown}${target.hostIds.length > 10 ? ` and ${target.hostIds.length - 10} more` : ''}`;
+  }
+  return `selector ${JSON.stringify(target.selector)}`;
+}
+
+const signer = (s: StatementSignatureView) => `${s.signer} (key ${s.keyId})`;
+
+/**
+ * A signed rollout's lines in `rollout status`:
+ *
+ *   signed    statement 5e3c0a9d1f2b4c6e by alice (key …) as author, bob (key …) as approver; valid until …
+ *   revert    statement 77aa01b2c3d4e5f6 pending: 1 of 2 signatures (alice (key …))
+ */
+export function renderSigning(signing: RolloutSigning, now: Date): string[] {
+  const { apply } = signing;
+  const lines = [
+    `signed    statement ${short(apply.digest)} by ${apply.signatures.map((s) => `${signer(s)} as ${s.role}`).join(', ')}; valid until ${apply.statement.expiresAt}`,
+  ];
+  for (const revert of signing.reverts) {
+    const scope = revert.hostId ? ` for ${revert.hostId}` : '';
+    const who = revert.signatures.map(signer).join(', ');
+    lines.push(
+      revert.usedAt
+        ? `revert    statement ${short(revert.digest)}${scope} used ${revert.usedAt} (${who})`
+        : Date.parse(revert.statement.expiresAt) <= now.getTime()
+          ? `revert    statement ${short(revert.digest)}${scope} expired unused (${who})`
+          : `revert    statement ${short(revert.digest)}${scope} pending: ${revert.signatures.length} of ${signing.revertSignaturesNeeded} signatures (${who})`,
+    );
+  }
+  return lines;
+}

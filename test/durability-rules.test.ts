@@ -1,0 +1,331 @@
+/**
+ * The durability rules (support/durability-rules.ts) on hand-written strace logs: for each rule, a
+ * log that keeps it and one that breaks it the way a careless edit to the product would.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  type AgentTraceSpec,
+  checkAgentTrace,
+  checkCoordinatorTrace,
+  type RuleName,
+} from './support/durability-rules.js';
+import { parseStraceLog } from './support/strace-log.js';
+
+const DATA = '/var/lib/agent';
+const ROOT = '/srv/host';
+const SPEC: AgentTraceSpec = { dataDir: DATA, rootDir: ROOT };
+const MANAGED = '/etc/app.conf';
+const ORDER = 'ord_1';
+const ORDER_DIR = join(DATA, 'orders', ORDER);
+const AGENT_SOCKET = 'TCP:[127.0.0.1:40000->127.0.0.1:4000]';
+
+/** A string argument as strace prints it (plain, C-escaped). */
+const quoted = (text: string) =>
+  `"${text.replaceAll('\\', '\\\\').replaceAll('"', '\\"').replaceAll('\n', '\\n').replaceAll('\r', '\\r')}"`;
+
+let nextFd = 20;
+/** Temp names are random in the product: each write here gets its own. */
+let nextTemp = 0;
+
+/** fs/atomic-file.ts `writeFileAtomically`, call by call; `skip` leaves a step out as a broken writer would. */
+function atomicWrite(dir: string, name: string, content: string, skip: { fsync?: boolean; dirSync?: boolean } = {}) {
+  const temp = join(dir, `.${name}.fleetpatch-tmp-${(nextTemp++).toString(16).padStart(16, '0')}`);
+  const fd = nextFd++;
+  return [
+    `openat(AT_FDCWD</>, ${quoted(temp)}, O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0600) = ${fd}<${temp}>`,
+    `write(${fd}<${temp}>, ${quoted(content)}, ${Buffer.byteLength(content)}) = ${Buffer.byteLength(content)}`,
+    ...(skip.fsync ? [] : [`fsync(${fd}<${temp}>) = 0`]),
+    `close(${fd}<${temp}>) = 0`,
+    `rename(${quoted(temp)}, ${quoted(join(dir, name))}) = 0`,
+    ...(skip.dirSync ? [] : dirSync(dir)),
+  ];
+}
+
+function dirSync(dir: string) {
+  const fd = nextFd++;
+  return [
+    `openat(AT_FDCWD</>, ${quoted(dir)}, O_RDONLY|O_NOFOLLOW|O_CLOEXEC|O_DIRECTORY) = ${fd}<${dir}>`,
+    `fsync(${fd}<${dir}>) = 0`,
+    `close(${fd}<${dir}>) = 0`,
+  ];
+}
+
+/** journal.ts `makeDirectoryDurably` of a new directory: made, then synced into its parent. */
+function newDirectory(dir: string, skip: { parentSync?: boolean } = {}) {
+  return [`mkdir(${quoted(dir)}, 0700) = 0`, ...(skip.parentSync ? [] : dirSync(join(dir, '..')))];
+}
+
+function journal(phase: string, extra: Record<string, unknown> = {}, skip: Parameters<typeof atomicWrite>[3] = {}) {
+  const entry = { orderId: ORDER, kind: 'apply', seq: 1, phase, order: { change: { path: MANAGED } }, ...extra };
+  return atomicWrite(ORDER_DIR, 'entry.json', JSON.stringify(entry), skip);
+}
+
+/** A WebSocket text frame on `socket` (unmasked: the reader unmasks when a frame says it is masked). */
+function frame(call: 'write' | 'read', message: object, socket = AGENT_SOCKET) {
+  const payload = Buffer.from(JSON.stringify(message));
+  const head = payload.length < 126 ? [0x81, payload.length] : [0x81, 126, payload.length >> 8, payload.length & 0xff];
+  const bytes = Buffer.concat([Buffer.from(head), payload]);
+  const shown = [...bytes].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
+  return `${call}(9<${socket}>, "${shown}", ${bytes.length}) = ${bytes.length}`;
+}
+
+const UPGRADE = 'GET /v1/agent/ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n';
+const connect = () => [`write(9<${AGENT_SOCKET}>, ${quoted(UPGRADE)}, ${UPGRADE.length}) = ${UPGRADE.length}`];
+const progress = (phase: string) => frame('write', { type: 'order.progress', orderId: ORDER, phase });
+const FINISHED = '2026-01-01T00:00:01.000Z';
+
+function agentViolations(lines: string[], spec: AgentTraceSpec = SPEC) {
+  return checkAgentTrace(parseStraceLog(lines.map((line) => `1 ${line}`).join('\n')), spec);
+}
+
+const rulesOf = (report: { violations: { rule: RuleName }[] }) => [...new Set(report.violations.map((v) => v.rule))];
+
+/** A trace as named steps, so a test can break one step of a good story. */
+type Story = { step: string; lines: string[] }[];
+
+/** An apply of MANAGED done right: what each test below breaks one step of. */
+function goodApply(): Story {
+  return [
+    { step: 'connect', lines: connect() },
+    { step: 'order dir', lines: newDirectory(ORDER_DIR) },
+    { step: 'accepted', lines: journal('accepted') },
+    { step: 'report accepted', lines: [progress('accepted')] },
+    { step: 'snapshot dir', lines: newDirectory(join(ORDER_DIR, 'snapshot')) },
+    { step: 'snapshot', lines: atomicWrite(join(ORDER_DIR, 'snapshot'), 'content', 'old\n') },
+    { step: 'snapshotted', lines: journal('snapshotted', { snapshot: { contentFile: 'content' } }) },
+    { step: 'report snapshotted', lines: [progress('snapshotted')] },
+    { step: 'applying', lines: journal('applying') },
+    { step: 'report applying', lines: [progress('applying')] },
+    { step: 'managed file', lines: atomicWrite(join(ROOT, 'etc'), 'app.conf', 'new\n') },
+    { step: 'applied', lines: journal('applied') },
+    { step: 'report applied', lines: [progress('applied')] },
+    { step: 'done', lines: journal('done', { result: { finishedAt: FINISHED } }) },
+    {
+      step: 'report result',
+      lines: [frame('write', { type: 'order.result', orderId: ORDER, outcome: 'healthy', finishedAt: FINISHED })],
+    },
+  ];
+}
+
+/** The story with `step` replaced by `lines` (none: left out). */
+function replaced(story: Story, step: string, lines: string[] = []): Story {
+  if (!story.some((s) => s.step === step)) throw new Error(`no step ${step}`);
+  return story.map((s) => (s.step === step ? { step, lines } : s));
+}
+
+/** The story with `step` moved to just after `after`. */
+function moved(story: Story, step: string, after: string): Story {
+  const moving = story.find((s) => s.step === step);
+  if (!moving || !story.some((s) => s.step === after)) throw new Error(`no step ${step} or ${after}`);
+  return story.filter((s) => s !== moving).flatMap((s) => (s.step === after ? [s, moving] : [s]));
+}
+
+const linesOf = (story: Story) => story.flatMap((s) => s.lines);
+
+describe('agent rules', () => {
+  it('pass an apply made of synced temp files, synced directories and a journal ahead of every step', () => {
+    const report = agentViolations(linesOf(goodApply()));
+    expect(report.violations).toEqual([]);
+    expect(report.checked).toEqual({
+      placements: {
+        'journal entry': 5,
+        snapshot: 1,
+        'managed file': 1,
+        credential: 0,
+        'refusal counter': 0,
+        'applied sequences': 0,
+      },
+      managedChanges: 1,
+      reports: { 'order.progress': 4, 'order.result': 1 },
+    });
+  });
+
+  it('synced-before-rename: a temp file renamed over its target before it was fsync’d', () => {
+    const story = replaced(goodApply(), 'applying', journal('applying', {}, { fsync: true }));
+    const report = agentViolations(linesOf(story));
+    expect(report.violations[0]).toMatchObject({ rule: 'synced-before-rename' });
+    expect(report.violations[0]?.message).toMatch(/journal entry .*entry\.json: temp file .* was not fsync'd/);
+  });
+
+  it('not-written-in-place: an entry opened for writing where it lies', () => {
+    const entry = join(ORDER_DIR, 'entry.json');
+    const report = agentViolations([
+      ...newDirectory(ORDER_DIR),
+      `openat(AT_FDCWD</>, ${quoted(entry)}, O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC, 0666) = 30<${entry}>`,
+      `write(30<${entry}>, "{}", 2) = 2`,
+      `fsync(30<${entry}>) = 0`,
+    ]);
+    expect(rulesOf(report)).toEqual(['not-written-in-place']);
+  });
+
+  it('directory-synced: the directory never synced', () => {
+    const story = replaced(
+      goodApply(),
+      'managed file',
+      atomicWrite(join(ROOT, 'etc'), 'app.conf', 'new\n', { dirSync: true }),
+    );
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['directory-synced']);
+    expect(report.violations[0]?.message).toMatch(
+      /managed file .*app\.conf was renamed into place but .* never fsync'd/,
+    );
+  });
+
+  it('directory-synced: the directory synced only after the step was reported', () => {
+    let story = replaced(goodApply(), 'applying', journal('applying', {}, { dirSync: true }));
+    story = [...story, { step: 'late sync', lines: dirSync(ORDER_DIR) }];
+    story = moved(story, 'late sync', 'report applying');
+    const report = agentViolations(linesOf(story));
+    expect(report.violations[0]?.rule).toBe('directory-synced');
+    expect(report.violations[0]?.message).toMatch(/fsync'd only at line \d+, after the 'order.progress' message/);
+    // What follows from it: the step was reported before its entry was durable.
+    expect(rulesOf(report)).toEqual(['directory-synced', 'journal-before-report']);
+  });
+
+  it('new-directory-synced: an order directory whose parent was never synced', () => {
+    const story = replaced(goodApply(), 'order dir', newDirectory(ORDER_DIR, { parentSync: true }));
+    const report = agentViolations(linesOf(story));
+    expect(report.violations[0]).toMatchObject({ rule: 'new-directory-synced' });
+    expect(report.violations[0]?.message).toMatch(
+      /ord_1 was made to hold journal entry .*, but \S+\/orders was not fsync'd/,
+    );
+    expect(report.violations.filter((v) => v.rule === 'new-directory-synced')).toHaveLength(1);
+  });
+
+  it('journal-before-change: the managed file replaced while the journal still says snapshotted', () => {
+    const story = replaced(replaced(goodApply(), 'applying'), 'report applying');
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['journal-before-change']);
+    expect(report.violations[0]?.message).toMatch(/durably said apply order ord_1 is 'snapshotted'/);
+  });
+
+  it('journal-before-change, after a restart: the journal on disk may announce the restore', () => {
+    const restore = [`unlink(${quoted(join(ROOT, MANAGED))}) = 0`, ...dirSync(join(ROOT, 'etc'))];
+    const onDisk = (phase: string) => ({
+      ...SPEC,
+      journalBefore: [{ orderId: ORDER, kind: 'apply' as const, phase, changePath: MANAGED }],
+    });
+    expect(agentViolations(restore, onDisk('applied')).violations).toEqual([]);
+    expect(rulesOf(agentViolations(restore, onDisk('snapshotted')))).toEqual(['journal-before-change']);
+    expect(rulesOf(agentViolations(restore))).toEqual(['journal-before-change']);
+  });
+
+  it('snapshot-before-journal: the snapshotted entry written before the snapshot it names', () => {
+    const story = moved(goodApply(), 'snapshot', 'snapshotted');
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['snapshot-before-journal']);
+    expect(report.violations[0]?.message).toMatch(/written before its snapshot .*content was durable/);
+  });
+
+  it('sequence-before-journal: a signed order journaled before its sequence was durably recorded', () => {
+    const signed = { order: { change: { path: MANAGED }, signed: { statement: { sequence: 7 } } } };
+    const recorded = (sequence: number) =>
+      atomicWrite(
+        DATA,
+        'applied-sequences.json',
+        JSON.stringify({ [`file:${MANAGED}`]: { sequence, statementDigest: 'd' } }),
+      );
+    const story = replaced(goodApply(), 'accepted', journal('accepted', signed));
+    const kept = agentViolations(linesOf([{ step: 'sequence', lines: recorded(7) }, ...story]));
+    expect(kept.violations).toEqual([]);
+    expect(kept.checked.placements['applied sequences']).toBe(1);
+
+    expect(rulesOf(agentViolations(linesOf(story)))).toEqual(['sequence-before-journal']);
+    const stale = agentViolations(linesOf([{ step: 'sequence', lines: recorded(6) }, ...story]));
+    expect(rulesOf(stale)).toEqual(['sequence-before-journal']);
+    const late = agentViolations(
+      linesOf(moved([{ step: 'sequence', lines: recorded(7) }, ...story], 'sequence', 'accepted')),
+    );
+    expect(rulesOf(late)).toEqual(['sequence-before-journal']);
+  });
+
+  it('snapshot-before-journal: a package snapshot copied in place must be synced, file and directory', () => {
+    const deb = join(ORDER_DIR, 'snapshot', 'app_1.0_all.deb');
+    const durableCopy = (skip: { fsync?: boolean } = {}) => [
+      `openat(AT_FDCWD</>, ${quoted(deb)}, O_WRONLY|O_CREAT|O_CLOEXEC, 0644) = 40<${deb}>`,
+      `copy_file_range(39</var/cache/app_1.0_all.deb>, NULL, 40<${deb}>, NULL, 9223372035781033984, 0) = 4096`,
+      `close(40<${deb}>) = 0`,
+      `openat(AT_FDCWD</>, ${quoted(deb)}, O_RDONLY|O_CLOEXEC) = 41<${deb}>`,
+      ...(skip.fsync ? [] : [`fsync(41<${deb}>) = 0`]),
+      `close(41<${deb}>) = 0`,
+      ...dirSync(join(ORDER_DIR, 'snapshot')),
+    ];
+    const withDeb = (lines: string[]) =>
+      linesOf(
+        replaced(
+          replaced(goodApply(), 'snapshot', lines),
+          'snapshotted',
+          journal('snapshotted', { snapshot: { kind: 'package', deb: 'app_1.0_all.deb' } }),
+        ),
+      );
+    const kept = agentViolations(withDeb(durableCopy()));
+    expect(kept.violations).toEqual([]);
+    expect(kept.checked.placements.snapshot).toBe(1);
+    expect(rulesOf(agentViolations(withDeb(durableCopy({ fsync: true }))))).toEqual(['snapshot-before-journal']);
+  });
+
+  it('journal-before-report: progress reported before its entry was written', () => {
+    const story = moved(goodApply(), 'applied', 'report applied');
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['journal-before-report']);
+    expect(report.violations[0]?.message).toMatch(/reports ord_1 'applied', but no such journal entry was durable/);
+  });
+
+  it('journal-before-report: a result with no entry at all', () => {
+    const result = frame('write', { type: 'order.result', orderId: 'ord_2', outcome: 'failed', finishedAt: FINISHED });
+    expect(rulesOf(agentViolations([...connect(), result]))).toEqual(['journal-before-report']);
+  });
+
+  it('journal-before-report: a refused order is backed by refusals.json, durably counting it', () => {
+    const refusal = frame('write', { type: 'order.result', orderId: 'ord_2', outcome: 'failed', finishedAt: FINISHED });
+    const counted = () =>
+      atomicWrite(DATA, 'refusals.json', JSON.stringify({ byCode: { policy_denied: 1 }, lastAt: FINISHED }));
+    const report = agentViolations([...connect(), ...counted(), refusal]);
+    expect(report.violations).toEqual([]);
+    expect(report.checked.placements['refusal counter']).toBe(1);
+    expect(rulesOf(agentViolations([...connect(), refusal, ...counted()]))).toEqual(['journal-before-report']);
+  });
+});
+
+describe('coordinator rules', () => {
+  const WAL = '/var/lib/coordinator/fleetpatch.db-wal';
+  const SOCKET = 'TCP:[127.0.0.1:4000->127.0.0.1:40000]';
+  const SWITCHED = 'HTTP/1.1 101 Switching Protocols\r\n\r\n';
+  const handshake = [
+    `read(9<${SOCKET}>, ${quoted(UPGRADE)}, 65536) = ${UPGRADE.length}`,
+    `write(9<${SOCKET}>, ${quoted(SWITCHED)}, ${SWITCHED.length}) = ${SWITCHED.length}`,
+  ];
+  const walWrite = (text: string) => `pwrite64(7<${WAL}>, ${quoted(`page...${text}...`)}, 4096, 8192) = 4096`;
+  const walSync = `fdatasync(7<${WAL}>) = 0`;
+  const apply = frame('write', { type: 'order.apply', orderId: ORDER }, SOCKET);
+  const result = frame('read', { type: 'order.result', orderId: ORDER, finishedAt: FINISHED }, SOCKET);
+  const ack = frame('write', { type: 'order.ack', orderId: ORDER, finishedAt: FINISHED }, SOCKET);
+  const check = (lines: string[]) =>
+    checkCoordinatorTrace(parseStraceLog(lines.map((line) => `1 ${line}`).join('\n')), {
+      databaseFile: '/var/lib/coordinator/fleetpatch.db',
+    });
+
+  it('committed-before-sent: the order goes out after a WAL write naming it and a WAL sync', () => {
+    const kept = check([...handshake, walWrite(ORDER), walSync, apply]);
+    expect(kept.violations).toEqual([]);
+    expect(kept.checked.sent).toEqual({ 'order.apply': 1 });
+
+    expect(rulesOf(check([...handshake, apply, walWrite(ORDER), walSync]))).toEqual(['committed-before-sent']);
+    expect(rulesOf(check([...handshake, walWrite(ORDER), apply, walSync]))).toEqual(['committed-before-sent']);
+    expect(rulesOf(check([...handshake, walWrite('ord_other'), walSync, apply]))).toEqual(['committed-before-sent']);
+  });
+
+  it('committed-before-ack: the ack goes out after the result it names was received and committed', () => {
+    const dispatched = [...handshake, walWrite(ORDER), walSync, apply];
+    const kept = check([...dispatched, result, walWrite(ORDER), walSync, ack]);
+    expect(kept.violations).toEqual([]);
+    expect(kept.checked.acks).toBe(1);
+
+    // The commit of the dispatch, long before the result, does not count for it.
+    const early = check([...dispatched, result, ack, walWrite(ORDER), walSync]);
+    expect(rulesOf(early)).toEqual(['committed-before-ack']);
+    expect(early.violations[0]?.message).toMatch(/sent before the result received at line \d+ was committed/);
+    expect(check([...dispatched, ack]).violations[0]?.message).toMatch(/never received/);
+  });
+});
