@@ -24,6 +24,8 @@ export default defineConfig({
   },
   test: {
     include: [...new Set(testFiles)],
+    // As in vitest.config.ts: a test in which no expect() ran fails (a mutant that skips one is killed).
+    expect: { requireAssertions: true },
     testTimeout: 30_000,
     reporters: ['default', new UnloadableFileReporter()],
   },
