@@ -415,6 +415,9 @@ describe('FileDriver restore, checked to the end', () => {
       message: `snapshot content for ${PATH} is corrupt`,
       details: { path: PATH, expected: sha256(OLD), found: sha256('bit rot') },
     });
+    // Already a revert failure, so passed on as it is: not wrapped in another naming itself as its cause.
+    expect(err.details).toStrictEqual({ path: PATH, expected: sha256(OLD), found: sha256('bit rot') });
+    expect(err.cause).toBeUndefined();
     expect(await readFile(target, 'utf8')).toBe(NEW);
   });
 
@@ -423,12 +426,16 @@ describe('FileDriver restore, checked to the end', () => {
     await chmod(target, 0o644);
     const snapshot = await driver.snapshot(fileChange(), snapshotDir, ctx);
     await driver.apply(fileChange(), ctx);
-    before('open', appDir, () => chmod(target, 0o600)); // right after the rename, before the directory fsync
+    // Right after the rename, before the directory fsync: content and mode changed, so both are listed.
+    before('open', appDir, async () => {
+      await writeFile(target, 'meddled\n');
+      await chmod(target, 0o600);
+    });
     const err = await rejection(driver.restore(fileChange(), snapshot, snapshotDir, ctx));
-    const mismatches = ['mode is 0600, expected 0644'];
+    const mismatches = [`sha256 is ${sha256('meddled\n')}, expected ${sha256(OLD)}`, 'mode is 0600, expected 0644'];
     expect(err).toMatchObject({
       code: ErrorCode.revertFailed,
-      message: `${PATH} does not match its snapshot after restore: ${mismatches.join('; ')}`,
+      message: `${PATH} does not match its snapshot after restore: ${mismatches[0]}; ${mismatches[1]}`,
       details: { path: PATH, mismatches },
     });
   });
