@@ -92,6 +92,9 @@ export const MUTATION_MODULES = [
       'packages/coordinator/test/rollout-engine.property.test.ts',
       'packages/coordinator/test/preflight-collector.test.ts',
       'packages/coordinator/test/connected-audit.test.ts',
+      // Where it audits a refused order, and where its crash point result:committed stands.
+      'packages/coordinator/test/order-refusal-audit.test.ts',
+      'packages/coordinator/test/crash-points.test.ts',
     ],
   },
   {

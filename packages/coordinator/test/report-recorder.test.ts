@@ -3,9 +3,18 @@
  * into host-run state, audit rows and answers (acks, resends, cancels). The real engine and store,
  * driven through the simulated fleet; agents' words are sent as the hub would pass them on.
  */
-import type { HealthCheckResult, OrderOutcome, OrderPhase } from '@fleetpatch/shared';
+import {
+  type HealthCheckResult,
+  type OrderOutcome,
+  type OrderPhase,
+  type OrderReport,
+  revertStatementFor,
+} from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
+import { capturingLog } from './support/capturing-log.js';
+import { signedFleet } from './support/signed-fleet.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
+import { statementSigner } from './support/statement-signer.js';
 
 const at = (fleet: SimulatedFleet) => new Date(fleet.now).toISOString();
 
@@ -35,6 +44,12 @@ async function report(
     ...(extra.reason ? { reason: extra.reason } : {}),
     ...(extra.health ? { health: extra.health } : {}),
   });
+  await fleet.engine.whenIdle();
+}
+
+/** `hostId` says hello listing exactly `orders`, whatever its simulated journal holds. */
+async function helloListing(fleet: SimulatedFleet, hostId: string, orders: OrderReport[]) {
+  fleet.engine.onAgentHello(hostId, { ...fleet.agent(hostId).hello(0), orders });
   await fleet.engine.whenIdle();
 }
 
@@ -111,6 +126,97 @@ describe('hellos', () => {
     await fleet.engine.whenIdle();
     expect(fleet.run(id, 'h-1').answered).toBe(true);
   });
+
+  it('bring back the revert of a host reverted on its own while its rollout runs, never its apply', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['h-1', 'h-2']);
+    const id = await fleet.launch({ waves: [1, '100%'] });
+    await fleet.finish('h-1'); // its wave passes; h-2's order is in flight, the rollout runs
+    fleet.engine.revertHost(id, 'h-1', 'alice');
+    await fleet.engine.whenIdle();
+    expect(fleet.state(id)).toBe('running');
+    const revertOrderId = fleet.run(id, 'h-1').revertOrderId;
+
+    fleet.hello('h-1', 0);
+    await fleet.engine.whenIdle();
+    expect(fleet.sentOf('order.revert', 'h-1').map((s) => s.message.orderId)).toEqual([revertOrderId, revertOrderId]);
+    expect(fleet.sentOf('order.apply', 'h-1')).toHaveLength(1);
+  });
+});
+
+describe('hellos and cancels', () => {
+  it('cancel nothing the agent still works on while its rollout runs or is paused', async () => {
+    const { fleet, id } = await inFlight();
+    await fleet.connect('h-1'); // it lists the order, not done
+    fleet.engine.pause(id, 'alice');
+    await fleet.engine.whenIdle();
+    await fleet.connect('h-1');
+    expect(fleet.sentOf('order.cancel')).toEqual([]);
+
+    // What the same hello brings once the rollout is aborted: the order is cancelled.
+    fleet.engine.abort(id, 'alice', null);
+    await fleet.engine.whenIdle();
+    const cancelsAtAbort = fleet.sentOf('order.cancel', 'h-1').length;
+    await fleet.connect('h-1');
+    expect(fleet.sentOf('order.cancel', 'h-1')).toHaveLength(cancelsAtAbort + 1);
+  });
+
+  it('cancel no order that is over: done, or carrying its result, whatever the state of its host', async () => {
+    // h-2's order keeps the rollout running, so it can be aborted below.
+    const { fleet, id, orderId } = await inFlight({ target: { hostIds: ['h-1', 'h-2'] }, waves: ['100%'] });
+    await report(fleet, 'h-1', orderId, 'healthy');
+    const result = { orderId, outcome: 'healthy' as const, changed: true, finishedAt: at(fleet) };
+    for (const orders of [
+      [{ orderId, phase: 'done' as const, result }],
+      [{ orderId, phase: 'done' as const }],
+      [{ orderId, phase: 'verifying' as const, result }],
+    ]) {
+      await helloListing(fleet, 'h-1', orders);
+    }
+    fleet.engine.abort(id, 'alice', null); // not even once nothing may finish
+    await fleet.engine.whenIdle();
+    await helloListing(fleet, 'h-1', [{ orderId, phase: 'done' }]);
+    expect(fleet.run(id, 'h-1').state).toBe('healthy');
+    expect(fleet.sentOf('order.cancel', 'h-1')).toEqual([]);
+    expect(fleet.sentOf('order.cancel', 'h-2')).toHaveLength(1); // the abort's, for its order in flight
+  });
+
+  it('cancel no order of another host, even one its own host is told to cancel', async () => {
+    const { fleet, id, orderId } = await inFlight();
+    fleet.engine.abort(id, 'alice', null);
+    await fleet.engine.whenIdle();
+    await helloListing(fleet, 'h-2', [{ orderId, phase: 'applying' }]);
+    expect(fleet.sentOf('order.cancel', 'h-2')).toEqual([]);
+    await helloListing(fleet, 'h-1', [{ orderId, phase: 'applying' }]);
+    expect(fleet.sentOf('order.cancel', 'h-1').at(-1)?.message.orderId).toBe(orderId);
+  });
+
+  it('log a revert that cannot be sent again (its signed statement gone) and record the hello all the same', async () => {
+    const alice = statementSigner();
+    const bob = statementSigner();
+    const { log, lines } = capturingLog();
+    const { fleet, id, statement } = await signedFleet(['h-1'], { alice, bob }, { log });
+    fleet.engine.start(id, 'alice');
+    await fleet.engine.whenIdle();
+    await fleet.finishAll(['h-1']);
+    const revert = revertStatementFor(statement, null, { now: new Date(fleet.now), validForSeconds: 3600 });
+    fleet.engine.signRevert(id, alice.submission(revert), 'alice');
+    fleet.engine.signRevert(id, bob.submission(revert), 'bob');
+    await fleet.engine.whenIdle();
+    expect(fleet.run(id, 'h-1').state).toBe('reverting');
+    // A database edited by hand, or restored from an older backup: the revert statement is gone.
+    fleet.store.db.exec(
+      "DELETE FROM statement_signatures WHERE digest IN (SELECT digest FROM statements WHERE kind = 'revert'); DELETE FROM statements WHERE kind = 'revert'",
+    );
+
+    fleet.hello('h-1', 0);
+    await fleet.engine.whenIdle();
+    expect(fleet.sentOf('order.revert', 'h-1')).toHaveLength(1);
+    expect(lines.filter((l) => l.msg === 'revert order not resent')).toMatchObject([
+      { level: 50, rolloutId: id, hostId: 'h-1' },
+    ]);
+    expect(fleet.store.allEvents(0, 1000).filter((e) => e.type === 'agent.connected').length).toBeGreaterThan(0);
+  });
 });
 
 describe('progress', () => {
@@ -149,6 +255,15 @@ describe('progress', () => {
     for (const phase of ['applying', 'verifying', 'accepted'] as const) await progress(fleet, 'h-1', orderId, phase);
     expect(fleet.run(id, 'h-1').state).toBe('verifying');
     expect(fleet.events(id)).toHaveLength(events);
+  });
+
+  it('ignores progress of an order whose host is done with it', async () => {
+    const { fleet, id, orderId } = await inFlight();
+    await report(fleet, 'h-1', orderId, 'healthy');
+    const before = fleet.dump();
+    await progress(fleet, 'h-1', orderId, 'applying');
+    expect(fleet.run(id, 'h-1').state).toBe('healthy');
+    expect(fleet.dump()).toBe(before);
   });
 
   it('ignores phases that are not progress of an apply, and reports of another host’s order', async () => {
@@ -347,6 +462,41 @@ describe('results of revert orders', () => {
     expect(fleet.run(id, 'h-1').state).toBe('reverted');
     expect(fleet.state(id)).toBe('reverted');
   });
+  it('a failure that comes after the revert was given up on is a duplicate: acknowledged, nothing changes', async () => {
+    const { fleet, id, revertOrderId } = await reverting();
+    await fleet.advance(11 * SECOND);
+    expect(fleet.run(id, 'h-1').state).toBe('revert_failed');
+    const before = fleet.dump();
+    await report(fleet, 'h-1', revertOrderId, 'revert_failed', { changed: true, errorCode: 'health_failed' });
+    expect(fleet.dump()).toBe(before);
+    expect(fleet.sentOf('order.ack', 'h-1').filter((s) => s.message.orderId === revertOrderId)).toHaveLength(1);
+  });
+
+  it('reverted clears the error and reason the apply left on the host', async () => {
+    const { fleet, id, orderId } = await inFlight({ maxFailures: 5 });
+    await report(fleet, 'h-1', orderId, 'failed', { changed: true, errorCode: 'health_failed', reason: 'port closed' });
+    expect(fleet.run(id, 'h-1')).toMatchObject({ state: 'failed', errorCode: 'health_failed', reason: 'port closed' });
+    fleet.engine.revertHost(id, 'h-1', 'alice');
+    await fleet.engine.whenIdle();
+    await report(fleet, 'h-1', fleet.run(id, 'h-1').revertOrderId as string, 'reverted', { changed: false });
+    expect(fleet.run(id, 'h-1')).toMatchObject({ state: 'reverted', changed: false, errorCode: null, reason: null });
+  });
+
+  it('a revert of one host asked for in a rollout whose revert failed leaves the rollout as it is when it fails again', async () => {
+    const { fleet, id } = await reverting();
+    await fleet.advance(11 * SECOND);
+    expect(fleet.state(id)).toBe('revert_failed');
+    fleet.engine.revertHost(id, 'h-1', 'alice');
+    await fleet.engine.whenIdle();
+    expect(fleet.run(id, 'h-1').state).toBe('reverting');
+    const rolloutEvents = () => fleet.events(id).filter((e) => e.hostId === null);
+    const before = rolloutEvents();
+
+    await report(fleet, 'h-1', fleet.run(id, 'h-1').revertOrderId as string, 'revert_failed', { changed: true });
+    expect(fleet.run(id, 'h-1').state).toBe('revert_failed');
+    expect(fleet.state(id)).toBe('revert_failed');
+    expect(rolloutEvents()).toEqual(before);
+  });
 });
 
 describe('a rollout halted with autoRevert wave', () => {
@@ -370,6 +520,25 @@ describe('a rollout halted with autoRevert wave', () => {
     await fleet.finish('host-1', 'failed');
     await fleet.finish('host-2');
     expect(fleet.hostStates(id)).toMatchObject({ 'host-2': 'healthy' });
+    expect(fleet.sentOf('order.revert')).toEqual([]);
+  });
+  it('leaves a host of another wave that reports its change after the halt: only the halted wave goes back', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(hosts(3));
+    // Wave 1 is host-1; wave 2 is host-2 and host-3.
+    const id = await fleet.launch({ waves: [1, '100%'], autoRevert: 'wave', maxFailures: 0 });
+    await fleet.finish('host-1', 'skipped', false); // no failure: wave 1 passes
+    await fleet.finish('host-2', 'failed', false);
+    expect(fleet.state(id)).toBe('halted');
+    // A retry goes back to wave 1 for host-1 while host-3 of wave 2 still has its order in flight.
+    fleet.engine.retry(id, 'alice');
+    await fleet.engine.whenIdle();
+    expect(fleet.rollout(id).currentWave).toBe(0);
+    await fleet.finish('host-1', 'failed', false);
+    expect(fleet.state(id)).toBe('halted');
+
+    await fleet.finish('host-3');
+    expect(fleet.hostStates(id)).toMatchObject({ 'host-3': 'healthy' });
     expect(fleet.sentOf('order.revert')).toEqual([]);
   });
 });
