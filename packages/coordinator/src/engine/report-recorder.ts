@@ -144,8 +144,6 @@ export class ReportRecorder {
       if (order.phase === 'done' || order.result) continue;
       const run = store.hostRuns.byOrderId(order.orderId);
       if (!run || run.hostId !== agentId) continue;
-      // Stryker disable next-line ConditionalExpression: byOrderId found the run by this very order id
-      if (run.orderId !== order.orderId) continue;
       const rollout = store.rollouts.get(run.rolloutId);
       // Stryker disable OptionalChaining: a host run's rollout always exists (it owns the run)
       const rolloutLetsItFinish =
@@ -165,10 +163,8 @@ export class ReportRecorder {
   private settleUnknownTimedOut(agentId: string, hello: Hello): void {
     const listed = new Set(hello.orders.map((order) => order.orderId));
     for (const run of this.deps.store.hostRuns.forHostInStates(agentId, ['timed_out'])) {
-      // Marking an answered run answered again changes nothing, and a timed-out run always has its order id.
-      // Stryker disable next-line ConditionalExpression,LogicalOperator: see above
-      if (run.answered || !run.orderId) continue;
-      if (!listed.has(run.orderId)) this.deps.store.hostRuns.markAnswered(run.rolloutId, run.hostId);
+      // Marking a run answered that already is changes nothing.
+      if (run.orderId && !listed.has(run.orderId)) this.deps.store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     }
   }
 
