@@ -7,6 +7,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { enrollWith } from './support/agent-identity.js';
@@ -55,14 +56,14 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-describe('a protocol 1 agent under a protocol 2 coordinator', () => {
-  it('is welcomed in protocol 1, the current agent in protocol 2', async () => {
+describe(`a protocol 1 agent under a protocol ${PROTOCOL_VERSION} coordinator`, () => {
+  it(`is welcomed in protocol 1, the current agent in protocol ${PROTOCOL_VERSION}`, async () => {
     expect(oldAgent?.received.find((m) => m.type === 'welcome')).toMatchObject({ protocolVersion: 1 });
     // The coordinator counts the agent online once its hello is in; the agent logs its welcome a moment later.
     const connected = await waitFor("the current agent's 'connected to coordinator' log line", () =>
       jsonLines(fleet.agentLogs()).find((line) => line.msg === 'connected to coordinator'),
     );
-    expect(connected).toMatchObject({ protocolVersion: 2 });
+    expect(connected).toMatchObject({ protocolVersion: PROTOCOL_VERSION });
   });
 
   it('goes through a whole rollout and its revert alongside a current agent, parsing every frame as protocol 1', async () => {
@@ -86,5 +87,7 @@ describe('a protocol 1 agent under a protocol 2 coordinator', () => {
       expect.arrayContaining(['challenge', 'welcome', 'order.apply', 'order.revert', 'order.ack']),
     );
     expect(oldAgent?.refused).toEqual([]);
+    // Nothing of protocol 3 reached it: no one asked it for a package inventory.
+    expect([...types]).not.toContain('inventory.request');
   });
 });

@@ -127,6 +127,21 @@ export const AgentConfigSchema = z
         path: ['allowedPackages'],
       })
       .optional(),
+    /**
+     * The package inventory this agent reports (protocol 3): the installed packages of a dpkg root,
+     * read with dpkg-query at start and again after every change of its status file, which is watched.
+     * An agent whose root has no dpkg database reports none, and says so.
+     */
+    inventory: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** The dpkg root whose database is reported (`<root>/var/lib/dpkg`). Default: `apt.root`, else `/`. */
+        dpkgRoot: z.string().min(1).optional(),
+        /** Quiet time after a change of the database before it is read again: a dpkg run writes it many times. */
+        debounceMs: z.number().int().min(0).max(600_000).default(2000),
+      })
+      .strict()
+      .prefault({}),
     /** Quotas of the order journal, checked before an order is journaled (over quota: refused, `blocked`). */
     journal: z
       .object({

@@ -28,6 +28,12 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
     `failures ${status.failures} (tolerates ${status.toleratedFailures}; ${status.haltsOn})`,
     ...(status.signing ? renderSigning(status.signing, now) : []),
   ];
+  if (status.compliance) {
+    const { source, fixed } = status.compliance;
+    lines.push(
+      `targets hosts exposed to ${source} < ${fixed}; see \`fleetpatch compliance --source ${source} --fixed ${fixed}\``,
+    );
+  }
   if (status.waves.length === 0) {
     lines.push('  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)');
     return lines.join('\n');

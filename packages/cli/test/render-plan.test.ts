@@ -40,4 +40,18 @@ describe('renderPlan', () => {
     expect(empty).toContain('(frozen at start): 0 hosts in 0 waves []');
     expect(empty).toContain('no host matches the target');
   });
+
+  it('names the hosts an exposedTo target leaves out for want of a package inventory', () => {
+    const text = renderPlan({
+      rolloutId: 'ro_3',
+      frozen: false,
+      hostCount: 1,
+      waveSizes: [1],
+      waves: [{ wave: 0, hosts: ['web-1'] }],
+      toleratedFailures: 0,
+      haltsOn: 'halts on the 1st failure',
+      exposedTo: { source: 'openssl', fixed: '3.0.15-1~deb12u1', withoutInventory: ['web-7', 'web-9'] },
+    });
+    expect(text.split('\n').at(-1)).toBe('  not judged (no package inventory), left out: web-7, web-9');
+  });
 });

@@ -128,6 +128,13 @@ describe('renderStatus', () => {
     ]);
   });
 
+  it('points a rollout targeted at exposed hosts to its compliance view', () => {
+    const view = status({}, { compliance: { source: 'openssl', fixed: '3.0.15-1~deb12u1', url: '/v1/compliance?…' } });
+    expect(renderStatus(view, NOW).split('\n')[2]).toBe(
+      'targets hosts exposed to openssl < 3.0.15-1~deb12u1; see `fleetpatch compliance --source openssl --fixed 3.0.15-1~deb12u1`',
+    );
+  });
+
   it('names a signed rollout’s statement and signers, and a pending revert statement’s progress', () => {
     const signature = (signer: string, role: 'author' | 'approver', keyId: string) => ({
       keyId,

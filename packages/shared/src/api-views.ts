@@ -195,6 +195,11 @@ export const RolloutStatusSchema = z
     haltsOn: z.string(),
     counts: z.partialRecord(HostRunStateSchema, CountSchema),
     waves: z.array(WaveStatusSchema),
+    /**
+     * For a rollout targeted `exposedTo`: the compliance view of that source and fixed version
+     * (`url`, under the same API), to see hosts go from exposed to fixed.
+     */
+    compliance: z.object({ source: z.string(), fixed: z.string(), url: z.string() }).strict().optional(),
   })
   .strict();
 export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;
@@ -209,6 +214,14 @@ export const RolloutPlanSchema = z
     waves: z.array(z.object({ wave: CountSchema, hosts: z.array(z.string()) }).strict()),
     toleratedFailures: CountSchema,
     haltsOn: z.string(),
+    /**
+     * Before start, for a target with `exposedTo`: the hosts its other selectors pick that have no
+     * package inventory, and so are not selected (start records them in its event).
+     */
+    exposedTo: z
+      .object({ source: z.string(), fixed: z.string(), withoutInventory: z.array(z.string()) })
+      .strict()
+      .optional(),
   })
   .strict();
 export type RolloutPlan = z.infer<typeof RolloutPlanSchema>;

@@ -8,12 +8,15 @@ import { z } from 'zod';
  * - **2**: `hello` names the range the agent speaks (`protocolVersions: {min, max}`), `welcome` the
  *   version the coordinator chose; unknown fields are ignored; a message type the receiver does not
  *   know is answered with `unsupported` (new in 2) instead of a disconnect.
+ * - **3**: the package inventory (inventory.ts): `inventory.summary`, `.full`, `.diff` and
+ *   `.unavailable` from the agent, `inventory.request` from the coordinator. A peer of protocol 2 or
+ *   older is sent none of them; the coordinator shows its packages as unknown.
  *
  * A coordinator speaks every version from `MIN_PROTOCOL_VERSION` to `PROTOCOL_VERSION`, so it is
  * upgraded first and agents follow in waves. An agent speaks the same range unless its
  * `minProtocolVersion` raises the floor.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** The oldest version this build still speaks: agents of that protocol keep working with it. */
 export const MIN_PROTOCOL_VERSION = 1;
 

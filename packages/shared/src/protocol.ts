@@ -2,6 +2,13 @@ import { z } from 'zod';
 import { ChallengeNonceSchema, SignatureSchema } from './agent-proof.js';
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema, HealthPolicySchema } from './health-check.js';
+import {
+  InventoryDiffSchema,
+  InventoryFullSchema,
+  InventoryRequestSchema,
+  InventorySummarySchema,
+  InventoryUnavailableSchema,
+} from './inventory.js';
 import { ChangeSchema } from './patch.js';
 import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
 import { ApplyStatementSchema, RevertStatementSchema, StatementSignatureSchema } from './signed-statement.js';
@@ -165,6 +172,11 @@ export const AgentMessageSchema = z.discriminatedUnion('type', [
   OrderResultSchema,
   FactsUpdateSchema,
   UnsupportedSchema,
+  // Protocol 3: the package inventory (inventory.ts).
+  InventorySummarySchema,
+  InventoryFullSchema,
+  InventoryDiffSchema,
+  InventoryUnavailableSchema,
 ]);
 export type AgentMessage = z.infer<typeof AgentMessageSchema>;
 
@@ -176,6 +188,10 @@ export const AGENT_MESSAGE_SINCE = {
   'order.result': 1,
   facts: 1,
   unsupported: 2,
+  'inventory.summary': 3,
+  'inventory.full': 3,
+  'inventory.diff': 3,
+  'inventory.unavailable': 3,
 } as const satisfies Record<AgentMessage['type'], number>;
 export type Hello = z.infer<typeof HelloSchema>;
 export type OrderResult = z.infer<typeof OrderResultSchema>;
@@ -280,6 +296,7 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('type', [
   OrderCancelSchema,
   OrderAckSchema,
   UnsupportedSchema,
+  InventoryRequestSchema,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessageSchema>;
 
@@ -294,6 +311,7 @@ export const COORDINATOR_MESSAGE_SINCE = {
   'order.cancel': 1,
   'order.ack': 1,
   unsupported: 2,
+  'inventory.request': 3,
 } as const satisfies Record<CoordinatorMessage['type'], number>;
 export type OrderApply = z.infer<typeof OrderApplySchema>;
 export type OrderRevert = z.infer<typeof OrderRevertSchema>;

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { DpkgVersionSchema } from './debian-version.js';
+import { InstalledPackageNameSchema } from './inventory.js';
 import { HostIdSchema, LabelsSchema } from './validation.js';
 
 /** A percent of a whole: above 100 % it can never be reached (a budget that never halts). */
@@ -29,6 +31,11 @@ export type FailureBudget = z.infer<typeof FailureBudgetSchema>;
  * which the host reports too) they would let any host select itself. `excludeLabels` (any-of)
  * remove a host when its admin labels or its reported labels match: excluding can only shrink a
  * target, so the host's own word is enough to keep it out. `facts` are all-of.
+ *
+ * `exposedTo` selects the hosts whose package inventory has a binary of `source` at a source version
+ * below `fixed` (see GET /v1/compliance), online or not; with other selectors it narrows them. It is
+ * resolved when the rollout starts and frozen with the rest. Like `facts`, an inventory is what the
+ * host reports of itself; hosts with no inventory are not selected (the start event names them).
  */
 export const TargetSchema = z
   .object({
@@ -45,11 +52,18 @@ export const TargetSchema = z
       })
       .strict()
       .optional(),
+    exposedTo: z.object({ source: InstalledPackageNameSchema, fixed: DpkgVersionSchema }).strict().optional(),
   })
   .strict()
-  .refine((t) => t.all === true || t.hostIds !== undefined || t.labels !== undefined || t.facts !== undefined, {
-    message: 'name the hosts: hostIds, labels, facts, or all: true',
-  })
+  .refine(
+    (t) =>
+      t.all === true ||
+      t.hostIds !== undefined ||
+      t.labels !== undefined ||
+      t.facts !== undefined ||
+      t.exposedTo !== undefined,
+    { message: 'name the hosts: hostIds, labels, facts, exposedTo, or all: true' },
+  )
   // `labels: {}` matches every host, so it bounds nothing.
   .refine((t) => t.reportedLabels === undefined || t.hostIds !== undefined || Object.keys(t.labels ?? {}).length > 0, {
     message: 'reportedLabels only narrow a target: name the hosts by hostIds or labels too',

@@ -12,6 +12,7 @@ import { SUCCESSFUL_ROLLOUT_STATES } from '../rollout-final-states.js';
 import {
   AUTO_REVERT_CHOICES,
   buildRolloutRequest,
+  parseExposedTo,
   parseFailureBudget,
   parseHosts,
   parseLabels,
@@ -118,6 +119,11 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
     )
     .option('--hosts <a,b,...>', 'target: exactly these host ids', parseHosts)
     .option('--all', 'target: every registered host')
+    .option(
+      '--exposed-to <source=fixed>',
+      'target (or narrow the target to) the hosts whose inventory has a binary of the source below the fixed version, e.g. openssl=3.0.15-1~deb12u1; frozen at start',
+      parseExposedTo,
+    )
     .option('--waves <steps>', 'wave sizes: host counts and percentages, e.g. 1,10%,50%,100%', parseWaves)
     .option('--max-parallel <n>', 'hosts of one wave in flight at once', parseWholeNumber)
     .option(

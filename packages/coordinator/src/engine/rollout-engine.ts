@@ -27,6 +27,7 @@ import type {
   WaveGate,
   WindowWatcher,
 } from './engine-interfaces.js';
+import { resolveFleetTarget } from './fleet-target.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
@@ -37,7 +38,7 @@ import { RevertRunner } from './revert-runner.js';
 import { RolloutSigning } from './rollout-signing.js';
 import { assertVerb, VERB_TRANSITIONS } from './rollout-states.js';
 import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
-import { resolveTarget, unknownHostIds } from './target-resolver.js';
+import { unknownHostIds } from './target-resolver.js';
 import { WaveAdvancer } from './wave-advancer.js';
 
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
@@ -249,16 +250,18 @@ export class RolloutEngine {
         );
       }
       assertVerb(id, rollout.state, 'start');
-      const { hosts, unsigned } = this.signing.signedHosts(
-        rollout,
-        resolveTarget(rollout.request.target, this.store.agents.list()),
-      );
+      const { exposedTo } = rollout.request.target;
+      const fleet = resolveFleetTarget(this.store, rollout.request.target);
+      const { withoutInventory } = fleet;
+      const { hosts, unsigned } = this.signing.signedHosts(rollout, fleet.hosts);
       if (hosts.length === 0) {
-        const message =
+        const why =
           unsigned.length > 0
             ? 'the target selects no host the statement was signed for'
-            : 'the target selects no hosts';
-        throw new FleetError(ErrorCode.conflict, message, { rolloutId: id });
+            : exposedTo
+              ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
+              : 'the target selects no hosts';
+        throw new FleetError(ErrorCode.conflict, why, { rolloutId: id, ...(exposedTo ? { withoutInventory } : {}) });
       }
       // A label target signed for the hosts it selected then: hosts that match now but were not signed
       // for would refuse the order (not_in_target), so they get none, and the trail says so.
@@ -285,6 +288,16 @@ export class RolloutEngine {
       transitionRollout(this.deps, rollout, 'running', actor, null, {
         hostCount: hosts.length,
         waveSizes: waves.map((w) => w.length),
+        // Which hosts the inventory could not judge: frozen out with the rest, and on the record.
+        ...(exposedTo
+          ? {
+              exposedTo: {
+                ...exposedTo,
+                withoutInventoryCount: withoutInventory.length,
+                withoutInventory: withoutInventory.slice(0, 100),
+              },
+            }
+          : {}),
       });
       this.store.appendEvent(
         { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: 0, hosts: waves[0] } },

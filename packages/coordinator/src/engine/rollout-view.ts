@@ -1,5 +1,6 @@
 import {
   assignWaves,
+  complianceUrl,
   describeHaltPoint,
   ErrorCode,
   FleetError,
@@ -16,8 +17,8 @@ import {
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { StatementRecord } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
+import { resolveFleetTarget } from './fleet-target.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
-import { resolveTarget } from './target-resolver.js';
 
 /** Read-only views of rollouts for the API and CLI, in the shapes of shared's api-views.ts. */
 export class RolloutView {
@@ -35,12 +36,16 @@ export class RolloutView {
     const rollout = this.mustGet(id);
     const frozen = rollout.hostCount > 0;
     let waves: string[][];
+    let withoutInventory: string[] = [];
     if (frozen) {
       waves = Array.from({ length: rollout.waveCount }, () => []);
       for (const run of this.store.hostRuns.forRollout(id)) waves[run.wave]?.push(run.hostId);
     } else {
-      waves = assignWaves(resolveTarget(rollout.request.target, this.store.agents.list()), rollout.request.waves);
+      const target = resolveFleetTarget(this.store, rollout.request.target);
+      waves = assignWaves(target.hosts, rollout.request.waves);
+      withoutInventory = target.withoutInventory;
     }
+    const { exposedTo } = rollout.request.target;
     const hostCount = waves.reduce((n, w) => n + w.length, 0);
     const tolerated = toleratedFailures(rollout.request.maxFailures, hostCount);
     return {
@@ -51,6 +56,7 @@ export class RolloutView {
       waves: waves.map((hosts, wave) => ({ wave, hosts })),
       toleratedFailures: tolerated,
       haltsOn: describeHaltPoint(tolerated),
+      ...(exposedTo && !frozen ? { exposedTo: { ...exposedTo, withoutInventory } } : {}),
     };
   }
 
@@ -93,6 +99,7 @@ export class RolloutView {
       haltsOn: describeHaltPoint(tolerated),
       counts,
       waves,
+      ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
     };
   }
 
@@ -126,6 +133,11 @@ export class RolloutView {
     if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);
     return rollout;
   }
+}
+
+/** Where to see whether the fix took: the compliance view of the rollout's `exposedTo`. */
+function complianceLink(exposedTo: { source: string; fixed: string }): NonNullable<RolloutStatus['compliance']> {
+  return { ...exposedTo, url: complianceUrl(exposedTo.source, exposedTo.fixed) };
 }
 
 /** The stored rollout as the API shows it: `bakeUntil` becomes an ISO time. */

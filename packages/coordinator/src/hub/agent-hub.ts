@@ -13,6 +13,7 @@ import {
   formatProtocolRange,
   type Hello,
   HostIdSchema,
+  type InventoryReport,
   MAX_FRAME_BYTES,
   negotiateProtocolVersion,
   type OrderProgress,
@@ -38,6 +39,8 @@ export interface AgentHubHandlers {
   onHello(agentId: string, hello: Hello): void;
   onProgress(agentId: string, progress: OrderProgress): void;
   onResult(agentId: string, result: OrderResultBody): void;
+  /** Protocol 3: the agent's package inventory (a summary, a full one in parts, a diff, or none). */
+  onInventory(agentId: string, report: InventoryReport): void;
   onSeen(agentId: string): void;
   onDisconnect(agentId: string): void;
   /** A second connection with a live agent's credential was refused; already throttled per agent. */
@@ -165,6 +168,12 @@ export class AgentHub implements AgentChannel {
 
   isOnline(agentId: string): boolean {
     return this.connections.get(agentId)?.greeted === true;
+  }
+
+  /** The protocol version agreed with this agent's live connection; undefined while it has none. */
+  protocolVersionOf(agentId: string): number | undefined {
+    const connection = this.connections.get(agentId);
+    return connection?.greeted ? connection.protocolVersion : undefined;
   }
 
   /** Closes this agent's connection, e.g. because its token was replaced. */
@@ -436,6 +445,12 @@ export class AgentHub implements AgentChannel {
         handlers.onResult(connection.agentId, body);
         return;
       }
+      case 'inventory.summary':
+      case 'inventory.full':
+      case 'inventory.diff':
+      case 'inventory.unavailable':
+        handlers.onInventory(connection.agentId, message);
+        return;
       case 'unsupported':
         // We only send what the agreed version has: this is a bug on one side, worth a line, not a disconnect.
         this.warnPeer(

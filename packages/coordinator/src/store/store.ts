@@ -3,6 +3,7 @@ import { AgentRepository } from './agent-repository.js';
 import { type Db, openDatabase } from './database.js';
 import { EventRepository, type NewEvent } from './event-repository.js';
 import { HostRunRepository } from './host-run-repository.js';
+import { InventoryRepository } from './inventory-repository.js';
 import { JoinTokenRepository } from './join-token-repository.js';
 import { PatchRepository } from './patch-repository.js';
 import { RolloutRepository } from './rollout-repository.js';
@@ -21,6 +22,7 @@ export class Store {
   readonly patches: PatchRepository;
   readonly rollouts: RolloutRepository;
   readonly hostRuns: HostRunRepository;
+  readonly inventory: InventoryRepository;
   readonly statements: StatementRepository;
   private readonly eventRepository: EventRepository;
   private readonly listeners = new Set<EventListener>();
@@ -33,6 +35,7 @@ export class Store {
     this.patches = new PatchRepository(db);
     this.rollouts = new RolloutRepository(db);
     this.hostRuns = new HostRunRepository(db);
+    this.inventory = new InventoryRepository(db);
     this.statements = new StatementRepository(db);
     this.eventRepository = new EventRepository(db);
   }

@@ -7,6 +7,8 @@ import {
   type EventRecord,
   type Facts,
   type HostRunState,
+  type InstalledPackage,
+  inventoryDigest,
   type OrderOutcome,
   type OrderPhase,
   PatchSchema,
@@ -325,6 +327,12 @@ export class SimulatedFleet {
   }
 
   // ---- what people do --------------------------------------------------------------------------
+
+  /** The host's package inventory as the coordinator stores what its agent reported. */
+  reportInventory(hostId: string, packages: readonly InstalledPackage[]): void {
+    const at = new Date(this.now).toISOString();
+    this.store.transaction(() => this.store.inventory.replace(hostId, packages, inventoryDigest(packages), at));
+  }
 
   create(input: Partial<RolloutRequestInput> = {}, actor = 'alice'): RolloutRecord {
     const request = RolloutRequestSchema.parse({
