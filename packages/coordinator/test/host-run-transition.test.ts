@@ -35,6 +35,11 @@ describe('host-run transitions', () => {
         transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
       ),
     ).toThrow(IllegalHostTransitionError);
+    expect(() =>
+      fleet.store.transaction(() =>
+        transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
+      ),
+    ).toThrow(`host run host-1 of ${id}: queued → healthy is not in HOST_RUN_TRANSITIONS`);
     expect(fleet.dump()).toBe(before);
     expect(fleet.run(id, 'host-1').state).toBe('queued');
   });
@@ -67,5 +72,19 @@ describe('host-run transitions', () => {
       toState: 'skipped',
       data: { why: 'test' },
     });
+  });
+
+  it('names the event after the state reached unless told otherwise, with no data unless given', async () => {
+    const { fleet, id, run } = await queuedRun();
+    fleet.store.transaction(() => transitionHostRun(fleet, run, { to: 'skipped' }, { actor: 'system' }));
+    expect(fleet.events(id).at(-1)).toMatchObject({ type: 'host.skipped', data: null });
+  });
+
+  it('a move without an event (its rollout’s event records it) writes the row and no event', async () => {
+    const { fleet, id, run } = await queuedRun();
+    const events = fleet.events(id).length;
+    fleet.store.transaction(() => transitionHostRun(fleet, run, { to: 'skipped' }, null));
+    expect(fleet.run(id, 'host-1').state).toBe('skipped');
+    expect(fleet.events(id)).toHaveLength(events);
   });
 });

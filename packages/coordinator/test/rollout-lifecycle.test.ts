@@ -16,7 +16,7 @@ async function reach(fleet: SimulatedFleet, state: RolloutState): Promise<string
   const oneHost = { target: { hostIds: ['h-1'] } };
   switch (state) {
     case 'draft':
-      return fleet.create({ draft: true }).id;
+      return fleet.create({ draft: true, requiredApprovals: 1 }).id;
     case 'awaiting_approval':
       return fleet.create({ requiredApprovals: 1 }).id;
     case 'scheduled':
@@ -122,6 +122,56 @@ describe('a verb from a state where it is illegal', () => {
     const err = refusal(() => fleet.engine.promote(id, 'alice'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.details).toMatchObject({ state: 'running' });
+  });
+});
+
+// ---- legal verbs -------------------------------------------------------------------------------
+
+/**
+ * The verbs as README.md's table documents them, stated here on their own (not read from
+ * `VERB_TRANSITIONS`), so that a verb the engine stops allowing, or starts allowing, fails a test.
+ */
+const DOCUMENTED_VERBS: Record<Verb, { from: RolloutState[]; to: RolloutState }> = {
+  submit: { from: ['draft'], to: 'awaiting_approval' },
+  approve: { from: ['awaiting_approval'], to: 'scheduled' },
+  start: { from: ['scheduled'], to: 'running' },
+  pause: { from: ['running'], to: 'paused' },
+  resume: { from: ['paused'], to: 'running' },
+  abort: { from: ['draft', 'awaiting_approval', 'scheduled', 'running', 'paused', 'halted'], to: 'aborted' },
+  retry: { from: ['halted', 'aborted'], to: 'running' },
+  revert: { from: ['running', 'paused', 'succeeded', 'halted', 'aborted', 'revert_failed'], to: 'reverting' },
+};
+
+const LEGAL = (Object.keys(DOCUMENTED_VERBS) as Verb[]).flatMap((verb) =>
+  DOCUMENTED_VERBS[verb].from.map((state) => ({ verb, state, to: DOCUMENTED_VERBS[verb].to })),
+);
+
+describe('a verb from a state where it is legal', () => {
+  it('the engine allows exactly the documented verbs', () => {
+    expect(VERB_TRANSITIONS).toEqual(DOCUMENTED_VERBS);
+  });
+
+  it.each(LEGAL)('$verb from $state moves the rollout to $to, recorded as its event', async ({ verb, state, to }) => {
+    const fleet = new SimulatedFleet();
+    const id = await reach(fleet, state);
+    const events = fleet.events(id).length;
+
+    callVerb(fleet, verb, id);
+    await fleet.engine.whenIdle();
+
+    const moves = fleet
+      .events(id)
+      .slice(events)
+      .filter((e) => e.toState !== null && e.hostId === null);
+    expect(moves[0]).toMatchObject({ type: `rollout.${to}`, fromState: state, toState: to });
+  });
+
+  it('submit schedules a draft that needs no approval at once', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['h-1']);
+    const { id } = fleet.create({ draft: true, requiredApprovals: 0 });
+    fleet.engine.submit(id, 'alice');
+    expect(fleet.events(id).at(-1)).toMatchObject({ type: 'rollout.scheduled', fromState: 'draft' });
   });
 });
 

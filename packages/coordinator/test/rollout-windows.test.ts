@@ -103,4 +103,27 @@ describe('maintenance window', () => {
     expect(fleet.state(id)).toBe('running');
     expect(fleet.appliedHosts()).toEqual(hosts(3));
   });
+
+  it('keeps its watch while paused, drops it when the rollout ends or reverts, and takes it up again on retry', async () => {
+    const { fleet, id } = await windowed();
+    expect(fleet.state(id)).toBe('paused');
+    expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
+
+    fleet.engine.abort(id, 'alice', 'wrong night');
+    expect(fleet.windows.watching.has(id)).toBe(false);
+    expect(fleet.events(id).at(-1)).toMatchObject({ type: 'rollout.aborted', data: { reason: 'wrong night' } });
+
+    fleet.engine.retry(id, 'alice');
+    await fleet.engine.whenIdle();
+    expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
+
+    fleet.now = OPENS;
+    fleet.engine.wake(id);
+    await fleet.engine.whenIdle();
+    await fleet.finishAll(hosts(3));
+    fleet.engine.revert(id, 'alice');
+    await fleet.engine.whenIdle();
+    expect(fleet.state(id)).toBe('reverting');
+    expect(fleet.windows.watching.has(id)).toBe(false);
+  });
 });

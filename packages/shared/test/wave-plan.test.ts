@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { assignWaves, describeHaltPoint, resolveWaveSizes, toleratedFailures } from '../src/wave-plan.js';
+import { assignWaves, describeHaltPoint, ordinal, resolveWaveSizes, toleratedFailures } from '../src/wave-plan.js';
 
 describe('resolveWaveSizes', () => {
   it('resolves the DESIGN example: 37 hosts, [1, "10%", "50%", "100%"] → [1, 3, 18, 15]', () => {
@@ -42,9 +42,10 @@ describe('resolveWaveSizes', () => {
     }
   });
 
-  it('refuses an empty step list and negative counts', () => {
-    expect(() => resolveWaveSizes(3, [])).toThrow(RangeError);
-    expect(() => resolveWaveSizes(-1, [1])).toThrow(RangeError);
+  it('refuses an empty step list and negative or fractional counts, saying which', () => {
+    expect(() => resolveWaveSizes(3, [])).toThrow(new RangeError('at least one wave step is required'));
+    expect(() => resolveWaveSizes(-1, [1])).toThrow(new RangeError('hostCount must be a whole number ≥ 0'));
+    expect(() => resolveWaveSizes(2.5, [1])).toThrow(new RangeError('hostCount must be a whole number ≥ 0'));
   });
 });
 
@@ -67,5 +68,29 @@ describe('failure budget', () => {
     expect(describeHaltPoint(3)).toBe('halts on the 4th failure');
     expect(describeHaltPoint(10)).toBe('halts on the 11th failure');
     expect(describeHaltPoint(21)).toBe('halts on the 22nd failure');
+  });
+
+  it('says 1st, 2nd, 3rd, but 11th, 12th and 13th, in every hundred', () => {
+    const said = [1, 2, 3, 4, 11, 12, 13, 14, 21, 22, 23, 101, 102, 103, 111, 112, 113, 1000].map(ordinal);
+    expect(said).toEqual([
+      '1st',
+      '2nd',
+      '3rd',
+      '4th',
+      '11th',
+      '12th',
+      '13th',
+      '14th',
+      '21st',
+      '22nd',
+      '23rd',
+      '101st',
+      '102nd',
+      '103rd',
+      '111th',
+      '112th',
+      '113th',
+      '1000th',
+    ]);
   });
 });

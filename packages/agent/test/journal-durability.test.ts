@@ -1,0 +1,150 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Journal } from '../src/journal.js';
+import type { FsCallLog } from './support/fs-call-log.js';
+import { sampleApplyOrder } from './support/sample-orders.js';
+
+// A journal write is durable before the journal says it happened: the file-system calls behind
+// each write, in order, all made before its promise settles; and what the journal holds when one fails.
+
+const fsCalls = vi.hoisted(async () => new (await import('./support/fs-call-log.js')).FsCallLog());
+vi.mock('node:fs/promises', async (importOriginal) => (await fsCalls).wrap(await importOriginal()));
+
+let dataDir: string;
+let log: FsCallLog;
+
+beforeEach(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'fleetpatch-journal-durability-'));
+  log = await fsCalls;
+  log.clear();
+});
+
+afterEach(async () => {
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+const at = (ms: number) => new Date(ms).toISOString();
+
+/** The atomic writer's calls for one entry write in `dir`. */
+const entryWrite = (dir: string) => [
+  `open ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `write ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `chmod ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `sync ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `close ${dir}/.entry.json.fleetpatch-tmp-*`,
+  `rename ${dir}/.entry.json.fleetpatch-tmp-* -> ${dir}/entry.json`,
+  `open ${dir}`,
+  `sync ${dir}`,
+  `close ${dir}`,
+];
+
+describe('Journal durability', () => {
+  it("makes a new order's directory durable, then writes its entry atomically", async () => {
+    const journal = await Journal.open(dataDir);
+    log.clear();
+
+    await journal.createApply(sampleApplyOrder('o1'), at(0));
+
+    expect(log.lines(dataDir)).toEqual([
+      'mkdir orders/o1',
+      // The order's directory is an entry in orders/: without this a power cut could take the whole order.
+      'open orders',
+      'sync orders',
+      'close orders',
+      ...entryWrite('orders/o1'),
+    ]);
+  });
+
+  it("writes a known order's entry atomically, in its directory", async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    log.clear();
+
+    await journal.update(entry, { phase: 'snapshotted' }, at(1));
+
+    expect(log.lines(dataDir)).toEqual(['mkdir orders/o1', ...entryWrite('orders/o1')]);
+  });
+
+  it('makes the orders directory durable when it creates it, and the data directory if that is new too', async () => {
+    // orders/ itself is synced on every open: an order directory an agent made just before it was
+    // killed, before it synced orders/, is durable from then on.
+    const syncOrders = ['open orders', 'sync orders', 'close orders'];
+    await Journal.open(dataDir);
+    expect(log.lines(dataDir)).toEqual(['mkdir orders', 'open .', 'sync .', 'close .', ...syncOrders]);
+
+    log.clear();
+    await Journal.open(dataDir);
+    expect(log.lines(dataDir)).toEqual(['mkdir orders', ...syncOrders]);
+
+    log.clear();
+    await Journal.open(join(dataDir, 'new', 'data'));
+    expect(log.lines(dataDir).filter((line) => line.startsWith('sync'))).toEqual([
+      'sync new/data',
+      'sync new',
+      'sync .',
+      'sync new/data/orders',
+    ]);
+  });
+
+  it('holds the old entry, in memory and on disk, when a write fails before its rename', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    log.before(
+      (call) => call.call === 'rename',
+      async () => {
+        throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+      },
+    );
+
+    await expect(journal.update(entry, { phase: 'applying' }, at(1))).rejects.toThrow('EIO');
+
+    expect(journal.get('o1')).toEqual(entry);
+    expect(JSON.parse(await readFile(join(dataDir, 'orders', 'o1', 'entry.json'), 'utf8'))).toEqual(entry);
+    expect((await Journal.open(dataDir)).get('o1')).toEqual(entry);
+  });
+
+  it('lets a write that arrives after an earlier one finished still wait for the one in between', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    let held: () => void = () => {};
+    let release: () => void = () => {};
+    const secondHeld = new Promise<void>((resolve) => {
+      held = resolve;
+    });
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let renames = 0;
+    log.before(
+      (call) => call.call === 'rename' && ++renames === 2,
+      async () => {
+        held();
+        await gate;
+      },
+    );
+
+    const first = journal.update(entry, { phase: 'snapshotted' }, at(1));
+    const second = journal.update(entry, { snapshot: { prior: 'old' } }, at(2));
+    await first;
+    await secondHeld; // the second write sits at its rename
+    const third = journal.update(entry, { changed: true }, at(3));
+    release();
+    await Promise.all([second, third]);
+
+    expect(journal.get('o1')).toMatchObject({ phase: 'snapshotted', snapshot: { prior: 'old' }, changed: true });
+  });
+
+  it('keeps nothing of an order’s writes once they are done: a long-lived agent does not grow', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    await Promise.all([
+      journal.update(entry, { phase: 'applying' }, at(1)),
+      journal.update(entry, { changed: true }, at(2)),
+    ]);
+    await journal.createApply(sampleApplyOrder('o2'), at(3));
+    // The queue of writes per order is private; its size is the one thing this test reads of it.
+    expect((journal as unknown as { turns: Map<string, unknown> }).turns.size).toBe(0);
+  });
+});

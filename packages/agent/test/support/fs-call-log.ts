@@ -1,0 +1,100 @@
+import type * as FsPromises from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { relative } from 'node:path';
+
+/** One file-system call the code under test made, in the order it made them. */
+export interface FsCall {
+  call: 'open' | 'lstat' | 'mkdir' | 'rename' | 'unlink' | 'write' | 'chown' | 'chmod' | 'sync' | 'close';
+  /** The path, or for a handle call the path it was opened with. */
+  path: string;
+  /** rename: where to. */
+  to?: string;
+}
+
+/**
+ * The order of file-system calls is where durability lives (a temp file fsync'd before its rename,
+ * the directory fsync'd after it). A test file swaps `node:fs/promises` for this recording copy:
+ *
+ *   const fsCalls = vi.hoisted(() => new FsCallLog());  // FsCallLog imported with `await import`
+ *   vi.mock('node:fs/promises', async (importOriginal) => fsCalls.wrap(await importOriginal()));
+ *
+ * Every call still goes to the real file system; `before` lets a test act at an exact point (a
+ * concurrent writer, a crash) just before a call runs.
+ */
+export class FsCallLog {
+  readonly calls: FsCall[] = [];
+  #hooks: { when: (call: FsCall) => boolean; run: () => Promise<void> }[] = [];
+
+  /** The recording module: `open`, `lstat`, `mkdir`, `rename` and `unlink` are logged, and so are the handles `open` returns. */
+  wrap(actual: typeof FsPromises): typeof FsPromises {
+    const log = this;
+    return {
+      ...actual,
+      async open(...args: Parameters<typeof actual.open>) {
+        await log.#record({ call: 'open', path: String(args[0]) });
+        return log.#recordHandle(await actual.open(...args), String(args[0]));
+      },
+      async lstat(...args: Parameters<typeof actual.lstat>) {
+        await log.#record({ call: 'lstat', path: String(args[0]) });
+        return actual.lstat(...args);
+      },
+      async mkdir(...args: Parameters<typeof actual.mkdir>) {
+        await log.#record({ call: 'mkdir', path: String(args[0]) });
+        return actual.mkdir(...args);
+      },
+      async rename(from: FsPromises.FileHandle | string | Buffer | URL, to: string | Buffer | URL) {
+        await log.#record({ call: 'rename', path: String(from), to: String(to) });
+        return actual.rename(String(from), to);
+      },
+      async unlink(...args: Parameters<typeof actual.unlink>) {
+        await log.#record({ call: 'unlink', path: String(args[0]) });
+        return actual.unlink(...args);
+      },
+    } as typeof FsPromises;
+  }
+
+  /** Runs `run` once, just before the first call `when` matches. */
+  before(when: (call: FsCall) => boolean, run: () => Promise<void>): void {
+    this.#hooks.push({ when, run });
+  }
+
+  clear(): void {
+    this.calls.length = 0;
+    this.#hooks = [];
+  }
+
+  /**
+   * The calls as `<call> <path>` lines, paths relative to `base` and the random part of the atomic
+   * writer's temp names as `*`, so a whole sequence can be compared at once.
+   */
+  lines(base: string): string[] {
+    const show = (path: string) => (relative(base, path) || '.').replace(/(fleetpatch-tmp-)[0-9a-f]{16}$/, '$1*');
+    return this.calls.map((c) => `${c.call} ${show(c.path)}${c.to === undefined ? '' : ` -> ${show(c.to)}`}`);
+  }
+
+  async #record(call: FsCall): Promise<void> {
+    const hook = this.#hooks.find((h) => h.when(call));
+    if (hook !== undefined) {
+      this.#hooks.splice(this.#hooks.indexOf(hook), 1);
+      await hook.run();
+    }
+    this.calls.push(call);
+  }
+
+  #recordHandle(handle: FileHandle, path: string): FileHandle {
+    const recorded = new Set(['write', 'chown', 'chmod', 'sync', 'close']);
+    return new Proxy(handle, {
+      get: (target, property, _receiver) => {
+        const value = Reflect.get(target, property, target);
+        if (typeof value !== 'function') return value;
+        if (typeof property === 'string' && recorded.has(property)) {
+          return async (...args: unknown[]) => {
+            await this.#record({ call: property as FsCall['call'], path });
+            return value.apply(target, args);
+          };
+        }
+        return value.bind(target);
+      },
+    });
+  }
+}

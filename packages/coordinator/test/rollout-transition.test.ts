@@ -1,0 +1,101 @@
+/**
+ * The one writer of rollout states, called directly: what a move writes, what its event says, and
+ * which moves arm or drop the rollout's maintenance-window watch. Every other test drives the engine.
+ */
+import { ErrorCode, type MaintenanceWindow, type RolloutState } from '@fleetpatch/shared';
+import { describe, expect, it } from 'vitest';
+import { mustGetRollout, transitionRollout } from '../src/engine/rollout-transition.js';
+import { SimulatedFleet, T0 } from './support/simulated-fleet.js';
+
+const WINDOW: MaintenanceWindow = { cron: '0 2 * * *', timezone: 'UTC', durationMinutes: 60, cutoffMinutes: 0 };
+
+/** A rollout created with `window` (or none), moved along `path` by the writer itself. */
+async function movedAlong(path: RolloutState[], window: MaintenanceWindow | null = WINDOW) {
+  const fleet = new SimulatedFleet();
+  await fleet.addHosts(['h-1']);
+  const { id } = fleet.create(window ? { window } : {});
+  const rollout = mustGetRollout(fleet.store, id);
+  const move = (to: RolloutState, reason: string | null = null, data?: Record<string, unknown>) =>
+    fleet.store.transaction(() => transitionRollout(fleet, rollout, to, 'alice', reason, data));
+  for (const to of path) move(to);
+  return { fleet, id, rollout, move };
+}
+
+describe('transitionRollout', () => {
+  it('writes the state, updates the record in place and appends the move as an event', async () => {
+    const { fleet, id, rollout, move } = await movedAlong([]);
+    move('running', 'started by hand', { wave: 1 });
+
+    expect(rollout.state).toBe('running');
+    expect(fleet.state(id)).toBe('running');
+    expect(fleet.events(id).at(-1)).toMatchObject({
+      type: 'rollout.running',
+      actor: 'alice',
+      fromState: 'scheduled',
+      toState: 'running',
+      data: { reason: 'started by hand', wave: 1 },
+      at: new Date(T0).toISOString(),
+    });
+  });
+
+  it('records no reason when there is none', async () => {
+    const { fleet, id, move } = await movedAlong([]);
+    move('running');
+    expect(fleet.events(id).at(-1)?.data).toEqual({});
+  });
+
+  it('refuses a move the table does not have, writing nothing', async () => {
+    const { fleet, id, move } = await movedAlong([]);
+    const before = fleet.dump();
+    expect(() => move('succeeded')).toThrow(
+      expect.objectContaining({
+        code: ErrorCode.illegalTransition,
+        message: 'cannot move to succeeded a rollout that is scheduled',
+      }),
+    );
+    expect(fleet.dump()).toBe(before);
+    expect(fleet.state(id)).toBe('scheduled');
+  });
+
+  it('keeps the window watched through pauses, drops it at an end or a revert, takes it up again after one', async () => {
+    const { fleet, id, move } = await movedAlong(['running', 'paused']);
+    expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
+
+    move('halted');
+    expect(fleet.windows.watching.has(id)).toBe(false);
+    move('running'); // retry
+    expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
+    move('reverting');
+    expect(fleet.windows.watching.has(id)).toBe(false);
+  });
+
+  it('a rollout reverting again from a revert that ended stays unwatched', async () => {
+    const { fleet, id, move } = await movedAlong(['running', 'reverting', 'reverted']);
+    move('reverting');
+    expect(fleet.windows.watching.has(id)).toBe(false);
+  });
+
+  it('never watches a rollout without a window', async () => {
+    const { fleet, id, move } = await movedAlong(['running', 'aborted'], null);
+    move('running');
+    expect(fleet.windows.watching.has(id)).toBe(false);
+  });
+
+  it('moves a rollout when no window watcher is configured', async () => {
+    const { fleet, id, rollout } = await movedAlong(['running']);
+    const { store, clock } = fleet;
+    for (const to of ['aborted', 'running'] as const) {
+      store.transaction(() => transitionRollout({ store, clock, windows: undefined }, rollout, to, 'alice', null));
+    }
+    expect(fleet.state(id)).toBe('running');
+  });
+});
+
+describe('mustGetRollout', () => {
+  it('answers not_found for a rollout that does not exist', async () => {
+    const fleet = new SimulatedFleet();
+    expect(() => mustGetRollout(fleet.store, 'ro_missing')).toThrow(
+      expect.objectContaining({ code: ErrorCode.notFound, message: 'rollout ro_missing does not exist' }),
+    );
+  });
+});
