@@ -98,7 +98,8 @@ describeNeeding([debTools], 'dpkg outlives a killed agent', () => {
     const done = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES, 60_000);
     const run = hostOf(done, HOST);
     expect(run, restarted.logs.join('\n')).toMatchObject({ state: 'failed', changed: false });
-    expect(run.reason).toMatch(/agent restarted during applying/);
+    expect(run).toMatchObject({ errorCode: 'interrupted' });
+    expect(run.reason).toMatch(/^interrupted: the agent stopped .* at applying; reverted to the snapshot/);
     expect(await root.query('fpslow')).toEqual({ status: 'ii', version: '1.0' });
     expect(await root.audit()).toBe('');
     expect(restarted.logs.join('\n')).toMatch(/"exitCode":0,.*the dpkg run the previous agent started has ended/);
