@@ -1,4 +1,4 @@
-import type { HostView, RolloutStatus } from '@fleetpatch/shared';
+import type { AnalysisRunView, HostView, MeasurementView, RolloutStatus } from '@fleetpatch/shared';
 import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
 
@@ -13,6 +13,7 @@ const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 
  *   wave 1  passed   web-1:healthy
  *   wave 2  running  web-2:applying web-3:failed
  *     web-3 failed: health_failed: http check "api" returned 500
+ *     analysis error-rate  failed  1/3 taken, 1 failed (limit 0)  last 0.31 (threshold 0.01, < 0.01): fail
  */
 export function renderStatus(status: RolloutStatus, now: Date = new Date()): string {
   const { rollout } = status;
@@ -48,8 +49,30 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
       const why = hostProblem(host);
       if (why) lines.push(`  ${host.hostId} ${host.state}: ${why}`);
     }
+    for (const run of status.analyses.filter((a) => a.wave === wave.wave)) lines.push(`  ${formatAnalysis(run)}`);
   }
   return lines.join('\n');
+}
+
+/** One analysis of a wave: its counters and its latest measurement (value, threshold, verdict). */
+export function formatAnalysis(run: AnalysisRunView): string {
+  const counters = [
+    `${run.taken}/${run.count} taken`,
+    ...(run.failed > 0 ? [`${run.failed} failed (limit ${run.failureLimit})`] : []),
+    ...(run.inconclusive > 0 ? [`${run.inconclusive} inconclusive`] : []),
+  ].join(', ');
+  const last = run.measurements.at(-1);
+  const retry = run.attempt > 1 ? ` (attempt ${run.attempt})` : '';
+  return `analysis ${run.name}${retry}  ${run.verdict}  ${counters}${last ? `  last ${formatMeasurement(last, run.condition)}` : ''}`;
+}
+
+export function formatMeasurement(m: MeasurementView, condition: string): string {
+  const number = (n: number | null) => (n === null ? '-' : String(Number(n.toPrecision(6))));
+  const seen =
+    m.value === null && m.threshold === null
+      ? ''
+      : `${number(m.value)} (threshold ${number(m.threshold)}, ${condition}): `;
+  return `${seen}${m.verdict}${m.reason && m.verdict !== 'fail' ? ` (${m.reason})` : ''}`;
 }
 
 function formatHost(host: HostView): string {

@@ -115,6 +115,7 @@ function statusOf(req: RolloutRequest, signing: RolloutStatus['signing'] = null,
     haltsOn: 'halts on the 1st failure',
     counts: {},
     waves: [],
+    analyses: [],
   };
 }
 

@@ -21,6 +21,8 @@ export const ErrorCode = {
   applyFailed: 'apply_failed',
   verifyFailed: 'verify_failed',
   healthFailed: 'health_failed',
+  /** A metric analysis the coordinator ran failed the host's wave. */
+  analysisFailed: 'analysis_failed',
   revertFailed: 'revert_failed',
   blocked: 'blocked',
   cancelled: 'cancelled',

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AnalysesSchema } from './analysis.js';
 import { HostIdSchema, LabelsSchema } from './validation.js';
 
 /** A percent of a whole: above 100 % it can never be reached (a budget that never halts). */
@@ -131,6 +132,11 @@ export const RolloutRequestSchema = z
     draft: z.boolean().default(false),
     window: MaintenanceWindowSchema.optional(),
     startAt: z.iso.datetime({ offset: true }).optional(),
+    /**
+     * Metric gates the coordinator evaluates against Prometheus during each wave's verify and bake
+     * (analysis.ts): a failed one fails the wave; one that cannot be measured follows its `inconclusive` policy.
+     */
+    analyses: AnalysesSchema.default([]),
   })
   .strict();
 export type RolloutRequest = z.infer<typeof RolloutRequestSchema>;

@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { AgentPublicKeySchema, rawPublicKey, SignatureSchema, signPayload, verifyPayload } from './agent-proof.js';
+import { AnalysesSchema } from './analysis.js';
 import { canonicalJson } from './canonical-json.js';
 import {
   FileChangeSchema,
@@ -107,6 +108,13 @@ export const ApplyStatementSchema = z
      * host changed for a person to inspect (false). Signed, because it is the agent's own revert plan.
      */
     revertOnHealthFailure: z.boolean(),
+    /**
+     * The rollout's metric analyses, when it has any (absent otherwise, so a statement without them
+     * signs the same bytes as before they existed). Agents do not act on them — the coordinator runs
+     * them — but they are part of the change people approved: the coordinator refuses a statement
+     * whose analyses are not the rollout's, and anyone can check later what gated the rollout.
+     */
+    analyses: AnalysesSchema.min(1).optional(),
     ...validity,
   })
   .strict();

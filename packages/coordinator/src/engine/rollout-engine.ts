@@ -13,10 +13,12 @@ import {
   type RolloutState,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
+import { type MetricQuery, queryPrometheus } from '../analysis/prometheus-query.js';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
+import { AnalysisRunner } from './analysis-runner.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
 import type {
@@ -69,6 +71,8 @@ export interface RolloutEngineOptions {
   connectedAuditWindowMs?: number;
   /** Test-only crash points (see `EngineDeps.checkpoint`). */
   checkpoint?: (name: CoordinatorCrashPoint) => void;
+  /** How metric analyses query their server: Prometheus's HTTP API unless a test says otherwise. */
+  metricQuery?: MetricQuery;
 }
 
 /**
@@ -96,6 +100,7 @@ export class RolloutEngine {
   private readonly reverts: RevertRunner;
   private readonly signing: RolloutSigning;
   private readonly advancer: WaveAdvancer;
+  private readonly analyses: AnalysisRunner;
   private readonly recorder: ReportRecorder;
   private readonly dirty = new Set<string>();
   private reports: AgentReport[] = [];
@@ -127,7 +132,8 @@ export class RolloutEngine {
     };
     this.reverts = new RevertRunner(this.deps);
     this.signing = new RolloutSigning(this.deps);
-    this.advancer = new WaveAdvancer(this.deps, this.reverts);
+    this.analyses = new AnalysisRunner(this.deps, this.reverts, options.metricQuery ?? queryPrometheus);
+    this.advancer = new WaveAdvancer(this.deps, this.reverts, this.analyses);
     this.recorder = new ReportRecorder(
       this.deps,
       this.reverts,
@@ -348,8 +354,10 @@ export class RolloutEngine {
       for (const run of retried) transitionHostRun(this.deps, run, { to: 'queued' }, null);
       // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
       // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
+      const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
+      // A retried wave is measured again from scratch: its analyses start a new attempt.
+      this.store.analyses.restartFrom(id, wave, this.clock.now());
       if (retried.length > 0) {
-        const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
         this.store.rollouts.setWave(id, wave, null, isoNow(this.clock));
         if (wave < rollout.currentWave)
           this.store.appendEvent(
@@ -493,12 +501,14 @@ export class RolloutEngine {
       }
     }
     expireDeadlines(this.deps);
+    this.analyses.tick();
     for (const rollout of this.store.rollouts.inStates(['running', 'paused', 'reverting'])) this.markDirty(rollout.id);
     this.advanceDirty();
   }
 
   stop(): void {
     this.stopped = true;
+    this.analyses.stop();
     this.resolveIfIdle();
   }
 

@@ -2,6 +2,8 @@ import {
   type ApplyStatement,
   type ApproveRequest,
   type AttachStatementRequest,
+  analysesOf,
+  canonicalJson,
   ErrorCode,
   FleetError,
   isAgentCheckableTarget,
@@ -382,6 +384,16 @@ export class RolloutSigning {
       throw invalidField(
         'body.statement.revertOnHealthFailure',
         `must be ${expected}: the rollout's autoRevert is ${rollout.request.autoRevert}`,
+      );
+    }
+    // The analyses are signed so that what gates the rollout is what people approved.
+    const analyses = analysesOf(rollout.request).analyses ?? null;
+    if (canonicalJson(statement.analyses ?? null) !== canonicalJson(analyses)) {
+      throw invalidField(
+        'body.statement.analyses',
+        analyses === null
+          ? 'must be absent: the rollout has no analyses'
+          : "must be the rollout's analyses, exactly (analysesOf its request)",
       );
     }
   }

@@ -1,6 +1,7 @@
 import { ErrorCode, type Patch, toleratedFailures } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
+import type { AnalysisRunner } from './analysis-runner.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
@@ -20,6 +21,7 @@ export class WaveAdvancer {
   constructor(
     private readonly deps: AdvancerDeps,
     private readonly reverts: RevertRunner,
+    private readonly analyses: AnalysisRunner,
   ) {}
 
   /** Moves one rollout as far as it can go right now. Idempotent: safe to call at any time. */
@@ -61,10 +63,14 @@ export class WaveAdvancer {
         ? Number.POSITIVE_INFINITY
         : toleratedFailures(request.maxFailuresPerWave, waveSize);
     if (failures > tolerated || waveFailures > waveTolerated) {
-      const reason =
+      const budget =
         failures > tolerated
           ? `failure budget exceeded: ${failures} failed, ${tolerated} tolerated`
           : `wave ${rollout.currentWave + 1} failure budget exceeded: ${waveFailures} failed, ${waveTolerated} tolerated`;
+      const analysis = this.analyses.failedAnalysis(rollout);
+      const reason = analysis
+        ? `analysis ${analysis.name} failed on wave ${rollout.currentWave + 1}; ${budget}`
+        : budget;
       this.halt(rollout, reason);
       return true;
     }
@@ -111,6 +117,9 @@ export class WaveAdvancer {
       return true;
     }
     if (now < rollout.bakeUntil) return false;
+    // The wave's metric analyses have the last word: it passes once each has passed (or failed
+    // within the failure budget, which the check above has let through).
+    if (!this.analyses.analysesDecided(rollout)) return false;
     const next = rollout.currentWave + 1;
     store.transaction(() => {
       if (next >= rollout.waveCount) {
