@@ -83,17 +83,10 @@ describeNeeding([prometheus], 'metric analysis gates against a real Prometheus',
       HOSTS.map((host, i) => ({ address: (services[i] as MetricService).address, labels: { host } })),
     );
     fleet = await FleetHarness.start(join(work, 'coordinator'), { tickIntervalMs: 100 });
-    for (const host of HOSTS) {
-      const joinToken = await fleet.register(host, { role: 'web' });
-      fleet.spawnAgent({
-        id: host,
-        joinToken,
-        dataDir: join(work, host, 'data'),
-        rootDir: rootOf(host),
-        labels: { role: 'web' },
-      });
-    }
-    await fleet.waitOnline(HOSTS);
+    await fleet.spawnRegistered(HOSTS, { role: 'web' }, (host) => ({
+      dataDir: join(work, host, 'data'),
+      rootDir: rootOf(host),
+    }));
   }, 90_000);
 
   afterAll(async () => {

@@ -1,4 +1,4 @@
-import type { AnalysisRunView, HostView, MeasurementView, RolloutStatus } from '@fleetpatch/shared';
+import type { AnalysisRunView, HostView, MeasurementView, RehearsalReport, RolloutStatus } from '@fleetpatch/shared';
 import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
 
@@ -48,10 +48,22 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
     for (const host of wave.hosts) {
       const why = hostProblem(host);
       if (why) lines.push(`  ${host.hostId} ${host.state}: ${why}`);
+      if (host.rehearsal) lines.push(`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
     }
     for (const run of status.analyses.filter((a) => a.wave === wave.wave)) lines.push(`  ${formatAnalysis(run)}`);
   }
   return lines.join('\n');
+}
+
+/** `rehearsed revert: passed (restored exactly, healthy again)` or what differed. */
+export function formatRehearsal(rehearsal: RehearsalReport): string {
+  if (rehearsal.ok) return 'rehearsed revert: passed (restored exactly, healthy again, applied again)';
+  const why = [
+    ...rehearsal.differences,
+    ...(rehearsal.healthyAfterRevert === false ? ['unhealthy after the revert'] : []),
+    ...(rehearsal.differences.length === 0 && rehearsal.reason ? [rehearsal.reason] : []),
+  ];
+  return `rehearsed revert: FAILED (${why.join('; ') || 'no reason given'})`;
 }
 
 /** One analysis of a wave: its counters and its latest measurement (value, threshold, verdict). */

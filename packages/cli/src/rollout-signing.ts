@@ -201,6 +201,11 @@ function checkRolloutPlan(request: RolloutRequest, statement: ApplyStatement): v
   if (canonicalJson(statement.analyses ?? null) !== canonicalJson(analysesOf(request).analyses ?? null)) {
     throw new SigningRefusedError("the statement's analyses are not the rollout's: refusing to sign");
   }
+  if ((statement.rehearseRevert === true) !== request.rehearseRevert) {
+    throw new SigningRefusedError(
+      `the statement ${statement.rehearseRevert ? 'allows' : 'does not allow'} a rehearsed revert, the rollout ${request.rehearseRevert ? 'asks for one' : 'does not'}: refusing to sign`,
+    );
+  }
 }
 
 /** Every signature shown must verify with the public key shown beside it (whose id it bears). */

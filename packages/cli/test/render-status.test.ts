@@ -14,6 +14,7 @@ function host(hostId: string, state: HostView['state'], extra: Partial<HostView>
     errorCode: null,
     reason: null,
     health: null,
+    rehearsal: null,
     ...extra,
   };
 }
@@ -38,6 +39,7 @@ function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial
         requiredApprovals: 1,
         draft: false,
         analyses: [],
+        rehearseRevert: false,
       },
       state: 'running',
       createdBy: 'alice',

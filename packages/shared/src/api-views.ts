@@ -3,7 +3,7 @@ import { AnalysisRunVerdictSchema, MeasurementVerdictSchema } from './analysis.j
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
-import { FactsSchema, OrderOutcomeSchema } from './protocol.js';
+import { FactsSchema, OrderOutcomeSchema, RehearsalReportSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
 import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
 import { LabelsSchema } from './validation.js';
@@ -128,6 +128,8 @@ export const HostViewSchema = z
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
     health: z.array(HealthCheckResultSchema).nullable(),
+    /** The canary's rehearsed revert, as its agent reported it (null: none was asked for, or none reported). */
+    rehearsal: RehearsalReportSchema.nullable(),
   })
   .strict();
 export type HostView = z.infer<typeof HostViewSchema>;

@@ -82,6 +82,30 @@ export const OrderOutcomeSchema = z.enum([
 ]);
 export type OrderOutcome = z.infer<typeof OrderOutcomeSchema>;
 
+/** A value of a described state: what a driver says a file or package is (`describe`). */
+const StateValueSchema = z.union([z.string().max(200), z.number(), z.boolean()]);
+export const DescribedStateSchema = z.record(z.string().max(50), StateValueSchema);
+export type DescribedState = z.infer<typeof DescribedStateSchema>;
+
+/**
+ * How a rehearsed revert went (`order.apply` with `rehearseRevert`): the host applied, was healthy,
+ * restored its snapshot, and was compared with what it held before the apply (`prior` against
+ * `restored`: a file's bytes, mode and owner; a package's version and status) and checked healthy
+ * again. `ok` only when nothing differs and health passed; then it applied again.
+ */
+export const RehearsalReportSchema = z.object({
+  ok: z.boolean(),
+  prior: DescribedStateSchema,
+  /** Absent when the revert itself failed. */
+  restored: DescribedStateSchema.optional(),
+  /** What differs between prior and restored, one line each (`mode: 0640 → 0666`). */
+  differences: z.array(z.string().max(300)).max(20),
+  /** Whether the host was healthy again on its prior state. */
+  healthyAfterRevert: z.boolean().optional(),
+  reason: z.string().max(WIRE_LIMITS.reasonChars).optional(),
+});
+export type RehearsalReport = z.infer<typeof RehearsalReportSchema>;
+
 export const OrderResultBodySchema = z.object({
   orderId: OrderIdSchema,
   outcome: OrderOutcomeSchema,
@@ -90,6 +114,8 @@ export const OrderResultBodySchema = z.object({
   errorCode: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]).optional(),
   reason: z.string().max(WIRE_LIMITS.reasonChars).optional(),
   health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.resultHealthResults).optional(),
+  /** Present when the order asked for a rehearsed revert. */
+  rehearsal: RehearsalReportSchema.optional(),
   finishedAt: IsoTimeSchema,
 });
 export type OrderResultBody = z.infer<typeof OrderResultBodySchema>;
@@ -225,6 +251,12 @@ export const OrderApplySchema = z.object({
     .min(0)
     .max(7 * 24 * 3600)
     .default(0),
+  /**
+   * Rehearse the revert on this host: once healthy, restore the snapshot, check the host is exactly
+   * at its prior state and healthy, then apply again (see `RehearsalReportSchema`). A signed order
+   * asks for it only under a statement that says `rehearseRevert: true`.
+   */
+  rehearseRevert: z.boolean().optional(),
   /** The signed statement of this order (its patch must match `change`, `health` and the prose) and its signatures. */
   signed: signedBy(ApplyStatementSchema).optional(),
 });

@@ -89,7 +89,10 @@ function validity({ now, validForSeconds }: StatementWindow) {
 /** The apply statement the author of a rollout signs (the CLI builds it from what the coordinator shows). */
 export function applyStatementFor(
   patch: PatchSpec,
-  request: Pick<RolloutRequest, 'target' | 'autoRevert'> & { analyses?: RolloutRequest['analyses'] | undefined },
+  request: Pick<RolloutRequest, 'target' | 'autoRevert'> & {
+    analyses?: RolloutRequest['analyses'] | undefined;
+    rehearseRevert?: boolean | undefined;
+  },
   plannedHostIds: readonly string[],
   window: StatementWindow,
 ): ApplyStatement {
@@ -99,6 +102,7 @@ export function applyStatementFor(
     patch: SignedPatchSchema.parse(signedPatchOf(patch)),
     revertOnHealthFailure: revertOnHealthFailureOf(request),
     ...analysesOf(request),
+    ...(request.rehearseRevert === true ? { rehearseRevert: true as const } : {}),
     target: applyStatementTarget(request.target, plannedHostIds),
     ...validity(window),
   };

@@ -137,6 +137,13 @@ export const RolloutRequestSchema = z
      * (analysis.ts): a failed one fails the wave; one that cannot be measured follows its `inconclusive` policy.
      */
     analyses: AnalysesSchema.default([]),
+    /**
+     * Rehearse the revert on the canary wave (the first): each of its hosts applies, passes health,
+     * reverts, is checked to be exactly at its prior state and healthy, then applies again. A
+     * rehearsal that fails halts the rollout before any other host changes. Off unless asked for:
+     * it doubles the canary's changes, and a signed rollout must say so in its statement.
+     */
+    rehearseRevert: z.boolean().default(false),
   })
   .strict();
 export type RolloutRequest = z.infer<typeof RolloutRequestSchema>;

@@ -115,6 +115,12 @@ export const ApplyStatementSchema = z
      * whose analyses are not the rollout's, and anyone can check later what gated the rollout.
      */
     analyses: AnalysesSchema.min(1).optional(),
+    /**
+     * Present (true) when the rollout rehearses its revert on the canary: it lets an agent, within the
+     * one order it accepts under this statement, restore its snapshot and apply again. An order that
+     * asks for a rehearsal under a statement without it is refused as tampered.
+     */
+    rehearseRevert: z.literal(true).optional(),
     ...validity,
   })
   .strict();

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   DebianPackageNameSchema,
   DebianVersionSchema,
+  type DescribedState,
   ErrorCode,
   FleetError,
   type PackageChange,
@@ -292,6 +293,12 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
 
   async verify(change: PackageChange, ctx: DriverContext): Promise<void> {
     await this.requireInstalled(change.name, change.version, ErrorCode.verifyFailed, undefined, ctx.signal);
+  }
+
+  async describe(change: PackageChange, ctx: DriverContext): Promise<DescribedState> {
+    const state = await this.commands.query(change.name, ctx.signal);
+    if (!state.installed) return { installed: false, configFiles: state.configFiles };
+    return { installed: true, version: state.version, architecture: state.architecture, status: state.status };
   }
 
   /**

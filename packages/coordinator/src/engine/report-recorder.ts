@@ -1,4 +1,5 @@
 import {
+  ErrorCode,
   type Hello,
   type OrderProgress,
   type OrderResultBody,
@@ -11,7 +12,7 @@ import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { auditOrderRefusal } from './order-refusal-audit.js';
-import { sendApply, sendRevert } from './order-sender.js';
+import { rehearsesRevert, sendApply, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf, signedRevertOf } from './rollout-signing.js';
 import { isoNow } from './rollout-transition.js';
@@ -273,17 +274,31 @@ export class ReportRecorder {
       this.deps.markDirty(run.rolloutId);
       return true;
     }
-    const state = applyOutcomeToState(result.outcome);
+    const rollout = store.rollouts.get(run.rolloutId);
+    let state = applyOutcomeToState(result.outcome);
+    const rehearsal = result.rehearsal ?? null;
+    // A canary asked to rehearse its revert that says healthy without a rehearsal that passed (an
+    // agent too old to know the flag drops it) has not shown that its revert works: it fails.
+    if (state === 'healthy' && rollout && rehearsesRevert(rollout, run) && rehearsal?.ok !== true) {
+      state = 'failed';
+      error.errorCode = ErrorCode.rehearsalFailed;
+      error.reason =
+        rehearsal === null
+          ? 'asked to rehearse its revert, the agent reported no rehearsal (an agent older than rehearsed reverts?)'
+          : `the rehearsal did not pass: ${rehearsal.reason ?? 'no reason given'}`;
+    }
     const countedFailure = state === 'failed' || state === 'revert_failed';
     transitionHostRun(
       this.deps,
       run,
-      { to: state, changed: result.changed, countedFailure, finishedAt: clock.now(), health, ...error },
-      // The health results (which check, what it saw) go into the audit trail with the outcome.
-      { actor: agentId, data: { ...error, changed: result.changed, ...(health ? { health } : {}) } },
+      { to: state, changed: result.changed, countedFailure, finishedAt: clock.now(), health, rehearsal, ...error },
+      // The health results (which check, what it saw) and the rehearsal go into the audit trail with the outcome.
+      {
+        actor: agentId,
+        data: { ...error, changed: result.changed, ...(health ? { health } : {}), ...(rehearsal ? { rehearsal } : {}) },
+      },
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
-    const rollout = store.rollouts.get(run.rolloutId);
     // Not for a signed rollout: its halt waits for a signed revert statement (WaveAdvancer.halt).
     if (
       result.changed &&

@@ -396,6 +396,15 @@ export class RolloutSigning {
           : "must be the rollout's analyses, exactly (analysesOf its request)",
       );
     }
+    // A rehearsal reverts and applies again under this one statement: only when people signed for it.
+    if ((statement.rehearseRevert === true) !== rollout.request.rehearseRevert) {
+      throw invalidField(
+        'body.statement.rehearseRevert',
+        rollout.request.rehearseRevert
+          ? 'must be true: the rollout rehearses its revert on the canary'
+          : 'must be absent: the rollout does not rehearse its revert',
+      );
+    }
   }
 
   /**

@@ -75,6 +75,7 @@ export class RolloutView {
         errorCode: run.errorCode,
         reason: run.reason,
         health: run.health,
+        rehearsal: run.rehearsal,
       });
     }
     for (const wave of waves) {

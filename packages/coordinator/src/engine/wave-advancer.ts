@@ -52,6 +52,13 @@ export class WaveAdvancer {
     const { store, clock, waveGate } = this.deps;
     const { id, request } = rollout;
     const now = clock.now();
+    // A rehearsed revert that failed halts at once, whatever the budget: the revert does not work,
+    // and no other host may change until a person has looked.
+    const rehearsal = this.failedRehearsal(rollout);
+    if (rehearsal) {
+      this.halt(rollout, `rehearsed revert failed on ${rehearsal.hostId}: ${rehearsal.reason ?? 'no reason given'}`);
+      return true;
+    }
     const failures = store.hostRuns.failures(id);
     const tolerated = toleratedFailures(request.maxFailures, rollout.hostCount);
     const waveRuns = store.hostRuns.countByState(id, rollout.currentWave);
@@ -134,6 +141,14 @@ export class WaveAdvancer {
       store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: next } }, isoNow(clock));
     });
     return true;
+  }
+
+  /** A canary whose rehearsed revert failed (only the canary wave rehearses, and it is small). */
+  private failedRehearsal(rollout: RolloutRecord): HostRunRecord | undefined {
+    if (!rollout.request.rehearseRevert || rollout.currentWave !== 0) return undefined;
+    return this.deps.store.hostRuns
+      .forWave(rollout.id, 0)
+      .find((run) => run.countedFailure && run.errorCode === ErrorCode.rehearsalFailed);
   }
 
   private halt(rollout: RolloutRecord, reason: string): void {

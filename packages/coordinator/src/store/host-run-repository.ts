@@ -1,4 +1,4 @@
-import type { HealthCheckResult, HostRunState } from '@fleetpatch/shared';
+import type { HealthCheckResult, HostRunState, RehearsalReport } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
 export interface HostRunRecord {
@@ -20,6 +20,8 @@ export interface HostRunRecord {
   errorCode: string | null;
   reason: string | null;
   health: HealthCheckResult[] | null;
+  /** The rehearsed revert its agent reported (a canary of a rollout with `rehearseRevert`). */
+  rehearsal: RehearsalReport | null;
 }
 
 interface HostRunRow {
@@ -38,6 +40,7 @@ interface HostRunRow {
   error_code: string | null;
   reason: string | null;
   health: string | null;
+  rehearsal: string | null;
 }
 
 function toRecord(row: HostRunRow): HostRunRecord {
@@ -57,6 +60,7 @@ function toRecord(row: HostRunRow): HostRunRecord {
     errorCode: row.error_code,
     reason: row.reason,
     health: row.health === null ? null : (JSON.parse(row.health) as HealthCheckResult[]),
+    rehearsal: row.rehearsal === null ? null : (JSON.parse(row.rehearsal) as RehearsalReport),
   };
 }
 
@@ -68,6 +72,7 @@ export interface HostRunOutcome {
   errorCode?: string | null;
   reason?: string | null;
   health?: HealthCheckResult[] | null;
+  rehearsal?: RehearsalReport | null;
 }
 
 /**
@@ -134,7 +139,7 @@ export class HostRunRepository {
         'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
       ),
       requeue: db.prepare(
-        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, rehearsal = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       answered: db.prepare('UPDATE host_runs SET answered = 1 WHERE rollout_id = @rolloutId AND host_id = @hostId'),
       forgetRevert: db.prepare(
@@ -150,7 +155,8 @@ export class HostRunRepository {
            finished_at = CASE WHEN @setFinished THEN @finishedAt ELSE finished_at END,
            error_code = CASE WHEN @setError THEN @errorCode ELSE error_code END,
            reason = CASE WHEN @setError THEN @reason ELSE reason END,
-           health = COALESCE(@health, health)
+           health = COALESCE(@health, health),
+           rehearsal = COALESCE(@rehearsal, rehearsal)
          WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from`,
       ),
       setChanged: db.prepare(
@@ -279,6 +285,8 @@ export class HostRunRepository {
             errorCode: write.errorCode ?? null,
             reason: write.reason ?? null,
             health: write.health === undefined || write.health === null ? null : JSON.stringify(write.health),
+            rehearsal:
+              write.rehearsal === undefined || write.rehearsal === null ? null : JSON.stringify(write.rehearsal),
           }).changes === 1
         );
     }

@@ -176,7 +176,7 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
   },
   {
     version: 7,
-    name: 'metric analyses: one run per rollout, wave and analysis, and every measurement it took',
+    name: 'metric analyses (a run per rollout, wave and analysis; every measurement), and rehearsed reverts',
     // A run's counters are the current attempt's (a retry of the wave starts a new attempt); the
     // measurements of every attempt are kept, like the audit rows that repeat them.
     sql: `
@@ -210,6 +210,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
         reason TEXT
       );
       CREATE INDEX analysis_measurements_run ON analysis_measurements(rollout_id, wave, name, attempt, seq);
+
+      -- The canary's rehearsed revert as its agent reported it (JSON), for the status.
+      ALTER TABLE host_runs ADD COLUMN rehearsal TEXT;
     `,
   },
 ];
