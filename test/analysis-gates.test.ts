@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { EventPage, EventRecord, PrometheusAnalysisInput, RolloutStatus } from '@fleetpatch/shared';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
-import { FleetHarness, hostOf, sampleFilePatch } from './support/fleet-harness.js';
+import { runCli } from './support/cli-process.js';
+import { ADMIN_TOKEN, errorBody, FleetHarness, hostOf, issuePaths, sampleFilePatch } from './support/fleet-harness.js';
 import {
   type MetricService,
   type PrometheusServer,
@@ -96,6 +97,28 @@ describeNeeding([prometheus], 'metric analysis gates against a real Prometheus',
     if (work) await rm(work, { recursive: true, force: true });
   });
 
+  it('refuses a rollout whose analyses do not parse with a 400 naming each field; nothing is created', async () => {
+    const patchId = await fleet.createPatch(sampleFilePatch(CONF, GOOD, { title: 'Never rolled out' }));
+    const before = await fleet.api.get<{ rollouts: unknown[] }>('/v1/rollouts');
+    const res = await fleet.api.raw('POST', '/v1/rollouts', {
+      patchId,
+      target: { all: true },
+      requiredApprovals: 0,
+      analyses: [
+        comparison({ condition: '== 0' }),
+        comparison({ name: 'second', query: 'up{$all_hosts}' }),
+        comparison({ name: 'third', condition: '< 0.01' }),
+      ],
+    });
+    expect(res.status).toBe(400);
+    expect(issuePaths(await errorBody(res)).sort()).toEqual([
+      'body.analyses.0.condition',
+      'body.analyses.1.query',
+      'body.analyses.2.condition',
+    ]);
+    expect((await fleet.api.get<{ rollouts: unknown[] }>('/v1/rollouts')).rollouts).toEqual(before.rollouts);
+  });
+
   it('halts a patch that raises the canary’s 5xx rate at the canary, and reverts it; no other host is touched', async () => {
     await quiet();
     const patchId = await fleet.createPatch(sampleFilePatch(CONF, BAD));
@@ -147,6 +170,13 @@ describeNeeding([prometheus], 'metric analysis gates against a real Prometheus',
     expect(trail.find((e) => e.type === 'host.failed' && e.hostId === 'web-1')?.data).toMatchObject({
       errorCode: 'analysis_failed',
     });
+
+    // The CLI's status view: the analysis under its wave, with its last value against the threshold.
+    const cli = await runCli(fleet.coordinator.url, ['rollout', 'status', id], { token: ADMIN_TOKEN });
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toMatch(
+      /\n {2}analysis error-rate {2}failed {2}\d+\/2 taken, 1 failed \(limit 0\) {2}last [0-9.]+ \(threshold 0\.01, <= 1\.5 \* baseline \+ 0\.01\): fail\n/,
+    );
   }, 90_000);
 
   it('lets a good patch through: each wave measured, the last with no unpatched host left to compare with', async () => {
