@@ -87,6 +87,7 @@ export interface RolloutCreateFlags {
   autoRevert?: string | undefined;
   approvals?: number | undefined;
   draft?: boolean | undefined;
+  rehearseRevert?: boolean | undefined;
 }
 
 /**
@@ -119,6 +120,7 @@ export function buildRolloutRequest(
   if (flags.autoRevert !== undefined) request.autoRevert = flags.autoRevert;
   if (flags.approvals !== undefined) request.requiredApprovals = flags.approvals;
   if (flags.draft) request.draft = true;
+  if (flags.rehearseRevert) request.rehearseRevert = true;
   if (request.patchId === undefined) throw new UsageError('which patch? pass --patch <id>');
   if (request.target === undefined) throw new UsageError('which hosts? pass --labels k=v,..., --hosts a,b or --all');
   return request;

@@ -50,6 +50,8 @@ export class AnalysisRunner {
     private readonly deps: RunnerDeps,
     private readonly reverts: RevertRunner,
     private readonly query: MetricQuery,
+    /** Counts a measurement in flight as work the engine has not finished (`RolloutEngine.whenIdle`). */
+    private readonly track: (work: Promise<void>) => void = () => {},
   ) {}
 
   /** Starts every measurement that is due. Never throws: a failure is logged and retried on the next tick. */
@@ -71,11 +73,22 @@ export class AnalysisRunner {
           const key = `${run.rolloutId}\u0000${run.wave}\u0000${run.name}`;
           if (now < due || this.inFlight.has(key)) continue;
           this.inFlight.add(key);
-          void this.measure(rollout, analysis, run).finally(() => this.inFlight.delete(key));
+          this.track(this.measure(rollout, analysis, run).finally(() => this.inFlight.delete(key)));
         } catch (err) {
           this.deps.log.error({ err, rolloutId: rollout.id, analysis: analysis.name }, 'starting a measurement failed');
         }
       }
+    }
+  }
+
+  /**
+   * Must run inside the transaction that starts `wave`: its analyses start now, so the first
+   * measurement is `intervalSeconds` after the wave's start, whenever the next tick comes.
+   */
+  startWave(rollout: Pick<RolloutRecord, 'id' | 'request'>, wave: number): void {
+    const now = this.deps.clock.now();
+    for (const analysis of rollout.request.analyses) {
+      this.deps.store.analyses.getOrStart(rollout.id, wave, analysis.name, now);
     }
   }
 

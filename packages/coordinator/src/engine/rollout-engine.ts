@@ -132,7 +132,9 @@ export class RolloutEngine {
     };
     this.reverts = new RevertRunner(this.deps);
     this.signing = new RolloutSigning(this.deps);
-    this.analyses = new AnalysisRunner(this.deps, this.reverts, options.metricQuery ?? queryPrometheus);
+    this.analyses = new AnalysisRunner(this.deps, this.reverts, options.metricQuery ?? queryPrometheus, (work) =>
+      this.track(work),
+    );
     this.advancer = new WaveAdvancer(this.deps, this.reverts, this.analyses);
     this.recorder = new ReportRecorder(
       this.deps,
@@ -288,6 +290,7 @@ export class RolloutEngine {
       });
       this.store.rollouts.freezeTarget(id, hosts.length, waves.length);
       this.store.rollouts.setWave(id, 0, null, isoNow(this.clock));
+      this.analyses.startWave(rollout, 0);
       transitionRollout(this.deps, rollout, 'running', actor, null, {
         hostCount: hosts.length,
         waveSizes: waves.map((w) => w.length),
@@ -514,7 +517,7 @@ export class RolloutEngine {
 
   /**
    * Resolves once the engine has nothing left to do by itself: no agent report waiting to be
-   * recorded and no flush or advance scheduled. Each of those may schedule the next (a result frees a
+   * recorded, no flush or advance scheduled, and no metric measurement in flight. Each of those may schedule the next (a result frees a
    * slot, the advance dispatches, the order is sent), so this waits for the whole chain; a batch parked
    * after a failed commit holds it until the batch is recorded. A stopped engine is idle.
    * For tests and orderly shutdown; it counts what the engine scheduled, it never waits on a timer.
@@ -562,6 +565,15 @@ export class RolloutEngine {
     if (this.advanceScheduled) return;
     this.advanceScheduled = true;
     this.later(() => this.advanceDirty());
+  }
+
+  /** Counts asynchronous work (a metric measurement) until it settles: see `whenIdle`. */
+  private track(work: Promise<void>): void {
+    this.scheduled++;
+    void work.finally(() => {
+      this.scheduled--;
+      this.resolveIfIdle();
+    });
   }
 
   /** Runs `work` on the next turn (or after `delayMs`), counted until it has run: see `whenIdle`. */

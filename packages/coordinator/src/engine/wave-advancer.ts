@@ -138,6 +138,7 @@ export class WaveAdvancer {
         return;
       }
       store.rollouts.setWave(id, next, null, isoNow(clock));
+      this.analyses.startWave(rollout, next);
       store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: next } }, isoNow(clock));
     });
     return true;
