@@ -325,6 +325,15 @@ describe('OrderExecutor', () => {
     });
   });
 
+  it('cuts a rehearsal report to the protocol’s limits, so a failed rehearsal is always recorded', async () => {
+    driver.restoreLeaves = 'y'.repeat(10_000);
+    await (await executor()).apply(order('o1', { rehearseRevert: true }));
+    expect(results[0]).toMatchObject({ outcome: 'failed', errorCode: 'rehearsal_failed' });
+    const parsed = OrderResultSchema.safeParse({ type: 'order.result', ...results[0] });
+    expect(parsed.success, parsed.error?.message).toBe(true);
+    expect(String(results[0]?.rehearsal?.restored?.content)).toHaveLength(200);
+  });
+
   it('without rehearseRevert nothing is rehearsed and no state is described', async () => {
     await (await executor()).apply(order('o1'));
     expect(driver.calls).not.toContain('describe');
