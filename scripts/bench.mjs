@@ -5,20 +5,24 @@
 // written and status-API latency. Prints numbers, not pass/fail — but checks every file on disk
 // after the rollout and after the revert, and exits non-zero if any is wrong.
 //
+// Then, unless --inventory-hosts 0, the package inventory bench (scripts/bench-inventory.mjs) with
+// --inventory-hosts (10000) and --inventory-packages (2000), as its own process.
+//
 // Flags: --agents N (1000)   --max-parallel N (200; also the revert's revertParallel)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write the coordinator's V8 CPU profile there, for chrome://inspect or speedscope)
-import { execFileSync } from 'node:child_process';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, AgentConfigSchema } from '@fleetpatch/agent';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { pino } from 'pino';
+import { cpuMsOf, percentile, scratchBase } from './lib/bench-measures.mjs';
 import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
 
@@ -36,6 +40,8 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     'tick-ms': { type: 'string', default: '1000' },
     'heartbeat-ms': { type: 'string', default: '10000' },
+    'inventory-hosts': { type: 'string', default: '10000' },
+    'inventory-packages': { type: 'string', default: '2000' },
   },
   strict: true,
 });
@@ -67,17 +73,6 @@ const mib = (/** @type {number} */ kib) => `${(kib / 1024).toFixed(0)} MiB`;
 const hostId = (/** @type {number} */ i) => `bench-${String(i).padStart(5, '0')}`;
 const started = Date.now();
 const remaining = () => Math.max(1000, started + DEADLINE_MS - Date.now());
-
-/** A tmpfs when there is one: the bench measures the coordinator, not the disk's fsync latency. */
-function scratchBase() {
-  if (flags.tmp) return flags.tmp;
-  try {
-    accessSync('/dev/shm', constants.W_OK);
-    return '/dev/shm';
-  } catch {
-    return tmpdir();
-  }
-}
 
 /**
  * VmRSS and VmHWM (peak) of a process, in KiB, from /proc (Linux only; null elsewhere).
@@ -152,20 +147,6 @@ async function pool(items, limit, fn) {
 }
 
 /**
- * CPU time (user + system) of a process so far, in ms, from /proc (NaN elsewhere).
- * @param {number | undefined} pid
- */
-function cpuMsOf(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/**
  * Starts a CPU stopwatch over the coordinator and this process; `.line()` says how busy each was.
  * @param {number | undefined} pid
  */
@@ -181,10 +162,6 @@ function cpuMeter(pid) {
     },
   };
 }
-
-/** @param {readonly number[]} sorted @param {number} p */
-const percentile = (sorted, p) =>
-  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 
 // ---- the run ---------------------------------------------------------------------------------------
 
@@ -241,7 +218,7 @@ async function main() {
     );
   }
 
-  const scratch = await mkdtemp(join(scratchBase(), 'fleetpatch-bench-'));
+  const scratch = await mkdtemp(join(scratchBase(flags.tmp), 'fleetpatch-bench-'));
   work = scratch;
   say(`scratch: ${work}`);
   const coordinatorProcess = await startCoordinator({
@@ -291,6 +268,9 @@ async function main() {
       rootDir: join(scratch, id, 'root'),
       logLevel: 'silent',
       file: { allowedRoots: ['/etc'] },
+      // N agents in one process on one machine would each read this machine's dpkg database; the
+      // inventory has its own bench (bench-inventory.mjs, run after this one).
+      inventory: { enabled: false },
     });
     agents.push({ id, agent: new Agent({ config, log, facts: FACTS }) });
   }
@@ -488,4 +468,20 @@ try {
 for (const failure of failures) process.stderr.write(`CHECK FAILED: ${failure}\n`);
 if (failures.length > 0) exitCode = 1;
 say(`total: ${secs(Date.now() - started)}; ${exitCode === 0 ? 'all checks passed' : 'FAILED'}`);
+if (Number.parseInt(flags['inventory-hosts'], 10) > 0) {
+  say();
+  const inventory = spawnSync(
+    process.execPath,
+    [
+      fileURLToPath(new URL('bench-inventory.mjs', import.meta.url)),
+      '--hosts',
+      flags['inventory-hosts'],
+      '--packages',
+      flags['inventory-packages'],
+      ...(flags.tmp ? ['--tmp', flags.tmp] : []),
+    ],
+    { stdio: 'inherit' },
+  );
+  if (inventory.status !== 0) exitCode = 1;
+}
 process.exit(exitCode);

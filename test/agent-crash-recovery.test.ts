@@ -275,7 +275,10 @@ async function runCrashCase(fleet: FleetHarness, subject: Subject, crash: CrashC
   expect(settled.rollout.state, context).toBe(crash.rollout);
   expect(run.state, context).toBe(crash.hostRun);
   // A failure here is the interrupted order's, found by recovery, not some unrelated refusal.
-  if (crash.hostRun === 'failed') expect(run.reason, context).toMatch(/restart/);
+  if (crash.hostRun === 'failed') {
+    expect(run.errorCode, context).toBe('interrupted');
+    expect(run.reason, context).toMatch(/^interrupted: the agent stopped \(crash, kill or power loss\) at \w+/);
+  }
   // The coordinator's view is the host's truth: it says "changed" exactly when the change is there.
   expect(run.changed, context).toBe(finalState === 'new');
 

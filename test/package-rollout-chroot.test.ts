@@ -39,11 +39,19 @@ function fptest(version: string): DebSpec {
   };
 }
 
+/**
+ * Source package fpsrc: fpsrc-bin and libfpsrc1; at 1.0-2 the library is a binNMU (`1.0-2+b1`,
+ * `Source: fpsrc (1.0-2)`), as a security update of a library often is.
+ */
+function fpsrc(name: 'fpsrc-bin' | 'libfpsrc1', version: string, source = 'fpsrc'): DebSpec {
+  return { name, version, source, files: { [`/usr/share/${name}/VERSION`]: `${version}\n` } };
+}
+
 const postinstLine = (version: string) => `fptest ${version} configured by uid 0, DPKG_ROOT=''`;
 
 /** The agent's whole config: apt on, fptest allowed, and nothing else of apt's set — production defaults. */
 const AGENT_CONFIG = {
-  apt: { allowedPackages: ['fptest'] },
+  apt: { allowedPackages: ['fptest'], allowedSourcePackages: ['fpsrc'] },
   health: { allowedFileRoots: ['/etc', '/opt', '/usr/local/etc', '/usr/share/fptest'] },
 };
 
@@ -56,6 +64,7 @@ describe.skipIf(!chrootHere.available)(
     let fleet: FleetHarness | undefined;
     let repoDir: string;
     let debs: { v10: string; v11: string };
+    let fpsrcDebs: { old: string[]; fixed: string[] };
 
     beforeAll(
       async () => {
@@ -71,14 +80,24 @@ describe.skipIf(!chrootHere.available)(
         repoDir = join(work, 'repo');
         await mkdir(debDir);
         debs = { v10: await buildDeb(fptest('1.0'), debDir), v11: await buildDeb(fptest('1.1'), debDir) };
+        fpsrcDebs = {
+          old: [
+            await buildDeb(fpsrc('fpsrc-bin', '1.0-1'), debDir),
+            await buildDeb(fpsrc('libfpsrc1', '1.0-1'), debDir),
+          ],
+          fixed: [
+            await buildDeb(fpsrc('fpsrc-bin', '1.0-2'), debDir),
+            await buildDeb(fpsrc('libfpsrc1', '1.0-2+b1', 'fpsrc (1.0-2)'), debDir),
+          ],
+        };
         // The repository starts with 1.0 only: 1.1 is published later, as a real update would be.
-        await createAptRepository(repoDir, [debs.v10]);
+        await createAptRepository(repoDir, [debs.v10, ...fpsrcDebs.old]);
         [repo, fleet] = await Promise.all([serveDirectory(repoDir), FleetHarness.start(join(work, 'coordinator'))]);
 
         // This repository only: apt never reaches for the Debian mirror during the test.
         await chroot.writeFile('/etc/apt/sources.list', `deb [trusted=yes] ${repo.url} ./\n`);
         await chroot.runChecked(['apt-get', '-q', 'update']);
-        await chroot.runChecked(['apt-get', '-q', '-y', 'install', 'fptest=1.0']);
+        await chroot.runChecked(['apt-get', '-q', '-y', 'install', 'fptest=1.0', 'fpsrc-bin=1.0-1', 'libfpsrc1=1.0-1']);
         // An admin's edit of the conffile: kept by the upgrade and by the revert.
         await chroot.writeFile('/etc/fptest/fptest.conf', 'setting=tuned-by-the-admin\n');
         await chroot.writeFile('/etc/fleetpatch-agent/agent.json', JSON.stringify(AGENT_CONFIG));
@@ -189,6 +208,42 @@ describe.skipIf(!chrootHere.available)(
         stderr: expect.stringMatching(/no packages found matching fptest/),
       });
       console.info(`production-path rollout and revert in the chroot: ${Date.now() - started} ms`);
+    });
+
+    async function fpsrcInstalled(): Promise<string> {
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
+      const format = '${Package} ${db:Status-Abbrev}${Version}\n';
+      return chroot!.runChecked(['dpkg-query', '-W', `-f=${format}`, 'fpsrc-bin', 'libfpsrc1']);
+    }
+
+    it("rolls a source change (fpsrc 1.0-2, its library binNMU'd) out as one set and reverts it as one", async () => {
+      expect(await fpsrcInstalled()).toBe('fpsrc-bin ii 1.0-1\nlibfpsrc1 ii 1.0-1\n');
+      // The fix is published and the host's apt has read it (the advisory's day: apt-get update ran).
+      await createAptRepository(repoDir, [debs.v10, debs.v11, ...fpsrcDebs.old, ...fpsrcDebs.fixed]);
+      await chroot!.runChecked(['apt-get', '-q', 'update']);
+      // The root agent the test above started in the chroot, still running.
+      await fleet!.waitOnline([HOST], 60_000);
+
+      const patchId = await fleet!.createPatch({
+        ...samplePackagePatch({ title: 'FPSA-1 fpsrc', name: 'fpsrc-bin', version: '1.0-2' }),
+        change: { kind: 'package', manager: 'apt', source: 'fpsrc', version: '1.0-2' },
+      });
+      const rolloutId = await fleet!.startRollout(sampleRollout(patchId, { target: { hostIds: [HOST] } }));
+      const done = await fleet!.waitForState(rolloutId, FINAL_APPLY_STATES, 120_000);
+      expect(done.rollout.state, `${done.rollout.stateReason ?? ''}\n${fleet!.agentLogs().join('\n')}`).toBe(
+        'succeeded',
+      );
+      expect(hostOf(done, HOST).packages?.map((p) => `${p.name} ${p.from} → ${p.to}`)).toEqual([
+        'fpsrc-bin 1.0-1 → 1.0-2',
+        'libfpsrc1 1.0-1 → 1.0-2+b1',
+      ]);
+      expect(await fpsrcInstalled()).toBe('fpsrc-bin ii 1.0-2\nlibfpsrc1 ii 1.0-2+b1\n');
+
+      await fleet!.api.post(`/v1/rollouts/${rolloutId}/revert`);
+      const reverted = await fleet!.waitForState(rolloutId, FINAL_REVERT_STATES, 120_000);
+      expect(reverted.rollout.state, reverted.rollout.stateReason ?? '').toBe('reverted');
+      expect(await fpsrcInstalled()).toBe('fpsrc-bin ii 1.0-1\nlibfpsrc1 ii 1.0-1\n');
+      expect(await chroot!.runChecked(['dpkg', '--audit']), 'dpkg --audit').toBe('');
     });
   },
 );

@@ -7,6 +7,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { PACKAGE_SETS_PROTOCOL, PROTOCOL_VERSION, type PreflightResult } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { enrollWith } from './support/agent-identity.js';
@@ -55,14 +56,14 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-describe('a protocol 1 agent under a protocol 2 coordinator', () => {
-  it('is welcomed in protocol 1, the current agent in protocol 2', async () => {
+describe(`a protocol 1 agent under a protocol ${PROTOCOL_VERSION} coordinator`, () => {
+  it(`is welcomed in protocol 1, the current agent in protocol ${PROTOCOL_VERSION}`, async () => {
     expect(oldAgent?.received.find((m) => m.type === 'welcome')).toMatchObject({ protocolVersion: 1 });
     // The coordinator counts the agent online once its hello is in; the agent logs its welcome a moment later.
     const connected = await waitFor("the current agent's 'connected to coordinator' log line", () =>
       jsonLines(fleet.agentLogs()).find((line) => line.msg === 'connected to coordinator'),
     );
-    expect(connected).toMatchObject({ protocolVersion: 2 });
+    expect(connected).toMatchObject({ protocolVersion: PROTOCOL_VERSION });
   });
 
   it('goes through a whole rollout and its revert alongside a current agent, parsing every frame as protocol 1', async () => {
@@ -85,6 +86,50 @@ describe('a protocol 1 agent under a protocol 2 coordinator', () => {
     expect([...types]).toEqual(
       expect.arrayContaining(['challenge', 'welcome', 'order.apply', 'order.revert', 'order.ack']),
     );
+    expect(oldAgent?.refused).toEqual([]);
+    // Nothing of protocol 3 reached it: no one asked it for a package inventory.
+    expect([...types]).not.toContain('inventory.request');
+  });
+
+  it('is sent no package set or source change: its plan and preflight say why, the rollout fails it with the reason', async () => {
+    const patchId = await fleet.createPatch({
+      ...sampleFilePatch(FILE, NEW, { ticket: 'E2E-COMPAT-SET' }),
+      change: { kind: 'package', manager: 'apt', source: 'fpcompat', version: '2.0-1' },
+    });
+    const rolloutId = await fleet.createRollout({
+      patchId,
+      target: { hostIds: [OLD_HOST] },
+      waves: ['100%'],
+      maxFailures: 0,
+    });
+    const tooOld = new RegExp(`speaks protocol 1; .* needs protocol ${PACKAGE_SETS_PROTOCOL}: upgrade the agent`);
+
+    expect((await fleet.plan(rolloutId)).incompatible).toEqual([
+      { hostId: OLD_HOST, reason: expect.stringMatching(tooOld) },
+    ]);
+    const preflight = await fleet.api.post<PreflightResult>(`/v1/rollouts/${rolloutId}/preflight`, {
+      timeoutSeconds: 5,
+    });
+    expect(preflight.results).toEqual([
+      {
+        hostId: OLD_HOST,
+        outcome: 'incompatible',
+        reason: expect.stringMatching(tooOld),
+        errorCode: 'precondition_failed',
+      },
+    ]);
+
+    await fleet.api.post(`/v1/rollouts/${rolloutId}/start`);
+    const halted = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
+    expect(halted.rollout.state).toBe('halted');
+    expect(hostOf(halted, OLD_HOST)).toMatchObject({
+      state: 'failed',
+      changed: false,
+      errorCode: 'precondition_failed',
+    });
+    expect(hostOf(halted, OLD_HOST).reason).toMatch(tooOld);
+    // Nothing reached it: no order of this patch, and no frame it could not parse.
+    expect(oldAgent?.received.filter((m) => 'change' in m && m.change.kind === 'package')).toEqual([]);
     expect(oldAgent?.refused).toEqual([]);
   });
 });

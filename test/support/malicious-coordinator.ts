@@ -240,6 +240,11 @@ export class MaliciousCoordinator {
       case 'heartbeat':
       case 'facts':
       case 'unsupported':
+      // A protocol 3 agent reports its packages; this coordinator never asks for them (no inventory.request).
+      case 'inventory.summary':
+      case 'inventory.full':
+      case 'inventory.diff':
+      case 'inventory.unavailable':
         return;
       default: {
         const unreachable: never = message;

@@ -445,7 +445,7 @@ class ArgScanner {
         this.pos++;
         return { kind: 'array', items };
       }
-      // `...`: strace left out the rest of a long array (never iovecs under -s 65536).
+      // `...`: strace left out the rest of a long array (never iovecs under strace-tracer.ts's -s).
       if (this.text.startsWith('...', this.pos)) this.pos += 3;
       else items.push(this.value());
       this.skipSpaces();

@@ -7,10 +7,16 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { MAX_FRAME_BYTES } from '@fleetpatch/shared';
 import { waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { parseStraceLog, READS, type StraceEvent, TRACED_SYSCALLS } from './strace-log.js';
 
 const STRACE = 'strace';
+/**
+ * The most bytes logged of one buffer: a whole WebSocket frame, header (at most 14 bytes) included.
+ * A protocol 3 agent's `inventory.full` parts run to hundreds of KiB (a real host's dpkg database).
+ */
+const STRING_LIMIT = MAX_FRAME_BYTES + 14;
 
 /** Why not, when not: printed so a skipped test says what it did not prove. */
 export type StraceSupport = { available: true } | { available: false; reason: string };
@@ -32,9 +38,9 @@ export function straceSupport(): StraceSupport {
 }
 
 /**
- * `-yy`: every fd with its path or TCP endpoints; `-xx`: bytes in hex, trivially parsed; `-s 65536`:
- * whole socket reads and WAL pages, so messages and commits can be read (a cut buffer is reported,
- * never guessed at); `-tt` only helps a human reading the log. Signals stay in the log (they are
+ * `-yy`: every fd with its path or TCP endpoints; `-xx`: bytes in hex, trivially parsed; `-s`
+ * (STRING_LIMIT): whole socket buffers up to a whole frame, and WAL pages, so messages and commits
+ * can be read (a cut buffer is reported, never guessed at); `-tt` only helps a human reading the log. Signals stay in the log (they are
  * skipped when read): without them strace would not log a SIGKILL'd process's end. Reads are most of
  * a log (Node reading its own modules), so a process whose received messages no rule looks at (the
  * agent: its rules read only what it writes and sends) is traced without them.
@@ -49,7 +55,7 @@ function straceOptions(logFile: string, reads = true): string[] {
     '-yy',
     '-xx',
     '-s',
-    '65536',
+    String(STRING_LIMIT),
     '--seccomp-bpf',
     '-e',
     `trace=${traced.join(',')}`,

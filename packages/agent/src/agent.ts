@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import {
   type CoordinatorMessage,
   connectProofPayload,
@@ -18,12 +19,17 @@ import { FileDriver } from './drivers/file-driver.js';
 import { EnrollmentRefused, enrollAndStore } from './enrollment-client.js';
 import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
+import { DpkgInventory } from './inventory/dpkg-inventory.js';
+import { InventoryReporter } from './inventory/inventory-reporter.js';
+import { StatusWatch } from './inventory/status-watch.js';
 import { Journal } from './journal.js';
 import { type DriverSet, OrderExecutor } from './orders/order-executor.js';
 import { AgentPolicy } from './policy/agent-policy.js';
 import { AppliedSequences } from './policy/applied-sequences.js';
 import { RefusalCounter } from './policy/refusal-counter.js';
 import { SignedOrderCheck } from './policy/signed-order-check.js';
+import { AfterChange } from './services/after-change.js';
+import { SystemdServiceManager } from './services/service-manager.js';
 import { fitHelloReports, fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -52,6 +58,8 @@ export class Agent {
   private stopping: Promise<void> | null = null;
   /** Order ids whose results the last hello left out for room, oldest last. */
   private heldReports: string[] = [];
+  private inventory: InventoryReporter | null = null;
+  private statusWatch: StatusWatch | null = null;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -95,6 +103,7 @@ export class Agent {
           }
         : {}),
       quota: config.journal,
+      afterChange: afterChangeFor(config),
       events: {
         progress: (orderId, phase, message, health) =>
           this.connection?.send({
@@ -103,11 +112,16 @@ export class Agent {
             phase,
             ...fitProgress(message, health),
           }),
-        result: (result) => this.connection?.send({ type: 'order.result', ...result }),
+        result: (result) => {
+          this.connection?.send({ type: 'order.result', ...result });
+          // A package order ran dpkg: report the packages now rather than after the status file's debounce.
+          void this.inventory?.refresh();
+        },
       },
       ...crashPoints,
     });
     await executor.recover();
+    this.startInventory();
     await this.pruneJournal(journal);
     this.pruneTimer = setInterval(
       () => {
@@ -153,10 +167,37 @@ export class Agent {
   private async drain(): Promise<void> {
     this.state = 'stopped';
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.statusWatch?.stop();
     await this.executor?.stop();
+    await this.inventory?.stop();
     await this.connection?.stop();
     // An ack's journal write may still be between its rename and its directory fsync: let it end.
     await this.journal?.settle();
+  }
+
+  /**
+   * Reads the dpkg database in the background and from then on after every change of it; what is
+   * read goes to the coordinator whenever a connection of protocol 3 or later is up.
+   */
+  private startInventory(): void {
+    const { config, log } = this.options;
+    if (!config.inventory.enabled) return;
+    const dpkg = new DpkgInventory({ root: config.inventory.dpkgRoot ?? config.apt?.root ?? '/' });
+    const inventory = new InventoryReporter({
+      read: () => dpkg.read(),
+      send: (message) => this.connection?.send(message) ?? false,
+      log: log.child({ component: 'inventory' }),
+    });
+    this.statusWatch = new StatusWatch({
+      statusFile: dpkg.statusFile,
+      debounceMs: config.inventory.debounceMs,
+      maxDelayMs: Math.max(30_000, config.inventory.debounceMs),
+      onChange: () => void inventory.refresh(),
+      log,
+    });
+    this.statusWatch.start();
+    this.inventory = inventory;
+    void inventory.refresh();
   }
 
   private async pruneJournal(journal: Journal): Promise<void> {
@@ -256,7 +297,12 @@ export class Agent {
     const fail = (err: unknown) => log.error({ err, type: message.type }, 'handling coordinator message failed');
     switch (message.type) {
       case 'challenge':
+        return;
       case 'welcome':
+        this.inventory?.connected();
+        return;
+      case 'inventory.request':
+        this.inventory?.requested(message.reason);
         return;
       case 'order.apply':
         executor.apply(message).catch(fail);
@@ -303,4 +349,21 @@ function stripUndefined<T extends object>(value: T): { [K in keyof T]: Exclude<T
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as {
     [K in keyof T]: Exclude<T[K], undefined>;
   };
+}
+
+/** Restarts through systemctl as configured; stale processes from /proc (and needrestart where it is). */
+function afterChangeFor(config: AgentConfig): AfterChange {
+  const { services } = config;
+  const needrestart = services.needrestart === 'auto' ? findNeedrestart() : null;
+  return new AfterChange({
+    services: new SystemdServiceManager({ systemctl: services.systemctl, timeoutMs: services.restartTimeoutMs }),
+    procDir: services.procDir,
+    root: config.apt?.root ?? '/',
+    needrestart,
+  });
+}
+
+/** needrestart is optional (Debian package `needrestart`): used when installed where Debian puts it. */
+function findNeedrestart(): string[] | null {
+  return existsSync('/usr/sbin/needrestart') ? ['/usr/sbin/needrestart'] : null;
 }

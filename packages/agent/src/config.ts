@@ -7,6 +7,7 @@ import {
   LabelsSchema,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
+  ServiceUnitSchema,
   SignerRoleSchema,
   TrustedKeySchema,
 } from '@fleetpatch/shared';
@@ -102,6 +103,24 @@ export const AgentConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Services after a change: the units a patch may restart (exactly these; default none), how
+     * systemctl is run, and how stale processes are found (services/ in the agent).
+     */
+    services: z
+      .object({
+        allowedUnits: z.array(ServiceUnitSchema).default([]),
+        /** The program (and arguments before the verb) that restarts a unit. Default `["systemctl"]`. */
+        systemctl: z.array(z.string().min(1)).min(1).default(['systemctl']),
+        /** Upper bound of one restart. Default 90 s. */
+        restartTimeoutMs: z.number().int().min(1000).max(3_600_000).default(90_000),
+        /** Where processes are read from (their maps and cgroups). Default `/proc`. */
+        procDir: z.string().min(1).default('/proc'),
+        /** `needrestart -b` when this program exists (`auto`, the default), or never (`off`). */
+        needrestart: z.enum(['auto', 'off']).default('auto'),
+      })
+      .strict()
+      .prefault({}),
     /** Package patches are off unless this section is present. See AptDriverOptions for each field. */
     apt: z
       .object({
@@ -127,6 +146,21 @@ export const AgentConfigSchema = z
         path: ['allowedPackages'],
       })
       .optional(),
+    /**
+     * The package inventory this agent reports (protocol 3): the installed packages of a dpkg root,
+     * read with dpkg-query at start and again after every change of its status file, which is watched.
+     * An agent whose root has no dpkg database reports none, and says so.
+     */
+    inventory: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** The dpkg root whose database is reported (`<root>/var/lib/dpkg`). Default: `apt.root`, else `/`. */
+        dpkgRoot: z.string().min(1).optional(),
+        /** Quiet time after a change of the database before it is read again: a dpkg run writes it many times. */
+        debounceMs: z.number().int().min(0).max(600_000).default(2000),
+      })
+      .strict()
+      .prefault({}),
     /** Quotas of the order journal, checked before an order is journaled (over quota: refused, `blocked`). */
     journal: z
       .object({

@@ -137,6 +137,11 @@ export class Journal {
   }
 
   /** The directory an order's driver keeps its snapshot in. */
+  /** Where a dpkg run of the order keeps its pid, output and exit status (it may outlive the agent). */
+  runDir(orderId: string): string {
+    return join(this.orderDir(orderId), 'run');
+  }
+
   snapshotDir(orderId: string): string {
     return join(this.orderDir(orderId), 'snapshot');
   }

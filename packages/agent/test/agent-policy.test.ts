@@ -213,6 +213,9 @@ describe('agent policy: packages', () => {
     sourcePackageOf: async (name) => sources[name],
     // Enough of Debian ordering for these cases; the real one is dpkg --compare-versions.
     isLower: async (a, b) => a.localeCompare(b, 'en', { numeric: true }) < 0,
+    resolve: async () => {
+      throw new Error('these cases name their packages; nothing to resolve');
+    },
   });
 
   it('refuses package changes without an apt section', async () => {

@@ -3,11 +3,9 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FleetError, type PackageChange, PackageChangeSchema } from '@fleetpatch/shared';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeNeeding, itNeeding, root } from '../../../test/support/requirements.js';
 import { AptDriver, type PackageSnapshot } from '../src/drivers/apt-driver.js';
-import type { DriverContext } from '../src/drivers/driver.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
 import {
   buildDeb,
@@ -18,23 +16,10 @@ import {
   readIfExists,
   waitFor,
 } from './support/deb-fixtures.js';
+import { driverContext as context, expectFleetError } from './support/driver-calls.js';
 
 function change(input: Omit<Partial<PackageChange>, 'kind' | 'manager'> & { name: string; version: string }) {
   return PackageChangeSchema.parse({ kind: 'package', manager: 'apt', ...input });
-}
-
-function context(): DriverContext {
-  return { signal: new AbortController().signal, log: pino({ level: 'silent' }) };
-}
-
-async function expectFleetError(promise: Promise<unknown>, code: string): Promise<FleetError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(FleetError);
-  expect((err as FleetError).code, (err as FleetError).message).toBe(code);
-  return err as FleetError;
 }
 
 describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', () => {
@@ -76,8 +61,9 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
     expect(await driver.preflight(c, ctx)).toMatchObject({ outcome: 'would_apply' });
     const dir = await snapshotDir();
     const snap = await driver.snapshot(c, dir, ctx);
-    expect(snap.prior).toEqual({ installed: true, version: '1.0', architecture: 'all' });
-    expect(snap.deb).toMatchObject({ file: 'fptest_1.0_all.deb', source: 'apt-download' });
+    expect(snap.members).toHaveLength(1);
+    expect(snap.members[0]?.prior).toEqual({ installed: true, version: '1.0', architecture: 'all' });
+    expect(snap.members[0]?.deb).toMatchObject({ file: 'fptest_1.0_all.deb', source: 'apt-download' });
     const stored = await readFile(join(dir, 'fptest_1.0_all.deb'));
     expect(stored.equals(await readFile(bed.deb('fptest', '1.0')))).toBe(true);
 
@@ -99,7 +85,7 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
     expect(await driver.preflight(c, ctx)).toMatchObject({ outcome: 'would_apply' });
     const dir = await snapshotDir();
     const snap = await driver.snapshot(c, dir, ctx);
-    expect(snap).toMatchObject({ prior: { installed: false, configFiles: false }, deb: null });
+    expect(snap.members).toMatchObject([{ prior: { installed: false, configFiles: false }, deb: null }]);
 
     await driver.apply(c, ctx);
     await expectInstalled(host, 'fpnew', '1.0');
@@ -118,7 +104,7 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
 
     await host.writeFile('fptest-fail-postinst', '');
     const err = await expectFleetError(driver.apply(c, ctx), 'apply_failed');
-    expect(err.details).toMatchObject({ state: { version: '2.0', clean: false } });
+    expect(err.details).toMatchObject({ states: [{ version: '2.0', clean: false }] });
     expect(await host.query('fptest')).toEqual({ status: 'iF', version: '2.0' });
 
     // 1.0's postinst reads the same marker; the failure belongs to 2.0 only.
@@ -202,6 +188,28 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
       expect(absent).toMatchObject({ outcome: 'would_fail', code: 'precondition_failed' });
     });
 
+    it("answers a dry run blocked, naming the lock's holder, within the dry run's lock budget (not its own 60 s)", async () => {
+      const { host } = await hostWith(['fptest', '1.0']);
+      const driver = new AptDriver({ ...host.driverOptions, lockTimeoutMs: 60_000 });
+      const holder = host.startInstall(bed.deb('fplock', '1.0'));
+      const exited = new Promise<number | null>((resolve) => holder.once('exit', resolve));
+      try {
+        await waitFor(() => readIfExists(host.path('started-fplock')), 'fplock preinst to hold the lock');
+        const started = Date.now();
+        const verdict = await driver.preflight(change({ name: 'fptest', version: '2.0' }), {
+          ...context(),
+          lockWaitMs: 1_000,
+        });
+        // Bounded by the dry run's budget: far below the driver's 60 s (the margin is for a loaded machine).
+        expect(Date.now() - started).toBeLessThan(30_000);
+        expect(verdict).toMatchObject({ outcome: 'blocked' });
+        expect(verdict.detail).toMatch(/^dpkg lock not free within 1000 ms: .*held by process \d+ \(dpkg\)/s);
+      } finally {
+        await host.writeFile('release-fplock', '');
+      }
+      expect(await exited).toBe(0);
+    });
+
     it('is blocked while another dpkg holds the lock', async () => {
       const { host, driver } = await hostWith(['fptest', '1.0']);
       const holder = host.startInstall(bed.deb('fplock', '1.0'));
@@ -244,7 +252,7 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
       const { driver } = await hostWith(['fptest', '1.0'], ['fpother', '1.0']);
       const verdict = await driver.preflight(change({ name: 'fptest', version: '5.0' }), context());
       expect(verdict).toMatchObject({ outcome: 'would_fail', code: 'precondition_failed' });
-      expect(verdict.detail).toMatch(/Remv fpother/);
+      expect(verdict.detail).toMatch(/outside the set: remove fpother 1\.0/);
     });
 
     it('refuses a version the repository does not have', async () => {
@@ -341,7 +349,7 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
         await snapshotDir(),
         context(),
       );
-      expect(unrevertable).toMatchObject({ prior: { installed: true, version: '1.0' }, deb: null });
+      expect(unrevertable.members).toMatchObject([{ prior: { installed: true, version: '1.0' }, deb: null }]);
     });
 
     it('restore refuses a snapshot .deb whose sha256 changed', async () => {
@@ -350,7 +358,10 @@ describeNeeding([debTools], 'AptDriver against real dpkg in a throwaway root', (
       const dir = await snapshotDir();
       const snap = await driver.snapshot(c, dir, context());
       await driver.apply(c, context());
-      const tampered = { ...snap, deb: snap.deb ? { ...snap.deb, sha256: '0'.repeat(64) } : null };
+      const tampered = {
+        ...snap,
+        members: snap.members.map((m) => ({ ...m, deb: m.deb ? { ...m.deb, sha256: '0'.repeat(64) } : null })),
+      };
       await expectFleetError(driver.restore(c, tampered, dir, context()), 'revert_failed');
       await expectInstalled(host, 'fptest', '2.0');
     });

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { CloseCode, type CoordinatorMessage, type Hello } from '@fleetpatch/shared';
+import { CloseCode, type CoordinatorMessage, type Hello, PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
@@ -179,9 +179,23 @@ describe('protocol versions', () => {
     const fake = await fakeCoordinator(2, [ORDER_ACK]);
     const handled = dial(fake.url);
     await expect.poll(() => typesOf(handled), { timeout: 3_000 }).toEqual(['welcome', 'order.ack']);
-    expect(fake.received[0]).toMatchObject({ type: 'hello', protocolVersions: { min: 1, max: 2 } });
+    expect(fake.received[0]).toMatchObject({ type: 'hello', protocolVersions: { min: 1, max: PROTOCOL_VERSION } });
     expect(fake.received[0]).not.toHaveProperty('protocolVersion');
     expect(connection?.connected).toBe(true);
+  });
+
+  it.each([
+    [2, false],
+    [3, true],
+  ])('a coordinator of protocol %i is sent the package inventory: %s', async (version, sent) => {
+    const fake = await fakeCoordinator(version);
+    dial(fake.url);
+    await expect.poll(() => connection?.connected, { timeout: 3_000 }).toBe(true);
+    const summary = { type: 'inventory.summary', seq: 1, digest: 'a'.repeat(64), count: 0 } as const;
+    expect(connection?.send(summary)).toBe(sent);
+    connection?.send({ type: 'heartbeat', journalSeq: 0, sentAt: new Date().toISOString() });
+    await expect.poll(() => fake.received.map((m) => m.type), { timeout: 3_000 }).toContain('heartbeat');
+    expect(fake.received.some((m) => m.type === 'inventory.summary')).toBe(sent);
   });
 
   it('with minProtocolVersion 2, refuses a coordinator that welcomes it in protocol 1 (4426) and acts on none of its orders', async () => {

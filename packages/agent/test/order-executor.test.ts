@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -14,14 +14,16 @@ import {
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../src/clock.js';
-import type { Driver, PreflightVerdict } from '../src/drivers/driver.js';
+import type { Driver, DriverContext, PreflightVerdict } from '../src/drivers/driver.js';
 import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
 import { Journal } from '../src/journal.js';
 import { OrderExecutor, type OrderExecutorOptions } from '../src/orders/order-executor.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
 import type { AllowedCommand } from '../src/policy/allowed-commands.js';
-import { sampleApplyOrder } from './support/sample-orders.js';
+import { AfterChange } from '../src/services/after-change.js';
+import { SystemdServiceManager } from '../src/services/service-manager.js';
+import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
 
 // Logic of the executor with a fake driver that records calls and a host that is just a variable.
 // The real drivers are tested on real files and real dpkg in their own files and end to end.
@@ -37,8 +39,12 @@ class FakeDriver implements Driver<FileChange, { prior: string }> {
   /** What a restore leaves on the host instead of the snapshot (a revert that does not restore). */
   restoreLeaves: string | undefined;
 
-  async preflight(): Promise<PreflightVerdict> {
+  /** The lock budget each preflight was given (undefined: the driver's own). */
+  lockWaits: (number | undefined)[] = [];
+
+  async preflight(_change: FileChange, ctx: DriverContext): Promise<PreflightVerdict> {
     this.calls.push('preflight');
+    this.lockWaits.push(ctx.lockWaitMs);
     return this.verdict;
   }
   async snapshot(): Promise<{ prior: string }> {
@@ -351,6 +357,76 @@ describe('OrderExecutor', () => {
     ]);
   });
 
+  it("bounds a dry run's lock wait by how long the coordinator waits for the answer", async () => {
+    driver.verdict = { outcome: 'blocked', detail: 'dpkg lock held by process 42 (dpkg)' };
+    const ex = await executor();
+    const dryRun = { type: 'order.preflight' as const, orderId: 'pf_1', change: order('x').change };
+    await ex.preflight({ ...dryRun, answerWithinMs: 30_000 });
+    await ex.preflight({ ...dryRun, orderId: 'pf_2', answerWithinMs: 2_000 });
+    await ex.preflight({ ...dryRun, orderId: 'pf_3' }); // an older coordinator: the driver's own timeout
+    expect(driver.lockWaits).toEqual([25_000, 1_000, undefined]);
+    expect(results).toMatchObject([
+      { orderId: 'pf_1', outcome: 'blocked', reason: 'dpkg lock held by process 42 (dpkg)' },
+      { orderId: 'pf_2', outcome: 'blocked' },
+      { orderId: 'pf_3', outcome: 'blocked' },
+    ]);
+  });
+
+  it('restarts the listed units after apply and after the restore, and a restart that fails undoes the apply', async () => {
+    // A real program in systemctl's place: it notes each restart, and fails for units named bad-*.
+    const calls = join(dir, 'systemctl-calls');
+    const services = new SystemdServiceManager({
+      systemctl: [
+        '/bin/sh',
+        '-c',
+        'echo "$4" >> "$0"; case "$4" in bad-*) echo "Job for $4 failed" >&2; exit 1;; esac',
+        calls,
+      ],
+    });
+    const afterChange = new AfterChange({ services, procDir: '/proc', root: dir, needrestart: null });
+    const policy = new AgentPolicy({
+      file: { allowedRoots: ['/etc'] },
+      health: {},
+      services: { allowedUnits: ['app.service', 'bad-app.service'] },
+    });
+    const ex = await executor(undefined, { afterChange, policy });
+    const restarting = (orderId: string, afterApply: string[]) =>
+      order(orderId, {
+        change: sampleFileChange({ content: orderId, restart: { afterApply, afterRevert: ['app.service'] } }),
+        health: healthyAtOnce,
+      });
+
+    await ex.apply(restarting('o1', ['app.service']));
+    expect(results[0]).toMatchObject({
+      outcome: 'healthy',
+      afterChange: { restarts: [{ unit: 'app.service', when: 'apply', ok: true }] },
+    });
+
+    await ex.apply(restarting('o2', ['bad-app.service']));
+    expect(driver.host).toBe('o1');
+    expect(results[1]).toMatchObject({
+      outcome: 'failed',
+      changed: false,
+      errorCode: 'apply_failed',
+      reason:
+        'restart of bad-app.service failed: exited with status 1: Job for bad-app.service failed; reverted to the snapshot',
+      afterChange: {
+        restarts: [
+          { unit: 'bad-app.service', when: 'apply', ok: false },
+          { unit: 'app.service', when: 'revert', ok: true },
+        ],
+      },
+    });
+    expect((await readFile(calls, 'utf8')).split('\n')).toEqual(['app.service', 'bad-app.service', 'app.service', '']);
+
+    // A unit the owner did not list is refused before anything runs.
+    await ex.apply(restarting('o3', ['ssh.service']));
+    expect(results[2]).toMatchObject({ outcome: 'failed', errorCode: 'policy_denied' });
+    expect(results[2]?.reason).toMatch(
+      /^restarting ssh\.service is not allowed on this agent \(services\.allowedUnits: app\.service, bad-app\.service\)/,
+    );
+  });
+
   it('does nothing to a host already at the target', async () => {
     driver.verdict = { outcome: 'already_applied', detail: 'same bytes' };
     await (await executor()).apply(order('o1'));
@@ -405,7 +481,15 @@ describe('OrderExecutor', () => {
     await (await executor(await Journal.open(dir))).recover();
     expect(driver.calls).toEqual(['cleanup', 'restore']);
     expect(driver.host).toBe('old');
-    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'failed', changed: false }]);
+    expect(results).toEqual([
+      expect.objectContaining({
+        orderId: 'o1',
+        outcome: 'failed',
+        changed: false,
+        errorCode: 'interrupted',
+        reason: 'interrupted: the agent stopped (crash, kill or power loss) at applying; reverted to the snapshot',
+      }),
+    ]);
   });
 
   it('recovers an order interrupted before it changed anything without touching the host', async () => {
@@ -414,7 +498,15 @@ describe('OrderExecutor', () => {
     await journal.update(entry, { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(0).toISOString());
     await (await executor(await Journal.open(dir))).recover();
     expect(driver.calls).toEqual(['cleanup']);
-    expect(results).toMatchObject([{ outcome: 'failed', changed: false }]);
+    expect(results).toEqual([
+      expect.objectContaining({
+        outcome: 'failed',
+        changed: false,
+        errorCode: 'interrupted',
+        reason:
+          'interrupted: the agent stopped (crash, kill or power loss) at snapshotted, before it changed anything; nothing was changed',
+      }),
+    ]);
   });
 
   it('reports unacknowledged results in hello until the coordinator acks them', async () => {

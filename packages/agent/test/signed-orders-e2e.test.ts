@@ -152,6 +152,19 @@ describe('signed orders, end to end against a fake coordinator', () => {
         code: 'tampered',
       },
       {
+        name: 'restart list changed after signing (a stolen coordinator asking for sshd)',
+        order: (() => {
+          const restarting: OrderApply = {
+            ...honest,
+            change: { ...honest.change, restart: { afterApply: ['app.service'], afterRevert: [] } },
+          };
+          const tampered = { afterApply: ['app.service', 'ssh.service'], afterRevert: [] };
+          const sent = signed(restarting, applyStatement(restarting, 10));
+          return { ...sent, change: { ...sent.change, restart: tampered } };
+        })(),
+        code: 'tampered',
+      },
+      {
         name: 'health changed after signing',
         order: { ...signed(honest, applyStatement(honest, 10)), health: { ...honest.health, checks: [] } },
         code: 'tampered',

@@ -4,11 +4,16 @@ import type {
   AgentView,
   ApproveRequest,
   AttachStatementRequest,
+  ComplianceQuery,
+  ComplianceReport,
   EventPage,
+  HostPackages,
   JoinTokenCreated,
   JoinTokenList,
   JoinTokenRequestInput,
   JoinTokenView,
+  PackagesQuery,
+  PackageVersions,
   Patch,
   PatchList,
   PreflightResult,
@@ -63,6 +68,19 @@ export class ApiClient {
 
   revokeAgent(id: string): Promise<AgentView> {
     return this.request('POST', `/v1/agents/${encodeURIComponent(id)}/revoke`, {});
+  }
+
+  /** Installed versions of a binary package (`name`) or of a source's binaries (`source`), with host counts. */
+  packageVersions(query: PackagesQuery): Promise<PackageVersions> {
+    return this.request('GET', `/v1/packages?${new URLSearchParams(query as Record<string, string>)}`);
+  }
+
+  hostPackages(id: string): Promise<HostPackages> {
+    return this.request('GET', `/v1/hosts/${encodeURIComponent(id)}/packages`);
+  }
+
+  compliance(query: ComplianceQuery): Promise<ComplianceReport> {
+    return this.request('GET', `/v1/compliance?${new URLSearchParams(query as Record<string, string>)}`);
   }
 
   auditEvents(after: number, limit: number): Promise<EventPage> {

@@ -1,5 +1,19 @@
-/** Exit codes: 0 done, 1 refused or failed (server said no, bad input, unreachable), 2 the command line was wrong. */
-export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
+/**
+ * Exit codes: 0 done, 1 refused or failed (server said no, bad input, unreachable), 2 the command line
+ * was wrong. `compliance` adds 3: some host is exposed, and 4: none is exposed but some cannot be
+ * judged (unknown) — so that a script can gate on "every host is fixed or has none of it".
+ * `rollout preflight` gives the same two codes their dry-run sense: 3 some host would fail or is
+ * blocked, 4 none is but some did not answer (offline, no answer in time).
+ */
+export const ExitCode = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  exposed: 3,
+  unknown: 4,
+  wouldNotApply: 3,
+  unanswered: 4,
+} as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 export interface FieldIssue {

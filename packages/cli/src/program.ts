@@ -5,6 +5,7 @@ import { addAgentCommands } from './commands/agent-commands.js';
 import { addEventsCommand } from './commands/events-command.js';
 import { addJoinTokenCommands } from './commands/join-token-commands.js';
 import { addKeyCommands, type KeyEnvironment } from './commands/key-commands.js';
+import { addPackageCommands } from './commands/package-commands.js';
 import { addPatchCommands } from './commands/patch-commands.js';
 import { addRolloutCommands } from './commands/rollout-commands.js';
 
@@ -33,6 +34,7 @@ export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironme
   addKeyCommands(program, ctx, keyEnvironment);
   addPatchCommands(program, ctx);
   addRolloutCommands(program, ctx, keyEnvironment);
+  addPackageCommands(program, ctx);
   addEventsCommand(program, ctx);
   return program;
 }

@@ -1,4 +1,5 @@
 import type { AgentDetail, AgentView } from '@fleetpatch/shared';
+import { formatPackageMoves } from './render-package-moves.js';
 import { formatAge, formatLabels, renderTable } from './render-table.js';
 
 export function renderAgents(agents: readonly AgentView[], now: Date = new Date()): string {
@@ -37,13 +38,15 @@ export function renderAgentDetail(detail: AgentDetail, now: Date = new Date()): 
     `facts     ${facts}`,
   ].join('\n');
   if (hostRuns.length === 0) return `${head}\n\nno rollouts yet`;
+  const withPackages = hostRuns.some((r) => r.packages !== undefined);
   const runs = renderTable(
-    ['rollout', 'wave', 'state', 'changed', 'why'],
+    ['rollout', 'wave', 'state', 'changed', ...(withPackages ? ['packages'] : []), 'why'],
     hostRuns.map((r) => [
       r.rolloutId,
       String(r.wave + 1),
       r.state,
-      r.changed ? 'yes' : 'no',
+      r.changed === 'unknown' ? 'unknown (no answer yet)' : r.changed ? 'yes' : 'no',
+      ...(withPackages ? [r.packages ? formatPackageMoves(r.packages) : ''] : []),
       r.reason ?? r.errorCode ?? '',
     ]),
   );

@@ -1,4 +1,4 @@
-import type { Patch } from '@fleetpatch/shared';
+import { describePackageChange, isRevertable, NOT_REVERTABLE_NOTE, type Patch } from '@fleetpatch/shared';
 import { plural, renderTable } from './render-table.js';
 
 export function describeChange(change: Patch['change']): string {
@@ -7,10 +7,8 @@ export function describeChange(change: Patch['change']): string {
       const prior = change.expectedPriorSha256 ? `, expects prior ${change.expectedPriorSha256.slice(0, 12)}` : '';
       return `file ${change.path} (mode ${change.mode}, ${change.owner}:${change.group}${prior})`;
     }
-    case 'package': {
-      const prior = change.expectedPriorVersion ? `, expects prior ${change.expectedPriorVersion}` : '';
-      return `apt ${change.name}=${change.version}${prior}`;
-    }
+    case 'package':
+      return `${describePackageChange(change)}${change.revertable ? '' : ', NOT revertable'}`;
   }
 }
 
@@ -20,6 +18,7 @@ export function renderPatch(patch: Patch): string {
     `  ticket        ${patch.ticket}`,
     `  created       ${patch.createdAt} by ${patch.createdBy}`,
     `  change        ${describeChange(patch.change)}`,
+    ...(isRevertable(patch.change) ? [] : [`  revert        none: ${NOT_REVERTABLE_NOTE}`]),
     `  health        ${plural(patch.health.checks.length, 'check')}${patch.health.checks.length > 0 ? `: ${patch.health.checks.map((c) => c.name).join(', ')}` : ''}`,
     `  problem       ${patch.problem}`,
     `  root cause    ${patch.rootCause}`,

@@ -1,4 +1,4 @@
-import type { RolloutPlan } from '@fleetpatch/shared';
+import { NOT_REVERTABLE_NOTE, type RolloutPlan } from '@fleetpatch/shared';
 import { plural } from './render-table.js';
 
 /**
@@ -11,12 +11,31 @@ export function renderPlan(plan: RolloutPlan): string {
     `rollout ${plan.rolloutId} plan (${basis}): ${plural(plan.hostCount, 'host')} in ` +
     `${plural(plan.waves.length, 'wave')} [${plan.waveSizes.join(', ')}]; ${plan.haltsOn}` +
     ` (tolerates ${plural(plan.toleratedFailures, 'failure')})`;
-  if (plan.waves.length === 0) return `${head}\n  no host matches the target`;
+  const judged = [
+    ...(plan.exposedTo ? withoutInventoryLine(plan.exposedTo) : []),
+    ...notRevertableLine(plan.revertable),
+    ...(plan.incompatible ?? []).map((host) => `  ${host.hostId} is sent no order: ${host.reason}`),
+  ];
+  if (plan.waves.length === 0) return [head, '  no host matches the target', ...judged].join('\n');
   const sizeWidth = Math.max(...plan.waves.map((w) => plural(w.hosts.length, 'host').length));
   const lines = plan.waves.map(
     (w) =>
       `  wave ${String(w.wave + 1).padEnd(String(plan.waves.length).length)}  ` +
       `${plural(w.hosts.length, 'host').padEnd(sizeWidth)}  ${w.hosts.join(', ')}`,
   );
-  return [head, ...lines].join('\n');
+  return [head, ...lines, ...judged].join('\n');
+}
+
+/** The hosts an `exposedTo` target could not judge: said, since start leaves them out. */
+function withoutInventoryLine(exposedTo: NonNullable<RolloutPlan['exposedTo']>): string[] {
+  const { withoutInventory } = exposedTo;
+  if (withoutInventory.length === 0) return [];
+  const shown = withoutInventory.slice(0, 10).join(', ');
+  const more = withoutInventory.length > 10 ? `, and ${withoutInventory.length - 10} more` : '';
+  return [`  not judged (no package inventory), left out: ${shown}${more}`];
+}
+
+/** A patch that cannot be taken back is said before anyone starts it, not only in --json. */
+export function notRevertableLine(revertable: boolean): string[] {
+  return revertable ? [] : [`  NOT REVERTABLE: the patch is ${NOT_REVERTABLE_NOTE}`];
 }

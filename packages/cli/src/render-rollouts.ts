@@ -1,4 +1,7 @@
-import type { PreflightResult, RolloutRecord } from '@fleetpatch/shared';
+import type { PreflightOutcome, PreflightResult, RolloutRecord } from '@fleetpatch/shared';
+import { ExitCode } from './cli-errors.js';
+import { formatPackageMoves } from './render-package-moves.js';
+import { notRevertableLine } from './render-plan.js';
 import { renderTable } from './render-table.js';
 
 export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
@@ -16,18 +19,44 @@ export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
   );
 }
 
-/** Dry run: what each target host says it would do. */
+/** Dry run: what each target host says it would do (a package change: the set it resolved to there). */
 export function renderPreflight(preflight: PreflightResult): string {
   const summary = Object.entries(preflight.summary)
     .map(([outcome, n]) => `${n} ${outcome}`)
     .join(', ');
+  const withPackages = preflight.results.some((r) => r.packages !== undefined);
   const table = renderTable(
-    ['host', 'outcome', 'reason'],
+    ['host', 'outcome', ...(withPackages ? ['packages'] : []), 'reason'],
     preflight.results.map((r) => [
       r.hostId,
       r.outcome,
+      ...(withPackages ? [r.packages ? formatPackageMoves(r.packages) : '-'] : []),
       [r.errorCode, r.reason].filter((p): p is string => Boolean(p)).join(': ') || '-',
     ]),
   );
-  return `preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}\n${table}`;
+  return [
+    `preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}`,
+    ...notRevertableLine(preflight.revertable),
+    table,
+  ].join('\n');
+}
+
+/**
+ * What a dry run clears a host for: it would change it, it is already there, or the change does not
+ * concern it (a source change none of whose binaries it has: not a failure).
+ */
+const PREFLIGHT_CLEAR: ReadonlySet<PreflightOutcome> = new Set(['would_apply', 'already_applied', 'not_applicable']);
+/** The host could not say: offline, or no answer before the coordinator stopped waiting. */
+const PREFLIGHT_UNANSWERED: ReadonlySet<PreflightOutcome> = new Set(['offline', 'no_answer']);
+
+/**
+ * 0 when every host is clear, 3 when any host would fail or is blocked (or answered anything else
+ * a dry run does not clear), 4 when none does but some did not answer — so a script can gate a
+ * start on the dry run.
+ */
+export function preflightExitCode(preflight: PreflightResult): ExitCode {
+  const outcomes = preflight.results.map((r) => r.outcome);
+  if (outcomes.some((o) => !PREFLIGHT_CLEAR.has(o) && !PREFLIGHT_UNANSWERED.has(o))) return ExitCode.wouldNotApply;
+  if (outcomes.some((o) => PREFLIGHT_UNANSWERED.has(o))) return ExitCode.unanswered;
+  return ExitCode.ok;
 }

@@ -1,4 +1,5 @@
 import type { AnalysisRunView, HostView, MeasurementView, RehearsalReport, RolloutStatus } from '@fleetpatch/shared';
+import { packageSetLines } from './render-package-moves.js';
 import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
 
@@ -11,9 +12,11 @@ const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 
  *   failures 0 (tolerates 0; halts on the 1st failure)
  *   signed    statement 5e3c0a9d1f2b4c6e by alice (key …) as author, bob (key …) as approver; valid until …
  *   wave 1  passed   web-1:healthy
- *   wave 2  running  web-2:applying web-3:failed
+ *   wave 2  running  web-2:applying web-3:failed web-4:not_applicable
  *     web-3 failed: health_failed: http check "api" returned 500
  *     analysis error-rate  failed  1/3 taken, 1 failed (limit 0)  last 0.31 (threshold 0.01, < 0.01): fail
+ *     web-4 not_applicable: no binary package of source openssl is installed on this host
+ *     packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1: web-1, web-2
  */
 export function renderStatus(status: RolloutStatus, now: Date = new Date()): string {
   const { rollout } = status;
@@ -29,6 +32,12 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
     `failures ${status.failures} (tolerates ${status.toleratedFailures}; ${status.haltsOn})`,
     ...(status.signing ? renderSigning(status.signing, now) : []),
   ];
+  if (status.compliance) {
+    const { source, fixed } = status.compliance;
+    lines.push(
+      `targets hosts exposed to ${source} < ${fixed}; see \`fleetpatch compliance --source ${source} --fixed ${fixed}\``,
+    );
+  }
   if (status.waves.length === 0) {
     lines.push('  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)');
     return lines.join('\n');
@@ -49,9 +58,13 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
       const why = hostProblem(host);
       if (why) lines.push(`  ${host.hostId} ${host.state}: ${why}`);
       if (host.rehearsal) lines.push(`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
+      const after = afterChangeLine(host);
+      if (after) lines.push(`  ${host.hostId} ${after}`);
     }
     for (const run of status.analyses.filter((a) => a.wave === wave.wave)) lines.push(`  ${formatAnalysis(run)}`);
   }
+  // A package change: what each host resolved it to (hosts that moved alike share a line).
+  lines.push(...packageSetLines(status.waves.flatMap((wave) => wave.hosts)));
   return lines.join('\n');
 }
 
@@ -93,8 +106,38 @@ function formatHost(host: HostView): string {
 
 /** Why a host went wrong, for failed hosts and for any host carrying a reason (e.g. skipped). */
 function hostProblem(host: HostView): string | undefined {
-  if (!FAILED_HOST_STATES.has(host.state) && host.state !== 'skipped') return undefined;
+  if (!FAILED_HOST_STATES.has(host.state) && host.state !== 'skipped' && host.state !== 'not_applicable')
+    return undefined;
   const parts = [host.errorCode, host.reason].filter((p): p is string => Boolean(p));
-  if (parts.length === 0) return FAILED_HOST_STATES.has(host.state) ? 'no reason reported' : undefined;
-  return parts.join(': ');
+  const unknown = host.changed === 'unknown' ? [POSSIBLY_CHANGED] : [];
+  if (parts.length === 0 && unknown.length === 0)
+    return FAILED_HOST_STATES.has(host.state) ? 'no reason reported' : undefined;
+  return [parts.join(': '), ...unknown].filter(Boolean).join('; ');
+}
+
+/** A timed-out host that has not answered may be stopped halfway: never shown as unchanged. */
+const POSSIBLY_CHANGED = 'changed: unknown (no answer since; it may be half-changed until its agent reports)';
+
+/**
+ * What followed the change on a host, when anything did: "restarted app.service; still on old
+ * libraries: cron.service (2 processes); reboot required (by this patch)". Undefined when nothing.
+ */
+export function afterChangeLine(host: Pick<HostView, 'afterChange'>): string | undefined {
+  const report = host.afterChange;
+  if (!report) return undefined;
+  const parts: string[] = [];
+  const restarted = report.restarts
+    .filter((r) => r.ok)
+    .map((r) => `${r.unit}${r.when === 'revert' ? ' (revert)' : ''}`);
+  if (restarted.length > 0) parts.push(`restarted ${restarted.join(', ')}`);
+  for (const failed of report.restarts.filter((r) => !r.ok))
+    parts.push(`restart of ${failed.unit} FAILED: ${failed.detail}`);
+  const processes = report.staleProcesses.length + report.moreStaleProcesses;
+  if (report.staleUnits.length > 0 || processes > 0) {
+    const units = report.staleUnits.length > 0 ? report.staleUnits.join(', ') : 'no service';
+    parts.push(`still on old libraries: ${units} (${processes} process${processes === 1 ? '' : 'es'})`);
+  }
+  if (report.reboot.required)
+    parts.push(`reboot required${report.reboot.causedByThisChange ? ' (by this patch)' : ''}`);
+  return parts.length > 0 ? parts.join('; ') : undefined;
 }

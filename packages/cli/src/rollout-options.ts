@@ -46,6 +46,15 @@ function parseLabel(pair: string): Record<string, string> {
   return { [pair.slice(0, eq).trim()]: pair.slice(eq + 1).trim() };
 }
 
+/** "openssl=3.0.15-1~deb12u1" → { source: "openssl", fixed: "3.0.15-1~deb12u1" }; both checked by the schema. */
+export function parseExposedTo(value: string): { source: string; fixed: string } {
+  const eq = value.indexOf('=');
+  if (eq <= 0 || eq === value.length - 1) {
+    throw new InvalidArgumentError(`"${value}" is not source=fixed-version, e.g. openssl=3.0.15-1~deb12u1`);
+  }
+  return { source: value.slice(0, eq).trim(), fixed: value.slice(eq + 1).trim() };
+}
+
 /** "web-1, web-2" → ["web-1", "web-2"]. */
 export function parseHosts(value: string): string[] {
   const hosts = splitList(value);
@@ -80,11 +89,13 @@ export interface RolloutCreateFlags {
   reportedLabels?: Record<string, string> | undefined;
   hosts?: string[] | undefined;
   all?: boolean | undefined;
+  exposedTo?: { source: string; fixed: string } | undefined;
   waves?: WaveStep[] | undefined;
   maxParallel?: number | undefined;
   maxFailures?: FailureBudget | undefined;
   bake?: number | undefined;
   autoRevert?: string | undefined;
+  staleServices?: string | undefined;
   approvals?: number | undefined;
   draft?: boolean | undefined;
   rehearseRevert?: boolean | undefined;
@@ -93,8 +104,9 @@ export interface RolloutCreateFlags {
 /**
  * The rollout request body: `base` (from --file) with the flags laid over it. Exactly one target
  * flag may be given; it replaces the file's target. `--reported-labels` is no target of its own: it
- * narrows the one given (by flag or file) to hosts that report those labels. Not validated here —
- * see local-validation.ts.
+ * narrows the one given (by flag or file) to hosts that report those labels. `--exposed-to` is a
+ * target of its own, or narrows the one given to the hosts exposed. Not validated here — see
+ * local-validation.ts.
  */
 export function buildRolloutRequest(
   flags: RolloutCreateFlags,
@@ -113,15 +125,20 @@ export function buildRolloutRequest(
       throw new UsageError('--reported-labels only narrow a target: add --labels k=v,... or --hosts a,b');
     request.target = { ...(request.target as Record<string, unknown>), reportedLabels: flags.reportedLabels };
   }
+  if (flags.exposedTo) {
+    request.target = { ...(request.target as Record<string, unknown> | undefined), exposedTo: flags.exposedTo };
+  }
   if (flags.waves !== undefined) request.waves = flags.waves;
   if (flags.maxParallel !== undefined) request.maxParallel = flags.maxParallel;
   if (flags.maxFailures !== undefined) request.maxFailures = flags.maxFailures;
   if (flags.bake !== undefined) request.bakeSeconds = flags.bake;
   if (flags.autoRevert !== undefined) request.autoRevert = flags.autoRevert;
+  if (flags.staleServices !== undefined) request.staleServices = flags.staleServices;
   if (flags.approvals !== undefined) request.requiredApprovals = flags.approvals;
   if (flags.draft) request.draft = true;
   if (flags.rehearseRevert) request.rehearseRevert = true;
   if (request.patchId === undefined) throw new UsageError('which patch? pass --patch <id>');
-  if (request.target === undefined) throw new UsageError('which hosts? pass --labels k=v,..., --hosts a,b or --all');
+  if (request.target === undefined)
+    throw new UsageError('which hosts? pass --labels k=v,..., --hosts a,b, --all or --exposed-to source=version');
   return request;
 }

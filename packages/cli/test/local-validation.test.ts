@@ -73,6 +73,8 @@ describe('local validation with the shared schemas', () => {
   it('refuses a target that names no hosts', () => {
     const err = refusal(() => validateRolloutRequest({ patchId: 'p', target: {} }, 'rollout.json'));
     expect(err.message).toContain('rollout.json');
-    expect(err.issues).toEqual([{ path: 'target', message: 'name the hosts: hostIds, labels, facts, or all: true' }]);
+    expect(err.issues).toEqual([
+      { path: 'target', message: 'name the hosts: hostIds, labels, facts, exposedTo, or all: true' },
+    ]);
   });
 });

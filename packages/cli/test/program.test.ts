@@ -1,14 +1,25 @@
+import type { ComplianceReport, PreflightOutcome, PreflightResult } from '@fleetpatch/shared';
 import { CommanderError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import type { ApiClient } from '../src/api-client.js';
 import type { CliContext } from '../src/cli-context.js';
-import { LocalValidationError } from '../src/cli-errors.js';
+import { LocalValidationError, UsageError } from '../src/cli-errors.js';
 import { buildProgram } from '../src/program.js';
 
 // The command tree against a fake API: which request each command line turns into, and what is
 // refused before anything is sent. The real API is exercised end to end in test/cli.test.ts.
 
-function harness(stdin = '') {
+/** What the fake API answers a compliance query: one host exposed. */
+const complianceAnswer: ComplianceReport = {
+  source: 'openssl',
+  fixed: '3.0.15-1~deb12u1',
+  evaluatedAt: '2025-01-01T00:00:00.000Z',
+  counts: { fixed: 1, exposed: 1, not_installed: 0, unknown: 0 },
+  hosts: [],
+};
+
+function harness(stdin = '', answers: Record<string, unknown> = {}) {
+  const exitCodes: number[] = [];
   const calls: { method: string; args: unknown[] }[] = [];
   const out: string[] = [];
   const err: string[] = [];
@@ -19,6 +30,7 @@ function harness(stdin = '') {
         (_, method: string) =>
         async (...args: unknown[]) => {
           calls.push({ method, args });
+          if (method in answers) return answers[method];
           if (method === 'createRollout')
             return { rollout: { id: 'ro_1', state: 'draft', createdBy: 'a', request: { requiredApprovals: 0 } } };
           if (method === 'rolloutPlan')
@@ -30,8 +42,10 @@ function harness(stdin = '') {
               waves: [],
               toleratedFailures: 0,
               haltsOn: 'halts on the 1st failure',
+              revertable: true,
             };
           if (method === 'createPatch') return { id: 'pat_1' };
+          if (method === 'compliance') return complianceAnswer;
           return {};
         },
     },
@@ -41,13 +55,13 @@ function harness(stdin = '') {
     api: () => fake,
     readStdin: async () => stdin,
     now: () => new Date('2025-01-01T00:00:00Z'),
-    setExitCode: () => undefined,
+    setExitCode: (code) => void exitCodes.push(code),
   };
   const noKeys = () => {
     throw new Error('these tests run no key command');
   };
   const run = (...argv: string[]) => buildProgram(ctx, noKeys).parseAsync(['node', 'fleetpatch', ...argv]);
-  return { calls, out, err, run };
+  return { calls, out, err, run, exitCodes };
 }
 
 describe('command line → request', () => {
@@ -70,6 +84,8 @@ describe('command line → request', () => {
       '60',
       '--auto-revert',
       'rollout',
+      '--stale-services',
+      'fail',
       '--approvals',
       '2',
     );
@@ -84,6 +100,7 @@ describe('command line → request', () => {
           maxFailures: '2%',
           bakeSeconds: 60,
           autoRevert: 'rollout',
+          staleServices: 'fail',
           requiredApprovals: 2,
         },
       ],
@@ -106,6 +123,70 @@ describe('command line → request', () => {
       issues: [{ path: 'target.reportedLabels', message: expect.stringContaining('only narrow a target') }],
     });
     expect(h.calls).toHaveLength(2); // the first create and its plan; the refused one sent nothing
+  });
+
+  it('targets the hosts exposed to a source below a fixed version, alone or narrowing another target', async () => {
+    const h = harness();
+    await h.run('rollout', 'create', '--patch', 'p', '--exposed-to', 'openssl=3.0.15-1~deb12u1');
+    await h.run(
+      'rollout',
+      'create',
+      '--patch',
+      'p',
+      '--labels',
+      'role=web',
+      '--exposed-to',
+      'openssl=3.0.15-1~deb12u1',
+    );
+    const targets = h.calls
+      .filter((c) => c.method === 'createRollout')
+      .map((c) => (c.args[0] as { target: unknown }).target);
+    expect(targets).toEqual([
+      { exposedTo: { source: 'openssl', fixed: '3.0.15-1~deb12u1' } },
+      { labels: { role: 'web' }, exposedTo: { source: 'openssl', fixed: '3.0.15-1~deb12u1' } },
+    ]);
+    await expect(harness().run('rollout', 'create', '--patch', 'p', '--exposed-to', 'openssl')).rejects.toBeInstanceOf(
+      CommanderError,
+    );
+    const refused = harness().run('rollout', 'create', '--patch', 'p', '--exposed-to', 'openssl=3.0-');
+    await expect(refused).rejects.toMatchObject({
+      issues: [{ path: 'target.exposedTo.fixed', message: 'not a Debian version: revision number is empty' }],
+    });
+  });
+
+  it('asks for compliance and exits 3 when a host is exposed; packages needs exactly one of --name and --source', async () => {
+    const h = harness();
+    await h.run('compliance', '--source', 'openssl', '--fixed', '3.0.15-1~deb12u1', '--status', 'exposed');
+    await h.run('packages', '--source', 'openssl', '--json');
+    await h.run('agent', 'packages', 'web-1', '--json');
+    expect(h.calls.map((c) => [c.method, ...c.args])).toEqual([
+      ['compliance', { source: 'openssl', fixed: '3.0.15-1~deb12u1', status: 'exposed' }],
+      ['packageVersions', { source: 'openssl' }],
+      ['hostPackages', 'web-1'],
+    ]);
+    expect(h.exitCodes).toEqual([3]);
+    await expect(harness().run('packages')).rejects.toBeInstanceOf(UsageError);
+    await expect(harness().run('packages', '--name', 'a', '--source', 'b')).rejects.toBeInstanceOf(UsageError);
+    await expect(harness().run('compliance', '--source', 'openssl')).rejects.toBeInstanceOf(CommanderError);
+  });
+
+  it('exits 0 from a clear dry run, 3 when a host would fail or is blocked, 4 when one did not answer', async () => {
+    const answer = (...outcomes: PreflightOutcome[]): PreflightResult => ({
+      rolloutId: 'ro_1',
+      revertable: true,
+      summary: {},
+      results: outcomes.map((outcome, i) => ({ hostId: `h${i}`, outcome, reason: null, errorCode: null })),
+    });
+    const exitOf = async (result: PreflightResult, ...flags: string[]) => {
+      const h = harness('', { preflight: result });
+      await h.run('rollout', 'preflight', 'ro_1', ...flags);
+      return h.exitCodes;
+    };
+    expect(await exitOf(answer('would_apply', 'already_applied'))).toEqual([0]);
+    expect(await exitOf(answer('would_apply', 'would_fail'))).toEqual([3]);
+    expect(await exitOf(answer('blocked', 'no_answer'), '--json')).toEqual([3]);
+    expect(await exitOf(answer('would_apply', 'no_answer'))).toEqual([4]);
+    expect(await exitOf(answer('offline'))).toEqual([4]);
   });
 
   it('refuses a bad rollout locally: nothing is sent', async () => {

@@ -32,4 +32,45 @@ describe('renderAgents', () => {
     expect(shown).toContain('labels    role=db\n');
     expect(shown).toMatch(/reported {2}role=web {2}\(the host's word: targets match it only by reportedLabels\)/);
   });
+
+  it('says "unknown" for a host run whose change is not known, never "no"', () => {
+    const run = { rolloutId: 'ro_1', wave: 0, state: 'timed_out' as const, orderId: 'ord_1', errorCode: 'timed_out' };
+    const shown = renderAgentDetail(
+      {
+        agent: agent('db-1', {}, {}),
+        hostRuns: [
+          { ...run, changed: 'unknown', reason: 'no result within 60s' },
+          { ...run, rolloutId: 'ro_2', changed: false, reason: 'no result within 60s' },
+        ],
+      },
+      NOW,
+    ).split('\n');
+    expect(shown.at(-2)).toMatch(/^ro_1\s+1\s+timed_out\s+unknown \(no answer yet\)\s+no result within 60s$/);
+    expect(shown.at(-1)).toMatch(/^ro_2\s+1\s+timed_out\s+no\s+no result within 60s$/);
+  });
+
+  it("shows what a package change resolved to in the host's history", () => {
+    const run = { wave: 0, changed: false, orderId: null, errorCode: null, reason: null };
+    const shown = renderAgentDetail(
+      {
+        agent: agent('db-1', {}, {}),
+        hostRuns: [
+          {
+            ...run,
+            rolloutId: 'ro_2',
+            state: 'healthy',
+            changed: true,
+            packages: [{ name: 'libssl3', from: '3.0.14-1', to: '3.0.15-1', snapshot: 'apt-cache' }],
+          },
+          { ...run, rolloutId: 'ro_1', state: 'not_applicable', reason: 'no binary package of source fpsrc' },
+        ],
+      },
+      NOW,
+    ).split('\n');
+    expect(shown.find((l) => l.startsWith('ROLLOUT'))).toMatch(/^ROLLOUT\s+WAVE\s+STATE\s+CHANGED\s+PACKAGES\s+WHY$/);
+    expect(shown.find((l) => l.startsWith('ro_2'))).toMatch(
+      /healthy\s+yes\s+libssl3 3\.0\.14-1 → 3\.0\.15-1 \(apt-cache\)/,
+    );
+    expect(shown.find((l) => l.startsWith('ro_1'))).toMatch(/not_applicable\s+no\s+no binary package of source fpsrc$/);
+  });
 });

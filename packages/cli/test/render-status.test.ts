@@ -15,6 +15,7 @@ function host(hostId: string, state: HostView['state'], extra: Partial<HostView>
     reason: null,
     health: null,
     rehearsal: null,
+    afterChange: null,
     ...extra,
   };
 }
@@ -35,6 +36,7 @@ function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial
         offline: { mode: 'wait', deliveryDeadlineSeconds: 300 },
         autoRevert: 'host',
         failUnhealthyBefore: false,
+        staleServices: 'report',
         revertParallel: 50,
         requiredApprovals: 1,
         draft: false,
@@ -178,6 +180,70 @@ describe('renderStatus', () => {
     ]);
   });
 
+  it('never shows a timed-out host that has not answered as unchanged', () => {
+    const view = status(
+      { state: 'halted', stateReason: 'failure budget exceeded: 1 failed, 0 tolerated' },
+      {
+        waves: [
+          {
+            wave: 0,
+            phase: 'stopped',
+            hosts: [
+              host('web-1', 'timed_out', {
+                online: false,
+                changed: 'unknown',
+                errorCode: 'timed_out',
+                reason: 'no result within 60s',
+              }),
+            ],
+          },
+        ],
+      },
+    );
+    expect(renderStatus(view, NOW).split('\n').at(-1)).toBe(
+      '  web-1 timed_out: timed_out: no result within 60s; changed: unknown (no answer since; it may be half-changed until its agent reports)',
+    );
+  });
+
+  it('says what followed the change: units restarted, services still on old libraries, a reboot this patch caused', () => {
+    const afterChange = {
+      restarts: [
+        { unit: 'app.service', when: 'apply' as const, ok: true, detail: '', ms: 420 },
+        { unit: 'worker.service', when: 'apply' as const, ok: false, detail: 'timed out', ms: 90_000 },
+      ],
+      staleSource: 'proc-maps' as const,
+      staleProcesses: [{ pid: 812, command: 'cron', unit: 'cron.service', files: ['/usr/lib/libssl.so.3'] }],
+      moreStaleProcesses: 1,
+      staleUnits: ['cron.service'],
+      reboot: { required: true, causedByThisChange: true, packages: ['libssl3'] },
+    };
+    const view = status(
+      {},
+      { waves: [{ wave: 0, phase: 'running', hosts: [host('web-1', 'healthy', { afterChange })] }] },
+    );
+    expect(renderStatus(view, NOW).split('\n').at(-1)).toBe(
+      '  web-1 restarted app.service; restart of worker.service FAILED: timed out; still on old libraries: cron.service (2 processes); reboot required (by this patch)',
+    );
+    const quiet = { ...afterChange, restarts: [], staleProcesses: [], moreStaleProcesses: 0, staleUnits: [] };
+    const none = status(
+      {},
+      {
+        waves: [
+          {
+            wave: 0,
+            phase: 'running',
+            hosts: [
+              host('web-1', 'healthy', {
+                afterChange: { ...quiet, reboot: { required: false, causedByThisChange: false, packages: [] } },
+              }),
+            ],
+          },
+        ],
+      },
+    );
+    expect(renderStatus(none, NOW).split('\n')).toHaveLength(3);
+  });
+
   it('counts down a bake and says when approvals are still missing', () => {
     const baking = status(
       { bakeUntil: '2025-06-01T12:00:30.000Z', currentWave: 0 },
@@ -191,6 +257,13 @@ describe('renderStatus', () => {
       'failures 0 (tolerates 0; halts on the 1st failure)',
       '  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)',
     ]);
+  });
+
+  it('points a rollout targeted at exposed hosts to its compliance view', () => {
+    const view = status({}, { compliance: { source: 'openssl', fixed: '3.0.15-1~deb12u1', url: '/v1/compliance?…' } });
+    expect(renderStatus(view, NOW).split('\n')[2]).toBe(
+      'targets hosts exposed to openssl < 3.0.15-1~deb12u1; see `fleetpatch compliance --source openssl --fixed 3.0.15-1~deb12u1`',
+    );
   });
 
   it('names a signed rollout’s statement and signers, and a pending revert statement’s progress', () => {
@@ -257,6 +330,41 @@ describe('renderStatus', () => {
     expect(renderStatus(view, NOW).split('\n').slice(2, 4)).toEqual([
       'signed    statement aaaaaaaaaaaaaaaa by alice (key 1111111111111111) as author, bob (key 2222222222222222) as approver; valid until 2025-06-02T10:00:00.000Z',
       'revert    statement bbbbbbbbbbbbbbbb for web-2 pending: 1 of 2 signatures (alice (key 1111111111111111))',
+    ]);
+  });
+
+  it('shows what a source change resolved to on each host (alike hosts share a line) and not_applicable with its reason', () => {
+    const moved = [
+      { name: 'libssl3', from: '3.0.14-1', to: '3.0.15-1', snapshot: 'apt-cache' as const },
+      { name: 'openssl', from: '3.0.14-1', to: '3.0.15-1+b1', snapshot: 'dpkg-repack' as const },
+    ];
+    const view = status(
+      { state: 'succeeded' },
+      {
+        waves: [
+          {
+            wave: 0,
+            phase: 'passed',
+            hosts: [
+              host('web-1', 'healthy', { changed: true, packages: moved }),
+              host('web-2', 'healthy', { changed: true, packages: moved }),
+              host('web-3', 'healthy', {
+                changed: true,
+                packages: [{ name: 'libssl3', from: '3.0.14-1', to: '3.0.15-1' }],
+              }),
+              host('web-4', 'not_applicable', {
+                reason: 'no binary package of source openssl is installed on this host',
+              }),
+            ],
+          },
+        ],
+      },
+    );
+    expect(renderStatus(view, NOW).split('\n').slice(2)).toEqual([
+      'wave 1  passed   web-1:healthy web-2:healthy web-3:healthy web-4:not_applicable',
+      '  web-4 not_applicable: no binary package of source openssl is installed on this host',
+      '  packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1+b1: web-1, web-2',
+      '  packages libssl3 3.0.14-1 → 3.0.15-1: web-3',
     ]);
   });
 });

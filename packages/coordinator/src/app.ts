@@ -17,12 +17,15 @@ import { openApiDocument } from './http/openapi-document.js';
 import { pipeliningGuard } from './http/pipelining-guard.js';
 import { routeAccess } from './http/route-access.js';
 import { AgentHub } from './hub/agent-hub.js';
+import { InventorySync } from './inventory/inventory-sync.js';
+import { InventoryView } from './inventory/inventory-view.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { PatchCatalog } from './patches/patch-catalog.js';
 import { agentRoutes } from './routes/agent-routes.js';
 import { auditRoutes } from './routes/audit-routes.js';
 import { enrollmentRoutes } from './routes/enrollment-routes.js';
 import { eventStreamRoutes } from './routes/event-stream-routes.js';
+import { packageRoutes } from './routes/package-routes.js';
 import { patchRoutes } from './routes/patch-routes.js';
 import { rolloutRoutes } from './routes/rollout-routes.js';
 import { canStartWave, validateWindow } from './schedule/maintenance-window.js';
@@ -41,6 +44,8 @@ export interface FleetServices {
   patches: PatchCatalog;
   dryRun: RolloutDryRun;
   enrollment: AgentEnrollment;
+  /** The package inventory and compliance views. */
+  inventory: InventoryView;
 }
 
 declare module 'fastify' {
@@ -152,15 +157,26 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     });
   });
   const presence = new AgentPresence(store, clock);
+  const inventorySync = new InventorySync({
+    store,
+    channel: hub,
+    clock,
+    log: options.logger.child({ component: 'inventory' }),
+  });
   hub.setHandlers({
-    onHello: (agentId, hello) => engine.onAgentHello(agentId, hello),
+    onHello: (agentId, hello) => {
+      inventorySync.agentConnected(agentId);
+      engine.onAgentHello(agentId, hello);
+    },
     onProgress: (agentId, progress) => engine.onOrderProgress(agentId, progress),
     onResult: (agentId, result) => {
       if (!preflights.accept(agentId, result)) engine.onOrderResult(agentId, result);
     },
+    onInventory: (agentId, report) => inventorySync.onReport(agentId, report),
     onSeen: (agentId) => presence.seen(agentId),
     onDisconnect: (agentId) => {
       preflights.agentGone(agentId);
+      inventorySync.agentGone(agentId);
       presence.disconnected(agentId);
     },
     onDuplicateRefused: (agentId, detail) => presence.duplicateRefused(agentId, detail),
@@ -183,6 +199,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
         { name: 'windows', close: () => windows.stop() },
         { name: 'engine', close: () => engine.stop() },
         { name: 'hub', close: () => hub.close() },
+        // Inventory reports accepted but not written yet: written before the store closes.
+        { name: 'inventory', close: () => inventorySync.flush() },
         { name: 'webhooks', close: () => notifier.stop() },
       ],
       options.logger,
@@ -190,7 +208,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   );
 
   const authFailures = new AuthFailureLimiter(config.authFailures, clock);
-  const view = new RolloutView(store, (hostId) => hub.isOnline(hostId));
+  const view = new RolloutView(
+    store,
+    (hostId) => hub.isOnline(hostId),
+    (hostId) => hub.protocolVersionOf(hostId),
+  );
   app.decorate('fleet', {
     store,
     engine,
@@ -204,6 +226,15 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
       clock,
       disconnect: (agentId, reason) => hub.disconnect(agentId, CloseCode.unauthorized, reason),
     }),
+    inventory: new InventoryView(
+      store,
+      {
+        isOnline: (hostId) => hub.isOnline(hostId),
+        protocolVersionOf: (hostId) => hub.protocolVersionOf(hostId),
+        isCurrent: (hostId) => inventorySync.isCurrent(hostId),
+      },
+      clock,
+    ),
   } satisfies FleetServices);
 
   await app.register(pipeliningGuard, { maxOutstanding: config.maxPipelinedRequests, log: options.logger });
@@ -218,6 +249,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   await app.register(enrollmentRoutes, { prefix: '/v1' });
   await app.register(patchRoutes, { prefix: '/v1' });
   await app.register(rolloutRoutes, { prefix: '/v1' });
+  await app.register(packageRoutes, { prefix: '/v1' });
   await app.register(eventStreamRoutes, { prefix: '/v1', limits: config.eventStreams });
   await app.register(auditRoutes, { prefix: '/v1' });
   return app;

@@ -2,7 +2,13 @@
  * Dry runs: a question pending on a connection that closes is answered at once, not at the timeout
  * (up to 600 s) — in the collector alone, and through the hub's disconnect with a real agent socket.
  */
-import { type CoordinatorMessage, PatchSpecSchema, RolloutRequestSchema } from '@fleetpatch/shared';
+import {
+  type CoordinatorMessage,
+  PACKAGE_SETS_PROTOCOL,
+  PatchSpecSchema,
+  PROTOCOL_VERSION,
+  RolloutRequestSchema,
+} from '@fleetpatch/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectAsAgent, type RawPeer } from '../../../test/support/raw-agent-socket.js';
 import type { AgentChannel } from '../src/engine/engine-interfaces.js';
@@ -23,6 +29,11 @@ class RecordingChannel implements AgentChannel {
   isOnline(): boolean {
     return true;
   }
+  protocolVersionOf(agentId: string): number | undefined {
+    return this.protocols.get(agentId) ?? PROTOCOL_VERSION;
+  }
+  /** Agents that speak an older protocol than this build's. */
+  readonly protocols = new Map<string, number>();
 }
 
 function orderIdSentTo(channel: RecordingChannel, agentId: string): string {
@@ -32,6 +43,15 @@ function orderIdSentTo(channel: RecordingChannel, agentId: string): string {
 }
 
 describe('PreflightCollector', () => {
+  it('tells each agent how long it will wait for the answer, so a held lock is answered blocked in time', async () => {
+    const channel = new RecordingChannel();
+    const collector = new PreflightCollector(channel);
+    const answers = collector.run(['web-1'], CHANGE, 30_000);
+    expect(channel.sent[0]?.message).toMatchObject({ type: 'order.preflight', answerWithinMs: 30_000 });
+    collector.agentGone('web-1');
+    expect(await answers).toMatchObject([{ outcome: 'offline' }]);
+  });
+
   it("answers a gone agent's questions offline at once and still waits for the others", async () => {
     const channel = new RecordingChannel();
     const collector = new PreflightCollector(channel);
@@ -69,6 +89,33 @@ describe('PreflightCollector', () => {
       }),
     ).toBe(true);
     expect((await answers)[0]?.outcome).toBe('offline');
+  });
+
+  it('asks no agent too old for a package set: it answers incompatible at once, naming the protocols', async () => {
+    const channel = new RecordingChannel();
+    channel.protocols.set('old-1', PACKAGE_SETS_PROTOCOL - 1);
+    const collector = new PreflightCollector(channel);
+    const set = PatchSpecSchema.parse({
+      ...SAMPLE_PATCH_SPEC,
+      change: { kind: 'package', manager: 'apt', source: 'openssl', version: '3.0.15-1~deb12u1' },
+    }).change;
+    const answers = collector.run(['old-1', 'new-1'], set, TEN_MINUTES);
+    expect(channel.sent.map((s) => s.agentId)).toEqual(['new-1']);
+    collector.accept('new-1', {
+      orderId: orderIdSentTo(channel, 'new-1'),
+      outcome: 'not_applicable',
+      changed: false,
+      finishedAt: new Date().toISOString(),
+    });
+    expect(await answers).toEqual([
+      {
+        hostId: 'old-1',
+        outcome: 'incompatible',
+        reason: `its agent speaks protocol ${PACKAGE_SETS_PROTOCOL - 1}; a package set or source change needs protocol ${PACKAGE_SETS_PROTOCOL}: upgrade the agent (an older one cannot read the order)`,
+        errorCode: 'precondition_failed',
+      },
+      { hostId: 'new-1', outcome: 'not_applicable', reason: null, errorCode: null },
+    ]);
   });
 });
 

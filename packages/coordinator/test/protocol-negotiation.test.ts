@@ -64,7 +64,11 @@ describe('version negotiation', () => {
   });
 
   it.each([
-    ['a newer agent', helloSpeaking(3, 4), 'agent 3-4'],
+    [
+      'a newer agent',
+      helloSpeaking(PROTOCOL_VERSION + 1, PROTOCOL_VERSION + 2),
+      `agent ${PROTOCOL_VERSION + 1}-${PROTOCOL_VERSION + 2}`,
+    ],
     ['a protocol 1 hello of an unknown version', { ...sampleHello(), protocolVersion: 7 }, 'agent 7'],
   ])('refuses %s with no common version: 4426, the reason naming both ranges', async (_what, hello, agentRange) => {
     hub = await startHub();

@@ -5,7 +5,7 @@
 import { ErrorCode } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { refusal } from './support/refusal.js';
-import { haltedWithWaveRevert } from './support/rollout-scenarios.js';
+import { haltedWithWaveRevert, timedOutBeforeDelivery } from './support/rollout-scenarios.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 // ---- abort and retry ---------------------------------------------------------------------------
@@ -164,14 +164,7 @@ describe('abort', () => {
   });
 
   it('retry requeues a timed_out host whose order never reached it (its hello does not list the order)', async () => {
-    const fleet = new SimulatedFleet();
-    await fleet.addHosts(['host-1'], { online: false });
-    const id = await fleet.launch({
-      waves: ['100%'],
-      maxFailures: 0,
-      offline: { mode: 'wait', deliveryDeadlineSeconds: 60 },
-    });
-    await fleet.advance(61 * SECOND);
+    const { fleet, id } = await timedOutBeforeDelivery();
     expect(fleet.run(id, 'host-1').state).toBe('timed_out');
     expect(fleet.state(id)).toBe('halted');
     await fleet.connect('host-1');

@@ -88,3 +88,34 @@ describe('the failure budget', () => {
     expect(fleet.appliedHosts()).toEqual(['host-1']);
   });
 });
+
+describe('a rollout nobody took', () => {
+  it('every host skipped as unhealthy before the patch: halted, not succeeded, and a retry sends again', async () => {
+    const fleet = new SimulatedFleet();
+    const ids = hosts(2);
+    await fleet.addHosts(ids);
+    const id = await fleet.launch({ waves: [1, '100%'], maxFailures: 0 });
+    await fleet.finishAll(ids, 'skipped'); // the agents' baseline: health_failed, not counted
+    await fleet.finishAll(ids, 'skipped');
+    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'skipped', countedFailure: false });
+    expect(fleet.rollout(id)).toMatchObject({
+      state: 'halted',
+      stateReason: 'no host took the patch: 2 skipped (2 unhealthy before patch)',
+    });
+
+    fleet.engine.retry(id, 'alice');
+    await fleet.engine.whenIdle();
+    await fleet.finishAll(ids);
+    await fleet.finishAll(ids);
+    expect(fleet.state(id)).toBe('succeeded');
+  });
+
+  it('one host healthy and the others skipped still succeeds: the skips are in the report', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: ['100%'] });
+    await fleet.finish('host-1');
+    await fleet.finishAll(['host-2', 'host-3'], 'skipped');
+    expect(fleet.state(id)).toBe('succeeded');
+  });
+});

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { RolloutView } from '../src/engine/rollout-view.js';
+import { timedOutBeforeDelivery } from './support/rollout-scenarios.js';
 import { SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 // ---- offline hosts and deadlines ---------------------------------------------------------------
@@ -80,5 +82,53 @@ describe('offline hosts', () => {
     expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'timed_out', errorCode: 'timed_out', countedFailure: true });
     expect(fleet.agent('host-1').cancels).toEqual([orderId]);
     expect(fleet.state(id)).toBe('halted');
+  });
+
+  it('a host whose agent died mid-apply past its timeout is changed: unknown, and its answer after the restart is an event', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 60, maxFailures: 0 });
+    await fleet.progress('host-1', 'applying');
+    fleet.disconnect('host-1'); // SIGKILL mid-dpkg: the package may be half-installed
+    await fleet.advance(61 * SECOND);
+    const view = new RolloutView(fleet.store, (h) => fleet.agent(h).online);
+    const hostView = () => view.status(id).waves[0]?.hosts[0];
+    expect(hostView()).toMatchObject({ state: 'timed_out', changed: 'unknown' });
+
+    // Restarted, the agent restores its snapshot and reports it in its hello.
+    const entry = fleet.agent('host-1').openApply();
+    if (!entry) throw new Error('host-1 holds no open apply');
+    fleet.report('host-1', entry, 'failed', false);
+    const restored = {
+      orderId: entry.orderId,
+      outcome: 'failed' as const,
+      changed: false,
+      finishedAt: '2030-01-07T12:02:00.000Z',
+    };
+    entry.result = { ...restored, errorCode: 'interrupted', reason: 'interrupted: …; reverted to the snapshot' };
+    await fleet.connect('host-1');
+
+    expect(hostView()).toMatchObject({ state: 'timed_out', changed: false });
+    const late = fleet.events(id).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-1');
+    expect(late.map((e) => e.data)).toEqual([
+      {
+        outcome: 'failed',
+        changed: false,
+        errorCode: 'interrupted',
+        reason: 'interrupted: …; reverted to the snapshot',
+      },
+    ]);
+    // Said once: the same result again (a duplicate frame) adds nothing.
+    fleet.engine.onOrderResult('host-1', entry.result);
+    await fleet.engine.whenIdle();
+    expect(fleet.events(id).filter((e) => e.type === 'host.late_result')).toHaveLength(1);
+  });
+
+  it('a host timed out before delivery is changed: unknown until its hello shows the order never reached it', async () => {
+    const { fleet, id } = await timedOutBeforeDelivery();
+    const view = new RolloutView(fleet.store, () => false);
+    expect(view.status(id).waves[0]?.hosts[0]).toMatchObject({ state: 'timed_out', changed: 'unknown' });
+    await fleet.connect('host-1');
+    expect(view.status(id).waves[0]?.hosts[0]).toMatchObject({ state: 'timed_out', changed: false });
   });
 });

@@ -2,11 +2,13 @@
  * Specification of the rollout engine, by example: whole-rollout and per-host revert, and autoRevert on halt. The real `RolloutEngine` over a real
  * SQLite `Store` (one file per test), driven through the simulated fleet of `support/simulated-fleet.ts`.
  */
-import { ErrorCode } from '@fleetpatch/shared';
+import { ErrorCode, PatchSchema, PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { RevertRunner } from '../src/engine/revert-runner.js';
+import { RolloutView } from '../src/engine/rollout-view.js';
 import { refusal } from './support/refusal.js';
 import { haltedWithWaveRevert } from './support/rollout-scenarios.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 // ---- revert ------------------------------------------------------------------------------------
@@ -179,6 +181,7 @@ describe('revert', () => {
           return true;
         },
         isOnline: () => true,
+        protocolVersionOf: () => PROTOCOL_VERSION,
       },
       clock: { now: () => fleet.now },
       windows: undefined,
@@ -314,5 +317,54 @@ describe('autoRevert on halt', () => {
     expect(fleet.state(id)).toBe('halted');
     expect(fleet.sentOf('order.revert')).toEqual([]);
     expect(fleet.sentOf('order.apply').every((s) => s.message.revertOnHealthFailure === (scope === 'host'))).toBe(true);
+  });
+});
+
+// ---- a patch marked revertable: false ------------------------------------------------------------
+
+describe('a patch marked revertable: false', () => {
+  function withNotRevertablePatch(fleet: SimulatedFleet): string {
+    const patch = PatchSchema.parse({
+      ...SAMPLE_PATCH_SPEC,
+      change: { kind: 'package', manager: 'apt', name: 'hello', version: '2.0-1', revertable: false },
+      id: 'pat_one_way',
+      createdBy: 'alice',
+      createdAt: new Date(fleet.now).toISOString(),
+    });
+    fleet.store.transaction(() => fleet.store.patches.insert(patch));
+    return patch.id;
+  }
+
+  it('is never reverted: the rollout and each host refuse it (409) and nothing is sent; the plan says so', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1', 'host-2']);
+    const patchId = withNotRevertablePatch(fleet);
+    const id = await fleet.launch({ patchId, waves: ['100%'] });
+    await fleet.finishAll(['host-1', 'host-2']);
+    expect(fleet.state(id)).toBe('succeeded');
+
+    const whole = refusal(() => fleet.engine.revert(id, 'alice'));
+    expect(whole.code).toBe(ErrorCode.conflict);
+    expect(whole.message).toBe(
+      'patch pat_one_way is marked "revertable": false — fleetpatch will not revert it (a host may hold no prior .deb to go back to); to undo it, roll out a new patch',
+    );
+    expect(refusal(() => fleet.engine.revertHost(id, 'host-1', 'alice')).code).toBe(ErrorCode.conflict);
+    await fleet.engine.whenIdle();
+    expect(fleet.sentOf('order.revert')).toEqual([]);
+    expect(fleet.state(id)).toBe('succeeded');
+    expect(new RolloutView(fleet.store, () => true).plan(id).revertable).toBe(false);
+  });
+
+  it('refuses autoRevert wave or rollout at create, naming the field; host and none are accepted', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1']);
+    const patchId = withNotRevertablePatch(fleet);
+    for (const autoRevert of ['wave', 'rollout'] as const) {
+      const refused = refusal(() => fleet.create({ patchId, autoRevert }));
+      expect(refused.code).toBe(ErrorCode.validationFailed);
+      expect(refused.details).toMatchObject({ path: 'body.autoRevert' });
+    }
+    expect(fleet.create({ patchId, autoRevert: 'none' }).state).toBe('scheduled');
+    expect(fleet.create({ patchId }).request.autoRevert).toBe('host');
   });
 });

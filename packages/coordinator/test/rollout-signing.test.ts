@@ -16,6 +16,7 @@ import {
 } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { refusal } from './support/refusal.js';
+import { FIXED, opensslHost, VULNERABLE } from './support/sample-inventory.js';
 import { HOUR_STATEMENT, signedFleet } from './support/signed-fleet.js';
 import { SimulatedFleet } from './support/simulated-fleet.js';
 import { statementSigner } from './support/statement-signer.js';
@@ -70,6 +71,46 @@ describe('a signed rollout', () => {
     expect(Object.keys(fleet.hostStates(id))).toEqual(['web-1', 'web-2']);
     const left = fleet.events(id).find((e) => e.type === 'rollout.hosts_not_signed');
     expect(left?.data).toEqual({ count: 1, hosts: ['web-3'] });
+  });
+
+  it('signed for host ids (an exposedTo target): the hosts exposed when it was signed; one exposed later gets no order', async () => {
+    const exposedTo = { source: 'openssl', fixed: FIXED };
+    const { fleet, id, statement } = await signedFleet(
+      ['web-1', 'web-2', 'web-3'],
+      { alice, bob },
+      {
+        target: { exposedTo },
+        inventories: { 'web-1': opensslHost(VULNERABLE), 'web-2': opensslHost(FIXED) },
+      },
+    );
+    expect(statement.target).toEqual({ kind: 'hosts', hostIds: ['web-1'] });
+    fleet.reportInventory('web-3', opensslHost(VULNERABLE));
+    fleet.engine.start(id, 'alice');
+    await fleet.engine.whenIdle();
+
+    expect(fleet.appliedHosts()).toEqual(['web-1']);
+    const left = fleet.events(id).find((e) => e.type === 'rollout.hosts_not_signed');
+    expect(left?.data).toEqual({ count: 1, hosts: ['web-3'] });
+  });
+
+  it('refuses a statement for an exposedTo target that names a host not exposed, storing nothing', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['web-1', 'web-2']);
+    fleet.reportInventory('web-1', opensslHost(VULNERABLE));
+    fleet.reportInventory('web-2', opensslHost(FIXED));
+    const rollout = fleet.create({ target: { exposedTo: { source: 'openssl', fixed: FIXED } }, draft: true }, 'alice');
+    const patch = fleet.store.patches.get(rollout.patchId);
+    if (!patch) throw new Error('the fleet has no patch');
+    const statement = applyStatementFor(patchSpecOf(patch), rollout.request, ['web-1', 'web-2'], {
+      now: new Date(fleet.now),
+      validForSeconds: 3600,
+    });
+    const err = refusal(() => fleet.engine.attachStatement(rollout.id, alice.submission(statement), 'alice'));
+    expect(err.code).toBe(ErrorCode.validationFailed);
+    expect(err.message + JSON.stringify(err.details)).toContain(
+      "names hosts the rollout's target does not select: web-2",
+    );
+    expect(fleet.store.statements.apply(rollout.id)).toBeUndefined();
   });
 
   it('refuses to start once its statement has expired: agents would refuse every order', async () => {

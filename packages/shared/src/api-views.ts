@@ -3,8 +3,9 @@ import { AnalysisRunVerdictSchema, MeasurementVerdictSchema } from './analysis.j
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
-import { FactsSchema, OrderOutcomeSchema, RehearsalReportSchema } from './protocol.js';
+import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema, RehearsalReportSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
+import { AfterChangeReportSchema } from './service-restarts.js';
 import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
 import { LabelsSchema } from './validation.js';
 
@@ -63,16 +64,26 @@ export type AgentView = z.infer<typeof AgentViewSchema>;
 export const AgentListSchema = z.object({ agents: z.array(AgentViewSchema) }).strict();
 export type AgentList = z.infer<typeof AgentListSchema>;
 
+/**
+ * Whether a host carries the change, as its agent last reported; `"unknown"` while a host that timed
+ * out has not answered yet — it may have been stopped halfway (a package half-installed), and only
+ * its agent, once back, can say (it restores its snapshot on restart and reports).
+ */
+export const HostChangedSchema = z.union([z.boolean(), z.literal('unknown')]);
+export type HostChanged = z.infer<typeof HostChangedSchema>;
+
 /** One host's part in one rollout, as seen from the host: its history across rollouts. */
 export const AgentHostRunSchema = z
   .object({
     rolloutId: z.string(),
     wave: z.number().int().min(0),
     state: HostRunStateSchema,
-    changed: z.boolean(),
+    changed: HostChangedSchema,
     orderId: z.string().nullable(),
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
+    /** A package change: what it resolved to on this host (see HostView.packages). */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type AgentHostRun = z.infer<typeof AgentHostRunSchema>;
@@ -122,14 +133,22 @@ export const HostViewSchema = z
     hostId: z.string(),
     state: HostRunStateSchema,
     online: z.boolean(),
-    /** Whether the host carries the change now, as its agent last reported. */
-    changed: z.boolean(),
+    /** Whether the host carries the change now, as its agent last reported (see HostChangedSchema). */
+    changed: HostChangedSchema,
     orderId: z.string().nullable(),
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
     health: z.array(HealthCheckResultSchema).nullable(),
     /** The canary's rehearsed revert, as its agent reported it (null: none was asked for, or none reported). */
     rehearsal: RehearsalReportSchema.nullable(),
+    /** What followed the change on the host: units restarted, services still on old libraries, reboot. */
+    afterChange: AfterChangeReportSchema.nullable(),
+    /**
+     * A package change: the packages its apply moved (or would have) on this host as its agent resolved
+     * them — from which version to which, and where the prior .deb was kept. Absent until an apply
+     * result names them; absent for a host that is not_applicable (it has none of them).
+     */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type HostView = z.infer<typeof HostViewSchema>;
@@ -236,6 +255,11 @@ export const RolloutStatusSchema = z
     waves: z.array(WaveStatusSchema),
     /** The metric analyses measured so far, by wave (none for a rollout without analyses). */
     analyses: z.array(AnalysisRunViewSchema),
+    /**
+     * For a rollout targeted `exposedTo`: the compliance view of that source and fixed version
+     * (`url`, under the same API), to see hosts go from exposed to fixed.
+     */
+    compliance: z.object({ source: z.string(), fixed: z.string(), url: z.string() }).strict().optional(),
   })
   .strict();
 export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;
@@ -250,12 +274,31 @@ export const RolloutPlanSchema = z
     waves: z.array(z.object({ wave: CountSchema, hosts: z.array(z.string()) }).strict()),
     toleratedFailures: CountSchema,
     haltsOn: z.string(),
+    /** False when the patch is marked `revertable: false`: the coordinator refuses to revert it. */
+    revertable: z.boolean(),
+    /**
+     * Before start, for a target with `exposedTo`: the hosts its other selectors pick that have no
+     * package inventory, and so are not selected (start records them in its event).
+     */
+    exposedTo: z
+      .object({ source: z.string(), fixed: z.string(), withoutInventory: z.array(z.string()) })
+      .strict()
+      .optional(),
+    /**
+     * Hosts of the plan whose connected agent speaks a protocol too old for the patch's change: they
+     * are sent no order; started, the rollout fails each with this reason (upgrade the agent first).
+     * Offline hosts are not judged: their protocol is known when they say hello.
+     */
+    incompatible: z.array(z.object({ hostId: z.string(), reason: z.string() }).strict()).optional(),
   })
   .strict();
 export type RolloutPlan = z.infer<typeof RolloutPlanSchema>;
 
-/** An agent's answer to a dry run, or offline / no_answer when it could not say. */
-export const PreflightOutcomeSchema = z.union([OrderOutcomeSchema, z.enum(['offline', 'no_answer'])]);
+/**
+ * An agent's answer to a dry run; offline / no_answer when it could not say; incompatible when the
+ * coordinator did not ask, because the agent speaks a protocol too old for the change (`protocolGapOf`).
+ */
+export const PreflightOutcomeSchema = z.union([OrderOutcomeSchema, z.enum(['offline', 'no_answer', 'incompatible'])]);
 export type PreflightOutcome = z.infer<typeof PreflightOutcomeSchema>;
 
 export const PreflightAnswerSchema = z
@@ -264,6 +307,8 @@ export const PreflightAnswerSchema = z
     outcome: PreflightOutcomeSchema,
     reason: z.string().nullable(),
     errorCode: z.string().nullable(),
+    /** A package change: the set as the host resolved it (name, installed version, target version). */
+    packages: z.array(PackageMoveSchema).optional(),
   })
   .strict();
 export type PreflightAnswer = z.infer<typeof PreflightAnswerSchema>;
@@ -271,6 +316,8 @@ export type PreflightAnswer = z.infer<typeof PreflightAnswerSchema>;
 export const PreflightResultSchema = z
   .object({
     rolloutId: z.string(),
+    /** False when the patch is marked `revertable: false`: the coordinator refuses to revert it. */
+    revertable: z.boolean(),
     summary: z.partialRecord(PreflightOutcomeSchema, CountSchema),
     results: z.array(PreflightAnswerSchema),
   })

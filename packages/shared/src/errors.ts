@@ -30,6 +30,11 @@ export const ErrorCode = {
   cancelled: 'cancelled',
   timedOut: 'timed_out',
   offline: 'offline',
+  /**
+   * The agent stopped (crashed, was killed, lost power) in the middle of an order; on restart it
+   * finished the order without resuming it (see the agent's recovery). Not a fault of the change.
+   */
+  interrupted: 'interrupted',
   internal: 'internal',
 } as const;
 

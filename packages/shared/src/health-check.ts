@@ -130,3 +130,6 @@ export const HealthCheckResultSchema = z.object({
   at: z.string(),
 });
 export type HealthCheckResult = z.infer<typeof HealthCheckResultSchema>;
+
+/** The reason an agent gives when the checks fail before it changed anything (skipped, health_failed). */
+export const UNHEALTHY_BEFORE_PATCH = 'unhealthy before patch';

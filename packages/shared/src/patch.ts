@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HealthPolicySchema } from './health-check.js';
+import { ServiceRestartsSchema } from './service-restarts.js';
 import { AbsolutePathSchema, DebianPackageNameSchema, DebianVersionSchema, Sha256Schema } from './validation.js';
 
 /** Upper bound of inline file content, in bytes once decoded. */
@@ -28,6 +29,8 @@ export const FileChangeSchema = z
      * so out loud — the agent runs as root, so a stray "4755" would be a root shell for anyone.
      */
     allowSpecialModes: z.boolean().optional(),
+    /** systemd units to restart after the file is written and after it is taken back. */
+    restart: ServiceRestartsSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -54,22 +57,120 @@ export const FileChangeSchema = z
   });
 export type FileChange = z.infer<typeof FileChangeSchema>;
 
-/** One apt package pinned to an exact version. */
+/** One member of a package set: a binary package at an exact version. */
+export const PackageMemberSchema = z
+  .object({
+    name: DebianPackageNameSchema,
+    version: DebianVersionSchema,
+    expectedPriorVersion: z.union([DebianVersionSchema, z.literal('absent')]).optional(),
+  })
+  .strict();
+export type PackageMember = z.infer<typeof PackageMemberSchema>;
+
+/** The most packages one change may name; a source package builds a few dozen binaries at most. */
+export const MAX_PACKAGE_SET_MEMBERS = 100;
+
+/**
+ * apt packages pinned to exact versions, changed together in one dpkg transaction, snapshotted,
+ * verified and reverted as a set (all at the old versions or all at the new, never a mix). Named
+ * one of three ways:
+ * - `name` + `version` (+ `expectedPriorVersion`): one package, the set of one;
+ * - `packages: [{name, version, expectedPriorVersion?}]`: an explicit set;
+ * - `source` + `version`: the way a security advisory names a fix. Each host changes every binary
+ *   package built from `source` that is installed on it, to the version apt knows was built from
+ *   that source version (a binNMU's `+b1` included), and nothing else; a host with none of them
+ *   answers `not_applicable`.
+ */
 export const PackageChangeSchema = z
   .object({
     kind: z.literal('package'),
     manager: z.literal('apt'),
-    name: DebianPackageNameSchema,
-    version: DebianVersionSchema,
+    name: DebianPackageNameSchema.optional(),
+    version: DebianVersionSchema.optional(),
     expectedPriorVersion: z.union([DebianVersionSchema, z.literal('absent')]).optional(),
+    packages: z.array(PackageMemberSchema).min(1).max(MAX_PACKAGE_SET_MEMBERS).optional(),
+    /** A source package name (same alphabet as binary package names). */
+    source: DebianPackageNameSchema.optional(),
     /** Set false only to allow a change whose prior .deb cannot be captured (then it cannot revert). */
     revertable: z.boolean().default(true),
+    /**
+     * systemd units to restart after the package is in and after it is taken back: a library fix
+     * does nothing until the services that loaded the old library restart.
+     */
+    restart: ServiceRestartsSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', message, path: [path] });
+    const forms = [c.name !== undefined, c.packages !== undefined, c.source !== undefined].filter(Boolean).length;
+    if (forms !== 1) {
+      issue(
+        c.name === undefined ? 'name' : 'packages',
+        'name exactly one of: name (one package), packages (a set) or source (every installed binary of a source package)',
+      );
+      return;
+    }
+    if (c.packages !== undefined) {
+      if (c.version !== undefined) issue('version', 'a set names each version in packages[], not a common version');
+      if (c.expectedPriorVersion !== undefined) {
+        issue('expectedPriorVersion', 'a set names expectedPriorVersion per member in packages[]');
+      }
+      const seen = new Set<string>();
+      c.packages.forEach((member, i) => {
+        if (seen.has(member.name)) {
+          ctx.addIssue({ code: 'custom', message: `${member.name} is named twice`, path: ['packages', i, 'name'] });
+        }
+        seen.add(member.name);
+      });
+      return;
+    }
+    if (c.version === undefined) issue('version', 'is required with name or source');
+    if (c.source !== undefined && c.expectedPriorVersion !== undefined) {
+      issue('expectedPriorVersion', 'not with source: the installed versions vary by host (use packages to pin them)');
+    }
+  });
 export type PackageChange = z.infer<typeof PackageChangeSchema>;
+export type PackageChangeInput = z.input<typeof PackageChangeSchema>;
+
+/** What a package change names: explicit members (the one-package form is a set of one), or a source package. */
+export type PackageTargets =
+  | { kind: 'members'; members: PackageMember[] }
+  | { kind: 'source'; source: string; version: string };
+
+/** The targets of a parsed package change (its schema guarantees exactly one form). */
+export function packageTargetsOf(change: PackageChange): PackageTargets {
+  if (change.packages !== undefined) return { kind: 'members', members: change.packages };
+  if (change.source !== undefined) return { kind: 'source', source: change.source, version: change.version ?? '' };
+  const member: PackageMember = { name: change.name ?? '', version: change.version ?? '' };
+  if (change.expectedPriorVersion !== undefined) member.expectedPriorVersion = change.expectedPriorVersion;
+  return { kind: 'members', members: [member] };
+}
+
+/** One line for people: `apt openssl=3.0.15-1`, `apt {libfoo=1.2, foo-bin=1.2}`, `apt source openssl=3.0.15-1`. */
+export function describePackageChange(change: PackageChange): string {
+  const targets = packageTargetsOf(change);
+  if (targets.kind === 'source') return `apt source ${targets.source}=${targets.version} (its installed binaries)`;
+  const member = (m: PackageMember) =>
+    `${m.name}=${m.version}${m.expectedPriorVersion ? ` (expects prior ${m.expectedPriorVersion})` : ''}`;
+  const [only] = targets.members;
+  if (only !== undefined && targets.members.length === 1) return `apt ${member(only)}`;
+  return `apt {${targets.members.map(member).join(', ')}}`;
+}
 
 export const ChangeSchema = z.discriminatedUnion('kind', [FileChangeSchema, PackageChangeSchema]);
 export type Change = z.infer<typeof ChangeSchema>;
+
+/**
+ * Whether fleetpatch takes the change back. A package change marked `revertable: false` may leave a
+ * host with no prior .deb to restore, so the coordinator refuses to revert it (and the views say so).
+ */
+export function isRevertable(change: Change): boolean {
+  return change.kind !== 'package' || change.revertable;
+}
+
+/** Said wherever a non-revertable patch shows: plan, preflight, patch show, a refused revert. */
+export const NOT_REVERTABLE_NOTE =
+  'marked "revertable": false — fleetpatch will not revert it (a host may hold no prior .deb to go back to); to undo it, roll out a new patch';
 
 export function fileContentBytes(change: { content: string; encoding: 'utf8' | 'base64' }): Buffer {
   return Buffer.from(change.content, change.encoding === 'base64' ? 'base64' : 'utf8');

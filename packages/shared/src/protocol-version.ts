@@ -8,12 +8,20 @@ import { z } from 'zod';
  * - **2**: `hello` names the range the agent speaks (`protocolVersions: {min, max}`), `welcome` the
  *   version the coordinator chose; unknown fields are ignored; a message type the receiver does not
  *   know is answered with `unsupported` (new in 2) instead of a disconnect.
+ * - **3**: the package inventory (inventory.ts): `inventory.summary`, `.full`, `.diff` and
+ *   `.unavailable` from the agent, `inventory.request` from the coordinator. A peer of protocol 2 or
+ *   older is sent none of them; the coordinator shows its packages as unknown.
+ * - **4**: package sets (change-protocol.ts): a package change names `packages: [{name, version}]` or
+ *   `source` + `version`; results carry the set as resolved on the host (`packages`) and may end
+ *   `not_applicable`. An agent of protocol 3 or older would refuse such a change (its change schema
+ *   is strict), so the coordinator sends it none: a dry run answers `incompatible`, a rollout fails
+ *   that host with the reason (upgrade the agent), and its plan lists it.
  *
  * A coordinator speaks every version from `MIN_PROTOCOL_VERSION` to `PROTOCOL_VERSION`, so it is
  * upgraded first and agents follow in waves. An agent speaks the same range unless its
  * `minProtocolVersion` raises the floor.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 4;
 /** The oldest version this build still speaks: agents of that protocol keep working with it. */
 export const MIN_PROTOCOL_VERSION = 1;
 

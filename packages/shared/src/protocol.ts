@@ -2,10 +2,18 @@ import { z } from 'zod';
 import { ChallengeNonceSchema, SignatureSchema } from './agent-proof.js';
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema, HealthPolicySchema } from './health-check.js';
-import { ChangeSchema } from './patch.js';
+import {
+  InventoryDiffSchema,
+  InventoryFullSchema,
+  InventoryRequestSchema,
+  InventorySummarySchema,
+  InventoryUnavailableSchema,
+} from './inventory.js';
+import { ChangeSchema, MAX_PACKAGE_SET_MEMBERS } from './patch.js';
 import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
+import { AfterChangeReportSchema } from './service-restarts.js';
 import { ApplyStatementSchema, RevertStatementSchema, StatementSignatureSchema } from './signed-statement.js';
-import { LabelsSchema } from './validation.js';
+import { DebianPackageNameSchema, DebianVersionSchema, LabelsSchema } from './validation.js';
 import { WIRE_LIMITS } from './wire-limits.js';
 
 /**
@@ -64,9 +72,10 @@ export const OrderPhaseSchema = z.enum(ORDER_PHASES);
 export type OrderPhase = z.infer<typeof OrderPhaseSchema>;
 
 /**
- * Final outcomes. Apply orders end healthy | failed | skipped | revert_failed | cancelled; revert
- * orders end reverted | revert_failed; preflight orders end would_apply | already_applied |
- * would_fail | blocked.
+ * Final outcomes. Apply orders end healthy | failed | skipped | revert_failed | cancelled |
+ * not_applicable; revert orders end reverted | revert_failed; preflight orders end would_apply |
+ * already_applied | would_fail | blocked | not_applicable. `not_applicable` (protocol 4): the change
+ * names a source package none of whose binaries is installed on the host — nothing to do, no failure.
  */
 export const OrderOutcomeSchema = z.enum([
   'healthy',
@@ -79,12 +88,13 @@ export const OrderOutcomeSchema = z.enum([
   'already_applied',
   'would_fail',
   'blocked',
+  'not_applicable',
 ]);
 export type OrderOutcome = z.infer<typeof OrderOutcomeSchema>;
 
 /** A value of a described state: what a driver says a file or package is (`describe`). */
 const StateValueSchema = z.union([z.string().max(200), z.number(), z.boolean()]);
-export const DescribedStateSchema = z.record(z.string().max(50), StateValueSchema);
+export const DescribedStateSchema = z.record(z.string().max(200), StateValueSchema);
 export type DescribedState = z.infer<typeof DescribedStateSchema>;
 
 /**
@@ -105,6 +115,18 @@ export const RehearsalReportSchema = z.object({
   reason: z.string().max(WIRE_LIMITS.reasonChars).optional(),
 });
 export type RehearsalReport = z.infer<typeof RehearsalReportSchema>;
+/**
+ * One package of a package change as resolved on the host: from which version (null: not installed)
+ * to which, and where the snapshot of the prior version came from (`dpkg-repack`: rebuilt from the
+ * installed files, see the agent's README; `none`: not captured, the change is not revertable).
+ */
+export const PackageMoveSchema = z.object({
+  name: DebianPackageNameSchema,
+  from: DebianVersionSchema.nullable(),
+  to: DebianVersionSchema,
+  snapshot: z.enum(['apt-cache', 'apt-download', 'dpkg-repack', 'not-installed', 'none']).optional(),
+});
+export type PackageMove = z.infer<typeof PackageMoveSchema>;
 
 export const OrderResultBodySchema = z.object({
   orderId: OrderIdSchema,
@@ -116,6 +138,10 @@ export const OrderResultBodySchema = z.object({
   health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.resultHealthResults).optional(),
   /** Present when the order asked for a rehearsed revert. */
   rehearsal: RehearsalReportSchema.optional(),
+  /** After a change (or its revert) on the host: units restarted, processes on old libraries, reboot. */
+  afterChange: AfterChangeReportSchema.optional(),
+  /** Package changes: the set as resolved on this host (preflight and apply; protocol 4, optional). */
+  packages: z.array(PackageMoveSchema).max(MAX_PACKAGE_SET_MEMBERS).optional(),
   finishedAt: IsoTimeSchema,
 });
 export type OrderResultBody = z.infer<typeof OrderResultBodySchema>;
@@ -191,6 +217,11 @@ export const AgentMessageSchema = z.discriminatedUnion('type', [
   OrderResultSchema,
   FactsUpdateSchema,
   UnsupportedSchema,
+  // Protocol 3: the package inventory (inventory.ts).
+  InventorySummarySchema,
+  InventoryFullSchema,
+  InventoryDiffSchema,
+  InventoryUnavailableSchema,
 ]);
 export type AgentMessage = z.infer<typeof AgentMessageSchema>;
 
@@ -202,6 +233,10 @@ export const AGENT_MESSAGE_SINCE = {
   'order.result': 1,
   facts: 1,
   unsupported: 2,
+  'inventory.summary': 3,
+  'inventory.full': 3,
+  'inventory.diff': 3,
+  'inventory.unavailable': 3,
 } as const satisfies Record<AgentMessage['type'], number>;
 export type Hello = z.infer<typeof HelloSchema>;
 export type OrderResult = z.infer<typeof OrderResultSchema>;
@@ -274,6 +309,12 @@ export const OrderPreflightSchema = z.object({
   type: z.literal('order.preflight'),
   orderId: OrderIdSchema,
   change: ChangeSchema,
+  /**
+   * How long the coordinator waits for this answer. The agent bounds its own waits (the dpkg lock)
+   * to answer well within it — `blocked`, naming the lock's holder, rather than a silent `no_answer`.
+   * Optional: an older agent ignores it and waits as its own configuration says.
+   */
+  answerWithinMs: z.number().int().min(1).max(600_000).optional(),
 });
 
 /**
@@ -312,6 +353,7 @@ export const CoordinatorMessageSchema = z.discriminatedUnion('type', [
   OrderCancelSchema,
   OrderAckSchema,
   UnsupportedSchema,
+  InventoryRequestSchema,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessageSchema>;
 
@@ -326,6 +368,7 @@ export const COORDINATOR_MESSAGE_SINCE = {
   'order.cancel': 1,
   'order.ack': 1,
   unsupported: 2,
+  'inventory.request': 3,
 } as const satisfies Record<CoordinatorMessage['type'], number>;
 export type OrderApply = z.infer<typeof OrderApplySchema>;
 export type OrderRevert = z.infer<typeof OrderRevertSchema>;

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { AnalysesSchema } from './analysis.js';
+import { DpkgVersionSchema } from './debian-version.js';
+import { InstalledPackageNameSchema } from './inventory.js';
 import { HostIdSchema, LabelsSchema } from './validation.js';
 
 /** A percent of a whole: above 100 % it can never be reached (a budget that never halts). */
@@ -30,6 +32,11 @@ export type FailureBudget = z.infer<typeof FailureBudgetSchema>;
  * which the host reports too) they would let any host select itself. `excludeLabels` (any-of)
  * remove a host when its admin labels or its reported labels match: excluding can only shrink a
  * target, so the host's own word is enough to keep it out. `facts` are all-of.
+ *
+ * `exposedTo` selects the hosts whose package inventory has a binary of `source` at a source version
+ * below `fixed` (see GET /v1/compliance), online or not; with other selectors it narrows them. It is
+ * resolved when the rollout starts and frozen with the rest. Like `facts`, an inventory is what the
+ * host reports of itself; hosts with no inventory are not selected (the start event names them).
  */
 export const TargetSchema = z
   .object({
@@ -46,11 +53,18 @@ export const TargetSchema = z
       })
       .strict()
       .optional(),
+    exposedTo: z.object({ source: InstalledPackageNameSchema, fixed: DpkgVersionSchema }).strict().optional(),
   })
   .strict()
-  .refine((t) => t.all === true || t.hostIds !== undefined || t.labels !== undefined || t.facts !== undefined, {
-    message: 'name the hosts: hostIds, labels, facts, or all: true',
-  })
+  .refine(
+    (t) =>
+      t.all === true ||
+      t.hostIds !== undefined ||
+      t.labels !== undefined ||
+      t.facts !== undefined ||
+      t.exposedTo !== undefined,
+    { message: 'name the hosts: hostIds, labels, facts, exposedTo, or all: true' },
+  )
   // `labels: {}` matches every host, so it bounds nothing.
   .refine((t) => t.reportedLabels === undefined || t.hostIds !== undefined || Object.keys(t.labels ?? {}).length > 0, {
     message: 'reportedLabels only narrow a target: name the hosts by hostIds or labels too',
@@ -125,6 +139,11 @@ export const RolloutRequestSchema = z
     autoRevert: AutoRevertScopeSchema.default('host'),
     /** A host already unhealthy before the patch is skipped; set true to count it as a failure. */
     failUnhealthyBefore: z.boolean().default(false),
+    /**
+     * A host that reports healthy but still runs services on deleted or replaced libraries (its
+     * after-change report's `staleUnits`): `report` it (default), or count it as a `fail`ure.
+     */
+    staleServices: z.enum(['report', 'fail']).default('report'),
     /** Parallelism of a whole-rollout revert, which skips canaries and gates. */
     revertParallel: z.number().int().min(1).max(10_000).default(50),
     requiredApprovals: z.number().int().min(0).max(10).default(1),
@@ -191,6 +210,8 @@ export const HOST_RUN_STATES = [
   'failed',
   'timed_out',
   'skipped',
+  /** A source change none of whose binaries is installed on the host: nothing to do, not a failure. */
+  'not_applicable',
   'cancelled',
   'reverting',
   'reverted',

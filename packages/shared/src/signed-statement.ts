@@ -53,6 +53,7 @@ export const SignedFileChangeSchema = z
     group: fileChange.group,
     expectedPriorSha256: fileChange.expectedPriorSha256,
     allowSpecialModes: fileChange.allowSpecialModes,
+    restart: fileChange.restart,
   })
   .strict();
 export type SignedFileChange = z.infer<typeof SignedFileChangeSchema>;

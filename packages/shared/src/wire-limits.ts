@@ -16,4 +16,13 @@ export const WIRE_LIMITS = {
   progressHealthResults: 64,
   /** `observed` of one health check result, in characters. */
   observedChars: 4096,
+  /**
+   * Packages in one inventory frame (a part of `inventory.full`, or each list of `inventory.diff`): at
+   * most ~900 bytes each with every field at its longest, so 2000 stay under half a frame.
+   */
+  inventoryPackagesPerFrame: 2000,
+  /** Parts of one `inventory.full`. */
+  inventoryParts: 50,
+  /** Packages one host may report: `inventoryParts` full frames. A host with more reports none (unavailable). */
+  inventoryMaxPackages: 100_000,
 } as const;

@@ -230,6 +230,43 @@ describe('signing and verifying', () => {
     ).toBe(false);
   });
 
+  it('covers a package set and a source change: a member, a version or the source changed breaks it', () => {
+    const withChange = (change: PatchSpecInput['change']) =>
+      sampleStatement({ patch: signedPatchOf(samplePatchSpec({ change })) });
+    const openssl = { name: 'openssl', version: '3.0.15-1~deb12u1' };
+    const libssl3 = { name: 'libssl3', version: '3.0.15-1~deb12u1' };
+    const set = { kind: 'package' as const, manager: 'apt' as const, packages: [openssl, libssl3] };
+    const signedSet = withChange(set);
+    const { signature } = signStatement(author.privateKey, signedSet);
+    expect(verifyStatementSignature(author.publicKey, signedSet, signature)).toBe(true);
+    const tampered = [
+      { ...set, packages: [...set.packages, { name: 'libssl-dev', version: '3.0.15-1~deb12u1' }] },
+      { ...set, packages: [openssl] },
+      { ...set, packages: [openssl, { name: 'libssl3', version: '3.0.11-1~deb12u2' }] },
+      { ...set, packages: [libssl3, openssl] },
+    ];
+    for (const change of tampered) {
+      expect(verifyStatementSignature(author.publicKey, withChange(change), signature)).toBe(false);
+    }
+
+    const source = {
+      kind: 'package' as const,
+      manager: 'apt' as const,
+      source: 'openssl',
+      version: '3.0.15-1~deb12u1',
+    };
+    const signedSource = withChange(source);
+    const bySource = signStatement(author.privateKey, signedSource).signature;
+    expect(verifyStatementSignature(author.publicKey, signedSource, bySource)).toBe(true);
+    for (const change of [
+      { ...source, source: 'openssh' },
+      { ...source, version: '3.0.14-1~deb12u1' },
+      { ...source, revertable: false },
+    ]) {
+      expect(verifyStatementSignature(author.publicKey, withChange(change), bySource)).toBe(false);
+    }
+  });
+
   it('never throws on hostile statements, keys or signatures', () => {
     const { signature } = signStatement(author.privateKey, sampleStatement());
     const loneSurrogate = sampleStatement({ patch: { ...sampleStatement().patch, title: 'a\uD800' } });

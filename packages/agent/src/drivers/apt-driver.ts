@@ -7,21 +7,31 @@ import {
   ErrorCode,
   FleetError,
   type PackageChange,
+  type PackageMember,
+  type PackageMove,
 } from '@fleetpatch/shared';
+import { DpkgInventory } from '../inventory/dpkg-inventory.js';
 import type { PackageFacts } from '../policy/agent-policy.js';
 import type { CommandResult } from '../process/command-runner.js';
 import { describeExit, outputTail } from '../process/command-runner.js';
+import { conffilesOf, keepLeftovers, restoreLeftovers } from './conffile-leftovers.js';
 import {
+  CAPTURE_FIXES,
   DebSources,
   debFileName,
   durableCopy,
   findPriorDeb,
+  type PackageMemberSnapshot,
   type PackageSnapshot,
   PackageSnapshotSchema,
+  priorDebCapturable,
+  readSnapshot,
   sha256File,
 } from './deb-snapshot.js';
-import { DpkgCommands, type PackageState, throwIfInterrupted } from './dpkg-commands.js';
+import { DpkgCommands, type PackageState, type PlannedAction, throwIfInterrupted } from './dpkg-commands.js';
+import { explainDpkgRun } from './dpkg-failure.js';
 import type { Driver, DriverContext, PreflightVerdict } from './driver.js';
+import { type Resolution, resolvePackageChange } from './package-set.js';
 
 export type { PackageSnapshot } from './deb-snapshot.js';
 export { DebSources, PackageSnapshotSchema };
@@ -84,12 +94,19 @@ const DEFAULTS = {
 } as const;
 
 /**
- * Changes one apt package to one exact version, with the prior .deb captured and verified first.
+ * Changes a set of apt packages to exact versions in one dpkg transaction, with every member's prior
+ * .deb captured and verified first, and reverts them as a set (see `PackageChangeSchema` for the
+ * three ways a change names its set, a source package among them).
  *
- * Apply downloads the exact .deb (`apt-get download name=version`) and installs it with
- * `dpkg --install --force-confdef --force-confold`, rather than `apt-get install`: the preflight
- * simulation has already proved apt would touch no other package, and the revert path uses the
- * same dpkg command on the snapshot .deb, so both directions behave alike.
+ * Apply downloads the exact .debs (`apt-get download name=version`) and installs them with one
+ * `dpkg --install --force-confdef --force-confold a.deb b.deb …`, rather than `apt-get install`:
+ * the preflight simulation has already proved apt would touch no package outside the set, and the
+ * revert path uses the same dpkg command on the snapshot .debs, so both directions behave alike.
+ *
+ * Preflight changes nothing on the host: it reads dpkg's database and apt's indexes, takes and
+ * releases the dpkg lock once (`apt-get check`), runs `apt-get --simulate` and
+ * `apt-get download --print-uris` without writing apt's caches, and looks for dpkg-repack. It never
+ * runs `apt-get update`; an apply order may, once, when apt's indexes do not know a target version.
  */
 export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
   readonly kind = 'package' as const;
@@ -98,12 +115,14 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
   private readonly stagingDir: string;
   private readonly lockTimeoutMs: number;
   private readonly allowed: ReadonlySet<string> | undefined;
+  private readonly inventory: DpkgInventory;
 
   constructor(options: AptDriverOptions = {}) {
     this.root = options.root ?? DEFAULTS.root;
     this.stagingDir = options.stagingDir ?? DEFAULTS.stagingDir;
     this.lockTimeoutMs = options.lockTimeoutMs ?? DEFAULTS.lockTimeoutMs;
     this.allowed = options.allowedPackages ? new Set(options.allowedPackages) : undefined;
+    this.inventory = new DpkgInventory({ root: this.root });
     const commandPrefix = options.commandPrefix ?? [];
     const dpkgOptions = options.dpkgOptions ?? [];
     if (
@@ -135,7 +154,7 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
     });
   }
 
-  /** Read-only answers for the agent policy (downgrades, source packages); see policy/agent-policy.ts. */
+  /** Read-only answers for the agent policy (downgrades, source packages, sets); see policy/agent-policy.ts. */
   get packageFacts(): PackageFacts {
     return {
       installedVersion: async (name, signal) => {
@@ -144,107 +163,176 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
       },
       sourcePackageOf: (name, version, signal) => this.commands.sourcePackageOf(name, version, signal),
       isLower: (a, b, signal) => this.commands.isLower(a, b, signal),
+      resolve: (change, signal) => this.resolve(change, signal),
     };
   }
 
+  /** The set a change means on this host (read-only; see package-set.ts). */
+  resolve(change: PackageChange, signal: AbortSignal): Promise<Resolution> {
+    return resolvePackageChange(
+      change,
+      { inventory: this.inventory, aptVersionsOf: (name, s) => this.commands.aptVersionsOf(name, s) },
+      signal,
+    );
+  }
+
   async preflight(change: PackageChange, ctx: DriverContext): Promise<PreflightVerdict> {
+    const first = await this.check(change, ctx);
+    if (!first.indexesMayBeStale || ctx.mayRefreshIndexes !== true) return first.verdict;
+    ctx.log.info('a target version is not in the apt indexes; apt-get update (an apply order may, a preflight never)');
+    await this.commands.updateIndexes(ctx.signal);
+    return (await this.check(change, ctx)).verdict;
+  }
+
+  /** The preflight itself: read-only, see the class comment for exactly what it touches. */
+  private async check(
+    change: PackageChange,
+    ctx: DriverContext,
+  ): Promise<{ verdict: PreflightVerdict; indexesMayBeStale: boolean }> {
+    const done = (verdict: PreflightVerdict, indexesMayBeStale = false) => ({ verdict, indexesMayBeStale });
+    const resolution = await this.resolve(change, ctx.signal);
+    if (resolution.kind === 'not_applicable') return done({ outcome: 'not_applicable', detail: resolution.reason });
+    if (resolution.kind === 'unresolvable') {
+      return done({ outcome: 'would_fail', code: ErrorCode.preconditionFailed, detail: resolution.reason }, true);
+    }
+    const { members } = resolution;
     try {
-      this.checkPolicy(change);
+      this.checkPolicy(members);
     } catch (err) {
-      if (err instanceof FleetError) return { outcome: 'would_fail', code: err.code, detail: err.message };
+      if (err instanceof FleetError) return done({ outcome: 'would_fail', code: err.code, detail: err.message });
       throw err;
     }
-    const lock = await this.commands.probeLock(this.lockTimeoutMs, ctx.signal);
+    const lockWaitMs = Math.min(this.lockTimeoutMs, ctx.lockWaitMs ?? Number.POSITIVE_INFINITY);
+    const lock = await this.commands.probeLock(lockWaitMs, ctx.signal);
     if (lock.held) {
-      return { outcome: 'blocked', detail: `dpkg lock not free within ${this.lockTimeoutMs} ms: ${lock.detail}` };
+      return done({ outcome: 'blocked', detail: `dpkg lock not free within ${lockWaitMs} ms: ${lock.detail}` });
     }
     const audit = await this.commands.audit(ctx.signal);
     if (audit !== '') {
-      return { outcome: 'would_fail', code: ErrorCode.preconditionFailed, detail: `dpkg --audit: ${audit}` };
+      return done({ outcome: 'would_fail', code: ErrorCode.preconditionFailed, detail: `dpkg --audit: ${audit}` });
     }
 
-    const state = await this.commands.query(change.name, ctx.signal);
-    if (state.installed && state.clean && state.version === change.version) {
-      return { outcome: 'already_applied', detail: `${change.name} ${change.version} is installed` };
+    const states = await this.statesOf(members, ctx.signal);
+    const packages = members.map((m, i) => moveOf(m, states[i]));
+    const refuse = (detail: string, code: ErrorCode = ErrorCode.preconditionFailed, stale = false) =>
+      done({ outcome: 'would_fail', code, detail, packages }, stale);
+    for (const [i, member] of members.entries()) {
+      const state = states[i] as PackageState;
+      // A member already at its target is not drift: a host that has the fix is done.
+      if (isExactly(state, member.version)) continue;
+      const drift = priorDrift(member, state);
+      if (drift) return refuse(drift);
+      if (state.installed && !state.clean) {
+        return refuse(`${member.name} is "${state.status}", not "install ok installed" (held or broken)`);
+      }
     }
-    const drift = priorDrift(change, state);
-    if (drift) return { outcome: 'would_fail', code: ErrorCode.preconditionFailed, detail: drift };
-    if (state.installed && !state.clean) {
-      return {
-        outcome: 'would_fail',
-        code: ErrorCode.preconditionFailed,
-        detail: `${change.name} is "${state.status}", not "install ok installed" (held or broken)`,
-      };
+    const pending = members.filter((m, i) => !isExactly(states[i] as PackageState, m.version));
+    if (pending.length === 0) {
+      return done({ outcome: 'already_applied', detail: `${describeSet(members)} installed`, packages });
     }
 
-    let simulation = await this.commands.simulateInstall(change.name, change.version, ctx.signal);
-    if (!simulation.ok && simulation.versionUnknown) {
-      ctx.log.info({ pkg: change.name, version: change.version }, 'version not in apt indexes; running apt-get update');
-      await this.commands.updateIndexes(ctx.signal);
-      simulation = await this.commands.simulateInstall(change.name, change.version, ctx.signal);
-    }
+    const simulation = await this.commands.simulateInstall(pending, ctx.signal);
     if (!simulation.ok) {
-      return {
-        outcome: 'would_fail',
-        code: ErrorCode.preconditionFailed,
-        detail: `apt cannot install ${change.name}=${change.version}: ${simulation.reason}`,
-      };
+      const hint = simulation.versionUnknown
+        ? " (is it in this host's apt sources, and are its indexes up to date? run apt-get update; a preflight does not)"
+        : '';
+      return refuse(`apt cannot install ${describeSet(pending)}: ${simulation.reason}${hint}`, undefined, true);
     }
-    const others = simulation.actions.filter((a) => a.name !== change.name);
-    if (others.length > 0) {
-      const list = others.map((a) => `${a.action} ${a.name}${a.version ? ` ${a.version}` : ''}`).join(', ');
-      return {
-        outcome: 'would_fail',
-        code: ErrorCode.preconditionFailed,
-        detail: `installing ${change.name}=${change.version} would also change other packages: ${list}`,
-      };
+    const refusal = simulationRefusal(simulation.actions, members, pending);
+    if (refusal) return refuse(refusal);
+
+    if (change.revertable) {
+      const uncapturable: string[] = [];
+      for (const [i, member] of members.entries()) {
+        const state = states[i] as PackageState;
+        if (!state.installed || state.version === member.version) continue;
+        const id = { name: member.name, version: state.version, architecture: state.architecture };
+        const capture = await priorDebCapturable(
+          { commands: this.commands, root: this.root, signal: ctx.signal, log: ctx.log },
+          id,
+        );
+        if (!capture.ok) uncapturable.push(`${member.name} ${state.version} (${capture.attempts.join('; ')})`);
+      }
+      if (uncapturable.length > 0) {
+        return refuse(
+          `no .deb of the installed version to revert to can be captured for ${uncapturable.join(', ')}: ${CAPTURE_FIXES}`,
+          ErrorCode.snapshotFailed,
+        );
+      }
     }
-    const target = simulation.actions.find((a) => a.action === 'Inst' && a.version === change.version);
-    if (!target) {
-      return {
-        outcome: 'would_fail',
-        code: ErrorCode.preconditionFailed,
-        detail: `apt does not plan to install ${change.name} ${change.version}`,
-      };
-    }
-    const from = state.installed ? state.version : 'not installed';
-    return { outcome: 'would_apply', detail: `${change.name}: ${from} → ${change.version}` };
+    const moving = packages.filter((p) => p.from !== p.to);
+    return done({
+      outcome: 'would_apply',
+      detail: moving.map((p) => `${p.name}: ${p.from ?? 'not installed'} → ${p.to}`).join(', '),
+      packages,
+    });
   }
 
   async snapshot(change: PackageChange, dir: string, ctx: DriverContext): Promise<PackageSnapshot> {
-    this.checkPolicy(change);
+    const resolution = await this.resolve(change, ctx.signal);
+    if (resolution.kind !== 'set') {
+      throw new FleetError(ErrorCode.snapshotFailed, `the package set changed since preflight: ${resolution.reason}`);
+    }
+    this.checkPolicy(resolution.members);
     const takenAt = new Date().toISOString();
-    const state = await this.commands.query(change.name, ctx.signal);
+    const members: PackageMemberSnapshot[] = [];
+    for (const member of resolution.members) {
+      const keptSoFar = members.reduce((n, m) => n + m.conffileLeftovers.length, 0);
+      members.push(await this.snapshotMember(member, change.revertable, dir, keptSoFar, ctx));
+    }
+    return { format: 2, source: resolution.source, members, takenAt };
+  }
+
+  /** Captures one member's prior state: its .deb (verified) and the leftovers next to its conffiles. */
+  private async snapshotMember(
+    member: PackageMember,
+    revertable: boolean,
+    dir: string,
+    leftoversBefore: number,
+    ctx: DriverContext,
+  ): Promise<PackageMemberSnapshot> {
+    const state = await this.commands.query(member.name, ctx.signal);
+    const base = { name: member.name, target: member.version };
     if (!state.installed) {
       return {
-        format: 1,
-        name: change.name,
+        ...base,
         prior: { installed: false, configFiles: state.configFiles },
         deb: null,
-        takenAt,
+        conffiles: [],
+        conffileLeftovers: [],
       };
     }
     if (!state.clean) {
       throw new FleetError(
         ErrorCode.snapshotFailed,
-        `${change.name} is "${state.status}"; no clean prior state to keep`,
+        `${member.name} is "${state.status}"; no clean prior state to keep`,
       );
     }
-    const id = { name: change.name, version: state.version, architecture: state.architecture };
-    const prior = { installed: true as const, version: state.version, architecture: state.architecture };
+    const conffiles = await conffilesOf(this.root, member.name, state.architecture);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const kept = {
+      ...base,
+      prior: { installed: true as const, version: state.version, architecture: state.architecture },
+      conffiles,
+      conffileLeftovers: await keepLeftovers(this.root, conffiles, dir, leftoversBefore),
+    };
+    // Not moved by this change: it stays as it is, and so does its way back.
+    if (state.version === member.version) return { ...kept, deb: null };
+
+    const id = { name: member.name, version: state.version, architecture: state.architecture };
     await this.ensureStagingDir();
     const { found, attempts } = await findPriorDeb(
       { commands: this.commands, root: this.root, stagingDir: this.stagingDir, signal: ctx.signal, log: ctx.log },
       id,
     );
     if (!found) {
-      if (!change.revertable) {
-        ctx.log.warn({ pkg: change.name, version: state.version, attempts }, 'no prior .deb; change is not revertable');
-        return { format: 1, name: change.name, prior, deb: null, takenAt };
+      if (!revertable) {
+        ctx.log.warn({ pkg: member.name, version: state.version, attempts }, 'no prior .deb; change is not revertable');
+        return { ...kept, deb: null };
       }
       throw new FleetError(
         ErrorCode.snapshotFailed,
-        `no verifiable .deb of ${change.name} ${state.version} to go back to`,
+        `no verifiable .deb of ${member.name} ${state.version} to go back to; tried: ${attempts.join('; ')}. To fix: ${CAPTURE_FIXES}`,
         { attempts },
       );
     }
@@ -256,157 +344,238 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
     } catch (err) {
       throw new FleetError(
         ErrorCode.snapshotFailed,
-        `cannot store the prior .deb: ${(err as Error).message}`,
+        `cannot store the prior .deb of ${member.name}: ${(err as Error).message}`,
         undefined,
-        {
-          cause: err,
-        },
+        { cause: err },
       );
     } finally {
       if (found.source !== 'apt-cache') await rm(found.file, { force: true });
     }
     const { sha256, size } = await sha256File(target);
-    ctx.log.info({ pkg: change.name, version: state.version, source: found.source, sha256 }, 'prior .deb captured');
-    return { format: 1, name: change.name, prior, deb: { file, sha256, size, source: found.source }, takenAt };
+    ctx.log.info({ pkg: member.name, version: state.version, source: found.source, sha256 }, 'prior .deb captured');
+    return { ...kept, deb: { file, sha256, size, source: found.source } };
   }
 
-  async apply(change: PackageChange, ctx: DriverContext): Promise<void> {
-    this.checkPolicy(change);
+  async apply(change: PackageChange, ctx: DriverContext, snapshot?: PackageSnapshot): Promise<void> {
+    const members = await this.targetsOf(change, snapshot, ErrorCode.applyFailed, ctx.signal);
+    this.checkPolicy(members);
     await this.requireLock(ErrorCode.blocked, ctx);
-    if (await this.isInstalledExactly(change.name, change.version, ctx.signal)) return;
+    const states = await this.statesOf(members, ctx.signal);
+    const pending = members.filter((m, i) => !isExactly(states[i] as PackageState, m.version));
+    if (pending.length === 0 && (await this.commands.audit(ctx.signal)) === '') return;
 
     await this.ensureStagingDir();
-    const deb = await this.downloadTarget(change, ctx);
-    if (ctx.signal.aborted) {
-      await rm(deb, { force: true });
-      throw new FleetError(ErrorCode.cancelled, 'cancelled before dpkg ran');
-    }
-    ctx.log.info({ pkg: change.name, version: change.version }, 'dpkg --install');
+    const debs: string[] = [];
     let result: CommandResult;
     try {
-      result = await this.commands.install(deb);
+      for (const member of pending) debs.push(await this.downloadTarget(member, ctx));
+      if (ctx.signal.aborted) throw new FleetError(ErrorCode.cancelled, 'cancelled before dpkg ran');
+      ctx.log.info({ packages: describeSet(pending) }, 'dpkg --install (one transaction)');
+      result = await this.commands.install(debs, ctx.runDir);
     } finally {
-      await rm(deb, { force: true });
+      await Promise.all(debs.map((deb) => rm(deb, { force: true })));
     }
-    await this.requireInstalled(change.name, change.version, ErrorCode.applyFailed, result, ctx.signal);
+    await this.requireAllInstalled(members, ErrorCode.applyFailed, result, ctx.signal);
   }
 
-  async verify(change: PackageChange, ctx: DriverContext): Promise<void> {
-    await this.requireInstalled(change.name, change.version, ErrorCode.verifyFailed, undefined, ctx.signal);
+  async verify(change: PackageChange, ctx: DriverContext, snapshot?: PackageSnapshot): Promise<void> {
+    const members = await this.targetsOf(change, snapshot, ErrorCode.verifyFailed, ctx.signal);
+    await this.requireAllInstalled(members, ErrorCode.verifyFailed, undefined, ctx.signal);
   }
 
-  async describe(change: PackageChange, ctx: DriverContext): Promise<DescribedState> {
-    const state = await this.commands.query(change.name, ctx.signal);
-    if (!state.installed) return { installed: false, configFiles: state.configFiles };
-    return { installed: true, version: state.version, architecture: state.architecture, status: state.status };
+  /** What the snapshot says the set is, for a result: each member from where to where, and its way back. */
+  describeSnapshot(raw: unknown, change: PackageChange): { packages: PackageMove[] } | undefined {
+    const read = readSnapshot(raw, singleTarget(change));
+    if (!read.ok) return undefined;
+    return {
+      packages: read.snapshot.members.map((m) => ({
+        name: m.name,
+        from: m.prior.installed ? m.prior.version : null,
+        to: m.target,
+        snapshot: m.deb ? m.deb.source : m.prior.installed ? 'none' : 'not-installed',
+      })),
+    };
   }
 
   /**
-   * Goes back to the snapshot: reinstalls the prior .deb (a downgrade, config files kept), or removes
-   * a package that was not installed. Works from a half-installed or half-configured package (a
-   * failed maintainer script, a killed dpkg): dpkg replays its own journal and the reinstall
-   * replaces whatever is there; if the audit is still not clean, one `dpkg --configure --pending`
-   * follows. Then the prior state must hold exactly, else `revert_failed`; nothing is retried.
+   * What a rehearsed revert must bring back: each member's installed version, architecture and dpkg
+   * status (or that it was not installed), keyed `<package>.<field>`. A source change is described by
+   * the binaries it resolves to on this host now.
+   */
+  async describe(change: PackageChange, ctx: DriverContext): Promise<DescribedState> {
+    const resolution = await this.resolve(change, ctx.signal);
+    const names = resolution.kind === 'set' ? resolution.members.map((m) => m.name) : [];
+    const described: DescribedState = {};
+    for (const name of names) {
+      const state = await this.commands.query(name, ctx.signal);
+      described[`${name}.installed`] = state.installed;
+      if (state.installed) {
+        described[`${name}.version`] = state.version;
+        described[`${name}.architecture`] = state.architecture;
+        described[`${name}.status`] = state.status;
+      }
+    }
+    return described;
+  }
+
+  /**
+   * Goes back to the snapshot, the whole set at once: reinstalls every member's prior .deb in one
+   * dpkg run (downgrades, config files kept), then removes the members that were not installed.
+   * Works from half-installed or half-configured packages (a failed maintainer script, a killed
+   * dpkg): the reinstall replaces whatever is there; if the audit is still not clean, one
+   * `dpkg --configure --pending` follows. Then every member must be at its prior state exactly,
+   * else `revert_failed`; nothing is retried. Last, the `.dpkg-dist`/`.dpkg-old` files dpkg wrote
+   * next to the members' conffiles are removed, so the conffiles are as they were before.
    */
   async restore(change: PackageChange, raw: PackageSnapshot, dir: string, ctx: DriverContext): Promise<void> {
-    const parsed = PackageSnapshotSchema.safeParse(raw);
-    if (!parsed.success) {
-      throw new FleetError(ErrorCode.revertFailed, 'snapshot record is invalid', { issues: parsed.error.issues });
-    }
-    const snap = parsed.data;
-    if (snap.name !== change.name) {
-      throw new FleetError(ErrorCode.revertFailed, `snapshot is of ${snap.name}, not ${change.name}`);
-    }
+    const read = readSnapshot(raw, singleTarget(change));
+    if (!read.ok) throw new FleetError(ErrorCode.revertFailed, read.reason);
+    const snap = read.snapshot;
     await this.requireLock(ErrorCode.revertFailed, ctx);
-    if (await this.isAtPrior(snap, ctx.signal)) return;
-
     const results: CommandResult[] = [];
-    if (!snap.prior.installed) {
-      const purge = !snap.prior.configFiles;
-      ctx.log.info({ pkg: snap.name, purge }, 'removing package that was not installed before');
-      results.push(await this.commands.remove(snap.name, purge));
-    } else {
-      if (!snap.deb) {
-        throw new FleetError(ErrorCode.revertFailed, `${snap.name} was changed without a prior .deb (not revertable)`);
-      }
-      await this.ensureStagingDir();
-      const staged = join(this.stagingDir, snap.deb.file);
-      try {
-        await durableCopy(join(dir, snap.deb.file), staged);
-        const { sha256 } = await sha256File(staged);
-        if (sha256 !== snap.deb.sha256) {
-          throw new FleetError(ErrorCode.revertFailed, 'snapshot .deb does not match its recorded sha256', {
-            expected: snap.deb.sha256,
-            actual: sha256,
-          });
-        }
-        ctx.log.info({ pkg: snap.name, version: snap.prior.version }, 'reinstalling prior .deb');
-        results.push(await this.commands.install(staged));
-      } catch (err) {
-        if (err instanceof FleetError) throw err;
+    if (!(await this.allAtPrior(snap.members, ctx.signal))) {
+      const states = await this.statesOf(snap.members, ctx.signal);
+      const away = snap.members.filter((m, i) => !isAtPrior(m, states[i] as PackageState));
+      const reinstall = away.filter((m) => m.prior.installed);
+      const notRevertable = reinstall.filter((m) => m.deb === null).map((m) => m.name);
+      if (notRevertable.length > 0) {
         throw new FleetError(
           ErrorCode.revertFailed,
-          `cannot stage the snapshot .deb: ${(err as Error).message}`,
-          undefined,
+          `${notRevertable.join(', ')} changed without a prior .deb (not revertable)`,
+        );
+      }
+      if (reinstall.length > 0) results.push(await this.reinstallPriors(reinstall, dir, ctx));
+      for (const purge of [false, true]) {
+        const remove = away.filter((m) => !m.prior.installed && m.prior.configFiles !== purge).map((m) => m.name);
+        if (remove.length === 0) continue;
+        ctx.log.info({ packages: remove, purge }, 'removing packages that were not installed before');
+        results.push(await this.commands.remove(remove, purge, ctx.runDir));
+      }
+      if ((await this.commands.audit(ctx.signal)) !== '') {
+        ctx.log.warn('audit not clean after revert; dpkg --configure --pending');
+        results.push(await this.commands.configurePending(ctx.runDir));
+      }
+      if (!(await this.allAtPrior(snap.members, ctx.signal))) {
+        const after = await this.statesOf(snap.members, ctx.signal);
+        const wrong = snap.members
+          .map((m, i) => ({ m, state: after[i] as PackageState }))
+          .filter(({ m, state }) => !isAtPrior(m, state))
+          .map(({ m, state }) => `${m.name} is ${describeState(state)}, was ${describePrior(m)}`);
+        const last = results.at(-1);
+        const dpkg = last ? explainDpkgRun(last) : undefined;
+        const what = wrong.length > 0 ? wrong.join('; ') : `dpkg --audit is not clean`;
+        throw new FleetError(
+          ErrorCode.revertFailed,
+          `not back at the prior state: ${what}${dpkg ? ` (${dpkg.summary})\n${dpkg.output}` : ''}`,
           {
-            cause: err,
+            audit: await this.commands.audit(ctx.signal),
+            commands: results.map((r) => ({ argv: r.argv, exit: describeExit(r), output: outputTail(r) })),
           },
         );
-      } finally {
-        await rm(staged, { force: true });
       }
     }
-    if ((await this.commands.audit(ctx.signal)) !== '') {
-      ctx.log.warn({ pkg: snap.name }, 'audit not clean after revert; dpkg --configure --pending');
-      results.push(await this.commands.configurePending());
+    for (const member of snap.members) {
+      const changed = await restoreLeftovers(this.root, member.conffiles, member.conffileLeftovers, dir);
+      if (changed.removed.length + changed.restored.length > 0) {
+        ctx.log.info({ pkg: member.name, ...changed }, 'conffile leftovers put back as they were before the change');
+      }
     }
-    if (await this.isAtPrior(snap, ctx.signal)) return;
+  }
 
-    const state = await this.commands.query(snap.name, ctx.signal);
-    throw new FleetError(ErrorCode.revertFailed, `${snap.name} is not back at its prior state`, {
-      prior: snap.prior,
-      state,
-      audit: await this.commands.audit(ctx.signal),
-      commands: results.map((r) => ({ argv: r.argv, exit: describeExit(r), output: outputTail(r) })),
-    });
+  /** One `dpkg --install` of the members' snapshot .debs, each staged and checked against its sha256 first. */
+  private async reinstallPriors(
+    members: readonly PackageMemberSnapshot[],
+    dir: string,
+    ctx: DriverContext,
+  ): Promise<CommandResult> {
+    await this.ensureStagingDir();
+    const staged: string[] = [];
+    try {
+      for (const member of members) {
+        if (!member.deb) continue;
+        const path = join(this.stagingDir, member.deb.file);
+        staged.push(path);
+        await durableCopy(join(dir, member.deb.file), path);
+        const { sha256 } = await sha256File(path);
+        if (sha256 !== member.deb.sha256) {
+          throw new FleetError(
+            ErrorCode.revertFailed,
+            `snapshot .deb of ${member.name} does not match its recorded sha256`,
+            { expected: member.deb.sha256, actual: sha256 },
+          );
+        }
+      }
+      ctx.log.info({ packages: members.map((m) => m.name) }, 'reinstalling the prior .debs (one transaction)');
+      return await this.commands.install(staged, ctx.runDir);
+    } catch (err) {
+      if (err instanceof FleetError) throw err;
+      throw new FleetError(
+        ErrorCode.revertFailed,
+        `cannot stage the snapshot .debs: ${(err as Error).message}`,
+        undefined,
+        { cause: err },
+      );
+    } finally {
+      await Promise.all(staged.map((path) => rm(path, { force: true })));
+    }
   }
 
   /**
-   * After a crash: deletes this package's leftover .deb files from the staging dir and, when dpkg
-   * was interrupted (a non-empty `updates/` journal, or `dpkg --audit` not clean), runs
-   * `dpkg --configure --pending` once so dpkg's own state is consistent again. It does not choose a
-   * version: whether to keep or revert the change is the executor's decision (restore). A dpkg that
-   * still fails is logged, not thrown; restore then reports it.
+   * After a crash: deletes leftover .deb files from the staging dir and, when dpkg was interrupted
+   * (a non-empty `updates/` journal, or `dpkg --audit` not clean), runs `dpkg --configure --pending`
+   * once so dpkg's own state is consistent again. It does not choose versions: whether to keep or
+   * revert the change is the executor's decision (restore). A dpkg that still fails is logged, not
+   * thrown; restore then reports it.
    */
-  async cleanup(change: PackageChange, ctx: DriverContext): Promise<void> {
-    await this.removeStaged(`${change.name}_`);
+  async cleanup(_change: PackageChange, ctx: DriverContext): Promise<void> {
+    await this.removeStaged('');
     const interrupted = await this.hasPendingJournal();
     const audit = await this.commands.audit(ctx.signal);
     if (!interrupted && audit === '') return;
     const lock = await this.commands.probeLock(this.lockTimeoutMs, ctx.signal);
     if (lock.held) {
-      ctx.log.warn({ pkg: change.name, detail: lock.detail }, 'dpkg is busy; leaving its state to its holder');
+      ctx.log.warn({ detail: lock.detail }, 'dpkg is busy; leaving its state to its holder');
       return;
     }
-    ctx.log.warn({ pkg: change.name, interrupted, audit }, 'dpkg was interrupted; dpkg --configure --pending');
+    ctx.log.warn({ interrupted, audit }, 'dpkg was interrupted; dpkg --configure --pending');
     const result = await this.commands.configurePending();
-    if (result.exitCode !== 0) {
-      ctx.log.warn({ pkg: change.name, output: outputTail(result) }, 'dpkg --configure --pending failed');
-    }
+    if (result.exitCode !== 0) ctx.log.warn({ output: outputTail(result) }, 'dpkg --configure --pending failed');
   }
 
-  private checkPolicy(change: PackageChange): void {
-    if (!DebianPackageNameSchema.safeParse(change.name).success) {
-      throw new FleetError(ErrorCode.policyDenied, `not a Debian package name: ${JSON.stringify(change.name)}`);
+  /**
+   * The set apply and verify act on: the one recorded by the snapshot when there is one (so a
+   * source change installs exactly what was snapshotted), else resolved now.
+   */
+  private async targetsOf(
+    change: PackageChange,
+    snapshot: PackageSnapshot | undefined,
+    code: ErrorCode,
+    signal: AbortSignal,
+  ): Promise<PackageMember[]> {
+    if (snapshot !== undefined) {
+      const read = readSnapshot(snapshot, singleTarget(change));
+      if (!read.ok) throw new FleetError(code, read.reason);
+      return read.snapshot.members.map((m) => ({ name: m.name, version: m.target }));
     }
-    for (const version of [change.version, change.expectedPriorVersion]) {
-      if (version === undefined || version === 'absent') continue;
-      if (!DebianVersionSchema.safeParse(version).success) {
-        throw new FleetError(ErrorCode.policyDenied, `not a Debian version: ${JSON.stringify(version)}`);
+    const resolution = await this.resolve(change, signal);
+    if (resolution.kind !== 'set') throw new FleetError(code, resolution.reason);
+    return resolution.members;
+  }
+
+  private checkPolicy(members: readonly PackageMember[]): void {
+    for (const member of members) {
+      if (!DebianPackageNameSchema.safeParse(member.name).success) {
+        throw new FleetError(ErrorCode.policyDenied, `not a Debian package name: ${JSON.stringify(member.name)}`);
       }
-    }
-    if (this.allowed && !this.allowed.has(change.name)) {
-      throw new FleetError(ErrorCode.policyDenied, `package ${change.name} is not in this agent's allowed packages`);
+      for (const version of [member.version, member.expectedPriorVersion]) {
+        if (version === undefined || version === 'absent') continue;
+        if (!DebianVersionSchema.safeParse(version).success) {
+          throw new FleetError(ErrorCode.policyDenied, `not a Debian version: ${JSON.stringify(version)}`);
+        }
+      }
+      if (this.allowed && !this.allowed.has(member.name)) {
+        throw new FleetError(ErrorCode.policyDenied, `package ${member.name} is not in this agent's allowed packages`);
+      }
     }
   }
 
@@ -417,58 +586,63 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
     }
   }
 
-  private async isInstalledExactly(name: string, version: string, signal: AbortSignal): Promise<boolean> {
-    const state = await this.commands.query(name, signal);
-    return state.installed && state.clean && state.version === version && (await this.commands.audit(signal)) === '';
+  private async statesOf(members: readonly { name: string }[], signal: AbortSignal): Promise<PackageState[]> {
+    const states: PackageState[] = [];
+    for (const member of members) states.push(await this.commands.query(member.name, signal));
+    return states;
   }
 
-  private async isAtPrior(snap: PackageSnapshot, signal: AbortSignal): Promise<boolean> {
-    const state = await this.commands.query(snap.name, signal);
-    const matches = snap.prior.installed
-      ? state.installed && state.clean && state.version === snap.prior.version
-      : !state.installed && state.configFiles === snap.prior.configFiles;
-    return matches && (await this.commands.audit(signal)) === '';
+  private async allAtPrior(members: readonly PackageMemberSnapshot[], signal: AbortSignal): Promise<boolean> {
+    const states = await this.statesOf(members, signal);
+    return (
+      members.every((m, i) => isAtPrior(m, states[i] as PackageState)) && (await this.commands.audit(signal)) === ''
+    );
   }
 
-  private async requireInstalled(
-    name: string,
-    version: string,
+  /** Every member cleanly at its target and dpkg's audit clean, else `code` with what dpkg said. */
+  private async requireAllInstalled(
+    members: readonly PackageMember[],
     code: ErrorCode,
     result: CommandResult | undefined,
     signal: AbortSignal,
   ): Promise<void> {
-    const state = await this.commands.query(name, signal);
+    const states = await this.statesOf(members, signal);
     const audit = await this.commands.audit(signal);
-    if (state.installed && state.clean && state.version === version && audit === '') return;
-    const why = result && result.exitCode !== 0 ? `dpkg ${describeExit(result)}` : 'dpkg finished';
-    throw new FleetError(code, `${why}, but ${name} is not cleanly installed at ${version}`, {
-      state,
+    const wrong = members.filter((m, i) => !isExactly(states[i] as PackageState, m.version));
+    if (wrong.length === 0 && audit === '') return;
+    const what =
+      wrong.length > 0
+        ? `not cleanly at the new version: ${wrong.map((m) => `${m.name} is ${describeState(states[members.indexOf(m)])}, not ${m.version}`).join('; ')}`
+        : `dpkg --audit is not clean: ${audit}`;
+    const dpkg = result ? explainDpkgRun(result) : undefined;
+    throw new FleetError(code, dpkg ? `${dpkg.summary}; ${what}\n${dpkg.output}` : what, {
+      states,
       audit,
       ...(result ? { output: outputTail(result) } : {}),
     });
   }
 
-  /** `apt-get download` of the exact target into the staging dir, verified by its control fields. */
-  private async downloadTarget(change: PackageChange, ctx: DriverContext): Promise<string> {
-    const prefix = `${change.name}_${change.version.replaceAll(':', '%3a')}_`;
+  /** `apt-get download` of one exact target into the staging dir, verified by its control fields. */
+  private async downloadTarget(member: PackageMember, ctx: DriverContext): Promise<string> {
+    const prefix = `${member.name}_${member.version.replaceAll(':', '%3a')}_`;
     await this.removeStaged(prefix);
-    let result = await this.commands.download(change.name, change.version, this.stagingDir, ctx.signal);
-    if (result.exitCode !== 0 && /not found|Unable to locate|Can't find a source/i.test(result.stderr)) {
-      await this.commands.updateIndexes(ctx.signal);
-      result = await this.commands.download(change.name, change.version, this.stagingDir, ctx.signal);
-    }
+    const result = await this.commands.download(member.name, member.version, this.stagingDir, ctx.signal);
     throwIfInterrupted(result);
     const file = (await readdir(this.stagingDir)).find((f) => f.startsWith(prefix) && f.endsWith('.deb'));
     if (result.exitCode !== 0 || file === undefined) {
-      throw new FleetError(ErrorCode.applyFailed, `cannot download ${change.name}=${change.version}`, {
-        output: outputTail(result),
-      });
+      throw new FleetError(
+        ErrorCode.applyFailed,
+        `cannot download ${member.name}=${member.version}: ${outputTail(result, 3)}`,
+        {
+          output: outputTail(result),
+        },
+      );
     }
     const path = join(this.stagingDir, file);
     const fields = await this.commands.debFields(path, ctx.signal);
-    if (fields?.package !== change.name || fields.version !== change.version) {
+    if (fields?.package !== member.name || fields.version !== member.version) {
       await rm(path, { force: true });
-      throw new FleetError(ErrorCode.applyFailed, `downloaded ${file} is not ${change.name} ${change.version}`, {
+      throw new FleetError(ErrorCode.applyFailed, `downloaded ${file} is not ${member.name} ${member.version}`, {
         fields,
       });
     }
@@ -502,14 +676,86 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
   }
 }
 
+/** The one-package change's name and version: what a format-1 snapshot record is read against. */
+function singleTarget(change: PackageChange): { name: string; version: string } | undefined {
+  return change.name !== undefined && change.version !== undefined
+    ? { name: change.name, version: change.version }
+    : undefined;
+}
+
+function isExactly(state: PackageState, version: string): boolean {
+  return state.installed && state.clean && state.version === version;
+}
+
+function isAtPrior(member: PackageMemberSnapshot, state: PackageState): boolean {
+  return member.prior.installed
+    ? state.installed && state.clean && state.version === member.prior.version
+    : !state.installed && state.configFiles === member.prior.configFiles;
+}
+
+function moveOf(member: PackageMember, state: PackageState | undefined): PackageMove {
+  return { name: member.name, from: state?.installed ? state.version : null, to: member.version };
+}
+
+function describeSet(members: readonly PackageMember[]): string {
+  return members.map((m) => `${m.name}=${m.version}`).join(' ');
+}
+
+function describeState(state: PackageState | undefined): string {
+  if (state === undefined) return 'unknown';
+  if (!state.installed) return state.configFiles ? 'removed (config files left)' : 'not installed';
+  return state.clean ? state.version : `${state.version} "${state.status}"`;
+}
+
+function describePrior(member: PackageMemberSnapshot): string {
+  if (member.prior.installed) return member.prior.version;
+  return member.prior.configFiles ? 'removed (config files left)' : 'not installed';
+}
+
+/**
+ * Why apt's plan for the set is refused, if it is: anything done to a package outside the set
+ * (installed, removed, upgraded, configured), a member removed, or a pending member not installed
+ * at its exact version.
+ */
+export function simulationRefusal(
+  actions: readonly PlannedAction[],
+  members: readonly PackageMember[],
+  pending: readonly PackageMember[],
+): string | undefined {
+  const inSet = new Set(members.map((m) => m.name));
+  const describe = (a: PlannedAction) => `${VERBS[a.action]} ${a.name}${a.version ? ` ${a.version}` : ''}`;
+  // apt plans `Inst x` then `Conf x`: one package, one change, named once.
+  const outside = actions.filter(
+    (a) =>
+      !inSet.has(a.name) && (a.action !== 'Conf' || !actions.some((b) => b.name === a.name && b.action !== 'Conf')),
+  );
+  if (outside.length > 0) {
+    return `apt would also change packages outside the set: ${outside.map(describe).join(', ')}; add them to the set (packages) or fix their dependencies first`;
+  }
+  const removed = actions.filter((a) => a.action === 'Remv' || a.action === 'Purg');
+  if (removed.length > 0) return `apt would remove members of the set: ${removed.map(describe).join(', ')}`;
+  const missing = pending.filter(
+    (m) => !actions.some((a) => a.action === 'Inst' && a.name === m.name && a.version === m.version),
+  );
+  if (missing.length > 0) return `apt does not plan to install ${describeSet(missing)}`;
+  return undefined;
+}
+
+const VERBS: Readonly<Record<PlannedAction['action'], string>> = {
+  Inst: 'install',
+  Remv: 'remove',
+  Purg: 'purge',
+  Conf: 'configure',
+};
+
 /** Why the installed state is not what the operator expected before the change, if it is not. */
-function priorDrift(change: PackageChange, state: PackageState): string | undefined {
-  const expected = change.expectedPriorVersion;
+function priorDrift(member: PackageMember, state: PackageState): string | undefined {
+  const expected = member.expectedPriorVersion;
   if (expected === undefined) return undefined;
   if (expected === 'absent') {
-    return state.installed ? `expected ${change.name} absent, found ${state.version} installed` : undefined;
+    return state.installed ? `expected ${member.name} absent, found ${state.version} installed` : undefined;
   }
-  if (!state.installed) return `expected ${change.name} ${expected}, found it not installed`;
-  if (state.version !== expected) return `expected ${change.name} ${expected}, found ${state.version}`;
+  if (!state.installed) return `expected ${member.name} ${expected}, found it not installed`;
+  if (state.version !== expected) return `expected ${member.name} ${expected}, found ${state.version}`;
   return undefined;
 }

@@ -1,50 +1,121 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, chmod, copyFile, open, readdir, readFile, rm } from 'node:fs/promises';
+import { access, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { DebianPackageNameSchema, DebianVersionSchema, Sha256Schema } from '@fleetpatch/shared';
+import {
+  DebianPackageNameSchema,
+  DebianVersionSchema,
+  MAX_PACKAGE_SET_MEMBERS,
+  Sha256Schema,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { outputTail } from '../process/command-runner.js';
+import { ConffilePathSchema, KeptLeftoverSchema } from './conffile-leftovers.js';
+import { durableCopy } from './durable-copy.js';
+
+export { durableCopy };
+
 import type { DpkgCommands } from './dpkg-commands.js';
 
 /** Where a verified prior .deb came from, in the order the driver tries them. */
 export const DebSources = ['apt-cache', 'apt-download', 'dpkg-repack'] as const;
 export type DebSource = (typeof DebSources)[number];
 
+const PriorSchema = z.discriminatedUnion('installed', [
+  z.object({ installed: z.literal(false), configFiles: z.boolean() }).strict(),
+  z
+    .object({
+      installed: z.literal(true),
+      version: DebianVersionSchema,
+      architecture: z.string().regex(/^[a-z0-9-]+$/),
+    })
+    .strict(),
+]);
+
+const SnapshotDebSchema = z
+  .object({
+    /** A file name inside the order's snapshot dir, never a path. */
+    file: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9+.~%_-]*\.deb$/),
+    sha256: Sha256Schema,
+    size: z.number().int().nonnegative(),
+    source: z.enum(DebSources),
+  })
+  .strict();
+
 /**
- * The apt driver's snapshot record, stored by the journal and re-validated by `restore`.
- * `prior.installed: false` means the package was not installed (then revert removes it; purges it
- * unless it had left config files behind). `deb: null` only for a change marked `revertable: false`.
+ * The snapshot record of one package of the set. `prior.installed: false` means the package was
+ * not installed (then revert removes it; purges it unless it had left config files behind).
+ * `deb: null` only for a change marked `revertable: false` or a member the change does not move.
+ * `conffileLeftovers` are the `.dpkg-dist`/`.dpkg-old` files next to its conffiles before the
+ * change, kept in the snapshot dir (conffile-leftovers.ts): the revert leaves them as they were.
+ */
+export const PackageMemberSnapshotSchema = z
+  .object({
+    name: DebianPackageNameSchema,
+    /** The version the change installs (resolved on the host for a source change). */
+    target: DebianVersionSchema,
+    prior: PriorSchema,
+    deb: SnapshotDebSchema.nullable(),
+    conffiles: z.array(ConffilePathSchema).max(10_000).default([]),
+    conffileLeftovers: z.array(KeptLeftoverSchema).max(20_000).default([]),
+  })
+  .strict();
+export type PackageMemberSnapshot = z.infer<typeof PackageMemberSnapshotSchema>;
+
+/**
+ * The apt driver's snapshot record, stored by the journal and re-validated by `restore`: the set
+ * as resolved on this host (what apply installs and verify checks) and how to take each member
+ * back. Format 1 (one package, from agents before package sets) is still read: see `readSnapshot`.
  */
 export const PackageSnapshotSchema = z
   .object({
-    format: z.literal(1),
-    name: DebianPackageNameSchema,
-    prior: z.discriminatedUnion('installed', [
-      z.object({ installed: z.literal(false), configFiles: z.boolean() }).strict(),
-      z
-        .object({
-          installed: z.literal(true),
-          version: DebianVersionSchema,
-          architecture: z.string().regex(/^[a-z0-9-]+$/),
-        })
-        .strict(),
-    ]),
-    deb: z
-      .object({
-        /** A file name inside the order's snapshot dir, never a path. */
-        file: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9+.~%_-]*\.deb$/),
-        sha256: Sha256Schema,
-        size: z.number().int().nonnegative(),
-        source: z.enum(DebSources),
-      })
-      .strict()
-      .nullable(),
+    format: z.literal(2),
+    /** The source package and version a source change named; null for an explicit set. */
+    source: z.object({ name: DebianPackageNameSchema, version: DebianVersionSchema }).strict().nullable(),
+    members: z.array(PackageMemberSnapshotSchema).min(1).max(MAX_PACKAGE_SET_MEMBERS),
     takenAt: z.string(),
   })
   .strict();
 export type PackageSnapshot = z.infer<typeof PackageSnapshotSchema>;
+
+/** The record older agents wrote: one package; its target is the change's `version`. */
+const PackageSnapshotV1Schema = z
+  .object({
+    format: z.literal(1),
+    name: DebianPackageNameSchema,
+    prior: PriorSchema,
+    deb: SnapshotDebSchema.nullable(),
+    takenAt: z.string(),
+  })
+  .strict();
+
+/**
+ * A journaled snapshot record of either format as a format-2 set, or why it cannot be read.
+ * `singleTarget` is the one-package change's version, for a format-1 record.
+ */
+export function readSnapshot(
+  raw: unknown,
+  singleTarget: { name: string; version: string } | undefined,
+): { ok: true; snapshot: PackageSnapshot } | { ok: false; reason: string } {
+  const current = PackageSnapshotSchema.safeParse(raw);
+  if (current.success) return { ok: true, snapshot: current.data };
+  const old = PackageSnapshotV1Schema.safeParse(raw);
+  if (!old.success) return { ok: false, reason: `snapshot record is invalid: ${z.prettifyError(current.error)}` };
+  if (singleTarget === undefined || singleTarget.name !== old.data.name) {
+    return { ok: false, reason: `snapshot is of ${old.data.name}, not of this change` };
+  }
+  const { name, prior, deb, takenAt } = old.data;
+  return {
+    ok: true,
+    snapshot: {
+      format: 2,
+      source: null,
+      members: [{ name, target: singleTarget.version, prior, deb, conffiles: [], conffileLeftovers: [] }],
+      takenAt,
+    },
+  };
+}
 
 export interface DebIdentity {
   name: string;
@@ -65,27 +136,6 @@ export async function sha256File(path: string): Promise<{ sha256: string; size: 
     size += (chunk as Buffer).length;
   }
   return { sha256: hash.digest('hex'), size };
-}
-
-/**
- * Copies `from` to `to` and makes it durable (fsync the file, then its directory), so a snapshot
- * that the journal points at survives a power cut.
- */
-export async function durableCopy(from: string, to: string, mode = 0o644): Promise<void> {
-  await copyFile(from, to);
-  await chmod(to, mode);
-  const file = await open(to, 'r');
-  try {
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  const dir = await open(join(to, '..'), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }
 
 /**
@@ -189,6 +239,10 @@ export async function findPriorDeb(
     attempts.push(`apt-get download: ${outputTail(download, 3)}`);
   }
 
+  if (!(await ctx.commands.hasProgram('dpkg-repack'))) {
+    attempts.push('dpkg-repack: not installed');
+    return { found: undefined, attempts };
+  }
   const before = new Set(await readdir(ctx.stagingDir));
   const repack = await ctx.commands.repack(id.name, ctx.stagingDir, ctx.signal);
   if (repack?.exitCode === 0) {
@@ -203,9 +257,41 @@ export async function findPriorDeb(
     }
     if (created.length === 0) attempts.push('dpkg-repack: produced no .deb');
   } else {
-    attempts.push(`dpkg-repack: ${repack ? outputTail(repack, 2) : 'not available'}`);
+    attempts.push(`dpkg-repack: ${repack ? outputTail(repack, 2) : 'could not be started'}`);
   }
   return { found: undefined, attempts };
+}
+
+/** What a person can do when no prior .deb can be captured; said by preflight and by snapshot_failed. */
+export const CAPTURE_FIXES =
+  "install dpkg-repack on the host (apt-get install dpkg-repack), put the installed version's .deb in apt's cache " +
+  '(Dir::Cache::archives), or set revertable: false in the patch to change it with no way back';
+
+/**
+ * Whether `findPriorDeb` would find a .deb of `id`, checked without writing anything: a verified
+ * file in apt's cache, a version apt can download (`--print-uris` fetches nothing), or dpkg-repack
+ * on the PATH. Preflight asks this so that an order it passes does not then fail its snapshot.
+ */
+export async function priorDebCapturable(
+  ctx: Omit<CaptureContext, 'stagingDir'>,
+  id: DebIdentity,
+): Promise<{ ok: true; via: DebSource } | { ok: false; attempts: string[] }> {
+  const attempts: string[] = [];
+  const archives = await ctx.commands.archivesDir(ctx.signal);
+  const cached = archives ? join(archives, debFileName(id)) : undefined;
+  if (cached !== undefined && (await exists(cached))) {
+    const md5sums = await readInstalledMd5sums(ctx.root, id);
+    const problem = await verifyDeb(ctx.commands, cached, id, md5sums, ctx.signal);
+    if (!problem) return { ok: true, via: 'apt-cache' };
+    attempts.push(`apt-cache ${cached}: ${problem}`);
+  } else {
+    attempts.push(`apt-cache: no ${debFileName(id)}`);
+  }
+  if (await ctx.commands.downloadable(id.name, id.version, ctx.signal)) return { ok: true, via: 'apt-download' };
+  attempts.push(`apt-get download: no configured source has ${id.name} ${id.version}`);
+  if (await ctx.commands.hasProgram('dpkg-repack')) return { ok: true, via: 'dpkg-repack' };
+  attempts.push('dpkg-repack: not installed');
+  return { ok: false, attempts };
 }
 
 async function exists(path: string): Promise<boolean> {

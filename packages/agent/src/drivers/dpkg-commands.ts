@@ -1,5 +1,8 @@
+import { access, constants } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ErrorCode, FleetError } from '@fleetpatch/shared';
 import { type CommandResult, describeExit, outputTail, runCommand } from '../process/command-runner.js';
+import { runDetached } from '../process/detached-run.js';
 
 /** Where dpkg and apt run and how; resolved once from `AptDriverOptions`. */
 export interface DpkgCommandConfig {
@@ -29,6 +32,22 @@ export interface PlannedAction {
   action: 'Inst' | 'Remv' | 'Purg' | 'Conf';
   name: string;
   version: string | undefined;
+}
+
+export interface NameVersion {
+  name: string;
+  version: string;
+}
+
+/** One version of a binary package as the apt indexes describe it. */
+export interface AptBinaryVersion {
+  name: string;
+  version: string;
+  architecture: string;
+  /** The source package it was built from (the `Source:` field, else its own name). */
+  source: string;
+  /** The source version (`Source: name (version)` for a binNMU and the like, else its own version). */
+  sourceVersion: string;
 }
 
 export type SimulationResult =
@@ -71,18 +90,28 @@ export class DpkgCommands {
     return [program, ...status, ...this.config.aptOptions];
   }
 
-  async run(
+  run(
     argv: readonly string[],
     opts: { signal?: AbortSignal; cwd?: string; timeoutMs?: number } = {},
   ): Promise<CommandResult> {
-    const full = [...this.config.commandPrefix, ...argv];
-    try {
-      return await runCommand(full, {
+    return this.started(argv, (full) =>
+      runCommand(full, {
         env: this.config.env,
         timeoutMs: opts.timeoutMs ?? this.config.commandTimeoutMs,
         ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-      });
+      }),
+    );
+  }
+
+  /** Runs `argv` behind the command prefix; a program that cannot start at all is an internal error. */
+  private async started(
+    argv: readonly string[],
+    start: (full: readonly string[]) => Promise<CommandResult>,
+  ): Promise<CommandResult> {
+    const full = [...this.config.commandPrefix, ...argv];
+    try {
+      return await start(full);
     } catch (err) {
       throw new FleetError(
         ErrorCode.internal,
@@ -91,6 +120,18 @@ export class DpkgCommands {
         { cause: err },
       );
     }
+  }
+
+  /**
+   * A dpkg run that changes the host. With `runDir` (an order's), it runs detached, its output and
+   * exit status in files there, so that it finishes even if the agent dies (see detached-run.ts);
+   * without, through `run` (tests of the driver alone).
+   */
+  private async runChanging(argv: readonly string[], runDir: string | undefined): Promise<CommandResult> {
+    if (runDir === undefined) return this.run(argv);
+    return this.started(argv, (full) =>
+      runDetached(full, runDir, { env: this.config.env, timeoutMs: this.config.commandTimeoutMs }),
+    );
   }
 
   /** `dpkg-query -W`: the installed version and status of `name`, or that it is not installed. */
@@ -130,13 +171,21 @@ export class DpkgCommands {
 
   /** The source package of `name=version` per the apt indexes (`Source:`, else the name); undefined if unknown. */
   async sourcePackageOf(name: string, version: string, signal: AbortSignal): Promise<string | undefined> {
-    const result = await this.run([...this.aptArgs('apt-cache'), 'show', `${name}=${version}`], { signal });
-    throwIfInterrupted(result);
-    if (result.exitCode !== 0) return undefined;
-    const stanza = result.stdout.split(/\n\n/)[0] ?? '';
-    if (!/^Package: /m.test(stanza)) return undefined;
-    const source = /^Source: ([a-z0-9][a-z0-9+.-]+)/m.exec(stanza)?.[1];
-    return source ?? name;
+    return (await this.aptVersionsOf(name, signal)).find((v) => v.version === version)?.source;
+  }
+
+  /** Whether `program` is an executable on the commands' PATH (dpkg-repack is optional). */
+  async hasProgram(program: string): Promise<boolean> {
+    for (const dir of (this.config.env.PATH ?? '').split(':')) {
+      if (dir === '') continue;
+      try {
+        await access(join(dir, program), constants.X_OK);
+        return true;
+      } catch {
+        // Not here.
+      }
+    }
+    return false;
   }
 
   /** `dpkg --audit`: empty when the database is consistent, else dpkg's explanation. */
@@ -168,8 +217,11 @@ export class DpkgCommands {
     return { held: false };
   }
 
-  /** `apt-get --simulate install name=version`: what apt would do, changing nothing. */
-  async simulateInstall(name: string, version: string, signal: AbortSignal): Promise<SimulationResult> {
+  /**
+   * `apt-get --simulate install a=v1 b=v2 …`: what apt would do to install the whole set at once,
+   * changing nothing (no lock is written to, no cache file either).
+   */
+  async simulateInstall(members: readonly NameVersion[], signal: AbortSignal): Promise<SimulationResult> {
     const result = await this.run(
       [
         ...this.aptArgs('apt-get'),
@@ -179,7 +231,7 @@ export class DpkgCommands {
         '--no-install-recommends',
         '--allow-downgrades',
         'install',
-        `${name}=${version}`,
+        ...members.map((m) => `${m.name}=${m.version}`),
       ],
       { signal },
     );
@@ -192,6 +244,30 @@ export class DpkgCommands {
       return { ok: false, versionUnknown, reason: explainAptFailure(result) };
     }
     return { ok: true, actions: parseSimulation(result.stdout) };
+  }
+
+  /**
+   * Every version of binary package `name` in the apt indexes, with the source package and source
+   * version each was built from (`apt-cache show`: read-only). Empty when apt knows no such package.
+   */
+  async aptVersionsOf(name: string, signal: AbortSignal): Promise<AptBinaryVersion[]> {
+    const result = await this.run([...this.aptArgs('apt-cache'), ...NO_CACHE_FILES, 'show', name], { signal });
+    throwIfInterrupted(result);
+    if (result.exitCode !== 0) return [];
+    return parseAptStanzas(result.stdout).filter((v) => v.name === name);
+  }
+
+  /**
+   * Whether apt could download `name=version` from a configured source: `apt-get download
+   * --print-uris` prints where it would fetch it from and fetches nothing.
+   */
+  async downloadable(name: string, version: string, signal: AbortSignal): Promise<boolean> {
+    const result = await this.run(
+      [...this.aptArgs('apt-get'), ...NO_CACHE_FILES, '-q', 'download', '--print-uris', `${name}=${version}`],
+      { signal },
+    );
+    throwIfInterrupted(result);
+    return result.exitCode === 0 && /^'[^']+' \S+\.deb /m.test(result.stdout);
   }
 
   /** `apt-get update`; only used when the target version is not in the indexes yet. */
@@ -258,21 +334,31 @@ export class DpkgCommands {
   }
 
   /**
-   * `dpkg --install` keeping the admin's config files (`--force-confdef --force-confold`). Not
-   * interrupted by the order's signal: a dpkg stopped half-way is exactly the state we avoid.
+   * `dpkg --install` of every file in one transaction, keeping the admin's config files
+   * (`--force-confdef --force-confold`). Not interrupted by the order's signal: a dpkg stopped
+   * half-way is exactly the state we avoid.
    */
-  install(debFile: string): Promise<CommandResult> {
-    return this.run([...this.dpkgArgs(), '--force-confdef', '--force-confold', '--install', debFile]);
+  install(debFiles: readonly string[], runDir?: string): Promise<CommandResult> {
+    return this.runChanging(
+      [...this.dpkgArgs(), '--force-confdef', '--force-confold', '--install', ...debFiles],
+      runDir,
+    );
   }
 
   /** `dpkg --remove`/`--purge`, also of a package left half-installed (`--force-remove-reinstreq`). */
-  remove(name: string, purge: boolean): Promise<CommandResult> {
-    return this.run([...this.dpkgArgs(), '--force-remove-reinstreq', purge ? '--purge' : '--remove', name]);
+  remove(names: readonly string[], purge: boolean, runDir?: string): Promise<CommandResult> {
+    return this.runChanging(
+      [...this.dpkgArgs(), '--force-remove-reinstreq', purge ? '--purge' : '--remove', ...names],
+      runDir,
+    );
   }
 
   /** `dpkg --configure --pending`: finishes what an interrupted dpkg left unpacked or half-configured. */
-  configurePending(): Promise<CommandResult> {
-    return this.run([...this.dpkgArgs(), '--force-confdef', '--force-confold', '--configure', '--pending']);
+  configurePending(runDir?: string): Promise<CommandResult> {
+    return this.runChanging(
+      [...this.dpkgArgs(), '--force-confdef', '--force-confold', '--configure', '--pending'],
+      runDir,
+    );
   }
 }
 
@@ -291,6 +377,26 @@ export function parseSimulation(stdout: string): PlannedAction[] {
     actions.push({ action, name, version });
   }
   return actions;
+}
+
+/** The stanzas of `apt-cache show` output: one per version apt knows, in the order apt prints them. */
+export function parseAptStanzas(stdout: string): AptBinaryVersion[] {
+  const versions: AptBinaryVersion[] = [];
+  for (const stanza of stdout.split(/\n\s*\n/)) {
+    const field = (key: string): string | undefined => new RegExp(`^${key}: *(.*)$`, 'm').exec(stanza)?.[1]?.trim();
+    const name = field('Package');
+    const version = field('Version');
+    if (!name || !version) continue;
+    const source = /^([a-z0-9][a-z0-9+.-]+)(?: \(([^)\s]+)\))?$/.exec(field('Source') ?? '');
+    versions.push({
+      name,
+      version,
+      architecture: field('Architecture') ?? '',
+      source: source?.[1] ?? name,
+      sourceVersion: source?.[2] ?? version,
+    });
+  }
+  return versions;
 }
 
 function explainAptFailure(result: CommandResult): string {

@@ -1,18 +1,43 @@
-import type { Change, DescribedState, ErrorCode } from '@fleetpatch/shared';
+import type { Change, DescribedState, ErrorCode, PackageMove } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 
 export interface DriverContext {
   /** Aborted when the order is cancelled or the agent stops; long commands must honour it. */
   signal: AbortSignal;
   log: Logger;
+  /**
+   * For a dry run: the longest a lock may be waited for, so that the answer (`blocked`, with the
+   * holder) arrives while the coordinator still listens. Absent: the driver's own lock timeout.
+   */
+  lockWaitMs?: number;
+  /**
+   * True only inside an apply order: its preflight may refresh what the host knows of available
+   * versions (`apt-get update`) when a target is unknown. A preflight order never changes the host.
+   */
+  mayRefreshIndexes?: boolean;
+  /**
+   * The order's directory for a dpkg run that changes the host: it runs detached with its pid,
+   * output and exit status there, so it finishes even if the agent dies, and a restarted agent
+   * waits for it before deciding anything (detached-run.ts). Unset outside orders (preflight, tests).
+   */
+  runDir?: string;
+}
+
+/** What a change resolved to on this host (package changes): shown by preflight, recorded in the result. */
+export interface ResolvedDetail {
+  packages?: PackageMove[];
 }
 
 /** What a dry run learns without changing anything. */
-export type PreflightVerdict =
+export type PreflightVerdict = (
   | { outcome: 'would_apply'; detail: string }
   | { outcome: 'already_applied'; detail: string }
   | { outcome: 'would_fail'; code: ErrorCode; detail: string }
-  | { outcome: 'blocked'; detail: string };
+  | { outcome: 'blocked'; detail: string }
+  /** Nothing on this host for the change to act on (a source package none of whose binaries is installed). */
+  | { outcome: 'not_applicable'; detail: string }
+) &
+  ResolvedDetail;
 
 /**
  * One kind of change (file, package). The executor drives every order through the same steps and
@@ -31,10 +56,13 @@ export interface Driver<C extends Change = Change, S = unknown> {
    * when it cannot: no apply without an escape hatch.
    */
   snapshot(change: C, dir: string, ctx: DriverContext): Promise<S>;
-  /** Makes the change. Must leave the host at the old or the new state, never between. */
-  apply(change: C, ctx: DriverContext): Promise<void>;
-  /** Confirms the change is in place exactly (sha256 / installed version). */
-  verify(change: C, ctx: DriverContext): Promise<void>;
+  /**
+   * Makes the change. Must leave the host at the old or the new state, never between. The executor
+   * passes the snapshot: what it recorded (a package set resolved on the host) is what is applied.
+   */
+  apply(change: C, ctx: DriverContext, snapshot?: S): Promise<void>;
+  /** Confirms the change is in place exactly (sha256 / installed versions). */
+  verify(change: C, ctx: DriverContext, snapshot?: S): Promise<void>;
   /** Puts the prior state back from the snapshot and confirms it. Throws `revert_failed`. */
   restore(change: C, snapshot: S, dir: string, ctx: DriverContext): Promise<void>;
   /**
@@ -45,4 +73,6 @@ export interface Driver<C extends Change = Change, S = unknown> {
   describe(change: C, ctx: DriverContext): Promise<DescribedState>;
   /** After a crash: removes leftovers of an interrupted apply or restore (temp files). Idempotent. */
   cleanup(change: C, ctx: DriverContext): Promise<void>;
+  /** What a journaled snapshot says the change resolved to, for the order's result; undefined if nothing to add. */
+  describeSnapshot?(snapshot: unknown, change: C): ResolvedDetail | undefined;
 }

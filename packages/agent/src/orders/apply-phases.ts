@@ -1,7 +1,16 @@
-import { type Change, ErrorCode, FleetError, type OrderApply, type RehearsalReport } from '@fleetpatch/shared';
+import {
+  type AfterChangeReport,
+  type Change,
+  ErrorCode,
+  FleetError,
+  type OrderApply,
+  type RehearsalReport,
+  UNHEALTHY_BEFORE_PATCH,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
 import { makeDirectoryDurably } from '../fs/atomic-file.js';
+import { failedRestarts } from '../services/after-change.js';
 import type { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, type OrderContext, type ResultDraft } from './order-context.js';
 import { rehearseRevert } from './rehearsal.js';
@@ -69,7 +78,10 @@ async function runPhases(
     });
     return;
   }
-  const driverCtx = ctx.driverContext(signal, log);
+  // An apply order may refresh apt's indexes in its preflight; a preflight order never does.
+  const driverCtx = { ...ctx.driverContext(signal, log, order.orderId), mayRefreshIndexes: true };
+  /** What the restarts after apply did, once they ran: reported with whatever the order ends in. */
+  let applied: AfterChangeReport | undefined;
   try {
     // Baseline: a host sick before the patch is not the patch's fault.
     if (order.health.checks.length > 0) {
@@ -81,7 +93,7 @@ async function runPhases(
           outcome: order.failIfUnhealthyBefore ? 'failed' : 'skipped',
           changed: false,
           errorCode: ErrorCode.healthFailed,
-          reason: 'unhealthy before patch',
+          reason: UNHEALTHY_BEFORE_PATCH,
           health: baseline.results,
         });
         return;
@@ -106,16 +118,22 @@ async function runPhases(
     ctx.checkpoint('apply:snapshotted');
     throwIfAborted(signal);
 
+    const rebootBefore = await ctx.rebootBefore(log);
     const applyAndVerify = async (message?: string) => {
       entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
       events.progress(order.orderId, 'applying', message);
       ctx.checkpoint('apply:applying');
-      await driver.apply(order.change, driverCtx);
+      await driver.apply(order.change, driverCtx, snapshot);
       ctx.checkpoint('apply:applied-before-journal');
       entry = await journal.update(entry, { phase: 'applied', changed: true }, ctx.now());
       events.progress(order.orderId, 'applied', message);
       ctx.checkpoint('apply:applied');
-      await driver.verify(order.change, driverCtx);
+      await driver.verify(order.change, driverCtx, snapshot);
+      // The patch's units restart onto the new code before health is judged; a restart that fails
+      // fails the apply (the snapshot is restored and the afterRevert units restarted).
+      applied = await ctx.afterChange(order.change, 'apply', rebootBefore, signal, log);
+      const restartTrouble = failedRestarts(applied);
+      if (restartTrouble) throw new FleetError(ErrorCode.applyFailed, restartTrouble);
 
       entry = await journal.update(entry, { phase: 'verifying' }, ctx.now());
       events.progress(order.orderId, 'verifying', message);
@@ -147,6 +165,7 @@ async function runPhases(
         errorCode: ErrorCode.healthFailed,
         reason: `${verdictAfter.reason}; left changed for inspection (autoRevert: none)`,
         health: verdictAfter.results,
+        ...(applied ? { afterChange: applied } : {}),
         ...rehearsed,
       });
       return;
@@ -156,19 +175,19 @@ async function runPhases(
       entry = await journal.update(entry, { phase: 'reverting' }, ctx.now());
       events.progress(order.orderId, 'reverting', verdictAfter.reason);
       ctx.checkpoint('apply:reverting');
-      await restoreAndFinish(
-        ctx,
-        entry,
-        driver,
-        driverCtx,
-        'failed',
-        ErrorCode.healthFailed,
-        verdictAfter.reason,
-        verdictAfter.results,
-      );
+      await restoreAndFinish(ctx, entry, driver, driverCtx, 'failed', ErrorCode.healthFailed, verdictAfter.reason, {
+        health: verdictAfter.results,
+        ...(applied ? { applied } : {}),
+      });
       return;
     }
-    await ctx.finish(entry, { outcome: 'healthy', changed: true, health: verdictAfter.results, ...rehearsed });
+    await ctx.finish(entry, {
+      outcome: 'healthy',
+      changed: true,
+      health: verdictAfter.results,
+      ...(applied ? { afterChange: applied } : {}),
+      ...rehearsed,
+    });
     options.bakes.startAfterHealthy(entry, driver, log);
   } catch (err) {
     const cancelled = signal.aborted;
@@ -186,10 +205,11 @@ async function runPhases(
       ctx,
       entry,
       driver,
-      ctx.driverContext(new AbortController().signal, log),
+      ctx.driverContext(new AbortController().signal, log, order.orderId),
       cancelled ? 'cancelled' : 'failed',
       code,
       reason,
+      applied ? { applied } : {},
     );
   }
 }
@@ -201,6 +221,11 @@ export function notEnabledReason(change: Change): string {
 
 /** What an order reports when its preflight stops it; null when it may go on. */
 function preflightRefusal(verdict: PreflightVerdict): ResultDraft | null {
+  const draft = preflightRefusalOf(verdict);
+  return draft && verdict.packages ? { ...draft, packages: verdict.packages } : draft;
+}
+
+function preflightRefusalOf(verdict: PreflightVerdict): ResultDraft | null {
   switch (verdict.outcome) {
     case 'would_apply':
       return null;
@@ -210,6 +235,8 @@ function preflightRefusal(verdict: PreflightVerdict): ResultDraft | null {
       return { outcome: 'failed', changed: false, errorCode: verdict.code, reason: verdict.detail };
     case 'blocked':
       return { outcome: 'failed', changed: false, errorCode: ErrorCode.blocked, reason: verdict.detail };
+    case 'not_applicable':
+      return { outcome: 'not_applicable', changed: false, reason: verdict.detail };
   }
 }
 

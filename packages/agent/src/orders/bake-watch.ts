@@ -132,11 +132,11 @@ export class BakeWatch {
         ctx,
         reverting,
         driver,
-        ctx.driverContext(new AbortController().signal, log),
+        ctx.driverContext(new AbortController().signal, log, order.orderId),
         'failed',
         ErrorCode.healthFailed,
         `during bake: ${verdict.reason}`,
-        verdict.results,
+        { health: verdict.results },
       );
     } finally {
       releaseTarget();

@@ -1,4 +1,5 @@
 import {
+  type AfterChangeReport,
   type Change,
   ErrorCode,
   type HealthCheckResult,
@@ -8,9 +9,10 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { Driver, DriverContext } from '../drivers/driver.js';
+import type { Driver, DriverContext, ResolvedDetail } from '../drivers/driver.js';
 import type { HealthRunner } from '../health/health-runner.js';
 import type { Journal, JournalEntry } from '../journal.js';
+import type { AfterChange, RebootState } from '../services/after-change.js';
 import { fitResult } from '../wire-fit.js';
 import { TargetLock } from './target-lock.js';
 
@@ -37,6 +39,8 @@ export interface OrderContextOptions {
    * main wires it to SIGKILL itself when `FLEETPATCH_TEST_CRASH_AT` names the checkpoint.
    */
   checkpoint?: (name: string) => void;
+  /** Restarts and the stale-library and reboot report after a change; absent: neither (unit tests). */
+  afterChange?: AfterChange;
 }
 
 /**
@@ -67,8 +71,31 @@ export class OrderContext {
     return this.options.drivers[change.kind] as Driver<Change, unknown> | undefined;
   }
 
-  driverContext(signal: AbortSignal, log: Logger): DriverContext {
-    return { signal, log };
+  /** The reboot flag before a change; undefined when it cannot be read (then only `.pkgs` can tell). */
+  async rebootBefore(log: Logger): Promise<RebootState | undefined> {
+    return this.options.afterChange?.rebootBefore().catch((err: unknown) => {
+      log.warn({ err }, 'cannot read the reboot flag');
+      return undefined;
+    });
+  }
+
+  /** The patch's units restarted after `when`, and what the host looks like then (see AfterChange). */
+  async afterChange(
+    change: Change,
+    when: 'apply' | 'revert',
+    before: RebootState | undefined,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<AfterChangeReport | undefined> {
+    return this.options.afterChange?.run(change, when, before, signal, log).catch((err: unknown) => {
+      log.error({ err }, 'after-change report failed');
+      return undefined;
+    });
+  }
+
+  /** `orderId`: the order that may change the host here; its dpkg runs keep their state in its directory. */
+  driverContext(signal: AbortSignal, log: Logger, orderId?: string): DriverContext {
+    return { signal, log, ...(orderId === undefined ? {} : { runDir: this.journal.runDir(orderId) }) };
   }
 
   checkpoint(name: string): void {
@@ -84,11 +111,18 @@ export class OrderContext {
     const body: OrderResultBody = {
       orderId: entry.orderId,
       finishedAt: this.finishedAt(entry.orderId),
+      ...this.resolvedDetail(entry),
       ...fitResult(result),
     };
     await this.journal.finish(entry, body, result.changed);
     this.checkpoint(`${entry.kind}:done`);
     this.events.result(body);
+  }
+
+  /** What the apply's snapshot says it resolved to (a package set on this host), for its result. */
+  private resolvedDetail(entry: JournalEntry): ResolvedDetail {
+    if (entry.kind !== 'apply' || entry.snapshot === undefined) return {};
+    return this.driverFor(entry.order.change)?.describeSnapshot?.(entry.snapshot, entry.order.change) ?? {};
   }
 
   /**

@@ -14,11 +14,16 @@ import { AgentPolicy } from '../policy/agent-policy.js';
 import { type JournalQuota, journalQuotaRefusal } from '../policy/journal-quota.js';
 import type { RefusalCounter } from '../policy/refusal-counter.js';
 import type { SignedAcceptance, SignedOrderCheck } from '../policy/signed-order-check.js';
+import { outputTail } from '../process/command-runner.js';
+import { settleRun } from '../process/detached-run.js';
 import { fitResult } from '../wire-fit.js';
 import { notEnabledReason, runApply } from './apply-phases.js';
 import { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, OrderContext, type OrderContextOptions } from './order-context.js';
 import { restoreAndFinish, revertApplyOrder } from './snapshot-restore.js';
+
+/** How long recovery waits for a dpkg run the previous agent left running (the apt driver's default command timeout). */
+const UNFINISHED_RUN_TIMEOUT_MS = 15 * 60_000;
 
 export type { DriverSet, ExecutorEvents } from './order-context.js';
 
@@ -96,6 +101,7 @@ export class OrderExecutor {
       if (entry.phase === 'done') continue;
       const log = this.ctx.log.child({ orderId: entry.orderId, phase: entry.phase });
       log.warn('recovering an order interrupted by a restart');
+      await this.settleDpkgRun(entry.orderId, log);
       if (entry.kind === 'revert') await this.runRevert(entry.orderId, entry.revertsOrderId, entry);
       else await this.recoverApply(entry, log);
     }
@@ -166,8 +172,10 @@ export class OrderExecutor {
       return;
     }
     if (!driver) return;
+    const driverCtx = this.ctx.driverContext(AbortSignal.timeout(120_000), this.ctx.log);
+    if (order.answerWithinMs !== undefined) driverCtx.lockWaitMs = lockWaitWithin(order.answerWithinMs);
     const verdict = await driver
-      .preflight(order.change, this.ctx.driverContext(AbortSignal.timeout(120_000), this.ctx.log))
+      .preflight(order.change, driverCtx)
       .catch((err: unknown) => ({ outcome: 'would_fail' as const, code: codeOf(err), detail: messageOf(err) }));
     events.result(
       fitResult({
@@ -176,6 +184,7 @@ export class OrderExecutor {
         outcome: verdict.outcome,
         reason: verdict.detail,
         ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
+        ...('packages' in verdict && verdict.packages ? { packages: verdict.packages } : {}),
       }),
     );
   }
@@ -310,11 +319,25 @@ export class OrderExecutor {
     }
   }
 
+  /**
+   * A dpkg run the order started survives the agent (detached-run.ts): before deciding anything,
+   * recovery lets it finish (or, past the apt command timeout, stops it), so what it looks at is
+   * the host as dpkg left it, never a dpkg still running.
+   */
+  private async settleDpkgRun(orderId: string, log: Logger): Promise<void> {
+    const run = await settleRun(this.ctx.journal.runDir(orderId), UNFINISHED_RUN_TIMEOUT_MS);
+    if (run === undefined) return;
+    log.warn(
+      { exitCode: run.exitCode, timedOut: run.timedOut, output: outputTail(run, 5) },
+      'the dpkg run the previous agent started has ended (it ran on without the agent)',
+    );
+  }
+
   /** An apply interrupted by a restart: back to its snapshot if it may have changed the host. */
   private async recoverApply(entry: ApplyEntry, log: Logger): Promise<void> {
     const { change } = entry.order;
     const driver = this.ctx.driverFor(change);
-    const driverCtx = this.ctx.driverContext(new AbortController().signal, log);
+    const driverCtx = this.ctx.driverContext(new AbortController().signal, log, entry.orderId);
     if (driver) await driver.cleanup(change, driverCtx).catch((err: unknown) => log.error({ err }, 'cleanup failed'));
     if (entry.snapshot === undefined) {
       // Whatever a snapshot interrupted by the restart left (a temp file, a copy the journal never
@@ -326,28 +349,33 @@ export class OrderExecutor {
       entry.phase === 'applied' ||
       entry.phase === 'verifying' ||
       entry.phase === 'reverting';
+    // One sentence the operator can act on: when it stopped, and where that left the host.
+    const stopped = `interrupted: the agent stopped (crash, kill or power loss) at ${entry.phase}`;
     if (!mayHaveChanged || entry.snapshot === undefined) {
       await this.ctx.finish(entry, {
         outcome: 'failed',
         changed: false,
-        errorCode: ErrorCode.internal,
-        reason: `agent restarted during ${entry.phase}; nothing was changed`,
+        errorCode: ErrorCode.interrupted,
+        reason: `${stopped}, before it changed anything; nothing was changed`,
       });
       return;
     }
-    await restoreAndFinish(
-      this.ctx,
-      entry,
-      driver,
-      driverCtx,
-      'failed',
-      ErrorCode.internal,
-      `agent restarted during ${entry.phase}; restored the snapshot`,
-    );
+    // restoreAndFinish ends the sentence: "…; reverted to the snapshot" (or why the restore failed).
+    await restoreAndFinish(this.ctx, entry, driver, driverCtx, 'failed', ErrorCode.interrupted, stopped);
   }
 
   private answerKnown(entry: JournalEntry): void {
     // Re-delivered id: answer with the recorded result; an order still running answers when it ends.
     if (entry.phase === 'done' && entry.result) this.ctx.events.result(entry.result);
   }
+}
+
+/**
+ * How long a dry run may wait for a lock when its answer is awaited for `answerWithinMs`: all but
+ * 5 s of it, or half of it when that is longer — the rest is for the other checks (dpkg --audit,
+ * apt's simulation) and the trip back, so a held lock is answered `blocked` with its holder, never
+ * left unanswered.
+ */
+export function lockWaitWithin(answerWithinMs: number): number {
+  return Math.max(answerWithinMs / 2, answerWithinMs - 5_000);
 }

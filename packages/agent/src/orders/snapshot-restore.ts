@@ -1,8 +1,15 @@
 import type { Change } from '@fleetpatch/shared';
-import { ErrorCode, type ErrorCode as ErrorCodeType, FleetError, type HealthCheckResult } from '@fleetpatch/shared';
+import {
+  type AfterChangeReport,
+  ErrorCode,
+  type ErrorCode as ErrorCodeType,
+  FleetError,
+  type HealthCheckResult,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Driver, DriverContext } from '../drivers/driver.js';
 import type { ApplyEntry, RevertEntry } from '../journal.js';
+import { failedRestarts, mergeReports } from '../services/after-change.js';
 import { messageOf, type OrderContext } from './order-context.js';
 import { targetOf } from './target-lock.js';
 
@@ -18,18 +25,25 @@ export async function restoreAndFinish(
   outcome: 'failed' | 'cancelled',
   code: ErrorCodeType,
   reason: string,
-  health?: HealthCheckResult[],
+  extra: { health?: HealthCheckResult[]; applied?: AfterChangeReport } = {},
 ): Promise<void> {
   const { change } = entry.order;
+  const { health } = extra;
   try {
     if (!driver) throw new FleetError(ErrorCode.revertFailed, `${change.kind} driver is not enabled`);
+    const before = await ctx.rebootBefore(driverCtx.log);
     await driver.restore(change, entry.snapshot, ctx.journal.snapshotDir(entry.orderId), driverCtx);
+    // The old code is back on disk: the services restart onto it (afterRevert) before the report.
+    const reverted = await ctx.afterChange(change, 'revert', before, driverCtx.signal, driverCtx.log);
+    const afterChange = mergeReports(extra.applied, reverted);
+    const restartTrouble = failedRestarts(reverted);
     await ctx.finish(entry, {
       outcome,
       changed: false,
       errorCode: code,
-      reason: `${reason}; reverted to the snapshot`,
+      reason: `${reason}; reverted to the snapshot${restartTrouble ? `, but ${restartTrouble}` : ''}`,
       ...(health ? { health } : {}),
+      ...(afterChange ? { afterChange } : {}),
     });
   } catch (err) {
     driverCtx.log.error({ err }, 'REVERT FAILED: the host may be between states; a human must look');
@@ -39,6 +53,7 @@ export async function restoreAndFinish(
       errorCode: ErrorCode.revertFailed,
       reason: `${reason}; revert failed: ${messageOf(err)}`,
       ...(health ? { health } : {}),
+      ...(extra.applied ? { afterChange: extra.applied } : {}),
     });
   }
 }
@@ -73,12 +88,20 @@ export async function revertApplyOrder(
   const releaseTarget = ctx.targets.hold(targetOf(change));
   try {
     if (!driver) throw new FleetError(ErrorCode.revertFailed, `${change.kind} driver is not enabled`);
-    const driverCtx = ctx.driverContext(new AbortController().signal, log);
+    const driverCtx = ctx.driverContext(new AbortController().signal, log, entry.orderId);
     await driver.cleanup(change, driverCtx);
+    const before = await ctx.rebootBefore(log);
     await driver.restore(change, target.snapshot, journal.snapshotDir(target.orderId), driverCtx);
     ctx.checkpoint('revert:restored');
     await journal.update(target, { changed: false }, ctx.now());
-    await ctx.finish(entry, { outcome: 'reverted', changed: false });
+    const afterChange = await ctx.afterChange(change, 'revert', before, driverCtx.signal, log);
+    const restartTrouble = failedRestarts(afterChange);
+    await ctx.finish(entry, {
+      outcome: 'reverted',
+      changed: false,
+      ...(restartTrouble ? { reason: `reverted, but ${restartTrouble}` } : {}),
+      ...(afterChange ? { afterChange } : {}),
+    });
   } catch (err) {
     log.error({ err }, 'REVERT FAILED: the host may be between states; a human must look');
     await ctx.finish(entry, {

@@ -23,7 +23,11 @@ export class TargetLock {
   }
 }
 
-/** What an order changes on the host: one file or one package. */
+/**
+ * What an order changes on the host: one file, or the dpkg database. Package orders go one at a
+ * time whatever packages they name: a set (a source change resolved on the host) may overlap any
+ * other, and dpkg runs one transaction at a time anyway.
+ */
 export function targetOf(change: Change): string {
-  return change.kind === 'file' ? `file ${change.path}` : `package ${change.name}`;
+  return change.kind === 'file' ? `file ${change.path}` : 'packages (the dpkg database)';
 }

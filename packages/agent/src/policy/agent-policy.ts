@@ -6,8 +6,11 @@ import {
   isNormalizedAbsolutePath,
   type OrderApply,
   type PackageChange,
+  type PackageMember,
+  packageTargetsOf,
   parseMode,
 } from '@fleetpatch/shared';
+import type { Resolution } from '../drivers/package-set.js';
 import { type AllowedCommand, isCommandAllowed } from './allowed-commands.js';
 import { AllowedDestinations, DEFAULT_ALLOWED_DESTINATIONS, type ResolveAll } from './allowed-destinations.js';
 import { hostPathRefusal } from './host-paths.js';
@@ -33,6 +36,13 @@ export interface AgentPolicyRules {
     /** Where `file` checks may look; default the file roots. */
     allowedFileRoots: readonly string[];
   };
+  services: {
+    /**
+     * The systemd units a patch may restart, each named exactly; default none. A restart is a short
+     * outage of that service (of sshd: of every new login), so only what the owner listed runs.
+     */
+    allowedUnits: readonly string[];
+  };
   /** Absent when package changes are not enabled. */
   apt?:
     | {
@@ -50,6 +60,8 @@ export interface PackageFacts {
   sourcePackageOf(name: string, version: string, signal: AbortSignal): Promise<string | undefined>;
   /** `dpkg --compare-versions a lt b`. */
   isLower(a: string, b: string, signal: AbortSignal): Promise<boolean>;
+  /** The set a package change means on this host (a source change resolved to its installed binaries). */
+  resolve(change: PackageChange, signal: AbortSignal): Promise<Resolution>;
 }
 
 export type PolicyVerdict = { ok: true } | { ok: false; code: typeof ErrorCode.policyDenied; reason: string };
@@ -73,6 +85,7 @@ export interface AgentPolicyConfig {
     allowedDestinations?: readonly string[] | undefined;
     allowedFileRoots?: readonly string[] | undefined;
   };
+  services?: { allowedUnits?: readonly string[] | undefined } | undefined;
   apt?:
     | {
         allowedPackages?: readonly string[] | undefined;
@@ -126,6 +139,7 @@ export class AgentPolicy {
         ),
         allowedFileRoots: config.health.allowedFileRoots ?? config.file.allowedRoots,
       },
+      services: { allowedUnits: config.services?.allowedUnits ?? [] },
       apt:
         config.apt === undefined
           ? undefined
@@ -152,6 +166,8 @@ export class AgentPolicy {
   }
 
   async checkChange(change: Change, signal: AbortSignal): Promise<PolicyVerdict> {
+    const restarts = this.checkRestarts(change);
+    if (!restarts.ok) return restarts;
     switch (change.kind) {
       case 'file': {
         const verdict = this.checkFileChange(change);
@@ -160,6 +176,16 @@ export class AgentPolicy {
       case 'package':
         return this.checkPackageChange(change, signal);
     }
+  }
+
+  /** Every unit the change would restart, after apply or after revert, must be listed in services.allowedUnits. */
+  checkRestarts(change: Change): PolicyVerdict {
+    const units = [...(change.restart?.afterApply ?? []), ...(change.restart?.afterRevert ?? [])];
+    const refused = units.filter((unit) => !this.rules.services.allowedUnits.includes(unit));
+    if (refused.length === 0) return OK;
+    return denied(
+      `restarting ${[...new Set(refused)].join(', ')} is not allowed on this agent (services.allowedUnits: ${this.rules.services.allowedUnits.join(', ') || 'none'})`,
+    );
   }
 
   checkFileChange(change: FileChange): PolicyVerdict {
@@ -180,18 +206,43 @@ export class AgentPolicy {
     return OK;
   }
 
+  /**
+   * Every package of the set must be allowed (by name, or by its source package) and none may go
+   * down unless downgrades are allowed. A source change is judged on the binaries it resolves to on
+   * this host; one that resolves to none (not applicable, or unknown to apt) moves nothing, so only
+   * its source name is judged, and the preflight then says why nothing happens.
+   */
   async checkPackageChange(change: PackageChange, signal: AbortSignal): Promise<PolicyVerdict> {
     const { apt } = this.rules;
     if (apt === undefined) return denied('package changes are not enabled on this agent (no apt section)');
-    const byName = apt.allowedPackages.includes(change.name);
+    const targets = packageTargetsOf(change);
+    let members: readonly PackageMember[];
+    if (targets.kind === 'members') members = targets.members;
+    else {
+      const resolution = await this.packageFacts?.resolve(change, signal);
+      if (resolution?.kind === 'set') members = resolution.members;
+      else if (apt.allowedSourcePackages.includes(targets.source) || resolution !== undefined) members = [];
+      else return denied(`source package ${targets.source} is not in apt.allowedSourcePackages`);
+    }
+    for (const member of members) {
+      const verdict = await this.checkPackageMember(member, signal);
+      if (!verdict.ok) return verdict;
+    }
+    return OK;
+  }
+
+  private async checkPackageMember(member: PackageMember, signal: AbortSignal): Promise<PolicyVerdict> {
+    const apt = this.rules.apt;
+    if (apt === undefined) return denied('package changes are not enabled on this agent (no apt section)');
+    const byName = apt.allowedPackages.includes(member.name);
     if (!byName) {
       const source =
         apt.allowedSourcePackages.length > 0
-          ? await this.packageFacts?.sourcePackageOf(change.name, change.version, signal)
+          ? await this.packageFacts?.sourcePackageOf(member.name, member.version, signal)
           : undefined;
       if (source === undefined || !apt.allowedSourcePackages.includes(source)) {
         return denied(
-          `package ${change.name} is not in apt.allowedPackages` +
+          `package ${member.name} is not in apt.allowedPackages` +
             (apt.allowedSourcePackages.length > 0
               ? ` and its source package (${source ?? 'unknown'}) is not in apt.allowedSourcePackages`
               : ''),
@@ -199,10 +250,10 @@ export class AgentPolicy {
       }
     }
     if (!apt.allowDowngrade && this.packageFacts !== undefined) {
-      const installed = await this.packageFacts.installedVersion(change.name, signal);
-      if (installed !== undefined && (await this.packageFacts.isLower(change.version, installed, signal))) {
+      const installed = await this.packageFacts.installedVersion(member.name, signal);
+      if (installed !== undefined && (await this.packageFacts.isLower(member.version, installed, signal))) {
         return denied(
-          `${change.name} ${change.version} is lower than the installed ${installed}: downgrades are refused (apt.allowDowngrade)`,
+          `${member.name} ${member.version} is lower than the installed ${installed}: downgrades are refused (apt.allowDowngrade)`,
         );
       }
     }

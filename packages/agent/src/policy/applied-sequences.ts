@@ -1,5 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { type Change, Sha256Schema, type StatementRefusal, StatementRefusalCode } from '@fleetpatch/shared';
+import {
+  type Change,
+  packageTargetsOf,
+  Sha256Schema,
+  type StatementRefusal,
+  StatementRefusalCode,
+} from '@fleetpatch/shared';
 import { z } from 'zod';
 import { writeAll, writeFileAtomically } from '../fs/atomic-file.js';
 
@@ -11,9 +17,18 @@ const AppliedSequencesSchema = z.record(
 );
 type Applied = z.infer<typeof AppliedSequencesSchema>;
 
-/** What a sequence is counted per: the file the change writes, or the package it installs. */
-export function sequenceKeyOf(change: Change): string {
-  return change.kind === 'file' ? `file:${change.path}` : `package:${change.name}`;
+/**
+ * What a sequence is counted per: the file the change writes, or each package of the set it
+ * installs. A source change is counted per source package (its binaries are only known on the
+ * host, after the signature check); an older signed set naming those binaries is still held back
+ * by the policy's downgrade rule (apt.allowDowngrade).
+ */
+export function sequenceKeysOf(change: Change): string[] {
+  if (change.kind === 'file') return [`file:${change.path}`];
+  const targets = packageTargetsOf(change);
+  return targets.kind === 'source'
+    ? [`package-source:${targets.source}`]
+    : targets.members.map((m) => `package:${m.name}`);
 }
 
 /**
@@ -49,32 +64,44 @@ export class AppliedSequences {
     return new AppliedSequences(dataDir, parsed.data);
   }
 
-  /** `replayed` (same sequence, same statement) or `rollback` (not above the last accepted) — or undefined. */
-  check(key: string, sequence: number, statementDigest: string): StatementRefusal | undefined {
-    const last = this.applied[key];
-    if (last === undefined || sequence > last.sequence) return undefined;
-    if (sequence === last.sequence && statementDigest === last.statementDigest) {
+  /**
+   * `replayed` (same sequence, same statement) or `rollback` (not above the last accepted) for the
+   * first of `keys` that refuses — or undefined when all accept.
+   */
+  check(keys: readonly string[], sequence: number, statementDigest: string): StatementRefusal | undefined {
+    for (const key of keys) {
+      const last = this.applied[key];
+      if (last === undefined || sequence > last.sequence) continue;
+      if (sequence === last.sequence && statementDigest === last.statementDigest) {
+        return {
+          ok: false,
+          code: StatementRefusalCode.replayed,
+          reason: `statement ${statementDigest.slice(0, 16)} was accepted for ${key} already`,
+        };
+      }
       return {
         ok: false,
-        code: StatementRefusalCode.replayed,
-        reason: `statement ${statementDigest.slice(0, 16)} was accepted for ${key} already`,
+        code: StatementRefusalCode.rollback,
+        reason: `sequence ${sequence} is not above ${last.sequence}, the last accepted for ${key}`,
       };
     }
-    return {
-      ok: false,
-      code: StatementRefusalCode.rollback,
-      reason: `sequence ${sequence} is not above ${last.sequence}, the last accepted for ${key}`,
-    };
+    return undefined;
   }
 
   /**
-   * Checks again and records at once (no await between them, so two orders for one key cannot both
-   * pass), then makes the record durable. Returns the refusal when another order got there first.
+   * Checks again and records every key at once (no await between them, so two orders for one key
+   * cannot both pass), then makes the record durable. Returns the refusal when another order got
+   * there first.
    */
-  async accept(key: string, sequence: number, statementDigest: string): Promise<StatementRefusal | undefined> {
-    const refusal = this.check(key, sequence, statementDigest);
+  async accept(
+    keys: readonly string[],
+    sequence: number,
+    statementDigest: string,
+  ): Promise<StatementRefusal | undefined> {
+    const refusal = this.check(keys, sequence, statementDigest);
     if (refusal) return refusal;
-    this.applied = { ...this.applied, [key]: { sequence, statementDigest } };
+    const recorded = Object.fromEntries(keys.map((key) => [key, { sequence, statementDigest }]));
+    this.applied = { ...this.applied, ...recorded };
     this.dirty = true;
     this.writing ??= this.flush().finally(() => {
       this.writing = null;

@@ -17,7 +17,7 @@ import {
   statementDigest,
   type TrustedKey,
 } from '@fleetpatch/shared';
-import { type AppliedSequences, sequenceKeyOf } from './applied-sequences.js';
+import { type AppliedSequences, sequenceKeysOf } from './applied-sequences.js';
 
 export interface SigningConfig extends SignaturePolicy {
   trustedKeys: TrustedKey[];
@@ -27,7 +27,8 @@ export interface SigningConfig extends SignaturePolicy {
 /** A signed order that passed every check but the last: its sequence is recorded once it is admitted. */
 export interface SignedAcceptance {
   ok: true;
-  key: string;
+  /** What the sequence is counted per: every package of a set, or the file (see sequenceKeysOf). */
+  keys: string[];
   sequence: number;
   statementDigest: string;
 }
@@ -71,7 +72,7 @@ export class SignedOrderCheck {
         'the order asks for a rehearsed revert and the signed statement does not allow one',
       );
     }
-    return this.checkSigned(statement, order.signed?.signatures ?? [], sequenceKeyOf(order.change), now);
+    return this.checkSigned(statement, order.signed?.signatures ?? [], sequenceKeysOf(order.change), now);
   }
 
   /**
@@ -98,12 +99,12 @@ export class SignedOrderCheck {
           `order ${applied.orderId} applied ${appliedDigest.slice(0, 16)}`,
       );
     }
-    return this.checkSigned(statement, order.signed?.signatures ?? [], sequenceKeyOf(applied.change), now);
+    return this.checkSigned(statement, order.signed?.signatures ?? [], sequenceKeysOf(applied.change), now);
   }
 
   /** Records the sequence (durably) unless another order for the same key got there first. */
   async accept(verdict: SignedAcceptance): Promise<StatementRefusal | undefined> {
-    return this.sequences.accept(verdict.key, verdict.sequence, verdict.statementDigest);
+    return this.sequences.accept(verdict.keys, verdict.sequence, verdict.statementDigest);
   }
 
   private parse(statement: unknown, kind: Statement['kind']): { ok: true; statement: Statement } | StatementRefusal {
@@ -123,7 +124,7 @@ export class SignedOrderCheck {
     return { ok: true, statement: parsed.data };
   }
 
-  private checkSigned(statement: Statement, signatures: readonly unknown[], key: string, now: Date): SignedVerdict {
+  private checkSigned(statement: Statement, signatures: readonly unknown[], keys: string[], now: Date): SignedVerdict {
     const { trustedKeys, requiredSignatures, requireRoles, clockSkewSeconds } = this.signing;
     const signed = checkSignatures(statement, signatures, trustedKeys, { requiredSignatures, requireRoles });
     if (!signed.ok) return signed;
@@ -132,9 +133,9 @@ export class SignedOrderCheck {
     const outside = targetRefusal(statement.target, this.hostId());
     if (outside) return outside;
     const digest = statementDigest(statement);
-    const stale = this.sequences.check(key, statement.sequence, digest);
+    const stale = this.sequences.check(keys, statement.sequence, digest);
     if (stale) return stale;
-    return { ok: true, key, sequence: statement.sequence, statementDigest: digest };
+    return { ok: true, keys, sequence: statement.sequence, statementDigest: digest };
   }
 }
 

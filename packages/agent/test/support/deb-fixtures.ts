@@ -83,6 +83,8 @@ export interface DebSpec {
   version: string;
   /** Default `all`. */
   architecture?: string;
+  /** The `Source:` field: the source package it is built from (`name`, or `name (version)` for a binNMU). */
+  source?: string;
   depends?: string;
   conflicts?: string;
   /** Plain files: absolute path inside the package → content. */
@@ -123,6 +125,7 @@ export async function buildDeb(spec: DebSpec, outDir: string): Promise<string> {
       `Package: ${spec.name}`,
       `Version: ${spec.version}`,
       `Architecture: ${arch}`,
+      ...(spec.source ? [`Source: ${spec.source}`] : []),
       'Maintainer: fleetpatch tests <tests@fleetpatch.invalid>',
       ...(spec.depends ? [`Depends: ${spec.depends}`] : []),
       ...(spec.conflicts ? [`Conflicts: ${spec.conflicts}`] : []),

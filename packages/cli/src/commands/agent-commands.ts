@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
 import { renderAgentDetail, renderAgents } from '../render-agents.js';
+import { renderHostPackages } from '../render-packages.js';
 
 export function addAgentCommands(program: Command, ctx: CliContext): void {
   program
@@ -16,7 +17,7 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
       else ctx.output.out(renderAgents(agents, ctx.now()));
     });
 
-  const agent = program.command('agent').description('one host: its history, or revoke its credential');
+  const agent = program.command('agent').description('one host: its history, its packages, or revoke its credential');
   agent
     .command('show')
     .description('one host: facts, labels (set by an admin and reported), and its part in recent rollouts')
@@ -26,6 +27,17 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
       const detail = await ctx.api().agentDetail(id);
       if (opts.json) writeJson(ctx.output, detail);
       else ctx.output.out(renderAgentDetail(detail, ctx.now()));
+    });
+
+  agent
+    .command('packages')
+    .description("one host's installed packages, as its agent last reported them, and how current that is")
+    .argument('<id>', 'host id')
+    .option('--json', 'print the raw JSON')
+    .action(async (id: string, opts: JsonFlag) => {
+      const packages = await ctx.api().hostPackages(id);
+      if (opts.json) writeJson(ctx.output, packages);
+      else ctx.output.out(renderHostPackages(packages, ctx.now()));
     });
 
   agent

@@ -6,12 +6,13 @@ import { writeJson } from '../cli-output.js';
 import { readJsonInput } from '../json-input.js';
 import { validatePatchSpec, validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
-import { renderPreflight, renderRolloutList } from '../render-rollouts.js';
+import { preflightExitCode, renderPreflight, renderRolloutList } from '../render-rollouts.js';
 import { renderStatus } from '../render-status.js';
 import { SUCCESSFUL_ROLLOUT_STATES } from '../rollout-final-states.js';
 import {
   AUTO_REVERT_CHOICES,
   buildRolloutRequest,
+  parseExposedTo,
   parseFailureBudget,
   parseHosts,
   parseLabels,
@@ -79,7 +80,9 @@ export function addRolloutCommands(program: Command, ctx: CliContext, keys: () =
 
   rollout
     .command('preflight')
-    .description('dry run: every target host checks the preconditions and says what it would do')
+    .description(
+      'dry run: every target host checks the preconditions and says what it would do; exit 3 when one would fail or is blocked, 4 when one did not answer',
+    )
     .argument('<id>', 'rollout id')
     .option('--timeout <seconds>', 'how long to wait for the agents (1-600)', parseSeconds, 30)
     .option('--json', 'print the raw JSON')
@@ -87,6 +90,7 @@ export function addRolloutCommands(program: Command, ctx: CliContext, keys: () =
       const preflight = await ctx.api().preflight(id, opts.timeout);
       if (opts.json) writeJson(ctx.output, preflight);
       else ctx.output.out(renderPreflight(preflight));
+      ctx.setExitCode(preflightExitCode(preflight));
     });
 
   rollout
@@ -118,6 +122,11 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
     )
     .option('--hosts <a,b,...>', 'target: exactly these host ids', parseHosts)
     .option('--all', 'target: every registered host')
+    .option(
+      '--exposed-to <source=fixed>',
+      'target (or narrow the target to) the hosts whose inventory has a binary of the source below the fixed version, e.g. openssl=3.0.15-1~deb12u1; frozen at start',
+      parseExposedTo,
+    )
     .option('--waves <steps>', 'wave sizes: host counts and percentages, e.g. 1,10%,50%,100%', parseWaves)
     .option('--max-parallel <n>', 'hosts of one wave in flight at once', parseWholeNumber)
     .option(
@@ -127,6 +136,12 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
     )
     .option('--bake <seconds>', 'wait this long, health still watched, after each wave', parseSeconds)
     .addOption(new Option('--auto-revert <scope>', 'what goes back when things fail').choices([...AUTO_REVERT_CHOICES]))
+    .addOption(
+      new Option(
+        '--stale-services <mode>',
+        'a host whose services still run the old library after the change: report it, or count it as failed',
+      ).choices(['report', 'fail']),
+    )
     .option('--approvals <n>', 'approvals needed before it may start (0-10)', parseWholeNumber)
     .option('--draft', 'create as a draft: plan and dry-run it, then `rollout submit` it for approval')
     .option(

@@ -7,6 +7,8 @@ export interface AgentChannel {
   /** Sends when the agent is connected and returns true; false otherwise (the order waits in the store). */
   send(agentId: string, message: CoordinatorMessage): boolean;
   isOnline(agentId: string): boolean;
+  /** The protocol version agreed with the agent's live connection; undefined while it has none. */
+  protocolVersionOf(agentId: string): number | undefined;
 }
 
 /** The engine only reads the time: the shared `Clock`, of which a test's fake need only give `now`. */

@@ -1,4 +1,5 @@
-import type { HostRunState } from '@fleetpatch/shared';
+import type { HostChanged, HostRunState } from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
 
 /** Host runs with an order out that has not finished. */
 export const IN_FLIGHT_HOST_STATES: readonly HostRunState[] = [
@@ -14,6 +15,7 @@ export const TERMINAL_HOST_STATES: ReadonlySet<HostRunState> = new Set([
   'failed',
   'timed_out',
   'skipped',
+  'not_applicable',
   'cancelled',
   'reverted',
   'revert_failed',
@@ -30,7 +32,15 @@ export const HOST_PHASE_ORDER: Readonly<Partial<Record<HostRunState, number>>> =
 };
 
 /** Where an apply order's result (or the deadline) takes a host that had it in flight. */
-const APPLY_ENDS = ['healthy', 'failed', 'skipped', 'cancelled', 'revert_failed', 'timed_out'] as const;
+const APPLY_ENDS = [
+  'healthy',
+  'failed',
+  'skipped',
+  'not_applicable',
+  'cancelled',
+  'revert_failed',
+  'timed_out',
+] as const;
 
 /**
  * Every legal host-run transition, in one table (the rollout's is `ROLLOUT_TRANSITIONS`);
@@ -53,6 +63,8 @@ export const HOST_RUN_TRANSITIONS: Readonly<Record<HostRunState, readonly HostRu
   failed: ['queued', 'reverting'],
   timed_out: ['queued', 'reverting'],
   skipped: ['queued', 'reverting'],
+  // Nothing was changed, so nothing to revert; a retry asks the host again (it may have the package now).
+  not_applicable: ['queued'],
   cancelled: ['queued', 'reverting'],
   reverting: ['reverted', 'revert_failed'],
   // A late apply result showed the host changed after all: a whole-rollout revert sends it another.
@@ -63,4 +75,14 @@ export const HOST_RUN_TRANSITIONS: Readonly<Record<HostRunState, readonly HostRu
 
 export function canTransitionHostRun(from: HostRunState, to: HostRunState): boolean {
   return HOST_RUN_TRANSITIONS[from].includes(to);
+}
+
+/**
+ * What the views say a host carries: what its agent last reported, except for a host timed out
+ * with an order out that has not answered — the agent may have died mid-dpkg, so "no" would be a
+ * guess. Unknown until its result (or a hello that does not list the order) arrives.
+ */
+export function reportedChange(run: Pick<HostRunRecord, 'state' | 'answered' | 'orderId' | 'changed'>): HostChanged {
+  if (run.state === 'timed_out' && !run.answered && run.orderId !== null) return 'unknown';
+  return run.changed;
 }

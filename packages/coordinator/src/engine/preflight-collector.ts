@@ -1,4 +1,11 @@
-import type { Change, CoordinatorMessage, OrderResultBody, PreflightAnswer } from '@fleetpatch/shared';
+import {
+  type Change,
+  type CoordinatorMessage,
+  ErrorCode,
+  type OrderResultBody,
+  type PreflightAnswer,
+  protocolGapOf,
+} from '@fleetpatch/shared';
 import type { AgentChannel } from './engine-interfaces.js';
 import { newId } from './ids.js';
 
@@ -50,13 +57,24 @@ export class PreflightCollector {
       outcome: result.outcome,
       reason: result.reason ?? null,
       errorCode: result.errorCode ?? null,
+      ...(result.packages ? { packages: result.packages } : {}),
     });
     return true;
   }
 
   private ask(hostId: string, change: Change, timeoutMs: number): Promise<PreflightAnswer> {
+    // Not asked at all: an agent too old for the change would refuse the order (see change-protocol.ts).
+    const gap = protocolGapOf(change, this.channel.protocolVersionOf(hostId));
+    if (gap !== undefined) {
+      return Promise.resolve({
+        hostId,
+        outcome: 'incompatible',
+        reason: gap,
+        errorCode: ErrorCode.preconditionFailed,
+      });
+    }
     const orderId = newId(PREFLIGHT_ORDER_PREFIX.slice(0, -1));
-    const message: CoordinatorMessage = { type: 'order.preflight', orderId, change };
+    const message: CoordinatorMessage = { type: 'order.preflight', orderId, change, answerWithinMs: timeoutMs };
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(orderId);

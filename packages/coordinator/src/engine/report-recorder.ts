@@ -5,8 +5,10 @@ import {
   type OrderResultBody,
   orderRefusalCodeOf,
   type Patch,
+  protocolGapOf,
 } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
+import { failTooOld } from './agent-too-old.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
@@ -25,7 +27,7 @@ export type AgentReport =
 
 type InFlightPhase = 'delivered' | 'snapshotted' | 'applying' | 'verifying';
 /** What an apply result makes of a host that had the order in flight. */
-type ApplyEnd = 'healthy' | 'failed' | 'skipped' | 'cancelled' | 'revert_failed';
+type ApplyEnd = 'healthy' | 'failed' | 'skipped' | 'not_applicable' | 'cancelled' | 'revert_failed';
 
 const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> = {
   accepted: 'delivered',
@@ -105,13 +107,15 @@ export class ReportRecorder {
       if (run.state !== 'reverting' && run.orderId && !reported.has(run.orderId)) {
         const rollout = store.rollouts.get(run.rolloutId);
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
-          sendApply(
-            channel,
-            rollout,
-            run,
-            store.patches.get(rollout.patchId) as Patch,
-            signedApplyOf(store, rollout.id),
-          );
+          const patch = store.patches.get(rollout.patchId) as Patch;
+          // Dispatched while the agent was away, and it came back speaking a protocol too old for the change.
+          const gap = protocolGapOf(patch.change, channel.protocolVersionOf(agentId));
+          if (gap !== undefined) {
+            store.transaction(() => failTooOld(this.deps, run, gap));
+            this.deps.markDirty(run.rolloutId);
+            continue;
+          }
+          sendApply(channel, rollout, run, patch, signedApplyOf(store, rollout.id));
         }
       }
     }
@@ -206,6 +210,10 @@ export class ReportRecorder {
     }
     const isRevert = run.revertOrderId === result.orderId;
     const health = result.health ?? null;
+    const afterChange = result.afterChange ?? null;
+    // What a package change resolved to on the host; kept with the run and put in the audit trail.
+    const packages = result.packages ?? null;
+    const resolved = packages ? { packages } : {};
     const error = { errorCode: result.errorCode ?? null, reason: result.reason ?? null };
     if (isRevert) {
       // A revert given up on (no answer in time) that reports success after all is recorded; any other
@@ -223,9 +231,10 @@ export class ReportRecorder {
           to,
           changed: refused ? run.changed : result.changed,
           finishedAt: clock.now(),
+          afterChange,
           ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
         },
-        { actor: agentId, data: { ...error } },
+        { actor: agentId, data: { ...error, ...(afterChange ? { afterChange } : {}) } },
       );
       if (!lateSuccess) auditOrderRefusal(this.deps, agentId, run, result, 'revert');
       if (lateSuccess) this.reverts.reopenFailedRevert(run.rolloutId);
@@ -233,6 +242,7 @@ export class ReportRecorder {
       return true;
     }
     // Whatever it says, the current order has answered: a timed-out host may now be retried.
+    const firstAnswer = !run.answered;
     store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     // Its first answer (a late one after a timeout included; not a repeat, nor a bake-time report).
     if (!run.answered) auditOrderRefusal(this.deps, agentId, run, result, 'apply');
@@ -250,26 +260,32 @@ export class ReportRecorder {
             countedFailure: true,
             finishedAt: clock.now(),
             health,
+            packages,
             ...error,
           },
           { actor: agentId, data: { ...error, during: 'bake' } },
         );
-      } else if (run.changed !== result.changed && run.state !== 'reverting') {
-        // Not a transition: the host stays where it is, and only what it carries is corrected.
-        store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
-        store.appendEvent(
-          {
-            rolloutId: run.rolloutId,
-            hostId: run.hostId,
-            actor: agentId,
-            type: 'host.late_result',
-            fromState: run.state,
-            toState: run.state,
-            data: { outcome: result.outcome, changed: result.changed },
-          },
-          isoNow(clock),
-        );
-        if (result.changed) this.reverts.reopenRevert(run.rolloutId);
+      } else {
+        // Not a transition: the host stays where it is, and only what it carries is corrected. The
+        // first answer of a timed-out order is recorded even when it changes nothing here: it is
+        // the agent's account of what became of the host (restored its snapshot after a restart…).
+        const corrects = run.changed !== result.changed && run.state !== 'reverting';
+        if (corrects) store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
+        if (corrects || firstAnswer) {
+          store.appendEvent(
+            {
+              rolloutId: run.rolloutId,
+              hostId: run.hostId,
+              actor: agentId,
+              type: 'host.late_result',
+              fromState: run.state,
+              toState: run.state,
+              data: { outcome: result.outcome, changed: result.changed, ...error },
+            },
+            isoNow(clock),
+          );
+        }
+        if (corrects && result.changed) this.reverts.reopenRevert(run.rolloutId);
       }
       this.deps.markDirty(run.rolloutId);
       return true;
@@ -277,25 +293,55 @@ export class ReportRecorder {
     const rollout = store.rollouts.get(run.rolloutId);
     let state = applyOutcomeToState(result.outcome);
     const rehearsal = result.rehearsal ?? null;
+    let rehearsalError: { errorCode: string; reason: string } | undefined;
     // A canary asked to rehearse its revert that says healthy without a rehearsal that passed (an
     // agent too old to know the flag drops it) has not shown that its revert works: it fails.
     if (state === 'healthy' && rollout && rehearsesRevert(rollout, run) && rehearsal?.ok !== true) {
       state = 'failed';
-      error.errorCode = ErrorCode.rehearsalFailed;
-      error.reason =
-        rehearsal === null
-          ? 'asked to rehearse its revert, the agent reported no rehearsal (an agent older than rehearsed reverts?)'
-          : `the rehearsal did not pass: ${rehearsal.reason ?? 'no reason given'}`;
+      rehearsalError = {
+        errorCode: ErrorCode.rehearsalFailed,
+        reason:
+          rehearsal === null
+            ? 'asked to rehearse its revert, the agent reported no rehearsal (an agent older than rehearsed reverts?)'
+            : `the rehearsal did not pass: ${rehearsal.reason ?? 'no reason given'}`,
+      };
     }
+    // Healthy, but a service still runs the old library: with staleServices `fail`, the fix has not
+    // taken effect there, and the host counts as failed (it keeps the change; autoRevert decides).
+    const staleUnits = result.afterChange?.staleUnits ?? [];
+    const stale =
+      state === 'healthy' && rollout?.request.staleServices === 'fail' && staleUnits.length > 0
+        ? { errorCode: ErrorCode.verifyFailed, reason: `services still on the old library: ${staleUnits.join(', ')}` }
+        : undefined;
+    if (stale) state = 'failed';
+    const outcomeError = rehearsalError ?? stale ?? error;
     const countedFailure = state === 'failed' || state === 'revert_failed';
     transitionHostRun(
       this.deps,
       run,
-      { to: state, changed: result.changed, countedFailure, finishedAt: clock.now(), health, rehearsal, ...error },
-      // The health results (which check, what it saw) and the rehearsal go into the audit trail with the outcome.
+      {
+        to: state,
+        changed: result.changed,
+        countedFailure,
+        finishedAt: clock.now(),
+        health,
+        afterChange,
+        packages,
+        rehearsal,
+        ...outcomeError,
+      },
+      // The health results (which check, what it saw), what followed the change and the resolved
+      // packages go into the audit trail with the outcome.
       {
         actor: agentId,
-        data: { ...error, changed: result.changed, ...(health ? { health } : {}), ...(rehearsal ? { rehearsal } : {}) },
+        data: {
+          ...outcomeError,
+          changed: result.changed,
+          ...(health ? { health } : {}),
+          ...(afterChange ? { afterChange } : {}),
+          ...resolved,
+          ...(rehearsal ? { rehearsal } : {}),
+        },
       },
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
@@ -321,6 +367,8 @@ function applyOutcomeToState(outcome: OrderResultBody['outcome']): ApplyEnd {
       return 'healthy';
     case 'skipped':
       return 'skipped';
+    case 'not_applicable':
+      return 'not_applicable';
     case 'cancelled':
       return 'cancelled';
     case 'revert_failed':

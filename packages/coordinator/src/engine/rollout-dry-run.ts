@@ -1,4 +1,4 @@
-import { type Clock, isoAt, type PreflightResult } from '@fleetpatch/shared';
+import { type Clock, isoAt, isRevertable, type PreflightResult } from '@fleetpatch/shared';
 import type { Store } from '../store/store.js';
 import type { PreflightCollector } from './preflight-collector.js';
 import type { RolloutView } from './rollout-view.js';
@@ -33,6 +33,6 @@ export class RolloutDryRun {
     store.transaction(() =>
       store.appendEvent({ rolloutId, actor, type: 'rollout.preflight', data: { summary } }, isoAt(clock)),
     );
-    return { rolloutId, summary, results };
+    return { rolloutId, revertable: isRevertable(patch.change), summary, results };
   }
 }

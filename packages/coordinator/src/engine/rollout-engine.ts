@@ -5,7 +5,9 @@ import {
   ErrorCode,
   FleetError,
   type Hello,
+  isRevertable,
   type MaintenanceWindow,
+  NOT_REVERTABLE_NOTE,
   type OrderProgress,
   type OrderResultBody,
   type RevertSignatureRequest,
@@ -29,6 +31,7 @@ import type {
   WaveGate,
   WindowWatcher,
 } from './engine-interfaces.js';
+import { resolveFleetTarget } from './fleet-target.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
@@ -39,7 +42,7 @@ import { RevertRunner } from './revert-runner.js';
 import { RolloutSigning } from './rollout-signing.js';
 import { assertVerb, VERB_TRANSITIONS } from './rollout-states.js';
 import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
-import { resolveTarget, unknownHostIds } from './target-resolver.js';
+import { unknownHostIds } from './target-resolver.js';
 import { WaveAdvancer } from './wave-advancer.js';
 
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
@@ -168,6 +171,9 @@ export class RolloutEngine {
       );
     }
     if (request.window) this.validateWindow(request.window);
+    if (!isRevertable(patch.change) && (request.autoRevert === 'wave' || request.autoRevert === 'rollout')) {
+      throw invalidField('body.autoRevert', `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`);
+    }
     const unknown = unknownHostIds(request.target, this.store.agents.list());
     if (unknown.length > 0) {
       throw new FleetError(ErrorCode.validationFailed, `unknown host ids: ${unknown.join(', ')}`, {
@@ -257,16 +263,18 @@ export class RolloutEngine {
         );
       }
       assertVerb(id, rollout.state, 'start');
-      const { hosts, unsigned } = this.signing.signedHosts(
-        rollout,
-        resolveTarget(rollout.request.target, this.store.agents.list()),
-      );
+      const { exposedTo } = rollout.request.target;
+      const fleet = resolveFleetTarget(this.store, rollout.request.target);
+      const { withoutInventory } = fleet;
+      const { hosts, unsigned } = this.signing.signedHosts(rollout, fleet.hosts);
       if (hosts.length === 0) {
-        const message =
+        const why =
           unsigned.length > 0
             ? 'the target selects no host the statement was signed for'
-            : 'the target selects no hosts';
-        throw new FleetError(ErrorCode.conflict, message, { rolloutId: id });
+            : exposedTo
+              ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
+              : 'the target selects no hosts';
+        throw new FleetError(ErrorCode.conflict, why, { rolloutId: id, ...(exposedTo ? { withoutInventory } : {}) });
       }
       // A label target signed for the hosts it selected then: hosts that match now but were not signed
       // for would refuse the order (not_in_target), so they get none, and the trail says so.
@@ -294,6 +302,16 @@ export class RolloutEngine {
       transitionRollout(this.deps, rollout, 'running', actor, null, {
         hostCount: hosts.length,
         waveSizes: waves.map((w) => w.length),
+        // Which hosts the inventory could not judge: frozen out with the rest, and on the record.
+        ...(exposedTo
+          ? {
+              exposedTo: {
+                ...exposedTo,
+                withoutInventoryCount: withoutInventory.length,
+                withoutInventory: withoutInventory.slice(0, 100),
+              },
+            }
+          : {}),
       });
       this.store.appendEvent(
         { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: 0, hosts: waves[0] } },
@@ -405,6 +423,7 @@ export class RolloutEngine {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       assertVerb(id, rollout.state, 'revert');
+      this.assertRevertable(rollout);
       if (this.signing.isSigned(id)) this.signing.useRevertStatement(rollout, ROLLOUT_SCOPE);
       // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
       // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
@@ -435,11 +454,24 @@ export class RolloutEngine {
           },
         );
       }
+      this.assertRevertable(rollout);
       if (this.signing.isSigned(id)) this.signing.useRevertStatement(rollout, { kind: 'host', hostId });
       this.store.appendEvent({ rolloutId: id, hostId, actor, type: 'host.revert_requested' }, isoNow(this.clock));
       this.reverts.dispatch(run);
     });
     return this.store.hostRuns.get(id, hostId) as HostRunRecord;
+  }
+
+  /** A revert of a patch marked `revertable: false` can only fail on a host without a prior .deb: refused, 409. */
+  private assertRevertable(rollout: RolloutRecord): void {
+    const patch = this.store.patches.get(rollout.patchId);
+    if (patch && !isRevertable(patch.change)) {
+      throw new FleetError(ErrorCode.conflict, `patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`, {
+        rolloutId: rollout.id,
+        patchId: patch.id,
+        revertable: false,
+      });
+    }
   }
 
   /**
@@ -448,7 +480,11 @@ export class RolloutEngine {
    * `revert` (or `revertHost`) had been called by the last signer. Returns whether it started.
    */
   signRevert(id: string, request: RevertSignatureRequest, actor: string): boolean {
-    const ready = this.store.transaction(() => this.signing.addRevertSignature(id, request, actor));
+    const ready = this.store.transaction(() => {
+      // Refused before the signature is kept: a signed revert of a one-way patch could only fail.
+      this.assertRevertable(mustGetRollout(this.store, id));
+      return this.signing.addRevertSignature(id, request, actor);
+    });
     if (!ready) return false;
     if (request.hostId === undefined) this.revert(id, actor);
     else this.revertHost(id, request.hostId, actor);

@@ -28,9 +28,9 @@ import type { RolloutRecord } from '../store/rollout-repository.js';
 import { ROLLOUT_SCOPE, type StatementRecord, type StatementScope } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
 import type { EngineDeps } from './engine-interfaces.js';
+import { resolveFleetTarget } from './fleet-target.js';
 import { invalidField } from './invalid-field.js';
 import { isoNow, mustGetRollout } from './rollout-transition.js';
-import { resolveTarget } from './target-resolver.js';
 
 /*
  * Signed rollouts, the coordinator's side: it stores what people signed and forwards it with the
@@ -431,7 +431,7 @@ export class RolloutSigning {
     if (new Set(target.hostIds).size !== target.hostIds.length) {
       throw invalidField('body.statement.target.hostIds', 'names a host twice');
     }
-    const selected = new Set(resolveTarget(selector, this.deps.store.agents.list()));
+    const selected = new Set(resolveFleetTarget(this.deps.store, selector).hosts);
     const outside = target.hostIds.filter((h) => !selected.has(h));
     if (outside.length > 0) {
       throw invalidField(

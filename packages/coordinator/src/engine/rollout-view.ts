@@ -1,9 +1,12 @@
 import {
   type AnalysisRunView,
   assignWaves,
+  complianceUrl,
   describeHaltPoint,
   ErrorCode,
   FleetError,
+  isRevertable,
+  protocolGapOf,
   type RolloutPlan,
   type RolloutRecord as RolloutRecordView,
   type RolloutSigning,
@@ -17,14 +20,15 @@ import {
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { StatementRecord } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
-import { TERMINAL_HOST_STATES } from './host-run-states.js';
-import { resolveTarget } from './target-resolver.js';
+import { resolveFleetTarget } from './fleet-target.js';
+import { reportedChange, TERMINAL_HOST_STATES } from './host-run-states.js';
 
 /** Read-only views of rollouts for the API and CLI, in the shapes of shared's api-views.ts. */
 export class RolloutView {
   constructor(
     private readonly store: Store,
     private readonly isOnline: (hostId: string) => boolean,
+    private readonly protocolVersionOf: (hostId: string) => number | undefined = () => undefined,
   ) {}
 
   /** The newest `limit` rollouts, newest first. */
@@ -36,13 +40,18 @@ export class RolloutView {
     const rollout = this.mustGet(id);
     const frozen = rollout.hostCount > 0;
     let waves: string[][];
+    let withoutInventory: string[] = [];
     if (frozen) {
       waves = Array.from({ length: rollout.waveCount }, () => []);
       for (const run of this.store.hostRuns.forRollout(id)) waves[run.wave]?.push(run.hostId);
     } else {
-      waves = assignWaves(resolveTarget(rollout.request.target, this.store.agents.list()), rollout.request.waves);
+      const target = resolveFleetTarget(this.store, rollout.request.target);
+      waves = assignWaves(target.hosts, rollout.request.waves);
+      withoutInventory = target.withoutInventory;
     }
+    const { exposedTo } = rollout.request.target;
     const hostCount = waves.reduce((n, w) => n + w.length, 0);
+    const incompatible = this.incompatibleHosts(rollout, waves.flat());
     const tolerated = toleratedFailures(rollout.request.maxFailures, hostCount);
     return {
       rolloutId: id,
@@ -52,7 +61,20 @@ export class RolloutView {
       waves: waves.map((hosts, wave) => ({ wave, hosts })),
       toleratedFailures: tolerated,
       haltsOn: describeHaltPoint(tolerated),
+      revertable: this.patchIsRevertable(rollout),
+      ...(exposedTo && !frozen ? { exposedTo: { ...exposedTo, withoutInventory } } : {}),
+      ...(incompatible.length > 0 ? { incompatible } : {}),
     };
+  }
+
+  /** Hosts whose connected agent speaks a protocol too old for the patch's change (offline ones are not known). */
+  private incompatibleHosts(rollout: RolloutRecord, hostIds: readonly string[]): { hostId: string; reason: string }[] {
+    const patch = this.store.patches.get(rollout.patchId);
+    if (!patch) return [];
+    return hostIds.flatMap((hostId) => {
+      const reason = protocolGapOf(patch.change, this.protocolVersionOf(hostId));
+      return reason === undefined ? [] : [{ hostId, reason }];
+    });
   }
 
   status(id: string): RolloutStatus {
@@ -70,12 +92,14 @@ export class RolloutView {
         hostId: run.hostId,
         state: run.state,
         online: this.isOnline(run.hostId),
-        changed: run.changed,
+        changed: reportedChange(run),
         orderId: run.orderId,
         errorCode: run.errorCode,
         reason: run.reason,
         health: run.health,
         rehearsal: run.rehearsal,
+        afterChange: run.afterChange,
+        ...(run.packages ? { packages: run.packages } : {}),
       });
     }
     for (const wave of waves) {
@@ -96,6 +120,7 @@ export class RolloutView {
       counts,
       waves,
       analyses: this.analyses(rollout),
+      ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
     };
   }
 
@@ -155,11 +180,22 @@ export class RolloutView {
     this.mustGet(id);
   }
 
+  /** False when the rollout's patch is marked `revertable: false` (a missing patch counts as revertable: nothing to warn of). */
+  private patchIsRevertable(rollout: RolloutRecord): boolean {
+    const patch = this.store.patches.get(rollout.patchId);
+    return patch ? isRevertable(patch.change) : true;
+  }
+
   private mustGet(id: string): RolloutRecord {
     const rollout = this.store.rollouts.get(id);
     if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);
     return rollout;
   }
+}
+
+/** Where to see whether the fix took: the compliance view of the rollout's `exposedTo`. */
+function complianceLink(exposedTo: { source: string; fixed: string }): NonNullable<RolloutStatus['compliance']> {
+  return { ...exposedTo, url: complianceUrl(exposedTo.source, exposedTo.fixed) };
 }
 
 /** The stored rollout as the API shows it: `bakeUntil` becomes an ISO time. */

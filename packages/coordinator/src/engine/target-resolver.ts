@@ -15,12 +15,20 @@ export interface TargetCandidate {
  * (which the schema lets only narrow `hostIds` or `labels`) match what the host reports;
  * `excludeLabels` look at both, since a host's word may keep it out but never bring it in. A host
  * that never reported facts matches no fact selector (it cannot prove it is the right OS).
+ * `exposedTo` keeps the hosts in `exposed`, which the caller computes from the package inventory
+ * (fleet-target.ts): required when the target has it.
  */
-export function resolveTarget(target: Target, candidates: readonly TargetCandidate[]): string[] {
+export function resolveTarget(
+  target: Target,
+  candidates: readonly TargetCandidate[],
+  exposed?: ReadonlySet<string>,
+): string[] {
+  if (target.exposedTo && !exposed) throw new Error('a target with exposedTo needs the exposed hosts');
   const wanted = target.hostIds === undefined ? null : new Set(target.hostIds);
   return candidates
     .filter((host) => {
       if (wanted !== null && !wanted.has(host.id)) return false;
+      if (target.exposedTo && !exposed?.has(host.id)) return false;
       if (target.labels && !hasAll(host.labels, target.labels)) return false;
       if (target.reportedLabels && !hasAll(host.reportedLabels, target.reportedLabels)) return false;
       if (

@@ -1,6 +1,7 @@
-import { ErrorCode, type Patch, toleratedFailures } from '@fleetpatch/shared';
+import { ErrorCode, type Patch, protocolGapOf, toleratedFailures, UNHEALTHY_BEFORE_PATCH } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
+import { failTooOld } from './agent-too-old.js';
 import type { AnalysisRunner } from './analysis-runner.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
@@ -130,7 +131,11 @@ export class WaveAdvancer {
     const next = rollout.currentWave + 1;
     store.transaction(() => {
       if (next >= rollout.waveCount) {
-        transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, null);
+        const notTaken = this.noHostTookIt(rollout);
+        // Nothing patched is not a success (every host skipped as unhealthy before the patch, say):
+        // halted, so it says so and a retry can send the skipped hosts their order again.
+        if (notTaken) transitionRollout(this.deps, rollout, 'halted', SYSTEM, notTaken);
+        else transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, null);
         return;
       }
       if (request.window && !waveGate(request.window, now)) {
@@ -150,6 +155,25 @@ export class WaveAdvancer {
     return this.deps.store.hostRuns
       .forWave(rollout.id, 0)
       .find((run) => run.countedFailure && run.errorCode === ErrorCode.rehearsalFailed);
+  }
+
+  /**
+   * At the end of the last wave: why no host of the rollout took the patch (none is healthy:
+   * every one skipped, failed within the budget, cancelled…), or undefined when at least one did.
+   */
+  private noHostTookIt(rollout: RolloutRecord): string | undefined {
+    const counts = this.deps.store.hostRuns.countInStates(rollout.id, [...TERMINAL_HOST_STATES]);
+    if (rollout.hostCount === 0 || (counts.get('healthy') ?? 0) > 0) return undefined;
+    // A skip with health_failed is the agent's baseline verdict (the reason it gives is UNHEALTHY_BEFORE_PATCH).
+    const skippedUnhealthy = this.deps.store.hostRuns
+      .inStates(rollout.id, ['skipped'])
+      .filter((run) => run.errorCode === ErrorCode.healthFailed).length;
+    const tally = [...counts]
+      .filter(([, n]) => n > 0)
+      .map(([state, n]) => `${n} ${state}`)
+      .join(', ');
+    const unhealthy = skippedUnhealthy > 0 ? ` (${skippedUnhealthy} ${UNHEALTHY_BEFORE_PATCH})` : '';
+    return `no host took the patch: ${tally}${unhealthy}`;
   }
 
   private halt(rollout: RolloutRecord, reason: string): void {
@@ -212,6 +236,11 @@ export class WaveAdvancer {
             },
             { actor: SYSTEM, data: { reason: 'offline' } },
           );
+          continue;
+        }
+        const gap = protocolGapOf(patch.change, channel.protocolVersionOf(run.hostId));
+        if (gap !== undefined) {
+          failTooOld(this.deps, run, gap);
           continue;
         }
         const orderId = newId('ord');

@@ -26,6 +26,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   cancelled: 409,
   timed_out: 504,
   offline: 503,
+  interrupted: 500,
   internal: 500,
 };
 

@@ -13,12 +13,14 @@ import {
   formatProtocolRange,
   type Hello,
   HostIdSchema,
+  type InventoryReport,
   MAX_FRAME_BYTES,
   negotiateProtocolVersion,
   type OrderProgress,
   type OrderResultBody,
   PROTOCOL_VERSION,
   type ProtocolRange,
+  protocolNeededFor,
   readFrame,
   SUPPORTED_PROTOCOL_VERSIONS,
   verifyPayload,
@@ -38,6 +40,8 @@ export interface AgentHubHandlers {
   onHello(agentId: string, hello: Hello): void;
   onProgress(agentId: string, progress: OrderProgress): void;
   onResult(agentId: string, result: OrderResultBody): void;
+  /** Protocol 3: the agent's package inventory (a summary, a full one in parts, a diff, or none). */
+  onInventory(agentId: string, report: InventoryReport): void;
   onSeen(agentId: string): void;
   onDisconnect(agentId: string): void;
   /** A second connection with a live agent's credential was refused; already throttled per agent. */
@@ -159,12 +163,29 @@ export class AgentHub implements AgentChannel {
       );
       return false;
     }
+    // The engine never sends an agent a change it cannot read (see change-protocol.ts); this holds the line.
+    if (
+      (message.type === 'order.apply' || message.type === 'order.preflight') &&
+      protocolNeededFor(message.change) > connection.protocolVersion
+    ) {
+      connection.log.error(
+        { type: message.type, protocolVersion: connection.protocolVersion },
+        'not sent: the agent speaks a protocol too old for this change',
+      );
+      return false;
+    }
     connection.socket.send(JSON.stringify(message));
     return true;
   }
 
   isOnline(agentId: string): boolean {
     return this.connections.get(agentId)?.greeted === true;
+  }
+
+  /** The protocol version agreed with this agent's live connection; undefined while it has none. */
+  protocolVersionOf(agentId: string): number | undefined {
+    const connection = this.connections.get(agentId);
+    return connection?.greeted ? connection.protocolVersion : undefined;
   }
 
   /** Closes this agent's connection, e.g. because its token was replaced. */
@@ -436,6 +457,12 @@ export class AgentHub implements AgentChannel {
         handlers.onResult(connection.agentId, body);
         return;
       }
+      case 'inventory.summary':
+      case 'inventory.full':
+      case 'inventory.diff':
+      case 'inventory.unavailable':
+        handlers.onInventory(connection.agentId, message);
+        return;
       case 'unsupported':
         // We only send what the agreed version has: this is a bug on one side, worth a line, not a disconnect.
         this.warnPeer(

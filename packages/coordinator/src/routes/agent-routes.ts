@@ -8,6 +8,7 @@ import {
   HostIdSchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
+import { reportedChange } from '../engine/host-run-states.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 import { callerOf } from '../http/route-access.js';
 
@@ -42,10 +43,11 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
         rolloutId: run.rolloutId,
         wave: run.wave,
         state: run.state,
-        changed: run.changed,
+        changed: reportedChange(run),
         orderId: run.orderId,
         errorCode: run.errorCode,
         reason: run.reason,
+        ...(run.packages ? { packages: run.packages } : {}),
       }));
       return { agent: { ...agent, online: hub.isOnline(agent.id) }, hostRuns };
     },

@@ -1,4 +1,10 @@
-import type { HealthCheckResult, HostRunState, RehearsalReport } from '@fleetpatch/shared';
+import type {
+  AfterChangeReport,
+  HealthCheckResult,
+  HostRunState,
+  PackageMove,
+  RehearsalReport,
+} from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
 export interface HostRunRecord {
@@ -22,6 +28,14 @@ export interface HostRunRecord {
   health: HealthCheckResult[] | null;
   /** The rehearsed revert its agent reported (a canary of a rollout with `rehearseRevert`). */
   rehearsal: RehearsalReport | null;
+  /** The agent's last after-change report: units restarted, services on old libraries, reboot. */
+  afterChange: AfterChangeReport | null;
+  /**
+   * A package change: the packages its apply moved (or would have) on this host, as the agent
+   * resolved them — each from which version to which, and how its prior .deb was kept. Null until
+   * an apply result names them (file changes, not_applicable, a result before any snapshot).
+   */
+  packages: PackageMove[] | null;
 }
 
 interface HostRunRow {
@@ -41,6 +55,8 @@ interface HostRunRow {
   reason: string | null;
   health: string | null;
   rehearsal: string | null;
+  after_change: string | null;
+  packages: string | null;
 }
 
 function toRecord(row: HostRunRow): HostRunRecord {
@@ -61,6 +77,8 @@ function toRecord(row: HostRunRow): HostRunRecord {
     reason: row.reason,
     health: row.health === null ? null : (JSON.parse(row.health) as HealthCheckResult[]),
     rehearsal: row.rehearsal === null ? null : (JSON.parse(row.rehearsal) as RehearsalReport),
+    afterChange: row.after_change === null ? null : (JSON.parse(row.after_change) as AfterChangeReport),
+    packages: row.packages === null ? null : (JSON.parse(row.packages) as PackageMove[]),
   };
 }
 
@@ -73,6 +91,8 @@ export interface HostRunOutcome {
   reason?: string | null;
   health?: HealthCheckResult[] | null;
   rehearsal?: RehearsalReport | null;
+  afterChange?: AfterChangeReport | null;
+  packages?: PackageMove[] | null;
 }
 
 /**
@@ -139,7 +159,7 @@ export class HostRunRepository {
         'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
       ),
       requeue: db.prepare(
-        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, rehearsal = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, after_change = NULL, packages = NULL, rehearsal = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       answered: db.prepare('UPDATE host_runs SET answered = 1 WHERE rollout_id = @rolloutId AND host_id = @hostId'),
       forgetRevert: db.prepare(
@@ -156,7 +176,9 @@ export class HostRunRepository {
            error_code = CASE WHEN @setError THEN @errorCode ELSE error_code END,
            reason = CASE WHEN @setError THEN @reason ELSE reason END,
            health = COALESCE(@health, health),
-           rehearsal = COALESCE(@rehearsal, rehearsal)
+           rehearsal = COALESCE(@rehearsal, rehearsal),
+           after_change = COALESCE(@afterChange, after_change),
+           packages = COALESCE(@packages, packages)
          WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from`,
       ),
       setChanged: db.prepare(
@@ -287,6 +309,8 @@ export class HostRunRepository {
             health: write.health === undefined || write.health === null ? null : JSON.stringify(write.health),
             rehearsal:
               write.rehearsal === undefined || write.rehearsal === null ? null : JSON.stringify(write.rehearsal),
+            afterChange: write.afterChange ? JSON.stringify(write.afterChange) : null,
+            packages: write.packages === undefined || write.packages === null ? null : JSON.stringify(write.packages),
           }).changes === 1
         );
     }

@@ -176,6 +176,54 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
   },
   {
     version: 7,
+    name: "package inventory: a dictionary of installed package versions and each host's set of them",
+    // 10,000 hosts × 2,000 packages is 20 million host_packages rows: two integers each (WITHOUT ROWID,
+    // no per-row strings), the strings once in package_versions. Lookups by name use the UNIQUE
+    // index's prefix, by source their own index; counts per version read host_packages_by_version.
+    sql: `
+      CREATE TABLE package_versions (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        architecture TEXT NOT NULL,
+        version TEXT NOT NULL,
+        source TEXT NOT NULL,
+        source_version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        UNIQUE (name, architecture, version, source, source_version, status)
+      );
+      CREATE INDEX package_versions_source ON package_versions(source);
+
+      CREATE TABLE host_inventories (
+        id INTEGER PRIMARY KEY,
+        host_id TEXT NOT NULL UNIQUE REFERENCES agents(id),
+        state TEXT NOT NULL CHECK (state IN ('reported', 'unavailable')),
+        reason TEXT,
+        digest TEXT,
+        package_count INTEGER NOT NULL DEFAULT 0,
+        reported_at TEXT NOT NULL,
+        confirmed_at TEXT NOT NULL
+      );
+
+      CREATE TABLE host_packages (
+        inventory_id INTEGER NOT NULL REFERENCES host_inventories(id),
+        package_version_id INTEGER NOT NULL REFERENCES package_versions(id),
+        PRIMARY KEY (inventory_id, package_version_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX host_packages_by_version ON host_packages(package_version_id, inventory_id);
+    `,
+  },
+  {
+    version: 8,
+    name: "host runs keep the agent's after-change report (restarts, stale services, reboot)",
+    sql: 'ALTER TABLE host_runs ADD COLUMN after_change TEXT;',
+  },
+  {
+    version: 9,
+    name: 'package sets: the packages an apply resolved to on each host (name, from, to, snapshot), as JSON',
+    sql: 'ALTER TABLE host_runs ADD COLUMN packages TEXT;',
+  },
+  {
+    version: 10,
     name: 'metric analyses (a run per rollout, wave and analysis; every measurement), and rehearsed reverts',
     // A run's counters are the current attempt's (a retry of the wave starts a new attempt); the
     // measurements of every attempt are kept, like the audit rows that repeat them.

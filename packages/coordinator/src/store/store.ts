@@ -4,6 +4,7 @@ import { AnalysisRepository } from './analysis-repository.js';
 import { type Db, openDatabase } from './database.js';
 import { EventRepository, type NewEvent } from './event-repository.js';
 import { HostRunRepository } from './host-run-repository.js';
+import { InventoryRepository } from './inventory-repository.js';
 import { JoinTokenRepository } from './join-token-repository.js';
 import { PatchRepository } from './patch-repository.js';
 import { RolloutRepository } from './rollout-repository.js';
@@ -22,6 +23,7 @@ export class Store {
   readonly patches: PatchRepository;
   readonly rollouts: RolloutRepository;
   readonly hostRuns: HostRunRepository;
+  readonly inventory: InventoryRepository;
   readonly statements: StatementRepository;
   readonly analyses: AnalysisRepository;
   private readonly eventRepository: EventRepository;
@@ -35,6 +37,7 @@ export class Store {
     this.patches = new PatchRepository(db);
     this.rollouts = new RolloutRepository(db);
     this.hostRuns = new HostRunRepository(db);
+    this.inventory = new InventoryRepository(db);
     this.statements = new StatementRepository(db);
     this.analyses = new AnalysisRepository(db);
     this.eventRepository = new EventRepository(db);

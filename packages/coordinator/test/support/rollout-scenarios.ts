@@ -1,4 +1,4 @@
-import { hosts, SimulatedFleet } from './simulated-fleet.js';
+import { hosts, SECOND, SimulatedFleet } from './simulated-fleet.js';
 
 /**
  * Three hosts in one wave, no failure tolerated, autoRevert `wave`: host-1 is healthy, then host-2
@@ -10,5 +10,21 @@ export async function haltedWithWaveRevert(): Promise<{ fleet: SimulatedFleet; i
   const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'wave' });
   await fleet.finish('host-1');
   await fleet.finish('host-2', 'failed');
+  return { fleet, id };
+}
+
+/**
+ * host-1 is offline when its one-host rollout (policy wait, 60 s to deliver, no failure tolerated)
+ * starts, and stays away past the deadline: timed_out, the rollout halted, the order never delivered.
+ */
+export async function timedOutBeforeDelivery(): Promise<{ fleet: SimulatedFleet; id: string }> {
+  const fleet = new SimulatedFleet();
+  await fleet.addHosts(['host-1'], { online: false });
+  const id = await fleet.launch({
+    waves: ['100%'],
+    maxFailures: 0,
+    offline: { mode: 'wait', deliveryDeadlineSeconds: 60 },
+  });
+  await fleet.advance(61 * SECOND);
   return { fleet, id };
 }

@@ -1,4 +1,10 @@
-import { type ApplyStatement, applyStatementFor, patchSpecOf, type RolloutRequestInput } from '@fleetpatch/shared';
+import {
+  type ApplyStatement,
+  applyStatementFor,
+  type InstalledPackage,
+  patchSpecOf,
+  type RolloutRequestInput,
+} from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { RolloutView } from '../../src/engine/rollout-view.js';
 import { SimulatedFleet } from './simulated-fleet.js';
@@ -12,6 +18,8 @@ export interface SignedFleetOptions extends Partial<RolloutRequestInput> {
   approve?: boolean;
   /** Where the engine logs (silent unless given). */
   log?: Logger;
+  /** Package inventories the hosts have reported before the rollout is created (for `exposedTo`). */
+  inventories?: Record<string, InstalledPackage[]>;
 }
 
 /**
@@ -22,10 +30,11 @@ export interface SignedFleetOptions extends Partial<RolloutRequestInput> {
 export async function signedFleet(
   hostIds: readonly string[],
   signers: { alice: StatementSigner; bob?: StatementSigner },
-  { approve = true, log, ...input }: SignedFleetOptions = {},
+  { approve = true, log, inventories = {}, ...input }: SignedFleetOptions = {},
 ): Promise<{ fleet: SimulatedFleet; id: string; statement: ApplyStatement }> {
   const fleet = new SimulatedFleet(log ? { log } : {});
   await fleet.addHosts(hostIds, { labels: { role: 'web' } });
+  for (const [hostId, packages] of Object.entries(inventories)) fleet.reportInventory(hostId, packages);
   const rollout = fleet.create({ requiredApprovals: 1, waves: ['100%'], ...input, draft: true }, 'alice');
   const planned = new RolloutView(fleet.store, () => true).plan(rollout.id).waves.flatMap((w) => w.hosts);
   const patch = fleet.store.patches.get(rollout.patchId);

@@ -1,4 +1,11 @@
-import type { CoordinatorMessage, Facts, Hello, OrderPhase, OrderResultBody } from '@fleetpatch/shared';
+import {
+  type CoordinatorMessage,
+  type Facts,
+  type Hello,
+  type OrderPhase,
+  type OrderResultBody,
+  PROTOCOL_VERSION,
+} from '@fleetpatch/shared';
 
 /** What a simulated agent's journal holds about one order. */
 export interface JournalEntry {
@@ -20,6 +27,8 @@ export class SimulatedAgent {
   readonly journal = new Map<string, JournalEntry>();
   readonly cancels: string[] = [];
   online = false;
+  /** The protocol its connection agreed on: this build's unless a test makes it an older agent. */
+  protocolVersion = PROTOCOL_VERSION;
   /** Orders delivered again under an id the journal already knew. */
   redeliveries = 0;
 

@@ -7,6 +7,8 @@ import {
   type EventRecord,
   type Facts,
   type HostRunState,
+  type InstalledPackage,
+  inventoryDigest,
   type OrderOutcome,
   type OrderPhase,
   PatchSchema,
@@ -131,6 +133,10 @@ export class SimulatedFleet {
     const channel: AgentChannel = {
       send: (agentId, message) => (generation === this.generation ? this.deliver(agentId, message) : false),
       isOnline: (agentId) => generation === this.generation && this.agents.get(agentId)?.online === true,
+      protocolVersionOf: (agentId) => {
+        const agent = this.agents.get(agentId);
+        return generation === this.generation && agent?.online ? agent.protocolVersion : undefined;
+      },
     };
     return new RolloutEngine({
       store: this.store,
@@ -329,6 +335,12 @@ export class SimulatedFleet {
   }
 
   // ---- what people do --------------------------------------------------------------------------
+
+  /** The host's package inventory as the coordinator stores what its agent reported. */
+  reportInventory(hostId: string, packages: readonly InstalledPackage[]): void {
+    const at = new Date(this.now).toISOString();
+    this.store.transaction(() => this.store.inventory.replace(hostId, packages, inventoryDigest(packages), at));
+  }
 
   create(input: Partial<RolloutRequestInput> = {}, actor = 'alice'): RolloutRecord {
     const request = RolloutRequestSchema.parse({

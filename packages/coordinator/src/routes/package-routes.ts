@@ -1,0 +1,46 @@
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
+import {
+  ComplianceQuerySchema,
+  ComplianceReportSchema,
+  HostIdSchema,
+  HostPackagesSchema,
+  PackagesQuerySchema,
+  PackageVersionsSchema,
+} from '@fleetpatch/shared';
+import { z } from 'zod';
+import { ERROR_RESPONSES } from '../http/error-handler.js';
+
+/** The fleet's package inventory: versions by package or source, one host's packages, and compliance with a fix. */
+export const packageRoutes: FastifyPluginAsyncZod = async (app) => {
+  const { inventory } = app.fleet;
+
+  app.get(
+    '/packages',
+    {
+      config: { access: 'read' },
+      schema: { querystring: PackagesQuerySchema, response: { 200: PackageVersionsSchema, ...ERROR_RESPONSES } },
+    },
+    async (request) => inventory.versions(request.query),
+  );
+
+  app.get(
+    '/hosts/:id/packages',
+    {
+      config: { access: 'read' },
+      schema: {
+        params: z.object({ id: HostIdSchema }),
+        response: { 200: HostPackagesSchema, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => inventory.hostPackages(request.params.id),
+  );
+
+  app.get(
+    '/compliance',
+    {
+      config: { access: 'read' },
+      schema: { querystring: ComplianceQuerySchema, response: { 200: ComplianceReportSchema, ...ERROR_RESPONSES } },
+    },
+    async (request) => inventory.compliance(request.query),
+  );
+};

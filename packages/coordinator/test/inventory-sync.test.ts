@@ -1,0 +1,294 @@
+/**
+ * The coordinator's copy of each host's inventory, against a real SQLite store: the repository's
+ * normalized writes and reads, and the sync that applies an agent's reports only when they add up
+ * (summary digests, diffs in sequence leading to the agent's digest, full inventories in order) and
+ * otherwise asks for everything again — a few agents at a time.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type CoordinatorMessage,
+  type InstalledPackage,
+  type InventoryFull,
+  type InventoryReport,
+  inventoryDigest,
+  WIRE_LIMITS,
+} from '@fleetpatch/shared';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InventorySync } from '../src/inventory/inventory-sync.js';
+import { Store } from '../src/store/store.js';
+import { FakeClock } from './support/fake-clock.js';
+import { binary, FIXED, opensslHost, VULNERABLE } from './support/sample-inventory.js';
+
+let dir: string;
+let store: Store;
+const clock = new FakeClock(Date.parse('2030-01-07T12:00:00Z'));
+const at = () => new Date(clock.now()).toISOString();
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fleetpatch-inventory-'));
+  store = Store.open(join(dir, 'fleetpatch.db'));
+});
+
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function enroll(...ids: string[]): void {
+  for (const id of ids) store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels: {} }, at());
+}
+
+describe('InventoryRepository', () => {
+  it('stores each distinct package version once, however many hosts have it', () => {
+    enroll('h1', 'h2');
+    store.transaction(() => {
+      store.inventory.replace('h1', opensslHost(VULNERABLE), inventoryDigest(opensslHost(VULNERABLE)), at());
+      store.inventory.replace('h2', opensslHost(FIXED), inventoryDigest(opensslHost(FIXED)), at());
+    });
+    expect(store.db.prepare('SELECT COUNT(*) FROM package_versions').pluck().get()).toBe(6);
+    expect(store.db.prepare('SELECT COUNT(*) FROM host_packages').pluck().get()).toBe(8);
+    expect(
+      store.inventory
+        .versions({ source: 'openssl' })
+        .map((v) => `${v.name} ${v.version} ${v.hosts}`)
+        .sort(),
+    ).toEqual([`libssl3 ${VULNERABLE} 1`, `libssl3 ${FIXED} 1`, `openssl ${VULNERABLE} 1`, `openssl ${FIXED} 1`]);
+    expect(store.inventory.versions({ name: 'bash' })).toEqual([
+      { ...binary('bash', '5.2.15-2+b7', { sourceVersion: '5.2.15-2' }), hosts: 2 },
+    ]);
+    expect(store.inventory.binariesOfSource('openssl').get('h1')).toHaveLength(2);
+  });
+
+  it('a diff replaces a package of the same name and architecture and returns the digest it leads to', () => {
+    enroll('h1');
+    const before = opensslHost(VULNERABLE);
+    store.transaction(() => store.inventory.replace('h1', before, inventoryDigest(before), at()));
+    const after = [...opensslHost(FIXED).slice(0, 2), before[2] as InstalledPackage];
+    const reached = store.transaction(() =>
+      store.inventory.applyDiff(
+        'h1',
+        {
+          changed: opensslHost(FIXED).slice(0, 2),
+          removed: [{ name: 'tzdata', architecture: 'all' }],
+          count: 3,
+          digest: inventoryDigest(after),
+        },
+        at(),
+      ),
+    );
+    expect(reached).toBe(inventoryDigest(after));
+    expect(store.inventory.packagesOf('h1')).toHaveLength(3);
+    expect(store.inventory.get('h1')).toMatchObject({ state: 'reported', packageCount: 3 });
+  });
+
+  it('unavailable drops the packages and keeps the reason', () => {
+    enroll('h1');
+    store.transaction(() => store.inventory.replace('h1', opensslHost(VULNERABLE), 'd'.repeat(64), at()));
+    store.transaction(() => store.inventory.markUnavailable('h1', 'no dpkg database at /var/lib/dpkg', at()));
+    expect(store.inventory.get('h1')).toMatchObject({
+      state: 'unavailable',
+      reason: 'no dpkg database at /var/lib/dpkg',
+    });
+    expect(store.inventory.packagesOf('h1')).toEqual([]);
+  });
+});
+
+/** A sync over the test's store whose `inventory.request`s are recorded (and "delivered" unless `offline`). */
+function syncUnderTest(options: { maxFullRequests?: number; offline?: Set<string> } = {}) {
+  const requests: { agentId: string; message: CoordinatorMessage }[] = [];
+  const sync = new InventorySync({
+    store,
+    channel: {
+      send: (agentId, message) => {
+        if (options.offline?.has(agentId)) return false;
+        requests.push({ agentId, message });
+        return true;
+      },
+    },
+    clock,
+    log: pino({ level: 'silent' }),
+    ...(options.maxFullRequests ? { maxFullRequests: options.maxFullRequests } : {}),
+  });
+  /** Hands `reports` to the sync and writes what it accepted (it would on the next turn of the event loop). */
+  const deliver = (agentId: string, ...reports: InventoryReport[]) => {
+    for (const report of reports) sync.onReport(agentId, report);
+    sync.flush();
+  };
+  return { sync, requests, deliver };
+}
+
+function fullOf(
+  packages: InstalledPackage[],
+  seq: number,
+  partSize: number = WIRE_LIMITS.inventoryPackagesPerFrame,
+): InventoryFull[] {
+  const parts = Math.max(1, Math.ceil(packages.length / partSize));
+  return Array.from({ length: parts }, (_, part) => ({
+    type: 'inventory.full' as const,
+    seq,
+    part,
+    parts,
+    digest: inventoryDigest(packages),
+    count: packages.length,
+    packages: packages.slice(part * partSize, (part + 1) * partSize),
+  }));
+}
+
+describe('InventorySync', () => {
+  it('asks for everything when it holds nothing, stores the full inventory, then applies diffs in sequence', () => {
+    enroll('h1');
+    const { sync, requests, deliver } = syncUnderTest();
+    const v1 = opensslHost(VULNERABLE);
+    sync.agentConnected('h1');
+    sync.onReport('h1', { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: v1.length });
+    expect(requests).toEqual([
+      { agentId: 'h1', message: { type: 'inventory.request', reason: 'no inventory stored yet' } },
+    ]);
+    expect(sync.isCurrent('h1')).toBe(false);
+    deliver('h1', ...fullOf(v1, 2));
+    expect(sync.isCurrent('h1')).toBe(true);
+    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v1));
+
+    const v2 = opensslHost(FIXED);
+    deliver('h1', {
+      type: 'inventory.diff',
+      seq: 3,
+      digest: inventoryDigest(v2),
+      count: v2.length,
+      changed: v2.slice(0, 2),
+      removed: [],
+    });
+    expect(sync.isCurrent('h1')).toBe(true);
+    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v2));
+    expect(requests).toHaveLength(1);
+  });
+
+  it('takes a matching summary as confirmation: no request, the copy is current', () => {
+    enroll('h1');
+    const v1 = opensslHost(VULNERABLE);
+    store.transaction(() => store.inventory.replace('h1', v1, inventoryDigest(v1), '2030-01-01T00:00:00.000Z'));
+    const { sync, requests } = syncUnderTest();
+    sync.agentConnected('h1');
+    sync.onReport('h1', { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: v1.length });
+    expect(requests).toEqual([]);
+    expect(sync.isCurrent('h1')).toBe(true);
+    expect(store.inventory.get('h1')?.confirmedAt).toBe(at());
+  });
+
+  it('refuses a diff out of sequence, or one that does not lead to the agent’s digest, and asks for everything', () => {
+    enroll('h1', 'h2');
+    const v1 = opensslHost(VULNERABLE);
+    const { sync, requests, deliver } = syncUnderTest();
+    for (const id of ['h1', 'h2']) {
+      sync.agentConnected(id);
+      deliver(id, ...fullOf(v1, 1));
+    }
+    const v2 = opensslHost(FIXED);
+    const diff = {
+      type: 'inventory.diff' as const,
+      digest: inventoryDigest(v2),
+      count: 4,
+      changed: v2.slice(0, 2),
+      removed: [],
+    };
+    // h1 missed seq 2.
+    sync.onReport('h1', { ...diff, seq: 3 });
+    // h2's diff is in sequence but claims a result it does not lead to (it leaves out libssl3).
+    deliver('h2', { ...diff, seq: 2, changed: v2.slice(0, 1) });
+    expect(requests.map((r) => [r.agentId, r.message])).toEqual([
+      ['h1', { type: 'inventory.request', reason: 'an inventory diff was missed' }],
+      ['h2', { type: 'inventory.request', reason: 'the stored inventory differs from the agent’s after a diff' }],
+    ]);
+    expect(sync.isCurrent('h1')).toBe(false);
+    expect(sync.isCurrent('h2')).toBe(false);
+    // h1's stored copy is untouched by the refused diff.
+    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v1));
+    // The full inventories asked for bring both back.
+    for (const id of ['h1', 'h2']) deliver(id, ...fullOf(v2, 9));
+    expect(sync.isCurrent('h1') && sync.isCurrent('h2')).toBe(true);
+  });
+
+  it('assembles a full inventory from its parts, and starts over when a part is missing', () => {
+    enroll('h1');
+    const many = Array.from({ length: 25 }, (_, i) => binary(`pkg${i}`, '1.0-1'));
+    const { sync, requests, deliver } = syncUnderTest();
+    sync.agentConnected('h1');
+    const parts = fullOf(many, 1, 10);
+    expect(parts).toHaveLength(3);
+    sync.onReport('h1', parts[0] as InventoryFull);
+    sync.onReport('h1', parts[2] as InventoryFull);
+    expect(requests.map((r) => r.message)).toEqual([
+      { type: 'inventory.request', reason: 'a part of the full inventory was missing or out of order' },
+    ]);
+    expect(store.inventory.get('h1')).toBeUndefined();
+    deliver('h1', ...fullOf(many, 2, 10));
+    expect(store.inventory.packagesOf('h1')).toHaveLength(25);
+    expect(sync.isCurrent('h1')).toBe(true);
+  });
+
+  it('does not store a full inventory that does not match its own digest', () => {
+    enroll('h1');
+    const { sync } = syncUnderTest();
+    sync.agentConnected('h1');
+    const [part] = fullOf(opensslHost(VULNERABLE), 1);
+    sync.onReport('h1', { ...(part as InventoryFull), digest: 'f'.repeat(64) });
+    expect(store.inventory.get('h1')).toBeUndefined();
+    expect(sync.isCurrent('h1')).toBe(false);
+  });
+
+  it('asks at most maxFullRequests agents at once; the next is asked as one answers or leaves', () => {
+    enroll('a', 'b', 'c', 'd');
+    const { sync, requests, deliver } = syncUnderTest({ maxFullRequests: 2 });
+    const v1 = opensslHost(VULNERABLE);
+    for (const id of ['a', 'b', 'c', 'd']) {
+      sync.agentConnected(id);
+      sync.onReport(id, { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: 4 });
+    }
+    expect(requests.map((r) => r.agentId)).toEqual(['a', 'b']);
+    deliver('a', ...fullOf(v1, 2));
+    expect(requests.map((r) => r.agentId)).toEqual(['a', 'b', 'c']);
+    sync.agentGone('b');
+    expect(requests.map((r) => r.agentId)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('writes what it accepted in one batch, in order: a diff right behind a full inventory is applied on it', () => {
+    enroll('h1', 'h2');
+    const { sync, requests } = syncUnderTest();
+    const v1 = opensslHost(VULNERABLE);
+    const v2 = opensslHost(FIXED);
+    for (const id of ['h1', 'h2']) {
+      sync.agentConnected(id);
+      for (const part of fullOf(v1, 1)) sync.onReport(id, part);
+    }
+    sync.onReport('h1', {
+      type: 'inventory.diff',
+      seq: 2,
+      digest: inventoryDigest(v2),
+      count: 4,
+      changed: v2.slice(0, 2),
+      removed: [],
+    });
+    expect(sync.isCurrent('h1')).toBe(false);
+    expect(store.inventory.get('h1')).toBeUndefined();
+    sync.flush();
+    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v2));
+    expect(store.inventory.get('h2')?.digest).toBe(inventoryDigest(v1));
+    expect(sync.isCurrent('h1') && sync.isCurrent('h2')).toBe(true);
+    expect(requests).toEqual([]);
+  });
+
+  it('records an agent with no dpkg database as unavailable, which is current', () => {
+    enroll('h1');
+    const { sync, requests } = syncUnderTest();
+    sync.agentConnected('h1');
+    sync.onReport('h1', { type: 'inventory.unavailable', seq: 1, reason: 'no dpkg database at /var/lib/dpkg' });
+    expect(sync.isCurrent('h1')).toBe(false); // accepted, not written yet
+    sync.flush();
+    expect(requests).toEqual([]);
+    expect(sync.isCurrent('h1')).toBe(true);
+    expect(store.inventory.get('h1')).toMatchObject({ state: 'unavailable' });
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * A package set or source change never reaches an agent whose protocol predates it (it would refuse
+ * the order: its change schema is strict). The plan names such a host, a start fails it with the
+ * reason and sends it nothing, and one that was offline at dispatch fails when its hello shows it old.
+ */
+import { PACKAGE_SETS_PROTOCOL } from '@fleetpatch/shared';
+import { describe, expect, it } from 'vitest';
+import { RolloutView } from '../src/engine/rollout-view.js';
+import { fleetWithPackagePatches, ONE_PACKAGE_PATCH, SET_PATCH, SOURCE_PATCH } from './support/package-patches.js';
+import { hosts } from './support/simulated-fleet.js';
+
+const OLD = PACKAGE_SETS_PROTOCOL - 1;
+
+describe('package sets and agents of an older protocol', () => {
+  it('the plan names the old agent; start fails it with the reason and sends it nothing; the others apply', async () => {
+    const fleet = fleetWithPackagePatches();
+    await fleet.addHosts(hosts(3), { online: false });
+    fleet.agent('host-2').protocolVersion = OLD;
+    for (const id of hosts(3)) await fleet.connect(id);
+
+    const { id } = fleet.create({ patchId: SET_PATCH, maxFailures: 1, waves: ['100%'] });
+    const view = new RolloutView(
+      fleet.store,
+      () => true,
+      (hostId) => fleet.agent(hostId).protocolVersion,
+    );
+    expect(view.plan(id).incompatible).toEqual([
+      { hostId: 'host-2', reason: expect.stringMatching(/speaks protocol 3; .* needs protocol 4: upgrade the agent/) },
+    ]);
+
+    fleet.engine.start(id, 'alice');
+    await fleet.engine.whenIdle();
+    expect(fleet.appliedHosts().sort()).toEqual(['host-1', 'host-3']);
+    const failed = fleet.run(id, 'host-2');
+    expect(failed).toMatchObject({ state: 'failed', countedFailure: true, errorCode: 'precondition_failed' });
+    expect(failed.reason).toMatch(/upgrade the agent/);
+    expect(fleet.events(id).find((e) => e.hostId === 'host-2' && e.type === 'host.failed')?.data).toMatchObject({
+      reason: 'agent_protocol_too_old',
+    });
+
+    await fleet.finishAll(['host-1', 'host-3']);
+    expect(fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'failed', 'host-3': 'healthy' });
+  });
+
+  it('a source change dispatched to an offline host fails it when it says hello speaking an older protocol', async () => {
+    const fleet = fleetWithPackagePatches();
+    await fleet.addHosts(hosts(2));
+    fleet.disconnect('host-2');
+    const id = await fleet.launch({
+      patchId: SOURCE_PATCH,
+      offline: { mode: 'wait' },
+      maxFailures: 1,
+      waves: ['100%'],
+    });
+    expect(fleet.run(id, 'host-2').state).toBe('dispatched');
+
+    fleet.agent('host-2').protocolVersion = OLD;
+    await fleet.connect('host-2');
+    expect(fleet.sentOf('order.apply', 'host-2').filter((s) => s.delivered)).toEqual([]);
+    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
+  });
+
+  it('the one-package form and file changes still go to a protocol 1 agent', async () => {
+    const fleet = fleetWithPackagePatches();
+    await fleet.addHosts(hosts(2), { online: false });
+    for (const id of hosts(2)) fleet.agent(id).protocolVersion = 1;
+    for (const id of hosts(2)) await fleet.connect(id);
+    await fleet.launch({ target: { hostIds: ['host-1'] } });
+    await fleet.launch({ patchId: ONE_PACKAGE_PATCH, target: { hostIds: ['host-2'] } });
+    expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2']);
+  });
+});

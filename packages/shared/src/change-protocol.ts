@@ -1,0 +1,43 @@
+import type { Change } from './patch.js';
+
+/**
+ * Protocol 4: a package change as a set (`packages`) or by source package (`source`), the
+ * `not_applicable` outcome, and the resolved set (`packages`) in results; a change's `restart` lists
+ * and the after-change report in results.
+ */
+export const PACKAGE_SETS_PROTOCOL = 4;
+
+/**
+ * The lowest protocol whose agents understand `change`. An agent's change schema is `.strict()`
+ * (it must never apply less than was approved), so an older agent refuses a change with a field it
+ * does not know: the coordinator never sends it one (see `protocolGapOf`).
+ */
+export function protocolNeededFor(change: Change): number {
+  if (change.kind === 'package' && (change.packages !== undefined || change.source !== undefined)) {
+    return PACKAGE_SETS_PROTOCOL;
+  }
+  if (change.restart !== undefined) return PACKAGE_SETS_PROTOCOL;
+  return 1;
+}
+
+/**
+ * Why an agent speaking protocol `spoken` must not be sent `change`, for people (plan, preflight,
+ * a host's failure reason); undefined when it may be sent, or when the agent's protocol is not known
+ * (it is offline: the order waits, and is checked again when it says hello).
+ */
+export function protocolGapOf(change: Change, spoken: number | undefined): string | undefined {
+  const needed = protocolNeededFor(change);
+  if (spoken === undefined || spoken >= needed) return undefined;
+  return (
+    `its agent speaks protocol ${spoken}; ${needsWhat(change)} needs protocol ${needed}: ` +
+    'upgrade the agent (an older one cannot read the order)'
+  );
+}
+
+/** What in `change` an older agent cannot read, for people. */
+function needsWhat(change: Change): string {
+  if (change.kind === 'package' && (change.packages !== undefined || change.source !== undefined)) {
+    return 'a package set or source change';
+  }
+  return 'a change with services to restart';
+}
