@@ -65,8 +65,11 @@ const CHECKPOINTS = [
 ] as const;
 type Checkpoint = (typeof CHECKPOINTS)[number];
 type HostState = 'old' | 'new';
-/** What the rollout asks of the host: apply a healthy patch, apply one that fails health, or apply and revert. */
-type Flow = 'apply' | 'unhealthy' | 'revert';
+/**
+ * What the rollout asks of the host: apply a healthy patch, apply one that fails health, apply and
+ * revert, or apply with a rehearsed revert (revert, compare, apply again within the order).
+ */
+type Flow = 'apply' | 'unhealthy' | 'revert' | 'rehearse';
 
 interface Expectation {
   /** Where the host is while the agent lies dead at the crash point. */
@@ -165,6 +168,16 @@ const WRITE_CASES: readonly CrashCase[] = [
   ...eachStep('journal:revert:done', 'revert', () => reverted('old')),
 ];
 
+/**
+ * Inside a rehearsal (rollout `rehearseRevert`): an agent killed while the rehearsal restores the
+ * snapshot, or once it has, recovers like any interrupted apply — back to the snapshot, `failed` —
+ * so the host ends at its prior state, never half-way nor at the change it may not have re-checked.
+ */
+const REHEARSAL_CASES: readonly CrashCase[] = [
+  ...eachStep('file:restore', 'rehearse', (step) => failed(step === 'renamed' ? 'old' : 'new')),
+  { point: 'apply:rehearsal-reverted', flow: 'rehearse', ...failed('old') },
+];
+
 /** One host under test: its root, and what it takes to judge its state. */
 interface CrashHost {
   rootDir: string;
@@ -226,6 +239,7 @@ async function runCrashCase(fleet: FleetHarness, subject: Subject, crash: CrashC
       bakeSeconds: 0,
       // The host restores its own snapshot when health fails after apply (the unhealthy flow).
       autoRevert: 'host',
+      rehearseRevert: flow === 'rehearse',
     }),
   );
   const isRevert = flow === 'revert';
@@ -393,6 +407,10 @@ describe('crash-point matrix: file change', () => {
   });
 
   it.each(titled(WRITE_CASES, 'state'))('inside a write: %s', async (_title, crash) => {
+    await runCrashCase(fleet, subject, crash, work);
+  });
+
+  it.each(titled(REHEARSAL_CASES, 'state'))('rehearsing its revert: %s', async (_title, crash) => {
     await runCrashCase(fleet, subject, crash, work);
   });
 });

@@ -149,6 +149,22 @@ export class FleetHarness {
     return agent;
   }
 
+  /**
+   * Registers each of `hosts` with the admin labels `labels` and starts its agent (which reports the
+   * same labels) in the directories `dirsOf` gives it; resolves once every one is online.
+   */
+  async spawnRegistered(
+    hosts: readonly string[],
+    labels: Record<string, string>,
+    dirsOf: (host: string) => { dataDir: string; rootDir: string },
+  ): Promise<void> {
+    for (const host of hosts) {
+      const joinToken = await this.register(host, labels);
+      this.spawnAgent({ id: host, joinToken, labels, ...dirsOf(host) });
+    }
+    await this.waitOnline(hosts);
+  }
+
   agentLogs(): string[] {
     return this.logsOfAll.flat();
   }

@@ -1,4 +1,4 @@
-import { type HealthCheckResult, type OrderReport, WIRE_LIMITS } from '@fleetpatch/shared';
+import { type HealthCheckResult, type OrderReport, type RehearsalReport, WIRE_LIMITS } from '@fleetpatch/shared';
 
 /** Not capped by the schema, but a check's label can be a 256 kB argv: keep frames small. */
 const MAX_CHECK_LABEL_CHARS = 1024;
@@ -7,13 +7,35 @@ const MAX_CHECK_LABEL_CHARS = 1024;
  * Cuts what a result says to what the wire accepts: a result the coordinator's schema refuses is a
  * result never recorded, and the agent would re-report it for ever.
  */
-export function fitResult<T extends { reason?: string | undefined; health?: HealthCheckResult[] | undefined }>(
-  result: T,
-): T {
+export function fitResult<
+  T extends {
+    reason?: string | undefined;
+    health?: HealthCheckResult[] | undefined;
+    rehearsal?: RehearsalReport | undefined;
+  },
+>(result: T): T {
   return {
     ...result,
     ...(result.reason !== undefined ? { reason: cut(result.reason, WIRE_LIMITS.reasonChars) } : {}),
     ...(result.health !== undefined ? { health: fitHealth(result.health, WIRE_LIMITS.resultHealthResults) } : {}),
+    ...(result.rehearsal !== undefined ? { rehearsal: fitRehearsal(result.rehearsal) } : {}),
+  };
+}
+
+/** A rehearsal report within the schema's limits (its reason, its differences, each state's values). */
+function fitRehearsal(report: RehearsalReport): RehearsalReport {
+  const fitState = (state: RehearsalReport['prior']) =>
+    Object.fromEntries(
+      Object.entries(state)
+        .slice(0, 20)
+        .map(([key, value]) => [cut(key, 50), typeof value === 'string' ? cut(value, 200) : value]),
+    );
+  return {
+    ...report,
+    prior: fitState(report.prior),
+    ...(report.restored ? { restored: fitState(report.restored) } : {}),
+    differences: report.differences.slice(0, 20).map((line) => cut(line, 300)),
+    ...(report.reason !== undefined ? { reason: cut(report.reason, WIRE_LIMITS.reasonChars) } : {}),
   };
 }
 

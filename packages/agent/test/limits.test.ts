@@ -32,6 +32,7 @@ const noopDriver: Driver<FileChange> = {
   apply: async () => {},
   verify: async () => {},
   restore: async () => {},
+  describe: async () => ({}),
   cleanup: async () => {},
 } as unknown as Driver<FileChange>;
 

@@ -36,6 +36,8 @@ class FakeDriver implements Driver<FileChange, { prior: string }> {
   failSnapshot = false;
   failApply = false;
   failRestore = false;
+  /** What a restore leaves on the host instead of the snapshot (a revert that does not restore). */
+  restoreLeaves: string | undefined;
 
   /** The lock budget each preflight was given (undefined: the driver's own). */
   lockWaits: (number | undefined)[] = [];
@@ -64,10 +66,14 @@ class FakeDriver implements Driver<FileChange, { prior: string }> {
   async restore(_change: FileChange, snapshot: { prior: string }): Promise<void> {
     this.calls.push('restore');
     if (this.failRestore) throw new FleetError(ErrorCode.revertFailed, 'restore failed');
-    this.host = snapshot.prior;
+    this.host = this.restoreLeaves ?? snapshot.prior;
   }
   async cleanup(): Promise<void> {
     this.calls.push('cleanup');
+  }
+  async describe(): Promise<{ content: string }> {
+    this.calls.push('describe');
+    return { content: this.host };
   }
 }
 
@@ -255,6 +261,89 @@ describe('OrderExecutor', () => {
     await (await executor()).apply(order('o1'));
     expect(driver.calls.filter((c) => c === 'restore')).toHaveLength(1);
     expect(results).toMatchObject([{ outcome: 'revert_failed', changed: true, errorCode: 'revert_failed' }]);
+  });
+
+  it('rehearses its revert when asked: applies, reverts to exactly the prior state, checks health, applies again', async () => {
+    await (await executor()).apply(order('o1', { rehearseRevert: true }));
+    expect(driver.calls).toEqual([
+      'preflight',
+      'describe',
+      'snapshot',
+      'apply',
+      'verify',
+      'restore',
+      'describe',
+      'apply',
+      'verify',
+    ]);
+    expect(driver.host).toBe('new');
+    expect(results).toMatchObject([
+      {
+        outcome: 'healthy',
+        changed: true,
+        rehearsal: {
+          ok: true,
+          prior: { content: 'old' },
+          restored: { content: 'old' },
+          differences: [],
+          healthyAfterRevert: true,
+        },
+      },
+    ]);
+  });
+
+  it('a rehearsed revert that does not restore the prior state fails the order and is not applied again', async () => {
+    driver.restoreLeaves = 'drifted';
+    await (await executor()).apply(order('o1', { rehearseRevert: true }));
+    expect(driver.calls.filter((c) => c === 'apply')).toHaveLength(1);
+    expect(driver.host).toBe('drifted');
+    expect(results).toMatchObject([
+      {
+        outcome: 'failed',
+        changed: false,
+        errorCode: 'rehearsal_failed',
+        rehearsal: { ok: false, differences: ['content: old → drifted'], healthyAfterRevert: true },
+      },
+    ]);
+    expect(results[0]?.reason).toBe('the rehearsed revert did not restore the prior state: content: old → drifted');
+  });
+
+  it('a host unhealthy after its rehearsed revert fails the rehearsal; one whose restore throws is revert_failed', async () => {
+    // Healthy before, healthy after the apply, unhealthy from the revert on.
+    probe.script = [true, true, false];
+    await (await executor()).apply(order('o1', { rehearseRevert: true, health: healthyAtOnce }));
+    expect(results[0]).toMatchObject({
+      outcome: 'failed',
+      changed: false,
+      errorCode: 'rehearsal_failed',
+      rehearsal: { ok: false, differences: [], healthyAfterRevert: false },
+    });
+    expect(driver.calls.filter((c) => c === 'apply')).toHaveLength(1);
+
+    probe.script = [true];
+    driver.failRestore = true;
+    await (await executor()).apply(order('o2', { rehearseRevert: true }));
+    expect(results[1]).toMatchObject({
+      outcome: 'revert_failed',
+      changed: true,
+      errorCode: 'rehearsal_failed',
+      rehearsal: { ok: false },
+    });
+  });
+
+  it('cuts a rehearsal report to the protocol’s limits, so a failed rehearsal is always recorded', async () => {
+    driver.restoreLeaves = 'y'.repeat(10_000);
+    await (await executor()).apply(order('o1', { rehearseRevert: true }));
+    expect(results[0]).toMatchObject({ outcome: 'failed', errorCode: 'rehearsal_failed' });
+    const parsed = OrderResultSchema.safeParse({ type: 'order.result', ...results[0] });
+    expect(parsed.success, parsed.error?.message).toBe(true);
+    expect(String(results[0]?.rehearsal?.restored?.content)).toHaveLength(200);
+  });
+
+  it('without rehearseRevert nothing is rehearsed and no state is described', async () => {
+    await (await executor()).apply(order('o1'));
+    expect(driver.calls).not.toContain('describe');
+    expect(results[0]?.rehearsal).toBeUndefined();
   });
 
   it('skips a host that was unhealthy before the patch, or fails it when told to', async () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -39,6 +40,8 @@ let server: WebSocketServer;
 let socket: WebSocket | undefined;
 let frames: { type: string; orderId?: string; outcome?: string; errorCode?: string; reason?: string }[];
 let hits: number;
+/** What /etc/x.conf held at each health check, in order. */
+let seen: string[];
 let service: ReturnType<typeof createServer>;
 let agent: Agent | undefined;
 
@@ -57,8 +60,10 @@ beforeEach(async () => {
   await writeTestCredential(dataDir, 'web-1');
   frames = [];
   hits = 0;
+  seen = [];
   service = createServer((_req, res) => {
     hits++;
+    seen.push(readFileSync(join(rootDir, 'etc', 'x.conf'), 'utf8'));
     res.writeHead(200).end('ok');
   });
   await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
@@ -267,5 +272,43 @@ describe('signed orders, end to end against a fake coordinator', () => {
     expect(resultsOf('signed-revert')[0]).toMatchObject({ outcome: 'reverted' });
     expect(await onDisk()).toBe('old\n');
     expect(await counted()).toEqual({ unsigned: 1, tampered: 1 });
+  });
+
+  it('rehearses a revert only where people signed for one, once: a stolen coordinator cannot ask for it, repeat it, or revert with it', async () => {
+    // Asked for under a statement that does not allow it: tampered, nothing runs.
+    const sneaky = order('sneaky', 'new\n');
+    send({ ...signed(sneaky, applyStatement(sneaky, 40)), rehearseRevert: true });
+    await expect.poll(() => resultsOf('sneaky').length, { timeout: 10_000 }).toBe(1);
+    expect(resultsOf('sneaky')[0]).toMatchObject({ outcome: 'failed', errorCode: 'policy_denied' });
+    expect(resultsOf('sneaky')[0]?.reason).toMatch(/^tampered: .*rehearsed revert/);
+    expect(await onDisk()).toBe('old\n');
+    expect(hits).toBe(0);
+
+    // Signed for: applied, healthy, reverted to the old bytes, healthy there, applied again.
+    const rehearsed = order('rehearsed', 'new\n');
+    const statement = applyStatement(rehearsed, 41, { rehearseRevert: true });
+    send({ ...signed(rehearsed, statement), rehearseRevert: true });
+    await expect.poll(() => resultsOf('rehearsed').length, { timeout: 15_000 }).toBe(1);
+    const result = resultsOf('rehearsed')[0] as unknown as { outcome: string; rehearsal?: { ok: boolean } };
+    expect(result).toMatchObject({ outcome: 'healthy', rehearsal: { ok: true } });
+    expect(await onDisk()).toBe('new\n');
+    // Checked on the old file (before), on the new, on the old again (the rehearsal), on the new again.
+    expect(seen.filter((text, i) => i === 0 || text !== seen[i - 1])).toEqual(['old\n', 'new\n', 'old\n', 'new\n']);
+
+    // The same statement again, asking for another rehearsal: a replay, refused.
+    const checks = hits;
+    send({ ...signed(rehearsed, statement), orderId: 'rehearse-again', rehearseRevert: true });
+    await expect.poll(() => resultsOf('rehearse-again').length, { timeout: 10_000 }).toBe(1);
+    expect(resultsOf('rehearse-again')[0]?.reason).toMatch(/^replayed: /);
+
+    // The statement allows a rehearsal within its order, never a revert on its own.
+    send({ type: 'order.revert', orderId: 'plain-revert', revertsOrderId: 'rehearsed' });
+    await expect.poll(() => resultsOf('plain-revert').length, { timeout: 10_000 }).toBe(1);
+    expect(resultsOf('plain-revert')[0]?.reason).toMatch(/^unsigned: /);
+
+    expect(await onDisk()).toBe('new\n');
+    expect(hits).toBe(checks);
+    expect(await journaled()).toEqual(['rehearsed']);
+    expect(await counted()).toEqual({ tampered: 1, replayed: 1, unsigned: 1 });
   });
 });

@@ -19,6 +19,17 @@ export function describeStatement(statement: Statement, digest: string): string[
       `  change    ${change}`,
       `  health    ${patch.health.checks.length} check(s); ${statement.revertOnHealthFailure ? 'a host reverts itself when they fail' : 'a failing host is left changed'}`,
     );
+    if (statement.rehearseRevert) {
+      lines.push(
+        '  rehearse  a host may revert and apply again once, within its order (the canary rehearses its revert)',
+      );
+    }
+    // Run by the coordinator, not the agents: signed so that what gates the rollout is what was approved.
+    for (const a of statement.analyses ?? []) {
+      lines.push(
+        `  analysis  ${a.name}: ${a.query}  ${a.condition}  (${a.count} × ${a.intervalSeconds}s, ${a.address})`,
+      );
+    }
   } else {
     lines.push(`  reverts   statement ${statement.revertsStatementDigest}`);
   }

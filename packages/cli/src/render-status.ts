@@ -1,4 +1,4 @@
-import type { HostView, RolloutStatus } from '@fleetpatch/shared';
+import type { AnalysisRunView, HostView, MeasurementView, RehearsalReport, RolloutStatus } from '@fleetpatch/shared';
 import { packageSetLines } from './render-package-moves.js';
 import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
@@ -14,6 +14,7 @@ const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 
  *   wave 1  passed   web-1:healthy
  *   wave 2  running  web-2:applying web-3:failed web-4:not_applicable
  *     web-3 failed: health_failed: http check "api" returned 500
+ *     analysis error-rate  failed  1/3 taken, 1 failed (limit 0)  last 0.31 (threshold 0.01, < 0.01): fail
  *     web-4 not_applicable: no binary package of source openssl is installed on this host
  *     packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1: web-1, web-2
  */
@@ -56,13 +57,47 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
     for (const host of wave.hosts) {
       const why = hostProblem(host);
       if (why) lines.push(`  ${host.hostId} ${host.state}: ${why}`);
+      if (host.rehearsal) lines.push(`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
       const after = afterChangeLine(host);
       if (after) lines.push(`  ${host.hostId} ${after}`);
     }
+    for (const run of status.analyses.filter((a) => a.wave === wave.wave)) lines.push(`  ${formatAnalysis(run)}`);
   }
   // A package change: what each host resolved it to (hosts that moved alike share a line).
   lines.push(...packageSetLines(status.waves.flatMap((wave) => wave.hosts)));
   return lines.join('\n');
+}
+
+/** `rehearsed revert: passed (restored exactly, healthy again)` or what differed. */
+export function formatRehearsal(rehearsal: RehearsalReport): string {
+  if (rehearsal.ok) return 'rehearsed revert: passed (restored exactly, healthy again, applied again)';
+  const why = [
+    ...rehearsal.differences,
+    ...(rehearsal.healthyAfterRevert === false ? ['unhealthy after the revert'] : []),
+    ...(rehearsal.differences.length === 0 && rehearsal.reason ? [rehearsal.reason] : []),
+  ];
+  return `rehearsed revert: FAILED (${why.join('; ') || 'no reason given'})`;
+}
+
+/** One analysis of a wave: its counters and its latest measurement (value, threshold, verdict). */
+export function formatAnalysis(run: AnalysisRunView): string {
+  const counters = [
+    `${run.taken}/${run.count} taken`,
+    ...(run.failed > 0 ? [`${run.failed} failed (limit ${run.failureLimit})`] : []),
+    ...(run.inconclusive > 0 ? [`${run.inconclusive} inconclusive`] : []),
+  ].join(', ');
+  const last = run.measurements.at(-1);
+  const retry = run.attempt > 1 ? ` (attempt ${run.attempt})` : '';
+  return `analysis ${run.name}${retry}  ${run.verdict}  ${counters}${last ? `  last ${formatMeasurement(last, run.condition)}` : ''}`;
+}
+
+export function formatMeasurement(m: MeasurementView, condition: string): string {
+  const number = (n: number | null) => (n === null ? '-' : String(Number(n.toPrecision(6))));
+  const seen =
+    m.value === null && m.threshold === null
+      ? ''
+      : `${number(m.value)} (threshold ${number(m.threshold)}, ${condition}): `;
+  return `${seen}${m.verdict}${m.reason && m.verdict !== 'fail' ? ` (${m.reason})` : ''}`;
 }
 
 function formatHost(host: HostView): string {

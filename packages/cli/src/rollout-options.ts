@@ -98,6 +98,7 @@ export interface RolloutCreateFlags {
   staleServices?: string | undefined;
   approvals?: number | undefined;
   draft?: boolean | undefined;
+  rehearseRevert?: boolean | undefined;
 }
 
 /**
@@ -135,6 +136,7 @@ export function buildRolloutRequest(
   if (flags.staleServices !== undefined) request.staleServices = flags.staleServices;
   if (flags.approvals !== undefined) request.requiredApprovals = flags.approvals;
   if (flags.draft) request.draft = true;
+  if (flags.rehearseRevert) request.rehearseRevert = true;
   if (request.patchId === undefined) throw new UsageError('which patch? pass --patch <id>');
   if (request.target === undefined)
     throw new UsageError('which hosts? pass --labels k=v,..., --hosts a,b, --all or --exposed-to source=version');

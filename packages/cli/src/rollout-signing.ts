@@ -1,6 +1,8 @@
 import {
   type ApplyStatement,
+  analysesOf,
   applyStatementFor,
+  canonicalJson,
   DEFAULT_STATEMENT_VALIDITY_SECONDS,
   isAgentCheckableTarget,
   keyIdOf,
@@ -195,6 +197,14 @@ function checkRolloutPlan(request: RolloutRequest, statement: ApplyStatement): v
     !sameStatementTarget(statement.target, { kind: 'selector', selector: request.target })
   ) {
     throw new SigningRefusedError("the statement's target is not the rollout's: refusing to sign");
+  }
+  if (canonicalJson(statement.analyses ?? null) !== canonicalJson(analysesOf(request).analyses ?? null)) {
+    throw new SigningRefusedError("the statement's analyses are not the rollout's: refusing to sign");
+  }
+  if ((statement.rehearseRevert === true) !== request.rehearseRevert) {
+    throw new SigningRefusedError(
+      `the statement ${statement.rehearseRevert ? 'allows' : 'does not allow'} a rehearsed revert, the rollout ${request.rehearseRevert ? 'asks for one' : 'does not'}: refusing to sign`,
+    );
   }
 }
 

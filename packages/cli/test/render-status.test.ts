@@ -14,6 +14,7 @@ function host(hostId: string, state: HostView['state'], extra: Partial<HostView>
     errorCode: null,
     reason: null,
     health: null,
+    rehearsal: null,
     afterChange: null,
     ...extra,
   };
@@ -39,6 +40,8 @@ function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial
         revertParallel: 50,
         requiredApprovals: 1,
         draft: false,
+        analyses: [],
+        rehearseRevert: false,
       },
       state: 'running',
       createdBy: 'alice',
@@ -60,6 +63,7 @@ function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial
     haltsOn: 'halts on the 1st failure',
     counts: {},
     waves: [],
+    analyses: [],
     ...rest,
   };
   return view;
@@ -112,6 +116,67 @@ describe('renderStatus', () => {
       '  web-2 timed_out: no reason reported',
       'wave 2  pending  web-3:skipped',
       '  web-3 skipped: offline past the deadline',
+    ]);
+  });
+
+  it('shows each analysis under its wave: counters, and the last value against its threshold with the verdict', () => {
+    const measurement = (value: number | null, verdict: 'pass' | 'fail' | 'inconclusive', reason: string | null) => ({
+      at: '2025-06-01T11:59:00.000Z',
+      phase: 'bake' as const,
+      value,
+      baseline: value === null ? null : 0.02,
+      threshold: value === null ? null : 0.03,
+      verdict,
+      reason,
+    });
+    const run = { name: 'error-rate', attempt: 1, condition: '<= 1.5 * baseline', count: 3, failureLimit: 0 };
+    const view = status(
+      {
+        state: 'halted',
+        stateReason: 'analysis error-rate failed on wave 1; failure budget exceeded: 1 failed, 0 tolerated',
+      },
+      {
+        failures: 1,
+        waves: [
+          { wave: 0, phase: 'passed', hosts: [host('web-1', 'healthy')] },
+          {
+            wave: 1,
+            phase: 'stopped',
+            hosts: [host('web-2', 'failed', { errorCode: 'analysis_failed', reason: 'analysis error-rate failed' })],
+          },
+        ],
+        analyses: [
+          {
+            ...run,
+            wave: 0,
+            verdict: 'passed',
+            taken: 3,
+            failed: 0,
+            inconclusive: 1,
+            measurements: [
+              measurement(0.01, 'pass', null),
+              measurement(null, 'inconclusive', 'no answer within 10000 ms'),
+            ],
+          },
+          {
+            ...run,
+            wave: 1,
+            attempt: 2,
+            verdict: 'failed',
+            taken: 1,
+            failed: 1,
+            inconclusive: 0,
+            measurements: [measurement(0.3, 'fail', 'too high')],
+          },
+        ],
+      },
+    );
+    expect(renderStatus(view, NOW).split('\n').slice(2)).toEqual([
+      'wave 1  passed   web-1:healthy',
+      '  analysis error-rate  passed  3/3 taken, 1 inconclusive  last inconclusive (no answer within 10000 ms)',
+      'wave 2  stopped  web-2:failed',
+      '  web-2 failed: analysis_failed: analysis error-rate failed',
+      '  analysis error-rate (attempt 2)  failed  1/3 taken, 1 failed (limit 0)  last 0.3 (threshold 0.03, <= 1.5 * baseline): fail',
     ]);
   });
 

@@ -60,6 +60,7 @@ describe('buildRolloutRequest', () => {
         bake: 30,
         autoRevert: 'wave',
         approvals: 2,
+        rehearseRevert: true,
       }),
     ).toEqual({
       patchId: 'pat_1',
@@ -70,6 +71,7 @@ describe('buildRolloutRequest', () => {
       bakeSeconds: 30,
       autoRevert: 'wave',
       requiredApprovals: 2,
+      rehearseRevert: true,
     });
     expect(buildRolloutRequest({ patch: 'p', hosts: ['a', 'b'] }).target).toEqual({ hostIds: ['a', 'b'] });
     expect(buildRolloutRequest({ patch: 'p', all: true }).target).toEqual({ all: true });

@@ -115,6 +115,7 @@ function statusOf(req: RolloutRequest, signing: RolloutStatus['signing'] = null,
     haltsOn: 'halts on the 1st failure',
     counts: {},
     waves: [],
+    analyses: [],
   };
 }
 
@@ -390,6 +391,47 @@ describe('rollout approve --sign-key', () => {
       /is not signed: approve it without --sign-key/,
     );
     expect([...h.calls, ...unsigned.calls].filter((c) => c.method === 'approveSigned')).toEqual([]);
+  });
+});
+
+describe('rollout approve --sign-key: analyses and the rehearsal', () => {
+  const gate = {
+    kind: 'prometheus',
+    name: 'error-rate',
+    address: 'http://127.0.0.1:9090',
+    query: 'sum(rate(errors{$wave_hosts}[1m]))',
+    condition: '< 0.01',
+  };
+
+  it('shows the analyses and the rehearsal it signs, and signs when they are the rollout’s', async () => {
+    const alice = person('alice');
+    const bob = person('bob');
+    const { status } = signedStatus(alice, request({ requiredApprovals: 1, analyses: [gate], rehearseRevert: true }));
+    const h = harness({ status });
+    await h.run('rollout', 'approve', 'ro_1', '--sign-key', bob.file);
+    expect(h.callsOf('approveSigned')).toHaveLength(1);
+    const shown = h.err.join('\n');
+    expect(shown).toContain(
+      'analysis  error-rate: sum(rate(errors{$wave_hosts}[1m]))  < 0.01  (3 × 30s, http://127.0.0.1:9090)',
+    );
+    expect(shown).toContain('rehearse  a host may revert and apply again once');
+  });
+
+  it('refuses a statement whose analyses or rehearsal are not the rollout’s as the coordinator shows it', async () => {
+    const alice = person('alice');
+    const bob = person('bob');
+    // Signed without the gate; the rollout shown has it (or the reverse): not what the approver is shown.
+    const { status: withoutGate } = signedStatus(alice);
+    const gated = statusOf(request({ requiredApprovals: 1, analyses: [gate] }), withoutGate.signing);
+    expect(
+      (await harness({ status: gated }).fail('rollout', 'approve', 'ro_1', '--sign-key', bob.file)).lines.join('\n'),
+    ).toMatch(/the statement's analyses are not the rollout's: refusing to sign/);
+    const rehearsing = statusOf(request({ requiredApprovals: 1, rehearseRevert: true }), withoutGate.signing);
+    const h = harness({ status: rehearsing });
+    expect((await h.fail('rollout', 'approve', 'ro_1', '--sign-key', bob.file)).lines.join('\n')).toMatch(
+      /the statement does not allow a rehearsed revert, the rollout asks for one: refusing to sign/,
+    );
+    expect(h.callsOf('approveSigned')).toEqual([]);
   });
 });
 

@@ -181,6 +181,46 @@ describe('POST /v1/rollouts/:id/statement', () => {
     }
   });
 
+  it('signs the rollout’s analyses and its rehearsal exactly: dropped, changed or added, they are refused', async () => {
+    const analysis = {
+      kind: 'prometheus',
+      name: 'error-rate',
+      address: 'http://127.0.0.1:9090',
+      query: 'sum(rate(http_requests_total{code=~"5..",$wave_hosts}[1m]))',
+      condition: '< 0.01',
+    };
+    const { id, request } = await draft({ analyses: [analysis], rehearseRevert: true });
+    const good = statementOf(request);
+    expect(good.analyses?.[0]).toMatchObject({ name: 'error-rate', count: 3, inconclusive: 'pause' });
+    expect(good.rehearseRevert).toBe(true);
+    const url = `/v1/rollouts/${id}/statement`;
+    const { analyses: _analyses, ...withoutAnalyses } = good;
+    const { rehearseRevert: _rehearse, ...withoutRehearsal } = good;
+    const cases: { name: string; statement: StatementInput; path: string }[] = [
+      // A statement that drops the gate: the coordinator would then run none the signers saw.
+      { name: 'analyses dropped', statement: withoutAnalyses, path: 'body.statement.analyses' },
+      {
+        name: 'a looser threshold',
+        statement: { ...good, analyses: [{ ...good.analyses?.[0], condition: '< 0.5' }] } as StatementInput,
+        path: 'body.statement.analyses',
+      },
+      { name: 'the rehearsal dropped', statement: withoutRehearsal, path: 'body.statement.rehearseRevert' },
+    ];
+    for (const { name, statement, path } of cases) {
+      await expect(
+        refused(url, olgaKey.submission(statement as never), TOKENS.operator, 400, { path }),
+        name,
+      ).resolves.toBeUndefined();
+    }
+    // And the other way: a rollout without them refuses a statement that adds them.
+    const plain = await draft();
+    const added = { ...statementOf(plain.request), analyses: good.analyses, rehearseRevert: true } as StatementInput;
+    await refused(`/v1/rollouts/${plain.id}/statement`, olgaKey.submission(added as never), TOKENS.operator, 400, {
+      path: 'body.statement.analyses',
+    });
+    expect((await callApi(app, 'POST', url, olgaKey.submission(good), TOKENS.operator)).status).toBe(200);
+  });
+
   it('is the creator’s, of a draft, of a known rollout', async () => {
     const { id, request } = await draft();
     const body = olgaKey.submission(statementOf(request));

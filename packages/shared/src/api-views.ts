@@ -1,8 +1,9 @@
 import { z } from 'zod';
+import { AnalysisRunVerdictSchema, MeasurementVerdictSchema } from './analysis.js';
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
-import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema } from './protocol.js';
+import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema, RehearsalReportSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
 import { AfterChangeReportSchema } from './service-restarts.js';
 import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
@@ -138,6 +139,8 @@ export const HostViewSchema = z
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
     health: z.array(HealthCheckResultSchema).nullable(),
+    /** The canary's rehearsed revert, as its agent reported it (null: none was asked for, or none reported). */
+    rehearsal: RehearsalReportSchema.nullable(),
     /** What followed the change on the host: units restarted, services still on old libraries, reboot. */
     afterChange: AfterChangeReportSchema.nullable(),
     /**
@@ -201,6 +204,42 @@ export const RolloutSigningSchema = z
   .strict();
 export type RolloutSigning = z.infer<typeof RolloutSigningSchema>;
 
+/** One measurement of a metric analysis: the value seen, the threshold it was held to, the verdict. */
+export const MeasurementViewSchema = z
+  .object({
+    at: IsoTimeSchema,
+    /** verify: hosts of the wave were still applying; bake: all had finished. */
+    phase: z.enum(['verify', 'bake']),
+    /** null when nothing could be measured (inconclusive, skipped) or the value was not finite. */
+    value: z.number().nullable(),
+    baseline: z.number().nullable(),
+    threshold: z.number().nullable(),
+    verdict: MeasurementVerdictSchema,
+    reason: z.string().nullable(),
+  })
+  .strict();
+export type MeasurementView = z.infer<typeof MeasurementViewSchema>;
+
+/** A metric analysis on one wave: its current attempt's counters and latest measurements. */
+export const AnalysisRunViewSchema = z
+  .object({
+    wave: CountSchema,
+    name: z.string(),
+    attempt: z.number().int().min(1),
+    condition: z.string(),
+    verdict: AnalysisRunVerdictSchema,
+    /** Measurements counted toward `count` (passed, or inconclusive under `ignore`). */
+    taken: CountSchema,
+    count: CountSchema,
+    failed: CountSchema,
+    failureLimit: CountSchema,
+    inconclusive: CountSchema,
+    /** The latest measurements of this attempt (at most 20), oldest first; the audit trail has them all. */
+    measurements: z.array(MeasurementViewSchema),
+  })
+  .strict();
+export type AnalysisRunView = z.infer<typeof AnalysisRunViewSchema>;
+
 /** A rollout with every host by wave: what `GET /v1/rollouts/:id` and every verb answer. */
 export const RolloutStatusSchema = z
   .object({
@@ -214,6 +253,8 @@ export const RolloutStatusSchema = z
     haltsOn: z.string(),
     counts: z.partialRecord(HostRunStateSchema, CountSchema),
     waves: z.array(WaveStatusSchema),
+    /** The metric analyses measured so far, by wave (none for a rollout without analyses). */
+    analyses: z.array(AnalysisRunViewSchema),
     /**
      * For a rollout targeted `exposedTo`: the compliance view of that source and fixed version
      * (`url`, under the same API), to see hosts go from exposed to fixed.

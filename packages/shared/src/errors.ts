@@ -21,6 +21,10 @@ export const ErrorCode = {
   applyFailed: 'apply_failed',
   verifyFailed: 'verify_failed',
   healthFailed: 'health_failed',
+  /** A metric analysis the coordinator ran failed the host's wave. */
+  analysisFailed: 'analysis_failed',
+  /** The canary's rehearsed revert did not bring it back to exactly its prior state, healthy. */
+  rehearsalFailed: 'rehearsal_failed',
   revertFailed: 'revert_failed',
   blocked: 'blocked',
   cancelled: 'cancelled',

@@ -1,4 +1,5 @@
 export * from './agent-proof.js';
+export * from './analysis.js';
 export * from './api-views.js';
 export * from './canonical-json.js';
 export * from './change-protocol.js';

@@ -92,6 +92,29 @@ export const OrderOutcomeSchema = z.enum([
 ]);
 export type OrderOutcome = z.infer<typeof OrderOutcomeSchema>;
 
+/** A value of a described state: what a driver says a file or package is (`describe`). */
+const StateValueSchema = z.union([z.string().max(200), z.number(), z.boolean()]);
+export const DescribedStateSchema = z.record(z.string().max(200), StateValueSchema);
+export type DescribedState = z.infer<typeof DescribedStateSchema>;
+
+/**
+ * How a rehearsed revert went (`order.apply` with `rehearseRevert`): the host applied, was healthy,
+ * restored its snapshot, and was compared with what it held before the apply (`prior` against
+ * `restored`: a file's bytes, mode and owner; a package's version and status) and checked healthy
+ * again. `ok` only when nothing differs and health passed; then it applied again.
+ */
+export const RehearsalReportSchema = z.object({
+  ok: z.boolean(),
+  prior: DescribedStateSchema,
+  /** Absent when the revert itself failed. */
+  restored: DescribedStateSchema.optional(),
+  /** What differs between prior and restored, one line each (`mode: 0640 → 0666`). */
+  differences: z.array(z.string().max(300)).max(20),
+  /** Whether the host was healthy again on its prior state. */
+  healthyAfterRevert: z.boolean().optional(),
+  reason: z.string().max(WIRE_LIMITS.reasonChars).optional(),
+});
+export type RehearsalReport = z.infer<typeof RehearsalReportSchema>;
 /**
  * One package of a package change as resolved on the host: from which version (null: not installed)
  * to which, and where the snapshot of the prior version came from (`dpkg-repack`: rebuilt from the
@@ -113,6 +136,8 @@ export const OrderResultBodySchema = z.object({
   errorCode: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]).optional(),
   reason: z.string().max(WIRE_LIMITS.reasonChars).optional(),
   health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.resultHealthResults).optional(),
+  /** Present when the order asked for a rehearsed revert. */
+  rehearsal: RehearsalReportSchema.optional(),
   /** After a change (or its revert) on the host: units restarted, processes on old libraries, reboot. */
   afterChange: AfterChangeReportSchema.optional(),
   /** Package changes: the set as resolved on this host (preflight and apply; protocol 4, optional). */
@@ -261,6 +286,12 @@ export const OrderApplySchema = z.object({
     .min(0)
     .max(7 * 24 * 3600)
     .default(0),
+  /**
+   * Rehearse the revert on this host: once healthy, restore the snapshot, check the host is exactly
+   * at its prior state and healthy, then apply again (see `RehearsalReportSchema`). A signed order
+   * asks for it only under a statement that says `rehearseRevert: true`.
+   */
+  rehearseRevert: z.boolean().optional(),
   /** The signed statement of this order (its patch must match `change`, `health` and the prose) and its signatures. */
   signed: signedBy(ApplyStatementSchema).optional(),
 });

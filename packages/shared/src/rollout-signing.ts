@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AgentPublicKeySchema } from './agent-proof.js';
+import { AnalysesSchema } from './analysis.js';
 import { canonicalJson } from './canonical-json.js';
 import { type Patch, type PatchSpec, PatchSpecSchema } from './patch.js';
 import type { RolloutRequest, Target } from './rollout.js';
@@ -88,7 +89,10 @@ function validity({ now, validForSeconds }: StatementWindow) {
 /** The apply statement the author of a rollout signs (the CLI builds it from what the coordinator shows). */
 export function applyStatementFor(
   patch: PatchSpec,
-  request: Pick<RolloutRequest, 'target' | 'autoRevert'>,
+  request: Pick<RolloutRequest, 'target' | 'autoRevert'> & {
+    analyses?: RolloutRequest['analyses'] | undefined;
+    rehearseRevert?: boolean | undefined;
+  },
   plannedHostIds: readonly string[],
   window: StatementWindow,
 ): ApplyStatement {
@@ -97,9 +101,19 @@ export function applyStatementFor(
     statementVersion: 1,
     patch: SignedPatchSchema.parse(signedPatchOf(patch)),
     revertOnHealthFailure: revertOnHealthFailureOf(request),
+    ...analysesOf(request),
+    ...(request.rehearseRevert === true ? { rehearseRevert: true as const } : {}),
     target: applyStatementTarget(request.target, plannedHostIds),
     ...validity(window),
   };
+}
+
+/** The `analyses` field of a rollout's apply statement: present only when it has analyses. */
+export function analysesOf(request: { analyses?: RolloutRequest['analyses'] | undefined }): {
+  analyses?: RolloutRequest['analyses'];
+} {
+  const analyses = request.analyses ?? [];
+  return analyses.length > 0 ? { analyses: AnalysesSchema.parse(analyses) } : {};
 }
 
 /**

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AnalysesSchema } from './analysis.js';
 import { DpkgVersionSchema } from './debian-version.js';
 import { InstalledPackageNameSchema } from './inventory.js';
 import { HostIdSchema, LabelsSchema } from './validation.js';
@@ -150,6 +151,18 @@ export const RolloutRequestSchema = z
     draft: z.boolean().default(false),
     window: MaintenanceWindowSchema.optional(),
     startAt: z.iso.datetime({ offset: true }).optional(),
+    /**
+     * Metric gates the coordinator evaluates against Prometheus during each wave's verify and bake
+     * (analysis.ts): a failed one fails the wave; one that cannot be measured follows its `inconclusive` policy.
+     */
+    analyses: AnalysesSchema.default([]),
+    /**
+     * Rehearse the revert on the canary wave (the first): each of its hosts applies, passes health,
+     * reverts, is checked to be exactly at its prior state and healthy, then applies again. A
+     * rehearsal that fails halts the rollout before any other host changes. Off unless asked for:
+     * it doubles the canary's changes, and a signed rollout must say so in its statement.
+     */
+    rehearseRevert: z.boolean().default(false),
   })
   .strict();
 export type RolloutRequest = z.infer<typeof RolloutRequestSchema>;

@@ -1,6 +1,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { AgentPublicKeySchema, rawPublicKey, SignatureSchema, signPayload, verifyPayload } from './agent-proof.js';
+import { AnalysesSchema } from './analysis.js';
 import { canonicalJson } from './canonical-json.js';
 import {
   FileChangeSchema,
@@ -108,6 +109,19 @@ export const ApplyStatementSchema = z
      * host changed for a person to inspect (false). Signed, because it is the agent's own revert plan.
      */
     revertOnHealthFailure: z.boolean(),
+    /**
+     * The rollout's metric analyses, when it has any (absent otherwise, so a statement without them
+     * signs the same bytes as before they existed). Agents do not act on them — the coordinator runs
+     * them — but they are part of the change people approved: the coordinator refuses a statement
+     * whose analyses are not the rollout's, and anyone can check later what gated the rollout.
+     */
+    analyses: AnalysesSchema.min(1).optional(),
+    /**
+     * Present (true) when the rollout rehearses its revert on the canary: it lets an agent, within the
+     * one order it accepts under this statement, restore its snapshot and apply again. An order that
+     * asks for a rehearsal under a statement without it is refused as tampered.
+     */
+    rehearseRevert: z.literal(true).optional(),
     ...validity,
   })
   .strict();

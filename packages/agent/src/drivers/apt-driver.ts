@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import {
   DebianPackageNameSchema,
   DebianVersionSchema,
+  type DescribedState,
   ErrorCode,
   FleetError,
   type PackageChange,
@@ -394,6 +395,27 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
         snapshot: m.deb ? m.deb.source : m.prior.installed ? 'none' : 'not-installed',
       })),
     };
+  }
+
+  /**
+   * What a rehearsed revert must bring back: each member's installed version, architecture and dpkg
+   * status (or that it was not installed), keyed `<package>.<field>`. A source change is described by
+   * the binaries it resolves to on this host now.
+   */
+  async describe(change: PackageChange, ctx: DriverContext): Promise<DescribedState> {
+    const resolution = await this.resolve(change, ctx.signal);
+    const names = resolution.kind === 'set' ? resolution.members.map((m) => m.name) : [];
+    const described: DescribedState = {};
+    for (const name of names) {
+      const state = await this.commands.query(name, ctx.signal);
+      described[`${name}.installed`] = state.installed;
+      if (state.installed) {
+        described[`${name}.version`] = state.version;
+        described[`${name}.architecture`] = state.architecture;
+        described[`${name}.status`] = state.status;
+      }
+    }
+    return described;
   }
 
   /**

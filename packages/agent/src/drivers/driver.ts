@@ -1,4 +1,4 @@
-import type { Change, ErrorCode, PackageMove } from '@fleetpatch/shared';
+import type { Change, DescribedState, ErrorCode, PackageMove } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 
 export interface DriverContext {
@@ -65,6 +65,12 @@ export interface Driver<C extends Change = Change, S = unknown> {
   verify(change: C, ctx: DriverContext, snapshot?: S): Promise<void>;
   /** Puts the prior state back from the snapshot and confirms it. Throws `revert_failed`. */
   restore(change: C, snapshot: S, dir: string, ctx: DriverContext): Promise<void>;
+  /**
+   * What the host holds for this change right now, as plain values that are equal exactly when the
+   * states are (a file's sha256, size, mode, owner; a package's version and status): a rehearsed
+   * revert compares the state before the apply with the state after the revert.
+   */
+  describe(change: C, ctx: DriverContext): Promise<DescribedState>;
   /** After a crash: removes leftovers of an interrupted apply or restore (temp files). Idempotent. */
   cleanup(change: C, ctx: DriverContext): Promise<void>;
   /** What a journaled snapshot says the change resolved to, for the order's result; undefined if nothing to add. */

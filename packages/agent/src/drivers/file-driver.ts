@@ -3,6 +3,7 @@ import { lstat, mkdir, open, readdir, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
 import {
   AbsolutePathSchema,
+  type DescribedState,
   ErrorCode,
   type FileChange,
   FleetError,
@@ -277,6 +278,20 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
       );
     }
     ctx.log.info({ path: change.path }, 'file verify: matches');
+  }
+
+  async describe(change: FileChange, _ctx: DriverContext): Promise<DescribedState> {
+    const target = await this.#resolve(change);
+    const state = await readFileState(target.hostPath, target.path);
+    if (!state.exists) return { exists: false };
+    return {
+      exists: true,
+      sha256: state.sha256,
+      size: state.size,
+      mode: formatMode(state.mode),
+      uid: state.uid,
+      gid: state.gid,
+    };
   }
 
   /**

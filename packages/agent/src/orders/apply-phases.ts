@@ -4,6 +4,7 @@ import {
   ErrorCode,
   FleetError,
   type OrderApply,
+  type RehearsalReport,
   UNHEALTHY_BEFORE_PATCH,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
@@ -12,6 +13,7 @@ import { makeDirectoryDurably } from '../fs/atomic-file.js';
 import { failedRestarts } from '../services/after-change.js';
 import type { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, type OrderContext, type ResultDraft } from './order-context.js';
+import { rehearseRevert } from './rehearsal.js';
 import { restoreAndFinish } from './snapshot-restore.js';
 import { targetOf } from './target-lock.js';
 
@@ -104,6 +106,9 @@ async function runPhases(
       return;
     }
 
+    // What a rehearsed revert must bring the host back to, read before anything changes.
+    const prior = order.rehearseRevert === true ? await driver.describe(order.change, driverCtx) : undefined;
+
     // No apply without an escape hatch: the snapshot is durable and verified before anything changes.
     const dir = journal.snapshotDir(order.orderId);
     await makeDirectoryDurably(dir, 0o700);
@@ -114,28 +119,44 @@ async function runPhases(
     throwIfAborted(signal);
 
     const rebootBefore = await ctx.rebootBefore(log);
-    entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
-    events.progress(order.orderId, 'applying');
-    ctx.checkpoint('apply:applying');
-    await driver.apply(order.change, driverCtx, snapshot);
-    ctx.checkpoint('apply:applied-before-journal');
-    entry = await journal.update(entry, { phase: 'applied', changed: true }, ctx.now());
-    events.progress(order.orderId, 'applied');
-    ctx.checkpoint('apply:applied');
-    await driver.verify(order.change, driverCtx, snapshot);
-    // The patch's units restart onto the new code before health is judged; a restart that fails
-    // fails the apply (the snapshot is restored and the afterRevert units restarted).
-    applied = await ctx.afterChange(order.change, 'apply', rebootBefore, signal, log);
-    const restartTrouble = failedRestarts(applied);
-    if (restartTrouble) throw new FleetError(ErrorCode.applyFailed, restartTrouble);
+    const applyAndVerify = async (message?: string) => {
+      entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
+      events.progress(order.orderId, 'applying', message);
+      ctx.checkpoint('apply:applying');
+      await driver.apply(order.change, driverCtx, snapshot);
+      ctx.checkpoint('apply:applied-before-journal');
+      entry = await journal.update(entry, { phase: 'applied', changed: true }, ctx.now());
+      events.progress(order.orderId, 'applied', message);
+      ctx.checkpoint('apply:applied');
+      await driver.verify(order.change, driverCtx, snapshot);
+      // The patch's units restart onto the new code before health is judged; a restart that fails
+      // fails the apply (the snapshot is restored and the afterRevert units restarted).
+      applied = await ctx.afterChange(order.change, 'apply', rebootBefore, signal, log);
+      const restartTrouble = failedRestarts(applied);
+      if (restartTrouble) throw new FleetError(ErrorCode.applyFailed, restartTrouble);
 
-    entry = await journal.update(entry, { phase: 'verifying' }, ctx.now());
-    events.progress(order.orderId, 'verifying');
-    ctx.checkpoint('apply:verifying');
-    const verdictAfter = await health.waitUntilHealthy(order.health, {
-      signal,
-      onResults: (results) => events.progress(order.orderId, 'verifying', undefined, results),
-    });
+      entry = await journal.update(entry, { phase: 'verifying' }, ctx.now());
+      events.progress(order.orderId, 'verifying', message);
+      ctx.checkpoint('apply:verifying');
+      return health.waitUntilHealthy(order.health, {
+        signal,
+        onResults: (results) => events.progress(order.orderId, 'verifying', message, results),
+      });
+    };
+    let verdictAfter = await applyAndVerify();
+    // The rehearsal, healthy hosts only: revert, check the prior state is back, then the same apply again.
+    let rehearsal: RehearsalReport | undefined;
+    if (verdictAfter.healthy && prior !== undefined) {
+      const rehearsed = await rehearseRevert(ctx, entry, driver, driverCtx, prior, order.health, signal);
+      if (!rehearsed.ok) {
+        await ctx.finish(entry, rehearsed.result);
+        return;
+      }
+      entry = rehearsed.entry;
+      rehearsal = rehearsed.report;
+      verdictAfter = await applyAndVerify('rehearsal passed: applied again');
+    }
+    const rehearsed = rehearsal ? { rehearsal } : {};
     if (!verdictAfter.healthy && !order.revertOnHealthFailure) {
       log.warn({ reason: verdictAfter.reason }, 'health failed after apply; left changed (autoRevert: none)');
       await ctx.finish(entry, {
@@ -145,6 +166,7 @@ async function runPhases(
         reason: `${verdictAfter.reason}; left changed for inspection (autoRevert: none)`,
         health: verdictAfter.results,
         ...(applied ? { afterChange: applied } : {}),
+        ...rehearsed,
       });
       return;
     }
@@ -164,6 +186,7 @@ async function runPhases(
       changed: true,
       health: verdictAfter.results,
       ...(applied ? { afterChange: applied } : {}),
+      ...rehearsed,
     });
     options.bakes.startAfterHealthy(entry, driver, log);
   } catch (err) {

@@ -65,6 +65,13 @@ export class SignedOrderCheck {
     if (order.revertOnHealthFailure !== statement.revertOnHealthFailure) {
       return refuse(StatementRefusalCode.tampered, 'revertOnHealthFailure differs from the signed statement');
     }
+    // A rehearsal reverts and applies again within this one order: only where people signed for it.
+    if (order.rehearseRevert === true && statement.rehearseRevert !== true) {
+      return refuse(
+        StatementRefusalCode.tampered,
+        'the order asks for a rehearsed revert and the signed statement does not allow one',
+      );
+    }
     return this.checkSigned(statement, order.signed?.signatures ?? [], sequenceKeysOf(order.change), now);
   }
 

@@ -144,7 +144,14 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
     )
     .option('--approvals <n>', 'approvals needed before it may start (0-10)', parseWholeNumber)
     .option('--draft', 'create as a draft: plan and dry-run it, then `rollout submit` it for approval')
-    .option('--file <path>', 'a rollout request as JSON ("-" reads stdin); flags override its fields')
+    .option(
+      '--rehearse-revert',
+      'the canary wave rehearses its revert: apply, revert to exactly the prior state, apply again',
+    )
+    .option(
+      '--file <path>',
+      'a rollout request as JSON ("-" reads stdin; metric `analyses` go here); flags override its fields',
+    )
     .option('--json', 'print the created rollout as JSON');
   addSigningOptions(create, 'the rollout as its author (then agents that require signatures accept it)', true)
     .option('--patch-file <file>', 'with --sign-key: refuse to sign unless the patch equals this local spec')

@@ -29,8 +29,14 @@ export function sendApply(
     failIfUnhealthyBefore: rollout.request.failUnhealthyBefore,
     revertOnHealthFailure: rollout.request.autoRevert !== 'none',
     bakeSeconds: rollout.request.bakeSeconds,
+    ...(rehearsesRevert(rollout, run) ? { rehearseRevert: true } : {}),
     ...(signed ? { signed } : {}),
   });
+}
+
+/** Whether this host rehearses its revert: a host of the canary wave of a rollout that asks for it. */
+export function rehearsesRevert(rollout: Pick<RolloutRecord, 'request'>, run: Pick<HostRunRecord, 'wave'>): boolean {
+  return rollout.request.rehearseRevert && run.wave === 0;
 }
 
 export function sendRevert(channel: AgentChannel, run: HostRunRecord, signed: OrderRevert['signed']): void {

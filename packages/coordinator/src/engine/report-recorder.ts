@@ -14,7 +14,7 @@ import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { auditOrderRefusal } from './order-refusal-audit.js';
-import { sendApply, sendRevert } from './order-sender.js';
+import { rehearsesRevert, sendApply, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf, signedRevertOf } from './rollout-signing.js';
 import { isoNow } from './rollout-transition.js';
@@ -307,15 +307,30 @@ export class ReportRecorder {
       return true;
     }
     const rollout = store.rollouts.get(run.rolloutId);
+    let state = applyOutcomeToState(result.outcome);
+    const rehearsal = result.rehearsal ?? null;
+    let rehearsalError: { errorCode: string; reason: string } | undefined;
+    // A canary asked to rehearse its revert that says healthy without a rehearsal that passed (an
+    // agent too old to know the flag drops it) has not shown that its revert works: it fails.
+    if (state === 'healthy' && rollout && rehearsesRevert(rollout, run) && rehearsal?.ok !== true) {
+      state = 'failed';
+      rehearsalError = {
+        errorCode: ErrorCode.rehearsalFailed,
+        reason:
+          rehearsal === null
+            ? 'asked to rehearse its revert, the agent reported no rehearsal (an agent older than rehearsed reverts?)'
+            : `the rehearsal did not pass: ${rehearsal.reason ?? 'no reason given'}`,
+      };
+    }
     // Healthy, but a service still runs the old library: with staleServices `fail`, the fix has not
     // taken effect there, and the host counts as failed (it keeps the change; autoRevert decides).
     const staleUnits = result.afterChange?.staleUnits ?? [];
     const stale =
-      result.outcome === 'healthy' && rollout?.request.staleServices === 'fail' && staleUnits.length > 0
+      state === 'healthy' && rollout?.request.staleServices === 'fail' && staleUnits.length > 0
         ? { errorCode: ErrorCode.verifyFailed, reason: `services still on the old library: ${staleUnits.join(', ')}` }
         : undefined;
-    const state = stale ? 'failed' : applyOutcomeToState(result.outcome);
-    const outcomeError = stale ?? error;
+    if (stale) state = 'failed';
+    const outcomeError = rehearsalError ?? stale ?? error;
     const countedFailure = state === 'failed' || state === 'revert_failed';
     transitionHostRun(
       this.deps,
@@ -328,6 +343,7 @@ export class ReportRecorder {
         health,
         afterChange,
         packages,
+        rehearsal,
         ...outcomeError,
       },
       // The health results (which check, what it saw), what followed the change and the resolved
@@ -340,6 +356,7 @@ export class ReportRecorder {
           ...(health ? { health } : {}),
           ...(afterChange ? { afterChange } : {}),
           ...resolved,
+          ...(rehearsal ? { rehearsal } : {}),
         },
       },
     );

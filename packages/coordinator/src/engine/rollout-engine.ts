@@ -15,10 +15,12 @@ import {
   type RolloutState,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
+import { type MetricQuery, queryPrometheus } from '../analysis/prometheus-query.js';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
+import { AnalysisRunner } from './analysis-runner.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
 import type {
@@ -72,6 +74,8 @@ export interface RolloutEngineOptions {
   connectedAuditWindowMs?: number;
   /** Test-only crash points (see `EngineDeps.checkpoint`). */
   checkpoint?: (name: CoordinatorCrashPoint) => void;
+  /** How metric analyses query their server: Prometheus's HTTP API unless a test says otherwise. */
+  metricQuery?: MetricQuery;
 }
 
 /**
@@ -99,6 +103,7 @@ export class RolloutEngine {
   private readonly reverts: RevertRunner;
   private readonly signing: RolloutSigning;
   private readonly advancer: WaveAdvancer;
+  private readonly analyses: AnalysisRunner;
   private readonly recorder: ReportRecorder;
   private readonly dirty = new Set<string>();
   private reports: AgentReport[] = [];
@@ -130,7 +135,10 @@ export class RolloutEngine {
     };
     this.reverts = new RevertRunner(this.deps);
     this.signing = new RolloutSigning(this.deps);
-    this.advancer = new WaveAdvancer(this.deps, this.reverts);
+    this.analyses = new AnalysisRunner(this.deps, this.reverts, options.metricQuery ?? queryPrometheus, (work) =>
+      this.track(work),
+    );
+    this.advancer = new WaveAdvancer(this.deps, this.reverts, this.analyses);
     this.recorder = new ReportRecorder(
       this.deps,
       this.reverts,
@@ -290,6 +298,7 @@ export class RolloutEngine {
       });
       this.store.rollouts.freezeTarget(id, hosts.length, waves.length);
       this.store.rollouts.setWave(id, 0, null, isoNow(this.clock));
+      this.analyses.startWave(rollout, 0);
       transitionRollout(this.deps, rollout, 'running', actor, null, {
         hostCount: hosts.length,
         waveSizes: waves.map((w) => w.length),
@@ -366,8 +375,10 @@ export class RolloutEngine {
       for (const run of retried) transitionHostRun(this.deps, run, { to: 'queued' }, null);
       // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
       // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
+      const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
+      // A retried wave is measured again from scratch: its analyses start a new attempt.
+      this.store.analyses.restartFrom(id, wave, this.clock.now());
       if (retried.length > 0) {
-        const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
         this.store.rollouts.setWave(id, wave, null, isoNow(this.clock));
         if (wave < rollout.currentWave)
           this.store.appendEvent(
@@ -529,18 +540,20 @@ export class RolloutEngine {
       }
     }
     expireDeadlines(this.deps);
+    this.analyses.tick();
     for (const rollout of this.store.rollouts.inStates(['running', 'paused', 'reverting'])) this.markDirty(rollout.id);
     this.advanceDirty();
   }
 
   stop(): void {
     this.stopped = true;
+    this.analyses.stop();
     this.resolveIfIdle();
   }
 
   /**
    * Resolves once the engine has nothing left to do by itself: no agent report waiting to be
-   * recorded and no flush or advance scheduled. Each of those may schedule the next (a result frees a
+   * recorded, no flush or advance scheduled, and no metric measurement in flight. Each of those may schedule the next (a result frees a
    * slot, the advance dispatches, the order is sent), so this waits for the whole chain; a batch parked
    * after a failed commit holds it until the batch is recorded. A stopped engine is idle.
    * For tests and orderly shutdown; it counts what the engine scheduled, it never waits on a timer.
@@ -588,6 +601,15 @@ export class RolloutEngine {
     if (this.advanceScheduled) return;
     this.advanceScheduled = true;
     this.later(() => this.advanceDirty());
+  }
+
+  /** Counts asynchronous work (a metric measurement) until it settles: see `whenIdle`. */
+  private track(work: Promise<void>): void {
+    this.scheduled++;
+    void work.finally(() => {
+      this.scheduled--;
+      this.resolveIfIdle();
+    });
   }
 
   /** Runs `work` on the next turn (or after `delayMs`), counted until it has run: see `whenIdle`. */

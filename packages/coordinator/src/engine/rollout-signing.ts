@@ -2,6 +2,8 @@ import {
   type ApplyStatement,
   type ApproveRequest,
   type AttachStatementRequest,
+  analysesOf,
+  canonicalJson,
   ErrorCode,
   FleetError,
   isAgentCheckableTarget,
@@ -382,6 +384,25 @@ export class RolloutSigning {
       throw invalidField(
         'body.statement.revertOnHealthFailure',
         `must be ${expected}: the rollout's autoRevert is ${rollout.request.autoRevert}`,
+      );
+    }
+    // The analyses are signed so that what gates the rollout is what people approved.
+    const analyses = analysesOf(rollout.request).analyses ?? null;
+    if (canonicalJson(statement.analyses ?? null) !== canonicalJson(analyses)) {
+      throw invalidField(
+        'body.statement.analyses',
+        analyses === null
+          ? 'must be absent: the rollout has no analyses'
+          : "must be the rollout's analyses, exactly (analysesOf its request)",
+      );
+    }
+    // A rehearsal reverts and applies again under this one statement: only when people signed for it.
+    if ((statement.rehearseRevert === true) !== rollout.request.rehearseRevert) {
+      throw invalidField(
+        'body.statement.rehearseRevert',
+        rollout.request.rehearseRevert
+          ? 'must be true: the rollout rehearses its revert on the canary'
+          : 'must be absent: the rollout does not rehearse its revert',
       );
     }
   }

@@ -1,4 +1,5 @@
 import {
+  type AnalysisRunView,
   assignWaves,
   complianceUrl,
   describeHaltPoint,
@@ -96,6 +97,7 @@ export class RolloutView {
         errorCode: run.errorCode,
         reason: run.reason,
         health: run.health,
+        rehearsal: run.rehearsal,
         afterChange: run.afterChange,
         ...(run.packages ? { packages: run.packages } : {}),
       });
@@ -117,8 +119,40 @@ export class RolloutView {
       haltsOn: describeHaltPoint(tolerated),
       counts,
       waves,
+      analyses: this.analyses(rollout),
       ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
     };
+  }
+
+  /** Each analysis run of the rollout, with its latest measurements. */
+  private analyses(rollout: RolloutRecord): AnalysisRunView[] {
+    const declared = new Map(rollout.request.analyses.map((a) => [a.name, a]));
+    return this.store.analyses.forRollout(rollout.id).map((run) => {
+      const analysis = declared.get(run.name);
+      return {
+        wave: run.wave,
+        name: run.name,
+        attempt: run.attempt,
+        condition: analysis?.condition ?? '',
+        verdict: run.verdict,
+        taken: run.taken,
+        count: analysis?.count ?? 0,
+        failed: run.failed,
+        failureLimit: analysis?.failureLimit ?? 0,
+        inconclusive: run.inconclusive,
+        measurements: this.store.analyses
+          .latest(run, 20)
+          .map(({ at, phase, value, baseline, threshold, verdict, reason }) => ({
+            at,
+            phase,
+            value,
+            baseline,
+            threshold,
+            verdict,
+            reason,
+          })),
+      };
+    });
   }
 
   /** A signed rollout's statements with their signatures; null for an unsigned rollout. */

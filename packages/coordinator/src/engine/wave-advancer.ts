@@ -2,6 +2,7 @@ import { ErrorCode, type Patch, protocolGapOf, toleratedFailures, UNHEALTHY_BEFO
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import { failTooOld } from './agent-too-old.js';
+import type { AnalysisRunner } from './analysis-runner.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
@@ -21,6 +22,7 @@ export class WaveAdvancer {
   constructor(
     private readonly deps: AdvancerDeps,
     private readonly reverts: RevertRunner,
+    private readonly analyses: AnalysisRunner,
   ) {}
 
   /** Moves one rollout as far as it can go right now. Idempotent: safe to call at any time. */
@@ -51,6 +53,13 @@ export class WaveAdvancer {
     const { store, clock, waveGate } = this.deps;
     const { id, request } = rollout;
     const now = clock.now();
+    // A rehearsed revert that failed halts at once, whatever the budget: the revert does not work,
+    // and no other host may change until a person has looked.
+    const rehearsal = this.failedRehearsal(rollout);
+    if (rehearsal) {
+      this.halt(rollout, `rehearsed revert failed on ${rehearsal.hostId}: ${rehearsal.reason ?? 'no reason given'}`);
+      return true;
+    }
     const failures = store.hostRuns.failures(id);
     const tolerated = toleratedFailures(request.maxFailures, rollout.hostCount);
     const waveRuns = store.hostRuns.countByState(id, rollout.currentWave);
@@ -62,10 +71,14 @@ export class WaveAdvancer {
         ? Number.POSITIVE_INFINITY
         : toleratedFailures(request.maxFailuresPerWave, waveSize);
     if (failures > tolerated || waveFailures > waveTolerated) {
-      const reason =
+      const budget =
         failures > tolerated
           ? `failure budget exceeded: ${failures} failed, ${tolerated} tolerated`
           : `wave ${rollout.currentWave + 1} failure budget exceeded: ${waveFailures} failed, ${waveTolerated} tolerated`;
+      const analysis = this.analyses.failedAnalysis(rollout);
+      const reason = analysis
+        ? `analysis ${analysis.name} failed on wave ${rollout.currentWave + 1}; ${budget}`
+        : budget;
       this.halt(rollout, reason);
       return true;
     }
@@ -112,6 +125,9 @@ export class WaveAdvancer {
       return true;
     }
     if (now < rollout.bakeUntil) return false;
+    // The wave's metric analyses have the last word: it passes once each has passed (or failed
+    // within the failure budget, which the check above has let through).
+    if (!this.analyses.analysesDecided(rollout)) return false;
     const next = rollout.currentWave + 1;
     store.transaction(() => {
       if (next >= rollout.waveCount) {
@@ -127,9 +143,18 @@ export class WaveAdvancer {
         return;
       }
       store.rollouts.setWave(id, next, null, isoNow(clock));
+      this.analyses.startWave(rollout, next);
       store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: next } }, isoNow(clock));
     });
     return true;
+  }
+
+  /** A canary whose rehearsed revert failed (only the canary wave rehearses, and it is small). */
+  private failedRehearsal(rollout: RolloutRecord): HostRunRecord | undefined {
+    if (!rollout.request.rehearseRevert || rollout.currentWave !== 0) return undefined;
+    return this.deps.store.hostRuns
+      .forWave(rollout.id, 0)
+      .find((run) => run.countedFailure && run.errorCode === ErrorCode.rehearsalFailed);
   }
 
   /**

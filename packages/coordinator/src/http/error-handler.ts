@@ -19,6 +19,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   apply_failed: 500,
   verify_failed: 500,
   health_failed: 500,
+  analysis_failed: 500,
+  rehearsal_failed: 500,
   revert_failed: 500,
   blocked: 423,
   cancelled: 409,

@@ -1,4 +1,10 @@
-import type { AfterChangeReport, HealthCheckResult, HostRunState, PackageMove } from '@fleetpatch/shared';
+import type {
+  AfterChangeReport,
+  HealthCheckResult,
+  HostRunState,
+  PackageMove,
+  RehearsalReport,
+} from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
 export interface HostRunRecord {
@@ -20,6 +26,8 @@ export interface HostRunRecord {
   errorCode: string | null;
   reason: string | null;
   health: HealthCheckResult[] | null;
+  /** The rehearsed revert its agent reported (a canary of a rollout with `rehearseRevert`). */
+  rehearsal: RehearsalReport | null;
   /** The agent's last after-change report: units restarted, services on old libraries, reboot. */
   afterChange: AfterChangeReport | null;
   /**
@@ -46,6 +54,7 @@ interface HostRunRow {
   error_code: string | null;
   reason: string | null;
   health: string | null;
+  rehearsal: string | null;
   after_change: string | null;
   packages: string | null;
 }
@@ -67,6 +76,7 @@ function toRecord(row: HostRunRow): HostRunRecord {
     errorCode: row.error_code,
     reason: row.reason,
     health: row.health === null ? null : (JSON.parse(row.health) as HealthCheckResult[]),
+    rehearsal: row.rehearsal === null ? null : (JSON.parse(row.rehearsal) as RehearsalReport),
     afterChange: row.after_change === null ? null : (JSON.parse(row.after_change) as AfterChangeReport),
     packages: row.packages === null ? null : (JSON.parse(row.packages) as PackageMove[]),
   };
@@ -80,6 +90,7 @@ export interface HostRunOutcome {
   errorCode?: string | null;
   reason?: string | null;
   health?: HealthCheckResult[] | null;
+  rehearsal?: RehearsalReport | null;
   afterChange?: AfterChangeReport | null;
   packages?: PackageMove[] | null;
 }
@@ -148,7 +159,7 @@ export class HostRunRepository {
         'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
       ),
       requeue: db.prepare(
-        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, after_change = NULL, packages = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, after_change = NULL, packages = NULL, rehearsal = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       answered: db.prepare('UPDATE host_runs SET answered = 1 WHERE rollout_id = @rolloutId AND host_id = @hostId'),
       forgetRevert: db.prepare(
@@ -165,6 +176,7 @@ export class HostRunRepository {
            error_code = CASE WHEN @setError THEN @errorCode ELSE error_code END,
            reason = CASE WHEN @setError THEN @reason ELSE reason END,
            health = COALESCE(@health, health),
+           rehearsal = COALESCE(@rehearsal, rehearsal),
            after_change = COALESCE(@afterChange, after_change),
            packages = COALESCE(@packages, packages)
          WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from`,
@@ -295,6 +307,8 @@ export class HostRunRepository {
             errorCode: write.errorCode ?? null,
             reason: write.reason ?? null,
             health: write.health === undefined || write.health === null ? null : JSON.stringify(write.health),
+            rehearsal:
+              write.rehearsal === undefined || write.rehearsal === null ? null : JSON.stringify(write.rehearsal),
             afterChange: write.afterChange ? JSON.stringify(write.afterChange) : null,
             packages: write.packages === undefined || write.packages === null ? null : JSON.stringify(write.packages),
           }).changes === 1

@@ -222,4 +222,45 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     name: 'package sets: the packages an apply resolved to on each host (name, from, to, snapshot), as JSON',
     sql: 'ALTER TABLE host_runs ADD COLUMN packages TEXT;',
   },
+  {
+    version: 10,
+    name: 'metric analyses (a run per rollout, wave and analysis; every measurement), and rehearsed reverts',
+    // A run's counters are the current attempt's (a retry of the wave starts a new attempt); the
+    // measurements of every attempt are kept, like the audit rows that repeat them.
+    sql: `
+      CREATE TABLE analysis_runs (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        wave INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        last_at INTEGER,
+        taken INTEGER NOT NULL DEFAULT 0,
+        taken_in_bake INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        inconclusive INTEGER NOT NULL DEFAULT 0,
+        verdict TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, wave, name)
+      );
+
+      CREATE TABLE analysis_measurements (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        wave INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        value REAL,
+        baseline REAL,
+        threshold REAL,
+        verdict TEXT NOT NULL,
+        reason TEXT
+      );
+      CREATE INDEX analysis_measurements_run ON analysis_measurements(rollout_id, wave, name, attempt, seq);
+
+      -- The canary's rehearsed revert as its agent reported it (JSON), for the status.
+      ALTER TABLE host_runs ADD COLUMN rehearsal TEXT;
+    `,
+  },
 ];

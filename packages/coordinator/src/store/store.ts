@@ -1,5 +1,6 @@
 import type { EventRecord } from '@fleetpatch/shared';
 import { AgentRepository } from './agent-repository.js';
+import { AnalysisRepository } from './analysis-repository.js';
 import { type Db, openDatabase } from './database.js';
 import { EventRepository, type NewEvent } from './event-repository.js';
 import { HostRunRepository } from './host-run-repository.js';
@@ -24,6 +25,7 @@ export class Store {
   readonly hostRuns: HostRunRepository;
   readonly inventory: InventoryRepository;
   readonly statements: StatementRepository;
+  readonly analyses: AnalysisRepository;
   private readonly eventRepository: EventRepository;
   private readonly listeners = new Set<EventListener>();
   private pending: EventRecord[] | null = null;
@@ -37,6 +39,7 @@ export class Store {
     this.hostRuns = new HostRunRepository(db);
     this.inventory = new InventoryRepository(db);
     this.statements = new StatementRepository(db);
+    this.analyses = new AnalysisRepository(db);
     this.eventRepository = new EventRepository(db);
   }
 

@@ -18,6 +18,7 @@ import {
 } from '@fleetpatch/shared';
 import { type Logger, pino } from 'pino';
 import { afterEach } from 'vitest';
+import type { MetricQuery } from '../../src/analysis/prometheus-query.js';
 import {
   type AgentChannel,
   type CoordinatorCrashPoint,
@@ -74,6 +75,8 @@ export interface SimulatedFleetOptions {
   onApplySent?: (agentId: string, orderId: string, rolloutId: string) => void;
   /** The engine's test crash points (see `EngineDeps.checkpoint`). */
   checkpoint?: (name: CoordinatorCrashPoint) => void;
+  /** What metric analyses are answered (a test's script); none are declared unless a test does. */
+  metricQuery?: MetricQuery;
 }
 
 const silent = pino({ level: 'silent' });
@@ -143,6 +146,7 @@ export class SimulatedFleet {
       windows: this.windows,
       ...(this.options.waveGate ? { waveGate: this.options.waveGate } : {}),
       ...(this.options.checkpoint ? { checkpoint: this.options.checkpoint } : {}),
+      ...(this.options.metricQuery ? { metricQuery: this.options.metricQuery } : {}),
     });
   }
 
