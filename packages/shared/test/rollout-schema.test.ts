@@ -191,6 +191,8 @@ describe('RolloutRequestSchema', () => {
       requiredApprovals: 1,
       draft: false,
       staleServices: 'report',
+      analyses: [],
+      rehearseRevert: false,
     });
   });
 
@@ -209,6 +211,8 @@ describe('RolloutRequestSchema', () => {
       requiredApprovals: 2,
       draft: true,
       staleServices: 'fail',
+      analyses: [],
+      rehearseRevert: true,
       window: { cron: '0 2 * * *', timezone: 'Europe/Paris', durationMinutes: 60, cutoffMinutes: 5 },
       startAt: '2026-01-01T02:00:00+01:00',
     });
