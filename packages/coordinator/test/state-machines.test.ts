@@ -12,6 +12,7 @@ import {
   HOST_PHASE_ORDER,
   HOST_RUN_TRANSITIONS,
   IN_FLIGHT_HOST_STATES,
+  reportedChange,
   TERMINAL_HOST_STATES,
 } from '../src/engine/host-run-states.js';
 import { IllegalHostTransitionError } from '../src/engine/host-run-transition.js';
@@ -199,5 +200,21 @@ describe('the host-run state machine', () => {
     expect(err).not.toBeInstanceOf(FleetError);
     expect(err.name).toBe('IllegalHostTransitionError');
     expect(err.message).toBe('host run h-1 of ro_1: queued → healthy is not in HOST_RUN_TRANSITIONS');
+  });
+});
+
+describe('what the views say a host carries', () => {
+  const timedOutSilent = { state: 'timed_out', answered: false, orderId: 'order-1', changed: false } as const;
+
+  it('is unknown only for a host timed out with an order out that never answered', () => {
+    expect(reportedChange(timedOutSilent)).toBe('unknown');
+  });
+
+  it('is what the agent reported once it answered, when no order is out, or in any other state', () => {
+    expect(reportedChange({ ...timedOutSilent, answered: true })).toBe(false);
+    expect(reportedChange({ ...timedOutSilent, answered: true, changed: true })).toBe(true);
+    expect(reportedChange({ ...timedOutSilent, orderId: null })).toBe(false);
+    expect(reportedChange({ ...timedOutSilent, state: 'failed' })).toBe(false);
+    expect(reportedChange({ ...timedOutSilent, state: 'healthy', changed: true })).toBe(true);
   });
 });
