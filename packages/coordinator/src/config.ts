@@ -85,6 +85,35 @@ export const AuthFailuresSchema = z
   .strict();
 
 /**
+ * `GET /metrics`. Prometheus metrics hold counts, durations and states, never a host name, but they
+ * still say how big the fleet is and how its rollouts go: give a bearer token (in the clear or by its
+ * sha256) to require it of the scraper, or leave both out and the endpoint is public, like /healthz.
+ */
+export const MetricsConfigSchema = z
+  .object({
+    token: z.string().min(16).optional(),
+    tokenSha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+  })
+  .strict()
+  .refine((m) => m.token === undefined || m.tokenSha256 === undefined, 'give token or tokenSha256, not both');
+
+/**
+ * Refused API calls (401, 403) are security events in the audit trail, within a budget: at most one
+ * row per address, status and route per window, and at most `maxEventsPerWindow` rows in all, so that a
+ * flood of bad tokens from many addresses cannot fill the database. What the budget holds back is
+ * counted into the next row written (`suppressedBefore`); every refusal is still logged and counted.
+ */
+export const RefusalAuditSchema = z
+  .object({
+    windowSeconds: z.number().int().min(1).max(86_400).default(60),
+    maxEventsPerWindow: z.number().int().min(1).max(10_000).default(20),
+  })
+  .strict();
+
+/**
  * One token, one name, one role. A token listed twice (in the clear or by hash) would make its
  * role depend on list order, and a name listed twice makes the audit trail ambiguous.
  */
@@ -174,6 +203,8 @@ export const CoordinatorConfigSchema = z
       .strict()
       .optional(),
     authFailures: AuthFailuresSchema.default({ maxFailures: 20, windowSeconds: 60, trackedAddresses: 10_000 }),
+    metrics: MetricsConfigSchema.prefault({}),
+    refusalAudit: RefusalAuditSchema.prefault({}),
   })
   .strict()
   .superRefine((config, ctx) => refuseDuplicateTokens(config.apiTokens, ctx));

@@ -19,7 +19,7 @@ declare module 'fastify' {
     access?: RouteAccess;
   }
   interface FastifyRequest {
-    /** Who called, once the access hook has authenticated them; null on public routes. */
+    /** Who called, once the access hook has authenticated them (authorized or not); null on public routes. */
     caller: Caller | null;
   }
 }
@@ -61,10 +61,11 @@ export const routeAccess = fp<RouteAccessOptions>(
         const reachedLimit = authFailures.recordFailure(request.ip);
         throw refusal(request, 'unauthorized', caller, undefined, reachedLimit);
       }
+      // Known before it is authorized: a 403 is logged and audited under the token's name.
+      request.caller = caller;
       if (!mayDo(caller, access)) {
         throw refusal(request, 'forbidden', `${caller.name} (${caller.role}) may not ${access}`, caller);
       }
-      request.caller = caller;
     });
   },
   { name: 'route-access' },
