@@ -13,9 +13,9 @@ import { AgentEnrollment } from './enrollment/agent-enrollment.js';
 import { accessLog } from './http/access-log.js';
 import { ApiAuth, sha256Hex } from './http/api-auth.js';
 import { AuthFailureLimiter } from './http/auth-failure-limiter.js';
-import { errorHandler, notFoundHandler } from './http/error-handler.js';
+import { ERROR_RESPONSES, errorHandler, notFoundHandler } from './http/error-handler.js';
 import { parseJsonBody } from './http/json-body.js';
-import { openApiDocument } from './http/openapi-document.js';
+import { DOCS_PATH, openApiDocument, operation } from './http/openapi-document.js';
 import { pipeliningGuard } from './http/pipelining-guard.js';
 import { RefusalAudit } from './http/refusal-audit.js';
 import { routeAccess } from './http/route-access.js';
@@ -260,7 +260,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   } satisfies FleetServices);
 
   await app.register(pipeliningGuard, { maxOutstanding: config.maxPipelinedRequests, log: options.logger });
-  await app.register(routeAccess, { auth: new ApiAuth(config.apiTokens), authFailures });
+  await app.register(routeAccess, {
+    auth: new ApiAuth(config.apiTokens),
+    authFailures,
+    publicPrefixes: [DOCS_PATH],
+  });
   await app.register(accessLog, { metrics, refusals: new RefusalAudit(store, config.refusalAudit, clock) });
   await app.register(metricsRoute, {
     metrics,
@@ -270,7 +274,13 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   await app.register(openApiDocument);
   app.get(
     '/healthz',
-    { config: { access: 'public' }, schema: { security: [], response: { 200: HealthzSchema } } },
+    {
+      config: { access: 'public' },
+      schema: {
+        ...operation('health', 'getHealth', 'Liveness, and how many agents are connected'),
+        response: { 200: HealthzSchema, ...ERROR_RESPONSES },
+      },
+    },
     async () => ({ ok: true as const, agentsOnline: hub.onlineCount() }),
   );
   await app.register(agentRoutes, { prefix: '/v1' });
