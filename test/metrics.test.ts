@@ -2,14 +2,19 @@
  * /metrics scraped from a real coordinator process while real agents run real rollouts: the numbers
  * move as things happen — agents connecting, waves and hosts finishing, a failure counted by its
  * code, messages and closes on the agent sockets, SQLite transactions — and no series names a host.
+ * Each agent (configured in YAML) writes its own metrics as a node_exporter textfile; Prometheus'
+ * own `promtool check metrics` accepts both expositions.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AgentProcess, waitFor } from '../scripts/lib/local-fleet.mjs';
 import { sha256Of } from '../scripts/lib/sample-specs.mjs';
 import { FleetHarness, sampleFilePatch } from './support/fleet-harness.js';
+import { prometheus } from './support/prometheus-server.js';
+import { itNeeding } from './support/requirements.js';
 
 const HOSTS = ['metrics-1', 'metrics-2', 'metrics-3'];
 const METRICS_TOKEN = 'e2e-metrics-scraper-token-01';
@@ -20,6 +25,8 @@ let fleet: FleetHarness;
 const agents = new Map<string, AgentProcess>();
 
 const rootOf = (host: string) => join(work, host, 'root');
+const textfileDir = () => join(work, 'node-exporter-textfiles');
+const textfileOf = (host: string) => join(textfileDir(), `fleetpatch_agent_${host}.prom`);
 
 /** Every sample of the exposition, `name{labels}` → value. */
 async function scrape(): Promise<Map<string, number>> {
@@ -27,13 +34,30 @@ async function scrape(): Promise<Map<string, number>> {
     headers: { authorization: `Bearer ${METRICS_TOKEN}` },
   });
   expect(res.status).toBe(200);
+  return parseSamples(await res.text());
+}
+
+/** The samples of an exposition, `name{labels}` → value. */
+function parseSamples(text: string): Map<string, number> {
   const samples = new Map<string, number>();
-  for (const line of (await res.text()).split('\n')) {
+  for (const line of text.split('\n')) {
     if (line === '' || line.startsWith('#')) continue;
     const at = line.lastIndexOf(' ');
     samples.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
   return samples;
+}
+
+/** Polls an agent's textfile until `holds` is true of it. */
+function textfileUntil(host: string, what: string, holds: (m: Map<string, number>) => boolean) {
+  return waitFor(
+    what,
+    async () => {
+      const samples = parseSamples(await readFile(textfileOf(host), 'utf8').catch(() => ''));
+      return holds(samples) ? samples : undefined;
+    },
+    { timeoutMs: 20_000, intervalMs: 100 },
+  );
 }
 
 /** Polls /metrics until `holds` is true of a scrape; returns that scrape. */
@@ -56,12 +80,16 @@ beforeAll(async () => {
     tickIntervalMs: 50,
     extraConfig: { metrics: { token: METRICS_TOKEN } },
   });
+  await mkdir(textfileDir());
   for (const host of HOSTS) {
     await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
+    // YAML, as under /etc/fleetpatch: the agent reads the file by its extension.
+    const configFile = join(work, `${host}.yaml`);
+    await writeFile(configFile, `metrics:\n  textfile: ${textfileOf(host)}\n  intervalSeconds: 1\n`);
     const joinToken = await fleet.register(host);
     agents.set(
       host,
-      fleet.spawnAgent({ id: host, joinToken, dataDir: join(work, host, 'data'), rootDir: rootOf(host) }),
+      fleet.spawnAgent({ id: host, joinToken, configFile, dataDir: join(work, host, 'data'), rootDir: rootOf(host) }),
     );
   }
   await fleet.waitOnline(HOSTS);
@@ -125,6 +153,14 @@ describe('GET /metrics during real rollouts', () => {
       value(after, 'fleetpatch_http_requests_total{method="POST",route="/v1/rollouts/:id/start",status="200"}'),
     ).toBe(1);
 
+    // Each agent's own file says what it did: the canary's order, applied and healthy.
+    const canary = await textfileUntil('metrics-1', 'the canary counted its order', (m) =>
+      m.has('fleetpatch_agent_orders_total{kind="apply",outcome="healthy"}'),
+    );
+    expect(value(canary, 'fleetpatch_agent_orders_total{kind="apply",outcome="healthy"}')).toBe(1);
+    expect(value(canary, 'fleetpatch_agent_order_duration_seconds_count{kind="apply",outcome="healthy"}')).toBe(1);
+    expect(value(canary, 'fleetpatch_agent_connected')).toBe(1);
+
     // Bounded labels: no series names a host or a rollout.
     const series = [...after.keys()].join('\n');
     for (const host of HOSTS) expect(series).not.toContain(host);
@@ -148,10 +184,32 @@ describe('GET /metrics during real rollouts', () => {
     expect(value(after, 'fleetpatch_orders{state="failed"}')).toBe(1);
   });
 
-  it('an agent that stops is a close counted by its code, and one agent fewer connected', async () => {
+  itNeeding([prometheus], "promtool check metrics accepts the coordinator's and an agent's exposition", async () => {
+    const res = await fetch(`${fleet.coordinator.url}/metrics`, {
+      headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+    });
+    for (const exposition of [await res.text(), await readFile(textfileOf('metrics-1'), 'utf8')]) {
+      // Exit 0: clean; 3: it parsed, with lint problems (printed one a line); anything else: malformed.
+      const run = spawnSync('promtool', ['check', 'metrics'], { input: exposition, encoding: 'utf8' });
+      expect([0, 3]).toContain(run.status);
+      // prom-client's own Node gauges are named `…_total` (nodejs_active_handles_total): not ours to rename.
+      const problems = `${run.stdout}${run.stderr}`
+        .split('\n')
+        .filter((line) => line !== '' && !/nodejs_active_\w+_total non-counter/.test(line));
+      expect(problems).toEqual([]);
+    }
+  });
+
+  it('an agent that stops is a close counted by its code, one agent fewer connected, and its file says so', async () => {
     const closesBefore = value(await scrape(), 'fleetpatch_websocket_closes_total{code="1000"}');
     await agents.get('metrics-3')?.stop();
     const after = await scrapeUntil('two agents connected', (m) => value(m, 'fleetpatch_agents_connected') === 2);
     expect(value(after, 'fleetpatch_websocket_closes_total{code="1000"}')).toBe(closesBefore + 1);
+    // The last write, on the way out, says it is no longer connected; no temp file is left behind.
+    const last = parseSamples(await readFile(textfileOf('metrics-3'), 'utf8'));
+    expect(value(last, 'fleetpatch_agent_connected')).toBe(0);
+    expect((await readdir(textfileDir())).filter((name) => name.includes('metrics-3'))).toEqual([
+      'fleetpatch_agent_metrics-3.prom',
+    ]);
   });
 });

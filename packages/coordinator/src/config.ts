@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseConfigText } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { apiTokenHash } from './http/api-auth.js';
 
@@ -215,7 +216,7 @@ export function databaseFile(config: CoordinatorConfig): string {
 }
 
 /**
- * Resolves the configuration once, at start-up: file (JSON), then environment, then flags, each
+ * Resolves the configuration once, at start-up: file (YAML or JSON, by its extension), then environment, then flags, each
  * overriding the one before; the result is validated as a whole. Nothing below main.ts reads env.
  */
 export function loadCoordinatorConfig(input: {
@@ -223,9 +224,7 @@ export function loadCoordinatorConfig(input: {
   env: Record<string, string | undefined>;
   flags: Partial<Record<'host' | 'port' | 'dataDir' | 'logLevel', string>>;
 }): CoordinatorConfig {
-  const fromFile: Record<string, unknown> = input.file
-    ? (JSON.parse(readFileSync(input.file, 'utf8')) as Record<string, unknown>)
-    : {};
+  const fromFile = input.file ? (parseConfigText(readFileSync(input.file, 'utf8'), input.file) as object) : {};
   const merged: Record<string, unknown> = { ...fromFile };
   const set = (key: string, value: string | undefined, number = false) => {
     if (value !== undefined && value !== '') merged[key] = number ? Number(value) : value;
