@@ -15,15 +15,16 @@ const MAX_IN_FLIGHT = 1000;
  * outcome, error code); this file is read on the host it describes, so it names no host either.
  */
 export class AgentMetrics {
-  readonly registry = new Registry();
+  /** What the textfile holds: this agent's metrics and the process's. */
+  readonly registry: Registry;
   private readonly orders: Counter<'kind' | 'outcome'>;
   private readonly orderErrors: Counter<'code'>;
   private readonly orderDuration: Histogram<'kind' | 'outcome'>;
   private readonly started = new Map<string, { kind: OrderKind; at: number }>();
 
   constructor(version: string, connected: () => boolean) {
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'fleetpatch_agent_' });
+    const own = new Registry();
+    const registers = [own];
     new Gauge({
       name: 'fleetpatch_agent_build_info',
       help: 'Always 1; the labels say which agent and which Node run.',
@@ -57,6 +58,7 @@ export class AgentMetrics {
       buckets: ORDER_BUCKETS,
       registers,
     });
+    this.registry = Registry.merge([processRegistry(), own]);
   }
 
   orderReceived(orderId: string, kind: OrderKind, now: number): void {
@@ -76,4 +78,18 @@ export class AgentMetrics {
     if (result.errorCode) this.orderErrors.inc({ code: result.errorCode });
     if (started) this.orderDuration.observe({ kind, outcome: result.outcome }, Math.max(0, now - started.at) / 1000);
   }
+}
+
+let processMetrics: Registry | undefined;
+
+/**
+ * Node's process metrics, collected once per process (perf_hooks observers are never released, and
+ * a load test runs many agents in one process): every agent's registry shares the one set.
+ */
+function processRegistry(): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics, prefix: 'fleetpatch_agent_' });
+  }
+  return processMetrics;
 }

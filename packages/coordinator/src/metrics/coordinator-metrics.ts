@@ -28,7 +28,8 @@ const HTTP_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT',
  * host, an agent or a rollout; those are in the API and the audit trail.
  */
 export class CoordinatorMetrics {
-  readonly registry = new Registry();
+  /** What `/metrics` serves: this app's metrics and the process's. */
+  readonly registry: Registry;
   private readonly waveDuration: Histogram<'outcome'>;
   private readonly hostDuration: Histogram<'outcome'>;
   private readonly hostFailures: Counter<'code'>;
@@ -40,8 +41,8 @@ export class CoordinatorMetrics {
   private readonly httpDuration: Histogram<'method' | 'route'>;
 
   constructor(sources: MetricSources, version: string) {
-    const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
+    const own = new Registry();
+    const registers = [own];
     new Gauge({
       name: 'fleetpatch_build_info',
       help: 'Always 1; the labels say which coordinator and which Node run.',
@@ -132,6 +133,7 @@ export class CoordinatorMetrics {
       buckets: HTTP_BUCKETS,
       registers,
     });
+    this.registry = Registry.merge([processRegistry(), own]);
   }
 
   waveFinished(outcome: 'passed' | 'stopped', seconds: number): void {
@@ -174,6 +176,21 @@ export class CoordinatorMetrics {
     this.httpRequests.inc({ ...labels, status: String(status) });
     this.httpDuration.observe(labels, seconds);
   }
+}
+
+let processMetrics: Registry | undefined;
+
+/**
+ * Node's process metrics (CPU, memory, event loop lag, GC), collected once per process: they watch
+ * the process through perf_hooks observers that are never released, so every app built in it (tests
+ * build many) shares the one set rather than adding its own.
+ */
+function processRegistry(): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+  }
+  return processMetrics;
 }
 
 /** Every state gets a series, 0 included: a dashboard's "halted" panel reads 0, not "no data". */
