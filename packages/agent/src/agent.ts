@@ -23,6 +23,8 @@ import { DpkgInventory } from './inventory/dpkg-inventory.js';
 import { InventoryReporter } from './inventory/inventory-reporter.js';
 import { StatusWatch } from './inventory/status-watch.js';
 import { Journal } from './journal.js';
+import { AgentMetrics, type OrderKind } from './metrics/agent-metrics.js';
+import { MetricsTextfile } from './metrics/metrics-textfile.js';
 import { type DriverSet, OrderExecutor } from './orders/order-executor.js';
 import { AgentPolicy } from './policy/agent-policy.js';
 import { AppliedSequences } from './policy/applied-sequences.js';
@@ -60,6 +62,9 @@ export class Agent {
   private heldReports: string[] = [];
   private inventory: InventoryReporter | null = null;
   private statusWatch: StatusWatch | null = null;
+  /** Only with `metrics.textfile` configured. */
+  private metrics: AgentMetrics | null = null;
+  private metricsFile: MetricsTextfile | null = null;
 
   constructor(private readonly options: AgentOptions) {}
 
@@ -76,6 +81,7 @@ export class Agent {
     const { checkpoint } = this.options;
     const crashPoints = checkpoint ? { checkpoint } : {};
     const journal = await Journal.open(config.dataDir, crashPoints);
+    this.startMetrics();
     const apt = config.apt ? aptDriverFor(config.apt) : undefined;
     const drivers: DriverSet = {
       file: new FileDriver({ rootDir: config.rootDir, allowedRoots: config.file.allowedRoots, ...crashPoints }),
@@ -114,6 +120,7 @@ export class Agent {
           }),
         result: (result) => {
           this.connection?.send({ type: 'order.result', ...result });
+          this.metrics?.orderFinished(result, clock.now());
           // A package order ran dpkg: report the packages now rather than after the status file's debounce.
           void this.inventory?.refresh();
         },
@@ -171,6 +178,7 @@ export class Agent {
     await this.executor?.stop();
     await this.inventory?.stop();
     await this.connection?.stop();
+    await this.metricsFile?.stop();
     // An ack's journal write may still be between its rename and its directory fsync: let it end.
     await this.journal?.settle();
   }
@@ -198,6 +206,18 @@ export class Agent {
     this.statusWatch.start();
     this.inventory = inventory;
     void inventory.refresh();
+  }
+
+  private startMetrics(): void {
+    const { textfile, intervalSeconds } = this.options.config.metrics;
+    if (!textfile) return;
+    this.metrics = new AgentMetrics(AGENT_VERSION, () => this.connected);
+    this.metricsFile = new MetricsTextfile(this.metrics, textfile, intervalSeconds * 1000, this.options.log);
+    this.metricsFile.start();
+  }
+
+  private orderReceived(orderId: string, kind: OrderKind): void {
+    this.metrics?.orderReceived(orderId, kind, (this.options.clock ?? systemClock).now());
   }
 
   private async pruneJournal(journal: Journal): Promise<void> {
@@ -305,12 +325,15 @@ export class Agent {
         this.inventory?.requested(message.reason);
         return;
       case 'order.apply':
+        this.orderReceived(message.orderId, 'apply');
         executor.apply(message).catch(fail);
         return;
       case 'order.revert':
+        this.orderReceived(message.orderId, 'revert');
         executor.revert(message).catch(fail);
         return;
       case 'order.preflight':
+        this.orderReceived(message.orderId, 'preflight');
         executor.preflight(message).catch(fail);
         return;
       case 'order.watch':

@@ -7,6 +7,7 @@ import {
   LabelsSchema,
   MIN_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
+  parseConfigText,
   ServiceUnitSchema,
   SignerRoleSchema,
   TrustedKeySchema,
@@ -189,6 +190,18 @@ export const AgentConfigSchema = z
         path: ['requiredSignatures'],
       })
       .optional(),
+    /**
+     * The agent's metrics as a file for node_exporter's textfile collector: give `textfile` (a path
+     * ending in `.prom`, in the collector's directory) and it is rewritten atomically every
+     * `intervalSeconds` (default 15). Absent: no metrics. No port is opened either way.
+     */
+    metrics: z
+      .object({
+        textfile: AbsolutePathSchema.refine((path) => path.endsWith('.prom'), 'must end in .prom').optional(),
+        intervalSeconds: z.number().int().min(1).max(3600).default(15),
+      })
+      .strict()
+      .prefault({}),
     /** Finished, acknowledged orders (and their snapshots) are kept this long; they can be reverted until then. */
     journalRetentionDays: z.number().min(1).max(3650).default(90),
     backoffBaseMs: z.number().int().min(10).default(500),
@@ -238,14 +251,14 @@ export interface AgentFlags {
   allowInsecure?: boolean;
 }
 
-/** File, then environment, then flags; validated once. Nothing below main.ts reads env. */
+/** File (YAML or JSON, by its extension), then environment, then flags; validated once. Nothing below main.ts reads env. */
 export function loadAgentConfig(input: {
   file?: string | undefined;
   env: Record<string, string | undefined>;
   flags: AgentFlags;
 }): AgentConfig {
   const merged: Record<string, unknown> = input.file
-    ? (JSON.parse(readFileSync(input.file, 'utf8')) as Record<string, unknown>)
+    ? { ...(parseConfigText(readFileSync(input.file, 'utf8'), input.file) as object) }
     : {};
   const set = (key: string, value: unknown) => {
     if (value !== undefined && value !== '') merged[key] = value;

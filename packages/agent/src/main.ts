@@ -4,17 +4,21 @@ import { armedCrashPoints, crashingCheckpoint } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { Agent } from './agent.js';
 import { type AgentConfig, isInsecureUrl, loadAgentConfig } from './config.js';
+import { checkAgentConfig } from './config-check.js';
 import { enrollAndStore } from './enrollment-client.js';
 import { collectFacts } from './facts.js';
 
 const USAGE = `usage: fleetpatch-agent [enroll] [--config FILE] [--coordinator URL] [--host-id ID] [--join-token-file FILE]
                         [--data-dir DIR] [--root-dir DIR] [--label KEY=VALUE]... [--allow-root PATH]...
-                        [--log-level LEVEL] [--ca-file FILE] [--allow-insecure]
+                        [--log-level LEVEL] [--ca-file FILE] [--allow-insecure] [--check-config]
 
 The first start enrolls with the join token (fleetpatch join-token create) and keeps the agent's own
 key in <data-dir>/credential.json (0600); later starts need no token. \`fleetpatch-agent enroll\` only
 enrolls (a new key, kept once the coordinator accepts it) and exits: for a host being re-enrolled, a
 running agent picks the new key up by itself. Secrets are never taken on the command line.
+--check-config loads the configuration (YAML or JSON by its extension), checks that the agent can
+start (enrolled, or a join token to enroll with), prints a summary and exits 0; otherwise it names
+what is wrong and exits 2.
 
 Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_HOST_ID, FLEETPATCH_JOIN_TOKEN,
 FLEETPATCH_JOIN_TOKEN_FILE, FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of
@@ -23,7 +27,7 @@ the reconnect backoff), FLEETPATCH_CA_FILE (CA trusted for the coordinator), FLE
 
 async function main(): Promise<void> {
   let config: AgentConfig;
-  let command: 'run' | 'enroll' = 'run';
+  let command: 'run' | 'enroll' | 'check-config' = 'run';
   try {
     const { values, positionals } = parseArgs({
       options: {
@@ -38,6 +42,7 @@ async function main(): Promise<void> {
         'log-level': { type: 'string' },
         'ca-file': { type: 'string' },
         'allow-insecure': { type: 'boolean' },
+        'check-config': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -47,6 +52,7 @@ async function main(): Promise<void> {
       throw new Error(`unknown command: ${positionals.join(' ')}`);
     }
     if (positionals[0] === 'enroll') command = 'enroll';
+    if (values['check-config']) command = 'check-config';
     if (values.help) {
       process.stdout.write(`${USAGE}\n`);
       return;
@@ -78,6 +84,11 @@ async function main(): Promise<void> {
     process.exit(2);
   }
 
+  if (command === 'check-config') {
+    const { ok, text } = await checkAgentConfig(config);
+    (ok ? process.stdout : process.stderr).write(text);
+    process.exit(ok ? 0 : 2);
+  }
   if (command === 'enroll') {
     await enrollOnly(config);
     return;

@@ -3,22 +3,28 @@ import { type Clock, CloseCode, HealthzSchema, systemClock } from '@fleetpatch/s
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { AgentPresence } from './agents/agent-presence.js';
+import { COORDINATOR_VERSION } from './build-version.js';
 import { type CoordinatorConfig, databaseFile } from './config.js';
 import { PreflightCollector } from './engine/preflight-collector.js';
 import { RolloutDryRun } from './engine/rollout-dry-run.js';
 import { type CoordinatorCrashPoint, RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
-import { ApiAuth } from './http/api-auth.js';
+import { accessLog } from './http/access-log.js';
+import { ApiAuth, sha256Hex } from './http/api-auth.js';
 import { AuthFailureLimiter } from './http/auth-failure-limiter.js';
-import { errorHandler, notFoundHandler } from './http/error-handler.js';
+import { ERROR_RESPONSES, errorHandler, notFoundHandler } from './http/error-handler.js';
 import { parseJsonBody } from './http/json-body.js';
-import { openApiDocument } from './http/openapi-document.js';
+import { DOCS_PATH, openApiDocument, operation } from './http/openapi-document.js';
 import { pipeliningGuard } from './http/pipelining-guard.js';
+import { RefusalAudit } from './http/refusal-audit.js';
 import { routeAccess } from './http/route-access.js';
 import { AgentHub } from './hub/agent-hub.js';
 import { InventorySync } from './inventory/inventory-sync.js';
 import { InventoryView } from './inventory/inventory-view.js';
+import { CoordinatorMetrics } from './metrics/coordinator-metrics.js';
+import { metricsRoute } from './metrics/metrics-route.js';
+import { RolloutEventMetrics } from './metrics/rollout-event-metrics.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { PatchCatalog } from './patches/patch-catalog.js';
 import { agentRoutes } from './routes/agent-routes.js';
@@ -31,6 +37,7 @@ import { rolloutRoutes } from './routes/rollout-routes.js';
 import { canStartWave, validateWindow } from './schedule/maintenance-window.js';
 import { WindowScheduler } from './schedule/window-scheduler.js';
 import { runShutdownSteps } from './shutdown-steps.js';
+import { StateCounts } from './store/state-counts.js';
 import { Store } from './store/store.js';
 
 /** What routes and socket handlers reach through `app.fleet`. */
@@ -107,11 +114,26 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   const store = Store.open(databaseFile(config));
   app.addHook('onClose', async () => store.close());
 
+  // Metrics read live sources when scraped, and learn of transitions from the committed events.
+  const stateCounts = new StateCounts(store.db);
+  const metrics = new CoordinatorMetrics(
+    {
+      agentsConnected: (): number => hub.onlineCount(),
+      rolloutsByState: () => stateCounts.rollouts(),
+      ordersByState: () => stateCounts.hostRuns(),
+    },
+    COORDINATOR_VERSION,
+  );
+  store.observeTransactions((seconds, committed) => metrics.transactionFinished(seconds, committed));
+  const eventMetrics = new RolloutEventMetrics(metrics, (rolloutId, hostId) => store.hostRuns.get(rolloutId, hostId));
+  store.onEvent((event) => eventMetrics.onEvent(event));
+
   const hub = new AgentHub({
     publicKeyOf: (agentId) => store.agents.publicKeyOf(agentId),
     log: options.logger.child({ component: 'hub' }),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     limits: config.agentLimits,
+    observer: metrics,
   });
   // The engine needs the scheduler to wake it, the scheduler needs the engine to wake: late-bound.
   let engineRef: RolloutEngine | null = null;
@@ -238,11 +260,27 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   } satisfies FleetServices);
 
   await app.register(pipeliningGuard, { maxOutstanding: config.maxPipelinedRequests, log: options.logger });
-  await app.register(routeAccess, { auth: new ApiAuth(config.apiTokens), authFailures });
+  await app.register(routeAccess, {
+    auth: new ApiAuth(config.apiTokens),
+    authFailures,
+    publicPrefixes: [DOCS_PATH],
+  });
+  await app.register(accessLog, { metrics, refusals: new RefusalAudit(store, config.refusalAudit, clock) });
+  await app.register(metricsRoute, {
+    metrics,
+    tokenSha256: config.metrics.tokenSha256 ?? (config.metrics.token ? sha256Hex(config.metrics.token) : undefined),
+    authFailures,
+  });
   await app.register(openApiDocument);
   app.get(
     '/healthz',
-    { config: { access: 'public' }, schema: { security: [], response: { 200: HealthzSchema } } },
+    {
+      config: { access: 'public' },
+      schema: {
+        ...operation('health', 'getHealth', 'Liveness, and how many agents are connected'),
+        response: { 200: HealthzSchema, ...ERROR_RESPONSES },
+      },
+    },
     async () => ({ ok: true as const, agentsOnline: hub.onlineCount() }),
   );
   await app.register(agentRoutes, { prefix: '/v1' });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseConfigText } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { apiTokenHash } from './http/api-auth.js';
 
@@ -81,6 +82,35 @@ export const AuthFailuresSchema = z
     windowSeconds: z.number().int().min(1).max(86_400).default(60),
     /** Addresses remembered at once: bounds memory whatever the number of attacking addresses. */
     trackedAddresses: z.number().int().min(1).max(1_000_000).default(10_000),
+  })
+  .strict();
+
+/**
+ * `GET /metrics`. Prometheus metrics hold counts, durations and states, never a host name, but they
+ * still say how big the fleet is and how its rollouts go: give a bearer token (in the clear or by its
+ * sha256) to require it of the scraper, or leave both out and the endpoint is public, like /healthz.
+ */
+export const MetricsConfigSchema = z
+  .object({
+    token: z.string().min(16).optional(),
+    tokenSha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+  })
+  .strict()
+  .refine((m) => m.token === undefined || m.tokenSha256 === undefined, 'give token or tokenSha256, not both');
+
+/**
+ * Refused API calls (401, 403) are security events in the audit trail, within a budget: at most one
+ * row per address, status and route per window, and at most `maxEventsPerWindow` rows in all, so that a
+ * flood of bad tokens from many addresses cannot fill the database. What the budget holds back is
+ * counted into the next row written (`suppressedBefore`); every refusal is still logged and counted.
+ */
+export const RefusalAuditSchema = z
+  .object({
+    windowSeconds: z.number().int().min(1).max(86_400).default(60),
+    maxEventsPerWindow: z.number().int().min(1).max(10_000).default(20),
   })
   .strict();
 
@@ -174,6 +204,8 @@ export const CoordinatorConfigSchema = z
       .strict()
       .optional(),
     authFailures: AuthFailuresSchema.default({ maxFailures: 20, windowSeconds: 60, trackedAddresses: 10_000 }),
+    metrics: MetricsConfigSchema.prefault({}),
+    refusalAudit: RefusalAuditSchema.prefault({}),
   })
   .strict()
   .superRefine((config, ctx) => refuseDuplicateTokens(config.apiTokens, ctx));
@@ -184,7 +216,7 @@ export function databaseFile(config: CoordinatorConfig): string {
 }
 
 /**
- * Resolves the configuration once, at start-up: file (JSON), then environment, then flags, each
+ * Resolves the configuration once, at start-up: file (YAML or JSON, by its extension), then environment, then flags, each
  * overriding the one before; the result is validated as a whole. Nothing below main.ts reads env.
  */
 export function loadCoordinatorConfig(input: {
@@ -192,9 +224,7 @@ export function loadCoordinatorConfig(input: {
   env: Record<string, string | undefined>;
   flags: Partial<Record<'host' | 'port' | 'dataDir' | 'logLevel', string>>;
 }): CoordinatorConfig {
-  const fromFile: Record<string, unknown> = input.file
-    ? (JSON.parse(readFileSync(input.file, 'utf8')) as Record<string, unknown>)
-    : {};
+  const fromFile = input.file ? (parseConfigText(readFileSync(input.file, 'utf8'), input.file) as object) : {};
   const merged: Record<string, unknown> = { ...fromFile };
   const set = (key: string, value: string | undefined, number = false) => {
     if (value !== undefined && value !== '') merged[key] = number ? Number(value) : value;

@@ -17,6 +17,7 @@ import {
 } from '@fleetpatch/shared';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { API_REFUSED_EVENT } from '../src/http/refusal-audit.js';
 import { enrollAgent } from './support/enroll-agent.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 import { statementSigner } from './support/statement-signer.js';
@@ -45,10 +46,14 @@ afterEach(async () => {
   await coordinator.close();
 });
 
-/** Everything a refused request must leave as it was. */
+/** Everything a refused request must leave as it was — but for its own trace: a 403 is a security event. */
 function dump(): string {
   const tables = ['rollouts', 'approvals', 'statements', 'statement_signatures', 'events'];
-  return JSON.stringify(tables.map((t) => app.fleet.store.db.prepare(`SELECT * FROM ${t} ORDER BY rowid`).all()));
+  const rows = (t: string) =>
+    app.fleet.store.db
+      .prepare(`SELECT * FROM ${t} ${t === 'events' ? `WHERE type <> '${API_REFUSED_EVENT}' ` : ''}ORDER BY rowid`)
+      .all();
+  return JSON.stringify(tables.map(rows));
 }
 
 /** A draft by olga (the operator); returns its id and request. */

@@ -4,6 +4,7 @@ export * from './api-views.js';
 export * from './canonical-json.js';
 export * from './change-protocol.js';
 export * from './clock.js';
+export * from './config-text.js';
 export * from './debian-version.js';
 export * from './enrollment.js';
 export * from './errors.js';

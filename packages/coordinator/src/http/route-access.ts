@@ -19,7 +19,7 @@ declare module 'fastify' {
     access?: RouteAccess;
   }
   interface FastifyRequest {
-    /** Who called, once the access hook has authenticated them; null on public routes. */
+    /** Who called, once the access hook has authenticated them (authorized or not); null on public routes. */
     caller: Caller | null;
   }
 }
@@ -27,6 +27,11 @@ declare module 'fastify' {
 export interface RouteAccessOptions {
   auth: ApiAuth;
   authFailures: AuthFailureLimiter;
+  /**
+   * URL prefixes whose routes a third-party plugin registers without a declaration (Swagger UI's
+   * pages and assets): they are public. Named here one by one; anything else still must declare.
+   */
+  publicPrefixes?: readonly string[];
 }
 
 /**
@@ -35,10 +40,13 @@ export interface RouteAccessOptions {
  * Register before the routes, so every route passes the declaration check.
  */
 export const routeAccess = fp<RouteAccessOptions>(
-  async (app, { auth, authFailures }) => {
+  async (app, { auth, authFailures, publicPrefixes = [] }) => {
     app.decorateRequest('caller', null);
 
     app.addHook('onRoute', (route) => {
+      if (route.config?.access === undefined && publicPrefixes.some((prefix) => route.url.startsWith(prefix))) {
+        route.config = { ...route.config, access: 'public' };
+      }
       if (route.config?.access === undefined) {
         throw new Error(`route ${String(route.method)} ${route.url} declares no access (config.access)`);
       }
@@ -61,10 +69,11 @@ export const routeAccess = fp<RouteAccessOptions>(
         const reachedLimit = authFailures.recordFailure(request.ip);
         throw refusal(request, 'unauthorized', caller, undefined, reachedLimit);
       }
+      // Known before it is authorized: a 403 is logged and audited under the token's name.
+      request.caller = caller;
       if (!mayDo(caller, access)) {
         throw refusal(request, 'forbidden', `${caller.name} (${caller.role}) may not ${access}`, caller);
       }
-      request.caller = caller;
     });
   },
   { name: 'route-access' },

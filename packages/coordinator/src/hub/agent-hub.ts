@@ -54,6 +54,16 @@ export interface AgentHubOptions {
   log: Logger;
   heartbeatIntervalMs: number;
   limits: AgentLimits;
+  /** Told of every frame, socket error and close, for the metrics; it decides nothing. */
+  observer?: HubObserver;
+}
+
+/** What the hub reports as it goes. Message types are the protocol's, or `invalid` / `unknown`. */
+export interface HubObserver {
+  messageReceived(type: string): void;
+  messageSent(type: string): void;
+  socketError(code: string | undefined): void;
+  socketClosed(code: number): void;
 }
 
 /**
@@ -175,6 +185,7 @@ export class AgentHub implements AgentChannel {
       return false;
     }
     connection.socket.send(JSON.stringify(message));
+    this.options.observer?.messageSent(message.type);
     return true;
   }
 
@@ -241,6 +252,7 @@ export class AgentHub implements AgentChannel {
     // First: ws reports framing errors (reserved bits, bad opcode, a frame over maxPayload) here and
     // then closes with 1002/1007/1009 itself. Without a listener the error would end the process.
     socket.on('error', (err: Error & { code?: string }) => {
+      this.options.observer?.socketError(err.code);
       this.warnPeer(connection, { code: err.code, error: err.message }, 'agent socket error; connection closed');
       this.retire(connection);
     });
@@ -253,7 +265,8 @@ export class AgentHub implements AgentChannel {
       connection.alive = true;
     });
     socket.on('message', (data, isBinary) => this.onFrame(connection, data, isBinary));
-    socket.on('close', () => {
+    socket.on('close', (code) => {
+      this.options.observer?.socketClosed(code);
       this.all.delete(connection);
       this.retire(connection);
     });
@@ -389,6 +402,7 @@ export class AgentHub implements AgentChannel {
       return;
     }
     const parsed = readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, connection.protocolVersion, data.toString());
+    this.options.observer?.messageReceived(parsed.kind === 'message' ? parsed.message.type : parsed.kind);
     if (parsed.kind === 'invalid') {
       this.reject(connection, parsed.error);
       return;

@@ -10,6 +10,7 @@ import {
 import { z } from 'zod';
 import { reportedChange } from '../engine/host-run-states.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { operation } from '../http/openapi-document.js';
 import { callerOf } from '../http/route-access.js';
 
 const Params = z.object({ id: HostIdSchema });
@@ -20,7 +21,13 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     '/agents',
-    { config: { access: 'read' }, schema: { response: { 200: AgentListSchema, ...ERROR_RESPONSES } } },
+    {
+      config: { access: 'read' },
+      schema: {
+        ...operation('agents', 'listAgents', 'List the enrolled agents, online or not, with their facts and labels'),
+        response: { 200: AgentListSchema, ...ERROR_RESPONSES },
+      },
+    },
     async () => ({
       agents: store.agents.list().map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
     }),
@@ -31,6 +38,8 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'read' },
       schema: {
+        ...operation('agents', 'getAgent', 'Get one agent'),
+
         params: Params,
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
         response: { 200: AgentDetailSchema, ...ERROR_RESPONSES },
@@ -58,7 +67,11 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
     '/agents/:id/revoke',
     {
       config: { access: 'admin' },
-      schema: { params: Params, response: { 200: AgentViewSchema, ...ERROR_RESPONSES } },
+      schema: {
+        ...operation('agents', 'revokeAgent', "Revoke an agent's credential and close its connection"),
+        params: Params,
+        response: { 200: AgentViewSchema, ...ERROR_RESPONSES },
+      },
     },
     async (request) => {
       enrollment.revokeAgent(request.params.id, callerOf(request).name);

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { EventPageSchema } from '@fleetpatch/shared';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { operation } from '../http/openapi-document.js';
 import { EventPageQuerySchema, toEventPage } from './event-page.js';
 
 /** The whole audit trail — rollouts, patches, agents, tokens — paged oldest first. */
@@ -12,6 +13,8 @@ export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'read' },
       schema: {
+        ...operation('events', 'listEvents', 'Page through the whole audit trail'),
+
         querystring: EventPageQuerySchema,
         response: { 200: EventPageSchema, ...ERROR_RESPONSES },
       },

@@ -12,6 +12,7 @@ import {
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { operation } from '../http/openapi-document.js';
 import { callerOf } from '../http/route-access.js';
 
 function bearer(request: FastifyRequest): string {
@@ -28,7 +29,11 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
     '/join-tokens',
     {
       config: { access: 'admin' },
-      schema: { body: JoinTokenRequestSchema, response: { 201: JoinTokenCreatedSchema, ...ERROR_RESPONSES } },
+      schema: {
+        ...operation('enrollment', 'createJoinToken', 'Create a join token for enrolling agents'),
+        body: JoinTokenRequestSchema,
+        response: { 201: JoinTokenCreatedSchema, ...ERROR_RESPONSES },
+      },
     },
     async (request, reply) => {
       return reply.status(201).send(enrollment.createJoinToken(request.body, callerOf(request).name));
@@ -40,6 +45,8 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'admin' },
       schema: {
+        ...operation('enrollment', 'listJoinTokens', 'List join tokens (never their secrets)'),
+
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }).strict(),
         response: { 200: JoinTokenListSchema, ...ERROR_RESPONSES },
       },
@@ -54,6 +61,8 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'admin' },
       schema: {
+        ...operation('enrollment', 'revokeJoinToken', 'Revoke a join token'),
+
         params: z.object({ id: z.string().max(100) }),
         response: { 200: JoinTokenViewSchema, ...ERROR_RESPONSES },
       },
@@ -81,7 +90,11 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
           throw err;
         }
       },
-      schema: { body: EnrollRequestSchema, response: { 201: EnrollResultSchema, ...ERROR_RESPONSES } },
+      schema: {
+        ...operation('enrollment', 'enrollAgent', "Enroll an agent's public key with a join token"),
+        body: EnrollRequestSchema,
+        response: { 201: EnrollResultSchema, ...ERROR_RESPONSES },
+      },
     },
     async (request, reply) => {
       let result: ReturnType<typeof enrollment.enroll>;

@@ -2,12 +2,21 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { ErrorCode, type EventRecord, FleetError } from '@fleetpatch/shared';
 import { z } from 'zod';
 import type { CoordinatorConfig } from '../config.js';
+import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { operation } from '../http/openapi-document.js';
 
 /**
  * Live audit stream of one rollout as Server-Sent Events. Sends the backlog after `Last-Event-ID`
  * (or `?after=`), then every committed event as it happens; `id:` is the event's seq so a client
  * that reconnects resumes exactly where it left off.
  */
+/** What the stream sends, for the API document: the answer itself is never serialized (it is streamed). */
+const EventStreamSchema = z
+  .string()
+  .describe(
+    'Server-Sent Events: each event is `id: <seq>`, `event: <type>` and `data: <the event as JSON>` (the rollout events of GET /v1/rollouts/{id}/events); comment lines keep the connection alive. Reconnect with `Last-Event-ID` to resume after the last event seen.',
+  );
+
 /** New events held for a stream still sending its backlog; beyond, the stream is cut (it resumes). */
 const LIVE_BACKLOG_CAP = 10_000;
 
@@ -30,8 +39,13 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
     {
       config: { access: 'read' },
       schema: {
+        ...operation('events', 'streamRolloutEvents', "One rollout's events, live, as Server-Sent Events"),
+
         params: z.object({ id: z.string().min(1).max(100) }),
         querystring: z.object({ after: z.coerce.number().int().min(0).optional() }).strict(),
+        headers: z.looseObject({ 'last-event-id': z.string().optional().describe('Resume after this event seq') }),
+        produces: ['text/event-stream'],
+        response: { 200: EventStreamSchema, ...ERROR_RESPONSES },
       },
     },
     async (request, reply) => {

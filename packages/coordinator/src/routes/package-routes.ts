@@ -9,6 +9,7 @@ import {
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { operation } from '../http/openapi-document.js';
 
 /** The fleet's package inventory: versions by package or source, one host's packages, and compliance with a fix. */
 export const packageRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -18,7 +19,11 @@ export const packageRoutes: FastifyPluginAsyncZod = async (app) => {
     '/packages',
     {
       config: { access: 'read' },
-      schema: { querystring: PackagesQuerySchema, response: { 200: PackageVersionsSchema, ...ERROR_RESPONSES } },
+      schema: {
+        ...operation('inventory', 'listPackageVersions', 'Installed versions of a package across the fleet'),
+        querystring: PackagesQuerySchema,
+        response: { 200: PackageVersionsSchema, ...ERROR_RESPONSES },
+      },
     },
     async (request) => inventory.versions(request.query),
   );
@@ -28,6 +33,8 @@ export const packageRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'read' },
       schema: {
+        ...operation('inventory', 'getHostPackages', "One host's installed packages"),
+
         params: z.object({ id: HostIdSchema }),
         response: { 200: HostPackagesSchema, ...ERROR_RESPONSES },
       },
@@ -39,7 +46,11 @@ export const packageRoutes: FastifyPluginAsyncZod = async (app) => {
     '/compliance',
     {
       config: { access: 'read' },
-      schema: { querystring: ComplianceQuerySchema, response: { 200: ComplianceReportSchema, ...ERROR_RESPONSES } },
+      schema: {
+        ...operation('inventory', 'getCompliance', 'Which hosts are below a fixed version'),
+        querystring: ComplianceQuerySchema,
+        response: { 200: ComplianceReportSchema, ...ERROR_RESPONSES },
+      },
     },
     async (request) => inventory.compliance(request.query),
   );

@@ -12,6 +12,7 @@ import {
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { operation } from '../http/openapi-document.js';
 import { callerOf } from '../http/route-access.js';
 import { EventPageQuerySchema, toEventPage } from './event-page.js';
 
@@ -33,7 +34,11 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     '/rollouts',
     {
       config: { access: 'write' },
-      schema: { body: RolloutRequestSchema, response: { 201: RolloutStatusSchema, ...ERROR_RESPONSES } },
+      schema: {
+        ...operation('rollouts', 'createRollout', 'Create a rollout of a patch'),
+        body: RolloutRequestSchema,
+        response: { 201: RolloutStatusSchema, ...ERROR_RESPONSES },
+      },
     },
     async (request, reply) => {
       const caller = callerOf(request);
@@ -47,6 +52,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'read' },
       schema: {
+        ...operation('rollouts', 'listRollouts', 'List rollouts, newest first'),
+
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
         response: { 200: RolloutListSchema, ...ERROR_RESPONSES },
       },
@@ -56,7 +63,14 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.get(
     '/rollouts/:id',
-    { config: { access: 'read' }, schema: { params: Params, response: Status } },
+    {
+      config: { access: 'read' },
+      schema: {
+        ...operation('rollouts', 'getRollout', "A rollout's status: waves, hosts, failure budget"),
+        params: Params,
+        response: Status,
+      },
+    },
     async (request) => view.status(request.params.id),
   );
 
@@ -64,7 +78,11 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     '/rollouts/:id/plan',
     {
       config: { access: 'read' },
-      schema: { params: Params, response: { 200: RolloutPlanSchema, ...ERROR_RESPONSES } },
+      schema: {
+        ...operation('rollouts', 'getRolloutPlan', 'The resolved wave plan, before anything runs'),
+        params: Params,
+        response: { 200: RolloutPlanSchema, ...ERROR_RESPONSES },
+      },
     },
     async (request) => view.plan(request.params.id),
   );
@@ -76,6 +94,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'write' },
       schema: {
+        ...operation('rollouts', 'preflightRollout', 'Dry run: every target agent checks the preconditions'),
+
         params: Params,
         body: z
           .object({ timeoutSeconds: z.number().min(1).max(600).default(30) })
@@ -92,7 +112,12 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     '/rollouts/:id/approve',
     {
       config: { access: 'approve' },
-      schema: { params: Params, body: ApproveRequestSchema.nullish(), response: Status },
+      schema: {
+        ...operation('rollouts', 'approveRollout', 'Approve a rollout (four eyes)'),
+        params: Params,
+        body: ApproveRequestSchema.nullish(),
+        response: Status,
+      },
     },
     async (request) => {
       const caller = callerOf(request);
@@ -106,7 +131,12 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     '/rollouts/:id/statement',
     {
       config: { access: 'write' },
-      schema: { params: Params, body: AttachStatementRequestSchema, response: Status },
+      schema: {
+        ...operation('rollouts', 'attachRolloutStatement', "Attach the author's signed apply statement"),
+        params: Params,
+        body: AttachStatementRequestSchema,
+        response: Status,
+      },
     },
     async (request) => {
       engine.attachStatement(request.params.id, request.body, callerOf(request).name);
@@ -119,7 +149,12 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     '/rollouts/:id/revert-statement',
     {
       config: { access: 'sign-revert' },
-      schema: { params: Params, body: RevertSignatureRequestSchema, response: Status },
+      schema: {
+        ...operation('rollouts', 'signRolloutRevert', "Add a signature to a signed rollout's revert statement"),
+        params: Params,
+        body: RevertSignatureRequestSchema,
+        response: Status,
+      },
     },
     async (request) => {
       engine.signRevert(request.params.id, request.body, callerOf(request).name);
@@ -127,19 +162,56 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
+  // Each verb: what it does to the rollout, and how the API document names and sums it up.
   const verbs = {
-    submit: (id: string, actor: string) => engine.submit(id, actor),
-    start: (id: string, actor: string) => engine.start(id, actor),
-    pause: (id: string, actor: string) => engine.pause(id, actor),
-    resume: (id: string, actor: string) => engine.resume(id, actor),
-    retry: (id: string, actor: string) => engine.retry(id, actor),
-    promote: (id: string, actor: string) => engine.promote(id, actor),
-    revert: (id: string, actor: string) => engine.revert(id, actor),
+    submit: {
+      act: (id: string, actor: string) => engine.submit(id, actor),
+      operationId: 'submitRollout',
+      summary: 'Submit a draft for approval',
+    },
+    start: {
+      act: (id: string, actor: string) => engine.start(id, actor),
+      operationId: 'startRollout',
+      summary: 'Start an approved rollout',
+    },
+    pause: {
+      act: (id: string, actor: string) => engine.pause(id, actor),
+      operationId: 'pauseRollout',
+      summary: 'Pause: in-flight hosts finish, no new ones',
+    },
+    resume: {
+      act: (id: string, actor: string) => engine.resume(id, actor),
+      operationId: 'resumeRollout',
+      summary: 'Resume a paused rollout',
+    },
+    retry: {
+      act: (id: string, actor: string) => engine.retry(id, actor),
+      operationId: 'retryRollout',
+      summary: 'Retry a halted rollout from its failed wave',
+    },
+    promote: {
+      act: (id: string, actor: string) => engine.promote(id, actor),
+      operationId: 'promoteRollout',
+      summary: 'End the current bake now',
+    },
+    revert: {
+      act: (id: string, actor: string) => engine.revert(id, actor),
+      operationId: 'revertRollout',
+      summary: 'Revert every changed host of the rollout',
+    },
   } as const;
-  for (const [verb, act] of Object.entries(verbs)) {
+  for (const [verb, { act, operationId, summary }] of Object.entries(verbs)) {
     app.post(
       `/rollouts/:id/${verb}`,
-      { config: { access: 'write' }, schema: { params: Params, body: VerbBody, response: Status } },
+      {
+        config: { access: 'write' },
+        schema: {
+          ...operation('rollouts', operationId, summary),
+          params: Params,
+          body: VerbBody,
+          response: Status,
+        },
+      },
       async (request) => {
         const caller = callerOf(request);
         act(request.params.id, caller.name);
@@ -150,7 +222,15 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/rollouts/:id/abort',
-    { config: { access: 'write' }, schema: { params: Params, body: VerbBody, response: Status } },
+    {
+      config: { access: 'write' },
+      schema: {
+        ...operation('rollouts', 'abortRollout', 'Abort: cancel in-flight work, send nothing more'),
+        params: Params,
+        body: VerbBody,
+        response: Status,
+      },
+    },
     async (request) => {
       const caller = callerOf(request);
       engine.abort(request.params.id, caller.name, request.body?.reason ?? null);
@@ -160,7 +240,15 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
 
   app.post(
     '/rollouts/:id/hosts/:hostId/revert',
-    { config: { access: 'write' }, schema: { params: HostParams, body: VerbBody, response: Status } },
+    {
+      config: { access: 'write' },
+      schema: {
+        ...operation('rollouts', 'revertRolloutHost', 'Revert one host of a rollout'),
+        params: HostParams,
+        body: VerbBody,
+        response: Status,
+      },
+    },
     async (request) => {
       const caller = callerOf(request);
       engine.revertHost(request.params.id, request.params.hostId, caller.name);
@@ -173,6 +261,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'read' },
       schema: {
+        ...operation('events', 'listRolloutEvents', "Page through one rollout's events"),
+
         params: Params,
         querystring: EventPageQuerySchema,
         response: { 200: EventPageSchema, ...ERROR_RESPONSES },

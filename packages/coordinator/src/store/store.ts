@@ -11,6 +11,8 @@ import { RolloutRepository } from './rollout-repository.js';
 import { StatementRepository } from './statement-repository.js';
 
 export type EventListener = (event: EventRecord) => void;
+/** Told how long each outermost transaction took (seconds) and whether it committed. */
+export type TransactionObserver = (seconds: number, committed: boolean) => void;
 
 /**
  * The coordinator's store: repositories over one SQLite connection, and `transaction()` — the only
@@ -30,6 +32,7 @@ export class Store {
   private readonly listeners = new Set<EventListener>();
   private pending: EventRecord[] | null = null;
   private afterCommits: (() => void)[] = [];
+  private transactionObserver: TransactionObserver | null = null;
 
   constructor(readonly db: Db) {
     this.agents = new AgentRepository(db);
@@ -54,12 +57,16 @@ export class Store {
     this.afterCommits = [];
     let committed: EventRecord[] = [];
     let callbacks: (() => void)[] = [];
+    const started = performance.now();
+    let done = false;
     try {
       const result = this.db.transaction(fn).immediate();
       committed = this.pending;
       callbacks = this.afterCommits;
+      done = true;
       return result;
     } finally {
+      this.transactionObserver?.((performance.now() - started) / 1000, done);
       this.pending = null;
       this.afterCommits = [];
       for (const event of committed) this.publish(event);
@@ -92,6 +99,11 @@ export class Store {
 
   allEvents(afterSeq: number, limit: number): EventRecord[] {
     return this.eventRepository.pageAll(afterSeq, limit);
+  }
+
+  /** One observer (the metrics); the time is measured around the commit, listeners excluded. */
+  observeTransactions(observer: TransactionObserver): void {
+    this.transactionObserver = observer;
   }
 
   onEvent(listener: EventListener): () => void {

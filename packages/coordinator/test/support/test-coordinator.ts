@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
+import { afterEach } from 'vitest';
 import { type BuildAppOptions, buildApp } from '../../src/app.js';
 import { CoordinatorConfigSchema } from '../../src/config.js';
 
@@ -76,4 +77,20 @@ export async function callApi(
     ...(body === undefined ? {} : { payload: body as Record<string, unknown> }),
   });
   return { status: res.statusCode, body: res.json() as unknown, headers: res.headers };
+}
+
+/**
+ * For a test file whose tests each start coordinators: call once at the top level; the function it
+ * returns starts one (as `startTestCoordinator`) and every one started is closed after its test.
+ */
+export function closedAfterEach(): (...args: Parameters<typeof startTestCoordinator>) => Promise<TestCoordinator> {
+  const running: TestCoordinator[] = [];
+  afterEach(async () => {
+    for (const coordinator of running.splice(0)) await coordinator.close();
+  });
+  return async (...args) => {
+    const started = await startTestCoordinator(...args);
+    running.push(started);
+    return started;
+  };
 }

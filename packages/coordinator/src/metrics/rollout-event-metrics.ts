@@ -1,0 +1,62 @@
+import { type EventRecord, FINAL_ROLLOUT_STATES, type RolloutState } from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
+import type { CoordinatorMetrics } from './coordinator-metrics.js';
+
+/** Where a host's apply ends; its duration is observed then. */
+const HOST_END_STATES: ReadonlySet<string> = new Set(['healthy', 'failed', 'timed_out']);
+/** Host runs counted as failures, by their error code. */
+const HOST_FAILURE_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 'revert_failed']);
+
+/**
+ * Turns the audit trail's events — the one place every transition already passes, after it has
+ * committed — into wave and host metrics, so the engine carries no metric calls of its own.
+ * Wave start times are kept in memory from `wave.started` to `wave.passed` (or the rollout's end):
+ * a wave in flight across a coordinator restart is not measured, rather than measured wrong.
+ */
+export class RolloutEventMetrics {
+  /** `rolloutId` → the current wave and when it started (ms). */
+  private readonly waveStarts = new Map<string, { wave: number; at: number }>();
+
+  constructor(
+    private readonly metrics: CoordinatorMetrics,
+    private readonly hostRun: (rolloutId: string, hostId: string) => HostRunRecord | undefined,
+  ) {}
+
+  onEvent(event: EventRecord): void {
+    const { rolloutId } = event;
+    if (rolloutId === null) return;
+    if (event.type === 'wave.started') {
+      const wave = event.data?.wave;
+      if (typeof wave === 'number') this.waveStarts.set(rolloutId, { wave, at: Date.parse(event.at) });
+      return;
+    }
+    if (event.type === 'wave.passed') {
+      this.endWave(rolloutId, 'passed', event.at);
+      return;
+    }
+    if (event.type.startsWith('rollout.') && FINAL_ROLLOUT_STATES.has(event.toState as RolloutState)) {
+      this.endWave(rolloutId, 'stopped', event.at);
+      return;
+    }
+    if (event.hostId !== null && event.toState !== null && event.type.startsWith('host.')) {
+      this.onHostState(rolloutId, event.hostId, event.toState);
+    }
+  }
+
+  private endWave(rolloutId: string, outcome: 'passed' | 'stopped', at: string): void {
+    const started = this.waveStarts.get(rolloutId);
+    if (!started) return;
+    this.waveStarts.delete(rolloutId);
+    this.metrics.waveFinished(outcome, Math.max(0, Date.parse(at) - started.at) / 1000);
+  }
+
+  private onHostState(rolloutId: string, hostId: string, state: string): void {
+    if (!HOST_END_STATES.has(state) && !HOST_FAILURE_STATES.has(state)) return;
+    const run = this.hostRun(rolloutId, hostId);
+    if (!run) return;
+    if (HOST_FAILURE_STATES.has(state)) this.metrics.hostFailed(run.errorCode);
+    if (HOST_END_STATES.has(state) && run.dispatchedAt !== null && run.finishedAt !== null) {
+      this.metrics.hostFinished(state, Math.max(0, run.finishedAt - run.dispatchedAt) / 1000);
+    }
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Wave and host metrics come from the committed events alone: timed by the events' own times, a
+ * wave started before the coordinator did is not measured, and a rollout that ends mid-wave closes
+ * its wave as `stopped`.
+ */
+import type { EventRecord } from '@fleetpatch/shared';
+import { describe, expect, it } from 'vitest';
+import { CoordinatorMetrics } from '../src/metrics/coordinator-metrics.js';
+import { RolloutEventMetrics } from '../src/metrics/rollout-event-metrics.js';
+import type { HostRunRecord } from '../src/store/host-run-repository.js';
+
+let seq = 0;
+function event(type: string, at: string, fields: Partial<EventRecord> = {}): EventRecord {
+  seq += 1;
+  return {
+    seq,
+    rolloutId: 'ro_1',
+    hostId: null,
+    actor: 'system',
+    type,
+    fromState: null,
+    toState: null,
+    data: null,
+    at,
+    ...fields,
+  };
+}
+
+function setup(runs: Record<string, Partial<HostRunRecord>> = {}) {
+  const metrics = new CoordinatorMetrics(
+    { agentsConnected: () => 0, rolloutsByState: () => new Map(), ordersByState: () => new Map() },
+    '0.0.0',
+  );
+  const events = new RolloutEventMetrics(metrics, (_rolloutId, hostId) => runs[hostId] as HostRunRecord | undefined);
+  const text = () => metrics.registry.metrics();
+  return { events, text };
+}
+
+describe('RolloutEventMetrics', () => {
+  it('times a wave from wave.started to wave.passed by the events’ own times', async () => {
+    const { events, text } = setup();
+    events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
+    events.onEvent(event('wave.passed', '2030-01-01T00:00:42.000Z', { data: { wave: 0 } }));
+    const body = await text();
+    expect(body).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="passed"\} 42$/m);
+    expect(body).toMatch(/^fleetpatch_wave_duration_seconds_count\{outcome="passed"\} 1$/m);
+  });
+
+  it('a wave that passes without a start seen (the coordinator restarted) is not measured', async () => {
+    const { events, text } = setup();
+    events.onEvent(event('wave.passed', '2030-01-01T00:00:42.000Z', { data: { wave: 1 } }));
+    expect(await text()).not.toMatch(/^fleetpatch_wave_duration_seconds_count/m);
+  });
+
+  it('a rollout that ends mid-wave closes the wave as stopped', async () => {
+    const { events, text } = setup();
+    events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
+    events.onEvent(event('rollout.aborted', '2030-01-01T00:00:05.000Z', { fromState: 'running', toState: 'aborted' }));
+    expect(await text()).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="stopped"\} 5$/m);
+  });
+
+  it('a host that ends: its duration by outcome, and a failure by its error code', async () => {
+    const { events, text } = setup({
+      'web-1': { dispatchedAt: 1_000, finishedAt: 4_500, errorCode: null },
+      'web-2': { dispatchedAt: 1_000, finishedAt: 2_000, errorCode: 'health_failed' },
+    });
+    events.onEvent(event('host.healthy', '2030-01-01T00:00:05.000Z', { hostId: 'web-1', toState: 'healthy' }));
+    events.onEvent(event('host.failed', '2030-01-01T00:00:05.000Z', { hostId: 'web-2', toState: 'failed' }));
+    events.onEvent(event('host.progress', '2030-01-01T00:00:05.000Z', { hostId: 'web-2' }));
+    const body = await text();
+    expect(body).toMatch(/^fleetpatch_host_duration_seconds_sum\{outcome="healthy"\} 3\.5$/m);
+    expect(body).toMatch(/^fleetpatch_host_duration_seconds_sum\{outcome="failed"\} 1$/m);
+    expect(body).toMatch(/^fleetpatch_host_failures_total\{code="health_failed"\} 1$/m);
+  });
+});
