@@ -1,0 +1,303 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AgentList, ComplianceReport, RolloutStatus } from '@fleetpatch/shared';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../scripts/lib/local-fleet.mjs';
+import { sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { chromiumBrowser, launchChromium, pageProblems } from './support/browser.js';
+import { ADMIN_TOKEN, FleetHarness, hostOf, sampleFilePatch } from './support/fleet-harness.js';
+import { describeNeeding } from './support/requirements.js';
+
+// The dashboard at /ui, in a real browser (Debian's chromium through playwright-core) against a real
+// coordinator and real agents: a rollout's grid changes colour live as hosts finish, a halted
+// rollout names its failed host and why, a viewer sees no buttons, and server text never becomes
+// markup. The screenshots in docs/ come from here.
+
+const HOSTS = ['web-1', 'web-2', 'web-3', 'web-4'];
+const VIEWER_TOKEN = 'e2e-viewer-token-0000001';
+/** A patch title that would run script if the page ever rendered server text as HTML. */
+const RUNNING_TITLE = 'Raise nginx workers for the spring peak';
+const HALTED_TITLE = 'Raise the open file limit';
+const HOSTILE_TITLE = 'Raise workers <img src=x onerror="window.__xss=1"> for the spring peak';
+const HOSTILE_LABEL = '<script>window.__xss=2</script>';
+/** What the page's globals look like to the functions run in it (the tests compile without the DOM's types). */
+interface InPage {
+  getComputedStyle(element: unknown): { backgroundColor: string };
+  sessionStorage: { length: number };
+  __xss?: number;
+}
+const DOCS = join(import.meta.dirname, '..', 'docs');
+
+describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
+  let work: string;
+  let fleet: FleetHarness;
+  let browser: Browser;
+  let page: Page | undefined;
+  let problems: string[] = [];
+
+  const rootOf = (host: string) => join(work, host, 'root');
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'fleetpatch-dashboard-'));
+    fleet = await FleetHarness.start(join(work, 'coordinator'), {
+      tokens: [{ name: 'vera', token: VIEWER_TOKEN, role: 'viewer' }],
+      tickIntervalMs: 100,
+    });
+    for (const host of HOSTS) {
+      await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
+      const labels = { role: 'web', note: HOSTILE_LABEL };
+      const joinToken = await fleet.register(host, labels);
+      fleet.spawnAgent({ id: host, joinToken, labels, dataDir: join(work, host, 'data'), rootDir: rootOf(host) });
+    }
+    await fleet.waitOnline(HOSTS);
+    browser = await launchChromium();
+    await mkdir(DOCS, { recursive: true });
+  });
+
+  afterEach(async () => {
+    await page?.close();
+    page = undefined;
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await fleet?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  /** A fresh tab, logged in with `token`, on `hash` (e.g. `#/agents`). */
+  async function openDashboard(token: string, hash = '#/rollouts'): Promise<Page> {
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    problems = pageProblems(page);
+    await page.goto(`${fleet.coordinator.url}/ui/${hash}`);
+    await page.locator('#token').fill(token);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByTestId('who').waitFor();
+    return page;
+  }
+
+  const backgroundOf = (tab: Page, host: string) =>
+    tab
+      .locator(`[data-host="${host}"]`)
+      .evaluate((el) => (globalThis as unknown as InPage).getComputedStyle(el).backgroundColor);
+
+  it("shows a running rollout's hosts change colour as they finish, live over its event stream", async () => {
+    const patchId = await fleet.createPatch(
+      sampleFilePatch('/etc/app/app.conf', 'workers = 8\n', { title: RUNNING_TITLE, ticket: 'OPS-42' }),
+    );
+    // The canary passes, then the rollout bakes for an hour: the page is opened mid-rollout, and the
+    // admin ends the bake from the page itself.
+    const id = await fleet.startRollout({
+      patchId,
+      target: { hostIds: HOSTS },
+      waves: [1, '100%'],
+      bakeSeconds: 3600,
+    });
+    await waitFor('the canary wave to bake', async () => (await fleet.status(id)).rollout.bakeUntil !== null);
+
+    const tab = await openDashboard(ADMIN_TOKEN, `#/rollouts/${id}`);
+    await tab.locator('[data-host="web-1"][data-state="healthy"]').waitFor();
+    await tab.getByTestId('stream').getByText('live').waitFor();
+    const canaryColour = await backgroundOf(tab, 'web-1');
+    const waitingColour = await backgroundOf(tab, 'web-4');
+    expect(await tab.locator('[data-host="web-4"]').getAttribute('data-state')).toBe('queued');
+    expect(waitingColour).not.toBe(canaryColour);
+    await expect
+      .poll(() => tab.locator('[data-wave="1"] .countdown').textContent())
+      .toMatch(/^bake ends in 59 min \d+ s$/);
+    await tab.screenshot({ path: join(DOCS, 'dashboard-rollout.png'), fullPage: true });
+
+    await tab.locator('button[data-verb="promote"]').click();
+    for (const host of HOSTS) await tab.locator(`[data-host="${host}"][data-state="healthy"]`).waitFor();
+    // The last wave bakes too: ended the same way.
+    await tab.locator('[data-wave="2"] .countdown').waitFor();
+    await tab.locator('button[data-verb="promote"]').click();
+    await tab.getByTestId('rollout-state').getByText('succeeded', { exact: true }).waitFor();
+    for (const host of HOSTS) expect(await backgroundOf(tab, host)).toBe(canaryColour);
+    const final = await fleet.status(id);
+    expect(final.rollout.state).toBe('succeeded');
+    expect(await tab.locator('[data-wave] .counts').allTextContents()).toEqual(['1 done', '3 done']);
+    // The stream delivered every event of the audit trail, the promotion among them.
+    const { events } = await fleet.api.get<{ events: { type: string }[] }>(`/v1/rollouts/${id}/events?limit=500`);
+    await expect.poll(() => tab.locator('[data-testid="timeline"] li').count()).toBe(events.length);
+    expect(await tab.locator('[data-testid="timeline"] li[data-type="rollout.promoted"]').count()).toBe(
+      events.filter((e) => e.type === 'rollout.promoted').length,
+    );
+    expect(await tab.getByTestId('patch-title').textContent()).toBe(RUNNING_TITLE);
+    expect(problems).toEqual([]);
+  });
+
+  it('shows a halted rollout with its failed host and the reason it failed', async () => {
+    const path = '/etc/app/limits.conf';
+    const prior = 'nofile = 1024\n';
+    for (const host of HOSTS) await writeFile(join(rootOf(host), path), host === 'web-3' ? 'edited by hand\n' : prior);
+    const patchId = await fleet.createPatch(
+      sampleFilePatch(path, 'nofile = 65536\n', {
+        title: HALTED_TITLE,
+        change: {
+          ...sampleFilePatch(path, 'nofile = 65536\n').change,
+          expectedPriorSha256: sha256Of(prior),
+        } as never,
+      }),
+    );
+    const id = await fleet.startRollout({ patchId, target: { hostIds: HOSTS }, waves: ['100%'], maxParallel: 4 });
+    const halted = await fleet.waitForState(id, ['halted']);
+    const failed = hostOf(halted, 'web-3');
+    expect(failed.state).toBe('failed');
+    expect(failed.reason).toBeTruthy();
+
+    const tab = await openDashboard(ADMIN_TOKEN, `#/rollouts/${id}`);
+    await tab.getByTestId('rollout-state').getByText('halted', { exact: true }).waitFor();
+    const entry = tab.locator('[data-failed-host="web-3"]');
+    await entry.waitFor();
+    expect(await entry.locator('.reason').textContent()).toBe(failed.reason);
+    expect(await tab.locator('[data-host="web-3"]').getAttribute('data-state')).toBe('failed');
+    expect(await tab.locator('[data-failed-host]').count()).toBe(1);
+    expect(await tab.getByTestId('state-reason').textContent()).toBe(halted.rollout.stateReason);
+    expect(await tab.getByTestId('failure-budget').textContent()).toContain(`${halted.failures} failed of 0 tolerated`);
+    // The admin may revert it: the button is there.
+    expect(await tab.locator('button[data-verb="revert"]').count()).toBe(1);
+    await tab.screenshot({ path: join(DOCS, 'dashboard-halted.png'), fullPage: true });
+    expect(problems).toEqual([]);
+  });
+
+  it('lists every rollout with its state, patch, progress, failures and age', async () => {
+    const statuses = (await fleet.api.get<{ rollouts: { id: string }[] }>('/v1/rollouts')).rollouts;
+    const tab = await openDashboard(ADMIN_TOKEN, '#/rollouts');
+    await tab.locator('table.rollouts tbody tr').first().waitFor();
+    expect(await tab.locator('table.rollouts tbody tr').count()).toBe(statuses.length);
+    for (const { id } of statuses) {
+      const status = await fleet.status(id);
+      const row = tab.locator(`tr[data-rollout="${id}"]`);
+      expect(await row.locator('.badge').textContent()).toBe(status.rollout.state);
+      expect(await row.locator('td').nth(4).textContent()).toBe(
+        `${status.failures} / ${status.toleratedFailures} tolerated`,
+      );
+    }
+    expect(await tab.locator('td.title').allTextContents()).toEqual([HALTED_TITLE, RUNNING_TITLE]);
+    await tab.screenshot({ path: join(DOCS, 'dashboard-rollouts.png'), fullPage: true });
+    expect(problems).toEqual([]);
+  });
+
+  it('lets a viewer look but shows no verbs, and lists the agents with their facts and labels', async () => {
+    const { rollouts } = await fleet.api.get<{ rollouts: RolloutStatus['rollout'][] }>('/v1/rollouts');
+    const halted = rollouts.find((r) => r.state === 'halted');
+    expect(halted).toBeDefined();
+    const tab = await openDashboard(VIEWER_TOKEN, `#/rollouts/${halted?.id}`);
+    expect(await tab.getByTestId('who').textContent()).toBe('vera (viewer)');
+    await tab.locator('[data-failed-host="web-3"]').waitFor();
+    expect(await tab.locator('button[data-verb]').count()).toBe(0);
+
+    await tab.getByRole('link', { name: 'Agents' }).click();
+    await tab.locator('table.agents tbody tr').first().waitFor();
+    const { agents } = await fleet.api.get<AgentList>('/v1/agents');
+    expect(await tab.locator('table.agents tbody tr').count()).toBe(agents.length);
+    for (const agent of agents) {
+      const row = tab.locator(`tr[data-agent="${agent.id}"]`);
+      expect(await row.locator('.badge').textContent()).toBe('online');
+      expect(await row.locator('td').nth(2).textContent()).toContain(agent.facts?.hostname ?? '?');
+      expect(await row.locator('td').nth(3).textContent()).toContain(`note=${HOSTILE_LABEL}`);
+    }
+    expect(await tab.locator('script:not([src])').count()).toBe(0);
+    expect(await tab.evaluate(() => (globalThis as unknown as InPage).__xss)).toBeUndefined();
+    expect(problems).toEqual([]);
+  });
+
+  it('renders server text as text: a hostile patch title runs nothing, in the table or on its page', async () => {
+    const patchId = await fleet.createPatch(
+      sampleFilePatch('/etc/app/other.conf', 'x = 1\n', { title: HOSTILE_TITLE }),
+    );
+    const id = await fleet.createRollout({ patchId, target: { hostIds: HOSTS }, draft: true });
+    const tab = await openDashboard(VIEWER_TOKEN, '#/rollouts');
+    await tab.locator(`tr[data-rollout="${id}"] td.title`).getByText(HOSTILE_TITLE, { exact: true }).waitFor();
+    await tab.locator(`tr[data-rollout="${id}"] a`).click();
+    await tab.getByTestId('patch-title').getByText(HOSTILE_TITLE, { exact: true }).waitFor();
+    await tab.getByTestId('stream').getByText('live').waitFor();
+    // On screen as the text it is: no element was made of it, no script ran, the CSP refused nothing.
+    expect(await tab.locator('img').count()).toBe(0);
+    expect(await tab.evaluate(() => (globalThis as unknown as InPage).__xss)).toBeUndefined();
+    expect(problems).toEqual([]);
+  });
+
+  it('shows the compliance of a source package across the fleet', async () => {
+    const query = { source: 'openssl', fixed: '3.0.15-1~deb12u1' };
+    const report = await fleet.api.get<ComplianceReport>(`/v1/compliance?${new URLSearchParams(query)}`);
+    const tab = await openDashboard(VIEWER_TOKEN, '#/compliance');
+    await tab.locator('input[name="source"]').fill(query.source);
+    await tab.locator('input[name="fixed"]').fill(query.fixed);
+    await tab.getByRole('button', { name: 'Check the fleet' }).click();
+    await tab.getByTestId('compliance-counts').waitFor();
+    for (const host of report.hosts) {
+      expect(await tab.locator(`tr[data-host="${host.hostId}"]`).getAttribute('data-status')).toBe(host.status);
+    }
+    expect(await tab.getByTestId('compliance-counts').textContent()).toContain(`${report.counts.unknown} unknown`);
+    expect(problems).toEqual([]);
+  });
+
+  it('refuses an unknown token at the login form', async () => {
+    page = await browser.newPage();
+    problems = pageProblems(page);
+    await page.goto(`${fleet.coordinator.url}/ui/`);
+    await page.locator('#token').fill('not-a-token-of-this-coordinator');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    expect(await page.getByRole('alert').textContent()).toBe('That token is not known to this coordinator.');
+    expect(await page.evaluate(() => (globalThis as unknown as InPage).sessionStorage.length)).toBe(0);
+    // The browser logs the 401 of the check itself as a failed resource load: nothing else.
+    expect(problems.filter((p) => !p.includes('401'))).toEqual([]);
+  });
+});
+
+describe('the dashboard as served', () => {
+  let work: string;
+  let fleet: FleetHarness;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'fleetpatch-dashboard-http-'));
+    fleet = await FleetHarness.start(join(work, 'coordinator'));
+  });
+  afterAll(async () => {
+    await fleet?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('serves its files with a strict content security policy, and nothing outside them', async () => {
+    const index = await fetch(`${fleet.coordinator.url}/ui/`);
+    expect(index.status).toBe(200);
+    expect(index.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const csp = index.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toContain('unsafe-inline');
+    expect(index.headers.get('x-content-type-options')).toBe('nosniff');
+    const html = await index.text();
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/); // no inline script: the CSP would refuse it
+    expect(html).not.toMatch(/https?:\/\//); // nothing fetched from anywhere else
+
+    const vendored = await fetch(`${fleet.coordinator.url}/ui/vendor/preact-htm.mjs`);
+    expect(vendored.status).toBe(200);
+    expect(vendored.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(await vendored.text()).toContain('export{');
+
+    const redirect = await fetch(`${fleet.coordinator.url}/ui`, { redirect: 'manual' });
+    expect(redirect.status).toBe(302);
+    expect(redirect.headers.get('location')).toBe('/ui/');
+
+    for (const attempt of ['/ui/../package.json', '/ui/%2e%2e/package.json', '/ui/..%2fmain.js', '/ui/nope.js']) {
+      const res = await fetch(`${fleet.coordinator.url}${attempt}`);
+      expect(res.status, attempt).toBe(404);
+    }
+  });
+
+  it('tells a token who it is and what its role may do', async () => {
+    const who = await fleet.api.get<{ name: string; role: string; permissions: string[] }>('/v1/whoami');
+    expect(who).toEqual({
+      name: 'admin',
+      role: 'admin',
+      permissions: ['read', 'write', 'approve', 'sign-revert', 'admin'],
+    });
+    const anonymous = await fetch(`${fleet.coordinator.url}/v1/whoami`);
+    expect(anonymous.status).toBe(401);
+  });
+});
