@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AgentList, ComplianceReport, RolloutStatus } from '@fleetpatch/shared';
+import type { AgentList, ComplianceReport, EventPage, RolloutStatus } from '@fleetpatch/shared';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
@@ -234,6 +234,32 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     }
     expect(await tab.getByTestId('compliance-counts').textContent()).toContain(`${report.counts.unknown} unknown`);
     expect(problems).toEqual([]);
+  });
+
+  it('follows a rollout across a coordinator restart: the stream resumes where it left off', async () => {
+    const { rollouts } = await fleet.api.get<{ rollouts: RolloutStatus['rollout'][] }>('/v1/rollouts');
+    const halted = rollouts.find((r) => r.state === 'halted');
+    if (!halted) throw new Error('the halted rollout of an earlier test is missing');
+    const tab = await openDashboard(ADMIN_TOKEN, `#/rollouts/${halted.id}`);
+    await tab.getByTestId('stream').getByText('live').waitFor();
+    const before = (await fleet.api.get<EventPage>(`/v1/rollouts/${halted.id}/events?limit=500`)).events.length;
+    await expect.poll(() => tab.locator('[data-testid="timeline"] li').count()).toBe(before);
+
+    await fleet.restart();
+    await fleet.waitOnline(HOSTS);
+    await tab.getByTestId('stream').getByText('live').waitFor({ timeout: 20_000 });
+    // Something happens after the restart: the page sees it, once, with nothing replayed twice.
+    await fleet.api.post(`/v1/rollouts/${halted.id}/revert`);
+    const reverted = await fleet.waitForState(halted.id, ['reverted']);
+    await tab.getByTestId('rollout-state').getByText('reverted', { exact: true }).waitFor();
+    const after = (await fleet.api.get<EventPage>(`/v1/rollouts/${halted.id}/events?limit=500`)).events;
+    await expect.poll(() => tab.locator('[data-testid="timeline"] li').count()).toBe(after.length);
+    expect(after.length).toBeGreaterThan(before);
+    expect(
+      await tab.locator('[data-host]').evaluateAll((cells) => cells.map((c) => c.getAttribute('data-state'))),
+    ).toEqual(reverted.waves.flatMap((wave) => wave.hosts.map((host) => host.state)));
+    // While the coordinator was down the page's reconnects were refused: that, and nothing else, went wrong.
+    expect(problems.filter((p) => !p.includes('/events/stream'))).toEqual([]);
   });
 
   it('refuses an unknown token at the login form', async () => {
