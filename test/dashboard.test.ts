@@ -17,6 +17,8 @@ import { describeNeeding } from './support/requirements.js';
 
 const HOSTS = ['web-1', 'web-2', 'web-3', 'web-4'];
 const VIEWER_TOKEN = 'e2e-viewer-token-0000001';
+const OPERATOR_TOKEN = 'e2e-operator-token-00001';
+const APPROVER_TOKEN = 'e2e-approver-token-00001';
 /** A patch title that would run script if the page ever rendered server text as HTML. */
 const RUNNING_TITLE = 'Raise nginx workers for the spring peak';
 const HALTED_TITLE = 'Raise the open file limit';
@@ -42,7 +44,11 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'fleetpatch-dashboard-'));
     fleet = await FleetHarness.start(join(work, 'coordinator'), {
-      tokens: [{ name: 'vera', token: VIEWER_TOKEN, role: 'viewer' }],
+      tokens: [
+        { name: 'vera', token: VIEWER_TOKEN, role: 'viewer' },
+        { name: 'olga', token: OPERATOR_TOKEN, role: 'operator' },
+        { name: 'abe', token: APPROVER_TOKEN, role: 'approver' },
+      ],
       tickIntervalMs: 100,
     });
     for (const host of HOSTS) {
@@ -202,6 +208,46 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     }
     expect(await tab.locator('script:not([src])').count()).toBe(0);
     expect(await tab.evaluate(() => (globalThis as unknown as InPage).__xss)).toBeUndefined();
+    expect(problems).toEqual([]);
+  });
+
+  it('offers each role only its verbs: an approver approves from the page, an operator aborts after confirming', async () => {
+    const patchId = await fleet.createPatch(sampleFilePatch('/etc/app/approved.conf', 'y = 2\n'));
+    const id = await fleet.createRollout({ patchId, target: { hostIds: ['web-1'] }, requiredApprovals: 1 });
+    const verbsOf = (tab: Page) =>
+      tab.locator('button[data-verb]').evaluateAll((buttons) => buttons.map((b) => b.getAttribute('data-verb')));
+
+    const operator = await openDashboard(OPERATOR_TOKEN, `#/rollouts/${id}`);
+    await operator.getByTestId('rollout-state').getByText('awaiting_approval').waitFor();
+    expect(await verbsOf(operator)).toEqual(['abort']);
+    await operator.close();
+
+    const approver = await openDashboard(APPROVER_TOKEN, `#/rollouts/${id}`);
+    await approver.getByTestId('rollout-state').getByText('awaiting_approval').waitFor();
+    expect(await verbsOf(approver)).toEqual(['approve']);
+    await approver.locator('button[data-verb="approve"]').click();
+    await approver.getByTestId('rollout-state').getByText('scheduled', { exact: true }).waitFor();
+    expect(await verbsOf(approver)).toEqual([]);
+    expect((await fleet.status(id)).approvals.map((a) => a.approver)).toEqual(['abe']);
+    expect(problems).toEqual([]);
+    await approver.close();
+
+    const again = await openDashboard(OPERATOR_TOKEN, `#/rollouts/${id}`);
+    await again.getByTestId('rollout-state').getByText('scheduled', { exact: true }).waitFor();
+    expect(await verbsOf(again)).toEqual(['start', 'abort']);
+    // Dismissed, the confirmation changes nothing; accepted, the rollout is aborted.
+    const posted: string[] = [];
+    again.on('request', (request) => {
+      if (request.method() === 'POST') posted.push(new URL(request.url()).pathname);
+    });
+    again.once('dialog', (dialog) => void dialog.dismiss());
+    await again.locator('button[data-verb="abort"]').click();
+    expect(posted).toEqual([]);
+    again.once('dialog', (dialog) => void dialog.accept());
+    await again.locator('button[data-verb="abort"]').click();
+    await again.getByTestId('rollout-state').getByText('aborted', { exact: true }).waitFor();
+    expect((await fleet.status(id)).rollout.state).toBe('aborted');
+    expect(posted).toEqual([`/v1/rollouts/${id}/abort`]);
     expect(problems).toEqual([]);
   });
 

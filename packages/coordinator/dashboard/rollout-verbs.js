@@ -6,7 +6,9 @@ import { html, useState } from './vendor/preact-htm.mjs';
  * allows are shown; the coordinator still checks both the role and the state of every call.
  */
 const VERBS = [
+  { verb: 'submit', label: 'Submit for approval', permission: 'write', when: (r) => r.state === 'draft' },
   { verb: 'approve', label: 'Approve', permission: 'approve', when: (r) => r.state === 'awaiting_approval' },
+  { verb: 'start', label: 'Start', permission: 'write', when: (r) => r.state === 'scheduled' },
   { verb: 'pause', label: 'Pause', permission: 'write', when: (r) => r.state === 'running' },
   { verb: 'resume', label: 'Resume', permission: 'write', when: (r) => r.state === 'paused' },
   {
