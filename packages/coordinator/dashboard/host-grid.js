@@ -1,18 +1,24 @@
-import { hostGroup } from './format.js';
+import { clockTime, hostGroup } from './format.js';
 import { html } from './vendor/preact-htm.mjs';
 
+/** A `{ check, observed, … }` health-check result, as the API writes them. */
+function isHealthResult(item) {
+  return (
+    item !== null && typeof item === 'object' && typeof item.check === 'string' && typeof item.observed === 'string'
+  );
+}
+
 /**
- * The health-check results a host view carries: `health` (the last verdict), and any other list of
- * `{ check, ok, observed, at }` the coordinator adds (the live results while a host verifies or bakes).
+ * The health-check results a host view carries: `health` (the last verdict), and any other result or
+ * list of results the coordinator adds (the live ones while a host verifies or bakes), whatever the
+ * field is called.
  */
 export function healthResultsOf(host) {
-  const lists = Object.entries(host).filter(
-    ([, value]) =>
-      Array.isArray(value) &&
-      value.length > 0 &&
-      value.every((item) => item && typeof item.check === 'string' && typeof item.observed === 'string'),
-  );
-  return lists.flatMap(([field, results]) => results.map((result) => ({ field, ...result })));
+  return Object.entries(host).flatMap(([field, value]) => {
+    const results = Array.isArray(value) ? value : [value];
+    if (results.length === 0 || !results.every(isHealthResult)) return [];
+    return results.map((result) => ({ field, ...result }));
+  });
 }
 
 function HealthResults({ host }) {
@@ -22,7 +28,9 @@ function HealthResults({ host }) {
     <ul class="health">
       ${results.map(
         (r) =>
-          html`<li class=${r.ok ? 'ok' : 'bad'}>${r.ok ? 'ok' : 'failing'} · ${r.check}: ${r.observed}${r.at ? ` (${r.at})` : ''}</li>`,
+          html`<li class=${r.ok === false ? 'bad' : 'ok'}>${r.ok === false ? 'failing' : 'ok'} · ${r.check}: ${r.observed}${
+            r.since ? ` (since ${clockTime(r.since)})` : r.at ? ` (${clockTime(r.at)})` : ''
+          }</li>`,
       )}
     </ul>
   `;
