@@ -1,7 +1,8 @@
 import { clockTime } from './format.js';
 import { html } from './vendor/preact-htm.mjs';
 
-const SHOWN = 300;
+/** Events kept and shown: the latest; the audit trail (`fleetpatch events`) has them all. */
+export const TIMELINE_LENGTH = 300;
 
 /** What an event's data says, as one line of text (it is shown as text, never as markup). */
 function dataLine(data) {
@@ -10,12 +11,12 @@ function dataLine(data) {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
-/** The rollout's audit trail, newest first, as the event stream delivers it. */
-export function EventTimeline({ events }) {
-  const shown = events.slice(-SHOWN).reverse();
+/** The rollout's audit trail, newest first, as the event stream delivers it: `total` so far, the `latest` of them. */
+export function EventTimeline({ latest, total }) {
+  const shown = [...latest].reverse();
   return html`
     <section>
-      <h2>Events ${events.length > SHOWN ? html`<span class="muted">(latest ${SHOWN} of ${events.length})</span>` : ''}</h2>
+      <h2>Events ${total > shown.length ? html`<span class="muted">(latest ${shown.length} of ${total})</span>` : ''}</h2>
       <ol class="timeline" data-testid="timeline">
         ${shown.map(
           (event) => html`

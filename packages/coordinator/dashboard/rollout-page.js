@@ -1,12 +1,14 @@
 import { api, seg } from './api.js';
 import { followRolloutEvents } from './event-stream.js';
-import { EventTimeline } from './event-timeline.js';
+import { EventTimeline, TIMELINE_LENGTH } from './event-timeline.js';
 import { age, clockTime, rolloutGroup, seconds, waveName } from './format.js';
 import { FailedHosts, HostGrid, LiveHealth } from './host-grid.js';
 import { patchOf } from './patches.js';
 import { ProgressBar } from './progress-bar.js';
 import { RolloutVerbs } from './rollout-verbs.js';
 import { html, useEffect, useRef, useState } from './vendor/preact-htm.mjs';
+
+const EMPTY_TIMELINE = { latest: [], total: 0 };
 
 /** Re-renders every second: the bake countdown and the ages tick. */
 function useNow() {
@@ -24,7 +26,7 @@ function useNow() {
  */
 function useLiveRollout(id) {
   const [status, setStatus] = useState(null);
-  const [events, setEvents] = useState([]);
+  const [timeline, setTimeline] = useState(EMPTY_TIMELINE);
   const [stream, setStream] = useState('connecting');
   const [error, setError] = useState(null);
   const refresh = useRef(() => {});
@@ -52,20 +54,31 @@ function useLiveRollout(id) {
         running = false;
       }
     };
+    // Events are taken in batches (a backlog arrives by the thousand): one state update per batch,
+    // keeping only the latest TIMELINE_LENGTH, so a long audit trail costs neither time nor memory.
+    let batch = [];
+    const flush = () => {
+      const arrived = batch;
+      batch = [];
+      setTimeline((previous) => ({
+        latest: previous.latest.concat(arrived).slice(-TIMELINE_LENGTH),
+        total: previous.total + arrived.length,
+      }));
+      void refresh.current();
+    };
     setStatus(null);
-    setEvents([]);
+    setTimeline(EMPTY_TIMELINE);
     void refresh.current();
     void followRolloutEvents(id, {
       signal: controller.signal,
       onStatus: setStream,
       onEvent: (event) => {
-        setEvents((previous) => [...previous, event]);
-        void refresh.current();
+        if (batch.push(event) === 1) queueMicrotask(flush);
       },
     });
     return () => controller.abort();
   }, [id]);
-  return { status, setStatus, events, stream, error };
+  return { status, setStatus, timeline, stream, error };
 }
 
 function Header({ status, patch, now }) {
@@ -127,7 +140,7 @@ function Waves({ status, now }) {
 }
 
 export function RolloutPage({ id, who }) {
-  const { status, setStatus, events, stream, error } = useLiveRollout(id);
+  const { status, setStatus, timeline, stream, error } = useLiveRollout(id);
   const [patch, setPatch] = useState(null);
   const now = useNow();
   const patchId = status?.rollout.patchId;
@@ -158,7 +171,7 @@ export function RolloutPage({ id, who }) {
         html`<p><a href=${`#/compliance?${new URLSearchParams({ source: compliance.source, fixed: compliance.fixed })}`}>
           Compliance of ${compliance.source} ${compliance.fixed}</a></p>`
       }
-      <${EventTimeline} events=${events} />
+      <${EventTimeline} latest=${timeline.latest} total=${timeline.total} />
     </article>
   `;
 }

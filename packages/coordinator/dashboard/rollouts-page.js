@@ -5,9 +5,13 @@ import { ProgressBar } from './progress-bar.js';
 import { usePolling } from './use-polling.js';
 import { html } from './vendor/preact-htm.mjs';
 
-/** Rollouts, newest first, each with its patch's title and its hosts by state. */
+/**
+ * The latest 50 rollouts, newest first, each with its patch's title and its hosts by state: one
+ * status call per rollout (the list carries no counts), every poll, since a host reverted alone
+ * changes counts without changing its rollout's record.
+ */
 async function loadRollouts() {
-  const { rollouts } = await api('/v1/rollouts?limit=100');
+  const { rollouts } = await api('/v1/rollouts?limit=50');
   return Promise.all(
     rollouts.map(async (rollout) => {
       const [status, patch] = await Promise.all([api(`/v1/rollouts/${seg(rollout.id)}`), patchOf(rollout.patchId)]);
