@@ -27,7 +27,7 @@ const HOSTILE_LABEL = '<script>window.__xss=2</script>';
 /** What the page's globals look like to the functions run in it (the tests compile without the DOM's types). */
 interface InPage {
   getComputedStyle(element: unknown): { backgroundColor: string };
-  sessionStorage: { length: number };
+  sessionStorage: { length: number; setItem(key: string, value: string): void };
   __xss?: number;
 }
 const DOCS = join(import.meta.dirname, '..', 'docs');
@@ -307,6 +307,19 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     ).toEqual(reverted.waves.flatMap((wave) => wave.hosts.map((host) => host.state)));
     // While the coordinator was down the page's reconnects were refused: that, and nothing else, went wrong.
     expect(problems.filter((p) => !p.includes('/events/stream'))).toEqual([]);
+  });
+
+  it('goes back to the login form when the kept token stops working', async () => {
+    const tab = await openDashboard(VIEWER_TOKEN, '#/agents');
+    await tab.locator('table.agents tbody tr').first().waitFor();
+    // As if the token were removed from the coordinator's config: the next poll is refused.
+    await tab.evaluate(() =>
+      (globalThis as unknown as InPage).sessionStorage.setItem('fleetpatch.token', 'a-token-no-longer-known'),
+    );
+    await tab.locator('#token').waitFor();
+    expect(await tab.evaluate(() => (globalThis as unknown as InPage).sessionStorage.length)).toBe(0);
+    // The refused poll is the one failure the browser reports.
+    expect(problems.filter((p) => !p.includes('401'))).toEqual([]);
   });
 
   it('refuses an unknown token at the login form', async () => {

@@ -4,6 +4,9 @@
 
 const TOKEN_KEY = 'fleetpatch.token';
 
+/** Dispatched on `window` when the coordinator no longer knows the kept token. */
+export const LOGGED_OUT = 'fleetpatch:logged-out';
+
 export function savedToken() {
   return sessionStorage.getItem(TOKEN_KEY);
 }
@@ -44,6 +47,11 @@ export async function api(path, { method = 'GET', body, token = savedToken(), si
     parsed = text ? JSON.parse(text) : null;
   } catch {
     parsed = null;
+  }
+  if (res.status === 401 && token !== null && token === savedToken()) {
+    // The kept token stopped working (removed from the coordinator's config): back to the login form.
+    forgetToken();
+    dispatchEvent(new Event(LOGGED_OUT));
   }
   if (!res.ok) {
     const error = parsed?.error;

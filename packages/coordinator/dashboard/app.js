@@ -1,5 +1,5 @@
 import { AgentsPage } from './agents-page.js';
-import { api, forgetToken, savedToken } from './api.js';
+import { api, forgetToken, LOGGED_OUT, savedToken } from './api.js';
 import { CompliancePage } from './compliance-page.js';
 import { LoginPage } from './login-page.js';
 import { RolloutPage } from './rollout-page.js';
@@ -32,6 +32,12 @@ function App() {
     const onHash = () => setRoute(currentRoute());
     addEventListener('hashchange', onHash);
     return () => removeEventListener('hashchange', onHash);
+  }, []);
+
+  useEffect(() => {
+    const onLoggedOut = () => setWho(null);
+    addEventListener(LOGGED_OUT, onLoggedOut);
+    return () => removeEventListener(LOGGED_OUT, onLoggedOut);
   }, []);
 
   // A token kept from earlier in this tab: check it is still good before showing anything.

@@ -7,7 +7,12 @@ import { html, useState } from './vendor/preact-htm.mjs';
  */
 const VERBS = [
   { verb: 'submit', label: 'Submit for approval', permission: 'write', when: (r) => r.state === 'draft' },
-  { verb: 'approve', label: 'Approve', permission: 'approve', when: (r) => r.state === 'awaiting_approval' },
+  {
+    verb: 'approve',
+    label: 'Approve',
+    permission: 'approve',
+    when: (r, signed) => !signed && r.state === 'awaiting_approval',
+  },
   { verb: 'start', label: 'Start', permission: 'write', when: (r) => r.state === 'scheduled' },
   { verb: 'pause', label: 'Pause', permission: 'write', when: (r) => r.state === 'running' },
   { verb: 'resume', label: 'Resume', permission: 'write', when: (r) => r.state === 'paused' },
@@ -58,7 +63,7 @@ export function RolloutVerbs({ status, who, onDone }) {
           html`<button type="button" data-verb=${v.verb} class=${v.confirm ? 'danger' : ''} disabled=${busy !== null}
             onClick=${() => act(v)}>${v.label}</button>`,
       )}
-      ${signed && html`<span class="muted">A signed rollout is reverted with the CLI (its revert statement needs signatures).</span>`}
+      ${signed && html`<span class="muted">A signed rollout is approved and reverted with the CLI: each needs a signature by your key.</span>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
     </div>
   `;

@@ -11,6 +11,7 @@ export const callerRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'read' },
       schema: {
+        operationId: 'whoAmI',
         summary: "The calling API token's name, role and permissions",
         response: { 200: WhoAmISchema, ...ERROR_RESPONSES },
       },
