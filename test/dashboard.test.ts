@@ -5,7 +5,7 @@ import type { AgentList, ComplianceReport, EventPage, RolloutStatus } from '@fle
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
-import { sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import { chromiumBrowser, launchChromium, pageProblems } from './support/browser.js';
 import { ADMIN_TOKEN, FleetHarness, hostOf, sampleFilePatch } from './support/fleet-harness.js';
 import { describeNeeding } from './support/requirements.js';
@@ -140,14 +140,9 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     const path = '/etc/app/limits.conf';
     const prior = 'nofile = 1024\n';
     for (const host of HOSTS) await writeFile(join(rootOf(host), path), host === 'web-3' ? 'edited by hand\n' : prior);
+    // Every host must hold the prior content the patch expects; web-3's was edited by hand.
     const patchId = await fleet.createPatch(
-      sampleFilePatch(path, 'nofile = 65536\n', {
-        title: HALTED_TITLE,
-        change: {
-          ...sampleFilePatch(path, 'nofile = 65536\n').change,
-          expectedPriorSha256: sha256Of(prior),
-        } as never,
-      }),
+      samplePatch({ path, content: 'nofile = 65536\n', title: HALTED_TITLE, expectedPriorSha256: sha256Of(prior) }),
     );
     const id = await fleet.startRollout({ patchId, target: { hostIds: HOSTS }, waves: ['100%'], maxParallel: 4 });
     const halted = await fleet.waitForState(id, ['halted']);
