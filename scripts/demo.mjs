@@ -51,6 +51,7 @@ try {
   });
   processes.push(coordinator);
   say(`coordinator listening on ${coordinator.url}`);
+  say(`dashboard while the demo runs: ${coordinator.url}/ui/ (log in with ${tokens.admin})`);
   const admin = apiClient(coordinator.url, tokens.admin);
   const alice = apiClient(coordinator.url, tokens.alice);
   const bob = apiClient(coordinator.url, tokens.bob);

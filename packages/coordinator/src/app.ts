@@ -29,6 +29,8 @@ import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { PatchCatalog } from './patches/patch-catalog.js';
 import { agentRoutes } from './routes/agent-routes.js';
 import { auditRoutes } from './routes/audit-routes.js';
+import { callerRoutes } from './routes/caller-routes.js';
+import { dashboardRoutes } from './routes/dashboard-routes.js';
 import { enrollmentRoutes } from './routes/enrollment-routes.js';
 import { eventStreamRoutes } from './routes/event-stream-routes.js';
 import { packageRoutes } from './routes/package-routes.js';
@@ -290,5 +292,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   await app.register(packageRoutes, { prefix: '/v1' });
   await app.register(eventStreamRoutes, { prefix: '/v1', limits: config.eventStreams });
   await app.register(auditRoutes, { prefix: '/v1' });
+  await app.register(callerRoutes, { prefix: '/v1' });
+  await app.register(dashboardRoutes);
   return app;
 }

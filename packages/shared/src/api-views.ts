@@ -39,6 +39,21 @@ export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 export const HealthzSchema = z.object({ ok: z.literal(true), agentsOnline: CountSchema }).strict();
 export type Healthz = z.infer<typeof HealthzSchema>;
 
+// ---- caller ---------------------------------------------------------------------------------
+
+/**
+ * Who an API token is and what its role may do: `GET /v1/whoami`. The dashboard shows only the
+ * buttons `permissions` allows; the server still checks every call.
+ */
+export const WhoAmISchema = z
+  .object({
+    name: z.string(),
+    role: z.enum(['viewer', 'operator', 'approver', 'admin']),
+    permissions: z.array(z.enum(['read', 'write', 'approve', 'sign-revert', 'admin'])),
+  })
+  .strict();
+export type WhoAmI = z.infer<typeof WhoAmISchema>;
+
 // ---- agents ---------------------------------------------------------------------------------
 
 export const AgentViewSchema = z

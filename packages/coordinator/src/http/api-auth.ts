@@ -33,6 +33,12 @@ export function mayDo(caller: Caller, permission: Permission): boolean {
   return PERMISSIONS[caller.role].has(permission);
 }
 
+/** Everything a role may do, in a fixed order: what `GET /v1/whoami` tells the dashboard. */
+export function permissionsOf(role: Role): Permission[] {
+  const all: Permission[] = ['read', 'write', 'approve', 'sign-revert', 'admin'];
+  return all.filter((permission) => PERMISSIONS[role].has(permission));
+}
+
 /** Resolves bearer tokens to named callers. Tokens are compared by hash, in constant time. */
 export class ApiAuth {
   private readonly tokens: { hash: Buffer; caller: Caller }[];

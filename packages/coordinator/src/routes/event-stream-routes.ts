@@ -69,6 +69,9 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
         'cache-control': 'no-cache',
         connection: 'keep-alive',
       });
+      // Headers out now: a reader resuming with nothing new to read would otherwise see no answer at
+      // all until the first event or keep-alive, up to 15 s later.
+      res.flushHeaders();
       let keepAlive: NodeJS.Timeout | undefined;
       let unsubscribe = () => {};
       let cleaned = false;

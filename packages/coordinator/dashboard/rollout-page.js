@@ -1,0 +1,177 @@
+import { api, seg } from './api.js';
+import { followRolloutEvents } from './event-stream.js';
+import { EventTimeline, TIMELINE_LENGTH } from './event-timeline.js';
+import { age, clockTime, rolloutGroup, seconds, waveName } from './format.js';
+import { FailedHosts, HostGrid, LiveHealth } from './host-grid.js';
+import { patchOf } from './patches.js';
+import { ProgressBar } from './progress-bar.js';
+import { RolloutVerbs } from './rollout-verbs.js';
+import { html, useEffect, useRef, useState } from './vendor/preact-htm.mjs';
+
+const EMPTY_TIMELINE = { latest: [], total: 0 };
+
+/** Re-renders every second: the bake countdown and the ages tick. */
+function useNow() {
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(timer);
+  }, []);
+  return now;
+}
+
+/**
+ * The rollout's status, refreshed whenever its event stream says something happened. Refreshes never
+ * overlap: events arriving during one only mark that another is due, so a burst costs two requests.
+ */
+function useLiveRollout(id) {
+  const [status, setStatus] = useState(null);
+  const [timeline, setTimeline] = useState(EMPTY_TIMELINE);
+  const [stream, setStream] = useState('connecting');
+  const [error, setError] = useState(null);
+  const refresh = useRef(() => {});
+
+  useEffect(() => {
+    const controller = new AbortController();
+    let running = false;
+    let due = false;
+    refresh.current = async () => {
+      if (running) {
+        due = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          due = false;
+          const next = await api(`/v1/rollouts/${seg(id)}`, { signal: controller.signal });
+          if (!controller.signal.aborted) setStatus(next);
+        } while (due && !controller.signal.aborted);
+        setError(null);
+      } catch (err) {
+        if (!controller.signal.aborted) setError(err.message);
+      } finally {
+        running = false;
+      }
+    };
+    // Events are taken in batches (a backlog arrives by the thousand): one state update per batch,
+    // keeping only the latest TIMELINE_LENGTH, so a long audit trail costs neither time nor memory.
+    let batch = [];
+    const flush = () => {
+      const arrived = batch;
+      batch = [];
+      setTimeline((previous) => ({
+        latest: previous.latest.concat(arrived).slice(-TIMELINE_LENGTH),
+        total: previous.total + arrived.length,
+      }));
+      void refresh.current();
+    };
+    setStatus(null);
+    setTimeline(EMPTY_TIMELINE);
+    void refresh.current();
+    void followRolloutEvents(id, {
+      signal: controller.signal,
+      onStatus: setStream,
+      onEvent: (event) => {
+        if (batch.push(event) === 1) queueMicrotask(flush);
+      },
+    });
+    return () => controller.abort();
+  }, [id]);
+  return { status, setStatus, timeline, stream, error };
+}
+
+function Header({ status, patch, now }) {
+  const r = status.rollout;
+  const elapsedFrom = r.startedAt ?? r.createdAt;
+  const elapsedTo = r.finishedAt ? Date.parse(r.finishedAt) : now;
+  return html`
+    <header class="rollout-head">
+      <h1>
+        <span class="title" data-testid="patch-title">${patch?.title ?? r.patchId}</span>
+        <span class=${`badge group-${rolloutGroup(r.state)}`} data-testid="rollout-state">${r.state}</span>
+      </h1>
+      <p class="muted">
+        ${r.id} · patch ${r.patchId}${patch?.ticket ? ` · ticket ${patch.ticket}` : ''} · by ${r.createdBy} ·
+        created ${clockTime(r.createdAt)} · ${r.finishedAt ? 'took' : 'running for'} ${age(elapsedFrom, elapsedTo)}
+      </p>
+      ${r.stateReason && html`<p class="reason" data-testid="state-reason">${r.stateReason}</p>`}
+    </header>
+  `;
+}
+
+function FailureBudget({ status }) {
+  const { failures, toleratedFailures, haltsOn } = status;
+  const limit = toleratedFailures + 1;
+  const used = Math.min(100, (100 * failures) / limit);
+  return html`
+    <section class="budget" data-testid="failure-budget">
+      <h2>Failure budget</h2>
+      <span class="bar"><span class=${`fill ${failures > toleratedFailures ? 'group-failed' : 'group-attention'}`}
+        style=${{ width: `${used}%` }}></span></span>
+      <span>${failures} failed of ${toleratedFailures} tolerated · ${haltsOn}</span>
+    </section>
+  `;
+}
+
+function Waves({ status, now }) {
+  const r = status.rollout;
+  return html`
+    <section>
+      <h2>Waves</h2>
+      <table class="waves">
+        <tbody>
+          ${status.waves.map((wave) => {
+            const baking = wave.phase === 'baking' && r.bakeUntil;
+            const left = baking ? Math.ceil((Date.parse(r.bakeUntil) - now) / 1000) : 0;
+            return html`
+              <tr data-wave=${wave.wave + 1}>
+                <th>${waveName(wave.wave)}</th>
+                <td><span class="phase">${wave.phase}</span>${baking && html` <span class="countdown">bake ends in ${seconds(left)}</span>`}</td>
+                <td><${ProgressBar} hosts=${wave.hosts} /></td>
+              </tr>
+            `;
+          })}
+        </tbody>
+      </table>
+      ${status.waves.length === 0 && html`<p class="muted">The waves are planned when the rollout starts.</p>`}
+    </section>
+  `;
+}
+
+export function RolloutPage({ id, who }) {
+  const { status, setStatus, timeline, stream, error } = useLiveRollout(id);
+  const [patch, setPatch] = useState(null);
+  const now = useNow();
+  const patchId = status?.rollout.patchId;
+  useEffect(() => {
+    if (patchId) patchOf(patchId).then(setPatch, () => setPatch(null));
+  }, [patchId]);
+
+  if (!status) {
+    return html`<section>${error ? html`<p class="error" role="alert">${error}</p>` : html`<p class="muted">Loading…</p>`}</section>`;
+  }
+  const compliance = status.compliance;
+  return html`
+    <article class="rollout" data-rollout=${status.rollout.id}>
+      <p><a href="#/rollouts">← Rollouts</a> <span class=${`stream ${stream === 'live' ? 'live' : ''}`} data-testid="stream">${stream}</span></p>
+      <${Header} status=${status} patch=${patch} now=${now} />
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <${RolloutVerbs} status=${status} who=${who} onDone=${setStatus} />
+      <${FailureBudget} status=${status} />
+      <${Waves} status=${status} now=${now} />
+      <section>
+        <h2>Hosts</h2>
+        <${HostGrid} waves=${status.waves} />
+      </section>
+      <${FailedHosts} waves=${status.waves} />
+      <${LiveHealth} waves=${status.waves} />
+      ${
+        compliance &&
+        html`<p><a href=${`#/compliance?${new URLSearchParams({ source: compliance.source, fixed: compliance.fixed })}`}>
+          Compliance of ${compliance.source} ${compliance.fixed}</a></p>`
+      }
+      <${EventTimeline} latest=${timeline.latest} total=${timeline.total} />
+    </article>
+  `;
+}
