@@ -21,6 +21,7 @@ const TAGS = {
   agents: 'The servers that run the agent.',
   enrollment: 'Join tokens, and agents enrolling their keys with them.',
   inventory: "The fleet's installed packages and their compliance with fixed versions.",
+  caller: 'Who the calling token is and what it may do.',
   health: 'Is the coordinator up.',
 } as const;
 export type ApiTag = keyof typeof TAGS;

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { WhoAmISchema } from '@fleetpatch/shared';
 import { permissionsOf } from '../http/api-auth.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
+import { operation } from '../http/openapi-document.js';
 import { callerOf } from '../http/route-access.js';
 
 /** Who the calling token is: the dashboard's login checks a token with it and learns which buttons to show. */
@@ -11,8 +12,7 @@ export const callerRoutes: FastifyPluginAsyncZod = async (app) => {
     {
       config: { access: 'read' },
       schema: {
-        operationId: 'whoAmI',
-        summary: "The calling API token's name, role and permissions",
+        ...operation('caller', 'whoAmI', "The calling API token's name, role and permissions"),
         response: { 200: WhoAmISchema, ...ERROR_RESPONSES },
       },
     },
