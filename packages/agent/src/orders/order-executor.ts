@@ -14,6 +14,7 @@ import { AgentPolicy } from '../policy/agent-policy.js';
 import { type JournalQuota, journalQuotaRefusal } from '../policy/journal-quota.js';
 import type { RefusalCounter } from '../policy/refusal-counter.js';
 import type { SignedAcceptance, SignedOrderCheck } from '../policy/signed-order-check.js';
+import { PreconditionChecker } from '../preconditions/precondition-check.js';
 import { outputTail } from '../process/command-runner.js';
 import { settleRun } from '../process/detached-run.js';
 import { fitResult } from '../wire-fit.js';
@@ -79,9 +80,11 @@ export class OrderExecutor {
   private stopping: Promise<void> | null = null;
 
   constructor(options: OrderExecutorOptions) {
-    this.ctx = new OrderContext(options);
-    this.bakes = new BakeWatch(this.ctx);
     this.policy = options.policy ?? new AgentPolicy();
+    const preconditions =
+      options.preconditions ?? new PreconditionChecker({ health: options.health, policy: this.policy });
+    this.ctx = new OrderContext({ ...options, preconditions });
+    this.bakes = new BakeWatch(this.ctx);
     this.refusals = options.refusals;
     this.quota = options.quota;
     this.signing = options.signing;
@@ -172,7 +175,23 @@ export class OrderExecutor {
       return;
     }
     if (!driver) return;
-    const driverCtx = this.ctx.driverContext(AbortSignal.timeout(120_000), this.ctx.log);
+    const signal = AbortSignal.timeout(120_000);
+    const preconditions = await this.ctx
+      .checkPreconditions(order.change, signal)
+      .catch((err: unknown) => ({ ok: false, reason: `host preconditions could not be checked: ${messageOf(err)}` }));
+    if (!preconditions.ok) {
+      events.result(
+        fitResult({
+          ...base,
+          finishedAt: this.ctx.now(),
+          outcome: 'would_fail',
+          errorCode: ErrorCode.preconditionFailed,
+          reason: preconditions.reason,
+        }),
+      );
+      return;
+    }
+    const driverCtx = this.ctx.driverContext(signal, this.ctx.log);
     if (order.answerWithinMs !== undefined) driverCtx.lockWaitMs = lockWaitWithin(order.answerWithinMs);
     const verdict = await driver
       .preflight(order.change, driverCtx)
