@@ -14,10 +14,13 @@ import { Journal } from '../src/journal.js';
 import { OrderExecutor } from '../src/orders/order-executor.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
 import type { AllowedCommand } from '../src/policy/allowed-commands.js';
+import { AppliedSequences } from '../src/policy/applied-sequences.js';
+import { SignedOrderCheck } from '../src/policy/signed-order-check.js';
 import { InstalledPackages, type PackageInstance } from '../src/preconditions/installed-packages.js';
 import { judgePackage, PreconditionChecker } from '../src/preconditions/precondition-check.js';
 import { dpkgQuery, VULNERABLE_OPENSSL, writeStatusFile } from './support/dpkg-status.js';
 import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
+import { newSigner, trustedKey } from './support/signed-statements.js';
 
 // Real files under a throwaway root, real programs, the real dpkg-query over a status file: the
 // agent's policy and its health probe judge a precondition exactly as they judge a health check.
@@ -269,11 +272,8 @@ describe('the executor with a change that requires', () => {
   let journal: Journal;
   const CONF = '/etc/app/app.conf';
 
-  beforeEach(async () => {
-    results = [];
-    await writeFile(join(rootDir, CONF), 'old\n');
-    journal = await Journal.open(join(base, 'data'));
-    executor = new OrderExecutor({
+  async function executorWith(extra: { signing?: SignedOrderCheck } = {}): Promise<OrderExecutor> {
+    return new OrderExecutor({
       journal,
       drivers: { file: new FileDriver({ rootDir, allowedRoots: ['/etc/app'] }) },
       health: new HealthRunner(new SystemHealthProbe({ rootDir, policy })),
@@ -281,7 +281,15 @@ describe('the executor with a change that requires', () => {
       log: pino({ level: 'silent' }),
       policy,
       events: { progress: () => {}, result: (r) => results.push(r) },
+      ...extra,
     });
+  }
+
+  beforeEach(async () => {
+    results = [];
+    await writeFile(join(rootDir, CONF), 'old\n');
+    journal = await Journal.open(join(base, 'data'));
+    executor = await executorWith();
   });
 
   const change = (requires: Precondition[]) => sampleFileChange({ path: CONF, content: 'new\n', requires });
@@ -343,5 +351,38 @@ describe('the executor with a change that requires', () => {
       }),
     ]);
     expect(await readFile(join(rootDir, CONF), 'utf8')).toBe('old\n');
+  });
+
+  it('attack: where orders must be signed, an unsigned dry run runs no program (a stolen coordinator cannot probe at will)', async () => {
+    const marker = join(base, 'probed');
+    policy = new AgentPolicy(
+      { file: { allowedRoots: ['/etc/app'] }, health: { allowedCommands: [['/usr/bin/touch', marker]] } },
+      { rootDir },
+    );
+    const signing = new SignedOrderCheck(
+      {
+        trustedKeys: [trustedKey(newSigner(), ['author'])],
+        requiredSignatures: 1,
+        requireRoles: [],
+        clockSkewSeconds: 60,
+      },
+      await AppliedSequences.open(join(base, 'data')),
+      () => 'web-1',
+    );
+    executor = await executorWith({ signing });
+    await executor.preflight({
+      type: 'order.preflight',
+      orderId: 'pf-signed',
+      change: change([{ file: MODULE, sha256: sha256(MODULE_BYTES) }, { command: ['/usr/bin/touch', marker] }]),
+    });
+    expect(results).toEqual([
+      expect.objectContaining({
+        outcome: 'would_apply',
+        reason: expect.stringMatching(
+          /; command preconditions not run by this dry run: this agent requires signed orders, .*: command \/usr\/bin\/touch /,
+        ),
+      }),
+    ]);
+    await expect(readFile(marker)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

@@ -12,7 +12,7 @@ import type { Clock } from '../clock.js';
 import type { Driver, DriverContext, ResolvedDetail } from '../drivers/driver.js';
 import type { HealthRunner } from '../health/health-runner.js';
 import type { Journal, JournalEntry } from '../journal.js';
-import type { PreconditionChecker, PreconditionVerdict } from '../preconditions/precondition-check.js';
+import type { CheckOptions, PreconditionChecker, PreconditionVerdict } from '../preconditions/precondition-check.js';
 import type { AfterChange, RebootState } from '../services/after-change.js';
 import { fitResult } from '../wire-fit.js';
 import { TargetLock } from './target-lock.js';
@@ -102,13 +102,13 @@ export class OrderContext {
   }
 
   /** The change's host preconditions on this host (`change.requires`); none: they hold. */
-  async checkPreconditions(change: Change, signal: AbortSignal): Promise<PreconditionVerdict> {
-    if (change.requires === undefined) return { ok: true, outcomes: [], reason: '' };
+  async checkPreconditions(change: Change, signal: AbortSignal, options?: CheckOptions): Promise<PreconditionVerdict> {
+    if (change.requires === undefined) return { ok: true, outcomes: [], reason: '', unchecked: '' };
     const checker = this.options.preconditions;
     if (checker === undefined) {
-      return { ok: false, outcomes: [], reason: 'this agent cannot check host preconditions' };
+      return { ok: false, outcomes: [], reason: 'this agent cannot check host preconditions', unchecked: '' };
     }
-    return checker.check(change.requires, signal);
+    return checker.check(change.requires, signal, options);
   }
 
   checkpoint(name: string): void {

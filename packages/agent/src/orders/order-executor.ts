@@ -176,9 +176,15 @@ export class OrderExecutor {
     }
     if (!driver) return;
     const signal = AbortSignal.timeout(120_000);
+    // A dry run is not signed: where orders must be, it runs no program (see CheckOptions).
+    const commands = this.signing === undefined ? 'run' : 'skip';
     const preconditions = await this.ctx
-      .checkPreconditions(order.change, signal)
-      .catch((err: unknown) => ({ ok: false, reason: `host preconditions could not be checked: ${messageOf(err)}` }));
+      .checkPreconditions(order.change, signal, { commands })
+      .catch((err: unknown) => ({
+        ok: false,
+        reason: `host preconditions could not be checked: ${messageOf(err)}`,
+        unchecked: '',
+      }));
     if (!preconditions.ok) {
       events.result(
         fitResult({
@@ -201,7 +207,7 @@ export class OrderExecutor {
         ...base,
         finishedAt: this.ctx.now(),
         outcome: verdict.outcome,
-        reason: verdict.detail,
+        reason: [verdict.detail, preconditions.unchecked].filter(Boolean).join('; '),
         ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
         ...('packages' in verdict && verdict.packages ? { packages: verdict.packages } : {}),
       }),

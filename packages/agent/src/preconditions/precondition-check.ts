@@ -30,7 +30,22 @@ export interface PreconditionVerdict {
   outcomes: PreconditionOutcome[];
   /** Every failing precondition and what the host showed, one sentence; empty when all hold. */
   reason: string;
+  /** Why some were not checked (commands at an unsigned dry run, see `CheckOptions`); empty when all were. */
+  unchecked: string;
 }
+
+export interface CheckOptions {
+  /**
+   * `skip`: command preconditions do not run, and neither hold nor fail. An agent that requires
+   * signed orders runs programs only under a signed statement; a dry run (`order.preflight`) carries
+   * none, so a stolen coordinator must not be able to make it run one at will.
+   */
+  commands: 'run' | 'skip';
+}
+
+/** What a dry run says of the command preconditions it did not run. */
+export const COMMANDS_NOT_RUN =
+  'command preconditions not run by this dry run: this agent requires signed orders, and runs programs only under one (they run at apply)';
 
 export interface PreconditionCheckerOptions {
   /** Runs file and command preconditions as the matching health checks (limits, output caps, no shell). */
@@ -50,17 +65,25 @@ export interface PreconditionCheckerOptions {
 export class PreconditionChecker {
   constructor(private readonly options: PreconditionCheckerOptions) {}
 
-  async check(requires: readonly Precondition[] | undefined, signal: AbortSignal): Promise<PreconditionVerdict> {
-    const outcomes = await Promise.all((requires ?? []).map((p) => this.outcomeOf(p, signal)));
+  async check(
+    requires: readonly Precondition[] | undefined,
+    signal: AbortSignal,
+    options: CheckOptions = { commands: 'run' },
+  ): Promise<PreconditionVerdict> {
+    const skip = (p: Precondition) => options.commands === 'skip' && isCommandPrecondition(p);
+    const skipped = (requires ?? []).filter(skip);
+    const checked = (requires ?? []).filter((p) => !skip(p));
+    const outcomes = await Promise.all(checked.map((p) => this.outcomeOf(p, signal)));
     signal.throwIfAborted();
     const failing = outcomes.filter((outcome) => !outcome.ok);
     return {
       ok: failing.length === 0,
       outcomes,
+      unchecked: skipped.length === 0 ? '' : `${COMMANDS_NOT_RUN}: ${skipped.map(describePrecondition).join(', ')}`,
       reason:
         failing.length === 0
           ? ''
-          : `host preconditions not met (${failing.length} of ${outcomes.length}): ${failing
+          : `host preconditions not met (${failing.length} of ${checked.length}): ${failing
               .map((outcome) => `${outcome.precondition}: ${outcome.observed}`)
               .join('; ')}`,
     };
