@@ -205,6 +205,8 @@ describe('a package precondition, judged as dpkg compares versions', () => {
     });
     const configFiles = { version: '1.0', architecture: 'amd64', state: 'config-files' };
     expect(judgePackage({ package: 'libfoo' }, [configFiles]).observed).toBe('libfoo is not installed');
+    const awaiting = { version: '2.0', architecture: 'amd64', state: 'triggers-awaited' };
+    expect(judgePackage({ package: 'libfoo', version: '>= 2.0' }, [awaiting]).ok).toBe(true);
     const half = { version: '2.0', architecture: 'amd64', state: 'half-configured' };
     expect(judgePackage({ package: 'libfoo', allowAbsent: true }, [half])).toEqual({
       ok: false,

@@ -127,10 +127,12 @@ function healthCheckOf(p: Precondition): HealthCheck | undefined {
 
 /** dpkg states in which a package has no files on the host: for a precondition, it is absent. */
 const ABSENT_STATES = new Set(['not-installed', 'config-files']);
+/** Configured: `installed`, or configured with triggers still to run (dpkg lets these satisfy a Depends too). */
+const INSTALLED_STATES = new Set(['installed', 'triggers-pending', 'triggers-awaited']);
 
 /**
- * Installed means dpkg's `installed` state. A package half-way (unpacked, half-configured, …) is
- * neither installed nor absent and fails even with `allowAbsent`. Every installed instance (one per
+ * Installed means configured (`INSTALLED_STATES`). A package half-way (unpacked, half-configured, …)
+ * is neither installed nor absent and fails even with `allowAbsent`. Every installed instance (one per
  * architecture) must satisfy the version, compared as dpkg compares (debian-version.ts).
  */
 export function judgePackage(
@@ -141,9 +143,9 @@ export function judgePackage(
   observed: string;
 } {
   const name = p.package;
-  const broken = instances.find((i) => i.state !== 'installed' && !ABSENT_STATES.has(i.state));
+  const broken = instances.find((i) => !INSTALLED_STATES.has(i.state) && !ABSENT_STATES.has(i.state));
   if (broken) return { ok: false, observed: `${name} ${broken.version} is ${broken.state} (dpkg), not installed` };
-  const installed = instances.filter((i) => i.state === 'installed');
+  const installed = instances.filter((i) => INSTALLED_STATES.has(i.state));
   if (installed.length === 0) {
     return p.allowAbsent === true
       ? { ok: true, observed: `${name} is not installed (allowed)` }
