@@ -3,6 +3,9 @@ import { PRECONDITIONS_PROTOCOL, protocolGapOf, protocolNeededFor } from '../src
 import { type Change, PatchSpecSchema } from '../src/patch.js';
 import {
   describePrecondition,
+  isCommandPrecondition,
+  isFilePrecondition,
+  isPackagePrecondition,
   MAX_PRECONDITION_ARG_CHARS,
   MAX_PRECONDITION_ARGS,
   MAX_PRECONDITIONS,
@@ -46,6 +49,22 @@ describe('a precondition', () => {
     ]) {
       expect(issues(PreconditionSchema, ok)).toEqual([]);
     }
+  });
+
+  it('reports its own refusals as custom issues, as every schema here does', () => {
+    const codes = (value: unknown) => PreconditionsSchema.safeParse(value).error?.issues.map((i) => i.code);
+    expect(codes([{}, { file: '/etc/x', version: '>= 1' }, { package: 'libfoo', version: '> 1' }])).toEqual([
+      'custom',
+      'custom',
+      'custom',
+    ]);
+  });
+
+  it('is told apart by the key naming its kind', () => {
+    const kinds = [{ package: 'libfoo' }, { file: '/etc/x' }, { command: ['/bin/true'] }].map((p) =>
+      [isPackagePrecondition(p), isFilePrecondition(p), isCommandPrecondition(p)].map(Number).join(''),
+    );
+    expect(kinds).toEqual(['100', '010', '001']);
   });
 
   it('names exactly one kind, and each field goes only with its kind (the 400 names the field)', () => {
@@ -113,6 +132,17 @@ describe('a version constraint', () => {
     ]);
   });
 
+  it('ignores blanks around it, refuses a newline inside it, and bounds its length', () => {
+    expect(parseVersionConstraint('  >= 1.0\t')).toMatchObject({ relation: 'ge', version: '1.0' });
+    expect(parseVersionConstraint('>= 1.0\n<< 0')).toMatch(/^must be an operator/);
+    const longest = `>= ${'1'.repeat(256)}`;
+    expect(issues(PreconditionSchema, { package: 'libfoo', version: longest })).toEqual([]);
+    expect(parseVersionConstraint(`>= ${'1'.repeat(257)}`)).toBe('the version is longer than 256 characters');
+    expect(issues(PreconditionSchema, { package: 'libfoo', version: `>= ${'1'.repeat(300)}` })).toEqual([
+      'version: Too big: expected string to have <=266 characters',
+    ]);
+  });
+
   it('refuses what is no constraint or no Debian version, saying why as dpkg would', () => {
     expect(parseVersionConstraint('1.2')).toMatch(/^must be an operator/);
     expect(parseVersionConstraint('>=')).toBe('needs a Debian version after ">="');
@@ -177,6 +207,7 @@ describe('requires in a patch', () => {
       'package libbar << 2 (or not installed)',
     );
     expect(describePrecondition({ package: 'libfoo' })).toBe('package libfoo installed');
+    expect(describePrecondition({ package: 'libfoo', version: ' >= 1 ' })).toBe('package libfoo >= 1');
     expect(describePrecondition({ file: '/etc/app/m.conf', sha256: SHA })).toBe(
       'file /etc/app/m.conf sha256 aaaaaaaaaaaa…',
     );
