@@ -207,7 +207,7 @@ export class OrderExecutor {
         ...base,
         finishedAt: this.ctx.now(),
         outcome: verdict.outcome,
-        reason: [verdict.detail, preconditions.unchecked].filter(Boolean).join('; '),
+        reason: [verdict.detail, preconditions.unchecked].filter(Boolean).join('; ') || undefined,
         ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
         ...('packages' in verdict && verdict.packages ? { packages: verdict.packages } : {}),
       }),
