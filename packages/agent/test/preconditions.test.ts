@@ -306,6 +306,13 @@ describe('the executor with a change that requires', () => {
         errorCode: 'precondition_failed',
         changed: false,
         reason: expect.stringMatching(/^host preconditions not met \(1 of 1\): file \/etc\/app\/module.conf sha256 /),
+        preconditions: [
+          {
+            precondition: `file ${MODULE} sha256 ${wrongModule.sha256.slice(0, 12)}…`,
+            ok: false,
+            observed: `${MODULE} sha256 is ${sha256(MODULE_BYTES).slice(0, 12)}…, expected ${wrongModule.sha256.slice(0, 12)}…`,
+          },
+        ],
       }),
     ]);
   });

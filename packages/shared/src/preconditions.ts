@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { checkDebianVersion, MAX_DEBIAN_VERSION_CHARS, type VersionRelation } from './debian-version.js';
 import { AbsolutePathSchema, DebianPackageNameSchema, Sha256Schema } from './validation.js';
+import { WIRE_LIMITS } from './wire-limits.js';
 
 /**
  * Host preconditions: what must be true on a host before a change touches it (`change.requires`).
@@ -119,6 +120,19 @@ export const PreconditionsSchema = z.array(PreconditionSchema).min(1).max(MAX_PR
 export type PackagePrecondition = Precondition & { package: string };
 export type FilePrecondition = Precondition & { file: string };
 export type CommandPrecondition = Precondition & { command: string[] };
+
+/**
+ * How one precondition went on a host, as an agent reports it in a dry run's answer (optional in a
+ * result: a coordinator that does not know it ignores it, and the reason says the same in words).
+ */
+export const PreconditionOutcomeSchema = z.object({
+  /** `describePrecondition` of what was required. */
+  precondition: z.string().max(WIRE_LIMITS.observedChars),
+  ok: z.boolean(),
+  /** What the host showed: `libfoo:amd64 1.0-1 installed, needs >= 1.2-3`, `exit 1; stderr: …`. */
+  observed: z.string().max(WIRE_LIMITS.observedChars),
+});
+export type PreconditionOutcome = z.infer<typeof PreconditionOutcomeSchema>;
 
 export function isPackagePrecondition(p: Precondition): p is PackagePrecondition {
   return p.package !== undefined;

@@ -182,9 +182,11 @@ export class OrderExecutor {
       .checkPreconditions(order.change, signal, { commands })
       .catch((err: unknown) => ({
         ok: false,
+        outcomes: [],
         reason: `host preconditions could not be checked: ${messageOf(err)}`,
         unchecked: '',
       }));
+    const judged = preconditions.outcomes.length > 0 ? { preconditions: preconditions.outcomes } : {};
     if (!preconditions.ok) {
       events.result(
         fitResult({
@@ -193,6 +195,7 @@ export class OrderExecutor {
           outcome: 'would_fail',
           errorCode: ErrorCode.preconditionFailed,
           reason: preconditions.reason,
+          ...judged,
         }),
       );
       return;
@@ -210,6 +213,7 @@ export class OrderExecutor {
         reason: [verdict.detail, preconditions.unchecked].filter(Boolean).join('; ') || undefined,
         ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
         ...('packages' in verdict && verdict.packages ? { packages: verdict.packages } : {}),
+        ...judged,
       }),
     );
   }

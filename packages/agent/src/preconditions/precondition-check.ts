@@ -6,24 +6,17 @@ import {
   isFilePrecondition,
   type PackagePrecondition,
   type Precondition,
+  type PreconditionOutcome,
   parseVersionConstraint,
   versionsRelate,
 } from '@fleetpatch/shared';
 import type { HealthRunner } from '../health/health-runner.js';
 import type { AgentPolicy } from '../policy/agent-policy.js';
+import { fitObserved } from '../wire-fit.js';
 import type { InstalledPackages, PackageInstance } from './installed-packages.js';
 
 /** A command precondition without its own `timeoutMs`: as a command health check. */
 const DEFAULT_COMMAND_TIMEOUT_MS = 5_000;
-
-/** How one precondition went on this host, for people. */
-export interface PreconditionOutcome {
-  /** `describePrecondition`: what was required. */
-  precondition: string;
-  ok: boolean;
-  /** What the host showed: `libfoo 1.0-1 installed`, `exit 1; stderr: …`. */
-  observed: string;
-}
 
 export interface PreconditionVerdict {
   ok: boolean;
@@ -90,13 +83,18 @@ export class PreconditionChecker {
   }
 
   private async outcomeOf(p: Precondition, signal: AbortSignal): Promise<PreconditionOutcome> {
-    const precondition = describePrecondition(p);
+    const { ok, observed } = await this.judge(p, signal);
+    // The wire caps each one: a description or an observation that says more is cut here.
+    return { precondition: fitObserved(describePrecondition(p)), ok, observed: fitObserved(observed) };
+  }
+
+  private async judge(p: Precondition, signal: AbortSignal): Promise<{ ok: boolean; observed: string }> {
     const judged = await this.options.policy.checkPrecondition(p);
-    if (!judged.ok) return { precondition, ok: false, observed: `refused by the agent policy: ${judged.reason}` };
+    if (!judged.ok) return { ok: false, observed: `refused by the agent policy: ${judged.reason}` };
     const check = healthCheckOf(p);
-    if (check === undefined) return { precondition, ...(await this.packageOutcome(p as PackagePrecondition, signal)) };
+    if (check === undefined) return this.packageOutcome(p as PackagePrecondition, signal);
     const [result] = (await this.options.health.runOnce([check], signal)).results;
-    return { precondition, ok: result?.ok === true, observed: result?.observed ?? 'no result' };
+    return { ok: result?.ok === true, observed: result?.observed ?? 'no result' };
   }
 
   private async packageOutcome(
