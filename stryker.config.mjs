@@ -105,6 +105,13 @@ export const MUTATION_MODULES = [
     ci: ['packages/shared/test/validation.test.ts'],
   },
   {
+    // What a host must hold before a change: the schema, dpkg's relations (and the refused < and >).
+    name: 'host preconditions',
+    mutate: ['packages/shared/src/preconditions.ts'],
+    testFiles: ['packages/shared/test/preconditions.test.ts'],
+    ci: ['packages/shared/test/preconditions.test.ts'],
+  },
+  {
     // Nearly every mutant of a zod schema is module-level and runs every test listed: the schemas' own.
     name: 'patch and rollout schemas',
     mutate: ['packages/shared/src/patch.ts', 'packages/shared/src/rollout.ts'],

@@ -7,7 +7,13 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { PACKAGE_SETS_PROTOCOL, PROTOCOL_VERSION, type PreflightResult } from '@fleetpatch/shared';
+import {
+  PACKAGE_SETS_PROTOCOL,
+  type PatchSpecInput,
+  PRECONDITIONS_PROTOCOL,
+  PROTOCOL_VERSION,
+  type PreflightResult,
+} from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { enrollWith } from './support/agent-identity.js';
@@ -91,45 +97,62 @@ describe(`a protocol 1 agent under a protocol ${PROTOCOL_VERSION} coordinator`, 
     expect([...types]).not.toContain('inventory.request');
   });
 
-  it('is sent no package set or source change: its plan and preflight say why, the rollout fails it with the reason', async () => {
-    const patchId = await fleet.createPatch({
-      ...sampleFilePatch(FILE, NEW, { ticket: 'E2E-COMPAT-SET' }),
-      change: { kind: 'package', manager: 'apt', source: 'fpcompat', version: '2.0-1' },
-    });
-    const rolloutId = await fleet.createRollout({
-      patchId,
-      target: { hostIds: [OLD_HOST] },
-      waves: ['100%'],
-      maxFailures: 0,
-    });
-    const tooOld = new RegExp(`speaks protocol 1; .* needs protocol ${PACKAGE_SETS_PROTOCOL}: upgrade the agent`);
+  const fileChange = sampleFilePatch(FILE, NEW).change;
+  it.each<[string, number, PatchSpecInput['change']]>([
+    [
+      'package set or source change',
+      PACKAGE_SETS_PROTOCOL,
+      { kind: 'package', manager: 'apt', source: 'fpcompat', version: '2.0-1' },
+    ],
+    [
+      'change with host preconditions',
+      PRECONDITIONS_PROTOCOL,
+      { ...fileChange, requires: [{ package: 'libfoo', version: '>= 1.2-3' }] },
+    ],
+  ])(
+    'is sent no %s: its plan and preflight say why, the rollout fails it with the reason',
+    async (_what, protocol, change) => {
+      const patchId = await fleet.createPatch({
+        ...sampleFilePatch(FILE, NEW, { ticket: 'E2E-COMPAT-SET' }),
+        change,
+      });
+      const rolloutId = await fleet.createRollout({
+        patchId,
+        target: { hostIds: [OLD_HOST] },
+        waves: ['100%'],
+        maxFailures: 0,
+      });
+      const tooOld = new RegExp(`speaks protocol 1; .* needs protocol ${protocol}: upgrade the agent`);
 
-    expect((await fleet.plan(rolloutId)).incompatible).toEqual([
-      { hostId: OLD_HOST, reason: expect.stringMatching(tooOld) },
-    ]);
-    const preflight = await fleet.api.post<PreflightResult>(`/v1/rollouts/${rolloutId}/preflight`, {
-      timeoutSeconds: 5,
-    });
-    expect(preflight.results).toEqual([
-      {
-        hostId: OLD_HOST,
-        outcome: 'incompatible',
-        reason: expect.stringMatching(tooOld),
+      expect((await fleet.plan(rolloutId)).incompatible).toEqual([
+        { hostId: OLD_HOST, reason: expect.stringMatching(tooOld) },
+      ]);
+      const preflight = await fleet.api.post<PreflightResult>(`/v1/rollouts/${rolloutId}/preflight`, {
+        timeoutSeconds: 5,
+      });
+      expect(preflight.results).toEqual([
+        {
+          hostId: OLD_HOST,
+          outcome: 'incompatible',
+          reason: expect.stringMatching(tooOld),
+          errorCode: 'precondition_failed',
+        },
+      ]);
+
+      await fleet.api.post(`/v1/rollouts/${rolloutId}/start`);
+      const halted = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
+      expect(halted.rollout.state).toBe('halted');
+      expect(hostOf(halted, OLD_HOST)).toMatchObject({
+        state: 'failed',
+        changed: false,
         errorCode: 'precondition_failed',
-      },
-    ]);
-
-    await fleet.api.post(`/v1/rollouts/${rolloutId}/start`);
-    const halted = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
-    expect(halted.rollout.state).toBe('halted');
-    expect(hostOf(halted, OLD_HOST)).toMatchObject({
-      state: 'failed',
-      changed: false,
-      errorCode: 'precondition_failed',
-    });
-    expect(hostOf(halted, OLD_HOST).reason).toMatch(tooOld);
-    // Nothing reached it: no order of this patch, and no frame it could not parse.
-    expect(oldAgent?.received.filter((m) => 'change' in m && m.change.kind === 'package')).toEqual([]);
-    expect(oldAgent?.refused).toEqual([]);
-  });
+      });
+      expect(hostOf(halted, OLD_HOST).reason).toMatch(tooOld);
+      // Nothing reached it: no order of this patch, and no frame it could not parse.
+      const newer = (m: NonNullable<typeof oldAgent>['received'][number]) =>
+        'change' in m && (m.change.kind === 'package' || m.change.requires !== undefined);
+      expect(oldAgent?.received.filter(newer)).toEqual([]);
+      expect(oldAgent?.refused).toEqual([]);
+    },
+  );
 });

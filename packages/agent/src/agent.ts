@@ -30,6 +30,8 @@ import { AgentPolicy } from './policy/agent-policy.js';
 import { AppliedSequences } from './policy/applied-sequences.js';
 import { RefusalCounter } from './policy/refusal-counter.js';
 import { SignedOrderCheck } from './policy/signed-order-check.js';
+import { InstalledPackages } from './preconditions/installed-packages.js';
+import { PreconditionChecker } from './preconditions/precondition-check.js';
 import { AfterChange } from './services/after-change.js';
 import { SystemdServiceManager } from './services/service-manager.js';
 import { fitHelloReports, fitProgress } from './wire-fit.js';
@@ -91,10 +93,14 @@ export class Agent {
       rootDir: config.rootDir,
       ...(apt ? { packageFacts: apt.packageFacts } : {}),
     });
+    const health = new HealthRunner(new SystemHealthProbe({ rootDir: config.rootDir, policy, clock }), clock);
+    // Package preconditions read the dpkg database the inventory reports (whether or not it is reported).
+    const packages = new InstalledPackages({ root: dpkgRootOf(config) });
     const executor = new OrderExecutor({
       journal,
       drivers,
-      health: new HealthRunner(new SystemHealthProbe({ rootDir: config.rootDir, policy, clock }), clock),
+      health,
+      preconditions: new PreconditionChecker({ health, policy, packages }),
       clock,
       log,
       policy,
@@ -190,7 +196,7 @@ export class Agent {
   private startInventory(): void {
     const { config, log } = this.options;
     if (!config.inventory.enabled) return;
-    const dpkg = new DpkgInventory({ root: config.inventory.dpkgRoot ?? config.apt?.root ?? '/' });
+    const dpkg = new DpkgInventory({ root: dpkgRootOf(config) });
     const inventory = new InventoryReporter({
       read: () => dpkg.read(),
       send: (message) => this.connection?.send(message) ?? false,
@@ -389,4 +395,9 @@ function afterChangeFor(config: AgentConfig): AfterChange {
 /** needrestart is optional (Debian package `needrestart`): used when installed where Debian puts it. */
 function findNeedrestart(): string[] | null {
   return existsSync('/usr/sbin/needrestart') ? ['/usr/sbin/needrestart'] : null;
+}
+
+/** The dpkg root whose database the agent reads (inventory, package preconditions): `inventory.dpkgRoot`, else `apt.root`, else `/`. */
+function dpkgRootOf(config: AgentConfig): string {
+  return config.inventory.dpkgRoot ?? config.apt?.root ?? '/';
 }

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,19 +10,13 @@ import {
 } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { describeNeeding, requirement } from '../../../test/support/requirements.js';
+import { describeNeeding } from '../../../test/support/requirements.js';
 import { DpkgInventory, type InventoryRead, parseInventory } from '../src/inventory/dpkg-inventory.js';
 import { InventoryReporter } from '../src/inventory/inventory-reporter.js';
 import { StatusWatch } from '../src/inventory/status-watch.js';
-import { replaceStatusFile, VULNERABLE_OPENSSL, writeStatusFile } from './support/dpkg-status.js';
+import { dpkgQuery, replaceStatusFile, VULNERABLE_OPENSSL, writeStatusFile } from './support/dpkg-status.js';
 
 const silent = pino({ level: 'silent' });
-const dpkgQuery = requirement(
-  'dpkg-query',
-  spawnSync('dpkg-query', ['--version'], { stdio: 'ignore' }).status === 0
-    ? { available: true }
-    : { available: false, reason: 'dpkg-query is not installed' },
-);
 
 let base: string;
 beforeEach(async () => {

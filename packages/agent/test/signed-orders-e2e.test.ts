@@ -165,6 +165,18 @@ describe('signed orders, end to end against a fake coordinator', () => {
         code: 'tampered',
       },
       {
+        name: 'a host precondition dropped after signing (a stolen coordinator skipping the check)',
+        order: (() => {
+          const requiring: OrderApply = {
+            ...honest,
+            change: { ...honest.change, requires: [{ package: 'libfoo', version: '>= 1.2-3' }] },
+          };
+          const sent = signed(requiring, applyStatement(requiring, 10));
+          return { ...sent, change: { ...sent.change, requires: [{ package: 'libfoo', version: '>= 0' }] } };
+        })(),
+        code: 'tampered',
+      },
+      {
         name: 'health changed after signing',
         order: { ...signed(honest, applyStatement(honest, 10)), health: { ...honest.health, checks: [] } },
         code: 'tampered',

@@ -1,4 +1,10 @@
-import { describePackageChange, isRevertable, NOT_REVERTABLE_NOTE, type Patch } from '@fleetpatch/shared';
+import {
+  describePackageChange,
+  describePrecondition,
+  isRevertable,
+  NOT_REVERTABLE_NOTE,
+  type Patch,
+} from '@fleetpatch/shared';
 import { plural, renderTable } from './render-table.js';
 
 export function describeChange(change: Patch['change']): string {
@@ -18,6 +24,9 @@ export function renderPatch(patch: Patch): string {
     `  ticket        ${patch.ticket}`,
     `  created       ${patch.createdAt} by ${patch.createdBy}`,
     `  change        ${describeChange(patch.change)}`,
+    ...(patch.change.requires ?? []).map(
+      (p, i) => `  ${i === 0 ? 'requires' : '        '}      ${describePrecondition(p)}`,
+    ),
     ...(isRevertable(patch.change) ? [] : [`  revert        none: ${NOT_REVERTABLE_NOTE}`]),
     `  health        ${plural(patch.health.checks.length, 'check')}${patch.health.checks.length > 0 ? `: ${patch.health.checks.map((c) => c.name).join(', ')}` : ''}`,
     `  problem       ${patch.problem}`,

@@ -1,4 +1,4 @@
-import type { PreflightOutcome, PreflightResult, RolloutRecord } from '@fleetpatch/shared';
+import type { PreflightAnswer, PreflightOutcome, PreflightResult, RolloutRecord } from '@fleetpatch/shared';
 import { ExitCode } from './cli-errors.js';
 import { formatPackageMoves } from './render-package-moves.js';
 import { notRevertableLine } from './render-plan.js';
@@ -31,14 +31,29 @@ export function renderPreflight(preflight: PreflightResult): string {
       r.hostId,
       r.outcome,
       ...(withPackages ? [r.packages ? formatPackageMoves(r.packages) : '-'] : []),
-      [r.errorCode, r.reason].filter((p): p is string => Boolean(p)).join(': ') || '-',
+      [r.errorCode, failingPreconditions(r).length > 0 ? notMetSummary(r) : r.reason]
+        .filter((p): p is string => Boolean(p))
+        .join(': ') || '-',
     ]),
+  );
+  const failing = preflight.results.flatMap((r) =>
+    failingPreconditions(r).map((p) => `  ${r.hostId}  ${p.precondition}: ${p.observed}`),
   );
   return [
     `preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}`,
     ...notRevertableLine(preflight.revertable),
     table,
+    ...(failing.length > 0 ? ['host preconditions not met:', ...failing] : []),
   ].join('\n');
+}
+
+function failingPreconditions(r: PreflightAnswer): NonNullable<PreflightAnswer['preconditions']> {
+  return (r.preconditions ?? []).filter((p) => !p.ok);
+}
+
+/** The table's word on a host whose preconditions fail; each one is listed below the table. */
+function notMetSummary(r: PreflightAnswer): string {
+  return `host preconditions not met (${failingPreconditions(r).length} of ${r.preconditions?.length ?? 0}, below)`;
 }
 
 /**

@@ -1,4 +1,10 @@
-import type { RolloutSigning, Statement, StatementSignatureView, StatementTarget } from '@fleetpatch/shared';
+import {
+  describePrecondition,
+  type RolloutSigning,
+  type Statement,
+  type StatementSignatureView,
+  type StatementTarget,
+} from '@fleetpatch/shared';
 
 const short = (digest: string) => digest.slice(0, 16);
 
@@ -17,6 +23,8 @@ export function describeStatement(statement: Statement, digest: string): string[
     lines.push(
       `  patch     "${patch.title}" (${patch.ticket})`,
       `  change    ${change}`,
+      // What a host must hold before it changes: signed, so a stolen coordinator cannot drop a check.
+      ...(patch.change.requires ?? []).map((p) => `  requires  ${describePrecondition(p)}`),
       `  health    ${patch.health.checks.length} check(s); ${statement.revertOnHealthFailure ? 'a host reverts itself when they fail' : 'a failing host is left changed'}`,
     );
     if (statement.rehearseRevert) {

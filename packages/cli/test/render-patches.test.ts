@@ -29,4 +29,27 @@ describe('renderPatch', () => {
     expect(shown).toContain('  change        apt hello=2.0-1\n');
     expect(shown).not.toContain('revert');
   });
+
+  it('lists what the patch requires of a host, one precondition a line', () => {
+    const patch = PatchSchema.parse({
+      ...packagePatch(true),
+      change: {
+        ...packagePatch(true).change,
+        requires: [
+          { package: 'libfoo', version: '>= 1:1.2-3' },
+          { file: '/etc/app/module.conf', sha256: 'ab'.repeat(32) },
+          { command: ['/usr/local/bin/app-ready', '--quiet'] },
+        ],
+      },
+    });
+    expect(renderPatch(patch)).toContain(
+      [
+        '  change        apt hello=2.0-1',
+        '  requires      package libfoo >= 1:1.2-3',
+        '                file /etc/app/module.conf sha256 abababababab…',
+        '                command /usr/local/bin/app-ready --quiet',
+        '  health ',
+      ].join('\n'),
+    );
+  });
 });

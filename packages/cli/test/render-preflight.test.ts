@@ -31,4 +31,45 @@ describe('renderPreflight', () => {
     expect(lines[3]).toMatch(/^web-2 +not_applicable +- +no binary package of source fpsrc$/);
     expect(lines[4]).toMatch(/^web-3 +incompatible +- +precondition_failed: upgrade the agent$/);
   });
+
+  it('lists each host precondition that does not hold, per host, below the table', () => {
+    const text = renderPreflight({
+      rolloutId: 'ro_2',
+      revertable: true,
+      summary: { would_apply: 1, would_fail: 1 },
+      results: [
+        {
+          hostId: 'web-1',
+          outcome: 'would_apply',
+          reason: 'replace /etc/app/app.conf',
+          errorCode: null,
+          preconditions: [
+            { precondition: 'package libfoo >= 1.2-3', ok: true, observed: 'libfoo:amd64 1.2-3 installed' },
+          ],
+        },
+        {
+          hostId: 'web-2',
+          outcome: 'would_fail',
+          reason: 'host preconditions not met (2 of 3): …',
+          errorCode: 'precondition_failed',
+          preconditions: [
+            {
+              precondition: 'package libfoo >= 1.2-3',
+              ok: false,
+              observed: 'libfoo:amd64 1.0-1 installed, needs >= 1.2-3',
+            },
+            { precondition: 'command /bin/true', ok: true, observed: 'exit 0' },
+            { precondition: 'file /etc/app/m.conf exists', ok: false, observed: '/etc/app/m.conf does not exist' },
+          ],
+        },
+      ],
+    });
+    expect(text.split('\n').slice(2)).toEqual([
+      expect.stringMatching(/^web-1 +would_apply +replace \/etc\/app\/app.conf$/),
+      expect.stringMatching(/^web-2 +would_fail +precondition_failed: host preconditions not met \(2 of 3, below\)$/),
+      'host preconditions not met:',
+      '  web-2  package libfoo >= 1.2-3: libfoo:amd64 1.0-1 installed, needs >= 1.2-3',
+      '  web-2  file /etc/app/m.conf exists: /etc/app/m.conf does not exist',
+    ]);
+  });
 });

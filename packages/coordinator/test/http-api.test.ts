@@ -92,6 +92,30 @@ describe('minApprovals', () => {
   });
 });
 
+describe('host preconditions', () => {
+  it("a malformed one is a 400 naming the field and why (dpkg's ambiguous >), and nothing is stored", async () => {
+    const { app } = await coordinator();
+    const change = {
+      ...PATCH.change,
+      requires: [{ file: '/etc/app/module.conf' }, { package: 'libfoo', version: '> 1.2' }],
+    };
+    const res = await call(app, 'POST', '/v1/patches', { ...PATCH, change });
+    expect(res.status).toBe(400);
+    const { error } = ErrorBodySchema.parse(res.body);
+    expect(error.message).toBe(
+      'invalid request: body.change.requires.1.version: ">" is refused: dpkg reads it as ">=", not as a strict comparison; write ">>" (strictly) or ">=" (or equal)',
+    );
+    expect(((await call(app, 'GET', '/v1/patches')).body as { patches: unknown[] }).patches).toEqual([]);
+
+    const ok = await call(app, 'POST', '/v1/patches', {
+      ...PATCH,
+      change: { ...change, requires: [{ package: 'libfoo', version: '>= 1.2' }] },
+    });
+    expect(ok.status).toBe(201);
+    expect(ok.body).toMatchObject({ change: { requires: [{ package: 'libfoo', version: '>= 1.2' }] } });
+  });
+});
+
 describe('verbs without a body', () => {
   it('accept no body, an empty JSON body and null; malformed JSON is still a 400', async () => {
     const { app } = await coordinator({ minApprovals: 0 });

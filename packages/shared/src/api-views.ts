@@ -3,6 +3,7 @@ import { AnalysisRunVerdictSchema, MeasurementVerdictSchema } from './analysis.j
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
+import { PreconditionOutcomeSchema } from './preconditions.js';
 import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema, RehearsalReportSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
 import { AfterChangeReportSchema } from './service-restarts.js';
@@ -324,6 +325,8 @@ export const PreflightAnswerSchema = z
     errorCode: z.string().nullable(),
     /** A package change: the set as the host resolved it (name, installed version, target version). */
     packages: z.array(PackageMoveSchema).optional(),
+    /** A change with host preconditions: how each one went on the host. */
+    preconditions: z.array(PreconditionOutcomeSchema).optional(),
   })
   .strict();
 export type PreflightAnswer = z.infer<typeof PreflightAnswerSchema>;

@@ -8,14 +8,20 @@ import type { Change } from './patch.js';
 export const PACKAGE_SETS_PROTOCOL = 4;
 
 /**
+ * Protocol 5: a change's host preconditions (`requires`, preconditions.ts), checked by the agent at
+ * preflight and before its snapshot at apply. An agent of protocol 4 or older would refuse the field
+ * (its change schema is strict) rather than ignore it; the coordinator sends it none.
+ */
+export const PRECONDITIONS_PROTOCOL = 5;
+
+/**
  * The lowest protocol whose agents understand `change`. An agent's change schema is `.strict()`
  * (it must never apply less than was approved), so an older agent refuses a change with a field it
  * does not know: the coordinator never sends it one (see `protocolGapOf`).
  */
 export function protocolNeededFor(change: Change): number {
-  if (change.kind === 'package' && (change.packages !== undefined || change.source !== undefined)) {
-    return PACKAGE_SETS_PROTOCOL;
-  }
+  if (change.requires !== undefined) return PRECONDITIONS_PROTOCOL;
+  if (isPackageSet(change)) return PACKAGE_SETS_PROTOCOL;
   if (change.restart !== undefined) return PACKAGE_SETS_PROTOCOL;
   return 1;
 }
@@ -34,10 +40,13 @@ export function protocolGapOf(change: Change, spoken: number | undefined): strin
   );
 }
 
+function isPackageSet(change: Change): boolean {
+  return change.kind === 'package' && (change.packages !== undefined || change.source !== undefined);
+}
+
 /** What in `change` an older agent cannot read, for people. */
 function needsWhat(change: Change): string {
-  if (change.kind === 'package' && (change.packages !== undefined || change.source !== undefined)) {
-    return 'a package set or source change';
-  }
+  if (change.requires !== undefined) return 'a change with host preconditions (requires)';
+  if (isPackageSet(change)) return 'a package set or source change';
   return 'a change with services to restart';
 }

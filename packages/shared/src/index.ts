@@ -14,6 +14,7 @@ export * from './inventory-views.js';
 export * from './loopback-host.js';
 export * from './order-refusal.js';
 export * from './patch.js';
+export * from './preconditions.js';
 export * from './protocol.js';
 export * from './protocol-version.js';
 export * from './rollout.js';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HealthPolicySchema } from './health-check.js';
+import { PreconditionsSchema } from './preconditions.js';
 import { ServiceRestartsSchema } from './service-restarts.js';
 import { AbsolutePathSchema, DebianPackageNameSchema, DebianVersionSchema, Sha256Schema } from './validation.js';
 
@@ -31,6 +32,8 @@ export const FileChangeSchema = z
     allowSpecialModes: z.boolean().optional(),
     /** systemd units to restart after the file is written and after it is taken back. */
     restart: ServiceRestartsSchema.optional(),
+    /** What must be true on the host before it changes (preconditions.ts); protocol 5. */
+    requires: PreconditionsSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -98,6 +101,8 @@ export const PackageChangeSchema = z
      * does nothing until the services that loaded the old library restart.
      */
     restart: ServiceRestartsSchema.optional(),
+    /** What must be true on the host before it changes (preconditions.ts); protocol 5. */
+    requires: PreconditionsSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {

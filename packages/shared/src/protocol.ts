@@ -10,6 +10,7 @@ import {
   InventoryUnavailableSchema,
 } from './inventory.js';
 import { ChangeSchema, MAX_PACKAGE_SET_MEMBERS } from './patch.js';
+import { MAX_PRECONDITIONS, PreconditionOutcomeSchema } from './preconditions.js';
 import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
 import { AfterChangeReportSchema } from './service-restarts.js';
 import { ApplyStatementSchema, RevertStatementSchema, StatementSignatureSchema } from './signed-statement.js';
@@ -138,6 +139,8 @@ export const OrderResultBodySchema = z.object({
   health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.resultHealthResults).optional(),
   /** Present when the order asked for a rehearsed revert. */
   rehearsal: RehearsalReportSchema.optional(),
+  /** A dry run of a change with host preconditions: how each one went (protocol 5). */
+  preconditions: z.array(PreconditionOutcomeSchema).max(MAX_PRECONDITIONS).optional(),
   /** After a change (or its revert) on the host: units restarted, processes on old libraries, reboot. */
   afterChange: AfterChangeReportSchema.optional(),
   /** Package changes: the set as resolved on this host (preflight and apply; protocol 4, optional). */

@@ -54,6 +54,7 @@ export const SignedFileChangeSchema = z
     expectedPriorSha256: fileChange.expectedPriorSha256,
     allowSpecialModes: fileChange.allowSpecialModes,
     restart: fileChange.restart,
+    requires: fileChange.requires,
   })
   .strict();
 export type SignedFileChange = z.infer<typeof SignedFileChangeSchema>;

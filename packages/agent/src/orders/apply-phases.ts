@@ -83,6 +83,18 @@ async function runPhases(
   /** What the restarts after apply did, once they ran: reported with whatever the order ends in. */
   let applied: AfterChangeReport | undefined;
   try {
+    // What the host must be before it changes: checked again here (the preflight may be minutes old), before the snapshot.
+    const preconditions = await ctx.checkPreconditions(order.change, signal);
+    if (!preconditions.ok) {
+      log.warn({ reason: preconditions.reason }, 'host preconditions not met; nothing changed');
+      await ctx.finish(entry, {
+        outcome: 'failed',
+        changed: false,
+        errorCode: ErrorCode.preconditionFailed,
+        reason: `${preconditions.reason}; nothing was changed`,
+      });
+      return;
+    }
     // Baseline: a host sick before the patch is not the patch's fault.
     if (order.health.checks.length > 0) {
       entry = await journal.update(entry, { phase: 'baseline' }, ctx.now());

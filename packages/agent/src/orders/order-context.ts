@@ -12,6 +12,7 @@ import type { Clock } from '../clock.js';
 import type { Driver, DriverContext, ResolvedDetail } from '../drivers/driver.js';
 import type { HealthRunner } from '../health/health-runner.js';
 import type { Journal, JournalEntry } from '../journal.js';
+import type { CheckOptions, PreconditionChecker, PreconditionVerdict } from '../preconditions/precondition-check.js';
 import type { AfterChange, RebootState } from '../services/after-change.js';
 import { fitResult } from '../wire-fit.js';
 import { TargetLock } from './target-lock.js';
@@ -41,6 +42,8 @@ export interface OrderContextOptions {
   checkpoint?: (name: string) => void;
   /** Restarts and the stale-library and reboot report after a change; absent: neither (unit tests). */
   afterChange?: AfterChange;
+  /** Checks a change's host preconditions; absent: a change that has some fails them (the executor always sets it). */
+  preconditions?: PreconditionChecker;
 }
 
 /**
@@ -96,6 +99,16 @@ export class OrderContext {
   /** `orderId`: the order that may change the host here; its dpkg runs keep their state in its directory. */
   driverContext(signal: AbortSignal, log: Logger, orderId?: string): DriverContext {
     return { signal, log, ...(orderId === undefined ? {} : { runDir: this.journal.runDir(orderId) }) };
+  }
+
+  /** The change's host preconditions on this host (`change.requires`); none: they hold. */
+  async checkPreconditions(change: Change, signal: AbortSignal, options?: CheckOptions): Promise<PreconditionVerdict> {
+    if (change.requires === undefined) return { ok: true, outcomes: [], reason: '', unchecked: '' };
+    const checker = this.options.preconditions;
+    if (checker === undefined) {
+      return { ok: false, outcomes: [], reason: 'this agent cannot check host preconditions', unchecked: '' };
+    }
+    return checker.check(change.requires, signal, options);
   }
 
   checkpoint(name: string): void {

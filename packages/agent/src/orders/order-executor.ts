@@ -14,6 +14,7 @@ import { AgentPolicy } from '../policy/agent-policy.js';
 import { type JournalQuota, journalQuotaRefusal } from '../policy/journal-quota.js';
 import type { RefusalCounter } from '../policy/refusal-counter.js';
 import type { SignedAcceptance, SignedOrderCheck } from '../policy/signed-order-check.js';
+import { PreconditionChecker } from '../preconditions/precondition-check.js';
 import { outputTail } from '../process/command-runner.js';
 import { settleRun } from '../process/detached-run.js';
 import { fitResult } from '../wire-fit.js';
@@ -79,9 +80,11 @@ export class OrderExecutor {
   private stopping: Promise<void> | null = null;
 
   constructor(options: OrderExecutorOptions) {
-    this.ctx = new OrderContext(options);
-    this.bakes = new BakeWatch(this.ctx);
     this.policy = options.policy ?? new AgentPolicy();
+    const preconditions =
+      options.preconditions ?? new PreconditionChecker({ health: options.health, policy: this.policy });
+    this.ctx = new OrderContext({ ...options, preconditions });
+    this.bakes = new BakeWatch(this.ctx);
     this.refusals = options.refusals;
     this.quota = options.quota;
     this.signing = options.signing;
@@ -172,7 +175,32 @@ export class OrderExecutor {
       return;
     }
     if (!driver) return;
-    const driverCtx = this.ctx.driverContext(AbortSignal.timeout(120_000), this.ctx.log);
+    const signal = AbortSignal.timeout(120_000);
+    // A dry run is not signed: where orders must be, it runs no program (see CheckOptions).
+    const commands = this.signing === undefined ? 'run' : 'skip';
+    const preconditions = await this.ctx
+      .checkPreconditions(order.change, signal, { commands })
+      .catch((err: unknown) => ({
+        ok: false,
+        outcomes: [],
+        reason: `host preconditions could not be checked: ${messageOf(err)}`,
+        unchecked: '',
+      }));
+    const judged = preconditions.outcomes.length > 0 ? { preconditions: preconditions.outcomes } : {};
+    if (!preconditions.ok) {
+      events.result(
+        fitResult({
+          ...base,
+          finishedAt: this.ctx.now(),
+          outcome: 'would_fail',
+          errorCode: ErrorCode.preconditionFailed,
+          reason: preconditions.reason,
+          ...judged,
+        }),
+      );
+      return;
+    }
+    const driverCtx = this.ctx.driverContext(signal, this.ctx.log);
     if (order.answerWithinMs !== undefined) driverCtx.lockWaitMs = lockWaitWithin(order.answerWithinMs);
     const verdict = await driver
       .preflight(order.change, driverCtx)
@@ -182,9 +210,10 @@ export class OrderExecutor {
         ...base,
         finishedAt: this.ctx.now(),
         outcome: verdict.outcome,
-        reason: verdict.detail,
+        reason: [verdict.detail, preconditions.unchecked].filter(Boolean).join('; ') || undefined,
         ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
         ...('packages' in verdict && verdict.packages ? { packages: verdict.packages } : {}),
+        ...judged,
       }),
     );
   }

@@ -1,5 +1,6 @@
 import {
   type Change,
+  describePrecondition,
   ErrorCode,
   type FileChange,
   type HealthCheck,
@@ -7,6 +8,7 @@ import {
   type OrderApply,
   type PackageChange,
   type PackageMember,
+  type Precondition,
   packageTargetsOf,
   parseMode,
 } from '@fleetpatch/shared';
@@ -168,6 +170,10 @@ export class AgentPolicy {
   async checkChange(change: Change, signal: AbortSignal): Promise<PolicyVerdict> {
     const restarts = this.checkRestarts(change);
     if (!restarts.ok) return restarts;
+    for (const precondition of change.requires ?? []) {
+      const verdict = await this.checkPrecondition(precondition);
+      if (!verdict.ok) return verdict;
+    }
     switch (change.kind) {
       case 'file': {
         const verdict = this.checkFileChange(change);
@@ -256,6 +262,32 @@ export class AgentPolicy {
           `${member.name} ${member.version} is lower than the installed ${installed}: downgrades are refused (apt.allowDowngrade)`,
         );
       }
+    }
+    return OK;
+  }
+
+  /**
+   * A host precondition probes no more than a health check may: a file one looks only where a file
+   * check may (`health.allowedFileRoots`, no sensitive path, no symlinked parent), a command one runs
+   * only an argv `health.allowedCommands` allows exactly. A package one reads the dpkg database, which
+   * the agent reports anyway (its inventory).
+   */
+  async checkPrecondition(precondition: Precondition): Promise<PolicyVerdict> {
+    const refused = (verdict: PolicyVerdict): PolicyVerdict =>
+      verdict.ok ? verdict : denied(`precondition ${describePrecondition(precondition)}: ${verdict.reason}`);
+    if (precondition.file !== undefined) {
+      const verdict = this.checkPath(precondition.file, this.rules.health.allowedFileRoots, 'health.allowedFileRoots');
+      return refused(verdict.ok ? await this.checkOnHost(precondition.file, 'read') : verdict);
+    }
+    if (
+      precondition.command !== undefined &&
+      !isCommandAllowed(precondition.command, this.rules.health.allowedCommands)
+    ) {
+      return refused(
+        denied(
+          `${JSON.stringify(precondition.command)} is not allowed on this agent: health.allowedCommands lists the full argvs a command check or precondition may run`,
+        ),
+      );
     }
     return OK;
   }

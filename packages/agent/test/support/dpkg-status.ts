@@ -1,5 +1,15 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { requirement } from '../../../../test/support/requirements.js';
+
+/** Tests that read a status file with the real dpkg-query need it on the machine. */
+export const dpkgQuery = requirement(
+  'dpkg-query',
+  spawnSync('dpkg-query', ['--version'], { stdio: 'ignore' }).status === 0
+    ? { available: true }
+    : { available: false, reason: 'dpkg-query is not installed' },
+);
 
 /**
  * A dpkg status file written by hand, as dpkg writes it (a stanza per package), for tests that read a

@@ -58,6 +58,7 @@ export class PreflightCollector {
       reason: result.reason ?? null,
       errorCode: result.errorCode ?? null,
       ...(result.packages ? { packages: result.packages } : {}),
+      ...(result.preconditions ? { preconditions: result.preconditions } : {}),
     });
     return true;
   }
