@@ -11,10 +11,10 @@ import {
   inventoryDigest,
   type OrderOutcome,
   type OrderPhase,
-  PatchSchema,
   type RolloutRequestInput,
   RolloutRequestSchema,
   type RolloutState,
+  storedPatch,
 } from '@fleetpatch/shared';
 import { type Logger, pino } from 'pino';
 import { afterEach } from 'vitest';
@@ -52,8 +52,7 @@ const FACTS: Facts = {
   memoryBytes: 2 ** 31,
 };
 
-const PATCH = PatchSchema.parse({
-  ...SAMPLE_PATCH_SPEC,
+const PATCH = storedPatch(SAMPLE_PATCH_SPEC, {
   id: PATCH_ID,
   createdBy: 'alice',
   createdAt: new Date(T0).toISOString(),
