@@ -48,9 +48,13 @@ export function renderChangeRecord(view: ChangeRecordView, format: RecordFormat)
 
   heading('Validation');
   if (view.validation.length === 0 && view.validatedBy.length === 0) lines.push('no evidence given');
-  for (const link of view.validation)
-    item(md ? `[${t(link.title)}](${safeUrl(link.url)})` : `${t(link.title)} <${t(link.url)}>`);
-  for (const rollout of view.validatedBy) item(describeRollout(rollout, rollout.environments, md, patch.id));
+  // Built from escaped parts: pushed as they are.
+  for (const link of view.validation) {
+    lines.push(`- ${md ? `[${t(link.title)}](${safeUrl(link.url)})` : `${t(link.title)} <${t(link.url)}>`}`);
+  }
+  for (const rollout of view.validatedBy) {
+    lines.push(`- ${describeRollout(rollout, rollout.environments.map(t), md, patch.id)}`);
+  }
 
   heading('Rollback plan');
   if (!patch.revertable) lines.push('The coordinator will NOT revert this change (marked "revertable": false).');
