@@ -142,6 +142,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
 
   const notifier = new WebhookNotifier({
     endpoints: config.webhooks,
+    ...config.webhookDelivery,
     log: options.logger.child({ component: 'webhooks' }),
     // Given up after its retries: on the audit trail of the rollout it was about.
     onGiveUp: (failure) =>

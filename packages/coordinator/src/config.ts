@@ -69,6 +69,21 @@ export const ChangeRecordConfigSchema = z
   .strict();
 
 /**
+ * How webhooks are delivered: each attempt is cut after `timeoutMs`; a failed one is retried up to
+ * `maxAttempts` in all, with exponential backoff from `baseDelayMs` (full jitter, at most
+ * `maxDelayMs`). A delivery given up is logged and audited (`webhook.failed`). Deliveries never
+ * hold up a rollout: they are queued after the transaction commits.
+ */
+export const WebhookDeliverySchema = z
+  .object({
+    timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    maxAttempts: z.number().int().min(1).max(20).default(6),
+    baseDelayMs: z.number().int().min(1).max(60_000).default(500),
+    maxDelayMs: z.number().int().min(1).max(600_000).default(30_000),
+  })
+  .strict();
+
+/**
  * Limits on the agent socket, which anyone who can reach the port can dial. Each is per coordinator
  * unless it says otherwise; the defaults leave a real fleet far from every one of them.
  */
@@ -192,6 +207,7 @@ export const CoordinatorConfigSchema = z
       .strict()
       .prefault({}),
     webhooks: z.array(WebhookSchema).default([]),
+    webhookDelivery: WebhookDeliverySchema.prefault({}),
     /**
      * The fewest approvals a rollout may ask for. At 1 or more nobody can skip four eyes by creating a
      * rollout with `requiredApprovals: 0`; 0 lets a single operator run a rollout alone (labs, tests).
