@@ -85,7 +85,7 @@ function describeRollout(
 ): string {
   const id = md ? `\`${rollout.rolloutId}\`` : rollout.rolloutId;
   const of = rollout.patchId === patchId ? '' : ` of ${rollout.patchId} (same content)`;
-  return `rollout ${id}${of} succeeded on ${environments.join(', ') || 'no labelled environment'} (${rollout.hostCount} hosts), finished ${rollout.finishedAt ?? '?'}${rollout.overridden ? ', started by an admin override of the promotion order' : ''}`;
+  return `rollout ${id}${of} succeeded on ${environments.join(', ') || 'no labelled environment'} (${rollout.hostCount} ${rollout.hostCount === 1 ? 'host' : 'hosts'}), finished ${rollout.finishedAt ?? '?'}${rollout.overridden ? ', started by an admin override of the promotion order' : ''}`;
 }
 
 /** One line of author text: control characters escaped, and in Markdown the markup characters too. */

@@ -57,7 +57,11 @@ export const PatchHistoryRolloutSchema = z
     hostCount: CountSchema,
     startedAt: IsoTimeSchema.nullable(),
     finishedAt: IsoTimeSchema.nullable(),
-    /** A revert after it finished (of the rollout or of one of its hosts), or a rollout that ended reverted. */
+    /**
+     * The rollout or any of its hosts was reverted (automatically or by a person, during the rollout
+     * or after it). The promotion rule is stricter about time and looser about hosts: a succeeded
+     * rollout stops counting once anything of it is reverted after it finished.
+     */
     reverted: z.boolean(),
     /** Started by an admin's override of the promotion order. */
     overridden: z.boolean(),
@@ -113,7 +117,7 @@ export const ChangeRecordViewSchema = z
       .strict(),
     /** The evidence the author linked. */
     validation: z.array(EvidenceLinkSchema),
-    /** Rollouts of the same content that succeeded and were not reverted since: linked by the coordinator. */
+    /** Rollouts of the same content that succeeded with nothing of them reverted: linked by the coordinator. */
     validatedBy: z.array(PatchHistoryRolloutSchema.extend({ environments: z.array(z.string()) }).strict()),
     rollbackPlan: RollbackPlanSchema.nullable(),
     risk: RiskSchema.nullable(),

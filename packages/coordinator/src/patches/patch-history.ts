@@ -54,6 +54,7 @@ export function historyEntries(
           finishedAt: rollout.finishedAt,
           reverted:
             REVERTED_STATES.has(rollout.state) ||
+            store.hostRuns.forRollout(rollout.id).some((run) => REVERTED_STATES.has(run.state)) ||
             (rollout.finishedAt !== null && store.rollouts.revertedSince(rollout.id, rollout.finishedAt)),
           overridden: (decision?.override ?? null) !== null,
         },
