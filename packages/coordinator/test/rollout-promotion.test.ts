@@ -194,6 +194,20 @@ describe('promotion order: a later environment needs the one before passed by th
     expect(missing.map((m) => `${m.env}<-${m.needs}`)).toEqual(['prod<-staging']);
   });
 
+  it('a scheduled start (startAt) waits for the soak and starts by itself once it is over', async () => {
+    const fleet = await stagedFleet();
+    await succeedOn(fleet, 'staging');
+    const prod = fleet.create({
+      target: { labels: { env: 'prod' } },
+      waves: ['100%'],
+      startAt: new Date(fleet.now).toISOString(),
+    }).id;
+    await fleet.advance(29 * MINUTE);
+    expect(fleet.state(prod)).toBe('scheduled');
+    await fleet.advance(MINUTE);
+    expect(fleet.state(prod)).toBe('running');
+  });
+
   it('without a promotion order, any rollout starts and no decision is kept', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['prod-1'], { labels: { env: 'prod' } });

@@ -121,6 +121,8 @@ export class RolloutEngine {
   private readonly analyses: AnalysisRunner;
   private readonly recorder: ReportRecorder;
   private readonly dirty = new Set<string>();
+  /** The last reason each scheduled start was refused for, so a wait is logged once, not every tick. */
+  private readonly startRefusals = new Map<string, string>();
   private reports: AgentReport[] = [];
   private flushScheduled = false;
   private advanceScheduled = false;
@@ -616,8 +618,14 @@ export class RolloutEngine {
       if (startAt === undefined || Date.parse(startAt) > this.clock.now()) continue;
       try {
         this.start(rollout.id, SYSTEM);
+        this.startRefusals.delete(rollout.id);
       } catch (err) {
-        this.log.warn({ err, rolloutId: rollout.id }, 'scheduled start failed');
+        // Tried again every tick (a promotion soak ends by itself): logged when the reason changes.
+        const reason = err instanceof Error ? err.message : String(err);
+        if (this.startRefusals.get(rollout.id) !== reason) {
+          this.startRefusals.set(rollout.id, reason);
+          this.log.warn({ err, rolloutId: rollout.id }, 'scheduled start failed');
+        }
       }
     }
     expireDeadlines(this.deps);
