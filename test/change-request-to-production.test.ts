@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChangeRecordView, NewPatchInput, PatchHistory, PrometheusAnalysisInput } from '@fleetpatch/shared';
@@ -6,13 +6,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { type CliResult, runCli } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness, hostOf, sampleFilePatch } from './support/fleet-harness.js';
-import {
-  type MetricService,
-  type PrometheusServer,
-  prometheus,
-  startMetricService,
-  startPrometheus,
-} from './support/prometheus-server.js';
+import { APP_CONF as CONF, errorRateComparison, type MetricHosts, startMetricHosts } from './support/metric-hosts.js';
+import { prometheus } from './support/prometheus-server.js';
 import { describeNeeding } from './support/requirements.js';
 
 // From change request to production, with every process real: a coordinator with a promotion order
@@ -21,7 +16,6 @@ import { describeNeeding } from './support/requirements.js';
 // The README's "From change request to production" shows this run's output (FLEETPATCH_SHOW_OUTPUT=1
 // prints each CLI call as it ran).
 
-const CONF = '/etc/app/app.conf';
 const OLD = 'workers = 2\nerror_rate = 0\n';
 const GOOD = 'workers = 8\nerror_rate = 0\n';
 const BAD = 'workers = 8\nerror_rate = 0.5\n';
@@ -30,9 +24,6 @@ const PROD = ['web-1', 'web-2', 'web-3'];
 const HOSTS = [...STAGING, ...PROD];
 const SOAK_MINUTES = 0.1;
 const BOB_TOKEN = 'e2e-bob-approver-token-01';
-
-const errorRate = (matcher: string) =>
-  `sum(rate(http_requests_total{code=~"5..",${matcher}}[4s])) / sum(rate(http_requests_total{${matcher}}[4s]))`;
 
 const RECORD: NewPatchInput['record'] = {
   validation: [{ title: 'CI pipeline 4711: unit and integration suites', url: 'https://ci.example.com/app/4711' }],
@@ -48,8 +39,7 @@ const RECORD: NewPatchInput['record'] = {
 describeNeeding([prometheus], 'from change request to production', () => {
   let work: string;
   let fleet: FleetHarness;
-  let prom: PrometheusServer;
-  const services: MetricService[] = [];
+  let metrics: MetricHosts;
   const rootOf = (host: string) => join(work, host, 'root');
   const confOf = (host: string) => readFile(join(rootOf(host), CONF), 'utf8');
 
@@ -68,20 +58,8 @@ describeNeeding([prometheus], 'from change request to production', () => {
     return path;
   }
 
-  const analysis = (overrides: Partial<PrometheusAnalysisInput> = {}): PrometheusAnalysisInput => ({
-    kind: 'prometheus',
-    name: 'error-rate',
-    address: prom.url,
-    query: errorRate('$wave_hosts'),
-    baselineQuery: errorRate('$unpatched_hosts'),
-    condition: '<= 1.5 * baseline + 0.01',
-    intervalSeconds: 1,
-    count: 3,
-    failureLimit: 0,
-    timeoutSeconds: 2,
-    hostLabel: 'host',
-    ...overrides,
-  });
+  const analysis = (overrides: Partial<PrometheusAnalysisInput> = {}) =>
+    errorRateComparison(metrics.prom.url, { count: 3, ...overrides });
 
   /** Created by the admin and approved by bob (four eyes): ready to start. */
   async function createRollout(name: string, request: Record<string, unknown>): Promise<string> {
@@ -93,29 +71,11 @@ describeNeeding([prometheus], 'from change request to production', () => {
     return id;
   }
 
-  /** Every host at OLD and Prometheus seeing no 5xx anywhere over its rate window. */
-  async function quiet(): Promise<void> {
-    for (const host of HOSTS) await writeFile(join(rootOf(host), CONF), OLD);
-    await waitFor(
-      'every host scraped, with no 5xx in the rate window',
-      async () =>
-        (await prom.value('count(rate(http_requests_total{code="200"}[4s]) > 0)')) === HOSTS.length &&
-        (await prom.value('sum(rate(http_requests_total{code="500"}[4s]))')) === 0,
-      { timeoutMs: 30_000, intervalMs: 200 },
-    );
-  }
+  const quiet = () => metrics.quiet(OLD);
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'fleetpatch-promotion-'));
-    for (const host of HOSTS) {
-      await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
-      await writeFile(join(rootOf(host), CONF), OLD);
-      services.push(await startMetricService(join(rootOf(host), CONF)));
-    }
-    prom = await startPrometheus(
-      join(work, 'prometheus'),
-      HOSTS.map((host, i) => ({ address: (services[i] as MetricService).address, labels: { host } })),
-    );
+    metrics = await startMetricHosts(work, HOSTS, OLD);
     fleet = await FleetHarness.start(join(work, 'coordinator'), {
       tickIntervalMs: 100,
       tokens: [{ name: 'bob', token: BOB_TOKEN, role: 'approver' }],
@@ -131,8 +91,7 @@ describeNeeding([prometheus], 'from change request to production', () => {
 
   afterAll(async () => {
     await fleet?.stop();
-    await prom?.stop();
-    for (const service of services) await service.close();
+    await metrics?.stop();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
