@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EventPage, EventRecord, PrometheusAnalysisInput, RolloutStatus } from '@fleetpatch/shared';
@@ -7,12 +7,13 @@ import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { runCli } from './support/cli-process.js';
 import { ADMIN_TOKEN, errorBody, FleetHarness, hostOf, issuePaths, sampleFilePatch } from './support/fleet-harness.js';
 import {
-  type MetricService,
-  type PrometheusServer,
-  prometheus,
-  startMetricService,
-  startPrometheus,
-} from './support/prometheus-server.js';
+  APP_CONF as CONF,
+  errorRate,
+  errorRateComparison,
+  type MetricHosts,
+  startMetricHosts,
+} from './support/metric-hosts.js';
+import { type PrometheusServer, prometheus } from './support/prometheus-server.js';
 import { describeNeeding } from './support/requirements.js';
 
 // Metric gates against a real Prometheus: Debian's binary, started here on 127.0.0.1 with its own
@@ -20,69 +21,33 @@ import { describeNeeding } from './support/requirements.js';
 // share follows its host's config file, which the patches change; the coordinator queries
 // Prometheus for the canary's error rate and compares it with the hosts not patched yet.
 
-const CONF = '/etc/app/app.conf';
 const OLD = 'workers = 2\nerror_rate = 0\n';
 const GOOD = 'workers = 8\nerror_rate = 0\n';
 const BAD = 'workers = 8\nerror_rate = 0.5\n';
 const HOSTS = ['web-1', 'web-2', 'web-3'];
 
-/** The 5xx share of the requests of the hosts a matcher selects, over the last 4 s. */
-const errorRate = (matcher: string) =>
-  `sum(rate(http_requests_total{code=~"5..",${matcher}}[4s])) / sum(rate(http_requests_total{${matcher}}[4s]))`;
-
 describeNeeding([prometheus], 'metric analysis gates against a real Prometheus', () => {
   let work: string;
   let fleet: FleetHarness;
+  let metrics: MetricHosts;
   let prom: PrometheusServer;
-  const services: MetricService[] = [];
 
   const rootOf = (host: string) => join(work, host, 'root');
   const confOf = (host: string) => readFile(join(rootOf(host), CONF), 'utf8');
   const journalOf = (host: string) => readdir(join(work, host, 'data', 'orders'));
 
-  /** The canary's error rate may be at most 1.5 × the unpatched hosts' (plus 1 %, as theirs is 0). */
-  const comparison = (overrides: Partial<PrometheusAnalysisInput> = {}): PrometheusAnalysisInput => ({
-    kind: 'prometheus',
-    name: 'error-rate',
-    address: prom.url,
-    query: errorRate('$wave_hosts'),
-    baselineQuery: errorRate('$unpatched_hosts'),
-    condition: '<= 1.5 * baseline + 0.01',
-    intervalSeconds: 1,
-    count: 2,
-    failureLimit: 0,
-    timeoutSeconds: 2,
-    hostLabel: 'host',
-    ...overrides,
-  });
+  const comparison = (overrides: Partial<PrometheusAnalysisInput> = {}) => errorRateComparison(prom.url, overrides);
 
   async function events(id: string): Promise<EventRecord[]> {
     return (await fleet.api.get<EventPage>(`/v1/rollouts/${id}/events?limit=1000`)).events;
   }
 
-  /** Every host back at OLD, and Prometheus seeing no 5xx anywhere over its rate window. */
-  async function quiet(): Promise<void> {
-    for (const host of HOSTS) await writeFile(join(rootOf(host), CONF), OLD);
-    await waitFor(
-      'every host scraped, with no 5xx in the rate window',
-      async () =>
-        (await prom.value('count(rate(http_requests_total{code="200"}[4s]) > 0)')) === HOSTS.length &&
-        (await prom.value('sum(rate(http_requests_total{code="500"}[4s]))')) === 0,
-      { timeoutMs: 30_000, intervalMs: 200 },
-    );
-  }
+  const quiet = () => metrics.quiet(OLD);
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'fleetpatch-analysis-'));
-    for (const host of HOSTS) {
-      await mkdir(join(rootOf(host), 'etc/app'), { recursive: true, mode: 0o755 });
-      await writeFile(join(rootOf(host), CONF), OLD);
-      services.push(await startMetricService(join(rootOf(host), CONF)));
-    }
-    prom = await startPrometheus(
-      join(work, 'prometheus'),
-      HOSTS.map((host, i) => ({ address: (services[i] as MetricService).address, labels: { host } })),
-    );
+    metrics = await startMetricHosts(work, HOSTS, OLD);
+    prom = metrics.prom;
     fleet = await FleetHarness.start(join(work, 'coordinator'), { tickIntervalMs: 100 });
     await fleet.spawnRegistered(HOSTS, { role: 'web' }, (host) => ({
       dataDir: join(work, host, 'data'),
@@ -92,8 +57,7 @@ describeNeeding([prometheus], 'metric analysis gates against a real Prometheus',
 
   afterAll(async () => {
     await fleet?.stop();
-    await prom?.stop();
-    for (const service of services) await service.close();
+    await metrics?.stop();
     if (work) await rm(work, { recursive: true, force: true });
   });
 

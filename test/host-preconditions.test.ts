@@ -93,8 +93,8 @@ describe('a file patch that requires a module file and a probe', () => {
   it('patch show lists what the patch requires', async () => {
     const shown = await cli('patch', 'show', patchId);
     expect(shown.code).toBe(0);
-    expect(shown.stdout).toContain(`  requires      file ${MODULE} sha256 ${sha256(MODULE_V2).slice(0, 12)}…\n`);
-    expect(shown.stdout).toContain('                command /bin/true\n');
+    expect(shown.stdout).toContain(`  Requires       file ${MODULE} sha256 ${sha256(MODULE_V2).slice(0, 12)}…\n`);
+    expect(shown.stdout).toContain('  Requires       command /bin/true\n');
   });
 
   it('preflight shows the host that fails them and why; the rollout refuses it precondition_failed and leaves its file', async () => {

@@ -9,6 +9,7 @@ import type {
   ErrorBody,
   EventPage,
   HostView,
+  NewPatchInput,
   Patch,
   PatchSpecInput,
   RolloutPlan,
@@ -174,7 +175,7 @@ export class FleetHarness {
   }
 
   /** Creates the patch (as the admin unless `by`); returns its id. */
-  async createPatch(spec: PatchSpecInput, by: ApiClient = this.api): Promise<string> {
+  async createPatch(spec: NewPatchInput, by: ApiClient = this.api): Promise<string> {
     const patch = await by.post<Patch>('/v1/patches', spec);
     return patch.id;
   }

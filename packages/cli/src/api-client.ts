@@ -4,6 +4,7 @@ import type {
   AgentView,
   ApproveRequest,
   AttachStatementRequest,
+  ChangeRecordView,
   ComplianceQuery,
   ComplianceReport,
   EventPage,
@@ -15,6 +16,7 @@ import type {
   PackagesQuery,
   PackageVersions,
   Patch,
+  PatchHistory,
   PatchList,
   PreflightResult,
   RevertSignatureRequest,
@@ -95,6 +97,16 @@ export class ApiClient {
     return this.request('GET', `/v1/patches/${encodeURIComponent(id)}`);
   }
 
+  /** The path of the patch's content through the environments. */
+  patchHistory(id: string): Promise<PatchHistory> {
+    return this.request('GET', `/v1/patches/${encodeURIComponent(id)}/history`);
+  }
+
+  /** The patch's change request, with the evidence and rollback triggers the coordinator fills in. */
+  patchRecord(id: string): Promise<ChangeRecordView> {
+    return this.request('GET', `/v1/patches/${encodeURIComponent(id)}/record`);
+  }
+
   listPatches(limit: number): Promise<PatchList> {
     return this.request('GET', `/v1/patches?limit=${limit}`);
   }
@@ -117,6 +129,11 @@ export class ApiClient {
 
   rolloutVerb(id: string, verb: RolloutVerb, reason?: string): Promise<RolloutStatus> {
     return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/${verb}`, reason ? { reason } : {});
+  }
+
+  /** Start although an earlier environment was not passed: admins only, with a reason for the record. */
+  startOverridingPromotion(id: string, reason: string): Promise<RolloutStatus> {
+    return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/start`, { overridePromotion: { reason } });
   }
 
   /** A signed rollout's approval: the approver's signature of its statement. */

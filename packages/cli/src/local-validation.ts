@@ -1,24 +1,20 @@
-import {
-  type PatchSpecInput,
-  PatchSpecSchema,
-  type RolloutRequestInput,
-  RolloutRequestSchema,
-} from '@fleetpatch/shared';
+import { type NewPatchInput, NewPatchSchema, type RolloutRequestInput, RolloutRequestSchema } from '@fleetpatch/shared';
 import { LocalValidationError, toFieldIssues } from './cli-errors.js';
 
 // The same schemas the coordinator parses with: a request that fails here would fail there, so
 // it is refused before anything is sent. What is sent is the input as written (the server
 // applies the defaults), so the stored record is exactly what the operator described.
 
-export function validatePatchSpec(input: unknown, source: string): PatchSpecInput {
-  const result = PatchSpecSchema.safeParse(input);
+/** A patch as `patch create` sends it: the spec and, optionally, its change record. */
+export function validatePatchSpec(input: unknown, source: string): NewPatchInput {
+  const result = NewPatchSchema.safeParse(input);
   if (!result.success) {
     throw new LocalValidationError(
       `${source} is not a valid patch; nothing was sent`,
       toFieldIssues(result.error.issues),
     );
   }
-  return input as PatchSpecInput;
+  return input as NewPatchInput;
 }
 
 /** `source` names the file the request came from, if any; otherwise the flags are to blame. */

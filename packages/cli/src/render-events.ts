@@ -1,5 +1,6 @@
 import {
   type EventRecord,
+  escapeControlCharacters,
   ORDER_REFUSED_EVENT,
   type OrderRefusedData,
   OrderRefusedDataSchema,
@@ -22,9 +23,5 @@ export function renderEvent(event: EventRecord): string {
  */
 function renderRefusal({ order, orderId, code, reason }: OrderRefusedData): string {
   const why = reason.startsWith(`${code}: `) ? reason : `${code}: ${reason}`;
-  return `SECURITY: refused ${order} order ${orderId} — ${printable(why)}`;
-}
-
-function printable(text: string): string {
-  return text.replace(/\p{Cc}/gu, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
+  return `SECURITY: refused ${order} order ${orderId} — ${escapeControlCharacters(why)}`;
 }

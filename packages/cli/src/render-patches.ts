@@ -1,39 +1,5 @@
-import {
-  describePackageChange,
-  describePrecondition,
-  isRevertable,
-  NOT_REVERTABLE_NOTE,
-  type Patch,
-} from '@fleetpatch/shared';
-import { plural, renderTable } from './render-table.js';
-
-export function describeChange(change: Patch['change']): string {
-  switch (change.kind) {
-    case 'file': {
-      const prior = change.expectedPriorSha256 ? `, expects prior ${change.expectedPriorSha256.slice(0, 12)}` : '';
-      return `file ${change.path} (mode ${change.mode}, ${change.owner}:${change.group}${prior})`;
-    }
-    case 'package':
-      return `${describePackageChange(change)}${change.revertable ? '' : ', NOT revertable'}`;
-  }
-}
-
-export function renderPatch(patch: Patch): string {
-  return [
-    `patch ${patch.id}: ${patch.title}`,
-    `  ticket        ${patch.ticket}`,
-    `  created       ${patch.createdAt} by ${patch.createdBy}`,
-    `  change        ${describeChange(patch.change)}`,
-    ...(patch.change.requires ?? []).map(
-      (p, i) => `  ${i === 0 ? 'requires' : '        '}      ${describePrecondition(p)}`,
-    ),
-    ...(isRevertable(patch.change) ? [] : [`  revert        none: ${NOT_REVERTABLE_NOTE}`]),
-    `  health        ${plural(patch.health.checks.length, 'check')}${patch.health.checks.length > 0 ? `: ${patch.health.checks.map((c) => c.name).join(', ')}` : ''}`,
-    `  problem       ${patch.problem}`,
-    `  root cause    ${patch.rootCause}`,
-    `  intended fix  ${patch.intendedFix}`,
-  ].join('\n');
-}
+import { describeChange, type Patch, type PatchHistory } from '@fleetpatch/shared';
+import { renderTable } from './render-table.js';
 
 export function renderPatchList(patches: readonly Patch[]): string {
   if (patches.length === 0) return 'no patches yet (fleetpatch patch create --file patch.json)';
@@ -41,4 +7,30 @@ export function renderPatchList(patches: readonly Patch[]): string {
     ['id', 'title', 'ticket', 'change', 'by', 'created'],
     patches.map((p) => [p.id, p.title, p.ticket, describeChange(p.change), p.createdBy, p.createdAt]),
   );
+}
+
+/**
+ * The path of a patch's content through the environments, earliest first:
+ *
+ *   patch pat_1  content 3f2a…  promotion env: staging → prod
+ *   env      rollout  patch  state      hosts  finished  reverted
+ *   staging  ro_1     pat_1  succeeded  2      …         no
+ *   prod     ro_2     pat_1  running    4      -         no (override)
+ */
+export function renderPatchHistory(history: PatchHistory): string {
+  const order = history.order ? `promotion ${history.label}: ${history.order.join(' → ')}` : 'no promotion order';
+  const head = `patch ${history.patchId}  content ${history.contentDigest.slice(0, 16)}  ${order}`;
+  const rows = history.environments.flatMap(({ env, rollouts }) =>
+    rollouts.map((r) => [
+      env ?? `(no ${history.label})`,
+      r.rolloutId,
+      r.patchId,
+      r.state,
+      String(r.hostCount),
+      r.finishedAt ?? '-',
+      `${r.reverted ? 'yes' : 'no'}${r.overridden ? ' (override)' : ''}`,
+    ]),
+  );
+  if (rows.length === 0) return `${head}\nno started rollout of this content yet`;
+  return `${head}\n${renderTable(['env', 'rollout', 'patch', 'state', 'hosts', 'finished', 'reverted'], rows)}`;
 }

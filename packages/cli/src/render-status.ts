@@ -1,4 +1,12 @@
-import type { AnalysisRunView, HostView, MeasurementView, RehearsalReport, RolloutStatus } from '@fleetpatch/shared';
+import {
+  type AnalysisRunView,
+  escapeControlCharacters,
+  type HostView,
+  type MeasurementView,
+  type PromotionDecision,
+  type RehearsalReport,
+  type RolloutStatus,
+} from '@fleetpatch/shared';
 import { packageSetLines } from './render-package-moves.js';
 import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
@@ -38,6 +46,7 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
       `targets hosts exposed to ${source} < ${fixed}; see \`fleetpatch compliance --source ${source} --fixed ${fixed}\``,
     );
   }
+  if (status.promotion) lines.push(...promotionLines(status.promotion));
   if (status.waves.length === 0) {
     lines.push('  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)');
     return lines.join('\n');
@@ -66,6 +75,33 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
   // A package change: what each host resolved it to (hosts that moved alike share a line).
   lines.push(...packageSetLines(status.waves.flatMap((wave) => wave.hosts)));
   return lines.join('\n');
+}
+
+/**
+ * What start decided under the promotion order:
+ *   promotion env: prod 2 hosts; prod needs staging: passed by ro_1 (finished …)
+ *   promotion OVERRIDDEN by admin at …: "hotfix for the outage, staging is down"
+ */
+export function promotionLines(promotion: PromotionDecision): string[] {
+  const reached = promotion.environments.map((e) => `${e.env} ${plural(e.hosts, 'host')}`);
+  if (promotion.unlabeled > 0) {
+    reached.push(
+      `${plural(promotion.unlabeled, 'host')} without ${promotion.label} (held as ${promotion.order.at(-1)})`,
+    );
+  }
+  const needs = promotion.requirements.map((r) =>
+    r.passedBy
+      ? `${r.env} needs ${r.needs}: passed by ${r.passedBy.rolloutId} (finished ${r.passedBy.finishedAt})`
+      : `${r.env} needs ${r.needs}: NOT passed (${r.missing})`,
+  );
+  const lines = [
+    `promotion ${promotion.label}: ${reached.join(', ')}${needs.length > 0 ? `; ${needs.join('; ')}` : ''}`,
+  ];
+  if (promotion.override) {
+    const { by, at, reason } = promotion.override;
+    lines.push(`promotion OVERRIDDEN by ${by} at ${at}: "${escapeControlCharacters(reason)}"`);
+  }
+  return lines;
 }
 
 /** `rehearsed revert: passed (restored exactly, healthy again)` or what differed. */

@@ -23,6 +23,7 @@ import {
   signedPatchOf,
   signStatement,
   statementDigest,
+  storedPatch,
   verifyStatementSignature,
 } from '@fleetpatch/shared';
 import { CommanderError } from 'commander';
@@ -55,7 +56,7 @@ const SPEC: PatchSpecInput = {
     group: 'root',
   },
 };
-const PATCH: Patch = PatchSchema.parse({ ...SPEC, id: 'pat_1', createdBy: 'alice', createdAt: NOW.toISOString() });
+const PATCH: Patch = storedPatch(SPEC, { id: 'pat_1', createdBy: 'alice', createdAt: NOW.toISOString() });
 
 let dir: string;
 beforeEach(() => {

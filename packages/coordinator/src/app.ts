@@ -8,6 +8,7 @@ import { type CoordinatorConfig, databaseFile } from './config.js';
 import { PreflightCollector } from './engine/preflight-collector.js';
 import { RolloutDryRun } from './engine/rollout-dry-run.js';
 import { type CoordinatorCrashPoint, RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
+import { SYSTEM } from './engine/rollout-transition.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
 import { accessLog } from './http/access-log.js';
@@ -25,6 +26,7 @@ import { InventoryView } from './inventory/inventory-view.js';
 import { CoordinatorMetrics } from './metrics/coordinator-metrics.js';
 import { metricsRoute } from './metrics/metrics-route.js';
 import { RolloutEventMetrics } from './metrics/rollout-event-metrics.js';
+import { WEBHOOK_FAILED_EVENT, webhookEventsFor } from './notify/webhook-events.js';
 import { WebhookNotifier } from './notify/webhook-notifier.js';
 import { PatchCatalog } from './patches/patch-catalog.js';
 import { agentRoutes } from './routes/agent-routes.js';
@@ -153,6 +155,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     validateWindow,
     windows,
     minApprovals: config.minApprovals,
+    promotion: config.promotion,
+    requiredRecordFields: config.changeRecord.required,
     connectedAuditWindowMs: config.agentLimits.auditWindowMs,
     ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
   });
@@ -162,23 +166,19 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
 
   const notifier = new WebhookNotifier({
     endpoints: config.webhooks,
+    ...config.webhookDelivery,
     log: options.logger.child({ component: 'webhooks' }),
+    // Given up after its retries: on the audit trail of the rollout it was about.
+    onGiveUp: (failure) =>
+      store.transaction(() =>
+        store.appendEvent(
+          { rolloutId: failure.rolloutId, actor: SYSTEM, type: WEBHOOK_FAILED_EVENT, data: { ...failure } },
+          new Date(clock.now()).toISOString(),
+        ),
+      ),
   });
   store.onEvent((event) => {
-    if (event.rolloutId === null) return;
-    notifier.notify({
-      type: event.type,
-      rolloutId: event.rolloutId,
-      at: event.at,
-      data: {
-        seq: event.seq,
-        actor: event.actor,
-        hostId: event.hostId,
-        fromState: event.fromState,
-        toState: event.toState,
-        ...event.data,
-      },
-    });
+    for (const webhook of webhookEventsFor(store, event)) notifier.notify(webhook);
   });
   const presence = new AgentPresence(store, clock);
   const inventorySync = new InventorySync({
@@ -243,7 +243,10 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     view,
     hub,
     authFailures,
-    patches: new PatchCatalog(store, clock),
+    patches: new PatchCatalog(store, clock, {
+      promotion: config.promotion,
+      requiredRecordFields: config.changeRecord.required,
+    }),
     dryRun: new RolloutDryRun({ store, view, preflights, clock }),
     enrollment: new AgentEnrollment({
       store,

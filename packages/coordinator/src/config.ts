@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseConfigText } from '@fleetpatch/shared';
+import { ChangeRecordFieldSchema, parseConfigText } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { apiTokenHash } from './http/api-auth.js';
 
@@ -29,6 +29,57 @@ export const WebhookSchema = z
     url: z.url({ protocol: /^https?$/ }),
     events: z.union([z.literal('*'), z.array(z.string().min(1))]).default('*'),
     secret: z.string().min(1).optional(),
+  })
+  .strict();
+
+/**
+ * Staging before production: environments in the order a change must pass them, named by an admin
+ * label of the hosts. A rollout that reaches hosts of a later environment starts only once the same
+ * content (patch content digest) has a succeeded rollout on the environment just before, finished at
+ * least `minSoakMinutes` ago and not reverted since. Absent: no promotion rule.
+ */
+export const PromotionSchema = z
+  .object({
+    /** The admin label (set by the join token) that names a host's environment (default "env"). */
+    label: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'must be a label key')
+      .default('env'),
+    /** Earliest first, e.g. ["staging", "prod"]. Hosts without the label, or another value, count as the last. */
+    order: z
+      .array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be a label value'))
+      .min(2)
+      .max(20)
+      .refine((order) => new Set(order).size === order.length, 'must name each environment once'),
+    /** How long after its rollout succeeded a change soaks before the next environment (default 60; fractions allowed). */
+    minSoakMinutes: z.number().min(0).max(525_600).default(60),
+  })
+  .strict();
+export type PromotionConfig = z.infer<typeof PromotionSchema>;
+
+/** The change record fields a rollout's patch must fill before the rollout is approved or started (default none). */
+export const ChangeRecordConfigSchema = z
+  .object({
+    required: z
+      .array(ChangeRecordFieldSchema)
+      .max(3)
+      .refine((fields) => new Set(fields).size === fields.length, 'must name each field once')
+      .default([]),
+  })
+  .strict();
+
+/**
+ * How webhooks are delivered: each attempt is cut after `timeoutMs`; a failed one is retried up to
+ * `maxAttempts` in all, with exponential backoff from `baseDelayMs` (full jitter, at most
+ * `maxDelayMs`). A delivery given up is logged and audited (`webhook.failed`). Deliveries never
+ * hold up a rollout: they are queued after the transaction commits.
+ */
+export const WebhookDeliverySchema = z
+  .object({
+    timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    maxAttempts: z.number().int().min(1).max(20).default(6),
+    baseDelayMs: z.number().int().min(1).max(60_000).default(500),
+    maxDelayMs: z.number().int().min(1).max(600_000).default(30_000),
   })
   .strict();
 
@@ -185,6 +236,7 @@ export const CoordinatorConfigSchema = z
       .strict()
       .prefault({}),
     webhooks: z.array(WebhookSchema).default([]),
+    webhookDelivery: WebhookDeliverySchema.prefault({}),
     /**
      * The fewest approvals a rollout may ask for. At 1 or more nobody can skip four eyes by creating a
      * rollout with `requiredApprovals: 0`; 0 lets a single operator run a rollout alone (labs, tests).
@@ -203,6 +255,8 @@ export const CoordinatorConfigSchema = z
       })
       .strict()
       .optional(),
+    promotion: PromotionSchema.optional(),
+    changeRecord: ChangeRecordConfigSchema.prefault({}),
     authFailures: AuthFailuresSchema.default({ maxFailures: 20, windowSeconds: 60, trackedAddresses: 10_000 }),
     metrics: MetricsConfigSchema.prefault({}),
     refusalAudit: RefusalAuditSchema.prefault({}),

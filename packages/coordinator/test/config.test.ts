@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { loadCoordinatorConfig } from '../src/config.js';
+import { CoordinatorConfigSchema, loadCoordinatorConfig } from '../src/config.js';
 import { sha256Hex } from '../src/http/api-auth.js';
 
 const TOKEN = 'a-token-of-sixteen-chars-or-more';
@@ -59,5 +59,35 @@ describe('duplicate API tokens', () => {
     })();
     expect(config.apiTokens.map((t) => t.name)).toEqual(['ops', 'admin']);
     expect(config.authFailures).toEqual({ maxFailures: 20, windowSeconds: 60, trackedAddresses: 10_000 });
+  });
+});
+
+describe('promotion, change record and webhook delivery settings', () => {
+  const parse = (extra: Record<string, unknown>) => CoordinatorConfigSchema.safeParse(extra);
+
+  it('default to no promotion rule, no required record field, and the documented delivery limits', () => {
+    const config = CoordinatorConfigSchema.parse({});
+    expect(config.promotion).toBeUndefined();
+    expect(config.changeRecord).toEqual({ required: [] });
+    expect(config.webhookDelivery).toEqual({ timeoutMs: 5000, maxAttempts: 6, baseDelayMs: 500, maxDelayMs: 30_000 });
+  });
+
+  it('fill the promotion label and soak, and accept a fractional soak', () => {
+    expect(CoordinatorConfigSchema.parse({ promotion: { order: ['staging', 'prod'] } }).promotion).toEqual({
+      label: 'env',
+      order: ['staging', 'prod'],
+      minSoakMinutes: 60,
+    });
+    expect(parse({ promotion: { order: ['staging', 'prod'], minSoakMinutes: 0.05 } }).success).toBe(true);
+  });
+
+  it('refuse an order of one, a repeated environment, a negative soak and an unknown record field, naming each', () => {
+    const paths = (extra: Record<string, unknown>) =>
+      (parse(extra).error?.issues ?? []).map((issue) => issue.path.join('.'));
+    expect(paths({ promotion: { order: ['prod'] } })).toEqual(['promotion.order']);
+    expect(paths({ promotion: { order: ['prod', 'prod'] } })).toEqual(['promotion.order']);
+    expect(paths({ promotion: { order: ['a', 'b'], minSoakMinutes: -1 } })).toEqual(['promotion.minSoakMinutes']);
+    expect(paths({ changeRecord: { required: ['risk', 'approvedByCab'] } })).toEqual(['changeRecord.required.1']);
+    expect(paths({ changeRecord: { required: ['risk', 'risk'] } })).toEqual(['changeRecord.required']);
   });
 });

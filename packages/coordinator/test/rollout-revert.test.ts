@@ -2,7 +2,7 @@
  * Specification of the rollout engine, by example: whole-rollout and per-host revert, and autoRevert on halt. The real `RolloutEngine` over a real
  * SQLite `Store` (one file per test), driven through the simulated fleet of `support/simulated-fleet.ts`.
  */
-import { ErrorCode, PatchSchema, PROTOCOL_VERSION } from '@fleetpatch/shared';
+import { ErrorCode, PROTOCOL_VERSION, storedPatch } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { RevertRunner } from '../src/engine/revert-runner.js';
 import { RolloutView } from '../src/engine/rollout-view.js';
@@ -324,13 +324,13 @@ describe('autoRevert on halt', () => {
 
 describe('a patch marked revertable: false', () => {
   function withNotRevertablePatch(fleet: SimulatedFleet): string {
-    const patch = PatchSchema.parse({
-      ...SAMPLE_PATCH_SPEC,
-      change: { kind: 'package', manager: 'apt', name: 'hello', version: '2.0-1', revertable: false },
-      id: 'pat_one_way',
-      createdBy: 'alice',
-      createdAt: new Date(fleet.now).toISOString(),
-    });
+    const patch = storedPatch(
+      {
+        ...SAMPLE_PATCH_SPEC,
+        change: { kind: 'package', manager: 'apt', name: 'hello', version: '2.0-1', revertable: false },
+      },
+      { id: 'pat_one_way', createdBy: 'alice', createdAt: new Date(fleet.now).toISOString() },
+    );
     fleet.store.transaction(() => fleet.store.patches.insert(patch));
     return patch.id;
   }

@@ -4,6 +4,7 @@ import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema } from './health-check.js';
 import { PatchSchema } from './patch.js';
 import { PreconditionOutcomeSchema } from './preconditions.js';
+import { PromotionDecisionSchema } from './promotion-views.js';
 import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema, RehearsalReportSchema } from './protocol.js';
 import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
 import { AfterChangeReportSchema } from './service-restarts.js';
@@ -276,6 +277,8 @@ export const RolloutStatusSchema = z
      * (`url`, under the same API), to see hosts go from exposed to fixed.
      */
     compliance: z.object({ source: z.string(), fixed: z.string(), url: z.string() }).strict().optional(),
+    /** What `start` decided under the coordinator's promotion order (absent: none applied, or not started). */
+    promotion: PromotionDecisionSchema.optional(),
   })
   .strict();
 export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;

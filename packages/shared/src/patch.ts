@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ChangeRecordSchema } from './change-record.js';
 import { HealthPolicySchema } from './health-check.js';
 import { PreconditionsSchema } from './preconditions.js';
 import { ServiceRestartsSchema } from './service-restarts.js';
@@ -173,6 +174,18 @@ export function isRevertable(change: Change): boolean {
   return change.kind !== 'package' || change.revertable;
 }
 
+/** One line for people: what the change does to a host. */
+export function describeChange(change: Change): string {
+  switch (change.kind) {
+    case 'file': {
+      const prior = change.expectedPriorSha256 ? `, expects prior ${change.expectedPriorSha256.slice(0, 12)}` : '';
+      return `file ${change.path} (mode ${change.mode}, ${change.owner}:${change.group}${prior})`;
+    }
+    case 'package':
+      return `${describePackageChange(change)}${change.revertable ? '' : ', NOT revertable'}`;
+  }
+}
+
 /** Said wherever a non-revertable patch shows: plan, preflight, patch show, a refused revert. */
 export const NOT_REVERTABLE_NOTE =
   'marked "revertable": false — fleetpatch will not revert it (a host may hold no prior .deb to go back to); to undo it, roll out a new patch';
@@ -219,9 +232,23 @@ export const PatchSpecSchema = z
 export type PatchSpec = z.infer<typeof PatchSpecSchema>;
 export type PatchSpecInput = z.input<typeof PatchSpecSchema>;
 
-export const PatchSchema = PatchSpecSchema.extend({
+/**
+ * What `POST /v1/patches` takes: the spec and, beside it, the change record (evidence, rollback
+ * plan, risk). The record is kept with the patch but is not part of what agents execute or what
+ * statements sign (`signedPatchOf` takes the spec alone).
+ */
+export const NewPatchSchema = PatchSpecSchema.extend({ record: ChangeRecordSchema.optional() });
+export type NewPatch = z.infer<typeof NewPatchSchema>;
+export type NewPatchInput = z.input<typeof NewPatchSchema>;
+
+export const PatchSchema = NewPatchSchema.extend({
   id: z.string(),
   createdBy: z.string(),
   createdAt: z.string(),
+  /**
+   * sha256 of what the agent executes (the change, file content by its digest, and the health
+   * policy): two patches with the same content digest are the same change, whatever their prose.
+   */
+  contentDigest: z.string(),
 });
 export type Patch = z.infer<typeof PatchSchema>;

@@ -46,7 +46,14 @@ export function applyStatementTarget(target: Target, plannedHostIds: readonly st
 
 /** The PatchSpec of a stored patch: what `signedPatchOf` is taken of, by the CLI and the coordinator alike. */
 export function patchSpecOf(patch: Patch | PatchSpec): PatchSpec {
-  const { id: _id, createdBy: _createdBy, createdAt: _createdAt, ...spec } = patch as Patch;
+  const {
+    id: _id,
+    createdBy: _createdBy,
+    createdAt: _createdAt,
+    contentDigest: _contentDigest,
+    record: _record,
+    ...spec
+  } = patch as Patch;
   return PatchSpecSchema.parse(spec);
 }
 

@@ -66,3 +66,14 @@ export const LabelsSchema = z
 export const HostIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'host ids are 1-128 of [A-Za-z0-9._-]');
+
+/**
+ * Text from people or agents, made safe to print: every control character (an ANSI escape's ESC
+ * included) shown as `\uXXXX`, so nothing printed can move the cursor or recolour a terminal.
+ * `keep` spares the characters a multi-line text is allowed (newline, tab).
+ */
+export function escapeControlCharacters(text: string, keep: readonly string[] = []): string {
+  return text.replace(/\p{Cc}/gu, (c) =>
+    keep.includes(c) ? c : `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`,
+  );
+}

@@ -226,12 +226,19 @@ describe('PatchSpecSchema', () => {
   });
 
   it('is what a stored patch is, plus its id, author and time', () => {
-    const stored = { ...spec(), id: 'pat_1', createdBy: 'alice', createdAt: '2026-01-01T00:00:00.000Z' };
+    const stored = {
+      ...spec(),
+      id: 'pat_1',
+      createdBy: 'alice',
+      createdAt: '2026-01-01T00:00:00.000Z',
+      contentDigest: 'd'.repeat(64),
+    };
     expect(PatchSchema.parse(stored)).toMatchObject({ id: 'pat_1', createdBy: 'alice' });
     expect(issues(PatchSchema, spec())).toEqual([
       'id: Invalid input: expected string, received undefined',
       'createdBy: Invalid input: expected string, received undefined',
       'createdAt: Invalid input: expected string, received undefined',
+      'contentDigest: Invalid input: expected string, received undefined',
     ]);
   });
 });

@@ -1,9 +1,10 @@
+import { renderChangeRecord } from '@fleetpatch/shared';
 import type { Command } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
 import { readJsonInput } from '../json-input.js';
 import { validatePatchSpec } from '../local-validation.js';
-import { renderPatch, renderPatchList } from '../render-patches.js';
+import { renderPatchHistory, renderPatchList } from '../render-patches.js';
 import { parseWholeNumber } from '../rollout-options.js';
 
 export function addPatchCommands(program: Command, ctx: CliContext): void {
@@ -24,13 +25,27 @@ export function addPatchCommands(program: Command, ctx: CliContext): void {
 
   patch
     .command('show')
-    .description('show one patch: what is wrong, why, the fix, the change')
+    .description(
+      'show one patch as a change request: what is wrong, why, the fix, the change, its evidence, risk, rollback plan and triggers',
+    )
+    .argument('<id>', 'patch id')
+    .option('--json', 'print the patch as stored, as JSON')
+    .option('--markdown', 'print the change request as Markdown (as GET /v1/patches/:id/record?format=md)')
+    .action(async (id: string, opts: JsonFlag & { markdown?: boolean }) => {
+      if (opts.json) return writeJson(ctx.output, await ctx.api().getPatch(id));
+      const record = await ctx.api().patchRecord(id);
+      ctx.output.out(renderChangeRecord(record, opts.markdown ? 'markdown' : 'text').trimEnd());
+    });
+
+  patch
+    .command('history')
+    .description("the patch's path through the environments: its content's rollouts per environment")
     .argument('<id>', 'patch id')
     .option('--json', 'print the raw JSON')
     .action(async (id: string, opts: JsonFlag) => {
-      const found = await ctx.api().getPatch(id);
-      if (opts.json) writeJson(ctx.output, found);
-      else ctx.output.out(renderPatch(found));
+      const history = await ctx.api().patchHistory(id);
+      if (opts.json) writeJson(ctx.output, history);
+      else ctx.output.out(renderPatchHistory(history));
     });
 
   patch

@@ -1,4 +1,9 @@
-import { DEFAULT_STATEMENT_VALIDITY_SECONDS, PatchSpecSchema, type RolloutStatus } from '@fleetpatch/shared';
+import {
+  DEFAULT_STATEMENT_VALIDITY_SECONDS,
+  NewPatchSchema,
+  patchSpecOf,
+  type RolloutStatus,
+} from '@fleetpatch/shared';
 import { type Command, Option } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { ExitCode, LocalValidationError, UsageError } from '../cli-errors.js';
@@ -203,7 +208,9 @@ async function createSigned(
   const local =
     opts.patchFile === undefined
       ? undefined
-      : PatchSpecSchema.parse(validatePatchSpec(await readJsonInput(opts.patchFile, ctx.readStdin), opts.patchFile));
+      : patchSpecOf(
+          NewPatchSchema.parse(validatePatchSpec(await readJsonInput(opts.patchFile, ctx.readStdin), opts.patchFile)),
+        );
   const api = ctx.api();
   const spec = checkPatchAgainstFile(await api.getPatch(request.patchId), local, opts.patchFile);
   const draft = await api.createRollout({ ...request, draft: true });

@@ -27,7 +27,7 @@ const VERBS: Readonly<Record<RolloutVerb, string>> = {
     'put every changed host back to its snapshot, in one step; a signed one once enough people signed (--sign-key)',
 };
 
-type VerbOptions = JsonFlag & SigningFlags & { reason?: string };
+type VerbOptions = JsonFlag & SigningFlags & { reason?: string; overridePromotion?: string };
 
 /**
  * The lifecycle verbs: each posts, then prints the rollout's status as the coordinator now sees it.
@@ -61,13 +61,21 @@ export function addRolloutVerbCommands(rollout: Command, ctx: CliContext, keys: 
       .option('--json', 'print the resulting status as JSON');
     if (verb === 'approve') addSigningOptions(command, "the rollout's statement as an approver", false);
     if (verb === 'revert') addSigningOptions(command, "the rollout's revert statement", true);
+    if (verb === 'start') {
+      command.option(
+        '--override-promotion <reason>',
+        'admins only: start although an earlier environment was not passed; the reason goes on the record',
+      );
+    }
     command.action(async (id: string, opts: VerbOptions) => {
       if (opts.signKey !== undefined && verb === 'revert') return revertSigned(id, null, opts);
       const api = ctx.api();
       const status =
         opts.signKey !== undefined && verb === 'approve'
           ? await approveSigned(ctx, api, id, await loadKey(opts, keys), opts.reason)
-          : await api.rolloutVerb(id, verb, opts.reason);
+          : opts.overridePromotion !== undefined
+            ? await api.startOverridingPromotion(id, opts.overridePromotion)
+            : await api.rolloutVerb(id, verb, opts.reason);
       print(status, opts);
     });
   }

@@ -2,11 +2,13 @@ import {
   type ApproveRequest,
   type AttachStatementRequest,
   assignWaves,
+  type ChangeRecordField,
   ErrorCode,
   FleetError,
   type Hello,
   isRevertable,
   type MaintenanceWindow,
+  missingRecordFields,
   NOT_REVERTABLE_NOTE,
   type OrderProgress,
   type OrderResultBody,
@@ -16,6 +18,7 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { type MetricQuery, queryPrometheus } from '../analysis/prometheus-query.js';
+import type { PromotionConfig } from '../config.js';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
@@ -37,6 +40,7 @@ import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { invalidField } from './invalid-field.js';
 import { cancelInFlight } from './order-sender.js';
+import { checkPromotion, environmentOf, promotionRefusal, stageRunsOf } from './promotion-gate.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
 import { RolloutSigning } from './rollout-signing.js';
@@ -76,6 +80,15 @@ export interface RolloutEngineOptions {
   checkpoint?: (name: CoordinatorCrashPoint) => void;
   /** How metric analyses query their server: Prometheus's HTTP API unless a test says otherwise. */
   metricQuery?: MetricQuery;
+  /** The coordinator's promotion order (staging before production); absent, no promotion rule. */
+  promotion?: PromotionConfig | undefined;
+  /** Change record fields a patch must fill before a rollout of it is approved or started (default none). */
+  requiredRecordFields?: readonly ChangeRecordField[];
+}
+
+/** An admin's reason to start a rollout the promotion order would refuse. */
+export interface StartOptions {
+  overridePromotion?: { reason: string };
 }
 
 /**
@@ -99,6 +112,8 @@ export class RolloutEngine {
   private readonly windows: WindowWatcher | undefined;
   private readonly validateWindow: (window: MaintenanceWindow) => void;
   private readonly minApprovals: number;
+  private readonly promotion: PromotionConfig | undefined;
+  private readonly requiredRecordFields: readonly ChangeRecordField[];
   private readonly deps: EngineDeps;
   private readonly reverts: RevertRunner;
   private readonly signing: RolloutSigning;
@@ -106,6 +121,8 @@ export class RolloutEngine {
   private readonly analyses: AnalysisRunner;
   private readonly recorder: ReportRecorder;
   private readonly dirty = new Set<string>();
+  /** The last reason each scheduled start was refused for, so a wait is logged once, not every tick. */
+  private readonly startRefusals = new Map<string, string>();
   private reports: AgentReport[] = [];
   private flushScheduled = false;
   private advanceScheduled = false;
@@ -122,6 +139,8 @@ export class RolloutEngine {
     this.windows = options.windows;
     this.validateWindow = options.validateWindow ?? (() => {});
     this.minApprovals = options.minApprovals ?? 0;
+    this.promotion = options.promotion;
+    this.requiredRecordFields = options.requiredRecordFields ?? [];
     this.deps = {
       store: this.store,
       channel: this.channel,
@@ -222,6 +241,7 @@ export class RolloutEngine {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       assertVerb(id, rollout.state, 'approve');
+      this.assertRecordComplete(rollout, 'approved');
       if (actor === rollout.createdBy) {
         throw new FleetError(
           ErrorCode.forbidden,
@@ -247,8 +267,12 @@ export class RolloutEngine {
     return mustGetRollout(this.store, id);
   }
 
-  /** Freezes the target set, assigns waves and starts the first one. */
-  start(id: string, actor: string): RolloutRecord {
+  /**
+   * Freezes the target set, assigns waves and starts the first one. Under a promotion order, hosts of
+   * a later environment need the earlier one passed by the same content; an admin's `overridePromotion`
+   * (checked by the route) starts it anyway, with the reason on the record.
+   */
+  start(id: string, actor: string, options: StartOptions = {}): RolloutRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
       if (rollout.state === 'awaiting_approval') {
@@ -290,6 +314,8 @@ export class RolloutEngine {
           isoNow(this.clock),
         );
       }
+      this.assertRecordComplete(rollout, 'started');
+      this.checkPromotionOrder(rollout, hosts, actor, options);
       const waves = assignWaves(hosts, rollout.request.waves);
       waves.forEach((wave, waveIndex) => {
         wave.forEach((hostId, position) => {
@@ -462,6 +488,63 @@ export class RolloutEngine {
     return this.store.hostRuns.get(id, hostId) as HostRunRecord;
   }
 
+  /** Refused (409, naming the fields) while the patch's change record leaves a required field empty. */
+  private assertRecordComplete(rollout: RolloutRecord, verb: 'approved' | 'started'): void {
+    if (this.requiredRecordFields.length === 0) return;
+    const patch = this.store.patches.get(rollout.patchId);
+    const missing = missingRecordFields(patch?.record, this.requiredRecordFields);
+    if (missing.length === 0) return;
+    throw new FleetError(
+      ErrorCode.conflict,
+      `patch ${rollout.patchId}'s change record leaves required field(s) empty: ${missing.join(', ')}; a rollout of it cannot be ${verb} (create the patch again with them)`,
+      { rolloutId: rollout.id, patchId: rollout.patchId, missing },
+    );
+  }
+
+  /**
+   * Must run inside start's transaction. Records what the promotion order decided for these hosts;
+   * refuses (409) when an earlier environment was not passed, unless an admin overrides with a reason.
+   */
+  private checkPromotionOrder(
+    rollout: RolloutRecord,
+    hostIds: readonly string[],
+    actor: string,
+    options: StartOptions,
+  ): void {
+    const policy = this.promotion;
+    if (!policy) return;
+    const patch = this.store.patches.get(rollout.patchId);
+    if (!patch) return;
+    const labels = new Map(this.store.agents.list().map((agent) => [agent.id, agent.labels]));
+    const { decision, blocking } = checkPromotion(
+      policy,
+      hostIds.map((hostId) => environmentOf(labels.get(hostId) ?? {}, policy)),
+      stageRunsOf(this.store, patch.contentDigest, policy, rollout.id),
+      this.clock.now(),
+    );
+    if (blocking.length > 0) {
+      const override = options.overridePromotion;
+      if (!override) {
+        throw new FleetError(ErrorCode.conflict, promotionRefusal(blocking, patch.contentDigest), {
+          rolloutId: rollout.id,
+          contentDigest: patch.contentDigest,
+          missing: blocking,
+        });
+      }
+      decision.override = { by: actor, at: isoNow(this.clock), reason: override.reason };
+      this.store.appendEvent(
+        {
+          rolloutId: rollout.id,
+          actor,
+          type: 'rollout.promotion_overridden',
+          data: { reason: override.reason, missing: blocking },
+        },
+        isoNow(this.clock),
+      );
+    }
+    this.store.rollouts.setPromotion(rollout.id, decision);
+  }
+
   /** A revert of a patch marked `revertable: false` can only fail on a host without a prior .deb: refused, 409. */
   private assertRevertable(rollout: RolloutRecord): void {
     const patch = this.store.patches.get(rollout.patchId);
@@ -535,8 +618,14 @@ export class RolloutEngine {
       if (startAt === undefined || Date.parse(startAt) > this.clock.now()) continue;
       try {
         this.start(rollout.id, SYSTEM);
+        this.startRefusals.delete(rollout.id);
       } catch (err) {
-        this.log.warn({ err, rolloutId: rollout.id }, 'scheduled start failed');
+        // Tried again every tick (a promotion soak ends by itself): logged when the reason changes.
+        const reason = err instanceof Error ? err.message : String(err);
+        if (this.startRefusals.get(rollout.id) !== reason) {
+          this.startRefusals.set(rollout.id, reason);
+          this.log.warn({ err, rolloutId: rollout.id }, 'scheduled start failed');
+        }
       }
     }
     expireDeadlines(this.deps);

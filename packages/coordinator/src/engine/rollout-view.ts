@@ -121,6 +121,7 @@ export class RolloutView {
       waves,
       analyses: this.analyses(rollout),
       ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
+      ...optional('promotion', this.store.rollouts.promotion(rollout.id)),
     };
   }
 
@@ -191,6 +192,10 @@ export class RolloutView {
     if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);
     return rollout;
   }
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return value === undefined ? {} : ({ [key]: value } as { [P in K]?: V });
 }
 
 /** Where to see whether the fix took: the compliance view of the rollout's `exposedTo`. */

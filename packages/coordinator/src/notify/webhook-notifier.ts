@@ -30,6 +30,20 @@ export interface WebhookNotifierOptions {
   maxQueue?: number;
   log: Logger;
   clock?: Clock;
+  /** Told of each delivery given up after its last attempt (the coordinator audits it); never of one dropped at stop. */
+  onGiveUp?: (failure: WebhookFailure) => void;
+}
+
+/** A delivery given up: where, what, and the last attempt's answer. */
+export interface WebhookFailure {
+  /** Origin and path only (a URL can carry credentials). */
+  url: string;
+  deliveryId: string;
+  type: string;
+  rolloutId: string;
+  attempts: number;
+  status?: number | undefined;
+  error?: string | undefined;
 }
 
 export interface WebhookStats {
@@ -44,6 +58,7 @@ interface Delivery {
   /** Sent as x-fleetpatch-delivery, unchanged across retries, so receivers can deduplicate. */
   id: string;
   type: string;
+  rolloutId: string;
   body: string;
   enqueuedAt: number;
 }
@@ -76,6 +91,7 @@ export class WebhookNotifier {
   readonly #maxQueue: number;
   readonly #log: Logger;
   readonly #clock: Clock;
+  readonly #onGiveUp: ((failure: WebhookFailure) => void) | undefined;
   readonly #abort = new AbortController();
   readonly #idleWaiters: (() => void)[] = [];
   #stopping: Promise<void> | undefined;
@@ -91,6 +107,7 @@ export class WebhookNotifier {
     this.#maxQueue = positiveInteger('maxQueue', options.maxQueue ?? 10_000);
     this.#log = options.log.child({ component: 'webhook-notifier' });
     this.#clock = options.clock ?? systemClock;
+    this.#onGiveUp = options.onGiveUp;
     this.#lanes = options.endpoints.map((endpoint) => ({
       endpoint,
       label: endpointLabel(endpoint.url),
@@ -123,7 +140,7 @@ export class WebhookNotifier {
       }
       const enqueuedAt = this.#clock.now();
       for (const lane of lanes) {
-        lane.pending.push({ id: randomUUID(), type: event.type, body, enqueuedAt });
+        lane.pending.push({ id: randomUUID(), type: event.type, rolloutId: event.rolloutId, body, enqueuedAt });
         if (lane.pending.length > this.#maxQueue) {
           const oldest = lane.pending.shift();
           this.#dropped++;
@@ -239,6 +256,20 @@ export class WebhookNotifier {
       },
       'webhook delivery given up',
     );
+    const error = last?.ok === false && last.err !== undefined ? String(last.err) : undefined;
+    try {
+      this.#onGiveUp?.({
+        url: lane.label,
+        deliveryId: delivery.id,
+        type: delivery.type,
+        rolloutId: delivery.rolloutId,
+        attempts: this.#maxAttempts,
+        status: last?.ok === false ? last.status : undefined,
+        error,
+      });
+    } catch (err) {
+      log.error({ err }, 'recording a failed webhook delivery failed');
+    }
   }
 
   async #attempt(endpoint: WebhookEndpoint, delivery: Delivery): Promise<AttemptOutcome> {

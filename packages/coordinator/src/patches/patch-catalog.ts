@@ -1,21 +1,54 @@
-import { type Clock, ErrorCode, FleetError, isoAt, type Patch, type PatchSpec } from '@fleetpatch/shared';
+import {
+  type ChangeRecordField,
+  type ChangeRecordView,
+  type Clock,
+  ErrorCode,
+  FleetError,
+  isoAt,
+  type NewPatch,
+  type Patch,
+  type PatchHistory,
+  patchContentDigest,
+  patchSpecOf,
+} from '@fleetpatch/shared';
+import type { PromotionConfig } from '../config.js';
 import { newId } from '../engine/ids.js';
 import type { Store } from '../store/store.js';
+import { changeRecordView } from './change-record-view.js';
+import { patchHistory } from './patch-history.js';
+
+export interface PatchCatalogOptions {
+  /** The coordinator's promotion order: how history groups rollouts by environment. */
+  promotion?: PromotionConfig | undefined;
+  /** Change record fields this coordinator requires (shown as missing in the record). */
+  requiredRecordFields?: readonly ChangeRecordField[];
+}
 
 /** Patches: created once with their audit event, never edited — a new fix is a new patch. */
 export class PatchCatalog {
   constructor(
     private readonly store: Store,
     private readonly clock: Pick<Clock, 'now'>,
+    private readonly options: PatchCatalogOptions = {},
   ) {}
 
-  create(spec: PatchSpec, actor: string): Patch {
+  create(spec: NewPatch, actor: string): Patch {
     const { store } = this;
-    const patch: Patch = { ...spec, id: newId('pat'), createdBy: actor, createdAt: isoAt(this.clock) };
+    const patch: Patch = {
+      ...spec,
+      id: newId('pat'),
+      createdBy: actor,
+      createdAt: isoAt(this.clock),
+      contentDigest: patchContentDigest(patchSpecOf(spec)),
+    };
     store.transaction(() => {
       store.patches.insert(patch);
       store.appendEvent(
-        { actor, type: 'patch.created', data: { patchId: patch.id, title: patch.title } },
+        {
+          actor,
+          type: 'patch.created',
+          data: { patchId: patch.id, title: patch.title, contentDigest: patch.contentDigest },
+        },
         patch.createdAt,
       );
     });
@@ -31,5 +64,18 @@ export class PatchCatalog {
     const patch = this.store.patches.get(id);
     if (!patch) throw new FleetError(ErrorCode.notFound, `patch ${id} does not exist`);
     return patch;
+  }
+
+  /** The path of the patch's content through the environments. */
+  history(id: string): PatchHistory {
+    return patchHistory(this.store, this.get(id), this.options.promotion);
+  }
+
+  /** The change request: the record with its evidence and triggers filled in. */
+  record(id: string): ChangeRecordView {
+    return changeRecordView(this.store, this.get(id), {
+      policy: this.options.promotion,
+      required: this.options.requiredRecordFields ?? [],
+    });
   }
 }

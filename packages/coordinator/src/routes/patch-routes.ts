@@ -1,9 +1,18 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
-import { PatchListSchema, PatchSchema, PatchSpecSchema } from '@fleetpatch/shared';
+import {
+  ChangeRecordViewSchema,
+  NewPatchSchema,
+  PatchHistorySchema,
+  PatchListSchema,
+  PatchSchema,
+  renderChangeRecord,
+} from '@fleetpatch/shared';
 import { z } from 'zod';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 import { operation } from '../http/openapi-document.js';
 import { callerOf } from '../http/route-access.js';
+
+const Params = z.object({ id: z.string().max(100) });
 
 /** Patches: one described change. Created once, never edited — a new fix is a new patch. */
 export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
@@ -15,7 +24,7 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { access: 'write' },
       schema: {
         ...operation('patches', 'createPatch', 'Create a patch (immutable once created)'),
-        body: PatchSpecSchema,
+        body: NewPatchSchema,
         response: { 201: PatchSchema, ...ERROR_RESPONSES },
       },
     },
@@ -44,10 +53,57 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { access: 'read' },
       schema: {
         ...operation('patches', 'getPatch', 'Get one patch'),
-        params: z.object({ id: z.string().max(100) }),
+        params: Params,
         response: { 200: PatchSchema, ...ERROR_RESPONSES },
       },
     },
     async (request) => patches.get(request.params.id),
   );
+
+  // The path of the patch's content (any patch with its digest) through the promotion order.
+  app.get(
+    '/patches/:id/history',
+    {
+      config: { access: 'read' },
+      schema: {
+        ...operation('patches', 'getPatchHistory', "The patch content's path through the promotion order"),
+        params: Params,
+        response: { 200: PatchHistorySchema, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => patches.history(request.params.id),
+  );
+
+  // The change request for a change-management system: JSON, or Markdown with `Accept: text/markdown`
+  // or `?format=md` (the query wins over the header).
+  app.get(
+    '/patches/:id/record',
+    {
+      config: { access: 'read' },
+      schema: {
+        ...operation('patches', 'getChangeRecord', 'The change record, as JSON or Markdown'),
+        params: Params,
+        querystring: z.object({ format: z.enum(['json', 'md']).optional() }).strict(),
+        response: { 200: z.union([ChangeRecordViewSchema, z.string()]), ...ERROR_RESPONSES },
+      },
+    },
+    async (request, reply) => {
+      const view = patches.record(request.params.id);
+      const format = request.query.format ?? (wantsMarkdown(request.headers.accept) ? 'md' : 'json');
+      if (format === 'json') return view;
+      return reply
+        .type('text/markdown; charset=utf-8')
+        .serializer((payload) => payload as string)
+        .send(renderChangeRecord(view, 'markdown'));
+    },
+  );
 };
+
+/** Markdown when the client asks for it before (or instead of) JSON. */
+function wantsMarkdown(accept: string | undefined): boolean {
+  if (!accept) return false;
+  const types = accept.split(',').map((part) => part.split(';')[0]?.trim().toLowerCase());
+  const markdown = types.indexOf('text/markdown');
+  const json = types.indexOf('application/json');
+  return markdown !== -1 && (json === -1 || markdown < json);
+}

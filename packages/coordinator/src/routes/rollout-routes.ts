@@ -2,7 +2,10 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import {
   ApproveRequestSchema,
   AttachStatementRequestSchema,
+  ErrorCode,
   EventPageSchema,
+  FleetError,
+  hasControlCharacter,
   PreflightResultSchema,
   RevertSignatureRequestSchema,
   RolloutListSchema,
@@ -11,6 +14,7 @@ import {
   RolloutStatusSchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
+import { mayDo } from '../http/api-auth.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 import { operation } from '../http/openapi-document.js';
 import { callerOf } from '../http/route-access.js';
@@ -22,6 +26,23 @@ const HostParams = Params.extend({ hostId: z.string().min(1).max(128) });
 // app's JSON parser reads as none), and a client may send `null`; all three mean "no reason given".
 const VerbBody = z
   .object({ reason: z.string().max(2000).optional() })
+  .strict()
+  .nullish();
+const StartBody = z
+  .object({
+    reason: z.string().max(2000).optional(),
+    overridePromotion: z
+      .object({
+        reason: z
+          .string()
+          .trim()
+          .min(1)
+          .max(2000)
+          .refine((reason) => !hasControlCharacter(reason), 'must not contain control characters'),
+      })
+      .strict()
+      .optional(),
+  })
   .strict()
   .nullish();
 const Status = { 200: RolloutStatusSchema, ...ERROR_RESPONSES } as const;
@@ -162,17 +183,40 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
+  // Start; `overridePromotion` starts it although an earlier environment was not passed (admins only,
+  // with a reason that goes on the record and in the status).
+  app.post(
+    '/rollouts/:id/start',
+    {
+      config: { access: 'write' },
+      schema: {
+        ...operation('rollouts', 'startRollout', 'Start an approved rollout'),
+        params: Params,
+        body: StartBody,
+        response: Status,
+      },
+    },
+    async (request) => {
+      const caller = callerOf(request);
+      const override = request.body?.overridePromotion;
+      if (override && !mayDo(caller, 'admin')) {
+        throw new FleetError(
+          ErrorCode.forbidden,
+          `${caller.name} (${caller.role}) may not override the promotion order: admins only`,
+          { field: 'body.overridePromotion' },
+        );
+      }
+      engine.start(request.params.id, caller.name, override ? { overridePromotion: override } : {});
+      return view.status(request.params.id);
+    },
+  );
+
   // Each verb: what it does to the rollout, and how the API document names and sums it up.
   const verbs = {
     submit: {
       act: (id: string, actor: string) => engine.submit(id, actor),
       operationId: 'submitRollout',
       summary: 'Submit a draft for approval',
-    },
-    start: {
-      act: (id: string, actor: string) => engine.start(id, actor),
-      operationId: 'startRollout',
-      summary: 'Start an approved rollout',
     },
     pause: {
       act: (id: string, actor: string) => engine.pause(id, actor),

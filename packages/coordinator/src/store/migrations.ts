@@ -263,4 +263,14 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       ALTER TABLE host_runs ADD COLUMN rehearsal TEXT;
     `,
   },
+  {
+    version: 11,
+    name: "staging before production: a patch's content digest, and what start decided under the promotion order",
+    // content_digest is filled for earlier patches when the store opens (PatchRepository.backfillDigests).
+    sql: `
+      ALTER TABLE patches ADD COLUMN content_digest TEXT;
+      CREATE INDEX patches_content_digest ON patches(content_digest);
+      ALTER TABLE rollouts ADD COLUMN promotion TEXT;
+    `,
+  },
 ];

@@ -1,4 +1,4 @@
-import type { Patch, PatchSpec } from '@fleetpatch/shared';
+import { type Patch, type PatchSpec, patchContentDigest, patchSpecOf } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
 interface PatchRow {
@@ -6,6 +6,7 @@ interface PatchRow {
   spec: string;
   created_by: string;
   created_at: string;
+  content_digest: string | null;
 }
 
 /** Patches are written once and never updated: a new fix is a new patch. */
@@ -14,15 +15,20 @@ export class PatchRepository {
 
   constructor(db: Db) {
     this.statements = {
-      insert: db.prepare('INSERT INTO patches (id, spec, created_by, created_at) VALUES (?, ?, ?, ?)'),
+      insert: db.prepare(
+        'INSERT INTO patches (id, spec, created_by, created_at, content_digest) VALUES (?, ?, ?, ?, ?)',
+      ),
       byId: db.prepare('SELECT * FROM patches WHERE id = ?'),
       page: db.prepare('SELECT * FROM patches ORDER BY created_at DESC, id DESC LIMIT ?'),
+      idsWithDigest: db.prepare('SELECT id FROM patches WHERE content_digest = ? ORDER BY created_at, id'),
+      withoutDigest: db.prepare('SELECT * FROM patches WHERE content_digest IS NULL'),
+      setDigest: db.prepare('UPDATE patches SET content_digest = ? WHERE id = ?'),
     };
   }
 
   insert(patch: Patch): void {
-    const { id, createdBy, createdAt, ...spec } = patch;
-    this.statements.insert.run(id, JSON.stringify(spec), createdBy, createdAt);
+    const { id, createdBy, createdAt, contentDigest, ...spec } = patch;
+    this.statements.insert.run(id, JSON.stringify(spec), createdBy, createdAt, contentDigest);
   }
 
   get(id: string): Patch | undefined {
@@ -33,8 +39,39 @@ export class PatchRepository {
   list(limit: number): Patch[] {
     return (this.statements.page.all(limit) as PatchRow[]).map(toPatch);
   }
+
+  /** Every patch with this content digest (the same change, whatever its prose), oldest first. */
+  idsWithDigest(digest: string): string[] {
+    return (this.statements.idsWithDigest.all(digest) as { id: string }[]).map((row) => row.id);
+  }
+
+  /**
+   * Patches stored before content digests existed (migration 11) get theirs; a no-op afterwards. A
+   * row whose spec no longer parses keeps none (it matches no other patch) rather than stop the start.
+   */
+  backfillDigests(): void {
+    for (const row of this.statements.withoutDigest.all() as PatchRow[]) {
+      const digest = digestOf(JSON.parse(row.spec) as PatchSpec);
+      if (digest !== null) this.statements.setDigest.run(digest, row.id);
+    }
+  }
 }
 
 function toPatch(row: PatchRow): Patch {
-  return { id: row.id, createdBy: row.created_by, createdAt: row.created_at, ...(JSON.parse(row.spec) as PatchSpec) };
+  const stored = JSON.parse(row.spec) as PatchSpec & Pick<Patch, 'record'>;
+  return {
+    id: row.id,
+    createdBy: row.created_by,
+    createdAt: row.created_at,
+    ...stored,
+    contentDigest: row.content_digest ?? digestOf(stored) ?? '',
+  };
+}
+
+function digestOf(stored: PatchSpec): string | null {
+  try {
+    return patchContentDigest(patchSpecOf(stored));
+  } catch {
+    return null;
+  }
 }

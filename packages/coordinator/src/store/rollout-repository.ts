@@ -1,4 +1,10 @@
-import type { RolloutRecord as ApiRolloutRecord, Approval, RolloutRequest, RolloutState } from '@fleetpatch/shared';
+import type {
+  RolloutRecord as ApiRolloutRecord,
+  Approval,
+  PromotionDecision,
+  RolloutRequest,
+  RolloutState,
+} from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
 /**
@@ -23,6 +29,7 @@ interface RolloutRow {
   updated_at: string;
   started_at: string | null;
   finished_at: string | null;
+  promotion: string | null;
 }
 
 function toRecord(row: RolloutRow): RolloutRecord {
@@ -70,6 +77,17 @@ export class RolloutRepository {
       ),
       approve: db.prepare('INSERT OR IGNORE INTO approvals (rollout_id, approver, at) VALUES (?, ?, ?)'),
       approvers: db.prepare('SELECT approver, at FROM approvals WHERE rollout_id = ? ORDER BY at'),
+      setPromotion: db.prepare('UPDATE rollouts SET promotion = ? WHERE id = ?'),
+      promotion: db.prepare('SELECT promotion FROM rollouts WHERE id = ?'),
+      ofPatches: db.prepare(
+        'SELECT * FROM rollouts WHERE patch_id IN (SELECT value FROM json_each(?)) ORDER BY created_at, id',
+      ),
+      // A revert of the whole rollout, or of one of its hosts (by a person: the engine reverts nothing
+      // by itself once a rollout has finished), at or after the given instant.
+      revertedSince: db.prepare(
+        `SELECT EXISTS (SELECT 1 FROM events WHERE rollout_id = ? AND at >= ?
+           AND type IN ('rollout.reverting', 'host.revert_requested')) AS reverted`,
+      ),
     };
   }
 
@@ -108,6 +126,26 @@ export class RolloutRepository {
   /** Returns false when this approver had already approved. */
   addApproval(id: string, approver: string, at: string): boolean {
     return this.statements.approve.run(id, approver, at).changes > 0;
+  }
+
+  /** What start decided under the promotion order; written once, in start's transaction. */
+  setPromotion(id: string, decision: PromotionDecision): void {
+    this.statements.setPromotion.run(JSON.stringify(decision), id);
+  }
+
+  promotion(id: string): PromotionDecision | undefined {
+    const row = this.statements.promotion.get(id) as { promotion: string | null } | undefined;
+    return row?.promotion ? (JSON.parse(row.promotion) as PromotionDecision) : undefined;
+  }
+
+  /** The rollouts of these patches, oldest first. */
+  ofPatches(patchIds: readonly string[]): RolloutRecord[] {
+    return (this.statements.ofPatches.all(JSON.stringify(patchIds)) as RolloutRow[]).map(toRecord);
+  }
+
+  /** Whether the rollout, or a host of it, was asked to revert at or after `at` (ISO 8601). */
+  revertedSince(id: string, at: string): boolean {
+    return (this.statements.revertedSince.get(id, at) as { reverted: number }).reverted === 1;
   }
 
   approvals(id: string): Approval[] {

@@ -47,7 +47,9 @@ export class Store {
   }
 
   static open(file: string): Store {
-    return new Store(openDatabase(file));
+    const store = new Store(openDatabase(file));
+    store.patches.backfillDigests();
+    return store;
   }
 
   /** Runs `fn` in one IMMEDIATE transaction; nested calls join the outer one. */

@@ -1,4 +1,4 @@
-import { PatchSchema } from '@fleetpatch/shared';
+import { type NewPatchInput, storedPatch } from '@fleetpatch/shared';
 import { SAMPLE_PATCH_SPEC } from './sample-patch.js';
 import { SimulatedFleet, T0 } from './simulated-fleet.js';
 
@@ -10,7 +10,11 @@ export const ONE_PACKAGE_PATCH = 'pat_one';
 export function fleetWithPackagePatches(): SimulatedFleet {
   const fleet = new SimulatedFleet();
   const patch = (id: string, change: unknown) =>
-    PatchSchema.parse({ ...SAMPLE_PATCH_SPEC, change, id, createdBy: 'alice', createdAt: new Date(T0).toISOString() });
+    storedPatch({ ...SAMPLE_PATCH_SPEC, change } as NewPatchInput, {
+      id,
+      createdBy: 'alice',
+      createdAt: new Date(T0).toISOString(),
+    });
   fleet.store.transaction(() => {
     fleet.store.patches.insert(
       patch(SET_PATCH, {

@@ -11,10 +11,10 @@ import {
   inventoryDigest,
   type OrderOutcome,
   type OrderPhase,
-  PatchSchema,
   type RolloutRequestInput,
   RolloutRequestSchema,
   type RolloutState,
+  storedPatch,
 } from '@fleetpatch/shared';
 import { type Logger, pino } from 'pino';
 import { afterEach } from 'vitest';
@@ -23,6 +23,7 @@ import {
   type AgentChannel,
   type CoordinatorCrashPoint,
   RolloutEngine,
+  type RolloutEngineOptions,
   type WaveGate,
 } from '../../src/engine/rollout-engine.js';
 import type { HostRunRecord } from '../../src/store/host-run-repository.js';
@@ -52,8 +53,7 @@ const FACTS: Facts = {
   memoryBytes: 2 ** 31,
 };
 
-const PATCH = PatchSchema.parse({
-  ...SAMPLE_PATCH_SPEC,
+const PATCH = storedPatch(SAMPLE_PATCH_SPEC, {
   id: PATCH_ID,
   createdBy: 'alice',
   createdAt: new Date(T0).toISOString(),
@@ -77,6 +77,10 @@ export interface SimulatedFleetOptions {
   checkpoint?: (name: CoordinatorCrashPoint) => void;
   /** What metric analyses are answered (a test's script); none are declared unless a test does. */
   metricQuery?: MetricQuery;
+  /** The coordinator's promotion order (staging before production); none unless a test says. */
+  promotion?: RolloutEngineOptions['promotion'];
+  /** Change record fields the coordinator requires; none unless a test says. */
+  requiredRecordFields?: RolloutEngineOptions['requiredRecordFields'];
 }
 
 const silent = pino({ level: 'silent' });
@@ -147,6 +151,8 @@ export class SimulatedFleet {
       ...(this.options.waveGate ? { waveGate: this.options.waveGate } : {}),
       ...(this.options.checkpoint ? { checkpoint: this.options.checkpoint } : {}),
       ...(this.options.metricQuery ? { metricQuery: this.options.metricQuery } : {}),
+      promotion: this.options.promotion,
+      ...(this.options.requiredRecordFields ? { requiredRecordFields: this.options.requiredRecordFields } : {}),
     });
   }
 
