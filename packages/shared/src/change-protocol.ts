@@ -1,3 +1,4 @@
+import type { HealthPolicy } from './health-check.js';
 import type { Change } from './patch.js';
 
 /**
@@ -7,12 +8,28 @@ import type { Change } from './patch.js';
  */
 export const PACKAGE_SETS_PROTOCOL = 4;
 
+/** Protocol 5: a health policy's `failAfterConsecutive` and `bakeTolerance`; live failing-poll counts in progress. */
+export const HEALTH_TOLERANCE_PROTOCOL = 5;
+
+/** What an order asks of an agent: its change and, for an apply, the health policy it judges by. */
+export interface OrderContent {
+  change: Change;
+  health?: HealthPolicy | undefined;
+}
+
+/** Whether `health` names a field only agents of `HEALTH_TOLERANCE_PROTOCOL` read. */
+function usesHealthTolerance(health: HealthPolicy | undefined): boolean {
+  return health?.failAfterConsecutive !== undefined || health?.bakeTolerance !== undefined;
+}
+
 /**
- * The lowest protocol whose agents understand `change`. An agent's change schema is `.strict()`
- * (it must never apply less than was approved), so an older agent refuses a change with a field it
- * does not know: the coordinator never sends it one (see `protocolGapOf`).
+ * The lowest protocol whose agents understand an order's change and health policy. An agent's
+ * change and health schemas are `.strict()` (it must never apply less than was approved), so an
+ * older agent refuses an order with a field it does not know: the coordinator never sends it one
+ * (see `protocolGapOf`).
  */
-export function protocolNeededFor(change: Change): number {
+export function protocolNeededFor({ change, health }: OrderContent): number {
+  if (usesHealthTolerance(health)) return HEALTH_TOLERANCE_PROTOCOL;
   if (change.kind === 'package' && (change.packages !== undefined || change.source !== undefined)) {
     return PACKAGE_SETS_PROTOCOL;
   }
@@ -25,17 +42,18 @@ export function protocolNeededFor(change: Change): number {
  * a host's failure reason); undefined when it may be sent, or when the agent's protocol is not known
  * (it is offline: the order waits, and is checked again when it says hello).
  */
-export function protocolGapOf(change: Change, spoken: number | undefined): string | undefined {
-  const needed = protocolNeededFor(change);
+export function protocolGapOf(order: OrderContent, spoken: number | undefined): string | undefined {
+  const needed = protocolNeededFor(order);
   if (spoken === undefined || spoken >= needed) return undefined;
   return (
-    `its agent speaks protocol ${spoken}; ${needsWhat(change)} needs protocol ${needed}: ` +
+    `its agent speaks protocol ${spoken}; ${needsWhat(order)} needs protocol ${needed}: ` +
     'upgrade the agent (an older one cannot read the order)'
   );
 }
 
-/** What in `change` an older agent cannot read, for people. */
-function needsWhat(change: Change): string {
+/** What in the order an older agent cannot read, for people. */
+function needsWhat({ change, health }: OrderContent): string {
+  if (usesHealthTolerance(health)) return 'a health policy with failAfterConsecutive or bakeTolerance';
   if (change.kind === 'package' && (change.packages !== undefined || change.source !== undefined)) {
     return 'a package set or source change';
   }

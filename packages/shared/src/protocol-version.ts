@@ -16,12 +16,17 @@ import { z } from 'zod';
  *   `not_applicable`. An agent of protocol 3 or older would refuse such a change (its change schema
  *   is strict), so the coordinator sends it none: a dry run answers `incompatible`, a rollout fails
  *   that host with the reason (upgrade the agent), and its plan lists it.
+ * - **5**: health tolerance (change-protocol.ts): a health policy may name `failAfterConsecutive`
+ *   (fail fast while verifying) and `bakeTolerance`; `order.progress` carries `failingPolls`, the
+ *   polls in a row with a failing check. An agent of protocol 4 or older would refuse such a policy
+ *   (its health schema is strict), so the coordinator sends it none, as for protocol 4; a policy
+ *   without them goes to every agent as before.
  *
  * A coordinator speaks every version from `MIN_PROTOCOL_VERSION` to `PROTOCOL_VERSION`, so it is
  * upgraded first and agents follow in waves. An agent speaks the same range unless its
  * `minProtocolVersion` raises the floor.
  */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** The oldest version this build still speaks: agents of that protocol keep working with it. */
 export const MIN_PROTOCOL_VERSION = 1;
 

@@ -112,7 +112,7 @@ export class ReportRecorder {
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
           const patch = store.patches.get(rollout.patchId) as Patch;
           // Dispatched while the agent was away, and it came back speaking a protocol too old for the change.
-          const gap = protocolGapOf(patch.change, channel.protocolVersionOf(agentId));
+          const gap = protocolGapOf(patch, channel.protocolVersionOf(agentId));
           if (gap !== undefined) {
             store.transaction(() => failTooOld(this.deps, run, gap));
             this.deps.markDirty(run.rolloutId);

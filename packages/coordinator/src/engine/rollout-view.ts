@@ -72,7 +72,7 @@ export class RolloutView {
     const patch = this.store.patches.get(rollout.patchId);
     if (!patch) return [];
     return hostIds.flatMap((hostId) => {
-      const reason = protocolGapOf(patch.change, this.protocolVersionOf(hostId));
+      const reason = protocolGapOf(patch, this.protocolVersionOf(hostId));
       return reason === undefined ? [] : [{ hostId, reason }];
     });
   }

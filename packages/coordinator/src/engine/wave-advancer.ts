@@ -238,7 +238,7 @@ export class WaveAdvancer {
           );
           continue;
         }
-        const gap = protocolGapOf(patch.change, channel.protocolVersionOf(run.hostId));
+        const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
         if (gap !== undefined) {
           failTooOld(this.deps, run, gap);
           continue;
