@@ -128,6 +128,39 @@ export type RolloutList = z.infer<typeof RolloutListSchema>;
 export const WavePhaseSchema = z.enum(['pending', 'running', 'baking', 'passed', 'stopped']);
 export type WavePhase = z.infer<typeof WavePhaseSchema>;
 
+/** One check's latest result while a host verifies or bakes, and since when it has held that verdict. */
+export const LiveCheckSchema = z
+  .object({
+    check: z.string(),
+    kind: z.string(),
+    ok: z.boolean(),
+    /** What the check saw at its latest poll ("HTTP 500"). */
+    observed: z.string(),
+    /** When the agent took that latest poll. */
+    at: z.string(),
+    /** Since when this check has been passing (ok) or failing (not ok) without a break. */
+    since: z.string(),
+  })
+  .strict();
+export type LiveCheck = z.infer<typeof LiveCheckSchema>;
+
+/**
+ * A host's health as its agent reports it on every poll while it verifies (after apply) or bakes
+ * (after it reported healthy). Held by the coordinator in memory for the host's current order: a
+ * retried host starts without one, and after a coordinator restart it is back at the next poll.
+ */
+export const LiveHealthSchema = z
+  .object({
+    phase: z.enum(['verifying', 'baking']),
+    checks: z.array(LiveCheckSchema),
+    /** Polls in a row with a failing check, the latest included; 0 when the latest passed. */
+    failingPolls: z.number().int().min(0),
+    /** When the coordinator received the latest poll. */
+    updatedAt: IsoTimeSchema,
+  })
+  .strict();
+export type LiveHealth = z.infer<typeof LiveHealthSchema>;
+
 export const HostViewSchema = z
   .object({
     hostId: z.string(),
@@ -138,7 +171,10 @@ export const HostViewSchema = z
     orderId: z.string().nullable(),
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
+    /** The health results of the current order's result (null until it reports one; cleared by a retry). */
     health: z.array(HealthCheckResultSchema).nullable(),
+    /** The latest poll while verifying or baking, live (absent until the agent reports one for this order). */
+    liveHealth: LiveHealthSchema.optional(),
     /** The canary's rehearsed revert, as its agent reported it (null: none was asked for, or none reported). */
     rehearsal: RehearsalReportSchema.nullable(),
     /** What followed the change on the host: units restarted, services still on old libraries, reboot. */

@@ -36,6 +36,7 @@ import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { invalidField } from './invalid-field.js';
+import { LiveHealthBoard } from './live-health.js';
 import { cancelInFlight } from './order-sender.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
@@ -105,6 +106,8 @@ export class RolloutEngine {
   private readonly advancer: WaveAdvancer;
   private readonly analyses: AnalysisRunner;
   private readonly recorder: ReportRecorder;
+  /** Each order's latest health results while its host verifies or bakes (the status shows them). */
+  readonly liveHealth = new LiveHealthBoard();
   private readonly dirty = new Set<string>();
   private reports: AgentReport[] = [];
   private flushScheduled = false;
@@ -143,6 +146,7 @@ export class RolloutEngine {
       this.deps,
       this.reverts,
       new ConnectedAudit(options.connectedAuditWindowMs ?? 60_000),
+      this.liveHealth,
     );
   }
 

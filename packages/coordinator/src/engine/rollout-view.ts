@@ -6,6 +6,7 @@ import {
   ErrorCode,
   FleetError,
   isRevertable,
+  type LiveHealth,
   protocolGapOf,
   type RolloutPlan,
   type RolloutRecord as RolloutRecordView,
@@ -29,6 +30,7 @@ export class RolloutView {
     private readonly store: Store,
     private readonly isOnline: (hostId: string) => boolean,
     private readonly protocolVersionOf: (hostId: string) => number | undefined = () => undefined,
+    private readonly liveHealthOf: (orderId: string | null) => LiveHealth | undefined = () => undefined,
   ) {}
 
   /** The newest `limit` rollouts, newest first. */
@@ -88,6 +90,7 @@ export class RolloutView {
     }));
     for (const run of runs) {
       counts[run.state] = (counts[run.state] ?? 0) + 1;
+      const liveHealth = this.liveHealthOf(run.orderId);
       waves[run.wave]?.hosts.push({
         hostId: run.hostId,
         state: run.state,
@@ -97,6 +100,7 @@ export class RolloutView {
         errorCode: run.errorCode,
         reason: run.reason,
         health: run.health,
+        ...(liveHealth ? { liveHealth } : {}),
         rehearsal: run.rehearsal,
         afterChange: run.afterChange,
         ...(run.packages ? { packages: run.packages } : {}),

@@ -6,6 +6,7 @@ import {
   ErrorCode,
   type EventRecord,
   type Facts,
+  type HealthCheckResult,
   type HostRunState,
   type InstalledPackage,
   inventoryDigest,
@@ -249,6 +250,33 @@ export class SimulatedFleet {
   }
 
   /**
+   * One health poll of the host's latest apply order (open, or healthy and baking) reported as its
+   * agent does: `order.progress` in phase verifying with the results, `failingPolls` when given
+   * (protocol 5; an older agent sends none). `checks` maps a check name to what it saw: `true` passes.
+   */
+  async healthPoll(hostId: string, checks: Record<string, true | string>, failingPolls?: number): Promise<void> {
+    const entry = this.agent(hostId).latestApply();
+    if (!entry) throw new Error(`${hostId} holds no apply order`);
+    const at = new Date(this.now).toISOString();
+    const health = Object.entries(checks).map(([check, seen]) => ({
+      check,
+      kind: 'http',
+      ok: seen === true,
+      observed: seen === true ? 'HTTP 200' : seen,
+      at,
+    }));
+    if (this.agent(hostId).online)
+      this.engine.onOrderProgress(hostId, {
+        type: 'order.progress',
+        orderId: entry.orderId,
+        phase: 'verifying',
+        health,
+        ...(failingPolls === undefined ? {} : { failingPolls }),
+      });
+    await this.engine.whenIdle();
+  }
+
+  /**
    * The host finishes its open apply order and reports it. By default a healthy host carries the
    * change and a failed one has restored its snapshot (autoRevert host).
    */
@@ -309,6 +337,7 @@ export class SimulatedFleet {
     error: { errorCode: ErrorCode; reason?: string } | undefined = outcome === 'healthy' || outcome === 'reverted'
       ? undefined
       : { errorCode: ErrorCode.healthFailed },
+    health?: HealthCheckResult[],
   ): void {
     entry.phase = 'done';
     entry.acked = false;
@@ -317,6 +346,7 @@ export class SimulatedFleet {
       outcome,
       changed,
       ...error,
+      ...(health ? { health } : {}),
       finishedAt: new Date(this.now).toISOString(),
     };
     if (this.agent(hostId).online) this.engine.onOrderResult(hostId, entry.result);
