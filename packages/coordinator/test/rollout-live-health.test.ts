@@ -111,10 +111,9 @@ describe('live health while verifying', () => {
     // Unchanged since the last row: nothing more, however long it has been.
     fleet.now += LIVE_HEALTH_EVENT_INTERVAL_MS;
     await fleet.healthPoll('host-1', { web: 'HTTP 503' });
-    expect(healthEvents(fleet, id).map((e) => (e.data?.checks as { observed: string }[])[0]?.observed)).toEqual([
-      'HTTP 500',
-      'HTTP 503',
-    ]);
+    expect(
+      healthEvents(fleet, id).map((e) => (e.data as { checks: { observed: string }[] }).checks[0]?.observed),
+    ).toEqual(['HTTP 500', 'HTTP 503']);
     // The status is live all the same.
     expect(hostView(fleet, id, 'host-1').liveHealth?.checks[0]?.observed).toBe('HTTP 503');
   });
