@@ -56,6 +56,11 @@ export const AgentViewSchema = z
     enrolledAt: IsoTimeSchema.nullable(),
     /** Set once an admin revoked its credential: it cannot connect until it enrolls again with `replace`. */
     revokedAt: IsoTimeSchema.nullable(),
+    /**
+     * Set once an admin removed the agent (DELETE /v1/agents/:id): its credential is revoked, no
+     * target selects it, and `GET /v1/agents` lists it only with `?removed=true`; its history stays.
+     */
+    removedAt: IsoTimeSchema.nullable().optional(),
     online: z.boolean(),
   })
   .strict();
@@ -108,7 +113,7 @@ export const RolloutRecordSchema = z
     /** 0 until the rollout starts and its target is frozen. */
     hostCount: CountSchema,
     waveCount: CountSchema,
-    /** Index of the wave now running (or next to run). */
+    /** 0-based index of the wave now running (or next to run): wave number `currentWave + 1`, as people count. */
     currentWave: CountSchema,
     /** While baking after a passed wave: when the bake ends. */
     bakeUntil: IsoTimeSchema.nullable(),
@@ -124,8 +129,12 @@ export type RolloutRecord = z.infer<typeof RolloutRecordSchema>;
 export const RolloutListSchema = z.object({ rollouts: z.array(RolloutRecordSchema) }).strict();
 export type RolloutList = z.infer<typeof RolloutListSchema>;
 
-/** pending: not started; running; baking: passed, waiting out bakeSeconds; passed; stopped: the rollout halted or was aborted in it. */
-export const WavePhaseSchema = z.enum(['pending', 'running', 'baking', 'passed', 'stopped']);
+/**
+ * pending: not started; running; baking: passed, waiting out bakeSeconds; passed; failed: the rollout
+ * halted in it (its failure budget, an analysis or a rehearsal failed), also once it is reverted;
+ * stopped: the rollout was aborted in it, or reverted before it passed.
+ */
+export const WavePhaseSchema = z.enum(['pending', 'running', 'baking', 'passed', 'failed', 'stopped']);
 export type WavePhase = z.infer<typeof WavePhaseSchema>;
 
 /** One check's latest result while a host verifies or bakes, and since when it has held that verdict. */
@@ -190,7 +199,12 @@ export const HostViewSchema = z
 export type HostView = z.infer<typeof HostViewSchema>;
 
 export const WaveStatusSchema = z
-  .object({ wave: CountSchema, phase: WavePhaseSchema, hosts: z.array(HostViewSchema) })
+  .object({
+    /** 0-based index (the canary is wave 0 here, "wave 1" to people, as events' `waveNumber` says). */
+    wave: CountSchema,
+    phase: WavePhaseSchema,
+    hosts: z.array(HostViewSchema),
+  })
   .strict();
 export type WaveStatus = z.infer<typeof WaveStatusSchema>;
 
@@ -296,6 +310,11 @@ export const RolloutStatusSchema = z
      * (`url`, under the same API), to see hosts go from exposed to fixed.
      */
     compliance: z.object({ source: z.string(), fixed: z.string(), url: z.string() }).strict().optional(),
+    /**
+     * What a person should not miss, one sentence each: a rollout that succeeded with hosts reverted
+     * by hand (they do not carry the patch). Absent when there is nothing to say.
+     */
+    warnings: z.array(z.string()).optional(),
   })
   .strict();
 export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;

@@ -1,7 +1,6 @@
 import {
   type ApproveRequest,
   type AttachStatementRequest,
-  assignWaves,
   ErrorCode,
   FleetError,
   type Hello,
@@ -13,6 +12,7 @@ import {
   type RevertSignatureRequest,
   type RolloutRequest,
   type RolloutState,
+  waveData,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { type MetricQuery, queryPrometheus } from '../analysis/prometheus-query.js';
@@ -31,7 +31,7 @@ import type {
   WaveGate,
   WindowWatcher,
 } from './engine-interfaces.js';
-import { resolveFleetTarget } from './fleet-target.js';
+import { canaryFitnessOf, planCanaryFirst, resolveFleetTarget } from './fleet-target.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
@@ -294,7 +294,11 @@ export class RolloutEngine {
           isoNow(this.clock),
         );
       }
-      const waves = assignWaves(hosts, rollout.request.waves);
+      const waves = planCanaryFirst(
+        hosts,
+        canaryFitnessOf(this.store, (hostId) => this.channel.isOnline(hostId)),
+        rollout.request.waves,
+      );
       waves.forEach((wave, waveIndex) => {
         wave.forEach((hostId, position) => {
           this.store.hostRuns.insert({ rolloutId: id, hostId, wave: waveIndex, position });
@@ -318,7 +322,7 @@ export class RolloutEngine {
           : {}),
       });
       this.store.appendEvent(
-        { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: 0, hosts: waves[0] } },
+        { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(0), hosts: waves[0] } },
         isoNow(this.clock),
       );
     });
@@ -386,7 +390,7 @@ export class RolloutEngine {
         this.store.rollouts.setWave(id, wave, null, isoNow(this.clock));
         if (wave < rollout.currentWave)
           this.store.appendEvent(
-            { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave, retry: true } },
+            { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(wave), retry: true } },
             isoNow(this.clock),
           );
       }
@@ -403,15 +407,17 @@ export class RolloutEngine {
   promote(id: string, actor: string): RolloutRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
-      if (rollout.bakeUntil === null || (rollout.state !== 'running' && rollout.state !== 'paused')) {
-        throw new FleetError(ErrorCode.illegalTransition, 'promote ends a bake; this rollout is not baking', {
+      // Only while baking, as documented: a paused rollout is resumed first (promote must not be a back door past a pause).
+      if (rollout.bakeUntil === null || rollout.state !== 'running') {
+        const why = rollout.state === 'paused' ? 'it is paused: resume it first' : `it is ${rollout.state}, not baking`;
+        throw new FleetError(ErrorCode.illegalTransition, `promote ends a bake; ${why}`, {
           rolloutId: id,
           state: rollout.state,
         });
       }
       this.store.rollouts.setWave(id, rollout.currentWave, this.clock.now(), isoNow(this.clock));
       this.store.appendEvent(
-        { rolloutId: id, actor, type: 'rollout.promoted', data: { wave: rollout.currentWave } },
+        { rolloutId: id, actor, type: 'rollout.promoted', data: waveData(rollout.currentWave) },
         isoNow(this.clock),
       );
     });

@@ -110,8 +110,10 @@ export class RolloutView {
       const ran = wave.hosts.length > 0 && wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
       // A retry can take the rollout back to an earlier wave: later waves that already ran stay passed.
       if (wave.wave < rollout.currentWave || (wave.wave > rollout.currentWave && ran)) wave.phase = 'passed';
-      else if (wave.wave === rollout.currentWave) wave.phase = currentWavePhase(rollout, ran);
+      else if (wave.wave === rollout.currentWave)
+        wave.phase = currentWavePhase(rollout, ran, () => this.haltedBefore(id));
     }
+    const revertedByHand = rollout.state === 'succeeded' ? (counts.reverted ?? 0) : 0;
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
     const approvals = this.store.rollouts.approvals(id);
     return {
@@ -125,7 +127,17 @@ export class RolloutView {
       waves,
       analyses: this.analyses(rollout),
       ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
+      ...(revertedByHand > 0
+        ? {
+            warnings: [`succeeded, but ${revertedByHand} host(s) were reverted by hand and do not carry the patch`],
+          }
+        : {}),
     };
+  }
+
+  /** Whether the rollout's apply ended halted (a revert followed): its wave then failed, whatever the revert did. */
+  private haltedBefore(id: string): boolean {
+    return this.store.applyEndOf(id) === 'halted';
   }
 
   /** Each analysis run of the rollout, with its latest measurements. */
@@ -207,8 +219,11 @@ function toView(rollout: RolloutRecord): RolloutRecordView {
   return { ...rollout, bakeUntil: rollout.bakeUntil === null ? null : new Date(rollout.bakeUntil).toISOString() };
 }
 
-/** The phase of the wave the rollout is at, from the rollout's state. */
-function currentWavePhase(rollout: RolloutRecord, ran: boolean): WavePhase {
+/**
+ * The phase of the wave the rollout is at, from the rollout's state. A halt fails the wave it
+ * happens in; `haltedBefore` (read only for a reverting or reverted rollout) keeps it failed after.
+ */
+function currentWavePhase(rollout: RolloutRecord, ran: boolean, haltedBefore: () => boolean): WavePhase {
   switch (rollout.state) {
     case 'draft':
     case 'awaiting_approval':
@@ -220,11 +235,13 @@ function currentWavePhase(rollout: RolloutRecord, ran: boolean): WavePhase {
     case 'succeeded':
       return 'passed';
     case 'halted':
+      return 'failed';
     case 'aborted':
       return 'stopped';
     case 'reverting':
     case 'reverted':
     case 'revert_failed':
+      if (haltedBefore()) return 'failed';
       // The wave passed if it had reached its bake before the revert; else it was cut short.
       return rollout.bakeUntil !== null && ran ? 'passed' : 'stopped';
   }

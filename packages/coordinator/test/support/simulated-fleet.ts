@@ -183,15 +183,20 @@ export class SimulatedFleet {
       labels?: Record<string, string>;
       reportedLabels?: Record<string, string>;
       facts?: Partial<Facts>;
+      /** false: offline now, though it has connected before (a canary may still be planned on it). */
       online?: boolean;
+      /** Enrolled, but its agent never connected: never made a canary. */
+      neverConnected?: boolean;
     } = {},
   ): Promise<void> {
     for (const id of ids) {
       const labels = options.labels ?? {};
-      this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, new Date(this.now).toISOString());
+      const at = new Date(this.now).toISOString();
+      this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, at);
+      if (options.neverConnected !== true) this.store.transaction(() => this.store.agents.recordSeen(id, at));
       const reported = options.reportedLabels ?? labels;
       this.agents.set(id, new SimulatedAgent(id, reported, { ...FACTS, hostname: id, ...options.facts }));
-      if (options.online !== false) await this.connect(id);
+      if (options.online !== false && options.neverConnected !== true) await this.connect(id);
     }
   }
 
