@@ -130,7 +130,9 @@ describe('GET /v1/openapi.json', () => {
       required: expect.arrayContaining(['rollout', 'waves', 'haltsOn']),
       properties: {
         rollout: { properties: { bakeUntil: { anyOf: expect.arrayContaining([{ type: 'null' }]) } } },
-        waves: { items: { properties: { phase: { enum: ['pending', 'running', 'baking', 'passed', 'failed', 'stopped'] } } } },
+        waves: {
+          items: { properties: { phase: { enum: ['pending', 'running', 'baking', 'passed', 'failed', 'stopped'] } } },
+        },
       },
     });
     expect(schemaOf('/v1/rollouts', 'post', '201')).toEqual(status);
