@@ -114,7 +114,7 @@ export const RolloutRecordSchema = z
     hostCount: CountSchema,
     waveCount: CountSchema,
     /** 0-based index of the wave now running (or next to run): wave number `currentWave + 1`, as people count. */
-    currentWave: CountSchema,
+    currentWave: CountSchema.describe('0-based index of the current wave: people call it wave currentWave + 1'),
     /** While baking after a passed wave: when the bake ends. */
     bakeUntil: IsoTimeSchema.nullable(),
     stateReason: z.string().nullable(),
@@ -201,7 +201,9 @@ export type HostView = z.infer<typeof HostViewSchema>;
 export const WaveStatusSchema = z
   .object({
     /** 0-based index (the canary is wave 0 here, "wave 1" to people, as events' `waveNumber` says). */
-    wave: CountSchema,
+    wave: CountSchema.describe(
+      '0-based index of the wave: people call it wave wave + 1 (events carry it as waveNumber)',
+    ),
     phase: WavePhaseSchema,
     hosts: z.array(HostViewSchema),
   })
