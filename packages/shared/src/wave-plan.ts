@@ -78,9 +78,10 @@ const CANARY_RANK: Readonly<Record<CanaryFitness, number>> = { online: 0, offlin
  * would hold it for the whole delivery deadline and prove nothing.
  */
 export function canaryOrder<T>(hosts: readonly T[], fitness: (host: T) => CanaryFitness): T[] {
+  // Array.prototype.sort is stable: within a group, hosts keep their given order.
   return hosts
-    .map((host, index) => ({ host, index, rank: CANARY_RANK[fitness(host)] }))
-    .sort((a, b) => a.rank - b.rank || a.index - b.index)
+    .map((host) => ({ host, rank: CANARY_RANK[fitness(host)] }))
+    .sort((a, b) => a.rank - b.rank)
     .map(({ host }) => host);
 }
 

@@ -7,6 +7,7 @@ import {
   ordinal,
   resolveWaveSizes,
   toleratedFailures,
+  waveData,
 } from '../src/wave-plan.js';
 
 describe('resolveWaveSizes', () => {
@@ -89,6 +90,13 @@ describe('canaryOrder', () => {
   it('never makes a never-connected host the canary when another host can be', () => {
     expect(assignWaves(canaryOrder(['a', 'b'], of), [1, '100%'])).toEqual([['b'], ['a']]);
     expect(assignWaves(canaryOrder(['a', 'f', 'c'], of), [1, '100%'])).toEqual([['c'], ['f', 'a']]);
+  });
+});
+
+describe('waveData', () => {
+  it('names a wave by its 0-based index and its 1-based number', () => {
+    expect(waveData(0)).toEqual({ wave: 0, waveNumber: 1 });
+    expect(waveData(4)).toEqual({ wave: 4, waveNumber: 5 });
   });
 });
 
