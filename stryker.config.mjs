@@ -22,6 +22,7 @@ const ENGINE_SPECIFICATION = [
   'events',
   'failure-budget',
   'lifecycle',
+  'live-health',
   'offline',
   'restart',
   'revert',

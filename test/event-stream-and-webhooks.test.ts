@@ -9,7 +9,8 @@ import type { EventPage, EventRecord, RolloutStatus } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiClient, waitFor, waitForRolloutState } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
-import { ADMIN_TOKEN, FleetHarness } from './support/fleet-harness.js';
+import { FleetHarness } from './support/fleet-harness.js';
+import { SseClient, type SseFrame } from './support/sse-client.js';
 
 // What the outside world sees of a rollout: signed webhooks to a real HTTP receiver, the live
 // Server-Sent Events stream of its audit log (with resume), and the paged audit log. A real
@@ -23,86 +24,6 @@ interface WebhookDelivery {
   headers: IncomingHttpHeaders;
   raw: string;
   body: { type: string; rolloutId: string; at: string; data: { seq: number } & Record<string, unknown> };
-}
-
-interface SseFrame {
-  id: number;
-  event: string;
-  data: EventRecord;
-}
-
-/** A minimal EventSource over fetch: frames are parsed as they arrive; `close()` ends the request. */
-class SseClient {
-  private readonly decoder = new TextDecoder();
-  private buffer = '';
-  private readonly frames: SseFrame[] = [];
-  private readonly deadline: NodeJS.Timeout;
-
-  private constructor(
-    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
-    private readonly controller: AbortController,
-  ) {
-    // A stream that stops delivering fails the test instead of hanging it.
-    this.deadline = setTimeout(() => controller.abort(), 60_000);
-  }
-
-  static async open(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
-    const controller = new AbortController();
-    const res = await fetch(url, {
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...headers },
-      signal: controller.signal,
-    });
-    expect(res.status).toBe(200);
-    expect(res.headers.get('content-type')).toBe('text/event-stream');
-    if (!res.body) throw new Error('event stream has no body');
-    return new SseClient(res.body.getReader(), controller);
-  }
-
-  async next(): Promise<SseFrame> {
-    for (;;) {
-      const frame = this.frames.shift();
-      if (frame) return frame;
-      const { value, done } = await this.reader.read();
-      if (done) throw new Error('event stream ended');
-      this.buffer += this.decoder.decode(value, { stream: true });
-      this.parse();
-    }
-  }
-
-  /** Reads frames up to and including the first one `last` accepts. */
-  async until(last: (frame: SseFrame) => boolean): Promise<SseFrame[]> {
-    const read: SseFrame[] = [];
-    for (;;) {
-      const frame = await this.next();
-      read.push(frame);
-      if (last(frame)) return read;
-    }
-  }
-
-  close(): void {
-    clearTimeout(this.deadline);
-    this.controller.abort();
-  }
-
-  private parse(): void {
-    for (let end = this.buffer.indexOf('\n\n'); end >= 0; end = this.buffer.indexOf('\n\n')) {
-      const block = this.buffer.slice(0, end);
-      this.buffer = this.buffer.slice(end + 2);
-      const fields = new Map<string, string>();
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) continue; // keep-alive comment
-        const colon = line.indexOf(':');
-        if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trimStart());
-      }
-      const data = fields.get('data');
-      if (data === undefined) continue;
-      this.frames.push({
-        id: Number(fields.get('id')),
-        event: fields.get('event') ?? 'message',
-        data: JSON.parse(data) as EventRecord,
-      });
-    }
-  }
 }
 
 let work: string;

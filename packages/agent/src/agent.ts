@@ -3,6 +3,7 @@ import {
   type CoordinatorMessage,
   connectProofPayload,
   type Facts,
+  HEALTH_TOLERANCE_PROTOCOL,
   HostIdSchema,
   type OrderReport,
   PROTOCOL_VERSION,
@@ -117,12 +118,16 @@ export class Agent {
       quota: config.journal,
       afterChange: afterChangeFor(config),
       events: {
-        progress: (orderId, phase, message, health) =>
+        progress: (orderId, phase, message, health, failingPolls) =>
           this.connection?.send({
             type: 'order.progress',
             orderId,
             phase,
             ...fitProgress(message, health),
+            // A field a protocol-1 coordinator (strict frames) would refuse: only to those that read it.
+            ...(failingPolls !== undefined && (this.connection?.agreedProtocol ?? 0) >= HEALTH_TOLERANCE_PROTOCOL
+              ? { failingPolls }
+              : {}),
           }),
         result: (result) => {
           this.connection?.send({ type: 'order.result', ...result });

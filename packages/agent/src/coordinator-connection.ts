@@ -78,6 +78,11 @@ export class CoordinatorConnection {
     this.refusals = new TlsRefusalLog(options.log);
   }
 
+  /** The protocol version agreed on this connection; undefined until welcome. */
+  get agreedProtocol(): number | undefined {
+    return this.protocolVersion;
+  }
+
   get connected(): boolean {
     return this.welcomed && this.socket?.readyState === WebSocket.OPEN;
   }

@@ -66,16 +66,21 @@ function setup(script: Record<string, Step[]>, onRun?: (name: string, call: numb
   const probe = new ScriptedProbe(clock, script, onRun);
   const runner = new HealthRunner(probe, clock);
   const polls: HealthCheckResult[][] = [];
+  const failingPolls: number[] = [];
   const start = clock.time;
   return {
     clock,
     probe,
     runner,
     polls,
+    failingPolls,
     elapsed: () => (clock.time - start) / 1000,
     options: (signal = new AbortController().signal) => ({
       signal,
-      onResults: (r: HealthCheckResult[]) => polls.push(r),
+      onResults: (r: HealthCheckResult[], failing: number) => {
+        polls.push(r);
+        failingPolls.push(failing);
+      },
     }),
   };
 }
@@ -256,6 +261,47 @@ describe('HealthRunner.waitUntilHealthy', () => {
     expect(polls.map((p) => p.map((r) => r.observed))).toEqual([['HTTP 500'], ['fine'], ['fine']]);
   });
 
+  it('fails fast after failAfterConsecutive failing polls in a row, well before the deadline', async () => {
+    const { runner, elapsed, failingPolls, options } = setup({ web: ['HTTP 500'] });
+    const verdict = await runner.waitUntilHealthy(
+      policy({ intervalSeconds: 2, healthyDeadlineSeconds: 60, failAfterConsecutive: 3 }),
+      options(),
+    );
+    // Polls at 0, 2 and 4: the third failing one ends it.
+    expect(verdict).toMatchObject({
+      healthy: false,
+      reason: "http check 'web' failed: HTTP 500 for 4 s; 3 failing polls in a row (failAfterConsecutive)",
+    });
+    expect(failingPolls).toEqual([1, 2, 3]);
+    expect(elapsed()).toBe(4);
+  });
+
+  it('counts failing polls in a row: a passing poll starts the count again', async () => {
+    const { runner, failingPolls, options } = setup({ web: ['HTTP 500', 'HTTP 500', true, 'HTTP 500', true] });
+    const verdict = await runner.waitUntilHealthy(
+      policy({ intervalSeconds: 1, minHealthySeconds: 2, healthyDeadlineSeconds: 60, failAfterConsecutive: 3 }),
+      options(),
+    );
+    expect(verdict.healthy).toBe(true);
+    expect(failingPolls).toEqual([1, 2, 0, 1, 0, 0, 0]);
+  });
+
+  it('fails fast on a single failing poll with failAfterConsecutive: 1, naming one poll', async () => {
+    const { runner, options } = setup({ web: ['exit 1'] });
+    const verdict = await runner.waitUntilHealthy(policy({ failAfterConsecutive: 1 }), options());
+    expect(verdict.reason).toBe("http check 'web' failed: exit 1; 1 failing poll in a row (failAfterConsecutive)");
+  });
+
+  it('waits out the deadline without failAfterConsecutive (the default)', async () => {
+    const { runner, elapsed, options } = setup({ web: ['HTTP 500'] });
+    const verdict = await runner.waitUntilHealthy(
+      policy({ intervalSeconds: 10, healthyDeadlineSeconds: 30 }),
+      options(),
+    );
+    expect(verdict.healthy).toBe(false);
+    expect(elapsed()).toBe(30);
+  });
+
   it('is healthy at once with no checks', async () => {
     const { runner, clock, probe, options } = setup({});
     const verdict = await runner.waitUntilHealthy(policy({ names: [], minHealthySeconds: 60 }), options());
@@ -313,6 +359,31 @@ describe('HealthRunner.watch', () => {
     expect(verdict).toMatchObject({ healthy: false, reason: "http check 'web' failed: HTTP 500 after 4 s of watch" });
     expect(polls).toHaveLength(3);
     expect(elapsed()).toBe(4);
+  });
+
+  it('tolerates failing polls below bakeTolerance.consecutiveFailures', async () => {
+    const { runner, failingPolls, options } = setup({ web: [true, 'HTTP 500', true, 'HTTP 500', 'HTTP 500', true] });
+    const verdict = await runner.watch(
+      policy({ intervalSeconds: 2, bakeTolerance: { consecutiveFailures: 3 } }),
+      12,
+      options(),
+    );
+    expect(verdict).toMatchObject({ healthy: true, reason: 'all 1 check passed for 12 s of watch' });
+    expect(failingPolls).toEqual([0, 1, 0, 1, 2, 0, 0]);
+  });
+
+  it('fails once bakeTolerance.consecutiveFailures polls in a row failed', async () => {
+    const { runner, elapsed, options } = setup({ web: [true, 'HTTP 500', 'HTTP 502', 'HTTP 503'] });
+    const verdict = await runner.watch(
+      policy({ intervalSeconds: 2, bakeTolerance: { consecutiveFailures: 3 } }),
+      60,
+      options(),
+    );
+    expect(verdict).toMatchObject({
+      healthy: false,
+      reason: "http check 'web' failed: HTTP 503 for 4 s after 6 s of watch (3 failing polls in a row, bakeTolerance)",
+    });
+    expect(elapsed()).toBe(6);
   });
 
   it('is healthy at once with no checks', async () => {

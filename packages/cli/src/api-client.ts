@@ -68,6 +68,11 @@ export class ApiClient {
     return this.request('GET', `/v1/agents/${encodeURIComponent(id)}`);
   }
 
+  /** Takes a host out of the fleet (credential revoked, connection cut, history kept); `force` even mid-rollout. */
+  removeAgent(id: string, force: boolean): Promise<AgentView> {
+    return this.request('DELETE', `/v1/agents/${encodeURIComponent(id)}${force ? '?force=true' : ''}`);
+  }
+
   revokeAgent(id: string): Promise<AgentView> {
     return this.request('POST', `/v1/agents/${encodeURIComponent(id)}/revoke`, {});
   }
@@ -183,7 +188,7 @@ export class ApiClient {
     return res.body;
   }
 
-  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  private async request<T>(method: RequestOptions['method'], path: string, body?: unknown): Promise<T> {
     const res = await this.fetch(path, {
       method,
       headers: {
@@ -211,7 +216,7 @@ export class ApiClient {
 
 /** What this client sends: a subset both the global and undici's fetch accept. */
 interface RequestOptions {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'DELETE';
   headers: Record<string, string>;
   body?: string;
   signal?: AbortSignal;

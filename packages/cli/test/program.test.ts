@@ -235,12 +235,16 @@ describe('command line → request', () => {
     );
     await h.run('join-token', 'create', '--uses', '50', '--json');
     await h.run('agent', 'revoke', 'web-3', '--json');
+    await h.run('agent', 'remove', 'web-4', '--json');
+    await h.run('agent', 'remove', 'web-5', '--force', '--json');
     expect(h.calls.map((c) => [c.method, ...c.args])).toEqual([
       ['rolloutVerb', 'ro_1', 'abort', 'bad canary'],
       ['revertHost', 'ro_1', 'web-2'],
       ['createJoinToken', { uses: 1, expiresInSeconds: 7200, labels: { role: 'web', env: 'prod' }, hostId: 'web-1' }],
       ['createJoinToken', { uses: 50, expiresInSeconds: 3600, labels: {} }],
       ['revokeAgent', 'web-3'],
+      ['removeAgent', 'web-4', false],
+      ['removeAgent', 'web-5', true],
     ]);
   });
 });

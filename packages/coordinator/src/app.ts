@@ -236,6 +236,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     store,
     (hostId) => hub.isOnline(hostId),
     (hostId) => hub.protocolVersionOf(hostId),
+    (orderId) => engine.liveHealth.of(orderId),
   );
   app.decorate('fleet', {
     store,

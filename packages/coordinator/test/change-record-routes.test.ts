@@ -35,6 +35,11 @@ async function start(config: Record<string, unknown> = {}): Promise<TestCoordina
   const { store } = coordinator.app.fleet;
   store.agents.enroll({ id: 'stg-1', publicKey: 'A'.repeat(43), labels: { env: 'staging' } }, at);
   store.agents.enroll({ id: 'prod-1', publicKey: 'B'.repeat(43), labels: { env: 'prod' } }, at);
+  // Seen once, as though their agents had connected: a host never seen is never a canary.
+  store.transaction(() => {
+    store.agents.recordSeen('stg-1', at);
+    store.agents.recordSeen('prod-1', at);
+  });
   return coordinator;
 }
 

@@ -130,7 +130,9 @@ describe('GET /v1/openapi.json', () => {
       required: expect.arrayContaining(['rollout', 'waves', 'haltsOn']),
       properties: {
         rollout: { properties: { bakeUntil: { anyOf: expect.arrayContaining([{ type: 'null' }]) } } },
-        waves: { items: { properties: { phase: { enum: ['pending', 'running', 'baking', 'passed', 'stopped'] } } } },
+        waves: {
+          items: { properties: { phase: { enum: ['pending', 'running', 'baking', 'passed', 'failed', 'stopped'] } } },
+        },
       },
     });
     expect(schemaOf('/v1/rollouts', 'post', '201')).toEqual(status);
@@ -159,7 +161,13 @@ describe('answers pass the shared schemas', () => {
 
     const agents = await call('GET', '/v1/agents');
     expect(AgentListSchema.parse(agents.body).agents).toEqual([
-      expect.objectContaining({ id: 'web-1', online: false, facts: null, lastSeenAt: null }),
+      expect.objectContaining({
+        id: 'web-1',
+        online: false,
+        facts: null,
+        lastSeenAt: expect.any(String),
+        removedAt: null,
+      }),
     ]);
 
     const patch = await call('POST', '/v1/patches', PATCH);

@@ -3,11 +3,12 @@
  * the order: its change schema is strict). The plan names such a host, a start fails it with the
  * reason and sends it nothing, and one that was offline at dispatch fails when its hello shows it old.
  */
-import { PACKAGE_SETS_PROTOCOL } from '@fleetpatch/shared';
+import { HEALTH_TOLERANCE_PROTOCOL, PACKAGE_SETS_PROTOCOL, storedPatch } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { RolloutView } from '../src/engine/rollout-view.js';
 import { fleetWithPackagePatches, ONE_PACKAGE_PATCH, SET_PATCH, SOURCE_PATCH } from './support/package-patches.js';
-import { hosts } from './support/simulated-fleet.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
+import { hosts, SimulatedFleet, T0 } from './support/simulated-fleet.js';
 
 const OLD = PACKAGE_SETS_PROTOCOL - 1;
 
@@ -68,5 +69,38 @@ describe('package sets and agents of an older protocol', () => {
     await fleet.launch({ target: { hostIds: ['host-1'] } });
     await fleet.launch({ patchId: ONE_PACKAGE_PATCH, target: { hostIds: ['host-2'] } });
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2']);
+  });
+});
+
+describe('health tolerance and agents of an older protocol', () => {
+  const TOLERANT = 'pat_tolerant';
+
+  it('a patch with failAfterConsecutive or bakeTolerance fails a protocol 5 agent with the reason and sends it nothing', async () => {
+    const fleet = new SimulatedFleet();
+    fleet.store.transaction(() =>
+      fleet.store.patches.insert(
+        storedPatch(
+          {
+            ...SAMPLE_PATCH_SPEC,
+            health: { ...SAMPLE_PATCH_SPEC.health, failAfterConsecutive: 3, bakeTolerance: { consecutiveFailures: 2 } },
+          },
+          { id: TOLERANT, createdBy: 'alice', createdAt: new Date(T0).toISOString() },
+        ),
+      ),
+    );
+    await fleet.addHosts(hosts(2), { online: false });
+    fleet.agent('host-2').protocolVersion = HEALTH_TOLERANCE_PROTOCOL - 1;
+    for (const id of hosts(2)) await fleet.connect(id);
+    const id = await fleet.launch({ patchId: TOLERANT, maxFailures: 1, waves: ['100%'] });
+    expect(fleet.appliedHosts()).toEqual(['host-1']);
+    const sent = fleet.sentOf('order.apply', 'host-1')[0]?.message;
+    expect(sent?.type === 'order.apply' && sent.health).toMatchObject({
+      failAfterConsecutive: 3,
+      bakeTolerance: { consecutiveFailures: 2 },
+    });
+    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
+    expect(fleet.run(id, 'host-2').reason).toMatch(
+      /speaks protocol 5; a health policy with failAfterConsecutive or bakeTolerance needs protocol 6/,
+    );
   });
 });

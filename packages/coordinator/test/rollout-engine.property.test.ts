@@ -8,6 +8,7 @@
  */
 import {
   assignWaves,
+  canaryOrder,
   ErrorCode,
   FINAL_ROLLOUT_STATES,
   FleetError,
@@ -24,6 +25,7 @@ import {
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { canaryFitnessOf } from '../src/engine/fleet-target.js';
 import { HOST_RUN_TRANSITIONS, IN_FLIGHT_HOST_STATES } from '../src/engine/host-run-states.js';
 import { ROLLOUT_TRANSITIONS, VERB_TRANSITIONS } from '../src/engine/rollout-states.js';
 import { resolveTarget } from '../src/engine/target-resolver.js';
@@ -335,7 +337,9 @@ function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: string)
             (world.store.rollouts.get(rolloutId) as { request: RolloutRequest }).request.target,
             world.store.agents.list(),
           );
-          world.frozenWaves = assignWaves(world.frozen, world.scenario.request.waves);
+          // Online hosts first, then those seen before (the canary is never a host that never connected).
+          const fitness = canaryFitnessOf(world.store, (id) => world.fleet.agents.get(id)?.online === true);
+          world.frozenWaves = assignWaves(canaryOrder(world.frozen, fitness), world.scenario.request.waves);
         }
         break;
       case 'pause':

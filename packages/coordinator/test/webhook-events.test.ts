@@ -18,7 +18,11 @@ afterEach(async () => {
 
 /** A patch and a rollout of it on one (offline) host, waiting for bob's approval. */
 async function awaitingApproval(app: TestCoordinator['app']): Promise<{ patchId: string; rolloutId: string }> {
-  app.fleet.store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, new Date().toISOString());
+  const { store } = app.fleet;
+  const at = new Date().toISOString();
+  store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, at);
+  // Seen once, as though its agent had connected: a host never seen is never a canary.
+  store.transaction(() => store.agents.recordSeen('web-1', at));
   const patch = await callApi(app, 'POST', '/v1/patches', SAMPLE_PATCH_SPEC, TOKENS.operator);
   const patchId = (patch.body as { id: string }).id;
   const created = await callApi(

@@ -73,6 +73,11 @@ export const AgentViewSchema = z
     enrolledAt: IsoTimeSchema.nullable(),
     /** Set once an admin revoked its credential: it cannot connect until it enrolls again with `replace`. */
     revokedAt: IsoTimeSchema.nullable(),
+    /**
+     * Set once an admin removed the agent (DELETE /v1/agents/:id): its credential is revoked, no
+     * target selects it, and `GET /v1/agents` lists it only with `?removed=true`; its history stays.
+     */
+    removedAt: IsoTimeSchema.nullable().optional(),
     online: z.boolean(),
   })
   .strict();
@@ -125,8 +130,8 @@ export const RolloutRecordSchema = z
     /** 0 until the rollout starts and its target is frozen. */
     hostCount: CountSchema,
     waveCount: CountSchema,
-    /** Index of the wave now running (or next to run). */
-    currentWave: CountSchema,
+    /** 0-based index of the wave now running (or next to run): wave number `currentWave + 1`, as people count. */
+    currentWave: CountSchema.describe('0-based index of the current wave: people call it wave currentWave + 1'),
     /** While baking after a passed wave: when the bake ends. */
     bakeUntil: IsoTimeSchema.nullable(),
     stateReason: z.string().nullable(),
@@ -141,9 +146,46 @@ export type RolloutRecord = z.infer<typeof RolloutRecordSchema>;
 export const RolloutListSchema = z.object({ rollouts: z.array(RolloutRecordSchema) }).strict();
 export type RolloutList = z.infer<typeof RolloutListSchema>;
 
-/** pending: not started; running; baking: passed, waiting out bakeSeconds; passed; stopped: the rollout halted or was aborted in it. */
-export const WavePhaseSchema = z.enum(['pending', 'running', 'baking', 'passed', 'stopped']);
+/**
+ * pending: not started; running; baking: passed, waiting out bakeSeconds; passed; failed: the rollout
+ * halted in it (its failure budget, an analysis or a rehearsal failed), also once it is reverted;
+ * stopped: the rollout was aborted in it, or reverted before it passed.
+ */
+export const WavePhaseSchema = z.enum(['pending', 'running', 'baking', 'passed', 'failed', 'stopped']);
 export type WavePhase = z.infer<typeof WavePhaseSchema>;
+
+/** One check's latest result while a host verifies or bakes, and since when it has held that verdict. */
+export const LiveCheckSchema = z
+  .object({
+    check: z.string(),
+    kind: z.string(),
+    ok: z.boolean(),
+    /** What the check saw at its latest poll ("HTTP 500"). */
+    observed: z.string(),
+    /** When the agent took that latest poll. */
+    at: z.string(),
+    /** Since when this check has been passing (ok) or failing (not ok) without a break. */
+    since: z.string(),
+  })
+  .strict();
+export type LiveCheck = z.infer<typeof LiveCheckSchema>;
+
+/**
+ * A host's health as its agent reports it on every poll while it verifies (after apply) or bakes
+ * (after it reported healthy). Held by the coordinator in memory for the host's current order: a
+ * retried host starts without one, and after a coordinator restart it is back at the next poll.
+ */
+export const LiveHealthSchema = z
+  .object({
+    phase: z.enum(['verifying', 'baking']),
+    checks: z.array(LiveCheckSchema),
+    /** Polls in a row with a failing check, the latest included; 0 when the latest passed. */
+    failingPolls: z.number().int().min(0),
+    /** When the coordinator received the latest poll. */
+    updatedAt: IsoTimeSchema,
+  })
+  .strict();
+export type LiveHealth = z.infer<typeof LiveHealthSchema>;
 
 export const HostViewSchema = z
   .object({
@@ -155,7 +197,10 @@ export const HostViewSchema = z
     orderId: z.string().nullable(),
     errorCode: z.string().nullable(),
     reason: z.string().nullable(),
+    /** The health results of the current order's result (null until it reports one; cleared by a retry). */
     health: z.array(HealthCheckResultSchema).nullable(),
+    /** The latest poll while verifying or baking, live (absent until the agent reports one for this order). */
+    liveHealth: LiveHealthSchema.optional(),
     /** The canary's rehearsed revert, as its agent reported it (null: none was asked for, or none reported). */
     rehearsal: RehearsalReportSchema.nullable(),
     /** What followed the change on the host: units restarted, services still on old libraries, reboot. */
@@ -171,7 +216,14 @@ export const HostViewSchema = z
 export type HostView = z.infer<typeof HostViewSchema>;
 
 export const WaveStatusSchema = z
-  .object({ wave: CountSchema, phase: WavePhaseSchema, hosts: z.array(HostViewSchema) })
+  .object({
+    /** 0-based index (the canary is wave 0 here, "wave 1" to people, as events' `waveNumber` says). */
+    wave: CountSchema.describe(
+      '0-based index of the wave: people call it wave wave + 1 (events carry it as waveNumber)',
+    ),
+    phase: WavePhaseSchema,
+    hosts: z.array(HostViewSchema),
+  })
   .strict();
 export type WaveStatus = z.infer<typeof WaveStatusSchema>;
 
@@ -279,6 +331,11 @@ export const RolloutStatusSchema = z
     compliance: z.object({ source: z.string(), fixed: z.string(), url: z.string() }).strict().optional(),
     /** What `start` decided under the coordinator's promotion order (absent: none applied, or not started). */
     promotion: PromotionDecisionSchema.optional(),
+    /**
+     * What a person should not miss, one sentence each: a rollout that succeeded with hosts reverted
+     * by hand (they do not carry the patch). Absent when there is nothing to say.
+     */
+    warnings: z.array(z.string()).optional(),
   })
   .strict();
 export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;

@@ -99,6 +99,21 @@ export const HealthPolicySchema = z
     minHealthySeconds: z.number().min(0).max(3600).default(0),
     /** Give up (and revert) if the host is not healthy this long after apply. */
     healthyDeadlineSeconds: z.number().min(1).max(7200).default(60),
+    /**
+     * Fail fast: while verifying, the host fails (and reverts) after this many polls in a row with a
+     * failing check, instead of waiting out `healthyDeadlineSeconds`. Absent: only the deadline fails
+     * it. Protocol 5 (an older agent is sent no order with it).
+     */
+    failAfterConsecutive: z.number().int().min(1).max(10_000).optional(),
+    /**
+     * During the bake: the host fails (and reverts) once `consecutiveFailures` polls in a row had a
+     * failing check; a passing poll starts the count again. Absent: `{consecutiveFailures: 1}`, the
+     * first failed poll. Protocol 5.
+     */
+    bakeTolerance: z
+      .object({ consecutiveFailures: z.number().int().min(1).max(10_000) })
+      .strict()
+      .optional(),
   })
   .strict()
   // A policy that cannot be met would revert every host it touches: refuse it before it runs.
@@ -119,6 +134,14 @@ export const HealthPolicySchema = z
     }
   });
 export type HealthPolicy = z.infer<typeof HealthPolicySchema>;
+
+/** The bake fails after this many failing polls in a row when the policy names no `bakeTolerance`. */
+export const DEFAULT_BAKE_CONSECUTIVE_FAILURES = 1;
+
+/** How many failing polls in a row fail a host during its bake. */
+export function bakeFailuresAllowed(policy: Pick<HealthPolicy, 'bakeTolerance'>): number {
+  return policy.bakeTolerance?.consecutiveFailures ?? DEFAULT_BAKE_CONSECUTIVE_FAILURES;
+}
 
 /** A report inside agent frames: unknown fields from a newer agent are stripped, not refused (protocol.ts). */
 export const HealthCheckResultSchema = z.object({

@@ -19,12 +19,17 @@ import { z } from 'zod';
  * - **5**: host preconditions (change-protocol.ts): a change may carry `requires`, which the agent
  *   checks at preflight and before its snapshot at apply (`precondition_failed`). Sent only to
  *   agents of protocol 5, as protocol 4 features are.
+ * - **6**: health tolerance (change-protocol.ts): a health policy may name `failAfterConsecutive`
+ *   (fail fast while verifying) and `bakeTolerance`; `order.progress` carries `failingPolls`, the
+ *   polls in a row with a failing check. An agent of protocol 5 or older would refuse such a policy
+ *   (its health schema is strict), so the coordinator sends it none, as for protocols 4 and 5; a policy
+ *   without them goes to every agent as before.
  *
  * A coordinator speaks every version from `MIN_PROTOCOL_VERSION` to `PROTOCOL_VERSION`, so it is
  * upgraded first and agents follow in waves. An agent speaks the same range unless its
  * `minProtocolVersion` raises the floor.
  */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 /** The oldest version this build still speaks: agents of that protocol keep working with it. */
 export const MIN_PROTOCOL_VERSION = 1;
 

@@ -192,6 +192,11 @@ export const OrderProgressSchema = z.object({
   phase: OrderPhaseSchema,
   message: z.string().max(WIRE_LIMITS.progressMessageChars).optional(),
   health: z.array(HealthCheckResultSchema).max(WIRE_LIMITS.progressHealthResults).optional(),
+  /**
+   * With `health` while verifying or baking: polls in a row that had a failing check, this one
+   * included (0 when it passed). Protocol 5; optional, so older agents' progress reads as before.
+   */
+  failingPolls: z.number().int().min(0).max(1_000_000).optional(),
 });
 
 export const OrderResultSchema = OrderResultBodySchema.extend({ type: z.literal('order.result') });

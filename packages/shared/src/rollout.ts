@@ -65,6 +65,11 @@ export const TargetSchema = z
       t.exposedTo !== undefined,
     { message: 'name the hosts: hostIds, labels, facts, exposedTo, or all: true' },
   )
+  // `labels: {}` matches every host: "every host" is said with `all: true`, never by an empty selector.
+  .refine((t) => t.labels === undefined || Object.keys(t.labels).length > 0 || t.all === true, {
+    message: 'an empty label selector selects every host: name at least one label, or say all: true',
+    path: ['labels'],
+  })
   // `labels: {}` matches every host, so it bounds nothing.
   .refine((t) => t.reportedLabels === undefined || t.hostIds !== undefined || Object.keys(t.labels ?? {}).length > 0, {
     message: 'reportedLabels only narrow a target: name the hosts by hostIds or labels too',

@@ -65,3 +65,30 @@ export function assignWaves<T>(hosts: readonly T[], steps: readonly WaveStep[]):
   }
   return waves;
 }
+
+/** How fit a host is to be a canary: its agent is online, offline but has connected before, or has never connected. */
+export type CanaryFitness = 'online' | 'offline' | 'never_connected';
+
+const CANARY_RANK: Readonly<Record<CanaryFitness, number>> = { online: 0, offline: 1, never_connected: 2 };
+
+/**
+ * The hosts in the order waves take them: online first, then those offline now that have connected
+ * before, hosts that never connected last — each group in its given order. The first wave (the
+ * canary) is thus made of online hosts whenever there are enough: a host that never connected
+ * would hold it for the whole delivery deadline and prove nothing.
+ */
+export function canaryOrder<T>(hosts: readonly T[], fitness: (host: T) => CanaryFitness): T[] {
+  // Array.prototype.sort is stable: within a group, hosts keep their given order.
+  return hosts
+    .map((host) => ({ host, rank: CANARY_RANK[fitness(host)] }))
+    .sort((a, b) => a.rank - b.rank)
+    .map(({ host }) => host);
+}
+
+/**
+ * How an event names a wave: `wave` is the 0-based index the API uses everywhere (`currentWave`,
+ * `waves[].wave`), `waveNumber` the 1-based number people read ("wave 1" is the canary).
+ */
+export function waveData(wave: number): { wave: number; waveNumber: number } {
+  return { wave, waveNumber: wave + 1 };
+}

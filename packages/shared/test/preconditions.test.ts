@@ -194,11 +194,11 @@ describe('requires in a patch', () => {
 
   it('needs protocol 5: an older agent is sent none (its strict change schema would refuse it, never ignore it)', () => {
     const change = PatchSpecSchema.parse(spec([{ command: ['/usr/local/bin/app-ready'] }])).change as Change;
-    expect(protocolNeededFor(change)).toBe(PRECONDITIONS_PROTOCOL);
-    expect(protocolGapOf(change, 4)).toBe(
+    expect(protocolNeededFor({ change })).toBe(PRECONDITIONS_PROTOCOL);
+    expect(protocolGapOf({ change }, 4)).toBe(
       'its agent speaks protocol 4; a change with host preconditions (requires) needs protocol 5: upgrade the agent (an older one cannot read the order)',
     );
-    expect(protocolGapOf(change, PRECONDITIONS_PROTOCOL)).toBeUndefined();
+    expect(protocolGapOf({ change }, PRECONDITIONS_PROTOCOL)).toBeUndefined();
   });
 
   it('reads as one line per precondition', () => {

@@ -95,8 +95,17 @@ describe('TargetSchema', () => {
     const message = 'reportedLabels: reportedLabels only narrow a target: name the hosts by hostIds or labels too';
     expect(issues(TargetSchema, { all: true, reportedLabels: { role: 'web' } })).toEqual([message]);
     expect(issues(TargetSchema, { facts: { os: 'linux' }, reportedLabels: { role: 'web' } })).toEqual([message]);
-    // `labels: {}` matches every host, so it bounds nothing.
-    expect(issues(TargetSchema, { labels: {}, reportedLabels: { role: 'web' } })).toEqual([message]);
+    // `labels: {}` matches every host, so it bounds nothing (said with all: true, so only this rule speaks).
+    expect(issues(TargetSchema, { all: true, labels: {}, reportedLabels: { role: 'web' } })).toEqual([message]);
+  });
+
+  it('refuses an empty label selector unless the target says all: true', () => {
+    const message = 'labels: an empty label selector selects every host: name at least one label, or say all: true';
+    expect(issues(TargetSchema, { labels: {} })).toEqual([message]);
+    expect(issues(TargetSchema, { labels: {}, all: false })).toEqual([message]);
+    expect(issues(TargetSchema, { labels: {}, hostIds: ['h1'] })).toEqual([message]);
+    expect(issues(TargetSchema, { labels: {}, all: true })).toEqual([]);
+    expect(issues(TargetSchema, { labels: { env: 'prod' } })).toEqual([]);
   });
 
   it('refuses unknown fields, empty or bad host id lists, and unknown facts', () => {

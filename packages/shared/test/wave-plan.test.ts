@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { assignWaves, describeHaltPoint, ordinal, resolveWaveSizes, toleratedFailures } from '../src/wave-plan.js';
+import {
+  assignWaves,
+  type CanaryFitness,
+  canaryOrder,
+  describeHaltPoint,
+  ordinal,
+  resolveWaveSizes,
+  toleratedFailures,
+  waveData,
+} from '../src/wave-plan.js';
 
 describe('resolveWaveSizes', () => {
   it('resolves the DESIGN example: 37 hosts, [1, "10%", "50%", "100%"] → [1, 3, 18, 15]', () => {
@@ -52,6 +61,42 @@ describe('resolveWaveSizes', () => {
 describe('assignWaves', () => {
   it('splits hosts in order into the resolved waves', () => {
     expect(assignWaves(['a', 'b', 'c'], [1, '50%', '100%'])).toEqual([['a'], ['b'], ['c']]);
+  });
+});
+
+describe('canaryOrder', () => {
+  const fitness: Record<string, CanaryFitness> = {
+    a: 'never_connected',
+    b: 'offline',
+    c: 'online',
+    d: 'never_connected',
+    e: 'online',
+    f: 'offline',
+  };
+  const of = (host: string): CanaryFitness => fitness[host] ?? 'online';
+
+  it('puts online hosts first, then offline ones that connected before, never-connected last, each in order', () => {
+    expect(canaryOrder(['a', 'b', 'c', 'd', 'e', 'f'], of)).toEqual(['c', 'e', 'b', 'f', 'a', 'd']);
+  });
+
+  it('keeps the given order within a group, and leaves its input alone', () => {
+    const input = ['e', 'c', 'f', 'b'];
+    expect(canaryOrder(input, of)).toEqual(['e', 'c', 'f', 'b']);
+    expect(input).toEqual(['e', 'c', 'f', 'b']);
+    expect(canaryOrder(['d', 'a'], of)).toEqual(['d', 'a']);
+    expect(canaryOrder([], of)).toEqual([]);
+  });
+
+  it('never makes a never-connected host the canary when another host can be', () => {
+    expect(assignWaves(canaryOrder(['a', 'b'], of), [1, '100%'])).toEqual([['b'], ['a']]);
+    expect(assignWaves(canaryOrder(['a', 'f', 'c'], of), [1, '100%'])).toEqual([['c'], ['f', 'a']]);
+  });
+});
+
+describe('waveData', () => {
+  it('names a wave by its 0-based index and its 1-based number', () => {
+    expect(waveData(0)).toEqual({ wave: 0, waveNumber: 1 });
+    expect(waveData(4)).toEqual({ wave: 4, waveNumber: 5 });
   });
 });
 

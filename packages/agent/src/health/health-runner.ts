@@ -1,4 +1,4 @@
-import type { HealthCheck, HealthCheckResult, HealthPolicy } from '@fleetpatch/shared';
+import { bakeFailuresAllowed, type HealthCheck, type HealthCheckResult, type HealthPolicy } from '@fleetpatch/shared';
 import { type Clock, systemClock } from '../clock.js';
 import { checkLabel } from './check-label.js';
 import type { HealthProbe } from './health-probe.js';
@@ -23,8 +23,11 @@ export interface HealthVerdict extends HealthPoll {
 
 export interface HealthWatchOptions {
   signal: AbortSignal;
-  /** Called after every poll; the executor forwards these as order progress. */
-  onResults?: (results: HealthCheckResult[]) => void;
+  /**
+   * Called after every poll with its results and the polls in a row that had a failing check (0
+   * when this one passed); the executor forwards these as order progress.
+   */
+  onResults?: (results: HealthCheckResult[], failingPolls: number) => void;
 }
 
 /**
@@ -50,7 +53,8 @@ export class HealthRunner {
    * After apply: healthy once every check has passed on every poll for `minHealthySeconds`
    * (a failed poll restarts the streak); unhealthy when `healthyDeadlineSeconds` after the start
    * pass first. The last poll lands on the deadline itself, so a streak that completes exactly
-   * then still counts. Rejects with the signal's reason on abort.
+   * then still counts. With `failAfterConsecutive`, unhealthy as soon as that many polls in a row
+   * had a failing check (fail fast). Rejects with the signal's reason on abort.
    */
   async waitUntilHealthy(policy: HealthPolicy, options: HealthWatchOptions): Promise<HealthVerdict> {
     const { signal } = options;
@@ -67,9 +71,16 @@ export class HealthRunner {
     for (;;) {
       const polledAt = this.clock.now();
       const poll = await this.runOnce(policy.checks, signal);
-      options.onResults?.(poll.results);
       failures.record(poll.results, polledAt);
+      options.onResults?.(poll.results, failures.failingPolls);
 
+      const failFast = policy.failAfterConsecutive;
+      if (failFast !== undefined && failures.failingPolls >= failFast) {
+        return {
+          ...poll,
+          reason: `${failures.describe(poll.results, polledAt)}; ${failFast} failing ${polls(failFast)} in a row (failAfterConsecutive)`,
+        };
+      }
       if (poll.healthy) {
         streakStart ??= polledAt;
         const streakMs = polledAt - streakStart;
@@ -93,8 +104,9 @@ export class HealthRunner {
   }
 
   /**
-   * During bake: polls for `durationSeconds` and fails on the first failed poll; healthy when the
-   * whole duration passes. With no checks there is nothing to watch, so healthy at once.
+   * During bake: polls for `durationSeconds` and fails once `bakeTolerance.consecutiveFailures`
+   * polls in a row (default 1: the first) had a failing check; healthy when the whole duration
+   * passes. With no checks there is nothing to watch, so healthy at once.
    */
   async watch(policy: HealthPolicy, durationSeconds: number, options: HealthWatchOptions): Promise<HealthVerdict> {
     const { signal } = options;
@@ -105,16 +117,18 @@ export class HealthRunner {
     const start = this.clock.now();
     const end = start + Math.max(0, durationSeconds) * 1000;
     const failures = new FailureTracker();
+    const allowed = bakeFailuresAllowed(policy);
 
     for (;;) {
       const polledAt = this.clock.now();
       const poll = await this.runOnce(policy.checks, signal);
-      options.onResults?.(poll.results);
       failures.record(poll.results, polledAt);
-      if (!poll.healthy) {
+      options.onResults?.(poll.results, failures.failingPolls);
+      if (failures.failingPolls >= allowed) {
+        const inARow = allowed > 1 ? ` (${allowed} failing polls in a row, bakeTolerance)` : '';
         return {
           ...poll,
-          reason: `${failures.describe(poll.results, polledAt)} after ${seconds(polledAt - start)} of watch`,
+          reason: `${failures.describe(poll.results, polledAt)} after ${seconds(polledAt - start)} of watch${inARow}`,
         };
       }
       const now = this.clock.now();
@@ -175,11 +189,14 @@ export class HealthRunner {
   }
 }
 
-/** Remembers since when each check (by position) has been failing without a break. */
+/** Remembers since when each check (by position) has been failing without a break, and how many polls in a row failed. */
 class FailureTracker {
   private readonly failingSince = new Map<number, number>();
+  /** Polls in a row with at least one failing check, the latest included; 0 after a passing poll. */
+  failingPolls = 0;
 
   record(results: readonly HealthCheckResult[], at: number): void {
+    this.failingPolls = results.every((result) => result.ok) ? 0 : this.failingPolls + 1;
     results.forEach((result, index) => {
       if (result.ok) this.failingSince.delete(index);
       else if (!this.failingSince.has(index)) this.failingSince.set(index, at);
@@ -200,6 +217,10 @@ class FailureTracker {
 function healthyReason(count: number, streakMs: number, requiredMs: number): string {
   if (requiredMs === 0) return `all ${countChecks(count)} passed`;
   return `all ${countChecks(count)} passed for ${seconds(streakMs)} (required ${seconds(requiredMs)})`;
+}
+
+function polls(count: number): string {
+  return count === 1 ? 'poll' : 'polls';
 }
 
 function countChecks(count: number): string {

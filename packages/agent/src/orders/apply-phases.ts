@@ -152,7 +152,8 @@ async function runPhases(
       ctx.checkpoint('apply:verifying');
       return health.waitUntilHealthy(order.health, {
         signal,
-        onResults: (results) => events.progress(order.orderId, 'verifying', message, results),
+        onResults: (results, failingPolls) =>
+          events.progress(order.orderId, 'verifying', message, results, failingPolls),
       });
     };
     let verdictAfter = await applyAndVerify();

@@ -105,7 +105,8 @@ export class BakeWatch {
     const { ctx } = this;
     const verdict = await ctx.health.watch(order.health, seconds, {
       signal,
-      onResults: (results) => ctx.events.progress(order.orderId, 'verifying', 'baking', results),
+      onResults: (results, failingPolls) =>
+        ctx.events.progress(order.orderId, 'verifying', 'baking', results, failingPolls),
     });
     if (verdict.healthy || signal.aborted) return;
     // The verdict is only ours to act on while the order is still healthy and changed: a revert or

@@ -19,7 +19,14 @@ import { TargetLock } from './target-lock.js';
 
 /** What the executor tells the outside world; the connection forwards it when it can. */
 export interface ExecutorEvents {
-  progress(orderId: string, phase: OrderPhase, message?: string, health?: HealthCheckResult[]): void;
+  /** `failingPolls`: with `health`, the polls in a row that had a failing check (protocol 5). */
+  progress(
+    orderId: string,
+    phase: OrderPhase,
+    message?: string,
+    health?: HealthCheckResult[],
+    failingPolls?: number,
+  ): void;
   result(result: OrderResultBody): void;
 }
 

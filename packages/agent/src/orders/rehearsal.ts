@@ -64,7 +64,8 @@ export async function rehearseRevert(
   ctx.events.progress(orderId, 'verifying', 'rehearsal: reverted; checking health and the prior state');
   const verdict = await ctx.health.waitUntilHealthy(health, {
     signal,
-    onResults: (results) => ctx.events.progress(orderId, 'verifying', 'rehearsal: health after the revert', results),
+    onResults: (results, failingPolls) =>
+      ctx.events.progress(orderId, 'verifying', 'rehearsal: health after the revert', results, failingPolls),
   });
   const restored = await driver.describe(order.change, driverCtx);
   const differences = stateDifferences(prior, restored);

@@ -17,7 +17,9 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
       else ctx.output.out(renderAgents(agents, ctx.now()));
     });
 
-  const agent = program.command('agent').description('one host: its history, its packages, or revoke its credential');
+  const agent = program
+    .command('agent')
+    .description('one host: its history, its packages, revoke its credential, or remove it from the fleet');
   agent
     .command('show')
     .description('one host: facts, labels (set by an admin and reported), and its part in recent rollouts')
@@ -38,6 +40,23 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
       const packages = await ctx.api().hostPackages(id);
       if (opts.json) writeJson(ctx.output, packages);
       else ctx.output.out(renderHostPackages(packages, ctx.now()));
+    });
+
+  agent
+    .command('remove')
+    .description(
+      'take a host out of the fleet: its credential is revoked, its connection closes, no rollout targets it; its history stays (admin)',
+    )
+    .argument('<id>', 'host id')
+    .option('--force', 'remove it even while it has work in a running, paused or reverting rollout')
+    .option('--json', 'print the raw JSON')
+    .action(async (id: string, opts: JsonFlag & { force?: boolean }) => {
+      const removed = await ctx.api().removeAgent(id, opts.force === true);
+      if (opts.json) writeJson(ctx.output, removed);
+      else
+        ctx.output.out(
+          `agent ${removed.id} removed: its history stays; to bring the host back, enroll it with a join token created with --host ${removed.id} --replace`,
+        );
     });
 
   agent

@@ -5,6 +5,7 @@ import {
   expandQuery,
   hostMatcher,
   variablesOf,
+  waveData,
 } from '@fleetpatch/shared';
 import { type Judgement, judgeMeasurement } from '../analysis/judge-measurement.js';
 import type { MetricQuery } from '../analysis/prometheus-query.js';
@@ -224,7 +225,7 @@ export class AnalysisRunner {
           actor: SYSTEM,
           type: 'analysis.measured',
           data: {
-            wave: key.wave,
+            ...waveData(key.wave),
             analysis: key.name,
             attempt: key.attempt,
             phase,
@@ -249,7 +250,7 @@ export class AnalysisRunner {
             actor: SYSTEM,
             type: `analysis.${next.verdict}`,
             data: {
-              wave: key.wave,
+              ...waveData(key.wave),
               analysis: key.name,
               attempt: key.attempt,
               taken: next.taken,

@@ -1,4 +1,12 @@
-import type { Target } from '@fleetpatch/shared';
+import {
+  assignWaves,
+  type CanaryFitness,
+  canaryOrder,
+  ErrorCode,
+  FleetError,
+  type Target,
+  type WaveStep,
+} from '@fleetpatch/shared';
 import { exposedHostIds } from '../inventory/compliance.js';
 import type { Store } from '../store/store.js';
 import { resolveTarget } from './target-resolver.js';
@@ -18,7 +26,8 @@ export interface FleetTarget {
  * what `start` freezes and what an unstarted plan shows.
  */
 export function resolveFleetTarget(store: Store, target: Target): FleetTarget {
-  const candidates = store.agents.list();
+  // A removed agent (DELETE /v1/agents/:id) is no longer part of the fleet: no target selects it.
+  const candidates = store.agents.list().filter((agent) => agent.removedAt === null);
   if (!target.exposedTo) return { hosts: resolveTarget(target, candidates), withoutInventory: [] };
   const { source, fixed } = target.exposedTo;
   const exposed = exposedHostIds(store.inventory.binariesOfSource(source), fixed);
@@ -33,4 +42,39 @@ export function resolveFleetTarget(store: Store, target: Target): FleetTarget {
     hosts: resolveTarget(target, candidates, exposed),
     withoutInventory: resolveTarget(others, candidates).filter((id) => !reported.has(id)),
   };
+}
+
+/** How fit each host is to be a canary: online now, seen before, or never connected (see `canaryOrder`). */
+export function canaryFitnessOf(
+  store: Store,
+  isOnline: (hostId: string) => boolean,
+): (hostId: string) => CanaryFitness {
+  return (hostId) => {
+    if (isOnline(hostId)) return 'online';
+    return store.agents.get(hostId)?.lastSeenAt ? 'offline' : 'never_connected';
+  };
+}
+
+/**
+ * The hosts in wave order (online first, never-connected last) and the waves they make. Throws a
+ * conflict when the first wave would still hold a host that never connected: there is no online
+ * host to be the canary, and one that never connected would only hold the rollout for its delivery
+ * deadline.
+ */
+export function planCanaryFirst(
+  hosts: readonly string[],
+  fitness: (hostId: string) => CanaryFitness,
+  steps: readonly WaveStep[],
+): string[][] {
+  const waves = assignWaves(canaryOrder(hosts, fitness), steps);
+  const neverConnected = (waves[0] ?? []).filter((hostId) => fitness(hostId) === 'never_connected');
+  if (neverConnected.length > 0) {
+    throw new FleetError(
+      ErrorCode.conflict,
+      `no host can be the canary: ${neverConnected.join(', ')} never connected, and a canary must be a host that has; ` +
+        'start the agents (or take them out of the target) and start again',
+      { neverConnected },
+    );
+  }
+  return waves;
 }

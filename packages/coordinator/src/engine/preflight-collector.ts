@@ -65,7 +65,7 @@ export class PreflightCollector {
 
   private ask(hostId: string, change: Change, timeoutMs: number): Promise<PreflightAnswer> {
     // Not asked at all: an agent too old for the change would refuse the order (see change-protocol.ts).
-    const gap = protocolGapOf(change, this.channel.protocolVersionOf(hostId));
+    const gap = protocolGapOf({ change }, this.channel.protocolVersionOf(hostId));
     if (gap !== undefined) {
       return Promise.resolve({
         hostId,

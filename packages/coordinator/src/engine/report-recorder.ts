@@ -13,6 +13,7 @@ import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
+import type { LiveHealthBoard } from './live-health.js';
 import { auditOrderRefusal } from './order-refusal-audit.js';
 import { rehearsesRevert, sendApply, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
@@ -49,6 +50,7 @@ export class ReportRecorder {
     private readonly deps: RecorderDeps,
     private readonly reverts: RevertRunner,
     private readonly connectedAudit: ConnectedAudit,
+    private readonly liveHealth: LiveHealthBoard,
   ) {}
 
   record(batch: readonly AgentReport[]): void {
@@ -73,6 +75,8 @@ export class ReportRecorder {
             this.applyProgress(report.agentId, report.body);
             break;
           case 'result':
+            // A host that failed (or was reverted, or cancelled) is judged by its result from now on.
+            if (report.body.outcome !== 'healthy') this.liveHealth.forget(report.body.orderId);
             result(report.agentId, report.body);
             break;
         }
@@ -112,7 +116,7 @@ export class ReportRecorder {
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
           const patch = store.patches.get(rollout.patchId) as Patch;
           // Dispatched while the agent was away, and it came back speaking a protocol too old for the change.
-          const gap = protocolGapOf(patch.change, channel.protocolVersionOf(agentId));
+          const gap = protocolGapOf(patch, channel.protocolVersionOf(agentId));
           if (gap !== undefined) {
             store.transaction(() => failTooOld(this.deps, run, gap));
             this.deps.markDirty(run.rolloutId);
@@ -186,16 +190,59 @@ export class ReportRecorder {
     // Stryker disable next-line ConditionalExpression: see above
     if (to === undefined) return;
     const from = HOST_PHASE_ORDER[run.state];
-    if (from === undefined || to <= from) return;
-    transitionHostRun(
-      this.deps,
-      run,
-      { to: next },
+    let state = run.state;
+    if (from !== undefined && to > from) {
+      transitionHostRun(
+        this.deps,
+        run,
+        { to: next },
+        {
+          actor: agentId,
+          type: 'host.progress',
+          data: progress.message ? { message: progress.message } : null,
+        },
+      );
+      state = next;
+    }
+    const { health } = progress;
+    if (health && health.length > 0 && (state === 'verifying' || state === 'healthy')) {
+      this.noteHealth(agentId, run, state === 'healthy' ? 'baking' : 'verifying', { ...progress, health });
+    }
+  }
+
+  /**
+   * One poll's health results while the host verifies or bakes: on the board for the status at once,
+   * and on the record (`host.health`, which the event stream carries) when the board says it changed.
+   */
+  private noteHealth(
+    agentId: string,
+    run: HostRunRecord,
+    phase: 'verifying' | 'baking',
+    progress: OrderProgress & { health: NonNullable<OrderProgress['health']> },
+  ): void {
+    const { store, clock } = this.deps;
+    const { health, recordable } = this.liveHealth.note(
+      progress.orderId,
+      phase,
+      progress.health,
+      progress.failingPolls,
+      clock.now(),
+    );
+    if (!recordable) return;
+    store.appendEvent(
       {
+        rolloutId: run.rolloutId,
+        hostId: run.hostId,
         actor: agentId,
-        type: 'host.progress',
-        data: progress.message ? { message: progress.message } : null,
+        type: 'host.health',
+        data: {
+          orderId: progress.orderId,
+          phase: health.phase,
+          failingPolls: health.failingPolls,
+          checks: health.checks.map(({ check, kind, ok, observed, since }) => ({ check, kind, ok, observed, since })),
+        },
       },
+      isoNow(clock),
     );
   }
 

@@ -1,7 +1,6 @@
 import {
   type ApproveRequest,
   type AttachStatementRequest,
-  assignWaves,
   type ChangeRecordField,
   ErrorCode,
   FleetError,
@@ -15,6 +14,7 @@ import {
   type RevertSignatureRequest,
   type RolloutRequest,
   type RolloutState,
+  waveData,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { type MetricQuery, queryPrometheus } from '../analysis/prometheus-query.js';
@@ -34,11 +34,12 @@ import type {
   WaveGate,
   WindowWatcher,
 } from './engine-interfaces.js';
-import { resolveFleetTarget } from './fleet-target.js';
+import { canaryFitnessOf, planCanaryFirst, resolveFleetTarget } from './fleet-target.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { invalidField } from './invalid-field.js';
+import { LiveHealthBoard } from './live-health.js';
 import { cancelInFlight } from './order-sender.js';
 import { checkPromotion, environmentOf, promotionRefusal, stageRunsOf } from './promotion-gate.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
@@ -120,6 +121,8 @@ export class RolloutEngine {
   private readonly advancer: WaveAdvancer;
   private readonly analyses: AnalysisRunner;
   private readonly recorder: ReportRecorder;
+  /** Each order's latest health results while its host verifies or bakes (the status shows them). */
+  readonly liveHealth = new LiveHealthBoard();
   private readonly dirty = new Set<string>();
   /** The last reason each scheduled start was refused for, so a wait is logged once, not every tick. */
   private readonly startRefusals = new Map<string, string>();
@@ -162,6 +165,7 @@ export class RolloutEngine {
       this.deps,
       this.reverts,
       new ConnectedAudit(options.connectedAuditWindowMs ?? 60_000),
+      this.liveHealth,
     );
   }
 
@@ -316,7 +320,11 @@ export class RolloutEngine {
       }
       this.assertRecordComplete(rollout, 'started');
       this.checkPromotionOrder(rollout, hosts, actor, options);
-      const waves = assignWaves(hosts, rollout.request.waves);
+      const waves = planCanaryFirst(
+        hosts,
+        canaryFitnessOf(this.store, (hostId) => this.channel.isOnline(hostId)),
+        rollout.request.waves,
+      );
       waves.forEach((wave, waveIndex) => {
         wave.forEach((hostId, position) => {
           this.store.hostRuns.insert({ rolloutId: id, hostId, wave: waveIndex, position });
@@ -340,7 +348,7 @@ export class RolloutEngine {
           : {}),
       });
       this.store.appendEvent(
-        { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: 0, hosts: waves[0] } },
+        { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(0), hosts: waves[0] } },
         isoNow(this.clock),
       );
     });
@@ -408,7 +416,7 @@ export class RolloutEngine {
         this.store.rollouts.setWave(id, wave, null, isoNow(this.clock));
         if (wave < rollout.currentWave)
           this.store.appendEvent(
-            { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave, retry: true } },
+            { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(wave), retry: true } },
             isoNow(this.clock),
           );
       }
@@ -425,15 +433,17 @@ export class RolloutEngine {
   promote(id: string, actor: string): RolloutRecord {
     this.store.transaction(() => {
       const rollout = mustGetRollout(this.store, id);
-      if (rollout.bakeUntil === null || (rollout.state !== 'running' && rollout.state !== 'paused')) {
-        throw new FleetError(ErrorCode.illegalTransition, 'promote ends a bake; this rollout is not baking', {
+      // Only while baking, as documented: a paused rollout is resumed first (promote must not be a back door past a pause).
+      if (rollout.bakeUntil === null || rollout.state !== 'running') {
+        const why = rollout.state === 'paused' ? 'it is paused: resume it first' : `it is ${rollout.state}, not baking`;
+        throw new FleetError(ErrorCode.illegalTransition, `promote ends a bake; ${why}`, {
           rolloutId: id,
           state: rollout.state,
         });
       }
       this.store.rollouts.setWave(id, rollout.currentWave, this.clock.now(), isoNow(this.clock));
       this.store.appendEvent(
-        { rolloutId: id, actor, type: 'rollout.promoted', data: { wave: rollout.currentWave } },
+        { rolloutId: id, actor, type: 'rollout.promoted', data: waveData(rollout.currentWave) },
         isoNow(this.clock),
       );
     });

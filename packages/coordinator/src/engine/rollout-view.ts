@@ -6,6 +6,7 @@ import {
   ErrorCode,
   FleetError,
   isRevertable,
+  type LiveHealth,
   protocolGapOf,
   type RolloutPlan,
   type RolloutRecord as RolloutRecordView,
@@ -29,6 +30,7 @@ export class RolloutView {
     private readonly store: Store,
     private readonly isOnline: (hostId: string) => boolean,
     private readonly protocolVersionOf: (hostId: string) => number | undefined = () => undefined,
+    private readonly liveHealthOf: (orderId: string | null) => LiveHealth | undefined = () => undefined,
   ) {}
 
   /** The newest `limit` rollouts, newest first. */
@@ -72,7 +74,7 @@ export class RolloutView {
     const patch = this.store.patches.get(rollout.patchId);
     if (!patch) return [];
     return hostIds.flatMap((hostId) => {
-      const reason = protocolGapOf(patch.change, this.protocolVersionOf(hostId));
+      const reason = protocolGapOf(patch, this.protocolVersionOf(hostId));
       return reason === undefined ? [] : [{ hostId, reason }];
     });
   }
@@ -88,6 +90,7 @@ export class RolloutView {
     }));
     for (const run of runs) {
       counts[run.state] = (counts[run.state] ?? 0) + 1;
+      const liveHealth = this.liveHealthOf(run.orderId);
       waves[run.wave]?.hosts.push({
         hostId: run.hostId,
         state: run.state,
@@ -97,6 +100,7 @@ export class RolloutView {
         errorCode: run.errorCode,
         reason: run.reason,
         health: run.health,
+        ...(liveHealth ? { liveHealth } : {}),
         rehearsal: run.rehearsal,
         afterChange: run.afterChange,
         ...(run.packages ? { packages: run.packages } : {}),
@@ -106,8 +110,10 @@ export class RolloutView {
       const ran = wave.hosts.length > 0 && wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
       // A retry can take the rollout back to an earlier wave: later waves that already ran stay passed.
       if (wave.wave < rollout.currentWave || (wave.wave > rollout.currentWave && ran)) wave.phase = 'passed';
-      else if (wave.wave === rollout.currentWave) wave.phase = currentWavePhase(rollout, ran);
+      else if (wave.wave === rollout.currentWave)
+        wave.phase = currentWavePhase(rollout, ran, () => this.haltedBefore(id));
     }
+    const revertedByHand = rollout.state === 'succeeded' ? (counts.reverted ?? 0) : 0;
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
     const approvals = this.store.rollouts.approvals(id);
     return {
@@ -122,7 +128,17 @@ export class RolloutView {
       analyses: this.analyses(rollout),
       ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
       ...optional('promotion', this.store.rollouts.promotion(rollout.id)),
+      ...(revertedByHand > 0
+        ? {
+            warnings: [`succeeded, but ${revertedByHand} host(s) were reverted by hand and do not carry the patch`],
+          }
+        : {}),
     };
+  }
+
+  /** Whether the rollout's apply ended halted (a revert followed): its wave then failed, whatever the revert did. */
+  private haltedBefore(id: string): boolean {
+    return this.store.applyEndOf(id) === 'halted';
   }
 
   /** Each analysis run of the rollout, with its latest measurements. */
@@ -208,8 +224,11 @@ function toView(rollout: RolloutRecord): RolloutRecordView {
   return { ...rollout, bakeUntil: rollout.bakeUntil === null ? null : new Date(rollout.bakeUntil).toISOString() };
 }
 
-/** The phase of the wave the rollout is at, from the rollout's state. */
-function currentWavePhase(rollout: RolloutRecord, ran: boolean): WavePhase {
+/**
+ * The phase of the wave the rollout is at, from the rollout's state. A halt fails the wave it
+ * happens in; `haltedBefore` (read only for a reverting or reverted rollout) keeps it failed after.
+ */
+function currentWavePhase(rollout: RolloutRecord, ran: boolean, haltedBefore: () => boolean): WavePhase {
   switch (rollout.state) {
     case 'draft':
     case 'awaiting_approval':
@@ -221,11 +240,13 @@ function currentWavePhase(rollout: RolloutRecord, ran: boolean): WavePhase {
     case 'succeeded':
       return 'passed';
     case 'halted':
+      return 'failed';
     case 'aborted':
       return 'stopped';
     case 'reverting':
     case 'reverted':
     case 'revert_failed':
+      if (haltedBefore()) return 'failed';
       // The wave passed if it had reached its bake before the revert; else it was cut short.
       return rollout.bakeUntil !== null && ran ? 'passed' : 'stopped';
   }

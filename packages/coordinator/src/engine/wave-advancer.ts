@@ -1,4 +1,11 @@
-import { ErrorCode, type Patch, protocolGapOf, toleratedFailures, UNHEALTHY_BEFORE_PATCH } from '@fleetpatch/shared';
+import {
+  ErrorCode,
+  type Patch,
+  protocolGapOf,
+  toleratedFailures,
+  UNHEALTHY_BEFORE_PATCH,
+  waveData,
+} from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import { failTooOld } from './agent-too-old.js';
@@ -116,7 +123,7 @@ export class WaveAdvancer {
             rolloutId: id,
             actor: SYSTEM,
             type: 'wave.passed',
-            data: { wave: rollout.currentWave, bakeSeconds: request.bakeSeconds },
+            data: { ...waveData(rollout.currentWave), bakeSeconds: request.bakeSeconds },
           },
           isoNow(clock),
         );
@@ -135,7 +142,10 @@ export class WaveAdvancer {
         // Nothing patched is not a success (every host skipped as unhealthy before the patch, say):
         // halted, so it says so and a retry can send the skipped hosts their order again.
         if (notTaken) transitionRollout(this.deps, rollout, 'halted', SYSTEM, notTaken);
-        else transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, null);
+        else {
+          const warning = revertedByHandWarning(store.hostRuns.inStates(id, ['reverted']));
+          transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, warning?.text ?? null, warning?.data);
+        }
         return;
       }
       if (request.window && !waveGate(request.window, now)) {
@@ -144,7 +154,7 @@ export class WaveAdvancer {
       }
       store.rollouts.setWave(id, next, null, isoNow(clock));
       this.analyses.startWave(rollout, next);
-      store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { wave: next } }, isoNow(clock));
+      store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: waveData(next) }, isoNow(clock));
     });
     return true;
   }
@@ -238,7 +248,7 @@ export class WaveAdvancer {
           );
           continue;
         }
-        const gap = protocolGapOf(patch.change, channel.protocolVersionOf(run.hostId));
+        const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
         if (gap !== undefined) {
           failTooOld(this.deps, run, gap);
           continue;
@@ -248,7 +258,7 @@ export class WaveAdvancer {
           this.deps,
           run,
           { to: 'dispatched', orderId, at: clock.now() },
-          { actor: SYSTEM, data: { orderId, wave: run.wave } },
+          { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
         );
         sends.push({ ...run, orderId, state: 'dispatched' });
       }
@@ -267,4 +277,18 @@ export class WaveAdvancer {
   private windowOpen(rollout: RolloutRecord): boolean {
     return rollout.request.window === undefined || this.deps.waveGate(rollout.request.window, this.deps.clock.now());
   }
+}
+
+/**
+ * A rollout that succeeds with hosts reverted by hand (`revert-host`) did not patch them: said in
+ * its final state's reason and event, so nobody reads `succeeded` as "every host carries the patch".
+ */
+export function revertedByHandWarning(
+  reverted: readonly HostRunRecord[],
+): { text: string; data: Record<string, unknown> } | undefined {
+  if (reverted.length === 0) return undefined;
+  const hosts = reverted.map((run) => run.hostId);
+  const shown = hosts.slice(0, 10).join(', ') + (hosts.length > 10 ? `, … (${hosts.length - 10} more)` : '');
+  const text = `succeeded, but ${hosts.length} host(s) were reverted by hand and do not carry the patch: ${shown}`;
+  return { text, data: { warning: text, revertedByHand: hosts.slice(0, 100) } };
 }

@@ -13,6 +13,7 @@ import {
   systemClock,
   verifyPayload,
 } from '@fleetpatch/shared';
+import { IN_FLIGHT_HOST_STATES } from '../engine/host-run-states.js';
 import { newId } from '../engine/ids.js';
 import { sha256Hex } from '../http/api-auth.js';
 import { type JoinTokenRecord, joinTokenState } from '../store/join-token-repository.js';
@@ -167,6 +168,53 @@ export class AgentEnrollment {
       store.appendEvent({ hostId: id, actor, type: 'agent.revoked' }, at);
     });
     this.options.disconnect(id, 'agent credential revoked');
+  }
+
+  /**
+   * Takes a host out of the fleet: its credential is revoked (it can no longer connect, and enrolling
+   * it again needs a join token made for it with `replace`), its connection is cut, no target selects
+   * it any more, and the agents list leaves it out; its rollouts and events stay. Refused (409) while
+   * the host has work in a running or paused rollout — an order out, or one still to come — unless
+   * `force`: then that host times out or misses its delivery deadline like any host gone for good.
+   */
+  removeAgent(id: string, actor: string, force: boolean): void {
+    const { store } = this.options;
+    const at = this.isoNow();
+    store.transaction(() => {
+      const agent = store.agents.get(id);
+      if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
+      if (agent.removedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already removed`);
+      const active = [
+        ...new Set(
+          store.hostRuns
+            .forHostInStates(id, [...IN_FLIGHT_HOST_STATES, 'queued', 'reverting'])
+            .filter((run) => {
+              const state = store.rollouts.get(run.rolloutId)?.state;
+              return state === 'running' || state === 'paused' || state === 'reverting';
+            })
+            .map((run) => run.rolloutId),
+        ),
+      ];
+      if (active.length > 0 && !force) {
+        throw new FleetError(
+          ErrorCode.conflict,
+          `agent ${id} has work in active rollout(s) ${active.join(', ')}: let them finish, or remove it with force`,
+          { rollouts: active },
+        );
+      }
+      if (agent.revokedAt === null) store.agents.revoke(id, at);
+      store.agents.remove(id, at);
+      store.appendEvent(
+        {
+          hostId: id,
+          actor,
+          type: 'agent.removed',
+          data: { ...(force ? { forced: true } : {}), ...(active.length > 0 ? { activeRollouts: active } : {}) },
+        },
+        at,
+      );
+    });
+    this.options.disconnect(id, 'agent removed from the fleet');
   }
 
   private view(token: JoinTokenRecord): JoinTokenView {

@@ -176,7 +176,7 @@ export class AgentHub implements AgentChannel {
     // The engine never sends an agent a change it cannot read (see change-protocol.ts); this holds the line.
     if (
       (message.type === 'order.apply' || message.type === 'order.preflight') &&
-      protocolNeededFor(message.change) > connection.protocolVersion
+      protocolNeededFor(message) > connection.protocolVersion
     ) {
       connection.log.error(
         { type: message.type, protocolVersion: connection.protocolVersion },

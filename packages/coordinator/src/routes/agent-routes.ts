@@ -25,11 +25,22 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { access: 'read' },
       schema: {
         ...operation('agents', 'listAgents', 'List the enrolled agents, online or not, with their facts and labels'),
+        querystring: z
+          .object({
+            removed: z
+              .enum(['true', 'false'])
+              .default('false')
+              .describe('true: list the agents removed from the fleet too'),
+          })
+          .strict(),
         response: { 200: AgentListSchema, ...ERROR_RESPONSES },
       },
     },
-    async () => ({
-      agents: store.agents.list().map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
+    async (request) => ({
+      agents: store.agents
+        .list()
+        .filter((agent) => request.query.removed === 'true' || agent.removedAt === null)
+        .map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
     }),
   );
 
@@ -59,6 +70,37 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
         ...(run.packages ? { packages: run.packages } : {}),
       }));
       return { agent: { ...agent, online: hub.isOnline(agent.id) }, hostRuns };
+    },
+  );
+
+  // A host leaving the fleet for good: its credential is revoked, its connection cut, its history kept.
+  app.delete(
+    '/agents/:id',
+    {
+      config: { access: 'admin' },
+      schema: {
+        ...operation(
+          'agents',
+          'removeAgent',
+          'Remove an agent from the fleet: credential revoked, connection cut, history kept',
+        ),
+        params: Params,
+        querystring: z
+          .object({
+            force: z
+              .enum(['true', 'false'])
+              .default('false')
+              .describe('true: remove it even while it has work in a running, paused or reverting rollout'),
+          })
+          .strict(),
+        response: { 200: AgentViewSchema, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => {
+      enrollment.removeAgent(request.params.id, callerOf(request).name, request.query.force === 'true');
+      const agent = store.agents.get(request.params.id);
+      if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not known`);
+      return { ...agent, online: hub.isOnline(agent.id) };
     },
   );
 

@@ -2,7 +2,7 @@ import type { AgentView, Facts } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
 /** A registered agent as stored: the API's view of it less `online`, which only the hub knows. */
-export type AgentRecord = Omit<AgentView, 'online'>;
+export type AgentRecord = Omit<AgentView, 'online' | 'removedAt'> & { removedAt: string | null };
 
 interface AgentRow {
   id: string;
@@ -15,6 +15,7 @@ interface AgentRow {
   created_at: string;
   enrolled_at: string | null;
   revoked_at: string | null;
+  removed_at: string | null;
 }
 
 function toRecord(row: AgentRow): AgentRecord {
@@ -29,6 +30,7 @@ function toRecord(row: AgentRow): AgentRecord {
     createdAt: row.created_at,
     enrolledAt: row.enrolled_at,
     revokedAt: row.revoked_at,
+    removedAt: row.removed_at,
   };
 }
 
@@ -43,11 +45,12 @@ export class AgentRepository {
     this.statements = {
       enroll: db.prepare(
         `INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES (@id, @publicKey, @labels, @at, @at)
-         ON CONFLICT (id) DO UPDATE SET public_key = @publicKey, labels = json_patch(labels, @labels), enrolled_at = @at, revoked_at = NULL`,
+         ON CONFLICT (id) DO UPDATE SET public_key = @publicKey, labels = json_patch(labels, @labels), enrolled_at = @at, revoked_at = NULL, removed_at = NULL`,
       ),
       byId: db.prepare('SELECT * FROM agents WHERE id = ?'),
       publicKey: db.prepare('SELECT public_key FROM agents WHERE id = ?').pluck(),
       revoke: db.prepare('UPDATE agents SET public_key = NULL, revoked_at = @at WHERE id = @id'),
+      remove: db.prepare('UPDATE agents SET removed_at = @at WHERE id = @id'),
       all: db.prepare('SELECT * FROM agents ORDER BY id'),
       hello: db.prepare(
         'UPDATE agents SET reported_labels = @labels, facts = @facts, agent_version = @agentVersion, last_seen_at = @at WHERE id = @id',
@@ -94,6 +97,11 @@ export class AgentRepository {
 
   revoke(id: string, at: string): void {
     this.statements.revoke.run({ id, at });
+  }
+
+  /** Takes the agent out of the fleet (its key is revoked separately); the row and its history stay. */
+  remove(id: string, at: string): void {
+    this.statements.remove.run({ id, at });
   }
 
   recordSeen(id: string, at: string): void {

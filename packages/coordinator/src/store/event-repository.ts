@@ -35,6 +35,9 @@ export class EventRepository {
       ),
       forRollout: db.prepare('SELECT * FROM events WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
       all: db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?'),
+      lastToState: db.prepare(
+        'SELECT to_state FROM events WHERE rollout_id = ? AND to_state IN (SELECT value FROM json_each(?)) ORDER BY seq DESC LIMIT 1',
+      ),
     };
   }
 
@@ -51,6 +54,12 @@ export class EventRepository {
     };
     const info = this.statements.insert.run({ ...record, data: record.data && JSON.stringify(record.data) });
     return { seq: Number(info.lastInsertRowid), ...record };
+  }
+
+  /** The latest of `states` the rollout moved to, by its transition events; undefined when none. */
+  lastToState(rolloutId: string, states: readonly string[]): string | undefined {
+    const row = this.statements.lastToState.get(rolloutId, JSON.stringify(states)) as { to_state: string } | undefined;
+    return row?.to_state;
   }
 
   /** Events of one rollout after `afterSeq`, oldest first. */

@@ -159,7 +159,7 @@ export class HostRunRepository {
         'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
       ),
       requeue: db.prepare(
-        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, after_change = NULL, packages = NULL, rehearsal = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, health = NULL, after_change = NULL, packages = NULL, rehearsal = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       answered: db.prepare('UPDATE host_runs SET answered = 1 WHERE rollout_id = @rolloutId AND host_id = @hostId'),
       forgetRevert: db.prepare(

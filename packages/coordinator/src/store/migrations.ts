@@ -273,4 +273,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       ALTER TABLE rollouts ADD COLUMN promotion TEXT;
     `,
   },
+  {
+    version: 12,
+    name: 'agents an admin removed from the fleet (DELETE /v1/agents/:id): kept with their history, selected by no target',
+    sql: 'ALTER TABLE agents ADD COLUMN removed_at TEXT;',
+  },
 ];

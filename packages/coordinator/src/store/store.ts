@@ -1,4 +1,4 @@
-import type { EventRecord } from '@fleetpatch/shared';
+import { APPLY_END_STATES, type EventRecord, type RolloutState } from '@fleetpatch/shared';
 import { AgentRepository } from './agent-repository.js';
 import { AnalysisRepository } from './analysis-repository.js';
 import { type Db, openDatabase } from './database.js';
@@ -93,6 +93,11 @@ export class Store {
     const record = this.eventRepository.append(event, at);
     this.pending.push(record);
     return record;
+  }
+
+  /** How the rollout's apply last came to rest (succeeded, halted or aborted), by its audit trail. */
+  applyEndOf(rolloutId: string): RolloutState | undefined {
+    return this.eventRepository.lastToState(rolloutId, APPLY_END_STATES) as RolloutState | undefined;
   }
 
   events(rolloutId: string, afterSeq: number, limit: number): EventRecord[] {

@@ -12,12 +12,15 @@ import type { FastifyInstance } from 'fastify';
 /**
  * Enrolls host `id` through the API as an agent would: an admin issues a join token for it, the
  * "agent" makes a key pair and enrolls with proof of possession. Returns the key for the socket.
+ * Unless `neverConnected`, the host is then on record as seen once (as though its agent had
+ * connected and gone away), so a rollout may plan it as a canary (one that never connected is not).
  */
 export async function enrollAgent(
   app: FastifyInstance,
   adminToken: string,
   id: string,
   labels: Record<string, string> = {},
+  options: { neverConnected?: boolean } = {},
 ): Promise<{ publicKey: string; privateKey: KeyObject }> {
   const issued = await app.inject({
     method: 'POST',
@@ -41,5 +44,9 @@ export async function enrollAgent(
   });
   if (enrolled.statusCode !== 201) throw new Error(`enroll ${id}: ${enrolled.statusCode} ${enrolled.body}`);
   EnrollResultSchema.parse(enrolled.json());
+  if (options.neverConnected !== true) {
+    const { store } = app.fleet;
+    store.transaction(() => store.agents.recordSeen(id, new Date().toISOString()));
+  }
   return { publicKey: pair.publicKey, privateKey };
 }

@@ -73,6 +73,11 @@ export class SimulatedAgent {
   }
 
   /** The latest apply order this agent holds without a result. */
+  /** The latest apply order received, answered or not. */
+  latestApply(): JournalEntry | undefined {
+    return [...this.journal.values()].filter((e) => e.kind === 'apply').at(-1);
+  }
+
   openApply(): JournalEntry | undefined {
     return [...this.journal.values()].filter((e) => e.kind === 'apply' && e.result === null).at(-1);
   }

@@ -6,6 +6,7 @@ import {
   ErrorCode,
   type EventRecord,
   type Facts,
+  type HealthCheckResult,
   type HostRunState,
   type InstalledPackage,
   inventoryDigest,
@@ -188,15 +189,20 @@ export class SimulatedFleet {
       labels?: Record<string, string>;
       reportedLabels?: Record<string, string>;
       facts?: Partial<Facts>;
+      /** false: offline now, though it has connected before (a canary may still be planned on it). */
       online?: boolean;
+      /** Enrolled, but its agent never connected: never made a canary. */
+      neverConnected?: boolean;
     } = {},
   ): Promise<void> {
     for (const id of ids) {
       const labels = options.labels ?? {};
-      this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, new Date(this.now).toISOString());
+      const at = new Date(this.now).toISOString();
+      this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, at);
+      if (options.neverConnected !== true) this.store.transaction(() => this.store.agents.recordSeen(id, at));
       const reported = options.reportedLabels ?? labels;
       this.agents.set(id, new SimulatedAgent(id, reported, { ...FACTS, hostname: id, ...options.facts }));
-      if (options.online !== false) await this.connect(id);
+      if (options.online !== false && options.neverConnected !== true) await this.connect(id);
     }
   }
 
@@ -251,6 +257,33 @@ export class SimulatedFleet {
     entry.phase = phase;
     if (this.agent(hostId).online)
       this.engine.onOrderProgress(hostId, { type: 'order.progress', orderId: entry.orderId, phase });
+    await this.engine.whenIdle();
+  }
+
+  /**
+   * One health poll of the host's latest apply order (open, or healthy and baking) reported as its
+   * agent does: `order.progress` in phase verifying with the results, `failingPolls` when given
+   * (protocol 5; an older agent sends none). `checks` maps a check name to what it saw: `true` passes.
+   */
+  async healthPoll(hostId: string, checks: Record<string, true | string>, failingPolls?: number): Promise<void> {
+    const entry = this.agent(hostId).latestApply();
+    if (!entry) throw new Error(`${hostId} holds no apply order`);
+    const at = new Date(this.now).toISOString();
+    const health = Object.entries(checks).map(([check, seen]) => ({
+      check,
+      kind: 'http',
+      ok: seen === true,
+      observed: seen === true ? 'HTTP 200' : seen,
+      at,
+    }));
+    if (this.agent(hostId).online)
+      this.engine.onOrderProgress(hostId, {
+        type: 'order.progress',
+        orderId: entry.orderId,
+        phase: 'verifying',
+        health,
+        ...(failingPolls === undefined ? {} : { failingPolls }),
+      });
     await this.engine.whenIdle();
   }
 
@@ -315,6 +348,7 @@ export class SimulatedFleet {
     error: { errorCode: ErrorCode; reason?: string } | undefined = outcome === 'healthy' || outcome === 'reverted'
       ? undefined
       : { errorCode: ErrorCode.healthFailed },
+    health?: HealthCheckResult[],
   ): void {
     entry.phase = 'done';
     entry.acked = false;
@@ -323,6 +357,7 @@ export class SimulatedFleet {
       outcome,
       changed,
       ...error,
+      ...(health ? { health } : {}),
       finishedAt: new Date(this.now).toISOString(),
     };
     if (this.agent(hostId).online) this.engine.onOrderResult(hostId, entry.result);
