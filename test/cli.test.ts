@@ -108,11 +108,11 @@ describe('the fleetpatch CLI', () => {
     expect((JSON.parse(json.stdout) as AgentList).agents.map((a) => a.id)).toEqual(HOSTS);
   });
 
-  it('refuses an invalid patch file locally with the failing paths: exit 1, nothing sent', async () => {
+  it('refuses an invalid patch file locally with the failing paths: exit 2 (bad input), nothing sent', async () => {
     const before = await patchCount();
     const file = await writeSpec('bad-patch.json', patchSpec({ mode: '999', path: 'etc/app' }));
     const result = await fleetpatch(['patch', 'create', '--file', file], { token: TOKENS.alice });
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr).toContain('is not a valid patch; nothing was sent');
     expect(result.stderr).toMatch(/change\.mode: must be an octal mode/);
     expect(result.stderr).toMatch(/change\.path: must be an absolute, normalized path/);
@@ -160,7 +160,7 @@ describe('the fleetpatch CLI', () => {
     const reverted = await fleetpatch(['rollout', 'revert', rolloutId!], { token: TOKENS.alice });
     expect(reverted.code, reverted.stderr).toBe(0);
     const afterRevert = await fleetpatch(['rollout', 'status', rolloutId!, '--watch'], { token: TOKENS.alice });
-    expect(afterRevert.code, afterRevert.stderr).toBe(0);
+    expect(afterRevert.code, afterRevert.stderr).toBe(9); // reverted: its own exit code
     expect(afterRevert.stdout).toMatch(/rollout ro_\S+ {2}reverted/);
     for (const host of HOSTS) expect(await readFile(join(rootOf(host), PATH), 'utf8')).toBe(OLD);
 
@@ -170,7 +170,7 @@ describe('the fleetpatch CLI', () => {
     expect(events.stdout).toContain('rollout.reverted');
   });
 
-  it('watches a rollout that halts and exits 1, naming the failed host and why', async () => {
+  it('watches a rollout that halts and exits 7, naming the failed host and why', async () => {
     const file = await writeSpec(
       'drifted.json',
       patchSpec({ title: 'expects a prior file that is not there', expectedPriorSha256: sha256Of('other') }),
@@ -183,7 +183,7 @@ describe('the fleetpatch CLI', () => {
     expect((await fleetpatch(['rollout', 'approve', rolloutId], { token: TOKENS.bob })).code).toBe(0);
     expect((await fleetpatch(['rollout', 'start', rolloutId], { token: TOKENS.alice })).code).toBe(0);
     const watched = await fleetpatch(['rollout', 'status', rolloutId, '--watch'], { token: TOKENS.alice });
-    expect(watched.code, watched.stdout).toBe(1);
+    expect(watched.code, watched.stdout).toBe(7);
     expect(watched.stdout).toMatch(/rollout ro_\S+ {2}halted/);
     expect(watched.stdout).toMatch(/web-1 failed: precondition_failed/);
     expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe(OLD);
@@ -281,14 +281,14 @@ describe('the fleetpatch CLI', () => {
     expect(result.stderr).toContain("option '--waves <steps>' argument '1,ten' is invalid");
   });
 
-  it('says in one line when the coordinator cannot be reached', async () => {
+  it('says in one line when the coordinator cannot be reached, and exits 5', async () => {
     const server = createServer();
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const { port } = server.address() as { port: number };
     await new Promise((resolve) => server.close(resolve));
     const result = await fleetpatch(['agents', '--url', `http://127.0.0.1:${port}`], { token: TOKENS.alice });
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(5);
     expect(result.stderr).toBe(
       `error: cannot reach the coordinator at http://127.0.0.1:${port}: connection refused (ECONNREFUSED)\n`,
     );

@@ -107,8 +107,8 @@ export class ApiClient {
     return this.request('GET', `/v1/rollouts?limit=${limit}`);
   }
 
-  rolloutStatus(id: string): Promise<RolloutStatus> {
-    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}`);
+  rolloutStatus(id: string, signal?: AbortSignal): Promise<RolloutStatus> {
+    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}`, undefined, signal);
   }
 
   rolloutPlan(id: string): Promise<RolloutPlan> {
@@ -166,8 +166,9 @@ export class ApiClient {
     return res.body;
   }
 
-  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
     const res = await this.fetch(path, {
+      ...(signal ? { signal } : {}),
       method,
       headers: {
         authorization: `Bearer ${this.connection.token}`,

@@ -9,6 +9,8 @@ export interface CliContext {
   api(): ApiClient;
   readStdin(): Promise<string>;
   now(): Date;
+  /** `--json` was given: errors, the command line's included, are one JSON object on stderr. */
+  errorsAsJson?: boolean;
   /** For commands whose outcome is not an error but still not a success (a watched rollout that halted). */
   setExitCode(code: ExitCode): void;
 }

@@ -2,13 +2,16 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { CommanderError } from 'commander';
+import { createLogUpdate } from 'log-update';
 import { ApiClient } from './api-client.js';
 import type { CliContext } from './cli-context.js';
-import { describeError, ExitCode } from './cli-errors.js';
+import { describeError, describeErrorAsJson, ExitCode } from './cli-errors.js';
 import { keyEnvironmentOf } from './commands/key-commands.js';
 import { resolveConnection } from './connection.js';
 import { readAll } from './json-input.js';
 import { buildProgram } from './program.js';
+import { wantsColour } from './terminal-style.js';
+import { terminalSafe } from './terminal-text.js';
 
 // The only place that reads process.env, argv and the real stdio; everything below gets a CliContext.
 
@@ -21,12 +24,23 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 let exitCode: ExitCode = ExitCode.ok;
 let client: ApiClient | undefined;
 
+// `--json` anywhere before `--`: errors are then one JSON object on stderr too.
+const args = process.argv.slice(2);
+const errorsAsJson = args.slice(0, args.includes('--') ? args.indexOf('--') : undefined).includes('--json');
+
 const ctx: CliContext = {
   output: {
-    out: (text) => process.stdout.write(`${text}\n`),
-    err: (text) => process.stderr.write(`${text}\n`),
+    // Whatever reaches the terminal has the server's control characters escaped (terminal-text.ts).
+    out: (text) => process.stdout.write(`${terminalSafe(text)}\n`),
+    err: (text) => process.stderr.write(`${terminalSafe(text)}\n`),
     interactive: process.stdout.isTTY === true,
+    colour: wantsColour(process.env, process.stdout.isTTY === true),
+    live: () => {
+      const update = createLogUpdate(process.stdout);
+      return { update: (frame) => update(frame), done: () => update.done() };
+    },
   },
+  errorsAsJson,
   api: () => {
     client ??= new ApiClient(
       resolveConnection({
@@ -59,9 +73,15 @@ try {
     const shown = err.code === 'commander.helpDisplayed' || err.code === 'commander.version';
     exitCode = shown ? ExitCode.ok : ExitCode.usage;
   } else {
-    const { lines, exitCode: code } = describeError(err);
-    for (const line of lines) process.stderr.write(`${line}\n`);
-    exitCode = code;
+    if (errorsAsJson) {
+      const { text, exitCode: code } = describeErrorAsJson(err);
+      ctx.output.err(text);
+      exitCode = code;
+    } else {
+      const { lines, exitCode: code } = describeError(err);
+      for (const line of lines) ctx.output.err(line);
+      exitCode = code;
+    }
   }
 }
 process.exitCode = exitCode;

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { Command } from 'commander';
 import type { CliContext } from './cli-context.js';
+import { describeErrorAsJson, formatExitCodeTable, UsageError } from './cli-errors.js';
 import { addAgentCommands } from './commands/agent-commands.js';
 import { addEventsCommand } from './commands/events-command.js';
 import { addJoinTokenCommands } from './commands/join-token-commands.js';
@@ -27,8 +28,16 @@ export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironme
     .configureOutput({
       writeOut: (text) => ctx.output.out(text.replace(/\n$/, '')),
       writeErr: (text) => ctx.output.err(text.replace(/\n$/, '')),
+      // With --json a malformed command line is a JSON error too (the code a script checks is 2).
+      ...(ctx.errorsAsJson
+        ? {
+            outputError: (text: string) =>
+              ctx.output.err(describeErrorAsJson(new UsageError(text.replace(/^error: /, '').trim())).text),
+          }
+        : {}),
     })
-    .showHelpAfterError('(add --help for usage)');
+    .showHelpAfterError(ctx.errorsAsJson ? false : '(add --help for usage)')
+    .addHelpText('after', `\n${formatExitCodeTable()}`);
   addAgentCommands(program, ctx);
   addJoinTokenCommands(program, ctx);
   addKeyCommands(program, ctx, keyEnvironment);

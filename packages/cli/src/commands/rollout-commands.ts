@@ -1,14 +1,13 @@
 import { DEFAULT_STATEMENT_VALIDITY_SECONDS, PatchSpecSchema, type RolloutStatus } from '@fleetpatch/shared';
 import { type Command, Option } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
-import { ExitCode, LocalValidationError, UsageError } from '../cli-errors.js';
+import { formatExitCodeTable, LocalValidationError, UsageError } from '../cli-errors.js';
 import { writeJson } from '../cli-output.js';
 import { readJsonInput } from '../json-input.js';
 import { validatePatchSpec, validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
 import { preflightExitCode, renderPreflight, renderRolloutList } from '../render-rollouts.js';
 import { renderStatus } from '../render-status.js';
-import { SUCCESSFUL_ROLLOUT_STATES } from '../rollout-final-states.js';
 import {
   AUTO_REVERT_CHOICES,
   buildRolloutRequest,
@@ -16,6 +15,7 @@ import {
   parseFailureBudget,
   parseHosts,
   parseLabels,
+  parsePositiveSeconds,
   parseSeconds,
   parseWaves,
   parseWholeNumber,
@@ -28,7 +28,7 @@ import {
   type SigningFlags,
   signNewRollout,
 } from '../rollout-signing.js';
-import { watchRollout } from '../watch-rollout.js';
+import { type WatchFlags, watchStatus } from '../watch-command.js';
 import type { KeyEnvironment } from './key-commands.js';
 import { addRolloutVerbCommands } from './rollout-verb-commands.js';
 
@@ -54,28 +54,29 @@ export function addRolloutCommands(program: Command, ctx: CliContext, keys: () =
     .command('status')
     .description('state, failures and every host by wave; --watch follows it to a final state')
     .argument('<id>', 'rollout id')
-    .option('-w, --watch', 'redraw on every change until succeeded, halted, aborted, reverted or revert_failed')
+    .option(
+      '-w, --watch',
+      'follow it until succeeded, halted, aborted, reverted or revert_failed (exit 0, 7, 8, 9, 10); a terminal gets a live view, anything else timestamped lines',
+    )
+    .option('--timeout <seconds>', 'with --watch: give up after this long (exit 6)', parsePositiveSeconds)
+    .option(
+      '--reconnect-for <seconds>',
+      'with --watch: how long to keep reconnecting to a coordinator that went away (exit 5 after)',
+      parsePositiveSeconds,
+      120,
+    )
     .option('--json', 'print the raw JSON (one object per line with --watch)')
-    .action(async (id: string, opts: JsonFlag & { watch?: boolean }) => {
+    .addHelpText('after', `\n${formatExitCodeTable()}`)
+    .action(async (id: string, opts: WatchFlags) => {
       const api = ctx.api();
       if (!opts.watch) {
+        if (opts.timeout !== undefined) throw new UsageError('--timeout limits a watch: it goes with --watch');
         const status = await api.rolloutStatus(id);
         if (opts.json) writeJson(ctx.output, status);
         else ctx.output.out(renderStatus(status, ctx.now()));
         return;
       }
-      let last = '';
-      let frames = 0;
-      const final = await watchRollout(api, id, (status) => {
-        const text = opts.json ? JSON.stringify(status) : renderStatus(status, ctx.now());
-        if (text === last) return;
-        last = text;
-        if (opts.json) ctx.output.out(text);
-        else if (ctx.output.interactive) ctx.output.out(`\x1b[H\x1b[2J${text}`);
-        else ctx.output.out(frames === 0 ? text : `\n${text}`);
-        frames++;
-      });
-      ctx.setExitCode(SUCCESSFUL_ROLLOUT_STATES.has(final.rollout.state) ? ExitCode.ok : ExitCode.failed);
+      ctx.setExitCode(await watchStatus(ctx, id, opts));
     });
 
   rollout
