@@ -48,6 +48,8 @@ export function formatExitCodeTable(): string {
 export interface FieldIssue {
   path: string;
   message: string;
+  /** Where the field was written, `patch.yaml:7:9`, when it came from a file. */
+  at?: string;
 }
 
 /** The command line itself is wrong (missing connection, contradictory flags): bad input, exit 2. */
@@ -94,7 +96,10 @@ const BAD_INPUT_CODES: ReadonlySet<string> = new Set([
 /** Lines for stderr and the exit code of any error; never a stack trace. */
 export function describeError(err: unknown): { lines: string[]; exitCode: ExitCode } {
   const { message, issues, exitCode } = errorSummary(err);
-  return { lines: [`error: ${message}`, ...issues.map((i) => `  ${i.path}: ${i.message}`)], exitCode };
+  return {
+    lines: [`error: ${message}`, ...issues.map((i) => `  ${i.at ? `${i.at}: ` : ''}${i.path}: ${i.message}`)],
+    exitCode,
+  };
 }
 
 /** `--json`: the same error as one JSON object on stderr, for scripts. */
@@ -126,9 +131,11 @@ function errorSummary(err: unknown): {
 export function toFieldIssues(
   issues: readonly { path: readonly PropertyKey[]; message: string }[],
   prefix = '',
+  locate?: (path: readonly PropertyKey[]) => string | undefined,
 ): FieldIssue[] {
   return issues.map((issue) => {
     const path = [prefix, ...issue.path.map(String)].filter(Boolean).join('.');
-    return { path: path || '(root)', message: issue.message };
+    const at = locate?.(issue.path);
+    return { path: path || '(root)', message: issue.message, ...(at ? { at } : {}) };
   });
 }

@@ -3,7 +3,7 @@ import { type Command, Option } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { formatExitCodeTable, LocalValidationError, UsageError } from '../cli-errors.js';
 import { writeJson } from '../cli-output.js';
-import { readJsonInput } from '../json-input.js';
+import { type InputDocument, readInputDocument } from '../json-input.js';
 import { validatePatchSpec, validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
 import { preflightExitCode, renderPreflight, renderRolloutList } from '../render-rollouts.js';
@@ -151,7 +151,7 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
     )
     .option(
       '--file <path>',
-      'a rollout request as JSON ("-" reads stdin; metric `analyses` go here); flags override its fields',
+      'a rollout request as YAML or JSON ("-" reads stdin; metric `analyses` go here); flags override its fields',
     )
     .option('--json', 'print the created rollout as JSON');
   addSigningOptions(create, 'the rollout as its author (then agents that require signatures accept it)', true)
@@ -161,14 +161,15 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
         throw new UsageError('--patch-file checks the patch before signing: it goes with --sign-key');
       }
       let base: Record<string, unknown> | undefined;
+      let input: InputDocument | undefined;
       if (opts.file !== undefined) {
-        const input = await readJsonInput(opts.file, ctx.readStdin);
-        if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-          throw new LocalValidationError(`${opts.file} must hold a JSON object (a rollout request)`, []);
+        input = await readInputDocument(opts.file, ctx.readStdin);
+        if (typeof input.value !== 'object' || input.value === null || Array.isArray(input.value)) {
+          throw new LocalValidationError(`${input.source} must hold an object (a rollout request)`, []);
         }
-        base = input as Record<string, unknown>;
+        base = input.value as Record<string, unknown>;
       }
-      const request = validateRolloutRequest(buildRolloutRequest(opts, base), opts.file === '-' ? 'stdin' : opts.file);
+      const request = validateRolloutRequest(buildRolloutRequest(opts, base), input?.source, input?.locate);
       const api = ctx.api();
       const created =
         opts.signKey === undefined ? await api.createRollout(request) : await createSigned(ctx, opts, request, keys);
@@ -204,7 +205,9 @@ async function createSigned(
   const local =
     opts.patchFile === undefined
       ? undefined
-      : PatchSpecSchema.parse(validatePatchSpec(await readJsonInput(opts.patchFile, ctx.readStdin), opts.patchFile));
+      : await readInputDocument(opts.patchFile, ctx.readStdin).then((doc) =>
+          PatchSpecSchema.parse(validatePatchSpec(doc.value, doc.source, doc.locate)),
+        );
   const api = ctx.api();
   const spec = checkPatchAgainstFile(await api.getPatch(request.patchId), local, opts.patchFile);
   const draft = await api.createRollout({ ...request, draft: true });
