@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { Command } from 'commander';
+import { Argument, Command } from 'commander';
 import type { CliContext } from './cli-context.js';
 import { describeErrorAsJson, formatExitCodeTable, UsageError } from './cli-errors.js';
 import { addAgentCommands } from './commands/agent-commands.js';
@@ -9,6 +9,7 @@ import { addKeyCommands, type KeyEnvironment } from './commands/key-commands.js'
 import { addPackageCommands } from './commands/package-commands.js';
 import { addPatchCommands } from './commands/patch-commands.js';
 import { addRolloutCommands } from './commands/rollout-commands.js';
+import { bashCompletion, zshCompletion } from './completion.js';
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -45,5 +46,13 @@ export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironme
   addRolloutCommands(program, ctx, keyEnvironment);
   addPackageCommands(program, ctx);
   addEventsCommand(program, ctx);
+  program
+    .command('completion')
+    .description('print a shell completion script: source <(fleetpatch completion bash), or zsh')
+    .addArgument(new Argument('<shell>', 'the shell').choices(['bash', 'zsh']))
+    .action((shell: 'bash' | 'zsh') => {
+      // Generated from this very tree, so it can never offer a command or flag that is gone.
+      ctx.output.out((shell === 'bash' ? bashCompletion(program) : zshCompletion(program)).trimEnd());
+    });
   return program;
 }
