@@ -7,7 +7,7 @@ import type { AgentList, EventPage, JoinTokenCreated, PatchList } from '@fleetpa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_BIN } from '../scripts/lib/local-fleet.mjs';
 import { type SamplePatchOptions, samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
-import { type CliCall, type CliResult, runCli, runNode } from './support/cli-process.js';
+import { CLI, type CliCall, type CliResult, runCli, runNode } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness } from './support/fleet-harness.js';
 
 // The fleetpatch CLI as ops staff type it: the built binary as a child process against a real
@@ -269,7 +269,9 @@ describe('the fleetpatch CLI', () => {
   it('exits 2 with a clear message when no token is given', async () => {
     const result = await fleetpatch(['rollout', 'list']);
     expect(result.code).toBe(2);
-    expect(result.stderr.trim()).toBe('error: no API token: pass --token TOKEN or set FLEETPATCH_TOKEN');
+    expect(result.stderr.trim()).toBe(
+      'error: no API token: pass --token TOKEN or set FLEETPATCH_TOKEN, or choose a context (fleetpatch config use-context NAME)',
+    );
     expect(result.stdout).toBe('');
   });
 
@@ -291,6 +293,41 @@ describe('the fleetpatch CLI', () => {
     expect(result.code).toBe(5);
     expect(result.stderr).toBe(
       `error: cannot reach the coordinator at http://127.0.0.1:${port}: connection refused (ECONNREFUSED)\n`,
+    );
+  });
+
+  it('connects through a named context of the config file, and refuses a token file others can read', async () => {
+    const dir = join(work, 'cli-config');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'alice.token'), `${TOKENS.alice}\n`, { mode: 0o600 });
+    await chmod(join(dir, 'alice.token'), 0o600);
+    const config = join(dir, 'config.yaml');
+    await writeFile(
+      config,
+      `# two coordinators\ncontexts:\n  lab:\n    url: ${fleet.coordinator.url}\n    tokenFile: alice.token\n  elsewhere:\n    url: http://127.0.0.1:9\n    tokenFile: alice.token\n`,
+    );
+    const env = { FLEETPATCH_CONFIG: config };
+    const none = await runNode([CLI, 'agents'], env);
+    expect(none.code).toBe(2);
+    const used = await runNode([CLI, 'config', 'use-context', 'lab'], env);
+    expect(used.code, used.stderr).toBe(0);
+    expect(await readFile(config, 'utf8')).toMatch(/^# two coordinators\ncontexts:/); // comments kept
+    expect((await runNode([CLI, 'config', 'current-context'], env)).stdout).toBe('lab\n');
+    const listed = await runNode([CLI, 'agents'], env);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/web-1\s+yes/);
+    // --context picks another one for one command: port 9 answers nobody.
+    expect((await runNode([CLI, '--context', 'elsewhere', 'agents'], env)).code).toBe(5);
+    const unknown = await runNode([CLI, '--context', 'prod', 'agents', '--json'], env);
+    expect(unknown.code).toBe(2);
+    expect(JSON.parse(unknown.stderr)).toMatchObject({ error: { code: 'usage', exitCode: 2 } });
+    expect(unknown.stderr).toContain('no context \\"prod\\"');
+
+    await chmod(join(dir, 'alice.token'), 0o644);
+    const open = await runNode([CLI, 'agents'], env);
+    expect(open.code).toBe(2);
+    expect(open.stderr).toBe(
+      `error: token file ${join(dir, 'alice.token')} is readable by others (mode 0644): chmod 600 ${join(dir, 'alice.token')}\n`,
     );
   });
 });

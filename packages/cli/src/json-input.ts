@@ -26,9 +26,14 @@ export async function readInputDocument(path: string, stdin: () => Promise<strin
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : (err as Error).message;
     throw new UsageError(`cannot read ${source}: ${why}`);
   }
+  return parseInputDocument(text, source, /\.json$/i.test(path));
+}
+
+/** Parses text already read (`json`: strictly as JSON); positions come from the YAML parser either way. */
+export function parseInputDocument(text: string, source: string, json: boolean): InputDocument {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const value = /\.json$/i.test(path) ? parseJson(text, source) : yamlValue(doc, source, lines);
+  const value = json ? parseJson(text, source) : yamlValue(doc, source, lines);
   return {
     value,
     source,

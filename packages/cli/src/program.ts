@@ -3,6 +3,7 @@ import { Argument, Command } from 'commander';
 import type { CliContext } from './cli-context.js';
 import { describeErrorAsJson, formatExitCodeTable, UsageError } from './cli-errors.js';
 import { addAgentCommands } from './commands/agent-commands.js';
+import { addConfigCommands } from './commands/config-commands.js';
 import { addEventsCommand } from './commands/events-command.js';
 import { addJoinTokenCommands } from './commands/join-token-commands.js';
 import { addKeyCommands, type KeyEnvironment } from './commands/key-commands.js';
@@ -25,6 +26,7 @@ export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironme
     .option('--token <token>', 'API token (env FLEETPATCH_TOKEN)')
     .option('--ca-file <file>', 'PEM CA that signed an https:// coordinator certificate (env FLEETPATCH_CA_FILE)')
     .option('--insecure', 'allow sending the token over plain http:// to a host other than this one')
+    .option('--context <name>', 'a context of the config file (FLEETPATCH_CONFIG): URL, token file, CA, signing key')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => ctx.output.out(text.replace(/\n$/, '')),
@@ -46,6 +48,7 @@ export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironme
   addRolloutCommands(program, ctx, keyEnvironment);
   addPackageCommands(program, ctx);
   addEventsCommand(program, ctx);
+  addConfigCommands(program, ctx);
   program
     .command('completion')
     .description('print a shell completion script: source <(fleetpatch completion bash), or zsh')
