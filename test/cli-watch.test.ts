@@ -167,3 +167,32 @@ describe('fleetpatch rollout status --watch, off a terminal', () => {
     }
   }, 60_000);
 });
+
+describe('text from the server never drives the terminal', () => {
+  it('shows a patch title that would clear the screen and retitle the window escaped, in every view', async () => {
+    const hostile = 'Fix\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m';
+    const patchId = await fleet.createPatch(
+      sampleFilePatch(CONF, 'workers = 9\n', { title: hostile, ticket: 'OPS-\x1b]52;c;cm0gLXJmIC8=\x07' }),
+    );
+    const rolloutId = await fleet.createRollout({ patchId, target: { labels: { role: 'web' } }, waves: [1] });
+    const views = [
+      ['patch', 'list'],
+      ['patch', 'show', patchId],
+      ['rollout', 'status', rolloutId],
+      ['rollout', 'list'],
+      ['events', rolloutId],
+      ['rollout', 'status', rolloutId, '--watch', '--timeout', '1'],
+      ['patch', 'show', patchId, '--json'],
+    ];
+    for (const args of views) {
+      const result = await runCli(fleet.coordinator.url, args, { token: ADMIN_TOKEN });
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(args.includes('--timeout') ? 6 : 0);
+      for (const raw of ['\x1b', '\x07', '\x9b']) expect(result.stdout, args.join(' ')).not.toContain(raw);
+    }
+    const shown = await runCli(fleet.coordinator.url, ['patch', 'show', patchId], { token: ADMIN_TOKEN });
+    expect(shown.stdout).toContain('Fix\\u001b[2J\\u001b[H\\u001b]0;owned\\u0007\\u009b31m');
+    // --json stays JSON that reads back as exactly what was stored.
+    const json = await runCli(fleet.coordinator.url, ['patch', 'show', patchId, '--json'], { token: ADMIN_TOKEN });
+    expect((JSON.parse(json.stdout) as { title: string }).title).toBe(hostile);
+  }, 60_000);
+});
