@@ -59,7 +59,14 @@ describe('shell completion, generated from the command tree', () => {
       '--reconnect-for',
     ]);
     expect(bashOffers(['pat'])).toEqual(['patch']);
-    expect(bashOffers(['completion', ''])).toEqual(['--url', '--token', '--ca-file', '--insecure', '--context', '--help']);
+    expect(bashOffers(['completion', ''])).toEqual([
+      '--url',
+      '--token',
+      '--ca-file',
+      '--insecure',
+      '--context',
+      '--help',
+    ]);
   });
 
   itNeeding(
