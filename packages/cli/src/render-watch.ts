@@ -58,7 +58,7 @@ const BAR_WIDTH = 30;
 /**
  * The terminal view of `rollout status --watch`, one frame (log-update redraws it in place):
  *
- *   rollout ro_1  running  "Fix the TLS config" (OPS-42)  patch pat_1
+ *   rollout ro_1  running  "Fix the TLS config" (OPS-42)
  *   elapsed 3m 12s  ETA ~2m 40s  failures 1 of 2 tolerated (halts on the 3rd failure)
  *   wave 1  ██████████████████████████████  1 done                            passed
  *   wave 2  ██████████▓▓▓▓▒▒▒▒░░░░░░░░░░░░  2 done, 1 failed, 1 in flight, 4 pending  running
@@ -71,10 +71,13 @@ export function renderWatchFrame(frame: WatchFrame, style: Style): string {
   const { status, patch, timings, now, lost } = frame;
   const { rollout } = status;
   const stateColour = STATE_COLOURS[rollout.state] ?? 'cyan';
-  const title = patch ? `"${printable(patch.title)}" (${printable(patch.ticket)})  ` : '';
+  // The patch by its title and ticket when it could be read (its id is in `rollout status`), else by id.
+  const title = patch
+    ? `"${printable(patch.title)}" (${printable(patch.ticket)})`
+    : `patch ${printable(rollout.patchId)}`;
   const reason = rollout.stateReason ? ` (${printable(rollout.stateReason)})` : '';
   const lines = [
-    `${style.paint('bold', `rollout ${printable(rollout.id)}`)}  ${style.paint(stateColour, rollout.state)}${reason}  ${title}patch ${printable(rollout.patchId)}`,
+    `${style.paint('bold', `rollout ${printable(rollout.id)}`)}  ${style.paint(stateColour, rollout.state)}${reason}  ${title}`,
     headerTimes(status, timings, now.getTime()),
   ];
   if (lost) {

@@ -64,7 +64,7 @@ describe('the watch view on a terminal', () => {
   it('has a header with title, ticket, state, elapsed and an ETA from measured wave times', () => {
     const frame = renderWatchFrame({ status: running(), patch: PATCH, timings: measuredTimings(), now: NOW }, PLAIN);
     const [first, second] = frame.split('\n');
-    expect(first).toBe('rollout ro_1  running  "Fix the TLS config" (OPS-42)  patch pat_1');
+    expect(first).toBe('rollout ro_1  running  "Fix the TLS config" (OPS-42)');
     // Wave 2: 60 s measured, 20 s run → 40 s; wave 3: 60 s; no bakes.
     expect(second).toBe('elapsed 2m 00s  ETA ~1m 40s  failures 1 of 2 tolerated (halts on the 3rd failure)');
   });
