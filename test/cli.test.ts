@@ -7,7 +7,7 @@ import type { AgentList, EventPage, JoinTokenCreated, PatchList } from '@fleetpa
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_BIN } from '../scripts/lib/local-fleet.mjs';
 import { type SamplePatchOptions, samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
-import { type CliCall, type CliResult, runCli, runNode } from './support/cli-process.js';
+import { CLI, type CliCall, type CliResult, runCli, runNode } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness } from './support/fleet-harness.js';
 
 // The fleetpatch CLI as ops staff type it: the built binary as a child process against a real
@@ -108,11 +108,11 @@ describe('the fleetpatch CLI', () => {
     expect((JSON.parse(json.stdout) as AgentList).agents.map((a) => a.id)).toEqual(HOSTS);
   });
 
-  it('refuses an invalid patch file locally with the failing paths: exit 1, nothing sent', async () => {
+  it('refuses an invalid patch file locally with the failing paths: exit 2 (bad input), nothing sent', async () => {
     const before = await patchCount();
     const file = await writeSpec('bad-patch.json', patchSpec({ mode: '999', path: 'etc/app' }));
     const result = await fleetpatch(['patch', 'create', '--file', file], { token: TOKENS.alice });
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr).toContain('is not a valid patch; nothing was sent');
     expect(result.stderr).toMatch(/change\.mode: must be an octal mode/);
     expect(result.stderr).toMatch(/change\.path: must be an absolute, normalized path/);
@@ -160,7 +160,7 @@ describe('the fleetpatch CLI', () => {
     const reverted = await fleetpatch(['rollout', 'revert', rolloutId!], { token: TOKENS.alice });
     expect(reverted.code, reverted.stderr).toBe(0);
     const afterRevert = await fleetpatch(['rollout', 'status', rolloutId!, '--watch'], { token: TOKENS.alice });
-    expect(afterRevert.code, afterRevert.stderr).toBe(0);
+    expect(afterRevert.code, afterRevert.stderr).toBe(9); // reverted: its own exit code
     expect(afterRevert.stdout).toMatch(/rollout ro_\S+ {2}reverted/);
     for (const host of HOSTS) expect(await readFile(join(rootOf(host), PATH), 'utf8')).toBe(OLD);
 
@@ -170,7 +170,7 @@ describe('the fleetpatch CLI', () => {
     expect(events.stdout).toContain('rollout.reverted');
   });
 
-  it('watches a rollout that halts and exits 1, naming the failed host and why', async () => {
+  it('watches a rollout that halts and exits 7, naming the failed host and why', async () => {
     const file = await writeSpec(
       'drifted.json',
       patchSpec({ title: 'expects a prior file that is not there', expectedPriorSha256: sha256Of('other') }),
@@ -183,7 +183,7 @@ describe('the fleetpatch CLI', () => {
     expect((await fleetpatch(['rollout', 'approve', rolloutId], { token: TOKENS.bob })).code).toBe(0);
     expect((await fleetpatch(['rollout', 'start', rolloutId], { token: TOKENS.alice })).code).toBe(0);
     const watched = await fleetpatch(['rollout', 'status', rolloutId, '--watch'], { token: TOKENS.alice });
-    expect(watched.code, watched.stdout).toBe(1);
+    expect(watched.code, watched.stdout).toBe(7);
     expect(watched.stdout).toMatch(/rollout ro_\S+ {2}halted/);
     expect(watched.stdout).toMatch(/web-1 failed: precondition_failed/);
     expect(await readFile(join(rootOf('web-1'), PATH), 'utf8')).toBe(OLD);
@@ -269,7 +269,9 @@ describe('the fleetpatch CLI', () => {
   it('exits 2 with a clear message when no token is given', async () => {
     const result = await fleetpatch(['rollout', 'list']);
     expect(result.code).toBe(2);
-    expect(result.stderr.trim()).toBe('error: no API token: pass --token TOKEN or set FLEETPATCH_TOKEN');
+    expect(result.stderr.trim()).toBe(
+      'error: no API token: pass --token TOKEN or set FLEETPATCH_TOKEN, or choose a context (fleetpatch config use-context NAME)',
+    );
     expect(result.stdout).toBe('');
   });
 
@@ -281,16 +283,51 @@ describe('the fleetpatch CLI', () => {
     expect(result.stderr).toContain("option '--waves <steps>' argument '1,ten' is invalid");
   });
 
-  it('says in one line when the coordinator cannot be reached', async () => {
+  it('says in one line when the coordinator cannot be reached, and exits 5', async () => {
     const server = createServer();
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const { port } = server.address() as { port: number };
     await new Promise((resolve) => server.close(resolve));
     const result = await fleetpatch(['agents', '--url', `http://127.0.0.1:${port}`], { token: TOKENS.alice });
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(5);
     expect(result.stderr).toBe(
       `error: cannot reach the coordinator at http://127.0.0.1:${port}: connection refused (ECONNREFUSED)\n`,
+    );
+  });
+
+  it('connects through a named context of the config file, and refuses a token file others can read', async () => {
+    const dir = join(work, 'cli-config');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'alice.token'), `${TOKENS.alice}\n`, { mode: 0o600 });
+    await chmod(join(dir, 'alice.token'), 0o600);
+    const config = join(dir, 'config.yaml');
+    await writeFile(
+      config,
+      `# two coordinators\ncontexts:\n  lab:\n    url: ${fleet.coordinator.url}\n    tokenFile: alice.token\n  elsewhere:\n    url: http://127.0.0.1:9\n    tokenFile: alice.token\n`,
+    );
+    const env = { FLEETPATCH_CONFIG: config };
+    const none = await runNode([CLI, 'agents'], env);
+    expect(none.code).toBe(2);
+    const used = await runNode([CLI, 'config', 'use-context', 'lab'], env);
+    expect(used.code, used.stderr).toBe(0);
+    expect(await readFile(config, 'utf8')).toMatch(/^# two coordinators\ncontexts:/); // comments kept
+    expect((await runNode([CLI, 'config', 'current-context'], env)).stdout).toBe('lab\n');
+    const listed = await runNode([CLI, 'agents'], env);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toMatch(/web-1\s+yes/);
+    // --context picks another one for one command: port 9 answers nobody.
+    expect((await runNode([CLI, '--context', 'elsewhere', 'agents'], env)).code).toBe(5);
+    const unknown = await runNode([CLI, '--context', 'prod', 'agents', '--json'], env);
+    expect(unknown.code).toBe(2);
+    expect(JSON.parse(unknown.stderr)).toMatchObject({ error: { code: 'usage', exitCode: 2 } });
+    expect(unknown.stderr).toContain('no context \\"prod\\"');
+
+    await chmod(join(dir, 'alice.token'), 0o644);
+    const open = await runNode([CLI, 'agents'], env);
+    expect(open.code).toBe(2);
+    expect(open.stderr).toBe(
+      `error: token file ${join(dir, 'alice.token')} is readable by others (mode 0644): chmod 600 ${join(dir, 'alice.token')}\n`,
     );
   });
 });

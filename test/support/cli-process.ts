@@ -11,9 +11,15 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs a Node script with none of this process's FLEETPATCH_ variables, plus `env`; `input` is its stdin. */
+/**
+ * Runs a Node script with none of this process's FLEETPATCH_ variables, plus `env`; `input` is its
+ * stdin. No CLI config file either (a developer's own contexts must not leak in) unless `env` names one.
+ */
 export async function runNode(args: string[], env: Record<string, string>, input?: string): Promise<CliResult> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETPATCH_')));
+  const base = {
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLEETPATCH_'))),
+    FLEETPATCH_CONFIG: '/nonexistent/fleetpatch/config.yaml',
+  };
   const child = spawn(process.execPath, args, { env: { ...base, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

@@ -124,8 +124,8 @@ export class ApiClient {
     return this.request('GET', `/v1/rollouts?limit=${limit}`);
   }
 
-  rolloutStatus(id: string): Promise<RolloutStatus> {
-    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}`);
+  rolloutStatus(id: string, signal?: AbortSignal): Promise<RolloutStatus> {
+    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}`, undefined, signal);
   }
 
   rolloutPlan(id: string): Promise<RolloutPlan> {
@@ -188,8 +188,14 @@ export class ApiClient {
     return res.body;
   }
 
-  private async request<T>(method: RequestOptions['method'], path: string, body?: unknown): Promise<T> {
+  private async request<T>(
+    method: RequestOptions['method'],
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<T> {
     const res = await this.fetch(path, {
+      ...(signal ? { signal } : {}),
       method,
       headers: {
         authorization: `Bearer ${this.connection.token}`,

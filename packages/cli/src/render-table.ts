@@ -1,6 +1,9 @@
+import { printable } from './terminal-text.js';
+
 /** Left-aligned columns separated by two spaces; the header row is upper-case. No trailing spaces. */
 export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const all = [headers.map((h) => h.toUpperCase()), ...rows];
+  // A cell is one value from the server: a newline or escape in it would forge rows or drive the terminal.
+  const all = [headers.map((h) => h.toUpperCase()), ...rows.map((row) => row.map(printable))];
   const widths = headers.map((_, col) => Math.max(...all.map((row) => (row[col] ?? '').length)));
   return all
     .map((row) =>

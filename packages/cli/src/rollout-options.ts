@@ -74,6 +74,13 @@ export function parseSeconds(value: string): number {
   return n;
 }
 
+/** A limit in seconds that must be more than zero (`--timeout 0` would end a watch before it began). */
+export function parsePositiveSeconds(value: string): number {
+  const n = parseSeconds(value);
+  if (n <= 0) throw new InvalidArgumentError('must be more than 0 seconds');
+  return n;
+}
+
 function splitList(value: string): string[] {
   return value
     .split(',')

@@ -1,5 +1,6 @@
-import type { RolloutStatus } from '@fleetpatch/shared';
+import type { EventRecord, RolloutState, RolloutStatus } from '@fleetpatch/shared';
 import type { ApiClient } from './api-client.js';
+import { ConnectionError, ExitCode } from './cli-errors.js';
 import { followRolloutEvents } from './rollout-event-stream.js';
 import { FINAL_ROLLOUT_STATES } from './rollout-final-states.js';
 
@@ -13,15 +14,18 @@ class ChangeSignal {
     this.wake?.();
   }
 
-  async wait(timeoutMs: number): Promise<void> {
-    if (!this.pending) {
+  /** Resolves on a change, after `timeoutMs`, or when `signal` aborts. */
+  async wait(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    if (!this.pending && !signal.aborted) {
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
+          signal.removeEventListener('abort', done);
           this.wake = undefined;
           resolve();
         };
         const timer = setTimeout(done, timeoutMs);
+        signal.addEventListener('abort', done);
         this.wake = done;
       });
     }
@@ -34,26 +38,52 @@ export interface WatchOptions {
   pollMs?: number;
   /** Poll while the stream is down (refused, or reconnecting). */
   fallbackPollMs?: number;
+  /** Stop watching after this long without a final state (`--timeout`); undefined: no limit. */
+  timeoutMs?: number | undefined;
+  /**
+   * Once the rollout has been seen, how long the coordinator may stay unreachable (a restart, a
+   * network blip) before the watch gives up. A coordinator that cannot be reached at the very first
+   * call is not waited for: that is a wrong URL or a down service, said at once.
+   */
+  reconnectForMs?: number;
+  /** Every audit event of the rollout, the backlog first (for wave timings). */
+  onEvent?(event: EventRecord): void;
+  /** The coordinator could not be reached (`since` the first failure), or was reached again (undefined). */
+  onConnectionChange?(lost: { reason: string; since: Date } | undefined): void;
 }
+
+/** How a watch ended: the rollout reached a final state, or the watch gave up. */
+export type WatchOutcome =
+  | { kind: 'final'; status: RolloutStatus }
+  | { kind: 'timed_out'; status: RolloutStatus | undefined }
+  | { kind: 'unreachable'; status: RolloutStatus | undefined; reason: string };
 
 /**
  * Calls `onStatus` with the rollout's status now and after every audit event (the SSE stream is
  * the trigger; status is always re-fetched, so the view is never assembled from deltas), until the
- * rollout reaches a final state; returns that status.
+ * rollout reaches a final state, `timeoutMs` passes, or the coordinator stays unreachable for longer
+ * than `reconnectForMs`. A coordinator restart is ridden out: the stream resumes with
+ * `Last-Event-ID` and status polling carries on. An HTTP refusal (unknown rollout, bad token) throws.
  */
 export async function watchRollout(
   api: ApiClient,
   rolloutId: string,
-  onStatus: (status: RolloutStatus) => void,
-  { pollMs = 5000, fallbackPollMs = 1000 }: WatchOptions = {},
-): Promise<RolloutStatus> {
+  onStatus: (status: RolloutStatus) => void | Promise<void>,
+  options: WatchOptions = {},
+): Promise<WatchOutcome> {
+  const { pollMs = 5000, fallbackPollMs = 1000, timeoutMs, reconnectForMs = 120_000 } = options;
+  const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
   const controller = new AbortController();
+  const timer = Number.isFinite(deadline) ? setTimeout(() => controller.abort(), timeoutMs) : undefined;
   const changes = new ChangeSignal();
   let connected = false;
   const stream = followRolloutEvents(api, rolloutId, {
     after: 0,
     signal: controller.signal,
-    onEvent: () => changes.notify(),
+    onEvent: (event) => {
+      options.onEvent?.(event);
+      changes.notify();
+    },
     onConnect: () => {
       connected = true;
     },
@@ -65,15 +95,53 @@ export async function watchRollout(
     // Refused stream (e.g. a proxy that does not pass SSE): polling alone still gets there.
     connected = false;
   });
+  let last: RolloutStatus | undefined;
+  let lost: { reason: string; since: Date } | undefined;
   try {
     for (;;) {
-      const status = await api.rolloutStatus(rolloutId);
-      onStatus(status);
-      if (FINAL_ROLLOUT_STATES.has(status.rollout.state)) return status;
-      await changes.wait(connected ? pollMs : fallbackPollMs);
+      let status: RolloutStatus;
+      try {
+        status = await api.rolloutStatus(rolloutId, controller.signal);
+      } catch (err) {
+        if (controller.signal.aborted) return { kind: 'timed_out', status: last };
+        if (!(err instanceof ConnectionError)) throw err;
+        if (last === undefined) throw err;
+        lost ??= { reason: err.message, since: new Date() };
+        options.onConnectionChange?.(lost);
+        if (Date.now() - lost.since.getTime() >= reconnectForMs) {
+          return { kind: 'unreachable', status: last, reason: err.message };
+        }
+        await changes.wait(fallbackPollMs, controller.signal);
+        continue;
+      }
+      if (lost) {
+        lost = undefined;
+        options.onConnectionChange?.(undefined);
+      }
+      last = status;
+      await onStatus(status);
+      if (FINAL_ROLLOUT_STATES.has(status.rollout.state)) return { kind: 'final', status };
+      await changes.wait(connected ? pollMs : fallbackPollMs, controller.signal);
+      if (controller.signal.aborted) return { kind: 'timed_out', status: last };
     }
   } finally {
+    clearTimeout(timer);
     controller.abort();
     await stream;
   }
 }
+
+/** The exit code a runbook gets for how a watch ended (cli-errors.ts has the table). */
+export function watchExitCode(outcome: WatchOutcome): ExitCode {
+  if (outcome.kind === 'timed_out') return ExitCode.watchTimedOut;
+  if (outcome.kind === 'unreachable') return ExitCode.unreachable;
+  return FINAL_STATE_EXIT_CODES[outcome.status.rollout.state] ?? ExitCode.failed;
+}
+
+const FINAL_STATE_EXIT_CODES: Partial<Record<RolloutState, ExitCode>> = {
+  succeeded: ExitCode.ok,
+  halted: ExitCode.halted,
+  aborted: ExitCode.aborted,
+  reverted: ExitCode.reverted,
+  revert_failed: ExitCode.revertFailed,
+};

@@ -52,10 +52,10 @@ describe('local validation with the shared schemas', () => {
     expect(rollout.issues.map((i) => i.path)).toEqual(expect.arrayContaining(['waves.0', 'maxFailures']));
   });
 
-  it('prints the message and the paths, and exits 1', () => {
+  it('prints the message and the paths, and exits 2 (bad input)', () => {
     const err = refusal(() => validatePatchSpec({ ...goodPatch, title: undefined }, 'p.json'));
     const { lines, exitCode } = describeError(err);
-    expect(exitCode).toBe(1);
+    expect(exitCode).toBe(2);
     expect(lines[0]).toBe('error: p.json is not a valid patch; nothing was sent');
     expect(lines[1]).toMatch(/^ {2}title: /);
   });

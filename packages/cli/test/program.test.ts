@@ -202,7 +202,7 @@ describe('command line → request', () => {
     const refused = h.run('patch', 'create', '--file', '-');
     await expect(refused).rejects.toBeInstanceOf(LocalValidationError);
     await expect(refused).rejects.toMatchObject({
-      issues: expect.arrayContaining([{ path: 'problem', message: expect.any(String) }]),
+      issues: expect.arrayContaining([{ path: 'problem', message: expect.any(String), at: 'stdin:1:1' }]),
     });
     expect(h.calls).toEqual([]);
   });

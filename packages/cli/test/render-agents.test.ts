@@ -74,3 +74,28 @@ describe('renderAgents', () => {
     expect(shown.find((l) => l.startsWith('ro_1'))).toMatch(/not_applicable\s+no\s+no binary package of source fpsrc$/);
   });
 });
+
+describe('a hostile host in the agent views', () => {
+  it('cannot forge lines or drive the terminal through its labels, facts or version', () => {
+    const hostile: AgentView = {
+      ...agent('web-6', { role: 'web' }, { role: 'web\x1b]0;owned\x07\nweb-7  yes' }),
+      agentVersion: '1.0\x1b[2J',
+      facts: {
+        hostname: 'h\x9b2J\nforged',
+        distro: 'debian',
+        release: '12',
+        arch: 'amd64',
+        kernel: '6.1',
+        cpus: 2,
+        os: 'linux',
+      } as AgentView['facts'],
+    };
+    const views = [renderAgents([hostile], NOW), renderAgentDetail({ agent: hostile, hostRuns: [] }, NOW)];
+    for (const view of views) {
+      for (const raw of ['\x1b', '\x07', '\x9b']) expect(view).not.toContain(raw);
+      expect(view).not.toMatch(/^(web-7|forged)/m);
+    }
+    expect(views[0]).toContain('role=web\\u001b]0;owned\\u0007\\u000aweb-7  yes');
+    expect(views[1]).toContain('h\\u009b2J\\u000aforged debian 12 amd64');
+  });
+});

@@ -19,7 +19,16 @@ const event = (over: Partial<EventRecord>): EventRecord => ({
 describe('renderEvent', () => {
   it('shows an ordinary event with its states and data as JSON', () => {
     expect(renderEvent(event({ hostId: 'web-1', fromState: 'scheduled', toState: 'running', data: { wave: 0 } }))).toBe(
-      `#12 ${AT} alice rollout.started [web-1] scheduled→running {"wave":0}`,
+      `#12 ${AT} alice rollout.started [web-1] scheduled→running wave 1`,
+    );
+    expect(renderEvent(event({ type: 'wave.passed', data: { wave: 2, bakeSeconds: 30 } }))).toBe(
+      `#12 ${AT} alice wave.passed wave 3 {"bakeSeconds":30}`,
+    );
+  });
+
+  it('shows a host id or actor that carries escapes escaped, on one line', () => {
+    expect(renderEvent(event({ actor: 'mallory\x1b[2J\n#13 forged', data: null }))).toBe(
+      `#12 ${AT} mallory\\u001b[2J\\u000a#13 forged rollout.started`,
     );
   });
 

@@ -2,7 +2,7 @@ import { renderChangeRecord } from '@fleetpatch/shared';
 import type { Command } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
-import { readJsonInput } from '../json-input.js';
+import { readInputDocument } from '../json-input.js';
 import { validatePatchSpec } from '../local-validation.js';
 import { renderPatchHistory, renderPatchList } from '../render-patches.js';
 import { parseWholeNumber } from '../rollout-options.js';
@@ -12,12 +12,12 @@ export function addPatchCommands(program: Command, ctx: CliContext): void {
 
   patch
     .command('create')
-    .description('create a patch from a JSON file (validated locally first) and print its id')
-    .requiredOption('--file <path>', 'the patch as JSON; "-" reads stdin')
+    .description('create a patch from a YAML or JSON file (validated locally first) and print its id')
+    .requiredOption('--file <path>', 'the patch as YAML or JSON (a .json file is read as JSON); "-" reads stdin')
     .option('--json', 'print the stored patch as JSON')
     .action(async (opts: JsonFlag & { file: string }) => {
-      const input = await readJsonInput(opts.file, ctx.readStdin);
-      const spec = validatePatchSpec(input, opts.file === '-' ? 'stdin' : opts.file);
+      const input = await readInputDocument(opts.file, ctx.readStdin);
+      const spec = validatePatchSpec(input.value, input.source, input.locate);
       const created = await ctx.api().createPatch(spec);
       if (opts.json) writeJson(ctx.output, created);
       else ctx.output.out(created.id);

@@ -6,14 +6,13 @@ import {
 } from '@fleetpatch/shared';
 import { type Command, Option } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
-import { ExitCode, LocalValidationError, UsageError } from '../cli-errors.js';
+import { formatExitCodeTable, LocalValidationError, UsageError } from '../cli-errors.js';
 import { writeJson } from '../cli-output.js';
-import { readJsonInput } from '../json-input.js';
+import { type InputDocument, readInputDocument } from '../json-input.js';
 import { validatePatchSpec, validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
 import { preflightExitCode, renderPreflight, renderRolloutList } from '../render-rollouts.js';
 import { renderStatus } from '../render-status.js';
-import { SUCCESSFUL_ROLLOUT_STATES } from '../rollout-final-states.js';
 import {
   AUTO_REVERT_CHOICES,
   buildRolloutRequest,
@@ -21,6 +20,7 @@ import {
   parseFailureBudget,
   parseHosts,
   parseLabels,
+  parsePositiveSeconds,
   parseSeconds,
   parseWaves,
   parseWholeNumber,
@@ -33,7 +33,7 @@ import {
   type SigningFlags,
   signNewRollout,
 } from '../rollout-signing.js';
-import { watchRollout } from '../watch-rollout.js';
+import { type WatchFlags, watchStatus } from '../watch-command.js';
 import type { KeyEnvironment } from './key-commands.js';
 import { addRolloutVerbCommands } from './rollout-verb-commands.js';
 
@@ -59,28 +59,29 @@ export function addRolloutCommands(program: Command, ctx: CliContext, keys: () =
     .command('status')
     .description('state, failures and every host by wave; --watch follows it to a final state')
     .argument('<id>', 'rollout id')
-    .option('-w, --watch', 'redraw on every change until succeeded, halted, aborted, reverted or revert_failed')
+    .option(
+      '-w, --watch',
+      'follow it until succeeded, halted, aborted, reverted or revert_failed (exit 0, 7, 8, 9, 10); a terminal gets a live view, anything else timestamped lines',
+    )
+    .option('--timeout <seconds>', 'with --watch: give up after this long (exit 6)', parsePositiveSeconds)
+    .option(
+      '--reconnect-for <seconds>',
+      'with --watch: how long to keep reconnecting to a coordinator that went away (exit 5 after)',
+      parsePositiveSeconds,
+      120,
+    )
     .option('--json', 'print the raw JSON (one object per line with --watch)')
-    .action(async (id: string, opts: JsonFlag & { watch?: boolean }) => {
+    .addHelpText('after', `\n${formatExitCodeTable()}`)
+    .action(async (id: string, opts: WatchFlags) => {
       const api = ctx.api();
       if (!opts.watch) {
+        if (opts.timeout !== undefined) throw new UsageError('--timeout limits a watch: it goes with --watch');
         const status = await api.rolloutStatus(id);
         if (opts.json) writeJson(ctx.output, status);
         else ctx.output.out(renderStatus(status, ctx.now()));
         return;
       }
-      let last = '';
-      let frames = 0;
-      const final = await watchRollout(api, id, (status) => {
-        const text = opts.json ? JSON.stringify(status) : renderStatus(status, ctx.now());
-        if (text === last) return;
-        last = text;
-        if (opts.json) ctx.output.out(text);
-        else if (ctx.output.interactive) ctx.output.out(`\x1b[H\x1b[2J${text}`);
-        else ctx.output.out(frames === 0 ? text : `\n${text}`);
-        frames++;
-      });
-      ctx.setExitCode(SUCCESSFUL_ROLLOUT_STATES.has(final.rollout.state) ? ExitCode.ok : ExitCode.failed);
+      ctx.setExitCode(await watchStatus(ctx, id, opts));
     });
 
   rollout
@@ -155,7 +156,7 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
     )
     .option(
       '--file <path>',
-      'a rollout request as JSON ("-" reads stdin; metric `analyses` go here); flags override its fields',
+      'a rollout request as YAML or JSON ("-" reads stdin; metric `analyses` go here); flags override its fields',
     )
     .option('--json', 'print the created rollout as JSON');
   addSigningOptions(create, 'the rollout as its author (then agents that require signatures accept it)', true)
@@ -165,14 +166,15 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
         throw new UsageError('--patch-file checks the patch before signing: it goes with --sign-key');
       }
       let base: Record<string, unknown> | undefined;
+      let input: InputDocument | undefined;
       if (opts.file !== undefined) {
-        const input = await readJsonInput(opts.file, ctx.readStdin);
-        if (typeof input !== 'object' || input === null || Array.isArray(input)) {
-          throw new LocalValidationError(`${opts.file} must hold a JSON object (a rollout request)`, []);
+        input = await readInputDocument(opts.file, ctx.readStdin);
+        if (typeof input.value !== 'object' || input.value === null || Array.isArray(input.value)) {
+          throw new LocalValidationError(`${input.source} must hold an object (a rollout request)`, []);
         }
-        base = input as Record<string, unknown>;
+        base = input.value as Record<string, unknown>;
       }
-      const request = validateRolloutRequest(buildRolloutRequest(opts, base), opts.file === '-' ? 'stdin' : opts.file);
+      const request = validateRolloutRequest(buildRolloutRequest(opts, base), input?.source, input?.locate);
       const api = ctx.api();
       const created =
         opts.signKey === undefined ? await api.createRollout(request) : await createSigned(ctx, opts, request, keys);
@@ -208,8 +210,8 @@ async function createSigned(
   const local =
     opts.patchFile === undefined
       ? undefined
-      : patchSpecOf(
-          NewPatchSchema.parse(validatePatchSpec(await readJsonInput(opts.patchFile, ctx.readStdin), opts.patchFile)),
+      : await readInputDocument(opts.patchFile, ctx.readStdin).then((doc) =>
+          patchSpecOf(NewPatchSchema.parse(validatePatchSpec(doc.value, doc.source, doc.locate))),
         );
   const api = ctx.api();
   const spec = checkPatchAgainstFile(await api.getPatch(request.patchId), local, opts.patchFile);

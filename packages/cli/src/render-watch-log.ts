@@ -1,0 +1,57 @@
+import type { HostView, Patch, RolloutStatus } from '@fleetpatch/shared';
+import { printable } from './terminal-text.js';
+
+/**
+ * `rollout status --watch` off a terminal (CI logs, a pipe): what changed, one plain line each,
+ * for the caller to timestamp. The first status is described whole; then only transitions:
+ *
+ *   rollout ro_1 running: "Fix the TLS config" (OPS-42), 3 waves, 12 hosts, failures 0 of 2 tolerated
+ *   wave 1 pending → running
+ *   wave 1 web-1 queued → applying
+ *   wave 1 web-1 applying → failed: health_failed: http check "api" returned 500
+ *   rollout running → halted (failure budget exceeded)
+ *
+ * Wave numbers are 1-based; every value from the server is shown with control characters escaped.
+ */
+export function describeWatchChanges(
+  previous: RolloutStatus | undefined,
+  next: RolloutStatus,
+  patch: Pick<Patch, 'title' | 'ticket'> | undefined,
+): string[] {
+  const { rollout } = next;
+  const reason = rollout.stateReason ? ` (${printable(rollout.stateReason)})` : '';
+  if (!previous) {
+    const hosts = next.waves.reduce((n, w) => n + w.hosts.length, 0);
+    const title = patch ? ` "${printable(patch.title)}" (${printable(patch.ticket)}),` : '';
+    return [
+      `rollout ${printable(rollout.id)} ${rollout.state}${reason}:${title} ${next.waves.length} waves, ${hosts} hosts, failures ${next.failures} of ${next.toleratedFailures} tolerated`,
+    ];
+  }
+  const lines: string[] = [];
+  const before = new Map(previous.waves.map((w) => [w.wave, w]));
+  for (const wave of next.waves) {
+    const old = before.get(wave.wave);
+    const label = `wave ${wave.wave + 1}`;
+    if (old && old.phase !== wave.phase) {
+      const bake = wave.phase === 'baking' ? ` (bake ${rollout.request.bakeSeconds}s)` : '';
+      lines.push(`${label} ${old.phase} → ${wave.phase}${bake}`);
+    }
+    const oldHosts = new Map((old?.hosts ?? []).map((h) => [h.hostId, h]));
+    for (const host of wave.hosts) {
+      const was = oldHosts.get(host.hostId);
+      if (was && was.state === host.state) continue;
+      lines.push(`${label} ${printable(host.hostId)} ${was ? `${was.state} → ` : ''}${host.state}${why(host)}`);
+    }
+  }
+  if (previous.failures !== next.failures) {
+    lines.push(`failures ${next.failures} of ${next.toleratedFailures} tolerated`);
+  }
+  if (previous.rollout.state !== rollout.state)
+    lines.push(`rollout ${previous.rollout.state} → ${rollout.state}${reason}`);
+  return lines;
+}
+
+function why(host: HostView): string {
+  const parts = [host.errorCode, host.reason].filter((p): p is string => Boolean(p));
+  return parts.length > 0 ? `: ${printable(parts.join(': '))}` : '';
+}

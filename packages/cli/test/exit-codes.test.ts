@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  ApiError,
+  ConnectionError,
+  describeError,
+  describeErrorAsJson,
+  EXIT_CODE_TABLE,
+  ExitCode,
+  formatExitCodeTable,
+  LocalValidationError,
+  UsageError,
+} from '../src/cli-errors.js';
+import { printable, terminalSafe } from '../src/terminal-text.js';
+import { watchExitCode } from '../src/watch-rollout.js';
+import { status } from './status-fixture.js';
+
+describe('exit codes a runbook can use', () => {
+  it('tells every outcome of a watch, an outage and bad input apart', () => {
+    const final = (state: 'succeeded' | 'halted' | 'aborted' | 'reverted' | 'revert_failed') =>
+      watchExitCode({ kind: 'final', status: status({ state }) });
+    const codes = [
+      final('succeeded'),
+      final('halted'),
+      final('aborted'),
+      final('reverted'),
+      final('revert_failed'),
+      watchExitCode({ kind: 'timed_out', status: undefined }),
+      watchExitCode({ kind: 'unreachable', status: undefined, reason: 'refused' }),
+      describeError(new UsageError('no URL')).exitCode,
+    ];
+    expect(codes).toEqual([0, 7, 8, 9, 10, 6, 5, 2]);
+    expect(new Set(codes).size).toBe(codes.length);
+  });
+
+  it('counts what was sent wrong as bad input, a refusal as 1, an unreachable coordinator as 5', () => {
+    expect(describeError(new LocalValidationError('p.json is not a valid patch', [])).exitCode).toBe(ExitCode.usage);
+    expect(describeError(new ApiError(400, 'validation_failed', 'bad', [])).exitCode).toBe(ExitCode.usage);
+    expect(describeError(new ApiError(403, 'forbidden', 'no', [])).exitCode).toBe(ExitCode.failed);
+    expect(describeError(new ApiError(409, 'illegal_transition', 'not now', [])).exitCode).toBe(ExitCode.failed);
+    expect(describeError(new ConnectionError('cannot reach')).exitCode).toBe(ExitCode.unreachable);
+  });
+
+  it('gives each code one line in the table --help prints, and the README has the same table', () => {
+    const numbers = EXIT_CODE_TABLE.map(([code]) => code);
+    expect(new Set(numbers).size).toBe(numbers.length);
+    const help = formatExitCodeTable();
+    const readme = readFileSync(join(import.meta.dirname, '..', '..', '..', 'README.md'), 'utf8');
+    // The README's rows `| \`7\` | meaning |`, whatever padding the formatter gave them.
+    const rows = readme
+      .split('\n')
+      .map((line) => /^\|\s*`(\d+)`\s*\|\s*(.*?)\s*\|$/.exec(line))
+      .filter((m) => m !== null)
+      .map((m) => [Number(m[1]), m[2]]);
+    expect(rows).toEqual(EXIT_CODE_TABLE.map(([code, meaning]) => [code, meaning]));
+    for (const [code, meaning] of EXIT_CODE_TABLE) expect(help).toContain(`${String(code).padStart(2)}  ${meaning}`);
+  });
+
+  it('writes an error as one JSON object for --json, with the same exit code', () => {
+    const { text, exitCode } = describeErrorAsJson(
+      new ApiError(400, 'validation_failed', 'not a valid rollout', [{ path: 'waves.0', message: 'too big' }]),
+    );
+    expect(exitCode).toBe(2);
+    expect(JSON.parse(text)).toEqual({
+      error: {
+        code: 'validation_failed',
+        message: 'not a valid rollout',
+        exitCode: 2,
+        issues: [{ path: 'waves.0', message: 'too big' }],
+      },
+    });
+  });
+});
+
+describe('text from the server on a terminal', () => {
+  const clearAndRetitle = 'title\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\u202eevil';
+
+  it('shows ESC, CSI, OSC, BEL, C1 and bidi overrides escaped in a value, newlines too', () => {
+    expect(printable(`${clearAndRetitle}\nforged line`)).toBe(
+      'title\\u001b[2J\\u001b[H\\u001b]0;owned\\u0007\\u009b31m\\u202eevil\\u000aforged line',
+    );
+  });
+
+  it('keeps a rendered text its own newlines and tabs, and escapes every other control', () => {
+    expect(terminalSafe(`a\tb\n${clearAndRetitle}\r`)).toBe(
+      'a\tb\ntitle\\u001b[2J\\u001b[H\\u001b]0;owned\\u0007\\u009b31m\\u202eevil\\u000d',
+    );
+    // JSON stays JSON: the escapes it gains read back as the same string.
+    const json = JSON.stringify({ title: clearAndRetitle }, null, 2);
+    expect(JSON.parse(terminalSafe(json))).toEqual({ title: clearAndRetitle });
+  });
+});

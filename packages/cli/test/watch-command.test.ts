@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import type { ApiClient } from '../src/api-client.js';
+import type { CliContext } from '../src/cli-context.js';
+import { ApiError, ConnectionError, ExitCode } from '../src/cli-errors.js';
+import { watchStatus } from '../src/watch-command.js';
+import { host, NOW, status } from './status-fixture.js';
+
+// `status --watch` as a command, against an API that answers a scripted series of statuses: which
+// view it picks (live region, lines, JSON) and what it exits with. The event stream is refused here
+// (as by a proxy that drops SSE), so the watch polls: the fallback the real one also has.
+
+const running = status({}, { waves: [{ wave: 0, phase: 'running', hosts: [host('web-1', 'applying')] }] });
+const halted = status(
+  { state: 'halted', stateReason: 'failure budget exceeded' },
+  {
+    waves: [
+      {
+        wave: 0,
+        phase: 'stopped',
+        hosts: [host('web-1', 'failed', { errorCode: 'health_failed', reason: 'HTTP 500' })],
+      },
+    ],
+  },
+);
+
+function harness(answers: (() => unknown)[], interactive: boolean) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const frames: string[] = [];
+  let done = false;
+  let call = 0;
+  const api = {
+    rolloutStatus: async () => {
+      const answer = answers[Math.min(call++, answers.length - 1)];
+      return answer?.();
+    },
+    getPatch: async () => ({ title: 'Raise workers', ticket: 'OPS-7' }),
+    openEventStream: async () => {
+      throw new ApiError(404, 'not_found', 'no stream here', []);
+    },
+  } as unknown as ApiClient;
+  const ctx: CliContext = {
+    output: {
+      out: (t) => out.push(t),
+      err: (t) => err.push(t),
+      interactive,
+      live: () => ({
+        update: (frame) => void frames.push(frame),
+        done: () => {
+          done = true;
+        },
+      }),
+    },
+    api: () => api,
+    readStdin: async () => '',
+    now: () => NOW,
+    setExitCode: () => {},
+  };
+  return { ctx, out, err, frames, isDone: () => done };
+}
+
+describe('rollout status --watch', () => {
+  it('redraws a live region on a terminal, leaves the last frame, and exits 7 when halted', async () => {
+    const h = harness([() => running, () => halted], true);
+    expect(await watchStatus(h.ctx, 'ro_1', { watch: true, reconnectFor: 120 })).toBe(ExitCode.halted);
+    expect(h.out).toEqual([]); // nothing appended: every frame went to the live region
+    expect(h.frames[0]).toContain('rollout ro_1  running  "Raise workers" (OPS-7)');
+    expect(h.frames.at(-1)).toContain('failed  web-1 (wave 1) health_failed: HTTP 500');
+    expect(h.isDone()).toBe(true);
+  });
+
+  it('prints timestamped lines off a terminal', async () => {
+    const h = harness([() => running, () => halted], false);
+    expect(await watchStatus(h.ctx, 'ro_1', { watch: true, reconnectFor: 120 })).toBe(ExitCode.halted);
+    expect(h.frames).toEqual([]);
+    expect(h.out[0]).toBe(
+      `${NOW.toISOString()} rollout ro_1 running: "Raise workers" (OPS-7), 1 waves, 1 hosts, failures 0 of 0 tolerated`,
+    );
+    expect(h.out).toContain(`${NOW.toISOString()} wave 1 web-1 applying → failed: health_failed: HTTP 500`);
+    expect(h.out.at(-1)).toBe(`${NOW.toISOString()} finished halted (exit 7)`);
+  });
+
+  it('prints one JSON status per change with --json', async () => {
+    const h = harness([() => running, () => running, () => halted], false);
+    expect(await watchStatus(h.ctx, 'ro_1', { watch: true, json: true, reconnectFor: 120 })).toBe(ExitCode.halted);
+    expect(h.out.map((line) => JSON.parse(line).rollout.state)).toEqual(['running', 'halted']);
+  });
+
+  it('rides out an unreachable coordinator after the first answer, then exits with the final state', async () => {
+    const down = () => {
+      throw new ConnectionError(
+        'cannot reach the coordinator at http://127.0.0.1:1: connection refused (ECONNREFUSED)',
+      );
+    };
+    const h = harness([() => running, down, down, () => halted], false);
+    expect(await watchStatus(h.ctx, 'ro_1', { watch: true, reconnectFor: 120 })).toBe(ExitCode.halted);
+    expect(h.out.some((l) => l.includes('coordinator unreachable (cannot reach the coordinator'))).toBe(true);
+    expect(h.out.some((l) => l.includes('coordinator reachable again'))).toBe(true);
+  });
+
+  it('says at once when the coordinator cannot be reached at the first call (exit 5 from main)', async () => {
+    const h = harness(
+      [
+        () => {
+          throw new ConnectionError('cannot reach the coordinator');
+        },
+      ],
+      false,
+    );
+    await expect(watchStatus(h.ctx, 'ro_1', { watch: true, reconnectFor: 120 })).rejects.toBeInstanceOf(
+      ConnectionError,
+    );
+  });
+});
