@@ -16,6 +16,7 @@
 //
 // Flags: --agents N (1000)   --max-parallel N (200; also the revert's revertParallel)
 //        --agent-processes N (one per core)   --results DIR (bench/results)
+//        --start-concurrency N (64: agent starts in flight per agent process; a first start enrolls)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write the coordinator's V8 CPU profile there, for chrome://inspect or speedscope)
@@ -52,6 +53,7 @@ const { values: flags } = parseArgs({
     'inventory-hosts': { type: 'string', default: '10000' },
     'inventory-packages': { type: 'string', default: '2000' },
     'agent-processes': { type: 'string', default: String(cpus().length) },
+    'start-concurrency': { type: 'string', default: '64' },
     results: { type: 'string', default: fileURLToPath(new URL('../bench/results', import.meta.url)) },
   },
   strict: true,
@@ -60,7 +62,8 @@ const N = Number.parseInt(flags.agents, 10);
 const MAX_PARALLEL = Number.parseInt(flags['max-parallel'], 10);
 const DEADLINE_MS = Number.parseFloat(flags.deadline) * 1000;
 const AGENT_PROCESSES = Number.parseInt(flags['agent-processes'], 10);
-if (!(N >= 1) || !(MAX_PARALLEL >= 1) || !(DEADLINE_MS > 0) || !(AGENT_PROCESSES >= 1)) {
+const START_CONCURRENCY = Number.parseInt(flags['start-concurrency'], 10);
+if (!(N >= 1) || !(MAX_PARALLEL >= 1) || !(DEADLINE_MS > 0) || !(AGENT_PROCESSES >= 1) || !(START_CONCURRENCY >= 1)) {
   process.stderr.write(
     'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n',
   );
@@ -323,6 +326,7 @@ async function main() {
     joinToken,
     scratch,
     facts: FACTS,
+    startConcurrency: START_CONCURRENCY,
   });
   fleet = agentFleet;
   const allOnline = (/** @type {string} */ what) =>
@@ -346,7 +350,9 @@ async function main() {
   const connectCpu = cpu();
   const rssConnected = memoryOf(coordinatorPid);
   const perAgentBytes = rssBefore && rssConnected ? ((rssConnected.rss - rssBefore.rss) * 1024) / N : Number.NaN;
-  say(`connect ${N} agents (enrolment included): ${secs(connectMs)}; ${cpuLine(connectCpu, N)}`);
+  say(
+    `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${cpuLine(connectCpu, N)}`,
+  );
   say(
     `coordinator RSS: ${rssBefore ? mib(rssBefore.rss) : 'n/a'} before, ${rssConnected ? mib(rssConnected.rss) : 'n/a'} with ${N} connected = ${(perAgentBytes / 1024).toFixed(1)} KiB per connected agent`,
   );

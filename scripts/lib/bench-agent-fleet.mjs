@@ -10,7 +10,7 @@ import { cpuMsOf } from './bench-measures.mjs';
 const PROCESS_SCRIPT = new URL('bench-agent-process.mjs', import.meta.url);
 
 /**
- * @typedef {{ coordinatorUrl: string, joinToken: string, scratch: string, facts: Record<string, unknown> }} FleetSetup
+ * @typedef {{ coordinatorUrl: string, joinToken: string, scratch: string, facts: Record<string, unknown>, startConcurrency: number }} FleetSetup
  */
 
 export class AgentProcesses {

@@ -4,7 +4,7 @@
 // these as the machine has cores, so the load is not one saturated event loop, and reads each one's
 // CPU time from /proc apart from the coordinator's.
 //
-// Messages from the parent: { type: 'start', ids, coordinatorUrl, joinToken, scratch, facts } and
+// Messages from the parent: { type: 'start', ids, coordinatorUrl, joinToken, scratch, facts, startConcurrency } and
 // { type: 'count' } (answered { type: 'count', connected }); { type: 'stop' } drains every agent and exits.
 import { join } from 'node:path';
 import { Agent, AgentConfigSchema } from '@fleetpatch/agent';
@@ -39,7 +39,14 @@ process.on('message', async (/** @type {any} */ message) => {
         });
         agents.push(new Agent({ config, log, facts: message.facts }));
       }
-      await Promise.all(agents.map((agent) => agent.start()));
+      // At most `startConcurrency` starts in flight: a first start enrolls (one HTTP request each), and
+      // thousands at once from one address time out at the coordinator (HTTP 408) before it reads them.
+      const queue = agents.values();
+      await Promise.all(
+        Array.from({ length: message.startConcurrency }, async () => {
+          for (const agent of queue) await agent.start();
+        }),
+      );
       send({ type: 'started' });
     } else if (message.type === 'count') {
       send({ type: 'count', connected: agents.filter((agent) => agent.connected).length });
