@@ -69,6 +69,17 @@ describe('rollout summary', () => {
     const inOrder = new RolloutView(fleet.store, () => true).status(id).waves[0]?.hosts.map((h) => h.hostId);
     expect(summary.failedHosts.map((h) => h.hostId)).toEqual(inOrder?.slice(0, 10));
   });
+
+  it("cuts a failed host's reason to 200 characters; the host page has it whole", async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'] });
+    const reason = `policy: ${'x'.repeat(1000)}`;
+    await fleet.refuse('host-1', reason);
+    const view = new RolloutView(fleet.store, () => true);
+    expect(view.summary(id).failedHosts[0]?.reason).toBe(reason.slice(0, 200));
+    expect(view.hostPage(id, { state: 'failed', limit: 1 }).hosts[0]?.reason).toBe(reason);
+  });
 });
 
 describe('rollout hosts, paged', () => {
