@@ -17,6 +17,8 @@
 // Flags: --agents N (1000)   --max-parallel N (200; also the revert's revertParallel)
 //        --agent-processes N (one per core)   --results DIR (bench/results)
 //        --start-concurrency N (64: agent starts in flight per agent process; a first start enrolls)
+//        --pending-per-address N (the coordinator's agentLimits.maxPendingSocketsPerAddress; default its own, 64:
+//          every bench agent dials from 127.0.0.1, so the cap paces connects and the reconnect storm)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write the coordinator's V8 CPU profile there, for chrome://inspect or speedscope)
@@ -54,6 +56,7 @@ const { values: flags } = parseArgs({
     'inventory-packages': { type: 'string', default: '2000' },
     'agent-processes': { type: 'string', default: String(cpus().length) },
     'start-concurrency': { type: 'string', default: '64' },
+    'pending-per-address': { type: 'string' },
     results: { type: 'string', default: fileURLToPath(new URL('../bench/results', import.meta.url)) },
   },
   strict: true,
@@ -248,7 +251,13 @@ let work;
 let cleaning = null;
 /** Every figure of the run, written to --results as JSON. */
 /** @type {Record<string, unknown>} */
-const result = { bench: 'fleetpatch', startedAt: new Date().toISOString(), agents: N, machine: machine() };
+const result = {
+  bench: 'fleetpatch',
+  startedAt: new Date().toISOString(),
+  agents: N,
+  flags,
+  machine: machine(),
+};
 
 /** Idempotent; every caller (main, the watchdog, a signal) waits for the same teardown. */
 function cleanup() {
@@ -298,7 +307,12 @@ async function main() {
     tickIntervalMs: Number.parseInt(flags['tick-ms'], 10),
     heartbeatIntervalMs: Number.parseInt(flags['heartbeat-ms'], 10),
     // The bench's rollouts run without an approver (requiredApprovals 0); the coordinator must allow it.
-    extraConfig: { minApprovals: 0 },
+    extraConfig: {
+      minApprovals: 0,
+      ...(flags['pending-per-address']
+        ? { agentLimits: { maxPendingSocketsPerAddress: Number.parseInt(flags['pending-per-address'], 10) } }
+        : {}),
+    },
     // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
     ...(flags['cpu-prof']
       ? { env: { NODE_OPTIONS: `--import=${await profilerPreload(scratch, flags['cpu-prof'])}` } }
