@@ -1,33 +1,45 @@
 // @ts-check
-// `npm run bench [-- --agents N]`: one real coordinator process and N in-process agents (the
-// `Agent` class, one socket each), each confined to its own scratch root. Measures connect time, a
-// file-patch rollout to all N in waves [1, "10%", "100%"], a one-call revert, memory, events
-// written and status-API latency. Prints numbers, not pass/fail — but checks every file on disk
-// after the rollout and after the revert, and exits non-zero if any is wrong.
+// `npm run bench [-- --agents N]`: one real coordinator process and N real agents (the `Agent` class:
+// connection, protocol, journal, file driver; one socket each, each confined to its own scratch root),
+// spread over one child process per core (--agent-processes) so the load generator is not what is
+// measured. Measures connect, a file-patch rollout to all N in waves [1, "10%", "50%", "100%"] with
+// zero bake (per host dispatch → result p50/p99, the last wave's last order sent), a one-call revert,
+// the coordinator's CPU per host and the agents' CPU per order (apart, from /proc), coordinator memory
+// per connected agent, a reconnect storm (every agent process killed at once and started again: time
+// until all are online, /healthz polled throughout) and the status API (full status, summary, a page
+// of hosts). Prints numbers and writes them as JSON under bench/results/ with the machine described;
+// asserts nothing about time — but checks every file on disk after the rollout and after the revert,
+// and exits non-zero if any is wrong or an agent never came back.
 //
 // Then, unless --inventory-hosts 0, the package inventory bench (scripts/bench-inventory.mjs) with
 // --inventory-hosts (10000) and --inventory-packages (2000), as its own process.
 //
 // Flags: --agents N (1000)   --max-parallel N (200; also the revert's revertParallel)
+//        --agent-processes N (one per core)   --results DIR (bench/results)
+//        --start-concurrency N (64: agent starts in flight per agent process; a first start enrolls)
+//        --pending-per-address N (the coordinator's agentLimits.maxPendingSocketsPerAddress; default its own, 64:
+//          every bench agent dials from 127.0.0.1, so the cap paces connects and the reconnect storm)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write the coordinator's V8 CPU profile there, for chrome://inspect or speedscope)
+// A run whose open-files limit is too low for N re-runs itself under `ulimit -n` (up to the hard limit).
+// The Ansible head-to-head needs `ansible-playbook`; without it the bench says it is skipped.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Agent, AgentConfigSchema } from '@fleetpatch/agent';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
-import { pino } from 'pino';
+import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
 import { cpuMsOf, percentile, scratchBase } from './lib/bench-measures.mjs';
 import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
 
 /**
- * @import { AgentList, EventPage, EventRecord, Healthz, JoinTokenCreated, Patch, RolloutList, RolloutRecord, RolloutState, RolloutStatus } from '@fleetpatch/shared'
+ * @import { AgentList, EventPage, EventRecord, Healthz, JoinTokenCreated, Patch, RolloutList, RolloutRecord, RolloutState, RolloutStatus, RolloutSummary } from '@fleetpatch/shared'
  * @import { CoordinatorProcess } from './lib/local-fleet.mjs'
  */
 
@@ -42,15 +54,49 @@ const { values: flags } = parseArgs({
     'heartbeat-ms': { type: 'string', default: '10000' },
     'inventory-hosts': { type: 'string', default: '10000' },
     'inventory-packages': { type: 'string', default: '2000' },
+    'agent-processes': { type: 'string', default: String(cpus().length) },
+    'start-concurrency': { type: 'string', default: '64' },
+    'pending-per-address': { type: 'string' },
+    results: { type: 'string', default: fileURLToPath(new URL('../bench/results', import.meta.url)) },
   },
   strict: true,
 });
 const N = Number.parseInt(flags.agents, 10);
 const MAX_PARALLEL = Number.parseInt(flags['max-parallel'], 10);
 const DEADLINE_MS = Number.parseFloat(flags.deadline) * 1000;
-if (!(N >= 1) || !(MAX_PARALLEL >= 1) || !(DEADLINE_MS > 0)) {
-  process.stderr.write('usage: bench.mjs [--agents N] [--max-parallel N] [--deadline SECONDS] [--tmp DIR]\n');
+const AGENT_PROCESSES = Number.parseInt(flags['agent-processes'], 10);
+const START_CONCURRENCY = Number.parseInt(flags['start-concurrency'], 10);
+if (!(N >= 1) || !(MAX_PARALLEL >= 1) || !(DEADLINE_MS > 0) || !(AGENT_PROCESSES >= 1) || !(START_CONCURRENCY >= 1)) {
+  process.stderr.write(
+    'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n',
+  );
   process.exit(2);
+}
+
+// Each agent holds one socket in its agent process and one in the coordinator (the coordinator inherits
+// this process's limit), plus the database, journals and fetch sockets.
+const NEEDED_FILES = N + 512;
+const limitNow = openFilesLimit();
+if (limitNow.soft !== 'unlimited' && Number(limitNow.soft) < NEEDED_FILES) {
+  if (process.env.FLEETPATCH_BENCH_RAISED_ULIMIT) {
+    process.stderr.write(
+      `open-files limit ${limitNow.soft} is below the ~${NEEDED_FILES} this bench needs, and the hard limit (${limitNow.hard}) does not allow more\n`,
+    );
+    process.exit(2);
+  }
+  const raised = limitNow.hard === 'unlimited' ? NEEDED_FILES : Math.min(NEEDED_FILES, Number(limitNow.hard));
+  process.stdout.write(`raising the open-files limit from ${limitNow.soft} to ${raised} (ulimit -n) and re-running\n`);
+  const rerun = spawnSync(
+    '/bin/sh',
+    ['-c', `ulimit -n ${raised} && exec "$0" "$@"`, process.execPath, ...process.execArgv, ...process.argv.slice(1)],
+    { stdio: 'inherit', env: { ...process.env, FLEETPATCH_BENCH_RAISED_ULIMIT: '1' } },
+  );
+  process.exit(rerun.status ?? 1);
+}
+
+/** Whether `ansible-playbook` is on the PATH (the head-to-head needs it). */
+function hasAnsible() {
+  return spawnSync('/bin/sh', ['-c', 'command -v ansible-playbook'], { stdio: 'ignore' }).status === 0;
 }
 
 const CONFIG_PATH = '/etc/bench/app.conf';
@@ -147,19 +193,47 @@ async function pool(items, limit, fn) {
 }
 
 /**
- * Starts a CPU stopwatch over the coordinator and this process; `.line()` says how busy each was.
- * @param {number | undefined} pid
+ * A CPU stopwatch over the coordinator and the agent processes: each one's CPU time (ms) since it started.
+ * @param {number | undefined} pid the coordinator's
+ * @param {AgentProcesses} fleet
  */
-function cpuMeter(pid) {
+function cpuMeter(pid, fleet) {
   const t0 = performance.now();
   const c0 = cpuMsOf(pid);
-  const b0 = cpuMsOf(process.pid);
+  const a0 = fleet.cpuMs();
+  return () => {
+    const wallMs = performance.now() - t0;
+    return { wallMs, coordinatorMs: cpuMsOf(pid) - c0, agentsMs: fleet.cpuMs() - a0 };
+  };
+}
+
+/** @param {{ wallMs: number, coordinatorMs: number, agentsMs: number }} cpu @param {number} perHosts */
+function cpuLine(cpu, perHosts) {
+  const pct = (/** @type {number} */ ms) => `${((ms / cpu.wallMs) * 100).toFixed(0)}%`;
+  return `cpu: coordinator ${pct(cpu.coordinatorMs)} of a core = ${((cpu.coordinatorMs * 1000) / perHosts).toFixed(0)} µs/host; agents ${pct(cpu.agentsMs)} = ${((cpu.agentsMs * 1000) / perHosts).toFixed(0)} µs/order`;
+}
+
+/** @param {number[]} values */
+function spread(values) {
+  const sorted = [...values].sort((a, b) => a - b);
   return {
-    line() {
-      const wall = performance.now() - t0;
-      const pct = (/** @type {number} */ ms) => `${((ms / wall) * 100).toFixed(0)}%`;
-      return `cpu: coordinator ${pct(cpuMsOf(pid) - c0)}, bench/agents ${pct(cpuMsOf(process.pid) - b0)} of one core`;
-    },
+    n: sorted.length,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    max: sorted.at(-1) ?? Number.NaN,
+  };
+}
+
+/** This machine, for the results file: the figures mean nothing without it. */
+function machine() {
+  const cpu = cpus();
+  return {
+    cpuModel: cpu[0]?.model ?? 'unknown',
+    cores: cpu.length,
+    memoryBytes: totalmem(),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    loadAverage: loadavg(),
   };
 }
 
@@ -167,14 +241,23 @@ function cpuMeter(pid) {
 
 /** @type {string[]} */
 const failures = [];
-/** @type {{ id: string, agent: Agent }[]} */
-const agents = [];
+/** @type {AgentProcesses | undefined} */
+let fleet;
 /** @type {CoordinatorProcess | undefined} */
 let coordinator;
 /** @type {string | undefined} */
 let work;
 /** @type {Promise<void> | null} */
 let cleaning = null;
+/** Every figure of the run, written to --results as JSON. */
+/** @type {Record<string, unknown>} */
+const result = {
+  bench: 'fleetpatch',
+  startedAt: new Date().toISOString(),
+  agents: N,
+  flags,
+  machine: machine(),
+};
 
 /** Idempotent; every caller (main, the watchdog, a signal) waits for the same teardown. */
 function cleanup() {
@@ -185,10 +268,10 @@ function cleanup() {
 async function teardown() {
   const t = performance.now();
   // Agents first (each closes its socket), then the coordinator, then the scratch tree.
-  await Promise.allSettled(agents.map((a) => a.agent.stop()));
+  if (fleet) await fleet.stop().catch(() => {});
   if (coordinator) await coordinator.stop().catch(() => {});
   if (work) await rm(work, { recursive: true, force: true }).catch(() => {});
-  say(`teardown (stop ${agents.length} agents + coordinator, rm scratch): ${secs(performance.now() - t)}`);
+  say(`teardown (stop ${N} agents + coordinator, rm scratch): ${secs(performance.now() - t)}`);
 }
 
 // Overall deadline: whatever is stuck, tear down and exit non-zero.
@@ -210,39 +293,38 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 
 async function main() {
   const limit = openFilesLimit();
-  const needed = N + 512; // one socket per agent in each process, plus the database, journals and fetch sockets
-  say(`fleetpatch bench: ${N} agents, node ${process.version}, ulimit -n ${limit.soft} (hard ${limit.hard})`);
-  if (limit.soft !== 'unlimited' && Number(limit.soft) < needed) {
-    throw new Error(
-      `open-files limit ${limit.soft} is below the ~${needed} this bench needs (each agent holds one socket in the bench process and one in the coordinator); raise it with \`ulimit -n ${Math.max(needed, 4096)}\``,
-    );
-  }
+  say(
+    `fleetpatch bench: ${N} agents over ${Math.min(AGENT_PROCESSES, N)} agent processes, node ${process.version}, ${cpus().length} × ${cpus()[0]?.model}, ulimit -n ${limit.soft}; load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
 
   const scratch = await mkdtemp(join(scratchBase(flags.tmp), 'fleetpatch-bench-'));
   work = scratch;
-  say(`scratch: ${work}`);
   const coordinatorProcess = await startCoordinator({
     dataDir: join(work, 'coordinator'),
     apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
     tickIntervalMs: Number.parseInt(flags['tick-ms'], 10),
     heartbeatIntervalMs: Number.parseInt(flags['heartbeat-ms'], 10),
     // The bench's rollouts run without an approver (requiredApprovals 0); the coordinator must allow it.
-    extraConfig: { minApprovals: 0 },
+    extraConfig: {
+      minApprovals: 0,
+      ...(flags['pending-per-address']
+        ? { agentLimits: { maxPendingSocketsPerAddress: Number.parseInt(flags['pending-per-address'], 10) } }
+        : {}),
+    },
     // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
     ...(flags['cpu-prof']
       ? { env: { NODE_OPTIONS: `--import=${await profilerPreload(scratch, flags['cpu-prof'])}` } }
       : {}),
   });
   coordinator = coordinatorProcess;
+  const coordinatorPid = coordinatorProcess.child.pid;
   const admin = apiClient(coordinatorProcess.url, ADMIN_TOKEN);
-  say(
-    `coordinator pid ${coordinatorProcess.child.pid} on ${coordinatorProcess.url} (tick ${flags['tick-ms']} ms, heartbeat ${flags['heartbeat-ms']} ms)`,
-  );
+  say(`coordinator pid ${coordinatorPid} on ${coordinatorProcess.url}; scratch ${work}`);
 
-  // Register and lay out the fleet.
-  let t = performance.now();
+  // Lay out the fleet: one multi-use join token; each agent enrolls (its own ed25519 key) on start.
   const ids = Array.from({ length: N }, (_, i) => hostId(i));
-  // One multi-use join token for the whole fleet; each agent enrolls (its own ed25519 key) on start.
   /** @type {JoinTokenCreated} */
   const { token: joinToken } = await admin.post('/v1/join-tokens', {
     uses: N,
@@ -253,49 +335,43 @@ async function main() {
     await mkdir(join(scratch, id, 'root', 'etc/bench'), { recursive: true });
     await writeFile(join(scratch, id, 'root', CONFIG_PATH), OLD, { mode: 0o644 });
   });
+  const agentFleet = new AgentProcesses(ids, AGENT_PROCESSES, {
+    coordinatorUrl: coordinatorProcess.url,
+    joinToken,
+    scratch,
+    facts: FACTS,
+    startConcurrency: START_CONCURRENCY,
+  });
+  fleet = agentFleet;
+  const allOnline = (/** @type {string} */ what) =>
+    waitFor(
+      what,
+      async () => {
+        /** @type {Healthz} */
+        const { agentsOnline } = await admin.get('/healthz');
+        return agentsOnline === N;
+      },
+      { timeoutMs: remaining(), intervalMs: 50 },
+    );
 
-  // 1. Connect.
-  const log = pino({ level: 'silent' });
-  for (const id of ids) {
-    const config = AgentConfigSchema.parse({
-      coordinatorUrl: coordinatorProcess.url,
-      // Plain HTTP on loopback: nothing to encrypt against, and the bench measures the coordinatorProcess.
-      allowInsecure: true,
-      hostId: id,
-      joinToken,
-      labels: { role: 'bench' },
-      dataDir: join(scratch, id, 'data'),
-      rootDir: join(scratch, id, 'root'),
-      logLevel: 'silent',
-      file: { allowedRoots: ['/etc'] },
-      // N agents in one process on one machine would each read this machine's dpkg database; the
-      // inventory has its own bench (bench-inventory.mjs, run after this one).
-      inventory: { enabled: false },
-    });
-    agents.push({ id, agent: new Agent({ config, log, facts: FACTS }) });
-  }
-  t = performance.now();
-  let cpu = cpuMeter(coordinatorProcess.child.pid);
-  await Promise.all(agents.map((a) => a.agent.start()));
-  /** @type {number | null} */
-  let localDone = null;
-  await waitFor(
-    `${N} agents online`,
-    async () => {
-      if (localDone === null && agents.every((a) => a.agent.connected)) localDone = performance.now() - t;
-      /** @type {Healthz} */
-      const { agentsOnline } = await admin.get('/healthz');
-      if (agentsOnline < N) return false;
-      /** @type {AgentList} */
-      const { agents: listed } = await admin.get('/v1/agents');
-      return listed.filter((a) => a.online).length === N;
-    },
-    { timeoutMs: remaining(), intervalMs: 100 },
-  );
+  // 1. Connect (enrollment included: each agent's first start).
+  const rssBefore = memoryOf(coordinatorPid);
+  let t = performance.now();
+  let cpu = cpuMeter(coordinatorPid, agentFleet);
+  await agentFleet.start();
+  await allOnline(`${N} agents online`);
   const connectMs = performance.now() - t;
+  const connectCpu = cpu();
+  const rssConnected = memoryOf(coordinatorPid);
+  const perAgentBytes = rssBefore && rssConnected ? ((rssConnected.rss - rssBefore.rss) * 1024) / N : Number.NaN;
   say(
-    `connect ${N} agents: ${secs(connectMs)} (all online in GET /v1/agents; all welcomed agent-side at ${secs(localDone ?? connectMs)}); ${cpu.line()}`,
+    `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${cpuLine(connectCpu, N)}`,
   );
+  say(
+    `coordinator RSS: ${rssBefore ? mib(rssBefore.rss) : 'n/a'} before, ${rssConnected ? mib(rssConnected.rss) : 'n/a'} with ${N} connected = ${(perAgentBytes / 1024).toFixed(1)} KiB per connected agent`,
+  );
+  result.connect = { ...connectCpu, wallMs: connectMs };
+  result.memory = { rssBeforeKiB: rssBefore?.rss, rssConnectedKiB: rssConnected?.rss, perAgentBytes };
 
   // 2. Roll out.
   /** @type {Patch} */
@@ -310,12 +386,13 @@ async function main() {
       health: { checks: [], intervalSeconds: 1, minHealthySeconds: 0, healthyDeadlineSeconds: 60 },
     }),
   );
+  const waves = /** @type {const} */ ([1, '10%', '50%', '100%']);
   /** @type {RolloutStatus} */
   const created = await admin.post(
     '/v1/rollouts',
     sampleRollout(patch.id, {
       target: { labels: { role: 'bench' } },
-      waves: [1, '10%', '100%'],
+      waves: [...waves],
       maxParallel: MAX_PARALLEL,
       revertParallel: MAX_PARALLEL,
       maxFailures: 0,
@@ -324,7 +401,7 @@ async function main() {
     }),
   );
   const rolloutId = created.rollout.id;
-  // Polled through the cheap list endpoint: GET /v1/rollouts/:id is O(hosts) and would load the coordinatorProcess.
+  // Polled through the cheap list endpoint: the rollout's state is all the wait needs.
   const waitState = (/** @type {readonly RolloutState[]} */ states) =>
     waitFor(
       `rollout ${rolloutId} to reach ${states.join('|')}`,
@@ -337,18 +414,17 @@ async function main() {
       { timeoutMs: remaining(), intervalMs: 25 },
     );
   t = performance.now();
-  cpu = cpuMeter(coordinatorProcess.child.pid);
+  cpu = cpuMeter(coordinatorPid, agentFleet);
   await admin.post(`/v1/rollouts/${rolloutId}/start`);
   const rolled = await waitState(APPLY_END_STATES);
   const rolloutWallMs = performance.now() - t;
-  const rolloutCpu = cpu.line();
+  const rolloutCpu = cpu();
   if (rolled.state !== 'succeeded') failures.push(`rollout ended ${rolled.state}: ${rolled.stateReason}`);
-
-  /** @type {RolloutStatus} */
-  const afterRollout = await admin.get(`/v1/rollouts/${rolloutId}`);
-  const wrongAfterRollout = await checkFiles(scratch, ids, NEW);
+  /** @type {RolloutSummary} */
+  const afterRollout = await admin.get(`/v1/rollouts/${rolloutId}/summary`);
   if (afterRollout.counts.healthy !== N)
     failures.push(`after the rollout ${afterRollout.counts.healthy ?? 0}/${N} hosts are healthy`);
+  const wrongAfterRollout = await checkFiles(scratch, ids, NEW);
   if (wrongAfterRollout.length > 0)
     failures.push(
       `${wrongAfterRollout.length} root(s) lack the new content after the rollout, e.g. ${wrongAfterRollout.slice(0, 3).join(', ')}`,
@@ -356,23 +432,23 @@ async function main() {
 
   // 3. Revert.
   t = performance.now();
-  cpu = cpuMeter(coordinatorProcess.child.pid);
+  cpu = cpuMeter(coordinatorPid, agentFleet);
   await admin.post(`/v1/rollouts/${rolloutId}/revert`);
   const reverted = await waitState(['reverted', 'revert_failed']);
   const revertWallMs = performance.now() - t;
-  const revertCpu = cpu.line();
+  const revertCpu = cpu();
   if (reverted.state !== 'reverted') failures.push(`revert ended ${reverted.state}: ${reverted.stateReason}`);
-  /** @type {RolloutStatus} */
-  const afterRevert = await admin.get(`/v1/rollouts/${rolloutId}`);
-  const wrongAfterRevert = await checkFiles(scratch, ids, OLD);
+  /** @type {RolloutSummary} */
+  const afterRevert = await admin.get(`/v1/rollouts/${rolloutId}/summary`);
   if (afterRevert.counts.reverted !== N)
     failures.push(`after the revert ${afterRevert.counts.reverted ?? 0}/${N} hosts are reverted`);
+  const wrongAfterRevert = await checkFiles(scratch, ids, OLD);
   if (wrongAfterRevert.length > 0)
     failures.push(
       `${wrongAfterRevert.length} root(s) lack the old content after the revert, e.g. ${wrongAfterRevert.slice(0, 3).join(', ')}`,
     );
 
-  // Events: page through the whole audit trail of the rollout.
+  // The audit trail of the rollout: wave timings and per-host dispatch → result, by event timestamps.
   /** @type {EventRecord[]} */
   const events = [];
   for (let after = 0; ; ) {
@@ -387,55 +463,140 @@ async function main() {
     const e = events.find((ev) => ev.type === type && pred(ev));
     return e ? Date.parse(e.at) : Number.NaN;
   };
+  /** @type {Map<string, number>} */
+  const dispatchedAt = new Map();
+  /** @type {number[]} */
+  const dispatchToResult = [];
+  for (const e of events) {
+    if (e.hostId === null) continue;
+    if (e.type === 'host.dispatched') dispatchedAt.set(e.hostId, Date.parse(e.at));
+    if (e.type === 'host.healthy' && dispatchedAt.has(e.hostId))
+      dispatchToResult.push(Date.parse(e.at) - (dispatchedAt.get(e.hostId) ?? 0));
+  }
+  const perHost = spread(dispatchToResult);
+  const lastWave = waves.length - 1;
+  const lastWaveStarted = at('wave.started', (e) => e.data?.wave === lastWave);
+  const lastWaveHosts = new Set(
+    events.filter((e) => e.type === 'host.dispatched' && Date.parse(e.at) >= lastWaveStarted).map((e) => e.hostId),
+  );
+  const lastOrderSent = Math.max(
+    ...events.filter((e) => e.type === 'host.dispatched' && lastWaveHosts.has(e.hostId)).map((e) => Date.parse(e.at)),
+  );
   const engineRolloutMs = at('rollout.succeeded') - at('rollout.running');
   const engineRevertMs = at('rollout.reverted') - at('rollout.reverting');
 
   say(
-    `rollout to ${N} hosts, waves [1, "10%", "100%"], maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → succeeded seen), ${secs(engineRolloutMs)} by event timestamps`,
+    `rollout to ${N} hosts, waves ${JSON.stringify(waves)}, maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → succeeded seen), ${secs(engineRolloutMs)} by event timestamps; ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s`,
   );
-  say(`  throughput: ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s; ${rolloutCpu}`);
-  for (let wave = 0; wave < created.rollout.waveCount || wave < 3; wave++) {
-    const startAt = at('wave.started', (e) => e.data?.wave === wave);
-    const passAt = at('wave.passed', (e) => e.data?.wave === wave);
-    if (Number.isNaN(startAt)) break;
-    const size = afterRollout.waves[wave]?.hosts.length ?? 0;
-    say(
-      `  wave ${wave + 1} (${size} host${size === 1 ? '' : 's'}): ${secs(passAt - startAt)} (${size > 0 ? (size / ((passAt - startAt) / 1000 || 0.001)).toFixed(0) : '-'} hosts/s)`,
-    );
-  }
+  say(`  ${cpuLine(rolloutCpu, N)}`);
   say(
-    `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s; ${revertCpu}`,
+    `  per host, dispatch → result committed: p50 ${perHost.p50} ms, p99 ${perHost.p99} ms, max ${perHost.max} ms (${perHost.n} hosts)`,
   );
+  /** @type {{ wave: number, hosts: number, ms: number }[]} */
+  const waveTimes = [];
+  for (const wave of afterRollout.waves) {
+    const ms =
+      at('wave.passed', (e) => e.data?.wave === wave.wave) - at('wave.started', (e) => e.data?.wave === wave.wave);
+    waveTimes.push({ wave: wave.wave, hosts: wave.hostCount, ms });
+    say(`  wave ${wave.wave + 1} (${wave.hostCount} hosts): ${secs(ms)}`);
+  }
+  say(`  last wave: last order sent ${secs(lastOrderSent - lastWaveStarted)} after it started`);
+  say(
+    `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s`,
+  );
+  say(`  ${cpuLine(revertCpu, N)}`);
   say(`files checked: ${N} roots carried the new content after the rollout and the old after the revert`);
-
-  // 5. API latency while idle.
-  /** @type {number[]} */
-  const latencies = [];
-  let bytes = 0;
-  for (let i = 0; i < 200; i++) {
-    const t0 = performance.now();
-    const res = await admin.raw('GET', `/v1/rollouts/${rolloutId}`);
-    bytes = (await res.arrayBuffer()).byteLength;
-    latencies.push(performance.now() - t0);
-  }
-  latencies.sort((a, b) => a - b);
-  say(
-    `GET /v1/rollouts/:id idle, 200 sequential (${(bytes / 1024).toFixed(0)} KiB each): p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms`,
-  );
-
-  // 4. Memory and events.
-  const coordMem = memoryOf(coordinatorProcess.child.pid);
-  const benchMem = memoryOf(process.pid) ?? { rss: process.memoryUsage().rss / 1024, peak: Number.NaN };
-  say(
-    `coordinator RSS: ${coordMem ? `${mib(coordMem.rss)} (peak ${mib(coordMem.peak)})` : 'n/a (no /proc)'}; bench process RSS (${N} agents): ${mib(benchMem.rss)} (peak ${mib(benchMem.peak)})`,
-  );
   /** @type {Map<string, number>} */
   const byType = new Map();
   for (const e of events) byType.set(e.type, (byType.get(e.type) ?? 0) + 1);
   const top = [...byType.entries()].sort((a, b) => b[1] - a[1]);
   say(
-    `events written for the rollout: ${events.length} (${(events.length / N).toFixed(1)}/host): ${top.map(([k, v]) => `${k} ${v}`).join(', ')}`,
+    `audit rows for the rollout and revert: ${events.length} (${(events.length / N).toFixed(1)}/host): ${top.map(([k, v]) => `${k} ${v}`).join(', ')}`,
   );
+  result.rollout = {
+    waves,
+    maxParallel: MAX_PARALLEL,
+    ...rolloutCpu,
+    wallMs: rolloutWallMs,
+    engineMs: engineRolloutMs,
+    coordinatorUsPerHost: (rolloutCpu.coordinatorMs * 1000) / N,
+    agentUsPerOrder: (rolloutCpu.agentsMs * 1000) / N,
+    dispatchToResultMs: perHost,
+    waveMs: waveTimes,
+    lastWaveLastOrderSentMs: lastOrderSent - lastWaveStarted,
+  };
+  result.revert = {
+    ...revertCpu,
+    wallMs: revertWallMs,
+    engineMs: engineRevertMs,
+    coordinatorUsPerHost: (revertCpu.coordinatorMs * 1000) / N,
+    agentUsPerOrder: (revertCpu.agentsMs * 1000) / N,
+  };
+  result.auditRows = { total: events.length, perHost: events.length / N, byType: Object.fromEntries(top) };
+
+  // 4. The status API while idle: the full status, the summary, one page of hosts.
+  /** @type {Record<string, unknown>} */
+  const api = {};
+  /** @type {[string, string][]} */
+  const statusCalls = [
+    ['status', `/v1/rollouts/${rolloutId}`],
+    ['summary', `/v1/rollouts/${rolloutId}/summary`],
+    ['hostsPage', `/v1/rollouts/${rolloutId}/hosts?state=reverted&limit=100`],
+  ];
+  for (const [name, url] of statusCalls) {
+    /** @type {number[]} */
+    const latencies = [];
+    let bytes = 0;
+    for (let i = 0; i < 100; i++) {
+      const t0 = performance.now();
+      const res = await admin.raw('GET', url);
+      bytes = (await res.arrayBuffer()).byteLength;
+      latencies.push(performance.now() - t0);
+    }
+    const { p50, p99 } = spread(latencies);
+    api[name] = { url: url.replace(rolloutId, ':id'), bytes, p50Ms: p50, p99Ms: p99 };
+    say(
+      `GET ${url.replace(rolloutId, ':id')}, 100 sequential: ${bytes} bytes, p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`,
+    );
+  }
+  result.statusApi = api;
+
+  // 5. The reconnect storm: every agent process killed at once, then started again over the same data.
+  t = performance.now();
+  cpu = cpuMeter(coordinatorPid, agentFleet);
+  let healthzFailures = 0;
+  let storming = true;
+  const healthzWatch = (async () => {
+    while (storming) {
+      const res = await fetch(`${coordinatorProcess.url}/healthz`).catch(() => null);
+      if (res?.status !== 200) healthzFailures++;
+      await res?.arrayBuffer();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  await agentFleet.killAll();
+  await waitFor(
+    'the coordinator to see every agent gone',
+    async () => {
+      /** @type {Healthz} */
+      const { agentsOnline } = await admin.get('/healthz');
+      return agentsOnline === 0;
+    },
+    { timeoutMs: remaining(), intervalMs: 50 },
+  );
+  const goneMs = performance.now() - t;
+  const back = performance.now();
+  await agentFleet.start();
+  await allOnline(`${N} agents back online`);
+  const backMs = performance.now() - back;
+  storming = false;
+  await healthzWatch;
+  const stormCpu = cpu();
+  if (healthzFailures > 0) failures.push(`/healthz failed ${healthzFailures} time(s) during the reconnect storm`);
+  say(
+    `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included); /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
+  );
+  result.reconnectStorm = { goneMs, backMs, healthzFailures, ...stormCpu };
 }
 
 /**
@@ -468,6 +629,18 @@ try {
 for (const failure of failures) process.stderr.write(`CHECK FAILED: ${failure}\n`);
 if (failures.length > 0) exitCode = 1;
 say(`total: ${secs(Date.now() - started)}; ${exitCode === 0 ? 'all checks passed' : 'FAILED'}`);
+say(
+  hasAnsible()
+    ? 'Ansible head-to-head: ansible-playbook is installed, but the head-to-head mode is not written yet'
+    : 'Ansible head-to-head: skipped (ansible-playbook is not installed)',
+);
+result.failures = failures;
+result.finishedAt = new Date().toISOString();
+result.loadAverageAtEnd = loadavg();
+await mkdir(flags.results, { recursive: true });
+const resultFile = join(flags.results, `bench-${N}-${result.startedAt}.json`.replaceAll(':', ''));
+await writeFile(resultFile, `${JSON.stringify(result, null, 2)}\n`);
+say(`results: ${resultFile}`);
 if (Number.parseInt(flags['inventory-hosts'], 10) > 0) {
   say();
   const inventory = spawnSync(

@@ -340,6 +340,57 @@ export const RolloutStatusSchema = z
   .strict();
 export type RolloutStatus = z.infer<typeof RolloutStatusSchema>;
 
+/** One wave of a rollout summary: its size and its hosts counted by state, no host list. */
+export const WaveSummarySchema = z
+  .object({
+    wave: CountSchema,
+    phase: WavePhaseSchema,
+    hostCount: CountSchema,
+    counts: z.partialRecord(HostRunStateSchema, CountSchema),
+  })
+  .strict();
+export type WaveSummary = z.infer<typeof WaveSummarySchema>;
+
+/** A failed host as a summary names it: which, where, and why (the reason cut to 200 characters). */
+export const FailedHostSchema = z
+  .object({
+    hostId: z.string(),
+    wave: CountSchema,
+    state: HostRunStateSchema,
+    errorCode: z.string().nullable(),
+    reason: z.string().nullable(),
+  })
+  .strict();
+export type FailedHost = z.infer<typeof FailedHostSchema>;
+
+/**
+ * `GET /v1/rollouts/:id/summary`: a rollout's counts per wave and state and its first failures —
+ * the same size at 10 hosts or 10,000 (no host list; page through `/hosts` for that).
+ */
+export const RolloutSummarySchema = z
+  .object({
+    rollout: RolloutRecordSchema,
+    failures: CountSchema,
+    toleratedFailures: CountSchema,
+    haltsOn: z.string(),
+    counts: z.partialRecord(HostRunStateSchema, CountSchema),
+    waves: z.array(WaveSummarySchema),
+    /** The first failures counted against the budget (at most 10, by wave and position); `failures` has them all. */
+    failedHosts: z.array(FailedHostSchema),
+  })
+  .strict();
+export type RolloutSummary = z.infer<typeof RolloutSummarySchema>;
+
+/** `GET /v1/rollouts/:id/hosts`: one page of a rollout's hosts, by wave and position. */
+export const RolloutHostPageSchema = z
+  .object({
+    hosts: z.array(HostViewSchema.extend({ wave: CountSchema }).strict()),
+    /** The cursor for the next page (pass it as `cursor`), or null when this page is the last. */
+    next: z.string().nullable(),
+  })
+  .strict();
+export type RolloutHostPage = z.infer<typeof RolloutHostPageSchema>;
+
 export const RolloutPlanSchema = z
   .object({
     rolloutId: z.string(),

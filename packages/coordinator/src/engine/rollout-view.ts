@@ -5,19 +5,24 @@ import {
   describeHaltPoint,
   ErrorCode,
   FleetError,
+  type HostRunState,
+  type HostView,
   isRevertable,
   type LiveHealth,
   protocolGapOf,
+  type RolloutHostPage,
   type RolloutPlan,
   type RolloutRecord as RolloutRecordView,
   type RolloutSigning,
   type RolloutStatus,
+  type RolloutSummary,
   resolveWaveSizes,
   revertSignaturesNeeded,
   type StatementView,
   toleratedFailures,
   type WavePhase,
 } from '@fleetpatch/shared';
+import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { StatementRecord } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
@@ -90,28 +95,11 @@ export class RolloutView {
     }));
     for (const run of runs) {
       counts[run.state] = (counts[run.state] ?? 0) + 1;
-      const liveHealth = this.liveHealthOf(run.orderId);
-      waves[run.wave]?.hosts.push({
-        hostId: run.hostId,
-        state: run.state,
-        online: this.isOnline(run.hostId),
-        changed: reportedChange(run),
-        orderId: run.orderId,
-        errorCode: run.errorCode,
-        reason: run.reason,
-        health: run.health,
-        ...(liveHealth ? { liveHealth } : {}),
-        rehearsal: run.rehearsal,
-        afterChange: run.afterChange,
-        ...(run.packages ? { packages: run.packages } : {}),
-      });
+      waves[run.wave]?.hosts.push(this.hostView(run));
     }
     for (const wave of waves) {
       const ran = wave.hosts.length > 0 && wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
-      // A retry can take the rollout back to an earlier wave: later waves that already ran stay passed.
-      if (wave.wave < rollout.currentWave || (wave.wave > rollout.currentWave && ran)) wave.phase = 'passed';
-      else if (wave.wave === rollout.currentWave)
-        wave.phase = currentWavePhase(rollout, ran, () => this.haltedBefore(id));
+      wave.phase = wavePhase(rollout, wave.wave, ran, () => this.haltedBefore(id));
     }
     const revertedByHand = rollout.state === 'succeeded' ? (counts.reverted ?? 0) : 0;
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
@@ -139,6 +127,84 @@ export class RolloutView {
   /** Whether the rollout's apply ended halted (a revert followed): its wave then failed, whatever the revert did. */
   private haltedBefore(id: string): boolean {
     return this.store.applyEndOf(id) === 'halted';
+  }
+
+  /**
+   * Counts per wave and state and the first failures, from an index alone (no host row read but the
+   * failures'): the same few hundred bytes at 10 hosts or 10,000.
+   */
+  summary(id: string): RolloutSummary {
+    const rollout = this.mustGet(id);
+    const counts: RolloutSummary['counts'] = {};
+    const waves: RolloutSummary['waves'] = Array.from({ length: rollout.waveCount }, (_, wave) => ({
+      wave,
+      phase: 'pending',
+      hostCount: 0,
+      counts: {},
+    }));
+    const finished = new Map<number, number>();
+    for (const { wave, state, n } of this.store.hostRuns.countByWaveAndState(id)) {
+      counts[state] = (counts[state] ?? 0) + n;
+      const summary = waves[wave];
+      if (!summary) continue;
+      summary.hostCount += n;
+      summary.counts[state] = n;
+      if (TERMINAL_HOST_STATES.has(state)) finished.set(wave, (finished.get(wave) ?? 0) + n);
+    }
+    for (const wave of waves) {
+      const ran = wave.hostCount > 0 && finished.get(wave.wave) === wave.hostCount;
+      wave.phase = wavePhase(rollout, wave.wave, ran, () => this.haltedBefore(id));
+    }
+    const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
+    return {
+      rollout: toView(rollout),
+      failures: this.store.hostRuns.failures(id),
+      toleratedFailures: tolerated,
+      haltsOn: describeHaltPoint(tolerated),
+      counts,
+      waves,
+      failedHosts: this.store.hostRuns.firstFailures(id, SUMMARY_FAILED_HOSTS).map((run) => ({
+        hostId: run.hostId,
+        wave: run.wave,
+        state: run.state,
+        errorCode: run.errorCode,
+        reason: run.reason === null ? null : run.reason.slice(0, SUMMARY_REASON_CHARS),
+      })),
+    };
+  }
+
+  /** One page of a rollout's hosts by wave and position, optionally only one state or wave. */
+  hostPage(id: string, query: HostPageQuery): RolloutHostPage {
+    this.mustGet(id);
+    const runs = this.store.hostRuns.page(id, {
+      state: query.state,
+      wave: query.wave,
+      after: query.cursor === undefined ? undefined : parseHostCursor(query.cursor),
+      limit: query.limit,
+    });
+    const last = runs.at(-1);
+    return {
+      hosts: runs.map((run) => ({ wave: run.wave, ...this.hostView(run) })),
+      next: runs.length === query.limit && last ? `${last.wave}.${last.position}` : null,
+    };
+  }
+
+  private hostView(run: HostRunRecord): HostView {
+    const liveHealth = this.liveHealthOf(run.orderId);
+    return {
+      hostId: run.hostId,
+      state: run.state,
+      online: this.isOnline(run.hostId),
+      changed: reportedChange(run),
+      orderId: run.orderId,
+      errorCode: run.errorCode,
+      reason: run.reason,
+      health: run.health,
+      ...(liveHealth ? { liveHealth } : {}),
+      rehearsal: run.rehearsal,
+      afterChange: run.afterChange,
+      ...(run.packages ? { packages: run.packages } : {}),
+    };
   }
 
   /** Each analysis run of the rollout, with its latest measurements. */
@@ -222,6 +288,34 @@ function complianceLink(exposedTo: { source: string; fixed: string }): NonNullab
 /** The stored rollout as the API shows it: `bakeUntil` becomes an ISO time. */
 function toView(rollout: RolloutRecord): RolloutRecordView {
   return { ...rollout, bakeUntil: rollout.bakeUntil === null ? null : new Date(rollout.bakeUntil).toISOString() };
+}
+
+/** How many failed hosts a summary names, and how much of each one's reason. */
+const SUMMARY_FAILED_HOSTS = 10;
+const SUMMARY_REASON_CHARS = 200;
+
+/** What one page of `RolloutView.hostPage` holds: the route's query, already validated. */
+export interface HostPageQuery {
+  state?: HostRunState | undefined;
+  wave?: number | undefined;
+  /** The `next` of the previous page: `<wave>.<position>`. */
+  cursor?: string | undefined;
+  limit: number;
+}
+
+/** The cursor format the route's schema admits: two non-negative integers. */
+export const HOST_CURSOR_PATTERN = /^\d{1,9}\.\d{1,9}$/;
+
+function parseHostCursor(cursor: string): { wave: number; position: number } {
+  const [wave, position] = cursor.split('.').map(Number);
+  return { wave: wave ?? 0, position: position ?? 0 };
+}
+
+/** A wave's phase: a retry can take the rollout back to an earlier wave, and later waves that already ran stay passed. */
+function wavePhase(rollout: RolloutRecord, wave: number, ran: boolean, haltedBefore: () => boolean): WavePhase {
+  if (wave < rollout.currentWave || (wave > rollout.currentWave && ran)) return 'passed';
+  if (wave === rollout.currentWave) return currentWavePhase(rollout, ran, haltedBefore);
+  return 'pending';
 }
 
 /**

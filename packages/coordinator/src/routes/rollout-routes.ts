@@ -6,15 +6,19 @@ import {
   EventPageSchema,
   FleetError,
   hasControlCharacter,
+  HostRunStateSchema,
   PreflightResultSchema,
   RevertSignatureRequestSchema,
+  RolloutHostPageSchema,
   RolloutListSchema,
   RolloutPlanSchema,
   RolloutRequestSchema,
   RolloutStatusSchema,
+  RolloutSummarySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { mayDo } from '../http/api-auth.js';
+import { HOST_CURSOR_PATTERN } from '../engine/rollout-view.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 import { operation } from '../http/openapi-document.js';
 import { callerOf } from '../http/route-access.js';
@@ -93,6 +97,41 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => view.status(request.params.id),
+  );
+
+  // At fleet scale: counts per wave and state (a few hundred bytes whatever the size), and the hosts paged.
+  app.get(
+    '/rollouts/:id/summary',
+    {
+      config: { access: 'read' },
+      schema: {
+        ...operation('rollouts', 'getRolloutSummary', "A rollout's counts per wave and state, and its first failures"),
+        params: Params,
+        response: { 200: RolloutSummarySchema, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => view.summary(request.params.id),
+  );
+
+  app.get(
+    '/rollouts/:id/hosts',
+    {
+      config: { access: 'read' },
+      schema: {
+        ...operation('rollouts', 'listRolloutHosts', "Page through a rollout's hosts, by state or wave"),
+        params: Params,
+        querystring: z
+          .object({
+            state: HostRunStateSchema.optional(),
+            wave: z.coerce.number().int().min(0).max(10_000).optional(),
+            limit: z.coerce.number().int().min(1).max(1000).default(100),
+            cursor: z.string().regex(HOST_CURSOR_PATTERN, 'a cursor is the `next` of the previous page').optional(),
+          })
+          .strict(),
+        response: { 200: RolloutHostPageSchema, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => view.hostPage(request.params.id, request.query),
   );
 
   app.get(

@@ -105,6 +105,15 @@ export type HostRunWrite =
   | { to: 'reverting'; revertOrderId: string; at: number }
   | ({ to: Exclude<HostRunState, 'queued' | 'dispatched' | 'reverting'> } & HostRunOutcome);
 
+/** Which host runs one page of `HostRunRepository.page` holds. */
+export interface HostRunPageFilter {
+  state?: HostRunState | undefined;
+  wave?: number | undefined;
+  /** Resume after this host run (the last one of the previous page). */
+  after?: { wave: number; position: number } | undefined;
+  limit: number;
+}
+
 /**
  * One row per host per rollout. Every query here is served by an index on (rollout_id, wave, state),
  * (host_id, state) or the order id, so the hot paths never scan the fleet.
@@ -124,6 +133,20 @@ export class HostRunRepository {
       byRevertOrder: db.prepare('SELECT * FROM host_runs WHERE revert_order_id = ?'),
       countByState: db.prepare(
         'SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? GROUP BY state',
+      ),
+      // Covered by host_runs_wave_state: a summary never reads a host row.
+      countByWaveAndState: db.prepare(
+        'SELECT wave, state, count(*) AS n FROM host_runs WHERE rollout_id = ? GROUP BY wave, state',
+      ),
+      firstFailures: db.prepare(
+        'SELECT * FROM host_runs WHERE rollout_id = ? AND counted_failure = 1 ORDER BY wave, position LIMIT ?',
+      ),
+      // One statement for every filter: a null filter matches all. Row-value comparison resumes after the cursor.
+      page: db.prepare(
+        `SELECT * FROM host_runs WHERE rollout_id = @rolloutId
+           AND (@state IS NULL OR state = @state) AND (@wave IS NULL OR wave = @wave)
+           AND (wave, position) > (@afterWave, @afterPosition)
+         ORDER BY wave, position LIMIT @limit`,
       ),
       // Led by state (host_runs_state), so the cost follows the few hosts in those states, not the rollout's size.
       countInStates: db.prepare(
@@ -218,6 +241,29 @@ export class HostRunRepository {
   countByState(rolloutId: string, wave: number): Map<HostRunState, number> {
     const rows = this.statements.countByState.all(rolloutId, wave) as { state: HostRunState; n: number }[];
     return new Map(rows.map((row) => [row.state, row.n]));
+  }
+
+  /** Every host run of a rollout counted by wave and state, without reading one host row. */
+  countByWaveAndState(rolloutId: string): { wave: number; state: HostRunState; n: number }[] {
+    return this.statements.countByWaveAndState.all(rolloutId) as { wave: number; state: HostRunState; n: number }[];
+  }
+
+  /** The first `limit` host runs counted as failures, by wave and position. */
+  firstFailures(rolloutId: string, limit: number): HostRunRecord[] {
+    return (this.statements.firstFailures.all(rolloutId, limit) as HostRunRow[]).map(toRecord);
+  }
+
+  /** At most `limit` host runs after `after` (by wave, then position), optionally in one state or wave. */
+  page(rolloutId: string, filter: HostRunPageFilter): HostRunRecord[] {
+    const rows = this.statements.page.all({
+      rolloutId,
+      state: filter.state ?? null,
+      wave: filter.wave ?? null,
+      afterWave: filter.after?.wave ?? -1,
+      afterPosition: filter.after?.position ?? -1,
+      limit: filter.limit,
+    }) as HostRunRow[];
+    return rows.map(toRecord);
   }
 
   /**

@@ -1,0 +1,155 @@
+/**
+ * Rollout status at fleet scale: a summary (counts per wave and state, the first failures) that does
+ * not grow with the fleet, and the hosts paged and filterable by state and wave — agreeing with the
+ * full status, through the view and through the HTTP API (bad queries: 400, nothing read).
+ */
+import { RolloutHostPageSchema, RolloutStatusSchema, RolloutSummarySchema } from '@fleetpatch/shared';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type HostPageQuery, RolloutView } from '../src/engine/rollout-view.js';
+import { type HubUnderTest, startHub } from './support/hub-under-test.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
+import { hosts, SimulatedFleet } from './support/simulated-fleet.js';
+
+/** 10 hosts in waves [1, 9]: host-1 healthy, then in wave 2 host-2 failed, host-10 still in flight, the rest healthy. */
+async function halfwayFleet(): Promise<{ fleet: SimulatedFleet; view: RolloutView; id: string }> {
+  const fleet = new SimulatedFleet();
+  const ids = hosts(10);
+  await fleet.addHosts(ids);
+  const id = await fleet.launch({ waves: [1, '100%'], maxParallel: 20, maxFailures: 5 });
+  await fleet.finish('host-1');
+  await fleet.finish('host-2', 'failed');
+  await fleet.finishAll(ids.slice(2, 9));
+  return { fleet, view: new RolloutView(fleet.store, (hostId) => hostId !== 'host-5'), id };
+}
+
+/** Every page of `query` (without a cursor), followed to the end. */
+function allPages(view: RolloutView, id: string, query: Omit<HostPageQuery, 'cursor'>) {
+  const pages = [];
+  let cursor: string | undefined;
+  do {
+    const page = view.hostPage(id, { ...query, cursor });
+    pages.push(page);
+    cursor = page.next ?? undefined;
+  } while (cursor !== undefined);
+  return pages;
+}
+
+describe('rollout summary', () => {
+  it('counts per wave and state and names the failures, agreeing with the full status', async () => {
+    const { view, id } = await halfwayFleet();
+    const summary = RolloutSummarySchema.parse(view.summary(id));
+    const status = view.status(id);
+
+    expect(summary.counts).toEqual({ healthy: 8, failed: 1, dispatched: 1 });
+    expect(summary.counts).toEqual(status.counts);
+    expect(summary.failures).toBe(1);
+    expect(summary.toleratedFailures).toBe(status.toleratedFailures);
+    expect(summary.waves).toEqual([
+      { wave: 0, phase: 'passed', hostCount: 1, counts: { healthy: 1 } },
+      { wave: 1, phase: 'running', hostCount: 9, counts: { healthy: 7, failed: 1, dispatched: 1 } },
+    ]);
+    expect(summary.waves.map((w) => w.phase)).toEqual(status.waves.map((w) => w.phase));
+    const failed = status.waves[1]?.hosts.find((h) => h.hostId === 'host-2');
+    expect(failed?.errorCode).not.toBeNull();
+    expect(summary.failedHosts).toEqual([
+      { hostId: 'host-2', wave: 1, state: 'failed', errorCode: failed?.errorCode, reason: failed?.reason },
+    ]);
+    expect(summary.rollout).toEqual(status.rollout);
+  });
+
+  it('names at most 10 failed hosts, whatever the number of failures', async () => {
+    const fleet = new SimulatedFleet();
+    const ids = hosts(14);
+    await fleet.addHosts(ids);
+    const id = await fleet.launch({ waves: ['100%'], maxParallel: 20, maxFailures: 20 });
+    await fleet.finishAll(ids, 'failed');
+    const summary = new RolloutView(fleet.store, () => true).summary(id);
+    expect(summary.failures).toBe(14);
+    // By position in the wave, as the full status lists them.
+    const inOrder = new RolloutView(fleet.store, () => true).status(id).waves[0]?.hosts.map((h) => h.hostId);
+    expect(summary.failedHosts.map((h) => h.hostId)).toEqual(inOrder?.slice(0, 10));
+  });
+
+  it("cuts a failed host's reason to 200 characters; the host page has it whole", async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'] });
+    const reason = `policy: ${'x'.repeat(1000)}`;
+    await fleet.refuse('host-1', reason);
+    const view = new RolloutView(fleet.store, () => true);
+    expect(view.summary(id).failedHosts[0]?.reason).toBe(reason.slice(0, 200));
+    expect(view.hostPage(id, { state: 'failed', limit: 1 }).hosts[0]?.reason).toBe(reason);
+  });
+});
+
+describe('rollout hosts, paged', () => {
+  it('pages of 4 follow each other to the end and hold every host once, in the status order', async () => {
+    const { view, id } = await halfwayFleet();
+    const pages = allPages(view, id, { limit: 4 });
+    expect(pages.map((p) => p.hosts.length)).toEqual([4, 4, 2]);
+    expect(pages.at(-1)?.next).toBeNull();
+    const paged = pages.flatMap((p) => p.hosts);
+    const full = view.status(id).waves.flatMap((w) => w.hosts.map((h) => ({ wave: w.wave, ...h })));
+    expect(paged).toEqual(full);
+    expect(paged.find((h) => h.hostId === 'host-5')?.online).toBe(false);
+  });
+
+  it('filter by state, by wave, and by both, across pages', async () => {
+    const { view, id } = await halfwayFleet();
+    const ids = (query: Omit<HostPageQuery, 'cursor'>) =>
+      allPages(view, id, query).flatMap((p) => p.hosts.map((h) => h.hostId));
+    expect(ids({ state: 'failed', limit: 100 })).toEqual(['host-2']);
+    expect(ids({ state: 'dispatched', limit: 1 })).toEqual(['host-10']);
+    expect(ids({ wave: 0, limit: 3 })).toEqual(['host-1']);
+    expect(ids({ wave: 1, state: 'healthy', limit: 2 })).toEqual(hosts(9).slice(2));
+    expect(ids({ wave: 0, state: 'failed', limit: 5 })).toEqual([]);
+    expect(ids({ wave: 7, limit: 5 })).toEqual([]);
+  });
+});
+
+describe('the summary and hosts routes', () => {
+  let hub: HubUnderTest;
+  afterEach(async () => hub.close());
+
+  async function draft(): Promise<string> {
+    hub = await startHub();
+    await hub.register('web-1', { role: 'web' });
+    const patch = (await hub.api('POST', '/v1/patches', SAMPLE_PATCH_SPEC)).body as { id: string };
+    const created = await hub.api('POST', '/v1/rollouts', { patchId: patch.id, target: { labels: { role: 'web' } } });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    return RolloutStatusSchema.parse(created.body).rollout.id;
+  }
+
+  it('answer in their documented shapes', async () => {
+    const id = await draft();
+    const summary = await hub.api('GET', `/v1/rollouts/${id}/summary`);
+    expect(summary.status).toBe(200);
+    expect(RolloutSummarySchema.parse(summary.body).rollout.id).toBe(id);
+    const page = await hub.api('GET', `/v1/rollouts/${id}/hosts?state=queued&wave=0&limit=10`);
+    expect(page.status).toBe(200);
+    expect(RolloutHostPageSchema.parse(page.body)).toEqual({ hosts: [], next: null });
+  });
+
+  it('an unknown rollout is 404 on both', async () => {
+    await draft();
+    for (const url of ['/v1/rollouts/rol_nope/summary', '/v1/rollouts/rol_nope/hosts']) {
+      const answer = await hub.api('GET', url);
+      expect(answer.status, url).toBe(404);
+    }
+  });
+
+  it.each([
+    ['an unknown state', 'state=exploded', 'state'],
+    ['a negative wave', 'wave=-1', 'wave'],
+    ['a wave that is not a number', 'wave=two', 'wave'],
+    ['a limit of 0', 'limit=0', 'limit'],
+    ['a limit over 1000', 'limit=1001', 'limit'],
+    ['a forged cursor', 'cursor=1%20OR%201', 'cursor'],
+    ['an unknown parameter', 'sort=host', 'sort'],
+  ])('%s is a 400 naming the field', async (_what, query, field) => {
+    const id = await draft();
+    const answer = await hub.api('GET', `/v1/rollouts/${id}/hosts?${query}`);
+    expect(answer.status).toBe(400);
+    expect(JSON.stringify(answer.body)).toContain(field);
+  });
+});

@@ -1,0 +1,62 @@
+// @ts-check
+// One load-generator process of the bench: runs a slice of the fleet as real `Agent`s (connection,
+// protocol, journal, file driver), each confined to its own scratch root. bench.mjs forks as many of
+// these as the machine has cores, so the load is not one saturated event loop, and reads each one's
+// CPU time from /proc apart from the coordinator's.
+//
+// Messages from the parent: { type: 'start', ids, coordinatorUrl, joinToken, scratch, facts, startConcurrency } and
+// { type: 'count' } (answered { type: 'count', connected }); { type: 'stop' } drains every agent and exits.
+import { join } from 'node:path';
+import { Agent, AgentConfigSchema } from '@fleetpatch/agent';
+import { pino } from 'pino';
+
+/** @type {Agent[]} */
+const agents = [];
+const log = pino({ level: 'silent' });
+
+/** @param {unknown} message */
+function send(message) {
+  process.send?.(message);
+}
+
+process.on('message', async (/** @type {any} */ message) => {
+  try {
+    if (message.type === 'start') {
+      for (const id of message.ids) {
+        const config = AgentConfigSchema.parse({
+          coordinatorUrl: message.coordinatorUrl,
+          // Plain HTTP on loopback: nothing to encrypt against, and the bench measures the coordinator.
+          allowInsecure: true,
+          hostId: id,
+          joinToken: message.joinToken,
+          labels: { role: 'bench' },
+          dataDir: join(message.scratch, id, 'data'),
+          rootDir: join(message.scratch, id, 'root'),
+          logLevel: 'silent',
+          file: { allowedRoots: ['/etc'] },
+          // Every agent would read this machine's dpkg database; the inventory has its own bench.
+          inventory: { enabled: false },
+        });
+        agents.push(new Agent({ config, log, facts: message.facts }));
+      }
+      // At most `startConcurrency` starts in flight: a first start enrolls (one HTTP request each), and
+      // thousands at once from one address time out at the coordinator (HTTP 408) before it reads them.
+      const queue = agents.values();
+      await Promise.all(
+        Array.from({ length: message.startConcurrency }, async () => {
+          for (const agent of queue) await agent.start();
+        }),
+      );
+      send({ type: 'started' });
+    } else if (message.type === 'count') {
+      send({ type: 'count', connected: agents.filter((agent) => agent.connected).length });
+    } else if (message.type === 'stop') {
+      await Promise.allSettled(agents.map((agent) => agent.stop()));
+      process.exit(0);
+    }
+  } catch (err) {
+    send({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  }
+});
+// The parent died: nothing to run for.
+process.on('disconnect', () => process.exit(0));
