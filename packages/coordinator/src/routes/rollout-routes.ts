@@ -5,8 +5,8 @@ import {
   ErrorCode,
   EventPageSchema,
   FleetError,
-  hasControlCharacter,
   HostRunStateSchema,
+  hasControlCharacter,
   PreflightResultSchema,
   RevertSignatureRequestSchema,
   RolloutHostPageSchema,
@@ -17,8 +17,8 @@ import {
   RolloutSummarySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
-import { mayDo } from '../http/api-auth.js';
 import { HOST_CURSOR_PATTERN } from '../engine/rollout-view.js';
+import { mayDo } from '../http/api-auth.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 import { operation } from '../http/openapi-document.js';
 import { callerOf } from '../http/route-access.js';
