@@ -361,8 +361,9 @@ ${JSON.stringify(last, null, 2)}`);
  */
 export async function recordedResults(api: ApiClient, rolloutId: string, hostId: string): Promise<string[]> {
   const { events } = await api.get<EventPage>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
+  // Progress and live health are observations on the way, not results: neither is counted.
   return events
-    .filter((e) => e.hostId === hostId && e.actor === hostId && e.type !== 'host.progress')
+    .filter((e) => e.hostId === hostId && e.actor === hostId && e.type !== 'host.progress' && e.type !== 'host.health')
     .map((e) => e.type);
 }
 

@@ -13,7 +13,7 @@ export function addPatchCommands(program: Command, ctx: CliContext): void {
   patch
     .command('create')
     .description('create a patch from a YAML or JSON file (validated locally first) and print its id')
-    .requiredOption('--file <path>', 'the patch as YAML or JSON (a .json file is read as JSON); "-" reads stdin')
+    .requiredOption('-f, --file <path>', 'the patch as YAML or JSON (a .json file is read as JSON); "-" reads stdin')
     .option('--json', 'print the stored patch as JSON')
     .action(async (opts: JsonFlag & { file: string }) => {
       const input = await readInputDocument(opts.file, ctx.readStdin);
