@@ -215,11 +215,22 @@ describeNeeding([prometheus], 'metric analysis gates against a real Prometheus',
       async () => (await prom.value('count(rate(http_requests_total{code="200"}[4s]) > 0)')) === HOSTS.length,
       { timeoutMs: 30_000, intervalMs: 200 },
     );
-    await fleet.api.post(`/v1/rollouts/${id}/resume`);
-    await waitFor('a measurement after the outage', async () => {
-      const status: RolloutStatus = await fleet.status(id);
-      const last = status.analyses[0]?.measurements.at(-1);
-      return last !== undefined && last.verdict !== 'inconclusive';
+    // A Prometheus just restarted may still miss its first answers on a loaded runner (the 2 s
+    // timeout, or a rate window not yet filled); the operator resumes again, as the pause asks.
+    let lastSeen = '';
+    await waitFor(
+      'a measurement after the outage',
+      async () => {
+        const status: RolloutStatus = await fleet.status(id);
+        const last = status.analyses[0]?.measurements.at(-1);
+        lastSeen = `${status.rollout.state}: ${last?.verdict} ${last?.reason ?? ''}`;
+        if (last !== undefined && last.verdict !== 'inconclusive') return true;
+        if (status.rollout.state === 'paused') await fleet.api.post(`/v1/rollouts/${id}/resume`);
+        return false;
+      },
+      { timeoutMs: 40_000, intervalMs: 250 },
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen ${lastSeen}`);
     });
     await fleet.api.post(`/v1/rollouts/${id}/abort`, { reason: 'end of test' });
   }, 120_000);

@@ -117,6 +117,8 @@ describe('fleetpatch rollout status --watch, off a terminal', () => {
     await watch.waitForLine(/coordinator unreachable \(cannot reach the coordinator at .*\); reconnecting…/);
     await fleet.restart();
     await watch.waitForLine(/coordinator reachable again after \d+s/);
+    // Canaries are the hosts connected at the start: wait for both, so web-1 (first by name) is the canary.
+    await fleet.waitOnline(HOSTS);
     await fleet.api.post(`/v1/rollouts/${rolloutId}/start`);
 
     expect(await watch.exit, watch.stderr()).toBe(0);
