@@ -23,6 +23,9 @@ export class EnrollmentRefused extends Error {
   }
 }
 
+/** Client errors that mean "try again later". */
+const TRANSIENT_STATUSES = new Set([408, 429]);
+
 export interface EnrollmentInput {
   coordinatorUrl: string;
   joinToken: string;
@@ -56,7 +59,9 @@ export async function enrollWithCoordinator(input: EnrollmentInput): Promise<Enr
   }
   if (status !== 201) {
     const message = (json as { error?: { message?: string } } | undefined)?.error?.message ?? text.slice(0, 200);
-    if (status >= 400 && status < 500 && status !== 429) throw new EnrollmentRefused(status, message);
+    // 408 (the coordinator timed the request out, e.g. in a reconnect storm) and 429 (rate-limited)
+    // say "not now", not "no": the join token was not spent, so the agent tries again.
+    if (status >= 400 && status < 500 && !TRANSIENT_STATUSES.has(status)) throw new EnrollmentRefused(status, message);
     throw new Error(`enrollment failed: HTTP ${status}: ${message}`);
   }
   const result = EnrollResultSchema.parse(json);

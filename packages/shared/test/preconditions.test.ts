@@ -9,11 +9,13 @@ import {
   MAX_PRECONDITION_ARG_CHARS,
   MAX_PRECONDITION_ARGS,
   MAX_PRECONDITIONS,
+  PreconditionOutcomeSchema,
   PreconditionSchema,
   PreconditionsSchema,
   parseVersionConstraint,
 } from '../src/preconditions.js';
 import { type ApplyStatement, SignedPatchSchema, signedPatchOf, statementDigest } from '../src/signed-statement.js';
+import { WIRE_LIMITS } from '../src/wire-limits.js';
 import { issues } from './support/issues.js';
 
 const SHA = 'a'.repeat(64);
@@ -215,5 +217,25 @@ describe('requires in a patch', () => {
     expect(describePrecondition({ command: ['/usr/bin/app', '--check', 'a b'] })).toBe(
       'command /usr/bin/app --check "a b"',
     );
+  });
+});
+
+describe('a precondition outcome, as an agent reports it', () => {
+  const outcome = { precondition: 'package libfoo >= 1.2-3', ok: false, observed: 'libfoo:amd64 1.0-1 installed' };
+
+  it('is kept whole when it parses', () => {
+    expect(PreconditionOutcomeSchema.parse(outcome)).toEqual(outcome);
+    const longest = 'x'.repeat(WIRE_LIMITS.observedChars);
+    expect(issues(PreconditionOutcomeSchema, { ...outcome, precondition: longest, observed: longest })).toEqual([]);
+  });
+
+  it('refuses a description or an observation longer than the wire limit, naming the field', () => {
+    const tooLong = 'x'.repeat(WIRE_LIMITS.observedChars + 1);
+    expect(
+      issues(PreconditionOutcomeSchema, { ...outcome, precondition: tooLong }).map((i) => i.split(':')[0]),
+    ).toEqual(['precondition']);
+    expect(issues(PreconditionOutcomeSchema, { ...outcome, observed: tooLong }).map((i) => i.split(':')[0])).toEqual([
+      'observed',
+    ]);
   });
 });

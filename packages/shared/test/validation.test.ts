@@ -3,6 +3,7 @@ import {
   AbsolutePathSchema,
   DebianPackageNameSchema,
   DebianVersionSchema,
+  escapeControlCharacters,
   HostIdSchema,
   hasControlCharacter,
   isNormalizedAbsolutePath,
@@ -35,6 +36,20 @@ describe('hasControlCharacter', () => {
       expect(hasControlCharacter(`/etc/${String.fromCharCode(unit)}`), `U+${unit.toString(16)}`).toBe(false);
     }
     expect(hasControlCharacter('')).toBe(false);
+  });
+});
+
+describe('escapeControlCharacters', () => {
+  it('shows every control character as \\uXXXX and leaves the rest of the text as it was', () => {
+    expect(escapeControlCharacters('\x1b]0;owned\x07title\x1b[2J')).toBe('\\u001b]0;owned\\u0007title\\u001b[2J');
+    expect(escapeControlCharacters('a\u009bb\x7fc\x00')).toBe('a\\u009bb\\u007fc\\u0000');
+    expect(escapeControlCharacters('plain text, é ü ✓')).toBe('plain text, é ü ✓');
+    expect(escapeControlCharacters('')).toBe('');
+  });
+
+  it('spares only the characters it is told to keep', () => {
+    expect(escapeControlCharacters('one\ntwo\tthree\r', ['\n', '\t'])).toBe('one\ntwo\tthree\\u000d');
+    expect(escapeControlCharacters('one\ntwo')).toBe('one\\u000atwo');
   });
 });
 
