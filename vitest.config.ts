@@ -10,6 +10,9 @@ export default defineConfig({
   test: {
     // A test in which no expect() ran fails: a test that cannot fail proves nothing.
     expect: { requireAssertions: true },
+    // Two files at a time, even on a 2-core runner: the end-to-end files mostly wait on their child
+    // processes, and left to itself vitest ran them one after another here (737 s vs ~400 s).
+    maxWorkers: 2,
     projects: [
       { extends: true, test: { name: 'shared', include: ['packages/shared/test/**/*.test.ts'] } },
       { extends: true, test: { name: 'agent', include: ['packages/agent/test/**/*.test.ts'], testTimeout: 30_000 } },

@@ -10,6 +10,7 @@ import {
 import { packageSetLines } from './render-package-moves.js';
 import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
+import { describeWindow } from './render-window.js';
 
 const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 'revert_failed', 'cancelled']);
 
@@ -47,6 +48,8 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
     );
   }
   if (status.promotion) lines.push(...promotionLines(status.promotion));
+  const window = describeWindow(status, now);
+  if (window) lines.push(window);
   if (status.waves.length === 0) {
     lines.push('  hosts are chosen when the rollout starts (see `fleetpatch rollout plan`)');
     return lines.join('\n');

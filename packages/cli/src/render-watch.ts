@@ -1,6 +1,7 @@
 import type { HostRunState, HostView, Patch, RolloutStatus, WaveStatus } from '@fleetpatch/shared';
 import { formatAnalysis } from './render-status.js';
 import { plural } from './render-table.js';
+import { describeWindow } from './render-window.js';
 import type { Style } from './terminal-style.js';
 import { printable } from './terminal-text.js';
 import { estimateRemainingMs, formatDuration, type WaveTimings } from './wave-timings.js';
@@ -88,6 +89,8 @@ export function renderWatchFrame(frame: WatchFrame, style: Style): string {
       ),
     );
   }
+  const windowLine = describeWindow(status, now);
+  if (windowLine) lines.push(windowLine);
   if (status.waves.length === 0) {
     lines.push(
       rollout.request.startAt && rollout.state === 'scheduled'

@@ -7,14 +7,18 @@ import { html } from './vendor/preact-htm.mjs';
 
 /**
  * The latest 50 rollouts, newest first, each with its patch's title and its hosts by state: one
- * status call per rollout (the list carries no counts), every poll, since a host reverted alone
- * changes counts without changing its rollout's record.
+ * summary call per rollout (the list carries no counts), every poll, since a host reverted alone
+ * changes counts without changing its rollout's record. The summary is ~1 KB whatever the fleet's
+ * size; the full status lists every host (~2 MB at 10,000).
  */
 async function loadRollouts() {
   const { rollouts } = await api('/v1/rollouts?limit=50');
   return Promise.all(
     rollouts.map(async (rollout) => {
-      const [status, patch] = await Promise.all([api(`/v1/rollouts/${seg(rollout.id)}`), patchOf(rollout.patchId)]);
+      const [status, patch] = await Promise.all([
+        api(`/v1/rollouts/${seg(rollout.id)}/summary`),
+        patchOf(rollout.patchId),
+      ]);
       return { ...status, title: patch.title };
     }),
   );

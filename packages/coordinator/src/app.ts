@@ -237,6 +237,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     (hostId) => hub.isOnline(hostId),
     (hostId) => hub.protocolVersionOf(hostId),
     (orderId) => engine.liveHealth.of(orderId),
+    () => clock.now(),
   );
   app.decorate('fleet', {
     store,

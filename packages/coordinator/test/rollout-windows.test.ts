@@ -4,6 +4,7 @@
  */
 import type { MaintenanceWindow, RolloutRequestInput } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
+import { RolloutView } from '../src/engine/rollout-view.js';
 import { canStartWave } from '../src/schedule/maintenance-window.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
@@ -74,6 +75,52 @@ describe('maintenance window', () => {
     expect(fleet.appliedHosts()).toEqual(hosts(3));
     await fleet.finish('host-3');
     expect(fleet.state(id)).toBe('succeeded');
+  });
+
+  it('its status counts down to the window: the next opening while closed, the cutoff while open; nothing once over', async () => {
+    const { fleet, id } = await windowed({ maxParallel: 2 });
+    const view = new RolloutView(
+      fleet.store,
+      () => true,
+      undefined,
+      undefined,
+      () => fleet.now,
+    );
+    const next = {
+      open: false,
+      opensAt: '2030-01-08T02:00:00.000Z',
+      cutoffAt: '2030-01-08T02:45:00.000Z',
+      closesAt: '2030-01-08T03:00:00.000Z',
+    };
+    expect(view.status(id).window).toEqual(next);
+
+    fleet.now = OPENS;
+    fleet.engine.wake(id);
+    await fleet.engine.whenIdle();
+    expect(view.status(id).window).toEqual({ ...next, open: true });
+
+    // Past the cutoff, the window still open lets no wave start: the next one is what counts.
+    fleet.now = CUTOFF;
+    expect(view.status(id).window).toEqual({
+      open: false,
+      opensAt: '2030-01-09T02:00:00.000Z',
+      cutoffAt: '2030-01-09T02:45:00.000Z',
+      closesAt: '2030-01-09T03:00:00.000Z',
+    });
+
+    await fleet.finish('host-1');
+    await fleet.finish('host-2');
+    await fleet.advance(NEXT_OPENS - fleet.now);
+    await fleet.finish('host-3');
+    expect(fleet.state(id)).toBe('succeeded');
+    expect(view.status(id).window).toBeUndefined();
+  });
+
+  it('a rollout without a window has no window in its status', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(hosts(1));
+    const id = await fleet.launch({ waves: ['100%'] });
+    expect(new RolloutView(fleet.store, () => true).status(id).window).toBeUndefined();
   });
 
   it('a pause by a person is not undone when a window opens', async () => {

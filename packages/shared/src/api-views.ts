@@ -310,6 +310,21 @@ export const AnalysisRunViewSchema = z
 export type AnalysisRunView = z.infer<typeof AnalysisRunViewSchema>;
 
 /** A rollout with every host by wave: what `GET /v1/rollouts/:id` and every verb answer. */
+/**
+ * Where a rollout stands with its maintenance window: `open` when a wave may start now (inside a
+ * window, before its cutoff), with that window's times; otherwise the next window's times.
+ */
+export const WindowStatusSchema = z
+  .object({
+    open: z.boolean(),
+    opensAt: IsoTimeSchema,
+    /** No new wave starts at or after this instant. */
+    cutoffAt: IsoTimeSchema,
+    closesAt: IsoTimeSchema,
+  })
+  .strict();
+export type WindowStatus = z.infer<typeof WindowStatusSchema>;
+
 export const RolloutStatusSchema = z
   .object({
     rollout: RolloutRecordSchema,
@@ -331,6 +346,8 @@ export const RolloutStatusSchema = z
     compliance: z.object({ source: z.string(), fixed: z.string(), url: z.string() }).strict().optional(),
     /** What `start` decided under the coordinator's promotion order (absent: none applied, or not started). */
     promotion: PromotionDecisionSchema.optional(),
+    /** The maintenance window a rollout that has one waits for or runs in; absent once it is over. */
+    window: WindowStatusSchema.optional(),
     /**
      * What a person should not miss, one sentence each: a rollout that succeeded with hosts reverted
      * by hand (they do not carry the patch). Absent when there is nothing to say.

@@ -4,6 +4,7 @@ import {
   complianceUrl,
   describeHaltPoint,
   ErrorCode,
+  FINAL_ROLLOUT_STATES,
   FleetError,
   type HostRunState,
   type HostView,
@@ -21,7 +22,9 @@ import {
   type StatementView,
   toleratedFailures,
   type WavePhase,
+  type WindowStatus,
 } from '@fleetpatch/shared';
+import { currentWindow, nextWindowStart, occurrenceAt } from '../schedule/maintenance-window.js';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { StatementRecord } from '../store/statement-repository.js';
@@ -36,6 +39,7 @@ export class RolloutView {
     private readonly isOnline: (hostId: string) => boolean,
     private readonly protocolVersionOf: (hostId: string) => number | undefined = () => undefined,
     private readonly liveHealthOf: (orderId: string | null) => LiveHealth | undefined = () => undefined,
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** The newest `limit` rollouts, newest first. */
@@ -116,11 +120,32 @@ export class RolloutView {
       analyses: this.analyses(rollout),
       ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
       ...optional('promotion', this.store.rollouts.promotion(rollout.id)),
+      ...optional('window', this.windowStatus(rollout)),
       ...(revertedByHand > 0
         ? {
             warnings: [`succeeded, but ${revertedByHand} host(s) were reverted by hand and do not carry the patch`],
           }
         : {}),
+    };
+  }
+
+  /**
+   * The window a wave may start in now, or else the next one (a window past its cutoff lets no wave
+   * start: the next one counts). None for a rollout without a window, or one that is over.
+   */
+  private windowStatus(rollout: RolloutRecord): WindowStatus | undefined {
+    const { window } = rollout.request;
+    if (window === undefined || FINAL_ROLLOUT_STATES.has(rollout.state)) return undefined;
+    const now = this.now();
+    const current = currentWindow(window, now);
+    const open = current !== null && now < current.cutoffAt;
+    const occurrence = open ? current : occurrenceAt(window, nextWindowStart(window, now));
+    const iso = (at: number) => new Date(at).toISOString();
+    return {
+      open,
+      opensAt: iso(occurrence.opensAt),
+      cutoffAt: iso(occurrence.cutoffAt),
+      closesAt: iso(occurrence.closesAt),
     };
   }
 
