@@ -1,6 +1,6 @@
 /**
  * The test crash points inside `writeFileAtomically` stand where their names say: the crash matrix
- * (test/agent-crash-recovery.test.ts) kills the agent at them, so each must see the disk in the
+ * (test/agent-crash-recovery-*.test.ts) kills the agent at them, so each must see the disk in the
  * state a crash at that moment would leave.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';

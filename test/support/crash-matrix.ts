@@ -1,56 +1,28 @@
 /**
- * Issue "Agent: crash-safe order journal" — the crash-point matrix.
- *
- * For every checkpoint of the order executor, for a file change and for an apt package change: a
- * real coordinator and a real agent process that SIGKILLs itself at that checkpoint
- * (`FLEETPATCH_TEST_CRASH_AT`). The agent is restarted without the crash and the test proves that
- * the host is exactly at the old or the new state (never between), that this is what the
- * coordinator reports and what the agent's journal says, and that no temp files are left behind.
- *
- * For the file change, also at points inside each durable write (issue 11): the target file, the
- * snapshot copy, the restore and the journal entries, each after the temp file is written (before
- * its fsync), after the fsync (before the rename) and after the rename (before the directory fsync).
- * Every case also proves at most once: each order id was started once (the journal's `executions`),
- * the coordinator took in one result per order, and the journal ends with every result acknowledged.
+ * The crash-point matrix's cases and its runner, shared by the file and package halves
+ * (test/agent-crash-recovery-file.test.ts, test/agent-crash-recovery-package.test.ts), which run as
+ * two files so that they run side by side.
  */
-
 import { existsSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { HostRunState, RolloutState } from '@fleetpatch/shared';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createDebTestBed,
-  type DebTestBed,
-  type DpkgRoot,
-  debToolsAvailable,
-  UNPRIVILEGED_ID,
-} from '../packages/agent/test/support/deb-fixtures.js';
-import { waitFor } from '../scripts/lib/local-fleet.mjs';
-import { samplePackagePatch, samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { expect } from 'vitest';
+import { waitFor } from '../../scripts/lib/local-fleet.mjs';
+import { sampleRollout } from '../../scripts/lib/sample-specs.mjs';
 import {
   exitWithin,
   FINAL_APPLY_STATES,
   FINAL_REVERT_STATES,
-  FleetHarness,
+  type FleetHarness,
   findNames,
   hostOf,
   jsonLines,
   recordedResults,
   settledJournal,
-} from './support/fleet-harness.js';
+} from './fleet-harness.js';
 
-/**
- * The agent policy of a package host: apt may change fptest only (required since i10), and file
- * checks may look at what fptest ships under /usr/share/fptest besides the usual roots.
- */
-const PACKAGE_AGENT_CONFIG = (apt: object) => ({
-  apt: { ...apt, allowedPackages: ['fptest'] },
-  health: { allowedFileRoots: ['/etc', '/opt', '/usr/local/etc', '/usr/share/fptest'] },
-});
-
-const CHECKPOINTS = [
+export const CHECKPOINTS = [
   'apply:accepted',
   'apply:snapshotted',
   'apply:applying',
@@ -92,7 +64,12 @@ interface CrashCase extends Expectation {
  * `failed, changed: false`. A finished order is only reported. An interrupted revert is finished.
  */
 /** The apply is not resumed: the host is (or is put back) at the old state, the order failed. */
-const failed = (atCrash: HostState): Expectation => ({ atCrash, settled: 'old', hostRun: 'failed', rollout: 'halted' });
+const failed = (atCrash: HostState): Expectation => ({
+  atCrash,
+  settled: 'old',
+  hostRun: 'failed',
+  rollout: 'halted',
+});
 /** A revert order is finished: the host ends at the old state. */
 const reverted = (atCrash: HostState): Expectation => ({
   atCrash,
@@ -105,7 +82,12 @@ const APPLIED: Expectation = { atCrash: 'new', settled: 'new', hostRun: 'healthy
  * The first entry of the order never landed: the restarted agent has no record of it, its hello does
  * not name it, and the coordinator sends it again — its first run, since nothing had been done.
  */
-const RESENT_AND_APPLIED: Expectation = { atCrash: 'old', settled: 'new', hostRun: 'healthy', rollout: 'succeeded' };
+const RESENT_AND_APPLIED: Expectation = {
+  atCrash: 'old',
+  settled: 'new',
+  hostRun: 'healthy',
+  rollout: 'succeeded',
+};
 
 function expectationFor(checkpoint: Checkpoint): Expectation {
   switch (checkpoint) {
@@ -128,7 +110,7 @@ function expectationFor(checkpoint: Checkpoint): Expectation {
   }
 }
 
-function checkpointCase(checkpoint: Checkpoint): CrashCase {
+export function checkpointCase(checkpoint: Checkpoint): CrashCase {
   const flow: Flow = checkpoint.startsWith('revert:')
     ? 'revert'
     : checkpoint === 'apply:reverting'
@@ -151,7 +133,7 @@ function eachStep(write: string, flow: Flow, outcome: (step: WriteStep) => Expec
  * journal's `journal:<kind>:<phase>:<step>`). Before the rename the old file or entry is what a
  * restart finds; after it, the new one — so each write's last step usually ends elsewhere.
  */
-const WRITE_CASES: readonly CrashCase[] = [
+export const WRITE_CASES: readonly CrashCase[] = [
   ...eachStep('journal:apply:accepted', 'apply', (step) => (step === 'renamed' ? failed('old') : RESENT_AND_APPLIED)),
   ...eachStep('file:snapshot', 'apply', () => failed('old')),
   { point: 'journal:apply:snapshotted:temp-written', flow: 'apply', ...failed('old') },
@@ -173,13 +155,13 @@ const WRITE_CASES: readonly CrashCase[] = [
  * snapshot, or once it has, recovers like any interrupted apply — back to the snapshot, `failed` —
  * so the host ends at its prior state, never half-way nor at the change it may not have re-checked.
  */
-const REHEARSAL_CASES: readonly CrashCase[] = [
+export const REHEARSAL_CASES: readonly CrashCase[] = [
   ...eachStep('file:restore', 'rehearse', (step) => failed(step === 'renamed' ? 'old' : 'new')),
   { point: 'apply:rehearsal-reverted', flow: 'rehearse', ...failed('old') },
 ];
 
 /** One host under test: its root, and what it takes to judge its state. */
-interface CrashHost {
+export interface CrashHost {
   rootDir: string;
   configFile?: string;
   /** 'old' or 'new'; throws when the host is in neither (half-written, half-installed, audit not clean). */
@@ -188,7 +170,7 @@ interface CrashHost {
   leftovers(): Promise<string[]>;
 }
 
-interface Subject {
+export interface Subject {
   kind: 'file' | 'package';
   newHost(caseDir: string, label: string): Promise<CrashHost>;
   /** A patch whose health holds after apply. */
@@ -197,21 +179,21 @@ interface Subject {
   unhealthyAfterApplyPatch: string;
 }
 
-const QUICK_HEALTH = { intervalSeconds: 0.1, minHealthySeconds: 0, healthyDeadlineSeconds: 10 } as const;
+export const QUICK_HEALTH = { intervalSeconds: 0.1, minHealthySeconds: 0, healthyDeadlineSeconds: 10 } as const;
 /** One second is the shortest deadline the schema allows: the revert starts about 1 s after apply. */
-const FAILING_HEALTH = { intervalSeconds: 0.2, minHealthySeconds: 0, healthyDeadlineSeconds: 1 } as const;
+export const FAILING_HEALTH = { intervalSeconds: 0.2, minHealthySeconds: 0, healthyDeadlineSeconds: 1 } as const;
 
 /** Each case with its test title: `file:apply:renamed (apply) → old state, as reported`. */
-function titled(cases: readonly CrashCase[], what: string): [string, CrashCase][] {
+export function titled(cases: readonly CrashCase[], what: string): [string, CrashCase][] {
   return cases.map((crash) => [`${crash.point} (${crash.flow}) → ${crash.settled} ${what}, as reported`, crash]);
 }
 
 /** The host id of a case: what the agent enrolls as and the directory it works in. */
-function caseId(kind: string, crash: CrashCase): string {
+export function caseId(kind: string, crash: CrashCase): string {
   return `${kind}-${crash.flow}-${crash.point.replace(/[^a-z]+/g, '-')}`;
 }
 
-async function runCrashCase(fleet: FleetHarness, subject: Subject, crash: CrashCase, work: string) {
+export async function runCrashCase(fleet: FleetHarness, subject: Subject, crash: CrashCase, work: string) {
   const { point, flow } = crash;
   const id = caseId(subject.kind, crash);
   const caseDir = join(work, id);
@@ -322,225 +304,3 @@ async function runCrashCase(fleet: FleetHarness, subject: Subject, crash: CrashC
 }
 
 // ---- file changes ------------------------------------------------------------------------------
-
-const FILE_PATH = '/etc/crashapp/app.conf';
-const FILE_OLD = 'mode = old\nworkers = 2\n';
-const FILE_NEW = 'mode = new\nworkers = 4\n# raised by the crash matrix\n';
-const myUid = process.getuid?.() ?? 0;
-const myGid = process.getgid?.() ?? 0;
-/** Old and new differ in bytes, mode and (when we can chown) owner, so "neither" is detectable. */
-const FILE_OLD_OWNER = myUid === 0 ? UNPRIVILEGED_ID : myUid;
-const FILE_OLD_MODE = 0o600;
-const FILE_NEW_MODE = 0o644;
-
-async function newFileHost(caseDir: string): Promise<CrashHost> {
-  const rootDir = join(caseDir, 'root');
-  const target = join(rootDir, FILE_PATH);
-  await mkdir(dirname(target), { recursive: true });
-  await writeFile(target, FILE_OLD);
-  await chmod(target, FILE_OLD_MODE);
-  if (myUid === 0) await chown(target, FILE_OLD_OWNER, FILE_OLD_OWNER);
-  return {
-    rootDir,
-    async state() {
-      const [info, bytes] = await Promise.all([lstat(target), readFile(target, 'utf8')]);
-      const mode = info.mode & 0o7777;
-      const seen = `${JSON.stringify(bytes)} mode ${mode.toString(8)} uid ${info.uid} gid ${info.gid}`;
-      if (!info.isFile()) throw new Error(`${FILE_PATH} is not a regular file`);
-      if (bytes === FILE_OLD && mode === FILE_OLD_MODE && info.uid === FILE_OLD_OWNER && info.gid === FILE_OLD_OWNER)
-        return 'old';
-      if (bytes === FILE_NEW && mode === FILE_NEW_MODE && info.uid === myUid && info.gid === myGid) return 'new';
-      throw new Error(`${FILE_PATH} is neither the old nor the new file: ${seen}`);
-    },
-    async leftovers() {
-      const beside = (await readdir(dirname(target))).filter((name) => name !== basename(target));
-      return [...beside, ...(await findNames(rootDir, /fleetpatch-tmp/))];
-    },
-  };
-}
-
-describe('crash-point matrix: file change', () => {
-  let work: string;
-  let fleet: FleetHarness;
-  let subject: Subject;
-
-  beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-file-'));
-    fleet = await FleetHarness.start(join(work, 'coordinator'));
-    // Owned by this process's uid and gid, mode 0644: the builder's defaults.
-    const change = { path: FILE_PATH, content: FILE_NEW, expectedPriorSha256: sha256Of(FILE_OLD) };
-    subject = {
-      kind: 'file',
-      newHost: (caseDir) => newFileHost(caseDir),
-      healthyPatch: await fleet.createPatch(
-        samplePatch({
-          title: 'crash matrix: file',
-          ...change,
-          health: { checks: [{ kind: 'file', path: FILE_PATH }], ...QUICK_HEALTH },
-        }),
-      ),
-      unhealthyAfterApplyPatch: await fleet.createPatch(
-        samplePatch({
-          title: 'crash matrix: file, unhealthy after apply',
-          ...change,
-          health: {
-            // Passes at baseline (old bytes), fails once the new bytes are in place.
-            checks: [{ kind: 'file', name: 'still the old bytes', path: FILE_PATH, sha256: sha256Of(FILE_OLD) }],
-            ...FAILING_HEALTH,
-          },
-        }),
-      ),
-    };
-  });
-
-  afterEach(async () => {
-    await fleet?.stopAgents();
-  });
-
-  afterAll(async () => {
-    await fleet?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
-  });
-
-  it.each(titled(CHECKPOINTS.map(checkpointCase), 'state'))('%s', async (_title, crash) => {
-    await runCrashCase(fleet, subject, crash, work);
-  });
-
-  it.each(titled(WRITE_CASES, 'state'))('inside a write: %s', async (_title, crash) => {
-    await runCrashCase(fleet, subject, crash, work);
-  });
-
-  it.each(titled(REHEARSAL_CASES, 'state'))('rehearsing its revert: %s', async (_title, crash) => {
-    await runCrashCase(fleet, subject, crash, work);
-  });
-});
-
-// ---- package changes ---------------------------------------------------------------------------
-
-const tools = debToolsAvailable();
-if (!tools.available) console.warn(`crash-point matrix, package change: skipped — ${tools.reason}`);
-
-async function newPackageHost(bed: DebTestBed, caseDir: string, label: string): Promise<CrashHost> {
-  await mkdir(caseDir, { recursive: true });
-  const root: DpkgRoot = await bed.newRoot(label);
-  await root.install(bed.deb('fptest', '1.0'));
-  const configFile = join(caseDir, 'agent.json');
-  await writeFile(configFile, JSON.stringify(PACKAGE_AGENT_CONFIG(root.driverOptions)));
-  const staging = root.driverOptions.stagingDir ?? root.path('var/cache/fleetpatch');
-  return {
-    rootDir: root.root,
-    configFile,
-    async state() {
-      const [query, audit] = await Promise.all([root.query('fptest'), root.audit()]);
-      if (audit !== '') throw new Error(`dpkg --audit is not clean:\n${audit}`);
-      if (query?.status !== 'ii') throw new Error(`fptest is ${JSON.stringify(query)}, not installed cleanly`);
-      const shipped = await readFile(root.path('usr/share/fptest/VERSION'), 'utf8');
-      if (shipped !== `${query.version}\n`) throw new Error(`fptest ${query.version} ships VERSION ${shipped}`);
-      if (query.version === '1.0') return 'old';
-      if (query.version === '2.0') return 'new';
-      throw new Error(`fptest is at ${query.version}, neither 1.0 nor 2.0`);
-    },
-    async leftovers() {
-      const staged = (await readdir(staging)).filter((name) => name.endsWith('.deb'));
-      const dpkgJournal = (await readdir(root.path('var/lib/dpkg/updates'))).filter((name) => /^\d+$/.test(name));
-      const temps = await findNames(root.root, /fleetpatch-tmp|\.dpkg-(?:new|tmp)$/);
-      return [...staged.map((n) => join(staging, n)), ...dpkgJournal.map((n) => `updates/${n}`), ...temps];
-    },
-  };
-}
-
-/**
- * A fresh dpkg root costs an `apt-get update` and a `dpkg --install`: the next case's root is
- * prepared while the current case runs, so the matrix mostly waits on one thing at a time.
- */
-class HostPrefetcher {
-  private readonly started = new Map<string, Promise<CrashHost>>();
-
-  constructor(
-    private readonly labels: readonly string[],
-    private readonly make: (label: string) => Promise<CrashHost>,
-  ) {}
-
-  get(label: string): Promise<CrashHost> {
-    const next = this.labels[this.labels.indexOf(label) + 1];
-    const host = this.start(label);
-    // Prefetch, not awaited here: start() keeps the promise (its rejection handled) for the case that needs it.
-    if (next !== undefined) void this.start(next);
-    return host;
-  }
-
-  /** Waits for every preparation begun, so nothing still writes into a directory being removed. */
-  async settle(): Promise<void> {
-    await Promise.allSettled(this.started.values());
-  }
-
-  private start(label: string): Promise<CrashHost> {
-    let host = this.started.get(label);
-    if (!host) {
-      host = this.make(label);
-      host.catch(() => {}); // reported by the case that awaits it
-      this.started.set(label, host);
-    }
-    return host;
-  }
-}
-
-describe.skipIf(!tools.available)(
-  `crash-point matrix: package change${tools.available ? '' : ` (skipped: ${tools.reason})`}`,
-  () => {
-    let work: string;
-    let bed: DebTestBed;
-    let fleet: FleetHarness;
-    let subject: Subject;
-    let prefetch: HostPrefetcher | undefined;
-
-    beforeAll(async () => {
-      work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-pkg-'));
-      [bed, fleet] = await Promise.all([createDebTestBed(), FleetHarness.start(join(work, 'coordinator'))]);
-      const change = { name: 'fptest', version: '2.0', expectedPriorVersion: '1.0' };
-      const shippedVersion = '/usr/share/fptest/VERSION';
-      const hosts = new HostPrefetcher(
-        CHECKPOINTS.map((checkpoint) => caseId('package', checkpointCase(checkpoint))),
-        (label) => newPackageHost(bed, join(work, label), label),
-      );
-      prefetch = hosts;
-      subject = {
-        kind: 'package',
-        newHost: (_caseDir, label) => hosts.get(label),
-        healthyPatch: await fleet.createPatch(
-          samplePackagePatch({
-            title: 'crash matrix: package',
-            ...change,
-            health: { checks: [{ kind: 'file', path: shippedVersion }], ...QUICK_HEALTH },
-          }),
-        ),
-        unhealthyAfterApplyPatch: await fleet.createPatch(
-          samplePackagePatch({
-            title: 'crash matrix: package, unhealthy after apply',
-            ...change,
-            health: {
-              // Passes while 1.0 is installed, fails once 2.0 has replaced the file.
-              checks: [{ kind: 'file', name: 'still 1.0', path: shippedVersion, sha256: sha256Of('1.0\n') }],
-              ...FAILING_HEALTH,
-            },
-          }),
-        ),
-      };
-    });
-
-    afterEach(async () => {
-      await fleet?.stopAgents();
-    });
-
-    afterAll(async () => {
-      await fleet?.stop();
-      await prefetch?.settle();
-      await bed?.dispose();
-      if (work) await rm(work, { recursive: true, force: true });
-    });
-
-    it.each(titled(CHECKPOINTS.map(checkpointCase), 'version'))('%s', async (_title, crash) => {
-      await runCrashCase(fleet, subject, crash, work);
-    });
-  },
-);
