@@ -167,7 +167,7 @@ describe('GET /metrics during real rollouts', () => {
     expect(series).not.toContain(rolloutId);
   });
 
-  it('counts a failing host by its error code and the halted wave as stopped', async () => {
+  it('counts a failing host by its error code and the halted wave as failed', async () => {
     // Drift on metrics-1: the file is not what the patch expects, so the canary fails its precondition.
     await writeFile(join(rootOf('metrics-1'), '/etc/app/drift.conf'), 'edited by hand\n');
     const spec = sampleFilePatch('/etc/app/drift.conf', 'managed\n');
@@ -180,7 +180,7 @@ describe('GET /metrics during real rollouts', () => {
     expect(halted.rollout.state).toBe('halted');
     const after = await scrapeUntil('the halt counted', (m) => value(m, 'fleetpatch_rollouts{state="halted"}') === 1);
     expect(value(after, 'fleetpatch_host_failures_total{code="precondition_failed"}')).toBe(1);
-    expect(value(after, 'fleetpatch_wave_duration_seconds_count{outcome="stopped"}')).toBe(1);
+    expect(value(after, 'fleetpatch_wave_duration_seconds_count{outcome="failed"}')).toBe(1);
     expect(value(after, 'fleetpatch_orders{state="failed"}')).toBe(1);
   });
 

@@ -23,6 +23,22 @@ describe('renderStatus', () => {
     );
   });
 
+  it('shows where the rollout stands with its maintenance window', () => {
+    const window = {
+      open: true,
+      opensAt: new Date(NOW.getTime() - 600_000).toISOString(),
+      cutoffAt: new Date(NOW.getTime() + 1_200_000).toISOString(),
+      closesAt: new Date(NOW.getTime() + 1_800_000).toISOString(),
+    };
+    const view = status({}, { window, waves: [{ wave: 0, phase: 'running', hosts: [host('web-1', 'applying')] }] });
+    expect(renderStatus(view, NOW).split('\n')).toEqual([
+      'rollout ro_1  running  patch pat_1  by alice  approved by bob',
+      'failures 0 (tolerates 0; halts on the 1st failure)',
+      'maintenance window open: new waves for 20m 00s, closes in 30m 00s',
+      'wave 1  running  web-1:applying',
+    ]);
+  });
+
   it('gives the reason of a halted rollout and the error and reason of each failed host', () => {
     const view = status(
       { state: 'halted', stateReason: 'failures exceeded the budget (1 > 0)' },

@@ -97,6 +97,23 @@ describe('the watch view on a terminal', () => {
     expect(at('2025-06-01T12:01:00.000Z')).toContain('bake of wave 2: 0s left');
   });
 
+  it('counts down to the maintenance window, and shows it before any wave is chosen', () => {
+    const window = {
+      open: false,
+      opensAt: '2025-06-01T14:00:00.000Z',
+      cutoffAt: '2025-06-01T14:45:00.000Z',
+      closesAt: '2025-06-01T15:00:00.000Z',
+    };
+    const paused = status({ state: 'paused', stateReason: 'maintenance window closed' }, { window });
+    const at = (s: typeof paused, iso: string) =>
+      renderWatchFrame({ status: s, patch: undefined, timings: new WaveTimings(), now: new Date(iso) }, PLAIN);
+    expect(at(paused, '2025-06-01T13:59:30.000Z')).toContain(
+      'maintenance window opens in 30s (2025-06-01T14:00:00.000Z)',
+    );
+    const waiting = status({ state: 'scheduled' }, { window, waves: [] });
+    expect(at(waiting, '2025-06-01T13:00:00.000Z')).toContain('maintenance window opens in 1h 00m');
+  });
+
   it('says the coordinator is away, and for how long, while it reconnects', () => {
     const frame = renderWatchFrame(
       {

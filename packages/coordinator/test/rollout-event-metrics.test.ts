@@ -1,7 +1,7 @@
 /**
  * Wave and host metrics come from the committed events alone: timed by the events' own times, a
  * wave started before the coordinator did is not measured, and a rollout that ends mid-wave closes
- * its wave as `stopped`.
+ * its wave as `failed` (halted) or `stopped` (any other end).
  */
 import type { EventRecord } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
@@ -57,6 +57,15 @@ describe('RolloutEventMetrics', () => {
     events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
     events.onEvent(event('rollout.aborted', '2030-01-01T00:00:05.000Z', { fromState: 'running', toState: 'aborted' }));
     expect(await text()).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="stopped"\} 5$/m);
+  });
+
+  it('a rollout that halts mid-wave closes the wave as failed, as its phase in the status', async () => {
+    const { events, text } = setup();
+    events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
+    events.onEvent(event('rollout.halted', '2030-01-01T00:00:07.000Z', { fromState: 'running', toState: 'halted' }));
+    const body = await text();
+    expect(body).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="failed"\} 7$/m);
+    expect(body).not.toMatch(/outcome="stopped"/);
   });
 
   it('a host that ends: its duration by outcome, and a failure by its error code', async () => {

@@ -1,6 +1,9 @@
 import { CloseCode, ErrorCode, HOST_RUN_STATES, ROLLOUT_STATES } from '@fleetpatch/shared';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
+/** How a wave ended, as its phase in the status says: passed, failed (the rollout halted in it), or stopped. */
+export type WaveOutcome = 'passed' | 'failed' | 'stopped';
+
 /** What the gauges read when scraped: live numbers, never a copy that could go stale. */
 export interface MetricSources {
   agentsConnected(): number;
@@ -136,7 +139,7 @@ export class CoordinatorMetrics {
     this.registry = Registry.merge([processRegistry(), own]);
   }
 
-  waveFinished(outcome: 'passed' | 'stopped', seconds: number): void {
+  waveFinished(outcome: WaveOutcome, seconds: number): void {
     this.waveDuration.observe({ outcome }, seconds);
   }
 

@@ -1,6 +1,6 @@
 import { type EventRecord, FINAL_ROLLOUT_STATES, type RolloutState } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
-import type { CoordinatorMetrics } from './coordinator-metrics.js';
+import type { CoordinatorMetrics, WaveOutcome } from './coordinator-metrics.js';
 
 /** Where a host's apply ends; its duration is observed then. */
 const HOST_END_STATES: ReadonlySet<string> = new Set(['healthy', 'failed', 'timed_out']);
@@ -35,7 +35,8 @@ export class RolloutEventMetrics {
       return;
     }
     if (event.type.startsWith('rollout.') && FINAL_ROLLOUT_STATES.has(event.toState as RolloutState)) {
-      this.endWave(rolloutId, 'stopped', event.at);
+      // As the status names the wave's phase: a halt fails the wave it happens in; any other end stops it.
+      this.endWave(rolloutId, event.toState === 'halted' ? 'failed' : 'stopped', event.at);
       return;
     }
     if (event.hostId !== null && event.toState !== null && event.type.startsWith('host.')) {
@@ -43,7 +44,7 @@ export class RolloutEventMetrics {
     }
   }
 
-  private endWave(rolloutId: string, outcome: 'passed' | 'stopped', at: string): void {
+  private endWave(rolloutId: string, outcome: WaveOutcome, at: string): void {
     const started = this.waveStarts.get(rolloutId);
     if (!started) return;
     this.waveStarts.delete(rolloutId);
