@@ -3,6 +3,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { itNeeding, root } from '../../../test/support/requirements.js';
 import {
   fsyncDirectory,
   isTempFileFor,
@@ -15,9 +16,6 @@ import type { FsCallLog } from './support/fs-call-log.js';
 
 const fsCalls = vi.hoisted(async () => new (await import('./support/fs-call-log.js')).FsCallLog());
 vi.mock('node:fs/promises', async (importOriginal) => (await fsCalls).wrap(await importOriginal()));
-
-const isRoot = process.geteuid?.() === 0;
-if (!isRoot) console.warn('atomic-file.test.ts: not root, skipping the ownership test (needs chown)');
 
 let dir: string;
 let log: FsCallLog;
@@ -145,7 +143,7 @@ describe('writeFileAtomically', () => {
     expect(await readFile(join(dir, 'elsewhere'), 'utf8')).toBe('untouched\n');
   });
 
-  it.skipIf(!isRoot)('sets the owner before the mode, so setuid and setgid bits survive the chown', async () => {
+  itNeeding([root], 'sets the owner before the mode, so setuid and setgid bits survive the chown', async () => {
     await writeFileAtomically(dir, 'tool', { mode: 0o6755, owner: { uid: 65534, gid: 65534 } }, write('#!/bin/sh\n'));
 
     const info = await stat(join(dir, 'tool'));

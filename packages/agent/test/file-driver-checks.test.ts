@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { ErrorCode, type FileChange, FileChangeSchema } from '@fleetpatch/shared';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { itNeeding, root } from '../../../test/support/requirements.js';
 import type { DriverContext } from '../src/drivers/driver.js';
 import { FileDriver, type FileSnapshot } from '../src/drivers/file-driver.js';
 import type { FsCallLog } from './support/fs-call-log.js';
@@ -127,7 +128,7 @@ describe('FileDriver snapshot when the file changes under it', () => {
     expect((await rejection(driver.snapshot(fileChange(), snapshotDir, ctx))).code).toBe(ErrorCode.snapshotFailed);
   });
 
-  it.skipIf(UID !== 0)('refuses a snapshot when the owner or the group changes while it is copied', async () => {
+  itNeeding([root], 'refuses a snapshot when the owner or the group changes while it is copied', async () => {
     whileCopying(() => chown(target, 65534, GID));
     expect((await rejection(driver.snapshot(fileChange(), snapshotDir, ctx))).code).toBe(ErrorCode.snapshotFailed);
     await chown(target, UID, GID);

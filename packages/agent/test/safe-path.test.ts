@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode } from '@fleetpatch/shared';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { itNeeding, root } from '../../../test/support/requirements.js';
 import { assertPathAllowed, isErrno, isValidAllowedRoot, resolveSafePath } from '../src/drivers/safe-path.js';
 import { rejection } from './support/rejection.js';
 
@@ -10,9 +11,6 @@ const fsCalls = vi.hoisted(async () => new (await import('./support/fs-call-log.
 vi.mock('node:fs/promises', async (importOriginal) => (await fsCalls).wrap(await importOriginal()));
 
 // The path checks that stand between an order and a root-owned write, on real directories.
-
-const isRoot = process.geteuid?.() === 0;
-if (!isRoot) console.warn('safe-path.test.ts: not root, skipping the tests of parents owned by another user');
 
 let base: string;
 let rootDir: string;
@@ -194,7 +192,7 @@ describe('resolveSafePath', () => {
     }
   });
 
-  it.skipIf(!isRoot)('trusts parents owned by root or by the agent’s own user, and no one else', async () => {
+  itNeeding([root], 'trusts parents owned by root or by the agent’s own user, and no one else', async () => {
     // The agent as uid 1000: its own directories are as safe as root's; another user's are not.
     const geteuid = vi.spyOn(process, 'geteuid').mockReturnValue(1000);
     try {
@@ -210,7 +208,7 @@ describe('resolveSafePath', () => {
     }
   });
 
-  it.skipIf(!isRoot)('refuses a parent owned by another user for a write, and allows it for a read', async () => {
+  itNeeding([root], 'refuses a parent owned by another user for a write, and allows it for a read', async () => {
     await chown(join(rootDir, 'etc', 'app'), 65534, 0);
     const err = await rejection(resolveSafePath(rootDir, '/etc/app/x', ['/']));
     expect(err.code).toBe(ErrorCode.policyDenied);
