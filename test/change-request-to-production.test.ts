@@ -11,7 +11,8 @@ import { prometheus } from './support/prometheus-server.js';
 import { describeNeeding } from './support/requirements.js';
 
 // From change request to production, with every process real: a coordinator with a promotion order
-// (staging → prod, a soak of 0.1 min so the test waits seconds, not an hour), four agents (one in
+// (staging → prod, a soak of 0.5 min so the test waits seconds, not an hour, and a loaded runner
+// still asks for prod before the soak is over), four agents (one in
 // staging, three in prod), a real Prometheus scraping one metric service per host, and the CLI.
 // The README's "From change request to production" shows this run's output (FLEETPATCH_SHOW_OUTPUT=1
 // prints each CLI call as it ran).
@@ -22,7 +23,7 @@ const BAD = 'workers = 8\nerror_rate = 0.5\n';
 const STAGING = ['stg-1'];
 const PROD = ['web-1', 'web-2', 'web-3'];
 const HOSTS = [...STAGING, ...PROD];
-const SOAK_MINUTES = 0.1;
+const SOAK_MINUTES = 0.5;
 const BOB_TOKEN = 'e2e-bob-approver-token-01';
 
 const RECORD: NewPatchInput['record'] = {
@@ -138,7 +139,7 @@ describeNeeding([prometheus], 'from change request to production', () => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(
       new RegExp(
-        `hosts in prod need staging passed first: rollout ${staging} succeeded on staging at \\S+ and is soaking: [0-9.]+ min left of 0\\.1 min`,
+        `hosts in prod need staging passed first: rollout ${staging} succeeded on staging at \\S+ and is soaking: [0-9.]+ min left of 0\\.5 min`,
       ),
     );
     expect((await fleet.status(prod)).rollout.state).toBe('scheduled');
@@ -148,7 +149,7 @@ describeNeeding([prometheus], 'from change request to production', () => {
     await waitFor(
       'the soak to end',
       async () => (await fleet.api.raw('POST', `/v1/rollouts/${prod}/start`)).status === 200,
-      { timeoutMs: 30_000, intervalMs: 500 },
+      { timeoutMs: 60_000, intervalMs: 500 },
     );
     const done = await fleet.waitForState(prod, ['succeeded', 'halted', 'paused'], 90_000);
     expect(done.rollout.state).toBe('succeeded');

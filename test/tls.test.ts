@@ -164,6 +164,10 @@ describeNeeding([openssl], 'TLS between agents, CLI and coordinator', () => {
       tls: { caFile: ca.caFile, pinSha256: served.fingerprint256 },
     });
     await waitForAgentsOnline(api, ['pinned']);
+    // The coordinator may list it online a moment before the agent's own log line comes through its pipe.
+    await waitFor('the agent to log its connection', () =>
+      jsonLines(pinned.logs).some((l) => l.msg === 'connected to coordinator'),
+    );
     const lines = jsonLines(pinned.logs);
     expect(lines.some((l) => l.msg === 'connected to coordinator')).toBe(true);
     expect(lines.filter((l) => String(l.msg).startsWith('coordinator certificate refused'))).toEqual([]);
