@@ -1,0 +1,89 @@
+import type { AgentList } from '@fleetpatch/shared';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { waitFor } from '../../scripts/lib/local-fleet.mjs';
+import { checkRollout, hostsIn } from '../support/fault-checker.js';
+import { FaultFleet } from '../support/fault-fleet.js';
+import { recordRow, rowOf } from '../support/fault-results.js';
+import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
+import { hostOf } from '../support/fleet-harness.js';
+import { namespaces } from '../support/host-namespaces.js';
+import { describeNeeding } from '../support/requirements.js';
+
+// Scenario 1: the canary is cut off after its order was delivered, while it verifies. The coordinator
+// hears nothing: the host goes offline within two heartbeats and times out at its host deadline; with
+// a failure budget of 0 the rollout halts and no other host is touched. Healed, the agent reports what
+// it really did (its local health check passed: applied), and the coordinator records that once.
+
+const PATH = '/etc/fault-1/app.conf';
+const OLD = 'workers = 2\n';
+const NEW = 'workers = 4\n';
+const HOSTS = 5;
+const HEARTBEAT_MS = 1000;
+const HOST_TIMEOUT_S = 8;
+
+describeNeeding([namespaces], 'fault 1: one host partitioned mid-apply', () => {
+  let fleet: FaultFleet;
+
+  beforeAll(async () => {
+    fleet = await FaultFleet.start({
+      name: 'p1',
+      hosts: HOSTS,
+      path: PATH,
+      initial: OLD,
+      heartbeatIntervalMs: HEARTBEAT_MS,
+    });
+  });
+
+  afterAll(async () => {
+    await fleet?.teardown();
+    expect(fleet?.leftovers() ?? []).toEqual([]);
+  });
+
+  it('times the host out, halts the wave, and after healing records its real state once', async () => {
+    const patchId = await createFilePatch(fleet, PATH, NEW, 3);
+    const rolloutId = await startFleetRollout(fleet, patchId, {
+      waves: [1, '100%'],
+      maxFailures: 0,
+      hostTimeoutSeconds: HOST_TIMEOUT_S,
+    });
+    const first = await fleet.fleet.status(rolloutId);
+    const canary = first.waves[0]?.hosts[0]?.hostId as string;
+    await waitFor(`the new file on ${canary}`, async () => (await fleet.readFileOf(canary)) === NEW, {
+      timeoutMs: 30_000,
+    });
+    fleet.partition(canary);
+    const cutAt = Date.now();
+    const during = hostOf(await fleet.fleet.status(rolloutId), canary);
+    // Mid-apply: written, still verifying (its hold is 3 s), not yet reported healthy.
+    expect(during.state).not.toBe('healthy');
+
+    await waitFor(`${canary} offline`, async () => {
+      const { agents } = await fleet.fleet.api.get<AgentList>('/v1/agents');
+      return agents.find((a) => a.id === canary)?.online === false;
+    });
+    const offlineAfterMs = Date.now() - cutAt;
+    const halted = await fleet.fleet.waitForState(rolloutId, ['halted'], 30_000);
+    const timedOutAfterMs = Date.now() - cutAt;
+    expect(hostOf(halted, canary).state).toBe('timed_out');
+    // The wave halted per its budget: nobody else was dispatched.
+    expect(hostsIn(halted, 'queued').length).toBe(HOSTS - 1);
+    // Offline within the heartbeat deadline (two missed pings, plus a tick); timed out by the host deadline.
+    expect(offlineAfterMs).toBeLessThan(4 * HEARTBEAT_MS + 2000);
+    expect(timedOutAfterMs).toBeLessThan(HOST_TIMEOUT_S * 1000 + 5000);
+
+    // Alone, the agent finished its verify: the host carries the change.
+    fleet.heal(canary);
+    const verdict = await checkRollout(fleet, { rolloutId, changedContent: NEW });
+    const convergeMs = Date.now() - cutAt;
+    const after = await fleet.fleet.status(rolloutId);
+    expect(after.rollout.state).toBe('halted');
+    expect(hostOf(after, canary)).toMatchObject({ state: 'timed_out', changed: true });
+    const { events } = await fleet.fleet.api.get<{ events: { type: string; hostId: string | null }[] }>(
+      `/v1/rollouts/${rolloutId}/events?limit=1000`,
+    );
+    expect(events.filter((e) => e.type === 'host.late_result' && e.hostId === canary)).toHaveLength(1);
+    await recordRow(rowOf('1 partition mid-apply', HOSTS, ['partition of 1 host mid-apply'], verdict, convergeMs));
+    expect(verdict.problems).toEqual([]);
+    expect(verdict).toMatchObject({ orders: 1, appliedOnce: 1, lost: 0, doubled: 0 });
+  });
+});
