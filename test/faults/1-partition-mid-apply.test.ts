@@ -1,4 +1,6 @@
-import type { AgentList } from '@fleetpatch/shared';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AgentList, RolloutList } from '@fleetpatch/shared';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { checkRollout, hostsIn } from '../support/fault-checker.js';
@@ -85,5 +87,20 @@ describeNeeding([namespaces], 'fault 1: one host partitioned mid-apply', () => {
     await recordRow(rowOf('1 partition mid-apply', HOSTS, ['partition of 1 host mid-apply'], verdict, convergeMs));
     expect(verdict.problems).toEqual([]);
     expect(verdict).toMatchObject({ orders: 1, appliedOnce: 1, lost: 0, doubled: 0 });
+  });
+
+  it('has a checker that sees an order started twice and a file the others disagree with', async () => {
+    const [rollout] = (await fleet.fleet.api.get<RolloutList>('/v1/rollouts')).rollouts;
+    const rolloutId = rollout?.id as string;
+    const canary = (await fleet.fleet.status(rolloutId)).waves[0]?.hosts[0];
+    const orderId = canary?.orderId as string;
+    // A second start of the order, as the journal would record it, and the file put back behind everyone's back.
+    const entryFile = join(fleet.dataOf(canary?.hostId as string), 'orders', orderId, 'entry.json');
+    const entry = JSON.parse(await readFile(entryFile, 'utf8')) as { executions: number };
+    await writeFile(entryFile, JSON.stringify({ ...entry, executions: 2 }));
+    await writeFile(fleet.fileOnHost(canary?.hostId as string), OLD);
+    const verdict = await checkRollout(fleet, { rolloutId, changedContent: NEW });
+    expect(verdict).toMatchObject({ doubled: 1, appliedOnce: 0 });
+    expect(verdict.problems.join('\n')).toMatch(/started 2 time\(s\)[\s\S]*journal says changed=true, file says false/);
   });
 });
