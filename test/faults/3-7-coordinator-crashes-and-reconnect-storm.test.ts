@@ -63,7 +63,13 @@ describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconne
     const verdict = await checkRollout(fleet, { rolloutId, changedContent: NEW });
     const convergeMs = Date.now() - startedAt;
     await recordRow(
-      rowOf('3 coordinator SIGKILL ×3', HOSTS, [`${CRASHES} coordinator SIGKILLs (seed ${random.seed})`], verdict, convergeMs),
+      rowOf(
+        '3 coordinator SIGKILL ×3',
+        HOSTS,
+        [`${CRASHES} coordinator SIGKILLs (seed ${random.seed})`],
+        verdict,
+        convergeMs,
+      ),
     );
     expect(verdict.problems).toEqual([]);
     expect(verdict).toMatchObject({ appliedOnce: HOSTS, lost: 0, doubled: 0 });
@@ -84,13 +90,18 @@ describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconne
       .map((l) => l.time as number);
     const firstByAgent = reconnects.length;
     const spreadMs = Math.max(...reconnects) - Math.min(...reconnects);
-    console.log(`fault 7: ${firstByAgent} reconnects over ${spreadMs} ms; all ${HOSTS} online ${allOnlineMs} ms after the restart`);
+    console.log(
+      `fault 7: ${firstByAgent} reconnects over ${spreadMs} ms; all ${HOSTS} online ${allOnlineMs} ms after the restart`,
+    );
     const none: Verdict = { orders: 0, appliedOnce: 0, lost: 0, doubled: 0, problems: [] };
     await recordRow(
       rowOf(
         '7 reconnect storm',
         HOSTS,
-        [`coordinator down ${RECONNECT_CAP_MS / 1000} s`, `${HOSTS} reconnects spread over ${(spreadMs / 1000).toFixed(1)} s`],
+        [
+          `coordinator down ${RECONNECT_CAP_MS / 1000} s`,
+          `${HOSTS} reconnects spread over ${(spreadMs / 1000).toFixed(1)} s`,
+        ],
         none,
         allOnlineMs,
       ),

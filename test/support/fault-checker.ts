@@ -46,6 +46,8 @@ export interface RolloutExpectation {
   rolloutId: string;
   /** The file content that means "this host carries the rollout's change". */
   changedContent: string;
+  /** The file the rollout changes, if not the fleet's own (`FaultFleetOptions.path`). */
+  path?: string;
 }
 
 /** How often each order id was applied according to the driver's log lines of every agent process. */
@@ -100,8 +102,10 @@ export async function checkRollout(fleet: FaultFleet, expectation: RolloutExpect
   const logRuns = applyRunsInLogs(fleet);
   const verdict: Verdict = { orders: 0, appliedOnce: 0, lost: 0, doubled: 0, problems: [] };
   const dispatchedTo = new Map<string, number>();
+  const revertsTo = new Map<string, number>();
   for (const e of events) {
     if (e.type === 'host.dispatched' && e.hostId) dispatchedTo.set(e.hostId, (dispatchedTo.get(e.hostId) ?? 0) + 1);
+    if (e.type === 'host.reverting' && e.hostId) revertsTo.set(e.hostId, (revertsTo.get(e.hostId) ?? 0) + 1);
   }
 
   for (const view of hostsOf(status)) {
@@ -130,14 +134,16 @@ export async function checkRollout(fleet: FaultFleet, expectation: RolloutExpect
       // The log evidence is there where it must be: a change the journal holds was applied in the logs.
       if (entry.changed && runs === 0) problem(`order ${entry.orderId} changed the host without an apply in the logs`);
     }
+    // Each apply and each revert order answers once; a late answer is recorded once per order.
     const { results, late } = countedResults(events, hostId);
-    if (results > dispatches || late > dispatches) {
+    const answerable = dispatches + (revertsTo.get(hostId) ?? 0);
+    if (results > answerable || late > answerable) {
       verdict.doubled += 1;
-      problem(`${results} result(s) and ${late} late result(s) counted for ${dispatches} order(s)`);
+      problem(`${results} result(s) and ${late} late result(s) counted for ${answerable} order(s)`);
     }
     if (applies.length > dispatches) problem(`${applies.length} orders in its journal, ${dispatches} dispatched`);
     // The three accounts agree on what the host carries now.
-    const content = await fleet.readFileOf(hostId);
+    const content = await fleet.readFileAt(hostId, expectation.path);
     const fileCarries = content === expectation.changedContent;
     const journal = view.orderId === null ? undefined : journalCarries(entries, view.orderId);
     const coordinator = view.changed;

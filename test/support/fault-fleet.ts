@@ -102,6 +102,22 @@ export class FaultFleet {
     return readFile(this.fileOnHost(id), 'utf8');
   }
 
+  /** The content of `path` (the fleet's file by default) on host `id`; null when it is absent. */
+  async readFileAt(id: string, path = this.options.path): Promise<string | null> {
+    try {
+      return await readFile(join(this.rootOf(id), path), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  /** Whether host `id`'s agent process is running. */
+  agentRunning(id: string): boolean {
+    const child = this.agents.get(id)?.child;
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
+  }
+
   namespaceOf(id: string): HostNamespace {
     const ns = this.namespaces.get(id);
     if (!ns) throw new Error(`no host ${id}`);
@@ -150,6 +166,15 @@ export class FaultFleet {
 
   heal(id: string): void {
     this.namespaceOf(id).heal();
+  }
+
+  /** Puts `fault` on host `id`'s link; returns what was applied. */
+  degradeLink(id: string, fault: LinkFault): string[] {
+    return applyLinkFault(this.namespaceOf(id), fault);
+  }
+
+  restoreLink(id: string): void {
+    clearLinkFault(this.namespaceOf(id));
   }
 
   /** Puts `fault` on every host's link; returns what was applied (the kernel may lack some). */
