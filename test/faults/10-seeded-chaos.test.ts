@@ -42,14 +42,23 @@ describeNeeding([namespaces], 'fault 10: a seeded chaos run over ten hosts', () 
     const killed = new Set<string>();
     const degraded = new Set<string>();
 
+    /** Undoes the fault on each host of `faulty` with probability `p`. */
+    const undoSome = (faulty: Set<string>, p: number, undo: (id: string) => void) => {
+      for (const id of [...faulty]) {
+        if (random.next() >= p) continue;
+        undo(id);
+        faulty.delete(id);
+      }
+    };
+
     /** One fault at a time, each undone by the next round or at the end. */
     const chaos = async () => {
       while (!workloadDone) {
         await new Promise((resolve) => setTimeout(resolve, random.between(500, 2000)));
         // Undo what the last rounds did, a host at a time, as a real network and operator would.
-        for (const id of [...partitioned]) if (random.next() < 0.5) fleet.heal(id), partitioned.delete(id);
-        for (const id of [...killed]) if (random.next() < 0.7) fleet.startAgent(id), killed.delete(id);
-        for (const id of [...degraded]) if (random.next() < 0.5) fleet.restoreLink(id), degraded.delete(id);
+        undoSome(partitioned, 0.5, (id) => fleet.heal(id));
+        undoSome(killed, 0.7, (id) => fleet.startAgent(id));
+        undoSome(degraded, 0.5, (id) => fleet.restoreLink(id));
         const fault = random.pick<Fault>(['partition', 'partition', 'agent', 'agent', 'coordinator', 'link']);
         const host = random.pick(fleet.hostIds);
         if (fault === 'partition' && !partitioned.has(host)) {
