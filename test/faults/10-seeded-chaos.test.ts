@@ -5,22 +5,23 @@ import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
 import { FINAL_REVERT_STATES } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
+import { linkFaults } from '../support/link-faults.js';
 import { describeNeeding } from '../support/requirements.js';
 import { SeededRandom } from '../support/seeded-random.js';
 
 // Scenario 10: a short chaos run. For a bounded time, rollouts (each on a file of its own, every
-// other one reverted) run one after another over ten hosts while a seeded random schedule partitions
+// other one reverted) run one after another over eight hosts while a seeded random schedule partitions
 // hosts, SIGKILLs agents and the coordinator, and drops and duplicates packets on links. Then the
 // faults stop, everything heals, and the checker verifies every order of every rollout. The seed is
 // printed; FLEETPATCH_FAULT_SEED=<seed> replays the same schedule (a loaded machine's timing aside).
 
-const HOSTS = 10;
+const HOSTS = 8;
 /** No new rollout starts after this long; the chaos goes on until the last one has ended. */
-const CHAOS_MS = 30_000;
+const CHAOS_MS = 20_000;
 
 type Fault = 'partition' | 'agent' | 'coordinator' | 'link';
 
-describeNeeding([namespaces], 'fault 10: a seeded chaos run over ten hosts', () => {
+describeNeeding([namespaces, linkFaults], 'fault 10: a seeded chaos run over eight hosts', () => {
   let fleet: FaultFleet;
 
   beforeAll(async () => {

@@ -4,7 +4,7 @@ import { FaultFleet } from '../support/fault-fleet.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
 import { namespaces } from '../support/host-namespaces.js';
-import { linkFaultTools } from '../support/link-faults.js';
+import { linkFaults, linkFaultTools } from '../support/link-faults.js';
 import { describeNeeding } from '../support/requirements.js';
 
 // Scenario 5: every link slow (300 ms each way), lossy (5 %) and duplicating (5 %), and reordering
@@ -17,7 +17,7 @@ const OLD = 'workers = 2\n';
 const NEW = 'workers = 4\n';
 const HOSTS = 8;
 
-describeNeeding([namespaces], 'fault 5: latency, loss and duplication on every link', () => {
+describeNeeding([namespaces, linkFaults], 'fault 5: latency, loss and duplication on every link', () => {
   let fleet: FaultFleet;
 
   beforeAll(async () => {

@@ -6,6 +6,7 @@ import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
 import { hostOf } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
+import { linkFaults } from '../support/link-faults.js';
 import { describeNeeding } from '../support/requirements.js';
 
 // Scenario 6: three hosts are cut off mid-apply and time out; then their links flap (healed, cut
@@ -19,7 +20,7 @@ const NEW = 'workers = 4\n';
 const HOSTS = 6;
 const FLAPS = 3;
 
-describeNeeding([namespaces], 'fault 6: a burst of late and duplicate reports after healing', () => {
+describeNeeding([namespaces, linkFaults], 'fault 6: a burst of late and duplicate reports after healing', () => {
   let fleet: FaultFleet;
 
   beforeAll(async () => {

@@ -1,5 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import type { HostNamespace } from './host-namespaces.js';
+import type { Requirement } from './requirements.js';
 
 /**
  * Packet-level faults on a namespaced host's link, made by the kernel: `tc netem` (delay, loss,
@@ -152,3 +153,12 @@ export function linkFaultCounts(host: HostNamespace): { dropped: number; duplica
       .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
   return { dropped: count('filter', 'DROP'), duplicated: count('mangle', 'TEE') };
 }
+
+/** What a scenario that degrades links needs: netem, or iptables (`.ci/run` installs it). */
+export const linkFaults: Requirement = {
+  needs: 'tc netem or iptables',
+  get missing() {
+    const tools = linkFaultTools();
+    return tools.netem || tools.iptables ? undefined : 'neither sch_netem nor a working iptables in this kernel';
+  },
+};
