@@ -1,12 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AgentList, RolloutList } from '@fleetpatch/shared';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { checkRollout, hostsIn } from '../support/fault-checker.js';
-import { FaultFleet } from '../support/fault-fleet.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
-import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
+import { createFilePatch, startFleetRollout, useFaultFleet, waitForContent } from '../support/fault-scenario.js';
 import { hostOf } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { describeNeeding } from '../support/requirements.js';
@@ -24,24 +23,16 @@ const HEARTBEAT_MS = 1000;
 const HOST_TIMEOUT_S = 8;
 
 describeNeeding([namespaces], 'fault 1: one host partitioned mid-apply', () => {
-  let fleet: FaultFleet;
-
-  beforeAll(async () => {
-    fleet = await FaultFleet.start({
-      name: 'p1',
-      hosts: HOSTS,
-      path: PATH,
-      initial: OLD,
-      heartbeatIntervalMs: HEARTBEAT_MS,
-    });
-  });
-
-  afterAll(async () => {
-    await fleet?.teardown();
-    expect(fleet?.leftovers() ?? []).toEqual([]);
+  const fleetOf = useFaultFleet({
+    name: 'p1',
+    hosts: HOSTS,
+    path: PATH,
+    initial: OLD,
+    heartbeatIntervalMs: HEARTBEAT_MS,
   });
 
   it('times the host out, halts the wave, and after healing records its real state once', async () => {
+    const fleet = fleetOf();
     const patchId = await createFilePatch(fleet, PATH, NEW, 3);
     const rolloutId = await startFleetRollout(fleet, patchId, {
       waves: [1, '100%'],
@@ -50,9 +41,7 @@ describeNeeding([namespaces], 'fault 1: one host partitioned mid-apply', () => {
     });
     const first = await fleet.fleet.status(rolloutId);
     const canary = first.waves[0]?.hosts[0]?.hostId as string;
-    await waitFor(`the new file on ${canary}`, async () => (await fleet.readFileOf(canary)) === NEW, {
-      timeoutMs: 30_000,
-    });
+    await waitForContent(fleet, [canary], NEW);
     fleet.partition(canary);
     const cutAt = Date.now();
     const during = hostOf(await fleet.fleet.status(rolloutId), canary);
@@ -90,6 +79,7 @@ describeNeeding([namespaces], 'fault 1: one host partitioned mid-apply', () => {
   });
 
   it('has a checker that sees an order started twice and a file the others disagree with', async () => {
+    const fleet = fleetOf();
     const [rollout] = (await fleet.fleet.api.get<RolloutList>('/v1/rollouts')).rollouts;
     const rolloutId = rollout?.id as string;
     const canary = (await fleet.fleet.status(rolloutId)).waves[0]?.hosts[0];

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { checkRollout, type Verdict } from '../support/fault-checker.js';
-import { FaultFleet } from '../support/fault-fleet.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
-import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
+import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
 import { FINAL_REVERT_STATES } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { linkFaults } from '../support/link-faults.js';
@@ -22,18 +21,10 @@ const CHAOS_MS = 20_000;
 type Fault = 'partition' | 'agent' | 'coordinator' | 'link';
 
 describeNeeding([namespaces, linkFaults], 'fault 10: a seeded chaos run over eight hosts', () => {
-  let fleet: FaultFleet;
-
-  beforeAll(async () => {
-    fleet = await FaultFleet.start({ name: 'p10', hosts: HOSTS, path: '/etc/chaos/r0.conf', initial: 'r = 0\n' });
-  });
-
-  afterAll(async () => {
-    await fleet?.teardown();
-    expect(fleet?.leftovers() ?? []).toEqual([]);
-  });
+  const fleetOf = useFaultFleet({ name: 'p10', hosts: HOSTS, path: '/etc/chaos/r0.conf', initial: 'r = 0\n' });
 
   it('keeps every invariant over every order of its rollouts and reverts', async () => {
+    const fleet = fleetOf();
     const random = SeededRandom.fromEnv('fault 10 (chaos schedule)');
     const injected = new Map<Fault, number>();
     /** Set while the workload sends a request that changes something: no coordinator kill lands in it. */

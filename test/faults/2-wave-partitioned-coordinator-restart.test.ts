@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { waitFor } from '../../scripts/lib/local-fleet.mjs';
+import { expect, it } from 'vitest';
 import { checkRollout, hostsIn } from '../support/fault-checker.js';
-import { FaultFleet } from '../support/fault-fleet.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
-import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
+import { createFilePatch, startFleetRollout, useFaultFleet, waitForContent } from '../support/fault-scenario.js';
 import { hostOf } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { describeNeeding } from '../support/requirements.js';
@@ -19,18 +17,10 @@ const NEW = 'workers = 4\n';
 const HOSTS = 6;
 
 describeNeeding([namespaces], 'fault 2: a whole wave partitioned while the coordinator restarts', () => {
-  let fleet: FaultFleet;
-
-  beforeAll(async () => {
-    fleet = await FaultFleet.start({ name: 'p2', hosts: HOSTS, path: PATH, initial: OLD });
-  });
-
-  afterAll(async () => {
-    await fleet?.teardown();
-    expect(fleet?.leftovers() ?? []).toEqual([]);
-  });
+  const fleetOf = useFaultFleet({ name: 'p2', hosts: HOSTS, path: PATH, initial: OLD });
 
   it('does not advance to the next wave, and reconciles the wave once healed', async () => {
+    const fleet = fleetOf();
     const patchId = await createFilePatch(fleet, PATH, NEW, 3);
     const rolloutId = await startFleetRollout(fleet, patchId, {
       waves: [2, '100%'],
@@ -39,11 +29,7 @@ describeNeeding([namespaces], 'fault 2: a whole wave partitioned while the coord
     });
     const wave = ((await fleet.fleet.status(rolloutId)).waves[0]?.hosts ?? []).map((h) => h.hostId);
     expect(wave).toHaveLength(2);
-    await waitFor(
-      'the new file on the first wave',
-      async () => (await Promise.all(wave.map((id) => fleet.readFileOf(id)))).every((c) => c === NEW),
-      { timeoutMs: 30_000 },
-    );
+    await waitForContent(fleet, wave, NEW);
     const startedAt = Date.now();
     for (const id of wave) fleet.partition(id);
     await fleet.crashCoordinator();

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { checkRollout, hostsIn, type Verdict } from '../support/fault-checker.js';
-import { FaultFleet } from '../support/fault-fleet.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
-import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
+import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
 import { jsonLines } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { describeNeeding } from '../support/requirements.js';
@@ -24,24 +23,16 @@ const CRASHES = 3;
 const RECONNECT_CAP_MS = 5000;
 
 describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconnect storm, 16 hosts', () => {
-  let fleet: FaultFleet;
-
-  beforeAll(async () => {
-    fleet = await FaultFleet.start({
-      name: 'p3',
-      hosts: HOSTS,
-      path: PATH,
-      initial: OLD,
-      agentEnv: { FLEETPATCH_RECONNECT_MAX_MS: String(RECONNECT_CAP_MS) },
-    });
-  });
-
-  afterAll(async () => {
-    await fleet?.teardown();
-    expect(fleet?.leftovers() ?? []).toEqual([]);
+  const fleetOf = useFaultFleet({
+    name: 'p3',
+    hosts: HOSTS,
+    path: PATH,
+    initial: OLD,
+    agentEnv: { FLEETPATCH_RECONNECT_MAX_MS: String(RECONNECT_CAP_MS) },
   });
 
   it('finishes a rollout through coordinator SIGKILLs at random points, each order applied once', async () => {
+    const fleet = fleetOf();
     const random = SeededRandom.fromEnv('fault 3 (coordinator SIGKILL schedule)');
     const patchId = await createFilePatch(fleet, PATH, NEW, 1);
     const startedAt = Date.now();
@@ -77,6 +68,7 @@ describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconne
   });
 
   it('brings all sixteen agents back after an outage, their reconnects spread by jitter', async () => {
+    const fleet = fleetOf();
     await fleet.fleet.waitOnline(fleet.hostIds, 60_000);
     await fleet.fleet.coordinator.kill();
     // Held down past several backoff rounds, so every agent's next attempt is a random draw below the cap.

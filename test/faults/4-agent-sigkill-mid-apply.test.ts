@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { waitFor } from '../../scripts/lib/local-fleet.mjs';
+import { expect, it } from 'vitest';
 import { checkRollout } from '../support/fault-checker.js';
-import { FaultFleet } from '../support/fault-fleet.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
-import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
+import { createFilePatch, startFleetRollout, useFaultFleet, waitForContent } from '../support/fault-scenario.js';
 import { hostOf } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { describeNeeding } from '../support/requirements.js';
@@ -18,25 +16,13 @@ const NEW = 'workers = 4\n';
 const HOSTS = 6;
 
 describeNeeding([namespaces], 'fault 4: agents SIGKILLed mid-apply on several hosts at once', () => {
-  let fleet: FaultFleet;
-
-  beforeAll(async () => {
-    fleet = await FaultFleet.start({ name: 'p4', hosts: HOSTS, path: PATH, initial: OLD });
-  });
-
-  afterAll(async () => {
-    await fleet?.teardown();
-    expect(fleet?.leftovers() ?? []).toEqual([]);
-  });
+  const fleetOf = useFaultFleet({ name: 'p4', hosts: HOSTS, path: PATH, initial: OLD });
 
   it('recovers every killed host to a known state, reported once, with no order run twice', async () => {
+    const fleet = fleetOf();
     const patchId = await createFilePatch(fleet, PATH, NEW, 4);
     const rolloutId = await startFleetRollout(fleet, patchId, { maxFailures: '100%', hostTimeoutSeconds: 120 });
-    await waitFor(
-      'the new file on every host',
-      async () => (await Promise.all(fleet.hostIds.map((id) => fleet.readFileOf(id)))).every((c) => c === NEW),
-      { timeoutMs: 30_000 },
-    );
+    await waitForContent(fleet, fleet.hostIds, NEW);
     const killed = fleet.hostIds.filter((_, i) => i % 2 === 0);
     const startedAt = Date.now();
     await fleet.killAgents(killed);

@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { checkRollout, hostsIn } from '../support/fault-checker.js';
-import { FaultFleet } from '../support/fault-fleet.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
-import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
+import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { linkFaults, linkFaultTools } from '../support/link-faults.js';
 import { describeNeeding } from '../support/requirements.js';
@@ -18,27 +17,21 @@ const NEW = 'workers = 4\n';
 const HOSTS = 8;
 
 describeNeeding([namespaces, linkFaults], 'fault 5: latency, loss and duplication on every link', () => {
-  let fleet: FaultFleet;
-
-  beforeAll(async () => {
+  const fleetOf = useFaultFleet(() => {
     const netem = linkFaultTools().netem;
     if (!netem) console.warn('fault 5: no sch_netem in this kernel: latency by a TCP relay, no reordering');
-    fleet = await FaultFleet.start({
+    return {
       name: 'p5',
       hosts: HOSTS,
       path: PATH,
       initial: OLD,
       heartbeatIntervalMs: 3000,
       ...(netem ? {} : { relayDelayMs: 300 }),
-    });
-  });
-
-  afterAll(async () => {
-    await fleet?.teardown();
-    expect(fleet?.leftovers() ?? []).toEqual([]);
+    };
   });
 
   it('completes the rollout with every order applied once', async () => {
+    const fleet = fleetOf();
     const faults = fleet.degradeEveryLink({ delayMs: 300, loss: 0.05, duplicate: 0.05, reorder: 0.25 });
     expect(faults.length).toBeGreaterThanOrEqual(3);
     const startedAt = Date.now();

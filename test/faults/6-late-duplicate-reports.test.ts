@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { checkRollout, hostsIn } from '../support/fault-checker.js';
-import { FaultFleet } from '../support/fault-fleet.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
-import { createFilePatch, startFleetRollout } from '../support/fault-scenario.js';
+import { createFilePatch, startFleetRollout, useFaultFleet, waitForContent } from '../support/fault-scenario.js';
 import { hostOf } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { linkFaults } from '../support/link-faults.js';
@@ -21,26 +20,14 @@ const HOSTS = 6;
 const FLAPS = 3;
 
 describeNeeding([namespaces, linkFaults], 'fault 6: a burst of late and duplicate reports after healing', () => {
-  let fleet: FaultFleet;
-
-  beforeAll(async () => {
-    fleet = await FaultFleet.start({ name: 'p6', hosts: HOSTS, path: PATH, initial: OLD });
-  });
-
-  afterAll(async () => {
-    await fleet?.teardown();
-    expect(fleet?.leftovers() ?? []).toEqual([]);
-  });
+  const fleetOf = useFaultFleet({ name: 'p6', hosts: HOSTS, path: PATH, initial: OLD });
 
   it('ignores stale and repeated reports and double-counts nothing', async () => {
+    const fleet = fleetOf();
     const patchId = await createFilePatch(fleet, PATH, NEW, 3);
     const rolloutId = await startFleetRollout(fleet, patchId, { maxFailures: '100%', hostTimeoutSeconds: 6 });
     const cut = fleet.hostIds.slice(0, 3);
-    await waitFor(
-      'the new file on the hosts to cut off',
-      async () => (await Promise.all(cut.map((id) => fleet.readFileOf(id)))).every((c) => c === NEW),
-      { timeoutMs: 30_000 },
-    );
+    await waitForContent(fleet, cut, NEW);
     const startedAt = Date.now();
     for (const id of cut) fleet.partition(id);
     const ended = await fleet.fleet.waitForState(rolloutId, ['succeeded', 'halted'], 60_000);

@@ -1,6 +1,8 @@
 import type { RolloutRequestInput } from '@fleetpatch/shared';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { samplePatch } from '../../scripts/lib/sample-specs.mjs';
-import type { FaultFleet } from './fault-fleet.js';
+import { FaultFleet, type FaultFleetOptions } from './fault-fleet.js';
 
 /**
  * The workload of the fault scenarios: a file patch over a fault fleet, optionally held in its
@@ -43,4 +45,32 @@ export function startFleetRollout(
     requiredApprovals: 0,
     ...request,
   });
+}
+
+/**
+ * A fault fleet for the tests of one `describe`: started before them, torn down after them whatever
+ * they did (and checked to leave no namespace or link behind). Returns the fleet's getter.
+ */
+export function useFaultFleet(options: FaultFleetOptions | (() => FaultFleetOptions)): () => FaultFleet {
+  let fleet: FaultFleet | undefined;
+  beforeAll(async () => {
+    fleet = await FaultFleet.start(typeof options === 'function' ? options() : options);
+  });
+  afterAll(async () => {
+    await fleet?.teardown();
+    expect(fleet?.leftovers() ?? []).toEqual([]);
+  });
+  return () => {
+    if (!fleet) throw new Error('the fault fleet did not start');
+    return fleet;
+  };
+}
+
+/** Waits until `path`'s content is `content` on every host of `ids` (the order is on them, mid-apply). */
+export function waitForContent(fleet: FaultFleet, ids: readonly string[], content: string): Promise<true> {
+  return waitFor(
+    `${content.trim()} on ${ids.join(', ')}`,
+    async () => (await Promise.all(ids.map((id) => fleet.readFileOf(id)))).every((c) => c === content) || undefined,
+    { timeoutMs: 30_000 },
+  );
 }
