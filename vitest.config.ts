@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 import { skipAllowListPlugin } from './test/support/skip-allowlist.js';
 
 // Unit tests live beside each package; end-to-end tests in test/ run the built binaries
@@ -26,6 +26,8 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/**/*.test.ts'],
+          // The fault suite has its own run (`npm run test:faults`, vitest.faults.config.ts).
+          exclude: [...configDefaults.exclude, 'test/faults/**'],
           testTimeout: 120_000,
           hookTimeout: 60_000,
         },

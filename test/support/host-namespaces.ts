@@ -25,6 +25,8 @@ export class HostNamespace {
   private constructor(
     readonly name: string,
     private readonly hostLink: string,
+    /** This host's end of its link, inside the namespace (where a qdisc shapes what the host sends). */
+    readonly linkInside: string,
     /** The test machine's address on this host's link: where the coordinator is reached. */
     readonly gatewayIp: string,
     readonly hostIp: string,
@@ -56,7 +58,7 @@ export class HostNamespace {
         const gatewayIp = `10.231.${subnet}.${4 * i + 1}`;
         const hostIp = `10.231.${subnet}.${4 * i + 2}`;
         ip('netns', 'add', name);
-        hosts.push(new HostNamespace(name, hostLink, gatewayIp, hostIp));
+        hosts.push(new HostNamespace(name, hostLink, nsLink, gatewayIp, hostIp));
         ip('link', 'add', hostLink, 'type', 'veth', 'peer', 'name', nsLink);
         ip('link', 'set', nsLink, 'netns', name);
         ip('addr', 'add', `${gatewayIp}/30`, 'dev', hostLink);
@@ -70,6 +72,11 @@ export class HostNamespace {
       throw err;
     }
     return hosts;
+  }
+
+  /** The test machine's end of this host's link (where a qdisc shapes what the host receives). */
+  get linkOutside(): string {
+    return this.hostLink;
   }
 
   /** Prefix that runs a command inside this host. */

@@ -1,0 +1,60 @@
+import { expect, it } from 'vitest';
+import { checkRollout, hostsIn } from '../support/fault-checker.js';
+import { recordRow, rowOf } from '../support/fault-results.js';
+import { createFilePatch, startFleetRollout, useFaultFleet, waitForContent } from '../support/fault-scenario.js';
+import { hostOf } from '../support/fleet-harness.js';
+import { namespaces } from '../support/host-namespaces.js';
+import { describeNeeding } from '../support/requirements.js';
+
+// Scenario 2: the whole first wave is cut off mid-apply and the coordinator is SIGKILLed and
+// restarted while it is: the new process has heard nothing from the wave, so it times the wave's
+// hosts out and halts — it never advances to the next wave on its own. Healed, the hosts report what
+// they did, recorded once; the rollout stays halted and the next wave untouched.
+
+const PATH = '/etc/fault-2/app.conf';
+const OLD = 'workers = 2\n';
+const NEW = 'workers = 4\n';
+const HOSTS = 6;
+
+describeNeeding([namespaces], 'fault 2: a whole wave partitioned while the coordinator restarts', () => {
+  const fleetOf = useFaultFleet({ name: 'p2', hosts: HOSTS, path: PATH, initial: OLD });
+
+  it('does not advance to the next wave, and reconciles the wave once healed', async () => {
+    const fleet = fleetOf();
+    const patchId = await createFilePatch(fleet, PATH, NEW, 3);
+    const rolloutId = await startFleetRollout(fleet, patchId, {
+      waves: [2, '100%'],
+      maxFailures: 0,
+      hostTimeoutSeconds: 8,
+    });
+    const wave = ((await fleet.fleet.status(rolloutId)).waves[0]?.hosts ?? []).map((h) => h.hostId);
+    expect(wave).toHaveLength(2);
+    await waitForContent(fleet, wave, NEW);
+    const startedAt = Date.now();
+    for (const id of wave) fleet.partition(id);
+    await fleet.crashCoordinator();
+    const halted = await fleet.fleet.waitForState(rolloutId, ['halted', 'succeeded'], 30_000);
+    expect(halted.rollout.state).toBe('halted');
+    for (const id of wave) expect(hostOf(halted, id).state).toBe('timed_out');
+    expect(hostsIn(halted, 'queued')).toHaveLength(HOSTS - wave.length);
+
+    for (const id of wave) fleet.heal(id);
+    const verdict = await checkRollout(fleet, { rolloutId, changedContent: NEW });
+    const convergeMs = Date.now() - startedAt;
+    await recordRow(
+      rowOf(
+        '2 wave cut + coordinator restart',
+        HOSTS,
+        ['partition of wave 1 (2 hosts)', 'coordinator SIGKILL'],
+        verdict,
+        convergeMs,
+      ),
+    );
+    const after = await fleet.fleet.status(rolloutId);
+    expect(after.rollout.state).toBe('halted');
+    expect(hostsIn(after, 'queued')).toHaveLength(HOSTS - wave.length);
+    for (const id of wave) expect(hostOf(after, id)).toMatchObject({ state: 'timed_out', changed: true });
+    expect(verdict.problems).toEqual([]);
+    expect(verdict).toMatchObject({ orders: 2, appliedOnce: 2, lost: 0, doubled: 0 });
+  });
+});

@@ -1,0 +1,106 @@
+import { expect, it } from 'vitest';
+import { checkRollout, hostsIn, type Verdict } from '../support/fault-checker.js';
+import { recordRow, rowOf } from '../support/fault-results.js';
+import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
+import { jsonLines } from '../support/fleet-harness.js';
+import { namespaces } from '../support/host-namespaces.js';
+import { describeNeeding } from '../support/requirements.js';
+import { SeededRandom } from '../support/seeded-random.js';
+
+// Sixteen namespaced hosts, one coordinator (SQLite store).
+// Scenario 3: the coordinator is SIGKILLed at seeded random moments of a five-wave rollout, three
+// times, and restarted each time on the same data dir and port: the rollout still ends succeeded,
+// every host applied its order exactly once.
+// Scenario 7: the coordinator is down long enough for every agent to be in its reconnect backoff,
+// then comes back: full-jitter backoff spreads the sixteen reconnects; the time to all-online is measured.
+
+const PATH = '/etc/fault-3/app.conf';
+const OLD = 'workers = 2\n';
+const NEW = 'workers = 4\n';
+const HOSTS = 16;
+const CRASHES = 3;
+/** The agents' reconnect cap in this file: production's is 30 s, the other scenarios' 1 s. */
+const RECONNECT_CAP_MS = 5000;
+
+describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconnect storm, 16 hosts', () => {
+  const fleetOf = useFaultFleet({
+    name: 'p3',
+    hosts: HOSTS,
+    path: PATH,
+    initial: OLD,
+    agentEnv: { FLEETPATCH_RECONNECT_MAX_MS: String(RECONNECT_CAP_MS) },
+  });
+
+  it('finishes a rollout through coordinator SIGKILLs at random points, each order applied once', async () => {
+    const fleet = fleetOf();
+    const random = SeededRandom.fromEnv('fault 3 (coordinator SIGKILL schedule)');
+    const patchId = await createFilePatch(fleet, PATH, NEW, 1);
+    const startedAt = Date.now();
+    const rolloutId = await startFleetRollout(fleet, patchId, {
+      waves: [1, 2, '25%', '50%', '100%'],
+      hostTimeoutSeconds: 120,
+    });
+    const points: string[] = [];
+    for (let crash = 0; crash < CRASHES; crash++) {
+      await new Promise((resolve) => setTimeout(resolve, random.between(300, 3000)));
+      const before = await fleet.fleet.status(rolloutId);
+      points.push(`${before.rollout.state} wave ${before.rollout.currentWave ?? '-'}`);
+      await fleet.crashCoordinator();
+    }
+    console.log(`fault 3: SIGKILLed the coordinator at: ${points.join('; ')}`);
+    const done = await fleet.fleet.waitForState(rolloutId, ['succeeded', 'halted'], 120_000);
+    expect(done.rollout.state).toBe('succeeded');
+    expect(hostsIn(done, 'healthy')).toHaveLength(HOSTS);
+    const verdict = await checkRollout(fleet, { rolloutId, changedContent: NEW });
+    const convergeMs = Date.now() - startedAt;
+    await recordRow(
+      rowOf(
+        '3 coordinator SIGKILL ×3',
+        HOSTS,
+        [`${CRASHES} coordinator SIGKILLs (seed ${random.seed})`],
+        verdict,
+        convergeMs,
+      ),
+    );
+    expect(verdict.problems).toEqual([]);
+    expect(verdict).toMatchObject({ appliedOnce: HOSTS, lost: 0, doubled: 0 });
+    expect(verdict.orders).toBeGreaterThanOrEqual(HOSTS);
+  });
+
+  it('brings all sixteen agents back after an outage, their reconnects spread by jitter', async () => {
+    const fleet = fleetOf();
+    await fleet.fleet.waitOnline(fleet.hostIds, 60_000);
+    await fleet.fleet.coordinator.kill();
+    // Held down past several backoff rounds, so every agent's next attempt is a random draw below the cap.
+    await new Promise((resolve) => setTimeout(resolve, RECONNECT_CAP_MS));
+    const restartAt = Date.now();
+    await fleet.fleet.restart();
+    await fleet.fleet.waitOnline(fleet.hostIds, 60_000);
+    const allOnlineMs = Date.now() - restartAt;
+    const reconnects = jsonLines(fleet.fleet.agentLogs())
+      .filter((l) => l.msg === 'connected to coordinator' && typeof l.time === 'number' && l.time >= restartAt)
+      .map((l) => l.time as number);
+    const firstByAgent = reconnects.length;
+    const spreadMs = Math.max(...reconnects) - Math.min(...reconnects);
+    console.log(
+      `fault 7: ${firstByAgent} reconnects over ${spreadMs} ms; all ${HOSTS} online ${allOnlineMs} ms after the restart`,
+    );
+    const none: Verdict = { orders: 0, appliedOnce: 0, lost: 0, doubled: 0, problems: [] };
+    await recordRow(
+      rowOf(
+        '7 reconnect storm',
+        HOSTS,
+        [
+          `coordinator down ${RECONNECT_CAP_MS / 1000} s`,
+          `${HOSTS} reconnects spread over ${(spreadMs / 1000).toFixed(1)} s`,
+        ],
+        none,
+        allOnlineMs,
+      ),
+    );
+    expect(reconnects.length).toBeGreaterThanOrEqual(HOSTS);
+    // Full jitter: not all at once — the sixteen draws below a 5 s cap span well over a second.
+    expect(spreadMs).toBeGreaterThan(1000);
+    expect(allOnlineMs).toBeLessThan(RECONNECT_CAP_MS + 15_000);
+  });
+});
