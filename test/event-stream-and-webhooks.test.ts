@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ApiClient, waitFor, waitForRolloutState } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { FleetHarness } from './support/fleet-harness.js';
-import { SseClient, type SseFrame } from './support/sse-client.js';
+import { SseClient, type SseFrame, type SseNotice } from './support/sse-client.js';
 
 // What the outside world sees of a rollout: signed webhooks to a real HTTP receiver, the live
 // Server-Sent Events stream of its audit log (with resume), and the paged audit log. A real
@@ -73,6 +73,8 @@ describe('a rollout seen from outside', () => {
   let rolloutId: string;
   /** Every frame the first stream delivered, backlog and live, up to rollout.succeeded. */
   let streamed: SseFrame[];
+  /** The id-less host.progress frames the same stream carried: live phases, not audit events. */
+  let notices: SseNotice[];
 
   it('streams the backlog, then live events with id = seq, until the rollout succeeds', async () => {
     const patchId = await fleet.createPatch(samplePatch({ path: '/etc/app/app.conf', content: 'workers = 8\n' }));
@@ -96,6 +98,7 @@ describe('a rollout seen from outside', () => {
       await api.post(`/v1/rollouts/${rolloutId}/start`);
       const live = await stream.until((f) => f.event === 'rollout.succeeded');
       streamed = [backlog, ...live];
+      notices = stream.notices;
     } finally {
       stream.close();
     }
@@ -120,6 +123,15 @@ describe('a rollout seen from outside', () => {
     ]);
     for (const host of HOSTS) {
       expect(streamed.filter((f) => f.data.hostId === host && f.event === 'host.healthy')).toHaveLength(1);
+    }
+    // Progress is not on the audit trail; what came of it live (coalesced: how many depends on how the
+    // reports bunch up) names a host of this rollout and an in-flight phase.
+    expect(types).not.toContain('host.progress');
+    for (const { event, data } of notices) {
+      expect(event).toBe('host.progress');
+      expect(data).toMatchObject({ type: 'host.progress', rolloutId });
+      expect(HOSTS).toContain(data.hostId);
+      expect(['delivered', 'snapshotted', 'applying', 'verifying']).toContain(data.state);
     }
   });
 

@@ -8,11 +8,19 @@ export interface SseFrame {
   data: EventRecord;
 }
 
+/** A frame with no `id:`: a host's live phase (`host.progress`), not an audit event. */
+export interface SseNotice {
+  event: string;
+  data: { type: string; rolloutId: string; hostId: string; state: string; at: string; message?: string };
+}
+
 /** A minimal EventSource over fetch: frames are parsed as they arrive; `close()` ends the request. */
 export class SseClient {
   private readonly decoder = new TextDecoder();
   private buffer = '';
   private readonly frames: SseFrame[] = [];
+  /** Every id-less frame seen so far, in order; kept apart so `next()` yields audit events only. */
+  readonly notices: SseNotice[] = [];
   private readonly deadline: NodeJS.Timeout;
 
   private constructor(
@@ -73,8 +81,13 @@ export class SseClient {
       }
       const data = fields.get('data');
       if (data === undefined) continue;
+      const id = fields.get('id');
+      if (id === undefined) {
+        this.notices.push({ event: fields.get('event') ?? 'message', data: JSON.parse(data) as SseNotice['data'] });
+        continue;
+      }
       this.frames.push({
-        id: Number(fields.get('id')),
+        id: Number(id),
         event: fields.get('event') ?? 'message',
         data: JSON.parse(data) as EventRecord,
       });

@@ -267,7 +267,9 @@ export class Journal {
     const next: E = { ...entry, seq: ++this.seq };
     const dir = this.orderDir(entry.orderId);
     // The order's directory is durable before its first entry is: else a power cut could lose both.
-    await makeDirectoryDurably(dir, 0o700);
+    // An order with an entry already has it (written after this step, or read back at open, after
+    // `orders/` was synced), so a later phase skips the mkdir: one syscall less per journal write.
+    if (!this.entries.has(entry.orderId)) await makeDirectoryDurably(dir, 0o700);
     const { checkpoint } = this.options;
     // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
     await writeFileAtomically(

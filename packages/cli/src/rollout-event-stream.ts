@@ -9,6 +9,8 @@ export interface FollowOptions {
   after: number;
   signal: AbortSignal;
   onEvent(event: EventRecord): void;
+  /** A host moved to a new phase (the status shows which); not an audit event. */
+  onProgress?(): void;
   onConnect?(): void;
   /** The stream dropped (coordinator restart, network); it is retried after `retryMs`. */
   onDisconnect?(reason: string): void;
@@ -29,6 +31,11 @@ export async function followRolloutEvents(api: ApiClient, rolloutId: string, opt
       const body = await api.openEventStream(rolloutId, after, signal);
       options.onConnect?.();
       for await (const message of readServerSentEvents(body)) {
+        // No id: a host's live phase (`host.progress`), not an audit event; nothing to resume from.
+        if (message.id === null) {
+          options.onProgress?.();
+          continue;
+        }
         const event = JSON.parse(message.data) as EventRecord;
         if (event.seq <= after) continue;
         after = event.seq;

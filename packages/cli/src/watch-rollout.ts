@@ -59,7 +59,7 @@ export type WatchOutcome =
   | { kind: 'unreachable'; status: RolloutStatus | undefined; reason: string };
 
 /**
- * Calls `onStatus` with the rollout's status now and after every audit event (the SSE stream is
+ * Calls `onStatus` with the rollout's status now and after every audit event or host phase (the SSE stream is
  * the trigger; status is always re-fetched, so the view is never assembled from deltas), until the
  * rollout reaches a final state, `timeoutMs` passes, or the coordinator stays unreachable for longer
  * than `reconnectForMs`. A coordinator restart is ridden out: the stream resumes with
@@ -84,6 +84,8 @@ export async function watchRollout(
       options.onEvent?.(event);
       changes.notify();
     },
+    // A host's new phase: the status is fetched again (the signal coalesces a burst into one fetch).
+    onProgress: () => changes.notify(),
     onConnect: () => {
       connected = true;
     },

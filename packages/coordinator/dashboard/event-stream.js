@@ -20,9 +20,10 @@ function parseBlock(block) {
 
 /**
  * Calls `onEvent(event)` for every audit event of rollout `rolloutId`, oldest first, from the start,
+ * `onProgress()` when a host reports a new phase (live only; not an audit event),
  * and `onStatus('live' | 'reconnecting' | message)` as the connection changes, until `signal` aborts.
  */
-export async function followRolloutEvents(rolloutId, { onEvent, onStatus, signal }) {
+export async function followRolloutEvents(rolloutId, { onEvent, onProgress, onStatus, signal }) {
   let lastId = null;
   while (!signal.aborted) {
     try {
@@ -49,8 +50,10 @@ export async function followRolloutEvents(rolloutId, { onEvent, onStatus, signal
           while (end >= 0) {
             const parsed = parseBlock(buffer.slice(0, end));
             buffer = buffer.slice(end + 2);
-            if (parsed) {
-              if (parsed.id !== null) lastId = parsed.id;
+            // No id: a host's live phase (host.progress), not an audit event; the status shows it.
+            if (parsed?.id === null) onProgress?.();
+            else if (parsed) {
+              lastId = parsed.id;
               onEvent(JSON.parse(parsed.data));
             }
             end = buffer.indexOf('\n\n');

@@ -72,6 +72,7 @@ function useLiveRollout(id) {
     void followRolloutEvents(id, {
       signal: controller.signal,
       onStatus: setStream,
+      onProgress: () => void refresh.current(),
       onEvent: (event) => {
         if (batch.push(event) === 1) queueMicrotask(flush);
       },

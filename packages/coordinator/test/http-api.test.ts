@@ -231,4 +231,55 @@ describe('GET /v1/rollouts/:id/events/stream', () => {
     expect(logLines.filter((l) => l.level >= 50)).toEqual([]);
     rmSync(dataDir, { recursive: true, force: true });
   });
+
+  it('tells live readers a host’s phase as host.progress with no id, which a resume does not replay', async () => {
+    const { app } = await coordinator();
+    const id = await rollout(app);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const open = (lastEventId?: string) =>
+      new Promise<IncomingMessage>((resolve, reject) => {
+        get(
+          {
+            host: '127.0.0.1',
+            port,
+            path: `/v1/rollouts/${id}/events/stream`,
+            headers: { authorization: `Bearer ${ADMIN}`, ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+          },
+          resolve,
+        ).on('error', reject);
+      });
+    /** What the stream has sent once `until` is in it. */
+    const readUntil = (response: IncomingMessage, until: string) =>
+      new Promise<string>((resolve) => {
+        let received = '';
+        response.on('data', (chunk: Buffer) => {
+          received += chunk.toString('utf8');
+          if (received.includes(until)) resolve(received);
+        });
+      });
+    const live = await open();
+    const backlog = await readUntil(live, 'event: rollout.created');
+    const lastId = /id: (\d+)/.exec(backlog)?.[1] as string;
+    const notice = {
+      type: 'host.progress' as const,
+      rolloutId: id,
+      hostId: 'web-1',
+      state: 'applying',
+      at: '2030-01-01T00:00:00.000Z',
+    };
+    const told = readUntil(live, 'event: host.progress');
+    app.fleet.store.transaction(() => app.fleet.store.noteProgress(notice));
+    expect(await told).toBe(`event: host.progress\ndata: ${JSON.stringify(notice)}\n\n`);
+    live.destroy();
+
+    // Not an audit event: a reader resuming after the last one gets nothing new, only the keep-alive silence.
+    const resumed = await open(lastId);
+    const next = readUntil(resumed, 'event: rollout.');
+    app.fleet.store.transaction(() =>
+      app.fleet.store.appendEvent({ rolloutId: id, actor: 'test', type: 'rollout.noted' }, notice.at),
+    );
+    expect(await next).not.toContain('host.progress');
+    resumed.destroy();
+  });
 });

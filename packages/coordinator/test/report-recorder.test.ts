@@ -11,6 +11,7 @@ import {
   revertStatementFor,
 } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
+import type { ProgressNotice } from '../src/store/store.js';
 import { capturingLog } from './support/capturing-log.js';
 import { signedFleet } from './support/signed-fleet.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
@@ -229,32 +230,89 @@ describe('progress', () => {
     ['verifying', 'verifying'],
   ];
 
-  it.each(phases)('%s moves a dispatched host to %s, with the agent’s message', async (phase, state) => {
-    const { fleet, id, orderId } = await inFlight();
-    await progress(fleet, 'h-1', orderId, phase, 'step 1 of 2');
-    expect(fleet.run(id, 'h-1').state).toBe(state);
-    expect(fleet.events(id).at(-1)).toMatchObject({
-      type: 'host.progress',
-      actor: 'h-1',
-      fromState: 'dispatched',
-      toState: state,
-      data: { message: 'step 1 of 2' },
-    });
-  });
+  /** The live notices (`host.progress`, not audit rows) the store publishes after each commit. */
+  function notices(fleet: SimulatedFleet): ProgressNotice[] {
+    const seen: ProgressNotice[] = [];
+    fleet.store.onProgress((notice) => seen.push(notice));
+    return seen;
+  }
 
-  it('records no data when the agent says nothing more', async () => {
+  it.each(phases)(
+    '%s moves a dispatched host to %s and tells live readers, with the agent’s message, writing no audit row',
+    async (phase, state) => {
+      const { fleet, id, orderId } = await inFlight();
+      const told = notices(fleet);
+      const events = fleet.events(id).length;
+      await progress(fleet, 'h-1', orderId, phase, 'step 1 of 2');
+      expect(fleet.run(id, 'h-1').state).toBe(state);
+      expect(told).toEqual([
+        { type: 'host.progress', rolloutId: id, hostId: 'h-1', state, at: at(fleet), message: 'step 1 of 2' },
+      ]);
+      expect(fleet.events(id)).toHaveLength(events);
+    },
+  );
+
+  it('tells no message when the agent says nothing more', async () => {
     const { fleet, id, orderId } = await inFlight();
+    const told = notices(fleet);
     await progress(fleet, 'h-1', orderId, 'applying');
-    expect(fleet.events(id).at(-1)).toMatchObject({ type: 'host.progress', data: null });
+    expect(told).toEqual([{ type: 'host.progress', rolloutId: id, hostId: 'h-1', state: 'applying', at: at(fleet) }]);
   });
 
   it('never moves a host backwards, nor to where it is', async () => {
     const { fleet, id, orderId } = await inFlight();
     await progress(fleet, 'h-1', orderId, 'verifying');
-    const events = fleet.events(id).length;
+    const told = notices(fleet);
+    const before = fleet.dump();
     for (const phase of ['applying', 'verifying', 'accepted'] as const) await progress(fleet, 'h-1', orderId, phase);
     expect(fleet.run(id, 'h-1').state).toBe('verifying');
-    expect(fleet.events(id)).toHaveLength(events);
+    expect(fleet.dump()).toBe(before);
+    expect(told).toEqual([]);
+  });
+
+  it('coalesces a burst: one notice per host with its latest phase, and none once its result is in the same burst', async () => {
+    const fleet = new SimulatedFleet();
+    await fleet.addHosts(['h-1', 'h-2']);
+    const id = await fleet.launch({ target: { hostIds: ['h-1', 'h-2'] }, waves: ['100%'] });
+    const [one, two] = ['h-1', 'h-2'].map((host) => fleet.run(id, host).orderId as string) as [string, string];
+    const told = notices(fleet);
+    const events = fleet.events(id).length;
+    for (const phase of ['accepted', 'snapshotted', 'applying'] as const) {
+      fleet.engine.onOrderProgress('h-1', { type: 'order.progress', orderId: one, phase });
+      fleet.engine.onOrderProgress('h-2', { type: 'order.progress', orderId: two, phase });
+    }
+    fleet.engine.onOrderProgress('h-1', { type: 'order.progress', orderId: one, phase: 'verifying' });
+    await report(fleet, 'h-1', one, 'healthy');
+    expect(fleet.run(id, 'h-1').state).toBe('healthy');
+    expect(fleet.run(id, 'h-2').state).toBe('applying');
+    expect(told).toEqual([{ type: 'host.progress', rolloutId: id, hostId: 'h-2', state: 'applying', at: at(fleet) }]);
+    // The result is the one audit row the burst wrote (besides what the freed slot dispatched).
+    expect(
+      fleet
+        .events(id)
+        .slice(events)
+        .filter((e) => e.hostId === 'h-1'),
+    ).toMatchObject([{ type: 'host.healthy', fromState: 'dispatched', toState: 'healthy' }]);
+  });
+
+  it('tells nothing when the burst’s transaction rolls back', async () => {
+    const { fleet, id, orderId } = await inFlight();
+    const told = notices(fleet);
+    expect(() =>
+      fleet.store.transaction(() => {
+        fleet.store.noteProgress({
+          type: 'host.progress',
+          rolloutId: id,
+          hostId: 'h-1',
+          state: 'applying',
+          at: at(fleet),
+        });
+        throw new Error('rolled back');
+      }),
+    ).toThrow('rolled back');
+    expect(told).toEqual([]);
+    await progress(fleet, 'h-1', orderId, 'applying');
+    expect(told).toHaveLength(1);
   });
 
   it('ignores progress of an order whose host is done with it', async () => {

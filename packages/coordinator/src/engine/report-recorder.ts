@@ -60,6 +60,7 @@ export class ReportRecorder {
     const result = (agentId: string, body: OrderResultBody) => {
       if (this.applyResult(agentId, body)) acks.push({ agentId, orderId: body.orderId, finishedAt: body.finishedAt });
     };
+    const superseded = supersededProgress(batch);
     store.transaction(() => {
       for (const report of batch) {
         switch (report.kind) {
@@ -72,7 +73,7 @@ export class ReportRecorder {
             hellos.push({ agentId: report.agentId, hello: report.body });
             break;
           case 'progress':
-            this.applyProgress(report.agentId, report.body);
+            if (!superseded.has(report)) this.applyProgress(report.agentId, report.body);
             break;
           case 'result':
             // A host that failed (or was reverted, or cancelled) is judged by its result from now on.
@@ -192,16 +193,17 @@ export class ReportRecorder {
     const from = HOST_PHASE_ORDER[run.state];
     let state = run.state;
     if (from !== undefined && to > from) {
-      transitionHostRun(
-        this.deps,
-        run,
-        { to: next },
-        {
-          actor: agentId,
-          type: 'host.progress',
-          data: progress.message ? { message: progress.message } : null,
-        },
-      );
+      // Progress is not an audit row: the phase is written on the host run (status and recovery read
+      // it, in this burst's one transaction) and live readers are told once it commits, coalesced.
+      transitionHostRun(this.deps, run, { to: next }, null);
+      store.noteProgress({
+        type: 'host.progress',
+        rolloutId: run.rolloutId,
+        hostId: run.hostId,
+        state: next,
+        at: isoNow(this.deps.clock),
+        ...(progress.message ? { message: progress.message } : {}),
+      });
       state = next;
     }
     const { health } = progress;
@@ -445,4 +447,31 @@ function applyOutcomeToState(outcome: OrderResultBody['outcome']): ApplyEnd {
     case 'blocked':
       return 'failed';
   }
+}
+
+/**
+ * Progress reports that a later report of the same agent's order in the same batch makes moot: its
+ * result, or a phase at least as far along. Writing them would only be overwritten in the same
+ * transaction; a report carrying health results is never skipped (the live health board needs it).
+ */
+function supersededProgress(batch: readonly AgentReport[]): Set<AgentReport> {
+  const superseded = new Set<AgentReport>();
+  /** Per agent and order, the furthest phase rank reported later in the batch (a result: past them all). */
+  const furthestLater = new Map<string, number>();
+  for (let i = batch.length - 1; i >= 0; i--) {
+    const report = batch[i] as AgentReport;
+    if (report.kind === 'hello') continue;
+    const key = `${report.agentId}\u0000${report.body.orderId}`;
+    const later = furthestLater.get(key) ?? Number.NEGATIVE_INFINITY;
+    if (report.kind === 'result') {
+      furthestLater.set(key, Number.POSITIVE_INFINITY);
+      continue;
+    }
+    const next = PROGRESS_TO_STATE[report.body.phase];
+    const rank = next === undefined ? undefined : HOST_PHASE_ORDER[next];
+    if (rank === undefined) continue;
+    if (later >= rank && !report.body.health?.length) superseded.add(report);
+    furthestLater.set(key, Math.max(later, rank));
+  }
+  return superseded;
 }

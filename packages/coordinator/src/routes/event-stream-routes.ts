@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { CoordinatorConfig } from '../config.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 import { operation } from '../http/openapi-document.js';
+import type { ProgressNotice } from '../store/store.js';
 
 /**
  * Live audit stream of one rollout as Server-Sent Events. Sends the backlog after `Last-Event-ID`
@@ -14,7 +15,7 @@ import { operation } from '../http/openapi-document.js';
 const EventStreamSchema = z
   .string()
   .describe(
-    'Server-Sent Events: each event is `id: <seq>`, `event: <type>` and `data: <the event as JSON>` (the rollout events of GET /v1/rollouts/{id}/events); comment lines keep the connection alive. Reconnect with `Last-Event-ID` to resume after the last event seen.',
+    "Server-Sent Events: each event is `id: <seq>`, `event: <type>` and `data: <the event as JSON>` (the rollout events of GET /v1/rollouts/{id}/events); a host's live phase comes as `event: host.progress` with no `id:` and `data: {type, rolloutId, hostId, state, at, message?}` (not an audit event: read the phase from the status after a resume); comment lines keep the connection alive. Reconnect with `Last-Event-ID` to resume after the last event seen.",
   );
 
 /** New events held for a stream still sending its backlog; beyond, the stream is cut (it resumes). */
@@ -95,17 +96,27 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
         after = event.seq;
         return res.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
       };
-      /** A live event: a reader this far behind is cut rather than buffered for; it resumes from Last-Event-ID. */
-      const write = (event: EventRecord) => {
-        if (cleaned) return;
+      /** Whether live output may go out: a reader this far behind is cut rather than buffered for; it resumes from Last-Event-ID. */
+      const keepsUp = (): boolean => {
+        if (cleaned) return false;
         if (res.writableLength > limits.maxUnreadBytes) {
           // Destroyed, not ended: ending would wait for the unread bytes to drain, which they never do.
           request.log.warn({ rolloutId, remote: address }, 'event stream reader too slow; stream ended');
           cleanUp();
           res.destroy();
-          return;
+          return false;
         }
-        send(event);
+        return true;
+      };
+      const write = (event: EventRecord) => {
+        if (keepsUp()) send(event);
+      };
+      /**
+       * A host's live phase: no `id:` (it is not an audit event, so a resume neither replays it nor
+       * skips past one). A reader that resumes reads the phase from the status; only live ones get it.
+       */
+      const writeProgress = (notice: ProgressNotice) => {
+        if (keepsUp()) res.write(`event: ${notice.type}\ndata: ${JSON.stringify(notice)}\n\n`);
       };
       const drained = () =>
         new Promise<void>((resolve) => {
@@ -131,6 +142,14 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
           res.destroy();
         }
       });
+      const unsubscribeProgress = store.onProgress((notice) => {
+        if (notice.rolloutId === rolloutId && !replaying) writeProgress(notice);
+      });
+      const unsubscribeEvents = unsubscribe;
+      unsubscribe = () => {
+        unsubscribeEvents();
+        unsubscribeProgress();
+      };
       // The backlog goes out at the reader's pace: one page after the other, waiting for the socket.
       for (;;) {
         const page = store.events(rolloutId, after, 500);

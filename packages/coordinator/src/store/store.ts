@@ -11,6 +11,20 @@ import { RolloutRepository } from './rollout-repository.js';
 import { StatementRepository } from './statement-repository.js';
 
 export type EventListener = (event: EventRecord) => void;
+
+/**
+ * A host's live phase, as its agent reported it (`order.progress`): not an audit row. The phase is
+ * on the host run (status shows it); the notice only tells live readers (the event stream) to look.
+ */
+export interface ProgressNotice {
+  type: 'host.progress';
+  rolloutId: string;
+  hostId: string;
+  state: string;
+  at: string;
+  message?: string;
+}
+export type ProgressListener = (notice: ProgressNotice) => void;
 /** Told how long each outermost transaction took (seconds) and whether it committed. */
 export type TransactionObserver = (seconds: number, committed: boolean) => void;
 
@@ -30,7 +44,10 @@ export class Store {
   readonly analyses: AnalysisRepository;
   private readonly eventRepository: EventRepository;
   private readonly listeners = new Set<EventListener>();
+  private readonly progressListeners = new Set<ProgressListener>();
   private pending: EventRecord[] | null = null;
+  /** Progress noted in the open transaction, one per host run (the latest wins): coalesced per burst. */
+  private pendingProgress = new Map<string, ProgressNotice>();
   private afterCommits: (() => void)[] = [];
   private transactionObserver: TransactionObserver | null = null;
 
@@ -57,13 +74,16 @@ export class Store {
     if (this.pending !== null) return fn();
     this.pending = [];
     this.afterCommits = [];
+    this.pendingProgress = new Map();
     let committed: EventRecord[] = [];
+    let progress: ProgressNotice[] = [];
     let callbacks: (() => void)[] = [];
     const started = performance.now();
     let done = false;
     try {
       const result = this.db.transaction(fn).immediate();
       committed = this.pending;
+      progress = [...this.pendingProgress.values()];
       callbacks = this.afterCommits;
       done = true;
       return result;
@@ -71,7 +91,9 @@ export class Store {
       this.transactionObserver?.((performance.now() - started) / 1000, done);
       this.pending = null;
       this.afterCommits = [];
+      this.pendingProgress = new Map();
       for (const event of committed) this.publish(event);
+      for (const notice of progress) this.publishProgress(notice);
       runAll(callbacks);
     }
   }
@@ -93,6 +115,15 @@ export class Store {
     const record = this.eventRepository.append(event, at);
     this.pending.push(record);
     return record;
+  }
+
+  /**
+   * Must run inside `transaction()`. Tells live readers about a host's new phase once the transaction
+   * commits (never if it rolls back); within one transaction only a host run's latest phase goes out.
+   */
+  noteProgress(notice: ProgressNotice): void {
+    if (this.pending === null) throw new Error('noteProgress must run inside Store.transaction()');
+    this.pendingProgress.set(`${notice.rolloutId}\u0000${notice.hostId}`, notice);
   }
 
   /** How the rollout's apply last came to rest (succeeded, halted or aborted), by its audit trail. */
@@ -118,6 +149,11 @@ export class Store {
     return () => this.listeners.delete(listener);
   }
 
+  onProgress(listener: ProgressListener): () => void {
+    this.progressListeners.add(listener);
+    return () => this.progressListeners.delete(listener);
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }
@@ -128,6 +164,16 @@ export class Store {
         listener(event);
       } catch {
         // A failing listener (a closed SSE client) must not break the transition that was committed.
+      }
+    }
+  }
+
+  private publishProgress(notice: ProgressNotice): void {
+    for (const listener of this.progressListeners) {
+      try {
+        listener(notice);
+      } catch {
+        // As for events: a failing reader must not break what was committed.
       }
     }
   }
