@@ -16,7 +16,7 @@ import {
   type DpkgRoot,
   debTools,
 } from '../packages/agent/test/support/deb-fixtures.js';
-import { samplePackagePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
+import { sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { type CliResult, runCli } from './support/cli-process.js';
 import {
   ADMIN_TOKEN,
@@ -25,6 +25,7 @@ import {
   FleetHarness,
   jsonLines,
 } from './support/fleet-harness.js';
+import { fptestPatch } from './support/fptest-patch.js';
 import { describeNeeding } from './support/requirements.js';
 
 /** A library built from another source, and a binNMU (its binary version is not its source's). */
@@ -152,20 +153,7 @@ describeNeeding([debTools], 'package inventory and compliance', () => {
     expect(before.stdout).toMatch(/^fptest < 2\.0: 1 exposed, 1 unknown, 0 fixed, 1 not installed \(3 hosts\)/);
     expect(before.stdout).toMatch(/web-1\s+exposed\s+fptest 1\.0/);
 
-    const patchId = await fleet.createPatch(
-      samplePackagePatch({
-        title: 'fptest 2.0: the fix',
-        name: 'fptest',
-        version: '2.0',
-        expectedPriorVersion: '1.0',
-        health: {
-          checks: [{ kind: 'file', name: 'fptest ships its files', path: '/usr/share/fptest/VERSION' }],
-          intervalSeconds: 0.1,
-          minHealthySeconds: 0,
-          healthyDeadlineSeconds: 10,
-        },
-      }),
-    );
+    const patchId = await fleet.createPatch(fptestPatch('2.0', 'fptest 2.0: the fix'));
     const rolloutId = await fleet.createRollout(
       sampleRollout(patchId, { target: { exposedTo: { source: 'fptest', fixed: '2.0' } }, waves: ['100%'] }),
     );

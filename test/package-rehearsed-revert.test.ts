@@ -16,8 +16,8 @@ import {
   type DpkgRoot,
   debTools,
 } from '../packages/agent/test/support/deb-fixtures.js';
-import { samplePackagePatch } from '../scripts/lib/sample-specs.mjs';
 import { FINAL_APPLY_STATES, FleetHarness, hostOf } from './support/fleet-harness.js';
+import { fptestPatch } from './support/fptest-patch.js';
 import { describeNeeding } from './support/requirements.js';
 
 const HOSTS = ['pkg-1', 'pkg-2'];
@@ -65,20 +65,7 @@ describeNeeding([debTools], 'a rehearsed revert of a package change, on real dpk
   });
 
   it('the canary goes 1.0 → 2.0 → 1.0 (compared, healthy) → 2.0; then the next wave; both end at 2.0', async () => {
-    const patchId = await fleet.createPatch(
-      samplePackagePatch({
-        title: 'fptest 2.0, its revert rehearsed',
-        name: 'fptest',
-        version: '2.0',
-        expectedPriorVersion: '1.0',
-        health: {
-          checks: [{ kind: 'file', name: 'fptest ships its files', path: '/usr/share/fptest/VERSION' }],
-          intervalSeconds: 0.1,
-          minHealthySeconds: 0,
-          healthyDeadlineSeconds: 10,
-        },
-      }),
-    );
+    const patchId = await fleet.createPatch(fptestPatch('2.0', 'fptest 2.0, its revert rehearsed'));
     const id = await fleet.startRollout({
       patchId,
       target: { labels: { group: 'rehearse' } },

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { EventPage, PatchSpecInput, RolloutRequestInput } from '@fleetpatch/shared';
+import type { EventPage, RolloutRequestInput } from '@fleetpatch/shared';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import {
   createDebTestBed,
@@ -18,8 +18,9 @@ import {
   debTools,
   failWhenMarkerScript,
 } from '../packages/agent/test/support/deb-fixtures.js';
-import { samplePackagePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
+import { sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { FINAL_APPLY_STATES, FINAL_REVERT_STATES, FleetHarness, hostOf, readJournal } from './support/fleet-harness.js';
+import { fptestPatch } from './support/fptest-patch.js';
 import { describeNeeding } from './support/requirements.js';
 
 /**
@@ -48,21 +49,6 @@ interface PackageHost {
   id: string;
   root: DpkgRoot;
   dataDir: string;
-}
-
-function packagePatch(version: string, title: string): PatchSpecInput {
-  return samplePackagePatch({
-    title,
-    name: 'fptest',
-    version,
-    expectedPriorVersion: '1.0',
-    health: {
-      checks: [{ kind: 'file', name: 'fptest ships its files', path: '/usr/share/fptest/VERSION' }],
-      intervalSeconds: 0.1,
-      minHealthySeconds: 0,
-      healthyDeadlineSeconds: 10,
-    },
-  });
 }
 
 /** `ii <version>`, `dpkg --audit` clean, and the package's own file says the same version. */
@@ -129,7 +115,7 @@ describeNeeding([debTools], 'package rollout in waves', () => {
 
   it('rolls 1.0 → 2.0 out in waves [1, 50%, 100%], then one revert call takes every host back', async () => {
     const hosts = await startHosts('waves');
-    const patchId = await fleet.createPatch(packagePatch('2.0', 'fptest 2.0 fleet-wide'));
+    const patchId = await fleet.createPatch(fptestPatch('2.0', 'fptest 2.0 fleet-wide'));
     const rolloutId = await fleet.createRollout(
       sampleRollout(patchId, { target: { labels: { group: 'waves' } }, ...IN_WAVES, bakeSeconds: 0.2 }),
     );
@@ -175,7 +161,7 @@ describeNeeding([debTools], 'package rollout in waves', () => {
 
   it('a failing postinst on the canary: it reverts itself to 1.0, maxFailures 0 halts, the others are untouched', async () => {
     const hosts = await startHosts('halt');
-    const patchId = await fleet.createPatch(packagePatch('3.0', 'fptest 3.0 (postinst fails on the canary)'));
+    const patchId = await fleet.createPatch(fptestPatch('3.0', 'fptest 3.0 (postinst fails on the canary)'));
     const rolloutId = await fleet.createRollout(
       sampleRollout(patchId, {
         target: { labels: { group: 'halt' } },
