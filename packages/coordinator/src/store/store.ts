@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { APPLY_END_STATES, type EventRecord, type RolloutState } from '@fleetpatch/shared';
 import { AgentRepository } from './agent-repository.js';
 import { AnalysisRepository } from './analysis-repository.js';
@@ -28,6 +29,15 @@ export type ProgressListener = (notice: ProgressNotice) => void;
 /** Told how long each outermost transaction took (seconds) and whether it committed. */
 export type TransactionObserver = (seconds: number, committed: boolean) => void;
 
+/** What one transaction has to publish or run once it commits. */
+interface TransactionContext {
+  open: boolean;
+  events: EventRecord[];
+  /** One per host run (the latest wins): progress is coalesced per burst. */
+  progress: Map<string, ProgressNotice>;
+  afterCommits: (() => void)[];
+}
+
 /**
  * The coordinator's store: repositories over one SQLite connection, and `transaction()` — the only
  * way domain code writes. Events appended inside a transaction reach live listeners (the SSE stream,
@@ -45,10 +55,10 @@ export class Store {
   private readonly eventRepository: EventRepository;
   private readonly listeners = new Set<EventListener>();
   private readonly progressListeners = new Set<ProgressListener>();
-  private pending: EventRecord[] | null = null;
-  /** Progress noted in the open transaction, one per host run (the latest wins): coalesced per burst. */
-  private pendingProgress = new Map<string, ProgressNotice>();
-  private afterCommits: (() => void)[] = [];
+  /** The transaction in progress, if any: transactions never overlap (see `transaction()`). */
+  private readonly context = new AsyncLocalStorage<TransactionContext>();
+  /** Resolves when the transaction in progress (if any) has ended: the next one starts after it. */
+  private tail: Promise<unknown> = Promise.resolve();
   private transactionObserver: TransactionObserver | null = null;
 
   constructor(readonly db: Db) {
@@ -63,38 +73,56 @@ export class Store {
     this.eventRepository = new EventRepository(db);
   }
 
-  static open(file: string): Store {
+  static async open(file: string): Promise<Store> {
     const store = new Store(openDatabase(file));
-    store.patches.backfillDigests();
+    await store.patches.backfillDigests();
     return store;
   }
 
-  /** Runs `fn` in one IMMEDIATE transaction; nested calls join the outer one. */
-  transaction<T>(fn: () => T): T {
-    if (this.pending !== null) return fn();
-    this.pending = [];
-    this.afterCommits = [];
-    this.pendingProgress = new Map();
-    let committed: EventRecord[] = [];
-    let progress: ProgressNotice[] = [];
-    let callbacks: (() => void)[] = [];
+  /**
+   * Runs `fn` in one IMMEDIATE transaction and resolves with its result once it has committed.
+   * Transactions never overlap: one that is called while another runs waits for it — except a call
+   * made from inside a transaction's own `fn` (its async context says so), which joins it. `fn`
+   * must not wait on anything but the store (no network, no timers): the connection is held.
+   */
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    const current = this.context.getStore();
+    if (current?.open) return fn();
+    const previous = this.tail;
+    let release!: () => void;
+    this.tail = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await previous;
+    const context: TransactionContext = { open: true, events: [], progress: new Map(), afterCommits: [] };
     const started = performance.now();
-    let done = false;
+    let committed = false;
     try {
-      const result = this.db.transaction(fn).immediate();
-      committed = this.pending;
-      progress = [...this.pendingProgress.values()];
-      callbacks = this.afterCommits;
-      done = true;
+      const result = await this.context.run(context, () => this.runImmediate(fn));
+      committed = true;
       return result;
     } finally {
-      this.transactionObserver?.((performance.now() - started) / 1000, done);
-      this.pending = null;
-      this.afterCommits = [];
-      this.pendingProgress = new Map();
-      for (const event of committed) this.publish(event);
-      for (const notice of progress) this.publishProgress(notice);
-      runAll(callbacks);
+      context.open = false;
+      this.transactionObserver?.((performance.now() - started) / 1000, committed);
+      release();
+      if (committed) {
+        for (const event of context.events) this.publish(event);
+        for (const notice of context.progress.values()) this.publishProgress(notice);
+        // Outside the transaction's context: a send that starts another transaction must not join this one.
+        this.context.exit(() => runAll(context.afterCommits));
+      }
+    }
+  }
+
+  private async runImmediate<T>(fn: () => Promise<T>): Promise<T> {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = await fn();
+      this.db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw err;
     }
   }
 
@@ -105,15 +133,14 @@ export class Store {
    * not recorded).
    */
   afterCommit(fn: () => void): void {
-    if (this.pending === null) throw new Error('afterCommit must run inside Store.transaction()');
-    this.afterCommits.push(fn);
+    this.open('afterCommit').afterCommits.push(fn);
   }
 
   /** Appends an audit event; must run inside `transaction()`. */
-  appendEvent(event: NewEvent, at: string): EventRecord {
-    if (this.pending === null) throw new Error('appendEvent must run inside Store.transaction()');
+  async appendEvent(event: NewEvent, at: string): Promise<EventRecord> {
+    const context = this.open('appendEvent');
     const record = this.eventRepository.append(event, at);
-    this.pending.push(record);
+    context.events.push(record);
     return record;
   }
 
@@ -122,20 +149,25 @@ export class Store {
    * commits (never if it rolls back); within one transaction only a host run's latest phase goes out.
    */
   noteProgress(notice: ProgressNotice): void {
-    if (this.pending === null) throw new Error('noteProgress must run inside Store.transaction()');
-    this.pendingProgress.set(`${notice.rolloutId}\u0000${notice.hostId}`, notice);
+    this.open('noteProgress').progress.set(`${notice.rolloutId}\u0000${notice.hostId}`, notice);
+  }
+
+  private open(caller: string): TransactionContext {
+    const context = this.context.getStore();
+    if (!context?.open) throw new Error(`${caller} must run inside Store.transaction()`);
+    return context;
   }
 
   /** How the rollout's apply last came to rest (succeeded, halted or aborted), by its audit trail. */
-  applyEndOf(rolloutId: string): RolloutState | undefined {
+  async applyEndOf(rolloutId: string): Promise<RolloutState | undefined> {
     return this.eventRepository.lastToState(rolloutId, APPLY_END_STATES) as RolloutState | undefined;
   }
 
-  events(rolloutId: string, afterSeq: number, limit: number): EventRecord[] {
+  async events(rolloutId: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
     return this.eventRepository.page(rolloutId, afterSeq, limit);
   }
 
-  allEvents(afterSeq: number, limit: number): EventRecord[] {
+  async allEvents(afterSeq: number, limit: number): Promise<EventRecord[]> {
     return this.eventRepository.pageAll(afterSeq, limit);
   }
 
