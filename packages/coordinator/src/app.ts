@@ -115,7 +115,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   });
 
   const clock = options.clock ?? systemClock;
-  const store = Store.open(databaseFile(config));
+  const store = await Store.open(databaseFile(config));
   app.addHook('onClose', async () => store.close());
 
   // Metrics read live sources when scraped, and learn of transitions from the committed events.
@@ -129,11 +129,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     COORDINATOR_VERSION,
   );
   store.observeTransactions((seconds, committed) => metrics.transactionFinished(seconds, committed));
-  const eventMetrics = new RolloutEventMetrics(metrics, (rolloutId, hostId) => store.hostRuns.get(rolloutId, hostId));
+  const eventMetrics = new RolloutEventMetrics(metrics, async (rolloutId, hostId) => await store.hostRuns.get(rolloutId, hostId));
   store.onEvent((event) => eventMetrics.onEvent(event));
 
   const hub = new AgentHub({
-    publicKeyOf: (agentId) => store.agents.publicKeyOf(agentId),
+    publicKeyOf: async (agentId) => await store.agents.publicKeyOf(agentId),
     log: options.logger.child({ component: 'hub' }),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     limits: config.agentLimits,
@@ -161,7 +161,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
   });
   engineRef = engine;
-  engine.resumeWindows();
+  await engine.resumeWindows();
   const preflights = new PreflightCollector(hub);
 
   const notifier = new WebhookNotifier({
@@ -169,16 +169,16 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     ...config.webhookDelivery,
     log: options.logger.child({ component: 'webhooks' }),
     // Given up after its retries: on the audit trail of the rollout it was about.
-    onGiveUp: (failure) =>
-      store.transaction(() =>
-        store.appendEvent(
-          { rolloutId: failure.rolloutId, actor: SYSTEM, type: WEBHOOK_FAILED_EVENT, data: { ...failure } },
-          new Date(clock.now()).toISOString(),
-        ),
-      ),
+    onGiveUp: async (failure) =>
+      await store.transaction(async () =>
+                await store.appendEvent(
+                            { rolloutId: failure.rolloutId, actor: SYSTEM, type: WEBHOOK_FAILED_EVENT, data: { ...failure } },
+                            new Date(clock.now()).toISOString(),
+                          ),
+              ),
   });
-  store.onEvent((event) => {
-    for (const webhook of webhookEventsFor(store, event)) notifier.notify(webhook);
+  store.onEvent(async (event) => {
+    for (const webhook of await webhookEventsFor(store, event)) notifier.notify(webhook);
   });
   const presence = new AgentPresence(store, clock);
   const inventorySync = new InventorySync({
@@ -196,20 +196,20 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     onResult: (agentId, result) => {
       if (!preflights.accept(agentId, result)) engine.onOrderResult(agentId, result);
     },
-    onInventory: (agentId, report) => inventorySync.onReport(agentId, report),
-    onSeen: (agentId) => presence.seen(agentId),
-    onDisconnect: (agentId) => {
+    onInventory: async (agentId, report) => await inventorySync.onReport(agentId, report),
+    onSeen: async (agentId) => await presence.seen(agentId),
+    onDisconnect: async (agentId) => {
       preflights.agentGone(agentId);
       inventorySync.agentGone(agentId);
-      presence.disconnected(agentId);
+      await presence.disconnected(agentId);
     },
-    onDuplicateRefused: (agentId, detail) => presence.duplicateRefused(agentId, detail),
+    onDuplicateRefused: async (agentId, detail) => await presence.duplicateRefused(agentId, detail),
   });
   app.server.on('upgrade', (request, socket, head) => hub.handleUpgrade(request, socket, head));
 
-  const ticker = setInterval(() => {
+  const ticker = setInterval(async () => {
     try {
-      engine.tick();
+      await engine.tick();
     } catch (err) {
       options.logger.error({ err }, 'engine tick failed');
     }
@@ -224,7 +224,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
         { name: 'engine', close: () => engine.stop() },
         { name: 'hub', close: () => hub.close() },
         // Inventory reports accepted but not written yet: written before the store closes.
-        { name: 'inventory', close: () => inventorySync.flush() },
+        { name: 'inventory', close: async () => await inventorySync.flush() },
         { name: 'webhooks', close: () => notifier.stop() },
       ],
       options.logger,

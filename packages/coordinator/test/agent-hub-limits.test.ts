@@ -109,7 +109,7 @@ describe('unauthenticated sockets', () => {
     const forged = await connectAsAgent(hub.port, 'key-1', stranger);
     peers.push(forged.peer);
     expect(forged.closeCode).toBe(CloseCode.unauthorized);
-    hub.app.fleet.enrollment.revokeAgent('key-1', 'test');
+    await hub.app.fleet.enrollment.revokeAgent('key-1', 'test');
     const revoked = await connectAsAgent(hub.port, 'key-1', key);
     peers.push(revoked.peer);
     expect(revoked.closeCode).toBe(CloseCode.unauthorized);

@@ -58,7 +58,7 @@ describe('DELETE /v1/agents/:id', () => {
     for (const token of [TOKENS.operator, TOKENS.approver, TOKENS.viewer]) {
       expect((await call('DELETE', '/v1/agents/web-1', token)).status).toBe(403);
     }
-    expect(coordinator.app.fleet.store.agents.get('web-1')?.removedAt).toBeNull();
+    expect((await coordinator.app.fleet.store.agents.get('web-1'))?.removedAt).toBeNull();
   });
 
   it('revokes the credential, leaves the host out of the list and of targets, and keeps its history', async () => {
@@ -72,7 +72,7 @@ describe('DELETE /v1/agents/:id', () => {
       revokedAt: expect.any(String),
       online: false,
     });
-    expect(coordinator.app.fleet.store.agents.publicKeyOf('web-1')).toBeUndefined();
+    expect(await coordinator.app.fleet.store.agents.publicKeyOf('web-1')).toBeUndefined();
     const listed = (await call('GET', '/v1/agents')).body as unknown as AgentList;
     expect(listed.agents.map((a) => a.id)).toEqual(['web-2']);
     const all = (await call('GET', '/v1/agents?removed=true')).body as unknown as AgentList;
@@ -112,7 +112,7 @@ describe('DELETE /v1/agents/:id', () => {
     const res = await call('DELETE', '/v1/agents/web-1?force=yes');
     expect(res.status).toBe(400);
     expect(JSON.stringify(res.body)).toContain('force');
-    expect(coordinator.app.fleet.store.agents.get('web-1')?.removedAt).toBeNull();
+    expect((await coordinator.app.fleet.store.agents.get('web-1'))?.removedAt).toBeNull();
   });
 
   it('is refused while the host has work in an active rollout, unless forced', async () => {
@@ -126,7 +126,7 @@ describe('DELETE /v1/agents/:id', () => {
         details: { rollouts: [rolloutId] },
       },
     });
-    expect(coordinator.app.fleet.store.agents.get('web-1')).toMatchObject({ removedAt: null, revokedAt: null });
+    expect(await coordinator.app.fleet.store.agents.get('web-1')).toMatchObject({ removedAt: null, revokedAt: null });
 
     const forced = await call('DELETE', '/v1/agents/web-1?force=true');
     expect(forced.status).toBe(200);
@@ -142,7 +142,7 @@ describe('DELETE /v1/agents/:id', () => {
     await call('DELETE', '/v1/agents/web-1');
     // enrollAgent issues a join token without replace: refused for a host that held a key.
     await expect(enrollAgent(coordinator.app, TOKENS.admin, 'web-1')).rejects.toThrow(/already enrolled/);
-    expect(coordinator.app.fleet.store.agents.get('web-1')?.removedAt).not.toBeNull();
+    expect((await coordinator.app.fleet.store.agents.get('web-1'))?.removedAt).not.toBeNull();
 
     const issued = await call('POST', '/v1/join-tokens', TOKENS.admin, { hostId: 'web-1', replace: true });
     const pair = generateAgentKeyPair();
@@ -157,7 +157,7 @@ describe('DELETE /v1/agents/:id', () => {
       },
     });
     expect(enrolled.statusCode).toBe(201);
-    expect(coordinator.app.fleet.store.agents.get('web-1')).toMatchObject({ removedAt: null, revokedAt: null });
+    expect(await coordinator.app.fleet.store.agents.get('web-1')).toMatchObject({ removedAt: null, revokedAt: null });
     const listed = (await call('GET', '/v1/agents')).body as unknown as AgentList;
     expect(listed.agents.map((a) => a.id)).toEqual(['web-1']);
   });

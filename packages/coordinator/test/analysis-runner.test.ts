@@ -54,14 +54,14 @@ describe('metric analyses in the engine', () => {
     const id = await canaryDone(fleet);
     await fleet.advance(0);
     // The canary is done and its (zero-second) bake is over, but nothing was measured yet.
-    expect(fleet.rollout(id).currentWave).toBe(0);
+    expect((await fleet.rollout(id)).currentWave).toBe(0);
     expect(fleet.appliedHosts()).toEqual(['host-1']);
     await tickTimes(fleet, 1);
-    expect(fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1, verdict: 'running' });
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1, verdict: 'running' });
     expect(fleet.appliedHosts()).toEqual(['host-1']);
     await tickTimes(fleet, 1);
-    expect(fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 2, verdict: 'passed' });
-    expect(fleet.rollout(id).currentWave).toBe(1);
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 2, verdict: 'passed' });
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-3']);
     expect(script.queries[0]).toBe('sum(rate(errors{instance=~"host-1"}[1m]))');
   });
@@ -70,18 +70,18 @@ describe('metric analyses in the engine', () => {
     const fleet = new SimulatedFleet({ metricQuery: scripted([value(0.5)]).query });
     const id = await canaryDone(fleet);
     await tickTimes(fleet, 1);
-    expect(fleet.state(id)).toBe('halted');
-    expect(fleet.rollout(id).stateReason).toBe(
+    expect(await fleet.state(id)).toBe('halted');
+    expect((await fleet.rollout(id)).stateReason).toBe(
       'analysis errors failed on wave 1; failure budget exceeded: 1 failed, 0 tolerated',
     );
-    expect(fleet.run(id, 'host-1')).toMatchObject({
+    expect(await fleet.run(id, 'host-1')).toMatchObject({
       state: 'reverting',
       countedFailure: true,
       errorCode: 'analysis_failed',
     });
     expect(fleet.sentOf('order.revert', 'host-1')).toHaveLength(1);
     expect(fleet.appliedHosts()).toEqual(['host-1']);
-    const measured = fleet.events(id).filter((e) => e.type === 'analysis.measured');
+    const measured = (await fleet.events(id)).filter((e) => e.type === 'analysis.measured');
     expect(measured.map((e) => e.data)).toMatchObject([
       { wave: 0, analysis: 'errors', verdict: 'fail', value: 0.5, threshold: 0.01, phase: 'bake' },
     ]);
@@ -91,13 +91,13 @@ describe('metric analyses in the engine', () => {
     const fleet = new SimulatedFleet({ metricQuery: scripted([value(0.5), value(0)]).query });
     const id = await canaryDone(fleet, { maxFailures: 1 });
     await tickTimes(fleet, 1);
-    expect(fleet.store.analyses.get(id, 0, 'errors')?.verdict).toBe('failed');
-    expect(fleet.state(id)).toBe('running');
+    expect((await fleet.store.analyses.get(id, 0, 'errors'))?.verdict).toBe('failed');
+    expect(await fleet.state(id)).toBe('running');
     // The wave waits for the canary's revert, then passes: one failure, one tolerated.
-    expect(fleet.rollout(id).currentWave).toBe(0);
+    expect((await fleet.rollout(id)).currentWave).toBe(0);
     await fleet.finishRevert('host-1');
     await fleet.advance(0);
-    expect(fleet.rollout(id).currentWave).toBe(1);
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-3']);
   });
 
@@ -105,46 +105,46 @@ describe('metric analyses in the engine', () => {
     const tolerant = new SimulatedFleet({ metricQuery: scripted([value(0.5), value(0), value(0.5)]).query });
     const a = await canaryDone(tolerant, { analyses: [analysis({ count: 3, failureLimit: 1 })] });
     await tickTimes(tolerant, 2);
-    expect(tolerant.store.analyses.get(a, 0, 'errors')).toMatchObject({ failed: 1, verdict: 'running' });
+    expect(await tolerant.store.analyses.get(a, 0, 'errors')).toMatchObject({ failed: 1, verdict: 'running' });
     await tickTimes(tolerant, 1);
-    expect(tolerant.store.analyses.get(a, 0, 'errors')).toMatchObject({ failed: 2, verdict: 'failed' });
-    expect(tolerant.state(a)).toBe('halted');
+    expect(await tolerant.store.analyses.get(a, 0, 'errors')).toMatchObject({ failed: 2, verdict: 'failed' });
+    expect(await tolerant.state(a)).toBe('halted');
 
     const failing = new SimulatedFleet({ metricQuery: scripted([down]).query });
     const b = await canaryDone(failing, { analyses: [analysis({ inconclusive: 'fail' })] });
     await tickTimes(failing, 1);
-    expect(failing.state(b)).toBe('halted');
-    expect(failing.run(b, 'host-1').reason).toMatch(/ECONNREFUSED/);
+    expect(await failing.state(b)).toBe('halted');
+    expect((await failing.run(b, 'host-1')).reason).toMatch(/ECONNREFUSED/);
 
     const ignoring = new SimulatedFleet({ metricQuery: scripted([down]).query });
     const c = await canaryDone(ignoring, { analyses: [analysis({ inconclusive: 'ignore' })] });
     await tickTimes(ignoring, 2);
-    expect(ignoring.store.analyses.get(c, 0, 'errors')).toMatchObject({
+    expect(await ignoring.store.analyses.get(c, 0, 'errors')).toMatchObject({
       taken: 2,
       inconclusive: 2,
       verdict: 'passed',
     });
-    expect(ignoring.rollout(c).currentWave).toBe(1);
+    expect((await ignoring.rollout(c)).currentWave).toBe(1);
   });
 
   it('pauses on an inconclusive measurement, measures again on resume, and survives a coordinator restart', async () => {
     const fleet = new SimulatedFleet({ metricQuery: scripted([value(0), down, value(0)]).query });
     const id = await canaryDone(fleet);
     await tickTimes(fleet, 1);
-    expect(fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1 });
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1 });
     await tickTimes(fleet, 1);
-    expect(fleet.state(id)).toBe('paused');
-    expect(fleet.rollout(id).stateReason).toMatch(/^analysis inconclusive: errors: query to .* ECONNREFUSED/);
+    expect(await fleet.state(id)).toBe('paused');
+    expect((await fleet.rollout(id)).stateReason).toMatch(/^analysis inconclusive: errors: query to .* ECONNREFUSED/);
     // Paused: nothing is measured, however long it waits.
     await tickTimes(fleet, 3);
-    expect(fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1, inconclusive: 1 });
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1, inconclusive: 1 });
 
-    fleet.restart();
-    fleet.engine.resume(id, 'alice');
+    await fleet.restart();
+    await fleet.engine.resume(id, 'alice');
     await fleet.engine.whenIdle();
     await tickTimes(fleet, 1);
-    expect(fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 2, inconclusive: 1, verdict: 'passed' });
-    expect(fleet.rollout(id).currentWave).toBe(1);
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 2, inconclusive: 1, verdict: 'passed' });
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
   });
 
   it('compares with the unpatched hosts, and on the last wave, with none left, skips the comparison', async () => {
@@ -164,12 +164,12 @@ describe('metric analyses in the engine', () => {
       'sum(rate(errors{instance=~"host-1"}[1m]))',
       'sum(rate(errors{instance=~"host-2|host-3"}[1m]))',
     ]);
-    expect(fleet.rollout(id).currentWave).toBe(1);
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
     await fleet.finishAll(['host-2', 'host-3']);
     await tickTimes(fleet, 1);
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
     expect(script.queries).toHaveLength(2);
-    expect(fleet.store.analyses.latest({ rolloutId: id, wave: 1, name: 'errors', attempt: 1 }, 5)).toMatchObject([
+    expect(await fleet.store.analyses.latest({ rolloutId: id, wave: 1, name: 'errors', attempt: 1 }, 5)).toMatchObject([
       { verdict: 'skipped', reason: 'no unpatched host left to compare with' },
     ]);
   });

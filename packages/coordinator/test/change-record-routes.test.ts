@@ -33,13 +33,13 @@ async function start(config: Record<string, unknown> = {}): Promise<TestCoordina
   coordinator = await startTestCoordinator({ minApprovals: 1, ...config });
   const at = new Date().toISOString();
   const { store } = coordinator.app.fleet;
-  store.agents.enroll({ id: 'stg-1', publicKey: 'A'.repeat(43), labels: { env: 'staging' } }, at);
-  store.agents.enroll({ id: 'prod-1', publicKey: 'B'.repeat(43), labels: { env: 'prod' } }, at);
+  await store.agents.enroll({ id: 'stg-1', publicKey: 'A'.repeat(43), labels: { env: 'staging' } }, at);
+  await store.agents.enroll({ id: 'prod-1', publicKey: 'B'.repeat(43), labels: { env: 'prod' } }, at);
   // Seen once, as though their agents had connected: a host never seen is never a canary.
-  store.transaction(() => {
-    store.agents.recordSeen('stg-1', at);
-    store.agents.recordSeen('prod-1', at);
-  });
+  await store.transaction(async () => {
+        await store.agents.recordSeen('stg-1', at);
+        await store.agents.recordSeen('prod-1', at);
+      });
   return coordinator;
 }
 
@@ -89,7 +89,7 @@ describe('the change record on a patch', () => {
 
   it('refuses ANSI escapes and other control characters in any record text, naming the field; nothing stored', async () => {
     const { app } = await start();
-    const before = app.fleet.patches.list(500).length;
+    const before = (await app.fleet.patches.list(500)).length;
     const hostile = await createPatch(app, {
       ...SAMPLE_PATCH_SPEC,
       record: {
@@ -104,7 +104,7 @@ describe('the change record on a patch', () => {
       'body.record.rollbackPlan.steps.0',
       'body.record.risk.impact',
     ]);
-    expect(app.fleet.patches.list(500).length).toBe(before);
+    expect((await app.fleet.patches.list(500)).length).toBe(before);
   });
 
   it('refuses oversized records and links that are not http(s)', async () => {
@@ -231,7 +231,7 @@ describe('approval and start while a required record field is empty', () => {
     expect((refused.body as { error: { message: string } }).error.message).toContain(
       'leaves required field(s) empty: rollbackPlan, validation',
     );
-    expect(app.fleet.store.rollouts.approvals(bare)).toEqual([]);
+    expect(await app.fleet.store.rollouts.approvals(bare)).toEqual([]);
 
     const complete = await rolloutOn(app, await patchId(app, { ...SAMPLE_PATCH_SPEC, record: RECORD }), 'staging');
     const approved = await callApi(app, 'POST', `/v1/rollouts/${complete}/approve`, undefined, TOKENS.approver);
@@ -251,7 +251,7 @@ describe('approval and start while a required record field is empty', () => {
     const refused = await callApi(app, 'POST', `/v1/rollouts/${rollout}/start`);
     expect(refused.status).toBe(409);
     expect(refused.body).toMatchObject({ error: { details: { missing: ['risk'] } } });
-    expect(app.fleet.store.rollouts.get(rollout)?.state).toBe('scheduled');
+    expect((await app.fleet.store.rollouts.get(rollout))?.state).toBe('scheduled');
   });
 });
 
@@ -281,7 +281,7 @@ describe('promotion through the API', () => {
     expect((byOperator.body as { error: { message: string } }).error.message).toBe(
       'olga (operator) may not override the promotion order: admins only',
     );
-    expect(app.fleet.store.rollouts.get(prod)?.state).toBe('scheduled');
+    expect((await app.fleet.store.rollouts.get(prod))?.state).toBe('scheduled');
 
     const noReason = await callApi(app, 'POST', `/v1/rollouts/${prod}/start`, { overridePromotion: { reason: ' ' } });
     expect(noReason.status).toBe(400);

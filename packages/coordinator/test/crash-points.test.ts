@@ -38,7 +38,7 @@ describe('coordinator crash points', () => {
     fleet = new SimulatedFleet({ checkpoint: look });
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
-    const orderId = fleet.run(id, 'host-1').orderId;
+    const orderId = (await fleet.run(id, 'host-1')).orderId;
     await fleet.finish('host-1');
 
     expect(seen).toEqual([

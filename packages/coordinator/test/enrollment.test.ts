@@ -166,7 +166,7 @@ describe('enrolling', () => {
     const blocked = await enroll(app, token, keyFor('web-1'));
     expect(blocked.status).toBe(429);
     // The whole address is blocked for now, API tokens included: read the store itself.
-    expect(app.fleet.store.agents.list()).toEqual([]);
+    expect(await app.fleet.store.agents.list()).toEqual([]);
   });
 
   it('throttles a join token holder who keeps retrying a refused enrollment (each refusal is an audit row)', async () => {
@@ -178,7 +178,7 @@ describe('enrolling', () => {
     for (let i = 0; i < 20; i++) statuses.push((await enroll(app, plain.token, keyFor('web-1'))).status);
     expect(statuses.slice(0, 5)).toEqual([409, 409, 409, 409, 409]);
     expect(statuses.slice(5).every((s) => s === 429)).toBe(true);
-    const refused = app.fleet.store.allEvents(0, 1000).filter((e) => e.type === 'agent.enroll_refused');
+    const refused = (await app.fleet.store.allEvents(0, 1000)).filter((e) => e.type === 'agent.enroll_refused');
     expect(refused).toHaveLength(5);
   });
 
@@ -198,15 +198,15 @@ describe('enrolling', () => {
     const taken = await enroll(app, plain.token, keyFor('web-1'));
     expect(taken.status).toBe(409);
     expect(taken.body.error?.message).toMatch(/replace/);
-    const before = app.fleet.store.agents.publicKeyOf('web-1');
+    const before = await app.fleet.store.agents.publicKeyOf('web-1');
     const replace = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'web-1', replace: true })).body);
     // Labels fixed at the first enrollment stay; the replace token's are laid over them.
     const key = keyFor('web-1');
     expect((await enroll(app, replace.token, key)).body).toMatchObject({ replaced: true });
-    expect(app.fleet.store.agents.publicKeyOf('web-1')).toBe(key.publicKey);
-    expect(app.fleet.store.agents.get('web-1')?.labels).toEqual({ role: 'web' });
+    expect(await app.fleet.store.agents.publicKeyOf('web-1')).toBe(key.publicKey);
+    expect((await app.fleet.store.agents.get('web-1'))?.labels).toEqual({ role: 'web' });
     expect(key.publicKey).not.toBe(before);
-    const types = app.fleet.store.allEvents(0, 100).map((e) => e.type);
+    const types = (await app.fleet.store.allEvents(0, 100)).map((e) => e.type);
     expect(types).toEqual(
       expect.arrayContaining(['join_token.created', 'agent.enrolled', 'agent.enroll_refused', 'agent.reenrolled']),
     );
@@ -219,7 +219,7 @@ describe('enrolling', () => {
     await enroll(app, token, keyFor('web-2'));
     const secretPart = token.slice(4);
     expect(logs.join('\n')).not.toContain(secretPart);
-    expect(JSON.stringify(app.fleet.store.allEvents(0, 100))).not.toContain(secretPart);
+    expect(JSON.stringify(await app.fleet.store.allEvents(0, 100))).not.toContain(secretPart);
     const rows = app.fleet.store.db.prepare('SELECT * FROM join_tokens').all();
     expect(JSON.stringify(rows)).not.toContain(secretPart);
   });

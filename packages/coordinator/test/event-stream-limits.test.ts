@@ -71,14 +71,14 @@ describe('event streams', () => {
     // A busy rollout: 200 audit rows of 1 KiB each, far past 64 KiB unread.
     const { store } = app.fleet;
     for (let i = 0; i < 200; i++) {
-      store.transaction(() =>
-        store.appendEvent(
-          { rolloutId, actor: 'test', type: 'test.filler', data: { i, pad: 'x'.repeat(1024) } },
-          new Date().toISOString(),
-        ),
-      );
+      await store.transaction(async () =>
+                await store.appendEvent(
+                            { rolloutId, actor: 'test', type: 'test.filler', data: { i, pad: 'x'.repeat(1024) } },
+                            new Date().toISOString(),
+                          ),
+              );
     }
-    const events = app.fleet.store.events(rolloutId, 0, 10_000);
+    const events = await app.fleet.store.events(rolloutId, 0, 10_000);
     expect(events.length).toBeGreaterThan(1);
     await ended;
     expect(coordinator?.logLines.some((l) => l.msg === 'event stream reader too slow; stream ended')).toBe(true);

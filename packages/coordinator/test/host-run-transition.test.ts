@@ -12,9 +12,9 @@ import { SimulatedFleet } from './support/simulated-fleet.js';
 async function queuedRun() {
   const fleet = new SimulatedFleet();
   await fleet.addHosts(['host-1'], { online: false });
-  const { id } = fleet.create({ offline: { mode: 'wait', deliveryDeadlineSeconds: 60 } });
-  fleet.engine.start(id, 'alice'); // dispatch waits for the next turn: the run is still queued here
-  return { fleet, id, run: fleet.run(id, 'host-1') };
+  const { id } = await fleet.create({ offline: { mode: 'wait', deliveryDeadlineSeconds: 60 } });
+  await fleet.engine.start(id, 'alice'); // dispatch waits for the next turn: the run is still queued here
+  return { fleet, id, run: await fleet.run(id, 'host-1') };
 }
 
 describe('host-run transitions', () => {
@@ -30,41 +30,41 @@ describe('host-run transitions', () => {
     expect(run.state).toBe('queued');
     const before = fleet.dump();
 
-    expect(() =>
-      fleet.store.transaction(() =>
-        transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
-      ),
+    expect(async () =>
+      await fleet.store.transaction(async () =>
+                await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
+              ),
     ).toThrow(IllegalHostTransitionError);
-    expect(() =>
-      fleet.store.transaction(() =>
-        transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
-      ),
+    expect(async () =>
+      await fleet.store.transaction(async () =>
+                await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
+              ),
     ).toThrow(`host run host-1 of ${id}: queued → healthy is not in HOST_RUN_TRANSITIONS`);
     expect(fleet.dump()).toBe(before);
-    expect(fleet.run(id, 'host-1').state).toBe('queued');
+    expect((await fleet.run(id, 'host-1')).state).toBe('queued');
   });
 
   it('a move from a stale record (the row has moved on) throws and writes nothing', async () => {
     const { fleet, id, run } = await queuedRun();
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
     const before = fleet.dump();
 
-    expect(() =>
-      fleet.store.transaction(() =>
-        transitionHostRun(fleet, run, { to: 'dispatched', orderId: 'ord_again', at: fleet.now }, { actor: 'system' }),
-      ),
+    expect(async () =>
+      await fleet.store.transaction(async () =>
+                await transitionHostRun(fleet, run, { to: 'dispatched', orderId: 'ord_again', at: fleet.now }, { actor: 'system' }),
+              ),
     ).toThrow(/stale/);
     expect(fleet.dump()).toBe(before);
   });
 
   it('a legal move writes the row and its event with both states', async () => {
     const { fleet, id, run } = await queuedRun();
-    fleet.store.transaction(() =>
-      transitionHostRun(fleet, run, { to: 'skipped', reason: 'by hand' }, { actor: 'bob', data: { why: 'test' } }),
-    );
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'skipped', reason: 'by hand' });
-    expect(fleet.events(id).at(-1)).toMatchObject({
+    await fleet.store.transaction(async () =>
+            await transitionHostRun(fleet, run, { to: 'skipped', reason: 'by hand' }, { actor: 'bob', data: { why: 'test' } }),
+          );
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'skipped', reason: 'by hand' });
+    expect((await fleet.events(id)).at(-1)).toMatchObject({
       type: 'host.skipped',
       hostId: 'host-1',
       actor: 'bob',
@@ -76,15 +76,15 @@ describe('host-run transitions', () => {
 
   it('names the event after the state reached unless told otherwise, with no data unless given', async () => {
     const { fleet, id, run } = await queuedRun();
-    fleet.store.transaction(() => transitionHostRun(fleet, run, { to: 'skipped' }, { actor: 'system' }));
-    expect(fleet.events(id).at(-1)).toMatchObject({ type: 'host.skipped', data: null });
+    await fleet.store.transaction(async () => await transitionHostRun(fleet, run, { to: 'skipped' }, { actor: 'system' }));
+    expect((await fleet.events(id)).at(-1)).toMatchObject({ type: 'host.skipped', data: null });
   });
 
   it('a move without an event (its rollout’s event records it) writes the row and no event', async () => {
     const { fleet, id, run } = await queuedRun();
-    const events = fleet.events(id).length;
-    fleet.store.transaction(() => transitionHostRun(fleet, run, { to: 'skipped' }, null));
-    expect(fleet.run(id, 'host-1').state).toBe('skipped');
-    expect(fleet.events(id)).toHaveLength(events);
+    const events = (await fleet.events(id)).length;
+    await fleet.store.transaction(async () => await transitionHostRun(fleet, run, { to: 'skipped' }, null));
+    expect((await fleet.run(id, 'host-1')).state).toBe('skipped');
+    expect(await fleet.events(id)).toHaveLength(events);
   });
 });

@@ -269,16 +269,16 @@ describe('GET /v1/rollouts/:id/events/stream', () => {
       at: '2030-01-01T00:00:00.000Z',
     };
     const told = readUntil(live, 'event: host.progress');
-    app.fleet.store.transaction(() => app.fleet.store.noteProgress(notice));
+    await app.fleet.store.transaction(async () => await app.fleet.store.noteProgress(notice));
     expect(await told).toBe(`event: host.progress\ndata: ${JSON.stringify(notice)}\n\n`);
     live.destroy();
 
     // Not an audit event: a reader resuming after the last one gets nothing new, only the keep-alive silence.
     const resumed = await open(lastId);
     const next = readUntil(resumed, 'event: rollout.');
-    app.fleet.store.transaction(() =>
-      app.fleet.store.appendEvent({ rolloutId: id, actor: 'test', type: 'rollout.noted' }, notice.at),
-    );
+    await app.fleet.store.transaction(async () =>
+            await app.fleet.store.appendEvent({ rolloutId: id, actor: 'test', type: 'rollout.noted' }, notice.at),
+          );
     expect(await next).not.toContain('host.progress');
     resumed.destroy();
   });

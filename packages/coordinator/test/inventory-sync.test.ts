@@ -27,9 +27,9 @@ let store: Store;
 const clock = new FakeClock(Date.parse('2030-01-07T12:00:00Z'));
 const at = () => new Date(clock.now()).toISOString();
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fleetpatch-inventory-'));
-  store = Store.open(join(dir, 'fleetpatch.db'));
+  store = await Store.open(join(dir, 'fleetpatch.db'));
 });
 
 afterEach(() => {
@@ -37,62 +37,62 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function enroll(...ids: string[]): void {
-  for (const id of ids) store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels: {} }, at());
+async function enroll(...ids: string[]): Promise<void> {
+  for (const id of ids) await store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels: {} }, at());
 }
 
 describe('InventoryRepository', () => {
-  it('stores each distinct package version once, however many hosts have it', () => {
-    enroll('h1', 'h2');
-    store.transaction(() => {
-      store.inventory.replace('h1', opensslHost(VULNERABLE), inventoryDigest(opensslHost(VULNERABLE)), at());
-      store.inventory.replace('h2', opensslHost(FIXED), inventoryDigest(opensslHost(FIXED)), at());
-    });
+  it('stores each distinct package version once, however many hosts have it', async () => {
+    await enroll('h1', 'h2');
+    await store.transaction(async () => {
+            await store.inventory.replace('h1', opensslHost(VULNERABLE), inventoryDigest(opensslHost(VULNERABLE)), at());
+            await store.inventory.replace('h2', opensslHost(FIXED), inventoryDigest(opensslHost(FIXED)), at());
+          });
     expect(store.db.prepare('SELECT COUNT(*) FROM package_versions').pluck().get()).toBe(6);
     expect(store.db.prepare('SELECT COUNT(*) FROM host_packages').pluck().get()).toBe(8);
     expect(
-      store.inventory
-        .versions({ source: 'openssl' })
+      (await store.inventory
+                .versions({ source: 'openssl' }))
         .map((v) => `${v.name} ${v.version} ${v.hosts}`)
         .sort(),
     ).toEqual([`libssl3 ${VULNERABLE} 1`, `libssl3 ${FIXED} 1`, `openssl ${VULNERABLE} 1`, `openssl ${FIXED} 1`]);
-    expect(store.inventory.versions({ name: 'bash' })).toEqual([
+    expect(await store.inventory.versions({ name: 'bash' })).toEqual([
       { ...binary('bash', '5.2.15-2+b7', { sourceVersion: '5.2.15-2' }), hosts: 2 },
     ]);
-    expect(store.inventory.binariesOfSource('openssl').get('h1')).toHaveLength(2);
+    expect((await store.inventory.binariesOfSource('openssl')).get('h1')).toHaveLength(2);
   });
 
-  it('a diff replaces a package of the same name and architecture and returns the digest it leads to', () => {
-    enroll('h1');
+  it('a diff replaces a package of the same name and architecture and returns the digest it leads to', async () => {
+    await enroll('h1');
     const before = opensslHost(VULNERABLE);
-    store.transaction(() => store.inventory.replace('h1', before, inventoryDigest(before), at()));
+    await store.transaction(async () => await store.inventory.replace('h1', before, inventoryDigest(before), at()));
     const after = [...opensslHost(FIXED).slice(0, 2), before[2] as InstalledPackage];
-    const reached = store.transaction(() =>
-      store.inventory.applyDiff(
-        'h1',
-        {
-          changed: opensslHost(FIXED).slice(0, 2),
-          removed: [{ name: 'tzdata', architecture: 'all' }],
-          count: 3,
-          digest: inventoryDigest(after),
-        },
-        at(),
-      ),
-    );
+    const reached = await store.transaction(async () =>
+          await store.inventory.applyDiff(
+                    'h1',
+                    {
+                      changed: opensslHost(FIXED).slice(0, 2),
+                      removed: [{ name: 'tzdata', architecture: 'all' }],
+                      count: 3,
+                      digest: inventoryDigest(after),
+                    },
+                    at(),
+                  ),
+        );
     expect(reached).toBe(inventoryDigest(after));
-    expect(store.inventory.packagesOf('h1')).toHaveLength(3);
-    expect(store.inventory.get('h1')).toMatchObject({ state: 'reported', packageCount: 3 });
+    expect(await store.inventory.packagesOf('h1')).toHaveLength(3);
+    expect(await store.inventory.get('h1')).toMatchObject({ state: 'reported', packageCount: 3 });
   });
 
-  it('unavailable drops the packages and keeps the reason', () => {
-    enroll('h1');
-    store.transaction(() => store.inventory.replace('h1', opensslHost(VULNERABLE), 'd'.repeat(64), at()));
-    store.transaction(() => store.inventory.markUnavailable('h1', 'no dpkg database at /var/lib/dpkg', at()));
-    expect(store.inventory.get('h1')).toMatchObject({
+  it('unavailable drops the packages and keeps the reason', async () => {
+    await enroll('h1');
+    await store.transaction(async () => await store.inventory.replace('h1', opensslHost(VULNERABLE), 'd'.repeat(64), at()));
+    await store.transaction(async () => await store.inventory.markUnavailable('h1', 'no dpkg database at /var/lib/dpkg', at()));
+    expect(await store.inventory.get('h1')).toMatchObject({
       state: 'unavailable',
       reason: 'no dpkg database at /var/lib/dpkg',
     });
-    expect(store.inventory.packagesOf('h1')).toEqual([]);
+    expect(await store.inventory.packagesOf('h1')).toEqual([]);
   });
 });
 
@@ -113,9 +113,9 @@ function syncUnderTest(options: { maxFullRequests?: number; offline?: Set<string
     ...(options.maxFullRequests ? { maxFullRequests: options.maxFullRequests } : {}),
   });
   /** Hands `reports` to the sync and writes what it accepted (it would on the next turn of the event loop). */
-  const deliver = (agentId: string, ...reports: InventoryReport[]) => {
-    for (const report of reports) sync.onReport(agentId, report);
-    sync.flush();
+  const deliver = async (agentId: string, ...reports: InventoryReport[]) => {
+    for (const report of reports) await sync.onReport(agentId, report);
+    await sync.flush();
   };
   return { sync, requests, deliver };
 }
@@ -138,19 +138,19 @@ function fullOf(
 }
 
 describe('InventorySync', () => {
-  it('asks for everything when it holds nothing, stores the full inventory, then applies diffs in sequence', () => {
-    enroll('h1');
+  it('asks for everything when it holds nothing, stores the full inventory, then applies diffs in sequence', async () => {
+    await enroll('h1');
     const { sync, requests, deliver } = syncUnderTest();
     const v1 = opensslHost(VULNERABLE);
     sync.agentConnected('h1');
-    sync.onReport('h1', { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: v1.length });
+    await sync.onReport('h1', { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: v1.length });
     expect(requests).toEqual([
       { agentId: 'h1', message: { type: 'inventory.request', reason: 'no inventory stored yet' } },
     ]);
     expect(sync.isCurrent('h1')).toBe(false);
     deliver('h1', ...fullOf(v1, 2));
     expect(sync.isCurrent('h1')).toBe(true);
-    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v1));
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
 
     const v2 = opensslHost(FIXED);
     deliver('h1', {
@@ -162,24 +162,24 @@ describe('InventorySync', () => {
       removed: [],
     });
     expect(sync.isCurrent('h1')).toBe(true);
-    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v2));
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v2));
     expect(requests).toHaveLength(1);
   });
 
-  it('takes a matching summary as confirmation: no request, the copy is current', () => {
-    enroll('h1');
+  it('takes a matching summary as confirmation: no request, the copy is current', async () => {
+    await enroll('h1');
     const v1 = opensslHost(VULNERABLE);
-    store.transaction(() => store.inventory.replace('h1', v1, inventoryDigest(v1), '2030-01-01T00:00:00.000Z'));
+    await store.transaction(async () => await store.inventory.replace('h1', v1, inventoryDigest(v1), '2030-01-01T00:00:00.000Z'));
     const { sync, requests } = syncUnderTest();
     sync.agentConnected('h1');
-    sync.onReport('h1', { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: v1.length });
+    await sync.onReport('h1', { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: v1.length });
     expect(requests).toEqual([]);
     expect(sync.isCurrent('h1')).toBe(true);
-    expect(store.inventory.get('h1')?.confirmedAt).toBe(at());
+    expect((await store.inventory.get('h1'))?.confirmedAt).toBe(at());
   });
 
-  it('refuses a diff out of sequence, or one that does not lead to the agent’s digest, and asks for everything', () => {
-    enroll('h1', 'h2');
+  it('refuses a diff out of sequence, or one that does not lead to the agent’s digest, and asks for everything', async () => {
+    await enroll('h1', 'h2');
     const v1 = opensslHost(VULNERABLE);
     const { sync, requests, deliver } = syncUnderTest();
     for (const id of ['h1', 'h2']) {
@@ -195,7 +195,7 @@ describe('InventorySync', () => {
       removed: [],
     };
     // h1 missed seq 2.
-    sync.onReport('h1', { ...diff, seq: 3 });
+    await sync.onReport('h1', { ...diff, seq: 3 });
     // h2's diff is in sequence but claims a result it does not lead to (it leaves out libssl3).
     deliver('h2', { ...diff, seq: 2, changed: v2.slice(0, 1) });
     expect(requests.map((r) => [r.agentId, r.message])).toEqual([
@@ -205,47 +205,47 @@ describe('InventorySync', () => {
     expect(sync.isCurrent('h1')).toBe(false);
     expect(sync.isCurrent('h2')).toBe(false);
     // h1's stored copy is untouched by the refused diff.
-    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v1));
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
     // The full inventories asked for bring both back.
     for (const id of ['h1', 'h2']) deliver(id, ...fullOf(v2, 9));
     expect(sync.isCurrent('h1') && sync.isCurrent('h2')).toBe(true);
   });
 
-  it('assembles a full inventory from its parts, and starts over when a part is missing', () => {
-    enroll('h1');
+  it('assembles a full inventory from its parts, and starts over when a part is missing', async () => {
+    await enroll('h1');
     const many = Array.from({ length: 25 }, (_, i) => binary(`pkg${i}`, '1.0-1'));
     const { sync, requests, deliver } = syncUnderTest();
     sync.agentConnected('h1');
     const parts = fullOf(many, 1, 10);
     expect(parts).toHaveLength(3);
-    sync.onReport('h1', parts[0] as InventoryFull);
-    sync.onReport('h1', parts[2] as InventoryFull);
+    await sync.onReport('h1', parts[0] as InventoryFull);
+    await sync.onReport('h1', parts[2] as InventoryFull);
     expect(requests.map((r) => r.message)).toEqual([
       { type: 'inventory.request', reason: 'a part of the full inventory was missing or out of order' },
     ]);
-    expect(store.inventory.get('h1')).toBeUndefined();
+    expect(await store.inventory.get('h1')).toBeUndefined();
     deliver('h1', ...fullOf(many, 2, 10));
-    expect(store.inventory.packagesOf('h1')).toHaveLength(25);
+    expect(await store.inventory.packagesOf('h1')).toHaveLength(25);
     expect(sync.isCurrent('h1')).toBe(true);
   });
 
-  it('does not store a full inventory that does not match its own digest', () => {
-    enroll('h1');
+  it('does not store a full inventory that does not match its own digest', async () => {
+    await enroll('h1');
     const { sync } = syncUnderTest();
     sync.agentConnected('h1');
     const [part] = fullOf(opensslHost(VULNERABLE), 1);
-    sync.onReport('h1', { ...(part as InventoryFull), digest: 'f'.repeat(64) });
-    expect(store.inventory.get('h1')).toBeUndefined();
+    await sync.onReport('h1', { ...(part as InventoryFull), digest: 'f'.repeat(64) });
+    expect(await store.inventory.get('h1')).toBeUndefined();
     expect(sync.isCurrent('h1')).toBe(false);
   });
 
-  it('asks at most maxFullRequests agents at once; the next is asked as one answers or leaves', () => {
-    enroll('a', 'b', 'c', 'd');
+  it('asks at most maxFullRequests agents at once; the next is asked as one answers or leaves', async () => {
+    await enroll('a', 'b', 'c', 'd');
     const { sync, requests, deliver } = syncUnderTest({ maxFullRequests: 2 });
     const v1 = opensslHost(VULNERABLE);
     for (const id of ['a', 'b', 'c', 'd']) {
       sync.agentConnected(id);
-      sync.onReport(id, { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: 4 });
+      await sync.onReport(id, { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: 4 });
     }
     expect(requests.map((r) => r.agentId)).toEqual(['a', 'b']);
     deliver('a', ...fullOf(v1, 2));
@@ -254,41 +254,41 @@ describe('InventorySync', () => {
     expect(requests.map((r) => r.agentId)).toEqual(['a', 'b', 'c', 'd']);
   });
 
-  it('writes what it accepted in one batch, in order: a diff right behind a full inventory is applied on it', () => {
-    enroll('h1', 'h2');
+  it('writes what it accepted in one batch, in order: a diff right behind a full inventory is applied on it', async () => {
+    await enroll('h1', 'h2');
     const { sync, requests } = syncUnderTest();
     const v1 = opensslHost(VULNERABLE);
     const v2 = opensslHost(FIXED);
     for (const id of ['h1', 'h2']) {
       sync.agentConnected(id);
-      for (const part of fullOf(v1, 1)) sync.onReport(id, part);
+      for (const part of fullOf(v1, 1)) await sync.onReport(id, part);
     }
-    sync.onReport('h1', {
-      type: 'inventory.diff',
-      seq: 2,
-      digest: inventoryDigest(v2),
-      count: 4,
-      changed: v2.slice(0, 2),
-      removed: [],
-    });
+    await sync.onReport('h1', {
+            type: 'inventory.diff',
+            seq: 2,
+            digest: inventoryDigest(v2),
+            count: 4,
+            changed: v2.slice(0, 2),
+            removed: [],
+          });
     expect(sync.isCurrent('h1')).toBe(false);
-    expect(store.inventory.get('h1')).toBeUndefined();
-    sync.flush();
-    expect(store.inventory.get('h1')?.digest).toBe(inventoryDigest(v2));
-    expect(store.inventory.get('h2')?.digest).toBe(inventoryDigest(v1));
+    expect(await store.inventory.get('h1')).toBeUndefined();
+    await sync.flush();
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v2));
+    expect((await store.inventory.get('h2'))?.digest).toBe(inventoryDigest(v1));
     expect(sync.isCurrent('h1') && sync.isCurrent('h2')).toBe(true);
     expect(requests).toEqual([]);
   });
 
-  it('records an agent with no dpkg database as unavailable, which is current', () => {
-    enroll('h1');
+  it('records an agent with no dpkg database as unavailable, which is current', async () => {
+    await enroll('h1');
     const { sync, requests } = syncUnderTest();
     sync.agentConnected('h1');
-    sync.onReport('h1', { type: 'inventory.unavailable', seq: 1, reason: 'no dpkg database at /var/lib/dpkg' });
+    await sync.onReport('h1', { type: 'inventory.unavailable', seq: 1, reason: 'no dpkg database at /var/lib/dpkg' });
     expect(sync.isCurrent('h1')).toBe(false); // accepted, not written yet
-    sync.flush();
+    await sync.flush();
     expect(requests).toEqual([]);
     expect(sync.isCurrent('h1')).toBe(true);
-    expect(store.inventory.get('h1')).toMatchObject({ state: 'unavailable' });
+    expect(await store.inventory.get('h1')).toMatchObject({ state: 'unavailable' });
   });
 });

@@ -68,7 +68,7 @@ describe('migrations', () => {
     expect(MIGRATIONS.find((m) => m.version === 7)?.sql).toContain('CREATE TABLE host_packages');
   });
 
-  it('bring a database at version 6 (signed rollouts) to the newest: its rows kept, the inventory usable', () => {
+  it('bring a database at version 6 (signed rollouts) to the newest: its rows kept, the inventory usable', async () => {
     databaseAt(6, (db) => {
       db.prepare(
         "INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES ('web-1', ?, '{}', ?, ?)",
@@ -82,7 +82,7 @@ describe('migrations', () => {
       ).run(AT);
     });
 
-    const store = Store.open(file);
+    const store = await Store.open(file);
     try {
       expect(store.db.prepare('SELECT version FROM schema_migrations ORDER BY version').pluck().all()).toEqual(
         MIGRATIONS.map((m) => m.version),
@@ -99,34 +99,34 @@ describe('migrations', () => {
       expect(store.db.prepare('SELECT signer FROM statement_signatures WHERE digest = ?').pluck().all('d1')).toEqual([
         'alice',
       ]);
-      expect(store.agents.list().map((a) => a.id)).toEqual(['web-1']);
+      expect((await store.agents.list()).map((a) => a.id)).toEqual(['web-1']);
 
       const packages = opensslHost(VULNERABLE);
-      store.transaction(() => store.inventory.replace('web-1', packages, inventoryDigest(packages), AT));
-      expect(store.inventory.packagesOf('web-1')).toHaveLength(packages.length);
+      await store.transaction(async () => await store.inventory.replace('web-1', packages, inventoryDigest(packages), AT));
+      expect(await store.inventory.packagesOf('web-1')).toHaveLength(packages.length);
     } finally {
       store.close();
     }
   });
 
-  it('put the after-change report of host runs at 8, a column an older row reads as null', () => {
+  it('put the after-change report of host runs at 8, a column an older row reads as null', async () => {
     databaseAt(7, (db) => {
       insertRollout(db, 'running');
       db.prepare(
         "INSERT INTO host_runs (rollout_id, host_id, wave, position, state) VALUES ('ro_1', 'web-1', 0, 0, 'healthy')",
       ).run();
     });
-    const store = Store.open(file);
+    const store = await Store.open(file);
     try {
-      expect(store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'healthy', afterChange: null });
+      expect(await store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'healthy', afterChange: null });
     } finally {
       store.close();
     }
   });
 
-  it('leave a database already at the newest version as it is', () => {
+  it('leave a database already at the newest version as it is', async () => {
     databaseAt(MIGRATIONS.length, () => {});
-    const store = Store.open(file);
+    const store = await Store.open(file);
     try {
       expect(store.db.prepare('SELECT COUNT(*) FROM schema_migrations').pluck().get()).toBe(MIGRATIONS.length);
       expect(store.db.prepare('SELECT DISTINCT applied_at FROM schema_migrations').pluck().all()).toEqual([AT]);
@@ -135,16 +135,16 @@ describe('migrations', () => {
     }
   });
 
-  it('put the resolved packages of host runs at 9, a column an older row reads as null', () => {
+  it('put the resolved packages of host runs at 9, a column an older row reads as null', async () => {
     databaseAt(8, (db) => {
       insertRollout(db, 'running');
       db.prepare(
         "INSERT INTO host_runs (rollout_id, host_id, wave, position, state) VALUES ('ro_1', 'web-1', 0, 0, 'queued')",
       ).run();
     });
-    const store = Store.open(file);
+    const store = await Store.open(file);
     try {
-      expect(store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'queued', packages: null, afterChange: null });
+      expect(await store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'queued', packages: null, afterChange: null });
     } finally {
       store.close();
     }

@@ -21,14 +21,14 @@ describe('an order an agent refuses', () => {
   it('is a security event with its code — in the rollout’s events, the whole audit trail, and the log at warn', async () => {
     const { log, lines } = capturingLog();
     const { fleet, id } = await signedFleet(['web-1', 'web-2', 'web-3'], { alice, bob }, { log, maxFailures: 3 });
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
 
     const tamperedOrder = await fleet.refuse('web-1', TAMPERED);
     const ownerOrder = await fleet.refuse('web-2', OWNER);
     await fleet.finish('web-3', 'failed'); // a health failure is no refusal
 
-    const refused = fleet.events(id).filter((e) => e.type === ORDER_REFUSED_EVENT);
+    const refused = (await fleet.events(id)).filter((e) => e.type === ORDER_REFUSED_EVENT);
     expect(refused.map(({ rolloutId, hostId, actor, data }) => ({ rolloutId, hostId, actor, data }))).toEqual([
       {
         rolloutId: id,
@@ -44,8 +44,8 @@ describe('an order an agent refuses', () => {
       },
     ]);
     // Beside the host's own transition, which still says why it failed.
-    expect(fleet.run(id, 'web-1')).toMatchObject({ state: 'failed', errorCode: 'policy_denied', reason: TAMPERED });
-    const trail = fleet.store.allEvents(0, 10_000).filter((e) => e.type === ORDER_REFUSED_EVENT);
+    expect(await fleet.run(id, 'web-1')).toMatchObject({ state: 'failed', errorCode: 'policy_denied', reason: TAMPERED });
+    const trail = (await fleet.store.allEvents(0, 10_000)).filter((e) => e.type === ORDER_REFUSED_EVENT);
     expect(trail.map((e) => e.seq)).toEqual(refused.map((e) => e.seq));
 
     const warnings = lines.filter((l) => l.msg === 'agent refused an order: security event');
@@ -57,14 +57,14 @@ describe('an order an agent refuses', () => {
 
   it('is recorded once: the same result again in a later hello adds no event', async () => {
     const { fleet, id } = await signedFleet(['web-1'], { alice, bob });
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.refuse('web-1', TAMPERED);
 
     fleet.disconnect('web-1');
     fleet.agent('web-1').forgetAcks(); // its ack was lost: the hello reports the refusal again
     await fleet.connect('web-1');
-    expect(fleet.events(id).filter((e) => e.type === ORDER_REFUSED_EVENT)).toHaveLength(1);
+    expect((await fleet.events(id)).filter((e) => e.type === ORDER_REFUSED_EVENT)).toHaveLength(1);
   });
 
   it('takes a code from the reason only when it is a refusal code; any other text is policy_denied', async () => {
@@ -72,28 +72,28 @@ describe('an order an agent refuses', () => {
     await fleet.addHosts(['web-1']);
     const id = await fleet.launch();
     await fleet.refuse('web-1', 'root_granted: trust me');
-    const [event] = fleet.events(id).filter((e) => e.type === ORDER_REFUSED_EVENT);
+    const [event] = (await fleet.events(id)).filter((e) => e.type === ORDER_REFUSED_EVENT);
     expect(event?.data).toMatchObject({ code: 'policy_denied', reason: 'root_granted: trust me' });
   });
 
   it('a refused revert order is one too, and the host still counts as changed, so a new revert statement reaches it', async () => {
     const { fleet, id, statement } = await signedFleet(['web-1'], { alice, bob });
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishAll(['web-1']);
     const signedRevert = async () => {
       const revert = revertStatementFor(statement, null, { now: new Date(fleet.now), validForSeconds: 3600 });
-      fleet.engine.signRevert(id, alice.submission(revert), 'alice');
-      expect(fleet.engine.signRevert(id, bob.submission(revert), 'bob')).toBe(true);
+      await fleet.engine.signRevert(id, alice.submission(revert), 'alice');
+      expect(await fleet.engine.signRevert(id, bob.submission(revert), 'bob')).toBe(true);
       await fleet.engine.whenIdle();
     };
     await signedRevert();
 
     const reason = 'expired: expired at 2030-01-07T13:00:00.000Z';
     const revertOrder = await fleet.refuseRevert('web-1', reason);
-    expect(fleet.run(id, 'web-1')).toMatchObject({ state: 'revert_failed', changed: true });
-    expect(fleet.state(id)).toBe('revert_failed');
-    const [event] = fleet.events(id).filter((e) => e.type === ORDER_REFUSED_EVENT);
+    expect(await fleet.run(id, 'web-1')).toMatchObject({ state: 'revert_failed', changed: true });
+    expect(await fleet.state(id)).toBe('revert_failed');
+    const [event] = (await fleet.events(id)).filter((e) => e.type === ORDER_REFUSED_EVENT);
     expect(event).toMatchObject({
       hostId: 'web-1',
       data: { orderId: revertOrder, order: 'revert', code: 'expired', reason },
@@ -104,6 +104,6 @@ describe('an order an agent refuses', () => {
     const reverts = fleet.sentOf('order.revert', 'web-1');
     expect(reverts.map((r) => r.message.orderId)).toHaveLength(2);
     await fleet.finishRevert('web-1');
-    expect(fleet.state(id)).toBe('reverted');
+    expect(await fleet.state(id)).toBe('reverted');
   });
 });

@@ -135,8 +135,8 @@ describe('a dry run over the agent socket', () => {
     expect(connected.welcomed).toBe(true);
     peer = connected.peer;
     const { patches, engine, dryRun } = hub.app.fleet;
-    const patch = patches.create(PatchSpecSchema.parse(SAMPLE_PATCH_SPEC), 'olga');
-    const rollout = engine.create(RolloutRequestSchema.parse({ patchId: patch.id, target: { all: true } }), 'olga');
+    const patch = await patches.create(PatchSpecSchema.parse(SAMPLE_PATCH_SPEC), 'olga');
+    const rollout = await engine.create(RolloutRequestSchema.parse({ patchId: patch.id, target: { all: true } }), 'olga');
 
     const started = Date.now();
     const result = dryRun.run(rollout.id, TEN_MINUTES, 'olga');

@@ -24,7 +24,7 @@ async function inFlight(input: Parameters<SimulatedFleet['launch']>[0] = {}) {
   const fleet = new SimulatedFleet();
   await fleet.addHosts(['h-1', 'h-2']);
   const id = await fleet.launch({ target: { hostIds: ['h-1'] }, ...input });
-  const orderId = fleet.run(id, 'h-1').orderId as string;
+  const orderId = (await fleet.run(id, 'h-1')).orderId as string;
   return { fleet, id, orderId };
 }
 
@@ -65,7 +65,7 @@ describe('hellos', () => {
     await fleet.addHosts(['h-1']);
     await fleet.connect('h-1');
     await fleet.connect('h-1');
-    const rows = fleet.store.allEvents(0, 100).filter((e) => e.type === 'agent.connected');
+    const rows = (await fleet.store.allEvents(0, 100)).filter((e) => e.type === 'agent.connected');
     expect(rows).toMatchObject([
       { hostId: 'h-1', actor: 'h-1', data: { agentVersion: 'sim', reconnectsCoalesced: 0 } },
     ]);
@@ -86,14 +86,14 @@ describe('hellos', () => {
 
   it('send an order in flight again while the rollout is paused, but not once it is halted', async () => {
     const { fleet, id } = await inFlight();
-    fleet.engine.pause(id, 'alice');
+    await fleet.engine.pause(id, 'alice');
     fleet.hello('h-1', 0);
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.apply', 'h-1')).toHaveLength(2);
 
     const halted = await inFlight({ target: { hostIds: ['h-1', 'h-2'] }, maxFailures: 0, waves: ['100%'] });
     await halted.fleet.finish('h-2', 'failed');
-    expect(halted.fleet.state(halted.id)).toBe('halted');
+    expect(await halted.fleet.state(halted.id)).toBe('halted');
     halted.fleet.hello('h-1', 0);
     await halted.fleet.engine.whenIdle();
     expect(halted.fleet.sentOf('order.apply', 'h-1')).toHaveLength(1);
@@ -104,9 +104,9 @@ describe('hellos', () => {
     await fleet.addHosts(['h-1']);
     const id = await fleet.launch();
     await fleet.finish('h-1');
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
-    const revertOrderId = fleet.run(id, 'h-1').revertOrderId;
+    const revertOrderId = (await fleet.run(id, 'h-1')).revertOrderId;
 
     await fleet.connect('h-1');
     expect(fleet.sentOf('order.revert', 'h-1')).toHaveLength(1);
@@ -119,13 +119,13 @@ describe('hellos', () => {
   it('settle a timed-out order the agent never heard of, and only that', async () => {
     const { fleet, id } = await inFlight({ hostTimeoutSeconds: 10 });
     await fleet.advance(11 * SECOND);
-    expect(fleet.run(id, 'h-1')).toMatchObject({ state: 'timed_out', answered: false });
+    expect(await fleet.run(id, 'h-1')).toMatchObject({ state: 'timed_out', answered: false });
 
     await fleet.connect('h-1'); // it lists the order: still working on it
-    expect(fleet.run(id, 'h-1').answered).toBe(false);
+    expect((await fleet.run(id, 'h-1')).answered).toBe(false);
     fleet.hello('h-1', 0); // a hello without it: the order never arrived
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'h-1').answered).toBe(true);
+    expect((await fleet.run(id, 'h-1')).answered).toBe(true);
   });
 
   it('bring back the revert of a host reverted on its own while its rollout runs, never its apply', async () => {
@@ -133,10 +133,10 @@ describe('hellos', () => {
     await fleet.addHosts(['h-1', 'h-2']);
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('h-1'); // its wave passes; h-2's order is in flight, the rollout runs
-    fleet.engine.revertHost(id, 'h-1', 'alice');
+    await fleet.engine.revertHost(id, 'h-1', 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('running');
-    const revertOrderId = fleet.run(id, 'h-1').revertOrderId;
+    expect(await fleet.state(id)).toBe('running');
+    const revertOrderId = (await fleet.run(id, 'h-1')).revertOrderId;
 
     fleet.hello('h-1', 0);
     await fleet.engine.whenIdle();
@@ -149,13 +149,13 @@ describe('hellos and cancels', () => {
   it('cancel nothing the agent still works on while its rollout runs or is paused', async () => {
     const { fleet, id } = await inFlight();
     await fleet.connect('h-1'); // it lists the order, not done
-    fleet.engine.pause(id, 'alice');
+    await fleet.engine.pause(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.connect('h-1');
     expect(fleet.sentOf('order.cancel')).toEqual([]);
 
     // What the same hello brings once the rollout is aborted: the order is cancelled.
-    fleet.engine.abort(id, 'alice', null);
+    await fleet.engine.abort(id, 'alice', null);
     await fleet.engine.whenIdle();
     const cancelsAtAbort = fleet.sentOf('order.cancel', 'h-1').length;
     await fleet.connect('h-1');
@@ -174,17 +174,17 @@ describe('hellos and cancels', () => {
     ]) {
       await helloListing(fleet, 'h-1', orders);
     }
-    fleet.engine.abort(id, 'alice', null); // not even once nothing may finish
+    await fleet.engine.abort(id, 'alice', null); // not even once nothing may finish
     await fleet.engine.whenIdle();
     await helloListing(fleet, 'h-1', [{ orderId, phase: 'done' }]);
-    expect(fleet.run(id, 'h-1').state).toBe('healthy');
+    expect((await fleet.run(id, 'h-1')).state).toBe('healthy');
     expect(fleet.sentOf('order.cancel', 'h-1')).toEqual([]);
     expect(fleet.sentOf('order.cancel', 'h-2')).toHaveLength(1); // the abort's, for its order in flight
   });
 
   it('cancel no order of another host, even one its own host is told to cancel', async () => {
     const { fleet, id, orderId } = await inFlight();
-    fleet.engine.abort(id, 'alice', null);
+    await fleet.engine.abort(id, 'alice', null);
     await fleet.engine.whenIdle();
     await helloListing(fleet, 'h-2', [{ orderId, phase: 'applying' }]);
     expect(fleet.sentOf('order.cancel', 'h-2')).toEqual([]);
@@ -197,14 +197,14 @@ describe('hellos and cancels', () => {
     const bob = statementSigner();
     const { log, lines } = capturingLog();
     const { fleet, id, statement } = await signedFleet(['h-1'], { alice, bob }, { log });
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishAll(['h-1']);
     const revert = revertStatementFor(statement, null, { now: new Date(fleet.now), validForSeconds: 3600 });
-    fleet.engine.signRevert(id, alice.submission(revert), 'alice');
-    fleet.engine.signRevert(id, bob.submission(revert), 'bob');
+    await fleet.engine.signRevert(id, alice.submission(revert), 'alice');
+    await fleet.engine.signRevert(id, bob.submission(revert), 'bob');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'h-1').state).toBe('reverting');
+    expect((await fleet.run(id, 'h-1')).state).toBe('reverting');
     // A database edited by hand, or restored from an older backup: the revert statement is gone.
     fleet.store.db.exec(
       "DELETE FROM statement_signatures WHERE digest IN (SELECT digest FROM statements WHERE kind = 'revert'); DELETE FROM statements WHERE kind = 'revert'",
@@ -216,7 +216,7 @@ describe('hellos and cancels', () => {
     expect(lines.filter((l) => l.msg === 'revert order not resent')).toMatchObject([
       { level: 50, rolloutId: id, hostId: 'h-1' },
     ]);
-    expect(fleet.store.allEvents(0, 1000).filter((e) => e.type === 'agent.connected').length).toBeGreaterThan(0);
+    expect((await fleet.store.allEvents(0, 1000)).filter((e) => e.type === 'agent.connected').length).toBeGreaterThan(0);
   });
 });
 
@@ -242,13 +242,13 @@ describe('progress', () => {
     async (phase, state) => {
       const { fleet, id, orderId } = await inFlight();
       const told = notices(fleet);
-      const events = fleet.events(id).length;
+      const events = (await fleet.events(id)).length;
       await progress(fleet, 'h-1', orderId, phase, 'step 1 of 2');
-      expect(fleet.run(id, 'h-1').state).toBe(state);
+      expect((await fleet.run(id, 'h-1')).state).toBe(state);
       expect(told).toEqual([
         { type: 'host.progress', rolloutId: id, hostId: 'h-1', state, at: at(fleet), message: 'step 1 of 2' },
       ]);
-      expect(fleet.events(id)).toHaveLength(events);
+      expect(await fleet.events(id)).toHaveLength(events);
     },
   );
 
@@ -265,7 +265,7 @@ describe('progress', () => {
     const told = notices(fleet);
     const before = fleet.dump();
     for (const phase of ['applying', 'verifying', 'accepted'] as const) await progress(fleet, 'h-1', orderId, phase);
-    expect(fleet.run(id, 'h-1').state).toBe('verifying');
+    expect((await fleet.run(id, 'h-1')).state).toBe('verifying');
     expect(fleet.dump()).toBe(before);
     expect(told).toEqual([]);
   });
@@ -274,22 +274,22 @@ describe('progress', () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['h-1', 'h-2']);
     const id = await fleet.launch({ target: { hostIds: ['h-1', 'h-2'] }, waves: ['100%'] });
-    const [one, two] = ['h-1', 'h-2'].map((host) => fleet.run(id, host).orderId as string) as [string, string];
+    const [one, two] = ['h-1', 'h-2'].map(async (host) => (await fleet.run(id, host)).orderId as string) as [string, string];
     const told = notices(fleet);
-    const events = fleet.events(id).length;
+    const events = (await fleet.events(id)).length;
     for (const phase of ['accepted', 'snapshotted', 'applying'] as const) {
       fleet.engine.onOrderProgress('h-1', { type: 'order.progress', orderId: one, phase });
       fleet.engine.onOrderProgress('h-2', { type: 'order.progress', orderId: two, phase });
     }
     fleet.engine.onOrderProgress('h-1', { type: 'order.progress', orderId: one, phase: 'verifying' });
     await report(fleet, 'h-1', one, 'healthy');
-    expect(fleet.run(id, 'h-1').state).toBe('healthy');
-    expect(fleet.run(id, 'h-2').state).toBe('applying');
+    expect((await fleet.run(id, 'h-1')).state).toBe('healthy');
+    expect((await fleet.run(id, 'h-2')).state).toBe('applying');
     expect(told).toEqual([{ type: 'host.progress', rolloutId: id, hostId: 'h-2', state: 'applying', at: at(fleet) }]);
     // The result is the one audit row the burst wrote (besides what the freed slot dispatched).
     expect(
-      fleet
-        .events(id)
+      (await fleet
+                .events(id))
         .slice(events)
         .filter((e) => e.hostId === 'h-1'),
     ).toMatchObject([{ type: 'host.healthy', fromState: 'dispatched', toState: 'healthy' }]);
@@ -298,17 +298,17 @@ describe('progress', () => {
   it('tells nothing when the burst’s transaction rolls back', async () => {
     const { fleet, id, orderId } = await inFlight();
     const told = notices(fleet);
-    expect(() =>
-      fleet.store.transaction(() => {
-        fleet.store.noteProgress({
-          type: 'host.progress',
-          rolloutId: id,
-          hostId: 'h-1',
-          state: 'applying',
-          at: at(fleet),
-        });
-        throw new Error('rolled back');
-      }),
+    expect(async () =>
+      await fleet.store.transaction(async () => {
+                await fleet.store.noteProgress({
+                            type: 'host.progress',
+                            rolloutId: id,
+                            hostId: 'h-1',
+                            state: 'applying',
+                            at: at(fleet),
+                          });
+                throw new Error('rolled back');
+              }),
     ).toThrow('rolled back');
     expect(told).toEqual([]);
     await progress(fleet, 'h-1', orderId, 'applying');
@@ -320,7 +320,7 @@ describe('progress', () => {
     await report(fleet, 'h-1', orderId, 'healthy');
     const before = fleet.dump();
     await progress(fleet, 'h-1', orderId, 'applying');
-    expect(fleet.run(id, 'h-1').state).toBe('healthy');
+    expect((await fleet.run(id, 'h-1')).state).toBe('healthy');
     expect(fleet.dump()).toBe(before);
   });
 
@@ -329,7 +329,7 @@ describe('progress', () => {
     await progress(fleet, 'h-1', orderId, 'reverting');
     await progress(fleet, 'h-1', orderId, 'done');
     await progress(fleet, 'h-2', orderId, 'applying');
-    expect(fleet.run(id, 'h-1').state).toBe('dispatched');
+    expect((await fleet.run(id, 'h-1')).state).toBe('dispatched');
   });
 });
 
@@ -350,20 +350,20 @@ describe('results of apply orders', () => {
   it.each(outcomes)('%s leaves the host %s (a counted failure: %s)', async (outcome, state, counted) => {
     const { fleet, id, orderId } = await inFlight({ maxFailures: 5 });
     await report(fleet, 'h-1', orderId, outcome, { changed: false });
-    expect(fleet.run(id, 'h-1')).toMatchObject({ state, countedFailure: counted });
+    expect(await fleet.run(id, 'h-1')).toMatchObject({ state, countedFailure: counted });
   });
 
   it('record the error, the reason and the health seen, on the host and in its event', async () => {
     const { fleet, id, orderId } = await inFlight({ maxFailures: 5 });
     const health: HealthCheckResult[] = [{ check: 'port', kind: 'tcp', ok: false, observed: 'refused', at: at(fleet) }];
     await report(fleet, 'h-1', orderId, 'failed', { errorCode: 'health_failed', reason: 'port closed', health });
-    expect(fleet.run(id, 'h-1')).toMatchObject({
+    expect(await fleet.run(id, 'h-1')).toMatchObject({
       state: 'failed',
       errorCode: 'health_failed',
       reason: 'port closed',
       health,
     });
-    expect(fleet.events(id).find((e) => e.type === 'host.failed')?.data).toEqual({
+    expect((await fleet.events(id)).find((e) => e.type === 'host.failed')?.data).toEqual({
       errorCode: 'health_failed',
       reason: 'port closed',
       changed: false,
@@ -374,8 +374,8 @@ describe('results of apply orders', () => {
   it('record no error, reason or health when there are none', async () => {
     const { fleet, id, orderId } = await inFlight();
     await report(fleet, 'h-1', orderId, 'healthy');
-    expect(fleet.run(id, 'h-1')).toMatchObject({ errorCode: null, reason: null, health: null });
-    expect(fleet.events(id).find((e) => e.type === 'host.healthy')?.data).toEqual({
+    expect(await fleet.run(id, 'h-1')).toMatchObject({ errorCode: null, reason: null, health: null });
+    expect((await fleet.events(id)).find((e) => e.type === 'host.healthy')?.data).toEqual({
       errorCode: null,
       reason: null,
       changed: true,
@@ -395,7 +395,7 @@ describe('results of apply orders', () => {
     const before = fleet.dump();
     await report(fleet, 'h-2', orderId, 'failed');
     expect(fleet.dump()).toBe(before);
-    expect(fleet.run(id, 'h-1').state).toBe('dispatched');
+    expect((await fleet.run(id, 'h-1')).state).toBe('dispatched');
     expect(fleet.sentOf('order.ack')).toEqual([]);
   });
 
@@ -403,8 +403,8 @@ describe('results of apply orders', () => {
     const { fleet, id, orderId } = await inFlight({ hostTimeoutSeconds: 10, maxFailures: 1 });
     await fleet.advance(11 * SECOND);
     await report(fleet, 'h-1', orderId, 'healthy');
-    expect(fleet.run(id, 'h-1')).toMatchObject({ state: 'timed_out', changed: true, answered: true });
-    expect(fleet.events(id).at(-1)).toMatchObject({
+    expect(await fleet.run(id, 'h-1')).toMatchObject({ state: 'timed_out', changed: true, answered: true });
+    expect((await fleet.events(id)).at(-1)).toMatchObject({
       type: 'host.late_result',
       actor: 'h-1',
       fromState: 'timed_out',
@@ -416,26 +416,26 @@ describe('results of apply orders', () => {
   it("that come late are recorded once (the agent's account of the host), and say nothing new after that", async () => {
     const { fleet, id, orderId } = await inFlight({ hostTimeoutSeconds: 10, maxFailures: 1 });
     await fleet.advance(11 * SECOND);
-    const events = fleet.events(id).length;
+    const events = (await fleet.events(id)).length;
     await report(fleet, 'h-1', orderId, 'failed', { changed: false });
-    expect(fleet.events(id)).toHaveLength(events + 1);
-    expect(fleet.events(id).at(-1)).toMatchObject({
+    expect(await fleet.events(id)).toHaveLength(events + 1);
+    expect((await fleet.events(id)).at(-1)).toMatchObject({
       type: 'host.late_result',
       data: { outcome: 'failed', changed: false },
     });
     await report(fleet, 'h-1', orderId, 'failed', { changed: false });
-    expect(fleet.events(id)).toHaveLength(events + 1);
+    expect(await fleet.events(id)).toHaveLength(events + 1);
     expect(fleet.sentOf('order.ack', 'h-1')).toHaveLength(2);
   });
 
   it('that show a host of a reverted rollout still changed send the rollout back to reverting', async () => {
     const { fleet, id, orderId } = await inFlight({ hostTimeoutSeconds: 10, maxFailures: 1 });
     await fleet.advance(11 * SECOND);
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('reverted');
+    expect(await fleet.state(id)).toBe('reverted');
     await report(fleet, 'h-1', orderId, 'healthy');
-    expect(fleet.state(id)).toBe('reverting');
+    expect(await fleet.state(id)).toBe('reverting');
     expect(fleet.sentOf('order.revert', 'h-1')).toHaveLength(1);
   });
 
@@ -447,19 +447,19 @@ describe('results of apply orders', () => {
         changed: outcome === 'revert_failed',
         errorCode: 'health_failed',
       });
-      expect(fleet.run(id, 'h-1')).toMatchObject({ state: outcome, countedFailure: true, errorCode: 'health_failed' });
-      expect(fleet.events(id).find((e) => e.type === `host.${outcome}`)?.data).toMatchObject({ during: 'bake' });
+      expect(await fleet.run(id, 'h-1')).toMatchObject({ state: outcome, countedFailure: true, errorCode: 'health_failed' });
+      expect((await fleet.events(id)).find((e) => e.type === `host.${outcome}`)?.data).toMatchObject({ during: 'bake' });
     }
   });
 
   it('of a host already reverting change nothing it carries', async () => {
     const { fleet, id, orderId } = await inFlight({ hostTimeoutSeconds: 10, maxFailures: 1 });
     await report(fleet, 'h-1', orderId, 'healthy');
-    fleet.engine.revertHost(id, 'h-1', 'alice');
+    await fleet.engine.revertHost(id, 'h-1', 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'h-1').state).toBe('reverting');
+    expect((await fleet.run(id, 'h-1')).state).toBe('reverting');
     await report(fleet, 'h-1', orderId, 'failed', { changed: false });
-    expect(fleet.run(id, 'h-1')).toMatchObject({ state: 'reverting', changed: true });
+    expect(await fleet.run(id, 'h-1')).toMatchObject({ state: 'reverting', changed: true });
   });
 });
 
@@ -469,9 +469,9 @@ describe('results of revert orders', () => {
     await fleet.addHosts(['h-1']);
     const id = await fleet.launch({ hostTimeoutSeconds: 10 });
     await fleet.finish('h-1');
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
-    return { fleet, id, revertOrderId: fleet.run(id, 'h-1').revertOrderId as string };
+    return { fleet, id, revertOrderId: (await fleet.run(id, 'h-1')).revertOrderId as string };
   }
 
   it('reverted clears any error; revert_failed keeps it, on the host and in the event', async () => {
@@ -482,7 +482,7 @@ describe('results of revert orders', () => {
       errorCode: 'health_failed',
       reason: 'why it was reverted',
     });
-    expect(ok.fleet.run(ok.id, 'h-1')).toMatchObject({
+    expect(await ok.fleet.run(ok.id, 'h-1')).toMatchObject({
       state: 'reverted',
       changed: false,
       errorCode: null,
@@ -495,12 +495,12 @@ describe('results of revert orders', () => {
       errorCode: 'health_failed',
       reason: 'still broken',
     });
-    expect(bad.fleet.run(bad.id, 'h-1')).toMatchObject({
+    expect(await bad.fleet.run(bad.id, 'h-1')).toMatchObject({
       state: 'revert_failed',
       errorCode: 'health_failed',
       reason: 'still broken',
     });
-    expect(bad.fleet.events(bad.id).find((e) => e.type === 'host.revert_failed')?.data).toEqual({
+    expect((await bad.fleet.events(bad.id)).find((e) => e.type === 'host.revert_failed')?.data).toEqual({
       errorCode: 'health_failed',
       reason: 'still broken',
     });
@@ -512,24 +512,24 @@ describe('results of revert orders', () => {
     const before = fleet.dump();
     await report(fleet, 'h-1', revertOrderId, 'revert_failed', { changed: true });
     expect(fleet.dump()).toBe(before);
-    expect(fleet.run(id, 'h-1').state).toBe('reverted');
+    expect((await fleet.run(id, 'h-1')).state).toBe('reverted');
     expect(fleet.sentOf('order.ack', 'h-1').filter((s) => s.message.orderId === revertOrderId)).toHaveLength(2);
   });
 
   it('a success that comes after the revert was given up on is recorded, and the rollout ends reverted', async () => {
     const { fleet, id, revertOrderId } = await reverting();
     await fleet.advance(11 * SECOND);
-    expect(fleet.run(id, 'h-1').state).toBe('revert_failed');
-    expect(fleet.state(id)).toBe('revert_failed');
+    expect((await fleet.run(id, 'h-1')).state).toBe('revert_failed');
+    expect(await fleet.state(id)).toBe('revert_failed');
 
     await report(fleet, 'h-1', revertOrderId, 'reverted', { changed: false });
-    expect(fleet.run(id, 'h-1').state).toBe('reverted');
-    expect(fleet.state(id)).toBe('reverted');
+    expect((await fleet.run(id, 'h-1')).state).toBe('reverted');
+    expect(await fleet.state(id)).toBe('reverted');
   });
   it('a failure that comes after the revert was given up on is a duplicate: acknowledged, nothing changes', async () => {
     const { fleet, id, revertOrderId } = await reverting();
     await fleet.advance(11 * SECOND);
-    expect(fleet.run(id, 'h-1').state).toBe('revert_failed');
+    expect((await fleet.run(id, 'h-1')).state).toBe('revert_failed');
     const before = fleet.dump();
     await report(fleet, 'h-1', revertOrderId, 'revert_failed', { changed: true, errorCode: 'health_failed' });
     expect(fleet.dump()).toBe(before);
@@ -539,27 +539,27 @@ describe('results of revert orders', () => {
   it('reverted clears the error and reason the apply left on the host', async () => {
     const { fleet, id, orderId } = await inFlight({ maxFailures: 5 });
     await report(fleet, 'h-1', orderId, 'failed', { changed: true, errorCode: 'health_failed', reason: 'port closed' });
-    expect(fleet.run(id, 'h-1')).toMatchObject({ state: 'failed', errorCode: 'health_failed', reason: 'port closed' });
-    fleet.engine.revertHost(id, 'h-1', 'alice');
+    expect(await fleet.run(id, 'h-1')).toMatchObject({ state: 'failed', errorCode: 'health_failed', reason: 'port closed' });
+    await fleet.engine.revertHost(id, 'h-1', 'alice');
     await fleet.engine.whenIdle();
-    await report(fleet, 'h-1', fleet.run(id, 'h-1').revertOrderId as string, 'reverted', { changed: false });
-    expect(fleet.run(id, 'h-1')).toMatchObject({ state: 'reverted', changed: false, errorCode: null, reason: null });
+    await report(fleet, 'h-1', (await fleet.run(id, 'h-1')).revertOrderId as string, 'reverted', { changed: false });
+    expect(await fleet.run(id, 'h-1')).toMatchObject({ state: 'reverted', changed: false, errorCode: null, reason: null });
   });
 
   it('a revert of one host asked for in a rollout whose revert failed leaves the rollout as it is when it fails again', async () => {
     const { fleet, id } = await reverting();
     await fleet.advance(11 * SECOND);
-    expect(fleet.state(id)).toBe('revert_failed');
-    fleet.engine.revertHost(id, 'h-1', 'alice');
+    expect(await fleet.state(id)).toBe('revert_failed');
+    await fleet.engine.revertHost(id, 'h-1', 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'h-1').state).toBe('reverting');
-    const rolloutEvents = () => fleet.events(id).filter((e) => e.hostId === null);
-    const before = rolloutEvents();
+    expect((await fleet.run(id, 'h-1')).state).toBe('reverting');
+    const rolloutEvents = async () => (await fleet.events(id)).filter((e) => e.hostId === null);
+    const before = await rolloutEvents();
 
-    await report(fleet, 'h-1', fleet.run(id, 'h-1').revertOrderId as string, 'revert_failed', { changed: true });
-    expect(fleet.run(id, 'h-1').state).toBe('revert_failed');
-    expect(fleet.state(id)).toBe('revert_failed');
-    expect(rolloutEvents()).toEqual(before);
+    await report(fleet, 'h-1', (await fleet.run(id, 'h-1')).revertOrderId as string, 'revert_failed', { changed: true });
+    expect((await fleet.run(id, 'h-1')).state).toBe('revert_failed');
+    expect(await fleet.state(id)).toBe('revert_failed');
+    expect(await rolloutEvents()).toEqual(before);
   });
 });
 
@@ -569,11 +569,11 @@ describe('a rollout halted with autoRevert wave', () => {
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], autoRevert: 'wave', maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
 
     await fleet.finish('host-2', 'failed', false);
     await fleet.finish('host-3');
-    expect(fleet.hostStates(id)).toMatchObject({ 'host-2': 'failed', 'host-3': 'reverting' });
+    expect(await fleet.hostStates(id)).toMatchObject({ 'host-2': 'failed', 'host-3': 'reverting' });
     expect(fleet.sentOf('order.revert').map((s) => s.agentId)).toEqual(['host-3']);
   });
 
@@ -583,7 +583,7 @@ describe('a rollout halted with autoRevert wave', () => {
     const id = await fleet.launch({ waves: ['100%'], autoRevert: 'host', maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
     await fleet.finish('host-2');
-    expect(fleet.hostStates(id)).toMatchObject({ 'host-2': 'healthy' });
+    expect(await fleet.hostStates(id)).toMatchObject({ 'host-2': 'healthy' });
     expect(fleet.sentOf('order.revert')).toEqual([]);
   });
   it('leaves a host of another wave that reports its change after the halt: only the halted wave goes back', async () => {
@@ -593,16 +593,16 @@ describe('a rollout halted with autoRevert wave', () => {
     const id = await fleet.launch({ waves: [1, '100%'], autoRevert: 'wave', maxFailures: 0 });
     await fleet.finish('host-1', 'skipped', false); // no failure: wave 1 passes
     await fleet.finish('host-2', 'failed', false);
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
     // A retry goes back to wave 1 for host-1 while host-3 of wave 2 still has its order in flight.
-    fleet.engine.retry(id, 'alice');
+    await fleet.engine.retry(id, 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.rollout(id).currentWave).toBe(0);
+    expect((await fleet.rollout(id)).currentWave).toBe(0);
     await fleet.finish('host-1', 'failed', false);
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
 
     await fleet.finish('host-3');
-    expect(fleet.hostStates(id)).toMatchObject({ 'host-3': 'healthy' });
+    expect(await fleet.hostStates(id)).toMatchObject({ 'host-3': 'healthy' });
     expect(fleet.sentOf('order.revert')).toEqual([]);
   });
 });

@@ -16,13 +16,13 @@ describe('abort', () => {
     const ids = hosts(4);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 2 });
-    const inFlight = ['host-1', 'host-2'].map((h) => fleet.run(id, h).orderId);
+    const inFlight = ['host-1', 'host-2'].map(async (h) => (await fleet.run(id, h)).orderId);
 
-    fleet.engine.abort(id, 'carol', 'wrong ticket');
+    await fleet.engine.abort(id, 'carol', 'wrong ticket');
     await fleet.engine.whenIdle();
 
-    expect(fleet.state(id)).toBe('aborted');
-    expect(fleet.rollout(id).stateReason).toBe('wrong ticket');
+    expect(await fleet.state(id)).toBe('aborted');
+    expect((await fleet.rollout(id)).stateReason).toBe('wrong ticket');
     expect([...fleet.agent('host-1').cancels, ...fleet.agent('host-2').cancels]).toEqual(inFlight);
 
     // host-1 had already finished when the cancel arrived; host-2 stopped.
@@ -30,17 +30,17 @@ describe('abort', () => {
     await fleet.finish('host-2', 'cancelled');
     await fleet.advance(3600 * SECOND);
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2']);
-    expect(fleet.hostStates(id)).toEqual({
+    expect(await fleet.hostStates(id)).toEqual({
       'host-1': 'healthy',
       'host-2': 'cancelled',
       'host-3': 'queued',
       'host-4': 'queued',
     });
 
-    const err = refusal(() => fleet.engine.resume(id, 'alice'));
+    const err = refusal(async () => await fleet.engine.resume(id, 'alice'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.details).toMatchObject({ state: 'aborted' });
-    expect(fleet.state(id)).toBe('aborted');
+    expect(await fleet.state(id)).toBe('aborted');
   });
 
   it('retry requeues failed, timed_out, cancelled and skipped hosts with new order ids and runs again', async () => {
@@ -56,11 +56,11 @@ describe('abort', () => {
     await fleet.finish('host-1');
     await fleet.finish('host-2', 'failed');
     await fleet.progress('host-3', 'applying');
-    fleet.engine.abort(id, 'alice', null);
+    await fleet.engine.abort(id, 'alice', null);
     await fleet.finish('host-4', 'cancelled');
     await fleet.advance(61 * SECOND); // host-3 does not answer the cancel in time
     await fleet.finish('host-3', 'cancelled', false); // its late answer: the order is settled
-    expect(fleet.hostStates(id)).toEqual({
+    expect(await fleet.hostStates(id)).toEqual({
       'host-1': 'healthy',
       'host-2': 'failed',
       'host-3': 'timed_out',
@@ -68,29 +68,29 @@ describe('abort', () => {
       'host-5': 'skipped',
     });
     const before = Object.fromEntries(
-      ['host-1', 'host-2', 'host-3', 'host-4'].map((h) => [h, fleet.run(id, h).orderId]),
+      ['host-1', 'host-2', 'host-3', 'host-4'].map(async (h) => [h, (await fleet.run(id, h)).orderId]),
     );
 
     await fleet.connect('host-5');
-    fleet.engine.retry(id, 'bob');
+    await fleet.engine.retry(id, 'bob');
     await fleet.engine.whenIdle();
 
-    expect(fleet.state(id)).toBe('running');
-    expect(fleet.run(id, 'host-1').orderId).toBe(before['host-1']); // healthy: left alone
+    expect(await fleet.state(id)).toBe('running');
+    expect((await fleet.run(id, 'host-1')).orderId).toBe(before['host-1']); // healthy: left alone
     for (const h of ['host-2', 'host-3', 'host-4']) {
-      const again = fleet.run(id, h);
+      const again = await fleet.run(id, h);
       expect(again.state).toBe('dispatched');
       expect(again.orderId).not.toBe(before[h]);
       expect(fleet.agent(h).applyIds()).toEqual([before[h], again.orderId]);
     }
-    expect(fleet.run(id, 'host-5').state).toBe('dispatched');
-    expect(fleet.events(id).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toMatchObject({
+    expect((await fleet.run(id, 'host-5')).state).toBe('dispatched');
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toMatchObject({
       requeued: ['host-2', 'host-3', 'host-4', 'host-5'],
     });
 
     await fleet.finishAll(['host-2', 'host-3', 'host-4', 'host-5']);
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(fleet.store.hostRuns.failures(id)).toBe(0);
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect(await fleet.store.hostRuns.failures(id)).toBe(0);
   });
 
   it('retry leaves a timed_out host whose agent is offline as it is (still counted), says why, and records its late result', async () => {
@@ -99,19 +99,19 @@ describe('abort', () => {
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1, hostTimeoutSeconds: 60 });
     await fleet.finish('host-1', 'failed');
     await fleet.progress('host-2', 'applying');
-    const oldOrder = fleet.run(id, 'host-2').orderId;
+    const oldOrder = (await fleet.run(id, 'host-2')).orderId;
     fleet.disconnect('host-2'); // partitioned while applying: it may yet carry the change
     await fleet.advance(61 * SECOND);
-    expect(fleet.run(id, 'host-2').state).toBe('timed_out');
-    expect(fleet.state(id)).toBe('halted');
+    expect((await fleet.run(id, 'host-2')).state).toBe('timed_out');
+    expect(await fleet.state(id)).toBe('halted');
 
-    fleet.engine.retry(id, 'bob');
+    await fleet.engine.retry(id, 'bob');
     await fleet.engine.whenIdle();
 
-    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
-    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'timed_out', orderId: oldOrder, countedFailure: true });
-    expect(fleet.store.hostRuns.failures(id)).toBe(1);
-    expect(fleet.events(id).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toEqual({
+    expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
+    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'timed_out', orderId: oldOrder, countedFailure: true });
+    expect(await fleet.store.hostRuns.failures(id)).toBe(1);
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toEqual({
       requeued: ['host-1'],
       notRequeued: [{ hostId: 'host-2', reason: expect.stringMatching(/has not answered/) }],
     });
@@ -119,8 +119,8 @@ describe('abort', () => {
     // Its old order did apply; the result arrives with its hello and is recorded, not dropped.
     await fleet.finish('host-2', 'healthy', true);
     await fleet.connect('host-2');
-    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'timed_out', orderId: oldOrder, changed: true });
-    expect(fleet.events(id).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-2')).toHaveLength(1);
+    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'timed_out', orderId: oldOrder, changed: true });
+    expect((await fleet.events(id)).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-2')).toHaveLength(1);
   });
 
   it('retry requeues a timed_out host once its earlier order has answered (here: the cancel its hello brought)', async () => {
@@ -129,19 +129,19 @@ describe('abort', () => {
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
     fleet.disconnect('host-1');
     await fleet.advance(61 * SECOND);
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
     await fleet.connect('host-1'); // its hello lists the order unfinished: it is told to cancel it
 
-    fleet.engine.retry(id, 'bob');
+    await fleet.engine.retry(id, 'bob');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'host-1').state).toBe('timed_out'); // not yet: the order has not answered
+    expect((await fleet.run(id, 'host-1')).state).toBe('timed_out'); // not yet: the order has not answered
 
     await fleet.finish('host-1', 'cancelled', false);
-    fleet.engine.retry(id, 'bob');
+    await fleet.engine.retry(id, 'bob');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
     await fleet.finish('host-1');
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('a host that stays online but times out is not re-ordered before its first order answers, so a revert still finds its change', async () => {
@@ -150,38 +150,38 @@ describe('abort', () => {
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
     await fleet.progress('host-1', 'verifying');
     await fleet.advance(61 * SECOND);
-    expect(fleet.state(id)).toBe('halted');
-    fleet.engine.retry(id, 'bob');
+    expect(await fleet.state(id)).toBe('halted');
+    await fleet.engine.retry(id, 'bob');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'host-1').state).toBe('timed_out');
+    expect((await fleet.run(id, 'host-1')).state).toBe('timed_out');
 
     await fleet.finish('host-1', 'healthy', true); // it had finished just before the cancel landed
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'timed_out', changed: true });
-    fleet.engine.abort(id, 'alice', null);
-    fleet.engine.revert(id, 'alice');
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'timed_out', changed: true });
+    await fleet.engine.abort(id, 'alice', null);
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.revert', 'host-1')).toHaveLength(1);
   });
 
   it('retry requeues a timed_out host whose order never reached it (its hello does not list the order)', async () => {
     const { fleet, id } = await timedOutBeforeDelivery();
-    expect(fleet.run(id, 'host-1').state).toBe('timed_out');
-    expect(fleet.state(id)).toBe('halted');
+    expect((await fleet.run(id, 'host-1')).state).toBe('timed_out');
+    expect(await fleet.state(id)).toBe('halted');
     await fleet.connect('host-1');
-    fleet.engine.retry(id, 'bob');
+    await fleet.engine.retry(id, 'bob');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
     await fleet.finish('host-1');
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('retry is refused while a host of the rollout is reverting, and allowed once the revert is in', async () => {
     const { fleet, id } = await haltedWithWaveRevert();
-    expect(fleet.state(id)).toBe('halted');
-    expect(fleet.run(id, 'host-1').state).toBe('reverting');
+    expect(await fleet.state(id)).toBe('halted');
+    expect((await fleet.run(id, 'host-1')).state).toBe('reverting');
     const before = fleet.dump();
 
-    const err = refusal(() => fleet.engine.retry(id, 'bob'));
+    const err = refusal(async () => await fleet.engine.retry(id, 'bob'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.message).toMatch(/while 1 host\(s\) of this rollout are reverting/);
     expect(fleet.dump()).toBe(before);
@@ -189,9 +189,9 @@ describe('abort', () => {
     await fleet.finishRevert('host-1');
     await fleet.finish('host-3');
     await fleet.finishRevert('host-3');
-    fleet.engine.retry(id, 'bob');
+    await fleet.engine.retry(id, 'bob');
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
   });
 
   it('abort is sticky across a disconnect: an order the agent still works on is cancelled when it says hello', async () => {
@@ -199,10 +199,10 @@ describe('abort', () => {
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.progress('host-1', 'snapshotted');
-    const orderId = fleet.run(id, 'host-1').orderId as string;
+    const orderId = (await fleet.run(id, 'host-1')).orderId as string;
     fleet.disconnect('host-1');
 
-    fleet.engine.abort(id, 'carol', null);
+    await fleet.engine.abort(id, 'carol', null);
     await fleet.engine.whenIdle();
     expect(fleet.agent('host-1').cancels).toEqual([]); // the cancel went nowhere
 
@@ -219,12 +219,12 @@ describe('abort', () => {
     await fleet.advance(30 * SECOND);
     await fleet.finish('host-2'); // frees its slot: host-3 gets its order 30 s after host-1
     await fleet.advance(31 * SECOND); // host-1 times out; the cancel sent then goes nowhere
-    expect(fleet.run(id, 'host-1').state).toBe('timed_out');
+    expect((await fleet.run(id, 'host-1')).state).toBe('timed_out');
     await fleet.progress('host-3', 'applying');
-    const orders = ['host-1', 'host-3'].map((h) => fleet.run(id, h).orderId);
+    const orders = ['host-1', 'host-3'].map(async (h) => (await fleet.run(id, h)).orderId);
     fleet.lostOnTheWire.add('host-3');
-    fleet.engine.abort(id, 'carol', null); // host-3's cancel is lost as the coordinator dies
-    fleet.restart();
+    await fleet.engine.abort(id, 'carol', null); // host-3's cancel is lost as the coordinator dies
+    await fleet.restart();
     fleet.lostOnTheWire.clear();
 
     await fleet.connect('host-1');
@@ -240,11 +240,11 @@ describe('abort', () => {
     await fleet.progress('host-2', 'applying');
     fleet.disconnect('host-2');
     await fleet.finish('host-1', 'failed');
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
 
     await fleet.connect('host-2');
     expect(fleet.agent('host-2').cancels).toEqual([]);
     await fleet.finish('host-2');
-    expect(fleet.run(id, 'host-2').state).toBe('healthy');
+    expect((await fleet.run(id, 'host-2')).state).toBe('healthy');
   });
 });

@@ -41,10 +41,10 @@ describe('after the change', () => {
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await healthyWith(fleet, 'host-1', report(['cron.service']));
-    expect(fleet.state(id)).toBe('succeeded');
-    const host = new RolloutView(fleet.store, () => true).status(id).waves[0]?.hosts[0];
+    expect(await fleet.state(id)).toBe('succeeded');
+    const host = (await new RolloutView(fleet.store, () => true).status(id)).waves[0]?.hosts[0];
     expect(host).toMatchObject({ state: 'healthy', afterChange: report(['cron.service']) });
-    const event = fleet.events(id).find((e) => e.type === 'host.healthy');
+    const event = (await fleet.events(id)).find((e) => e.type === 'host.healthy');
     expect(event?.data).toMatchObject({ afterChange: { staleUnits: ['cron.service'], reboot: { required: true } } });
   });
 
@@ -54,15 +54,15 @@ describe('after the change', () => {
     const id = await fleet.launch({ waves: ['100%'], staleServices: 'fail', maxFailures: 0 });
     await healthyWith(fleet, 'host-1', report([]));
     await healthyWith(fleet, 'host-2', report(['cron.service', 'nginx.service']));
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'healthy', countedFailure: false });
-    expect(fleet.run(id, 'host-2')).toMatchObject({
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'healthy', countedFailure: false });
+    expect(await fleet.run(id, 'host-2')).toMatchObject({
       state: 'failed',
       changed: true,
       countedFailure: true,
       errorCode: 'verify_failed',
       reason: 'services still on the old library: cron.service, nginx.service',
     });
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
   });
 
   it('by default (staleServices report) the same host is healthy: reported, not failed', async () => {
@@ -70,6 +70,6 @@ describe('after the change', () => {
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await healthyWith(fleet, 'host-1', report(['cron.service']));
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'healthy', countedFailure: false });
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'healthy', countedFailure: false });
   });
 });

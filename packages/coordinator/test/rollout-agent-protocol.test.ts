@@ -14,37 +14,37 @@ const OLD = PACKAGE_SETS_PROTOCOL - 1;
 
 describe('package sets and agents of an older protocol', () => {
   it('the plan names the old agent; start fails it with the reason and sends it nothing; the others apply', async () => {
-    const fleet = fleetWithPackagePatches();
+    const fleet = await fleetWithPackagePatches();
     await fleet.addHosts(hosts(3), { online: false });
     fleet.agent('host-2').protocolVersion = OLD;
     for (const id of hosts(3)) await fleet.connect(id);
 
-    const { id } = fleet.create({ patchId: SET_PATCH, maxFailures: 1, waves: ['100%'] });
+    const { id } = await fleet.create({ patchId: SET_PATCH, maxFailures: 1, waves: ['100%'] });
     const view = new RolloutView(
       fleet.store,
       () => true,
       (hostId) => fleet.agent(hostId).protocolVersion,
     );
-    expect(view.plan(id).incompatible).toEqual([
+    expect((await view.plan(id)).incompatible).toEqual([
       { hostId: 'host-2', reason: expect.stringMatching(/speaks protocol 3; .* needs protocol 4: upgrade the agent/) },
     ]);
 
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
     expect(fleet.appliedHosts().sort()).toEqual(['host-1', 'host-3']);
-    const failed = fleet.run(id, 'host-2');
+    const failed = await fleet.run(id, 'host-2');
     expect(failed).toMatchObject({ state: 'failed', countedFailure: true, errorCode: 'precondition_failed' });
     expect(failed.reason).toMatch(/upgrade the agent/);
-    expect(fleet.events(id).find((e) => e.hostId === 'host-2' && e.type === 'host.failed')?.data).toMatchObject({
+    expect((await fleet.events(id)).find((e) => e.hostId === 'host-2' && e.type === 'host.failed')?.data).toMatchObject({
       reason: 'agent_protocol_too_old',
     });
 
     await fleet.finishAll(['host-1', 'host-3']);
-    expect(fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'failed', 'host-3': 'healthy' });
+    expect(await fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'failed', 'host-3': 'healthy' });
   });
 
   it('a source change dispatched to an offline host fails it when it says hello speaking an older protocol', async () => {
-    const fleet = fleetWithPackagePatches();
+    const fleet = await fleetWithPackagePatches();
     await fleet.addHosts(hosts(2));
     fleet.disconnect('host-2');
     const id = await fleet.launch({
@@ -53,16 +53,16 @@ describe('package sets and agents of an older protocol', () => {
       maxFailures: 1,
       waves: ['100%'],
     });
-    expect(fleet.run(id, 'host-2').state).toBe('dispatched');
+    expect((await fleet.run(id, 'host-2')).state).toBe('dispatched');
 
     fleet.agent('host-2').protocolVersion = OLD;
     await fleet.connect('host-2');
     expect(fleet.sentOf('order.apply', 'host-2').filter((s) => s.delivered)).toEqual([]);
-    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
+    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
   });
 
   it('the one-package form and file changes still go to a protocol 1 agent', async () => {
-    const fleet = fleetWithPackagePatches();
+    const fleet = await fleetWithPackagePatches();
     await fleet.addHosts(hosts(2), { online: false });
     for (const id of hosts(2)) fleet.agent(id).protocolVersion = 1;
     for (const id of hosts(2)) await fleet.connect(id);
@@ -77,17 +77,17 @@ describe('health tolerance and agents of an older protocol', () => {
 
   it('a patch with failAfterConsecutive or bakeTolerance fails a protocol 5 agent with the reason and sends it nothing', async () => {
     const fleet = new SimulatedFleet();
-    fleet.store.transaction(() =>
-      fleet.store.patches.insert(
-        storedPatch(
-          {
-            ...SAMPLE_PATCH_SPEC,
-            health: { ...SAMPLE_PATCH_SPEC.health, failAfterConsecutive: 3, bakeTolerance: { consecutiveFailures: 2 } },
-          },
-          { id: TOLERANT, createdBy: 'alice', createdAt: new Date(T0).toISOString() },
-        ),
-      ),
-    );
+    await fleet.store.transaction(async () =>
+            await fleet.store.patches.insert(
+                      storedPatch(
+                        {
+                          ...SAMPLE_PATCH_SPEC,
+                          health: { ...SAMPLE_PATCH_SPEC.health, failAfterConsecutive: 3, bakeTolerance: { consecutiveFailures: 2 } },
+                        },
+                        { id: TOLERANT, createdBy: 'alice', createdAt: new Date(T0).toISOString() },
+                      ),
+                    ),
+          );
     await fleet.addHosts(hosts(2), { online: false });
     fleet.agent('host-2').protocolVersion = HEALTH_TOLERANCE_PROTOCOL - 1;
     for (const id of hosts(2)) await fleet.connect(id);
@@ -98,8 +98,8 @@ describe('health tolerance and agents of an older protocol', () => {
       failAfterConsecutive: 3,
       bakeTolerance: { consecutiveFailures: 2 },
     });
-    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
-    expect(fleet.run(id, 'host-2').reason).toMatch(
+    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', errorCode: 'precondition_failed' });
+    expect((await fleet.run(id, 'host-2')).reason).toMatch(
       /speaks protocol 5; a health policy with failAfterConsecutive or bakeTolerance needs protocol 6/,
     );
   });

@@ -14,46 +14,46 @@ describe('approval (four eyes)', () => {
   it('refuses an approval by the person who created the rollout', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['web-1']);
-    const { id, state } = fleet.create({ requiredApprovals: 1 }, 'alice');
+    const { id, state } = await fleet.create({ requiredApprovals: 1 }, 'alice');
     expect(state).toBe('awaiting_approval');
 
-    const err = refusal(() => fleet.engine.approve(id, 'alice'));
+    const err = refusal(async () => await fleet.engine.approve(id, 'alice'));
     expect(err.code).toBe(ErrorCode.forbidden);
-    expect(fleet.state(id)).toBe('awaiting_approval');
-    expect(fleet.store.rollouts.approvals(id)).toEqual([]);
+    expect(await fleet.state(id)).toBe('awaiting_approval');
+    expect(await fleet.store.rollouts.approvals(id)).toEqual([]);
   });
 
   it('moves to scheduled once a second person approves', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['web-1']);
-    const { id } = fleet.create({ requiredApprovals: 1 }, 'alice');
+    const { id } = await fleet.create({ requiredApprovals: 1 }, 'alice');
 
-    expect(fleet.engine.approve(id, 'bob').state).toBe('scheduled');
-    expect(fleet.store.rollouts.approvals(id).map((a) => a.approver)).toEqual(['bob']);
+    expect((await fleet.engine.approve(id, 'bob')).state).toBe('scheduled');
+    expect((await fleet.store.rollouts.approvals(id)).map((a) => a.approver)).toEqual(['bob']);
   });
 
   it('with requiredApprovals 2 needs two distinct approvers; the same one twice is a conflict', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['web-1']);
-    const { id } = fleet.create({ requiredApprovals: 2 }, 'alice');
+    const { id } = await fleet.create({ requiredApprovals: 2 }, 'alice');
 
-    expect(fleet.engine.approve(id, 'bob').state).toBe('awaiting_approval');
-    const again = refusal(() => fleet.engine.approve(id, 'bob'));
+    expect((await fleet.engine.approve(id, 'bob')).state).toBe('awaiting_approval');
+    const again = refusal(async () => await fleet.engine.approve(id, 'bob'));
     expect(again.code).toBe(ErrorCode.conflict);
-    expect(fleet.state(id)).toBe('awaiting_approval');
-    expect(fleet.engine.approve(id, 'carol').state).toBe('scheduled');
-    expect(fleet.store.rollouts.approvals(id).map((a) => a.approver)).toEqual(['bob', 'carol']);
+    expect(await fleet.state(id)).toBe('awaiting_approval');
+    expect((await fleet.engine.approve(id, 'carol')).state).toBe('scheduled');
+    expect((await fleet.store.rollouts.approvals(id)).map((a) => a.approver)).toEqual(['bob', 'carol']);
   });
 
   it('refuses to start before approval, naming the current state', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['web-1']);
-    const { id } = fleet.create({ requiredApprovals: 1 }, 'alice');
+    const { id } = await fleet.create({ requiredApprovals: 1 }, 'alice');
 
-    const err = refusal(() => fleet.engine.start(id, 'alice'));
+    const err = refusal(async () => await fleet.engine.start(id, 'alice'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.details).toMatchObject({ rolloutId: id, state: 'awaiting_approval' });
-    expect(fleet.state(id)).toBe('awaiting_approval');
+    expect(await fleet.state(id)).toBe('awaiting_approval');
     expect(fleet.sent).toEqual([]);
   });
 });
@@ -62,15 +62,15 @@ describe('drafts', () => {
   it('a draft can be planned, then submitted for approval; it cannot be approved or started before', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['host-1']);
-    const rollout = fleet.engine.create(
-      RolloutRequestSchema.parse({ patchId: PATCH_ID, target: { all: true }, draft: true }),
-      'alice',
-    );
+    const rollout = await fleet.engine.create(
+          RolloutRequestSchema.parse({ patchId: PATCH_ID, target: { all: true }, draft: true }),
+          'alice',
+        );
     expect(rollout.state).toBe('draft');
-    expect(new RolloutView(fleet.store, () => true).plan(rollout.id).waveSizes).toEqual([1]);
-    expect(() => fleet.engine.approve(rollout.id, 'bob')).toThrow(/cannot approve a rollout that is draft/);
-    expect(() => fleet.engine.start(rollout.id, 'alice')).toThrow(/cannot start a rollout that is draft/);
-    expect(fleet.engine.submit(rollout.id, 'alice').state).toBe('awaiting_approval');
-    expect(fleet.engine.approve(rollout.id, 'bob').state).toBe('scheduled');
+    expect((await new RolloutView(fleet.store, () => true).plan(rollout.id)).waveSizes).toEqual([1]);
+    expect(async () => await fleet.engine.approve(rollout.id, 'bob')).toThrow(/cannot approve a rollout that is draft/);
+    expect(async () => await fleet.engine.start(rollout.id, 'alice')).toThrow(/cannot start a rollout that is draft/);
+    expect((await fleet.engine.submit(rollout.id, 'alice')).state).toBe('awaiting_approval');
+    expect((await fleet.engine.approve(rollout.id, 'bob')).state).toBe('scheduled');
   });
 });

@@ -117,7 +117,7 @@ class World {
     this.fleet = new SimulatedFleet({
       start: Date.parse('2030-01-01T00:00:00Z'),
       log,
-      onApplySent: (agentId, orderId, rolloutId) => this.checkApplySend(agentId, orderId, rolloutId),
+      onApplySent: async (agentId, orderId, rolloutId) => await this.checkApplySend(agentId, orderId, rolloutId),
     });
   }
 
@@ -143,8 +143,8 @@ class World {
   // ---- the simulated agents --------------------------------------------------------------------
 
   /** Send-time invariants of a new apply order. Runs after the dispatch committed. */
-  private checkApplySend(agentId: string, orderId: string, rolloutId: string): void {
-    const run = this.store.hostRuns.byOrderId(orderId);
+  private async checkApplySend(agentId: string, orderId: string, rolloutId: string): Promise<void> {
+    const run = await this.store.hostRuns.byOrderId(orderId);
     if (!run || run.hostId !== agentId || run.rolloutId !== rolloutId) {
       this.violations.push(`apply ${orderId} sent to ${agentId} does not match a committed host run`);
       return;
@@ -157,12 +157,12 @@ class World {
         this.violations.push(`${agentId} got a second apply order ${orderId} (after ${other}) with no retry between`);
     }
     ids.set(orderId, this.retries);
-    const rollout = this.store.rollouts.get(rolloutId);
+    const rollout = await this.store.rollouts.get(rolloutId);
     if (rollout?.state !== 'running')
       this.violations.push(`new apply ${orderId} to ${agentId} while the rollout is ${rollout?.state}`);
     if (rollout && run.wave !== rollout.currentWave)
       this.violations.push(`apply to ${agentId} of wave ${run.wave} while wave ${rollout.currentWave} is current`);
-    for (const earlier of this.store.hostRuns.forRollout(rolloutId)) {
+    for (const earlier of await this.store.hostRuns.forRollout(rolloutId)) {
       if (earlier.wave < run.wave && isUnfinished(earlier.state))
         this.violations.push(
           `apply to ${agentId} (wave ${run.wave}) while ${earlier.hostId} of wave ${earlier.wave} is ${earlier.state}`,
@@ -208,9 +208,9 @@ class World {
 
   // ---- invariants ------------------------------------------------------------------------------
 
-  checkInvariants(): void {
+  async checkInvariants(): Promise<void> {
     expect(this.violations).toEqual([]);
-    const rollout = this.store.rollouts.get(this.rolloutId);
+    const rollout = await this.store.rollouts.get(this.rolloutId);
     if (!rollout) throw new Error('the rollout vanished');
     const state = rollout.state;
     const request = rollout.request;
@@ -246,7 +246,7 @@ class World {
     expect(current).toBe(state);
 
     // The frozen target: exactly one host run per host, none lost, none added, in the planned waves.
-    const runs = this.store.hostRuns.forRollout(this.rolloutId);
+    const runs = await this.store.hostRuns.forRollout(this.rolloutId);
     if (this.frozen === null) {
       expect(runs).toEqual([]);
     } else {
@@ -324,23 +324,23 @@ function isUnfinished(state: HostRunState): boolean {
 }
 
 /** Runs a verb; a refusal must be a FleetError with a documented code and must change nothing. */
-function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: string): void {
+async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: string): Promise<void> {
   const engine = world.engine;
   const before = dump(world);
-  const stateBefore = world.store.rollouts.get(rolloutId)?.state;
+  const stateBefore = (await world.store.rollouts.get(rolloutId))?.state;
   // Retry is also refused while a host of the rollout is reverting (its outcome is not known yet).
-  const reverting = world.store.hostRuns.inStates(rolloutId, ['reverting']).length > 0;
+  const reverting = (await world.store.hostRuns.inStates(rolloutId, ['reverting'])).length > 0;
   try {
     switch (verb) {
       case 'approve':
-        engine.approve(rolloutId, actor);
+        await engine.approve(rolloutId, actor);
         break;
       case 'start':
-        engine.start(rolloutId, actor);
+        await engine.start(rolloutId, actor);
         if (world.frozen === null) {
           world.frozen = resolveTarget(
-            (world.store.rollouts.get(rolloutId) as { request: RolloutRequest }).request.target,
-            world.store.agents.list(),
+            (await world.store.rollouts.get(rolloutId) as { request: RolloutRequest }).request.target,
+            await world.store.agents.list(),
           );
           // Online hosts first, then those seen before (the canary is never a host that never connected).
           const fitness = canaryFitnessOf(world.store, (id) => world.fleet.agents.get(id)?.online === true);
@@ -348,24 +348,24 @@ function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: string)
         }
         break;
       case 'pause':
-        engine.pause(rolloutId, actor);
+        await engine.pause(rolloutId, actor);
         break;
       case 'resume':
-        engine.resume(rolloutId, actor);
+        await engine.resume(rolloutId, actor);
         break;
       case 'abort':
-        engine.abort(rolloutId, actor, null);
+        await engine.abort(rolloutId, actor, null);
         break;
       case 'retry':
-        engine.retry(rolloutId, actor);
+        await engine.retry(rolloutId, actor);
         world.retries++;
-        cover(`retry-at-wave:${world.store.rollouts.get(rolloutId)?.currentWave}`);
+        cover(`retry-at-wave:${(await world.store.rollouts.get(rolloutId))?.currentWave}`);
         break;
       case 'promote':
-        engine.promote(rolloutId, actor);
+        await engine.promote(rolloutId, actor);
         break;
       case 'revert':
-        engine.revert(rolloutId, actor);
+        await engine.revert(rolloutId, actor);
         break;
     }
   } catch (err) {
@@ -401,13 +401,13 @@ async function runStep(world: World, step: Step): Promise<void> {
   const agentAt = (n: number) => world.agents[n % world.agents.length] as SimulatedAgent;
   switch (step.kind) {
     case 'verb':
-      attemptVerb(world, step.verb, ACTORS[step.actor % ACTORS.length] as string, world.rolloutId);
+      await attemptVerb(world, step.verb, ACTORS[step.actor % ACTORS.length] as string, world.rolloutId);
       break;
     case 'verbUnknownRollout': {
       const before = dump(world);
       let code: string | undefined;
       try {
-        attemptVerb(world, step.verb, 'bob', 'ro_does_not_exist');
+        await attemptVerb(world, step.verb, 'bob', 'ro_does_not_exist');
       } catch (err) {
         code = (err as { code?: string }).code;
       }
@@ -421,7 +421,7 @@ async function runStep(world: World, step: Step): Promise<void> {
       const hostId = index === world.agents.length ? 'host-unknown' : hostName(index);
       const before = dump(world);
       try {
-        world.engine.revertHost(world.rolloutId, hostId, ACTORS[step.actor % ACTORS.length] as string);
+        await world.engine.revertHost(world.rolloutId, hostId, ACTORS[step.actor % ACTORS.length] as string);
       } catch (err) {
         if (!(err instanceof FleetError)) throw err;
         expect([ErrorCode.illegalTransition, ErrorCode.notFound]).toContain(err.code);
@@ -491,10 +491,10 @@ async function runStep(world: World, step: Step): Promise<void> {
       break;
     case 'advance':
       world.fleet.now += step.ms;
-      world.engine.tick();
+      await world.engine.tick();
       break;
     case 'crash':
-      world.fleet.restart();
+      await world.fleet.restart();
       break;
   }
   await world.engine.whenIdle();
@@ -512,19 +512,19 @@ async function drain(world: World): Promise<void> {
       for (const entry of agent.journal.values()) if (entry.result === null) world.finishOrder(agent, entry, 0);
     }
     await world.engine.whenIdle();
-    const rollout = world.store.rollouts.get(world.rolloutId);
-    if (rollout?.state === 'paused') attemptVerb(world, 'resume', 'bob', world.rolloutId);
+    const rollout = await world.store.rollouts.get(world.rolloutId);
+    if (rollout?.state === 'paused') await attemptVerb(world, 'resume', 'bob', world.rolloutId);
     world.fleet.now += 60_000;
-    world.engine.tick();
+    await world.engine.tick();
     await world.engine.whenIdle();
-    world.checkInvariants();
-    const state = world.store.rollouts.get(world.rolloutId)?.state;
+    await world.checkInvariants();
+    const state = (await world.store.rollouts.get(world.rolloutId))?.state;
     if (state === undefined || FINAL_ROLLOUT_STATES.has(state)) return;
   }
-  const rollout = world.store.rollouts.get(world.rolloutId);
+  const rollout = await world.store.rollouts.get(world.rolloutId);
   throw new Error(
     `rollout stuck in ${rollout?.state} (wave ${rollout?.currentWave}): ${JSON.stringify(
-      world.store.hostRuns.forRollout(world.rolloutId).map((r) => [r.hostId, r.wave, r.state]),
+      (await world.store.hostRuns.forRollout(world.rolloutId)).map((r) => [r.hostId, r.wave, r.state]),
     )}`,
   );
 }
@@ -628,11 +628,11 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.integer({ min: 1, max: 12 }).chai
 /** Approves (by two people other than the creator) and starts the rollout, if it is not past that. */
 async function goLive(world: World): Promise<void> {
   for (const actor of ['bob', 'carol']) {
-    if (world.store.rollouts.get(world.rolloutId)?.state === 'awaiting_approval')
-      attemptVerb(world, 'approve', actor, world.rolloutId);
+    if ((await world.store.rollouts.get(world.rolloutId))?.state === 'awaiting_approval')
+      await attemptVerb(world, 'approve', actor, world.rolloutId);
   }
-  if (world.store.rollouts.get(world.rolloutId)?.state === 'scheduled')
-    attemptVerb(world, 'start', CREATOR, world.rolloutId);
+  if ((await world.store.rollouts.get(world.rolloutId))?.state === 'scheduled')
+    await attemptVerb(world, 'start', CREATOR, world.rolloutId);
   await world.engine.whenIdle();
 }
 
@@ -648,21 +648,21 @@ async function runScenario(scenario: Scenario, drainAtEnd: boolean): Promise<voi
   const world = new World(scenario);
   try {
     await world.enroll();
-    world.rolloutId = world.engine.create(scenario.request, CREATOR).id;
-    world.checkInvariants();
+    world.rolloutId = (await world.engine.create(scenario.request, CREATOR)).id;
+    await world.checkInvariants();
     if (scenario.prelude) {
       for (const agent of world.agents) world.hello(agent, -1);
       await goLive(world);
-      world.checkInvariants();
+      await world.checkInvariants();
     }
     for (const step of scenario.steps) {
       await runStep(world, step);
-      world.checkInvariants();
+      await world.checkInvariants();
       cover(`state:${world.lastState}`);
     }
     cover(`final:${world.lastState}`);
     cover(`retries:${world.retries}`);
-    cover(`wave:${world.store.rollouts.get(world.rolloutId)?.currentWave}/${world.frozenWaves?.length}`);
+    cover(`wave:${(await world.store.rollouts.get(world.rolloutId))?.currentWave}/${world.frozenWaves?.length}`);
     cover(`crashes:${world.fleet.generation > 0}`);
     cover(`applies:${[...world.applyIds.values()].reduce((n, m) => n + m.size, 0) > 0}`);
     if (drainAtEnd) {

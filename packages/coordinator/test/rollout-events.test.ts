@@ -7,24 +7,24 @@ describe('audit', () => {
   it('every verb appends an event with the actor and the from/to states, in seq order', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(hosts(2));
-    const { id } = fleet.create({ waves: [1, '100%'], requiredApprovals: 1, maxFailures: 0 }, 'alice');
-    fleet.engine.approve(id, 'bob');
-    fleet.engine.start(id, 'alice');
+    const { id } = await fleet.create({ waves: [1, '100%'], requiredApprovals: 1, maxFailures: 0 }, 'alice');
+    await fleet.engine.approve(id, 'bob');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
-    fleet.engine.pause(id, 'carol');
-    fleet.engine.resume(id, 'dave');
+    await fleet.engine.pause(id, 'carol');
+    await fleet.engine.resume(id, 'dave');
     await fleet.engine.whenIdle();
     await fleet.finish('host-1', 'failed');
-    fleet.engine.retry(id, 'erin');
+    await fleet.engine.retry(id, 'erin');
     await fleet.engine.whenIdle();
     await fleet.finish('host-1');
     await fleet.finish('host-2');
-    fleet.engine.revert(id, 'frank');
+    await fleet.engine.revert(id, 'frank');
     await fleet.engine.whenIdle();
     await fleet.finishRevert('host-1');
     await fleet.finishRevert('host-2');
 
-    const events = fleet.events(id);
+    const events = await fleet.events(id);
     const seqs = events.map((e) => e.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expect(new Set(seqs).size).toBe(seqs.length);

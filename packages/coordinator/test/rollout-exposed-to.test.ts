@@ -31,7 +31,7 @@ beforeEach(async () => {
   ];
   for (const [id, labels, packages] of hosts) {
     await enrollAgent(coordinator.app, TOKENS.admin, id, labels);
-    if (packages) store(id, packages);
+    if (packages) await store(id, packages);
   }
 });
 
@@ -40,11 +40,11 @@ afterEach(async () => {
 });
 
 /** What the agent would have reported, written as the sync writes it. */
-function store(hostId: string, packages: InstalledPackage[]): void {
+async function store(hostId: string, packages: InstalledPackage[]): Promise<void> {
   const { store } = coordinator.app.fleet;
-  store.transaction(() =>
-    store.inventory.replace(hostId, packages, inventoryDigest(packages), new Date().toISOString()),
-  );
+  await store.transaction(async () =>
+        await store.inventory.replace(hostId, packages, inventoryDigest(packages), new Date().toISOString()),
+      );
 }
 
 async function api<T>(method: 'GET' | 'POST', url: string, body?: unknown, expected = 200): Promise<T> {
@@ -82,7 +82,7 @@ describe('target exposedTo', () => {
     });
 
     // Frozen: a host found exposed after the start is not added, and the plan says frozen.
-    store('web-2', opensslHost(VULNERABLE));
+    await store('web-2', opensslHost(VULNERABLE));
     const after = await api<RolloutPlan>('GET', `/v1/rollouts/${id}/plan`);
     expect(after.frozen).toBe(true);
     expect(after.waves.flatMap((w) => w.hosts)).toEqual(['db-1', 'web-1']);

@@ -12,10 +12,10 @@ describe('the failure budget', () => {
     const id = await fleet.launch({ waves: [4, '100%'], maxFailures: 1 });
 
     await fleet.finish('host-1', 'failed');
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
     await fleet.finish('host-2', 'failed');
-    expect(fleet.state(id)).toBe('halted');
-    expect(fleet.rollout(id).stateReason).toBe('failure budget exceeded: 2 failed, 1 tolerated');
+    expect(await fleet.state(id)).toBe('halted');
+    expect((await fleet.rollout(id)).stateReason).toBe('failure budget exceeded: 2 failed, 1 tolerated');
   });
 
   it('after a halt, in-flight hosts finish and are recorded, and nothing new is sent', async () => {
@@ -24,14 +24,14 @@ describe('the failure budget', () => {
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: [4, '100%'], maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
     const applies = fleet.sentOf('order.apply').length;
 
     await fleet.finish('host-2');
     await fleet.finish('host-3', 'failed');
     await fleet.advance(60 * SECOND);
 
-    expect(fleet.hostStates(id)).toMatchObject({
+    expect(await fleet.hostStates(id)).toMatchObject({
       'host-1': 'failed',
       'host-2': 'healthy',
       'host-3': 'failed',
@@ -39,26 +39,26 @@ describe('the failure budget', () => {
       'host-5': 'queued',
       'host-6': 'queued',
     });
-    expect(fleet.run(id, 'host-2').changed).toBe(true);
+    expect((await fleet.run(id, 'host-2')).changed).toBe(true);
     expect(fleet.sentOf('order.apply')).toHaveLength(applies);
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
   });
 
   it('as a percent of the rollout: 25% of 8 hosts tolerates 2 and halts on the 3rd', async () => {
     const fleet = new SimulatedFleet();
     const ids = hosts(8);
     await fleet.addHosts(ids);
-    const { id } = fleet.create({ waves: ['100%'], maxFailures: '25%' });
-    expect(new RolloutView(fleet.store, () => true).plan(id).haltsOn).toBe('halts on the 3rd failure');
-    fleet.engine.start(id, 'alice');
+    const { id } = await fleet.create({ waves: ['100%'], maxFailures: '25%' });
+    expect((await new RolloutView(fleet.store, () => true).plan(id)).haltsOn).toBe('halts on the 3rd failure');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
 
     await fleet.finish('host-1', 'failed');
     await fleet.finish('host-2', 'failed');
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
     await fleet.finish('host-3', 'failed');
-    expect(fleet.state(id)).toBe('halted');
-    expect(fleet.rollout(id).stateReason).toBe('failure budget exceeded: 3 failed, 2 tolerated');
+    expect(await fleet.state(id)).toBe('halted');
+    expect((await fleet.rollout(id)).stateReason).toBe('failure budget exceeded: 3 failed, 2 tolerated');
   });
 
   it('maxFailuresPerWave: each wave has its own limit, within the rollout budget', async () => {
@@ -69,14 +69,14 @@ describe('the failure budget', () => {
 
     await fleet.finish('host-1', 'failed');
     await fleet.finishAll(['host-2', 'host-3']);
-    expect(fleet.rollout(id).currentWave).toBe(1);
-    expect(fleet.state(id)).toBe('running');
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
+    expect(await fleet.state(id)).toBe('running');
 
     await fleet.finish('host-4', 'failed');
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
     await fleet.finish('host-5', 'failed');
-    expect(fleet.state(id)).toBe('halted');
-    expect(fleet.rollout(id).stateReason).toBe('wave 2 failure budget exceeded: 2 failed, 1 tolerated');
+    expect(await fleet.state(id)).toBe('halted');
+    expect((await fleet.rollout(id)).stateReason).toBe('wave 2 failure budget exceeded: 2 failed, 1 tolerated');
   });
 
   it('maxFailures 0 halts on the first failure', async () => {
@@ -84,7 +84,7 @@ describe('the failure budget', () => {
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
     expect(fleet.appliedHosts()).toEqual(['host-1']);
   });
 });
@@ -97,17 +97,17 @@ describe('a rollout nobody took', () => {
     const id = await fleet.launch({ waves: [1, '100%'], maxFailures: 0 });
     await fleet.finishAll(ids, 'skipped'); // the agents' baseline: health_failed, not counted
     await fleet.finishAll(ids, 'skipped');
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'skipped', countedFailure: false });
-    expect(fleet.rollout(id)).toMatchObject({
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'skipped', countedFailure: false });
+    expect(await fleet.rollout(id)).toMatchObject({
       state: 'halted',
       stateReason: 'no host took the patch: 2 skipped (2 unhealthy before patch)',
     });
 
-    fleet.engine.retry(id, 'alice');
+    await fleet.engine.retry(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishAll(ids);
     await fleet.finishAll(ids);
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('one host healthy and the others skipped still succeeds: the skips are in the report', async () => {
@@ -116,6 +116,6 @@ describe('a rollout nobody took', () => {
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
     await fleet.finishAll(['host-2', 'host-3'], 'skipped');
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 });

@@ -9,9 +9,9 @@ import { RolloutView } from '../src/engine/rollout-view.js';
 import { hosts, PATCH_ID, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 const view = (fleet: SimulatedFleet) => new RolloutView(fleet.store, (hostId) => fleet.agent(hostId).online);
-const waveHosts = (fleet: SimulatedFleet, id: string) =>
-  view(fleet)
-    .status(id)
+const waveHosts = async (fleet: SimulatedFleet, id: string) =>
+  (await view(fleet)
+        .status(id))
     .waves.map((w) => w.hosts.map((h) => h.hostId));
 
 describe('canaries', () => {
@@ -21,17 +21,17 @@ describe('canaries', () => {
     await fleet.addHosts(['b-offline'], { online: false });
     await fleet.addHosts(['c-online', 'd-online']);
     const id = await fleet.launch({ waves: [1, '100%'] });
-    expect(waveHosts(fleet, id)).toEqual([['c-online'], ['d-online', 'b-offline', 'a-never']]);
+    expect(await waveHosts(fleet, id)).toEqual([['c-online'], ['d-online', 'b-offline', 'a-never']]);
     expect(fleet.appliedHosts()).toEqual(['c-online']);
   });
 
   it('a start whose canary would be a host that never connected is refused, and changes nothing', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(hosts(2), { neverConnected: true });
-    const { id } = fleet.create({ waves: [1, '100%'], requiredApprovals: 0 });
+    const { id } = await fleet.create({ waves: [1, '100%'], requiredApprovals: 0 });
     let refused: unknown;
     try {
-      fleet.engine.start(id, 'alice');
+      await fleet.engine.start(id, 'alice');
     } catch (err) {
       refused = err;
     }
@@ -41,8 +41,8 @@ describe('canaries', () => {
       message: expect.stringMatching(/^no host can be the canary: host-1 never connected/),
       details: { neverConnected: ['host-1'] },
     });
-    expect(fleet.rollout(id).state).toBe('scheduled');
-    expect(fleet.store.hostRuns.forRollout(id)).toEqual([]);
+    expect((await fleet.rollout(id)).state).toBe('scheduled');
+    expect(await fleet.store.hostRuns.forRollout(id)).toEqual([]);
     expect(fleet.sent).toEqual([]);
   });
 
@@ -51,7 +51,7 @@ describe('canaries', () => {
     await fleet.addHosts(['host-1']);
     await fleet.addHosts(['host-2'], { neverConnected: true });
     const id = await fleet.launch({ waves: [1, '100%'] });
-    expect(waveHosts(fleet, id)).toEqual([['host-1'], ['host-2']]);
+    expect(await waveHosts(fleet, id)).toEqual([['host-1'], ['host-2']]);
   });
 });
 
@@ -70,17 +70,17 @@ describe('promote', () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 600 });
-    expect(() => fleet.engine.promote(id, 'alice')).toThrow(/promote ends a bake; it is running, not baking/);
+    expect(async () => await fleet.engine.promote(id, 'alice')).toThrow(/promote ends a bake; it is running, not baking/);
     await fleet.finish('host-1');
-    expect(fleet.rollout(id).bakeUntil).not.toBeNull();
-    fleet.engine.pause(id, 'alice');
-    expect(() => fleet.engine.promote(id, 'alice')).toThrow(/promote ends a bake; it is paused: resume it first/);
-    expect(fleet.events(id).filter((e) => e.type === 'rollout.promoted')).toEqual([]);
-    fleet.engine.resume(id, 'alice');
-    fleet.engine.promote(id, 'alice');
+    expect((await fleet.rollout(id)).bakeUntil).not.toBeNull();
+    await fleet.engine.pause(id, 'alice');
+    expect(async () => await fleet.engine.promote(id, 'alice')).toThrow(/promote ends a bake; it is paused: resume it first/);
+    expect((await fleet.events(id)).filter((e) => e.type === 'rollout.promoted')).toEqual([]);
+    await fleet.engine.resume(id, 'alice');
+    await fleet.engine.promote(id, 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.events(id).find((e) => e.type === 'rollout.promoted')?.data).toEqual({ wave: 0, waveNumber: 1 });
-    expect(fleet.rollout(id).currentWave).toBe(1);
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.promoted')?.data).toEqual({ wave: 0, waveNumber: 1 });
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
   });
 });
 
@@ -91,25 +91,25 @@ describe('a halted wave', () => {
     const id = await fleet.launch({ waves: [2, '100%'], bakeSeconds: 60, maxFailures: 0, autoRevert: 'none' });
     await fleet.finish('host-1');
     await fleet.finish('host-2');
-    expect(view(fleet).status(id).waves[0]?.phase).toBe('baking');
+    expect((await view(fleet).status(id)).waves[0]?.phase).toBe('baking');
     // The bake watch on host-2 sees health fail: the wave that had passed fails.
     const order = fleet.agent('host-2').latestApply()?.orderId as string;
     await fleet.reportAgain('host-2', order, 'failed', true);
-    expect(fleet.rollout(id).state).toBe('halted');
+    expect((await fleet.rollout(id)).state).toBe('halted');
     expect(
-      view(fleet)
-        .status(id)
+      (await view(fleet)
+                .status(id))
         .waves.map((w) => w.phase),
     ).toEqual(['failed', 'pending']);
 
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishRevert('host-1');
     await fleet.finishRevert('host-2');
-    expect(fleet.rollout(id).state).toBe('reverted');
+    expect((await fleet.rollout(id)).state).toBe('reverted');
     expect(
-      view(fleet)
-        .status(id)
+      (await view(fleet)
+                .status(id))
         .waves.map((w) => w.phase),
     ).toEqual(['failed', 'pending']);
   });
@@ -119,13 +119,13 @@ describe('a halted wave', () => {
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
-    expect(fleet.rollout(id).state).toBe('succeeded');
-    fleet.engine.revert(id, 'alice');
+    expect((await fleet.rollout(id)).state).toBe('succeeded');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishRevert('host-1');
     expect(
-      view(fleet)
-        .status(id)
+      (await view(fleet)
+                .status(id))
         .waves.map((w) => w.phase),
     ).toEqual(['passed']);
   });
@@ -134,11 +134,11 @@ describe('a halted wave', () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: ['100%'] });
-    fleet.engine.abort(id, 'alice', null);
+    await fleet.engine.abort(id, 'alice', null);
     await fleet.engine.whenIdle();
     expect(
-      view(fleet)
-        .status(id)
+      (await view(fleet)
+                .status(id))
         .waves.map((w) => w.phase),
     ).toEqual(['stopped']);
   });
@@ -150,20 +150,20 @@ describe('a success with hosts reverted by hand', () => {
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('host-1');
-    fleet.engine.revertHost(id, 'host-1', 'alice');
+    await fleet.engine.revertHost(id, 'host-1', 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishRevert('host-1');
     await fleet.advance(SECOND);
     await fleet.finishAll(['host-2', 'host-3']);
-    expect(fleet.rollout(id).state).toBe('succeeded');
+    expect((await fleet.rollout(id)).state).toBe('succeeded');
     const warning = 'succeeded, but 1 host(s) were reverted by hand and do not carry the patch: host-1';
-    expect(fleet.rollout(id).stateReason).toBe(warning);
-    expect(fleet.events(id).find((e) => e.type === 'rollout.succeeded')?.data).toEqual({
+    expect((await fleet.rollout(id)).stateReason).toBe(warning);
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.succeeded')?.data).toEqual({
       reason: warning,
       warning,
       revertedByHand: ['host-1'],
     });
-    expect(view(fleet).status(id).warnings).toEqual([
+    expect((await view(fleet).status(id)).warnings).toEqual([
       'succeeded, but 1 host(s) were reverted by hand and do not carry the patch',
     ]);
   });
@@ -173,9 +173,9 @@ describe('a success with hosts reverted by hand', () => {
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
-    expect(fleet.rollout(id).stateReason).toBeNull();
-    expect(fleet.events(id).find((e) => e.type === 'rollout.succeeded')?.data).toEqual({});
-    expect(view(fleet).status(id).warnings).toBeUndefined();
+    expect((await fleet.rollout(id)).stateReason).toBeNull();
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.succeeded')?.data).toEqual({});
+    expect((await view(fleet).status(id)).warnings).toBeUndefined();
   });
 });
 
@@ -186,7 +186,7 @@ describe('wave numbers in events', () => {
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('host-1');
     await fleet.advance(SECOND);
-    const waves = fleet.events(id).filter((e) => e.type.startsWith('wave.'));
+    const waves = (await fleet.events(id)).filter((e) => e.type.startsWith('wave.'));
     expect(waves.map((e) => [e.type, e.data?.wave, e.data?.waveNumber])).toEqual([
       ['wave.started', 0, 1],
       ['wave.passed', 0, 1],

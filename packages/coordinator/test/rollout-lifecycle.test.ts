@@ -16,21 +16,21 @@ async function reach(fleet: SimulatedFleet, state: RolloutState): Promise<string
   const oneHost = { target: { hostIds: ['h-1'] } };
   switch (state) {
     case 'draft':
-      return fleet.create({ draft: true, requiredApprovals: 1 }).id;
+      return (await fleet.create({ draft: true, requiredApprovals: 1 })).id;
     case 'awaiting_approval':
-      return fleet.create({ requiredApprovals: 1 }).id;
+      return (await fleet.create({ requiredApprovals: 1 })).id;
     case 'scheduled':
-      return fleet.create().id;
+      return (await fleet.create()).id;
     case 'running':
       return fleet.launch({ maxParallel: 1 });
     case 'paused': {
       const id = await fleet.launch({ maxParallel: 1 });
-      fleet.engine.pause(id, 'alice');
+      await fleet.engine.pause(id, 'alice');
       return id;
     }
     case 'aborted': {
-      const { id } = fleet.create();
-      fleet.engine.abort(id, 'alice', null);
+      const { id } = await fleet.create();
+      await fleet.engine.abort(id, 'alice', null);
       return id;
     }
     case 'halted': {
@@ -42,7 +42,7 @@ async function reach(fleet: SimulatedFleet, state: RolloutState): Promise<string
       const id = await fleet.launch(oneHost);
       await fleet.finish('h-1');
       if (state === 'succeeded') return id;
-      fleet.engine.revert(id, 'alice');
+      await fleet.engine.revert(id, 'alice');
       await fleet.engine.whenIdle();
       if (state === 'reverting') return id;
       await fleet.finishRevert('h-1', state === 'reverted' ? 'reverted' : 'revert_failed');
@@ -51,31 +51,31 @@ async function reach(fleet: SimulatedFleet, state: RolloutState): Promise<string
   }
 }
 
-function callVerb(fleet: SimulatedFleet, verb: Verb, id: string): void {
+async function callVerb(fleet: SimulatedFleet, verb: Verb, id: string): Promise<void> {
   switch (verb) {
     case 'submit':
-      fleet.engine.submit(id, 'alice');
+      await fleet.engine.submit(id, 'alice');
       return;
     case 'approve':
-      fleet.engine.approve(id, 'bob');
+      await fleet.engine.approve(id, 'bob');
       return;
     case 'start':
-      fleet.engine.start(id, 'alice');
+      await fleet.engine.start(id, 'alice');
       return;
     case 'pause':
-      fleet.engine.pause(id, 'alice');
+      await fleet.engine.pause(id, 'alice');
       return;
     case 'resume':
-      fleet.engine.resume(id, 'alice');
+      await fleet.engine.resume(id, 'alice');
       return;
     case 'abort':
-      fleet.engine.abort(id, 'alice', null);
+      await fleet.engine.abort(id, 'alice', null);
       return;
     case 'retry':
-      fleet.engine.retry(id, 'alice');
+      await fleet.engine.retry(id, 'alice');
       return;
     case 'revert':
-      fleet.engine.revert(id, 'alice');
+      await fleet.engine.revert(id, 'alice');
       return;
   }
 }
@@ -99,18 +99,18 @@ describe('a verb from a state where it is illegal', () => {
     async ({ verb, state }) => {
       const fleet = new SimulatedFleet();
       const id = await reach(fleet, state);
-      expect(fleet.state(id)).toBe(state);
+      expect(await fleet.state(id)).toBe(state);
       const before = fleet.dump();
-      const events = fleet.events(id).length;
+      const events = (await fleet.events(id)).length;
       const sent = fleet.sent.length;
 
-      const err = refusal(() => callVerb(fleet, verb, id));
+      const err = refusal(async () => await callVerb(fleet, verb, id));
       await fleet.engine.whenIdle();
 
       expect(err.code).toBe(ErrorCode.illegalTransition);
       expect(err.details).toMatchObject({ rolloutId: id, state });
-      expect(fleet.state(id)).toBe(state);
-      expect(fleet.events(id)).toHaveLength(events);
+      expect(await fleet.state(id)).toBe(state);
+      expect(await fleet.events(id)).toHaveLength(events);
       expect(fleet.dump()).toBe(before);
       expect(fleet.sent).toHaveLength(sent);
     },
@@ -119,7 +119,7 @@ describe('a verb from a state where it is illegal', () => {
   it('promote outside a bake is refused too', async () => {
     const fleet = new SimulatedFleet();
     const id = await reach(fleet, 'running');
-    const err = refusal(() => fleet.engine.promote(id, 'alice'));
+    const err = refusal(async () => await fleet.engine.promote(id, 'alice'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.details).toMatchObject({ state: 'running' });
   });
@@ -154,13 +154,13 @@ describe('a verb from a state where it is legal', () => {
   it.each(LEGAL)('$verb from $state moves the rollout to $to, recorded as its event', async ({ verb, state, to }) => {
     const fleet = new SimulatedFleet();
     const id = await reach(fleet, state);
-    const events = fleet.events(id).length;
+    const events = (await fleet.events(id)).length;
 
-    callVerb(fleet, verb, id);
+    await callVerb(fleet, verb, id);
     await fleet.engine.whenIdle();
 
-    const moves = fleet
-      .events(id)
+    const moves = (await fleet
+          .events(id))
       .slice(events)
       .filter((e) => e.toState !== null && e.hostId === null);
     expect(moves[0]).toMatchObject({ type: `rollout.${to}`, fromState: state, toState: to });
@@ -169,9 +169,9 @@ describe('a verb from a state where it is legal', () => {
   it('submit schedules a draft that needs no approval at once', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['h-1']);
-    const { id } = fleet.create({ draft: true, requiredApprovals: 0 });
-    fleet.engine.submit(id, 'alice');
-    expect(fleet.events(id).at(-1)).toMatchObject({ type: 'rollout.scheduled', fromState: 'draft' });
+    const { id } = await fleet.create({ draft: true, requiredApprovals: 0 });
+    await fleet.engine.submit(id, 'alice');
+    expect((await fleet.events(id)).at(-1)).toMatchObject({ type: 'rollout.scheduled', fromState: 'draft' });
   });
 });
 
@@ -182,16 +182,16 @@ describe('startAt', () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(hosts(2));
     const startAt = T0 + 3600 * SECOND;
-    const { id } = fleet.create({ waves: ['100%'], requiredApprovals: 1, startAt: new Date(startAt).toISOString() });
-    fleet.engine.approve(id, 'bob');
+    const { id } = await fleet.create({ waves: ['100%'], requiredApprovals: 1, startAt: new Date(startAt).toISOString() });
+    await fleet.engine.approve(id, 'bob');
 
     await fleet.advance(3599 * SECOND);
-    expect(fleet.state(id)).toBe('scheduled');
+    expect(await fleet.state(id)).toBe('scheduled');
     expect(fleet.sent).toEqual([]);
 
     await fleet.advance(1 * SECOND);
-    expect(fleet.state(id)).toBe('running');
-    expect(fleet.events(id).find((e) => e.type === 'rollout.running')).toMatchObject({
+    expect(await fleet.state(id)).toBe('running');
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.running')).toMatchObject({
       actor: 'system',
       fromState: 'scheduled',
     });

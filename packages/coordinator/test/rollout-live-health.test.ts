@@ -18,16 +18,16 @@ function viewOf(fleet: SimulatedFleet): RolloutView {
   );
 }
 
-function hostView(fleet: SimulatedFleet, rolloutId: string, hostId: string) {
-  const host = viewOf(fleet)
-    .status(rolloutId)
+async function hostView(fleet: SimulatedFleet, rolloutId: string, hostId: string) {
+  const host = (await viewOf(fleet)
+      .status(rolloutId))
     .waves.flatMap((w) => w.hosts)
     .find((h) => h.hostId === hostId);
   if (!host) throw new Error(`${hostId} is not in rollout ${rolloutId}`);
   return host;
 }
 
-const healthEvents = (fleet: SimulatedFleet, id: string) => fleet.events(id).filter((e) => e.type === 'host.health');
+const healthEvents = async (fleet: SimulatedFleet, id: string) => (await fleet.events(id)).filter((e) => e.type === 'host.health');
 
 describe('live health while verifying', () => {
   it('the status shows the latest poll: what each check saw, since when, and failing polls in a row', async () => {
@@ -40,7 +40,7 @@ describe('live health while verifying', () => {
     fleet.now += 2 * SECOND;
     await fleet.healthPoll('host-1', { web: 'HTTP 500', db: true }, 2);
 
-    expect(hostView(fleet, id, 'host-1')).toMatchObject({
+    expect(await hostView(fleet, id, 'host-1')).toMatchObject({
       state: 'verifying',
       health: null,
       liveHealth: {
@@ -62,9 +62,9 @@ describe('live health while verifying', () => {
     await fleet.progress('host-1', 'verifying');
     await fleet.healthPoll('host-1', { web: 'HTTP 500' });
     await fleet.healthPoll('host-1', { web: 'HTTP 500' });
-    expect(hostView(fleet, id, 'host-1').liveHealth?.failingPolls).toBe(2);
+    expect((await hostView(fleet, id, 'host-1')).liveHealth?.failingPolls).toBe(2);
     await fleet.healthPoll('host-1', { web: true });
-    expect(hostView(fleet, id, 'host-1').liveHealth?.failingPolls).toBe(0);
+    expect((await hostView(fleet, id, 'host-1')).liveHealth?.failingPolls).toBe(0);
   });
 
   it('puts a poll on the record when a verdict changes, not once per poll', async () => {
@@ -79,7 +79,7 @@ describe('live health while verifying', () => {
     await fleet.healthPoll('host-1', { web: true }, 0);
     await fleet.healthPoll('host-1', { web: true }, 0);
 
-    const events = healthEvents(fleet, id);
+    const events = await healthEvents(fleet, id);
     expect(events.map((e) => e.data)).toEqual([
       {
         orderId: expect.any(String),
@@ -105,17 +105,17 @@ describe('live health while verifying', () => {
     await fleet.healthPoll('host-1', { web: 'HTTP 500' });
     fleet.now += SECOND;
     await fleet.healthPoll('host-1', { web: 'HTTP 502' });
-    expect(healthEvents(fleet, id)).toHaveLength(1);
+    expect(await healthEvents(fleet, id)).toHaveLength(1);
     fleet.now += LIVE_HEALTH_EVENT_INTERVAL_MS;
     await fleet.healthPoll('host-1', { web: 'HTTP 503' });
     // Unchanged since the last row: nothing more, however long it has been.
     fleet.now += LIVE_HEALTH_EVENT_INTERVAL_MS;
     await fleet.healthPoll('host-1', { web: 'HTTP 503' });
     expect(
-      healthEvents(fleet, id).map((e) => (e.data as { checks: { observed: string }[] }).checks[0]?.observed),
+      (await healthEvents(fleet, id)).map((e) => (e.data as { checks: { observed: string }[] }).checks[0]?.observed),
     ).toEqual(['HTTP 500', 'HTTP 503']);
     // The status is live all the same.
-    expect(hostView(fleet, id, 'host-1').liveHealth?.checks[0]?.observed).toBe('HTTP 503');
+    expect((await hostView(fleet, id, 'host-1')).liveHealth?.checks[0]?.observed).toBe('HTTP 503');
   });
 
   it('ignores health from a host that is not verifying or baking, and from another host', async () => {
@@ -125,7 +125,7 @@ describe('live health while verifying', () => {
     // A poll that comes in late, after the host failed: no live health.
     await fleet.finish('host-3', 'failed');
     await fleet.healthPoll('host-3', { web: 'HTTP 500' });
-    expect(hostView(fleet, id, 'host-3').liveHealth).toBeUndefined();
+    expect((await hostView(fleet, id, 'host-3')).liveHealth).toBeUndefined();
     // host-2 reporting host-1's order is ignored.
     const order = fleet.agent('host-1').latestApply()?.orderId as string;
     fleet.engine.onOrderProgress('host-2', {
@@ -135,8 +135,8 @@ describe('live health while verifying', () => {
       health: [{ check: 'web', kind: 'http', ok: false, observed: 'x', at: new Date(fleet.now).toISOString() }],
     });
     await fleet.engine.whenIdle();
-    expect(hostView(fleet, id, 'host-1').liveHealth).toBeUndefined();
-    expect(healthEvents(fleet, id)).toEqual([]);
+    expect((await hostView(fleet, id, 'host-1')).liveHealth).toBeUndefined();
+    expect(await healthEvents(fleet, id)).toEqual([]);
   });
 });
 
@@ -149,11 +149,11 @@ describe('live health while baking', () => {
     await fleet.healthPoll('host-1', { web: true }, 0);
     await fleet.finish('host-1');
     await fleet.healthPoll('host-1', { web: 'HTTP 500' }, 1);
-    expect(hostView(fleet, id, 'host-1')).toMatchObject({
+    expect(await hostView(fleet, id, 'host-1')).toMatchObject({
       state: 'healthy',
       liveHealth: { phase: 'baking', failingPolls: 1, checks: [{ ok: false, observed: 'HTTP 500' }] },
     });
-    expect(healthEvents(fleet, id).map((e) => e.data?.phase)).toEqual(['verifying', 'baking']);
+    expect((await healthEvents(fleet, id)).map((e) => e.data?.phase)).toEqual(['verifying', 'baking']);
   });
 });
 
@@ -171,12 +171,12 @@ describe('live health and retry', () => {
     ];
     fleet.report('host-1', entry, 'failed', false, undefined, failing);
     await fleet.engine.whenIdle();
-    expect(fleet.rollout(id).state).toBe('halted');
-    expect(hostView(fleet, id, 'host-1').health).toEqual(failing);
+    expect((await fleet.rollout(id)).state).toBe('halted');
+    expect((await hostView(fleet, id, 'host-1')).health).toEqual(failing);
 
-    fleet.engine.retry(id, 'alice');
+    await fleet.engine.retry(id, 'alice');
     await fleet.engine.whenIdle();
-    const host = hostView(fleet, id, 'host-1');
+    const host = await hostView(fleet, id, 'host-1');
     expect(host.state).toBe('dispatched');
     expect(host.health).toBeNull();
     expect(host.liveHealth).toBeUndefined();
@@ -189,6 +189,6 @@ describe('live health and retry', () => {
     await fleet.progress('host-1', 'verifying');
     await fleet.healthPoll('host-1', { web: 'HTTP 500' }, 1);
     await fleet.finish('host-1', 'failed');
-    expect(hostView(fleet, id, 'host-1').liveHealth).toBeUndefined();
+    expect((await hostView(fleet, id, 'host-1')).liveHealth).toBeUndefined();
   });
 });

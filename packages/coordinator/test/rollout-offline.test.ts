@@ -13,8 +13,8 @@ describe('offline hosts', () => {
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, offline: { mode: 'skip' } });
     await fleet.finishAll(['host-1', 'host-2']);
 
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(fleet.run(id, 'host-3')).toMatchObject({ state: 'skipped', countedFailure: false, errorCode: 'offline' });
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect(await fleet.run(id, 'host-3')).toMatchObject({ state: 'skipped', countedFailure: false, errorCode: 'offline' });
     expect(fleet.sentOf('order.apply', 'host-3')).toEqual([]);
   });
 
@@ -24,17 +24,17 @@ describe('offline hosts', () => {
     await fleet.addHosts(['host-2'], { online: false });
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, offline: { mode: 'fail' } });
 
-    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', countedFailure: true, errorCode: 'offline' });
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', countedFailure: true, errorCode: 'offline' });
+    expect(await fleet.state(id)).toBe('halted');
   });
 
   it('policy wait: the order is kept and sent, with the same id, when the agent says hello', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['host-1'], { online: false });
     const id = await fleet.launch({ waves: ['100%'], offline: { mode: 'wait', deliveryDeadlineSeconds: 300 } });
-    const orderId = fleet.run(id, 'host-1').orderId;
+    const orderId = (await fleet.run(id, 'host-1')).orderId;
     expect(orderId).not.toBeNull();
-    expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+    expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
     expect(fleet.sentOf('order.apply').filter((s) => s.delivered)).toEqual([]);
 
     await fleet.advance(200 * SECOND);
@@ -43,7 +43,7 @@ describe('offline hosts', () => {
     const delivered = fleet.sentOf('order.apply', 'host-1').filter((s) => s.delivered);
     expect(delivered.map((s) => s.message.orderId)).toEqual([orderId]);
     await fleet.finish('host-1');
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('policy wait: a host not reached within deliveryDeadlineSeconds is timed_out', async () => {
@@ -57,15 +57,15 @@ describe('offline hosts', () => {
       offline: { mode: 'wait', deliveryDeadlineSeconds: 30 },
     });
     await fleet.finishAll(['host-1', 'host-2']);
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
 
     await fleet.advance(30 * SECOND);
-    expect(fleet.run(id, 'host-3').state).toBe('dispatched');
+    expect((await fleet.run(id, 'host-3')).state).toBe('dispatched');
     await fleet.advance(1 * SECOND);
 
-    expect(fleet.run(id, 'host-3')).toMatchObject({ state: 'timed_out', countedFailure: true });
-    expect(fleet.run(id, 'host-3').reason).toMatch(/not delivered within 30s/);
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.run(id, 'host-3')).toMatchObject({ state: 'timed_out', countedFailure: true });
+    expect((await fleet.run(id, 'host-3')).reason).toMatch(/not delivered within 30s/);
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('hostTimeoutSeconds: a host with no result in time is timed_out and its order is cancelled', async () => {
@@ -73,15 +73,15 @@ describe('offline hosts', () => {
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 120, maxFailures: 0 });
     await fleet.progress('host-1', 'applying');
-    const orderId = fleet.run(id, 'host-1').orderId;
+    const orderId = (await fleet.run(id, 'host-1')).orderId;
 
     await fleet.advance(120 * SECOND);
-    expect(fleet.run(id, 'host-1').state).toBe('applying');
+    expect((await fleet.run(id, 'host-1')).state).toBe('applying');
     await fleet.advance(1 * SECOND);
 
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'timed_out', errorCode: 'timed_out', countedFailure: true });
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'timed_out', errorCode: 'timed_out', countedFailure: true });
     expect(fleet.agent('host-1').cancels).toEqual([orderId]);
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
   });
 
   it('a host whose agent died mid-apply past its timeout is changed: unknown, and its answer after the restart is an event', async () => {
@@ -92,8 +92,8 @@ describe('offline hosts', () => {
     fleet.disconnect('host-1'); // SIGKILL mid-dpkg: the package may be half-installed
     await fleet.advance(61 * SECOND);
     const view = new RolloutView(fleet.store, (h) => fleet.agent(h).online);
-    const hostView = () => view.status(id).waves[0]?.hosts[0];
-    expect(hostView()).toMatchObject({ state: 'timed_out', changed: 'unknown' });
+    const hostView = async () => (await view.status(id)).waves[0]?.hosts[0];
+    expect(await hostView()).toMatchObject({ state: 'timed_out', changed: 'unknown' });
 
     // Restarted, the agent restores its snapshot and reports it in its hello.
     const entry = fleet.agent('host-1').openApply();
@@ -108,8 +108,8 @@ describe('offline hosts', () => {
     entry.result = { ...restored, errorCode: 'interrupted', reason: 'interrupted: …; reverted to the snapshot' };
     await fleet.connect('host-1');
 
-    expect(hostView()).toMatchObject({ state: 'timed_out', changed: false });
-    const late = fleet.events(id).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-1');
+    expect(await hostView()).toMatchObject({ state: 'timed_out', changed: false });
+    const late = (await fleet.events(id)).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-1');
     expect(late.map((e) => e.data)).toEqual([
       {
         outcome: 'failed',
@@ -121,14 +121,14 @@ describe('offline hosts', () => {
     // Said once: the same result again (a duplicate frame) adds nothing.
     fleet.engine.onOrderResult('host-1', entry.result);
     await fleet.engine.whenIdle();
-    expect(fleet.events(id).filter((e) => e.type === 'host.late_result')).toHaveLength(1);
+    expect((await fleet.events(id)).filter((e) => e.type === 'host.late_result')).toHaveLength(1);
   });
 
   it('a host timed out before delivery is changed: unknown until its hello shows the order never reached it', async () => {
     const { fleet, id } = await timedOutBeforeDelivery();
     const view = new RolloutView(fleet.store, () => false);
-    expect(view.status(id).waves[0]?.hosts[0]).toMatchObject({ state: 'timed_out', changed: 'unknown' });
+    expect((await view.status(id)).waves[0]?.hosts[0]).toMatchObject({ state: 'timed_out', changed: 'unknown' });
     await fleet.connect('host-1');
-    expect(view.status(id).waves[0]?.hosts[0]).toMatchObject({ state: 'timed_out', changed: false });
+    expect((await view.status(id)).waves[0]?.hosts[0]).toMatchObject({ state: 'timed_out', changed: false });
   });
 });

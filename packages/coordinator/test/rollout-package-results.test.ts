@@ -33,7 +33,7 @@ async function answer(
 
 describe('the resolved package set of each host', () => {
   it('is stored, shown in status and events; not_applicable is its own honest state and the rollout succeeds', async () => {
-    const fleet = fleetWithPackagePatches();
+    const fleet = await fleetWithPackagePatches();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ patchId: SOURCE_PATCH, waves: ['100%'], maxFailures: 0 });
 
@@ -41,16 +41,16 @@ describe('the resolved package set of each host', () => {
     await answer(fleet, 'host-2', { outcome: 'not_applicable', changed: false, reason: NOTHING_HERE });
     await fleet.advance(1000);
 
-    expect(fleet.state(id)).toBe('succeeded');
-    const hostViews = new RolloutView(fleet.store, () => true).status(id).waves.flatMap((w) => w.hosts);
+    expect(await fleet.state(id)).toBe('succeeded');
+    const hostViews = (await new RolloutView(fleet.store, () => true).status(id)).waves.flatMap((w) => w.hosts);
     expect(hostViews).toEqual([
       expect.objectContaining({ hostId: 'host-1', state: 'healthy', changed: true, packages: MOVED }),
       expect.objectContaining({ hostId: 'host-2', state: 'not_applicable', changed: false, reason: NOTHING_HERE }),
     ]);
     expect(hostViews[1]).not.toHaveProperty('packages');
-    expect(fleet.run(id, 'host-2').countedFailure).toBe(false);
+    expect((await fleet.run(id, 'host-2')).countedFailure).toBe(false);
 
-    const events = fleet.events(id);
+    const events = await fleet.events(id);
     expect(events.find((e) => e.hostId === 'host-1' && e.type === 'host.healthy')?.data).toMatchObject({
       packages: MOVED,
     });
@@ -60,7 +60,7 @@ describe('the resolved package set of each host', () => {
   });
 
   it('a failed set keeps what it resolved to; a retry forgets it until the new result', async () => {
-    const fleet = fleetWithPackagePatches();
+    const fleet = await fleetWithPackagePatches();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ patchId: SOURCE_PATCH, maxFailures: 0 });
     await answer(fleet, 'host-1', {
@@ -70,11 +70,11 @@ describe('the resolved package set of each host', () => {
       reason: 'postinst of openssl failed',
       packages: MOVED,
     });
-    expect(fleet.state(id)).toBe('halted');
-    expect(fleet.run(id, 'host-1').packages).toEqual(MOVED);
+    expect(await fleet.state(id)).toBe('halted');
+    expect((await fleet.run(id, 'host-1')).packages).toEqual(MOVED);
 
-    fleet.engine.retry(id, 'alice');
+    await fleet.engine.retry(id, 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'dispatched', packages: null });
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'dispatched', packages: null });
   });
 });

@@ -24,27 +24,27 @@ async function stagedFleet(): Promise<SimulatedFleet> {
 /** A one-wave rollout of `patchId` on the hosts labelled env=`env`, run to success. */
 async function succeedOn(fleet: SimulatedFleet, env: string, patchId = PATCH_ID): Promise<string> {
   const id = await fleet.launch({ patchId, target: { labels: { env } }, waves: ['100%'] });
-  for (const run of fleet.store.hostRuns.forRollout(id)) await fleet.finish(run.hostId);
-  expect(fleet.state(id)).toBe('succeeded');
+  for (const run of await fleet.store.hostRuns.forRollout(id)) await fleet.finish(run.hostId);
+  expect(await fleet.state(id)).toBe('succeeded');
   return id;
 }
 
-function prodRollout(fleet: SimulatedFleet, patchId = PATCH_ID): string {
-  return fleet.create({ patchId, target: { labels: { env: 'prod' } }, waves: ['100%'] }).id;
+async function prodRollout(fleet: SimulatedFleet, patchId = PATCH_ID): Promise<string> {
+  return (await fleet.create({ patchId, target: { labels: { env: 'prod' } }, waves: ['100%'] })).id;
 }
 
 /** The refusal of start, its message and the requirements it names. */
-function refusedStart(fleet: SimulatedFleet, id: string) {
-  const err = refusal(() => fleet.engine.start(id, 'alice'));
+async function refusedStart(fleet: SimulatedFleet, id: string) {
+  const err = refusal(async () => await fleet.engine.start(id, 'alice'));
   expect(err.code).toBe(ErrorCode.conflict);
   // Nothing changed: not started, no host frozen, no decision kept.
-  expect(fleet.state(id)).toBe('scheduled');
-  expect(fleet.store.hostRuns.forRollout(id)).toEqual([]);
-  expect(fleet.store.rollouts.promotion(id)).toBeUndefined();
+  expect(await fleet.state(id)).toBe('scheduled');
+  expect(await fleet.store.hostRuns.forRollout(id)).toEqual([]);
+  expect(await fleet.store.rollouts.promotion(id)).toBeUndefined();
   return { message: err.message, missing: (err.details as { missing: PromotionRequirement[] }).missing };
 }
 
-function samePatchAgain(fleet: SimulatedFleet, id: string, change?: Partial<FileChange>): string {
+async function samePatchAgain(fleet: SimulatedFleet, id: string, change?: Partial<FileChange>): Promise<string> {
   const patch = storedPatch(
     {
       ...SAMPLE_PATCH_SPEC,
@@ -53,14 +53,14 @@ function samePatchAgain(fleet: SimulatedFleet, id: string, change?: Partial<File
     },
     { id, createdBy: 'carol', createdAt: new Date(fleet.now).toISOString() },
   );
-  fleet.store.transaction(() => fleet.store.patches.insert(patch));
+  await fleet.store.transaction(async () => await fleet.store.patches.insert(patch));
   return id;
 }
 
 describe('promotion order: a later environment needs the one before passed by the same content', () => {
   it('refuses prod when the content never ran on staging, naming the environment', async () => {
     const fleet = await stagedFleet();
-    const { message, missing } = refusedStart(fleet, prodRollout(fleet));
+    const { message, missing } = await refusedStart(fleet, await prodRollout(fleet));
     expect(message).toMatch(
       /^promotion order: hosts in prod need staging passed first: no rollout of this content on staging yet/,
     );
@@ -72,7 +72,7 @@ describe('promotion order: a later environment needs the one before passed by th
   it('refuses while the staging rollout is still running, and names it', async () => {
     const fleet = await stagedFleet();
     const staging = await fleet.launch({ target: { labels: { env: 'staging' } }, waves: ['100%'] });
-    const { missing } = refusedStart(fleet, prodRollout(fleet));
+    const { missing } = await refusedStart(fleet, await prodRollout(fleet));
     expect(missing[0]?.missing).toBe(`no succeeded rollout on staging: the latest, ${staging}, is running`);
   });
 
@@ -80,8 +80,8 @@ describe('promotion order: a later environment needs the one before passed by th
     const fleet = await stagedFleet();
     const staging = await fleet.launch({ target: { labels: { env: 'staging' } }, waves: ['100%'], maxFailures: 0 });
     await fleet.finish('stg-1', 'failed');
-    expect(fleet.state(staging)).toBe('halted');
-    expect(refusedStart(fleet, prodRollout(fleet)).missing[0]?.missing).toBe(
+    expect(await fleet.state(staging)).toBe('halted');
+    expect((await refusedStart(fleet, await prodRollout(fleet))).missing[0]?.missing).toBe(
       `no succeeded rollout on staging: the latest, ${staging}, is halted`,
     );
   });
@@ -89,20 +89,20 @@ describe('promotion order: a later environment needs the one before passed by th
   it('refuses during the soak with the minutes left, and starts once the soak is over', async () => {
     const fleet = await stagedFleet();
     const staging = await succeedOn(fleet, 'staging');
-    const finishedAt = fleet.rollout(staging).finishedAt;
+    const finishedAt = (await fleet.rollout(staging)).finishedAt;
     fleet.now += 10 * MINUTE;
-    const prod = prodRollout(fleet);
-    const { message, missing } = refusedStart(fleet, prod);
+    const prod = await prodRollout(fleet);
+    const { message, missing } = await refusedStart(fleet, prod);
     expect(missing[0]).toMatchObject({ env: 'prod', needs: 'staging', passedBy: null, minutesLeft: 20 });
     expect(message).toContain(
       `rollout ${staging} succeeded on staging at ${finishedAt} and is soaking: 20 min left of 30 min`,
     );
 
     fleet.now += 20 * MINUTE - 1;
-    expect(refusedStart(fleet, prod).missing[0]?.minutesLeft).toBe(0);
+    expect((await refusedStart(fleet, prod)).missing[0]?.minutesLeft).toBe(0);
     fleet.now += 1;
-    expect(fleet.engine.start(prod, 'alice').state).toBe('running');
-    const decision = fleet.store.rollouts.promotion(prod);
+    expect((await fleet.engine.start(prod, 'alice')).state).toBe('running');
+    const decision = await fleet.store.rollouts.promotion(prod);
     expect(decision).toEqual({
       label: 'env',
       order: ['staging', 'prod'],
@@ -120,41 +120,41 @@ describe('promotion order: a later environment needs the one before passed by th
       override: null,
     });
     // The status shows what start decided.
-    expect(new RolloutView(fleet.store, () => true).status(prod).promotion).toEqual(decision);
+    expect((await new RolloutView(fleet.store, () => true).status(prod)).promotion).toEqual(decision);
   });
 
   it('does not count a staging rollout reverted after it finished (one host is enough)', async () => {
     const fleet = await stagedFleet();
     const staging = await succeedOn(fleet, 'staging');
     fleet.now += 60 * MINUTE;
-    fleet.engine.revertHost(staging, 'stg-1', 'alice');
+    await fleet.engine.revertHost(staging, 'stg-1', 'alice');
     await fleet.engine.whenIdle();
-    expect(refusedStart(fleet, prodRollout(fleet)).missing[0]?.missing).toBe(
+    expect((await refusedStart(fleet, await prodRollout(fleet))).missing[0]?.missing).toBe(
       `rollout ${staging} succeeded on staging but was reverted after it finished; a new rollout on staging must succeed`,
     );
     // A new staging rollout of the same content passes again, after its own soak.
     const again = await succeedOn(fleet, 'staging');
     fleet.now += 30 * MINUTE;
-    const prod = prodRollout(fleet);
-    fleet.engine.start(prod, 'alice');
-    expect(fleet.store.rollouts.promotion(prod)?.requirements[0]?.passedBy?.rolloutId).toBe(again);
+    const prod = await prodRollout(fleet);
+    await fleet.engine.start(prod, 'alice');
+    expect((await fleet.store.rollouts.promotion(prod))?.requirements[0]?.passedBy?.rolloutId).toBe(again);
   });
 
   it('counts a staging rollout of another patch with the same content, not one with other bytes', async () => {
     const fleet = await stagedFleet();
-    const same = samePatchAgain(fleet, 'pat_same');
-    const other = samePatchAgain(fleet, 'pat_other', { content: 'workers = 9\n' });
+    const same = await samePatchAgain(fleet, 'pat_same');
+    const other = await samePatchAgain(fleet, 'pat_other', { content: 'workers = 9\n' });
     await succeedOn(fleet, 'staging', other);
     fleet.now += 60 * MINUTE;
-    expect(refusedStart(fleet, prodRollout(fleet)).missing[0]?.missing).toBe(
+    expect((await refusedStart(fleet, await prodRollout(fleet))).missing[0]?.missing).toBe(
       'no rollout of this content on staging yet',
     );
 
     const staging = await succeedOn(fleet, 'staging', same);
     fleet.now += 60 * MINUTE;
-    const prod = prodRollout(fleet);
-    fleet.engine.start(prod, 'alice');
-    expect(fleet.store.rollouts.promotion(prod)?.requirements[0]?.passedBy).toMatchObject({
+    const prod = await prodRollout(fleet);
+    await fleet.engine.start(prod, 'alice');
+    expect((await fleet.store.rollouts.promotion(prod))?.requirements[0]?.passedBy).toMatchObject({
       rolloutId: staging,
       patchId: 'pat_same',
     });
@@ -164,16 +164,16 @@ describe('promotion order: a later environment needs the one before passed by th
     const fleet = await stagedFleet();
     await fleet.addHosts(['nolabel-1'], { labels: { role: 'web' } });
     await fleet.addHosts(['dev-1'], { labels: { env: 'dev' } });
-    const id = fleet.create({ target: { hostIds: ['stg-1', 'nolabel-1', 'dev-1'] }, waves: ['100%'] }).id;
-    const { missing } = refusedStart(fleet, id);
+    const id = (await fleet.create({ target: { hostIds: ['stg-1', 'nolabel-1', 'dev-1'] }, waves: ['100%'] })).id;
+    const { missing } = await refusedStart(fleet, id);
     expect(missing.map((m) => `${m.env}<-${m.needs}`)).toEqual(['prod<-staging']);
   });
 
   it('starts the first environment, and a rollout with no later environment, without any check', async () => {
     const fleet = await stagedFleet();
     const id = await fleet.launch({ target: { labels: { env: 'staging' } } });
-    expect(fleet.state(id)).toBe('running');
-    expect(fleet.store.rollouts.promotion(id)).toMatchObject({
+    expect(await fleet.state(id)).toBe('running');
+    expect(await fleet.store.rollouts.promotion(id)).toMatchObject({
       environments: [{ env: 'staging', hosts: 2 }],
       requirements: [],
       override: null,
@@ -188,8 +188,8 @@ describe('promotion order: a later environment needs the one before passed by th
     await fleet.addHosts(['stg-1'], { labels: { env: 'staging' } });
     await fleet.addHosts(['prod-1'], { labels: { env: 'prod' } });
     await succeedOn(fleet, 'dev');
-    const id = fleet.create({ target: { all: true }, waves: ['100%'] }).id;
-    const { missing } = refusedStart(fleet, id);
+    const id = (await fleet.create({ target: { all: true }, waves: ['100%'] })).id;
+    const { missing } = await refusedStart(fleet, id);
     // dev passed staging's need; prod's need (staging) is not met.
     expect(missing.map((m) => `${m.env}<-${m.needs}`)).toEqual(['prod<-staging']);
   });
@@ -197,35 +197,35 @@ describe('promotion order: a later environment needs the one before passed by th
   it('a scheduled start (startAt) waits for the soak and starts by itself once it is over', async () => {
     const fleet = await stagedFleet();
     await succeedOn(fleet, 'staging');
-    const prod = fleet.create({
-      target: { labels: { env: 'prod' } },
-      waves: ['100%'],
-      startAt: new Date(fleet.now).toISOString(),
-    }).id;
+    const prod = (await fleet.create({
+          target: { labels: { env: 'prod' } },
+          waves: ['100%'],
+          startAt: new Date(fleet.now).toISOString(),
+        })).id;
     await fleet.advance(29 * MINUTE);
-    expect(fleet.state(prod)).toBe('scheduled');
+    expect(await fleet.state(prod)).toBe('scheduled');
     await fleet.advance(MINUTE);
-    expect(fleet.state(prod)).toBe('running');
+    expect(await fleet.state(prod)).toBe('running');
   });
 
   it('without a promotion order, any rollout starts and no decision is kept', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['prod-1'], { labels: { env: 'prod' } });
     const id = await fleet.launch({ target: { labels: { env: 'prod' } } });
-    expect(fleet.state(id)).toBe('running');
-    expect(fleet.store.rollouts.promotion(id)).toBeUndefined();
+    expect(await fleet.state(id)).toBe('running');
+    expect(await fleet.store.rollouts.promotion(id)).toBeUndefined();
   });
 });
 
 describe('an admin overrides the promotion order', () => {
   it('starts with the reason on the record, in the audit trail and in the status', async () => {
     const fleet = await stagedFleet();
-    const prod = prodRollout(fleet);
-    const started = fleet.engine.start(prod, 'root-admin', {
-      overridePromotion: { reason: 'staging is down; CVE fix cannot wait' },
-    });
+    const prod = await prodRollout(fleet);
+    const started = await fleet.engine.start(prod, 'root-admin', {
+          overridePromotion: { reason: 'staging is down; CVE fix cannot wait' },
+        });
     expect(started.state).toBe('running');
-    const decision = fleet.store.rollouts.promotion(prod);
+    const decision = await fleet.store.rollouts.promotion(prod);
     expect(decision?.override).toEqual({
       by: 'root-admin',
       at: new Date(fleet.now).toISOString(),
@@ -235,7 +235,7 @@ describe('an admin overrides the promotion order', () => {
       passedBy: null,
       missing: 'no rollout of this content on staging yet',
     });
-    const event = fleet.events(prod).find((e) => e.type === 'rollout.promotion_overridden');
+    const event = (await fleet.events(prod)).find((e) => e.type === 'rollout.promotion_overridden');
     expect(event).toMatchObject({
       actor: 'root-admin',
       data: { reason: 'staging is down; CVE fix cannot wait', missing: [{ env: 'prod', needs: 'staging' }] },
@@ -246,10 +246,10 @@ describe('an admin overrides the promotion order', () => {
     const fleet = await stagedFleet();
     await succeedOn(fleet, 'staging');
     fleet.now += 30 * MINUTE;
-    const prod = prodRollout(fleet);
-    fleet.engine.start(prod, 'root-admin', { overridePromotion: { reason: 'just in case' } });
-    expect(fleet.store.rollouts.promotion(prod)?.override).toBeNull();
-    expect(fleet.events(prod).map((e) => e.type)).not.toContain('rollout.promotion_overridden');
+    const prod = await prodRollout(fleet);
+    await fleet.engine.start(prod, 'root-admin', { overridePromotion: { reason: 'just in case' } });
+    expect((await fleet.store.rollouts.promotion(prod))?.override).toBeNull();
+    expect((await fleet.events(prod)).map((e) => e.type)).not.toContain('rollout.promotion_overridden');
   });
 });
 

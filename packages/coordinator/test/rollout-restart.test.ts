@@ -12,24 +12,24 @@ describe('crash safety', () => {
     // The process dies between committing the order and the frame reaching host-1.
     fleet.lostOnTheWire.add('host-1');
     const id = await fleet.launch({ waves: ['100%'] });
-    const orderId = fleet.run(id, 'host-1').orderId;
+    const orderId = (await fleet.run(id, 'host-1')).orderId;
     expect(orderId).not.toBeNull();
     expect(fleet.agent('host-1').journal.size).toBe(0);
 
-    fleet.restart();
+    await fleet.restart();
     fleet.lostOnTheWire.clear();
     await fleet.connect('host-1');
 
     expect(fleet.agent('host-1').applyIds()).toEqual([orderId]);
     await fleet.finish('host-1');
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('an order the agent already journals is not sent again; its result from hello is recorded once', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'] });
-    fleet.restart();
+    await fleet.restart();
     // While the coordinator is down, host-1 finishes and host-2 keeps applying; they report on reconnect.
     await fleet.finish('host-1');
     await fleet.progress('host-2', 'applying');
@@ -42,11 +42,11 @@ describe('crash safety', () => {
     await fleet.connect('host-1');
 
     expect(fleet.sentOf('order.apply')).toHaveLength(applies);
-    expect(fleet.run(id, 'host-1').state).toBe('healthy');
-    expect(fleet.events(id).filter((e) => e.type === 'host.healthy' && e.hostId === 'host-1')).toHaveLength(1);
+    expect((await fleet.run(id, 'host-1')).state).toBe('healthy');
+    expect((await fleet.events(id)).filter((e) => e.type === 'host.healthy' && e.hostId === 'host-1')).toHaveLength(1);
     expect(fleet.sentOf('order.ack', 'host-1').length).toBeGreaterThan(0);
     await fleet.finish('host-2');
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('a result for an unknown order that says the host changed is acked, and logged as an error', async () => {
@@ -85,7 +85,7 @@ describe('crash safety', () => {
       const failed = () => lines.some((l) => l.level >= 50 && /recording agent reports failed/.test(l.msg));
       await vi.waitFor(() => expect(failed()).toBe(true), { timeout: 5000, interval: 5 });
       expect(failed()).toBe(true);
-      expect(fleet.run(id, 'host-1').state).toBe('dispatched');
+      expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
       expect(fleet.sentOf('order.ack')).toEqual([]); // nothing acked: the agent keeps the result
     } finally {
       other.exec('COMMIT');
@@ -93,9 +93,9 @@ describe('crash safety', () => {
     }
 
     await fleet.engine.whenIdle(); // the parked batch is recorded on its retry, a second later
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(fleet.run(id, 'host-1').state).toBe('healthy');
-    expect(fleet.events(id).filter((e) => e.type === 'host.healthy')).toHaveLength(1);
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect((await fleet.run(id, 'host-1')).state).toBe('healthy');
+    expect((await fleet.events(id)).filter((e) => e.type === 'host.healthy')).toHaveLength(1);
     expect(fleet.sentOf('order.ack', 'host-1')).toHaveLength(1);
   });
 
@@ -105,7 +105,7 @@ describe('crash safety', () => {
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 600 });
     await fleet.finish('host-1');
     await fleet.advance(300 * SECOND);
-    fleet.restart();
+    await fleet.restart();
     for (const h of hosts(3)) await fleet.connect(h);
 
     await fleet.advance(299 * SECOND);
@@ -114,7 +114,7 @@ describe('crash safety', () => {
     expect(fleet.appliedHosts()).toEqual(hosts(3));
     await fleet.finishAll(hosts(3));
     await fleet.advance(600 * SECOND); // the last wave bakes too
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   /** One rollout, step by step; the coordinator is restarted after step `k` and must carry on. */
@@ -143,21 +143,21 @@ describe('crash safety', () => {
       const id = () => rolloutId;
       for (const [i, step] of STEPS.entries()) {
         await step.run(fleet, id);
-        rolloutId ||= fleet.store.rollouts.list(1)[0]?.id ?? '';
+        rolloutId ||= (await fleet.store.rollouts.list(1))[0]?.id ?? '';
         if (i === k) {
-          fleet.restart();
+          await fleet.restart();
           for (const h of ids) await fleet.connect(h);
         }
       }
 
-      expect(fleet.state(rolloutId)).toBe('succeeded');
+      expect(await fleet.state(rolloutId)).toBe('succeeded');
       for (const h of ids) {
         expect(fleet.agent(h).applyIds(), `${h} got one apply order id`).toHaveLength(1);
         expect(fleet.agent(h).redeliveries, `${h} was re-sent an order it already had`).toBe(0);
-        expect(fleet.events(rolloutId).filter((e) => e.type === 'host.healthy' && e.hostId === h)).toHaveLength(1);
+        expect((await fleet.events(rolloutId)).filter((e) => e.type === 'host.healthy' && e.hostId === h)).toHaveLength(1);
       }
-      const dispatchOrder = fleet
-        .events(rolloutId)
+      const dispatchOrder = (await fleet
+              .events(rolloutId))
         .filter((e) => e.type === 'host.dispatched' || e.type === 'wave.passed')
         .map((e) => e.type);
       expect(dispatchOrder).toEqual([

@@ -28,25 +28,25 @@ describe('revert', () => {
     await fleet.finish('host-1');
     await fleet.finish('host-2', 'failed'); // restored its own snapshot: nothing to revert
     await fleet.finishAll(ids);
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
 
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('reverting');
+    expect(await fleet.state(id)).toBe('reverting');
     expect(fleet.sentOf('order.revert')).toHaveLength(2);
 
-    while (fleet.state(id) === 'reverting') {
+    while (await fleet.state(id) === 'reverting') {
       const next = ids.find((h) => fleet.agent(h).openReverts().length > 0);
       if (!next) throw new Error('reverting with no revert in flight');
       await fleet.finishRevert(next);
     }
 
-    expect(fleet.state(id)).toBe('reverted');
+    expect(await fleet.state(id)).toBe('reverted');
     expect(fleet.maxRevertsInFlight).toBe(2);
     const reverts = fleet.sentOf('order.revert');
     expect(reverts.map((s) => s.agentId).sort()).toEqual(['host-1', 'host-3', 'host-4', 'host-5']);
-    for (const { agentId, message } of reverts) expect(message.revertsOrderId).toBe(fleet.run(id, agentId).orderId);
-    expect(fleet.hostStates(id)).toMatchObject({ 'host-2': 'failed', 'host-6': 'skipped' });
+    for (const { agentId, message } of reverts) expect(message.revertsOrderId).toBe((await fleet.run(id, agentId)).orderId);
+    expect(await fleet.hostStates(id)).toMatchObject({ 'host-2': 'failed', 'host-6': 'skipped' });
   });
 
   it('ends revert_failed when a host fails to revert, and never retries it by itself', async () => {
@@ -54,18 +54,18 @@ describe('revert', () => {
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finishAll(['host-1', 'host-2']);
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
 
     await fleet.finishRevert('host-1');
     await fleet.finishRevert('host-2', 'revert_failed');
-    expect(fleet.state(id)).toBe('revert_failed');
-    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'revert_failed', changed: true });
+    expect(await fleet.state(id)).toBe('revert_failed');
+    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'revert_failed', changed: true });
 
     await fleet.advance(3600 * SECOND);
     await fleet.connect('host-2');
     expect(fleet.sentOf('order.revert', 'host-2')).toHaveLength(1);
-    expect(fleet.state(id)).toBe('revert_failed');
+    expect(await fleet.state(id)).toBe('revert_failed');
   });
 
   it('a host that never answers its revert order is revert_failed after hostTimeoutSeconds; a late success still counts', async () => {
@@ -73,17 +73,17 @@ describe('revert', () => {
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 60 });
     await fleet.finishAll(['host-1']);
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.run(id, 'host-1').state).toBe('reverting');
+    expect((await fleet.run(id, 'host-1')).state).toBe('reverting');
 
     await fleet.advance(61 * SECOND);
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'revert_failed', errorCode: 'revert_failed' });
-    expect(fleet.state(id)).toBe('revert_failed');
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'revert_failed', errorCode: 'revert_failed' });
+    expect(await fleet.state(id)).toBe('revert_failed');
 
     await fleet.finishRevert('host-1');
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'reverted', changed: false });
-    expect(fleet.state(id)).toBe('reverted');
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'reverted', changed: false });
+    expect(await fleet.state(id)).toBe('reverted');
   });
 
   it('an explicit revert of a revert_failed rollout tries the failed host again', async () => {
@@ -91,17 +91,17 @@ describe('revert', () => {
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishRevert('host-1', 'revert_failed');
-    expect(fleet.state(id)).toBe('revert_failed');
+    expect(await fleet.state(id)).toBe('revert_failed');
 
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('reverting');
+    expect(await fleet.state(id)).toBe('reverting');
     expect(fleet.sentOf('order.revert', 'host-1')).toHaveLength(2);
     await fleet.finishRevert('host-1');
-    expect(fleet.state(id)).toBe('reverted');
+    expect(await fleet.state(id)).toBe('reverted');
   });
 
   it('of a whole rollout also tries a host whose own self-revert failed', async () => {
@@ -110,10 +110,10 @@ describe('revert', () => {
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     await fleet.finish('host-1');
     await fleet.finish('host-2', 'revert_failed'); // health failed and its snapshot did not restore
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(fleet.run(id, 'host-2')).toMatchObject({ state: 'revert_failed', changed: true });
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'revert_failed', changed: true });
 
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
     expect(
       fleet
@@ -123,7 +123,7 @@ describe('revert', () => {
     ).toEqual(['host-1', 'host-2']);
     await fleet.finishRevert('host-1');
     await fleet.finishRevert('host-2');
-    expect(fleet.state(id)).toBe('reverted');
+    expect(await fleet.state(id)).toBe('reverted');
   });
 
   it('of one host reverts only that host and leaves the rollout as it was', async () => {
@@ -132,18 +132,18 @@ describe('revert', () => {
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finishAll(['host-1', 'host-2', 'host-3']);
 
-    fleet.engine.revertHost(id, 'host-2', 'bob');
+    await fleet.engine.revertHost(id, 'host-2', 'bob');
     await fleet.engine.whenIdle();
 
     const reverts = fleet.sentOf('order.revert');
     expect(reverts.map((s) => [s.agentId, s.message.revertsOrderId])).toEqual([
-      ['host-2', fleet.run(id, 'host-2').orderId],
+      ['host-2', (await fleet.run(id, 'host-2')).orderId],
     ]);
     await fleet.finishRevert('host-2');
-    expect(fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'reverted', 'host-3': 'healthy' });
-    expect(fleet.run(id, 'host-2').changed).toBe(false);
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(fleet.events(id).find((e) => e.type === 'host.revert_requested')).toMatchObject({
+    expect(await fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'reverted', 'host-3': 'healthy' });
+    expect((await fleet.run(id, 'host-2')).changed).toBe(false);
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect((await fleet.events(id)).find((e) => e.type === 'host.revert_requested')).toMatchObject({
       actor: 'bob',
       hostId: 'host-2',
     });
@@ -154,18 +154,18 @@ describe('revert', () => {
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
-    fleet.engine.revertHost(id, 'host-1', 'bob');
+    await fleet.engine.revertHost(id, 'host-1', 'bob');
     await fleet.engine.whenIdle();
 
     await fleet.finish('host-2');
     await fleet.advance(10 * SECOND);
-    expect(fleet.run(id, 'host-1').state).toBe('reverting');
-    expect(fleet.state(id)).toBe('running');
-    expect(fleet.events(id).some((e) => e.type === 'wave.passed')).toBe(false);
+    expect((await fleet.run(id, 'host-1')).state).toBe('reverting');
+    expect(await fleet.state(id)).toBe('running');
+    expect((await fleet.events(id)).some((e) => e.type === 'wave.passed')).toBe(false);
 
     await fleet.finishRevert('host-1');
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(fleet.hostStates(id)).toEqual({ 'host-1': 'reverted', 'host-2': 'healthy' });
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect(await fleet.hostStates(id)).toEqual({ 'host-1': 'reverted', 'host-2': 'healthy' });
   });
 
   it('never sends a revert order whose transaction rolled back', async () => {
@@ -188,19 +188,19 @@ describe('revert', () => {
       isStopped: () => false,
     });
 
-    expect(() =>
-      fleet.store.transaction(() => {
-        runner.dispatch(fleet.run(id, 'host-1'));
-        throw new Error('SQLITE_FULL: database or disk is full');
-      }),
+    expect(async () =>
+      await fleet.store.transaction(async () => {
+                await runner.dispatch(await fleet.run(id, 'host-1'));
+                throw new Error('SQLITE_FULL: database or disk is full');
+              }),
     ).toThrow(/disk is full/);
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.revert')).toEqual([]);
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'healthy', revertOrderId: null });
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'healthy', revertOrderId: null });
 
-    fleet.store.transaction(() => runner.dispatch(fleet.run(id, 'host-1')));
+    await fleet.store.transaction(async () => await runner.dispatch(await fleet.run(id, 'host-1')));
     expect(fleet.sentOf('order.revert').map((s) => s.message.revertsOrderId)).toEqual([
-      fleet.run(id, 'host-1').orderId,
+      (await fleet.run(id, 'host-1')).orderId,
     ]);
   });
 
@@ -209,8 +209,8 @@ describe('revert', () => {
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     await fleet.finish('host-1', 'failed');
-    expect(refusal(() => fleet.engine.revertHost(id, 'host-1', 'bob')).code).toBe(ErrorCode.illegalTransition);
-    expect(refusal(() => fleet.engine.revertHost(id, 'host-9', 'bob')).code).toBe(ErrorCode.notFound);
+    expect(refusal(async () => await fleet.engine.revertHost(id, 'host-1', 'bob')).code).toBe(ErrorCode.illegalTransition);
+    expect(refusal(async () => await fleet.engine.revertHost(id, 'host-9', 'bob')).code).toBe(ErrorCode.notFound);
   });
 });
 
@@ -232,7 +232,7 @@ describe('autoRevert on halt', () => {
 
   it('wave: reverts the healthy hosts of the halted wave, and only those', async () => {
     const { fleet, id } = await haltInSecondWave('wave');
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
     expect(
       fleet
         .sentOf('order.revert')
@@ -241,19 +241,19 @@ describe('autoRevert on halt', () => {
     ).toEqual(['host-3', 'host-4']);
     await fleet.finishRevert('host-3');
     await fleet.finishRevert('host-4');
-    expect(fleet.hostStates(id)).toEqual({
+    expect(await fleet.hostStates(id)).toEqual({
       'host-1': 'healthy',
       'host-2': 'healthy',
       'host-3': 'reverted',
       'host-4': 'reverted',
       'host-5': 'failed',
     });
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
   });
 
   it('wave: a host of the halted wave that finishes healthy after the halt is reverted too', async () => {
     const { fleet, id } = await haltedWithWaveRevert();
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
     expect(fleet.sentOf('order.revert').map((s) => s.agentId)).toEqual(['host-1']);
 
     await fleet.finish('host-3'); // was in flight at the halt
@@ -261,12 +261,12 @@ describe('autoRevert on halt', () => {
     expect(fleet.sentOf('order.revert').map((s) => s.agentId)).toEqual(['host-1', 'host-3']);
     await fleet.finishRevert('host-1');
     await fleet.finishRevert('host-3');
-    expect(fleet.store.hostRuns.forRollout(id).filter((r) => r.changed)).toEqual([]);
+    expect((await fleet.store.hostRuns.forRollout(id)).filter((r) => r.changed)).toEqual([]);
   });
 
   it('rollout: moves to reverting and reverts every changed host of every wave', async () => {
     const { fleet, id } = await haltInSecondWave('rollout');
-    expect(fleet.state(id)).toBe('reverting');
+    expect(await fleet.state(id)).toBe('reverting');
     expect(
       fleet
         .sentOf('order.revert')
@@ -275,10 +275,10 @@ describe('autoRevert on halt', () => {
     ).toEqual(['host-1', 'host-2', 'host-3', 'host-4']);
     for (const h of ['host-1', 'host-2', 'host-3', 'host-4']) await fleet.finishRevert(h);
 
-    expect(fleet.state(id)).toBe('reverted');
+    expect(await fleet.state(id)).toBe('reverted');
     expect(
-      fleet
-        .events(id)
+      (await fleet
+                .events(id))
         .filter((e) => e.type.startsWith('rollout.') && e.toState !== null)
         .map((e) => `${e.fromState ?? ''}→${e.toState}`),
     ).toEqual(['→scheduled', 'scheduled→running', 'running→halted', 'halted→reverting', 'reverting→reverted']);
@@ -291,30 +291,30 @@ describe('autoRevert on halt', () => {
     await fleet.finish('host-1');
     // The coordinator dies as soon as the halt is on disk: what was committed with it is all there is.
     const crashes: string[] = [];
-    fleet.store.onEvent((event) => {
+    fleet.store.onEvent(async (event) => {
       if (event.type !== 'rollout.halted') return;
       crashes.push(event.type);
-      fleet.restart();
+      await fleet.restart();
     });
     await fleet.finish('host-2', 'failed');
 
     // The crash happened, once, right at the halt: a new engine on a new connection runs now.
     expect(crashes).toEqual(['rollout.halted']);
     expect(fleet.generation).toBe(1);
-    expect(fleet.state(id)).toBe('reverting');
+    expect(await fleet.state(id)).toBe('reverting');
     for (const h of hosts(3)) await fleet.connect(h);
     await fleet.advance(SECOND);
     expect(fleet.sentOf('order.revert').map((s) => s.agentId)).toEqual(['host-1']);
-    expect(fleet.agent('host-3').cancels).toEqual([fleet.run(id, 'host-3').orderId]); // in flight at the halt
+    expect(fleet.agent('host-3').cancels).toEqual([(await fleet.run(id, 'host-3')).orderId]); // in flight at the halt
     await fleet.finishRevert('host-1');
     await fleet.finish('host-3', 'cancelled');
-    expect(fleet.state(id)).toBe('reverted');
+    expect(await fleet.state(id)).toBe('reverted');
   });
 
   it.each(['host', 'none'] as const)('%s: reverts nothing more', async (scope) => {
     const { fleet, id } = await haltInSecondWave(scope);
     await fleet.advance(3600 * SECOND);
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
     expect(fleet.sentOf('order.revert')).toEqual([]);
     expect(fleet.sentOf('order.apply').every((s) => s.message.revertOnHealthFailure === (scope === 'host'))).toBe(true);
   });
@@ -323,7 +323,7 @@ describe('autoRevert on halt', () => {
 // ---- a patch marked revertable: false ------------------------------------------------------------
 
 describe('a patch marked revertable: false', () => {
-  function withNotRevertablePatch(fleet: SimulatedFleet): string {
+  async function withNotRevertablePatch(fleet: SimulatedFleet): Promise<string> {
     const patch = storedPatch(
       {
         ...SAMPLE_PATCH_SPEC,
@@ -331,40 +331,40 @@ describe('a patch marked revertable: false', () => {
       },
       { id: 'pat_one_way', createdBy: 'alice', createdAt: new Date(fleet.now).toISOString() },
     );
-    fleet.store.transaction(() => fleet.store.patches.insert(patch));
+    await fleet.store.transaction(async () => await fleet.store.patches.insert(patch));
     return patch.id;
   }
 
   it('is never reverted: the rollout and each host refuse it (409) and nothing is sent; the plan says so', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['host-1', 'host-2']);
-    const patchId = withNotRevertablePatch(fleet);
+    const patchId = await withNotRevertablePatch(fleet);
     const id = await fleet.launch({ patchId, waves: ['100%'] });
     await fleet.finishAll(['host-1', 'host-2']);
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
 
-    const whole = refusal(() => fleet.engine.revert(id, 'alice'));
+    const whole = refusal(async () => await fleet.engine.revert(id, 'alice'));
     expect(whole.code).toBe(ErrorCode.conflict);
     expect(whole.message).toBe(
       'patch pat_one_way is marked "revertable": false — fleetpatch will not revert it (a host may hold no prior .deb to go back to); to undo it, roll out a new patch',
     );
-    expect(refusal(() => fleet.engine.revertHost(id, 'host-1', 'alice')).code).toBe(ErrorCode.conflict);
+    expect(refusal(async () => await fleet.engine.revertHost(id, 'host-1', 'alice')).code).toBe(ErrorCode.conflict);
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.revert')).toEqual([]);
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(new RolloutView(fleet.store, () => true).plan(id).revertable).toBe(false);
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect((await new RolloutView(fleet.store, () => true).plan(id)).revertable).toBe(false);
   });
 
   it('refuses autoRevert wave or rollout at create, naming the field; host and none are accepted', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['host-1']);
-    const patchId = withNotRevertablePatch(fleet);
+    const patchId = await withNotRevertablePatch(fleet);
     for (const autoRevert of ['wave', 'rollout'] as const) {
-      const refused = refusal(() => fleet.create({ patchId, autoRevert }));
+      const refused = refusal(async () => await fleet.create({ patchId, autoRevert }));
       expect(refused.code).toBe(ErrorCode.validationFailed);
       expect(refused.details).toMatchObject({ path: 'body.autoRevert' });
     }
-    expect(fleet.create({ patchId, autoRevert: 'none' }).state).toBe('scheduled');
-    expect(fleet.create({ patchId }).request.autoRevert).toBe('host');
+    expect((await fleet.create({ patchId, autoRevert: 'none' })).state).toBe('scheduled');
+    expect((await fleet.create({ patchId })).request.autoRevert).toBe('host');
   });
 });

@@ -28,7 +28,7 @@ const carol = statementSigner();
 describe('a signed rollout', () => {
   it('sends every apply order with its statement and every signature, untouched', async () => {
     const { fleet, id, statement } = await signedFleet(['web-1', 'web-2'], { alice, bob });
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
 
     const applies = fleet.sentOf('order.apply');
@@ -54,7 +54,7 @@ describe('a signed rollout', () => {
     await fleet.addHosts(['web-1']);
     const id = await fleet.launch();
     expect(fleet.sentOf('order.apply').map((s) => s.message.signed)).toEqual([undefined]);
-    expect(fleet.store.statements.apply(id)).toBeUndefined();
+    expect(await fleet.store.statements.apply(id)).toBeUndefined();
   });
 
   it('signed for host ids (a label target): hosts that match at start but were not signed for get no order, and the trail says so', async () => {
@@ -64,12 +64,12 @@ describe('a signed rollout', () => {
       { target: { labels: { role: 'web' } } },
     );
     await fleet.addHosts(['web-3'], { labels: { role: 'web' } });
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
 
     expect(fleet.appliedHosts()).toEqual(['web-1', 'web-2']);
-    expect(Object.keys(fleet.hostStates(id))).toEqual(['web-1', 'web-2']);
-    const left = fleet.events(id).find((e) => e.type === 'rollout.hosts_not_signed');
+    expect(Object.keys(await fleet.hostStates(id))).toEqual(['web-1', 'web-2']);
+    const left = (await fleet.events(id)).find((e) => e.type === 'rollout.hosts_not_signed');
     expect(left?.data).toEqual({ count: 1, hosts: ['web-3'] });
   });
 
@@ -84,52 +84,52 @@ describe('a signed rollout', () => {
       },
     );
     expect(statement.target).toEqual({ kind: 'hosts', hostIds: ['web-1'] });
-    fleet.reportInventory('web-3', opensslHost(VULNERABLE));
-    fleet.engine.start(id, 'alice');
+    await fleet.reportInventory('web-3', opensslHost(VULNERABLE));
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
 
     expect(fleet.appliedHosts()).toEqual(['web-1']);
-    const left = fleet.events(id).find((e) => e.type === 'rollout.hosts_not_signed');
+    const left = (await fleet.events(id)).find((e) => e.type === 'rollout.hosts_not_signed');
     expect(left?.data).toEqual({ count: 1, hosts: ['web-3'] });
   });
 
   it('refuses a statement for an exposedTo target that names a host not exposed, storing nothing', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['web-1', 'web-2']);
-    fleet.reportInventory('web-1', opensslHost(VULNERABLE));
-    fleet.reportInventory('web-2', opensslHost(FIXED));
-    const rollout = fleet.create({ target: { exposedTo: { source: 'openssl', fixed: FIXED } }, draft: true }, 'alice');
-    const patch = fleet.store.patches.get(rollout.patchId);
+    await fleet.reportInventory('web-1', opensslHost(VULNERABLE));
+    await fleet.reportInventory('web-2', opensslHost(FIXED));
+    const rollout = await fleet.create({ target: { exposedTo: { source: 'openssl', fixed: FIXED } }, draft: true }, 'alice');
+    const patch = await fleet.store.patches.get(rollout.patchId);
     if (!patch) throw new Error('the fleet has no patch');
     const statement = applyStatementFor(patchSpecOf(patch), rollout.request, ['web-1', 'web-2'], {
       now: new Date(fleet.now),
       validForSeconds: 3600,
     });
-    const err = refusal(() => fleet.engine.attachStatement(rollout.id, alice.submission(statement), 'alice'));
+    const err = refusal(async () => await fleet.engine.attachStatement(rollout.id, alice.submission(statement), 'alice'));
     expect(err.code).toBe(ErrorCode.validationFailed);
     expect(err.message + JSON.stringify(err.details)).toContain(
       "names hosts the rollout's target does not select: web-2",
     );
-    expect(fleet.store.statements.apply(rollout.id)).toBeUndefined();
+    expect(await fleet.store.statements.apply(rollout.id)).toBeUndefined();
   });
 
   it('refuses to start once its statement has expired: agents would refuse every order', async () => {
     const { fleet, id } = await signedFleet(['web-1'], { alice, bob });
     fleet.now += HOUR_STATEMENT + 1;
-    const err = refusal(() => fleet.engine.start(id, 'alice'));
+    const err = refusal(async () => await fleet.engine.start(id, 'alice'));
     expect(err.code).toBe(ErrorCode.conflict);
     expect(err.message).toMatch(/expired at .*create and sign a new rollout/);
-    expect(fleet.state(id)).toBe('scheduled');
+    expect(await fleet.state(id)).toBe('scheduled');
     expect(fleet.sent).toEqual([]);
   });
 
   it('retry sends the same statement again (hosts that accepted it answer replayed: a new attempt needs a new rollout)', async () => {
     const { fleet, id, statement } = await signedFleet(['web-1'], { alice, bob });
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finish('web-1', 'failed');
-    expect(fleet.state(id)).toBe('halted');
-    fleet.engine.retry(id, 'alice');
+    expect(await fleet.state(id)).toBe('halted');
+    await fleet.engine.retry(id, 'alice');
     await fleet.engine.whenIdle();
     const applies = fleet.sentOf('order.apply', 'web-1');
     expect(applies).toHaveLength(2);
@@ -144,38 +144,38 @@ describe('approvals are signatures', () => {
     const { fleet, id, statement } = await signedFleet(['web-1'], { alice }, { requiredApprovals: 2, approve: false });
     const before = fleet.dump(['approvals', 'statement_signatures', 'events']);
 
-    const unsigned = refusal(() => fleet.engine.approve(id, 'bob'));
+    const unsigned = refusal(async () => await fleet.engine.approve(id, 'bob'));
     expect(unsigned.code).toBe(ErrorCode.conflict);
     expect(unsigned.message).toMatch(/is signed: approve with --sign-key/);
 
-    const authorsKey = refusal(() => fleet.engine.approve(id, 'bob', alice.approval(statement)));
+    const authorsKey = refusal(async () => await fleet.engine.approve(id, 'bob', alice.approval(statement)));
     expect(authorsKey.code).toBe(ErrorCode.forbidden);
     expect(authorsKey.message).toMatch(/four eyes: key .* is the author's key/);
 
     const other = applyStatementFor(
-      patchSpecOf(fleet.store.patches.get(fleet.rollout(id).patchId)!),
-      fleet.rollout(id).request,
+      patchSpecOf((await fleet.store.patches.get((await fleet.rollout(id)).patchId))!),
+      (await fleet.rollout(id)).request,
       [],
       { now: new Date(fleet.now + 1), validForSeconds: 3600 },
     );
-    const wrongStatement = refusal(() =>
-      fleet.engine.approve(id, 'bob', { signature: bob.sign(other), publicKey: bob.publicKey }),
+    const wrongStatement = refusal(async () =>
+      await fleet.engine.approve(id, 'bob', { signature: bob.sign(other), publicKey: bob.publicKey }),
     );
     expect(wrongStatement.code).toBe(ErrorCode.validationFailed);
     expect(wrongStatement.details).toMatchObject({ issues: [{ path: 'body.signature.signature' }] });
 
-    const mislabelled = refusal(() =>
-      fleet.engine.approve(id, 'bob', { signature: bob.sign(statement), publicKey: carol.publicKey }),
+    const mislabelled = refusal(async () =>
+      await fleet.engine.approve(id, 'bob', { signature: bob.sign(statement), publicKey: carol.publicKey }),
     );
     expect(mislabelled.details).toMatchObject({ issues: [{ path: 'body.signature.keyId' }] });
     expect(fleet.dump(['approvals', 'statement_signatures', 'events'])).toBe(before);
 
-    expect(fleet.engine.approve(id, 'bob', bob.approval(statement)).state).toBe('awaiting_approval');
-    const sameKey = refusal(() => fleet.engine.approve(id, 'carol', bob.approval(statement)));
+    expect((await fleet.engine.approve(id, 'bob', bob.approval(statement))).state).toBe('awaiting_approval');
+    const sameKey = refusal(async () => await fleet.engine.approve(id, 'carol', bob.approval(statement)));
     expect(sameKey.code).toBe(ErrorCode.conflict);
     expect(sameKey.message).toMatch(/has approved this rollout already \(as bob\)/);
-    expect(fleet.engine.approve(id, 'carol', carol.approval(statement)).state).toBe('scheduled');
-    expect(fleet.store.statements.signatures(statementDigest(statement)).map((s) => [s.signer, s.role])).toEqual([
+    expect((await fleet.engine.approve(id, 'carol', carol.approval(statement))).state).toBe('scheduled');
+    expect((await fleet.store.statements.signatures(statementDigest(statement))).map((s) => [s.signer, s.role])).toEqual([
       ['alice', 'author'],
       ['bob', 'approver'],
       ['carol', 'approver'],
@@ -185,17 +185,17 @@ describe('approvals are signatures', () => {
   it('an unsigned rollout takes no signature (nobody believes they signed what is not signed)', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['web-1']);
-    const { id } = fleet.create({ requiredApprovals: 1 });
+    const { id } = await fleet.create({ requiredApprovals: 1 });
     const statement = applyStatementFor(
-      patchSpecOf(fleet.store.patches.get(fleet.rollout(id).patchId)!),
-      fleet.rollout(id).request,
+      patchSpecOf((await fleet.store.patches.get((await fleet.rollout(id)).patchId))!),
+      (await fleet.rollout(id)).request,
       [],
       { now: new Date(fleet.now), validForSeconds: 3600 },
     );
-    const err = refusal(() => fleet.engine.approve(id, 'bob', bob.approval(statement)));
+    const err = refusal(async () => await fleet.engine.approve(id, 'bob', bob.approval(statement)));
     expect(err.code).toBe(ErrorCode.conflict);
     expect(err.message).toMatch(/is not signed: approve it without --sign-key/);
-    expect(fleet.store.rollouts.approvals(id)).toEqual([]);
+    expect(await fleet.store.rollouts.approvals(id)).toEqual([]);
   });
 });
 
@@ -203,10 +203,10 @@ describe('reverting a signed rollout', () => {
   /** A signed rollout approved by bob, applied healthy on every host (succeeded). */
   async function succeeded(hostIds: string[], input: Partial<RolloutRequestInput> = {}) {
     const signed = await signedFleet(hostIds, { alice, bob }, input);
-    signed.fleet.engine.start(signed.id, 'alice');
+    await signed.fleet.engine.start(signed.id, 'alice');
     await signed.fleet.engine.whenIdle();
     await signed.fleet.finishAll(hostIds);
-    expect(signed.fleet.state(signed.id)).toBe('succeeded');
+    expect(await signed.fleet.state(signed.id)).toBe('succeeded');
     const revert = (hostId: string | null = null, at = signed.fleet.now): RevertStatement =>
       revertStatementFor(signed.statement, hostId, { now: new Date(at), validForSeconds: 3600 });
     return { ...signed, revert };
@@ -216,32 +216,32 @@ describe('reverting a signed rollout', () => {
     const { fleet, id, revert } = await succeeded(['web-1', 'web-2']);
     const statement = revert();
 
-    const none = refusal(() => fleet.engine.revert(id, 'alice'));
+    const none = refusal(async () => await fleet.engine.revert(id, 'alice'));
     expect(none.code).toBe(ErrorCode.conflict);
     expect(none.message).toMatch(
       /needs a revert statement signed by 2 people \(fleetpatch rollout revert .* --sign-key/,
     );
 
-    expect(fleet.engine.signRevert(id, alice.submission(statement), 'alice')).toBe(false);
-    const one = refusal(() => fleet.engine.revert(id, 'alice'));
+    expect(await fleet.engine.signRevert(id, alice.submission(statement), 'alice')).toBe(false);
+    const one = refusal(async () => await fleet.engine.revert(id, 'alice'));
     expect(one.message).toMatch(/has 1 of 2 signatures: 1 more person must run fleetpatch rollout revert/);
     expect(one.details).toMatchObject({ signatures: 1, needed: 2 });
 
-    const sameKey = refusal(() => fleet.engine.signRevert(id, alice.submission(statement), 'bob'));
+    const sameKey = refusal(async () => await fleet.engine.signRevert(id, alice.submission(statement), 'bob'));
     expect(sameKey.code).toBe(ErrorCode.conflict);
     expect(sameKey.message).toMatch(/has signed this revert statement already/);
-    const sameToken = refusal(() => fleet.engine.signRevert(id, carol.submission(statement), 'alice'));
+    const sameToken = refusal(async () => await fleet.engine.signRevert(id, carol.submission(statement), 'alice'));
     expect(sameToken.code).toBe(ErrorCode.forbidden);
     expect(sameToken.message).toMatch(/four eyes: alice has signed this revert statement already/);
-    const another = refusal(() => fleet.engine.signRevert(id, bob.submission(revert(null, fleet.now + 5)), 'bob'));
+    const another = refusal(async () => await fleet.engine.signRevert(id, bob.submission(revert(null, fleet.now + 5)), 'bob'));
     expect(another.code).toBe(ErrorCode.conflict);
     expect(another.message).toMatch(/is pending with 1 of 2 signatures: sign that one/);
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
     expect(fleet.sentOf('order.revert')).toEqual([]);
 
-    expect(fleet.engine.signRevert(id, bob.submission(statement), 'bob')).toBe(true);
+    expect(await fleet.engine.signRevert(id, bob.submission(statement), 'bob')).toBe(true);
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('reverting');
+    expect(await fleet.state(id)).toBe('reverting');
     const reverts = fleet.sentOf('order.revert');
     expect(reverts.map((r) => r.agentId).sort()).toEqual(['web-1', 'web-2']);
     for (const { message } of reverts) {
@@ -250,8 +250,8 @@ describe('reverting a signed rollout', () => {
     }
     await fleet.finishRevert('web-1');
     await fleet.finishRevert('web-2');
-    expect(fleet.state(id)).toBe('reverted');
-    expect(fleet.store.statements.reverts(id).map((r) => r.usedAt !== null)).toEqual([true]);
+    expect(await fleet.state(id)).toBe('reverted');
+    expect((await fleet.store.statements.reverts(id)).map((r) => r.usedAt !== null)).toEqual([true]);
   });
 
   it('refuses revert statements that do not take back this rollout, storing nothing', async () => {
@@ -289,7 +289,7 @@ describe('reverting a signed rollout', () => {
       },
     ];
     for (const { name, body, path } of bad) {
-      const err = refusal(() => fleet.engine.signRevert(id, body as never, 'alice'));
+      const err = refusal(async () => await fleet.engine.signRevert(id, body as never, 'alice'));
       expect(err.code, name).toBe(ErrorCode.validationFailed);
       expect(err.details, name).toMatchObject({ issues: [{ path }] });
     }
@@ -302,12 +302,12 @@ describe('reverting a signed rollout', () => {
       { alice, bob },
       { autoRevert: 'rollout', waves: [1, 1] },
     );
-    fleet.engine.start(id, 'alice');
+    await fleet.engine.start(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finish('web-1', 'failed', true);
-    expect(fleet.state(id)).toBe('halted');
+    expect(await fleet.state(id)).toBe('halted');
     expect(fleet.sentOf('order.revert')).toEqual([]);
-    const waiting = fleet.events(id).find((e) => e.type === 'rollout.revert_waiting');
+    const waiting = (await fleet.events(id)).find((e) => e.type === 'rollout.revert_waiting');
     expect(waiting?.data).toMatchObject({ autoRevert: 'rollout' });
     expect(String(waiting?.data?.reason)).toMatch(/fleetpatch rollout revert .* --sign-key/);
     // Each host's own order still says to restore its snapshot when its health fails.
@@ -316,26 +316,26 @@ describe('reverting a signed rollout', () => {
 
   it('revert-host needs a revert statement for that host, signed by two people; its order carries it', async () => {
     const { fleet, id, revert } = await succeeded(['web-1', 'web-2']);
-    const none = refusal(() => fleet.engine.revertHost(id, 'web-2', 'alice'));
+    const none = refusal(async () => await fleet.engine.revertHost(id, 'web-2', 'alice'));
     expect(none.message).toMatch(/reverting host web-2 of rollout .* needs a revert statement signed by 2 people/);
     const forWeb2 = revert('web-2');
     expect(forWeb2.target).toEqual({ kind: 'hosts', hostIds: ['web-2'] });
-    expect(fleet.engine.signRevert(id, { ...alice.submission(forWeb2), hostId: 'web-2' }, 'alice')).toBe(false);
+    expect(await fleet.engine.signRevert(id, { ...alice.submission(forWeb2), hostId: 'web-2' }, 'alice')).toBe(false);
     // The whole rollout's pending statement is another one: this one is for web-2 only.
-    expect(fleet.store.statements.pendingRevert(id, { kind: 'rollout' })).toBeUndefined();
-    expect(fleet.engine.signRevert(id, { ...bob.submission(forWeb2), hostId: 'web-2' }, 'bob')).toBe(true);
+    expect(await fleet.store.statements.pendingRevert(id, { kind: 'rollout' })).toBeUndefined();
+    expect(await fleet.engine.signRevert(id, { ...bob.submission(forWeb2), hostId: 'web-2' }, 'bob')).toBe(true);
     await fleet.engine.whenIdle();
     const reverts = fleet.sentOf('order.revert');
     expect(reverts.map((r) => r.agentId)).toEqual(['web-2']);
     expect(reverts[0]?.message.signed?.statement).toEqual(forWeb2);
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('a rollout that needed no approval reverts with its author’s signature alone', async () => {
     const { fleet, id, revert } = await succeeded(['web-1'], { requiredApprovals: 0 });
-    expect(fleet.engine.signRevert(id, alice.submission(revert()), 'alice')).toBe(true);
+    expect(await fleet.engine.signRevert(id, alice.submission(revert()), 'alice')).toBe(true);
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('reverting');
+    expect(await fleet.state(id)).toBe('reverting');
     expect(fleet.sentOf('order.revert')).toHaveLength(1);
   });
 
@@ -353,9 +353,9 @@ describe('reverting a signed rollout', () => {
       expiresAt: new Date(fleet.now + 60_000).toISOString(),
       sequence: fleet.now,
     };
-    const err = refusal(() => fleet.engine.signRevert(id, alice.submission(anyStatement), 'alice'));
+    const err = refusal(async () => await fleet.engine.signRevert(id, alice.submission(anyStatement), 'alice'));
     expect(err.message).toMatch(/is not signed: revert it without --sign-key/);
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.revert').map((r) => r.message.signed)).toEqual([undefined]);
   });

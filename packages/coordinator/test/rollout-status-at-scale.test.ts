@@ -23,11 +23,11 @@ async function halfwayFleet(): Promise<{ fleet: SimulatedFleet; view: RolloutVie
 }
 
 /** Every page of `query` (without a cursor), followed to the end. */
-function allPages(view: RolloutView, id: string, query: Omit<HostPageQuery, 'cursor'>) {
+async function allPages(view: RolloutView, id: string, query: Omit<HostPageQuery, 'cursor'>) {
   const pages = [];
   let cursor: string | undefined;
   do {
-    const page = view.hostPage(id, { ...query, cursor });
+    const page = await view.hostPage(id, { ...query, cursor });
     pages.push(page);
     cursor = page.next ?? undefined;
   } while (cursor !== undefined);
@@ -37,8 +37,8 @@ function allPages(view: RolloutView, id: string, query: Omit<HostPageQuery, 'cur
 describe('rollout summary', () => {
   it('counts per wave and state and names the failures, agreeing with the full status', async () => {
     const { view, id } = await halfwayFleet();
-    const summary = RolloutSummarySchema.parse(view.summary(id));
-    const status = view.status(id);
+    const summary = RolloutSummarySchema.parse(await view.summary(id));
+    const status = await view.status(id);
 
     expect(summary.counts).toEqual({ healthy: 8, failed: 1, dispatched: 1 });
     expect(summary.counts).toEqual(status.counts);
@@ -63,10 +63,10 @@ describe('rollout summary', () => {
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 20, maxFailures: 20 });
     await fleet.finishAll(ids, 'failed');
-    const summary = new RolloutView(fleet.store, () => true).summary(id);
+    const summary = await new RolloutView(fleet.store, () => true).summary(id);
     expect(summary.failures).toBe(14);
     // By position in the wave, as the full status lists them.
-    const inOrder = new RolloutView(fleet.store, () => true).status(id).waves[0]?.hosts.map((h) => h.hostId);
+    const inOrder = (await new RolloutView(fleet.store, () => true).status(id)).waves[0]?.hosts.map((h) => h.hostId);
     expect(summary.failedHosts.map((h) => h.hostId)).toEqual(inOrder?.slice(0, 10));
   });
 
@@ -77,33 +77,33 @@ describe('rollout summary', () => {
     const reason = `policy: ${'x'.repeat(1000)}`;
     await fleet.refuse('host-1', reason);
     const view = new RolloutView(fleet.store, () => true);
-    expect(view.summary(id).failedHosts[0]?.reason).toBe(reason.slice(0, 200));
-    expect(view.hostPage(id, { state: 'failed', limit: 1 }).hosts[0]?.reason).toBe(reason);
+    expect((await view.summary(id)).failedHosts[0]?.reason).toBe(reason.slice(0, 200));
+    expect((await view.hostPage(id, { state: 'failed', limit: 1 })).hosts[0]?.reason).toBe(reason);
   });
 });
 
 describe('rollout hosts, paged', () => {
   it('pages of 4 follow each other to the end and hold every host once, in the status order', async () => {
     const { view, id } = await halfwayFleet();
-    const pages = allPages(view, id, { limit: 4 });
+    const pages = await allPages(view, id, { limit: 4 });
     expect(pages.map((p) => p.hosts.length)).toEqual([4, 4, 2]);
     expect(pages.at(-1)?.next).toBeNull();
     const paged = pages.flatMap((p) => p.hosts);
-    const full = view.status(id).waves.flatMap((w) => w.hosts.map((h) => ({ wave: w.wave, ...h })));
+    const full = (await view.status(id)).waves.flatMap((w) => w.hosts.map((h) => ({ wave: w.wave, ...h })));
     expect(paged).toEqual(full);
     expect(paged.find((h) => h.hostId === 'host-5')?.online).toBe(false);
   });
 
   it('filter by state, by wave, and by both, across pages', async () => {
     const { view, id } = await halfwayFleet();
-    const ids = (query: Omit<HostPageQuery, 'cursor'>) =>
-      allPages(view, id, query).flatMap((p) => p.hosts.map((h) => h.hostId));
-    expect(ids({ state: 'failed', limit: 100 })).toEqual(['host-2']);
-    expect(ids({ state: 'dispatched', limit: 1 })).toEqual(['host-10']);
-    expect(ids({ wave: 0, limit: 3 })).toEqual(['host-1']);
-    expect(ids({ wave: 1, state: 'healthy', limit: 2 })).toEqual(hosts(9).slice(2));
-    expect(ids({ wave: 0, state: 'failed', limit: 5 })).toEqual([]);
-    expect(ids({ wave: 7, limit: 5 })).toEqual([]);
+    const ids = async (query: Omit<HostPageQuery, 'cursor'>) =>
+      (await allPages(view, id, query)).flatMap((p) => p.hosts.map((h) => h.hostId));
+    expect(await ids({ state: 'failed', limit: 100 })).toEqual(['host-2']);
+    expect(await ids({ state: 'dispatched', limit: 1 })).toEqual(['host-10']);
+    expect(await ids({ wave: 0, limit: 3 })).toEqual(['host-1']);
+    expect(await ids({ wave: 1, state: 'healthy', limit: 2 })).toEqual(hosts(9).slice(2));
+    expect(await ids({ wave: 0, state: 'failed', limit: 5 })).toEqual([]);
+    expect(await ids({ wave: 7, limit: 5 })).toEqual([]);
   });
 });
 

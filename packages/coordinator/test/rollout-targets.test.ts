@@ -9,9 +9,9 @@ import { refusal } from './support/refusal.js';
 import { PATCH_ID, SimulatedFleet } from './support/simulated-fleet.js';
 
 /** The hosts a rollout's plan resolves now, sorted. */
-const planned = (fleet: SimulatedFleet, id: string) =>
-  new RolloutView(fleet.store, () => true)
-    .plan(id)
+const planned = async (fleet: SimulatedFleet, id: string) =>
+  (await new RolloutView(fleet.store, () => true)
+        .plan(id))
     .waves.flatMap((w) => w.hosts)
     .sort();
 
@@ -30,22 +30,22 @@ describe('targets', () => {
 
   it('labels are all-of, excludeLabels any-of', async () => {
     const fleet = await mixedFleet();
-    const { id } = fleet.create({
-      target: { labels: { role: 'web', env: 'prod' }, excludeLabels: { tier: 'legacy' } },
-    });
-    expect(planned(fleet, id)).toEqual(['new-1', 'web-1', 'web-2']);
-    const { id: both } = fleet.create({
-      target: { labels: { role: 'web' }, excludeLabels: { tier: 'legacy', env: 'staging' } },
-    });
-    expect(planned(fleet, both)).toEqual(['new-1', 'web-1', 'web-2']);
+    const { id } = await fleet.create({
+          target: { labels: { role: 'web', env: 'prod' }, excludeLabels: { tier: 'legacy' } },
+        });
+    expect(await planned(fleet, id)).toEqual(['new-1', 'web-1', 'web-2']);
+    const { id: both } = await fleet.create({
+          target: { labels: { role: 'web' }, excludeLabels: { tier: 'legacy', env: 'staging' } },
+        });
+    expect(await planned(fleet, both)).toEqual(['new-1', 'web-1', 'web-2']);
   });
 
   it('facts select only hosts that reported matching facts', async () => {
     const fleet = await mixedFleet();
-    const { id } = fleet.create({ target: { facts: { distro: 'ubuntu' } } });
-    expect(planned(fleet, id)).toEqual(['db-1', 'web-4']);
-    const { id: debian } = fleet.create({ target: { facts: { distro: 'debian' }, labels: { env: 'prod' } } });
-    expect(planned(fleet, debian)).toEqual(['web-1', 'web-2', 'web-3']);
+    const { id } = await fleet.create({ target: { facts: { distro: 'ubuntu' } } });
+    expect(await planned(fleet, id)).toEqual(['db-1', 'web-4']);
+    const { id: debian } = await fleet.create({ target: { facts: { distro: 'debian' }, labels: { env: 'prod' } } });
+    expect(await planned(fleet, debian)).toEqual(['web-1', 'web-2', 'web-3']);
   });
 
   it('are frozen at start: an agent registered afterwards is not added', async () => {
@@ -57,9 +57,9 @@ describe('targets', () => {
     await fleet.finishAll(['web-1']);
     await fleet.finishAll(['web-2']);
 
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(Object.keys(fleet.hostStates(id))).toEqual(['web-1', 'web-2']);
-    expect(fleet.rollout(id).hostCount).toBe(2);
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect(Object.keys(await fleet.hostStates(id))).toEqual(['web-1', 'web-2']);
+    expect((await fleet.rollout(id)).hostCount).toBe(2);
     expect(fleet.sentOf('order.apply', 'web-3')).toEqual([]);
   });
 
@@ -67,7 +67,7 @@ describe('targets', () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(['web-1']);
     const before = fleet.dump();
-    const err = refusal(() => fleet.create({ target: { hostIds: ['web-1', 'web-9', 'wbe-1'] } }));
+    const err = refusal(async () => await fleet.create({ target: { hostIds: ['web-1', 'web-9', 'wbe-1'] } }));
     expect(err.code).toBe(ErrorCode.validationFailed);
     expect(err.details).toMatchObject({ unknown: ['web-9', 'wbe-1'] });
     expect(fleet.dump()).toBe(before);
@@ -94,25 +94,25 @@ describe('labels', () => {
 
   it('match what an admin set, never what the host reports: a host cannot report its way into a target', async () => {
     const fleet = await liarFleet();
-    expect(planned(fleet, fleet.create({ target: { labels: { role: 'web' } } }).id)).toEqual(['web-1']);
-    expect(planned(fleet, fleet.create({ target: { labels: { role: 'db' } } }).id)).toEqual(['db-1']);
+    expect(await planned(fleet, (await fleet.create({ target: { labels: { role: 'web' } } })).id)).toEqual(['web-1']);
+    expect(await planned(fleet, (await fleet.create({ target: { labels: { role: 'db' } } })).id)).toEqual(['db-1']);
 
     const id = await fleet.launch({ target: { labels: { role: 'web' } } });
-    expect(Object.keys(fleet.hostStates(id))).toEqual(['web-1']);
+    expect(Object.keys(await fleet.hostStates(id))).toEqual(['web-1']);
     expect(fleet.appliedHosts()).toEqual(['web-1']);
   });
 
   it('reportedLabels select on what the host says, narrowing hosts an admin named', async () => {
     const fleet = await liarFleet();
-    const { id } = fleet.create({ target: { labels: { env: 'prod' }, reportedLabels: { role: 'web' } } });
-    expect(planned(fleet, id)).toEqual(['db-1', 'web-1']);
-    const { id: named } = fleet.create({
-      target: { hostIds: ['db-1', 'spare-1'], reportedLabels: { role: 'web' } },
-    });
-    expect(planned(fleet, named)).toEqual(['db-1', 'spare-1']);
+    const { id } = await fleet.create({ target: { labels: { env: 'prod' }, reportedLabels: { role: 'web' } } });
+    expect(await planned(fleet, id)).toEqual(['db-1', 'web-1']);
+    const { id: named } = await fleet.create({
+          target: { hostIds: ['db-1', 'spare-1'], reportedLabels: { role: 'web' } },
+        });
+    expect(await planned(fleet, named)).toEqual(['db-1', 'spare-1']);
     // All-of, like labels: spare-1 says freeze=yes, but it has no admin label env=prod.
-    const { id: both } = fleet.create({ target: { labels: { env: 'prod' }, reportedLabels: { freeze: 'yes' } } });
-    expect(planned(fleet, both)).toEqual([]);
+    const { id: both } = await fleet.create({ target: { labels: { env: 'prod' }, reportedLabels: { freeze: 'yes' } } });
+    expect(await planned(fleet, both)).toEqual([]);
   });
 
   it('reportedLabels alone, or with only all, facts or empty labels, are refused: they would let any host select itself', () => {
@@ -131,12 +131,12 @@ describe('labels', () => {
   it('excludeLabels remove a host when its admin labels or its own report match: its word can keep it out, never bring it in', async () => {
     const fleet = await liarFleet();
     // spare-1 reports freeze=yes: out. db-1's admin labels say role=db: out, whatever it reports.
-    const { id } = fleet.create({
-      target: { hostIds: ['web-1', 'db-1', 'spare-1'], excludeLabels: { freeze: 'yes', role: 'db' } },
-    });
-    expect(planned(fleet, id)).toEqual(['web-1']);
+    const { id } = await fleet.create({
+          target: { hostIds: ['web-1', 'db-1', 'spare-1'], excludeLabels: { freeze: 'yes', role: 'db' } },
+        });
+    expect(await planned(fleet, id)).toEqual(['web-1']);
     // db-1 reports role=web; excluding role=web keeps it out even though its admin says db.
-    const { id: web } = fleet.create({ target: { labels: { env: 'prod' }, excludeLabels: { role: 'web' } } });
-    expect(planned(fleet, web)).toEqual([]);
+    const { id: web } = await fleet.create({ target: { labels: { env: 'prod' }, excludeLabels: { role: 'web' } } });
+    expect(await planned(fleet, web)).toEqual([]);
   });
 });

@@ -13,11 +13,11 @@ const WINDOW: MaintenanceWindow = { cron: '0 2 * * *', timezone: 'UTC', duration
 async function movedAlong(path: RolloutState[], window: MaintenanceWindow | null = WINDOW) {
   const fleet = new SimulatedFleet();
   await fleet.addHosts(['h-1']);
-  const { id } = fleet.create(window ? { window } : {});
-  const rollout = mustGetRollout(fleet.store, id);
-  const move = (to: RolloutState, reason: string | null = null, data?: Record<string, unknown>) =>
-    fleet.store.transaction(() => transitionRollout(fleet, rollout, to, 'alice', reason, data));
-  for (const to of path) move(to);
+  const { id } = await fleet.create(window ? { window } : {});
+  const rollout = await mustGetRollout(fleet.store, id);
+  const move = async (to: RolloutState, reason: string | null = null, data?: Record<string, unknown>) =>
+    await fleet.store.transaction(async () => await transitionRollout(fleet, rollout, to, 'alice', reason, data));
+  for (const to of path) await move(to);
   return { fleet, id, rollout, move };
 }
 
@@ -27,8 +27,8 @@ describe('transitionRollout', () => {
     move('running', 'started by hand', { wave: 1 });
 
     expect(rollout.state).toBe('running');
-    expect(fleet.state(id)).toBe('running');
-    expect(fleet.events(id).at(-1)).toMatchObject({
+    expect(await fleet.state(id)).toBe('running');
+    expect((await fleet.events(id)).at(-1)).toMatchObject({
       type: 'rollout.running',
       actor: 'alice',
       fromState: 'scheduled',
@@ -41,7 +41,7 @@ describe('transitionRollout', () => {
   it('records no reason when there is none', async () => {
     const { fleet, id, move } = await movedAlong([]);
     move('running');
-    expect(fleet.events(id).at(-1)?.data).toEqual({});
+    expect((await fleet.events(id)).at(-1)?.data).toEqual({});
   });
 
   it('refuses a move the table does not have, writing nothing', async () => {
@@ -54,7 +54,7 @@ describe('transitionRollout', () => {
       }),
     );
     expect(fleet.dump()).toBe(before);
-    expect(fleet.state(id)).toBe('scheduled');
+    expect(await fleet.state(id)).toBe('scheduled');
   });
 
   it('keeps the window watched through pauses, drops it at an end or a revert, takes it up again after one', async () => {
@@ -85,16 +85,16 @@ describe('transitionRollout', () => {
     const { fleet, id, rollout } = await movedAlong(['running']);
     const { store, clock } = fleet;
     for (const to of ['aborted', 'running'] as const) {
-      store.transaction(() => transitionRollout({ store, clock, windows: undefined }, rollout, to, 'alice', null));
+      await store.transaction(async () => await transitionRollout({ store, clock, windows: undefined }, rollout, to, 'alice', null));
     }
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
   });
 });
 
 describe('mustGetRollout', () => {
   it('answers not_found for a rollout that does not exist', async () => {
     const fleet = new SimulatedFleet();
-    expect(() => mustGetRollout(fleet.store, 'ro_missing')).toThrow(
+    expect(async () => await mustGetRollout(fleet.store, 'ro_missing')).toThrow(
       expect.objectContaining({ code: ErrorCode.notFound, message: 'rollout ro_missing does not exist' }),
     );
   });

@@ -8,14 +8,14 @@ describe('waves', () => {
   it('resolve as planned before anything runs (37 hosts, [1, "10%", "50%", "100%"] → [1, 3, 18, 15])', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(Array.from({ length: 37 }, (_, i) => `host-${String(i + 1).padStart(2, '0')}`));
-    const { id } = fleet.create({ waves: [1, '10%', '50%', '100%'], maxFailures: 3 });
-    const plan = new RolloutView(fleet.store, () => true).plan(id);
+    const { id } = await fleet.create({ waves: [1, '10%', '50%', '100%'], maxFailures: 3 });
+    const plan = await new RolloutView(fleet.store, () => true).plan(id);
     expect(plan.frozen).toBe(false);
     expect(plan.waveSizes).toEqual([1, 3, 18, 15]);
     expect(plan.haltsOn).toBe('halts on the 4th failure');
 
-    fleet.engine.start(id, 'alice');
-    const frozen = new RolloutView(fleet.store, () => true).plan(id);
+    await fleet.engine.start(id, 'alice');
+    const frozen = await new RolloutView(fleet.store, () => true).plan(id);
     expect(frozen.frozen).toBe(true);
     expect(frozen.waveSizes).toEqual([1, 3, 18, 15]);
     expect(frozen.waves.flatMap((w) => w.hosts)).toEqual(plan.waves.flatMap((w) => w.hosts));
@@ -36,9 +36,9 @@ describe('waves', () => {
     expect(fleet.appliedHosts()).toEqual(ids);
     await fleet.finishAll(ids);
 
-    expect(fleet.state(id)).toBe('succeeded');
-    const order = fleet
-      .events(id)
+    expect(await fleet.state(id)).toBe('succeeded');
+    const order = (await fleet
+          .events(id))
       .filter((e) => e.type === 'host.dispatched' || e.type === 'wave.passed')
       .map((e) => (e.type === 'wave.passed' ? `passed:${e.data?.wave}` : `dispatch:${e.hostId}`));
     expect(order).toEqual([
@@ -64,12 +64,12 @@ describe('waves', () => {
     // No tick, no clock: the freed slot is filled by the result itself.
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-3']);
 
-    while (fleet.state(id) === 'running') {
+    while (await fleet.state(id) === 'running') {
       const open = ids.find((h) => fleet.agent(h).openApply());
       if (!open) throw new Error('running with nothing in flight');
       await fleet.finish(open);
     }
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
     expect(fleet.appliedHosts()).toEqual(ids);
     expect(fleet.maxAppliesInFlight).toBe(2);
   });
@@ -83,14 +83,14 @@ describe('bake', () => {
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60 });
     await fleet.finish('host-1');
-    expect(fleet.rollout(id).bakeUntil).toBe(T0 + 60 * SECOND);
-    expect(new RolloutView(fleet.store, () => true).status(id).waves[0]?.phase).toBe('baking');
+    expect((await fleet.rollout(id)).bakeUntil).toBe(T0 + 60 * SECOND);
+    expect((await new RolloutView(fleet.store, () => true).status(id)).waves[0]?.phase).toBe('baking');
 
     await fleet.advance(59 * SECOND);
     expect(fleet.appliedHosts()).toEqual(['host-1']);
     await fleet.advance(1 * SECOND);
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-3']);
-    expect(fleet.rollout(id).currentWave).toBe(1);
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
   });
 
   it("tells the wave's healthy hosts to keep watching their health for the whole bake", async () => {
@@ -101,7 +101,7 @@ describe('bake', () => {
     const [watch] = fleet.sentOf('order.watch', 'host-1');
     expect(watch?.message).toEqual({
       type: 'order.watch',
-      orderId: fleet.run(id, 'host-1').orderId,
+      orderId: (await fleet.run(id, 'host-1')).orderId,
       seconds: 60,
     });
     expect(fleet.sentOf('order.watch')).toHaveLength(1);
@@ -113,11 +113,11 @@ describe('bake', () => {
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 3600 });
     await fleet.finish('host-1');
 
-    fleet.engine.promote(id, 'bob');
+    await fleet.engine.promote(id, 'bob');
     await fleet.engine.whenIdle();
 
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-3']);
-    expect(fleet.events(id).find((e) => e.type === 'rollout.promoted')).toMatchObject({
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.promoted')).toMatchObject({
       actor: 'bob',
       data: { wave: 0 },
     });
@@ -128,14 +128,14 @@ describe('bake', () => {
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60, maxFailures: 0 });
     const orderId = await fleet.finish('host-1');
-    expect(fleet.run(id, 'host-1').state).toBe('healthy');
+    expect((await fleet.run(id, 'host-1')).state).toBe('healthy');
 
     // The agent's bake watch saw health fail after it had reported healthy, and reverted itself.
     await fleet.reportAgain('host-1', orderId, 'failed', false);
 
-    expect(fleet.run(id, 'host-1')).toMatchObject({ state: 'failed', countedFailure: true, changed: false });
-    expect(fleet.state(id)).toBe('halted');
-    expect(fleet.events(id).find((e) => e.type === 'host.failed')?.data).toMatchObject({ during: 'bake' });
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'failed', countedFailure: true, changed: false });
+    expect(await fleet.state(id)).toBe('halted');
+    expect((await fleet.events(id)).find((e) => e.type === 'host.failed')?.data).toMatchObject({ during: 'bake' });
     await fleet.advance(120 * SECOND);
     expect(fleet.appliedHosts()).toEqual(['host-1']);
   });

@@ -26,27 +26,27 @@ describe('maintenance window', () => {
 
   it('started outside the window: paused as "maintenance window closed", nothing sent', async () => {
     const { fleet, id } = await windowed();
-    expect(fleet.state(id)).toBe('paused');
-    expect(fleet.rollout(id).stateReason).toBe('maintenance window closed');
+    expect(await fleet.state(id)).toBe('paused');
+    expect((await fleet.rollout(id)).stateReason).toBe('maintenance window closed');
     expect(fleet.sentOf('order.apply')).toEqual([]);
-    expect(fleet.events(id).at(-1)).toMatchObject({ type: 'rollout.paused', actor: 'system', fromState: 'running' });
+    expect((await fleet.events(id)).at(-1)).toMatchObject({ type: 'rollout.paused', actor: 'system', fromState: 'running' });
   });
 
   it('is watched from creation, so node-cron can wake the engine when it opens', async () => {
     const fleet = new SimulatedFleet({ waveGate: canStartWave });
     await fleet.addHosts(hosts(1));
-    const { id } = fleet.create({ window: WINDOW, requiredApprovals: 1 });
+    const { id } = await fleet.create({ window: WINDOW, requiredApprovals: 1 });
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
   });
 
   it('once the clock is inside the window, a tick resumes it and it dispatches', async () => {
     const { fleet, id } = await windowed();
     fleet.now = OPENS;
-    fleet.engine.tick();
+    await fleet.engine.tick();
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
     expect(fleet.appliedHosts()).toEqual(hosts(3));
-    expect(fleet.events(id).find((e) => e.type === 'rollout.running' && e.actor === 'system')).toMatchObject({
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.running' && e.actor === 'system')).toMatchObject({
       fromState: 'paused',
       data: { reason: 'maintenance window open' },
     });
@@ -62,19 +62,19 @@ describe('maintenance window', () => {
     fleet.now = CUTOFF;
     await fleet.finish('host-1');
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2']);
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
     await fleet.finish('host-2');
-    expect(fleet.state(id)).toBe('paused');
-    expect(fleet.rollout(id).stateReason).toBe('maintenance window closed');
-    expect(fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'healthy', 'host-3': 'queued' });
+    expect(await fleet.state(id)).toBe('paused');
+    expect((await fleet.rollout(id)).stateReason).toBe('maintenance window closed');
+    expect(await fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'healthy', 'host-3': 'queued' });
 
     await fleet.advance(NEXT_OPENS - 1 - fleet.now);
-    expect(fleet.state(id)).toBe('paused');
+    expect(await fleet.state(id)).toBe('paused');
     await fleet.advance(1);
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
     expect(fleet.appliedHosts()).toEqual(hosts(3));
     await fleet.finish('host-3');
-    expect(fleet.state(id)).toBe('succeeded');
+    expect(await fleet.state(id)).toBe('succeeded');
   });
 
   it('its status counts down to the window: the next opening while closed, the cutoff while open; nothing once over', async () => {
@@ -92,16 +92,16 @@ describe('maintenance window', () => {
       cutoffAt: '2030-01-08T02:45:00.000Z',
       closesAt: '2030-01-08T03:00:00.000Z',
     };
-    expect(view.status(id).window).toEqual(next);
+    expect((await view.status(id)).window).toEqual(next);
 
     fleet.now = OPENS;
     fleet.engine.wake(id);
     await fleet.engine.whenIdle();
-    expect(view.status(id).window).toEqual({ ...next, open: true });
+    expect((await view.status(id)).window).toEqual({ ...next, open: true });
 
     // Past the cutoff, the window still open lets no wave start: the next one is what counts.
     fleet.now = CUTOFF;
-    expect(view.status(id).window).toEqual({
+    expect((await view.status(id)).window).toEqual({
       open: false,
       opensAt: '2030-01-09T02:00:00.000Z',
       cutoffAt: '2030-01-09T02:45:00.000Z',
@@ -112,55 +112,55 @@ describe('maintenance window', () => {
     await fleet.finish('host-2');
     await fleet.advance(NEXT_OPENS - fleet.now);
     await fleet.finish('host-3');
-    expect(fleet.state(id)).toBe('succeeded');
-    expect(view.status(id).window).toBeUndefined();
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect((await view.status(id)).window).toBeUndefined();
   });
 
   it('a rollout without a window has no window in its status', async () => {
     const fleet = new SimulatedFleet();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
-    expect(new RolloutView(fleet.store, () => true).status(id).window).toBeUndefined();
+    expect((await new RolloutView(fleet.store, () => true).status(id)).window).toBeUndefined();
   });
 
   it('a pause by a person is not undone when a window opens', async () => {
     const { fleet, id } = await windowed();
     fleet.now = OPENS;
-    fleet.engine.tick();
+    await fleet.engine.tick();
     await fleet.engine.whenIdle();
     await fleet.finishAll(['host-1']);
-    fleet.engine.pause(id, 'alice');
+    await fleet.engine.pause(id, 'alice');
     await fleet.advance(24 * 3600 * SECOND);
-    expect(fleet.state(id)).toBe('paused');
-    expect(fleet.rollout(id).stateReason).toBe('paused by operator');
+    expect(await fleet.state(id)).toBe('paused');
+    expect((await fleet.rollout(id)).stateReason).toBe('paused by operator');
   });
 
   it('survives a restart: the watch is re-armed and the rollout resumes in its window', async () => {
     const { fleet, id } = await windowed();
-    expect(fleet.state(id)).toBe('paused');
-    fleet.restart();
+    expect(await fleet.state(id)).toBe('paused');
+    await fleet.restart();
     for (const h of hosts(3)) await fleet.connect(h);
 
-    fleet.engine.resumeWindows();
+    await fleet.engine.resumeWindows();
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
     fleet.now = OPENS;
     fleet.engine.wake(id); // what node-cron does when the window opens
     await fleet.engine.whenIdle();
 
-    expect(fleet.state(id)).toBe('running');
+    expect(await fleet.state(id)).toBe('running');
     expect(fleet.appliedHosts()).toEqual(hosts(3));
   });
 
   it('keeps its watch while paused, drops it when the rollout ends or reverts, and takes it up again on retry', async () => {
     const { fleet, id } = await windowed();
-    expect(fleet.state(id)).toBe('paused');
+    expect(await fleet.state(id)).toBe('paused');
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
 
-    fleet.engine.abort(id, 'alice', 'wrong night');
+    await fleet.engine.abort(id, 'alice', 'wrong night');
     expect(fleet.windows.watching.has(id)).toBe(false);
-    expect(fleet.events(id).at(-1)).toMatchObject({ type: 'rollout.aborted', data: { reason: 'wrong night' } });
+    expect((await fleet.events(id)).at(-1)).toMatchObject({ type: 'rollout.aborted', data: { reason: 'wrong night' } });
 
-    fleet.engine.retry(id, 'alice');
+    await fleet.engine.retry(id, 'alice');
     await fleet.engine.whenIdle();
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
 
@@ -168,9 +168,9 @@ describe('maintenance window', () => {
     fleet.engine.wake(id);
     await fleet.engine.whenIdle();
     await fleet.finishAll(hosts(3));
-    fleet.engine.revert(id, 'alice');
+    await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
-    expect(fleet.state(id)).toBe('reverting');
+    expect(await fleet.state(id)).toBe('reverting');
     expect(fleet.windows.watching.has(id)).toBe(false);
   });
 });

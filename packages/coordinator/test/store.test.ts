@@ -13,9 +13,9 @@ import { Store } from '../src/store/store.js';
 let dir: string;
 let store: Store;
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fleetpatch-store-'));
-  store = Store.open(join(dir, 'fleetpatch.db'));
+  store = await Store.open(join(dir, 'fleetpatch.db'));
 });
 
 afterEach(() => {
@@ -24,44 +24,44 @@ afterEach(() => {
 });
 
 describe('afterCommit', () => {
-  it('runs after the outermost transaction commits, in order, with the change visible', () => {
+  it('runs after the outermost transaction commits, in order, with the change visible', async () => {
     const ran: string[] = [];
-    store.transaction(() => {
-      store.afterCommit(() => ran.push(`first sees ${store.agents.list().length} agent(s)`));
-      store.transaction(() => store.afterCommit(() => ran.push('nested')));
-      store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, new Date(0).toISOString());
-      expect(ran).toEqual([]);
-    });
+    await store.transaction(async () => {
+            await store.afterCommit(async () => ran.push(`first sees ${(await store.agents.list()).length} agent(s)`));
+            await store.transaction(async () => await store.afterCommit(() => ran.push('nested')));
+            await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, new Date(0).toISOString());
+            expect(ran).toEqual([]);
+          });
     expect(ran).toEqual(['first sees 1 agent(s)', 'nested']);
   });
 
-  it('is dropped when the transaction rolls back, and the next transaction starts clean', () => {
+  it('is dropped when the transaction rolls back, and the next transaction starts clean', async () => {
     const ran: string[] = [];
-    expect(() =>
-      store.transaction(() => {
-        store.afterCommit(() => ran.push('rolled back'));
-        throw new Error('SQLITE_BUSY');
-      }),
+    expect(async () =>
+      await store.transaction(async () => {
+                await store.afterCommit(() => ran.push('rolled back'));
+                throw new Error('SQLITE_BUSY');
+              }),
     ).toThrow('SQLITE_BUSY');
-    store.transaction(() => store.afterCommit(() => ran.push('committed')));
+    await store.transaction(async () => await store.afterCommit(() => ran.push('committed')));
     expect(ran).toEqual(['committed']);
   });
 
   it('runs every callback even when one throws, then reports the first error', () => {
     const ran: string[] = [];
-    expect(() =>
-      store.transaction(() => {
-        store.afterCommit(() => {
-          throw new Error('socket gone');
-        });
-        store.afterCommit(() => ran.push('second'));
-      }),
+    expect(async () =>
+      await store.transaction(async () => {
+                await store.afterCommit(() => {
+                            throw new Error('socket gone');
+                          });
+                await store.afterCommit(() => ran.push('second'));
+              }),
     ).toThrow('socket gone');
     expect(ran).toEqual(['second']);
   });
 
   it('refuses to run outside a transaction (there is no commit to wait for)', () => {
-    expect(() => store.afterCommit(() => {})).toThrow(/inside Store.transaction/);
+    expect(async () => await store.afterCommit(() => {})).toThrow(/inside Store.transaction/);
   });
 });
 

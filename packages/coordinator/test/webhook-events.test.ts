@@ -20,9 +20,9 @@ afterEach(async () => {
 async function awaitingApproval(app: TestCoordinator['app']): Promise<{ patchId: string; rolloutId: string }> {
   const { store } = app.fleet;
   const at = new Date().toISOString();
-  store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, at);
+  await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, at);
   // Seen once, as though its agent had connected: a host never seen is never a canary.
-  store.transaction(() => store.agents.recordSeen('web-1', at));
+  await store.transaction(async () => await store.agents.recordSeen('web-1', at));
   const patch = await callApi(app, 'POST', '/v1/patches', SAMPLE_PATCH_SPEC, TOKENS.operator);
   const patchId = (patch.body as { id: string }).id;
   const created = await callApi(
@@ -111,10 +111,10 @@ describe('webhooks for a change-management system', () => {
     expect((started.body as RolloutStatus).rollout.state).toBe('running');
     // …while the first attempt is still open (the second cannot come before its 2 s timeout).
     expect(receiver.received).toHaveLength(1);
-    expect(app.fleet.store.events(rolloutId, 0, 1000).map((e) => e.type)).not.toContain('webhook.failed');
+    expect((await app.fleet.store.events(rolloutId, 0, 1000)).map((e) => e.type)).not.toContain('webhook.failed');
 
-    const failed = await until('the webhook.failed audit row', () =>
-      app.fleet.store.events(rolloutId, 0, 1000).find((e: EventRecord) => e.type === 'webhook.failed'),
+    const failed = await until('the webhook.failed audit row', async () =>
+      (await app.fleet.store.events(rolloutId, 0, 1000)).find((e: EventRecord) => e.type === 'webhook.failed'),
     );
     expect(failed).toMatchObject({
       actor: 'system',

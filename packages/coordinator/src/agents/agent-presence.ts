@@ -18,26 +18,26 @@ export class AgentPresence {
   ) {}
 
   /** Any sign of life; writing it on every heartbeat would be a write per agent per beat. */
-  seen(agentId: string): void {
+  async seen(agentId: string): Promise<void> {
     const now = this.clock.now();
     if (now - (this.lastSeenWrite.get(agentId) ?? 0) < SEEN_WRITE_INTERVAL_MS) return;
     this.lastSeenWrite.set(agentId, now);
-    this.store.agents.recordSeen(agentId, new Date(now).toISOString());
+    await this.store.agents.recordSeen(agentId, new Date(now).toISOString());
   }
 
-  disconnected(agentId: string): void {
+  async disconnected(agentId: string): Promise<void> {
     this.lastSeenWrite.delete(agentId);
-    if (this.store.agents.get(agentId)) this.store.agents.recordSeen(agentId, isoAt(this.clock));
+    if (await this.store.agents.get(agentId)) await this.store.agents.recordSeen(agentId, isoAt(this.clock));
   }
 
   /** A security event: someone else holds this agent's credential (or the agent runs twice). */
-  duplicateRefused(agentId: string, detail: { remote: string; refusedSinceLast: number }): void {
+  async duplicateRefused(agentId: string, detail: { remote: string; refusedSinceLast: number }): Promise<void> {
     const { store } = this;
-    store.transaction(() =>
-      store.appendEvent(
-        { hostId: agentId, actor: SYSTEM, type: 'agent.duplicate_refused', data: { ...detail } },
-        isoAt(this.clock),
-      ),
-    );
+    await store.transaction(async () =>
+            await store.appendEvent(
+                      { hostId: agentId, actor: SYSTEM, type: 'agent.duplicate_refused', data: { ...detail } },
+                      isoAt(this.clock),
+                    ),
+          );
   }
 }

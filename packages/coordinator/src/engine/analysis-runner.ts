@@ -56,10 +56,10 @@ export class AnalysisRunner {
   ) {}
 
   /** Starts every measurement that is due. Never throws: a failure is logged and retried on the next tick. */
-  tick(): void {
+  async tick(): Promise<void> {
     const { store, clock } = this.deps;
     if (this.deps.isStopped()) return;
-    for (const rollout of store.rollouts.inStates(['running'])) {
+    for (const rollout of await store.rollouts.inStates(['running'])) {
       const { analyses } = rollout.request;
       if (analyses.length === 0 || rollout.hostCount === 0) continue;
       for (const analysis of analyses) {
@@ -67,8 +67,8 @@ export class AnalysisRunner {
           const now = clock.now();
           // Read first: a write transaction on every tick of every rollout would be a waste.
           const run =
-            store.analyses.get(rollout.id, rollout.currentWave, analysis.name) ??
-            store.transaction(() => store.analyses.getOrStart(rollout.id, rollout.currentWave, analysis.name, now));
+            await store.analyses.get(rollout.id, rollout.currentWave, analysis.name) ??
+            await store.transaction(async () => await store.analyses.getOrStart(rollout.id, rollout.currentWave, analysis.name, now));
           if (run.verdict !== 'running') continue;
           const due = (run.lastAt ?? run.startedAt) + analysis.intervalSeconds * 1000;
           const key = `${run.rolloutId}\u0000${run.wave}\u0000${run.name}`;
@@ -86,18 +86,18 @@ export class AnalysisRunner {
    * Must run inside the transaction that starts `wave`: its analyses start now, so the first
    * measurement is `intervalSeconds` after the wave's start, whenever the next tick comes.
    */
-  startWave(rollout: Pick<RolloutRecord, 'id' | 'request'>, wave: number): void {
+  async startWave(rollout: Pick<RolloutRecord, 'id' | 'request'>, wave: number): Promise<void> {
     const now = this.deps.clock.now();
     for (const analysis of rollout.request.analyses) {
-      this.deps.store.analyses.getOrStart(rollout.id, wave, analysis.name, now);
+      await this.deps.store.analyses.getOrStart(rollout.id, wave, analysis.name, now);
     }
   }
 
   /** Whether every analysis of the rollout's current wave has passed or failed (a wave waits for that). */
-  analysesDecided(rollout: RolloutRecord): boolean {
+  async analysesDecided(rollout: RolloutRecord): Promise<boolean> {
     const { analyses } = rollout.request;
     if (analyses.length === 0) return true;
-    const runs = new Map(this.deps.store.analyses.forWave(rollout.id, rollout.currentWave).map((r) => [r.name, r]));
+    const runs = new Map((await this.deps.store.analyses.forWave(rollout.id, rollout.currentWave)).map((r) => [r.name, r]));
     return analyses.every((a) => {
       const verdict = runs.get(a.name)?.verdict;
       return verdict === 'passed' || verdict === 'failed';
@@ -105,8 +105,8 @@ export class AnalysisRunner {
   }
 
   /** The failed analysis of the rollout's current wave, if one failed. */
-  failedAnalysis(rollout: RolloutRecord): AnalysisRunRecord | undefined {
-    return this.deps.store.analyses.forWave(rollout.id, rollout.currentWave).find((r) => r.verdict === 'failed');
+  async failedAnalysis(rollout: RolloutRecord): Promise<AnalysisRunRecord | undefined> {
+    return (await this.deps.store.analyses.forWave(rollout.id, rollout.currentWave)).find((r) => r.verdict === 'failed');
   }
 
   /** Aborts measurements in flight; their answers are not recorded. */
@@ -119,7 +119,7 @@ export class AnalysisRunner {
     let judgement: Judgement;
     let queries: { query: string; baselineQuery?: string };
     try {
-      const matchers = this.matchers(rollout, analysis, run.wave);
+      const matchers = await this.matchers(rollout, analysis, run.wave);
       queries = {
         query: expandQuery(analysis.query, matchers.values),
         ...(analysis.baselineQuery ? { baselineQuery: expandQuery(analysis.baselineQuery, matchers.values) } : {}),
@@ -153,26 +153,26 @@ export class AnalysisRunner {
     }
     if (this.deps.isStopped() || this.stopping.signal.aborted) return;
     try {
-      this.record(key, analysis, judgement, queries);
+      await this.record(key, analysis, judgement, queries);
     } catch (err) {
       this.deps.log.error({ err, ...key }, 'recording a measurement failed; it is taken again on a later tick');
     }
   }
 
   /** The label matchers the query variables expand to, for the wave `wave` of the rollout. */
-  private matchers(
+  private async matchers(
     rollout: RolloutRecord,
     analysis: Analysis,
     wave: number,
-  ): { values: Record<AnalysisVariable, string>; unpatchedCount: number } {
+  ): Promise<{ values: Record<AnalysisVariable, string>; unpatchedCount: number }> {
     const { store } = this.deps;
-    const labelOf = (hostId: string) => {
+    const labelOf = async (hostId: string) => {
       if (analysis.hostLabelFrom === undefined) return hostId;
-      return store.agents.get(hostId)?.labels[analysis.hostLabelFrom] ?? hostId;
+      return (await store.agents.get(hostId))?.labels[analysis.hostLabelFrom] ?? hostId;
     };
-    const runs = store.hostRuns.forRollout(rollout.id);
-    const waveHosts = runs.filter((r) => r.wave === wave).map((r) => labelOf(r.hostId));
-    const unpatched = runs.filter((r) => r.wave > wave && !r.changed).map((r) => labelOf(r.hostId));
+    const runs = await store.hostRuns.forRollout(rollout.id);
+    const waveHosts = runs.filter((r) => r.wave === wave).map(async (r) => await labelOf(r.hostId));
+    const unpatched = runs.filter((r) => r.wave > wave && !r.changed).map(async (r) => await labelOf(r.hostId));
     return {
       values: {
         wave_hosts: hostMatcher(analysis.hostLabel, waveHosts),
@@ -183,96 +183,96 @@ export class AnalysisRunner {
   }
 
   /** One transaction: the measurement, its audit row, the run's counters, and what the verdict sets off. */
-  private record(
+  private async record(
     key: MeasurementKey,
     analysis: Analysis,
     judgement: Judgement,
     queries: { query: string; baselineQuery?: string },
-  ): void {
+  ): Promise<void> {
     const { store, clock } = this.deps;
-    store.transaction(() => {
-      const rollout = mustGetRollout(store, key.rolloutId);
-      const run = store.analyses.get(key.rolloutId, key.wave, key.name);
-      // Taken for a wave or an attempt that is over, or while the rollout stopped: not counted.
-      if (
-        rollout.state !== 'running' ||
-        rollout.currentWave !== key.wave ||
-        run === undefined ||
-        run.attempt !== key.attempt ||
-        run.verdict !== 'running'
-      ) {
-        return;
-      }
-      const phase: MeasurementPhase = rollout.bakeUntil === null ? 'verify' : 'bake';
-      const at = isoNow(clock);
-      store.analyses.addMeasurement({ ...key, at, phase, ...judgement });
-      const next: AnalysisRunRecord = { ...run, lastAt: clock.now() };
-      const counted = countOf(judgement.verdict, analysis.inconclusive);
-      if (judgement.verdict === 'inconclusive') next.inconclusive++;
-      if (counted === 'failed') next.failed++;
-      if (counted === 'taken' || counted === 'failed') {
-        next.taken++;
-        if (phase === 'bake') next.takenInBake++;
-      }
-      // Nothing to compare with (the last wave): the analysis has nothing more to say about it.
-      if (judgement.verdict === 'skipped') next.verdict = 'passed';
-      else if (next.failed > analysis.failureLimit) next.verdict = 'failed';
-      else if (next.taken >= analysis.count && next.takenInBake > 0) next.verdict = 'passed';
-      store.analyses.update(next);
-      store.appendEvent(
-        {
-          rolloutId: key.rolloutId,
-          actor: SYSTEM,
-          type: 'analysis.measured',
-          data: {
-            ...waveData(key.wave),
-            analysis: key.name,
-            attempt: key.attempt,
-            phase,
-            condition: analysis.condition,
-            ...judgement,
-            // JSON has no infinity: say it in words (null is what the number becomes).
-            ...(judgement.value !== null && !Number.isFinite(judgement.value)
-              ? { valueText: judgement.value > 0 ? '+Inf' : '-Inf' }
-              : {}),
-            query: queries.query,
-            ...(queries.baselineQuery ? { baselineQuery: queries.baselineQuery } : {}),
-            taken: next.taken,
-            failed: next.failed,
-          },
-        },
-        at,
-      );
-      if (next.verdict !== 'running') {
-        store.appendEvent(
-          {
-            rolloutId: key.rolloutId,
-            actor: SYSTEM,
-            type: `analysis.${next.verdict}`,
-            data: {
-              ...waveData(key.wave),
-              analysis: key.name,
-              attempt: key.attempt,
-              taken: next.taken,
-              failed: next.failed,
-              failureLimit: analysis.failureLimit,
-              ...(judgement.reason ? { reason: judgement.reason } : {}),
-            },
-          },
-          at,
-        );
-      }
-      if (next.verdict === 'failed') this.failWave(rollout, analysis, judgement);
-      else if (judgement.verdict === 'inconclusive' && analysis.inconclusive === 'pause') {
-        transitionRollout(
-          this.deps,
-          rollout,
-          'paused',
-          SYSTEM,
-          `${ANALYSIS_PAUSE_PREFIX}: ${analysis.name}: ${judgement.reason ?? 'no value'} (resume to measure again)`,
-        );
-      }
-    });
+    await store.transaction(async () => {
+            const rollout = await mustGetRollout(store, key.rolloutId);
+            const run = await store.analyses.get(key.rolloutId, key.wave, key.name);
+            // Taken for a wave or an attempt that is over, or while the rollout stopped: not counted.
+            if (
+              rollout.state !== 'running' ||
+              rollout.currentWave !== key.wave ||
+              run === undefined ||
+              run.attempt !== key.attempt ||
+              run.verdict !== 'running'
+            ) {
+              return;
+            }
+            const phase: MeasurementPhase = rollout.bakeUntil === null ? 'verify' : 'bake';
+            const at = isoNow(clock);
+            await store.analyses.addMeasurement({ ...key, at, phase, ...judgement });
+            const next: AnalysisRunRecord = { ...run, lastAt: clock.now() };
+            const counted = countOf(judgement.verdict, analysis.inconclusive);
+            if (judgement.verdict === 'inconclusive') next.inconclusive++;
+            if (counted === 'failed') next.failed++;
+            if (counted === 'taken' || counted === 'failed') {
+              next.taken++;
+              if (phase === 'bake') next.takenInBake++;
+            }
+            // Nothing to compare with (the last wave): the analysis has nothing more to say about it.
+            if (judgement.verdict === 'skipped') next.verdict = 'passed';
+            else if (next.failed > analysis.failureLimit) next.verdict = 'failed';
+            else if (next.taken >= analysis.count && next.takenInBake > 0) next.verdict = 'passed';
+            await store.analyses.update(next);
+            await store.appendEvent(
+                      {
+                        rolloutId: key.rolloutId,
+                        actor: SYSTEM,
+                        type: 'analysis.measured',
+                        data: {
+                          ...waveData(key.wave),
+                          analysis: key.name,
+                          attempt: key.attempt,
+                          phase,
+                          condition: analysis.condition,
+                          ...judgement,
+                          // JSON has no infinity: say it in words (null is what the number becomes).
+                          ...(judgement.value !== null && !Number.isFinite(judgement.value)
+                            ? { valueText: judgement.value > 0 ? '+Inf' : '-Inf' }
+                            : {}),
+                          query: queries.query,
+                          ...(queries.baselineQuery ? { baselineQuery: queries.baselineQuery } : {}),
+                          taken: next.taken,
+                          failed: next.failed,
+                        },
+                      },
+                      at,
+                    );
+            if (next.verdict !== 'running') {
+              await store.appendEvent(
+                          {
+                            rolloutId: key.rolloutId,
+                            actor: SYSTEM,
+                            type: `analysis.${next.verdict}`,
+                            data: {
+                              ...waveData(key.wave),
+                              analysis: key.name,
+                              attempt: key.attempt,
+                              taken: next.taken,
+                              failed: next.failed,
+                              failureLimit: analysis.failureLimit,
+                              ...(judgement.reason ? { reason: judgement.reason } : {}),
+                            },
+                          },
+                          at,
+                        );
+            }
+            if (next.verdict === 'failed') await this.failWave(rollout, analysis, judgement);
+            else if (judgement.verdict === 'inconclusive' && analysis.inconclusive === 'pause') {
+              await transitionRollout(
+                                this.deps,
+                                rollout,
+                                'paused',
+                                SYSTEM,
+                                `${ANALYSIS_PAUSE_PREFIX}: ${analysis.name}: ${judgement.reason ?? 'no value'} (resume to measure again)`,
+                              );
+            }
+          });
     this.deps.markDirty(key.rolloutId);
   }
 
@@ -282,26 +282,26 @@ export class AnalysisRunner {
    * its snapshot as a host whose health failed would. A signed rollout's host waits for a signed
    * revert statement (the coordinator cannot sign one): the halt says so.
    */
-  private failWave(rollout: RolloutRecord, analysis: Analysis, judgement: Judgement): void {
+  private async failWave(rollout: RolloutRecord, analysis: Analysis, judgement: Judgement): Promise<void> {
     const { store, clock } = this.deps;
-    const signed = isSignedRollout(store, rollout.id);
+    const signed = await isSignedRollout(store, rollout.id);
     const reason = `analysis ${analysis.name} failed: ${judgement.reason ?? 'over its failure limit'}`;
-    for (const run of store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
+    for (const run of await store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
       if (run.state !== 'healthy' || !run.changed) continue;
-      transitionHostRun(
-        this.deps,
-        run,
-        {
-          to: 'failed',
-          changed: true,
-          countedFailure: true,
-          finishedAt: clock.now(),
-          errorCode: ErrorCode.analysisFailed,
-          reason,
-        },
-        { actor: SYSTEM, data: { errorCode: ErrorCode.analysisFailed, reason, analysis: analysis.name } },
-      );
-      if (rollout.request.autoRevert !== 'none' && !signed) this.reverts.dispatch({ ...run, state: 'failed' });
+      await transitionHostRun(
+                this.deps,
+                run,
+                {
+                  to: 'failed',
+                  changed: true,
+                  countedFailure: true,
+                  finishedAt: clock.now(),
+                  errorCode: ErrorCode.analysisFailed,
+                  reason,
+                },
+                { actor: SYSTEM, data: { errorCode: ErrorCode.analysisFailed, reason, analysis: analysis.name } },
+              );
+      if (rollout.request.autoRevert !== 'none' && !signed) await this.reverts.dispatch({ ...run, state: 'failed' });
     }
   }
 }

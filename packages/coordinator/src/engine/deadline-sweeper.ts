@@ -17,27 +17,27 @@ interface Expiry {
  * still finish or time out): not delivered in time (offline, policy wait), no result in time, or
  * no answer to a revert order. Reads only dispatched hosts in flight, through the state index.
  */
-export function expireDeadlines(deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty'>): void {
+export async function expireDeadlines(deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty'>): Promise<void> {
   const { store, channel, clock } = deps;
   const now = clock.now();
-  const expired = findExpired(deps, now);
+  const expired = await findExpired(deps, now);
   if (expired.length === 0) return;
-  store.transaction(() => {
-    for (const { run, state, reason } of expired) {
-      transitionHostRun(
-        deps,
-        run,
-        {
-          to: state,
-          ...(state === 'timed_out' ? { countedFailure: true } : {}),
-          finishedAt: now,
-          errorCode: state === 'timed_out' ? ErrorCode.timedOut : ErrorCode.revertFailed,
-          reason,
-        },
-        { actor: SYSTEM, data: { reason } },
-      );
-    }
-  });
+  await store.transaction(async () => {
+        for (const { run, state, reason } of expired) {
+          await transitionHostRun(
+                        deps,
+                        run,
+                        {
+                          to: state,
+                          ...(state === 'timed_out' ? { countedFailure: true } : {}),
+                          finishedAt: now,
+                          errorCode: state === 'timed_out' ? ErrorCode.timedOut : ErrorCode.revertFailed,
+                          reason,
+                        },
+                        { actor: SYSTEM, data: { reason } },
+                      );
+        }
+      });
   for (const { run, state } of expired) {
     // A timed-out apply is cancelled on the agent (it restores its snapshot if it got that far).
     if (state === 'timed_out' && run.orderId) channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
@@ -45,11 +45,11 @@ export function expireDeadlines(deps: Pick<EngineDeps, 'store' | 'channel' | 'cl
   }
 }
 
-function findExpired({ store }: Pick<EngineDeps, 'store'>, now: number): Expiry[] {
+async function findExpired({ store }: Pick<EngineDeps, 'store'>, now: number): Promise<Expiry[]> {
   const rollouts = new Map<string, RolloutRecord | undefined>();
   const expired: Expiry[] = [];
-  for (const run of store.hostRuns.inStatesEverywhere([...IN_FLIGHT_HOST_STATES, 'reverting'])) {
-    if (!rollouts.has(run.rolloutId)) rollouts.set(run.rolloutId, store.rollouts.get(run.rolloutId));
+  for (const run of await store.hostRuns.inStatesEverywhere([...IN_FLIGHT_HOST_STATES, 'reverting'])) {
+    if (!rollouts.has(run.rolloutId)) rollouts.set(run.rolloutId, await store.rollouts.get(run.rolloutId));
     const rollout = rollouts.get(run.rolloutId);
     if (!rollout || run.dispatchedAt === null) continue;
     const { hostTimeoutSeconds, offline } = rollout.request;

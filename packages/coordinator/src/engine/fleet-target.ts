@@ -25,16 +25,16 @@ export interface FleetTarget {
  * Resolves `target` against the registered hosts and, for `exposedTo`, their stored inventories:
  * what `start` freezes and what an unstarted plan shows.
  */
-export function resolveFleetTarget(store: Store, target: Target): FleetTarget {
+export async function resolveFleetTarget(store: Store, target: Target): Promise<FleetTarget> {
   // A removed agent (DELETE /v1/agents/:id) is no longer part of the fleet: no target selects it.
-  const candidates = store.agents.list().filter((agent) => agent.removedAt === null);
+  const candidates = (await store.agents.list()).filter((agent) => agent.removedAt === null);
   if (!target.exposedTo) return { hosts: resolveTarget(target, candidates), withoutInventory: [] };
   const { source, fixed } = target.exposedTo;
-  const exposed = exposedHostIds(store.inventory.binariesOfSource(source), fixed);
+  const exposed = exposedHostIds(await store.inventory.binariesOfSource(source), fixed);
   const { exposedTo: _exposedTo, ...others } = target;
   const reported = new Set(
-    store.inventory
-      .hostStates()
+    (await store.inventory
+            .hostStates())
       .filter((host) => host.inventory?.state === 'reported')
       .map((host) => host.hostId),
   );
@@ -49,9 +49,9 @@ export function canaryFitnessOf(
   store: Store,
   isOnline: (hostId: string) => boolean,
 ): (hostId: string) => CanaryFitness {
-  return (hostId) => {
+  return async (hostId) => {
     if (isOnline(hostId)) return 'online';
-    return store.agents.get(hostId)?.lastSeenAt ? 'offline' : 'never_connected';
+    return (await store.agents.get(hostId))?.lastSeenAt ? 'offline' : 'never_connected';
   };
 }
 

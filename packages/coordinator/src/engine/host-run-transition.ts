@@ -34,18 +34,18 @@ export class IllegalHostTransitionError extends Error {
  * audit row (`null`: the move is recorded by its rollout's own event, as a retry's requeues are).
  * Throws `IllegalHostTransitionError` otherwise; nothing is written then.
  */
-export function transitionHostRun(
+export async function transitionHostRun(
   deps: Pick<EngineDeps, 'store' | 'clock'>,
   run: Pick<HostRunRecord, 'rolloutId' | 'hostId' | 'state'>,
   write: HostRunWrite,
   event: HostRunEvent | null,
-): void {
+): Promise<void> {
   const { store, clock } = deps;
   const from = run.state;
   if (!canTransitionHostRun(from, write.to)) {
     throw new IllegalHostTransitionError(run, from, write.to, 'is not in HOST_RUN_TRANSITIONS');
   }
-  if (!store.hostRuns.transition(run.rolloutId, run.hostId, from, write)) {
+  if (!await store.hostRuns.transition(run.rolloutId, run.hostId, from, write)) {
     throw new IllegalHostTransitionError(
       run,
       from,
@@ -54,16 +54,16 @@ export function transitionHostRun(
     );
   }
   if (event === null) return;
-  store.appendEvent(
-    {
-      rolloutId: run.rolloutId,
-      hostId: run.hostId,
-      actor: event.actor,
-      type: event.type ?? `host.${write.to}`,
-      fromState: from,
-      toState: write.to,
-      data: event.data ?? null,
-    },
-    isoNow(clock),
-  );
+  await store.appendEvent(
+        {
+          rolloutId: run.rolloutId,
+          hostId: run.hostId,
+          actor: event.actor,
+          type: event.type ?? `host.${write.to}`,
+          fromState: from,
+          toState: write.to,
+          data: event.data ?? null,
+        },
+        isoNow(clock),
+      );
 }

@@ -15,19 +15,19 @@ import { isoNow } from './rollout-transition.js';
  * outside, so each refusal is a security event of its own in the audit trail (beside the host's
  * `host.failed`), and a warning in the log. Must run inside the transaction that records the result.
  */
-export function auditOrderRefusal(
+export async function auditOrderRefusal(
   deps: Pick<EngineDeps, 'store' | 'clock' | 'log'>,
   agentId: string,
   run: Pick<HostRunRecord, 'rolloutId' | 'hostId'>,
   result: OrderResultBody,
   order: OrderRefusedData['order'],
-): void {
+): Promise<void> {
   const code = orderRefusalCodeOf(result.errorCode, result.reason);
   if (code === undefined) return;
   const data: OrderRefusedData = { orderId: result.orderId, order, code, reason: result.reason ?? '' };
-  deps.store.appendEvent(
-    { rolloutId: run.rolloutId, hostId: run.hostId, actor: agentId, type: ORDER_REFUSED_EVENT, data: { ...data } },
-    isoNow(deps.clock),
-  );
+  await deps.store.appendEvent(
+        { rolloutId: run.rolloutId, hostId: run.hostId, actor: agentId, type: ORDER_REFUSED_EVENT, data: { ...data } },
+        isoNow(deps.clock),
+      );
   deps.log.warn({ hostId: run.hostId, rolloutId: run.rolloutId, ...data }, 'agent refused an order: security event');
 }

@@ -53,9 +53,9 @@ export function sendRevert(channel: AgentChannel, run: HostRunRecord, signed: Or
  * A wave passed and bakes now: its healthy hosts keep watching their health for the whole bake
  * (not just for bakeSeconds after their own result, which for the wave's early finishers ends sooner).
  */
-export function sendBakeWatch(store: Store, channel: AgentChannel, rollout: RolloutRecord, wave: number): void {
+export async function sendBakeWatch(store: Store, channel: AgentChannel, rollout: RolloutRecord, wave: number): Promise<void> {
   if (rollout.request.bakeSeconds <= 0) return;
-  for (const run of store.hostRuns.forWave(rollout.id, wave)) {
+  for (const run of await store.hostRuns.forWave(rollout.id, wave)) {
     if (run.state === 'healthy' && run.changed && run.orderId) {
       channel.send(run.hostId, { type: 'order.watch', orderId: run.orderId, seconds: rollout.request.bakeSeconds });
     }
@@ -63,8 +63,8 @@ export function sendBakeWatch(store: Store, channel: AgentChannel, rollout: Roll
 }
 
 /** Cancels every apply of a rollout still in flight. */
-export function cancelInFlight(store: Store, channel: AgentChannel, rolloutId: string): void {
-  for (const run of store.hostRuns.inStates(rolloutId, IN_FLIGHT_HOST_STATES)) {
+export async function cancelInFlight(store: Store, channel: AgentChannel, rolloutId: string): Promise<void> {
+  for (const run of await store.hostRuns.inStates(rolloutId, IN_FLIGHT_HOST_STATES)) {
     if (run.orderId) channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
   }
 }

@@ -146,24 +146,24 @@ export function promotionRefusal(blocking: readonly PromotionRequirement[], cont
  * Every started rollout of the content `contentDigest` (any patch with that digest) but `exceptId`,
  * read as the rule reads it: the environments it reached, and whether it was reverted after it finished.
  */
-export function stageRunsOf(
+export async function stageRunsOf(
   store: Store,
   contentDigest: string,
   policy: PromotionConfig,
   exceptId?: string,
-): StageRun[] {
-  return store.rollouts
-    .ofPatches(store.patches.idsWithDigest(contentDigest))
+): Promise<StageRun[]> {
+  return (await store.rollouts
+      .ofPatches(await store.patches.idsWithDigest(contentDigest)))
     .filter((rollout) => rollout.id !== exceptId && rollout.startedAt !== null)
-    .map((rollout) => ({
+    .map(async (rollout) => ({
       rolloutId: rollout.id,
       patchId: rollout.patchId,
       state: rollout.state,
       finishedAt: rollout.finishedAt,
-      environments: environmentsReached(store, rollout.id, policy),
+      environments: await environmentsReached(store, rollout.id, policy),
       revertedSince:
         rollout.state === 'reverted' ||
-        (rollout.finishedAt !== null && store.rollouts.revertedSince(rollout.id, rollout.finishedAt)),
+        (rollout.finishedAt !== null && await store.rollouts.revertedSince(rollout.id, rollout.finishedAt)),
     }));
 }
 
@@ -171,12 +171,12 @@ export function stageRunsOf(
  * The labelled environments a started rollout's hosts were in: as recorded by its start, or — for a
  * rollout started before this coordinator had a promotion order — from its hosts' labels now.
  */
-export function environmentsReached(store: Store, rolloutId: string, policy: PromotionConfig): string[] {
-  const recorded = store.rollouts.promotion(rolloutId);
+export async function environmentsReached(store: Store, rolloutId: string, policy: PromotionConfig): Promise<string[]> {
+  const recorded = await store.rollouts.promotion(rolloutId);
   if (recorded && recorded.label === policy.label) return recorded.environments.map((entry) => entry.env);
-  const labels = new Map(store.agents.list().map((agent) => [agent.id, agent.labels]));
+  const labels = new Map((await store.agents.list()).map((agent) => [agent.id, agent.labels]));
   const envs = new Set<string>();
-  for (const run of store.hostRuns.forRollout(rolloutId)) {
+  for (const run of await store.hostRuns.forRollout(rolloutId)) {
     const host = environmentOf(labels.get(run.hostId) ?? {}, policy);
     if (host.labeled) envs.add(host.env);
   }

@@ -53,49 +53,49 @@ export class ReportRecorder {
     private readonly liveHealth: LiveHealthBoard,
   ) {}
 
-  record(batch: readonly AgentReport[]): void {
+  async record(batch: readonly AgentReport[]): Promise<void> {
     const { store, channel, clock } = this.deps;
     const acks: { agentId: string; orderId: string; finishedAt: string }[] = [];
     const hellos: { agentId: string; hello: Hello }[] = [];
-    const result = (agentId: string, body: OrderResultBody) => {
-      if (this.applyResult(agentId, body)) acks.push({ agentId, orderId: body.orderId, finishedAt: body.finishedAt });
+    const result = async (agentId: string, body: OrderResultBody) => {
+      if (await this.applyResult(agentId, body)) acks.push({ agentId, orderId: body.orderId, finishedAt: body.finishedAt });
     };
     const superseded = supersededProgress(batch);
-    store.transaction(() => {
-      for (const report of batch) {
-        switch (report.kind) {
-          case 'hello':
-            // The agent's journal is the truth: the results it reports are recorded like live ones.
-            store.agents.recordHello(report.agentId, report.body, isoNow(clock));
-            this.recordConnected(report.agentId, report.body.agentVersion);
-            for (const order of report.body.orders) if (order.result) result(report.agentId, order.result);
-            this.settleUnknownTimedOut(report.agentId, report.body);
-            hellos.push({ agentId: report.agentId, hello: report.body });
-            break;
-          case 'progress':
-            if (!superseded.has(report)) this.applyProgress(report.agentId, report.body);
-            break;
-          case 'result':
-            // A host that failed (or was reverted, or cancelled) is judged by its result from now on.
-            if (report.body.outcome !== 'healthy') this.liveHealth.forget(report.body.orderId);
-            result(report.agentId, report.body);
-            break;
-        }
-      }
-    });
+    await store.transaction(async () => {
+            for (const report of batch) {
+              switch (report.kind) {
+                case 'hello':
+                  // The agent's journal is the truth: the results it reports are recorded like live ones.
+                  await store.agents.recordHello(report.agentId, report.body, isoNow(clock));
+                  await this.recordConnected(report.agentId, report.body.agentVersion);
+                  for (const order of report.body.orders) if (order.result) await result(report.agentId, order.result);
+                  await this.settleUnknownTimedOut(report.agentId, report.body);
+                  hellos.push({ agentId: report.agentId, hello: report.body });
+                  break;
+                case 'progress':
+                  if (!superseded.has(report)) await this.applyProgress(report.agentId, report.body);
+                  break;
+                case 'result':
+                  // A host that failed (or was reverted, or cancelled) is judged by its result from now on.
+                  if (report.body.outcome !== 'healthy') this.liveHealth.forget(report.body.orderId);
+                  await result(report.agentId, report.body);
+                  break;
+              }
+            }
+          });
     if (acks.length > 0) this.deps.checkpoint?.('result:committed');
     // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
     for (const ack of acks)
       channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });
-    for (const { agentId, hello } of hellos) this.resendAfterHello(agentId, hello);
+    for (const { agentId, hello } of hellos) await this.resendAfterHello(agentId, hello);
   }
 
   /** An `agent.connected` row when `ConnectedAudit` says the hello is news; else it is only counted. */
-  private recordConnected(agentId: string, agentVersion: string): void {
+  private async recordConnected(agentId: string, agentVersion: string): Promise<void> {
     const { store, clock } = this.deps;
     const row = this.connectedAudit.note(agentId, agentVersion, clock.now());
     if (!row) return;
-    store.appendEvent({ hostId: agentId, actor: agentId, type: 'agent.connected', data: { ...row } }, isoNow(clock));
+    await store.appendEvent({ hostId: agentId, actor: agentId, type: 'agent.connected', data: { ...row } }, isoNow(clock));
   }
 
   /**
@@ -103,40 +103,40 @@ export class ReportRecorder {
    * (it answers known ids from its journal, so a resend never applies twice), and apply orders it is
    * still working on that we have given up on are cancelled again.
    */
-  private resendAfterHello(agentId: string, hello: Hello): void {
+  private async resendAfterHello(agentId: string, hello: Hello): Promise<void> {
     const { store, channel } = this.deps;
-    this.cancelAbandoned(agentId, hello);
+    await this.cancelAbandoned(agentId, hello);
     const reported = new Set(hello.orders.map((order) => order.orderId));
-    for (const run of store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
+    for (const run of await store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
       if (run.state === 'reverting') {
-        if (run.revertOrderId && !reported.has(run.revertOrderId)) this.resendRevert(run);
+        if (run.revertOrderId && !reported.has(run.revertOrderId)) await this.resendRevert(run);
         continue;
       }
       if (run.orderId && !reported.has(run.orderId)) {
-        const rollout = store.rollouts.get(run.rolloutId);
+        const rollout = await store.rollouts.get(run.rolloutId);
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
-          const patch = store.patches.get(rollout.patchId) as Patch;
+          const patch = await store.patches.get(rollout.patchId) as Patch;
           // Dispatched while the agent was away, and it came back speaking a protocol too old for the change.
           const gap = protocolGapOf(patch, channel.protocolVersionOf(agentId));
           if (gap !== undefined) {
-            store.transaction(() => failTooOld(this.deps, run, gap));
+            await store.transaction(async () => await failTooOld(this.deps, run, gap));
             this.deps.markDirty(run.rolloutId);
             continue;
           }
-          sendApply(channel, rollout, run, patch, signedApplyOf(store, rollout.id));
+          sendApply(channel, rollout, run, patch, await signedApplyOf(store, rollout.id));
         }
       }
     }
     // A hello makes no queued run dispatchable (slots, wave, window and pause are as they were): this
     // asks early for an advance that the results it carried, or the next tick, ask for anyway.
     // Stryker disable next-line ArrayDeclaration,StringLiteral: see above
-    for (const run of store.hostRuns.forHostInStates(agentId, ['queued'])) this.deps.markDirty(run.rolloutId);
+    for (const run of await store.hostRuns.forHostInStates(agentId, ['queued'])) this.deps.markDirty(run.rolloutId);
   }
 
   /** Sent after the commit: a revert that cannot be sent (a signed rollout without its statement) is logged, not thrown. */
-  private resendRevert(run: HostRunRecord): void {
+  private async resendRevert(run: HostRunRecord): Promise<void> {
     try {
-      sendRevert(this.deps.channel, run, signedRevertOf(this.deps.store, run.rolloutId, run.hostId));
+      sendRevert(this.deps.channel, run, await signedRevertOf(this.deps.store, run.rolloutId, run.hostId));
     } catch (err) {
       this.deps.log.error({ err, rolloutId: run.rolloutId, hostId: run.hostId }, 'revert order not resent');
     }
@@ -148,13 +148,13 @@ export class ReportRecorder {
    * whose host run is over, or whose rollout no longer lets hosts finish, is cancelled now.
    * A halted rollout lets its in-flight hosts finish (the design's failure budget), so it is spared.
    */
-  private cancelAbandoned(agentId: string, hello: Hello): void {
+  private async cancelAbandoned(agentId: string, hello: Hello): Promise<void> {
     const { store, channel } = this.deps;
     for (const order of hello.orders) {
       if (order.phase === 'done' || order.result) continue;
-      const run = store.hostRuns.byOrderId(order.orderId);
+      const run = await store.hostRuns.byOrderId(order.orderId);
       if (!run || run.hostId !== agentId) continue;
-      const rollout = store.rollouts.get(run.rolloutId);
+      const rollout = await store.rollouts.get(run.rolloutId);
       // Stryker disable OptionalChaining: a host run's rollout always exists (it owns the run)
       const rolloutLetsItFinish =
         rollout?.state === 'running' || rollout?.state === 'paused' || rollout?.state === 'halted';
@@ -170,17 +170,17 @@ export class ReportRecorder {
    * is listed until its result is acked, and an acked result has answered): there is nothing to
    * wait for, so the host may be retried. Must run inside the hello's transaction.
    */
-  private settleUnknownTimedOut(agentId: string, hello: Hello): void {
+  private async settleUnknownTimedOut(agentId: string, hello: Hello): Promise<void> {
     const listed = new Set(hello.orders.map((order) => order.orderId));
-    for (const run of this.deps.store.hostRuns.forHostInStates(agentId, ['timed_out'])) {
+    for (const run of await this.deps.store.hostRuns.forHostInStates(agentId, ['timed_out'])) {
       // Marking a run answered that already is changes nothing.
-      if (run.orderId && !listed.has(run.orderId)) this.deps.store.hostRuns.markAnswered(run.rolloutId, run.hostId);
+      if (run.orderId && !listed.has(run.orderId)) await this.deps.store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     }
   }
 
-  private applyProgress(agentId: string, progress: OrderProgress): void {
+  private async applyProgress(agentId: string, progress: OrderProgress): Promise<void> {
     const { store } = this.deps;
-    const run = store.hostRuns.byOrderId(progress.orderId);
+    const run = await store.hostRuns.byOrderId(progress.orderId);
     if (!run || run.hostId !== agentId) return;
     // Every state PROGRESS_TO_STATE names has a place in HOST_PHASE_ORDER, so `to` is undefined exactly
     // when `next` is: either check alone would do, both are there for the types.
@@ -195,20 +195,20 @@ export class ReportRecorder {
     if (from !== undefined && to > from) {
       // Progress is not an audit row: the phase is written on the host run (status and recovery read
       // it, in this burst's one transaction) and live readers are told once it commits, coalesced.
-      transitionHostRun(this.deps, run, { to: next }, null);
-      store.noteProgress({
-        type: 'host.progress',
-        rolloutId: run.rolloutId,
-        hostId: run.hostId,
-        state: next,
-        at: isoNow(this.deps.clock),
-        ...(progress.message ? { message: progress.message } : {}),
-      });
+      await transitionHostRun(this.deps, run, { to: next }, null);
+      await store.noteProgress({
+                type: 'host.progress',
+                rolloutId: run.rolloutId,
+                hostId: run.hostId,
+                state: next,
+                at: isoNow(this.deps.clock),
+                ...(progress.message ? { message: progress.message } : {}),
+              });
       state = next;
     }
     const { health } = progress;
     if (health && health.length > 0 && (state === 'verifying' || state === 'healthy')) {
-      this.noteHealth(agentId, run, state === 'healthy' ? 'baking' : 'verifying', { ...progress, health });
+      await this.noteHealth(agentId, run, state === 'healthy' ? 'baking' : 'verifying', { ...progress, health });
     }
   }
 
@@ -216,12 +216,12 @@ export class ReportRecorder {
    * One poll's health results while the host verifies or bakes: on the board for the status at once,
    * and on the record (`host.health`, which the event stream carries) when the board says it changed.
    */
-  private noteHealth(
+  private async noteHealth(
     agentId: string,
     run: HostRunRecord,
     phase: 'verifying' | 'baking',
     progress: OrderProgress & { health: NonNullable<OrderProgress['health']> },
-  ): void {
+  ): Promise<void> {
     const { store, clock } = this.deps;
     const { health, recordable } = this.liveHealth.note(
       progress.orderId,
@@ -231,27 +231,27 @@ export class ReportRecorder {
       clock.now(),
     );
     if (!recordable) return;
-    store.appendEvent(
-      {
-        rolloutId: run.rolloutId,
-        hostId: run.hostId,
-        actor: agentId,
-        type: 'host.health',
-        data: {
-          orderId: progress.orderId,
-          phase: health.phase,
-          failingPolls: health.failingPolls,
-          checks: health.checks.map(({ check, kind, ok, observed, since }) => ({ check, kind, ok, observed, since })),
-        },
-      },
-      isoNow(clock),
-    );
+    await store.appendEvent(
+            {
+              rolloutId: run.rolloutId,
+              hostId: run.hostId,
+              actor: agentId,
+              type: 'host.health',
+              data: {
+                orderId: progress.orderId,
+                phase: health.phase,
+                failingPolls: health.failingPolls,
+                checks: health.checks.map(({ check, kind, ok, observed, since }) => ({ check, kind, ok, observed, since })),
+              },
+            },
+            isoNow(clock),
+          );
   }
 
   /** Returns whether the result may be acknowledged (it is recorded, or it can never be). */
-  private applyResult(agentId: string, result: OrderResultBody): boolean {
+  private async applyResult(agentId: string, result: OrderResultBody): Promise<boolean> {
     const { store, clock, log } = this.deps;
-    const run = store.hostRuns.byOrderId(result.orderId) ?? store.hostRuns.byRevertOrderId(result.orderId);
+    const run = await store.hostRuns.byOrderId(result.orderId) ?? await store.hostRuns.byRevertOrderId(result.orderId);
     if (!run) {
       // Acked all the same (re-reporting it forever helps nobody), but a change on a host that no
       // host run accounts for is one no revert will find: a person has to look at it.
@@ -286,76 +286,76 @@ export class ReportRecorder {
       // A refused revert ran nothing, so the host still carries what it did (agents answer every
       // refusal `changed: false`): kept, so that a revert asked for again still reaches it.
       const refused = orderRefusalCodeOf(result.errorCode, result.reason) !== undefined;
-      transitionHostRun(
-        this.deps,
-        run,
-        {
-          to,
-          changed: refused ? run.changed : result.changed,
-          finishedAt: clock.now(),
-          afterChange,
-          ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
-        },
-        { actor: agentId, data: { ...error, ...(afterChange ? { afterChange } : {}) } },
-      );
+      await transitionHostRun(
+                this.deps,
+                run,
+                {
+                  to,
+                  changed: refused ? run.changed : result.changed,
+                  finishedAt: clock.now(),
+                  afterChange,
+                  ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
+                },
+                { actor: agentId, data: { ...error, ...(afterChange ? { afterChange } : {}) } },
+              );
       // A late success says `reverted`, which no refusal does (an agent answers one revert_failed): the
       // audit would find nothing to record in it anyway.
       // Stryker disable next-line ConditionalExpression: see above
-      if (!lateSuccess) auditOrderRefusal(this.deps, agentId, run, result, 'revert');
-      if (lateSuccess) this.reverts.reopenFailedRevert(run.rolloutId);
+      if (!lateSuccess) await auditOrderRefusal(this.deps, agentId, run, result, 'revert');
+      if (lateSuccess) await this.reverts.reopenFailedRevert(run.rolloutId);
       this.deps.markDirty(run.rolloutId);
       return true;
     }
     // Whatever it says, the current order has answered: a timed-out host may now be retried.
     const firstAnswer = !run.answered;
-    store.hostRuns.markAnswered(run.rolloutId, run.hostId);
+    await store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     // Its first answer (a late one after a timeout included; not a repeat, nor a bake-time report).
-    if (!run.answered) auditOrderRefusal(this.deps, agentId, run, result, 'apply');
+    if (!run.answered) await auditOrderRefusal(this.deps, agentId, run, result, 'apply');
     if (TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverting') {
       // A late answer (after a timeout, or a bake-time failure after healthy): record what the host carries now.
       const lateFailure =
         run.state === 'healthy' && (result.outcome === 'failed' || result.outcome === 'revert_failed');
       if (lateFailure) {
-        transitionHostRun(
-          this.deps,
-          run,
-          {
-            to: result.outcome === 'failed' ? 'failed' : 'revert_failed',
-            changed: result.changed,
-            countedFailure: true,
-            finishedAt: clock.now(),
-            health,
-            packages,
-            ...error,
-          },
-          { actor: agentId, data: { ...error, during: 'bake' } },
-        );
+        await transitionHostRun(
+                    this.deps,
+                    run,
+                    {
+                      to: result.outcome === 'failed' ? 'failed' : 'revert_failed',
+                      changed: result.changed,
+                      countedFailure: true,
+                      finishedAt: clock.now(),
+                      health,
+                      packages,
+                      ...error,
+                    },
+                    { actor: agentId, data: { ...error, during: 'bake' } },
+                  );
       } else {
         // Not a transition: the host stays where it is, and only what it carries is corrected. The
         // first answer of a timed-out order is recorded even when it changes nothing here: it is
         // the agent's account of what became of the host (restored its snapshot after a restart…).
         const corrects = run.changed !== result.changed && run.state !== 'reverting';
-        if (corrects) store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
+        if (corrects) await store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
         if (corrects || firstAnswer) {
-          store.appendEvent(
-            {
-              rolloutId: run.rolloutId,
-              hostId: run.hostId,
-              actor: agentId,
-              type: 'host.late_result',
-              fromState: run.state,
-              toState: run.state,
-              data: { outcome: result.outcome, changed: result.changed, ...error },
-            },
-            isoNow(clock),
-          );
+          await store.appendEvent(
+                        {
+                          rolloutId: run.rolloutId,
+                          hostId: run.hostId,
+                          actor: agentId,
+                          type: 'host.late_result',
+                          fromState: run.state,
+                          toState: run.state,
+                          data: { outcome: result.outcome, changed: result.changed, ...error },
+                        },
+                        isoNow(clock),
+                      );
         }
-        if (corrects && result.changed) this.reverts.reopenRevert(run.rolloutId);
+        if (corrects && result.changed) await this.reverts.reopenRevert(run.rolloutId);
       }
       this.deps.markDirty(run.rolloutId);
       return true;
     }
-    const rollout = store.rollouts.get(run.rolloutId);
+    const rollout = await store.rollouts.get(run.rolloutId);
     let state = applyOutcomeToState(result.outcome);
     const rehearsal = result.rehearsal ?? null;
     let rehearsalError: { errorCode: string; reason: string } | undefined;
@@ -381,34 +381,34 @@ export class ReportRecorder {
     if (stale) state = 'failed';
     const outcomeError = rehearsalError ?? stale ?? error;
     const countedFailure = state === 'failed' || state === 'revert_failed';
-    transitionHostRun(
-      this.deps,
-      run,
-      {
-        to: state,
-        changed: result.changed,
-        countedFailure,
-        finishedAt: clock.now(),
-        health,
-        afterChange,
-        packages,
-        rehearsal,
-        ...outcomeError,
-      },
-      // The health results (which check, what it saw), what followed the change and the resolved
-      // packages go into the audit trail with the outcome.
-      {
-        actor: agentId,
-        data: {
-          ...outcomeError,
-          changed: result.changed,
-          ...(health ? { health } : {}),
-          ...(afterChange ? { afterChange } : {}),
-          ...resolved,
-          ...(rehearsal ? { rehearsal } : {}),
-        },
-      },
-    );
+    await transitionHostRun(
+            this.deps,
+            run,
+            {
+              to: state,
+              changed: result.changed,
+              countedFailure,
+              finishedAt: clock.now(),
+              health,
+              afterChange,
+              packages,
+              rehearsal,
+              ...outcomeError,
+            },
+            // The health results (which check, what it saw), what followed the change and the resolved
+            // packages go into the audit trail with the outcome.
+            {
+              actor: agentId,
+              data: {
+                ...outcomeError,
+                changed: result.changed,
+                ...(health ? { health } : {}),
+                ...(afterChange ? { afterChange } : {}),
+                ...resolved,
+                ...(rehearsal ? { rehearsal } : {}),
+              },
+            },
+          );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
     // Not for a signed rollout: its halt waits for a signed revert statement (WaveAdvancer.halt).
     if (
@@ -417,10 +417,10 @@ export class ReportRecorder {
       rollout?.state === 'halted' &&
       rollout.request.autoRevert === 'wave' &&
       run.wave === rollout.currentWave &&
-      !isSignedRollout(store, rollout.id)
+      !await isSignedRollout(store, rollout.id)
     ) {
       // Stryker disable next-line BooleanLiteral: dispatch reads the run's ids and state, not what it carries
-      this.reverts.dispatch({ ...run, state, changed: true });
+      await this.reverts.dispatch({ ...run, state, changed: true });
     }
     this.deps.markDirty(run.rolloutId);
     return true;

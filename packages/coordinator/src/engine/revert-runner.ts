@@ -13,29 +13,29 @@ export class RevertRunner {
   constructor(private readonly deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'windows' | 'isStopped'>) {}
 
   /** Sends revert orders while slots are free; when none is left to send or answer, ends the revert. */
-  advance(rollout: RolloutRecord): void {
+  async advance(rollout: RolloutRecord): Promise<void> {
     const { store } = this.deps;
     // Counts and a bounded query: called after every burst of results, so never a scan of every host.
-    const counts = store.hostRuns.countInStates(rollout.id, [...IN_FLIGHT_HOST_STATES, 'reverting', 'revert_failed']);
+    const counts = await store.hostRuns.countInStates(rollout.id, [...IN_FLIGHT_HOST_STATES, 'reverting', 'revert_failed']);
     const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (counts.get(s) ?? 0), 0);
     const reverting = counts.get('reverting') ?? 0;
     const slots = rollout.request.revertParallel - reverting;
-    const candidates = slots > 0 ? store.hostRuns.revertCandidates(rollout.id, slots) : [];
+    const candidates = slots > 0 ? await store.hostRuns.revertCandidates(rollout.id, slots) : [];
     if (candidates.length > 0) {
-      store.transaction(() => {
-        for (const run of candidates) this.dispatch(run);
-      });
+      await store.transaction(async () => {
+                for (const run of candidates) await this.dispatch(run);
+              });
       return;
     }
     if (reverting > 0 || inFlight > 0) return;
     const failed = counts.get('revert_failed') ?? 0;
-    store.transaction(() => {
-      const current = mustGetRollout(store, rollout.id);
-      if (current.state !== 'reverting') return;
-      if (failed > 0)
-        transitionRollout(this.deps, current, 'revert_failed', SYSTEM, `${failed} host(s) failed to revert`);
-      else transitionRollout(this.deps, current, 'reverted', SYSTEM, null);
-    });
+    await store.transaction(async () => {
+            const current = await mustGetRollout(store, rollout.id);
+            if (current.state !== 'reverting') return;
+            if (failed > 0)
+              await transitionRollout(this.deps, current, 'revert_failed', SYSTEM, `${failed} host(s) failed to revert`);
+            else await transitionRollout(this.deps, current, 'reverted', SYSTEM, null);
+          });
   }
 
   /**
@@ -43,21 +43,21 @@ export class RevertRunner {
    * signed rollout's host is reverted only under a used revert statement covering it (else this
    * throws and the transaction rolls back): an unsigned revert would only be refused.
    */
-  dispatch(run: HostRunRecord): void {
+  async dispatch(run: HostRunRecord): Promise<void> {
     const { store, channel, clock } = this.deps;
     if (!run.orderId) return;
-    const signed = signedRevertOf(store, run.rolloutId, run.hostId);
+    const signed = await signedRevertOf(store, run.rolloutId, run.hostId);
     const orderId = newId('rev');
-    transitionHostRun(
-      this.deps,
-      run,
-      { to: 'reverting', revertOrderId: orderId, at: clock.now() },
-      { actor: SYSTEM, data: { orderId } },
-    );
+    await transitionHostRun(
+            this.deps,
+            run,
+            { to: 'reverting', revertOrderId: orderId, at: clock.now() },
+            { actor: SYSTEM, data: { orderId } },
+          );
     const sent = { ...run, state: 'reverting' as const, revertOrderId: orderId };
-    store.afterCommit(() => {
-      if (!this.deps.isStopped()) sendRevert(channel, sent, signed);
-    });
+    await store.afterCommit(() => {
+            if (!this.deps.isStopped()) sendRevert(channel, sent, signed);
+          });
   }
 
   /**
@@ -65,16 +65,16 @@ export class RevertRunner {
    * unchanged; when its late result says it carries the change after the rollout was reverted, the
    * rollout is not reverted after all: it goes back to reverting and that host gets a revert order.
    */
-  reopenRevert(rolloutId: string): void {
-    const rollout = this.deps.store.rollouts.get(rolloutId);
+  async reopenRevert(rolloutId: string): Promise<void> {
+    const rollout = await this.deps.store.rollouts.get(rolloutId);
     if (rollout?.state === 'reverted')
-      transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'a late result shows a host still carries the change');
+      await transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'a late result shows a host still carries the change');
   }
 
   /** Must run inside a transaction. A late successful revert may turn a revert_failed rollout into reverted. */
-  reopenFailedRevert(rolloutId: string): void {
-    const rollout = this.deps.store.rollouts.get(rolloutId);
+  async reopenFailedRevert(rolloutId: string): Promise<void> {
+    const rollout = await this.deps.store.rollouts.get(rolloutId);
     if (rollout?.state === 'revert_failed')
-      transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'a late revert result arrived');
+      await transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'a late revert result arrived');
   }
 }

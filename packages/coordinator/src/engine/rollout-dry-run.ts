@@ -19,9 +19,9 @@ export class RolloutDryRun {
 
   async run(rolloutId: string, timeoutMs: number, actor: string): Promise<PreflightResult> {
     const { store, view, preflights, clock } = this.deps;
-    const plan = view.plan(rolloutId);
-    const rollout = view.status(rolloutId).rollout;
-    const patch = store.patches.get(rollout.patchId);
+    const plan = await view.plan(rolloutId);
+    const rollout = (await view.status(rolloutId)).rollout;
+    const patch = await store.patches.get(rollout.patchId);
     if (!patch) throw new Error(`patch ${rollout.patchId} is missing`);
     const results = await preflights.run(
       plan.waves.flatMap((w) => w.hosts),
@@ -30,9 +30,9 @@ export class RolloutDryRun {
     );
     const summary: PreflightResult['summary'] = {};
     for (const r of results) summary[r.outcome] = (summary[r.outcome] ?? 0) + 1;
-    store.transaction(() =>
-      store.appendEvent({ rolloutId, actor, type: 'rollout.preflight', data: { summary } }, isoAt(clock)),
-    );
+    await store.transaction(async () =>
+            await store.appendEvent({ rolloutId, actor, type: 'rollout.preflight', data: { summary } }, isoAt(clock)),
+          );
     return { rolloutId, revertable: isRevertable(patch.change), summary, results };
   }
 }

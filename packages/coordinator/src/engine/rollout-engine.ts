@@ -170,8 +170,8 @@ export class RolloutEngine {
   }
 
   /** After a restart: re-arms the window watch of every rollout that still has one to honour. */
-  resumeWindows(): void {
-    for (const rollout of this.store.rollouts.inStates(['scheduled', 'running', 'paused'])) {
+  async resumeWindows(): Promise<void> {
+    for (const rollout of await this.store.rollouts.inStates(['scheduled', 'running', 'paused'])) {
       if (rollout.request.window) this.windows?.watch(rollout.id, rollout.request.window);
     }
   }
@@ -183,8 +183,8 @@ export class RolloutEngine {
 
   // ---- verbs ---------------------------------------------------------------------------------
 
-  create(request: RolloutRequest, actor: string): RolloutRecord {
-    const patch = this.store.patches.get(request.patchId);
+  async create(request: RolloutRequest, actor: string): Promise<RolloutRecord> {
+    const patch = await this.store.patches.get(request.patchId);
     if (!patch)
       throw new FleetError(ErrorCode.validationFailed, `patch ${request.patchId} does not exist`, { path: 'patchId' });
     if (request.requiredApprovals < this.minApprovals) {
@@ -197,7 +197,7 @@ export class RolloutEngine {
     if (!isRevertable(patch.change) && (request.autoRevert === 'wave' || request.autoRevert === 'rollout')) {
       throw invalidField('body.autoRevert', `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`);
     }
-    const unknown = unknownHostIds(request.target, this.store.agents.list());
+    const unknown = unknownHostIds(request.target, await this.store.agents.list());
     if (unknown.length > 0) {
       throw new FleetError(ErrorCode.validationFailed, `unknown host ids: ${unknown.join(', ')}`, {
         path: 'target.hostIds',
@@ -206,69 +206,69 @@ export class RolloutEngine {
     }
     const id = newId('ro');
     const state: RolloutState = request.draft ? 'draft' : approvalState(request);
-    this.store.transaction(() => {
-      this.store.rollouts.insert({ id, patchId: patch.id, request, state, createdBy: actor }, isoNow(this.clock));
-      this.store.appendEvent(
-        { rolloutId: id, actor, type: 'rollout.created', toState: state, data: { request } },
-        isoNow(this.clock),
-      );
-    });
+    await this.store.transaction(async () => {
+            await this.store.rollouts.insert({ id, patchId: patch.id, request, state, createdBy: actor }, isoNow(this.clock));
+            await this.store.appendEvent(
+                      { rolloutId: id, actor, type: 'rollout.created', toState: state, data: { request } },
+                      isoNow(this.clock),
+                    );
+          });
     // Watched from the start, so the window's opening wakes the rollout (resumeWindows re-arms it after a restart).
     if (request.window) this.windows?.watch(id, request.window);
-    return mustGetRollout(this.store, id);
+    return await mustGetRollout(this.store, id);
   }
 
   /** A draft goes up for approval (or straight to scheduled when it needs none). */
-  submit(id: string, actor: string): RolloutRecord {
-    this.store.transaction(() => {
-      const rollout = mustGetRollout(this.store, id);
-      assertVerb(id, rollout.state, 'submit');
-      transitionRollout(this.deps, rollout, approvalState(rollout.request), actor, 'submitted');
-    });
-    return mustGetRollout(this.store, id);
+  async submit(id: string, actor: string): Promise<RolloutRecord> {
+    await this.store.transaction(async () => {
+            const rollout = await mustGetRollout(this.store, id);
+            assertVerb(id, rollout.state, 'submit');
+            await transitionRollout(this.deps, rollout, approvalState(rollout.request), actor, 'submitted');
+          });
+    return await mustGetRollout(this.store, id);
   }
 
   /**
    * The author of a draft attaches the apply statement they signed (see `RolloutSigning.attachApply`):
    * from then on the rollout is signed, and every order it sends carries the statement.
    */
-  attachStatement(id: string, request: AttachStatementRequest, actor: string): RolloutRecord {
-    this.store.transaction(() => this.signing.attachApply(id, request, actor));
-    return mustGetRollout(this.store, id);
+  async attachStatement(id: string, request: AttachStatementRequest, actor: string): Promise<RolloutRecord> {
+    await this.store.transaction(async () => await this.signing.attachApply(id, request, actor));
+    return await mustGetRollout(this.store, id);
   }
 
   /**
    * Approval by someone other than the creator; enough approvals make the rollout startable. A signed
    * rollout's approval carries the approver's signature of its statement, by a key of their own.
    */
-  approve(id: string, actor: string, request?: ApproveRequest): RolloutRecord {
-    this.store.transaction(() => {
-      const rollout = mustGetRollout(this.store, id);
-      assertVerb(id, rollout.state, 'approve');
-      this.assertRecordComplete(rollout, 'approved');
-      if (actor === rollout.createdBy) {
-        throw new FleetError(
-          ErrorCode.forbidden,
-          'four eyes: a rollout cannot be approved by the person who created it',
-          {
-            rolloutId: id,
-            createdBy: rollout.createdBy,
-          },
-        );
-      }
-      if (!this.store.rollouts.addApproval(id, actor, isoNow(this.clock))) {
-        throw new FleetError(ErrorCode.conflict, `${actor} has already approved this rollout`, { rolloutId: id });
-      }
-      const keyId = this.signing.recordApproval(rollout, request, actor);
-      this.store.appendEvent(
-        { rolloutId: id, actor, type: 'rollout.approved', ...(keyId ? { data: { keyId } } : {}) },
-        isoNow(this.clock),
-      );
-      if (this.store.rollouts.approvals(id).length >= rollout.request.requiredApprovals) {
-        transitionRollout(this.deps, rollout, 'scheduled', actor, 'approved');
-      }
-    });
-    return mustGetRollout(this.store, id);
+  async approve(id: string, actor: string, request?: ApproveRequest): Promise<RolloutRecord> {
+    await this.store.transaction(async () => {
+            const rollout = await mustGetRollout(this.store, id);
+            assertVerb(id, rollout.state, 'approve');
+            await this.assertRecordComplete(rollout, 'approved');
+            if (actor === rollout.createdBy) {
+              throw new FleetError(
+                ErrorCode.forbidden,
+                'four eyes: a rollout cannot be approved by the person who created it',
+                {
+                  rolloutId: id,
+                  createdBy: rollout.createdBy,
+                },
+              );
+            }
+            if (!await this.store.rollouts.addApproval(id, actor, isoNow(this.clock))) {
+              throw new FleetError(ErrorCode.conflict, `${actor} has already approved this rollout`, { rolloutId: id });
+            }
+            const keyId = await this.signing.recordApproval(rollout, request, actor);
+            await this.store.appendEvent(
+                      { rolloutId: id, actor, type: 'rollout.approved', ...(keyId ? { data: { keyId } } : {}) },
+                      isoNow(this.clock),
+                    );
+            if ((await this.store.rollouts.approvals(id)).length >= rollout.request.requiredApprovals) {
+              await transitionRollout(this.deps, rollout, 'scheduled', actor, 'approved');
+            }
+          });
+    return await mustGetRollout(this.store, id);
   }
 
   /**
@@ -276,98 +276,98 @@ export class RolloutEngine {
    * a later environment need the earlier one passed by the same content; an admin's `overridePromotion`
    * (checked by the route) starts it anyway, with the reason on the record.
    */
-  start(id: string, actor: string, options: StartOptions = {}): RolloutRecord {
-    this.store.transaction(() => {
-      const rollout = mustGetRollout(this.store, id);
-      if (rollout.state === 'awaiting_approval') {
-        const have = this.store.rollouts.approvals(id).length;
-        throw new FleetError(
-          ErrorCode.illegalTransition,
-          `rollout needs ${rollout.request.requiredApprovals} approval(s), has ${have}`,
-          {
-            rolloutId: id,
-            state: rollout.state,
-          },
-        );
-      }
-      assertVerb(id, rollout.state, 'start');
-      const { exposedTo } = rollout.request.target;
-      const fleet = resolveFleetTarget(this.store, rollout.request.target);
-      const { withoutInventory } = fleet;
-      const { hosts, unsigned } = this.signing.signedHosts(rollout, fleet.hosts);
-      if (hosts.length === 0) {
-        const why =
-          unsigned.length > 0
-            ? 'the target selects no host the statement was signed for'
-            : exposedTo
-              ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
-              : 'the target selects no hosts';
-        throw new FleetError(ErrorCode.conflict, why, { rolloutId: id, ...(exposedTo ? { withoutInventory } : {}) });
-      }
-      // A label target signed for the hosts it selected then: hosts that match now but were not signed
-      // for would refuse the order (not_in_target), so they get none, and the trail says so.
-      if (unsigned.length > 0) {
-        this.log.warn({ rolloutId: id, unsigned: unsigned.length }, 'hosts not signed for are left out of the rollout');
-        this.store.appendEvent(
-          {
-            rolloutId: id,
-            actor: SYSTEM,
-            type: 'rollout.hosts_not_signed',
-            data: { count: unsigned.length, hosts: unsigned.slice(0, 100) },
-          },
-          isoNow(this.clock),
-        );
-      }
-      this.assertRecordComplete(rollout, 'started');
-      this.checkPromotionOrder(rollout, hosts, actor, options);
-      const waves = planCanaryFirst(
-        hosts,
-        canaryFitnessOf(this.store, (hostId) => this.channel.isOnline(hostId)),
-        rollout.request.waves,
-      );
-      waves.forEach((wave, waveIndex) => {
-        wave.forEach((hostId, position) => {
-          this.store.hostRuns.insert({ rolloutId: id, hostId, wave: waveIndex, position });
-        });
-      });
-      this.store.rollouts.freezeTarget(id, hosts.length, waves.length);
-      this.store.rollouts.setWave(id, 0, null, isoNow(this.clock));
-      this.analyses.startWave(rollout, 0);
-      transitionRollout(this.deps, rollout, 'running', actor, null, {
-        hostCount: hosts.length,
-        waveSizes: waves.map((w) => w.length),
-        // Which hosts the inventory could not judge: frozen out with the rest, and on the record.
-        ...(exposedTo
-          ? {
-              exposedTo: {
-                ...exposedTo,
-                withoutInventoryCount: withoutInventory.length,
-                withoutInventory: withoutInventory.slice(0, 100),
-              },
+  async start(id: string, actor: string, options: StartOptions = {}): Promise<RolloutRecord> {
+    await this.store.transaction(async () => {
+            const rollout = await mustGetRollout(this.store, id);
+            if (rollout.state === 'awaiting_approval') {
+              const have = (await this.store.rollouts.approvals(id)).length;
+              throw new FleetError(
+                ErrorCode.illegalTransition,
+                `rollout needs ${rollout.request.requiredApprovals} approval(s), has ${have}`,
+                {
+                  rolloutId: id,
+                  state: rollout.state,
+                },
+              );
             }
-          : {}),
-      });
-      this.store.appendEvent(
-        { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(0), hosts: waves[0] } },
-        isoNow(this.clock),
-      );
-    });
+            assertVerb(id, rollout.state, 'start');
+            const { exposedTo } = rollout.request.target;
+            const fleet = await resolveFleetTarget(this.store, rollout.request.target);
+            const { withoutInventory } = fleet;
+            const { hosts, unsigned } = await this.signing.signedHosts(rollout, fleet.hosts);
+            if (hosts.length === 0) {
+              const why =
+                unsigned.length > 0
+                  ? 'the target selects no host the statement was signed for'
+                  : exposedTo
+                    ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
+                    : 'the target selects no hosts';
+              throw new FleetError(ErrorCode.conflict, why, { rolloutId: id, ...(exposedTo ? { withoutInventory } : {}) });
+            }
+            // A label target signed for the hosts it selected then: hosts that match now but were not signed
+            // for would refuse the order (not_in_target), so they get none, and the trail says so.
+            if (unsigned.length > 0) {
+              this.log.warn({ rolloutId: id, unsigned: unsigned.length }, 'hosts not signed for are left out of the rollout');
+              await this.store.appendEvent(
+                          {
+                            rolloutId: id,
+                            actor: SYSTEM,
+                            type: 'rollout.hosts_not_signed',
+                            data: { count: unsigned.length, hosts: unsigned.slice(0, 100) },
+                          },
+                          isoNow(this.clock),
+                        );
+            }
+            await this.assertRecordComplete(rollout, 'started');
+            await this.checkPromotionOrder(rollout, hosts, actor, options);
+            const waves = planCanaryFirst(
+              hosts,
+              canaryFitnessOf(this.store, (hostId) => this.channel.isOnline(hostId)),
+              rollout.request.waves,
+            );
+            waves.forEach((wave, waveIndex) => {
+              wave.forEach(async (hostId, position) => {
+                await this.store.hostRuns.insert({ rolloutId: id, hostId, wave: waveIndex, position });
+              });
+            });
+            await this.store.rollouts.freezeTarget(id, hosts.length, waves.length);
+            await this.store.rollouts.setWave(id, 0, null, isoNow(this.clock));
+            await this.analyses.startWave(rollout, 0);
+            await transitionRollout(this.deps, rollout, 'running', actor, null, {
+                      hostCount: hosts.length,
+                      waveSizes: waves.map((w) => w.length),
+                      // Which hosts the inventory could not judge: frozen out with the rest, and on the record.
+                      ...(exposedTo
+                        ? {
+                            exposedTo: {
+                              ...exposedTo,
+                              withoutInventoryCount: withoutInventory.length,
+                              withoutInventory: withoutInventory.slice(0, 100),
+                            },
+                          }
+                        : {}),
+                    });
+            await this.store.appendEvent(
+                      { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(0), hosts: waves[0] } },
+                      isoNow(this.clock),
+                    );
+          });
     this.markDirty(id);
-    return mustGetRollout(this.store, id);
+    return await mustGetRollout(this.store, id);
   }
 
-  pause(id: string, actor: string): RolloutRecord {
-    return this.verbTransition(id, 'pause', actor, 'paused by operator');
+  async pause(id: string, actor: string): Promise<RolloutRecord> {
+    return await this.verbTransition(id, 'pause', actor, 'paused by operator');
   }
 
-  resume(id: string, actor: string): RolloutRecord {
-    return this.verbTransition(id, 'resume', actor, null);
+  async resume(id: string, actor: string): Promise<RolloutRecord> {
+    return await this.verbTransition(id, 'resume', actor, null);
   }
 
   /** Sticky stop: nothing new is sent, in-flight orders are cancelled; only `retry` restarts. */
-  abort(id: string, actor: string, reason: string | null): RolloutRecord {
-    const rollout = this.verbTransition(id, 'abort', actor, reason ?? 'aborted by operator');
-    cancelInFlight(this.store, this.channel, id);
+  async abort(id: string, actor: string, reason: string | null): Promise<RolloutRecord> {
+    const rollout = await this.verbTransition(id, 'abort', actor, reason ?? 'aborted by operator');
+    await cancelInFlight(this.store, this.channel, id);
     return rollout;
   }
 
@@ -378,130 +378,130 @@ export class RolloutEngine {
    * that order id, its late result would be dropped, and a revert would miss the host. It stays
    * timed_out (and counted) until then.
    */
-  retry(id: string, actor: string): RolloutRecord {
-    this.store.transaction(() => {
-      const rollout = mustGetRollout(this.store, id);
-      assertVerb(id, rollout.state, 'retry');
-      // A revert still out would finish under a running rollout, which could then pass the wave (or
-      // succeed) with the host's outcome unknown; the operator retries once the reverts are in.
-      const reverting = this.store.hostRuns.countInStates(id, ['reverting']).get('reverting') ?? 0;
-      if (reverting > 0) {
-        throw new FleetError(
-          ErrorCode.illegalTransition,
-          `cannot retry while ${reverting} host(s) of this rollout are reverting; retry once their reverts have finished`,
-          { rolloutId: id, state: rollout.state, reverting },
-        );
-      }
-      const candidates = this.store.hostRuns
-        .inStates(id, ['failed', 'timed_out', 'skipped', 'cancelled'])
-        .filter((run) => run.wave <= rollout.currentWave && !run.changed);
-      const retried: HostRunRecord[] = [];
-      const notRequeued: { hostId: string; reason: string }[] = [];
-      for (const run of candidates) {
-        if (run.state === 'timed_out' && !run.answered) {
-          notRequeued.push({
-            hostId: run.hostId,
-            reason: 'timed out and its earlier order has not answered yet: the host may still carry that change',
+  async retry(id: string, actor: string): Promise<RolloutRecord> {
+    await this.store.transaction(async () => {
+            const rollout = await mustGetRollout(this.store, id);
+            assertVerb(id, rollout.state, 'retry');
+            // A revert still out would finish under a running rollout, which could then pass the wave (or
+            // succeed) with the host's outcome unknown; the operator retries once the reverts are in.
+            const reverting = (await this.store.hostRuns.countInStates(id, ['reverting'])).get('reverting') ?? 0;
+            if (reverting > 0) {
+              throw new FleetError(
+                ErrorCode.illegalTransition,
+                `cannot retry while ${reverting} host(s) of this rollout are reverting; retry once their reverts have finished`,
+                { rolloutId: id, state: rollout.state, reverting },
+              );
+            }
+            const candidates = (await this.store.hostRuns
+                    .inStates(id, ['failed', 'timed_out', 'skipped', 'cancelled']))
+              .filter((run) => run.wave <= rollout.currentWave && !run.changed);
+            const retried: HostRunRecord[] = [];
+            const notRequeued: { hostId: string; reason: string }[] = [];
+            for (const run of candidates) {
+              if (run.state === 'timed_out' && !run.answered) {
+                notRequeued.push({
+                  hostId: run.hostId,
+                  reason: 'timed out and its earlier order has not answered yet: the host may still carry that change',
+                });
+              } else retried.push(run);
+            }
+            // Recorded by the rollout's own event below, which names every requeued host.
+            for (const run of retried) await transitionHostRun(this.deps, run, { to: 'queued' }, null);
+            // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
+            // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
+            const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
+            // A retried wave is measured again from scratch: its analyses start a new attempt.
+            await this.store.analyses.restartFrom(id, wave, this.clock.now());
+            if (retried.length > 0) {
+              await this.store.rollouts.setWave(id, wave, null, isoNow(this.clock));
+              if (wave < rollout.currentWave)
+                await this.store.appendEvent(
+                              { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(wave), retry: true } },
+                              isoNow(this.clock),
+                            );
+            }
+            await transitionRollout(this.deps, rollout, 'running', actor, null, {
+                      requeued: retried.map((r) => r.hostId),
+                      ...(notRequeued.length > 0 ? { notRequeued } : {}),
+                    });
           });
-        } else retried.push(run);
-      }
-      // Recorded by the rollout's own event below, which names every requeued host.
-      for (const run of retried) transitionHostRun(this.deps, run, { to: 'queued' }, null);
-      // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
-      // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
-      const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
-      // A retried wave is measured again from scratch: its analyses start a new attempt.
-      this.store.analyses.restartFrom(id, wave, this.clock.now());
-      if (retried.length > 0) {
-        this.store.rollouts.setWave(id, wave, null, isoNow(this.clock));
-        if (wave < rollout.currentWave)
-          this.store.appendEvent(
-            { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(wave), retry: true } },
-            isoNow(this.clock),
-          );
-      }
-      transitionRollout(this.deps, rollout, 'running', actor, null, {
-        requeued: retried.map((r) => r.hostId),
-        ...(notRequeued.length > 0 ? { notRequeued } : {}),
-      });
-    });
     this.markDirty(id);
-    return mustGetRollout(this.store, id);
+    return await mustGetRollout(this.store, id);
   }
 
   /** Ends the current bake now. */
-  promote(id: string, actor: string): RolloutRecord {
-    this.store.transaction(() => {
-      const rollout = mustGetRollout(this.store, id);
-      // Only while baking, as documented: a paused rollout is resumed first (promote must not be a back door past a pause).
-      if (rollout.bakeUntil === null || rollout.state !== 'running') {
-        const why = rollout.state === 'paused' ? 'it is paused: resume it first' : `it is ${rollout.state}, not baking`;
-        throw new FleetError(ErrorCode.illegalTransition, `promote ends a bake; ${why}`, {
-          rolloutId: id,
-          state: rollout.state,
-        });
-      }
-      this.store.rollouts.setWave(id, rollout.currentWave, this.clock.now(), isoNow(this.clock));
-      this.store.appendEvent(
-        { rolloutId: id, actor, type: 'rollout.promoted', data: waveData(rollout.currentWave) },
-        isoNow(this.clock),
-      );
-    });
+  async promote(id: string, actor: string): Promise<RolloutRecord> {
+    await this.store.transaction(async () => {
+            const rollout = await mustGetRollout(this.store, id);
+            // Only while baking, as documented: a paused rollout is resumed first (promote must not be a back door past a pause).
+            if (rollout.bakeUntil === null || rollout.state !== 'running') {
+              const why = rollout.state === 'paused' ? 'it is paused: resume it first' : `it is ${rollout.state}, not baking`;
+              throw new FleetError(ErrorCode.illegalTransition, `promote ends a bake; ${why}`, {
+                rolloutId: id,
+                state: rollout.state,
+              });
+            }
+            await this.store.rollouts.setWave(id, rollout.currentWave, this.clock.now(), isoNow(this.clock));
+            await this.store.appendEvent(
+                      { rolloutId: id, actor, type: 'rollout.promoted', data: waveData(rollout.currentWave) },
+                      isoNow(this.clock),
+                    );
+          });
     this.markDirty(id);
-    return mustGetRollout(this.store, id);
+    return await mustGetRollout(this.store, id);
   }
 
   /**
    * One call puts every host that applied back to its snapshot; no waves, no gates. A signed rollout
    * reverts only under a revert statement signed by enough people (`signRevert`), used up here.
    */
-  revert(id: string, actor: string): RolloutRecord {
-    this.store.transaction(() => {
-      const rollout = mustGetRollout(this.store, id);
-      assertVerb(id, rollout.state, 'revert');
-      this.assertRevertable(rollout);
-      if (this.signing.isSigned(id)) this.signing.useRevertStatement(rollout, ROLLOUT_SCOPE);
-      // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
-      // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
-      for (const run of this.store.hostRuns.inStates(id, ['revert_failed'])) {
-        if (run.changed) this.store.hostRuns.forgetRevertOrder(id, run.hostId);
-      }
-      transitionRollout(this.deps, rollout, 'reverting', actor, 'revert requested');
-    });
-    cancelInFlight(this.store, this.channel, id);
+  async revert(id: string, actor: string): Promise<RolloutRecord> {
+    await this.store.transaction(async () => {
+            const rollout = await mustGetRollout(this.store, id);
+            assertVerb(id, rollout.state, 'revert');
+            await this.assertRevertable(rollout);
+            if (await this.signing.isSigned(id)) await this.signing.useRevertStatement(rollout, ROLLOUT_SCOPE);
+            // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
+            // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
+            for (const run of await this.store.hostRuns.inStates(id, ['revert_failed'])) {
+              if (run.changed) await this.store.hostRuns.forgetRevertOrder(id, run.hostId);
+            }
+            await transitionRollout(this.deps, rollout, 'reverting', actor, 'revert requested');
+          });
+    await cancelInFlight(this.store, this.channel, id);
     this.markDirty(id);
-    return mustGetRollout(this.store, id);
+    return await mustGetRollout(this.store, id);
   }
 
   /** Reverts one host of a rollout, whatever the rollout's state (a signed rollout: under a revert statement for it). */
-  revertHost(id: string, hostId: string, actor: string): HostRunRecord {
-    this.store.transaction(() => {
-      const rollout = mustGetRollout(this.store, id);
-      const run = this.store.hostRuns.get(id, hostId);
-      if (!run) throw new FleetError(ErrorCode.notFound, `host ${hostId} is not part of rollout ${id}`);
-      if (!TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverted' || !run.changed) {
-        throw new FleetError(
-          ErrorCode.illegalTransition,
-          `host ${hostId} is ${run.state}${run.changed ? '' : ' and carries no change'}; nothing to revert`,
-          {
-            rolloutId: id,
-            hostId,
-            state: run.state,
-          },
-        );
-      }
-      this.assertRevertable(rollout);
-      if (this.signing.isSigned(id)) this.signing.useRevertStatement(rollout, { kind: 'host', hostId });
-      this.store.appendEvent({ rolloutId: id, hostId, actor, type: 'host.revert_requested' }, isoNow(this.clock));
-      this.reverts.dispatch(run);
-    });
-    return this.store.hostRuns.get(id, hostId) as HostRunRecord;
+  async revertHost(id: string, hostId: string, actor: string): Promise<HostRunRecord> {
+    await this.store.transaction(async () => {
+            const rollout = await mustGetRollout(this.store, id);
+            const run = await this.store.hostRuns.get(id, hostId);
+            if (!run) throw new FleetError(ErrorCode.notFound, `host ${hostId} is not part of rollout ${id}`);
+            if (!TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverted' || !run.changed) {
+              throw new FleetError(
+                ErrorCode.illegalTransition,
+                `host ${hostId} is ${run.state}${run.changed ? '' : ' and carries no change'}; nothing to revert`,
+                {
+                  rolloutId: id,
+                  hostId,
+                  state: run.state,
+                },
+              );
+            }
+            await this.assertRevertable(rollout);
+            if (await this.signing.isSigned(id)) await this.signing.useRevertStatement(rollout, { kind: 'host', hostId });
+            await this.store.appendEvent({ rolloutId: id, hostId, actor, type: 'host.revert_requested' }, isoNow(this.clock));
+            await this.reverts.dispatch(run);
+          });
+    return await this.store.hostRuns.get(id, hostId) as HostRunRecord;
   }
 
   /** Refused (409, naming the fields) while the patch's change record leaves a required field empty. */
-  private assertRecordComplete(rollout: RolloutRecord, verb: 'approved' | 'started'): void {
+  private async assertRecordComplete(rollout: RolloutRecord, verb: 'approved' | 'started'): Promise<void> {
     if (this.requiredRecordFields.length === 0) return;
-    const patch = this.store.patches.get(rollout.patchId);
+    const patch = await this.store.patches.get(rollout.patchId);
     const missing = missingRecordFields(patch?.record, this.requiredRecordFields);
     if (missing.length === 0) return;
     throw new FleetError(
@@ -515,21 +515,21 @@ export class RolloutEngine {
    * Must run inside start's transaction. Records what the promotion order decided for these hosts;
    * refuses (409) when an earlier environment was not passed, unless an admin overrides with a reason.
    */
-  private checkPromotionOrder(
+  private async checkPromotionOrder(
     rollout: RolloutRecord,
     hostIds: readonly string[],
     actor: string,
     options: StartOptions,
-  ): void {
+  ): Promise<void> {
     const policy = this.promotion;
     if (!policy) return;
-    const patch = this.store.patches.get(rollout.patchId);
+    const patch = await this.store.patches.get(rollout.patchId);
     if (!patch) return;
-    const labels = new Map(this.store.agents.list().map((agent) => [agent.id, agent.labels]));
+    const labels = new Map((await this.store.agents.list()).map((agent) => [agent.id, agent.labels]));
     const { decision, blocking } = checkPromotion(
       policy,
       hostIds.map((hostId) => environmentOf(labels.get(hostId) ?? {}, policy)),
-      stageRunsOf(this.store, patch.contentDigest, policy, rollout.id),
+      await stageRunsOf(this.store, patch.contentDigest, policy, rollout.id),
       this.clock.now(),
     );
     if (blocking.length > 0) {
@@ -542,22 +542,22 @@ export class RolloutEngine {
         });
       }
       decision.override = { by: actor, at: isoNow(this.clock), reason: override.reason };
-      this.store.appendEvent(
-        {
-          rolloutId: rollout.id,
-          actor,
-          type: 'rollout.promotion_overridden',
-          data: { reason: override.reason, missing: blocking },
-        },
-        isoNow(this.clock),
-      );
+      await this.store.appendEvent(
+                {
+                  rolloutId: rollout.id,
+                  actor,
+                  type: 'rollout.promotion_overridden',
+                  data: { reason: override.reason, missing: blocking },
+                },
+                isoNow(this.clock),
+              );
     }
-    this.store.rollouts.setPromotion(rollout.id, decision);
+    await this.store.rollouts.setPromotion(rollout.id, decision);
   }
 
   /** A revert of a patch marked `revertable: false` can only fail on a host without a prior .deb: refused, 409. */
-  private assertRevertable(rollout: RolloutRecord): void {
-    const patch = this.store.patches.get(rollout.patchId);
+  private async assertRevertable(rollout: RolloutRecord): Promise<void> {
+    const patch = await this.store.patches.get(rollout.patchId);
     if (patch && !isRevertable(patch.change)) {
       throw new FleetError(ErrorCode.conflict, `patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`, {
         rolloutId: rollout.id,
@@ -572,31 +572,31 @@ export class RolloutEngine {
    * is committed first; once the statement has enough signers the revert starts at once, as if
    * `revert` (or `revertHost`) had been called by the last signer. Returns whether it started.
    */
-  signRevert(id: string, request: RevertSignatureRequest, actor: string): boolean {
-    const ready = this.store.transaction(() => {
-      // Refused before the signature is kept: a signed revert of a one-way patch could only fail.
-      this.assertRevertable(mustGetRollout(this.store, id));
-      return this.signing.addRevertSignature(id, request, actor);
-    });
+  async signRevert(id: string, request: RevertSignatureRequest, actor: string): Promise<boolean> {
+    const ready = await this.store.transaction(async () => {
+          // Refused before the signature is kept: a signed revert of a one-way patch could only fail.
+          await this.assertRevertable(await mustGetRollout(this.store, id));
+          return await this.signing.addRevertSignature(id, request, actor);
+        });
     if (!ready) return false;
-    if (request.hostId === undefined) this.revert(id, actor);
-    else this.revertHost(id, request.hostId, actor);
+    if (request.hostId === undefined) await this.revert(id, actor);
+    else await this.revertHost(id, request.hostId, actor);
     return true;
   }
 
-  private verbTransition(
+  private async verbTransition(
     id: string,
     verb: 'pause' | 'resume' | 'abort',
     actor: string,
     reason: string | null,
-  ): RolloutRecord {
-    this.store.transaction(() => {
-      const rollout = mustGetRollout(this.store, id);
-      assertVerb(id, rollout.state, verb);
-      transitionRollout(this.deps, rollout, VERB_TRANSITIONS[verb].to, actor, reason);
-    });
+  ): Promise<RolloutRecord> {
+    await this.store.transaction(async () => {
+            const rollout = await mustGetRollout(this.store, id);
+            assertVerb(id, rollout.state, verb);
+            await transitionRollout(this.deps, rollout, VERB_TRANSITIONS[verb].to, actor, reason);
+          });
     this.markDirty(id);
-    return mustGetRollout(this.store, id);
+    return await mustGetRollout(this.store, id);
   }
 
   // ---- agent reports -------------------------------------------------------------------------
@@ -622,12 +622,12 @@ export class RolloutEngine {
   // ---- time ----------------------------------------------------------------------------------
 
   /** Called every second or so: start times, deadlines, bakes, windows. Only rollouts that can move are read. */
-  tick(): void {
-    for (const rollout of this.store.rollouts.inStates(['scheduled'])) {
+  async tick(): Promise<void> {
+    for (const rollout of await this.store.rollouts.inStates(['scheduled'])) {
       const startAt = rollout.request.startAt;
       if (startAt === undefined || Date.parse(startAt) > this.clock.now()) continue;
       try {
-        this.start(rollout.id, SYSTEM);
+        await this.start(rollout.id, SYSTEM);
         this.startRefusals.delete(rollout.id);
       } catch (err) {
         // Tried again every tick (a promotion soak ends by itself): logged when the reason changes.
@@ -638,10 +638,10 @@ export class RolloutEngine {
         }
       }
     }
-    expireDeadlines(this.deps);
-    this.analyses.tick();
-    for (const rollout of this.store.rollouts.inStates(['running', 'paused', 'reverting'])) this.markDirty(rollout.id);
-    this.advanceDirty();
+    await expireDeadlines(this.deps);
+    await this.analyses.tick();
+    for (const rollout of await this.store.rollouts.inStates(['running', 'paused', 'reverting'])) this.markDirty(rollout.id);
+    await this.advanceDirty();
   }
 
   stop(): void {
@@ -668,16 +668,16 @@ export class RolloutEngine {
     this.reports.push(report);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.later(() => this.flushReports());
+    this.later(async () => await this.flushReports());
   }
 
-  private flushReports(): void {
+  private async flushReports(): Promise<void> {
     this.flushScheduled = false;
     if (this.reports.length === 0 || this.stopped) return;
     const batch = this.reports;
     this.reports = [];
     try {
-      this.recorder.record(batch);
+      await this.recorder.record(batch);
     } catch (err) {
       // SQLITE_BUSY, a full disk: the batch's transaction rolled back and no ack went out, so the batch
       // goes back in front of anything newer and is recorded again shortly (nothing is lost, nor doubled).
@@ -686,20 +686,20 @@ export class RolloutEngine {
       this.scheduleRetryFlush();
       return;
     }
-    this.advanceDirty();
+    await this.advanceDirty();
   }
 
   private scheduleRetryFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.later(() => this.flushReports(), REPORT_RETRY_MS);
+    this.later(async () => await this.flushReports(), REPORT_RETRY_MS);
   }
 
   private markDirty(rolloutId: string): void {
     this.dirty.add(rolloutId);
     if (this.advanceScheduled) return;
     this.advanceScheduled = true;
-    this.later(() => this.advanceDirty());
+    this.later(async () => await this.advanceDirty());
   }
 
   /** Counts asynchronous work (a metric measurement) until it settles: see `whenIdle`. */
@@ -737,14 +737,14 @@ export class RolloutEngine {
     for (const resolve of waiters) resolve();
   }
 
-  private advanceDirty(): void {
+  private async advanceDirty(): Promise<void> {
     this.advanceScheduled = false;
     if (this.stopped) return;
     const ids = [...this.dirty];
     this.dirty.clear();
     for (const id of ids) {
       try {
-        this.advancer.advance(id);
+        await this.advancer.advance(id);
       } catch (err) {
         this.log.error({ err, rolloutId: id }, 'advancing rollout failed; will retry on the next tick');
       }

@@ -40,15 +40,15 @@ import { isoNow, mustGetRollout } from './rollout-transition.js';
  */
 
 /** Whether a rollout was signed: then every order it sends carries its statement, and reverts need one too. */
-export function isSignedRollout(store: Store, rolloutId: string): boolean {
-  return store.statements.apply(rolloutId) !== undefined;
+export async function isSignedRollout(store: Store, rolloutId: string): Promise<boolean> {
+  return await store.statements.apply(rolloutId) !== undefined;
 }
 
 /** What an `order.apply` of this rollout carries: its apply statement and every signature of it. */
-export function signedApplyOf(store: Store, rolloutId: string): OrderApply['signed'] {
-  const apply = store.statements.apply(rolloutId);
+export async function signedApplyOf(store: Store, rolloutId: string): Promise<OrderApply['signed']> {
+  const apply = await store.statements.apply(rolloutId);
   if (apply === undefined) return undefined;
-  return signedAs(store, apply, 'apply') as OrderApply['signed'];
+  return await signedAs(store, apply, 'apply') as OrderApply['signed'];
 }
 
 /**
@@ -56,9 +56,9 @@ export function signedApplyOf(store: Store, rolloutId: string): OrderApply['sign
  * under (the rollout's, or the host's own). Undefined for an unsigned rollout; a signed rollout
  * with none throws, so no revert is ever sent that the agent would refuse as unsigned.
  */
-export function signedRevertOf(store: Store, rolloutId: string, hostId: string): OrderRevert['signed'] {
-  if (!isSignedRollout(store, rolloutId)) return undefined;
-  const revert = store.statements.revertCovering(rolloutId, hostId);
+export async function signedRevertOf(store: Store, rolloutId: string, hostId: string): Promise<OrderRevert['signed']> {
+  if (!await isSignedRollout(store, rolloutId)) return undefined;
+  const revert = await store.statements.revertCovering(rolloutId, hostId);
   if (revert === undefined) {
     throw new FleetError(
       ErrorCode.conflict,
@@ -66,16 +66,16 @@ export function signedRevertOf(store: Store, rolloutId: string, hostId: string):
       { rolloutId, hostId },
     );
   }
-  return signedAs(store, revert, 'revert') as OrderRevert['signed'];
+  return await signedAs(store, revert, 'revert') as OrderRevert['signed'];
 }
 
-function signedAs(
+async function signedAs(
   store: Store,
   record: StatementRecord,
   kind: Statement['kind'],
-): { statement: Statement; signatures: StatementSignature[] } {
+): Promise<{ statement: Statement; signatures: StatementSignature[] }> {
   if (record.statement.kind !== kind) throw new Error(`statement ${record.digest} is not an ${kind} statement`);
-  return store.statements.signed(record);
+  return await store.statements.signed(record);
 }
 
 const short = (digest: string) => digest.slice(0, 16);
@@ -93,8 +93,8 @@ function scopeWords(rolloutId: string, scope: StatementScope): { of: string; com
 export class RolloutSigning {
   constructor(private readonly deps: Pick<EngineDeps, 'store' | 'clock'>) {}
 
-  isSigned(rolloutId: string): boolean {
-    return isSignedRollout(this.deps.store, rolloutId);
+  async isSigned(rolloutId: string): Promise<boolean> {
+    return await isSignedRollout(this.deps.store, rolloutId);
   }
 
   /**
@@ -102,9 +102,9 @@ export class RolloutSigning {
    * Must run inside a transaction. Refused, storing nothing, unless it signs exactly what this
    * rollout will send: its patch, its revert plan, its target.
    */
-  attachApply(rolloutId: string, request: AttachStatementRequest, actor: string): string {
+  async attachApply(rolloutId: string, request: AttachStatementRequest, actor: string): Promise<string> {
     const { store, clock } = this.deps;
-    const rollout = mustGetRollout(store, rolloutId);
+    const rollout = await mustGetRollout(store, rolloutId);
     if (rollout.state !== 'draft') {
       throw new FleetError(
         ErrorCode.illegalTransition,
@@ -126,10 +126,10 @@ export class RolloutSigning {
         'must be "apply": a rollout is signed with its apply statement (revert statements go to /revert-statement)',
       );
     }
-    this.checkSignedPatch(rollout, statement);
-    this.checkApplyTarget(rollout, statement.target);
+    await this.checkSignedPatch(rollout, statement);
+    await this.checkApplyTarget(rollout, statement.target);
     const digest = this.checkSignature(statement, request, 'body.');
-    const taken = store.statements.get(digest);
+    const taken = await store.statements.get(digest);
     if (taken !== undefined) {
       throw new FleetError(
         ErrorCode.conflict,
@@ -137,26 +137,26 @@ export class RolloutSigning {
         { rolloutId, digest },
       );
     }
-    const previous = store.statements.apply(rolloutId);
-    if (previous !== undefined) store.statements.delete(previous.digest);
+    const previous = await store.statements.apply(rolloutId);
+    if (previous !== undefined) await store.statements.delete(previous.digest);
     const at = isoNow(clock);
-    store.statements.insert({ digest, rolloutId, scope: ROLLOUT_SCOPE, statement, createdAt: at });
-    this.addSignature(digest, request, actor, 'author', at);
-    store.appendEvent(
-      {
-        rolloutId,
-        actor,
-        type: 'rollout.signed',
-        data: {
-          digest,
-          keyId: request.signature.keyId,
-          sequence: statement.sequence,
-          expiresAt: statement.expiresAt,
-          ...(previous ? { replaces: previous.digest } : {}),
-        },
-      },
-      at,
-    );
+    await store.statements.insert({ digest, rolloutId, scope: ROLLOUT_SCOPE, statement, createdAt: at });
+    await this.addSignature(digest, request, actor, 'author', at);
+    await store.appendEvent(
+            {
+              rolloutId,
+              actor,
+              type: 'rollout.signed',
+              data: {
+                digest,
+                keyId: request.signature.keyId,
+                sequence: statement.sequence,
+                expiresAt: statement.expiresAt,
+                ...(previous ? { replaces: previous.digest } : {}),
+              },
+            },
+            at,
+          );
     return digest;
   }
 
@@ -165,9 +165,9 @@ export class RolloutSigning {
    * approved only with a signature of its statement by a key that has not signed it yet (four eyes
    * by key as well as by token); an unsigned rollout takes no signature. Returns the key id, if any.
    */
-  recordApproval(rollout: RolloutRecord, request: ApproveRequest | undefined, actor: string): string | undefined {
+  async recordApproval(rollout: RolloutRecord, request: ApproveRequest | undefined, actor: string): Promise<string | undefined> {
     const { store, clock } = this.deps;
-    const apply = store.statements.apply(rollout.id);
+    const apply = await store.statements.apply(rollout.id);
     const signature = request?.signature;
     const publicKey = request?.publicKey;
     if (apply === undefined) {
@@ -188,7 +188,7 @@ export class RolloutSigning {
       );
     }
     this.checkSignature(apply.statement, { signature, publicKey }, 'body.', apply.digest);
-    const signatures = store.statements.signatures(apply.digest);
+    const signatures = await store.statements.signatures(apply.digest);
     const sameKey = signatures.find((s) => s.keyId === signature.keyId || s.publicKey === publicKey);
     if (sameKey?.role === 'author') {
       throw new FleetError(
@@ -204,7 +204,7 @@ export class RolloutSigning {
         { rolloutId: rollout.id, keyId: signature.keyId },
       );
     }
-    this.addSignature(apply.digest, { signature, publicKey }, actor, 'approver', isoNow(clock));
+    await this.addSignature(apply.digest, { signature, publicKey }, actor, 'approver', isoNow(clock));
     return signature.keyId;
   }
 
@@ -213,13 +213,13 @@ export class RolloutSigning {
    * (or of one host), creating it from the first signer's statement. Four eyes: each signer a
    * different key and a different API token. Returns whether it now has enough signers to revert.
    */
-  addRevertSignature(rolloutId: string, request: RevertSignatureRequest, actor: string): boolean {
+  async addRevertSignature(rolloutId: string, request: RevertSignatureRequest, actor: string): Promise<boolean> {
     const { store, clock } = this.deps;
-    const rollout = mustGetRollout(store, rolloutId);
-    const apply = this.applyOf(rollout);
+    const rollout = await mustGetRollout(store, rolloutId);
+    const apply = await this.applyOf(rollout);
     const hostId = request.hostId ?? null;
     const scope: StatementScope = hostId === null ? ROLLOUT_SCOPE : { kind: 'host', hostId };
-    if (hostId !== null && store.hostRuns.get(rolloutId, hostId) === undefined) {
+    if (hostId !== null && await store.hostRuns.get(rolloutId, hostId) === undefined) {
       throw new FleetError(ErrorCode.notFound, `host ${hostId} is not part of rollout ${rolloutId}`, {
         rolloutId,
         hostId,
@@ -244,13 +244,13 @@ export class RolloutSigning {
       );
     }
     const digest = this.checkSignature(statement, request, 'body.');
-    const needed = this.revertSignaturesNeeded(rollout);
-    const pending = this.livePending(rolloutId, scope);
+    const needed = await this.revertSignaturesNeeded(rollout);
+    const pending = await this.livePending(rolloutId, scope);
     const words = scopeWords(rolloutId, scope);
     const at = isoNow(clock);
     let role: SignerRole = 'author';
     if (pending !== undefined && pending.digest !== digest) {
-      const have = store.statements.signatures(pending.digest).length;
+      const have = (await store.statements.signatures(pending.digest)).length;
       throw new FleetError(
         ErrorCode.conflict,
         `revert statement ${short(pending.digest)} for ${words.of} is pending with ${have} of ${needed} signatures: sign that one (${words.command} fetches it)`,
@@ -258,17 +258,17 @@ export class RolloutSigning {
       );
     }
     if (pending === undefined) {
-      if (store.statements.get(digest) !== undefined) {
+      if (await store.statements.get(digest) !== undefined) {
         throw new FleetError(
           ErrorCode.conflict,
           `revert statement ${short(digest)} was used already: sign a new one (${words.command})`,
           { rolloutId, digest },
         );
       }
-      store.statements.insert({ digest, rolloutId, scope, statement, createdAt: at });
+      await store.statements.insert({ digest, rolloutId, scope, statement, createdAt: at });
     } else {
       role = 'approver';
-      for (const signed of store.statements.signatures(digest)) {
+      for (const signed of await store.statements.signatures(digest)) {
         if (signed.keyId === request.signature.keyId || signed.publicKey === request.publicKey) {
           throw new FleetError(
             ErrorCode.conflict,
@@ -285,18 +285,18 @@ export class RolloutSigning {
         }
       }
     }
-    this.addSignature(digest, request, actor, role, at);
-    const have = store.statements.signatures(digest).length;
-    store.appendEvent(
-      {
-        rolloutId,
-        ...(hostId !== null ? { hostId } : {}),
-        actor,
-        type: 'revert.signed',
-        data: { digest, keyId: request.signature.keyId, signatures: have, needed },
-      },
-      at,
-    );
+    await this.addSignature(digest, request, actor, role, at);
+    const have = (await store.statements.signatures(digest)).length;
+    await store.appendEvent(
+            {
+              rolloutId,
+              ...(hostId !== null ? { hostId } : {}),
+              actor,
+              type: 'revert.signed',
+              data: { digest, keyId: request.signature.keyId, signatures: have, needed },
+            },
+            at,
+          );
     return have >= needed;
   }
 
@@ -305,12 +305,12 @@ export class RolloutSigning {
    * this scope, signed by enough people, is used now (later signatures go to a new one). Otherwise
    * the revert is refused, saying how many more signatures it needs.
    */
-  useRevertStatement(rollout: RolloutRecord, scope: StatementScope): void {
+  async useRevertStatement(rollout: RolloutRecord, scope: StatementScope): Promise<void> {
     const { store, clock } = this.deps;
-    const needed = this.revertSignaturesNeeded(rollout);
-    const pending = this.livePending(rollout.id, scope);
+    const needed = await this.revertSignaturesNeeded(rollout);
+    const pending = await this.livePending(rollout.id, scope);
     const words = scopeWords(rollout.id, scope);
-    const have = pending === undefined ? 0 : store.statements.signatures(pending.digest).length;
+    const have = pending === undefined ? 0 : (await store.statements.signatures(pending.digest)).length;
     if (pending === undefined || have < needed) {
       throw new FleetError(
         ErrorCode.conflict,
@@ -320,13 +320,13 @@ export class RolloutSigning {
         { rolloutId: rollout.id, signatures: have, needed, ...(pending ? { digest: pending.digest } : {}) },
       );
     }
-    store.statements.markUsed(pending.digest, isoNow(clock));
+    await store.statements.markUsed(pending.digest, isoNow(clock));
   }
 
-  revertSignaturesNeeded(rollout: RolloutRecord): number {
+  async revertSignaturesNeeded(rollout: RolloutRecord): Promise<number> {
     return revertSignaturesNeeded(
       rollout.request.requiredApprovals,
-      this.deps.store.rollouts.approvals(rollout.id).length,
+      (await this.deps.store.rollouts.approvals(rollout.id)).length,
     );
   }
 
@@ -334,8 +334,8 @@ export class RolloutSigning {
    * For `start`: the hosts a signed rollout may order — all of `hosts` for a selector statement
    * (agents check it themselves), else those the statement names. Refuses an expired statement.
    */
-  signedHosts(rollout: RolloutRecord, hosts: readonly string[]): { hosts: string[]; unsigned: string[] } {
-    const apply = this.deps.store.statements.apply(rollout.id);
+  async signedHosts(rollout: RolloutRecord, hosts: readonly string[]): Promise<{ hosts: string[]; unsigned: string[] }> {
+    const apply = await this.deps.store.statements.apply(rollout.id);
     if (apply === undefined) return { hosts: [...hosts], unsigned: [] };
     if (Date.parse(apply.statement.expiresAt) <= this.deps.clock.now()) {
       throw new FleetError(
@@ -350,8 +350,8 @@ export class RolloutSigning {
     return { hosts: hosts.filter((h) => signed.has(h)), unsigned: hosts.filter((h) => !signed.has(h)) };
   }
 
-  private applyOf(rollout: RolloutRecord): StatementRecord {
-    const apply = this.deps.store.statements.apply(rollout.id);
+  private async applyOf(rollout: RolloutRecord): Promise<StatementRecord> {
+    const apply = await this.deps.store.statements.apply(rollout.id);
     if (apply === undefined) {
       throw new FleetError(
         ErrorCode.conflict,
@@ -363,14 +363,14 @@ export class RolloutSigning {
   }
 
   /** The pending revert statement of a scope, unless it has expired (then a new one may be started). */
-  private livePending(rolloutId: string, scope: StatementScope): StatementRecord | undefined {
-    const pending = this.deps.store.statements.pendingRevert(rolloutId, scope);
+  private async livePending(rolloutId: string, scope: StatementScope): Promise<StatementRecord | undefined> {
+    const pending = await this.deps.store.statements.pendingRevert(rolloutId, scope);
     if (pending === undefined || Date.parse(pending.statement.expiresAt) <= this.deps.clock.now()) return undefined;
     return pending;
   }
 
-  private checkSignedPatch(rollout: RolloutRecord, statement: ApplyStatement): void {
-    const patch = this.deps.store.patches.get(rollout.patchId);
+  private async checkSignedPatch(rollout: RolloutRecord, statement: ApplyStatement): Promise<void> {
+    const patch = await this.deps.store.patches.get(rollout.patchId);
     if (patch === undefined) throw new FleetError(ErrorCode.internal, `patch ${rollout.patchId} is missing`);
     const differs = signedPatchDifference(patchSpecOf(patch), statement.patch);
     if (differs !== undefined) {
@@ -411,7 +411,7 @@ export class RolloutSigning {
    * A target agents can check (`all`, `hostIds`) is signed as the rollout's own selector; any other
    * is signed as host ids, each of which the rollout's target selects now.
    */
-  private checkApplyTarget(rollout: RolloutRecord, target: StatementTarget): void {
+  private async checkApplyTarget(rollout: RolloutRecord, target: StatementTarget): Promise<void> {
     const selector = rollout.request.target;
     if (isAgentCheckableTarget(selector)) {
       if (!sameStatementTarget(target, { kind: 'selector', selector })) {
@@ -431,7 +431,7 @@ export class RolloutSigning {
     if (new Set(target.hostIds).size !== target.hostIds.length) {
       throw invalidField('body.statement.target.hostIds', 'names a host twice');
     }
-    const selected = new Set(resolveFleetTarget(this.deps.store, selector).hosts);
+    const selected = new Set((await resolveFleetTarget(this.deps.store, selector)).hosts);
     const outside = target.hostIds.filter((h) => !selected.has(h));
     if (outside.length > 0) {
       throw invalidField(
@@ -473,21 +473,21 @@ export class RolloutSigning {
     return digest;
   }
 
-  private addSignature(
+  private async addSignature(
     digest: string,
     { signature, publicKey }: Pick<AttachStatementRequest, 'signature' | 'publicKey'>,
     signer: string,
     role: SignerRole,
     at: string,
-  ): void {
-    this.deps.store.statements.addSignature({
-      digest,
-      keyId: signature.keyId,
-      publicKey,
-      signature: signature.signature,
-      signer,
-      role,
-      at,
-    });
+  ): Promise<void> {
+    await this.deps.store.statements.addSignature({
+            digest,
+            keyId: signature.keyId,
+            publicKey,
+            signature: signature.signature,
+            signer,
+            role,
+            at,
+          });
   }
 }

@@ -15,8 +15,8 @@ export function isoNow(clock: EngineClock): string {
   return new Date(clock.now()).toISOString();
 }
 
-export function mustGetRollout(store: Store, id: string): RolloutRecord {
-  const rollout = store.rollouts.get(id);
+export async function mustGetRollout(store: Store, id: string): Promise<RolloutRecord> {
+  const rollout = await store.rollouts.get(id);
   if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);
   return rollout;
 }
@@ -25,28 +25,28 @@ export function mustGetRollout(store: Store, id: string): RolloutRecord {
  * Must run inside a transaction. Moves a rollout to `to` with its event, updates `rollout.state` in
  * place (callers keep using the record), and arms or drops the rollout's window watch.
  */
-export function transitionRollout(
+export async function transitionRollout(
   deps: Pick<EngineDeps, 'store' | 'clock' | 'windows'>,
   rollout: RolloutRecord,
   to: RolloutState,
   actor: string,
   reason: string | null,
   data?: Record<string, unknown>,
-): void {
+): Promise<void> {
   const { store, clock, windows } = deps;
   assertTransition(rollout.id, rollout.state, to, `move to ${to}`);
-  store.rollouts.setState(rollout.id, to, reason, FINAL_ROLLOUT_STATES.has(to), isoNow(clock));
-  store.appendEvent(
-    {
-      rolloutId: rollout.id,
-      actor,
-      type: `rollout.${to}`,
-      fromState: rollout.state,
-      toState: to,
-      data: { ...(reason ? { reason } : {}), ...data },
-    },
-    isoNow(clock),
-  );
+  await store.rollouts.setState(rollout.id, to, reason, FINAL_ROLLOUT_STATES.has(to), isoNow(clock));
+  await store.appendEvent(
+        {
+          rolloutId: rollout.id,
+          actor,
+          type: `rollout.${to}`,
+          fromState: rollout.state,
+          toState: to,
+          data: { ...(reason ? { reason } : {}), ...data },
+        },
+        isoNow(clock),
+      );
   const from = rollout.state;
   rollout.state = to;
   // Window watches only wake the engine, so arming one in a transaction that rolls back is harmless.

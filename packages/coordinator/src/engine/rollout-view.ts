@@ -43,26 +43,26 @@ export class RolloutView {
   ) {}
 
   /** The newest `limit` rollouts, newest first. */
-  list(limit: number): RolloutRecordView[] {
-    return this.store.rollouts.list(limit).map(toView);
+  async list(limit: number): Promise<RolloutRecordView[]> {
+    return (await this.store.rollouts.list(limit)).map(toView);
   }
 
-  plan(id: string): RolloutPlan {
-    const rollout = this.mustGet(id);
+  async plan(id: string): Promise<RolloutPlan> {
+    const rollout = await this.mustGet(id);
     const frozen = rollout.hostCount > 0;
     let waves: string[][];
     let withoutInventory: string[] = [];
     if (frozen) {
       waves = Array.from({ length: rollout.waveCount }, () => []);
-      for (const run of this.store.hostRuns.forRollout(id)) waves[run.wave]?.push(run.hostId);
+      for (const run of await this.store.hostRuns.forRollout(id)) waves[run.wave]?.push(run.hostId);
     } else {
-      const target = resolveFleetTarget(this.store, rollout.request.target);
+      const target = await resolveFleetTarget(this.store, rollout.request.target);
       waves = assignWaves(target.hosts, rollout.request.waves);
       withoutInventory = target.withoutInventory;
     }
     const { exposedTo } = rollout.request.target;
     const hostCount = waves.reduce((n, w) => n + w.length, 0);
-    const incompatible = this.incompatibleHosts(rollout, waves.flat());
+    const incompatible = await this.incompatibleHosts(rollout, waves.flat());
     const tolerated = toleratedFailures(rollout.request.maxFailures, hostCount);
     return {
       rolloutId: id,
@@ -72,15 +72,15 @@ export class RolloutView {
       waves: waves.map((hosts, wave) => ({ wave, hosts })),
       toleratedFailures: tolerated,
       haltsOn: describeHaltPoint(tolerated),
-      revertable: this.patchIsRevertable(rollout),
+      revertable: await this.patchIsRevertable(rollout),
       ...(exposedTo && !frozen ? { exposedTo: { ...exposedTo, withoutInventory } } : {}),
       ...(incompatible.length > 0 ? { incompatible } : {}),
     };
   }
 
   /** Hosts whose connected agent speaks a protocol too old for the patch's change (offline ones are not known). */
-  private incompatibleHosts(rollout: RolloutRecord, hostIds: readonly string[]): { hostId: string; reason: string }[] {
-    const patch = this.store.patches.get(rollout.patchId);
+  private async incompatibleHosts(rollout: RolloutRecord, hostIds: readonly string[]): Promise<{ hostId: string; reason: string }[]> {
+    const patch = await this.store.patches.get(rollout.patchId);
     if (!patch) return [];
     return hostIds.flatMap((hostId) => {
       const reason = protocolGapOf(patch, this.protocolVersionOf(hostId));
@@ -88,9 +88,9 @@ export class RolloutView {
     });
   }
 
-  status(id: string): RolloutStatus {
-    const rollout = this.mustGet(id);
-    const runs = this.store.hostRuns.forRollout(id);
+  async status(id: string): Promise<RolloutStatus> {
+    const rollout = await this.mustGet(id);
+    const runs = await this.store.hostRuns.forRollout(id);
     const counts: RolloutStatus['counts'] = {};
     const waves: RolloutStatus['waves'] = Array.from({ length: rollout.waveCount }, (_, wave) => ({
       wave,
@@ -103,23 +103,23 @@ export class RolloutView {
     }
     for (const wave of waves) {
       const ran = wave.hosts.length > 0 && wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
-      wave.phase = wavePhase(rollout, wave.wave, ran, () => this.haltedBefore(id));
+      wave.phase = wavePhase(rollout, wave.wave, ran, async () => await this.haltedBefore(id));
     }
     const revertedByHand = rollout.state === 'succeeded' ? (counts.reverted ?? 0) : 0;
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
-    const approvals = this.store.rollouts.approvals(id);
+    const approvals = await this.store.rollouts.approvals(id);
     return {
       rollout: toView(rollout),
       approvals,
-      signing: this.signing(rollout, approvals.length),
+      signing: await this.signing(rollout, approvals.length),
       failures: runs.filter((r) => r.countedFailure).length,
       toleratedFailures: tolerated,
       haltsOn: describeHaltPoint(tolerated),
       counts,
       waves,
-      analyses: this.analyses(rollout),
+      analyses: await this.analyses(rollout),
       ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
-      ...optional('promotion', this.store.rollouts.promotion(rollout.id)),
+      ...optional('promotion', await this.store.rollouts.promotion(rollout.id)),
       ...optional('window', this.windowStatus(rollout)),
       ...(revertedByHand > 0
         ? {
@@ -150,16 +150,16 @@ export class RolloutView {
   }
 
   /** Whether the rollout's apply ended halted (a revert followed): its wave then failed, whatever the revert did. */
-  private haltedBefore(id: string): boolean {
-    return this.store.applyEndOf(id) === 'halted';
+  private async haltedBefore(id: string): Promise<boolean> {
+    return await this.store.applyEndOf(id) === 'halted';
   }
 
   /**
    * Counts per wave and state and the first failures, from an index alone (no host row read but the
    * failures'): the same few hundred bytes at 10 hosts or 10,000.
    */
-  summary(id: string): RolloutSummary {
-    const rollout = this.mustGet(id);
+  async summary(id: string): Promise<RolloutSummary> {
+    const rollout = await this.mustGet(id);
     const counts: RolloutSummary['counts'] = {};
     const waves: RolloutSummary['waves'] = Array.from({ length: rollout.waveCount }, (_, wave) => ({
       wave,
@@ -168,7 +168,7 @@ export class RolloutView {
       counts: {},
     }));
     const finished = new Map<number, number>();
-    for (const { wave, state, n } of this.store.hostRuns.countByWaveAndState(id)) {
+    for (const { wave, state, n } of await this.store.hostRuns.countByWaveAndState(id)) {
       counts[state] = (counts[state] ?? 0) + n;
       const summary = waves[wave];
       if (!summary) continue;
@@ -178,17 +178,17 @@ export class RolloutView {
     }
     for (const wave of waves) {
       const ran = wave.hostCount > 0 && finished.get(wave.wave) === wave.hostCount;
-      wave.phase = wavePhase(rollout, wave.wave, ran, () => this.haltedBefore(id));
+      wave.phase = wavePhase(rollout, wave.wave, ran, async () => await this.haltedBefore(id));
     }
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
     return {
       rollout: toView(rollout),
-      failures: this.store.hostRuns.failures(id),
+      failures: await this.store.hostRuns.failures(id),
       toleratedFailures: tolerated,
       haltsOn: describeHaltPoint(tolerated),
       counts,
       waves,
-      failedHosts: this.store.hostRuns.firstFailures(id, SUMMARY_FAILED_HOSTS).map((run) => ({
+      failedHosts: (await this.store.hostRuns.firstFailures(id, SUMMARY_FAILED_HOSTS)).map((run) => ({
         hostId: run.hostId,
         wave: run.wave,
         state: run.state,
@@ -199,14 +199,14 @@ export class RolloutView {
   }
 
   /** One page of a rollout's hosts by wave and position, optionally only one state or wave. */
-  hostPage(id: string, query: HostPageQuery): RolloutHostPage {
-    this.mustGet(id);
-    const runs = this.store.hostRuns.page(id, {
-      state: query.state,
-      wave: query.wave,
-      after: query.cursor === undefined ? undefined : parseHostCursor(query.cursor),
-      limit: query.limit,
-    });
+  async hostPage(id: string, query: HostPageQuery): Promise<RolloutHostPage> {
+    await this.mustGet(id);
+    const runs = await this.store.hostRuns.page(id, {
+          state: query.state,
+          wave: query.wave,
+          after: query.cursor === undefined ? undefined : parseHostCursor(query.cursor),
+          limit: query.limit,
+        });
     const last = runs.at(-1);
     return {
       hosts: runs.map((run) => ({ wave: run.wave, ...this.hostView(run) })),
@@ -233,9 +233,9 @@ export class RolloutView {
   }
 
   /** Each analysis run of the rollout, with its latest measurements. */
-  private analyses(rollout: RolloutRecord): AnalysisRunView[] {
+  private async analyses(rollout: RolloutRecord): Promise<AnalysisRunView[]> {
     const declared = new Map(rollout.request.analyses.map((a) => [a.name, a]));
-    return this.store.analyses.forRollout(rollout.id).map((run) => {
+    return (await this.store.analyses.forRollout(rollout.id)).map(async (run) => {
       const analysis = declared.get(run.name);
       return {
         wave: run.wave,
@@ -248,8 +248,8 @@ export class RolloutView {
         failed: run.failed,
         failureLimit: analysis?.failureLimit ?? 0,
         inconclusive: run.inconclusive,
-        measurements: this.store.analyses
-          .latest(run, 20)
+        measurements: (await this.store.analyses
+                  .latest(run, 20))
           .map(({ at, phase, value, baseline, threshold, verdict, reason }) => ({
             at,
             phase,
@@ -264,38 +264,38 @@ export class RolloutView {
   }
 
   /** A signed rollout's statements with their signatures; null for an unsigned rollout. */
-  private signing(rollout: RolloutRecord, approvals: number): RolloutSigning | null {
+  private async signing(rollout: RolloutRecord, approvals: number): Promise<RolloutSigning | null> {
     const { statements } = this.store;
-    const apply = statements.apply(rollout.id);
+    const apply = await statements.apply(rollout.id);
     if (apply === undefined) return null;
-    const view = (record: StatementRecord): StatementView => ({
+    const view = async (record: StatementRecord): Promise<StatementView> => ({
       digest: record.digest,
       hostId: record.scope.kind === 'host' ? record.scope.hostId : null,
       statement: record.statement,
-      signatures: statements.signatures(record.digest).map(({ digest: _digest, ...signature }) => signature),
+      signatures: (await statements.signatures(record.digest)).map(({ digest: _digest, ...signature }) => signature),
       createdAt: record.createdAt,
       usedAt: record.usedAt,
     });
     return {
-      apply: view(apply),
-      reverts: statements.reverts(rollout.id).map(view),
+      apply: await view(apply),
+      reverts: (await statements.reverts(rollout.id)).map(view),
       revertSignaturesNeeded: revertSignaturesNeeded(rollout.request.requiredApprovals, approvals),
     };
   }
 
   /** Throws not-found for an unknown rollout; O(1), unlike `status`, which reads every host. */
-  assertExists(id: string): void {
-    this.mustGet(id);
+  async assertExists(id: string): Promise<void> {
+    await this.mustGet(id);
   }
 
   /** False when the rollout's patch is marked `revertable: false` (a missing patch counts as revertable: nothing to warn of). */
-  private patchIsRevertable(rollout: RolloutRecord): boolean {
-    const patch = this.store.patches.get(rollout.patchId);
+  private async patchIsRevertable(rollout: RolloutRecord): Promise<boolean> {
+    const patch = await this.store.patches.get(rollout.patchId);
     return patch ? isRevertable(patch.change) : true;
   }
 
-  private mustGet(id: string): RolloutRecord {
-    const rollout = this.store.rollouts.get(id);
+  private async mustGet(id: string): Promise<RolloutRecord> {
+    const rollout = await this.store.rollouts.get(id);
     if (!rollout) throw new FleetError(ErrorCode.notFound, `rollout ${id} does not exist`);
     return rollout;
   }

@@ -33,46 +33,46 @@ export class WaveAdvancer {
   ) {}
 
   /** Moves one rollout as far as it can go right now. Idempotent: safe to call at any time. */
-  advance(id: string): void {
+  async advance(id: string): Promise<void> {
     const { store } = this.deps;
     // Each pass either changes something or returns; the bound guards against a logic slip looping.
     for (let pass = 0; pass < 1000; pass++) {
-      const rollout = store.rollouts.get(id);
+      const rollout = await store.rollouts.get(id);
       if (!rollout) return;
       if (rollout.state === 'reverting') {
-        this.reverts.advance(rollout);
+        await this.reverts.advance(rollout);
         return;
       }
       if (rollout.state === 'paused') {
         if (rollout.stateReason === WINDOW_PAUSE_REASON && this.windowOpen(rollout)) {
-          store.transaction(() => transitionRollout(this.deps, rollout, 'running', SYSTEM, 'maintenance window open'));
+          await store.transaction(async () => await transitionRollout(this.deps, rollout, 'running', SYSTEM, 'maintenance window open'));
           continue;
         }
         return;
       }
       if (rollout.state !== 'running') return;
-      if (!this.advanceRunning(rollout)) return;
+      if (!await this.advanceRunning(rollout)) return;
     }
   }
 
   /** Returns true when it changed the rollout's wave or state, so the caller looks again. */
-  private advanceRunning(rollout: RolloutRecord): boolean {
+  private async advanceRunning(rollout: RolloutRecord): Promise<boolean> {
     const { store, clock, waveGate } = this.deps;
     const { id, request } = rollout;
     const now = clock.now();
     // A rehearsed revert that failed halts at once, whatever the budget: the revert does not work,
     // and no other host may change until a person has looked.
-    const rehearsal = this.failedRehearsal(rollout);
+    const rehearsal = await this.failedRehearsal(rollout);
     if (rehearsal) {
-      this.halt(rollout, `rehearsed revert failed on ${rehearsal.hostId}: ${rehearsal.reason ?? 'no reason given'}`);
+      await this.halt(rollout, `rehearsed revert failed on ${rehearsal.hostId}: ${rehearsal.reason ?? 'no reason given'}`);
       return true;
     }
-    const failures = store.hostRuns.failures(id);
+    const failures = await store.hostRuns.failures(id);
     const tolerated = toleratedFailures(request.maxFailures, rollout.hostCount);
-    const waveRuns = store.hostRuns.countByState(id, rollout.currentWave);
+    const waveRuns = await store.hostRuns.countByState(id, rollout.currentWave);
     const waveSize = [...waveRuns.values()].reduce((a, b) => a + b, 0);
     const waveFailures =
-      request.maxFailuresPerWave === undefined ? 0 : store.hostRuns.failures(id, rollout.currentWave);
+      request.maxFailuresPerWave === undefined ? 0 : await store.hostRuns.failures(id, rollout.currentWave);
     const waveTolerated =
       request.maxFailuresPerWave === undefined
         ? Number.POSITIVE_INFINITY
@@ -82,11 +82,11 @@ export class WaveAdvancer {
         failures > tolerated
           ? `failure budget exceeded: ${failures} failed, ${tolerated} tolerated`
           : `wave ${rollout.currentWave + 1} failure budget exceeded: ${waveFailures} failed, ${waveTolerated} tolerated`;
-      const analysis = this.analyses.failedAnalysis(rollout);
+      const analysis = await this.analyses.failedAnalysis(rollout);
       const reason = analysis
         ? `analysis ${analysis.name} failed on wave ${rollout.currentWave + 1}; ${budget}`
         : budget;
-      this.halt(rollout, reason);
+      await this.halt(rollout, reason);
       return true;
     }
 
@@ -97,73 +97,73 @@ export class WaveAdvancer {
     const reverting = waveRuns.get('reverting') ?? 0;
 
     if (queued === 0 && inFlight === 0 && reverting === 0) {
-      return this.finishWave(rollout, now);
+      return await this.finishWave(rollout, now);
     }
     if (queued > 0 && inFlight < request.maxParallel) {
       if (request.window && !waveGate(request.window, now)) {
         if (inFlight === 0)
-          store.transaction(() => transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON));
+          await store.transaction(async () => await transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON));
         return false;
       }
-      this.dispatchApplies(rollout, request.maxParallel - inFlight);
+      await this.dispatchApplies(rollout, request.maxParallel - inFlight);
     }
     return false;
   }
 
   /** A wave with every host done: starts its bake, or after the bake starts the next wave (or succeeds). */
-  private finishWave(rollout: RolloutRecord, now: number): boolean {
+  private async finishWave(rollout: RolloutRecord, now: number): Promise<boolean> {
     const { store, clock, waveGate } = this.deps;
     const { id, request } = rollout;
     if (rollout.bakeUntil === null) {
       const bakeUntil = now + request.bakeSeconds * 1000;
-      store.transaction(() => {
-        store.rollouts.setWave(id, rollout.currentWave, bakeUntil, isoNow(clock));
-        store.appendEvent(
-          {
-            rolloutId: id,
-            actor: SYSTEM,
-            type: 'wave.passed',
-            data: { ...waveData(rollout.currentWave), bakeSeconds: request.bakeSeconds },
-          },
-          isoNow(clock),
-        );
-      });
-      sendBakeWatch(store, this.deps.channel, rollout, rollout.currentWave);
+      await store.transaction(async () => {
+                await store.rollouts.setWave(id, rollout.currentWave, bakeUntil, isoNow(clock));
+                await store.appendEvent(
+                            {
+                              rolloutId: id,
+                              actor: SYSTEM,
+                              type: 'wave.passed',
+                              data: { ...waveData(rollout.currentWave), bakeSeconds: request.bakeSeconds },
+                            },
+                            isoNow(clock),
+                          );
+              });
+      await sendBakeWatch(store, this.deps.channel, rollout, rollout.currentWave);
       return true;
     }
     if (now < rollout.bakeUntil) return false;
     // The wave's metric analyses have the last word: it passes once each has passed (or failed
     // within the failure budget, which the check above has let through).
-    if (!this.analyses.analysesDecided(rollout)) return false;
+    if (!await this.analyses.analysesDecided(rollout)) return false;
     const next = rollout.currentWave + 1;
-    store.transaction(() => {
-      if (next >= rollout.waveCount) {
-        const notTaken = this.noHostTookIt(rollout);
-        // Nothing patched is not a success (every host skipped as unhealthy before the patch, say):
-        // halted, so it says so and a retry can send the skipped hosts their order again.
-        if (notTaken) transitionRollout(this.deps, rollout, 'halted', SYSTEM, notTaken);
-        else {
-          const warning = revertedByHandWarning(store.hostRuns.inStates(id, ['reverted']));
-          transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, warning?.text ?? null, warning?.data);
-        }
-        return;
-      }
-      if (request.window && !waveGate(request.window, now)) {
-        transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON);
-        return;
-      }
-      store.rollouts.setWave(id, next, null, isoNow(clock));
-      this.analyses.startWave(rollout, next);
-      store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: waveData(next) }, isoNow(clock));
-    });
+    await store.transaction(async () => {
+            if (next >= rollout.waveCount) {
+              const notTaken = await this.noHostTookIt(rollout);
+              // Nothing patched is not a success (every host skipped as unhealthy before the patch, say):
+              // halted, so it says so and a retry can send the skipped hosts their order again.
+              if (notTaken) await transitionRollout(this.deps, rollout, 'halted', SYSTEM, notTaken);
+              else {
+                const warning = revertedByHandWarning(await store.hostRuns.inStates(id, ['reverted']));
+                await transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, warning?.text ?? null, warning?.data);
+              }
+              return;
+            }
+            if (request.window && !waveGate(request.window, now)) {
+              await transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON);
+              return;
+            }
+            await store.rollouts.setWave(id, next, null, isoNow(clock));
+            await this.analyses.startWave(rollout, next);
+            await store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: waveData(next) }, isoNow(clock));
+          });
     return true;
   }
 
   /** A canary whose rehearsed revert failed (only the canary wave rehearses, and it is small). */
-  private failedRehearsal(rollout: RolloutRecord): HostRunRecord | undefined {
+  private async failedRehearsal(rollout: RolloutRecord): Promise<HostRunRecord | undefined> {
     if (!rollout.request.rehearseRevert || rollout.currentWave !== 0) return undefined;
-    return this.deps.store.hostRuns
-      .forWave(rollout.id, 0)
+    return (await this.deps.store.hostRuns
+          .forWave(rollout.id, 0))
       .find((run) => run.countedFailure && run.errorCode === ErrorCode.rehearsalFailed);
   }
 
@@ -171,12 +171,12 @@ export class WaveAdvancer {
    * At the end of the last wave: why no host of the rollout took the patch (none is healthy:
    * every one skipped, failed within the budget, cancelled…), or undefined when at least one did.
    */
-  private noHostTookIt(rollout: RolloutRecord): string | undefined {
-    const counts = this.deps.store.hostRuns.countInStates(rollout.id, [...TERMINAL_HOST_STATES]);
+  private async noHostTookIt(rollout: RolloutRecord): Promise<string | undefined> {
+    const counts = await this.deps.store.hostRuns.countInStates(rollout.id, [...TERMINAL_HOST_STATES]);
     if (rollout.hostCount === 0 || (counts.get('healthy') ?? 0) > 0) return undefined;
     // A skip with health_failed is the agent's baseline verdict (the reason it gives is UNHEALTHY_BEFORE_PATCH).
-    const skippedUnhealthy = this.deps.store.hostRuns
-      .inStates(rollout.id, ['skipped'])
+    const skippedUnhealthy = (await this.deps.store.hostRuns
+          .inStates(rollout.id, ['skipped']))
       .filter((run) => run.errorCode === ErrorCode.healthFailed).length;
     const tally = [...counts]
       .filter(([, n]) => n > 0)
@@ -186,86 +186,86 @@ export class WaveAdvancer {
     return `no host took the patch: ${tally}${unhealthy}`;
   }
 
-  private halt(rollout: RolloutRecord, reason: string): void {
+  private async halt(rollout: RolloutRecord, reason: string): Promise<void> {
     const { store, channel, clock } = this.deps;
     // A signed rollout's hosts whose health fails revert themselves (their own order says so); the
     // coordinator's own reverts would need a revert statement people signed, which it cannot make.
     const autoRevert = rollout.request.autoRevert;
-    const waits = (autoRevert === 'wave' || autoRevert === 'rollout') && isSignedRollout(store, rollout.id);
+    const waits = (autoRevert === 'wave' || autoRevert === 'rollout') && await isSignedRollout(store, rollout.id);
     const scope = waits ? 'host' : autoRevert;
     // One commit for the halt and, with autoRevert `rollout`, the move to reverting: a crash between
     // two commits would leave a halted rollout that nobody reverts (halted is final; nothing advances it).
-    store.transaction(() => {
-      transitionRollout(this.deps, rollout, 'halted', SYSTEM, reason);
-      if (waits) {
-        store.appendEvent(
-          {
-            rolloutId: rollout.id,
-            actor: SYSTEM,
-            type: 'rollout.revert_waiting',
-            data: {
-              autoRevert,
-              reason: `a signed rollout's revert waits for a signed revert statement: fleetpatch rollout revert ${rollout.id} --sign-key <pem>`,
-            },
-          },
-          isoNow(clock),
-        );
-      }
-      if (scope === 'wave') {
-        for (const run of store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
-          if (run.changed && TERMINAL_HOST_STATES.has(run.state) && run.state !== 'reverted')
-            this.reverts.dispatch(run);
-        }
-      }
-      // transitionRollout updated rollout.state in place, so this edge is checked from `halted`.
-      if (scope === 'rollout') transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'auto-revert: rollout');
-    });
+    await store.transaction(async () => {
+            await transitionRollout(this.deps, rollout, 'halted', SYSTEM, reason);
+            if (waits) {
+              await store.appendEvent(
+                          {
+                            rolloutId: rollout.id,
+                            actor: SYSTEM,
+                            type: 'rollout.revert_waiting',
+                            data: {
+                              autoRevert,
+                              reason: `a signed rollout's revert waits for a signed revert statement: fleetpatch rollout revert ${rollout.id} --sign-key <pem>`,
+                            },
+                          },
+                          isoNow(clock),
+                        );
+            }
+            if (scope === 'wave') {
+              for (const run of await store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
+                if (run.changed && TERMINAL_HOST_STATES.has(run.state) && run.state !== 'reverted')
+                  await this.reverts.dispatch(run);
+              }
+            }
+            // transitionRollout updated rollout.state in place, so this edge is checked from `halted`.
+            if (scope === 'rollout') await transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'auto-revert: rollout');
+          });
     if (scope === 'rollout') {
-      cancelInFlight(store, channel, rollout.id);
+      await cancelInFlight(store, channel, rollout.id);
       this.deps.markDirty(rollout.id);
     }
   }
 
-  private dispatchApplies(rollout: RolloutRecord, slots: number): void {
+  private async dispatchApplies(rollout: RolloutRecord, slots: number): Promise<void> {
     const { store, channel, clock } = this.deps;
-    const patch = store.patches.get(rollout.patchId) as Patch;
+    const patch = await store.patches.get(rollout.patchId) as Patch;
     const sends: HostRunRecord[] = [];
-    store.transaction(() => {
-      for (const run of store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
-        if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
-          const failed = rollout.request.offline.mode === 'fail';
-          transitionHostRun(
-            this.deps,
-            run,
-            {
-              to: failed ? 'failed' : 'skipped',
-              countedFailure: failed,
-              finishedAt: clock.now(),
-              errorCode: ErrorCode.offline,
-              reason: 'host offline at dispatch',
-            },
-            { actor: SYSTEM, data: { reason: 'offline' } },
-          );
-          continue;
-        }
-        const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
-        if (gap !== undefined) {
-          failTooOld(this.deps, run, gap);
-          continue;
-        }
-        const orderId = newId('ord');
-        transitionHostRun(
-          this.deps,
-          run,
-          { to: 'dispatched', orderId, at: clock.now() },
-          { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
-        );
-        sends.push({ ...run, orderId, state: 'dispatched' });
-      }
-    });
+    await store.transaction(async () => {
+            for (const run of await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
+              if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
+                const failed = rollout.request.offline.mode === 'fail';
+                await transitionHostRun(
+                                    this.deps,
+                                    run,
+                                    {
+                                      to: failed ? 'failed' : 'skipped',
+                                      countedFailure: failed,
+                                      finishedAt: clock.now(),
+                                      errorCode: ErrorCode.offline,
+                                      reason: 'host offline at dispatch',
+                                    },
+                                    { actor: SYSTEM, data: { reason: 'offline' } },
+                                  );
+                continue;
+              }
+              const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
+              if (gap !== undefined) {
+                await failTooOld(this.deps, run, gap);
+                continue;
+              }
+              const orderId = newId('ord');
+              await transitionHostRun(
+                                this.deps,
+                                run,
+                                { to: 'dispatched', orderId, at: clock.now() },
+                                { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
+                              );
+              sends.push({ ...run, orderId, state: 'dispatched' });
+            }
+          });
     // Sent only after the commit: a crash between the two leaves a committed order that the
     // agent's reconnect (hello) picks up, never an order that was sent but not recorded.
-    const signed = sends.length > 0 ? signedApplyOf(store, rollout.id) : undefined;
+    const signed = sends.length > 0 ? await signedApplyOf(store, rollout.id) : undefined;
     if (sends.length > 0) this.deps.checkpoint?.('order:committed');
     for (const run of sends) {
       sendApply(channel, rollout, run, patch, signed);

@@ -38,7 +38,7 @@ export class AgentEnrollment {
     this.clock = options.clock ?? systemClock;
   }
 
-  createJoinToken(request: JoinTokenRequest, actor: string): JoinTokenCreated {
+  async createJoinToken(request: JoinTokenRequest, actor: string): Promise<JoinTokenCreated> {
     const { store } = this.options;
     const secret = `fpj_${randomBytes(32).toString('base64url')}`;
     const createdAt = this.isoNow();
@@ -55,55 +55,55 @@ export class AgentEnrollment {
       replace: request.replace,
       revokedAt: null,
     };
-    store.transaction(() => {
-      store.joinTokens.insert({ ...record, tokenSha256: sha256Hex(secret) });
-      store.appendEvent(
-        {
-          hostId: record.hostId,
-          actor,
-          type: 'join_token.created',
-          data: {
-            joinTokenId: record.id,
-            uses: record.maxUses,
-            expiresAt: record.expiresAt,
-            labels: record.labels,
-            replace: record.replace,
-          },
-        },
-        createdAt,
-      );
-    });
+    await store.transaction(async () => {
+            await store.joinTokens.insert({ ...record, tokenSha256: sha256Hex(secret) });
+            await store.appendEvent(
+                      {
+                        hostId: record.hostId,
+                        actor,
+                        type: 'join_token.created',
+                        data: {
+                          joinTokenId: record.id,
+                          uses: record.maxUses,
+                          expiresAt: record.expiresAt,
+                          labels: record.labels,
+                          replace: record.replace,
+                        },
+                      },
+                      createdAt,
+                    );
+          });
     return { ...this.view(record), token: secret };
   }
 
-  listJoinTokens(limit: number): JoinTokenView[] {
-    return this.options.store.joinTokens.list(limit).map((token) => this.view(token));
+  async listJoinTokens(limit: number): Promise<JoinTokenView[]> {
+    return (await this.options.store.joinTokens.list(limit)).map((token) => this.view(token));
   }
 
-  revokeJoinToken(id: string, actor: string): JoinTokenView {
+  async revokeJoinToken(id: string, actor: string): Promise<JoinTokenView> {
     const { store } = this.options;
     const at = this.isoNow();
-    const revoked = store.transaction(() => {
-      if (!store.joinTokens.get(id)) throw new FleetError(ErrorCode.notFound, `join token ${id} does not exist`);
-      if (!store.joinTokens.revoke(id, at)) return false;
-      store.appendEvent({ actor, type: 'join_token.revoked', data: { joinTokenId: id } }, at);
-      return true;
-    });
-    const token = store.joinTokens.get(id) as JoinTokenRecord;
+    const revoked = await store.transaction(async () => {
+          if (!await store.joinTokens.get(id)) throw new FleetError(ErrorCode.notFound, `join token ${id} does not exist`);
+          if (!await store.joinTokens.revoke(id, at)) return false;
+          await store.appendEvent({ actor, type: 'join_token.revoked', data: { joinTokenId: id } }, at);
+          return true;
+        });
+    const token = await store.joinTokens.get(id) as JoinTokenRecord;
     if (!revoked) throw new FleetError(ErrorCode.conflict, `join token ${id} is already revoked`, this.view(token));
     return this.view(token);
   }
 
   /** The join token behind a bearer secret, if it can still enroll someone; checked before the body is read. */
-  usableJoinToken(secret: string): JoinTokenRecord {
-    const token = this.options.store.joinTokens.bySecretHash(sha256Hex(secret));
+  async usableJoinToken(secret: string): Promise<JoinTokenRecord> {
+    const token = await this.options.store.joinTokens.bySecretHash(sha256Hex(secret));
     if (!token) throw new FleetError(ErrorCode.unauthorized, 'unknown join token');
     const state = joinTokenState(token, this.isoNow());
     if (state !== 'active') throw new FleetError(ErrorCode.unauthorized, `join token ${token.id} is ${state}`);
     return token;
   }
 
-  enroll(secret: string, request: EnrollRequest): EnrollResult {
+  async enroll(secret: string, request: EnrollRequest): Promise<EnrollResult> {
     const { store } = this.options;
     if (!verifyPayload(request.publicKey, enrollProofPayload(request.hostId, request.publicKey), request.proof)) {
       throw new FleetError(ErrorCode.validationFailed, 'proof does not verify with publicKey', {
@@ -111,40 +111,40 @@ export class AgentEnrollment {
       });
     }
     const at = this.isoNow();
-    const result = store.transaction(() => {
-      // Checked again inside the transaction: two agents racing for the last use cannot both win.
-      const token = this.usableJoinToken(secret);
-      if (token.hostId !== null && token.hostId !== request.hostId) {
-        throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
-      }
-      const existing = store.agents.get(request.hostId);
-      // A row that never held a key (registered before enrollment existed) may enroll like a new host.
-      const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
-      if (replacing && !token.replace) {
-        store.appendEvent(
-          {
-            hostId: request.hostId,
-            actor: `join-token:${token.id}`,
-            type: 'agent.enroll_refused',
-            data: { joinTokenId: token.id, reason: 'already enrolled' },
-          },
-          at,
-        );
-        return { refused: true as const, tokenId: token.id };
-      }
-      store.joinTokens.use(token.id);
-      store.agents.enroll({ id: request.hostId, publicKey: request.publicKey, labels: token.labels }, at);
-      store.appendEvent(
-        {
-          hostId: request.hostId,
-          actor: `join-token:${token.id}`,
-          type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
-          data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
-        },
-        at,
-      );
-      return { refused: false as const, labels: token.labels, replaced: replacing };
-    });
+    const result = await store.transaction(async () => {
+          // Checked again inside the transaction: two agents racing for the last use cannot both win.
+          const token = await this.usableJoinToken(secret);
+          if (token.hostId !== null && token.hostId !== request.hostId) {
+            throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
+          }
+          const existing = await store.agents.get(request.hostId);
+          // A row that never held a key (registered before enrollment existed) may enroll like a new host.
+          const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
+          if (replacing && !token.replace) {
+            await store.appendEvent(
+                        {
+                          hostId: request.hostId,
+                          actor: `join-token:${token.id}`,
+                          type: 'agent.enroll_refused',
+                          data: { joinTokenId: token.id, reason: 'already enrolled' },
+                        },
+                        at,
+                      );
+            return { refused: true as const, tokenId: token.id };
+          }
+          await store.joinTokens.use(token.id);
+          await store.agents.enroll({ id: request.hostId, publicKey: request.publicKey, labels: token.labels }, at);
+          await store.appendEvent(
+                    {
+                      hostId: request.hostId,
+                      actor: `join-token:${token.id}`,
+                      type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
+                      data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
+                    },
+                    at,
+                  );
+          return { refused: false as const, labels: token.labels, replaced: replacing };
+        });
     if (result.refused) {
       throw new FleetError(
         ErrorCode.conflict,
@@ -157,16 +157,16 @@ export class AgentEnrollment {
   }
 
   /** The agent's key stops working at once and its connection is cut; its history stays. */
-  revokeAgent(id: string, actor: string): void {
+  async revokeAgent(id: string, actor: string): Promise<void> {
     const { store } = this.options;
     const at = this.isoNow();
-    store.transaction(() => {
-      const agent = store.agents.get(id);
-      if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
-      if (agent.revokedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already revoked`);
-      store.agents.revoke(id, at);
-      store.appendEvent({ hostId: id, actor, type: 'agent.revoked' }, at);
-    });
+    await store.transaction(async () => {
+            const agent = await store.agents.get(id);
+            if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
+            if (agent.revokedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already revoked`);
+            await store.agents.revoke(id, at);
+            await store.appendEvent({ hostId: id, actor, type: 'agent.revoked' }, at);
+          });
     this.options.disconnect(id, 'agent credential revoked');
   }
 
@@ -177,43 +177,43 @@ export class AgentEnrollment {
    * the host has work in a running or paused rollout — an order out, or one still to come — unless
    * `force`: then that host times out or misses its delivery deadline like any host gone for good.
    */
-  removeAgent(id: string, actor: string, force: boolean): void {
+  async removeAgent(id: string, actor: string, force: boolean): Promise<void> {
     const { store } = this.options;
     const at = this.isoNow();
-    store.transaction(() => {
-      const agent = store.agents.get(id);
-      if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
-      if (agent.removedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already removed`);
-      const active = [
-        ...new Set(
-          store.hostRuns
-            .forHostInStates(id, [...IN_FLIGHT_HOST_STATES, 'queued', 'reverting'])
-            .filter((run) => {
-              const state = store.rollouts.get(run.rolloutId)?.state;
-              return state === 'running' || state === 'paused' || state === 'reverting';
-            })
-            .map((run) => run.rolloutId),
-        ),
-      ];
-      if (active.length > 0 && !force) {
-        throw new FleetError(
-          ErrorCode.conflict,
-          `agent ${id} has work in active rollout(s) ${active.join(', ')}: let them finish, or remove it with force`,
-          { rollouts: active },
-        );
-      }
-      if (agent.revokedAt === null) store.agents.revoke(id, at);
-      store.agents.remove(id, at);
-      store.appendEvent(
-        {
-          hostId: id,
-          actor,
-          type: 'agent.removed',
-          data: { ...(force ? { forced: true } : {}), ...(active.length > 0 ? { activeRollouts: active } : {}) },
-        },
-        at,
-      );
-    });
+    await store.transaction(async () => {
+            const agent = await store.agents.get(id);
+            if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
+            if (agent.removedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already removed`);
+            const active = [
+              ...new Set(
+                (await store.hostRuns
+                              .forHostInStates(id, [...IN_FLIGHT_HOST_STATES, 'queued', 'reverting']))
+                  .filter(async (run) => {
+                    const state = (await store.rollouts.get(run.rolloutId))?.state;
+                    return state === 'running' || state === 'paused' || state === 'reverting';
+                  })
+                  .map((run) => run.rolloutId),
+              ),
+            ];
+            if (active.length > 0 && !force) {
+              throw new FleetError(
+                ErrorCode.conflict,
+                `agent ${id} has work in active rollout(s) ${active.join(', ')}: let them finish, or remove it with force`,
+                { rollouts: active },
+              );
+            }
+            if (agent.revokedAt === null) await store.agents.revoke(id, at);
+            await store.agents.remove(id, at);
+            await store.appendEvent(
+                      {
+                        hostId: id,
+                        actor,
+                        type: 'agent.removed',
+                        data: { ...(force ? { forced: true } : {}), ...(active.length > 0 ? { activeRollouts: active } : {}) },
+                      },
+                      at,
+                    );
+          });
     this.options.disconnect(id, 'agent removed from the fleet');
   }
 

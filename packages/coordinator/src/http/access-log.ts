@@ -33,21 +33,21 @@ export const accessLog = fp<AccessLogOptions>(
       if (status < 400 && route !== undefined && POLLED_ROUTES.has(route)) request.log.debug(fields, 'request');
       else request.log.info(fields, 'request');
       metrics.requestAnswered(request.method, route, status, seconds);
-      if (status === 401 || status === 403) recordRefusal(refusals, request, status, route);
+      if (status === 401 || status === 403) await recordRefusal(refusals, request, status, route);
     });
   },
   { name: 'access-log', dependencies: ['route-access'] },
 );
 
-function recordRefusal(refusals: RefusalAudit, request: FastifyRequest, status: 401 | 403, route: string | undefined) {
+async function recordRefusal(refusals: RefusalAudit, request: FastifyRequest, status: 401 | 403, route: string | undefined) {
   try {
-    refusals.record({
-      status,
-      method: request.method,
-      route: route ?? 'unmatched',
-      remoteAddress: request.ip,
-      tokenName: request.caller?.name ?? null,
-    });
+    await refusals.record({
+            status,
+            method: request.method,
+            route: route ?? 'unmatched',
+            remoteAddress: request.ip,
+            tokenName: request.caller?.name ?? null,
+          });
   } catch (err) {
     // The refusal was answered; an audit row that cannot be written is logged, never a second error.
     request.log.error({ err }, 'could not write the security event of a refused request');

@@ -36,7 +36,7 @@ export class RefusalAudit {
     private readonly clock: Pick<Clock, 'now'>,
   ) {}
 
-  record(refusal: ApiRefusal): void {
+  async record(refusal: ApiRefusal): Promise<void> {
     const now = this.clock.now();
     if (now >= this.windowEndsAt) {
       this.windowEndsAt = now + this.limits.windowSeconds * 1000;
@@ -51,21 +51,21 @@ export class RefusalAudit {
     const suppressedBefore = this.suppressed;
     this.suppressed = 0;
     const { store } = this;
-    store.transaction(() =>
-      store.appendEvent(
-        {
-          actor: refusal.tokenName ?? 'anonymous',
-          type: API_REFUSED_EVENT,
-          data: {
-            status: refusal.status,
-            method: refusal.method,
-            route: refusal.route,
-            remoteAddress: refusal.remoteAddress,
-            suppressedBefore,
-          },
-        },
-        isoAt(this.clock),
-      ),
-    );
+    await store.transaction(async () =>
+            await store.appendEvent(
+                      {
+                        actor: refusal.tokenName ?? 'anonymous',
+                        type: API_REFUSED_EVENT,
+                        data: {
+                          status: refusal.status,
+                          method: refusal.method,
+                          route: refusal.route,
+                          remoteAddress: refusal.remoteAddress,
+                          suppressedBefore,
+                        },
+                      },
+                      isoAt(this.clock),
+                    ),
+          );
   }
 }

@@ -109,7 +109,7 @@ export class InventorySync {
   }
 
   /** Exhaustive: a new inventory message fails to compile until it is handled. */
-  onReport(agentId: string, report: InventoryReport): void {
+  async onReport(agentId: string, report: InventoryReport): Promise<void> {
     let sync = this.agents.get(agentId);
     if (!sync) {
       sync = { seq: null, full: null, unwritten: 0 };
@@ -117,23 +117,23 @@ export class InventorySync {
     }
     switch (report.type) {
       case 'inventory.summary':
-        this.onSummary(agentId, sync, report);
+        await this.onSummary(agentId, sync, report);
         return;
       case 'inventory.full':
-        this.onFull(agentId, sync, report);
+        await this.onFull(agentId, sync, report);
         return;
       case 'inventory.diff':
-        this.onDiff(agentId, sync, report);
+        await this.onDiff(agentId, sync, report);
         return;
       case 'inventory.unavailable':
-        this.accept(agentId, sync, report.seq, {
-          rows: 1,
-          write: (at) => {
-            this.options.store.inventory.markUnavailable(agentId, report.reason, at);
-            return true;
-          },
-          finishesRequest: true,
-        });
+        await this.accept(agentId, sync, report.seq, {
+                      rows: 1,
+                      write: async (at) => {
+                        await this.options.store.inventory.markUnavailable(agentId, report.reason, at);
+                        return true;
+                      },
+                      finishesRequest: true,
+                    });
         return;
       default: {
         const unreachable: never = report;
@@ -143,7 +143,7 @@ export class InventorySync {
   }
 
   /** Writes every accepted report now, in one transaction (otherwise done on the next turn of the event loop). */
-  flush(): void {
+  async flush(): Promise<void> {
     const batch = this.pending;
     this.pending = [];
     this.pendingRows = 0;
@@ -151,7 +151,7 @@ export class InventorySync {
     const at = isoAt(this.options.clock);
     let outcomes: boolean[];
     try {
-      outcomes = this.options.store.transaction(() => batch.map((item) => item.write(at)));
+      outcomes = await this.options.store.transaction(() => batch.map((item) => item.write(at)));
     } catch (err) {
       this.options.log.error({ err, reports: batch.length }, 'writing inventory reports failed; asking again');
       outcomes = batch.map(() => false);
@@ -168,11 +168,11 @@ export class InventorySync {
     });
   }
 
-  private onSummary(agentId: string, sync: AgentSync, summary: InventorySummary): void {
-    this.flush(); // compare with what is stored once everything accepted is
-    const stored = this.options.store.inventory.get(agentId);
+  private async onSummary(agentId: string, sync: AgentSync, summary: InventorySummary): Promise<void> {
+    await this.flush(); // compare with what is stored once everything accepted is
+    const stored = await this.options.store.inventory.get(agentId);
     if (stored?.state === 'reported' && stored.digest === summary.digest) {
-      this.options.store.transaction(() => this.options.store.inventory.confirm(agentId, isoAt(this.options.clock)));
+      await this.options.store.transaction(async () => await this.options.store.inventory.confirm(agentId, isoAt(this.options.clock)));
       sync.seq = summary.seq;
       this.finishRequest(agentId);
       return;
@@ -181,7 +181,7 @@ export class InventorySync {
     this.askForFull(agentId, stored ? 'the stored inventory differs from the agent’s' : 'no inventory stored yet');
   }
 
-  private onFull(agentId: string, sync: AgentSync, part: InventoryFull): void {
+  private async onFull(agentId: string, sync: AgentSync, part: InventoryFull): Promise<void> {
     sync.seq = null;
     if (part.part === 0) {
       sync.full = {
@@ -214,17 +214,17 @@ export class InventorySync {
       );
       return;
     }
-    this.accept(agentId, sync, full.seq, {
-      rows: full.packages.length,
-      write: (at) => {
-        this.options.store.inventory.replace(agentId, full.packages, digest, at);
-        return true;
-      },
-      finishesRequest: true,
-    });
+    await this.accept(agentId, sync, full.seq, {
+            rows: full.packages.length,
+            write: async (at) => {
+              await this.options.store.inventory.replace(agentId, full.packages, digest, at);
+              return true;
+            },
+            finishesRequest: true,
+          });
   }
 
-  private onDiff(agentId: string, sync: AgentSync, diff: InventoryDiff): void {
+  private async onDiff(agentId: string, sync: AgentSync, diff: InventoryDiff): Promise<void> {
     if (sync.seq === null || diff.seq !== sync.seq + 1) {
       const expected = sync.seq === null ? 'none before a summary or full inventory' : sync.seq + 1;
       sync.seq = null;
@@ -234,29 +234,29 @@ export class InventorySync {
       this.askForFull(agentId, 'an inventory diff was missed');
       return;
     }
-    this.accept(agentId, sync, diff.seq, {
-      rows: diff.changed.length + diff.removed.length,
-      // Checked against what is stored after it: a diff applied to a copy that was not the agent's is caught.
-      write: (at) => this.options.store.inventory.applyDiff(agentId, diff, at) === diff.digest,
-      finishesRequest: false,
-    });
+    await this.accept(agentId, sync, diff.seq, {
+            rows: diff.changed.length + diff.removed.length,
+            // Checked against what is stored after it: a diff applied to a copy that was not the agent's is caught.
+            write: async (at) => await this.options.store.inventory.applyDiff(agentId, diff, at) === diff.digest,
+            finishesRequest: false,
+          });
   }
 
   /** The report follows what is accepted so far: it is the agent's state at `seq` once written. */
-  private accept(agentId: string, sync: AgentSync, seq: number, write: Omit<PendingWrite, 'agentId' | 'sync'>): void {
+  private async accept(agentId: string, sync: AgentSync, seq: number, write: Omit<PendingWrite, 'agentId' | 'sync'>): Promise<void> {
     sync.seq = seq;
     sync.unwritten += 1;
     this.pending.push({ agentId, sync, ...write });
     this.pendingRows += write.rows;
     if (this.pendingRows >= MAX_BATCH_ROWS) {
-      this.flush();
+      await this.flush();
       return;
     }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => {
+    setImmediate(async () => {
       this.flushScheduled = false;
-      this.flush();
+      await this.flush();
     });
   }
 

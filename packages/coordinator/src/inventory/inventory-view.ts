@@ -29,10 +29,10 @@ export class InventoryView {
     private readonly clock: Pick<Clock, 'now'>,
   ) {}
 
-  versions(query: PackagesQuery): PackageVersions {
-    const versions = this.store.inventory.versions(
-      query.name !== undefined ? { name: query.name } : { source: query.source as string },
-    );
+  async versions(query: PackagesQuery): Promise<PackageVersions> {
+    const versions = await this.store.inventory.versions(
+          query.name !== undefined ? { name: query.name } : { source: query.source as string },
+        );
     versions.sort(
       (a, b) =>
         cmp(a.name, b.name) ||
@@ -43,14 +43,14 @@ export class InventoryView {
     return {
       query: query.name !== undefined ? { name: query.name } : { source: query.source as string },
       versions,
-      hostsWithInventory: this.store.inventory.countReported(),
+      hostsWithInventory: await this.store.inventory.countReported(),
     };
   }
 
-  hostPackages(hostId: string): HostPackages {
-    const agent = this.store.agents.get(hostId);
+  async hostPackages(hostId: string): Promise<HostPackages> {
+    const agent = await this.store.agents.get(hostId);
     if (!agent) throw new FleetError(ErrorCode.notFound, `host ${hostId} is not registered`);
-    const record = this.store.inventory.get(hostId);
+    const record = await this.store.inventory.get(hostId);
     const online = this.live.isOnline(hostId);
     const inventory: HostInventoryStatus = record
       ? {
@@ -62,13 +62,13 @@ export class InventoryView {
           packageCount: record.packageCount,
         }
       : { state: 'none', current: false, reason: null, reportedAt: null, confirmedAt: null, packageCount: 0 };
-    const packages = this.store.inventory.packagesOf(hostId);
+    const packages = await this.store.inventory.packagesOf(hostId);
     packages.sort((a, b) => cmp(packageKey(a), packageKey(b)));
     return { hostId, online, inventory, packages };
   }
 
-  compliance(query: ComplianceQuery): ComplianceReport {
-    const states = this.store.inventory.hostStates();
+  async compliance(query: ComplianceQuery): Promise<ComplianceReport> {
+    const states = await this.store.inventory.hostStates();
     return complianceReport(
       {
         source: query.source,
@@ -87,7 +87,7 @@ export class InventoryView {
         inventories: new Map(
           states.flatMap((state) => (state.inventory ? [[state.hostId, state.inventory] as const] : [])),
         ),
-        binaries: this.store.inventory.binariesOfSource(query.source),
+        binaries: await this.store.inventory.binariesOfSource(query.source),
         now: this.clock.now(),
       },
       query.status,

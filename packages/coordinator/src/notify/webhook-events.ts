@@ -13,7 +13,7 @@ export const WEBHOOK_FAILED_EVENT = 'webhook.failed';
  * - `rollout.finished`: a rollout reached a final state (succeeded, halted, aborted, reverted, …).
  * Each carries the patch and the path of its change record (`GET` it for the Markdown).
  */
-export function webhookEventsFor(store: Store, event: EventRecord): WebhookEvent[] {
+export async function webhookEventsFor(store: Store, event: EventRecord): Promise<WebhookEvent[]> {
   if (event.rolloutId === null || event.type.startsWith('webhook.')) return [];
   const rolloutId = event.rolloutId;
   const events: WebhookEvent[] = [
@@ -31,8 +31,8 @@ export function webhookEventsFor(store: Store, event: EventRecord): WebhookEvent
       },
     },
   ];
-  const summary = (type: string, data: Record<string, unknown>) => {
-    const rollout = store.rollouts.get(rolloutId);
+  const summary = async (type: string, data: Record<string, unknown>) => {
+    const rollout = await store.rollouts.get(rolloutId);
     if (!rollout) return;
     events.push({
       type,
@@ -47,15 +47,15 @@ export function webhookEventsFor(store: Store, event: EventRecord): WebhookEvent
     });
   };
   if (event.type === 'rollout.scheduled' && event.data?.reason === 'approved') {
-    summary('patch.approved', { approvers: store.rollouts.approvals(rolloutId).map((a) => a.approver) });
+    await summary('patch.approved', { approvers: (await store.rollouts.approvals(rolloutId)).map((a) => a.approver) });
   }
   if (event.toState !== null && FINAL_ROLLOUT_STATES.has(event.toState as RolloutState)) {
-    const rollout = store.rollouts.get(rolloutId);
-    summary('rollout.finished', {
-      state: event.toState,
-      reason: event.data?.reason ?? null,
-      hostCount: rollout?.hostCount ?? 0,
-    });
+    const rollout = await store.rollouts.get(rolloutId);
+    await summary('rollout.finished', {
+            state: event.toState,
+            reason: event.data?.reason ?? null,
+            hostCount: rollout?.hostCount ?? 0,
+          });
   }
   return events;
 }

@@ -20,11 +20,11 @@ import { historyEntries } from './patch-history.js';
  * reverted since), how it is taken back, the risk, and what would trigger a rollback — read from the
  * patch's health checks and its rollouts' analyses and revert scopes, never typed by hand.
  */
-export function changeRecordView(
+export async function changeRecordView(
   store: Store,
   patch: Patch,
   options: { policy: PromotionConfig | undefined; required: readonly ChangeRecordField[] },
-): ChangeRecordView {
+): Promise<ChangeRecordView> {
   const record = patch.record;
   return {
     patch: {
@@ -42,7 +42,7 @@ export function changeRecordView(
       revertable: isRevertable(patch.change),
     },
     validation: record?.validation ?? [],
-    validatedBy: historyEntries(store, patch.contentDigest, options.policy)
+    validatedBy: (await historyEntries(store, patch.contentDigest, options.policy))
       .filter((entry) => entry.rollout.state === 'succeeded' && !entry.rollout.reverted)
       .map((entry) => ({
         ...entry.rollout,
@@ -50,18 +50,18 @@ export function changeRecordView(
       })),
     rollbackPlan: record?.rollbackPlan ?? null,
     risk: record?.risk ?? null,
-    rollbackTriggers: rollbackTriggers(store, patch),
+    rollbackTriggers: await rollbackTriggers(store, patch),
     missing: missingRecordFields(record, options.required),
   };
 }
 
-function rollbackTriggers(store: Store, patch: Patch): RollbackTrigger[] {
+async function rollbackTriggers(store: Store, patch: Patch): Promise<RollbackTrigger[]> {
   const { health } = patch;
   const triggers: RollbackTrigger[] = health.checks.map((check) => ({
     source: 'health',
     description: `${describeCheck(check)} must pass on each host within ${health.healthyDeadlineSeconds} s of apply${health.minHealthySeconds > 0 ? `, held ${health.minHealthySeconds} s` : ''}`,
   }));
-  for (const rollout of store.rollouts.ofPatches([patch.id])) {
+  for (const rollout of await store.rollouts.ofPatches([patch.id])) {
     for (const analysis of rollout.request.analyses) {
       triggers.push({ source: 'analysis', rolloutId: rollout.id, description: describeAnalysis(analysis) });
     }

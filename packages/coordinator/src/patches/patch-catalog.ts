@@ -32,7 +32,7 @@ export class PatchCatalog {
     private readonly options: PatchCatalogOptions = {},
   ) {}
 
-  create(spec: NewPatch, actor: string): Patch {
+  async create(spec: NewPatch, actor: string): Promise<Patch> {
     const { store } = this;
     const patch: Patch = {
       ...spec,
@@ -41,41 +41,41 @@ export class PatchCatalog {
       createdAt: isoAt(this.clock),
       contentDigest: patchContentDigest(patchSpecOf(spec)),
     };
-    store.transaction(() => {
-      store.patches.insert(patch);
-      store.appendEvent(
-        {
-          actor,
-          type: 'patch.created',
-          data: { patchId: patch.id, title: patch.title, contentDigest: patch.contentDigest },
-        },
-        patch.createdAt,
-      );
-    });
+    await store.transaction(async () => {
+            await store.patches.insert(patch);
+            await store.appendEvent(
+                      {
+                        actor,
+                        type: 'patch.created',
+                        data: { patchId: patch.id, title: patch.title, contentDigest: patch.contentDigest },
+                      },
+                      patch.createdAt,
+                    );
+          });
     return patch;
   }
 
   /** The newest `limit` patches, newest first. */
-  list(limit: number): Patch[] {
-    return this.store.patches.list(limit);
+  async list(limit: number): Promise<Patch[]> {
+    return await this.store.patches.list(limit);
   }
 
-  get(id: string): Patch {
-    const patch = this.store.patches.get(id);
+  async get(id: string): Promise<Patch> {
+    const patch = await this.store.patches.get(id);
     if (!patch) throw new FleetError(ErrorCode.notFound, `patch ${id} does not exist`);
     return patch;
   }
 
   /** The path of the patch's content through the environments. */
-  history(id: string): PatchHistory {
-    return patchHistory(this.store, this.get(id), this.options.promotion);
+  async history(id: string): Promise<PatchHistory> {
+    return await patchHistory(this.store, await this.get(id), this.options.promotion);
   }
 
   /** The change request: the record with its evidence and triggers filled in. */
-  record(id: string): ChangeRecordView {
-    return changeRecordView(this.store, this.get(id), {
-      policy: this.options.promotion,
-      required: this.options.requiredRecordFields ?? [],
-    });
+  async record(id: string): Promise<ChangeRecordView> {
+    return await changeRecordView(this.store, await this.get(id), {
+          policy: this.options.promotion,
+          required: this.options.requiredRecordFields ?? [],
+        });
   }
 }

@@ -19,25 +19,25 @@ export interface HistoryEntry {
  * the environments its start recorded, or — started before there was a promotion order — its hosts'
  * labels now.
  */
-export function historyEntries(
+export async function historyEntries(
   store: Store,
   contentDigest: string,
   policy: PromotionConfig | undefined,
-): HistoryEntry[] {
+): Promise<HistoryEntry[]> {
   const label = policy?.label ?? DEFAULT_LABEL;
-  const labels = new Map(store.agents.list().map((agent) => [agent.id, agent.labels]));
-  return store.rollouts
-    .ofPatches(store.patches.idsWithDigest(contentDigest))
+  const labels = new Map((await store.agents.list()).map((agent) => [agent.id, agent.labels]));
+  return (await store.rollouts
+      .ofPatches(await store.patches.idsWithDigest(contentDigest)))
     .filter((rollout) => rollout.startedAt !== null)
-    .map((rollout) => {
-      const decision = store.rollouts.promotion(rollout.id);
+    .map(async (rollout) => {
+      const decision = await store.rollouts.promotion(rollout.id);
       let environments: (string | null)[];
       if (decision && decision.label === label) {
         environments = decision.environments.map((entry) => entry.env);
         if (decision.unlabeled > 0) environments.push(null);
       } else {
         const seen = new Set<string | null>();
-        for (const run of store.hostRuns.forRollout(rollout.id)) {
+        for (const run of await store.hostRuns.forRollout(rollout.id)) {
           const hostLabels = labels.get(run.hostId) ?? {};
           seen.add(policy ? envOrNull(environmentOf(hostLabels, policy)) : (hostLabels[label] ?? null));
         }
@@ -54,8 +54,8 @@ export function historyEntries(
           finishedAt: rollout.finishedAt,
           reverted:
             REVERTED_STATES.has(rollout.state) ||
-            store.hostRuns.forRollout(rollout.id).some((run) => REVERTED_STATES.has(run.state)) ||
-            (rollout.finishedAt !== null && store.rollouts.revertedSince(rollout.id, rollout.finishedAt)),
+            (await store.hostRuns.forRollout(rollout.id)).some((run) => REVERTED_STATES.has(run.state)) ||
+            (rollout.finishedAt !== null && await store.rollouts.revertedSince(rollout.id, rollout.finishedAt)),
           overridden: (decision?.override ?? null) !== null,
         },
       };
@@ -67,12 +67,12 @@ function envOrNull(host: { env: string; labeled: boolean }): string | null {
 }
 
 /** `GET /v1/patches/:id/history`: rollouts by environment, in promotion order, then others, then unlabelled. */
-export function patchHistory(
+export async function patchHistory(
   store: Store,
   patch: { id: string; contentDigest: string },
   policy: PromotionConfig | undefined,
-): PatchHistory {
-  const entries = historyEntries(store, patch.contentDigest, policy);
+): Promise<PatchHistory> {
+  const entries = await historyEntries(store, patch.contentDigest, policy);
   const seen = new Set(entries.flatMap((entry) => entry.environments));
   const order = policy?.order ?? [];
   const others = [...seen].filter((env): env is string => env !== null && !order.includes(env)).sort();

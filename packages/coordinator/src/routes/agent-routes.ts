@@ -37,8 +37,8 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => ({
-      agents: store.agents
-        .list()
+      agents: (await store.agents
+                .list())
         .filter((agent) => request.query.removed === 'true' || agent.removedAt === null)
         .map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
     }),
@@ -57,9 +57,9 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      const agent = store.agents.get(request.params.id);
+      const agent = await store.agents.get(request.params.id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not registered`);
-      const hostRuns = store.hostRuns.recentForHost(agent.id, request.query.limit).map((run) => ({
+      const hostRuns = (await store.hostRuns.recentForHost(agent.id, request.query.limit)).map((run) => ({
         rolloutId: run.rolloutId,
         wave: run.wave,
         state: run.state,
@@ -97,8 +97,8 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      enrollment.removeAgent(request.params.id, callerOf(request).name, request.query.force === 'true');
-      const agent = store.agents.get(request.params.id);
+      await enrollment.removeAgent(request.params.id, callerOf(request).name, request.query.force === 'true');
+      const agent = await store.agents.get(request.params.id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not known`);
       return { ...agent, online: hub.isOnline(agent.id) };
     },
@@ -116,8 +116,8 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      enrollment.revokeAgent(request.params.id, callerOf(request).name);
-      const agent = store.agents.get(request.params.id);
+      await enrollment.revokeAgent(request.params.id, callerOf(request).name);
+      const agent = await store.agents.get(request.params.id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not known`);
       return { ...agent, online: hub.isOnline(agent.id) };
     },

@@ -36,7 +36,7 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      return reply.status(201).send(enrollment.createJoinToken(request.body, callerOf(request).name));
+      return reply.status(201).send(await enrollment.createJoinToken(request.body, callerOf(request).name));
     },
   );
 
@@ -52,7 +52,7 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      return { joinTokens: enrollment.listJoinTokens(request.query.limit) };
+      return { joinTokens: await enrollment.listJoinTokens(request.query.limit) };
     },
   );
 
@@ -68,7 +68,7 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      return enrollment.revokeJoinToken(request.params.id, callerOf(request).name);
+      return await enrollment.revokeJoinToken(request.params.id, callerOf(request).name);
     },
   );
 
@@ -80,7 +80,7 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { access: 'self-authenticating' },
       onRequest: async (request) => {
         try {
-          enrollment.usableJoinToken(bearer(request));
+          await enrollment.usableJoinToken(bearer(request));
         } catch (err) {
           authFailures.recordFailure(request.ip);
           request.log.warn(
@@ -99,7 +99,7 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request, reply) => {
       let result: ReturnType<typeof enrollment.enroll>;
       try {
-        result = enrollment.enroll(bearer(request), request.body);
+        result = await enrollment.enroll(bearer(request), request.body);
       } catch (err) {
         // A join token holder retrying a refused enrollment (a host already enrolled, another host,
         // a bad proof) is throttled like a wrong token: each refusal is an audit row, so it must not

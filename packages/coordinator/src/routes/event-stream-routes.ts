@@ -51,7 +51,7 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
     },
     async (request, reply) => {
       const rolloutId = request.params.id;
-      view.assertExists(rolloutId); // 404 before the stream opens
+      await view.assertExists(rolloutId); // 404 before the stream opens
       const address = request.ip;
       const fromAddress = perAddress.get(address) ?? 0;
       if (open.size >= limits.maxOpen || fromAddress >= limits.maxPerAddress) {
@@ -152,7 +152,7 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
       };
       // The backlog goes out at the reader's pace: one page after the other, waiting for the socket.
       for (;;) {
-        const page = store.events(rolloutId, after, 500);
+        const page = await store.events(rolloutId, after, 500);
         for (const event of page) if (!send(event)) await drained();
         if (page.length < 500 || cleaned || res.destroyed) break;
       }

@@ -25,7 +25,7 @@ export const packageRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: PackageVersionsSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => inventory.versions(request.query),
+    async (request) => await inventory.versions(request.query),
   );
 
   app.get(
@@ -39,7 +39,7 @@ export const packageRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: HostPackagesSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => inventory.hostPackages(request.params.id),
+    async (request) => await inventory.hostPackages(request.params.id),
   );
 
   app.get(
@@ -52,6 +52,6 @@ export const packageRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: ComplianceReportSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => inventory.compliance(request.query),
+    async (request) => await inventory.compliance(request.query),
   );
 };

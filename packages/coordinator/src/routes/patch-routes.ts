@@ -29,7 +29,7 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      return reply.status(201).send(patches.create(request.body, callerOf(request).name));
+      return reply.status(201).send(await patches.create(request.body, callerOf(request).name));
     },
   );
 
@@ -44,7 +44,7 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: PatchListSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => ({ patches: patches.list(request.query.limit) }),
+    async (request) => ({ patches: await patches.list(request.query.limit) }),
   );
 
   app.get(
@@ -57,7 +57,7 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: PatchSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => patches.get(request.params.id),
+    async (request) => await patches.get(request.params.id),
   );
 
   // The path of the patch's content (any patch with its digest) through the promotion order.
@@ -71,7 +71,7 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: PatchHistorySchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => patches.history(request.params.id),
+    async (request) => await patches.history(request.params.id),
   );
 
   // The change request for a change-management system: JSON, or Markdown with `Accept: text/markdown`
@@ -88,7 +88,7 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      const view = patches.record(request.params.id);
+      const view = await patches.record(request.params.id);
       const format = request.query.format ?? (wantsMarkdown(request.headers.accept) ? 'md' : 'json');
       if (format === 'json') return view;
       return reply

@@ -67,8 +67,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request, reply) => {
       const caller = callerOf(request);
-      const rollout = engine.create(request.body, caller.name);
-      return reply.status(201).send(view.status(rollout.id));
+      const rollout = await engine.create(request.body, caller.name);
+      return reply.status(201).send(await view.status(rollout.id));
     },
   );
 
@@ -83,7 +83,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: RolloutListSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => ({ rollouts: view.list(request.query.limit) }),
+    async (request) => ({ rollouts: await view.list(request.query.limit) }),
   );
 
   app.get(
@@ -96,7 +96,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
         response: Status,
       },
     },
-    async (request) => view.status(request.params.id),
+    async (request) => await view.status(request.params.id),
   );
 
   // At fleet scale: counts per wave and state (a few hundred bytes whatever the size), and the hosts paged.
@@ -110,7 +110,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: RolloutSummarySchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => view.summary(request.params.id),
+    async (request) => await view.summary(request.params.id),
   );
 
   app.get(
@@ -131,7 +131,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: RolloutHostPageSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => view.hostPage(request.params.id, request.query),
+    async (request) => await view.hostPage(request.params.id, request.query),
   );
 
   app.get(
@@ -144,7 +144,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: RolloutPlanSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => view.plan(request.params.id),
+    async (request) => await view.plan(request.params.id),
   );
 
   // Dry run: every target agent checks the preconditions and says what it would do; nothing changes on
@@ -181,8 +181,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const caller = callerOf(request);
-      engine.approve(request.params.id, caller.name, request.body ?? undefined);
-      return view.status(request.params.id);
+      await engine.approve(request.params.id, caller.name, request.body ?? undefined);
+      return await view.status(request.params.id);
     },
   );
 
@@ -199,8 +199,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      engine.attachStatement(request.params.id, request.body, callerOf(request).name);
-      return view.status(request.params.id);
+      await engine.attachStatement(request.params.id, request.body, callerOf(request).name);
+      return await view.status(request.params.id);
     },
   );
 
@@ -217,8 +217,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      engine.signRevert(request.params.id, request.body, callerOf(request).name);
-      return view.status(request.params.id);
+      await engine.signRevert(request.params.id, request.body, callerOf(request).name);
+      return await view.status(request.params.id);
     },
   );
 
@@ -245,40 +245,40 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
           { field: 'body.overridePromotion' },
         );
       }
-      engine.start(request.params.id, caller.name, override ? { overridePromotion: override } : {});
-      return view.status(request.params.id);
+      await engine.start(request.params.id, caller.name, override ? { overridePromotion: override } : {});
+      return await view.status(request.params.id);
     },
   );
 
   // Each verb: what it does to the rollout, and how the API document names and sums it up.
   const verbs = {
     submit: {
-      act: (id: string, actor: string) => engine.submit(id, actor),
+      act: async (id: string, actor: string) => await engine.submit(id, actor),
       operationId: 'submitRollout',
       summary: 'Submit a draft for approval',
     },
     pause: {
-      act: (id: string, actor: string) => engine.pause(id, actor),
+      act: async (id: string, actor: string) => await engine.pause(id, actor),
       operationId: 'pauseRollout',
       summary: 'Pause: in-flight hosts finish, no new ones',
     },
     resume: {
-      act: (id: string, actor: string) => engine.resume(id, actor),
+      act: async (id: string, actor: string) => await engine.resume(id, actor),
       operationId: 'resumeRollout',
       summary: 'Resume a paused rollout',
     },
     retry: {
-      act: (id: string, actor: string) => engine.retry(id, actor),
+      act: async (id: string, actor: string) => await engine.retry(id, actor),
       operationId: 'retryRollout',
       summary: 'Retry a halted rollout from its failed wave',
     },
     promote: {
-      act: (id: string, actor: string) => engine.promote(id, actor),
+      act: async (id: string, actor: string) => await engine.promote(id, actor),
       operationId: 'promoteRollout',
       summary: 'End the current bake now',
     },
     revert: {
-      act: (id: string, actor: string) => engine.revert(id, actor),
+      act: async (id: string, actor: string) => await engine.revert(id, actor),
       operationId: 'revertRollout',
       summary: 'Revert every changed host of the rollout',
     },
@@ -298,7 +298,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       async (request) => {
         const caller = callerOf(request);
         act(request.params.id, caller.name);
-        return view.status(request.params.id);
+        return await view.status(request.params.id);
       },
     );
   }
@@ -316,8 +316,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const caller = callerOf(request);
-      engine.abort(request.params.id, caller.name, request.body?.reason ?? null);
-      return view.status(request.params.id);
+      await engine.abort(request.params.id, caller.name, request.body?.reason ?? null);
+      return await view.status(request.params.id);
     },
   );
 
@@ -334,8 +334,8 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
     },
     async (request) => {
       const caller = callerOf(request);
-      engine.revertHost(request.params.id, request.params.hostId, caller.name);
-      return view.status(request.params.id);
+      await engine.revertHost(request.params.id, request.params.hostId, caller.name);
+      return await view.status(request.params.id);
     },
   );
 
@@ -352,9 +352,9 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => {
-      view.assertExists(request.params.id); // 404 for an unknown rollout
+      await view.assertExists(request.params.id); // 404 for an unknown rollout
       return toEventPage(
-        store.events(request.params.id, request.query.after, request.query.limit),
+        await store.events(request.params.id, request.query.after, request.query.limit),
         request.query.limit,
       );
     },

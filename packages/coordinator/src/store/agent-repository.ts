@@ -63,29 +63,29 @@ export class AgentRepository {
    * Creates the agent, or gives an existing one a new key (the old one stops working at once). A
    * re-enrolled host keeps its fixed labels; the join token's labels are laid over them.
    */
-  enroll(agent: { id: string; publicKey: string; labels: Record<string, string> }, at: string): void {
+  async enroll(agent: { id: string; publicKey: string; labels: Record<string, string> }, at: string): Promise<void> {
     this.statements.enroll.run({ ...agent, labels: JSON.stringify(agent.labels), at });
   }
 
-  get(id: string): AgentRecord | undefined {
+  async get(id: string): Promise<AgentRecord | undefined> {
     const row = this.statements.byId.get(id) as AgentRow | undefined;
     return row && toRecord(row);
   }
 
   /** The key this agent proves possession of on connect; undefined when unknown or revoked. */
-  publicKeyOf(id: string): string | undefined {
+  async publicKeyOf(id: string): Promise<string | undefined> {
     return (this.statements.publicKey.get(id) as string | null | undefined) ?? undefined;
   }
 
-  list(): AgentRecord[] {
+  async list(): Promise<AgentRecord[]> {
     return (this.statements.all.all() as AgentRow[]).map(toRecord);
   }
 
-  recordHello(
+  async recordHello(
     id: string,
     hello: { labels: Record<string, string>; facts: Facts; agentVersion: string },
     at: string,
-  ): void {
+  ): Promise<void> {
     this.statements.hello.run({
       id,
       labels: JSON.stringify(hello.labels),
@@ -95,16 +95,16 @@ export class AgentRepository {
     });
   }
 
-  revoke(id: string, at: string): void {
+  async revoke(id: string, at: string): Promise<void> {
     this.statements.revoke.run({ id, at });
   }
 
   /** Takes the agent out of the fleet (its key is revoked separately); the row and its history stay. */
-  remove(id: string, at: string): void {
+  async remove(id: string, at: string): Promise<void> {
     this.statements.remove.run({ id, at });
   }
 
-  recordSeen(id: string, at: string): void {
+  async recordSeen(id: string, at: string): Promise<void> {
     this.statements.seen.run({ id, at });
   }
 }

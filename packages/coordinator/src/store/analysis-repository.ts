@@ -133,38 +133,38 @@ export class AnalysisRepository {
     };
   }
 
-  get(rolloutId: string, wave: number, name: string): AnalysisRunRecord | undefined {
+  async get(rolloutId: string, wave: number, name: string): Promise<AnalysisRunRecord | undefined> {
     const row = this.statements.get.get(rolloutId, wave, name) as RunRow | undefined;
     return row ? toRun(row) : undefined;
   }
 
   /** The run of `name` on `wave`, started now if there is none yet. */
-  getOrStart(rolloutId: string, wave: number, name: string, now: number): AnalysisRunRecord {
-    const existing = this.get(rolloutId, wave, name);
+  async getOrStart(rolloutId: string, wave: number, name: string, now: number): Promise<AnalysisRunRecord> {
+    const existing = await this.get(rolloutId, wave, name);
     if (existing) return existing;
     this.statements.start.run(rolloutId, wave, name, now);
-    return this.get(rolloutId, wave, name) as AnalysisRunRecord;
+    return await this.get(rolloutId, wave, name) as AnalysisRunRecord;
   }
 
-  forRollout(rolloutId: string): AnalysisRunRecord[] {
+  async forRollout(rolloutId: string): Promise<AnalysisRunRecord[]> {
     return (this.statements.forRollout.all(rolloutId) as RunRow[]).map(toRun);
   }
 
-  forWave(rolloutId: string, wave: number): AnalysisRunRecord[] {
+  async forWave(rolloutId: string, wave: number): Promise<AnalysisRunRecord[]> {
     return (this.statements.forWave.all(rolloutId, wave) as RunRow[]).map(toRun);
   }
 
   /** A retry runs waves from `wave` on again: their analyses start a new attempt, from scratch. */
-  restartFrom(rolloutId: string, wave: number, now: number): void {
+  async restartFrom(rolloutId: string, wave: number, now: number): Promise<void> {
     this.statements.restartFrom.run({ rolloutId, wave, now });
   }
 
   /** Writes the run's counters, unless another attempt has begun meanwhile (then returns false). */
-  update(run: AnalysisRunRecord): boolean {
+  async update(run: AnalysisRunRecord): Promise<boolean> {
     return this.statements.update.run({ ...run }).changes === 1;
   }
 
-  addMeasurement(measurement: MeasurementRecord): void {
+  async addMeasurement(measurement: MeasurementRecord): Promise<void> {
     this.statements.measure.run({
       ...measurement,
       value: finiteOrNull(measurement.value),
@@ -174,7 +174,7 @@ export class AnalysisRepository {
   }
 
   /** The last `limit` measurements of a run's attempt, oldest first. */
-  latest(run: Pick<AnalysisRunRecord, 'rolloutId' | 'wave' | 'name' | 'attempt'>, limit: number): MeasurementRecord[] {
+  async latest(run: Pick<AnalysisRunRecord, 'rolloutId' | 'wave' | 'name' | 'attempt'>, limit: number): Promise<MeasurementRecord[]> {
     return (this.statements.latest.all(run.rolloutId, run.wave, run.name, run.attempt, limit) as MeasurementRow[]).map(
       toMeasurement,
     );

@@ -41,7 +41,7 @@ export class EventRepository {
     };
   }
 
-  append(event: NewEvent, at: string): EventRecord {
+  async append(event: NewEvent, at: string): Promise<EventRecord> {
     const record = {
       rolloutId: event.rolloutId ?? null,
       hostId: event.hostId ?? null,
@@ -57,18 +57,18 @@ export class EventRepository {
   }
 
   /** The latest of `states` the rollout moved to, by its transition events; undefined when none. */
-  lastToState(rolloutId: string, states: readonly string[]): string | undefined {
+  async lastToState(rolloutId: string, states: readonly string[]): Promise<string | undefined> {
     const row = this.statements.lastToState.get(rolloutId, JSON.stringify(states)) as { to_state: string } | undefined;
     return row?.to_state;
   }
 
   /** Events of one rollout after `afterSeq`, oldest first. */
-  page(rolloutId: string, afterSeq: number, limit: number): EventRecord[] {
+  async page(rolloutId: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
     return (this.statements.forRollout.all(rolloutId, afterSeq, limit) as EventRow[]).map(toRecord);
   }
 
   /** Every event after `afterSeq` — rollouts, patches, agents — oldest first. */
-  pageAll(afterSeq: number, limit: number): EventRecord[] {
+  async pageAll(afterSeq: number, limit: number): Promise<EventRecord[]> {
     return (this.statements.all.all(afterSeq, limit) as EventRow[]).map(toRecord);
   }
 }

@@ -210,51 +210,51 @@ export class HostRunRepository {
     };
   }
 
-  insert(run: { rolloutId: string; hostId: string; wave: number; position: number }): void {
+  async insert(run: { rolloutId: string; hostId: string; wave: number; position: number }): Promise<void> {
     this.statements.insert.run(run);
   }
 
-  forRollout(rolloutId: string): HostRunRecord[] {
+  async forRollout(rolloutId: string): Promise<HostRunRecord[]> {
     return (this.statements.forRollout.all(rolloutId) as HostRunRow[]).map(toRecord);
   }
 
-  forWave(rolloutId: string, wave: number): HostRunRecord[] {
+  async forWave(rolloutId: string, wave: number): Promise<HostRunRecord[]> {
     return (this.statements.forWave.all(rolloutId, wave) as HostRunRow[]).map(toRecord);
   }
 
-  get(rolloutId: string, hostId: string): HostRunRecord | undefined {
+  async get(rolloutId: string, hostId: string): Promise<HostRunRecord | undefined> {
     const row = this.statements.get.get(rolloutId, hostId) as HostRunRow | undefined;
     return row && toRecord(row);
   }
 
-  byOrderId(orderId: string): HostRunRecord | undefined {
+  async byOrderId(orderId: string): Promise<HostRunRecord | undefined> {
     const row = this.statements.byOrder.get(orderId) as HostRunRow | undefined;
     return row && toRecord(row);
   }
 
-  byRevertOrderId(orderId: string): HostRunRecord | undefined {
+  async byRevertOrderId(orderId: string): Promise<HostRunRecord | undefined> {
     const row = this.statements.byRevertOrder.get(orderId) as HostRunRow | undefined;
     return row && toRecord(row);
   }
 
   /** Host runs of one wave, counted by state (index on (rollout_id, wave, state)). */
-  countByState(rolloutId: string, wave: number): Map<HostRunState, number> {
+  async countByState(rolloutId: string, wave: number): Promise<Map<HostRunState, number>> {
     const rows = this.statements.countByState.all(rolloutId, wave) as { state: HostRunState; n: number }[];
     return new Map(rows.map((row) => [row.state, row.n]));
   }
 
   /** Every host run of a rollout counted by wave and state, without reading one host row. */
-  countByWaveAndState(rolloutId: string): { wave: number; state: HostRunState; n: number }[] {
+  async countByWaveAndState(rolloutId: string): Promise<{ wave: number; state: HostRunState; n: number }[]> {
     return this.statements.countByWaveAndState.all(rolloutId) as { wave: number; state: HostRunState; n: number }[];
   }
 
   /** The first `limit` host runs counted as failures, by wave and position. */
-  firstFailures(rolloutId: string, limit: number): HostRunRecord[] {
+  async firstFailures(rolloutId: string, limit: number): Promise<HostRunRecord[]> {
     return (this.statements.firstFailures.all(rolloutId, limit) as HostRunRow[]).map(toRecord);
   }
 
   /** At most `limit` host runs after `after` (by wave, then position), optionally in one state or wave. */
-  page(rolloutId: string, filter: HostRunPageFilter): HostRunRecord[] {
+  async page(rolloutId: string, filter: HostRunPageFilter): Promise<HostRunRecord[]> {
     const rows = this.statements.page.all({
       rolloutId,
       state: filter.state ?? null,
@@ -270,7 +270,7 @@ export class HostRunRepository {
    * Host runs of a rollout in one of `states`, counted by state, through the state index: the revert
    * runner asks after every burst of results, and must not count every host of a large rollout to do it.
    */
-  countInStates(rolloutId: string, states: readonly HostRunState[]): Map<HostRunState, number> {
+  async countInStates(rolloutId: string, states: readonly HostRunState[]): Promise<Map<HostRunState, number>> {
     const rows = this.statements.countInStates.all(JSON.stringify(states), rolloutId) as {
       state: HostRunState;
       n: number;
@@ -278,16 +278,16 @@ export class HostRunRepository {
     return new Map(rows.map((row) => [row.state, row.n]));
   }
 
-  nextQueued(rolloutId: string, wave: number, limit: number): HostRunRecord[] {
+  async nextQueued(rolloutId: string, wave: number, limit: number): Promise<HostRunRecord[]> {
     return (this.statements.nextQueued.all(rolloutId, wave, limit) as HostRunRow[]).map(toRecord);
   }
 
-  inStates(rolloutId: string, states: readonly HostRunState[]): HostRunRecord[] {
+  async inStates(rolloutId: string, states: readonly HostRunState[]): Promise<HostRunRecord[]> {
     return (this.statements.inStates.all(rolloutId, JSON.stringify(states)) as HostRunRow[]).map(toRecord);
   }
 
   /** Dispatched host runs in one of `states`, across all rollouts (index on state). */
-  inStatesEverywhere(states: readonly HostRunState[]): HostRunRecord[] {
+  async inStatesEverywhere(states: readonly HostRunState[]): Promise<HostRunRecord[]> {
     return (this.statements.inStatesEverywhere.all(JSON.stringify(states)) as HostRunRow[]).map(toRecord);
   }
 
@@ -296,33 +296,33 @@ export class HostRunRepository {
    * orders to next. `reverted` is included because a late apply result can show a host changed after
    * all; `revert_failed` only when no revert order of ours failed on it (tried once, never again).
    */
-  revertCandidates(rolloutId: string, limit: number): HostRunRecord[] {
+  async revertCandidates(rolloutId: string, limit: number): Promise<HostRunRecord[]> {
     return (this.statements.revertCandidates.all(rolloutId, limit) as HostRunRow[]).map(toRecord);
   }
 
   /** This host's latest host runs, newest first (index on host_id). */
-  recentForHost(hostId: string, limit: number): HostRunRecord[] {
+  async recentForHost(hostId: string, limit: number): Promise<HostRunRecord[]> {
     return (this.statements.recentForHost.all(hostId, limit) as HostRunRow[]).map(toRecord);
   }
 
   /** Host runs of this host, across rollouts, in one of `states` (used when its agent reconnects). */
-  forHostInStates(hostId: string, states: readonly HostRunState[]): HostRunRecord[] {
+  async forHostInStates(hostId: string, states: readonly HostRunState[]): Promise<HostRunRecord[]> {
     return (this.statements.activeForHost.all(hostId, JSON.stringify(states)) as HostRunRow[]).map(toRecord);
   }
 
-  failures(rolloutId: string, wave?: number): number {
+  async failures(rolloutId: string, wave?: number): Promise<number> {
     const row = (
       wave === undefined ? this.statements.failures.get(rolloutId) : this.statements.waveFailures.get(rolloutId, wave)
     ) as { n: number };
     return row.n;
   }
 
-  markAnswered(rolloutId: string, hostId: string): void {
+  async markAnswered(rolloutId: string, hostId: string): Promise<void> {
     this.statements.answered.run({ rolloutId, hostId });
   }
 
   /** Lets a whole-rollout revert try a host whose earlier revert failed (see RolloutEngine.revert). */
-  forgetRevertOrder(rolloutId: string, hostId: string): void {
+  async forgetRevertOrder(rolloutId: string, hostId: string): Promise<void> {
     this.statements.forgetRevert.run({ rolloutId, hostId });
   }
 
@@ -330,7 +330,7 @@ export class HostRunRepository {
    * Writes one host-run transition from `from`; returns false (and writes nothing) when the row is not
    * in `from`. Only `transitionHostRun` calls this: it checks the move against the table first.
    */
-  transition(rolloutId: string, hostId: string, from: HostRunState, write: HostRunWrite): boolean {
+  async transition(rolloutId: string, hostId: string, from: HostRunState, write: HostRunWrite): Promise<boolean> {
     const key = { rolloutId, hostId, from };
     switch (write.to) {
       case 'queued':
@@ -363,7 +363,7 @@ export class HostRunRepository {
   }
 
   /** Records whether the host carries the change, as a late result says; the state stays as it is. */
-  setChanged(rolloutId: string, hostId: string, changed: boolean): void {
+  async setChanged(rolloutId: string, hostId: string, changed: boolean): Promise<void> {
     this.statements.setChanged.run({ rolloutId, hostId, changed: changed ? 1 : 0 });
   }
 }

@@ -151,13 +151,13 @@ export class InventoryRepository {
     };
   }
 
-  get(hostId: string): HostInventoryRecord | undefined {
+  async get(hostId: string): Promise<HostInventoryRecord | undefined> {
     const row = this.statements.inventory.get(hostId) as InventoryRow | undefined;
     return row && toRecord(row);
   }
 
   /** Every registered host, with its inventory when it has one. */
-  hostStates(): HostInventoryState[] {
+  async hostStates(): Promise<HostInventoryState[]> {
     type Row = [
       string,
       string | null,
@@ -182,7 +182,7 @@ export class InventoryRepository {
   }
 
   /** Hosts whose inventory lists packages. */
-  countReported(): number {
+  async countReported(): Promise<number> {
     return this.statements.countInventories.get() as number;
   }
 
@@ -190,7 +190,7 @@ export class InventoryRepository {
    * Makes `packages` the host's whole inventory. Only the difference is written, so that a host
    * sending again what the coordinator already mostly holds costs little.
    */
-  replace(hostId: string, packages: readonly InstalledPackage[], digest: string, at: string): void {
+  async replace(hostId: string, packages: readonly InstalledPackage[], digest: string, at: string): Promise<void> {
     this.guarded(() => {
       const inventoryId = this.upsert(hostId, 'reported', null, digest, packages.length, at);
       const wanted = new Set(packages.map((p) => this.dictionaryId(p)));
@@ -205,11 +205,11 @@ export class InventoryRepository {
    * architecture; removed ones go. Returns the digest of the inventory it leads to, computed from
    * what is stored, for the caller to check against the agent's.
    */
-  applyDiff(
+  async applyDiff(
     hostId: string,
     diff: { changed: readonly InstalledPackage[]; removed: readonly PackageKey[]; count: number; digest: string },
     at: string,
-  ): string {
+  ): Promise<string> {
     return this.guarded(() => {
       const inventoryId = this.upsert(hostId, 'reported', null, diff.digest, diff.count, at);
       for (const p of [...diff.changed, ...diff.removed])
@@ -220,7 +220,7 @@ export class InventoryRepository {
   }
 
   /** The agent has none to give (no dpkg database): the packages held so far go, its reason stays. */
-  markUnavailable(hostId: string, reason: string, at: string): void {
+  async markUnavailable(hostId: string, reason: string, at: string): Promise<void> {
     this.guarded(() => {
       const inventoryId = this.upsert(hostId, 'unavailable', reason, null, 0, at);
       this.statements.unlinkAll.run(inventoryId);
@@ -228,17 +228,17 @@ export class InventoryRepository {
   }
 
   /** The agent says it still has exactly this inventory. */
-  confirm(hostId: string, at: string): void {
+  async confirm(hostId: string, at: string): Promise<void> {
     this.statements.confirm.run({ hostId, at });
   }
 
-  packagesOf(hostId: string): InstalledPackage[] {
+  async packagesOf(hostId: string): Promise<InstalledPackage[]> {
     const inventory = this.statements.inventory.get(hostId) as InventoryRow | undefined;
     return inventory ? this.packagesById(inventory.id) : [];
   }
 
   /** Every installed version of a binary package (`name`) or of a source's binaries (`source`), with host counts. */
-  versions(query: { name: string } | { source: string }): PackageVersionCount[] {
+  async versions(query: { name: string } | { source: string }): Promise<PackageVersionCount[]> {
     const rows =
       'name' in query
         ? this.statements.versionsByName.all(query.name)
@@ -247,7 +247,7 @@ export class InventoryRepository {
   }
 
   /** Every installed binary of `source`, by host. */
-  binariesOfSource(source: string): Map<string, InstalledBinary[]> {
+  async binariesOfSource(source: string): Promise<Map<string, InstalledBinary[]>> {
     type Row = [number, string, string, string, string, string];
     const byInventory = new Map<number, InstalledBinary[]>();
     for (const [

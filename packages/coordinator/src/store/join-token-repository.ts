@@ -60,7 +60,7 @@ export class JoinTokenRepository {
     };
   }
 
-  insert(token: JoinTokenRecord & { tokenSha256: string }): void {
+  async insert(token: JoinTokenRecord & { tokenSha256: string }): Promise<void> {
     this.statements.insert.run({
       ...token,
       labels: JSON.stringify(token.labels),
@@ -68,27 +68,27 @@ export class JoinTokenRepository {
     });
   }
 
-  get(id: string): JoinTokenRecord | undefined {
+  async get(id: string): Promise<JoinTokenRecord | undefined> {
     const row = this.statements.byId.get(id) as JoinTokenRow | undefined;
     return row && toRecord(row);
   }
 
-  bySecretHash(tokenSha256: string): JoinTokenRecord | undefined {
+  async bySecretHash(tokenSha256: string): Promise<JoinTokenRecord | undefined> {
     const row = this.statements.bySecret.get(tokenSha256) as JoinTokenRow | undefined;
     return row && toRecord(row);
   }
 
-  list(limit: number): JoinTokenRecord[] {
+  async list(limit: number): Promise<JoinTokenRecord[]> {
     return (this.statements.all.all(limit) as JoinTokenRow[]).map(toRecord);
   }
 
   /** Counts one use; false when none was left (checked and counted in one statement). */
-  use(id: string): boolean {
+  async use(id: string): Promise<boolean> {
     return this.statements.use.run(id).changes === 1;
   }
 
   /** False when it was already revoked. */
-  revoke(id: string, at: string): boolean {
+  async revoke(id: string, at: string): Promise<boolean> {
     return this.statements.revoke.run({ id, at }).changes === 1;
   }
 }

@@ -26,22 +26,22 @@ export class PatchRepository {
     };
   }
 
-  insert(patch: Patch): void {
+  async insert(patch: Patch): Promise<void> {
     const { id, createdBy, createdAt, contentDigest, ...spec } = patch;
     this.statements.insert.run(id, JSON.stringify(spec), createdBy, createdAt, contentDigest);
   }
 
-  get(id: string): Patch | undefined {
+  async get(id: string): Promise<Patch | undefined> {
     const row = this.statements.byId.get(id) as PatchRow | undefined;
     return row && toPatch(row);
   }
 
-  list(limit: number): Patch[] {
+  async list(limit: number): Promise<Patch[]> {
     return (this.statements.page.all(limit) as PatchRow[]).map(toPatch);
   }
 
   /** Every patch with this content digest (the same change, whatever its prose), oldest first. */
-  idsWithDigest(digest: string): string[] {
+  async idsWithDigest(digest: string): Promise<string[]> {
     return (this.statements.idsWithDigest.all(digest) as { id: string }[]).map((row) => row.id);
   }
 
@@ -49,7 +49,7 @@ export class PatchRepository {
    * Patches stored before content digests existed (migration 11) get theirs; a no-op afterwards. A
    * row whose spec no longer parses keeps none (it matches no other patch) rather than stop the start.
    */
-  backfillDigests(): void {
+  async backfillDigests(): Promise<void> {
     for (const row of this.statements.withoutDigest.all() as PatchRow[]) {
       const digest = digestOf(JSON.parse(row.spec) as PatchSpec);
       if (digest !== null) this.statements.setDigest.run(digest, row.id);

@@ -91,64 +91,64 @@ export class RolloutRepository {
     };
   }
 
-  insert(
+  async insert(
     rollout: { id: string; patchId: string; request: RolloutRequest; state: RolloutState; createdBy: string },
     at: string,
-  ): void {
+  ): Promise<void> {
     this.statements.insert.run({ ...rollout, request: JSON.stringify(rollout.request), at });
   }
 
-  get(id: string): RolloutRecord | undefined {
+  async get(id: string): Promise<RolloutRecord | undefined> {
     const row = this.statements.byId.get(id) as RolloutRow | undefined;
     return row && toRecord(row);
   }
 
-  inStates(states: readonly RolloutState[]): RolloutRecord[] {
+  async inStates(states: readonly RolloutState[]): Promise<RolloutRecord[]> {
     return (this.statements.inStates.all(JSON.stringify(states)) as RolloutRow[]).map(toRecord);
   }
 
-  list(limit: number): RolloutRecord[] {
+  async list(limit: number): Promise<RolloutRecord[]> {
     return (this.statements.page.all(limit) as RolloutRow[]).map(toRecord);
   }
 
-  setState(id: string, state: RolloutState, reason: string | null, final: boolean, at: string): void {
+  async setState(id: string, state: RolloutState, reason: string | null, final: boolean, at: string): Promise<void> {
     this.statements.setState.run({ id, state, reason, final: final ? 1 : 0, at });
   }
 
-  freezeTarget(id: string, hostCount: number, waveCount: number): void {
+  async freezeTarget(id: string, hostCount: number, waveCount: number): Promise<void> {
     this.statements.freeze.run({ id, hostCount, waveCount });
   }
 
-  setWave(id: string, wave: number, bakeUntil: number | null, at: string): void {
+  async setWave(id: string, wave: number, bakeUntil: number | null, at: string): Promise<void> {
     this.statements.setWave.run({ id, wave, bakeUntil, at });
   }
 
   /** Returns false when this approver had already approved. */
-  addApproval(id: string, approver: string, at: string): boolean {
+  async addApproval(id: string, approver: string, at: string): Promise<boolean> {
     return this.statements.approve.run(id, approver, at).changes > 0;
   }
 
   /** What start decided under the promotion order; written once, in start's transaction. */
-  setPromotion(id: string, decision: PromotionDecision): void {
+  async setPromotion(id: string, decision: PromotionDecision): Promise<void> {
     this.statements.setPromotion.run(JSON.stringify(decision), id);
   }
 
-  promotion(id: string): PromotionDecision | undefined {
+  async promotion(id: string): Promise<PromotionDecision | undefined> {
     const row = this.statements.promotion.get(id) as { promotion: string | null } | undefined;
     return row?.promotion ? (JSON.parse(row.promotion) as PromotionDecision) : undefined;
   }
 
   /** The rollouts of these patches, oldest first. */
-  ofPatches(patchIds: readonly string[]): RolloutRecord[] {
+  async ofPatches(patchIds: readonly string[]): Promise<RolloutRecord[]> {
     return (this.statements.ofPatches.all(JSON.stringify(patchIds)) as RolloutRow[]).map(toRecord);
   }
 
   /** Whether the rollout, or a host of it, was asked to revert at or after `at` (ISO 8601). */
-  revertedSince(id: string, at: string): boolean {
+  async revertedSince(id: string, at: string): Promise<boolean> {
     return (this.statements.revertedSince.get(id, at) as { reverted: number }).reverted === 1;
   }
 
-  approvals(id: string): Approval[] {
+  async approvals(id: string): Promise<Approval[]> {
     return this.statements.approvers.all(id) as Approval[];
   }
 }

@@ -112,7 +112,7 @@ export class StatementRepository {
     };
   }
 
-  insert(record: Omit<StatementRecord, 'usedAt'>): void {
+  async insert(record: Omit<StatementRecord, 'usedAt'>): Promise<void> {
     this.statements.insert.run({
       digest: record.digest,
       rolloutId: record.rolloutId,
@@ -123,58 +123,58 @@ export class StatementRepository {
     });
   }
 
-  get(digest: string): StatementRecord | undefined {
+  async get(digest: string): Promise<StatementRecord | undefined> {
     const row = this.statements.byDigest.get(digest) as StatementRow | undefined;
     return row && toStatement(row);
   }
 
   /** The rollout's apply statement: what makes it a signed rollout. */
-  apply(rolloutId: string): StatementRecord | undefined {
+  async apply(rolloutId: string): Promise<StatementRecord | undefined> {
     const row = this.statements.ofKind.get(rolloutId, 'apply') as StatementRow | undefined;
     return row && toStatement(row);
   }
 
-  reverts(rolloutId: string): StatementRecord[] {
+  async reverts(rolloutId: string): Promise<StatementRecord[]> {
     return (this.statements.ofKind.all(rolloutId, 'revert') as StatementRow[]).map(toStatement);
   }
 
   /** The newest revert statement of this scope not used yet (it may have expired: the caller judges). */
-  pendingRevert(rolloutId: string, scope: StatementScope): StatementRecord | undefined {
+  async pendingRevert(rolloutId: string, scope: StatementScope): Promise<StatementRecord | undefined> {
     const row = this.statements.pending.get(rolloutId, scopeText(scope)) as StatementRow | undefined;
     return row && toStatement(row);
   }
 
   /** The revert statement the latest revert of this host was started under: the rollout's, or the host's own. */
-  revertCovering(rolloutId: string, hostId: string): StatementRecord | undefined {
+  async revertCovering(rolloutId: string, hostId: string): Promise<StatementRecord | undefined> {
     const row = this.statements.covering.get(rolloutId, scopeText({ kind: 'host', hostId })) as
       | StatementRow
       | undefined;
     return row && toStatement(row);
   }
 
-  markUsed(digest: string, at: string): void {
+  async markUsed(digest: string, at: string): Promise<void> {
     this.statements.markUsed.run(at, digest);
   }
 
   /** Removes a statement and its signatures (a draft's apply statement, replaced by a new one). */
-  delete(digest: string): void {
+  async delete(digest: string): Promise<void> {
     this.statements.deleteSignatures.run(digest);
     this.statements.delete.run(digest);
   }
 
-  addSignature(record: SignatureRecord): void {
+  async addSignature(record: SignatureRecord): Promise<void> {
     this.statements.addSignature.run(record);
   }
 
-  signatures(digest: string): SignatureRecord[] {
+  async signatures(digest: string): Promise<SignatureRecord[]> {
     return (this.statements.signatures.all(digest) as SignatureRow[]).map(toSignature);
   }
 
   /** The statement and its signatures as an order carries them (`signed` on order.apply / order.revert). */
-  signed(record: StatementRecord): { statement: Statement; signatures: StatementSignature[] } {
+  async signed(record: StatementRecord): Promise<{ statement: Statement; signatures: StatementSignature[] }> {
     return {
       statement: record.statement,
-      signatures: this.signatures(record.digest).map(({ keyId, signature }) => ({ keyId, signature })),
+      signatures: (await this.signatures(record.digest)).map(({ keyId, signature }) => ({ keyId, signature })),
     };
   }
 }

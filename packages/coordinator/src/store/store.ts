@@ -132,14 +132,14 @@ export class Store {
    * in between leaves a committed order for the agent's hello to pick up, never a sent one that is
    * not recorded).
    */
-  afterCommit(fn: () => void): void {
-    this.open('afterCommit').afterCommits.push(fn);
+  async afterCommit(fn: () => void): Promise<void> {
+    (await this.open('afterCommit')).afterCommits.push(fn);
   }
 
   /** Appends an audit event; must run inside `transaction()`. */
   async appendEvent(event: NewEvent, at: string): Promise<EventRecord> {
-    const context = this.open('appendEvent');
-    const record = this.eventRepository.append(event, at);
+    const context = await this.open('appendEvent');
+    const record = await this.eventRepository.append(event, at);
     context.events.push(record);
     return record;
   }
@@ -148,8 +148,8 @@ export class Store {
    * Must run inside `transaction()`. Tells live readers about a host's new phase once the transaction
    * commits (never if it rolls back); within one transaction only a host run's latest phase goes out.
    */
-  noteProgress(notice: ProgressNotice): void {
-    this.open('noteProgress').progress.set(`${notice.rolloutId}\u0000${notice.hostId}`, notice);
+  async noteProgress(notice: ProgressNotice): Promise<void> {
+    (await this.open('noteProgress')).progress.set(`${notice.rolloutId}\u0000${notice.hostId}`, notice);
   }
 
   private open(caller: string): TransactionContext {
@@ -160,15 +160,15 @@ export class Store {
 
   /** How the rollout's apply last came to rest (succeeded, halted or aborted), by its audit trail. */
   async applyEndOf(rolloutId: string): Promise<RolloutState | undefined> {
-    return this.eventRepository.lastToState(rolloutId, APPLY_END_STATES) as RolloutState | undefined;
+    return await this.eventRepository.lastToState(rolloutId, APPLY_END_STATES) as RolloutState | undefined;
   }
 
   async events(rolloutId: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
-    return this.eventRepository.page(rolloutId, afterSeq, limit);
+    return await this.eventRepository.page(rolloutId, afterSeq, limit);
   }
 
   async allEvents(afterSeq: number, limit: number): Promise<EventRecord[]> {
-    return this.eventRepository.pageAll(afterSeq, limit);
+    return await this.eventRepository.pageAll(afterSeq, limit);
   }
 
   /** One observer (the metrics); the time is measured around the commit, listeners excluded. */

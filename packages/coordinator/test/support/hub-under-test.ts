@@ -53,9 +53,9 @@ export async function startHub(limits: Partial<AgentLimits> = {}): Promise<HubUn
       const { status, body: answer } = await callApi(app, method, url, body, ADMIN);
       return { status, body: answer };
     },
-    events(type, hostId) {
-      return app.fleet.store
-        .allEvents(0, 100_000)
+    async events(type, hostId) {
+      return (await app.fleet.store
+              .allEvents(0, 100_000))
         .filter((e) => e.type === type && (hostId === undefined || e.hostId === hostId));
     },
     async healthz() {

@@ -34,19 +34,19 @@ export async function signedFleet(
 ): Promise<{ fleet: SimulatedFleet; id: string; statement: ApplyStatement }> {
   const fleet = new SimulatedFleet(log ? { log } : {});
   await fleet.addHosts(hostIds, { labels: { role: 'web' } });
-  for (const [hostId, packages] of Object.entries(inventories)) fleet.reportInventory(hostId, packages);
-  const rollout = fleet.create({ requiredApprovals: 1, waves: ['100%'], ...input, draft: true }, 'alice');
-  const planned = new RolloutView(fleet.store, () => true).plan(rollout.id).waves.flatMap((w) => w.hosts);
-  const patch = fleet.store.patches.get(rollout.patchId);
+  for (const [hostId, packages] of Object.entries(inventories)) await fleet.reportInventory(hostId, packages);
+  const rollout = await fleet.create({ requiredApprovals: 1, waves: ['100%'], ...input, draft: true }, 'alice');
+  const planned = (await new RolloutView(fleet.store, () => true).plan(rollout.id)).waves.flatMap((w) => w.hosts);
+  const patch = await fleet.store.patches.get(rollout.patchId);
   if (!patch) throw new Error('the fleet has no patch');
   const statement = applyStatementFor(patchSpecOf(patch), rollout.request, planned, {
     now: new Date(fleet.now),
     validForSeconds: HOUR_STATEMENT / 1000,
   });
-  fleet.engine.attachStatement(rollout.id, signers.alice.submission(statement), 'alice');
-  fleet.engine.submit(rollout.id, 'alice');
+  await fleet.engine.attachStatement(rollout.id, signers.alice.submission(statement), 'alice');
+  await fleet.engine.submit(rollout.id, 'alice');
   if (approve && rollout.request.requiredApprovals > 0 && signers.bob) {
-    fleet.engine.approve(rollout.id, 'bob', signers.bob.approval(statement));
+    await fleet.engine.approve(rollout.id, 'bob', signers.bob.approval(statement));
   }
   return { fleet, id: rollout.id, statement };
 }

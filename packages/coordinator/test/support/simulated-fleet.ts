@@ -119,9 +119,9 @@ export class SimulatedFleet {
   constructor(private readonly options: SimulatedFleetOptions = {}) {
     openFleets.add(this);
     this.clock = new FakeClock(options.start ?? T0);
-    this.store = openStore(this.file);
+    this.store = await openStore(this.file);
     this.engine = this.newEngine();
-    this.store.transaction(() => this.store.patches.insert(PATCH));
+    await this.store.transaction(async () => await this.store.patches.insert(PATCH));
   }
 
   get now(): number {
@@ -158,13 +158,13 @@ export class SimulatedFleet {
   }
 
   /** The coordinator dies at some instruction and a new process opens the same file; every socket is gone. */
-  restart(): void {
+  async restart(): Promise<void> {
     this.engine.stop();
     this.store.close();
     this.generation++;
     for (const agent of this.agents.values()) agent.online = false;
     this.windows.watching.clear();
-    this.store = openStore(this.file);
+    this.store = await openStore(this.file);
     this.engine = this.newEngine();
   }
 
@@ -198,8 +198,8 @@ export class SimulatedFleet {
     for (const id of ids) {
       const labels = options.labels ?? {};
       const at = new Date(this.now).toISOString();
-      this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, at);
-      if (options.neverConnected !== true) this.store.transaction(() => this.store.agents.recordSeen(id, at));
+      await this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, at);
+      if (options.neverConnected !== true) await this.store.transaction(async () => await this.store.agents.recordSeen(id, at));
       const reported = options.reportedLabels ?? labels;
       this.agents.set(id, new SimulatedAgent(id, reported, { ...FACTS, hostname: id, ...options.facts }));
       if (options.online !== false && options.neverConnected !== true) await this.connect(id);
@@ -378,12 +378,12 @@ export class SimulatedFleet {
   // ---- what people do --------------------------------------------------------------------------
 
   /** The host's package inventory as the coordinator stores what its agent reported. */
-  reportInventory(hostId: string, packages: readonly InstalledPackage[]): void {
+  async reportInventory(hostId: string, packages: readonly InstalledPackage[]): Promise<void> {
     const at = new Date(this.now).toISOString();
-    this.store.transaction(() => this.store.inventory.replace(hostId, packages, inventoryDigest(packages), at));
+    await this.store.transaction(async () => await this.store.inventory.replace(hostId, packages, inventoryDigest(packages), at));
   }
 
-  create(input: Partial<RolloutRequestInput> = {}, actor = 'alice'): RolloutRecord {
+  async create(input: Partial<RolloutRequestInput> = {}, actor = 'alice'): Promise<RolloutRecord> {
     const request = RolloutRequestSchema.parse({
       patchId: PATCH_ID,
       target: { all: true },
@@ -391,13 +391,13 @@ export class SimulatedFleet {
       maxParallel: 100,
       ...input,
     });
-    return this.engine.create(request, actor);
+    return await this.engine.create(request, actor);
   }
 
   /** Creates (no approval needed) and starts a rollout as alice; returns its id. */
   async launch(input: Partial<RolloutRequestInput> = {}): Promise<string> {
-    const { id } = this.create(input);
-    this.engine.start(id, 'alice');
+    const { id } = await this.create(input);
+    await this.engine.start(id, 'alice');
     await this.engine.whenIdle();
     return id;
   }
@@ -405,34 +405,34 @@ export class SimulatedFleet {
   /** Moves the clock and lets the engine's ticker run once. */
   async advance(ms: number): Promise<void> {
     this.now += ms;
-    this.engine.tick();
+    await this.engine.tick();
     await this.engine.whenIdle();
   }
 
   // ---- what the store says ---------------------------------------------------------------------
 
-  rollout(id: string): RolloutRecord {
-    const rollout = this.store.rollouts.get(id);
+  async rollout(id: string): Promise<RolloutRecord> {
+    const rollout = await this.store.rollouts.get(id);
     if (!rollout) throw new Error(`rollout ${id} is missing`);
     return rollout;
   }
 
-  state(id: string): RolloutState {
-    return this.rollout(id).state;
+  async state(id: string): Promise<RolloutState> {
+    return (await this.rollout(id)).state;
   }
 
-  run(id: string, hostId: string): HostRunRecord {
-    const run = this.store.hostRuns.get(id, hostId);
+  async run(id: string, hostId: string): Promise<HostRunRecord> {
+    const run = await this.store.hostRuns.get(id, hostId);
     if (!run) throw new Error(`${hostId} is not in rollout ${id}`);
     return run;
   }
 
-  hostStates(id: string): Record<string, HostRunState> {
-    return Object.fromEntries(this.store.hostRuns.forRollout(id).map((r) => [r.hostId, r.state]));
+  async hostStates(id: string): Promise<Record<string, HostRunState>> {
+    return Object.fromEntries((await this.store.hostRuns.forRollout(id)).map((r) => [r.hostId, r.state]));
   }
 
-  events(id: string): EventRecord[] {
-    return this.store.events(id, 0, 100_000);
+  async events(id: string): Promise<EventRecord[]> {
+    return await this.store.events(id, 0, 100_000);
   }
 
   /** Messages of one type the engine tried to send, in order, optionally only those to one host. */
@@ -461,8 +461,8 @@ export class SimulatedFleet {
  * The real store on a real file. A simulated crash drops the process, not the OS page cache, so
  * fsync on every commit buys nothing here and costs most of the run time.
  */
-function openStore(file: string): Store {
-  const store = Store.open(file);
+async function openStore(file: string): Promise<Store> {
+  const store = await Store.open(file);
   store.db.pragma('synchronous = OFF');
   return store;
 }
