@@ -131,10 +131,11 @@ async function main() {
   say(`fleetpatch inventory bench: ${HOSTS} hosts × ${PACKAGES} packages, node ${process.version}; scratch ${work}`);
 
   // 1. Load, through what a coordinator runs for each agent's full inventory.
-  const store = Store.open(join(dataDir, 'fleetpatch.db'));
+  const store = await Store.open(join(dataDir, 'fleetpatch.db'));
   const at = new Date().toISOString();
-  store.transaction(() => {
-    for (let i = 0; i < HOSTS; i++) store.agents.enroll({ id: hostId(i), publicKey: 'A'.repeat(43), labels: {} }, at);
+  await store.transaction(async () => {
+    for (let i = 0; i < HOSTS; i++)
+      await store.agents.enroll({ id: hostId(i), publicKey: 'A'.repeat(43), labels: {} }, at);
   });
   const sync = new InventorySync({
     store,
@@ -161,7 +162,7 @@ async function main() {
     const c0 = cpuNow();
     sync.agentConnected(id);
     for (let part = 0; part < parts; part++) {
-      sync.onReport(id, {
+      await sync.onReport(id, {
         type: 'inventory.full',
         seq: 1,
         part,
@@ -177,7 +178,7 @@ async function main() {
   }
   const t0 = performance.now();
   const c0 = cpuNow();
-  sync.flush();
+  await sync.flush();
   loadMs += performance.now() - t0;
   loadCpuMs += cpuNow() - c0;
   const notStored = Array.from({ length: HOSTS }, (_, i) => hostId(i)).filter((id) => !sync.isCurrent(id));

@@ -118,6 +118,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   const store = await Store.open(databaseFile(config));
   app.addHook('onClose', async () => store.close());
 
+  /** Work nobody waits for (a socket event's write, a listener's): a failure is logged, never unhandled. */
+  const background = (work: Promise<unknown>, what: string): void => {
+    work.catch((err: unknown) => options.logger.error({ err }, `${what} failed`));
+  };
+
   // Metrics read live sources when scraped, and learn of transitions from the committed events.
   const stateCounts = new StateCounts(store.db);
   const metrics = new CoordinatorMetrics(
@@ -129,11 +134,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     COORDINATOR_VERSION,
   );
   store.observeTransactions((seconds, committed) => metrics.transactionFinished(seconds, committed));
-  const eventMetrics = new RolloutEventMetrics(metrics, async (rolloutId, hostId) => await store.hostRuns.get(rolloutId, hostId));
-  store.onEvent((event) => eventMetrics.onEvent(event));
+  const eventMetrics = new RolloutEventMetrics(metrics, (rolloutId, hostId) => store.hostRuns.get(rolloutId, hostId));
+  store.onEvent((event) => background(eventMetrics.onEvent(event), 'counting an event in the metrics'));
 
   const hub = new AgentHub({
-    publicKeyOf: async (agentId) => await store.agents.publicKeyOf(agentId),
+    publicKeyOf: (agentId) => store.agents.publicKeyOf(agentId),
     log: options.logger.child({ component: 'hub' }),
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     limits: config.agentLimits,
@@ -169,17 +174,25 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     ...config.webhookDelivery,
     log: options.logger.child({ component: 'webhooks' }),
     // Given up after its retries: on the audit trail of the rollout it was about.
-    onGiveUp: async (failure) =>
-      await store.transaction(async () =>
-                await store.appendEvent(
-                            { rolloutId: failure.rolloutId, actor: SYSTEM, type: WEBHOOK_FAILED_EVENT, data: { ...failure } },
-                            new Date(clock.now()).toISOString(),
-                          ),
-              ),
+    onGiveUp: (failure) =>
+      background(
+        store.transaction(() =>
+          store.appendEvent(
+            { rolloutId: failure.rolloutId, actor: SYSTEM, type: WEBHOOK_FAILED_EVENT, data: { ...failure } },
+            new Date(clock.now()).toISOString(),
+          ),
+        ),
+        'recording a webhook given up',
+      ),
   });
-  store.onEvent(async (event) => {
-    for (const webhook of await webhookEventsFor(store, event)) notifier.notify(webhook);
-  });
+  store.onEvent((event) =>
+    background(
+      webhookEventsFor(store, event).then((webhooks) => {
+        for (const webhook of webhooks) notifier.notify(webhook);
+      }),
+      'building webhook notifications',
+    ),
+  );
   const presence = new AgentPresence(store, clock);
   const inventorySync = new InventorySync({
     store,
@@ -196,23 +209,29 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     onResult: (agentId, result) => {
       if (!preflights.accept(agentId, result)) engine.onOrderResult(agentId, result);
     },
-    onInventory: async (agentId, report) => await inventorySync.onReport(agentId, report),
-    onSeen: async (agentId) => await presence.seen(agentId),
-    onDisconnect: async (agentId) => {
+    onInventory: (agentId, report) => background(inventorySync.onReport(agentId, report), 'taking an inventory report'),
+    onSeen: (agentId) => background(presence.seen(agentId), 'recording when an agent was seen'),
+    onDisconnect: (agentId) => {
       preflights.agentGone(agentId);
       inventorySync.agentGone(agentId);
-      await presence.disconnected(agentId);
+      background(presence.disconnected(agentId), 'recording an agent gone');
     },
-    onDuplicateRefused: async (agentId, detail) => await presence.duplicateRefused(agentId, detail),
+    onDuplicateRefused: (agentId, detail) =>
+      background(presence.duplicateRefused(agentId, detail), 'recording a refused duplicate connection'),
   });
   app.server.on('upgrade', (request, socket, head) => hub.handleUpgrade(request, socket, head));
 
-  const ticker = setInterval(async () => {
-    try {
-      await engine.tick();
-    } catch (err) {
-      options.logger.error({ err }, 'engine tick failed');
-    }
+  // A tick that outlasts the interval is not overlapped by the next: that one is skipped.
+  let ticking = false;
+  const ticker = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    engine
+      .tick()
+      .catch((err: unknown) => options.logger.error({ err }, 'engine tick failed'))
+      .finally(() => {
+        ticking = false;
+      });
   }, config.tickIntervalMs);
   ticker.unref();
   // preClose, not onClose: the HTTP server cannot finish closing while agent sockets are open.

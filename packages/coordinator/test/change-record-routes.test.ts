@@ -37,9 +37,9 @@ async function start(config: Record<string, unknown> = {}): Promise<TestCoordina
   await store.agents.enroll({ id: 'prod-1', publicKey: 'B'.repeat(43), labels: { env: 'prod' } }, at);
   // Seen once, as though their agents had connected: a host never seen is never a canary.
   await store.transaction(async () => {
-        await store.agents.recordSeen('stg-1', at);
-        await store.agents.recordSeen('prod-1', at);
-      });
+    await store.agents.recordSeen('stg-1', at);
+    await store.agents.recordSeen('prod-1', at);
+  });
   return coordinator;
 }
 

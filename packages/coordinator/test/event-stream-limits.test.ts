@@ -71,12 +71,13 @@ describe('event streams', () => {
     // A busy rollout: 200 audit rows of 1 KiB each, far past 64 KiB unread.
     const { store } = app.fleet;
     for (let i = 0; i < 200; i++) {
-      await store.transaction(async () =>
-                await store.appendEvent(
-                            { rolloutId, actor: 'test', type: 'test.filler', data: { i, pad: 'x'.repeat(1024) } },
-                            new Date().toISOString(),
-                          ),
-              );
+      await store.transaction(
+        async () =>
+          await store.appendEvent(
+            { rolloutId, actor: 'test', type: 'test.filler', data: { i, pad: 'x'.repeat(1024) } },
+            new Date().toISOString(),
+          ),
+      );
     }
     const events = await app.fleet.store.events(rolloutId, 0, 10_000);
     expect(events.length).toBeGreaterThan(1);

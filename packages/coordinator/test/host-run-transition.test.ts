@@ -10,7 +10,7 @@ import { SimulatedFleet } from './support/simulated-fleet.js';
 
 /** A started rollout of one offline host (policy wait), so its run stays queued until a test moves it. */
 async function queuedRun() {
-  const fleet = new SimulatedFleet();
+  const fleet = SimulatedFleet.open();
   await fleet.addHosts(['host-1'], { online: false });
   const { id } = await fleet.create({ offline: { mode: 'wait', deliveryDeadlineSeconds: 60 } });
   await fleet.engine.start(id, 'alice'); // dispatch waits for the next turn: the run is still queued here
@@ -30,15 +30,17 @@ describe('host-run transitions', () => {
     expect(run.state).toBe('queued');
     const before = fleet.dump();
 
-    expect(async () =>
-      await fleet.store.transaction(async () =>
-                await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
-              ),
+    expect(
+      async () =>
+        await fleet.store.transaction(
+          async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
+        ),
     ).toThrow(IllegalHostTransitionError);
-    expect(async () =>
-      await fleet.store.transaction(async () =>
-                await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
-              ),
+    expect(
+      async () =>
+        await fleet.store.transaction(
+          async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
+        ),
     ).toThrow(`host run host-1 of ${id}: queued → healthy is not in HOST_RUN_TRANSITIONS`);
     expect(fleet.dump()).toBe(before);
     expect((await fleet.run(id, 'host-1')).state).toBe('queued');
@@ -50,19 +52,32 @@ describe('host-run transitions', () => {
     expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
     const before = fleet.dump();
 
-    expect(async () =>
-      await fleet.store.transaction(async () =>
-                await transitionHostRun(fleet, run, { to: 'dispatched', orderId: 'ord_again', at: fleet.now }, { actor: 'system' }),
-              ),
+    expect(
+      async () =>
+        await fleet.store.transaction(
+          async () =>
+            await transitionHostRun(
+              fleet,
+              run,
+              { to: 'dispatched', orderId: 'ord_again', at: fleet.now },
+              { actor: 'system' },
+            ),
+        ),
     ).toThrow(/stale/);
     expect(fleet.dump()).toBe(before);
   });
 
   it('a legal move writes the row and its event with both states', async () => {
     const { fleet, id, run } = await queuedRun();
-    await fleet.store.transaction(async () =>
-            await transitionHostRun(fleet, run, { to: 'skipped', reason: 'by hand' }, { actor: 'bob', data: { why: 'test' } }),
-          );
+    await fleet.store.transaction(
+      async () =>
+        await transitionHostRun(
+          fleet,
+          run,
+          { to: 'skipped', reason: 'by hand' },
+          { actor: 'bob', data: { why: 'test' } },
+        ),
+    );
     expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'skipped', reason: 'by hand' });
     expect((await fleet.events(id)).at(-1)).toMatchObject({
       type: 'host.skipped',
@@ -76,7 +91,9 @@ describe('host-run transitions', () => {
 
   it('names the event after the state reached unless told otherwise, with no data unless given', async () => {
     const { fleet, id, run } = await queuedRun();
-    await fleet.store.transaction(async () => await transitionHostRun(fleet, run, { to: 'skipped' }, { actor: 'system' }));
+    await fleet.store.transaction(
+      async () => await transitionHostRun(fleet, run, { to: 'skipped' }, { actor: 'system' }),
+    );
     expect((await fleet.events(id)).at(-1)).toMatchObject({ type: 'host.skipped', data: null });
   });
 

@@ -276,9 +276,9 @@ describe('GET /v1/rollouts/:id/events/stream', () => {
     // Not an audit event: a reader resuming after the last one gets nothing new, only the keep-alive silence.
     const resumed = await open(lastId);
     const next = readUntil(resumed, 'event: rollout.');
-    await app.fleet.store.transaction(async () =>
-            await app.fleet.store.appendEvent({ rolloutId: id, actor: 'test', type: 'rollout.noted' }, notice.at),
-          );
+    await app.fleet.store.transaction(
+      async () => await app.fleet.store.appendEvent({ rolloutId: id, actor: 'test', type: 'rollout.noted' }, notice.at),
+    );
     expect(await next).not.toContain('host.progress');
     resumed.destroy();
   });

@@ -45,16 +45,13 @@ describe('InventoryRepository', () => {
   it('stores each distinct package version once, however many hosts have it', async () => {
     await enroll('h1', 'h2');
     await store.transaction(async () => {
-            await store.inventory.replace('h1', opensslHost(VULNERABLE), inventoryDigest(opensslHost(VULNERABLE)), at());
-            await store.inventory.replace('h2', opensslHost(FIXED), inventoryDigest(opensslHost(FIXED)), at());
-          });
+      await store.inventory.replace('h1', opensslHost(VULNERABLE), inventoryDigest(opensslHost(VULNERABLE)), at());
+      await store.inventory.replace('h2', opensslHost(FIXED), inventoryDigest(opensslHost(FIXED)), at());
+    });
     expect(store.db.prepare('SELECT COUNT(*) FROM package_versions').pluck().get()).toBe(6);
     expect(store.db.prepare('SELECT COUNT(*) FROM host_packages').pluck().get()).toBe(8);
     expect(
-      (await store.inventory
-                .versions({ source: 'openssl' }))
-        .map((v) => `${v.name} ${v.version} ${v.hosts}`)
-        .sort(),
+      (await store.inventory.versions({ source: 'openssl' })).map((v) => `${v.name} ${v.version} ${v.hosts}`).sort(),
     ).toEqual([`libssl3 ${VULNERABLE} 1`, `libssl3 ${FIXED} 1`, `openssl ${VULNERABLE} 1`, `openssl ${FIXED} 1`]);
     expect(await store.inventory.versions({ name: 'bash' })).toEqual([
       { ...binary('bash', '5.2.15-2+b7', { sourceVersion: '5.2.15-2' }), hosts: 2 },
@@ -67,18 +64,19 @@ describe('InventoryRepository', () => {
     const before = opensslHost(VULNERABLE);
     await store.transaction(async () => await store.inventory.replace('h1', before, inventoryDigest(before), at()));
     const after = [...opensslHost(FIXED).slice(0, 2), before[2] as InstalledPackage];
-    const reached = await store.transaction(async () =>
-          await store.inventory.applyDiff(
-                    'h1',
-                    {
-                      changed: opensslHost(FIXED).slice(0, 2),
-                      removed: [{ name: 'tzdata', architecture: 'all' }],
-                      count: 3,
-                      digest: inventoryDigest(after),
-                    },
-                    at(),
-                  ),
-        );
+    const reached = await store.transaction(
+      async () =>
+        await store.inventory.applyDiff(
+          'h1',
+          {
+            changed: opensslHost(FIXED).slice(0, 2),
+            removed: [{ name: 'tzdata', architecture: 'all' }],
+            count: 3,
+            digest: inventoryDigest(after),
+          },
+          at(),
+        ),
+    );
     expect(reached).toBe(inventoryDigest(after));
     expect(await store.inventory.packagesOf('h1')).toHaveLength(3);
     expect(await store.inventory.get('h1')).toMatchObject({ state: 'reported', packageCount: 3 });
@@ -86,8 +84,12 @@ describe('InventoryRepository', () => {
 
   it('unavailable drops the packages and keeps the reason', async () => {
     await enroll('h1');
-    await store.transaction(async () => await store.inventory.replace('h1', opensslHost(VULNERABLE), 'd'.repeat(64), at()));
-    await store.transaction(async () => await store.inventory.markUnavailable('h1', 'no dpkg database at /var/lib/dpkg', at()));
+    await store.transaction(
+      async () => await store.inventory.replace('h1', opensslHost(VULNERABLE), 'd'.repeat(64), at()),
+    );
+    await store.transaction(
+      async () => await store.inventory.markUnavailable('h1', 'no dpkg database at /var/lib/dpkg', at()),
+    );
     expect(await store.inventory.get('h1')).toMatchObject({
       state: 'unavailable',
       reason: 'no dpkg database at /var/lib/dpkg',
@@ -169,7 +171,9 @@ describe('InventorySync', () => {
   it('takes a matching summary as confirmation: no request, the copy is current', async () => {
     await enroll('h1');
     const v1 = opensslHost(VULNERABLE);
-    await store.transaction(async () => await store.inventory.replace('h1', v1, inventoryDigest(v1), '2030-01-01T00:00:00.000Z'));
+    await store.transaction(
+      async () => await store.inventory.replace('h1', v1, inventoryDigest(v1), '2030-01-01T00:00:00.000Z'),
+    );
     const { sync, requests } = syncUnderTest();
     sync.agentConnected('h1');
     await sync.onReport('h1', { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: v1.length });
@@ -264,13 +268,13 @@ describe('InventorySync', () => {
       for (const part of fullOf(v1, 1)) await sync.onReport(id, part);
     }
     await sync.onReport('h1', {
-            type: 'inventory.diff',
-            seq: 2,
-            digest: inventoryDigest(v2),
-            count: 4,
-            changed: v2.slice(0, 2),
-            removed: [],
-          });
+      type: 'inventory.diff',
+      seq: 2,
+      digest: inventoryDigest(v2),
+      count: 4,
+      changed: v2.slice(0, 2),
+      removed: [],
+    });
     expect(sync.isCurrent('h1')).toBe(false);
     expect(await store.inventory.get('h1')).toBeUndefined();
     await sync.flush();

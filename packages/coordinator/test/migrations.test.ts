@@ -102,7 +102,9 @@ describe('migrations', () => {
       expect((await store.agents.list()).map((a) => a.id)).toEqual(['web-1']);
 
       const packages = opensslHost(VULNERABLE);
-      await store.transaction(async () => await store.inventory.replace('web-1', packages, inventoryDigest(packages), AT));
+      await store.transaction(
+        async () => await store.inventory.replace('web-1', packages, inventoryDigest(packages), AT),
+      );
       expect(await store.inventory.packagesOf('web-1')).toHaveLength(packages.length);
     } finally {
       store.close();
@@ -144,7 +146,11 @@ describe('migrations', () => {
     });
     const store = await Store.open(file);
     try {
-      expect(await store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'queued', packages: null, afterChange: null });
+      expect(await store.hostRuns.get('ro_1', 'web-1')).toMatchObject({
+        state: 'queued',
+        packages: null,
+        afterChange: null,
+      });
     } finally {
       store.close();
     }

@@ -44,7 +44,11 @@ describe('an order an agent refuses', () => {
       },
     ]);
     // Beside the host's own transition, which still says why it failed.
-    expect(await fleet.run(id, 'web-1')).toMatchObject({ state: 'failed', errorCode: 'policy_denied', reason: TAMPERED });
+    expect(await fleet.run(id, 'web-1')).toMatchObject({
+      state: 'failed',
+      errorCode: 'policy_denied',
+      reason: TAMPERED,
+    });
     const trail = (await fleet.store.allEvents(0, 10_000)).filter((e) => e.type === ORDER_REFUSED_EVENT);
     expect(trail.map((e) => e.seq)).toEqual(refused.map((e) => e.seq));
 
@@ -68,7 +72,7 @@ describe('an order an agent refuses', () => {
   });
 
   it('takes a code from the reason only when it is a refusal code; any other text is policy_denied', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const id = await fleet.launch();
     await fleet.refuse('web-1', 'root_granted: trust me');

@@ -136,7 +136,10 @@ describe('a dry run over the agent socket', () => {
     peer = connected.peer;
     const { patches, engine, dryRun } = hub.app.fleet;
     const patch = await patches.create(PatchSpecSchema.parse(SAMPLE_PATCH_SPEC), 'olga');
-    const rollout = await engine.create(RolloutRequestSchema.parse({ patchId: patch.id, target: { all: true } }), 'olga');
+    const rollout = await engine.create(
+      RolloutRequestSchema.parse({ patchId: patch.id, target: { all: true } }),
+      'olga',
+    );
 
     const started = Date.now();
     const result = dryRun.run(rollout.id, TEN_MINUTES, 'olga');

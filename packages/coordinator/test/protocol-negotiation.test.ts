@@ -103,7 +103,9 @@ describe('what a newer agent may send', () => {
     peer.sendJson(heartbeat());
     await expect.poll(() => hub.app.fleet.hub.isOnline('tol-1')).toBe(true);
     expect(peer.frames.some((f) => f.opcode === OPCODE.close)).toBe(false);
-    await expect.poll(async () => (await hub.app.fleet.store.agents.get('tol-1'))?.facts).toMatchObject({ hostname: 'raw' });
+    await expect
+      .poll(async () => (await hub.app.fleet.store.agents.get('tol-1'))?.facts)
+      .toMatchObject({ hostname: 'raw' });
     expect((await hub.app.fleet.store.agents.get('tol-1'))?.facts).not.toHaveProperty('uptimeSeconds');
   });
 

@@ -21,7 +21,7 @@ const at = (fleet: SimulatedFleet) => new Date(fleet.now).toISOString();
 
 /** One host with its apply order in flight (dispatched, not yet answered). */
 async function inFlight(input: Parameters<SimulatedFleet['launch']>[0] = {}) {
-  const fleet = new SimulatedFleet();
+  const fleet = SimulatedFleet.open();
   await fleet.addHosts(['h-1', 'h-2']);
   const id = await fleet.launch({ target: { hostIds: ['h-1'] }, ...input });
   const orderId = (await fleet.run(id, 'h-1')).orderId as string;
@@ -61,7 +61,7 @@ async function progress(fleet: SimulatedFleet, hostId: string, orderId: string, 
 
 describe('hellos', () => {
   it('write an agent.connected row when the agent is news, and count the rest', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['h-1']);
     await fleet.connect('h-1');
     await fleet.connect('h-1');
@@ -100,7 +100,7 @@ describe('hellos', () => {
   });
 
   it('bring back a revert order in flight that the agent does not list, and only that', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['h-1']);
     const id = await fleet.launch();
     await fleet.finish('h-1');
@@ -129,7 +129,7 @@ describe('hellos', () => {
   });
 
   it('bring back the revert of a host reverted on its own while its rollout runs, never its apply', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['h-1', 'h-2']);
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('h-1'); // its wave passes; h-2's order is in flight, the rollout runs
@@ -216,7 +216,9 @@ describe('hellos and cancels', () => {
     expect(lines.filter((l) => l.msg === 'revert order not resent')).toMatchObject([
       { level: 50, rolloutId: id, hostId: 'h-1' },
     ]);
-    expect((await fleet.store.allEvents(0, 1000)).filter((e) => e.type === 'agent.connected').length).toBeGreaterThan(0);
+    expect((await fleet.store.allEvents(0, 1000)).filter((e) => e.type === 'agent.connected').length).toBeGreaterThan(
+      0,
+    );
   });
 });
 
@@ -271,10 +273,12 @@ describe('progress', () => {
   });
 
   it('coalesces a burst: one notice per host with its latest phase, and none once its result is in the same burst', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['h-1', 'h-2']);
     const id = await fleet.launch({ target: { hostIds: ['h-1', 'h-2'] }, waves: ['100%'] });
-    const [one, two] = ['h-1', 'h-2'].map(async (host) => (await fleet.run(id, host)).orderId as string) as [string, string];
+    const [one, two] = (await Promise.all(
+      ['h-1', 'h-2'].map(async (host) => (await fleet.run(id, host)).orderId as string),
+    )) as [string, string];
     const told = notices(fleet);
     const events = (await fleet.events(id)).length;
     for (const phase of ['accepted', 'snapshotted', 'applying'] as const) {
@@ -287,28 +291,26 @@ describe('progress', () => {
     expect((await fleet.run(id, 'h-2')).state).toBe('applying');
     expect(told).toEqual([{ type: 'host.progress', rolloutId: id, hostId: 'h-2', state: 'applying', at: at(fleet) }]);
     // The result is the one audit row the burst wrote (besides what the freed slot dispatched).
-    expect(
-      (await fleet
-                .events(id))
-        .slice(events)
-        .filter((e) => e.hostId === 'h-1'),
-    ).toMatchObject([{ type: 'host.healthy', fromState: 'dispatched', toState: 'healthy' }]);
+    expect((await fleet.events(id)).slice(events).filter((e) => e.hostId === 'h-1')).toMatchObject([
+      { type: 'host.healthy', fromState: 'dispatched', toState: 'healthy' },
+    ]);
   });
 
   it('tells nothing when the burst’s transaction rolls back', async () => {
     const { fleet, id, orderId } = await inFlight();
     const told = notices(fleet);
-    expect(async () =>
-      await fleet.store.transaction(async () => {
-                await fleet.store.noteProgress({
-                            type: 'host.progress',
-                            rolloutId: id,
-                            hostId: 'h-1',
-                            state: 'applying',
-                            at: at(fleet),
-                          });
-                throw new Error('rolled back');
-              }),
+    expect(
+      async () =>
+        await fleet.store.transaction(async () => {
+          await fleet.store.noteProgress({
+            type: 'host.progress',
+            rolloutId: id,
+            hostId: 'h-1',
+            state: 'applying',
+            at: at(fleet),
+          });
+          throw new Error('rolled back');
+        }),
     ).toThrow('rolled back');
     expect(told).toEqual([]);
     await progress(fleet, 'h-1', orderId, 'applying');
@@ -447,8 +449,14 @@ describe('results of apply orders', () => {
         changed: outcome === 'revert_failed',
         errorCode: 'health_failed',
       });
-      expect(await fleet.run(id, 'h-1')).toMatchObject({ state: outcome, countedFailure: true, errorCode: 'health_failed' });
-      expect((await fleet.events(id)).find((e) => e.type === `host.${outcome}`)?.data).toMatchObject({ during: 'bake' });
+      expect(await fleet.run(id, 'h-1')).toMatchObject({
+        state: outcome,
+        countedFailure: true,
+        errorCode: 'health_failed',
+      });
+      expect((await fleet.events(id)).find((e) => e.type === `host.${outcome}`)?.data).toMatchObject({
+        during: 'bake',
+      });
     }
   });
 
@@ -465,7 +473,7 @@ describe('results of apply orders', () => {
 
 describe('results of revert orders', () => {
   async function reverting() {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['h-1']);
     const id = await fleet.launch({ hostTimeoutSeconds: 10 });
     await fleet.finish('h-1');
@@ -539,11 +547,20 @@ describe('results of revert orders', () => {
   it('reverted clears the error and reason the apply left on the host', async () => {
     const { fleet, id, orderId } = await inFlight({ maxFailures: 5 });
     await report(fleet, 'h-1', orderId, 'failed', { changed: true, errorCode: 'health_failed', reason: 'port closed' });
-    expect(await fleet.run(id, 'h-1')).toMatchObject({ state: 'failed', errorCode: 'health_failed', reason: 'port closed' });
+    expect(await fleet.run(id, 'h-1')).toMatchObject({
+      state: 'failed',
+      errorCode: 'health_failed',
+      reason: 'port closed',
+    });
     await fleet.engine.revertHost(id, 'h-1', 'alice');
     await fleet.engine.whenIdle();
     await report(fleet, 'h-1', (await fleet.run(id, 'h-1')).revertOrderId as string, 'reverted', { changed: false });
-    expect(await fleet.run(id, 'h-1')).toMatchObject({ state: 'reverted', changed: false, errorCode: null, reason: null });
+    expect(await fleet.run(id, 'h-1')).toMatchObject({
+      state: 'reverted',
+      changed: false,
+      errorCode: null,
+      reason: null,
+    });
   });
 
   it('a revert of one host asked for in a rollout whose revert failed leaves the rollout as it is when it fails again', async () => {
@@ -556,7 +573,9 @@ describe('results of revert orders', () => {
     const rolloutEvents = async () => (await fleet.events(id)).filter((e) => e.hostId === null);
     const before = await rolloutEvents();
 
-    await report(fleet, 'h-1', (await fleet.run(id, 'h-1')).revertOrderId as string, 'revert_failed', { changed: true });
+    await report(fleet, 'h-1', (await fleet.run(id, 'h-1')).revertOrderId as string, 'revert_failed', {
+      changed: true,
+    });
     expect((await fleet.run(id, 'h-1')).state).toBe('revert_failed');
     expect(await fleet.state(id)).toBe('revert_failed');
     expect(await rolloutEvents()).toEqual(before);
@@ -565,7 +584,7 @@ describe('results of revert orders', () => {
 
 describe('a rollout halted with autoRevert wave', () => {
   it('sends back a host of the halted wave that reports its change after the halt, and no other', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], autoRevert: 'wave', maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
@@ -578,7 +597,7 @@ describe('a rollout halted with autoRevert wave', () => {
   });
 
   it('leaves such a host alone when the scope is only the host', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: ['100%'], autoRevert: 'host', maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
@@ -587,7 +606,7 @@ describe('a rollout halted with autoRevert wave', () => {
     expect(fleet.sentOf('order.revert')).toEqual([]);
   });
   it('leaves a host of another wave that reports its change after the halt: only the halted wave goes back', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     // Wave 1 is host-1; wave 2 is host-2 and host-3.
     const id = await fleet.launch({ waves: [1, '100%'], autoRevert: 'wave', maxFailures: 0 });

@@ -12,11 +12,11 @@ import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('abort', () => {
   it('is sticky: in-flight hosts get order.cancel, nothing new is sent, resume is refused', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     const ids = hosts(4);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 2 });
-    const inFlight = ['host-1', 'host-2'].map(async (h) => (await fleet.run(id, h)).orderId);
+    const inFlight = await Promise.all(['host-1', 'host-2'].map(async (h) => (await fleet.run(id, h)).orderId));
 
     await fleet.engine.abort(id, 'carol', 'wrong ticket');
     await fleet.engine.whenIdle();
@@ -44,7 +44,7 @@ describe('abort', () => {
   });
 
   it('retry requeues failed, timed_out, cancelled and skipped hosts with new order ids and runs again', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2', 'host-3', 'host-4']);
     await fleet.addHosts(['host-5'], { online: false });
     const id = await fleet.launch({
@@ -68,7 +68,7 @@ describe('abort', () => {
       'host-5': 'skipped',
     });
     const before = Object.fromEntries(
-      ['host-1', 'host-2', 'host-3', 'host-4'].map(async (h) => [h, (await fleet.run(id, h)).orderId]),
+      await Promise.all(['host-1', 'host-2', 'host-3', 'host-4'].map(async (h) => [h, (await fleet.run(id, h)).orderId])),
     );
 
     await fleet.connect('host-5');
@@ -84,9 +84,11 @@ describe('abort', () => {
       expect(fleet.agent(h).applyIds()).toEqual([before[h], again.orderId]);
     }
     expect((await fleet.run(id, 'host-5')).state).toBe('dispatched');
-    expect((await fleet.events(id)).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toMatchObject({
-      requeued: ['host-2', 'host-3', 'host-4', 'host-5'],
-    });
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toMatchObject(
+      {
+        requeued: ['host-2', 'host-3', 'host-4', 'host-5'],
+      },
+    );
 
     await fleet.finishAll(['host-2', 'host-3', 'host-4', 'host-5']);
     expect(await fleet.state(id)).toBe('succeeded');
@@ -94,7 +96,7 @@ describe('abort', () => {
   });
 
   it('retry leaves a timed_out host whose agent is offline as it is (still counted), says why, and records its late result', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1, hostTimeoutSeconds: 60 });
     await fleet.finish('host-1', 'failed');
@@ -109,7 +111,11 @@ describe('abort', () => {
     await fleet.engine.whenIdle();
 
     expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
-    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'timed_out', orderId: oldOrder, countedFailure: true });
+    expect(await fleet.run(id, 'host-2')).toMatchObject({
+      state: 'timed_out',
+      orderId: oldOrder,
+      countedFailure: true,
+    });
     expect(await fleet.store.hostRuns.failures(id)).toBe(1);
     expect((await fleet.events(id)).find((e) => e.type === 'rollout.running' && e.actor === 'bob')?.data).toEqual({
       requeued: ['host-1'],
@@ -120,11 +126,13 @@ describe('abort', () => {
     await fleet.finish('host-2', 'healthy', true);
     await fleet.connect('host-2');
     expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'timed_out', orderId: oldOrder, changed: true });
-    expect((await fleet.events(id)).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-2')).toHaveLength(1);
+    expect((await fleet.events(id)).filter((e) => e.type === 'host.late_result' && e.hostId === 'host-2')).toHaveLength(
+      1,
+    );
   });
 
   it('retry requeues a timed_out host once its earlier order has answered (here: the cancel its hello brought)', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
     fleet.disconnect('host-1');
@@ -145,7 +153,7 @@ describe('abort', () => {
   });
 
   it('a host that stays online but times out is not re-ordered before its first order answers, so a revert still finds its change', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
     await fleet.progress('host-1', 'verifying');
@@ -195,7 +203,7 @@ describe('abort', () => {
   });
 
   it('abort is sticky across a disconnect: an order the agent still works on is cancelled when it says hello', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.progress('host-1', 'snapshotted');
@@ -211,7 +219,7 @@ describe('abort', () => {
   });
 
   it('abort is sticky across a coordinator crash too, and a timed-out order is cancelled again on hello', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 2, maxFailures: 10, hostTimeoutSeconds: 60 });
     await fleet.progress('host-1', 'applying');
@@ -221,7 +229,7 @@ describe('abort', () => {
     await fleet.advance(31 * SECOND); // host-1 times out; the cancel sent then goes nowhere
     expect((await fleet.run(id, 'host-1')).state).toBe('timed_out');
     await fleet.progress('host-3', 'applying');
-    const orders = ['host-1', 'host-3'].map(async (h) => (await fleet.run(id, h)).orderId);
+    const orders = await Promise.all(['host-1', 'host-3'].map(async (h) => (await fleet.run(id, h)).orderId));
     fleet.lostOnTheWire.add('host-3');
     await fleet.engine.abort(id, 'carol', null); // host-3's cancel is lost as the coordinator dies
     await fleet.restart();
@@ -234,7 +242,7 @@ describe('abort', () => {
   });
 
   it('a halted rollout lets its in-flight hosts finish: no cancel when one says hello', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0 });
     await fleet.progress('host-2', 'applying');

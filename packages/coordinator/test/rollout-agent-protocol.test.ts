@@ -35,9 +35,11 @@ describe('package sets and agents of an older protocol', () => {
     const failed = await fleet.run(id, 'host-2');
     expect(failed).toMatchObject({ state: 'failed', countedFailure: true, errorCode: 'precondition_failed' });
     expect(failed.reason).toMatch(/upgrade the agent/);
-    expect((await fleet.events(id)).find((e) => e.hostId === 'host-2' && e.type === 'host.failed')?.data).toMatchObject({
-      reason: 'agent_protocol_too_old',
-    });
+    expect((await fleet.events(id)).find((e) => e.hostId === 'host-2' && e.type === 'host.failed')?.data).toMatchObject(
+      {
+        reason: 'agent_protocol_too_old',
+      },
+    );
 
     await fleet.finishAll(['host-1', 'host-3']);
     expect(await fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'failed', 'host-3': 'healthy' });
@@ -76,18 +78,23 @@ describe('health tolerance and agents of an older protocol', () => {
   const TOLERANT = 'pat_tolerant';
 
   it('a patch with failAfterConsecutive or bakeTolerance fails a protocol 5 agent with the reason and sends it nothing', async () => {
-    const fleet = new SimulatedFleet();
-    await fleet.store.transaction(async () =>
-            await fleet.store.patches.insert(
-                      storedPatch(
-                        {
-                          ...SAMPLE_PATCH_SPEC,
-                          health: { ...SAMPLE_PATCH_SPEC.health, failAfterConsecutive: 3, bakeTolerance: { consecutiveFailures: 2 } },
-                        },
-                        { id: TOLERANT, createdBy: 'alice', createdAt: new Date(T0).toISOString() },
-                      ),
-                    ),
-          );
+    const fleet = SimulatedFleet.open();
+    await fleet.store.transaction(
+      async () =>
+        await fleet.store.patches.insert(
+          storedPatch(
+            {
+              ...SAMPLE_PATCH_SPEC,
+              health: {
+                ...SAMPLE_PATCH_SPEC.health,
+                failAfterConsecutive: 3,
+                bakeTolerance: { consecutiveFailures: 2 },
+              },
+            },
+            { id: TOLERANT, createdBy: 'alice', createdAt: new Date(T0).toISOString() },
+          ),
+        ),
+    );
     await fleet.addHosts(hosts(2), { online: false });
     fleet.agent('host-2').protocolVersion = HEALTH_TOLERANCE_PROTOCOL - 1;
     for (const id of hosts(2)) await fleet.connect(id);

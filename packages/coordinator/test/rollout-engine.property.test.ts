@@ -114,7 +114,7 @@ class World {
         },
       },
     );
-    this.fleet = new SimulatedFleet({
+    this.fleet = SimulatedFleet.open({
       start: Date.parse('2030-01-01T00:00:00Z'),
       log,
       onApplySent: async (agentId, orderId, rolloutId) => await this.checkApplySend(agentId, orderId, rolloutId),
@@ -339,11 +339,11 @@ async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: s
         await engine.start(rolloutId, actor);
         if (world.frozen === null) {
           world.frozen = resolveTarget(
-            (await world.store.rollouts.get(rolloutId) as { request: RolloutRequest }).request.target,
+            ((await world.store.rollouts.get(rolloutId)) as { request: RolloutRequest }).request.target,
             await world.store.agents.list(),
           );
           // Online hosts first, then those seen before (the canary is never a host that never connected).
-          const fitness = canaryFitnessOf(world.store, (id) => world.fleet.agents.get(id)?.online === true);
+          const fitness = await canaryFitnessOf(world.store, (id) => world.fleet.agents.get(id)?.online === true);
           world.frozenWaves = assignWaves(canaryOrder(world.frozen, fitness), world.scenario.request.waves);
         }
         break;

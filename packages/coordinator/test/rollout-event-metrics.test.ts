@@ -31,7 +31,7 @@ function setup(runs: Record<string, Partial<HostRunRecord>> = {}) {
     { agentsConnected: () => 0, rolloutsByState: () => new Map(), ordersByState: () => new Map() },
     '0.0.0',
   );
-  const events = new RolloutEventMetrics(metrics, (_rolloutId, hostId) => runs[hostId] as HostRunRecord | undefined);
+  const events = new RolloutEventMetrics(metrics, async (_rolloutId, hostId) => runs[hostId] as HostRunRecord | undefined);
   const text = () => metrics.registry.metrics();
   return { events, text };
 }

@@ -42,9 +42,9 @@ afterEach(async () => {
 /** What the agent would have reported, written as the sync writes it. */
 async function store(hostId: string, packages: InstalledPackage[]): Promise<void> {
   const { store } = coordinator.app.fleet;
-  await store.transaction(async () =>
-        await store.inventory.replace(hostId, packages, inventoryDigest(packages), new Date().toISOString()),
-      );
+  await store.transaction(
+    async () => await store.inventory.replace(hostId, packages, inventoryDigest(packages), new Date().toISOString()),
+  );
 }
 
 async function api<T>(method: 'GET' | 'POST', url: string, body?: unknown, expected = 200): Promise<T> {

@@ -10,13 +10,11 @@ import { hosts, PATCH_ID, SECOND, SimulatedFleet } from './support/simulated-fle
 
 const view = (fleet: SimulatedFleet) => new RolloutView(fleet.store, (hostId) => fleet.agent(hostId).online);
 const waveHosts = async (fleet: SimulatedFleet, id: string) =>
-  (await view(fleet)
-        .status(id))
-    .waves.map((w) => w.hosts.map((h) => h.hostId));
+  (await view(fleet).status(id)).waves.map((w) => w.hosts.map((h) => h.hostId));
 
 describe('canaries', () => {
   it('are online hosts: an offline host sorted first is planned later, a never-connected one last', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['a-never'], { neverConnected: true });
     await fleet.addHosts(['b-offline'], { online: false });
     await fleet.addHosts(['c-online', 'd-online']);
@@ -26,7 +24,7 @@ describe('canaries', () => {
   });
 
   it('a start whose canary would be a host that never connected is refused, and changes nothing', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(2), { neverConnected: true });
     const { id } = await fleet.create({ waves: [1, '100%'], requiredApprovals: 0 });
     let refused: unknown;
@@ -47,7 +45,7 @@ describe('canaries', () => {
   });
 
   it('a host that never connected may sit in a later wave: it waits for its delivery deadline there', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     await fleet.addHosts(['host-2'], { neverConnected: true });
     const id = await fleet.launch({ waves: [1, '100%'] });
@@ -67,26 +65,33 @@ describe('the target', () => {
 
 describe('promote', () => {
   it('ends a bake of a running rollout, and nothing else: not while paused, not while running a wave', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 600 });
-    expect(async () => await fleet.engine.promote(id, 'alice')).toThrow(/promote ends a bake; it is running, not baking/);
+    expect(async () => await fleet.engine.promote(id, 'alice')).toThrow(
+      /promote ends a bake; it is running, not baking/,
+    );
     await fleet.finish('host-1');
     expect((await fleet.rollout(id)).bakeUntil).not.toBeNull();
     await fleet.engine.pause(id, 'alice');
-    expect(async () => await fleet.engine.promote(id, 'alice')).toThrow(/promote ends a bake; it is paused: resume it first/);
+    expect(async () => await fleet.engine.promote(id, 'alice')).toThrow(
+      /promote ends a bake; it is paused: resume it first/,
+    );
     expect((await fleet.events(id)).filter((e) => e.type === 'rollout.promoted')).toEqual([]);
     await fleet.engine.resume(id, 'alice');
     await fleet.engine.promote(id, 'alice');
     await fleet.engine.whenIdle();
-    expect((await fleet.events(id)).find((e) => e.type === 'rollout.promoted')?.data).toEqual({ wave: 0, waveNumber: 1 });
+    expect((await fleet.events(id)).find((e) => e.type === 'rollout.promoted')?.data).toEqual({
+      wave: 0,
+      waveNumber: 1,
+    });
     expect((await fleet.rollout(id)).currentWave).toBe(1);
   });
 });
 
 describe('a halted wave', () => {
   it('shows failed while halted and still after the rollout is reverted', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [2, '100%'], bakeSeconds: 60, maxFailures: 0, autoRevert: 'none' });
     await fleet.finish('host-1');
@@ -96,26 +101,18 @@ describe('a halted wave', () => {
     const order = fleet.agent('host-2').latestApply()?.orderId as string;
     await fleet.reportAgain('host-2', order, 'failed', true);
     expect((await fleet.rollout(id)).state).toBe('halted');
-    expect(
-      (await view(fleet)
-                .status(id))
-        .waves.map((w) => w.phase),
-    ).toEqual(['failed', 'pending']);
+    expect((await view(fleet).status(id)).waves.map((w) => w.phase)).toEqual(['failed', 'pending']);
 
     await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishRevert('host-1');
     await fleet.finishRevert('host-2');
     expect((await fleet.rollout(id)).state).toBe('reverted');
-    expect(
-      (await view(fleet)
-                .status(id))
-        .waves.map((w) => w.phase),
-    ).toEqual(['failed', 'pending']);
+    expect((await view(fleet).status(id)).waves.map((w) => w.phase)).toEqual(['failed', 'pending']);
   });
 
   it('a succeeded rollout reverted later keeps its waves passed', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -123,30 +120,22 @@ describe('a halted wave', () => {
     await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();
     await fleet.finishRevert('host-1');
-    expect(
-      (await view(fleet)
-                .status(id))
-        .waves.map((w) => w.phase),
-    ).toEqual(['passed']);
+    expect((await view(fleet).status(id)).waves.map((w) => w.phase)).toEqual(['passed']);
   });
 
   it('an aborted wave shows stopped', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.engine.abort(id, 'alice', null);
     await fleet.engine.whenIdle();
-    expect(
-      (await view(fleet)
-                .status(id))
-        .waves.map((w) => w.phase),
-    ).toEqual(['stopped']);
+    expect((await view(fleet).status(id)).waves.map((w) => w.phase)).toEqual(['stopped']);
   });
 });
 
 describe('a success with hosts reverted by hand', () => {
   it('says so in the final state, its event and the status', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('host-1');
@@ -169,7 +158,7 @@ describe('a success with hosts reverted by hand', () => {
   });
 
   it('a plain success has no warning', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -181,7 +170,7 @@ describe('a success with hosts reverted by hand', () => {
 
 describe('wave numbers in events', () => {
   it('are 1-based in waveNumber beside the 0-based wave index', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('host-1');

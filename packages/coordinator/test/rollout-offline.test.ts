@@ -7,29 +7,37 @@ import { SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('offline hosts', () => {
   it('policy skip: the host is skipped, not counted as a failure, and stays in the report', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     await fleet.addHosts(['host-3'], { online: false });
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, offline: { mode: 'skip' } });
     await fleet.finishAll(['host-1', 'host-2']);
 
     expect(await fleet.state(id)).toBe('succeeded');
-    expect(await fleet.run(id, 'host-3')).toMatchObject({ state: 'skipped', countedFailure: false, errorCode: 'offline' });
+    expect(await fleet.run(id, 'host-3')).toMatchObject({
+      state: 'skipped',
+      countedFailure: false,
+      errorCode: 'offline',
+    });
     expect(fleet.sentOf('order.apply', 'host-3')).toEqual([]);
   });
 
   it('policy fail: the host fails and counts against the budget', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     await fleet.addHosts(['host-2'], { online: false });
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, offline: { mode: 'fail' } });
 
-    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'failed', countedFailure: true, errorCode: 'offline' });
+    expect(await fleet.run(id, 'host-2')).toMatchObject({
+      state: 'failed',
+      countedFailure: true,
+      errorCode: 'offline',
+    });
     expect(await fleet.state(id)).toBe('halted');
   });
 
   it('policy wait: the order is kept and sent, with the same id, when the agent says hello', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1'], { online: false });
     const id = await fleet.launch({ waves: ['100%'], offline: { mode: 'wait', deliveryDeadlineSeconds: 300 } });
     const orderId = (await fleet.run(id, 'host-1')).orderId;
@@ -47,7 +55,7 @@ describe('offline hosts', () => {
   });
 
   it('policy wait: a host not reached within deliveryDeadlineSeconds is timed_out', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     await fleet.addHosts(['host-3'], { online: false });
     const id = await fleet.launch({
@@ -69,7 +77,7 @@ describe('offline hosts', () => {
   });
 
   it('hostTimeoutSeconds: a host with no result in time is timed_out and its order is cancelled', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 120, maxFailures: 0 });
     await fleet.progress('host-1', 'applying');
@@ -79,13 +87,17 @@ describe('offline hosts', () => {
     expect((await fleet.run(id, 'host-1')).state).toBe('applying');
     await fleet.advance(1 * SECOND);
 
-    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'timed_out', errorCode: 'timed_out', countedFailure: true });
+    expect(await fleet.run(id, 'host-1')).toMatchObject({
+      state: 'timed_out',
+      errorCode: 'timed_out',
+      countedFailure: true,
+    });
     expect(fleet.agent('host-1').cancels).toEqual([orderId]);
     expect(await fleet.state(id)).toBe('halted');
   });
 
   it('a host whose agent died mid-apply past its timeout is changed: unknown, and its answer after the restart is an event', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 60, maxFailures: 0 });
     await fleet.progress('host-1', 'applying');

@@ -15,7 +15,7 @@ const MINUTE = 60_000;
 const POLICY: PromotionConfig = { label: 'env', order: ['staging', 'prod'], minSoakMinutes: 30 };
 
 async function stagedFleet(): Promise<SimulatedFleet> {
-  const fleet = new SimulatedFleet({ promotion: POLICY });
+  const fleet = SimulatedFleet.open({ promotion: POLICY });
   await fleet.addHosts(['stg-1', 'stg-2'], { labels: { env: 'staging' } });
   await fleet.addHosts(['prod-1', 'prod-2'], { labels: { env: 'prod' } });
   return fleet;
@@ -181,7 +181,7 @@ describe('promotion order: a later environment needs the one before passed by th
   });
 
   it('checks every environment a mixed target reaches', async () => {
-    const fleet = new SimulatedFleet({
+    const fleet = SimulatedFleet.open({
       promotion: { label: 'env', order: ['dev', 'staging', 'prod'], minSoakMinutes: 0 },
     });
     await fleet.addHosts(['dev-1'], { labels: { env: 'dev' } });
@@ -197,11 +197,13 @@ describe('promotion order: a later environment needs the one before passed by th
   it('a scheduled start (startAt) waits for the soak and starts by itself once it is over', async () => {
     const fleet = await stagedFleet();
     await succeedOn(fleet, 'staging');
-    const prod = (await fleet.create({
-          target: { labels: { env: 'prod' } },
-          waves: ['100%'],
-          startAt: new Date(fleet.now).toISOString(),
-        })).id;
+    const prod = (
+      await fleet.create({
+        target: { labels: { env: 'prod' } },
+        waves: ['100%'],
+        startAt: new Date(fleet.now).toISOString(),
+      })
+    ).id;
     await fleet.advance(29 * MINUTE);
     expect(await fleet.state(prod)).toBe('scheduled');
     await fleet.advance(MINUTE);
@@ -209,7 +211,7 @@ describe('promotion order: a later environment needs the one before passed by th
   });
 
   it('without a promotion order, any rollout starts and no decision is kept', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['prod-1'], { labels: { env: 'prod' } });
     const id = await fleet.launch({ target: { labels: { env: 'prod' } } });
     expect(await fleet.state(id)).toBe('running');
@@ -222,8 +224,8 @@ describe('an admin overrides the promotion order', () => {
     const fleet = await stagedFleet();
     const prod = await prodRollout(fleet);
     const started = await fleet.engine.start(prod, 'root-admin', {
-          overridePromotion: { reason: 'staging is down; CVE fix cannot wait' },
-        });
+      overridePromotion: { reason: 'staging is down; CVE fix cannot wait' },
+    });
     expect(started.state).toBe('running');
     const decision = await fleet.store.rollouts.promotion(prod);
     expect(decision?.override).toEqual({

@@ -15,7 +15,7 @@ import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('revert', () => {
   it('of a whole rollout sends order.revert to every changed host, at most revertParallel at once, and ends reverted', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     const ids = hosts(5);
     await fleet.addHosts(ids);
     await fleet.addHosts(['host-6'], { online: false });
@@ -35,7 +35,7 @@ describe('revert', () => {
     expect(await fleet.state(id)).toBe('reverting');
     expect(fleet.sentOf('order.revert')).toHaveLength(2);
 
-    while (await fleet.state(id) === 'reverting') {
+    while ((await fleet.state(id)) === 'reverting') {
       const next = ids.find((h) => fleet.agent(h).openReverts().length > 0);
       if (!next) throw new Error('reverting with no revert in flight');
       await fleet.finishRevert(next);
@@ -45,12 +45,13 @@ describe('revert', () => {
     expect(fleet.maxRevertsInFlight).toBe(2);
     const reverts = fleet.sentOf('order.revert');
     expect(reverts.map((s) => s.agentId).sort()).toEqual(['host-1', 'host-3', 'host-4', 'host-5']);
-    for (const { agentId, message } of reverts) expect(message.revertsOrderId).toBe((await fleet.run(id, agentId)).orderId);
+    for (const { agentId, message } of reverts)
+      expect(message.revertsOrderId).toBe((await fleet.run(id, agentId)).orderId);
     expect(await fleet.hostStates(id)).toMatchObject({ 'host-2': 'failed', 'host-6': 'skipped' });
   });
 
   it('ends revert_failed when a host fails to revert, and never retries it by itself', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finishAll(['host-1', 'host-2']);
@@ -69,7 +70,7 @@ describe('revert', () => {
   });
 
   it('a host that never answers its revert order is revert_failed after hostTimeoutSeconds; a late success still counts', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 60 });
     await fleet.finishAll(['host-1']);
@@ -87,7 +88,7 @@ describe('revert', () => {
   });
 
   it('an explicit revert of a revert_failed rollout tries the failed host again', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -105,7 +106,7 @@ describe('revert', () => {
   });
 
   it('of a whole rollout also tries a host whose own self-revert failed', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     await fleet.finish('host-1');
@@ -127,7 +128,7 @@ describe('revert', () => {
   });
 
   it('of one host reverts only that host and leaves the rollout as it was', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2', 'host-3']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finishAll(['host-1', 'host-2', 'host-3']);
@@ -150,7 +151,7 @@ describe('revert', () => {
   });
 
   it('of one host holds its wave open: the rollout succeeds only once that revert is in', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -169,7 +170,7 @@ describe('revert', () => {
   });
 
   it('never sends a revert order whose transaction rolled back', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -188,11 +189,12 @@ describe('revert', () => {
       isStopped: () => false,
     });
 
-    expect(async () =>
-      await fleet.store.transaction(async () => {
-                await runner.dispatch(await fleet.run(id, 'host-1'));
-                throw new Error('SQLITE_FULL: database or disk is full');
-              }),
+    expect(
+      async () =>
+        await fleet.store.transaction(async () => {
+          await runner.dispatch(await fleet.run(id, 'host-1'));
+          throw new Error('SQLITE_FULL: database or disk is full');
+        }),
     ).toThrow(/disk is full/);
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.revert')).toEqual([]);
@@ -205,11 +207,13 @@ describe('revert', () => {
   });
 
   it('of one host is refused when the host carries no change', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     await fleet.finish('host-1', 'failed');
-    expect(refusal(async () => await fleet.engine.revertHost(id, 'host-1', 'bob')).code).toBe(ErrorCode.illegalTransition);
+    expect(refusal(async () => await fleet.engine.revertHost(id, 'host-1', 'bob')).code).toBe(
+      ErrorCode.illegalTransition,
+    );
     expect(refusal(async () => await fleet.engine.revertHost(id, 'host-9', 'bob')).code).toBe(ErrorCode.notFound);
   });
 });
@@ -220,7 +224,7 @@ describe('autoRevert on halt', () => {
   async function haltInSecondWave(
     scope: 'none' | 'host' | 'wave' | 'rollout',
   ): Promise<{ fleet: SimulatedFleet; id: string }> {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(5));
     const id = await fleet.launch({ waves: [2, '100%'], maxFailures: 0, autoRevert: scope });
     await fleet.finishAll(['host-1', 'host-2']);
@@ -277,15 +281,14 @@ describe('autoRevert on halt', () => {
 
     expect(await fleet.state(id)).toBe('reverted');
     expect(
-      (await fleet
-                .events(id))
+      (await fleet.events(id))
         .filter((e) => e.type.startsWith('rollout.') && e.toState !== null)
         .map((e) => `${e.fromState ?? ''}→${e.toState}`),
     ).toEqual(['→scheduled', 'scheduled→running', 'running→halted', 'halted→reverting', 'reverting→reverted']);
   });
 
   it('rollout: the halt and the move to reverting are one commit, so a crash right after the halt still reverts', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'rollout' });
     await fleet.finish('host-1');
@@ -336,7 +339,7 @@ describe('a patch marked revertable: false', () => {
   }
 
   it('is never reverted: the rollout and each host refuse it (409) and nothing is sent; the plan says so', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const patchId = await withNotRevertablePatch(fleet);
     const id = await fleet.launch({ patchId, waves: ['100%'] });
@@ -356,7 +359,7 @@ describe('a patch marked revertable: false', () => {
   });
 
   it('refuses autoRevert wave or rollout at create, naming the field; host and none are accepted', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const patchId = await withNotRevertablePatch(fleet);
     for (const autoRevert of ['wave', 'rollout'] as const) {

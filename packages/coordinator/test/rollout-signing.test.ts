@@ -50,7 +50,7 @@ describe('a signed rollout', () => {
   });
 
   it('an unsigned rollout sends no statement', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const id = await fleet.launch();
     expect(fleet.sentOf('order.apply').map((s) => s.message.signed)).toEqual([undefined]);
@@ -94,18 +94,23 @@ describe('a signed rollout', () => {
   });
 
   it('refuses a statement for an exposedTo target that names a host not exposed, storing nothing', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1', 'web-2']);
     await fleet.reportInventory('web-1', opensslHost(VULNERABLE));
     await fleet.reportInventory('web-2', opensslHost(FIXED));
-    const rollout = await fleet.create({ target: { exposedTo: { source: 'openssl', fixed: FIXED } }, draft: true }, 'alice');
+    const rollout = await fleet.create(
+      { target: { exposedTo: { source: 'openssl', fixed: FIXED } }, draft: true },
+      'alice',
+    );
     const patch = await fleet.store.patches.get(rollout.patchId);
     if (!patch) throw new Error('the fleet has no patch');
     const statement = applyStatementFor(patchSpecOf(patch), rollout.request, ['web-1', 'web-2'], {
       now: new Date(fleet.now),
       validForSeconds: 3600,
     });
-    const err = refusal(async () => await fleet.engine.attachStatement(rollout.id, alice.submission(statement), 'alice'));
+    const err = refusal(
+      async () => await fleet.engine.attachStatement(rollout.id, alice.submission(statement), 'alice'),
+    );
     expect(err.code).toBe(ErrorCode.validationFailed);
     expect(err.message + JSON.stringify(err.details)).toContain(
       "names hosts the rollout's target does not select: web-2",
@@ -158,14 +163,14 @@ describe('approvals are signatures', () => {
       [],
       { now: new Date(fleet.now + 1), validForSeconds: 3600 },
     );
-    const wrongStatement = refusal(async () =>
-      await fleet.engine.approve(id, 'bob', { signature: bob.sign(other), publicKey: bob.publicKey }),
+    const wrongStatement = refusal(
+      async () => await fleet.engine.approve(id, 'bob', { signature: bob.sign(other), publicKey: bob.publicKey }),
     );
     expect(wrongStatement.code).toBe(ErrorCode.validationFailed);
     expect(wrongStatement.details).toMatchObject({ issues: [{ path: 'body.signature.signature' }] });
 
-    const mislabelled = refusal(async () =>
-      await fleet.engine.approve(id, 'bob', { signature: bob.sign(statement), publicKey: carol.publicKey }),
+    const mislabelled = refusal(
+      async () => await fleet.engine.approve(id, 'bob', { signature: bob.sign(statement), publicKey: carol.publicKey }),
     );
     expect(mislabelled.details).toMatchObject({ issues: [{ path: 'body.signature.keyId' }] });
     expect(fleet.dump(['approvals', 'statement_signatures', 'events'])).toBe(before);
@@ -175,7 +180,9 @@ describe('approvals are signatures', () => {
     expect(sameKey.code).toBe(ErrorCode.conflict);
     expect(sameKey.message).toMatch(/has approved this rollout already \(as bob\)/);
     expect((await fleet.engine.approve(id, 'carol', carol.approval(statement))).state).toBe('scheduled');
-    expect((await fleet.store.statements.signatures(statementDigest(statement))).map((s) => [s.signer, s.role])).toEqual([
+    expect(
+      (await fleet.store.statements.signatures(statementDigest(statement))).map((s) => [s.signer, s.role]),
+    ).toEqual([
       ['alice', 'author'],
       ['bob', 'approver'],
       ['carol', 'approver'],
@@ -183,7 +190,7 @@ describe('approvals are signatures', () => {
   });
 
   it('an unsigned rollout takes no signature (nobody believes they signed what is not signed)', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const { id } = await fleet.create({ requiredApprovals: 1 });
     const statement = applyStatementFor(
@@ -233,7 +240,9 @@ describe('reverting a signed rollout', () => {
     const sameToken = refusal(async () => await fleet.engine.signRevert(id, carol.submission(statement), 'alice'));
     expect(sameToken.code).toBe(ErrorCode.forbidden);
     expect(sameToken.message).toMatch(/four eyes: alice has signed this revert statement already/);
-    const another = refusal(async () => await fleet.engine.signRevert(id, bob.submission(revert(null, fleet.now + 5)), 'bob'));
+    const another = refusal(
+      async () => await fleet.engine.signRevert(id, bob.submission(revert(null, fleet.now + 5)), 'bob'),
+    );
     expect(another.code).toBe(ErrorCode.conflict);
     expect(another.message).toMatch(/is pending with 1 of 2 signatures: sign that one/);
     expect(await fleet.state(id)).toBe('succeeded');
@@ -340,7 +349,7 @@ describe('reverting a signed rollout', () => {
   });
 
   it('an unsigned rollout reverts as before, and takes no revert statement', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const id = await fleet.launch();
     await fleet.finishAll(['web-1']);

@@ -10,16 +10,13 @@ import { PATCH_ID, SimulatedFleet } from './support/simulated-fleet.js';
 
 /** The hosts a rollout's plan resolves now, sorted. */
 const planned = async (fleet: SimulatedFleet, id: string) =>
-  (await new RolloutView(fleet.store, () => true)
-        .plan(id))
-    .waves.flatMap((w) => w.hosts)
-    .sort();
+  (await new RolloutView(fleet.store, () => true).plan(id)).waves.flatMap((w) => w.hosts).sort();
 
 // ---- targets -----------------------------------------------------------------------------------
 
 describe('targets', () => {
   async function mixedFleet(): Promise<SimulatedFleet> {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1', 'web-2'], { labels: { role: 'web', env: 'prod' } });
     await fleet.addHosts(['web-3'], { labels: { role: 'web', env: 'prod', tier: 'legacy' } });
     await fleet.addHosts(['web-4'], { labels: { role: 'web', env: 'staging' }, facts: { distro: 'ubuntu' } });
@@ -31,12 +28,12 @@ describe('targets', () => {
   it('labels are all-of, excludeLabels any-of', async () => {
     const fleet = await mixedFleet();
     const { id } = await fleet.create({
-          target: { labels: { role: 'web', env: 'prod' }, excludeLabels: { tier: 'legacy' } },
-        });
+      target: { labels: { role: 'web', env: 'prod' }, excludeLabels: { tier: 'legacy' } },
+    });
     expect(await planned(fleet, id)).toEqual(['new-1', 'web-1', 'web-2']);
     const { id: both } = await fleet.create({
-          target: { labels: { role: 'web' }, excludeLabels: { tier: 'legacy', env: 'staging' } },
-        });
+      target: { labels: { role: 'web' }, excludeLabels: { tier: 'legacy', env: 'staging' } },
+    });
     expect(await planned(fleet, both)).toEqual(['new-1', 'web-1', 'web-2']);
   });
 
@@ -49,7 +46,7 @@ describe('targets', () => {
   });
 
   it('are frozen at start: an agent registered afterwards is not added', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1', 'web-2'], { labels: { role: 'web' } });
     const id = await fleet.launch({ target: { labels: { role: 'web' } }, waves: [1, '100%'] });
     await fleet.addHosts(['web-3'], { labels: { role: 'web' } });
@@ -64,7 +61,7 @@ describe('targets', () => {
   });
 
   it('unknown host ids are refused at create, and nothing is written', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const before = fleet.dump();
     const err = refusal(async () => await fleet.create({ target: { hostIds: ['web-1', 'web-9', 'wbe-1'] } }));
@@ -82,7 +79,7 @@ describe('labels', () => {
    * reports role=web and freeze=yes (a compromised host, or a stale agent config).
    */
   async function liarFleet(): Promise<SimulatedFleet> {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(['web-1'], { labels: { role: 'web', env: 'prod' } });
     await fleet.addHosts(['db-1'], {
       labels: { role: 'db', env: 'prod' },
@@ -107,8 +104,8 @@ describe('labels', () => {
     const { id } = await fleet.create({ target: { labels: { env: 'prod' }, reportedLabels: { role: 'web' } } });
     expect(await planned(fleet, id)).toEqual(['db-1', 'web-1']);
     const { id: named } = await fleet.create({
-          target: { hostIds: ['db-1', 'spare-1'], reportedLabels: { role: 'web' } },
-        });
+      target: { hostIds: ['db-1', 'spare-1'], reportedLabels: { role: 'web' } },
+    });
     expect(await planned(fleet, named)).toEqual(['db-1', 'spare-1']);
     // All-of, like labels: spare-1 says freeze=yes, but it has no admin label env=prod.
     const { id: both } = await fleet.create({ target: { labels: { env: 'prod' }, reportedLabels: { freeze: 'yes' } } });
@@ -132,8 +129,8 @@ describe('labels', () => {
     const fleet = await liarFleet();
     // spare-1 reports freeze=yes: out. db-1's admin labels say role=db: out, whatever it reports.
     const { id } = await fleet.create({
-          target: { hostIds: ['web-1', 'db-1', 'spare-1'], excludeLabels: { freeze: 'yes', role: 'db' } },
-        });
+      target: { hostIds: ['web-1', 'db-1', 'spare-1'], excludeLabels: { freeze: 'yes', role: 'db' } },
+    });
     expect(await planned(fleet, id)).toEqual(['web-1']);
     // db-1 reports role=web; excluding role=web keeps it out even though its admin says db.
     const { id: web } = await fleet.create({ target: { labels: { env: 'prod' }, excludeLabels: { role: 'web' } } });

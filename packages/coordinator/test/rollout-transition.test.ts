@@ -11,7 +11,7 @@ const WINDOW: MaintenanceWindow = { cron: '0 2 * * *', timezone: 'UTC', duration
 
 /** A rollout created with `window` (or none), moved along `path` by the writer itself. */
 async function movedAlong(path: RolloutState[], window: MaintenanceWindow | null = WINDOW) {
-  const fleet = new SimulatedFleet();
+  const fleet = SimulatedFleet.open();
   await fleet.addHosts(['h-1']);
   const { id } = await fleet.create(window ? { window } : {});
   const rollout = await mustGetRollout(fleet.store, id);
@@ -85,7 +85,9 @@ describe('transitionRollout', () => {
     const { fleet, id, rollout } = await movedAlong(['running']);
     const { store, clock } = fleet;
     for (const to of ['aborted', 'running'] as const) {
-      await store.transaction(async () => await transitionRollout({ store, clock, windows: undefined }, rollout, to, 'alice', null));
+      await store.transaction(
+        async () => await transitionRollout({ store, clock, windows: undefined }, rollout, to, 'alice', null),
+      );
     }
     expect(await fleet.state(id)).toBe('running');
   });
@@ -93,7 +95,7 @@ describe('transitionRollout', () => {
 
 describe('mustGetRollout', () => {
   it('answers not_found for a rollout that does not exist', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     expect(async () => await mustGetRollout(fleet.store, 'ro_missing')).toThrow(
       expect.objectContaining({ code: ErrorCode.notFound, message: 'rollout ro_missing does not exist' }),
     );

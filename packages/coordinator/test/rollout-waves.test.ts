@@ -6,7 +6,7 @@ import { hosts, SECOND, SimulatedFleet, T0 } from './support/simulated-fleet.js'
 
 describe('waves', () => {
   it('resolve as planned before anything runs (37 hosts, [1, "10%", "50%", "100%"] → [1, 3, 18, 15])', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(Array.from({ length: 37 }, (_, i) => `host-${String(i + 1).padStart(2, '0')}`));
     const { id } = await fleet.create({ waves: [1, '10%', '50%', '100%'], maxFailures: 3 });
     const plan = await new RolloutView(fleet.store, () => true).plan(id);
@@ -22,7 +22,7 @@ describe('waves', () => {
   });
 
   it('run one after another: no host of the next wave gets an order before the current wave has passed', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     const ids = hosts(5);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: [1, 2, '100%'] });
@@ -37,8 +37,7 @@ describe('waves', () => {
     await fleet.finishAll(ids);
 
     expect(await fleet.state(id)).toBe('succeeded');
-    const order = (await fleet
-          .events(id))
+    const order = (await fleet.events(id))
       .filter((e) => e.type === 'host.dispatched' || e.type === 'wave.passed')
       .map((e) => (e.type === 'wave.passed' ? `passed:${e.data?.wave}` : `dispatch:${e.hostId}`));
     expect(order).toEqual([
@@ -54,7 +53,7 @@ describe('waves', () => {
   });
 
   it('keep at most maxParallel hosts in flight, and a finished host frees its slot at once', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     const ids = hosts(6);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 2 });
@@ -64,7 +63,7 @@ describe('waves', () => {
     // No tick, no clock: the freed slot is filled by the result itself.
     expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-3']);
 
-    while (await fleet.state(id) === 'running') {
+    while ((await fleet.state(id)) === 'running') {
       const open = ids.find((h) => fleet.agent(h).openApply());
       if (!open) throw new Error('running with nothing in flight');
       await fleet.finish(open);
@@ -79,7 +78,7 @@ describe('waves', () => {
 
 describe('bake', () => {
   it('the next wave starts only after bakeSeconds', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60 });
     await fleet.finish('host-1');
@@ -94,7 +93,7 @@ describe('bake', () => {
   });
 
   it("tells the wave's healthy hosts to keep watching their health for the whole bake", async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60 });
     await fleet.finish('host-1');
@@ -108,7 +107,7 @@ describe('bake', () => {
   });
 
   it('promote ends the bake early', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 3600 });
     await fleet.finish('host-1');
@@ -124,7 +123,7 @@ describe('bake', () => {
   });
 
   it('a failure reported during the bake counts against the budget and halts', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60, maxFailures: 0 });
     const orderId = await fleet.finish('host-1');

@@ -18,7 +18,7 @@ describe('maintenance window', () => {
   const NEXT_OPENS = Date.parse('2030-01-09T02:00:00Z');
 
   async function windowed(input: Partial<RolloutRequestInput> = {}): Promise<{ fleet: SimulatedFleet; id: string }> {
-    const fleet = new SimulatedFleet({ waveGate: canStartWave });
+    const fleet = SimulatedFleet.open({ waveGate: canStartWave });
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], window: WINDOW, ...input });
     return { fleet, id };
@@ -29,11 +29,15 @@ describe('maintenance window', () => {
     expect(await fleet.state(id)).toBe('paused');
     expect((await fleet.rollout(id)).stateReason).toBe('maintenance window closed');
     expect(fleet.sentOf('order.apply')).toEqual([]);
-    expect((await fleet.events(id)).at(-1)).toMatchObject({ type: 'rollout.paused', actor: 'system', fromState: 'running' });
+    expect((await fleet.events(id)).at(-1)).toMatchObject({
+      type: 'rollout.paused',
+      actor: 'system',
+      fromState: 'running',
+    });
   });
 
   it('is watched from creation, so node-cron can wake the engine when it opens', async () => {
-    const fleet = new SimulatedFleet({ waveGate: canStartWave });
+    const fleet = SimulatedFleet.open({ waveGate: canStartWave });
     await fleet.addHosts(hosts(1));
     const { id } = await fleet.create({ window: WINDOW, requiredApprovals: 1 });
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
@@ -117,7 +121,7 @@ describe('maintenance window', () => {
   });
 
   it('a rollout without a window has no window in its status', async () => {
-    const fleet = new SimulatedFleet();
+    const fleet = SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     expect((await new RolloutView(fleet.store, () => true).status(id)).window).toBeUndefined();

@@ -27,21 +27,22 @@ describe('afterCommit', () => {
   it('runs after the outermost transaction commits, in order, with the change visible', async () => {
     const ran: string[] = [];
     await store.transaction(async () => {
-            await store.afterCommit(async () => ran.push(`first sees ${(await store.agents.list()).length} agent(s)`));
-            await store.transaction(async () => await store.afterCommit(() => ran.push('nested')));
-            await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, new Date(0).toISOString());
-            expect(ran).toEqual([]);
-          });
+      await store.afterCommit(async () => ran.push(`first sees ${(await store.agents.list()).length} agent(s)`));
+      await store.transaction(async () => await store.afterCommit(() => ran.push('nested')));
+      await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, new Date(0).toISOString());
+      expect(ran).toEqual([]);
+    });
     expect(ran).toEqual(['first sees 1 agent(s)', 'nested']);
   });
 
   it('is dropped when the transaction rolls back, and the next transaction starts clean', async () => {
     const ran: string[] = [];
-    expect(async () =>
-      await store.transaction(async () => {
-                await store.afterCommit(() => ran.push('rolled back'));
-                throw new Error('SQLITE_BUSY');
-              }),
+    expect(
+      async () =>
+        await store.transaction(async () => {
+          await store.afterCommit(() => ran.push('rolled back'));
+          throw new Error('SQLITE_BUSY');
+        }),
     ).toThrow('SQLITE_BUSY');
     await store.transaction(async () => await store.afterCommit(() => ran.push('committed')));
     expect(ran).toEqual(['committed']);
@@ -49,13 +50,14 @@ describe('afterCommit', () => {
 
   it('runs every callback even when one throws, then reports the first error', () => {
     const ran: string[] = [];
-    expect(async () =>
-      await store.transaction(async () => {
-                await store.afterCommit(() => {
-                            throw new Error('socket gone');
-                          });
-                await store.afterCommit(() => ran.push('second'));
-              }),
+    expect(
+      async () =>
+        await store.transaction(async () => {
+          await store.afterCommit(() => {
+            throw new Error('socket gone');
+          });
+          await store.afterCommit(() => ran.push('second'));
+        }),
     ).toThrow('socket gone');
     expect(ran).toEqual(['second']);
   });

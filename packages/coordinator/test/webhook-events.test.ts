@@ -35,10 +35,10 @@ async function awaitingApproval(app: TestCoordinator['app']): Promise<{ patchId:
   return { patchId, rolloutId: (created.body as RolloutStatus).rollout.id };
 }
 
-async function until<T>(what: string, probe: () => T | undefined, deadlineMs = 10_000): Promise<T> {
+async function until<T>(what: string, probe: () => Promise<T | undefined>, deadlineMs = 10_000): Promise<T> {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
-    const value = probe();
+    const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));

@@ -33,11 +33,12 @@ export class AgentPresence {
   /** A security event: someone else holds this agent's credential (or the agent runs twice). */
   async duplicateRefused(agentId: string, detail: { remote: string; refusedSinceLast: number }): Promise<void> {
     const { store } = this;
-    await store.transaction(async () =>
-            await store.appendEvent(
-                      { hostId: agentId, actor: SYSTEM, type: 'agent.duplicate_refused', data: { ...detail } },
-                      isoAt(this.clock),
-                    ),
-          );
+    await store.transaction(
+      async () =>
+        await store.appendEvent(
+          { hostId: agentId, actor: SYSTEM, type: 'agent.duplicate_refused', data: { ...detail } },
+          isoAt(this.clock),
+        ),
+    );
   }
 }

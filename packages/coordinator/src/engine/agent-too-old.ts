@@ -9,17 +9,21 @@ import { SYSTEM } from './rollout-transition.js';
  * refuse the order) and fails, counted, with the reason; after the agent is upgraded, `retry` asks
  * again. Inside the caller's transaction.
  */
-export async function failTooOld(deps: Pick<EngineDeps, 'store' | 'clock'>, run: HostRunRecord, reason: string): Promise<void> {
+export async function failTooOld(
+  deps: Pick<EngineDeps, 'store' | 'clock'>,
+  run: HostRunRecord,
+  reason: string,
+): Promise<void> {
   await transitionHostRun(
-        deps,
-        run,
-        {
-          to: 'failed',
-          countedFailure: true,
-          finishedAt: deps.clock.now(),
-          errorCode: ErrorCode.preconditionFailed,
-          reason,
-        },
-        { actor: SYSTEM, data: { reason: 'agent_protocol_too_old', detail: reason } },
-      );
+    deps,
+    run,
+    {
+      to: 'failed',
+      countedFailure: true,
+      finishedAt: deps.clock.now(),
+      errorCode: ErrorCode.preconditionFailed,
+      reason,
+    },
+    { actor: SYSTEM, data: { reason: 'agent_protocol_too_old', detail: reason } },
+  );
 }

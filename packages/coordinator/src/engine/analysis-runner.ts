@@ -67,8 +67,10 @@ export class AnalysisRunner {
           const now = clock.now();
           // Read first: a write transaction on every tick of every rollout would be a waste.
           const run =
-            await store.analyses.get(rollout.id, rollout.currentWave, analysis.name) ??
-            await store.transaction(async () => await store.analyses.getOrStart(rollout.id, rollout.currentWave, analysis.name, now));
+            (await store.analyses.get(rollout.id, rollout.currentWave, analysis.name)) ??
+            (await store.transaction(
+              async () => await store.analyses.getOrStart(rollout.id, rollout.currentWave, analysis.name, now),
+            ));
           if (run.verdict !== 'running') continue;
           const due = (run.lastAt ?? run.startedAt) + analysis.intervalSeconds * 1000;
           const key = `${run.rolloutId}\u0000${run.wave}\u0000${run.name}`;
@@ -97,7 +99,9 @@ export class AnalysisRunner {
   async analysesDecided(rollout: RolloutRecord): Promise<boolean> {
     const { analyses } = rollout.request;
     if (analyses.length === 0) return true;
-    const runs = new Map((await this.deps.store.analyses.forWave(rollout.id, rollout.currentWave)).map((r) => [r.name, r]));
+    const runs = new Map(
+      (await this.deps.store.analyses.forWave(rollout.id, rollout.currentWave)).map((r) => [r.name, r]),
+    );
     return analyses.every((a) => {
       const verdict = runs.get(a.name)?.verdict;
       return verdict === 'passed' || verdict === 'failed';
@@ -106,7 +110,9 @@ export class AnalysisRunner {
 
   /** The failed analysis of the rollout's current wave, if one failed. */
   async failedAnalysis(rollout: RolloutRecord): Promise<AnalysisRunRecord | undefined> {
-    return (await this.deps.store.analyses.forWave(rollout.id, rollout.currentWave)).find((r) => r.verdict === 'failed');
+    return (await this.deps.store.analyses.forWave(rollout.id, rollout.currentWave)).find(
+      (r) => r.verdict === 'failed',
+    );
   }
 
   /** Aborts measurements in flight; their answers are not recorded. */
@@ -166,13 +172,13 @@ export class AnalysisRunner {
     wave: number,
   ): Promise<{ values: Record<AnalysisVariable, string>; unpatchedCount: number }> {
     const { store } = this.deps;
-    const labelOf = async (hostId: string) => {
-      if (analysis.hostLabelFrom === undefined) return hostId;
-      return (await store.agents.get(hostId))?.labels[analysis.hostLabelFrom] ?? hostId;
-    };
+    const from = analysis.hostLabelFrom;
+    const labels = from === undefined ? null : new Map((await store.agents.list()).map((a) => [a.id, a.labels]));
+    const labelOf = (hostId: string) =>
+      labels === null || from === undefined ? hostId : (labels.get(hostId)?.[from] ?? hostId);
     const runs = await store.hostRuns.forRollout(rollout.id);
-    const waveHosts = runs.filter((r) => r.wave === wave).map(async (r) => await labelOf(r.hostId));
-    const unpatched = runs.filter((r) => r.wave > wave && !r.changed).map(async (r) => await labelOf(r.hostId));
+    const waveHosts = runs.filter((r) => r.wave === wave).map((r) => labelOf(r.hostId));
+    const unpatched = runs.filter((r) => r.wave > wave && !r.changed).map((r) => labelOf(r.hostId));
     return {
       values: {
         wave_hosts: hostMatcher(analysis.hostLabel, waveHosts),
@@ -191,88 +197,88 @@ export class AnalysisRunner {
   ): Promise<void> {
     const { store, clock } = this.deps;
     await store.transaction(async () => {
-            const rollout = await mustGetRollout(store, key.rolloutId);
-            const run = await store.analyses.get(key.rolloutId, key.wave, key.name);
-            // Taken for a wave or an attempt that is over, or while the rollout stopped: not counted.
-            if (
-              rollout.state !== 'running' ||
-              rollout.currentWave !== key.wave ||
-              run === undefined ||
-              run.attempt !== key.attempt ||
-              run.verdict !== 'running'
-            ) {
-              return;
-            }
-            const phase: MeasurementPhase = rollout.bakeUntil === null ? 'verify' : 'bake';
-            const at = isoNow(clock);
-            await store.analyses.addMeasurement({ ...key, at, phase, ...judgement });
-            const next: AnalysisRunRecord = { ...run, lastAt: clock.now() };
-            const counted = countOf(judgement.verdict, analysis.inconclusive);
-            if (judgement.verdict === 'inconclusive') next.inconclusive++;
-            if (counted === 'failed') next.failed++;
-            if (counted === 'taken' || counted === 'failed') {
-              next.taken++;
-              if (phase === 'bake') next.takenInBake++;
-            }
-            // Nothing to compare with (the last wave): the analysis has nothing more to say about it.
-            if (judgement.verdict === 'skipped') next.verdict = 'passed';
-            else if (next.failed > analysis.failureLimit) next.verdict = 'failed';
-            else if (next.taken >= analysis.count && next.takenInBake > 0) next.verdict = 'passed';
-            await store.analyses.update(next);
-            await store.appendEvent(
-                      {
-                        rolloutId: key.rolloutId,
-                        actor: SYSTEM,
-                        type: 'analysis.measured',
-                        data: {
-                          ...waveData(key.wave),
-                          analysis: key.name,
-                          attempt: key.attempt,
-                          phase,
-                          condition: analysis.condition,
-                          ...judgement,
-                          // JSON has no infinity: say it in words (null is what the number becomes).
-                          ...(judgement.value !== null && !Number.isFinite(judgement.value)
-                            ? { valueText: judgement.value > 0 ? '+Inf' : '-Inf' }
-                            : {}),
-                          query: queries.query,
-                          ...(queries.baselineQuery ? { baselineQuery: queries.baselineQuery } : {}),
-                          taken: next.taken,
-                          failed: next.failed,
-                        },
-                      },
-                      at,
-                    );
-            if (next.verdict !== 'running') {
-              await store.appendEvent(
-                          {
-                            rolloutId: key.rolloutId,
-                            actor: SYSTEM,
-                            type: `analysis.${next.verdict}`,
-                            data: {
-                              ...waveData(key.wave),
-                              analysis: key.name,
-                              attempt: key.attempt,
-                              taken: next.taken,
-                              failed: next.failed,
-                              failureLimit: analysis.failureLimit,
-                              ...(judgement.reason ? { reason: judgement.reason } : {}),
-                            },
-                          },
-                          at,
-                        );
-            }
-            if (next.verdict === 'failed') await this.failWave(rollout, analysis, judgement);
-            else if (judgement.verdict === 'inconclusive' && analysis.inconclusive === 'pause') {
-              await transitionRollout(
-                                this.deps,
-                                rollout,
-                                'paused',
-                                SYSTEM,
-                                `${ANALYSIS_PAUSE_PREFIX}: ${analysis.name}: ${judgement.reason ?? 'no value'} (resume to measure again)`,
-                              );
-            }
-          });
+      const rollout = await mustGetRollout(store, key.rolloutId);
+      const run = await store.analyses.get(key.rolloutId, key.wave, key.name);
+      // Taken for a wave or an attempt that is over, or while the rollout stopped: not counted.
+      if (
+        rollout.state !== 'running' ||
+        rollout.currentWave !== key.wave ||
+        run === undefined ||
+        run.attempt !== key.attempt ||
+        run.verdict !== 'running'
+      ) {
+        return;
+      }
+      const phase: MeasurementPhase = rollout.bakeUntil === null ? 'verify' : 'bake';
+      const at = isoNow(clock);
+      await store.analyses.addMeasurement({ ...key, at, phase, ...judgement });
+      const next: AnalysisRunRecord = { ...run, lastAt: clock.now() };
+      const counted = countOf(judgement.verdict, analysis.inconclusive);
+      if (judgement.verdict === 'inconclusive') next.inconclusive++;
+      if (counted === 'failed') next.failed++;
+      if (counted === 'taken' || counted === 'failed') {
+        next.taken++;
+        if (phase === 'bake') next.takenInBake++;
+      }
+      // Nothing to compare with (the last wave): the analysis has nothing more to say about it.
+      if (judgement.verdict === 'skipped') next.verdict = 'passed';
+      else if (next.failed > analysis.failureLimit) next.verdict = 'failed';
+      else if (next.taken >= analysis.count && next.takenInBake > 0) next.verdict = 'passed';
+      await store.analyses.update(next);
+      await store.appendEvent(
+        {
+          rolloutId: key.rolloutId,
+          actor: SYSTEM,
+          type: 'analysis.measured',
+          data: {
+            ...waveData(key.wave),
+            analysis: key.name,
+            attempt: key.attempt,
+            phase,
+            condition: analysis.condition,
+            ...judgement,
+            // JSON has no infinity: say it in words (null is what the number becomes).
+            ...(judgement.value !== null && !Number.isFinite(judgement.value)
+              ? { valueText: judgement.value > 0 ? '+Inf' : '-Inf' }
+              : {}),
+            query: queries.query,
+            ...(queries.baselineQuery ? { baselineQuery: queries.baselineQuery } : {}),
+            taken: next.taken,
+            failed: next.failed,
+          },
+        },
+        at,
+      );
+      if (next.verdict !== 'running') {
+        await store.appendEvent(
+          {
+            rolloutId: key.rolloutId,
+            actor: SYSTEM,
+            type: `analysis.${next.verdict}`,
+            data: {
+              ...waveData(key.wave),
+              analysis: key.name,
+              attempt: key.attempt,
+              taken: next.taken,
+              failed: next.failed,
+              failureLimit: analysis.failureLimit,
+              ...(judgement.reason ? { reason: judgement.reason } : {}),
+            },
+          },
+          at,
+        );
+      }
+      if (next.verdict === 'failed') await this.failWave(rollout, analysis, judgement);
+      else if (judgement.verdict === 'inconclusive' && analysis.inconclusive === 'pause') {
+        await transitionRollout(
+          this.deps,
+          rollout,
+          'paused',
+          SYSTEM,
+          `${ANALYSIS_PAUSE_PREFIX}: ${analysis.name}: ${judgement.reason ?? 'no value'} (resume to measure again)`,
+        );
+      }
+    });
     this.deps.markDirty(key.rolloutId);
   }
 
@@ -289,18 +295,18 @@ export class AnalysisRunner {
     for (const run of await store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
       if (run.state !== 'healthy' || !run.changed) continue;
       await transitionHostRun(
-                this.deps,
-                run,
-                {
-                  to: 'failed',
-                  changed: true,
-                  countedFailure: true,
-                  finishedAt: clock.now(),
-                  errorCode: ErrorCode.analysisFailed,
-                  reason,
-                },
-                { actor: SYSTEM, data: { errorCode: ErrorCode.analysisFailed, reason, analysis: analysis.name } },
-              );
+        this.deps,
+        run,
+        {
+          to: 'failed',
+          changed: true,
+          countedFailure: true,
+          finishedAt: clock.now(),
+          errorCode: ErrorCode.analysisFailed,
+          reason,
+        },
+        { actor: SYSTEM, data: { errorCode: ErrorCode.analysisFailed, reason, analysis: analysis.name } },
+      );
       if (rollout.request.autoRevert !== 'none' && !signed) await this.reverts.dispatch({ ...run, state: 'failed' });
     }
   }

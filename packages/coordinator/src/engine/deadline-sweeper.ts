@@ -17,27 +17,29 @@ interface Expiry {
  * still finish or time out): not delivered in time (offline, policy wait), no result in time, or
  * no answer to a revert order. Reads only dispatched hosts in flight, through the state index.
  */
-export async function expireDeadlines(deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty'>): Promise<void> {
+export async function expireDeadlines(
+  deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty'>,
+): Promise<void> {
   const { store, channel, clock } = deps;
   const now = clock.now();
   const expired = await findExpired(deps, now);
   if (expired.length === 0) return;
   await store.transaction(async () => {
-        for (const { run, state, reason } of expired) {
-          await transitionHostRun(
-                        deps,
-                        run,
-                        {
-                          to: state,
-                          ...(state === 'timed_out' ? { countedFailure: true } : {}),
-                          finishedAt: now,
-                          errorCode: state === 'timed_out' ? ErrorCode.timedOut : ErrorCode.revertFailed,
-                          reason,
-                        },
-                        { actor: SYSTEM, data: { reason } },
-                      );
-        }
-      });
+    for (const { run, state, reason } of expired) {
+      await transitionHostRun(
+        deps,
+        run,
+        {
+          to: state,
+          ...(state === 'timed_out' ? { countedFailure: true } : {}),
+          finishedAt: now,
+          errorCode: state === 'timed_out' ? ErrorCode.timedOut : ErrorCode.revertFailed,
+          reason,
+        },
+        { actor: SYSTEM, data: { reason } },
+      );
+    }
+  });
   for (const { run, state } of expired) {
     // A timed-out apply is cancelled on the agent (it restores its snapshot if it got that far).
     if (state === 'timed_out' && run.orderId) channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });

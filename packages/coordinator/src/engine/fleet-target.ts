@@ -33,8 +33,7 @@ export async function resolveFleetTarget(store: Store, target: Target): Promise<
   const exposed = exposedHostIds(await store.inventory.binariesOfSource(source), fixed);
   const { exposedTo: _exposedTo, ...others } = target;
   const reported = new Set(
-    (await store.inventory
-            .hostStates())
+    (await store.inventory.hostStates())
       .filter((host) => host.inventory?.state === 'reported')
       .map((host) => host.hostId),
   );
@@ -45,13 +44,14 @@ export async function resolveFleetTarget(store: Store, target: Target): Promise<
 }
 
 /** How fit each host is to be a canary: online now, seen before, or never connected (see `canaryOrder`). */
-export function canaryFitnessOf(
+export async function canaryFitnessOf(
   store: Store,
   isOnline: (hostId: string) => boolean,
-): (hostId: string) => CanaryFitness {
-  return async (hostId) => {
+): Promise<(hostId: string) => CanaryFitness> {
+  const seenBefore = new Set((await store.agents.list()).filter((agent) => agent.lastSeenAt).map((agent) => agent.id));
+  return (hostId) => {
     if (isOnline(hostId)) return 'online';
-    return (await store.agents.get(hostId))?.lastSeenAt ? 'offline' : 'never_connected';
+    return seenBefore.has(hostId) ? 'offline' : 'never_connected';
   };
 }
 

@@ -45,7 +45,7 @@ export async function transitionHostRun(
   if (!canTransitionHostRun(from, write.to)) {
     throw new IllegalHostTransitionError(run, from, write.to, 'is not in HOST_RUN_TRANSITIONS');
   }
-  if (!await store.hostRuns.transition(run.rolloutId, run.hostId, from, write)) {
+  if (!(await store.hostRuns.transition(run.rolloutId, run.hostId, from, write))) {
     throw new IllegalHostTransitionError(
       run,
       from,
@@ -55,15 +55,15 @@ export async function transitionHostRun(
   }
   if (event === null) return;
   await store.appendEvent(
-        {
-          rolloutId: run.rolloutId,
-          hostId: run.hostId,
-          actor: event.actor,
-          type: event.type ?? `host.${write.to}`,
-          fromState: from,
-          toState: write.to,
-          data: event.data ?? null,
-        },
-        isoNow(clock),
-      );
+    {
+      rolloutId: run.rolloutId,
+      hostId: run.hostId,
+      actor: event.actor,
+      type: event.type ?? `host.${write.to}`,
+      fromState: from,
+      toState: write.to,
+      data: event.data ?? null,
+    },
+    isoNow(clock),
+  );
 }

@@ -26,8 +26,8 @@ export async function auditOrderRefusal(
   if (code === undefined) return;
   const data: OrderRefusedData = { orderId: result.orderId, order, code, reason: result.reason ?? '' };
   await deps.store.appendEvent(
-        { rolloutId: run.rolloutId, hostId: run.hostId, actor: agentId, type: ORDER_REFUSED_EVENT, data: { ...data } },
-        isoNow(deps.clock),
-      );
+    { rolloutId: run.rolloutId, hostId: run.hostId, actor: agentId, type: ORDER_REFUSED_EVENT, data: { ...data } },
+    isoNow(deps.clock),
+  );
   deps.log.warn({ hostId: run.hostId, rolloutId: run.rolloutId, ...data }, 'agent refused an order: security event');
 }

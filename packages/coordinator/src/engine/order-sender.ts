@@ -53,7 +53,12 @@ export function sendRevert(channel: AgentChannel, run: HostRunRecord, signed: Or
  * A wave passed and bakes now: its healthy hosts keep watching their health for the whole bake
  * (not just for bakeSeconds after their own result, which for the wave's early finishers ends sooner).
  */
-export async function sendBakeWatch(store: Store, channel: AgentChannel, rollout: RolloutRecord, wave: number): Promise<void> {
+export async function sendBakeWatch(
+  store: Store,
+  channel: AgentChannel,
+  rollout: RolloutRecord,
+  wave: number,
+): Promise<void> {
   if (rollout.request.bakeSeconds <= 0) return;
   for (const run of await store.hostRuns.forWave(rollout.id, wave)) {
     if (run.state === 'healthy' && run.changed && run.orderId) {

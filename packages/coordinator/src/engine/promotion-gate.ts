@@ -152,10 +152,11 @@ export async function stageRunsOf(
   policy: PromotionConfig,
   exceptId?: string,
 ): Promise<StageRun[]> {
-  return (await store.rollouts
-      .ofPatches(await store.patches.idsWithDigest(contentDigest)))
-    .filter((rollout) => rollout.id !== exceptId && rollout.startedAt !== null)
-    .map(async (rollout) => ({
+  const rollouts = (await store.rollouts.ofPatches(await store.patches.idsWithDigest(contentDigest))).filter(
+    (rollout) => rollout.id !== exceptId && rollout.startedAt !== null,
+  );
+  return Promise.all(
+    rollouts.map(async (rollout) => ({
       rolloutId: rollout.id,
       patchId: rollout.patchId,
       state: rollout.state,
@@ -163,8 +164,9 @@ export async function stageRunsOf(
       environments: await environmentsReached(store, rollout.id, policy),
       revertedSince:
         rollout.state === 'reverted' ||
-        (rollout.finishedAt !== null && await store.rollouts.revertedSince(rollout.id, rollout.finishedAt)),
-    }));
+        (rollout.finishedAt !== null && (await store.rollouts.revertedSince(rollout.id, rollout.finishedAt))),
+    })),
+  );
 }
 
 /**

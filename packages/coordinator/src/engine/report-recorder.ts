@@ -58,31 +58,32 @@ export class ReportRecorder {
     const acks: { agentId: string; orderId: string; finishedAt: string }[] = [];
     const hellos: { agentId: string; hello: Hello }[] = [];
     const result = async (agentId: string, body: OrderResultBody) => {
-      if (await this.applyResult(agentId, body)) acks.push({ agentId, orderId: body.orderId, finishedAt: body.finishedAt });
+      if (await this.applyResult(agentId, body))
+        acks.push({ agentId, orderId: body.orderId, finishedAt: body.finishedAt });
     };
     const superseded = supersededProgress(batch);
     await store.transaction(async () => {
-            for (const report of batch) {
-              switch (report.kind) {
-                case 'hello':
-                  // The agent's journal is the truth: the results it reports are recorded like live ones.
-                  await store.agents.recordHello(report.agentId, report.body, isoNow(clock));
-                  await this.recordConnected(report.agentId, report.body.agentVersion);
-                  for (const order of report.body.orders) if (order.result) await result(report.agentId, order.result);
-                  await this.settleUnknownTimedOut(report.agentId, report.body);
-                  hellos.push({ agentId: report.agentId, hello: report.body });
-                  break;
-                case 'progress':
-                  if (!superseded.has(report)) await this.applyProgress(report.agentId, report.body);
-                  break;
-                case 'result':
-                  // A host that failed (or was reverted, or cancelled) is judged by its result from now on.
-                  if (report.body.outcome !== 'healthy') this.liveHealth.forget(report.body.orderId);
-                  await result(report.agentId, report.body);
-                  break;
-              }
-            }
-          });
+      for (const report of batch) {
+        switch (report.kind) {
+          case 'hello':
+            // The agent's journal is the truth: the results it reports are recorded like live ones.
+            await store.agents.recordHello(report.agentId, report.body, isoNow(clock));
+            await this.recordConnected(report.agentId, report.body.agentVersion);
+            for (const order of report.body.orders) if (order.result) await result(report.agentId, order.result);
+            await this.settleUnknownTimedOut(report.agentId, report.body);
+            hellos.push({ agentId: report.agentId, hello: report.body });
+            break;
+          case 'progress':
+            if (!superseded.has(report)) await this.applyProgress(report.agentId, report.body);
+            break;
+          case 'result':
+            // A host that failed (or was reverted, or cancelled) is judged by its result from now on.
+            if (report.body.outcome !== 'healthy') this.liveHealth.forget(report.body.orderId);
+            await result(report.agentId, report.body);
+            break;
+        }
+      }
+    });
     if (acks.length > 0) this.deps.checkpoint?.('result:committed');
     // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
     for (const ack of acks)
@@ -95,7 +96,10 @@ export class ReportRecorder {
     const { store, clock } = this.deps;
     const row = this.connectedAudit.note(agentId, agentVersion, clock.now());
     if (!row) return;
-    await store.appendEvent({ hostId: agentId, actor: agentId, type: 'agent.connected', data: { ...row } }, isoNow(clock));
+    await store.appendEvent(
+      { hostId: agentId, actor: agentId, type: 'agent.connected', data: { ...row } },
+      isoNow(clock),
+    );
   }
 
   /**
@@ -115,7 +119,7 @@ export class ReportRecorder {
       if (run.orderId && !reported.has(run.orderId)) {
         const rollout = await store.rollouts.get(run.rolloutId);
         if (rollout && (rollout.state === 'running' || rollout.state === 'paused')) {
-          const patch = await store.patches.get(rollout.patchId) as Patch;
+          const patch = (await store.patches.get(rollout.patchId)) as Patch;
           // Dispatched while the agent was away, and it came back speaking a protocol too old for the change.
           const gap = protocolGapOf(patch, channel.protocolVersionOf(agentId));
           if (gap !== undefined) {
@@ -174,7 +178,8 @@ export class ReportRecorder {
     const listed = new Set(hello.orders.map((order) => order.orderId));
     for (const run of await this.deps.store.hostRuns.forHostInStates(agentId, ['timed_out'])) {
       // Marking a run answered that already is changes nothing.
-      if (run.orderId && !listed.has(run.orderId)) await this.deps.store.hostRuns.markAnswered(run.rolloutId, run.hostId);
+      if (run.orderId && !listed.has(run.orderId))
+        await this.deps.store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     }
   }
 
@@ -197,13 +202,13 @@ export class ReportRecorder {
       // it, in this burst's one transaction) and live readers are told once it commits, coalesced.
       await transitionHostRun(this.deps, run, { to: next }, null);
       await store.noteProgress({
-                type: 'host.progress',
-                rolloutId: run.rolloutId,
-                hostId: run.hostId,
-                state: next,
-                at: isoNow(this.deps.clock),
-                ...(progress.message ? { message: progress.message } : {}),
-              });
+        type: 'host.progress',
+        rolloutId: run.rolloutId,
+        hostId: run.hostId,
+        state: next,
+        at: isoNow(this.deps.clock),
+        ...(progress.message ? { message: progress.message } : {}),
+      });
       state = next;
     }
     const { health } = progress;
@@ -232,26 +237,27 @@ export class ReportRecorder {
     );
     if (!recordable) return;
     await store.appendEvent(
-            {
-              rolloutId: run.rolloutId,
-              hostId: run.hostId,
-              actor: agentId,
-              type: 'host.health',
-              data: {
-                orderId: progress.orderId,
-                phase: health.phase,
-                failingPolls: health.failingPolls,
-                checks: health.checks.map(({ check, kind, ok, observed, since }) => ({ check, kind, ok, observed, since })),
-              },
-            },
-            isoNow(clock),
-          );
+      {
+        rolloutId: run.rolloutId,
+        hostId: run.hostId,
+        actor: agentId,
+        type: 'host.health',
+        data: {
+          orderId: progress.orderId,
+          phase: health.phase,
+          failingPolls: health.failingPolls,
+          checks: health.checks.map(({ check, kind, ok, observed, since }) => ({ check, kind, ok, observed, since })),
+        },
+      },
+      isoNow(clock),
+    );
   }
 
   /** Returns whether the result may be acknowledged (it is recorded, or it can never be). */
   private async applyResult(agentId: string, result: OrderResultBody): Promise<boolean> {
     const { store, clock, log } = this.deps;
-    const run = await store.hostRuns.byOrderId(result.orderId) ?? await store.hostRuns.byRevertOrderId(result.orderId);
+    const run =
+      (await store.hostRuns.byOrderId(result.orderId)) ?? (await store.hostRuns.byRevertOrderId(result.orderId));
     if (!run) {
       // Acked all the same (re-reporting it forever helps nobody), but a change on a host that no
       // host run accounts for is one no revert will find: a person has to look at it.
@@ -287,17 +293,17 @@ export class ReportRecorder {
       // refusal `changed: false`): kept, so that a revert asked for again still reaches it.
       const refused = orderRefusalCodeOf(result.errorCode, result.reason) !== undefined;
       await transitionHostRun(
-                this.deps,
-                run,
-                {
-                  to,
-                  changed: refused ? run.changed : result.changed,
-                  finishedAt: clock.now(),
-                  afterChange,
-                  ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
-                },
-                { actor: agentId, data: { ...error, ...(afterChange ? { afterChange } : {}) } },
-              );
+        this.deps,
+        run,
+        {
+          to,
+          changed: refused ? run.changed : result.changed,
+          finishedAt: clock.now(),
+          afterChange,
+          ...(to === 'revert_failed' ? error : { errorCode: null, reason: null }),
+        },
+        { actor: agentId, data: { ...error, ...(afterChange ? { afterChange } : {}) } },
+      );
       // A late success says `reverted`, which no refusal does (an agent answers one revert_failed): the
       // audit would find nothing to record in it anyway.
       // Stryker disable next-line ConditionalExpression: see above
@@ -317,19 +323,19 @@ export class ReportRecorder {
         run.state === 'healthy' && (result.outcome === 'failed' || result.outcome === 'revert_failed');
       if (lateFailure) {
         await transitionHostRun(
-                    this.deps,
-                    run,
-                    {
-                      to: result.outcome === 'failed' ? 'failed' : 'revert_failed',
-                      changed: result.changed,
-                      countedFailure: true,
-                      finishedAt: clock.now(),
-                      health,
-                      packages,
-                      ...error,
-                    },
-                    { actor: agentId, data: { ...error, during: 'bake' } },
-                  );
+          this.deps,
+          run,
+          {
+            to: result.outcome === 'failed' ? 'failed' : 'revert_failed',
+            changed: result.changed,
+            countedFailure: true,
+            finishedAt: clock.now(),
+            health,
+            packages,
+            ...error,
+          },
+          { actor: agentId, data: { ...error, during: 'bake' } },
+        );
       } else {
         // Not a transition: the host stays where it is, and only what it carries is corrected. The
         // first answer of a timed-out order is recorded even when it changes nothing here: it is
@@ -338,17 +344,17 @@ export class ReportRecorder {
         if (corrects) await store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
         if (corrects || firstAnswer) {
           await store.appendEvent(
-                        {
-                          rolloutId: run.rolloutId,
-                          hostId: run.hostId,
-                          actor: agentId,
-                          type: 'host.late_result',
-                          fromState: run.state,
-                          toState: run.state,
-                          data: { outcome: result.outcome, changed: result.changed, ...error },
-                        },
-                        isoNow(clock),
-                      );
+            {
+              rolloutId: run.rolloutId,
+              hostId: run.hostId,
+              actor: agentId,
+              type: 'host.late_result',
+              fromState: run.state,
+              toState: run.state,
+              data: { outcome: result.outcome, changed: result.changed, ...error },
+            },
+            isoNow(clock),
+          );
         }
         if (corrects && result.changed) await this.reverts.reopenRevert(run.rolloutId);
       }
@@ -382,33 +388,33 @@ export class ReportRecorder {
     const outcomeError = rehearsalError ?? stale ?? error;
     const countedFailure = state === 'failed' || state === 'revert_failed';
     await transitionHostRun(
-            this.deps,
-            run,
-            {
-              to: state,
-              changed: result.changed,
-              countedFailure,
-              finishedAt: clock.now(),
-              health,
-              afterChange,
-              packages,
-              rehearsal,
-              ...outcomeError,
-            },
-            // The health results (which check, what it saw), what followed the change and the resolved
-            // packages go into the audit trail with the outcome.
-            {
-              actor: agentId,
-              data: {
-                ...outcomeError,
-                changed: result.changed,
-                ...(health ? { health } : {}),
-                ...(afterChange ? { afterChange } : {}),
-                ...resolved,
-                ...(rehearsal ? { rehearsal } : {}),
-              },
-            },
-          );
+      this.deps,
+      run,
+      {
+        to: state,
+        changed: result.changed,
+        countedFailure,
+        finishedAt: clock.now(),
+        health,
+        afterChange,
+        packages,
+        rehearsal,
+        ...outcomeError,
+      },
+      // The health results (which check, what it saw), what followed the change and the resolved
+      // packages go into the audit trail with the outcome.
+      {
+        actor: agentId,
+        data: {
+          ...outcomeError,
+          changed: result.changed,
+          ...(health ? { health } : {}),
+          ...(afterChange ? { afterChange } : {}),
+          ...resolved,
+          ...(rehearsal ? { rehearsal } : {}),
+        },
+      },
+    );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
     // Not for a signed rollout: its halt waits for a signed revert statement (WaveAdvancer.halt).
     if (
@@ -417,7 +423,7 @@ export class ReportRecorder {
       rollout?.state === 'halted' &&
       rollout.request.autoRevert === 'wave' &&
       run.wave === rollout.currentWave &&
-      !await isSignedRollout(store, rollout.id)
+      !(await isSignedRollout(store, rollout.id))
     ) {
       // Stryker disable next-line BooleanLiteral: dispatch reads the run's ids and state, not what it carries
       await this.reverts.dispatch({ ...run, state, changed: true });

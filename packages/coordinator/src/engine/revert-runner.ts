@@ -16,26 +16,30 @@ export class RevertRunner {
   async advance(rollout: RolloutRecord): Promise<void> {
     const { store } = this.deps;
     // Counts and a bounded query: called after every burst of results, so never a scan of every host.
-    const counts = await store.hostRuns.countInStates(rollout.id, [...IN_FLIGHT_HOST_STATES, 'reverting', 'revert_failed']);
+    const counts = await store.hostRuns.countInStates(rollout.id, [
+      ...IN_FLIGHT_HOST_STATES,
+      'reverting',
+      'revert_failed',
+    ]);
     const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (counts.get(s) ?? 0), 0);
     const reverting = counts.get('reverting') ?? 0;
     const slots = rollout.request.revertParallel - reverting;
     const candidates = slots > 0 ? await store.hostRuns.revertCandidates(rollout.id, slots) : [];
     if (candidates.length > 0) {
       await store.transaction(async () => {
-                for (const run of candidates) await this.dispatch(run);
-              });
+        for (const run of candidates) await this.dispatch(run);
+      });
       return;
     }
     if (reverting > 0 || inFlight > 0) return;
     const failed = counts.get('revert_failed') ?? 0;
     await store.transaction(async () => {
-            const current = await mustGetRollout(store, rollout.id);
-            if (current.state !== 'reverting') return;
-            if (failed > 0)
-              await transitionRollout(this.deps, current, 'revert_failed', SYSTEM, `${failed} host(s) failed to revert`);
-            else await transitionRollout(this.deps, current, 'reverted', SYSTEM, null);
-          });
+      const current = await mustGetRollout(store, rollout.id);
+      if (current.state !== 'reverting') return;
+      if (failed > 0)
+        await transitionRollout(this.deps, current, 'revert_failed', SYSTEM, `${failed} host(s) failed to revert`);
+      else await transitionRollout(this.deps, current, 'reverted', SYSTEM, null);
+    });
   }
 
   /**
@@ -49,15 +53,15 @@ export class RevertRunner {
     const signed = await signedRevertOf(store, run.rolloutId, run.hostId);
     const orderId = newId('rev');
     await transitionHostRun(
-            this.deps,
-            run,
-            { to: 'reverting', revertOrderId: orderId, at: clock.now() },
-            { actor: SYSTEM, data: { orderId } },
-          );
+      this.deps,
+      run,
+      { to: 'reverting', revertOrderId: orderId, at: clock.now() },
+      { actor: SYSTEM, data: { orderId } },
+    );
     const sent = { ...run, state: 'reverting' as const, revertOrderId: orderId };
     await store.afterCommit(() => {
-            if (!this.deps.isStopped()) sendRevert(channel, sent, signed);
-          });
+      if (!this.deps.isStopped()) sendRevert(channel, sent, signed);
+    });
   }
 
   /**
@@ -68,7 +72,13 @@ export class RevertRunner {
   async reopenRevert(rolloutId: string): Promise<void> {
     const rollout = await this.deps.store.rollouts.get(rolloutId);
     if (rollout?.state === 'reverted')
-      await transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'a late result shows a host still carries the change');
+      await transitionRollout(
+        this.deps,
+        rollout,
+        'reverting',
+        SYSTEM,
+        'a late result shows a host still carries the change',
+      );
   }
 
   /** Must run inside a transaction. A late successful revert may turn a revert_failed rollout into reverted. */

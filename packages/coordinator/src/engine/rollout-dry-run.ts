@@ -30,9 +30,10 @@ export class RolloutDryRun {
     );
     const summary: PreflightResult['summary'] = {};
     for (const r of results) summary[r.outcome] = (summary[r.outcome] ?? 0) + 1;
-    await store.transaction(async () =>
-            await store.appendEvent({ rolloutId, actor, type: 'rollout.preflight', data: { summary } }, isoAt(clock)),
-          );
+    await store.transaction(
+      async () =>
+        await store.appendEvent({ rolloutId, actor, type: 'rollout.preflight', data: { summary } }, isoAt(clock)),
+    );
     return { rolloutId, revertable: isRevertable(patch.change), summary, results };
   }
 }

@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import { type MetricQuery, queryPrometheus } from '../analysis/prometheus-query.js';
 import type { PromotionConfig } from '../config.js';
 import type { HostRunRecord } from '../store/host-run-repository.js';
+import { OneAtATime } from '../store/one-at-a-time.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
@@ -123,6 +124,8 @@ export class RolloutEngine {
   private readonly recorder: ReportRecorder;
   /** Each order's latest health results while its host verifies or bakes (the status shows them). */
   readonly liveHealth = new LiveHealthBoard();
+  /** The engine's steps (verbs, ticks, recording a burst, advancing) run one at a time: see OneAtATime. */
+  private readonly steps = new OneAtATime();
   private readonly dirty = new Set<string>();
   /** The last reason each scheduled start was refused for, so a wait is logged once, not every tick. */
   private readonly startRefusals = new Map<string, string>();
@@ -171,9 +174,11 @@ export class RolloutEngine {
 
   /** After a restart: re-arms the window watch of every rollout that still has one to honour. */
   async resumeWindows(): Promise<void> {
-    for (const rollout of await this.store.rollouts.inStates(['scheduled', 'running', 'paused'])) {
-      if (rollout.request.window) this.windows?.watch(rollout.id, rollout.request.window);
-    }
+    return this.steps.run(async () => {
+      for (const rollout of await this.store.rollouts.inStates(['scheduled', 'running', 'paused'])) {
+        if (rollout.request.window) this.windows?.watch(rollout.id, rollout.request.window);
+      }
+    });
   }
 
   /** Something outside (a window opening) says this rollout may be able to move. */
@@ -184,48 +189,57 @@ export class RolloutEngine {
   // ---- verbs ---------------------------------------------------------------------------------
 
   async create(request: RolloutRequest, actor: string): Promise<RolloutRecord> {
-    const patch = await this.store.patches.get(request.patchId);
-    if (!patch)
-      throw new FleetError(ErrorCode.validationFailed, `patch ${request.patchId} does not exist`, { path: 'patchId' });
-    if (request.requiredApprovals < this.minApprovals) {
-      throw invalidField(
-        'body.requiredApprovals',
-        `must be at least ${this.minApprovals} (this coordinator's minApprovals), got ${request.requiredApprovals}`,
-      );
-    }
-    if (request.window) this.validateWindow(request.window);
-    if (!isRevertable(patch.change) && (request.autoRevert === 'wave' || request.autoRevert === 'rollout')) {
-      throw invalidField('body.autoRevert', `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`);
-    }
-    const unknown = unknownHostIds(request.target, await this.store.agents.list());
-    if (unknown.length > 0) {
-      throw new FleetError(ErrorCode.validationFailed, `unknown host ids: ${unknown.join(', ')}`, {
-        path: 'target.hostIds',
-        unknown,
+    return this.steps.run(async () => {
+      const patch = await this.store.patches.get(request.patchId);
+      if (!patch)
+        throw new FleetError(ErrorCode.validationFailed, `patch ${request.patchId} does not exist`, {
+          path: 'patchId',
+        });
+      if (request.requiredApprovals < this.minApprovals) {
+        throw invalidField(
+          'body.requiredApprovals',
+          `must be at least ${this.minApprovals} (this coordinator's minApprovals), got ${request.requiredApprovals}`,
+        );
+      }
+      if (request.window) this.validateWindow(request.window);
+      if (!isRevertable(patch.change) && (request.autoRevert === 'wave' || request.autoRevert === 'rollout')) {
+        throw invalidField('body.autoRevert', `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`);
+      }
+      const unknown = unknownHostIds(request.target, await this.store.agents.list());
+      if (unknown.length > 0) {
+        throw new FleetError(ErrorCode.validationFailed, `unknown host ids: ${unknown.join(', ')}`, {
+          path: 'target.hostIds',
+          unknown,
+        });
+      }
+      const id = newId('ro');
+      const state: RolloutState = request.draft ? 'draft' : approvalState(request);
+      await this.store.transaction(async () => {
+        await this.store.rollouts.insert(
+          { id, patchId: patch.id, request, state, createdBy: actor },
+          isoNow(this.clock),
+        );
+        await this.store.appendEvent(
+          { rolloutId: id, actor, type: 'rollout.created', toState: state, data: { request } },
+          isoNow(this.clock),
+        );
       });
-    }
-    const id = newId('ro');
-    const state: RolloutState = request.draft ? 'draft' : approvalState(request);
-    await this.store.transaction(async () => {
-            await this.store.rollouts.insert({ id, patchId: patch.id, request, state, createdBy: actor }, isoNow(this.clock));
-            await this.store.appendEvent(
-                      { rolloutId: id, actor, type: 'rollout.created', toState: state, data: { request } },
-                      isoNow(this.clock),
-                    );
-          });
-    // Watched from the start, so the window's opening wakes the rollout (resumeWindows re-arms it after a restart).
-    if (request.window) this.windows?.watch(id, request.window);
-    return await mustGetRollout(this.store, id);
+      // Watched from the start, so the window's opening wakes the rollout (resumeWindows re-arms it after a restart).
+      if (request.window) this.windows?.watch(id, request.window);
+      return await mustGetRollout(this.store, id);
+    });
   }
 
   /** A draft goes up for approval (or straight to scheduled when it needs none). */
   async submit(id: string, actor: string): Promise<RolloutRecord> {
-    await this.store.transaction(async () => {
-            const rollout = await mustGetRollout(this.store, id);
-            assertVerb(id, rollout.state, 'submit');
-            await transitionRollout(this.deps, rollout, approvalState(rollout.request), actor, 'submitted');
-          });
-    return await mustGetRollout(this.store, id);
+    return this.steps.run(async () => {
+      await this.store.transaction(async () => {
+        const rollout = await mustGetRollout(this.store, id);
+        assertVerb(id, rollout.state, 'submit');
+        await transitionRollout(this.deps, rollout, approvalState(rollout.request), actor, 'submitted');
+      });
+      return await mustGetRollout(this.store, id);
+    });
   }
 
   /**
@@ -233,8 +247,10 @@ export class RolloutEngine {
    * from then on the rollout is signed, and every order it sends carries the statement.
    */
   async attachStatement(id: string, request: AttachStatementRequest, actor: string): Promise<RolloutRecord> {
-    await this.store.transaction(async () => await this.signing.attachApply(id, request, actor));
-    return await mustGetRollout(this.store, id);
+    return this.steps.run(async () => {
+      await this.store.transaction(async () => await this.signing.attachApply(id, request, actor));
+      return await mustGetRollout(this.store, id);
+    });
   }
 
   /**
@@ -242,33 +258,35 @@ export class RolloutEngine {
    * rollout's approval carries the approver's signature of its statement, by a key of their own.
    */
   async approve(id: string, actor: string, request?: ApproveRequest): Promise<RolloutRecord> {
-    await this.store.transaction(async () => {
-            const rollout = await mustGetRollout(this.store, id);
-            assertVerb(id, rollout.state, 'approve');
-            await this.assertRecordComplete(rollout, 'approved');
-            if (actor === rollout.createdBy) {
-              throw new FleetError(
-                ErrorCode.forbidden,
-                'four eyes: a rollout cannot be approved by the person who created it',
-                {
-                  rolloutId: id,
-                  createdBy: rollout.createdBy,
-                },
-              );
-            }
-            if (!await this.store.rollouts.addApproval(id, actor, isoNow(this.clock))) {
-              throw new FleetError(ErrorCode.conflict, `${actor} has already approved this rollout`, { rolloutId: id });
-            }
-            const keyId = await this.signing.recordApproval(rollout, request, actor);
-            await this.store.appendEvent(
-                      { rolloutId: id, actor, type: 'rollout.approved', ...(keyId ? { data: { keyId } } : {}) },
-                      isoNow(this.clock),
-                    );
-            if ((await this.store.rollouts.approvals(id)).length >= rollout.request.requiredApprovals) {
-              await transitionRollout(this.deps, rollout, 'scheduled', actor, 'approved');
-            }
-          });
-    return await mustGetRollout(this.store, id);
+    return this.steps.run(async () => {
+      await this.store.transaction(async () => {
+        const rollout = await mustGetRollout(this.store, id);
+        assertVerb(id, rollout.state, 'approve');
+        await this.assertRecordComplete(rollout, 'approved');
+        if (actor === rollout.createdBy) {
+          throw new FleetError(
+            ErrorCode.forbidden,
+            'four eyes: a rollout cannot be approved by the person who created it',
+            {
+              rolloutId: id,
+              createdBy: rollout.createdBy,
+            },
+          );
+        }
+        if (!(await this.store.rollouts.addApproval(id, actor, isoNow(this.clock)))) {
+          throw new FleetError(ErrorCode.conflict, `${actor} has already approved this rollout`, { rolloutId: id });
+        }
+        const keyId = await this.signing.recordApproval(rollout, request, actor);
+        await this.store.appendEvent(
+          { rolloutId: id, actor, type: 'rollout.approved', ...(keyId ? { data: { keyId } } : {}) },
+          isoNow(this.clock),
+        );
+        if ((await this.store.rollouts.approvals(id)).length >= rollout.request.requiredApprovals) {
+          await transitionRollout(this.deps, rollout, 'scheduled', actor, 'approved');
+        }
+      });
+      return await mustGetRollout(this.store, id);
+    });
   }
 
   /**
@@ -277,98 +295,109 @@ export class RolloutEngine {
    * (checked by the route) starts it anyway, with the reason on the record.
    */
   async start(id: string, actor: string, options: StartOptions = {}): Promise<RolloutRecord> {
-    await this.store.transaction(async () => {
-            const rollout = await mustGetRollout(this.store, id);
-            if (rollout.state === 'awaiting_approval') {
-              const have = (await this.store.rollouts.approvals(id)).length;
-              throw new FleetError(
-                ErrorCode.illegalTransition,
-                `rollout needs ${rollout.request.requiredApprovals} approval(s), has ${have}`,
-                {
-                  rolloutId: id,
-                  state: rollout.state,
+    return this.steps.run(async () => {
+      await this.store.transaction(async () => {
+        const rollout = await mustGetRollout(this.store, id);
+        if (rollout.state === 'awaiting_approval') {
+          const have = (await this.store.rollouts.approvals(id)).length;
+          throw new FleetError(
+            ErrorCode.illegalTransition,
+            `rollout needs ${rollout.request.requiredApprovals} approval(s), has ${have}`,
+            {
+              rolloutId: id,
+              state: rollout.state,
+            },
+          );
+        }
+        assertVerb(id, rollout.state, 'start');
+        const { exposedTo } = rollout.request.target;
+        const fleet = await resolveFleetTarget(this.store, rollout.request.target);
+        const { withoutInventory } = fleet;
+        const { hosts, unsigned } = await this.signing.signedHosts(rollout, fleet.hosts);
+        if (hosts.length === 0) {
+          const why =
+            unsigned.length > 0
+              ? 'the target selects no host the statement was signed for'
+              : exposedTo
+                ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
+                : 'the target selects no hosts';
+          throw new FleetError(ErrorCode.conflict, why, { rolloutId: id, ...(exposedTo ? { withoutInventory } : {}) });
+        }
+        // A label target signed for the hosts it selected then: hosts that match now but were not signed
+        // for would refuse the order (not_in_target), so they get none, and the trail says so.
+        if (unsigned.length > 0) {
+          this.log.warn(
+            { rolloutId: id, unsigned: unsigned.length },
+            'hosts not signed for are left out of the rollout',
+          );
+          await this.store.appendEvent(
+            {
+              rolloutId: id,
+              actor: SYSTEM,
+              type: 'rollout.hosts_not_signed',
+              data: { count: unsigned.length, hosts: unsigned.slice(0, 100) },
+            },
+            isoNow(this.clock),
+          );
+        }
+        await this.assertRecordComplete(rollout, 'started');
+        await this.checkPromotionOrder(rollout, hosts, actor, options);
+        const waves = planCanaryFirst(
+          hosts,
+          await canaryFitnessOf(this.store, (hostId) => this.channel.isOnline(hostId)),
+          rollout.request.waves,
+        );
+        for (const [waveIndex, wave] of waves.entries()) {
+          for (const [position, hostId] of wave.entries()) {
+            await this.store.hostRuns.insert({ rolloutId: id, hostId, wave: waveIndex, position });
+          }
+        }
+        await this.store.rollouts.freezeTarget(id, hosts.length, waves.length);
+        await this.store.rollouts.setWave(id, 0, null, isoNow(this.clock));
+        await this.analyses.startWave(rollout, 0);
+        await transitionRollout(this.deps, rollout, 'running', actor, null, {
+          hostCount: hosts.length,
+          waveSizes: waves.map((w) => w.length),
+          // Which hosts the inventory could not judge: frozen out with the rest, and on the record.
+          ...(exposedTo
+            ? {
+                exposedTo: {
+                  ...exposedTo,
+                  withoutInventoryCount: withoutInventory.length,
+                  withoutInventory: withoutInventory.slice(0, 100),
                 },
-              );
-            }
-            assertVerb(id, rollout.state, 'start');
-            const { exposedTo } = rollout.request.target;
-            const fleet = await resolveFleetTarget(this.store, rollout.request.target);
-            const { withoutInventory } = fleet;
-            const { hosts, unsigned } = await this.signing.signedHosts(rollout, fleet.hosts);
-            if (hosts.length === 0) {
-              const why =
-                unsigned.length > 0
-                  ? 'the target selects no host the statement was signed for'
-                  : exposedTo
-                    ? `the target selects no hosts: none is exposed to ${exposedTo.source} below ${exposedTo.fixed}${withoutInventory.length > 0 ? ` (${withoutInventory.length} without a package inventory were not judged)` : ''}`
-                    : 'the target selects no hosts';
-              throw new FleetError(ErrorCode.conflict, why, { rolloutId: id, ...(exposedTo ? { withoutInventory } : {}) });
-            }
-            // A label target signed for the hosts it selected then: hosts that match now but were not signed
-            // for would refuse the order (not_in_target), so they get none, and the trail says so.
-            if (unsigned.length > 0) {
-              this.log.warn({ rolloutId: id, unsigned: unsigned.length }, 'hosts not signed for are left out of the rollout');
-              await this.store.appendEvent(
-                          {
-                            rolloutId: id,
-                            actor: SYSTEM,
-                            type: 'rollout.hosts_not_signed',
-                            data: { count: unsigned.length, hosts: unsigned.slice(0, 100) },
-                          },
-                          isoNow(this.clock),
-                        );
-            }
-            await this.assertRecordComplete(rollout, 'started');
-            await this.checkPromotionOrder(rollout, hosts, actor, options);
-            const waves = planCanaryFirst(
-              hosts,
-              canaryFitnessOf(this.store, (hostId) => this.channel.isOnline(hostId)),
-              rollout.request.waves,
-            );
-            waves.forEach((wave, waveIndex) => {
-              wave.forEach(async (hostId, position) => {
-                await this.store.hostRuns.insert({ rolloutId: id, hostId, wave: waveIndex, position });
-              });
-            });
-            await this.store.rollouts.freezeTarget(id, hosts.length, waves.length);
-            await this.store.rollouts.setWave(id, 0, null, isoNow(this.clock));
-            await this.analyses.startWave(rollout, 0);
-            await transitionRollout(this.deps, rollout, 'running', actor, null, {
-                      hostCount: hosts.length,
-                      waveSizes: waves.map((w) => w.length),
-                      // Which hosts the inventory could not judge: frozen out with the rest, and on the record.
-                      ...(exposedTo
-                        ? {
-                            exposedTo: {
-                              ...exposedTo,
-                              withoutInventoryCount: withoutInventory.length,
-                              withoutInventory: withoutInventory.slice(0, 100),
-                            },
-                          }
-                        : {}),
-                    });
-            await this.store.appendEvent(
-                      { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(0), hosts: waves[0] } },
-                      isoNow(this.clock),
-                    );
-          });
-    this.markDirty(id);
-    return await mustGetRollout(this.store, id);
+              }
+            : {}),
+        });
+        await this.store.appendEvent(
+          { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(0), hosts: waves[0] } },
+          isoNow(this.clock),
+        );
+      });
+      this.markDirty(id);
+      return await mustGetRollout(this.store, id);
+    });
   }
 
   async pause(id: string, actor: string): Promise<RolloutRecord> {
-    return await this.verbTransition(id, 'pause', actor, 'paused by operator');
+    return this.steps.run(async () => {
+      return await this.verbTransition(id, 'pause', actor, 'paused by operator');
+    });
   }
 
   async resume(id: string, actor: string): Promise<RolloutRecord> {
-    return await this.verbTransition(id, 'resume', actor, null);
+    return this.steps.run(async () => {
+      return await this.verbTransition(id, 'resume', actor, null);
+    });
   }
 
   /** Sticky stop: nothing new is sent, in-flight orders are cancelled; only `retry` restarts. */
   async abort(id: string, actor: string, reason: string | null): Promise<RolloutRecord> {
-    const rollout = await this.verbTransition(id, 'abort', actor, reason ?? 'aborted by operator');
-    await cancelInFlight(this.store, this.channel, id);
-    return rollout;
+    return this.steps.run(async () => {
+      const rollout = await this.verbTransition(id, 'abort', actor, reason ?? 'aborted by operator');
+      await cancelInFlight(this.store, this.channel, id);
+      return rollout;
+    });
   }
 
   /**
@@ -379,76 +408,81 @@ export class RolloutEngine {
    * timed_out (and counted) until then.
    */
   async retry(id: string, actor: string): Promise<RolloutRecord> {
-    await this.store.transaction(async () => {
-            const rollout = await mustGetRollout(this.store, id);
-            assertVerb(id, rollout.state, 'retry');
-            // A revert still out would finish under a running rollout, which could then pass the wave (or
-            // succeed) with the host's outcome unknown; the operator retries once the reverts are in.
-            const reverting = (await this.store.hostRuns.countInStates(id, ['reverting'])).get('reverting') ?? 0;
-            if (reverting > 0) {
-              throw new FleetError(
-                ErrorCode.illegalTransition,
-                `cannot retry while ${reverting} host(s) of this rollout are reverting; retry once their reverts have finished`,
-                { rolloutId: id, state: rollout.state, reverting },
-              );
-            }
-            const candidates = (await this.store.hostRuns
-                    .inStates(id, ['failed', 'timed_out', 'skipped', 'cancelled']))
-              .filter((run) => run.wave <= rollout.currentWave && !run.changed);
-            const retried: HostRunRecord[] = [];
-            const notRequeued: { hostId: string; reason: string }[] = [];
-            for (const run of candidates) {
-              if (run.state === 'timed_out' && !run.answered) {
-                notRequeued.push({
-                  hostId: run.hostId,
-                  reason: 'timed out and its earlier order has not answered yet: the host may still carry that change',
-                });
-              } else retried.push(run);
-            }
-            // Recorded by the rollout's own event below, which names every requeued host.
-            for (const run of retried) await transitionHostRun(this.deps, run, { to: 'queued' }, null);
-            // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
-            // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
-            const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
-            // A retried wave is measured again from scratch: its analyses start a new attempt.
-            await this.store.analyses.restartFrom(id, wave, this.clock.now());
-            if (retried.length > 0) {
-              await this.store.rollouts.setWave(id, wave, null, isoNow(this.clock));
-              if (wave < rollout.currentWave)
-                await this.store.appendEvent(
-                              { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(wave), retry: true } },
-                              isoNow(this.clock),
-                            );
-            }
-            await transitionRollout(this.deps, rollout, 'running', actor, null, {
-                      requeued: retried.map((r) => r.hostId),
-                      ...(notRequeued.length > 0 ? { notRequeued } : {}),
-                    });
-          });
-    this.markDirty(id);
-    return await mustGetRollout(this.store, id);
+    return this.steps.run(async () => {
+      await this.store.transaction(async () => {
+        const rollout = await mustGetRollout(this.store, id);
+        assertVerb(id, rollout.state, 'retry');
+        // A revert still out would finish under a running rollout, which could then pass the wave (or
+        // succeed) with the host's outcome unknown; the operator retries once the reverts are in.
+        const reverting = (await this.store.hostRuns.countInStates(id, ['reverting'])).get('reverting') ?? 0;
+        if (reverting > 0) {
+          throw new FleetError(
+            ErrorCode.illegalTransition,
+            `cannot retry while ${reverting} host(s) of this rollout are reverting; retry once their reverts have finished`,
+            { rolloutId: id, state: rollout.state, reverting },
+          );
+        }
+        const candidates = (
+          await this.store.hostRuns.inStates(id, ['failed', 'timed_out', 'skipped', 'cancelled'])
+        ).filter((run) => run.wave <= rollout.currentWave && !run.changed);
+        const retried: HostRunRecord[] = [];
+        const notRequeued: { hostId: string; reason: string }[] = [];
+        for (const run of candidates) {
+          if (run.state === 'timed_out' && !run.answered) {
+            notRequeued.push({
+              hostId: run.hostId,
+              reason: 'timed out and its earlier order has not answered yet: the host may still carry that change',
+            });
+          } else retried.push(run);
+        }
+        // Recorded by the rollout's own event below, which names every requeued host.
+        for (const run of retried) await transitionHostRun(this.deps, run, { to: 'queued' }, null);
+        // Dispatch only reads the current wave: go back to the earliest wave with a requeued host (else it
+        // would stay queued while later waves run), and let a retried wave pass its gate and bake again.
+        const wave = Math.min(rollout.currentWave, ...retried.map((r) => r.wave));
+        // A retried wave is measured again from scratch: its analyses start a new attempt.
+        await this.store.analyses.restartFrom(id, wave, this.clock.now());
+        if (retried.length > 0) {
+          await this.store.rollouts.setWave(id, wave, null, isoNow(this.clock));
+          if (wave < rollout.currentWave)
+            await this.store.appendEvent(
+              { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: { ...waveData(wave), retry: true } },
+              isoNow(this.clock),
+            );
+        }
+        await transitionRollout(this.deps, rollout, 'running', actor, null, {
+          requeued: retried.map((r) => r.hostId),
+          ...(notRequeued.length > 0 ? { notRequeued } : {}),
+        });
+      });
+      this.markDirty(id);
+      return await mustGetRollout(this.store, id);
+    });
   }
 
   /** Ends the current bake now. */
   async promote(id: string, actor: string): Promise<RolloutRecord> {
-    await this.store.transaction(async () => {
-            const rollout = await mustGetRollout(this.store, id);
-            // Only while baking, as documented: a paused rollout is resumed first (promote must not be a back door past a pause).
-            if (rollout.bakeUntil === null || rollout.state !== 'running') {
-              const why = rollout.state === 'paused' ? 'it is paused: resume it first' : `it is ${rollout.state}, not baking`;
-              throw new FleetError(ErrorCode.illegalTransition, `promote ends a bake; ${why}`, {
-                rolloutId: id,
-                state: rollout.state,
-              });
-            }
-            await this.store.rollouts.setWave(id, rollout.currentWave, this.clock.now(), isoNow(this.clock));
-            await this.store.appendEvent(
-                      { rolloutId: id, actor, type: 'rollout.promoted', data: waveData(rollout.currentWave) },
-                      isoNow(this.clock),
-                    );
+    return this.steps.run(async () => {
+      await this.store.transaction(async () => {
+        const rollout = await mustGetRollout(this.store, id);
+        // Only while baking, as documented: a paused rollout is resumed first (promote must not be a back door past a pause).
+        if (rollout.bakeUntil === null || rollout.state !== 'running') {
+          const why =
+            rollout.state === 'paused' ? 'it is paused: resume it first' : `it is ${rollout.state}, not baking`;
+          throw new FleetError(ErrorCode.illegalTransition, `promote ends a bake; ${why}`, {
+            rolloutId: id,
+            state: rollout.state,
           });
-    this.markDirty(id);
-    return await mustGetRollout(this.store, id);
+        }
+        await this.store.rollouts.setWave(id, rollout.currentWave, this.clock.now(), isoNow(this.clock));
+        await this.store.appendEvent(
+          { rolloutId: id, actor, type: 'rollout.promoted', data: waveData(rollout.currentWave) },
+          isoNow(this.clock),
+        );
+      });
+      this.markDirty(id);
+      return await mustGetRollout(this.store, id);
+    });
   }
 
   /**
@@ -456,46 +490,53 @@ export class RolloutEngine {
    * reverts only under a revert statement signed by enough people (`signRevert`), used up here.
    */
   async revert(id: string, actor: string): Promise<RolloutRecord> {
-    await this.store.transaction(async () => {
-            const rollout = await mustGetRollout(this.store, id);
-            assertVerb(id, rollout.state, 'revert');
-            await this.assertRevertable(rollout);
-            if (await this.signing.isSigned(id)) await this.signing.useRevertStatement(rollout, ROLLOUT_SCOPE);
-            // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
-            // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
-            for (const run of await this.store.hostRuns.inStates(id, ['revert_failed'])) {
-              if (run.changed) await this.store.hostRuns.forgetRevertOrder(id, run.hostId);
-            }
-            await transitionRollout(this.deps, rollout, 'reverting', actor, 'revert requested');
-          });
-    await cancelInFlight(this.store, this.channel, id);
-    this.markDirty(id);
-    return await mustGetRollout(this.store, id);
+    return this.steps.run(async () => {
+      await this.store.transaction(async () => {
+        const rollout = await mustGetRollout(this.store, id);
+        assertVerb(id, rollout.state, 'revert');
+        await this.assertRevertable(rollout);
+        if (await this.signing.isSigned(id)) await this.signing.useRevertStatement(rollout, ROLLOUT_SCOPE);
+        // Asked by a person, a revert tries again every host still changed whose revert failed; the engine
+        // never retries one by itself (advanceRevert skips a revert_failed host that has a revert order).
+        for (const run of await this.store.hostRuns.inStates(id, ['revert_failed'])) {
+          if (run.changed) await this.store.hostRuns.forgetRevertOrder(id, run.hostId);
+        }
+        await transitionRollout(this.deps, rollout, 'reverting', actor, 'revert requested');
+      });
+      await cancelInFlight(this.store, this.channel, id);
+      this.markDirty(id);
+      return await mustGetRollout(this.store, id);
+    });
   }
 
   /** Reverts one host of a rollout, whatever the rollout's state (a signed rollout: under a revert statement for it). */
   async revertHost(id: string, hostId: string, actor: string): Promise<HostRunRecord> {
-    await this.store.transaction(async () => {
-            const rollout = await mustGetRollout(this.store, id);
-            const run = await this.store.hostRuns.get(id, hostId);
-            if (!run) throw new FleetError(ErrorCode.notFound, `host ${hostId} is not part of rollout ${id}`);
-            if (!TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverted' || !run.changed) {
-              throw new FleetError(
-                ErrorCode.illegalTransition,
-                `host ${hostId} is ${run.state}${run.changed ? '' : ' and carries no change'}; nothing to revert`,
-                {
-                  rolloutId: id,
-                  hostId,
-                  state: run.state,
-                },
-              );
-            }
-            await this.assertRevertable(rollout);
-            if (await this.signing.isSigned(id)) await this.signing.useRevertStatement(rollout, { kind: 'host', hostId });
-            await this.store.appendEvent({ rolloutId: id, hostId, actor, type: 'host.revert_requested' }, isoNow(this.clock));
-            await this.reverts.dispatch(run);
-          });
-    return await this.store.hostRuns.get(id, hostId) as HostRunRecord;
+    return this.steps.run(async () => {
+      await this.store.transaction(async () => {
+        const rollout = await mustGetRollout(this.store, id);
+        const run = await this.store.hostRuns.get(id, hostId);
+        if (!run) throw new FleetError(ErrorCode.notFound, `host ${hostId} is not part of rollout ${id}`);
+        if (!TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverted' || !run.changed) {
+          throw new FleetError(
+            ErrorCode.illegalTransition,
+            `host ${hostId} is ${run.state}${run.changed ? '' : ' and carries no change'}; nothing to revert`,
+            {
+              rolloutId: id,
+              hostId,
+              state: run.state,
+            },
+          );
+        }
+        await this.assertRevertable(rollout);
+        if (await this.signing.isSigned(id)) await this.signing.useRevertStatement(rollout, { kind: 'host', hostId });
+        await this.store.appendEvent(
+          { rolloutId: id, hostId, actor, type: 'host.revert_requested' },
+          isoNow(this.clock),
+        );
+        await this.reverts.dispatch(run);
+      });
+      return (await this.store.hostRuns.get(id, hostId)) as HostRunRecord;
+    });
   }
 
   /** Refused (409, naming the fields) while the patch's change record leaves a required field empty. */
@@ -543,14 +584,14 @@ export class RolloutEngine {
       }
       decision.override = { by: actor, at: isoNow(this.clock), reason: override.reason };
       await this.store.appendEvent(
-                {
-                  rolloutId: rollout.id,
-                  actor,
-                  type: 'rollout.promotion_overridden',
-                  data: { reason: override.reason, missing: blocking },
-                },
-                isoNow(this.clock),
-              );
+        {
+          rolloutId: rollout.id,
+          actor,
+          type: 'rollout.promotion_overridden',
+          data: { reason: override.reason, missing: blocking },
+        },
+        isoNow(this.clock),
+      );
     }
     await this.store.rollouts.setPromotion(rollout.id, decision);
   }
@@ -573,15 +614,17 @@ export class RolloutEngine {
    * `revert` (or `revertHost`) had been called by the last signer. Returns whether it started.
    */
   async signRevert(id: string, request: RevertSignatureRequest, actor: string): Promise<boolean> {
-    const ready = await this.store.transaction(async () => {
-          // Refused before the signature is kept: a signed revert of a one-way patch could only fail.
-          await this.assertRevertable(await mustGetRollout(this.store, id));
-          return await this.signing.addRevertSignature(id, request, actor);
-        });
-    if (!ready) return false;
-    if (request.hostId === undefined) await this.revert(id, actor);
-    else await this.revertHost(id, request.hostId, actor);
-    return true;
+    return this.steps.run(async () => {
+      const ready = await this.store.transaction(async () => {
+        // Refused before the signature is kept: a signed revert of a one-way patch could only fail.
+        await this.assertRevertable(await mustGetRollout(this.store, id));
+        return await this.signing.addRevertSignature(id, request, actor);
+      });
+      if (!ready) return false;
+      if (request.hostId === undefined) await this.revert(id, actor);
+      else await this.revertHost(id, request.hostId, actor);
+      return true;
+    });
   }
 
   private async verbTransition(
@@ -591,10 +634,10 @@ export class RolloutEngine {
     reason: string | null,
   ): Promise<RolloutRecord> {
     await this.store.transaction(async () => {
-            const rollout = await mustGetRollout(this.store, id);
-            assertVerb(id, rollout.state, verb);
-            await transitionRollout(this.deps, rollout, VERB_TRANSITIONS[verb].to, actor, reason);
-          });
+      const rollout = await mustGetRollout(this.store, id);
+      assertVerb(id, rollout.state, verb);
+      await transitionRollout(this.deps, rollout, VERB_TRANSITIONS[verb].to, actor, reason);
+    });
     this.markDirty(id);
     return await mustGetRollout(this.store, id);
   }
@@ -623,25 +666,28 @@ export class RolloutEngine {
 
   /** Called every second or so: start times, deadlines, bakes, windows. Only rollouts that can move are read. */
   async tick(): Promise<void> {
-    for (const rollout of await this.store.rollouts.inStates(['scheduled'])) {
-      const startAt = rollout.request.startAt;
-      if (startAt === undefined || Date.parse(startAt) > this.clock.now()) continue;
-      try {
-        await this.start(rollout.id, SYSTEM);
-        this.startRefusals.delete(rollout.id);
-      } catch (err) {
-        // Tried again every tick (a promotion soak ends by itself): logged when the reason changes.
-        const reason = err instanceof Error ? err.message : String(err);
-        if (this.startRefusals.get(rollout.id) !== reason) {
-          this.startRefusals.set(rollout.id, reason);
-          this.log.warn({ err, rolloutId: rollout.id }, 'scheduled start failed');
+    return this.steps.run(async () => {
+      for (const rollout of await this.store.rollouts.inStates(['scheduled'])) {
+        const startAt = rollout.request.startAt;
+        if (startAt === undefined || Date.parse(startAt) > this.clock.now()) continue;
+        try {
+          await this.start(rollout.id, SYSTEM);
+          this.startRefusals.delete(rollout.id);
+        } catch (err) {
+          // Tried again every tick (a promotion soak ends by itself): logged when the reason changes.
+          const reason = err instanceof Error ? err.message : String(err);
+          if (this.startRefusals.get(rollout.id) !== reason) {
+            this.startRefusals.set(rollout.id, reason);
+            this.log.warn({ err, rolloutId: rollout.id }, 'scheduled start failed');
+          }
         }
       }
-    }
-    await expireDeadlines(this.deps);
-    await this.analyses.tick();
-    for (const rollout of await this.store.rollouts.inStates(['running', 'paused', 'reverting'])) this.markDirty(rollout.id);
-    await this.advanceDirty();
+      await expireDeadlines(this.deps);
+      await this.analyses.tick();
+      for (const rollout of await this.store.rollouts.inStates(['running', 'paused', 'reverting']))
+        this.markDirty(rollout.id);
+      await this.advanceDirty();
+    });
   }
 
   stop(): void {
@@ -668,7 +714,7 @@ export class RolloutEngine {
     this.reports.push(report);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.later(async () => await this.flushReports());
+    this.later(() => this.flushReports());
   }
 
   private async flushReports(): Promise<void> {
@@ -692,14 +738,14 @@ export class RolloutEngine {
   private scheduleRetryFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.later(async () => await this.flushReports(), REPORT_RETRY_MS);
+    this.later(() => this.flushReports(), REPORT_RETRY_MS);
   }
 
   private markDirty(rolloutId: string): void {
     this.dirty.add(rolloutId);
     if (this.advanceScheduled) return;
     this.advanceScheduled = true;
-    this.later(async () => await this.advanceDirty());
+    this.later(() => this.advanceDirty());
   }
 
   /** Counts asynchronous work (a metric measurement) until it settles: see `whenIdle`. */
@@ -711,19 +757,25 @@ export class RolloutEngine {
     });
   }
 
-  /** Runs `work` on the next turn (or after `delayMs`), counted until it has run: see `whenIdle`. */
-  private later(work: () => void, delayMs = 0): void {
+  /**
+   * Runs `work` as one of the engine's steps on the next turn (or after `delayMs`), counted until it
+   * has run: see `whenIdle`. Scheduled from outside any step, so it queues behind the one running.
+   */
+  private later(work: () => Promise<void>, delayMs = 0): void {
     this.scheduled++;
     const run = () => {
-      try {
-        work();
-      } finally {
-        this.scheduled--;
-        this.resolveIfIdle();
-      }
+      this.steps
+        .run(work)
+        .catch((err: unknown) => this.log.error({ err }, 'an engine step failed'))
+        .finally(() => {
+          this.scheduled--;
+          this.resolveIfIdle();
+        });
     };
-    if (delayMs === 0) setImmediate(run);
-    else setTimeout(run, delayMs).unref();
+    this.steps.outside(() => {
+      if (delayMs === 0) setImmediate(run);
+      else setTimeout(run, delayMs).unref();
+    });
   }
 
   private isIdle(): boolean {

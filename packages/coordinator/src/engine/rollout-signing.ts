@@ -41,14 +41,14 @@ import { isoNow, mustGetRollout } from './rollout-transition.js';
 
 /** Whether a rollout was signed: then every order it sends carries its statement, and reverts need one too. */
 export async function isSignedRollout(store: Store, rolloutId: string): Promise<boolean> {
-  return await store.statements.apply(rolloutId) !== undefined;
+  return (await store.statements.apply(rolloutId)) !== undefined;
 }
 
 /** What an `order.apply` of this rollout carries: its apply statement and every signature of it. */
 export async function signedApplyOf(store: Store, rolloutId: string): Promise<OrderApply['signed']> {
   const apply = await store.statements.apply(rolloutId);
   if (apply === undefined) return undefined;
-  return await signedAs(store, apply, 'apply') as OrderApply['signed'];
+  return (await signedAs(store, apply, 'apply')) as OrderApply['signed'];
 }
 
 /**
@@ -57,7 +57,7 @@ export async function signedApplyOf(store: Store, rolloutId: string): Promise<Or
  * with none throws, so no revert is ever sent that the agent would refuse as unsigned.
  */
 export async function signedRevertOf(store: Store, rolloutId: string, hostId: string): Promise<OrderRevert['signed']> {
-  if (!await isSignedRollout(store, rolloutId)) return undefined;
+  if (!(await isSignedRollout(store, rolloutId))) return undefined;
   const revert = await store.statements.revertCovering(rolloutId, hostId);
   if (revert === undefined) {
     throw new FleetError(
@@ -66,7 +66,7 @@ export async function signedRevertOf(store: Store, rolloutId: string, hostId: st
       { rolloutId, hostId },
     );
   }
-  return await signedAs(store, revert, 'revert') as OrderRevert['signed'];
+  return (await signedAs(store, revert, 'revert')) as OrderRevert['signed'];
 }
 
 async function signedAs(
@@ -143,20 +143,20 @@ export class RolloutSigning {
     await store.statements.insert({ digest, rolloutId, scope: ROLLOUT_SCOPE, statement, createdAt: at });
     await this.addSignature(digest, request, actor, 'author', at);
     await store.appendEvent(
-            {
-              rolloutId,
-              actor,
-              type: 'rollout.signed',
-              data: {
-                digest,
-                keyId: request.signature.keyId,
-                sequence: statement.sequence,
-                expiresAt: statement.expiresAt,
-                ...(previous ? { replaces: previous.digest } : {}),
-              },
-            },
-            at,
-          );
+      {
+        rolloutId,
+        actor,
+        type: 'rollout.signed',
+        data: {
+          digest,
+          keyId: request.signature.keyId,
+          sequence: statement.sequence,
+          expiresAt: statement.expiresAt,
+          ...(previous ? { replaces: previous.digest } : {}),
+        },
+      },
+      at,
+    );
     return digest;
   }
 
@@ -165,7 +165,11 @@ export class RolloutSigning {
    * approved only with a signature of its statement by a key that has not signed it yet (four eyes
    * by key as well as by token); an unsigned rollout takes no signature. Returns the key id, if any.
    */
-  async recordApproval(rollout: RolloutRecord, request: ApproveRequest | undefined, actor: string): Promise<string | undefined> {
+  async recordApproval(
+    rollout: RolloutRecord,
+    request: ApproveRequest | undefined,
+    actor: string,
+  ): Promise<string | undefined> {
     const { store, clock } = this.deps;
     const apply = await store.statements.apply(rollout.id);
     const signature = request?.signature;
@@ -219,7 +223,7 @@ export class RolloutSigning {
     const apply = await this.applyOf(rollout);
     const hostId = request.hostId ?? null;
     const scope: StatementScope = hostId === null ? ROLLOUT_SCOPE : { kind: 'host', hostId };
-    if (hostId !== null && await store.hostRuns.get(rolloutId, hostId) === undefined) {
+    if (hostId !== null && (await store.hostRuns.get(rolloutId, hostId)) === undefined) {
       throw new FleetError(ErrorCode.notFound, `host ${hostId} is not part of rollout ${rolloutId}`, {
         rolloutId,
         hostId,
@@ -258,7 +262,7 @@ export class RolloutSigning {
       );
     }
     if (pending === undefined) {
-      if (await store.statements.get(digest) !== undefined) {
+      if ((await store.statements.get(digest)) !== undefined) {
         throw new FleetError(
           ErrorCode.conflict,
           `revert statement ${short(digest)} was used already: sign a new one (${words.command})`,
@@ -288,15 +292,15 @@ export class RolloutSigning {
     await this.addSignature(digest, request, actor, role, at);
     const have = (await store.statements.signatures(digest)).length;
     await store.appendEvent(
-            {
-              rolloutId,
-              ...(hostId !== null ? { hostId } : {}),
-              actor,
-              type: 'revert.signed',
-              data: { digest, keyId: request.signature.keyId, signatures: have, needed },
-            },
-            at,
-          );
+      {
+        rolloutId,
+        ...(hostId !== null ? { hostId } : {}),
+        actor,
+        type: 'revert.signed',
+        data: { digest, keyId: request.signature.keyId, signatures: have, needed },
+      },
+      at,
+    );
     return have >= needed;
   }
 
@@ -334,7 +338,10 @@ export class RolloutSigning {
    * For `start`: the hosts a signed rollout may order — all of `hosts` for a selector statement
    * (agents check it themselves), else those the statement names. Refuses an expired statement.
    */
-  async signedHosts(rollout: RolloutRecord, hosts: readonly string[]): Promise<{ hosts: string[]; unsigned: string[] }> {
+  async signedHosts(
+    rollout: RolloutRecord,
+    hosts: readonly string[],
+  ): Promise<{ hosts: string[]; unsigned: string[] }> {
     const apply = await this.deps.store.statements.apply(rollout.id);
     if (apply === undefined) return { hosts: [...hosts], unsigned: [] };
     if (Date.parse(apply.statement.expiresAt) <= this.deps.clock.now()) {
@@ -481,13 +488,13 @@ export class RolloutSigning {
     at: string,
   ): Promise<void> {
     await this.deps.store.statements.addSignature({
-            digest,
-            keyId: signature.keyId,
-            publicKey,
-            signature: signature.signature,
-            signer,
-            role,
-            at,
-          });
+      digest,
+      keyId: signature.keyId,
+      publicKey,
+      signature: signature.signature,
+      signer,
+      role,
+      at,
+    });
   }
 }

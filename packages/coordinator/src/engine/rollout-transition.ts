@@ -37,16 +37,16 @@ export async function transitionRollout(
   assertTransition(rollout.id, rollout.state, to, `move to ${to}`);
   await store.rollouts.setState(rollout.id, to, reason, FINAL_ROLLOUT_STATES.has(to), isoNow(clock));
   await store.appendEvent(
-        {
-          rolloutId: rollout.id,
-          actor,
-          type: `rollout.${to}`,
-          fromState: rollout.state,
-          toState: to,
-          data: { ...(reason ? { reason } : {}), ...data },
-        },
-        isoNow(clock),
-      );
+    {
+      rolloutId: rollout.id,
+      actor,
+      type: `rollout.${to}`,
+      fromState: rollout.state,
+      toState: to,
+      data: { ...(reason ? { reason } : {}), ...data },
+    },
+    isoNow(clock),
+  );
   const from = rollout.state;
   rollout.state = to;
   // Window watches only wake the engine, so arming one in a transaction that rolls back is harmless.

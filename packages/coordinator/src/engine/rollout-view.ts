@@ -79,7 +79,10 @@ export class RolloutView {
   }
 
   /** Hosts whose connected agent speaks a protocol too old for the patch's change (offline ones are not known). */
-  private async incompatibleHosts(rollout: RolloutRecord, hostIds: readonly string[]): Promise<{ hostId: string; reason: string }[]> {
+  private async incompatibleHosts(
+    rollout: RolloutRecord,
+    hostIds: readonly string[],
+  ): Promise<{ hostId: string; reason: string }[]> {
     const patch = await this.store.patches.get(rollout.patchId);
     if (!patch) return [];
     return hostIds.flatMap((hostId) => {
@@ -101,9 +104,10 @@ export class RolloutView {
       counts[run.state] = (counts[run.state] ?? 0) + 1;
       waves[run.wave]?.hosts.push(this.hostView(run));
     }
+    const haltedBefore = await this.haltedBefore(rollout);
     for (const wave of waves) {
       const ran = wave.hosts.length > 0 && wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
-      wave.phase = wavePhase(rollout, wave.wave, ran, async () => await this.haltedBefore(id));
+      wave.phase = wavePhase(rollout, wave.wave, ran, () => haltedBefore);
     }
     const revertedByHand = rollout.state === 'succeeded' ? (counts.reverted ?? 0) : 0;
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
@@ -150,8 +154,10 @@ export class RolloutView {
   }
 
   /** Whether the rollout's apply ended halted (a revert followed): its wave then failed, whatever the revert did. */
-  private async haltedBefore(id: string): Promise<boolean> {
-    return await this.store.applyEndOf(id) === 'halted';
+  /** Whether the rollout's apply halted before it was reverted: read (from the trail) only when it matters. */
+  private async haltedBefore(rollout: RolloutRecord): Promise<boolean> {
+    if (rollout.state !== 'reverting' && rollout.state !== 'reverted') return false;
+    return (await this.store.applyEndOf(rollout.id)) === 'halted';
   }
 
   /**
@@ -176,9 +182,10 @@ export class RolloutView {
       summary.counts[state] = n;
       if (TERMINAL_HOST_STATES.has(state)) finished.set(wave, (finished.get(wave) ?? 0) + n);
     }
+    const haltedBefore = await this.haltedBefore(rollout);
     for (const wave of waves) {
       const ran = wave.hostCount > 0 && finished.get(wave.wave) === wave.hostCount;
-      wave.phase = wavePhase(rollout, wave.wave, ran, async () => await this.haltedBefore(id));
+      wave.phase = wavePhase(rollout, wave.wave, ran, () => haltedBefore);
     }
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
     return {
@@ -202,11 +209,11 @@ export class RolloutView {
   async hostPage(id: string, query: HostPageQuery): Promise<RolloutHostPage> {
     await this.mustGet(id);
     const runs = await this.store.hostRuns.page(id, {
-          state: query.state,
-          wave: query.wave,
-          after: query.cursor === undefined ? undefined : parseHostCursor(query.cursor),
-          limit: query.limit,
-        });
+      state: query.state,
+      wave: query.wave,
+      after: query.cursor === undefined ? undefined : parseHostCursor(query.cursor),
+      limit: query.limit,
+    });
     const last = runs.at(-1);
     return {
       hosts: runs.map((run) => ({ wave: run.wave, ...this.hostView(run) })),
@@ -235,32 +242,35 @@ export class RolloutView {
   /** Each analysis run of the rollout, with its latest measurements. */
   private async analyses(rollout: RolloutRecord): Promise<AnalysisRunView[]> {
     const declared = new Map(rollout.request.analyses.map((a) => [a.name, a]));
-    return (await this.store.analyses.forRollout(rollout.id)).map(async (run) => {
-      const analysis = declared.get(run.name);
-      return {
-        wave: run.wave,
-        name: run.name,
-        attempt: run.attempt,
-        condition: analysis?.condition ?? '',
-        verdict: run.verdict,
-        taken: run.taken,
-        count: analysis?.count ?? 0,
-        failed: run.failed,
-        failureLimit: analysis?.failureLimit ?? 0,
-        inconclusive: run.inconclusive,
-        measurements: (await this.store.analyses
-                  .latest(run, 20))
-          .map(({ at, phase, value, baseline, threshold, verdict, reason }) => ({
-            at,
-            phase,
-            value,
-            baseline,
-            threshold,
-            verdict,
-            reason,
-          })),
-      };
-    });
+    const runs = await this.store.analyses.forRollout(rollout.id);
+    return Promise.all(
+      runs.map(async (run) => {
+        const analysis = declared.get(run.name);
+        return {
+          wave: run.wave,
+          name: run.name,
+          attempt: run.attempt,
+          condition: analysis?.condition ?? '',
+          verdict: run.verdict,
+          taken: run.taken,
+          count: analysis?.count ?? 0,
+          failed: run.failed,
+          failureLimit: analysis?.failureLimit ?? 0,
+          inconclusive: run.inconclusive,
+          measurements: (await this.store.analyses.latest(run, 20)).map(
+            ({ at, phase, value, baseline, threshold, verdict, reason }) => ({
+              at,
+              phase,
+              value,
+              baseline,
+              threshold,
+              verdict,
+              reason,
+            }),
+          ),
+        };
+      }),
+    );
   }
 
   /** A signed rollout's statements with their signatures; null for an unsigned rollout. */
@@ -278,7 +288,7 @@ export class RolloutView {
     });
     return {
       apply: await view(apply),
-      reverts: (await statements.reverts(rollout.id)).map(view),
+      reverts: await Promise.all((await statements.reverts(rollout.id)).map(view)),
       revertSignaturesNeeded: revertSignaturesNeeded(rollout.request.requiredApprovals, approvals),
     };
   }

@@ -45,13 +45,15 @@ export class WaveAdvancer {
       }
       if (rollout.state === 'paused') {
         if (rollout.stateReason === WINDOW_PAUSE_REASON && this.windowOpen(rollout)) {
-          await store.transaction(async () => await transitionRollout(this.deps, rollout, 'running', SYSTEM, 'maintenance window open'));
+          await store.transaction(
+            async () => await transitionRollout(this.deps, rollout, 'running', SYSTEM, 'maintenance window open'),
+          );
           continue;
         }
         return;
       }
       if (rollout.state !== 'running') return;
-      if (!await this.advanceRunning(rollout)) return;
+      if (!(await this.advanceRunning(rollout))) return;
     }
   }
 
@@ -64,7 +66,10 @@ export class WaveAdvancer {
     // and no other host may change until a person has looked.
     const rehearsal = await this.failedRehearsal(rollout);
     if (rehearsal) {
-      await this.halt(rollout, `rehearsed revert failed on ${rehearsal.hostId}: ${rehearsal.reason ?? 'no reason given'}`);
+      await this.halt(
+        rollout,
+        `rehearsed revert failed on ${rehearsal.hostId}: ${rehearsal.reason ?? 'no reason given'}`,
+      );
       return true;
     }
     const failures = await store.hostRuns.failures(id);
@@ -102,7 +107,9 @@ export class WaveAdvancer {
     if (queued > 0 && inFlight < request.maxParallel) {
       if (request.window && !waveGate(request.window, now)) {
         if (inFlight === 0)
-          await store.transaction(async () => await transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON));
+          await store.transaction(
+            async () => await transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON),
+          );
         return false;
       }
       await this.dispatchApplies(rollout, request.maxParallel - inFlight);
@@ -117,54 +124,57 @@ export class WaveAdvancer {
     if (rollout.bakeUntil === null) {
       const bakeUntil = now + request.bakeSeconds * 1000;
       await store.transaction(async () => {
-                await store.rollouts.setWave(id, rollout.currentWave, bakeUntil, isoNow(clock));
-                await store.appendEvent(
-                            {
-                              rolloutId: id,
-                              actor: SYSTEM,
-                              type: 'wave.passed',
-                              data: { ...waveData(rollout.currentWave), bakeSeconds: request.bakeSeconds },
-                            },
-                            isoNow(clock),
-                          );
-              });
+        await store.rollouts.setWave(id, rollout.currentWave, bakeUntil, isoNow(clock));
+        await store.appendEvent(
+          {
+            rolloutId: id,
+            actor: SYSTEM,
+            type: 'wave.passed',
+            data: { ...waveData(rollout.currentWave), bakeSeconds: request.bakeSeconds },
+          },
+          isoNow(clock),
+        );
+      });
       await sendBakeWatch(store, this.deps.channel, rollout, rollout.currentWave);
       return true;
     }
     if (now < rollout.bakeUntil) return false;
     // The wave's metric analyses have the last word: it passes once each has passed (or failed
     // within the failure budget, which the check above has let through).
-    if (!await this.analyses.analysesDecided(rollout)) return false;
+    if (!(await this.analyses.analysesDecided(rollout))) return false;
     const next = rollout.currentWave + 1;
     await store.transaction(async () => {
-            if (next >= rollout.waveCount) {
-              const notTaken = await this.noHostTookIt(rollout);
-              // Nothing patched is not a success (every host skipped as unhealthy before the patch, say):
-              // halted, so it says so and a retry can send the skipped hosts their order again.
-              if (notTaken) await transitionRollout(this.deps, rollout, 'halted', SYSTEM, notTaken);
-              else {
-                const warning = revertedByHandWarning(await store.hostRuns.inStates(id, ['reverted']));
-                await transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, warning?.text ?? null, warning?.data);
-              }
-              return;
-            }
-            if (request.window && !waveGate(request.window, now)) {
-              await transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON);
-              return;
-            }
-            await store.rollouts.setWave(id, next, null, isoNow(clock));
-            await this.analyses.startWave(rollout, next);
-            await store.appendEvent({ rolloutId: id, actor: SYSTEM, type: 'wave.started', data: waveData(next) }, isoNow(clock));
-          });
+      if (next >= rollout.waveCount) {
+        const notTaken = await this.noHostTookIt(rollout);
+        // Nothing patched is not a success (every host skipped as unhealthy before the patch, say):
+        // halted, so it says so and a retry can send the skipped hosts their order again.
+        if (notTaken) await transitionRollout(this.deps, rollout, 'halted', SYSTEM, notTaken);
+        else {
+          const warning = revertedByHandWarning(await store.hostRuns.inStates(id, ['reverted']));
+          await transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, warning?.text ?? null, warning?.data);
+        }
+        return;
+      }
+      if (request.window && !waveGate(request.window, now)) {
+        await transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON);
+        return;
+      }
+      await store.rollouts.setWave(id, next, null, isoNow(clock));
+      await this.analyses.startWave(rollout, next);
+      await store.appendEvent(
+        { rolloutId: id, actor: SYSTEM, type: 'wave.started', data: waveData(next) },
+        isoNow(clock),
+      );
+    });
     return true;
   }
 
   /** A canary whose rehearsed revert failed (only the canary wave rehearses, and it is small). */
   private async failedRehearsal(rollout: RolloutRecord): Promise<HostRunRecord | undefined> {
     if (!rollout.request.rehearseRevert || rollout.currentWave !== 0) return undefined;
-    return (await this.deps.store.hostRuns
-          .forWave(rollout.id, 0))
-      .find((run) => run.countedFailure && run.errorCode === ErrorCode.rehearsalFailed);
+    return (await this.deps.store.hostRuns.forWave(rollout.id, 0)).find(
+      (run) => run.countedFailure && run.errorCode === ErrorCode.rehearsalFailed,
+    );
   }
 
   /**
@@ -175,9 +185,9 @@ export class WaveAdvancer {
     const counts = await this.deps.store.hostRuns.countInStates(rollout.id, [...TERMINAL_HOST_STATES]);
     if (rollout.hostCount === 0 || (counts.get('healthy') ?? 0) > 0) return undefined;
     // A skip with health_failed is the agent's baseline verdict (the reason it gives is UNHEALTHY_BEFORE_PATCH).
-    const skippedUnhealthy = (await this.deps.store.hostRuns
-          .inStates(rollout.id, ['skipped']))
-      .filter((run) => run.errorCode === ErrorCode.healthFailed).length;
+    const skippedUnhealthy = (await this.deps.store.hostRuns.inStates(rollout.id, ['skipped'])).filter(
+      (run) => run.errorCode === ErrorCode.healthFailed,
+    ).length;
     const tally = [...counts]
       .filter(([, n]) => n > 0)
       .map(([state, n]) => `${n} ${state}`)
@@ -191,35 +201,35 @@ export class WaveAdvancer {
     // A signed rollout's hosts whose health fails revert themselves (their own order says so); the
     // coordinator's own reverts would need a revert statement people signed, which it cannot make.
     const autoRevert = rollout.request.autoRevert;
-    const waits = (autoRevert === 'wave' || autoRevert === 'rollout') && await isSignedRollout(store, rollout.id);
+    const waits = (autoRevert === 'wave' || autoRevert === 'rollout') && (await isSignedRollout(store, rollout.id));
     const scope = waits ? 'host' : autoRevert;
     // One commit for the halt and, with autoRevert `rollout`, the move to reverting: a crash between
     // two commits would leave a halted rollout that nobody reverts (halted is final; nothing advances it).
     await store.transaction(async () => {
-            await transitionRollout(this.deps, rollout, 'halted', SYSTEM, reason);
-            if (waits) {
-              await store.appendEvent(
-                          {
-                            rolloutId: rollout.id,
-                            actor: SYSTEM,
-                            type: 'rollout.revert_waiting',
-                            data: {
-                              autoRevert,
-                              reason: `a signed rollout's revert waits for a signed revert statement: fleetpatch rollout revert ${rollout.id} --sign-key <pem>`,
-                            },
-                          },
-                          isoNow(clock),
-                        );
-            }
-            if (scope === 'wave') {
-              for (const run of await store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
-                if (run.changed && TERMINAL_HOST_STATES.has(run.state) && run.state !== 'reverted')
-                  await this.reverts.dispatch(run);
-              }
-            }
-            // transitionRollout updated rollout.state in place, so this edge is checked from `halted`.
-            if (scope === 'rollout') await transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'auto-revert: rollout');
-          });
+      await transitionRollout(this.deps, rollout, 'halted', SYSTEM, reason);
+      if (waits) {
+        await store.appendEvent(
+          {
+            rolloutId: rollout.id,
+            actor: SYSTEM,
+            type: 'rollout.revert_waiting',
+            data: {
+              autoRevert,
+              reason: `a signed rollout's revert waits for a signed revert statement: fleetpatch rollout revert ${rollout.id} --sign-key <pem>`,
+            },
+          },
+          isoNow(clock),
+        );
+      }
+      if (scope === 'wave') {
+        for (const run of await store.hostRuns.forWave(rollout.id, rollout.currentWave)) {
+          if (run.changed && TERMINAL_HOST_STATES.has(run.state) && run.state !== 'reverted')
+            await this.reverts.dispatch(run);
+        }
+      }
+      // transitionRollout updated rollout.state in place, so this edge is checked from `halted`.
+      if (scope === 'rollout') await transitionRollout(this.deps, rollout, 'reverting', SYSTEM, 'auto-revert: rollout');
+    });
     if (scope === 'rollout') {
       await cancelInFlight(store, channel, rollout.id);
       this.deps.markDirty(rollout.id);
@@ -228,41 +238,41 @@ export class WaveAdvancer {
 
   private async dispatchApplies(rollout: RolloutRecord, slots: number): Promise<void> {
     const { store, channel, clock } = this.deps;
-    const patch = await store.patches.get(rollout.patchId) as Patch;
+    const patch = (await store.patches.get(rollout.patchId)) as Patch;
     const sends: HostRunRecord[] = [];
     await store.transaction(async () => {
-            for (const run of await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
-              if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
-                const failed = rollout.request.offline.mode === 'fail';
-                await transitionHostRun(
-                                    this.deps,
-                                    run,
-                                    {
-                                      to: failed ? 'failed' : 'skipped',
-                                      countedFailure: failed,
-                                      finishedAt: clock.now(),
-                                      errorCode: ErrorCode.offline,
-                                      reason: 'host offline at dispatch',
-                                    },
-                                    { actor: SYSTEM, data: { reason: 'offline' } },
-                                  );
-                continue;
-              }
-              const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
-              if (gap !== undefined) {
-                await failTooOld(this.deps, run, gap);
-                continue;
-              }
-              const orderId = newId('ord');
-              await transitionHostRun(
-                                this.deps,
-                                run,
-                                { to: 'dispatched', orderId, at: clock.now() },
-                                { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
-                              );
-              sends.push({ ...run, orderId, state: 'dispatched' });
-            }
-          });
+      for (const run of await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
+        if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
+          const failed = rollout.request.offline.mode === 'fail';
+          await transitionHostRun(
+            this.deps,
+            run,
+            {
+              to: failed ? 'failed' : 'skipped',
+              countedFailure: failed,
+              finishedAt: clock.now(),
+              errorCode: ErrorCode.offline,
+              reason: 'host offline at dispatch',
+            },
+            { actor: SYSTEM, data: { reason: 'offline' } },
+          );
+          continue;
+        }
+        const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
+        if (gap !== undefined) {
+          await failTooOld(this.deps, run, gap);
+          continue;
+        }
+        const orderId = newId('ord');
+        await transitionHostRun(
+          this.deps,
+          run,
+          { to: 'dispatched', orderId, at: clock.now() },
+          { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
+        );
+        sends.push({ ...run, orderId, state: 'dispatched' });
+      }
+    });
     // Sent only after the commit: a crash between the two leaves a committed order that the
     // agent's reconnect (hello) picks up, never an order that was sent but not recorded.
     const signed = sends.length > 0 ? await signedApplyOf(store, rollout.id) : undefined;

@@ -56,23 +56,23 @@ export class AgentEnrollment {
       revokedAt: null,
     };
     await store.transaction(async () => {
-            await store.joinTokens.insert({ ...record, tokenSha256: sha256Hex(secret) });
-            await store.appendEvent(
-                      {
-                        hostId: record.hostId,
-                        actor,
-                        type: 'join_token.created',
-                        data: {
-                          joinTokenId: record.id,
-                          uses: record.maxUses,
-                          expiresAt: record.expiresAt,
-                          labels: record.labels,
-                          replace: record.replace,
-                        },
-                      },
-                      createdAt,
-                    );
-          });
+      await store.joinTokens.insert({ ...record, tokenSha256: sha256Hex(secret) });
+      await store.appendEvent(
+        {
+          hostId: record.hostId,
+          actor,
+          type: 'join_token.created',
+          data: {
+            joinTokenId: record.id,
+            uses: record.maxUses,
+            expiresAt: record.expiresAt,
+            labels: record.labels,
+            replace: record.replace,
+          },
+        },
+        createdAt,
+      );
+    });
     return { ...this.view(record), token: secret };
   }
 
@@ -84,12 +84,13 @@ export class AgentEnrollment {
     const { store } = this.options;
     const at = this.isoNow();
     const revoked = await store.transaction(async () => {
-          if (!await store.joinTokens.get(id)) throw new FleetError(ErrorCode.notFound, `join token ${id} does not exist`);
-          if (!await store.joinTokens.revoke(id, at)) return false;
-          await store.appendEvent({ actor, type: 'join_token.revoked', data: { joinTokenId: id } }, at);
-          return true;
-        });
-    const token = await store.joinTokens.get(id) as JoinTokenRecord;
+      if (!(await store.joinTokens.get(id)))
+        throw new FleetError(ErrorCode.notFound, `join token ${id} does not exist`);
+      if (!(await store.joinTokens.revoke(id, at))) return false;
+      await store.appendEvent({ actor, type: 'join_token.revoked', data: { joinTokenId: id } }, at);
+      return true;
+    });
+    const token = (await store.joinTokens.get(id)) as JoinTokenRecord;
     if (!revoked) throw new FleetError(ErrorCode.conflict, `join token ${id} is already revoked`, this.view(token));
     return this.view(token);
   }
@@ -112,39 +113,39 @@ export class AgentEnrollment {
     }
     const at = this.isoNow();
     const result = await store.transaction(async () => {
-          // Checked again inside the transaction: two agents racing for the last use cannot both win.
-          const token = await this.usableJoinToken(secret);
-          if (token.hostId !== null && token.hostId !== request.hostId) {
-            throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
-          }
-          const existing = await store.agents.get(request.hostId);
-          // A row that never held a key (registered before enrollment existed) may enroll like a new host.
-          const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
-          if (replacing && !token.replace) {
-            await store.appendEvent(
-                        {
-                          hostId: request.hostId,
-                          actor: `join-token:${token.id}`,
-                          type: 'agent.enroll_refused',
-                          data: { joinTokenId: token.id, reason: 'already enrolled' },
-                        },
-                        at,
-                      );
-            return { refused: true as const, tokenId: token.id };
-          }
-          await store.joinTokens.use(token.id);
-          await store.agents.enroll({ id: request.hostId, publicKey: request.publicKey, labels: token.labels }, at);
-          await store.appendEvent(
-                    {
-                      hostId: request.hostId,
-                      actor: `join-token:${token.id}`,
-                      type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
-                      data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
-                    },
-                    at,
-                  );
-          return { refused: false as const, labels: token.labels, replaced: replacing };
-        });
+      // Checked again inside the transaction: two agents racing for the last use cannot both win.
+      const token = await this.usableJoinToken(secret);
+      if (token.hostId !== null && token.hostId !== request.hostId) {
+        throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
+      }
+      const existing = await store.agents.get(request.hostId);
+      // A row that never held a key (registered before enrollment existed) may enroll like a new host.
+      const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
+      if (replacing && !token.replace) {
+        await store.appendEvent(
+          {
+            hostId: request.hostId,
+            actor: `join-token:${token.id}`,
+            type: 'agent.enroll_refused',
+            data: { joinTokenId: token.id, reason: 'already enrolled' },
+          },
+          at,
+        );
+        return { refused: true as const, tokenId: token.id };
+      }
+      await store.joinTokens.use(token.id);
+      await store.agents.enroll({ id: request.hostId, publicKey: request.publicKey, labels: token.labels }, at);
+      await store.appendEvent(
+        {
+          hostId: request.hostId,
+          actor: `join-token:${token.id}`,
+          type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
+          data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
+        },
+        at,
+      );
+      return { refused: false as const, labels: token.labels, replaced: replacing };
+    });
     if (result.refused) {
       throw new FleetError(
         ErrorCode.conflict,
@@ -161,12 +162,12 @@ export class AgentEnrollment {
     const { store } = this.options;
     const at = this.isoNow();
     await store.transaction(async () => {
-            const agent = await store.agents.get(id);
-            if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
-            if (agent.revokedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already revoked`);
-            await store.agents.revoke(id, at);
-            await store.appendEvent({ hostId: id, actor, type: 'agent.revoked' }, at);
-          });
+      const agent = await store.agents.get(id);
+      if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
+      if (agent.revokedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already revoked`);
+      await store.agents.revoke(id, at);
+      await store.appendEvent({ hostId: id, actor, type: 'agent.revoked' }, at);
+    });
     this.options.disconnect(id, 'agent credential revoked');
   }
 
@@ -181,39 +182,34 @@ export class AgentEnrollment {
     const { store } = this.options;
     const at = this.isoNow();
     await store.transaction(async () => {
-            const agent = await store.agents.get(id);
-            if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
-            if (agent.removedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already removed`);
-            const active = [
-              ...new Set(
-                (await store.hostRuns
-                              .forHostInStates(id, [...IN_FLIGHT_HOST_STATES, 'queued', 'reverting']))
-                  .filter(async (run) => {
-                    const state = (await store.rollouts.get(run.rolloutId))?.state;
-                    return state === 'running' || state === 'paused' || state === 'reverting';
-                  })
-                  .map((run) => run.rolloutId),
-              ),
-            ];
-            if (active.length > 0 && !force) {
-              throw new FleetError(
-                ErrorCode.conflict,
-                `agent ${id} has work in active rollout(s) ${active.join(', ')}: let them finish, or remove it with force`,
-                { rollouts: active },
-              );
-            }
-            if (agent.revokedAt === null) await store.agents.revoke(id, at);
-            await store.agents.remove(id, at);
-            await store.appendEvent(
-                      {
-                        hostId: id,
-                        actor,
-                        type: 'agent.removed',
-                        data: { ...(force ? { forced: true } : {}), ...(active.length > 0 ? { activeRollouts: active } : {}) },
-                      },
-                      at,
-                    );
-          });
+      const agent = await store.agents.get(id);
+      if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
+      if (agent.removedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already removed`);
+      const runs = await store.hostRuns.forHostInStates(id, [...IN_FLIGHT_HOST_STATES, 'queued', 'reverting']);
+      const active: string[] = [];
+      for (const rolloutId of new Set(runs.map((run) => run.rolloutId))) {
+        const state = (await store.rollouts.get(rolloutId))?.state;
+        if (state === 'running' || state === 'paused' || state === 'reverting') active.push(rolloutId);
+      }
+      if (active.length > 0 && !force) {
+        throw new FleetError(
+          ErrorCode.conflict,
+          `agent ${id} has work in active rollout(s) ${active.join(', ')}: let them finish, or remove it with force`,
+          { rollouts: active },
+        );
+      }
+      if (agent.revokedAt === null) await store.agents.revoke(id, at);
+      await store.agents.remove(id, at);
+      await store.appendEvent(
+        {
+          hostId: id,
+          actor,
+          type: 'agent.removed',
+          data: { ...(force ? { forced: true } : {}), ...(active.length > 0 ? { activeRollouts: active } : {}) },
+        },
+        at,
+      );
+    });
     this.options.disconnect(id, 'agent removed from the fleet');
   }
 

@@ -39,15 +39,20 @@ export const accessLog = fp<AccessLogOptions>(
   { name: 'access-log', dependencies: ['route-access'] },
 );
 
-async function recordRefusal(refusals: RefusalAudit, request: FastifyRequest, status: 401 | 403, route: string | undefined) {
+async function recordRefusal(
+  refusals: RefusalAudit,
+  request: FastifyRequest,
+  status: 401 | 403,
+  route: string | undefined,
+) {
   try {
     await refusals.record({
-            status,
-            method: request.method,
-            route: route ?? 'unmatched',
-            remoteAddress: request.ip,
-            tokenName: request.caller?.name ?? null,
-          });
+      status,
+      method: request.method,
+      route: route ?? 'unmatched',
+      remoteAddress: request.ip,
+      tokenName: request.caller?.name ?? null,
+    });
   } catch (err) {
     // The refusal was answered; an audit row that cannot be written is logged, never a second error.
     request.log.error({ err }, 'could not write the security event of a refused request');

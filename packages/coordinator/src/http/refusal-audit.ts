@@ -51,21 +51,22 @@ export class RefusalAudit {
     const suppressedBefore = this.suppressed;
     this.suppressed = 0;
     const { store } = this;
-    await store.transaction(async () =>
-            await store.appendEvent(
-                      {
-                        actor: refusal.tokenName ?? 'anonymous',
-                        type: API_REFUSED_EVENT,
-                        data: {
-                          status: refusal.status,
-                          method: refusal.method,
-                          route: refusal.route,
-                          remoteAddress: refusal.remoteAddress,
-                          suppressedBefore,
-                        },
-                      },
-                      isoAt(this.clock),
-                    ),
-          );
+    await store.transaction(
+      async () =>
+        await store.appendEvent(
+          {
+            actor: refusal.tokenName ?? 'anonymous',
+            type: API_REFUSED_EVENT,
+            data: {
+              status: refusal.status,
+              method: refusal.method,
+              route: refusal.route,
+              remoteAddress: refusal.remoteAddress,
+              suppressedBefore,
+            },
+          },
+          isoAt(this.clock),
+        ),
+    );
   }
 }

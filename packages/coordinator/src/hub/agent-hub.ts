@@ -50,7 +50,7 @@ export interface AgentHubHandlers {
 
 export interface AgentHubOptions {
   /** The enrolled public key of an agent, or undefined when it is unknown or revoked. */
-  publicKeyOf(agentId: string): string | undefined;
+  publicKeyOf(agentId: string): Promise<string | undefined>;
   log: Logger;
   heartbeatIntervalMs: number;
   limits: AgentLimits;
@@ -304,7 +304,7 @@ export class AgentHub implements AgentChannel {
     if (parsed?.kind !== 'message' || parsed.message.type !== 'hello') {
       return { ok: false, code: CloseCode.badFrame, reason: 'the first message must be a valid hello' };
     }
-    const publicKey = this.options.publicKeyOf(claimed);
+    const publicKey = await this.options.publicKeyOf(claimed);
     const proven =
       publicKey !== undefined && verifyPayload(publicKey, connectProofPayload(claimed, nonce), parsed.message.proof);
     // One answer for an unknown host, a revoked one and a wrong key: nothing to learn by probing.

@@ -55,7 +55,7 @@ interface PendingWrite {
   /** Package rows it writes, roughly: what sizes a batch. */
   rows: number;
   /** Writes; false when the stored copy does not reach what the agent has (a diff on a different base). */
-  write(at: string): boolean;
+  write(at: string): Promise<boolean>;
   /** Releases the agent's turn for a full inventory once written. */
   finishesRequest: boolean;
 }
@@ -85,6 +85,8 @@ export class InventorySync {
   private pending: PendingWrite[] = [];
   private pendingRows = 0;
   private flushScheduled = false;
+  /** Reports are handled one after another, in the order they came: each may read what the last wrote. */
+  private handling: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: InventorySyncOptions) {
     this.maxFullRequests = options.maxFullRequests ?? 16;
@@ -108,8 +110,15 @@ export class InventorySync {
     this.pump();
   }
 
+  /** Handles `report` after every report before it; resolves once it is handled (not always written). */
+  onReport(agentId: string, report: InventoryReport): Promise<void> {
+    const handled = this.handling.then(() => this.handle(agentId, report));
+    this.handling = handled.catch(() => {});
+    return handled;
+  }
+
   /** Exhaustive: a new inventory message fails to compile until it is handled. */
-  async onReport(agentId: string, report: InventoryReport): Promise<void> {
+  private async handle(agentId: string, report: InventoryReport): Promise<void> {
     let sync = this.agents.get(agentId);
     if (!sync) {
       sync = { seq: null, full: null, unwritten: 0 };
@@ -127,13 +136,13 @@ export class InventorySync {
         return;
       case 'inventory.unavailable':
         await this.accept(agentId, sync, report.seq, {
-                      rows: 1,
-                      write: async (at) => {
-                        await this.options.store.inventory.markUnavailable(agentId, report.reason, at);
-                        return true;
-                      },
-                      finishesRequest: true,
-                    });
+          rows: 1,
+          write: async (at) => {
+            await this.options.store.inventory.markUnavailable(agentId, report.reason, at);
+            return true;
+          },
+          finishesRequest: true,
+        });
         return;
       default: {
         const unreachable: never = report;
@@ -151,7 +160,11 @@ export class InventorySync {
     const at = isoAt(this.options.clock);
     let outcomes: boolean[];
     try {
-      outcomes = await this.options.store.transaction(() => batch.map((item) => item.write(at)));
+      outcomes = await this.options.store.transaction(async () => {
+        const written: boolean[] = [];
+        for (const item of batch) written.push(await item.write(at));
+        return written;
+      });
     } catch (err) {
       this.options.log.error({ err, reports: batch.length }, 'writing inventory reports failed; asking again');
       outcomes = batch.map(() => false);
@@ -172,7 +185,9 @@ export class InventorySync {
     await this.flush(); // compare with what is stored once everything accepted is
     const stored = await this.options.store.inventory.get(agentId);
     if (stored?.state === 'reported' && stored.digest === summary.digest) {
-      await this.options.store.transaction(async () => await this.options.store.inventory.confirm(agentId, isoAt(this.options.clock)));
+      await this.options.store.transaction(
+        async () => await this.options.store.inventory.confirm(agentId, isoAt(this.options.clock)),
+      );
       sync.seq = summary.seq;
       this.finishRequest(agentId);
       return;
@@ -215,13 +230,13 @@ export class InventorySync {
       return;
     }
     await this.accept(agentId, sync, full.seq, {
-            rows: full.packages.length,
-            write: async (at) => {
-              await this.options.store.inventory.replace(agentId, full.packages, digest, at);
-              return true;
-            },
-            finishesRequest: true,
-          });
+      rows: full.packages.length,
+      write: async (at) => {
+        await this.options.store.inventory.replace(agentId, full.packages, digest, at);
+        return true;
+      },
+      finishesRequest: true,
+    });
   }
 
   private async onDiff(agentId: string, sync: AgentSync, diff: InventoryDiff): Promise<void> {
@@ -235,15 +250,20 @@ export class InventorySync {
       return;
     }
     await this.accept(agentId, sync, diff.seq, {
-            rows: diff.changed.length + diff.removed.length,
-            // Checked against what is stored after it: a diff applied to a copy that was not the agent's is caught.
-            write: async (at) => await this.options.store.inventory.applyDiff(agentId, diff, at) === diff.digest,
-            finishesRequest: false,
-          });
+      rows: diff.changed.length + diff.removed.length,
+      // Checked against what is stored after it: a diff applied to a copy that was not the agent's is caught.
+      write: async (at) => (await this.options.store.inventory.applyDiff(agentId, diff, at)) === diff.digest,
+      finishesRequest: false,
+    });
   }
 
   /** The report follows what is accepted so far: it is the agent's state at `seq` once written. */
-  private async accept(agentId: string, sync: AgentSync, seq: number, write: Omit<PendingWrite, 'agentId' | 'sync'>): Promise<void> {
+  private async accept(
+    agentId: string,
+    sync: AgentSync,
+    seq: number,
+    write: Omit<PendingWrite, 'agentId' | 'sync'>,
+  ): Promise<void> {
     sync.seq = seq;
     sync.unwritten += 1;
     this.pending.push({ agentId, sync, ...write });
@@ -254,9 +274,10 @@ export class InventorySync {
     }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(async () => {
+    setImmediate(() => {
       this.flushScheduled = false;
-      await this.flush();
+      // flush() logs a failed write itself and asks the agents again; nothing is left to reject.
+      void this.flush();
     });
   }
 

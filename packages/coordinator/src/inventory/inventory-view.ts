@@ -31,8 +31,8 @@ export class InventoryView {
 
   async versions(query: PackagesQuery): Promise<PackageVersions> {
     const versions = await this.store.inventory.versions(
-          query.name !== undefined ? { name: query.name } : { source: query.source as string },
-        );
+      query.name !== undefined ? { name: query.name } : { source: query.source as string },
+    );
     versions.sort(
       (a, b) =>
         cmp(a.name, b.name) ||

@@ -19,10 +19,10 @@ export class RolloutEventMetrics {
 
   constructor(
     private readonly metrics: CoordinatorMetrics,
-    private readonly hostRun: (rolloutId: string, hostId: string) => HostRunRecord | undefined,
+    private readonly hostRun: (rolloutId: string, hostId: string) => Promise<HostRunRecord | undefined>,
   ) {}
 
-  onEvent(event: EventRecord): void {
+  async onEvent(event: EventRecord): Promise<void> {
     const { rolloutId } = event;
     if (rolloutId === null) return;
     if (event.type === 'wave.started') {
@@ -40,7 +40,7 @@ export class RolloutEventMetrics {
       return;
     }
     if (event.hostId !== null && event.toState !== null && event.type.startsWith('host.')) {
-      this.onHostState(rolloutId, event.hostId, event.toState);
+      await this.onHostState(rolloutId, event.hostId, event.toState);
     }
   }
 
@@ -51,9 +51,9 @@ export class RolloutEventMetrics {
     this.metrics.waveFinished(outcome, Math.max(0, Date.parse(at) - started.at) / 1000);
   }
 
-  private onHostState(rolloutId: string, hostId: string, state: string): void {
+  private async onHostState(rolloutId: string, hostId: string, state: string): Promise<void> {
     if (!HOST_END_STATES.has(state) && !HOST_FAILURE_STATES.has(state)) return;
-    const run = this.hostRun(rolloutId, hostId);
+    const run = await this.hostRun(rolloutId, hostId);
     if (!run) return;
     if (HOST_FAILURE_STATES.has(state)) this.metrics.hostFailed(run.errorCode);
     if (HOST_END_STATES.has(state) && run.dispatchedAt !== null && run.finishedAt !== null) {

@@ -52,10 +52,10 @@ export async function webhookEventsFor(store: Store, event: EventRecord): Promis
   if (event.toState !== null && FINAL_ROLLOUT_STATES.has(event.toState as RolloutState)) {
     const rollout = await store.rollouts.get(rolloutId);
     await summary('rollout.finished', {
-            state: event.toState,
-            reason: event.data?.reason ?? null,
-            hostCount: rollout?.hostCount ?? 0,
-          });
+      state: event.toState,
+      reason: event.data?.reason ?? null,
+      hostCount: rollout?.hostCount ?? 0,
+    });
   }
   return events;
 }

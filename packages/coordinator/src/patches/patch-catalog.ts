@@ -42,16 +42,16 @@ export class PatchCatalog {
       contentDigest: patchContentDigest(patchSpecOf(spec)),
     };
     await store.transaction(async () => {
-            await store.patches.insert(patch);
-            await store.appendEvent(
-                      {
-                        actor,
-                        type: 'patch.created',
-                        data: { patchId: patch.id, title: patch.title, contentDigest: patch.contentDigest },
-                      },
-                      patch.createdAt,
-                    );
-          });
+      await store.patches.insert(patch);
+      await store.appendEvent(
+        {
+          actor,
+          type: 'patch.created',
+          data: { patchId: patch.id, title: patch.title, contentDigest: patch.contentDigest },
+        },
+        patch.createdAt,
+      );
+    });
     return patch;
   }
 
@@ -74,8 +74,8 @@ export class PatchCatalog {
   /** The change request: the record with its evidence and triggers filled in. */
   async record(id: string): Promise<ChangeRecordView> {
     return await changeRecordView(this.store, await this.get(id), {
-          policy: this.options.promotion,
-          required: this.options.requiredRecordFields ?? [],
-        });
+      policy: this.options.promotion,
+      required: this.options.requiredRecordFields ?? [],
+    });
   }
 }

@@ -26,10 +26,11 @@ export async function historyEntries(
 ): Promise<HistoryEntry[]> {
   const label = policy?.label ?? DEFAULT_LABEL;
   const labels = new Map((await store.agents.list()).map((agent) => [agent.id, agent.labels]));
-  return (await store.rollouts
-      .ofPatches(await store.patches.idsWithDigest(contentDigest)))
-    .filter((rollout) => rollout.startedAt !== null)
-    .map(async (rollout) => {
+  const rollouts = (await store.rollouts.ofPatches(await store.patches.idsWithDigest(contentDigest))).filter(
+    (rollout) => rollout.startedAt !== null,
+  );
+  return Promise.all(
+    rollouts.map(async (rollout) => {
       const decision = await store.rollouts.promotion(rollout.id);
       let environments: (string | null)[];
       if (decision && decision.label === label) {
@@ -55,11 +56,12 @@ export async function historyEntries(
           reverted:
             REVERTED_STATES.has(rollout.state) ||
             (await store.hostRuns.forRollout(rollout.id)).some((run) => REVERTED_STATES.has(run.state)) ||
-            (rollout.finishedAt !== null && await store.rollouts.revertedSince(rollout.id, rollout.finishedAt)),
+            (rollout.finishedAt !== null && (await store.rollouts.revertedSince(rollout.id, rollout.finishedAt))),
           overridden: (decision?.override ?? null) !== null,
         },
       };
-    });
+    }),
+  );
 }
 
 function envOrNull(host: { env: string; labeled: boolean }): string | null {

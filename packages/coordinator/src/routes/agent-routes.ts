@@ -37,8 +37,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => ({
-      agents: (await store.agents
-                .list())
+      agents: (await store.agents.list())
         .filter((agent) => request.query.removed === 'true' || agent.removedAt === null)
         .map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
     }),

@@ -19,6 +19,7 @@ export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
         response: { 200: EventPageSchema, ...ERROR_RESPONSES },
       },
     },
-    async (request) => toEventPage(await store.allEvents(request.query.after, request.query.limit), request.query.limit),
+    async (request) =>
+      toEventPage(await store.allEvents(request.query.after, request.query.limit), request.query.limit),
   );
 };

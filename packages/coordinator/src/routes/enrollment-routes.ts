@@ -97,7 +97,7 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request, reply) => {
-      let result: ReturnType<typeof enrollment.enroll>;
+      let result: Awaited<ReturnType<typeof enrollment.enroll>>;
       try {
         result = await enrollment.enroll(bearer(request), request.body);
       } catch (err) {

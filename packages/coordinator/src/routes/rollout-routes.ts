@@ -297,7 +297,7 @@ export const rolloutRoutes: FastifyPluginAsyncZod = async (app) => {
       },
       async (request) => {
         const caller = callerOf(request);
-        act(request.params.id, caller.name);
+        await act(request.params.id, caller.name);
         return await view.status(request.params.id);
       },
     );

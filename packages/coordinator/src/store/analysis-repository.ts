@@ -143,7 +143,7 @@ export class AnalysisRepository {
     const existing = await this.get(rolloutId, wave, name);
     if (existing) return existing;
     this.statements.start.run(rolloutId, wave, name, now);
-    return await this.get(rolloutId, wave, name) as AnalysisRunRecord;
+    return (await this.get(rolloutId, wave, name)) as AnalysisRunRecord;
   }
 
   async forRollout(rolloutId: string): Promise<AnalysisRunRecord[]> {
@@ -174,7 +174,10 @@ export class AnalysisRepository {
   }
 
   /** The last `limit` measurements of a run's attempt, oldest first. */
-  async latest(run: Pick<AnalysisRunRecord, 'rolloutId' | 'wave' | 'name' | 'attempt'>, limit: number): Promise<MeasurementRecord[]> {
+  async latest(
+    run: Pick<AnalysisRunRecord, 'rolloutId' | 'wave' | 'name' | 'attempt'>,
+    limit: number,
+  ): Promise<MeasurementRecord[]> {
     return (this.statements.latest.all(run.rolloutId, run.wave, run.name, run.attempt, limit) as MeasurementRow[]).map(
       toMeasurement,
     );

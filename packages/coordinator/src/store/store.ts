@@ -7,6 +7,7 @@ import { EventRepository, type NewEvent } from './event-repository.js';
 import { HostRunRepository } from './host-run-repository.js';
 import { InventoryRepository } from './inventory-repository.js';
 import { JoinTokenRepository } from './join-token-repository.js';
+import { OneAtATime } from './one-at-a-time.js';
 import { PatchRepository } from './patch-repository.js';
 import { RolloutRepository } from './rollout-repository.js';
 import { StatementRepository } from './statement-repository.js';
@@ -57,8 +58,8 @@ export class Store {
   private readonly progressListeners = new Set<ProgressListener>();
   /** The transaction in progress, if any: transactions never overlap (see `transaction()`). */
   private readonly context = new AsyncLocalStorage<TransactionContext>();
-  /** Resolves when the transaction in progress (if any) has ended: the next one starts after it. */
-  private tail: Promise<unknown> = Promise.resolve();
+  /** Transactions run one at a time on the one connection. */
+  private readonly transactions = new OneAtATime();
   private transactionObserver: TransactionObserver | null = null;
 
   constructor(readonly db: Db) {
@@ -86,32 +87,26 @@ export class Store {
    * must not wait on anything but the store (no network, no timers): the connection is held.
    */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
-    const current = this.context.getStore();
-    if (current?.open) return fn();
-    const previous = this.tail;
-    let release!: () => void;
-    this.tail = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    await previous;
-    const context: TransactionContext = { open: true, events: [], progress: new Map(), afterCommits: [] };
-    const started = performance.now();
-    let committed = false;
-    try {
-      const result = await this.context.run(context, () => this.runImmediate(fn));
-      committed = true;
-      return result;
-    } finally {
-      context.open = false;
-      this.transactionObserver?.((performance.now() - started) / 1000, committed);
-      release();
-      if (committed) {
-        for (const event of context.events) this.publish(event);
-        for (const notice of context.progress.values()) this.publishProgress(notice);
-        // Outside the transaction's context: a send that starts another transaction must not join this one.
-        this.context.exit(() => runAll(context.afterCommits));
+    if (this.context.getStore()?.open) return fn();
+    return this.transactions.run(async () => {
+      const context: TransactionContext = { open: true, events: [], progress: new Map(), afterCommits: [] };
+      const started = performance.now();
+      let committed = false;
+      try {
+        const result = await this.context.run(context, () => this.runImmediate(fn));
+        committed = true;
+        return result;
+      } finally {
+        context.open = false;
+        this.transactionObserver?.((performance.now() - started) / 1000, committed);
+        if (committed) {
+          for (const event of context.events) this.publish(event);
+          for (const notice of context.progress.values()) this.publishProgress(notice);
+          // Outside the transaction: a send that starts another transaction must queue, not join this one.
+          this.context.exit(() => this.transactions.outside(() => runAll(context.afterCommits)));
+        }
       }
-    }
+    });
   }
 
   private async runImmediate<T>(fn: () => Promise<T>): Promise<T> {
@@ -160,7 +155,7 @@ export class Store {
 
   /** How the rollout's apply last came to rest (succeeded, halted or aborted), by its audit trail. */
   async applyEndOf(rolloutId: string): Promise<RolloutState | undefined> {
-    return await this.eventRepository.lastToState(rolloutId, APPLY_END_STATES) as RolloutState | undefined;
+    return (await this.eventRepository.lastToState(rolloutId, APPLY_END_STATES)) as RolloutState | undefined;
   }
 
   async events(rolloutId: string, afterSeq: number, limit: number): Promise<EventRecord[]> {

@@ -22,7 +22,7 @@ export interface HubUnderTest {
   /** An API call as the admin: the answer's status and parsed body. */
   api(method: 'GET' | 'POST', url: string, body?: unknown): Promise<{ status: number; body: unknown }>;
   /** The audit rows of one type. */
-  events(type: string, hostId?: string): { hostId: string | null; data: Record<string, unknown> | null }[];
+  events(type: string, hostId?: string): Promise<{ hostId: string | null; data: Record<string, unknown> | null }[]>;
   healthz(): Promise<number>;
   logsSaying(message: string): Record<string, unknown>[];
   close(): Promise<void>;
@@ -54,9 +54,9 @@ export async function startHub(limits: Partial<AgentLimits> = {}): Promise<HubUn
       return { status, body: answer };
     },
     async events(type, hostId) {
-      return (await app.fleet.store
-              .allEvents(0, 100_000))
-        .filter((e) => e.type === type && (hostId === undefined || e.hostId === hostId));
+      return (await app.fleet.store.allEvents(0, 100_000)).filter(
+        (e) => e.type === type && (hostId === undefined || e.hostId === hostId),
+      );
     },
     async healthz() {
       return (await fetch(`http://127.0.0.1:${port}/healthz`)).status;

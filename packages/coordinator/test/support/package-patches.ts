@@ -8,7 +8,7 @@ export const ONE_PACKAGE_PATCH = 'pat_one';
 
 /** A simulated fleet whose store also holds an explicit package set, a source change and a one-package change. */
 export async function fleetWithPackagePatches(): Promise<SimulatedFleet> {
-  const fleet = new SimulatedFleet();
+  const fleet = SimulatedFleet.open();
   const patch = (id: string, change: unknown) =>
     storedPatch({ ...SAMPLE_PATCH_SPEC, change } as NewPatchInput, {
       id,
@@ -16,22 +16,22 @@ export async function fleetWithPackagePatches(): Promise<SimulatedFleet> {
       createdAt: new Date(T0).toISOString(),
     });
   await fleet.store.transaction(async () => {
-        await fleet.store.patches.insert(
-                patch(SET_PATCH, {
-                  kind: 'package',
-                  manager: 'apt',
-                  packages: [
-                    { name: 'libfoo1', version: '1.2-1' },
-                    { name: 'foo-bin', version: '1.2-1' },
-                  ],
-                }),
-              );
-        await fleet.store.patches.insert(
-                patch(ONE_PACKAGE_PATCH, { kind: 'package', manager: 'apt', name: 'tzdata', version: '2025b-0+deb12u1' }),
-              );
-        await fleet.store.patches.insert(
-                patch(SOURCE_PATCH, { kind: 'package', manager: 'apt', source: 'openssl', version: '3.0.15-1~deb12u1' }),
-              );
-      });
+    await fleet.store.patches.insert(
+      patch(SET_PATCH, {
+        kind: 'package',
+        manager: 'apt',
+        packages: [
+          { name: 'libfoo1', version: '1.2-1' },
+          { name: 'foo-bin', version: '1.2-1' },
+        ],
+      }),
+    );
+    await fleet.store.patches.insert(
+      patch(ONE_PACKAGE_PATCH, { kind: 'package', manager: 'apt', name: 'tzdata', version: '2025b-0+deb12u1' }),
+    );
+    await fleet.store.patches.insert(
+      patch(SOURCE_PATCH, { kind: 'package', manager: 'apt', source: 'openssl', version: '3.0.15-1~deb12u1' }),
+    );
+  });
   return fleet;
 }

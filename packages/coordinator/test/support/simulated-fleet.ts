@@ -110,18 +110,24 @@ export class SimulatedFleet {
   /** Most apply orders ever held unanswered by agents at once (the engine's concurrency, seen from outside). */
   maxAppliesInFlight = 0;
   maxRevertsInFlight = 0;
-  store: Store;
-  engine: RolloutEngine;
+  store!: Store;
+  engine!: RolloutEngine;
   /** Bumped by each restart: a stopped engine's late sends go nowhere. */
   generation = 0;
   private closed = false;
 
-  constructor(private readonly options: SimulatedFleetOptions = {}) {
+  /** A fleet on a fresh store holding PATCH. */
+  static async open(options: SimulatedFleetOptions = {}): Promise<SimulatedFleet> {
+    const fleet = SimulatedFleet.open(options);
+    fleet.store = await openStore(fleet.file);
+    fleet.engine = fleet.newEngine();
+    await fleet.store.transaction(() => fleet.store.patches.insert(PATCH));
+    return fleet;
+  }
+
+  private constructor(private readonly options: SimulatedFleetOptions) {
     openFleets.add(this);
     this.clock = new FakeClock(options.start ?? T0);
-    this.store = await openStore(this.file);
-    this.engine = this.newEngine();
-    await this.store.transaction(async () => await this.store.patches.insert(PATCH));
   }
 
   get now(): number {
