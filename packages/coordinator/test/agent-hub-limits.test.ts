@@ -138,7 +138,7 @@ describe('an authenticated agent', () => {
       expect(await peer.waitClose()).toBe(CloseCode.badFrame);
       peer.destroy();
     }
-    await expect.poll(() => hub.events('agent.connected', 'hello-1').length).toBe(1);
+    await expect.poll(async () => (await hub.events('agent.connected', 'hello-1')).length).toBe(1);
     expect(hub.logsSaying('bad frame from agent')).toHaveLength(1);
     expect(await hub.healthz()).toBe(200);
   });
@@ -165,7 +165,7 @@ describe('an authenticated agent', () => {
       const copy = track(await connectAsAgent(hub.port, 'dup-1', token));
       expect(copy.closeCode).toBe(CloseCode.alreadyConnected);
     }
-    const rows = hub.events('agent.duplicate_refused', 'dup-1');
+    const rows = await hub.events('agent.duplicate_refused', 'dup-1');
     expect(rows).toHaveLength(1);
     expect(rows[0]?.data).toMatchObject({ refusedSinceLast: 0 });
     // The live connection is still the agent's: what the coordinator sends reaches it.
@@ -186,7 +186,7 @@ describe('an authenticated agent', () => {
     expect(fresh.welcomed).toBe(true);
     expect(Date.now() - started).toBeLessThan(2000);
     await old.peer.until('the stale socket to be dropped', () => (old.peer.ended ? true : undefined));
-    expect(hub.events('agent.duplicate_refused', 'stale-1')).toHaveLength(0);
+    expect(await hub.events('agent.duplicate_refused', 'stale-1')).toHaveLength(0);
     expect(hub.app.fleet.hub.isOnline('stale-1')).toBe(true);
   });
 });

@@ -50,7 +50,7 @@ async function tickTimes(fleet: SimulatedFleet, times: number): Promise<void> {
 describe('metric analyses in the engine', () => {
   it('holds the next wave until the analysis has its measurements, then lets it start', async () => {
     const script = scripted([value(0)]);
-    const fleet = SimulatedFleet.open({ metricQuery: script.query });
+    const fleet = await SimulatedFleet.open({ metricQuery: script.query });
     const id = await canaryDone(fleet);
     await fleet.advance(0);
     // The canary is done and its (zero-second) bake is over, but nothing was measured yet.
@@ -67,7 +67,7 @@ describe('metric analyses in the engine', () => {
   });
 
   it('a failed measurement fails the wave: the canary is counted failed and reverted, the budget halts the rollout', async () => {
-    const fleet = SimulatedFleet.open({ metricQuery: scripted([value(0.5)]).query });
+    const fleet = await SimulatedFleet.open({ metricQuery: scripted([value(0.5)]).query });
     const id = await canaryDone(fleet);
     await tickTimes(fleet, 1);
     expect(await fleet.state(id)).toBe('halted');
@@ -88,7 +88,7 @@ describe('metric analyses in the engine', () => {
   });
 
   it('a failure budget that tolerates the wave lets the rollout go on (the budget decides, not the analysis)', async () => {
-    const fleet = SimulatedFleet.open({ metricQuery: scripted([value(0.5), value(0)]).query });
+    const fleet = await SimulatedFleet.open({ metricQuery: scripted([value(0.5), value(0)]).query });
     const id = await canaryDone(fleet, { maxFailures: 1 });
     await tickTimes(fleet, 1);
     expect((await fleet.store.analyses.get(id, 0, 'errors'))?.verdict).toBe('failed');
@@ -102,7 +102,7 @@ describe('metric analyses in the engine', () => {
   });
 
   it('failureLimit tolerates that many failed measurements; inconclusive follows fail and ignore', async () => {
-    const tolerant = SimulatedFleet.open({ metricQuery: scripted([value(0.5), value(0), value(0.5)]).query });
+    const tolerant = await SimulatedFleet.open({ metricQuery: scripted([value(0.5), value(0), value(0.5)]).query });
     const a = await canaryDone(tolerant, { analyses: [analysis({ count: 3, failureLimit: 1 })] });
     await tickTimes(tolerant, 2);
     expect(await tolerant.store.analyses.get(a, 0, 'errors')).toMatchObject({ failed: 1, verdict: 'running' });
@@ -110,13 +110,13 @@ describe('metric analyses in the engine', () => {
     expect(await tolerant.store.analyses.get(a, 0, 'errors')).toMatchObject({ failed: 2, verdict: 'failed' });
     expect(await tolerant.state(a)).toBe('halted');
 
-    const failing = SimulatedFleet.open({ metricQuery: scripted([down]).query });
+    const failing = await SimulatedFleet.open({ metricQuery: scripted([down]).query });
     const b = await canaryDone(failing, { analyses: [analysis({ inconclusive: 'fail' })] });
     await tickTimes(failing, 1);
     expect(await failing.state(b)).toBe('halted');
     expect((await failing.run(b, 'host-1')).reason).toMatch(/ECONNREFUSED/);
 
-    const ignoring = SimulatedFleet.open({ metricQuery: scripted([down]).query });
+    const ignoring = await SimulatedFleet.open({ metricQuery: scripted([down]).query });
     const c = await canaryDone(ignoring, { analyses: [analysis({ inconclusive: 'ignore' })] });
     await tickTimes(ignoring, 2);
     expect(await ignoring.store.analyses.get(c, 0, 'errors')).toMatchObject({
@@ -128,7 +128,7 @@ describe('metric analyses in the engine', () => {
   });
 
   it('pauses on an inconclusive measurement, measures again on resume, and survives a coordinator restart', async () => {
-    const fleet = SimulatedFleet.open({ metricQuery: scripted([value(0), down, value(0)]).query });
+    const fleet = await SimulatedFleet.open({ metricQuery: scripted([value(0), down, value(0)]).query });
     const id = await canaryDone(fleet);
     await tickTimes(fleet, 1);
     expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1 });
@@ -153,7 +153,7 @@ describe('metric analyses in the engine', () => {
 
   it('compares with the unpatched hosts, and on the last wave, with none left, skips the comparison', async () => {
     const script = scripted([value(0.02), value(0.02)]);
-    const fleet = SimulatedFleet.open({ metricQuery: script.query });
+    const fleet = await SimulatedFleet.open({ metricQuery: script.query });
     const id = await canaryDone(fleet, {
       analyses: [
         analysis({

@@ -35,7 +35,7 @@ describe('coordinator crash points', () => {
         disk.close();
       }
     };
-    fleet = SimulatedFleet.open({ checkpoint: look });
+    fleet = await SimulatedFleet.open({ checkpoint: look });
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     const orderId = (await fleet.run(id, 'host-1')).orderId;

@@ -10,7 +10,7 @@ import { SimulatedFleet } from './support/simulated-fleet.js';
 
 /** A started rollout of one offline host (policy wait), so its run stays queued until a test moves it. */
 async function queuedRun() {
-  const fleet = SimulatedFleet.open();
+  const fleet = await SimulatedFleet.open();
   await fleet.addHosts(['host-1'], { online: false });
   const { id } = await fleet.create({ offline: { mode: 'wait', deliveryDeadlineSeconds: 60 } });
   await fleet.engine.start(id, 'alice'); // dispatch waits for the next turn: the run is still queued here
@@ -30,18 +30,16 @@ describe('host-run transitions', () => {
     expect(run.state).toBe('queued');
     const before = fleet.dump();
 
-    expect(
-      async () =>
-        await fleet.store.transaction(
+    await expect(
+      fleet.store.transaction(
           async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
         ),
-    ).toThrow(IllegalHostTransitionError);
-    expect(
-      async () =>
-        await fleet.store.transaction(
+    ).rejects.toThrow(IllegalHostTransitionError);
+    await expect(
+      fleet.store.transaction(
           async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
         ),
-    ).toThrow(`host run host-1 of ${id}: queued → healthy is not in HOST_RUN_TRANSITIONS`);
+    ).rejects.toThrow(`host run host-1 of ${id}: queued → healthy is not in HOST_RUN_TRANSITIONS`);
     expect(fleet.dump()).toBe(before);
     expect((await fleet.run(id, 'host-1')).state).toBe('queued');
   });
@@ -52,9 +50,8 @@ describe('host-run transitions', () => {
     expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
     const before = fleet.dump();
 
-    expect(
-      async () =>
-        await fleet.store.transaction(
+    await expect(
+      fleet.store.transaction(
           async () =>
             await transitionHostRun(
               fleet,
@@ -63,7 +60,7 @@ describe('host-run transitions', () => {
               { actor: 'system' },
             ),
         ),
-    ).toThrow(/stale/);
+    ).rejects.toThrow(/stale/);
     expect(fleet.dump()).toBe(before);
   });
 

@@ -269,7 +269,7 @@ describe('GET /v1/rollouts/:id/events/stream', () => {
       at: '2030-01-01T00:00:00.000Z',
     };
     const told = readUntil(live, 'event: host.progress');
-    await app.fleet.store.transaction(async () => await app.fleet.store.noteProgress(notice));
+    await app.fleet.store.transaction(async () => app.fleet.store.noteProgress(notice));
     expect(await told).toBe(`event: host.progress\ndata: ${JSON.stringify(notice)}\n\n`);
     live.destroy();
 

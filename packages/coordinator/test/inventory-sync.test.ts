@@ -150,12 +150,12 @@ describe('InventorySync', () => {
       { agentId: 'h1', message: { type: 'inventory.request', reason: 'no inventory stored yet' } },
     ]);
     expect(sync.isCurrent('h1')).toBe(false);
-    deliver('h1', ...fullOf(v1, 2));
+    await deliver('h1', ...fullOf(v1, 2));
     expect(sync.isCurrent('h1')).toBe(true);
     expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
 
     const v2 = opensslHost(FIXED);
-    deliver('h1', {
+    await deliver('h1', {
       type: 'inventory.diff',
       seq: 3,
       digest: inventoryDigest(v2),
@@ -188,7 +188,7 @@ describe('InventorySync', () => {
     const { sync, requests, deliver } = syncUnderTest();
     for (const id of ['h1', 'h2']) {
       sync.agentConnected(id);
-      deliver(id, ...fullOf(v1, 1));
+      await deliver(id, ...fullOf(v1, 1));
     }
     const v2 = opensslHost(FIXED);
     const diff = {
@@ -201,7 +201,7 @@ describe('InventorySync', () => {
     // h1 missed seq 2.
     await sync.onReport('h1', { ...diff, seq: 3 });
     // h2's diff is in sequence but claims a result it does not lead to (it leaves out libssl3).
-    deliver('h2', { ...diff, seq: 2, changed: v2.slice(0, 1) });
+    await deliver('h2', { ...diff, seq: 2, changed: v2.slice(0, 1) });
     expect(requests.map((r) => [r.agentId, r.message])).toEqual([
       ['h1', { type: 'inventory.request', reason: 'an inventory diff was missed' }],
       ['h2', { type: 'inventory.request', reason: 'the stored inventory differs from the agent’s after a diff' }],
@@ -228,7 +228,7 @@ describe('InventorySync', () => {
       { type: 'inventory.request', reason: 'a part of the full inventory was missing or out of order' },
     ]);
     expect(await store.inventory.get('h1')).toBeUndefined();
-    deliver('h1', ...fullOf(many, 2, 10));
+    await deliver('h1', ...fullOf(many, 2, 10));
     expect(await store.inventory.packagesOf('h1')).toHaveLength(25);
     expect(sync.isCurrent('h1')).toBe(true);
   });
@@ -252,7 +252,7 @@ describe('InventorySync', () => {
       await sync.onReport(id, { type: 'inventory.summary', seq: 1, digest: inventoryDigest(v1), count: 4 });
     }
     expect(requests.map((r) => r.agentId)).toEqual(['a', 'b']);
-    deliver('a', ...fullOf(v1, 2));
+    await deliver('a', ...fullOf(v1, 2));
     expect(requests.map((r) => r.agentId)).toEqual(['a', 'b', 'c']);
     sync.agentGone('b');
     expect(requests.map((r) => r.agentId)).toEqual(['a', 'b', 'c', 'd']);

@@ -72,7 +72,7 @@ describe('an order an agent refuses', () => {
   });
 
   it('takes a code from the reason only when it is a refusal code; any other text is policy_denied', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const id = await fleet.launch();
     await fleet.refuse('web-1', 'root_granted: trust me');

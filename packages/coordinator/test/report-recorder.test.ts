@@ -21,7 +21,7 @@ const at = (fleet: SimulatedFleet) => new Date(fleet.now).toISOString();
 
 /** One host with its apply order in flight (dispatched, not yet answered). */
 async function inFlight(input: Parameters<SimulatedFleet['launch']>[0] = {}) {
-  const fleet = SimulatedFleet.open();
+  const fleet = await SimulatedFleet.open();
   await fleet.addHosts(['h-1', 'h-2']);
   const id = await fleet.launch({ target: { hostIds: ['h-1'] }, ...input });
   const orderId = (await fleet.run(id, 'h-1')).orderId as string;
@@ -61,7 +61,7 @@ async function progress(fleet: SimulatedFleet, hostId: string, orderId: string, 
 
 describe('hellos', () => {
   it('write an agent.connected row when the agent is news, and count the rest', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['h-1']);
     await fleet.connect('h-1');
     await fleet.connect('h-1');
@@ -100,7 +100,7 @@ describe('hellos', () => {
   });
 
   it('bring back a revert order in flight that the agent does not list, and only that', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['h-1']);
     const id = await fleet.launch();
     await fleet.finish('h-1');
@@ -129,7 +129,7 @@ describe('hellos', () => {
   });
 
   it('bring back the revert of a host reverted on its own while its rollout runs, never its apply', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['h-1', 'h-2']);
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('h-1'); // its wave passes; h-2's order is in flight, the rollout runs
@@ -273,7 +273,7 @@ describe('progress', () => {
   });
 
   it('coalesces a burst: one notice per host with its latest phase, and none once its result is in the same burst', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['h-1', 'h-2']);
     const id = await fleet.launch({ target: { hostIds: ['h-1', 'h-2'] }, waves: ['100%'] });
     const [one, two] = (await Promise.all(
@@ -299,10 +299,9 @@ describe('progress', () => {
   it('tells nothing when the burst’s transaction rolls back', async () => {
     const { fleet, id, orderId } = await inFlight();
     const told = notices(fleet);
-    expect(
-      async () =>
-        await fleet.store.transaction(async () => {
-          await fleet.store.noteProgress({
+    await expect(
+      fleet.store.transaction(async () => {
+          fleet.store.noteProgress({
             type: 'host.progress',
             rolloutId: id,
             hostId: 'h-1',
@@ -311,7 +310,7 @@ describe('progress', () => {
           });
           throw new Error('rolled back');
         }),
-    ).toThrow('rolled back');
+    ).rejects.toThrow('rolled back');
     expect(told).toEqual([]);
     await progress(fleet, 'h-1', orderId, 'applying');
     expect(told).toHaveLength(1);
@@ -473,7 +472,7 @@ describe('results of apply orders', () => {
 
 describe('results of revert orders', () => {
   async function reverting() {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['h-1']);
     const id = await fleet.launch({ hostTimeoutSeconds: 10 });
     await fleet.finish('h-1');
@@ -584,7 +583,7 @@ describe('results of revert orders', () => {
 
 describe('a rollout halted with autoRevert wave', () => {
   it('sends back a host of the halted wave that reports its change after the halt, and no other', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], autoRevert: 'wave', maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
@@ -597,7 +596,7 @@ describe('a rollout halted with autoRevert wave', () => {
   });
 
   it('leaves such a host alone when the scope is only the host', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: ['100%'], autoRevert: 'host', maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
@@ -606,7 +605,7 @@ describe('a rollout halted with autoRevert wave', () => {
     expect(fleet.sentOf('order.revert')).toEqual([]);
   });
   it('leaves a host of another wave that reports its change after the halt: only the halted wave goes back', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     // Wave 1 is host-1; wave 2 is host-2 and host-3.
     const id = await fleet.launch({ waves: [1, '100%'], autoRevert: 'wave', maxFailures: 0 });

@@ -12,7 +12,7 @@ import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('abort', () => {
   it('is sticky: in-flight hosts get order.cancel, nothing new is sent, resume is refused', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(4);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 2 });
@@ -44,7 +44,7 @@ describe('abort', () => {
   });
 
   it('retry requeues failed, timed_out, cancelled and skipped hosts with new order ids and runs again', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2', 'host-3', 'host-4']);
     await fleet.addHosts(['host-5'], { online: false });
     const id = await fleet.launch({
@@ -68,7 +68,9 @@ describe('abort', () => {
       'host-5': 'skipped',
     });
     const before = Object.fromEntries(
-      await Promise.all(['host-1', 'host-2', 'host-3', 'host-4'].map(async (h) => [h, (await fleet.run(id, h)).orderId])),
+      await Promise.all(
+        ['host-1', 'host-2', 'host-3', 'host-4'].map(async (h) => [h, (await fleet.run(id, h)).orderId]),
+      ),
     );
 
     await fleet.connect('host-5');
@@ -96,7 +98,7 @@ describe('abort', () => {
   });
 
   it('retry leaves a timed_out host whose agent is offline as it is (still counted), says why, and records its late result', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1, hostTimeoutSeconds: 60 });
     await fleet.finish('host-1', 'failed');
@@ -132,7 +134,7 @@ describe('abort', () => {
   });
 
   it('retry requeues a timed_out host once its earlier order has answered (here: the cancel its hello brought)', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
     fleet.disconnect('host-1');
@@ -153,7 +155,7 @@ describe('abort', () => {
   });
 
   it('a host that stays online but times out is not re-ordered before its first order answers, so a revert still finds its change', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, hostTimeoutSeconds: 60 });
     await fleet.progress('host-1', 'verifying');
@@ -203,7 +205,7 @@ describe('abort', () => {
   });
 
   it('abort is sticky across a disconnect: an order the agent still works on is cancelled when it says hello', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.progress('host-1', 'snapshotted');
@@ -219,7 +221,7 @@ describe('abort', () => {
   });
 
   it('abort is sticky across a coordinator crash too, and a timed-out order is cancelled again on hello', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 2, maxFailures: 10, hostTimeoutSeconds: 60 });
     await fleet.progress('host-1', 'applying');
@@ -242,7 +244,7 @@ describe('abort', () => {
   });
 
   it('a halted rollout lets its in-flight hosts finish: no cancel when one says hello', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0 });
     await fleet.progress('host-2', 'applying');

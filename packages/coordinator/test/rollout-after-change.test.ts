@@ -37,7 +37,7 @@ async function healthyWith(fleet: SimulatedFleet, hostId: string, afterChange: A
 
 describe('after the change', () => {
   it('is kept with the host run, shown in the status and recorded in the host event', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await healthyWith(fleet, 'host-1', report(['cron.service']));
@@ -49,7 +49,7 @@ describe('after the change', () => {
   });
 
   it('with staleServices fail, a healthy host whose services still run the old library is a counted failure', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], staleServices: 'fail', maxFailures: 0 });
     await healthyWith(fleet, 'host-1', report([]));
@@ -66,7 +66,7 @@ describe('after the change', () => {
   });
 
   it('by default (staleServices report) the same host is healthy: reported, not failed', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await healthyWith(fleet, 'host-1', report(['cron.service']));

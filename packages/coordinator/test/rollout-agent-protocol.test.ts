@@ -78,7 +78,7 @@ describe('health tolerance and agents of an older protocol', () => {
   const TOLERANT = 'pat_tolerant';
 
   it('a patch with failAfterConsecutive or bakeTolerance fails a protocol 5 agent with the reason and sends it nothing', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.store.transaction(
       async () =>
         await fleet.store.patches.insert(

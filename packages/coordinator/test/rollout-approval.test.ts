@@ -12,7 +12,7 @@ import { PATCH_ID, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('approval (four eyes)', () => {
   it('refuses an approval by the person who created the rollout', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const { id, state } = await fleet.create({ requiredApprovals: 1 }, 'alice');
     expect(state).toBe('awaiting_approval');
@@ -24,7 +24,7 @@ describe('approval (four eyes)', () => {
   });
 
   it('moves to scheduled once a second person approves', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const { id } = await fleet.create({ requiredApprovals: 1 }, 'alice');
 
@@ -33,7 +33,7 @@ describe('approval (four eyes)', () => {
   });
 
   it('with requiredApprovals 2 needs two distinct approvers; the same one twice is a conflict', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const { id } = await fleet.create({ requiredApprovals: 2 }, 'alice');
 
@@ -46,7 +46,7 @@ describe('approval (four eyes)', () => {
   });
 
   it('refuses to start before approval, naming the current state', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const { id } = await fleet.create({ requiredApprovals: 1 }, 'alice');
 
@@ -60,7 +60,7 @@ describe('approval (four eyes)', () => {
 
 describe('drafts', () => {
   it('a draft can be planned, then submitted for approval; it cannot be approved or started before', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const rollout = await fleet.engine.create(
       RolloutRequestSchema.parse({ patchId: PATCH_ID, target: { all: true }, draft: true }),
@@ -68,8 +68,8 @@ describe('drafts', () => {
     );
     expect(rollout.state).toBe('draft');
     expect((await new RolloutView(fleet.store, () => true).plan(rollout.id)).waveSizes).toEqual([1]);
-    expect(async () => await fleet.engine.approve(rollout.id, 'bob')).toThrow(/cannot approve a rollout that is draft/);
-    expect(async () => await fleet.engine.start(rollout.id, 'alice')).toThrow(/cannot start a rollout that is draft/);
+    await expect(fleet.engine.approve(rollout.id, 'bob')).rejects.toThrow(/cannot approve a rollout that is draft/);
+    await expect(fleet.engine.start(rollout.id, 'alice')).rejects.toThrow(/cannot start a rollout that is draft/);
     expect((await fleet.engine.submit(rollout.id, 'alice')).state).toBe('awaiting_approval');
     expect((await fleet.engine.approve(rollout.id, 'bob')).state).toBe('scheduled');
   });

@@ -85,7 +85,7 @@ interface EventRow {
 }
 
 class World {
-  readonly fleet: SimulatedFleet;
+  fleet!: SimulatedFleet;
   readonly agents: SimulatedAgent[] = [];
   readonly violations: string[] = [];
   rolloutId = '';
@@ -100,7 +100,15 @@ class World {
   readonly seenEvents = new Map<number, string>();
   lastState: RolloutState | null = null;
 
-  constructor(readonly scenario: Scenario) {
+  static async open(scenario: Scenario): Promise<World> {
+    const world = new World(scenario);
+    await world.openFleet();
+    return world;
+  }
+
+  private constructor(readonly scenario: Scenario) {}
+
+  private async openFleet(): Promise<void> {
     // An exception the engine caught and logged (an illegal host transition in the advance loop, a
     // batch of reports that failed to commit) is a violation; the engine stops, so the run ends on it.
     const log = pino(
@@ -114,10 +122,10 @@ class World {
         },
       },
     );
-    this.fleet = SimulatedFleet.open({
+    this.fleet = await SimulatedFleet.open({
       start: Date.parse('2030-01-01T00:00:00Z'),
       log,
-      onApplySent: async (agentId, orderId, rolloutId) => await this.checkApplySend(agentId, orderId, rolloutId),
+      onApplySent: (agentId, orderId, rolloutId) => this.checkApplySend(agentId, orderId, rolloutId),
     });
   }
 
@@ -142,9 +150,19 @@ class World {
 
   // ---- the simulated agents --------------------------------------------------------------------
 
-  /** Send-time invariants of a new apply order. Runs after the dispatch committed. */
-  private async checkApplySend(agentId: string, orderId: string, rolloutId: string): Promise<void> {
-    const run = await this.store.hostRuns.byOrderId(orderId);
+  /**
+   * Send-time invariants of a new apply order, read at the instant of the send: synchronously, from
+   * the SQLite file under the store (an awaited read could see the engine's next step). No
+   * transaction may be open then: the order is sent only once the row that records it is committed.
+   */
+  private checkApplySend(agentId: string, orderId: string, rolloutId: string): void {
+    const { db } = this.store;
+    if (db.inTransaction) this.violations.push(`apply ${orderId} sent to ${agentId} inside an open transaction`);
+    const runRow = (where: string, arg: string) =>
+      db
+        .prepare(`SELECT host_id AS hostId, rollout_id AS rolloutId, wave, state FROM host_runs WHERE ${where}`)
+        .all(arg) as { hostId: string; rolloutId: string; wave: number; state: HostRunState }[];
+    const run = runRow('order_id = ?', orderId)[0];
     if (!run || run.hostId !== agentId || run.rolloutId !== rolloutId) {
       this.violations.push(`apply ${orderId} sent to ${agentId} does not match a committed host run`);
       return;
@@ -157,12 +175,14 @@ class World {
         this.violations.push(`${agentId} got a second apply order ${orderId} (after ${other}) with no retry between`);
     }
     ids.set(orderId, this.retries);
-    const rollout = await this.store.rollouts.get(rolloutId);
+    const rollout = db.prepare('SELECT state, current_wave AS currentWave FROM rollouts WHERE id = ?').get(rolloutId) as
+      | { state: RolloutState; currentWave: number }
+      | undefined;
     if (rollout?.state !== 'running')
       this.violations.push(`new apply ${orderId} to ${agentId} while the rollout is ${rollout?.state}`);
     if (rollout && run.wave !== rollout.currentWave)
       this.violations.push(`apply to ${agentId} of wave ${run.wave} while wave ${rollout.currentWave} is current`);
-    for (const earlier of await this.store.hostRuns.forRollout(rolloutId)) {
+    for (const earlier of runRow('rollout_id = ?', rolloutId)) {
       if (earlier.wave < run.wave && isUnfinished(earlier.state))
         this.violations.push(
           `apply to ${agentId} (wave ${run.wave}) while ${earlier.hostId} of wave ${earlier.wave} is ${earlier.state}`,
@@ -645,7 +665,7 @@ const coverage = new Map<string, number>();
 const cover = (what: string) => coverage.set(what, (coverage.get(what) ?? 0) + 1);
 
 async function runScenario(scenario: Scenario, drainAtEnd: boolean): Promise<void> {
-  const world = new World(scenario);
+  const world = await World.open(scenario);
   try {
     await world.enroll();
     world.rolloutId = (await world.engine.create(scenario.request, CREATOR)).id;

@@ -31,7 +31,10 @@ function setup(runs: Record<string, Partial<HostRunRecord>> = {}) {
     { agentsConnected: () => 0, rolloutsByState: () => new Map(), ordersByState: () => new Map() },
     '0.0.0',
   );
-  const events = new RolloutEventMetrics(metrics, async (_rolloutId, hostId) => runs[hostId] as HostRunRecord | undefined);
+  const events = new RolloutEventMetrics(
+    metrics,
+    async (_rolloutId, hostId) => runs[hostId] as HostRunRecord | undefined,
+  );
   const text = () => metrics.registry.metrics();
   return { events, text };
 }
@@ -39,8 +42,8 @@ function setup(runs: Record<string, Partial<HostRunRecord>> = {}) {
 describe('RolloutEventMetrics', () => {
   it('times a wave from wave.started to wave.passed by the events’ own times', async () => {
     const { events, text } = setup();
-    events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
-    events.onEvent(event('wave.passed', '2030-01-01T00:00:42.000Z', { data: { wave: 0 } }));
+    await events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
+    await events.onEvent(event('wave.passed', '2030-01-01T00:00:42.000Z', { data: { wave: 0 } }));
     const body = await text();
     expect(body).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="passed"\} 42$/m);
     expect(body).toMatch(/^fleetpatch_wave_duration_seconds_count\{outcome="passed"\} 1$/m);
@@ -48,21 +51,21 @@ describe('RolloutEventMetrics', () => {
 
   it('a wave that passes without a start seen (the coordinator restarted) is not measured', async () => {
     const { events, text } = setup();
-    events.onEvent(event('wave.passed', '2030-01-01T00:00:42.000Z', { data: { wave: 1 } }));
+    await events.onEvent(event('wave.passed', '2030-01-01T00:00:42.000Z', { data: { wave: 1 } }));
     expect(await text()).not.toMatch(/^fleetpatch_wave_duration_seconds_count/m);
   });
 
   it('a rollout that ends mid-wave closes the wave as stopped', async () => {
     const { events, text } = setup();
-    events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
-    events.onEvent(event('rollout.aborted', '2030-01-01T00:00:05.000Z', { fromState: 'running', toState: 'aborted' }));
+    await events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
+    await events.onEvent(event('rollout.aborted', '2030-01-01T00:00:05.000Z', { fromState: 'running', toState: 'aborted' }));
     expect(await text()).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="stopped"\} 5$/m);
   });
 
   it('a rollout that halts mid-wave closes the wave as failed, as its phase in the status', async () => {
     const { events, text } = setup();
-    events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
-    events.onEvent(event('rollout.halted', '2030-01-01T00:00:07.000Z', { fromState: 'running', toState: 'halted' }));
+    await events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
+    await events.onEvent(event('rollout.halted', '2030-01-01T00:00:07.000Z', { fromState: 'running', toState: 'halted' }));
     const body = await text();
     expect(body).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="failed"\} 7$/m);
     expect(body).not.toMatch(/outcome="stopped"/);
@@ -73,9 +76,9 @@ describe('RolloutEventMetrics', () => {
       'web-1': { dispatchedAt: 1_000, finishedAt: 4_500, errorCode: null },
       'web-2': { dispatchedAt: 1_000, finishedAt: 2_000, errorCode: 'health_failed' },
     });
-    events.onEvent(event('host.healthy', '2030-01-01T00:00:05.000Z', { hostId: 'web-1', toState: 'healthy' }));
-    events.onEvent(event('host.failed', '2030-01-01T00:00:05.000Z', { hostId: 'web-2', toState: 'failed' }));
-    events.onEvent(event('host.progress', '2030-01-01T00:00:05.000Z', { hostId: 'web-2' }));
+    await events.onEvent(event('host.healthy', '2030-01-01T00:00:05.000Z', { hostId: 'web-1', toState: 'healthy' }));
+    await events.onEvent(event('host.failed', '2030-01-01T00:00:05.000Z', { hostId: 'web-2', toState: 'failed' }));
+    await events.onEvent(event('host.progress', '2030-01-01T00:00:05.000Z', { hostId: 'web-2' }));
     const body = await text();
     expect(body).toMatch(/^fleetpatch_host_duration_seconds_sum\{outcome="healthy"\} 3\.5$/m);
     expect(body).toMatch(/^fleetpatch_host_duration_seconds_sum\{outcome="failed"\} 1$/m);

@@ -5,7 +5,7 @@ import { hosts, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('audit', () => {
   it('every verb appends an event with the actor and the from/to states, in seq order', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const { id } = await fleet.create({ waves: [1, '100%'], requiredApprovals: 1, maxFailures: 0 }, 'alice');
     await fleet.engine.approve(id, 'bob');

@@ -6,7 +6,7 @@ import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('the failure budget', () => {
   it('as a count: halts when failures exceed it, not when they reach it', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(6);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: [4, '100%'], maxFailures: 1 });
@@ -19,7 +19,7 @@ describe('the failure budget', () => {
   });
 
   it('after a halt, in-flight hosts finish and are recorded, and nothing new is sent', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(6);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: [4, '100%'], maxFailures: 0 });
@@ -45,7 +45,7 @@ describe('the failure budget', () => {
   });
 
   it('as a percent of the rollout: 25% of 8 hosts tolerates 2 and halts on the 3rd', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(8);
     await fleet.addHosts(ids);
     const { id } = await fleet.create({ waves: ['100%'], maxFailures: '25%' });
@@ -62,7 +62,7 @@ describe('the failure budget', () => {
   });
 
   it('maxFailuresPerWave: each wave has its own limit, within the rollout budget', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(6);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: [3, '100%'], maxFailures: 10, maxFailuresPerWave: 1 });
@@ -80,7 +80,7 @@ describe('the failure budget', () => {
   });
 
   it('maxFailures 0 halts on the first failure', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], maxFailures: 0 });
     await fleet.finish('host-1', 'failed');
@@ -91,7 +91,7 @@ describe('the failure budget', () => {
 
 describe('a rollout nobody took', () => {
   it('every host skipped as unhealthy before the patch: halted, not succeeded, and a retry sends again', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(2);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: [1, '100%'], maxFailures: 0 });
@@ -111,7 +111,7 @@ describe('a rollout nobody took', () => {
   });
 
   it('one host healthy and the others skipped still succeeds: the skips are in the report', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');

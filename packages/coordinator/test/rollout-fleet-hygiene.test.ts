@@ -14,7 +14,7 @@ const waveHosts = async (fleet: SimulatedFleet, id: string) =>
 
 describe('canaries', () => {
   it('are online hosts: an offline host sorted first is planned later, a never-connected one last', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['a-never'], { neverConnected: true });
     await fleet.addHosts(['b-offline'], { online: false });
     await fleet.addHosts(['c-online', 'd-online']);
@@ -24,7 +24,7 @@ describe('canaries', () => {
   });
 
   it('a start whose canary would be a host that never connected is refused, and changes nothing', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2), { neverConnected: true });
     const { id } = await fleet.create({ waves: [1, '100%'], requiredApprovals: 0 });
     let refused: unknown;
@@ -45,7 +45,7 @@ describe('canaries', () => {
   });
 
   it('a host that never connected may sit in a later wave: it waits for its delivery deadline there', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     await fleet.addHosts(['host-2'], { neverConnected: true });
     const id = await fleet.launch({ waves: [1, '100%'] });
@@ -65,16 +65,16 @@ describe('the target', () => {
 
 describe('promote', () => {
   it('ends a bake of a running rollout, and nothing else: not while paused, not while running a wave', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 600 });
-    expect(async () => await fleet.engine.promote(id, 'alice')).toThrow(
+    await expect(fleet.engine.promote(id, 'alice')).rejects.toThrow(
       /promote ends a bake; it is running, not baking/,
     );
     await fleet.finish('host-1');
     expect((await fleet.rollout(id)).bakeUntil).not.toBeNull();
     await fleet.engine.pause(id, 'alice');
-    expect(async () => await fleet.engine.promote(id, 'alice')).toThrow(
+    await expect(fleet.engine.promote(id, 'alice')).rejects.toThrow(
       /promote ends a bake; it is paused: resume it first/,
     );
     expect((await fleet.events(id)).filter((e) => e.type === 'rollout.promoted')).toEqual([]);
@@ -91,7 +91,7 @@ describe('promote', () => {
 
 describe('a halted wave', () => {
   it('shows failed while halted and still after the rollout is reverted', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [2, '100%'], bakeSeconds: 60, maxFailures: 0, autoRevert: 'none' });
     await fleet.finish('host-1');
@@ -112,7 +112,7 @@ describe('a halted wave', () => {
   });
 
   it('a succeeded rollout reverted later keeps its waves passed', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -124,7 +124,7 @@ describe('a halted wave', () => {
   });
 
   it('an aborted wave shows stopped', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.engine.abort(id, 'alice', null);
@@ -135,7 +135,7 @@ describe('a halted wave', () => {
 
 describe('a success with hosts reverted by hand', () => {
   it('says so in the final state, its event and the status', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('host-1');
@@ -158,7 +158,7 @@ describe('a success with hosts reverted by hand', () => {
   });
 
   it('a plain success has no warning', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -170,7 +170,7 @@ describe('a success with hosts reverted by hand', () => {
 
 describe('wave numbers in events', () => {
   it('are 1-based in waveNumber beside the 0-based wave index', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: [1, '100%'] });
     await fleet.finish('host-1');

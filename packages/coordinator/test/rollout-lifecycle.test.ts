@@ -97,7 +97,7 @@ describe('a verb from a state where it is illegal', () => {
   it.each(ILLEGAL)(
     '$verb from $state is refused with illegal_transition and changes nothing',
     async ({ verb, state }) => {
-      const fleet = SimulatedFleet.open();
+      const fleet = await SimulatedFleet.open();
       const id = await reach(fleet, state);
       expect(await fleet.state(id)).toBe(state);
       const before = fleet.dump();
@@ -117,7 +117,7 @@ describe('a verb from a state where it is illegal', () => {
   );
 
   it('promote outside a bake is refused too', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const id = await reach(fleet, 'running');
     const err = refusal(async () => await fleet.engine.promote(id, 'alice'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
@@ -152,7 +152,7 @@ describe('a verb from a state where it is legal', () => {
   });
 
   it.each(LEGAL)('$verb from $state moves the rollout to $to, recorded as its event', async ({ verb, state, to }) => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const id = await reach(fleet, state);
     const events = (await fleet.events(id)).length;
 
@@ -164,7 +164,7 @@ describe('a verb from a state where it is legal', () => {
   });
 
   it('submit schedules a draft that needs no approval at once', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['h-1']);
     const { id } = await fleet.create({ draft: true, requiredApprovals: 0 });
     await fleet.engine.submit(id, 'alice');
@@ -176,7 +176,7 @@ describe('a verb from a state where it is legal', () => {
 
 describe('startAt', () => {
   it('an approved rollout waits in scheduled until startAt, then the ticker starts it as system', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const startAt = T0 + 3600 * SECOND;
     const { id } = await fleet.create({

@@ -29,7 +29,7 @@ const healthEvents = async (fleet: SimulatedFleet, id: string) =>
 
 describe('live health while verifying', () => {
   it('the status shows the latest poll: what each check saw, since when, and failing polls in a row', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.progress('host-1', 'verifying');
@@ -54,7 +54,7 @@ describe('live health while verifying', () => {
   });
 
   it('counts failing polls itself for an agent that does not (protocol 4 and older)', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.progress('host-1', 'verifying');
@@ -66,7 +66,7 @@ describe('live health while verifying', () => {
   });
 
   it('puts a poll on the record when a verdict changes, not once per poll', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.progress('host-1', 'verifying');
@@ -96,7 +96,7 @@ describe('live health while verifying', () => {
   });
 
   it('a changed observation with the same verdict goes on the record at most once per interval', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.progress('host-1', 'verifying');
@@ -117,7 +117,7 @@ describe('live health while verifying', () => {
   });
 
   it('ignores health from a host that is not verifying or baking, and from another host', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     // A poll that comes in late, after the host failed: no live health.
@@ -140,7 +140,7 @@ describe('live health while verifying', () => {
 
 describe('live health while baking', () => {
   it('a healthy host polled during its bake shows phase baking, and that change is on the record', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60 });
     await fleet.progress('host-1', 'verifying');
@@ -157,7 +157,7 @@ describe('live health while baking', () => {
 
 describe('live health and retry', () => {
   it('a retried host shows neither the previous attempt’s result health nor its live health', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.progress('host-1', 'verifying');
@@ -181,7 +181,7 @@ describe('live health and retry', () => {
   });
 
   it('a failed result takes the order off the board: the result speaks for it', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     await fleet.progress('host-1', 'verifying');

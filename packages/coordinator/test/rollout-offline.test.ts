@@ -7,7 +7,7 @@ import { SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('offline hosts', () => {
   it('policy skip: the host is skipped, not counted as a failure, and stays in the report', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     await fleet.addHosts(['host-3'], { online: false });
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, offline: { mode: 'skip' } });
@@ -23,7 +23,7 @@ describe('offline hosts', () => {
   });
 
   it('policy fail: the host fails and counts against the budget', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     await fleet.addHosts(['host-2'], { online: false });
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, offline: { mode: 'fail' } });
@@ -37,7 +37,7 @@ describe('offline hosts', () => {
   });
 
   it('policy wait: the order is kept and sent, with the same id, when the agent says hello', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1'], { online: false });
     const id = await fleet.launch({ waves: ['100%'], offline: { mode: 'wait', deliveryDeadlineSeconds: 300 } });
     const orderId = (await fleet.run(id, 'host-1')).orderId;
@@ -55,7 +55,7 @@ describe('offline hosts', () => {
   });
 
   it('policy wait: a host not reached within deliveryDeadlineSeconds is timed_out', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     await fleet.addHosts(['host-3'], { online: false });
     const id = await fleet.launch({
@@ -77,7 +77,7 @@ describe('offline hosts', () => {
   });
 
   it('hostTimeoutSeconds: a host with no result in time is timed_out and its order is cancelled', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 120, maxFailures: 0 });
     await fleet.progress('host-1', 'applying');
@@ -97,7 +97,7 @@ describe('offline hosts', () => {
   });
 
   it('a host whose agent died mid-apply past its timeout is changed: unknown, and its answer after the restart is an event', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 60, maxFailures: 0 });
     await fleet.progress('host-1', 'applying');

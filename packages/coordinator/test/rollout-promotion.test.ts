@@ -15,7 +15,7 @@ const MINUTE = 60_000;
 const POLICY: PromotionConfig = { label: 'env', order: ['staging', 'prod'], minSoakMinutes: 30 };
 
 async function stagedFleet(): Promise<SimulatedFleet> {
-  const fleet = SimulatedFleet.open({ promotion: POLICY });
+  const fleet = await SimulatedFleet.open({ promotion: POLICY });
   await fleet.addHosts(['stg-1', 'stg-2'], { labels: { env: 'staging' } });
   await fleet.addHosts(['prod-1', 'prod-2'], { labels: { env: 'prod' } });
   return fleet;
@@ -181,7 +181,7 @@ describe('promotion order: a later environment needs the one before passed by th
   });
 
   it('checks every environment a mixed target reaches', async () => {
-    const fleet = SimulatedFleet.open({
+    const fleet = await SimulatedFleet.open({
       promotion: { label: 'env', order: ['dev', 'staging', 'prod'], minSoakMinutes: 0 },
     });
     await fleet.addHosts(['dev-1'], { labels: { env: 'dev' } });
@@ -211,7 +211,7 @@ describe('promotion order: a later environment needs the one before passed by th
   });
 
   it('without a promotion order, any rollout starts and no decision is kept', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['prod-1'], { labels: { env: 'prod' } });
     const id = await fleet.launch({ target: { labels: { env: 'prod' } } });
     expect(await fleet.state(id)).toBe('running');

@@ -7,7 +7,7 @@ import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('crash safety', () => {
   it('an order committed but never delivered is sent on hello with the same id', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     // The process dies between committing the order and the frame reaching host-1.
     fleet.lostOnTheWire.add('host-1');
@@ -26,7 +26,7 @@ describe('crash safety', () => {
   });
 
   it('an order the agent already journals is not sent again; its result from hello is recorded once', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.restart();
@@ -51,7 +51,7 @@ describe('crash safety', () => {
 
   it('a result for an unknown order that says the host changed is acked, and logged as an error', async () => {
     const { log: captured, lines } = capturingLog();
-    const fleet = SimulatedFleet.open({ log: captured });
+    const fleet = await SimulatedFleet.open({ log: captured });
     await fleet.addHosts(['host-1']);
     const finishedAt = new Date(fleet.now).toISOString();
     fleet.engine.onOrderResult('host-1', { orderId: 'ord_ghost1', outcome: 'healthy', changed: true, finishedAt });
@@ -70,7 +70,7 @@ describe('crash safety', () => {
 
   it('a batch of reports that fails to commit (SQLITE_BUSY) is logged and recorded again, not lost nor fatal', async () => {
     const { log: captured, lines } = capturingLog();
-    const fleet = SimulatedFleet.open({ log: captured });
+    const fleet = await SimulatedFleet.open({ log: captured });
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     // Another writer holds the database; the engine gives up at once instead of waiting.
@@ -100,7 +100,7 @@ describe('crash safety', () => {
   });
 
   it('the next wave never starts early: a restart during the bake waits the bake out', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 600 });
     await fleet.finish('host-1');
@@ -136,7 +136,7 @@ describe('crash safety', () => {
   it.each(STEPS.map((step, k) => ({ k, after: step.name })))(
     'a restart after "$after" neither repeats nor loses anything',
     async ({ k }) => {
-      const fleet = SimulatedFleet.open();
+      const fleet = await SimulatedFleet.open();
       const ids = hosts(3);
       await fleet.addHosts(ids);
       let rolloutId = '';

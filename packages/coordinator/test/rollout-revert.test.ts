@@ -15,7 +15,7 @@ import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('revert', () => {
   it('of a whole rollout sends order.revert to every changed host, at most revertParallel at once, and ends reverted', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(5);
     await fleet.addHosts(ids);
     await fleet.addHosts(['host-6'], { online: false });
@@ -51,7 +51,7 @@ describe('revert', () => {
   });
 
   it('ends revert_failed when a host fails to revert, and never retries it by itself', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finishAll(['host-1', 'host-2']);
@@ -70,7 +70,7 @@ describe('revert', () => {
   });
 
   it('a host that never answers its revert order is revert_failed after hostTimeoutSeconds; a late success still counts', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 60 });
     await fleet.finishAll(['host-1']);
@@ -88,7 +88,7 @@ describe('revert', () => {
   });
 
   it('an explicit revert of a revert_failed rollout tries the failed host again', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -106,7 +106,7 @@ describe('revert', () => {
   });
 
   it('of a whole rollout also tries a host whose own self-revert failed', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     await fleet.finish('host-1');
@@ -128,7 +128,7 @@ describe('revert', () => {
   });
 
   it('of one host reverts only that host and leaves the rollout as it was', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2', 'host-3']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finishAll(['host-1', 'host-2', 'host-3']);
@@ -151,7 +151,7 @@ describe('revert', () => {
   });
 
   it('of one host holds its wave open: the rollout succeeds only once that revert is in', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -170,7 +170,7 @@ describe('revert', () => {
   });
 
   it('never sends a revert order whose transaction rolled back', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     await fleet.finish('host-1');
@@ -189,13 +189,12 @@ describe('revert', () => {
       isStopped: () => false,
     });
 
-    expect(
-      async () =>
-        await fleet.store.transaction(async () => {
+    await expect(
+      fleet.store.transaction(async () => {
           await runner.dispatch(await fleet.run(id, 'host-1'));
           throw new Error('SQLITE_FULL: database or disk is full');
         }),
-    ).toThrow(/disk is full/);
+    ).rejects.toThrow(/disk is full/);
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.revert')).toEqual([]);
     expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'healthy', revertOrderId: null });
@@ -207,7 +206,7 @@ describe('revert', () => {
   });
 
   it('of one host is refused when the host carries no change', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     await fleet.finish('host-1', 'failed');
@@ -224,7 +223,7 @@ describe('autoRevert on halt', () => {
   async function haltInSecondWave(
     scope: 'none' | 'host' | 'wave' | 'rollout',
   ): Promise<{ fleet: SimulatedFleet; id: string }> {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(5));
     const id = await fleet.launch({ waves: [2, '100%'], maxFailures: 0, autoRevert: scope });
     await fleet.finishAll(['host-1', 'host-2']);
@@ -288,7 +287,7 @@ describe('autoRevert on halt', () => {
   });
 
   it('rollout: the halt and the move to reverting are one commit, so a crash right after the halt still reverts', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'rollout' });
     await fleet.finish('host-1');
@@ -339,7 +338,7 @@ describe('a patch marked revertable: false', () => {
   }
 
   it('is never reverted: the rollout and each host refuse it (409) and nothing is sent; the plan says so', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1', 'host-2']);
     const patchId = await withNotRevertablePatch(fleet);
     const id = await fleet.launch({ patchId, waves: ['100%'] });
@@ -359,7 +358,7 @@ describe('a patch marked revertable: false', () => {
   });
 
   it('refuses autoRevert wave or rollout at create, naming the field; host and none are accepted', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const patchId = await withNotRevertablePatch(fleet);
     for (const autoRevert of ['wave', 'rollout'] as const) {

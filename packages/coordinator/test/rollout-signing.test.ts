@@ -50,7 +50,7 @@ describe('a signed rollout', () => {
   });
 
   it('an unsigned rollout sends no statement', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const id = await fleet.launch();
     expect(fleet.sentOf('order.apply').map((s) => s.message.signed)).toEqual([undefined]);
@@ -94,7 +94,7 @@ describe('a signed rollout', () => {
   });
 
   it('refuses a statement for an exposedTo target that names a host not exposed, storing nothing', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1', 'web-2']);
     await fleet.reportInventory('web-1', opensslHost(VULNERABLE));
     await fleet.reportInventory('web-2', opensslHost(FIXED));
@@ -190,7 +190,7 @@ describe('approvals are signatures', () => {
   });
 
   it('an unsigned rollout takes no signature (nobody believes they signed what is not signed)', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const { id } = await fleet.create({ requiredApprovals: 1 });
     const statement = applyStatementFor(
@@ -349,7 +349,7 @@ describe('reverting a signed rollout', () => {
   });
 
   it('an unsigned rollout reverts as before, and takes no revert statement', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const id = await fleet.launch();
     await fleet.finishAll(['web-1']);

@@ -12,7 +12,7 @@ import { hosts, SimulatedFleet } from './support/simulated-fleet.js';
 
 /** 10 hosts in waves [1, 9]: host-1 healthy, then in wave 2 host-2 failed, host-10 still in flight, the rest healthy. */
 async function halfwayFleet(): Promise<{ fleet: SimulatedFleet; view: RolloutView; id: string }> {
-  const fleet = SimulatedFleet.open();
+  const fleet = await SimulatedFleet.open();
   const ids = hosts(10);
   await fleet.addHosts(ids);
   const id = await fleet.launch({ waves: [1, '100%'], maxParallel: 20, maxFailures: 5 });
@@ -58,7 +58,7 @@ describe('rollout summary', () => {
   });
 
   it('names at most 10 failed hosts, whatever the number of failures', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(14);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 20, maxFailures: 20 });
@@ -71,7 +71,7 @@ describe('rollout summary', () => {
   });
 
   it("cuts a failed host's reason to 200 characters; the host page has it whole", async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);
     const id = await fleet.launch({ waves: ['100%'] });
     const reason = `policy: ${'x'.repeat(1000)}`;

@@ -16,7 +16,7 @@ const planned = async (fleet: SimulatedFleet, id: string) =>
 
 describe('targets', () => {
   async function mixedFleet(): Promise<SimulatedFleet> {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1', 'web-2'], { labels: { role: 'web', env: 'prod' } });
     await fleet.addHosts(['web-3'], { labels: { role: 'web', env: 'prod', tier: 'legacy' } });
     await fleet.addHosts(['web-4'], { labels: { role: 'web', env: 'staging' }, facts: { distro: 'ubuntu' } });
@@ -46,7 +46,7 @@ describe('targets', () => {
   });
 
   it('are frozen at start: an agent registered afterwards is not added', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1', 'web-2'], { labels: { role: 'web' } });
     const id = await fleet.launch({ target: { labels: { role: 'web' } }, waves: [1, '100%'] });
     await fleet.addHosts(['web-3'], { labels: { role: 'web' } });
@@ -61,7 +61,7 @@ describe('targets', () => {
   });
 
   it('unknown host ids are refused at create, and nothing is written', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const before = fleet.dump();
     const err = refusal(async () => await fleet.create({ target: { hostIds: ['web-1', 'web-9', 'wbe-1'] } }));
@@ -79,7 +79,7 @@ describe('labels', () => {
    * reports role=web and freeze=yes (a compromised host, or a stale agent config).
    */
   async function liarFleet(): Promise<SimulatedFleet> {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1'], { labels: { role: 'web', env: 'prod' } });
     await fleet.addHosts(['db-1'], {
       labels: { role: 'db', env: 'prod' },

@@ -11,7 +11,7 @@ const WINDOW: MaintenanceWindow = { cron: '0 2 * * *', timezone: 'UTC', duration
 
 /** A rollout created with `window` (or none), moved along `path` by the writer itself. */
 async function movedAlong(path: RolloutState[], window: MaintenanceWindow | null = WINDOW) {
-  const fleet = SimulatedFleet.open();
+  const fleet = await SimulatedFleet.open();
   await fleet.addHosts(['h-1']);
   const { id } = await fleet.create(window ? { window } : {});
   const rollout = await mustGetRollout(fleet.store, id);
@@ -24,7 +24,7 @@ async function movedAlong(path: RolloutState[], window: MaintenanceWindow | null
 describe('transitionRollout', () => {
   it('writes the state, updates the record in place and appends the move as an event', async () => {
     const { fleet, id, rollout, move } = await movedAlong([]);
-    move('running', 'started by hand', { wave: 1 });
+    await move('running', 'started by hand', { wave: 1 });
 
     expect(rollout.state).toBe('running');
     expect(await fleet.state(id)).toBe('running');
@@ -40,14 +40,14 @@ describe('transitionRollout', () => {
 
   it('records no reason when there is none', async () => {
     const { fleet, id, move } = await movedAlong([]);
-    move('running');
+    await move('running');
     expect((await fleet.events(id)).at(-1)?.data).toEqual({});
   });
 
   it('refuses a move the table does not have, writing nothing', async () => {
     const { fleet, id, move } = await movedAlong([]);
     const before = fleet.dump();
-    expect(() => move('succeeded')).toThrow(
+    await expect(move('succeeded')).rejects.toThrow(
       expect.objectContaining({
         code: ErrorCode.illegalTransition,
         message: 'cannot move to succeeded a rollout that is scheduled',
@@ -61,23 +61,23 @@ describe('transitionRollout', () => {
     const { fleet, id, move } = await movedAlong(['running', 'paused']);
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
 
-    move('halted');
+    await move('halted');
     expect(fleet.windows.watching.has(id)).toBe(false);
-    move('running'); // retry
+    await move('running'); // retry
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
-    move('reverting');
+    await move('reverting');
     expect(fleet.windows.watching.has(id)).toBe(false);
   });
 
   it('a rollout reverting again from a revert that ended stays unwatched', async () => {
     const { fleet, id, move } = await movedAlong(['running', 'reverting', 'reverted']);
-    move('reverting');
+    await move('reverting');
     expect(fleet.windows.watching.has(id)).toBe(false);
   });
 
   it('never watches a rollout without a window', async () => {
     const { fleet, id, move } = await movedAlong(['running', 'aborted'], null);
-    move('running');
+    await move('running');
     expect(fleet.windows.watching.has(id)).toBe(false);
   });
 
@@ -95,8 +95,8 @@ describe('transitionRollout', () => {
 
 describe('mustGetRollout', () => {
   it('answers not_found for a rollout that does not exist', async () => {
-    const fleet = SimulatedFleet.open();
-    expect(async () => await mustGetRollout(fleet.store, 'ro_missing')).toThrow(
+    const fleet = await SimulatedFleet.open();
+    await expect(mustGetRollout(fleet.store, 'ro_missing')).rejects.toThrow(
       expect.objectContaining({ code: ErrorCode.notFound, message: 'rollout ro_missing does not exist' }),
     );
   });

@@ -6,7 +6,7 @@ import { hosts, SECOND, SimulatedFleet, T0 } from './support/simulated-fleet.js'
 
 describe('waves', () => {
   it('resolve as planned before anything runs (37 hosts, [1, "10%", "50%", "100%"] → [1, 3, 18, 15])', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(Array.from({ length: 37 }, (_, i) => `host-${String(i + 1).padStart(2, '0')}`));
     const { id } = await fleet.create({ waves: [1, '10%', '50%', '100%'], maxFailures: 3 });
     const plan = await new RolloutView(fleet.store, () => true).plan(id);
@@ -22,7 +22,7 @@ describe('waves', () => {
   });
 
   it('run one after another: no host of the next wave gets an order before the current wave has passed', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(5);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: [1, 2, '100%'] });
@@ -53,7 +53,7 @@ describe('waves', () => {
   });
 
   it('keep at most maxParallel hosts in flight, and a finished host frees its slot at once', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     const ids = hosts(6);
     await fleet.addHosts(ids);
     const id = await fleet.launch({ waves: ['100%'], maxParallel: 2 });
@@ -78,7 +78,7 @@ describe('waves', () => {
 
 describe('bake', () => {
   it('the next wave starts only after bakeSeconds', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60 });
     await fleet.finish('host-1');
@@ -93,7 +93,7 @@ describe('bake', () => {
   });
 
   it("tells the wave's healthy hosts to keep watching their health for the whole bake", async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60 });
     await fleet.finish('host-1');
@@ -107,7 +107,7 @@ describe('bake', () => {
   });
 
   it('promote ends the bake early', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 3600 });
     await fleet.finish('host-1');
@@ -123,7 +123,7 @@ describe('bake', () => {
   });
 
   it('a failure reported during the bake counts against the budget and halts', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60, maxFailures: 0 });
     const orderId = await fleet.finish('host-1');

@@ -18,7 +18,7 @@ describe('maintenance window', () => {
   const NEXT_OPENS = Date.parse('2030-01-09T02:00:00Z');
 
   async function windowed(input: Partial<RolloutRequestInput> = {}): Promise<{ fleet: SimulatedFleet; id: string }> {
-    const fleet = SimulatedFleet.open({ waveGate: canStartWave });
+    const fleet = await SimulatedFleet.open({ waveGate: canStartWave });
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: ['100%'], window: WINDOW, ...input });
     return { fleet, id };
@@ -37,7 +37,7 @@ describe('maintenance window', () => {
   });
 
   it('is watched from creation, so node-cron can wake the engine when it opens', async () => {
-    const fleet = SimulatedFleet.open({ waveGate: canStartWave });
+    const fleet = await SimulatedFleet.open({ waveGate: canStartWave });
     await fleet.addHosts(hosts(1));
     const { id } = await fleet.create({ window: WINDOW, requiredApprovals: 1 });
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);
@@ -121,7 +121,7 @@ describe('maintenance window', () => {
   });
 
   it('a rollout without a window has no window in its status', async () => {
-    const fleet = SimulatedFleet.open();
+    const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(1));
     const id = await fleet.launch({ waves: ['100%'] });
     expect((await new RolloutView(fleet.store, () => true).status(id)).window).toBeUndefined();

@@ -27,8 +27,10 @@ describe('afterCommit', () => {
   it('runs after the outermost transaction commits, in order, with the change visible', async () => {
     const ran: string[] = [];
     await store.transaction(async () => {
-      await store.afterCommit(async () => ran.push(`first sees ${(await store.agents.list()).length} agent(s)`));
-      await store.transaction(async () => await store.afterCommit(() => ran.push('nested')));
+      store.afterCommit(() =>
+        ran.push(`first sees ${store.db.prepare('SELECT COUNT(*) FROM agents').pluck().get()} agent(s)`),
+      );
+      await store.transaction(async () => store.afterCommit(() => ran.push('nested')));
       await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, new Date(0).toISOString());
       expect(ran).toEqual([]);
     });
@@ -37,33 +39,31 @@ describe('afterCommit', () => {
 
   it('is dropped when the transaction rolls back, and the next transaction starts clean', async () => {
     const ran: string[] = [];
-    expect(
-      async () =>
-        await store.transaction(async () => {
-          await store.afterCommit(() => ran.push('rolled back'));
+    await expect(
+      store.transaction(async () => {
+          store.afterCommit(() => ran.push('rolled back'));
           throw new Error('SQLITE_BUSY');
         }),
-    ).toThrow('SQLITE_BUSY');
-    await store.transaction(async () => await store.afterCommit(() => ran.push('committed')));
+    ).rejects.toThrow('SQLITE_BUSY');
+    await store.transaction(async () => store.afterCommit(() => ran.push('committed')));
     expect(ran).toEqual(['committed']);
   });
 
-  it('runs every callback even when one throws, then reports the first error', () => {
+  it('runs every callback even when one throws, then reports the first error', async () => {
     const ran: string[] = [];
-    expect(
-      async () =>
-        await store.transaction(async () => {
-          await store.afterCommit(() => {
+    await expect(
+      store.transaction(async () => {
+          store.afterCommit(() => {
             throw new Error('socket gone');
           });
-          await store.afterCommit(() => ran.push('second'));
+          store.afterCommit(() => ran.push('second'));
         }),
-    ).toThrow('socket gone');
+    ).rejects.toThrow('socket gone');
     expect(ran).toEqual(['second']);
   });
 
   it('refuses to run outside a transaction (there is no commit to wait for)', () => {
-    expect(async () => await store.afterCommit(() => {})).toThrow(/inside Store.transaction/);
+    expect(() => store.afterCommit(() => {})).toThrow(/inside Store.transaction/);
   });
 });
 

@@ -201,7 +201,7 @@ export class ReportRecorder {
       // Progress is not an audit row: the phase is written on the host run (status and recovery read
       // it, in this burst's one transaction) and live readers are told once it commits, coalesced.
       await transitionHostRun(this.deps, run, { to: next }, null);
-      await store.noteProgress({
+      store.noteProgress({
         type: 'host.progress',
         rolloutId: run.rolloutId,
         hostId: run.hostId,

@@ -59,7 +59,7 @@ export class RevertRunner {
       { actor: SYSTEM, data: { orderId } },
     );
     const sent = { ...run, state: 'reverting' as const, revertOrderId: orderId };
-    await store.afterCommit(() => {
+    store.afterCommit(() => {
       if (!this.deps.isStopped()) sendRevert(channel, sent, signed);
     });
   }

@@ -127,13 +127,13 @@ export class Store {
    * in between leaves a committed order for the agent's hello to pick up, never a sent one that is
    * not recorded).
    */
-  async afterCommit(fn: () => void): Promise<void> {
-    (await this.open('afterCommit')).afterCommits.push(fn);
+  afterCommit(fn: () => void): void {
+    this.current('afterCommit').afterCommits.push(fn);
   }
 
   /** Appends an audit event; must run inside `transaction()`. */
   async appendEvent(event: NewEvent, at: string): Promise<EventRecord> {
-    const context = await this.open('appendEvent');
+    const context = this.current('appendEvent');
     const record = await this.eventRepository.append(event, at);
     context.events.push(record);
     return record;
@@ -143,11 +143,11 @@ export class Store {
    * Must run inside `transaction()`. Tells live readers about a host's new phase once the transaction
    * commits (never if it rolls back); within one transaction only a host run's latest phase goes out.
    */
-  async noteProgress(notice: ProgressNotice): Promise<void> {
-    (await this.open('noteProgress')).progress.set(`${notice.rolloutId}\u0000${notice.hostId}`, notice);
+  noteProgress(notice: ProgressNotice): void {
+    this.current('noteProgress').progress.set(`${notice.rolloutId}\u0000${notice.hostId}`, notice);
   }
 
-  private open(caller: string): TransactionContext {
+  private current(caller: string): TransactionContext {
     const context = this.context.getStore();
     if (!context?.open) throw new Error(`${caller} must run inside Store.transaction()`);
     return context;

@@ -8,7 +8,7 @@ export const ONE_PACKAGE_PATCH = 'pat_one';
 
 /** A simulated fleet whose store also holds an explicit package set, a source change and a one-package change. */
 export async function fleetWithPackagePatches(): Promise<SimulatedFleet> {
-  const fleet = SimulatedFleet.open();
+  const fleet = await SimulatedFleet.open();
   const patch = (id: string, change: unknown) =>
     storedPatch({ ...SAMPLE_PATCH_SPEC, change } as NewPatchInput, {
       id,

@@ -1,9 +1,9 @@
 import { FleetError } from '@fleetpatch/shared';
 
 /** The `FleetError` an action was refused with; fails the test when the action was accepted. */
-export function refusal(action: () => unknown): FleetError {
+export async function refusal(action: () => unknown): Promise<FleetError> {
   try {
-    action();
+    await action();
   } catch (err) {
     if (err instanceof FleetError) return err;
     throw err;

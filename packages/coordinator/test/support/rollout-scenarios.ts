@@ -5,7 +5,7 @@ import { hosts, SECOND, SimulatedFleet } from './simulated-fleet.js';
  * fails, which halts the rollout and sends host-1 a revert while host-3 is still in flight.
  */
 export async function haltedWithWaveRevert(): Promise<{ fleet: SimulatedFleet; id: string }> {
-  const fleet = SimulatedFleet.open();
+  const fleet = await SimulatedFleet.open();
   await fleet.addHosts(hosts(3));
   const id = await fleet.launch({ waves: ['100%'], maxFailures: 0, autoRevert: 'wave' });
   await fleet.finish('host-1');
@@ -18,7 +18,7 @@ export async function haltedWithWaveRevert(): Promise<{ fleet: SimulatedFleet; i
  * starts, and stays away past the deadline: timed_out, the rollout halted, the order never delivered.
  */
 export async function timedOutBeforeDelivery(): Promise<{ fleet: SimulatedFleet; id: string }> {
-  const fleet = SimulatedFleet.open();
+  const fleet = await SimulatedFleet.open();
   await fleet.addHosts(['host-1'], { online: false });
   const id = await fleet.launch({
     waves: ['100%'],

@@ -32,7 +32,7 @@ export async function signedFleet(
   signers: { alice: StatementSigner; bob?: StatementSigner },
   { approve = true, log, inventories = {}, ...input }: SignedFleetOptions = {},
 ): Promise<{ fleet: SimulatedFleet; id: string; statement: ApplyStatement }> {
-  const fleet = SimulatedFleet.open(log ? { log } : {});
+  const fleet = await SimulatedFleet.open(log ? { log } : {});
   await fleet.addHosts(hostIds, { labels: { role: 'web' } });
   for (const [hostId, packages] of Object.entries(inventories)) await fleet.reportInventory(hostId, packages);
   const rollout = await fleet.create({ requiredApprovals: 1, waves: ['100%'], ...input, draft: true }, 'alice');

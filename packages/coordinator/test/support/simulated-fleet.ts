@@ -118,10 +118,10 @@ export class SimulatedFleet {
 
   /** A fleet on a fresh store holding PATCH. */
   static async open(options: SimulatedFleetOptions = {}): Promise<SimulatedFleet> {
-    const fleet = SimulatedFleet.open(options);
+    const fleet = await SimulatedFleet.open(options);
     fleet.store = await openStore(fleet.file);
     fleet.engine = fleet.newEngine();
-    await fleet.store.transaction(() => fleet.store.patches.insert(PATCH));
+    await fleet.store.transaction(async () => await fleet.store.patches.insert(PATCH));
     return fleet;
   }
 
@@ -205,7 +205,8 @@ export class SimulatedFleet {
       const labels = options.labels ?? {};
       const at = new Date(this.now).toISOString();
       await this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, at);
-      if (options.neverConnected !== true) await this.store.transaction(async () => await this.store.agents.recordSeen(id, at));
+      if (options.neverConnected !== true)
+        await this.store.transaction(async () => await this.store.agents.recordSeen(id, at));
       const reported = options.reportedLabels ?? labels;
       this.agents.set(id, new SimulatedAgent(id, reported, { ...FACTS, hostname: id, ...options.facts }));
       if (options.online !== false && options.neverConnected !== true) await this.connect(id);
@@ -386,7 +387,9 @@ export class SimulatedFleet {
   /** The host's package inventory as the coordinator stores what its agent reported. */
   async reportInventory(hostId: string, packages: readonly InstalledPackage[]): Promise<void> {
     const at = new Date(this.now).toISOString();
-    await this.store.transaction(async () => await this.store.inventory.replace(hostId, packages, inventoryDigest(packages), at));
+    await this.store.transaction(
+      async () => await this.store.inventory.replace(hostId, packages, inventoryDigest(packages), at),
+    );
   }
 
   async create(input: Partial<RolloutRequestInput> = {}, actor = 'alice'): Promise<RolloutRecord> {
