@@ -31,14 +31,14 @@ describe('host-run transitions', () => {
     const before = fleet.dump();
 
     await expect(
-      fleet.store.transaction(
-          async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
-        ),
+      await fleet.store.transaction(
+        async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
+      ),
     ).rejects.toThrow(IllegalHostTransitionError);
     await expect(
-      fleet.store.transaction(
-          async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
-        ),
+      await fleet.store.transaction(
+        async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
+      ),
     ).rejects.toThrow(`host run host-1 of ${id}: queued → healthy is not in HOST_RUN_TRANSITIONS`);
     expect(fleet.dump()).toBe(before);
     expect((await fleet.run(id, 'host-1')).state).toBe('queued');
@@ -51,15 +51,15 @@ describe('host-run transitions', () => {
     const before = fleet.dump();
 
     await expect(
-      fleet.store.transaction(
-          async () =>
-            await transitionHostRun(
-              fleet,
-              run,
-              { to: 'dispatched', orderId: 'ord_again', at: fleet.now },
-              { actor: 'system' },
-            ),
-        ),
+      await fleet.store.transaction(
+        async () =>
+          await transitionHostRun(
+            fleet,
+            run,
+            { to: 'dispatched', orderId: 'ord_again', at: fleet.now },
+            { actor: 'system' },
+          ),
+      ),
     ).rejects.toThrow(/stale/);
     expect(fleet.dump()).toBe(before);
   });

@@ -211,7 +211,7 @@ describe('InventorySync', () => {
     // h1's stored copy is untouched by the refused diff.
     expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
     // The full inventories asked for bring both back.
-    for (const id of ['h1', 'h2']) deliver(id, ...fullOf(v2, 9));
+    for (const id of ['h1', 'h2']) await deliver(id, ...fullOf(v2, 9));
     expect(sync.isCurrent('h1') && sync.isCurrent('h2')).toBe(true);
   });
 

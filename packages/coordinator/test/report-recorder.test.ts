@@ -300,16 +300,16 @@ describe('progress', () => {
     const { fleet, id, orderId } = await inFlight();
     const told = notices(fleet);
     await expect(
-      fleet.store.transaction(async () => {
-          fleet.store.noteProgress({
-            type: 'host.progress',
-            rolloutId: id,
-            hostId: 'h-1',
-            state: 'applying',
-            at: at(fleet),
-          });
-          throw new Error('rolled back');
-        }),
+      await fleet.store.transaction(async () => {
+        fleet.store.noteProgress({
+          type: 'host.progress',
+          rolloutId: id,
+          hostId: 'h-1',
+          state: 'applying',
+          at: at(fleet),
+        });
+        throw new Error('rolled back');
+      }),
     ).rejects.toThrow('rolled back');
     expect(told).toEqual([]);
     await progress(fleet, 'h-1', orderId, 'applying');

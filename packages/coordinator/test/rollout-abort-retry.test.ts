@@ -37,7 +37,7 @@ describe('abort', () => {
       'host-4': 'queued',
     });
 
-    const err = refusal(async () => await fleet.engine.resume(id, 'alice'));
+    const err = await refusal(async () => await fleet.engine.resume(id, 'alice'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.details).toMatchObject({ state: 'aborted' });
     expect(await fleet.state(id)).toBe('aborted');
@@ -191,7 +191,7 @@ describe('abort', () => {
     expect((await fleet.run(id, 'host-1')).state).toBe('reverting');
     const before = fleet.dump();
 
-    const err = refusal(async () => await fleet.engine.retry(id, 'bob'));
+    const err = await refusal(async () => await fleet.engine.retry(id, 'bob'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.message).toMatch(/while 1 host\(s\) of this rollout are reverting/);
     expect(fleet.dump()).toBe(before);

@@ -17,7 +17,7 @@ describe('approval (four eyes)', () => {
     const { id, state } = await fleet.create({ requiredApprovals: 1 }, 'alice');
     expect(state).toBe('awaiting_approval');
 
-    const err = refusal(async () => await fleet.engine.approve(id, 'alice'));
+    const err = await refusal(async () => await fleet.engine.approve(id, 'alice'));
     expect(err.code).toBe(ErrorCode.forbidden);
     expect(await fleet.state(id)).toBe('awaiting_approval');
     expect(await fleet.store.rollouts.approvals(id)).toEqual([]);
@@ -38,7 +38,7 @@ describe('approval (four eyes)', () => {
     const { id } = await fleet.create({ requiredApprovals: 2 }, 'alice');
 
     expect((await fleet.engine.approve(id, 'bob')).state).toBe('awaiting_approval');
-    const again = refusal(async () => await fleet.engine.approve(id, 'bob'));
+    const again = await refusal(async () => await fleet.engine.approve(id, 'bob'));
     expect(again.code).toBe(ErrorCode.conflict);
     expect(await fleet.state(id)).toBe('awaiting_approval');
     expect((await fleet.engine.approve(id, 'carol')).state).toBe('scheduled');
@@ -50,7 +50,7 @@ describe('approval (four eyes)', () => {
     await fleet.addHosts(['web-1']);
     const { id } = await fleet.create({ requiredApprovals: 1 }, 'alice');
 
-    const err = refusal(async () => await fleet.engine.start(id, 'alice'));
+    const err = await refusal(async () => await fleet.engine.start(id, 'alice'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.details).toMatchObject({ rolloutId: id, state: 'awaiting_approval' });
     expect(await fleet.state(id)).toBe('awaiting_approval');
@@ -68,8 +68,10 @@ describe('drafts', () => {
     );
     expect(rollout.state).toBe('draft');
     expect((await new RolloutView(fleet.store, () => true).plan(rollout.id)).waveSizes).toEqual([1]);
-    await expect(fleet.engine.approve(rollout.id, 'bob')).rejects.toThrow(/cannot approve a rollout that is draft/);
-    await expect(fleet.engine.start(rollout.id, 'alice')).rejects.toThrow(/cannot start a rollout that is draft/);
+    await expect(await fleet.engine.approve(rollout.id, 'bob')).rejects.toThrow(
+      /cannot approve a rollout that is draft/,
+    );
+    await expect(await fleet.engine.start(rollout.id, 'alice')).rejects.toThrow(/cannot start a rollout that is draft/);
     expect((await fleet.engine.submit(rollout.id, 'alice')).state).toBe('awaiting_approval');
     expect((await fleet.engine.approve(rollout.id, 'bob')).state).toBe('scheduled');
   });

@@ -58,14 +58,18 @@ describe('RolloutEventMetrics', () => {
   it('a rollout that ends mid-wave closes the wave as stopped', async () => {
     const { events, text } = setup();
     await events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
-    await events.onEvent(event('rollout.aborted', '2030-01-01T00:00:05.000Z', { fromState: 'running', toState: 'aborted' }));
+    await events.onEvent(
+      event('rollout.aborted', '2030-01-01T00:00:05.000Z', { fromState: 'running', toState: 'aborted' }),
+    );
     expect(await text()).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="stopped"\} 5$/m);
   });
 
   it('a rollout that halts mid-wave closes the wave as failed, as its phase in the status', async () => {
     const { events, text } = setup();
     await events.onEvent(event('wave.started', '2030-01-01T00:00:00.000Z', { data: { wave: 0 } }));
-    await events.onEvent(event('rollout.halted', '2030-01-01T00:00:07.000Z', { fromState: 'running', toState: 'halted' }));
+    await events.onEvent(
+      event('rollout.halted', '2030-01-01T00:00:07.000Z', { fromState: 'running', toState: 'halted' }),
+    );
     const body = await text();
     expect(body).toMatch(/^fleetpatch_wave_duration_seconds_sum\{outcome="failed"\} 7$/m);
     expect(body).not.toMatch(/outcome="stopped"/);

@@ -104,7 +104,7 @@ describe('a verb from a state where it is illegal', () => {
       const events = (await fleet.events(id)).length;
       const sent = fleet.sent.length;
 
-      const err = refusal(async () => await callVerb(fleet, verb, id));
+      const err = await refusal(async () => await callVerb(fleet, verb, id));
       await fleet.engine.whenIdle();
 
       expect(err.code).toBe(ErrorCode.illegalTransition);
@@ -119,7 +119,7 @@ describe('a verb from a state where it is illegal', () => {
   it('promote outside a bake is refused too', async () => {
     const fleet = await SimulatedFleet.open();
     const id = await reach(fleet, 'running');
-    const err = refusal(async () => await fleet.engine.promote(id, 'alice'));
+    const err = await refusal(async () => await fleet.engine.promote(id, 'alice'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.details).toMatchObject({ state: 'running' });
   });

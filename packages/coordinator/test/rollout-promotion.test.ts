@@ -35,7 +35,7 @@ async function prodRollout(fleet: SimulatedFleet, patchId = PATCH_ID): Promise<s
 
 /** The refusal of start, its message and the requirements it names. */
 async function refusedStart(fleet: SimulatedFleet, id: string) {
-  const err = refusal(async () => await fleet.engine.start(id, 'alice'));
+  const err = await refusal(async () => await fleet.engine.start(id, 'alice'));
   expect(err.code).toBe(ErrorCode.conflict);
   // Nothing changed: not started, no host frozen, no decision kept.
   expect(await fleet.state(id)).toBe('scheduled');

@@ -190,10 +190,10 @@ describe('revert', () => {
     });
 
     await expect(
-      fleet.store.transaction(async () => {
-          await runner.dispatch(await fleet.run(id, 'host-1'));
-          throw new Error('SQLITE_FULL: database or disk is full');
-        }),
+      await fleet.store.transaction(async () => {
+        await runner.dispatch(await fleet.run(id, 'host-1'));
+        throw new Error('SQLITE_FULL: database or disk is full');
+      }),
     ).rejects.toThrow(/disk is full/);
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.revert')).toEqual([]);
@@ -210,10 +210,12 @@ describe('revert', () => {
     await fleet.addHosts(['host-1', 'host-2']);
     const id = await fleet.launch({ waves: ['100%'], maxFailures: 1 });
     await fleet.finish('host-1', 'failed');
-    expect(refusal(async () => await fleet.engine.revertHost(id, 'host-1', 'bob')).code).toBe(
+    expect((await refusal(async () => await fleet.engine.revertHost(id, 'host-1', 'bob'))).code).toBe(
       ErrorCode.illegalTransition,
     );
-    expect(refusal(async () => await fleet.engine.revertHost(id, 'host-9', 'bob')).code).toBe(ErrorCode.notFound);
+    expect((await refusal(async () => await fleet.engine.revertHost(id, 'host-9', 'bob'))).code).toBe(
+      ErrorCode.notFound,
+    );
   });
 });
 
@@ -345,12 +347,14 @@ describe('a patch marked revertable: false', () => {
     await fleet.finishAll(['host-1', 'host-2']);
     expect(await fleet.state(id)).toBe('succeeded');
 
-    const whole = refusal(async () => await fleet.engine.revert(id, 'alice'));
+    const whole = await refusal(async () => await fleet.engine.revert(id, 'alice'));
     expect(whole.code).toBe(ErrorCode.conflict);
     expect(whole.message).toBe(
       'patch pat_one_way is marked "revertable": false — fleetpatch will not revert it (a host may hold no prior .deb to go back to); to undo it, roll out a new patch',
     );
-    expect(refusal(async () => await fleet.engine.revertHost(id, 'host-1', 'alice')).code).toBe(ErrorCode.conflict);
+    expect((await refusal(async () => await fleet.engine.revertHost(id, 'host-1', 'alice'))).code).toBe(
+      ErrorCode.conflict,
+    );
     await fleet.engine.whenIdle();
     expect(fleet.sentOf('order.revert')).toEqual([]);
     expect(await fleet.state(id)).toBe('succeeded');
@@ -362,7 +366,7 @@ describe('a patch marked revertable: false', () => {
     await fleet.addHosts(['host-1']);
     const patchId = await withNotRevertablePatch(fleet);
     for (const autoRevert of ['wave', 'rollout'] as const) {
-      const refused = refusal(async () => await fleet.create({ patchId, autoRevert }));
+      const refused = await refusal(async () => await fleet.create({ patchId, autoRevert }));
       expect(refused.code).toBe(ErrorCode.validationFailed);
       expect(refused.details).toMatchObject({ path: 'body.autoRevert' });
     }

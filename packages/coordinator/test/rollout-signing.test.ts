@@ -108,7 +108,7 @@ describe('a signed rollout', () => {
       now: new Date(fleet.now),
       validForSeconds: 3600,
     });
-    const err = refusal(
+    const err = await refusal(
       async () => await fleet.engine.attachStatement(rollout.id, alice.submission(statement), 'alice'),
     );
     expect(err.code).toBe(ErrorCode.validationFailed);
@@ -121,7 +121,7 @@ describe('a signed rollout', () => {
   it('refuses to start once its statement has expired: agents would refuse every order', async () => {
     const { fleet, id } = await signedFleet(['web-1'], { alice, bob });
     fleet.now += HOUR_STATEMENT + 1;
-    const err = refusal(async () => await fleet.engine.start(id, 'alice'));
+    const err = await refusal(async () => await fleet.engine.start(id, 'alice'));
     expect(err.code).toBe(ErrorCode.conflict);
     expect(err.message).toMatch(/expired at .*create and sign a new rollout/);
     expect(await fleet.state(id)).toBe('scheduled');
@@ -149,11 +149,11 @@ describe('approvals are signatures', () => {
     const { fleet, id, statement } = await signedFleet(['web-1'], { alice }, { requiredApprovals: 2, approve: false });
     const before = fleet.dump(['approvals', 'statement_signatures', 'events']);
 
-    const unsigned = refusal(async () => await fleet.engine.approve(id, 'bob'));
+    const unsigned = await refusal(async () => await fleet.engine.approve(id, 'bob'));
     expect(unsigned.code).toBe(ErrorCode.conflict);
     expect(unsigned.message).toMatch(/is signed: approve with --sign-key/);
 
-    const authorsKey = refusal(async () => await fleet.engine.approve(id, 'bob', alice.approval(statement)));
+    const authorsKey = await refusal(async () => await fleet.engine.approve(id, 'bob', alice.approval(statement)));
     expect(authorsKey.code).toBe(ErrorCode.forbidden);
     expect(authorsKey.message).toMatch(/four eyes: key .* is the author's key/);
 
@@ -163,20 +163,20 @@ describe('approvals are signatures', () => {
       [],
       { now: new Date(fleet.now + 1), validForSeconds: 3600 },
     );
-    const wrongStatement = refusal(
+    const wrongStatement = await refusal(
       async () => await fleet.engine.approve(id, 'bob', { signature: bob.sign(other), publicKey: bob.publicKey }),
     );
     expect(wrongStatement.code).toBe(ErrorCode.validationFailed);
     expect(wrongStatement.details).toMatchObject({ issues: [{ path: 'body.signature.signature' }] });
 
-    const mislabelled = refusal(
+    const mislabelled = await refusal(
       async () => await fleet.engine.approve(id, 'bob', { signature: bob.sign(statement), publicKey: carol.publicKey }),
     );
     expect(mislabelled.details).toMatchObject({ issues: [{ path: 'body.signature.keyId' }] });
     expect(fleet.dump(['approvals', 'statement_signatures', 'events'])).toBe(before);
 
     expect((await fleet.engine.approve(id, 'bob', bob.approval(statement))).state).toBe('awaiting_approval');
-    const sameKey = refusal(async () => await fleet.engine.approve(id, 'carol', bob.approval(statement)));
+    const sameKey = await refusal(async () => await fleet.engine.approve(id, 'carol', bob.approval(statement)));
     expect(sameKey.code).toBe(ErrorCode.conflict);
     expect(sameKey.message).toMatch(/has approved this rollout already \(as bob\)/);
     expect((await fleet.engine.approve(id, 'carol', carol.approval(statement))).state).toBe('scheduled');
@@ -199,7 +199,7 @@ describe('approvals are signatures', () => {
       [],
       { now: new Date(fleet.now), validForSeconds: 3600 },
     );
-    const err = refusal(async () => await fleet.engine.approve(id, 'bob', bob.approval(statement)));
+    const err = await refusal(async () => await fleet.engine.approve(id, 'bob', bob.approval(statement)));
     expect(err.code).toBe(ErrorCode.conflict);
     expect(err.message).toMatch(/is not signed: approve it without --sign-key/);
     expect(await fleet.store.rollouts.approvals(id)).toEqual([]);
@@ -223,24 +223,26 @@ describe('reverting a signed rollout', () => {
     const { fleet, id, revert } = await succeeded(['web-1', 'web-2']);
     const statement = revert();
 
-    const none = refusal(async () => await fleet.engine.revert(id, 'alice'));
+    const none = await refusal(async () => await fleet.engine.revert(id, 'alice'));
     expect(none.code).toBe(ErrorCode.conflict);
     expect(none.message).toMatch(
       /needs a revert statement signed by 2 people \(fleetpatch rollout revert .* --sign-key/,
     );
 
     expect(await fleet.engine.signRevert(id, alice.submission(statement), 'alice')).toBe(false);
-    const one = refusal(async () => await fleet.engine.revert(id, 'alice'));
+    const one = await refusal(async () => await fleet.engine.revert(id, 'alice'));
     expect(one.message).toMatch(/has 1 of 2 signatures: 1 more person must run fleetpatch rollout revert/);
     expect(one.details).toMatchObject({ signatures: 1, needed: 2 });
 
-    const sameKey = refusal(async () => await fleet.engine.signRevert(id, alice.submission(statement), 'bob'));
+    const sameKey = await refusal(async () => await fleet.engine.signRevert(id, alice.submission(statement), 'bob'));
     expect(sameKey.code).toBe(ErrorCode.conflict);
     expect(sameKey.message).toMatch(/has signed this revert statement already/);
-    const sameToken = refusal(async () => await fleet.engine.signRevert(id, carol.submission(statement), 'alice'));
+    const sameToken = await refusal(
+      async () => await fleet.engine.signRevert(id, carol.submission(statement), 'alice'),
+    );
     expect(sameToken.code).toBe(ErrorCode.forbidden);
     expect(sameToken.message).toMatch(/four eyes: alice has signed this revert statement already/);
-    const another = refusal(
+    const another = await refusal(
       async () => await fleet.engine.signRevert(id, bob.submission(revert(null, fleet.now + 5)), 'bob'),
     );
     expect(another.code).toBe(ErrorCode.conflict);
@@ -298,7 +300,7 @@ describe('reverting a signed rollout', () => {
       },
     ];
     for (const { name, body, path } of bad) {
-      const err = refusal(async () => await fleet.engine.signRevert(id, body as never, 'alice'));
+      const err = await refusal(async () => await fleet.engine.signRevert(id, body as never, 'alice'));
       expect(err.code, name).toBe(ErrorCode.validationFailed);
       expect(err.details, name).toMatchObject({ issues: [{ path }] });
     }
@@ -325,7 +327,7 @@ describe('reverting a signed rollout', () => {
 
   it('revert-host needs a revert statement for that host, signed by two people; its order carries it', async () => {
     const { fleet, id, revert } = await succeeded(['web-1', 'web-2']);
-    const none = refusal(async () => await fleet.engine.revertHost(id, 'web-2', 'alice'));
+    const none = await refusal(async () => await fleet.engine.revertHost(id, 'web-2', 'alice'));
     expect(none.message).toMatch(/reverting host web-2 of rollout .* needs a revert statement signed by 2 people/);
     const forWeb2 = revert('web-2');
     expect(forWeb2.target).toEqual({ kind: 'hosts', hostIds: ['web-2'] });
@@ -362,7 +364,7 @@ describe('reverting a signed rollout', () => {
       expiresAt: new Date(fleet.now + 60_000).toISOString(),
       sequence: fleet.now,
     };
-    const err = refusal(async () => await fleet.engine.signRevert(id, alice.submission(anyStatement), 'alice'));
+    const err = await refusal(async () => await fleet.engine.signRevert(id, alice.submission(anyStatement), 'alice'));
     expect(err.message).toMatch(/is not signed: revert it without --sign-key/);
     await fleet.engine.revert(id, 'alice');
     await fleet.engine.whenIdle();

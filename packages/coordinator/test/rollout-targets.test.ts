@@ -64,7 +64,7 @@ describe('targets', () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
     const before = fleet.dump();
-    const err = refusal(async () => await fleet.create({ target: { hostIds: ['web-1', 'web-9', 'wbe-1'] } }));
+    const err = await refusal(async () => await fleet.create({ target: { hostIds: ['web-1', 'web-9', 'wbe-1'] } }));
     expect(err.code).toBe(ErrorCode.validationFailed);
     expect(err.details).toMatchObject({ unknown: ['web-9', 'wbe-1'] });
     expect(fleet.dump()).toBe(before);

@@ -40,10 +40,10 @@ describe('afterCommit', () => {
   it('is dropped when the transaction rolls back, and the next transaction starts clean', async () => {
     const ran: string[] = [];
     await expect(
-      store.transaction(async () => {
-          store.afterCommit(() => ran.push('rolled back'));
-          throw new Error('SQLITE_BUSY');
-        }),
+      await store.transaction(async () => {
+        store.afterCommit(() => ran.push('rolled back'));
+        throw new Error('SQLITE_BUSY');
+      }),
     ).rejects.toThrow('SQLITE_BUSY');
     await store.transaction(async () => store.afterCommit(() => ran.push('committed')));
     expect(ran).toEqual(['committed']);
@@ -52,12 +52,12 @@ describe('afterCommit', () => {
   it('runs every callback even when one throws, then reports the first error', async () => {
     const ran: string[] = [];
     await expect(
-      store.transaction(async () => {
-          store.afterCommit(() => {
-            throw new Error('socket gone');
-          });
-          store.afterCommit(() => ran.push('second'));
-        }),
+      await store.transaction(async () => {
+        store.afterCommit(() => {
+          throw new Error('socket gone');
+        });
+        store.afterCommit(() => ran.push('second'));
+      }),
     ).rejects.toThrow('socket gone');
     expect(ran).toEqual(['second']);
   });
