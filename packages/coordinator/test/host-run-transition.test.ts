@@ -31,12 +31,12 @@ describe('host-run transitions', () => {
     const before = fleet.dump();
 
     await expect(
-      await fleet.store.transaction(
+      fleet.store.transaction(
         async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
       ),
     ).rejects.toThrow(IllegalHostTransitionError);
     await expect(
-      await fleet.store.transaction(
+      fleet.store.transaction(
         async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
       ),
     ).rejects.toThrow(`host run host-1 of ${id}: queued → healthy is not in HOST_RUN_TRANSITIONS`);
@@ -51,7 +51,7 @@ describe('host-run transitions', () => {
     const before = fleet.dump();
 
     await expect(
-      await fleet.store.transaction(
+      fleet.store.transaction(
         async () =>
           await transitionHostRun(
             fleet,

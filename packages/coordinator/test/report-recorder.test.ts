@@ -300,7 +300,7 @@ describe('progress', () => {
     const { fleet, id, orderId } = await inFlight();
     const told = notices(fleet);
     await expect(
-      await fleet.store.transaction(async () => {
+      fleet.store.transaction(async () => {
         fleet.store.noteProgress({
           type: 'host.progress',
           rolloutId: id,

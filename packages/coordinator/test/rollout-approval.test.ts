@@ -68,10 +68,8 @@ describe('drafts', () => {
     );
     expect(rollout.state).toBe('draft');
     expect((await new RolloutView(fleet.store, () => true).plan(rollout.id)).waveSizes).toEqual([1]);
-    await expect(await fleet.engine.approve(rollout.id, 'bob')).rejects.toThrow(
-      /cannot approve a rollout that is draft/,
-    );
-    await expect(await fleet.engine.start(rollout.id, 'alice')).rejects.toThrow(/cannot start a rollout that is draft/);
+    await expect(fleet.engine.approve(rollout.id, 'bob')).rejects.toThrow(/cannot approve a rollout that is draft/);
+    await expect(fleet.engine.start(rollout.id, 'alice')).rejects.toThrow(/cannot start a rollout that is draft/);
     expect((await fleet.engine.submit(rollout.id, 'alice')).state).toBe('awaiting_approval');
     expect((await fleet.engine.approve(rollout.id, 'bob')).state).toBe('scheduled');
   });

@@ -68,13 +68,11 @@ describe('promote', () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 600 });
-    await expect(await fleet.engine.promote(id, 'alice')).rejects.toThrow(
-      /promote ends a bake; it is running, not baking/,
-    );
+    await expect(fleet.engine.promote(id, 'alice')).rejects.toThrow(/promote ends a bake; it is running, not baking/);
     await fleet.finish('host-1');
     expect((await fleet.rollout(id)).bakeUntil).not.toBeNull();
     await fleet.engine.pause(id, 'alice');
-    await expect(await fleet.engine.promote(id, 'alice')).rejects.toThrow(
+    await expect(fleet.engine.promote(id, 'alice')).rejects.toThrow(
       /promote ends a bake; it is paused: resume it first/,
     );
     expect((await fleet.events(id)).filter((e) => e.type === 'rollout.promoted')).toEqual([]);

@@ -190,7 +190,7 @@ describe('revert', () => {
     });
 
     await expect(
-      await fleet.store.transaction(async () => {
+      fleet.store.transaction(async () => {
         await runner.dispatch(await fleet.run(id, 'host-1'));
         throw new Error('SQLITE_FULL: database or disk is full');
       }),
@@ -295,12 +295,15 @@ describe('autoRevert on halt', () => {
     await fleet.finish('host-1');
     // The coordinator dies as soon as the halt is on disk: what was committed with it is all there is.
     const crashes: string[] = [];
-    fleet.store.onEvent(async (event) => {
+    let restarted: Promise<void> | undefined;
+    fleet.store.onEvent((event) => {
       if (event.type !== 'rollout.halted') return;
       crashes.push(event.type);
-      await fleet.restart();
+      // The engine and the store stop at once (restart's synchronous part); the new ones open after.
+      restarted = fleet.restart();
     });
     await fleet.finish('host-2', 'failed');
+    await restarted;
 
     // The crash happened, once, right at the halt: a new engine on a new connection runs now.
     expect(crashes).toEqual(['rollout.halted']);

@@ -96,7 +96,7 @@ describe('transitionRollout', () => {
 describe('mustGetRollout', () => {
   it('answers not_found for a rollout that does not exist', async () => {
     const fleet = await SimulatedFleet.open();
-    await expect(await mustGetRollout(fleet.store, 'ro_missing')).rejects.toThrow(
+    await expect(mustGetRollout(fleet.store, 'ro_missing')).rejects.toThrow(
       expect.objectContaining({ code: ErrorCode.notFound, message: 'rollout ro_missing does not exist' }),
     );
   });

@@ -80,6 +80,6 @@ describe('closing the coordinator', () => {
     expect((closed as AggregateError).errors).toEqual([stuck]);
     const failed = started.logLines.filter((l) => l.msg === 'shutdown step failed');
     expect(failed.map((l) => l.step)).toEqual(['hub']);
-    await expect(await store.agents.list()).rejects.toThrow(); // onClose still ran: the database is closed
+    await expect(store.agents.list()).rejects.toThrow(); // onClose still ran: the database is closed
   });
 });

@@ -40,7 +40,7 @@ describe('afterCommit', () => {
   it('is dropped when the transaction rolls back, and the next transaction starts clean', async () => {
     const ran: string[] = [];
     await expect(
-      await store.transaction(async () => {
+      store.transaction(async () => {
         store.afterCommit(() => ran.push('rolled back'));
         throw new Error('SQLITE_BUSY');
       }),
@@ -52,7 +52,7 @@ describe('afterCommit', () => {
   it('runs every callback even when one throws, then reports the first error', async () => {
     const ran: string[] = [];
     await expect(
-      await store.transaction(async () => {
+      store.transaction(async () => {
         store.afterCommit(() => {
           throw new Error('socket gone');
         });

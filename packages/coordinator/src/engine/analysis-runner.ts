@@ -10,6 +10,7 @@ import {
 import { type Judgement, judgeMeasurement } from '../analysis/judge-measurement.js';
 import type { MetricQuery } from '../analysis/prometheus-query.js';
 import type { AnalysisRunRecord, MeasurementPhase } from '../store/analysis-repository.js';
+import { OneAtATime } from '../store/one-at-a-time.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { transitionHostRun } from './host-run-transition.js';
@@ -53,6 +54,8 @@ export class AnalysisRunner {
     private readonly query: MetricQuery,
     /** Counts a measurement in flight as work the engine has not finished (`RolloutEngine.whenIdle`). */
     private readonly track: (work: Promise<void>) => void = () => {},
+    /** The engine's steps: a measurement is recorded as one of them, never in the middle of another. */
+    private readonly steps: OneAtATime = new OneAtATime(),
   ) {}
 
   /** Starts every measurement that is due. Never throws: a failure is logged and retried on the next tick. */
@@ -76,7 +79,9 @@ export class AnalysisRunner {
           const key = `${run.rolloutId}\u0000${run.wave}\u0000${run.name}`;
           if (now < due || this.inFlight.has(key)) continue;
           this.inFlight.add(key);
-          this.track(this.measure(rollout, analysis, run).finally(() => this.inFlight.delete(key)));
+          // Outside the tick's step: the measurement outlives it and records as a step of its own.
+          const measured = this.steps.outside(() => this.measure(rollout, analysis, run));
+          this.track(measured.finally(() => this.inFlight.delete(key)));
         } catch (err) {
           this.deps.log.error({ err, rolloutId: rollout.id, analysis: analysis.name }, 'starting a measurement failed');
         }
@@ -159,7 +164,7 @@ export class AnalysisRunner {
     }
     if (this.deps.isStopped() || this.stopping.signal.aborted) return;
     try {
-      await this.record(key, analysis, judgement, queries);
+      await this.steps.run(() => this.record(key, analysis, judgement, queries));
     } catch (err) {
       this.deps.log.error({ err, ...key }, 'recording a measurement failed; it is taken again on a later tick');
     }

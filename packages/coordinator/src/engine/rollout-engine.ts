@@ -160,8 +160,12 @@ export class RolloutEngine {
     };
     this.reverts = new RevertRunner(this.deps);
     this.signing = new RolloutSigning(this.deps);
-    this.analyses = new AnalysisRunner(this.deps, this.reverts, options.metricQuery ?? queryPrometheus, (work) =>
-      this.track(work),
+    this.analyses = new AnalysisRunner(
+      this.deps,
+      this.reverts,
+      options.metricQuery ?? queryPrometheus,
+      (work) => this.track(work),
+      this.steps,
     );
     this.advancer = new WaveAdvancer(this.deps, this.reverts, this.analyses);
     this.recorder = new ReportRecorder(

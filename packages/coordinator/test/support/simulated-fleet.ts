@@ -118,7 +118,7 @@ export class SimulatedFleet {
 
   /** A fleet on a fresh store holding PATCH. */
   static async open(options: SimulatedFleetOptions = {}): Promise<SimulatedFleet> {
-    const fleet = await SimulatedFleet.open(options);
+    const fleet = new SimulatedFleet(options);
     fleet.store = await openStore(fleet.file);
     fleet.engine = fleet.newEngine();
     await fleet.store.transaction(async () => await fleet.store.patches.insert(PATCH));
