@@ -6,7 +6,7 @@
  * repositories write them. Then the built binary copies the file into a real PostgreSQL 15, and
  * every row of every table is compared between the two databases, value by value. A second run is
  * refused (the target is not empty) and changes nothing; a source at another schema version is
- * refused before anything is written; bad arguments exit 2.
+ * refused before anything is written; bad arguments exit 2, a file that is not a database exits 1.
  */
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -271,5 +271,11 @@ describeNeeding(postgresCluster, 'migrate-store: a SQLite installation moved to 
       expect(result.stderr).toContain(message);
       expect(result.stderr).toContain('usage: fleetpatch-coordinator migrate-store');
     }
+    // A file that is not a SQLite database is named as such, not blamed on the target.
+    const notADatabase = join(work, 'notes.txt');
+    await writeFile(notADatabase, 'not a database\n'.repeat(100));
+    const result = await migrateStore('--from', `sqlite:${notADatabase}`, '--to', url);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`cannot open ${notADatabase}: file is not a database`);
   });
 });

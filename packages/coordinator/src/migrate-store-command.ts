@@ -41,8 +41,7 @@ export async function runMigrateStore(
   const target = withoutPassword(args.postgresUrl);
   let source: Database.Database;
   try {
-    // Read-only: whatever happens, the installation being moved stays as it was.
-    source = new Database(args.sqliteFile, { readonly: true, fileMustExist: true });
+    source = openSource(args.sqliteFile);
   } catch (e) {
     err(`fleetpatch-coordinator migrate-store: cannot open ${args.sqliteFile}: ${(e as Error).message}\n`);
     return 1;
@@ -67,6 +66,19 @@ export async function runMigrateStore(
   } finally {
     source.close();
     await client.end().catch(() => undefined);
+  }
+}
+
+/** Read-only: whatever happens, the installation being moved stays as it was. */
+function openSource(file: string): Database.Database {
+  const source = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    // SQLite reads the file lazily: a file that is not a database is said here, not as the target's fault.
+    source.pragma('schema_version');
+    return source;
+  } catch (e) {
+    source.close();
+    throw e;
   }
 }
 
