@@ -10,7 +10,7 @@
  * hook stops it and removes its directory if the test process ends first (a failed hook, an uncaught
  * error), so no `postgres` is left running.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import {
@@ -116,9 +116,10 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
     running = false;
     rmSync(dir, { recursive: true, force: true });
   };
-  // A test process that ends without afterAll (an uncaught error, process.exit) still stops it.
-  const onExit = () => stopNow('immediate');
-  process.on('exit', onExit);
+  const cleanup = cleanupWhenTheProcessEnds(() => {
+    if (running) stopDetached(data, dir);
+    else rmSync(dir, { recursive: true, force: true });
+  });
   try {
     chownSync(dir, ids.uid, ids.gid);
     const password = randomBytes(18).toString('hex');
@@ -187,17 +188,53 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
       },
       stop() {
         stopping ??= Promise.resolve().then(() => {
-          process.off('exit', onExit);
+          cleanup.release();
           stopNow('fast');
         });
         return stopping;
       },
     };
   } catch (err) {
-    process.off('exit', onExit);
+    cleanup.release();
     stopNow('immediate');
     throw err;
   }
+}
+
+/**
+ * Runs `stop` if the test process ends before the cluster was stopped: on exit (a worker torn down
+ * without its afterAll), and on SIGTERM or SIGINT, after which the signal is raised again so the
+ * process still dies of it. (A SIGKILLed process runs nothing: its cluster outlives it.)
+ */
+function cleanupWhenTheProcessEnds(stop: () => void): { release(): void } {
+  const onSignal = (signal: NodeJS.Signals) => {
+    release();
+    stop();
+    process.kill(process.pid, signal);
+  };
+  const release = () => {
+    process.off('exit', stop);
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  };
+  process.on('exit', stop);
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  return { release };
+}
+
+/**
+ * Stops the cluster and removes its directory from a process of its own, which outlives this one:
+ * a test worker being torn down may be killed before a synchronous stop finished (it was, here).
+ */
+function stopDetached(data: string, dir: string): void {
+  const script = 'setpriv "$@" stop -D "$DATA" -m immediate -w -t 60 >/dev/null 2>&1; rm -rf "$DIR"';
+  const stopper = spawn('sh', ['-c', script, 'sh', ...clusterCommand('pg_ctl', [])], {
+    detached: true,
+    stdio: 'ignore',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', DATA: data, DIR: dir },
+  });
+  stopper.unref();
 }
 
 function clusterCommand(tool: string, args: readonly string[]): string[] {
