@@ -31,9 +31,22 @@ export class StoreCopyError extends Error {
  * standing in for SQLite's) are kept, and each sequence is moved past what SQLite handed out.
  */
 export async function copySqliteToPostgres(source: Db, target: ClientBase): Promise<CopiedTable[]> {
-  const sourceTables = readSourceSchema(source);
-  await target.query('BEGIN');
+  // One read transaction: the schema checked and every row copied come from the same snapshot.
   source.exec('BEGIN');
+  try {
+    const sourceTables = readSourceSchema(source);
+    return await copyWithin(source, sourceTables, target);
+  } finally {
+    source.exec('COMMIT');
+  }
+}
+
+async function copyWithin(
+  source: Db,
+  sourceTables: readonly SqliteTable[],
+  target: ClientBase,
+): Promise<CopiedTable[]> {
+  await target.query('BEGIN');
   try {
     // Timestamps without a zone (none the coordinator writes) would otherwise take the server's.
     await target.query("SET LOCAL TimeZone = 'UTC'");
@@ -56,8 +69,6 @@ export async function copySqliteToPostgres(source: Db, target: ClientBase): Prom
   } catch (err) {
     await target.query('ROLLBACK').catch(() => undefined);
     throw err;
-  } finally {
-    source.exec('COMMIT');
   }
 }
 
