@@ -6,10 +6,12 @@ import { type Logger, pino } from 'pino';
 import { buildApp } from './app.js';
 import { databaseFile, loadCoordinatorConfig } from './config.js';
 import { coordinatorConfigSummary } from './config-summary.js';
+import { runMigrateStore } from './migrate-store-command.js';
 import { loadTlsCredentials, type TlsCredentials, type TlsFiles } from './tls-credentials.js';
 
 const USAGE = `usage: fleetpatch-coordinator [--config FILE] [--host HOST] [--port PORT] [--data-dir DIR] [--log-level LEVEL]
                               [--check-config]
+       fleetpatch-coordinator migrate-store --from sqlite:FILE --to postgres:URL
 
 --check-config loads the configuration (file, YAML or JSON by its extension; environment; flags) and
 the TLS files, prints what it would run with and exits 0, or names what is wrong and exits 2.
@@ -19,6 +21,15 @@ FLEETPATCH_LOG_LEVEL, FLEETPATCH_ADMIN_TOKEN (adds an admin API token), FLEETPAT
 FLEETPATCH_TLS_KEY_FILE (serve HTTPS/WSS; both files are re-read on SIGHUP).`;
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'migrate-store') {
+    // exitCode, not exit(): the summary on stdout is written out first.
+    process.exitCode = await runMigrateStore(
+      process.argv.slice(3),
+      (text) => process.stdout.write(text),
+      (text) => process.stderr.write(text),
+    );
+    return;
+  }
   let args: ReturnType<typeof parse>;
   try {
     args = parse();
