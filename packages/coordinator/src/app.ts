@@ -41,7 +41,6 @@ import { rolloutRoutes } from './routes/rollout-routes.js';
 import { canStartWave, validateWindow } from './schedule/maintenance-window.js';
 import { WindowScheduler } from './schedule/window-scheduler.js';
 import { runShutdownSteps } from './shutdown-steps.js';
-import { StateCounts } from './store/state-counts.js';
 import { Store } from './store/store.js';
 
 /** What routes and socket handlers reach through `app.fleet`. */
@@ -124,12 +123,11 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   };
 
   // Metrics read live sources when scraped, and learn of transitions from the committed events.
-  const stateCounts = new StateCounts(store.db);
   const metrics = new CoordinatorMetrics(
     {
       agentsConnected: (): number => hub.onlineCount(),
-      rolloutsByState: () => stateCounts.rollouts(),
-      ordersByState: () => stateCounts.hostRuns(),
+      rolloutsByState: () => store.stateCounts.rollouts(),
+      ordersByState: () => store.stateCounts.hostRuns(),
     },
     COORDINATOR_VERSION,
   );

@@ -85,7 +85,7 @@ describe('GET /metrics', () => {
 describe('labels stay bounded whatever a peer sends', () => {
   it('an unknown close code, error code or ws error is folded into "other"', async () => {
     const metrics = new CoordinatorMetrics(
-      { agentsConnected: () => 0, rolloutsByState: () => new Map(), ordersByState: () => new Map() },
+      { agentsConnected: () => 0, rolloutsByState: async () => new Map(), ordersByState: async () => new Map() },
       '0.0.0',
     );
     for (let code = 3000; code < 3100; code++) metrics.socketClosed(code);

@@ -28,7 +28,7 @@ function event(type: string, at: string, fields: Partial<EventRecord> = {}): Eve
 
 function setup(runs: Record<string, Partial<HostRunRecord>> = {}) {
   const metrics = new CoordinatorMetrics(
-    { agentsConnected: () => 0, rolloutsByState: () => new Map(), ordersByState: () => new Map() },
+    { agentsConnected: () => 0, rolloutsByState: async () => new Map(), ordersByState: async () => new Map() },
     '0.0.0',
   );
   const events = new RolloutEventMetrics(

@@ -7,8 +7,8 @@ export type WaveOutcome = 'passed' | 'failed' | 'stopped';
 /** What the gauges read when scraped: live numbers, never a copy that could go stale. */
 export interface MetricSources {
   agentsConnected(): number;
-  rolloutsByState(): ReadonlyMap<string, number>;
-  ordersByState(): ReadonlyMap<string, number>;
+  rolloutsByState(): Promise<ReadonlyMap<string, number>>;
+  ordersByState(): Promise<ReadonlyMap<string, number>>;
 }
 
 /** Seconds, from a fast host run (a file on loopback) to a slow one (a dpkg upgrade waiting on a lock). */
@@ -65,8 +65,8 @@ export class CoordinatorMetrics {
       help: 'Rollouts in each state.',
       labelNames: ['state'],
       registers,
-      collect() {
-        setEach(this, ROLLOUT_STATES, sources.rolloutsByState());
+      async collect() {
+        setEach(this, ROLLOUT_STATES, await sources.rolloutsByState());
       },
     });
     new Gauge({
@@ -74,8 +74,8 @@ export class CoordinatorMetrics {
       help: 'Host runs (one order to one host in one rollout) in each state, over every rollout.',
       labelNames: ['state'],
       registers,
-      collect() {
-        setEach(this, HOST_RUN_STATES, sources.ordersByState());
+      async collect() {
+        setEach(this, HOST_RUN_STATES, await sources.ordersByState());
       },
     });
     this.waveDuration = new Histogram({

@@ -1,10 +1,11 @@
 import type { Db } from './database.js';
+import type { StateCountsReader } from './repositories.js';
 
 /**
  * How many rollouts and host runs (orders) are in each state, read on each metrics scrape. Both
  * tables are indexed by state, and a scrape every few seconds is one small query each.
  */
-export class StateCounts {
+export class StateCounts implements StateCountsReader {
   private readonly statements;
 
   constructor(db: Db) {
@@ -14,11 +15,11 @@ export class StateCounts {
     };
   }
 
-  rollouts(): Map<string, number> {
+  async rollouts(): Promise<Map<string, number>> {
     return toMap(this.statements.rollouts.all() as StateCountRow[]);
   }
 
-  hostRuns(): Map<string, number> {
+  async hostRuns(): Promise<Map<string, number>> {
     return toMap(this.statements.hostRuns.all() as StateCountRow[]);
   }
 }

@@ -1,16 +1,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { APPLY_END_STATES, type EventRecord, type RolloutState } from '@fleetpatch/shared';
-import { AgentRepository } from './agent-repository.js';
-import { AnalysisRepository } from './analysis-repository.js';
 import { type Db, openDatabase } from './database.js';
-import { EventRepository, type NewEvent } from './event-repository.js';
-import { HostRunRepository } from './host-run-repository.js';
-import { InventoryRepository } from './inventory-repository.js';
-import { JoinTokenRepository } from './join-token-repository.js';
+import type { NewEvent } from './event-repository.js';
 import { OneAtATime } from './one-at-a-time.js';
-import { PatchRepository } from './patch-repository.js';
-import { RolloutRepository } from './rollout-repository.js';
-import { StatementRepository } from './statement-repository.js';
+import type { Repositories, StateCountsReader, StoreBackend } from './repositories.js';
+import { SqliteBackend } from './sqlite-backend.js';
 
 export type EventListener = (event: EventRecord) => void;
 
@@ -45,39 +39,55 @@ interface TransactionContext {
  * webhooks) only after it commits, so nobody is ever told about a change that did not happen.
  */
 export class Store {
-  readonly agents: AgentRepository;
-  readonly joinTokens: JoinTokenRepository;
-  readonly patches: PatchRepository;
-  readonly rollouts: RolloutRepository;
-  readonly hostRuns: HostRunRepository;
-  readonly inventory: InventoryRepository;
-  readonly statements: StatementRepository;
-  readonly analyses: AnalysisRepository;
-  private readonly eventRepository: EventRepository;
   private readonly listeners = new Set<EventListener>();
   private readonly progressListeners = new Set<ProgressListener>();
   /** The transaction in progress, if any: transactions never overlap (see `transaction()`). */
   private readonly context = new AsyncLocalStorage<TransactionContext>();
-  /** Transactions run one at a time on the one connection. */
+  /** Transactions run one at a time (one SQLite connection; on PostgreSQL, one per coordinator for now). */
   private readonly transactions = new OneAtATime();
   private transactionObserver: TransactionObserver | null = null;
 
-  constructor(readonly db: Db) {
-    this.agents = new AgentRepository(db);
-    this.joinTokens = new JoinTokenRepository(db);
-    this.patches = new PatchRepository(db);
-    this.rollouts = new RolloutRepository(db);
-    this.hostRuns = new HostRunRepository(db);
-    this.inventory = new InventoryRepository(db);
-    this.statements = new StatementRepository(db);
-    this.analyses = new AnalysisRepository(db);
-    this.eventRepository = new EventRepository(db);
-  }
+  constructor(readonly backend: StoreBackend) {}
 
+  /** The SQLite store in `file` (created if need be), its schema brought up to date. */
   static async open(file: string): Promise<Store> {
-    const store = new Store(openDatabase(file));
+    const store = new Store(new SqliteBackend(openDatabase(file)));
     await store.patches.backfillDigests();
     return store;
+  }
+
+  get agents(): Repositories['agents'] {
+    return this.backend.agents;
+  }
+  get joinTokens(): Repositories['joinTokens'] {
+    return this.backend.joinTokens;
+  }
+  get patches(): Repositories['patches'] {
+    return this.backend.patches;
+  }
+  get rollouts(): Repositories['rollouts'] {
+    return this.backend.rollouts;
+  }
+  get hostRuns(): Repositories['hostRuns'] {
+    return this.backend.hostRuns;
+  }
+  get inventory(): Repositories['inventory'] {
+    return this.backend.inventory;
+  }
+  get statements(): Repositories['statements'] {
+    return this.backend.statements;
+  }
+  get analyses(): Repositories['analyses'] {
+    return this.backend.analyses;
+  }
+  get stateCounts(): StateCountsReader {
+    return this.backend.stateCounts;
+  }
+
+  /** The SQLite connection under a SQLite store (tests and tools read it directly); throws on any other. */
+  get db(): Db {
+    if (!(this.backend instanceof SqliteBackend)) throw new Error(`a ${this.backend.kind} store has no SQLite connection`);
+    return this.backend.db;
   }
 
   /**
@@ -93,7 +103,7 @@ export class Store {
       const started = performance.now();
       let committed = false;
       try {
-        const result = await this.context.run(context, () => this.runImmediate(fn));
+        const result = await this.context.run(context, () => this.backend.inTransaction(fn));
         committed = true;
         return result;
       } finally {
@@ -109,18 +119,6 @@ export class Store {
     });
   }
 
-  private async runImmediate<T>(fn: () => Promise<T>): Promise<T> {
-    this.db.exec('BEGIN IMMEDIATE');
-    try {
-      const result = await fn();
-      this.db.exec('COMMIT');
-      return result;
-    } catch (err) {
-      if (this.db.inTransaction) this.db.exec('ROLLBACK');
-      throw err;
-    }
-  }
-
   /**
    * Must run inside `transaction()`. Runs `fn` once the outermost transaction has committed, and
    * never if it rolls back: an order is sent only when the row that records it is on disk (a crash
@@ -134,7 +132,7 @@ export class Store {
   /** Appends an audit event; must run inside `transaction()`. */
   async appendEvent(event: NewEvent, at: string): Promise<EventRecord> {
     const context = this.current('appendEvent');
-    const record = await this.eventRepository.append(event, at);
+    const record = await this.backend.events.append(event, at);
     context.events.push(record);
     return record;
   }
@@ -155,15 +153,15 @@ export class Store {
 
   /** How the rollout's apply last came to rest (succeeded, halted or aborted), by its audit trail. */
   async applyEndOf(rolloutId: string): Promise<RolloutState | undefined> {
-    return (await this.eventRepository.lastToState(rolloutId, APPLY_END_STATES)) as RolloutState | undefined;
+    return (await this.backend.events.lastToState(rolloutId, APPLY_END_STATES)) as RolloutState | undefined;
   }
 
   async events(rolloutId: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
-    return await this.eventRepository.page(rolloutId, afterSeq, limit);
+    return await this.backend.events.page(rolloutId, afterSeq, limit);
   }
 
   async allEvents(afterSeq: number, limit: number): Promise<EventRecord[]> {
-    return await this.eventRepository.pageAll(afterSeq, limit);
+    return await this.backend.events.pageAll(afterSeq, limit);
   }
 
   /** One observer (the metrics); the time is measured around the commit, listeners excluded. */
@@ -181,8 +179,8 @@ export class Store {
     return () => this.progressListeners.delete(listener);
   }
 
-  close(): void {
-    if (this.db.open) this.db.close();
+  close(): Promise<void> {
+    return this.backend.close();
   }
 
   private publish(event: EventRecord): void {
