@@ -27,6 +27,19 @@ export interface FaultFleetOptions {
   relayDelayMs?: number;
   /** Extra environment of every agent (e.g. its reconnect cap). */
   agentEnv?: Record<string, string>;
+  /**
+   * Prepares host `id`'s file root and agent config instead of the default (a directory holding
+   * `path` with `initial`): e.g. a throwaway dpkg root for package changes.
+   */
+  prepareHost?: (id: string) => Promise<PreparedHost>;
+  /** The coordinator's data dir (e.g. on a small file system the test mounted); in the work dir by default. */
+  coordinatorDir?: string;
+}
+
+/** Where a host's agent finds its file root and, optionally, an extra agent config file. */
+export interface PreparedHost {
+  rootDir: string;
+  configFile?: string;
 }
 
 /**
@@ -38,6 +51,7 @@ export interface FaultFleetOptions {
 export class FaultFleet {
   private readonly agents = new Map<string, AgentProcess>();
   private readonly joinTokens = new Map<string, string>();
+  private readonly prepared = new Map<string, PreparedHost>();
 
   private constructor(
     readonly work: string,
@@ -55,7 +69,7 @@ export class FaultFleet {
     let fleet: FleetHarness | undefined;
     let relay: LatencyRelay | undefined;
     try {
-      fleet = await FleetHarness.start(join(work, 'coordinator'), {
+      fleet = await FleetHarness.start(options.coordinatorDir ?? join(work, 'coordinator'), {
         tickIntervalMs: 100,
         // Every address: each namespaced host reaches it through its own gateway.
         extraConfig: { host: '0.0.0.0', heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1000 },
@@ -65,9 +79,12 @@ export class FaultFleet {
       const namespaces = new Map(ids.map((id, i) => [id, created[i] as HostNamespace]));
       const faultFleet = new FaultFleet(work, fleet, ids, namespaces, options, relay);
       for (const id of ids) {
-        const file = faultFleet.fileOnHost(id);
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(file, options.initial, { mode: 0o644 });
+        if (options.prepareHost) faultFleet.prepared.set(id, await options.prepareHost(id));
+        else {
+          const file = faultFleet.fileOnHost(id);
+          await mkdir(dirname(file), { recursive: true });
+          await writeFile(file, options.initial, { mode: 0o644 });
+        }
         faultFleet.joinTokens.set(id, await fleet.register(id, { fleet: options.name }));
         faultFleet.startAgent(id);
       }
@@ -86,7 +103,7 @@ export class FaultFleet {
   }
 
   rootOf(id: string): string {
-    return join(this.work, id, 'root');
+    return this.prepared.get(id)?.rootDir ?? join(this.work, id, 'root');
   }
 
   dataOf(id: string): string {
@@ -130,6 +147,7 @@ export class FaultFleet {
     // The join token is single-use: the first start enrolls, every later one uses the credential.
     const joinToken = this.joinTokens.get(id);
     this.joinTokens.delete(id);
+    const configFile = this.prepared.get(id)?.configFile;
     const agent = this.fleet.spawnAgent({
       id,
       coordinatorUrl: `http://${ns.gatewayIp}:${this.relay?.port ?? this.fleet.coordinator.port}`,
@@ -138,6 +156,7 @@ export class FaultFleet {
       rootDir: this.rootOf(id),
       labels: { fleet: this.options.name },
       wrap: ns.exec,
+      ...(configFile ? { configFile } : {}),
       ...(this.options.agentEnv ? { env: this.options.agentEnv } : {}),
     });
     this.agents.set(id, agent);
