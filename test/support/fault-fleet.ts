@@ -28,17 +28,18 @@ export interface FaultFleetOptions {
   /** Extra environment of every agent (e.g. its reconnect cap). */
   agentEnv?: Record<string, string>;
   /**
-   * Prepares host `id`'s file root and agent config instead of the default (a directory holding
-   * `path` with `initial`): e.g. a throwaway dpkg root for package changes.
+   * Prepares host `id`'s file root (and data dir, agent config) instead of the default (a directory
+   * holding `path` with `initial`): e.g. a throwaway dpkg root for package changes, or a small file system.
    */
   prepareHost?: (id: string) => Promise<PreparedHost>;
   /** The coordinator's data dir (e.g. on a small file system the test mounted); in the work dir by default. */
   coordinatorDir?: string;
 }
 
-/** Where a host's agent finds its file root and, optionally, an extra agent config file. */
+/** Where a host's agent finds its file root and, optionally, its data dir and an extra agent config file. */
 export interface PreparedHost {
   rootDir: string;
+  dataDir?: string;
   configFile?: string;
 }
 
@@ -107,7 +108,7 @@ export class FaultFleet {
   }
 
   dataOf(id: string): string {
-    return join(this.work, id, 'data');
+    return this.prepared.get(id)?.dataDir ?? join(this.work, id, 'data');
   }
 
   /** Where host `id` keeps the scenario's file, as the test machine sees it. */
