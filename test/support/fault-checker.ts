@@ -115,7 +115,9 @@ function applyRunsInLogs(fleet: FaultFleet, applyLines: ReadonlySet<string>): Ma
 /** Results the coordinator took from the agent for one host (each order answers once; late ones apart). */
 function countedResults(events: EventPage['events'], hostId: string): { results: number; late: number } {
   const mine = events.filter((e) => e.hostId === hostId && e.actor === hostId);
-  const observations = new Set(['host.progress', 'host.health', 'host.late_result']);
+  // Not results: progress, health, a late result (counted apart), and the security event a refused
+  // order adds beside its result (a signed order refused as expired, say).
+  const observations = new Set(['host.progress', 'host.health', 'host.late_result', 'security.order_refused']);
   return {
     results: mine.filter((e) => !observations.has(e.type)).length,
     late: mine.filter((e) => e.type === 'host.late_result').length,
