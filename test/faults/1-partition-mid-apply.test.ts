@@ -91,6 +91,8 @@ describeNeeding([namespaces], 'fault 1: one host partitioned mid-apply', () => {
     await writeFile(fleet.fileOnHost(canary?.hostId as string), OLD);
     const verdict = await checkRollout(fleet, { rolloutId, changedContent: NEW });
     expect(verdict).toMatchObject({ doubled: 1, appliedOnce: 0 });
-    expect(verdict.problems.join('\n')).toMatch(/started 2 time\(s\)[\s\S]*journal says changed=true, file says false/);
+    expect(verdict.problems.join('\n')).toMatch(
+      /started 2 time\(s\)[\s\S]*journal says changed=true, the host says false/,
+    );
   });
 });

@@ -7,22 +7,22 @@ import { namespaces } from '../support/host-namespaces.js';
 import { describeNeeding } from '../support/requirements.js';
 import { SeededRandom } from '../support/seeded-random.js';
 
-// Sixteen namespaced hosts, one coordinator (SQLite store).
+// Twenty namespaced hosts, one coordinator (SQLite store).
 // Scenario 3: the coordinator is SIGKILLed at seeded random moments of a five-wave rollout, three
 // times, and restarted each time on the same data dir and port: the rollout still ends succeeded,
 // every host applied its order exactly once.
 // Scenario 7: the coordinator is down long enough for every agent to be in its reconnect backoff,
-// then comes back: full-jitter backoff spreads the sixteen reconnects; the time to all-online is measured.
+// then comes back: full-jitter backoff spreads the twenty reconnects; the time to all-online is measured.
 
 const PATH = '/etc/fault-3/app.conf';
 const OLD = 'workers = 2\n';
 const NEW = 'workers = 4\n';
-const HOSTS = 16;
+const HOSTS = 20;
 const CRASHES = 3;
 /** The agents' reconnect cap in this file: production's is 30 s, the other scenarios' 1 s. */
 const RECONNECT_CAP_MS = 5000;
 
-describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconnect storm, 16 hosts', () => {
+describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconnect storm, 20 hosts', () => {
   const fleetOf = useFaultFleet({
     name: 'p3',
     hosts: HOSTS,
@@ -67,7 +67,7 @@ describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconne
     expect(verdict.orders).toBeGreaterThanOrEqual(HOSTS);
   });
 
-  it('brings all sixteen agents back after an outage, their reconnects spread by jitter', async () => {
+  it('brings all twenty agents back after an outage, their reconnects spread by jitter', async () => {
     const fleet = fleetOf();
     await fleet.fleet.waitOnline(fleet.hostIds, 60_000);
     await fleet.fleet.coordinator.kill();
@@ -99,7 +99,7 @@ describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconne
       ),
     );
     expect(reconnects.length).toBeGreaterThanOrEqual(HOSTS);
-    // Full jitter: not all at once — the sixteen draws below a 5 s cap span well over a second.
+    // Full jitter: not all at once — the twenty draws below a 5 s cap span well over a second.
     expect(spreadMs).toBeGreaterThan(1000);
     expect(allOnlineMs).toBeLessThan(RECONNECT_CAP_MS + 15_000);
   });

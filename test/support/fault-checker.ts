@@ -1,11 +1,13 @@
 import type { EventPage, HostRunState, HostView, RolloutStatus } from '@fleetpatch/shared';
+import type { DpkgRoot } from '../../packages/agent/test/support/deb-fixtures.js';
 import { waitFor } from '../../scripts/lib/local-fleet.mjs';
 import type { FaultFleet } from './fault-fleet.js';
 import { hostsOf, type JournalFileEntry, jsonLines, readJournal } from './fleet-harness.js';
 
 /**
  * The checker of a fault scenario (Jepsen's, in spirit): once the fleet is quiet, it reads three
- * independent accounts of every host of a rollout — the file on the host, the agent's journal in its
+ * independent accounts of every host of a rollout — the host's real state (the file, or the package
+ * in the host's dpkg database), the agent's journal in its
  * data dir, and the coordinator's view (status and audit trail) — and counts every order the
  * coordinator dispatched: applied at most once, ended somewhere, and all three accounts agreeing.
  */
@@ -26,9 +28,6 @@ const RESTING: ReadonlySet<HostRunState> = new Set([
   'revert_failed',
 ]);
 
-/** Log lines of the file driver that change (or find changed) the target: one per apply run. */
-const APPLY_LINES = new Set(['file apply: replaced', 'file apply: already in place']);
-
 export interface Verdict {
   /** Apply orders the coordinator sent (an order id per host and attempt). */
   orders: number;
@@ -42,7 +41,8 @@ export interface Verdict {
   problems: string[];
 }
 
-export interface RolloutExpectation {
+/** A rollout of a file change: the host carries it when the file holds `changedContent`. */
+export interface FileExpectation {
   rolloutId: string;
   /** The file content that means "this host carries the rollout's change". */
   changedContent: string;
@@ -50,11 +50,63 @@ export interface RolloutExpectation {
   path?: string;
 }
 
+/**
+ * A rollout of a package change: the host carries it when dpkg, in the host's own root, has the
+ * package installed cleanly (`ii`, `dpkg --audit` empty) at `version`; at `priorVersion` it does not.
+ * Anything else — half-installed, another version — is a problem on its own.
+ */
+export interface PackageExpectation {
+  rolloutId: string;
+  package: {
+    name: string;
+    version: string;
+    priorVersion: string;
+    /** Host `id`'s throwaway dpkg root. */
+    rootOf(hostId: string): DpkgRoot;
+  };
+}
+
+export type RolloutExpectation = FileExpectation | PackageExpectation;
+
+/**
+ * What the checker reads of one kind of change: the driver's log lines that change (or find changed)
+ * the target — one per apply run — and whether the host carries the change now, from the host itself.
+ */
+interface ChangeProbe {
+  applyLines: ReadonlySet<string>;
+  /** True or false, or a string saying why the host is in neither state. */
+  carries(hostId: string): Promise<boolean | string>;
+}
+
+function probeOf(fleet: FaultFleet, expectation: RolloutExpectation): ChangeProbe {
+  if ('changedContent' in expectation) {
+    return {
+      applyLines: new Set(['file apply: replaced', 'file apply: already in place']),
+      carries: async (hostId) => (await fleet.readFileAt(hostId, expectation.path)) === expectation.changedContent,
+    };
+  }
+  const { name, version, priorVersion, rootOf } = expectation.package;
+  return {
+    // The apt driver logs it right before the one dpkg run that changes the host; a target already
+    // installed logs nothing and changes nothing.
+    applyLines: new Set(['dpkg --install (one transaction)']),
+    async carries(hostId) {
+      const root = rootOf(hostId);
+      const [query, audit] = await Promise.all([root.query(name), root.audit()]);
+      if (audit !== '') return `dpkg --audit is not clean: ${audit}`;
+      if (query?.status !== 'ii') return `${name} is ${JSON.stringify(query)}, not installed cleanly`;
+      if (query.version === version) return true;
+      if (query.version === priorVersion) return false;
+      return `${name} is at ${query.version}, neither ${priorVersion} nor ${version}`;
+    },
+  };
+}
+
 /** How often each order id was applied according to the driver's log lines of every agent process. */
-function applyRunsInLogs(fleet: FaultFleet): Map<string, number> {
+function applyRunsInLogs(fleet: FaultFleet, applyLines: ReadonlySet<string>): Map<string, number> {
   const runs = new Map<string, number>();
   for (const line of jsonLines(fleet.fleet.agentLogs())) {
-    if (typeof line.msg !== 'string' || !APPLY_LINES.has(line.msg) || typeof line.orderId !== 'string') continue;
+    if (typeof line.msg !== 'string' || !applyLines.has(line.msg) || typeof line.orderId !== 'string') continue;
     runs.set(line.orderId, (runs.get(line.orderId) ?? 0) + 1);
   }
   return runs;
@@ -63,7 +115,9 @@ function applyRunsInLogs(fleet: FaultFleet): Map<string, number> {
 /** Results the coordinator took from the agent for one host (each order answers once; late ones apart). */
 function countedResults(events: EventPage['events'], hostId: string): { results: number; late: number } {
   const mine = events.filter((e) => e.hostId === hostId && e.actor === hostId);
-  const observations = new Set(['host.progress', 'host.health', 'host.late_result']);
+  // Not results: progress, health, a late result (counted apart), and the security event a refused
+  // order adds beside its result (a signed order refused as expired, say).
+  const observations = new Set(['host.progress', 'host.health', 'host.late_result', 'security.order_refused']);
   return {
     results: mine.filter((e) => !observations.has(e.type)).length,
     late: mine.filter((e) => e.type === 'host.late_result').length,
@@ -99,7 +153,8 @@ export async function checkRollout(fleet: FaultFleet, expectation: RolloutExpect
   );
   const status = await api.get<RolloutStatus>(`/v1/rollouts/${rolloutId}`);
   const { events } = await api.get<EventPage>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
-  const logRuns = applyRunsInLogs(fleet);
+  const probe = probeOf(fleet, expectation);
+  const logRuns = applyRunsInLogs(fleet, probe.applyLines);
   const verdict: Verdict = { orders: 0, appliedOnce: 0, lost: 0, doubled: 0, problems: [] };
   const dispatchedTo = new Map<string, number>();
   const revertsTo = new Map<string, number>();
@@ -143,17 +198,20 @@ export async function checkRollout(fleet: FaultFleet, expectation: RolloutExpect
     }
     if (applies.length > dispatches) problem(`${applies.length} orders in its journal, ${dispatches} dispatched`);
     // The three accounts agree on what the host carries now.
-    const content = await fleet.readFileAt(hostId, expectation.path);
-    const fileCarries = content === expectation.changedContent;
+    const hostCarries = await probe.carries(hostId);
+    if (typeof hostCarries === 'string') {
+      problem(`the host is in neither state: ${hostCarries}`);
+      continue;
+    }
     const journal = view.orderId === null ? undefined : journalCarries(entries, view.orderId);
     const coordinator = view.changed;
-    if (view.orderId !== null && journal === undefined && fileCarries) {
-      problem(`the file carries the change but the journal has no order ${view.orderId}`);
+    if (view.orderId !== null && journal === undefined && hostCarries) {
+      problem(`the host carries the change but the journal has no order ${view.orderId}`);
     }
-    if (journal !== undefined && journal !== fileCarries)
-      problem(`journal says changed=${journal}, file says ${fileCarries}`);
-    if (coordinator !== fileCarries) {
-      problem(`coordinator says changed=${String(coordinator)}, file says ${fileCarries} (state ${view.state})`);
+    if (journal !== undefined && journal !== hostCarries)
+      problem(`journal says changed=${journal}, the host says ${hostCarries}`);
+    if (coordinator !== hostCarries) {
+      problem(`coordinator says changed=${String(coordinator)}, the host says ${hostCarries} (state ${view.state})`);
     }
   }
   return verdict;

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { AgentProcess } from '../../scripts/lib/local-fleet.mjs';
-import { FleetHarness } from './fleet-harness.js';
+import { FleetHarness, type FleetOptions } from './fleet-harness.js';
 import { HostNamespace } from './host-namespaces.js';
 import { LatencyRelay } from './latency-relay.js';
 import { applyLinkFault, clearLinkFault, type LinkFault, linkFaultCounts } from './link-faults.js';
@@ -25,8 +25,27 @@ export interface FaultFleetOptions {
   heartbeatIntervalMs?: number;
   /** Latency added by a TCP relay in front of the coordinator (for kernels without sch_netem). */
   relayDelayMs?: number;
-  /** Extra environment of every agent (e.g. its reconnect cap). */
-  agentEnv?: Record<string, string>;
+  /** Extra environment of every agent (e.g. its reconnect cap), or of host `id`'s agent. */
+  agentEnv?: Record<string, string> | ((id: string) => Record<string, string>);
+  /** Options of the coordinator's harness: more API tokens, a command it runs inside (e.g. `env` setting its clock). */
+  harness?: Pick<FleetOptions, 'tokens' | 'wrap'>;
+  /**
+   * Prepares host `id`'s file root, data dir or agent config instead of the defaults: e.g. a
+   * throwaway dpkg root for package changes, a small file system, the agent's signing policy.
+   */
+  prepareHost?: (id: string) => Promise<PreparedHost>;
+  /** The coordinator's data dir (e.g. on a small file system the test mounted); in the work dir by default. */
+  coordinatorDir?: string;
+}
+
+/**
+ * Where a host's agent finds its file root, its data dir and an extra agent config file; a root not
+ * given is the default one, holding `path` with `initial`.
+ */
+export interface PreparedHost {
+  rootDir?: string;
+  dataDir?: string;
+  configFile?: string;
 }
 
 /**
@@ -38,6 +57,7 @@ export interface FaultFleetOptions {
 export class FaultFleet {
   private readonly agents = new Map<string, AgentProcess>();
   private readonly joinTokens = new Map<string, string>();
+  private readonly prepared = new Map<string, PreparedHost>();
 
   private constructor(
     readonly work: string,
@@ -55,19 +75,24 @@ export class FaultFleet {
     let fleet: FleetHarness | undefined;
     let relay: LatencyRelay | undefined;
     try {
-      fleet = await FleetHarness.start(join(work, 'coordinator'), {
+      fleet = await FleetHarness.start(options.coordinatorDir ?? join(work, 'coordinator'), {
         tickIntervalMs: 100,
         // Every address: each namespaced host reaches it through its own gateway.
         extraConfig: { host: '0.0.0.0', heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1000 },
+        ...options.harness,
       });
       if (options.relayDelayMs) relay = await LatencyRelay.start(fleet.coordinator.port, options.relayDelayMs);
       const ids = created.map((_, i) => `${options.name}-${i + 1}`);
       const namespaces = new Map(ids.map((id, i) => [id, created[i] as HostNamespace]));
       const faultFleet = new FaultFleet(work, fleet, ids, namespaces, options, relay);
       for (const id of ids) {
-        const file = faultFleet.fileOnHost(id);
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(file, options.initial, { mode: 0o644 });
+        const prepared = (await options.prepareHost?.(id)) ?? {};
+        faultFleet.prepared.set(id, prepared);
+        if (prepared.rootDir === undefined) {
+          const file = faultFleet.fileOnHost(id);
+          await mkdir(dirname(file), { recursive: true });
+          await writeFile(file, options.initial, { mode: 0o644 });
+        }
         faultFleet.joinTokens.set(id, await fleet.register(id, { fleet: options.name }));
         faultFleet.startAgent(id);
       }
@@ -86,11 +111,11 @@ export class FaultFleet {
   }
 
   rootOf(id: string): string {
-    return join(this.work, id, 'root');
+    return this.prepared.get(id)?.rootDir ?? join(this.work, id, 'root');
   }
 
   dataOf(id: string): string {
-    return join(this.work, id, 'data');
+    return this.prepared.get(id)?.dataDir ?? join(this.work, id, 'data');
   }
 
   /** Where host `id` keeps the scenario's file, as the test machine sees it. */
@@ -130,6 +155,8 @@ export class FaultFleet {
     // The join token is single-use: the first start enrolls, every later one uses the credential.
     const joinToken = this.joinTokens.get(id);
     this.joinTokens.delete(id);
+    const configFile = this.prepared.get(id)?.configFile;
+    const env = this.options.agentEnv;
     const agent = this.fleet.spawnAgent({
       id,
       coordinatorUrl: `http://${ns.gatewayIp}:${this.relay?.port ?? this.fleet.coordinator.port}`,
@@ -138,7 +165,8 @@ export class FaultFleet {
       rootDir: this.rootOf(id),
       labels: { fleet: this.options.name },
       wrap: ns.exec,
-      ...(this.options.agentEnv ? { env: this.options.agentEnv } : {}),
+      ...(configFile ? { configFile } : {}),
+      ...(env ? { env: typeof env === 'function' ? env(id) : env } : {}),
     });
     this.agents.set(id, agent);
     return agent;

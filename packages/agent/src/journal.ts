@@ -241,9 +241,17 @@ export class Journal {
    * it from here); if one ever does, the count of executions goes up, so the second run shows.
    */
   private start<E extends JournalEntry>(orderId: string, build: (executions: number) => E): Promise<E> {
-    return this.inTurn(orderId, () => {
+    return this.inTurn(orderId, async () => {
+      const known = this.entries.has(orderId);
       const entry = build((this.entries.get(orderId)?.executions ?? 0) + 1);
-      return this.writeNow(entry, entry.phase);
+      try {
+        return await this.writeNow(entry, entry.phase);
+      } catch (err) {
+        // A first entry that could not be written (a full disk): the order is not in the journal,
+        // and its directory must not stay behind as an order without an entry.
+        if (!known) await rm(this.orderDir(orderId), { recursive: true, force: true }).catch(() => undefined);
+        throw err;
+      }
     });
   }
 

@@ -34,6 +34,20 @@ describe('Journal', () => {
     expect((await readdir(orderDir)).sort()).toEqual(['entry.json']);
   });
 
+  it('leaves no order directory behind when the first entry cannot be written (a full disk)', async () => {
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    // The write fails after the order's directory and the temp file exist, as on a disk that fills then.
+    const journal = await Journal.open(dir, {
+      checkpoint: (name) => {
+        if (name === 'journal:apply:accepted:temp-written') throw full;
+      },
+    });
+    await expect(journal.createApply(order, new Date(0).toISOString())).rejects.toBe(full);
+    expect(journal.get('o1')).toBeUndefined();
+    expect(await readdir(join(dir, 'orders'))).toEqual([]);
+    expect((await Journal.open(dir)).all()).toEqual([]);
+  });
+
   it('settles only once every write begun has ended, so a graceful stop never cuts one short', async () => {
     const journal = await Journal.open(dir);
     const entry = await journal.createApply(order, new Date(0).toISOString());

@@ -224,6 +224,26 @@ describe('OrderExecutor', () => {
     expect(results).toHaveLength(3);
   });
 
+  it('answers an order its full data dir cannot journal as failed, changing nothing, and runs it once there is room', async () => {
+    const journal = await Journal.open(dir);
+    const createApply = journal.createApply.bind(journal);
+    journal.createApply = async () => {
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    const ex = await executor(journal);
+    await ex.apply(order('o1'));
+    expect(driver.calls).toEqual([]);
+    expect(driver.host).toBe('old');
+    expect(results).toMatchObject([{ orderId: 'o1', outcome: 'failed', changed: false, errorCode: 'blocked' }]);
+    expect(results[0]?.reason).toMatch(/data dir is full \(ENOSPC\).*nothing was changed/);
+    expect(journal.get('o1')).toBeUndefined();
+    // Space returns: a re-delivery is judged afresh and runs, once.
+    journal.createApply = createApply;
+    await ex.apply(order('o1'));
+    expect(driver.calls.filter((c) => c === 'apply')).toHaveLength(1);
+    expect(results[1]).toMatchObject({ orderId: 'o1', outcome: 'healthy', changed: true });
+  });
+
   it('refuses to apply when the snapshot cannot be taken', async () => {
     driver.failSnapshot = true;
     await (await executor()).apply(order('o1'));

@@ -35,6 +35,11 @@ export const ErrorCode = {
    * finished the order without resuming it (see the agent's recovery). Not a fault of the change.
    */
   interrupted: 'interrupted',
+  /**
+   * The coordinator's storage is full (its SQLite database answered SQLITE_FULL, a write answered
+   * ENOSPC): the request changed nothing; it takes new work again once an operator frees space.
+   */
+  storageFull: 'storage_full',
   internal: 'internal',
 } as const;
 

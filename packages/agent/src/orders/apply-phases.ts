@@ -10,7 +10,9 @@ import {
 import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
 import { makeDirectoryDurably } from '../fs/atomic-file.js';
+import type { ApplyEntry } from '../journal.js';
 import { failedRestarts } from '../services/after-change.js';
+import { fitResult } from '../wire-fit.js';
 import type { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, type OrderContext, type ResultDraft } from './order-context.js';
 import { rehearseRevert } from './rehearsal.js';
@@ -54,7 +56,13 @@ async function runPhases(
   busyWith: string | undefined,
 ): Promise<void> {
   const { journal, events, health } = ctx;
-  let entry = await journal.createApply(order, ctx.now());
+  let entry: ApplyEntry;
+  try {
+    entry = await journal.createApply(order, ctx.now());
+  } catch (err) {
+    refuseUnjournaled(ctx, order, err, log);
+    return;
+  }
   events.progress(order.orderId, 'accepted');
   ctx.checkpoint('apply:accepted');
   if (busyWith !== undefined) {
@@ -256,4 +264,29 @@ function preflightRefusalOf(verdict: PreflightVerdict): ResultDraft | null {
 function throwIfAborted(signal: AbortSignal): void {
   if (signal.aborted)
     throw signal.reason instanceof Error ? signal.reason : new FleetError(ErrorCode.cancelled, 'cancelled');
+}
+
+/**
+ * The order's first journal entry could not be written (its data dir is full, say): nothing ran and
+ * nothing may run, since an order the journal does not hold could not be recovered after a crash.
+ * Answered at once as failed, nothing changed — not left for the coordinator to time out. Like a
+ * policy refusal it is not journaled: a re-delivery, once there is room, is judged afresh.
+ */
+function refuseUnjournaled(ctx: OrderContext, order: OrderApply, err: unknown, log: Logger): void {
+  const code = (err as NodeJS.ErrnoException).code;
+  const full = code === 'ENOSPC' || code === 'EDQUOT';
+  const reason = full
+    ? `the agent's data dir is full (${code}): the order could not be journaled; nothing was changed`
+    : `the order could not be journaled (${messageOf(err)}); nothing was changed`;
+  log.error({ err }, 'order refused: it could not be journaled');
+  ctx.events.result(
+    fitResult({
+      orderId: order.orderId,
+      finishedAt: ctx.now(),
+      outcome: 'failed',
+      changed: false,
+      errorCode: ErrorCode.blocked,
+      reason,
+    }),
+  );
 }

@@ -1,6 +1,7 @@
 import { hasZodFastifySchemaValidationErrors } from '@fastify/type-provider-zod';
 import { type ErrorBody, ErrorBodySchema, ErrorCode, isFleetError } from '@fleetpatch/shared';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { storageFullError } from './storage-full.js';
 
 /** The one table from error code to HTTP status. */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
@@ -27,6 +28,7 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   timed_out: 504,
   offline: 503,
   interrupted: 500,
+  storage_full: 507,
   internal: 500,
 };
 
@@ -68,6 +70,14 @@ export function errorHandler(error: FastifyError, request: FastifyRequest, reply
     reply.status(HTTP_STATUS[error.code]).send({
       error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) },
     } satisfies ErrorBody);
+    return;
+  }
+  const full = storageFullError(error);
+  if (full) {
+    request.log.error({ err: error }, 'request refused: storage full');
+    reply
+      .status(HTTP_STATUS[full.code])
+      .send({ error: { code: full.code, message: full.message } } satisfies ErrorBody);
     return;
   }
   const status = typeof error.statusCode === 'number' && error.statusCode >= 400 ? error.statusCode : 500;
