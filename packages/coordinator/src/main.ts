@@ -6,7 +6,6 @@ import { type Logger, pino } from 'pino';
 import { buildApp } from './app.js';
 import { databaseFile, loadCoordinatorConfig } from './config.js';
 import { coordinatorConfigSummary } from './config-summary.js';
-import { runMigrateStore } from './migrate-store-command.js';
 import { loadTlsCredentials, type TlsCredentials, type TlsFiles } from './tls-credentials.js';
 
 const USAGE = `usage: fleetpatch-coordinator [--config FILE] [--host HOST] [--port PORT] [--data-dir DIR] [--log-level LEVEL]
@@ -22,6 +21,8 @@ FLEETPATCH_TLS_KEY_FILE (serve HTTPS/WSS; both files are re-read on SIGHUP).`;
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'migrate-store') {
+    // Loaded only for the subcommand: the server itself does not load the PostgreSQL client.
+    const { runMigrateStore } = await import('./migrate-store-command.js');
     // exitCode, not exit(): the summary on stdout is written out first.
     process.exitCode = await runMigrateStore(
       process.argv.slice(3),
