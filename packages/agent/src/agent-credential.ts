@@ -51,5 +51,5 @@ export async function writeCredential(
   await makeDirectoryDurably(dataDir, 0o700);
   await chmod(dataDir, 0o700);
   const bytes = Buffer.from(`${JSON.stringify({ ...credential, enrolledAt }, null, 2)}\n`);
-  await writeFileAtomically(dataDir, CREDENTIAL_FILE, { mode: 0o600 }, (handle) => writeAll(handle, bytes));
+  await writeFileAtomically(dataDir, CREDENTIAL_FILE, { mode: 0o600 }, (fd) => writeAll(fd, bytes));
 }

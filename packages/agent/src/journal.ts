@@ -284,7 +284,7 @@ export class Journal {
       dir,
       ENTRY_FILE,
       { mode: 0o600 },
-      (handle) => writeAll(handle, Buffer.from(JSON.stringify(next))),
+      (fd) => writeAll(fd, Buffer.from(JSON.stringify(next))),
       checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {},
     );
     this.entries.set(entry.orderId, next);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { fstatSync, writeSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import type { FsCallLog } from './support/fs-call-log.js';
 
 const fsCalls = vi.hoisted(async () => new (await import('./support/fs-call-log.js')).FsCallLog());
 vi.mock('node:fs/promises', async (importOriginal) => (await fsCalls).wrap(await importOriginal()));
+vi.mock('node:fs', async (importOriginal) => (await fsCalls).wrapSync(await importOriginal()));
 
 let dir: string;
 let log: FsCallLog;
@@ -90,9 +92,9 @@ describe('writeFileAtomically', () => {
 
   it('keeps the temp file private (0600) until its real mode is set', async () => {
     let modeWhileWriting: number | undefined;
-    await writeFileAtomically(dir, 'secret', { mode: 0o644 }, async (handle) => {
-      modeWhileWriting = (await handle.stat()).mode & 0o7777;
-      await writeAll(handle, Buffer.from('x'));
+    await writeFileAtomically(dir, 'secret', { mode: 0o644 }, (fd) => {
+      modeWhileWriting = fstatSync(fd).mode & 0o7777;
+      writeAll(fd, Buffer.from('x'));
     });
     expect(modeWhileWriting).toBe(0o600);
   });
@@ -101,8 +103,8 @@ describe('writeFileAtomically', () => {
     await writeFile(join(dir, 'app.conf'), 'old\n');
 
     await expect(
-      writeFileAtomically(dir, 'app.conf', { mode: 0o644 }, async (handle) => {
-        await writeAll(handle, Buffer.from('half'));
+      writeFileAtomically(dir, 'app.conf', { mode: 0o644 }, (fd) => {
+        writeAll(fd, Buffer.from('half'));
         throw new Error('disk full');
       }),
     ).rejects.toThrow('disk full');
@@ -168,14 +170,12 @@ describe('writeFileAtomically', () => {
 describe('writeAll', () => {
   it('writes every byte even when one write takes only part of them', async () => {
     const bytes = Buffer.alloc(3 * 1024 * 1024 + 7, 0xab);
-    await writeFileAtomically(dir, 'big', { mode: 0o600 }, async (handle) => {
-      // A handle that takes at most 1000 bytes a call, as a pipe or a full disk may.
-      const partial = {
-        write: (buffer: Uint8Array, offset: number, length: number) =>
-          handle.write(buffer, offset, Math.min(length, 1000)),
-      } as unknown as typeof handle;
-      await writeAll(partial, bytes.subarray(0, 4321));
-      await writeAll(handle, bytes.subarray(4321));
+    await writeFileAtomically(dir, 'big', { mode: 0o600 }, (fd) => {
+      // A write that takes at most 1000 bytes a call, as a pipe or a full disk may.
+      const partial = (fd: number, buffer: Uint8Array, offset: number, length: number) =>
+        writeSync(fd, buffer, offset, Math.min(length, 1000));
+      writeAll(fd, bytes.subarray(0, 4321), partial);
+      writeAll(fd, bytes.subarray(4321));
     });
     const written = await readFile(join(dir, 'big'));
     expect(written.byteLength).toBe(bytes.byteLength);

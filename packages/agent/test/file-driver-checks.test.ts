@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmodSync, chownSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, type FileChange, FileChangeSchema } from '@fleetpatch/shared';
@@ -15,10 +16,11 @@ import { rejection } from './support/rejection.js';
 // The file driver's checks that the happy path never reaches: what it refuses when the file changes
 // under it, what it says when it refuses, and that it leaves nothing open or half-made. The other
 // writer acts at an exact file-system call (FsCallLog), on real files in a temp dir; files are owned
-// by whoever runs the test, so no root is needed.
+// by whoever runs the test, so no root is needed. The driver's calls are synchronous, so are the acts.
 
 const fsCalls = vi.hoisted(async () => new (await import('./support/fs-call-log.js')).FsCallLog());
 vi.mock('node:fs/promises', async (importOriginal) => (await fsCalls).wrap(await importOriginal()));
+vi.mock('node:fs', async (importOriginal) => (await fsCalls).wrapSync(await importOriginal()));
 
 const PATH = '/etc/myapp/app.conf';
 const OLD = 'listen = 80\n';
@@ -67,7 +69,7 @@ function fileChange(overrides: Partial<FileChange> = {}): FileChange {
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
 /** Runs `act` just before the driver's next call of `call` on `path`. */
-function before(call: string, path: string, act: () => Promise<void>): void {
+function before(call: string, path: string, act: () => void): void {
   log.before((c) => c.call === call && c.path === path, act);
 }
 
@@ -102,11 +104,11 @@ describe('FileDriver snapshot when the file changes under it', () => {
     await chmod(target, 0o644);
   });
 
-  const whileCopying = (act: () => Promise<void>) =>
+  const whileCopying = (act: () => void) =>
     log.before((c) => c.call === 'rename' && c.to === join(snapshotDir, 'file-prior-content'), act);
 
   it('refuses a snapshot when the mode changes while it is copied', async () => {
-    whileCopying(() => chmod(target, 0o600));
+    whileCopying(() => chmodSync(target, 0o600));
     const err = await rejection(driver.snapshot(fileChange(), snapshotDir, ctx));
     expect(err.code).toBe(ErrorCode.snapshotFailed);
     expect(err.message).toBe(`${PATH} changed while it was being snapshotted`);
@@ -114,7 +116,7 @@ describe('FileDriver snapshot when the file changes under it', () => {
   });
 
   it('refuses a snapshot when the content changes while it is copied', async () => {
-    whileCopying(() => writeFile(target, 'other\n'));
+    whileCopying(() => writeFileSync(target, 'other\n'));
     expect((await rejection(driver.snapshot(fileChange(), snapshotDir, ctx))).code).toBe(ErrorCode.snapshotFailed);
   });
 
@@ -124,16 +126,16 @@ describe('FileDriver snapshot when the file changes under it', () => {
   });
 
   it('refuses a snapshot when the file is removed while it is copied', async () => {
-    whileCopying(() => rm(target));
+    whileCopying(() => rmSync(target));
     expect((await rejection(driver.snapshot(fileChange(), snapshotDir, ctx))).code).toBe(ErrorCode.snapshotFailed);
   });
 
   itNeeding([root], 'refuses a snapshot when the owner or the group changes while it is copied', async () => {
-    whileCopying(() => chown(target, 65534, GID));
+    whileCopying(() => chownSync(target, 65534, GID));
     expect((await rejection(driver.snapshot(fileChange(), snapshotDir, ctx))).code).toBe(ErrorCode.snapshotFailed);
     await chown(target, UID, GID);
     await rm(snapshotDir, { recursive: true });
-    whileCopying(() => chown(target, UID, 65534));
+    whileCopying(() => chownSync(target, UID, 65534));
     expect((await rejection(driver.snapshot(fileChange(), snapshotDir, ctx))).code).toBe(ErrorCode.snapshotFailed);
   });
 
@@ -149,7 +151,7 @@ describe('FileDriver snapshot when the file changes under it', () => {
   it('says what it expected and found when the copy does not read back', async () => {
     log.before(
       (c) => c.call === 'lstat' && c.path === join(snapshotDir, 'file-prior-content'),
-      () => writeFile(join(snapshotDir, 'file-prior-content'), 'bit rot'),
+      () => writeFileSync(join(snapshotDir, 'file-prior-content'), 'bit rot'),
     );
     const err = await rejection(driver.snapshot(fileChange(), snapshotDir, ctx));
     expect(err).toMatchObject({
@@ -162,7 +164,7 @@ describe('FileDriver snapshot when the file changes under it', () => {
   it('says "absent" when the copy is gone before it is read back', async () => {
     log.before(
       (c) => c.call === 'lstat' && c.path === join(snapshotDir, 'file-prior-content'),
-      () => rm(join(snapshotDir, 'file-prior-content')),
+      () => rmSync(join(snapshotDir, 'file-prior-content')),
     );
     const err = await rejection(driver.snapshot(fileChange(), snapshotDir, ctx));
     expect(err.details).toEqual({ path: PATH, expected: sha256(OLD), found: 'absent' });
@@ -179,12 +181,12 @@ describe('FileDriver snapshot when the file changes under it', () => {
 });
 
 describe('FileDriver apply when the file changes under it', () => {
-  const whileWriting = (act: () => Promise<void>) =>
+  const whileWriting = (act: () => void) =>
     log.before((c) => c.call === 'open' && c.path.includes('/.app.conf.fleetpatch-tmp-'), act);
 
   it('refuses drift that appears while the new file is written, up to the rename', async () => {
     await writeFile(target, OLD);
-    whileWriting(() => writeFile(target, 'other\n'));
+    whileWriting(() => writeFileSync(target, 'other\n'));
     const err = await rejection(driver.apply(fileChange({ expectedPriorSha256: sha256(OLD) }), ctx));
     expect(err).toMatchObject({ code: ErrorCode.preconditionFailed, details: { found: sha256('other\n') } });
     expect(await readFile(target, 'utf8')).toBe('other\n');
@@ -192,7 +194,7 @@ describe('FileDriver apply when the file changes under it', () => {
   });
 
   it('refuses a file that appears while the new one is written, when the order expected none', async () => {
-    whileWriting(() => writeFile(target, 'other\n'));
+    whileWriting(() => writeFileSync(target, 'other\n'));
     const err = await rejection(driver.apply(fileChange({ expectedPriorSha256: 'absent' }), ctx));
     expect(err.code).toBe(ErrorCode.preconditionFailed);
     expect(await readFile(target, 'utf8')).toBe('other\n');
@@ -201,7 +203,7 @@ describe('FileDriver apply when the file changes under it', () => {
   it('stops before the rename when the order is cancelled while the file is written', async () => {
     await writeFile(target, OLD);
     const cancel = new AbortController();
-    whileWriting(async () => cancel.abort());
+    whileWriting(() => cancel.abort());
     const err = await rejection(driver.apply(fileChange(), { ...ctx, signal: cancel.signal }));
     expect(err).toMatchObject({ code: ErrorCode.cancelled, message: 'order cancelled' });
     expect(await readFile(target, 'utf8')).toBe(OLD);
@@ -237,9 +239,9 @@ describe('FileDriver reading a file swapped while it is inspected', () => {
   });
 
   it('refuses a file replaced between its lstat and its open', async () => {
-    before('open', target, async () => {
-      await writeFile(join(appDir, 'swap'), OLD);
-      await rename(join(appDir, 'swap'), target);
+    before('open', target, () => {
+      writeFileSync(join(appDir, 'swap'), OLD);
+      renameSync(join(appDir, 'swap'), target);
     });
     const verdict = await driver.preflight(fileChange(), ctx);
     expect(verdict).toEqual({
@@ -248,18 +250,18 @@ describe('FileDriver reading a file swapped while it is inspected', () => {
       detail: `${PATH} was replaced while being inspected`,
     });
     expect(openHandles()).toEqual([]);
-    before('open', target, async () => {
-      await writeFile(join(appDir, 'swap'), OLD);
-      await rename(join(appDir, 'swap'), target);
+    before('open', target, () => {
+      writeFileSync(join(appDir, 'swap'), OLD);
+      renameSync(join(appDir, 'swap'), target);
     });
     expect((await rejection(driver.apply(fileChange(), ctx))).details).toEqual({ path: PATH });
   });
 
   it('refuses a symlink swapped in between its lstat and its open', async () => {
     await writeFile(join(base, 'secret'), 'root only\n');
-    before('open', target, async () => {
-      await rm(target);
-      await symlink(join(base, 'secret'), target);
+    before('open', target, () => {
+      rmSync(target);
+      symlinkSync(join(base, 'secret'), target);
     });
     const err = await rejection(driver.apply(fileChange(), ctx));
     expect(err).toMatchObject({
@@ -271,8 +273,8 @@ describe('FileDriver reading a file swapped while it is inspected', () => {
   });
 
   it('refuses a FIFO swapped in between its lstat and its open, without hanging on it', async () => {
-    before('open', target, async () => {
-      await rm(target);
+    before('open', target, () => {
+      rmSync(target);
       execFileSync('mkfifo', [target]);
     });
     const err = await rejection(driver.verify(fileChange(), ctx));
@@ -352,7 +354,7 @@ describe('FileDriver refusals say what and where', () => {
   it('an error of the file system keeps its errno and the path, under the step’s code', async () => {
     log.before(
       (c) => c.call === 'rename' && c.to === target,
-      async () => {
+      () => {
         throw Object.assign(new Error('EIO: i/o error, rename'), { code: 'EIO' });
       },
     );
@@ -368,7 +370,7 @@ describe('FileDriver refusals say what and where', () => {
   it('an error without an errno is reported with the path only', async () => {
     log.before(
       (c) => c.call === 'rename' && c.to === target,
-      async () => {
+      () => {
         throw new Error('disk says no');
       },
     );
@@ -428,9 +430,9 @@ describe('FileDriver restore, checked to the end', () => {
     const snapshot = await driver.snapshot(fileChange(), snapshotDir, ctx);
     await driver.apply(fileChange(), ctx);
     // Right after the rename, before the directory fsync: content and mode changed, so both are listed.
-    before('open', appDir, async () => {
-      await writeFile(target, 'meddled\n');
-      await chmod(target, 0o600);
+    before('open', appDir, () => {
+      writeFileSync(target, 'meddled\n');
+      chmodSync(target, 0o600);
     });
     const err = await rejection(driver.restore(fileChange(), snapshot, snapshotDir, ctx));
     const mismatches = [`sha256 is ${sha256('meddled\n')}, expected ${sha256(OLD)}`, 'mode is 0600, expected 0644'];
@@ -472,7 +474,7 @@ describe('FileDriver restore, checked to the end', () => {
 
   it('fails when the file is back right after its removal', async () => {
     await writeFile(target, NEW);
-    before('open', appDir, () => writeFile(target, 'again\n'));
+    before('open', appDir, () => writeFileSync(target, 'again\n'));
     const err = await rejection(
       driver.restore(fileChange(), { kind: 'file', version: 1, path: PATH, state: 'absent' }, snapshotDir, ctx),
     );
@@ -527,7 +529,7 @@ describe('FileDriver cleanup', () => {
     await writeFile(join(appDir, '.app.conf.fleetpatch-tmp-0123456789abcdef'), 'x');
     log.before(
       (c) => c.call === 'unlink',
-      async () => {
+      () => {
         throw Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' });
       },
     );

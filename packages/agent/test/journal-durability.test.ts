@@ -11,6 +11,7 @@ import { sampleApplyOrder } from './support/sample-orders.js';
 
 const fsCalls = vi.hoisted(async () => new (await import('./support/fs-call-log.js')).FsCallLog());
 vi.mock('node:fs/promises', async (importOriginal) => (await fsCalls).wrap(await importOriginal()));
+vi.mock('node:fs', async (importOriginal) => (await fsCalls).wrapSync(await importOriginal()));
 
 let dataDir: string;
 let log: FsCallLog;
@@ -110,7 +111,7 @@ describe('Journal durability', () => {
     const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
     log.before(
       (call) => call.call === 'rename',
-      async () => {
+      () => {
         throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
       },
     );
@@ -125,30 +126,23 @@ describe('Journal durability', () => {
   it('lets a write that arrives after an earlier one finished still wait for the one in between', async () => {
     const journal = await Journal.open(dataDir);
     const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
-    let held: () => void = () => {};
-    let release: () => void = () => {};
-    const secondHeld = new Promise<void>((resolve) => {
-      held = resolve;
-    });
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    // The writes are synchronous system calls, so nothing can hold one: the third write arrives
+    // from inside the second, at its rename, once the first has finished.
+    let third: Promise<unknown> | undefined;
     let renames = 0;
     log.before(
       (call) => call.call === 'rename' && ++renames === 2,
-      async () => {
-        held();
-        await gate;
+      () => {
+        third = journal.update(entry, { changed: true }, at(3));
       },
     );
 
     const first = journal.update(entry, { phase: 'snapshotted' }, at(1));
     const second = journal.update(entry, { snapshot: { prior: 'old' } }, at(2));
     await first;
-    await secondHeld; // the second write sits at its rename
-    const third = journal.update(entry, { changed: true }, at(3));
-    release();
-    await Promise.all([second, third]);
+    await second;
+    expect(third).toBeDefined();
+    await third;
 
     expect(journal.get('o1')).toMatchObject({ phase: 'snapshotted', snapshot: { prior: 'old' }, changed: true });
   });

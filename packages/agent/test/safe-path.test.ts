@@ -1,3 +1,4 @@
+import { rmSync, writeFileSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import { rejection } from './support/rejection.js';
 
 const fsCalls = vi.hoisted(async () => new (await import('./support/fs-call-log.js')).FsCallLog());
 vi.mock('node:fs/promises', async (importOriginal) => (await fsCalls).wrap(await importOriginal()));
+vi.mock('node:fs', async (importOriginal) => (await fsCalls).wrapSync(await importOriginal()));
 
 // The path checks that stand between an order and a root-owned write, on real directories.
 
@@ -140,9 +142,9 @@ describe('resolveSafePath', () => {
     await mkdir(join(rootDir, 'etc', 'app', 'sub'), { mode: 0o755 });
     (await fsCalls).before(
       (call) => call.call === 'lstat' && call.path === join(rootDir, 'etc', 'app', 'sub'),
-      async () => {
-        await rm(join(rootDir, 'etc', 'app'), { recursive: true });
-        await writeFile(join(rootDir, 'etc', 'app'), '');
+      () => {
+        rmSync(join(rootDir, 'etc', 'app'), { recursive: true });
+        writeFileSync(join(rootDir, 'etc', 'app'), '');
       },
     );
     const err = await rejection(resolveSafePath(rootDir, '/etc/app/sub/x', ['/']));

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { ErrorCode, FleetError } from '@fleetpatch/shared';
 
 /** Where user and group names are looked up. */
@@ -35,7 +35,9 @@ async function resolveId(nameOrId: string, kind: 'user' | 'group', file: string)
     }
     return id;
   }
-  const ids = parseAccountFile(await readFile(file, 'utf8'));
+  // Read at every use, so a name means what it means to the kernel now; synchronously, as the file
+  // driver's other reads (see fs/atomic-file.ts): passwd and group are a few kilobytes.
+  const ids = parseAccountFile(readFileSync(file, 'utf8'));
   const id = ids.get(nameOrId);
   if (id === undefined) {
     throw new FleetError(ErrorCode.preconditionFailed, `unknown ${kind} ${JSON.stringify(nameOrId)} (not in ${file})`, {

@@ -1,6 +1,5 @@
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, readdir, unlink } from 'node:fs/promises';
-import { dirname, isAbsolute, join } from 'node:path';
+import { closeSync, constants, lstatSync, openSync, readdirSync, unlinkSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import {
   AbsolutePathSchema,
   type DescribedState,
@@ -17,6 +16,7 @@ import {
   type AtomicWriteOptions,
   fsyncDirectory,
   isTempFileFor,
+  makeDirectoryDurably,
   removeFileDurably,
   writeAll,
   writeFileAtomically,
@@ -159,19 +159,19 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
       let copied: { sha256: string; size: number } | undefined;
       const attributes = attributesOf(opened.stat);
       try {
-        await mkdir(dir, { recursive: true, mode: 0o700 });
-        await fsyncDirectory(dirname(dir));
+        // Durable in its parent; made already (and durable) when the order's phases made it first.
+        await makeDirectoryDurably(dir, 0o700);
         await writeFileAtomically(
           dir,
           SNAPSHOT_CONTENT_FILE,
           { mode: 0o600 },
-          async (handle) => {
-            copied = await digestFrom(opened.handle, handle);
+          async (fd) => {
+            copied = await digestFrom(opened.fd, fd, opened.stat.size);
           },
           this.#crashPoints('snapshot'),
         );
       } finally {
-        await opened.handle.close();
+        closeSync(opened.fd);
       }
       // Unreachable (the writer resolves only after writing): this narrows the type.
       // Stryker disable next-line ConditionalExpression,StringLiteral: unreachable
@@ -238,7 +238,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
         target.hostDir,
         target.name,
         { mode: desired.mode, owner: { uid: desired.uid, gid: desired.gid } },
-        (handle) => writeAll(handle, desired.bytes),
+        (fd) => writeAll(fd, desired.bytes),
         {
           // The file may have changed since it was checked above: drift is refused up to the rename.
           beforeRename: async () => {
@@ -338,14 +338,14 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
     }
     try {
       const removed: string[] = [];
-      for (const entry of await readdir(target.hostDir)) {
+      for (const entry of readdirSync(target.hostDir)) {
         if (!isTempFileFor(target.name, entry)) continue;
-        const stat = await lstat(join(target.hostDir, entry));
+        const stat = lstatSync(join(target.hostDir, entry));
         if (!stat.isFile()) {
           ctx.log.warn({ path: change.path, entry }, 'file cleanup: leaving a non-file that looks like a temp file');
           continue;
         }
-        await unlink(join(target.hostDir, entry));
+        unlinkSync(join(target.hostDir, entry));
         removed.push(entry);
       }
       if (removed.length > 0) {
@@ -409,15 +409,15 @@ async function restoreContent(
   const wanted = { sha256: record.sha256, mode: parseMode(record.mode), uid: record.uid, gid: record.gid };
   const current = await readFileState(target.hostPath, target.path);
   if (!matchesDesired(current, wanted)) {
-    const source = await open(contentPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const source = openSync(contentPath, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       let copied: { sha256: string; size: number } | undefined;
       await writeFileAtomically(
         target.hostDir,
         target.name,
         { mode: wanted.mode, owner: { uid: wanted.uid, gid: wanted.gid } },
-        async (handle) => {
-          copied = await digestFrom(source, handle);
+        async (fd) => {
+          copied = await digestFrom(source, fd, record.size);
         },
         {
           // Never put a damaged copy in place of the file: the digest is of exactly what was written.
@@ -440,7 +440,7 @@ async function restoreContent(
         },
       );
     } finally {
-      await source.close();
+      closeSync(source);
     }
   }
   const mismatches = describeMismatches(await readFileState(target.hostPath, target.path), wanted);

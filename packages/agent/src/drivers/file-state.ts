@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Stats } from 'node:fs';
-import { constants } from 'node:fs';
-import { type FileHandle, lstat, open } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { ErrorCode, FleetError } from '@fleetpatch/shared';
 import { writeAll } from '../fs/atomic-file.js';
 import { isErrno } from './safe-path.js';
@@ -12,11 +11,18 @@ export type FileState =
   | { exists: true; sha256: string; size: number; mode: number; uid: number; gid: number };
 
 export interface OpenedFile {
-  handle: FileHandle;
+  /** A file descriptor the caller must close (closeSync). */
+  fd: number;
   stat: Stats;
 }
 
 const CHUNK_BYTES = 64 * 1024;
+/**
+ * The calls here are synchronous, as the atomic writer's are (see fs/atomic-file.ts for why); a
+ * large file is read in slices with a turn of the event loop between them, so that a big file
+ * never holds the agent's socket for long.
+ */
+const CHUNKS_PER_TURN = 128;
 
 /**
  * Opens a regular file for reading without following a symlink at any point: `lstat` names the
@@ -27,23 +33,23 @@ const CHUNK_BYTES = 64 * 1024;
 export async function openRegularFile(hostPath: string, displayPath: string): Promise<OpenedFile | undefined> {
   let before: Stats;
   try {
-    before = await lstat(hostPath);
+    before = lstatSync(hostPath);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return undefined;
     throw err;
   }
   assertRegularFile(before, displayPath);
 
-  let handle: FileHandle;
+  let fd: number;
   try {
-    handle = await open(hostPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    fd = openSync(hostPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     // Stryker disable next-line ConditionalExpression: for any other error a regular file passes and `err` is thrown
-    if (isErrno(err, 'ELOOP')) assertRegularFile(await lstat(hostPath), displayPath);
+    if (isErrno(err, 'ELOOP')) assertRegularFile(lstatSync(hostPath), displayPath);
     throw err;
   }
   try {
-    const stat = await handle.stat();
+    const stat = fstatSync(fd);
     assertRegularFile(stat, displayPath);
     // A file swapped in has another inode; only one from another mount could keep it and change dev.
     // Stryker disable next-line ConditionalExpression: see above
@@ -52,9 +58,9 @@ export async function openRegularFile(hostPath: string, displayPath: string): Pr
         path: displayPath,
       });
     }
-    return { handle, stat };
+    return { fd, stat };
   } catch (err) {
-    await handle.close();
+    closeSync(fd);
     throw err;
   }
 }
@@ -80,10 +86,10 @@ export async function readFileState(hostPath: string, displayPath: string): Prom
   // Stryker disable next-line ObjectLiteral: a state without `exists` reads as absent all the same
   if (opened === undefined) return { exists: false };
   try {
-    const { sha256, size } = await digestFrom(opened.handle);
+    const { sha256, size } = await digestFrom(opened.fd, undefined, opened.stat.size);
     return { exists: true, sha256, size, ...attributesOf(opened.stat) };
   } finally {
-    await opened.handle.close();
+    closeSync(opened.fd);
   }
 }
 
@@ -95,17 +101,23 @@ export function attributesOf(stat: Stats): { mode: number; uid: number; gid: num
  * Streams the whole file from offset 0, optionally copying every chunk to `copyTo`, and returns
  * the sha256 of exactly the bytes read (so a copy is hashed from what was written, not re-read).
  */
-export async function digestFrom(source: FileHandle, copyTo?: FileHandle): Promise<{ sha256: string; size: number }> {
+export async function digestFrom(
+  source: number,
+  copyTo?: number,
+  /** The file's size when it was opened, if known: a small file gets a small buffer (read to the end all the same). */
+  sizeHint = CHUNK_BYTES,
+): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  const buffer = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, Math.max(sizeHint + 1, 512)));
   let position = 0;
-  for (;;) {
-    const { bytesRead } = await source.read(buffer, 0, buffer.byteLength, position);
+  for (let chunks = 1; ; chunks++) {
+    const bytesRead = readSync(source, buffer, 0, buffer.byteLength, position);
     if (bytesRead === 0) break;
     const chunk = buffer.subarray(0, bytesRead);
     hash.update(chunk);
-    if (copyTo !== undefined) await writeAll(copyTo, chunk);
+    if (copyTo !== undefined) writeAll(copyTo, chunk);
     position += bytesRead;
+    if (chunks % CHUNKS_PER_TURN === 0) await nextTurn();
   }
   return { sha256: hash.digest('hex'), size: position };
 }

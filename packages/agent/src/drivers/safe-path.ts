@@ -1,5 +1,4 @@
-import type { Stats } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { lstatSync, type Stats } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { ErrorCode, FleetError, isNormalizedAbsolutePath } from '@fleetpatch/shared';
 
@@ -62,7 +61,10 @@ export async function resolveSafePath(
     throw new FleetError(ErrorCode.policyDenied, `rootDir ${rootDir} is not absolute`, { rootDir });
   }
 
-  const rootStat = await lstatOrUndefined(rootDir);
+  // Every call walks again, lstat by lstat, and nothing is remembered between calls: a cache would
+  // be a window in which a directory swapped for a symlink goes unseen. The lstats are synchronous
+  // (see fs/atomic-file.ts): a walk is a few microseconds of system calls, not a thread-pool trip each.
+  const rootStat = lstatOrUndefined(rootDir);
   if (rootStat === undefined || rootStat.isSymbolicLink() || !rootStat.isDirectory()) {
     throw new FleetError(ErrorCode.policyDenied, `rootDir ${rootDir} is not a real directory`, { rootDir });
   }
@@ -82,7 +84,7 @@ export async function resolveSafePath(
   for (const segment of segments) {
     hostDir = join(hostDir, segment);
     patchDir = `${patchDir}/${segment}`;
-    const stat = await lstatOrUndefined(hostDir);
+    const stat = lstatOrUndefined(hostDir);
     if (stat === undefined) {
       throw new FleetError(
         ErrorCode.preconditionFailed,
@@ -136,9 +138,9 @@ function describeUnsafeDirectory(
   }
 }
 
-async function lstatOrUndefined(hostPath: string): Promise<Stats | undefined> {
+function lstatOrUndefined(hostPath: string): Stats | undefined {
   try {
-    return await lstat(hostPath);
+    return lstatSync(hostPath);
   } catch (err) {
     // ENOTDIR: a component of the path is a file; for the walk that is the same as "not there".
     if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return undefined;

@@ -50,8 +50,8 @@ export class MetricsTextfile {
 
   private async write(): Promise<void> {
     const text = await this.metrics.registry.metrics();
-    await writeFileAtomically(dirname(this.path), basename(this.path), { mode: 0o644 }, (handle) =>
-      writeAll(handle, Buffer.from(text)),
+    await writeFileAtomically(dirname(this.path), basename(this.path), { mode: 0o644 }, (fd) =>
+      writeAll(fd, Buffer.from(text)),
     );
   }
 }

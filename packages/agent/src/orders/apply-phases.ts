@@ -138,7 +138,7 @@ async function runPhases(
     ctx.checkpoint('apply:snapshotted');
     throwIfAborted(signal);
 
-    const rebootBefore = await ctx.rebootBefore(log);
+    const rebootBefore = await ctx.rebootBefore(order.change, 'apply', log);
     const applyAndVerify = async (message?: string) => {
       entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
       events.progress(order.orderId, 'applying', message);

@@ -81,9 +81,14 @@ export class OrderContext {
     return this.options.drivers[change.kind] as Driver<Change, unknown> | undefined;
   }
 
-  /** The reboot flag before a change; undefined when it cannot be read (then only `.pkgs` can tell). */
-  async rebootBefore(log: Logger): Promise<RebootState | undefined> {
-    return this.options.afterChange?.rebootBefore().catch((err: unknown) => {
+  /**
+   * The reboot flag before a change; undefined when it cannot be read (then only `.pkgs` can tell),
+   * and when the after-change report will not be made (a file change that restarts nothing): then
+   * nothing reads it, and it is not read.
+   */
+  async rebootBefore(change: Change, when: 'apply' | 'revert', log: Logger): Promise<RebootState | undefined> {
+    if (this.options.afterChange?.reportsOn(change, when) !== true) return undefined;
+    return this.options.afterChange.rebootBefore().catch((err: unknown) => {
       log.warn({ err }, 'cannot read the reboot flag');
       return undefined;
     });

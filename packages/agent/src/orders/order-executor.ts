@@ -11,7 +11,7 @@ import {
 import type { Logger } from 'pino';
 import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
 import { AgentPolicy } from '../policy/agent-policy.js';
-import { type JournalQuota, journalQuotaRefusal } from '../policy/journal-quota.js';
+import { type JournalQuota, JournalUsage, journalQuotaRefusal } from '../policy/journal-quota.js';
 import type { RefusalCounter } from '../policy/refusal-counter.js';
 import type { SignedAcceptance, SignedOrderCheck } from '../policy/signed-order-check.js';
 import { PreconditionChecker } from '../preconditions/precondition-check.js';
@@ -76,6 +76,7 @@ export class OrderExecutor {
   private readonly policy: AgentPolicy;
   private readonly refusals: RefusalCounter | undefined;
   private readonly quota: JournalQuota | undefined;
+  private readonly usage: JournalUsage;
   private readonly signing: SignedOrderCheck | undefined;
   private stopping: Promise<void> | null = null;
 
@@ -87,6 +88,7 @@ export class OrderExecutor {
     this.bakes = new BakeWatch(this.ctx);
     this.refusals = options.refusals;
     this.quota = options.quota;
+    this.usage = new JournalUsage(options.journal);
     this.signing = options.signing;
   }
 
@@ -267,7 +269,7 @@ export class OrderExecutor {
         const verdict = await this.policy.checkOrder(order, signal);
         if (!verdict.ok) refusal = verdict;
         else {
-          const over = this.quota ? await journalQuotaRefusal(this.ctx.journal, this.quota) : undefined;
+          const over = this.quota ? journalQuotaRefusal(this.usage, this.quota) : undefined;
           if (over !== undefined) refusal = { code: ErrorCode.blocked, reason: over };
           // Last: an order refused for any other reason must not use up its statement's sequence.
           else if (signed !== undefined) refusal = await this.acceptSigned(signed);

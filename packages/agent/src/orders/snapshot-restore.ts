@@ -31,7 +31,7 @@ export async function restoreAndFinish(
   const { health } = extra;
   try {
     if (!driver) throw new FleetError(ErrorCode.revertFailed, `${change.kind} driver is not enabled`);
-    const before = await ctx.rebootBefore(driverCtx.log);
+    const before = await ctx.rebootBefore(change, 'revert', driverCtx.log);
     await driver.restore(change, entry.snapshot, ctx.journal.snapshotDir(entry.orderId), driverCtx);
     // The old code is back on disk: the services restart onto it (afterRevert) before the report.
     const reverted = await ctx.afterChange(change, 'revert', before, driverCtx.signal, driverCtx.log);
@@ -90,7 +90,7 @@ export async function revertApplyOrder(
     if (!driver) throw new FleetError(ErrorCode.revertFailed, `${change.kind} driver is not enabled`);
     const driverCtx = ctx.driverContext(new AbortController().signal, log, entry.orderId);
     await driver.cleanup(change, driverCtx);
-    const before = await ctx.rebootBefore(log);
+    const before = await ctx.rebootBefore(change, 'revert', log);
     await driver.restore(change, target.snapshot, journal.snapshotDir(target.orderId), driverCtx);
     ctx.checkpoint('revert:restored');
     await journal.update(target, { changed: false }, ctx.now());

@@ -114,7 +114,7 @@ export class AppliedSequences {
     while (this.dirty) {
       this.dirty = false;
       const body = Buffer.from(JSON.stringify(this.applied));
-      await writeFileAtomically(this.dataDir, FILE, { mode: 0o600 }, (handle) => writeAll(handle, body));
+      await writeFileAtomically(this.dataDir, FILE, { mode: 0o600 }, (fd) => writeAll(fd, body));
     }
   }
 }

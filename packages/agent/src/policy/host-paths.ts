@@ -1,4 +1,4 @@
-import { lstat } from 'node:fs/promises';
+import { lstatSync, type Stats } from 'node:fs';
 import { ErrorCode, isFleetError } from '@fleetpatch/shared';
 import { isErrno, resolveSafePath } from '../drivers/safe-path.js';
 
@@ -29,9 +29,9 @@ export async function hostPathRefusal(
   }
   // A file check looks at a symlink itself (lstat, O_NOFOLLOW), never through it: nothing more to judge.
   if (use === 'read') return undefined;
-  let target: Awaited<ReturnType<typeof lstat>>;
+  let target: Stats;
   try {
-    target = await lstat(hostPath);
+    target = lstatSync(hostPath);
   } catch (err) {
     if (isErrno(err, 'ENOENT')) return undefined;
     throw err;

@@ -68,7 +68,7 @@ export class RefusalCounter {
     while (this.dirty) {
       this.dirty = false;
       const body = Buffer.from(JSON.stringify(this.counts));
-      await writeFileAtomically(this.dataDir, FILE, { mode: 0o600 }, (handle) => writeAll(handle, body));
+      await writeFileAtomically(this.dataDir, FILE, { mode: 0o600 }, (fd) => writeAll(fd, body));
     }
   }
 }

@@ -37,6 +37,11 @@ export class AfterChange {
     return readRebootState(this.options.root);
   }
 
+  /** Whether `run` has anything to report for `change` (else it returns undefined, reading nothing). */
+  reportsOn(change: Change, when: UnitRestart['when']): boolean {
+    return change.kind === 'package' || unitsOf(change, when).length > 0;
+  }
+
   /** Undefined when there is nothing to report: a file change that restarts nothing. */
   async run(
     change: Change,
@@ -45,8 +50,8 @@ export class AfterChange {
     signal: AbortSignal,
     log: Logger,
   ): Promise<AfterChangeReport | undefined> {
-    const units = (when === 'apply' ? change.restart?.afterApply : change.restart?.afterRevert) ?? [];
-    if (change.kind !== 'package' && units.length === 0) return undefined;
+    if (!this.reportsOn(change, when)) return undefined;
+    const units = unitsOf(change, when);
     const restarts: UnitRestart[] = [];
     for (const unit of units) {
       const outcome = await this.options.services.restart(unit, when, signal);
@@ -117,4 +122,8 @@ export function mergeReports(
 function namedPackagesOf(change: PackageChange): string[] {
   const targets = packageTargetsOf(change);
   return targets.kind === 'members' ? targets.members.map((m) => m.name) : [];
+}
+
+function unitsOf(change: Change, when: UnitRestart['when']): readonly string[] {
+  return (when === 'apply' ? change.restart?.afterApply : change.restart?.afterRevert) ?? [];
 }
