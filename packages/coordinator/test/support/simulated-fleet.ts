@@ -166,7 +166,7 @@ export class SimulatedFleet {
   /** The coordinator dies at some instruction and a new process opens the same file; every socket is gone. */
   async restart(): Promise<void> {
     this.engine.stop();
-    this.store.close();
+    await this.store.close();
     this.generation++;
     for (const agent of this.agents.values()) agent.online = false;
     this.windows.watching.clear();
@@ -179,7 +179,8 @@ export class SimulatedFleet {
     this.closed = true;
     openFleets.delete(this);
     this.engine.stop();
-    this.store.close();
+    // SQLite closes at once (its close has nothing to wait for), so the directory can go now.
+    void this.store.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
 
