@@ -188,7 +188,7 @@ async function main() {
   const rows = /** @type {number} */ (store.db.prepare('SELECT COUNT(*) FROM host_packages').pluck().get());
   const dictionary = /** @type {number} */ (store.db.prepare('SELECT COUNT(*) FROM package_versions').pluck().get());
   store.db.pragma('wal_checkpoint(TRUNCATE)');
-  store.close();
+  await store.close();
   const dbMiB = statSync(join(dataDir, 'fleetpatch.db')).size / 1024 ** 2;
   say(
     `load: ${HOSTS} full inventories in ${secs(loadMs)} of coordinator work, ${secs(loadCpuMs)} of it on the CPU ` +

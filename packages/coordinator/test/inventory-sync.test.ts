@@ -32,8 +32,8 @@ beforeEach(async () => {
   store = await Store.open(join(dir, 'fleetpatch.db'));
 });
 
-afterEach(() => {
-  store.close();
+afterEach(async () => {
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

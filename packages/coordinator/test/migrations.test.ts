@@ -107,7 +107,7 @@ describe('migrations', () => {
       );
       expect(await store.inventory.packagesOf('web-1')).toHaveLength(packages.length);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -122,7 +122,7 @@ describe('migrations', () => {
     try {
       expect(await store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'healthy', afterChange: null });
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -133,7 +133,7 @@ describe('migrations', () => {
       expect(store.db.prepare('SELECT COUNT(*) FROM schema_migrations').pluck().get()).toBe(MIGRATIONS.length);
       expect(store.db.prepare('SELECT DISTINCT applied_at FROM schema_migrations').pluck().all()).toEqual([AT]);
     } finally {
-      store.close();
+      await store.close();
     }
   });
 
@@ -152,7 +152,7 @@ describe('migrations', () => {
         afterChange: null,
       });
     } finally {
-      store.close();
+      await store.close();
     }
   });
 });

@@ -86,7 +86,8 @@ export class Store {
 
   /** The SQLite connection under a SQLite store (tests and tools read it directly); throws on any other. */
   get db(): Db {
-    if (!(this.backend instanceof SqliteBackend)) throw new Error(`a ${this.backend.kind} store has no SQLite connection`);
+    if (!(this.backend instanceof SqliteBackend))
+      throw new Error(`a ${this.backend.kind} store has no SQLite connection`);
     return this.backend.db;
   }
 

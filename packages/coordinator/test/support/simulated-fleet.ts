@@ -43,7 +43,7 @@ export const PATCH_ID = 'pat_spec';
 /** `n` host names: host-1, host-2, … */
 export const hosts = (n: number, prefix = 'host') => Array.from({ length: n }, (_, i) => `${prefix}-${i + 1}`);
 
-const FACTS: Facts = {
+export const FACTS: Facts = {
   hostname: 'host',
   os: 'linux',
   distro: 'debian',
