@@ -6,13 +6,14 @@
  * down to the dictionary ids that order them. Thousands of packages per host, as a real fleet sends.
  */
 import { type InstalledPackage, inventoryDigest } from '@fleetpatch/shared';
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { expect, it } from 'vitest';
+import { postgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
-import { InventoryRepository } from '../src/store/inventory-repository.js';
+import type { InventoryRepository } from '../src/store/inventory-repository.js';
 import { PostgresInventoryRepository } from '../src/store/postgres/postgres-inventory-repository.js';
+import { SqliteBackend } from '../src/store/sqlite-backend.js';
 import { binary, FIXED, opensslHost, VULNERABLE } from './support/sample-inventory.js';
-import { openStoreTwins, type StoreTwins, sameOnBoth } from './support/store-twins.js';
+import { useStoreTwins } from './support/store-twins.js';
 
 /** A repository and the way its store runs a transaction: inventory writes always run in one. */
 interface Transactional {
@@ -34,40 +35,19 @@ function manyPackages(count: number, generation: number): InstalledPackage[] {
 }
 
 describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
-  const cluster = usePostgresCluster();
-  let twins: StoreTwins;
-  let same: ReturnType<typeof sameOnBoth<Transactional>>;
-
-  beforeEach(async () => {
-    twins = await openStoreTwins(cluster());
+  const { same } = useStoreTwins<Transactional>(async (twins) => {
     await twins.seed.agent('h1', { lastSeenAt: AT(1) });
     await twins.seed.agent('h2');
     await twins.seed.agent('h3', { revokedAt: AT(2), lastSeenAt: AT(1) });
     await twins.seed.agent('a0');
-    const sqlite = twins.sqlite;
-    same = sameOnBoth<Transactional>(
-      {
-        repository: new InventoryRepository(sqlite),
-        async inTransaction(fn) {
-          sqlite.exec('BEGIN IMMEDIATE');
-          try {
-            const result = await fn();
-            sqlite.exec('COMMIT');
-            return result;
-          } catch (err) {
-            sqlite.exec('ROLLBACK');
-            throw err;
-          }
-        },
-      },
-      {
+    const sqlite = new SqliteBackend(twins.sqlite);
+    return {
+      sqlite: { repository: sqlite.inventory, inTransaction: (fn) => sqlite.inTransaction(fn) },
+      postgres: {
         repository: new PostgresInventoryRepository(twins.postgres) as unknown as InventoryRepository,
         inTransaction: (fn) => twins.postgres.inTransaction(fn),
       },
-    );
-  });
-  afterEach(async () => {
-    await twins?.close();
+    };
   });
 
   const write = <T>(call: (r: InventoryRepository) => Promise<T>, expected = { refusal: false }) =>
