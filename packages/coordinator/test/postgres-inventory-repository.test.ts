@@ -10,6 +10,7 @@ import { expect, it } from 'vitest';
 import { postgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import type { InventoryRepository } from '../src/store/inventory-repository.js';
+import { PostgresExecutor } from '../src/store/postgres/postgres-executor.js';
 import { PostgresInventoryRepository } from '../src/store/postgres/postgres-inventory-repository.js';
 import { SqliteBackend } from '../src/store/sqlite-backend.js';
 import { binary, FIXED, opensslHost, VULNERABLE } from './support/sample-inventory.js';
@@ -35,7 +36,7 @@ function manyPackages(count: number, generation: number): InstalledPackage[] {
 }
 
 describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
-  const { same } = useStoreTwins<Transactional>(async (twins) => {
+  const { twins, same } = useStoreTwins<Transactional>(async (twins) => {
     await twins.seed.agent('h1', { lastSeenAt: AT(1) });
     await twins.seed.agent('h2');
     await twins.seed.agent('h3', { revokedAt: AT(2), lastSeenAt: AT(1) });
@@ -135,6 +136,31 @@ describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
     for (const source of ['src-0', 'src-333']) {
       await read((r) => r.versions({ source }));
       await read((r) => r.binariesOfSource(source));
+    }
+  });
+
+  it('lets two coordinators add the same new versions at once: each host gets them, the dictionary once', async () => {
+    // A second coordinator: its own pool on the same database.
+    const other = new PostgresExecutor(twins().postgresUrl, 2);
+    try {
+      const packages = manyPackages(500, 7);
+      const writers = [
+        [new PostgresInventoryRepository(twins().postgres), twins().postgres, 'h1'],
+        [new PostgresInventoryRepository(other), other, 'h2'],
+      ] as const;
+      await Promise.all(
+        writers.map(([repository, executor, host]) =>
+          executor.inTransaction(() => repository.replace(host, packages, inventoryDigest(packages), AT(1))),
+        ),
+      );
+      const [first] = writers;
+      for (const host of ['h1', 'h2']) {
+        expect(inventoryDigest(await first[0].packagesOf(host))).toBe(inventoryDigest(packages));
+      }
+      const dictionary = await twins().postgres.one<{ n: number }>('SELECT count(*) AS n FROM package_versions');
+      expect(dictionary?.n).toBe(500);
+    } finally {
+      await other.close();
     }
   });
 });

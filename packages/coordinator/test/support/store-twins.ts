@@ -16,6 +16,8 @@ import { migratePostgres } from '../../src/store/postgres/postgres-migrate.js';
 export interface StoreTwins {
   readonly sqlite: Db;
   readonly postgres: PostgresExecutor;
+  /** The PostgreSQL database's URL, for a second coordinator's connections. */
+  readonly postgresUrl: string;
   /** Rows the repository under test refers to (a rollout, a registered host), written to both databases. */
   seed: {
     rollout(id: string): Promise<void>;
@@ -45,6 +47,7 @@ export async function openStoreTwins(cluster: PostgresCluster): Promise<StoreTwi
   return {
     sqlite,
     postgres,
+    postgresUrl: url,
     seed: {
       async rollout(id) {
         await both('INSERT INTO patches (id, spec, created_by, created_at) VALUES ($1, $2, $3, $4)', [
