@@ -93,6 +93,8 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
       refusal: true,
     });
     await same((r) => r.markAnswered('r1', 'h0'));
+    // Each of h0 and h1 dispatched in both rollouts: two runs of one host in one state.
+    await readEverything();
     await same((r) => r.byOrderId('o-h0'));
     await same((r) => r.byOrderId('o-nothing'));
 
