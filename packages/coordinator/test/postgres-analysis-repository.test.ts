@@ -3,28 +3,20 @@
  * updated, restarted by a retry and refused when stale, and measurements read back as the last N of
  * an attempt, give the same answers on both stores — non-finite numbers kept as null by both.
  */
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { expect, it } from 'vitest';
+import { postgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { AnalysisRepository, type MeasurementRecord } from '../src/store/analysis-repository.js';
 import { PostgresAnalysisRepository } from '../src/store/postgres/postgres-analysis-repository.js';
-import { openStoreTwins, type StoreTwins, sameOnBoth } from './support/store-twins.js';
+import { useStoreTwins } from './support/store-twins.js';
 
 describeNeeding(postgresCluster, 'PostgresAnalysisRepository', () => {
-  const cluster = usePostgresCluster();
-  let twins: StoreTwins;
-  let same: ReturnType<typeof sameOnBoth<AnalysisRepository>>;
-
-  beforeEach(async () => {
-    twins = await openStoreTwins(cluster());
+  const { same } = useStoreTwins(async (twins) => {
     await twins.seed.rollout('r1');
-    same = sameOnBoth<AnalysisRepository>(
-      new AnalysisRepository(twins.sqlite),
-      new PostgresAnalysisRepository(twins.postgres) as unknown as AnalysisRepository,
-    );
-  });
-  afterEach(async () => {
-    await twins?.close();
+    return {
+      sqlite: new AnalysisRepository(twins.sqlite),
+      postgres: new PostgresAnalysisRepository(twins.postgres) as unknown as AnalysisRepository,
+    };
   });
 
   it('keeps runs and their attempts as the SQLite store does', async () => {

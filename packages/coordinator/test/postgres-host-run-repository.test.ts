@@ -5,31 +5,23 @@
  * counts by state, and the writes refused from a stale state.
  */
 import type { HostRunState } from '@fleetpatch/shared';
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { expect, it } from 'vitest';
+import { postgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { HostRunRepository } from '../src/store/host-run-repository.js';
 import { PostgresHostRunRepository } from '../src/store/postgres/postgres-host-run-repository.js';
-import { openStoreTwins, type StoreTwins, sameOnBoth } from './support/store-twins.js';
+import { useStoreTwins } from './support/store-twins.js';
 
 const T0 = 1_764_860_400_000;
 
 describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
-  const cluster = usePostgresCluster();
-  let twins: StoreTwins;
-  let same: ReturnType<typeof sameOnBoth<HostRunRepository>>;
-
-  beforeEach(async () => {
-    twins = await openStoreTwins(cluster());
+  const { same } = useStoreTwins(async (twins) => {
     await twins.seed.rollout('r1');
     await twins.seed.rollout('r2');
-    same = sameOnBoth<HostRunRepository>(
-      new HostRunRepository(twins.sqlite),
-      new PostgresHostRunRepository(twins.postgres) as unknown as HostRunRepository,
-    );
-  });
-  afterEach(async () => {
-    await twins?.close();
+    return {
+      sqlite: new HostRunRepository(twins.sqlite),
+      postgres: new PostgresHostRunRepository(twins.postgres) as unknown as HostRunRepository,
+    };
   });
 
   /** Every read the repository offers, on both stores, for the rollouts and hosts of this test. */
@@ -101,6 +93,8 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
       refusal: true,
     });
     await same((r) => r.markAnswered('r1', 'h0'));
+    // Each of h0 and h1 dispatched in both rollouts: two runs of one host in one state.
+    await readEverything();
     await same((r) => r.byOrderId('o-h0'));
     await same((r) => r.byOrderId('o-nothing'));
 

@@ -6,13 +6,15 @@
  * down to the dictionary ids that order them. Thousands of packages per host, as a real fleet sends.
  */
 import { type InstalledPackage, inventoryDigest } from '@fleetpatch/shared';
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { expect, it } from 'vitest';
+import { postgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
-import { InventoryRepository } from '../src/store/inventory-repository.js';
+import type { InventoryRepository } from '../src/store/inventory-repository.js';
+import { PostgresExecutor } from '../src/store/postgres/postgres-executor.js';
 import { PostgresInventoryRepository } from '../src/store/postgres/postgres-inventory-repository.js';
+import { SqliteBackend } from '../src/store/sqlite-backend.js';
 import { binary, FIXED, opensslHost, VULNERABLE } from './support/sample-inventory.js';
-import { openStoreTwins, type StoreTwins, sameOnBoth } from './support/store-twins.js';
+import { useStoreTwins } from './support/store-twins.js';
 
 /** A repository and the way its store runs a transaction: inventory writes always run in one. */
 interface Transactional {
@@ -34,40 +36,19 @@ function manyPackages(count: number, generation: number): InstalledPackage[] {
 }
 
 describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
-  const cluster = usePostgresCluster();
-  let twins: StoreTwins;
-  let same: ReturnType<typeof sameOnBoth<Transactional>>;
-
-  beforeEach(async () => {
-    twins = await openStoreTwins(cluster());
+  const { twins, same } = useStoreTwins<Transactional>(async (twins) => {
     await twins.seed.agent('h1', { lastSeenAt: AT(1) });
     await twins.seed.agent('h2');
     await twins.seed.agent('h3', { revokedAt: AT(2), lastSeenAt: AT(1) });
     await twins.seed.agent('a0');
-    const sqlite = twins.sqlite;
-    same = sameOnBoth<Transactional>(
-      {
-        repository: new InventoryRepository(sqlite),
-        async inTransaction(fn) {
-          sqlite.exec('BEGIN IMMEDIATE');
-          try {
-            const result = await fn();
-            sqlite.exec('COMMIT');
-            return result;
-          } catch (err) {
-            sqlite.exec('ROLLBACK');
-            throw err;
-          }
-        },
-      },
-      {
+    const sqlite = new SqliteBackend(twins.sqlite);
+    return {
+      sqlite: { repository: sqlite.inventory, inTransaction: (fn) => sqlite.inTransaction(fn) },
+      postgres: {
         repository: new PostgresInventoryRepository(twins.postgres) as unknown as InventoryRepository,
         inTransaction: (fn) => twins.postgres.inTransaction(fn),
       },
-    );
-  });
-  afterEach(async () => {
-    await twins?.close();
+    };
   });
 
   const write = <T>(call: (r: InventoryRepository) => Promise<T>, expected = { refusal: false }) =>
@@ -155,6 +136,31 @@ describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
     for (const source of ['src-0', 'src-333']) {
       await read((r) => r.versions({ source }));
       await read((r) => r.binariesOfSource(source));
+    }
+  });
+
+  it('lets two coordinators add the same new versions at once: each host gets them, the dictionary once', async () => {
+    // A second coordinator: its own pool on the same database.
+    const other = new PostgresExecutor(twins().postgresUrl, 2);
+    try {
+      const packages = manyPackages(500, 7);
+      const writers = [
+        [new PostgresInventoryRepository(twins().postgres), twins().postgres, 'h1'],
+        [new PostgresInventoryRepository(other), other, 'h2'],
+      ] as const;
+      await Promise.all(
+        writers.map(([repository, executor, host]) =>
+          executor.inTransaction(() => repository.replace(host, packages, inventoryDigest(packages), AT(1))),
+        ),
+      );
+      const [first] = writers;
+      for (const host of ['h1', 'h2']) {
+        expect(inventoryDigest(await first[0].packagesOf(host))).toBe(inventoryDigest(packages));
+      }
+      const dictionary = await twins().postgres.one<{ n: number }>('SELECT count(*) AS n FROM package_versions');
+      expect(dictionary?.n).toBe(500);
+    } finally {
+      await other.close();
     }
   });
 });

@@ -5,12 +5,12 @@
  * is stored byte for byte as it was signed.
  */
 import type { Statement } from '@fleetpatch/shared';
-import { afterEach, beforeEach, expect, it } from 'vitest';
-import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { expect, it } from 'vitest';
+import { postgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { PostgresStatementRepository } from '../src/store/postgres/postgres-statement-repository.js';
 import { ROLLOUT_SCOPE, StatementRepository } from '../src/store/statement-repository.js';
-import { openStoreTwins, type StoreTwins, sameOnBoth } from './support/store-twins.js';
+import { useStoreTwins } from './support/store-twins.js';
 
 const digest = (n: number) => n.toString(16).padStart(64, '0');
 
@@ -36,21 +36,13 @@ const APPLY = {
 } as unknown as Statement;
 
 describeNeeding(postgresCluster, 'PostgresStatementRepository', () => {
-  const cluster = usePostgresCluster();
-  let twins: StoreTwins;
-  let same: ReturnType<typeof sameOnBoth<StatementRepository>>;
-
-  beforeEach(async () => {
-    twins = await openStoreTwins(cluster());
+  const { twins, same } = useStoreTwins(async (twins) => {
     await twins.seed.rollout('r1');
     await twins.seed.rollout('r2');
-    same = sameOnBoth<StatementRepository>(
-      new StatementRepository(twins.sqlite),
-      new PostgresStatementRepository(twins.postgres) as unknown as StatementRepository,
-    );
-  });
-  afterEach(async () => {
-    await twins?.close();
+    return {
+      sqlite: new StatementRepository(twins.sqlite),
+      postgres: new PostgresStatementRepository(twins.postgres) as unknown as StatementRepository,
+    };
   });
 
   it('answers every query as the SQLite store does, through inserts, signatures, use and deletion', async () => {
@@ -136,7 +128,7 @@ describeNeeding(postgresCluster, 'PostgresStatementRepository', () => {
   });
 
   it('stores the statement as the text that was signed, not as re-serialized JSON', async () => {
-    const repository = new PostgresStatementRepository(twins.postgres);
+    const repository = new PostgresStatementRepository(twins().postgres);
     await repository.insert({
       digest: digest(1),
       rolloutId: 'r1',
@@ -144,7 +136,7 @@ describeNeeding(postgresCluster, 'PostgresStatementRepository', () => {
       statement: APPLY,
       createdAt: '2026-12-04T15:00:00.000Z',
     });
-    const row = await twins.postgres.one<{ json: string }>('SELECT json FROM statements WHERE digest = $1', [
+    const row = await twins().postgres.one<{ json: string }>('SELECT json FROM statements WHERE digest = $1', [
       digest(1),
     ]);
     expect(row?.json).toBe(JSON.stringify(APPLY));

@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { expect } from 'vitest';
-import type { PostgresCluster } from '../../../../test/support/postgres-cluster.js';
+import { afterEach, beforeEach, expect } from 'vitest';
+import { type PostgresCluster, usePostgresCluster } from '../../../../test/support/postgres-cluster.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { PostgresExecutor } from '../../src/store/postgres/postgres-executor.js';
 import { migratePostgres } from '../../src/store/postgres/postgres-migrate.js';
@@ -16,6 +16,8 @@ import { migratePostgres } from '../../src/store/postgres/postgres-migrate.js';
 export interface StoreTwins {
   readonly sqlite: Db;
   readonly postgres: PostgresExecutor;
+  /** The PostgreSQL database's URL, for a second coordinator's connections. */
+  readonly postgresUrl: string;
   /** Rows the repository under test refers to (a rollout, a registered host), written to both databases. */
   seed: {
     rollout(id: string): Promise<void>;
@@ -45,6 +47,7 @@ export async function openStoreTwins(cluster: PostgresCluster): Promise<StoreTwi
   return {
     sqlite,
     postgres,
+    postgresUrl: url,
     seed: {
       async rollout(id) {
         await both('INSERT INTO patches (id, spec, created_by, created_at) VALUES ($1, $2, $3, $4)', [
@@ -100,7 +103,9 @@ const shown = (outcome: Outcome) => (outcome.answered ? { answer: comparable(out
  * the same answer from both, or both to refuse (throw). Resolves to the SQLite answer, or to
  * `undefined` after a refusal when `refusal` says one is expected (else a refusal fails the test).
  */
-export function sameOnBoth<R>(sqlite: R, postgres: R) {
+export type Same<R> = <T>(call: (repository: R) => Promise<T>, expected?: { refusal?: boolean }) => Promise<T>;
+
+export function sameOnBoth<R>(sqlite: R, postgres: R): Same<R> {
   return async <T>(call: (repository: R) => Promise<T>, { refusal = false } = {}): Promise<T> => {
     const fromSqlite = await settle(() => call(sqlite));
     const fromPostgres = await settle(() => call(postgres));
@@ -108,4 +113,31 @@ export function sameOnBoth<R>(sqlite: R, postgres: R) {
     expect(fromSqlite.answered, 'whether the call answered').toBe(!refusal);
     return (fromSqlite.answered ? fromSqlite.value : undefined) as T;
   };
+}
+
+/**
+ * For a test file: a PostgreSQL cluster for the file, fresh twins for each test, and `same` over the
+ * two repositories `make` builds on them (after seeding what they refer to).
+ */
+export function useStoreTwins<R>(make: (twins: StoreTwins) => Promise<{ sqlite: R; postgres: R }>): {
+  twins: () => StoreTwins;
+  same: Same<R>;
+} {
+  const cluster = usePostgresCluster();
+  let twins: StoreTwins | undefined;
+  let same: Same<R> | undefined;
+  beforeEach(async () => {
+    twins = await openStoreTwins(cluster());
+    const repositories = await make(twins);
+    same = sameOnBoth(repositories.sqlite, repositories.postgres);
+  });
+  afterEach(async () => {
+    await twins?.close();
+    twins = undefined;
+  });
+  const opened = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('the store twins are open only while a test runs');
+    return value;
+  };
+  return { twins: () => opened(twins), same: (call, expected) => opened(same)(call, expected) };
 }

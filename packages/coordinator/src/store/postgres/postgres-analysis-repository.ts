@@ -1,78 +1,19 @@
-import type { AnalysisRunVerdict, MeasurementVerdict } from '@fleetpatch/shared';
-import type {
-  AnalysisRepository,
-  AnalysisRunRecord,
-  MeasurementPhase,
-  MeasurementRecord,
+import {
+  type AnalysisRepository,
+  type AnalysisRunRecord,
+  finiteOrNull,
+  type MeasurementRecord,
+  type MeasurementRow,
+  type RunRow,
+  toMeasurement,
+  toRun,
 } from '../analysis-repository.js';
 import type { Public } from '../repositories.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
-interface RunRow {
-  rollout_id: string;
-  wave: number;
-  name: string;
-  attempt: number;
-  started_at: number;
-  last_at: number | null;
-  taken: number;
-  taken_in_bake: number;
-  failed: number;
-  inconclusive: number;
-  verdict: string;
-}
-
-interface MeasurementRow {
-  rollout_id: string;
-  wave: number;
-  name: string;
-  attempt: number;
-  at: string;
-  phase: string;
-  value: number | null;
-  baseline: number | null;
-  threshold: number | null;
-  verdict: string;
-  reason: string | null;
-}
-
 const RUN_COLUMNS =
   'rollout_id, wave, name, attempt, started_at, last_at, taken, taken_in_bake, failed, inconclusive, verdict';
 const MEASUREMENT_COLUMNS = 'rollout_id, wave, name, attempt, at, phase, value, baseline, threshold, verdict, reason';
-
-const toRun = (row: RunRow): AnalysisRunRecord => ({
-  rolloutId: row.rollout_id,
-  wave: row.wave,
-  name: row.name,
-  attempt: row.attempt,
-  startedAt: row.started_at,
-  lastAt: row.last_at,
-  taken: row.taken,
-  takenInBake: row.taken_in_bake,
-  failed: row.failed,
-  inconclusive: row.inconclusive,
-  verdict: row.verdict as AnalysisRunVerdict,
-});
-
-const toMeasurement = (row: MeasurementRow): MeasurementRecord => ({
-  rolloutId: row.rollout_id,
-  wave: row.wave,
-  name: row.name,
-  attempt: row.attempt,
-  at: row.at,
-  phase: row.phase as MeasurementPhase,
-  value: row.value,
-  baseline: row.baseline,
-  threshold: row.threshold,
-  verdict: row.verdict as MeasurementVerdict,
-  reason: row.reason,
-});
-
-/**
- * PostgreSQL could store NaN and infinity in a double, SQLite cannot: both keep null, so the two
- * stores show the same measurement (its reason says what the number was).
- */
-const finiteOrNull = (n: number | null) => (n !== null && Number.isFinite(n) ? n : null);
 
 /** Metric analysis runs and their measurements on PostgreSQL (analysis-repository.ts is the reference). */
 export class PostgresAnalysisRepository implements Public<AnalysisRepository> {

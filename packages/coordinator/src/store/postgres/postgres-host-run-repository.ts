@@ -1,60 +1,23 @@
-import type {
-  AfterChangeReport,
-  HealthCheckResult,
-  HostRunState,
-  PackageMove,
-  RehearsalReport,
-} from '@fleetpatch/shared';
-import type { HostRunPageFilter, HostRunRecord, HostRunRepository, HostRunWrite } from '../host-run-repository.js';
+import type { HostRunState } from '@fleetpatch/shared';
+import {
+  type HostRunPageFilter,
+  type HostRunRecord,
+  type HostRunRepository,
+  type HostRunRow,
+  type HostRunWrite,
+  toRecord,
+} from '../host-run-repository.js';
 import type { Public } from '../repositories.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
-/** As PostgreSQL returns a host run: booleans for SQLite's 0/1 flags, jsonb already parsed. */
-interface HostRunRow {
-  rollout_id: string;
-  host_id: string;
-  wave: number;
-  position: number;
-  state: string;
-  order_id: string | null;
-  revert_order_id: string | null;
-  changed: boolean;
-  counted_failure: boolean;
-  answered: boolean;
-  dispatched_at: number | null;
-  finished_at: number | null;
-  error_code: string | null;
-  reason: string | null;
-  health: HealthCheckResult[] | null;
-  rehearsal: RehearsalReport | null;
-  after_change: AfterChangeReport | null;
-  packages: PackageMove[] | null;
-}
-
-/** Every column but `rowid`, which only orders. */
-const COLUMNS = `rollout_id, host_id, wave, position, state, order_id, revert_order_id, changed, counted_failure,
-  answered, dispatched_at, finished_at, error_code, reason, health, rehearsal, after_change, packages`;
-
-const toRecord = (row: HostRunRow): HostRunRecord => ({
-  rolloutId: row.rollout_id,
-  hostId: row.host_id,
-  wave: row.wave,
-  position: row.position,
-  state: row.state as HostRunState,
-  orderId: row.order_id,
-  revertOrderId: row.revert_order_id,
-  changed: row.changed,
-  countedFailure: row.counted_failure,
-  answered: row.answered,
-  dispatchedAt: row.dispatched_at,
-  finishedAt: row.finished_at,
-  errorCode: row.error_code,
-  reason: row.reason,
-  health: row.health,
-  rehearsal: row.rehearsal,
-  afterChange: row.after_change,
-  packages: row.packages,
-});
+/**
+ * Every column but `rowid` (which only orders), read back in the shape SQLite gives them — flags as
+ * 0/1, JSON as text — so that one mapping makes records of both.
+ */
+const COLUMNS = `rollout_id, host_id, wave, position, state, order_id, revert_order_id, changed::integer AS changed,
+  counted_failure::integer AS counted_failure, answered::integer AS answered, dispatched_at, finished_at, error_code,
+  reason, health::text AS health, rehearsal::text AS rehearsal, after_change::text AS after_change,
+  packages::text AS packages`;
 
 /** A JSON column's parameter: null stays SQL NULL (not the jsonb `null`). */
 const jsonOrNull = (value: unknown) => (value === undefined || value === null ? null : JSON.stringify(value));

@@ -5,53 +5,20 @@ import {
   type PackageKey,
   type PackageVersionCount,
 } from '@fleetpatch/shared';
-import type { HostInventoryRecord, HostInventoryState, InventoryRepository } from '../inventory-repository.js';
+import {
+  dictionaryKey,
+  type HostInventoryRecord,
+  type HostInventoryState,
+  type InventoryRepository,
+  type InventoryRow,
+  type PackageRow,
+  toPackage,
+  toRecord,
+} from '../inventory-repository.js';
 import type { Public } from '../repositories.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
-interface InventoryRow {
-  id: number;
-  host_id: string;
-  state: 'reported' | 'unavailable';
-  reason: string | null;
-  digest: string | null;
-  package_count: number;
-  reported_at: string;
-  confirmed_at: string;
-}
-
-interface PackageRow {
-  name: string;
-  architecture: string;
-  version: string;
-  source: string;
-  source_version: string;
-  status: string;
-}
-
 const INVENTORY_COLUMNS = 'id, host_id, state, reason, digest, package_count, reported_at, confirmed_at';
-
-const toRecord = (row: Omit<InventoryRow, 'id'>): HostInventoryRecord => ({
-  hostId: row.host_id,
-  state: row.state,
-  reason: row.reason,
-  digest: row.digest,
-  packageCount: row.package_count,
-  reportedAt: row.reported_at,
-  confirmedAt: row.confirmed_at,
-});
-
-const toPackage = (row: PackageRow): InstalledPackage => ({
-  name: row.name,
-  version: row.version,
-  architecture: row.architecture,
-  source: row.source,
-  sourceVersion: row.source_version,
-  status: row.status,
-});
-
-const dictionaryKey = (p: InstalledPackage): string =>
-  `${p.name}\t${p.architecture}\t${p.version}\t${p.source}\t${p.sourceVersion}\t${p.status}`;
 
 /** Packages as six parallel arrays, `$1` … `$6` of the queries below: one query carries thousands. */
 const asColumns = (packages: readonly InstalledPackage[]) => [
@@ -103,10 +70,10 @@ export class PostgresInventoryRepository implements Public<InventoryRepository> 
       Omit<InventoryRow, 'id'> & {
         revoked_at: string | null;
         last_seen_at: string | null;
-        inventory_id: number | null;
+        id: number | null;
       }
     >(
-      `SELECT a.id AS host_id, a.revoked_at, a.last_seen_at, hi.id AS inventory_id, hi.state, hi.reason, hi.digest,
+      `SELECT a.id AS host_id, a.revoked_at, a.last_seen_at, hi.id, hi.state, hi.reason, hi.digest,
               hi.package_count, hi.reported_at, hi.confirmed_at
          FROM agents a LEFT JOIN host_inventories hi ON hi.host_id = a.id ORDER BY a.id`,
     );
@@ -114,7 +81,7 @@ export class PostgresInventoryRepository implements Public<InventoryRepository> 
       hostId: row.host_id,
       revokedAt: row.revoked_at,
       lastSeenAt: row.last_seen_at,
-      inventory: row.inventory_id === null ? undefined : toRecord(row),
+      inventory: row.id === null ? undefined : toRecord({ ...row, id: row.id }),
     }));
   }
 

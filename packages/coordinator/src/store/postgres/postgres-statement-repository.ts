@@ -1,59 +1,20 @@
-import type { SignerRole, Statement, StatementSignature } from '@fleetpatch/shared';
+import type { Statement, StatementSignature } from '@fleetpatch/shared';
 import type { Public } from '../repositories.js';
 import {
-  ROLLOUT_SCOPE,
   type SignatureRecord,
+  type SignatureRow,
   type StatementRecord,
   type StatementRepository,
+  type StatementRow,
   type StatementScope,
+  scopeText,
+  toSignature,
+  toStatement,
 } from '../statement-repository.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
-interface StatementRow {
-  digest: string;
-  rollout_id: string;
-  scope: string;
-  json: string;
-  created_at: string;
-  used_at: string | null;
-}
-
-interface SignatureRow {
-  digest: string;
-  key_id: string;
-  public_key: string;
-  signature: string;
-  signer: string;
-  role: string;
-  at: string;
-}
-
-const STATEMENT_COLUMNS = 'digest, rollout_id, scope, json, created_at, used_at';
+const STATEMENT_COLUMNS = 'digest, rollout_id, kind, scope, json, created_at, used_at';
 const SIGNATURE_COLUMNS = 'digest, key_id, public_key, signature, signer, role, at';
-
-const scopeText = (scope: StatementScope) => (scope.kind === 'rollout' ? 'rollout' : `host:${scope.hostId}`);
-
-const toScope = (text: string): StatementScope =>
-  text.startsWith('host:') ? { kind: 'host', hostId: text.slice('host:'.length) } : ROLLOUT_SCOPE;
-
-const toStatement = (row: StatementRow): StatementRecord => ({
-  digest: row.digest,
-  rolloutId: row.rollout_id,
-  scope: toScope(row.scope),
-  statement: JSON.parse(row.json) as Statement,
-  createdAt: row.created_at,
-  usedAt: row.used_at,
-});
-
-const toSignature = (row: SignatureRow): SignatureRecord => ({
-  digest: row.digest,
-  keyId: row.key_id,
-  publicKey: row.public_key,
-  signature: row.signature,
-  signer: row.signer,
-  role: row.role as SignerRole,
-  at: row.at,
-});
 
 /**
  * The statements people signed, on PostgreSQL (statement-repository.ts is the reference). `json`
