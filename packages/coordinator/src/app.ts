@@ -4,7 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Logger } from 'pino';
 import { AgentPresence } from './agents/agent-presence.js';
 import { COORDINATOR_VERSION } from './build-version.js';
-import { type CoordinatorConfig, databaseFile } from './config.js';
+import { type CoordinatorConfig, databaseFile, storeDescription } from './config.js';
 import { PreflightCollector } from './engine/preflight-collector.js';
 import { RolloutDryRun } from './engine/rollout-dry-run.js';
 import { type CoordinatorCrashPoint, RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
@@ -114,7 +114,12 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   });
 
   const clock = options.clock ?? systemClock;
-  const store = await Store.open(databaseFile(config));
+  // The store the configuration names; a PostgreSQL one is migrated (under its lock) before use.
+  const store =
+    config.store.kind === 'postgres'
+      ? await Store.openPostgres(config.store.url)
+      : await Store.open(databaseFile(config));
+  options.logger.info({ store: storeDescription(config) }, 'store open');
   app.addHook('onClose', async () => store.close());
 
   /** Work nobody waits for (a socket event's write, a listener's): a failure is logged, never unhandled. */

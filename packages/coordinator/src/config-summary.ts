@@ -9,13 +9,13 @@ import type { TlsCredentials } from './tls-credentials.js';
 export function coordinatorConfigSummary(
   config: CoordinatorConfig,
   tls: TlsCredentials | undefined,
-  dataFile: string,
+  store: string,
 ): string {
   const scheme = tls ? 'https' : 'http';
   const lines = [
     'configuration OK',
     `listen:        ${scheme}://${config.host}:${config.port}${tls || isLoopbackHost(config.host) ? '' : '  (WARNING: plain HTTP off loopback)'}`,
-    `database:      ${dataFile}`,
+    `store:         ${store}`,
     tls
       ? `tls:           certificate ${tls.fingerprint256}, valid to ${tls.validTo}${tls.expired ? '  (EXPIRED)' : ''}`
       : 'tls:           off',

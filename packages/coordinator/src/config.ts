@@ -166,6 +166,42 @@ export const RefusalAuditSchema = z
   .strict();
 
 /**
+ * Where the coordinator keeps its state. SQLite (the default) is one file in `dataDir`; PostgreSQL 15
+ * is named by a `postgres://user:password@host:port/database` URL (libpq's query options, such as
+ * `sslmode`, allowed). The URL holds a password: give it as FLEETPATCH_STORE_URL rather than in a file.
+ */
+export const StoreConfigSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('sqlite') }).strict(),
+  z
+    .object({
+      kind: z.literal('postgres'),
+      url: z
+        .string()
+        .refine((url) => postgresUrl(url) !== undefined, 'must be a postgres:// or postgresql:// URL naming a host'),
+    })
+    .strict(),
+]);
+export type StoreConfig = z.infer<typeof StoreConfigSchema>;
+
+function postgresUrl(text: string): URL | undefined {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'postgres:' || url.protocol === 'postgresql:') && url.hostname !== '' ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The store as a person may read it (logs, `--check-config`): the SQLite file, or the URL without its password. */
+export function storeDescription(config: CoordinatorConfig): string {
+  if (config.store.kind === 'sqlite') return `sqlite ${databaseFile(config)}`;
+  const url = postgresUrl(config.store.url);
+  if (url === undefined) return 'postgres (unreadable URL)';
+  if (url.password !== '') url.password = '***';
+  return `postgres ${url.toString()}`;
+}
+
+/**
  * One token, one name, one role. A token listed twice (in the clear or by hash) would make its
  * role depend on list order, and a name listed twice makes the audit trail ambiguous.
  */
@@ -197,8 +233,10 @@ export const CoordinatorConfigSchema = z
   .object({
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(7420),
-    /** Holds the SQLite database (fleetpatch.db, WAL). */
+    /** Holds the SQLite database (fleetpatch.db, WAL) when the store is SQLite. */
     dataDir: z.string().default('.data/coordinator'),
+    /** SQLite unless said (FLEETPATCH_STORE_URL sets a PostgreSQL store). */
+    store: StoreConfigSchema.default({ kind: 'sqlite' }),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** API tokens for people and tools. With none configured the API is refused except /healthz. */
     apiTokens: z.array(ApiTokenSchema).default([]),
@@ -291,6 +329,8 @@ export function loadCoordinatorConfig(input: {
   set('port', input.flags.port, true);
   set('dataDir', input.flags.dataDir);
   set('logLevel', input.flags.logLevel);
+  // The environment's URL wins over the file's store, whatever kind the file named.
+  if (input.env.FLEETPATCH_STORE_URL) merged.store = { kind: 'postgres', url: input.env.FLEETPATCH_STORE_URL };
   if (input.env.FLEETPATCH_TLS_CERT_FILE || input.env.FLEETPATCH_TLS_KEY_FILE) {
     merged.tls = {
       ...(merged.tls as object | undefined),

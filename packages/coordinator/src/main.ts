@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { armedCrashPoints, crashingCheckpoint, isLoopbackHost } from '@fleetpatch/shared';
 import { type Logger, pino } from 'pino';
 import { buildApp } from './app.js';
-import { databaseFile, loadCoordinatorConfig } from './config.js';
+import { loadCoordinatorConfig, storeDescription } from './config.js';
 import { coordinatorConfigSummary } from './config-summary.js';
 import { loadTlsCredentials, type TlsCredentials, type TlsFiles } from './tls-credentials.js';
 
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (args.values['check-config']) {
-    process.stdout.write(coordinatorConfigSummary(config, credentials, databaseFile(config)));
+    process.stdout.write(coordinatorConfigSummary(config, credentials, storeDescription(config)));
     return;
   }
   // Test-only: the coordinator crash matrix kills the coordinator at a named step to prove recovery.

@@ -1,9 +1,9 @@
-/** Configuration refused at start-up: the same API token (or name) twice, wherever it came from. */
+/** Configuration refused at start-up (the same API token twice, a malformed store), and the store setting. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CoordinatorConfigSchema, loadCoordinatorConfig } from '../src/config.js';
+import { CoordinatorConfigSchema, loadCoordinatorConfig, storeDescription } from '../src/config.js';
 import { sha256Hex } from '../src/http/api-auth.js';
 
 const TOKEN = 'a-token-of-sixteen-chars-or-more';
@@ -89,5 +89,39 @@ describe('promotion, change record and webhook delivery settings', () => {
     expect(paths({ promotion: { order: ['a', 'b'], minSoakMinutes: -1 } })).toEqual(['promotion.minSoakMinutes']);
     expect(paths({ changeRecord: { required: ['risk', 'approvedByCab'] } })).toEqual(['changeRecord.required.1']);
     expect(paths({ changeRecord: { required: ['risk', 'risk'] } })).toEqual(['changeRecord.required']);
+  });
+});
+
+describe('the store setting', () => {
+  const loadStore = (store: unknown, env: Record<string, string> = {}) => {
+    const file = join(dir, 'coordinator.json');
+    writeFileSync(file, JSON.stringify(store === undefined ? {} : { store }));
+    return () => loadCoordinatorConfig({ file, env, flags: {} });
+  };
+  const STORE_URL = 'postgres://fleetpatch:s3cret@db.example:5432/fleetpatch?sslmode=require';
+
+  it('is SQLite in dataDir unless said', () => {
+    const config = loadStore(undefined)();
+    expect(config.store).toEqual({ kind: 'sqlite' });
+    expect(storeDescription(config)).toBe(`sqlite ${join(resolve('.data/coordinator'), 'fleetpatch.db')}`);
+  });
+
+  it('is PostgreSQL by its URL, from the file or from FLEETPATCH_STORE_URL (which wins), its password never shown', () => {
+    expect(loadStore({ kind: 'postgres', url: STORE_URL })().store).toEqual({ kind: 'postgres', url: STORE_URL });
+    const fromEnv = loadStore({ kind: 'sqlite' }, { FLEETPATCH_STORE_URL: STORE_URL })();
+    expect(fromEnv.store).toEqual({ kind: 'postgres', url: STORE_URL });
+    expect(storeDescription(fromEnv)).toBe(
+      'postgres postgres://fleetpatch:***@db.example:5432/fleetpatch?sslmode=require',
+    );
+  });
+
+  it('refuses an unknown kind, a missing or malformed URL and unknown keys, naming the field', () => {
+    expect(loadStore({ kind: 'mysql' })).toThrow(/invalid coordinator configuration.*at store\.kind/s);
+    expect(loadStore({ kind: 'postgres' })).toThrow(/at store\.url/);
+    expect(loadStore({ kind: 'postgres', url: 'mysql://db/x' })).toThrow(
+      /must be a postgres:\/\/ or postgresql:\/\/ URL.*at store\.url/s,
+    );
+    expect(loadStore({}, { FLEETPATCH_STORE_URL: 'db.example:5432' })).toThrow(/at store\.url/);
+    expect(loadStore({ kind: 'sqlite', url: STORE_URL })).toThrow(/Unrecognized key: "url".*at store/s);
   });
 });

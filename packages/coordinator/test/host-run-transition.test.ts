@@ -28,7 +28,7 @@ describe('host-run transitions', () => {
   it('a move the table does not allow throws, and writes neither the row nor an event', async () => {
     const { fleet, id, run } = await queuedRun();
     expect(run.state).toBe('queued');
-    const before = fleet.dump();
+    const before = await fleet.dump();
 
     await expect(
       fleet.store.transaction(
@@ -40,7 +40,7 @@ describe('host-run transitions', () => {
         async () => await transitionHostRun(fleet, run, { to: 'healthy', changed: true }, { actor: 'system' }),
       ),
     ).rejects.toThrow(`host run host-1 of ${id}: queued → healthy is not in HOST_RUN_TRANSITIONS`);
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
     expect((await fleet.run(id, 'host-1')).state).toBe('queued');
   });
 
@@ -48,7 +48,7 @@ describe('host-run transitions', () => {
     const { fleet, id, run } = await queuedRun();
     await fleet.engine.whenIdle();
     expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
-    const before = fleet.dump();
+    const before = await fleet.dump();
 
     await expect(
       fleet.store.transaction(
@@ -61,7 +61,7 @@ describe('host-run transitions', () => {
           ),
       ),
     ).rejects.toThrow(/stale/);
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
   });
 
   it('a legal move writes the row and its event with both states', async () => {

@@ -206,7 +206,7 @@ describe('hellos and cancels', () => {
     await fleet.engine.whenIdle();
     expect((await fleet.run(id, 'h-1')).state).toBe('reverting');
     // A database edited by hand, or restored from an older backup: the revert statement is gone.
-    fleet.store.db.exec(
+    await fleet.editByHand(
       "DELETE FROM statement_signatures WHERE digest IN (SELECT digest FROM statements WHERE kind = 'revert'); DELETE FROM statements WHERE kind = 'revert'",
     );
 
@@ -265,10 +265,10 @@ describe('progress', () => {
     const { fleet, id, orderId } = await inFlight();
     await progress(fleet, 'h-1', orderId, 'verifying');
     const told = notices(fleet);
-    const before = fleet.dump();
+    const before = await fleet.dump();
     for (const phase of ['applying', 'verifying', 'accepted'] as const) await progress(fleet, 'h-1', orderId, phase);
     expect((await fleet.run(id, 'h-1')).state).toBe('verifying');
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
     expect(told).toEqual([]);
   });
 
@@ -319,10 +319,10 @@ describe('progress', () => {
   it('ignores progress of an order whose host is done with it', async () => {
     const { fleet, id, orderId } = await inFlight();
     await report(fleet, 'h-1', orderId, 'healthy');
-    const before = fleet.dump();
+    const before = await fleet.dump();
     await progress(fleet, 'h-1', orderId, 'applying');
     expect((await fleet.run(id, 'h-1')).state).toBe('healthy');
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
   });
 
   it('ignores phases that are not progress of an apply, and reports of another host’s order', async () => {
@@ -393,9 +393,9 @@ describe('results of apply orders', () => {
 
   it('from another host are ignored and not acknowledged', async () => {
     const { fleet, id, orderId } = await inFlight();
-    const before = fleet.dump();
+    const before = await fleet.dump();
     await report(fleet, 'h-2', orderId, 'failed');
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
     expect((await fleet.run(id, 'h-1')).state).toBe('dispatched');
     expect(fleet.sentOf('order.ack')).toEqual([]);
   });
@@ -516,9 +516,9 @@ describe('results of revert orders', () => {
   it('a second report of a revert already recorded is acknowledged and changes nothing', async () => {
     const { fleet, id, revertOrderId } = await reverting();
     await report(fleet, 'h-1', revertOrderId, 'reverted', { changed: false });
-    const before = fleet.dump();
+    const before = await fleet.dump();
     await report(fleet, 'h-1', revertOrderId, 'revert_failed', { changed: true });
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
     expect((await fleet.run(id, 'h-1')).state).toBe('reverted');
     expect(fleet.sentOf('order.ack', 'h-1').filter((s) => s.message.orderId === revertOrderId)).toHaveLength(2);
   });
@@ -537,9 +537,9 @@ describe('results of revert orders', () => {
     const { fleet, id, revertOrderId } = await reverting();
     await fleet.advance(11 * SECOND);
     expect((await fleet.run(id, 'h-1')).state).toBe('revert_failed');
-    const before = fleet.dump();
+    const before = await fleet.dump();
     await report(fleet, 'h-1', revertOrderId, 'revert_failed', { changed: true, errorCode: 'health_failed' });
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
     expect(fleet.sentOf('order.ack', 'h-1').filter((s) => s.message.orderId === revertOrderId)).toHaveLength(1);
   });
 

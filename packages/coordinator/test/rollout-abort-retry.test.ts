@@ -189,12 +189,12 @@ describe('abort', () => {
     const { fleet, id } = await haltedWithWaveRevert();
     expect(await fleet.state(id)).toBe('halted');
     expect((await fleet.run(id, 'host-1')).state).toBe('reverting');
-    const before = fleet.dump();
+    const before = await fleet.dump();
 
     const err = await refusal(async () => await fleet.engine.retry(id, 'bob'));
     expect(err.code).toBe(ErrorCode.illegalTransition);
     expect(err.message).toMatch(/while 1 host\(s\) of this rollout are reverting/);
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
 
     await fleet.finishRevert('host-1');
     await fleet.finish('host-3');

@@ -68,8 +68,8 @@ interface Scenario {
 const APPLY_OUTCOMES: readonly OrderOutcome[] = ['healthy', 'failed', 'skipped', 'cancelled', 'revert_failed'];
 
 /** Everything the database holds, as text: a refused verb must leave it byte-for-byte the same. */
-function dump(world: World): string {
-  return world.fleet.dump(['agents', 'patches', 'rollouts', 'approvals', 'host_runs', 'events']);
+async function dump(world: World): Promise<string> {
+  return await world.fleet.dump(['agents', 'patches', 'rollouts', 'approvals', 'host_runs', 'events']);
 }
 
 interface EventRow {
@@ -144,8 +144,8 @@ class World {
     return this.fleet.engine;
   }
 
-  close(): void {
-    this.fleet.close();
+  close(): Promise<void> {
+    return this.fleet.close();
   }
 
   // ---- the simulated agents --------------------------------------------------------------------
@@ -346,7 +346,7 @@ function isUnfinished(state: HostRunState): boolean {
 /** Runs a verb; a refusal must be a FleetError with a documented code and must change nothing. */
 async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: string): Promise<void> {
   const engine = world.engine;
-  const before = dump(world);
+  const before = await dump(world);
   const stateBefore = (await world.store.rollouts.get(rolloutId))?.state;
   // Retry is also refused while a host of the rollout is reverting (its outcome is not known yet).
   const reverting = (await world.store.hostRuns.inStates(rolloutId, ['reverting'])).length > 0;
@@ -393,7 +393,7 @@ async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: s
     expect([ErrorCode.illegalTransition, ErrorCode.forbidden, ErrorCode.conflict, ErrorCode.notFound]).toContain(
       err.code,
     );
-    expect(dump(world), `refused ${verb} changed the store`).toBe(before);
+    expect(await dump(world), `refused ${verb} changed the store`).toBe(before);
     // A verb refused as illegal really was not allowed from this state.
     if (
       err.code === ErrorCode.illegalTransition &&
@@ -424,7 +424,7 @@ async function runStep(world: World, step: Step): Promise<void> {
       await attemptVerb(world, step.verb, ACTORS[step.actor % ACTORS.length] as string, world.rolloutId);
       break;
     case 'verbUnknownRollout': {
-      const before = dump(world);
+      const before = await dump(world);
       let code: string | undefined;
       try {
         await attemptVerb(world, step.verb, 'bob', 'ro_does_not_exist');
@@ -432,20 +432,20 @@ async function runStep(world: World, step: Step): Promise<void> {
         code = (err as { code?: string }).code;
       }
       expect(code ?? ErrorCode.notFound).toBe(ErrorCode.notFound);
-      expect(dump(world)).toBe(before);
+      expect(await dump(world)).toBe(before);
       break;
     }
     case 'revertHost': {
       // One index past the fleet names a host that is in no rollout.
       const index = step.host % (world.agents.length + 1);
       const hostId = index === world.agents.length ? 'host-unknown' : hostName(index);
-      const before = dump(world);
+      const before = await dump(world);
       try {
         await world.engine.revertHost(world.rolloutId, hostId, ACTORS[step.actor % ACTORS.length] as string);
       } catch (err) {
         if (!(err instanceof FleetError)) throw err;
         expect([ErrorCode.illegalTransition, ErrorCode.notFound]).toContain(err.code);
-        expect(dump(world)).toBe(before);
+        expect(await dump(world)).toBe(before);
       }
       break;
     }
@@ -691,7 +691,7 @@ async function runScenario(scenario: Scenario, drainAtEnd: boolean): Promise<voi
       cover(`drained:${world.lastState}`);
     }
   } finally {
-    world.close();
+    await world.close();
   }
 }
 

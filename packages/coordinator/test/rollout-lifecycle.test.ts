@@ -100,7 +100,7 @@ describe('a verb from a state where it is illegal', () => {
       const fleet = await SimulatedFleet.open();
       const id = await reach(fleet, state);
       expect(await fleet.state(id)).toBe(state);
-      const before = fleet.dump();
+      const before = await fleet.dump();
       const events = (await fleet.events(id)).length;
       const sent = fleet.sent.length;
 
@@ -111,7 +111,7 @@ describe('a verb from a state where it is illegal', () => {
       expect(err.details).toMatchObject({ rolloutId: id, state });
       expect(await fleet.state(id)).toBe(state);
       expect(await fleet.events(id)).toHaveLength(events);
-      expect(fleet.dump()).toBe(before);
+      expect(await fleet.dump()).toBe(before);
       expect(fleet.sent).toHaveLength(sent);
     },
   );

@@ -1,5 +1,4 @@
-import Database from 'better-sqlite3';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { capturingLog } from './support/capturing-log.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
@@ -66,37 +65,6 @@ describe('crash safety', () => {
         msg: expect.stringContaining('host reports a change the coordinator has no record of'),
       }),
     ]);
-  });
-
-  it('a batch of reports that fails to commit (SQLITE_BUSY) is logged and recorded again, not lost nor fatal', async () => {
-    const { log: captured, lines } = capturingLog();
-    const fleet = await SimulatedFleet.open({ log: captured });
-    await fleet.addHosts(['host-1']);
-    const id = await fleet.launch({ waves: ['100%'] });
-    // Another writer holds the database; the engine gives up at once instead of waiting.
-    fleet.store.db.pragma('busy_timeout = 0');
-    const other = new Database(fleet.file);
-    other.exec('BEGIN IMMEDIATE');
-    try {
-      // Not `finish()`, which waits for the engine to be idle: a batch parked for its retry is not.
-      const entry = fleet.agent('host-1').openApply();
-      if (!entry) throw new Error('host-1 holds no open apply order');
-      fleet.report('host-1', entry, 'healthy', true);
-      const failed = () => lines.some((l) => l.level >= 50 && /recording agent reports failed/.test(l.msg));
-      await vi.waitFor(() => expect(failed()).toBe(true), { timeout: 5000, interval: 5 });
-      expect(failed()).toBe(true);
-      expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
-      expect(fleet.sentOf('order.ack')).toEqual([]); // nothing acked: the agent keeps the result
-    } finally {
-      other.exec('COMMIT');
-      other.close();
-    }
-
-    await fleet.engine.whenIdle(); // the parked batch is recorded on its retry, a second later
-    expect(await fleet.state(id)).toBe('succeeded');
-    expect((await fleet.run(id, 'host-1')).state).toBe('healthy');
-    expect((await fleet.events(id)).filter((e) => e.type === 'host.healthy')).toHaveLength(1);
-    expect(fleet.sentOf('order.ack', 'host-1')).toHaveLength(1);
   });
 
   it('the next wave never starts early: a restart during the bake waits the bake out', async () => {

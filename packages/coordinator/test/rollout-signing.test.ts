@@ -147,7 +147,7 @@ describe('a signed rollout', () => {
 describe('approvals are signatures', () => {
   it('a signed rollout is approved only with a signature of its statement by a key that has not signed it', async () => {
     const { fleet, id, statement } = await signedFleet(['web-1'], { alice }, { requiredApprovals: 2, approve: false });
-    const before = fleet.dump(['approvals', 'statement_signatures', 'events']);
+    const before = await fleet.dump(['approvals', 'statement_signatures', 'events']);
 
     const unsigned = await refusal(async () => await fleet.engine.approve(id, 'bob'));
     expect(unsigned.code).toBe(ErrorCode.conflict);
@@ -173,7 +173,7 @@ describe('approvals are signatures', () => {
       async () => await fleet.engine.approve(id, 'bob', { signature: bob.sign(statement), publicKey: carol.publicKey }),
     );
     expect(mislabelled.details).toMatchObject({ issues: [{ path: 'body.signature.keyId' }] });
-    expect(fleet.dump(['approvals', 'statement_signatures', 'events'])).toBe(before);
+    expect(await fleet.dump(['approvals', 'statement_signatures', 'events'])).toBe(before);
 
     expect((await fleet.engine.approve(id, 'bob', bob.approval(statement))).state).toBe('awaiting_approval');
     const sameKey = await refusal(async () => await fleet.engine.approve(id, 'carol', bob.approval(statement)));
@@ -267,7 +267,7 @@ describe('reverting a signed rollout', () => {
 
   it('refuses revert statements that do not take back this rollout, storing nothing', async () => {
     const { fleet, id, statement, revert } = await succeeded(['web-1', 'web-2']);
-    const before = fleet.dump(['statements', 'statement_signatures', 'events']);
+    const before = await fleet.dump(['statements', 'statement_signatures', 'events']);
     const good = revert();
     const bad: { name: string; body: ReturnType<typeof alice.submission>; path: string }[] = [
       {
@@ -304,7 +304,7 @@ describe('reverting a signed rollout', () => {
       expect(err.code, name).toBe(ErrorCode.validationFailed);
       expect(err.details, name).toMatchObject({ issues: [{ path }] });
     }
-    expect(fleet.dump(['statements', 'statement_signatures', 'events'])).toBe(before);
+    expect(await fleet.dump(['statements', 'statement_signatures', 'events'])).toBe(before);
   });
 
   it('autoRevert rollout: a halt sends no unsigned revert; it records that the revert waits for a signed revert statement', async () => {

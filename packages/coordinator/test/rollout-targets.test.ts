@@ -63,11 +63,11 @@ describe('targets', () => {
   it('unknown host ids are refused at create, and nothing is written', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
-    const before = fleet.dump();
+    const before = await fleet.dump();
     const err = await refusal(async () => await fleet.create({ target: { hostIds: ['web-1', 'web-9', 'wbe-1'] } }));
     expect(err.code).toBe(ErrorCode.validationFailed);
     expect(err.details).toMatchObject({ unknown: ['web-9', 'wbe-1'] });
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
   });
 });
 

@@ -46,14 +46,14 @@ describe('transitionRollout', () => {
 
   it('refuses a move the table does not have, writing nothing', async () => {
     const { fleet, id, move } = await movedAlong([]);
-    const before = fleet.dump();
+    const before = await fleet.dump();
     await expect(move('succeeded')).rejects.toThrow(
       expect.objectContaining({
         code: ErrorCode.illegalTransition,
         message: 'cannot move to succeeded a rollout that is scheduled',
       }),
     );
-    expect(fleet.dump()).toBe(before);
+    expect(await fleet.dump()).toBe(before);
     expect(await fleet.state(id)).toBe('scheduled');
   });
 

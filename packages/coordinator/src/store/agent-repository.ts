@@ -4,12 +4,13 @@ import type { Db } from './database.js';
 /** A registered agent as stored: the API's view of it less `online`, which only the hub knows. */
 export type AgentRecord = Omit<AgentView, 'online' | 'removedAt'> & { removedAt: string | null };
 
-interface AgentRow {
+/** An agents row with its JSON parsed: what both stores' repositories turn into a record. */
+export interface AgentColumns {
   id: string;
   public_key: string | null;
-  labels: string;
-  reported_labels: string;
-  facts: string | null;
+  labels: Record<string, string>;
+  reported_labels: Record<string, string>;
+  facts: Facts | null;
   agent_version: string | null;
   last_seen_at: string | null;
   created_at: string;
@@ -18,13 +19,29 @@ interface AgentRow {
   removed_at: string | null;
 }
 
+/** SQLite holds the JSON columns as text. */
+type AgentRow = Omit<AgentColumns, 'labels' | 'reported_labels' | 'facts'> & {
+  labels: string;
+  reported_labels: string;
+  facts: string | null;
+};
+
 function toRecord(row: AgentRow): AgentRecord {
+  return agentFromColumns({
+    ...row,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    reported_labels: JSON.parse(row.reported_labels) as Record<string, string>,
+    facts: row.facts === null ? null : (JSON.parse(row.facts) as Facts),
+  });
+}
+
+export function agentFromColumns(row: AgentColumns): AgentRecord {
   return {
     id: row.id,
     // Kept apart: targets match admin labels unless a rollout asks for reported ones.
-    labels: JSON.parse(row.labels) as Record<string, string>,
-    reportedLabels: JSON.parse(row.reported_labels) as Record<string, string>,
-    facts: row.facts === null ? null : (JSON.parse(row.facts) as Facts),
+    labels: row.labels,
+    reportedLabels: row.reported_labels,
+    facts: row.facts,
     agentVersion: row.agent_version,
     lastSeenAt: row.last_seen_at,
     createdAt: row.created_at,

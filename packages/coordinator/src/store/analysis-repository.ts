@@ -34,7 +34,7 @@ export interface MeasurementRecord {
   reason: string | null;
 }
 
-interface RunRow {
+export interface RunRow {
   rollout_id: string;
   wave: number;
   name: string;
@@ -48,7 +48,7 @@ interface RunRow {
   verdict: string;
 }
 
-interface MeasurementRow {
+export interface MeasurementRow {
   rollout_id: string;
   wave: number;
   name: string;
@@ -62,7 +62,7 @@ interface MeasurementRow {
   reason: string | null;
 }
 
-function toRun(row: RunRow): AnalysisRunRecord {
+export function toRun(row: RunRow): AnalysisRunRecord {
   return {
     rolloutId: row.rollout_id,
     wave: row.wave,
@@ -78,7 +78,7 @@ function toRun(row: RunRow): AnalysisRunRecord {
   };
 }
 
-function toMeasurement(row: MeasurementRow): MeasurementRecord {
+export function toMeasurement(row: MeasurementRow): MeasurementRecord {
   return {
     rolloutId: row.rollout_id,
     wave: row.wave,
@@ -95,7 +95,7 @@ function toMeasurement(row: MeasurementRow): MeasurementRecord {
 }
 
 /** SQLite stores no NaN or infinity as a number: those are kept as null (the reason says what it was). */
-const finiteOrNull = (n: number | null) => (n !== null && Number.isFinite(n) ? n : null);
+export const finiteOrNull = (n: number | null) => (n !== null && Number.isFinite(n) ? n : null);
 
 /** Metric analysis runs and their measurements (engine/analysis-runner.ts writes them). */
 export class AnalysisRepository {

@@ -11,7 +11,8 @@ export interface NewEvent {
   data?: Record<string, unknown> | null;
 }
 
-interface EventRow {
+/** An events row with its data parsed, as both stores read it. */
+export interface EventColumns {
   seq: number;
   rollout_id: string | null;
   host_id: string | null;
@@ -19,8 +20,25 @@ interface EventRow {
   type: string;
   from_state: string | null;
   to_state: string | null;
-  data: string | null;
+  data: Record<string, unknown> | null;
   at: string;
+}
+
+/** SQLite holds the data as text. */
+type EventRow = Omit<EventColumns, 'data'> & { data: string | null };
+
+/** The record an appended event becomes, less the seq the database gives it. */
+export function newEventRecord(event: NewEvent, at: string): Omit<EventRecord, 'seq'> {
+  return {
+    rolloutId: event.rolloutId ?? null,
+    hostId: event.hostId ?? null,
+    actor: event.actor,
+    type: event.type,
+    fromState: event.fromState ?? null,
+    toState: event.toState ?? null,
+    data: event.data ?? null,
+    at,
+  };
 }
 
 /** The append-only audit log: every transition and every human action. There is no update or delete. */
@@ -42,16 +60,7 @@ export class EventRepository {
   }
 
   async append(event: NewEvent, at: string): Promise<EventRecord> {
-    const record = {
-      rolloutId: event.rolloutId ?? null,
-      hostId: event.hostId ?? null,
-      actor: event.actor,
-      type: event.type,
-      fromState: event.fromState ?? null,
-      toState: event.toState ?? null,
-      data: event.data ?? null,
-      at,
-    };
+    const record = newEventRecord(event, at);
     const info = this.statements.insert.run({ ...record, data: record.data && JSON.stringify(record.data) });
     return { seq: Number(info.lastInsertRowid), ...record };
   }
@@ -74,6 +83,13 @@ export class EventRepository {
 }
 
 function toRecord(row: EventRow): EventRecord {
+  return eventFromColumns({
+    ...row,
+    data: row.data === null ? null : (JSON.parse(row.data) as Record<string, unknown>),
+  });
+}
+
+export function eventFromColumns(row: EventColumns): EventRecord {
   return {
     seq: row.seq,
     rolloutId: row.rollout_id,
@@ -82,7 +98,7 @@ function toRecord(row: EventRow): EventRecord {
     type: row.type,
     fromState: row.from_state,
     toState: row.to_state,
-    data: row.data === null ? null : (JSON.parse(row.data) as Record<string, unknown>),
+    data: row.data,
     at: row.at,
   };
 }

@@ -38,7 +38,7 @@ export interface HostRunRecord {
   packages: PackageMove[] | null;
 }
 
-interface HostRunRow {
+export interface HostRunRow {
   rollout_id: string;
   host_id: string;
   wave: number;
@@ -59,7 +59,7 @@ interface HostRunRow {
   packages: string | null;
 }
 
-function toRecord(row: HostRunRow): HostRunRecord {
+export function toRecord(row: HostRunRow): HostRunRecord {
   return {
     rolloutId: row.rollout_id,
     hostId: row.host_id,

@@ -29,7 +29,7 @@ export interface HostInventoryState {
   inventory: HostInventoryRecord | undefined;
 }
 
-interface InventoryRow {
+export interface InventoryRow {
   id: number;
   host_id: string;
   state: 'reported' | 'unavailable';
@@ -40,7 +40,7 @@ interface InventoryRow {
   confirmed_at: string;
 }
 
-interface PackageRow {
+export interface PackageRow {
   name: string;
   architecture: string;
   version: string;
@@ -49,7 +49,7 @@ interface PackageRow {
   status: string;
 }
 
-const toRecord = (row: InventoryRow): HostInventoryRecord => ({
+export const toRecord = (row: InventoryRow): HostInventoryRecord => ({
   hostId: row.host_id,
   state: row.state,
   reason: row.reason,
@@ -59,7 +59,7 @@ const toRecord = (row: InventoryRow): HostInventoryRecord => ({
   confirmedAt: row.confirmed_at,
 });
 
-const toPackage = (row: PackageRow): InstalledPackage => ({
+export const toPackage = (row: PackageRow): InstalledPackage => ({
   name: row.name,
   version: row.version,
   architecture: row.architecture,
@@ -68,7 +68,7 @@ const toPackage = (row: PackageRow): InstalledPackage => ({
   status: row.status,
 });
 
-const dictionaryKey = (p: InstalledPackage): string =>
+export const dictionaryKey = (p: InstalledPackage): string =>
   `${p.name}\t${p.architecture}\t${p.version}\t${p.source}\t${p.sourceVersion}\t${p.status}`;
 
 /**

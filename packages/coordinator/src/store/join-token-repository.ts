@@ -4,7 +4,8 @@ import type { Db } from './database.js';
 /** A join token as stored: its view less the state, which depends on the time it is read. */
 export type JoinTokenRecord = Omit<JoinTokenView, 'state'>;
 
-interface JoinTokenRow {
+/** A join_tokens row with its JSON parsed and its flag a boolean, as both stores read it. */
+export interface JoinTokenColumns {
   id: string;
   description: string | null;
   created_by: string;
@@ -12,13 +13,24 @@ interface JoinTokenRow {
   expires_at: string;
   max_uses: number;
   uses: number;
-  labels: string;
+  labels: Record<string, string>;
   host_id: string | null;
-  allow_replace: number;
+  allow_replace: boolean;
   revoked_at: string | null;
 }
 
+/** SQLite holds labels as text and the flag as 0/1. */
+type JoinTokenRow = Omit<JoinTokenColumns, 'labels' | 'allow_replace'> & { labels: string; allow_replace: number };
+
 function toRecord(row: JoinTokenRow): JoinTokenRecord {
+  return joinTokenFromColumns({
+    ...row,
+    labels: JSON.parse(row.labels) as Record<string, string>,
+    allow_replace: row.allow_replace === 1,
+  });
+}
+
+export function joinTokenFromColumns(row: JoinTokenColumns): JoinTokenRecord {
   return {
     id: row.id,
     description: row.description,
@@ -27,9 +39,9 @@ function toRecord(row: JoinTokenRow): JoinTokenRecord {
     expiresAt: row.expires_at,
     maxUses: row.max_uses,
     uses: row.uses,
-    labels: JSON.parse(row.labels) as Record<string, string>,
+    labels: row.labels,
     hostId: row.host_id,
-    replace: row.allow_replace === 1,
+    replace: row.allow_replace,
     revokedAt: row.revoked_at,
   };
 }

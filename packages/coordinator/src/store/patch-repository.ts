@@ -1,13 +1,17 @@
 import { type Patch, type PatchSpec, patchContentDigest, patchSpecOf } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
-interface PatchRow {
+/** A patches row with its spec parsed, as both stores read it. */
+export interface PatchColumns {
   id: string;
-  spec: string;
+  spec: PatchSpec & Pick<Patch, 'record'>;
   created_by: string;
   created_at: string;
   content_digest: string | null;
 }
+
+/** SQLite holds the spec as text. */
+type PatchRow = Omit<PatchColumns, 'spec'> & { spec: string };
 
 /** Patches are written once and never updated: a new fix is a new patch. */
 export class PatchRepository {
@@ -58,17 +62,21 @@ export class PatchRepository {
 }
 
 function toPatch(row: PatchRow): Patch {
-  const stored = JSON.parse(row.spec) as PatchSpec & Pick<Patch, 'record'>;
+  return patchFromColumns({ ...row, spec: JSON.parse(row.spec) as PatchColumns['spec'] });
+}
+
+export function patchFromColumns(row: PatchColumns): Patch {
   return {
     id: row.id,
     createdBy: row.created_by,
     createdAt: row.created_at,
-    ...stored,
-    contentDigest: row.content_digest ?? digestOf(stored) ?? '',
+    ...row.spec,
+    contentDigest: row.content_digest ?? digestOf(row.spec) ?? '',
   };
 }
 
-function digestOf(stored: PatchSpec): string | null {
+/** The content digest of a stored spec; null when it no longer parses (shared with the PostgreSQL twin). */
+export function digestOf(stored: PatchSpec): string | null {
   try {
     return patchContentDigest(patchSpecOf(stored));
   } catch {

@@ -14,10 +14,11 @@ import type { Db } from './database.js';
  */
 export type RolloutRecord = Omit<ApiRolloutRecord, 'bakeUntil'> & { bakeUntil: number | null };
 
-interface RolloutRow {
+/** A rollouts row (less `promotion`) with its request parsed, as both stores read it. */
+export interface RolloutColumns {
   id: string;
   patch_id: string;
-  request: string;
+  request: RolloutRequest;
   state: string;
   created_by: string;
   host_count: number;
@@ -29,14 +30,20 @@ interface RolloutRow {
   updated_at: string;
   started_at: string | null;
   finished_at: string | null;
-  promotion: string | null;
 }
 
+/** SQLite holds the request as text. */
+type RolloutRow = Omit<RolloutColumns, 'request'> & { request: string };
+
 function toRecord(row: RolloutRow): RolloutRecord {
+  return rolloutFromColumns({ ...row, request: JSON.parse(row.request) as RolloutRequest });
+}
+
+export function rolloutFromColumns(row: RolloutColumns): RolloutRecord {
   return {
     id: row.id,
     patchId: row.patch_id,
-    request: JSON.parse(row.request) as RolloutRequest,
+    request: row.request,
     state: row.state as RolloutState,
     createdBy: row.created_by,
     hostCount: row.host_count,

@@ -27,7 +27,7 @@ export interface SignatureRecord {
   at: string;
 }
 
-interface StatementRow {
+export interface StatementRow {
   digest: string;
   rollout_id: string;
   kind: string;
@@ -37,7 +37,7 @@ interface StatementRow {
   used_at: string | null;
 }
 
-interface SignatureRow {
+export interface SignatureRow {
   digest: string;
   key_id: string;
   public_key: string;
@@ -47,13 +47,13 @@ interface SignatureRow {
   at: string;
 }
 
-const scopeText = (scope: StatementScope) => (scope.kind === 'rollout' ? 'rollout' : `host:${scope.hostId}`);
+export const scopeText = (scope: StatementScope) => (scope.kind === 'rollout' ? 'rollout' : `host:${scope.hostId}`);
 
 function toScope(text: string): StatementScope {
   return text.startsWith('host:') ? { kind: 'host', hostId: text.slice('host:'.length) } : ROLLOUT_SCOPE;
 }
 
-function toStatement(row: StatementRow): StatementRecord {
+export function toStatement(row: StatementRow): StatementRecord {
   return {
     digest: row.digest,
     rolloutId: row.rollout_id,
@@ -64,7 +64,7 @@ function toStatement(row: StatementRow): StatementRecord {
   };
 }
 
-function toSignature(row: SignatureRow): SignatureRecord {
+export function toSignature(row: SignatureRow): SignatureRecord {
   return {
     digest: row.digest,
     keyId: row.key_id,

@@ -3,6 +3,9 @@ import { APPLY_END_STATES, type EventRecord, type RolloutState } from '@fleetpat
 import { type Db, openDatabase } from './database.js';
 import type { NewEvent } from './event-repository.js';
 import { OneAtATime } from './one-at-a-time.js';
+import { PostgresBackend } from './postgres/postgres-backend.js';
+import { PostgresExecutor } from './postgres/postgres-executor.js';
+import { migratePostgres } from './postgres/postgres-migrate.js';
 import type { Repositories, StateCountsReader, StoreBackend } from './repositories.js';
 import { SqliteBackend } from './sqlite-backend.js';
 
@@ -34,7 +37,7 @@ interface TransactionContext {
 }
 
 /**
- * The coordinator's store: repositories over one SQLite connection, and `transaction()` — the only
+ * The coordinator's store: repositories over one database (a `StoreBackend`: SQLite or PostgreSQL), and `transaction()` — the only
  * way domain code writes. Events appended inside a transaction reach live listeners (the SSE stream,
  * webhooks) only after it commits, so nobody is ever told about a change that did not happen.
  */
@@ -54,6 +57,28 @@ export class Store {
     const store = new Store(new SqliteBackend(openDatabase(file)));
     await store.patches.backfillDigests();
     return store;
+  }
+
+  /**
+   * The PostgreSQL store at `url`, its schema brought up to date first: on one connection, under the
+   * migration lock (coordinators starting together migrate once), before any repository reads.
+   */
+  static async openPostgres(url: string): Promise<Store> {
+    const executor = new PostgresExecutor(url);
+    try {
+      const client = await executor.pool.connect();
+      try {
+        await migratePostgres(client);
+      } finally {
+        client.release();
+      }
+      const store = new Store(new PostgresBackend(executor));
+      await store.patches.backfillDigests();
+      return store;
+    } catch (err) {
+      await executor.close();
+      throw err;
+    }
   }
 
   get agents(): Repositories['agents'] {

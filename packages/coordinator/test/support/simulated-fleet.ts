@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,8 +18,9 @@ import {
   type RolloutState,
   storedPatch,
 } from '@fleetpatch/shared';
+import pg from 'pg';
 import { type Logger, pino } from 'pino';
-import { afterEach } from 'vitest';
+import { afterEach, inject } from 'vitest';
 import type { MetricQuery } from '../../src/analysis/prometheus-query.js';
 import {
   type AgentChannel,
@@ -28,10 +30,12 @@ import {
   type WaveGate,
 } from '../../src/engine/rollout-engine.js';
 import type { HostRunRecord } from '../../src/store/host-run-repository.js';
+import { PostgresBackend } from '../../src/store/postgres/postgres-backend.js';
 import type { RolloutRecord } from '../../src/store/rollout-repository.js';
 import { Store } from '../../src/store/store.js';
 import { FakeClock } from './fake-clock.js';
 import { FakeWindowWatcher } from './fake-window-watcher.js';
+import { FLEET_TEMPLATE_DATABASE } from './postgres-global-setup.js';
 import { SAMPLE_PATCH_SPEC } from './sample-patch.js';
 import { type JournalEntry, SimulatedAgent } from './simulated-agent.js';
 
@@ -43,7 +47,7 @@ export const PATCH_ID = 'pat_spec';
 /** `n` host names: host-1, host-2, … */
 export const hosts = (n: number, prefix = 'host') => Array.from({ length: n }, (_, i) => `${prefix}-${i + 1}`);
 
-const FACTS: Facts = {
+export const FACTS: Facts = {
   hostname: 'host',
   os: 'linux',
   distro: 'debian',
@@ -86,12 +90,18 @@ export interface SimulatedFleetOptions {
 
 const silent = pino({ level: 'silent' });
 const openFleets = new Set<SimulatedFleet>();
-afterEach(() => {
-  for (const fleet of openFleets) fleet.close();
+afterEach(async () => {
+  await Promise.all([...openFleets].map((fleet) => fleet.close()));
 });
 
 /**
- * One coordinator (the real `RolloutEngine` over a real SQLite `Store` in a temp file), its fake clock,
+ * The store every fleet runs on: SQLite, or PostgreSQL in the `coordinator-postgres` project
+ * (vitest.config.ts sets FLEETPATCH_TEST_STORE, and its global setup starts the cluster).
+ */
+const STORE_KIND = process.env.FLEETPATCH_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
+
+/**
+ * One coordinator (the real `RolloutEngine` over a real `Store`: SQLite in a temp file, or a PostgreSQL database of its own), its fake clock,
  * channel and window watcher, and simulated agents that journal the orders they receive and answer
  * them when the test says so. The one simulated fleet of the engine's specification and property tests.
  *
@@ -114,12 +124,15 @@ export class SimulatedFleet {
   engine!: RolloutEngine;
   /** Bumped by each restart: a stopped engine's late sends go nowhere. */
   generation = 0;
-  private closed = false;
+  /** The fleet's own PostgreSQL database when the tests run on PostgreSQL; undefined on SQLite. */
+  private postgresUrl: string | undefined;
+  private closing: Promise<void> | undefined;
 
-  /** A fleet on a fresh store holding PATCH. */
+  /** A fleet on a fresh store holding PATCH: a new SQLite file, or a new PostgreSQL database. */
   static async open(options: SimulatedFleetOptions = {}): Promise<SimulatedFleet> {
     const fleet = new SimulatedFleet(options);
-    fleet.store = await openStore(fleet.file);
+    if (STORE_KIND === 'postgres') fleet.postgresUrl = await createFleetDatabase();
+    fleet.store = await fleet.openStore();
     fleet.engine = fleet.newEngine();
     await fleet.store.transaction(async () => await fleet.store.patches.insert(PATCH));
     return fleet;
@@ -166,22 +179,39 @@ export class SimulatedFleet {
   /** The coordinator dies at some instruction and a new process opens the same file; every socket is gone. */
   async restart(): Promise<void> {
     this.engine.stop();
-    await this.store.close();
+    const closed = this.store.close();
     this.generation++;
     for (const agent of this.agents.values()) agent.online = false;
     this.windows.watching.clear();
-    this.store = await openStore(this.file);
+    await closed;
+    this.store = await this.openStore();
     this.engine = this.newEngine();
   }
 
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    openFleets.delete(this);
-    this.engine.stop();
-    // SQLite closes at once (its close has nothing to wait for), so the directory can go now.
-    void this.store.close();
-    rmSync(this.dir, { recursive: true, force: true });
+  /** Stops the engine and closes the store; idempotent (the fleets left open are closed after each test). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      openFleets.delete(this);
+      this.engine.stop();
+      try {
+        await this.store.close();
+      } finally {
+        rmSync(this.dir, { recursive: true, force: true });
+      }
+    })();
+    return this.closing;
+  }
+
+  /**
+   * The real store on a real file, or the fleet's PostgreSQL database. A simulated crash drops the
+   * process, not the OS page cache, so fsync on every SQLite commit buys nothing here and costs most
+   * of the run time. (The PostgreSQL cluster keeps fsync: it is shared by the whole run.)
+   */
+  private async openStore(): Promise<Store> {
+    if (this.postgresUrl !== undefined) return await Store.openPostgres(this.postgresUrl);
+    const store = await Store.open(this.file);
+    store.db.pragma('synchronous = OFF');
+    return store;
   }
 
   // ---- fleet -----------------------------------------------------------------------------------
@@ -462,17 +492,49 @@ export class SimulatedFleet {
   }
 
   /** Everything the database holds, as text: a refused verb must leave it exactly as it was. */
-  dump(tables: readonly string[] = ['rollouts', 'approvals', 'host_runs', 'events']): string {
+  /** The database edited by hand (or restored from an older backup): `sql` run outside the engine, on either store. */
+  async editByHand(sql: string): Promise<void> {
+    if (this.store.backend instanceof PostgresBackend) await this.store.backend.executor.query(sql);
+    else this.store.db.exec(sql);
+  }
+
+  async dump(tables: readonly string[] = ['rollouts', 'approvals', 'host_runs', 'events']): Promise<string> {
+    if (this.store.backend instanceof PostgresBackend) {
+      const executor = this.store.backend.executor;
+      // No rowid on every table: rows in the order of their text, which is total for distinct rows.
+      const rows = await Promise.all(tables.map((t) => executor.query(`SELECT * FROM ${t} AS r ORDER BY r::text`)));
+      return JSON.stringify(rows);
+    }
     return JSON.stringify(tables.map((t) => this.store.db.prepare(`SELECT * FROM ${t} ORDER BY rowid`).all()));
   }
 }
 
 /**
- * The real store on a real file. A simulated crash drops the process, not the OS page cache, so
- * fsync on every commit buys nothing here and costs most of the run time.
+ * A PostgreSQL database of the fleet's own, copied from the global setup's migrated template. As
+ * with SQLite's `synchronous = OFF` above: a simulated crash loses no page cache, so waiting for
+ * each commit's WAL flush buys nothing here.
  */
-async function openStore(file: string): Promise<Store> {
-  const store = await Store.open(file);
-  store.db.pragma('synchronous = OFF');
-  return store;
+export async function createFleetDatabase(): Promise<string> {
+  const maintenance = postgresMaintenanceUrl();
+  const name = `fleet_${process.pid}_${randomBytes(6).toString('hex')}`;
+  const client = new pg.Client({ connectionString: maintenance });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name} TEMPLATE ${FLEET_TEMPLATE_DATABASE}`);
+    await client.query(`ALTER DATABASE ${name} SET synchronous_commit = off`);
+  } finally {
+    await client.end();
+  }
+  const url = new URL(maintenance);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+function postgresMaintenanceUrl(): string {
+  const url = inject('postgresMaintenanceUrl');
+  if (!url)
+    throw new Error(
+      'FLEETPATCH_TEST_STORE=postgres but no PostgreSQL cluster was started (run the coordinator-postgres project)',
+    );
+  return url;
 }

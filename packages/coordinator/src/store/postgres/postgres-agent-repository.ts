@@ -1,0 +1,57 @@
+import type { Facts } from '@fleetpatch/shared';
+import { type AgentColumns, type AgentRecord, type AgentRepository, agentFromColumns } from '../agent-repository.js';
+import type { Public } from '../repositories.js';
+import type { PostgresExecutor } from './postgres-executor.js';
+
+/** Known agents on PostgreSQL: the twin of `AgentRepository` (see it for what each method means). */
+export class PostgresAgentRepository implements Public<AgentRepository> {
+  constructor(private readonly db: PostgresExecutor) {}
+
+  async enroll(agent: { id: string; publicKey: string; labels: Record<string, string> }, at: string): Promise<void> {
+    // Labels are flat string maps, so jsonb's `||` lays the token's labels over the kept ones exactly
+    // as SQLite's json_patch does.
+    await this.db.query(
+      `INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES ($1, $2, $3::jsonb, $4, $4)
+       ON CONFLICT (id) DO UPDATE SET public_key = $2, labels = agents.labels || $3::jsonb, enrolled_at = $4,
+         revoked_at = NULL, removed_at = NULL`,
+      [agent.id, agent.publicKey, JSON.stringify(agent.labels), at],
+    );
+  }
+
+  async get(id: string): Promise<AgentRecord | undefined> {
+    const row = await this.db.one<AgentColumns>('SELECT * FROM agents WHERE id = $1', [id]);
+    return row && agentFromColumns(row);
+  }
+
+  async publicKeyOf(id: string): Promise<string | undefined> {
+    const row = await this.db.one<{ public_key: string | null }>('SELECT public_key FROM agents WHERE id = $1', [id]);
+    return row?.public_key ?? undefined;
+  }
+
+  async list(): Promise<AgentRecord[]> {
+    return (await this.db.query<AgentColumns>('SELECT * FROM agents ORDER BY id')).map(agentFromColumns);
+  }
+
+  async recordHello(
+    id: string,
+    hello: { labels: Record<string, string>; facts: Facts; agentVersion: string },
+    at: string,
+  ): Promise<void> {
+    await this.db.query(
+      'UPDATE agents SET reported_labels = $2::jsonb, facts = $3::jsonb, agent_version = $4, last_seen_at = $5 WHERE id = $1',
+      [id, JSON.stringify(hello.labels), JSON.stringify(hello.facts), hello.agentVersion, at],
+    );
+  }
+
+  async revoke(id: string, at: string): Promise<void> {
+    await this.db.query('UPDATE agents SET public_key = NULL, revoked_at = $2 WHERE id = $1', [id, at]);
+  }
+
+  async remove(id: string, at: string): Promise<void> {
+    await this.db.query('UPDATE agents SET removed_at = $2 WHERE id = $1', [id, at]);
+  }
+
+  async recordSeen(id: string, at: string): Promise<void> {
+    await this.db.query('UPDATE agents SET last_seen_at = $2 WHERE id = $1', [id, at]);
+  }
+}

@@ -1,0 +1,250 @@
+import type { HostRunState } from '@fleetpatch/shared';
+import {
+  type HostRunPageFilter,
+  type HostRunRecord,
+  type HostRunRepository,
+  type HostRunRow,
+  type HostRunWrite,
+  toRecord,
+} from '../host-run-repository.js';
+import type { Public } from '../repositories.js';
+import type { PostgresExecutor } from './postgres-executor.js';
+
+/**
+ * Every column but `rowid` (which only orders), read back in the shape SQLite gives them — flags as
+ * 0/1, JSON as text — so that one mapping makes records of both.
+ */
+const COLUMNS = `rollout_id, host_id, wave, position, state, order_id, revert_order_id, changed::integer AS changed,
+  counted_failure::integer AS counted_failure, answered::integer AS answered, dispatched_at, finished_at, error_code,
+  reason, health::text AS health, rehearsal::text AS rehearsal, after_change::text AS after_change,
+  packages::text AS packages`;
+
+/** A JSON column's parameter: null stays SQL NULL (not the jsonb `null`). */
+const jsonOrNull = (value: unknown) => (value === undefined || value === null ? null : JSON.stringify(value));
+
+/**
+ * One row per host per rollout, on PostgreSQL (host-run-repository.ts is the reference, query for
+ * query). States are compared as text but sorted COLLATE "C" where SQLite's index order showed
+ * through (counts by state, the rows SQLite returned in index order), so both stores list them alike
+ * whatever the database's locale.
+ */
+export class PostgresHostRunRepository implements Public<HostRunRepository> {
+  constructor(private readonly executor: PostgresExecutor) {}
+
+  async insert(run: { rolloutId: string; hostId: string; wave: number; position: number }): Promise<void> {
+    await this.executor.query(
+      "INSERT INTO host_runs (rollout_id, host_id, wave, position, state) VALUES ($1, $2, $3, $4, 'queued')",
+      [run.rolloutId, run.hostId, run.wave, run.position],
+    );
+  }
+
+  async forRollout(rolloutId: string): Promise<HostRunRecord[]> {
+    return await this.rows('WHERE rollout_id = $1 ORDER BY wave, position', [rolloutId]);
+  }
+
+  async forWave(rolloutId: string, wave: number): Promise<HostRunRecord[]> {
+    return await this.rows('WHERE rollout_id = $1 AND wave = $2 ORDER BY position', [rolloutId, wave]);
+  }
+
+  async get(rolloutId: string, hostId: string): Promise<HostRunRecord | undefined> {
+    return (await this.rows('WHERE rollout_id = $1 AND host_id = $2', [rolloutId, hostId]))[0];
+  }
+
+  async byOrderId(orderId: string): Promise<HostRunRecord | undefined> {
+    return (await this.rows('WHERE order_id = $1', [orderId]))[0];
+  }
+
+  async byRevertOrderId(orderId: string): Promise<HostRunRecord | undefined> {
+    return (await this.rows('WHERE revert_order_id = $1', [orderId]))[0];
+  }
+
+  async countByState(rolloutId: string, wave: number): Promise<Map<HostRunState, number>> {
+    const rows = await this.executor.query<{ state: HostRunState; n: number }>(
+      `SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = $1 AND wave = $2
+        GROUP BY state ORDER BY state COLLATE "C"`,
+      [rolloutId, wave],
+    );
+    return new Map(rows.map((row) => [row.state, row.n]));
+  }
+
+  async countByWaveAndState(rolloutId: string): Promise<{ wave: number; state: HostRunState; n: number }[]> {
+    return await this.executor.query<{ wave: number; state: HostRunState; n: number }>(
+      `SELECT wave, state, count(*) AS n FROM host_runs WHERE rollout_id = $1
+        GROUP BY wave, state ORDER BY wave, state COLLATE "C"`,
+      [rolloutId],
+    );
+  }
+
+  async firstFailures(rolloutId: string, limit: number): Promise<HostRunRecord[]> {
+    return await this.rows('WHERE rollout_id = $1 AND counted_failure ORDER BY wave, position LIMIT $2', [
+      rolloutId,
+      limit,
+    ]);
+  }
+
+  async page(rolloutId: string, filter: HostRunPageFilter): Promise<HostRunRecord[]> {
+    return await this.rows(
+      `WHERE rollout_id = $1 AND ($2::text IS NULL OR state = $2) AND ($3::integer IS NULL OR wave = $3)
+         AND (wave, position) > ($4::integer, $5::integer)
+       ORDER BY wave, position LIMIT $6`,
+      [
+        rolloutId,
+        filter.state ?? null,
+        filter.wave ?? null,
+        filter.after?.wave ?? -1,
+        filter.after?.position ?? -1,
+        filter.limit,
+      ],
+    );
+  }
+
+  async countInStates(rolloutId: string, states: readonly HostRunState[]): Promise<Map<HostRunState, number>> {
+    const rows = await this.executor.query<{ state: HostRunState; n: number }>(
+      `SELECT state, count(*) AS n FROM host_runs WHERE state = ANY($1::text[]) AND rollout_id = $2
+        GROUP BY state ORDER BY state COLLATE "C"`,
+      [states, rolloutId],
+    );
+    return new Map(rows.map((row) => [row.state, row.n]));
+  }
+
+  async nextQueued(rolloutId: string, wave: number, limit: number): Promise<HostRunRecord[]> {
+    return await this.rows("WHERE rollout_id = $1 AND wave = $2 AND state = 'queued' ORDER BY position LIMIT $3", [
+      rolloutId,
+      wave,
+      limit,
+    ]);
+  }
+
+  async inStates(rolloutId: string, states: readonly HostRunState[]): Promise<HostRunRecord[]> {
+    return await this.rows('WHERE rollout_id = $1 AND state = ANY($2::text[]) ORDER BY wave, position', [
+      rolloutId,
+      states,
+    ]);
+  }
+
+  async inStatesEverywhere(states: readonly HostRunState[]): Promise<HostRunRecord[]> {
+    // SQLite leaves the order unsaid and answers in its state index's: state, dispatch time, rowid.
+    return await this.rows(
+      `WHERE state = ANY($1::text[]) AND dispatched_at IS NOT NULL
+       ORDER BY state COLLATE "C", dispatched_at, rowid`,
+      [states],
+    );
+  }
+
+  async revertCandidates(rolloutId: string, limit: number): Promise<HostRunRecord[]> {
+    return await this.rows(
+      `WHERE rollout_id = $1 AND changed
+         AND state IN ('healthy', 'failed', 'timed_out', 'cancelled', 'skipped', 'reverted', 'revert_failed')
+         AND (state != 'revert_failed' OR revert_order_id IS NULL)
+       ORDER BY wave, position LIMIT $2`,
+      [rolloutId, limit],
+    );
+  }
+
+  async recentForHost(hostId: string, limit: number): Promise<HostRunRecord[]> {
+    return await this.rows('WHERE host_id = $1 ORDER BY rowid DESC LIMIT $2', [hostId, limit]);
+  }
+
+  async forHostInStates(hostId: string, states: readonly HostRunState[]): Promise<HostRunRecord[]> {
+    // As SQLite answers through its (host_id, state) index: by state, then the order written.
+    return await this.rows(
+      `WHERE host_id = $1 AND state = ANY($2::text[]) AND rollout_id IN (SELECT id FROM rollouts)
+       ORDER BY state COLLATE "C", rowid`,
+      [hostId, states],
+    );
+  }
+
+  async failures(rolloutId: string, wave?: number): Promise<number> {
+    const row = await this.executor.one<{ n: number }>(
+      `SELECT count(*) AS n FROM host_runs
+        WHERE rollout_id = $1 AND ($2::integer IS NULL OR wave = $2) AND counted_failure`,
+      [rolloutId, wave ?? null],
+    );
+    return row?.n ?? 0;
+  }
+
+  async markAnswered(rolloutId: string, hostId: string): Promise<void> {
+    await this.executor.query('UPDATE host_runs SET answered = true WHERE rollout_id = $1 AND host_id = $2', [
+      rolloutId,
+      hostId,
+    ]);
+  }
+
+  async forgetRevertOrder(rolloutId: string, hostId: string): Promise<void> {
+    await this.executor.query('UPDATE host_runs SET revert_order_id = NULL WHERE rollout_id = $1 AND host_id = $2', [
+      rolloutId,
+      hostId,
+    ]);
+  }
+
+  async transition(rolloutId: string, hostId: string, from: HostRunState, write: HostRunWrite): Promise<boolean> {
+    const where = 'WHERE rollout_id = $1 AND host_id = $2 AND state = $3 RETURNING 1';
+    const key = [rolloutId, hostId, from];
+    let rows: unknown[];
+    switch (write.to) {
+      case 'queued':
+        rows = await this.executor.query(
+          `UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL,
+             counted_failure = false, answered = false, error_code = NULL, reason = NULL, health = NULL,
+             after_change = NULL, packages = NULL, rehearsal = NULL ${where}`,
+          key,
+        );
+        break;
+      case 'dispatched':
+        rows = await this.executor.query(
+          `UPDATE host_runs SET order_id = $4, state = 'dispatched', dispatched_at = $5, finished_at = NULL ${where}`,
+          [...key, write.orderId, write.at],
+        );
+        break;
+      case 'reverting':
+        rows = await this.executor.query(
+          `UPDATE host_runs SET revert_order_id = $4, state = 'reverting', dispatched_at = $5 ${where}`,
+          [...key, write.revertOrderId, write.at],
+        );
+        break;
+      default:
+        rows = await this.executor.query(
+          `UPDATE host_runs SET state = $4,
+             changed = COALESCE($5::boolean, changed),
+             counted_failure = COALESCE($6::boolean, counted_failure),
+             finished_at = CASE WHEN $7::boolean THEN $8::bigint ELSE finished_at END,
+             error_code = CASE WHEN $9::boolean THEN $10::text ELSE error_code END,
+             reason = CASE WHEN $9::boolean THEN $11::text ELSE reason END,
+             health = COALESCE($12::jsonb, health),
+             rehearsal = COALESCE($13::jsonb, rehearsal),
+             after_change = COALESCE($14::jsonb, after_change),
+             packages = COALESCE($15::jsonb, packages)
+           ${where}`,
+          [
+            ...key,
+            write.to,
+            write.changed ?? null,
+            write.countedFailure ?? null,
+            write.finishedAt !== undefined,
+            write.finishedAt ?? null,
+            write.errorCode !== undefined || write.reason !== undefined,
+            write.errorCode ?? null,
+            write.reason ?? null,
+            jsonOrNull(write.health),
+            jsonOrNull(write.rehearsal),
+            // SQLite's `write.afterChange ? … : null`: any falsy report leaves the column as it is.
+            write.afterChange ? JSON.stringify(write.afterChange) : null,
+            jsonOrNull(write.packages),
+          ],
+        );
+    }
+    return rows.length === 1;
+  }
+
+  async setChanged(rolloutId: string, hostId: string, changed: boolean): Promise<void> {
+    await this.executor.query('UPDATE host_runs SET changed = $3 WHERE rollout_id = $1 AND host_id = $2', [
+      rolloutId,
+      hostId,
+      changed,
+    ]);
+  }
+
+  private async rows(where: string, values: readonly unknown[]): Promise<HostRunRecord[]> {
+    return (await this.executor.query<HostRunRow>(`SELECT ${COLUMNS} FROM host_runs ${where}`, values)).map(toRecord);
+  }
+}

@@ -1,0 +1,126 @@
+import type { Approval, PromotionDecision, RolloutRequest, RolloutState } from '@fleetpatch/shared';
+import type { Public } from '../repositories.js';
+import {
+  type RolloutColumns,
+  type RolloutRecord,
+  type RolloutRepository,
+  rolloutFromColumns,
+} from '../rollout-repository.js';
+import type { PostgresExecutor } from './postgres-executor.js';
+
+/** Every column but `promotion`, which only `promotion()` reads. */
+const COLUMNS = `id, patch_id, request, state, created_by, host_count, wave_count, current_wave, bake_until,
+  state_reason, created_at, updated_at, started_at, finished_at`;
+
+/**
+ * Rollouts and their approvals on PostgreSQL: the twin of `RolloutRepository`. Where SQLite orders
+ * by `created_at` alone, ties (rollouts created in the same millisecond) are broken by id here, so
+ * the order does not depend on a plan PostgreSQL is free to change.
+ */
+export class PostgresRolloutRepository implements Public<RolloutRepository> {
+  constructor(private readonly db: PostgresExecutor) {}
+
+  async insert(
+    rollout: { id: string; patchId: string; request: RolloutRequest; state: RolloutState; createdBy: string },
+    at: string,
+  ): Promise<void> {
+    await this.db.query(
+      `INSERT INTO rollouts (id, patch_id, request, state, created_by, created_at, updated_at)
+       VALUES ($1, $2, $3::jsonb, $4, $5, $6, $6)`,
+      [rollout.id, rollout.patchId, JSON.stringify(rollout.request), rollout.state, rollout.createdBy, at],
+    );
+  }
+
+  async get(id: string): Promise<RolloutRecord | undefined> {
+    const row = await this.db.one<RolloutColumns>(`SELECT ${COLUMNS} FROM rollouts WHERE id = $1`, [id]);
+    return row && rolloutFromColumns(row);
+  }
+
+  async inStates(states: readonly RolloutState[]): Promise<RolloutRecord[]> {
+    const rows = await this.db.query<RolloutColumns>(
+      `SELECT ${COLUMNS} FROM rollouts WHERE state = ANY($1::text[]) ORDER BY created_at, id`,
+      [states],
+    );
+    return rows.map(rolloutFromColumns);
+  }
+
+  async list(limit: number): Promise<RolloutRecord[]> {
+    const rows = await this.db.query<RolloutColumns>(
+      `SELECT ${COLUMNS} FROM rollouts ORDER BY created_at DESC, id DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map(rolloutFromColumns);
+  }
+
+  async setState(id: string, state: RolloutState, reason: string | null, final: boolean, at: string): Promise<void> {
+    await this.db.query(
+      `UPDATE rollouts SET state = $2::text, state_reason = $3, updated_at = $5::timestamptz,
+         started_at = CASE WHEN $2::text = 'running' AND started_at IS NULL THEN $5::timestamptz ELSE started_at END,
+         finished_at = CASE WHEN $4::boolean THEN $5::timestamptz ELSE NULL END
+       WHERE id = $1`,
+      [id, state, reason, final, at],
+    );
+  }
+
+  async freezeTarget(id: string, hostCount: number, waveCount: number): Promise<void> {
+    await this.db.query('UPDATE rollouts SET host_count = $2, wave_count = $3 WHERE id = $1', [
+      id,
+      hostCount,
+      waveCount,
+    ]);
+  }
+
+  async setWave(id: string, wave: number, bakeUntil: number | null, at: string): Promise<void> {
+    await this.db.query('UPDATE rollouts SET current_wave = $2, bake_until = $3, updated_at = $4 WHERE id = $1', [
+      id,
+      wave,
+      bakeUntil,
+      at,
+    ]);
+  }
+
+  /** Returns false when this approver had already approved. */
+  async addApproval(id: string, approver: string, at: string): Promise<boolean> {
+    const rows = await this.db.query(
+      'INSERT INTO approvals (rollout_id, approver, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING approver',
+      [id, approver, at],
+    );
+    return rows.length > 0;
+  }
+
+  async setPromotion(id: string, decision: PromotionDecision): Promise<void> {
+    await this.db.query('UPDATE rollouts SET promotion = $2::jsonb WHERE id = $1', [id, JSON.stringify(decision)]);
+  }
+
+  async promotion(id: string): Promise<PromotionDecision | undefined> {
+    const row = await this.db.one<{ promotion: PromotionDecision | null }>(
+      'SELECT promotion FROM rollouts WHERE id = $1',
+      [id],
+    );
+    return row?.promotion ?? undefined;
+  }
+
+  async ofPatches(patchIds: readonly string[]): Promise<RolloutRecord[]> {
+    const rows = await this.db.query<RolloutColumns>(
+      `SELECT ${COLUMNS} FROM rollouts WHERE patch_id = ANY($1::text[]) ORDER BY created_at, id`,
+      [patchIds],
+    );
+    return rows.map(rolloutFromColumns);
+  }
+
+  async revertedSince(id: string, at: string): Promise<boolean> {
+    const row = await this.db.one<{ reverted: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM events WHERE rollout_id = $1 AND at >= $2
+         AND type IN ('rollout.reverting', 'host.revert_requested')) AS reverted`,
+      [id, at],
+    );
+    return row?.reverted === true;
+  }
+
+  async approvals(id: string): Promise<Approval[]> {
+    return await this.db.query<Approval>(
+      'SELECT approver, at FROM approvals WHERE rollout_id = $1 ORDER BY at, approver',
+      [id],
+    );
+  }
+}
