@@ -1,12 +1,21 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { configDefaults, defineConfig } from 'vitest/config';
 import { postgresCluster } from './test/support/postgres-cluster.js';
 import { met } from './test/support/requirements.js';
 import { skipAllowListPlugin } from './test/support/skip-allowlist.js';
 
 /**
- * Coordinator tests that stay on SQLite in the `coordinator-postgres` project, each for its reason.
- * Every other file of packages/coordinator/test runs there too, its simulated fleets on PostgreSQL.
+ * The engine's specification: the coordinator test files built on the simulated fleet, the ones
+ * that run again on PostgreSQL (the others — routes, hub, config — open no fleet store of their own
+ * and would only run on SQLite a second time).
  */
+const COORDINATOR_TESTS = 'packages/coordinator/test';
+const ENGINE_SPECIFICATION = readdirSync(COORDINATOR_TESTS)
+  .filter((name) => name.endsWith('.test.ts'))
+  .filter((name) => readFileSync(`${COORDINATOR_TESTS}/${name}`, 'utf8').includes('./support/simulated-fleet.js'))
+  .map((name) => `${COORDINATOR_TESTS}/${name}`);
+
+/** Engine specification files that stay on SQLite in the `coordinator-postgres` project, each for its reason. */
 const SQLITE_ONLY_COORDINATOR_TESTS = [
   // SQLite's own migrations, file permissions and pragmas.
   'packages/coordinator/test/migrations.test.ts',
@@ -60,7 +69,7 @@ export default defineConfig({
         test: {
           name: 'coordinator-postgres',
           include: met(...postgresCluster)
-            ? ['packages/coordinator/test/**/*.test.ts']
+            ? [...ENGINE_SPECIFICATION, 'packages/coordinator/test/engine-on-postgres.test.ts']
             : ['packages/coordinator/test/engine-on-postgres.test.ts'],
           exclude: [...configDefaults.exclude, ...SQLITE_ONLY_COORDINATOR_TESTS],
           env: { FLEETPATCH_TEST_STORE: 'postgres' },
