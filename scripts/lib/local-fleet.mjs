@@ -247,6 +247,7 @@ export async function issueJoinToken(api, hostId, labels = {}) {
  * `allowInsecure` says otherwise.
  * @param {object} options
  * @param {string} options.coordinatorUrl
+ * @param {string[]} [options.moreCoordinatorUrls] Further coordinators of its group, tried in turn after `coordinatorUrl`.
  * @param {boolean} [options.allowInsecure] Pass --allow-insecure; defaults to true for an http:// or ws:// coordinatorUrl.
  * @param {string} options.hostId
  * @param {string} [options.joinToken] Used on the first start only, to enroll; passed in the environment.
@@ -261,6 +262,7 @@ export async function issueJoinToken(api, hostId, labels = {}) {
  */
 export function startAgent({
   coordinatorUrl,
+  moreCoordinatorUrls = [],
   allowInsecure = /^(?:http|ws):/.test(coordinatorUrl),
   hostId,
   joinToken,
@@ -283,6 +285,7 @@ export function startAgent({
     '--root-dir',
     rootDir,
   ];
+  for (const url of moreCoordinatorUrls) args.push('--coordinator', url);
   for (const [k, v] of Object.entries(labels)) args.push('--label', `${k}=${v}`);
   for (const root of allowRoots) args.push('--allow-root', root);
   if (allowInsecure) args.push('--allow-insecure');

@@ -1,7 +1,6 @@
 import type { EventPage, HostRunState, HostView, RolloutStatus } from '@fleetpatch/shared';
 import type { DpkgRoot } from '../../packages/agent/test/support/deb-fixtures.js';
-import { waitFor } from '../../scripts/lib/local-fleet.mjs';
-import type { FaultFleet } from './fault-fleet.js';
+import { type ApiClient, waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { hostsOf, type JournalFileEntry, jsonLines, readJournal } from './fleet-harness.js';
 
 /**
@@ -69,6 +68,19 @@ export interface PackageExpectation {
 export type RolloutExpectation = FileExpectation | PackageExpectation;
 
 /**
+ * What the checker reads of a fleet: a fault fleet (one coordinator, hosts in namespaces) or a
+ * coordinator group fleet (several coordinators on PostgreSQL); `api` is the coordinator it asks.
+ */
+export interface CheckedFleet {
+  readonly api: ApiClient;
+  readonly hostIds: readonly string[];
+  dataOf(id: string): string;
+  readFileAt(id: string, path?: string): Promise<string | null>;
+  agentLogs(): string[];
+  waitOnline(ids: readonly string[], timeoutMs: number): Promise<unknown>;
+}
+
+/**
  * What the checker reads of one kind of change: the driver's log lines that change (or find changed)
  * the target — one per apply run — and whether the host carries the change now, from the host itself.
  */
@@ -78,7 +90,7 @@ interface ChangeProbe {
   carries(hostId: string): Promise<boolean | string>;
 }
 
-function probeOf(fleet: FaultFleet, expectation: RolloutExpectation): ChangeProbe {
+function probeOf(fleet: CheckedFleet, expectation: RolloutExpectation): ChangeProbe {
   if ('changedContent' in expectation) {
     return {
       applyLines: new Set(['file apply: replaced', 'file apply: already in place']),
@@ -103,9 +115,9 @@ function probeOf(fleet: FaultFleet, expectation: RolloutExpectation): ChangeProb
 }
 
 /** How often each order id was applied according to the driver's log lines of every agent process. */
-function applyRunsInLogs(fleet: FaultFleet, applyLines: ReadonlySet<string>): Map<string, number> {
+function applyRunsInLogs(fleet: CheckedFleet, applyLines: ReadonlySet<string>): Map<string, number> {
   const runs = new Map<string, number>();
-  for (const line of jsonLines(fleet.fleet.agentLogs())) {
+  for (const line of jsonLines(fleet.agentLogs())) {
     if (typeof line.msg !== 'string' || !applyLines.has(line.msg) || typeof line.orderId !== 'string') continue;
     runs.set(line.orderId, (runs.get(line.orderId) ?? 0) + 1);
   }
@@ -137,10 +149,10 @@ function journalCarries(entries: readonly JournalFileEntry[], orderId: string): 
  * Checks one rollout once the fleet is quiet: every agent online, every journal entry of it done and
  * acknowledged (waited for, with a deadline), then the three accounts compared host by host.
  */
-export async function checkRollout(fleet: FaultFleet, expectation: RolloutExpectation): Promise<Verdict> {
-  const { api } = fleet.fleet;
+export async function checkRollout(fleet: CheckedFleet, expectation: RolloutExpectation): Promise<Verdict> {
+  const { api } = fleet;
   const { rolloutId } = expectation;
-  await fleet.fleet.waitOnline(fleet.hostIds, 60_000);
+  await fleet.waitOnline(fleet.hostIds, 60_000);
   const journals = new Map<string, JournalFileEntry[]>();
   // Quiet: every order of this rollout in every journal finished and acknowledged by the coordinator.
   await waitFor(

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { AgentProcess } from '../../scripts/lib/local-fleet.mjs';
+import type { AgentProcess, ApiClient } from '../../scripts/lib/local-fleet.mjs';
 import { FleetHarness, type FleetOptions } from './fleet-harness.js';
 import { HostNamespace } from './host-namespaces.js';
 import { LatencyRelay } from './latency-relay.js';
@@ -108,6 +108,19 @@ export class FaultFleet {
       await rm(work, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** The coordinator's API, as its admin (what `checkRollout` asks). */
+  get api(): ApiClient {
+    return this.fleet.api;
+  }
+
+  agentLogs(): string[] {
+    return this.fleet.agentLogs();
+  }
+
+  waitOnline(ids: readonly string[], timeoutMs?: number): Promise<true> {
+    return this.fleet.waitOnline(ids, timeoutMs);
   }
 
   rootOf(id: string): string {

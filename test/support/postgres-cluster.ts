@@ -76,6 +76,8 @@ export interface PostgresCluster {
   createDatabase(): Promise<string>;
   /** The URL of database `name` on this cluster. */
   urlOf(name: string): string;
+  /** Restarts the server (fast shutdown: every connection is cut), keeping its data and port. */
+  restart(): void;
   /** Stops the server (fast shutdown) and removes its directory; idempotent. */
   stop(): Promise<void>;
 }
@@ -185,6 +187,9 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
           await client.end();
         }
         return urlOf(name);
+      },
+      restart() {
+        asClusterUser('pg_ctl', ['restart', '-D', data, '-m', 'fast', '-l', join(dir, 'server.log'), '-w', '-t', '60']);
       },
       stop() {
         stopping ??= Promise.resolve().then(() => {

@@ -5,12 +5,15 @@ import type { Logger } from 'pino';
 import { AgentPresence } from './agents/agent-presence.js';
 import { COORDINATOR_VERSION } from './build-version.js';
 import { type CoordinatorConfig, databaseFile, storeDescription } from './config.js';
+import type { AgentChannel } from './engine/engine-interfaces.js';
 import { PreflightCollector } from './engine/preflight-collector.js';
 import { RolloutDryRun } from './engine/rollout-dry-run.js';
 import { type CoordinatorCrashPoint, RolloutEngine, type WaveGate } from './engine/rollout-engine.js';
 import { SYSTEM } from './engine/rollout-transition.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
+import { CoordinatorGroup } from './group/coordinator-group.js';
+import { groupCoordinatorId } from './group/coordinator-id.js';
 import { accessLog } from './http/access-log.js';
 import { ApiAuth, sha256Hex } from './http/api-auth.js';
 import { AuthFailureLimiter } from './http/auth-failure-limiter.js';
@@ -35,6 +38,7 @@ import { callerRoutes } from './routes/caller-routes.js';
 import { dashboardRoutes } from './routes/dashboard-routes.js';
 import { enrollmentRoutes } from './routes/enrollment-routes.js';
 import { eventStreamRoutes } from './routes/event-stream-routes.js';
+import { groupRoutes } from './routes/group-routes.js';
 import { packageRoutes } from './routes/package-routes.js';
 import { patchRoutes } from './routes/patch-routes.js';
 import { rolloutRoutes } from './routes/rollout-routes.js';
@@ -49,6 +53,10 @@ export interface FleetServices {
   engine: RolloutEngine;
   view: RolloutView;
   hub: AgentHub;
+  /** How the engine reaches agents: the hub alone, or in a group the hub and the outbox (and who is online anywhere). */
+  channel: AgentChannel;
+  /** The group this coordinator is a member of, on a PostgreSQL store; null alone (SQLite). */
+  group: CoordinatorGroup | null;
   /** Failed authentications per address; a self-authenticating route counts its own failures here. */
   authFailures: AuthFailureLimiter;
   patches: PatchCatalog;
@@ -147,6 +155,20 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     limits: config.agentLimits,
     observer: metrics,
   });
+  // On PostgreSQL the coordinator is a member of a group (one or more coordinators on the database):
+  // leases say who drives which rollout, the outbox reaches agents connected to another member.
+  const group =
+    config.store.kind === 'postgres'
+      ? await CoordinatorGroup.join({
+          url: config.store.url,
+          coordinatorId: config.store.coordinatorId ?? groupCoordinatorId(config.port),
+          leaseMs: config.store.leaseMs,
+          store,
+          hub,
+          log: options.logger.child({ component: 'group' }),
+        })
+      : null;
+  const channel: AgentChannel = group?.channel ?? hub;
   // The engine needs the scheduler to wake it, the scheduler needs the engine to wake: late-bound.
   let engineRef: RolloutEngine | null = null;
   const windows = new WindowScheduler({
@@ -156,7 +178,16 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   });
   const engine = new RolloutEngine({
     store,
-    channel: hub,
+    channel,
+    ...(group
+      ? {
+          driving: group.driving(
+            (rolloutId) => engineRef?.wake(rolloutId),
+            async (rolloutIds) => await engineRef?.takeOver(rolloutIds),
+          ),
+          stepGuard: group.stepLock,
+        }
+      : {}),
     log: options.logger.child({ component: 'engine' }),
     clock,
     waveGate: options.waveGate ?? canStartWave,
@@ -205,6 +236,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   });
   hub.setHandlers({
     onHello: (agentId, hello) => {
+      if (group) background(group.agentConnected(agentId), 'recording an agent connected to this coordinator');
       inventorySync.agentConnected(agentId);
       engine.onAgentHello(agentId, hello);
     },
@@ -215,6 +247,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     onInventory: (agentId, report) => background(inventorySync.onReport(agentId, report), 'taking an inventory report'),
     onSeen: (agentId) => background(presence.seen(agentId), 'recording when an agent was seen'),
     onDisconnect: (agentId) => {
+      if (group) background(group.agentGone(agentId), 'recording an agent gone from this coordinator');
       preflights.agentGone(agentId);
       inventorySync.agentGone(agentId);
       background(presence.disconnected(agentId), 'recording an agent gone');
@@ -237,6 +270,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
       });
   }, config.tickIntervalMs);
   ticker.unref();
+  group?.start();
   // preClose, not onClose: the HTTP server cannot finish closing while agent sockets are open.
   app.addHook('preClose', () =>
     runShutdownSteps(
@@ -244,6 +278,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
         { name: 'ticker', close: () => clearInterval(ticker) },
         { name: 'windows', close: () => windows.stop() },
         { name: 'engine', close: () => engine.stop() },
+        // Its leases and agents go at once (not after a lease period): the other members carry on.
+        ...(group ? [{ name: 'group', close: () => group.leave() }] : []),
         { name: 'hub', close: () => hub.close() },
         // Inventory reports accepted but not written yet: written before the store closes.
         { name: 'inventory', close: async () => await inventorySync.flush() },
@@ -256,8 +292,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   const authFailures = new AuthFailureLimiter(config.authFailures, clock);
   const view = new RolloutView(
     store,
-    (hostId) => hub.isOnline(hostId),
-    (hostId) => hub.protocolVersionOf(hostId),
+    (hostId) => channel.isOnline(hostId),
+    (hostId) => channel.protocolVersionOf(hostId),
     (orderId) => engine.liveHealth.of(orderId),
     () => clock.now(),
   );
@@ -266,6 +302,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     engine,
     view,
     hub,
+    channel,
+    group,
     authFailures,
     patches: new PatchCatalog(store, clock, {
       promotion: config.promotion,
@@ -280,8 +318,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     inventory: new InventoryView(
       store,
       {
-        isOnline: (hostId) => hub.isOnline(hostId),
-        protocolVersionOf: (hostId) => hub.protocolVersionOf(hostId),
+        isOnline: (hostId) => channel.isOnline(hostId),
+        protocolVersionOf: (hostId) => channel.protocolVersionOf(hostId),
         isCurrent: (hostId) => inventorySync.isCurrent(hostId),
       },
       clock,
@@ -320,6 +358,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   await app.register(eventStreamRoutes, { prefix: '/v1', limits: config.eventStreams });
   await app.register(auditRoutes, { prefix: '/v1' });
   await app.register(callerRoutes, { prefix: '/v1' });
+  await app.register(groupRoutes, { prefix: '/v1' });
   await app.register(dashboardRoutes);
   return app;
 }

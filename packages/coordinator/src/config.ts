@@ -178,6 +178,23 @@ export const StoreConfigSchema = z.discriminatedUnion('kind', [
       url: z
         .string()
         .refine((url) => postgresUrl(url) !== undefined, 'must be a postgres:// or postgresql:// URL naming a host'),
+      /**
+       * This coordinator's name in the group sharing the database: unique per coordinator, and kept
+       * across restarts (a restarted coordinator takes its rollouts back at once instead of waiting
+       * for their leases to expire). Default: the host name and port. FLEETPATCH_COORDINATOR_ID sets it.
+       */
+      coordinatorId: z
+        .string()
+        .regex(
+          /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/,
+          'letters, digits and . _ : - (1-128), starting with a letter or digit',
+        )
+        .optional(),
+      /**
+       * How long a rollout's lease lasts without renewal: after its driver dies, another coordinator
+       * takes the rollout over within about this long (plus a tick). Renewed every tick.
+       */
+      leaseMs: z.number().int().min(500).max(300_000).default(10_000),
     })
     .strict(),
 ]);
@@ -330,7 +347,19 @@ export function loadCoordinatorConfig(input: {
   set('dataDir', input.flags.dataDir);
   set('logLevel', input.flags.logLevel);
   // The environment's URL wins over the file's store, whatever kind the file named.
-  if (input.env.FLEETPATCH_STORE_URL) merged.store = { kind: 'postgres', url: input.env.FLEETPATCH_STORE_URL };
+  if (input.env.FLEETPATCH_STORE_URL) {
+    const fromFile = merged.store as Record<string, unknown> | undefined;
+    // The URL (it holds a password) from the environment; the file's group settings still apply.
+    merged.store = {
+      ...(fromFile?.kind === 'postgres' ? fromFile : {}),
+      kind: 'postgres',
+      url: input.env.FLEETPATCH_STORE_URL,
+    };
+  }
+  if (input.env.FLEETPATCH_COORDINATOR_ID) {
+    const store = (merged.store ?? {}) as Record<string, unknown>;
+    merged.store = { ...store, coordinatorId: input.env.FLEETPATCH_COORDINATOR_ID };
+  }
   if (input.env.FLEETPATCH_TLS_CERT_FILE || input.env.FLEETPATCH_TLS_KEY_FILE) {
     merged.tls = {
       ...(merged.tls as object | undefined),

@@ -56,6 +56,23 @@ export const WhoAmISchema = z
   .strict();
 export type WhoAmI = z.infer<typeof WhoAmISchema>;
 
+/**
+ * The coordinator group this coordinator belongs to: `GET /v1/group`. A coordinator on SQLite is
+ * alone (`store: sqlite`, no members, no leases). On PostgreSQL: the members with a fresh heartbeat
+ * and how many agents each holds, and which member drives which rollout (its lease and fencing token).
+ */
+export const GroupViewSchema = z
+  .object({
+    store: z.enum(['sqlite', 'postgres']),
+    coordinatorId: z.string().nullable(),
+    members: z.array(z.object({ id: z.string(), heartbeatAt: z.string(), agents: z.number().int() }).strict()),
+    leases: z.array(
+      z.object({ rolloutId: z.string(), holder: z.string(), token: z.number().int(), expiresAt: z.string() }).strict(),
+    ),
+  })
+  .strict();
+export type GroupView = z.infer<typeof GroupViewSchema>;
+
 // ---- agents ---------------------------------------------------------------------------------
 
 export const AgentViewSchema = z

@@ -18,7 +18,7 @@ import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout } from './rollout-signing.js';
 import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
 
-type RunnerDeps = Pick<EngineDeps, 'store' | 'clock' | 'log' | 'windows' | 'markDirty' | 'isStopped'>;
+type RunnerDeps = Pick<EngineDeps, 'store' | 'clock' | 'log' | 'windows' | 'markDirty' | 'isStopped' | 'drives'>;
 
 /** Where a measurement was taken: the rollout, wave and attempt it belongs to, and the queries as sent. */
 interface MeasurementKey {
@@ -64,7 +64,8 @@ export class AnalysisRunner {
     if (this.deps.isStopped()) return;
     for (const rollout of await store.rollouts.inStates(['running'])) {
       const { analyses } = rollout.request;
-      if (analyses.length === 0 || rollout.hostCount === 0) continue;
+      // In a coordinator group only the rollout's driver measures (one query per interval, not one per coordinator).
+      if (analyses.length === 0 || rollout.hostCount === 0 || !this.deps.drives(rollout.id)) continue;
       for (const analysis of analyses) {
         try {
           const now = clock.now();

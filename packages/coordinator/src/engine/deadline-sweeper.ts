@@ -1,7 +1,7 @@
 import { ErrorCode } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
-import type { EngineDeps } from './engine-interfaces.js';
+import { DRIVEN_STATES, type EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { SYSTEM } from './rollout-transition.js';
@@ -18,7 +18,7 @@ interface Expiry {
  * no answer to a revert order. Reads only dispatched hosts in flight, through the state index.
  */
 export async function expireDeadlines(
-  deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty'>,
+  deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty' | 'drives'>,
 ): Promise<void> {
   const { store, channel, clock } = deps;
   const now = clock.now();
@@ -47,13 +47,18 @@ export async function expireDeadlines(
   }
 }
 
-async function findExpired({ store }: Pick<EngineDeps, 'store'>, now: number): Promise<Expiry[]> {
+/** Rollouts that have a driver in a coordinator group (leased): only it sweeps their hosts. */
+const DRIVEN = new Set<string>(DRIVEN_STATES);
+
+async function findExpired({ store, drives }: Pick<EngineDeps, 'store' | 'drives'>, now: number): Promise<Expiry[]> {
   const rollouts = new Map<string, RolloutRecord | undefined>();
   const expired: Expiry[] = [];
   for (const run of await store.hostRuns.inStatesEverywhere([...IN_FLIGHT_HOST_STATES, 'reverting'])) {
     if (!rollouts.has(run.rolloutId)) rollouts.set(run.rolloutId, await store.rollouts.get(run.rolloutId));
     const rollout = rollouts.get(run.rolloutId);
     if (!rollout || run.dispatchedAt === null) continue;
+    // Another coordinator of the group drives it (a halted or aborted rollout has no driver: anyone sweeps it).
+    if (DRIVEN.has(rollout.state) && !drives(rollout.id)) continue;
     const { hostTimeoutSeconds, offline } = rollout.request;
     const age = now - run.dispatchedAt;
     if (run.state === 'reverting') {

@@ -1,4 +1,4 @@
-import type { Clock, CoordinatorMessage, MaintenanceWindow } from '@fleetpatch/shared';
+import type { Clock, CoordinatorMessage, MaintenanceWindow, RolloutState } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
 
@@ -36,6 +36,8 @@ export interface EngineDeps {
   windows: WindowWatcher | undefined;
   markDirty(rolloutId: string): void;
   isStopped(): boolean;
+  /** Whether this coordinator drives the rollout (always, alone; by its lease in a group). */
+  drives(rolloutId: string): boolean;
   /**
    * Test-only crash points, unset in production: `order:committed` (an apply order's row is committed,
    * not yet sent), `order:sent` (and sent), `result:committed` (a result is committed, not yet acked).
@@ -43,6 +45,32 @@ export interface EngineDeps {
    */
   checkpoint?: ((name: CoordinatorCrashPoint) => void) | undefined;
 }
+
+/**
+ * Who drives which rollout. A coordinator alone drives every one (`SOLE_DRIVER`); in a group on
+ * PostgreSQL each rollout has one driver at a time, by lease (group/rollout-leases.ts), renewed by the
+ * group's heartbeat. The driver ticks, advances and measures its rollouts; reports and verbs may land
+ * on any coordinator.
+ */
+export interface RolloutDriving {
+  /** Renews or takes the leases of these rollouts; returns those newly taken (their orders are resent). */
+  acquire(rolloutIds: readonly string[]): Promise<string[]>;
+  drives(rolloutId: string): boolean;
+  /** The fence, asked inside an engine step before acting on the rollout. */
+  confirm(rolloutId: string): Promise<boolean>;
+  /** Asks whoever drives the rollout to advance it (it moved here: a report, a verb). */
+  wakeDriver(rolloutId: string): void;
+}
+
+/** The rollout states that need a driver: a finished, halted or aborted rollout is leased by nobody. */
+export const DRIVEN_STATES: readonly RolloutState[] = ['scheduled', 'running', 'paused', 'reverting'];
+
+export const SOLE_DRIVER: RolloutDriving = {
+  acquire: async () => [],
+  drives: () => true,
+  confirm: async () => true,
+  wakeDriver: () => {},
+};
 
 /** Where the coordinator crash matrix (test/coordinator-crash.test.ts) kills the coordinator. */
 export type CoordinatorCrashPoint = 'order:committed' | 'order:sent' | 'result:committed';

@@ -2,8 +2,9 @@ import type { OrderApply, OrderRevert, Patch } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
-import type { AgentChannel } from './engine-interfaces.js';
+import type { AgentChannel, EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
+import { signedApplyOf, signedRevertOf } from './rollout-signing.js';
 
 /*
  * The orders sent to agents, built from committed host runs. Callers send only after the commit that
@@ -63,6 +64,34 @@ export async function sendBakeWatch(
   for (const run of await store.hostRuns.forWave(rollout.id, wave)) {
     if (run.state === 'healthy' && run.changed && run.orderId) {
       channel.send(run.hostId, { type: 'order.watch', orderId: run.orderId, seconds: rollout.request.bakeSeconds });
+    }
+  }
+}
+
+/**
+ * Sends again every order of a rollout still out: its applies in flight (while the rollout runs or
+ * is paused) and its reverts. For a coordinator that takes a rollout over from one that died: what
+ * that one sent may never have reached the agent. Agents answer an order they know from their journal.
+ */
+export async function resendInFlight(
+  deps: Pick<EngineDeps, 'store' | 'channel' | 'log'>,
+  rolloutId: string,
+): Promise<void> {
+  const { store, channel } = deps;
+  const rollout = await store.rollouts.get(rolloutId);
+  if (!rollout) return;
+  const runs = await store.hostRuns.inStates(rolloutId, [...IN_FLIGHT_HOST_STATES, 'reverting']);
+  const applying = runs.filter((run) => run.state !== 'reverting' && run.orderId);
+  if (applying.length > 0 && (rollout.state === 'running' || rollout.state === 'paused')) {
+    const patch = (await store.patches.get(rollout.patchId)) as Patch;
+    const signed = await signedApplyOf(store, rolloutId);
+    for (const run of applying) sendApply(channel, rollout, run, patch, signed);
+  }
+  for (const run of runs.filter((r) => r.state === 'reverting')) {
+    try {
+      sendRevert(channel, run, await signedRevertOf(store, rolloutId, run.hostId));
+    } catch (err) {
+      deps.log.error({ err, rolloutId, hostId: run.hostId }, 'revert order not resent');
     }
   }
 }

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { type MetricQuery, queryPrometheus } from '../analysis/prometheus-query.js';
 import type { PromotionConfig } from '../config.js';
 import type { HostRunRecord } from '../store/host-run-repository.js';
-import { OneAtATime } from '../store/one-at-a-time.js';
+import { OneAtATime, type SectionGuard } from '../store/one-at-a-time.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
@@ -32,16 +32,18 @@ import type {
   CoordinatorCrashPoint,
   EngineClock,
   EngineDeps,
+  RolloutDriving,
   WaveGate,
   WindowWatcher,
 } from './engine-interfaces.js';
+import { SOLE_DRIVER } from './engine-interfaces.js';
 import { canaryFitnessOf, planCanaryFirst, resolveFleetTarget } from './fleet-target.js';
 import { TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { invalidField } from './invalid-field.js';
 import { LiveHealthBoard } from './live-health.js';
-import { cancelInFlight } from './order-sender.js';
+import { cancelInFlight, resendInFlight } from './order-sender.js';
 import { checkPromotion, environmentOf, promotionRefusal, stageRunsOf } from './promotion-gate.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
@@ -86,6 +88,10 @@ export interface RolloutEngineOptions {
   promotion?: PromotionConfig | undefined;
   /** Change record fields a patch must fill before a rollout of it is approved or started (default none). */
   requiredRecordFields?: readonly ChangeRecordField[];
+  /** In a coordinator group: which rollouts this coordinator drives (default: all of them). */
+  driving?: RolloutDriving;
+  /** In a coordinator group: what makes the engine's steps one at a time across the group too. */
+  stepGuard?: SectionGuard;
 }
 
 /** An admin's reason to start a rollout the promotion order would refuse. */
@@ -125,7 +131,8 @@ export class RolloutEngine {
   /** Each order's latest health results while its host verifies or bakes (the status shows them). */
   readonly liveHealth = new LiveHealthBoard();
   /** The engine's steps (verbs, ticks, recording a burst, advancing) run one at a time: see OneAtATime. */
-  private readonly steps = new OneAtATime();
+  private readonly steps: OneAtATime;
+  private readonly driving: RolloutDriving;
   private readonly dirty = new Set<string>();
   /** The last reason each scheduled start was refused for, so a wait is logged once, not every tick. */
   private readonly startRefusals = new Map<string, string>();
@@ -147,6 +154,8 @@ export class RolloutEngine {
     this.minApprovals = options.minApprovals ?? 0;
     this.promotion = options.promotion;
     this.requiredRecordFields = options.requiredRecordFields ?? [];
+    this.steps = new OneAtATime(options.stepGuard);
+    this.driving = options.driving ?? SOLE_DRIVER;
     this.deps = {
       store: this.store,
       channel: this.channel,
@@ -156,6 +165,7 @@ export class RolloutEngine {
       windows: this.windows,
       markDirty: (rolloutId) => this.markDirty(rolloutId),
       isStopped: () => this.stopped,
+      drives: (rolloutId) => this.driving.drives(rolloutId),
       checkpoint: options.checkpoint,
     };
     this.reverts = new RevertRunner(this.deps);
@@ -673,6 +683,7 @@ export class RolloutEngine {
     return this.steps.run(async () => {
       for (const rollout of await this.store.rollouts.inStates(['scheduled'])) {
         const startAt = rollout.request.startAt;
+        if (!this.driving.drives(rollout.id)) continue;
         if (startAt === undefined || Date.parse(startAt) > this.clock.now()) continue;
         try {
           await this.start(rollout.id, SYSTEM);
@@ -689,8 +700,23 @@ export class RolloutEngine {
       await expireDeadlines(this.deps);
       await this.analyses.tick();
       for (const rollout of await this.store.rollouts.inStates(['running', 'paused', 'reverting']))
-        this.markDirty(rollout.id);
+        if (this.driving.drives(rollout.id)) this.markDirty(rollout.id);
       await this.advanceDirty();
+    });
+  }
+
+  /**
+   * In a group: this coordinator now drives these rollouts (a first lease, or one taken over from a
+   * coordinator that died). Their in-flight orders go again: what the last driver sent may never
+   * have reached the agent (an agent answers an order it has from its journal: nothing applies twice).
+   */
+  async takeOver(rolloutIds: readonly string[]): Promise<void> {
+    await this.steps.run(async () => {
+      for (const id of rolloutIds) {
+        this.log.info({ rolloutId: id }, 'driving this rollout now');
+        await resendInFlight(this.deps, id);
+        this.markDirty(id);
+      }
     });
   }
 
@@ -793,6 +819,22 @@ export class RolloutEngine {
     for (const resolve of waiters) resolve();
   }
 
+  /**
+   * Whether this coordinator may advance the rollout now: alone, always. In a group, when it holds
+   * the lease (taking it if the rollout has no live driver: a rollout just started here) and its
+   * token is still the lease's; otherwise the driver is woken to do it.
+   */
+  private async drivesNow(id: string): Promise<boolean> {
+    if (this.driving === SOLE_DRIVER) return true;
+    if (!this.driving.drives(id)) {
+      const taken = await this.driving.acquire([id]);
+      if (taken.length > 0) await this.takeOver(taken);
+    }
+    if (this.driving.drives(id) && (await this.driving.confirm(id))) return true;
+    this.driving.wakeDriver(id);
+    return false;
+  }
+
   private async advanceDirty(): Promise<void> {
     this.advanceScheduled = false;
     if (this.stopped) return;
@@ -800,6 +842,7 @@ export class RolloutEngine {
     this.dirty.clear();
     for (const id of ids) {
       try {
+        if (!(await this.drivesNow(id))) continue;
         await this.advancer.advance(id);
       } catch (err) {
         this.log.error({ err, rolloutId: id }, 'advancing rollout failed; will retry on the next tick');

@@ -22,6 +22,7 @@ const TAGS = {
   enrollment: 'Join tokens, and agents enrolling their keys with them.',
   inventory: "The fleet's installed packages and their compliance with fixed versions.",
   caller: 'Who the calling token is and what it may do.',
+  group: 'The coordinators sharing one PostgreSQL store, and which drives which rollout.',
   health: 'Is the coordinator up.',
 } as const;
 export type ApiTag = keyof typeof TAGS;

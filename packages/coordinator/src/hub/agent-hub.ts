@@ -205,6 +205,11 @@ export class AgentHub implements AgentChannel {
     if (connection) this.closeSoon(connection, code, reason);
   }
 
+  /** The agents with a live connection here. */
+  onlineIds(): string[] {
+    return [...this.connections.values()].filter((c) => c.greeted).map((c) => c.agentId);
+  }
+
   onlineCount(): number {
     return this.connections.size;
   }

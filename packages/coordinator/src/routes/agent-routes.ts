@@ -17,7 +17,7 @@ const Params = z.object({ id: HostIdSchema });
 
 /** The fleet: list it, one host's history, revoke a host's credential. Agents join by enrollment. */
 export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
-  const { store, hub, enrollment } = app.fleet;
+  const { store, channel, enrollment } = app.fleet;
 
   app.get(
     '/agents',
@@ -39,7 +39,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => ({
       agents: (await store.agents.list())
         .filter((agent) => request.query.removed === 'true' || agent.removedAt === null)
-        .map((agent) => ({ ...agent, online: hub.isOnline(agent.id) })),
+        .map((agent) => ({ ...agent, online: channel.isOnline(agent.id) })),
     }),
   );
 
@@ -68,7 +68,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
         reason: run.reason,
         ...(run.packages ? { packages: run.packages } : {}),
       }));
-      return { agent: { ...agent, online: hub.isOnline(agent.id) }, hostRuns };
+      return { agent: { ...agent, online: channel.isOnline(agent.id) }, hostRuns };
     },
   );
 
@@ -99,7 +99,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       await enrollment.removeAgent(request.params.id, callerOf(request).name, request.query.force === 'true');
       const agent = await store.agents.get(request.params.id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not known`);
-      return { ...agent, online: hub.isOnline(agent.id) };
+      return { ...agent, online: channel.isOnline(agent.id) };
     },
   );
 
@@ -118,7 +118,7 @@ export const agentRoutes: FastifyPluginAsyncZod = async (app) => {
       await enrollment.revokeAgent(request.params.id, callerOf(request).name);
       const agent = await store.agents.get(request.params.id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${request.params.id} is not known`);
-      return { ...agent, online: hub.isOnline(agent.id) };
+      return { ...agent, online: channel.isOnline(agent.id) };
     },
   );
 };

@@ -133,7 +133,7 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
       // Subscribe before reading the backlog so nothing committed in between is lost; `after` dedupes.
       const live: EventRecord[] = [];
       let replaying = true;
-      unsubscribe = store.onEvent((event) => {
+      unsubscribe = store.onStreamEvent((event) => {
         if (event.rolloutId !== rolloutId) return;
         if (!replaying) write(event);
         else if (live.push(event) > LIVE_BACKLOG_CAP) {

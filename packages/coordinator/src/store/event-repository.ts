@@ -53,6 +53,7 @@ export class EventRepository {
       ),
       forRollout: db.prepare('SELECT * FROM events WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
       all: db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?'),
+      latestSeq: db.prepare('SELECT coalesce(max(seq), 0) AS seq FROM events'),
       lastToState: db.prepare(
         'SELECT to_state FROM events WHERE rollout_id = ? AND to_state IN (SELECT value FROM json_each(?)) ORDER BY seq DESC LIMIT 1',
       ),
@@ -74,6 +75,11 @@ export class EventRepository {
   /** Events of one rollout after `afterSeq`, oldest first. */
   async page(rolloutId: string, afterSeq: number, limit: number): Promise<EventRecord[]> {
     return (this.statements.forRollout.all(rolloutId, afterSeq, limit) as EventRow[]).map(toRecord);
+  }
+
+  /** The newest event's seq (0 with none): where a reader of what comes next starts. */
+  async latestSeq(): Promise<number> {
+    return (this.statements.latestSeq.get() as { seq: number }).seq;
   }
 
   /** Every event after `afterSeq` — rollouts, patches, agents — oldest first. */

@@ -43,6 +43,9 @@ interface TransactionContext {
  */
 export class Store {
   private readonly listeners = new Set<EventListener>();
+  /** Live readers of every event of the group (the SSE stream), fed by `feedStream` once a tail does. */
+  private readonly streamListeners = new Set<EventListener>();
+  private streamFedByTail = false;
   private readonly progressListeners = new Set<ProgressListener>();
   /** The transaction in progress, if any: transactions never overlap (see `transaction()`). */
   private readonly context = new AsyncLocalStorage<TransactionContext>();
@@ -200,6 +203,25 @@ export class Store {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * For live readers that must see every event, whichever coordinator of a group committed it (the
+   * SSE stream). Alone, a coordinator feeds them its own commits; in a group its event tail feeds
+   * them from the database, in `seq` order, its own commits included (so each event comes once).
+   */
+  onStreamEvent(listener: EventListener): () => void {
+    this.streamListeners.add(listener);
+    return () => this.streamListeners.delete(listener);
+  }
+
+  /** From now on the stream is fed by `feedStream` only (see group/event-tail.ts). */
+  feedStreamFromTail(): void {
+    this.streamFedByTail = true;
+  }
+
+  feedStream(event: EventRecord): void {
+    notifyAll(this.streamListeners, event);
+  }
+
   onProgress(listener: ProgressListener): () => void {
     this.progressListeners.add(listener);
     return () => this.progressListeners.delete(listener);
@@ -210,13 +232,8 @@ export class Store {
   }
 
   private publish(event: EventRecord): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch {
-        // A failing listener (a closed SSE client) must not break the transition that was committed.
-      }
-    }
+    notifyAll(this.listeners, event);
+    if (!this.streamFedByTail) notifyAll(this.streamListeners, event);
   }
 
   private publishProgress(notice: ProgressNotice): void {
@@ -226,6 +243,16 @@ export class Store {
       } catch {
         // As for events: a failing reader must not break what was committed.
       }
+    }
+  }
+}
+
+function notifyAll(listeners: ReadonlySet<EventListener>, event: EventRecord): void {
+  for (const listener of listeners) {
+    try {
+      listener(event);
+    } catch {
+      // A failing listener (a closed SSE client) must not break the transition that was committed.
     }
   }
 }

@@ -1,4 +1,5 @@
 import type { EventRecord } from '@fleetpatch/shared';
+import { NotifyChannel } from '../../group/notify-channels.js';
 import {
   type EventColumns,
   type EventRepository,
@@ -9,19 +10,27 @@ import {
 import type { Public } from '../repositories.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
+/** The advisory lock key that orders event commits: the bytes of "fpevents" as a signed 64-bit integer. */
+export const EVENT_ORDER_LOCK_KEY = '7381511348442526835';
+
 /**
  * The append-only audit log on PostgreSQL: the twin of `EventRepository`. `seq` comes from an
- * identity column; readers page by it, so a reader only ever misses an event that has not committed
- * yet — with one coordinator writing one transaction at a time, seqs commit in order.
+ * identity column; readers page by it, and seqs commit in order (see `append`), so a reader only
+ * ever misses an event that has not committed yet.
  */
 export class PostgresEventRepository implements Public<EventRepository> {
   constructor(private readonly db: PostgresExecutor) {}
 
   async append(event: NewEvent, at: string): Promise<EventRecord> {
     const record = newEventRecord(event, at);
+    // The lock, taken before the seq is drawn and held to the commit, makes seqs commit in their
+    // order across every coordinator of a group: a reader paging by seq (the SSE resume, the event
+    // tail) never passes a seq whose event is still to commit. The NOTIFY goes out at the commit.
     const row = await this.db.one<{ seq: number }>(
       `INSERT INTO events (rollout_id, host_id, actor, type, from_state, to_state, data, at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING seq`,
+       SELECT $1, $2, $3, $4, $5, $6, $7::jsonb, $8
+         FROM (SELECT pg_advisory_xact_lock(${EVENT_ORDER_LOCK_KEY}), pg_notify('${NotifyChannel.events}', '')) AS ordered
+       RETURNING seq`,
       [
         record.rolloutId,
         record.hostId,
@@ -51,6 +60,10 @@ export class PostgresEventRepository implements Public<EventRepository> {
       [rolloutId, afterSeq, limit],
     );
     return rows.map(eventFromColumns);
+  }
+
+  async latestSeq(): Promise<number> {
+    return (await this.db.one<{ seq: number }>('SELECT coalesce(max(seq), 0)::bigint AS seq FROM events'))?.seq ?? 0;
   }
 
   async pageAll(afterSeq: number, limit: number): Promise<EventRecord[]> {

@@ -234,4 +234,46 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX analysis_measurements_run ON analysis_measurements (rollout_id, wave, name, attempt, seq);
     `,
   },
+  {
+    version: 2,
+    name: 'a coordinator group: members, rollout leases, agent connections and the agent outbox',
+    sqliteVersion: 12,
+    // PostgreSQL only (GROUP_TABLES): a SQLite store has one coordinator, which needs none of them.
+    sql: `
+      CREATE TABLE coordinators (
+        id text COLLATE "C" PRIMARY KEY,
+        started_at timestamptz(3) NOT NULL,
+        heartbeat_at timestamptz(3) NOT NULL
+      );
+
+      CREATE TABLE rollout_leases (
+        rollout_id text COLLATE "C" PRIMARY KEY REFERENCES rollouts (id),
+        holder text COLLATE "C" NOT NULL,
+        token bigint NOT NULL,
+        expires_at timestamptz(3) NOT NULL
+      );
+
+      CREATE TABLE agent_connections (
+        agent_id text COLLATE "C" PRIMARY KEY,
+        coordinator_id text COLLATE "C" NOT NULL,
+        protocol_version integer,
+        connected_at timestamptz(3) NOT NULL
+      );
+      CREATE INDEX agent_connections_by_coordinator ON agent_connections (coordinator_id);
+
+      CREATE TABLE agent_outbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        agent_id text COLLATE "C" NOT NULL,
+        message jsonb NOT NULL,
+        created_at timestamptz(3) NOT NULL
+      );
+      CREATE INDEX agent_outbox_by_agent ON agent_outbox (agent_id, id);
+    `,
+  },
 ];
+
+/**
+ * Tables only a PostgreSQL store has: how the coordinators of one group share work (see ../../group/).
+ * The schema parity test leaves them out.
+ */
+export const GROUP_TABLES: readonly string[] = ['agent_connections', 'agent_outbox', 'coordinators', 'rollout_leases'];
