@@ -153,6 +153,31 @@ describe('fleetpatch-agent --check-config', () => {
     expect(out.stdout).not.toContain(JOIN_TOKEN);
   });
 
+  it('--coordinator given twice: both coordinators, in the order they are tried', () => {
+    const tokenFile = file('join-token-two', `${JOIN_TOKEN}\n`);
+    const config = file('agent-two.yaml', `coordinatorUrl: https://old:7420\njoinTokenFile: ${tokenFile}\n`);
+    const coordinators = ['--coordinator', 'https://coord-1:7420', '--coordinator', 'https://coord-2:7420'];
+    const out = run(AGENT_BIN, [
+      '--check-config',
+      '--config',
+      config,
+      ...coordinators,
+      '--data-dir',
+      join(work, 'two'),
+    ]);
+    expect(out.stderr).toBe('');
+    expect(out.status).toBe(0);
+    expect(out.stdout).toContain('coordinators:  https://coord-1:7420\n               https://coord-2:7420\n');
+    expect(out.stdout).not.toContain('old');
+  });
+
+  it('coordinatorUrl and coordinatorUrls both: exits 2 naming the field', () => {
+    const config = file('agent-both.yaml', 'coordinatorUrl: https://a:7420\ncoordinatorUrls: [https://b:7420]\n');
+    const out = run(AGENT_BIN, ['--check-config', '--config', config]);
+    expect(out.status).toBe(2);
+    expect(out.stderr).toMatch(/not both\s+→ at coordinatorUrls/);
+  });
+
   it('not enrolled and no join token: exits 2 naming joinToken', () => {
     const config = file('agent-no-token.yaml', 'coordinatorUrl: http://127.0.0.1:7420\nallowInsecure: true\n');
     const out = run(AGENT_BIN, ['--check-config', '--config', config, '--data-dir', join(work, 'empty')]);

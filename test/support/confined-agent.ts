@@ -13,7 +13,7 @@ import { type AgentExit, type AgentProcess, startAgent } from '../../scripts/lib
 /** What the agent's config file holds beyond what the harness sets itself (where it dials, its dirs, its id). */
 export type AgentPolicyConfig = Omit<
   z.input<typeof AgentConfigSchema>,
-  'coordinatorUrl' | 'dataDir' | 'rootDir' | 'hostId' | 'allowInsecure'
+  'coordinatorUrl' | 'coordinatorUrls' | 'dataDir' | 'rootDir' | 'hostId' | 'allowInsecure'
 >;
 
 export interface ConfinedAgentOptions {

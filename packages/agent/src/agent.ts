@@ -17,7 +17,7 @@ import { CoordinatorConnection, type HelloContent } from './coordinator-connecti
 import { coordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
 import { AptDriver } from './drivers/apt-driver.js';
 import { FileDriver } from './drivers/file-driver.js';
-import { EnrollmentRefused, enrollAndStore } from './enrollment-client.js';
+import { EnrollmentRefused, EnrollmentUnanswered, enrollAndStore } from './enrollment-client.js';
 import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { DpkgInventory } from './inventory/dpkg-inventory.js';
@@ -153,7 +153,7 @@ export class Agent {
     this.credential = await this.obtainCredential();
     if (this.state !== 'running') return;
     this.connection = new CoordinatorConnection({
-      url: agentSocketUrl(config.coordinatorUrl),
+      urls: config.coordinatorUrls.map(agentSocketUrl),
       agentId: () => (this.credential as AgentCredential).hostId,
       tls: coordinatorTlsOptions(config.tls),
       log,
@@ -263,7 +263,10 @@ export class Agent {
     for (let attempt = 0; ; attempt++) {
       try {
         const enrolled = await enrollAndStore(config, config.joinToken, hostId);
-        log.info({ hostId, labels: enrolled.labels }, 'enrolled with the coordinator');
+        log.info(
+          { hostId, labels: enrolled.result.labels, coordinator: enrolled.coordinatorUrl },
+          'enrolled with the coordinator',
+        );
         const credential = await readCredential(config.dataDir);
         if (!credential) throw new Error('the credential just written cannot be read back');
         return credential;
@@ -276,8 +279,12 @@ export class Agent {
         const ceiling = Math.min(config.backoffMaxMs, config.backoffBaseMs * 2 ** Math.min(attempt, 10));
         const delay = Math.max(50, Math.floor(Math.random() * ceiling));
         // A refused certificate gets its own clear line (see coordinator-tls.ts), not a bare retry.
-        if (!refusals.report(err))
-          log.warn({ err: (err as Error).message, retryInMs: delay }, 'enrollment failed; retrying');
+        const failures = err instanceof EnrollmentUnanswered ? err.failures : [{ coordinatorUrl: undefined, err }];
+        const unexplained = failures.filter((failure) => !refusals.report(failure.err));
+        if (unexplained.length > 0) {
+          const errors = unexplained.map((f) => ({ coordinator: f.coordinatorUrl, err: (f.err as Error).message }));
+          log.warn({ errors, retryInMs: delay }, 'enrollment failed; retrying');
+        }
         // Not unref'd: while enrolling, this timer is all that keeps the agent process alive.
         await new Promise((resolve) => setTimeout(resolve, delay));
       }

@@ -28,7 +28,7 @@ export async function checkAgentConfig(config: AgentConfig): Promise<{ ok: boole
   const lines = [
     problems.length === 0 ? 'configuration OK' : 'configuration NOT OK:',
     ...problems.map((problem) => `  ${problem}`),
-    `coordinator:   ${config.coordinatorUrl}${isInsecureUrl(config.coordinatorUrl) ? '  (WARNING: no TLS)' : ''}`,
+    ...coordinatorLines(config.coordinatorUrls),
     `identity:      ${enrollment}`,
     `data dir:      ${config.dataDir}`,
     `root dir:      ${config.rootDir}`,
@@ -39,4 +39,12 @@ export async function checkAgentConfig(config: AgentConfig): Promise<{ ok: boole
     `metrics:       ${config.metrics.textfile ?? 'off'}`,
   ];
   return { ok: problems.length === 0, text: `${lines.join('\n')}\n` };
+}
+
+/** One line per coordinator, in the order they are tried; a list of several is labelled as such. */
+function coordinatorLines(urls: readonly string[]): string[] {
+  const label = urls.length === 1 ? 'coordinator:' : 'coordinators:';
+  return urls.map(
+    (url, index) => `${(index === 0 ? label : '').padEnd(15)}${url}${isInsecureUrl(url) ? '  (WARNING: no TLS)' : ''}`,
+  );
 }

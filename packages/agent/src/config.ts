@@ -17,10 +17,31 @@ import { checkCaPem, PinSha256Schema } from './coordinator-tls.js';
 import { DEFAULT_ALLOWED_DESTINATIONS, parseDestination } from './policy/allowed-destinations.js';
 import { DEFAULT_JOURNAL_QUOTA } from './policy/journal-quota.js';
 
-export const AgentConfigSchema = z
+/** A coordinator base URL (http(s):// or ws(s)://); the agent dials `<url>/v1/agents/connect`. */
+const CoordinatorUrlSchema = z.string().regex(/^(?:ws|wss|http|https):\/\//, 'must be an http(s):// or ws(s):// URL');
+
+/** More would only lengthen a failover round; a bigger group belongs behind one address (a load balancer). */
+export const MAX_COORDINATOR_URLS = 16;
+
+const INSECURE_URL_MESSAGE =
+  'an http:// or ws:// coordinator URL is not encrypted: the join token and every order would cross the network in clear. ' +
+  'Use https:// (trusting the coordinator with tls.caFile or --ca-file), or for a lab set ' +
+  'allowInsecure: true (--allow-insecure, FLEETPATCH_ALLOW_INSECURE=1)';
+
+const AgentConfigFields = z
   .object({
-    /** Coordinator base URL (http(s):// or ws(s)://); the agent dials `<url>/v1/agents/connect`. */
-    coordinatorUrl: z.string().regex(/^(?:ws|wss|http|https):\/\//, 'must be an http(s):// or ws(s):// URL'),
+    /** One coordinator, or one address in front of a group of them: the same as `coordinatorUrls` of one. */
+    coordinatorUrl: CoordinatorUrlSchema.optional(),
+    /**
+     * The coordinators of one group (sharing one store), tried in this order: the agent moves to the next
+     * on a failed or dropped connection (coordinator-rotation.ts). Every one must pass the same TLS trust.
+     */
+    coordinatorUrls: z
+      .array(CoordinatorUrlSchema)
+      .min(1)
+      .max(MAX_COORDINATOR_URLS)
+      .refine((urls) => new Set(urls).size === urls.length, 'lists a URL twice')
+      .optional(),
     /**
      * The id this host enrolls as (default: its hostname, as in its facts). Once enrolled, the id in the
      * credential file is the one that counts; naming another here is a configuration error.
@@ -228,18 +249,42 @@ export const AgentConfigSchema = z
     /** Allows http:// and ws:// coordinator URLs, where the token and every order cross the network in clear. */
     allowInsecure: z.boolean().default(false),
   })
-  .strict()
-  .refine((c) => c.allowInsecure || !isInsecureUrl(c.coordinatorUrl), {
-    message:
-      'an http:// or ws:// coordinator URL is not encrypted: the join token and every order would cross the network in clear. ' +
-      'Use https:// (trusting the coordinator with tls.caFile or --ca-file), or for a lab set ' +
-      'allowInsecure: true (--allow-insecure, FLEETPATCH_ALLOW_INSECURE=1)',
-    path: ['coordinatorUrl'],
-  });
+  .strict();
+
+/**
+ * The agent's configuration, with its coordinators always as `coordinatorUrls` (a list of one when the
+ * file said `coordinatorUrl`), so nothing downstream handles two shapes.
+ */
+export const AgentConfigSchema = AgentConfigFields.superRefine((c, ctx) => {
+  if (c.coordinatorUrl !== undefined && c.coordinatorUrls !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'give coordinatorUrl (one) or coordinatorUrls (a list), not both',
+      path: ['coordinatorUrls'],
+    });
+    return;
+  }
+  if (c.coordinatorUrl === undefined && c.coordinatorUrls === undefined) {
+    ctx.addIssue({ code: 'custom', message: 'required (or coordinatorUrls, a list)', path: ['coordinatorUrl'] });
+    return;
+  }
+  if (c.allowInsecure) return;
+  if (c.coordinatorUrl !== undefined && isInsecureUrl(c.coordinatorUrl)) {
+    ctx.addIssue({ code: 'custom', message: INSECURE_URL_MESSAGE, path: ['coordinatorUrl'] });
+  }
+  for (const [index, url] of (c.coordinatorUrls ?? []).entries()) {
+    if (isInsecureUrl(url))
+      ctx.addIssue({ code: 'custom', message: INSECURE_URL_MESSAGE, path: ['coordinatorUrls', index] });
+  }
+}).transform(({ coordinatorUrl, coordinatorUrls, ...rest }) => ({
+  ...rest,
+  coordinatorUrls: coordinatorUrls ?? [coordinatorUrl as string],
+}));
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 
 export interface AgentFlags {
-  coordinatorUrl?: string;
+  /** `--coordinator`, repeatable: one URL, or the coordinators of a group. */
+  coordinatorUrls?: string[];
   hostId?: string;
   joinTokenFile?: string;
   dataDir?: string;
@@ -263,7 +308,15 @@ export function loadAgentConfig(input: {
   const set = (key: string, value: unknown) => {
     if (value !== undefined && value !== '') merged[key] = value;
   };
-  set('coordinatorUrl', input.env.FLEETPATCH_COORDINATOR_URL);
+  const { FLEETPATCH_COORDINATOR_URL: envUrl, FLEETPATCH_COORDINATOR_URLS: envUrls } = input.env;
+  if (envUrl && envUrls) {
+    throw new Error(
+      'invalid agent configuration: give FLEETPATCH_COORDINATOR_URL or FLEETPATCH_COORDINATOR_URLS, not both',
+    );
+  }
+  if (envUrl) setCoordinators(merged, { coordinatorUrl: envUrl });
+  // Comma-separated; spaces around a comma are not part of a URL. An empty entry stays, and is refused.
+  if (envUrls) setCoordinators(merged, { coordinatorUrls: envUrls.split(',').map((url) => url.trim()) });
   set('hostId', input.env.FLEETPATCH_HOST_ID);
   set('joinToken', input.env.FLEETPATCH_JOIN_TOKEN);
   set('joinTokenFile', input.env.FLEETPATCH_JOIN_TOKEN_FILE);
@@ -272,7 +325,10 @@ export function loadAgentConfig(input: {
   if (input.env.FLEETPATCH_RECONNECT_MAX_MS) merged.backoffMaxMs = Number(input.env.FLEETPATCH_RECONNECT_MAX_MS);
   if (input.env.FLEETPATCH_ALLOW_INSECURE)
     merged.allowInsecure = /^(?:1|true|yes)$/i.test(input.env.FLEETPATCH_ALLOW_INSECURE);
-  const { labels, allowedRoots, caFile, ...flags } = input.flags;
+  const { labels, allowedRoots, caFile, coordinatorUrls, ...flags } = input.flags;
+  // One --coordinator stays `coordinatorUrl`, so that an error names the key the person thinks in.
+  if (coordinatorUrls?.length === 1) setCoordinators(merged, { coordinatorUrl: coordinatorUrls[0] });
+  else if (coordinatorUrls && coordinatorUrls.length > 1) setCoordinators(merged, { coordinatorUrls });
   const caFileSource = caFile ?? input.env.FLEETPATCH_CA_FILE;
   if (caFileSource) merged.tls = { ...(merged.tls as object | undefined), caFile: caFileSource };
   for (const [key, value] of Object.entries(flags)) set(key, value);
@@ -289,6 +345,16 @@ export function loadAgentConfig(input: {
     dataDir: resolve(config.dataDir),
     rootDir: resolve(config.rootDir),
   };
+}
+
+/** A later source (environment, then flags) replaces the coordinators an earlier one gave, whichever key that used. */
+function setCoordinators(
+  merged: Record<string, unknown>,
+  given: { coordinatorUrl: string | undefined } | { coordinatorUrls: string[] },
+): void {
+  delete merged.coordinatorUrl;
+  delete merged.coordinatorUrls;
+  Object.assign(merged, given);
 }
 
 function readJoinTokenFile(file: string): string {

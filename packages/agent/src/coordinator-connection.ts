@@ -16,17 +16,21 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
+import { CoordinatorRotation } from './coordinator-rotation.js';
 import { type CoordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
 
 /** A hello without its versions: the connection adds the range it accepts. */
 export type HelloContent = Omit<Hello, 'protocolVersion' | 'protocolVersions'>;
 
 export interface ConnectionOptions {
-  /** ws:// or wss:// URL of the coordinator's agent endpoint. */
-  url: string;
+  /**
+   * ws:// or wss:// URLs of the agent endpoint of each coordinator of one group, in the order they are
+   * tried (coordinator-rotation.ts). One is the single coordinator, or the address in front of a group.
+   */
+  urls: readonly string[];
   /** The host id this agent speaks for (sent on the upgrade; proven by the signature in hello). */
   agentId(): string;
-  /** How the coordinator's certificate is checked on wss:// (CA, pin); see coordinator-tls.ts. */
+  /** How the coordinator's certificate is checked on wss:// (CA, pin), the same for every URL; see coordinator-tls.ts. */
   tls?: CoordinatorTlsOptions;
   log: Logger;
   /**
@@ -43,7 +47,7 @@ export interface ConnectionOptions {
   /** Called before redialling after the coordinator refused this agent (4401): re-read the credential. */
   onRefused?(): Promise<void>;
   onMessage(message: CoordinatorMessage): void;
-  /** Reconnect backoff: base and cap, in ms; each wait is a random "full jitter" draw below the cap. */
+  /** Reconnect backoff: base and cap, in ms; it grows per round of the URLs, not per URL (coordinator-rotation.ts). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   /**
@@ -58,13 +62,14 @@ export interface ConnectionOptions {
 const SILENT_INTERVALS_TO_DROP = 2;
 
 /**
- * One outbound WebSocket to the coordinator, kept up for the life of the agent: reconnects with
- * exponential backoff and full jitter (so a restarted coordinator is not stampeded by the fleet),
- * sends an application heartbeat, and drops a connection that stops answering pings.
+ * One outbound WebSocket to a coordinator of the group, kept up for the life of the agent: on a failed
+ * or dropped connection it dials the next coordinator, with exponential backoff and full jitter per round
+ * (so a restarted coordinator is not stampeded by the fleet), sends an application heartbeat, and drops
+ * a connection that stops answering pings.
  */
 export class CoordinatorConnection {
   private socket: WebSocket | null = null;
-  private attempt = 0;
+  private readonly rotation: CoordinatorRotation;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -76,6 +81,16 @@ export class CoordinatorConnection {
 
   constructor(private readonly options: ConnectionOptions) {
     this.refusals = new TlsRefusalLog(options.log);
+    this.rotation = new CoordinatorRotation({
+      urls: options.urls,
+      backoffBaseMs: options.backoffBaseMs ?? 500,
+      backoffMaxMs: options.backoffMaxMs ?? 30_000,
+    });
+  }
+
+  /** The URL of the coordinator this agent is connected to (welcomed); undefined while it is not. */
+  get coordinatorUrl(): string | undefined {
+    return this.connected ? this.rotation.current : undefined;
   }
 
   /** The protocol version agreed on this connection; undefined until welcome. */
@@ -126,7 +141,8 @@ export class CoordinatorConnection {
   private connect(): void {
     if (this.stopped) return;
     const { log } = this.options;
-    const socket = new WebSocket(this.options.url, {
+    const url = this.rotation.current;
+    const socket = new WebSocket(url, {
       headers: { [AGENT_ID_HEADER]: this.options.agentId() },
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: 10_000,
@@ -142,7 +158,7 @@ export class CoordinatorConnection {
     let welcomeTimer: NodeJS.Timeout | undefined;
     let refused = false;
     socket.on('open', () => {
-      log.debug('connected; waiting for the challenge');
+      log.debug({ coordinator: url }, 'connected; waiting for the challenge');
       welcomeTimer = setTimeout(() => {
         log.warn('coordinator did not challenge or welcome this agent in time; reconnecting');
         socket.terminate();
@@ -192,9 +208,12 @@ export class CoordinatorConnection {
         this.protocolVersion = agreed;
         clearTimeout(welcomeTimer);
         this.welcomed = true;
-        this.attempt = 0;
+        this.rotation.welcomed();
         this.refusals.reset();
-        log.info({ agentId: parsed.message.agentId, protocolVersion: agreed }, 'connected to coordinator');
+        log.info(
+          { coordinator: url, agentId: parsed.message.agentId, protocolVersion: agreed },
+          'connected to coordinator',
+        );
         // One missed ping is tolerated (a busy coordinator, a slow link); two in a row drop the socket.
         this.startHeartbeat(parsed.message.heartbeatIntervalMs, () => {
           silentIntervals = heard ? 0 : silentIntervals + 1;
@@ -223,10 +242,13 @@ export class CoordinatorConnection {
       this.welcomed = false;
       if (this.stopped) return;
       const needsHuman = code === CloseCode.unauthorized || code === CloseCode.protocolMismatch;
-      const delay = this.nextDelay(needsHuman);
+      const next = this.rotation.next({ needsHuman });
       // A refused certificate was just logged (or deliberately not, as a repeat): no second line per dial.
       const logFn = needsHuman ? log.error.bind(log) : refused ? log.debug.bind(log) : log.warn.bind(log);
-      logFn({ code, reason: reason.toString(), retryInMs: delay }, closeExplanation(code));
+      logFn(
+        { coordinator: url, code, reason: reason.toString(), next: next.url, retryInMs: next.delayMs },
+        closeExplanation(code),
+      );
       this.reconnectTimer = setTimeout(() => {
         if (code !== CloseCode.unauthorized || !this.options.onRefused) {
           this.connect();
@@ -240,7 +262,7 @@ export class CoordinatorConnection {
             this.connect();
           },
         );
-      }, delay);
+      }, next.delayMs);
     });
   }
 
@@ -256,16 +278,6 @@ export class CoordinatorConnection {
   private stopHeartbeat(): void {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = null;
-  }
-
-  /** Full jitter: a uniform draw in [0, min(cap, base·2^attempt)]; a refused agent waits the cap. */
-  private nextDelay(needsHuman: boolean): number {
-    const base = this.options.backoffBaseMs ?? 500;
-    const cap = this.options.backoffMaxMs ?? 30_000;
-    if (needsHuman) return cap;
-    const ceiling = Math.min(cap, base * 2 ** this.attempt);
-    this.attempt = Math.min(this.attempt + 1, 30);
-    return Math.max(50, Math.floor(Math.random() * ceiling));
   }
 }
 

@@ -69,22 +69,46 @@ export async function enrollWithCoordinator(input: EnrollmentInput): Promise<Enr
 }
 
 /**
- * Enrolls `hostId` with the join token, coordinator and TLS trust of the agent's config and, once the
- * coordinator accepted the key, stores it in the data dir (0600); the old key stays until then.
+ * No coordinator of the list took the enrollment: each was unreachable, refused by its certificate, or
+ * answered "not now". The join token is not spent, so trying again later is right.
+ */
+export class EnrollmentUnanswered extends Error {
+  constructor(readonly failures: readonly { coordinatorUrl: string; err: Error }[]) {
+    super(failures.map((f) => `${f.coordinatorUrl}: ${f.err.message}`).join('; '));
+    this.name = 'EnrollmentUnanswered';
+  }
+}
+
+/**
+ * Enrolls `hostId` with the join token and TLS trust of the agent's config at the first of its
+ * coordinators that answers (they share one store, so any of them will do), and once that coordinator
+ * accepted the key, stores it in the data dir (0600); the old key stays until then. A refusal ends it
+ * at once: the others hold the same join tokens and would refuse too.
  */
 export async function enrollAndStore(
-  config: Pick<AgentConfig, 'coordinatorUrl' | 'tls' | 'dataDir'>,
+  config: Pick<AgentConfig, 'coordinatorUrls' | 'tls' | 'dataDir'>,
   joinToken: string,
   hostId: string,
-): Promise<EnrollResult> {
-  const enrolled = await enrollWithCoordinator({
-    coordinatorUrl: config.coordinatorUrl,
-    joinToken,
-    hostId,
-    tls: coordinatorTlsOptions(config.tls),
-  });
-  await writeCredential(config.dataDir, enrolled.credential, new Date().toISOString());
-  return enrolled.result;
+): Promise<{ result: EnrollResult; coordinatorUrl: string }> {
+  const failures: { coordinatorUrl: string; err: Error }[] = [];
+  for (const coordinatorUrl of config.coordinatorUrls) {
+    let enrolled: Enrolled;
+    try {
+      enrolled = await enrollWithCoordinator({
+        coordinatorUrl,
+        joinToken,
+        hostId,
+        tls: coordinatorTlsOptions(config.tls),
+      });
+    } catch (err) {
+      if (err instanceof EnrollmentRefused) throw err;
+      failures.push({ coordinatorUrl, err: err instanceof Error ? err : new Error(String(err)) });
+      continue;
+    }
+    await writeCredential(config.dataDir, enrolled.credential, new Date().toISOString());
+    return { result: enrolled.result, coordinatorUrl };
+  }
+  throw new EnrollmentUnanswered(failures);
 }
 
 function post(url: URL, body: string, input: EnrollmentInput): Promise<{ status: number; text: string }> {

@@ -8,7 +8,7 @@ import { checkAgentConfig } from './config-check.js';
 import { enrollAndStore } from './enrollment-client.js';
 import { collectFacts } from './facts.js';
 
-const USAGE = `usage: fleetpatch-agent [enroll] [--config FILE] [--coordinator URL] [--host-id ID] [--join-token-file FILE]
+const USAGE = `usage: fleetpatch-agent [enroll] [--config FILE] [--coordinator URL]... [--host-id ID] [--join-token-file FILE]
                         [--data-dir DIR] [--root-dir DIR] [--label KEY=VALUE]... [--allow-root PATH]...
                         [--log-level LEVEL] [--ca-file FILE] [--allow-insecure] [--check-config]
 
@@ -18,9 +18,10 @@ enrolls (a new key, kept once the coordinator accepts it) and exits: for a host 
 running agent picks the new key up by itself. Secrets are never taken on the command line.
 --check-config loads the configuration (YAML or JSON by its extension), checks that the agent can
 start (enrolled, or a join token to enroll with), prints a summary and exits 0; otherwise it names
-what is wrong and exits 2.
+what is wrong and exits 2. Several --coordinator (or FLEETPATCH_COORDINATOR_URLS=URL,URL): the coordinators
+of one group, tried in order; the agent moves to the next when one fails or drops it.
 
-Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL, FLEETPATCH_HOST_ID, FLEETPATCH_JOIN_TOKEN,
+Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL(S), FLEETPATCH_HOST_ID, FLEETPATCH_JOIN_TOKEN,
 FLEETPATCH_JOIN_TOKEN_FILE, FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of
 the reconnect backoff), FLEETPATCH_CA_FILE (CA trusted for the coordinator), FLEETPATCH_ALLOW_INSECURE=1
 (permit http:// and ws://).`;
@@ -32,7 +33,7 @@ async function main(): Promise<void> {
     const { values, positionals } = parseArgs({
       options: {
         config: { type: 'string' },
-        coordinator: { type: 'string' },
+        coordinator: { type: 'string', multiple: true },
         'host-id': { type: 'string' },
         'join-token-file': { type: 'string' },
         'data-dir': { type: 'string' },
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
       file: values.config ?? process.env.FLEETPATCH_AGENT_CONFIG,
       env: process.env,
       flags: {
-        ...(values.coordinator ? { coordinatorUrl: values.coordinator } : {}),
+        ...(values.coordinator ? { coordinatorUrls: values.coordinator } : {}),
         ...(values['host-id'] ? { hostId: values['host-id'] } : {}),
         ...(values['join-token-file'] ? { joinTokenFile: values['join-token-file'] } : {}),
         ...(values['data-dir'] ? { dataDir: values['data-dir'] } : {}),
@@ -100,9 +101,10 @@ async function main(): Promise<void> {
   // pino writes asynchronously by default, so a SIGKILL right after a log call loses the line; with
   // crash points armed, log synchronously so "test crash point reached" is on stdout before the kill.
   const log = crashAt.size > 0 ? pino(logOptions, pino.destination({ dest: 1, sync: true })) : pino(logOptions);
-  if (isInsecureUrl(config.coordinatorUrl)) {
+  const insecure = config.coordinatorUrls.filter(isInsecureUrl);
+  if (insecure.length > 0) {
     log.warn(
-      { coordinatorUrl: config.coordinatorUrl },
+      { coordinatorUrls: insecure },
       'allowInsecure: talking to the coordinator without TLS; the join token and every order cross the network in clear',
     );
   }
@@ -149,7 +151,7 @@ async function enrollOnly(config: AgentConfig): Promise<void> {
   try {
     const enrolled = await enrollAndStore(config, config.joinToken, hostId);
     process.stdout.write(
-      `enrolled ${hostId}${enrolled.replaced ? ' (replacing its previous key)' : ''}; credential in ${config.dataDir}\n`,
+      `enrolled ${hostId}${enrolled.result.replaced ? ' (replacing its previous key)' : ''} at ${enrolled.coordinatorUrl}; credential in ${config.dataDir}\n`,
     );
   } catch (err) {
     process.stderr.write(`fleetpatch-agent enroll: ${(err as Error).message}\n`);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { loadAgentConfig } from '../src/config.js';
+import { type AgentFlags, loadAgentConfig } from '../src/config.js';
+import { checkAgentConfig } from '../src/config-check.js';
 
 const base = { coordinatorUrl: 'https://coordinator.example' };
 const load = (flags: Record<string, unknown> = {}, file?: Record<string, unknown>) => {
@@ -43,5 +44,74 @@ describe('agent configuration: policy keys', () => {
     expect(
       load({}, { health: { allowedDestinations: ['[::1]:8080', 'db.internal:5432', '10.0.0.0/8'] } }),
     ).toBeDefined();
+  });
+});
+
+describe('agent configuration: coordinators', () => {
+  const A = 'https://coord-a:7420';
+  const B = 'https://coord-b:7420';
+  const fromFile = (config: Record<string, unknown>, env: Record<string, string> = {}, flags: AgentFlags = {}) =>
+    loadAgentConfig({ env, flags, file: writeTemp(config) });
+
+  it('takes one coordinatorUrl as a list of one, and a list as it is, in order', () => {
+    const single = fromFile({ coordinatorUrl: A });
+    expect(single.coordinatorUrls).toEqual([A]);
+    expect(single).not.toHaveProperty('coordinatorUrl');
+    expect(fromFile({ coordinatorUrls: [B, A] }).coordinatorUrls).toEqual([B, A]);
+  });
+
+  it('refuses both keys at once, naming the field, and neither', () => {
+    expect(() => fromFile({ coordinatorUrl: A, coordinatorUrls: [B] })).toThrow(
+      /give coordinatorUrl \(one\) or coordinatorUrls \(a list\), not both[\s\S]*at coordinatorUrls/,
+    );
+    expect(() => fromFile({})).toThrow(/required[\s\S]*at coordinatorUrl/);
+  });
+
+  it('refuses a bad entry by its index: not a URL, empty, in clear, twice, none, more than 16', () => {
+    expect(() => fromFile({ coordinatorUrls: [A, 'ftp://coord-b'] })).toThrow(
+      /must be an http\(s\):\/\/ or ws\(s\):\/\/ URL[\s\S]*at coordinatorUrls\[1\]/,
+    );
+    expect(() => fromFile({ coordinatorUrls: [A, ''] })).toThrow(/at coordinatorUrls\[1\]/);
+    expect(() => fromFile({ coordinatorUrls: [A, 'http://coord-b:7420'] })).toThrow(
+      /not encrypted[\s\S]*--allow-insecure[\s\S]*at coordinatorUrls\[1\]/,
+    );
+    expect(fromFile({ coordinatorUrls: [A, 'ws://coord-b:7420'], allowInsecure: true }).coordinatorUrls).toHaveLength(
+      2,
+    );
+    expect(() => fromFile({ coordinatorUrls: [A, B, A] })).toThrow(/lists a URL twice[\s\S]*at coordinatorUrls/);
+    expect(() => fromFile({ coordinatorUrls: [] })).toThrow(/at coordinatorUrls/);
+    const seventeen = Array.from({ length: 17 }, (_, i) => `https://coord-${i}:7420`);
+    expect(() => fromFile({ coordinatorUrls: seventeen })).toThrow(/at coordinatorUrls/);
+    expect(fromFile({ coordinatorUrls: seventeen.slice(1) }).coordinatorUrls).toHaveLength(16);
+  });
+
+  it('reads FLEETPATCH_COORDINATOR_URLS comma-separated, in place of what the file said', () => {
+    const env = { FLEETPATCH_COORDINATOR_URLS: `${A} , ${B}` };
+    expect(fromFile({ coordinatorUrl: 'https://old:7420' }, env).coordinatorUrls).toEqual([A, B]);
+    expect(fromFile({ coordinatorUrls: [B, A] }, { FLEETPATCH_COORDINATOR_URL: A }).coordinatorUrls).toEqual([A]);
+    expect(() => fromFile({}, { FLEETPATCH_COORDINATOR_URLS: `${A},` })).toThrow(/at coordinatorUrls\[1\]/);
+    expect(() => fromFile({}, { FLEETPATCH_COORDINATOR_URL: A, FLEETPATCH_COORDINATOR_URLS: B })).toThrow(
+      /FLEETPATCH_COORDINATOR_URL or FLEETPATCH_COORDINATOR_URLS, not both/,
+    );
+  });
+
+  it('takes --coordinator, repeated, in place of the environment and the file', () => {
+    const env = { FLEETPATCH_COORDINATOR_URLS: 'https://env-1:7420,https://env-2:7420' };
+    expect(fromFile({ coordinatorUrls: [B] }, env, { coordinatorUrls: [A] }).coordinatorUrls).toEqual([A]);
+    expect(fromFile({ coordinatorUrl: B }, env, { coordinatorUrls: [B, A] }).coordinatorUrls).toEqual([B, A]);
+    // One flag is `coordinatorUrl`: its error names the key the person wrote.
+    expect(() => fromFile({}, {}, { coordinatorUrls: ['http://coord-a'] })).toThrow(/at coordinatorUrl$/m);
+  });
+
+  it('--check-config lists every coordinator in the order they are tried, flagging those without TLS', async () => {
+    const config = fromFile({
+      coordinatorUrls: [A, 'ws://coord-b:7420'],
+      allowInsecure: true,
+      dataDir: mkdtempSync(join(tmpdir(), 'agent-config-data-')),
+    });
+    const { text } = await checkAgentConfig(config);
+    expect(text).toContain(`coordinators:  ${A}\n               ws://coord-b:7420  (WARNING: no TLS)\n`);
+    const single = await checkAgentConfig({ ...config, coordinatorUrls: [A] });
+    expect(single.text).toContain(`coordinator:   ${A}\nidentity:`);
   });
 });

@@ -42,7 +42,7 @@ describe('CoordinatorConnection', () => {
     });
     const { port } = server.address() as AddressInfo;
     connection = new CoordinatorConnection({
-      url: `ws://127.0.0.1:${port}/v1/agents/connect`,
+      urls: [`ws://127.0.0.1:${port}/v1/agents/connect`],
       agentId: () => 'web-1',
       log: pino({ level: 'silent' }),
       backoffBaseMs: 10,
@@ -72,7 +72,7 @@ describe('CoordinatorConnection', () => {
     const lines: Record<string, unknown>[] = [];
     const { port } = server.address() as AddressInfo;
     connection = new CoordinatorConnection({
-      url: `ws://127.0.0.1:${port}/v1/agents/connect`,
+      urls: [`ws://127.0.0.1:${port}/v1/agents/connect`],
       agentId: () => 'web-1',
       log: pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
       // A cap far above the test's patience: only a backoff retry (not the "needs a human" cap) comes back in time.
@@ -99,7 +99,7 @@ describe('CoordinatorConnection', () => {
     let identity = 'old-1';
     let rereads = 0;
     connection = new CoordinatorConnection({
-      url: `ws://127.0.0.1:${port}/v1/agents/connect`,
+      urls: [`ws://127.0.0.1:${port}/v1/agents/connect`],
       agentId: () => identity,
       log: pino({ level: 'silent' }),
       backoffBaseMs: 10,
@@ -159,7 +159,7 @@ function logInto(lines: Record<string, unknown>[]) {
 function dial(url: string, options: Partial<ConnectionOptions> = {}): CoordinatorMessage[] {
   const handled: CoordinatorMessage[] = [];
   connection = new CoordinatorConnection({
-    url,
+    urls: [url],
     agentId: () => 'web-1',
     log: pino({ level: 'silent' }),
     hello: () => HELLO,

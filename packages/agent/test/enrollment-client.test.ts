@@ -1,29 +1,51 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EnrollmentRefused, enrollWithCoordinator } from '../src/enrollment-client.js';
+import {
+  EnrollmentRefused,
+  EnrollmentUnanswered,
+  enrollAndStore,
+  enrollWithCoordinator,
+} from '../src/enrollment-client.js';
 
 // A real HTTP server on 127.0.0.1 answering the enrollment with a fixed status: what the agent makes
 // of each answer decides whether it retries (transient) or stops for a human (refused).
 
-let server: Server | undefined;
+const servers: Server[] = [];
+/** Enrollment requests each coordinator URL received. */
+const requests = new Map<string, number>();
 
 afterEach(async () => {
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  server = undefined;
+  for (const server of servers.splice(0)) await new Promise<void>((resolve) => server.close(() => resolve()));
+  requests.clear();
 });
 
 async function coordinatorAnswering(status: number): Promise<string> {
+  let url = '';
   const listening = createServer((req, res) => {
+    requests.set(url, (requests.get(url) ?? 0) + 1);
     req.resume();
     req.on('end', () => {
       res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { code: 'x', message: `answered ${status}` } }));
+      const accepted = { hostId: 'web-1', labels: { answeredBy: String(status) }, replaced: false };
+      res.end(JSON.stringify(status === 201 ? accepted : { error: { code: 'x', message: `answered ${status}` } }));
     });
   });
-  server = listening;
+  servers.push(listening);
   await new Promise<void>((resolve) => listening.listen(0, '127.0.0.1', resolve));
-  return `ws://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+  url = `ws://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+  return url;
+}
+
+/** A URL nothing listens on: a coordinator that is down. */
+async function coordinatorDown(): Promise<string> {
+  const url = await coordinatorAnswering(201);
+  const server = servers.pop() as Server;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return url;
 }
 
 const attempt = async (status: number) =>
@@ -48,5 +70,47 @@ describe('an enrollment answer', () => {
     expect(err).toBeInstanceOf(Error);
     expect(err).not.toBeInstanceOf(EnrollmentRefused);
     expect(err?.message).toBe(`enrollment failed: HTTP ${status}: answered ${status}`);
+  });
+});
+
+describe('enrolling with a group of coordinators', () => {
+  const enroll = async (coordinatorUrls: string[]) => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'agent-enroll-'));
+    const outcome = await enrollAndStore({ coordinatorUrls, tls: {}, dataDir }, 'fpj_x', 'web-1').then(
+      (enrolled) => ({ enrolled, err: undefined }),
+      (err: Error) => ({ enrolled: undefined, err }),
+    );
+    const credential = await readFile(join(dataDir, 'credential.json'), 'utf8').catch(() => undefined);
+    await rm(dataDir, { recursive: true, force: true });
+    return { ...outcome, credential };
+  };
+
+  it('tries the URLs in order until one takes it: down, then "not now", then yes', async () => {
+    const down = await coordinatorDown();
+    const busy = await coordinatorAnswering(503);
+    const accepting = await coordinatorAnswering(201);
+    const { enrolled, credential } = await enroll([down, busy, accepting]);
+    expect(enrolled).toEqual({ coordinatorUrl: accepting, result: expect.objectContaining({ hostId: 'web-1' }) });
+    expect(JSON.parse(credential ?? '{}')).toMatchObject({ hostId: 'web-1' });
+    expect([requests.get(busy), requests.get(accepting)]).toEqual([1, 1]);
+  });
+
+  it('stops at a refusal: the others share its join tokens and would refuse too', async () => {
+    const refusing = await coordinatorAnswering(403);
+    const accepting = await coordinatorAnswering(201);
+    const { err, credential } = await enroll([refusing, accepting]);
+    expect(err).toBeInstanceOf(EnrollmentRefused);
+    expect(requests.get(accepting)).toBeUndefined();
+    expect(credential).toBeUndefined();
+  });
+
+  it('when none answers, says what each said, and writes nothing', async () => {
+    const down = await coordinatorDown();
+    const busy = await coordinatorAnswering(503);
+    const { err, credential } = await enroll([down, busy]);
+    expect(err).toBeInstanceOf(EnrollmentUnanswered);
+    expect((err as EnrollmentUnanswered).failures.map((f) => f.coordinatorUrl)).toEqual([down, busy]);
+    expect(err?.message).toMatch(new RegExp(`^${down}: .*ECONNREFUSED.*; ${busy}: enrollment failed: HTTP 503`));
+    expect(credential).toBeUndefined();
   });
 });
