@@ -56,6 +56,8 @@ export interface RolloutDriving {
   /** Renews or takes the leases of these rollouts; returns those newly taken (their orders are resent). */
   acquire(rolloutIds: readonly string[]): Promise<string[]>;
   drives(rolloutId: string): boolean;
+  /** Forgets leases just taken whose orders could not be resent: the next `acquire` returns them again. */
+  forget(rolloutIds: readonly string[]): void;
   /** The fence, asked inside an engine step before acting on the rollout. */
   confirm(rolloutId: string): Promise<boolean>;
   /** Asks whoever drives the rollout to advance it (it moved here: a report, a verb). */
@@ -68,6 +70,7 @@ export const DRIVEN_STATES: readonly RolloutState[] = ['scheduled', 'running', '
 export const SOLE_DRIVER: RolloutDriving = {
   acquire: async () => [],
   drives: () => true,
+  forget: () => {},
   confirm: async () => true,
   wakeDriver: () => {},
 };

@@ -794,9 +794,18 @@ export class RolloutEngine {
   private later(work: () => Promise<void>, delayMs = 0): void {
     this.scheduled++;
     const run = () => {
+      let started = false;
       this.steps
-        .run(work)
-        .catch((err: unknown) => this.log.error({ err }, 'an engine step failed'))
+        .run(async () => {
+          started = true;
+          await work();
+        })
+        .catch((err: unknown) => {
+          this.log.error({ err }, 'an engine step failed');
+          // The step never began (the group's step lock could not be taken: the database is away):
+          // the work — a batch of reports, an advance — is still owed, so it is asked for again.
+          if (!started && !this.stopped) this.later(work, REPORT_RETRY_MS);
+        })
         .finally(() => {
           this.scheduled--;
           this.resolveIfIdle();
@@ -828,7 +837,14 @@ export class RolloutEngine {
     if (this.driving === SOLE_DRIVER) return true;
     if (!this.driving.drives(id)) {
       const taken = await this.driving.acquire([id]);
-      if (taken.length > 0) await this.takeOver(taken);
+      if (taken.length > 0) {
+        try {
+          await this.takeOver(taken);
+        } catch (err) {
+          this.driving.forget(taken); // not resent: taken anew (and resent) on the next try
+          throw err;
+        }
+      }
     }
     if (this.driving.drives(id) && (await this.driving.confirm(id))) return true;
     this.driving.wakeDriver(id);

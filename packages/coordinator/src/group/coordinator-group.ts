@@ -105,6 +105,7 @@ export class CoordinatorGroup {
     return {
       acquire: (ids) => leases.acquire(ids),
       drives: (id) => leases.drives(id),
+      forget: (ids) => leases.forget(ids),
       confirm: (id) => leases.confirm(id),
       wakeDriver: (id) => {
         notifications
@@ -187,7 +188,14 @@ export class CoordinatorGroup {
     const active = (await this.options.store.rollouts.inStates(DRIVEN_STATES)).map((rollout) => rollout.id);
     const taken = await this.leases.acquire(active);
     await this.leases.releaseExcept(active);
-    if (taken.length > 0) await this.onTakeOver(taken);
+    if (taken.length === 0) return;
+    try {
+      await this.onTakeOver(taken);
+    } catch (err) {
+      // Their orders were not resent: forgotten, the leases count as newly taken on the next beat.
+      this.leases.forget(taken);
+      throw err;
+    }
   }
 
   private async beat(): Promise<void> {

@@ -103,6 +103,11 @@ export class RolloutLeases {
     );
   }
 
+  /** Forgets leases without letting go of them: the next `acquire` reports them as newly taken. */
+  forget(rolloutIds: readonly string[]): void {
+    for (const id of rolloutIds) this.held.delete(id);
+  }
+
   /** Every live lease of the group (any holder), by rollout id. */
   async all(): Promise<{ rolloutId: string; holder: string; token: number; expiresAt: string }[]> {
     const rows = await this.db.query<{ rollout_id: string; holder: string; token: number; expires_at: string }>(

@@ -51,6 +51,13 @@ export class PostgresExecutor {
   async inTransaction<T>(fn: () => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
+    // A connection the server ends while it is checked out (a restart between two statements)
+    // emits 'error' on the client; without a listener that would end the coordinator. The
+    // transaction's next statement fails instead, and the caller retries.
+    const onError = () => {
+      broken = true;
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const result = await this.transactionClient.run(client, fn);
@@ -62,6 +69,7 @@ export class PostgresExecutor {
       });
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
