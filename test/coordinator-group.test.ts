@@ -18,6 +18,8 @@ const OLD = 'workers = 2\n';
 const NEW = 'workers = 4\n';
 const HOSTS = 20;
 const LEASE_MS = 1500;
+/** Each test starts three coordinators and twenty agents and rolls out through a fault: minutes on a loaded 2-core runner. */
+const GROUP_TEST_MS = 240_000;
 
 describeNeeding(postgresCluster, 'a coordinator group: three coordinators on PostgreSQL, twenty agents', () => {
   let cluster: PostgresCluster;
@@ -104,51 +106,63 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
     for (const trail of trails) expect(trail.events.map((e) => e.seq)).toEqual(trails[0]?.events.map((e) => e.seq));
   }
 
-  it('(a) the driving coordinator is SIGKILLed mid-wave: another takes the rollout over and finishes it', async () => {
-    const group = await startGroup('ga');
-    const rolloutId = await startRollout(group, 0);
-    await midWave(group, rolloutId, 1);
-    const driver = await group.driverOf(rolloutId);
-    expect(driver).toBeDefined();
-    const killedAt = Date.now();
-    await group.killCoordinator(driver as number);
-    let takeoverMs = 0;
-    await waitFor(
-      'another coordinator drives the rollout',
-      async () => {
-        const next = await group.driverOf(rolloutId);
-        if (next === undefined || next === driver) return false;
-        takeoverMs = Date.now() - killedAt;
-        return true;
-      },
-      { timeoutMs: 30_000, intervalMs: 20 },
-    );
-    // Within a few lease periods, as the README promises.
-    expect(takeoverMs).toBeLessThan(4 * LEASE_MS + 2000);
-    console.log(`takeover after the driver's SIGKILL: ${takeoverMs} ms (lease ${LEASE_MS} ms)`);
-    await group.waitForState(rolloutId, ['succeeded'], 90_000);
-    await expectExactlyOnceAndOneView(group, rolloutId);
-  });
+  it(
+    '(a) the driving coordinator is SIGKILLed mid-wave: another takes the rollout over and finishes it',
+    async () => {
+      const group = await startGroup('ga');
+      const rolloutId = await startRollout(group, 0);
+      await midWave(group, rolloutId, 1);
+      const driver = await group.driverOf(rolloutId);
+      expect(driver).toBeDefined();
+      const killedAt = Date.now();
+      await group.killCoordinator(driver as number);
+      let takeoverMs = 0;
+      await waitFor(
+        'another coordinator drives the rollout',
+        async () => {
+          const next = await group.driverOf(rolloutId);
+          if (next === undefined || next === driver) return false;
+          takeoverMs = Date.now() - killedAt;
+          return true;
+        },
+        { timeoutMs: 30_000, intervalMs: 20 },
+      );
+      // Within a few lease periods, as the README promises.
+      expect(takeoverMs).toBeLessThan(4 * LEASE_MS + 2000);
+      console.log(`takeover after the driver's SIGKILL: ${takeoverMs} ms (lease ${LEASE_MS} ms)`);
+      await group.waitForState(rolloutId, ['succeeded'], 90_000);
+      await expectExactlyOnceAndOneView(group, rolloutId);
+    },
+    GROUP_TEST_MS,
+  );
 
-  it("(b) an agent's coordinator is SIGKILLed mid-wave: its agents move to another, the rollout finishes", async () => {
-    const group = await startGroup('gb');
-    const rolloutId = await startRollout(group, 0);
-    await midWave(group, rolloutId, 1);
-    const driver = await group.driverOf(rolloutId);
-    const other = [0, 1, 2].find((i) => i !== driver) as number;
-    await group.killCoordinator(other);
-    // Its agents (host i starts on coordinator i mod 3) come back through the two left.
-    await group.waitOnline(group.hostIds, 30_000);
-    await group.waitForState(rolloutId, ['succeeded'], 90_000);
-    await expectExactlyOnceAndOneView(group, rolloutId);
-  });
+  it(
+    "(b) an agent's coordinator is SIGKILLed mid-wave: its agents move to another, the rollout finishes",
+    async () => {
+      const group = await startGroup('gb');
+      const rolloutId = await startRollout(group, 0);
+      await midWave(group, rolloutId, 1);
+      const driver = await group.driverOf(rolloutId);
+      const other = [0, 1, 2].find((i) => i !== driver) as number;
+      await group.killCoordinator(other);
+      // Its agents (host i starts on coordinator i mod 3) come back through the two left.
+      await group.waitOnline(group.hostIds, 30_000);
+      await group.waitForState(rolloutId, ['succeeded'], 90_000);
+      await expectExactlyOnceAndOneView(group, rolloutId);
+    },
+    GROUP_TEST_MS,
+  );
 
-  it('(c) PostgreSQL restarts mid-wave: every coordinator reconnects and the rollout finishes', async () => {
-    const group = await startGroup('gc');
-    const rolloutId = await startRollout(group, 1);
-    await midWave(group, rolloutId, 1);
-    cluster.restart();
-    await group.waitForState(rolloutId, ['succeeded'], 90_000);
-    await expectExactlyOnceAndOneView(group, rolloutId);
-  });
+  it(
+    '(c) PostgreSQL restarts mid-wave: every coordinator reconnects and the rollout finishes',
+    async () => {
+      const group = await startGroup('gc');
+      const rolloutId = await startRollout(group, 1);
+      await midWave(group, rolloutId, 1);
+      cluster.restart();
+      await group.waitForState(rolloutId, ['succeeded'], 90_000);
+      await expectExactlyOnceAndOneView(group, rolloutId);
+    },
+    GROUP_TEST_MS,
+  );
 });

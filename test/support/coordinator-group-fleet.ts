@@ -53,15 +53,18 @@ export class CoordinatorGroupFleet {
       options,
     );
     try {
-      for (let i = 0; i < options.coordinators; i++) await fleet.startCoordinator(i);
-      for (const [index, id] of fleet.hostIds.entries()) {
-        const file = join(fleet.rootOf(id), options.path);
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(file, options.initial);
-        await mkdir(fleet.dataOf(id), { recursive: true });
-        const joinToken = await issueJoinToken(fleet.apiOf(index % options.coordinators), id);
-        fleet.startAgent(id, joinToken);
-      }
+      // Together, as a group starts: the first to take the migration lock migrates, the others wait for it.
+      await Promise.all(Array.from({ length: options.coordinators }, (_, i) => fleet.startCoordinator(i)));
+      await Promise.all(
+        fleet.hostIds.map(async (id, index) => {
+          const file = join(fleet.rootOf(id), options.path);
+          await mkdir(dirname(file), { recursive: true });
+          await writeFile(file, options.initial);
+          await mkdir(fleet.dataOf(id), { recursive: true });
+          const joinToken = await issueJoinToken(fleet.apiOf(index % options.coordinators), id);
+          fleet.startAgent(id, joinToken);
+        }),
+      );
       await fleet.waitOnline(fleet.hostIds, 60_000);
       return fleet;
     } catch (err) {

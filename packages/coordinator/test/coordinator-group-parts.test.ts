@@ -1,0 +1,202 @@
+/**
+ * The parts of a coordinator group, each against a real PostgreSQL 15 with two or three members on
+ * one database (each member its own Store and connections, as separate coordinator processes have):
+ * leases and their fencing tokens, the engine step lock, the outbox, presence and the event tail.
+ * The whole group — processes, agents, SIGKILLs — is test/coordinator-group.test.ts.
+ */
+import { type Patch, RolloutRequestSchema, storedPatch } from '@fleetpatch/shared';
+import pino from 'pino';
+import { afterEach, expect, it } from 'vitest';
+import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { describeNeeding } from '../../../test/support/requirements.js';
+import { AgentOutbox } from '../src/group/agent-outbox.js';
+import { DedicatedConnection } from '../src/group/dedicated-connection.js';
+import { EngineStepLock } from '../src/group/engine-step-lock.js';
+import { EventTail } from '../src/group/event-tail.js';
+import { GroupPresence } from '../src/group/group-presence.js';
+import { RolloutLeases } from '../src/group/rollout-leases.js';
+import { OneAtATime } from '../src/store/one-at-a-time.js';
+import type { PostgresBackend } from '../src/store/postgres/postgres-backend.js';
+import type { PostgresExecutor } from '../src/store/postgres/postgres-executor.js';
+import { Store } from '../src/store/store.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
+
+const log = pino({ level: 'silent' });
+const at = (second: number) => new Date(Date.UTC(2030, 0, 7, 12, 0, second)).toISOString();
+const request = RolloutRequestSchema.parse({ patchId: 'pat_1', target: { hostIds: ['web-1'] } });
+const patch: Patch = storedPatch(SAMPLE_PATCH_SPEC, { id: 'pat_1', createdBy: 'alice', createdAt: at(0) });
+
+describeNeeding(postgresCluster, 'the parts of a coordinator group on PostgreSQL', () => {
+  const cluster = usePostgresCluster();
+  const opened: { close(): Promise<void> }[] = [];
+  afterEach(async () => {
+    for (const thing of opened.splice(0).reverse()) await thing.close();
+  });
+
+  /** `n` members' stores on one fresh database, with rollouts `ids` in state `running`. */
+  async function members(n: number, ids: readonly string[] = []): Promise<Store[]> {
+    const url = await cluster().createDatabase();
+    const stores: Store[] = [];
+    for (let i = 0; i < n; i++) {
+      const store = await Store.openPostgres(url);
+      opened.push(store);
+      stores.push(store);
+    }
+    const [first] = stores;
+    if (first && ids.length > 0) {
+      await first.patches.insert(patch);
+      for (const id of ids) {
+        await first.rollouts.insert({ id, patchId: 'pat_1', request, state: 'running', createdBy: 'alice' }, at(1));
+      }
+    }
+    return stores;
+  }
+  const executorOf = (store: Store): PostgresExecutor => (store.backend as PostgresBackend).executor;
+
+  it('leases: one driver per rollout; a lease taken over after expiry carries the next fencing token', async () => {
+    const [a, b] = await members(2, ['ro_1', 'ro_2']);
+    const leaseA = new RolloutLeases(executorOf(a as Store), 'c1', 60_000);
+    const leaseB = new RolloutLeases(executorOf(b as Store), 'c2', 60_000);
+    expect(await leaseA.acquire(['ro_2', 'ro_1'])).toEqual(['ro_1', 'ro_2']);
+    // Held by c1: c2 gets nothing, and renewing tells c1 nothing new.
+    expect(await leaseB.acquire(['ro_1', 'ro_2'])).toEqual([]);
+    expect(leaseB.drives('ro_1')).toBe(false);
+    expect(await leaseA.acquire(['ro_1', 'ro_2'])).toEqual([]);
+    expect(leaseA.drives('ro_1')).toBe(true);
+    expect(await leaseA.confirm('ro_1')).toBe(true);
+    expect((await leaseA.all()).map((l) => [l.rolloutId, l.holder, l.token])).toEqual([
+      ['ro_1', 'c1', 1],
+      ['ro_2', 'c1', 1],
+    ]);
+    // c1 stops renewing (it died, or stalled) until its leases expire by the database's clock.
+    await executorOf(a as Store).query("UPDATE rollout_leases SET expires_at = now() - interval '1 second'");
+    expect(await leaseB.acquire(['ro_1', 'ro_2'])).toEqual(['ro_1', 'ro_2']);
+    expect((await leaseB.all()).map((l) => [l.rolloutId, l.holder, l.token])).toEqual([
+      ['ro_1', 'c2', 2],
+      ['ro_2', 'c2', 2],
+    ]);
+    // The fence: c1's token is no longer the lease's, whatever c1 still believes.
+    expect(await leaseA.confirm('ro_1')).toBe(false);
+    expect(leaseA.drives('ro_1')).toBe(false);
+  });
+
+  it('leases: a driver stops trusting its lease after 80 % of it, counted from when it asked', async () => {
+    const [a] = await members(1, ['ro_1']);
+    const leases = new RolloutLeases(executorOf(a as Store), 'c1', 500);
+    const askedAt = performance.now();
+    await leases.acquire(['ro_1']);
+    while (performance.now() - askedAt < 400) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(leases.drives('ro_1')).toBe(false);
+  });
+
+  it('leases: a finished rollout is leased by nobody; a released lease keeps its token for the next driver', async () => {
+    const [a, b] = await members(2, ['ro_1']);
+    const leaseA = new RolloutLeases(executorOf(a as Store), 'c1', 60_000);
+    const leaseB = new RolloutLeases(executorOf(b as Store), 'c2', 60_000);
+    expect(await leaseA.acquire(['ro_1'])).toEqual(['ro_1']);
+    await leaseA.release(['ro_1']);
+    expect(leaseA.drives('ro_1')).toBe(false);
+    // Handed over at once (an orderly shutdown), with the next token: never one c1 might still hold.
+    expect(await leaseB.acquire(['ro_1'])).toEqual(['ro_1']);
+    expect((await leaseB.all()).map((l) => [l.holder, l.token])).toEqual([['c2', 2]]);
+    await executorOf(a as Store).query("UPDATE rollouts SET state = 'succeeded' WHERE id = 'ro_1'");
+    await leaseB.release(['ro_1']);
+    expect(await leaseA.acquire(['ro_1'])).toEqual([]);
+    expect(await leaseA.all()).toEqual([]);
+  });
+
+  it('the engine step lock: steps of two members never overlap', async () => {
+    const url = await cluster().createDatabase();
+    const connections = [new DedicatedConnection(url), new DedicatedConnection(url)];
+    opened.push(...connections);
+    const steps = connections.map((c) => new OneAtATime(new EngineStepLock(c)));
+    const trace: string[] = [];
+    const step = (who: string) => async () => {
+      trace.push(`${who} in`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      trace.push(`${who} out`);
+    };
+    await Promise.all([
+      steps[0]?.run(step('a1')),
+      steps[1]?.run(step('b1')),
+      steps[0]?.run(step('a2')),
+      steps[1]?.run(step('b2')),
+    ]);
+    expect(trace).toHaveLength(8);
+    for (let i = 0; i < trace.length; i += 2) {
+      const who = trace[i]?.split(' ')[0];
+      expect([trace[i], trace[i + 1]]).toEqual([`${who} in`, `${who} out`]);
+    }
+  });
+
+  it('the outbox: each message is claimed once, by one member, in the order it was written', async () => {
+    const [a, b, c] = await members(3);
+    const outbox = new AgentOutbox(executorOf(a as Store), log);
+    for (let i = 0; i < 50; i++) outbox.enqueue(`web-${i % 5}`, { type: 'order.cancel', orderId: `ord_${i}` });
+    await outbox.drain();
+    const claimers = [new AgentOutbox(executorOf(b as Store), log), new AgentOutbox(executorOf(c as Store), log)];
+    const agents = ['web-0', 'web-1', 'web-2', 'web-3', 'web-4'];
+    // Both claim every agent's messages at once: SKIP LOCKED hands each row to one of them.
+    const [first, second] = await Promise.all(claimers.map((claimer) => claimer.claim(agents)));
+    const claimed = [...(first ?? []), ...(second ?? [])];
+    expect(claimed).toHaveLength(50);
+    const orderIds = claimed.map((m) => (m.message as { orderId: string }).orderId);
+    expect(new Set(orderIds).size).toBe(50);
+    for (const batch of [first ?? [], second ?? []]) {
+      const numbers = batch.map((m) => Number((m.message as { orderId: string }).orderId.slice(4)));
+      expect(numbers).toEqual([...numbers].sort((x, y) => x - y));
+    }
+    expect(await claimers[0]?.claim(agents)).toEqual([]);
+  });
+
+  it('presence: an agent counts as online elsewhere only while its coordinator beats', async () => {
+    const [a, b] = await members(2);
+    const here = new GroupPresence(executorOf(a as Store), 'c1', 60_000);
+    const there = new GroupPresence(executorOf(b as Store), 'c2', 60_000);
+    await here.join();
+    await there.join();
+    await there.connected('web-1', 6);
+    await here.heartbeat();
+    expect(here.isOnlineElsewhere('web-1')).toBe(true);
+    expect(here.protocolVersionElsewhere('web-1')).toBe(6);
+    expect((await here.members()).map((m) => [m.id, m.agents])).toEqual([
+      ['c1', 0],
+      ['c2', 1],
+    ]);
+    // c2 stops beating (SIGKILLed) for longer than staleMs: its agents are nobody's.
+    await executorOf(a as Store).query(
+      "UPDATE coordinators SET heartbeat_at = now() - interval '1 hour' WHERE id = 'c2'",
+    );
+    await here.heartbeat();
+    expect(here.isOnlineElsewhere('web-1')).toBe(false);
+    expect((await here.members()).map((m) => m.id)).toEqual(['c1']);
+    // The agent moves here; c2's late "disconnected" does not remove the new row.
+    await here.connected('web-1', 6);
+    await there.disconnected('web-1');
+    await there.heartbeat();
+    expect(there.isOnlineElsewhere('web-1')).toBe(true);
+  });
+
+  it('the event tail: a member streams every event of the group once, in seq order, its own included', async () => {
+    const [a, b] = await members(2, ['ro_1']);
+    const storeA = a as Store;
+    const storeB = b as Store;
+    const tail = new EventTail(storeB, log, 60_000);
+    opened.push({ close: async () => tail.stop() });
+    await tail.start();
+    const streamed: number[] = [];
+    storeB.onStreamEvent((event) => streamed.push(event.seq));
+    // Both members commit events, interleaved.
+    const appended: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const store = i % 2 === 0 ? storeA : storeB;
+      const record = await store.transaction(() =>
+        store.appendEvent({ rolloutId: 'ro_1', actor: 'system', type: 'wave.started', data: { i } }, at(i)),
+      );
+      appended.push(record.seq);
+    }
+    await tail.caughtUp();
+    expect(streamed).toEqual(appended);
+    expect(appended).toEqual([...appended].sort((x, y) => x - y));
+  });
+});
