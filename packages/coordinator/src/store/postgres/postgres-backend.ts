@@ -16,8 +16,8 @@ import { PostgresStatementRepository } from './postgres-statement-repository.js'
  * that inside `inTransaction` every one of them writes on the transaction's connection. The
  * schema must already be migrated (`Store.openPostgres` does it first, under the migration lock).
  * Transactions are READ COMMITTED, PostgreSQL's default: the `Store` runs one at a time, so within
- * one coordinator none sees another half-done; several coordinators on one database are not
- * supported yet (no leases, no outbox).
+ * one coordinator none sees another half-done; across the coordinators of a group, the engine's
+ * steps hold one advisory lock (group/engine-step-lock.ts), so theirs do not interleave either.
  */
 export class PostgresBackend implements StoreBackend {
   readonly kind = 'postgres' as const;
