@@ -13,12 +13,14 @@
  * its fsync), after the fsync (before the rename) and after the rename (before the directory fsync).
  * Every case also proves at most once: each order id was started once (the journal's `executions`),
  * the coordinator took in one result per order, and the journal ends with every result acknowledged.
+ *
+ * On SQLite every case; on PostgreSQL (issue 15) the representative ones (crash-matrix.ts `postgresCases`).
  */
 
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, it } from 'vitest';
 import { UNPRIVILEGED_ID } from '../packages/agent/test/support/deb-fixtures.js';
 import { samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import {
@@ -26,6 +28,7 @@ import {
   type CrashHost,
   checkpointCase,
   FAILING_HEALTH,
+  postgresCases,
   QUICK_HEALTH,
   REHEARSAL_CASES,
   runCrashCase,
@@ -34,6 +37,7 @@ import {
   WRITE_CASES,
 } from './support/crash-matrix.js';
 import { FleetHarness, findNames } from './support/fleet-harness.js';
+import { describeOnEachStore } from './support/store-variants.js';
 
 const FILE_PATH = '/etc/crashapp/app.conf';
 const FILE_OLD = 'mode = old\nworkers = 2\n';
@@ -71,14 +75,16 @@ async function newFileHost(caseDir: string): Promise<CrashHost> {
   };
 }
 
-describe('crash-point matrix: file change', () => {
+describeOnEachStore('crash-point matrix: file change', [], (store) => {
   let work: string;
   let fleet: FleetHarness;
   let subject: Subject;
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-file-'));
-    fleet = await FleetHarness.start(join(work, 'coordinator'));
+    work = await mkdtemp(join(tmpdir(), `fleetpatch-crash-file-${store.kind}-`));
+    fleet = await FleetHarness.start(join(work, 'coordinator'), {
+      extraConfig: { ...(await store.coordinatorConfig()) },
+    });
     // Owned by this process's uid and gid, mode 0644: the builder's defaults.
     const change = { path: FILE_PATH, content: FILE_NEW, expectedPriorSha256: sha256Of(FILE_OLD) };
     subject = {
@@ -113,6 +119,16 @@ describe('crash-point matrix: file change', () => {
     await fleet?.stop();
     if (work) await rm(work, { recursive: true, force: true });
   });
+
+  if (store.kind === 'postgres') {
+    it.each(titled(postgresCases([...CHECKPOINTS.map(checkpointCase), ...WRITE_CASES]), 'state'))(
+      '%s',
+      async (_title, crash) => {
+        await runCrashCase(fleet, subject, crash, work);
+      },
+    );
+    return;
+  }
 
   it.each(titled(CHECKPOINTS.map(checkpointCase), 'state'))('%s', async (_title, crash) => {
     await runCrashCase(fleet, subject, crash, work);

@@ -9,16 +9,18 @@
  * order committed but not sent, sent, and a result committed but not acknowledged. And a coordinator
  * restored from a backup sends an order its host has already run: the host answers from its journal.
  * At most once is checked where it happens: the journal counts how often each order id was started.
+ *
+ * All of it twice: on SQLite, and on PostgreSQL (issue 15: one coordinator on a database of its own,
+ * restarted with the same config), where the backup is the README's `pg_dump`/`pg_restore`.
  */
 
 import { once } from 'node:events';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EventPage, HostRunState, RolloutStatus } from '@fleetpatch/shared';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
-import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { waitFor, waitForRolloutState } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sampleRollout, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import {
@@ -29,6 +31,8 @@ import {
   recordedResults,
   settledJournal,
 } from './support/fleet-harness.js';
+import { storeBackup } from './support/store-backup.js';
+import { describeOnEachStore, type StoreConfig } from './support/store-variants.js';
 
 const CONFIG_PATH = '/etc/crash-app/app.conf';
 const OLD = 'workers = 2\n';
@@ -38,16 +42,18 @@ const HOSTS = ['web-1', 'web-2', 'web-3', 'web-4', 'web-5'];
 const CRASH_POINTS = ['order:committed', 'order:sent', 'result:committed'] as const;
 const IN_FLIGHT: readonly HostRunState[] = ['dispatched', 'delivered', 'snapshotted', 'applying', 'verifying'];
 
-describe('a coordinator killed at any point of a rollout', () => {
+describeOnEachStore('a coordinator killed at any point of a rollout', [], (store) => {
   let work = '';
   let fleet: FleetHarness;
+  let storeConfig: StoreConfig;
 
   /** SIGKILL: no drain, no close; then a new process on the same data dir and port. */
   const crashAndRestart = (): Promise<void> => fleet.restart({ crash: true });
 
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'fleetpatch-crash-'));
-    fleet = await FleetHarness.start(join(work, 'coordinator'));
+    work = await mkdtemp(join(tmpdir(), `fleetpatch-crash-${store.kind}-`));
+    storeConfig = await store.coordinatorConfig();
+    fleet = await FleetHarness.start(join(work, 'coordinator'), { extraConfig: { ...storeConfig } });
     for (const id of HOSTS) {
       const root = join(work, id, 'root');
       await mkdir(join(root, 'etc/crash-app'), { recursive: true });
@@ -61,8 +67,9 @@ describe('a coordinator killed at any point of a rollout', () => {
         labels: { role: 'web' },
       });
     }
-    await fleet.waitOnline(HOSTS);
-  });
+    // Five first enrollments: generous on a loaded 2-core machine (one took 10 s there).
+    await fleet.waitOnline(HOSTS, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await fleet?.stop();
@@ -301,8 +308,7 @@ describe('a coordinator killed at any point of a rollout', () => {
 
   it('restored from a backup taken before a result was recorded, it sends that order again; the host answers from its journal', async () => {
     const name = 'restored-backup';
-    const dataDir = join(work, 'coordinator');
-    const backup = join(work, 'coordinator-backup');
+    const backup = storeBackup(join(work, 'coordinator'), storeConfig, join(work, 'coordinator-backup'));
     await armAt('order:committed', ['web-1']);
     const rolloutId = await fleet.createRollout(
       sampleRollout(await patchOwnFile(name, ['web-1']), {
@@ -313,27 +319,17 @@ describe('a coordinator killed at any point of a rollout', () => {
     );
     await fleet.api.post(`/v1/rollouts/${rolloutId}/start`).catch(() => undefined); // may die answering
     await diesAt('order:committed');
-    // The backup: the database as it was, the order committed and not yet sent, copied while nothing runs.
-    await mkdir(backup);
-    const dbFiles = (await readdir(dataDir)).filter((f) => f.startsWith('fleetpatch.db'));
-    for (const file of dbFiles) await copyFile(join(dataDir, file), join(backup, file));
+    // The backup: the database as it was, the order committed and not yet sent, taken while nothing runs.
+    await backup.take();
 
     await fleet.restart();
     await expectFinishedOnce(rolloutId, name, ['web-1']);
 
-    // Disaster: the coordinator's disk is lost and the backup restored. It believes web-1 still has
+    // Disaster: the coordinator's store is lost and the backup restored. It believes web-1 still has
     // the order in flight, and web-1's hello does not name it (acknowledged long ago): it sends it again.
     await fleet.coordinator.kill();
-    for (const file of await readdir(dataDir)) if (file.startsWith('fleetpatch.db')) await rm(join(dataDir, file));
-    for (const file of dbFiles) await copyFile(join(backup, file), join(dataDir, file));
-    const restored = new Database(join(dataDir, 'fleetpatch.db'), { readonly: true });
-    try {
-      expect(restored.prepare('SELECT state FROM host_runs WHERE rollout_id = ?').all(rolloutId)).toEqual([
-        { state: 'dispatched' },
-      ]);
-    } finally {
-      restored.close();
-    }
+    await backup.restore();
+    expect(await backup.hostRunStates(rolloutId)).toEqual(['dispatched']);
     // Succeeding again needs web-1's answer to the order sent again: its hello no longer names it.
     await fleet.restart();
     await expectFinishedOnce(rolloutId, name, ['web-1']);

@@ -4,20 +4,27 @@ import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout, useFaultFleet, waitForContent } from '../support/fault-scenario.js';
 import { hostOf } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
-import { describeNeeding } from '../support/requirements.js';
+import { describeOnEachStore } from '../support/store-variants.js';
 
 // Scenario 2: the whole first wave is cut off mid-apply and the coordinator is SIGKILLed and
 // restarted while it is: the new process has heard nothing from the wave, so it times the wave's
 // hosts out and halts — it never advances to the next wave on its own. Healed, the hosts report what
-// they did, recorded once; the rollout stays halted and the next wave untouched.
+// they did, recorded once; the rollout stays halted and the next wave untouched. On SQLite, then on
+// PostgreSQL (issue 15).
 
 const PATH = '/etc/fault-2/app.conf';
 const OLD = 'workers = 2\n';
 const NEW = 'workers = 4\n';
 const HOSTS = 6;
 
-describeNeeding([namespaces], 'fault 2: a whole wave partitioned while the coordinator restarts', () => {
-  const fleetOf = useFaultFleet({ name: 'p2', hosts: HOSTS, path: PATH, initial: OLD });
+describeOnEachStore('fault 2: a whole wave partitioned while the coordinator restarts', [namespaces], (store) => {
+  const fleetOf = useFaultFleet(async () => ({
+    name: store.kind === 'sqlite' ? 'p2' : 'p2pg',
+    hosts: HOSTS,
+    path: PATH,
+    initial: OLD,
+    store: await store.coordinatorConfig(),
+  }));
 
   it('does not advance to the next wave, and reconciles the wave once healed', async () => {
     const fleet = fleetOf();
@@ -43,7 +50,7 @@ describeNeeding([namespaces], 'fault 2: a whole wave partitioned while the coord
     const convergeMs = Date.now() - startedAt;
     await recordRow(
       rowOf(
-        '2 wave cut + coordinator restart',
+        `2 wave cut + coordinator restart${store.suffix}`,
         HOSTS,
         ['partition of wave 1 (2 hosts)', 'coordinator SIGKILL'],
         verdict,

@@ -4,10 +4,10 @@ import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
 import { jsonLines } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
-import { describeNeeding } from '../support/requirements.js';
 import { SeededRandom } from '../support/seeded-random.js';
+import { describeOnEachStore } from '../support/store-variants.js';
 
-// Twenty namespaced hosts, one coordinator (SQLite store).
+// Twenty namespaced hosts, one coordinator: on SQLite, then on PostgreSQL (issue 15).
 // Scenario 3: the coordinator is SIGKILLed at seeded random moments of a five-wave rollout, three
 // times, and restarted each time on the same data dir and port: the rollout still ends succeeded,
 // every host applied its order exactly once.
@@ -22,14 +22,15 @@ const CRASHES = 3;
 /** The agents' reconnect cap in this file: production's is 30 s, the other scenarios' 1 s. */
 const RECONNECT_CAP_MS = 5000;
 
-describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconnect storm, 20 hosts', () => {
-  const fleetOf = useFaultFleet({
-    name: 'p3',
+describeOnEachStore('faults 3 and 7: coordinator crashes and a reconnect storm, 20 hosts', [namespaces], (store) => {
+  const fleetOf = useFaultFleet(async () => ({
+    name: store.kind === 'sqlite' ? 'p3' : 'p3pg',
     hosts: HOSTS,
     path: PATH,
     initial: OLD,
     agentEnv: { FLEETPATCH_RECONNECT_MAX_MS: String(RECONNECT_CAP_MS) },
-  });
+    store: await store.coordinatorConfig(),
+  }));
 
   it('finishes a rollout through coordinator SIGKILLs at random points, each order applied once', async () => {
     const fleet = fleetOf();
@@ -47,7 +48,7 @@ describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconne
       points.push(`${before.rollout.state} wave ${before.rollout.currentWave ?? '-'}`);
       await fleet.crashCoordinator();
     }
-    console.log(`fault 3: SIGKILLed the coordinator at: ${points.join('; ')}`);
+    console.log(`fault 3${store.suffix}: SIGKILLed the coordinator at: ${points.join('; ')}`);
     const done = await fleet.fleet.waitForState(rolloutId, ['succeeded', 'halted'], 120_000);
     expect(done.rollout.state).toBe('succeeded');
     expect(hostsIn(done, 'healthy')).toHaveLength(HOSTS);
@@ -55,7 +56,7 @@ describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconne
     const convergeMs = Date.now() - startedAt;
     await recordRow(
       rowOf(
-        '3 coordinator SIGKILL ×3',
+        `3 coordinator SIGKILL ×3${store.suffix}`,
         HOSTS,
         [`${CRASHES} coordinator SIGKILLs (seed ${random.seed})`],
         verdict,
@@ -83,12 +84,12 @@ describeNeeding([namespaces], 'faults 3 and 7: coordinator crashes and a reconne
     const firstByAgent = reconnects.length;
     const spreadMs = Math.max(...reconnects) - Math.min(...reconnects);
     console.log(
-      `fault 7: ${firstByAgent} reconnects over ${spreadMs} ms; all ${HOSTS} online ${allOnlineMs} ms after the restart`,
+      `fault 7${store.suffix}: ${firstByAgent} reconnects over ${spreadMs} ms; all ${HOSTS} online ${allOnlineMs} ms after the restart`,
     );
     const none: Verdict = { orders: 0, appliedOnce: 0, lost: 0, doubled: 0, problems: [] };
     await recordRow(
       rowOf(
-        '7 reconnect storm',
+        `7 reconnect storm${store.suffix}`,
         HOSTS,
         [
           `coordinator down ${RECONNECT_CAP_MS / 1000} s`,

@@ -13,7 +13,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   process.env[RESULTS_DIR_ENV] = dir;
   return async () => {
     const rows = await readRows(dir);
-    console.log(`\nFault suite results (SQLite store, one coordinator):\n\n${formatTable(rows)}\n`);
+    console.log(
+      `\nFault suite results (one coordinator; on SQLite unless the scenario says PostgreSQL):\n\n${formatTable(rows)}\n`,
+    );
     await rm(dir, { recursive: true, force: true });
   };
 }

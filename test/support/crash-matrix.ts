@@ -160,6 +160,27 @@ export const REHEARSAL_CASES: readonly CrashCase[] = [
   { point: 'apply:rehearsal-reverted', flow: 'rehearse', ...failed('old') },
 ];
 
+/**
+ * The cases run again with the coordinator on PostgreSQL (issue 15). The agent's recovery is the same
+ * whatever the store; what differs is the coordinator's side, so one case for each way a restarted
+ * agent's hello meets it: a finished result reported again (`apply:done`), a failure its recovery
+ * found (`apply:applied`), an order sent again because its first journal entry never landed
+ * (`journal:apply:accepted:temp-written`), a revert finished on restart (`revert:reverting`) and one
+ * sent again (`journal:revert:reverting:temp-written`).
+ */
+const ON_POSTGRES: readonly string[] = [
+  'apply:done (apply)',
+  'apply:applied (apply)',
+  'journal:apply:accepted:temp-written (apply)',
+  'revert:reverting (revert)',
+  'journal:revert:reverting:temp-written (revert)',
+];
+
+/** The cases of `cases` run on PostgreSQL too (see ON_POSTGRES). */
+export function postgresCases(cases: readonly CrashCase[]): CrashCase[] {
+  return cases.filter((crash) => ON_POSTGRES.includes(`${crash.point} (${crash.flow})`));
+}
+
 /** One host under test: its root, and what it takes to judge its state. */
 export interface CrashHost {
   rootDir: string;

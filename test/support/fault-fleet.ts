@@ -7,6 +7,7 @@ import { FleetHarness, type FleetOptions } from './fleet-harness.js';
 import { HostNamespace } from './host-namespaces.js';
 import { LatencyRelay } from './latency-relay.js';
 import { applyLinkFault, clearLinkFault, type LinkFault, linkFaultCounts } from './link-faults.js';
+import type { StoreConfig } from './store-variants.js';
 
 /** Namespaces of every fault fleet of this process still up: removed at exit if a teardown never ran. */
 const live = new Set<HostNamespace>();
@@ -36,6 +37,8 @@ export interface FaultFleetOptions {
   prepareHost?: (id: string) => Promise<PreparedHost>;
   /** The coordinator's data dir (e.g. on a small file system the test mounted); in the work dir by default. */
   coordinatorDir?: string;
+  /** The coordinator's store: SQLite in its data dir unless this names a PostgreSQL one (store-variants.ts). */
+  store?: StoreConfig;
 }
 
 /**
@@ -50,7 +53,7 @@ export interface PreparedHost {
 
 /**
  * N hosts, each a network namespace with its own address, data dir and file root, each running one
- * real agent that reaches one real coordinator (SQLite store) over its own veth link; and the faults
+ * real agent that reaches one real coordinator (SQLite store unless `store` says) over its own veth link; and the faults
  * a scenario injects into them. `teardown` stops every process and removes every namespace and link,
  * whatever state the scenario left them in.
  */
@@ -78,7 +81,7 @@ export class FaultFleet {
       fleet = await FleetHarness.start(options.coordinatorDir ?? join(work, 'coordinator'), {
         tickIntervalMs: 100,
         // Every address: each namespaced host reaches it through its own gateway.
-        extraConfig: { host: '0.0.0.0', heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1000 },
+        extraConfig: { host: '0.0.0.0', heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1000, ...options.store },
         ...options.harness,
       });
       if (options.relayDelayMs) relay = await LatencyRelay.start(fleet.coordinator.port, options.relayDelayMs);

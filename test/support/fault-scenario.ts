@@ -51,10 +51,12 @@ export function startFleetRollout(
  * A fault fleet for the tests of one `describe`: started before them, torn down after them whatever
  * they did (and checked to leave no namespace or link behind). Returns the fleet's getter.
  */
-export function useFaultFleet(options: FaultFleetOptions | (() => FaultFleetOptions)): () => FaultFleet {
+export function useFaultFleet(
+  options: FaultFleetOptions | (() => FaultFleetOptions | Promise<FaultFleetOptions>),
+): () => FaultFleet {
   let fleet: FaultFleet | undefined;
   beforeAll(async () => {
-    fleet = await FaultFleet.start(typeof options === 'function' ? options() : options);
+    fleet = await FaultFleet.start(typeof options === 'function' ? await options() : options);
   });
   afterAll(async () => {
     await fleet?.teardown();
