@@ -175,9 +175,9 @@ class World {
    * of the send is decided then: no transaction may be open (the order goes out only once the row
    * that records it is committed), and a host gets a second apply id only across a retry. The rows
    * are read by a transaction asked for at the send: transactions run one at a time in the order
-   * they were asked for, and the one that sent is still finishing (its after-commit callbacks are
-   * what send), so this read sees what was committed at the send, and nothing the engine writes
-   * after it. (An awaited read outside a transaction could have seen the engine's next step.)
+   * they were asked for, so it runs before any the engine asks for after the send, and sees what
+   * was committed at the send and nothing written later. (A plain awaited read could have seen the
+   * engine's next step.)
    */
   private checkApplySend(agentId: string, orderId: string, rolloutId: string): void {
     if (transactionOpen(this.store))
