@@ -22,8 +22,6 @@ const SQLITE_ONLY_COORDINATOR_TESTS = [
   'packages/coordinator/test/database-permissions.test.ts',
   // Opens SQLite stores directly (Store.open on a file) to test the Store itself.
   'packages/coordinator/test/store.test.ts',
-  // Reads the SQLite database directly (checkApplySend's SELECTs on store.db).
-  'packages/coordinator/test/rollout-engine.property.test.ts',
   // Provokes SQLITE_BUSY with a second connection holding SQLite's write lock.
   'packages/coordinator/test/report-batch-busy.test.ts',
   // FAIL on PostgreSQL, not a store bug: queuedRun() assumes the engine's next turn has not run by
@@ -31,9 +29,18 @@ const SQLITE_ONLY_COORDINATOR_TESTS = [
   'packages/coordinator/test/host-run-transition.test.ts',
   // Reads the SQLite file from a second connection at each crash point (what is on disk then).
   'packages/coordinator/test/crash-points.test.ts',
-  // Already run against both stores (and their cluster) by the coordinator project.
+  // Already run against both stores by the store-postgres project.
   'packages/coordinator/test/postgres-*.test.ts',
 ];
+
+/**
+ * One PostgreSQL cluster for the whole run, shared by every project that lists it (each test file
+ * makes databases of its own on it): a cluster per file cost 5–20 s each.
+ */
+const POSTGRES_GLOBAL_SETUP = 'test/support/postgres-global-setup.ts';
+const ENGINE_ON_POSTGRES = 'packages/coordinator/test/engine-on-postgres.test.ts';
+/** Test files of the store's PostgreSQL side, in the coordinator package and end to end. */
+const STORE_POSTGRES_TESTS = ['packages/coordinator/test/postgres-*.test.ts', 'test/migrate-store.test.ts'];
 
 // Unit tests live beside each package; end-to-end tests in test/ run the built binaries
 // (`npm test` builds first) as real processes on 127.0.0.1. Every project extends this root config,
@@ -56,7 +63,9 @@ export default defineConfig({
         test: {
           name: 'coordinator',
           include: ['packages/coordinator/test/**/*.test.ts'],
-          exclude: [...configDefaults.exclude, 'packages/coordinator/test/engine-on-postgres.test.ts'],
+          exclude: [...configDefaults.exclude, ENGINE_ON_POSTGRES, ...STORE_POSTGRES_TESTS],
+          // coordinator-group-parts.test.ts: a group's leases, outbox and tail on the run's cluster.
+          globalSetup: [POSTGRES_GLOBAL_SETUP],
           testTimeout: 30_000,
         },
       },
@@ -67,13 +76,24 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'coordinator-postgres',
-          include: met(...postgresCluster)
-            ? [...ENGINE_SPECIFICATION, 'packages/coordinator/test/engine-on-postgres.test.ts']
-            : ['packages/coordinator/test/engine-on-postgres.test.ts'],
+          include: met(...postgresCluster) ? [...ENGINE_SPECIFICATION, ENGINE_ON_POSTGRES] : [ENGINE_ON_POSTGRES],
           exclude: [...configDefaults.exclude, ...SQLITE_ONLY_COORDINATOR_TESTS],
           env: { FLEETPATCH_TEST_STORE: 'postgres' },
-          globalSetup: ['packages/coordinator/test/support/postgres-global-setup.ts'],
+          globalSetup: [POSTGRES_GLOBAL_SETUP],
           testTimeout: 30_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        // The store's own PostgreSQL tests (repositories, schema, migrate-store), each file on
+        // databases of its own in the run's one cluster, which they share with coordinator-postgres.
+        // Where PostgreSQL 15 or root is missing their PostgreSQL halves are skipped, saying why.
+        extends: true,
+        test: {
+          name: 'store-postgres',
+          include: STORE_POSTGRES_TESTS,
+          globalSetup: [POSTGRES_GLOBAL_SETUP],
+          testTimeout: 120_000,
           hookTimeout: 60_000,
         },
       },
@@ -83,7 +103,9 @@ export default defineConfig({
           name: 'e2e',
           include: ['test/**/*.test.ts'],
           // The fault suite has its own run (`npm run test:faults`, vitest.faults.config.ts).
-          exclude: [...configDefaults.exclude, 'test/faults/**'],
+          exclude: [...configDefaults.exclude, 'test/faults/**', ...STORE_POSTGRES_TESTS],
+          // The crash tests' PostgreSQL variants (test/support/store-variants.ts) use the run's cluster.
+          globalSetup: [POSTGRES_GLOBAL_SETUP],
           testTimeout: 120_000,
           hookTimeout: 60_000,
         },

@@ -9,7 +9,8 @@ export default defineConfig({
   test: {
     name: 'faults',
     include: ['test/faults/**/*.test.ts'],
-    globalSetup: ['test/faults/print-results.ts'],
+    // The scenarios' PostgreSQL variants (test/support/store-variants.ts) use one cluster for the run.
+    globalSetup: ['test/faults/print-results.ts', 'test/support/postgres-global-setup.ts'],
     expect: { requireAssertions: true },
     fileParallelism: false,
     testTimeout: 180_000,

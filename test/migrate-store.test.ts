@@ -17,7 +17,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { type CliResult, runNode } from './support/cli-process.js';
 import { FleetHarness, sampleFilePatch } from './support/fleet-harness.js';
-import { postgresCluster, usePostgresCluster } from './support/postgres-cluster.js';
+import { postgresCluster, runPostgresCluster } from './support/postgres-cluster.js';
 import { describeNeeding } from './support/requirements.js';
 
 const COORDINATOR = join(import.meta.dirname, '..', 'packages/coordinator/dist/main.js');
@@ -144,7 +144,6 @@ async function rowsOnBothSides(db: Database.Database, client: pg.Client, table: 
 }
 
 describeNeeding(postgresCluster, 'migrate-store: a SQLite installation moved to PostgreSQL', () => {
-  const cluster = usePostgresCluster();
   let work = '';
   let file = '';
   let deletedSeq = 0;
@@ -187,7 +186,7 @@ describeNeeding(postgresCluster, 'migrate-store: a SQLite installation moved to 
   });
 
   it('copies every table, row for row, keeps event numbers and refuses a second copy', async () => {
-    const url = await cluster().createDatabase();
+    const url = await runPostgresCluster().createDatabase();
     const db = new Database(file, { readonly: true });
     const client = await connected(url);
     try {
@@ -234,7 +233,7 @@ describeNeeding(postgresCluster, 'migrate-store: a SQLite installation moved to 
   });
 
   it('refuses a SQLite store at another schema version before writing anything', async () => {
-    const url = await cluster().createDatabase();
+    const url = await runPostgresCluster().createDatabase();
     const older = join(work, 'older.db');
     await copyFile(file, older);
     const db = new Database(older);
@@ -256,7 +255,7 @@ describeNeeding(postgresCluster, 'migrate-store: a SQLite installation moved to 
   });
 
   it('says what is wrong with its arguments and exits 2', async () => {
-    const url = cluster().urlOf('postgres');
+    const url = runPostgresCluster().urlOf('postgres');
     const cases: [string[], string][] = [
       [['--to', url], '--from sqlite:FILE is required'],
       [['--from', `sqlite:${file}`], '--to postgres:URL is required'],
@@ -265,16 +264,19 @@ describeNeeding(postgresCluster, 'migrate-store: a SQLite installation moved to 
       [['--from', `sqlite:${file}`, '--to', 'mysql://db/fleet'], '--to must be postgres:URL'],
       [['--from', `sqlite:${file}`, '--to', url, '--force'], "Unknown option '--force'"],
     ];
-    for (const [args, message] of cases) {
-      const result = await migrateStore(...args);
-      expect({ args, code: result.code }).toEqual({ args, code: 2 });
-      expect(result.stderr).toContain(message);
-      expect(result.stderr).toContain('usage: fleetpatch-coordinator migrate-store');
-    }
     // A file that is not a SQLite database is named as such, not blamed on the target.
     const notADatabase = join(work, 'notes.txt');
     await writeFile(notADatabase, 'not a database\n'.repeat(100));
-    const result = await migrateStore('--from', `sqlite:${notADatabase}`, '--to', url);
+    // Each refusal is a process of its own that writes nothing: they run side by side.
+    const [result, refused] = await Promise.all([
+      migrateStore('--from', `sqlite:${notADatabase}`, '--to', url),
+      Promise.all(cases.map(async ([args, message]) => ({ args, message, refusal: await migrateStore(...args) }))),
+    ]);
+    for (const { args, message, refusal } of refused) {
+      expect({ args, code: refusal.code }).toEqual({ args, code: 2 });
+      expect(refusal.stderr).toContain(message);
+      expect(refusal.stderr).toContain('usage: fleetpatch-coordinator migrate-store');
+    }
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`cannot open ${notADatabase}: file is not a database`);
   });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { expect, it } from 'vitest';
+import { type ExpectStatic, it } from 'vitest';
 import { postgresCluster, postmasterRunningIn, startPostgresCluster } from './support/postgres-cluster.js';
 import { describeNeeding } from './support/requirements.js';
 
@@ -50,12 +50,16 @@ async function abandonedCluster(end: 'exit' | 'signal'): Promise<string> {
 }
 
 /** The stop runs in a process of its own once the test process is gone: wait for it, with a deadline. */
-async function expectCleanedUp(dir: string): Promise<void> {
+async function expectCleanedUp(expect: ExpectStatic, dir: string): Promise<void> {
   await expect.poll(() => postmasterRunningIn(dir) || existsSync(dir), { timeout: 30_000, interval: 100 }).toBe(false);
 }
 
+// Each test starts clusters of its own in directories of their own: they run side by side (and
+// so use the test's own `expect`, which counts its assertions).
 describeNeeding(postgresCluster, 'the test PostgreSQL cluster', () => {
-  it('runs unprivileged on 127.0.0.1 with fsync on, and leaves nothing behind once stopped', async () => {
+  it.concurrent('runs unprivileged on 127.0.0.1 with fsync on, and leaves nothing behind once stopped', async ({
+    expect,
+  }) => {
     const cluster = await startPostgresCluster();
     try {
       expect(postmasterRunningIn(cluster.dir)).toBe(true);
@@ -86,15 +90,15 @@ describeNeeding(postgresCluster, 'the test PostgreSQL cluster', () => {
     await cluster.stop();
   });
 
-  it('is stopped and removed when a test file ends without stopping it', async () => {
+  it.concurrent('is stopped and removed when a test file ends without stopping it', async ({ expect }) => {
     const dir = await abandonedCluster('exit');
     expect(dir).toContain('fleetpatch-pg-');
-    await expectCleanedUp(dir);
+    await expectCleanedUp(expect, dir);
   });
 
-  it('is stopped and removed when the test process is killed by SIGTERM', async () => {
+  it.concurrent('is stopped and removed when the test process is killed by SIGTERM', async ({ expect }) => {
     const dir = await abandonedCluster('signal');
     expect(dir).toContain('fleetpatch-pg-');
-    await expectCleanedUp(dir);
+    await expectCleanedUp(expect, dir);
   });
 });

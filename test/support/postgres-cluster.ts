@@ -6,9 +6,9 @@
  * socket stays in the temporary directory) with fsync on: durability is what the product sells, so
  * the tests pay for it too. A password (scram) guards it, as a real installation would be.
  *
- * Whoever starts one stops it: `usePostgresCluster()` stops it after the file's tests, and an exit
- * hook stops it and removes its directory if the test process ends first (a failed hook, an uncaught
- * error), so no `postgres` is left running.
+ * Whoever starts one stops it (the run's one cluster: its global setup, after the last file), and an
+ * exit hook stops it and removes its directory if the process ends first (a failed hook, an uncaught
+ * error), so no `postgres` is left running. Test files share the run's cluster (`runPostgresCluster`).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -27,7 +27,7 @@ import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll } from 'vitest';
+import { inject } from 'vitest';
 import { type Availability, type Requirement, requirement, root } from './requirements.js';
 
 export const POSTGRES_BIN = '/usr/lib/postgresql/15/bin';
@@ -35,6 +35,13 @@ export const POSTGRES_BIN = '/usr/lib/postgresql/15/bin';
 const CLUSTER_USER = 'postgres';
 /** The cluster's superuser, as the connection URLs name it. */
 const SUPERUSER = 'fleetpatch';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** The run's test cluster's maintenance database (postgres-global-setup.ts); empty when no cluster runs. */
+    postgresMaintenanceUrl: string;
+  }
+}
 
 function postgresInstalled(): Availability {
   for (const tool of ['initdb', 'pg_ctl', 'postgres']) {
@@ -66,20 +73,48 @@ function accountIds(name: string): { uid: number; gid: number } | undefined {
   return uid === undefined || gid === undefined ? undefined : { uid: Number(uid), gid: Number(gid) };
 }
 
-export interface PostgresCluster {
-  /** The temporary directory holding its data, log and unix socket. */
-  readonly dir: string;
+/** What a test needs of a cluster: databases of its own on it. */
+export interface PostgresDatabases {
   /** `postgres://fleetpatch:…@127.0.0.1:<port>/postgres`: the maintenance database. */
   readonly url: string;
-  readonly port: number;
-  /** Creates an empty database of its own for one test and returns its URL. */
-  createDatabase(): Promise<string>;
+  /** Creates an empty database (of its own for one test, unless `name` is given) and returns its URL. */
+  createDatabase(name?: string): Promise<string>;
   /** The URL of database `name` on this cluster. */
   urlOf(name: string): string;
+}
+
+export interface PostgresCluster extends PostgresDatabases {
+  /** The temporary directory holding its data, log and unix socket. */
+  readonly dir: string;
+  readonly port: number;
   /** Restarts the server (fast shutdown: every connection is cut), keeping its data and port. */
   restart(): void;
   /** Stops the server (fast shutdown) and removes its directory; idempotent. */
   stop(): Promise<void>;
+}
+
+/** Databases on the cluster whose maintenance database is `maintenanceUrl` (it holds the password). */
+export function databasesOn(maintenanceUrl: string): PostgresDatabases {
+  const urlOf = (name: string) => {
+    const url = new URL(maintenanceUrl);
+    url.pathname = `/${name}`;
+    return url.toString();
+  };
+  return {
+    url: maintenanceUrl,
+    urlOf,
+    async createDatabase(name = `test_${process.pid}_${randomBytes(6).toString('hex')}`) {
+      // Random by default, not counted: every test file of the run makes its databases on this cluster.
+      const client = new pg.Client({ connectionString: maintenanceUrl });
+      await client.connect();
+      try {
+        await client.query(`CREATE DATABASE ${name}`);
+      } finally {
+        await client.end();
+      }
+      return urlOf(name);
+    },
+  };
 }
 
 /** A port free now on 127.0.0.1; PostgreSQL takes no port 0, so a lost race is retried by the caller. */
@@ -168,26 +203,11 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
         if (attempt >= 3 || !/could not bind|Address already in use/.test(log)) throw err;
       }
     }
-    const urlOf = (name: string) => `postgres://${SUPERUSER}:${password}@127.0.0.1:${port}/${name}`;
-    let databases = 0;
     let stopping: Promise<void> | undefined;
     return {
+      ...databasesOn(`postgres://${SUPERUSER}:${password}@127.0.0.1:${port}/postgres`),
       dir,
-      url: urlOf('postgres'),
       port,
-      urlOf,
-      async createDatabase() {
-        databases += 1;
-        const name = `test_${databases}_${randomBytes(4).toString('hex')}`;
-        const client = new pg.Client({ connectionString: urlOf('postgres') });
-        await client.connect();
-        try {
-          await client.query(`CREATE DATABASE ${name}`);
-        } finally {
-          await client.end();
-        }
-        return urlOf(name);
-      },
       restart() {
         asClusterUser('pg_ctl', ['restart', '-D', data, '-m', 'fast', '-l', join(dir, 'server.log'), '-w', '-t', '60']);
       },
@@ -253,19 +273,18 @@ function clusterCommand(tool: string, args: readonly string[]): string[] {
   ];
 }
 
-/** One cluster for the file: started before its tests, stopped after them (even when they fail). */
-export function usePostgresCluster(): () => PostgresCluster {
-  let cluster: PostgresCluster | undefined;
-  beforeAll(async () => {
-    cluster = await startPostgresCluster();
-  }, 120_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  }, 120_000);
-  return () => {
-    if (cluster === undefined) throw new Error('the PostgreSQL cluster has not started');
-    return cluster;
-  };
+/**
+ * The run's one cluster, for a test file: test/support/postgres-global-setup.ts starts it once for
+ * every project that lists it, and each file makes databases of its own on it. Starting a cluster
+ * per file cost 5–20 s each (initdb, then the server's start), most of some files' run time.
+ */
+export function runPostgresCluster(): PostgresDatabases {
+  const url = inject('postgresMaintenanceUrl');
+  if (!url)
+    throw new Error(
+      "no PostgreSQL cluster for this run: the test file's vitest project must list test/support/postgres-global-setup.ts in globalSetup",
+    );
+  return databasesOn(url);
 }
 
 /** Exported for the helper's own test: whether any `postgres` process still runs from `dir`. */

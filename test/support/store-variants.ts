@@ -5,7 +5,7 @@
  * for every fleet — the PostgreSQL one skipped visibly where the cluster cannot run (root, PG 15).
  */
 import { describe } from 'vitest';
-import { postgresCluster, usePostgresCluster } from './postgres-cluster.js';
+import { postgresCluster, runPostgresCluster } from './postgres-cluster.js';
 import { describeNeeding, type Requirement } from './requirements.js';
 
 export type StoreKind = 'sqlite' | 'postgres';
@@ -44,8 +44,8 @@ export function describeOnEachStore(
   else describeNeeding(requirements, sqliteTitle, () => body(SQLITE));
 
   describeNeeding([...requirements, ...postgresCluster], `${title}, on PostgreSQL`, () => {
-    // Declared first: its beforeAll runs before the body's (the fleet's), its afterAll after.
-    const cluster = usePostgresCluster();
+    // The run's one cluster (test/support/postgres-global-setup.ts); each fleet gets a database of its own.
+    const cluster = () => runPostgresCluster();
     body({
       kind: 'postgres',
       label: 'PostgreSQL',

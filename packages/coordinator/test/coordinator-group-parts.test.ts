@@ -7,7 +7,7 @@
 import { type Patch, RolloutRequestSchema, storedPatch } from '@fleetpatch/shared';
 import pino from 'pino';
 import { afterEach, expect, it } from 'vitest';
-import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { AgentOutbox } from '../src/group/agent-outbox.js';
 import { DedicatedConnection } from '../src/group/dedicated-connection.js';
@@ -27,7 +27,7 @@ const request = RolloutRequestSchema.parse({ patchId: 'pat_1', target: { hostIds
 const patch: Patch = storedPatch(SAMPLE_PATCH_SPEC, { id: 'pat_1', createdBy: 'alice', createdAt: at(0) });
 
 describeNeeding(postgresCluster, 'the parts of a coordinator group on PostgreSQL', () => {
-  const cluster = usePostgresCluster();
+  const cluster = () => runPostgresCluster();
   const opened: { close(): Promise<void> }[] = [];
   afterEach(async () => {
     for (const thing of opened.splice(0).reverse()) await thing.close();

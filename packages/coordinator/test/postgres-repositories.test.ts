@@ -7,7 +7,7 @@
  */
 import { type Patch, RolloutRequestSchema, storedPatch } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { openDatabase } from '../src/store/database.js';
 import { PostgresAgentRepository } from '../src/store/postgres/postgres-agent-repository.js';
@@ -85,7 +85,7 @@ const patch = (id: string, createdAt: string, title = 'Raise app workers to 8'):
 
 /**
  * The contract, written once: each test gets a fresh store of the kind it runs on. PostgreSQL's
- * stores are fresh databases of one cluster (started for the file).
+ * stores are fresh databases of the run's one cluster.
  */
 function contract(open: () => Promise<Subject>): void {
   let subject: Subject;
@@ -439,6 +439,5 @@ describe('the SQLite repositories (the reference)', () => {
 });
 
 describeNeeding(postgresCluster, 'the PostgreSQL repositories', () => {
-  const cluster = usePostgresCluster();
-  contract(async () => await postgresSubject(await cluster().createDatabase()));
+  contract(async () => await postgresSubject(await runPostgresCluster().createDatabase()));
 });

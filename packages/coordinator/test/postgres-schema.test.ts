@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { expect, it } from 'vitest';
-import { postgresCluster, usePostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { openDatabase } from '../src/store/database.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
@@ -51,11 +51,9 @@ async function connected(url: string): Promise<pg.Client> {
 }
 
 describeNeeding(postgresCluster, 'the PostgreSQL store schema', () => {
-  const cluster = usePostgresCluster();
-
   it('has the tables, columns and NOT NULLs of the SQLite schema after all its migrations', async () => {
     const sqlite = openDatabase(':memory:');
-    const client = await connected(await cluster().createDatabase());
+    const client = await connected(await runPostgresCluster().createDatabase());
     try {
       await migratePostgres(client);
       const fromSqlite = sqliteTables(sqlite);
@@ -82,7 +80,7 @@ describeNeeding(postgresCluster, 'the PostgreSQL store schema', () => {
   });
 
   it('lets two coordinators migrate one fresh database at once: each migration applied once', async () => {
-    const url = await cluster().createDatabase();
+    const url = await runPostgresCluster().createDatabase();
     const [a, b] = await Promise.all([connected(url), connected(url)]);
     try {
       const applied = await Promise.all([migratePostgres(a), migratePostgres(b)]);
@@ -98,7 +96,7 @@ describeNeeding(postgresCluster, 'the PostgreSQL store schema', () => {
   });
 
   it('refuses a schema a newer coordinator migrated, and changes nothing', async () => {
-    const client = await connected(await cluster().createDatabase());
+    const client = await connected(await runPostgresCluster().createDatabase());
     try {
       await migratePostgres(client);
       const newer = POSTGRES_SCHEMA_VERSION + 1;
@@ -114,7 +112,7 @@ describeNeeding(postgresCluster, 'the PostgreSQL store schema', () => {
   });
 
   it('leaves no half schema when a migration fails', async () => {
-    const client = await connected(await cluster().createDatabase());
+    const client = await connected(await runPostgresCluster().createDatabase());
     try {
       // A database already holding an unrelated `events` table: migration 1 fails part-way through.
       await client.query('CREATE TABLE events (id integer)');

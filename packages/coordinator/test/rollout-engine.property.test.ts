@@ -1,7 +1,8 @@
 /**
- * Property test of the rollout engine: the real `RolloutEngine` over a real SQLite `Store`, driven by
- * random sequences of human verbs, agent reports, clock advances and coordinator crashes (the engine
- * dropped and a new Store + RolloutEngine opened on the same file). After every step the invariants
+ * Property test of the rollout engine: the real `RolloutEngine` over a real `Store` (SQLite, or
+ * PostgreSQL in the coordinator-postgres project), driven by random sequences of human verbs, agent
+ * reports, clock advances and coordinator crashes (the engine dropped and a new Store +
+ * RolloutEngine opened on the same database). After every step the invariants
  * of DESIGN.md ("Rollout semantics", "Invariants") are checked against the database, the audit log
  * and every message the engine sent. The world is the specification's simulated fleet
  * (`support/simulated-fleet.ts`); each step waits with `engine.whenIdle()`.
@@ -10,6 +11,7 @@ import {
   assignWaves,
   canaryOrder,
   ErrorCode,
+  type EventRecord,
   FINAL_ROLLOUT_STATES,
   FleetError,
   type HostRunState,
@@ -29,8 +31,10 @@ import { canaryFitnessOf } from '../src/engine/fleet-target.js';
 import { HOST_RUN_TRANSITIONS, IN_FLIGHT_HOST_STATES } from '../src/engine/host-run-states.js';
 import { ROLLOUT_TRANSITIONS, VERB_TRANSITIONS } from '../src/engine/rollout-states.js';
 import { resolveTarget } from '../src/engine/target-resolver.js';
+import { SqliteBackend } from '../src/store/sqlite-backend.js';
+import type { Store } from '../src/store/store.js';
 import type { JournalEntry, SimulatedAgent } from './support/simulated-agent.js';
-import { PATCH_ID, SimulatedFleet } from './support/simulated-fleet.js';
+import { PATCH_ID, SimulatedFleet, STORE_KIND } from './support/simulated-fleet.js';
 
 // ---- the world the engine lives in ---------------------------------------------------------------
 
@@ -72,16 +76,30 @@ async function dump(world: World): Promise<string> {
   return await world.fleet.dump(['agents', 'patches', 'rollouts', 'approvals', 'host_runs', 'events']);
 }
 
-interface EventRow {
-  seq: number;
-  rollout_id: string | null;
-  host_id: string | null;
-  actor: string;
-  type: string;
-  from_state: string | null;
-  to_state: string | null;
-  data: string | null;
-  at: string;
+/** The whole audit log, oldest first, a page at a time. */
+async function allEvents(store: Store): Promise<EventRecord[]> {
+  const events: EventRecord[] = [];
+  for (;;) {
+    const page = await store.allEvents(events.at(-1)?.seq ?? 0, 1000);
+    events.push(...page);
+    if (page.length < 1000) return events;
+  }
+}
+
+/**
+ * Whether a store transaction is open where an order is sent. SQLite's connection says so whoever
+ * opened it; on either store, `afterCommit` is accepted only inside a transaction's function, so a
+ * send made there, before the commit, is caught on PostgreSQL too (the probe's no-op callback is
+ * harmless).
+ */
+function transactionOpen(store: Store): boolean {
+  if (store.backend instanceof SqliteBackend && store.db.inTransaction) return true;
+  try {
+    store.afterCommit(() => {});
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 class World {
@@ -99,6 +117,8 @@ class World {
   /** Audit rows seen so far, by seq, as text: they must never change. */
   readonly seenEvents = new Map<number, string>();
   lastState: RolloutState | null = null;
+  /** Send-time checks whose reads are still queued behind the engine's transaction (see checkApplySend). */
+  private readonly sendChecks: Promise<void>[] = [];
 
   static async open(scenario: Scenario): Promise<World> {
     const world = new World(scenario);
@@ -151,43 +171,65 @@ class World {
   // ---- the simulated agents --------------------------------------------------------------------
 
   /**
-   * Send-time invariants of a new apply order, read at the instant of the send: synchronously, from
-   * the SQLite file under the store (an awaited read could see the engine's next step). No
-   * transaction may be open then: the order is sent only once the row that records it is committed.
+   * Send-time invariants of a new apply order, on either store. What can be decided at the instant
+   * of the send is decided then: no transaction may be open (the order goes out only once the row
+   * that records it is committed), and a host gets a second apply id only across a retry. The rows
+   * are read by a transaction asked for at the send: transactions run one at a time in the order
+   * they were asked for, so it runs before any the engine asks for after the send, and sees what
+   * was committed at the send and nothing written later. (A plain awaited read could have seen the
+   * engine's next step.)
    */
   private checkApplySend(agentId: string, orderId: string, rolloutId: string): void {
-    const { db } = this.store;
-    if (db.inTransaction) this.violations.push(`apply ${orderId} sent to ${agentId} inside an open transaction`);
-    const runRow = (where: string, arg: string) =>
-      db
-        .prepare(`SELECT host_id AS hostId, rollout_id AS rolloutId, wave, state FROM host_runs WHERE ${where}`)
-        .all(arg) as { hostId: string; rolloutId: string; wave: number; state: HostRunState }[];
-    const run = runRow('order_id = ?', orderId)[0];
-    if (!run || run.hostId !== agentId || run.rolloutId !== rolloutId) {
-      this.violations.push(`apply ${orderId} sent to ${agentId} does not match a committed host run`);
-      return;
-    }
+    if (transactionOpen(this.store))
+      this.violations.push(`apply ${orderId} sent to ${agentId} inside an open transaction`);
     const ids = this.applyIds.get(agentId) ?? new Map<string, number>();
     this.applyIds.set(agentId, ids);
-    if (ids.has(orderId)) return; // a resend of the same id is how reconnects are reconciled
-    for (const [other, epoch] of ids) {
-      if (epoch === this.retries)
-        this.violations.push(`${agentId} got a second apply order ${orderId} (after ${other}) with no retry between`);
+    // A resend of the same id is how reconnects are reconciled; a new id is new work.
+    const firstSend = !ids.has(orderId);
+    if (firstSend) {
+      for (const [other, epoch] of ids) {
+        if (epoch === this.retries)
+          this.violations.push(`${agentId} got a second apply order ${orderId} (after ${other}) with no retry between`);
+      }
+      ids.set(orderId, this.retries);
     }
-    ids.set(orderId, this.retries);
-    const rollout = db.prepare('SELECT state, current_wave AS currentWave FROM rollouts WHERE id = ?').get(rolloutId) as
-      | { state: RolloutState; currentWave: number }
-      | undefined;
-    if (rollout?.state !== 'running')
-      this.violations.push(`new apply ${orderId} to ${agentId} while the rollout is ${rollout?.state}`);
-    if (rollout && run.wave !== rollout.currentWave)
-      this.violations.push(`apply to ${agentId} of wave ${run.wave} while wave ${rollout.currentWave} is current`);
-    for (const earlier of runRow('rollout_id = ?', rolloutId)) {
-      if (earlier.wave < run.wave && isUnfinished(earlier.state))
-        this.violations.push(
-          `apply to ${agentId} (wave ${run.wave}) while ${earlier.hostId} of wave ${earlier.wave} is ${earlier.state}`,
-        );
-    }
+    const store = this.store;
+    const read = store.transaction(async () => ({
+      run: await store.hostRuns.byOrderId(orderId),
+      rollout: await store.rollouts.get(rolloutId),
+      runs: await store.hostRuns.forRollout(rolloutId),
+    }));
+    this.sendChecks.push(
+      read.then(
+        ({ run, rollout, runs }) => {
+          if (!run || run.hostId !== agentId || run.rolloutId !== rolloutId) {
+            this.violations.push(`apply ${orderId} sent to ${agentId} does not match a committed host run`);
+            return;
+          }
+          if (!firstSend) return;
+          if (rollout?.state !== 'running')
+            this.violations.push(`new apply ${orderId} to ${agentId} while the rollout is ${rollout?.state}`);
+          if (rollout && run.wave !== rollout.currentWave)
+            this.violations.push(
+              `apply to ${agentId} of wave ${run.wave} while wave ${rollout.currentWave} is current`,
+            );
+          for (const earlier of runs) {
+            if (earlier.wave < run.wave && isUnfinished(earlier.state))
+              this.violations.push(
+                `apply to ${agentId} (wave ${run.wave}) while ${earlier.hostId} of wave ${earlier.wave} is ${earlier.state}`,
+              );
+          }
+        },
+        (err: Error) => {
+          this.violations.push(`reading the store at the send of ${orderId} failed: ${err.message}`);
+        },
+      ),
+    );
+  }
+
+  /** Waits for the send-time reads still queued: before the invariants are checked, and before a crash closes the store. */
+  async settleSendChecks(): Promise<void> {
+    while (this.sendChecks.length > 0) await Promise.all(this.sendChecks.splice(0));
   }
 
   /** The agent finishes an order and reports it (now if connected, else in its next hello). */
@@ -229,6 +271,7 @@ class World {
   // ---- invariants ------------------------------------------------------------------------------
 
   async checkInvariants(): Promise<void> {
+    await this.settleSendChecks();
     expect(this.violations).toEqual([]);
     const rollout = await this.store.rollouts.get(this.rolloutId);
     if (!rollout) throw new Error('the rollout vanished');
@@ -237,7 +280,7 @@ class World {
     expect(ROLLOUT_STATES).toContain(state);
 
     // The audit log is append-only: earlier rows never change, seq grows strictly.
-    const events = this.store.db.prepare('SELECT * FROM events ORDER BY seq').all() as EventRow[];
+    const events = await allEvents(this.store);
     let previousSeq = 0;
     for (const event of events) {
       expect(event.seq).toBeGreaterThan(previousSeq);
@@ -251,17 +294,17 @@ class World {
 
     // Every rollout transition in the log is legal, and they chain up to the current state.
     const transitions = events.filter(
-      (e) => e.rollout_id === this.rolloutId && e.host_id === null && e.type.startsWith('rollout.') && e.to_state,
+      (e) => e.rolloutId === this.rolloutId && e.hostId === null && e.type.startsWith('rollout.') && e.toState,
     );
     let current: string | null = null;
     for (const t of transitions) {
       if (current === null) {
         expect(t.type).toBe('rollout.created');
       } else {
-        expect(t.from_state, `transition ${t.type} out of ${current}`).toBe(current);
-        expect(ROLLOUT_TRANSITIONS[current as RolloutState], `${current} → ${t.to_state}`).toContain(t.to_state);
+        expect(t.fromState, `transition ${t.type} out of ${current}`).toBe(current);
+        expect(ROLLOUT_TRANSITIONS[current as RolloutState], `${current} → ${t.toState}`).toContain(t.toState);
       }
-      current = t.to_state;
+      current = t.toState;
     }
     expect(current).toBe(state);
 
@@ -290,20 +333,20 @@ class World {
       hostStates.set(hostId, to);
     };
     for (const e of events) {
-      if (e.rollout_id !== this.rolloutId) continue;
-      if (e.host_id === null) {
-        const requeued = e.type === 'rollout.running' && e.data ? JSON.parse(e.data).requeued : undefined;
+      if (e.rolloutId !== this.rolloutId) continue;
+      if (e.hostId === null) {
+        const requeued = e.type === 'rollout.running' ? e.data?.requeued : undefined;
         for (const hostId of (requeued ?? []) as string[]) move(hostId, 'queued');
         continue;
       }
-      if (e.to_state === null) continue;
-      const to = e.to_state as HostRunState;
-      const current = hostStates.get(e.host_id) ?? 'queued';
-      if (audited(e.from_state) !== current)
-        illegal.push(`${e.type} of ${e.host_id} from ${e.from_state}, but it was ${current}`);
+      if (e.toState === null) continue;
+      const to = e.toState as HostRunState;
+      const current = hostStates.get(e.hostId) ?? 'queued';
+      if (audited(e.fromState) !== current)
+        illegal.push(`${e.type} of ${e.hostId} from ${e.fromState}, but it was ${current}`);
       // A late result that only corrects whether the host carries the change is not a transition.
-      if (audited(e.from_state) !== to) move(e.host_id, to);
-      else if (e.type !== 'host.late_result') illegal.push(`${e.type} of ${e.host_id}: ${to} → ${to}`);
+      if (audited(e.fromState) !== to) move(e.hostId, to);
+      else if (e.type !== 'host.late_result') illegal.push(`${e.type} of ${e.hostId}: ${to} → ${to}`);
     }
     for (const run of runs) {
       const last = hostStates.get(run.hostId) ?? 'queued';
@@ -514,6 +557,7 @@ async function runStep(world: World, step: Step): Promise<void> {
       await world.engine.tick();
       break;
     case 'crash':
+      await world.settleSendChecks();
       await world.fleet.restart();
       break;
   }
@@ -656,8 +700,13 @@ async function goLive(world: World): Promise<void> {
   await world.engine.whenIdle();
 }
 
-/** PROPERTY_RUNS=2000 for a long soak; the default keeps the file well under 30 s. */
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 60);
+/**
+ * PROPERTY_RUNS=2000 for a long soak. The default keeps the file well under 30 s on SQLite; on
+ * PostgreSQL, where a step costs about five times as much (every read and commit a round trip to
+ * the server; 6 runs: 39 s vs 8 s here), a third as many runs: the engine is the same, what the
+ * second store adds is its own reads and commits, which every run exercises.
+ */
+const RUNS = Number(process.env.PROPERTY_RUNS ?? (STORE_KIND === 'postgres' ? 20 : 60));
 // Generous: on a loaded 2-core CI machine the same runs take several times longer than alone.
 const TIMEOUT_MS = Math.max(120_000, RUNS * 2000);
 

@@ -20,7 +20,9 @@ import {
 } from '@fleetpatch/shared';
 import pg from 'pg';
 import { type Logger, pino } from 'pino';
-import { afterEach, inject } from 'vitest';
+import { afterEach } from 'vitest';
+import { runPostgresCluster } from '../../../../test/support/postgres-cluster.js';
+import { FLEET_TEMPLATE_DATABASE } from '../../../../test/support/postgres-global-setup.js';
 import type { MetricQuery } from '../../src/analysis/prometheus-query.js';
 import {
   type AgentChannel,
@@ -35,7 +37,6 @@ import type { RolloutRecord } from '../../src/store/rollout-repository.js';
 import { Store } from '../../src/store/store.js';
 import { FakeClock } from './fake-clock.js';
 import { FakeWindowWatcher } from './fake-window-watcher.js';
-import { FLEET_TEMPLATE_DATABASE } from './postgres-global-setup.js';
 import { SAMPLE_PATCH_SPEC } from './sample-patch.js';
 import { type JournalEntry, SimulatedAgent } from './simulated-agent.js';
 
@@ -98,7 +99,7 @@ afterEach(async () => {
  * The store every fleet runs on: SQLite, or PostgreSQL in the `coordinator-postgres` project
  * (vitest.config.ts sets FLEETPATCH_TEST_STORE, and its global setup starts the cluster).
  */
-const STORE_KIND = process.env.FLEETPATCH_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
+export const STORE_KIND = process.env.FLEETPATCH_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
 
 /**
  * One coordinator (the real `RolloutEngine` over a real `Store`: SQLite in a temp file, or a PostgreSQL database of its own), its fake clock,
@@ -515,9 +516,9 @@ export class SimulatedFleet {
  * each commit's WAL flush buys nothing here.
  */
 export async function createFleetDatabase(): Promise<string> {
-  const maintenance = postgresMaintenanceUrl();
+  const cluster = runPostgresCluster();
   const name = `fleet_${process.pid}_${randomBytes(6).toString('hex')}`;
-  const client = new pg.Client({ connectionString: maintenance });
+  const client = new pg.Client({ connectionString: cluster.url });
   await client.connect();
   try {
     await client.query(`CREATE DATABASE ${name} TEMPLATE ${FLEET_TEMPLATE_DATABASE}`);
@@ -525,16 +526,5 @@ export async function createFleetDatabase(): Promise<string> {
   } finally {
     await client.end();
   }
-  const url = new URL(maintenance);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-function postgresMaintenanceUrl(): string {
-  const url = inject('postgresMaintenanceUrl');
-  if (!url)
-    throw new Error(
-      'FLEETPATCH_TEST_STORE=postgres but no PostgreSQL cluster was started (run the coordinator-postgres project)',
-    );
-  return url;
+  return cluster.urlOf(name);
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, expect } from 'vitest';
-import { type PostgresCluster, usePostgresCluster } from '../../../../test/support/postgres-cluster.js';
+import { type PostgresDatabases, runPostgresCluster } from '../../../../test/support/postgres-cluster.js';
 import { type Db, openDatabase } from '../../src/store/database.js';
 import { PostgresExecutor } from '../../src/store/postgres/postgres-executor.js';
 import { migratePostgres } from '../../src/store/postgres/postgres-migrate.js';
@@ -28,7 +28,7 @@ export interface StoreTwins {
 
 const AT = '2026-12-04T15:00:00.000Z';
 
-export async function openStoreTwins(cluster: PostgresCluster): Promise<StoreTwins> {
+export async function openStoreTwins(cluster: PostgresDatabases): Promise<StoreTwins> {
   const dir = mkdtempSync(join(tmpdir(), 'fleetpatch-twins-'));
   const sqlite = openDatabase(join(dir, 'coordinator.db'));
   const url = await cluster.createDatabase();
@@ -116,18 +116,17 @@ export function sameOnBoth<R>(sqlite: R, postgres: R): Same<R> {
 }
 
 /**
- * For a test file: a PostgreSQL cluster for the file, fresh twins for each test, and `same` over the
+ * For a test file: fresh twins (the PostgreSQL one a database of the run's one cluster) for each test, and `same` over the
  * two repositories `make` builds on them (after seeding what they refer to).
  */
 export function useStoreTwins<R>(make: (twins: StoreTwins) => Promise<{ sqlite: R; postgres: R }>): {
   twins: () => StoreTwins;
   same: Same<R>;
 } {
-  const cluster = usePostgresCluster();
   let twins: StoreTwins | undefined;
   let same: Same<R> | undefined;
   beforeEach(async () => {
-    twins = await openStoreTwins(cluster());
+    twins = await openStoreTwins(runPostgresCluster());
     const repositories = await make(twins);
     same = sameOnBoth(repositories.sqlite, repositories.postgres);
   });
