@@ -65,7 +65,7 @@ export class CoordinatorGroupFleet {
           fleet.startAgent(id, joinToken);
         }),
       );
-      await fleet.waitOnline(fleet.hostIds, 60_000);
+      await fleet.waitOnline(fleet.hostIds, 120_000);
       return fleet;
     } catch (err) {
       await fleet.teardown();
