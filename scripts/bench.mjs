@@ -420,9 +420,12 @@ async function main() {
   work = scratch;
   if (STORE === 'postgres') {
     const t0 = performance.now();
-    // Our own SIGTERM/SIGINT handlers tear down agents and coordinators first, then the cluster.
-    cluster = await startCluster({ stopOnSignal: false });
-    say(`PostgreSQL 15 cluster on 127.0.0.1:${cluster.port} (fsync on) started in ${secs(performance.now() - t0)}`);
+    // Our own SIGTERM/SIGINT handlers tear down agents and coordinators first, then the cluster. It
+    // lives where the SQLite coordinator's file would (a tmpfs when there is one): the same disk for both stores.
+    cluster = await startCluster({ stopOnSignal: false, parent: scratchBase(flags.tmp) });
+    say(
+      `PostgreSQL 15 cluster on 127.0.0.1:${cluster.port} (fsync on) in ${cluster.dir}, started in ${secs(performance.now() - t0)}`,
+    );
   }
   const preload = flags['cpu-prof'] ? await profilerPreload(scratch, flags['cpu-prof']) : undefined;
   // One after the other: the first one migrates the shared database.

@@ -79,15 +79,16 @@ function asClusterUser(tool, args) {
 
 /**
  * Initialises and starts a cluster; resolves once it accepts connections.
- * @param {{ stopOnSignal?: boolean }} [options] `stopOnSignal: false` for a caller with SIGTERM/SIGINT
- *   handlers of its own that tear down in order and stop the cluster last (the bench): the default
- *   handler re-raises the signal at once, which would kill that caller mid-teardown.
+ * @param {{ stopOnSignal?: boolean, parent?: string }} [options] `stopOnSignal: false` for a caller with
+ *   SIGTERM/SIGINT handlers of its own that tear down in order and stop the cluster last (the bench):
+ *   the default handler re-raises the signal at once, which would kill that caller mid-teardown.
+ *   `parent`: where its directory goes (the bench puts it on the tmpfs its SQLite coordinator uses).
  * @returns {Promise<RunningCluster>}
  */
-export async function startCluster({ stopOnSignal = true } = {}) {
+export async function startCluster({ stopOnSignal = true, parent = tmpdir() } = {}) {
   const ids = accountIds(CLUSTER_USER);
   if (ids === undefined) throw new Error(`no "${CLUSTER_USER}" account`);
-  const dir = mkdtempSync(join(tmpdir(), 'fleetpatch-pg-'));
+  const dir = mkdtempSync(join(parent, 'fleetpatch-pg-'));
   const data = join(dir, 'data');
   let running = false;
   /** @param {'fast' | 'immediate'} mode */
