@@ -1,5 +1,5 @@
 // @ts-check
-// `npm run bench [-- --agents N]`: one real coordinator process and N real agents (the `Agent` class:
+// `npm run bench [-- --agents N]`: one real coordinator process (or --coordinators K on PostgreSQL) and N real agents (the `Agent` class:
 // connection, protocol, journal, file driver; one socket each, each confined to its own scratch root),
 // spread over one child process per core (--agent-processes) so the load generator is not what is
 // measured. Measures connect, a file-patch rollout to all N in waves [1, "10%", "50%", "100%"] with
@@ -22,6 +22,14 @@
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write the coordinator's V8 CPU profile there, for chrome://inspect or speedscope)
+//        --store sqlite|postgres (sqlite)   --coordinators K (1; more than one needs postgres)
+//        --lease-ms N (the group's rollout lease, default the coordinator's own)
+//        --kill-driver (postgres, K ≥ 2: SIGKILL the coordinator driving the rollout once 30% of the hosts
+//          are healthy, and time until another holds its lease and until the rollout succeeds)
+// With --store postgres the bench starts a throwaway PostgreSQL 15 cluster of its own (initdb + pg_ctl as
+// the `postgres` account, scripts/lib/postgres-cluster.mjs; needs root and Debian's postgresql-15), K
+// coordinators on it (ids c1…cK), and agent i lists coordinator i mod K first, then the others. CPU and
+// memory are then the coordinators' summed; the agents per coordinator come from GET /v1/group.
 // A run whose open-files limit is too low for N re-runs itself under `ulimit -n` (up to the hard limit).
 // The Ansible head-to-head needs `ansible-playbook`; without it the bench says it is skipped.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -36,11 +44,13 @@ import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
 import { cpuMsOf, percentile, scratchBase } from './lib/bench-measures.mjs';
 import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
+import { startCluster } from './lib/postgres-cluster.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
 
 /**
- * @import { AgentList, EventPage, EventRecord, Healthz, JoinTokenCreated, Patch, RolloutList, RolloutRecord, RolloutState, RolloutStatus, RolloutSummary } from '@fleetpatch/shared'
+ * @import { AgentList, EventPage, EventRecord, GroupView, Healthz, JoinTokenCreated, Patch, RolloutList, RolloutRecord, RolloutState, RolloutStatus, RolloutSummary } from '@fleetpatch/shared'
  * @import { CoordinatorProcess } from './lib/local-fleet.mjs'
+ * @import { RunningCluster } from './lib/postgres-cluster.mjs'
  */
 
 const { values: flags } = parseArgs({
@@ -57,6 +67,10 @@ const { values: flags } = parseArgs({
     'agent-processes': { type: 'string', default: String(cpus().length) },
     'start-concurrency': { type: 'string', default: '64' },
     'pending-per-address': { type: 'string' },
+    store: { type: 'string', default: 'sqlite' },
+    coordinators: { type: 'string', default: '1' },
+    'lease-ms': { type: 'string' },
+    'kill-driver': { type: 'boolean', default: false },
     results: { type: 'string', default: fileURLToPath(new URL('../bench/results', import.meta.url)) },
   },
   strict: true,
@@ -66,9 +80,34 @@ const MAX_PARALLEL = Number.parseInt(flags['max-parallel'], 10);
 const DEADLINE_MS = Number.parseFloat(flags.deadline) * 1000;
 const AGENT_PROCESSES = Number.parseInt(flags['agent-processes'], 10);
 const START_CONCURRENCY = Number.parseInt(flags['start-concurrency'], 10);
-if (!(N >= 1) || !(MAX_PARALLEL >= 1) || !(DEADLINE_MS > 0) || !(AGENT_PROCESSES >= 1) || !(START_CONCURRENCY >= 1)) {
+const STORE = flags.store;
+const K = Number.parseInt(flags.coordinators, 10);
+const LEASE_MS = flags['lease-ms'] === undefined ? undefined : Number.parseInt(flags['lease-ms'], 10);
+const KILL_DRIVER = flags['kill-driver'] === true;
+if (
+  !(N >= 1) ||
+  !(MAX_PARALLEL >= 1) ||
+  !(DEADLINE_MS > 0) ||
+  !(AGENT_PROCESSES >= 1) ||
+  !(START_CONCURRENCY >= 1) ||
+  (STORE !== 'sqlite' && STORE !== 'postgres') ||
+  !(K >= 1) ||
+  (LEASE_MS !== undefined && !(LEASE_MS >= 1))
+) {
   process.stderr.write(
-    'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n',
+    'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
+      '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver]\n',
+  );
+  process.exit(2);
+}
+// A group of coordinators shares one database: SQLite is one process's file.
+if (STORE === 'sqlite' && (K > 1 || LEASE_MS !== undefined || KILL_DRIVER)) {
+  process.stderr.write('bench.mjs: --coordinators above 1, --lease-ms and --kill-driver need --store postgres\n');
+  process.exit(2);
+}
+if (KILL_DRIVER && K < 2) {
+  process.stderr.write(
+    'bench.mjs: --kill-driver needs --coordinators 2 or more (someone must take the rollout over)\n',
   );
   process.exit(2);
 }
@@ -192,25 +231,53 @@ async function pool(items, limit, fn) {
   await Promise.all(workers);
 }
 
+/** The last CPU time read of each coordinator: a killed one's (--kill-driver) stays counted at its last reading. */
+/** @type {Map<number | undefined, number>} */
+const lastCoordinatorCpuMs = new Map();
+
 /**
- * A CPU stopwatch over the coordinator and the agent processes: each one's CPU time (ms) since it started.
- * @param {number | undefined} pid the coordinator's
+ * CPU time (ms) of every coordinator so far, summed; a gone one counts what it had used when last read.
+ * @param {readonly CoordinatorProcess[]} group
+ */
+function coordinatorsCpuMs(group) {
+  let sum = 0;
+  for (const { child } of group) {
+    const ms = cpuMsOf(child.pid);
+    if (!Number.isNaN(ms)) lastCoordinatorCpuMs.set(child.pid, ms);
+    sum += lastCoordinatorCpuMs.get(child.pid) ?? 0;
+  }
+  return sum;
+}
+
+/**
+ * A CPU stopwatch over the coordinators and the agent processes: each one's CPU time (ms) since it started.
+ * @param {readonly CoordinatorProcess[]} group every coordinator (summed)
  * @param {AgentProcesses} fleet
  */
-function cpuMeter(pid, fleet) {
+function cpuMeter(group, fleet) {
   const t0 = performance.now();
-  const c0 = cpuMsOf(pid);
+  const c0 = coordinatorsCpuMs(group);
   const a0 = fleet.cpuMs();
   return () => {
     const wallMs = performance.now() - t0;
-    return { wallMs, coordinatorMs: cpuMsOf(pid) - c0, agentsMs: fleet.cpuMs() - a0 };
+    return { wallMs, coordinatorMs: coordinatorsCpuMs(group) - c0, agentsMs: fleet.cpuMs() - a0 };
   };
+}
+
+/**
+ * Every coordinator's VmRSS and peak (KiB), and their sum.
+ * @param {readonly CoordinatorProcess[]} group
+ */
+function memoryOfAll(group) {
+  const each = group.map(({ child }) => memoryOf(child.pid));
+  const total = (/** @type {'rss' | 'peak'} */ field) => each.reduce((sum, m) => sum + (m?.[field] ?? Number.NaN), 0);
+  return { each, rss: total('rss'), peak: total('peak') };
 }
 
 /** @param {{ wallMs: number, coordinatorMs: number, agentsMs: number }} cpu @param {number} perHosts */
 function cpuLine(cpu, perHosts) {
   const pct = (/** @type {number} */ ms) => `${((ms / cpu.wallMs) * 100).toFixed(0)}%`;
-  return `cpu: coordinator ${pct(cpu.coordinatorMs)} of a core = ${((cpu.coordinatorMs * 1000) / perHosts).toFixed(0)} µs/host; agents ${pct(cpu.agentsMs)} = ${((cpu.agentsMs * 1000) / perHosts).toFixed(0)} µs/order`;
+  return `cpu: coordinator${K > 1 ? `s (${K}, summed)` : ''} ${pct(cpu.coordinatorMs)} of a core = ${((cpu.coordinatorMs * 1000) / perHosts).toFixed(0)} µs/host; agents ${pct(cpu.agentsMs)} = ${((cpu.agentsMs * 1000) / perHosts).toFixed(0)} µs/order`;
 }
 
 /** @param {number[]} values */
@@ -243,8 +310,13 @@ function machine() {
 const failures = [];
 /** @type {AgentProcesses | undefined} */
 let fleet;
-/** @type {CoordinatorProcess | undefined} */
-let coordinator;
+/** @type {CoordinatorProcess[]} every coordinator started (a killed one stays listed: its CPU still counts) */
+const coordinators = [];
+/** @type {Set<CoordinatorProcess>} the ones killed by --kill-driver */
+const killed = new Set();
+const live = () => coordinators.filter((c) => !killed.has(c));
+/** @type {RunningCluster | undefined} */
+let cluster;
 /** @type {string | undefined} */
 let work;
 /** @type {Promise<void> | null} */
@@ -255,6 +327,8 @@ const result = {
   bench: 'fleetpatch',
   startedAt: new Date().toISOString(),
   agents: N,
+  store: STORE,
+  coordinators: K,
   flags,
   machine: machine(),
 };
@@ -267,17 +341,25 @@ function cleanup() {
 
 async function teardown() {
   const t = performance.now();
-  // Agents first (each closes its socket), then the coordinator, then the scratch tree.
+  // Agents first (each closes its socket), then the coordinators, then their database, then the scratch tree.
   if (fleet) await fleet.stop().catch(() => {});
-  if (coordinator) await coordinator.stop().catch(() => {});
+  await Promise.all(live().map((c) => c.stop().catch(() => {})));
+  cluster?.stop();
   if (work) await rm(work, { recursive: true, force: true }).catch(() => {});
-  say(`teardown (stop ${N} agents + coordinator, rm scratch): ${secs(performance.now() - t)}`);
+  say(
+    `teardown (stop ${N} agents + ${coordinators.length} coordinator(s)${cluster ? ' + PostgreSQL' : ''}, rm scratch): ${secs(performance.now() - t)}`,
+  );
+}
+
+function printCoordinatorLogs() {
+  for (const [k, c] of coordinators.entries())
+    process.stderr.write(`last log lines of coordinator c${k + 1}:\n${c.logs.slice(-20).join('\n')}\n`);
 }
 
 // Overall deadline: whatever is stuck, tear down and exit non-zero.
 const watchdog = setTimeout(() => {
   process.stderr.write(`bench: overall deadline of ${secs(DEADLINE_MS)} passed; tearing down\n`);
-  if (coordinator) process.stderr.write(`last coordinator log lines:\n${coordinator.logs.slice(-20).join('\n')}\n`);
+  printCoordinatorLogs();
   const hard = setTimeout(() => process.exit(3), 15_000);
   hard.unref();
   // Fire and forget: the process exits when the teardown settles, whichever way it goes.
@@ -291,6 +373,41 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+/**
+ * Starts coordinator `k` (c1, c2, …): on its own SQLite file, or a member of the group on the bench's
+ * PostgreSQL cluster.
+ * @param {string} scratch
+ * @param {number} k
+ * @param {string | undefined} preload the --cpu-prof preload, when profiling
+ */
+function startBenchCoordinator(scratch, k, preload) {
+  return startCoordinator({
+    dataDir: join(scratch, `coordinator-c${k + 1}`),
+    apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
+    tickIntervalMs: Number.parseInt(flags['tick-ms'], 10),
+    heartbeatIntervalMs: Number.parseInt(flags['heartbeat-ms'], 10),
+    // The bench's rollouts run without an approver (requiredApprovals 0); the coordinator must allow it.
+    extraConfig: {
+      minApprovals: 0,
+      ...(flags['pending-per-address']
+        ? { agentLimits: { maxPendingSocketsPerAddress: Number.parseInt(flags['pending-per-address'], 10) } }
+        : {}),
+      ...(cluster
+        ? {
+            store: {
+              kind: 'postgres',
+              url: cluster.urlOf('postgres'),
+              coordinatorId: `c${k + 1}`,
+              ...(LEASE_MS === undefined ? {} : { leaseMs: LEASE_MS }),
+            },
+          }
+        : {}),
+    },
+    // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
+    ...(preload ? { env: { NODE_OPTIONS: `--import=${preload}` } } : {}),
+  });
+}
+
 async function main() {
   const limit = openFilesLimit();
   say(
@@ -301,27 +418,32 @@ async function main() {
 
   const scratch = await mkdtemp(join(scratchBase(flags.tmp), 'fleetpatch-bench-'));
   work = scratch;
-  const coordinatorProcess = await startCoordinator({
-    dataDir: join(work, 'coordinator'),
-    apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
-    tickIntervalMs: Number.parseInt(flags['tick-ms'], 10),
-    heartbeatIntervalMs: Number.parseInt(flags['heartbeat-ms'], 10),
-    // The bench's rollouts run without an approver (requiredApprovals 0); the coordinator must allow it.
-    extraConfig: {
-      minApprovals: 0,
-      ...(flags['pending-per-address']
-        ? { agentLimits: { maxPendingSocketsPerAddress: Number.parseInt(flags['pending-per-address'], 10) } }
-        : {}),
-    },
-    // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
-    ...(flags['cpu-prof']
-      ? { env: { NODE_OPTIONS: `--import=${await profilerPreload(scratch, flags['cpu-prof'])}` } }
-      : {}),
-  });
-  coordinator = coordinatorProcess;
-  const coordinatorPid = coordinatorProcess.child.pid;
-  const admin = apiClient(coordinatorProcess.url, ADMIN_TOKEN);
-  say(`coordinator pid ${coordinatorPid} on ${coordinatorProcess.url}; scratch ${work}`);
+  if (STORE === 'postgres') {
+    const t0 = performance.now();
+    // Our own SIGTERM/SIGINT handlers tear down agents and coordinators first, then the cluster. It
+    // lives where the SQLite coordinator's file would (a tmpfs when there is one): the same disk for both stores.
+    cluster = await startCluster({ stopOnSignal: false, parent: scratchBase(flags.tmp) });
+    say(
+      `PostgreSQL 15 cluster on 127.0.0.1:${cluster.port} (fsync on) in ${cluster.dir}, started in ${secs(performance.now() - t0)}`,
+    );
+  }
+  const preload = flags['cpu-prof'] ? await profilerPreload(scratch, flags['cpu-prof']) : undefined;
+  // One after the other: the first one migrates the shared database.
+  for (let k = 0; k < K; k++) coordinators.push(await startBenchCoordinator(scratch, k, preload));
+  let admin = apiClient(coordinators[0]?.url ?? '', ADMIN_TOKEN);
+  for (const [k, c] of coordinators.entries())
+    say(`coordinator c${k + 1} pid ${c.child.pid} on ${c.url} (${STORE}); scratch ${work}`);
+  /** Agents online: each live coordinator's own sockets, summed. */
+  const onlineCount = async () => {
+    const counts = await Promise.all(
+      live().map(async (c) => {
+        /** @type {Healthz} */
+        const { agentsOnline } = await apiClient(c.url, ADMIN_TOKEN).get('/healthz');
+        return agentsOnline;
+      }),
+    );
+    return counts.reduce((a, b) => a + b, 0);
+  };
 
   // Lay out the fleet: one multi-use join token; each agent enrolls (its own ed25519 key) on start.
   const ids = Array.from({ length: N }, (_, i) => hostId(i));
@@ -336,7 +458,7 @@ async function main() {
     await writeFile(join(scratch, id, 'root', CONFIG_PATH), OLD, { mode: 0o644 });
   });
   const agentFleet = new AgentProcesses(ids, AGENT_PROCESSES, {
-    coordinatorUrl: coordinatorProcess.url,
+    coordinatorUrls: coordinators.map((c) => c.url),
     joinToken,
     scratch,
     facts: FACTS,
@@ -344,34 +466,36 @@ async function main() {
   });
   fleet = agentFleet;
   const allOnline = (/** @type {string} */ what) =>
-    waitFor(
-      what,
-      async () => {
-        /** @type {Healthz} */
-        const { agentsOnline } = await admin.get('/healthz');
-        return agentsOnline === N;
-      },
-      { timeoutMs: remaining(), intervalMs: 50 },
-    );
+    waitFor(what, async () => (await onlineCount()) === N, { timeoutMs: remaining(), intervalMs: 50 });
 
   // 1. Connect (enrollment included: each agent's first start).
-  const rssBefore = memoryOf(coordinatorPid);
+  const rssBefore = memoryOfAll(coordinators);
   let t = performance.now();
-  let cpu = cpuMeter(coordinatorPid, agentFleet);
+  let cpu = cpuMeter(coordinators, agentFleet);
   await agentFleet.start();
   await allOnline(`${N} agents online`);
   const connectMs = performance.now() - t;
   const connectCpu = cpu();
-  const rssConnected = memoryOf(coordinatorPid);
-  const perAgentBytes = rssBefore && rssConnected ? ((rssConnected.rss - rssBefore.rss) * 1024) / N : Number.NaN;
+  const rssConnected = memoryOfAll(coordinators);
+  const perAgentBytes = ((rssConnected.rss - rssBefore.rss) * 1024) / N;
   say(
     `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${cpuLine(connectCpu, N)}`,
   );
   say(
-    `coordinator RSS: ${rssBefore ? mib(rssBefore.rss) : 'n/a'} before, ${rssConnected ? mib(rssConnected.rss) : 'n/a'} with ${N} connected = ${(perAgentBytes / 1024).toFixed(1)} KiB per connected agent`,
+    `coordinator RSS${K > 1 ? ` (${K}, summed)` : ''}: ${mib(rssBefore.rss)} before, ${mib(rssConnected.rss)} with ${N} connected = ${(perAgentBytes / 1024).toFixed(1)} KiB per connected agent`,
   );
   result.connect = { ...connectCpu, wallMs: connectMs };
-  result.memory = { rssBeforeKiB: rssBefore?.rss, rssConnectedKiB: rssConnected?.rss, perAgentBytes };
+  result.memory = {
+    rssBeforeKiB: rssBefore.rss,
+    rssConnectedKiB: rssConnected.rss,
+    perAgentBytes,
+    perCoordinator: coordinators.map((_, k) => ({
+      id: `c${k + 1}`,
+      rssBeforeKiB: rssBefore.each[k]?.rss,
+      rssConnectedKiB: rssConnected.each[k]?.rss,
+    })),
+  };
+  if (STORE === 'postgres') result.agentsPerCoordinator = await agentsPerCoordinator(admin);
 
   // 2. Roll out.
   /** @type {Patch} */
@@ -413,13 +537,76 @@ async function main() {
       },
       { timeoutMs: remaining(), intervalMs: 25 },
     );
+  /**
+   * --kill-driver: once 30% of the hosts are healthy, SIGKILLs the coordinator holding the rollout's
+   * lease (GET /v1/group) and times until another coordinator holds it. The API client moves to a live one.
+   */
+  const killDriverMidRollout = async () => {
+    const healthyAtKill = await waitFor(
+      '30% of the hosts healthy, to kill the driving coordinator mid-rollout',
+      async () => {
+        /** @type {RolloutSummary} */
+        const summary = await admin.get(`/v1/rollouts/${rolloutId}/summary`);
+        if (APPLY_END_STATES.includes(summary.rollout.state))
+          throw new Error(`the rollout ended (${summary.rollout.state}) before it could be killed mid-way`);
+        const healthy = summary.counts.healthy ?? 0;
+        return healthy >= 0.3 * N ? healthy : undefined;
+      },
+      { timeoutMs: remaining(), intervalMs: 100 },
+    );
+    /** @type {GroupView} */
+    const before = await admin.get('/v1/group');
+    const lease = before.leases.find((l) => l.rolloutId === rolloutId);
+    const victim = coordinators[Number(lease?.holder.slice(1)) - 1];
+    if (!lease || !victim)
+      throw new Error(`no coordinator holds rollout ${rolloutId}'s lease: ${JSON.stringify(before)}`);
+    coordinatorsCpuMs(coordinators); // its CPU up to now stays counted
+    const killedAt = performance.now();
+    await victim.kill();
+    killed.add(victim);
+    admin = apiClient(live()[0]?.url ?? '', ADMIN_TOKEN);
+    const taken = await waitFor(
+      `another coordinator to hold rollout ${rolloutId}'s lease after ${lease.holder} was killed`,
+      async () => {
+        /** @type {GroupView} */
+        const group = await admin.get('/v1/group');
+        const now = group.leases.find((l) => l.rolloutId === rolloutId);
+        return now && now.holder !== lease.holder ? now : undefined;
+      },
+      { timeoutMs: remaining(), intervalMs: 20 },
+    );
+    const takeoverMs = performance.now() - killedAt;
+    say(
+      `killed the driving coordinator ${lease.holder} (SIGKILL) with ${healthyAtKill}/${N} hosts healthy; ${taken.holder} held the lease ${secs(takeoverMs)} later (fencing token ${lease.token} → ${taken.token})`,
+    );
+    return {
+      killed: lease.holder,
+      healthyAtKill,
+      takenBy: taken.holder,
+      tokens: [lease.token, taken.token],
+      killedAt,
+      takeoverMs,
+    };
+  };
   t = performance.now();
-  cpu = cpuMeter(coordinatorPid, agentFleet);
+  cpu = cpuMeter(coordinators, agentFleet);
   await admin.post(`/v1/rollouts/${rolloutId}/start`);
-  const rolled = await waitState(APPLY_END_STATES);
-  const rolloutWallMs = performance.now() - t;
+  let rolloutEndedAt = 0;
+  const ending = waitState(APPLY_END_STATES).then((seen) => {
+    rolloutEndedAt = performance.now();
+    return seen;
+  });
+  // Together: a failed kill fails the run at once rather than leave the wait running to the deadline.
+  const [rolled, takeover] = await Promise.all([ending, KILL_DRIVER ? killDriverMidRollout() : undefined]);
+  const rolloutWallMs = rolloutEndedAt - t;
   const rolloutCpu = cpu();
   if (rolled.state !== 'succeeded') failures.push(`rollout ended ${rolled.state}: ${rolled.stateReason}`);
+  if (takeover) {
+    const { killedAt, ...figures } = takeover;
+    const finishedAfterKillMs = rolloutEndedAt - killedAt;
+    say(`  after the kill: the rollout finished ${secs(finishedAfterKillMs)} later`);
+    result.takeover = { ...figures, finishedAfterKillMs };
+  }
   /** @type {RolloutSummary} */
   const afterRollout = await admin.get(`/v1/rollouts/${rolloutId}/summary`);
   if (afterRollout.counts.healthy !== N)
@@ -432,7 +619,7 @@ async function main() {
 
   // 3. Revert.
   t = performance.now();
-  cpu = cpuMeter(coordinatorPid, agentFleet);
+  cpu = cpuMeter(coordinators, agentFleet);
   await admin.post(`/v1/rollouts/${rolloutId}/revert`);
   const reverted = await waitState(['reverted', 'revert_failed']);
   const revertWallMs = performance.now() - t;
@@ -563,27 +750,24 @@ async function main() {
 
   // 5. The reconnect storm: every agent process killed at once, then started again over the same data.
   t = performance.now();
-  cpu = cpuMeter(coordinatorPid, agentFleet);
+  cpu = cpuMeter(coordinators, agentFleet);
   let healthzFailures = 0;
   let storming = true;
   const healthzWatch = (async () => {
     while (storming) {
-      const res = await fetch(`${coordinatorProcess.url}/healthz`).catch(() => null);
-      if (res?.status !== 200) healthzFailures++;
-      await res?.arrayBuffer();
+      for (const c of live()) {
+        const res = await fetch(`${c.url}/healthz`).catch(() => null);
+        if (res?.status !== 200) healthzFailures++;
+        await res?.arrayBuffer();
+      }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   })();
   await agentFleet.killAll();
-  await waitFor(
-    'the coordinator to see every agent gone',
-    async () => {
-      /** @type {Healthz} */
-      const { agentsOnline } = await admin.get('/healthz');
-      return agentsOnline === 0;
-    },
-    { timeoutMs: remaining(), intervalMs: 50 },
-  );
+  await waitFor('the coordinators to see every agent gone', async () => (await onlineCount()) === 0, {
+    timeoutMs: remaining(),
+    intervalMs: 50,
+  });
   const goneMs = performance.now() - t;
   const back = performance.now();
   await agentFleet.start();
@@ -597,6 +781,33 @@ async function main() {
     `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included); /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
   );
   result.reconnectStorm = { goneMs, backMs, healthzFailures, ...stormCpu };
+}
+
+/**
+ * How many agents each coordinator of the group holds, as GET /v1/group says (presence is renewed on the
+ * group's heartbeat, so it is waited for until the members' counts add up to N, for at most 30 s).
+ * @param {import('./lib/local-fleet.mjs').ApiClient} api
+ */
+async function agentsPerCoordinator(api) {
+  /** @type {GroupView | undefined} */
+  let group;
+  const settled = await waitFor(
+    `GET /v1/group to count ${N} agents`,
+    async () => {
+      /** @type {GroupView} */
+      const seen = await api.get('/v1/group');
+      group = seen;
+      return seen.members.reduce((n, m) => n + m.agents, 0) === N;
+    },
+    { timeoutMs: Math.min(30_000, remaining()), intervalMs: 250 },
+  ).catch(() => false);
+  const members = (group?.members ?? [])
+    .map(({ id, agents }) => ({ id, agents }))
+    .sort((a, b) => a.id.localeCompare(b.id));
+  say(
+    `agents per coordinator (GET /v1/group${settled ? '' : `, NOT adding up to ${N} after 30 s`}): ${members.map((m) => `${m.id} ${m.agents}`).join(', ')}`,
+  );
+  return members;
 }
 
 /**
@@ -621,7 +832,7 @@ try {
 } catch (err) {
   exitCode = 1;
   process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err) : err}\n`);
-  if (coordinator) process.stderr.write(`last coordinator log lines:\n${coordinator.logs.slice(-20).join('\n')}\n`);
+  printCoordinatorLogs();
 } finally {
   clearTimeout(watchdog);
   await cleanup();
@@ -638,7 +849,7 @@ result.failures = failures;
 result.finishedAt = new Date().toISOString();
 result.loadAverageAtEnd = loadavg();
 await mkdir(flags.results, { recursive: true });
-const resultFile = join(flags.results, `bench-${N}-${result.startedAt}.json`.replaceAll(':', ''));
+const resultFile = join(flags.results, `bench-${N}-${STORE}-${K}-${result.startedAt}.json`.replaceAll(':', ''));
 await writeFile(resultFile, `${JSON.stringify(result, null, 2)}\n`);
 say(`results: ${resultFile}`);
 if (Number.parseInt(flags['inventory-hosts'], 10) > 0) {

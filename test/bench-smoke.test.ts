@@ -1,7 +1,8 @@
 /**
  * The bench stays runnable: `scripts/bench.mjs --agents 50` with real agent processes and a real
  * coordinator runs to the end, checks every file it rolled out and reverted, and writes its figures as
- * JSON with the machine described. Nothing here is about time: the figures are only checked to exist.
+ * JSON with the machine described; on PostgreSQL, three coordinators share the fleet and the one driving
+ * the rollout is killed mid-way. Nothing here is about time: the figures are only checked to exist.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -9,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { postgresCluster } from './support/postgres-cluster.js';
+import { itNeeding } from './support/requirements.js';
 
 const BENCH = fileURLToPath(new URL('../scripts/bench.mjs', import.meta.url));
 let results: string;
@@ -53,4 +56,40 @@ describe('npm run bench', () => {
     expect(run.reconnectStorm).toMatchObject({ healthzFailures: 0, backMs: expect.any(Number) });
     expect(Object.keys(run.statusApi)).toEqual(['status', 'summary', 'hostsPage']);
   }, 300_000);
+
+  itNeeding(
+    postgresCluster,
+    'PostgreSQL, 3 coordinators, 30 agents: agents spread over the group, the driving coordinator killed mid-rollout and taken over, every file checked',
+    async () => {
+      const { code, output } = await runBench([
+        ...['--agents', '30', '--inventory-hosts', '0', '--results', results],
+        ...['--store', 'postgres', '--coordinators', '3', '--lease-ms', '2000', '--kill-driver'],
+      ]);
+      expect(code, output).toBe(0);
+      expect(output).toContain('all checks passed');
+      const file = (await readdir(results)).find((name) => name.startsWith('bench-30-postgres-3-'));
+      const run = JSON.parse(await readFile(join(results, file ?? ''), 'utf8'));
+      expect(run).toMatchObject({ agents: 30, store: 'postgres', coordinators: 3, failures: [] });
+      // Agent i lists coordinator i mod 3 first: ten each.
+      expect(run.agentsPerCoordinator).toEqual([
+        { id: 'c1', agents: 10 },
+        { id: 'c2', agents: 10 },
+        { id: 'c3', agents: 10 },
+      ]);
+      expect(run.takeover.takenBy).not.toBe(run.takeover.killed);
+      expect(run.takeover.tokens[1]).toBeGreaterThan(run.takeover.tokens[0]);
+      expect(run.takeover.takeoverMs).toBeGreaterThan(0);
+      expect(run.takeover.finishedAfterKillMs).toBeGreaterThan(0);
+      expect(run.rollout.dispatchToResultMs.n).toBe(30);
+      expect(run.reconnectStorm.healthzFailures).toBe(0);
+    },
+    300_000,
+  );
+
+  it('refuses a group of coordinators on SQLite, and changes nothing', async () => {
+    const { code, output } = await runBench(['--agents', '5', '--coordinators', '2', '--results', results]);
+    expect(code).toBe(2);
+    expect(output).toContain('--coordinators above 1, --lease-ms and --kill-driver need --store postgres');
+    expect((await readdir(results)).filter((name) => name.startsWith('bench-5-'))).toEqual([]);
+  });
 });

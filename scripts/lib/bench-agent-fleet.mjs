@@ -10,8 +10,18 @@ import { cpuMsOf } from './bench-measures.mjs';
 const PROCESS_SCRIPT = new URL('bench-agent-process.mjs', import.meta.url);
 
 /**
- * @typedef {{ coordinatorUrl: string, joinToken: string, scratch: string, facts: Record<string, unknown>, startConcurrency: number }} FleetSetup
+ * @typedef {{ coordinatorUrls: readonly string[], joinToken: string, scratch: string, facts: Record<string, unknown>, startConcurrency: number }} FleetSetup
  */
+
+/**
+ * Agent `index`'s coordinators: coordinator `index mod K` first, then the others in turn, so the fleet
+ * spreads evenly over a group and each agent knows where to go when its own dies.
+ * @param {readonly string[]} urls
+ * @param {number} index
+ */
+function coordinatorsOf(urls, index) {
+  return urls.map((_, k) => urls[(index + k) % urls.length] ?? '');
+}
 
 export class AgentProcesses {
   /** @type {ChildProcess[]} */
@@ -28,7 +38,12 @@ export class AgentProcesses {
     const count = Math.max(1, Math.min(processes, ids.length));
     /** @type {string[][]} */
     this.slices = Array.from({ length: count }, (_, p) => ids.filter((_, i) => i % count === p));
-    this.setup = setup;
+    /** @type {string[][][]} each slice's agents' coordinator lists, in the slice's order */
+    this.coordinatorLists = Array.from({ length: count }, (_, p) =>
+      ids.flatMap((_, i) => (i % count === p ? [coordinatorsOf(setup.coordinatorUrls, i)] : [])),
+    );
+    const { coordinatorUrls, ...rest } = setup;
+    this.setup = rest;
   }
 
   /** Forks the processes and starts every agent; resolves when each process has started its slice. */
@@ -37,7 +52,7 @@ export class AgentProcesses {
     await Promise.all(
       this.children.map((child, p) => {
         const started = this.#answer(child, 'started');
-        child.send({ type: 'start', ids: this.slices[p], ...this.setup });
+        child.send({ type: 'start', ids: this.slices[p], coordinatorUrls: this.coordinatorLists[p], ...this.setup });
         return started;
       }),
     );

@@ -4,7 +4,7 @@
 // these as the machine has cores, so the load is not one saturated event loop, and reads each one's
 // CPU time from /proc apart from the coordinator's.
 //
-// Messages from the parent: { type: 'start', ids, coordinatorUrl, joinToken, scratch, facts, startConcurrency } and
+// Messages from the parent: { type: 'start', ids, coordinatorUrls (one list per id), joinToken, scratch, facts, startConcurrency } and
 // { type: 'count' } (answered { type: 'count', connected }); { type: 'stop' } drains every agent and exits.
 import { join } from 'node:path';
 import { Agent, AgentConfigSchema } from '@fleetpatch/agent';
@@ -22,9 +22,9 @@ function send(message) {
 process.on('message', async (/** @type {any} */ message) => {
   try {
     if (message.type === 'start') {
-      for (const id of message.ids) {
+      for (const [i, id] of message.ids.entries()) {
         const config = AgentConfigSchema.parse({
-          coordinatorUrl: message.coordinatorUrl,
+          coordinatorUrls: message.coordinatorUrls[i],
           // Plain HTTP on loopback: nothing to encrypt against, and the bench measures the coordinator.
           allowInsecure: true,
           hostId: id,
