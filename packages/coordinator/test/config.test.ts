@@ -107,11 +107,33 @@ describe('the store setting', () => {
   });
 
   it('is PostgreSQL by its URL, from the file or from FLEETPATCH_STORE_URL (which wins), its password never shown', () => {
-    expect(loadStore({ kind: 'postgres', url: STORE_URL })().store).toEqual({ kind: 'postgres', url: STORE_URL });
+    // The group's lease length has its default; the coordinator's name in its group is left to start-up.
+    expect(loadStore({ kind: 'postgres', url: STORE_URL })().store).toEqual({
+      kind: 'postgres',
+      url: STORE_URL,
+      leaseMs: 10_000,
+    });
     const fromEnv = loadStore({ kind: 'sqlite' }, { FLEETPATCH_STORE_URL: STORE_URL })();
-    expect(fromEnv.store).toEqual({ kind: 'postgres', url: STORE_URL });
+    expect(fromEnv.store).toEqual({ kind: 'postgres', url: STORE_URL, leaseMs: 10_000 });
     expect(storeDescription(fromEnv)).toBe(
       'postgres postgres://fleetpatch:***@db.example:5432/fleetpatch?sslmode=require',
+    );
+  });
+
+  it("takes a group member's name and lease from the file, the name also from FLEETPATCH_COORDINATOR_ID", () => {
+    const fromFile = loadStore({ kind: 'postgres', url: STORE_URL, coordinatorId: 'coord-a', leaseMs: 3000 })();
+    expect(fromFile.store).toEqual({ kind: 'postgres', url: STORE_URL, coordinatorId: 'coord-a', leaseMs: 3000 });
+    // The URL from the environment keeps the file's group settings; the environment's name wins.
+    const fromEnv = loadStore(
+      { kind: 'postgres', url: 'postgres://other/db', leaseMs: 3000 },
+      { FLEETPATCH_STORE_URL: STORE_URL, FLEETPATCH_COORDINATOR_ID: 'coord-b' },
+    )();
+    expect(fromEnv.store).toEqual({ kind: 'postgres', url: STORE_URL, coordinatorId: 'coord-b', leaseMs: 3000 });
+    expect(loadStore({ kind: 'postgres', url: STORE_URL, coordinatorId: 'a b' })).toThrow(/at store\.coordinatorId/);
+    expect(loadStore({ kind: 'postgres', url: STORE_URL, leaseMs: 100 })).toThrow(/at store\.leaseMs/);
+    // A name for a SQLite store, which has no group, is refused rather than ignored.
+    expect(loadStore({ kind: 'sqlite' }, { FLEETPATCH_COORDINATOR_ID: 'coord-c' })).toThrow(
+      /Unrecognized key: "coordinatorId".*at store/s,
     );
   });
 
