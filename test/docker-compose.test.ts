@@ -98,7 +98,13 @@ describe('docker-compose.yml, profile postgres', () => {
       for (const port of service.ports ?? []) ports.add(port);
       // The coordinator's own loader reads what compose passes: a PostgreSQL store on the `postgres` service.
       const config = loadCoordinatorConfig({ env: interpolate(service.environment, vars), flags: {} });
-      expect(config.store).toEqual({ kind: 'postgres', url: 'postgres://fleetpatch:f00d@postgres:5432/fleetpatch' });
+      // Each with its own name in the group, and the default lease.
+      expect(config.store).toEqual({
+        kind: 'postgres',
+        url: 'postgres://fleetpatch:f00d@postgres:5432/fleetpatch',
+        coordinatorId: name,
+        leaseMs: 10_000,
+      });
       expect(config.port).toBe(7420);
     }
     expect([...ports]).toEqual(['127.0.0.1:7421:7420', '127.0.0.1:7422:7420']);
