@@ -3,7 +3,7 @@ import type { Db } from '../database.js';
 import { type SqliteTable, sqliteTables } from '../sqlite-catalog.js';
 import { type PostgresColumn, type PostgresTable, postgresTables, referencedFirst } from './postgres-catalog.js';
 import { migratePostgresWithin } from './postgres-migrate.js';
-import { POSTGRES_MIGRATIONS } from './postgres-migrations.js';
+import { GROUP_TABLES, POSTGRES_MIGRATIONS } from './postgres-migrations.js';
 
 /** The schemas' own version tables: each store keeps its own history, they are not copied. */
 const VERSION_TABLE = 'schema_migrations';
@@ -51,7 +51,10 @@ async function copyWithin(
     // Timestamps without a zone (none the coordinator writes) would otherwise take the server's.
     await target.query("SET LOCAL TimeZone = 'UTC'");
     await migratePostgresWithin(target);
-    const targetTables = referencedFirst((await postgresTables(target)).filter((t) => t.name !== VERSION_TABLE));
+    // The group's tables (leases, outbox, presence) have no SQLite twin: a SQLite store has one coordinator.
+    const targetTables = referencedFirst(
+      (await postgresTables(target)).filter((t) => t.name !== VERSION_TABLE && !GROUP_TABLES.includes(t.name)),
+    );
     checkSameTables(sourceTables, targetTables);
     // No coordinator may write to the target while it is checked empty and filled.
     await target.query(`LOCK TABLE ${targetTables.map((t) => quoted(t.name)).join(', ')} IN ACCESS EXCLUSIVE MODE`);
