@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { GroupView, RolloutStatus } from '@fleetpatch/shared';
@@ -13,7 +13,7 @@ import {
   waitFor,
   waitForAgentsOnline,
 } from '../../scripts/lib/local-fleet.mjs';
-import { ADMIN_TOKEN } from './fleet-harness.js';
+import { ADMIN_TOKEN, readFileOrNull } from './fleet-harness.js';
 
 export interface GroupFleetOptions {
   name: string;
@@ -141,12 +141,7 @@ export class CoordinatorGroupFleet {
   }
 
   async readFileAt(id: string, path = this.options.path): Promise<string | null> {
-    try {
-      return await readFile(join(this.rootOf(id), path), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
+    return readFileOrNull(join(this.rootOf(id), path));
   }
 
   agentLogs(): string[] {

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { AgentProcess, ApiClient } from '../../scripts/lib/local-fleet.mjs';
-import { FleetHarness, type FleetOptions } from './fleet-harness.js';
+import { FleetHarness, type FleetOptions, readFileOrNull } from './fleet-harness.js';
 import { HostNamespace } from './host-namespaces.js';
 import { LatencyRelay } from './latency-relay.js';
 import { applyLinkFault, clearLinkFault, type LinkFault, linkFaultCounts } from './link-faults.js';
@@ -145,12 +145,7 @@ export class FaultFleet {
 
   /** The content of `path` (the fleet's file by default) on host `id`; null when it is absent. */
   async readFileAt(id: string, path = this.options.path): Promise<string | null> {
-    try {
-      return await readFile(join(this.rootOf(id), path), 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
-    }
+    return readFileOrNull(join(this.rootOf(id), path));
   }
 
   /** Whether host `id`'s agent process is running. */

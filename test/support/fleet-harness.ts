@@ -249,6 +249,16 @@ export function sampleFilePatch(
   };
 }
 
+/** The content of `file`; null when it is absent (a host that never got it, or lost it). */
+export async function readFileOrNull(file: string): Promise<string | null> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
 /** Every host of a rollout, flattened across waves. */
 export function hostsOf(status: RolloutStatus): HostView[] {
   return status.waves.flatMap((wave) => wave.hosts);
