@@ -219,14 +219,16 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
         'recording a webhook given up',
       ),
   });
-  store.onEvent((event) =>
-    background(
-      webhookEventsFor(store, event).then((webhooks) => {
-        for (const webhook of webhooks) notifier.notify(webhook);
-      }),
-      'building webhook notifications',
-    ),
-  );
+  // Without an endpoint there is no one to build them for: not a read and an object per audit row.
+  if (config.webhooks.length > 0)
+    store.onEvent((event) =>
+      background(
+        webhookEventsFor(store, event).then((webhooks) => {
+          for (const webhook of webhooks) notifier.notify(webhook);
+        }),
+        'building webhook notifications',
+      ),
+    );
   const presence = new AgentPresence(store, clock);
   const inventorySync = new InventorySync({
     store,
