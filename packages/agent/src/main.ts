@@ -110,7 +110,7 @@ async function main(): Promise<void> {
     );
   }
   const checkpoint = crashingCheckpoint(crashAt, log);
-  const agent = new Agent({ config, log, facts: await collectFacts(), ...(checkpoint ? { checkpoint } : {}) });
+  const agent = new Agent({ config, log, facts: collectFacts(), ...(checkpoint ? { checkpoint } : {}) });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -148,7 +148,7 @@ async function enrollOnly(config: AgentConfig): Promise<void> {
     process.stderr.write('fleetpatch-agent enroll: give a join token (--join-token-file or FLEETPATCH_JOIN_TOKEN)\n');
     process.exit(2);
   }
-  const hostId = config.hostId ?? (await collectFacts()).hostname;
+  const hostId = config.hostId ?? collectFacts().hostname;
   try {
     const enrolled = await enrollAndStore(config, config.joinToken, hostId);
     process.stdout.write(
