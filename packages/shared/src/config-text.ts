@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
  * agent and coordinator otherwise: most read JSON). Required, not imported: parsing stays synchronous.
  */
 const require = createRequire(import.meta.url);
-const yaml = (): typeof import('yaml') => require('yaml') as typeof import('yaml');
+export const yaml = (): typeof import('yaml') => require('yaml') as typeof import('yaml');
 
 /**
  * The content of a configuration file, by its name: `.yaml` / `.yml` as YAML 1.2 (a key given twice
