@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { checkRollout, type Verdict } from '../support/fault-checker.js';
+import { checkRollout, sumVerdicts, type Verdict } from '../support/fault-checker.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
 import { FINAL_REVERT_STATES } from '../support/fleet-harness.js';
@@ -132,13 +132,7 @@ describeNeeding([namespaces, linkFaults], 'fault 10: a seeded chaos run over eig
       );
     }
     const convergeMs = Date.now() - startedAt;
-    const total: Verdict = {
-      orders: verdicts.reduce((n, v) => n + v.orders, 0),
-      appliedOnce: verdicts.reduce((n, v) => n + v.appliedOnce, 0),
-      lost: verdicts.reduce((n, v) => n + v.lost, 0),
-      doubled: verdicts.reduce((n, v) => n + v.doubled, 0),
-      problems: verdicts.flatMap((v) => v.problems),
-    };
+    const total = sumVerdicts(verdicts);
     const faults = [...injected].map(([fault, n]) => `${n} ${fault}`);
     await recordRow(
       rowOf('10 seeded chaos', HOSTS, [`seed ${random.seed}`, ...faults, injectedWork], total, convergeMs),

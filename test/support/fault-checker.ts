@@ -254,6 +254,17 @@ async function viewsDisagreeing(fleet: CheckedFleet, status: RolloutStatus): Pro
   });
 }
 
+/** One verdict for several rollouts of a scenario: the counts added up, the problems side by side. */
+export function sumVerdicts(verdicts: readonly Verdict[]): Verdict {
+  return {
+    orders: verdicts.reduce((n, v) => n + v.orders, 0),
+    appliedOnce: verdicts.reduce((n, v) => n + v.appliedOnce, 0),
+    lost: verdicts.reduce((n, v) => n + v.lost, 0),
+    doubled: verdicts.reduce((n, v) => n + v.doubled, 0),
+    problems: verdicts.flatMap((v) => v.problems),
+  };
+}
+
 /** The hosts of a status in a given state. */
 export function hostsIn(status: RolloutStatus, ...states: HostRunState[]): HostView[] {
   return hostsOf(status).filter((h) => states.includes(h.state));
