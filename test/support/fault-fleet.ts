@@ -80,30 +80,50 @@ export class FaultFleet {
   ) {}
 
   static async start(options: FaultFleetOptions): Promise<FaultFleet> {
+    const startedAt = Date.now();
     const work = await mkdtemp(join(tmpdir(), `fleetpatch-fault-${options.name}-`));
-    const created = HostNamespace.createMany(options.hosts);
-    for (const ns of created) live.add(ns);
+    // The coordinators boot (a second or more of CPU each) while the namespaces are made.
+    const starting = startCoordinators(work, options);
     const members: FleetHarness[] = [];
+    let created: HostNamespace[];
+    try {
+      created = HostNamespace.createMany(options.hosts);
+    } catch (err) {
+      for (const member of await starting.catch(() => [])) await member.stop();
+      await rm(work, { recursive: true, force: true });
+      throw err;
+    }
+    for (const ns of created) live.add(ns);
     let relay: LatencyRelay | undefined;
     try {
-      members.push(...(await startCoordinators(work, options)));
+      members.push(...(await starting));
       const fleet = members[0] as FleetHarness;
       if (options.relayDelayMs) relay = await LatencyRelay.start(fleet.coordinator.port, options.relayDelayMs);
       const ids = created.map((_, i) => `${options.name}-${i + 1}`);
       const namespaces = new Map(ids.map((id, i) => [id, created[i] as HostNamespace]));
       const faultFleet = new FaultFleet(work, members, ids, namespaces, options, relay);
-      for (const id of ids) {
-        const prepared = (await options.prepareHost?.(id)) ?? {};
-        faultFleet.prepared.set(id, prepared);
-        if (prepared.rootDir === undefined) {
-          const file = faultFleet.fileOnHost(id);
-          await mkdir(dirname(file), { recursive: true });
-          await writeFile(file, options.initial, { mode: 0o644 });
-        }
-        faultFleet.joinTokens.set(id, await fleet.register(id, { fleet: options.name }));
-        faultFleet.startAgent(id);
-      }
-      await fleet.waitOnline(ids, 60_000);
+      // Every host at once: its file root, its join token, its agent. Twenty one after the other
+      // took seconds of round trips before the first agent was even spawned.
+      await Promise.all(
+        ids.map(async (id) => {
+          const prepared = (await options.prepareHost?.(id)) ?? {};
+          faultFleet.prepared.set(id, prepared);
+          if (prepared.rootDir === undefined) {
+            const file = faultFleet.fileOnHost(id);
+            await mkdir(dirname(file), { recursive: true });
+            await writeFile(file, options.initial, { mode: 0o644 });
+          }
+          faultFleet.joinTokens.set(id, await fleet.register(id, { fleet: options.name }));
+          faultFleet.startAgent(id);
+        }),
+      );
+      const spawnedAt = Date.now();
+      // Twenty agents starting at once on two busy cores (~0.7 s of CPU each to load) take a while.
+      await fleet.waitOnline(ids, 90_000);
+      const onlineMs = Date.now() - spawnedAt;
+      console.log(
+        `fault fleet ${options.name}: ${ids.length} hosts up in ${Date.now() - startedAt} ms (${onlineMs} ms of it for the agents to come online)`,
+      );
       return faultFleet;
     } catch (err) {
       await relay?.close();
