@@ -15,11 +15,11 @@ import { type PostgresCluster, postgresCluster, startPostgresCluster } from '../
 import { describeNeeding } from '../support/requirements.js';
 import { SmallFilesystem, smallFilesystems } from '../support/small-filesystem.js';
 
-// Scenario 8, the coordinator's side on PostgreSQL: a cluster of its own whose whole directory (data
-// and WAL) is on a small file system. A rollout is mid-apply when that file system fills to the last
-// byte. The coordinator must refuse new work that needs room with a clear error (507 `storage_full`,
-// naming PostgreSQL), not crash or hang, lose nothing it had committed, and carry on — the rollout
-// included — once space returns.
+// Scenario 8, the coordinators' side on PostgreSQL: three coordinators (a group) on a cluster of its
+// own whose whole directory (data and WAL) is on a small file system. A rollout is mid-apply when
+// that file system fills to the last byte. The coordinators must refuse new work that needs room
+// with a clear error (507 `storage_full`, naming PostgreSQL), not crash or hang, lose nothing they
+// had committed, and carry on — the rollout included — once space returns.
 
 const PATH = '/etc/fault-8p/app.conf';
 const OLD = 'workers = 2\n';
@@ -27,16 +27,17 @@ const NEW = 'workers = 4\n';
 const HOSTS = 4;
 /** Room for the cluster (initdb's ~40 MB, a 16 MB WAL segment or three, one database) with some to spare. */
 const DISK_KIB = 192 * 1024;
+const GROUP = { coordinators: 3, leaseMs: 1500 };
 
 describeNeeding(
   [namespaces, smallFilesystems, ...postgresCluster],
-  "fault 8: the coordinator's PostgreSQL file system fills",
+  'fault 8: the PostgreSQL file system of three coordinators fills',
   () => {
     let mountPoint: string | undefined;
     let disk: SmallFilesystem | undefined;
     let cluster: PostgresCluster | undefined;
 
-    // Registered before the fleet's hooks: the cluster runs before the coordinator starts and after it stops.
+    // Registered before the fleet's hooks: the cluster runs before the coordinators start and after they stop.
     beforeAll(async () => {
       mountPoint = await mkdtemp(join(tmpdir(), 'fleetpatch-fault-8p-'));
       disk = await SmallFilesystem.mount(mountPoint, DISK_KIB);
@@ -54,12 +55,13 @@ describeNeeding(
       path: PATH,
       initial: OLD,
       store: { store: { kind: 'postgres', url: await (cluster as PostgresCluster).createDatabase() } },
+      group: GROUP,
     }));
 
     it('answers 507 storage_full while full, keeps every committed write, and resumes the rollout', async () => {
       const fleet = fleetOf();
       const { api } = fleet.fleet;
-      const coordinator = fleet.fleet.coordinator;
+      const coordinators = fleet.members.map((member) => member.coordinator);
       const patchId = await createFilePatch(fleet, PATH, NEW, 3);
       const rolloutId = await startFleetRollout(fleet, patchId, { hostTimeoutSeconds: 120 });
       await waitForContent(fleet, fleet.hostIds, NEW);
@@ -92,8 +94,10 @@ describeNeeding(
       // Reads still work, and the process is up: what was committed is there.
       const whileFull = await fleet.fleet.status(rolloutId);
       expect(whileFull.rollout.id).toBe(rolloutId);
-      expect(coordinator.child.exitCode).toBeNull();
-      const refusedReports = coordinator.logs.filter((l) => l.includes('recording agent reports failed')).length;
+      for (const coordinator of coordinators) expect(coordinator.child.exitCode).toBeNull();
+      const refusedReports = coordinators
+        .flatMap((coordinator) => coordinator.logs)
+        .filter((l) => l.includes('recording agent reports failed')).length;
       const serverLog = await readFile(join((cluster as PostgresCluster).dir, 'server.log'), 'utf8');
       console.log(
         `fault 8 (coordinator, PostgreSQL): while full, rollout ${whileFull.rollout.state}, ${refusedReports} report batch(es) refused; PostgreSQL logged ${serverLog.match(/No space left on device/g)?.length ?? 0} ENOSPC, ${serverLog.match(/PANIC/g)?.length ?? 0} PANIC`,
@@ -106,11 +110,12 @@ describeNeeding(
       const convergeMs = Date.now() - startedAt;
       // New work is taken again, the same big patch included.
       expect(await fleet.fleet.createPatch(big)).toMatch(/./);
-      expect(fleet.fleet.coordinator).toBe(coordinator);
-      expect(coordinator.child.exitCode).toBeNull();
+      // The same processes: none crashed and was restarted.
+      expect(fleet.members.map((member) => member.coordinator)).toEqual(coordinators);
+      for (const coordinator of coordinators) expect(coordinator.child.exitCode).toBeNull();
       await recordRow(
         rowOf(
-          '8 coordinator disk full on PostgreSQL',
+          `8 coordinator disk full on PostgreSQL, ${GROUP.coordinators} coordinators`,
           HOSTS,
           ["PostgreSQL's file system (data and WAL) filled mid-rollout"],
           verdict,
