@@ -50,11 +50,13 @@ describeOnEachStore(
       });
       const points: string[] = [];
       const driverKills: boolean[] = [];
+      const takeovers: number[] = [];
       for (let crash = 0; crash < CRASHES; crash++) {
         await new Promise((resolve) => setTimeout(resolve, random.between(300, 3000)));
         const before = await fleet.fleet.status(rolloutId);
         const killed = await fleet.crashCoordinator(rolloutId);
         driverKills.push(killed.drove);
+        if (killed.takeoverMs !== undefined) takeovers.push(killed.takeoverMs);
         const takeover = killed.takeoverMs === undefined ? '' : `, taken over in ${killed.takeoverMs} ms`;
         points.push(`${killed.killed} at ${before.rollout.state} wave ${before.rollout.currentWave ?? '-'}${takeover}`);
       }
@@ -68,7 +70,12 @@ describeOnEachStore(
         rowOf(
           `3 coordinator SIGKILL ×3${store.suffix}`,
           HOSTS,
-          [`${CRASHES} SIGKILLs of the ${store.group ? 'driving ' : ''}coordinator (seed ${random.seed})`],
+          [
+            `${CRASHES} SIGKILLs of the ${store.group ? 'driving ' : ''}coordinator (seed ${random.seed})`,
+            ...(takeovers.length > 0
+              ? [`taken over in ${Math.min(...takeovers)}–${Math.max(...takeovers)} ms (lease ${GROUP.leaseMs} ms)`]
+              : []),
+          ],
           verdict,
           convergeMs,
         ),
