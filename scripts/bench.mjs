@@ -21,7 +21,8 @@
 //          every bench agent dials from 127.0.0.1, so the cap paces connects and the reconnect storm)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
-//        --cpu-prof DIR (write the coordinator's V8 CPU profile there, for chrome://inspect or speedscope)
+//        --cpu-prof DIR (write V8 CPU profiles of the coordinator and of each agent process over the rollout
+//          and over the revert there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
 //        --store sqlite|postgres (sqlite)   --coordinators K (1; more than one needs postgres)
 //        --lease-ms N (the group's rollout lease, default the coordinator's own)
 //        --kill-driver (postgres, K ≥ 2: SIGKILL the coordinator driving the rollout once 30% of the hosts
@@ -34,15 +35,15 @@
 // The Ansible head-to-head needs `ansible-playbook`; without it the bench says it is skipped.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
-import { cpuMsOf, percentile, scratchBase } from './lib/bench-measures.mjs';
+import { cpuMsOf, percentile, scratchBase, wireCounters, wirePerHost } from './lib/bench-measures.mjs';
 import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { startCluster } from './lib/postgres-cluster.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
@@ -84,6 +85,7 @@ const STORE = flags.store;
 const K = Number.parseInt(flags.coordinators, 10);
 const LEASE_MS = flags['lease-ms'] === undefined ? undefined : Number.parseInt(flags['lease-ms'], 10);
 const KILL_DRIVER = flags['kill-driver'] === true;
+const PROFILE_DIR = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
 if (
   !(N >= 1) ||
   !(MAX_PARALLEL >= 1) ||
@@ -103,6 +105,11 @@ if (
 // A group of coordinators shares one database: SQLite is one process's file.
 if (STORE === 'sqlite' && (K > 1 || LEASE_MS !== undefined || KILL_DRIVER)) {
   process.stderr.write('bench.mjs: --coordinators above 1, --lease-ms and --kill-driver need --store postgres\n');
+  process.exit(2);
+}
+if (KILL_DRIVER && PROFILE_DIR) {
+  // A SIGKILLed coordinator writes no profile, and the kill would be in the middle of the one measured.
+  process.stderr.write('bench.mjs: --cpu-prof and --kill-driver do not go together\n');
   process.exit(2);
 }
 if (KILL_DRIVER && K < 2) {
@@ -188,31 +195,94 @@ function openFilesLimit() {
 }
 
 /**
- * `--cpu-prof` is refused in NODE_OPTIONS, so the coordinator child gets a preload (written to the
- * scratch dir) that runs the inspector's profiler and writes coordinator-<pid>.cpuprofile on exit.
- * @param {string} scratch where the preload is written
- * @param {string} dir where the profile goes
+ * Each coordinator's wire and transaction counters (`GET /metrics`), by URL.
+ * @param {readonly CoordinatorProcess[]} group
  */
-async function profilerPreload(scratch, dir) {
-  await mkdir(dir, { recursive: true });
-  const file = join(scratch, 'cpu-profile-preload.mjs');
-  const out = JSON.stringify(join(dir, 'coordinator-'));
-  await writeFile(
-    file,
-    `import { writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector';
-const session = new Session();
-session.connect();
-session.post('Profiler.enable');
-session.post('Profiler.start');
-process.on('exit', () => {
-  session.post('Profiler.stop', (err, result) => {
-    if (!err) writeFileSync(${out} + process.pid + '.cpuprofile', JSON.stringify(result.profile));
-  });
-});
-`,
+async function wireOf(group) {
+  return new Map(
+    await Promise.all(
+      group.map(
+        async (c) =>
+          /** @type {const} */ ([
+            c.url,
+            wireCounters(await (await apiClient(c.url, ADMIN_TOKEN).raw('GET', '/metrics')).text()),
+          ]),
+      ),
+    ),
   );
-  return file;
+}
+
+/**
+ * Per host, what the coordinators alive at the end did between two `wireOf` readings (a coordinator
+ * SIGKILLed in between took its counters with it, so it is left out of both).
+ * @param {Awaited<ReturnType<typeof wireOf>>} before
+ * @param {Awaited<ReturnType<typeof wireOf>>} after
+ */
+function wireBetween(before, after) {
+  /** @param {Awaited<ReturnType<typeof wireOf>>} readings */
+  const sum = (readings) => {
+    /** @type {Record<string, number>} */
+    const messages = {};
+    let transactions = 0;
+    for (const url of after.keys()) {
+      const r = readings.get(url);
+      if (!r) continue;
+      for (const [k, n] of Object.entries(r.messages)) messages[k] = (messages[k] ?? 0) + n;
+      transactions += r.transactions;
+    }
+    return { messages, transactions };
+  };
+  return wirePerHost(sum(before), sum(after), N);
+}
+
+/** @param {ReturnType<typeof wirePerHost>} wire */
+function wireLine(wire) {
+  const types = Object.entries(wire.byType)
+    .map(([key, n]) => `${key.replace(/^(received|sent) /, '')} ${n.toFixed(2)}`)
+    .join(', ');
+  return `per host: ${wire.messagesIn.toFixed(2)} messages in, ${wire.messagesOut.toFixed(2)} out (${types}); ${wire.transactions.toFixed(2)} store transactions`;
+}
+
+const PROFILER_PRELOAD = fileURLToPath(new URL('lib/phase-profiler-preload.mjs', import.meta.url));
+
+/**
+ * `--cpu-prof DIR`: the environment of a profiled process (coordinator or agent process), whose
+ * preload profiles between two SIGUSR2s (scripts/lib/phase-profiler-preload.mjs).
+ * @param {string} role the profile files' prefix
+ */
+function profiledEnv(role) {
+  /** @type {Record<string, string>} */
+  const env = {
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${PROFILER_PRELOAD}`.trim(),
+    FLEETPATCH_PROFILE_DIR: PROFILE_DIR ?? '.',
+    FLEETPATCH_PROFILE_ROLE: role,
+  };
+  return env;
+}
+
+/**
+ * Profiles the coordinators and agent processes over one phase of the run (`--cpu-prof DIR`; otherwise
+ * does nothing). Resolves to the function that ends the phase once every process has written
+ * DIR/<role>-<pid>-<phase>.cpuprofile.
+ * @param {string} phase
+ * @param {readonly CoordinatorProcess[]} group
+ * @param {AgentProcesses} fleet
+ */
+async function profilePhase(phase, group, fleet) {
+  if (!PROFILE_DIR) return async () => {};
+  const pids = [...group.map((c) => c.child.pid), ...fleet.children.map((c) => c.pid)].filter(
+    (pid) => pid !== undefined,
+  );
+  for (const pid of pids) process.kill(pid, 'SIGUSR2');
+  return async () => {
+    await writeFile(join(PROFILE_DIR, '.phase'), phase);
+    for (const pid of pids) process.kill(pid, 'SIGUSR2');
+    await waitFor(
+      `the ${phase} profiles of ${pids.length} processes`,
+      async () => (await readdir(PROFILE_DIR)).filter((f) => f.endsWith(`-${phase}.cpuprofile`)).length >= pids.length,
+      { timeoutMs: 60_000, intervalMs: 100 },
+    );
+  };
 }
 
 /**
@@ -378,9 +448,8 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
  * PostgreSQL cluster.
  * @param {string} scratch
  * @param {number} k
- * @param {string | undefined} preload the --cpu-prof preload, when profiling
  */
-function startBenchCoordinator(scratch, k, preload) {
+function startBenchCoordinator(scratch, k) {
   return startCoordinator({
     dataDir: join(scratch, `coordinator-c${k + 1}`),
     apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
@@ -404,7 +473,7 @@ function startBenchCoordinator(scratch, k, preload) {
         : {}),
     },
     // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
-    ...(preload ? { env: { NODE_OPTIONS: `--import=${preload}` } } : {}),
+    ...(PROFILE_DIR ? { env: profiledEnv(`coordinator-c${k + 1}`) } : {}),
   });
 }
 
@@ -427,9 +496,9 @@ async function main() {
       `PostgreSQL 15 cluster on 127.0.0.1:${cluster.port} (fsync on) in ${cluster.dir}, started in ${secs(performance.now() - t0)}`,
     );
   }
-  const preload = flags['cpu-prof'] ? await profilerPreload(scratch, flags['cpu-prof']) : undefined;
+  if (PROFILE_DIR) await mkdir(PROFILE_DIR, { recursive: true });
   // One after the other: the first one migrates the shared database.
-  for (let k = 0; k < K; k++) coordinators.push(await startBenchCoordinator(scratch, k, preload));
+  for (let k = 0; k < K; k++) coordinators.push(await startBenchCoordinator(scratch, k));
   let admin = apiClient(coordinators[0]?.url ?? '', ADMIN_TOKEN);
   for (const [k, c] of coordinators.entries())
     say(`coordinator c${k + 1} pid ${c.child.pid} on ${c.url} (${STORE}); scratch ${work}`);
@@ -457,13 +526,18 @@ async function main() {
     await mkdir(join(scratch, id, 'root', 'etc/bench'), { recursive: true });
     await writeFile(join(scratch, id, 'root', CONFIG_PATH), OLD, { mode: 0o644 });
   });
-  const agentFleet = new AgentProcesses(ids, AGENT_PROCESSES, {
-    coordinatorUrls: coordinators.map((c) => c.url),
-    joinToken,
-    scratch,
-    facts: FACTS,
-    startConcurrency: START_CONCURRENCY,
-  });
+  const agentFleet = new AgentProcesses(
+    ids,
+    AGENT_PROCESSES,
+    {
+      coordinatorUrls: coordinators.map((c) => c.url),
+      joinToken,
+      scratch,
+      facts: FACTS,
+      startConcurrency: START_CONCURRENCY,
+    },
+    PROFILE_DIR ? { ...process.env, ...profiledEnv('agents') } : undefined,
+  );
   fleet = agentFleet;
   const allOnline = (/** @type {string} */ what) =>
     waitFor(what, async () => (await onlineCount()) === N, { timeoutMs: remaining(), intervalMs: 50 });
@@ -588,6 +662,8 @@ async function main() {
       takeoverMs,
     };
   };
+  const wireBeforeRollout = await wireOf(coordinators);
+  const endRolloutProfile = await profilePhase('rollout', coordinators, agentFleet);
   t = performance.now();
   cpu = cpuMeter(coordinators, agentFleet);
   await admin.post(`/v1/rollouts/${rolloutId}/start`);
@@ -600,6 +676,8 @@ async function main() {
   const [rolled, takeover] = await Promise.all([ending, KILL_DRIVER ? killDriverMidRollout() : undefined]);
   const rolloutWallMs = rolloutEndedAt - t;
   const rolloutCpu = cpu();
+  await endRolloutProfile();
+  const rolloutWire = wireBetween(wireBeforeRollout, await wireOf(live()));
   if (rolled.state !== 'succeeded') failures.push(`rollout ended ${rolled.state}: ${rolled.stateReason}`);
   if (takeover) {
     const { killedAt, ...figures } = takeover;
@@ -618,12 +696,16 @@ async function main() {
     );
 
   // 3. Revert.
+  const wireBeforeRevert = await wireOf(live());
+  const endRevertProfile = await profilePhase('revert', coordinators, agentFleet);
   t = performance.now();
   cpu = cpuMeter(coordinators, agentFleet);
   await admin.post(`/v1/rollouts/${rolloutId}/revert`);
   const reverted = await waitState(['reverted', 'revert_failed']);
   const revertWallMs = performance.now() - t;
   const revertCpu = cpu();
+  await endRevertProfile();
+  const revertWire = wireBetween(wireBeforeRevert, await wireOf(live()));
   if (reverted.state !== 'reverted') failures.push(`revert ended ${reverted.state}: ${reverted.stateReason}`);
   /** @type {RolloutSummary} */
   const afterRevert = await admin.get(`/v1/rollouts/${rolloutId}/summary`);
@@ -676,6 +758,7 @@ async function main() {
     `rollout to ${N} hosts, waves ${JSON.stringify(waves)}, maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → succeeded seen), ${secs(engineRolloutMs)} by event timestamps; ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s`,
   );
   say(`  ${cpuLine(rolloutCpu, N)}`);
+  say(`  ${wireLine(rolloutWire)}`);
   say(
     `  per host, dispatch → result committed: p50 ${perHost.p50} ms, p99 ${perHost.p99} ms, max ${perHost.max} ms (${perHost.n} hosts)`,
   );
@@ -692,6 +775,7 @@ async function main() {
     `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s`,
   );
   say(`  ${cpuLine(revertCpu, N)}`);
+  say(`  ${wireLine(revertWire)}`);
   say(`files checked: ${N} roots carried the new content after the rollout and the old after the revert`);
   /** @type {Map<string, number>} */
   const byType = new Map();
@@ -711,6 +795,7 @@ async function main() {
     dispatchToResultMs: perHost,
     waveMs: waveTimes,
     lastWaveLastOrderSentMs: lastOrderSent - lastWaveStarted,
+    wire: rolloutWire,
   };
   result.revert = {
     ...revertCpu,
@@ -718,6 +803,7 @@ async function main() {
     engineMs: engineRevertMs,
     coordinatorUsPerHost: (revertCpu.coordinatorMs * 1000) / N,
     agentUsPerOrder: (revertCpu.agentsMs * 1000) / N,
+    wire: revertWire,
   };
   result.auditRows = { total: events.length, perHost: events.length / N, byType: Object.fromEntries(top) };
 

@@ -15,12 +15,14 @@
  * the coordinator took in one result per order, and the journal ends with every result acknowledged.
  *
  * On SQLite every case; on PostgreSQL (issue 15) the representative ones (crash-matrix.ts `postgresCases`).
+ * Cases run side by side (vitest's maxConcurrency, 5): each has its own host, agent and rollout on the
+ * one coordinator, and stops only its own agents.
  */
 
 import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { afterAll, afterEach, beforeAll, it } from 'vitest';
+import { afterAll, beforeAll, it } from 'vitest';
 import { UNPRIVILEGED_ID } from '../packages/agent/test/support/deb-fixtures.js';
 import { samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
 import {
@@ -111,17 +113,13 @@ describeOnEachStore('crash-point matrix: file change', [], (store) => {
     };
   });
 
-  afterEach(async () => {
-    await fleet?.stopAgents();
-  });
-
   afterAll(async () => {
     await fleet?.stop();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
   if (store.kind === 'postgres') {
-    it.each(titled(postgresCases([...CHECKPOINTS.map(checkpointCase), ...WRITE_CASES]), 'state'))(
+    it.concurrent.each(titled(postgresCases([...CHECKPOINTS.map(checkpointCase), ...WRITE_CASES]), 'state'))(
       '%s',
       async (_title, crash) => {
         await runCrashCase(fleet, subject, crash, work);
@@ -130,15 +128,15 @@ describeOnEachStore('crash-point matrix: file change', [], (store) => {
     return;
   }
 
-  it.each(titled(CHECKPOINTS.map(checkpointCase), 'state'))('%s', async (_title, crash) => {
+  it.concurrent.each(titled(CHECKPOINTS.map(checkpointCase), 'state'))('%s', async (_title, crash) => {
     await runCrashCase(fleet, subject, crash, work);
   });
 
-  it.each(titled(WRITE_CASES, 'state'))('inside a write: %s', async (_title, crash) => {
+  it.concurrent.each(titled(WRITE_CASES, 'state'))('inside a write: %s', async (_title, crash) => {
     await runCrashCase(fleet, subject, crash, work);
   });
 
-  it.each(titled(REHEARSAL_CASES, 'state'))('rehearsing its revert: %s', async (_title, crash) => {
+  it.concurrent.each(titled(REHEARSAL_CASES, 'state'))('rehearsing its revert: %s', async (_title, crash) => {
     await runCrashCase(fleet, subject, crash, work);
   });
 });

@@ -18,7 +18,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import {
   createDebTestBed,
   type DebTestBed,
@@ -161,10 +161,6 @@ describe.skipIf(!tools.available)(
       };
     });
 
-    afterEach(async () => {
-      await fleet?.stopAgents();
-    });
-
     afterAll(async () => {
       await fleet?.stop();
       await prefetch?.settle();
@@ -172,7 +168,7 @@ describe.skipIf(!tools.available)(
       if (work) await rm(work, { recursive: true, force: true });
     });
 
-    it.each(titled(CHECKPOINTS.map(checkpointCase), 'version'))('%s', async (_title, crash) => {
+    it.concurrent.each(titled(CHECKPOINTS.map(checkpointCase), 'version'))('%s', async (_title, crash) => {
       await runCrashCase(fleet, subject, crash, work);
     });
   },

@@ -77,7 +77,12 @@ class TracedFleet {
   /** Starts an agent under strace; `checkAgent(n)` reads the n-th one's trace. */
   spawnAgent(spec: Omit<AgentSpawn, 'wrap'>): AgentProcess {
     const log = join(this.work, `agent-${this.agents.length + 1}.strace`);
-    const process = this.fleet.spawnAgent({ ...spec, wrap: straceWrap(log, { reads: false }) });
+    // Every progress report on the wire, none coalesced: the rules are checked against each one.
+    const process = this.fleet.spawnAgent({
+      ...spec,
+      env: { FLEETPATCH_PROGRESS_COALESCE_MS: '0', ...spec.env },
+      wrap: straceWrap(log, { reads: false }),
+    });
     this.agents.push({ process, log });
     return process;
   }
@@ -319,6 +324,7 @@ describe.skipIf(!strace.available)(
           hostId: 'web-1',
           ...spec,
           configExtra: configFile,
+          env: { FLEETPATCH_PROGRESS_COALESCE_MS: '0' },
           wrap: straceWrap(log, { reads: false }),
         });
 

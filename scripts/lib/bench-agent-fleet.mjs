@@ -28,13 +28,17 @@ export class AgentProcesses {
   children = [];
   /** CPU time (ms) of the processes already gone, so `cpuMs` keeps counting across a storm. */
   #retiredCpuMs = 0;
+  /** @type {NodeJS.ProcessEnv | undefined} the processes' environment, when not this one's (the profiler preload) */
+  #env;
 
   /**
    * @param {readonly string[]} ids every host id of the fleet
    * @param {number} processes how many processes to spread them over
    * @param {FleetSetup} setup
+   * @param {NodeJS.ProcessEnv} [env] the processes' environment, when not this one's
    */
-  constructor(ids, processes, setup) {
+  constructor(ids, processes, setup, env) {
+    this.#env = env;
     const count = Math.max(1, Math.min(processes, ids.length));
     /** @type {string[][]} */
     this.slices = Array.from({ length: count }, (_, p) => ids.filter((_, i) => i % count === p));
@@ -48,7 +52,12 @@ export class AgentProcesses {
 
   /** Forks the processes and starts every agent; resolves when each process has started its slice. */
   async start() {
-    this.children = this.slices.map(() => fork(PROCESS_SCRIPT, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    this.children = this.slices.map(() =>
+      fork(PROCESS_SCRIPT, [], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        ...(this.#env ? { env: this.#env } : {}),
+      }),
+    );
     await Promise.all(
       this.children.map((child, p) => {
         const started = this.#answer(child, 'started');

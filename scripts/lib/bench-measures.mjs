@@ -34,3 +34,46 @@ export function cpuMsOf(pid) {
 /** @param {readonly number[]} sorted @param {number} p */
 export const percentile = (sorted, p) =>
   sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+
+/**
+ * The coordinator's structural counters from its `/metrics` text: protocol messages on agent sockets by
+ * direction and type, and store transactions. Unlike CPU and wall times they do not move with the
+ * machine's load, so a before/after of them says what changed.
+ * @param {string} text Prometheus' text format
+ */
+export function wireCounters(text) {
+  /** @type {Record<string, number>} */
+  const messages = {};
+  let transactions = 0;
+  for (const line of text.split('\n')) {
+    const message = /^fleetpatch_websocket_messages_total\{direction="(\w+)",type="([\w.]+)"\} (\S+)$/.exec(line);
+    if (message) messages[`${message[1]} ${message[2]}`] = Number(message[3]);
+    const tx = /^fleetpatch_sqlite_transaction_duration_seconds_count\{[^}]*\} (\S+)$/.exec(line);
+    if (tx) transactions += Number(tx[1]);
+  }
+  return { messages, transactions };
+}
+
+/**
+ * What happened between two `wireCounters` readings, per host: messages in each direction, by type, and
+ * transactions.
+ * @param {ReturnType<typeof wireCounters>} before
+ * @param {ReturnType<typeof wireCounters>} after
+ * @param {number} hosts
+ */
+export function wirePerHost(before, after, hosts) {
+  /** @type {Record<string, number>} */
+  const byType = {};
+  for (const [key, n] of Object.entries(after.messages)) {
+    const delta = n - (before.messages[key] ?? 0);
+    if (delta > 0) byType[key] = delta / hosts;
+  }
+  const total = (/** @type {string} */ direction) =>
+    Object.entries(byType).reduce((sum, [key, n]) => (key.startsWith(`${direction} `) ? sum + n : sum), 0);
+  return {
+    messagesIn: total('received'),
+    messagesOut: total('sent'),
+    byType,
+    transactions: (after.transactions - before.transactions) / hosts,
+  };
+}

@@ -8,9 +8,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HostRunState, RolloutState } from '@fleetpatch/shared';
 import { expect } from 'vitest';
-import { waitFor } from '../../scripts/lib/local-fleet.mjs';
+import { type AgentProcess, waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { sampleRollout } from '../../scripts/lib/sample-specs.mjs';
 import {
+  type AgentSpawn,
   exitWithin,
   FINAL_APPLY_STATES,
   FINAL_REVERT_STATES,
@@ -215,7 +216,6 @@ export function caseId(kind: string, crash: CrashCase): string {
 }
 
 export async function runCrashCase(fleet: FleetHarness, subject: Subject, crash: CrashCase, work: string) {
-  const { point, flow } = crash;
   const id = caseId(subject.kind, crash);
   const caseDir = join(work, id);
   await mkdir(caseDir, { recursive: true });
@@ -230,7 +230,27 @@ export async function runCrashCase(fleet: FleetHarness, subject: Subject, crash:
     rootDir: host.rootDir,
     ...(host.configFile ? { configFile: host.configFile } : {}),
   };
+  // Only this case's agents are stopped at its end: cases run side by side on one coordinator.
+  const agents: AgentProcess[] = [];
+  try {
+    await crashAndRecover(fleet, subject, crash, id, host, spawn, agents);
+  } finally {
+    await Promise.all(agents.map((agent) => fleet.stopAgent(agent)));
+  }
+}
+
+async function crashAndRecover(
+  fleet: FleetHarness,
+  subject: Subject,
+  crash: CrashCase,
+  id: string,
+  host: CrashHost,
+  spawn: AgentSpawn,
+  agents: AgentProcess[],
+) {
+  const { point, flow } = crash;
   const crashing = fleet.spawnAgent({ ...spawn, env: { FLEETPATCH_TEST_CRASH_AT: point } });
+  agents.push(crashing);
   await fleet.waitOnline([id]);
 
   const patchId = flow === 'unhealthy' ? subject.unhealthyAfterApplyPatch : subject.healthyPatch;
@@ -269,6 +289,7 @@ export async function runCrashCase(fleet: FleetHarness, subject: Subject, crash:
 
   // Restart without the crash point: recovery runs before the agent dials in and reports.
   const restarted = fleet.spawnAgent(spawn);
+  agents.push(restarted);
   const settled = await fleet.waitForState(rolloutId, isRevert ? FINAL_REVERT_STATES : FINAL_APPLY_STATES);
   const run = hostOf(settled, id);
   const context = `${point}: rollout ${settled.rollout.state} (${settled.rollout.stateReason}); host ${run.state} (${run.reason})\n${restarted.logs.join('\n')}`;
@@ -321,7 +342,6 @@ export async function runCrashCase(fleet: FleetHarness, subject: Subject, crash:
     unrecorded.map((e) => e.orderId),
     'snapshot dirs the journal never recorded',
   ).toEqual([]);
-  await fleet.stopAgents();
 }
 
 // ---- file changes ------------------------------------------------------------------------------

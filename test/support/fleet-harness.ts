@@ -214,6 +214,12 @@ export class FleetHarness {
     return waitForRolloutState(this.api, rolloutId, states, timeoutMs);
   }
 
+  /** Stops one agent this harness started (the others go on: for cases that run side by side). */
+  async stopAgent(agent: AgentProcess): Promise<void> {
+    await agent.stop();
+    this.agents.delete(agent);
+  }
+
   async stopAgents(): Promise<void> {
     await Promise.all([...this.agents].map((agent) => agent.stop()));
     this.agents.clear();

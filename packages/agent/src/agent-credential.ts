@@ -1,6 +1,12 @@
 import type { KeyObject } from 'node:crypto';
-import { chmod, readFile } from 'node:fs/promises';
-import { AgentPublicKeySchema, HostIdSchema, loadPrivateKey } from '@fleetpatch/shared';
+import { chmod, readFile, rm } from 'node:fs/promises';
+import {
+  type AgentKeyPair,
+  AgentPublicKeySchema,
+  generateAgentKeyPair,
+  HostIdSchema,
+  loadPrivateKey,
+} from '@fleetpatch/shared';
 import { z } from 'zod';
 import { makeDirectoryDurably, writeAll, writeFileAtomically } from './fs/atomic-file.js';
 
@@ -52,4 +58,41 @@ export async function writeCredential(
   await chmod(dataDir, 0o700);
   const bytes = Buffer.from(`${JSON.stringify({ ...credential, enrolledAt }, null, 2)}\n`);
   await writeFileAtomically(dataDir, CREDENTIAL_FILE, { mode: 0o600 }, (fd) => writeAll(fd, bytes));
+}
+
+/**
+ * The key pair an enrollment offers, kept in `<dataDir>/enrollment-key.json` (0600) from before the
+ * first attempt until the credential is written: every retry, and an agent restarted meanwhile, offers
+ * the same key. A retry whose first answer was lost (the coordinator enrolled the key, the reply never
+ * came) is then the same enrollment again, which the coordinator answers again; a new key would find the
+ * host taken (409) for ever.
+ */
+export const ENROLLMENT_KEY_FILE = 'enrollment-key.json';
+
+const EnrollmentKeyFileSchema = z
+  .object({ publicKey: AgentPublicKeySchema, privateKeyPem: z.string().min(1).max(10_000) })
+  .strict();
+
+/** The pending enrollment's key pair: the one kept, or a new one, kept durably before it is offered. */
+export async function enrollmentKeyPair(dataDir: string): Promise<AgentKeyPair> {
+  try {
+    const kept = EnrollmentKeyFileSchema.safeParse(
+      JSON.parse(await readFile(`${dataDir}/${ENROLLMENT_KEY_FILE}`, 'utf8')),
+    );
+    if (kept.success) return kept.data;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !(err instanceof SyntaxError)) throw err;
+  }
+  // Absent, or not a key (a torn file cannot be: it is written atomically): a new one.
+  const pair = generateAgentKeyPair();
+  await makeDirectoryDurably(dataDir, 0o700);
+  await chmod(dataDir, 0o700);
+  const bytes = Buffer.from(`${JSON.stringify(pair)}\n`);
+  await writeFileAtomically(dataDir, ENROLLMENT_KEY_FILE, { mode: 0o600 }, (fd) => writeAll(fd, bytes));
+  return pair;
+}
+
+/** The enrollment is over (its credential written): its key lives on in the credential only. */
+export async function forgetEnrollmentKeyPair(dataDir: string): Promise<void> {
+  await rm(`${dataDir}/${ENROLLMENT_KEY_FILE}`, { force: true });
 }

@@ -33,6 +33,7 @@ import { RefusalCounter } from './policy/refusal-counter.js';
 import { SignedOrderCheck } from './policy/signed-order-check.js';
 import { InstalledPackages } from './preconditions/installed-packages.js';
 import { PreconditionChecker } from './preconditions/precondition-check.js';
+import { ProgressCoalescer } from './progress-coalescer.js';
 import { AfterChange } from './services/after-change.js';
 import { SystemdServiceManager } from './services/service-manager.js';
 import { fitHelloReports, fitProgress } from './wire-fit.js';
@@ -56,6 +57,7 @@ export interface AgentOptions {
 export class Agent {
   private journal: Journal | null = null;
   private executor: OrderExecutor | null = null;
+  private progress: ProgressCoalescer | null = null;
   private connection: CoordinatorConnection | null = null;
   private state: 'idle' | 'running' | 'stopped' = 'idle';
   private pruneTimer: NodeJS.Timeout | null = null;
@@ -97,6 +99,8 @@ export class Agent {
     const health = new HealthRunner(new SystemHealthProbe({ rootDir: config.rootDir, policy, clock }), clock);
     // Package preconditions read the dpkg database the inventory reports (whether or not it is reported).
     const packages = new InstalledPackages({ root: dpkgRootOf(config) });
+    const progress = new ProgressCoalescer((report) => this.connection?.send(report), config.progressCoalesceMs);
+    this.progress = progress;
     const executor = new OrderExecutor({
       journal,
       drivers,
@@ -119,7 +123,7 @@ export class Agent {
       afterChange: afterChangeFor(config),
       events: {
         progress: (orderId, phase, message, health, failingPolls) =>
-          this.connection?.send({
+          progress.progress({
             type: 'order.progress',
             orderId,
             phase,
@@ -130,6 +134,7 @@ export class Agent {
               : {}),
           }),
         result: (result) => {
+          progress.finished(result.orderId);
           this.connection?.send({ type: 'order.result', ...result });
           this.metrics?.orderFinished(result, clock.now());
           // A package order ran dpkg: report the packages now rather than after the status file's debounce.
@@ -187,6 +192,7 @@ export class Agent {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     this.statusWatch?.stop();
     await this.executor?.stop();
+    this.progress?.close();
     await this.inventory?.stop();
     await this.connection?.stop();
     await this.metricsFile?.stop();

@@ -227,6 +227,11 @@ const AgentConfigFields = z
     journalRetentionDays: z.number().min(1).max(3650).default(90),
     backoffBaseMs: z.number().int().min(10).default(500),
     backoffMaxMs: z.number().int().min(100).default(30_000),
+    /**
+     * An order's progress reports after its first are held this long and only the newest is sent; its
+     * result drops them (see progress-coalescer.ts). 0 sends every report at once.
+     */
+    progressCoalesceMs: z.number().int().min(0).max(10_000).default(200),
     /** How the coordinator's certificate is checked on https:// and wss:// (the chain and host name always are). */
     tls: z
       .object({
@@ -323,6 +328,8 @@ export function loadAgentConfig(input: {
   set('dataDir', input.env.FLEETPATCH_DATA_DIR);
   set('logLevel', input.env.FLEETPATCH_LOG_LEVEL);
   if (input.env.FLEETPATCH_RECONNECT_MAX_MS) merged.backoffMaxMs = Number(input.env.FLEETPATCH_RECONNECT_MAX_MS);
+  if (input.env.FLEETPATCH_PROGRESS_COALESCE_MS)
+    merged.progressCoalesceMs = Number(input.env.FLEETPATCH_PROGRESS_COALESCE_MS);
   if (input.env.FLEETPATCH_ALLOW_INSECURE)
     merged.allowInsecure = /^(?:1|true|yes)$/i.test(input.env.FLEETPATCH_ALLOW_INSECURE);
   const { labels, allowedRoots, caFile, coordinatorUrls, ...flags } = input.flags;

@@ -1,6 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import {
+  type AgentKeyPair,
   type EnrollResult,
   EnrollResultSchema,
   enrollProofPayload,
@@ -8,7 +9,7 @@ import {
   loadPrivateKey,
   signPayload,
 } from '@fleetpatch/shared';
-import { writeCredential } from './agent-credential.js';
+import { enrollmentKeyPair, forgetEnrollmentKeyPair, writeCredential } from './agent-credential.js';
 import type { AgentConfig } from './config.js';
 import { coordinatorTlsOptions } from './coordinator-tls.js';
 
@@ -32,6 +33,8 @@ export interface EnrollmentInput {
   hostId: string;
   /** TLS options for an https:// coordinator (CA, pin), as for the agent socket. */
   tls?: Pick<RequestOptions, 'ca' | 'checkServerIdentity'>;
+  /** The key pair to offer (the same on every retry: see enrollmentKeyPair); a new one when absent. */
+  keyPair?: AgentKeyPair;
 }
 
 export interface Enrolled {
@@ -40,11 +43,11 @@ export interface Enrolled {
 }
 
 /**
- * Makes a new key pair and registers its public half with the coordinator under the join token.
- * The private key never leaves this process; the caller stores it only once the coordinator said yes.
+ * Registers the public half of a key pair with the coordinator under the join token. The private key
+ * never leaves this host; the caller stores the credential only once the coordinator said yes.
  */
 export async function enrollWithCoordinator(input: EnrollmentInput): Promise<Enrolled> {
-  const pair = generateAgentKeyPair();
+  const pair = input.keyPair ?? generateAgentKeyPair();
   const proof = signPayload(loadPrivateKey(pair.privateKeyPem), enrollProofPayload(input.hostId, pair.publicKey));
   const body = JSON.stringify({ hostId: input.hostId, publicKey: pair.publicKey, proof });
   const url = new URL(input.coordinatorUrl);
@@ -91,6 +94,7 @@ export async function enrollAndStore(
   hostId: string,
 ): Promise<{ result: EnrollResult; coordinatorUrl: string }> {
   const failures: { coordinatorUrl: string; err: Error }[] = [];
+  const keyPair = await enrollmentKeyPair(config.dataDir);
   for (const coordinatorUrl of config.coordinatorUrls) {
     let enrolled: Enrolled;
     try {
@@ -99,6 +103,7 @@ export async function enrollAndStore(
         joinToken,
         hostId,
         tls: coordinatorTlsOptions(config.tls),
+        keyPair,
       });
     } catch (err) {
       if (err instanceof EnrollmentRefused) throw err;
@@ -106,6 +111,7 @@ export async function enrollAndStore(
       continue;
     }
     await writeCredential(config.dataDir, enrolled.credential, new Date().toISOString());
+    await forgetEnrollmentKeyPair(config.dataDir);
     return { result: enrolled.result, coordinatorUrl };
   }
   throw new EnrollmentUnanswered(failures);

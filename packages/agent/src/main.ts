@@ -23,7 +23,8 @@ of one group, tried in order; the agent moves to the next when one fails or drop
 
 Environment: FLEETPATCH_AGENT_CONFIG, FLEETPATCH_COORDINATOR_URL(S), FLEETPATCH_HOST_ID, FLEETPATCH_JOIN_TOKEN,
 FLEETPATCH_JOIN_TOKEN_FILE, FLEETPATCH_DATA_DIR, FLEETPATCH_LOG_LEVEL, FLEETPATCH_RECONNECT_MAX_MS (cap of
-the reconnect backoff), FLEETPATCH_CA_FILE (CA trusted for the coordinator), FLEETPATCH_ALLOW_INSECURE=1
+the reconnect backoff), FLEETPATCH_PROGRESS_COALESCE_MS (how long progress reports are held, 0: none),
+FLEETPATCH_CA_FILE (CA trusted for the coordinator), FLEETPATCH_ALLOW_INSECURE=1
 (permit http:// and ws://).`;
 
 async function main(): Promise<void> {
@@ -118,7 +119,7 @@ async function main(): Promise<void> {
           crash(name);
         }
       : (crash ?? pause);
-  const agent = new Agent({ config, log, facts: await collectFacts(), ...(checkpoint ? { checkpoint } : {}) });
+  const agent = new Agent({ config, log, facts: collectFacts(), ...(checkpoint ? { checkpoint } : {}) });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -156,7 +157,7 @@ async function enrollOnly(config: AgentConfig): Promise<void> {
     process.stderr.write('fleetpatch-agent enroll: give a join token (--join-token-file or FLEETPATCH_JOIN_TOKEN)\n');
     process.exit(2);
   }
-  const hostId = config.hostId ?? (await collectFacts()).hostname;
+  const hostId = config.hostId ?? collectFacts().hostname;
   try {
     const enrolled = await enrollAndStore(config, config.joinToken, hostId);
     process.stdout.write(

@@ -115,3 +115,19 @@ describe('agent configuration: coordinators', () => {
     expect(single.text).toContain(`coordinator:   ${A}\nidentity:`);
   });
 });
+
+describe('agent configuration: progressCoalesceMs', () => {
+  it('holds progress 200 ms by default; the file or FLEETPATCH_PROGRESS_COALESCE_MS sets it, 0 included', () => {
+    expect(load().progressCoalesceMs).toBe(200);
+    expect(load({}, { ...base, progressCoalesceMs: 0 }).progressCoalesceMs).toBe(0);
+    const env = { FLEETPATCH_COORDINATOR_URL: base.coordinatorUrl, FLEETPATCH_PROGRESS_COALESCE_MS: '50' };
+    expect(loadAgentConfig({ env, flags: {} }).progressCoalesceMs).toBe(50);
+  });
+
+  it('refuses a negative, fractional or over-long hold, naming the field', () => {
+    for (const bad of [-1, 1.5, 60_000, 'soon'])
+      expect(() => load({}, { ...base, progressCoalesceMs: bad })).toThrow(/progressCoalesceMs/);
+    const env = { FLEETPATCH_COORDINATOR_URL: base.coordinatorUrl, FLEETPATCH_PROGRESS_COALESCE_MS: 'x' };
+    expect(() => loadAgentConfig({ env, flags: {} })).toThrow(/progressCoalesceMs/);
+  });
+});

@@ -96,7 +96,7 @@ describe('agent policy, end to end against a fake coordinator', () => {
       dataDir,
       rootDir,
     });
-    const agent = new Agent({ config, log: pino({ level: 'silent' }), facts: await collectFacts() });
+    const agent = new Agent({ config, log: pino({ level: 'silent' }), facts: collectFacts() });
     await agent.start();
     const resultOf = (orderId: string) => frames.filter((f) => f.type === 'order.result' && f.orderId === orderId);
 

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -104,7 +104,7 @@ describe('enrolling with a group of coordinators', () => {
     expect(credential).toBeUndefined();
   });
 
-  it('when none answers, says what each said, and writes nothing', async () => {
+  it('when none answers, says what each said, and writes no credential', async () => {
     const down = await coordinatorDown();
     const busy = await coordinatorAnswering(503);
     const { err, credential } = await enroll([down, busy]);
@@ -112,5 +112,52 @@ describe('enrolling with a group of coordinators', () => {
     expect((err as EnrollmentUnanswered).failures.map((f) => f.coordinatorUrl)).toEqual([down, busy]);
     expect(err?.message).toMatch(new RegExp(`^${down}: .*ECONNREFUSED.*; ${busy}: enrollment failed: HTTP 503`));
     expect(credential).toBeUndefined();
+  });
+});
+
+describe('an enrollment whose answer is lost', () => {
+  /** A coordinator that takes each enrollment (it enrolls the key) but answers `status`, keeping the keys offered. */
+  async function coordinatorKeeping(status: number): Promise<{ url: string; keys: string[] }> {
+    const keys: string[] = [];
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        keys.push((JSON.parse(Buffer.concat(chunks).toString('utf8')) as { publicKey: string }).publicKey);
+        res.writeHead(status, { 'content-type': 'application/json' });
+        const accepted = { hostId: 'web-1', labels: {}, replaced: false };
+        res.end(JSON.stringify(status === 201 ? accepted : { error: { code: 'x', message: `answered ${status}` } }));
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, keys };
+  }
+
+  it('is tried again with the same key, also by an agent restarted meanwhile, until the credential holds it', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'agent-enroll-'));
+    try {
+      // The gateway in front of the coordinator timed out (504) after the coordinator had enrolled the key.
+      const lost = await coordinatorKeeping(504);
+      for (let attempt = 0; attempt < 3; attempt++) {
+        await expect(
+          enrollAndStore({ coordinatorUrls: [lost.url], tls: {}, dataDir }, 'fpj_x', 'web-1'),
+        ).rejects.toThrow(EnrollmentUnanswered);
+      }
+      expect(lost.keys).toHaveLength(3);
+      expect(new Set(lost.keys).size).toBe(1);
+      // Kept for the next attempt (a restarted agent reads it), readable by root only.
+      expect((await stat(join(dataDir, 'enrollment-key.json'))).mode & 0o777).toBe(0o600);
+
+      const answering = await coordinatorKeeping(201);
+      await enrollAndStore({ coordinatorUrls: [answering.url], tls: {}, dataDir }, 'fpj_x', 'web-1');
+      expect(answering.keys).toEqual([lost.keys[0]]);
+      const credential = JSON.parse(await readFile(join(dataDir, 'credential.json'), 'utf8')) as { publicKey: string };
+      expect(credential.publicKey).toBe(lost.keys[0]);
+      // Enrolled: the key lives on in the credential only.
+      await expect(stat(join(dataDir, 'enrollment-key.json'))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

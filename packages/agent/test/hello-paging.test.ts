@@ -87,7 +87,7 @@ describe('hello with a large journal', () => {
       dataDir,
       rootDir: base,
     });
-    const agent = new Agent({ config, log: pino({ level: 'silent' }), facts: await collectFacts() });
+    const agent = new Agent({ config, log: pino({ level: 'silent' }), facts: collectFacts() });
     await agent.start();
     await expect.poll(() => reported.size, { timeout: 20_000 }).toBe(60);
     expect(helloBytes).toBeGreaterThan(0);

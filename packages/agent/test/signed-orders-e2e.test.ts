@@ -88,7 +88,7 @@ beforeEach(async () => {
       trustedKeys: [trustedKey(author, ['author']), trustedKey(approver, ['approver'])],
     },
   });
-  agent = new Agent({ config, log: pino({ level: 'silent' }), facts: await collectFacts() });
+  agent = new Agent({ config, log: pino({ level: 'silent' }), facts: collectFacts() });
   await agent.start();
   await expect.poll(() => socket !== undefined, { timeout: 10_000 }).toBe(true);
 });

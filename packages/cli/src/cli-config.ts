@@ -1,5 +1,5 @@
 import { dirname, isAbsolute, join } from 'node:path';
-import { parseDocument } from 'yaml';
+import { yaml } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { LocalValidationError, toFieldIssues, UsageError } from './cli-errors.js';
 import { parseInputDocument } from './json-input.js';
@@ -121,7 +121,7 @@ export function readTokenFile(path: string, files: ConfigFiles): string {
 export function useContext(path: string, name: string, files: ConfigFiles): void {
   const config = loadConfig(path, files);
   selectContext(config, path, name); // refuses a name the file does not have
-  const doc = parseDocument(files.readFile(path));
+  const doc = yaml().parseDocument(files.readFile(path));
   doc.set('currentContext', name);
   // A JSON config stays JSON: YAML's flow style would still read as YAML, but not as JSON.
   files.writeFile(path, /\.json$/i.test(path) ? `${JSON.stringify(doc.toJS(), null, 2)}\n` : doc.toString());

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { LineCounter, parseDocument } from 'yaml';
+import { yaml } from '@fleetpatch/shared';
+import type { Document, LineCounter } from 'yaml';
 import { LocalValidationError, UsageError } from './cli-errors.js';
 
 /** A patch or rollout file as read: its value, and where each field of it was written. */
@@ -31,7 +32,8 @@ export async function readInputDocument(path: string, stdin: () => Promise<strin
 
 /** Parses text already read (`json`: strictly as JSON); positions come from the YAML parser either way. */
 export function parseInputDocument(text: string, source: string, json: boolean): InputDocument {
-  const lines = new LineCounter();
+  const { LineCounter: Lines, parseDocument } = yaml();
+  const lines = new Lines();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const value = json ? parseJson(text, source) : yamlValue(doc, source, lines);
   return {
@@ -54,7 +56,7 @@ export function parseInputDocument(text: string, source: string, json: boolean):
   };
 }
 
-function yamlValue(doc: ReturnType<typeof parseDocument>, source: string, lines: LineCounter): unknown {
+function yamlValue(doc: Document.Parsed, source: string, lines: LineCounter): unknown {
   const [first] = doc.errors;
   if (first) {
     const { line, col } = lines.linePos(first.pos[0]);

@@ -12,7 +12,7 @@ import { type CoordinatorCrashPoint, RolloutEngine, type WaveGate } from './engi
 import { SYSTEM } from './engine/rollout-transition.js';
 import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
-import { CoordinatorGroup } from './group/coordinator-group.js';
+import type { CoordinatorGroup } from './group/coordinator-group.js';
 import { groupCoordinatorId } from './group/coordinator-id.js';
 import { accessLog } from './http/access-log.js';
 import { ApiAuth, sha256Hex } from './http/api-auth.js';
@@ -159,7 +159,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   // leases say who drives which rollout, the outbox reaches agents connected to another member.
   const group =
     config.store.kind === 'postgres'
-      ? await CoordinatorGroup.join({
+      ? await (await import('./group/coordinator-group.js')).CoordinatorGroup.join({
           url: config.store.url,
           coordinatorId: config.store.coordinatorId ?? groupCoordinatorId(config.port),
           leaseMs: config.store.leaseMs,
@@ -219,14 +219,16 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
         'recording a webhook given up',
       ),
   });
-  store.onEvent((event) =>
-    background(
-      webhookEventsFor(store, event).then((webhooks) => {
-        for (const webhook of webhooks) notifier.notify(webhook);
-      }),
-      'building webhook notifications',
-    ),
-  );
+  // Without an endpoint there is no one to build them for: not a read and an object per audit row.
+  if (config.webhooks.length > 0)
+    store.onEvent((event) =>
+      background(
+        webhookEventsFor(store, event).then((webhooks) => {
+          for (const webhook of webhooks) notifier.notify(webhook);
+        }),
+        'building webhook notifications',
+      ),
+    );
   const presence = new AgentPresence(store, clock);
   const inventorySync = new InventorySync({
     store,

@@ -136,6 +136,55 @@ describe('enrolling', () => {
     expect(await agentIds(app)).toEqual(['web-1', 'web-2']);
   });
 
+  it('answers a repeat of an enrollment whose answer was lost: same key, same answer, no use spent, nothing written', async () => {
+    const { app, logs } = await coordinator();
+    const { token } = JoinTokenCreatedSchema.parse((await issue(app, { uses: 1, labels: { role: 'web' } })).body);
+    const key = keyFor('web-1');
+    expect((await enroll(app, token, key)).status).toBe(201);
+    const eventsBefore = await app.fleet.store.allEvents(0, 1000);
+    // The token is used up now, and the host enrolled: the repeat with the very same key still gets its answer.
+    const repeat = await enroll(app, token, key);
+    expect(repeat.status).toBe(201);
+    expect(repeat.body).toEqual({ hostId: 'web-1', labels: { role: 'web' }, replaced: false });
+    expect(await app.fleet.store.allEvents(0, 1000)).toEqual(eventsBefore);
+    expect(logs.some((line) => line.includes('agent enrollment repeated'))).toBe(true);
+    const [listed] = JoinTokenListSchema.parse(
+      (
+        await app.inject({ method: 'GET', url: '/v1/join-tokens', headers: { authorization: `Bearer ${ADMIN}` } })
+      ).json(),
+    ).joinTokens;
+    expect(listed).toMatchObject({ uses: 1, state: 'used_up' });
+    // Anything else with the spent token is refused as before: another key for the same host, another host.
+    const otherKey = await enroll(app, token, keyFor('web-1'));
+    expect(otherKey.status).toBe(401);
+    expect(otherKey.body.error?.message).toMatch(/used_up/);
+    expect((await enroll(app, token, keyFor('web-2'))).status).toBe(401);
+    expect(await agentIds(app)).toEqual(['web-1']);
+  });
+
+  it('does not answer a repeat through a revoked join token, nor for a revoked agent', async () => {
+    const { app } = await coordinator();
+    const created = JoinTokenCreatedSchema.parse((await issue(app, { uses: 5 })).body);
+    const key = keyFor('web-1');
+    expect((await enroll(app, created.token, key)).status).toBe(201);
+    const revokeAgent = await app.inject({
+      method: 'POST',
+      url: '/v1/agents/web-1/revoke',
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    expect(revokeAgent.statusCode).toBeLessThan(300);
+    // Revoked: its key is gone, so the same enrollment is a new one, and the host is taken (409).
+    expect((await enroll(app, created.token, key)).status).toBe(409);
+    await app.inject({
+      method: 'POST',
+      url: `/v1/join-tokens/${created.id}/revoke`,
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    const viaRevoked = await enroll(app, created.token, key);
+    expect(viaRevoked.status).toBe(401);
+    expect(viaRevoked.body.error?.message).toMatch(/revoked/);
+  });
+
   it('refuses an expired join token, a token for another host, and a bad proof; nothing is stored', async () => {
     const { app } = await coordinator();
     const short = JoinTokenCreatedSchema.parse((await issue(app, { expiresInSeconds: 60 })).body);

@@ -75,17 +75,49 @@ describe('RolloutEventMetrics', () => {
     expect(body).not.toMatch(/outcome="stopped"/);
   });
 
-  it('a host that ends: its duration by outcome, and a failure by its error code', async () => {
-    const { events, text } = setup({
-      'web-1': { dispatchedAt: 1_000, finishedAt: 4_500, errorCode: null },
-      'web-2': { dispatchedAt: 1_000, finishedAt: 2_000, errorCode: 'health_failed' },
+  it('a host that ends: its duration from its dispatch by outcome, and a failure by its error code', async () => {
+    const reads: string[] = [];
+    const metrics = new CoordinatorMetrics(
+      { agentsConnected: () => 0, rolloutsByState: async () => new Map(), ordersByState: async () => new Map() },
+      '0.0.0',
+    );
+    const runs: Record<string, Partial<HostRunRecord>> = { 'web-2': { errorCode: 'health_failed' } };
+    const events = new RolloutEventMetrics(metrics, async (_rolloutId, hostId) => {
+      reads.push(hostId);
+      return runs[hostId] as HostRunRecord | undefined;
     });
-    await events.onEvent(event('host.healthy', '2030-01-01T00:00:05.000Z', { hostId: 'web-1', toState: 'healthy' }));
-    await events.onEvent(event('host.failed', '2030-01-01T00:00:05.000Z', { hostId: 'web-2', toState: 'failed' }));
+    const host = (type: string, at: string, hostId: string, toState: string) =>
+      events.onEvent(event(type, at, { hostId, toState }));
+    await host('host.dispatched', '2030-01-01T00:00:01.000Z', 'web-1', 'dispatched');
+    await host('host.dispatched', '2030-01-01T00:00:01.000Z', 'web-2', 'dispatched');
+    await host('host.healthy', '2030-01-01T00:00:04.500Z', 'web-1', 'healthy');
+    await host('host.failed', '2030-01-01T00:00:02.000Z', 'web-2', 'failed');
     await events.onEvent(event('host.progress', '2030-01-01T00:00:05.000Z', { hostId: 'web-2' }));
-    const body = await text();
+    const body = await metrics.registry.metrics();
     expect(body).toMatch(/^fleetpatch_host_duration_seconds_sum\{outcome="healthy"\} 3\.5$/m);
     expect(body).toMatch(/^fleetpatch_host_duration_seconds_sum\{outcome="failed"\} 1$/m);
     expect(body).toMatch(/^fleetpatch_host_failures_total\{code="health_failed"\} 1$/m);
+    // A healthy host is measured without reading its run; only the failure is read, for its code.
+    expect(reads).toEqual(['web-2']);
+  });
+
+  it('a host dispatched before the coordinator started (no dispatch seen) is not timed; its failure still counts', async () => {
+    const { events, text } = setup({ 'web-3': { errorCode: 'timed_out' } });
+    await events.onEvent(
+      event('host.timed_out', '2030-01-01T00:00:09.000Z', { hostId: 'web-3', toState: 'timed_out' }),
+    );
+    const body = await text();
+    expect(body).not.toMatch(/^fleetpatch_host_duration_seconds_count\{outcome="timed_out"\}/m);
+    expect(body).toMatch(/^fleetpatch_host_failures_total\{code="timed_out"\} 1$/m);
+  });
+
+  it('a rollout at rest forgets its hosts still dispatched: a later end is not timed from the old dispatch', async () => {
+    const { events, text } = setup();
+    await events.onEvent(
+      event('host.dispatched', '2030-01-01T00:00:00.000Z', { hostId: 'web-4', toState: 'dispatched' }),
+    );
+    await events.onEvent(event('rollout.aborted', '2030-01-01T00:00:01.000Z', { toState: 'aborted' }));
+    await events.onEvent(event('host.healthy', '2030-01-01T00:00:30.000Z', { hostId: 'web-4', toState: 'healthy' }));
+    expect(await text()).not.toMatch(/^fleetpatch_host_duration_seconds_count\{outcome="healthy"\}/m);
   });
 });

@@ -6,6 +6,8 @@
 import { createHmac } from 'node:crypto';
 import type { EventRecord, RolloutStatus } from '@fleetpatch/shared';
 import { afterEach, describe, expect, it } from 'vitest';
+import { webhookEventsFor } from '../src/notify/webhook-events.js';
+import type { Store } from '../src/store/store.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 import { callApi, startTestCoordinator, type TestCoordinator, TOKENS } from './support/test-coordinator.js';
 import { startReceiver } from './support/webhook-receiver.js';
@@ -124,5 +126,37 @@ describe('webhooks for a change-management system', () => {
     expect(JSON.stringify(failed.data)).not.toContain('secret-in-query');
     expect(receiver.received).toHaveLength(2);
     for (const release of held) release();
+  });
+});
+
+describe('webhookEventsFor', () => {
+  const row = (type: string, toState: string | null, hostId: string | null): EventRecord => ({
+    seq: 7,
+    rolloutId: 'r-1',
+    hostId,
+    actor: 'system',
+    type,
+    fromState: null,
+    toState,
+    data: null,
+    at: '2026-12-04T10:00:00.000Z',
+  });
+  const store = {
+    rollouts: { get: async () => ({ patchId: 'p-1', hostCount: 2 }), approvals: async () => [] },
+  } as unknown as Store;
+
+  it('a host reverted or failing its revert is that host, not the end of the rollout: no rollout.finished', async () => {
+    for (const [type, toState] of [
+      ['host.reverted', 'reverted'],
+      ['host.revert_failed', 'revert_failed'],
+    ] as const) {
+      expect((await webhookEventsFor(store, row(type, toState, 'web-1'))).map((e) => e.type)).toEqual([type]);
+    }
+  });
+
+  it("the rollout's own final row adds rollout.finished", async () => {
+    const events = await webhookEventsFor(store, row('rollout.reverted', 'reverted', null));
+    expect(events.map((e) => e.type)).toEqual(['rollout.reverted', 'rollout.finished']);
+    expect(events[1]?.data).toMatchObject({ state: 'reverted', patchId: 'p-1', hostCount: 2 });
   });
 });

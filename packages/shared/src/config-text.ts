@@ -1,4 +1,11 @@
-import { parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
+
+/**
+ * The YAML parser, loaded on the first file that needs it (~50 ms of CPU, at every start of every
+ * agent and coordinator otherwise: most read JSON). Required, not imported: parsing stays synchronous.
+ */
+const require = createRequire(import.meta.url);
+export const yaml = (): typeof import('yaml') => require('yaml') as typeof import('yaml');
 
 /**
  * The content of a configuration file, by its name: `.yaml` / `.yml` as YAML 1.2 (a key given twice
@@ -10,7 +17,7 @@ export function parseConfigText(text: string, fileName: string): unknown {
   if (/\.ya?ml$/i.test(fileName)) {
     const error = firstYamlError(text);
     if (error) throw new Error(`${fileName}: ${error}`);
-    return parseDocument(text).toJS() ?? {};
+    return yaml().parseDocument(text).toJS() ?? {};
   }
   try {
     return JSON.parse(text) as unknown;
@@ -23,6 +30,6 @@ export function parseConfigText(text: string, fileName: string): unknown {
 
 /** The first syntax error, as `message at line L, column C`, without the code frame (it quotes the text). */
 function firstYamlError(text: string): string | undefined {
-  const [error] = parseDocument(text, { prettyErrors: true, uniqueKeys: true }).errors;
+  const [error] = yaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true }).errors;
   return error?.message.split('\n')[0]?.replace(/:$/, '');
 }

@@ -55,6 +55,13 @@ import { WaveAdvancer } from './wave-advancer.js';
 
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
 const REPORT_RETRY_MS = 1000;
+/**
+ * Reports are recorded in bursts, one transaction each (group commit): the first report of a burst
+ * waits this long for others. A few milliseconds on a host's answer; under load, one commit and one
+ * advance for dozens of hosts instead of one per host, and an order's arrival and its result often
+ * share a burst (the arrival is then not written at all).
+ */
+const REPORT_BATCH_MS = 5;
 
 export type {
   AgentChannel,
@@ -744,7 +751,7 @@ export class RolloutEngine {
     this.reports.push(report);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.later(() => this.flushReports());
+    this.later(() => this.flushReports(), REPORT_BATCH_MS);
   }
 
   private async flushReports(): Promise<void> {

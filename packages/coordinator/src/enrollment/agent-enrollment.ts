@@ -95,16 +95,26 @@ export class AgentEnrollment {
     return this.view(token);
   }
 
-  /** The join token behind a bearer secret, if it can still enroll someone; checked before the body is read. */
-  async usableJoinToken(secret: string): Promise<JoinTokenRecord> {
+  /**
+   * The join token behind a bearer secret, unless unknown or revoked; checked before the body is read.
+   * A used-up or expired one still gets that far: it may be the repeat of an enrollment it made.
+   */
+  async knownJoinToken(secret: string): Promise<JoinTokenRecord> {
     const token = await this.options.store.joinTokens.bySecretHash(sha256Hex(secret));
     if (!token) throw new FleetError(ErrorCode.unauthorized, 'unknown join token');
+    if (token.revokedAt !== null) throw new FleetError(ErrorCode.unauthorized, `join token ${token.id} is revoked`);
+    return token;
+  }
+
+  /** The join token behind a bearer secret, if it can still enroll someone. */
+  async usableJoinToken(secret: string): Promise<JoinTokenRecord> {
+    const token = await this.knownJoinToken(secret);
     const state = joinTokenState(token, this.isoNow());
     if (state !== 'active') throw new FleetError(ErrorCode.unauthorized, `join token ${token.id} is ${state}`);
     return token;
   }
 
-  async enroll(secret: string, request: EnrollRequest): Promise<EnrollResult> {
+  async enroll(secret: string, request: EnrollRequest): Promise<EnrollResult & { repeated: boolean }> {
     const { store } = this.options;
     if (!verifyPayload(request.publicKey, enrollProofPayload(request.hostId, request.publicKey), request.proof)) {
       throw new FleetError(ErrorCode.validationFailed, 'proof does not verify with publicKey', {
@@ -113,12 +123,19 @@ export class AgentEnrollment {
     }
     const at = this.isoNow();
     const result = await store.transaction(async () => {
-      // Checked again inside the transaction: two agents racing for the last use cannot both win.
-      const token = await this.usableJoinToken(secret);
-      if (token.hostId !== null && token.hostId !== request.hostId) {
-        throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
+      const known = await this.knownJoinToken(secret);
+      if (known.hostId !== null && known.hostId !== request.hostId) {
+        throw new FleetError(ErrorCode.forbidden, `join token ${known.id} is for host ${known.hostId} only`);
       }
       const existing = await store.agents.get(request.hostId);
+      // The same enrollment again, its answer lost on the way (a timeout, a dropped connection): the
+      // host already holds this very key, and the proof shows the caller has its private half, so
+      // the caller is that agent. Answered as the first time; no use is spent, nothing is written.
+      if (existing && (await store.agents.publicKeyOf(request.hostId)) === request.publicKey) {
+        return { refused: false as const, labels: existing.labels, replaced: false, repeated: true };
+      }
+      // Checked inside the transaction: two agents racing for the last use cannot both win.
+      const token = await this.usableJoinToken(secret);
       // A row that never held a key (registered before enrollment existed) may enroll like a new host.
       const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
       if (replacing && !token.replace) {
@@ -144,7 +161,7 @@ export class AgentEnrollment {
         },
         at,
       );
-      return { refused: false as const, labels: token.labels, replaced: replacing };
+      return { refused: false as const, labels: token.labels, replaced: replacing, repeated: false };
     });
     if (result.refused) {
       throw new FleetError(
@@ -154,7 +171,7 @@ export class AgentEnrollment {
     }
     // The previous key of a replaced host must not keep a connection open.
     if (result.replaced) this.options.disconnect(request.hostId, 'agent re-enrolled with a new key');
-    return { hostId: request.hostId, labels: result.labels, replaced: result.replaced };
+    return { hostId: request.hostId, labels: result.labels, replaced: result.replaced, repeated: result.repeated };
   }
 
   /** The agent's key stops working at once and its connection is cut; its history stays. */

@@ -10,12 +10,16 @@ const HOST_FAILURE_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out',
 /**
  * Turns the audit trail's events — the one place every transition already passes, after it has
  * committed — into wave and host metrics, so the engine carries no metric calls of its own.
- * Wave start times are kept in memory from `wave.started` to `wave.passed` (or the rollout's end):
- * a wave in flight across a coordinator restart is not measured, rather than measured wrong.
+ * Wave start times are kept in memory from `wave.started` to `wave.passed` (or the rollout's end), and
+ * host dispatch times from `host.dispatched` to the host's end: a wave or host in flight across a
+ * coordinator restart is not measured, rather than measured wrong. Only a failure reads its host run
+ * (for its error code): a rollout of 10,000 healthy hosts costs no read at all.
  */
 export class RolloutEventMetrics {
   /** `rolloutId` → the current wave and when it started (ms). */
   private readonly waveStarts = new Map<string, { wave: number; at: number }>();
+  /** `rolloutId hostId` → when its apply was dispatched (ms), until it ends. */
+  private readonly dispatched = new Map<string, number>();
 
   constructor(
     private readonly metrics: CoordinatorMetrics,
@@ -37,10 +41,11 @@ export class RolloutEventMetrics {
     if (event.type.startsWith('rollout.') && FINAL_ROLLOUT_STATES.has(event.toState as RolloutState)) {
       // As the status names the wave's phase: a halt fails the wave it happens in; any other end stops it.
       this.endWave(rolloutId, event.toState === 'halted' ? 'failed' : 'stopped', event.at);
+      this.forgetHosts(rolloutId);
       return;
     }
     if (event.hostId !== null && event.toState !== null && event.type.startsWith('host.')) {
-      await this.onHostState(rolloutId, event.hostId, event.toState);
+      await this.onHostState(rolloutId, event.hostId, event.toState, Date.parse(event.at));
     }
   }
 
@@ -51,13 +56,25 @@ export class RolloutEventMetrics {
     this.metrics.waveFinished(outcome, Math.max(0, Date.parse(at) - started.at) / 1000);
   }
 
-  private async onHostState(rolloutId: string, hostId: string, state: string): Promise<void> {
-    if (!HOST_END_STATES.has(state) && !HOST_FAILURE_STATES.has(state)) return;
-    const run = await this.hostRun(rolloutId, hostId);
-    if (!run) return;
-    if (HOST_FAILURE_STATES.has(state)) this.metrics.hostFailed(run.errorCode);
-    if (HOST_END_STATES.has(state) && run.dispatchedAt !== null && run.finishedAt !== null) {
-      this.metrics.hostFinished(state, Math.max(0, run.finishedAt - run.dispatchedAt) / 1000);
+  private async onHostState(rolloutId: string, hostId: string, state: string, at: number): Promise<void> {
+    const key = `${rolloutId} ${hostId}`;
+    if (state === 'dispatched') {
+      this.dispatched.set(key, at);
+      return;
     }
+    if (HOST_END_STATES.has(state)) {
+      const since = this.dispatched.get(key);
+      this.dispatched.delete(key);
+      if (since !== undefined) this.metrics.hostFinished(state, Math.max(0, at - since) / 1000);
+    }
+    if (HOST_FAILURE_STATES.has(state)) {
+      const run = await this.hostRun(rolloutId, hostId);
+      if (run) this.metrics.hostFailed(run.errorCode);
+    }
+  }
+
+  /** A rollout at rest: none of its hosts will end now without a new dispatch. */
+  private forgetHosts(rolloutId: string): void {
+    for (const key of this.dispatched.keys()) if (key.startsWith(`${rolloutId} `)) this.dispatched.delete(key);
   }
 }

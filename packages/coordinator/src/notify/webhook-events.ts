@@ -49,7 +49,13 @@ export async function webhookEventsFor(store: Store, event: EventRecord): Promis
   if (event.type === 'rollout.scheduled' && event.data?.reason === 'approved') {
     await summary('patch.approved', { approvers: (await store.rollouts.approvals(rolloutId)).map((a) => a.approver) });
   }
-  if (event.toState !== null && FINAL_ROLLOUT_STATES.has(event.toState as RolloutState)) {
+  // The rollout's own row: a host's `host.reverted` ends in a state of the same name, and is not the end
+  // of the rollout.
+  if (
+    event.type.startsWith('rollout.') &&
+    event.toState !== null &&
+    FINAL_ROLLOUT_STATES.has(event.toState as RolloutState)
+  ) {
     const rollout = await store.rollouts.get(rolloutId);
     await summary('rollout.finished', {
       state: event.toState,

@@ -80,7 +80,7 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
       config: { access: 'self-authenticating' },
       onRequest: async (request) => {
         try {
-          await enrollment.usableJoinToken(bearer(request));
+          await enrollment.knownJoinToken(bearer(request));
         } catch (err) {
           authFailures.recordFailure(request.ip);
           request.log.warn(
@@ -107,8 +107,12 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
         authFailures.recordFailure(request.ip);
         throw err;
       }
-      request.log.info({ hostId: result.hostId, replaced: result.replaced }, 'agent enrolled');
-      return reply.status(201).send(result);
+      request.log.info(
+        { hostId: result.hostId, replaced: result.replaced },
+        result.repeated ? 'agent enrollment repeated (its first answer was lost): answered again' : 'agent enrolled',
+      );
+      const { repeated: _, ...answer } = result;
+      return reply.status(201).send(answer);
     },
   );
 };

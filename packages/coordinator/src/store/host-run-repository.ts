@@ -134,7 +134,7 @@ export class HostRunRepository {
       countByState: db.prepare(
         'SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? GROUP BY state',
       ),
-      // Covered by host_runs_wave_state: a summary never reads a host row.
+      // Covered by host_runs_wave_state_position: a summary never reads a host row.
       countByWaveAndState: db.prepare(
         'SELECT wave, state, count(*) AS n FROM host_runs WHERE rollout_id = ? GROUP BY wave, state',
       ),
@@ -153,6 +153,7 @@ export class HostRunRepository {
         `SELECT state, count(*) AS n FROM host_runs INDEXED BY host_runs_state
          WHERE state IN (SELECT value FROM json_each(?)) AND rollout_id = ? GROUP BY state`,
       ),
+      // In position order from host_runs_wave_state_position: the LIMIT stops the read, nothing is sorted.
       nextQueued: db.prepare(
         "SELECT * FROM host_runs WHERE rollout_id = ? AND wave = ? AND state = 'queued' ORDER BY position LIMIT ?",
       ),

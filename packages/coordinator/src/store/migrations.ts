@@ -278,4 +278,13 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     name: 'agents an admin removed from the fleet (DELETE /v1/agents/:id): kept with their history, selected by no target',
     sql: 'ALTER TABLE agents ADD COLUMN removed_at TEXT;',
   },
+  {
+    version: 13,
+    name: "a wave's queued hosts in dispatch order straight from the index: the next few to send never sort the wave",
+    // Replaces host_runs_wave_state, whose prefix it is: the counts by wave and state stay covered.
+    sql: `
+      CREATE INDEX host_runs_wave_state_position ON host_runs(rollout_id, wave, state, position);
+      DROP INDEX host_runs_wave_state;
+    `,
+  },
 ];

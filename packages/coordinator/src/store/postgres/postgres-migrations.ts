@@ -270,6 +270,15 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX agent_outbox_by_agent ON agent_outbox (agent_id, id);
     `,
   },
+  {
+    version: 3,
+    name: "a wave's queued hosts in dispatch order straight from the index: the next few to send never sort the wave",
+    sqliteVersion: 13,
+    sql: `
+      CREATE INDEX host_runs_wave_state_position ON host_runs (rollout_id, wave, state, position);
+      DROP INDEX host_runs_wave_state;
+    `,
+  },
 ];
 
 /**
