@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { checkRollout, type Verdict } from '../support/fault-checker.js';
+import { checkRollout, sumVerdicts, type Verdict } from '../support/fault-checker.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
 import { FINAL_REVERT_STATES } from '../support/fleet-harness.js';
@@ -9,18 +9,18 @@ import { describeNeeding } from '../support/requirements.js';
 import { SeededRandom } from '../support/seeded-random.js';
 
 // Scenario 10: a short chaos run. For a bounded time, rollouts (each on a file of its own, every
-// other one reverted) run one after another over eight hosts while a seeded random schedule partitions
+// other one reverted) run one after another over twenty hosts while a seeded random schedule partitions
 // hosts, SIGKILLs agents and the coordinator, and drops and duplicates packets on links. Then the
 // faults stop, everything heals, and the checker verifies every order of every rollout. The seed is
 // printed; FLEETPATCH_FAULT_SEED=<seed> replays the same schedule (a loaded machine's timing aside).
 
-const HOSTS = 8;
+const HOSTS = 20;
 /** No new rollout starts after this long; the chaos goes on until the last one has ended. */
 const CHAOS_MS = 20_000;
 
 type Fault = 'partition' | 'agent' | 'coordinator' | 'link';
 
-describeNeeding([namespaces, linkFaults], 'fault 10: a seeded chaos run over eight hosts', () => {
+describeNeeding([namespaces, linkFaults], 'fault 10: a seeded chaos run over twenty hosts', () => {
   const fleetOf = useFaultFleet({ name: 'p10', hosts: HOSTS, path: '/etc/chaos/r0.conf', initial: 'r = 0\n' });
 
   it('keeps every invariant over every order of its rollouts and reverts', async () => {
@@ -132,13 +132,7 @@ describeNeeding([namespaces, linkFaults], 'fault 10: a seeded chaos run over eig
       );
     }
     const convergeMs = Date.now() - startedAt;
-    const total: Verdict = {
-      orders: verdicts.reduce((n, v) => n + v.orders, 0),
-      appliedOnce: verdicts.reduce((n, v) => n + v.appliedOnce, 0),
-      lost: verdicts.reduce((n, v) => n + v.lost, 0),
-      doubled: verdicts.reduce((n, v) => n + v.doubled, 0),
-      problems: verdicts.flatMap((v) => v.problems),
-    };
+    const total = sumVerdicts(verdicts);
     const faults = [...injected].map(([fault, n]) => `${n} ${fault}`);
     await recordRow(
       rowOf('10 seeded chaos', HOSTS, [`seed ${random.seed}`, ...faults, injectedWork], total, convergeMs),

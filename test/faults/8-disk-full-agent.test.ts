@@ -1,14 +1,13 @@
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { checkRollout } from '../support/fault-checker.js';
+import { expect, it } from 'vitest';
+import { checkRollout, sumVerdicts } from '../support/fault-checker.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
 import { hostOf } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { describeNeeding } from '../support/requirements.js';
-import { SmallFilesystem, smallFilesystems } from '../support/small-filesystem.js';
+import { smallFilesystems, useSmallFilesystems } from '../support/small-filesystem.js';
 
 // Scenario 8, the agents' side. Three hosts: one keeps its data dir (journal, snapshots) on a small
 // file system of its own, one its file root (the target of the change), the third is the control.
@@ -27,22 +26,8 @@ const JOURNAL_FULL = 'p8a-1';
 const TARGET_FULL = 'p8a-2';
 
 describeNeeding([namespaces, smallFilesystems], "fault 8: an agent's file systems fill", () => {
-  let base: string | undefined;
-  const disks = new Map<string, SmallFilesystem>();
-  const diskOf = (id: string): SmallFilesystem => {
-    const disk = disks.get(id);
-    if (!disk) throw new Error(`no small file system for ${id}`);
-    return disk;
-  };
-
   // Registered before the fleet's hooks: unmounted after its agents stop.
-  beforeAll(async () => {
-    base = await mkdtemp(join(tmpdir(), 'fleetpatch-fault-8a-'));
-  });
-  afterAll(async () => {
-    for (const disk of disks.values()) disk.unmount();
-    if (base) await rm(base, { recursive: true, force: true });
-  });
+  const disks = useSmallFilesystems('fault-8a');
 
   const fleetOf = useFaultFleet(() => ({
     name: 'p8a',
@@ -50,10 +35,10 @@ describeNeeding([namespaces, smallFilesystems], "fault 8: an agent's file system
     path: PATH,
     initial: OLD,
     async prepareHost(id) {
-      const rootDir = join(base as string, id, 'root');
-      const dataDir = join(base as string, id, 'data');
-      if (id === JOURNAL_FULL) disks.set(id, await SmallFilesystem.mount(dataDir, DISK_KIB));
-      if (id === TARGET_FULL) disks.set(id, await SmallFilesystem.mount(rootDir, DISK_KIB));
+      const rootDir = join(disks.base(), id, 'root');
+      const dataDir = join(disks.base(), id, 'data');
+      if (id === JOURNAL_FULL) await disks.mount(id, dataDir, DISK_KIB);
+      if (id === TARGET_FULL) await disks.mount(id, rootDir, DISK_KIB);
       await mkdir(dirname(join(rootDir, PATH)), { recursive: true });
       await writeFile(join(rootDir, PATH), OLD, { mode: 0o644 });
       return { rootDir, dataDir };
@@ -64,7 +49,7 @@ describeNeeding([namespaces, smallFilesystems], "fault 8: an agent's file system
     const fleet = fleetOf();
     const patchId = await createFilePatch(fleet, PATH, NEW);
     const full = [JOURNAL_FULL, TARGET_FULL];
-    for (const id of full) await diskOf(id).fill();
+    for (const id of full) await disks.of(id).fill();
     const startedAt = Date.now();
     const first = await startFleetRollout(fleet, patchId, { maxFailures: '100%', hostTimeoutSeconds: 60 });
     const firstDone = await fleet.fleet.waitForState(first, ['succeeded', 'halted'], 90_000);
@@ -80,7 +65,7 @@ describeNeeding([namespaces, smallFilesystems], "fault 8: an agent's file system
     const firstVerdict = await checkRollout(fleet, { rolloutId: first, changedContent: NEW });
 
     // Space returns: the same agents, never restarted, take the next rollout.
-    for (const id of full) await diskOf(id).free();
+    for (const id of full) await disks.of(id).free();
     const second = await startFleetRollout(fleet, patchId, { target: { hostIds: full } });
     const secondDone = await fleet.fleet.waitForState(second, ['succeeded', 'halted'], 90_000);
     expect(secondDone.rollout.state).toBe('succeeded');
@@ -89,13 +74,7 @@ describeNeeding([namespaces, smallFilesystems], "fault 8: an agent's file system
     for (const id of full) expect(await fleet.readFileOf(id)).toBe(NEW);
     for (const id of full) expect(fleet.agentRunning(id)).toBe(true);
 
-    const verdict = {
-      orders: firstVerdict.orders + secondVerdict.orders,
-      appliedOnce: firstVerdict.appliedOnce + secondVerdict.appliedOnce,
-      lost: firstVerdict.lost + secondVerdict.lost,
-      doubled: firstVerdict.doubled + secondVerdict.doubled,
-      problems: [...firstVerdict.problems, ...secondVerdict.problems],
-    };
+    const verdict = sumVerdicts([firstVerdict, secondVerdict]);
     await recordRow(
       rowOf(
         '8 agent disk full',

@@ -14,7 +14,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   return async () => {
     const rows = await readRows(dir);
     console.log(
-      `\nFault suite results (one coordinator; on SQLite unless the scenario says PostgreSQL):\n\n${formatTable(rows)}\n`,
+      `\nFault suite results (one coordinator on SQLite, unless the scenario says PostgreSQL and how many coordinators):\n\n${formatTable(rows)}\n`,
     );
     await rm(dir, { recursive: true, force: true });
   };

@@ -78,6 +78,8 @@ export interface CheckedFleet {
   readFileAt(id: string, path?: string): Promise<string | null>;
   agentLogs(): string[];
   waitOnline(ids: readonly string[], timeoutMs: number): Promise<unknown>;
+  /** The rollout as each coordinator sees it (a group has several): every one must tell the same story. */
+  statusEverywhere?(rolloutId: string): Promise<RolloutStatus[]>;
 }
 
 /**
@@ -165,9 +167,11 @@ export async function checkRollout(fleet: CheckedFleet, expectation: RolloutExpe
   );
   const status = await api.get<RolloutStatus>(`/v1/rollouts/${rolloutId}`);
   const { events } = await api.get<EventPage>(`/v1/rollouts/${rolloutId}/events?limit=1000`);
+  // Every coordinator of a group tells the same story as the one asked.
+  const disagreements = await viewsDisagreeing(fleet, status);
   const probe = probeOf(fleet, expectation);
   const logRuns = applyRunsInLogs(fleet, probe.applyLines);
-  const verdict: Verdict = { orders: 0, appliedOnce: 0, lost: 0, doubled: 0, problems: [] };
+  const verdict: Verdict = { orders: 0, appliedOnce: 0, lost: 0, doubled: 0, problems: disagreements };
   const dispatchedTo = new Map<string, number>();
   const revertsTo = new Map<string, number>();
   for (const e of events) {
@@ -227,6 +231,38 @@ export async function checkRollout(fleet: CheckedFleet, expectation: RolloutExpe
     }
   }
   return verdict;
+}
+
+/**
+ * Where another coordinator's view of the rollout differs from `status` (the one asked): its state,
+ * or a host's state, order or `changed`. Empty with one coordinator, or when the group agrees.
+ */
+async function viewsDisagreeing(fleet: CheckedFleet, status: RolloutStatus): Promise<string[]> {
+  const views = (await fleet.statusEverywhere?.(status.rollout.id)) ?? [];
+  const story = (view: RolloutStatus) => [
+    `rollout ${view.rollout.state}`,
+    ...hostsOf(view)
+      .map((h) => `${h.hostId} ${h.state} order ${h.orderId} changed=${String(h.changed)}`)
+      .sort(),
+  ];
+  const expected = story(status);
+  return views.flatMap((view, i) => {
+    const differs = story(view).filter((line, k) => line !== expected[k]);
+    return differs.length === 0
+      ? []
+      : [`coordinator ${i + 1} of ${views.length} sees otherwise: ${differs.join('; ')}`];
+  });
+}
+
+/** One verdict for several rollouts of a scenario: the counts added up, the problems side by side. */
+export function sumVerdicts(verdicts: readonly Verdict[]): Verdict {
+  return {
+    orders: verdicts.reduce((n, v) => n + v.orders, 0),
+    appliedOnce: verdicts.reduce((n, v) => n + v.appliedOnce, 0),
+    lost: verdicts.reduce((n, v) => n + v.lost, 0),
+    doubled: verdicts.reduce((n, v) => n + v.doubled, 0),
+    problems: verdicts.flatMap((v) => v.problems),
+  };
 }
 
 /** The hosts of a status in a given state. */

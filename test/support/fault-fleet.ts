@@ -2,12 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { AgentProcess, ApiClient } from '../../scripts/lib/local-fleet.mjs';
+import type { GroupView, RolloutStatus } from '@fleetpatch/shared';
+import { type AgentProcess, type ApiClient, waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { FleetHarness, type FleetOptions, readFileOrNull } from './fleet-harness.js';
 import { HostNamespace } from './host-namespaces.js';
 import { LatencyRelay } from './latency-relay.js';
 import { applyLinkFault, clearLinkFault, type LinkFault, linkFaultCounts } from './link-faults.js';
-import type { StoreConfig } from './store-variants.js';
+import type { CoordinatorGroupShape, StoreConfig } from './store-variants.js';
 
 /** Namespaces of every fault fleet of this process still up: removed at exit if a teardown never ran. */
 const live = new Set<HostNamespace>();
@@ -39,6 +40,11 @@ export interface FaultFleetOptions {
   coordinatorDir?: string;
   /** The coordinator's store: SQLite in its data dir unless this names a PostgreSQL one (store-variants.ts). */
   store?: StoreConfig;
+  /**
+   * Several coordinators on the PostgreSQL `store` (a group, named `c1`…`cN`): every agent lists
+   * them all, host i starting at coordinator i mod N. One coordinator unless given.
+   */
+  group?: CoordinatorGroupShape;
 }
 
 /**
@@ -53,9 +59,10 @@ export interface PreparedHost {
 
 /**
  * N hosts, each a network namespace with its own address, data dir and file root, each running one
- * real agent that reaches one real coordinator (SQLite store unless `store` says) over its own veth link; and the faults
- * a scenario injects into them. `teardown` stops every process and removes every namespace and link,
- * whatever state the scenario left them in.
+ * real agent that reaches one real coordinator (SQLite store unless `store` says; several on one
+ * PostgreSQL database with `group`) over its own veth link; and the faults a scenario injects into
+ * them. `teardown` stops every process and removes every namespace and link, whatever state the
+ * scenario left them in.
  */
 export class FaultFleet {
   private readonly agents = new Map<string, AgentProcess>();
@@ -64,7 +71,8 @@ export class FaultFleet {
 
   private constructor(
     readonly work: string,
-    readonly fleet: FleetHarness,
+    /** Every coordinator: one, or the group's members in order (`c1` first). */
+    readonly members: readonly FleetHarness[],
     readonly hostIds: readonly string[],
     private readonly namespaces: ReadonlyMap<string, HostNamespace>,
     private readonly options: FaultFleetOptions,
@@ -72,38 +80,54 @@ export class FaultFleet {
   ) {}
 
   static async start(options: FaultFleetOptions): Promise<FaultFleet> {
+    const startedAt = Date.now();
     const work = await mkdtemp(join(tmpdir(), `fleetpatch-fault-${options.name}-`));
-    const created = HostNamespace.createMany(options.hosts);
+    // The coordinators boot (a second or more of CPU each) while the namespaces are made.
+    const starting = startCoordinators(work, options);
+    const members: FleetHarness[] = [];
+    let created: HostNamespace[];
+    try {
+      created = HostNamespace.createMany(options.hosts);
+    } catch (err) {
+      for (const member of await starting.catch(() => [])) await member.stop();
+      await rm(work, { recursive: true, force: true });
+      throw err;
+    }
     for (const ns of created) live.add(ns);
-    let fleet: FleetHarness | undefined;
     let relay: LatencyRelay | undefined;
     try {
-      fleet = await FleetHarness.start(options.coordinatorDir ?? join(work, 'coordinator'), {
-        tickIntervalMs: 100,
-        // Every address: each namespaced host reaches it through its own gateway.
-        extraConfig: { host: '0.0.0.0', heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1000, ...options.store },
-        ...options.harness,
-      });
+      members.push(...(await starting));
+      const fleet = members[0] as FleetHarness;
       if (options.relayDelayMs) relay = await LatencyRelay.start(fleet.coordinator.port, options.relayDelayMs);
       const ids = created.map((_, i) => `${options.name}-${i + 1}`);
       const namespaces = new Map(ids.map((id, i) => [id, created[i] as HostNamespace]));
-      const faultFleet = new FaultFleet(work, fleet, ids, namespaces, options, relay);
-      for (const id of ids) {
-        const prepared = (await options.prepareHost?.(id)) ?? {};
-        faultFleet.prepared.set(id, prepared);
-        if (prepared.rootDir === undefined) {
-          const file = faultFleet.fileOnHost(id);
-          await mkdir(dirname(file), { recursive: true });
-          await writeFile(file, options.initial, { mode: 0o644 });
-        }
-        faultFleet.joinTokens.set(id, await fleet.register(id, { fleet: options.name }));
-        faultFleet.startAgent(id);
-      }
-      await fleet.waitOnline(ids, 60_000);
+      const faultFleet = new FaultFleet(work, members, ids, namespaces, options, relay);
+      // Every host at once: its file root, its join token, its agent. Twenty one after the other
+      // took seconds of round trips before the first agent was even spawned.
+      await Promise.all(
+        ids.map(async (id) => {
+          const prepared = (await options.prepareHost?.(id)) ?? {};
+          faultFleet.prepared.set(id, prepared);
+          if (prepared.rootDir === undefined) {
+            const file = faultFleet.fileOnHost(id);
+            await mkdir(dirname(file), { recursive: true });
+            await writeFile(file, options.initial, { mode: 0o644 });
+          }
+          faultFleet.joinTokens.set(id, await fleet.register(id, { fleet: options.name }));
+          faultFleet.startAgent(id);
+        }),
+      );
+      const spawnedAt = Date.now();
+      // Twenty agents starting at once on two busy cores (~0.7 s of CPU each to load) take a while.
+      await fleet.waitOnline(ids, 90_000);
+      const onlineMs = Date.now() - spawnedAt;
+      console.log(
+        `fault fleet ${options.name}: ${ids.length} hosts up in ${Date.now() - startedAt} ms (${onlineMs} ms of it for the agents to come online)`,
+      );
       return faultFleet;
     } catch (err) {
       await relay?.close();
-      await fleet?.stop();
+      await Promise.allSettled(members.map((member) => member.stop()));
       for (const ns of created) {
         ns.destroy();
         live.delete(ns);
@@ -113,9 +137,25 @@ export class FaultFleet {
     }
   }
 
+  /** The first coordinator (`c1` of a group): the one the scenarios ask, and whose harness tracks the agents. */
+  get fleet(): FleetHarness {
+    return this.members[0] as FleetHarness;
+  }
+
   /** The coordinator's API, as its admin (what `checkRollout` asks). */
   get api(): ApiClient {
     return this.fleet.api;
+  }
+
+  /** The rollout as every coordinator sees it (one view, or one per group member): they must agree. */
+  statusEverywhere(rolloutId: string): Promise<RolloutStatus[]> {
+    return Promise.all(this.members.map((member) => member.status(rolloutId)));
+  }
+
+  /** The group member holding `rolloutId`'s lease (`c1`…), as `askMember` sees it; undefined when none does. */
+  async driverOf(rolloutId: string, askMember = 0): Promise<string | undefined> {
+    const group = await this.members[askMember]?.api.get<GroupView>('/v1/group');
+    return group?.leases.find((lease) => lease.rolloutId === rolloutId)?.holder;
   }
 
   agentLogs(): string[] {
@@ -168,9 +208,16 @@ export class FaultFleet {
     this.joinTokens.delete(id);
     const configFile = this.prepared.get(id)?.configFile;
     const env = this.options.agentEnv;
+    // Every coordinator, starting at this host's own (host i at i mod N): a group spreads its agents.
+    const ports = this.relay ? [this.relay.port] : this.members.map((member) => member.coordinator.port);
+    const first = this.hostIds.indexOf(id) % ports.length;
+    const [coordinatorUrl = '', ...moreCoordinatorUrls] = ports.map(
+      (_, k) => `http://${ns.gatewayIp}:${ports[(first + k) % ports.length]}`,
+    );
     const agent = this.fleet.spawnAgent({
       id,
-      coordinatorUrl: `http://${ns.gatewayIp}:${this.relay?.port ?? this.fleet.coordinator.port}`,
+      coordinatorUrl,
+      ...(moreCoordinatorUrls.length > 0 ? { moreCoordinatorUrls } : {}),
       ...(joinToken ? { joinToken } : {}),
       dataDir: this.dataOf(id),
       rootDir: this.rootOf(id),
@@ -194,9 +241,36 @@ export class FaultFleet {
     await Promise.all(ids.map((id) => this.agentOf(id).kill()));
   }
 
-  /** SIGKILL of the coordinator, then a new process on the same data dir and port. */
-  crashCoordinator(): Promise<void> {
-    return this.fleet.restart({ crash: true });
+  /**
+   * SIGKILL of the coordinator, then a new process on the same data dir and port. In a group, the
+   * member killed is the one driving `rolloutId` (holding its lease; `c1` when none does), and it
+   * stays down until another member has taken the rollout over (or it has ended), so the takeover is
+   * real. Returns the member killed (`c1`…), whether it was driving, and in a group how long the
+   * takeover took.
+   */
+  async crashCoordinator(rolloutId?: string): Promise<{ killed: string; drove: boolean; takeoverMs?: number }> {
+    if (this.members.length === 1 || rolloutId === undefined) {
+      await this.fleet.restart({ crash: true });
+      return { killed: 'c1', drove: true };
+    }
+    const driver = await this.driverOf(rolloutId);
+    const index = driver === undefined ? 0 : memberIndex(driver);
+    const member = this.members[index] as FleetHarness;
+    const ask = (index + 1) % this.members.length;
+    const killedAt = Date.now();
+    await member.coordinator.kill();
+    await waitFor(
+      `another coordinator than c${index + 1} drives rollout ${rolloutId}, or it ended`,
+      async () => {
+        const holder = await this.driverOf(rolloutId, ask);
+        return holder !== `c${index + 1}` || undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 20 },
+    );
+    const takeoverMs = Date.now() - killedAt;
+    // Already dead: `restart` only starts it again, on its data dir and port.
+    await member.restart();
+    return { killed: `c${index + 1}`, drove: driver !== undefined, takeoverMs };
   }
 
   partition(id: string): void {
@@ -254,7 +328,7 @@ export class FaultFleet {
   async teardown(): Promise<void> {
     const steps: Array<() => Promise<unknown> | unknown> = [
       () => this.fleet.stopAgents(),
-      () => this.fleet.coordinator.stop(),
+      () => Promise.all(this.members.map((member) => member.coordinator.stop())),
       () => this.relay?.close(),
       () => {
         for (const ns of this.namespaces.values()) {
@@ -274,4 +348,49 @@ export class FaultFleet {
     }
     if (errors.length > 0) throw new AggregateError(errors, 'fault fleet teardown');
   }
+}
+
+/** `c3` → 2: the group's members are named after their place (`startCoordinators`). */
+function memberIndex(coordinatorId: string): number {
+  if (!/^c[1-9][0-9]*$/.test(coordinatorId)) throw new Error(`not a member of this fleet: ${coordinatorId}`);
+  return Number(coordinatorId.slice(1)) - 1;
+}
+
+/**
+ * The fleet's coordinator, or its group's members, started together (as a group starts: the first
+ * to take the migration lock migrates, the others wait for it). Every one listens on every address:
+ * each namespaced host reaches it through its own gateway.
+ */
+async function startCoordinators(work: string, options: FaultFleetOptions): Promise<FleetHarness[]> {
+  const base = { host: '0.0.0.0', heartbeatIntervalMs: options.heartbeatIntervalMs ?? 1000 };
+  const { group, store } = options;
+  if (group === undefined) {
+    const fleet = await FleetHarness.start(options.coordinatorDir ?? join(work, 'coordinator'), {
+      tickIntervalMs: 100,
+      extraConfig: { ...base, ...store },
+      ...options.harness,
+    });
+    return [fleet];
+  }
+  if (store?.store === undefined) throw new Error('a coordinator group needs a PostgreSQL store');
+  const { url } = store.store;
+  const started = await Promise.allSettled(
+    Array.from({ length: group.coordinators }, (_, i) =>
+      FleetHarness.start(join(options.coordinatorDir ?? work, `coordinator-c${i + 1}`), {
+        tickIntervalMs: 100,
+        extraConfig: {
+          ...base,
+          store: { kind: 'postgres', url, coordinatorId: `c${i + 1}`, leaseMs: group.leaseMs },
+        },
+        ...options.harness,
+      }),
+    ),
+  );
+  const members = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed) {
+    await Promise.allSettled(members.map((member) => member.stop()));
+    throw failed.reason;
+  }
+  return members;
 }

@@ -45,8 +45,11 @@ export async function recordRow(row: ResultRow): Promise<void> {
 export async function readRows(dir: string): Promise<ResultRow[]> {
   const names = (await readdir(dir)).filter((n) => n.endsWith('.json'));
   const rows = await Promise.all(names.map(async (n) => JSON.parse(await readFile(join(dir, n), 'utf8')) as ResultRow));
-  // In scenario order: by the number each scenario's name starts with (10 after 2).
-  return rows.sort((a, b) => Number.parseInt(a.scenario, 10) - Number.parseInt(b.scenario, 10));
+  // In scenario order: by the number each scenario's name starts with (10 after 2), then by name
+  // (a scenario on SQLite before the same on PostgreSQL).
+  return rows.sort(
+    (a, b) => Number.parseInt(a.scenario, 10) - Number.parseInt(b.scenario, 10) || a.scenario.localeCompare(b.scenario),
+  );
 }
 
 /** A Markdown table, so the README can take it as printed. */

@@ -49,18 +49,23 @@ export function startFleetRollout(
 
 /**
  * A fault fleet for the tests of one `describe`: started before them, torn down after them whatever
- * they did (and checked to leave no namespace or link behind). Returns the fleet's getter.
+ * they did (and checked to leave no namespace or link behind). Returns the fleet's getter. A start
+ * that outlives its hook's timeout is still torn down: the teardown waits for it to end first.
  */
 export function useFaultFleet(
   options: FaultFleetOptions | (() => FaultFleetOptions | Promise<FaultFleetOptions>),
 ): () => FaultFleet {
+  let starting: Promise<FaultFleet> | undefined;
   let fleet: FaultFleet | undefined;
   beforeAll(async () => {
-    fleet = await FaultFleet.start(typeof options === 'function' ? await options() : options);
+    starting = (async () => FaultFleet.start(typeof options === 'function' ? await options() : options))();
+    fleet = await starting;
   });
   afterAll(async () => {
-    await fleet?.teardown();
-    expect(fleet?.leftovers() ?? []).toEqual([]);
+    // A timed-out start goes on in the background; whatever it started is the fleet to tear down.
+    const started = fleet ?? (await starting?.catch(() => undefined));
+    await started?.teardown();
+    expect(started?.leftovers() ?? []).toEqual([]);
   });
   return () => {
     if (!fleet) throw new Error('the fault fleet did not start');

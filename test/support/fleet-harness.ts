@@ -52,6 +52,8 @@ export interface AgentSpawn {
   id: string;
   /** The coordinator's URL as this agent reaches it (e.g. from a network namespace); its own by default. */
   coordinatorUrl?: string;
+  /** Further coordinators of its group, tried in turn after `coordinatorUrl` (agents rotate on failure). */
+  moreCoordinatorUrls?: readonly string[];
   /** A command the agent runs inside, e.g. a namespace's `exec` prefix. */
   wrap?: string[];
   /** Enrolls with it on first start (see `register`); a restart with the same dataDir needs none. */
@@ -135,6 +137,7 @@ export class FleetHarness {
   spawnAgent(spec: AgentSpawn): AgentProcess {
     const agent = startAgent({
       coordinatorUrl: spec.coordinatorUrl ?? this.coordinator.url,
+      ...(spec.moreCoordinatorUrls ? { moreCoordinatorUrls: [...spec.moreCoordinatorUrls] } : {}),
       ...(spec.wrap ? { wrap: spec.wrap } : {}),
       hostId: spec.id,
       ...(spec.joinToken ? { joinToken: spec.joinToken } : {}),

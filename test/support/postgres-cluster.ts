@@ -92,9 +92,12 @@ export function databasesOn(maintenanceUrl: string): PostgresDatabases {
   };
 }
 
-/** Initialises and starts a cluster (scripts/lib/postgres-cluster.mjs); resolves once it accepts connections. */
-export async function startPostgresCluster(): Promise<PostgresCluster> {
-  const cluster = await startCluster();
+/**
+ * Initialises and starts a cluster (scripts/lib/postgres-cluster.mjs); resolves once it accepts
+ * connections. `parent`: where its directory (data included) goes, e.g. a small file system a test fills.
+ */
+export async function startPostgresCluster({ parent }: { parent?: string } = {}): Promise<PostgresCluster> {
+  const cluster = await startCluster(parent === undefined ? {} : { parent });
   let stopping: Promise<void> | undefined;
   return {
     ...databasesOn(cluster.urlOf('postgres')),

@@ -1,6 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { type Requirement, requirement } from './requirements.js';
 
 /**
@@ -71,4 +73,41 @@ export class SmallFilesystem {
       spawnSync('umount', ['-l', this.dir], { stdio: 'ignore' });
     }
   }
+}
+
+/**
+ * The hosts' small file systems of one describe, under a work directory of its own: its hooks are
+ * registered where this is called — before a fault fleet's, so every mount is taken away after the
+ * fleet's agents have stopped. `mount` makes one for a host, `of` finds it again.
+ */
+export function useSmallFilesystems(name: string): {
+  base(): string;
+  mount(hostId: string, dir: string, sizeKiB: number): Promise<SmallFilesystem>;
+  of(hostId: string): SmallFilesystem;
+} {
+  let base: string | undefined;
+  const disks = new Map<string, SmallFilesystem>();
+  beforeAll(async () => {
+    base = await mkdtemp(join(tmpdir(), `fleetpatch-${name}-`));
+  });
+  afterAll(async () => {
+    for (const disk of disks.values()) disk.unmount();
+    if (base) await rm(base, { recursive: true, force: true });
+  });
+  return {
+    base: () => {
+      if (!base) throw new Error("the small file systems' work directory is not made yet");
+      return base;
+    },
+    async mount(hostId, dir, sizeKiB) {
+      const disk = await SmallFilesystem.mount(dir, sizeKiB);
+      disks.set(hostId, disk);
+      return disk;
+    },
+    of(hostId) {
+      const disk = disks.get(hostId);
+      if (!disk) throw new Error(`no small file system for ${hostId}`);
+      return disk;
+    },
+  };
 }

@@ -16,6 +16,7 @@ import {
   writeAll,
   writeFileAtomically,
 } from './fs/atomic-file.js';
+import { SpaceReserve } from './fs/space-reserve.js';
 
 /** What every journal entry records, whatever its kind. */
 const EntryBase = {
@@ -80,6 +81,16 @@ export interface JournalOptions {
 }
 
 const ENTRY_FILE = 'entry.json';
+/** Beside `orders/` in the data dir: see `SpaceReserve`, and `writeNow` for who may use it. */
+const RESERVE_FILE = 'journal.reserve';
+/**
+ * Room for the writes that bring an order to rest on a full disk: an entry and its temp copy, many
+ * times over for an ordinary order (a few KiB each). An order whose entry is larger (a file change
+ * near the 1 MiB limit) may not fit: it stays at its last phase, recovered at the next start.
+ */
+const JOURNAL_RESERVE_BYTES = 128 * 1024;
+/** The writes that bring an order to rest (its revert begins, it ends): they may use the reserve. */
+const BRINGS_TO_REST: ReadonlySet<string> = new Set(['reverting', 'done']);
 /** How agents before the shared atomic writer named an entry's temp file (`entry.json.<hex>.tmp`). */
 const LEGACY_TEMP_PATTERN = /^entry\.json\.[0-9a-f]+\.tmp$/;
 
@@ -91,16 +102,24 @@ const LEGACY_TEMP_PATTERN = /^entry\.json\.[0-9a-f]+\.tmp$/;
 export class Journal {
   private readonly entries = new Map<string, JournalEntry>();
   private readonly turns = new Map<string, Promise<unknown>>();
+  /** Acks a full disk kept from being written (see `acknowledge`), written once there is room. */
+  private readonly deferredAcks = new Map<string, { finishedAt: string | undefined; at: string }>();
   private seq = 0;
 
   private constructor(
     private readonly ordersDir: string,
+    private readonly reserve: SpaceReserve,
     private readonly options: JournalOptions,
   ) {}
 
   static async open(dataDir: string, options: JournalOptions = {}): Promise<Journal> {
-    const journal = new Journal(join(dataDir, 'orders'), options);
-    await makeDirectoryDurably(journal.ordersDir, 0o700);
+    const ordersDir = join(dataDir, 'orders');
+    await makeDirectoryDurably(ordersDir, 0o700);
+    const journal = new Journal(
+      ordersDir,
+      await SpaceReserve.open(join(dataDir, RESERVE_FILE), JOURNAL_RESERVE_BYTES),
+      options,
+    );
     // An order directory made by an agent killed before it synced `orders/` is durable from here on.
     await fsyncDirectory(journal.ordersDir);
     for (const name of await readdir(journal.ordersDir)) {
@@ -206,7 +225,16 @@ export class Journal {
       if (current?.phase !== 'done' || current.acked) return;
       // Stryker disable next-line OptionalChaining: a done entry always has its result (finish writes both)
       if (finishedAt !== undefined && current.result?.finishedAt !== finishedAt) return;
-      await this.writeNow({ ...current, acked: true, updatedAt: at }, 'acked');
+      try {
+        await this.writeNow({ ...current, acked: true, updatedAt: at }, 'acked');
+        this.deferredAcks.delete(orderId);
+      } catch (err) {
+        // A full disk: the coordinator has the result all the same. The ack is written with the
+        // next write that finds room; until then a reconnect reports the result again, and the
+        // coordinator, which has it, acks it again.
+        if (!isDiskFull(err)) throw err;
+        this.deferredAcks.set(orderId, { finishedAt, at });
+      }
     });
   }
 
@@ -270,8 +298,37 @@ export class Journal {
     return turn;
   }
 
-  /** `what` names the write for the test crash points: the phase it records, or `acked`. */
+  /**
+   * `what` names the write for the test crash points: the phase it records, or `acked`. On a full
+   * disk, a write that brings an order to rest (`BRINGS_TO_REST`) is given the reserve's room and
+   * tried once more: an order cut short by the disk filling can still be reverted and recorded, and
+   * the journal never ends with an order it cannot finish. Other writes fail, which stops the order.
+   */
   private async writeNow<E extends JournalEntry>(entry: E, what: string): Promise<E> {
+    let written: E;
+    try {
+      written = await this.writeEntry(entry, what);
+    } catch (err) {
+      if (!isDiskFull(err) || !BRINGS_TO_REST.has(what) || !this.reserve.release()) throw err;
+      written = await this.writeEntry(entry, what);
+    }
+    // Space came back (or some was left): acks it kept from being written are written (in their
+    // orders' turns, after this one), and the reserve is made again for the next full disk.
+    for (const [orderId, ack] of this.deferredAcks) {
+      this.deferredAcks.delete(orderId);
+      void this.acknowledge(orderId, ack.finishedAt, ack.at).catch(() => undefined);
+    }
+    // Best effort: the entry is written, whatever becomes of the reserve.
+    if (!this.reserve.available) await this.reserve.replenish().catch(() => false);
+    return written;
+  }
+
+  /** Whether the journal's reserve is in place (it is not while the disk is too full to make it again). */
+  get reserveHeld(): boolean {
+    return this.reserve.available;
+  }
+
+  private async writeEntry<E extends JournalEntry>(entry: E, what: string): Promise<E> {
     const next: E = { ...entry, seq: ++this.seq };
     const dir = this.orderDir(entry.orderId);
     // The order's directory is durable before its first entry is: else a power cut could lose both.
@@ -320,6 +377,12 @@ export class Journal {
       throw new Error(`unsafe order id ${orderId}`);
     return join(this.ordersDir, orderId);
   }
+}
+
+/** ENOSPC or EDQUOT: the file system (or the agent's quota on it) has no room for the write. */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 function isSameKind<E extends JournalEntry>(entry: JournalEntry, like: E): entry is E {

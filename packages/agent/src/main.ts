@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { armedCrashPoints, crashingCheckpoint } from '@fleetpatch/shared';
+import { armedCrashPoints, armedPausePoints, crashingCheckpoint, pausingCheckpoint } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { Agent } from './agent.js';
 import { type AgentConfig, isInsecureUrl, loadAgentConfig } from './config.js';
@@ -109,7 +109,16 @@ async function main(): Promise<void> {
       'allowInsecure: talking to the coordinator without TLS; the join token and every order cross the network in clear',
     );
   }
-  const checkpoint = crashingCheckpoint(crashAt, log);
+  // Test-only too: the fault suite stops the agent at a named step to fill its disk right there.
+  const crash = crashingCheckpoint(crashAt, log);
+  const pause = pausingCheckpoint(armedPausePoints(process.env), log);
+  const checkpoint =
+    crash && pause
+      ? (name: string) => {
+          pause(name);
+          crash(name);
+        }
+      : (crash ?? pause);
   const agent = new Agent({ config, log, facts: collectFacts(), ...(checkpoint ? { checkpoint } : {}) });
   let stopping = false;
   const stop = (signal: string) => {

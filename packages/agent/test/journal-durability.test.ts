@@ -89,8 +89,19 @@ describe('Journal durability', () => {
     // orders/ itself is synced on every open: an order directory an agent made just before it was
     // killed, before it synced orders/, is durable from then on.
     const syncOrders = ['open orders', 'sync orders', 'close orders'];
+    // The journal's reserve (a full disk's last room for bringing orders to rest): made once, durably.
+    const makeReserve = [
+      'open journal.reserve',
+      'write journal.reserve',
+      'write journal.reserve',
+      'sync journal.reserve',
+      'close journal.reserve',
+      'open .',
+      'sync .',
+      'close .',
+    ];
     await Journal.open(dataDir);
-    expect(log.lines(dataDir)).toEqual(['mkdir orders', 'open .', 'sync .', 'close .', ...syncOrders]);
+    expect(log.lines(dataDir)).toEqual(['mkdir orders', 'open .', 'sync .', 'close .', ...makeReserve, ...syncOrders]);
 
     log.clear();
     await Journal.open(dataDir);
@@ -102,6 +113,8 @@ describe('Journal durability', () => {
       'sync new/data',
       'sync new',
       'sync .',
+      'sync new/data/journal.reserve',
+      'sync new/data',
       'sync new/data/orders',
     ]);
   });

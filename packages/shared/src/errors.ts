@@ -37,7 +37,9 @@ export const ErrorCode = {
   interrupted: 'interrupted',
   /**
    * The coordinator's storage is full (its SQLite database answered SQLITE_FULL, a write answered
-   * ENOSPC): the request changed nothing; it takes new work again once an operator frees space.
+   * ENOSPC): the request changed nothing; it takes new work again once an operator frees space. In
+   * an order's result: the agent's data dir filled while the order ran, which stopped it (its result
+   * says whether it was reverted).
    */
   storageFull: 'storage_full',
   internal: 'internal',

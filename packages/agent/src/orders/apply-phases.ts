@@ -10,7 +10,7 @@ import {
 import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
 import { makeDirectoryDurably } from '../fs/atomic-file.js';
-import type { ApplyEntry } from '../journal.js';
+import { type ApplyEntry, isDiskFull } from '../journal.js';
 import { failedRestarts } from '../services/after-change.js';
 import { fitResult } from '../wire-fit.js';
 import type { BakeWatch } from './bake-watch.js';
@@ -212,8 +212,9 @@ async function runPhases(
     options.bakes.startAfterHealthy(entry, driver, log);
   } catch (err) {
     const cancelled = signal.aborted;
-    const code = cancelled ? ErrorCode.cancelled : codeOf(err);
-    const reason = cancelled ? 'cancelled' : messageOf(err);
+    const full = !cancelled && isDiskFull(err);
+    const code = cancelled ? ErrorCode.cancelled : full ? ErrorCode.storageFull : codeOf(err);
+    const reason = cancelled ? 'cancelled' : full ? journalFullReason(entry, err) : messageOf(err);
     if (entry.snapshot === undefined || entry.phase === 'snapshotted') {
       // Nothing was changed yet.
       await ctx.finish(entry, { outcome: cancelled ? 'cancelled' : 'failed', changed: false, errorCode: code, reason });
@@ -233,6 +234,16 @@ async function runPhases(
       applied ? { applied } : {},
     );
   }
+}
+
+/**
+ * The journal could not record the order's next phase: the data dir filled while the order ran.
+ * The order stops there (nothing more is done to the host without its journal entry); what the
+ * reason says next — nothing changed, or reverted — is added by whoever finishes it.
+ */
+function journalFullReason(entry: ApplyEntry, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return `the agent's data dir filled during the order (${code}, after phase ${entry.phase}): nothing more could be journaled, so the order stopped there`;
 }
 
 /** Why an order (an apply or a preflight) for a change this agent has no driver for is refused. */
