@@ -20,7 +20,10 @@ describe('storageFullError', () => {
   it.each([
     ['SQLITE_FULL', /database file system is full \(SQLITE_FULL\)/],
     // node-postgres puts the SQLSTATE in `code`: 53100 is disk_full.
-    ['53100', /PostgreSQL store has no disk space left \(SQLSTATE 53100 disk_full\).*PostgreSQL server's data directory/],
+    [
+      '53100',
+      /PostgreSQL store has no disk space left \(SQLSTATE 53100 disk_full\).*PostgreSQL server's data directory/,
+    ],
     ['ENOSPC', /no space left .*\(ENOSPC\)/],
     ['EDQUOT', /quota .*\(EDQUOT\)/],
   ])('maps %s to storage_full, naming it', (code, message) => {
