@@ -82,13 +82,13 @@ export interface JournalOptions {
 
 const ENTRY_FILE = 'entry.json';
 /** Beside `orders/` in the data dir: see `SpaceReserve`, and `writeNow` for who may use it. */
-const RESERVE_FILE = 'journal.reserve';
+export const RESERVE_FILE = 'journal.reserve';
 /**
  * Room for the writes that bring an order to rest on a full disk: an entry and its temp copy, many
  * times over for an ordinary order (a few KiB each). An order whose entry is larger (a file change
  * near the 1 MiB limit) may not fit: it stays at its last phase, recovered at the next start.
  */
-const JOURNAL_RESERVE_BYTES = 128 * 1024;
+export const JOURNAL_RESERVE_BYTES = 128 * 1024;
 /** The writes that bring an order to rest (its revert begins, it ends): they may use the reserve. */
 const BRINGS_TO_REST: ReadonlySet<string> = new Set(['reverting', 'done']);
 /** How agents before the shared atomic writer named an entry's temp file (`entry.json.<hex>.tmp`). */
