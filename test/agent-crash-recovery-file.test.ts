@@ -119,24 +119,24 @@ describeOnEachStore('crash-point matrix: file change', [], (store) => {
   });
 
   if (store.kind === 'postgres') {
-    it.concurrent.each(titled(postgresCases([...CHECKPOINTS.map(checkpointCase), ...WRITE_CASES]), 'state'))(
+    it.concurrent.for(titled(postgresCases([...CHECKPOINTS.map(checkpointCase), ...WRITE_CASES]), 'state'))(
       '%s',
-      async (_title, crash) => {
-        await runCrashCase(fleet, subject, crash, work);
+      async ([, crash], { expect }) => {
+        await runCrashCase(fleet, subject, crash, work, expect);
       },
     );
     return;
   }
 
-  it.concurrent.each(titled(CHECKPOINTS.map(checkpointCase), 'state'))('%s', async (_title, crash) => {
-    await runCrashCase(fleet, subject, crash, work);
+  it.concurrent.for(titled(CHECKPOINTS.map(checkpointCase), 'state'))('%s', async ([, crash], { expect }) => {
+    await runCrashCase(fleet, subject, crash, work, expect);
   });
 
-  it.concurrent.each(titled(WRITE_CASES, 'state'))('inside a write: %s', async (_title, crash) => {
-    await runCrashCase(fleet, subject, crash, work);
+  it.concurrent.for(titled(WRITE_CASES, 'state'))('inside a write: %s', async ([, crash], { expect }) => {
+    await runCrashCase(fleet, subject, crash, work, expect);
   });
 
-  it.concurrent.each(titled(REHEARSAL_CASES, 'state'))('rehearsing its revert: %s', async (_title, crash) => {
-    await runCrashCase(fleet, subject, crash, work);
+  it.concurrent.for(titled(REHEARSAL_CASES, 'state'))('rehearsing its revert: %s', async ([, crash], { expect }) => {
+    await runCrashCase(fleet, subject, crash, work, expect);
   });
 });

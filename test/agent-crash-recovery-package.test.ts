@@ -168,8 +168,8 @@ describe.skipIf(!tools.available)(
       if (work) await rm(work, { recursive: true, force: true });
     });
 
-    it.concurrent.each(titled(CHECKPOINTS.map(checkpointCase), 'version'))('%s', async (_title, crash) => {
-      await runCrashCase(fleet, subject, crash, work);
+    it.concurrent.for(titled(CHECKPOINTS.map(checkpointCase), 'version'))('%s', async ([, crash], { expect }) => {
+      await runCrashCase(fleet, subject, crash, work, expect);
     });
   },
 );

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HostRunState, RolloutState } from '@fleetpatch/shared';
-import { expect } from 'vitest';
+import type { ExpectStatic } from 'vitest';
 import { type AgentProcess, waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { sampleRollout } from '../../scripts/lib/sample-specs.mjs';
 import {
@@ -215,7 +215,17 @@ export function caseId(kind: string, crash: CrashCase): string {
   return `${kind}-${crash.flow}-${crash.point.replace(/[^a-z]+/g, '-')}`;
 }
 
-export async function runCrashCase(fleet: FleetHarness, subject: Subject, crash: CrashCase, work: string) {
+/**
+ * One case of the matrix. `expect` is the case's own (its test context's): cases run side by side, and
+ * only a context's `expect` counts its assertions toward that case.
+ */
+export async function runCrashCase(
+  fleet: FleetHarness,
+  subject: Subject,
+  crash: CrashCase,
+  work: string,
+  expect: ExpectStatic,
+) {
   const id = caseId(subject.kind, crash);
   const caseDir = join(work, id);
   await mkdir(caseDir, { recursive: true });
@@ -233,7 +243,7 @@ export async function runCrashCase(fleet: FleetHarness, subject: Subject, crash:
   // Only this case's agents are stopped at its end: cases run side by side on one coordinator.
   const agents: AgentProcess[] = [];
   try {
-    await crashAndRecover(fleet, subject, crash, id, host, spawn, agents);
+    await crashAndRecover(fleet, subject, crash, id, host, spawn, agents, expect);
   } finally {
     await Promise.all(agents.map((agent) => fleet.stopAgent(agent)));
   }
@@ -247,6 +257,7 @@ async function crashAndRecover(
   host: CrashHost,
   spawn: AgentSpawn,
   agents: AgentProcess[],
+  expect: ExpectStatic,
 ) {
   const { point, flow } = crash;
   const crashing = fleet.spawnAgent({ ...spawn, env: { FLEETPATCH_TEST_CRASH_AT: point } });
