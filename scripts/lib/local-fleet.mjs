@@ -361,16 +361,38 @@ export function apiClient(baseUrl, token, { ca } = {}) {
  * @param {number} [timeoutMs]
  * @returns {Promise<RolloutStatus>}
  */
-export function waitForRolloutState(api, rolloutId, states, timeoutMs = 60_000) {
-  return waitFor(
-    `rollout ${rolloutId} to reach ${states.join('|')}`,
-    async () => {
-      /** @type {RolloutStatus} */
-      const status = await api.get(`/v1/rollouts/${rolloutId}`);
-      return states.includes(status.rollout.state) ? status : undefined;
-    },
-    { timeoutMs, intervalMs: 50 },
-  );
+export async function waitForRolloutState(api, rolloutId, states, timeoutMs = 60_000) {
+  /** @type {RolloutStatus | undefined} */
+  let last;
+  try {
+    return await waitFor(
+      `rollout ${rolloutId} to reach ${states.join('|')}`,
+      async () => {
+        /** @type {RolloutStatus} */
+        const status = await api.get(`/v1/rollouts/${rolloutId}`);
+        last = status;
+        return states.includes(status.rollout.state) ? status : undefined;
+      },
+      { timeoutMs, intervalMs: 50 },
+    );
+  } catch (err) {
+    // Say where it stood: a timeout alone does not tell a stall from a slow machine.
+    if (!last) throw err;
+    throw new Error(`${/** @type {Error} */ (err).message}; it stood at ${describeRollout(last)}`);
+  }
+}
+
+/**
+ * One line on where a rollout stands: its state and each host's (the first 20).
+ * @param {RolloutStatus} status
+ * @returns {string}
+ */
+function describeRollout(status) {
+  const hosts = status.waves
+    .flatMap((wave) => wave.hosts)
+    .slice(0, 20)
+    .map((host) => `${host.hostId} ${host.state}${host.reason ? ` (${host.reason})` : ''}`);
+  return `${status.rollout.state}${status.rollout.stateReason ? ` (${status.rollout.stateReason})` : ''}; hosts: ${hosts.join(', ') || 'none'}`;
 }
 
 /**

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { HostRunState, RolloutState } from '@fleetpatch/shared';
+import type { HostRunState, RolloutState, RolloutStatus } from '@fleetpatch/shared';
 import type { ExpectStatic } from 'vitest';
 import { type AgentProcess, waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { sampleRollout } from '../../scripts/lib/sample-specs.mjs';
@@ -249,6 +249,23 @@ export async function runCrashCase(
   }
 }
 
+/**
+ * Waits for the rollout to settle. Cases run side by side, each a real agent with real dpkg, so a loaded
+ * machine gets a minute; a timeout says where the rollout stood and what the agent logged.
+ */
+async function settle(
+  fleet: FleetHarness,
+  rolloutId: string,
+  states: readonly RolloutState[],
+  agent: AgentProcess,
+): Promise<RolloutStatus> {
+  try {
+    return await fleet.waitForState(rolloutId, states, 60_000);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nthe agent logged:\n${agent.logs.join('\n')}`);
+  }
+}
+
 async function crashAndRecover(
   fleet: FleetHarness,
   subject: Subject,
@@ -278,7 +295,7 @@ async function crashAndRecover(
   );
   const isRevert = flow === 'revert';
   if (isRevert) {
-    const applied = await fleet.waitForState(rolloutId, FINAL_APPLY_STATES);
+    const applied = await settle(fleet, rolloutId, FINAL_APPLY_STATES, crashing);
     expect(applied.rollout.state, applied.rollout.stateReason ?? '').toBe('succeeded');
     expect(await host.state()).toBe('new');
     await fleet.api.post(`/v1/rollouts/${rolloutId}/revert`);
@@ -301,7 +318,7 @@ async function crashAndRecover(
   // Restart without the crash point: recovery runs before the agent dials in and reports.
   const restarted = fleet.spawnAgent(spawn);
   agents.push(restarted);
-  const settled = await fleet.waitForState(rolloutId, isRevert ? FINAL_REVERT_STATES : FINAL_APPLY_STATES);
+  const settled = await settle(fleet, rolloutId, isRevert ? FINAL_REVERT_STATES : FINAL_APPLY_STATES, restarted);
   const run = hostOf(settled, id);
   const context = `${point}: rollout ${settled.rollout.state} (${settled.rollout.stateReason}); host ${run.state} (${run.reason})\n${restarted.logs.join('\n')}`;
 
