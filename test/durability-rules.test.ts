@@ -98,13 +98,16 @@ function goodApply(): Story {
     { step: 'applying', lines: journal('applying') },
     { step: 'report applying', lines: [progress('applying')] },
     { step: 'managed file', lines: atomicWrite(join(ROOT, 'etc'), 'app.conf', 'new\n') },
-    { step: 'applied', lines: journal('applied') },
+    // Not journaled: the durable `applying` stands for the phases after it (see the rules).
     { step: 'report applied', lines: [progress('applied')] },
+    { step: 'report verifying', lines: [progress('verifying')] },
     { step: 'done', lines: journal('done', { result: { finishedAt: FINISHED } }) },
     {
       step: 'report result',
       lines: [frame('write', { type: 'order.result', orderId: ORDER, outcome: 'healthy', finishedAt: FINISHED })],
     },
+    // The ack, which may be lost in a power cut: its directory is not synced.
+    { step: 'acked', lines: journal('done', { result: { finishedAt: FINISHED }, acked: true }, { dirSync: true }) },
   ];
 }
 
@@ -137,7 +140,7 @@ describe('agent rules', () => {
         'applied sequences': 0,
       },
       managedChanges: 1,
-      reports: { 'order.progress': 4, 'order.result': 1 },
+      reports: { 'order.progress': 5, 'order.result': 1 },
     });
   });
 
@@ -194,7 +197,11 @@ describe('agent rules', () => {
   });
 
   it('journal-before-change: the managed file replaced while the journal still says snapshotted', () => {
-    const story = replaced(replaced(goodApply(), 'applying'), 'report applying');
+    // Without its `applying` the apply's later progress reports are unbacked too: they go as well.
+    const story = ['applying', 'report applying', 'report applied', 'report verifying'].reduce(
+      (told, step) => replaced(told, step),
+      goodApply(),
+    );
     const report = agentViolations(linesOf(story));
     expect(rulesOf(report)).toEqual(['journal-before-change']);
     expect(report.violations[0]?.message).toMatch(/durably said apply order ord_1 is 'snapshotted'/);
@@ -266,10 +273,40 @@ describe('agent rules', () => {
   });
 
   it('journal-before-report: progress reported before its entry was written', () => {
-    const story = moved(goodApply(), 'applied', 'report applied');
+    const story = moved(goodApply(), 'snapshotted', 'report snapshotted');
     const report = agentViolations(linesOf(story));
-    expect(rulesOf(report)).toEqual(['journal-before-report']);
-    expect(report.violations[0]?.message).toMatch(/reports ord_1 'applied', but no such journal entry was durable/);
+    expect(rulesOf(report)).toContain('journal-before-report');
+    expect(report.violations.find((v) => v.rule === 'journal-before-report')?.message).toMatch(
+      /reports ord_1 'snapshotted', but no such journal entry was durable/,
+    );
+  });
+
+  it('journal-before-report: applied and verifying are backed by a durable applying, and by nothing less', () => {
+    // Reported while the journal still says snapshotted: nothing durable stands for them.
+    const early = moved(
+      moved(goodApply(), 'report applied', 'report snapshotted'),
+      'report verifying',
+      'report applied',
+    );
+    const report = agentViolations(linesOf(early));
+    const unbacked = report.violations.filter((v) => v.rule === 'journal-before-report').map((v) => v.message);
+    expect(unbacked).toEqual([
+      expect.stringMatching(/reports ord_1 'applying', but/),
+      expect.stringMatching(/reports ord_1 'applying', but/),
+    ]);
+  });
+
+  it('directory-synced: only the ack may leave its directory unsynced', () => {
+    const story = replaced(
+      goodApply(),
+      'done',
+      journal('done', { result: { finishedAt: FINISHED } }, { dirSync: true }),
+    );
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['directory-synced', 'journal-before-report']);
+    expect(report.violations[0]?.message).toMatch(
+      /journal entry .*entry\.json was renamed into place but .* never fsync'd/,
+    );
   });
 
   it('journal-before-report: a result with no entry at all', () => {

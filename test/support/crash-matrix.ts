@@ -140,7 +140,6 @@ export const WRITE_CASES: readonly CrashCase[] = [
   { point: 'journal:apply:snapshotted:temp-written', flow: 'apply', ...failed('old') },
   ...eachStep('journal:apply:applying', 'apply', () => failed('old')),
   ...eachStep('file:apply', 'apply', (step) => failed(step === 'renamed' ? 'new' : 'old')),
-  { point: 'journal:apply:applied:temp-written', flow: 'apply', ...failed('new') },
   ...eachStep('journal:apply:done', 'apply', (step) => (step === 'renamed' ? APPLIED : failed('new'))),
   { point: 'journal:apply:acked:temp-written', flow: 'apply', ...APPLIED },
   // Health failed after apply, and the host is restoring its own snapshot.

@@ -10,7 +10,9 @@
  *   written) — snapshots excepted, which nothing points at until they are durable;
  * - `directory-synced`: after the rename (or a removal) its directory is fsync'd, and before the step
  *   is acknowledged or the next begins: before the next journal entry is renamed into place and
- *   before the next report goes to the coordinator;
+ *   before the next report goes to the coordinator. One write is exempt: the journal entry that only
+ *   marks a result acknowledged (`acked`), which may be lost in a power cut — the entry it replaces
+ *   holds the same result, which the agent reports again and the coordinator acks again;
  * - `new-directory-synced`: a directory made to hold such a file is itself made durable (its parent
  *   fsync'd) by then too;
  * - `journal-before-change`: a managed file changes only while the journal durably says the order
@@ -19,7 +21,9 @@
  * - `sequence-before-journal`: a signed order's sequence is durable in applied-sequences.json before
  *   the order is journaled (else a replay after a crash would find the sequence unused);
  * - `journal-before-report`: what the agent reports (progress, results, the orders in `hello`) is
- *   what its journal durably says — or, for a refused order, what refusals.json durably counts.
+ *   what its journal durably says — or, for a refused order, what refusals.json durably counts. The
+ *   progress an apply makes after `applying` (`applied`, `verifying`) is backed by the durable
+ *   `applying`: recovery treats those phases alike, so the agent no longer journals them.
  *
  * Coordinator:
  * - `committed-before-sent`: an `order.apply` or `order.revert` goes out only after a WAL write
@@ -110,6 +114,8 @@ const REPORTS = new Set(['hello', 'order.progress', 'order.result']);
 const PREFLIGHT_OUTCOMES = new Set(['would_apply', 'already_applied', 'would_fail', 'blocked']);
 /** Phases in which recovery after a restart restores the snapshot (order-executor.ts `recoverApply`). */
 const MAY_HAVE_CHANGED = new Set(['applying', 'applied', 'verifying', 'reverting']);
+/** Progress phases an apply reports but does not journal: the durable `applying` stands for them. */
+const REPORTED_UNDER_APPLYING = new Set(['applied', 'verifying']);
 /** Phases under which a running order changes a managed file. */
 const ANNOUNCES_CHANGE = new Set(['applying', 'reverting']);
 /** `.<name>.fleetpatch-tmp-<16 hex>`: the atomic writer's temp files (fs/atomic-file.ts). */
@@ -229,13 +235,17 @@ class AgentTraceCheck {
           `${kind} ${rename.to}: temp file ${rename.from} (last written at line ${temp.endLine}) was not fsync'd before its rename`,
         );
     }
-    const durableAt = this.checkDirectorySynced(kind, rename, rename.to, 'renamed into place');
+    const content = this.files.contentOf(rename.from, rename.startLine);
+    const durableAt =
+      kind === 'journal entry' && content && isAckOnly(content)
+        ? this.files.syncOf(dirname(rename.to), rename.endLine, Number.POSITIVE_INFINITY)?.endLine
+        : this.checkDirectorySynced(kind, rename, rename.to, 'renamed into place');
     this.placements.push({
       kind,
       path: rename.to,
       how: 'rename',
       event: rename,
-      content: this.files.contentOf(rename.from, rename.startLine),
+      content,
       durableAt: synced ? durableAt : undefined,
     });
   }
@@ -430,7 +440,9 @@ class AgentTraceCheck {
       if (!json || !type) continue;
       if (type === 'order.progress') {
         this.count(type);
-        this.requireJournal(message, String(json.orderId), String(json.phase), undefined);
+        const phase = String(json.phase);
+        const journaled = REPORTED_UNDER_APPLYING.has(phase) ? 'applying' : phase;
+        this.requireJournal(message, String(json.orderId), journaled, undefined);
       } else if (type === 'order.result') {
         if (PREFLIGHT_OUTCOMES.has(String(json.outcome))) continue;
         this.count(type);
@@ -658,6 +670,12 @@ export function parseJournalEntry(bytes: Buffer | string): JournalRecord | undef
     ...(json.snapshot !== undefined ? { snapshot: json.snapshot } : {}),
     ...(typeof sequence === 'number' ? { signedSequence: sequence } : {}),
   };
+}
+
+/** A finished entry marked acknowledged: the write that may be lost (see `directory-synced`). */
+function isAckOnly(bytes: Buffer): boolean {
+  const json = parseObject(bytes);
+  return json?.phase === 'done' && json.acked === true;
 }
 
 function contentFileOf(snapshot: unknown): string | undefined {

@@ -337,12 +337,17 @@ export class Journal {
     if (!this.entries.has(entry.orderId)) await makeDirectoryDurably(dir, 0o700);
     const { checkpoint } = this.options;
     // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
+    // An ack need not outlive a power cut (`durableRename: false`): the entry it replaces holds the
+    // same result, unacked, which the agent reports again and the coordinator, holding it, acks again.
     await writeFileAtomically(
       dir,
       ENTRY_FILE,
       { mode: 0o600 },
       (fd) => writeAll(fd, Buffer.from(JSON.stringify(next))),
-      checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {},
+      {
+        durableRename: what !== 'acked',
+        ...(checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {}),
+      },
     );
     this.entries.set(entry.orderId, next);
     return next;

@@ -212,6 +212,22 @@ describe('OrderExecutor', () => {
     expect(results).toMatchObject([{ orderId: 'o1', outcome: 'healthy', changed: true }]);
   });
 
+  it('journals a healthy apply at the phases recovery tells apart, and reports every phase', async () => {
+    const written: string[] = [];
+    const journal = await Journal.open(dir, {
+      checkpoint: (name) => {
+        if (name.endsWith(':renamed')) written.push(name.split(':')[2] as string);
+      },
+    });
+    const reported: OrderPhase[] = [];
+    onProgress = (_orderId, phase) => reported.push(phase);
+    await (await executor(journal)).apply(order('o1'));
+    // applied and verifying are not journaled: recovery restores the snapshot from any phase after
+    // applying alike (the crash matrix kills the agent at both to prove it).
+    expect(written).toEqual(['accepted', 'baseline', 'snapshotted', 'applying', 'done']);
+    expect(reported).toEqual(expect.arrayContaining(['applying', 'applied', 'verifying']));
+  });
+
   it('applies an order id at most once and answers a re-delivery from the journal', async () => {
     const ex = await executor();
     await ex.apply(order('o1'));

@@ -67,6 +67,12 @@ export interface AtomicWriteOptions {
    * process inside a write (see the agent's FLEETPATCH_TEST_CRASH_AT). Unset in production.
    */
   checkpoint?: (step: AtomicWriteStep) => void;
+  /**
+   * False skips the directory's fsync after the rename, for a write whose loss in a power cut is
+   * harmless because the old file is as valid as the new (the journal's ack). The new bytes are
+   * still synced before the rename: after a power cut the file is the old one or the new, never torn.
+   */
+  durableRename?: boolean;
 }
 
 /**
@@ -105,7 +111,7 @@ export async function writeFileAtomically(
     renameSync(tempPath, join(dir, name));
     renamed = true;
     options.checkpoint?.('renamed');
-    fsyncDirectorySync(dir);
+    if (options.durableRename !== false) fsyncDirectorySync(dir);
   } finally {
     if (!renamed) unlinkQuietly(tempPath);
   }

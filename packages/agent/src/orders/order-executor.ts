@@ -375,6 +375,7 @@ export class OrderExecutor {
       // recorded) is no escape hatch: nothing will ever read it.
       await rm(this.ctx.journal.snapshotDir(entry.orderId), { recursive: true, force: true });
     }
+    // `applied` and `verifying`: phases older agents journaled (this one goes from applying to done).
     const mayHaveChanged =
       entry.phase === 'applying' ||
       entry.phase === 'applied' ||

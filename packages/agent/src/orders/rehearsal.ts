@@ -29,7 +29,7 @@ export function stateDifferences(prior: DescribedState, now: DescribedState): st
  * unhealthy host, or a restore that fails ends the order here: the host is left as the revert left
  * it (a failed restore: between states, `revert_failed`), for a person to look at, and the rollout
  * halts. Otherwise the caller applies again. The journal says `changed: false` while reverted, and
- * the phase stays `verifying`: an agent restarted mid-rehearsal restores the snapshot and reports
+ * the phase stays `applying`: an agent restarted mid-rehearsal restores the snapshot and reports
  * the order failed, so the host always ends at its prior state or the signed change.
  */
 export async function rehearseRevert(
