@@ -11,6 +11,9 @@
 // asserts nothing about time — but checks every file on disk after the rollout and after the revert,
 // and exits non-zero if any is wrong or an agent never came back.
 //
+// First, the wire's floor (scripts/lib/wire-floor.mjs): a bare ws server's CPU for one host's exchange,
+// the yardstick beside the coordinator's CPU per host.
+//
 // Then, unless --inventory-hosts 0, the package inventory bench (scripts/bench-inventory.mjs) with
 // --inventory-hosts (10000) and --inventory-packages (2000), as its own process.
 //
@@ -32,7 +35,11 @@
 // coordinators on it (ids c1…cK), and agent i lists coordinator i mod K first, then the others. CPU and
 // memory are then the coordinators' summed; the agents per coordinator come from GET /v1/group.
 // A run whose open-files limit is too low for N re-runs itself under `ulimit -n` (up to the hard limit).
-// The Ansible head-to-head needs `ansible-playbook`; without it the bench says it is skipped.
+// The Ansible head-to-head (scripts/lib/ansible-head-to-head.mjs): after the revert, Ansible's `copy`
+// makes the same change to the same roots with the rollout's waves as `serial` and one fork per host
+// (at most 50), and the bench prints the ratio of the two wall times from this run. It runs when
+// `ansible-playbook` is installed (Debian: ansible-core) and N ≤ 100, or at any N with --ansible;
+// --skip-ansible leaves it out.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -42,11 +49,13 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
+import { hasAnsible, runAnsibleCopy } from './lib/ansible-head-to-head.mjs';
 import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
 import { cpuMsOf, percentile, scratchBase, wireCounters, wirePerHost } from './lib/bench-measures.mjs';
 import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { startCluster } from './lib/postgres-cluster.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
+import { measureWireFloor } from './lib/wire-floor.mjs';
 
 /**
  * @import { AgentList, EventPage, EventRecord, GroupView, Healthz, JoinTokenCreated, Patch, RolloutList, RolloutRecord, RolloutState, RolloutStatus, RolloutSummary } from '@fleetpatch/shared'
@@ -72,6 +81,8 @@ const { values: flags } = parseArgs({
     coordinators: { type: 'string', default: '1' },
     'lease-ms': { type: 'string' },
     'kill-driver': { type: 'boolean', default: false },
+    ansible: { type: 'boolean', default: false },
+    'skip-ansible': { type: 'boolean', default: false },
     results: { type: 'string', default: fileURLToPath(new URL('../bench/results', import.meta.url)) },
   },
   strict: true,
@@ -140,10 +151,10 @@ if (limitNow.soft !== 'unlimited' && Number(limitNow.soft) < NEEDED_FILES) {
   process.exit(rerun.status ?? 1);
 }
 
-/** Whether `ansible-playbook` is on the PATH (the head-to-head needs it). */
-function hasAnsible() {
-  return spawnSync('/bin/sh', ['-c', 'command -v ansible-playbook'], { stdio: 'ignore' }).status === 0;
-}
+/** The head-to-head runs by itself up to this many hosts; --ansible runs it at any N. */
+const ANSIBLE_MAX_HOSTS = 100;
+/** Ansible's own default is 5; one per host (up to this many) gives it every chance. */
+const ANSIBLE_MAX_FORKS = 50;
 
 const CONFIG_PATH = '/etc/bench/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
@@ -485,6 +496,14 @@ async function main() {
       .join(' ')}`,
   );
 
+  // 0. The yardstick, before anything else loads the machine: a bare ws server's CPU for one host's
+  // exchange (scripts/lib/wire-floor.mjs), the least a coordinator could spend per host here.
+  const floor = await measureWireFloor(N);
+  say(
+    `wire floor: a bare ws server, ${N} clients, one order, progress, result and ack each (2 out, 2 in): ${floor.serverCpuUsPerHost.toFixed(0)} µs of server CPU per host, ${secs(floor.wallMs)}`,
+  );
+  result.wireFloor = floor;
+
   const scratch = await mkdtemp(join(scratchBase(flags.tmp), 'fleetpatch-bench-'));
   work = scratch;
   if (STORE === 'postgres') {
@@ -807,6 +826,9 @@ async function main() {
   };
   result.auditRows = { total: events.length, perHost: events.length / N, byType: Object.fromEntries(top) };
 
+  // 3b. The head-to-head: Ansible's copy module makes the same change to the same roots, same waves.
+  result.ansible = await ansibleHeadToHead(scratch, ids, waves, rolloutWallMs);
+
   // 4. The status API while idle: the full status, the summary, one page of hosts.
   /** @type {Record<string, unknown>} */
   const api = {};
@@ -870,6 +892,52 @@ async function main() {
 }
 
 /**
+ * Ansible's `copy` on the same hosts (their roots hold the old content again after the revert), with
+ * the rollout's waves as `serial` and one fork per host: its wall time against the rollout's, from this
+ * one run. Runs when `ansible-playbook` is installed and N ≤ ANSIBLE_MAX_HOSTS (a play of thousands of
+ * local hosts takes many minutes), or with --ansible whatever N is.
+ * @param {string} scratch
+ * @param {string[]} ids
+ * @param {readonly (number | string)[]} waves
+ * @param {number} rolloutWallMs
+ */
+async function ansibleHeadToHead(scratch, ids, waves, rolloutWallMs) {
+  if (flags['skip-ansible'] === true) {
+    say('Ansible head-to-head: skipped (--skip-ansible)');
+    return { skipped: '--skip-ansible' };
+  }
+  if (!hasAnsible()) {
+    say('Ansible head-to-head: skipped (ansible-playbook is not installed: apt-get install ansible-core)');
+    return { skipped: 'ansible-playbook is not installed' };
+  }
+  if (N > ANSIBLE_MAX_HOSTS && flags.ansible !== true) {
+    say(`Ansible head-to-head: skipped at ${N} hosts (over ${ANSIBLE_MAX_HOSTS}; --ansible runs it anyway)`);
+    return { skipped: `over ${ANSIBLE_MAX_HOSTS} hosts` };
+  }
+  const forks = Math.min(N, ANSIBLE_MAX_FORKS);
+  const run = await runAnsibleCopy({
+    workDir: join(scratch, 'ansible'),
+    hosts: ids.map((id) => ({ id, root: join(scratch, id, 'root') })),
+    path: CONFIG_PATH,
+    content: NEW,
+    serial: waves,
+    forks,
+  });
+  if (run.exitCode !== 0) {
+    failures.push(`ansible-playbook exited ${run.exitCode}: ${run.output.slice(-2000)}`);
+    return { exitCode: run.exitCode };
+  }
+  const wrong = await checkFiles(scratch, ids, NEW);
+  if (wrong.length > 0)
+    failures.push(`after Ansible's run ${wrong.length} roots lack the new content: ${wrong.slice(0, 5)}`);
+  const ratio = run.wallMs / rolloutWallMs;
+  say(
+    `Ansible head-to-head: ansible-playbook copy to the same ${N} roots, serial ${JSON.stringify(waves)}, forks ${forks}, connection local: ${secs(run.wallMs)}; fleetpatch's rollout ${secs(rolloutWallMs)}: fleetpatch ${ratio.toFixed(1)}× faster`,
+  );
+  return { wallMs: run.wallMs, forks, fleetpatchRolloutWallMs: rolloutWallMs, ratio, filesChecked: ids.length };
+}
+
+/**
  * How many agents each coordinator of the group holds, as GET /v1/group says (presence is renewed on the
  * group's heartbeat, so it is waited for until the members' counts add up to N, for at most 30 s).
  * @param {import('./lib/local-fleet.mjs').ApiClient} api
@@ -926,11 +994,6 @@ try {
 for (const failure of failures) process.stderr.write(`CHECK FAILED: ${failure}\n`);
 if (failures.length > 0) exitCode = 1;
 say(`total: ${secs(Date.now() - started)}; ${exitCode === 0 ? 'all checks passed' : 'FAILED'}`);
-say(
-  hasAnsible()
-    ? 'Ansible head-to-head: ansible-playbook is installed, but the head-to-head mode is not written yet'
-    : 'Ansible head-to-head: skipped (ansible-playbook is not installed)',
-);
 result.failures = failures;
 result.finishedAt = new Date().toISOString();
 result.loadAverageAtEnd = loadavg();
