@@ -271,21 +271,25 @@ function profiledEnv(role) {
   return env;
 }
 
+/** The pids of the coordinators and agent processes, as they are now. @param {readonly CoordinatorProcess[]} group @param {AgentProcesses} fleet */
+const pidsOf = (group, fleet) =>
+  [...group.map((c) => c.child.pid), ...fleet.children.map((c) => c.pid)].filter((pid) => pid !== undefined);
+
 /**
  * Profiles the coordinators and agent processes over one phase of the run (`--cpu-prof DIR`; otherwise
  * does nothing). Resolves to the function that ends the phase once every process has written
- * DIR/<role>-<pid>-<phase>.cpuprofile.
+ * DIR/<role>-<pid>-<phase>.cpuprofile. The processes that end it may be others than those that began
+ * it (the reconnect storm's new agent processes, which profile from their start): it is told them.
  * @param {string} phase
  * @param {readonly CoordinatorProcess[]} group
  * @param {AgentProcesses} fleet
+ * @returns {Promise<(endFleet?: AgentProcesses) => Promise<void>>}
  */
 async function profilePhase(phase, group, fleet) {
   if (!PROFILE_DIR) return async () => {};
-  const pids = [...group.map((c) => c.child.pid), ...fleet.children.map((c) => c.pid)].filter(
-    (pid) => pid !== undefined,
-  );
-  for (const pid of pids) process.kill(pid, 'SIGUSR2');
-  return async () => {
+  for (const pid of pidsOf(group, fleet)) process.kill(pid, 'SIGUSR2');
+  return async (endFleet = fleet) => {
+    const pids = pidsOf(group, endFleet);
     await writeFile(join(PROFILE_DIR, '.phase'), phase);
     for (const pid of pids) process.kill(pid, 'SIGUSR2');
     await waitFor(
@@ -618,7 +622,9 @@ async function main() {
     }),
   );
   const rolloutId = created.rollout.id;
-  // Polled through the cheap list endpoint: the rollout's state is all the wait needs.
+  // Polled through the list endpoint every 100 ms: the rollout's state is all the wait needs. Polling
+  // costs the coordinator CPU the bench would count as the rollout's (at 25 ms it was ~15 % of it), so
+  // the wall times come from the rollout's own finishedAt, on this machine's clock, not from the poll.
   const waitState = (/** @type {readonly RolloutState[]} */ states) =>
     waitFor(
       `rollout ${rolloutId} to reach ${states.join('|')}`,
@@ -628,8 +634,11 @@ async function main() {
         const seen = rollouts.find((r) => r.id === rolloutId);
         return seen && states.includes(seen.state) ? seen : undefined;
       },
-      { timeoutMs: remaining(), intervalMs: 25 },
+      { timeoutMs: remaining(), intervalMs: 100 },
     );
+  /** From a wall-clock start to the rollout's finishedAt (the coordinator's clock: the same machine's). */
+  const untilFinished = (/** @type {{ finishedAt: string | null }} */ record, /** @type {number} */ startedAt) =>
+    record.finishedAt === null ? Number.NaN : Date.parse(record.finishedAt) - startedAt;
   /**
    * --kill-driver: once 30% of the hosts are healthy, SIGKILLs the coordinator holding the rollout's
    * lease (GET /v1/group) and times until another coordinator holds it. The API client moves to a live one.
@@ -683,7 +692,7 @@ async function main() {
   };
   const wireBeforeRollout = await wireOf(coordinators);
   const endRolloutProfile = await profilePhase('rollout', coordinators, agentFleet);
-  t = performance.now();
+  const rolloutStartedAt = Date.now();
   cpu = cpuMeter(coordinators, agentFleet);
   await admin.post(`/v1/rollouts/${rolloutId}/start`);
   let rolloutEndedAt = 0;
@@ -693,7 +702,7 @@ async function main() {
   });
   // Together: a failed kill fails the run at once rather than leave the wait running to the deadline.
   const [rolled, takeover] = await Promise.all([ending, KILL_DRIVER ? killDriverMidRollout() : undefined]);
-  const rolloutWallMs = rolloutEndedAt - t;
+  const rolloutWallMs = untilFinished(rolled, rolloutStartedAt);
   const rolloutCpu = cpu();
   await endRolloutProfile();
   const rolloutWire = wireBetween(wireBeforeRollout, await wireOf(live()));
@@ -717,11 +726,11 @@ async function main() {
   // 3. Revert.
   const wireBeforeRevert = await wireOf(live());
   const endRevertProfile = await profilePhase('revert', coordinators, agentFleet);
-  t = performance.now();
+  const revertStartedAt = Date.now();
   cpu = cpuMeter(coordinators, agentFleet);
   await admin.post(`/v1/rollouts/${rolloutId}/revert`);
   const reverted = await waitState(['reverted', 'revert_failed']);
-  const revertWallMs = performance.now() - t;
+  const revertWallMs = untilFinished(reverted, revertStartedAt);
   const revertCpu = cpu();
   await endRevertProfile();
   const revertWire = wireBetween(wireBeforeRevert, await wireOf(live()));
@@ -774,7 +783,7 @@ async function main() {
   const engineRevertMs = at('rollout.reverted') - at('rollout.reverting');
 
   say(
-    `rollout to ${N} hosts, waves ${JSON.stringify(waves)}, maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → succeeded seen), ${secs(engineRolloutMs)} by event timestamps; ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s`,
+    `rollout to ${N} hosts, waves ${JSON.stringify(waves)}, maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → the rollout's finishedAt), ${secs(engineRolloutMs)} by event timestamps; ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s`,
   );
   say(`  ${cpuLine(rolloutCpu, N)}`);
   say(`  ${wireLine(rolloutWire)}`);
@@ -871,6 +880,8 @@ async function main() {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   })();
+  // --cpu-prof: the coordinator over the whole storm, the new agent processes from their first line.
+  const endStormProfile = await profilePhase('storm', coordinators, agentFleet);
   await agentFleet.killAll();
   await waitFor('the coordinators to see every agent gone', async () => (await onlineCount()) === 0, {
     timeoutMs: remaining(),
@@ -878,9 +889,10 @@ async function main() {
   });
   const goneMs = performance.now() - t;
   const back = performance.now();
-  await agentFleet.start();
+  await agentFleet.start(PROFILE_DIR ? { FLEETPATCH_PROFILE_FROM_START: '1' } : undefined);
   await allOnline(`${N} agents back online`);
   const backMs = performance.now() - back;
+  await endStormProfile(agentFleet);
   storming = false;
   await healthzWatch;
   const stormCpu = cpu();

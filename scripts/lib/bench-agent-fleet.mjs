@@ -50,12 +50,16 @@ export class AgentProcesses {
     this.setup = rest;
   }
 
-  /** Forks the processes and starts every agent; resolves when each process has started its slice. */
-  async start() {
+  /**
+   * Forks the processes and starts every agent; resolves when each process has started its slice.
+   * @param {NodeJS.ProcessEnv} [extraEnv] added to the processes' environment for this start
+   */
+  async start(extraEnv) {
+    const env = this.#env || extraEnv ? { ...(this.#env ?? process.env), ...extraEnv } : undefined;
     this.children = this.slices.map(() =>
       fork(PROCESS_SCRIPT, [], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        ...(this.#env ? { env: this.#env } : {}),
+        ...(env ? { env } : {}),
       }),
     );
     await Promise.all(

@@ -13,6 +13,11 @@ const session = new Session();
 session.connect();
 session.post('Profiler.enable');
 let running = false;
+// A process started mid-phase (the reconnect storm's agent processes) profiles from its first line.
+if (process.env.FLEETPATCH_PROFILE_FROM_START === '1') {
+  session.post('Profiler.start');
+  running = true;
+}
 
 process.on('SIGUSR2', () => {
   if (!running) {
