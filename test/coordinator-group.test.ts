@@ -1,5 +1,5 @@
 import type { EventPage, RolloutStatus } from '@fleetpatch/shared';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, type ExpectStatic, it, type TestContext } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { CoordinatorGroupFleet } from './support/coordinator-group-fleet.js';
 import { checkRollout } from './support/fault-checker.js';
@@ -21,21 +21,19 @@ const LEASE_MS = 1500;
 /** Each test starts three coordinators and twenty agents and rolls out through a fault: minutes on a loaded 2-core runner. */
 const GROUP_TEST_MS = 240_000;
 
+// (a) and (b) run side by side (each its own group, database and agents); (c) restarts the one
+// PostgreSQL they share, so it runs after them, alone.
 describeNeeding(postgresCluster, 'a coordinator group: three coordinators on PostgreSQL, twenty agents', () => {
   let cluster: PostgresCluster;
-  let fleet: CoordinatorGroupFleet | undefined;
 
   beforeAll(async () => {
     cluster = await startPostgresCluster();
   }, 120_000);
   afterAll(async () => await cluster?.stop());
-  afterEach(async () => {
-    await fleet?.teardown();
-    fleet = undefined;
-  });
 
-  async function startGroup(name: string): Promise<CoordinatorGroupFleet> {
-    fleet = await CoordinatorGroupFleet.start({
+  /** A group torn down when the test that started it ends, however it ends. */
+  async function startGroup(name: string, { onTestFinished }: TestContext): Promise<CoordinatorGroupFleet> {
+    const fleet = await CoordinatorGroupFleet.start({
       name,
       storeUrl: await cluster.createDatabase(),
       coordinators: 3,
@@ -44,6 +42,7 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
       initial: OLD,
       leaseMs: LEASE_MS,
     });
+    onTestFinished(async () => await fleet.teardown());
     return fleet;
   }
 
@@ -88,7 +87,11 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
   }
 
   /** Every host applied once, dispatched once, and every coordinator left tells the same story. */
-  async function expectExactlyOnceAndOneView(group: CoordinatorGroupFleet, rolloutId: string): Promise<void> {
+  async function expectExactlyOnceAndOneView(
+    group: CoordinatorGroupFleet,
+    rolloutId: string,
+    expect: ExpectStatic,
+  ): Promise<void> {
     const verdict = await checkRollout(group, { rolloutId, path: PATH, changedContent: NEW });
     expect(verdict.problems).toEqual([]);
     expect(verdict).toMatchObject({ orders: HOSTS, appliedOnce: HOSTS, lost: 0, doubled: 0 });
@@ -106,10 +109,11 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
     for (const trail of trails) expect(trail.events.map((e) => e.seq)).toEqual(trails[0]?.events.map((e) => e.seq));
   }
 
-  it(
+  it.concurrent(
     '(a) the driving coordinator is SIGKILLed mid-wave: another takes the rollout over and finishes it',
-    async () => {
-      const group = await startGroup('ga');
+    async (context) => {
+      const { expect } = context;
+      const group = await startGroup('ga', context);
       const rolloutId = await startRollout(group, 0);
       await midWave(group, rolloutId, 1);
       const driver = await group.driverOf(rolloutId);
@@ -131,15 +135,16 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
       expect(takeoverMs).toBeLessThan(4 * LEASE_MS + 2000);
       console.log(`takeover after the driver's SIGKILL: ${takeoverMs} ms (lease ${LEASE_MS} ms)`);
       await group.waitForState(rolloutId, ['succeeded'], 90_000);
-      await expectExactlyOnceAndOneView(group, rolloutId);
+      await expectExactlyOnceAndOneView(group, rolloutId, expect);
     },
     GROUP_TEST_MS,
   );
 
-  it(
+  it.concurrent(
     "(b) an agent's coordinator is SIGKILLed mid-wave: its agents move to another, the rollout finishes",
-    async () => {
-      const group = await startGroup('gb');
+    async (context) => {
+      const { expect } = context;
+      const group = await startGroup('gb', context);
       const rolloutId = await startRollout(group, 0);
       await midWave(group, rolloutId, 1);
       const driver = await group.driverOf(rolloutId);
@@ -148,20 +153,21 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
       // Its agents (host i starts on coordinator i mod 3) come back through the two left.
       await group.waitOnline(group.hostIds, 30_000);
       await group.waitForState(rolloutId, ['succeeded'], 90_000);
-      await expectExactlyOnceAndOneView(group, rolloutId);
+      await expectExactlyOnceAndOneView(group, rolloutId, expect);
     },
     GROUP_TEST_MS,
   );
 
   it(
     '(c) PostgreSQL restarts mid-wave: every coordinator reconnects and the rollout finishes',
-    async () => {
-      const group = await startGroup('gc');
+    async (context) => {
+      const { expect } = context;
+      const group = await startGroup('gc', context);
       const rolloutId = await startRollout(group, 1);
       await midWave(group, rolloutId, 1);
       cluster.restart();
       await group.waitForState(rolloutId, ['succeeded'], 90_000);
-      await expectExactlyOnceAndOneView(group, rolloutId);
+      await expectExactlyOnceAndOneView(group, rolloutId, expect);
     },
     GROUP_TEST_MS,
   );
