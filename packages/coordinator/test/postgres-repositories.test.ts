@@ -398,9 +398,14 @@ function contract(open: () => Promise<Subject>): void {
         { rolloutId: 'ro_a', actor: 'engine', type: 'rollout.state', toState: 'running' },
         at(43),
       );
-      expect(await repos().events.lastToState('ro_a', ['halted', 'succeeded'])).toBe('halted');
-      expect(await repos().events.lastToState('ro_a', ['halted', 'running'])).toBe('running');
-      expect(await repos().events.lastToState('ro_a', ['aborted'])).toBeUndefined();
+      // A host's event is not the rollout's, whatever state it names.
+      await repos().events.append(
+        { rolloutId: 'ro_a', hostId: 'h1', actor: 'h1', type: 'host.state', toState: 'aborted' },
+        at(44),
+      );
+      expect(await repos().events.lastRolloutToState('ro_a', ['halted', 'succeeded'])).toBe('halted');
+      expect(await repos().events.lastRolloutToState('ro_a', ['halted', 'running'])).toBe('running');
+      expect(await repos().events.lastRolloutToState('ro_a', ['aborted'])).toBeUndefined();
     });
   });
 

@@ -54,8 +54,12 @@ export class EventRepository {
       forRollout: db.prepare('SELECT * FROM events WHERE rollout_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
       all: db.prepare('SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?'),
       latestSeq: db.prepare('SELECT coalesce(max(seq), 0) AS seq FROM events'),
-      lastToState: db.prepare(
-        'SELECT to_state FROM events WHERE rollout_id = ? AND to_state IN (SELECT value FROM json_each(?)) ORDER BY seq DESC LIMIT 1',
+      // The rollout's own events only (host_id IS NULL), from their partial index: a few rows, not the
+      // two per host that come after the rollout's end once it is reverted.
+      lastRolloutToState: db.prepare(
+        `SELECT to_state FROM events INDEXED BY events_rollout_own
+         WHERE rollout_id = ? AND host_id IS NULL AND to_state IN (SELECT value FROM json_each(?))
+         ORDER BY seq DESC LIMIT 1`,
       ),
     };
   }
@@ -67,8 +71,11 @@ export class EventRepository {
   }
 
   /** The latest of `states` the rollout moved to, by its transition events; undefined when none. */
-  async lastToState(rolloutId: string, states: readonly string[]): Promise<string | undefined> {
-    const row = this.statements.lastToState.get(rolloutId, JSON.stringify(states)) as { to_state: string } | undefined;
+  /** The latest of `states` the rollout itself moved to (its hosts' events are not looked at). */
+  async lastRolloutToState(rolloutId: string, states: readonly string[]): Promise<string | undefined> {
+    const row = this.statements.lastRolloutToState.get(rolloutId, JSON.stringify(states)) as
+      | { to_state: string }
+      | undefined;
     return row?.to_state;
   }
 

@@ -287,4 +287,9 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       DROP INDEX host_runs_wave_state;
     `,
   },
+  {
+    version: 14,
+    name: "a rollout's own events apart from its hosts': how a reverted rollout's apply ended is found in a few rows, not 2 per host",
+    sql: 'CREATE INDEX events_rollout_own ON events(rollout_id, seq) WHERE host_id IS NULL;',
+  },
 ];

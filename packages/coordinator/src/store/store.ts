@@ -185,7 +185,7 @@ export class Store {
 
   /** How the rollout's apply last came to rest (succeeded, halted or aborted), by its audit trail. */
   async applyEndOf(rolloutId: string): Promise<RolloutState | undefined> {
-    return (await this.backend.events.lastToState(rolloutId, APPLY_END_STATES)) as RolloutState | undefined;
+    return (await this.backend.events.lastRolloutToState(rolloutId, APPLY_END_STATES)) as RolloutState | undefined;
   }
 
   async events(rolloutId: string, afterSeq: number, limit: number): Promise<EventRecord[]> {

@@ -46,9 +46,10 @@ export class PostgresEventRepository implements Public<EventRepository> {
     return { seq: row.seq, ...record };
   }
 
-  async lastToState(rolloutId: string, states: readonly string[]): Promise<string | undefined> {
+  /** The latest of `states` the rollout itself moved to (its hosts' events are not looked at). */
+  async lastRolloutToState(rolloutId: string, states: readonly string[]): Promise<string | undefined> {
     const row = await this.db.one<{ to_state: string }>(
-      'SELECT to_state FROM events WHERE rollout_id = $1 AND to_state = ANY($2::text[]) ORDER BY seq DESC LIMIT 1',
+      'SELECT to_state FROM events WHERE rollout_id = $1 AND host_id IS NULL AND to_state = ANY($2::text[]) ORDER BY seq DESC LIMIT 1',
       [rolloutId, states],
     );
     return row?.to_state;

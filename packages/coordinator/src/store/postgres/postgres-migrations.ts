@@ -279,6 +279,12 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       DROP INDEX host_runs_wave_state;
     `,
   },
+  {
+    version: 4,
+    name: "a rollout's own events apart from its hosts': how a reverted rollout's apply ended is found in a few rows, not 2 per host",
+    sqliteVersion: 14,
+    sql: 'CREATE INDEX events_rollout_own ON events (rollout_id, seq) WHERE host_id IS NULL;',
+  },
 ];
 
 /**
