@@ -1,5 +1,5 @@
 import type { EventPage, RolloutStatus } from '@fleetpatch/shared';
-import { afterAll, beforeAll, type ExpectStatic, it, type TestContext } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { CoordinatorGroupFleet } from './support/coordinator-group-fleet.js';
 import { checkRollout } from './support/fault-checker.js';
@@ -21,19 +21,21 @@ const LEASE_MS = 1500;
 /** Each test starts three coordinators and twenty agents and rolls out through a fault: minutes on a loaded 2-core runner. */
 const GROUP_TEST_MS = 240_000;
 
-// (a) and (b) run side by side (each its own group, database and agents); (c) restarts the one
-// PostgreSQL they share, so it runs after them, alone.
 describeNeeding(postgresCluster, 'a coordinator group: three coordinators on PostgreSQL, twenty agents', () => {
   let cluster: PostgresCluster;
+  let fleet: CoordinatorGroupFleet | undefined;
 
   beforeAll(async () => {
     cluster = await startPostgresCluster();
   }, 120_000);
   afterAll(async () => await cluster?.stop());
+  afterEach(async () => {
+    await fleet?.teardown();
+    fleet = undefined;
+  });
 
-  /** A group torn down when the test that started it ends, however it ends. */
-  async function startGroup(name: string, { onTestFinished }: TestContext): Promise<CoordinatorGroupFleet> {
-    const fleet = await CoordinatorGroupFleet.start({
+  async function startGroup(name: string): Promise<CoordinatorGroupFleet> {
+    fleet = await CoordinatorGroupFleet.start({
       name,
       storeUrl: await cluster.createDatabase(),
       coordinators: 3,
@@ -42,7 +44,6 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
       initial: OLD,
       leaseMs: LEASE_MS,
     });
-    onTestFinished(async () => await fleet.teardown());
     return fleet;
   }
 
@@ -87,11 +88,7 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
   }
 
   /** Every host applied once, dispatched once, and every coordinator left tells the same story. */
-  async function expectExactlyOnceAndOneView(
-    group: CoordinatorGroupFleet,
-    rolloutId: string,
-    expect: ExpectStatic,
-  ): Promise<void> {
+  async function expectExactlyOnceAndOneView(group: CoordinatorGroupFleet, rolloutId: string): Promise<void> {
     const verdict = await checkRollout(group, { rolloutId, path: PATH, changedContent: NEW });
     expect(verdict.problems).toEqual([]);
     expect(verdict).toMatchObject({ orders: HOSTS, appliedOnce: HOSTS, lost: 0, doubled: 0 });
@@ -109,11 +106,10 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
     for (const trail of trails) expect(trail.events.map((e) => e.seq)).toEqual(trails[0]?.events.map((e) => e.seq));
   }
 
-  it.concurrent(
+  it(
     '(a) the driving coordinator is SIGKILLed mid-wave: another takes the rollout over and finishes it',
-    async (context) => {
-      const { expect } = context;
-      const group = await startGroup('ga', context);
+    async () => {
+      const group = await startGroup('ga');
       const rolloutId = await startRollout(group, 0);
       await midWave(group, rolloutId, 1);
       const driver = await group.driverOf(rolloutId);
@@ -135,16 +131,15 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
       expect(takeoverMs).toBeLessThan(4 * LEASE_MS + 2000);
       console.log(`takeover after the driver's SIGKILL: ${takeoverMs} ms (lease ${LEASE_MS} ms)`);
       await group.waitForState(rolloutId, ['succeeded'], 90_000);
-      await expectExactlyOnceAndOneView(group, rolloutId, expect);
+      await expectExactlyOnceAndOneView(group, rolloutId);
     },
     GROUP_TEST_MS,
   );
 
-  it.concurrent(
+  it(
     "(b) an agent's coordinator is SIGKILLed mid-wave: its agents move to another, the rollout finishes",
-    async (context) => {
-      const { expect } = context;
-      const group = await startGroup('gb', context);
+    async () => {
+      const group = await startGroup('gb');
       const rolloutId = await startRollout(group, 0);
       await midWave(group, rolloutId, 1);
       const driver = await group.driverOf(rolloutId);
@@ -153,21 +148,20 @@ describeNeeding(postgresCluster, 'a coordinator group: three coordinators on Pos
       // Its agents (host i starts on coordinator i mod 3) come back through the two left.
       await group.waitOnline(group.hostIds, 30_000);
       await group.waitForState(rolloutId, ['succeeded'], 90_000);
-      await expectExactlyOnceAndOneView(group, rolloutId, expect);
+      await expectExactlyOnceAndOneView(group, rolloutId);
     },
     GROUP_TEST_MS,
   );
 
   it(
     '(c) PostgreSQL restarts mid-wave: every coordinator reconnects and the rollout finishes',
-    async (context) => {
-      const { expect } = context;
-      const group = await startGroup('gc', context);
+    async () => {
+      const group = await startGroup('gc');
       const rolloutId = await startRollout(group, 1);
       await midWave(group, rolloutId, 1);
       cluster.restart();
       await group.waitForState(rolloutId, ['succeeded'], 90_000);
-      await expectExactlyOnceAndOneView(group, rolloutId, expect);
+      await expectExactlyOnceAndOneView(group, rolloutId);
     },
     GROUP_TEST_MS,
   );
