@@ -278,7 +278,8 @@ async function crashAndRecover(
   const { point, flow } = crash;
   const crashing = fleet.spawnAgent({ ...spawn, env: { FLEETPATCH_TEST_CRASH_AT: point } });
   agents.push(crashing);
-  await fleet.waitOnline([id]);
+  // A minute, as `settle` gives: cases run side by side, each starting a real agent, under CI's load.
+  await fleet.waitOnline([id], 60_000);
 
   const patchId = flow === 'unhealthy' ? subject.unhealthyAfterApplyPatch : subject.healthyPatch;
   const rolloutId = await fleet.startRollout(
