@@ -20,12 +20,13 @@
 // Flags: --agents N (1000)   --max-parallel N (200; also the revert's revertParallel)
 //        --agent-processes N (one per core)   --results DIR (bench/results)
 //        --start-concurrency N (64: agent starts in flight per agent process; a first start enrolls)
-//        --pending-per-address N (the coordinator's agentLimits.maxPendingSocketsPerAddress; default its own, 64:
-//          every bench agent dials from 127.0.0.1, so the cap paces connects and the reconnect storm)
+//        --pending N (the coordinator's agentLimits.maxPendingSockets; default its own, 2048)
+//        --pending-per-address N (its maxPendingSocketsPerAddress; default --pending: every bench agent dials
+//          from 127.0.0.1, where a real fleet has an address per host; lower it to bench a fleet behind one NAT)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
-//        --cpu-prof DIR (write V8 CPU profiles of the coordinator and of each agent process over the rollout
-//          and over the revert there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
+//        --cpu-prof DIR (write V8 CPU profiles of the coordinator and of each agent process over the connect,
+//          the rollout, the revert and the storm there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
 //        --store sqlite|postgres (sqlite)   --coordinators K (1; more than one needs postgres)
 //        --lease-ms N (the group's rollout lease, default the coordinator's own)
 //        --kill-driver (postgres, K ≥ 2: SIGKILL the coordinator driving the rollout once 30% of the hosts
@@ -52,6 +53,7 @@ import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { hasAnsible, runAnsibleCopy } from './lib/ansible-head-to-head.mjs';
 import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
 import { cpuMsOf, percentile, scratchBase, wireCounters, wirePerHost } from './lib/bench-measures.mjs';
+import { HealthzWatch } from './lib/healthz-watch.mjs';
 import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { startCluster } from './lib/postgres-cluster.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
@@ -77,6 +79,7 @@ const { values: flags } = parseArgs({
     'agent-processes': { type: 'string', default: String(cpus().length) },
     'start-concurrency': { type: 'string', default: '64' },
     'pending-per-address': { type: 'string' },
+    pending: { type: 'string', default: '2048' },
     store: { type: 'string', default: 'sqlite' },
     coordinators: { type: 'string', default: '1' },
     'lease-ms': { type: 'string' },
@@ -88,6 +91,9 @@ const { values: flags } = parseArgs({
   strict: true,
 });
 const N = Number.parseInt(flags.agents, 10);
+/** The coordinator's `agentLimits.maxPendingSockets` (its default, 2048, unless --pending) and the cap per address. */
+const PENDING = Number.parseInt(flags.pending, 10);
+const PENDING_PER_ADDRESS = flags['pending-per-address'] ? Number.parseInt(flags['pending-per-address'], 10) : PENDING;
 const MAX_PARALLEL = Number.parseInt(flags['max-parallel'], 10);
 const DEADLINE_MS = Number.parseFloat(flags.deadline) * 1000;
 const AGENT_PROCESSES = Number.parseInt(flags['agent-processes'], 10);
@@ -473,9 +479,9 @@ function startBenchCoordinator(scratch, k) {
     // The bench's rollouts run without an approver (requiredApprovals 0); the coordinator must allow it.
     extraConfig: {
       minApprovals: 0,
-      ...(flags['pending-per-address']
-        ? { agentLimits: { maxPendingSocketsPerAddress: Number.parseInt(flags['pending-per-address'], 10) } }
-        : {}),
+      // Every bench agent dials from 127.0.0.1, where a real fleet has an address per host: the cap per
+      // address is the whole cap unless --pending-per-address asks for a fleet behind one NAT.
+      agentLimits: { maxPendingSockets: PENDING, maxPendingSocketsPerAddress: PENDING_PER_ADDRESS },
       ...(cluster
         ? {
             store: {
@@ -569,10 +575,13 @@ async function main() {
   const rssBefore = memoryOfAll(coordinators);
   let t = performance.now();
   let cpu = cpuMeter(coordinators, agentFleet);
-  await agentFleet.start();
+  // --cpu-prof: the coordinator over the first connect, the agent processes from their first line.
+  const endConnectProfile = await profilePhase('connect', coordinators, agentFleet);
+  await agentFleet.start(PROFILE_DIR ? { FLEETPATCH_PROFILE_FROM_START: '1' } : undefined);
   await allOnline(`${N} agents online`);
   const connectMs = performance.now() - t;
   const connectCpu = cpu();
+  await endConnectProfile(agentFleet);
   const rssConnected = memoryOfAll(coordinators);
   const perAgentBytes = ((rssConnected.rss - rssBefore.rss) * 1024) / N;
   say(
@@ -868,18 +877,7 @@ async function main() {
   // 5. The reconnect storm: every agent process killed at once, then started again over the same data.
   t = performance.now();
   cpu = cpuMeter(coordinators, agentFleet);
-  let healthzFailures = 0;
-  let storming = true;
-  const healthzWatch = (async () => {
-    while (storming) {
-      for (const c of live()) {
-        const res = await fetch(`${c.url}/healthz`).catch(() => null);
-        if (res?.status !== 200) healthzFailures++;
-        await res?.arrayBuffer();
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  })();
+  const healthz = new HealthzWatch(live);
   // --cpu-prof: the coordinator over the whole storm, the new agent processes from their first line.
   const endStormProfile = await profilePhase('storm', coordinators, agentFleet);
   await agentFleet.killAll();
@@ -893,14 +891,65 @@ async function main() {
   await allOnline(`${N} agents back online`);
   const backMs = performance.now() - back;
   await endStormProfile(agentFleet);
-  storming = false;
-  await healthzWatch;
   const stormCpu = cpu();
+  await healthz.stop();
+  const healthzFailures = healthz.failures;
   if (healthzFailures > 0) failures.push(`/healthz failed ${healthzFailures} time(s) during the reconnect storm`);
   say(
     `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included); /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
   );
   result.reconnectStorm = { goneMs, backMs, healthzFailures, ...stormCpu };
+
+  // 6. A network reset: every agent's connection cut at once while the agents run on.
+  result.networkReset = await networkReset(agentFleet, onlineCount);
+}
+
+/**
+ * The reconnect storm as a real fleet meets it: a load balancer or a link resets every agent's
+ * connection at once, and the agents — still running, their keys loaded — redial. `ss -K` has the
+ * kernel reset every established connection to the coordinators' ports (both ends see it at once).
+ * Timed from the reset until every agent has said a new hello (the coordinators' hello counters grew by
+ * N) and all N are online again; /healthz is polled throughout. Needs root and `ss` (iproute2) with
+ * socket destruction in the kernel; skipped with the reason otherwise.
+ * @param {AgentProcesses} agentFleet
+ * @param {() => Promise<number>} onlineCount
+ */
+async function networkReset(agentFleet, onlineCount) {
+  const group = live();
+  const hellos = async () => {
+    let sum = 0;
+    for (const counters of (await wireOf(group)).values()) sum += counters.messages['received hello'] ?? 0;
+    return sum;
+  };
+  const hellosBefore = await hellos();
+  const cpu = cpuMeter(group, agentFleet);
+  const healthz = new HealthzWatch(() => group);
+  const t = performance.now();
+  const cut = await healthz.whilePaused(async () =>
+    group.map((c) =>
+      spawnSync('ss', ['-K', '-t', 'dst', '127.0.0.1', 'dport', '=', `:${new URL(c.url).port}`], { encoding: 'utf8' }),
+    ),
+  );
+  const refused = cut.find((run) => run.error || run.status !== 0);
+  if (refused) {
+    await healthz.stop();
+    const skipped = `ss -K failed: ${refused.error?.message ?? refused.stderr.trim()}`;
+    say(`network reset: skipped (${skipped})`);
+    return { skipped };
+  }
+  await waitFor(
+    `${N} new hellos and ${N} agents online after the network reset`,
+    async () => (await hellos()) - hellosBefore >= N && (await onlineCount()) === N,
+    { timeoutMs: remaining(), intervalMs: 100 },
+  );
+  const backMs = performance.now() - t;
+  const resetCpu = cpu();
+  await healthz.stop();
+  if (healthz.failures > 0) failures.push(`/healthz failed ${healthz.failures} time(s) during the network reset`);
+  say(
+    `network reset: every agent connection cut at once (ss -K), all ${N} said hello again and were online ${secs(backMs)} later; /healthz failures ${healthz.failures}; ${cpuLine(resetCpu, N)}`,
+  );
+  return { backMs, healthzFailures: healthz.failures, ...resetCpu };
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { chmod, readFile, rm } from 'node:fs/promises';
 import {
   type AgentKeyPair,
@@ -32,7 +33,9 @@ export interface AgentCredential {
 export async function readCredential(dataDir: string): Promise<AgentCredential | undefined> {
   let raw: string;
   try {
-    raw = await readFile(`${dataDir}/${CREDENTIAL_FILE}`, 'utf8');
+    // Synchronous: a small file, read at start and after a refusal, where the thread pool's four round
+    // trips would cost more CPU than the read.
+    raw = readFileSync(`${dataDir}/${CREDENTIAL_FILE}`, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;

@@ -90,16 +90,20 @@ export const WebhookDeliverySchema = z
 export const AgentLimitsSchema = z
   .object({
     /**
-     * Sockets that have asked to upgrade but are not yet authenticated (default 256). Beyond it an
-     * upgrade is answered `503` and the socket destroyed, before any WebSocket work is done.
+     * Sockets that have asked to upgrade but are not yet authenticated (default 2048). Beyond it an
+     * upgrade is answered `503` and the socket destroyed, before any WebSocket work is done. Sized to
+     * what one coordinator authenticates within `handshakeTimeoutMs` (~1 ms of CPU each), with room to
+     * spare: a fleet that redials at once (a reset link, a restarted coordinator) is let in, not sent
+     * away. A refused agent backs off exponentially, so refusing the fleet's own storm stretched it
+     * (10,000 agents: 21 s to reconnect with 256, 14 s with 2048). ~10 KB each at most, ~20 MB in all.
      */
-    maxPendingSockets: z.number().int().min(1).max(100_000).default(256),
+    maxPendingSockets: z.number().int().min(1).max(100_000).default(2048),
     /**
-     * Of those, at most this many from one remote address (default 64), so that one peer cannot hold
-     * every slot and keep the fleet from reconnecting. Agents behind one NAT that all redial at once
-     * are refused 503 for a moment and retry with jitter.
+     * Of those, at most this many from one remote address (default 256), so that one peer cannot hold
+     * more than an eighth of the slots and keep the fleet from reconnecting. Agents behind one NAT that
+     * all redial at once are refused 503 beyond it and retry with jitter.
      */
-    maxPendingSocketsPerAddress: z.number().int().min(1).max(100_000).default(64),
+    maxPendingSocketsPerAddress: z.number().int().min(1).max(100_000).default(256),
     /**
      * How long a socket may stay unauthenticated, from its first byte of headers to `live` (default
      * 5000). Also the HTTP server's `headersTimeout`, so a request whose headers trickle in is cut too.

@@ -52,10 +52,43 @@ export function rawPublicKey(key: KeyObject): string {
   return jwk.x;
 }
 
+/**
+ * The DER of every PKCS#8 (v1) ed25519 private key up to its 32-byte seed: SEQUENCE, version 0, the
+ * algorithm id 1.3.101.112, then an OCTET STRING holding an OCTET STRING of 32 bytes. It is what
+ * `generateAgentKeyPair` writes (RFC 8410 §7).
+ */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const PEM_BODY = /^-----BEGIN PRIVATE KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PRIVATE KEY-----\r?\n?$/;
+
 export function loadPrivateKey(pem: string): KeyObject {
-  const key = createPrivateKey(pem);
+  const key = ed25519FromSeed(pem) ?? createPrivateKey(pem);
   if (key.asymmetricKeyType !== 'ed25519') throw new Error('the agent key must be ed25519');
   return key;
+}
+
+/**
+ * The key of a plain PKCS#8 ed25519 PEM, imported from its seed as a JWK; undefined for anything else,
+ * which OpenSSL's decoder then reads. Why: OpenSSL 3 tries decoder after decoder on a PEM, ~0.5 ms of
+ * CPU, where the JWK import takes ~30 µs, and every agent start and enrollment loads its key. The
+ * public half comes from the seed: the JWK form requires an `x`, which Node 20 checks is a string and
+ * otherwise ignores.
+ */
+export function ed25519FromSeed(pem: string): KeyObject | undefined {
+  const body = PEM_BODY.exec(pem)?.[1];
+  if (body === undefined) return undefined;
+  const der = Buffer.from(body.replace(/\r?\n/g, ''), 'base64');
+  if (
+    der.length !== ED25519_PKCS8_PREFIX.length + 32 ||
+    !der.subarray(0, ED25519_PKCS8_PREFIX.length).equals(ED25519_PKCS8_PREFIX)
+  )
+    return undefined;
+  const d = der.subarray(ED25519_PKCS8_PREFIX.length).toString('base64url');
+  try {
+    return createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d, x: '' }, format: 'jwk' });
+  } catch {
+    // A Node that checks `x` against the seed: the PEM path reads it, only slower.
+    return undefined;
+  }
 }
 
 export function signPayload(privateKey: KeyObject, payload: Buffer): string {

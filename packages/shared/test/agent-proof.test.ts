@@ -1,9 +1,12 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   connectProofPayload,
+  ed25519FromSeed,
   enrollProofPayload,
   generateAgentKeyPair,
   loadPrivateKey,
+  rawPublicKey,
   signPayload,
   verifyPayload,
 } from '../src/agent-proof.js';
@@ -42,5 +45,46 @@ describe('agent proof of possession', () => {
 
   it('refuses a private key that is not ed25519', () => {
     expect(() => loadPrivateKey('not a key')).toThrow();
+  });
+});
+
+describe('loading the agent key', () => {
+  const payload = connectProofPayload('web-1', 'n'.repeat(43));
+
+  it('loads the PEM it writes into the same key, from its seed', () => {
+    const pair = generateAgentKeyPair();
+    const key = loadPrivateKey(pair.privateKeyPem);
+    const viaOpenSsl = createPrivateKey(pair.privateKeyPem);
+    expect(rawPublicKey(createPublicKey(key))).toBe(pair.publicKey);
+    expect(key.export({ format: 'jwk' })).toEqual(viaOpenSsl.export({ format: 'jwk' }));
+    // …by the seed path, not OpenSSL's decoders.
+    expect(ed25519FromSeed(pair.privateKeyPem)?.export({ format: 'jwk' })).toEqual(key.export({ format: 'jwk' }));
+    expect(verifyPayload(pair.publicKey, payload, signPayload(key, payload))).toBe(true);
+  });
+
+  it('reads a PEM with CRLF line ends or without its last newline', () => {
+    const pair = generateAgentKeyPair();
+    for (const pem of [pair.privateKeyPem.replace(/\n/g, '\r\n'), pair.privateKeyPem.trimEnd()]) {
+      expect(rawPublicKey(createPublicKey(loadPrivateKey(pem)))).toBe(pair.publicKey);
+    }
+  });
+
+  it('leaves a PEM of another layout to OpenSSL, which reads it the same', () => {
+    const pair = generateAgentKeyPair();
+    // Text before the armour: OpenSSL skips it, the seed path does not take it.
+    const pem = `an explanatory line\n${pair.privateKeyPem}`;
+    expect(ed25519FromSeed(pem)).toBeUndefined();
+    expect(rawPublicKey(createPublicKey(loadPrivateKey(pem)))).toBe(pair.publicKey);
+  });
+
+  it('refuses a PKCS#8 key of another algorithm and a seed of the wrong length', () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    expect(() => loadPrivateKey(privateKey.export({ format: 'pem', type: 'pkcs8' }).toString())).toThrow(
+      'must be ed25519',
+    );
+    const short = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.alloc(31)]);
+    expect(() =>
+      loadPrivateKey(`-----BEGIN PRIVATE KEY-----\n${short.toString('base64')}\n-----END PRIVATE KEY-----\n`),
+    ).toThrow();
   });
 });

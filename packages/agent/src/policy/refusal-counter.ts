@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { writeAll, writeFileAtomically } from '../fs/atomic-file.js';
 
 const FILE = 'refusals.json';
@@ -31,7 +31,8 @@ export class RefusalCounter {
   static async open(dataDir: string): Promise<RefusalCounter> {
     let counts: RefusalCounts = { byCode: {} };
     try {
-      const parsed = JSON.parse(await readFile(`${dataDir}/${FILE}`, 'utf8')) as Partial<RefusalCounts>;
+      // Synchronous, as the journal's entries at start (journal.ts): a small file read once, before anything runs.
+      const parsed = JSON.parse(readFileSync(`${dataDir}/${FILE}`, 'utf8')) as Partial<RefusalCounts>;
       const byCode = Object.fromEntries(
         Object.entries(parsed.byCode ?? {}).filter(
           (e): e is [string, number] => typeof e[1] === 'number' && /^[a-z_]{1,40}$/.test(e[0]),
