@@ -229,6 +229,13 @@ async function wireOf(group) {
   );
 }
 
+/** Agent upgrades the live coordinators have answered 503 at their caps so far (`agentLimits`). */
+async function upgradesRefused() {
+  let sum = 0;
+  for (const counters of (await wireOf(live())).values()) sum += counters.upgradesRefused;
+  return sum;
+}
+
 /**
  * Per host, what the coordinators alive at the end did between two `wireOf` readings (a coordinator
  * SIGKILLed in between took its counters with it, so it is left out of both).
@@ -582,15 +589,16 @@ async function main() {
   const connectMs = performance.now() - t;
   const connectCpu = cpu();
   await endConnectProfile(agentFleet);
+  const connectRefused = await upgradesRefused();
   const rssConnected = memoryOfAll(coordinators);
   const perAgentBytes = ((rssConnected.rss - rssBefore.rss) * 1024) / N;
   say(
-    `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${cpuLine(connectCpu, N)}`,
+    `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${connectRefused} upgrades refused 503; ${cpuLine(connectCpu, N)}`,
   );
   say(
     `coordinator RSS${K > 1 ? ` (${K}, summed)` : ''}: ${mib(rssBefore.rss)} before, ${mib(rssConnected.rss)} with ${N} connected = ${(perAgentBytes / 1024).toFixed(1)} KiB per connected agent`,
   );
-  result.connect = { ...connectCpu, wallMs: connectMs };
+  result.connect = { ...connectCpu, wallMs: connectMs, upgradesRefused: connectRefused };
   result.memory = {
     rssBeforeKiB: rssBefore.rss,
     rssConnectedKiB: rssConnected.rss,
@@ -878,6 +886,7 @@ async function main() {
   t = performance.now();
   cpu = cpuMeter(coordinators, agentFleet);
   const healthz = new HealthzWatch(live);
+  const refusedBefore = await upgradesRefused();
   // --cpu-prof: the coordinator over the whole storm, the new agent processes from their first line.
   const endStormProfile = await profilePhase('storm', coordinators, agentFleet);
   await agentFleet.killAll();
@@ -894,11 +903,12 @@ async function main() {
   const stormCpu = cpu();
   await healthz.stop();
   const healthzFailures = healthz.failures;
+  const stormRefused = (await upgradesRefused()) - refusedBefore;
   if (healthzFailures > 0) failures.push(`/healthz failed ${healthzFailures} time(s) during the reconnect storm`);
   say(
-    `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included); /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
+    `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included); ${stormRefused} upgrades refused 503; /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
   );
-  result.reconnectStorm = { goneMs, backMs, healthzFailures, ...stormCpu };
+  result.reconnectStorm = { goneMs, backMs, healthzFailures, upgradesRefused: stormRefused, ...stormCpu };
 
   // 6. A network reset: every agent's connection cut at once while the agents run on.
   result.networkReset = await networkReset(agentFleet, onlineCount);
@@ -922,6 +932,7 @@ async function networkReset(agentFleet, onlineCount) {
     return sum;
   };
   const hellosBefore = await hellos();
+  const refusedBefore = await upgradesRefused();
   const cpu = cpuMeter(group, agentFleet);
   const healthz = new HealthzWatch(() => group);
   const t = performance.now();
@@ -930,10 +941,10 @@ async function networkReset(agentFleet, onlineCount) {
       spawnSync('ss', ['-K', '-t', 'dst', '127.0.0.1', 'dport', '=', `:${new URL(c.url).port}`], { encoding: 'utf8' }),
     ),
   );
-  const refused = cut.find((run) => run.error || run.status !== 0);
-  if (refused) {
+  const failed = cut.find((run) => run.error || run.status !== 0);
+  if (failed) {
     await healthz.stop();
-    const skipped = `ss -K failed: ${refused.error?.message ?? refused.stderr.trim()}`;
+    const skipped = `ss -K failed: ${failed.error?.message ?? failed.stderr.trim()}`;
     say(`network reset: skipped (${skipped})`);
     return { skipped };
   }
@@ -945,11 +956,12 @@ async function networkReset(agentFleet, onlineCount) {
   const backMs = performance.now() - t;
   const resetCpu = cpu();
   await healthz.stop();
+  const refused = (await upgradesRefused()) - refusedBefore;
   if (healthz.failures > 0) failures.push(`/healthz failed ${healthz.failures} time(s) during the network reset`);
   say(
-    `network reset: every agent connection cut at once (ss -K), all ${N} said hello again and were online ${secs(backMs)} later; /healthz failures ${healthz.failures}; ${cpuLine(resetCpu, N)}`,
+    `network reset: every agent connection cut at once (ss -K), all ${N} said hello again and were online ${secs(backMs)} later; ${refused} upgrades refused 503; /healthz failures ${healthz.failures}; ${cpuLine(resetCpu, N)}`,
   );
-  return { backMs, healthzFailures: healthz.failures, ...resetCpu };
+  return { backMs, healthzFailures: healthz.failures, upgradesRefused: refused, ...resetCpu };
 }
 
 /**

@@ -45,13 +45,16 @@ export function wireCounters(text) {
   /** @type {Record<string, number>} */
   const messages = {};
   let transactions = 0;
+  let upgradesRefused = 0;
   for (const line of text.split('\n')) {
     const message = /^fleetpatch_websocket_messages_total\{direction="(\w+)",type="([\w.]+)"\} (\S+)$/.exec(line);
     if (message) messages[`${message[1]} ${message[2]}`] = Number(message[3]);
     const tx = /^fleetpatch_sqlite_transaction_duration_seconds_count\{[^}]*\} (\S+)$/.exec(line);
     if (tx) transactions += Number(tx[1]);
+    const refused = /^fleetpatch_agent_upgrades_refused_total\{[^}]*\} (\S+)$/.exec(line);
+    if (refused) upgradesRefused += Number(refused[1]);
   }
-  return { messages, transactions };
+  return { messages, transactions, upgradesRefused };
 }
 
 /**

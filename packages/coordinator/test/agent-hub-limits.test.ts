@@ -25,6 +25,13 @@ afterEach(async () => {
   await hub.close();
 });
 
+/** `fleetpatch_agent_upgrades_refused_total` for one cap, from the coordinator's /metrics (0 when never counted). */
+async function refusedUpgrades(hub: HubUnderTest, cap: 'per_address' | 'pending'): Promise<number> {
+  const body = await (await fetch(`http://127.0.0.1:${hub.port}/metrics`)).text();
+  const line = new RegExp(`^fleetpatch_agent_upgrades_refused_total\\{cap="${cap}"\\} (\\d+)$`, 'm').exec(body);
+  return Number(line?.[1] ?? 0);
+}
+
 const heartbeat = () => ({ type: 'heartbeat', journalSeq: 0, sentAt: new Date().toISOString() });
 
 describe('unauthenticated sockets', () => {
@@ -45,6 +52,8 @@ describe('unauthenticated sockets', () => {
     expect(statuses.every((s) => s === 101 || s === 503)).toBe(true);
     expect(maxPending).toBeLessThanOrEqual(20);
     expect(hub.logsSaying('too many unauthenticated agent sockets')).toHaveLength(1);
+    // The log line is throttled; the metric counts every refusal.
+    expect(await refusedUpgrades(hub, 'pending')).toBe(statuses.filter((s) => s === 503).length);
     expect(await hub.healthz()).toBe(200);
     await expect.poll(() => hub.app.fleet.hub.pendingCount(), { timeout: 5000 }).toBe(0);
   });
@@ -62,6 +71,8 @@ describe('unauthenticated sockets', () => {
     expect(statuses.filter((s) => s === 101)).toHaveLength(5);
     expect(statuses.filter((s) => s === 503)).toHaveLength(3);
     expect(hub.logsSaying('too many unauthenticated agent sockets from one address')).toHaveLength(1);
+    expect(await refusedUpgrades(hub, 'per_address')).toBe(3);
+    expect(await refusedUpgrades(hub, 'pending')).toBe(0);
     // An enrolled agent at another address still gets in.
     const key = await hub.register('nat-1');
     const agent = track(await connectAsAgent(hub.port, 'nat-1', key));

@@ -31,7 +31,7 @@ import type { AgentLimits } from '../config.js';
 import type { AgentChannel } from '../engine/rollout-engine.js';
 import { PeerThrottle } from './peer-throttle.js';
 import { TokenBucket } from './token-bucket.js';
-import { type PendingTicket, UpgradeGate } from './upgrade-gate.js';
+import { type PendingTicket, type UpgradeCap, UpgradeGate } from './upgrade-gate.js';
 
 /** Where agents dial in, on the same port as the HTTP API. */
 export const AGENT_SOCKET_PATH = '/v1/agents/connect';
@@ -64,6 +64,8 @@ export interface HubObserver {
   messageSent(type: string): void;
   socketError(code: string | undefined): void;
   socketClosed(code: number): void;
+  /** An upgrade answered 503 at a cap on unauthenticated sockets. */
+  upgradeRefused(cap: UpgradeCap): void;
 }
 
 /**
@@ -134,6 +136,7 @@ export class AgentHub implements AgentChannel {
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
       log: options.log,
       throttle: this.logThrottle,
+      onRefused: (cap) => options.observer?.upgradeRefused(cap),
     });
     this.heartbeat = setInterval(() => this.pingAll(), options.heartbeatIntervalMs);
     this.heartbeat.unref();

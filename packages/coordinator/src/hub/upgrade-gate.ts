@@ -10,7 +10,12 @@ export interface UpgradeGateOptions {
   log: Logger;
   /** Throttles the gate's log lines, per remote address. */
   throttle: PeerThrottle;
+  /** Told of every upgrade refused at a cap (the log line is throttled; this is not): for the metrics. */
+  onRefused?(cap: UpgradeCap): void;
 }
+
+/** Which cap refused an upgrade: the one per remote address, or the coordinator's whole one. */
+export type UpgradeCap = 'per_address' | 'pending';
 
 /**
  * A socket the gate let through: counted as pending until `settle()` (it authenticated) or until the
@@ -69,6 +74,7 @@ export class UpgradeGate {
           { remote, maxPendingSocketsPerAddress, suppressed },
           'too many unauthenticated agent sockets from one address; refusing with 503',
         );
+      this.options.onRefused?.('per_address');
       this.refuse(socket, '503 Service Unavailable');
       return undefined;
     }
@@ -79,6 +85,7 @@ export class UpgradeGate {
           { remote, maxPendingSockets, suppressed },
           'too many unauthenticated agent sockets; refusing with 503',
         );
+      this.options.onRefused?.('pending');
       this.refuse(socket, '503 Service Unavailable');
       return undefined;
     }

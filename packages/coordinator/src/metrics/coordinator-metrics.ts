@@ -1,5 +1,6 @@
 import { CloseCode, ErrorCode, HOST_RUN_STATES, ROLLOUT_STATES } from '@fleetpatch/shared';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { UpgradeCap } from '../hub/upgrade-gate.js';
 
 /** How a wave ended, as its phase in the status says: passed, failed (the rollout halted in it), or stopped. */
 export type WaveOutcome = 'passed' | 'failed' | 'stopped';
@@ -39,6 +40,7 @@ export class CoordinatorMetrics {
   private readonly wsMessages: Counter<'direction' | 'type'>;
   private readonly wsErrors: Counter<'code'>;
   private readonly wsCloses: Counter<'code'>;
+  private readonly upgradesRefused: Counter<'cap'>;
   private readonly transactionDuration: Histogram<'outcome'>;
   private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly httpDuration: Histogram<'method' | 'route'>;
@@ -116,6 +118,12 @@ export class CoordinatorMetrics {
       labelNames: ['code'],
       registers,
     });
+    this.upgradesRefused = new Counter({
+      name: 'fleetpatch_agent_upgrades_refused_total',
+      help: 'Agent socket upgrades answered 503 at a cap on unauthenticated sockets (agentLimits), by cap: per_address or pending.',
+      labelNames: ['cap'],
+      registers,
+    });
     this.transactionDuration = new Histogram({
       name: 'fleetpatch_sqlite_transaction_duration_seconds',
       help: 'SQLite write transactions (each one a state change on disk), committed or rolled back.',
@@ -167,6 +175,10 @@ export class CoordinatorMetrics {
   socketClosed(code: number): void {
     const known = KNOWN_CLOSE_CODES.has(code) || code === 1005 || code === 1006;
     this.wsCloses.inc({ code: known ? String(code) : 'other' });
+  }
+
+  upgradeRefused(cap: UpgradeCap): void {
+    this.upgradesRefused.inc({ cap });
   }
 
   transactionFinished(seconds: number, committed: boolean): void {
