@@ -60,8 +60,8 @@ export function wireCounters(text) {
 /**
  * What happened between two `wireCounters` readings, per host: messages in each direction, by type, and
  * transactions.
- * @param {ReturnType<typeof wireCounters>} before
- * @param {ReturnType<typeof wireCounters>} after
+ * @param {{ messages: Record<string, number>, transactions: number }} before
+ * @param {{ messages: Record<string, number>, transactions: number }} after
  * @param {number} hosts
  */
 export function wirePerHost(before, after, hosts) {

@@ -8,6 +8,14 @@ import { loadCoordinatorConfig, storeDescription } from './config.js';
 import { coordinatorConfigSummary } from './config-summary.js';
 import { loadTlsCredentials, type TlsCredentials, type TlsFiles } from './tls-credentials.js';
 
+/**
+ * Connections the kernel holds for the coordinator to accept (it caps this at net.core.somaxconn, 4096
+ * by default). Node's 511 overflowed when a fleet redialled at once: a connection the queue had no room
+ * for lost its SYN and its agent waited out TCP's retransmit (1 s, then 3 s, 7 s) — ~100,000 overflows
+ * and seconds of tail in a 10,000-agent reconnect on this machine.
+ */
+const LISTEN_BACKLOG = 4096;
+
 const USAGE = `usage: fleetpatch-coordinator [--config FILE] [--host HOST] [--port PORT] [--data-dir DIR] [--log-level LEVEL]
                               [--check-config]
        fleetpatch-coordinator migrate-store --from sqlite:FILE --to postgres:URL
@@ -90,7 +98,7 @@ async function main(): Promise<void> {
     ...(checkpoint ? { checkpoint } : {}),
     ...(credentials ? { tls: { cert: credentials.cert, key: credentials.key } } : {}),
   });
-  const address = await app.listen({ host: config.host, port: config.port });
+  const address = await app.listen({ host: config.host, port: config.port, backlog: LISTEN_BACKLOG });
   // One machine-readable line so scripts and tests can find the port when it was 0 (and the scheme).
   log.info({ address, port: (app.server.address() as { port: number }).port }, 'coordinator listening');
   const tlsFiles = config.tls;
