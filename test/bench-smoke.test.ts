@@ -60,7 +60,8 @@ describe('npm run bench', () => {
     expect(run.memory.perAgentBytes).toEqual(expect.any(Number));
     expect(run.reconnectStorm).toMatchObject({ healthzFailures: 0, backMs: expect.any(Number) });
     // The network reset cuts connections with `ss -K`, which needs root: without it the run says why it skipped.
-    if (process.getuid?.() === 0) expect(run.networkReset).toMatchObject({ healthzFailures: 0, backMs: expect.any(Number) });
+    if (process.getuid?.() === 0)
+      expect(run.networkReset).toMatchObject({ healthzFailures: 0, backMs: expect.any(Number) });
     else expect(run.networkReset.skipped).toMatch(/ss -K failed/);
     expect(Object.keys(run.statusApi)).toEqual(['status', 'summary', 'hostsPage']);
   }, 300_000);
