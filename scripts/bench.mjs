@@ -26,7 +26,7 @@
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write V8 CPU profiles of the coordinator and of each agent process over the connect,
-//          the rollout, the revert and the storm there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
+//          the rollout, the revert, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
 //        --store sqlite|postgres (sqlite)   --coordinators K (1; more than one needs postgres)
 //        --lease-ms N (the group's rollout lease, default the coordinator's own)
 //        --kill-driver (postgres, K ≥ 2: SIGKILL the coordinator driving the rollout once 30% of the hosts
@@ -935,6 +935,8 @@ async function networkReset(agentFleet, onlineCount) {
   const refusedBefore = await upgradesRefused();
   const cpu = cpuMeter(group, agentFleet);
   const healthz = new HealthzWatch(() => group);
+  // --cpu-prof: the coordinators and the agent processes over the reset and the reconnect.
+  const endResetProfile = await profilePhase('reset', group, agentFleet);
   const t = performance.now();
   const cut = await healthz.whilePaused(async () =>
     group.map((c) =>
@@ -943,6 +945,7 @@ async function networkReset(agentFleet, onlineCount) {
   );
   const failed = cut.find((run) => run.error || run.status !== 0);
   if (failed) {
+    await endResetProfile();
     await healthz.stop();
     const skipped = `ss -K failed: ${failed.error?.message ?? failed.stderr.trim()}`;
     say(`network reset: skipped (${skipped})`);
@@ -950,11 +953,14 @@ async function networkReset(agentFleet, onlineCount) {
   }
   await waitFor(
     `${N} new hellos and ${N} agents online after the network reset`,
-    async () => (await hellos()) - hellosBefore >= N && (await onlineCount()) === N,
+    // /healthz first: /metrics costs the coordinator more (it lists its open descriptors), so it is
+    // read only once all N are online.
+    async () => (await onlineCount()) === N && (await hellos()) - hellosBefore >= N,
     { timeoutMs: remaining(), intervalMs: 100 },
   );
   const backMs = performance.now() - t;
   const resetCpu = cpu();
+  await endResetProfile();
   await healthz.stop();
   const refused = (await upgradesRefused()) - refusedBefore;
   if (healthz.failures > 0) failures.push(`/healthz failed ${healthz.failures} time(s) during the network reset`);

@@ -283,6 +283,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
         // Its leases and agents go at once (not after a lease period): the other members carry on.
         ...(group ? [{ name: 'group', close: () => group.leave() }] : []),
         { name: 'hub', close: () => hub.close() },
+        // The last_seen of the agents the hub's close just let go.
+        { name: 'presence', close: () => presence.flush() },
         // Inventory reports accepted but not written yet: written before the store closes.
         { name: 'inventory', close: async () => await inventorySync.flush() },
         { name: 'webhooks', close: () => notifier.stop() },
