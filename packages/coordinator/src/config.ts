@@ -95,7 +95,8 @@ export const AgentLimitsSchema = z
      * what one coordinator authenticates within `handshakeTimeoutMs` (~1 ms of CPU each), with room to
      * spare: a fleet that redials at once (a reset link, a restarted coordinator) is let in, not sent
      * away. A refused agent backs off exponentially, so refusing the fleet's own storm stretched it
-     * (10,000 agents: 21 s to reconnect with 256, 14 s with 2048). ~10 KB each at most, ~20 MB in all.
+     * (a 10,000-agent reset in the bench: 21 s with the old 256 and 64, 14 s with 2048; README,
+     * Performance). A pending socket holds less than a connected agent (~9 KiB measured): ~20 MB at most.
      */
     maxPendingSockets: z.number().int().min(1).max(100_000).default(2048),
     /**

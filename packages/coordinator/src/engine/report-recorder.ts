@@ -111,20 +111,7 @@ export class ReportRecorder {
     const { store, channel } = this.deps;
     await this.cancelAbandoned(agentId, hello);
     const reported = new Set(hello.orders.map((order) => order.orderId));
-    // One read for the three cases: every agent's hello pays it, and a reconnect storm is N hellos.
-    // Stryker disable next-line ArrayDeclaration,StringLiteral: the queued case is an early advance (below)
-    for (const run of await store.hostRuns.forHostInStates(agentId, [
-      ...IN_FLIGHT_HOST_STATES,
-      'reverting',
-      'queued',
-    ])) {
-      // A hello makes no queued run dispatchable (slots, wave, window and pause are as they were): this
-      // asks early for an advance that the results it carried, or the next tick, ask for anyway.
-      // Stryker disable next-line ConditionalExpression,StringLiteral: see above
-      if (run.state === 'queued') {
-        this.deps.markDirty(run.rolloutId);
-        continue;
-      }
+    for (const run of await store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
       if (run.state === 'reverting') {
         if (run.revertOrderId && !reported.has(run.revertOrderId)) await this.resendRevert(run);
         continue;
@@ -144,6 +131,10 @@ export class ReportRecorder {
         }
       }
     }
+    // A hello makes no queued run dispatchable (slots, wave, window and pause are as they were): this
+    // asks early for an advance that the results it carried, or the next tick, ask for anyway.
+    // Stryker disable next-line ArrayDeclaration,StringLiteral: see above
+    for (const run of await store.hostRuns.forHostInStates(agentId, ['queued'])) this.deps.markDirty(run.rolloutId);
   }
 
   /** Sent after the commit: a revert that cannot be sent (a signed rollout without its statement) is logged, not thrown. */
