@@ -22,6 +22,7 @@ import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { DpkgInventory } from './inventory/dpkg-inventory.js';
 import { InventoryReporter } from './inventory/inventory-reporter.js';
+import { orderRanDpkg } from './inventory/order-ran-dpkg.js';
 import { StatusWatch } from './inventory/status-watch.js';
 import { Journal } from './journal.js';
 import { AgentMetrics, type OrderKind } from './metrics/agent-metrics.js';
@@ -137,8 +138,9 @@ export class Agent {
           progress.finished(result.orderId);
           this.connection?.send({ type: 'order.result', ...result });
           this.metrics?.orderFinished(result, clock.now());
-          // A package order ran dpkg: report the packages now rather than after the status file's debounce.
-          void this.inventory?.refresh();
+          // A package order (or its revert) ran dpkg: report the packages now rather than after the
+          // status file's debounce. A file order leaves them as they were (orderRanDpkg says why it matters).
+          if (orderRanDpkg(journal, result.orderId)) void this.inventory?.refresh();
         },
       },
       ...crashPoints,

@@ -1,4 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { type AgentFlags, loadAgentConfig } from '../src/config.js';
 import { checkAgentConfig } from '../src/config-check.js';
 
@@ -9,12 +12,12 @@ const load = (flags: Record<string, unknown> = {}, file?: Record<string, unknown
   return loadAgentConfig({ env: { ...env }, flags: {}, file: writeTemp(file) });
 };
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+/** Every file and data dir these tests write, in one directory removed when the file is done. */
+const scratch = mkdtempSync(join(tmpdir(), 'agent-config-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function writeTemp(config: Record<string, unknown>): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'agent-config-')), 'agent.json');
+  const file = join(mkdtempSync(join(scratch, 'config-')), 'agent.json');
   writeFileSync(file, JSON.stringify(config));
   return file;
 }
@@ -107,7 +110,7 @@ describe('agent configuration: coordinators', () => {
     const config = fromFile({
       coordinatorUrls: [A, 'ws://coord-b:7420'],
       allowInsecure: true,
-      dataDir: mkdtempSync(join(tmpdir(), 'agent-config-data-')),
+      dataDir: mkdtempSync(join(scratch, 'data-')),
     });
     const { text } = await checkAgentConfig(config);
     expect(text).toContain(`coordinators:  ${A}\n               ws://coord-b:7420  (WARNING: no TLS)\n`);

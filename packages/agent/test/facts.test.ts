@@ -1,11 +1,15 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { arch, availableParallelism, hostname, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { collectFacts, readOsRelease } from '../src/facts.js';
 
+/** The os-release files these tests write, in one directory removed when the file is done. */
+const scratch = mkdtempSync(join(tmpdir(), 'os-release-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
 const osRelease = (text: string) => {
-  const file = join(mkdtempSync(join(tmpdir(), 'os-release-')), 'os-release');
+  const file = join(mkdtempSync(join(scratch, 'case-')), 'os-release');
   writeFileSync(file, text);
   return file;
 };
