@@ -8,8 +8,11 @@ export interface CliOutput {
   readonly interactive: boolean;
   /** Whether to colour (NO_COLOR, FORCE_COLOR, a terminal: see terminal-style.ts); off when absent. */
   readonly colour?: boolean;
-  /** A region redrawn in place (log-update on the real terminal); only used when `interactive`. */
-  live?(): LiveRegion;
+  /**
+   * A region redrawn in place (log-update on the real terminal); only used when `interactive`. A
+   * promise: the real one loads log-update then, which every command but a live watch would only pay for.
+   */
+  live?(): Promise<LiveRegion>;
 }
 
 /** What `--watch` redraws on a terminal: each `update` replaces the last frame; `done` leaves it on screen. */

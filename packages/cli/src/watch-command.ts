@@ -27,7 +27,7 @@ export async function watchStatus(ctx: CliContext, rolloutId: string, opts: Watc
   const api = ctx.api();
   const timings = new WaveTimings();
   const style = createStyle(ctx.output.colour === true);
-  const live = !opts.json && ctx.output.interactive && ctx.output.live ? ctx.output.live() : undefined;
+  const live = !opts.json && ctx.output.interactive && ctx.output.live ? await ctx.output.live() : undefined;
   let patch: Pick<Patch, 'title' | 'ticket'> | undefined;
   let patchAsked = false;
   let last: RolloutStatus | undefined;

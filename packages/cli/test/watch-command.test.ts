@@ -44,7 +44,7 @@ function harness(answers: (() => unknown)[], interactive: boolean) {
       out: (t) => out.push(t),
       err: (t) => err.push(t),
       interactive,
-      live: () => ({
+      live: async () => ({
         update: (frame) => void frames.push(frame),
         done: () => {
           done = true;
