@@ -1,4 +1,5 @@
 import { expect, it } from 'vitest';
+import { waitFor } from '../../scripts/lib/local-fleet.mjs';
 import { checkRollout, hostsIn, type Verdict } from '../support/fault-checker.js';
 import { recordRow, rowOf } from '../support/fault-results.js';
 import { createFilePatch, startFleetRollout, useFaultFleet } from '../support/fault-scenario.js';
@@ -98,13 +99,19 @@ describeOnEachStore(
       await Promise.all(fleet.members.map((member) => member.restart()));
       await fleet.fleet.waitOnline(fleet.hostIds, 60_000);
       const allOnlineMs = Date.now() - restartAt;
-      const reconnects = jsonLines(fleet.fleet.agentLogs())
-        .filter((l) => l.msg === 'connected to coordinator' && typeof l.time === 'number' && l.time >= restartAt)
-        .map((l) => l.time as number);
-      const firstByAgent = reconnects.length;
+      // The coordinator counts a host online once it sends the welcome; the agent logs its reconnect on
+      // reading it, and that line reaches this process over a pipe later still: wait for all twenty.
+      const reconnects = await waitFor(
+        `a reconnect logged by each of the ${HOSTS} agents`,
+        () => {
+          const first = firstReconnectByAgent(jsonLines(fleet.fleet.agentLogs()), restartAt);
+          return first.size >= HOSTS ? [...first.values()] : undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
       const spreadMs = Math.max(...reconnects) - Math.min(...reconnects);
       console.log(
-        `fault 7${store.suffix}: ${firstByAgent} reconnects over ${spreadMs} ms; all ${HOSTS} online ${allOnlineMs} ms after the restart`,
+        `fault 7${store.suffix}: ${reconnects.length} reconnects over ${spreadMs} ms; all ${HOSTS} online ${allOnlineMs} ms after the restart`,
       );
       const none: Verdict = { orders: 0, appliedOnce: 0, lost: 0, doubled: 0, problems: [] };
       await recordRow(
@@ -119,7 +126,7 @@ describeOnEachStore(
           allOnlineMs,
         ),
       );
-      expect(reconnects.length).toBeGreaterThanOrEqual(HOSTS);
+      expect(reconnects).toHaveLength(HOSTS);
       // Full jitter: not all at once — the twenty draws below a 5 s cap span well over a second.
       expect(spreadMs).toBeGreaterThan(1000);
       expect(allOnlineMs).toBeLessThan(RECONNECT_CAP_MS + 15_000);
@@ -127,3 +134,14 @@ describeOnEachStore(
   },
   { postgresGroup: GROUP },
 );
+
+/** Each agent's first "connected to coordinator" at or after `since`, by agent id. */
+function firstReconnectByAgent(lines: Record<string, unknown>[], since: number): Map<string, number> {
+  const first = new Map<string, number>();
+  for (const line of lines) {
+    if (line.msg !== 'connected to coordinator' || typeof line.time !== 'number' || line.time < since) continue;
+    if (typeof line.agentId !== 'string' || first.has(line.agentId)) continue;
+    first.set(line.agentId, line.time);
+  }
+  return first;
+}
