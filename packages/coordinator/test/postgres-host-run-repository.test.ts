@@ -31,7 +31,9 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
       await same((r) => r.forRollout(rolloutId));
       for (const wave of [0, 1, 2]) {
         await same((r) => r.forWave(rolloutId, wave));
-        await same((r) => r.countByState(rolloutId, wave));
+        await same((r) => r.countInWave(rolloutId, wave, some));
+        await same((r) => r.countInWave(rolloutId, wave, ['queued', 'verifying']));
+        await same((r) => r.anyQueued(rolloutId, wave));
         await same((r) => r.nextQueued(rolloutId, wave, 2));
         await same((r) => r.failures(rolloutId, wave));
         await same((r) => r.page(rolloutId, { wave, limit: 3 }));

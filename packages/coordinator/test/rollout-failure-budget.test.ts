@@ -79,6 +79,23 @@ describe('the failure budget', () => {
     expect((await fleet.rollout(id)).stateReason).toBe('wave 2 failure budget exceeded: 2 failed, 1 tolerated');
   });
 
+  it('maxFailuresPerWave as a share: of the wave it is in, not of the rollout nor of another wave', async () => {
+    const fleet = await SimulatedFleet.open();
+    // Zero-padded, so that the waves take them in this order: host-01…host-04, then host-05…host-12.
+    const ids = Array.from({ length: 12 }, (_, i) => `host-${String(i + 1).padStart(2, '0')}`);
+    await fleet.addHosts(ids);
+    // Waves of 4 and 8 hosts: half of the second wave is 4 failures (the first wave's half is 2, the rollout's 6).
+    const id = await fleet.launch({ waves: [4, '100%'], maxFailures: 20, maxFailuresPerWave: '50%' });
+    await fleet.finishAll(ids.slice(0, 4));
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
+
+    for (const host of ids.slice(4, 8)) await fleet.finish(host, 'failed');
+    expect(await fleet.state(id)).toBe('running');
+    await fleet.finish('host-09', 'failed');
+    expect(await fleet.state(id)).toBe('halted');
+    expect((await fleet.rollout(id)).stateReason).toBe('wave 2 failure budget exceeded: 5 failed, 4 tolerated');
+  });
+
   it('maxFailures 0 halts on the first failure', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));

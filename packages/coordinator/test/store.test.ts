@@ -93,4 +93,14 @@ describe('query plans', () => {
       /USING INDEX host_runs_state \(state=\?\)/,
     );
   });
+
+  it('the advance loop probes its wave state by state, reading no host row and not the whole wave', () => {
+    // `state=?` in the search: one probe per state asked, so the cost follows the hosts in flight.
+    expect(plan('countInWave', 'ro_1', 2, JSON.stringify(['dispatched', 'reverting']))).toMatch(
+      /SEARCH host_runs USING COVERING INDEX host_runs_wave_state\w* \(rollout_id=\? AND wave=\? AND state=\?\)/,
+    );
+    expect(plan('anyQueued', 'ro_1', 2)).toMatch(
+      /SEARCH host_runs USING COVERING INDEX host_runs_wave_state\w* \(rollout_id=\? AND wave=\? AND state=\?\)/,
+    );
+  });
 });

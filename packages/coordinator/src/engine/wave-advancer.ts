@@ -1,7 +1,9 @@
 import {
   ErrorCode,
+  type HostRunState,
   type Patch,
   protocolGapOf,
+  resolveWaveSizes,
   toleratedFailures,
   UNHEALTHY_BEFORE_PATCH,
   waveData,
@@ -18,6 +20,9 @@ import { cancelInFlight, sendApply, sendBakeWatch } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf } from './rollout-signing.js';
 import { isoNow, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
+
+/** A wave's hosts that keep it from passing, besides those still queued: orders out, and reverts. */
+const WAVE_MOVING_STATES: readonly HostRunState[] = [...IN_FLIGHT_HOST_STATES, 'reverting'];
 
 type AdvancerDeps = Pick<
   EngineDeps,
@@ -74,14 +79,16 @@ export class WaveAdvancer {
     }
     const failures = await store.hostRuns.failures(id);
     const tolerated = toleratedFailures(request.maxFailures, rollout.hostCount);
-    const waveRuns = await store.hostRuns.countByState(id, rollout.currentWave);
-    const waveSize = [...waveRuns.values()].reduce((a, b) => a + b, 0);
     const waveFailures =
       request.maxFailuresPerWave === undefined ? 0 : await store.hostRuns.failures(id, rollout.currentWave);
+    // The wave's size is fixed when the rollout starts (its target frozen into waves of these sizes).
     const waveTolerated =
       request.maxFailuresPerWave === undefined
         ? Number.POSITIVE_INFINITY
-        : toleratedFailures(request.maxFailuresPerWave, waveSize);
+        : toleratedFailures(
+            request.maxFailuresPerWave,
+            resolveWaveSizes(rollout.hostCount, request.waves)[rollout.currentWave] ?? 0,
+          );
     if (failures > tolerated || waveFailures > waveTolerated) {
       const budget =
         failures > tolerated
@@ -95,16 +102,18 @@ export class WaveAdvancer {
       return true;
     }
 
+    // Only the hosts still moving are counted, and whether any waits: never the whole wave, at every burst.
+    const waveRuns = await store.hostRuns.countInWave(id, rollout.currentWave, WAVE_MOVING_STATES);
     const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (waveRuns.get(s) ?? 0), 0);
-    const queued = waveRuns.get('queued') ?? 0;
+    const queued = await store.hostRuns.anyQueued(id, rollout.currentWave);
     // A host of this wave being reverted (per-host revert, or autoRevert `wave` before a retry) has not
     // finished either: the wave must not pass, nor the rollout succeed, while its revert is out.
     const reverting = waveRuns.get('reverting') ?? 0;
 
-    if (queued === 0 && inFlight === 0 && reverting === 0) {
+    if (!queued && inFlight === 0 && reverting === 0) {
       return await this.finishWave(rollout, now);
     }
-    if (queued > 0 && inFlight < request.maxParallel) {
+    if (queued && inFlight < request.maxParallel) {
       if (request.window && !waveGate(request.window, now)) {
         if (inFlight === 0)
           await store.transaction(

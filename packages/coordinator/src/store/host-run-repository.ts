@@ -131,8 +131,13 @@ export class HostRunRepository {
       get: db.prepare('SELECT * FROM host_runs WHERE rollout_id = ? AND host_id = ?'),
       byOrder: db.prepare('SELECT * FROM host_runs WHERE order_id = ?'),
       byRevertOrder: db.prepare('SELECT * FROM host_runs WHERE revert_order_id = ?'),
-      countByState: db.prepare(
-        'SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? GROUP BY state',
+      // One probe of host_runs_wave_state per state asked: the cost follows the hosts in those states.
+      countInWave: db.prepare(
+        `SELECT state, count(*) AS n FROM host_runs
+         WHERE rollout_id = ? AND wave = ? AND state IN (SELECT value FROM json_each(?)) GROUP BY state`,
+      ),
+      anyQueued: db.prepare(
+        "SELECT EXISTS (SELECT 1 FROM host_runs WHERE rollout_id = ? AND wave = ? AND state = 'queued') AS found",
       ),
       // Covered by host_runs_wave_state_position: a summary never reads a host row.
       countByWaveAndState: db.prepare(
@@ -238,10 +243,25 @@ export class HostRunRepository {
     return row && toRecord(row);
   }
 
-  /** Host runs of one wave, counted by state (index on (rollout_id, wave, state)). */
-  async countByState(rolloutId: string, wave: number): Promise<Map<HostRunState, number>> {
-    const rows = this.statements.countByState.all(rolloutId, wave) as { state: HostRunState; n: number }[];
+  /**
+   * Host runs of one wave in one of `states`, counted by state. The advance loop asks after every
+   * burst of results: it counts the few hosts in flight, never every host of a wave of thousands.
+   */
+  async countInWave(
+    rolloutId: string,
+    wave: number,
+    states: readonly HostRunState[],
+  ): Promise<Map<HostRunState, number>> {
+    const rows = this.statements.countInWave.all(rolloutId, wave, JSON.stringify(states)) as {
+      state: HostRunState;
+      n: number;
+    }[];
     return new Map(rows.map((row) => [row.state, row.n]));
+  }
+
+  /** Whether any host of the wave still waits for its order: one index probe, however many do. */
+  async anyQueued(rolloutId: string, wave: number): Promise<boolean> {
+    return (this.statements.anyQueued.get(rolloutId, wave) as { found: number }).found === 1;
   }
 
   /** Every host run of a rollout counted by wave and state, without reading one host row. */

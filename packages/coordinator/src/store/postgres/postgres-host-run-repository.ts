@@ -58,13 +58,25 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
     return (await this.rows('WHERE revert_order_id = $1', [orderId]))[0];
   }
 
-  async countByState(rolloutId: string, wave: number): Promise<Map<HostRunState, number>> {
+  async countInWave(
+    rolloutId: string,
+    wave: number,
+    states: readonly HostRunState[],
+  ): Promise<Map<HostRunState, number>> {
     const rows = await this.executor.query<{ state: HostRunState; n: number }>(
-      `SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = $1 AND wave = $2
+      `SELECT state, count(*) AS n FROM host_runs WHERE rollout_id = $1 AND wave = $2 AND state = ANY($3::text[])
         GROUP BY state ORDER BY state COLLATE "C"`,
-      [rolloutId, wave],
+      [rolloutId, wave, states],
     );
     return new Map(rows.map((row) => [row.state, row.n]));
+  }
+
+  async anyQueued(rolloutId: string, wave: number): Promise<boolean> {
+    const rows = await this.executor.query<{ found: boolean }>(
+      "SELECT EXISTS (SELECT 1 FROM host_runs WHERE rollout_id = $1 AND wave = $2 AND state = 'queued') AS found",
+      [rolloutId, wave],
+    );
+    return rows[0]?.found === true;
   }
 
   async countByWaveAndState(rolloutId: string): Promise<{ wave: number; state: HostRunState; n: number }[]> {
