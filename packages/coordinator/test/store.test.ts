@@ -6,9 +6,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { RolloutRequestSchema, storedPatch } from '@fleetpatch/shared';
 import type { Statement } from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Store } from '../src/store/store.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 
 let dir: string;
 let store: Store;
@@ -64,6 +66,31 @@ describe('afterCommit', () => {
 
   it('refuses to run outside a transaction (there is no commit to wait for)', () => {
     expect(() => store.afterCommit(() => {})).toThrow(/inside Store.transaction/);
+  });
+});
+
+describe('rollout reads', () => {
+  it('parse a rollout request once: every read shares one frozen object, and another text is parsed anew', async () => {
+    const request = RolloutRequestSchema.parse({ patchId: 'pat_1', target: { hostIds: ['web-1'] } });
+    const other = RolloutRequestSchema.parse({ patchId: 'pat_1', target: { hostIds: ['web-2'] } });
+    const at = '2026-01-01T00:00:00.000Z';
+    await store.patches.insert(storedPatch(SAMPLE_PATCH_SPEC, { id: 'pat_1', createdBy: 'alice', createdAt: at }));
+    await store.rollouts.insert({ id: 'ro_1', patchId: 'pat_1', request, state: 'running', createdBy: 'alice' }, at);
+    await store.rollouts.insert(
+      { id: 'ro_2', patchId: 'pat_1', request: other, state: 'running', createdBy: 'alice' },
+      at,
+    );
+    const first = (await store.rollouts.get('ro_1'))?.request;
+    const again = (await store.rollouts.get('ro_1'))?.request;
+    if (first === undefined) throw new Error('ro_1 was not stored');
+    expect(again).toBe(first);
+    expect(first).toEqual(request);
+    // Shared, so nobody may change it under another reader.
+    expect(Object.isFrozen(first.target)).toBe(true);
+    expect(() => {
+      (first.waves as unknown[]).push(1);
+    }).toThrow(/not extensible/);
+    expect((await store.rollouts.get('ro_2'))?.request).toEqual(other);
   });
 });
 

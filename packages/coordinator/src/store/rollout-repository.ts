@@ -14,11 +14,11 @@ import type { Db } from './database.js';
  */
 export type RolloutRecord = Omit<ApiRolloutRecord, 'bakeUntil'> & { bakeUntil: number | null };
 
-/** A rollouts row (less `promotion`) with its request parsed, as both stores read it. */
-export interface RolloutColumns {
+/** A rollouts row (less `promotion`), its request as text: as both stores read it (PostgreSQL casts its jsonb). */
+export interface RolloutRow {
   id: string;
   patch_id: string;
-  request: RolloutRequest;
+  request: string;
   state: string;
   created_by: string;
   host_count: number;
@@ -32,18 +32,42 @@ export interface RolloutColumns {
   finished_at: string | null;
 }
 
-/** SQLite holds the request as text. */
-type RolloutRow = Omit<RolloutColumns, 'request'> & { request: string };
+/** How many parsed requests `parseRequest` keeps: the rollouts running at once, and then some. */
+const PARSED_REQUESTS_KEPT = 64;
+const parsedRequests = new Map<string, RolloutRequest>();
 
-function toRecord(row: RolloutRow): RolloutRecord {
-  return rolloutFromColumns({ ...row, request: JSON.parse(row.request) as RolloutRequest });
+/**
+ * A rollout is read after every burst of results and at every advance, and its request is never
+ * written again once the rollout exists: the same text parses to the same request, so the last few
+ * parses are kept by their text. A stale copy cannot be served (another text is another key, so a
+ * group member that changed it is seen at once), and the object is frozen because every reader of
+ * that rollout now shares it.
+ */
+function parseRequest(text: string): RolloutRequest {
+  const kept = parsedRequests.get(text);
+  if (kept !== undefined) return kept;
+  const parsed = deepFreeze(JSON.parse(text) as RolloutRequest);
+  if (parsedRequests.size >= PARSED_REQUESTS_KEPT) {
+    const oldest = parsedRequests.keys().next();
+    if (!oldest.done) parsedRequests.delete(oldest.value);
+  }
+  parsedRequests.set(text, parsed);
+  return parsed;
 }
 
-export function rolloutFromColumns(row: RolloutColumns): RolloutRecord {
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}
+
+export function rolloutFromRow(row: RolloutRow): RolloutRecord {
   return {
     id: row.id,
     patchId: row.patch_id,
-    request: row.request,
+    request: parseRequest(row.request),
     state: row.state as RolloutState,
     createdBy: row.created_by,
     hostCount: row.host_count,
@@ -107,15 +131,15 @@ export class RolloutRepository {
 
   async get(id: string): Promise<RolloutRecord | undefined> {
     const row = this.statements.byId.get(id) as RolloutRow | undefined;
-    return row && toRecord(row);
+    return row && rolloutFromRow(row);
   }
 
   async inStates(states: readonly RolloutState[]): Promise<RolloutRecord[]> {
-    return (this.statements.inStates.all(JSON.stringify(states)) as RolloutRow[]).map(toRecord);
+    return (this.statements.inStates.all(JSON.stringify(states)) as RolloutRow[]).map(rolloutFromRow);
   }
 
   async list(limit: number): Promise<RolloutRecord[]> {
-    return (this.statements.page.all(limit) as RolloutRow[]).map(toRecord);
+    return (this.statements.page.all(limit) as RolloutRow[]).map(rolloutFromRow);
   }
 
   async setState(id: string, state: RolloutState, reason: string | null, final: boolean, at: string): Promise<void> {
@@ -147,7 +171,7 @@ export class RolloutRepository {
 
   /** The rollouts of these patches, oldest first. */
   async ofPatches(patchIds: readonly string[]): Promise<RolloutRecord[]> {
-    return (this.statements.ofPatches.all(JSON.stringify(patchIds)) as RolloutRow[]).map(toRecord);
+    return (this.statements.ofPatches.all(JSON.stringify(patchIds)) as RolloutRow[]).map(rolloutFromRow);
   }
 
   /** Whether the rollout, or a host of it, was asked to revert at or after `at` (ISO 8601). */

@@ -1,15 +1,13 @@
 import type { Approval, PromotionDecision, RolloutRequest, RolloutState } from '@fleetpatch/shared';
 import type { Public } from '../repositories.js';
-import {
-  type RolloutColumns,
-  type RolloutRecord,
-  type RolloutRepository,
-  rolloutFromColumns,
-} from '../rollout-repository.js';
+import { type RolloutRecord, type RolloutRepository, type RolloutRow, rolloutFromRow } from '../rollout-repository.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
-/** Every column but `promotion`, which only `promotion()` reads. */
-const COLUMNS = `id, patch_id, request, state, created_by, host_count, wave_count, current_wave, bake_until,
+/**
+ * Every column but `promotion`, which only `promotion()` reads. The request as text: parsed (once,
+ * see `rolloutFromRow`) the way SQLite's is.
+ */
+const COLUMNS = `id, patch_id, request::text AS request, state, created_by, host_count, wave_count, current_wave, bake_until,
   state_reason, created_at, updated_at, started_at, finished_at`;
 
 /**
@@ -32,24 +30,24 @@ export class PostgresRolloutRepository implements Public<RolloutRepository> {
   }
 
   async get(id: string): Promise<RolloutRecord | undefined> {
-    const row = await this.db.one<RolloutColumns>(`SELECT ${COLUMNS} FROM rollouts WHERE id = $1`, [id]);
-    return row && rolloutFromColumns(row);
+    const row = await this.db.one<RolloutRow>(`SELECT ${COLUMNS} FROM rollouts WHERE id = $1`, [id]);
+    return row && rolloutFromRow(row);
   }
 
   async inStates(states: readonly RolloutState[]): Promise<RolloutRecord[]> {
-    const rows = await this.db.query<RolloutColumns>(
+    const rows = await this.db.query<RolloutRow>(
       `SELECT ${COLUMNS} FROM rollouts WHERE state = ANY($1::text[]) ORDER BY created_at, id`,
       [states],
     );
-    return rows.map(rolloutFromColumns);
+    return rows.map(rolloutFromRow);
   }
 
   async list(limit: number): Promise<RolloutRecord[]> {
-    const rows = await this.db.query<RolloutColumns>(
+    const rows = await this.db.query<RolloutRow>(
       `SELECT ${COLUMNS} FROM rollouts ORDER BY created_at DESC, id DESC LIMIT $1`,
       [limit],
     );
-    return rows.map(rolloutFromColumns);
+    return rows.map(rolloutFromRow);
   }
 
   async setState(id: string, state: RolloutState, reason: string | null, final: boolean, at: string): Promise<void> {
@@ -101,11 +99,11 @@ export class PostgresRolloutRepository implements Public<RolloutRepository> {
   }
 
   async ofPatches(patchIds: readonly string[]): Promise<RolloutRecord[]> {
-    const rows = await this.db.query<RolloutColumns>(
+    const rows = await this.db.query<RolloutRow>(
       `SELECT ${COLUMNS} FROM rollouts WHERE patch_id = ANY($1::text[]) ORDER BY created_at, id`,
       [patchIds],
     );
-    return rows.map(rolloutFromColumns);
+    return rows.map(rolloutFromRow);
   }
 
   async revertedSince(id: string, at: string): Promise<boolean> {
