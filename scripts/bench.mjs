@@ -18,6 +18,7 @@
 // --inventory-hosts (10000) and --inventory-packages (2000), as its own process.
 //
 // Flags: --agents N (1000)   --max-parallel N (200; also the revert's revertParallel)
+//        --content-bytes N (the new file's size: 27 bytes unless given, padded with comment lines up to N)
 //        --agent-processes N (one per core)   --results DIR (bench/results)
 //        --start-concurrency N (64: agent starts in flight per agent process; a first start enrolls)
 //        --pending N (the coordinator's agentLimits.maxPendingSockets; default its own, 2048)
@@ -69,6 +70,7 @@ const { values: flags } = parseArgs({
   options: {
     agents: { type: 'string', default: '1000' },
     'max-parallel': { type: 'string', default: '200' },
+    'content-bytes': { type: 'string' },
     deadline: { type: 'string', default: '300' },
     tmp: { type: 'string' },
     'cpu-prof': { type: 'string' },
@@ -95,6 +97,7 @@ const N = Number.parseInt(flags.agents, 10);
 const PENDING = Number.parseInt(flags.pending, 10);
 const PENDING_PER_ADDRESS = flags['pending-per-address'] ? Number.parseInt(flags['pending-per-address'], 10) : PENDING;
 const MAX_PARALLEL = Number.parseInt(flags['max-parallel'], 10);
+const CONTENT_BYTES = flags['content-bytes'] === undefined ? undefined : Number.parseInt(flags['content-bytes'], 10);
 const DEADLINE_MS = Number.parseFloat(flags.deadline) * 1000;
 const AGENT_PROCESSES = Number.parseInt(flags['agent-processes'], 10);
 const START_CONCURRENCY = Number.parseInt(flags['start-concurrency'], 10);
@@ -111,10 +114,12 @@ if (
   !(START_CONCURRENCY >= 1) ||
   (STORE !== 'sqlite' && STORE !== 'postgres') ||
   !(K >= 1) ||
-  (LEASE_MS !== undefined && !(LEASE_MS >= 1))
+  (LEASE_MS !== undefined && !(LEASE_MS >= 1)) ||
+  (CONTENT_BYTES !== undefined && !(CONTENT_BYTES >= 27 && CONTENT_BYTES <= 1024 * 1024))
 ) {
   process.stderr.write(
     'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
+      '                 [--content-bytes 27..1048576]\n' +
       '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver]\n',
   );
   process.exit(2);
@@ -164,7 +169,7 @@ const ANSIBLE_MAX_FORKS = 50;
 
 const CONFIG_PATH = '/etc/bench/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
-const NEW = 'listen = 8080\nworkers = 4\n';
+const NEW = paddedTo('listen = 8080\nworkers = 4\n', CONTENT_BYTES);
 const FACTS = {
   hostname: 'bench',
   os: 'linux',
@@ -425,6 +430,7 @@ const result = {
   bench: 'fleetpatch',
   startedAt: new Date().toISOString(),
   agents: N,
+  contentBytes: Buffer.byteLength(NEW),
   store: STORE,
   coordinators: K,
   flags,
@@ -510,7 +516,7 @@ async function main() {
   say(
     `fleetpatch bench: ${N} agents over ${Math.min(AGENT_PROCESSES, N)} agent processes, node ${process.version}, ${cpus().length} × ${cpus()[0]?.model}, ulimit -n ${limit.soft}; load average ${loadavg()
       .map((l) => l.toFixed(2))
-      .join(' ')}`,
+      .join(' ')}; the file rolled out: ${Buffer.byteLength(NEW)} bytes`,
   );
 
   // 0. The yardstick, before anything else loads the machine: a bare ws server's CPU for one host's
@@ -1097,3 +1103,16 @@ if (Number.parseInt(flags['inventory-hosts'], 10) > 0) {
   if (inventory.status !== 0) exitCode = 1;
 }
 process.exit(exitCode);
+
+/**
+ * `text`, then comment lines up to exactly `bytes` (ASCII): a larger file to roll out, to see what
+ * a change's size costs. Unchanged when `bytes` is undefined.
+ * @param {string} text
+ * @param {number | undefined} bytes
+ */
+function paddedTo(text, bytes) {
+  if (bytes === undefined || bytes <= text.length) return text;
+  const line = `# padding to ${bytes} bytes, so that the rollout carries a file of that size\n`;
+  const padding = line.repeat(Math.ceil((bytes - text.length) / line.length)).slice(0, bytes - text.length - 1);
+  return `${text}${padding}\n`;
+}

@@ -2,6 +2,7 @@ import type { OrderApply, OrderRevert, Patch } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import type { RolloutRecord } from '../store/rollout-repository.js';
 import type { Store } from '../store/store.js';
+import { applyOrders } from './apply-frames.js';
 import type { AgentChannel, EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
 import { signedApplyOf, signedRevertOf } from './rollout-signing.js';
@@ -12,27 +13,43 @@ import { signedApplyOf, signedRevertOf } from './rollout-signing.js';
  * A signed rollout's orders carry what people signed (`signed`, see rollout-signing.ts), untouched.
  */
 
-export function sendApply(
+/**
+ * Sends the apply orders of committed host runs: one batch of hosts, one serialization of what they
+ * share (see apply-frames.ts); a run without an order id is skipped.
+ */
+export function sendApplies(
   channel: AgentChannel,
   rollout: RolloutRecord,
-  run: HostRunRecord,
+  runs: readonly HostRunRecord[],
   patch: Patch,
   signed: OrderApply['signed'],
+  afterEach?: () => void,
 ): void {
-  if (!run.orderId) return;
-  channel.send(run.hostId, {
-    type: 'order.apply',
-    orderId: run.orderId,
-    rolloutId: rollout.id,
-    patchId: patch.id,
-    change: patch.change,
-    health: patch.health,
-    failIfUnhealthyBefore: rollout.request.failUnhealthyBefore,
-    revertOnHealthFailure: rollout.request.autoRevert !== 'none',
-    bakeSeconds: rollout.request.bakeSeconds,
-    ...(rehearsesRevert(rollout, run) ? { rehearseRevert: true } : {}),
-    ...(signed ? { signed } : {}),
-  });
+  // The canary wave of a rollout that rehearses its revert is told so: at most two bodies per batch.
+  const bodies = new Map<boolean, (orderId: string) => OrderApply>();
+  const ordersFor = (rehearse: boolean) => {
+    let orders = bodies.get(rehearse);
+    if (orders === undefined) {
+      orders = applyOrders({
+        rolloutId: rollout.id,
+        patchId: patch.id,
+        change: patch.change,
+        health: patch.health,
+        failIfUnhealthyBefore: rollout.request.failUnhealthyBefore,
+        revertOnHealthFailure: rollout.request.autoRevert !== 'none',
+        bakeSeconds: rollout.request.bakeSeconds,
+        ...(rehearse ? { rehearseRevert: true } : {}),
+        ...(signed ? { signed } : {}),
+      });
+      bodies.set(rehearse, orders);
+    }
+    return orders;
+  };
+  for (const run of runs) {
+    if (!run.orderId) continue;
+    channel.send(run.hostId, ordersFor(rehearsesRevert(rollout, run))(run.orderId));
+    afterEach?.();
+  }
 }
 
 /** Whether this host rehearses its revert: a host of the canary wave of a rollout that asks for it. */
@@ -85,7 +102,7 @@ export async function resendInFlight(
   if (applying.length > 0 && (rollout.state === 'running' || rollout.state === 'paused')) {
     const patch = (await store.patches.get(rollout.patchId)) as Patch;
     const signed = await signedApplyOf(store, rolloutId);
-    for (const run of applying) sendApply(channel, rollout, run, patch, signed);
+    sendApplies(channel, rollout, applying, patch, signed);
   }
   for (const run of runs.filter((r) => r.state === 'reverting')) {
     try {

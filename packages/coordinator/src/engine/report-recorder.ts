@@ -15,7 +15,7 @@ import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from '.
 import { transitionHostRun } from './host-run-transition.js';
 import type { LiveHealthBoard } from './live-health.js';
 import { auditOrderRefusal } from './order-refusal-audit.js';
-import { rehearsesRevert, sendApply, sendRevert } from './order-sender.js';
+import { rehearsesRevert, sendApplies, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf, signedRevertOf } from './rollout-signing.js';
 import { isoNow } from './rollout-transition.js';
@@ -127,7 +127,7 @@ export class ReportRecorder {
             this.deps.markDirty(run.rolloutId);
             continue;
           }
-          sendApply(channel, rollout, run, patch, await signedApplyOf(store, rollout.id));
+          sendApplies(channel, rollout, [run], patch, await signedApplyOf(store, rollout.id));
         }
       }
     }

@@ -16,7 +16,7 @@ import type { EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
-import { cancelInFlight, sendApply, sendBakeWatch } from './order-sender.js';
+import { cancelInFlight, sendApplies, sendBakeWatch } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf } from './rollout-signing.js';
 import { isoNow, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
@@ -286,10 +286,7 @@ export class WaveAdvancer {
     // agent's reconnect (hello) picks up, never an order that was sent but not recorded.
     const signed = sends.length > 0 ? await signedApplyOf(store, rollout.id) : undefined;
     if (sends.length > 0) this.deps.checkpoint?.('order:committed');
-    for (const run of sends) {
-      sendApply(channel, rollout, run, patch, signed);
-      this.deps.checkpoint?.('order:sent');
-    }
+    sendApplies(channel, rollout, sends, patch, signed, () => this.deps.checkpoint?.('order:sent'));
     if (sends.length > 0) this.deps.markDirty(rollout.id);
   }
 

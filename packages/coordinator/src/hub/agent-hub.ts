@@ -28,6 +28,7 @@ import {
 import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import type { AgentLimits } from '../config.js';
+import { writeMessage } from '../engine/apply-frames.js';
 import type { AgentChannel } from '../engine/rollout-engine.js';
 import { PeerThrottle } from './peer-throttle.js';
 import { TokenBucket } from './token-bucket.js';
@@ -187,7 +188,7 @@ export class AgentHub implements AgentChannel {
       );
       return false;
     }
-    connection.socket.send(JSON.stringify(message));
+    writeMessage(connection.socket, message);
     this.options.observer?.messageSent(message.type);
     return true;
   }
