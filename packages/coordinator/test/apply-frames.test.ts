@@ -17,6 +17,7 @@ import {
   type FrameSink,
   writeMessage,
 } from '../src/engine/apply-frames.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 
 // Through the schema, as the engine's orders are: every default filled in.
 const {
@@ -28,14 +29,7 @@ const {
   orderId: 'ord_0',
   rolloutId: 'ro_1',
   patchId: 'pat_1',
-  change: {
-    kind: 'file',
-    path: '/etc/app/app.conf',
-    content: 'workers = 8\n',
-    mode: '0644',
-    owner: 'root',
-    group: 'root',
-  },
+  change: SAMPLE_PATCH_SPEC.change,
   health: { checks: [] },
 });
 
