@@ -125,7 +125,15 @@ afterAll(async () => {
 
 describe('the fleet', () => {
   it('reports each agent with facts and labels', async () => {
-    const { agents: listed } = await admin.get<AgentList>('/v1/agents');
+    // Online comes with the welcome; the agent's facts follow in a message of their own.
+    const { agents: listed } = await waitFor(
+      'every agent to have reported its facts',
+      async () => {
+        const list = await admin.get<AgentList>('/v1/agents');
+        return list.agents.every((a) => a.facts !== null && a.facts !== undefined) ? list : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
     expect(listed.map((a) => a.id)).toEqual(HOSTS);
     for (const agent of listed) {
       expect(agent.online).toBe(true);

@@ -92,6 +92,21 @@ describe('rollout reads', () => {
     }).toThrow(/not extensible/);
     expect((await store.rollouts.get('ro_2'))?.request).toEqual(other);
   });
+
+  it('parse a patch once: every read shares one frozen object, its content included', async () => {
+    const stored = storedPatch(SAMPLE_PATCH_SPEC, {
+      id: 'pat_1',
+      createdBy: 'alice',
+      createdAt: '2026-01-01T00:00:00.000Z',
+    });
+    await store.patches.insert(stored);
+    const first = await store.patches.get('pat_1');
+    if (first === undefined) throw new Error('pat_1 was not stored');
+    expect(await store.patches.get('pat_1')).toBe(first);
+    expect(first).toEqual(stored);
+    expect(Object.isFrozen(first.change)).toBe(true);
+    expect(await store.patches.get('pat_nowhere')).toBeUndefined();
+  });
 });
 
 describe('query plans', () => {

@@ -1,5 +1,6 @@
 import { type Patch, type PatchSpec, patchContentDigest, patchSpecOf } from '@fleetpatch/shared';
 import type { Db } from './database.js';
+import { KeptReads } from './kept-reads.js';
 
 /** A patches row with its spec parsed, as both stores read it. */
 export interface PatchColumns {
@@ -13,9 +14,14 @@ export interface PatchColumns {
 /** SQLite holds the spec as text. */
 type PatchRow = Omit<PatchColumns, 'spec'> & { spec: string };
 
+/** How many patches each store keeps parsed: those of the rollouts running at once, and then some. */
+export const PATCHES_KEPT = 64;
+
 /** Patches are written once and never updated: a new fix is a new patch. */
 export class PatchRepository {
   private readonly statements;
+  /** Read at every burst of dispatches, a patch can carry a megabyte of content: kept once parsed. */
+  private readonly kept = new KeptReads<string, Patch>(PATCHES_KEPT);
 
   constructor(db: Db) {
     this.statements = {
@@ -36,8 +42,10 @@ export class PatchRepository {
   }
 
   async get(id: string): Promise<Patch | undefined> {
+    const kept = this.kept.get(id);
+    if (kept !== undefined) return kept;
     const row = this.statements.byId.get(id) as PatchRow | undefined;
-    return row && toPatch(row);
+    return row && this.kept.keep(id, toPatch(row));
   }
 
   async list(limit: number): Promise<Patch[]> {

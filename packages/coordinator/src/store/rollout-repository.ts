@@ -6,6 +6,7 @@ import type {
   RolloutState,
 } from '@fleetpatch/shared';
 import type { Db } from './database.js';
+import { KeptReads } from './kept-reads.js';
 
 /**
  * A rollout as stored: the API's `RolloutRecord`, except that `bakeUntil` (when the current bake
@@ -32,35 +33,17 @@ export interface RolloutRow {
   finished_at: string | null;
 }
 
-/** How many parsed requests `parseRequest` keeps: the rollouts running at once, and then some. */
-const PARSED_REQUESTS_KEPT = 64;
-const parsedRequests = new Map<string, RolloutRequest>();
+/** The rollouts running at once, and then some. */
+const parsedRequests = new KeptReads<string, RolloutRequest>(64);
 
 /**
  * A rollout is read after every burst of results and at every advance, and its request is never
  * written again once the rollout exists: the same text parses to the same request, so the last few
- * parses are kept by their text. A stale copy cannot be served (another text is another key, so a
- * group member that changed it is seen at once), and the object is frozen because every reader of
- * that rollout now shares it.
+ * parses are kept by their text (a target listing 10,000 hosts is 130 KB of JSON). A stale copy
+ * cannot be served: another text is another key, so a change a group member made is seen at once.
  */
 function parseRequest(text: string): RolloutRequest {
-  const kept = parsedRequests.get(text);
-  if (kept !== undefined) return kept;
-  const parsed = deepFreeze(JSON.parse(text) as RolloutRequest);
-  if (parsedRequests.size >= PARSED_REQUESTS_KEPT) {
-    const oldest = parsedRequests.keys().next();
-    if (!oldest.done) parsedRequests.delete(oldest.value);
-  }
-  parsedRequests.set(text, parsed);
-  return parsed;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const inner of Object.values(value)) deepFreeze(inner);
-  }
-  return value;
+  return parsedRequests.get(text) ?? parsedRequests.keep(text, JSON.parse(text) as RolloutRequest);
 }
 
 export function rolloutFromRow(row: RolloutRow): RolloutRecord {

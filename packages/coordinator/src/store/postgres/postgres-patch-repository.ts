@@ -1,10 +1,19 @@
 import type { Patch } from '@fleetpatch/shared';
-import { digestOf, type PatchColumns, type PatchRepository, patchFromColumns } from '../patch-repository.js';
+import { KeptReads } from '../kept-reads.js';
+import {
+  digestOf,
+  PATCHES_KEPT,
+  type PatchColumns,
+  type PatchRepository,
+  patchFromColumns,
+} from '../patch-repository.js';
 import type { Public } from '../repositories.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
 /** Patches on PostgreSQL: the twin of `PatchRepository`, written once and never updated. */
 export class PostgresPatchRepository implements Public<PatchRepository> {
+  private readonly kept = new KeptReads<string, Patch>(PATCHES_KEPT);
+
   constructor(private readonly db: PostgresExecutor) {}
 
   async insert(patch: Patch): Promise<void> {
@@ -16,8 +25,10 @@ export class PostgresPatchRepository implements Public<PatchRepository> {
   }
 
   async get(id: string): Promise<Patch | undefined> {
+    const kept = this.kept.get(id);
+    if (kept !== undefined) return kept;
     const row = await this.db.one<PatchColumns>('SELECT * FROM patches WHERE id = $1', [id]);
-    return row && patchFromColumns(row);
+    return row && this.kept.keep(id, patchFromColumns(row));
   }
 
   async list(limit: number): Promise<Patch[]> {
