@@ -92,6 +92,9 @@ export const RESERVE_FILE = 'journal.reserve';
 export const JOURNAL_RESERVE_BYTES = 128 * 1024;
 /** The writes that bring an order to rest (its revert begins, it ends): they may use the reserve. */
 const BRINGS_TO_REST: ReadonlySet<string> = new Set(['reverting', 'done']);
+/** Orders whose JSON `Journal.bytesOf` keeps: more than run at once on a host. */
+const ORDERS_KEPT_SERIALIZED = 16;
+const ORDER_FIRST = Buffer.from('{"order":');
 /** How agents before the shared atomic writer named an entry's temp file (`entry.json.<hex>.tmp`). */
 const LEGACY_TEMP_PATTERN = /^entry\.json\.[0-9a-f]+\.tmp$/;
 
@@ -106,6 +109,8 @@ export class Journal {
   /** Acks a full disk kept from being written (see `acknowledge`), written once there is room. */
   private readonly deferredAcks = new Map<string, { finishedAt: string | undefined; at: string }>();
   private seq = 0;
+  /** The JSON of the orders written last, by order (see `bytesOf`). */
+  private readonly orderBytes = new Map<OrderApply, Buffer>();
 
   private constructor(
     private readonly ordersDir: string,
@@ -343,18 +348,33 @@ export class Journal {
     // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
     // An ack need not outlive a power cut (`durableRename: false`): the entry it replaces holds the
     // same result, unacked, which the agent reports again and the coordinator, holding it, acks again.
-    await writeFileAtomically(
-      dir,
-      ENTRY_FILE,
-      { mode: 0o600 },
-      (fd) => writeAll(fd, Buffer.from(JSON.stringify(next))),
-      {
-        durableRename: what !== 'acked',
-        ...(checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {}),
-      },
-    );
+    await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (fd) => writeAll(fd, this.bytesOf(next)), {
+      durableRename: what !== 'acked',
+      ...(checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {}),
+    });
     this.entries.set(entry.orderId, next);
     return next;
+  }
+
+  /**
+   * An entry as written. Every write of an apply entry carries its order unchanged, and a file
+   * change's content can be a megabyte: the order's JSON is made once, at its first write, and kept
+   * while the order runs (the last few orders), instead of at each of its five writes.
+   */
+  private bytesOf(entry: JournalEntry): Buffer {
+    if (entry.kind !== 'apply') return Buffer.from(JSON.stringify(entry));
+    const { order, ...rest } = entry;
+    let orderBytes = this.orderBytes.get(order);
+    if (orderBytes === undefined) {
+      orderBytes = Buffer.from(JSON.stringify(order));
+      if (this.orderBytes.size >= ORDERS_KEPT_SERIALIZED) {
+        const oldest = this.orderBytes.keys().next();
+        if (!oldest.done) this.orderBytes.delete(oldest.value);
+      }
+      this.orderBytes.set(order, orderBytes);
+    }
+    // The same members as `JSON.stringify(entry)`, the order first: JSON.parse reads them alike.
+    return Buffer.concat([ORDER_FIRST, orderBytes, Buffer.from(`,${JSON.stringify(rest).slice(1)}`)]);
   }
 
   private readEntry(name: string): JournalEntry | undefined {

@@ -1,9 +1,9 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Journal } from '../src/journal.js';
-import { sampleApplyOrder } from './support/sample-orders.js';
+import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
 
 const order = sampleApplyOrder('o1');
 
@@ -63,5 +63,27 @@ describe('Journal', () => {
 
     expect(ended.sort()).toEqual(['write 0', 'write 1', 'write 2']);
     expect((await Journal.open(dir)).get('o2')).toMatchObject({ phase: 'accepted' });
+  });
+
+  it('writes each entry of a large order whole, its order serialized once, and reads every one back as written', async () => {
+    const large = sampleApplyOrder('o-large', {
+      change: sampleFileChange({ content: 'größe = 8 "quoted" \\ 🚀\n'.repeat(20_000) }),
+    });
+    const journal = await Journal.open(dir);
+    const file = join(dir, 'orders', 'o-large', 'entry.json');
+    let entry = await journal.createApply(large, new Date(0).toISOString());
+    const steps: [Parameters<Journal['update']>[1], number][] = [
+      [{ phase: 'snapshotted', snapshot: { prior: 'old' } }, 1],
+      [{ phase: 'applying' }, 2],
+      [{ phase: 'done', changed: true }, 3],
+    ];
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual(journal.get('o-large'));
+    for (const [patch, at] of steps) {
+      entry = await journal.update(entry, patch, new Date(at).toISOString());
+      // What is on disk is exactly the entry: its order unchanged, every other member as now.
+      expect(JSON.parse(await readFile(file, 'utf8'))).toEqual(entry);
+    }
+    expect(entry.order).toEqual(large);
+    expect((await Journal.open(dir)).get('o-large')).toEqual(entry);
   });
 });
