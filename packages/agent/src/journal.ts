@@ -14,7 +14,7 @@ import {
   fsyncDirectory,
   isTempFileFor,
   makeDirectoryDurably,
-  writeAll,
+  writeAllChunks,
   writeFileAtomically,
 } from './fs/atomic-file.js';
 import { SpaceReserve } from './fs/space-reserve.js';
@@ -92,7 +92,7 @@ export const RESERVE_FILE = 'journal.reserve';
 export const JOURNAL_RESERVE_BYTES = 128 * 1024;
 /** The writes that bring an order to rest (its revert begins, it ends): they may use the reserve. */
 const BRINGS_TO_REST: ReadonlySet<string> = new Set(['reverting', 'done']);
-/** Orders whose JSON `Journal.bytesOf` keeps: more than run at once on a host. */
+/** Orders whose JSON `Journal.chunksOf` keeps: more than run at once on a host. */
 const ORDERS_KEPT_SERIALIZED = 16;
 const ORDER_FIRST = Buffer.from('{"order":');
 /** How agents before the shared atomic writer named an entry's temp file (`entry.json.<hex>.tmp`). */
@@ -109,7 +109,7 @@ export class Journal {
   /** Acks a full disk kept from being written (see `acknowledge`), written once there is room. */
   private readonly deferredAcks = new Map<string, { finishedAt: string | undefined; at: string }>();
   private seq = 0;
-  /** The JSON of the orders written last, by order (see `bytesOf`). */
+  /** The JSON of the orders written last, by order (see `chunksOf`). */
   private readonly orderBytes = new Map<OrderApply, Buffer>();
 
   private constructor(
@@ -348,7 +348,7 @@ export class Journal {
     // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
     // An ack need not outlive a power cut (`durableRename: false`): the entry it replaces holds the
     // same result, unacked, which the agent reports again and the coordinator, holding it, acks again.
-    await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (fd) => writeAll(fd, this.bytesOf(next)), {
+    await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (fd) => writeAllChunks(fd, this.chunksOf(next)), {
       durableRename: what !== 'acked',
       ...(checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {}),
     });
@@ -361,8 +361,8 @@ export class Journal {
    * change's content can be a megabyte: the order's JSON is made once, at its first write, and kept
    * while the order runs (the last few orders), instead of at each of its five writes.
    */
-  private bytesOf(entry: JournalEntry): Buffer {
-    if (entry.kind !== 'apply') return Buffer.from(JSON.stringify(entry));
+  private chunksOf(entry: JournalEntry): Buffer[] {
+    if (entry.kind !== 'apply') return [Buffer.from(JSON.stringify(entry))];
     const { order, ...rest } = entry;
     let orderBytes = this.orderBytes.get(order);
     if (orderBytes === undefined) {
@@ -374,7 +374,7 @@ export class Journal {
       this.orderBytes.set(order, orderBytes);
     }
     // The same members as `JSON.stringify(entry)`, the order first: JSON.parse reads them alike.
-    return Buffer.concat([ORDER_FIRST, orderBytes, Buffer.from(`,${JSON.stringify(rest).slice(1)}`)]);
+    return [ORDER_FIRST, orderBytes, Buffer.from(`,${JSON.stringify(rest).slice(1)}`)];
   }
 
   private readEntry(name: string): JournalEntry | undefined {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { fstatSync, writeSync } from 'node:fs';
+import { fstatSync, writeSync, writevSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import {
   removeFileDurably,
   tempPrefixFor,
   writeAll,
+  writeAllChunks,
   writeFileAtomically,
 } from '../src/fs/atomic-file.js';
 import type { FsCallLog } from './support/fs-call-log.js';
@@ -186,6 +187,31 @@ describe('writeAll', () => {
     await writeFileAtomically(dir, 'empty', { mode: 0o600 }, (handle) => writeAll(handle, new Uint8Array(0)));
     expect((await stat(join(dir, 'empty'))).size).toBe(0);
     expect(log.calls.filter((c) => c.call === 'write')).toEqual([]);
+  });
+});
+
+describe('writeAllChunks', () => {
+  it('writes the chunks in order as one, in a single call when it takes them all', async () => {
+    const chunks = [Buffer.from('{"order":'), Buffer.from('"größe 🚀"'), Buffer.alloc(0), Buffer.from(',"seq":3}')];
+    await writeFileAtomically(dir, 'entry.json', { mode: 0o600 }, (fd) => writeAllChunks(fd, chunks));
+    expect(await readFile(join(dir, 'entry.json'), 'utf8')).toBe('{"order":"größe 🚀","seq":3}');
+    expect(log.calls.filter((c) => c.call === 'write')).toHaveLength(1);
+  });
+
+  it('writes every byte even when one call takes only part of them, splitting a chunk mid-way', async () => {
+    const chunks = [Buffer.alloc(2500, 0x61), Buffer.alloc(3, 0x62), Buffer.alloc(1_000_007, 0x63)];
+    const taken: number[] = [];
+    await writeFileAtomically(dir, 'big', { mode: 0o600 }, (fd) => {
+      // A call that takes at most 999 bytes, as a pipe or a full disk may: chunks end mid-call and mid-chunk.
+      writeAllChunks(fd, chunks, (fd, pending) => {
+        const n = writevSync(fd, [Buffer.concat(pending.map((c) => Buffer.from(c))).subarray(0, 999)]);
+        taken.push(n);
+        return n;
+      });
+    });
+    const written = await readFile(join(dir, 'big'));
+    expect(written.equals(Buffer.concat(chunks))).toBe(true);
+    expect(taken.every((n) => n <= 999)).toBe(true);
   });
 });
 

@@ -373,15 +373,33 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
         path: change.path,
       });
     }
-    const bytes = fileContentBytes(change);
+    const { bytes, sha256 } = contentOf(change);
     return {
       bytes,
-      sha256: sha256Of(bytes),
+      sha256,
       mode,
       uid: await resolveUid(change.owner),
       gid: await resolveGid(change.group),
     };
   }
+}
+
+/** Each change's bytes and their digest, made once per order (see `contentOf`). */
+const contents = new WeakMap<FileChange, { bytes: Buffer; sha256: string }>();
+
+/**
+ * A change's bytes and their SHA-256: the same at its order's preflight, snapshot, apply and verify,
+ * and up to a megabyte to decode and hash, so made once per change object (an order's). The bytes
+ * are only ever written out, never changed.
+ */
+function contentOf(change: FileChange): { bytes: Buffer; sha256: string } {
+  let content = contents.get(change);
+  if (content === undefined) {
+    const bytes = fileContentBytes(change);
+    content = { bytes, sha256: sha256Of(bytes) };
+    contents.set(change, content);
+  }
+  return content;
 }
 
 async function restoreAbsence(target: SafePath): Promise<void> {

@@ -10,6 +10,7 @@ import {
   renameSync,
   unlinkSync,
   writeSync,
+  writevSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 
@@ -152,6 +153,27 @@ export function writeAll(
 ): void {
   let offset = 0;
   while (offset < bytes.byteLength) offset += write(fd, bytes, offset, bytes.byteLength - offset);
+}
+
+/**
+ * Writes `chunks` one after another as if they were one buffer, with one `writev` for the lot (no
+ * copy into a buffer of their sum), however few bytes a call takes (`writev`: writevSync, or in a
+ * test one that takes part of them).
+ */
+export function writeAllChunks(
+  fd: number,
+  chunks: readonly Uint8Array[],
+  writev: (fd: number, chunks: readonly Uint8Array[]) => number = writevSync,
+): void {
+  let pending = chunks.filter((chunk) => chunk.byteLength > 0);
+  while (pending.length > 0) {
+    let written = writev(fd, pending);
+    while (pending.length > 0 && written >= (pending[0] as Uint8Array).byteLength) {
+      written -= (pending[0] as Uint8Array).byteLength;
+      pending = pending.slice(1);
+    }
+    if (written > 0) pending = [(pending[0] as Uint8Array).subarray(written), ...pending.slice(1)];
+  }
 }
 
 /** Makes creations, renames and removals in `dir` durable. */

@@ -99,6 +99,8 @@ export class FsCallLog {
         actual.renameSync(from, to);
       },
       writeSync: onFd('write', actual.writeSync as (fd: number, ...rest: unknown[]) => number),
+      // One write of several buffers (the journal's entries): the same step as a write.
+      writevSync: onFd('write', actual.writevSync as (fd: number, ...rest: unknown[]) => number),
       fchownSync: onFd('chown', actual.fchownSync),
       fchmodSync: onFd('chmod', actual.fchmodSync),
       fsyncSync: onFd('sync', actual.fsyncSync),
