@@ -12,7 +12,7 @@ const HEAD = Buffer.from('{"type":"order.apply","orderId":');
  * change's content (up to 1 MiB), its health checks and a signed statement are the same for every
  * host of a batch; only the order id differs. Serialized per host, a wave of 10,000 turned the same
  * megabyte into JSON and UTF-8 10,000 times; here a host's frame is its order id between two halves
- * made once (`frameOf`). The messages are ordinary, frozen `OrderApply` objects (a group's outbox and
+ * made once (`writeMessage`). The messages are ordinary, frozen `OrderApply` objects (a group's outbox and
  * the tests' channels read them as such), and their frame is byte for byte `JSON.stringify` of them.
  */
 export function applyOrders(body: ApplyBody): (orderId: string) => OrderApply {
