@@ -12,4 +12,4 @@ WORKDIR /app
 COPY --from=build /app /app
 ENV NODE_ENV=production
 EXPOSE 7420
-CMD ["node", "packages/coordinator/dist/main.js"]
+CMD ["node", "packages/coordinator/dist/bin/fleetpatch-coordinator.js"]

@@ -26,7 +26,7 @@
 //          from 127.0.0.1, where a real fleet has an address per host; lower it to bench a fleet behind one NAT)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
-//        --cpu-prof DIR (write V8 CPU profiles of the coordinator and of each agent process over the connect,
+//        --cpu-prof DIR (write V8 CPU profiles of the coordinator (run unbundled) and of each agent process over the connect,
 //          the rollout, the revert, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
 //        --store sqlite|postgres (sqlite)   --coordinators K (1; more than one needs postgres)
 //        --lease-ms N (the group's rollout lease, default the coordinator's own)
@@ -55,7 +55,7 @@ import { hasAnsible, runAnsibleCopy } from './lib/ansible-head-to-head.mjs';
 import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
 import { cpuMsOf, percentile, scratchBase, wireCounters, wirePerHost } from './lib/bench-measures.mjs';
 import { HealthzWatch } from './lib/healthz-watch.mjs';
-import { apiClient, startCoordinator, waitFor } from './lib/local-fleet.mjs';
+import { apiClient, COORDINATOR_UNBUNDLED, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { startCluster } from './lib/postgres-cluster.mjs';
 import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
 import { measureWireFloor } from './lib/wire-floor.mjs';
@@ -507,7 +507,8 @@ function startBenchCoordinator(scratch, k) {
         : {}),
     },
     // Log level stays at info (startCoordinator waits for the "listening" line): two lines per agent connection.
-    ...(PROFILE_DIR ? { env: profiledEnv(`coordinator-c${k + 1}`) } : {}),
+    // Profiled, it runs unbundled: the profile then names each module (scripts/profile-summary.mjs sums by them).
+    ...(PROFILE_DIR ? { env: profiledEnv(`coordinator-c${k + 1}`), bin: COORDINATOR_UNBUNDLED } : {}),
   });
 }
 

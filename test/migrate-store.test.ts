@@ -20,7 +20,7 @@ import { FleetHarness, sampleFilePatch } from './support/fleet-harness.js';
 import { postgresCluster, runPostgresCluster } from './support/postgres-cluster.js';
 import { describeNeeding } from './support/requirements.js';
 
-const COORDINATOR = join(import.meta.dirname, '..', 'packages/coordinator/dist/main.js');
+const COORDINATOR = join(import.meta.dirname, '..', 'packages/coordinator/dist/bin/fleetpatch-coordinator.js');
 const HOSTS = ['web-1', 'web-2', 'web-3'];
 const PATH = '/etc/migrate-app/app.conf';
 const AT = '2030-03-04T05:06:07.089Z';

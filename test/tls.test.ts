@@ -33,7 +33,7 @@ import { createTestCa, openssl, type TestCa, type TestCertificate } from './supp
 const ADMIN = 'tls-admin-token-00000001';
 /** Well-formed but issued by nobody: these agents never get past TLS to use it. */
 const UNKNOWN_JOIN_TOKEN = `fpj_${'x'.repeat(43)}`;
-const CLI = join(import.meta.dirname, '..', 'packages/cli/dist/main.js');
+const CLI = join(import.meta.dirname, '..', 'packages/cli/dist/bin/fleetpatch.js');
 const FILE = '/etc/app/tls.conf';
 const OLD = 'tls = off\n';
 const NEW = 'tls = on\n';

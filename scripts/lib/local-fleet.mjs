@@ -72,8 +72,10 @@ export class ApiError extends Error {
 }
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const COORDINATOR_BIN = join(repo, 'packages/coordinator/dist/main.js');
-export const AGENT_BIN = join(repo, 'packages/agent/dist/main.js');
+export const COORDINATOR_BIN = join(repo, 'packages/coordinator/dist/bin/fleetpatch-coordinator.js');
+export const AGENT_BIN = join(repo, 'packages/agent/dist/bin/fleetpatch-agent.js');
+/** tsc's output, unbundled: the same code, each module its own file (a CPU profile then names them). */
+export const COORDINATOR_UNBUNDLED = join(repo, 'packages/coordinator/dist/main.js');
 
 /**
  * Polls `probe` until it returns a truthy value or the deadline passes (then throws with `what`).
@@ -144,6 +146,7 @@ async function stopChild(child, signal = 'SIGTERM') {
  * @param {Record<string, unknown>} [options.extraConfig]
  * @param {Record<string, string>} [options.env]
  * @param {string[]} [options.wrap] A command the coordinator runs inside, e.g. strace (see startAgent).
+ * @param {string} [options.bin] The program to run: the bundled coordinator unless told otherwise.
  * @returns {Promise<CoordinatorProcess>}
  */
 export async function startCoordinator({
@@ -155,6 +158,7 @@ export async function startCoordinator({
   extraConfig = {},
   env = {},
   wrap = [],
+  bin = COORDINATOR_BIN,
 }) {
   await mkdir(dataDir, { recursive: true });
   const configFile = join(dataDir, 'coordinator.json');
@@ -166,7 +170,7 @@ export async function startCoordinator({
   // A restart on a fixed port can find it briefly taken (by a socket of a test running beside it):
   // try again for a few seconds rather than fail on EADDRINUSE.
   for (let attempt = 1; ; attempt++) {
-    const started = await spawnCoordinator(configFile, env, wrap);
+    const started = await spawnCoordinator(bin, configFile, env, wrap);
     if (started.ok) return started.coordinator;
     if (port === 0 || attempt >= 20 || !started.logs.some((l) => l.includes('EADDRINUSE'))) throw started.error;
     await new Promise((resolve) => setTimeout(resolve, 250));
@@ -174,19 +178,14 @@ export async function startCoordinator({
 }
 
 /**
+ * @param {string} bin
  * @param {string} configFile
  * @param {Record<string, string>} env
  * @param {string[]} wrap
  * @returns {Promise<{ ok: true, coordinator: CoordinatorProcess } | { ok: false, error: unknown, logs: string[] }>}
  */
-async function spawnCoordinator(configFile, env, wrap) {
-  const [command = process.execPath, ...commandArgs] = [
-    ...wrap,
-    process.execPath,
-    COORDINATOR_BIN,
-    '--config',
-    configFile,
-  ];
+async function spawnCoordinator(bin, configFile, env, wrap) {
+  const [command = process.execPath, ...commandArgs] = [...wrap, process.execPath, bin, '--config', configFile];
   const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },

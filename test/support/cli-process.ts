@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 
-export const CLI = join(import.meta.dirname, '..', '..', 'packages/cli/dist/main.js');
+export const CLI = join(import.meta.dirname, '..', '..', 'packages/cli/dist/bin/fleetpatch.js');
 
 export interface CliResult {
   code: number | null;

@@ -1,5 +1,5 @@
 /**
- * A real agent process (the built `packages/agent/dist/main.js`, run with node) set up as on a host:
+ * A real agent process (the built `packages/agent/dist/bin/fleetpatch-agent.js`, run with node) set up as on a host:
  * an enrolled credential in its own data dir, its own JSON config file (policy, signing) and a
  * throwaway directory standing for `/`. Nothing it is ordered to do can reach outside `work`.
  */

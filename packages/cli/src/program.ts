@@ -1,4 +1,4 @@
-import { createRequire } from 'node:module';
+import { packageVersion } from '@fleetpatch/shared';
 import { Argument, Command } from 'commander';
 import type { CliContext } from './cli-context.js';
 import { describeErrorAsJson, formatExitCodeTable, UsageError } from './cli-errors.js';
@@ -12,7 +12,7 @@ import { addPatchCommands } from './commands/patch-commands.js';
 import { addRolloutCommands } from './commands/rollout-commands.js';
 import { bashCompletion, zshCompletion } from './completion.js';
 
-const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
+const version = packageVersion(import.meta.url, '@fleetpatch/cli');
 
 /**
  * The whole command tree. Commander errors throw (exitOverride) so main.ts owns every exit code.

@@ -197,7 +197,7 @@ describe('fleetpatch key show', () => {
 });
 
 describe('the fleetpatch binary', () => {
-  const bin = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+  const bin = fileURLToPath(new URL('../dist/bin/fleetpatch.js', import.meta.url));
 
   const built = requirement(
     'the built CLI',

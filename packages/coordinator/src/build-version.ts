@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '@fleetpatch/shared';
 
 /** This package's version, for `fleetpatch_build_info` and `--check-config`; read once from package.json. */
-export const COORDINATOR_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+export const COORDINATOR_VERSION: string = packageVersion(import.meta.url, '@fleetpatch/coordinator');

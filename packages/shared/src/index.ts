@@ -15,6 +15,7 @@ export * from './inventory.js';
 export * from './inventory-views.js';
 export * from './loopback-host.js';
 export * from './order-refusal.js';
+export * from './package-version.js';
 export * from './patch.js';
 export * from './patch-digest.js';
 export * from './preconditions.js';
