@@ -127,6 +127,20 @@ describe('a rollout nobody took', () => {
     expect(await fleet.state(id)).toBe('succeeded');
   });
 
+  it('the tally names each state once, summed over the waves, in the order of their names', async () => {
+    const fleet = await SimulatedFleet.open();
+    const ids = hosts(3);
+    await fleet.addHosts(ids);
+    const id = await fleet.launch({ waves: [1, '100%'], maxFailures: 1 });
+    await fleet.finish('host-1', 'skipped');
+    await fleet.finish('host-2', 'failed');
+    await fleet.finish('host-3', 'skipped');
+    expect(await fleet.rollout(id)).toMatchObject({
+      state: 'halted',
+      stateReason: 'no host took the patch: 1 failed, 2 skipped (2 unhealthy before patch)',
+    });
+  });
+
   it('one host healthy and the others skipped still succeeds: the skips are in the report', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));

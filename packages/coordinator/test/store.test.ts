@@ -136,6 +136,12 @@ describe('query plans', () => {
     );
   });
 
+  it("a rollout's counts by wave and state read its index entries only, never a host row nor another rollout", () => {
+    expect(plan('countByWaveAndState', 'ro_1')).toMatch(
+      /SEARCH host_runs USING COVERING INDEX host_runs_wave_state\w* \(rollout_id=\?\)/,
+    );
+  });
+
   it('the advance loop probes its wave state by state, reading no host row and not the whole wave', () => {
     // `state=?` in the search: one probe per state asked, so the cost follows the hosts in flight.
     expect(plan('countInWave', 'ro_1', 2, JSON.stringify(['dispatched', 'reverting']))).toMatch(

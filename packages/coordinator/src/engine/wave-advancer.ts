@@ -191,13 +191,20 @@ export class WaveAdvancer {
    * every one skipped, failed within the budget, cancelled…), or undefined when at least one did.
    */
   private async noHostTookIt(rollout: RolloutRecord): Promise<string | undefined> {
-    const counts = await this.deps.store.hostRuns.countInStates(rollout.id, [...TERMINAL_HOST_STATES]);
-    if (rollout.hostCount === 0 || (counts.get('healthy') ?? 0) > 0) return undefined;
+    if (rollout.hostCount === 0) return undefined;
+    // Counted over this rollout's index entries (host_runs_wave_state_position), not through the state
+    // index: terminal states hold every host run ever finished, so that count would grow with history.
+    const counts = new Map<HostRunState, number>();
+    for (const { state, n } of await this.deps.store.hostRuns.countByWaveAndState(rollout.id)) {
+      if (TERMINAL_HOST_STATES.has(state)) counts.set(state, (counts.get(state) ?? 0) + n);
+    }
+    if ((counts.get('healthy') ?? 0) > 0) return undefined;
     // A skip with health_failed is the agent's baseline verdict (the reason it gives is UNHEALTHY_BEFORE_PATCH).
     const skippedUnhealthy = (await this.deps.store.hostRuns.inStates(rollout.id, ['skipped'])).filter(
       (run) => run.errorCode === ErrorCode.healthFailed,
     ).length;
     const tally = [...counts]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
       .filter(([, n]) => n > 0)
       .map(([state, n]) => `${n} ${state}`)
       .join(', ');
