@@ -69,6 +69,32 @@ describe('revert', () => {
     expect(await fleet.state(id)).toBe('revert_failed');
   });
 
+  it('counts every host that failed to revert, in every wave, and only this rollout’s', async () => {
+    const fleet = await SimulatedFleet.open();
+    const ids = ['host-1', 'host-2', 'host-3', 'host-4'];
+    await fleet.addHosts(ids);
+    // An earlier rollout whose one host failed to revert: its failure is not this rollout's.
+    const earlier = await fleet.launch({ waves: ['100%'], target: { hostIds: ['host-4'] } });
+    await fleet.finish('host-4');
+    await fleet.engine.revert(earlier, 'alice');
+    await fleet.engine.whenIdle();
+    await fleet.finishRevert('host-4', 'revert_failed');
+    expect(await fleet.state(earlier)).toBe('revert_failed');
+
+    const id = await fleet.launch({ waves: [1, '100%'], target: { hostIds: ['host-1', 'host-2', 'host-3'] } });
+    await fleet.finish('host-1');
+    await fleet.finishAll(['host-2', 'host-3']);
+    await fleet.engine.revert(id, 'alice');
+    await fleet.engine.whenIdle();
+    await fleet.finishRevert('host-1', 'revert_failed');
+    await fleet.finishRevert('host-2', 'revert_failed');
+    await fleet.finishRevert('host-3', 'revert_failed');
+    expect(await fleet.rollout(id)).toMatchObject({
+      state: 'revert_failed',
+      stateReason: '3 host(s) failed to revert',
+    });
+  });
+
   it('a host that never answers its revert order is revert_failed after hostTimeoutSeconds; a late success still counts', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);

@@ -16,11 +16,8 @@ export class RevertRunner {
   async advance(rollout: RolloutRecord): Promise<void> {
     const { store } = this.deps;
     // Counts and a bounded query: called after every burst of results, so never a scan of every host.
-    const counts = await store.hostRuns.countInStates(rollout.id, [
-      ...IN_FLIGHT_HOST_STATES,
-      'reverting',
-      'revert_failed',
-    ]);
+    // Only states hosts pass through: a count of a terminal one would read every host run ever in it.
+    const counts = await store.hostRuns.countInStates(rollout.id, [...IN_FLIGHT_HOST_STATES, 'reverting']);
     const inFlight = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (counts.get(s) ?? 0), 0);
     const reverting = counts.get('reverting') ?? 0;
     const slots = rollout.request.revertParallel - reverting;
@@ -32,7 +29,10 @@ export class RevertRunner {
       return;
     }
     if (reverting > 0 || inFlight > 0) return;
-    const failed = counts.get('revert_failed') ?? 0;
+    // Once, at the end: this rollout's own index entries (countByWaveAndState), not the state index.
+    const failed = (await store.hostRuns.countByWaveAndState(rollout.id))
+      .filter((count) => count.state === 'revert_failed')
+      .reduce((n, count) => n + count.n, 0);
     await store.transaction(async () => {
       const current = await mustGetRollout(store, rollout.id);
       if (current.state !== 'reverting') return;
