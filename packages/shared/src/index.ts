@@ -1,3 +1,4 @@
+export * from './abort-after.js';
 export * from './agent-proof.js';
 export * from './analysis.js';
 export * from './api-views.js';

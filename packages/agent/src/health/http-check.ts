@@ -1,6 +1,7 @@
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
+import { abortAfter } from '@fleetpatch/shared';
 import type { AllowedDestinations } from '../policy/allowed-destinations.js';
 import { type CheckOfKind, type CheckOutcome, describeError, fail, pass } from './check-outcome.js';
 
@@ -26,13 +27,12 @@ export async function runHttpCheck(
   } catch (err) {
     return fail(`refused by the agent policy: ${describeError(err)}`);
   }
-  const timeout = AbortSignal.timeout(check.timeoutMs);
-  const combined = AbortSignal.any([signal, timeout]);
+  const limited = abortAfter(signal, check.timeoutMs);
   const started = performance.now();
   const took = () => `${Math.round(performance.now() - started)} ms`;
   const { min, max } = check.expectStatus;
   try {
-    const response = await get(url, { signal: combined, lookup: pinnedLookup(target) });
+    const response = await get(url, { signal: limited.signal, lookup: pinnedLookup(target) });
     const status = `HTTP ${response.statusCode ?? 0}`;
     const code = response.statusCode ?? 0;
     if (code < min || code > max) {
@@ -49,8 +49,10 @@ export async function runHttpCheck(
       : fail(`${status}, body lacks the expected text (${took()})`);
   } catch (err) {
     if (signal.aborted) return fail('aborted');
-    if (timeout.aborted) return fail(`no response within ${check.timeoutMs} ms`);
+    if (limited.signal.aborted) return fail(`no response within ${check.timeoutMs} ms`);
     return fail(describeRequestError(err));
+  } finally {
+    limited.clear();
   }
 }
 

@@ -1,3 +1,5 @@
+import { abortAfter } from '@fleetpatch/shared';
+
 /** One number of a query's answer, with the labels of its series (none for a scalar). */
 export interface Sample {
   labels: Record<string, string>;
@@ -42,9 +44,10 @@ export async function queryPrometheus(
   const url = new URL(`${address.replace(/\/+$/, '')}/api/v1/query`);
   url.searchParams.set('query', query);
   let body: unknown;
+  const limited = abortAfter(signal, timeoutMs);
   try {
     const res = await fetch(url, {
-      signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
+      signal: limited.signal,
       headers: { accept: 'application/json' },
       redirect: 'error',
     });
@@ -63,6 +66,8 @@ export async function queryPrometheus(
       ok: false,
       reason: `query to ${url.origin} failed: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
     };
+  } finally {
+    limited.clear();
   }
   return samplesOf(body);
 }

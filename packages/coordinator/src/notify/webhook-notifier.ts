@@ -1,5 +1,5 @@
 import { createHmac, randomUUID } from 'node:crypto';
-import { type Clock, FleetError, systemClock } from '@fleetpatch/shared';
+import { abortAfter, type Clock, FleetError, systemClock } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 
 export interface WebhookEndpoint {
@@ -283,6 +283,7 @@ export class WebhookNotifier {
       headers['x-fleetpatch-signature'] =
         `sha256=${createHmac('sha256', endpoint.secret).update(delivery.body).digest('hex')}`;
     }
+    const limited = abortAfter(this.#abort.signal, this.#timeoutMs);
     try {
       const response = await fetch(endpoint.url, {
         method: 'POST',
@@ -290,7 +291,7 @@ export class WebhookNotifier {
         body: delivery.body,
         // A redirect is a misconfiguration to surface, not a reason to send the payload elsewhere.
         redirect: 'manual',
-        signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#timeoutMs)]),
+        signal: limited.signal,
       });
       // The answer's body is of no interest; releasing it frees the connection for the next delivery.
       await response.body?.cancel().catch(() => undefined);
@@ -299,6 +300,8 @@ export class WebhookNotifier {
         : { ok: false, status: response.status };
     } catch (err) {
       return { ok: false, err };
+    } finally {
+      limited.clear();
     }
   }
 

@@ -1,0 +1,60 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { collectGarbageEvery } from '../../../test/support/forced-gc.js';
+import { silentHttpServer } from '../../../test/support/silent-http-server.js';
+import { abortAfter } from '../src/abort-after.js';
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0)) cleanup();
+});
+
+/** How `promise` ended, or 'still waiting' after `ms`: a hang shows as a clear failure, not a test timeout. */
+function settled(promise: Promise<unknown>, ms: number): Promise<string> {
+  return Promise.race([
+    promise.then(
+      () => 'resolved',
+      (err: Error) => `rejected: ${err.name}`,
+    ),
+    new Promise<string>((resolve) => setTimeout(() => resolve('still waiting'), ms).unref()),
+  ]);
+}
+
+describe('abortAfter', () => {
+  it('ends a request to a server that never answers on time, though garbage is collected meanwhile', async () => {
+    // On Node 20, AbortSignal.any([signal, AbortSignal.timeout(ms)]) loses its timeout in a collection
+    // and this fetch waits for ever; each of these collections would take it.
+    const url = await silentHttpServer();
+    cleanups.push(collectGarbageEvery(10));
+    const limited = abortAfter(new AbortController().signal, 200);
+    cleanups.push(limited.clear);
+    const outcome = await settled(fetch(url, { method: 'POST', body: 'x', signal: limited.signal }), 5000);
+    expect(outcome).toBe('rejected: TimeoutError');
+    expect((limited.signal.reason as DOMException).name).toBe('TimeoutError');
+  });
+
+  it('aborts with the given signal’s reason when that comes first', async () => {
+    const url = await silentHttpServer();
+    const caller = new AbortController();
+    const limited = abortAfter(caller.signal, 60_000);
+    cleanups.push(limited.clear);
+    const request = fetch(url, { signal: limited.signal });
+    caller.abort(new Error('shutting down'));
+    expect(await settled(request, 5000)).toBe('rejected: Error');
+    expect(limited.signal.reason).toEqual(new Error('shutting down'));
+  });
+
+  it('is aborted at once when the given signal already is', () => {
+    const limited = abortAfter(AbortSignal.abort('gone'), 60_000);
+    limited.clear();
+    expect(limited.signal.aborted).toBe(true);
+    expect(limited.signal.reason).toBe('gone');
+  });
+
+  it('never aborts once cleared', async () => {
+    const limited = abortAfter(new AbortController().signal, 10);
+    limited.clear();
+    // Five times the limit: a timer left running would have fired by then.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(limited.signal.aborted).toBe(false);
+  });
+});
