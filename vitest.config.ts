@@ -46,6 +46,12 @@ const MOCKS_MODULES = [COORDINATOR_TESTS, 'packages/agent/test', 'packages/cli/t
       .filter((name) => /\bvi\.(mock|doMock)\(/.test(readFileSync(`${dir}/${name}`, 'utf8')))
       .map((name) => `${dir}/${name}`),
 );
+/**
+ * The coordinator projects' per-file setup: closes what a test left open (simulated fleets, webhook
+ * receivers). A setup file runs before each test file even where modules are shared; a hook at a
+ * shared module's top level would be registered for the first file of a worker only.
+ */
+const COORDINATOR_SETUP = ['packages/coordinator/test/support/close-after-each-test.ts'];
 /** What a unit project sets: modules shared across its files, unless they mock one (MOCKS_MODULES). */
 const SHARED_MODULES = { isolate: false, exclude: [...configDefaults.exclude, ...MOCKS_MODULES] };
 
@@ -89,6 +95,7 @@ export default defineConfig({
           include: ['packages/coordinator/test/**/*.test.ts'],
           isolate: false,
           exclude: [...SHARED_MODULES.exclude, ENGINE_ON_POSTGRES, ...STORE_POSTGRES_TESTS],
+          setupFiles: COORDINATOR_SETUP,
           // coordinator-group-parts.test.ts: a group's leases, outbox and tail on the run's cluster.
           globalSetup: [POSTGRES_GLOBAL_SETUP],
           testTimeout: 30_000,
@@ -105,6 +112,7 @@ export default defineConfig({
           exclude: [...SHARED_MODULES.exclude, ...SQLITE_ONLY_COORDINATOR_TESTS],
           isolate: false,
           env: { FLEETPATCH_TEST_STORE: 'postgres' },
+          setupFiles: COORDINATOR_SETUP,
           globalSetup: [POSTGRES_GLOBAL_SETUP],
           testTimeout: 30_000,
           hookTimeout: 60_000,

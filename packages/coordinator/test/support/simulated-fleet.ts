@@ -20,7 +20,6 @@ import {
 } from '@fleetpatch/shared';
 import pg from 'pg';
 import { type Logger, pino } from 'pino';
-import { afterEach } from 'vitest';
 import { runPostgresCluster } from '../../../../test/support/postgres-cluster.js';
 import { FLEET_TEMPLATE_DATABASE } from '../../../../test/support/postgres-global-setup.js';
 import type { MetricQuery } from '../../src/analysis/prometheus-query.js';
@@ -91,9 +90,11 @@ export interface SimulatedFleetOptions {
 
 const silent = pino({ level: 'silent' });
 const openFleets = new Set<SimulatedFleet>();
-afterEach(async () => {
+
+/** Closes the fleets a test left open: after each test, by the projects' setup file (`close-after-each-test.ts`). */
+export async function closeOpenFleets(): Promise<void> {
   await Promise.all([...openFleets].map((fleet) => fleet.close()));
-});
+}
 
 /**
  * The store every fleet runs on: SQLite, or PostgreSQL in the `coordinator-postgres` project

@@ -1,6 +1,5 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach } from 'vitest';
 
 export interface Received {
   method: string;
@@ -23,8 +22,8 @@ export interface Receiver {
 
 const servers: Server[] = [];
 
-// Registered by every file that imports this one: its receivers are closed after each test.
-afterEach(async () => {
+/** Closes the receivers a test started: after each test, by the projects' setup file (`close-after-each-test.ts`). */
+export async function closeReceivers(): Promise<void> {
   await Promise.all(
     servers.splice(0).map(
       (server) =>
@@ -34,7 +33,7 @@ afterEach(async () => {
         }),
     ),
   );
-});
+}
 
 /** A real HTTP server on 127.0.0.1 that records what webhooks post to it. */
 export async function startReceiver(respond: Respond = () => 200): Promise<Receiver> {
