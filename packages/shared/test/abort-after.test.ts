@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collectGarbageEvery } from '../../../test/support/forced-gc.js';
 import { silentHttpServer } from '../../../test/support/silent-http-server.js';
@@ -56,5 +59,19 @@ describe('abortAfter', () => {
     // Five times the limit: a timer left running would have fired by then.
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(limited.signal.aborted).toBe(false);
+  });
+});
+
+describe('the sources', () => {
+  it('never combine AbortSignal.any with AbortSignal.timeout, which a collection can break on Node 20 (abortAfter does it safely)', () => {
+    const root = fileURLToPath(new URL('../../', import.meta.url));
+    const sources = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter(
+      (path) => /^[^/]+\/src\/.*\.ts$/.test(path) && !path.endsWith('abort-after.ts'),
+    );
+    expect(sources.length).toBeGreaterThan(100);
+    const offenders = sources.filter((path) =>
+      /AbortSignal\.any\([^;]*AbortSignal\.timeout\(/.test(readFileSync(join(root, path), 'utf8')),
+    );
+    expect(offenders).toEqual([]);
   });
 });
