@@ -13,7 +13,8 @@ import { describeNeeding } from './support/requirements.js';
 // The dashboard at /ui, in a real browser (Debian's chromium through playwright-core) against a real
 // coordinator and real agents: a rollout's grid changes colour live as hosts finish, a halted
 // rollout names its failed host and why, a viewer sees no buttons, and server text never becomes
-// markup. The screenshots in docs/ come from here.
+// markup. The screenshots in docs/ come from here: taken at every run, written over docs/ only with
+// FLEETPATCH_UPDATE_SCREENSHOTS=1 (else into the run's temp dir), so a test run leaves the checkout as it was.
 
 const HOSTS = ['web-1', 'web-2', 'web-3', 'web-4'];
 const VIEWER_TOKEN = 'e2e-viewer-token-0000001';
@@ -31,6 +32,9 @@ interface InPage {
   __xss?: number;
 }
 const DOCS = join(import.meta.dirname, '..', 'docs');
+/** Where a screenshot goes: docs/ when asked to update them, else beside the run's other temp files. */
+const screenshotPath = (work: string, name: string) =>
+  join(process.env.FLEETPATCH_UPDATE_SCREENSHOTS === '1' ? DOCS : work, name);
 
 describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
   let work: string;
@@ -114,7 +118,7 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     await expect.poll(() => countdown.textContent()).toMatch(/^bake ends in \d+ min \d+ s$/);
     const shownFirst = await countdown.textContent();
     await expect.poll(() => countdown.textContent()).not.toBe(shownFirst); // it ticks, every second
-    await tab.screenshot({ path: join(DOCS, 'dashboard-rollout.png'), fullPage: true });
+    await tab.screenshot({ path: screenshotPath(work, 'dashboard-rollout.png'), fullPage: true });
 
     await tab.locator('button[data-verb="promote"]').click();
     for (const host of HOSTS) await tab.locator(`[data-host="${host}"][data-state="healthy"]`).waitFor();
@@ -161,7 +165,7 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     expect(await tab.getByTestId('failure-budget').textContent()).toContain(`${halted.failures} failed of 0 tolerated`);
     // The admin may revert it: the button is there.
     expect(await tab.locator('button[data-verb="revert"]').count()).toBe(1);
-    await tab.screenshot({ path: join(DOCS, 'dashboard-halted.png'), fullPage: true });
+    await tab.screenshot({ path: screenshotPath(work, 'dashboard-halted.png'), fullPage: true });
     expect(problems).toEqual([]);
   });
 
@@ -179,7 +183,7 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
       );
     }
     expect(await tab.locator('td.title').allTextContents()).toEqual([HALTED_TITLE, RUNNING_TITLE]);
-    await tab.screenshot({ path: join(DOCS, 'dashboard-rollouts.png'), fullPage: true });
+    await tab.screenshot({ path: screenshotPath(work, 'dashboard-rollouts.png'), fullPage: true });
     expect(problems).toEqual([]);
   });
 
