@@ -57,11 +57,17 @@ import { WaveAdvancer } from './wave-advancer.js';
 const REPORT_RETRY_MS = 1000;
 /**
  * Reports are recorded in bursts, one transaction each (group commit): the first report of a burst
- * waits this long for others. A few milliseconds on a host's answer; under load, one commit and one
- * advance for dozens of hosts instead of one per host, and an order's arrival and its result often
- * share a burst (the arrival is then not written at all).
+ * waits this long for others (unless it comes after a quiet spell: REPORT_QUIET_MS). A few
+ * milliseconds on a host's answer; under load, one commit and one advance for dozens of hosts instead
+ * of one per host, and an order's progress and its result often share a burst (the progress is then
+ * not written at all).
  */
 const REPORT_BATCH_MS = 5;
+/**
+ * A report that comes this long after the one before it finds no burst to join (the canary's result,
+ * a lone host's): it is recorded at once rather than wait REPORT_BATCH_MS for company that is not coming.
+ */
+const REPORT_QUIET_MS = 10;
 
 export type {
   AgentChannel,
@@ -145,6 +151,8 @@ export class RolloutEngine {
   private readonly startRefusals = new Map<string, string>();
   private reports: AgentReport[] = [];
   private flushScheduled = false;
+  /** When the last agent report came, on the engine's clock: see REPORT_QUIET_MS. */
+  private lastReportAt = Number.NEGATIVE_INFINITY;
   private advanceScheduled = false;
   private stopped = false;
   /** Flushes and advances scheduled (on the next turn, or a retry timer) that have not run yet. */
@@ -749,9 +757,13 @@ export class RolloutEngine {
 
   private report(report: AgentReport): void {
     this.reports.push(report);
+    // The engine's clock: a wall clock's jump only moves one report between waiting and not.
+    const now = this.clock.now();
+    const flowing = now - this.lastReportAt < REPORT_QUIET_MS;
+    this.lastReportAt = now;
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    this.later(() => this.flushReports(), REPORT_BATCH_MS);
+    this.later(() => this.flushReports(), flowing ? REPORT_BATCH_MS : 0);
   }
 
   private async flushReports(): Promise<void> {
