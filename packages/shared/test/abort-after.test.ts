@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { collectGarbageEvery } from '../../../test/support/forced-gc.js';
 import { silentHttpServer } from '../../../test/support/silent-http-server.js';
 import { abortAfter } from '../src/abort-after.js';
@@ -53,12 +53,20 @@ describe('abortAfter', () => {
     expect(limited.signal.reason).toBe('gone');
   });
 
-  it('never aborts once cleared', async () => {
-    const limited = abortAfter(new AbortController().signal, 10);
-    limited.clear();
-    // Five times the limit: a timer left running would have fired by then.
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(limited.signal.aborted).toBe(false);
+  it('never aborts once cleared, and leaves no timer behind', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const kept = abortAfter(new AbortController().signal, 10);
+      const cleared = abortAfter(new AbortController().signal, 10);
+      cleared.clear();
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(10_000);
+      expect(kept.signal.aborted).toBe(true);
+      expect(cleared.signal.aborted).toBe(false);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
