@@ -275,9 +275,7 @@ export class Agent {
           { hostId, labels: enrolled.result.labels, coordinator: enrolled.coordinatorUrl },
           'enrolled with the coordinator',
         );
-        const credential = await readCredential(config.dataDir);
-        if (!credential) throw new Error('the credential just written cannot be read back');
-        return credential;
+        return enrolled.credential;
       } catch (err) {
         if (err instanceof EnrollmentRefused) {
           throw new Error(`enrollment refused by the coordinator (HTTP ${err.status}): ${err.message}`);

@@ -1,14 +1,14 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import {
-  type AgentKeyPair,
   type EnrollResult,
   EnrollResultSchema,
   enrollProofPayload,
-  generateAgentKeyPair,
-  loadPrivateKey,
+  generateLoadedAgentKeyPair,
+  type LoadedAgentKeyPair,
   signPayload,
 } from '@fleetpatch/shared';
+import type { AgentCredential } from './agent-credential.js';
 import { enrollmentKeyPair, forgetEnrollmentKeyPair, writeCredential } from './agent-credential.js';
 import type { AgentConfig } from './config.js';
 import { coordinatorTlsOptions } from './coordinator-tls.js';
@@ -34,12 +34,13 @@ export interface EnrollmentInput {
   /** TLS options for an https:// coordinator (CA, pin), as for the agent socket. */
   tls?: Pick<RequestOptions, 'ca' | 'checkServerIdentity'>;
   /** The key pair to offer (the same on every retry: see enrollmentKeyPair); a new one when absent. */
-  keyPair?: AgentKeyPair;
+  keyPair?: LoadedAgentKeyPair;
 }
 
 export interface Enrolled {
   result: EnrollResult;
-  credential: { hostId: string; publicKey: string; privateKeyPem: string };
+  /** The credential to store (its private key as PEM), and to connect with (the key loaded). */
+  credential: AgentCredential & { privateKeyPem: string };
 }
 
 /**
@@ -47,8 +48,8 @@ export interface Enrolled {
  * never leaves this host; the caller stores the credential only once the coordinator said yes.
  */
 export async function enrollWithCoordinator(input: EnrollmentInput): Promise<Enrolled> {
-  const pair = input.keyPair ?? generateAgentKeyPair();
-  const proof = signPayload(loadPrivateKey(pair.privateKeyPem), enrollProofPayload(input.hostId, pair.publicKey));
+  const pair = input.keyPair ?? generateLoadedAgentKeyPair();
+  const proof = signPayload(pair.privateKey, enrollProofPayload(input.hostId, pair.publicKey));
   const body = JSON.stringify({ hostId: input.hostId, publicKey: pair.publicKey, proof });
   const url = new URL(input.coordinatorUrl);
   url.protocol = url.protocol === 'wss:' ? 'https:' : url.protocol === 'ws:' ? 'http:' : url.protocol;
@@ -86,13 +87,14 @@ export class EnrollmentUnanswered extends Error {
  * Enrolls `hostId` with the join token and TLS trust of the agent's config at the first of its
  * coordinators that answers (they share one store, so any of them will do), and once that coordinator
  * accepted the key, stores it in the data dir (0600); the old key stays until then. A refusal ends it
- * at once: the others hold the same join tokens and would refuse too.
+ * at once: the others hold the same join tokens and would refuse too. Gives the credential stored,
+ * its key loaded: the agent connects with it without reading the file back.
  */
 export async function enrollAndStore(
   config: Pick<AgentConfig, 'coordinatorUrls' | 'tls' | 'dataDir'>,
   joinToken: string,
   hostId: string,
-): Promise<{ result: EnrollResult; coordinatorUrl: string }> {
+): Promise<{ result: EnrollResult; coordinatorUrl: string; credential: AgentCredential }> {
   const failures: { coordinatorUrl: string; err: Error }[] = [];
   const keyPair = await enrollmentKeyPair(config.dataDir);
   for (const coordinatorUrl of config.coordinatorUrls) {
@@ -112,7 +114,8 @@ export async function enrollAndStore(
     }
     await writeCredential(config.dataDir, enrolled.credential, new Date().toISOString());
     await forgetEnrollmentKeyPair(config.dataDir);
-    return { result: enrolled.result, coordinatorUrl };
+    const { hostId: enrolledAs, publicKey, privateKey } = enrolled.credential;
+    return { result: enrolled.result, coordinatorUrl, credential: { hostId: enrolledAs, publicKey, privateKey } };
   }
   throw new EnrollmentUnanswered(failures);
 }

@@ -1,8 +1,9 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { generateAgentKeyPair, loadPrivateKey } from '@fleetpatch/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   EnrollmentRefused,
@@ -90,8 +91,18 @@ describe('enrolling with a group of coordinators', () => {
     const busy = await coordinatorAnswering(503);
     const accepting = await coordinatorAnswering(201);
     const { enrolled, credential } = await enroll([down, busy, accepting]);
-    expect(enrolled).toEqual({ coordinatorUrl: accepting, result: expect.objectContaining({ hostId: 'web-1' }) });
-    expect(JSON.parse(credential ?? '{}')).toMatchObject({ hostId: 'web-1' });
+    expect(enrolled).toEqual({
+      coordinatorUrl: accepting,
+      result: expect.objectContaining({ hostId: 'web-1' }),
+      credential: expect.objectContaining({ hostId: 'web-1' }),
+    });
+    // The credential given back is the one written, its key loaded (the agent connects with it).
+    const written = JSON.parse(credential ?? '{}');
+    expect(written).toMatchObject({ hostId: 'web-1', publicKey: enrolled?.credential.publicKey });
+    expect(Object.keys(written).sort()).toEqual(['enrolledAt', 'hostId', 'privateKeyPem', 'publicKey']);
+    expect(enrolled?.credential.privateKey.export({ format: 'jwk' })).toEqual(
+      loadPrivateKey(written.privateKeyPem).export({ format: 'jwk' }),
+    );
     expect([requests.get(busy), requests.get(accepting)]).toEqual([1, 1]);
   });
 
@@ -156,6 +167,28 @@ describe('an enrollment whose answer is lost', () => {
       expect(credential.publicKey).toBe(lost.keys[0]);
       // Enrolled: the key lives on in the credential only.
       await expect(stat(join(dataDir, 'enrollment-key.json'))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('makes a new key when the one kept cannot be loaded, instead of failing on it for ever', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'agent-enroll-'));
+    try {
+      const { publicKey } = generateAgentKeyPair();
+      const broken = { publicKey, privateKeyPem: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' };
+      await writeFile(join(dataDir, 'enrollment-key.json'), JSON.stringify(broken), { mode: 0o600 });
+      const answering = await coordinatorKeeping(201);
+      const enrolled = await enrollAndStore({ coordinatorUrls: [answering.url], tls: {}, dataDir }, 'fpj_x', 'web-1');
+      expect(answering.keys).toHaveLength(1);
+      expect(answering.keys[0]).not.toBe(publicKey);
+      expect(enrolled.credential.publicKey).toBe(answering.keys[0]);
+      const credential = JSON.parse(await readFile(join(dataDir, 'credential.json'), 'utf8')) as {
+        privateKeyPem: string;
+      };
+      expect(loadPrivateKey(credential.privateKeyPem).export({ format: 'jwk' })).toEqual(
+        enrolled.credential.privateKey.export({ format: 'jwk' }),
+      );
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }

@@ -5,7 +5,9 @@ import {
   ed25519FromSeed,
   enrollProofPayload,
   generateAgentKeyPair,
+  generateLoadedAgentKeyPair,
   loadPrivateKey,
+  pkcs8PemOf,
   rawPublicKey,
   signPayload,
   verifyPayload,
@@ -86,5 +88,33 @@ describe('loading the agent key', () => {
     expect(() =>
       loadPrivateKey(`-----BEGIN PRIVATE KEY-----\n${short.toString('base64')}\n-----END PRIVATE KEY-----\n`),
     ).toThrow();
+  });
+});
+
+describe('a new key pair, loaded', () => {
+  const payload = enrollProofPayload('web-1', 'k'.repeat(43));
+
+  it('writes the PEM OpenSSL writes, for key after key', () => {
+    for (let i = 0; i < 50; i++) {
+      const { privateKey } = generateKeyPairSync('ed25519');
+      expect(pkcs8PemOf(privateKey)).toBe(privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
+    }
+  });
+
+  it('signs with the key its PEM and its public key stand for', () => {
+    const pair = generateLoadedAgentKeyPair();
+    expect(rawPublicKey(createPublicKey(pair.privateKey))).toBe(pair.publicKey);
+    expect(createPrivateKey(pair.privateKeyPem).export({ format: 'jwk' })).toEqual(
+      pair.privateKey.export({ format: 'jwk' }),
+    );
+    expect(verifyPayload(pair.publicKey, payload, signPayload(pair.privateKey, payload))).toBe(true);
+    // The stored form carries no key object: generateAgentKeyPair gives the two strings only.
+    expect(Object.keys(generateAgentKeyPair()).sort()).toEqual(['privateKeyPem', 'publicKey']);
+  });
+
+  it('refuses to write a PEM for a key that is not an ed25519 private key', () => {
+    const ed = generateKeyPairSync('ed25519');
+    expect(() => pkcs8PemOf(generateKeyPairSync('x25519').privateKey)).toThrow('not an ed25519 private key');
+    expect(() => pkcs8PemOf(ed.publicKey)).toThrow();
   });
 });
