@@ -106,12 +106,10 @@ export class AgentEnrollment {
     return token;
   }
 
-  /** The join token behind a bearer secret, if it can still enroll someone. */
-  async usableJoinToken(secret: string): Promise<JoinTokenRecord> {
-    const token = await this.knownJoinToken(secret);
+  /** Throws unless the join token can still enroll someone. */
+  private checkUsable(token: JoinTokenRecord): void {
     const state = joinTokenState(token, this.isoNow());
     if (state !== 'active') throw new FleetError(ErrorCode.unauthorized, `join token ${token.id} is ${state}`);
-    return token;
   }
 
   async enroll(secret: string, request: EnrollRequest): Promise<EnrollResult & { repeated: boolean }> {
@@ -134,8 +132,10 @@ export class AgentEnrollment {
       if (existing && (await store.agents.publicKeyOf(request.hostId)) === request.publicKey) {
         return { refused: false as const, labels: existing.labels, replaced: false, repeated: true };
       }
-      // Checked inside the transaction: two agents racing for the last use cannot both win.
-      const token = await this.usableJoinToken(secret);
+      // Checked inside the transaction (the token as read in it): two agents racing for the last use
+      // cannot both win.
+      const token = known;
+      this.checkUsable(token);
       // A row that never held a key (registered before enrollment existed) may enroll like a new host.
       const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
       if (replacing && !token.replace) {
