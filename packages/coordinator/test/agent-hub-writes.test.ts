@@ -1,11 +1,12 @@
 /**
- * What the agent socket puts on the wire per connection, counted on the coordinator's side of a real
- * socket: each write the socket makes is a system call on both ends and a wake-up of the agent, which
- * a reconnect storm pays once per agent.
+ * What the agent socket puts on the wire per connection, on real sockets: the writes of a handshake,
+ * counted on the coordinator's side (each is a system call on both ends and a wake-up of the agent,
+ * which a reconnect storm pays once per agent), and the heartbeat's pings, seen by the agents.
  */
+import type { KeyObject } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectAsAgent, type RawPeer } from '../../../test/support/raw-agent-socket.js';
+import { connectAsAgent, OPCODE, type RawPeer } from '../../../test/support/raw-agent-socket.js';
 import { type HubUnderTest, startHub } from './support/hub-under-test.js';
 
 let hub: HubUnderTest;
@@ -54,5 +55,50 @@ describe('the writes of a connection', () => {
     expect(first).toContain('{"type":"challenge","nonce":"');
     // Then the welcome, in a write of its own: it waits for the agent's signed hello.
     expect(writes.slice(1).map((chunks) => chunks.join(''))).toEqual([expect.stringContaining('"type":"welcome"')]);
+  });
+});
+
+describe('the heartbeat', () => {
+  /** When each of the peer's first `n` pings came, in ms since `since` (checked as each byte arrives). */
+  const pingTimes = (peer: RawPeer, n: number, since: number) => {
+    const times: number[] = [];
+    return peer.until(
+      `${n} pings`,
+      () => {
+        const seen = peer.frames.filter((f) => f.opcode === OPCODE.ping).length;
+        while (times.length < Math.min(seen, n)) times.push(Date.now() - since);
+        return times.length === n ? times : undefined;
+      },
+      5000,
+    );
+  };
+
+  it('pings each live connection once an interval, spread over the interval rather than all at once', async () => {
+    hub = await startHub({}, { heartbeatIntervalMs: 1000 });
+    const ids = Array.from({ length: 10 }, (_, i) => `beat-${i}`);
+    const keys = await Promise.all(ids.map((id) => hub.register(id)));
+    const agents = [];
+    for (const [i, id] of ids.entries()) agents.push(await connectAsAgent(hub.port, id, keys[i] as KeyObject));
+    peers.push(...agents.map((a) => a.peer));
+    const since = Date.now();
+    const times = await Promise.all(agents.map((a) => pingTimes(a.peer, 3, since)));
+    // Ten connections in ten slices of 100 ms: their first pings span most of the interval.
+    const firsts = times.map((t) => t[0] as number);
+    expect(Math.max(...firsts) - Math.min(...firsts)).toBeGreaterThanOrEqual(500);
+    // Each is pinged once an interval, no more often: its third ping comes two intervals after its first.
+    for (const [first, , third] of times) expect((third as number) - (first as number)).toBeGreaterThanOrEqual(1800);
+  });
+
+  it('cuts a connection that answers no ping within its interval, and only that one', async () => {
+    hub = await startHub({}, { heartbeatIntervalMs: 400 });
+    const [deafKey, liveKey] = [await hub.register('deaf-1'), await hub.register('live-1')];
+    const deaf = await connectAsAgent(hub.port, 'deaf-1', deafKey, { answerPings: false });
+    const live = await connectAsAgent(hub.port, 'live-1', liveKey);
+    peers.push(deaf.peer, live.peer);
+    await deaf.peer.until('the deaf connection cut', () => (deaf.peer.ended ? true : undefined), 5000);
+    expect(hub.logsSaying('agent missed its heartbeat')).toHaveLength(1);
+    expect(live.peer.ended).toBe(false);
+    expect(hub.app.fleet.hub.isOnline('live-1')).toBe(true);
+    expect(hub.app.fleet.hub.isOnline('deaf-1')).toBe(false);
   });
 });

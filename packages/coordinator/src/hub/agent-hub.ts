@@ -96,6 +96,8 @@ interface Connection {
   /** Agreed in hello; until then the newest we speak, for parsing that hello. */
   protocolVersion: number;
   alive: boolean;
+  /** Which of the heartbeat interval's PING_SLICES pings this connection (see pingSlice). */
+  pingSlice: number;
   bucket: TokenBucket;
   /** Frames that arrive while pending, handed on once live (the hello, typically). */
   early: { data: RawData; isBinary: boolean }[];
@@ -113,6 +115,13 @@ type Authentication = { ok: true; agentId: string } | { ok: false; code: CloseCo
 const MAX_EARLY_FRAMES = 4;
 /** How long a closed peer has to answer our close frame before its socket is destroyed. */
 const CLOSE_GRACE_MS = 1000;
+/**
+ * The heartbeat interval is cut into this many ticks, and each tick pings one slice of the live
+ * connections: each is still pinged once an interval, but pinging 10,000 at once held the event loop
+ * for 50–100 ms every interval (and brought 10,000 pongs back together), which a rollout's messages
+ * waited behind.
+ */
+const PING_SLICES = 10;
 
 /**
  * The WebSocket side of the coordinator: admits sockets through the upgrade gate, authenticates them
@@ -129,6 +138,9 @@ export class AgentHub implements AgentChannel {
   private readonly logThrottle: PeerThrottle;
   private readonly auditThrottle: PeerThrottle;
   private readonly heartbeat: NodeJS.Timeout;
+  /** The slice the next tick pings, and the one the next live connection joins (in turn: even slices). */
+  private pingTick = 0;
+  private nextPingSlice = 0;
   private handlers: AgentHubHandlers | null = null;
   private closed = false;
 
@@ -144,7 +156,7 @@ export class AgentHub implements AgentChannel {
       throttle: this.logThrottle,
       onRefused: (cap) => options.observer?.upgradeRefused(cap),
     });
-    this.heartbeat = setInterval(() => this.pingAll(), options.heartbeatIntervalMs);
+    this.heartbeat = setInterval(() => this.pingSlice(), options.heartbeatIntervalMs / PING_SLICES);
     this.heartbeat.unref();
   }
 
@@ -268,6 +280,7 @@ export class AgentHub implements AgentChannel {
       greeted: false,
       protocolVersion: PROTOCOL_VERSION,
       alive: true,
+      pingSlice: 0,
       bucket: new TokenBucket(this.options.limits.messagesPerSecond, this.options.limits.messageBurst),
       early: [],
     };
@@ -367,6 +380,8 @@ export class AgentHub implements AgentChannel {
     connection.agentId = agentId;
     connection.peer = agentId;
     connection.log = this.options.log.child({ agentId });
+    connection.pingSlice = this.nextPingSlice;
+    this.nextPingSlice = (this.nextPingSlice + 1) % PING_SLICES;
     this.connections.set(agentId, connection);
     const [hello, ...more] = connection.early.splice(0);
     if (hello) this.onFrame(connection, hello.data, hello.isBinary, connection.firstParsed);
@@ -581,8 +596,15 @@ export class AgentHub implements AgentChannel {
     if (suppressed !== undefined) connection.log.warn({ ...fields, suppressed }, message);
   }
 
-  private pingAll(): void {
+  /**
+   * One tick of the heartbeat: the connections of this tick's slice that said nothing since their
+   * last ping (a frame or a pong) are cut; the others are pinged.
+   */
+  private pingSlice(): void {
+    const slice = this.pingTick;
+    this.pingTick = (this.pingTick + 1) % PING_SLICES;
     for (const connection of this.connections.values()) {
+      if (connection.pingSlice !== slice) continue;
       if (!connection.alive) {
         connection.log.warn('agent missed its heartbeat; terminating the connection');
         this.retire(connection);

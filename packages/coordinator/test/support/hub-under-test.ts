@@ -28,7 +28,10 @@ export interface HubUnderTest {
   close(): Promise<void>;
 }
 
-export async function startHub(limits: Partial<AgentLimits> = {}): Promise<HubUnderTest> {
+export async function startHub(
+  limits: Partial<AgentLimits> = {},
+  settings: { heartbeatIntervalMs?: number } = {},
+): Promise<HubUnderTest> {
   const dataDir = mkdtempSync(join(tmpdir(), 'fleetpatch-hub-'));
   const logs: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => logs.push(JSON.parse(line)) });
@@ -38,6 +41,7 @@ export async function startHub(limits: Partial<AgentLimits> = {}): Promise<HubUn
     port: 0,
     apiTokens: [{ name: 'admin', token: ADMIN, role: 'admin' }],
     agentLimits: limits,
+    ...settings,
   });
   const app = await buildApp(config, { logger });
   await app.listen({ host: '127.0.0.1', port: 0 });
