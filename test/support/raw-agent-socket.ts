@@ -13,6 +13,8 @@ export const OPCODE = { text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa
 export interface ServerFrame {
   opcode: number;
   payload: Buffer;
+  /** When it was read (Date.now()): for tests of when the server sends, e.g. its pings. */
+  at: number;
 }
 
 /** A client frame: masked as RFC 6455 requires of a client, unless `masked: false`. */
@@ -188,7 +190,7 @@ export class RawPeer {
       }
       if (b.length < offset + length) return;
       const payload = b.subarray(offset, offset + length);
-      this.frames.push({ opcode, payload });
+      this.frames.push({ opcode, payload, at: Date.now() });
       this.buffer = b.subarray(offset + length);
       if (opcode === OPCODE.ping && this.answerPings) this.write(clientFrame(OPCODE.pong, payload));
     }

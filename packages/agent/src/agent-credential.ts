@@ -1,4 +1,4 @@
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { chmodSync, readFileSync, rmSync } from 'node:fs';
 import {
   AgentPublicKeySchema,
@@ -6,6 +6,7 @@ import {
   HostIdSchema,
   type LoadedAgentKeyPair,
   loadPrivateKey,
+  rawPublicKey,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { makeDirectoryDurably, writeAll, writeFileAtomically } from './fs/atomic-file.js';
@@ -53,9 +54,10 @@ export async function readCredential(dataDir: string): Promise<AgentCredential |
 /**
  * Atomically (a crash leaves the old credential or the new one), readable by root only.
  *
- * This file's calls are synchronous, as the journal's reads at open: they run once, at an agent's
- * start or enrollment, where nothing else waits on the thread, and the thread pool's round trips
- * cost ~50–80 µs of CPU per call against ~2–12 µs, paid by every host of a fleet started at once.
+ * This file's calls are synchronous, as the journal's reads at open: they run at an agent's start or
+ * enrollment (and when the coordinator refuses its key), where nothing else waits on the thread, and
+ * the thread pool's round trips cost ~50–80 µs of CPU per call against ~2–12 µs, paid by every host
+ * of a fleet started at once.
  */
 export async function writeCredential(
   dataDir: string,
@@ -91,6 +93,11 @@ export async function enrollmentKeyPair(dataDir: string): Promise<LoadedAgentKey
   if (kept) return kept;
   // Absent, or not a key (a torn file cannot be: it is written atomically): a new one.
   const pair = generateLoadedAgentKeyPair();
+  // The PEM is what outlives this process (here, then in credential.json): it must load back into this
+  // very key, or the agent would find out only at its next start, with the enrollment key gone.
+  if (!keyOf(pair.privateKeyPem, pair.publicKey)) {
+    throw new Error('a new agent key does not read back from its PEM; nothing was offered or stored');
+  }
   await makeDirectoryDurably(dataDir, 0o700);
   chmodSync(dataDir, 0o700);
   const bytes = Buffer.from(`${JSON.stringify({ publicKey: pair.publicKey, privateKeyPem: pair.privateKeyPem })}\n`);
@@ -110,8 +117,16 @@ function keptEnrollmentKeyPair(dataDir: string): LoadedAgentKeyPair | undefined 
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || err instanceof SyntaxError) return undefined;
     throw err;
   }
+  // A PEM that does not load, or holds another key than the public key beside it: not a key to offer.
+  const privateKey = keyOf(kept.privateKeyPem, kept.publicKey);
+  return privateKey ? { ...kept, privateKey } : undefined;
+}
+
+/** The private key a PEM holds, if it loads and is the private half of `publicKey`. */
+function keyOf(pem: string, publicKey: string): KeyObject | undefined {
   try {
-    return { ...kept, privateKey: loadPrivateKey(kept.privateKeyPem) };
+    const privateKey = loadPrivateKey(pem);
+    return rawPublicKey(createPublicKey(privateKey)) === publicKey ? privateKey : undefined;
   } catch {
     return undefined;
   }

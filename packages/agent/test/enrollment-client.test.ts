@@ -172,12 +172,23 @@ describe('an enrollment whose answer is lost', () => {
     }
   });
 
-  it('makes a new key when the one kept cannot be loaded, instead of failing on it for ever', async () => {
+  it.each([
+    [
+      'cannot be loaded',
+      (publicKey: string) => ({
+        publicKey,
+        privateKeyPem: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n',
+      }),
+    ],
+    [
+      'holds another key than the public key beside it',
+      (publicKey: string) => ({ publicKey, privateKeyPem: generateAgentKeyPair().privateKeyPem }),
+    ],
+  ])('makes a new key when the one kept %s, instead of failing on it for ever', async (_, broken) => {
     const dataDir = await mkdtemp(join(tmpdir(), 'agent-enroll-'));
     try {
       const { publicKey } = generateAgentKeyPair();
-      const broken = { publicKey, privateKeyPem: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' };
-      await writeFile(join(dataDir, 'enrollment-key.json'), JSON.stringify(broken), { mode: 0o600 });
+      await writeFile(join(dataDir, 'enrollment-key.json'), JSON.stringify(broken(publicKey)), { mode: 0o600 });
       const answering = await coordinatorKeeping(201);
       const enrolled = await enrollAndStore({ coordinatorUrls: [answering.url], tls: {}, dataDir }, 'fpj_x', 'web-1');
       expect(answering.keys).toHaveLength(1);

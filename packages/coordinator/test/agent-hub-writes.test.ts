@@ -59,19 +59,9 @@ describe('the writes of a connection', () => {
 });
 
 describe('the heartbeat', () => {
-  /** When each of the peer's first `n` pings came, in ms since `since` (checked as each byte arrives). */
-  const pingTimes = (peer: RawPeer, n: number, since: number) => {
-    const times: number[] = [];
-    return peer.until(
-      `${n} pings`,
-      () => {
-        const seen = peer.frames.filter((f) => f.opcode === OPCODE.ping).length;
-        while (times.length < Math.min(seen, n)) times.push(Date.now() - since);
-        return times.length === n ? times : undefined;
-      },
-      5000,
-    );
-  };
+  /** When the peer's pings came, from `since` on (pings before it are the connecting ones' business). */
+  const pingsSince = (peer: RawPeer, since: number) =>
+    peer.frames.filter((f) => f.opcode === OPCODE.ping && f.at >= since).map((f) => f.at);
 
   it('pings each live connection once an interval, spread over the interval rather than all at once', async () => {
     hub = await startHub({}, { heartbeatIntervalMs: 1000 });
@@ -80,22 +70,36 @@ describe('the heartbeat', () => {
     const agents = [];
     for (const [i, id] of ids.entries()) agents.push(await connectAsAgent(hub.port, id, keys[i] as KeyObject));
     peers.push(...agents.map((a) => a.peer));
+    // From here on every connection is live, each in its own slice of the interval.
     const since = Date.now();
-    const times = await Promise.all(agents.map((a) => pingTimes(a.peer, 3, since)));
+    const times = await Promise.all(
+      agents.map(({ peer }) =>
+        peer.until(
+          'three pings',
+          () => (pingsSince(peer, since).length >= 3 ? pingsSince(peer, since) : undefined),
+          8000,
+        ),
+      ),
+    );
     // Ten connections in ten slices of 100 ms: their first pings span most of the interval.
     const firsts = times.map((t) => t[0] as number);
     expect(Math.max(...firsts) - Math.min(...firsts)).toBeGreaterThanOrEqual(500);
-    // Each is pinged once an interval, no more often: its third ping comes two intervals after its first.
-    for (const [first, , third] of times) expect((third as number) - (first as number)).toBeGreaterThanOrEqual(1800);
+    // Each is pinged once an interval, no more often: its third ping comes two intervals after its first
+    // (less what a busy test process adds to the first ping's reading; twice an interval would be one).
+    for (const [first, , third] of times) expect((third as number) - (first as number)).toBeGreaterThanOrEqual(1500);
   });
 
-  it('cuts a connection that answers no ping within its interval, and only that one', async () => {
-    hub = await startHub({}, { heartbeatIntervalMs: 400 });
+  it('cuts a connection that answers no ping by its next one, and only that one', async () => {
+    const intervalMs = 1000;
+    hub = await startHub({}, { heartbeatIntervalMs: intervalMs });
     const [deafKey, liveKey] = [await hub.register('deaf-1'), await hub.register('live-1')];
+    const connectedAt = Date.now();
     const deaf = await connectAsAgent(hub.port, 'deaf-1', deafKey, { answerPings: false });
     const live = await connectAsAgent(hub.port, 'live-1', liveKey);
     peers.push(deaf.peer, live.peer);
-    await deaf.peer.until('the deaf connection cut', () => (deaf.peer.ended ? true : undefined), 5000);
+    await deaf.peer.until('the deaf connection cut', () => (deaf.peer.ended ? true : undefined), 10_000);
+    // Pinged within an interval of connecting, cut at its next ping: two intervals (four allowed for a slow runner).
+    expect(Date.now() - connectedAt).toBeLessThanOrEqual(4 * intervalMs);
     expect(hub.logsSaying('agent missed its heartbeat')).toHaveLength(1);
     expect(live.peer.ended).toBe(false);
     expect(hub.app.fleet.hub.isOnline('live-1')).toBe(true);

@@ -16,7 +16,7 @@ import {
 } from '@fleetpatch/shared';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { CoordinatorConfigSchema } from '../src/config.js';
 
@@ -134,6 +134,25 @@ describe('enrolling', () => {
     expect(third.status).toBe(401);
     expect(third.body.error?.message).toMatch(/used_up/);
     expect(await agentIds(app)).toEqual(['web-1', 'web-2']);
+  });
+
+  it('refuses, and writes nothing, when another coordinator claimed the last use after this one read it', async () => {
+    const { app } = await coordinator();
+    const { token } = JoinTokenCreatedSchema.parse((await issue(app, { uses: 1 })).body);
+    // On PostgreSQL two coordinators' enrollments can both read the token with a use left; the update
+    // that claims it is what decides. Here the other one's claim lands between this one's read and update.
+    const claim = vi.spyOn(app.fleet.store.joinTokens, 'use').mockResolvedValueOnce(false);
+    const raced = await enroll(app, token, keyFor('web-1'));
+    expect(claim).toHaveBeenCalledTimes(1);
+    expect(raced.status).toBe(401);
+    expect(raced.body.error?.message).toMatch(/is used_up/);
+    expect(await agentIds(app)).toEqual([]);
+    const events = await app.fleet.store.allEvents(0, 100);
+    expect(events.filter((e) => e.type.startsWith('agent.'))).toEqual([]);
+    // The use was not spent by the refused enrollment: the next one takes it.
+    claim.mockRestore();
+    expect((await enroll(app, token, keyFor('web-2'))).status).toBe(201);
+    expect(await agentIds(app)).toEqual(['web-2']);
   });
 
   it('answers a repeat of an enrollment whose answer was lost: same key, same answer, no use spent, nothing written', async () => {

@@ -77,9 +77,11 @@ const PEM_BODY = /^-----BEGIN PRIVATE KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END
  * goes through OpenSSL's encoder for ~40 µs where this takes ~2.
  */
 export function pkcs8PemOf(privateKey: KeyObject): string {
-  const { d } = privateKey.export({ format: 'jwk' });
-  if (privateKey.asymmetricKeyType !== 'ed25519' || typeof d !== 'string')
+  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
     throw new Error('not an ed25519 private key');
+  }
+  const { d } = privateKey.export({ format: 'jwk' });
+  if (typeof d !== 'string') throw new Error('not an ed25519 private key');
   const der = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(d, 'base64url')]);
   return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`;
 }

@@ -115,6 +115,9 @@ describe('a new key pair, loaded', () => {
   it('refuses to write a PEM for a key that is not an ed25519 private key', () => {
     const ed = generateKeyPairSync('ed25519');
     expect(() => pkcs8PemOf(generateKeyPairSync('x25519').privateKey)).toThrow('not an ed25519 private key');
-    expect(() => pkcs8PemOf(ed.publicKey)).toThrow();
+    expect(() => pkcs8PemOf(ed.publicKey)).toThrow('not an ed25519 private key');
+    expect(() =>
+      pkcs8PemOf(generateKeyPairSync('dsa', { modulusLength: 1024, divisorLength: 160 }).privateKey),
+    ).toThrow('not an ed25519 private key');
   });
 });

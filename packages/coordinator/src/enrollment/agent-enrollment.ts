@@ -132,8 +132,7 @@ export class AgentEnrollment {
       if (existing && (await store.agents.publicKeyOf(request.hostId)) === request.publicKey) {
         return { refused: false as const, labels: existing.labels, replaced: false, repeated: true };
       }
-      // Checked inside the transaction (the token as read in it): two agents racing for the last use
-      // cannot both win.
+      // The token as read in this transaction; the last use is claimed below by the update itself.
       const token = known;
       this.checkUsable(token);
       // A row that never held a key (registered before enrollment existed) may enroll like a new host.
@@ -150,7 +149,12 @@ export class AgentEnrollment {
         );
         return { refused: true as const, tokenId: token.id };
       }
-      await store.joinTokens.use(token.id);
+      // The claim decides, not the read above: on PostgreSQL another coordinator's enrollment may have
+      // taken the last use since (its transaction is not serialized with this one), and then this
+      // update changes nothing. Thrown, the transaction rolls back: two agents never share one use.
+      if (!(await store.joinTokens.use(token.id))) {
+        throw new FleetError(ErrorCode.unauthorized, `join token ${token.id} is used_up`);
+      }
       await store.agents.enroll({ id: request.hostId, publicKey: request.publicKey, labels: token.labels }, at);
       await store.appendEvent(
         {

@@ -337,7 +337,6 @@ export class AgentHub implements AgentChannel {
     const parsed = frame.isBinary
       ? undefined
       : readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, connection.protocolVersion, frame.data.toString());
-    connection.firstParsed = parsed;
     if (parsed?.kind !== 'message' || parsed.message.type !== 'hello') {
       return { ok: false, code: CloseCode.badFrame, reason: 'the first message must be a valid hello' };
     }
@@ -346,6 +345,7 @@ export class AgentHub implements AgentChannel {
       publicKey !== undefined && verifyPayload(publicKey, connectProofPayload(claimed, nonce), parsed.message.proof);
     // One answer for an unknown host, a revoked one and a wrong key: nothing to learn by probing.
     if (!proven) return { ok: false, code: CloseCode.unauthorized, reason: 'agent not enrolled or proof invalid' };
+    connection.firstParsed = parsed;
     return { ok: true, agentId: claimed };
   }
 
@@ -577,6 +577,7 @@ export class AgentHub implements AgentChannel {
     const wasLive = connection.state === 'live';
     this.transition(connection, 'closed');
     connection.early = [];
+    connection.firstParsed = undefined;
     connection.onFirstFrame?.(); // an authentication still waiting for a frame ends now
     if (!wasLive || this.connections.get(connection.agentId) !== connection) return;
     this.connections.delete(connection.agentId);
