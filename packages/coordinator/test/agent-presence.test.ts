@@ -30,7 +30,7 @@ afterEach(async () => {
 
 const enroll = async (ids: readonly string[]) => {
   for (const id of ids)
-    await store.agents.enroll({ id, publicKey: 'k'.repeat(43), labels: {} }, '2026-12-01T00:00:00Z');
+    await store.agents.enroll({ id, publicKey: 'k'.repeat(43), labels: {}, mayReplace: false }, '2026-12-01T00:00:00Z');
 };
 
 describe('agent presence', () => {

@@ -33,8 +33,14 @@ async function start(config: Record<string, unknown> = {}): Promise<TestCoordina
   coordinator = await startTestCoordinator({ minApprovals: 1, ...config });
   const at = new Date().toISOString();
   const { store } = coordinator.app.fleet;
-  await store.agents.enroll({ id: 'stg-1', publicKey: 'A'.repeat(43), labels: { env: 'staging' } }, at);
-  await store.agents.enroll({ id: 'prod-1', publicKey: 'B'.repeat(43), labels: { env: 'prod' } }, at);
+  await store.agents.enroll(
+    { id: 'stg-1', publicKey: 'A'.repeat(43), labels: { env: 'staging' }, mayReplace: false },
+    at,
+  );
+  await store.agents.enroll(
+    { id: 'prod-1', publicKey: 'B'.repeat(43), labels: { env: 'prod' }, mayReplace: false },
+    at,
+  );
   // Seen once, as though their agents had connected: a host never seen is never a canary.
   await store.transaction(async () => {
     await store.agents.recordSeen('stg-1', at);

@@ -38,7 +38,8 @@ afterEach(async () => {
 });
 
 async function enroll(...ids: string[]): Promise<void> {
-  for (const id of ids) await store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels: {} }, at());
+  for (const id of ids)
+    await store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels: {}, mayReplace: false }, at());
 }
 
 describe('InventoryRepository', () => {

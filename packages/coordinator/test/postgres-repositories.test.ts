@@ -97,7 +97,10 @@ function contract(open: () => Promise<Subject>): void {
 
   describe('agents', () => {
     it('round-trips an enrolled agent: labels, null facts, its timestamps', async () => {
-      await repos().agents.enroll({ id: 'web-1', publicKey: 'key-1', labels: { env: 'prod', role: 'web' } }, at(1));
+      await repos().agents.enroll(
+        { id: 'web-1', publicKey: 'key-1', labels: { env: 'prod', role: 'web' }, mayReplace: false },
+        at(1),
+      );
       expect(await repos().agents.get('web-1')).toEqual({
         id: 'web-1',
         labels: { env: 'prod', role: 'web' },
@@ -118,7 +121,10 @@ function contract(open: () => Promise<Subject>): void {
       await repos().agents.remove('web-1', at(3));
       expect(await repos().agents.publicKeyOf('web-1')).toBeUndefined();
       expect(await repos().agents.get('web-1')).toMatchObject({ revokedAt: at(2), removedAt: at(3) });
-      await repos().agents.enroll({ id: 'web-1', publicKey: 'key-2', labels: { role: 'db', zone: 'a' } }, at(4));
+      await repos().agents.enroll(
+        { id: 'web-1', publicKey: 'key-2', labels: { role: 'db', zone: 'a' }, mayReplace: true },
+        at(4),
+      );
       expect(await repos().agents.get('web-1')).toMatchObject({
         labels: { env: 'prod', role: 'db', zone: 'a' },
         createdAt: at(1),
@@ -142,9 +148,45 @@ function contract(open: () => Promise<Subject>): void {
       await repos().agents.recordSeen('web-1', at(6));
       expect((await repos().agents.get('web-1'))?.lastSeenAt).toBe(at(6));
       for (const id of ['host-2', 'host-10', 'Zulu', 'alpha']) {
-        await repos().agents.enroll({ id, publicKey: 'k', labels: {} }, at(7));
+        await repos().agents.enroll({ id, publicKey: 'k', labels: {}, mayReplace: false }, at(7));
       }
       expect((await repos().agents.list()).map((a) => a.id)).toEqual(['Zulu', 'alpha', 'host-10', 'host-2', 'web-1']);
+    });
+  });
+
+  describe('agents racing', () => {
+    it('gives an enrolled host a new key only when the enrollment may replace; revokes and removes once', async () => {
+      await repos().agents.enroll(
+        { id: 'race-1', publicKey: 'key-a', labels: { env: 'prod' }, mayReplace: false },
+        at(1),
+      );
+      // Another coordinator's enrollment of the same host, which read it before the first committed.
+      expect(
+        await repos().agents.enroll(
+          { id: 'race-1', publicKey: 'key-b', labels: { env: 'dev' }, mayReplace: false },
+          at(2),
+        ),
+      ).toBe(false);
+      expect(await repos().agents.publicKeyOf('race-1')).toBe('key-a');
+      expect((await repos().agents.get('race-1'))?.labels).toEqual({ env: 'prod' });
+      expect(
+        await repos().agents.enroll({ id: 'race-1', publicKey: 'key-c', labels: {}, mayReplace: true }, at(3)),
+      ).toBe(true);
+      expect(await repos().agents.publicKeyOf('race-1')).toBe('key-c');
+      expect([await repos().agents.revoke('race-1', at(4)), await repos().agents.revoke('race-1', at(5))]).toEqual([
+        true,
+        false,
+      ]);
+      expect([await repos().agents.remove('race-1', at(6)), await repos().agents.remove('race-1', at(7))]).toEqual([
+        true,
+        false,
+      ]);
+      expect(await repos().agents.get('race-1')).toMatchObject({ revokedAt: at(4), removedAt: at(6) });
+      // Revoked, it takes a key again only by replacing.
+      expect(
+        await repos().agents.enroll({ id: 'race-1', publicKey: 'key-d', labels: {}, mayReplace: false }, at(8)),
+      ).toBe(false);
+      await subject.sql('DELETE FROM agents WHERE id = ?', ['race-1']);
     });
   });
 
@@ -187,13 +229,21 @@ function contract(open: () => Promise<Subject>): void {
     });
 
     it('counts uses up to the maximum, then refuses; revokes once', async () => {
-      expect([await repos().joinTokens.use('jt_b'), await repos().joinTokens.use('jt_b')]).toEqual([true, true]);
-      expect(await repos().joinTokens.use('jt_b')).toBe(false);
-      expect(await repos().joinTokens.use('jt_nothing')).toBe(false);
+      expect([await repos().joinTokens.use('jt_b', at(9)), await repos().joinTokens.use('jt_b', at(9))]).toEqual([
+        true,
+        true,
+      ]);
+      expect(await repos().joinTokens.use('jt_b', at(9))).toBe(false);
+      expect(await repos().joinTokens.use('jt_nothing', at(9))).toBe(false);
       expect((await repos().joinTokens.get('jt_b'))?.uses).toBe(2);
       expect(await repos().joinTokens.revoke('jt_a', at(4))).toBe(true);
       expect(await repos().joinTokens.revoke('jt_a', at(5))).toBe(false);
       expect((await repos().joinTokens.get('jt_a'))?.revokedAt).toBe(at(4));
+      // Revoked (jt_a), or expired (jt_0's expiry is at(50)): no use is claimed, whatever a read said before.
+      expect(await repos().joinTokens.use('jt_a', at(9))).toBe(false);
+      expect(await repos().joinTokens.use('jt_0', at(50))).toBe(false);
+      expect(await repos().joinTokens.use('jt_0', at(49))).toBe(true);
+      expect((await repos().joinTokens.get('jt_a'))?.uses).toBe(0);
     });
   });
 

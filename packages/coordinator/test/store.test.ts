@@ -33,7 +33,10 @@ describe('afterCommit', () => {
         ran.push(`first sees ${store.db.prepare('SELECT COUNT(*) FROM agents').pluck().get()} agent(s)`),
       );
       await store.transaction(async () => store.afterCommit(() => ran.push('nested')));
-      await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, new Date(0).toISOString());
+      await store.agents.enroll(
+        { id: 'web-1', publicKey: 'A'.repeat(43), labels: {}, mayReplace: false },
+        new Date(0).toISOString(),
+      );
       expect(ran).toEqual([]);
     });
     expect(ran).toEqual(['first sees 1 agent(s)', 'nested']);

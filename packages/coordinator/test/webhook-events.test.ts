@@ -22,7 +22,7 @@ afterEach(async () => {
 async function awaitingApproval(app: TestCoordinator['app']): Promise<{ patchId: string; rolloutId: string }> {
   const { store } = app.fleet;
   const at = new Date().toISOString();
-  await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {} }, at);
+  await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {}, mayReplace: false }, at);
   // Seen once, as though its agent had connected: a host never seen is never a canary.
   await store.transaction(async () => await store.agents.recordSeen('web-1', at));
   const patch = await callApi(app, 'POST', '/v1/patches', SAMPLE_PATCH_SPEC, TOKENS.operator);

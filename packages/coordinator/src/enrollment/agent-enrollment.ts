@@ -120,59 +120,77 @@ export class AgentEnrollment {
       });
     }
     const at = this.isoNow();
-    const result = await store.transaction(async () => {
-      const known = await this.knownJoinToken(secret);
-      if (known.hostId !== null && known.hostId !== request.hostId) {
-        throw new FleetError(ErrorCode.forbidden, `join token ${known.id} is for host ${known.hostId} only`);
-      }
-      const existing = await store.agents.get(request.hostId);
-      // The same enrollment again, its answer lost on the way (a timeout, a dropped connection): the
-      // host already holds this very key, and the proof shows the caller has its private half, so
-      // the caller is that agent. Answered as the first time; no use is spent, nothing is written.
-      if (existing && (await store.agents.publicKeyOf(request.hostId)) === request.publicKey) {
-        return { refused: false as const, labels: existing.labels, replaced: false, repeated: true };
-      }
-      // The token as read in this transaction; the last use is claimed below by the update itself.
-      const token = known;
-      this.checkUsable(token);
-      // A row that never held a key (registered before enrollment existed) may enroll like a new host.
-      const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
-      if (replacing && !token.replace) {
+    const result = await store
+      .transaction(async () => {
+        const known = await this.knownJoinToken(secret);
+        if (known.hostId !== null && known.hostId !== request.hostId) {
+          throw new FleetError(ErrorCode.forbidden, `join token ${known.id} is for host ${known.hostId} only`);
+        }
+        const existing = await store.agents.get(request.hostId);
+        // The same enrollment again, its answer lost on the way (a timeout, a dropped connection): the
+        // host already holds this very key, and the proof shows the caller has its private half, so
+        // the caller is that agent. Answered as the first time; no use is spent, nothing is written.
+        if (existing && (await store.agents.publicKeyOf(request.hostId)) === request.publicKey) {
+          return { refused: false as const, labels: existing.labels, replaced: false, repeated: true };
+        }
+        // The token as read in this transaction; the last use is claimed below by the update itself.
+        const token = known;
+        this.checkUsable(token);
+        // A row that never held a key (registered before enrollment existed) may enroll like a new host.
+        const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
+        if (replacing && !token.replace) {
+          await store.appendEvent(
+            {
+              hostId: request.hostId,
+              actor: `join-token:${token.id}`,
+              type: 'agent.enroll_refused',
+              data: { joinTokenId: token.id, reason: 'already enrolled' },
+            },
+            at,
+          );
+          return { refused: true as const, tokenId: token.id };
+        }
+        // The claim decides, not the read above: on PostgreSQL another coordinator of the group may have
+        // taken the last use, or revoked the token, since this transaction read it (the two are not
+        // serialized), and then the claim changes nothing. Thrown, the transaction rolls back.
+        if (!(await store.joinTokens.use(token.id, at))) {
+          const now = await store.joinTokens.get(token.id);
+          const state = now ? joinTokenState(now, at) : 'revoked';
+          throw new FleetError(
+            ErrorCode.unauthorized,
+            `join token ${token.id} is ${state === 'active' ? 'used_up' : state}`,
+          );
+        }
+        // The same for the host: enrolled by another coordinator since it was read, it is not taken over
+        // (unless the token may replace); the use just claimed goes back with the rollback.
+        const key = {
+          id: request.hostId,
+          publicKey: request.publicKey,
+          labels: token.labels,
+          mayReplace: token.replace,
+        };
+        if (!(await store.agents.enroll(key, at))) throw new HostEnrolledMeanwhile();
         await store.appendEvent(
           {
             hostId: request.hostId,
             actor: `join-token:${token.id}`,
-            type: 'agent.enroll_refused',
-            data: { joinTokenId: token.id, reason: 'already enrolled' },
+            type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
+            data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
           },
           at,
         );
-        return { refused: true as const, tokenId: token.id };
-      }
-      // The claim decides, not the read above: on PostgreSQL another coordinator's enrollment may have
-      // taken the last use since (its transaction is not serialized with this one), and then this
-      // update changes nothing. Thrown, the transaction rolls back: two agents never share one use.
-      if (!(await store.joinTokens.use(token.id))) {
-        throw new FleetError(ErrorCode.unauthorized, `join token ${token.id} is used_up`);
-      }
-      await store.agents.enroll({ id: request.hostId, publicKey: request.publicKey, labels: token.labels }, at);
-      await store.appendEvent(
-        {
-          hostId: request.hostId,
-          actor: `join-token:${token.id}`,
-          type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
-          data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
-        },
-        at,
-      );
-      return { refused: false as const, labels: token.labels, replaced: replacing, repeated: false };
-    });
-    if (result.refused) {
-      throw new FleetError(
-        ErrorCode.conflict,
-        `host ${request.hostId} is already enrolled: re-enrolling it needs a join token created for it with replace`,
-      );
-    }
+        return { refused: false as const, labels: token.labels, replaced: replacing, repeated: false };
+      })
+      .catch(async (err: unknown) => {
+        if (!(err instanceof HostEnrolledMeanwhile)) throw err;
+        // Enrolled meanwhile with this very key: the same agent's retry, its first try still open when
+        // this one read; answered as a repeat. With another key: the host is taken, as for any other.
+        if ((await store.agents.publicKeyOf(request.hostId)) !== request.publicKey)
+          throw alreadyEnrolled(request.hostId);
+        const agent = await store.agents.get(request.hostId);
+        return { refused: false as const, labels: agent?.labels ?? {}, replaced: false, repeated: true };
+      });
+    if (result.refused) throw alreadyEnrolled(request.hostId);
     // The previous key of a replaced host must not keep a connection open.
     if (result.replaced) this.options.disconnect(request.hostId, 'agent re-enrolled with a new key');
     return { hostId: request.hostId, labels: result.labels, replaced: result.replaced, repeated: result.repeated };
@@ -185,8 +203,9 @@ export class AgentEnrollment {
     await store.transaction(async () => {
       const agent = await store.agents.get(id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
-      if (agent.revokedAt !== null) throw new FleetError(ErrorCode.conflict, `agent ${id} is already revoked`);
-      await store.agents.revoke(id, at);
+      // Checked by the update too: another coordinator's revoke may have committed since the read.
+      if (agent.revokedAt !== null || !(await store.agents.revoke(id, at)))
+        throw new FleetError(ErrorCode.conflict, `agent ${id} is already revoked`);
       await store.appendEvent({ hostId: id, actor, type: 'agent.revoked' }, at);
     });
     this.options.disconnect(id, 'agent credential revoked');
@@ -219,8 +238,10 @@ export class AgentEnrollment {
           { rollouts: active },
         );
       }
-      if (agent.revokedAt === null) await store.agents.revoke(id, at);
-      await store.agents.remove(id, at);
+      await store.agents.revoke(id, at); // false when it was revoked already: nothing to do then
+      // Checked by the update too: another coordinator's removal may have committed since the read.
+      if (!(await store.agents.remove(id, at)))
+        throw new FleetError(ErrorCode.conflict, `agent ${id} is already removed`);
       await store.appendEvent(
         {
           hostId: id,
@@ -241,4 +262,14 @@ export class AgentEnrollment {
   private isoNow(): string {
     return isoAt(this.clock);
   }
+}
+
+/** The host was enrolled by another coordinator since this enrollment read it: rolls it back. */
+class HostEnrolledMeanwhile extends Error {}
+
+function alreadyEnrolled(hostId: string): FleetError {
+  return new FleetError(
+    ErrorCode.conflict,
+    `host ${hostId} is already enrolled: re-enrolling it needs a join token created for it with replace`,
+  );
 }

@@ -51,6 +51,19 @@ export function agentFromColumns(row: AgentColumns): AgentRecord {
   };
 }
 
+/** A key to enroll a host with, and whether it may take the place of a key the host has held. */
+export interface NewAgentKey {
+  id: string;
+  publicKey: string;
+  labels: Record<string, string>;
+  /**
+   * False: only a host that has never held a key may take it (a new one, or one registered before
+   * enrollment existed); a host enrolled meanwhile, by another coordinator of the group, is not
+   * overwritten, and `enroll` answers false.
+   */
+  mayReplace: boolean;
+}
+
 /**
  * Known agents. Each holds at most one credential: the ed25519 public key it enrolled with (nothing
  * secret is stored). Revoking clears the key but keeps the row and its history.
@@ -62,12 +75,13 @@ export class AgentRepository {
     this.statements = {
       enroll: db.prepare(
         `INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES (@id, @publicKey, @labels, @at, @at)
-         ON CONFLICT (id) DO UPDATE SET public_key = @publicKey, labels = json_patch(labels, @labels), enrolled_at = @at, revoked_at = NULL, removed_at = NULL`,
+         ON CONFLICT (id) DO UPDATE SET public_key = @publicKey, labels = json_patch(labels, @labels), enrolled_at = @at, revoked_at = NULL, removed_at = NULL
+         WHERE @mayReplace = 1 OR (enrolled_at IS NULL AND revoked_at IS NULL)`,
       ),
       byId: db.prepare('SELECT * FROM agents WHERE id = ?'),
       publicKey: db.prepare('SELECT public_key FROM agents WHERE id = ?').pluck(),
-      revoke: db.prepare('UPDATE agents SET public_key = NULL, revoked_at = @at WHERE id = @id'),
-      remove: db.prepare('UPDATE agents SET removed_at = @at WHERE id = @id'),
+      revoke: db.prepare('UPDATE agents SET public_key = NULL, revoked_at = @at WHERE id = @id AND revoked_at IS NULL'),
+      remove: db.prepare('UPDATE agents SET removed_at = @at WHERE id = @id AND removed_at IS NULL'),
       all: db.prepare('SELECT * FROM agents ORDER BY id'),
       hello: db.prepare(
         'UPDATE agents SET reported_labels = @labels, facts = @facts, agent_version = @agentVersion, last_seen_at = @at WHERE id = @id',
@@ -80,8 +94,12 @@ export class AgentRepository {
    * Creates the agent, or gives an existing one a new key (the old one stops working at once). A
    * re-enrolled host keeps its fixed labels; the join token's labels are laid over them.
    */
-  async enroll(agent: { id: string; publicKey: string; labels: Record<string, string> }, at: string): Promise<void> {
-    this.statements.enroll.run({ ...agent, labels: JSON.stringify(agent.labels), at });
+  async enroll(agent: NewAgentKey, at: string): Promise<boolean> {
+    const { mayReplace, ...row } = agent;
+    return (
+      this.statements.enroll.run({ ...row, labels: JSON.stringify(row.labels), at, mayReplace: mayReplace ? 1 : 0 })
+        .changes === 1
+    );
   }
 
   async get(id: string): Promise<AgentRecord | undefined> {
@@ -112,13 +130,17 @@ export class AgentRepository {
     });
   }
 
-  async revoke(id: string, at: string): Promise<void> {
-    this.statements.revoke.run({ id, at });
+  /** False when it was revoked already (by another coordinator since it was read, say). */
+  async revoke(id: string, at: string): Promise<boolean> {
+    return this.statements.revoke.run({ id, at }).changes === 1;
   }
 
-  /** Takes the agent out of the fleet (its key is revoked separately); the row and its history stay. */
-  async remove(id: string, at: string): Promise<void> {
-    this.statements.remove.run({ id, at });
+  /**
+   * Takes the agent out of the fleet (its key is revoked separately); the row and its history stay.
+   * False when it was removed already.
+   */
+  async remove(id: string, at: string): Promise<boolean> {
+    return this.statements.remove.run({ id, at }).changes === 1;
   }
 
   async recordSeen(id: string, at: string): Promise<void> {

@@ -67,7 +67,9 @@ export class JoinTokenRepository {
       byId: db.prepare('SELECT * FROM join_tokens WHERE id = ?'),
       bySecret: db.prepare('SELECT * FROM join_tokens WHERE token_sha256 = ?'),
       all: db.prepare('SELECT * FROM join_tokens ORDER BY created_at DESC, id LIMIT ?'),
-      use: db.prepare('UPDATE join_tokens SET uses = uses + 1 WHERE id = ? AND uses < max_uses'),
+      use: db.prepare(
+        'UPDATE join_tokens SET uses = uses + 1 WHERE id = @id AND uses < max_uses AND revoked_at IS NULL AND expires_at > @at',
+      ),
       revoke: db.prepare('UPDATE join_tokens SET revoked_at = @at WHERE id = @id AND revoked_at IS NULL'),
     };
   }
@@ -94,9 +96,12 @@ export class JoinTokenRepository {
     return (this.statements.all.all(limit) as JoinTokenRow[]).map(toRecord);
   }
 
-  /** Counts one use; false when none was left (checked and counted in one statement). */
-  async use(id: string): Promise<boolean> {
-    return this.statements.use.run(id).changes === 1;
+  /**
+   * Claims one use at `at`; false when none is left, or the token was revoked or has expired (checked
+   * and counted in one statement: the row as committed last decides, whatever an earlier read said).
+   */
+  async use(id: string, at: string): Promise<boolean> {
+    return this.statements.use.run({ id, at }).changes === 1;
   }
 
   /** False when it was already revoked. */

@@ -237,7 +237,7 @@ export class SimulatedFleet {
     for (const id of ids) {
       const labels = options.labels ?? {};
       const at = new Date(this.now).toISOString();
-      await this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels }, at);
+      await this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels, mayReplace: false }, at);
       if (options.neverConnected !== true)
         await this.store.transaction(async () => await this.store.agents.recordSeen(id, at));
       const reported = options.reportedLabels ?? labels;

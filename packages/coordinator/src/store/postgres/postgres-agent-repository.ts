@@ -1,5 +1,11 @@
 import type { Facts } from '@fleetpatch/shared';
-import { type AgentColumns, type AgentRecord, type AgentRepository, agentFromColumns } from '../agent-repository.js';
+import {
+  type AgentColumns,
+  type AgentRecord,
+  type AgentRepository,
+  agentFromColumns,
+  type NewAgentKey,
+} from '../agent-repository.js';
 import type { Public } from '../repositories.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
@@ -7,15 +13,19 @@ import type { PostgresExecutor } from './postgres-executor.js';
 export class PostgresAgentRepository implements Public<AgentRepository> {
   constructor(private readonly db: PostgresExecutor) {}
 
-  async enroll(agent: { id: string; publicKey: string; labels: Record<string, string> }, at: string): Promise<void> {
+  async enroll(agent: NewAgentKey, at: string): Promise<boolean> {
     // Labels are flat string maps, so jsonb's `||` lays the token's labels over the kept ones exactly
-    // as SQLite's json_patch does.
-    await this.db.query(
+    // as SQLite's json_patch does. The WHERE is checked against the row as committed last: an
+    // enrollment of this host by another coordinator since this one read it is not overwritten.
+    const rows = await this.db.query(
       `INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES ($1, $2, $3::jsonb, $4, $4)
        ON CONFLICT (id) DO UPDATE SET public_key = $2, labels = agents.labels || $3::jsonb, enrolled_at = $4,
-         revoked_at = NULL, removed_at = NULL`,
-      [agent.id, agent.publicKey, JSON.stringify(agent.labels), at],
+         revoked_at = NULL, removed_at = NULL
+       WHERE $5 OR (agents.enrolled_at IS NULL AND agents.revoked_at IS NULL)
+       RETURNING id`,
+      [agent.id, agent.publicKey, JSON.stringify(agent.labels), at, agent.mayReplace],
     );
+    return rows.length === 1;
   }
 
   async get(id: string): Promise<AgentRecord | undefined> {
@@ -43,12 +53,20 @@ export class PostgresAgentRepository implements Public<AgentRepository> {
     );
   }
 
-  async revoke(id: string, at: string): Promise<void> {
-    await this.db.query('UPDATE agents SET public_key = NULL, revoked_at = $2 WHERE id = $1', [id, at]);
+  async revoke(id: string, at: string): Promise<boolean> {
+    const rows = await this.db.query(
+      'UPDATE agents SET public_key = NULL, revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id',
+      [id, at],
+    );
+    return rows.length === 1;
   }
 
-  async remove(id: string, at: string): Promise<void> {
-    await this.db.query('UPDATE agents SET removed_at = $2 WHERE id = $1', [id, at]);
+  async remove(id: string, at: string): Promise<boolean> {
+    const rows = await this.db.query(
+      'UPDATE agents SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL RETURNING id',
+      [id, at],
+    );
+    return rows.length === 1;
   }
 
   async recordSeen(id: string, at: string): Promise<void> {

@@ -48,11 +48,15 @@ export class PostgresJoinTokenRepository implements Public<JoinTokenRepository> 
     return rows.map(joinTokenFromColumns);
   }
 
-  /** Counts one use; false when none was left (checked and counted in one statement, as on SQLite). */
-  async use(id: string): Promise<boolean> {
+  /**
+   * Claims one use at `at`; false when none is left, or the token was revoked or expired meanwhile
+   * (checked and counted in one statement, as on SQLite: the row as committed last decides).
+   */
+  async use(id: string, at: string): Promise<boolean> {
     const rows = await this.db.query(
-      'UPDATE join_tokens SET uses = uses + 1 WHERE id = $1 AND uses < max_uses RETURNING id',
-      [id],
+      `UPDATE join_tokens SET uses = uses + 1
+       WHERE id = $1 AND uses < max_uses AND revoked_at IS NULL AND expires_at > $2 RETURNING id`,
+      [id, at],
     );
     return rows.length === 1;
   }
