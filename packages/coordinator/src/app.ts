@@ -14,6 +14,7 @@ import { RolloutView } from './engine/rollout-view.js';
 import { AgentEnrollment } from './enrollment/agent-enrollment.js';
 import type { CoordinatorGroup } from './group/coordinator-group.js';
 import { groupCoordinatorId } from './group/coordinator-id.js';
+import { watchCredentialChanges } from './group/credential-watch.js';
 import { accessLog } from './http/access-log.js';
 import { ApiAuth, sha256Hex } from './http/api-auth.js';
 import { AuthFailureLimiter } from './http/auth-failure-limiter.js';
@@ -229,6 +230,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
         'building webhook notifications',
       ),
     );
+  // In a group, a key revoked or replaced at another coordinator cuts its session here too.
+  if (group) watchCredentialChanges(store, hub, background);
   const presence = new AgentPresence(store, clock);
   const inventorySync = new InventorySync({
     store,

@@ -89,6 +89,8 @@ interface Connection {
   ticket: PendingTicket;
   /** Set when live. */
   agentId: string;
+  /** The key the agent proved it holds; set when live. */
+  publicKey: string;
   /** Remote address until live, then the agent id: the key of its throttled log lines. */
   peer: string;
   log: Logger;
@@ -109,7 +111,7 @@ interface Connection {
 
 type ParsedAgentFrame = IncomingFrame<AgentMessage>;
 
-type Authentication = { ok: true; agentId: string } | { ok: false; code: CloseCode; reason: string };
+type Authentication = { ok: true; agentId: string; publicKey: string } | { ok: false; code: CloseCode; reason: string };
 
 /** Frames a pending connection may send before it is live; more is not an agent. */
 const MAX_EARLY_FRAMES = 4;
@@ -234,6 +236,16 @@ export class AgentHub implements AgentChannel {
     if (connection) this.closeSoon(connection, code, reason);
   }
 
+  /**
+   * Cuts this agent's live connection here unless it proved `currentKey`, the key the store holds
+   * now: undefined when the key was revoked. In a group the change may have been made at another
+   * coordinator (see group/credential-watch.ts).
+   */
+  dropUnlessKey(agentId: string, currentKey: string | undefined, reason: string): void {
+    const connection = this.connections.get(agentId);
+    if (connection && connection.publicKey !== currentKey) this.closeSoon(connection, CloseCode.unauthorized, reason);
+  }
+
   /** The agents with a live connection here. */
   onlineIds(): string[] {
     return [...this.connections.values()].filter((c) => c.greeted).map((c) => c.agentId);
@@ -275,6 +287,7 @@ export class AgentHub implements AgentChannel {
       socket,
       ticket,
       agentId: '',
+      publicKey: '',
       peer: ticket.remote,
       log: this.options.log.child({ remote: ticket.remote }),
       greeted: false,
@@ -346,7 +359,7 @@ export class AgentHub implements AgentChannel {
     // One answer for an unknown host, a revoked one and a wrong key: nothing to learn by probing.
     if (!proven) return { ok: false, code: CloseCode.unauthorized, reason: 'agent not enrolled or proof invalid' };
     connection.firstParsed = parsed;
-    return { ok: true, agentId: claimed };
+    return { ok: true, agentId: claimed, publicKey };
   }
 
   /** Makes an authenticated connection live, unless another live one for the agent answers a ping. */
@@ -378,6 +391,7 @@ export class AgentHub implements AgentChannel {
     this.transition(connection, 'live');
     connection.ticket.settle();
     connection.agentId = agentId;
+    connection.publicKey = auth.publicKey;
     connection.peer = agentId;
     connection.log = this.options.log.child({ agentId });
     connection.pingSlice = this.nextPingSlice;
