@@ -135,7 +135,7 @@ async function main() {
   const at = new Date().toISOString();
   await store.transaction(async () => {
     for (let i = 0; i < HOSTS; i++)
-      await store.agents.enroll({ id: hostId(i), publicKey: 'A'.repeat(43), labels: {} }, at);
+      await store.agents.enroll({ id: hostId(i), publicKey: 'A'.repeat(43), labels: {}, mayReplace: false }, at);
   });
   const sync = new InventorySync({
     store,
