@@ -321,6 +321,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
       store,
       clock,
       disconnect: (agentId, reason) => hub.disconnect(agentId, CloseCode.unauthorized, reason),
+      exclusive: (work) => engine.exclusive(work),
     }),
     inventory: new InventoryView(
       store,

@@ -1,20 +1,23 @@
 /**
- * Two coordinators of a group on a real PostgreSQL 15, an agent connected to the second: a key revoked,
- * or replaced by a re-enrollment, at the first must not keep its live session at the second. Real
- * sockets on 127.0.0.1; the second coordinator learns of the change from the events it tails.
+ * Two coordinators of a group on a real PostgreSQL 15. An agent connected to the second: a key revoked,
+ * or replaced by a re-enrollment, at the first must not keep its live session at the second (real
+ * sockets on 127.0.0.1; the second learns of the change from the events it tails). And a host that a
+ * rollout start at one is taking cannot be removed at the other meanwhile.
  */
 import {
   CloseCode,
   enrollProofPayload,
   generateLoadedAgentKeyPair,
   JoinTokenCreatedSchema,
+  type RolloutStatus,
   signPayload,
 } from '@fleetpatch/shared';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, expect, it, vi } from 'vitest';
 import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { connectAsAgent, type RawPeer } from '../../../test/support/raw-agent-socket.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { enrollAgent } from './support/enroll-agent.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 import { callApi, startTestCoordinator, type TestCoordinator, TOKENS } from './support/test-coordinator.js';
 
 describeNeeding(postgresCluster, 'credentials in a coordinator group', () => {
@@ -28,9 +31,9 @@ describeNeeding(postgresCluster, 'credentials in a coordinator group', () => {
   /** Coordinators `c-a` and `c-b` on one fresh database; `c-b` listens for agents. */
   async function group() {
     const url = await runPostgresCluster().createDatabase();
-    const a = await startTestCoordinator({ store: { kind: 'postgres', url, coordinatorId: 'c-a' } });
+    const a = await startTestCoordinator({ store: { kind: 'postgres', url, coordinatorId: 'c-a' }, minApprovals: 0 });
     coordinators.push(a);
-    const b = await startTestCoordinator({ store: { kind: 'postgres', url, coordinatorId: 'c-b' } });
+    const b = await startTestCoordinator({ store: { kind: 'postgres', url, coordinatorId: 'c-b' }, minApprovals: 0 });
     coordinators.push(b);
     await b.app.listen({ host: '127.0.0.1', port: 0 });
     return { a, b, bPort: (b.app.server.address() as { port: number }).port };
@@ -62,6 +65,44 @@ describeNeeding(postgresCluster, 'credentials in a coordinator group', () => {
     const again = await connectAsAgent(bPort, 'web-2', renewed);
     peers.push(again.peer);
     expect(again.welcomed).toBe(true);
+  });
+
+  it('removes no host that a rollout start at the other coordinator is taking meanwhile', async () => {
+    const { a, b } = await group();
+    await enrollAgent(a.app, TOKENS.admin, 'web-3');
+    const patch = await callApi(a.app, 'POST', '/v1/patches', SAMPLE_PATCH_SPEC);
+    const created = await callApi(a.app, 'POST', '/v1/rollouts', {
+      patchId: (patch.body as { id: string }).id,
+      target: { hostIds: ['web-3'] },
+      requiredApprovals: 0,
+    });
+    const rolloutId = (created.body as RolloutStatus).rollout.id;
+    // The start at c-a has read its target (web-3, in the fleet) and is writing its host runs: held there.
+    let release: () => void = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const insert = a.app.fleet.store.hostRuns.insert.bind(a.app.fleet.store.hostRuns);
+    const held = vi.spyOn(a.app.fleet.store.hostRuns, 'insert').mockImplementationOnce(async (...args) => {
+      await released;
+      return insert(...args);
+    });
+    const started = callApi(a.app, 'POST', `/v1/rollouts/${rolloutId}/start`);
+    await vi.waitFor(() => expect(held).toHaveBeenCalled());
+    // Meanwhile the host is removed at c-b. Were the removal not an engine step, it would read no
+    // rollout holding web-3 and be done well within this window (a few queries), the start still held.
+    const removal = b.app.inject({
+      method: 'DELETE',
+      url: '/v1/agents/web-3',
+      headers: { authorization: `Bearer ${TOKENS.admin}` },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    release();
+    expect(((await started).body as RolloutStatus).rollout.state).toBe('running');
+    const removed = await removal;
+    expect(removed.statusCode, removed.body).toBe(409);
+    expect(removed.json().error.message).toMatch(/has work in active rollout/);
+    expect(await b.app.fleet.store.agents.get('web-3')).toMatchObject({ removedAt: null, revokedAt: null });
   });
 });
 

@@ -201,6 +201,15 @@ export class RolloutEngine {
     );
   }
 
+  /**
+   * Runs `work` as one of the engine's steps: for work outside the engine that decides on what the
+   * engine writes (removing an agent decides on whether a rollout holds it). In a group no member's
+   * step — a start taking hosts, an advance dispatching them — runs in between.
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    return this.steps.run(work);
+  }
+
   /** After a restart: re-arms the window watch of every rollout that still has one to honour. */
   async resumeWindows(): Promise<void> {
     return this.steps.run(async () => {

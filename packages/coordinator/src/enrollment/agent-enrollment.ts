@@ -24,6 +24,11 @@ export interface AgentEnrollmentOptions {
   clock?: Pick<Clock, 'now'>;
   /** Cuts the live connection of an agent whose credential just stopped working. */
   disconnect(agentId: string, reason: string): void;
+  /**
+   * Runs work as an engine step (RolloutEngine.exclusive): a removal decides on the host's rollouts,
+   * which only the engine writes. Absent (tests of enrollment alone): run as it comes.
+   */
+  exclusive?<T>(work: () => Promise<T>): Promise<T>;
 }
 
 /**
@@ -219,8 +224,16 @@ export class AgentEnrollment {
    * `force`: then that host times out or misses its delivery deadline like any host gone for good.
    */
   async removeAgent(id: string, actor: string, force: boolean): Promise<void> {
-    const { store } = this.options;
     const at = this.isoNow();
+    // As an engine step: on PostgreSQL, a start at another coordinator could otherwise take the host
+    // into a rollout after this read found it in none, and the removal would cut a host the rollout waits for.
+    const exclusive = this.options.exclusive ?? ((work) => work());
+    await exclusive(() => this.removeAgentNow(id, actor, force, at));
+    this.options.disconnect(id, 'agent removed from the fleet');
+  }
+
+  private async removeAgentNow(id: string, actor: string, force: boolean, at: string): Promise<void> {
+    const { store } = this.options;
     await store.transaction(async () => {
       const agent = await store.agents.get(id);
       if (!agent) throw new FleetError(ErrorCode.notFound, `agent ${id} is not known`);
@@ -252,7 +265,6 @@ export class AgentEnrollment {
         at,
       );
     });
-    this.options.disconnect(id, 'agent removed from the fleet');
   }
 
   private view(token: JoinTokenRecord): JoinTokenView {
