@@ -178,3 +178,34 @@ describe('metric analyses in the engine', () => {
     ]);
   });
 });
+
+describe('a measurement of an interval recorded meanwhile', () => {
+  it('is not counted: in a group, the rollout’s next driver measured and recorded the same interval', async () => {
+    let fleet: SimulatedFleet | undefined;
+    let id = '';
+    let otherDriverRecorded = false;
+    // While this coordinator's query is out, another member (the lease moved to it) records the interval.
+    const query: MetricQuery = async () => {
+      if (!otherDriverRecorded && fleet) {
+        otherDriverRecorded = true;
+        const { store } = fleet;
+        const run = await store.analyses.get(id, 0, 'errors');
+        if (!run) throw new Error('no analysis run');
+        await store.transaction(async () => {
+          await store.analyses.update({ ...run, lastAt: run.startedAt + 10 * SECOND, taken: run.taken + 1 });
+        });
+      }
+      return value(0);
+    };
+    fleet = await SimulatedFleet.open({ metricQuery: query });
+    id = await canaryDone(fleet);
+    await tickTimes(fleet, 1);
+    expect(otherDriverRecorded).toBe(true);
+    // The other member's measurement counts; this one's, of the same interval, does not.
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1, verdict: 'running' });
+    expect((await fleet.events(id)).filter((e) => e.type === 'analysis.measured')).toHaveLength(0);
+    // The next interval is measured as usual, and decides.
+    await tickTimes(fleet, 1);
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 2, verdict: 'passed' });
+  });
+});

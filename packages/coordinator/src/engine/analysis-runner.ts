@@ -165,7 +165,7 @@ export class AnalysisRunner {
     }
     if (this.deps.isStopped() || this.stopping.signal.aborted) return;
     try {
-      await this.steps.run(() => this.record(key, analysis, judgement, queries));
+      await this.steps.run(() => this.record(key, analysis, judgement, queries, run.lastAt));
     } catch (err) {
       this.deps.log.error({ err, ...key }, 'recording a measurement failed; it is taken again on a later tick');
     }
@@ -194,12 +194,16 @@ export class AnalysisRunner {
     };
   }
 
-  /** One transaction: the measurement, its audit row, the run's counters, and what the verdict sets off. */
+  /**
+   * One transaction: the measurement, its audit row, the run's counters, and what the verdict sets off.
+   * `dueFrom`: the run's `lastAt` when this measurement was started, the interval it measures.
+   */
   private async record(
     key: MeasurementKey,
     analysis: Analysis,
     judgement: Judgement,
     queries: { query: string; baselineQuery?: string },
+    dueFrom: number | null,
   ): Promise<void> {
     const { store, clock } = this.deps;
     await store.transaction(async () => {
@@ -213,6 +217,12 @@ export class AnalysisRunner {
         run.attempt !== key.attempt ||
         run.verdict !== 'running'
       ) {
+        return;
+      }
+      // The interval was measured and recorded meanwhile: in a group, by the rollout's next driver, when
+      // the lease moved while this (stalled) one measured. Counted once, not twice.
+      if (run.lastAt !== dueFrom) {
+        this.deps.log.info({ ...key }, 'measurement not counted: its interval was recorded meanwhile');
         return;
       }
       const phase: MeasurementPhase = rollout.bakeUntil === null ? 'verify' : 'bake';
