@@ -127,9 +127,9 @@ export class AgentEnrollment {
     const at = this.isoNow();
     const result = await store
       .transaction(async () => {
-        const known = await this.knownJoinToken(secret);
-        if (known.hostId !== null && known.hostId !== request.hostId) {
-          throw new FleetError(ErrorCode.forbidden, `join token ${known.id} is for host ${known.hostId} only`);
+        const token = await this.knownJoinToken(secret);
+        if (token.hostId !== null && token.hostId !== request.hostId) {
+          throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
         }
         const existing = await store.agents.get(request.hostId);
         // The same enrollment again, its answer lost on the way (a timeout, a dropped connection): the
@@ -138,8 +138,7 @@ export class AgentEnrollment {
         if (existing && (await store.agents.publicKeyOf(request.hostId)) === request.publicKey) {
           return { refused: false as const, labels: existing.labels, replaced: false, repeated: true };
         }
-        // The token as read in this transaction; the last use is claimed below by the update itself.
-        const token = known;
+        // As read in this transaction; its use is claimed below by the update itself.
         this.checkUsable(token);
         // A row that never held a key (registered before enrollment existed) may enroll like a new host.
         const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);

@@ -17,7 +17,7 @@ export class PostgresAgentRepository implements Public<AgentRepository> {
     // Labels are flat string maps, so jsonb's `||` lays the token's labels over the kept ones exactly
     // as SQLite's json_patch does. The WHERE is checked against the row as committed last: an
     // enrollment of this host by another coordinator since this one read it is not overwritten.
-    const rows = await this.db.query(
+    return await this.db.changedOne(
       `INSERT INTO agents (id, public_key, labels, created_at, enrolled_at) VALUES ($1, $2, $3::jsonb, $4, $4)
        ON CONFLICT (id) DO UPDATE SET public_key = $2, labels = agents.labels || $3::jsonb, enrolled_at = $4,
          revoked_at = NULL, removed_at = NULL
@@ -25,7 +25,6 @@ export class PostgresAgentRepository implements Public<AgentRepository> {
        RETURNING id`,
       [agent.id, agent.publicKey, JSON.stringify(agent.labels), at, agent.mayReplace],
     );
-    return rows.length === 1;
   }
 
   async get(id: string): Promise<AgentRecord | undefined> {
@@ -54,19 +53,17 @@ export class PostgresAgentRepository implements Public<AgentRepository> {
   }
 
   async revoke(id: string, at: string): Promise<boolean> {
-    const rows = await this.db.query(
+    return await this.db.changedOne(
       'UPDATE agents SET public_key = NULL, revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id',
       [id, at],
     );
-    return rows.length === 1;
   }
 
   async remove(id: string, at: string): Promise<boolean> {
-    const rows = await this.db.query(
+    return await this.db.changedOne(
       'UPDATE agents SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL RETURNING id',
       [id, at],
     );
-    return rows.length === 1;
   }
 
   async recordSeen(id: string, at: string): Promise<void> {

@@ -47,6 +47,11 @@ export class PostgresExecutor {
     return (await this.query<R>(text, values))[0];
   }
 
+  /** Whether a conditional write (`… WHERE … RETURNING …`) changed its one row. */
+  async changedOne(text: string, values?: readonly unknown[]): Promise<boolean> {
+    return (await this.query(text, values)).length === 1;
+  }
+
   /** BEGIN … COMMIT around `fn` on one connection; ROLLBACK when it throws. */
   async inTransaction<T>(fn: () => Promise<T>): Promise<T> {
     const client = await this.pool.connect();

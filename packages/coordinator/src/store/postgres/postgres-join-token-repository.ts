@@ -53,19 +53,17 @@ export class PostgresJoinTokenRepository implements Public<JoinTokenRepository> 
    * (checked and counted in one statement, as on SQLite: the row as committed last decides).
    */
   async use(id: string, at: string): Promise<boolean> {
-    const rows = await this.db.query(
+    return await this.db.changedOne(
       `UPDATE join_tokens SET uses = uses + 1
        WHERE id = $1 AND uses < max_uses AND revoked_at IS NULL AND expires_at > $2 RETURNING id`,
       [id, at],
     );
-    return rows.length === 1;
   }
 
   async revoke(id: string, at: string): Promise<boolean> {
-    const rows = await this.db.query(
+    return await this.db.changedOne(
       'UPDATE join_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING id',
       [id, at],
     );
-    return rows.length === 1;
   }
 }
