@@ -117,6 +117,10 @@ export async function digestFrom(
     hash.update(chunk);
     if (copyTo !== undefined) writeAll(copyTo, chunk);
     position += bytesRead;
+    // A regular file's read comes back short only at its end: one read for a file smaller than the
+    // buffer (the buffer is a byte larger than the size at open), not a second one that finds nothing.
+    // A file grown since its fstat fills the buffer, and is read on.
+    if (bytesRead < buffer.byteLength) break;
     if (chunks % CHUNKS_PER_TURN === 0) await nextTurn();
   }
   return { sha256: hash.digest('hex'), size: position };
