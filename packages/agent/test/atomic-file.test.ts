@@ -183,6 +183,22 @@ describe('writeAll', () => {
     expect(createHash('sha256').update(written).digest('hex')).toBe(createHash('sha256').update(bytes).digest('hex'));
   });
 
+  it('fails, and leaves the target as it was, when a write takes no bytes, instead of asking again for ever', async () => {
+    await writeFile(join(dir, 'stuck'), 'old\n');
+    let calls = 0;
+    const takesNothing = () => {
+      calls++;
+      return 0;
+    };
+    const writing = writeFileAtomically(dir, 'stuck', { mode: 0o600 }, (fd) =>
+      writeAll(fd, Buffer.from('new\n'), takesNothing),
+    );
+    await expect(writing).rejects.toMatchObject({ message: 'a write took no bytes', code: 'EIO' });
+    expect(calls).toBe(1);
+    expect(await readFile(join(dir, 'stuck'), 'utf8')).toBe('old\n');
+    expect((await readdir(dir)).filter((name) => name.includes('stuck'))).toEqual(['stuck']);
+  });
+
   it('writes nothing for no bytes', async () => {
     await writeFileAtomically(dir, 'empty', { mode: 0o600 }, (handle) => writeAll(handle, new Uint8Array(0)));
     expect((await stat(join(dir, 'empty'))).size).toBe(0);
@@ -196,6 +212,16 @@ describe('writeAllChunks', () => {
     await writeFileAtomically(dir, 'entry.json', { mode: 0o600 }, (fd) => writeAllChunks(fd, chunks));
     expect(await readFile(join(dir, 'entry.json'), 'utf8')).toBe('{"order":"größe 🚀","seq":3}');
     expect(log.calls.filter((c) => c.call === 'write')).toHaveLength(1);
+  });
+
+  it('fails when a call takes no bytes, instead of asking again for ever', () => {
+    let calls = 0;
+    const takesNothing = () => {
+      calls++;
+      return 0;
+    };
+    expect(() => writeAllChunks(-1, [Buffer.from('{"seq":3}')], takesNothing)).toThrow('a write took no bytes');
+    expect(calls).toBe(1);
   });
 
   it('writes every byte even when one call takes only part of them, splitting a chunk mid-way', async () => {

@@ -152,7 +152,17 @@ export function writeAll(
   write: (fd: number, bytes: Uint8Array, offset: number, length: number) => number = writeSync,
 ): void {
   let offset = 0;
-  while (offset < bytes.byteLength) offset += write(fd, bytes, offset, bytes.byteLength - offset);
+  while (offset < bytes.byteLength) offset += progressOf(write(fd, bytes, offset, bytes.byteLength - offset));
+}
+
+/**
+ * The bytes a write of at least one byte took. None is an error, not a reason to ask again: a file
+ * system that answers "0 written" (which POSIX leaves open) would otherwise hold the agent's event
+ * loop in the retry for ever — its socket, heartbeat and every other order with it.
+ */
+export function progressOf(written: number): number {
+  if (written <= 0) throw Object.assign(new Error('a write took no bytes'), { code: 'EIO' });
+  return written;
 }
 
 /**
@@ -167,7 +177,7 @@ export function writeAllChunks(
 ): void {
   let pending = chunks.filter((chunk) => chunk.byteLength > 0);
   while (pending.length > 0) {
-    let written = writev(fd, pending);
+    let written = progressOf(writev(fd, pending));
     while (pending.length > 0 && written >= (pending[0] as Uint8Array).byteLength) {
       written -= (pending[0] as Uint8Array).byteLength;
       pending = pending.slice(1);

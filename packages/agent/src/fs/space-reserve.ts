@@ -1,6 +1,6 @@
 import { closeSync, constants, fsyncSync, openSync, statfsSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fsyncDirectory } from './atomic-file.js';
+import { fsyncDirectory, progressOf } from './atomic-file.js';
 
 /**
  * Room kept aside on a file system for the writes that must not fail when it fills: a file of real
@@ -63,7 +63,7 @@ export class SpaceReserve {
       fd = openSync(this.path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
       const chunk = Buffer.alloc(Math.min(this.bytes, 64 * 1024));
       for (let written = 0; written < this.bytes; ) {
-        written += writeSync(fd, chunk, 0, Math.min(chunk.byteLength, this.bytes - written));
+        written += progressOf(writeSync(fd, chunk, 0, Math.min(chunk.byteLength, this.bytes - written)));
       }
       // Its blocks on disk, not only in the page cache: a crash must not leave a hole in their place.
       fsyncSync(fd);
