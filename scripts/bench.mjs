@@ -53,7 +53,7 @@ import { parseArgs } from 'node:util';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { hasAnsible, runAnsibleCopy } from './lib/ansible-head-to-head.mjs';
 import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
-import { cpuMsOf, percentile, scratchBase, wireCounters, wirePerHost } from './lib/bench-measures.mjs';
+import { cpuMsOf, percentile, processStateOf, scratchBase, wireCounters, wirePerHost } from './lib/bench-measures.mjs';
 import { HealthzWatch } from './lib/healthz-watch.mjs';
 import { apiClient, COORDINATOR_UNBUNDLED, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { startCluster } from './lib/postgres-cluster.mjs';
@@ -461,14 +461,32 @@ function printCoordinatorLogs() {
 }
 
 // Overall deadline: whatever is stuck, tear down and exit non-zero.
-const watchdog = setTimeout(() => {
+const watchdog = setTimeout(async () => {
   process.stderr.write(`bench: overall deadline of ${secs(DEADLINE_MS)} passed; tearing down\n`);
   printCoordinatorLogs();
+  await printAgentProcessStates();
   const hard = setTimeout(() => process.exit(3), 15_000);
   hard.unref();
   // Fire and forget: the process exits when the teardown settles, whichever way it goes.
   void cleanup().finally(() => process.exit(3));
 }, DEADLINE_MS);
+
+/**
+ * What each agent process was doing when the run got stuck: its state and its CPU over one second —
+ * a whole second of CPU is a loop that never yields, none is a wait (in `wchan`, system call `syscall`).
+ */
+async function printAgentProcessStates() {
+  const pids = fleet?.children.map((child) => child.pid) ?? [];
+  const before = pids.map((pid) => processStateOf(pid));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  pids.forEach((pid, i) => {
+    const now = processStateOf(pid);
+    const cpuMs = now.cpuMs - (before[i]?.cpuMs ?? Number.NaN);
+    process.stderr.write(
+      `agent process ${pid}: state ${now.state}, ${cpuMs} ms of CPU in the last second, wchan ${now.wchan}, syscall ${now.syscall}\n`,
+    );
+  });
+}
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
     process.stderr.write(`bench: ${signal}; tearing down\n`);

@@ -31,6 +31,29 @@ export function cpuMsOf(pid) {
   }
 }
 
+/**
+ * Where a process stands, for a run that is stuck: its scheduler state (R running, S sleeping, D in
+ * the kernel…), its CPU time, and the kernel function and system call it waits in. Read twice a
+ * second apart, the CPU time tells a process spinning in a loop from one blocked or idle.
+ * @param {number | undefined} pid
+ */
+export function processStateOf(pid) {
+  const read = (/** @type {string} */ file) => {
+    try {
+      return readFileSync(`/proc/${pid}/${file}`, 'utf8').trim();
+    } catch {
+      return '?';
+    }
+  };
+  const stat = read('stat');
+  return {
+    state: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '?',
+    cpuMs: cpuMsOf(pid),
+    wchan: read('wchan'),
+    syscall: read('syscall').split(' ')[0] ?? '?',
+  };
+}
+
 /** @param {readonly number[]} sorted @param {number} p */
 export const percentile = (sorted, p) =>
   sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
