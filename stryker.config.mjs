@@ -57,7 +57,7 @@ export const MUTATION_MODULES = [
   {
     name: 'file driver',
     mutate: ['packages/agent/src/drivers/file-driver.ts', 'packages/agent/src/drivers/file-state.ts'],
-    testFiles: ['packages/agent/test/file-driver*.test.ts'],
+    testFiles: ['packages/agent/test/file-driver*.test.ts', 'packages/agent/test/file-state*.test.ts'],
   },
   {
     name: 'safe paths',

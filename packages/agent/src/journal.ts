@@ -111,6 +111,8 @@ export class Journal {
   private seq = 0;
   /** The JSON of the orders written last, by order (see `chunksOf`). */
   private readonly orderBytes = new Map<OrderApply, Buffer>();
+  /** Told the id of every order whose directory may have changed: see `onOrderChanged`. */
+  private readonly changeListeners: ((orderId: string) => void)[] = [];
 
   private constructor(
     private readonly ordersDir: string,
@@ -147,6 +149,24 @@ export class Journal {
 
   get position(): number {
     return this.seq;
+  }
+
+  /** How many orders the journal holds. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * Calls `listener` with an order's id after each write of its entry and after its directory is
+   * removed: what keeps a measure of the journal (see `JournalUsage`) from walking every order for
+   * every new one.
+   */
+  onOrderChanged(listener: (orderId: string) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  private orderChanged(orderId: string): void {
+    for (const listener of this.changeListeners) listener(orderId);
   }
 
   get(orderId: string): JournalEntry | undefined {
@@ -262,6 +282,7 @@ export class Journal {
         if (!isOld(this.entries.get(entry.orderId))) return; // written to meanwhile
         this.entries.delete(entry.orderId);
         await rm(this.orderDir(entry.orderId), { recursive: true, force: true });
+        this.orderChanged(entry.orderId);
         removed++;
       });
     }
@@ -353,6 +374,7 @@ export class Journal {
       ...(checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {}),
     });
     this.entries.set(entry.orderId, next);
+    this.orderChanged(entry.orderId);
     return next;
   }
 
