@@ -401,12 +401,13 @@ async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: s
       case 'start':
         await engine.start(rolloutId, actor);
         if (world.frozen === null) {
+          const agents = await world.store.agents.list();
           world.frozen = resolveTarget(
             ((await world.store.rollouts.get(rolloutId)) as { request: RolloutRequest }).request.target,
-            await world.store.agents.list(),
+            agents,
           );
           // Online hosts first, then those seen before (the canary is never a host that never connected).
-          const fitness = await canaryFitnessOf(world.store, (id) => world.fleet.agents.get(id)?.online === true);
+          const fitness = canaryFitnessOf(agents, (id) => world.fleet.agents.get(id)?.online === true);
           world.frozenWaves = assignWaves(canaryOrder(world.frozen, fitness), world.scenario.request.waves);
         }
         break;

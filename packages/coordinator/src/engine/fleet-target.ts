@@ -8,6 +8,7 @@ import {
   type WaveStep,
 } from '@fleetpatch/shared';
 import { exposedHostIds } from '../inventory/compliance.js';
+import type { AgentRecord } from '../store/agent-repository.js';
 import type { Store } from '../store/store.js';
 import { resolveTarget } from './target-resolver.js';
 
@@ -19,6 +20,8 @@ export interface FleetTarget {
    * (never reported, an agent too old, no dpkg). They are not selected: said, not hidden.
    */
   withoutInventory: string[];
+  /** The fleet as it was listed for this (removed agents left out): `canaryFitnessOf` reads it again. */
+  agents: readonly AgentRecord[];
 }
 
 /**
@@ -28,7 +31,7 @@ export interface FleetTarget {
 export async function resolveFleetTarget(store: Store, target: Target): Promise<FleetTarget> {
   // A removed agent (DELETE /v1/agents/:id) is no longer part of the fleet: no target selects it.
   const candidates = (await store.agents.list()).filter((agent) => agent.removedAt === null);
-  if (!target.exposedTo) return { hosts: resolveTarget(target, candidates), withoutInventory: [] };
+  if (!target.exposedTo) return { hosts: resolveTarget(target, candidates), withoutInventory: [], agents: candidates };
   const { source, fixed } = target.exposedTo;
   const exposed = exposedHostIds(await store.inventory.binariesOfSource(source), fixed);
   const { exposedTo: _exposedTo, ...others } = target;
@@ -40,15 +43,20 @@ export async function resolveFleetTarget(store: Store, target: Target): Promise<
   return {
     hosts: resolveTarget(target, candidates, exposed),
     withoutInventory: resolveTarget(others, candidates).filter((id) => !reported.has(id)),
+    agents: candidates,
   };
 }
 
-/** How fit each host is to be a canary: online now, seen before, or never connected (see `canaryOrder`). */
-export async function canaryFitnessOf(
-  store: Store,
+/**
+ * How fit each host of `agents` (the fleet as its target was resolved: one listing, which at 10,000
+ * agents is ~60 ms of parsing) is to be a canary: online now, seen before, or never connected (see
+ * `canaryOrder`).
+ */
+export function canaryFitnessOf(
+  agents: readonly AgentRecord[],
   isOnline: (hostId: string) => boolean,
-): Promise<(hostId: string) => CanaryFitness> {
-  const seenBefore = new Set((await store.agents.list()).filter((agent) => agent.lastSeenAt).map((agent) => agent.id));
+): (hostId: string) => CanaryFitness {
+  const seenBefore = new Set(agents.filter((agent) => agent.lastSeenAt).map((agent) => agent.id));
   return (hostId) => {
     if (isOnline(hostId)) return 'online';
     return seenBefore.has(hostId) ? 'offline' : 'never_connected';

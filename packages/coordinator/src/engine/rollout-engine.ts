@@ -382,7 +382,7 @@ export class RolloutEngine {
         await this.checkPromotionOrder(rollout, hosts, actor, options);
         const waves = planCanaryFirst(
           hosts,
-          await canaryFitnessOf(this.store, (hostId) => this.channel.isOnline(hostId)),
+          canaryFitnessOf(fleet.agents, (hostId) => this.channel.isOnline(hostId)),
           rollout.request.waves,
         );
         for (const [waveIndex, wave] of waves.entries()) {
