@@ -123,40 +123,11 @@ export function signPayload(privateKey: KeyObject, payload: Buffer): string {
 
 /** False for a wrong signature and for any malformed key or signature: never throws on hostile input. */
 export function verifyPayload(publicKey: string, payload: Buffer, signature: string): boolean {
-  const key = verifyingKeyOf(publicKey, signature);
-  if (key === undefined) return false;
+  if (!AgentPublicKeySchema.safeParse(publicKey).success || !SignatureSchema.safeParse(signature).success) return false;
   try {
+    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: publicKey }, format: 'jwk' });
     return verify(null, payload, key, Buffer.from(signature, 'base64url'));
   } catch {
     return false;
-  }
-}
-
-/**
- * `verifyPayload` on libuv's thread pool: the same answer, and it never rejects. For the
- * coordinator, which checks a proof at every agent connection and enrollment: one ed25519
- * verification is ~110 µs of CPU, held on its one event loop in a reconnect storm of thousands,
- * and ~15–20 µs of it there when the pool's threads (other cores) do the work.
- */
-export function verifyPayloadOffThread(publicKey: string, payload: Buffer, signature: string): Promise<boolean> {
-  const key = verifyingKeyOf(publicKey, signature);
-  if (key === undefined) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    try {
-      verify(null, payload, key, Buffer.from(signature, 'base64url'), (err, valid) => resolve(err === null && valid));
-    } catch {
-      resolve(false);
-    }
-  });
-}
-
-/** The public key to verify `signature` with, or undefined when either is malformed. */
-function verifyingKeyOf(publicKey: string, signature: string): KeyObject | undefined {
-  if (!AgentPublicKeySchema.safeParse(publicKey).success || !SignatureSchema.safeParse(signature).success)
-    return undefined;
-  try {
-    return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: publicKey }, format: 'jwk' });
-  } catch {
-    return undefined;
   }
 }

@@ -24,7 +24,7 @@ import {
   protocolNeededFor,
   readFrame,
   SUPPORTED_PROTOCOL_VERSIONS,
-  verifyPayloadOffThread,
+  verifyPayload,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
@@ -355,8 +355,7 @@ export class AgentHub implements AgentChannel {
     }
     const publicKey = await this.options.publicKeyOf(claimed);
     const proven =
-      publicKey !== undefined &&
-      (await verifyPayloadOffThread(publicKey, connectProofPayload(claimed, nonce), parsed.message.proof));
+      publicKey !== undefined && verifyPayload(publicKey, connectProofPayload(claimed, nonce), parsed.message.proof);
     // One answer for an unknown host, a revoked one and a wrong key: nothing to learn by probing.
     if (!proven) return { ok: false, code: CloseCode.unauthorized, reason: 'agent not enrolled or proof invalid' };
     connection.firstParsed = parsed;
