@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PackageChange, PackageChangeSchema } from '@fleetpatch/shared';
@@ -164,6 +164,15 @@ describe('stale processes', () => {
   });
 });
 
+/** The processes (this machine's PIDs) that map `path` now. */
+async function pidsMapping(path: string): Promise<number[]> {
+  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number);
+  const mapping = await Promise.all(
+    pids.map(async (pid) => (await readFile(`/proc/${pid}/maps`, 'utf8').catch(() => '')).includes(path)),
+  );
+  return pids.filter((_, i) => mapping[i]);
+}
+
 describeNeeding(
   [root, requirement('systemd in namespaces', namespacedSystemdSupport())],
   'restarts against a real systemd',
@@ -190,6 +199,16 @@ describeNeeding(
 
     it('restarts the listed unit onto the new library; the report names the one left on the old, and the reboot it caused', async () => {
       const sd = systemd as NamespacedSystemd;
+      // systemd counts a simple service started once it has forked: its sleep may map the library a
+      // moment later, and one that maps it only after the "upgrade" would run on the new one. Both
+      // must run on the old one first (a loaded machine once let fp-other start late).
+      await waitFor(
+        'both services to run on the library',
+        async () =>
+          sd.mainPid('fp-app.service') > 0 &&
+          sd.mainPid('fp-other.service') > 0 &&
+          (await pidsMapping(lib)).length >= 2,
+      );
       const oldPid = sd.mainPid('fp-app.service');
       const otherPid = sd.mainPid('fp-other.service');
       expect(oldPid).toBeGreaterThan(0);
