@@ -24,7 +24,7 @@ vi.mock('node:fs', async (importOriginal) => {
 });
 
 const { Journal } = await import('../src/journal.js');
-const { JournalUsage, bytesUnder } = await import('../src/policy/journal-quota.js');
+const { JournalUsage, bytesUnder, journalQuotaRefusal } = await import('../src/policy/journal-quota.js');
 
 const at = (ms: number) => new Date(ms).toISOString();
 const healthy = (orderId: string, finishedAt: string): OrderResultBody => ({
@@ -112,5 +112,9 @@ describe('the journal usage', () => {
     const journal = await Journal.open(dir);
     for (const id of ['o1', 'o2']) await finishedOrder(journal, id);
     expect(journal.size).toBe(2);
+    listed.dirs = [];
+    const refusal = journalQuotaRefusal(new JournalUsage(journal), { maxOrders: 2, maxBytes: 1024 ** 3 });
+    expect(refusal).toContain('holds 2 orders, its quota (journal.maxOrders) is 2');
+    expect(listed.dirs).toEqual([]);
   });
 });

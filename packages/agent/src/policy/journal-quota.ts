@@ -1,6 +1,6 @@
 import { type Dirent, lstatSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Journal } from '../journal.js';
+import type { Journal, JournalEntry } from '../journal.js';
 
 /** Config `journal`: how much the order journal (entries and snapshots) may hold. */
 export interface JournalQuota {
@@ -58,7 +58,7 @@ export class JournalUsage {
       const entry = this.journal.get(orderId);
       if (entry === undefined) this.orderBytes.delete(orderId);
       else this.orderBytes.set(orderId, bytes);
-      if (entry === undefined || (entry.phase === 'done' && entry.acked)) this.unsettled.delete(orderId);
+      if (entry === undefined || isSettled(entry)) this.unsettled.delete(orderId);
     }
     return this.total;
   }
@@ -76,10 +76,15 @@ export class JournalUsage {
       total += bytes;
       this.orderBytes.set(item.name, bytes);
       const entry = this.journal.get(item.name);
-      if (entry !== undefined && !(entry.phase === 'done' && entry.acked)) this.unsettled.add(item.name);
+      if (entry !== undefined && !isSettled(entry)) this.unsettled.add(item.name);
     }
     return total;
   }
+}
+
+/** Finished and acknowledged: nothing more is written into its directory until its entry is written again. */
+function isSettled(entry: JournalEntry): boolean {
+  return entry.phase === 'done' && entry.acked;
 }
 
 /** Apparent size of every file under `dir` (lstat: links are not followed); synchronous calls, as the journal's. */
