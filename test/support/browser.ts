@@ -34,8 +34,10 @@ export function pageProblems(page: Page): string[] {
     if (message.type() === 'error') problems.push(`console error: ${message.text()} (${message.location().url})`);
   });
   page.on('requestfailed', (request) => {
-    // A stream the page closes itself (leaving a rollout's page) is aborted on purpose.
-    if (request.failure()?.errorText === 'net::ERR_ABORTED' && request.url().includes('/events/stream')) return;
+    // A read the page cancels itself is aborted on purpose: leaving a rollout's page closes its event
+    // stream and aborts a status poll still in flight (its AbortController). Chromium reports only
+    // such cancels as ERR_ABORTED; a server that fails or hangs up shows as another error and counts.
+    if (request.failure()?.errorText === 'net::ERR_ABORTED' && request.method() === 'GET') return;
     problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`);
   });
   return problems;
