@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject, randomBytes, sign, verify } from 'node:crypto';
 import { z } from 'zod';
 
 /**
@@ -51,10 +51,19 @@ export function generateAgentKeyPair(): AgentKeyPair {
 /**
  * A new key pair with its private key loaded: an enrolling agent signs with the key it just made
  * instead of importing its PEM again (~60 µs, and an enrollment is on every new host's first start).
+ *
+ * Made from 32 random bytes, its seed (RFC 8032: an ed25519 private key is any 32 bytes), not by
+ * `generateKeyPairSync`. On Node 20 exporting a key that a key-generation job made can hang the
+ * process for good: the export holds the key's lock while it makes strings, a garbage collection
+ * in between finalizes the job, and the job's destructor waits for that same lock. An agent process
+ * of the bench stopped so in the middle of a first start (main thread in `KeyGenJob::~KeyGenJob`,
+ * under `ExportJWKEdKey`); `agent-key-deadlock.test.ts` makes it happen in under a second. A key
+ * imported from its seed has no job to finalize.
  */
 export function generateLoadedAgentKeyPair(): LoadedAgentKeyPair {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-  return { publicKey: rawPublicKey(publicKey), privateKeyPem: pkcs8PemOf(privateKey), privateKey };
+  const privateKeyPem = pemOfSeed(randomBytes(32));
+  const privateKey = loadPrivateKey(privateKeyPem);
+  return { publicKey: rawPublicKey(createPublicKey(privateKey)), privateKeyPem, privateKey };
 }
 
 export function rawPublicKey(key: KeyObject): string {
@@ -72,17 +81,13 @@ const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'he
 const PEM_BODY = /^-----BEGIN PRIVATE KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END PRIVATE KEY-----\r?\n?$/;
 
 /**
- * The PKCS#8 PEM of an ed25519 private key, made from its seed and the prefix above: the same text as
- * `export({ format: 'pem', type: 'pkcs8' })` (48 bytes of DER: one 64-character base64 line), which
- * goes through OpenSSL's encoder for ~40 µs where this takes ~2.
+ * The PKCS#8 PEM of the ed25519 private key with this 32-byte seed, made from the prefix above: the
+ * same text as `export({ format: 'pem', type: 'pkcs8' })` (48 bytes of DER: one 64-character base64
+ * line), which goes through OpenSSL's encoder for ~40 µs where this takes ~2.
  */
-export function pkcs8PemOf(privateKey: KeyObject): string {
-  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
-    throw new Error('not an ed25519 private key');
-  }
-  const { d } = privateKey.export({ format: 'jwk' });
-  if (typeof d !== 'string') throw new Error('not an ed25519 private key');
-  const der = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(d, 'base64url')]);
+export function pemOfSeed(seed: Buffer): string {
+  if (seed.length !== 32) throw new Error('an ed25519 seed is 32 bytes');
+  const der = Buffer.concat([ED25519_PKCS8_PREFIX, seed]);
   return `-----BEGIN PRIVATE KEY-----\n${der.toString('base64')}\n-----END PRIVATE KEY-----\n`;
 }
 

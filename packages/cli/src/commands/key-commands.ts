@@ -1,7 +1,7 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { keyIdOf, rawPublicKey } from '@fleetpatch/shared';
+import { generateLoadedAgentKeyPair, keyIdOf, rawPublicKey } from '@fleetpatch/shared';
 import type { Command } from 'commander';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { UsageError } from '../cli-errors.js';
@@ -174,7 +174,9 @@ export function addKeyCommands(program: Command, ctx: CliContext, keyEnvironment
       const keys = keyEnvironment();
       const file = opts.out ?? keys.defaultKeyFile;
       const passphrase = await newPassphrase(opts, keys);
-      const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+      // From a random seed, not generateKeyPairSync, whose keys can hang Node 20 when exported
+      // (generateLoadedAgentKeyPair says how).
+      const { privateKey, publicKey: raw } = generateLoadedAgentKeyPair();
       const pem = privateKey
         .export({
           format: 'pem',
@@ -192,7 +194,6 @@ export function addKeyCommands(program: Command, ctx: CliContext, keyEnvironment
         }
         throw err;
       }
-      const raw = rawPublicKey(publicKey);
       printKey(ctx, { keyId: keyIdOf(raw), publicKey: raw, file, encrypted: passphrase !== undefined }, opts.json);
       if (!opts.json) {
         ctx.output.err(
