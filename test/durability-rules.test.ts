@@ -93,9 +93,8 @@ function goodApply(): Story {
     { step: 'report accepted', lines: [progress('accepted')] },
     { step: 'snapshot dir', lines: newDirectory(join(ORDER_DIR, 'snapshot')) },
     { step: 'snapshot', lines: atomicWrite(join(ORDER_DIR, 'snapshot'), 'content', 'old\n') },
-    { step: 'snapshotted', lines: journal('snapshotted', { snapshot: { contentFile: 'content' } }) },
-    { step: 'report snapshotted', lines: [progress('snapshotted')] },
-    { step: 'applying', lines: journal('applying') },
+    // The snapshot is journaled with `applying`: no `snapshotted` entry, so no `snapshotted` report.
+    { step: 'applying', lines: journal('applying', { snapshot: { contentFile: 'content' } }) },
     { step: 'report applying', lines: [progress('applying')] },
     { step: 'managed file', lines: atomicWrite(join(ROOT, 'etc'), 'app.conf', 'new\n') },
     // Not journaled: the durable `applying` stands for the phases after it (see the rules).
@@ -109,6 +108,22 @@ function goodApply(): Story {
     // The ack, which may be lost in a power cut: its directory is not synced.
     { step: 'acked', lines: journal('done', { result: { finishedAt: FINISHED }, acked: true }, { dirSync: true }) },
   ];
+}
+
+/**
+ * The same apply by an agent that journaled `snapshotted` on its own (before the snapshot went into
+ * `applying`): what such an agent left on disk and reported is still judged by the same rules.
+ */
+function olderAgentApply(): Story {
+  return goodApply().flatMap((s) =>
+    s.step === 'applying'
+      ? [
+          { step: 'snapshotted', lines: journal('snapshotted', { snapshot: { contentFile: 'content' } }) },
+          { step: 'report snapshotted', lines: [progress('snapshotted')] },
+          { step: 'applying', lines: journal('applying', { snapshot: { contentFile: 'content' } }) },
+        ]
+      : [s],
+  );
 }
 
 /** The story with `step` replaced by `lines` (none: left out). */
@@ -132,7 +147,8 @@ describe('agent rules', () => {
     expect(report.violations).toEqual([]);
     expect(report.checked).toEqual({
       placements: {
-        'journal entry': 5,
+        // accepted, applying (with the snapshot), done, acked.
+        'journal entry': 4,
         snapshot: 1,
         'managed file': 1,
         credential: 0,
@@ -140,12 +156,16 @@ describe('agent rules', () => {
         'applied sequences': 0,
       },
       managedChanges: 1,
-      reports: { 'order.progress': 5, 'order.result': 1 },
+      reports: { 'order.progress': 4, 'order.result': 1 },
     });
   });
 
   it('synced-before-rename: a temp file renamed over its target before it was fsync’d', () => {
-    const story = replaced(goodApply(), 'applying', journal('applying', {}, { fsync: true }));
+    const story = replaced(
+      goodApply(),
+      'applying',
+      journal('applying', { snapshot: { contentFile: 'content' } }, { fsync: true }),
+    );
     const report = agentViolations(linesOf(story));
     expect(report.violations[0]).toMatchObject({ rule: 'synced-before-rename' });
     expect(report.violations[0]?.message).toMatch(/journal entry .*entry\.json: temp file .* was not fsync'd/);
@@ -176,7 +196,11 @@ describe('agent rules', () => {
   });
 
   it('directory-synced: the directory synced only after the step was reported', () => {
-    let story = replaced(goodApply(), 'applying', journal('applying', {}, { dirSync: true }));
+    let story = replaced(
+      goodApply(),
+      'applying',
+      journal('applying', { snapshot: { contentFile: 'content' } }, { dirSync: true }),
+    );
     story = [...story, { step: 'late sync', lines: dirSync(ORDER_DIR) }];
     story = moved(story, 'late sync', 'report applying');
     const report = agentViolations(linesOf(story));
@@ -196,7 +220,13 @@ describe('agent rules', () => {
     expect(report.violations.filter((v) => v.rule === 'new-directory-synced')).toHaveLength(1);
   });
 
-  it('journal-before-change: the managed file replaced while the journal still says snapshotted', () => {
+  it('pass an apply by an older agent, which journaled and reported snapshotted on its own', () => {
+    const report = agentViolations(linesOf(olderAgentApply()));
+    expect(report.violations).toEqual([]);
+    expect(report.checked.placements.snapshot).toBe(1);
+  });
+
+  it('journal-before-change: the managed file replaced while the journal still says accepted', () => {
     // Without its `applying` the apply's later progress reports are unbacked too: they go as well.
     const story = ['applying', 'report applying', 'report applied', 'report verifying'].reduce(
       (told, step) => replaced(told, step),
@@ -204,7 +234,7 @@ describe('agent rules', () => {
     );
     const report = agentViolations(linesOf(story));
     expect(rulesOf(report)).toEqual(['journal-before-change']);
-    expect(report.violations[0]?.message).toMatch(/durably said apply order ord_1 is 'snapshotted'/);
+    expect(report.violations[0]?.message).toMatch(/durably said apply order ord_1 is 'accepted'/);
   });
 
   it('journal-before-change, after a restart: the journal on disk may announce the restore', () => {
@@ -218,11 +248,18 @@ describe('agent rules', () => {
     expect(rulesOf(agentViolations(restore))).toEqual(['journal-before-change']);
   });
 
-  it('snapshot-before-journal: the snapshotted entry written before the snapshot it names', () => {
-    const story = moved(goodApply(), 'snapshot', 'snapshotted');
-    const report = agentViolations(linesOf(story));
-    expect(rulesOf(report)).toEqual(['snapshot-before-journal']);
-    expect(report.violations[0]?.message).toMatch(/written before its snapshot .*content was durable/);
+  it('snapshot-before-journal: the entry that first names the snapshot written before the snapshot', () => {
+    // This agent's `applying`, and an older agent's `snapshotted`.
+    for (const [story, entry] of [
+      [goodApply(), 'applying'],
+      [olderAgentApply(), 'snapshotted'],
+    ] as const) {
+      const report = agentViolations(linesOf(moved(story, 'snapshot', entry)));
+      expect(rulesOf(report)).toEqual(['snapshot-before-journal']);
+      expect(report.violations[0]?.message).toMatch(
+        new RegExp(`the '${entry}' entry of ord_1 was written before its snapshot .*content was durable`),
+      );
+    }
   });
 
   it('sequence-before-journal: a signed order journaled before its sequence was durably recorded', () => {
@@ -262,8 +299,8 @@ describe('agent rules', () => {
       linesOf(
         replaced(
           replaced(goodApply(), 'snapshot', lines),
-          'snapshotted',
-          journal('snapshotted', { snapshot: { kind: 'package', deb: 'app_1.0_all.deb' } }),
+          'applying',
+          journal('applying', { snapshot: { kind: 'package', deb: 'app_1.0_all.deb' } }),
         ),
       );
     const kept = agentViolations(withDeb(durableCopy()));
@@ -273,7 +310,7 @@ describe('agent rules', () => {
   });
 
   it('journal-before-report: progress reported before its entry was written', () => {
-    const story = moved(goodApply(), 'snapshotted', 'report snapshotted');
+    const story = moved(olderAgentApply(), 'snapshotted', 'report snapshotted');
     const report = agentViolations(linesOf(story));
     expect(rulesOf(report)).toContain('journal-before-report');
     expect(report.violations.find((v) => v.rule === 'journal-before-report')?.message).toMatch(
@@ -281,13 +318,19 @@ describe('agent rules', () => {
     );
   });
 
-  it('journal-before-report: applied and verifying are backed by a durable applying, and by nothing less', () => {
-    // Reported while the journal still says snapshotted: nothing durable stands for them.
-    const early = moved(
-      moved(goodApply(), 'report applied', 'report snapshotted'),
-      'report verifying',
-      'report applied',
+  it('journal-before-report: snapshotted reported while the journal says accepted (the snapshot not yet journaled)', () => {
+    const story = moved(goodApply(), 'report accepted', 'snapshot');
+    const told = story.flatMap((s) =>
+      s.step === 'report accepted' ? [s, { step: 'report snapshotted', lines: [progress('snapshotted')] }] : [s],
     );
+    const report = agentViolations(linesOf(told));
+    expect(rulesOf(report)).toEqual(['journal-before-report']);
+    expect(report.violations[0]?.message).toMatch(/reports ord_1 'snapshotted', but no such journal entry was durable/);
+  });
+
+  it('journal-before-report: applied and verifying are backed by a durable applying, and by nothing less', () => {
+    // Reported while the journal still says accepted: nothing durable stands for them.
+    const early = moved(moved(goodApply(), 'report applied', 'snapshot'), 'report verifying', 'report applied');
     const report = agentViolations(linesOf(early));
     const unbacked = report.violations.filter((v) => v.rule === 'journal-before-report').map((v) => v.message);
     expect(unbacked).toEqual([

@@ -17,13 +17,15 @@
  *   fsync'd) by then too;
  * - `journal-before-change`: a managed file changes only while the journal durably says the order
  *   is `applying` or `reverting` (after a restart: any phase in which recovery restores the snapshot);
- * - `snapshot-before-journal`: the snapshot is durable before the `snapshotted` entry points at it;
+ * - `snapshot-before-journal`: the snapshot is durable before the entry that points at it first
+ *   (`applying`; `snapshotted` from agents that journaled that phase);
  * - `sequence-before-journal`: a signed order's sequence is durable in applied-sequences.json before
  *   the order is journaled (else a replay after a crash would find the sequence unused);
  * - `journal-before-report`: what the agent reports (progress, results, the orders in `hello`) is
  *   what its journal durably says — or, for a refused order, what refusals.json durably counts. The
  *   progress an apply makes after `applying` (`applied`, `verifying`) is backed by the durable
- *   `applying`: recovery treats those phases alike, so the agent no longer journals them.
+ *   `applying`: recovery treats those phases alike, so the agent no longer journals them (nor
+ *   `snapshotted`, which recovery treats like `accepted`, and which it therefore no longer reports).
  *
  * Coordinator:
  * - `committed-before-sent`: an `order.apply` or `order.revert` goes out only after a WAL write
@@ -118,6 +120,8 @@ const MAY_HAVE_CHANGED = new Set(['applying', 'applied', 'verifying', 'reverting
 const REPORTED_UNDER_APPLYING = new Set(['applied', 'verifying']);
 /** Phases under which a running order changes a managed file. */
 const ANNOUNCES_CHANGE = new Set(['applying', 'reverting']);
+/** The entry that points at an apply's snapshot first: `applying`; older agents journaled `snapshotted` before it. */
+const POINTS_AT_SNAPSHOT = new Set(['snapshotted', 'applying']);
 /** `.<name>.fleetpatch-tmp-<16 hex>`: the atomic writer's temp files (fs/atomic-file.ts). */
 const TEMP_FILE = /\.fleetpatch-tmp-[0-9a-f]{16}$/;
 
@@ -392,7 +396,7 @@ class AgentTraceCheck {
 
   private checkSnapshots(): void {
     for (const record of this.journal) {
-      if (record.line === 0 || record.phase !== 'snapshotted') continue;
+      if (record.line === 0 || !POINTS_AT_SNAPSHOT.has(record.phase) || record.snapshot === undefined) continue;
       const dir = join(this.spec.dataDir, 'orders', record.orderId, 'snapshot');
       const files = this.placements.filter((p) => p.kind === 'snapshot' && isInside(dir, p.path));
       const expected = contentFileOf(record.snapshot);
@@ -400,7 +404,7 @@ class AgentTraceCheck {
         this.violate(
           'snapshot-before-journal',
           record.line,
-          `the 'snapshotted' entry of ${record.orderId} names ${expected}, which was not written in this trace`,
+          `the '${record.phase}' entry of ${record.orderId} names ${expected}, which was not written in this trace`,
         );
       }
       for (const file of files) {
@@ -408,7 +412,7 @@ class AgentTraceCheck {
         this.violate(
           'snapshot-before-journal',
           record.line,
-          `the 'snapshotted' entry of ${record.orderId} was written before its snapshot ${file.path} was durable`,
+          `the '${record.phase}' entry of ${record.orderId} was written before its snapshot ${file.path} was durable`,
         );
       }
     }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -212,20 +213,27 @@ describe('OrderExecutor', () => {
     expect(results).toMatchObject([{ orderId: 'o1', outcome: 'healthy', changed: true }]);
   });
 
-  it('journals a healthy apply at the phases recovery tells apart, and reports every phase', async () => {
-    const written: string[] = [];
+  it('journals a healthy apply at the phases recovery tells apart, and reports only what is journaled before apply', async () => {
+    const written: { phase: string; snapshot: unknown }[] = [];
     const journal = await Journal.open(dir, {
       checkpoint: (name) => {
-        if (name.endsWith(':renamed')) written.push(name.split(':')[2] as string);
+        if (!name.endsWith(':renamed')) return;
+        const onDisk = JSON.parse(readFileSync(join(dir, 'orders', 'o1', 'entry.json'), 'utf8'));
+        written.push({ phase: name.split(':')[2] as string, snapshot: onDisk.snapshot });
       },
     });
     const reported: OrderPhase[] = [];
     onProgress = (_orderId, phase) => reported.push(phase);
     await (await executor(journal)).apply(order('o1'));
-    // applied and verifying are not journaled: recovery restores the snapshot from any phase after
-    // applying alike (the crash matrix kills the agent at both to prove it).
-    expect(written).toEqual(['accepted', 'baseline', 'snapshotted', 'applying', 'done']);
+    // snapshotted, applied and verifying are not journaled: recovery tells none of them from the
+    // phase journaled before it (the crash matrix kills the agent at each to prove it). The snapshot
+    // is on disk in the entry that announces the change.
+    expect(written.map((w) => w.phase)).toEqual(['accepted', 'baseline', 'applying', 'done']);
+    expect(written.find((w) => w.phase === 'applying')?.snapshot).toEqual({ prior: 'old' });
+    expect(written.find((w) => w.phase === 'baseline')?.snapshot).toBeUndefined();
     expect(reported).toEqual(expect.arrayContaining(['applying', 'applied', 'verifying']));
+    // A phase reported is one the journal holds, or one recovery tells from it: never `snapshotted` unwritten.
+    expect(reported).not.toContain('snapshotted');
   });
 
   it('applies an order id at most once and answers a re-delivery from the journal', async () => {
@@ -529,6 +537,7 @@ describe('OrderExecutor', () => {
   });
 
   it('recovers an order interrupted before it changed anything without touching the host', async () => {
+    // `snapshotted` with its snapshot: how agents before this one journaled it (and may have left it).
     const journal = await Journal.open(dir);
     const entry = await journal.createApply(order('o1'), new Date(0).toISOString());
     await journal.update(entry, { phase: 'snapshotted', snapshot: { prior: 'old' } }, new Date(0).toISOString());

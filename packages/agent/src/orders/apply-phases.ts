@@ -25,8 +25,9 @@ export interface ApplyPhasesOptions {
 }
 
 /**
- * One apply order through the journaled phases: accepted → baseline → snapshotted → applying →
- * applied → verifying → done, or reverting → done. Each phase is durable before the step it guards.
+ * One apply order through its phases: accepted → baseline → snapshotted → applying → applied →
+ * verifying → done, or reverting → done. Journaled: accepted, baseline, applying (with the snapshot),
+ * reverting and done, each durable before the step it guards.
  */
 export async function runApply(
   ctx: OrderContext,
@@ -133,14 +134,17 @@ async function runPhases(
     const dir = journal.snapshotDir(order.orderId);
     await makeDirectoryDurably(dir, 0o700);
     const snapshot = await driver.snapshot(order.change, dir, driverCtx);
-    entry = await journal.update(entry, { phase: 'snapshotted', snapshot }, ctx.now());
-    events.progress(order.orderId, 'snapshotted');
+    // The snapshot is journaled with `applying`, not in a write of its own: recovery treats an order
+    // that has its snapshot but has not begun to apply like one that has none (nothing changed,
+    // nothing to restore), so a `snapshotted` entry would be a durable write that changes no outcome
+    // — as `applied` and `verifying` were. The crash matrix holds the outcome at this point.
     ctx.checkpoint('apply:snapshotted');
     throwIfAborted(signal);
 
     const rebootBefore = await ctx.rebootBefore(order.change, 'apply', log);
     const applyAndVerify = async (message?: string) => {
-      entry = await journal.update(entry, { phase: 'applying' }, ctx.now());
+      // Durable before the change begins: from here recovery restores the snapshot this names.
+      entry = await journal.update(entry, { phase: 'applying', snapshot }, ctx.now());
       events.progress(order.orderId, 'applying', message);
       ctx.checkpoint('apply:applying');
       await driver.apply(order.change, driverCtx, snapshot);
@@ -216,8 +220,8 @@ async function runPhases(
     const full = !cancelled && isDiskFull(err);
     const code = cancelled ? ErrorCode.cancelled : full ? ErrorCode.storageFull : codeOf(err);
     const reason = cancelled ? 'cancelled' : full ? journalFullReason(entry, err) : messageOf(err);
-    if (entry.snapshot === undefined || entry.phase === 'snapshotted') {
-      // Nothing was changed yet.
+    if (entry.snapshot === undefined) {
+      // Nothing was changed yet: the snapshot is journaled with `applying`, before the change begins.
       await ctx.finish(entry, { outcome: cancelled ? 'cancelled' : 'failed', changed: false, errorCode: code, reason });
       return;
     }
