@@ -83,6 +83,42 @@ describe('InventoryRepository', () => {
     expect(await store.inventory.get('h1')).toMatchObject({ state: 'reported', packageCount: 3 });
   });
 
+  it('undoes a diff that does not lead to the agent’s digest, the versions it added to the dictionary too', async () => {
+    await enroll('h1');
+    const before = opensslHost(VULNERABLE);
+    await store.transaction(async () => await store.inventory.replace('h1', before, inventoryDigest(before), at()));
+    const stored = await store.inventory.get('h1');
+    const versions = () => store.db.prepare('SELECT COUNT(*) FROM package_versions').pluck().get() as number;
+    const known = versions();
+    const curl = binary('curl', '7.88.1-10+deb12u5');
+    const after = [...before, curl];
+    // The agent says it adds curl and ends at `after`, but names another digest (its copy was not this one).
+    const reached = await store.transaction(
+      async () =>
+        await store.inventory.applyDiff(
+          'h1',
+          { changed: [curl], removed: [], count: after.length, digest: inventoryDigest(opensslHost(FIXED)) },
+          at(),
+        ),
+    );
+    expect(reached).toBe(inventoryDigest(after));
+    expect(await store.inventory.get('h1')).toEqual(stored);
+    expect(inventoryDigest(await store.inventory.packagesOf('h1'))).toBe(inventoryDigest(before));
+    expect(versions()).toBe(known);
+    // The same change with the right digest lands: curl's version is written again, not looked up from before.
+    const landed = await store.transaction(
+      async () =>
+        await store.inventory.applyDiff(
+          'h1',
+          { changed: [curl], removed: [], count: after.length, digest: inventoryDigest(after) },
+          at(),
+        ),
+    );
+    expect(landed).toBe(inventoryDigest(after));
+    expect(inventoryDigest(await store.inventory.packagesOf('h1'))).toBe(inventoryDigest(after));
+    expect(versions()).toBe(known + 1);
+  });
+
   it('unavailable drops the packages and keeps the reason', async () => {
     await enroll('h1');
     await store.transaction(
@@ -209,11 +245,46 @@ describe('InventorySync', () => {
     ]);
     expect(sync.isCurrent('h1')).toBe(false);
     expect(sync.isCurrent('h2')).toBe(false);
-    // h1's stored copy is untouched by the refused diff.
-    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
+    // Neither stored copy is touched: h1's diff was refused, h2's undone once it missed the digest.
+    for (const id of ['h1', 'h2']) {
+      expect((await store.inventory.get(id))?.digest).toBe(inventoryDigest(v1));
+      expect(inventoryDigest(await store.inventory.packagesOf(id))).toBe(inventoryDigest(v1));
+    }
     // The full inventories asked for bring both back.
     for (const id of ['h1', 'h2']) await deliver(id, ...fullOf(v2, 9));
     expect(sync.isCurrent('h1') && sync.isCurrent('h2')).toBe(true);
+  });
+
+  it('lets no late diff of one coordinator spoil the copy another coordinator of the group stored since', async () => {
+    await enroll('h1');
+    const v1 = opensslHost(VULNERABLE);
+    const v2 = opensslHost(FIXED);
+    const v3 = [...v2, binary('curl', '7.88.1-10+deb12u5')];
+    // Two coordinators of a group on one store: h1 reports to `a`, which accepts a diff (v1 → v2) and
+    // would write it on the next turn; meanwhile h1 goes over to `b` and sends its whole inventory (v3).
+    const a = syncUnderTest();
+    const b = syncUnderTest();
+    a.sync.agentConnected('h1');
+    await a.deliver('h1', ...fullOf(v1, 1));
+    await a.sync.onReport('h1', {
+      type: 'inventory.diff',
+      seq: 2,
+      digest: inventoryDigest(v2),
+      count: v2.length,
+      changed: v2.slice(0, 2),
+      removed: [],
+    });
+    a.sync.agentGone('h1');
+    b.sync.agentConnected('h1');
+    await b.deliver('h1', ...fullOf(v3, 1));
+    expect(b.sync.isCurrent('h1')).toBe(true);
+    // Now `a` writes the diff it held: on v3 it leads elsewhere than v2, and is undone.
+    await a.sync.flush();
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v3));
+    expect(inventoryDigest(await store.inventory.packagesOf('h1'))).toBe(inventoryDigest(v3));
+    expect(b.sync.isCurrent('h1')).toBe(true);
+    // `a` no longer holds h1: it asks it for nothing.
+    expect(a.requests).toEqual([]);
   });
 
   it('assembles a full inventory from its parts, and starts over when a part is missing', async () => {

@@ -80,14 +80,20 @@ describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
 
     const changed = [binary('openssl', FIXED), binary('libssl3', FIXED, { source: 'openssl' })];
     const removed = [{ name: 'tzdata', architecture: 'all' }];
-    const digest = await write((r) => r.applyDiff('h1', { changed, removed, count: 4, digest: 'd-h1' }, AT(5)));
-    expect(digest).toBe(
-      inventoryDigest([
-        ...changed,
-        binary('bash', '5.2.15-2+b7', { sourceVersion: '5.2.15-2' }),
-        h1[4] as InstalledPackage,
-      ]),
+    const h1After = inventoryDigest([
+      ...changed,
+      binary('bash', '5.2.15-2+b7', { sourceVersion: '5.2.15-2' }),
+      h1[4] as InstalledPackage,
+    ]);
+    // A diff made on another copy than the one stored leads elsewhere than it says: undone on both.
+    const curl = binary('curl', '7.88.1-10+deb12u5');
+    const missed = await write((r) =>
+      r.applyDiff('h1', { changed: [...changed, curl], removed, count: 5, digest: h1After }, AT(5)),
     );
+    expect(missed).not.toBe(h1After);
+    await readEverything();
+    const digest = await write((r) => r.applyDiff('h1', { changed, removed, count: 4, digest: h1After }, AT(5)));
+    expect(digest).toBe(h1After);
     // A diff naming a package twice is refused, and its transaction leaves nothing behind.
     await write(
       (r) =>
@@ -123,14 +129,20 @@ describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
     const next = manyPackages(2_000, 3).slice(0, 1_990);
     await write((r) => r.replace('h1', next, inventoryDigest(next), AT(20)));
     const moved = manyPackages(2_000, 4).filter((_, i) => i % 10 === 4);
+    const h2After = inventoryDigest(
+      manyPackages(2_000, 1)
+        .filter((p) => p.name !== 'pkg-0000')
+        .map((p) => moved.find((m) => m.name === p.name && m.architecture === p.architecture) ?? p),
+    );
     const digest = await write((r) =>
       r.applyDiff(
         'h2',
-        { changed: moved, removed: [{ name: 'pkg-0000', architecture: 'all' }], count: 1_999, digest: 'd' },
+        { changed: moved, removed: [{ name: 'pkg-0000', architecture: 'all' }], count: 1_999, digest: h2After },
         AT(21),
       ),
     );
-    expect(digest).toBe(inventoryDigest(await read((r) => r.packagesOf('h2'))));
+    expect(digest).toBe(h2After);
+    expect(inventoryDigest(await read((r) => r.packagesOf('h2')))).toBe(h2After);
     expect((await read((r) => r.packagesOf('h1'))).length).toBe(1_990);
     await readEverything();
     for (const source of ['src-0', 'src-333']) {

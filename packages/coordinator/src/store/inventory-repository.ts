@@ -49,6 +49,21 @@ export interface PackageRow {
   status: string;
 }
 
+/** What `applyDiff` writes: the agent's diff, and the count and digest it says the inventory has after it. */
+export interface InventoryDiffWrite {
+  changed: readonly InstalledPackage[];
+  removed: readonly PackageKey[];
+  count: number;
+  digest: string;
+}
+
+/** A diff whose writes lead to another digest than the agent's: thrown to undo them (see `applyDiff`). */
+class DiffMissed extends Error {
+  constructor(readonly reached: string) {
+    super(`the diff leads to ${reached}`);
+  }
+}
+
 export const toRecord = (row: InventoryRow): HostInventoryRecord => ({
   hostId: row.host_id,
   state: row.state,
@@ -83,8 +98,19 @@ export class InventoryRepository {
   private readonly statements;
   /** Dictionary ids by key; only ids read back from the database go in, and it is dropped on any failed write. */
   private readonly ids = new Map<string, number>();
+  /** A diff's writes, as a savepoint inside the store's transaction: undone alone when they miss the agent's digest. */
+  private readonly diffWrites: (hostId: string, diff: InventoryDiffWrite, at: string) => string;
 
   constructor(db: Db) {
+    this.diffWrites = db.transaction((hostId: string, diff: InventoryDiffWrite, at: string) => {
+      const inventoryId = this.upsert(hostId, 'reported', null, diff.digest, diff.count, at);
+      for (const p of [...diff.changed, ...diff.removed])
+        this.statements.unlinkByKey.run(inventoryId, p.name, p.architecture);
+      for (const p of diff.changed) this.statements.link.run(inventoryId, this.dictionaryId(p));
+      const reached = inventoryDigest(this.packagesById(inventoryId));
+      if (reached !== diff.digest) throw new DiffMissed(reached);
+      return reached;
+    });
     this.statements = {
       inventory: db.prepare('SELECT * FROM host_inventories WHERE host_id = ?'),
       // Only the columns compliance needs, as arrays: no labels or facts to parse for every host of the fleet.
@@ -203,19 +229,21 @@ export class InventoryRepository {
   /**
    * Applies a diff: each changed package replaces whatever the host had of that name and
    * architecture; removed ones go. Returns the digest of the inventory it leads to, computed from
-   * what is stored, for the caller to check against the agent's.
+   * what is stored, for the caller to check against the agent's (`diff.digest`). A diff that does
+   * not lead there was made on another copy than the one stored — one a coordinator of the group
+   * wrote since (the agent's full inventory, say), while another still held this diff — so it is
+   * undone and the stored copy stays as it was: a late diff never spoils a good copy.
    */
-  async applyDiff(
-    hostId: string,
-    diff: { changed: readonly InstalledPackage[]; removed: readonly PackageKey[]; count: number; digest: string },
-    at: string,
-  ): Promise<string> {
+  async applyDiff(hostId: string, diff: InventoryDiffWrite, at: string): Promise<string> {
     return this.guarded(() => {
-      const inventoryId = this.upsert(hostId, 'reported', null, diff.digest, diff.count, at);
-      for (const p of [...diff.changed, ...diff.removed])
-        this.statements.unlinkByKey.run(inventoryId, p.name, p.architecture);
-      for (const p of diff.changed) this.statements.link.run(inventoryId, this.dictionaryId(p));
-      return inventoryDigest(this.packagesById(inventoryId));
+      try {
+        return this.diffWrites(hostId, diff, at);
+      } catch (err) {
+        if (!(err instanceof DiffMissed)) throw err;
+        // Dictionary rows it added went with the savepoint: their ids must not be remembered.
+        this.ids.clear();
+        return err.reached;
+      }
     });
   }
 

@@ -2,13 +2,13 @@ import {
   type InstalledBinary,
   type InstalledPackage,
   inventoryDigest,
-  type PackageKey,
   type PackageVersionCount,
 } from '@fleetpatch/shared';
 import {
   dictionaryKey,
   type HostInventoryRecord,
   type HostInventoryState,
+  type InventoryDiffWrite,
   type InventoryRepository,
   type InventoryRow,
   type PackageRow,
@@ -114,11 +114,16 @@ export class PostgresInventoryRepository implements Public<InventoryRepository> 
     await this.link(inventoryId, added);
   }
 
-  async applyDiff(
-    hostId: string,
-    diff: { changed: readonly InstalledPackage[]; removed: readonly PackageKey[]; count: number; digest: string },
-    at: string,
-  ): Promise<string> {
+  /** As the SQLite store's: a diff that misses the agent's digest is undone (its savepoint), the copy kept. */
+  async applyDiff(hostId: string, diff: InventoryDiffWrite, at: string): Promise<string> {
+    await this.executor.query('SAVEPOINT inventory_diff');
+    const reached = await this.diffWrites(hostId, diff, at);
+    if (reached !== diff.digest) await this.executor.query('ROLLBACK TO SAVEPOINT inventory_diff');
+    await this.executor.query('RELEASE SAVEPOINT inventory_diff');
+    return reached;
+  }
+
+  private async diffWrites(hostId: string, diff: InventoryDiffWrite, at: string): Promise<string> {
     const inventoryId = await this.upsert(hostId, 'reported', null, diff.digest, diff.count, at);
     const keys = [...diff.changed, ...diff.removed];
     if (keys.length > 0) {
