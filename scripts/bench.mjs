@@ -939,6 +939,9 @@ async function main() {
   result.networkReset = await networkReset(agentFleet, onlineCount);
 }
 
+/** How long the network reset waits for every agent before it looks for connections `ss -K` passed by. */
+const RESET_STRAGGLER_MS = 60_000;
+
 /**
  * The reconnect storm as a real fleet meets it: a load balancer or a link resets every agent's
  * connection at once, and the agents — still running, their keys loaded — redial. `ss -K` has the
@@ -962,11 +965,12 @@ async function networkReset(agentFleet, onlineCount) {
   const healthz = new HealthzWatch(() => group);
   // --cpu-prof: the coordinators and the agent processes over the reset and the reconnect.
   const endResetProfile = await profilePhase('reset', group, agentFleet);
+  const filters = group.map((c) => ['dst', '127.0.0.1', 'dport', '=', `:${new URL(c.url).port}`]);
+  const agentPids = new Set(agentFleet.children.map((c) => c.pid));
+  const before = establishedTo(filters, agentPids);
   const t = performance.now();
   const cut = await healthz.whilePaused(async () =>
-    group.map((c) =>
-      spawnSync('ss', ['-K', '-t', 'dst', '127.0.0.1', 'dport', '=', `:${new URL(c.url).port}`], { encoding: 'utf8' }),
-    ),
+    filters.map((filter) => spawnSync('ss', ['-K', '-t', ...filter], { encoding: 'utf8' })),
   );
   const failed = cut.find((run) => run.error || run.status !== 0);
   if (failed) {
@@ -976,23 +980,63 @@ async function networkReset(agentFleet, onlineCount) {
     say(`network reset: skipped (${skipped})`);
     return { skipped };
   }
-  await waitFor(
-    `${N} new hellos and ${N} agents online after the network reset`,
+  // When the count of new hellos last grew: the time all were back, should a straggler be found below.
+  let helloCount = -1;
+  let grewAt = t;
+  /** @param {number} wanted */
+  const back = async (wanted) => {
     // /healthz first: /metrics costs the coordinator more (it lists its open descriptors), so it is
     // read only once all N are online.
-    async () => (await onlineCount()) === N && (await hellos()) - hellosBefore >= N,
-    { timeoutMs: remaining(), intervalMs: 100 },
-  );
-  const backMs = performance.now() - t;
+    if ((await onlineCount()) !== N) return false;
+    const count = (await hellos()) - hellosBefore;
+    if (count !== helloCount) [helloCount, grewAt] = [count, performance.now()];
+    return count >= wanted;
+  };
+  const what = `${N} new hellos and ${N} agents online after the network reset`;
+  let survivors = 0;
+  let backMs;
+  try {
+    await waitFor(what, () => back(N), { timeoutMs: Math.min(remaining(), RESET_STRAGGLER_MS), intervalMs: 100 });
+    backMs = performance.now() - t;
+  } catch (err) {
+    // `ss -K` walks the kernel's socket table while agents reconnect into it, and can pass one by
+    // (once in ~20 runs at 10,000): that agent never lost its connection, so it says no new hello.
+    // Counted only here, so that the listing's cost never falls inside a measured reset.
+    const after = establishedTo(filters, agentPids);
+    survivors = [...before].filter((connection) => after.has(connection)).length;
+    if (survivors === 0) throw err;
+    await waitFor(what, () => back(N - survivors), { timeoutMs: remaining(), intervalMs: 100 });
+    backMs = grewAt - t;
+  }
   const resetCpu = cpu();
   await endResetProfile();
   await healthz.stop();
   const refused = (await upgradesRefused()) - refusedBefore;
   if (healthz.failures > 0) failures.push(`/healthz failed ${healthz.failures} time(s) during the network reset`);
   say(
-    `network reset: every agent connection cut at once (ss -K), all ${N} said hello again and were online ${secs(backMs)} later; ${refused} upgrades refused 503; /healthz failures ${healthz.failures}; ${cpuLine(resetCpu, N)}`,
+    `network reset: every agent connection cut at once (ss -K), ${survivors > 0 ? `the ${N - survivors} it cut (it passed ${survivors} by) said hello again and all ${N}` : `all ${N} said hello again and`} were online ${secs(backMs)} later; ${refused} upgrades refused 503; /healthz failures ${healthz.failures}; ${cpuLine(resetCpu, N)}`,
   );
-  return { backMs, healthzFailures: healthz.failures, upgradesRefused: refused, ...resetCpu };
+  return { backMs, survivors, healthzFailures: healthz.failures, upgradesRefused: refused, ...resetCpu };
+}
+
+/**
+ * The agent processes' established connections matching any of `filters` (ss's filter words), each
+ * as its two addresses: the same text before and after a cut is a connection the cut passed by. The
+ * bench's own HTTP connections to the coordinators are not the agents' and are left out.
+ * @param {string[][]} filters
+ * @param {ReadonlySet<number | undefined>} agentPids
+ */
+function establishedTo(filters, agentPids) {
+  const connections = new Set();
+  for (const filter of filters) {
+    const run = spawnSync('ss', ['-H', '-t', '-n', '-p', 'state', 'established', ...filter], { encoding: 'utf8' });
+    for (const line of (run.stdout ?? '').split('\n')) {
+      const pid = Number(/pid=(\d+)/.exec(line)?.[1]);
+      const fields = line.trim().split(/\s+/);
+      if (agentPids.has(pid) && fields.length >= 5) connections.add(`${fields[2]} ${fields[3]}`);
+    }
+  }
+  return connections;
 }
 
 /**
