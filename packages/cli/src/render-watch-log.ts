@@ -21,10 +21,9 @@ export function describeWatchChanges(
   const { rollout } = next;
   const reason = rollout.stateReason ? ` (${printable(rollout.stateReason)})` : '';
   if (!previous) {
-    const hosts = next.waves.reduce((n, w) => n + w.hosts.length, 0);
     const title = patch ? ` "${printable(patch.title)}" (${printable(patch.ticket)}),` : '';
     return [
-      `rollout ${printable(rollout.id)} ${rollout.state}${reason}:${title} ${next.waves.length} waves, ${hosts} hosts, failures ${next.failures} of ${next.toleratedFailures} tolerated`,
+      `rollout ${printable(rollout.id)} ${rollout.state}${reason}:${title} ${shapeOf(next)}, failures ${next.failures} of ${next.toleratedFailures} tolerated`,
     ];
   }
   const lines: string[] = [];
@@ -49,6 +48,18 @@ export function describeWatchChanges(
   if (previous.rollout.state !== rollout.state)
     lines.push(`rollout ${previous.rollout.state} → ${rollout.state}${reason}`);
   return lines;
+}
+
+/**
+ * Its waves and hosts; before it starts there are none yet (the target is resolved and the waves
+ * planned at the start), so what it asked for instead of "0 waves, 0 hosts".
+ */
+function shapeOf(status: RolloutStatus): string {
+  if (status.waves.length === 0) {
+    return `waves ${printable(JSON.stringify(status.rollout.request.waves))} planned when it starts`;
+  }
+  const hosts = status.waves.reduce((n, w) => n + w.hosts.length, 0);
+  return `${status.waves.length} waves, ${hosts} hosts`;
 }
 
 function why(host: HostView): string {

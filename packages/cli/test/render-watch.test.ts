@@ -189,6 +189,13 @@ describe('the watch off a terminal: one line per change', () => {
     ]);
     expect(describeWatchChanges(after, after, PATCH)).toEqual([]);
   });
+
+  it('gives a rollout not started yet the waves it asked for, not "0 waves, 0 hosts"', () => {
+    const scheduled = status({ state: 'scheduled', startedAt: null, waveCount: 0, hostCount: 0 }, { waves: [] });
+    expect(describeWatchChanges(undefined, scheduled, PATCH)).toEqual([
+      'rollout ro_1 scheduled: "Fix the TLS config" (OPS-42), waves [1,"100%"] planned when it starts, failures 0 of 0 tolerated',
+    ]);
+  });
 });
 
 describe('wave timings and durations', () => {
