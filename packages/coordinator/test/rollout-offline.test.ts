@@ -96,6 +96,24 @@ describe('offline hosts', () => {
     expect(await fleet.state(id)).toBe('halted');
   });
 
+  it('hosts dispatched in one burst share its dispatch time, so they time out in the same sweep', async () => {
+    const fleet = await SimulatedFleet.open();
+    const hosts = ['host-1', 'host-2', 'host-3'];
+    await fleet.addHosts(hosts);
+    // A clock that moves on at every reading, as a real one does while a burst is written.
+    fleet.clock.now = () => fleet.clock.ms++;
+    const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 120, maxFailures: 0 });
+    fleet.clock.now = () => fleet.clock.ms;
+    const dispatched = await Promise.all(hosts.map(async (host) => (await fleet.run(id, host)).dispatchedAt));
+    expect(new Set(dispatched).size).toBe(1);
+
+    // One sweep just past the deadline: every host of the burst is timed out in it, none left in flight
+    // behind a rollout the first one halted.
+    await fleet.advance((dispatched[0] as number) + 120 * SECOND + 1 - fleet.clock.ms);
+    for (const host of hosts) expect((await fleet.run(id, host)).state).toBe('timed_out');
+    expect(await fleet.state(id)).toBe('halted');
+  });
+
   it('a host whose agent died mid-apply past its timeout is changed: unknown, and its answer after the restart is an event', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);

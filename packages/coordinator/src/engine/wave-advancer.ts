@@ -257,6 +257,9 @@ export class WaveAdvancer {
     const patch = (await store.patches.get(rollout.patchId)) as Patch;
     const sends: HostRunRecord[] = [];
     await store.transaction(async () => {
+      // One dispatch time for the burst (one commit): its hosts' deadlines are the same, so they time
+      // out in the same sweep, never one halting the rollout a moment before the next is due.
+      const at = clock.now();
       for (const run of await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
         if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
           const failed = rollout.request.offline.mode === 'fail';
@@ -283,7 +286,7 @@ export class WaveAdvancer {
         await transitionHostRun(
           this.deps,
           run,
-          { to: 'dispatched', orderId, at: clock.now() },
+          { to: 'dispatched', orderId, at },
           { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
         );
         sends.push({ ...run, orderId, state: 'dispatched' });
