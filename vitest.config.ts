@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { configDefaults, defineConfig } from 'vitest/config';
 import { postgresCluster } from './test/support/postgres-cluster.js';
 import { met } from './test/support/requirements.js';
+import { useScratchTmpdir } from './test/support/scratch-tmpdir.js';
 import { skipAllowListPlugin } from './test/support/skip-allowlist.js';
 
 /**
@@ -63,6 +64,9 @@ const POSTGRES_GLOBAL_SETUP = 'test/support/postgres-global-setup.ts';
 const ENGINE_ON_POSTGRES = 'packages/coordinator/test/engine-on-postgres.test.ts';
 /** Test files of the store's PostgreSQL side, in the coordinator package and end to end. */
 const STORE_POSTGRES_TESTS = ['packages/coordinator/test/postgres-*.test.ts', 'test/migrate-store.test.ts'];
+
+// The run's temporary files on a tmpfs, where the machine has one with room (scratch-tmpdir.ts says why).
+useScratchTmpdir();
 
 // Unit tests live beside each package; end-to-end tests in test/ run the built binaries
 // (`npm test` builds first) as real processes on 127.0.0.1. Every project extends this root config,

@@ -23,6 +23,7 @@ import { runCli } from './support/cli-process.js';
 import { ADMIN_TOKEN, FINAL_APPLY_STATES, FINAL_REVERT_STATES, FleetHarness, hostOf } from './support/fleet-harness.js';
 import { NamespacedSystemd, namespacedSystemdSupport } from './support/namespaced-systemd.js';
 import { describeNeeding, requirement, root } from './support/requirements.js';
+import { diskTmpdir } from './support/scratch-tmpdir.js';
 
 const LIBRARY = '/usr/lib/fplib/libfp.so.1';
 
@@ -60,7 +61,10 @@ describeNeeding(
 
     beforeAll(async () => {
       work = await mkdtemp(join(tmpdir(), 'fleetpatch-services-e2e-'));
-      [bed, fleet] = await Promise.all([createDebTestBed(FPLIB), FleetHarness.start(join(work, 'coordinator'))]);
+      [bed, fleet] = await Promise.all([
+        createDebTestBed(FPLIB, { parent: diskTmpdir() }),
+        FleetHarness.start(join(work, 'coordinator')),
+      ]);
       host = await bed.newRoot('svc-1');
       await host.install(bed.deb('fplib', '1.0'));
       const mapper = join(work, 'mapper.py');

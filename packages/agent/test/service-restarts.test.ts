@@ -6,7 +6,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PackageChange, PackageChangeSchema } from '@fleetpatch/shared';
 import { pino } from 'pino';
@@ -14,6 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../../scripts/lib/local-fleet.mjs';
 import { NamespacedSystemd, namespacedSystemdSupport } from '../../../test/support/namespaced-systemd.js';
 import { describeNeeding, requirement, root } from '../../../test/support/requirements.js';
+import { diskTmpdir } from '../../../test/support/scratch-tmpdir.js';
 import { AfterChange } from '../src/services/after-change.js';
 import { rebootCausedBy } from '../src/services/reboot-required.js';
 import { SystemdServiceManager } from '../src/services/service-manager.js';
@@ -48,7 +48,7 @@ async function replaceLibrary(path: string): Promise<void> {
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'fleetpatch-services-'));
+  dir = await mkdtemp(join(diskTmpdir(), 'fleetpatch-services-'));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });

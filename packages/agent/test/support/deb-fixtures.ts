@@ -355,16 +355,19 @@ export interface DebTestBed {
 }
 
 /**
- * Builds `standardDebSpecs()` (plus `extraSpecs`) once into a repository under a temp dir owned by
- * the unprivileged user. About a second on two cores; each `newRoot` costs one `apt-get update`.
+ * Builds `standardDebSpecs()` (plus `extraSpecs`) once into a repository under a temp dir (in
+ * `parent`) owned by the unprivileged user. About a second on two cores; each `newRoot` costs one `apt-get update`.
  *
  * - fptest 1.0, 2.0: conffile /etc/fptest/fptest.conf; postinst fails while `$DPKG_ROOT/fptest-fail-postinst` exists
  * - fptest 2.5: preinst waits (see `waitForReleaseScript('fptest')`)
  * - fptest 4.0: Depends on a package that does not exist; fptest 5.0: Conflicts with fpother
  * - fpother 1.0; fpnew 1.0 (conffile /etc/fpnew.conf); fplock 1.0 (preinst waits, tag `fplock`)
  */
-export async function createDebTestBed(extraSpecs: readonly DebSpec[] = []): Promise<DebTestBed> {
-  const baseDir = await mkdtemp(join(tmpdir(), 'fleetpatch-deb-'));
+export async function createDebTestBed(
+  extraSpecs: readonly DebSpec[] = [],
+  { parent = tmpdir() }: { parent?: string } = {},
+): Promise<DebTestBed> {
+  const baseDir = await mkdtemp(join(parent, 'fleetpatch-deb-'));
   await chmod(baseDir, 0o755);
   const repoDir = join(baseDir, 'repo');
   await mkdir(repoDir);
