@@ -312,12 +312,13 @@ export class ReportRecorder {
       this.deps.markDirty(run.rolloutId);
       return true;
     }
-    // Whatever it says, the current order has answered: a timed-out host may now be retried.
+    // Whatever it says, the current order has answered: a timed-out host may now be retried. Marked
+    // here for a host that stays where it is; the transition below writes it with the result.
     const firstAnswer = !run.answered;
-    await store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     // Its first answer (a late one after a timeout included; not a repeat, nor a bake-time report).
-    if (!run.answered) await auditOrderRefusal(this.deps, agentId, run, result, 'apply');
+    if (firstAnswer) await auditOrderRefusal(this.deps, agentId, run, result, 'apply');
     if (TERMINAL_HOST_STATES.has(run.state) || run.state === 'reverting') {
+      if (firstAnswer) await store.hostRuns.markAnswered(run.rolloutId, run.hostId);
       // A late answer (after a timeout, or a bake-time failure after healthy): record what the host carries now.
       const lateFailure =
         run.state === 'healthy' && (result.outcome === 'failed' || result.outcome === 'revert_failed');
@@ -394,6 +395,7 @@ export class ReportRecorder {
         to: state,
         changed: result.changed,
         countedFailure,
+        answered: true,
         finishedAt: clock.now(),
         health,
         afterChange,

@@ -85,6 +85,8 @@ export function toRecord(row: HostRunRow): HostRunRecord {
 /** The fields an ordinary transition may write besides the state (undefined: left as it is). */
 export interface HostRunOutcome {
   changed?: boolean;
+  /** The current apply order has answered: written with the result it answered with (one write, not two). */
+  answered?: true;
   countedFailure?: boolean;
   finishedAt?: number | null;
   errorCode?: string | null;
@@ -201,6 +203,7 @@ export class HostRunRepository {
         `UPDATE host_runs SET state = @state,
            changed = COALESCE(@changed, changed),
            counted_failure = COALESCE(@countedFailure, counted_failure),
+           answered = COALESCE(@answered, answered),
            finished_at = CASE WHEN @setFinished THEN @finishedAt ELSE finished_at END,
            error_code = CASE WHEN @setError THEN @errorCode ELSE error_code END,
            reason = CASE WHEN @setError THEN @reason ELSE reason END,
@@ -368,6 +371,7 @@ export class HostRunRepository {
             state: write.to,
             changed: write.changed === undefined ? null : write.changed ? 1 : 0,
             countedFailure: write.countedFailure === undefined ? null : write.countedFailure ? 1 : 0,
+            answered: write.answered ? 1 : null,
             setFinished: write.finishedAt === undefined ? 0 : 1,
             finishedAt: write.finishedAt ?? null,
             setError: write.errorCode === undefined && write.reason === undefined ? 0 : 1,

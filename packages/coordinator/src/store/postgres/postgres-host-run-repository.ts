@@ -225,7 +225,8 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
              health = COALESCE($12::jsonb, health),
              rehearsal = COALESCE($13::jsonb, rehearsal),
              after_change = COALESCE($14::jsonb, after_change),
-             packages = COALESCE($15::jsonb, packages)
+             packages = COALESCE($15::jsonb, packages),
+             answered = COALESCE($16::boolean, answered)
            ${where}`,
           [
             ...key,
@@ -242,6 +243,7 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
             // SQLite's `write.afterChange ? … : null`: any falsy report leaves the column as it is.
             write.afterChange ? JSON.stringify(write.afterChange) : null,
             jsonOrNull(write.packages),
+            write.answered ? true : null,
           ],
         );
     }
