@@ -5,8 +5,10 @@
 // (scripts/bench.mjs --store postgres). Whoever runs this is root (the tests, the bench) and PostgreSQL
 // refuses to run as root (initdb exits "cannot be run as root"), so the cluster runs as Debian's
 // dedicated `postgres` account through setpriv. It listens on a free port on 127.0.0.1 (its unix
-// socket stays in the temporary directory) with fsync on: durability is what the product sells, so
-// the tests and the bench pay for it too. A password (scram) guards it, as a real installation would be.
+// socket stays in the temporary directory) with fsync on, as a real installation runs: the server's
+// own durable path is the one exercised. (Where its directory is on a tmpfs — the bench's scratch,
+// the test run's TMPDIR, test/support/scratch-tmpdir.ts — those fsyncs cost next to nothing.) A
+// password (scram) guards it, as a real installation would be.
 //
 // An exit hook stops it and removes its directory if the process ends before `stop()` (an uncaught
 // error, SIGTERM, SIGINT), so no `postgres` is left running. (A SIGKILLed process runs nothing: its
