@@ -22,18 +22,10 @@ import {
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { samplePackagePatch, sampleRollout } from '../scripts/lib/sample-specs.mjs';
 import { FINAL_APPLY_STATES, FleetHarness, hostOf, recordedResults } from './support/fleet-harness.js';
+import { processRunning } from './support/process-running.js';
 import { describeNeeding } from './support/requirements.js';
 
 const HOST = 'dpkg-survives-1';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describeNeeding([debTools], 'dpkg outlives a killed agent', () => {
   let work: string;
@@ -84,12 +76,12 @@ describeNeeding([debTools], 'dpkg outlives a killed agent', () => {
     await waitFor('the postinst to start', () => existsSync(started), { timeoutMs: 60_000 });
     const dpkgPid = Number((await readFile(started, 'utf8')).trim());
     await agent.kill();
-    expect(alive(dpkgPid), 'dpkg survived the agent').toBe(true);
+    expect(processRunning(dpkgPid), 'dpkg survived the agent').toBe(true);
     expect(await root.query('fpslow')).not.toEqual({ status: 'ii', version: '2.0' });
 
     // Let the postinst finish: dpkg completes by itself, with no agent to read its output.
     await writeFile(root.path('release-slow'), '');
-    await waitFor('dpkg to finish on its own', () => !alive(dpkgPid), { timeoutMs: 60_000 });
+    await waitFor('dpkg to finish on its own', () => !processRunning(dpkgPid), { timeoutMs: 60_000 });
     expect(await root.query('fpslow')).toEqual({ status: 'ii', version: '2.0' });
     expect(await root.audit()).toBe('');
 

@@ -11,7 +11,7 @@ import { useFaultFleet } from '../support/fault-scenario.js';
 import { hostOf, readJournal } from '../support/fleet-harness.js';
 import { namespaces } from '../support/host-namespaces.js';
 import { describeNeeding } from '../support/requirements.js';
-import { skewedClockEnv, skewedClocks, skewedClockWrap } from '../support/skewed-clock.js';
+import { skewedClockEnv, skewedClocks, skewedClockWrap, trackFaketimeLeftovers } from '../support/skewed-clock.js';
 
 // Scenario 9: clocks that disagree. The signing workstation (the CLI signing and approving) runs
 // 3 minutes behind, the coordinator 2 minutes ahead, and each agent at its own offset, every one
@@ -52,8 +52,12 @@ describeNeeding([namespaces, skewedClocks], 'fault 9: clock skew between signer,
   let bob: ThrowawayKey;
   let agentConfig: string;
 
-  // Registered before the fleet's hooks: the agents start trusting these keys.
+  let removeFaketimeLeftovers: (() => void) | undefined;
+
+  // Registered before the fleet's hooks: the agents start trusting these keys. (And its afterAll runs
+  // after the fleet's, once every skewed process is gone.)
   beforeAll(async () => {
+    removeFaketimeLeftovers = trackFaketimeLeftovers();
     work = await mkdtemp(join(tmpdir(), 'fleetpatch-fault-9-'));
     alice = await throwawayKey(join(work, 'keys'), 'alice');
     bob = await throwawayKey(join(work, 'keys'), 'bob');
@@ -62,6 +66,7 @@ describeNeeding([namespaces, skewedClocks], 'fault 9: clock skew between signer,
     await writeFile(agentConfig, JSON.stringify(authorAndApproverSigning(alice.publicKey, bob.publicKey)));
   });
   afterAll(async () => {
+    removeFaketimeLeftovers?.();
     if (work) await rm(work, { recursive: true, force: true });
   });
 

@@ -19,6 +19,7 @@
 import { chmodSync, mkdirSync, readdirSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processRunning } from './process-running.js';
 
 const SHM = '/dev/shm';
 const PREFIX = 'fleetpatch-tests-';
@@ -70,15 +71,7 @@ function removeLeftovers(): void {
   for (const name of readdirSync(SHM)) {
     if (!name.startsWith(PREFIX)) continue;
     const pid = Number(name.slice(PREFIX.length));
-    if (Number.isInteger(pid) && pid > 0 && !alive(pid)) rmSync(join(SHM, name), { recursive: true, force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if (Number.isInteger(pid) && pid > 0 && !processRunning(pid))
+      rmSync(join(SHM, name), { recursive: true, force: true });
   }
 }

@@ -1,5 +1,6 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { processRunning } from './process-running.js';
 import { type Requirement, requirement } from './requirements.js';
 
 /**
@@ -43,4 +44,33 @@ export function skewedClockEnv(offset: string): Record<string, string> {
 /** A `wrap` prefix that runs a command under `skewedClockEnv(offset)` (for the coordinator's harness). */
 export function skewedClockWrap(offset: string): string[] {
   return ['env', ...Object.entries(skewedClockEnv(offset)).map(([key, value]) => `${key}=${value}`)];
+}
+
+/** Where libfaketime keeps its per-process shared memory: `faketime_shm_<pid>`, `sem.faketime_sem_<pid>`. */
+const SHM = '/dev/shm';
+const FAKETIME_SHM = /^(?:faketime_shm_|sem\.faketime_sem_)(\d+)$/;
+
+/**
+ * libfaketime makes a shared memory segment and a semaphore in /dev/shm for each process it is
+ * loaded into, named by its pid, and removes them when that process exits — not when it is
+ * SIGKILLed, as the fault suite's agents and coordinators are. Call this before starting skewed
+ * processes; the function it returns removes what they left: the files made since, of processes
+ * no longer running (a live one may still use its own). Files that were there before are left alone.
+ */
+export function trackFaketimeLeftovers(shm: string = SHM): () => void {
+  const before = new Set(faketimeFiles(shm));
+  return () => {
+    for (const name of faketimeFiles(shm)) {
+      const pid = Number(FAKETIME_SHM.exec(name)?.[1]);
+      if (!before.has(name) && !processRunning(pid)) rmSync(join(shm, name), { force: true });
+    }
+  };
+}
+
+function faketimeFiles(shm: string): string[] {
+  try {
+    return readdirSync(shm).filter((name) => FAKETIME_SHM.test(name));
+  } catch {
+    return [];
+  }
 }

@@ -1,0 +1,61 @@
+/**
+ * The fault suite's skewed clocks (test/support/skewed-clock.ts) on a real libfaketime: a process it
+ * is loaded into leaves its shared memory in /dev/shm when SIGKILLed, and the tracker removes that,
+ * and only that.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { expect, it } from 'vitest';
+import { waitFor } from '../scripts/lib/local-fleet.mjs';
+import { describeNeeding } from './support/requirements.js';
+import { skewedClockEnv, skewedClocks, trackFaketimeLeftovers } from './support/skewed-clock.js';
+
+const filesOf = (pid: number) => [`/dev/shm/faketime_shm_${pid}`, `/dev/shm/sem.faketime_sem_${pid}`];
+
+/** A node process under a clock four minutes ahead, once libfaketime has made its files. */
+async function skewedProcess(): Promise<ChildProcess & { pid: number }> {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], {
+    env: { ...process.env, ...skewedClockEnv('+4m') },
+    stdio: 'ignore',
+  });
+  const { pid } = child;
+  if (pid === undefined) throw new Error('the skewed process did not start');
+  await waitFor('libfaketime to make its shared memory', () => filesOf(pid).every((file) => existsSync(file)), {
+    timeoutMs: 10_000,
+  });
+  return Object.assign(child, { pid });
+}
+
+describeNeeding([skewedClocks], 'libfaketime leftovers', () => {
+  it('removes what SIGKILLed skewed processes left, and neither a live one’s nor files there before', async () => {
+    // A leftover from before the tracker started, of a process long gone: not this run's to remove.
+    const gone = spawnSync('true').pid as number;
+    const earlier = `/dev/shm/faketime_shm_${gone}`;
+    writeFileSync(earlier, '');
+    try {
+      const removeLeftovers = trackFaketimeLeftovers();
+      const killed = await skewedProcess();
+      const living = await skewedProcess();
+      try {
+        killed.kill('SIGKILL');
+        await once(killed, 'exit');
+        // A SIGKILLed process runs no destructor: its files stay behind.
+        expect(filesOf(killed.pid).every((file) => existsSync(file))).toBe(true);
+
+        removeLeftovers();
+        expect(filesOf(killed.pid).filter((file) => existsSync(file))).toEqual([]);
+        expect(filesOf(living.pid).every((file) => existsSync(file))).toBe(true);
+        expect(existsSync(earlier)).toBe(true);
+      } finally {
+        // Killed by a signal it too leaves its files: gone, they are the tracker's to remove.
+        living.kill('SIGKILL');
+        await once(living, 'exit');
+        removeLeftovers();
+      }
+      expect(filesOf(living.pid).filter((file) => existsSync(file))).toEqual([]);
+    } finally {
+      rmSync(earlier, { force: true });
+    }
+  });
+});
