@@ -5,13 +5,19 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect, it } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
+import { DEV_SHM } from './support/dev-shm.js';
 import { describeNeeding } from './support/requirements.js';
-import { skewedClockEnv, skewedClocks, trackFaketimeLeftovers } from './support/skewed-clock.js';
+import { FAKETIME_SHM, skewedClockEnv, skewedClocks, trackFaketimeLeftovers } from './support/skewed-clock.js';
 
-const filesOf = (pid: number) => [`/dev/shm/faketime_shm_${pid}`, `/dev/shm/sem.faketime_sem_${pid}`];
+/** The files libfaketime made for `pid` that are there now: a segment and a semaphore. */
+const filesOf = (pid: number) =>
+  readdirSync(DEV_SHM)
+    .filter((name) => FAKETIME_SHM.exec(name)?.[1] === String(pid))
+    .map((name) => join(DEV_SHM, name));
 
 /** A node process under a clock four minutes ahead, once libfaketime has made its files. */
 async function skewedProcess(): Promise<ChildProcess & { pid: number }> {
@@ -21,7 +27,7 @@ async function skewedProcess(): Promise<ChildProcess & { pid: number }> {
   });
   const { pid } = child;
   if (pid === undefined) throw new Error('the skewed process did not start');
-  await waitFor('libfaketime to make its shared memory', () => filesOf(pid).every((file) => existsSync(file)), {
+  await waitFor('libfaketime to make its shared memory', () => filesOf(pid).length === 2, {
     timeoutMs: 10_000,
   });
   return Object.assign(child, { pid });
@@ -31,7 +37,7 @@ describeNeeding([skewedClocks], 'libfaketime leftovers', () => {
   it('removes what SIGKILLed skewed processes left, and neither a live one’s nor files there before', async () => {
     // A leftover from before the tracker started, of a process long gone: not this run's to remove.
     const gone = spawnSync('true').pid as number;
-    const earlier = `/dev/shm/faketime_shm_${gone}`;
+    const earlier = join(DEV_SHM, `faketime_shm_${gone}`);
     writeFileSync(earlier, '');
     try {
       const removeLeftovers = trackFaketimeLeftovers();
@@ -41,11 +47,11 @@ describeNeeding([skewedClocks], 'libfaketime leftovers', () => {
         killed.kill('SIGKILL');
         await once(killed, 'exit');
         // A SIGKILLed process runs no destructor: its files stay behind.
-        expect(filesOf(killed.pid).every((file) => existsSync(file))).toBe(true);
+        expect(filesOf(killed.pid)).toHaveLength(2);
 
         removeLeftovers();
-        expect(filesOf(killed.pid).filter((file) => existsSync(file))).toEqual([]);
-        expect(filesOf(living.pid).every((file) => existsSync(file))).toBe(true);
+        expect(filesOf(killed.pid)).toEqual([]);
+        expect(filesOf(living.pid)).toHaveLength(2);
         expect(existsSync(earlier)).toBe(true);
       } finally {
         // Killed by a signal it too leaves its files: gone, they are the tracker's to remove.
@@ -53,7 +59,7 @@ describeNeeding([skewedClocks], 'libfaketime leftovers', () => {
         await once(living, 'exit');
         removeLeftovers();
       }
-      expect(filesOf(living.pid).filter((file) => existsSync(file))).toEqual([]);
+      expect(filesOf(living.pid)).toEqual([]);
     } finally {
       rmSync(earlier, { force: true });
     }

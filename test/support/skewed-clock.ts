@@ -1,6 +1,6 @@
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { processRunning } from './process-running.js';
+import { DEV_SHM, entriesOfDeadProcesses } from './dev-shm.js';
 import { type Requirement, requirement } from './requirements.js';
 
 /**
@@ -46,31 +46,41 @@ export function skewedClockWrap(offset: string): string[] {
   return ['env', ...Object.entries(skewedClockEnv(offset)).map(([key, value]) => `${key}=${value}`)];
 }
 
-/** Where libfaketime keeps its per-process shared memory: `faketime_shm_<pid>`, `sem.faketime_sem_<pid>`. */
-const SHM = '/dev/shm';
-const FAKETIME_SHM = /^(?:faketime_shm_|sem\.faketime_sem_)(\d+)$/;
+/** libfaketime's per-process shared memory in /dev/shm: `faketime_shm_<pid>`, `sem.faketime_sem_<pid>`. */
+export const FAKETIME_SHM = /^(?:faketime_shm_|sem\.faketime_sem_)(\d+)$/;
 
 /**
  * libfaketime makes a shared memory segment and a semaphore in /dev/shm for each process it is
  * loaded into, named by its pid, and removes them when that process exits — not when it is
  * SIGKILLed, as the fault suite's agents and coordinators are. Call this before starting skewed
- * processes; the function it returns removes what they left: the files made since, of processes
- * no longer running (a live one may still use its own). Files that were there before are left alone.
+ * processes; the function it returns removes what they left: the files made since (a name seen
+ * before counts as new if it is another file now: its pid was reused), of processes no longer
+ * running. It also runs when the process exits, for a run whose own teardown failed before it.
  */
-export function trackFaketimeLeftovers(shm: string = SHM): () => void {
-  const before = new Set(faketimeFiles(shm));
-  return () => {
-    for (const name of faketimeFiles(shm)) {
-      const pid = Number(FAKETIME_SHM.exec(name)?.[1]);
-      if (!before.has(name) && !processRunning(pid)) rmSync(join(shm, name), { force: true });
+export function trackFaketimeLeftovers(shm: string = DEV_SHM): () => void {
+  const before = new Map(entriesOf(shm).map((name) => [name, inodeOf(join(shm, name))]));
+  const remove = () => {
+    for (const name of entriesOfDeadProcesses(FAKETIME_SHM, shm)) {
+      const file = join(shm, name);
+      if (before.get(name) !== inodeOf(file)) rmSync(file, { force: true });
     }
   };
+  process.once('exit', remove);
+  return remove;
 }
 
-function faketimeFiles(shm: string): string[] {
+function entriesOf(dir: string): string[] {
   try {
-    return readdirSync(shm).filter((name) => FAKETIME_SHM.test(name));
+    return readdirSync(dir).filter((name) => FAKETIME_SHM.test(name));
   } catch {
     return [];
+  }
+}
+
+function inodeOf(file: string): number | undefined {
+  try {
+    return statSync(file).ino;
+  } catch {
+    return undefined;
   }
 }

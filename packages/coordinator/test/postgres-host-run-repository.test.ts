@@ -120,6 +120,8 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
           to: 'failed',
           changed: true,
           countedFailure: true,
+          // Written with the result it answered with (the engine's one UPDATE for both).
+          answered: true,
           finishedAt: T0 + 200,
           errorCode: 'health_failed',
           reason: 'unhealthy after patch',

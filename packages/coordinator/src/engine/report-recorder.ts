@@ -313,7 +313,8 @@ export class ReportRecorder {
       return true;
     }
     // Whatever it says, the current order has answered: a timed-out host may now be retried. Marked
-    // here for a host that stays where it is; the transition below writes it with the result.
+    // here for a host already at rest or reverting (a late or repeated result, a bake-time failure);
+    // for one still in flight, the transition below writes it with the result.
     const firstAnswer = !run.answered;
     // Its first answer (a late one after a timeout included; not a repeat, nor a bake-time report).
     if (firstAnswer) await auditOrderRefusal(this.deps, agentId, run, result, 'apply');
