@@ -356,15 +356,21 @@ export async function readJournal(dataDir: string): Promise<JournalFileEntry[]> 
 /**
  * The agent's journal once every order in it is done and its result acknowledged by the coordinator:
  * nothing is left to report. Waits (with a deadline) because the last ack may follow the rollout's end.
+ * An empty journal is waited on too (the order may not be journaled yet), unless `emptyIsSettled`:
+ * for a check that no order is in flight on a host that may never have had one.
  */
-export async function settledJournal(dataDir: string, timeoutMs = 10_000): Promise<JournalFileEntry[]> {
+export async function settledJournal(
+  dataDir: string,
+  { timeoutMs = 10_000, emptyIsSettled = false }: { timeoutMs?: number; emptyIsSettled?: boolean } = {},
+): Promise<JournalFileEntry[]> {
   let last: JournalFileEntry[] = [];
   try {
     return await waitFor(
       'every journal entry done and acknowledged',
       async () => {
         last = await readJournal(dataDir);
-        return last.length > 0 && last.every((e) => e.phase === 'done' && e.acked) ? last : undefined;
+        const some = last.length > 0 || emptyIsSettled;
+        return some && last.every((e) => e.phase === 'done' && e.acked) ? last : undefined;
       },
       { timeoutMs },
     );
