@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEV_SHM, entriesOfDeadProcesses } from './dev-shm.js';
+import { DEV_SHM, entriesNamed, entriesOfDeadProcesses } from './dev-shm.js';
 import { type Requirement, requirement } from './requirements.js';
 
 /**
@@ -58,7 +58,7 @@ export const FAKETIME_SHM = /^(?:faketime_shm_|sem\.faketime_sem_)(\d+)$/;
  * running. It also runs when the process exits, for a run whose own teardown failed before it.
  */
 export function trackFaketimeLeftovers(shm: string = DEV_SHM): () => void {
-  const before = new Map(entriesOf(shm).map((name) => [name, inodeOf(join(shm, name))]));
+  const before = new Map(entriesNamed(FAKETIME_SHM, shm).map((name) => [name, inodeOf(join(shm, name))]));
   const remove = () => {
     for (const name of entriesOfDeadProcesses(FAKETIME_SHM, shm)) {
       const file = join(shm, name);
@@ -67,14 +67,6 @@ export function trackFaketimeLeftovers(shm: string = DEV_SHM): () => void {
   };
   process.once('exit', remove);
   return remove;
-}
-
-function entriesOf(dir: string): string[] {
-  try {
-    return readdirSync(dir).filter((name) => FAKETIME_SHM.test(name));
-  } catch {
-    return [];
-  }
 }
 
 function inodeOf(file: string): number | undefined {
