@@ -198,6 +198,8 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     promotion: config.promotion,
     requiredRecordFields: config.changeRecord.required,
     connectedAuditWindowMs: config.agentLimits.auditWindowMs,
+    // Results come on this coordinator's own sockets, in a group too.
+    resultsAwaited: () => hub.awaitsResults(),
     ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
   });
   engineRef = engine;

@@ -47,3 +47,40 @@ it('records a report after a quiet spell at once, and holds one close behind ano
   expect((await fleet.run(id, 'host-2')).state).toBe('healthy');
   expect(await fleet.state(id)).toBe('succeeded');
 });
+
+it('records a report close behind another at once when no order owes a result, and a burst once its last result is in', async () => {
+  let awaited = true;
+  const fleet = await SimulatedFleet.open({ resultsAwaited: () => awaited });
+  await fleet.addHosts(['host-1', 'host-2', 'host-3']);
+  const id = await fleet.launch({ waves: ['100%'] });
+  const openApply = (hostId: string) => {
+    const entry = fleet.agent(hostId).openApply();
+    if (!entry) throw new Error(`${hostId} holds no open apply order`);
+    return entry;
+  };
+  fleet.now += 60_000;
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+
+  fleet.report('host-1', openApply('host-1'), 'healthy', true);
+  expect(await settlesWithin(fleet.engine.whenIdle(), 10_000)).toBe(true);
+
+  // host-2 opens a burst while host-3's order is still out: it waits for company.
+  fleet.report('host-2', openApply('host-2'), 'healthy', true);
+  expect(await settlesWithin(fleet.engine.whenIdle(), 300)).toBe(false);
+  expect((await fleet.run(id, 'host-2')).state).toBe('dispatched');
+
+  // host-3's is the last result owed: the burst is recorded now, without its timer.
+  awaited = false;
+  fleet.report('host-3', openApply('host-3'), 'healthy', true);
+  const recorded = fleet.engine.whenIdle();
+  const succeeded = async () => (await fleet.state(id)) === 'succeeded';
+  const deadline = Date.now() + 10_000;
+  while (!(await succeeded()) && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
+  expect(await fleet.state(id)).toBe('succeeded');
+  expect((await fleet.run(id, 'host-2')).state).toBe('healthy');
+  expect((await fleet.run(id, 'host-3')).state).toBe('healthy');
+  // The burst's own timer is still counted until it fires, and then finds nothing left to record.
+  expect(await settlesWithin(recorded, 300)).toBe(false);
+  vi.advanceTimersByTime(5);
+  expect(await settlesWithin(recorded, 10_000)).toBe(true);
+});

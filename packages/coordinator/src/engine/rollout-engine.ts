@@ -57,7 +57,7 @@ import { WaveAdvancer } from './wave-advancer.js';
 const REPORT_RETRY_MS = 1000;
 /**
  * Reports are recorded in bursts, one transaction each (group commit): the first report of a burst
- * waits this long for others (unless it comes after a quiet spell: REPORT_QUIET_MS). A few
+ * waits this long for others (unless no company is coming: REPORT_QUIET_MS, `resultsAwaited`). A few
  * milliseconds on a host's answer; under load, one commit and one advance for dozens of hosts instead
  * of one per host, and an order's progress and its result often share a burst (the progress is then
  * not written at all).
@@ -68,6 +68,13 @@ const REPORT_BATCH_MS = 5;
  * a lone host's): it is recorded at once rather than wait REPORT_BATCH_MS for company that is not coming.
  */
 const REPORT_QUIET_MS = 10;
+
+/**
+ * When the reports waiting to be recorded will be: not yet asked for; `batching`, after
+ * REPORT_BATCH_MS for company (a report that finds no company coming asks for them `due` at once); `due`,
+ * on the next turn or at a failed batch's retry, which nothing hastens.
+ */
+type ReportFlush = 'none' | 'batching' | 'due';
 
 export type {
   AgentChannel,
@@ -105,6 +112,11 @@ export interface RolloutEngineOptions {
   driving?: RolloutDriving;
   /** In a coordinator group: what makes the engine's steps one at a time across the group too. */
   stepGuard?: SectionGuard;
+  /**
+   * Whether an order sent on this coordinator's sockets still owes its result (`AgentHub.awaitsResults`):
+   * while none does, a report has no company coming and is recorded at once. Default: always one does.
+   */
+  resultsAwaited?: () => boolean;
 }
 
 /** An admin's reason to start a rollout the promotion order would refuse. */
@@ -150,7 +162,10 @@ export class RolloutEngine {
   /** The last reason each scheduled start was refused for, so a wait is logged once, not every tick. */
   private readonly startRefusals = new Map<string, string>();
   private reports: AgentReport[] = [];
-  private flushScheduled = false;
+  private flush: ReportFlush = 'none';
+  /** Names the flush last asked for: a burst's timer outrun by a `due` flush finds another and does nothing. */
+  private flushTicket = 0;
+  private readonly resultsAwaited: () => boolean;
   /** When the last agent report came, on the engine's clock: see REPORT_QUIET_MS. */
   private lastReportAt = Number.NEGATIVE_INFINITY;
   private advanceScheduled = false;
@@ -171,6 +186,7 @@ export class RolloutEngine {
     this.requiredRecordFields = options.requiredRecordFields ?? [];
     this.steps = new OneAtATime(options.stepGuard);
     this.driving = options.driving ?? SOLE_DRIVER;
+    this.resultsAwaited = options.resultsAwaited ?? (() => true);
     this.deps = {
       store: this.store,
       channel: this.channel,
@@ -770,13 +786,18 @@ export class RolloutEngine {
     const now = this.clock.now();
     const flowing = now - this.lastReportAt < REPORT_QUIET_MS;
     this.lastReportAt = now;
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    this.later(() => this.flushReports(), flowing ? REPORT_BATCH_MS : 0);
+    // Company comes only while reports flow and an order still owes its result: a wave's last result
+    // does not wait out the burst its first one opened (whose timer then finds a newer flush, and stops).
+    const batching = flowing && this.resultsAwaited();
+    if (this.flush === 'due' || (this.flush === 'batching' && batching)) return;
+    this.flush = batching ? 'batching' : 'due';
+    const ticket = ++this.flushTicket;
+    this.later(() => this.flushReports(ticket), batching ? REPORT_BATCH_MS : 0);
   }
 
-  private async flushReports(): Promise<void> {
-    this.flushScheduled = false;
+  private async flushReports(ticket: number): Promise<void> {
+    if (ticket !== this.flushTicket) return;
+    this.flush = 'none';
     if (this.reports.length === 0 || this.stopped) return;
     const batch = this.reports;
     this.reports = [];
@@ -794,9 +815,10 @@ export class RolloutEngine {
   }
 
   private scheduleRetryFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    this.later(() => this.flushReports(), REPORT_RETRY_MS);
+    if (this.flush !== 'none') return;
+    this.flush = 'due';
+    const ticket = ++this.flushTicket;
+    this.later(() => this.flushReports(ticket), REPORT_RETRY_MS);
   }
 
   private markDirty(rolloutId: string): void {

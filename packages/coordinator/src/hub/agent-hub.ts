@@ -31,6 +31,7 @@ import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import type { AgentLimits } from '../config.js';
 import { writeMessage } from '../engine/apply-frames.js';
 import type { AgentChannel } from '../engine/rollout-engine.js';
+import { AwaitedResults } from './awaited-results.js';
 import { PeerThrottle } from './peer-throttle.js';
 import { TokenBucket } from './token-bucket.js';
 import { type PendingTicket, type UpgradeCap, UpgradeGate } from './upgrade-gate.js';
@@ -107,6 +108,8 @@ interface Connection {
   firstParsed?: ParsedAgentFrame | undefined;
   /** Called when the first early frame arrives: authentication waits for it. */
   onFirstFrame?: () => void;
+  /** The apply and revert orders sent here that owe their result (see AwaitedResults); made at the first. */
+  awaiting?: Set<string>;
 }
 
 type ParsedAgentFrame = IncomingFrame<AgentMessage>;
@@ -145,6 +148,7 @@ export class AgentHub implements AgentChannel {
   private nextPingSlice = 0;
   private handlers: AgentHubHandlers | null = null;
   private closed = false;
+  private readonly awaited = new AwaitedResults();
 
   constructor(private readonly options: AgentHubOptions) {
     const { limits } = options;
@@ -217,7 +221,19 @@ export class AgentHub implements AgentChannel {
     }
     writeMessage(connection.socket, message);
     this.options.observer?.messageSent(message.type);
+    if (message.type === 'order.apply' || message.type === 'order.revert') {
+      connection.awaiting ??= new Set();
+      this.awaited.sent(connection.awaiting, message.orderId);
+    }
     return true;
+  }
+
+  /**
+   * Whether an apply or revert order sent on one of this coordinator's sockets still owes its result:
+   * the engine holds a burst of reports open for company only while one does.
+   */
+  awaitsResults(): boolean {
+    return this.awaited.any();
   }
 
   isOnline(agentId: string): boolean {
@@ -526,6 +542,7 @@ export class AgentHub implements AgentChannel {
         return;
       case 'order.result': {
         const { type: _type, ...body } = message;
+        if (connection.awaiting) this.awaited.answered(connection.awaiting, body.orderId);
         handlers.onResult(connection.agentId, body);
         return;
       }
@@ -593,6 +610,7 @@ export class AgentHub implements AgentChannel {
     connection.early = [];
     connection.firstParsed = undefined;
     connection.onFirstFrame?.(); // an authentication still waiting for a frame ends now
+    if (connection.awaiting) this.awaited.closed(connection.awaiting);
     if (!wasLive || this.connections.get(connection.agentId) !== connection) return;
     this.connections.delete(connection.agentId);
     connection.log.info('agent disconnected');

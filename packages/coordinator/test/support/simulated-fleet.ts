@@ -86,6 +86,8 @@ export interface SimulatedFleetOptions {
   promotion?: RolloutEngineOptions['promotion'];
   /** Change record fields the coordinator requires; none unless a test says. */
   requiredRecordFields?: RolloutEngineOptions['requiredRecordFields'];
+  /** Whether an order still owes its result (the hub's count in production); always, unless a test says. */
+  resultsAwaited?: RolloutEngineOptions['resultsAwaited'];
 }
 
 const silent = pino({ level: 'silent' });
@@ -175,6 +177,7 @@ export class SimulatedFleet {
       ...(this.options.metricQuery ? { metricQuery: this.options.metricQuery } : {}),
       promotion: this.options.promotion,
       ...(this.options.requiredRecordFields ? { requiredRecordFields: this.options.requiredRecordFields } : {}),
+      ...(this.options.resultsAwaited ? { resultsAwaited: this.options.resultsAwaited } : {}),
     });
   }
 
