@@ -109,7 +109,7 @@ interface Connection {
   /** Called when the first early frame arrives: authentication waits for it. */
   onFirstFrame?: () => void;
   /** The apply and revert orders sent here that owe their result (see AwaitedResults); made at the first. */
-  awaiting?: Set<string>;
+  awaiting?: Set<string> | undefined;
 }
 
 type ParsedAgentFrame = IncomingFrame<AgentMessage>;
@@ -542,7 +542,11 @@ export class AgentHub implements AgentChannel {
         return;
       case 'order.result': {
         const { type: _type, ...body } = message;
-        if (connection.awaiting) this.awaited.answered(connection.awaiting, body.orderId);
+        if (connection.awaiting) {
+          this.awaited.answered(connection.awaiting, body.orderId);
+          // Most agents hold one order at a time: an empty set is not kept for each of thousands.
+          if (connection.awaiting.size === 0) connection.awaiting = undefined;
+        }
         handlers.onResult(connection.agentId, body);
         return;
       }
