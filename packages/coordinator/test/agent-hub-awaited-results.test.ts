@@ -58,6 +58,7 @@ it('awaits an order sent until its result comes, counting a resend once, and for
   // web-1 answers once, for the order it was sent twice: nothing is owed any more.
   one!.peer.sendJson(result('rev_one'));
   expect(await awaitsResultsBecomes(false)).toBe(false);
+  expect(agents.isOnline('web-1')).toBe(true); // answered, not gone
 });
 
 it('counts each order once per connection, and only answers to orders it holds', () => {

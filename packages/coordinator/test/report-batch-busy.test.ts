@@ -4,9 +4,15 @@
  * coordinator-postgres project excludes it): PostgreSQL has no database-wide write lock to take.
  */
 import Database from 'better-sqlite3';
-import { expect, it, vi } from 'vitest';
+import { afterEach, expect, it, vi } from 'vitest';
+
 import { capturingLog } from './support/capturing-log.js';
+import { settlesWithin } from './support/settles-within.js';
 import { SimulatedFleet } from './support/simulated-fleet.js';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 it('a batch of reports that fails to commit (SQLITE_BUSY) is logged and recorded again, not lost nor fatal', async () => {
   const { log: captured, lines } = capturingLog();
@@ -37,4 +43,37 @@ it('a batch of reports that fails to commit (SQLITE_BUSY) is logged and recorded
   expect((await fleet.run(id, 'host-1')).state).toBe('healthy');
   expect((await fleet.events(id)).filter((e) => e.type === 'host.healthy')).toHaveLength(1);
   expect(fleet.sentOf('order.ack', 'host-1')).toHaveLength(1);
+});
+
+it('a result that no other order can follow does not bring a failed batch’s retry forward', async () => {
+  const { log: captured, lines } = capturingLog();
+  const fleet = await SimulatedFleet.open({ log: captured, resultsAwaited: () => false });
+  await fleet.addHosts(['host-1', 'host-2']);
+  const id = await fleet.launch({ waves: ['100%'] });
+  fleet.store.db.pragma('busy_timeout = 0');
+  const other = new Database(fleet.file);
+  other.exec('BEGIN IMMEDIATE');
+  const failures = () => lines.filter((l) => l.level >= 50 && /recording agent reports failed/.test(l.msg)).length;
+  const openApply = (hostId: string) => {
+    const entry = fleet.agent(hostId).openApply();
+    if (!entry) throw new Error(`${hostId} holds no open apply order`);
+    return entry;
+  };
+  try {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }); // the 1 s retry fires when the test says
+    fleet.report('host-1', openApply('host-1'), 'healthy', true);
+    await vi.waitFor(() => expect(failures()).toBe(1), { timeout: 5000, interval: 5 });
+    // host-2's result owes no company, but the batch in front of it waits for its retry: so does it.
+    fleet.report('host-2', openApply('host-2'), 'healthy', true);
+    expect(await settlesWithin(fleet.engine.whenIdle(), 300)).toBe(false);
+    expect(failures()).toBe(1); // not tried again against the held lock
+  } finally {
+    other.exec('COMMIT');
+    other.close();
+  }
+  vi.advanceTimersByTime(1000);
+  await fleet.engine.whenIdle();
+  vi.useRealTimers();
+  expect(await fleet.state(id)).toBe('succeeded');
+  expect((await fleet.events(id)).filter((e) => e.type === 'host.healthy')).toHaveLength(2);
 });

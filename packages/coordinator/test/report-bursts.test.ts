@@ -1,25 +1,17 @@
 /**
  * Agent reports are recorded in bursts (group commit): the first report of a burst waits a few
  * milliseconds for others to share its transaction. A report that comes after a quiet spell finds no
- * burst to join and is recorded at once: a canary's result does not wait for company that is not coming.
+ * burst to join and is recorded at once: a canary's result does not wait for company that is not
+ * coming. Nor does a result that no other order's result can follow (the hub counts what is owed): a
+ * wave's last result is recorded at once, with the burst it closes.
  */
 import { afterEach, expect, it, vi } from 'vitest';
+import { settlesWithin } from './support/settles-within.js';
 import { SimulatedFleet } from './support/simulated-fleet.js';
 
 afterEach(() => {
   vi.useRealTimers();
 });
-
-/** Whether `promise` settles within `ms` of real time while timers stand still (only I/O and immediates run). */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let settled = false;
-  void promise.then(() => {
-    settled = true;
-  });
-  const deadline = Date.now() + ms;
-  while (!settled && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
-  return settled;
-}
 
 it('records a report after a quiet spell at once, and holds one close behind another for its burst', async () => {
   const fleet = await SimulatedFleet.open();
@@ -79,7 +71,20 @@ it('records a report close behind another at once when no order owes a result, a
   expect(await fleet.state(id)).toBe('succeeded');
   expect((await fleet.run(id, 'host-2')).state).toBe('healthy');
   expect((await fleet.run(id, 'host-3')).state).toBe('healthy');
-  // The burst's own timer is still counted until it fires, and then finds nothing left to record.
+  // The burst's wait was cancelled, not left to run: nothing is scheduled any more.
+  expect(await settlesWithin(recorded, 10_000)).toBe(true);
+});
+
+it('keeps a burst of hellos together when no order owes a result (a reconnect storm)', async () => {
+  const fleet = await SimulatedFleet.open({ resultsAwaited: () => false });
+  await fleet.addHosts(['host-1', 'host-2']);
+  await fleet.engine.whenIdle();
+  fleet.now += 60_000;
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  fleet.hello('host-1');
+  expect(await settlesWithin(fleet.engine.whenIdle(), 10_000)).toBe(true);
+  fleet.hello('host-2'); // close behind: it waits for company, results owed or not
+  const recorded = fleet.engine.whenIdle();
   expect(await settlesWithin(recorded, 300)).toBe(false);
   vi.advanceTimersByTime(5);
   expect(await settlesWithin(recorded, 10_000)).toBe(true);

@@ -71,8 +71,8 @@ const REPORT_QUIET_MS = 10;
 
 /**
  * When the reports waiting to be recorded will be: not yet asked for; `batching`, after
- * REPORT_BATCH_MS for company (a report that finds no company coming asks for them `due` at once); `due`,
- * on the next turn or at a failed batch's retry, which nothing hastens.
+ * REPORT_BATCH_MS for company (a result that finds no company coming cancels that wait and asks for
+ * them `due` instead); `due`, on the next turn or at a failed batch's retry, which nothing hastens.
  */
 type ReportFlush = 'none' | 'batching' | 'due';
 
@@ -163,8 +163,8 @@ export class RolloutEngine {
   private readonly startRefusals = new Map<string, string>();
   private reports: AgentReport[] = [];
   private flush: ReportFlush = 'none';
-  /** Names the flush last asked for: a burst's timer outrun by a `due` flush finds another and does nothing. */
-  private flushTicket = 0;
+  /** Cancels a `batching` flush's wait, if it has not ended yet (see `later`). */
+  private cancelBatch: (() => boolean) | undefined;
   private readonly resultsAwaited: () => boolean;
   /** When the last agent report came, on the engine's clock: see REPORT_QUIET_MS. */
   private lastReportAt = Number.NEGATIVE_INFINITY;
@@ -786,18 +786,21 @@ export class RolloutEngine {
     const now = this.clock.now();
     const flowing = now - this.lastReportAt < REPORT_QUIET_MS;
     this.lastReportAt = now;
-    // Company comes only while reports flow and an order still owes its result: a wave's last result
-    // does not wait out the burst its first one opened (whose timer then finds a newer flush, and stops).
-    const batching = flowing && this.resultsAwaited();
-    if (this.flush === 'due' || (this.flush === 'batching' && batching)) return;
+    // Company comes only while reports flow, and for a result only while another order still owes
+    // its own: a wave's last result does not wait out the burst its first one opened. Hellos (a
+    // reconnect storm) and progress keep their bursts.
+    const batching = flowing && (report.kind !== 'result' || this.resultsAwaited());
+    if (this.flush === 'due') return;
+    // A burst whose wait is over is on its way (its step queued), and takes this report along.
+    if (this.flush === 'batching' && (batching || this.cancelBatch?.() !== true)) return;
     this.flush = batching ? 'batching' : 'due';
-    const ticket = ++this.flushTicket;
-    this.later(() => this.flushReports(ticket), batching ? REPORT_BATCH_MS : 0);
+    const cancel = this.later(() => this.flushReports(), batching ? REPORT_BATCH_MS : 0);
+    this.cancelBatch = batching ? cancel : undefined;
   }
 
-  private async flushReports(ticket: number): Promise<void> {
-    if (ticket !== this.flushTicket) return;
+  private async flushReports(): Promise<void> {
     this.flush = 'none';
+    this.cancelBatch = undefined;
     if (this.reports.length === 0 || this.stopped) return;
     const batch = this.reports;
     this.reports = [];
@@ -817,8 +820,7 @@ export class RolloutEngine {
   private scheduleRetryFlush(): void {
     if (this.flush !== 'none') return;
     this.flush = 'due';
-    const ticket = ++this.flushTicket;
-    this.later(() => this.flushReports(ticket), REPORT_RETRY_MS);
+    this.later(() => this.flushReports(), REPORT_RETRY_MS);
   }
 
   private markDirty(rolloutId: string): void {
@@ -840,10 +842,14 @@ export class RolloutEngine {
   /**
    * Runs `work` as one of the engine's steps on the next turn (or after `delayMs`), counted until it
    * has run: see `whenIdle`. Scheduled from outside any step, so it queues behind the one running.
+   * Returns a cancel that drops the work if its wait has not ended, and says whether it did.
    */
-  private later(work: () => Promise<void>, delayMs = 0): void {
+  private later(work: () => Promise<void>, delayMs = 0): () => boolean {
     this.scheduled++;
+    let waiting = true;
+    let timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
     const run = () => {
+      waiting = false;
       let started = false;
       this.steps
         .run(async () => {
@@ -862,9 +868,17 @@ export class RolloutEngine {
         });
     };
     this.steps.outside(() => {
-      if (delayMs === 0) setImmediate(run);
-      else setTimeout(run, delayMs).unref();
+      timer = delayMs === 0 ? setImmediate(run) : setTimeout(run, delayMs).unref();
     });
+    return () => {
+      if (!waiting) return false;
+      waiting = false;
+      if (delayMs === 0) clearImmediate(timer as NodeJS.Immediate);
+      else clearTimeout(timer as NodeJS.Timeout);
+      this.scheduled--;
+      this.resolveIfIdle();
+      return true;
+    };
   }
 
   private isIdle(): boolean {

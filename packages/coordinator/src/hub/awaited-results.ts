@@ -5,8 +5,8 @@
  * so a wave's last result (or a lone canary's) is recorded at once instead of waiting for nobody.
  *
  * A hint, never a rule: an order whose answer is lost with its connection stops being awaited, and
- * one the engine gave up on stays awaited until its connection closes. Either way a burst is written
- * a few milliseconds sooner or later, never wrongly.
+ * one whose agent never answers (it is stopping, or stuck) stays awaited until its connection closes.
+ * Either way a burst is written a few milliseconds sooner or later, never wrongly.
  */
 export class AwaitedResults {
   private count = 0;
