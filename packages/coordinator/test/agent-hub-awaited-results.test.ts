@@ -47,6 +47,9 @@ it('awaits an order sent until its result comes, counting a resend once, and for
   expect(agents.send('web-1', revert('rev_one'))).toBe(true); // resent: still one owed
   expect(agents.send('web-2', revert('rev_two'))).toBe(true);
   expect(agents.awaitsResults()).toBe(true);
+  // The coordinator's engine asks this hub (its one hint: see RolloutEngineOptions.resultsAwaited).
+  const engine = hub.app.fleet.engine as unknown as { resultsAwaited: () => boolean };
+  expect(engine.resultsAwaited()).toBe(true);
 
   // web-2's connection goes: its answer, if any, comes on the next one. web-1's is still owed.
   two!.peer.destroy();
@@ -59,6 +62,7 @@ it('awaits an order sent until its result comes, counting a resend once, and for
   one!.peer.sendJson(result('rev_one'));
   expect(await awaitsResultsBecomes(false)).toBe(false);
   expect(agents.isOnline('web-1')).toBe(true); // answered, not gone
+  expect(engine.resultsAwaited()).toBe(false);
 });
 
 it('counts each order once per connection, and only answers to orders it holds', () => {
