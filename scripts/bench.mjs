@@ -542,7 +542,7 @@ async function main() {
   // exchange (scripts/lib/wire-floor.mjs), the least a coordinator could spend per host here.
   const floor = await measureWireFloor(N);
   say(
-    `wire floor: a bare ws server, ${N} clients, one order, progress, result and ack each (2 out, 2 in): ${floor.serverCpuUsPerHost.toFixed(0)} µs of server CPU per host, ${secs(floor.wallMs)}`,
+    `wire floor: a bare ws server, ${N} clients, one order, result and ack each (2 out, 1 in): ${floor.serverCpuUsPerHost.toFixed(0)} µs of server CPU per host, ${secs(floor.wallMs)}`,
   );
   result.wireFloor = floor;
 

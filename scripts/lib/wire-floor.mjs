@@ -1,9 +1,9 @@
 // @ts-check
 // The wire's floor: what one host's exchange costs a server that does nothing but the exchange. A bare
 // `ws` server (no TLS, no compression, as the bench's coordinator) sends each of N connected clients one
-// order; each client answers with a progress and a result, and the server acks the result — the
-// fleetpatch rollout's 2 messages out and 2 in per host, JSON parsed and serialized, at about their
-// sizes. The server's CPU per host (user + system, from its own process) is the least any coordinator
+// order; each client answers with a result, and the server acks it — the fleetpatch rollout's 2
+// messages out and 1 in per host (a fast order's progress is coalesced away on the agent), JSON
+// parsed and serialized, at about their sizes. The server's CPU per host (user + system, from its own process) is the least any coordinator
 // on this machine, this kernel and this WebSocket library can spend per host; the bench prints it
 // beside the coordinator's, so "CPU per host" has a yardstick.
 //
@@ -13,9 +13,8 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
 
-/** About the sizes of the bench's messages: an order for a small file change, its progress, result and ack. */
+/** About the sizes of the bench's messages: an order for a small file change, its result and ack. */
 const ORDER_PAD = 'o'.repeat(1200);
-const PROGRESS_PAD = 'p'.repeat(150);
 const RESULT_PAD = 'r'.repeat(300);
 
 if (process.argv[2] === 'serve') serve();
@@ -76,9 +75,6 @@ export async function measureWireFloor(hosts) {
           const message = JSON.parse(String(data));
           if (message.type !== 'order.apply') return;
           const finishedAt = new Date().toISOString();
-          client.send(
-            JSON.stringify({ type: 'order.progress', orderId: message.orderId, phase: 'accepted', pad: PROGRESS_PAD }),
-          );
           client.send(
             JSON.stringify({
               type: 'order.result',
