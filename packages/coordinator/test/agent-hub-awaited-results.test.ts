@@ -2,7 +2,7 @@
  * The hub counts the apply and revert orders it sent that still owe a result (on real sockets): the
  * engine holds a burst of reports open for company only while one does.
  */
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, expect, it, vi } from 'vitest';
 import { connectAsAgent, type RawPeer } from '../../../test/support/raw-agent-socket.js';
 import { AwaitedResults } from '../src/hub/awaited-results.js';
 import { type HubUnderTest, startHub } from './support/hub-under-test.js';
@@ -14,14 +14,6 @@ afterEach(async () => {
   for (const peer of peers.splice(0)) peer.destroy();
   await hub.close();
 });
-
-/** Polls the hub's answer until it is `expected`, within a deadline. */
-async function awaitsResultsBecomes(expected: boolean): Promise<boolean> {
-  const deadline = Date.now() + 5000;
-  while (hub.app.fleet.hub.awaitsResults() !== expected && Date.now() < deadline)
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  return hub.app.fleet.hub.awaitsResults();
-}
 
 const revert = (orderId: string) => ({ type: 'order.revert' as const, orderId, revertsOrderId: 'ord_applied' });
 const result = (orderId: string) => ({
@@ -53,14 +45,12 @@ it('awaits an order sent until its result comes, counting a resend once, and for
 
   // web-2's connection goes: its answer, if any, comes on the next one. web-1's is still owed.
   two!.peer.destroy();
-  const deadline = Date.now() + 5000;
-  while (agents.isOnline('web-2') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(agents.isOnline('web-2')).toBe(false);
+  await vi.waitFor(() => expect(agents.isOnline('web-2')).toBe(false), { timeout: 5000, interval: 5 });
   expect(agents.awaitsResults()).toBe(true);
 
   // web-1 answers once, for the order it was sent twice: nothing is owed any more.
   one!.peer.sendJson(result('rev_one'));
-  expect(await awaitsResultsBecomes(false)).toBe(false);
+  await vi.waitFor(() => expect(agents.awaitsResults()).toBe(false), { timeout: 5000, interval: 5 });
   expect(agents.isOnline('web-1')).toBe(true); // answered, not gone
   expect(engine.resultsAwaited()).toBe(false);
 });

@@ -5,7 +5,6 @@
  */
 import Database from 'better-sqlite3';
 import { afterEach, expect, it, vi } from 'vitest';
-
 import { capturingLog } from './support/capturing-log.js';
 import { settlesWithin } from './support/settles-within.js';
 import { SimulatedFleet } from './support/simulated-fleet.js';
@@ -25,9 +24,7 @@ it('a batch of reports that fails to commit (SQLITE_BUSY) is logged and recorded
   other.exec('BEGIN IMMEDIATE');
   try {
     // Not `finish()`, which waits for the engine to be idle: a batch parked for its retry is not.
-    const entry = fleet.agent('host-1').openApply();
-    if (!entry) throw new Error('host-1 holds no open apply order');
-    fleet.report('host-1', entry, 'healthy', true);
+    fleet.report('host-1', fleet.mustOpenApply('host-1'), 'healthy', true);
     const failed = () => lines.some((l) => l.level >= 50 && /recording agent reports failed/.test(l.msg));
     await vi.waitFor(() => expect(failed()).toBe(true), { timeout: 5000, interval: 5 });
     expect(failed()).toBe(true);
@@ -54,17 +51,12 @@ it('a result that no other order can follow does not bring a failed batch’s re
   const other = new Database(fleet.file);
   other.exec('BEGIN IMMEDIATE');
   const failures = () => lines.filter((l) => l.level >= 50 && /recording agent reports failed/.test(l.msg)).length;
-  const openApply = (hostId: string) => {
-    const entry = fleet.agent(hostId).openApply();
-    if (!entry) throw new Error(`${hostId} holds no open apply order`);
-    return entry;
-  };
   try {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }); // the 1 s retry fires when the test says
-    fleet.report('host-1', openApply('host-1'), 'healthy', true);
+    fleet.report('host-1', fleet.mustOpenApply('host-1'), 'healthy', true);
     await vi.waitFor(() => expect(failures()).toBe(1), { timeout: 5000, interval: 5 });
     // host-2's result owes no company, but the batch in front of it waits for its retry: so does it.
-    fleet.report('host-2', openApply('host-2'), 'healthy', true);
+    fleet.report('host-2', fleet.mustOpenApply('host-2'), 'healthy', true);
     expect(await settlesWithin(fleet.engine.whenIdle(), 300)).toBe(false);
     expect(failures()).toBe(1); // not tried again against the held lock
   } finally {

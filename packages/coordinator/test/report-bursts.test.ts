@@ -17,20 +17,15 @@ it('records a report after a quiet spell at once, and holds one close behind ano
   const fleet = await SimulatedFleet.open();
   await fleet.addHosts(['host-1', 'host-2']);
   const id = await fleet.launch({ waves: ['100%'] });
-  const openApply = (hostId: string) => {
-    const entry = fleet.agent(hostId).openApply();
-    if (!entry) throw new Error(`${hostId} holds no open apply order`);
-    return entry;
-  };
   fleet.now += 60_000; // a quiet minute on the engine's clock
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] }); // no timer fires unless the test says
 
-  fleet.report('host-1', openApply('host-1'), 'healthy', true);
+  fleet.report('host-1', fleet.mustOpenApply('host-1'), 'healthy', true);
   expect(await settlesWithin(fleet.engine.whenIdle(), 10_000)).toBe(true);
   expect((await fleet.run(id, 'host-1')).state).toBe('healthy');
 
   // host-2 reports at the same instant: a burst is under way, so its report waits for company.
-  fleet.report('host-2', openApply('host-2'), 'healthy', true);
+  fleet.report('host-2', fleet.mustOpenApply('host-2'), 'healthy', true);
   const recorded = fleet.engine.whenIdle();
   expect(await settlesWithin(recorded, 300)).toBe(false);
   expect((await fleet.run(id, 'host-2')).state).toBe('dispatched');
@@ -45,25 +40,20 @@ it('records a report close behind another at once when no order owes a result, a
   const fleet = await SimulatedFleet.open({ resultsAwaited: () => awaited });
   await fleet.addHosts(['host-1', 'host-2', 'host-3']);
   const id = await fleet.launch({ waves: ['100%'] });
-  const openApply = (hostId: string) => {
-    const entry = fleet.agent(hostId).openApply();
-    if (!entry) throw new Error(`${hostId} holds no open apply order`);
-    return entry;
-  };
   fleet.now += 60_000;
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
 
-  fleet.report('host-1', openApply('host-1'), 'healthy', true);
+  fleet.report('host-1', fleet.mustOpenApply('host-1'), 'healthy', true);
   expect(await settlesWithin(fleet.engine.whenIdle(), 10_000)).toBe(true);
 
   // host-2 opens a burst while host-3's order is still out: it waits for company.
-  fleet.report('host-2', openApply('host-2'), 'healthy', true);
+  fleet.report('host-2', fleet.mustOpenApply('host-2'), 'healthy', true);
   expect(await settlesWithin(fleet.engine.whenIdle(), 300)).toBe(false);
   expect((await fleet.run(id, 'host-2')).state).toBe('dispatched');
 
   // host-3's is the last result owed: the burst is recorded now, without its timer.
   awaited = false;
-  fleet.report('host-3', openApply('host-3'), 'healthy', true);
+  fleet.report('host-3', fleet.mustOpenApply('host-3'), 'healthy', true);
   const recorded = fleet.engine.whenIdle();
   const succeeded = async () => (await fleet.state(id)) === 'succeeded';
   const deadline = Date.now() + 10_000;

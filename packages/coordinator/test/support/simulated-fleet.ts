@@ -413,7 +413,8 @@ export class SimulatedFleet {
     return entry;
   }
 
-  private mustOpenApply(hostId: string): JournalEntry {
+  /** The host's open apply order, for a test that reports on it by hand; throws when it holds none. */
+  mustOpenApply(hostId: string): JournalEntry {
     const entry = this.agent(hostId).openApply();
     if (!entry) throw new Error(`${hostId} holds no open apply order`);
     return entry;
