@@ -28,6 +28,8 @@
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write V8 CPU profiles of the coordinator (run unbundled) and of each agent process over the connect,
 //          the rollout, the revert, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
+//        --rounds R (1): after the first rollout and revert, R-1 more of the same patch, each a new rollout on the same
+//          coordinator and agents: the first round pays V8 compiling the code it runs, the later ones show a warm coordinator
 //        --store sqlite|postgres (sqlite)   --coordinators K (1; more than one needs postgres)
 //        --lease-ms N (the group's rollout lease, default the coordinator's own)
 //        --kill-driver (postgres, K ≥ 2: SIGKILL the coordinator driving the rollout once 30% of the hosts
@@ -86,6 +88,7 @@ const { values: flags } = parseArgs({
     coordinators: { type: 'string', default: '1' },
     'lease-ms': { type: 'string' },
     'kill-driver': { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '1' },
     ansible: { type: 'boolean', default: false },
     'skip-ansible': { type: 'boolean', default: false },
     results: { type: 'string', default: fileURLToPath(new URL('../bench/results', import.meta.url)) },
@@ -105,6 +108,7 @@ const STORE = flags.store;
 const K = Number.parseInt(flags.coordinators, 10);
 const LEASE_MS = flags['lease-ms'] === undefined ? undefined : Number.parseInt(flags['lease-ms'], 10);
 const KILL_DRIVER = flags['kill-driver'] === true;
+const ROUNDS = Number.parseInt(flags.rounds, 10);
 const PROFILE_DIR = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
 if (
   !(N >= 1) ||
@@ -114,12 +118,13 @@ if (
   !(START_CONCURRENCY >= 1) ||
   (STORE !== 'sqlite' && STORE !== 'postgres') ||
   !(K >= 1) ||
+  !(ROUNDS >= 1) ||
   (LEASE_MS !== undefined && !(LEASE_MS >= 1)) ||
   (CONTENT_BYTES !== undefined && !(CONTENT_BYTES >= 27 && CONTENT_BYTES <= 1024 * 1024))
 ) {
   process.stderr.write(
     'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
-      '                 [--content-bytes 27..1048576]\n' +
+      '                 [--content-bytes 27..1048576] [--rounds R]\n' +
       '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver]\n',
   );
   process.exit(2);
@@ -650,10 +655,8 @@ async function main() {
     }),
   );
   const waves = /** @type {const} */ ([1, '10%', '50%', '100%']);
-  /** @type {RolloutStatus} */
-  const created = await admin.post(
-    '/v1/rollouts',
-    sampleRollout(patch.id, {
+  const rolloutRequest = (/** @type {string} */ patchId) =>
+    sampleRollout(patchId, {
       target: { labels: { role: 'bench' } },
       waves: [...waves],
       maxParallel: MAX_PARALLEL,
@@ -661,19 +664,20 @@ async function main() {
       maxFailures: 0,
       bakeSeconds: 0,
       requiredApprovals: 0,
-    }),
-  );
+    });
+  /** @type {RolloutStatus} */
+  const created = await admin.post('/v1/rollouts', rolloutRequest(patch.id));
   const rolloutId = created.rollout.id;
   // Polled through the list endpoint every 100 ms: the rollout's state is all the wait needs. Polling
   // costs the coordinator CPU the bench would count as the rollout's (at 25 ms it was ~15 % of it), so
   // the wall times come from the rollout's own finishedAt, on this machine's clock, not from the poll.
-  const waitState = (/** @type {readonly RolloutState[]} */ states) =>
+  const waitState = (/** @type {readonly RolloutState[]} */ states, id = rolloutId) =>
     waitFor(
-      `rollout ${rolloutId} to reach ${states.join('|')}`,
+      `rollout ${id} to reach ${states.join('|')}`,
       async () => {
         /** @type {RolloutList} */
         const { rollouts } = await admin.get('/v1/rollouts?limit=5');
-        const seen = rollouts.find((r) => r.id === rolloutId);
+        const seen = rollouts.find((r) => r.id === id);
         return seen && states.includes(seen.state) ? seen : undefined;
       },
       { timeoutMs: remaining(), intervalMs: 100 },
@@ -876,6 +880,48 @@ async function main() {
     wire: revertWire,
   };
   result.auditRows = { total: events.length, perHost: events.length / N, byType: Object.fromEntries(top) };
+
+  // 3a. --rounds: the same patch rolled out and reverted again, a new rollout each time, on the same
+  // coordinator and agents. The first round's figures carry V8 compiling (and optimizing) the code
+  // each process runs; these show the coordinator as it runs once it has done a rollout.
+  /** @type {{ round: number, rollout: Record<string, unknown>, revert: Record<string, unknown> }[]} */
+  const laterRounds = [];
+  for (let round = 2; round <= ROUNDS; round++) {
+    /** @type {RolloutStatus} */
+    const again = await admin.post('/v1/rollouts', rolloutRequest(patch.id));
+    const id = again.rollout.id;
+    const measured = async (/** @type {string} */ verb, /** @type {readonly RolloutState[]} */ endStates) => {
+      const wireBefore = await wireOf(live());
+      const startedAt = Date.now();
+      const meter = cpuMeter(coordinators, agentFleet);
+      await admin.post(`/v1/rollouts/${id}/${verb}`);
+      const ended = await waitState(endStates, id);
+      const used = meter();
+      const wire = wireBetween(wireBefore, await wireOf(live()));
+      return { ended, used, wallMs: untilFinished(ended, startedAt), wire };
+    };
+    const rolledOut = await measured('start', APPLY_END_STATES);
+    if (rolledOut.ended.state !== 'succeeded')
+      failures.push(`round ${round}: the rollout ended ${rolledOut.ended.state}: ${rolledOut.ended.stateReason}`);
+    const rolledBack = await measured('revert', ['reverted', 'revert_failed']);
+    if (rolledBack.ended.state !== 'reverted')
+      failures.push(`round ${round}: the revert ended ${rolledBack.ended.state}: ${rolledBack.ended.stateReason}`);
+    const wrong = await checkFiles(scratch, ids, OLD);
+    if (wrong.length > 0)
+      failures.push(`round ${round}: ${wrong.length} root(s) lack the old content after the revert`);
+    const figures = (/** @type {typeof rolledOut} */ m) => ({
+      ...m.used,
+      wallMs: m.wallMs,
+      coordinatorUsPerHost: (m.used.coordinatorMs * 1000) / N,
+      agentUsPerOrder: (m.used.agentsMs * 1000) / N,
+      wire: m.wire,
+    });
+    laterRounds.push({ round, rollout: figures(rolledOut), revert: figures(rolledBack) });
+    say(
+      `round ${round} (the same patch, a new rollout): rollout ${secs(rolledOut.wallMs)}, ${cpuLine(rolledOut.used, N)}; revert ${secs(rolledBack.wallMs)}, ${cpuLine(rolledBack.used, N)}; ${rolledOut.wire.transactions.toFixed(2)} + ${rolledBack.wire.transactions.toFixed(2)} store transactions per host`,
+    );
+  }
+  if (ROUNDS > 1) result.laterRounds = laterRounds;
 
   // 3b. The head-to-head: Ansible's copy module makes the same change to the same roots, same waves.
   result.ansible = await ansibleHeadToHead(scratch, ids, waves, rolloutWallMs);

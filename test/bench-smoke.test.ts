@@ -35,10 +35,10 @@ function runBench(args: string[]): Promise<{ code: number; output: string }> {
 }
 
 describe('npm run bench', () => {
-  it('50 agents: rollout, revert, reconnect storm and status API measured, every file checked, JSON written', async () => {
+  it('50 agents: rollout, revert, a second round, reconnect storm and status API measured, every file checked, JSON written', async () => {
     // Ansible's half is left out here: ansible-head-to-head.test.ts runs it on its own, smaller.
     const { code, output } = await runBench([
-      ...['--agents', '50', '--inventory-hosts', '0', '--results', results, '--skip-ansible'],
+      ...['--agents', '50', '--inventory-hosts', '0', '--results', results, '--skip-ansible', '--rounds', '2'],
     ]);
     expect(code, output).toBe(0);
     expect(output).toContain('all checks passed');
@@ -57,6 +57,15 @@ describe('npm run bench', () => {
     // The yardstick beside it: a bare ws server's CPU for the same exchange.
     expect(run.wireFloor.serverCpuUsPerHost).toBeGreaterThan(0);
     expect(run.revert.wallMs).toBeGreaterThan(0);
+    // --rounds 2: the same patch rolled out and back once more, on the coordinator and agents already warm.
+    expect(run.laterRounds).toHaveLength(1);
+    expect(run.laterRounds[0]).toMatchObject({
+      round: 2,
+      rollout: { wallMs: expect.any(Number), coordinatorUsPerHost: expect.any(Number) },
+      revert: { wallMs: expect.any(Number), agentUsPerOrder: expect.any(Number) },
+    });
+    expect(run.laterRounds[0].rollout.agentUsPerOrder).toBeGreaterThan(0);
+    expect(output).toMatch(/round 2 \(the same patch, a new rollout\): rollout [\d.]+ s/);
     expect(run.memory.perAgentBytes).toEqual(expect.any(Number));
     expect(run.reconnectStorm).toMatchObject({ healthzFailures: 0, backMs: expect.any(Number) });
     // The network reset cuts connections with `ss -K`, which needs root: without it the run says why it skipped.
@@ -94,6 +103,13 @@ describe('npm run bench', () => {
     },
     300_000,
   );
+
+  it('refuses --rounds 0, and changes nothing', async () => {
+    const { code, output } = await runBench(['--agents', '5', '--rounds', '0', '--results', results]);
+    expect(code).toBe(2);
+    expect(output).toContain('[--rounds R]');
+    expect((await readdir(results)).filter((name) => name.startsWith('bench-5-'))).toEqual([]);
+  });
 
   it('refuses a group of coordinators on SQLite, and changes nothing', async () => {
     const { code, output } = await runBench(['--agents', '5', '--coordinators', '2', '--results', results]);
