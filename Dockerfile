@@ -11,5 +11,8 @@ FROM node:20-bookworm-slim
 WORKDIR /app
 COPY --from=build /app /app
 ENV NODE_ENV=production
+# The compose agents' allowed root (--allow-root /etc/demo-app): an agent never creates a patch's parent
+# directory, so it is made here, root's and not writable by others, as the file driver requires.
+RUN install -d -o root -g root -m 0755 /etc/demo-app
 EXPOSE 7420
 CMD ["node", "packages/coordinator/dist/bin/fleetpatch-coordinator.js"]

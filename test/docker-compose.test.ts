@@ -55,6 +55,18 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it("makes each agent's allowed root in the image: an agent creates no directory, so a patch needs it there", async () => {
+    const dockerfile = await readFile(join(dirname(fileURLToPath(import.meta.url)), '..', 'Dockerfile'), 'utf8');
+    const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    for (const agent of AGENTS) {
+      const command = services[agent]?.command ?? [];
+      const root = command[command.indexOf('--allow-root') + 1];
+      expect(root, agent).toMatch(/^\/etc\/[a-z-]+$/);
+      // Root's, and writable by nobody else: the file driver refuses a parent others can write.
+      expect(finalStage).toContain(`RUN install -d -o root -g root -m 0755 ${root}`);
+    }
+  });
+
   it('restarts the coordinators, the agents and the database', () => {
     for (const name of ['coordinator', ...PG_COORDINATORS, 'postgres', ...AGENTS]) {
       expect(services[name]?.restart).toBe('unless-stopped');

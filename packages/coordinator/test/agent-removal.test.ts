@@ -6,15 +6,19 @@
 import {
   type AgentList,
   AgentViewSchema,
+  type ComplianceReport,
   type EventPage,
   enrollProofPayload,
   generateAgentKeyPair,
+  inventoryDigest,
   loadPrivateKey,
+  type PackageVersions,
   type RolloutStatus,
   signPayload,
 } from '@fleetpatch/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { enrollAgent } from './support/enroll-agent.js';
+import { FIXED, opensslHost, VULNERABLE } from './support/sample-inventory.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 import { startTestCoordinator, type TestCoordinator, TOKENS } from './support/test-coordinator.js';
 
@@ -96,6 +100,33 @@ describe('DELETE /v1/agents/:id', () => {
       ['agent.enrolled', expect.any(String), expect.any(Object)],
       ['agent.removed', 'alice', {}],
     ]);
+  });
+
+  it('leaves compliance and the package counts: a decommissioned host is not exposed for ever', async () => {
+    await enrollAgent(coordinator.app, TOKENS.admin, 'web-1');
+    await enrollAgent(coordinator.app, TOKENS.admin, 'web-2');
+    const { inventory } = coordinator.app.fleet.store;
+    const at = new Date().toISOString();
+    await inventory.replace('web-1', opensslHost(VULNERABLE), inventoryDigest(opensslHost(VULNERABLE)), at);
+    await inventory.replace('web-2', opensslHost(FIXED), inventoryDigest(opensslHost(FIXED)), at);
+    const compliance = async () =>
+      (await call('GET', `/v1/compliance?source=openssl&fixed=${encodeURIComponent(FIXED)}`))
+        .body as unknown as ComplianceReport;
+    const versions = async () => (await call('GET', '/v1/packages?source=openssl')).body as unknown as PackageVersions;
+    expect((await compliance()).hosts.map((h) => h.hostId)).toEqual(['web-1', 'web-2']);
+    expect((await versions()).versions.filter((v) => v.version === VULNERABLE).map((v) => v.hosts)).toEqual([1, 1]);
+
+    expect((await call('DELETE', '/v1/agents/web-1')).status).toBe(200);
+    const after = await compliance();
+    expect(after.hosts.map((h) => h.hostId)).toEqual(['web-2']);
+    expect(Object.values(after.counts).reduce((a, b) => a + b, 0)).toBe(1);
+    const left = await versions();
+    expect(left.versions.map((v) => v.version)).toEqual([FIXED, FIXED]);
+    expect(left.hostsWithInventory).toBe(1);
+    expect(await inventory.get('web-1')).toBeUndefined();
+    expect(await inventory.packagesOf('web-1')).toEqual([]);
+    // The other host's inventory is untouched.
+    expect(await inventory.packagesOf('web-2')).toHaveLength(4);
   });
 
   it('answers 404 for an unknown host and 409 for one already removed, changing nothing', async () => {

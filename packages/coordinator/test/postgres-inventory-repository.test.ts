@@ -41,6 +41,8 @@ describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
     await twins.seed.agent('h2');
     await twins.seed.agent('h3', { revokedAt: AT(2), lastSeenAt: AT(1) });
     await twins.seed.agent('a0');
+    // Removed from the fleet (DELETE /v1/agents/:id): no host state of compliance's lists it.
+    await twins.seed.agent('gone', { revokedAt: AT(2), removedAt: AT(2) });
     const sqlite = new SqliteBackend(twins.sqlite);
     return {
       sqlite: { repository: sqlite.inventory, inTransaction: (fn) => sqlite.inTransaction(fn) },
@@ -115,6 +117,13 @@ describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
     await write((r) => r.replace('a0', opensslHost(FIXED), 'd-a0-2', AT(10)));
     await write((r) => r.replace('h2', opensslHost(FIXED), inventoryDigest(opensslHost(FIXED)), AT(11)));
     await readEverything();
+    // A host removed from the fleet: its inventory goes, the others' stay; one with none to forget changes nothing.
+    await write((r) => r.forget('h1'));
+    await write((r) => r.forget('h3'));
+    await readEverything();
+    expect(await read((r) => r.get('h1'))).toBeUndefined();
+    expect((await read((r) => r.hostStates())).map((s) => s.hostId)).toEqual(['a0', 'h1', 'h2', 'h3']);
+    expect(await read((r) => r.packagesOf('h2'))).toHaveLength(4);
   });
 
   it('keeps thousands of packages per host as the SQLite store does', async () => {

@@ -254,6 +254,8 @@ export class AgentEnrollment {
       // Checked by the update too: another coordinator's removal may have committed since the read.
       if (!(await store.agents.remove(id, at)))
         throw new FleetError(ErrorCode.conflict, `agent ${id} is already removed`);
+      // What it had installed is no longer the fleet's: compliance and the package counts leave it out.
+      await store.inventory.forget(id);
       await store.appendEvent(
         {
           hostId: id,

@@ -114,11 +114,13 @@ export class InventoryRepository {
     this.statements = {
       inventory: db.prepare('SELECT * FROM host_inventories WHERE host_id = ?'),
       // Only the columns compliance needs, as arrays: no labels or facts to parse for every host of the fleet.
+      // A removed agent is no longer part of the fleet: compliance neither counts nor lists it.
       hostStates: db
         .prepare(
           `SELECT a.id, a.revoked_at, a.last_seen_at, hi.id, hi.state, hi.reason, hi.digest, hi.package_count,
                   hi.reported_at, hi.confirmed_at
-             FROM agents a LEFT JOIN host_inventories hi ON hi.host_id = a.id ORDER BY a.id`,
+             FROM agents a LEFT JOIN host_inventories hi ON hi.host_id = a.id
+            WHERE a.removed_at IS NULL ORDER BY a.id`,
         )
         .raw(),
       countInventories: db.prepare("SELECT COUNT(*) FROM host_inventories WHERE state = 'reported'").pluck(),
@@ -146,6 +148,7 @@ export class InventoryRepository {
       link: db.prepare('INSERT INTO host_packages (inventory_id, package_version_id) VALUES (?, ?)'),
       unlink: db.prepare('DELETE FROM host_packages WHERE inventory_id = ? AND package_version_id = ?'),
       unlinkAll: db.prepare('DELETE FROM host_packages WHERE inventory_id = ?'),
+      forgetInventory: db.prepare('DELETE FROM host_inventories WHERE id = ?'),
       unlinkByKey: db.prepare(
         `DELETE FROM host_packages WHERE inventory_id = ? AND package_version_id IN
            (SELECT id FROM package_versions WHERE name = ? AND architecture = ?)`,
@@ -253,6 +256,17 @@ export class InventoryRepository {
       const inventoryId = this.upsert(hostId, 'unavailable', reason, null, 0, at);
       this.statements.unlinkAll.run(inventoryId);
     });
+  }
+
+  /**
+   * The host left the fleet (DELETE /v1/agents/:id): its inventory goes, so no count of installed
+   * versions includes it. Should it enroll again, its first hello finds nothing stored and sends it all.
+   */
+  async forget(hostId: string): Promise<void> {
+    const inventory = this.statements.inventory.get(hostId) as InventoryRow | undefined;
+    if (!inventory) return;
+    this.statements.unlinkAll.run(inventory.id);
+    this.statements.forgetInventory.run(inventory.id);
   }
 
   /** The agent says it still has exactly this inventory. */

@@ -21,7 +21,7 @@ export interface StoreTwins {
   /** Rows the repository under test refers to (a rollout, a registered host), written to both databases. */
   seed: {
     rollout(id: string): Promise<void>;
-    agent(id: string, seen?: { lastSeenAt?: string; revokedAt?: string }): Promise<void>;
+    agent(id: string, seen?: { lastSeenAt?: string; revokedAt?: string; removedAt?: string }): Promise<void>;
   };
   close(): Promise<void>;
 }
@@ -63,12 +63,10 @@ export async function openStoreTwins(cluster: PostgresDatabases): Promise<StoreT
         );
       },
       async agent(id, seen = {}) {
-        await both('INSERT INTO agents (id, created_at, last_seen_at, revoked_at) VALUES ($1, $2, $3, $4)', [
-          id,
-          AT,
-          seen.lastSeenAt ?? null,
-          seen.revokedAt ?? null,
-        ]);
+        await both(
+          'INSERT INTO agents (id, created_at, last_seen_at, revoked_at, removed_at) VALUES ($1, $2, $3, $4, $5)',
+          [id, AT, seen.lastSeenAt ?? null, seen.revokedAt ?? null, seen.removedAt ?? null],
+        );
       },
     },
     async close() {

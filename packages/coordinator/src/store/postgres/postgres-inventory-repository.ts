@@ -75,7 +75,8 @@ export class PostgresInventoryRepository implements Public<InventoryRepository> 
     >(
       `SELECT a.id AS host_id, a.revoked_at, a.last_seen_at, hi.id, hi.state, hi.reason, hi.digest,
               hi.package_count, hi.reported_at, hi.confirmed_at
-         FROM agents a LEFT JOIN host_inventories hi ON hi.host_id = a.id ORDER BY a.id`,
+         FROM agents a LEFT JOIN host_inventories hi ON hi.host_id = a.id
+        WHERE a.removed_at IS NULL ORDER BY a.id`,
     );
     return rows.map((row) => ({
       hostId: row.host_id,
@@ -143,6 +144,13 @@ export class PostgresInventoryRepository implements Public<InventoryRepository> 
   async markUnavailable(hostId: string, reason: string, at: string): Promise<void> {
     const inventoryId = await this.upsert(hostId, 'unavailable', reason, null, 0, at);
     await this.executor.query('DELETE FROM host_packages WHERE inventory_id = $1', [inventoryId]);
+  }
+
+  async forget(hostId: string): Promise<void> {
+    const inventory = await this.inventoryRow(hostId);
+    if (!inventory) return;
+    await this.executor.query('DELETE FROM host_packages WHERE inventory_id = $1', [inventory.id]);
+    await this.executor.query('DELETE FROM host_inventories WHERE id = $1', [inventory.id]);
   }
 
   async confirm(hostId: string, at: string): Promise<void> {
