@@ -5,6 +5,7 @@
 import { AGENT_ID_HEADER, CloseCode } from '@fleetpatch/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  clientFrame,
   connectAsAgent,
   OPCODE,
   RawPeer,
@@ -111,6 +112,25 @@ describe('unauthenticated sockets', () => {
     expect(await peer.waitClose(3000)).toBe(CloseCode.handshakeTimeout);
     await expect.poll(() => hub.app.fleet.hub.pendingCount()).toBe(0);
     expect(hub.app.fleet.hub.isOnline('silent-1')).toBe(false);
+  });
+
+  it('refuses a first frame nested deeper than MAX_FRAME_DEPTH with 4400, unparsed, and lets the agent in after', async () => {
+    hub = await startHub();
+    const key = await hub.register('deep-1');
+    // Any well-formed agent id will do: the hello is read before its proof can be checked.
+    const peer = await RawPeer.open(hub.port, upgradeRequest('/v1/agents/connect', { [AGENT_ID_HEADER]: 'nobody-1' }));
+    peers.push(peer);
+    expect(await peer.waitStatus()).toBe(101);
+    await peer.waitMessage('challenge');
+    // 2 MB of brackets a million deep: JSON.parse alone would hold the event loop for ~0.2 s.
+    const depth = 1_000_000;
+    peer.write(clientFrame(OPCODE.text, Buffer.from(`{"type":"hello","x":${'['.repeat(depth)}${']'.repeat(depth)}}`)));
+    expect(await peer.waitClose()).toBe(CloseCode.badFrame);
+    await expect.poll(() => hub.app.fleet.hub.pendingCount()).toBe(0);
+    const refused = hub.logsSaying('agent connection refused: the first message must be a valid hello');
+    expect(refused.map((line) => line.detail)).toEqual(['frame nests deeper than 128 levels']);
+    const agent = track(await connectAsAgent(hub.port, 'deep-1', key));
+    expect(agent.welcomed).toBe(true);
   });
 
   it('refuses a hello signed with another key, or for a revoked agent, with 4401', async () => {

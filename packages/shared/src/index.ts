@@ -14,6 +14,7 @@ export * from './errors.js';
 export * from './health-check.js';
 export * from './inventory.js';
 export * from './inventory-views.js';
+export * from './json-depth.js';
 export * from './loopback-host.js';
 export * from './order-refusal.js';
 export * from './package-version.js';

@@ -9,6 +9,7 @@ import {
   InventorySummarySchema,
   InventoryUnavailableSchema,
 } from './inventory.js';
+import { jsonNestsDeeperThan } from './json-depth.js';
 import { ChangeSchema, MAX_PACKAGE_SET_MEMBERS } from './patch.js';
 import { MAX_PRECONDITIONS, PreconditionOutcomeSchema } from './preconditions.js';
 import { ProtocolRangeSchema, ProtocolVersionSchema } from './protocol-version.js';
@@ -395,6 +396,13 @@ export type IncomingFrame<T> =
 const FrameEnvelopeSchema = z.object({ type: FrameTypeSchema });
 
 /**
+ * How deep a frame's JSON may nest: a signed statement may nest 64 levels (MAX_CANONICAL_JSON_DEPTH)
+ * inside an order a few levels deep, and nothing the protocol describes comes near. Deeper text is
+ * refused before it is parsed (see `jsonNestsDeeperThan`).
+ */
+export const MAX_FRAME_DEPTH = 128;
+
+/**
  * Parses one text frame against `schema`, speaking protocol `version`: a type missing from `since`,
  * or introduced after `version`, is `unknown` rather than invalid. Returns instead of throwing so
  * callers choose the answer.
@@ -405,6 +413,9 @@ export function readFrame<T extends { type: string }>(
   version: number,
   raw: string,
 ): IncomingFrame<T> {
+  if (jsonNestsDeeperThan(raw, MAX_FRAME_DEPTH)) {
+    return { kind: 'invalid', error: `frame nests deeper than ${MAX_FRAME_DEPTH} levels` };
+  }
   let json: unknown;
   try {
     json = JSON.parse(raw);

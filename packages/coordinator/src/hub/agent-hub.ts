@@ -114,7 +114,10 @@ interface Connection {
 
 type ParsedAgentFrame = IncomingFrame<AgentMessage>;
 
-type Authentication = { ok: true; agentId: string; publicKey: string } | { ok: false; code: CloseCode; reason: string };
+/** A refusal's `reason` goes in the close frame (at most 123 bytes); `detail`, for the log only, says more. */
+type Authentication =
+  | { ok: true; agentId: string; publicKey: string }
+  | { ok: false; code: CloseCode; reason: string; detail?: string };
 
 /** Frames a pending connection may send before it is live; more is not an agent. */
 const MAX_EARLY_FRAMES = 4;
@@ -367,7 +370,13 @@ export class AgentHub implements AgentChannel {
       ? undefined
       : readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, connection.protocolVersion, frame.data.toString());
     if (parsed?.kind !== 'message' || parsed.message.type !== 'hello') {
-      return { ok: false, code: CloseCode.badFrame, reason: 'the first message must be a valid hello' };
+      const detail =
+        parsed === undefined
+          ? 'a binary frame'
+          : parsed.kind === 'invalid'
+            ? parsed.error
+            : `a ${parsed.kind === 'unknown' ? parsed.type : parsed.message.type} message`;
+      return { ok: false, code: CloseCode.badFrame, reason: 'the first message must be a valid hello', detail };
     }
     const publicKey = await this.options.publicKeyOf(claimed);
     const proven =
@@ -383,7 +392,8 @@ export class AgentHub implements AgentChannel {
     if (connection.state !== 'pending') return;
     if (!auth.ok) {
       // The handshake is completed first so the agent sees a documented close code, not a bare reset.
-      this.warnPeer(connection, { code: auth.code }, `agent connection refused: ${auth.reason}`);
+      const detail = auth.detail === undefined ? {} : { detail: auth.detail.slice(0, 500) };
+      this.warnPeer(connection, { code: auth.code, ...detail }, `agent connection refused: ${auth.reason}`);
       this.closeSoon(connection, auth.code, auth.reason);
       return;
     }
