@@ -56,7 +56,7 @@ describe('patches that can never be right', () => {
     ['base64 without padding', { encoding: 'base64', content: 'aGk' }, 'body.change.content', /canonical/],
     ['base64 with whitespace', { encoding: 'base64', content: 'aGk=\n' }, 'body.change.content', /canonical/],
     ['a newline in a path', { path: '/etc/app\n/app.conf' }, 'body.change.path', /control characters/],
-    ['a NUL in a path', { path: '/etc/app\u0000.conf' }, 'body.change.path', /control characters/],
+    ['a NUL in a path', { path: '/etc/app\u0000.conf' }, 'body.change.path', /NUL character/],
     ['a C1 control in a path', { path: '/etc/app\u0085.conf' }, 'body.change.path', /control characters/],
   ])('%s', async (_name, change, path, message) => {
     await expectRefused('/v1/patches', patchWith(change), path, message);
@@ -120,6 +120,22 @@ describe('bodies JSON.parse accepts but the coordinator must not keep', () => {
       expect(res.body.isWellFormed()).toBe(true);
       expect(res.body).not.toMatch(/\\ud[89ab]/i);
     }
+  });
+
+  it("a NUL in a title or in a file's utf8 content is refused (PostgreSQL cannot keep it); as base64 it is taken", async () => {
+    await expectRefused('/v1/patches', patchWith({}, { title: 'x\u0000y' }), 'body.title', /NUL character/);
+    await expectRefused('/v1/patches', patchWith({ content: 'a\u0000b' }), 'body.change.content', /encoding base64/);
+    await expectRefused(
+      '/v1/patches',
+      patchWith({ 'k\u0000': 1 }),
+      'body.change.k\\u0000',
+      /is a key that holds a NUL/,
+    );
+    const res = await callApi(coordinator.app, 'POST', '/v1/patches', {
+      ...SAMPLE_PATCH_SPEC,
+      change: { ...FILE, encoding: 'base64', content: Buffer.from('a\u0000b').toString('base64') },
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
   });
 
   it('a lone surrogate in a key, deep in the body, is refused too', async () => {

@@ -32,6 +32,7 @@ import type { AgentLimits } from '../config.js';
 import { writeMessage } from '../engine/apply-frames.js';
 import type { AgentChannel } from '../engine/rollout-engine.js';
 import { AwaitedResults } from './awaited-results.js';
+import { withoutNulEscapes } from './nul-escapes.js';
 import { PeerThrottle } from './peer-throttle.js';
 import { TokenBucket } from './token-bucket.js';
 import { type PendingTicket, type UpgradeCap, UpgradeGate } from './upgrade-gate.js';
@@ -366,9 +367,7 @@ export class AgentHub implements AgentChannel {
     const frame = connection.early[0];
     if (connection.state !== 'pending' || !frame) return { ok: false, code: CloseCode.unauthorized, reason: 'gone' };
     // Parsed as onFrame will (a connection speaks PROTOCOL_VERSION until its hello agrees on one).
-    const parsed = frame.isBinary
-      ? undefined
-      : readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, connection.protocolVersion, frame.data.toString());
+    const parsed = frame.isBinary ? undefined : readAgentFrame(connection.protocolVersion, frame.data.toString());
     if (parsed?.kind !== 'message' || parsed.message.type !== 'hello') {
       const detail =
         parsed === undefined
@@ -484,8 +483,7 @@ export class AgentHub implements AgentChannel {
       this.reject(connection, 'binary frames are not part of the protocol');
       return;
     }
-    const frame =
-      parsed ?? readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, connection.protocolVersion, data.toString());
+    const frame = parsed ?? readAgentFrame(connection.protocolVersion, data.toString());
     this.options.observer?.messageReceived(frame.kind === 'message' ? frame.message.type : frame.kind);
     if (frame.kind === 'invalid') {
       this.reject(connection, frame.error);
@@ -669,4 +667,9 @@ function agentProtocolRange(hello: Hello): ProtocolRange {
   if (hello.protocolVersions) return hello.protocolVersions;
   if (hello.protocolVersion === undefined) throw new Error('HelloSchema requires protocolVersion or protocolVersions');
   return { min: hello.protocolVersion, max: hello.protocolVersion };
+}
+
+/** One frame from an agent, read as protocol `version` speaks, with no NUL character in it (see `withoutNulEscapes`). */
+function readAgentFrame(version: number, text: string): IncomingFrame<AgentMessage> {
+  return readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, version, withoutNulEscapes(text));
 }
