@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ChangeRecordFieldSchema, parseConfigText } from '@fleetpatch/shared';
+import { ChangeRecordFieldSchema, MAX_FRAME_BYTES, parseConfigText } from '@fleetpatch/shared';
 import { z } from 'zod';
 import { apiTokenHash } from './http/api-auth.js';
 
@@ -96,7 +96,8 @@ export const AgentLimitsSchema = z
      * spare: a fleet that redials at once (a reset link, a restarted coordinator) is let in, not sent
      * away. A refused agent backs off exponentially, so refusing the fleet's own storm stretched it
      * (a 10,000-agent reset in the bench: 21 s with the old 256 and 64, 14 s with 2048; README,
-     * Performance). A pending socket holds less than a connected agent (~9 KiB measured): ~20 MB at most.
+     * Performance). A pending socket holds less than a connected agent (~9 KiB measured): ~20 MB at
+     * most, besides the bytes it has sent (`maxPendingBytes`).
      */
     maxPendingSockets: z.number().int().min(1).max(100_000).default(2048),
     /**
@@ -105,6 +106,25 @@ export const AgentLimitsSchema = z
      * all redial at once are refused 503 beyond it and retry with jitter.
      */
     maxPendingSocketsPerAddress: z.number().int().min(1).max(100_000).default(256),
+    /**
+     * Bytes the unauthenticated sockets may send in all (default 64 MiB), and from one address
+     * (default 16 MiB): a socket that takes either over is destroyed. `ws` keeps an unfinished frame
+     * (up to 4 MiB) until the handshake deadline, so without these the socket caps alone let one
+     * address hold 1 GiB and all of them 8 GiB. A hello is a few kilobytes, 4 MiB at the most (an
+     * agent reporting the results of thousands of orders), so each is at least 4 MiB.
+     */
+    maxPendingBytes: z
+      .number()
+      .int()
+      .min(MAX_FRAME_BYTES)
+      .max(2 ** 40)
+      .default(64 * 1024 * 1024),
+    maxPendingBytesPerAddress: z
+      .number()
+      .int()
+      .min(MAX_FRAME_BYTES)
+      .max(2 ** 40)
+      .default(16 * 1024 * 1024),
     /**
      * How long a socket may stay unauthenticated, from its first byte of headers to `live` (default
      * 5000). Also the HTTP server's `headersTimeout`, so a request whose headers trickle in is cut too.

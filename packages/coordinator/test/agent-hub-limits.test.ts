@@ -80,6 +80,45 @@ describe('unauthenticated sockets', () => {
     expect(agent.welcomed).toBe(true);
   });
 
+  it('bounds the bytes unauthenticated sockets may send, per address and in all, and gives them back', async () => {
+    const MiB = 1024 * 1024;
+    hub = await startHub({ maxPendingBytes: 5 * MiB, maxPendingBytesPerAddress: 4 * MiB, handshakeTimeoutMs: 20_000 });
+    /** A socket at `address` that names an agent, then sends `bytes` of a frame it never finishes (ws keeps them). */
+    const holding = async (address: string, bytes: number) => {
+      const peer = await RawPeer.open(
+        hub.port,
+        upgradeRequest('/v1/agents/connect', { [AGENT_ID_HEADER]: 'nobody-1' }),
+        address,
+      );
+      peers.push(peer);
+      expect(await peer.waitStatus()).toBe(101);
+      peer.write(clientFrame(OPCODE.text, Buffer.alloc(bytes, 0x61), { fin: false }));
+      return peer;
+    };
+    const held = await holding('127.0.0.7', 3 * MiB);
+    await expect.poll(() => hub.app.fleet.hub.pendingBytes()).toBeGreaterThan(3 * MiB);
+    // 2 MiB more from the same address: over its 4 MiB, so that socket goes, the first stays.
+    const second = await holding('127.0.0.7', 2 * MiB);
+    await second.until('the socket to be cut', () => (second.ended ? true : undefined));
+    expect(held.ended).toBe(false);
+    // 3 MiB from another address: within its own 4 MiB, but over the 5 MiB of all of them.
+    const third = await holding('127.0.0.8', 3 * MiB);
+    await third.until('the socket to be cut', () => (third.ended ? true : undefined));
+    expect(await refusedUpgrades(hub, 'bytes_per_address')).toBe(1);
+    expect(await refusedUpgrades(hub, 'bytes')).toBe(1);
+    expect(hub.logsSaying('unauthenticated agent sockets sent more than their budget of bytes')).toHaveLength(2);
+    // A real agent's hello is a few kilobytes: it gets in beside the 3 MiB still held.
+    const key = await hub.register('small-1');
+    expect(track(await connectAsAgent(hub.port, 'small-1', key)).welcomed).toBe(true);
+    // Once the holder is gone its bytes are given back: its address may send 3 MiB again.
+    held.destroy();
+    await expect.poll(() => hub.app.fleet.hub.pendingBytes()).toBe(0);
+    const again = await holding('127.0.0.7', 3 * MiB);
+    await expect.poll(() => hub.app.fleet.hub.pendingBytes()).toBeGreaterThan(3 * MiB);
+    expect(again.ended).toBe(false);
+    expect(await hub.healthz()).toBe(200);
+  });
+
   it('cuts an upgrade whose headers trickle in within the handshake timeout', async () => {
     hub = await startHub({ handshakeTimeoutMs: 1000 });
     const peer = await RawPeer.open(hub.port, 'GET /v1/agents/connect HTTP/1.1\r\nHost: 127.0.0.1\r\n');

@@ -161,6 +161,8 @@ export class AgentHub implements AgentChannel {
     this.gate = new UpgradeGate({
       maxPendingSockets: limits.maxPendingSockets,
       maxPendingSocketsPerAddress: limits.maxPendingSocketsPerAddress,
+      maxPendingBytes: limits.maxPendingBytes,
+      maxPendingBytesPerAddress: limits.maxPendingBytesPerAddress,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
       log: options.log,
       throttle: this.logThrottle,
@@ -278,6 +280,11 @@ export class AgentHub implements AgentChannel {
   /** Unauthenticated sockets held now (upgrading, pending or being refused). */
   pendingCount(): number {
     return this.gate.pending;
+  }
+
+  /** Bytes the unauthenticated sockets have sent (see `agentLimits.maxPendingBytes`). */
+  pendingBytes(): number {
+    return this.gate.bytes;
   }
 
   /** Closes every agent socket with "going away"; agents reconnect to the next coordinator. */

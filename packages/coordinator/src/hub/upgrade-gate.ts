@@ -6,6 +6,12 @@ export interface UpgradeGateOptions {
   maxPendingSockets: number;
   /** Of those, at most this many from one remote address: one peer cannot fill the gate for all. */
   maxPendingSocketsPerAddress: number;
+  /**
+   * Bytes the unauthenticated sockets may send in all, and from one address: what `ws` holds of an
+   * unfinished frame (up to 4 MiB each) is bounded by these, not by the socket caps times 4 MiB.
+   */
+  maxPendingBytes: number;
+  maxPendingBytesPerAddress: number;
   handshakeTimeoutMs: number;
   log: Logger;
   /** Throttles the gate's log lines, per remote address. */
@@ -14,8 +20,11 @@ export interface UpgradeGateOptions {
   onRefused?(cap: UpgradeCap): void;
 }
 
-/** Which cap refused an upgrade: the one per remote address, or the coordinator's whole one. */
-export type UpgradeCap = 'per_address' | 'pending';
+/**
+ * Which cap refused an upgrade (the sockets per remote address, or the coordinator's whole count),
+ * or cut a pending socket (the bytes from its address, or from all of them).
+ */
+export type UpgradeCap = 'per_address' | 'pending' | 'bytes_per_address' | 'bytes';
 
 /**
  * A socket the gate let through: counted as pending until `settle()` (it authenticated) or until the
@@ -41,11 +50,19 @@ export class UpgradeGate {
   private pendingCount = 0;
   /** Pending sockets per remote address; an entry exists only while its count is above zero. */
   private readonly byAddress = new Map<string, number>();
+  /** What the pending sockets have sent since their upgrade, in all and per address (as `byAddress`). */
+  private pendingBytes = 0;
+  private readonly bytesByAddress = new Map<string, number>();
 
   constructor(private readonly options: UpgradeGateOptions) {}
 
   get pending(): number {
     return this.pendingCount;
+  }
+
+  /** What the pending sockets have sent since their upgrade, held by `ws` in part. */
+  get bytes(): number {
+    return this.pendingBytes;
   }
 
   /** Must be the first thing done with an upgrade socket. */
@@ -92,6 +109,20 @@ export class UpgradeGate {
     this.pendingCount++;
     this.byAddress.set(remote, fromAddress + 1);
     let settled = false;
+    let sent = 0;
+    const count = (chunk: Buffer) => {
+      sent += chunk.length;
+      this.pendingBytes += chunk.length;
+      const fromThere = (this.bytesByAddress.get(remote) ?? 0) + chunk.length;
+      this.bytesByAddress.set(remote, fromThere);
+      const over: UpgradeCap | undefined =
+        fromThere > this.options.maxPendingBytesPerAddress
+          ? 'bytes_per_address'
+          : this.pendingBytes > this.options.maxPendingBytes
+            ? 'bytes'
+            : undefined;
+      if (over !== undefined) this.cut(socket, remote, over);
+    };
     const settle = () => {
       if (settled) return;
       settled = true;
@@ -99,6 +130,11 @@ export class UpgradeGate {
       const left = (this.byAddress.get(remote) ?? 1) - 1;
       if (left > 0) this.byAddress.set(remote, left);
       else this.byAddress.delete(remote);
+      socket.off('data', count);
+      this.pendingBytes -= sent;
+      const bytesLeft = (this.bytesByAddress.get(remote) ?? sent) - sent;
+      if (left > 0) this.bytesByAddress.set(remote, bytesLeft);
+      else this.bytesByAddress.delete(remote);
       clearTimeout(deadline);
     };
     const ticket: PendingTicket = { remote, settle, onExpire: () => socket.destroy() };
@@ -109,7 +145,27 @@ export class UpgradeGate {
     }, handshakeTimeoutMs);
     deadline.unref();
     socket.once('close', settle);
+    // Listening before ws does (it takes the socket after this), so a chunk over the budget is never parsed.
+    socket.on('data', count);
     return ticket;
+  }
+
+  /**
+   * A pending socket that took its address (or the coordinator) over the bytes the unauthenticated
+   * may send: destroyed at once, its bytes given back when it closes. An agent's hello is a few
+   * kilobytes; one that has results of 10,000 orders to report, 4 MiB, still fits in a budget alone.
+   */
+  private cut(socket: Duplex, remote: string, cap: UpgradeCap): void {
+    if (socket.destroyed) return;
+    const { log, throttle, maxPendingBytes, maxPendingBytesPerAddress } = this.options;
+    const suppressed = throttle.pass(`bytes:${remote}`);
+    if (suppressed !== undefined)
+      log.warn(
+        { remote, cap, maxPendingBytes, maxPendingBytesPerAddress, suppressed },
+        'unauthenticated agent sockets sent more than their budget of bytes; socket destroyed',
+      );
+    this.options.onRefused?.(cap);
+    socket.destroy();
   }
 }
 

@@ -120,7 +120,7 @@ export class CoordinatorMetrics {
     });
     this.upgradesRefused = new Counter({
       name: 'fleetpatch_agent_upgrades_refused_total',
-      help: 'Agent socket upgrades answered 503 at a cap on unauthenticated sockets (agentLimits), by cap: per_address or pending.',
+      help: 'Agent socket upgrades answered 503 at a cap on unauthenticated sockets (agentLimits), by cap: per_address or pending; and pending sockets destroyed for the bytes they sent: bytes_per_address or bytes.',
       labelNames: ['cap'],
       registers,
     });
