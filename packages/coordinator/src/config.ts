@@ -87,6 +87,13 @@ export const WebhookDeliverySchema = z
  * Limits on the agent socket, which anyone who can reach the port can dial. Each is per coordinator
  * unless it says otherwise; the defaults leave a real fleet far from every one of them.
  */
+/** A budget of bytes before authentication: at least one frame of the largest size, a hello's. */
+const pendingBytes = z
+  .number()
+  .int()
+  .min(MAX_FRAME_BYTES)
+  .max(2 ** 40);
+
 export const AgentLimitsSchema = z
   .object({
     /**
@@ -113,18 +120,8 @@ export const AgentLimitsSchema = z
      * address hold 1 GiB and all of them 8 GiB. A hello is a few kilobytes, 4 MiB at the most (an
      * agent reporting the results of thousands of orders), so each is at least 4 MiB.
      */
-    maxPendingBytes: z
-      .number()
-      .int()
-      .min(MAX_FRAME_BYTES)
-      .max(2 ** 40)
-      .default(64 * 1024 * 1024),
-    maxPendingBytesPerAddress: z
-      .number()
-      .int()
-      .min(MAX_FRAME_BYTES)
-      .max(2 ** 40)
-      .default(16 * 1024 * 1024),
+    maxPendingBytes: pendingBytes.default(64 * 1024 * 1024),
+    maxPendingBytesPerAddress: pendingBytes.default(16 * 1024 * 1024),
     /**
      * How long a socket may stay unauthenticated, from its first byte of headers to `live` (default
      * 5000). Also the HTTP server's `headersTimeout`, so a request whose headers trickle in is cut too.

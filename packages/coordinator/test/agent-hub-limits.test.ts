@@ -12,6 +12,7 @@ import {
   sampleHello,
   upgradeRequest,
 } from '../../../test/support/raw-agent-socket.js';
+import type { UpgradeCap } from '../src/hub/upgrade-gate.js';
 import { type HubUnderTest, startHub } from './support/hub-under-test.js';
 
 let hub: HubUnderTest;
@@ -27,7 +28,7 @@ afterEach(async () => {
 });
 
 /** `fleetpatch_agent_upgrades_refused_total` for one cap, from the coordinator's /metrics (0 when never counted). */
-async function refusedUpgrades(hub: HubUnderTest, cap: 'per_address' | 'pending'): Promise<number> {
+async function refusedUpgrades(hub: HubUnderTest, cap: UpgradeCap): Promise<number> {
   const body = await (await fetch(`http://127.0.0.1:${hub.port}/metrics`)).text();
   const line = new RegExp(`^fleetpatch_agent_upgrades_refused_total\\{cap="${cap}"\\} (\\d+)$`, 'm').exec(body);
   return Number(line?.[1] ?? 0);

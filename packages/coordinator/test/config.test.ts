@@ -147,3 +147,19 @@ describe('the store setting', () => {
     expect(loadStore({ kind: 'sqlite', url: STORE_URL })).toThrow(/Unrecognized key: "url".*at store/s);
   });
 });
+
+describe('agentLimits: the bytes unauthenticated sockets may send', () => {
+  it('default to 64 MiB in all and 16 MiB from one address, and refuse less than one 4 MiB hello, naming the field', () => {
+    const MiB = 1024 * 1024;
+    expect(CoordinatorConfigSchema.parse({}).agentLimits).toMatchObject({
+      maxPendingBytes: 64 * MiB,
+      maxPendingBytesPerAddress: 16 * MiB,
+    });
+    for (const field of ['maxPendingBytes', 'maxPendingBytesPerAddress']) {
+      const refused = CoordinatorConfigSchema.safeParse({ agentLimits: { [field]: 4 * MiB - 1 } });
+      expect(refused.success).toBe(false);
+      expect(refused.error?.issues.map((issue) => issue.path.join('.'))).toEqual([`agentLimits.${field}`]);
+      expect(CoordinatorConfigSchema.safeParse({ agentLimits: { [field]: 4 * MiB } }).success).toBe(true);
+    }
+  });
+});
