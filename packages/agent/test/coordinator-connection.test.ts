@@ -131,7 +131,11 @@ const HELLO: Hello = {
  * A fake coordinator that challenges, then answers the hello with `welcome` in `protocolVersion`
  * followed by `after`; records every frame the agent sends and how each connection ended.
  */
-async function fakeCoordinator(protocolVersion: number, after: Record<string, unknown>[] = []) {
+async function fakeCoordinator(
+  protocolVersion: number,
+  after: Record<string, unknown>[] = [],
+  welcome: Record<string, unknown> = {},
+) {
   server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve) => server?.once('listening', () => resolve()));
   const received: Record<string, unknown>[] = [];
@@ -142,7 +146,9 @@ async function fakeCoordinator(protocolVersion: number, after: Record<string, un
       const frame = JSON.parse(data.toString()) as Record<string, unknown>;
       received.push(frame);
       if (frame.type !== 'hello') return;
-      socket.send(JSON.stringify({ type: 'welcome', protocolVersion, agentId: 'web-1', heartbeatIntervalMs: 60_000 }));
+      socket.send(
+        JSON.stringify({ type: 'welcome', protocolVersion, agentId: 'web-1', heartbeatIntervalMs: 60_000, ...welcome }),
+      );
       for (const message of after) socket.send(JSON.stringify(message));
     });
     socket.on('close', (code) => closes.push(code));
@@ -211,6 +217,18 @@ describe('protocol versions', () => {
       accepted: '2',
       msg: expect.stringContaining('does not accept'),
     });
+  });
+
+  it('refuses a welcome whose heartbeat interval is over 600,000 ms with 4400 (2^31 would be a 1 ms timer to Node)', async () => {
+    const fake = await fakeCoordinator(2, [ORDER_ACK], { heartbeatIntervalMs: 2 ** 31 });
+    const lines: Record<string, unknown>[] = [];
+    const handled = dial(fake.url, { log: logInto(lines), backoffBaseMs: 60_000, backoffMaxMs: 60_000 });
+    await expect.poll(() => fake.closes, { timeout: 3_000 }).toEqual([CloseCode.badFrame]);
+    expect(handled).toEqual([]);
+    expect(fake.received.map((m) => m.type)).toEqual(['hello']);
+    expect(lines.find((l) => l.msg === 'bad frame from coordinator; reconnecting')?.error).toMatch(
+      /heartbeatIntervalMs/,
+    );
   });
 
   it('ignores a message type it does not know with one log line, answers unsupported, and stays connected', async () => {

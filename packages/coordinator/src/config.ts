@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ChangeRecordFieldSchema, MAX_FRAME_BYTES, parseConfigText } from '@fleetpatch/shared';
+import {
+  ChangeRecordFieldSchema,
+  MAX_FRAME_BYTES,
+  MAX_HEARTBEAT_INTERVAL_MS,
+  parseConfigText,
+} from '@fleetpatch/shared';
 import { z } from 'zod';
 import { apiTokenHash } from './http/api-auth.js';
 
@@ -280,7 +285,7 @@ export const CoordinatorConfigSchema = z
     /** API tokens for people and tools. With none configured the API is refused except /healthz. */
     apiTokens: z.array(ApiTokenSchema).default([]),
     /** WebSocket ping interval; an agent that misses one is disconnected. */
-    heartbeatIntervalMs: z.number().int().min(100).max(600_000).default(10_000),
+    heartbeatIntervalMs: z.number().int().min(100).max(MAX_HEARTBEAT_INTERVAL_MS).default(10_000),
     /** How often deadlines, bakes and windows are checked. */
     tickIntervalMs: z.number().int().min(10).max(60_000).default(1000),
     bodyLimitBytes: z

@@ -214,6 +214,38 @@ describe('an authenticated agent', () => {
     expect(await hub.healthz()).toBe(200);
   });
 
+  it('reports the results of thousands of orders never sent in one log line per interval, each acknowledged', async () => {
+    hub = await startHub();
+    const key = await hub.register('noisy-1');
+    const made = (n: number, changed: boolean) =>
+      Array.from({ length: n }, (_, i) => ({
+        orderId: `made-up-${changed ? 'c' : 'u'}-${i}`,
+        phase: 'done',
+        result: {
+          orderId: `made-up-${changed ? 'c' : 'u'}-${i}`,
+          outcome: 'healthy',
+          changed,
+          finishedAt: '2026-01-01T00:00:00Z',
+        },
+      }));
+    for (let round = 0; round < 2; round++) {
+      const orders = [...made(1000, true), ...made(1000, false)];
+      const { peer, welcomed } = track(
+        await connectAsAgent(hub.port, 'noisy-1', key, { hello: { ...sampleHello(), orders } }),
+      );
+      expect(welcomed).toBe(true);
+      // Acknowledged all the same: re-reporting them for ever helps nobody.
+      await expect
+        .poll(() => peer.frames.filter((f) => f.opcode === OPCODE.text && f.payload.includes('"order.ack"')).length)
+        .toBe(2000);
+      peer.destroy();
+      await expect.poll(() => hub.app.fleet.hub.isOnline('noisy-1')).toBe(false);
+    }
+    // 4,000 results, two hellos: one line for the changed ones (an error: a person must look), one for the rest.
+    expect(hub.logsSaying('host reports a change the coordinator has no record of; acknowledged')).toHaveLength(1);
+    expect(hub.logsSaying('result for an unknown order; acknowledged and ignored')).toHaveLength(1);
+  });
+
   it('is closed with 4429 when over its message rate, logged once', async () => {
     hub = await startHub({ messagesPerSecond: 5, messageBurst: 10 });
     const token = await hub.register('flood-1');

@@ -253,6 +253,9 @@ export type OrderProgress = z.infer<typeof OrderProgressSchema>;
 
 // ---- coordinator → agent -------------------------------------------------------------------
 
+/** The longest heartbeat interval a coordinator may set (its `heartbeatIntervalMs`) and an agent accepts. */
+export const MAX_HEARTBEAT_INTERVAL_MS = 600_000;
+
 /** Sent first on every connection: a fresh nonce the agent signs in its `hello`. */
 export const ChallengeSchema = z.object({ type: z.literal('challenge'), nonce: ChallengeNonceSchema });
 
@@ -261,7 +264,8 @@ export const WelcomeSchema = z.object({
   /** The version the coordinator chose: the highest both sides speak. Everything after it is in that version. */
   protocolVersion: ProtocolVersionSchema,
   agentId: z.string(),
-  heartbeatIntervalMs: z.number().int().min(100),
+  /** At most what a coordinator's configuration allows: a larger one (2^31) would be a 1 ms timer to Node. */
+  heartbeatIntervalMs: z.number().int().min(100).max(MAX_HEARTBEAT_INTERVAL_MS),
 });
 
 /** Signatures one signed order may carry: enough for any policy (`requiredSignatures` ≤ 10), bounded. */

@@ -7,6 +7,7 @@ import {
   type Patch,
   protocolGapOf,
 } from '@fleetpatch/shared';
+import { PeerThrottle } from '../hub/peer-throttle.js';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import { failTooOld } from './agent-too-old.js';
 import type { ConnectedAudit } from './connected-audit.js';
@@ -42,16 +43,27 @@ const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> 
 type RecorderDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty' | 'checkpoint'>;
 
 /**
+ * Results for orders the coordinator never sent are logged once per agent per this interval, with a
+ * count of the ones held back (as `agentLimits.peerLogIntervalMs` does for the socket's misdeeds): a
+ * hello may carry 10,000 of them, and an agent may say hello again and again.
+ */
+const UNKNOWN_RESULT_LOG_INTERVAL_MS = 10_000;
+
+/**
  * Turns agent reports (hellos, progress, results) into host-run updates and events, one transaction
  * per batch, then answers the agents: acks for recorded results, resends for orders a hello did not mention.
  */
 export class ReportRecorder {
+  private readonly unknownResults: PeerThrottle;
+
   constructor(
     private readonly deps: RecorderDeps,
     private readonly reverts: RevertRunner,
     private readonly connectedAudit: ConnectedAudit,
     private readonly liveHealth: LiveHealthBoard,
-  ) {}
+  ) {
+    this.unknownResults = new PeerThrottle(UNKNOWN_RESULT_LOG_INTERVAL_MS, 10_000, () => deps.clock.now());
+  }
 
   async record(batch: readonly AgentReport[]): Promise<void> {
     const { store, channel, clock } = this.deps;
@@ -261,12 +273,18 @@ export class ReportRecorder {
     if (!run) {
       // Acked all the same (re-reporting it forever helps nobody), but a change on a host that no
       // host run accounts for is one no revert will find: a person has to look at it.
+      const suppressed = this.unknownResults.pass(`${agentId} ${result.changed ? 'changed' : 'unchanged'}`);
+      if (suppressed === undefined) return true;
       if (result.changed)
         log.error(
-          { agentId, orderId: result.orderId, outcome: result.outcome },
+          { agentId, orderId: result.orderId, outcome: result.outcome, suppressed },
           'host reports a change the coordinator has no record of; acknowledged',
         );
-      else log.warn({ agentId, orderId: result.orderId }, 'result for an unknown order; acknowledged and ignored');
+      else
+        log.warn(
+          { agentId, orderId: result.orderId, suppressed },
+          'result for an unknown order; acknowledged and ignored',
+        );
       return true;
     }
     if (run.hostId !== agentId) {
