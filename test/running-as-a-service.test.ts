@@ -5,7 +5,16 @@
  * processes) exits 0 with a summary or non-zero naming the bad fields — never printing a secret.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,6 +149,7 @@ describe('fleetpatch-coordinator --check-config', () => {
 describe('fleetpatch-agent --check-config', () => {
   it('not yet enrolled, with a join token: OK, and says it will enroll', () => {
     const tokenFile = file('join-token', `${JOIN_TOKEN}\n`);
+    chmodSync(tokenFile, 0o600);
     const config = file(
       'agent.yaml',
       `coordinatorUrl: http://127.0.0.1:7420\nallowInsecure: true\njoinTokenFile: ${tokenFile}\nhostId: web-9\ndataDir: ${join(work, 'agent-data')}\nmetrics:\n  textfile: ${join(work, 'agent.prom')}\n`,
@@ -155,6 +165,7 @@ describe('fleetpatch-agent --check-config', () => {
 
   it('--coordinator given twice: both coordinators, in the order they are tried', () => {
     const tokenFile = file('join-token-two', `${JOIN_TOKEN}\n`);
+    chmodSync(tokenFile, 0o600);
     const config = file('agent-two.yaml', `coordinatorUrl: https://old:7420\njoinTokenFile: ${tokenFile}\n`);
     const coordinators = ['--coordinator', 'https://coord-1:7420', '--coordinator', 'https://coord-2:7420'];
     const out = run(AGENT_BIN, [
@@ -207,7 +218,7 @@ describe('the example configurations in packaging/config', () => {
     copyFileSync(ca.caFile, join(etc, 'ca.pem'));
     copyFileSync(certificate.certFile, join(etc, 'coordinator.pem'));
     copyFileSync(certificate.keyFile, join(etc, 'coordinator.key'));
-    writeFileSync(join(etc, 'join-token'), `${JOIN_TOKEN}\n`);
+    writeFileSync(join(etc, 'join-token'), `${JOIN_TOKEN}\n`, { mode: 0o600 });
     const local = (name: string) => {
       const text = readFileSync(join(CONFIGS, name), 'utf8')
         .replaceAll('/etc/fleetpatch/', `${etc}/`)

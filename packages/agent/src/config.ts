@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   AbsolutePathSchema,
@@ -365,6 +365,13 @@ function setCoordinators(
 }
 
 function readJoinTokenFile(file: string): string {
+  // As the CLI refuses a token file others can read: whoever reads a join token can enroll as the host.
+  const mode = statSync(file).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new Error(
+      `invalid agent configuration: join token file ${file} is readable by others (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 ${file}`,
+    );
+  }
   const token = readFileSync(file, 'utf8').trim();
   const parsed = JoinTokenSecretSchema.safeParse(token);
   // Never echo the file's content: it may be a secret of another kind.

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -116,6 +116,28 @@ describe('agent configuration: coordinators', () => {
     expect(text).toContain(`coordinators:  ${A}\n               ws://coord-b:7420  (WARNING: no TLS)\n`);
     const single = await checkAgentConfig({ ...config, coordinatorUrls: [A] });
     expect(single.text).toContain(`coordinator:   ${A}\nidentity:`);
+  });
+});
+
+describe('agent configuration: joinTokenFile', () => {
+  const TOKEN = `fpj_${'a'.repeat(43)}`;
+  const tokenFile = (mode: number) => {
+    const file = join(mkdtempSync(join(scratch, 'token-')), 'join-token');
+    writeFileSync(file, `${TOKEN}\n`, { mode });
+    chmodSync(file, mode);
+    return file;
+  };
+
+  it('reads a join token file only its owner can read', () => {
+    expect(load({}, { ...base, joinTokenFile: tokenFile(0o600) }).joinToken).toBe(TOKEN);
+    expect(load({}, { ...base, joinTokenFile: tokenFile(0o400) }).joinToken).toBe(TOKEN);
+  });
+
+  it.each([0o644, 0o640, 0o604])('refuses one mode %o lets others read, saying how to mend it', (mode) => {
+    const file = tokenFile(mode);
+    expect(() => load({}, { ...base, joinTokenFile: file })).toThrow(
+      `join token file ${file} is readable by others (mode 0${mode.toString(8)}): chmod 600 ${file}`,
+    );
   });
 });
 

@@ -2,7 +2,7 @@ import { isLoopbackHost } from '@fleetpatch/shared';
 import { UsageError } from './cli-errors.js';
 
 export interface Connection {
-  /** Base URL of the coordinator, without a trailing slash, e.g. http://127.0.0.1:8080. */
+  /** Base URL of the coordinator, without a trailing slash, e.g. http://127.0.0.1:7420. */
   url: string;
   token: string;
   /** PEM CA certificate(s) trusted for an https:// coordinator instead of the system store. */

@@ -22,7 +22,7 @@ export function buildProgram(ctx: CliContext, keyEnvironment: () => KeyEnvironme
   const program = new Command('fleetpatch')
     .description('Roll one change out to many servers in waves, safely, and take it back in one step.')
     .version(version)
-    .option('--url <url>', 'coordinator URL, e.g. http://127.0.0.1:8080 (env FLEETPATCH_URL)')
+    .option('--url <url>', 'coordinator URL, e.g. http://127.0.0.1:7420 (env FLEETPATCH_URL)')
     .option('--token <token>', 'API token (env FLEETPATCH_TOKEN)')
     .option('--ca-file <file>', 'PEM CA that signed an https:// coordinator certificate (env FLEETPATCH_CA_FILE)')
     .option('--insecure', 'allow sending the token over plain http:// to a host other than this one')

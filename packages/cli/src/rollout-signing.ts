@@ -26,7 +26,7 @@ import {
   statementDigest,
   verifyStatementSignature,
 } from '@fleetpatch/shared';
-import { type Command, InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { ApiClient } from './api-client.js';
 import type { CliContext } from './cli-context.js';
 import { parseDuration } from './commands/join-token-commands.js';
@@ -67,11 +67,11 @@ export function addSigningOptions(command: Command, what: string, makesStatement
     .option('--sign-key <file>', `sign ${what} with this ed25519 key (fleetpatch key generate)`)
     .option('--passphrase-env <var>', `if the key is encrypted, ${PASSPHRASE_ENV_HELP}`);
   if (makesStatement) {
-    command.option(
-      '--valid-for <duration>',
-      'how long agents accept the statement: 30m, 24h, 7d (at most 30d)',
-      parseValidity,
-      DEFAULT_STATEMENT_VALIDITY_SECONDS,
+    // Shown as written (24h), not as the seconds it stands for.
+    command.addOption(
+      new Option('--valid-for <duration>', 'how long agents accept the statement: 30m, 24h, 7d (at most 30d)')
+        .argParser(parseValidity)
+        .default(DEFAULT_STATEMENT_VALIDITY_SECONDS, '24h'),
     );
   }
   return command;

@@ -362,17 +362,21 @@ export function loadCoordinatorConfig(input: {
 }): CoordinatorConfig {
   const fromFile = input.file ? (parseConfigText(readFileSync(input.file, 'utf8'), input.file) as object) : {};
   const merged: Record<string, unknown> = { ...fromFile };
-  const set = (key: string, value: string | undefined, number = false) => {
-    if (value !== undefined && value !== '') merged[key] = number ? Number(value) : value;
+  /** Where a setting the file may also hold came from, when the environment or a flag gave it: for the error. */
+  const given = new Map<string, string>();
+  const set = (key: string, value: string | undefined, from: string, number = false) => {
+    if (value === undefined || value === '') return;
+    merged[key] = number ? Number(value) : value;
+    given.set(key, `${from}=${JSON.stringify(value)}`);
   };
-  set('host', input.env.FLEETPATCH_HOST);
-  set('port', input.env.FLEETPATCH_PORT, true);
-  set('dataDir', input.env.FLEETPATCH_DATA_DIR);
-  set('logLevel', input.env.FLEETPATCH_LOG_LEVEL);
-  set('host', input.flags.host);
-  set('port', input.flags.port, true);
-  set('dataDir', input.flags.dataDir);
-  set('logLevel', input.flags.logLevel);
+  set('host', input.env.FLEETPATCH_HOST, 'FLEETPATCH_HOST');
+  set('port', input.env.FLEETPATCH_PORT, 'FLEETPATCH_PORT', true);
+  set('dataDir', input.env.FLEETPATCH_DATA_DIR, 'FLEETPATCH_DATA_DIR');
+  set('logLevel', input.env.FLEETPATCH_LOG_LEVEL, 'FLEETPATCH_LOG_LEVEL');
+  set('host', input.flags.host, '--host');
+  set('port', input.flags.port, '--port', true);
+  set('dataDir', input.flags.dataDir, '--data-dir');
+  set('logLevel', input.flags.logLevel, '--log-level');
   // The environment's URL wins over the file's store, whatever kind the file named.
   if (input.env.FLEETPATCH_STORE_URL) {
     const fromFile = merged.store as Record<string, unknown> | undefined;
@@ -404,7 +408,12 @@ export function loadCoordinatorConfig(input: {
     const fromEnv = input.env.FLEETPATCH_ADMIN_TOKEN
       ? `\n(apiTokens[${(merged.apiTokens as unknown[]).length - 1}] is FLEETPATCH_ADMIN_TOKEN)`
       : '';
-    throw new Error(`invalid coordinator configuration:\n${z.prettifyError(parsed.error)}${fromEnv}`);
+    // So is one the environment or a flag gave: `port` alone does not say FLEETPATCH_PORT=abc.
+    const named = new Set(parsed.error.issues.map((issue) => String(issue.path[0])));
+    const fromInput = [...given].filter(([key]) => named.has(key)).map(([key, from]) => `\n(${key} is ${from})`);
+    throw new Error(
+      `invalid coordinator configuration:\n${z.prettifyError(parsed.error)}${fromEnv}${fromInput.join('')}`,
+    );
   }
   return parsed.data;
 }

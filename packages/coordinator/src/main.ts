@@ -25,7 +25,9 @@ the TLS files, prints what it would run with and exits 0, or names what is wrong
 
 Environment: FLEETPATCH_CONFIG, FLEETPATCH_HOST, FLEETPATCH_PORT, FLEETPATCH_DATA_DIR,
 FLEETPATCH_LOG_LEVEL, FLEETPATCH_ADMIN_TOKEN (adds an admin API token), FLEETPATCH_TLS_CERT_FILE,
-FLEETPATCH_TLS_KEY_FILE (serve HTTPS/WSS; both files are re-read on SIGHUP).`;
+FLEETPATCH_TLS_KEY_FILE (serve HTTPS/WSS; both files are re-read on SIGHUP), FLEETPATCH_STORE_URL
+(postgres://…: a PostgreSQL store, shared by a group of coordinators), FLEETPATCH_COORDINATOR_ID (this
+coordinator's name in the group).`;
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'migrate-store') {

@@ -60,7 +60,9 @@ describe('DELETE /v1/agents/:id', () => {
   it('is for admins only', async () => {
     await enrollAgent(coordinator.app, TOKENS.admin, 'web-1');
     for (const token of [TOKENS.operator, TOKENS.approver, TOKENS.viewer]) {
-      expect((await call('DELETE', '/v1/agents/web-1', token)).status).toBe(403);
+      const refused = await call('DELETE', '/v1/agents/web-1', token);
+      expect(refused.status).toBe(403);
+      expect((refused.body.error as { message: string }).message).toMatch(/\) may not do this: it is for admins$/);
     }
     expect((await coordinator.app.fleet.store.agents.get('web-1'))?.removedAt).toBeNull();
   });

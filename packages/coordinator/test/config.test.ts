@@ -163,3 +163,23 @@ describe('agentLimits: the bytes unauthenticated sockets may send', () => {
     }
   });
 });
+
+describe('a setting the environment or a flag gave', () => {
+  it("is named with what was given when it is refused, the file's settings alone are not", () => {
+    const file = join(dir, 'coordinator.json');
+    writeFileSync(file, JSON.stringify({ logLevel: 'loud' }));
+    const refusal = (env: Record<string, string>, flags: Record<string, string> = {}) => {
+      try {
+        loadCoordinatorConfig({ file, env, flags });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error('the configuration was taken');
+    };
+    expect(refusal({ FLEETPATCH_PORT: 'abc' })).toMatch(/\(port is FLEETPATCH_PORT="abc"\)/);
+    expect(refusal({}, { port: '70000' })).toMatch(/\(port is --port="70000"\)/);
+    // logLevel comes from the file here: nothing to add; FLEETPATCH_LOG_LEVEL would be named.
+    expect(refusal({})).not.toMatch(/\(logLevel is/);
+    expect(refusal({ FLEETPATCH_LOG_LEVEL: 'louder' })).toMatch(/\(logLevel is FLEETPATCH_LOG_LEVEL="louder"\)/);
+  });
+});

@@ -72,7 +72,9 @@ export const routeAccess = fp<RouteAccessOptions>(
       // Known before it is authorized: a 403 is logged and audited under the token's name.
       request.caller = caller;
       if (!mayDo(caller, access)) {
-        throw refusal(request, 'forbidden', `${caller.name} (${caller.role}) may not ${access}`, caller);
+        // `admin` is a role, not a verb: "may not admin" said nothing.
+        const what = access === 'admin' ? 'do this: it is for admins' : access;
+        throw refusal(request, 'forbidden', `${caller.name} (${caller.role}) may not ${what}`, caller);
       }
     });
   },
