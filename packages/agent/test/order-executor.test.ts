@@ -401,6 +401,14 @@ describe('OrderExecutor', () => {
     ]);
   });
 
+  it('an agent that requires no signature ignores whether the rollout is signed in a dry run', async () => {
+    driver.verdict = { outcome: 'would_apply', detail: 'would replace /etc/x' };
+    const ex = await executor();
+    await ex.preflight({ type: 'order.preflight', orderId: 'pf_1', change: order('x').change, signed: false });
+    expect(results).toMatchObject([{ orderId: 'pf_1', outcome: 'would_apply' }]);
+    expect(driver.calls).toEqual(['preflight']);
+  });
+
   it("bounds a dry run's lock wait by how long the coordinator waits for the answer", async () => {
     driver.verdict = { outcome: 'blocked', detail: 'dpkg lock held by process 42 (dpkg)' };
     const ex = await executor();

@@ -139,6 +139,34 @@ function signed<T extends OrderApply | OrderRevert>(
 }
 
 describe('signed orders, end to end against a fake coordinator', () => {
+  it('answers a dry run of an unsigned rollout would_fail (unsigned), as its apply would be refused; a signed one is judged', async () => {
+    const dryRun = (orderId: string, signedFlag?: boolean) =>
+      socket?.send(
+        JSON.stringify({
+          type: 'order.preflight',
+          orderId,
+          change: order('o', 'new\n').change,
+          ...(signedFlag === undefined ? {} : { signed: signedFlag }),
+        }),
+      );
+    dryRun('pf_unsigned', false);
+    dryRun('pf_signed', true);
+    dryRun('pf_older_coordinator');
+    await expect
+      .poll(() => ['pf_unsigned', 'pf_signed', 'pf_older_coordinator'].map((id) => resultsOf(id).length))
+      .toEqual([1, 1, 1]);
+    expect(resultsOf('pf_unsigned')[0]).toMatchObject({
+      outcome: 'would_fail',
+      errorCode: 'policy_denied',
+      changed: false,
+      reason: expect.stringMatching(/^unsigned: this agent requires signed orders/),
+    });
+    // Signed (or not said, as an older coordinator does): the change itself is judged.
+    expect(resultsOf('pf_signed')[0]).toMatchObject({ outcome: 'would_apply' });
+    expect(resultsOf('pf_older_coordinator')[0]).toMatchObject({ outcome: 'would_apply' });
+    expect(await onDisk()).toBe('old\n');
+  });
+
   it('refuses what was not signed as sent, by whom, for this host and now: nothing written, checked or journaled', async () => {
     const honest = order('o', 'new\n');
     const cases: { name: string; order: OrderApply; code: string }[] = [

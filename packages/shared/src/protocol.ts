@@ -328,6 +328,12 @@ export const OrderPreflightSchema = z.object({
    * Optional: an older agent ignores it and waits as its own configuration says.
    */
   answerWithinMs: z.number().int().min(1).max(600_000).optional(),
+  /**
+   * Whether the rollout's orders will carry a signed statement. An agent that requires signed orders
+   * answers `would_fail` when they will not, as its apply would be refused. Optional: an older
+   * coordinator does not say, and an older agent drops it.
+   */
+  signed: z.boolean().optional(),
 });
 
 /**

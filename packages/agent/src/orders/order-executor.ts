@@ -6,6 +6,7 @@ import {
   type OrderPreflight,
   type OrderRevert,
   type StatementRefusal,
+  StatementRefusalCode,
   statementRefusalReason,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
@@ -177,6 +178,15 @@ export class OrderExecutor {
       return;
     }
     if (!driver) return;
+    // The apply would be refused unsigned (signed-order-check.ts): a dry run says so now, not at the wave.
+    if (this.signing !== undefined && order.signed === false) {
+      const reason = statementRefusalReason(
+        StatementRefusalCode.unsigned,
+        "this agent requires signed orders (signing is configured) and this rollout's orders carry no signed statement",
+      );
+      events.result(fitResult({ ...base, outcome: 'would_fail', errorCode: ErrorCode.policyDenied, reason }));
+      return;
+    }
     const signal = AbortSignal.timeout(120_000);
     // A dry run is not signed: where orders must be, it runs no program (see CheckOptions).
     const commands = this.signing === undefined ? 'run' : 'skip';

@@ -25,8 +25,14 @@ export class PreflightCollector {
 
   constructor(private readonly channel: AgentChannel) {}
 
-  async run(hostIds: readonly string[], change: Change, timeoutMs: number): Promise<PreflightAnswer[]> {
-    return Promise.all(hostIds.map((hostId) => this.ask(hostId, change, timeoutMs)));
+  /** `signed`: whether the rollout's orders will carry a signed statement (agents that require one say so). */
+  async run(
+    hostIds: readonly string[],
+    change: Change,
+    timeoutMs: number,
+    signed: boolean,
+  ): Promise<PreflightAnswer[]> {
+    return Promise.all(hostIds.map((hostId) => this.ask(hostId, change, timeoutMs, signed)));
   }
 
   /**
@@ -63,7 +69,7 @@ export class PreflightCollector {
     return true;
   }
 
-  private ask(hostId: string, change: Change, timeoutMs: number): Promise<PreflightAnswer> {
+  private ask(hostId: string, change: Change, timeoutMs: number, signed: boolean): Promise<PreflightAnswer> {
     // Not asked at all: an agent too old for the change would refuse the order (see change-protocol.ts).
     const gap = protocolGapOf({ change }, this.channel.protocolVersionOf(hostId));
     if (gap !== undefined) {
@@ -75,7 +81,13 @@ export class PreflightCollector {
       });
     }
     const orderId = newId(PREFLIGHT_ORDER_PREFIX.slice(0, -1));
-    const message: CoordinatorMessage = { type: 'order.preflight', orderId, change, answerWithinMs: timeoutMs };
+    const message: CoordinatorMessage = {
+      type: 'order.preflight',
+      orderId,
+      change,
+      answerWithinMs: timeoutMs,
+      signed,
+    };
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(orderId);

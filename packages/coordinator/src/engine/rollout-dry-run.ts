@@ -1,6 +1,7 @@
 import { type Clock, isoAt, isRevertable, type PreflightResult } from '@fleetpatch/shared';
 import type { Store } from '../store/store.js';
 import type { PreflightCollector } from './preflight-collector.js';
+import { isSignedRollout } from './rollout-signing.js';
 import type { RolloutView } from './rollout-view.js';
 
 export interface RolloutDryRunDeps {
@@ -27,6 +28,7 @@ export class RolloutDryRun {
       plan.waves.flatMap((w) => w.hosts),
       patch.change,
       timeoutMs,
+      await isSignedRollout(store, rolloutId),
     );
     const summary: PreflightResult['summary'] = {};
     for (const r of results) summary[r.outcome] = (summary[r.outcome] ?? 0) + 1;
