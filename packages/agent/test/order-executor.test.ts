@@ -22,6 +22,7 @@ import { Journal } from '../src/journal.js';
 import { OrderExecutor, type OrderExecutorOptions } from '../src/orders/order-executor.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
 import type { AllowedCommand } from '../src/policy/allowed-commands.js';
+import type { SignedOrderCheck } from '../src/policy/signed-order-check.js';
 import { AfterChange } from '../src/services/after-change.js';
 import { SystemdServiceManager } from '../src/services/service-manager.js';
 import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
@@ -398,6 +399,56 @@ describe('OrderExecutor', () => {
     expect(results).toMatchObject([
       { outcome: 'skipped', changed: false, reason: 'unhealthy before patch' },
       { outcome: 'failed', changed: false, reason: 'unhealthy before patch' },
+    ]);
+  });
+
+  it("a dry run runs the patch's health checks once, as the apply's baseline: unhealthy is would_fail, naming what the apply would do", async () => {
+    driver.verdict = { outcome: 'would_apply', detail: 'would replace /etc/x' };
+    const ex = await executor();
+    const dryRun = { type: 'order.preflight' as const, change: order('x').change, health: healthyAtOnce };
+    probe.script = [false, false, true];
+    await ex.preflight({ ...dryRun, orderId: 'pf_skip' });
+    await ex.preflight({ ...dryRun, orderId: 'pf_fail', failIfUnhealthyBefore: true });
+    await ex.preflight({ ...dryRun, orderId: 'pf_healthy' });
+    // An older coordinator sends no checks: none is run.
+    await ex.preflight({ type: 'order.preflight', orderId: 'pf_older', change: order('x').change });
+    expect(probe.polls).toBe(3);
+    expect(results).toMatchObject([
+      {
+        orderId: 'pf_skip',
+        outcome: 'would_fail',
+        errorCode: 'health_failed',
+        changed: false,
+        reason: 'unhealthy before patch (file: broken): the apply would skip this host',
+        health: [{ ok: false, observed: 'broken' }],
+      },
+      { orderId: 'pf_fail', reason: 'unhealthy before patch (file: broken): the apply would fail this host' },
+      { orderId: 'pf_healthy', outcome: 'would_apply' },
+      { orderId: 'pf_older', outcome: 'would_apply' },
+    ]);
+    // Nothing but the dry run's own preflights reached the driver; nothing was journaled.
+    expect(driver.calls).toEqual(['preflight', 'preflight']);
+  });
+
+  it('where orders must be signed, a dry run runs no command health check, and says so', async () => {
+    driver.verdict = { outcome: 'would_apply', detail: 'would replace /etc/x' };
+    const commandCheck: HealthCheck = { kind: 'command', argv: ['/bin/sh', '-c', 'id'], timeoutMs: 1000 };
+    const ex = await executor(undefined, {
+      policy: withCommands([['/bin/sh', '-c', 'id']]),
+      // Only whether signing is configured matters to a dry run: the statement check is the apply's.
+      signing: {} as SignedOrderCheck,
+    });
+    const health = { ...healthyAtOnce, checks: [commandCheck, check] };
+    await ex.preflight({ type: 'order.preflight', orderId: 'pf_1', change: order('x').change, health, signed: true });
+    // The file check ran (one poll of the probe); the command check did not.
+    expect(probe.polls).toBe(1);
+    expect(results).toMatchObject([
+      {
+        orderId: 'pf_1',
+        outcome: 'would_apply',
+        reason:
+          'would replace /etc/x; 1 command health check(s) not run: a dry run runs no program where orders must be signed',
+      },
     ]);
   });
 

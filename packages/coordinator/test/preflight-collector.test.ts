@@ -46,7 +46,7 @@ describe('PreflightCollector', () => {
   it('tells each agent how long it will wait for the answer, so a held lock is answered blocked in time', async () => {
     const channel = new RecordingChannel();
     const collector = new PreflightCollector(channel);
-    const answers = collector.run(['web-1'], CHANGE, 30_000, true);
+    const answers = collector.run(['web-1'], { change: CHANGE, signed: true }, 30_000);
     expect(channel.sent[0]?.message).toMatchObject({ type: 'order.preflight', answerWithinMs: 30_000, signed: true });
     collector.agentGone('web-1');
     expect(await answers).toMatchObject([{ outcome: 'offline' }]);
@@ -56,7 +56,7 @@ describe('PreflightCollector', () => {
     const channel = new RecordingChannel();
     const collector = new PreflightCollector(channel);
     const started = Date.now();
-    const answers = collector.run(['web-1', 'web-2'], CHANGE, TEN_MINUTES, false);
+    const answers = collector.run(['web-1', 'web-2'], { change: CHANGE }, TEN_MINUTES);
 
     collector.agentGone('web-1');
     collector.accept('web-2', {
@@ -76,7 +76,7 @@ describe('PreflightCollector', () => {
   it("ignores a late answer on the gone agent's order", async () => {
     const channel = new RecordingChannel();
     const collector = new PreflightCollector(channel);
-    const answers = collector.run(['web-1'], CHANGE, TEN_MINUTES, false);
+    const answers = collector.run(['web-1'], { change: CHANGE }, TEN_MINUTES);
     const orderId = orderIdSentTo(channel, 'web-1');
     collector.agentGone('web-1');
     // Still recognised as a preflight answer (never handed to the engine), but the dry run has moved on.
@@ -99,7 +99,7 @@ describe('PreflightCollector', () => {
       ...SAMPLE_PATCH_SPEC,
       change: { kind: 'package', manager: 'apt', source: 'openssl', version: '3.0.15-1~deb12u1' },
     }).change;
-    const answers = collector.run(['old-1', 'new-1'], set, TEN_MINUTES, false);
+    const answers = collector.run(['old-1', 'new-1'], { change: set }, TEN_MINUTES);
     expect(channel.sent.map((s) => s.agentId)).toEqual(['new-1']);
     collector.accept('new-1', {
       orderId: orderIdSentTo(channel, 'new-1'),
@@ -144,7 +144,12 @@ describe('a dry run over the agent socket', () => {
     const started = Date.now();
     const result = dryRun.run(rollout.id, TEN_MINUTES, 'olga');
     // An unsigned rollout: an agent that requires signed orders answers would_fail at once.
-    expect(await peer.waitMessage('order.preflight')).toMatchObject({ signed: false });
+    // And the patch's health checks, whose baseline the apply would run first.
+    expect(await peer.waitMessage('order.preflight')).toMatchObject({
+      signed: false,
+      health: patch.health,
+      failIfUnhealthyBefore: false,
+    });
     peer.destroy();
 
     const { summary, results } = await result;

@@ -334,6 +334,13 @@ export const OrderPreflightSchema = z.object({
    * coordinator does not say, and an older agent drops it.
    */
   signed: z.boolean().optional(),
+  /**
+   * The patch's health checks, run once as the apply's baseline runs them: a host unhealthy before
+   * the patch, which the apply would skip (or fail, `failIfUnhealthyBefore`), answers `would_fail`.
+   * Optional: an older coordinator does not send them.
+   */
+  health: HealthPolicySchema.optional(),
+  failIfUnhealthyBefore: z.boolean().optional(),
 });
 
 /**

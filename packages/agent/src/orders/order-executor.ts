@@ -2,12 +2,14 @@ import { rm } from 'node:fs/promises';
 import {
   ErrorCode,
   FleetError,
+  type HealthCheckResult,
   type OrderApply,
   type OrderPreflight,
   type OrderRevert,
   type StatementRefusal,
   StatementRefusalCode,
   statementRefusalReason,
+  UNHEALTHY_BEFORE_PATCH,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
@@ -212,6 +214,21 @@ export class OrderExecutor {
       );
       return;
     }
+    const baseline = await this.preflightBaseline(order, signal);
+    if (baseline.unhealthy) {
+      events.result(
+        fitResult({
+          ...base,
+          finishedAt: this.ctx.now(),
+          outcome: 'would_fail',
+          errorCode: ErrorCode.healthFailed,
+          reason: baseline.reason,
+          health: baseline.results,
+          ...judged,
+        }),
+      );
+      return;
+    }
     const driverCtx = this.ctx.driverContext(signal, this.ctx.log);
     if (order.answerWithinMs !== undefined) driverCtx.lockWaitMs = lockWaitWithin(order.answerWithinMs);
     const verdict = await driver
@@ -222,12 +239,46 @@ export class OrderExecutor {
         ...base,
         finishedAt: this.ctx.now(),
         outcome: verdict.outcome,
-        reason: [verdict.detail, preconditions.unchecked].filter(Boolean).join('; ') || undefined,
+        reason: [verdict.detail, preconditions.unchecked, baseline.unchecked].filter(Boolean).join('; ') || undefined,
         ...(verdict.outcome === 'would_fail' ? { errorCode: verdict.code } : {}),
         ...('packages' in verdict && verdict.packages ? { packages: verdict.packages } : {}),
         ...judged,
       }),
     );
+  }
+
+  /**
+   * A dry run's baseline: the patch's health checks once, as the apply runs them before it changes
+   * anything. Unhealthy is what the apply would skip the host for (or fail it, `failIfUnhealthyBefore`).
+   * Where orders must be signed an unsigned dry run runs no program, so `command` checks are left out
+   * and said to be.
+   */
+  private async preflightBaseline(
+    order: OrderPreflight,
+    signal: AbortSignal,
+  ): Promise<
+    { unhealthy: false; unchecked?: string } | { unhealthy: true; reason: string; results: HealthCheckResult[] }
+  > {
+    const checks = order.health?.checks ?? [];
+    const runnable = this.signing === undefined ? checks : checks.filter((check) => check.kind !== 'command');
+    const unchecked =
+      runnable.length < checks.length
+        ? `${checks.length - runnable.length} command health check(s) not run: a dry run runs no program where orders must be signed`
+        : undefined;
+    const left = unchecked === undefined ? {} : { unchecked };
+    if (runnable.length === 0) return { unhealthy: false, ...left };
+    const poll = await this.ctx.health.runOnce(runnable, signal);
+    if (poll.healthy) return { unhealthy: false, ...left };
+    const failing = poll.results
+      .filter((result) => !result.ok)
+      .map((result) => `${result.check}: ${result.observed}`)
+      .join('; ');
+    const then = order.failIfUnhealthyBefore === true ? 'fail' : 'skip';
+    return {
+      unhealthy: true,
+      reason: `${UNHEALTHY_BEFORE_PATCH} (${failing}): the apply would ${then} this host`,
+      results: poll.results,
+    };
   }
 
   /** Cancels an order in flight; one that already changed the host goes back to its snapshot. */

@@ -155,7 +155,7 @@ export class AgentPolicy {
 
   /** The change and every health check of `order`; the first rule broken refuses the whole order. */
   async checkOrder(
-    order: Pick<OrderApply, 'change'> & { health?: { checks: readonly HealthCheck[] } },
+    order: Pick<OrderApply, 'change'> & { health?: { checks: readonly HealthCheck[] } | undefined },
     signal: AbortSignal = new AbortController().signal,
   ): Promise<PolicyVerdict> {
     const change = await this.checkChange(order.change, signal);

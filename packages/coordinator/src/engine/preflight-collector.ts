@@ -1,7 +1,7 @@
 import {
-  type Change,
   type CoordinatorMessage,
   ErrorCode,
+  type OrderPreflight,
   type OrderResultBody,
   type PreflightAnswer,
   protocolGapOf,
@@ -10,6 +10,9 @@ import type { AgentChannel } from './engine-interfaces.js';
 import { newId } from './ids.js';
 
 export const PREFLIGHT_ORDER_PREFIX = 'pf_';
+
+/** What every host of a dry run is asked alike. */
+export type PreflightBody = Omit<OrderPreflight, 'type' | 'orderId' | 'answerWithinMs'>;
 
 interface Pending {
   hostId: string;
@@ -25,14 +28,12 @@ export class PreflightCollector {
 
   constructor(private readonly channel: AgentChannel) {}
 
-  /** `signed`: whether the rollout's orders will carry a signed statement (agents that require one say so). */
-  async run(
-    hostIds: readonly string[],
-    change: Change,
-    timeoutMs: number,
-    signed: boolean,
-  ): Promise<PreflightAnswer[]> {
-    return Promise.all(hostIds.map((hostId) => this.ask(hostId, change, timeoutMs, signed)));
+  /**
+   * Asks each host about `order`: its change, whether the rollout is signed (an agent that requires
+   * signed orders says so) and the health checks whose baseline the apply would run.
+   */
+  async run(hostIds: readonly string[], order: PreflightBody, timeoutMs: number): Promise<PreflightAnswer[]> {
+    return Promise.all(hostIds.map((hostId) => this.ask(hostId, order, timeoutMs)));
   }
 
   /**
@@ -69,9 +70,9 @@ export class PreflightCollector {
     return true;
   }
 
-  private ask(hostId: string, change: Change, timeoutMs: number, signed: boolean): Promise<PreflightAnswer> {
+  private ask(hostId: string, order: PreflightBody, timeoutMs: number): Promise<PreflightAnswer> {
     // Not asked at all: an agent too old for the change would refuse the order (see change-protocol.ts).
-    const gap = protocolGapOf({ change }, this.channel.protocolVersionOf(hostId));
+    const gap = protocolGapOf({ change: order.change }, this.channel.protocolVersionOf(hostId));
     if (gap !== undefined) {
       return Promise.resolve({
         hostId,
@@ -81,13 +82,7 @@ export class PreflightCollector {
       });
     }
     const orderId = newId(PREFLIGHT_ORDER_PREFIX.slice(0, -1));
-    const message: CoordinatorMessage = {
-      type: 'order.preflight',
-      orderId,
-      change,
-      answerWithinMs: timeoutMs,
-      signed,
-    };
+    const message: CoordinatorMessage = { type: 'order.preflight', orderId, ...order, answerWithinMs: timeoutMs };
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(orderId);

@@ -26,9 +26,13 @@ export class RolloutDryRun {
     if (!patch) throw new Error(`patch ${rollout.patchId} is missing`);
     const results = await preflights.run(
       plan.waves.flatMap((w) => w.hosts),
-      patch.change,
+      {
+        change: patch.change,
+        signed: await isSignedRollout(store, rolloutId),
+        health: patch.health,
+        failIfUnhealthyBefore: rollout.request.failUnhealthyBefore,
+      },
       timeoutMs,
-      await isSignedRollout(store, rolloutId),
     );
     const summary: PreflightResult['summary'] = {};
     for (const r of results) summary[r.outcome] = (summary[r.outcome] ?? 0) + 1;
