@@ -309,6 +309,7 @@ export class AgentHub implements AgentChannel {
   }
 
   private open(socket: WebSocket, request: IncomingMessage, ticket: PendingTicket): void {
+    ticket.countBytes();
     const connection: Connection = {
       state: 'pending',
       socket,

@@ -33,6 +33,12 @@ export type UpgradeCap = 'per_address' | 'pending' | 'bytes_per_address' | 'byte
  */
 export interface PendingTicket {
   readonly remote: string;
+  /**
+   * Counts what the socket sends against the byte budgets from now on. Called once `ws` has taken
+   * the socket: a listener of our own before its own would start the socket flowing, and bytes that
+   * came with the upgrade request (which `ws` puts back with `unshift`) would then go to ours alone.
+   */
+  countBytes(): void;
   settle(): void;
   onExpire: () => void;
 }
@@ -137,7 +143,10 @@ export class UpgradeGate {
       else this.bytesByAddress.delete(remote);
       clearTimeout(deadline);
     };
-    const ticket: PendingTicket = { remote, settle, onExpire: () => socket.destroy() };
+    const countBytes = () => {
+      if (!settled) socket.on('data', count);
+    };
+    const ticket: PendingTicket = { remote, countBytes, settle, onExpire: () => socket.destroy() };
     const deadline = setTimeout(() => {
       if (settled) return;
       ticket.onExpire();
@@ -145,8 +154,6 @@ export class UpgradeGate {
     }, handshakeTimeoutMs);
     deadline.unref();
     socket.once('close', settle);
-    // Listening before ws does (it takes the socket after this), so a chunk over the budget is never parsed.
-    socket.on('data', count);
     return ticket;
   }
 
