@@ -239,10 +239,17 @@ async function wireOf(group) {
   );
 }
 
-/** Agent upgrades the live coordinators have answered 503 at their caps so far (`agentLimits`). */
+/** Agent upgrades the live coordinators have answered 503 at their socket caps so far (`agentLimits`). */
 async function upgradesRefused() {
   let sum = 0;
   for (const counters of (await wireOf(live())).values()) sum += counters.upgradesRefused;
+  return sum;
+}
+
+/** Pending agent sockets the live coordinators have destroyed at their byte budgets so far (`agentLimits`). */
+async function socketsCut() {
+  let sum = 0;
+  for (const counters of (await wireOf(live())).values()) sum += counters.socketsCut;
   return sum;
 }
 
@@ -620,15 +627,16 @@ async function main() {
   const connectCpu = cpu();
   await endConnectProfile(agentFleet);
   const connectRefused = await upgradesRefused();
+  const connectCut = await socketsCut();
   const rssConnected = memoryOfAll(coordinators);
   const perAgentBytes = ((rssConnected.rss - rssBefore.rss) * 1024) / N;
   say(
-    `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${connectRefused} upgrades refused 503; ${cpuLine(connectCpu, N)}`,
+    `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${connectRefused} upgrades refused 503, ${connectCut} cut at the byte budget; ${cpuLine(connectCpu, N)}`,
   );
   say(
     `coordinator RSS${K > 1 ? ` (${K}, summed)` : ''}: ${mib(rssBefore.rss)} before, ${mib(rssConnected.rss)} with ${N} connected = ${(perAgentBytes / 1024).toFixed(1)} KiB per connected agent`,
   );
-  result.connect = { ...connectCpu, wallMs: connectMs, upgradesRefused: connectRefused };
+  result.connect = { ...connectCpu, wallMs: connectMs, upgradesRefused: connectRefused, socketsCut: connectCut };
   result.memory = {
     rssBeforeKiB: rssBefore.rss,
     rssConnectedKiB: rssConnected.rss,
@@ -958,6 +966,7 @@ async function main() {
   cpu = cpuMeter(coordinators, agentFleet);
   const healthz = new HealthzWatch(live);
   const refusedBefore = await upgradesRefused();
+  const cutBefore = await socketsCut();
   // --cpu-prof: the coordinator over the whole storm, the new agent processes from their first line.
   const endStormProfile = await profilePhase('storm', coordinators, agentFleet);
   await agentFleet.killAll();
@@ -975,11 +984,19 @@ async function main() {
   await healthz.stop();
   const healthzFailures = healthz.failures;
   const stormRefused = (await upgradesRefused()) - refusedBefore;
+  const stormCut = (await socketsCut()) - cutBefore;
   if (healthzFailures > 0) failures.push(`/healthz failed ${healthzFailures} time(s) during the reconnect storm`);
   say(
-    `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included); ${stormRefused} upgrades refused 503; /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
+    `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included); ${stormRefused} upgrades refused 503, ${stormCut} cut at the byte budget; /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
   );
-  result.reconnectStorm = { goneMs, backMs, healthzFailures, upgradesRefused: stormRefused, ...stormCpu };
+  result.reconnectStorm = {
+    goneMs,
+    backMs,
+    healthzFailures,
+    upgradesRefused: stormRefused,
+    socketsCut: stormCut,
+    ...stormCpu,
+  };
 
   // 6. A network reset: every agent's connection cut at once while the agents run on.
   result.networkReset = await networkReset(agentFleet, onlineCount);
@@ -1007,6 +1024,7 @@ async function networkReset(agentFleet, onlineCount) {
   };
   const hellosBefore = await hellos();
   const refusedBefore = await upgradesRefused();
+  const cutBefore = await socketsCut();
   const cpu = cpuMeter(group, agentFleet);
   const healthz = new HealthzWatch(() => group);
   // --cpu-prof: the coordinators and the agent processes over the reset and the reconnect.
@@ -1058,11 +1076,19 @@ async function networkReset(agentFleet, onlineCount) {
   await endResetProfile();
   await healthz.stop();
   const refused = (await upgradesRefused()) - refusedBefore;
+  const cutAtBudget = (await socketsCut()) - cutBefore;
   if (healthz.failures > 0) failures.push(`/healthz failed ${healthz.failures} time(s) during the network reset`);
   say(
-    `network reset: every agent connection cut at once (ss -K), ${survivors > 0 ? `the ${N - survivors} it cut (it passed ${survivors} by) said hello again and all ${N}` : `all ${N} said hello again and`} were online ${secs(backMs)} later; ${refused} upgrades refused 503; /healthz failures ${healthz.failures}; ${cpuLine(resetCpu, N)}`,
+    `network reset: every agent connection cut at once (ss -K), ${survivors > 0 ? `the ${N - survivors} it cut (it passed ${survivors} by) said hello again and all ${N}` : `all ${N} said hello again and`} were online ${secs(backMs)} later; ${refused} upgrades refused 503, ${cutAtBudget} cut at the byte budget; /healthz failures ${healthz.failures}; ${cpuLine(resetCpu, N)}`,
   );
-  return { backMs, survivors, healthzFailures: healthz.failures, upgradesRefused: refused, ...resetCpu };
+  return {
+    backMs,
+    survivors,
+    healthzFailures: healthz.failures,
+    upgradesRefused: refused,
+    socketsCut: cutAtBudget,
+    ...resetCpu,
+  };
 }
 
 /**

@@ -69,15 +69,18 @@ export function wireCounters(text) {
   const messages = {};
   let transactions = 0;
   let upgradesRefused = 0;
+  /** Pending sockets destroyed at the byte budgets (agentLimits.maxPendingBytes…), apart from the 503s. */
+  let socketsCut = 0;
   for (const line of text.split('\n')) {
     const message = /^fleetpatch_websocket_messages_total\{direction="(\w+)",type="([\w.]+)"\} (\S+)$/.exec(line);
     if (message) messages[`${message[1]} ${message[2]}`] = Number(message[3]);
     const tx = /^fleetpatch_sqlite_transaction_duration_seconds_count\{[^}]*\} (\S+)$/.exec(line);
     if (tx) transactions += Number(tx[1]);
-    const refused = /^fleetpatch_agent_upgrades_refused_total\{[^}]*\} (\S+)$/.exec(line);
-    if (refused) upgradesRefused += Number(refused[1]);
+    const refused = /^fleetpatch_agent_upgrades_refused_total\{cap="(\w+)"\} (\S+)$/.exec(line);
+    if (refused?.[1]?.startsWith('bytes')) socketsCut += Number(refused[2]);
+    else if (refused) upgradesRefused += Number(refused[2]);
   }
-  return { messages, transactions, upgradesRefused };
+  return { messages, transactions, upgradesRefused, socketsCut };
 }
 
 /**
