@@ -430,6 +430,32 @@ describe('OrderExecutor', () => {
     expect(driver.calls).toEqual(['preflight', 'preflight']);
   });
 
+  it("a dry run's health checks end within the coordinator's wait: a slow one is not judged, and says so", async () => {
+    driver.verdict = { outcome: 'would_apply', detail: 'would replace /etc/x' };
+    // A check that answers only when it is given up on.
+    const stuck: HealthProbe = {
+      run: (_check, signal) =>
+        new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+    };
+    // The real clock: the runner's own limit for a check (seconds) must not end it first.
+    const ex = await executor(undefined, { health: new HealthRunner(stuck) });
+    // 1 s to answer: the checks get half of it (as a held dpkg lock would), then the change is judged.
+    await ex.preflight({
+      type: 'order.preflight',
+      orderId: 'pf_1',
+      change: order('x').change,
+      health: healthyAtOnce,
+      answerWithinMs: 1000,
+    });
+    expect(results).toMatchObject([
+      {
+        orderId: 'pf_1',
+        outcome: 'would_apply',
+        reason: "would replace /etc/x; the health checks did not finish within the dry run's time: not judged",
+      },
+    ]);
+  });
+
   it('where orders must be signed, a dry run runs no command health check, and says so', async () => {
     driver.verdict = { outcome: 'would_apply', detail: 'would replace /etc/x' };
     const commandCheck: HealthCheck = { kind: 'command', argv: ['/bin/sh', '-c', 'id'], timeoutMs: 1000 };

@@ -12,6 +12,7 @@ import {
   UNHEALTHY_BEFORE_PATCH,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
+import type { HealthPoll } from '../health/health-runner.js';
 import type { ApplyEntry, JournalEntry, RevertEntry } from '../journal.js';
 import { AgentPolicy } from '../policy/agent-policy.js';
 import { type JournalQuota, JournalUsage, journalQuotaRefusal } from '../policy/journal-quota.js';
@@ -267,7 +268,19 @@ export class OrderExecutor {
         : undefined;
     const left = unchecked === undefined ? {} : { unchecked };
     if (runnable.length === 0) return { unhealthy: false, ...left };
-    const poll = await this.ctx.health.runOnce(runnable, signal);
+    // Within the coordinator's wait, as the lock wait is: a slow check must not turn the answer into no_answer.
+    const within =
+      order.answerWithinMs === undefined
+        ? signal
+        : AbortSignal.any([signal, AbortSignal.timeout(lockWaitWithin(order.answerWithinMs))]);
+    let poll: HealthPoll;
+    try {
+      poll = await this.ctx.health.runOnce(runnable, within);
+    } catch (err) {
+      if (!within.aborted) throw err;
+      const late = "the health checks did not finish within the dry run's time: not judged";
+      return { unhealthy: false, unchecked: [unchecked, late].filter(Boolean).join('; ') };
+    }
     if (poll.healthy) return { unhealthy: false, ...left };
     const failing = poll.results
       .filter((result) => !result.ok)
