@@ -911,6 +911,9 @@ async function main() {
     const rolledOut = await measured('start', APPLY_END_STATES);
     if (rolledOut.ended.state !== 'succeeded')
       failures.push(`round ${round}: the rollout ended ${rolledOut.ended.state}: ${rolledOut.ended.stateReason}`);
+    const notNew = await checkFiles(scratch, ids, NEW);
+    if (notNew.length > 0)
+      failures.push(`round ${round}: ${notNew.length} root(s) lack the new content after the rollout`);
     const rolledBack = await measured('revert', ['reverted', 'revert_failed']);
     if (rolledBack.ended.state !== 'reverted')
       failures.push(`round ${round}: the revert ended ${rolledBack.ended.state}: ${rolledBack.ended.stateReason}`);

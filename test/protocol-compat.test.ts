@@ -8,6 +8,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
+  type AgentList,
+  HEALTH_TOLERANCE_PROTOCOL,
   PACKAGE_SETS_PROTOCOL,
   type PatchSpecInput,
   PRECONDITIONS_PROTOCOL,
@@ -155,4 +157,44 @@ describe(`a protocol 1 agent under a protocol ${PROTOCOL_VERSION} coordinator`, 
       expect(oldAgent?.refused).toEqual([]);
     },
   );
+  it('is sent a dry run as protocol 1 wrote it and stays connected; health it cannot read is incompatible', async () => {
+    const patchId = await fleet.createPatch(sampleFilePatch(FILE, NEW, { ticket: 'E2E-COMPAT-PREFLIGHT' }));
+    const rolloutId = await fleet.createRollout({ patchId, target: { hostIds: [OLD_HOST] }, waves: ['100%'] });
+    const before = oldAgent?.received.length ?? 0;
+    await fleet.api.post<PreflightResult>(`/v1/rollouts/${rolloutId}/preflight`, { timeoutSeconds: 2 });
+    const sent = oldAgent?.received.slice(before).filter((m) => m.type === 'order.preflight') ?? [];
+    // Only the fields protocol 1 knew: the deadline, `signed` and the health checks stay behind.
+    expect(sent.map((m) => Object.keys(m).sort())).toEqual([['change', 'orderId', 'type']]);
+    expect(oldAgent?.refused).toEqual([]);
+    expect((await fleet.api.get<AgentList>('/v1/agents')).agents.find((a) => a.id === OLD_HOST)?.online).toBe(true);
+
+    // A health policy with a tolerance only protocol 6 reads: not sent at all, as the plan says.
+    const tolerant = await fleet.createPatch({
+      ...sampleFilePatch(FILE, NEW, { ticket: 'E2E-COMPAT-HEALTH' }),
+      health: {
+        checks: [{ kind: 'file', path: FILE }],
+        failAfterConsecutive: 2,
+        intervalSeconds: 1,
+        minHealthySeconds: 0,
+        healthyDeadlineSeconds: 10,
+      },
+    });
+    const tolerantRollout = await fleet.createRollout({
+      patchId: tolerant,
+      target: { hostIds: [OLD_HOST] },
+      waves: ['100%'],
+    });
+    const preflight = await fleet.api.post<PreflightResult>(`/v1/rollouts/${tolerantRollout}/preflight`, {
+      timeoutSeconds: 2,
+    });
+    expect(preflight.results).toEqual([
+      {
+        hostId: OLD_HOST,
+        outcome: 'incompatible',
+        reason: expect.stringMatching(new RegExp(`needs protocol ${HEALTH_TOLERANCE_PROTOCOL}: upgrade the agent`)),
+        errorCode: 'precondition_failed',
+      },
+    ]);
+    expect(oldAgent?.refused).toEqual([]);
+  });
 });

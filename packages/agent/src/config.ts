@@ -1,5 +1,5 @@
-import { readFileSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import {
   AbsolutePathSchema,
   HostIdSchema,
@@ -13,6 +13,7 @@ import {
   TrustedKeySchema,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
+import { CREDENTIAL_FILE } from './agent-credential.js';
 import { checkCaPem, PinSha256Schema } from './coordinator-tls.js';
 import { DEFAULT_ALLOWED_DESTINATIONS, parseDestination } from './policy/allowed-destinations.js';
 import { DEFAULT_JOURNAL_QUOTA } from './policy/journal-quota.js';
@@ -344,7 +345,8 @@ export function loadAgentConfig(input: {
   const parsed = AgentConfigSchema.safeParse(merged);
   if (!parsed.success) throw new Error(`invalid agent configuration:\n${z.prettifyError(parsed.error)}`);
   const { joinTokenFile, ...config } = parsed.data;
-  const joinToken = config.joinToken ?? (joinTokenFile ? readJoinTokenFile(joinTokenFile) : undefined);
+  const enrolled = existsSync(join(resolve(config.dataDir), CREDENTIAL_FILE));
+  const joinToken = config.joinToken ?? (joinTokenFile ? readJoinTokenFile(joinTokenFile, enrolled) : undefined);
   return {
     ...config,
     ...(joinToken ? { joinToken } : {}),
@@ -364,10 +366,11 @@ function setCoordinators(
   Object.assign(merged, given);
 }
 
-function readJoinTokenFile(file: string): string {
+function readJoinTokenFile(file: string, enrolled: boolean): string {
   // As the CLI refuses a token file others can read: whoever reads a join token can enroll as the host.
+  // Once the agent is enrolled the token is spent and never sent: a file left behind does not stop it.
   const mode = statSync(file).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
+  if (!enrolled && (mode & 0o077) !== 0) {
     throw new Error(
       `invalid agent configuration: join token file ${file} is readable by others (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 ${file}`,
     );

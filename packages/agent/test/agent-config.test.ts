@@ -139,6 +139,13 @@ describe('agent configuration: joinTokenFile', () => {
       `join token file ${file} is readable by others (mode 0${mode.toString(8)}): chmod 600 ${file}`,
     );
   });
+
+  it('lets an enrolled agent start with a spent token file left behind, whatever its mode', () => {
+    const dataDir = mkdtempSync(join(scratch, 'data-'));
+    writeFileSync(join(dataDir, 'credential.json'), '{}');
+    const config = load({}, { ...base, dataDir, joinTokenFile: tokenFile(0o644) });
+    expect(config.dataDir).toBe(dataDir);
+  });
 });
 
 describe('agent configuration: progressCoalesceMs', () => {

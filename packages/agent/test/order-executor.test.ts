@@ -454,9 +454,11 @@ describe('OrderExecutor', () => {
         reason: "would replace /etc/x; the health checks did not finish within the dry run's time: not judged",
       },
     ]);
+    // The checks used the whole of what a held dpkg lock could have had: the lock wait gets the rest, none.
+    expect(driver.lockWaits).toEqual([0]);
   });
 
-  it('where orders must be signed, a dry run runs no command health check, and says so', async () => {
+  it("where orders must be signed, a dry run runs no health check (they are the coordinator's word alone), and says so", async () => {
     driver.verdict = { outcome: 'would_apply', detail: 'would replace /etc/x' };
     const commandCheck: HealthCheck = { kind: 'command', argv: ['/bin/sh', '-c', 'id'], timeoutMs: 1000 };
     const ex = await executor(undefined, {
@@ -466,14 +468,14 @@ describe('OrderExecutor', () => {
     });
     const health = { ...healthyAtOnce, checks: [commandCheck, check] };
     await ex.preflight({ type: 'order.preflight', orderId: 'pf_1', change: order('x').change, health, signed: true });
-    // The file check ran (one poll of the probe); the command check did not.
-    expect(probe.polls).toBe(1);
+    // Neither the file check nor the command check ran.
+    expect(probe.polls).toBe(0);
     expect(results).toMatchObject([
       {
         orderId: 'pf_1',
         outcome: 'would_apply',
         reason:
-          'would replace /etc/x; 1 command health check(s) not run: a dry run runs no program where orders must be signed',
+          'would replace /etc/x; 2 health check(s) not run: a dry run is not signed, and this agent requires signed orders',
       },
     ]);
   });

@@ -214,7 +214,7 @@ describe('an authenticated agent', () => {
     expect(await hub.healthz()).toBe(200);
   });
 
-  it('reports the results of thousands of orders never sent in one log line per interval, each acknowledged', async () => {
+  it('logs the results of thousands of orders never sent in a line per hello with their count, each acknowledged', async () => {
     hub = await startHub();
     const key = await hub.register('noisy-1');
     const made = (n: number, changed: boolean) =>
@@ -241,9 +241,13 @@ describe('an authenticated agent', () => {
       peer.destroy();
       await expect.poll(() => hub.app.fleet.hub.isOnline('noisy-1')).toBe(false);
     }
-    // 4,000 results, two hellos: one line for the changed ones (an error: a person must look), one for the rest.
-    expect(hub.logsSaying('host reports a change the coordinator has no record of; acknowledged')).toHaveLength(1);
-    expect(hub.logsSaying('result for an unknown order; acknowledged and ignored')).toHaveLength(1);
+    // 4,000 results in two hellos: per hello, one line for the changed ones (an error: a person must
+    // look), one for the rest, each with the count and the first ten ids.
+    const changed = hub.logsSaying('host reports a change the coordinator has no record of; acknowledged');
+    expect(changed.map((line) => line.results)).toEqual([1000, 1000]);
+    expect(changed[0]?.orderIds).toEqual(Array.from({ length: 10 }, (_, i) => `made-up-c-${i}`));
+    const unchanged = hub.logsSaying('result for an unknown order; acknowledged and ignored');
+    expect(unchanged.map((line) => line.results)).toEqual([1000, 1000]);
   });
 
   it('is closed with 4429 when over its message rate, logged once', async () => {

@@ -78,7 +78,12 @@ describeNeeding(postgresCluster, 'PostgresInventoryRepository', () => {
     await write((r) => r.replace('h1', [...h1, h1[0] as InstalledPackage], inventoryDigest(h1), AT(3)));
     await write((r) => r.replace('h2', opensslHost(FIXED), inventoryDigest(opensslHost(FIXED)), AT(4)));
     await write((r) => r.replace('a0', opensslHost(VULNERABLE).reverse(), 'd-a0', AT(4)));
+    // A removed agent's inventory (kept from before removals forgot them, or reported on its way out):
+    // in no count, on either store.
+    await write((r) => r.replace('gone', opensslHost(VULNERABLE), 'd-gone', AT(4)));
     await readEverything();
+    expect((await read((r) => r.versions({ name: 'libssl3' }))).map((v) => v.hosts).reduce((a, b) => a + b, 0)).toBe(3);
+    expect(await read((r) => r.countReported())).toBe(3);
 
     const changed = [binary('openssl', FIXED), binary('libssl3', FIXED, { source: 'openssl' })];
     const removed = [{ name: 'tzdata', architecture: 'all' }];

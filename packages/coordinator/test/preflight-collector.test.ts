@@ -4,13 +4,14 @@
  */
 import {
   type CoordinatorMessage,
+  HEALTH_TOLERANCE_PROTOCOL,
   PACKAGE_SETS_PROTOCOL,
   PatchSpecSchema,
   PROTOCOL_VERSION,
   RolloutRequestSchema,
 } from '@fleetpatch/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectAsAgent, type RawPeer } from '../../../test/support/raw-agent-socket.js';
+import { connectAsAgent, type RawPeer, sampleHello } from '../../../test/support/raw-agent-socket.js';
 import type { AgentChannel } from '../src/engine/engine-interfaces.js';
 import { PreflightCollector } from '../src/engine/preflight-collector.js';
 import { type HubUnderTest, startHub } from './support/hub-under-test.js';
@@ -91,6 +92,26 @@ describe('PreflightCollector', () => {
     expect((await answers)[0]?.outcome).toBe('offline');
   });
 
+  it('asks no agent too old for the health checks it would run either: it answers incompatible, as the plan does', async () => {
+    const channel = new RecordingChannel();
+    channel.protocols.set('old-1', HEALTH_TOLERANCE_PROTOCOL - 1);
+    const collector = new PreflightCollector(channel);
+    const health = PatchSpecSchema.parse({
+      ...SAMPLE_PATCH_SPEC,
+      health: { checks: [{ kind: 'tcp', host: '127.0.0.1', port: 22 }], failAfterConsecutive: 2 },
+    }).health;
+    const answers = await collector.run(['old-1'], { change: CHANGE, health }, TEN_MINUTES);
+    expect(channel.sent).toEqual([]);
+    expect(answers).toEqual([
+      {
+        hostId: 'old-1',
+        outcome: 'incompatible',
+        reason: expect.stringMatching(new RegExp(`needs protocol ${HEALTH_TOLERANCE_PROTOCOL}: upgrade the agent`)),
+        errorCode: 'precondition_failed',
+      },
+    ]);
+  });
+
   it('asks no agent too old for a package set: it answers incompatible at once, naming the protocols', async () => {
     const channel = new RecordingChannel();
     channel.protocols.set('old-1', PACKAGE_SETS_PROTOCOL - 1);
@@ -131,7 +152,11 @@ describe('a dry run over the agent socket', () => {
   it('answers offline at once for an agent that disconnects instead of waiting out its timeout', async () => {
     hub = await startHub();
     const key = await hub.register('web-1');
-    const connected = await connectAsAgent(hub.port, 'web-1', key);
+    // Speaking this build's protocol: a protocol 1 agent is sent the preflight as protocol 1 wrote it.
+    const { protocolVersion: _v1, ...hello } = sampleHello();
+    const connected = await connectAsAgent(hub.port, 'web-1', key, {
+      hello: { ...hello, protocolVersions: { min: 1, max: PROTOCOL_VERSION } },
+    });
     expect(connected.welcomed).toBe(true);
     peer = connected.peer;
     const { patches, engine, dryRun } = hub.app.fleet;

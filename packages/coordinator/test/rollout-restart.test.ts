@@ -61,7 +61,8 @@ describe('crash safety', () => {
     const errors = lines.filter((l) => l.level >= 50);
     expect(errors).toEqual([
       expect.objectContaining({
-        orderId: 'ord_ghost1',
+        orderIds: ['ord_ghost1'],
+        results: 1,
         msg: expect.stringContaining('host reports a change the coordinator has no record of'),
       }),
     ]);

@@ -231,7 +231,9 @@ export class OrderExecutor {
       return;
     }
     const driverCtx = this.ctx.driverContext(signal, this.ctx.log);
-    if (order.answerWithinMs !== undefined) driverCtx.lockWaitMs = lockWaitWithin(order.answerWithinMs);
+    // What the health checks took of the coordinator's wait: the lock wait gets only the rest.
+    if (order.answerWithinMs !== undefined)
+      driverCtx.lockWaitMs = Math.max(0, Math.floor(lockWaitWithin(order.answerWithinMs) - baseline.tookMs));
     const verdict = await driver
       .preflight(order.change, driverCtx)
       .catch((err: unknown) => ({ outcome: 'would_fail' as const, code: codeOf(err), detail: messageOf(err) }));
@@ -251,23 +253,26 @@ export class OrderExecutor {
   /**
    * A dry run's baseline: the patch's health checks once, as the apply runs them before it changes
    * anything. Unhealthy is what the apply would skip the host for (or fail it, `failIfUnhealthyBefore`).
-   * Where orders must be signed an unsigned dry run runs no program, so `command` checks are left out
-   * and said to be.
+   * Where orders must be signed none is run, and the answer says so.
    */
   private async preflightBaseline(
     order: OrderPreflight,
     signal: AbortSignal,
   ): Promise<
-    { unhealthy: false; unchecked?: string } | { unhealthy: true; reason: string; results: HealthCheckResult[] }
+    | { unhealthy: false; tookMs: number; unchecked?: string }
+    | { unhealthy: true; reason: string; results: HealthCheckResult[] }
   > {
     const checks = order.health?.checks ?? [];
-    const runnable = this.signing === undefined ? checks : checks.filter((check) => check.kind !== 'command');
+    // Where orders must be signed, the checks of an unsigned dry run are the coordinator's word alone:
+    // run, they would let a stolen coordinator probe what the agent can reach and read the answers back.
+    const runnable = this.signing === undefined ? checks : [];
     const unchecked =
       runnable.length < checks.length
-        ? `${checks.length - runnable.length} command health check(s) not run: a dry run runs no program where orders must be signed`
+        ? `${checks.length} health check(s) not run: a dry run is not signed, and this agent requires signed orders`
         : undefined;
     const left = unchecked === undefined ? {} : { unchecked };
-    if (runnable.length === 0) return { unhealthy: false, ...left };
+    if (runnable.length === 0) return { unhealthy: false, tookMs: 0, ...left };
+    const started = performance.now();
     // Within the coordinator's wait, as the lock wait is: a slow check must not turn the answer into no_answer.
     const within =
       order.answerWithinMs === undefined
@@ -279,9 +284,13 @@ export class OrderExecutor {
     } catch (err) {
       if (!within.aborted) throw err;
       const late = "the health checks did not finish within the dry run's time: not judged";
-      return { unhealthy: false, unchecked: [unchecked, late].filter(Boolean).join('; ') };
+      return {
+        unhealthy: false,
+        tookMs: performance.now() - started,
+        unchecked: [unchecked, late].filter(Boolean).join('; '),
+      };
     }
-    if (poll.healthy) return { unhealthy: false, ...left };
+    if (poll.healthy) return { unhealthy: false, tookMs: performance.now() - started, ...left };
     const failing = poll.results
       .filter((result) => !result.ok)
       .map((result) => `${result.check}: ${result.observed}`)

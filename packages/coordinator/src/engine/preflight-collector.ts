@@ -72,7 +72,8 @@ export class PreflightCollector {
 
   private ask(hostId: string, order: PreflightBody, timeoutMs: number): Promise<PreflightAnswer> {
     // Not asked at all: an agent too old for the change would refuse the order (see change-protocol.ts).
-    const gap = protocolGapOf({ change: order.change }, this.channel.protocolVersionOf(hostId));
+    // Its health checks count too: the hub would not send a tolerance an older agent cannot read.
+    const gap = protocolGapOf({ change: order.change, health: order.health }, this.channel.protocolVersionOf(hostId));
     if (gap !== undefined) {
       return Promise.resolve({
         hostId,

@@ -7,7 +7,6 @@ import {
   type Patch,
   protocolGapOf,
 } from '@fleetpatch/shared';
-import { PeerThrottle } from '../hub/peer-throttle.js';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import { failTooOld } from './agent-too-old.js';
 import type { ConnectedAudit } from './connected-audit.js';
@@ -43,27 +42,29 @@ const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> 
 type RecorderDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty' | 'checkpoint'>;
 
 /**
- * Results for orders the coordinator never sent are logged once per agent per this interval, with a
- * count of the ones held back (as `agentLimits.peerLogIntervalMs` does for the socket's misdeeds): a
- * hello may carry 10,000 of them, and an agent may say hello again and again.
+ * Results for orders the coordinator has no record of, gathered over one batch and logged once per
+ * agent with their count and the first few ids: a hello may carry 10,000 of them.
  */
-const UNKNOWN_RESULT_LOG_INTERVAL_MS = 10_000;
+const UNKNOWN_ORDER_IDS_LOGGED = 10;
+interface UnknownResults {
+  changed: string[];
+  unchanged: string[];
+}
 
 /**
  * Turns agent reports (hellos, progress, results) into host-run updates and events, one transaction
  * per batch, then answers the agents: acks for recorded results, resends for orders a hello did not mention.
  */
 export class ReportRecorder {
-  private readonly unknownResults: PeerThrottle;
+  /** The batch being recorded's results for unknown orders, by agent (see `logUnknownResults`). */
+  private unknownResults = new Map<string, UnknownResults>();
 
   constructor(
     private readonly deps: RecorderDeps,
     private readonly reverts: RevertRunner,
     private readonly connectedAudit: ConnectedAudit,
     private readonly liveHealth: LiveHealthBoard,
-  ) {
-    this.unknownResults = new PeerThrottle(UNKNOWN_RESULT_LOG_INTERVAL_MS, 10_000, () => deps.clock.now());
-  }
+  ) {}
 
   async record(batch: readonly AgentReport[]): Promise<void> {
     const { store, channel, clock } = this.deps;
@@ -74,6 +75,7 @@ export class ReportRecorder {
         acks.push({ agentId, orderId: body.orderId, finishedAt: body.finishedAt });
     };
     const superseded = supersededProgress(batch);
+    this.unknownResults = new Map();
     await store.transaction(async () => {
       for (const report of batch) {
         switch (report.kind) {
@@ -97,10 +99,31 @@ export class ReportRecorder {
       }
     });
     if (acks.length > 0) this.deps.checkpoint?.('result:committed');
+    this.logUnknownResults();
     // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
     for (const ack of acks)
       channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });
     for (const { agentId, hello } of hellos) await this.resendAfterHello(agentId, hello);
+  }
+
+  /**
+   * Once the batch is committed: per agent, one line for the results of unknown orders that say the
+   * host changed (an error: a change no host run accounts for is one no revert will find, a person
+   * has to look) and one for the rest, each with the count and the first order ids.
+   */
+  private logUnknownResults(): void {
+    const { log } = this.deps;
+    for (const [agentId, { changed, unchanged }] of this.unknownResults) {
+      const sample = (ids: string[]) => ({ results: ids.length, orderIds: ids.slice(0, UNKNOWN_ORDER_IDS_LOGGED) });
+      if (changed.length > 0)
+        log.error(
+          { agentId, ...sample(changed) },
+          'host reports a change the coordinator has no record of; acknowledged',
+        );
+      if (unchanged.length > 0)
+        log.warn({ agentId, ...sample(unchanged) }, 'result for an unknown order; acknowledged and ignored');
+    }
+    this.unknownResults = new Map();
   }
 
   /** An `agent.connected` row when `ConnectedAudit` says the hello is news; else it is only counted. */
@@ -273,18 +296,12 @@ export class ReportRecorder {
     if (!run) {
       // Acked all the same (re-reporting it forever helps nobody), but a change on a host that no
       // host run accounts for is one no revert will find: a person has to look at it.
-      const suppressed = this.unknownResults.pass(`${agentId} ${result.changed ? 'changed' : 'unchanged'}`);
-      if (suppressed === undefined) return true;
-      if (result.changed)
-        log.error(
-          { agentId, orderId: result.orderId, outcome: result.outcome, suppressed },
-          'host reports a change the coordinator has no record of; acknowledged',
-        );
-      else
-        log.warn(
-          { agentId, orderId: result.orderId, suppressed },
-          'result for an unknown order; acknowledged and ignored',
-        );
+      let unknown = this.unknownResults.get(agentId);
+      if (unknown === undefined) {
+        unknown = { changed: [], unchanged: [] };
+        this.unknownResults.set(agentId, unknown);
+      }
+      (result.changed ? unknown.changed : unknown.unchanged).push(result.orderId);
       return true;
     }
     if (run.hostId !== agentId) {

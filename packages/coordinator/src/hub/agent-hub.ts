@@ -225,7 +225,7 @@ export class AgentHub implements AgentChannel {
       );
       return false;
     }
-    writeMessage(connection.socket, message);
+    writeMessage(connection.socket, inProtocol1(message, connection.protocolVersion));
     this.options.observer?.messageSent(message.type);
     if (message.type === 'order.apply' || message.type === 'order.revert') {
       connection.awaiting ??= new Set();
@@ -680,4 +680,14 @@ function agentProtocolRange(hello: Hello): ProtocolRange {
 /** One frame from an agent, read as protocol `version` speaks, with no NUL character in it (see `withoutNulEscapes`). */
 function readAgentFrame(version: number, text: string): IncomingFrame<AgentMessage> {
   return readFrame(AgentMessageSchema, AGENT_MESSAGE_SINCE, version, withoutNulEscapes(text));
+}
+
+/**
+ * A protocol 1 agent reads `order.preflight` strictly (test/support/protocol-v1.ts): the optional
+ * fields added since (the answer's deadline, whether the rollout is signed, the health checks) would
+ * make it refuse the order and drop the connection, so it is sent the order as protocol 1 wrote it.
+ */
+function inProtocol1(message: CoordinatorMessage, protocolVersion: number): CoordinatorMessage {
+  if (message.type !== 'order.preflight' || protocolVersion > 1) return message;
+  return { type: message.type, orderId: message.orderId, change: message.change };
 }

@@ -94,6 +94,13 @@ export const dictionaryKey = (p: InstalledPackage): string =>
  * Dictionary rows are never deleted (a version no host has any more is simply counted by none): the
  * dictionary grows with the versions a fleet has ever run, thousands of rows, not millions.
  */
+/**
+ * The inventories of agents removed from the fleet: few, so `NOT IN` this set costs a small lookup per
+ * counted row (see `countInventories`).
+ */
+export const REMOVED_AGENTS_INVENTORIES =
+  'SELECT hi.id FROM host_inventories hi JOIN agents a ON a.id = hi.host_id WHERE a.removed_at IS NOT NULL';
+
 export class InventoryRepository {
   private readonly statements;
   /** Dictionary ids by key; only ids read back from the database go in, and it is dropped on any failed write. */
@@ -123,7 +130,14 @@ export class InventoryRepository {
             WHERE a.removed_at IS NULL ORDER BY a.id`,
         )
         .raw(),
-      countInventories: db.prepare("SELECT COUNT(*) FROM host_inventories WHERE state = 'reported'").pluck(),
+      // A removed agent's inventory is forgotten when it is removed (`forget`); one an agent reported on its
+      // way out, or kept from before removals forgot them, is left out of every count all the same.
+      countInventories: db
+        .prepare(
+          `SELECT COUNT(*) FROM host_inventories hi JOIN agents a ON a.id = hi.host_id
+            WHERE hi.state = 'reported' AND a.removed_at IS NULL`,
+        )
+        .pluck(),
       upsert: db.prepare(
         `INSERT INTO host_inventories (host_id, state, reason, digest, package_count, reported_at, confirmed_at)
            VALUES (@hostId, @state, @reason, @digest, @packageCount, @at, @at)
@@ -161,12 +175,12 @@ export class InventoryRepository {
       versionsByName: db.prepare(
         `SELECT pv.name, pv.architecture, pv.version, pv.source, pv.source_version, pv.status, COUNT(*) AS hosts
            FROM package_versions pv JOIN host_packages hp ON hp.package_version_id = pv.id
-          WHERE pv.name = ? GROUP BY pv.id`,
+          WHERE pv.name = ? AND hp.inventory_id NOT IN (${REMOVED_AGENTS_INVENTORIES}) GROUP BY pv.id`,
       ),
       versionsBySource: db.prepare(
         `SELECT pv.name, pv.architecture, pv.version, pv.source, pv.source_version, pv.status, COUNT(*) AS hosts
            FROM package_versions pv JOIN host_packages hp ON hp.package_version_id = pv.id
-          WHERE pv.source = ? GROUP BY pv.id`,
+          WHERE pv.source = ? AND hp.inventory_id NOT IN (${REMOVED_AGENTS_INVENTORIES}) GROUP BY pv.id`,
       ),
       // Inventory ids, not host ids: joining host_inventories per row costs more than one map of them all.
       binariesOfSource: db

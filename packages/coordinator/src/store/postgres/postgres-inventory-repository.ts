@@ -12,6 +12,7 @@ import {
   type InventoryRepository,
   type InventoryRow,
   type PackageRow,
+  REMOVED_AGENTS_INVENTORIES,
   toPackage,
   toRecord,
 } from '../inventory-repository.js';
@@ -88,7 +89,8 @@ export class PostgresInventoryRepository implements Public<InventoryRepository> 
 
   async countReported(): Promise<number> {
     const row = await this.executor.one<{ n: number }>(
-      "SELECT count(*) AS n FROM host_inventories WHERE state = 'reported'",
+      `SELECT count(*) AS n FROM host_inventories hi JOIN agents a ON a.id = hi.host_id
+        WHERE hi.state = 'reported' AND a.removed_at IS NULL`,
     );
     return row?.n ?? 0;
   }
@@ -168,7 +170,8 @@ export class PostgresInventoryRepository implements Public<InventoryRepository> 
     const rows = await this.executor.query<PackageRow & { hosts: number }>(
       `SELECT ${PACKAGE_COLUMNS}, count(*) AS hosts
          FROM package_versions pv JOIN host_packages hp ON hp.package_version_id = pv.id
-        WHERE ${'name' in query ? 'pv.name' : 'pv.source'} = $1 GROUP BY pv.id ORDER BY pv.id`,
+        WHERE ${'name' in query ? 'pv.name' : 'pv.source'} = $1
+          AND hp.inventory_id NOT IN (${REMOVED_AGENTS_INVENTORIES}) GROUP BY pv.id ORDER BY pv.id`,
       ['name' in query ? query.name : query.source],
     );
     return rows.map((row) => ({ ...toPackage(row), hosts: row.hosts }));
