@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import {
+  abortAfter,
   ErrorCode,
   FleetError,
   type HealthCheckResult,
@@ -276,19 +277,21 @@ export class OrderExecutor {
     // Within the coordinator's wait, as the lock wait is: a slow check must not turn the answer into no_answer.
     const within =
       order.answerWithinMs === undefined
-        ? signal
-        : AbortSignal.any([signal, AbortSignal.timeout(lockWaitWithin(order.answerWithinMs))]);
+        ? { signal, clear: () => {} }
+        : abortAfter(signal, lockWaitWithin(order.answerWithinMs));
     let poll: HealthPoll;
     try {
-      poll = await this.ctx.health.runOnce(runnable, within);
+      poll = await this.ctx.health.runOnce(runnable, within.signal);
     } catch (err) {
-      if (!within.aborted) throw err;
+      if (!within.signal.aborted) throw err;
       const late = "the health checks did not finish within the dry run's time: not judged";
       return {
         unhealthy: false,
         tookMs: performance.now() - started,
         unchecked: [unchecked, late].filter(Boolean).join('; '),
       };
+    } finally {
+      within.clear();
     }
     if (poll.healthy) return { unhealthy: false, tookMs: performance.now() - started, ...left };
     const failing = poll.results
