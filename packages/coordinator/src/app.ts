@@ -24,6 +24,7 @@ import { DOCS_PATH, openApiDocument, operation } from './http/openapi-document.j
 import { pipeliningGuard } from './http/pipelining-guard.js';
 import { RefusalAudit } from './http/refusal-audit.js';
 import { routeAccess } from './http/route-access.js';
+import { urlNulGuard } from './http/url-nul-guard.js';
 import { AgentHub } from './hub/agent-hub.js';
 import { InventorySync } from './inventory/inventory-sync.js';
 import { InventoryView } from './inventory/inventory-view.js';
@@ -337,6 +338,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
   } satisfies FleetServices);
 
   await app.register(pipeliningGuard, { maxOutstanding: config.maxPipelinedRequests, log: options.logger });
+  await app.register(urlNulGuard);
   await app.register(routeAccess, {
     auth: new ApiAuth(config.apiTokens),
     authFailures,

@@ -138,6 +138,20 @@ describe('bodies JSON.parse accepts but the coordinator must not keep', () => {
     expect(res.status, JSON.stringify(res.body)).toBe(201);
   });
 
+  it('a NUL in the URL (a path id, a query value) is refused 400 naming the url, before anything reads it', async () => {
+    for (const url of ['/v1/rollouts/ro_%00x', '/v1/packages?source=open%00ssl', '/v1/agents/web%00-1']) {
+      const res = await coordinator.app.inject({
+        method: 'GET',
+        url,
+        headers: { authorization: `Bearer ${TOKENS.admin}` },
+      });
+      expect(res.statusCode, url).toBe(400);
+      const { error } = ErrorBodySchema.parse(res.json());
+      expect(error.code).toBe('validation_failed');
+      expect((error.details as { issues: { path: string }[] }).issues.map((issue) => issue.path)).toEqual(['url']);
+    }
+  });
+
   it('a lone surrogate in a key, deep in the body, is refused too', async () => {
     await expectRefused('/v1/patches', patchWith({ 'k\udc00': 1 }), 'body.change.k\ufffd', /key/);
   });
