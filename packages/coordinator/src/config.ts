@@ -88,10 +88,6 @@ export const WebhookDeliverySchema = z
   })
   .strict();
 
-/**
- * Limits on the agent socket, which anyone who can reach the port can dial. Each is per coordinator
- * unless it says otherwise; the defaults leave a real fleet far from every one of them.
- */
 /** A budget of bytes before authentication: at least one frame of the largest size, a hello's. */
 const pendingBytes = z
   .number()
@@ -99,6 +95,10 @@ const pendingBytes = z
   .min(MAX_FRAME_BYTES)
   .max(2 ** 40);
 
+/**
+ * Limits on the agent socket, which anyone who can reach the port can dial. Each is per coordinator
+ * unless it says otherwise; the defaults leave a real fleet far from every one of them.
+ */
 export const AgentLimitsSchema = z
   .object({
     /**
