@@ -66,6 +66,12 @@ export const MUTATION_MODULES = [
     ci: ['packages/agent/test/safe-path.test.ts'],
   },
   {
+    name: 'report isolation',
+    mutate: ['packages/coordinator/src/engine/report-isolation.ts'],
+    testFiles: ['packages/coordinator/test/report-isolation.test.ts'],
+    ci: ['packages/coordinator/test/report-isolation.test.ts'],
+  },
+  {
     name: 'wave planner',
     mutate: ['packages/shared/src/wave-plan.ts'],
     testFiles: ['packages/shared/test/wave-plan.test.ts'],

@@ -201,6 +201,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     connectedAuditWindowMs: config.agentLimits.auditWindowMs,
     // Results come on this coordinator's own sockets, in a group too.
     resultsAwaited: () => hub.awaitsResults(),
+    onReportDropped: (kind) => metrics.reportDropped(kind),
     ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
   });
   engineRef = engine;

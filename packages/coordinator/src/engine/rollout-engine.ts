@@ -45,6 +45,7 @@ import { invalidField } from './invalid-field.js';
 import { LiveHealthBoard } from './live-health.js';
 import { cancelInFlight, resendInFlight } from './order-sender.js';
 import { checkPromotion, environmentOf, promotionRefusal, stageRunsOf } from './promotion-gate.js';
+import { recordApart } from './report-isolation.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
 import { RolloutSigning } from './rollout-signing.js';
@@ -55,6 +56,8 @@ import { WaveAdvancer } from './wave-advancer.js';
 
 /** How long a batch of agent reports that failed to commit waits before it is recorded again. */
 const REPORT_RETRY_MS = 1000;
+/** How many times one report the store refuses on its own is tried before it is dropped (see `setAside`). */
+const REPORT_REFUSALS = 3;
 /**
  * Reports are recorded in bursts, one transaction each (group commit): the first report of a burst
  * waits this long for others (unless no company is coming: REPORT_QUIET_MS, `resultsAwaited`). A few
@@ -117,6 +120,8 @@ export interface RolloutEngineOptions {
    * while none does, a report has no company coming and is recorded at once. Default: always one does.
    */
   resultsAwaited?: () => boolean;
+  /** Told of each agent report dropped after the store refused it REPORT_REFUSALS times (a metric counts them). */
+  onReportDropped?: (kind: AgentReport['kind']) => void;
 }
 
 /** An admin's reason to start a rollout the promotion order would refuse. */
@@ -162,6 +167,9 @@ export class RolloutEngine {
   /** The last reason each scheduled start was refused for, so a wait is logged once, not every tick. */
   private readonly startRefusals = new Map<string, string>();
   private reports: AgentReport[] = [];
+  /** How often the store has refused each report set aside (see `setAside`). */
+  private readonly refusals = new WeakMap<AgentReport, number>();
+  private readonly onReportDropped: ((kind: AgentReport['kind']) => void) | undefined;
   private flush: ReportFlush = 'none';
   /** Cancels a `batching` flush's wait, if it has not ended yet (see `later`). */
   private cancelBatch: (() => boolean) | undefined;
@@ -187,6 +195,7 @@ export class RolloutEngine {
     this.steps = new OneAtATime(options.stepGuard);
     this.driving = options.driving ?? SOLE_DRIVER;
     this.resultsAwaited = options.resultsAwaited ?? (() => true);
+    this.onReportDropped = options.onReportDropped;
     this.deps = {
       store: this.store,
       channel: this.channel,
@@ -807,14 +816,56 @@ export class RolloutEngine {
     try {
       await this.recorder.record(batch);
     } catch (err) {
-      // SQLITE_BUSY, a full disk: the batch's transaction rolled back and no ack went out, so the batch
-      // goes back in front of anything newer and is recorded again shortly (nothing is lost, nor doubled).
-      this.log.error({ err, reports: batch.length }, 'recording agent reports failed; retrying in 1s');
-      this.reports = [...batch, ...this.reports];
-      this.scheduleRetryFlush();
-      return;
+      // The batch's transaction rolled back and no ack went out. A report the store refuses for its
+      // data must not hold every other agent's behind it: the batch is taken apart around it.
+      const apart = await recordApart(batch, err, (reports) => this.recorder.record(reports));
+      const again = new Set<AgentReport>(apart.unrecorded);
+      for (const { report, err: refusal } of apart.refused) if (this.setAside(report, refusal)) again.add(report);
+      if (apart.outage)
+        // SQLITE_BUSY, a full disk: what is left goes back in front of anything newer and is recorded
+        // again shortly (nothing is lost, nor doubled).
+        this.log.error(
+          { err: apart.outage.err, reports: apart.unrecorded.length },
+          'recording agent reports failed; retrying in 1s',
+        );
+      if (again.size > 0) {
+        this.reports = [...batch.filter((report) => again.has(report)), ...this.reports];
+        this.scheduleRetryFlush();
+      }
+      if (apart.unrecorded.length === batch.length) return;
     }
     await this.advanceDirty();
+  }
+
+  /**
+   * A report the store refused on its own: logged and tried again with the next retry, up to
+   * REPORT_REFUSALS times, then dropped. Dropped is not lost: no ack went out, so the agent keeps
+   * it in its journal and reports it again when it next connects (the host run, meanwhile, meets
+   * its deadline). Returns whether it is to be tried again.
+   */
+  private setAside(report: AgentReport, err: unknown): boolean {
+    const refusals = (this.refusals.get(report) ?? 0) + 1;
+    this.refusals.set(report, refusals);
+    const about = {
+      err,
+      agentId: report.agentId,
+      kind: report.kind,
+      ...(report.kind === 'hello' ? {} : { orderId: report.body.orderId }),
+      refusals,
+    };
+    if (refusals < REPORT_REFUSALS) {
+      this.log.error(
+        about,
+        "the store refused an agent report; the batch's others are recorded, it is tried again in 1s",
+      );
+      return true;
+    }
+    this.log.error(
+      about,
+      'the store refused an agent report again; dropped unacknowledged, the agent reports it again when it reconnects',
+    );
+    this.onReportDropped?.(report.kind);
+    return false;
   }
 
   private scheduleRetryFlush(): void {

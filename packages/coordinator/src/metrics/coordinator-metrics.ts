@@ -41,6 +41,7 @@ export class CoordinatorMetrics {
   private readonly wsErrors: Counter<'code'>;
   private readonly wsCloses: Counter<'code'>;
   private readonly upgradesRefused: Counter<'cap'>;
+  private readonly reportsDropped: Counter<'kind'>;
   private readonly transactionDuration: Histogram<'outcome'>;
   private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly httpDuration: Histogram<'method' | 'route'>;
@@ -124,6 +125,12 @@ export class CoordinatorMetrics {
       labelNames: ['cap'],
       registers,
     });
+    this.reportsDropped = new Counter({
+      name: 'fleetpatch_agent_reports_dropped_total',
+      help: 'Agent reports dropped unacknowledged after the store refused them on their own three times (the agent reports them again when it reconnects), by kind: hello, progress or result.',
+      labelNames: ['kind'],
+      registers,
+    });
     this.transactionDuration = new Histogram({
       name: 'fleetpatch_sqlite_transaction_duration_seconds',
       help: 'SQLite write transactions (each one a state change on disk), committed or rolled back.',
@@ -179,6 +186,10 @@ export class CoordinatorMetrics {
 
   upgradeRefused(cap: UpgradeCap): void {
     this.upgradesRefused.inc({ cap });
+  }
+
+  reportDropped(kind: 'hello' | 'progress' | 'result'): void {
+    this.reportsDropped.inc({ kind });
   }
 
   transactionFinished(seconds: number, committed: boolean): void {

@@ -88,6 +88,8 @@ export interface SimulatedFleetOptions {
   requiredRecordFields?: RolloutEngineOptions['requiredRecordFields'];
   /** Whether an order still owes its result (the hub's count in production); always, unless a test says. */
   resultsAwaited?: RolloutEngineOptions['resultsAwaited'];
+  /** Told of each report the engine drops after the store refused it (the coordinator's metric). */
+  onReportDropped?: RolloutEngineOptions['onReportDropped'];
 }
 
 const silent = pino({ level: 'silent' });
@@ -178,6 +180,7 @@ export class SimulatedFleet {
       promotion: this.options.promotion,
       ...(this.options.requiredRecordFields ? { requiredRecordFields: this.options.requiredRecordFields } : {}),
       ...(this.options.resultsAwaited ? { resultsAwaited: this.options.resultsAwaited } : {}),
+      ...(this.options.onReportDropped ? { onReportDropped: this.options.onReportDropped } : {}),
     });
   }
 
@@ -498,13 +501,13 @@ export class SimulatedFleet {
     return [...new Set(this.sentOf('order.apply').map((s) => s.agentId))];
   }
 
-  /** Everything the database holds, as text: a refused verb must leave it exactly as it was. */
   /** The database edited by hand (or restored from an older backup): `sql` run outside the engine, on either store. */
   async editByHand(sql: string): Promise<void> {
     if (this.store.backend instanceof PostgresBackend) await this.store.backend.executor.query(sql);
     else this.store.db.exec(sql);
   }
 
+  /** Everything the database holds, as text: a refused verb must leave it exactly as it was. */
   async dump(tables: readonly string[] = ['rollouts', 'approvals', 'host_runs', 'events']): Promise<string> {
     if (this.store.backend instanceof PostgresBackend) {
       const executor = this.store.backend.executor;
