@@ -290,6 +290,34 @@ describeNeeding([root], 'dry run', () => {
   });
 });
 
+describe('a dry run with health checks', () => {
+  it('answers would_fail for a host unhealthy before the patch, with the health results that say so, and changes nothing', async () => {
+    await resetFiles();
+    // The patch's check looks for /etc/app/ready: there on web-1 and web-3, missing on web-2.
+    for (const host of ['web-1', 'web-3']) await writeFile(join(rootOf(host), '/etc/app/ready'), 'ok\n');
+    await rm(join(rootOf('web-2'), '/etc/app/ready'), { force: true });
+    const health = { checks: [{ kind: 'file' as const, name: 'app-ready', path: '/etc/app/ready' }] };
+    const patch = await alice.post<Patch>('/v1/patches', patchBody({ health }));
+    const created = await alice.post<RolloutStatus>('/v1/rollouts', sampleRollout(patch.id));
+    const dry = await alice.post<PreflightResult>(`/v1/rollouts/${created.rollout.id}/preflight`, {
+      timeoutSeconds: 10,
+    });
+    const byHost = Object.fromEntries(dry.results.map((r) => [r.hostId, r]));
+    expect(Object.fromEntries(dry.results.map((r) => [r.hostId, r.outcome]))).toEqual({
+      'web-1': 'would_apply',
+      'web-2': 'would_fail',
+      'web-3': 'would_apply',
+    });
+    expect(byHost['web-2']).toMatchObject({
+      errorCode: 'health_failed',
+      reason: expect.stringMatching(/unhealthy before patch/),
+      health: [{ check: 'app-ready', kind: 'file', ok: false, observed: '/etc/app/ready does not exist' }],
+    });
+    expect(byHost['web-1']?.health).toBeUndefined();
+    for (const host of HOSTS) expect(await readFile(join(rootOf(host), PATH), 'utf8')).toBe(OLD);
+  });
+});
+
 describe('bad input is refused and changes nothing', () => {
   it('answers 400 naming the failing fields, and stores nothing', async () => {
     const before = (await alice.get<PatchList>('/v1/patches?limit=500')).patches.length;

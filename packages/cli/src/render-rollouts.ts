@@ -31,20 +31,34 @@ export function renderPreflight(preflight: PreflightResult): string {
       r.hostId,
       r.outcome,
       ...(withPackages ? [r.packages ? formatPackageMoves(r.packages) : '-'] : []),
-      [r.errorCode, failingPreconditions(r).length > 0 ? notMetSummary(r) : r.reason]
-        .filter((p): p is string => Boolean(p))
-        .join(': ') || '-',
+      [r.errorCode, tableReason(r)].filter((p): p is string => Boolean(p)).join(': ') || '-',
     ]),
   );
   const failing = preflight.results.flatMap((r) =>
     failingPreconditions(r).map((p) => `  ${r.hostId}  ${p.precondition}: ${p.observed}`),
+  );
+  const unhealthy = preflight.results.flatMap((r) =>
+    failingChecks(r).map((c) => `  ${r.hostId}  ${c.check} (${c.kind}): ${c.observed}`),
   );
   return [
     `preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}`,
     ...notRevertableLine(preflight.revertable),
     table,
     ...(failing.length > 0 ? ['host preconditions not met:', ...failing] : []),
+    ...(unhealthy.length > 0 ? ['health checks failing before the patch:', ...unhealthy] : []),
   ].join('\n');
+}
+
+/** The table's reason: what fails is listed below the table, so the table only counts it. */
+function tableReason(r: PreflightAnswer): string | null {
+  if (failingPreconditions(r).length > 0) return notMetSummary(r);
+  const checks = failingChecks(r).length;
+  if (checks > 0) return `unhealthy before the patch (${checks} of ${r.health?.length ?? 0} checks failing, below)`;
+  return r.reason;
+}
+
+function failingChecks(r: PreflightAnswer): NonNullable<PreflightAnswer['health']> {
+  return (r.health ?? []).filter((c) => !c.ok);
 }
 
 function failingPreconditions(r: PreflightAnswer): NonNullable<PreflightAnswer['preconditions']> {

@@ -72,4 +72,36 @@ describe('renderPreflight', () => {
       '  web-2  file /etc/app/m.conf exists: /etc/app/m.conf does not exist',
     ]);
   });
+
+  it('lists each health check failing before the patch, per host, below the table', () => {
+    const at = '2026-12-06T00:00:00.000Z';
+    const text = renderPreflight({
+      rolloutId: 'ro_3',
+      revertable: true,
+      summary: { would_apply: 1, would_fail: 1 },
+      results: [
+        { hostId: 'web-1', outcome: 'would_apply', reason: null, errorCode: null },
+        {
+          hostId: 'web-2',
+          outcome: 'would_fail',
+          reason: 'unhealthy before patch: app-port: connection refused; the apply would skip this host',
+          errorCode: 'health_failed',
+          health: [
+            { check: 'app-port', kind: 'tcp', ok: false, observed: 'connection refused', at },
+            { check: 'config', kind: 'file', ok: true, observed: 'present', at },
+            { check: 'ready', kind: 'http', ok: false, observed: 'HTTP 503', at },
+          ],
+        },
+      ],
+    });
+    expect(text.split('\n').slice(2)).toEqual([
+      expect.stringMatching(/^web-1 +would_apply +-$/),
+      expect.stringMatching(
+        /^web-2 +would_fail +health_failed: unhealthy before the patch \(2 of 3 checks failing, below\)$/,
+      ),
+      'health checks failing before the patch:',
+      '  web-2  app-port (tcp): connection refused',
+      '  web-2  ready (http): HTTP 503',
+    ]);
+  });
 });

@@ -53,6 +53,39 @@ describe('PreflightCollector', () => {
     expect(await answers).toMatchObject([{ outcome: 'offline' }]);
   });
 
+  it('passes on what the agent answered: a host unhealthy before the patch with the health results that say so', async () => {
+    const channel = new RecordingChannel();
+    const collector = new PreflightCollector(channel);
+    const answers = collector.run(['web-1', 'web-2'], { change: CHANGE }, TEN_MINUTES);
+    const health = [
+      { check: 'app-port', kind: 'tcp', ok: false, observed: 'connection refused', at: '2026-12-06T00:00:00.000Z' },
+      { check: 'config', kind: 'file', ok: true, observed: 'present', at: '2026-12-06T00:00:00.000Z' },
+    ];
+    const finishedAt = '2026-12-06T00:00:01.000Z';
+    const reason = 'unhealthy before patch: app-port: connection refused; the apply would skip this host';
+    expect(
+      collector.accept('web-1', {
+        orderId: orderIdSentTo(channel, 'web-1'),
+        outcome: 'would_fail',
+        changed: false,
+        errorCode: 'health_failed',
+        reason,
+        health,
+        finishedAt,
+      }),
+    ).toBe(true);
+    collector.accept('web-2', {
+      orderId: orderIdSentTo(channel, 'web-2'),
+      outcome: 'would_apply',
+      changed: false,
+      finishedAt,
+    });
+    expect(await answers).toEqual([
+      { hostId: 'web-1', outcome: 'would_fail', errorCode: 'health_failed', reason, health },
+      { hostId: 'web-2', outcome: 'would_apply', errorCode: null, reason: null },
+    ]);
+  });
+
   it("answers a gone agent's questions offline at once and still waits for the others", async () => {
     const channel = new RecordingChannel();
     const collector = new PreflightCollector(channel);

@@ -472,6 +472,11 @@ export const PreflightAnswerSchema = z
     packages: z.array(PackageMoveSchema).optional(),
     /** A change with host preconditions: how each one went on the host. */
     preconditions: z.array(PreconditionOutcomeSchema).optional(),
+    /**
+     * A host unhealthy before the patch (`health_failed`): each of the patch's health checks as it ran
+     * there, the failing ones with what they saw. Absent when the checks passed or were not run.
+     */
+    health: z.array(HealthCheckResultSchema).optional(),
   })
   .strict();
 export type PreflightAnswer = z.infer<typeof PreflightAnswerSchema>;

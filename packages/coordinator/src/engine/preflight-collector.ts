@@ -66,6 +66,7 @@ export class PreflightCollector {
       errorCode: result.errorCode ?? null,
       ...(result.packages ? { packages: result.packages } : {}),
       ...(result.preconditions ? { preconditions: result.preconditions } : {}),
+      ...(result.health ? { health: result.health } : {}),
     });
     return true;
   }
