@@ -24,6 +24,11 @@ const EntryBase = {
   orderId: z.string(),
   /** Position in this agent's journal: grows with every write. */
   seq: z.number().int().min(0),
+  /**
+   * The position of the order's first write, kept by every later one: which of two orders on the same
+   * file or package came later (see `supersedingOrder`). Absent from entries written before it existed.
+   */
+  startedSeq: z.number().int().min(0).optional(),
   phase: OrderPhaseSchema,
   /** The driver's snapshot record, once the snapshot is durable and verified (apply entries). */
   snapshot: z.unknown().optional(),
@@ -359,7 +364,10 @@ export class Journal {
   }
 
   private async writeEntry<E extends JournalEntry>(entry: E, what: string): Promise<E> {
-    const next: E = { ...entry, seq: ++this.seq };
+    const seq = ++this.seq;
+    // The first write of an order marks where it started; later ones keep what the entry has (one
+    // written before startedSeq existed has none, and gets none: its start is not known).
+    const next: E = this.entries.has(entry.orderId) ? { ...entry, seq } : { ...entry, seq, startedSeq: seq };
     const dir = this.orderDir(entry.orderId);
     // The order's directory is durable before its first entry is: else a power cut could lose both.
     // An order with an entry already has it (written after this step, or read back at open, after

@@ -86,4 +86,27 @@ describe('Journal', () => {
     expect(entry.order).toEqual(large);
     expect((await Journal.open(dir)).get('o-large')).toEqual(entry);
   });
+
+  it('marks where each order started, keeps it through every later write, and reads it back', async () => {
+    const journal = await Journal.open(dir);
+    const first = await journal.createApply(sampleApplyOrder('o-first'), '2026-12-06T00:00:00Z');
+    const second = await journal.createApply(sampleApplyOrder('o-second'), '2026-12-06T00:00:01Z');
+    expect([first.startedSeq, second.startedSeq]).toEqual([first.seq, second.seq]);
+    const done = await journal.update(first, { phase: 'applying', changed: true }, '2026-12-06T00:00:02Z');
+    expect(done.seq).toBeGreaterThan(second.seq);
+    expect(done.startedSeq).toBe(first.seq);
+    expect((await Journal.open(dir)).get('o-first')?.startedSeq).toBe(first.seq);
+  });
+
+  it('gives an entry written before startedSeq existed none on its next write: its start is not known', async () => {
+    const journal = await Journal.open(dir);
+    const entry = await journal.createApply(sampleApplyOrder('o-old'), '2026-12-06T00:00:00Z');
+    const { startedSeq: _, ...older } = entry;
+    await writeFile(join(dir, 'orders', 'o-old', 'entry.json'), JSON.stringify(older));
+    const reopened = await Journal.open(dir);
+    const read = reopened.get('o-old');
+    expect(read?.startedSeq).toBeUndefined();
+    const updated = await reopened.update(read as typeof entry, { phase: 'applying' }, '2026-12-06T00:00:01Z');
+    expect(updated.startedSeq).toBeUndefined();
+  });
 });

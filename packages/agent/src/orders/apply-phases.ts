@@ -66,6 +66,7 @@ async function runPhases(
   }
   events.progress(order.orderId, 'accepted');
   ctx.checkpoint('apply:accepted');
+  if (busyWith === undefined) options.bakes.endSupersededBy(entry);
   if (busyWith !== undefined) {
     await ctx.finish(entry, {
       outcome: 'failed',

@@ -4,6 +4,7 @@ import type { Driver } from '../drivers/driver.js';
 import type { ApplyEntry } from '../journal.js';
 import type { OrderContext } from './order-context.js';
 import { restoreAndFinish } from './snapshot-restore.js';
+import { supersedingOrder } from './superseded.js';
 import { targetOf } from './target-lock.js';
 
 interface Watch {
@@ -36,7 +37,10 @@ export class BakeWatch {
    */
   async extend(orderId: string, seconds: number): Promise<void> {
     const entry = this.bakeable(orderId);
-    if (!entry || entry.order.health.checks.length === 0 || seconds <= 0) return;
+    if (!entry || entry.order.health.checks.length === 0 || seconds <= 0) {
+      this.logSuperseded(orderId);
+      return;
+    }
     const driver = this.ctx.driverFor(entry.order.change);
     if (!driver) return;
     // Until no watch is left: two extensions at once must end with one watch, not an orphan.
@@ -48,6 +52,23 @@ export class BakeWatch {
     const still = this.bakeable(orderId);
     if (!still) return;
     this.start(still, driver, this.ctx.log.child({ orderId, rolloutId: entry.order.rolloutId }), seconds);
+  }
+
+  /**
+   * A new apply order has begun: the watches of the orders it supersedes end now. Their checks
+   * describe a configuration the new order replaces, and their verdict could no longer revert
+   * anything (see `bakeable`).
+   */
+  endSupersededBy(started: ApplyEntry): void {
+    for (const [orderId, watch] of this.watches) {
+      const entry = this.ctx.journal.get(orderId);
+      if (entry?.kind !== 'apply' || supersedingOrder([started], entry) === undefined) continue;
+      this.ctx.log.info(
+        { orderId, supersededBy: started.orderId },
+        'bake watch ended: a later order on its target began',
+      );
+      watch.abort.abort(new FleetError(ErrorCode.cancelled, `superseded by ${started.orderId}`));
+    }
   }
 
   /** Ends the order's watch, if any, without waiting for it. */
@@ -70,13 +91,30 @@ export class BakeWatch {
     await Promise.all(watches.map(({ done }) => done));
   }
 
-  /** The apply entry, when it is still one a bake may watch: done, healthy, carrying its change. */
+  /**
+   * The apply entry, when it is still one a bake may watch: done, healthy, carrying its change, and
+   * not superseded by a later order on the same target (`supersedingOrder`: a bake of an order a
+   * newer one replaced would revert the newer one's target to the older snapshot).
+   */
   private bakeable(orderId: string): ApplyEntry | undefined {
     if (this.stopped || this.ctx.reverting.isHeld(orderId)) return undefined;
     const entry = this.ctx.journal.get(orderId);
     if (entry?.kind !== 'apply') return undefined;
     if (entry.phase !== 'done' || entry.result?.outcome !== 'healthy' || !entry.changed) return undefined;
+    if (supersedingOrder(this.ctx.journal.all(), entry)) return undefined;
     return entry;
+  }
+
+  /** Says so when an order a later one superseded is asked to bake, or its bake failed: it is left as it is. */
+  private logSuperseded(orderId: string): void {
+    const entry = this.ctx.journal.get(orderId);
+    if (entry?.kind !== 'apply') return;
+    const later = supersedingOrder(this.ctx.journal.all(), entry);
+    if (later)
+      this.ctx.log.warn(
+        { orderId, supersededBy: later.orderId },
+        'not watched nor reverted: a later order on the same target superseded this one',
+      );
   }
 
   private start(entry: ApplyEntry, driver: Driver<Change, unknown>, log: Logger, seconds: number): void {
@@ -112,7 +150,10 @@ export class BakeWatch {
     // The verdict is only ours to act on while the order is still healthy and changed: a revert or
     // another watch may have restored the host (and failed the checks) while this one polled.
     const current = this.bakeable(order.orderId);
-    if (!current) return;
+    if (!current) {
+      this.logSuperseded(order.orderId);
+      return;
+    }
     const release = ctx.reverting.hold(order.orderId); // before any await: one actor at a time
     const releaseTarget = ctx.targets.hold(targetOf(order.change));
     try {

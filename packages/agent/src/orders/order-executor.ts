@@ -26,6 +26,7 @@ import { fitResult } from '../wire-fit.js';
 import { notEnabledReason, runApply } from './apply-phases.js';
 import { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, OrderContext, type OrderContextOptions } from './order-context.js';
+import { PreflightQueue } from './preflight-queue.js';
 import { restoreAndFinish, revertApplyOrder } from './snapshot-restore.js';
 
 /** How long recovery waits for a dpkg run the previous agent left running (the apt driver's default command timeout). */
@@ -78,6 +79,7 @@ export class OrderExecutor {
   private readonly reverts = new Set<string>();
   private readonly ctx: OrderContext;
   private readonly bakes: BakeWatch;
+  private readonly preflights = new PreflightQueue();
   private readonly policy: AgentPolicy;
   private readonly refusals: RefusalCounter | undefined;
   private readonly quota: JournalQuota | undefined;
@@ -167,8 +169,33 @@ export class OrderExecutor {
     }
   }
 
-  /** Dry run: policy and preconditions only. Nothing is journaled because nothing changes. */
+  /**
+   * Dry run, in its turn (`PreflightQueue`): one that finds the queue full is answered blocked at once,
+   * having checked nothing. The time it waited comes off the coordinator's wait it passes on.
+   */
   async preflight(order: OrderPreflight): Promise<void> {
+    const ran = await this.preflights.run(async (waitedMs) => {
+      const within = order.answerWithinMs;
+      await this.runPreflight(
+        within === undefined ? order : { ...order, answerWithinMs: Math.max(0, within - Math.floor(waitedMs)) },
+      );
+    });
+    if (ran) return;
+    const { running, waiting } = this.preflights.limits;
+    this.ctx.events.result(
+      fitResult({
+        orderId: order.orderId,
+        outcome: 'blocked',
+        changed: false,
+        errorCode: ErrorCode.blocked,
+        reason: `this agent is running ${running} dry runs and has ${waiting} waiting: ask again later; nothing was checked`,
+        finishedAt: this.ctx.now(),
+      }),
+    );
+  }
+
+  /** Dry run: policy and preconditions only. Nothing is journaled because nothing changes. */
+  private async runPreflight(order: OrderPreflight): Promise<void> {
     const { events } = this.ctx;
     const driver = this.ctx.driverFor(order.change);
     const base = { orderId: order.orderId, changed: false, finishedAt: this.ctx.now() };
