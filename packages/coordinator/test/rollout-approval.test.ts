@@ -23,6 +23,22 @@ describe('approval (four eyes)', () => {
     expect(await fleet.store.rollouts.approvals(id)).toEqual([]);
   });
 
+  it('refuses an approval by the author of the patch, though someone else created the rollout', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(['web-1']);
+    // The patch is alice's (PATCH's createdBy); olga, who may create rollouts but not approve, asks for one.
+    expect((await fleet.store.patches.get(PATCH_ID))?.createdBy).toBe('alice');
+    const { id } = await fleet.create({ requiredApprovals: 1 }, 'olga');
+
+    const err = await refusal(async () => await fleet.engine.approve(id, 'alice'));
+    expect(err.code).toBe(ErrorCode.forbidden);
+    expect(err.message).toMatch(/author of its patch/);
+    expect(err.details).toMatchObject({ rolloutId: id, patchId: PATCH_ID, patchCreatedBy: 'alice' });
+    expect(await fleet.state(id)).toBe('awaiting_approval');
+    expect(await fleet.store.rollouts.approvals(id)).toEqual([]);
+    expect((await fleet.engine.approve(id, 'bob')).state).toBe('scheduled');
+  });
+
   it('moves to scheduled once a second person approves', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['web-1']);
@@ -43,6 +59,20 @@ describe('approval (four eyes)', () => {
     expect(await fleet.state(id)).toBe('awaiting_approval');
     expect((await fleet.engine.approve(id, 'carol')).state).toBe('scheduled');
     expect((await fleet.store.rollouts.approvals(id)).map((a) => a.approver)).toEqual(['bob', 'carol']);
+  });
+
+  it('refuses to retry a rollout aborted before it started: retried, it would run without an approval', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(['web-1']);
+    const { id } = await fleet.create({ requiredApprovals: 1 }, 'olga');
+    expect((await fleet.engine.abort(id, 'olga', null)).state).toBe('aborted');
+
+    const err = await refusal(async () => await fleet.engine.retry(id, 'olga'));
+    expect(err.code).toBe(ErrorCode.illegalTransition);
+    expect(err.message).toMatch(/never started/);
+    expect(await fleet.state(id)).toBe('aborted');
+    expect(fleet.sent).toEqual([]);
+    expect((await fleet.events(id)).map((e) => e.type)).not.toContain('rollout.running');
   });
 
   it('refuses to start before approval, naming the current state', async () => {

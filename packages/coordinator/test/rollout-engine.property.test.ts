@@ -393,6 +393,8 @@ async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: s
   const stateBefore = (await world.store.rollouts.get(rolloutId))?.state;
   // Retry is also refused while a host of the rollout is reverting (its outcome is not known yet).
   const reverting = (await world.store.hostRuns.inStates(rolloutId, ['reverting'])).length > 0;
+  // A rollout aborted before it started is not retried: it was never approved to run.
+  const neverStarted = (await world.store.rollouts.get(rolloutId))?.startedAt === null;
   try {
     switch (verb) {
       case 'approve':
@@ -444,14 +446,17 @@ async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: s
       stateBefore &&
       verb !== 'promote' &&
       verb !== 'start' &&
-      !(verb === 'retry' && reverting)
+      !(verb === 'retry' && (reverting || neverStarted))
     ) {
       expect(VERB_TRANSITIONS[verb].from as readonly string[]).not.toContain(stateBefore);
     }
     return;
   }
   // A verb that went through was allowed from the state it found.
-  if (verb === 'retry') expect(reverting, 'retry went through while a host was reverting').toBe(false);
+  if (verb === 'retry') {
+    expect(reverting, 'retry went through while a host was reverting').toBe(false);
+    expect(neverStarted, 'retry went through for a rollout that never started').toBe(false);
+  }
   if (stateBefore && verb !== 'promote') {
     expect(VERB_TRANSITIONS[verb].from as readonly string[], `${verb} from ${stateBefore}`).toContain(stateBefore);
   }

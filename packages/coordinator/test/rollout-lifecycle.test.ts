@@ -29,7 +29,8 @@ async function reach(fleet: SimulatedFleet, state: RolloutState): Promise<string
       return id;
     }
     case 'aborted': {
-      const { id } = await fleet.create();
+      // Aborted once it ran: one aborted before it started cannot be retried (rollout-approval.test.ts).
+      const id = await fleet.launch({ maxParallel: 1 });
       await fleet.engine.abort(id, 'alice', null);
       return id;
     }

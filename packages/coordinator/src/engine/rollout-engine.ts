@@ -336,6 +336,16 @@ export class RolloutEngine {
             },
           );
         }
+        // The content is the patch's: its author approving a rollout someone else created (an admin
+        // may write patches and approve) would be the change's only review.
+        const patch = await this.store.patches.get(rollout.patchId);
+        if (actor === patch?.createdBy) {
+          throw new FleetError(
+            ErrorCode.forbidden,
+            'four eyes: a rollout cannot be approved by the author of its patch',
+            { rolloutId: id, patchId: rollout.patchId, patchCreatedBy: patch.createdBy },
+          );
+        }
         if (!(await this.store.rollouts.addApproval(id, actor, isoNow(this.clock)))) {
           throw new FleetError(ErrorCode.conflict, `${actor} has already approved this rollout`, { rolloutId: id });
         }
@@ -475,6 +485,15 @@ export class RolloutEngine {
       await this.store.transaction(async () => {
         const rollout = await mustGetRollout(this.store, id);
         assertVerb(id, rollout.state, 'retry');
+        // Retry resumes a rollout that ran; one aborted before it started was never approved to run
+        // (it may have been aborted awaiting approval), and would otherwise start here without it.
+        if (rollout.startedAt === null) {
+          throw new FleetError(
+            ErrorCode.illegalTransition,
+            'cannot retry a rollout that never started: create a new rollout of the patch, to be approved',
+            { rolloutId: id, state: rollout.state },
+          );
+        }
         // A revert still out would finish under a running rollout, which could then pass the wave (or
         // succeed) with the host's outcome unknown; the operator retries once the reverts are in.
         const reverting = (await this.store.hostRuns.countInStates(id, ['reverting'])).get('reverting') ?? 0;
