@@ -31,7 +31,16 @@ export type ApiToken = z.infer<typeof ApiTokenSchema>;
 
 export const WebhookSchema = z
   .object({
+    /** A secret (Slack, Discord and Mattermost hold the credential in its path): never logged or audited. */
     url: z.url({ protocol: /^https?$/ }),
+    /**
+     * How logs and `webhook.failed` rows name the endpoint, e.g. "ops-slack"; without it, its origin
+     * and the first 8 hex digits of the URL's sha256 (`https://hooks.slack.com#3f2a9c1b`).
+     */
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be letters, digits, ".", "_" or "-" (at most 63)')
+      .optional(),
     events: z.union([z.literal('*'), z.array(z.string().min(1))]).default('*'),
     secret: z.string().min(1).optional(),
   })
@@ -317,7 +326,13 @@ export const CoordinatorConfigSchema = z
       })
       .strict()
       .prefault({}),
-    webhooks: z.array(WebhookSchema).default([]),
+    webhooks: z
+      .array(WebhookSchema)
+      .refine((webhooks) => {
+        const names = webhooks.flatMap((webhook) => (webhook.name === undefined ? [] : [webhook.name]));
+        return new Set(names).size === names.length;
+      }, 'must name each endpoint once')
+      .default([]),
     webhookDelivery: WebhookDeliverySchema.prefault({}),
     /**
      * The fewest approvals a rollout may ask for. At 1 or more nobody can skip four eyes by creating a

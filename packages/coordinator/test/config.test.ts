@@ -92,6 +92,30 @@ describe('promotion, change record and webhook delivery settings', () => {
   });
 });
 
+describe('webhook endpoint names', () => {
+  const paths = (webhooks: unknown[]) =>
+    (CoordinatorConfigSchema.safeParse({ webhooks }).error?.issues ?? []).map((issue) => issue.path.join('.'));
+  const SLACK = 'https://hooks.slack.com/services/T0001/B0001/xoxSECRET';
+
+  it('are optional, and kept when given', () => {
+    const config = CoordinatorConfigSchema.parse({
+      webhooks: [{ url: SLACK, name: 'ops-slack' }, { url: 'https://itsm.example.com/hooks/fleetpatch' }],
+    });
+    expect(config.webhooks.map((webhook) => webhook.name)).toEqual(['ops-slack', undefined]);
+  });
+
+  it('are refused when two endpoints share one, or when one is not a plain label', () => {
+    expect(
+      paths([
+        { url: SLACK, name: 'ops' },
+        { url: `${SLACK}2`, name: 'ops' },
+      ]),
+    ).toEqual(['webhooks']);
+    expect(paths([{ url: SLACK, name: 'ops slack' }])).toEqual(['webhooks.0.name']);
+    expect(paths([{ url: SLACK, name: '' }])).toEqual(['webhooks.0.name']);
+  });
+});
+
 describe('the store setting', () => {
   const loadStore = (store: unknown, env: Record<string, string> = {}) => {
     const file = join(dir, 'coordinator.json');

@@ -8,6 +8,7 @@ import type { EventRecord, RolloutStatus } from '@fleetpatch/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { webhookEventsFor } from '../src/notify/webhook-events.js';
 import type { Store } from '../src/store/store.js';
+import { hashedWebhookLabel } from './support/hashed-webhook-label.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 import { callApi, startTestCoordinator, type TestCoordinator, TOKENS } from './support/test-coordinator.js';
 import { startReceiver } from './support/webhook-receiver.js';
@@ -96,8 +97,9 @@ describe('webhooks for a change-management system', () => {
           held.push(() => resolve(200));
         }),
     );
+    const url = `${receiver.url}/hang?token=secret-in-query`;
     coordinator = await startTestCoordinator({
-      webhooks: [{ url: `${receiver.url}/hang?token=secret-in-query`, events: ['patch.approved'] }],
+      webhooks: [{ url, events: ['patch.approved'] }],
       webhookDelivery: { timeoutMs: 2000, maxAttempts: 2, baseDelayMs: 10 },
     });
     const { app } = coordinator;
@@ -120,12 +122,43 @@ describe('webhooks for a change-management system', () => {
     );
     expect(failed).toMatchObject({
       actor: 'system',
-      data: { type: 'patch.approved', rolloutId, attempts: 2, url: `${receiver.url}/hang` },
+      data: { type: 'patch.approved', rolloutId, attempts: 2, endpoint: hashedWebhookLabel(url) },
     });
-    // The URL's query (it may carry a credential) is not on the trail.
+    // Neither the URL's path nor its query (either may be the credential) is on the trail.
+    expect(JSON.stringify(failed.data)).not.toContain('/hang');
     expect(JSON.stringify(failed.data)).not.toContain('secret-in-query');
     expect(receiver.received).toHaveLength(2);
     for (const release of held) release();
+  });
+
+  it('a viewer reading the trail does not learn a Slack-style webhook URL, whose path is its credential', async () => {
+    const SLACK_SECRET = 'xoxSECRETb7Q2mWv9RkT4pLz';
+    const receiver = await startReceiver(() => 503); // the chat service has an outage
+    const url = `${receiver.url}/services/T0001/B0001/${SLACK_SECRET}`;
+    coordinator = await startTestCoordinator({
+      webhooks: [{ url, events: ['rollout.created'] }],
+      webhookDelivery: { timeoutMs: 1000, maxAttempts: 1, baseDelayMs: 1 },
+    });
+    const { app } = coordinator;
+    const { rolloutId } = await awaitingApproval(app);
+
+    const trail = await until('webhook.failed on the trail a viewer reads', async () => {
+      const page = await callApi(app, 'GET', '/v1/events?limit=1000', undefined, TOKENS.viewer);
+      expect(page.status).toBe(200);
+      const text = JSON.stringify(page.body);
+      return text.includes('webhook.failed') ? text : undefined;
+    });
+    const ofRollout = JSON.stringify(
+      (await callApi(app, 'GET', `/v1/rollouts/${rolloutId}/events`, undefined, TOKENS.viewer)).body,
+    );
+
+    // With the URL, a viewer could post into the ops channel as fleetpatch ("approved", "succeeded").
+    for (const read of [trail, ofRollout]) {
+      expect(read).not.toContain(SLACK_SECRET);
+      expect(read).not.toContain('/services/');
+      // What is there tells the endpoint apart all the same.
+      expect(read).toContain(hashedWebhookLabel(url));
+    }
   });
 });
 

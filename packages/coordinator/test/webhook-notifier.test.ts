@@ -6,7 +6,13 @@ import { type Clock, FleetError } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { collectGarbageEvery } from '../../../test/support/forced-gc.js';
-import { type WebhookEvent, WebhookNotifier, type WebhookNotifierOptions } from '../src/notify/webhook-notifier.js';
+import {
+  type WebhookEvent,
+  type WebhookFailure,
+  WebhookNotifier,
+  type WebhookNotifierOptions,
+} from '../src/notify/webhook-notifier.js';
+import { hashedWebhookLabel } from './support/hashed-webhook-label.js';
 import { startReceiver } from './support/webhook-receiver.js';
 
 const notifiers: WebhookNotifier[] = [];
@@ -120,8 +126,9 @@ describe('WebhookNotifier', () => {
   it('gives up on an unreachable receiver after maxAttempts, without the caller ever waiting', async () => {
     const port = await closedPort();
     const { log, lines, warnings } = captureLog();
+    const url = `http://127.0.0.1:${port}/hook?token=hunter2`;
     const n = notifier({
-      endpoints: [{ url: `http://127.0.0.1:${port}/hook?token=hunter2`, events: '*' }],
+      endpoints: [{ url, events: '*' }],
       maxAttempts: 3,
       baseDelayMs: 5,
       log,
@@ -135,8 +142,65 @@ describe('WebhookNotifier', () => {
     expect(n.stats()).toEqual({ delivered: 0, failedAttempts: 3, dropped: 1, queued: 0 });
     expect(warnings()).toEqual(['webhook delivery given up']);
     const warning = lines.find((l) => l.msg === 'webhook delivery given up');
-    expect(warning).toMatchObject({ attempts: 3, url: `http://127.0.0.1:${port}/hook`, type: 'rollout.started' });
+    expect(warning).toMatchObject({ attempts: 3, endpoint: hashedWebhookLabel(url), type: 'rollout.started' });
+    expect(JSON.stringify(lines)).not.toContain('/hook');
     expect(JSON.stringify(lines)).not.toContain('hunter2');
+  });
+
+  describe('keeps endpoint URLs, which are secrets, out of logs and give-ups', () => {
+    /** Gives one delivery to each endpoint (all unreachable) and returns what was logged and given up. */
+    async function failEach(endpoints: WebhookNotifierOptions['endpoints']) {
+      const { log, lines } = captureLog();
+      const failures: WebhookFailure[] = [];
+      const n = notifier({ endpoints, maxAttempts: 2, baseDelayMs: 1, log, onGiveUp: (f) => failures.push(f) });
+      n.notify(event('rollout.started'));
+      await n.whenIdle();
+      return { logged: JSON.stringify(lines), failures };
+    }
+
+    it("names an endpoint by its origin and a hash of its URL, never by its path (Slack's path is its credential)", async () => {
+      const origin = `http://127.0.0.1:${await closedPort()}`;
+      const slack = `${origin}/services/T0001/B0001/xoxSECRETb7Q2mWv9`;
+      const other = `${origin}/services/T0001/B0002/xoxOTHERk3Lq8Zr1`;
+
+      const { logged, failures } = await failEach([
+        { url: slack, events: '*' },
+        { url: other, events: '*' },
+      ]);
+
+      // Two endpoints on one host are still told apart.
+      expect(failures.map((f) => f.endpoint).sort()).toEqual(
+        [hashedWebhookLabel(slack), hashedWebhookLabel(other)].sort(),
+      );
+      expect(hashedWebhookLabel(slack)).not.toBe(hashedWebhookLabel(other));
+      for (const seen of [logged, JSON.stringify(failures)]) {
+        expect(seen).not.toContain('/services');
+        expect(seen).not.toContain('xoxSECRET');
+        expect(seen).not.toContain('xoxOTHER');
+      }
+    });
+
+    it('names an endpoint by its configured name when it has one', async () => {
+      const url = `http://127.0.0.1:${await closedPort()}/hooks/9x4mattermostkey`;
+
+      const { logged, failures } = await failEach([{ url, name: 'ops-mattermost', events: '*' }]);
+
+      expect(failures).toMatchObject([{ endpoint: 'ops-mattermost', attempts: 2, type: 'rollout.started' }]);
+      expect(logged).toContain('ops-mattermost');
+      expect(logged).not.toContain('9x4mattermostkey');
+    });
+
+    it('takes the URL out of an error that quotes it (fetch quotes a URL with a user and password in full)', async () => {
+      const url = `http://fleetpatch:pa55word@127.0.0.1:${await closedPort()}/services/T0001/B0001/xoxSECRET`;
+
+      const { logged, failures } = await failEach([{ url, events: '*' }]);
+
+      expect(failures[0]?.error).toContain(hashedWebhookLabel(url));
+      for (const seen of [logged, JSON.stringify(failures)]) {
+        expect(seen).not.toContain('pa55word');
+        expect(seen).not.toContain('xoxSECRET');
+      }
+    });
   });
 
   it('treats a receiver that does not answer in time as a failed attempt, though garbage is collected meanwhile', async () => {

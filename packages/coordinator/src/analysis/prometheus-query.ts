@@ -1,4 +1,5 @@
 import { abortAfter } from '@fleetpatch/shared';
+import { boundedAnswerText } from './bounded-answer-text.js';
 
 /** One number of a query's answer, with the labels of its series (none for a scalar). */
 export interface Sample {
@@ -26,13 +27,14 @@ function parseSampleValue(text: unknown): number {
 
 /** The most of a query's answer that is read: an answer with more series than this is refused. */
 const MAX_SAMPLES = 1000;
-/** And the most bytes of it. */
-const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
+/** And the most bytes of it, counted while it is read. */
+export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 /**
  * An instant query through Prometheus's HTTP API (`GET <address>/api/v1/query`), bounded by
  * `timeoutMs`. Scalar and vector answers give samples; anything else — the server unreachable, a
- * non-2xx status, an error status in the body, a matrix or string result — is inconclusive, never thrown.
+ * non-2xx status, an answer over MAX_ANSWER_BYTES, an error status in the body, a matrix or string
+ * result — is inconclusive, never thrown.
  * NaN samples are kept: the runner decides what they mean.
  */
 export async function queryPrometheus(
@@ -51,8 +53,10 @@ export async function queryPrometheus(
       headers: { accept: 'application/json' },
       redirect: 'error',
     });
-    const text = await res.text();
-    if (text.length > MAX_ANSWER_BYTES) return { ok: false, reason: `answer over ${MAX_ANSWER_BYTES} bytes` };
+    const text = await boundedAnswerText(res, MAX_ANSWER_BYTES);
+    if (text === undefined) {
+      return { ok: false, reason: `the answer from ${url.origin} exceeded ${MAX_ANSWER_BYTES} bytes` };
+    }
     if (!res.ok) {
       const error = errorOf(text);
       return { ok: false, reason: `Prometheus answered HTTP ${res.status}${error ? `: ${error}` : ''}` };

@@ -1,9 +1,13 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { abortAfter, type Clock, FleetError, systemClock } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
+import { webhookEndpointLabel, webhookErrorText } from './webhook-endpoint-label.js';
 
 export interface WebhookEndpoint {
+  /** A secret: it is all a sender needs (see webhook-endpoint-label.ts); it is never logged or audited. */
   url: string;
+  /** How logs and the audit trail name this endpoint; without it, its origin and a hash of its URL. */
+  name?: string | undefined;
   /** Event types this endpoint receives, or every type. */
   events: readonly string[] | '*';
   /** Signs each body with HMAC-SHA256 so the receiver can tell it came from us. */
@@ -36,8 +40,8 @@ export interface WebhookNotifierOptions {
 
 /** A delivery given up: where, what, and the last attempt's answer. */
 export interface WebhookFailure {
-  /** Origin and path only (a URL can carry credentials). */
-  url: string;
+  /** The endpoint's label (`webhookEndpointLabel`), never its URL. */
+  endpoint: string;
   deliveryId: string;
   type: string;
   rolloutId: string;
@@ -66,14 +70,15 @@ interface Delivery {
 /** One endpoint's queue and its single worker: deliveries reach a receiver in order, one at a time. */
 interface Lane {
   endpoint: WebhookEndpoint;
-  /** Origin and path only: a URL can carry credentials in its userinfo or query. */
+  /** What logs and the audit trail call the endpoint: its URL is a secret. */
   label: string;
   pending: Delivery[];
   inFlight: Delivery | undefined;
   worker: Promise<void> | undefined;
 }
 
-type AttemptOutcome = { ok: true; status: number } | { ok: false; status?: number; err?: unknown };
+/** `err` is text with the endpoint's URL taken out, fit for logs and the audit trail. */
+type AttemptOutcome = { ok: true; status: number } | { ok: false; status?: number; err?: string };
 
 /**
  * Tells outside systems (chat, ticketing, dashboards) about rollout events. Fire and forget for the
@@ -110,7 +115,7 @@ export class WebhookNotifier {
     this.#onGiveUp = options.onGiveUp;
     this.#lanes = options.endpoints.map((endpoint) => ({
       endpoint,
-      label: endpointLabel(endpoint.url),
+      label: validEndpointLabel(endpoint),
       pending: [],
       inFlight: undefined,
       worker: undefined,
@@ -145,7 +150,7 @@ export class WebhookNotifier {
           const oldest = lane.pending.shift();
           this.#dropped++;
           this.#log.warn(
-            { url: lane.label, deliveryId: oldest?.id, type: oldest?.type, maxQueue: this.#maxQueue },
+            { endpoint: lane.label, deliveryId: oldest?.id, type: oldest?.type, maxQueue: this.#maxQueue },
             'webhook queue full, oldest delivery dropped',
           );
         }
@@ -196,7 +201,7 @@ export class WebhookNotifier {
     if (lane.worker) return;
     lane.worker = this.#work(lane)
       .catch((err: unknown) => {
-        this.#log.error({ err, url: lane.label }, 'webhook worker failed');
+        this.#log.error({ err, endpoint: lane.label }, 'webhook worker failed');
       })
       .finally(() => {
         lane.worker = undefined;
@@ -221,10 +226,10 @@ export class WebhookNotifier {
   }
 
   async #deliver(lane: Lane, delivery: Delivery): Promise<void> {
-    const log = this.#log.child({ url: lane.label, deliveryId: delivery.id, type: delivery.type });
+    const log = this.#log.child({ endpoint: lane.label, deliveryId: delivery.id, type: delivery.type });
     let last: AttemptOutcome | undefined;
     for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      last = await this.#attempt(lane.endpoint, delivery);
+      last = await this.#attempt(lane, delivery);
       if (last.ok) {
         this.#delivered++;
         log.debug({ attempt, status: last.status }, 'webhook delivered');
@@ -256,23 +261,22 @@ export class WebhookNotifier {
       },
       'webhook delivery given up',
     );
-    const error = last?.ok === false && last.err !== undefined ? String(last.err) : undefined;
     try {
       this.#onGiveUp?.({
-        url: lane.label,
+        endpoint: lane.label,
         deliveryId: delivery.id,
         type: delivery.type,
         rolloutId: delivery.rolloutId,
         attempts: this.#maxAttempts,
         status: last?.ok === false ? last.status : undefined,
-        error,
+        error: last?.ok === false ? last.err : undefined,
       });
     } catch (err) {
       log.error({ err }, 'recording a failed webhook delivery failed');
     }
   }
 
-  async #attempt(endpoint: WebhookEndpoint, delivery: Delivery): Promise<AttemptOutcome> {
+  async #attempt({ endpoint, label }: Lane, delivery: Delivery): Promise<AttemptOutcome> {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       'user-agent': 'fleetpatch-coordinator',
@@ -299,7 +303,7 @@ export class WebhookNotifier {
         ? { ok: true, status: response.status }
         : { ok: false, status: response.status };
     } catch (err) {
-      return { ok: false, err };
+      return { ok: false, err: webhookErrorText(err, endpoint.url, label) };
     } finally {
       limited.clear();
     }
@@ -325,10 +329,11 @@ function wants(endpoint: WebhookEndpoint, type: string): boolean {
   return endpoint.events === '*' || endpoint.events.includes(type);
 }
 
-function endpointLabel(url: string): string {
+/** The endpoint's label, once its URL is known to be one fetch can POST to. */
+function validEndpointLabel(endpoint: WebhookEndpoint): string {
   let parsed: URL;
   try {
-    parsed = new URL(url);
+    parsed = new URL(endpoint.url);
   } catch (err) {
     throw new FleetError('validation_failed', 'webhook url is not a valid URL', { field: 'url' }, { cause: err });
   }
@@ -337,7 +342,7 @@ function endpointLabel(url: string): string {
       field: 'url',
     });
   }
-  return `${parsed.origin}${parsed.pathname}`;
+  return webhookEndpointLabel(endpoint);
 }
 
 function positiveInteger(name: string, value: number): number {
