@@ -123,7 +123,7 @@ describe('GET /v1/patches lists summaries, never content', () => {
       expect(list.body.length).toBeLessThan(100 * MAX_LISTED_BYTES_PER_PATCH);
     }
     expect(health.status).toBe(200);
-    // Generous for a loaded CI machine: the whole patches held it 4-6 s; a few summaries take milliseconds.
-    expect(health.ms, `GET /healthz took ${Math.round(health.ms)} ms while a viewer listed patches`).toBeLessThan(2000);
+    // Generous for a loaded CI machine: the summaries hold it ~20 ms here; the whole patches held it 2-6 s.
+    expect(health.ms, `GET /healthz took ${Math.round(health.ms)} ms while a viewer listed patches`).toBeLessThan(1000);
   }, 120_000);
 });
