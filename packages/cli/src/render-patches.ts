@@ -1,7 +1,7 @@
-import { describeChange, type Patch, type PatchHistory } from '@fleetpatch/shared';
+import { describeChange, type PatchHistory, type PatchSummary } from '@fleetpatch/shared';
 import { renderTable } from './render-table.js';
 
-export function renderPatchList(patches: readonly Patch[]): string {
+export function renderPatchList(patches: readonly PatchSummary[]): string {
   if (patches.length === 0) return 'no patches yet (fleetpatch patch create --file patch.json)';
   return renderTable(
     ['id', 'title', 'ticket', 'change', 'by', 'created'],

@@ -6,12 +6,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inventoryDigest } from '@fleetpatch/shared';
+import { inventoryDigest, patchSummaryOf, storedPatch } from '@fleetpatch/shared';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { Store } from '../src/store/store.js';
 import { opensslHost, VULNERABLE } from './support/sample-inventory.js';
+import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 
 const AT = '2030-01-07T12:00:00.000Z';
 
@@ -121,6 +122,26 @@ describe('migrations', () => {
     const store = await Store.open(file);
     try {
       expect(await store.hostRuns.get('ro_1', 'web-1')).toMatchObject({ state: 'healthy', afterChange: null });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('put patch summaries at 15, filled on open for the patches stored before, which lists then show', async () => {
+    const patch = storedPatch(SAMPLE_PATCH_SPEC, { id: 'pat_1', createdBy: 'alice', createdAt: AT });
+    databaseAt(14, (db) => {
+      const { id, createdBy, createdAt, contentDigest, ...spec } = patch;
+      db.prepare('INSERT INTO patches (id, spec, created_by, created_at, content_digest) VALUES (?, ?, ?, ?, ?)').run(
+        id,
+        JSON.stringify(spec),
+        createdBy,
+        createdAt,
+        contentDigest,
+      );
+    });
+    const store = await Store.open(file);
+    try {
+      expect(await store.patches.list(10)).toEqual([patchSummaryOf(patch)]);
     } finally {
       await store.close();
     }

@@ -123,6 +123,14 @@ describe('GET /v1/openapi.json', () => {
       properties: { agents: { type: 'array', items: { required: expect.arrayContaining(['id', 'online']) } } },
     });
     expect(schemaOf('/v1/patches', 'post', '201')).toMatchObject({ required: expect.arrayContaining(['id']) });
+    // The list answers summaries: a file by its content's sha256 and size, never the content.
+    const listed = schemaOf('/v1/patches', 'get', '200') as {
+      properties: { patches: { items: { properties: { change: { oneOf: { properties: object }[] } } } } };
+    };
+    const fileSummary = listed.properties.patches.items.properties.change.oneOf[0]?.properties;
+    expect(fileSummary).toMatchObject({ contentSha256: expect.any(Object), contentBytes: expect.any(Object) });
+    expect(fileSummary).not.toHaveProperty('content');
+    expect(listed.properties.patches.items.properties).not.toHaveProperty('problem');
     const status = schemaOf('/v1/rollouts/{id}', 'get', '200');
     expect(status).toMatchObject({
       type: 'object',

@@ -5,7 +5,7 @@
  * what PostgreSQL happens to do: timestamps read back as the ISO strings written, JSON and flags
  * as the values written, the same orders (ties included), the same answers on conflicts.
  */
-import { type Patch, RolloutRequestSchema, storedPatch } from '@fleetpatch/shared';
+import { type Patch, patchSummaryOf, RolloutRequestSchema, storedPatch } from '@fleetpatch/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
@@ -272,6 +272,29 @@ function contract(open: () => Promise<Subject>): void {
       await repos().patches.backfillDigests();
       expect(await subject.sql('SELECT content_digest FROM patches WHERE id = ?', ['pat_1'])).toEqual([
         { content_digest: digest },
+      ]);
+    });
+
+    it('lists summaries: a file by the sha256 and size of its content, never the content', async () => {
+      const [listed] = await repos().patches.list(1);
+      const whole = await repos().patches.get('pat_3');
+      expect(whole).toBeDefined();
+      expect(listed).toEqual(patchSummaryOf(whole as Patch));
+      expect(listed?.change).toMatchObject({ kind: 'file', path: '/etc/app/app.conf', contentBytes: 12 });
+      expect(listed?.change).not.toHaveProperty('content');
+      expect(listed).not.toHaveProperty('problem');
+    });
+
+    it('backfills the summary of a patch stored before summaries, which no list showed until then', async () => {
+      await subject.sql('DELETE FROM patch_summaries WHERE id = ?', ['pat_1']);
+      expect((await repos().patches.list(10)).map((p) => p.id)).toEqual(['pat_3', 'pat_2']);
+      await repos().patches.backfillSummaries();
+      await repos().patches.backfillSummaries();
+      const whole = (await repos().patches.get('pat_1')) as Patch;
+      expect(await repos().patches.list(10)).toEqual([
+        expect.objectContaining({ id: 'pat_3' }),
+        expect.objectContaining({ id: 'pat_2' }),
+        patchSummaryOf(whole),
       ]);
     });
   });

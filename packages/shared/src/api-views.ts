@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { AnalysisRunVerdictSchema, MeasurementVerdictSchema } from './analysis.js';
 import { ErrorCode } from './errors.js';
 import { HealthCheckResultSchema } from './health-check.js';
-import { PatchSchema } from './patch.js';
+import { PatchSummarySchema } from './patch-summary.js';
 import { PreconditionOutcomeSchema } from './preconditions.js';
 import { PromotionDecisionSchema } from './promotion-views.js';
 import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema, RehearsalReportSchema } from './protocol.js';
@@ -132,7 +132,8 @@ export type AgentDetail = z.infer<typeof AgentDetailSchema>;
 
 // ---- patches --------------------------------------------------------------------------------
 
-export const PatchListSchema = z.object({ patches: z.array(PatchSchema) }).strict();
+/** The newest patches as summaries, never their content: the whole patch is `GET /v1/patches/:id`. */
+export const PatchListSchema = z.object({ patches: z.array(PatchSummarySchema) }).strict();
 export type PatchList = z.infer<typeof PatchListSchema>;
 
 // ---- rollouts -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ export * from './order-refusal.js';
 export * from './package-version.js';
 export * from './patch.js';
 export * from './patch-digest.js';
+export * from './patch-summary.js';
 export * from './preconditions.js';
 export * from './promotion-views.js';
 export * from './protocol.js';

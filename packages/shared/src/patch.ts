@@ -174,8 +174,13 @@ export function isRevertable(change: Change): boolean {
   return change.kind !== 'package' || change.revertable;
 }
 
+/** What `describeChange` reads: a whole change, or a patch list's summary of one (no file content). */
+export type DescribedChange =
+  | Pick<FileChange, 'kind' | 'path' | 'mode' | 'owner' | 'group' | 'expectedPriorSha256'>
+  | PackageChange;
+
 /** One line for people: what the change does to a host. */
-export function describeChange(change: Change): string {
+export function describeChange(change: DescribedChange): string {
   switch (change.kind) {
     case 'file': {
       const prior = change.expectedPriorSha256 ? `, expects prior ${change.expectedPriorSha256.slice(0, 12)}` : '';

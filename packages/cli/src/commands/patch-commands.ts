@@ -50,7 +50,7 @@ export function addPatchCommands(program: Command, ctx: CliContext): void {
 
   patch
     .command('list')
-    .description('list patches, newest first')
+    .description('list patches, newest first, without their content (patch show has the whole patch)')
     .option('--limit <n>', 'how many (1-500)', parseWholeNumber, 50)
     .option('--json', 'print the raw JSON')
     .action(async (opts: JsonFlag & { limit: number }) => {

@@ -8,6 +8,7 @@ import {
   type NewPatch,
   type Patch,
   type PatchHistory,
+  type PatchSummary,
   patchContentDigest,
   patchSpecOf,
 } from '@fleetpatch/shared';
@@ -55,8 +56,8 @@ export class PatchCatalog {
     return patch;
   }
 
-  /** The newest `limit` patches, newest first. */
-  async list(limit: number): Promise<Patch[]> {
+  /** The newest `limit` patches as summaries (no content), newest first. */
+  async list(limit: number): Promise<PatchSummary[]> {
     return await this.store.patches.list(limit);
   }
 

@@ -33,13 +33,14 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
     },
   );
 
+  // Summaries, never content: a patch's file content (up to 1 MiB) is answered one patch at a time,
+  // by GET /patches/:id, so no page of the list can build a response of hundreds of MB.
   app.get(
     '/patches',
     {
       config: { access: 'read' },
       schema: {
-        ...operation('patches', 'listPatches', 'List patches'),
-
+        ...operation('patches', 'listPatches', 'List patches, newest first, as summaries without their content'),
         querystring: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }).strict(),
         response: { 200: PatchListSchema, ...ERROR_RESPONSES },
       },

@@ -292,4 +292,18 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
     name: "a rollout's own events apart from its hosts': how a reverted rollout's apply ended is found in a few rows, not 2 per host",
     sql: 'CREATE INDEX events_rollout_own ON events(rollout_id, seq) WHERE host_id IS NULL;',
   },
+  {
+    version: 15,
+    name: "patch summaries apart from patches: a list reads none of a patch's content, newest first from the index",
+    // A patch's spec holds its file content (up to 1 MiB): the list reads this table alone. Filled for
+    // earlier patches when the store opens (PatchRepository.backfillSummaries).
+    sql: `
+      CREATE TABLE patch_summaries (
+        id TEXT PRIMARY KEY REFERENCES patches(id),
+        created_at TEXT NOT NULL,
+        summary TEXT NOT NULL
+      );
+      CREATE INDEX patch_summaries_newest ON patch_summaries(created_at, id);
+    `,
+  },
 ];

@@ -1,4 +1,11 @@
-import { type Patch, type PatchSpec, patchContentDigest, patchSpecOf } from '@fleetpatch/shared';
+import {
+  type Patch,
+  type PatchSpec,
+  type PatchSummary,
+  patchContentDigest,
+  patchSpecOf,
+  patchSummaryOf,
+} from '@fleetpatch/shared';
 import type { Db } from './database.js';
 import { KeptReads } from './kept-reads.js';
 
@@ -14,6 +21,16 @@ export interface PatchColumns {
 /** SQLite holds the spec as text. */
 type PatchRow = Omit<PatchColumns, 'spec'> & { spec: string };
 
+/** A patch_summaries row, as both stores read it: the key columns, and the rest of the summary. */
+export interface PatchSummaryColumns {
+  id: string;
+  created_at: string;
+  summary: StoredSummary;
+}
+
+/** What the summary column holds: the summary less what its own columns say. */
+type StoredSummary = Omit<PatchSummary, 'id' | 'createdAt'>;
+
 /** How many patches each store keeps parsed: those of the rollouts running at once, and then some. */
 export const PATCHES_KEPT = 64;
 
@@ -22,23 +39,34 @@ export class PatchRepository {
   private readonly statements;
   /** Read at every burst of dispatches, a patch can carry a megabyte of content: kept once parsed. */
   private readonly kept = new KeptReads<string, Patch>(PATCHES_KEPT);
+  private readonly insertWithSummary: (patch: Patch) => void;
 
   constructor(db: Db) {
     this.statements = {
       insert: db.prepare(
         'INSERT INTO patches (id, spec, created_by, created_at, content_digest) VALUES (?, ?, ?, ?, ?)',
       ),
+      insertSummary: db.prepare('INSERT INTO patch_summaries (id, created_at, summary) VALUES (?, ?, ?)'),
       byId: db.prepare('SELECT * FROM patches WHERE id = ?'),
-      page: db.prepare('SELECT * FROM patches ORDER BY created_at DESC, id DESC LIMIT ?'),
+      // Not patches: its rows hold the content, and SQLite reads through a row's spec to the columns after it.
+      page: db.prepare('SELECT id, created_at, summary FROM patch_summaries ORDER BY created_at DESC, id DESC LIMIT ?'),
       idsWithDigest: db.prepare('SELECT id FROM patches WHERE content_digest = ? ORDER BY created_at, id'),
       withoutDigest: db.prepare('SELECT * FROM patches WHERE content_digest IS NULL'),
       setDigest: db.prepare('UPDATE patches SET content_digest = ? WHERE id = ?'),
+      withoutSummary: db.prepare(
+        'SELECT * FROM patches WHERE NOT EXISTS (SELECT 1 FROM patch_summaries s WHERE s.id = patches.id)',
+      ),
     };
+    // A patch is never without its summary, in a transaction or not.
+    this.insertWithSummary = db.transaction((patch: Patch) => {
+      const { id, createdBy, createdAt, contentDigest, ...spec } = patch;
+      this.statements.insert.run(id, JSON.stringify(spec), createdBy, createdAt, contentDigest);
+      this.statements.insertSummary.run(id, createdAt, JSON.stringify(storedSummaryOf(patch)));
+    });
   }
 
   async insert(patch: Patch): Promise<void> {
-    const { id, createdBy, createdAt, contentDigest, ...spec } = patch;
-    this.statements.insert.run(id, JSON.stringify(spec), createdBy, createdAt, contentDigest);
+    this.insertWithSummary(patch);
   }
 
   async get(id: string): Promise<Patch | undefined> {
@@ -48,8 +76,11 @@ export class PatchRepository {
     return row && this.kept.keep(id, toPatch(row));
   }
 
-  async list(limit: number): Promise<Patch[]> {
-    return (this.statements.page.all(limit) as PatchRow[]).map(toPatch);
+  /** The newest `limit` patches' summaries, newest first: no content is read. */
+  async list(limit: number): Promise<PatchSummary[]> {
+    return (this.statements.page.all(limit) as (Omit<PatchSummaryColumns, 'summary'> & { summary: string })[]).map(
+      (row) => patchSummaryFromColumns({ ...row, summary: JSON.parse(row.summary) as StoredSummary }),
+    );
   }
 
   /** Every patch with this content digest (the same change, whatever its prose), oldest first. */
@@ -67,6 +98,17 @@ export class PatchRepository {
       if (digest !== null) this.statements.setDigest.run(digest, row.id);
     }
   }
+
+  /**
+   * Patches stored before summaries existed (migration 15) get theirs; a no-op afterwards. Run after
+   * `backfillDigests`: a summary carries the digest.
+   */
+  async backfillSummaries(): Promise<void> {
+    for (const row of this.statements.withoutSummary.all() as PatchRow[]) {
+      const summary = summaryOfStored(toPatch(row));
+      if (summary !== null) this.statements.insertSummary.run(row.id, row.created_at, JSON.stringify(summary));
+    }
+  }
 }
 
 function toPatch(row: PatchRow): Patch {
@@ -81,6 +123,29 @@ export function patchFromColumns(row: PatchColumns): Patch {
     ...row.spec,
     contentDigest: row.content_digest ?? digestOf(row.spec) ?? '',
   };
+}
+
+/** What a patch's summary column holds. */
+export function storedSummaryOf(patch: Patch): StoredSummary {
+  const { id: _id, createdAt: _createdAt, ...summary } = patchSummaryOf(patch);
+  return summary;
+}
+
+/**
+ * The stored summary of a patch read back from its row; null when its spec no longer holds a change
+ * to summarize (shared with the PostgreSQL twin). Such a patch stays out of lists rather than stop
+ * the start; `GET /v1/patches/:id` still answers it.
+ */
+export function summaryOfStored(patch: Patch): StoredSummary | null {
+  try {
+    return storedSummaryOf(patch);
+  } catch {
+    return null;
+  }
+}
+
+export function patchSummaryFromColumns(row: PatchSummaryColumns): PatchSummary {
+  return { id: row.id, createdAt: row.created_at, ...row.summary };
 }
 
 /** The content digest of a stored spec; null when it no longer parses (shared with the PostgreSQL twin). */

@@ -56,6 +56,7 @@ export class Store {
   static async open(file: string): Promise<Store> {
     const store = new Store(new SqliteBackend(openDatabase(file)));
     await store.patches.backfillDigests();
+    await store.patches.backfillSummaries();
     return store;
   }
 
@@ -80,6 +81,7 @@ export class Store {
       }
       const store = new Store(new PostgresBackend(executor));
       await store.patches.backfillDigests();
+      await store.patches.backfillSummaries();
       return store;
     } catch (err) {
       await executor.close();

@@ -285,6 +285,20 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
     sqliteVersion: 14,
     sql: 'CREATE INDEX events_rollout_own ON events (rollout_id, seq) WHERE host_id IS NULL;',
   },
+  {
+    version: 5,
+    name: "patch summaries apart from patches: a list reads none of a patch's content, newest first from the index",
+    sqliteVersion: 15,
+    // Filled for earlier patches when the store opens (PostgresPatchRepository.backfillSummaries).
+    sql: `
+      CREATE TABLE patch_summaries (
+        id text COLLATE "C" PRIMARY KEY REFERENCES patches (id),
+        created_at timestamptz(3) NOT NULL,
+        summary jsonb NOT NULL
+      );
+      CREATE INDEX patch_summaries_newest ON patch_summaries (created_at, id);
+    `,
+  },
 ];
 
 /**

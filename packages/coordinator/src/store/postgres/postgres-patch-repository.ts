@@ -1,11 +1,15 @@
-import type { Patch } from '@fleetpatch/shared';
+import type { Patch, PatchSummary } from '@fleetpatch/shared';
 import { KeptReads } from '../kept-reads.js';
 import {
   digestOf,
   PATCHES_KEPT,
   type PatchColumns,
   type PatchRepository,
+  type PatchSummaryColumns,
   patchFromColumns,
+  patchSummaryFromColumns,
+  storedSummaryOf,
+  summaryOfStored,
 } from '../patch-repository.js';
 import type { Public } from '../repositories.js';
 import type { PostgresExecutor } from './postgres-executor.js';
@@ -16,11 +20,16 @@ export class PostgresPatchRepository implements Public<PatchRepository> {
 
   constructor(private readonly db: PostgresExecutor) {}
 
+  /** The patch and its summary in one statement: a patch is never without its summary. */
   async insert(patch: Patch): Promise<void> {
     const { id, createdBy, createdAt, contentDigest, ...spec } = patch;
     await this.db.query(
-      'INSERT INTO patches (id, spec, created_by, created_at, content_digest) VALUES ($1, $2::jsonb, $3, $4, $5)',
-      [id, JSON.stringify(spec), createdBy, createdAt, contentDigest],
+      `WITH patch AS (
+         INSERT INTO patches (id, spec, created_by, created_at, content_digest) VALUES ($1, $2::jsonb, $3, $4, $5)
+         RETURNING id, created_at
+       )
+       INSERT INTO patch_summaries (id, created_at, summary) SELECT id, created_at, $6::jsonb FROM patch`,
+      [id, JSON.stringify(spec), createdBy, createdAt, contentDigest, JSON.stringify(storedSummaryOf(patch))],
     );
   }
 
@@ -31,11 +40,13 @@ export class PostgresPatchRepository implements Public<PatchRepository> {
     return row && this.kept.keep(id, patchFromColumns(row));
   }
 
-  async list(limit: number): Promise<Patch[]> {
-    const rows = await this.db.query<PatchColumns>('SELECT * FROM patches ORDER BY created_at DESC, id DESC LIMIT $1', [
-      limit,
-    ]);
-    return rows.map(patchFromColumns);
+  /** The newest `limit` patches' summaries, newest first: the spec, and its content, stays unread. */
+  async list(limit: number): Promise<PatchSummary[]> {
+    const rows = await this.db.query<PatchSummaryColumns>(
+      'SELECT id, created_at, summary FROM patch_summaries ORDER BY created_at DESC, id DESC LIMIT $1',
+      [limit],
+    );
+    return rows.map(patchSummaryFromColumns);
   }
 
   async idsWithDigest(digest: string): Promise<string[]> {
@@ -55,6 +66,23 @@ export class PostgresPatchRepository implements Public<PatchRepository> {
       const digest = digestOf(row.spec);
       if (digest !== null)
         await this.db.query('UPDATE patches SET content_digest = $1 WHERE id = $2', [digest, row.id]);
+    }
+  }
+
+  /** Rows copied or stored before summaries existed get theirs, as `PatchRepository.backfillSummaries` does. */
+  async backfillSummaries(): Promise<void> {
+    const rows = await this.db.query<PatchColumns>(
+      'SELECT * FROM patches WHERE NOT EXISTS (SELECT 1 FROM patch_summaries s WHERE s.id = patches.id)',
+    );
+    for (const row of rows) {
+      const summary = summaryOfStored(patchFromColumns(row));
+      if (summary !== null) {
+        // Another coordinator of the group may be filling the same rows as it starts.
+        await this.db.query(
+          'INSERT INTO patch_summaries (id, created_at, summary) VALUES ($1, $2, $3::jsonb) ON CONFLICT (id) DO NOTHING',
+          [row.id, row.created_at, JSON.stringify(summary)],
+        );
+      }
     }
   }
 }
