@@ -17,7 +17,7 @@ import type { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, type OrderContext, type ResultDraft } from './order-context.js';
 import { rehearseRevert } from './rehearsal.js';
 import { restoreAndFinish } from './snapshot-restore.js';
-import { targetOf } from './target-lock.js';
+import { busyTargetReason, targetOf } from './target-lock.js';
 
 export interface ApplyPhasesOptions {
   /** Where a healthy apply goes on being watched. */
@@ -72,7 +72,7 @@ async function runPhases(
       outcome: 'failed',
       changed: false,
       errorCode: ErrorCode.blocked,
-      reason: `another order for ${busyWith} is still running on this host; nothing was changed`,
+      reason: busyTargetReason(busyWith),
     });
     return;
   }

@@ -28,6 +28,7 @@ import { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, OrderContext, type OrderContextOptions } from './order-context.js';
 import { PreflightQueue } from './preflight-queue.js';
 import { restoreAndFinish, revertApplyOrder } from './snapshot-restore.js';
+import { busyTargetReason, targetOf } from './target-lock.js';
 
 /** How long recovery waits for a dpkg run the previous agent left running (the apt driver's default command timeout). */
 const UNFINISHED_RUN_TIMEOUT_MS = 15 * 60_000;
@@ -384,6 +385,10 @@ export class OrderExecutor {
         else {
           const over = this.quota ? journalQuotaRefusal(this.usage, this.quota) : undefined;
           if (over !== undefined) refusal = { code: ErrorCode.blocked, reason: over };
+          // An order that would find its file or package busy is turned away before its sequence is
+          // recorded: else it could never be sent again (`replayed`), though it never ran.
+          else if (signed !== undefined && this.ctx.targets.isHeld(targetOf(order.change)))
+            refusal = { code: ErrorCode.blocked, reason: busyTargetReason(targetOf(order.change)) };
           // Last: an order refused for any other reason must not use up its statement's sequence.
           else if (signed !== undefined) refusal = await this.acceptSigned(signed);
         }

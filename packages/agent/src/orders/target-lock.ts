@@ -31,3 +31,8 @@ export class TargetLock {
 export function targetOf(change: Change): string {
   return change.kind === 'file' ? `file ${change.path}` : 'packages (the dpkg database)';
 }
+
+/** Why an order for a target another order holds is refused: `blocked`, to be sent again later. */
+export function busyTargetReason(target: string): string {
+  return `another order for ${target} is still running on this host; nothing was changed`;
+}
