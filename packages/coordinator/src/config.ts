@@ -32,7 +32,13 @@ export type ApiToken = z.infer<typeof ApiTokenSchema>;
 export const WebhookSchema = z
   .object({
     /** A secret (Slack, Discord and Mattermost hold the credential in its path): never logged or audited. */
-    url: z.url({ protocol: /^https?$/ }),
+    url: z
+      .url({ protocol: /^https?$/ })
+      // fetch refuses a URL with credentials in it, so every delivery would fail: said at start instead.
+      .refine((url) => {
+        const { username, password } = new URL(url);
+        return username === '' && password === '';
+      }, "must not carry a user or password (fetch refuses them): use the endpoint's own token in its path or `secret`"),
     /**
      * How logs and `webhook.failed` rows name the endpoint, e.g. "ops-slack"; without it, its origin
      * and the first 8 hex digits of the URL's sha256 (`https://hooks.slack.com#3f2a9c1b`).

@@ -112,6 +112,9 @@ describe('webhook endpoint names', () => {
       ]),
     ).toEqual(['webhooks']);
     expect(paths([{ url: SLACK, name: 'ops slack' }])).toEqual(['webhooks.0.name']);
+    // A URL with credentials: fetch refuses it, so every delivery would fail; refused at start instead.
+    expect(paths([{ url: 'https://user:pass@itsm.example.com/hooks' }])).toEqual(['webhooks.0.url']);
+    expect(paths([{ url: 'https://user@itsm.example.com/hooks' }])).toEqual(['webhooks.0.url']);
     expect(paths([{ url: SLACK, name: '' }])).toEqual(['webhooks.0.name']);
   });
 });
