@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import {
   type CoordinatorMessage,
   connectProofPayload,
@@ -15,7 +16,7 @@ import { type Clock, systemClock } from './clock.js';
 import { type AgentConfig, agentSocketUrl } from './config.js';
 import { CoordinatorConnection, type HelloContent } from './coordinator-connection.js';
 import { coordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
-import { AptDriver } from './drivers/apt-driver.js';
+import { AptDriver, DEFAULT_APT_STAGING_DIR } from './drivers/apt-driver.js';
 import { FileDriver } from './drivers/file-driver.js';
 import { EnrollmentRefused, EnrollmentUnanswered, enrollAndStore } from './enrollment-client.js';
 import { SystemHealthProbe } from './health/health-probe.js';
@@ -95,6 +96,7 @@ export class Agent {
     };
     const policy = new AgentPolicy(config, {
       rootDir: config.rootDir,
+      ownDirectories: ownDirectoriesOf(config),
       ...(apt ? { packageFacts: apt.packageFacts } : {}),
     });
     const health = new HealthRunner(new SystemHealthProbe({ rootDir: config.rootDir, policy, clock }), clock);
@@ -413,6 +415,11 @@ function afterChangeFor(config: AgentConfig): AfterChange {
 /** needrestart is optional (Debian package `needrestart`): used when installed where Debian puts it. */
 function findNeedrestart(): string[] | null {
   return existsSync('/usr/sbin/needrestart') ? ['/usr/sbin/needrestart'] : null;
+}
+
+/** The agent's own directories, which no patch may change: its data (journal, credential) and apt's staging. */
+function ownDirectoriesOf(config: AgentConfig): string[] {
+  return [resolve(config.dataDir), resolve(config.apt?.stagingDir ?? DEFAULT_APT_STAGING_DIR)];
 }
 
 /** The dpkg root whose database the agent reads (inventory, package preconditions): `inventory.dpkgRoot`, else `apt.root`, else `/`. */

@@ -45,10 +45,77 @@ describe('agent policy: files', () => {
     '/etc/apt/apt.conf.d/99hook',
     '/etc/udev/rules.d/99-x.rules',
     '/etc/fleetpatch/agent.json',
+    // Run as root by the agent's own package changes (needrestart evals its configuration and runs
+    // its hooks after every apply and revert; kernel, initramfs and grub hooks run from dpkg).
+    '/etc/needrestart/needrestart.conf',
+    '/etc/needrestart/conf.d/zz-fleet.conf',
+    '/etc/needrestart/hook.d/10-dpkg',
+    '/etc/needrestart/restart.d/sshd',
+    '/etc/needrestart/notify.d/200-write',
+    '/etc/kernel/postinst.d/zz',
+    '/etc/initramfs-tools/hooks/zz',
+    '/etc/default/grub',
+    '/etc/default/grub.d/zz.cfg',
+    '/etc/grub.d/40_custom',
+    '/etc/ca-certificates/update.d/zz',
+    '/etc/ssl/certs/ca-certificates.crt',
+    '/usr/local/share/ca-certificates/evil.crt',
+    '/etc/logrotate.conf',
+    // What dpkg and apt read as root: maintainer scripts, the cache a revert's prior .deb comes from.
+    '/var/lib/dpkg/info/fptest.prerm',
+    '/var/lib/apt/lists/x',
+    '/var/cache/apt/archives/fptest_1.0_all.deb',
+    '/var/cache/debconf/config.dat',
+    '/var/cache/fleetpatch/apt/fptest_2.0_all.deb',
+    '/var/lib/fleetpatch-agent/orders/o1/entry.json',
+    // Programs and libraries root runs: the agent runs dpkg and apt-get by name.
+    '/usr/local/sbin/dpkg',
+    '/usr/local/bin/apt-get',
+    '/usr/local/lib/python3.11/dist-packages/apt.py',
+    '/usr/bin/dpkg',
+    '/usr/sbin/needrestart',
+    '/usr/lib/x86_64-linux-gnu/libssl.so.3',
+    '/usr/share/perl5/Debconf/Db.pm',
+    '/etc/perl/Debconf.pm',
+    '/etc/python3.11/sitecustomize.py',
+    '/bin/sh',
+    '/lib/x86_64-linux-gnu/libc.so.6',
+    '/boot/grub/grub.cfg',
+    // Run as root at boot or on an event.
+    '/etc/sysctl.conf',
+    '/etc/sysctl.d/99-core.conf',
+    '/etc/binfmt.d/x.conf',
+    '/etc/tmpfiles.d/x.conf',
+    '/etc/fstab',
+    '/etc/exports',
+    '/etc/network/if-up.d/x',
+    '/etc/NetworkManager/dispatcher.d/x',
+    '/etc/dhcp/dhclient-exit-hooks.d/x',
+    '/etc/rc.local',
+    '/etc/rc2.d/S01x',
+    '/var/lib/polkit-1/localauthority/50-local.d/x.pkla',
+    // Read by root's own shells and tools.
+    '/etc/bash_completion.d/x',
+    '/etc/zsh/zshrc',
+    '/etc/ssh/ssh_config.d/x.conf',
+    '/etc/gitconfig',
   ])('refuses %s even under an allowed root /, naming the rule', async (path) => {
     const verdict = await policy.checkOrder(fileTo(path));
     expect(verdict).toMatchObject({ ok: false, code: 'policy_denied' });
     expect(verdict.ok === false && verdict.reason).toContain('file.allowedSensitivePaths');
+  });
+
+  it("refuses the agent's own data and staging directories, wherever configured, even listed as sensitive paths", async () => {
+    const own = new AgentPolicy(
+      { file: { allowedRoots: ['/'], allowedSensitivePaths: ['/srv/agent/orders/o1/entry.json'] }, health: {} },
+      { ownDirectories: ['/srv/agent', '/srv/staging'] },
+    );
+    for (const path of ['/srv/agent/orders/o1/entry.json', '/srv/agent', '/srv/staging/x.deb']) {
+      const verdict = await own.checkOrder(fileTo(path));
+      expect(verdict, path).toMatchObject({ ok: false, code: 'policy_denied' });
+      expect(verdict.ok === false && verdict.reason, path).toContain("the agent's own data");
+    }
+    expect(await own.checkOrder(fileTo('/srv/agent-other/x'))).toEqual({ ok: true });
   });
 
   it('allows a sensitive path listed exactly, and only that one', async () => {

@@ -14,6 +14,7 @@ import { DpkgInventory } from '../inventory/dpkg-inventory.js';
 import type { PackageFacts } from '../policy/agent-policy.js';
 import type { CommandResult } from '../process/command-runner.js';
 import { describeExit, outputTail } from '../process/command-runner.js';
+import { SYSTEM_PATH } from '../process/system-path.js';
 import { conffilesOf, keepLeftovers, restoreLeftovers } from './conffile-leftovers.js';
 import {
   CAPTURE_FIXES,
@@ -35,9 +36,6 @@ import { type Resolution, resolvePackageChange } from './package-set.js';
 
 export type { PackageSnapshot } from './deb-snapshot.js';
 export { DebSources, PackageSnapshotSchema };
-
-/** PATH for dpkg: it refuses to run without ldconfig and start-stop-daemon on it. */
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /**
  * How the apt driver reaches dpkg and apt. Production uses the defaults: root `/`, the real `dpkg`
@@ -86,9 +84,12 @@ export interface AptDriverOptions {
   env?: Readonly<Record<string, string>>;
 }
 
+/** Where the apt driver stages the .debs it hands dpkg, unless `apt.stagingDir` says otherwise. */
+export const DEFAULT_APT_STAGING_DIR = '/var/cache/fleetpatch/apt';
+
 const DEFAULTS = {
   root: '/',
-  stagingDir: '/var/cache/fleetpatch/apt',
+  stagingDir: DEFAULT_APT_STAGING_DIR,
   lockTimeoutMs: 60_000,
   commandTimeoutMs: 15 * 60_000,
 } as const;
@@ -142,7 +143,7 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
       aptOptions: options.aptOptions ?? [],
       commandTimeoutMs: options.commandTimeoutMs ?? DEFAULTS.commandTimeoutMs,
       env: {
-        PATH: DEFAULT_PATH,
+        PATH: SYSTEM_PATH,
         LC_ALL: 'C',
         LANG: 'C',
         DEBIAN_FRONTEND: 'noninteractive',

@@ -2,6 +2,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type InstalledPackage, InstalledPackageSchema, WIRE_LIMITS } from '@fleetpatch/shared';
 import { outputTail, runCommand } from '../process/command-runner.js';
+import { SYSTEM_PATH } from '../process/system-path.js';
 
 /** What one read of the dpkg database gives: the installed packages, or why there are none to report. */
 export type InventoryRead =
@@ -19,9 +20,6 @@ export interface DpkgInventoryOptions {
   /** Upper bound of one dpkg-query run. Default 60 s. */
   timeoutMs?: number;
 }
-
-/** PATH for dpkg-query, as for the apt driver's commands. */
-const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** One line per package: tab-separated, in this order. `${db:Status-Abbrev}` ends with a blank or `R`. */
 const FORMAT =
@@ -56,7 +54,7 @@ export class DpkgInventory {
     let result: Awaited<ReturnType<typeof runCommand>>;
     try {
       result = await runCommand(['dpkg-query', `--admindir=${this.adminDir}`, '--show', `--showformat=${FORMAT}`], {
-        env: { PATH, LC_ALL: 'C' },
+        env: { PATH: SYSTEM_PATH, LC_ALL: 'C' },
         timeoutMs: this.timeoutMs,
         // All of it or nothing: a cut list would report packages as removed. 64 MiB is ~600,000 packages.
         output: { keep: 'head', maxBytes: 64 * 1024 * 1024 },

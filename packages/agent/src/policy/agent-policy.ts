@@ -113,6 +113,7 @@ export class AgentPolicy {
   readonly rules: AgentPolicyRules;
   private readonly packageFacts: PackageFacts | undefined;
   private readonly rootDir: string | undefined;
+  private readonly ownDirectories: readonly string[];
 
   constructor(
     config: AgentPolicyConfig = DEFAULT_POLICY_CONFIG,
@@ -121,10 +122,17 @@ export class AgentPolicy {
       packageFacts?: PackageFacts;
       /** The directory standing for `/`: when given, file paths are also walked on the host (host-paths.ts). */
       rootDir?: string;
+      /**
+       * The agent's own directories (its journal and data, apt's staging): refused to every file change
+       * and check, whatever the configuration allows — a patch must not rewrite the journal that
+       * decides what a restore puts back, nor the .debs dpkg is handed.
+       */
+      ownDirectories?: readonly string[];
     } = {},
   ) {
     this.packageFacts = options.packageFacts;
     this.rootDir = options.rootDir;
+    this.ownDirectories = options.ownDirectories ?? [];
     this.rules = {
       file: {
         allowedRoots: config.file.allowedRoots,
@@ -346,6 +354,8 @@ export class AgentPolicy {
     if (!roots.some((root) => root === '/' || path === root || path.startsWith(`${root}/`))) {
       return denied(`path ${path} is outside the allowed roots (${roots.join(', ') || 'none'}; ${rootsKey})`);
     }
+    const own = this.ownDirectories.find((dir) => path === dir || path.startsWith(`${dir}/`));
+    if (own !== undefined) return denied(`path ${path} is under ${own}, the agent's own data: no patch may change it`);
     const sensitive = sensitiveRuleFor(path);
     if (sensitive !== undefined && !this.rules.file.allowedSensitivePaths.includes(path)) {
       return denied(

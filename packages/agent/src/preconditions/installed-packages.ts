@@ -1,8 +1,6 @@
 import { join } from 'node:path';
 import { outputTail, runCommand } from '../process/command-runner.js';
-
-/** PATH for dpkg-query, as for the inventory and the apt driver. */
-const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+import { SYSTEM_PATH } from '../process/system-path.js';
 
 /** One instance of a package in the dpkg database (a Multi-Arch package may have several). */
 export interface PackageInstance {
@@ -40,7 +38,7 @@ export class InstalledPackages {
     const result = await runCommand(
       ['dpkg-query', `--admindir=${this.adminDir}`, '--show', `--showformat=${format}`, '--', name],
       {
-        env: { PATH, LC_ALL: 'C' },
+        env: { PATH: SYSTEM_PATH, LC_ALL: 'C' },
         timeoutMs: this.timeoutMs,
         signal,
         output: { keep: 'head', maxBytes: 64 * 1024 },
