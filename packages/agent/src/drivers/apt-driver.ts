@@ -428,6 +428,31 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
    * else `revert_failed`; nothing is retried. Last, the `.dpkg-dist`/`.dpkg-old` files dpkg wrote
    * next to the members' conffiles are removed, so the conffiles are as they were before.
    */
+  /**
+   * A member installed above the version this order put there has moved on since (a later change,
+   * unattended-upgrades, an admin): putting back its prior .deb would take it below what the host
+   * runs now — past a newer fix, perhaps. Refused (`revert_failed`, nothing changed); the half-way
+   * states a failed apply or revert leaves (at the target, at the prior, half-installed) restore as ever.
+   */
+  private async refuseIfMovedPast(
+    members: readonly { name: string; target: string }[],
+    states: readonly PackageState[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const movedOn: string[] = [];
+    for (const [i, member] of members.entries()) {
+      const state = states[i];
+      if (state?.installed !== true || state.version === member.target) continue;
+      if (await this.commands.isLower(member.target, state.version, signal))
+        movedOn.push(`${member.name} is at ${state.version}, above the ${member.target} this order installed`);
+    }
+    if (movedOn.length > 0)
+      throw new FleetError(
+        ErrorCode.revertFailed,
+        `moved on since this order: ${movedOn.join('; ')}; restoring its prior .deb would downgrade it, so nothing was changed`,
+      );
+  }
+
   async restore(change: PackageChange, raw: PackageSnapshot, dir: string, ctx: DriverContext): Promise<void> {
     const read = readSnapshot(raw, singleTarget(change));
     if (!read.ok) throw new FleetError(ErrorCode.revertFailed, read.reason);
@@ -437,6 +462,7 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
     if (!(await this.allAtPrior(snap.members, ctx.signal))) {
       const states = await this.statesOf(snap.members, ctx.signal);
       const away = snap.members.filter((m, i) => !isAtPrior(m, states[i] as PackageState));
+      await this.refuseIfMovedPast(snap.members, states, ctx.signal);
       const reinstall = away.filter((m) => m.prior.installed);
       const notRevertable = reinstall.filter((m) => m.deb === null).map((m) => m.name);
       if (notRevertable.length > 0) {

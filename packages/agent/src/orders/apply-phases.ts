@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
 import { makeDirectoryDurably } from '../fs/atomic-file.js';
 import { type ApplyEntry, isDiskFull } from '../journal.js';
+import type { AgentPolicy } from '../policy/agent-policy.js';
 import { failedRestarts } from '../services/after-change.js';
 import { fitResult } from '../wire-fit.js';
 import type { BakeWatch } from './bake-watch.js';
@@ -22,6 +23,8 @@ import { busyTargetReason, targetOf } from './target-lock.js';
 export interface ApplyPhasesOptions {
   /** Where a healthy apply goes on being watched. */
   bakes: BakeWatch;
+  /** The agent's policy, which judges a package change again once its preflight may have refreshed apt's indexes. */
+  policy: AgentPolicy;
 }
 
 /**
@@ -126,6 +129,22 @@ async function runPhases(
     if (refusal) {
       await ctx.finish(entry, refusal);
       return;
+    }
+    // The preflight may have run apt-get update: a source change that apt could not resolve when the
+    // order was admitted (a version published since) resolves now, to binaries nobody judged yet. The
+    // policy judges them before anything is installed: each allowed by name or source, none going down.
+    if (order.change.kind === 'package') {
+      const again = await options.policy.checkPackageChange(order.change, signal);
+      if (!again.ok) {
+        log.warn({ reason: again.reason }, 'refused once resolved on the refreshed indexes; nothing changed');
+        await ctx.finish(entry, {
+          outcome: 'failed',
+          changed: false,
+          errorCode: again.code,
+          reason: `${again.reason} (as resolved once apt's indexes were refreshed); nothing was changed`,
+        });
+        return;
+      }
     }
 
     // What a rehearsed revert must bring the host back to, read before anything changes.

@@ -28,6 +28,7 @@ import { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, OrderContext, type OrderContextOptions } from './order-context.js';
 import { PreflightQueue } from './preflight-queue.js';
 import { restoreAndFinish, revertApplyOrder } from './snapshot-restore.js';
+import { supersedingOrder } from './superseded.js';
 import { busyTargetReason, targetOf } from './target-lock.js';
 
 /** How long recovery waits for a dpkg run the previous agent left running (the apt driver's default command timeout). */
@@ -132,7 +133,9 @@ export class OrderExecutor {
     const abort = new AbortController();
     const log = this.ctx.log.child({ orderId: order.orderId, rolloutId: order.rolloutId, kind: order.change.kind });
     const done = this.admit(order, abort.signal, log)
-      .then((admitted) => (admitted ? runApply(this.ctx, order, abort.signal, log, { bakes: this.bakes }) : undefined))
+      .then((admitted) =>
+        admitted ? runApply(this.ctx, order, abort.signal, log, { bakes: this.bakes, policy: this.policy }) : undefined,
+      )
       .catch((err: unknown) => {
         log.error({ err }, 'order failed unexpectedly');
       });
@@ -424,6 +427,15 @@ export class OrderExecutor {
 
   /** A revert sent by the coordinator, with signing on: signed, naming the apply statement it takes back. */
   private async admitRevert(order: OrderRevert, applied: OrderApply): Promise<Refusal | undefined> {
+    // A later order on the same file or package stands over this one: restoring its snapshot would put
+    // back what was there before both (a downgrade past a newer fix, say). That one goes back first.
+    const recorded = this.ctx.journal.get(order.revertsOrderId);
+    const later = recorded?.kind === 'apply' ? supersedingOrder(this.ctx.journal.all(), recorded) : undefined;
+    if (later !== undefined)
+      return {
+        code: ErrorCode.policyDenied,
+        reason: `order ${later.orderId}, begun later on the same target, superseded order ${order.revertsOrderId}: reverting it would put back what was there before both; revert ${later.orderId} first`,
+      };
     if (this.signing === undefined) return undefined;
     try {
       const signed = this.signing.checkRevert(order, applied, new Date(this.ctx.now()));
