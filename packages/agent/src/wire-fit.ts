@@ -1,7 +1,10 @@
-import { type HealthCheckResult, type OrderReport, type RehearsalReport, WIRE_LIMITS } from '@fleetpatch/shared';
-
-/** Not capped by the schema, but a check's label can be a 256 kB argv: keep frames small. */
-const MAX_CHECK_LABEL_CHARS = 1024;
+import {
+  cutText,
+  type HealthCheckResult,
+  type OrderReport,
+  type RehearsalReport,
+  WIRE_LIMITS,
+} from '@fleetpatch/shared';
 
 /**
  * Cuts what a result says to what the wire accepts: a result the coordinator's schema refuses is a
@@ -16,7 +19,7 @@ export function fitResult<
 >(result: T): T {
   return {
     ...result,
-    ...(result.reason !== undefined ? { reason: cut(result.reason, WIRE_LIMITS.reasonChars) } : {}),
+    ...(result.reason !== undefined ? { reason: cutText(result.reason, WIRE_LIMITS.reasonChars) } : {}),
     ...(result.health !== undefined ? { health: fitHealth(result.health, WIRE_LIMITS.resultHealthResults) } : {}),
     ...(result.rehearsal !== undefined ? { rehearsal: fitRehearsal(result.rehearsal) } : {}),
   };
@@ -28,14 +31,14 @@ function fitRehearsal(report: RehearsalReport): RehearsalReport {
     Object.fromEntries(
       Object.entries(state)
         .slice(0, 20)
-        .map(([key, value]) => [cut(key, 50), typeof value === 'string' ? cut(value, 200) : value]),
+        .map(([key, value]) => [cutText(key, 50), typeof value === 'string' ? cutText(value, 200) : value]),
     );
   return {
     ...report,
     prior: fitState(report.prior),
     ...(report.restored ? { restored: fitState(report.restored) } : {}),
-    differences: report.differences.slice(0, 20).map((line) => cut(line, 300)),
-    ...(report.reason !== undefined ? { reason: cut(report.reason, WIRE_LIMITS.reasonChars) } : {}),
+    differences: report.differences.slice(0, 20).map((line) => cutText(line, 300)),
+    ...(report.reason !== undefined ? { reason: cutText(report.reason, WIRE_LIMITS.reasonChars) } : {}),
   };
 }
 
@@ -53,18 +56,14 @@ export function fitProgress(
 function fitHealth(health: readonly HealthCheckResult[], max: number): HealthCheckResult[] {
   return health.slice(0, max).map((h) => ({
     ...h,
-    check: cut(h.check, MAX_CHECK_LABEL_CHARS),
+    check: cutText(h.check, WIRE_LIMITS.healthLabelChars),
     observed: fitObserved(h.observed),
   }));
 }
 
 /** What a health check saw, cut to what one result may carry. */
 export function fitObserved(observed: string): string {
-  return cut(observed, WIRE_LIMITS.observedChars);
-}
-
-function cut(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+  return cutText(observed, WIRE_LIMITS.observedChars);
 }
 
 /** What a hello's journal summary may take: the frame less ample room for facts, labels and the proof. */

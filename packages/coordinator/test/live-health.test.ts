@@ -1,7 +1,11 @@
 /** The live health board on its own: what it keeps, what it forgets, and what it says is worth a record. */
 import type { HealthCheckResult } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
-import { LIVE_HEALTH_EVENT_INTERVAL_MS, LiveHealthBoard } from '../src/engine/live-health.js';
+import {
+  LIVE_HEALTH_EVENT_INTERVAL_MS,
+  LiveHealthBoard,
+  MAX_HEALTH_ROWS_PER_ORDER,
+} from '../src/engine/live-health.js';
 
 const T = Date.parse('2030-01-07T12:00:00Z');
 const poll = (ok: boolean, observed = ok ? 'HTTP 200' : 'HTTP 500', at = T): HealthCheckResult[] => [
@@ -31,6 +35,20 @@ describe('LiveHealthBoard', () => {
     expect(recordable(false, 'HTTP 503', T + LIVE_HEALTH_EVENT_INTERVAL_MS)).toBe(true);
     expect(recordable(true, 'HTTP 200', T + LIVE_HEALTH_EVENT_INTERVAL_MS + 1)).toBe(true);
     expect(recordable(true, 'HTTP 200', T + LIVE_HEALTH_EVENT_INTERVAL_MS + 2, 'baking')).toBe(true);
+  });
+
+  it('puts at most MAX_HEALTH_ROWS_PER_ORDER rows of one order on the record, flip its verdict as it may; the board stays live', () => {
+    const board = new LiveHealthBoard();
+    let recorded = 0;
+    for (let i = 0; i < 3 * MAX_HEALTH_ROWS_PER_ORDER; i++) {
+      const ok = i % 2 === 0;
+      if (board.note('o1', 'verifying', poll(ok, ok ? 'HTTP 200' : 'HTTP 500', T + i), undefined, T + i).recordable)
+        recorded++;
+    }
+    expect(recorded).toBe(MAX_HEALTH_ROWS_PER_ORDER);
+    expect(board.of('o1')?.checks[0]?.observed).toBe('HTTP 500');
+    // Another order has a budget of its own.
+    expect(board.note('o2', 'verifying', poll(false), undefined, T).recordable).toBe(true);
   });
 
   it('forgets an order on request, and nothing is known of a null order', () => {

@@ -429,6 +429,18 @@ describe('results of apply orders', () => {
     expect(fleet.sentOf('order.ack', 'h-1')).toHaveLength(2);
   });
 
+  it('after the first answer, correct the record only towards changed: a host flipping changed adds no row per repeat', async () => {
+    const { fleet, id, orderId } = await inFlight({ hostTimeoutSeconds: 10, maxFailures: 1 });
+    await fleet.advance(11 * SECOND);
+    await report(fleet, 'h-1', orderId, 'failed', { changed: false });
+    const events = (await fleet.events(id)).length;
+    for (let i = 0; i < 10; i++) await report(fleet, 'h-1', orderId, 'failed', { changed: i % 2 === 0 });
+    // The one correction that counts, towards changed (a revert must find it); the flips back are ignored.
+    const late = (await fleet.events(id)).slice(events);
+    expect(late.map((e) => [e.type, (e.data as { changed: boolean }).changed])).toEqual([['host.late_result', true]]);
+    expect(await fleet.run(id, 'h-1')).toMatchObject({ state: 'timed_out', changed: true });
+  });
+
   it('that show a host of a reverted rollout still changed send the rollout back to reverting', async () => {
     const { fleet, id, orderId } = await inFlight({ hostTimeoutSeconds: 10, maxFailures: 1 });
     await fleet.advance(11 * SECOND);

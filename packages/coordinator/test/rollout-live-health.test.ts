@@ -4,6 +4,7 @@
  * in a row), and the audit trail (so the event stream) gets a `host.health` row only when something
  * changed — not one per poll. A retried host never shows the previous attempt's results.
  */
+import { WIRE_LIMITS } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { LIVE_HEALTH_EVENT_INTERVAL_MS } from '../src/engine/live-health.js';
 import { RolloutView } from '../src/engine/rollout-view.js';
@@ -152,6 +153,43 @@ describe('live health while baking', () => {
       liveHealth: { phase: 'baking', failingPolls: 1, checks: [{ ok: false, observed: 'HTTP 500' }] },
     });
     expect((await healthEvents(fleet, id)).map((e) => e.data?.phase)).toEqual(['verifying', 'baking']);
+  });
+});
+
+describe('live health a host cannot make endless', () => {
+  it('a healthy host that goes on reporting health once its rollout is over puts nothing on the record', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(1));
+    const id = await fleet.launch({ waves: ['100%'] });
+    await fleet.finish('host-1');
+    expect(await fleet.state(id)).toBe('succeeded');
+    const before = (await fleet.events(id)).length;
+    for (let i = 0; i < 5; i++) await fleet.healthPoll('host-1', { web: i % 2 === 0 ? 'HTTP 500' : true });
+    expect(await fleet.events(id)).toHaveLength(before);
+  });
+
+  it('records labels, kinds and times cut to their wire limits, however long the host sends them', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(1));
+    const id = await fleet.launch({ waves: ['100%'] });
+    await fleet.progress('host-1', 'verifying');
+    const order = fleet.agent('host-1').latestApply()?.orderId as string;
+    const huge = 'x'.repeat(1024 * 1024);
+    fleet.engine.onOrderProgress('host-1', {
+      type: 'order.progress',
+      orderId: order,
+      phase: 'verifying',
+      health: [{ check: `web ${huge}`, kind: `http${huge}`, ok: false, observed: 'HTTP 500', at: `2026${huge}` }],
+    });
+    await fleet.engine.whenIdle();
+    const rows = await healthEvents(fleet, id);
+    expect(rows).toHaveLength(1);
+    const row = rows[0];
+    const [check] = (row?.data as { checks: { check: string; kind: string }[] } | undefined)?.checks ?? [];
+    expect(check?.check).toHaveLength(WIRE_LIMITS.healthLabelChars);
+    expect(check?.check.endsWith('…')).toBe(true);
+    expect(check?.kind).toHaveLength(WIRE_LIMITS.healthKindChars);
+    expect(JSON.stringify(row).length).toBeLessThan(WIRE_LIMITS.healthLabelChars + 1000);
   });
 });
 

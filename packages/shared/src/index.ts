@@ -8,6 +8,7 @@ export * from './change-record.js';
 export * from './change-record-render.js';
 export * from './clock.js';
 export * from './config-text.js';
+export * from './cut-text.js';
 export * from './debian-version.js';
 export * from './enrollment.js';
 export * from './errors.js';

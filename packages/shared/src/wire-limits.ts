@@ -17,6 +17,16 @@ export const WIRE_LIMITS = {
   /** `observed` of one health check result, in characters. */
   observedChars: 4096,
   /**
+   * `check` (its label: a name, a URL, a command line) of one health check result, in characters: the
+   * agent cuts a longer label to it, and the coordinator cuts what it records to it (the schema does
+   * not refuse a longer one: a result refused is one re-reported for ever).
+   */
+  healthLabelChars: 1024,
+  /** `kind` of one health check result, in characters (the kinds are single words). */
+  healthKindChars: 32,
+  /** `at` of one health check result, in characters (an ISO time). */
+  healthAtChars: 40,
+  /**
    * Packages in one inventory frame (a part of `inventory.full`, or each list of `inventory.diff`): at
    * most ~900 bytes each with every field at its longest, so 2000 stay under half a frame.
    */

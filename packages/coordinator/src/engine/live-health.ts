@@ -4,6 +4,12 @@ import type { HealthCheckResult, LiveCheck, LiveHealth } from '@fleetpatch/share
 export const LIVE_HEALTH_EVENT_INTERVAL_MS = 10_000;
 /** Orders remembered at most; the oldest are forgotten first (a finished rollout's hosts, long since). */
 const MAX_ORDERS = 10_000;
+/**
+ * `host.health` rows one order may put on the record. A check that flaps through a long bake says so
+ * in the first hundred; past them the status stays live, the result has the last word, and a host
+ * flipping its verdicts on every frame cannot grow the audit trail without end.
+ */
+export const MAX_HEALTH_ROWS_PER_ORDER = 100;
 
 /** What one progress report with health results did to the board. */
 export interface LiveHealthNote {
@@ -24,7 +30,7 @@ export interface LiveHealthNote {
  * `LIVE_HEALTH_EVENT_INTERVAL_MS`, not one row per probe.
  */
 export class LiveHealthBoard {
-  private readonly byOrder = new Map<string, { health: LiveHealth; recordedAt: number }>();
+  private readonly byOrder = new Map<string, { health: LiveHealth; recordedAt: number; rows: number }>();
 
   /**
    * Records one poll's results. `failingPolls` is the agent's count (protocol 5); an older agent
@@ -53,11 +59,17 @@ export class LiveHealthBoard {
     };
     const verdictChanged = before === undefined || before.phase !== phase || !sameVerdicts(before.checks, checks);
     const sawOther = before !== undefined && !sameObservations(before.checks, checks);
+    const rows = previous?.rows ?? 0;
     const recordable =
-      verdictChanged || (sawOther && now - (previous?.recordedAt ?? 0) >= LIVE_HEALTH_EVENT_INTERVAL_MS);
+      rows < MAX_HEALTH_ROWS_PER_ORDER &&
+      (verdictChanged || (sawOther && now - (previous?.recordedAt ?? 0) >= LIVE_HEALTH_EVENT_INTERVAL_MS));
     // Re-inserted so the map's order is by last report: the oldest entry is the one forgotten.
     this.byOrder.delete(orderId);
-    this.byOrder.set(orderId, { health, recordedAt: recordable ? now : (previous?.recordedAt ?? now) });
+    this.byOrder.set(orderId, {
+      health,
+      recordedAt: recordable ? now : (previous?.recordedAt ?? now),
+      rows: recordable ? rows + 1 : rows,
+    });
     if (this.byOrder.size > MAX_ORDERS) {
       const oldest = this.byOrder.keys().next().value;
       if (oldest !== undefined) this.byOrder.delete(oldest);

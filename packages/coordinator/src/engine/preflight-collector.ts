@@ -6,6 +6,7 @@ import {
   type PreflightAnswer,
   protocolGapOf,
 } from '@fleetpatch/shared';
+import { boundedHealth } from './bounded-health.js';
 import type { AgentChannel } from './engine-interfaces.js';
 import { newId } from './ids.js';
 
@@ -66,7 +67,7 @@ export class PreflightCollector {
       errorCode: result.errorCode ?? null,
       ...(result.packages ? { packages: result.packages } : {}),
       ...(result.preconditions ? { preconditions: result.preconditions } : {}),
-      ...(result.health ? { health: result.health } : {}),
+      ...(result.health ? { health: boundedHealth(result.health) } : {}),
     });
     return true;
   }

@@ -9,6 +9,7 @@ import {
 } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
 import { failTooOld } from './agent-too-old.js';
+import { boundedHealth } from './bounded-health.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
@@ -246,10 +247,20 @@ export class ReportRecorder {
       });
       state = next;
     }
-    const { health } = progress;
-    if (health && health.length > 0 && (state === 'verifying' || state === 'healthy')) {
+    const health = progress.health ? boundedHealth(progress.health) : undefined;
+    if (health && health.length > 0 && (state === 'verifying' || (state === 'healthy' && (await this.bakes(run))))) {
       await this.noteHealth(agentId, run, state === 'healthy' ? 'baking' : 'verifying', { ...progress, health });
     }
+  }
+
+  /**
+   * Whether a healthy host's polls are a bake's: only while its rollout runs (or is paused). Once it
+   * is over, a host that goes on reporting health for the order is not watched by anyone, and its
+   * reports are not recorded (they would be rows without end, from the host alone).
+   */
+  private async bakes(run: HostRunRecord): Promise<boolean> {
+    const rollout = await this.deps.store.rollouts.get(run.rolloutId);
+    return rollout?.state === 'running' || rollout?.state === 'paused';
   }
 
   /**
@@ -312,7 +323,7 @@ export class ReportRecorder {
       return false;
     }
     const isRevert = run.revertOrderId === result.orderId;
-    const health = result.health ?? null;
+    const health = result.health ? boundedHealth(result.health) : null;
     const afterChange = result.afterChange ?? null;
     // What a package change resolved to on the host; kept with the run and put in the audit trail.
     const packages = result.packages ?? null;
@@ -377,7 +388,10 @@ export class ReportRecorder {
         // Not a transition: the host stays where it is, and only what it carries is corrected. The
         // first answer of a timed-out order is recorded even when it changes nothing here: it is
         // the agent's account of what became of the host (restored its snapshot after a restart…).
-        const corrects = run.changed !== result.changed && run.state !== 'reverting';
+        // After its first answer, the order's record changes only to say the host carries the change
+        // (what a revert must find): the other way is the host's word against the record, and a host
+        // flipping `changed` on every repeat would otherwise add an audit row per frame.
+        const corrects = run.changed !== result.changed && run.state !== 'reverting' && (firstAnswer || result.changed);
         if (corrects) await store.hostRuns.setChanged(run.rolloutId, run.hostId, result.changed);
         if (corrects || firstAnswer) {
           await store.appendEvent(
