@@ -151,12 +151,23 @@ function syncUnderTest(options: { maxFullRequests?: number; offline?: Set<string
     log: pino({ level: 'silent' }),
     ...(options.maxFullRequests ? { maxFullRequests: options.maxFullRequests } : {}),
   });
+  /**
+   * A new connection whose summary matches nothing stored, so the sync asks it for its full inventory
+   * (it takes one only when asked); that request is not kept in `requests`.
+   */
+  const connect = async (agentId: string) => {
+    sync.agentConnected(agentId);
+    await sync.onReport(agentId, { type: 'inventory.summary', seq: 0, digest: '0'.repeat(64), count: 0 });
+    const asked = requests.findIndex((r) => r.agentId === agentId && r.message.type === 'inventory.request');
+    if (asked < 0) throw new Error(`${agentId} was not asked for its inventory`);
+    requests.splice(asked, 1);
+  };
   /** Hands `reports` to the sync and writes what it accepted (it would on the next turn of the event loop). */
   const deliver = async (agentId: string, ...reports: InventoryReport[]) => {
     for (const report of reports) await sync.onReport(agentId, report);
     await sync.flush();
   };
-  return { sync, requests, deliver };
+  return { sync, requests, deliver, connect };
 }
 
 function fullOf(
@@ -222,9 +233,9 @@ describe('InventorySync', () => {
   it('refuses a diff out of sequence, or one that does not lead to the agent’s digest, and asks for everything', async () => {
     await enroll('h1', 'h2');
     const v1 = opensslHost(VULNERABLE);
-    const { sync, requests, deliver } = syncUnderTest();
+    const { sync, requests, deliver, connect } = syncUnderTest();
     for (const id of ['h1', 'h2']) {
-      sync.agentConnected(id);
+      await connect(id);
       await deliver(id, ...fullOf(v1, 1));
     }
     const v2 = opensslHost(FIXED);
@@ -264,7 +275,7 @@ describe('InventorySync', () => {
     // would write it on the next turn; meanwhile h1 goes over to `b` and sends its whole inventory (v3).
     const a = syncUnderTest();
     const b = syncUnderTest();
-    a.sync.agentConnected('h1');
+    await a.connect('h1');
     await a.deliver('h1', ...fullOf(v1, 1));
     await a.sync.onReport('h1', {
       type: 'inventory.diff',
@@ -275,7 +286,7 @@ describe('InventorySync', () => {
       removed: [],
     });
     a.sync.agentGone('h1');
-    b.sync.agentConnected('h1');
+    await b.connect('h1');
     await b.deliver('h1', ...fullOf(v3, 1));
     expect(b.sync.isCurrent('h1')).toBe(true);
     // Now `a` writes the diff it held: on v3 it leads elsewhere than v2, and is undone.
@@ -290,8 +301,8 @@ describe('InventorySync', () => {
   it('assembles a full inventory from its parts, and starts over when a part is missing', async () => {
     await enroll('h1');
     const many = Array.from({ length: 25 }, (_, i) => binary(`pkg${i}`, '1.0-1'));
-    const { sync, requests, deliver } = syncUnderTest();
-    sync.agentConnected('h1');
+    const { sync, requests, deliver, connect } = syncUnderTest();
+    await connect('h1');
     const parts = fullOf(many, 1, 10);
     expect(parts).toHaveLength(3);
     await sync.onReport('h1', parts[0] as InventoryFull);
@@ -305,10 +316,27 @@ describe('InventorySync', () => {
     expect(sync.isCurrent('h1')).toBe(true);
   });
 
+  it('takes no full inventory nobody asked for: a host cannot have its rows rewritten at will', async () => {
+    await enroll('h1');
+    const v1 = opensslHost(VULNERABLE);
+    const { sync, requests, deliver, connect } = syncUnderTest();
+    sync.agentConnected('h1');
+    await deliver('h1', ...fullOf(v1, 1));
+    expect(await store.inventory.get('h1')).toBeUndefined();
+    expect(requests).toEqual([]);
+    // Asked, it is taken once; a second one unasked is dropped again.
+    await connect('h1');
+    await deliver('h1', ...fullOf(v1, 2));
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
+    const v2 = opensslHost(FIXED);
+    await deliver('h1', ...fullOf(v2, 3));
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
+  });
+
   it('does not store a full inventory that does not match its own digest', async () => {
     await enroll('h1');
-    const { sync } = syncUnderTest();
-    sync.agentConnected('h1');
+    const { sync, connect } = syncUnderTest();
+    await connect('h1');
     const [part] = fullOf(opensslHost(VULNERABLE), 1);
     await sync.onReport('h1', { ...(part as InventoryFull), digest: 'f'.repeat(64) });
     expect(await store.inventory.get('h1')).toBeUndefined();
@@ -332,13 +360,11 @@ describe('InventorySync', () => {
 
   it('writes what it accepted in one batch, in order: a diff right behind a full inventory is applied on it', async () => {
     await enroll('h1', 'h2');
-    const { sync, requests } = syncUnderTest();
+    const { sync, requests, connect } = syncUnderTest();
     const v1 = opensslHost(VULNERABLE);
     const v2 = opensslHost(FIXED);
-    for (const id of ['h1', 'h2']) {
-      sync.agentConnected(id);
-      for (const part of fullOf(v1, 1)) await sync.onReport(id, part);
-    }
+    for (const id of ['h1', 'h2']) await connect(id);
+    for (const id of ['h1', 'h2']) for (const part of fullOf(v1, 1)) await sync.onReport(id, part);
     await sync.onReport('h1', {
       type: 'inventory.diff',
       seq: 2,

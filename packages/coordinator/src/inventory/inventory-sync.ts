@@ -197,6 +197,12 @@ export class InventorySync {
   }
 
   private async onFull(agentId: string, sync: AgentSync, part: InventoryFull): Promise<void> {
+    // A full inventory is sent when asked for, one agent's turn among `maxFullRequests`. One nobody asked
+    // for is dropped unread: else a host could have 100,000 rows rewritten every few seconds.
+    if (!this.requested.has(agentId)) {
+      if (part.part === 0) this.log(agentId).warn({ seq: part.seq }, 'full inventory not asked for; ignored');
+      return;
+    }
     sync.seq = null;
     if (part.part === 0) {
       sync.full = {
@@ -212,6 +218,8 @@ export class InventorySync {
     if (!full || !continues(full, part)) {
       sync.full = null;
       this.log(agentId).warn({ seq: part.seq, part: part.part }, 'inventory part out of order; asking again');
+      // The request this answered is over: the agent is asked anew (else the ask would find it outstanding).
+      this.requested.delete(agentId);
       this.askForFull(agentId, 'a part of the full inventory was missing or out of order');
       return;
     }
