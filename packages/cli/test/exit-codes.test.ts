@@ -12,7 +12,6 @@ import {
   LocalValidationError,
   UsageError,
 } from '../src/cli-errors.js';
-import { printable, terminalSafe } from '../src/terminal-text.js';
 import { watchExitCode } from '../src/watch-rollout.js';
 import { status } from './status-fixture.js';
 
@@ -70,24 +69,5 @@ describe('exit codes a runbook can use', () => {
         issues: [{ path: 'waves.0', message: 'too big' }],
       },
     });
-  });
-});
-
-describe('text from the server on a terminal', () => {
-  const clearAndRetitle = 'title\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\u202eevil';
-
-  it('shows ESC, CSI, OSC, BEL, C1 and bidi overrides escaped in a value, newlines too', () => {
-    expect(printable(`${clearAndRetitle}\nforged line`)).toBe(
-      'title\\u001b[2J\\u001b[H\\u001b]0;owned\\u0007\\u009b31m\\u202eevil\\u000aforged line',
-    );
-  });
-
-  it('keeps a rendered text its own newlines and tabs, and escapes every other control', () => {
-    expect(terminalSafe(`a\tb\n${clearAndRetitle}\r`)).toBe(
-      'a\tb\ntitle\\u001b[2J\\u001b[H\\u001b]0;owned\\u0007\\u009b31m\\u202eevil\\u000d',
-    );
-    // JSON stays JSON: the escapes it gains read back as the same string.
-    const json = JSON.stringify({ title: clearAndRetitle }, null, 2);
-    expect(JSON.parse(terminalSafe(json))).toEqual({ title: clearAndRetitle });
   });
 });
