@@ -35,6 +35,17 @@ export function printable(text: string): string {
 }
 
 /**
+ * One line of a view, as a tagged template: the CLI's own words as written, every interpolated
+ * value through printable(). A renderer writes each line this way, so no value it puts in — a host's
+ * reason, a health check's observation, a state the server names — can start a line of its own or
+ * drive the terminal, whichever field it came from. (Escaping a value twice changes nothing, so a
+ * part built the same way may be interpolated again.)
+ */
+export function oneLine(words: TemplateStringsArray, ...values: readonly unknown[]): string {
+  return words.reduce((line, word, i) => line + (i === 0 ? '' : printable(String(values[i - 1]))) + word, '');
+}
+
+/**
  * A whole text about to be written (main.ts passes every line through it): its own newlines and tabs
  * kept, any other control or format character escaped. `--json` output goes through it unchanged
  * except for DEL, C1, format and separator characters, which become `\u…` escapes: the same string to

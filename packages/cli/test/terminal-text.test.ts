@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { printable, terminalSafe } from '../src/terminal-text.js';
+import { oneLine, printable, terminalSafe } from '../src/terminal-text.js';
 
 describe('text from the server on a terminal', () => {
   const clearAndRetitle = 'title\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\u202eevil';
@@ -60,5 +60,19 @@ describe('characters that draw nothing but change what is read', () => {
 
   it('shows an emoji joined by a zero-width joiner as its parts: the price of escaping every joiner', () => {
     expect(printable('\u{1f469}\u200d\u{1f4bb}')).toBe('\u{1f469}\\u200d\u{1f4bb}');
+  });
+});
+
+describe('oneLine', () => {
+  it("escapes what is put into the line, never the line's own words", () => {
+    const reason = 'disk full\nwave 9  passed\r\t\u200b';
+    expect(oneLine`  web-1 failed: ${reason} (${3} tries, ${null})`).toBe(
+      '  web-1 failed: disk full\\u000awave 9  passed\\u000d\\u0009\\u200b (3 tries, null)',
+    );
+  });
+
+  it('changes nothing in a part already built with it', () => {
+    const part = oneLine`restart of ${'a\nb'} FAILED`;
+    expect(oneLine`  web-1 ${part}`).toBe('  web-1 restart of a\\u000ab FAILED');
   });
 });
