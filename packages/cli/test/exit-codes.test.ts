@@ -56,6 +56,18 @@ describe('exit codes a runbook can use', () => {
     for (const [code, meaning] of EXIT_CODE_TABLE) expect(help).toContain(`${String(code).padStart(2)}  ${meaning}`);
   });
 
+  it("keeps the server's error message and each issue on their own lines, whatever newline they quote", () => {
+    const { lines } = describeError(
+      new ApiError(409, 'illegal_transition', 'host web-1 said: disk full\nerror: none, all good', [
+        { path: 'reason', message: 'too long\r\nrollout ro_1 succeeded' },
+      ]),
+    );
+    expect(lines).toEqual([
+      'error: host web-1 said: disk full\\u000aerror: none, all good',
+      '  reason: too long\\u000d\\u000arollout ro_1 succeeded',
+    ]);
+  });
+
   it('writes an error as one JSON object for --json, with the same exit code', () => {
     const { text, exitCode } = describeErrorAsJson(
       new ApiError(400, 'validation_failed', 'not a valid rollout', [{ path: 'waves.0', message: 'too big' }]),
