@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectAs, enrollIdentity, nextFrame, openAgentSocket, signedHello } from './support/agent-identity.js';
 import { CLI, runCli } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness, sampleFilePatch } from './support/fleet-harness.js';
 
@@ -197,4 +198,76 @@ describe('text from the server never drives the terminal', () => {
     const json = await runCli(fleet.coordinator.url, ['patch', 'show', patchId, '--json'], { token: ADMIN_TOKEN });
     expect((JSON.parse(json.stdout) as { title: string }).title).toBe(hostile);
   }, 60_000);
+});
+
+// A malicious enrolled agent (root on its server, holding its own credential) answers through a
+// hand-driven socket: what it writes reaches `rollout status` and `agent show`, and must stay its
+// own escaped text inside the CLI's lines.
+describe("a malicious agent's text in the operator's terminal", () => {
+  it('cannot forge whole lines of `rollout status`, or of its --watch record, with a newline in its reason', async () => {
+    const evil = await enrollIdentity(fleet.coordinator.url, fleet.api, 'evil-1', { role: 'evil' });
+    const socket = await connectAs(fleet.coordinator.url, evil);
+    try {
+      const patchId = await fleet.createPatch(sampleFilePatch(CONF, 'forged\n', { title: 'forged status' }));
+      const order = nextFrame<{ type: 'order.apply'; orderId: string }>(socket, 'order.apply');
+      const rolloutId = await fleet.startRollout({ patchId, target: { hostIds: ['evil-1'] }, waves: [1] });
+      const { orderId } = await order;
+      const forged = 'wave 9  passed   db-1:healthy db-2:healthy';
+      socket.send(
+        JSON.stringify({
+          type: 'order.result',
+          orderId,
+          outcome: 'failed',
+          changed: false,
+          reason: `disk full\n${forged}\r\nrollout ${rolloutId}  succeeded (approved by security-team)`,
+          finishedAt: new Date().toISOString(),
+        }),
+      );
+      await fleet.waitForState(rolloutId, ['halted']);
+      const views = [
+        ['rollout', 'status', rolloutId],
+        // Off a terminal, --watch ends with the whole status once more, one timestamped line per line.
+        ['rollout', 'status', rolloutId, '--watch', '--timeout', '5'],
+      ];
+      const forgedLines: Record<string, string[]> = {};
+      for (const args of views) {
+        const result = await runCli(fleet.coordinator.url, args, { token: ADMIN_TOKEN });
+        expect(result.stdout, args.join(' ')).toContain(`disk full\\u000a${forged}\\u000d\\u000arollout ${rolloutId}`);
+        forgedLines[args.join(' ')] = result.stdout
+          .split('\n')
+          .filter((line) => /^(\S+Z )?(wave 9|rollout \S+ {2}succeeded)/.test(line));
+      }
+      expect(forgedLines).toEqual({
+        [`rollout status ${rolloutId}`]: [],
+        [`rollout status ${rolloutId} --watch --timeout 5`]: [],
+      });
+    } finally {
+      socket.close();
+    }
+  }, 60_000);
+
+  it('shows zero-width, BOM, line-separator and the Arabic letter mark escaped in `agent show`, like the bidi overrides', async () => {
+    const spoof = await enrollIdentity(fleet.coordinator.url, fleet.api, 'spoof-1', { role: 'db' });
+    const ws = openAgentSocket(fleet.coordinator.url, spoof.hostId);
+    try {
+      const { nonce } = await nextFrame<{ type: 'challenge'; nonce: string }>(ws, 'challenge');
+      const welcomed = nextFrame(ws, 'welcome');
+      // `role=web` to the eye; none of these characters is a control character (\p{Cc}).
+      const invisible = ['\u200b', '\u200c', '\u200d', '\u2060', '\ufeff', '\u2028', '\u2029', '\u061c'];
+      ws.send(
+        JSON.stringify(
+          signedHello(spoof, nonce, { labels: { role: `w${invisible.join('')}eb` }, agentVersion: 'v1\u2028v2' }),
+        ),
+      );
+      await welcomed;
+      const shown = await runCli(fleet.coordinator.url, ['agent', 'show', 'spoof-1'], { token: ADMIN_TOKEN });
+      expect(shown.code, shown.stderr).toBe(0);
+      const leaked = invisible.filter((c) => shown.stdout.includes(c));
+      expect(leaked.map((c) => `U+${c.codePointAt(0)?.toString(16).padStart(4, '0')}`)).toEqual([]);
+      expect(shown.stdout).toContain('role=w\\u200b\\u200c\\u200d\\u2060\\ufeff\\u2028\\u2029\\u061ceb');
+      expect(shown.stdout).toContain('agent v1\\u2028v2');
+    } finally {
+      ws.close();
+    }
+  }, 30_000);
 });

@@ -1,3 +1,5 @@
+import { oneLine } from './terminal-text.js';
+
 /**
  * Every exit code of `fleetpatch`, in one table (README and `fleetpatch --help` print EXIT_CODE_TABLE):
  * a runbook can tell each outcome of a watched rollout, a timeout, an outage and a typo apart.
@@ -93,11 +95,17 @@ const BAD_INPUT_CODES: ReadonlySet<string> = new Set([
   'unsupported_media_type',
 ]);
 
-/** Lines for stderr and the exit code of any error; never a stack trace. */
+/**
+ * Lines for stderr and the exit code of any error; never a stack trace. The message and issues may
+ * be the server's text (quoting what an agent sent): each stays on its line, escaped.
+ */
 export function describeError(err: unknown): { lines: string[]; exitCode: ExitCode } {
   const { message, issues, exitCode } = errorSummary(err);
   return {
-    lines: [`error: ${message}`, ...issues.map((i) => `  ${i.at ? `${i.at}: ` : ''}${i.path}: ${i.message}`)],
+    lines: [
+      oneLine`error: ${message}`,
+      ...issues.map((i) => oneLine`  ${i.at ? `${i.at}: ` : ''}${i.path}: ${i.message}`),
+    ],
     exitCode,
   };
 }

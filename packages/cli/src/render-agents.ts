@@ -1,7 +1,7 @@
 import type { AgentDetail, AgentView } from '@fleetpatch/shared';
 import { formatPackageMoves } from './render-package-moves.js';
 import { formatAge, formatLabels, renderTable } from './render-table.js';
-import { printable } from './terminal-text.js';
+import { oneLine } from './terminal-text.js';
 
 export function renderAgents(agents: readonly AgentView[], now: Date = new Date()): string {
   if (agents.length === 0) return 'no agents enrolled (fleetpatch join-token create, then start an agent with it)';
@@ -29,16 +29,15 @@ function reportedBeyondAdmin(agent: AgentView): Record<string, string> {
 /** One host: its facts and labels, then its part in recent rollouts, newest first. */
 export function renderAgentDetail(detail: AgentDetail, now: Date = new Date()): string {
   const { agent, hostRuns } = detail;
-  // Facts and reported labels are the host's own words: a newline in them must not forge a line.
+  // Facts, version and reported labels are the host's own words: a newline in them must not forge a line.
   const facts = agent.facts
-    ? printable(
-        `${agent.facts.hostname} ${agent.facts.distro} ${agent.facts.release} ${agent.facts.arch}, kernel ${agent.facts.kernel}, ${agent.facts.cpus} cpus`,
-      )
+    ? oneLine`${agent.facts.hostname} ${agent.facts.distro} ${agent.facts.release} ${agent.facts.arch}, kernel ${agent.facts.kernel}, ${agent.facts.cpus} cpus`
     : 'no facts reported yet';
+  const state = agent.revokedAt ? oneLine`revoked ${agent.revokedAt}` : agent.online ? 'online' : 'offline';
   const head = [
-    `${agent.id}  ${agent.revokedAt ? `revoked ${agent.revokedAt}` : agent.online ? 'online' : 'offline'}  last seen ${formatAge(agent.lastSeenAt, now)}  agent ${printable(agent.agentVersion ?? '-')}`,
-    `labels    ${printable(formatLabels(agent.labels))}`,
-    `reported  ${printable(formatLabels(agent.reportedLabels))}${Object.keys(agent.reportedLabels).length > 0 ? "  (the host's word: targets match it only by reportedLabels)" : ''}`,
+    oneLine`${agent.id}  ${state}  last seen ${formatAge(agent.lastSeenAt, now)}  agent ${agent.agentVersion ?? '-'}`,
+    oneLine`labels    ${formatLabels(agent.labels)}`,
+    oneLine`reported  ${formatLabels(agent.reportedLabels)}${Object.keys(agent.reportedLabels).length > 0 ? "  (the host's word: targets match it only by reportedLabels)" : ''}`,
     `facts     ${facts}`,
   ].join('\n');
   if (hostRuns.length === 0) return `${head}\n\nno rollouts yet`;

@@ -1,4 +1,5 @@
 import type { PackageMove } from '@fleetpatch/shared';
+import { oneLine } from './terminal-text.js';
 
 /**
  * A package change as one host resolved it, in one line:
@@ -14,6 +15,7 @@ export function formatPackageMoves(moves: readonly PackageMove[]): string {
 /**
  * Hosts grouped by the set they resolved to, so a fleet that moved alike reads as one line:
  * `  packages libfoo 1.0-1 → 2.0-1: web-1, web-2`. At most `shown` hosts are named per set.
+ * Package names and versions are what each agent reported: the line is written with oneLine.
  */
 export function packageSetLines(
   hosts: readonly { hostId: string; packages?: PackageMove[] | undefined }[],
@@ -27,6 +29,6 @@ export function packageSetLines(
   }
   return [...bySet].map(([set, ids]) => {
     const more = ids.length > shown ? `, and ${ids.length - shown} more` : '';
-    return `  packages ${set}: ${ids.slice(0, shown).join(', ')}${more}`;
+    return oneLine`  packages ${set}: ${ids.slice(0, shown).join(', ')}${more}`;
   });
 }

@@ -7,6 +7,7 @@ import type {
 } from '@fleetpatch/shared';
 import { ExitCode } from './cli-errors.js';
 import { formatAge, plural, renderTable } from './render-table.js';
+import { oneLine } from './terminal-text.js';
 
 /**
  * openssl < 3.0.15-1~deb12u1: 1 exposed, 1 unknown, 1 fixed, 0 not installed (3 hosts)
@@ -18,8 +19,8 @@ export function renderCompliance(report: ComplianceReport, now: Date = new Date(
   const { counts } = report;
   const total = counts.fixed + counts.exposed + counts.unknown + counts.not_installed;
   const head =
-    `${report.source} < ${report.fixed}: ${counts.exposed} exposed, ${counts.unknown} unknown, ` +
-    `${counts.fixed} fixed, ${counts.not_installed} not installed (${plural(total, 'host')})`;
+    oneLine`${report.source} < ${report.fixed}: ${counts.exposed} exposed, ${counts.unknown} unknown, ` +
+    oneLine`${counts.fixed} fixed, ${counts.not_installed} not installed (${plural(total, 'host')})`;
   if (report.hosts.length === 0) return `${head}\n  no host to list`;
   const table = renderTable(
     ['host', 'status', 'installed', 'inventory', 'why'],
@@ -65,8 +66,9 @@ function formatInstalled(binaries: readonly InstalledBinary[]): string {
 
 /** NAME ARCH VERSION SOURCE STATUS HOSTS, then how many hosts the counts cover. */
 export function renderPackageVersions(result: PackageVersions): string {
-  const what = result.query.name !== undefined ? `package ${result.query.name}` : `source ${result.query.source}`;
-  const basis = `${plural(result.hostsWithInventory, 'host')} with a package inventory`;
+  const what =
+    result.query.name !== undefined ? oneLine`package ${result.query.name}` : oneLine`source ${result.query.source}`;
+  const basis = oneLine`${plural(result.hostsWithInventory, 'host')} with a package inventory`;
   if (result.versions.length === 0) return `${what}: installed on none of the ${basis}`;
   const table = renderTable(
     ['name', 'arch', 'version', 'source', 'status', 'hosts'],
@@ -92,15 +94,16 @@ export function renderHostPackages(result: HostPackages, now: Date = new Date())
       state = 'no inventory received';
       break;
     case 'unavailable':
-      state = `reports no packages: ${inventory.reason ?? 'no reason given'}`;
+      // The agent's own words on why it has none.
+      state = oneLine`reports no packages: ${inventory.reason ?? 'no reason given'}`;
       break;
     case 'reported':
       state =
-        `${plural(inventory.packageCount, 'package')}, confirmed ${formatAge(inventory.confirmedAt, now)}` +
+        oneLine`${plural(inventory.packageCount, 'package')}, confirmed ${formatAge(inventory.confirmedAt, now)}` +
         `${inventory.current ? '' : ' (not confirmed on a live connection: may be out of date)'}`;
       break;
   }
-  const head = `${result.hostId}  ${online}  ${state}`;
+  const head = oneLine`${result.hostId}  ${online}  ${state}`;
   if (result.packages.length === 0) return head;
   const table = renderTable(
     ['name', 'arch', 'version', 'source', 'status'],

@@ -1,5 +1,6 @@
 import { describeChange, type PatchHistory, type PatchSummary } from '@fleetpatch/shared';
 import { renderTable } from './render-table.js';
+import { oneLine } from './terminal-text.js';
 
 export function renderPatchList(patches: readonly PatchSummary[]): string {
   if (patches.length === 0) return 'no patches yet (fleetpatch patch create --file patch.json)';
@@ -18,8 +19,11 @@ export function renderPatchList(patches: readonly PatchSummary[]): string {
  *   prod     ro_2     pat_1  running    4      -         no (override)
  */
 export function renderPatchHistory(history: PatchHistory): string {
-  const order = history.order ? `promotion ${history.label}: ${history.order.join(' → ')}` : 'no promotion order';
-  const head = `patch ${history.patchId}  content ${history.contentDigest.slice(0, 16)}  ${order}`;
+  const order = history.order
+    ? oneLine`promotion ${history.label}: ${history.order.join(' → ')}`
+    : 'no promotion order';
+  // The label and environments are the server's text: a newline in one must not forge a line.
+  const head = oneLine`patch ${history.patchId}  content ${history.contentDigest.slice(0, 16)}  ${order}`;
   const rows = history.environments.flatMap(({ env, rollouts }) =>
     rollouts.map((r) => [
       env ?? `(no ${history.label})`,

@@ -3,6 +3,7 @@ import { ExitCode } from './cli-errors.js';
 import { formatPackageMoves } from './render-package-moves.js';
 import { notRevertableLine } from './render-plan.js';
 import { renderTable } from './render-table.js';
+import { oneLine } from './terminal-text.js';
 
 export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
   if (rollouts.length === 0) return 'no rollouts yet (fleetpatch rollout create --patch <id> ...)';
@@ -19,10 +20,13 @@ export function renderRolloutList(rollouts: readonly RolloutRecord[]): string {
   );
 }
 
-/** Dry run: what each target host says it would do (a package change: the set it resolved to there). */
+/**
+ * Dry run: what each target host says it would do (a package change: the set it resolved to there).
+ * What a host observed is its agent's text: each line below the table is written with oneLine.
+ */
 export function renderPreflight(preflight: PreflightResult): string {
   const summary = Object.entries(preflight.summary)
-    .map(([outcome, n]) => `${n} ${outcome}`)
+    .map(([outcome, n]) => oneLine`${n} ${outcome}`)
     .join(', ');
   const withPackages = preflight.results.some((r) => r.packages !== undefined);
   const table = renderTable(
@@ -35,13 +39,13 @@ export function renderPreflight(preflight: PreflightResult): string {
     ]),
   );
   const failing = preflight.results.flatMap((r) =>
-    failingPreconditions(r).map((p) => `  ${r.hostId}  ${p.precondition}: ${p.observed}`),
+    failingPreconditions(r).map((p) => oneLine`  ${r.hostId}  ${p.precondition}: ${p.observed}`),
   );
   const unhealthy = preflight.results.flatMap((r) =>
-    failingChecks(r).map((c) => `  ${r.hostId}  ${c.check} (${c.kind}): ${c.observed}`),
+    failingChecks(r).map((c) => oneLine`  ${r.hostId}  ${c.check} (${c.kind}): ${c.observed}`),
   );
   return [
-    `preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}`,
+    oneLine`preflight of rollout ${preflight.rolloutId}: ${summary || 'no hosts'}`,
     ...notRevertableLine(preflight.revertable),
     table,
     ...(failing.length > 0 ? ['host preconditions not met:', ...failing] : []),

@@ -1,16 +1,16 @@
-import {
-  type AnalysisRunView,
-  escapeControlCharacters,
-  type HostView,
-  type MeasurementView,
-  type PromotionDecision,
-  type RehearsalReport,
-  type RolloutStatus,
+import type {
+  AnalysisRunView,
+  HostView,
+  MeasurementView,
+  PromotionDecision,
+  RehearsalReport,
+  RolloutStatus,
 } from '@fleetpatch/shared';
 import { packageSetLines } from './render-package-moves.js';
 import { renderSigning } from './render-statement.js';
 import { plural } from './render-table.js';
 import { describeWindow } from './render-window.js';
+import { oneLine } from './terminal-text.js';
 
 const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 'revert_failed', 'cancelled']);
 
@@ -26,25 +26,29 @@ const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 
  *     analysis error-rate  failed  1/3 taken, 1 failed (limit 0)  last 0.31 (threshold 0.01, < 0.01): fail
  *     web-4 not_applicable: no binary package of source openssl is installed on this host
  *     packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1: web-1, web-2
+ *
+ * Each line is written with oneLine: a reason, an observation, a unit, even a state or an id is the
+ * server's (often an agent's) text, and a newline in it must not forge a line — `--watch` off a
+ * terminal timestamps every line of this view.
  */
 export function renderStatus(status: RolloutStatus, now: Date = new Date()): string {
   const { rollout } = status;
   const approvals =
     status.approvals.length > 0
-      ? `approved by ${status.approvals.map((a) => a.approver).join(', ')}`
+      ? oneLine`approved by ${status.approvals.map((a) => a.approver).join(', ')}`
       : rollout.request.requiredApprovals > 0
-        ? `needs ${plural(rollout.request.requiredApprovals, 'approval')}`
+        ? oneLine`needs ${plural(rollout.request.requiredApprovals, 'approval')}`
         : 'no approval needed';
-  const state = rollout.stateReason ? `${rollout.state} (${rollout.stateReason})` : rollout.state;
+  const state = rollout.stateReason ? oneLine`${rollout.state} (${rollout.stateReason})` : rollout.state;
   const lines = [
-    `rollout ${rollout.id}  ${state}  patch ${rollout.patchId}  by ${rollout.createdBy}  ${approvals}`,
-    `failures ${status.failures} (tolerates ${status.toleratedFailures}; ${status.haltsOn})`,
+    oneLine`rollout ${rollout.id}  ${state}  patch ${rollout.patchId}  by ${rollout.createdBy}  ${approvals}`,
+    oneLine`failures ${status.failures} (tolerates ${status.toleratedFailures}; ${status.haltsOn})`,
     ...(status.signing ? renderSigning(status.signing, now) : []),
   ];
   if (status.compliance) {
     const { source, fixed } = status.compliance;
     lines.push(
-      `targets hosts exposed to ${source} < ${fixed}; see \`fleetpatch compliance --source ${source} --fixed ${fixed}\``,
+      oneLine`targets hosts exposed to ${source} < ${fixed}; see \`fleetpatch compliance --source ${source} --fixed ${fixed}\``,
     );
   }
   if (status.promotion) lines.push(...promotionLines(status.promotion));
@@ -64,14 +68,14 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
         : '';
     const hosts = wave.hosts.map(formatHost).join(' ');
     lines.push(
-      `wave ${String(wave.wave + 1).padEnd(numberWidth)}  ${wave.phase.padEnd(phaseWidth)}  ${hosts}${bake}`.trimEnd(),
+      oneLine`wave ${String(wave.wave + 1).padEnd(numberWidth)}  ${wave.phase.padEnd(phaseWidth)}  ${hosts}${bake}`.trimEnd(),
     );
     for (const host of wave.hosts) {
       const why = hostProblem(host);
-      if (why) lines.push(`  ${host.hostId} ${host.state}: ${why}`);
-      if (host.rehearsal) lines.push(`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
+      if (why) lines.push(oneLine`  ${host.hostId} ${host.state}: ${why}`);
+      if (host.rehearsal) lines.push(oneLine`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
       const after = afterChangeLine(host);
-      if (after) lines.push(`  ${host.hostId} ${after}`);
+      if (after) lines.push(oneLine`  ${host.hostId} ${after}`);
     }
     for (const run of status.analyses.filter((a) => a.wave === wave.wave)) lines.push(`  ${formatAnalysis(run)}`);
   }
@@ -86,23 +90,23 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
  *   promotion OVERRIDDEN by admin at …: "hotfix for the outage, staging is down"
  */
 export function promotionLines(promotion: PromotionDecision): string[] {
-  const reached = promotion.environments.map((e) => `${e.env} ${plural(e.hosts, 'host')}`);
+  const reached = promotion.environments.map((e) => oneLine`${e.env} ${plural(e.hosts, 'host')}`);
   if (promotion.unlabeled > 0) {
     reached.push(
-      `${plural(promotion.unlabeled, 'host')} without ${promotion.label} (held as ${promotion.order.at(-1)})`,
+      oneLine`${plural(promotion.unlabeled, 'host')} without ${promotion.label} (held as ${promotion.order.at(-1)})`,
     );
   }
   const needs = promotion.requirements.map((r) =>
     r.passedBy
-      ? `${r.env} needs ${r.needs}: passed by ${r.passedBy.rolloutId} (finished ${r.passedBy.finishedAt})`
-      : `${r.env} needs ${r.needs}: NOT passed (${r.missing})`,
+      ? oneLine`${r.env} needs ${r.needs}: passed by ${r.passedBy.rolloutId} (finished ${r.passedBy.finishedAt})`
+      : oneLine`${r.env} needs ${r.needs}: NOT passed (${r.missing})`,
   );
   const lines = [
-    `promotion ${promotion.label}: ${reached.join(', ')}${needs.length > 0 ? `; ${needs.join('; ')}` : ''}`,
+    oneLine`promotion ${promotion.label}: ${reached.join(', ')}${needs.length > 0 ? `; ${needs.join('; ')}` : ''}`,
   ];
   if (promotion.override) {
     const { by, at, reason } = promotion.override;
-    lines.push(`promotion OVERRIDDEN by ${by} at ${at}: "${escapeControlCharacters(reason)}"`);
+    lines.push(oneLine`promotion OVERRIDDEN by ${by} at ${at}: "${reason}"`);
   }
   return lines;
 }
@@ -115,19 +119,19 @@ export function formatRehearsal(rehearsal: RehearsalReport): string {
     ...(rehearsal.healthyAfterRevert === false ? ['unhealthy after the revert'] : []),
     ...(rehearsal.differences.length === 0 && rehearsal.reason ? [rehearsal.reason] : []),
   ];
-  return `rehearsed revert: FAILED (${why.join('; ') || 'no reason given'})`;
+  return oneLine`rehearsed revert: FAILED (${why.join('; ') || 'no reason given'})`;
 }
 
 /** One analysis of a wave: its counters and its latest measurement (value, threshold, verdict). */
 export function formatAnalysis(run: AnalysisRunView): string {
   const counters = [
-    `${run.taken}/${run.count} taken`,
-    ...(run.failed > 0 ? [`${run.failed} failed (limit ${run.failureLimit})`] : []),
-    ...(run.inconclusive > 0 ? [`${run.inconclusive} inconclusive`] : []),
+    oneLine`${run.taken}/${run.count} taken`,
+    ...(run.failed > 0 ? [oneLine`${run.failed} failed (limit ${run.failureLimit})`] : []),
+    ...(run.inconclusive > 0 ? [oneLine`${run.inconclusive} inconclusive`] : []),
   ].join(', ');
   const last = run.measurements.at(-1);
-  const retry = run.attempt > 1 ? ` (attempt ${run.attempt})` : '';
-  return `analysis ${run.name}${retry}  ${run.verdict}  ${counters}${last ? `  last ${formatMeasurement(last, run.condition)}` : ''}`;
+  const retry = run.attempt > 1 ? oneLine` (attempt ${run.attempt})` : '';
+  return oneLine`analysis ${run.name}${retry}  ${run.verdict}  ${counters}${last ? `  last ${formatMeasurement(last, run.condition)}` : ''}`;
 }
 
 export function formatMeasurement(m: MeasurementView, condition: string): string {
@@ -135,12 +139,12 @@ export function formatMeasurement(m: MeasurementView, condition: string): string
   const seen =
     m.value === null && m.threshold === null
       ? ''
-      : `${number(m.value)} (threshold ${number(m.threshold)}, ${condition}): `;
-  return `${seen}${m.verdict}${m.reason && m.verdict !== 'fail' ? ` (${m.reason})` : ''}`;
+      : oneLine`${number(m.value)} (threshold ${number(m.threshold)}, ${condition}): `;
+  return oneLine`${seen}${m.verdict}${m.reason && m.verdict !== 'fail' ? oneLine` (${m.reason})` : ''}`;
 }
 
 function formatHost(host: HostView): string {
-  return `${host.hostId}:${host.state}${host.online ? '' : '(offline)'}`;
+  return oneLine`${host.hostId}:${host.state}${host.online ? '' : '(offline)'}`;
 }
 
 /** Why a host went wrong, for failed hosts and for any host carrying a reason (e.g. skipped). */
@@ -167,14 +171,14 @@ export function afterChangeLine(host: Pick<HostView, 'afterChange'>): string | u
   const parts: string[] = [];
   const restarted = report.restarts
     .filter((r) => r.ok)
-    .map((r) => `${r.unit}${r.when === 'revert' ? ' (revert)' : ''}`);
-  if (restarted.length > 0) parts.push(`restarted ${restarted.join(', ')}`);
+    .map((r) => oneLine`${r.unit}${r.when === 'revert' ? ' (revert)' : ''}`);
+  if (restarted.length > 0) parts.push(oneLine`restarted ${restarted.join(', ')}`);
   for (const failed of report.restarts.filter((r) => !r.ok))
-    parts.push(`restart of ${failed.unit} FAILED: ${failed.detail}`);
+    parts.push(oneLine`restart of ${failed.unit} FAILED: ${failed.detail}`);
   const processes = report.staleProcesses.length + report.moreStaleProcesses;
   if (report.staleUnits.length > 0 || processes > 0) {
     const units = report.staleUnits.length > 0 ? report.staleUnits.join(', ') : 'no service';
-    parts.push(`still on old libraries: ${units} (${processes} process${processes === 1 ? '' : 'es'})`);
+    parts.push(oneLine`still on old libraries: ${units} (${processes} process${processes === 1 ? '' : 'es'})`);
   }
   if (report.reboot.required)
     parts.push(`reboot required${report.reboot.causedByThisChange ? ' (by this patch)' : ''}`);

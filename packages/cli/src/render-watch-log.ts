@@ -1,5 +1,5 @@
 import type { HostView, Patch, RolloutStatus } from '@fleetpatch/shared';
-import { printable } from './terminal-text.js';
+import { oneLine } from './terminal-text.js';
 
 /**
  * `rollout status --watch` off a terminal (CI logs, a pipe): what changed, one plain line each,
@@ -11,7 +11,8 @@ import { printable } from './terminal-text.js';
  *   wave 1 web-1 applying → failed: health_failed: http check "api" returned 500
  *   rollout running → halted (failure budget exceeded)
  *
- * Wave numbers are 1-based; every value from the server is shown with control characters escaped.
+ * Wave numbers are 1-based; every line is written with oneLine, so a value from the server (a
+ * reason, a state, an id) is shown escaped and cannot start a line the caller would timestamp.
  */
 export function describeWatchChanges(
   previous: RolloutStatus | undefined,
@@ -19,34 +20,34 @@ export function describeWatchChanges(
   patch: Pick<Patch, 'title' | 'ticket'> | undefined,
 ): string[] {
   const { rollout } = next;
-  const reason = rollout.stateReason ? ` (${printable(rollout.stateReason)})` : '';
+  const reason = rollout.stateReason ? oneLine` (${rollout.stateReason})` : '';
   if (!previous) {
-    const title = patch ? ` "${printable(patch.title)}" (${printable(patch.ticket)}),` : '';
+    const title = patch ? oneLine` "${patch.title}" (${patch.ticket}),` : '';
     return [
-      `rollout ${printable(rollout.id)} ${rollout.state}${reason}:${title} ${shapeOf(next)}, failures ${next.failures} of ${next.toleratedFailures} tolerated`,
+      oneLine`rollout ${rollout.id} ${rollout.state}${reason}:${title} ${shapeOf(next)}, failures ${next.failures} of ${next.toleratedFailures} tolerated`,
     ];
   }
   const lines: string[] = [];
   const before = new Map(previous.waves.map((w) => [w.wave, w]));
   for (const wave of next.waves) {
     const old = before.get(wave.wave);
-    const label = `wave ${wave.wave + 1}`;
+    const label = oneLine`wave ${wave.wave + 1}`;
     if (old && old.phase !== wave.phase) {
-      const bake = wave.phase === 'baking' ? ` (bake ${rollout.request.bakeSeconds}s)` : '';
-      lines.push(`${label} ${old.phase} → ${wave.phase}${bake}`);
+      const bake = wave.phase === 'baking' ? oneLine` (bake ${rollout.request.bakeSeconds}s)` : '';
+      lines.push(oneLine`${label} ${old.phase} → ${wave.phase}${bake}`);
     }
     const oldHosts = new Map((old?.hosts ?? []).map((h) => [h.hostId, h]));
     for (const host of wave.hosts) {
       const was = oldHosts.get(host.hostId);
       if (was && was.state === host.state) continue;
-      lines.push(`${label} ${printable(host.hostId)} ${was ? `${was.state} → ` : ''}${host.state}${why(host)}`);
+      lines.push(oneLine`${label} ${host.hostId} ${was ? oneLine`${was.state} → ` : ''}${host.state}${why(host)}`);
     }
   }
   if (previous.failures !== next.failures) {
-    lines.push(`failures ${next.failures} of ${next.toleratedFailures} tolerated`);
+    lines.push(oneLine`failures ${next.failures} of ${next.toleratedFailures} tolerated`);
   }
   if (previous.rollout.state !== rollout.state)
-    lines.push(`rollout ${previous.rollout.state} → ${rollout.state}${reason}`);
+    lines.push(oneLine`rollout ${previous.rollout.state} → ${rollout.state}${reason}`);
   return lines;
 }
 
@@ -56,13 +57,13 @@ export function describeWatchChanges(
  */
 function shapeOf(status: RolloutStatus): string {
   if (status.waves.length === 0) {
-    return `waves ${printable(JSON.stringify(status.rollout.request.waves))} planned when it starts`;
+    return oneLine`waves ${JSON.stringify(status.rollout.request.waves)} planned when it starts`;
   }
   const hosts = status.waves.reduce((n, w) => n + w.hosts.length, 0);
-  return `${status.waves.length} waves, ${hosts} hosts`;
+  return oneLine`${status.waves.length} waves, ${hosts} hosts`;
 }
 
 function why(host: HostView): string {
   const parts = [host.errorCode, host.reason].filter((p): p is string => Boolean(p));
-  return parts.length > 0 ? `: ${printable(parts.join(': '))}` : '';
+  return parts.length > 0 ? oneLine`: ${parts.join(': ')}` : '';
 }

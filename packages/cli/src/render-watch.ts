@@ -3,7 +3,7 @@ import { formatAnalysis } from './render-status.js';
 import { plural } from './render-table.js';
 import { describeWindow } from './render-window.js';
 import type { Style } from './terminal-style.js';
-import { printable } from './terminal-text.js';
+import { oneLine } from './terminal-text.js';
 import { estimateRemainingMs, formatDuration, type WaveTimings } from './wave-timings.js';
 
 /** How a person counts a host in a wave's bar. */
@@ -66,26 +66,25 @@ const BAR_WIDTH = 30;
  *   bake of wave 2: 42s left
  *   failed  web-3 (wave 2) health_failed: http check "api" returned 500
  *
- * Every value from the server is shown with its control characters escaped. Wave numbers are 1-based.
+ * Every value from the server is shown escaped: each piece is written with oneLine before it is
+ * painted (colour sequences are the CLI's own, never the server's). Wave numbers are 1-based.
  */
 export function renderWatchFrame(frame: WatchFrame, style: Style): string {
   const { status, patch, timings, now, lost } = frame;
   const { rollout } = status;
   const stateColour = STATE_COLOURS[rollout.state] ?? 'cyan';
   // The patch by its title and ticket when it could be read (its id is in `rollout status`), else by id.
-  const title = patch
-    ? `"${printable(patch.title)}" (${printable(patch.ticket)})`
-    : `patch ${printable(rollout.patchId)}`;
-  const reason = rollout.stateReason ? ` (${printable(rollout.stateReason)})` : '';
+  const title = patch ? oneLine`"${patch.title}" (${patch.ticket})` : oneLine`patch ${rollout.patchId}`;
+  const reason = rollout.stateReason ? oneLine` (${rollout.stateReason})` : '';
   const lines = [
-    `${style.paint('bold', `rollout ${printable(rollout.id)}`)}  ${style.paint(stateColour, rollout.state)}${reason}  ${title}`,
+    `${style.paint('bold', oneLine`rollout ${rollout.id}`)}  ${style.paint(stateColour, oneLine`${rollout.state}`)}${reason}  ${title}`,
     headerTimes(status, timings, now.getTime()),
   ];
   if (lost) {
     lines.push(
       style.paint(
         'yellow',
-        `coordinator unreachable for ${formatDuration(now.getTime() - lost.since.getTime())} (${printable(lost.reason)}); reconnecting…`,
+        oneLine`coordinator unreachable for ${formatDuration(now.getTime() - lost.since.getTime())} (${lost.reason}); reconnecting…`,
       ),
     );
   }
@@ -105,15 +104,15 @@ export function renderWatchFrame(frame: WatchFrame, style: Style): string {
   status.waves.forEach((wave, i) => {
     const c = counts[i] as WaveCounts;
     lines.push(
-      `wave ${String(wave.wave + 1).padEnd(numberWidth)}  ${bar(c, wave.hosts.length, style)}  ${describeCounts(c).padEnd(countWidth)}  ${style.paint(PHASE_COLOURS[wave.phase], wave.phase)}`,
+      `${oneLine`wave ${String(wave.wave + 1).padEnd(numberWidth)}`}  ${bar(c, wave.hosts.length, style)}  ${describeCounts(c).padEnd(countWidth)}  ${style.paint(PHASE_COLOURS[wave.phase] ?? 'cyan', oneLine`${wave.phase}`)}`,
     );
   });
   if (rollout.bakeUntil !== null && (rollout.state === 'running' || rollout.state === 'paused')) {
     const left = Math.max(0, Date.parse(rollout.bakeUntil) - now.getTime());
-    lines.push(`bake of wave ${rollout.currentWave + 1}: ${formatDuration(left)} left`);
+    lines.push(oneLine`bake of wave ${rollout.currentWave + 1}: ${formatDuration(left)} left`);
   }
   for (const run of status.analyses.filter((a) => a.wave === rollout.currentWave)) {
-    lines.push(`  ${printable(formatAnalysis(run))}`);
+    lines.push(`  ${formatAnalysis(run)}`);
   }
   for (const wave of status.waves) {
     for (const host of wave.hosts) {
@@ -127,7 +126,7 @@ export function renderWatchFrame(frame: WatchFrame, style: Style): string {
   const warnings =
     status.warnings ??
     (revertedByHand ? ['succeeded, but some hosts were reverted since: they do not carry the change'] : []);
-  for (const warning of warnings) lines.push(style.paint('yellow', `warning: ${printable(warning)}`));
+  for (const warning of warnings) lines.push(style.paint('yellow', oneLine`warning: ${warning}`));
   return lines.join('\n');
 }
 
@@ -141,14 +140,15 @@ const STATE_COLOURS: Partial<Record<RolloutStatus['rollout']['state'], 'green' |
   reverted: 'yellow',
 };
 
-const PHASE_COLOURS = {
+/** A phase this CLI does not know (a newer coordinator's) is painted cyan rather than failing the frame. */
+const PHASE_COLOURS: Partial<Record<WaveStatus['phase'], 'green' | 'red' | 'gray' | 'cyan'>> = {
   pending: 'gray',
   running: 'cyan',
   baking: 'cyan',
   passed: 'green',
   stopped: 'red',
   failed: 'red',
-} as const;
+};
 
 function headerTimes(status: RolloutStatus, timings: WaveTimings, now: number): string {
   const { rollout } = status;
@@ -160,12 +160,12 @@ function headerTimes(status: RolloutStatus, timings: WaveTimings, now: number): 
   const eta = estimateRemainingMs(status, timings, now);
   if (eta !== undefined) parts.push(`ETA ~${formatDuration(eta)}`);
   else if (rollout.state === 'running') parts.push('ETA after the first wave');
-  parts.push(`failures ${status.failures} of ${status.toleratedFailures} tolerated (${printable(status.haltsOn)})`);
+  parts.push(oneLine`failures ${status.failures} of ${status.toleratedFailures} tolerated (${status.haltsOn})`);
   return parts.join('  ');
 }
 
 function startsIn(startAt: string, now: Date): string {
-  return `starts in ${formatDuration(Date.parse(startAt) - now.getTime())} (at ${startAt})`;
+  return oneLine`starts in ${formatDuration(Date.parse(startAt) - now.getTime())} (at ${startAt})`;
 }
 
 export function describeCounts(c: WaveCounts): string {
@@ -196,19 +196,19 @@ function bar(c: WaveCounts, total: number, style: Style): string {
 
 /** A failed host with its reason, or an in-flight host whose latest health check fails (live health). */
 function hostLine(host: HostView, wave: number, style: Style): string | undefined {
-  const where = `${printable(host.hostId)} (wave ${wave + 1})`;
+  const where = oneLine`${host.hostId} (wave ${wave + 1})`;
   const bucket = hostBucket(host.state);
   if (bucket === 'failed') {
     const why = [host.errorCode, host.reason].filter((p): p is string => Boolean(p)).join(': ') || 'no reason reported';
-    return `${style.paint('red', `${host.state.padEnd(7)}`)} ${where} ${printable(why)}`;
+    return `${style.paint('red', oneLine`${host.state.padEnd(7)}`)} ${where} ${oneLine`${why}`}`;
   }
   // The live poll while verifying or baking; the order's final health results otherwise.
   const failing = (host.liveHealth?.checks ?? host.health ?? []).filter((check) => !check.ok);
   if (bucket === 'inFlight' && failing.length > 0) {
-    const checks = failing.map((check) => `${printable(check.check)}: ${printable(check.observed)}`).join('; ');
+    const checks = failing.map((check) => oneLine`${check.check}: ${check.observed}`).join('; ');
     const polls =
       host.liveHealth && host.liveHealth.failingPolls > 1 ? ` (${host.liveHealth.failingPolls} polls in a row)` : '';
-    return `${style.paint('yellow', 'failing')} ${where} ${host.state}, ${plural(failing.length, 'check')} failing${polls}: ${checks}`;
+    return `${style.paint('yellow', 'failing')} ${oneLine`${where} ${host.state}, ${plural(failing.length, 'check')} failing${polls}: ${checks}`}`;
   }
   return undefined;
 }

@@ -1,4 +1,5 @@
 import type { RolloutStatus } from '@fleetpatch/shared';
+import { oneLine } from './terminal-text.js';
 import { formatDuration } from './wave-timings.js';
 
 /**
@@ -10,6 +11,6 @@ export function describeWindow(status: Pick<RolloutStatus, 'window'>, now: Date)
   if (!window) return undefined;
   const left = (iso: string) => formatDuration(Math.max(0, Date.parse(iso) - now.getTime()));
   return window.open
-    ? `maintenance window open: new waves for ${left(window.cutoffAt)}, closes in ${left(window.closesAt)}`
-    : `maintenance window opens in ${left(window.opensAt)} (${window.opensAt})`;
+    ? oneLine`maintenance window open: new waves for ${left(window.cutoffAt)}, closes in ${left(window.closesAt)}`
+    : oneLine`maintenance window opens in ${left(window.opensAt)} (${window.opensAt})`;
 }

@@ -5,7 +5,7 @@ import { renderStatus } from './render-status.js';
 import { renderWatchFrame, type WatchFrame } from './render-watch.js';
 import { describeWatchChanges } from './render-watch-log.js';
 import { createStyle } from './terminal-style.js';
-import { printable } from './terminal-text.js';
+import { oneLine } from './terminal-text.js';
 import { type WatchOutcome, watchExitCode, watchRollout } from './watch-rollout.js';
 import { formatDuration, WaveTimings } from './wave-timings.js';
 
@@ -63,7 +63,7 @@ export async function watchStatus(ctx: CliContext, rolloutId: string, opts: Watc
         onEvent: (event) => timings.record(event),
         onConnectionChange: (now) => {
           if (!live && !opts.json) {
-            if (now && !lost) stamp(`coordinator unreachable (${printable(now.reason)}); reconnecting…`);
+            if (now && !lost) stamp(oneLine`coordinator unreachable (${now.reason}); reconnecting…`);
             if (!now && lost)
               stamp(`coordinator reachable again after ${formatDuration(ctx.now().getTime() - lost.since.getTime())}`);
           }
@@ -82,13 +82,14 @@ export async function watchStatus(ctx: CliContext, rolloutId: string, opts: Watc
     ctx.output.err(`watch timed out after ${opts.timeout}s; the rollout carries on (exit ${code})`);
   if (outcome.kind === 'unreachable') {
     ctx.output.err(
-      `coordinator unreachable for ${opts.reconnectFor}s, gave up: ${printable(outcome.reason)} (exit ${code})`,
+      oneLine`coordinator unreachable for ${opts.reconnectFor}s, gave up: ${outcome.reason} (exit ${code})`,
     );
   }
   if (outcome.kind === 'final' && !live && !opts.json) {
-    // The whole status once more, as a record of where every host ended and why.
+    // The whole status once more, as a record of where every host ended and why: split on the
+    // newlines renderStatus puts between its lines (it escapes any inside a value), each stamped.
     for (const line of renderStatus(outcome.status, ctx.now()).split('\n')) stamp(line);
-    stamp(`finished ${outcome.status.rollout.state} (exit ${code})`);
+    stamp(oneLine`finished ${outcome.status.rollout.state} (exit ${code})`);
   }
   return code;
 }

@@ -12,7 +12,6 @@ import {
   LocalValidationError,
   UsageError,
 } from '../src/cli-errors.js';
-import { printable, terminalSafe } from '../src/terminal-text.js';
 import { watchExitCode } from '../src/watch-rollout.js';
 import { status } from './status-fixture.js';
 
@@ -57,6 +56,18 @@ describe('exit codes a runbook can use', () => {
     for (const [code, meaning] of EXIT_CODE_TABLE) expect(help).toContain(`${String(code).padStart(2)}  ${meaning}`);
   });
 
+  it("keeps the server's error message and each issue on their own lines, whatever newline they quote", () => {
+    const { lines } = describeError(
+      new ApiError(409, 'illegal_transition', 'host web-1 said: disk full\nerror: none, all good', [
+        { path: 'reason', message: 'too long\r\nrollout ro_1 succeeded' },
+      ]),
+    );
+    expect(lines).toEqual([
+      'error: host web-1 said: disk full\\u000aerror: none, all good',
+      '  reason: too long\\u000d\\u000arollout ro_1 succeeded',
+    ]);
+  });
+
   it('writes an error as one JSON object for --json, with the same exit code', () => {
     const { text, exitCode } = describeErrorAsJson(
       new ApiError(400, 'validation_failed', 'not a valid rollout', [{ path: 'waves.0', message: 'too big' }]),
@@ -70,24 +81,5 @@ describe('exit codes a runbook can use', () => {
         issues: [{ path: 'waves.0', message: 'too big' }],
       },
     });
-  });
-});
-
-describe('text from the server on a terminal', () => {
-  const clearAndRetitle = 'title\x1b[2J\x1b[H\x1b]0;owned\x07\x9b31m\u202eevil';
-
-  it('shows ESC, CSI, OSC, BEL, C1 and bidi overrides escaped in a value, newlines too', () => {
-    expect(printable(`${clearAndRetitle}\nforged line`)).toBe(
-      'title\\u001b[2J\\u001b[H\\u001b]0;owned\\u0007\\u009b31m\\u202eevil\\u000aforged line',
-    );
-  });
-
-  it('keeps a rendered text its own newlines and tabs, and escapes every other control', () => {
-    expect(terminalSafe(`a\tb\n${clearAndRetitle}\r`)).toBe(
-      'a\tb\ntitle\\u001b[2J\\u001b[H\\u001b]0;owned\\u0007\\u009b31m\\u202eevil\\u000d',
-    );
-    // JSON stays JSON: the escapes it gains read back as the same string.
-    const json = JSON.stringify({ title: clearAndRetitle }, null, 2);
-    expect(JSON.parse(terminalSafe(json))).toEqual({ title: clearAndRetitle });
   });
 });

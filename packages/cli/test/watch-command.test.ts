@@ -80,6 +80,34 @@ describe('rollout status --watch', () => {
     expect(h.out.at(-1)).toBe(`${NOW.toISOString()} finished halted (exit 7)`);
   });
 
+  it("stamps the final status one line at a time, and an agent's newline does not make a stamped line of its own", async () => {
+    const forged = 'wave 9  passed   db-1:healthy db-2:healthy';
+    const lying = status(
+      { state: 'halted', stateReason: 'failure budget exceeded' },
+      {
+        waves: [
+          {
+            wave: 0,
+            phase: 'stopped',
+            hosts: [
+              host('web-1', 'failed', {
+                errorCode: 'health_failed',
+                reason: `disk full\n${forged}\r\nrollout ro_1  succeeded (approved by security-team)`,
+              }),
+            ],
+          },
+        ],
+      },
+    );
+    const h = harness([() => running, () => lying], false);
+    expect(await watchStatus(h.ctx, 'ro_1', { watch: true, reconnectFor: 120 })).toBe(ExitCode.halted);
+    expect(h.out.filter((line) => line.includes('\n') || line.includes('\r'))).toEqual([]);
+    expect(h.out.filter((line) => /^\S+Z (wave 9|rollout \S+ {2}succeeded)/.test(line))).toEqual([]);
+    expect(h.out).toContain(
+      `${NOW.toISOString()}   web-1 failed: health_failed: disk full\\u000a${forged}\\u000d\\u000arollout ro_1  succeeded (approved by security-team)`,
+    );
+  });
+
   it('prints one JSON status per change with --json', async () => {
     const h = harness([() => running, () => running, () => halted], false);
     expect(await watchStatus(h.ctx, 'ro_1', { watch: true, json: true, reconnectFor: 120 })).toBe(ExitCode.halted);

@@ -3,6 +3,7 @@ import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
 import { renderAgentDetail, renderAgents } from '../render-agents.js';
 import { renderHostPackages } from '../render-packages.js';
+import { oneLine } from '../terminal-text.js';
 
 export function addAgentCommands(program: Command, ctx: CliContext): void {
   program
@@ -55,7 +56,7 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
       if (opts.json) writeJson(ctx.output, removed);
       else
         ctx.output.out(
-          `agent ${removed.id} removed: its history stays; to bring the host back, enroll it with a join token created with --host ${removed.id} --replace`,
+          oneLine`agent ${removed.id} removed: its history stays; to bring the host back, enroll it with a join token created with --host ${removed.id} --replace`,
         );
     });
 
@@ -69,7 +70,7 @@ export function addAgentCommands(program: Command, ctx: CliContext): void {
       if (opts.json) writeJson(ctx.output, revoked);
       else
         ctx.output.out(
-          `agent ${revoked.id} revoked: it cannot connect until it enrolls again with a join token created with --host ${revoked.id} --replace`,
+          oneLine`agent ${revoked.id} revoked: it cannot connect until it enrolls again with a join token created with --host ${revoked.id} --replace`,
         );
     });
 }

@@ -6,6 +6,7 @@ import { writeJson } from '../cli-output.js';
 import { renderEvent } from '../render-events.js';
 import { followRolloutEvents } from '../rollout-event-stream.js';
 import { parseWholeNumber } from '../rollout-options.js';
+import { oneLine } from '../terminal-text.js';
 
 const PAGE = 500;
 
@@ -32,7 +33,7 @@ export function addEventsCommand(program: Command, ctx: CliContext): void {
             lost = false;
           },
           onDisconnect: (reason) => {
-            if (!lost) ctx.output.err(`event stream lost (${reason}); reconnecting…`);
+            if (!lost) ctx.output.err(oneLine`event stream lost (${reason}); reconnecting…`);
             lost = true;
           },
         });

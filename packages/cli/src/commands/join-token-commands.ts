@@ -4,6 +4,7 @@ import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
 import { formatLabels, renderTable } from '../render-table.js';
 import { collectLabel } from '../rollout-options.js';
+import { oneLine } from '../terminal-text.js';
 
 interface CreateOptions extends JsonFlag {
   uses: number;
@@ -74,7 +75,7 @@ export function addJoinTokenCommands(program: Command, ctx: CliContext): void {
       // The secret alone on stdout so that `fleetpatch join-token create > /etc/fleetpatch/join-token` works.
       ctx.output.out(created.token);
       ctx.output.err(
-        `join token ${created.id}: ${created.maxUses} use(s) until ${created.expiresAt}; shown once — put it in the agent's joinTokenFile`,
+        oneLine`join token ${created.id}: ${created.maxUses} use(s) until ${created.expiresAt}; shown once — put it in the agent's joinTokenFile`,
       );
     });
 
@@ -96,6 +97,6 @@ export function addJoinTokenCommands(program: Command, ctx: CliContext): void {
     .action(async (id: string, opts: JsonFlag) => {
       const revoked = await ctx.api().revokeJoinToken(id);
       if (opts.json) writeJson(ctx.output, revoked);
-      else ctx.output.out(`join token ${revoked.id} revoked`);
+      else ctx.output.out(oneLine`join token ${revoked.id} revoked`);
     });
 }

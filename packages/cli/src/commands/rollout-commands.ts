@@ -33,6 +33,7 @@ import {
   type SigningFlags,
   signNewRollout,
 } from '../rollout-signing.js';
+import { oneLine } from '../terminal-text.js';
 import { type WatchFlags, watchStatus } from '../watch-command.js';
 import type { KeyEnvironment } from './key-commands.js';
 import { addRolloutVerbCommands } from './rollout-verb-commands.js';
@@ -186,7 +187,7 @@ function addCreate(rollout: Command, ctx: CliContext, keys: () => KeyEnvironment
       const plan = await api.rolloutPlan(created.rollout.id);
       const needs = created.rollout.request.requiredApprovals;
       ctx.output.out(
-        `state ${created.rollout.state}${created.rollout.state === 'awaiting_approval' ? ` (needs ${needs} approval${needs === 1 ? '' : 's'} from someone other than ${created.rollout.createdBy})` : ''}`,
+        oneLine`state ${created.rollout.state}${created.rollout.state === 'awaiting_approval' ? oneLine` (needs ${needs} approval${needs === 1 ? '' : 's'} from someone other than ${created.rollout.createdBy})` : ''}`,
       );
       ctx.output.out(renderPlan(plan));
     });
@@ -222,7 +223,7 @@ async function createSigned(
       submit: request.draft !== true,
     });
   } catch (err) {
-    ctx.output.err(`rollout ${draft.rollout.id} was created as a draft and is not signed (it sends nothing)`);
+    ctx.output.err(oneLine`rollout ${draft.rollout.id} was created as a draft and is not signed (it sends nothing)`);
     throw err;
   }
 }
