@@ -1,6 +1,7 @@
 /** Which hellos become `agent.connected` audit rows: bounded per agent per window, nothing lost. */
 import { describe, expect, it } from 'vitest';
 import { ConnectedAudit } from '../src/engine/connected-audit.js';
+import { type UndoLog, undoAll } from '../src/engine/undo-log.js';
 
 const WINDOW = 60_000;
 
@@ -11,6 +12,20 @@ describe('ConnectedAudit', () => {
     for (let t = 1; t <= 500; t++) expect(audit.note('a', '1.0', t * 10)).toBeUndefined();
     expect(audit.note('a', '1.0', WINDOW)).toEqual({ agentVersion: '1.0', reconnectsCoalesced: 500 });
     expect(audit.note('b', '1.0', WINDOW)).toEqual({ agentVersion: '1.0', reconnectsCoalesced: 0 });
+  });
+
+  it('undoes what a rolled-back transaction noted: the hello that commits writes the row', () => {
+    const audit = new ConnectedAudit(60_000);
+    const undo: UndoLog = [];
+    expect(audit.note('a1', '1.0', 0, undo)).toEqual({ agentVersion: '1.0', reconnectsCoalesced: 0 });
+    expect(audit.note('a1', '1.0', 1, undo)).toBeUndefined();
+    undoAll(undo);
+    expect(audit.note('a1', '1.0', 2)).toEqual({ agentVersion: '1.0', reconnectsCoalesced: 0 });
+    // A counted hello undone is not counted.
+    const again: UndoLog = [];
+    expect(audit.note('a1', '1.0', 3, again)).toBeUndefined();
+    undoAll(again);
+    expect(audit.note('a1', '1.0', 60_002)).toEqual({ agentVersion: '1.0', reconnectsCoalesced: 0 });
   });
 
   it('writes a version change at once, but at most one extra row per window however the version flips', () => {

@@ -6,6 +6,7 @@ import {
   LiveHealthBoard,
   MAX_HEALTH_ROWS_PER_ORDER,
 } from '../src/engine/live-health.js';
+import { type UndoLog, undoAll } from '../src/engine/undo-log.js';
 
 const T = Date.parse('2030-01-07T12:00:00Z');
 const poll = (ok: boolean, observed = ok ? 'HTTP 200' : 'HTTP 500', at = T): HealthCheckResult[] => [
@@ -49,6 +50,19 @@ describe('LiveHealthBoard', () => {
     expect(board.of('o1')?.checks[0]?.observed).toBe('HTTP 500');
     // Another order has a budget of its own.
     expect(board.note('o2', 'verifying', poll(false), undefined, T).recordable).toBe(true);
+  });
+
+  it('undoes what a rolled-back transaction noted: the next poll is judged as if the undone one never came', () => {
+    const board = new LiveHealthBoard();
+    board.note('o1', 'verifying', poll(true, 'HTTP 200', T), undefined, T);
+    const undo: UndoLog = [];
+    expect(board.note('o1', 'verifying', poll(false, 'HTTP 500', T + 1), undefined, T + 1, undo).recordable).toBe(true);
+    board.forget('o1', undo);
+    board.note('o2', 'verifying', poll(false), undefined, T + 1, undo);
+    undoAll(undo);
+    expect(board.of('o1')?.checks[0]?.observed).toBe('HTTP 200');
+    expect(board.of('o2')).toBeUndefined();
+    expect(board.note('o1', 'verifying', poll(false, 'HTTP 500', T + 2), undefined, T + 2).recordable).toBe(true);
   });
 
   it('forgets an order on request, and nothing is known of a null order', () => {

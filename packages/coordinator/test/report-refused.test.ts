@@ -117,3 +117,20 @@ it("on a real coordinator: a hello the store refuses is dropped after three trie
     await coordinator.close();
   }
 });
+
+it("an honest host's health row is recorded although another host's report in its batch was refused", async () => {
+  // The attempts rolled back around the refused report must leave the live-health board as it was:
+  // else the attempt that commits finds "nothing new" and writes no row.
+  const fleet = await SimulatedFleet.open();
+  await fleet.addHosts(['host-1', 'host-2']);
+  const id = await fleet.launch({ waves: ['100%'] });
+  await fleet.progress('host-1', 'verifying');
+  await fleet.editByHand(REFUSE_HEALTHY[STORE_KIND]('host-2'));
+  // One burst: host-1's first health poll, then host-2's result, which the store refuses.
+  const poll = fleet.healthPoll('host-1', { web: 'HTTP 500' }, 1);
+  fleet.report('host-2', fleet.mustOpenApply('host-2'), 'healthy', true);
+  await poll;
+  await fleet.engine.whenIdle();
+  const rows = (await fleet.events(id)).filter((e) => e.type === 'host.health' && e.hostId === 'host-1');
+  expect(rows).toHaveLength(1);
+});

@@ -1,3 +1,5 @@
+import type { UndoLog } from './undo-log.js';
+
 /** What an `agent.connected` audit row says beyond who and when. */
 export interface ConnectedRow {
   agentVersion: string;
@@ -29,9 +31,14 @@ export class ConnectedAudit {
 
   constructor(private readonly windowMs: number) {}
 
-  /** The row to write for this hello, or undefined when it is only counted. */
-  note(agentId: string, agentVersion: string, now: number): ConnectedRow | undefined {
+  /**
+   * The row to write for this hello, or undefined when it is only counted. What it changes is undone
+   * by `undo` (the transaction that was to write the row rolled back: see `UndoLog`).
+   */
+  note(agentId: string, agentVersion: string, now: number, undo?: UndoLog): ConnectedRow | undefined {
     const last = this.last.get(agentId);
+    const saved = last === undefined ? undefined : { ...last };
+    undo?.push(() => (saved === undefined ? this.last.delete(agentId) : this.last.set(agentId, saved)));
     const windowOver = !last || now - last.at >= this.windowMs;
     const versionChanged = last !== undefined && last.version !== agentVersion;
     const versionNews = versionChanged && !(last.byVersionChange && now - last.at < this.windowMs);

@@ -1,4 +1,5 @@
 import type { HealthCheckResult, LiveCheck, LiveHealth } from '@fleetpatch/shared';
+import type { UndoLog } from './undo-log.js';
 
 /** An observation that changed only in what it saw (same verdicts) is put on the record at most this often. */
 export const LIVE_HEALTH_EVENT_INTERVAL_MS = 10_000;
@@ -42,6 +43,7 @@ export class LiveHealthBoard {
     results: readonly HealthCheckResult[],
     failingPolls: number | undefined,
     now: number,
+    undo?: UndoLog,
   ): LiveHealthNote {
     const previous = this.byOrder.get(orderId);
     const before = previous?.health;
@@ -63,6 +65,7 @@ export class LiveHealthBoard {
     const recordable =
       rows < MAX_HEALTH_ROWS_PER_ORDER &&
       (verdictChanged || (sawOther && now - (previous?.recordedAt ?? 0) >= LIVE_HEALTH_EVENT_INTERVAL_MS));
+    undo?.push(() => (previous === undefined ? this.byOrder.delete(orderId) : this.byOrder.set(orderId, previous)));
     // Re-inserted so the map's order is by last report: the oldest entry is the one forgotten.
     this.byOrder.delete(orderId);
     this.byOrder.set(orderId, {
@@ -71,8 +74,11 @@ export class LiveHealthBoard {
       rows: recordable ? rows + 1 : rows,
     });
     if (this.byOrder.size > MAX_ORDERS) {
-      const oldest = this.byOrder.keys().next().value;
-      if (oldest !== undefined) this.byOrder.delete(oldest);
+      const oldest = this.byOrder.entries().next().value;
+      if (oldest !== undefined) {
+        this.byOrder.delete(oldest[0]);
+        undo?.push(() => this.byOrder.set(oldest[0], oldest[1]));
+      }
     }
     return { health, recordable };
   }
@@ -83,8 +89,11 @@ export class LiveHealthBoard {
   }
 
   /** The order is over for good (it failed, was reverted or cancelled): its results are history. */
-  forget(orderId: string): void {
+  forget(orderId: string, undo?: UndoLog): void {
+    const entry = this.byOrder.get(orderId);
+    if (entry === undefined) return;
     this.byOrder.delete(orderId);
+    undo?.push(() => this.byOrder.set(orderId, entry));
   }
 }
 

@@ -20,6 +20,7 @@ import { rehearsesRevert, sendApplies, sendRevert } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf, signedRevertOf } from './rollout-signing.js';
 import { isoNow } from './rollout-transition.js';
+import { type UndoLog, undoAll } from './undo-log.js';
 
 /** What an agent told us, queued until the next batch is recorded. */
 export type AgentReport =
@@ -59,6 +60,8 @@ interface UnknownResults {
 export class ReportRecorder {
   /** The batch being recorded's results for unknown orders, by agent (see `logUnknownResults`). */
   private unknownResults = new Map<string, UnknownResults>();
+  /** What the batch being recorded changed on the boards, undone if its transaction rolls back. */
+  private undo: UndoLog = [];
 
   constructor(
     private readonly deps: RecorderDeps,
@@ -68,7 +71,7 @@ export class ReportRecorder {
   ) {}
 
   async record(batch: readonly AgentReport[]): Promise<void> {
-    const { store, channel, clock } = this.deps;
+    const { channel } = this.deps;
     const acks: { agentId: string; orderId: string; finishedAt: string }[] = [];
     const hellos: { agentId: string; hello: Hello }[] = [];
     const result = async (agentId: string, body: OrderResultBody) => {
@@ -77,6 +80,30 @@ export class ReportRecorder {
     };
     const superseded = supersededProgress(batch);
     this.unknownResults = new Map();
+    this.undo = [];
+    try {
+      await this.recordInTransaction(batch, superseded, result, hellos);
+    } catch (err) {
+      // Rolled back: the boards forget what they noted for rows that were never written.
+      undoAll(this.undo);
+      throw err;
+    }
+    if (acks.length > 0) this.deps.checkpoint?.('result:committed');
+    this.logUnknownResults();
+    // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
+    for (const ack of acks)
+      channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });
+    for (const { agentId, hello } of hellos) await this.resendAfterHello(agentId, hello);
+  }
+
+  /** The batch's one transaction (see `record`). */
+  private async recordInTransaction(
+    batch: readonly AgentReport[],
+    superseded: Set<AgentReport>,
+    result: (agentId: string, body: OrderResultBody) => Promise<void>,
+    hellos: { agentId: string; hello: Hello }[],
+  ): Promise<void> {
+    const { store, clock } = this.deps;
     await store.transaction(async () => {
       for (const report of batch) {
         switch (report.kind) {
@@ -93,18 +120,12 @@ export class ReportRecorder {
             break;
           case 'result':
             // A host that failed (or was reverted, or cancelled) is judged by its result from now on.
-            if (report.body.outcome !== 'healthy') this.liveHealth.forget(report.body.orderId);
+            if (report.body.outcome !== 'healthy') this.liveHealth.forget(report.body.orderId, this.undo);
             await result(report.agentId, report.body);
             break;
         }
       }
     });
-    if (acks.length > 0) this.deps.checkpoint?.('result:committed');
-    this.logUnknownResults();
-    // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
-    for (const ack of acks)
-      channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });
-    for (const { agentId, hello } of hellos) await this.resendAfterHello(agentId, hello);
   }
 
   /**
@@ -130,7 +151,7 @@ export class ReportRecorder {
   /** An `agent.connected` row when `ConnectedAudit` says the hello is news; else it is only counted. */
   private async recordConnected(agentId: string, agentVersion: string): Promise<void> {
     const { store, clock } = this.deps;
-    const row = this.connectedAudit.note(agentId, agentVersion, clock.now());
+    const row = this.connectedAudit.note(agentId, agentVersion, clock.now(), this.undo);
     if (!row) return;
     await store.appendEvent(
       { hostId: agentId, actor: agentId, type: 'agent.connected', data: { ...row } },
@@ -280,6 +301,7 @@ export class ReportRecorder {
       progress.health,
       progress.failingPolls,
       clock.now(),
+      this.undo,
     );
     if (!recordable) return;
     await store.appendEvent(
