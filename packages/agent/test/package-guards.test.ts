@@ -185,4 +185,30 @@ describeNeeding([debTools], 'package guards against a stolen coordinator', () =>
       reason: expect.stringMatching(/fptest is at 5.0, above the 2.0 this order installed.*nothing was changed/),
     });
   }, 60_000);
+
+  it('the revert of an allowed downgrade found half-way (one member back at its prior, above the target) finishes: it is not "moved on"', async () => {
+    const host = await bed.newRoot('downgrade-halfway');
+    await host.install(bed.deb('fptest', '2.0'));
+    const { executor, results } = await agentFor(host, { allowedPackages: ['fptest', 'fpnew'], allowDowngrade: true });
+    // The patch: fptest 2.0 -> 1.0 (a downgrade the host owner allows) and fpnew installed, as one set.
+    await executor.apply(
+      packageOrder(
+        'ord_down',
+        change({
+          packages: [
+            { name: 'fptest', version: '1.0' },
+            { name: 'fpnew', version: '1.0' },
+          ],
+        }),
+      ),
+    );
+    expect(results.find((r) => r.orderId === 'ord_down')).toMatchObject({ outcome: 'healthy' });
+    // A first revert got as far as reinstalling fptest's prior .deb (2.0) and stopped before removing
+    // fpnew (the agent was killed, say): fptest is at its prior, not moved on.
+    await host.install(bed.deb('fptest', '2.0'));
+    await executor.revert({ type: 'order.revert', orderId: 'ord_revert_down', revertsOrderId: 'ord_down' });
+    const revert = results.find((r) => r.orderId === 'ord_revert_down');
+    expect(revert, JSON.stringify(revert)).toMatchObject({ outcome: 'reverted' });
+    expect(await host.query('fpnew')).not.toMatchObject({ status: 'ii' });
+  }, 60_000);
 });

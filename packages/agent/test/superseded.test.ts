@@ -46,11 +46,15 @@ describe('supersedingOrder', () => {
     expect(supersedingOrder([a, b], b)).toBeUndefined();
   });
 
-  it('so does a later one still under way: it may be changing the file now', () => {
+  it('so does a later one changing the file now (applying, or restoring its snapshot), not one that has changed nothing yet', () => {
     const a = entry('ord-a');
-    for (const phase of ['accepted', 'baseline', 'applying'] as const) {
+    for (const phase of ['applying', 'reverting'] as const) {
       const b = entry('ord-b', {}, { phase, changed: false });
       expect(supersedingOrder([a, b], a)?.orderId).toBe('ord-b');
+    }
+    for (const phase of ['accepted', 'baseline'] as const) {
+      const b = entry('ord-b', {}, { phase, changed: false });
+      expect(supersedingOrder([a, b], a)).toBeUndefined();
     }
   });
 

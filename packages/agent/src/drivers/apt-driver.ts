@@ -420,22 +420,15 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
   }
 
   /**
-   * Goes back to the snapshot, the whole set at once: reinstalls every member's prior .deb in one
-   * dpkg run (downgrades, config files kept), then removes the members that were not installed.
-   * Works from half-installed or half-configured packages (a failed maintainer script, a killed
-   * dpkg): the reinstall replaces whatever is there; if the audit is still not clean, one
-   * `dpkg --configure --pending` follows. Then every member must be at its prior state exactly,
-   * else `revert_failed`; nothing is retried. Last, the `.dpkg-dist`/`.dpkg-old` files dpkg wrote
-   * next to the members' conffiles are removed, so the conffiles are as they were before.
-   */
-  /**
    * A member installed above the version this order put there has moved on since (a later change,
    * unattended-upgrades, an admin): putting back its prior .deb would take it below what the host
-   * runs now — past a newer fix, perhaps. Refused (`revert_failed`, nothing changed); the half-way
-   * states a failed apply or revert leaves (at the target, at the prior, half-installed) restore as ever.
+   * runs now — past a newer fix, perhaps. Refused (`revert_failed`, nothing changed). Only members away
+   * from their prior are judged: the half-way states a failed apply or revert leaves (some members at
+   * their target, some back at their prior — above the target for a downgrade patch — half-installed)
+   * restore as ever.
    */
   private async refuseIfMovedPast(
-    members: readonly { name: string; target: string }[],
+    members: PackageSnapshot['members'],
     states: readonly PackageState[],
     signal: AbortSignal,
   ): Promise<void> {
@@ -443,6 +436,7 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
     for (const [i, member] of members.entries()) {
       const state = states[i];
       if (state?.installed !== true || state.version === member.target) continue;
+      if (isAtPrior(member, state)) continue;
       if (await this.commands.isLower(member.target, state.version, signal))
         movedOn.push(`${member.name} is at ${state.version}, above the ${member.target} this order installed`);
     }
@@ -453,6 +447,15 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
       );
   }
 
+  /**
+   * Goes back to the snapshot, the whole set at once: reinstalls every member's prior .deb in one
+   * dpkg run (downgrades, config files kept), then removes the members that were not installed.
+   * Works from half-installed or half-configured packages (a failed maintainer script, a killed
+   * dpkg): the reinstall replaces whatever is there; if the audit is still not clean, one
+   * `dpkg --configure --pending` follows. Then every member must be at its prior state exactly,
+   * else `revert_failed`; nothing is retried. Last, the `.dpkg-dist`/`.dpkg-old` files dpkg wrote
+   * next to the members' conffiles are removed, so the conffiles are as they were before.
+   */
   async restore(change: PackageChange, raw: PackageSnapshot, dir: string, ctx: DriverContext): Promise<void> {
     const read = readSnapshot(raw, singleTarget(change));
     if (!read.ok) throw new FleetError(ErrorCode.revertFailed, read.reason);

@@ -69,7 +69,6 @@ async function runPhases(
   }
   events.progress(order.orderId, 'accepted');
   ctx.checkpoint('apply:accepted');
-  if (busyWith === undefined) options.bakes.endSupersededBy(entry);
   if (busyWith !== undefined) {
     await ctx.finish(entry, {
       outcome: 'failed',
@@ -146,6 +145,11 @@ async function runPhases(
         return;
       }
     }
+
+    // From here the order changes the host: the bakes of the orders it supersedes end (their checks
+    // describe what it replaces). Not earlier — an order refused above changed nothing, and the
+    // earlier order's bake must go on watching the host it left.
+    options.bakes.endSupersededBy(entry);
 
     // What a rehearsed revert must bring the host back to, read before anything changes.
     const prior = order.rehearseRevert === true ? await driver.describe(order.change, driverCtx) : undefined;

@@ -55,14 +55,16 @@ export class BakeWatch {
   }
 
   /**
-   * A new apply order has begun: the watches of the orders it supersedes end now. Their checks
+   * A new apply order is about to change the host: the watches of the orders it supersedes end now. Their checks
    * describe a configuration the new order replaces, and their verdict could no longer revert
    * anything (see `bakeable`).
    */
   endSupersededBy(started: ApplyEntry): void {
+    // Called as it is about to change the host: judged as the applying order it is a moment later.
+    const applying: ApplyEntry = { ...started, phase: 'applying' };
     for (const [orderId, watch] of this.watches) {
       const entry = this.ctx.journal.get(orderId);
-      if (entry?.kind !== 'apply' || supersedingOrder([started], entry) === undefined) continue;
+      if (entry?.kind !== 'apply' || supersedingOrder([applying], entry) === undefined) continue;
       this.ctx.log.info(
         { orderId, supersededBy: started.orderId },
         'bake watch ended: a later order on its target began',

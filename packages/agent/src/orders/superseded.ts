@@ -4,7 +4,8 @@ import { sequenceKeysOf } from '../policy/applied-sequences.js';
 
 /**
  * The later apply order that stands over `entry`'s change, if any: one begun after it on the same
- * file or on one of the same packages, that carries its own change or may (it is not at rest yet).
+ * file or on one of the same packages, that carries its own change or may (it is applying, or
+ * restoring its snapshot; one still at its preconditions or baseline has changed nothing yet).
  * A superseded order is not the host's present state any more. Its health checks describe a
  * configuration that is gone, and its snapshot is older than what is there now, so it never bakes
  * and never reverts itself: done, that would put back content nobody asked for over a newer change
@@ -19,7 +20,7 @@ export function supersedingOrder(entries: Iterable<JournalEntry>, entry: ApplyEn
   const started = startOf(entry);
   for (const other of entries) {
     if (other.kind !== 'apply' || other.orderId === entry.orderId || startOf(other) <= started) continue;
-    if (!other.changed && other.phase === 'done') continue;
+    if (!other.changed && other.phase !== 'applying' && other.phase !== 'reverting') continue;
     if (touchedBy(other).some((key) => touched.has(key))) return other;
   }
   return undefined;
