@@ -54,3 +54,23 @@ it('a signed order for a busy file is blocked without using up its sequence, and
   expect(h.resultsOf('ord-b-again')[0]).toMatchObject({ outcome: 'healthy' });
   expect(await h.onDisk()).toBe('v2\n');
 });
+
+it('two signed orders for one file sent together: the one turned away busy is never burned (sent again, it is not replayed)', async () => {
+  const a = order('ord-a', 'v1\n', 0.5);
+  const b = order('ord-b', 'v2\n', 0);
+  const aSigned = signed(a, applyStatement(a, 'web-1', 100), [h.author, h.approver]);
+  const bSigned = signed(b, applyStatement(b, 'web-1', 200), [h.author, h.approver]);
+  h.send(aSigned);
+  h.send(bSigned);
+  await expect.poll(() => h.resultsOf('ord-a').length + h.resultsOf('ord-b').length, { timeout: 10_000 }).toBe(2);
+  const results = [...h.resultsOf('ord-a'), ...h.resultsOf('ord-b')];
+  // Each either ran or was turned away busy before its sequence was recorded.
+  for (const result of results)
+    expect(result.outcome === 'healthy' || result.errorCode === 'blocked', JSON.stringify(result)).toBe(true);
+  for (const blocked of results.filter((r) => r.errorCode === 'blocked')) {
+    const again = blocked.orderId === 'ord-a' ? aSigned : bSigned;
+    h.send({ ...again, orderId: `${blocked.orderId}-again` });
+    await expect.poll(() => h.resultsOf(`${blocked.orderId}-again`).length, { timeout: 10_000 }).toBe(1);
+    expect(h.resultsOf(`${blocked.orderId}-again`)[0]?.reason ?? '').not.toMatch(/^replayed/);
+  }
+});

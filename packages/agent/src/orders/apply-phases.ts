@@ -25,6 +25,8 @@ export interface ApplyPhasesOptions {
   bakes: BakeWatch;
   /** The agent's policy, which judges a package change again once its preflight may have refreshed apt's indexes. */
   policy: AgentPolicy;
+  /** The release of the order's target, when admitting it took it already (a signed order: see OrderExecutor.admit). */
+  heldTarget?: () => void;
 }
 
 /**
@@ -42,8 +44,8 @@ export async function runApply(
   // Decided before the first await: two orders must never change the same file or package at once
   // (the second would snapshot the first's half-done state and "restore" the wrong thing).
   const target = targetOf(order.change);
-  const busy = ctx.targets.isHeld(target);
-  const release = busy ? () => {} : ctx.targets.hold(target);
+  const busy = options.heldTarget === undefined && ctx.targets.isHeld(target);
+  const release = options.heldTarget ?? (busy ? () => {} : ctx.targets.hold(target));
   try {
     await runPhases(ctx, order, signal, log, options, busy ? target : undefined);
   } finally {

@@ -134,7 +134,13 @@ export class OrderExecutor {
     const log = this.ctx.log.child({ orderId: order.orderId, rolloutId: order.rolloutId, kind: order.change.kind });
     const done = this.admit(order, abort.signal, log)
       .then((admitted) =>
-        admitted ? runApply(this.ctx, order, abort.signal, log, { bakes: this.bakes, policy: this.policy }) : undefined,
+        admitted
+          ? runApply(this.ctx, order, abort.signal, log, {
+              bakes: this.bakes,
+              policy: this.policy,
+              ...(admitted.heldTarget ? { heldTarget: admitted.heldTarget } : {}),
+            })
+          : undefined,
       )
       .catch((err: unknown) => {
         log.error({ err }, 'order failed unexpectedly');
@@ -374,9 +380,18 @@ export class OrderExecutor {
    * order is reported and counted, nothing more: a flood of them costs a counter, not the disk. A
    * re-delivery of the same id is judged again and refused again.
    */
-  private async admit(order: OrderApply, signal: AbortSignal, log: Logger): Promise<boolean> {
+  /**
+   * Whether the order may run: false once it is refused (reported and counted here). A signed order
+   * admitted holds its target already (`heldTarget`, for the apply to release).
+   */
+  private async admit(
+    order: OrderApply,
+    signal: AbortSignal,
+    log: Logger,
+  ): Promise<{ heldTarget: (() => void) | undefined } | false> {
     const driver = this.ctx.driverFor(order.change);
     let refusal: Refusal | undefined;
+    let heldTarget: (() => void) | undefined;
     try {
       // Signatures first (cheap, and they say whether anyone asked for this at all), then the policy.
       const signed = this.signing?.checkApply(order, new Date(this.ctx.now()));
@@ -389,18 +404,24 @@ export class OrderExecutor {
           const over = this.quota ? journalQuotaRefusal(this.usage, this.quota) : undefined;
           if (over !== undefined) refusal = { code: ErrorCode.blocked, reason: over };
           // An order that would find its file or package busy is turned away before its sequence is
-          // recorded: else it could never be sent again (`replayed`), though it never ran.
+          // recorded: else it could never be sent again (`replayed`), though it never ran. Free, the
+          // target is taken now, in the same turn as the check, so no order sent alongside can take it
+          // while the sequence is written; the apply then runs holding it.
           else if (signed !== undefined && this.ctx.targets.isHeld(targetOf(order.change)))
             refusal = { code: ErrorCode.blocked, reason: busyTargetReason(targetOf(order.change)) };
           // Last: an order refused for any other reason must not use up its statement's sequence.
-          else if (signed !== undefined) refusal = await this.acceptSigned(signed);
+          else if (signed !== undefined) {
+            heldTarget = this.ctx.targets.hold(targetOf(order.change));
+            refusal = await this.acceptSigned(signed);
+          }
         }
       }
     } catch (err) {
       // A rule that cannot be checked (dpkg-query failing, say) refuses: the policy fails closed.
       refusal = { code: codeOf(err), reason: `the agent policy could not be checked: ${messageOf(err)}` };
     }
-    if (refusal === undefined) return true;
+    if (refusal === undefined) return { heldTarget };
+    heldTarget?.();
     log.warn({ errorCode: refusal.code, reason: refusal.reason }, 'order refused before it was journaled');
     const finishedAt = this.ctx.now();
     await this.refusals
