@@ -17,7 +17,7 @@ import {
 } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { InventorySync } from '../src/inventory/inventory-sync.js';
+import { InventorySync, UNASKED_FULL_INTERVAL_MS } from '../src/inventory/inventory-sync.js';
 import { Store } from '../src/store/store.js';
 import { FakeClock } from './support/fake-clock.js';
 import { binary, FIXED, opensslHost, VULNERABLE } from './support/sample-inventory.js';
@@ -316,21 +316,26 @@ describe('InventorySync', () => {
     expect(sync.isCurrent('h1')).toBe(true);
   });
 
-  it('takes no full inventory nobody asked for: a host cannot have its rows rewritten at will', async () => {
+  it('takes a full inventory nobody asked for (an agent sends one after a change too large for a diff), one a minute', async () => {
     await enroll('h1');
     const v1 = opensslHost(VULNERABLE);
-    const { sync, requests, deliver, connect } = syncUnderTest();
+    const v2 = opensslHost(FIXED);
+    const { sync, requests, deliver } = syncUnderTest();
     sync.agentConnected('h1');
     await deliver('h1', ...fullOf(v1, 1));
-    expect(await store.inventory.get('h1')).toBeUndefined();
-    expect(requests).toEqual([]);
-    // Asked, it is taken once; a second one unasked is dropped again.
-    await connect('h1');
-    await deliver('h1', ...fullOf(v1, 2));
     expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
-    const v2 = opensslHost(FIXED);
+    expect(sync.isCurrent('h1')).toBe(true);
+    // A second one within the minute is dropped, and the copy is no longer taken as current.
+    clock.ms += UNASKED_FULL_INTERVAL_MS - 1;
+    await deliver('h1', ...fullOf(v2, 2));
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
+    expect(sync.isCurrent('h1')).toBe(false);
+    // Once the minute is over, the next is taken.
+    clock.ms += 1;
     await deliver('h1', ...fullOf(v2, 3));
-    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
+    expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v2));
+    expect(sync.isCurrent('h1')).toBe(true);
+    expect(requests).toEqual([]);
   });
 
   it('does not store a full inventory that does not match its own digest', async () => {

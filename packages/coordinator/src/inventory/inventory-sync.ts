@@ -27,6 +27,9 @@ export interface InventorySyncOptions {
   fullRequestTimeoutMs?: number;
 }
 
+/** At most one full inventory nobody asked for per agent per this long (see `onFull`). */
+export const UNASKED_FULL_INTERVAL_MS = 60_000;
+
 /** A full inventory arriving in parts. */
 interface PartialFull {
   seq: number;
@@ -45,6 +48,8 @@ interface AgentSync {
   full: PartialFull | null;
   /** Accepted reports not written yet: the copy is current only once they are. */
   unwritten: number;
+  /** When the last full inventory nobody asked for began, on this connection (see `onFull`). */
+  unaskedFullAt?: number;
 }
 
 /** An accepted report waiting for the next batch of writes. */
@@ -197,11 +202,19 @@ export class InventorySync {
   }
 
   private async onFull(agentId: string, sync: AgentSync, part: InventoryFull): Promise<void> {
-    // A full inventory is sent when asked for, one agent's turn among `maxFullRequests`. One nobody asked
-    // for is dropped unread: else a host could have 100,000 rows rewritten every few seconds.
-    if (!this.requested.has(agentId)) {
-      if (part.part === 0) this.log(agentId).warn({ seq: part.seq }, 'full inventory not asked for; ignored');
-      return;
+    // An agent sends a full inventory when asked, and unasked after a change too large for a diff
+    // (a release upgrade). Unasked, one a minute per connection is taken: more would let a host have
+    // 100,000 rows rewritten every few seconds. One dropped leaves the copy not current (`unknown` in
+    // compliance) until the agent's next report asks for everything again.
+    const now = this.options.clock.now();
+    if (part.part === 0 && !this.requested.has(agentId)) {
+      if (sync.unaskedFullAt !== undefined && now - sync.unaskedFullAt < UNASKED_FULL_INTERVAL_MS) {
+        sync.seq = null;
+        sync.full = null;
+        this.log(agentId).warn({ seq: part.seq }, 'a second full inventory unasked within a minute; dropped');
+        return;
+      }
+      sync.unaskedFullAt = now;
     }
     sync.seq = null;
     if (part.part === 0) {
