@@ -134,3 +134,23 @@ it("an honest host's health row is recorded although another host's report in it
   const rows = (await fleet.events(id)).filter((e) => e.type === 'host.health' && e.hostId === 'host-1');
   expect(rows).toHaveLength(1);
 });
+
+it('a hello carrying a result the store refuses is recorded apart from it: the agent is seen, the result alone is dropped', async () => {
+  const dropped: string[] = [];
+  const fleet = await SimulatedFleet.open({ onReportDropped: (kind) => dropped.push(kind) });
+  await fleet.addHosts(['host-1', 'host-2']);
+  const id = await fleet.launch({ waves: ['100%'] });
+  await fleet.editByHand(REFUSE_HEALTHY[STORE_KIND]('host-2'));
+  // host-2 finishes while away: its result waits in its journal for the next hello.
+  fleet.disconnect('host-2');
+  fleet.report('host-2', fleet.mustOpenApply('host-2'), 'healthy', true);
+  const seenBefore = (await fleet.store.agents.get('host-2'))?.lastSeenAt;
+  fleet.now += 60_000;
+  fleet.hello('host-2');
+  await expect.poll(() => dropped, { timeout: 5000, interval: 20 }).toEqual(['result']);
+  await fleet.engine.whenIdle();
+  // The hello itself was recorded (the agent is seen again); only the refused result is not.
+  expect((await fleet.store.agents.get('host-2'))?.lastSeenAt).not.toBe(seenBefore);
+  expect((await fleet.run(id, 'host-2')).state).toBe('dispatched');
+  expect(fleet.sentOf('order.ack', 'host-2')).toEqual([]);
+});

@@ -838,8 +838,9 @@ export class RolloutEngine {
       // The batch's transaction rolled back and no ack went out. A report the store refuses for its
       // data must not hold every other agent's behind it: the batch is taken apart around it.
       const apart = await recordApart(batch, err, (reports) => this.recorder.record(reports));
-      const again = new Set<AgentReport>(apart.unrecorded);
-      for (const { report, err: refusal } of apart.refused) if (this.setAside(report, refusal)) again.add(report);
+      // What each report not recorded is tried again as: itself, its parts, or nothing (dropped).
+      const again = new Map<AgentReport, AgentReport[]>(apart.unrecorded.map((report) => [report, [report]]));
+      for (const { report, err: refusal } of apart.refused) again.set(report, this.setAside(report, refusal));
       if (apart.outage)
         // SQLITE_BUSY, a full disk: what is left goes back in front of anything newer and is recorded
         // again shortly (nothing is lost, nor doubled).
@@ -847,8 +848,9 @@ export class RolloutEngine {
           { err: apart.outage.err, reports: apart.unrecorded.length },
           'recording agent reports failed; retrying in 1s',
         );
-      if (again.size > 0) {
-        this.reports = [...batch.filter((report) => again.has(report)), ...this.reports];
+      const retried = batch.flatMap((report) => again.get(report) ?? []);
+      if (retried.length > 0) {
+        this.reports = [...retried, ...this.reports];
         this.scheduleRetryFlush();
       }
       if (apart.unrecorded.length === batch.length) return;
@@ -860,9 +862,18 @@ export class RolloutEngine {
    * A report the store refused on its own: logged and tried again with the next retry, up to
    * REPORT_REFUSALS times, then dropped. Dropped is not lost: no ack went out, so the agent keeps
    * it in its journal and reports it again when it next connects (the host run, meanwhile, meets
-   * its deadline). Returns whether it is to be tried again.
+   * its deadline). A hello is tried again apart from the results it carries, each a report of its
+   * own: one refused result must not keep the agent's hello (its presence, facts, the resends and
+   * cancels that follow it) from being recorded. Returns what is to be tried again in its place.
    */
-  private setAside(report: AgentReport, err: unknown): boolean {
+  private setAside(report: AgentReport, err: unknown): AgentReport[] {
+    if (report.kind === 'hello' && report.body.orders.some((order) => order.result !== undefined)) {
+      this.log.error(
+        { err, agentId: report.agentId, kind: report.kind },
+        'the store refused an agent hello; it is tried again in 1s apart from the results it carries',
+      );
+      return helloApartFromResults(report);
+    }
     const refusals = (this.refusals.get(report) ?? 0) + 1;
     this.refusals.set(report, refusals);
     const about = {
@@ -877,14 +888,14 @@ export class RolloutEngine {
         about,
         "the store refused an agent report; the batch's others are recorded, it is tried again in 1s",
       );
-      return true;
+      return [report];
     }
     this.log.error(
       about,
       'the store refused an agent report again; dropped unacknowledged, the agent reports it again when it reconnects',
     );
     this.onReportDropped?.(report.kind);
-    return false;
+    return [];
   }
 
   private scheduleRetryFlush(): void {
@@ -1003,4 +1014,14 @@ export class RolloutEngine {
 
 function approvalState(request: RolloutRequest): RolloutState {
   return request.requiredApprovals > 0 ? 'awaiting_approval' : 'scheduled';
+}
+
+/** A hello without the results its orders carry, followed by each of them as a result report of its own. */
+function helloApartFromResults(report: Extract<AgentReport, { kind: 'hello' }>): AgentReport[] {
+  const { agentId, body } = report;
+  const results: AgentReport[] = body.orders.flatMap((order) =>
+    order.result === undefined ? [] : [{ agentId, kind: 'result' as const, body: order.result }],
+  );
+  const orders = body.orders.map(({ result: _, ...order }) => order);
+  return [{ agentId, kind: 'hello', body: { ...body, orders } }, ...results];
 }
