@@ -485,12 +485,13 @@ export class RolloutEngine {
       await this.store.transaction(async () => {
         const rollout = await mustGetRollout(this.store, id);
         assertVerb(id, rollout.state, 'retry');
-        // Retry resumes a rollout that ran; one aborted before it started was never approved to run
-        // (it may have been aborted awaiting approval), and would otherwise start here without it.
+        // Retry resumes a rollout that ran: its target frozen, its hosts in waves. One aborted before it
+        // started has neither (and may never have been approved): "retried", it ran no host and ended
+        // succeeded — evidence for a change nobody rolled out. Start means a new rollout, approved anew.
         if (rollout.startedAt === null) {
           throw new FleetError(
             ErrorCode.illegalTransition,
-            'cannot retry a rollout that never started: create a new rollout of the patch, to be approved',
+            'cannot retry a rollout that never started (it has no hosts to retry): create a new rollout of the patch',
             { rolloutId: id, state: rollout.state },
           );
         }
