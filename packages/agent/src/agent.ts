@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   type CoordinatorMessage,
@@ -417,9 +417,21 @@ function findNeedrestart(): string[] | null {
   return existsSync('/usr/sbin/needrestart') ? ['/usr/sbin/needrestart'] : null;
 }
 
-/** The agent's own directories, which no patch may change: its data (journal, credential) and apt's staging. */
+/**
+ * The agent's own directories, which no patch may change: its data (journal, credential) and apt's
+ * staging, as configured and, where a symlink leads elsewhere, where they really are.
+ */
 function ownDirectoriesOf(config: AgentConfig): string[] {
-  return [resolve(config.dataDir), resolve(config.apt?.stagingDir ?? DEFAULT_APT_STAGING_DIR)];
+  const dirs = [resolve(config.dataDir), resolve(config.apt?.stagingDir ?? DEFAULT_APT_STAGING_DIR)];
+  return [...new Set(dirs.flatMap((dir) => [dir, realPathOr(dir)]))];
+}
+
+function realPathOr(dir: string): string {
+  try {
+    return realpathSync(dir);
+  } catch {
+    return dir;
+  }
 }
 
 /** The dpkg root whose database the agent reads (inventory, package preconditions): `inventory.dpkgRoot`, else `apt.root`, else `/`. */

@@ -365,9 +365,12 @@ export class Journal {
 
   private async writeEntry<E extends JournalEntry>(entry: E, what: string): Promise<E> {
     const seq = ++this.seq;
-    // The first write of an order marks where it started; later ones keep what the entry has (one
-    // written before startedSeq existed has none, and gets none: its start is not known).
-    const next: E = this.entries.has(entry.orderId) ? { ...entry, seq } : { ...entry, seq, startedSeq: seq };
+    // The first write of an order marks where it started; later ones keep it. An entry written before
+    // startedSeq existed is given the position of its last write before this one, which is before any
+    // order begun since: an ack written now does not make it seem to have begun after them
+    // (`supersedingOrder`; between two such old orders the order is the best the journal knows).
+    const previous = this.entries.get(entry.orderId);
+    const next: E = { ...entry, seq, startedSeq: entry.startedSeq ?? previous?.seq ?? seq };
     const dir = this.orderDir(entry.orderId);
     // The order's directory is durable before its first entry is: else a power cut could lose both.
     // An order with an entry already has it (written after this step, or read back at open, after

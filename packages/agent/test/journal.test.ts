@@ -98,7 +98,7 @@ describe('Journal', () => {
     expect((await Journal.open(dir)).get('o-first')?.startedSeq).toBe(first.seq);
   });
 
-  it('gives an entry written before startedSeq existed none on its next write: its start is not known', async () => {
+  it('gives an entry written before startedSeq existed the position of its last write: before any order begun since', async () => {
     const journal = await Journal.open(dir);
     const entry = await journal.createApply(sampleApplyOrder('o-old'), '2026-12-06T00:00:00Z');
     const { startedSeq: _, ...older } = entry;
@@ -106,7 +106,10 @@ describe('Journal', () => {
     const reopened = await Journal.open(dir);
     const read = reopened.get('o-old');
     expect(read?.startedSeq).toBeUndefined();
-    const updated = await reopened.update(read as typeof entry, { phase: 'applying' }, '2026-12-06T00:00:01Z');
-    expect(updated.startedSeq).toBeUndefined();
+    const newer = await reopened.createApply(sampleApplyOrder('o-new'), '2026-12-06T00:00:01Z');
+    // Its ack written after the newer order began: it keeps a start before the newer one's.
+    const acked = await reopened.update(read as typeof entry, { acked: true }, '2026-12-06T00:00:02Z');
+    expect(acked.startedSeq).toBe(entry.seq);
+    expect(acked.startedSeq).toBeLessThan(newer.startedSeq as number);
   });
 });

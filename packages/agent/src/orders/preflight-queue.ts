@@ -10,19 +10,23 @@ export class PreflightQueue {
   private running = 0;
   private readonly waiting: (() => void)[] = [];
 
-  constructor(readonly limits: { running: number; waiting: number } = { running: 2, waiting: 16 }) {}
+  constructor(
+    readonly limits: { running: number; waiting: number } = { running: 2, waiting: 16 },
+    /** Milliseconds on a monotonic clock (a test gives its own). */
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /**
    * Runs `work` in its turn, telling it how long it waited; resolves false, without running it, when
    * as many dry runs as the limits allow are running and waiting already.
    */
   async run(work: (waitedMs: number) => Promise<void>): Promise<boolean> {
-    const queued = performance.now();
+    const queued = this.now();
     if (this.running < this.limits.running) this.running++;
     else if (this.waiting.length < this.limits.waiting) await new Promise<void>((turn) => this.waiting.push(turn));
     else return false;
     try {
-      await work(performance.now() - queued);
+      await work(this.now() - queued);
     } finally {
       // The slot goes straight to the next in line, if any: the count of those running stays as it is.
       const next = this.waiting.shift();

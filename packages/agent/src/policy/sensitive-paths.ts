@@ -18,8 +18,6 @@ export const SENSITIVE_PATHS: readonly SensitivePath[] = [
   { prefix: '/etc/ssh/sshd_config' },
   { tree: '/root' },
   { tree: '/etc/systemd' },
-  { tree: '/lib/systemd' },
-  { tree: '/usr/lib/systemd' },
   { tree: '/run/systemd' },
   // Judged equivalent: accounts, login environments, and places whose files run as root.
   { exact: '/etc/passwd' },
