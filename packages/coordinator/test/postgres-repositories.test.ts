@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { openDatabase } from '../src/store/database.js';
+import { BACKFILL_PAGE } from '../src/store/patch-repository.js';
 import { PostgresAgentRepository } from '../src/store/postgres/postgres-agent-repository.js';
 import { PostgresEventRepository } from '../src/store/postgres/postgres-event-repository.js';
 import { PostgresExecutor } from '../src/store/postgres/postgres-executor.js';
@@ -283,6 +284,22 @@ function contract(open: () => Promise<Subject>): void {
       expect(listed?.change).toMatchObject({ kind: 'file', path: '/etc/app/app.conf', contentBytes: 12 });
       expect(listed?.change).not.toHaveProperty('content');
       expect(listed).not.toHaveProperty('problem');
+    });
+
+    it('backfills summaries a page at a time, past a patch whose spec no longer parses', async () => {
+      const ids = Array.from({ length: 2 * BACKFILL_PAGE + 10 }, (_, i) => `pat_b${String(i).padStart(4, '0')}`);
+      try {
+        for (const id of ids) await repos().patches.insert(patch(id, at(3)));
+        await subject.sql("DELETE FROM patch_summaries WHERE id LIKE 'pat_b%'", []);
+        // One in the first page that gets no summary (it has no change any more): skipped, not looped on.
+        await subject.sql('UPDATE patches SET spec = ? WHERE id = ?', ['{}', ids[5]]);
+        await repos().patches.backfillSummaries();
+        const listed = new Set((await repos().patches.list(500)).map((p) => p.id));
+        expect(ids.filter((id) => !listed.has(id))).toEqual([ids[5]]);
+      } finally {
+        await subject.sql("DELETE FROM patch_summaries WHERE id LIKE 'pat_b%'", []);
+        await subject.sql("DELETE FROM patches WHERE id LIKE 'pat_b%'", []);
+      }
     });
 
     it('backfills the summary of a patch stored before summaries, which no list showed until then', async () => {

@@ -9,6 +9,9 @@ import {
 import type { Db } from './database.js';
 import { KeptReads } from './kept-reads.js';
 
+/** Patches read at once while summaries are filled in (`backfillSummaries`): each may be a megabyte. */
+export const BACKFILL_PAGE = 100;
+
 /** A patches row with its spec parsed, as both stores read it. */
 export interface PatchColumns {
   id: string;
@@ -54,7 +57,8 @@ export class PatchRepository {
       withoutDigest: db.prepare('SELECT * FROM patches WHERE content_digest IS NULL'),
       setDigest: db.prepare('UPDATE patches SET content_digest = ? WHERE id = ?'),
       withoutSummary: db.prepare(
-        'SELECT * FROM patches WHERE NOT EXISTS (SELECT 1 FROM patch_summaries s WHERE s.id = patches.id)',
+        `SELECT * FROM patches WHERE id > ? AND NOT EXISTS (SELECT 1 FROM patch_summaries s WHERE s.id = patches.id)
+         ORDER BY id LIMIT ${BACKFILL_PAGE}`,
       ),
     };
     // A patch is never without its summary, in a transaction or not.
@@ -104,9 +108,16 @@ export class PatchRepository {
    * `backfillDigests`: a summary carries the digest.
    */
   async backfillSummaries(): Promise<void> {
-    for (const row of this.statements.withoutSummary.all() as PatchRow[]) {
-      const summary = summaryOfStored(toPatch(row));
-      if (summary !== null) this.statements.insertSummary.run(row.id, row.created_at, JSON.stringify(summary));
+    // A page at a time, by id: a store of large patches is never read into memory whole.
+    for (let after = ''; ; ) {
+      const rows = this.statements.withoutSummary.all(after) as PatchRow[];
+      for (const row of rows) {
+        const summary = summaryOfStored(toPatch(row));
+        if (summary !== null) this.statements.insertSummary.run(row.id, row.created_at, JSON.stringify(summary));
+      }
+      const last = rows.at(-1);
+      if (last === undefined) return;
+      after = last.id;
     }
   }
 }

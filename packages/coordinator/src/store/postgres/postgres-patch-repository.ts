@@ -1,6 +1,7 @@
 import type { Patch, PatchSummary } from '@fleetpatch/shared';
 import { KeptReads } from '../kept-reads.js';
 import {
+  BACKFILL_PAGE,
   digestOf,
   PATCHES_KEPT,
   type PatchColumns,
@@ -71,9 +72,21 @@ export class PostgresPatchRepository implements Public<PatchRepository> {
 
   /** Rows copied or stored before summaries existed get theirs, as `PatchRepository.backfillSummaries` does. */
   async backfillSummaries(): Promise<void> {
-    const rows = await this.db.query<PatchColumns>(
-      'SELECT * FROM patches WHERE NOT EXISTS (SELECT 1 FROM patch_summaries s WHERE s.id = patches.id)',
-    );
+    // A page at a time, by id: a store of large patches is never read into memory whole.
+    for (let after = ''; ; ) {
+      const rows = await this.db.query<PatchColumns>(
+        `SELECT * FROM patches WHERE id > $1 AND NOT EXISTS (SELECT 1 FROM patch_summaries s WHERE s.id = patches.id)
+         ORDER BY id LIMIT ${BACKFILL_PAGE}`,
+        [after],
+      );
+      const last = rows.at(-1);
+      if (last === undefined) return;
+      after = last.id;
+      await this.fillSummaries(rows);
+    }
+  }
+
+  private async fillSummaries(rows: readonly PatchColumns[]): Promise<void> {
     for (const row of rows) {
       const summary = summaryOfStored(patchFromColumns(row));
       if (summary !== null) {
