@@ -1,5 +1,5 @@
 import { existsSync, realpathSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import {
   type CoordinatorMessage,
   connectProofPayload,
@@ -426,11 +426,13 @@ function ownDirectoriesOf(config: AgentConfig): string[] {
   return [...new Set(dirs.flatMap((dir) => [dir, realPathOr(dir)]))];
 }
 
+/** Where `dir` really is: its nearest existing ancestor's real path, and the rest (apt's staging is made on first use). */
 function realPathOr(dir: string): string {
   try {
     return realpathSync(dir);
   } catch {
-    return dir;
+    const parent = dirname(dir);
+    return parent === dir ? dir : join(realPathOr(parent), basename(dir));
   }
 }
 

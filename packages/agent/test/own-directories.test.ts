@@ -4,7 +4,7 @@
  * A real agent whose allowed root holds its data directory, told by a stand-in coordinator to
  * rewrite a journal entry: refused by the policy before anything is journaled or written.
  */
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { OrderApply } from '@fleetpatch/shared';
@@ -36,4 +36,34 @@ it("refuses a signed file change into the agent's own data directory, under an a
     reason: expect.stringContaining("the agent's own data"),
   });
   expect(await readdir(join(h.dataDir, 'orders'))).toEqual([]);
+});
+
+it("refuses a file change into apt's staging directory at its real path, though the configured one goes through a symlink and does not exist yet", async () => {
+  await h.stop();
+  const real = await mkdtemp(join(tmpdir(), 'staging-real-'));
+  const link = `${real}-link`;
+  await symlink(real, link);
+  h = new SignedAgentHarness();
+  try {
+    await h.start({
+      config: {
+        rootDir: '/',
+        file: { allowedRoots: [tmpdir()] },
+        apt: { allowedPackages: ['fptest'], stagingDir: join(link, 'apt') },
+      },
+    });
+    const order: OrderApply = sampleApplyOrder('ord-y', {
+      change: sampleFileChange({ path: join(real, 'apt', 'fptest_9.0_all.deb'), content: 'x\n', ...h.me }),
+      health: { checks: [], intervalSeconds: 1, minHealthySeconds: 0, healthyDeadlineSeconds: 5 },
+    });
+    h.send(signed(order, applyStatement(order, 'web-1', 100), [h.author, h.approver]));
+    await expect.poll(() => h.resultsOf('ord-y').length).toBe(1);
+    expect(h.resultsOf('ord-y')[0]).toMatchObject({
+      errorCode: 'policy_denied',
+      reason: expect.stringContaining("the agent's own data"),
+    });
+  } finally {
+    await rm(link, { force: true });
+    await rm(real, { recursive: true, force: true });
+  }
 });

@@ -325,9 +325,12 @@ describe('InventorySync', () => {
     await deliver('h1', ...fullOf(v1, 1));
     expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
     expect(sync.isCurrent('h1')).toBe(true);
-    // A second one within the minute is dropped, and the copy is no longer taken as current.
+    // A second one within the minute is dropped, every part of it (here two), without asking for
+    // anything; and the copy is no longer taken as current.
     clock.ms += UNASKED_FULL_INTERVAL_MS - 1;
-    await deliver('h1', ...fullOf(v2, 2));
+    const parts = fullOf(v2, 2, 2);
+    expect(parts.length).toBeGreaterThan(1);
+    await deliver('h1', ...parts);
     expect((await store.inventory.get('h1'))?.digest).toBe(inventoryDigest(v1));
     expect(sync.isCurrent('h1')).toBe(false);
     // Once the minute is over, the next is taken.

@@ -154,3 +154,21 @@ it('a hello carrying a result the store refuses is recorded apart from it: the a
   expect((await fleet.run(id, 'host-2')).state).toBe('dispatched');
   expect(fleet.sentOf('order.ack', 'host-2')).toEqual([]);
 });
+
+it("an honest agent's agent.connected row is written although its hello shared a batch with a refused report", async () => {
+  // The connected audit notes a hello as it decides on its row; the attempts rolled back around the
+  // refused report must not leave it noted, or the attempt that commits writes no row.
+  const fleet = await SimulatedFleet.open();
+  await fleet.addHosts(['host-1', 'host-2']);
+  await fleet.launch({ waves: ['100%'] });
+  await fleet.editByHand(REFUSE_HEALTHY[STORE_KIND]('host-2'));
+  const connectedRows = async () =>
+    (await fleet.store.allEvents(0, 100_000)).filter((e) => e.type === 'agent.connected' && e.hostId === 'host-1');
+  const before = (await connectedRows()).length;
+  fleet.now += 120_000; // past the connected audit's window: this hello is news
+  // One burst: host-1's hello (noted as its row is decided), then host-2's result, which the store refuses.
+  fleet.hello('host-1');
+  fleet.report('host-2', fleet.mustOpenApply('host-2'), 'healthy', true);
+  await fleet.engine.whenIdle();
+  expect(await connectedRows()).toHaveLength(before + 1);
+});

@@ -149,15 +149,20 @@ export class BakeWatch {
         ctx.events.progress(order.orderId, 'verifying', 'baking', results, failingPolls),
     });
     if (verdict.healthy || signal.aborted) return;
+    // An order holding the target (a later one still at its preconditions or baseline) goes first: a
+    // restore under it would change what it is about to snapshot. Once the target is free, the
+    // verdict is judged again — that order may have changed the host and superseded this one.
+    const releaseTarget = await ctx.targets.holdWhenFree(targetOf(order.change), signal);
+    if (releaseTarget === undefined) return;
     // The verdict is only ours to act on while the order is still healthy and changed: a revert or
     // another watch may have restored the host (and failed the checks) while this one polled.
     const current = this.bakeable(order.orderId);
     if (!current) {
+      releaseTarget();
       this.logSuperseded(order.orderId);
       return;
     }
-    const release = ctx.reverting.hold(order.orderId); // before any await: one actor at a time
-    const releaseTarget = ctx.targets.hold(targetOf(order.change));
+    const release = ctx.reverting.hold(order.orderId); // with the check, no await between: one actor at a time
     try {
       log.warn({ reason: verdict.reason }, 'health failed during bake');
       if (!order.revertOnHealthFailure) {

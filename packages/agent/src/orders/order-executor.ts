@@ -27,7 +27,7 @@ import { notEnabledReason, runApply } from './apply-phases.js';
 import { BakeWatch } from './bake-watch.js';
 import { codeOf, messageOf, OrderContext, type OrderContextOptions } from './order-context.js';
 import { PreflightQueue } from './preflight-queue.js';
-import { restoreAndFinish, revertApplyOrder } from './snapshot-restore.js';
+import { restoreAndFinish, revertApplyOrder, supersededRevertReason } from './snapshot-restore.js';
 import { supersedingOrder } from './superseded.js';
 import { busyTargetReason, targetOf } from './target-lock.js';
 
@@ -455,7 +455,7 @@ export class OrderExecutor {
     if (later !== undefined)
       return {
         code: ErrorCode.policyDenied,
-        reason: `order ${later.orderId}, begun later on the same target, superseded order ${order.revertsOrderId}: reverting it would put back what was there before both; revert ${later.orderId} first`,
+        reason: supersededRevertReason(later.orderId, order.revertsOrderId),
       };
     if (this.signing === undefined) return undefined;
     try {

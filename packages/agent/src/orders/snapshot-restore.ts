@@ -11,6 +11,7 @@ import type { Driver, DriverContext } from '../drivers/driver.js';
 import type { ApplyEntry, RevertEntry } from '../journal.js';
 import { failedRestarts, mergeReports } from '../services/after-change.js';
 import { messageOf, type OrderContext } from './order-context.js';
+import { supersedingOrder } from './superseded.js';
 import { targetOf } from './target-lock.js';
 
 /**
@@ -85,7 +86,20 @@ export async function revertApplyOrder(
   }
   const { change } = target.order;
   const driver = ctx.driverFor(change);
-  const releaseTarget = ctx.targets.hold(targetOf(change));
+  // An order holding the target (a later one at its preconditions or baseline) goes first; once it is
+  // free, a later order that changed the host since makes this revert one that would undo it too.
+  const releaseTarget = (await ctx.targets.holdWhenFree(targetOf(change), NEVER)) as () => void;
+  const later = supersedingOrder(journal.all(), target);
+  if (later !== undefined) {
+    releaseTarget();
+    await ctx.finish(entry, {
+      outcome: 'revert_failed',
+      changed: false,
+      errorCode: ErrorCode.policyDenied,
+      reason: supersededRevertReason(later.orderId, revertsOrderId),
+    });
+    return;
+  }
   try {
     if (!driver) throw new FleetError(ErrorCode.revertFailed, `${change.kind} driver is not enabled`);
     const driverCtx = ctx.driverContext(new AbortController().signal, log, entry.orderId);
@@ -113,4 +127,12 @@ export async function revertApplyOrder(
   } finally {
     releaseTarget();
   }
+}
+
+/** A signal that never aborts: what waits on it waits until it is done. */
+const NEVER = new AbortController().signal;
+
+/** Why the revert of an order a later one superseded is refused (`policy_denied`). */
+export function supersededRevertReason(laterOrderId: string, revertsOrderId: string): string {
+  return `order ${laterOrderId}, begun later on the same target, superseded order ${revertsOrderId}: reverting it would put back what was there before both; revert ${laterOrderId} first`;
 }

@@ -7,6 +7,7 @@ import type { Change } from '@fleetpatch/shared';
  */
 export class TargetLock {
   private readonly holders = new Map<string, number>();
+  private readonly waiters = new Map<string, (() => void)[]>();
 
   isHeld(target: string): boolean {
     return this.holders.has(target);
@@ -17,9 +18,34 @@ export class TargetLock {
     this.holders.set(target, (this.holders.get(target) ?? 0) + 1);
     return () => {
       const left = (this.holders.get(target) ?? 1) - 1;
-      if (left > 0) this.holders.set(target, left);
-      else this.holders.delete(target);
+      if (left > 0) {
+        this.holders.set(target, left);
+        return;
+      }
+      this.holders.delete(target);
+      const waiting = this.waiters.get(target) ?? [];
+      this.waiters.delete(target);
+      for (const wake of waiting) wake();
     };
+  }
+
+  /**
+   * Holds `target` once no one else does: at once when it is free, else when its holders let go (and
+   * no one took it in between). Resolves with the release, or undefined if `signal` aborts first.
+   */
+  async holdWhenFree(target: string, signal: AbortSignal): Promise<(() => void) | undefined> {
+    while (this.isHeld(target)) {
+      if (signal.aborted) return undefined;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener('abort', wake);
+          resolve();
+        };
+        signal.addEventListener('abort', wake, { once: true });
+        this.waiters.set(target, [...(this.waiters.get(target) ?? []), wake]);
+      });
+    }
+    return signal.aborted ? undefined : this.hold(target);
   }
 }
 

@@ -24,7 +24,8 @@ import { type UndoLog, undoAll } from './undo-log.js';
 
 /** What an agent told us, queued until the next batch is recorded. */
 export type AgentReport =
-  | { agentId: string; kind: 'hello'; body: Hello }
+  /** `resultsApart`: the results its orders carry are recorded as reports of their own (a hello retried apart from them). */
+  | { agentId: string; kind: 'hello'; body: Hello; resultsApart?: boolean }
   | { agentId: string; kind: 'result'; body: OrderResultBody }
   | { agentId: string; kind: 'progress'; body: OrderProgress };
 
@@ -111,7 +112,8 @@ export class ReportRecorder {
             // The agent's journal is the truth: the results it reports are recorded like live ones.
             await store.agents.recordHello(report.agentId, report.body, isoNow(clock));
             await this.recordConnected(report.agentId, report.body.agentVersion);
-            for (const order of report.body.orders) if (order.result) await result(report.agentId, order.result);
+            if (!report.resultsApart)
+              for (const order of report.body.orders) if (order.result) await result(report.agentId, order.result);
             await this.settleUnknownTimedOut(report.agentId, report.body);
             hellos.push({ agentId: report.agentId, hello: report.body });
             break;

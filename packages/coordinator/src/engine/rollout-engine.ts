@@ -868,7 +868,7 @@ export class RolloutEngine {
    * cancels that follow it) from being recorded. Returns what is to be tried again in its place.
    */
   private setAside(report: AgentReport, err: unknown): AgentReport[] {
-    if (report.kind === 'hello' && report.body.orders.some((order) => order.result !== undefined)) {
+    if (report.kind === 'hello' && !report.resultsApart && report.body.orders.some((order) => order.result)) {
       this.log.error(
         { err, agentId: report.agentId, kind: report.kind },
         'the store refused an agent hello; it is tried again in 1s apart from the results it carries',
@@ -1017,12 +1017,14 @@ function approvalState(request: RolloutRequest): RolloutState {
   return request.requiredApprovals > 0 ? 'awaiting_approval' : 'scheduled';
 }
 
-/** A hello without the results its orders carry, followed by each of them as a result report of its own. */
+/**
+ * The hello, its results to be recorded apart (it still lists them: what it says of each order decides
+ * the resends and cancels that follow it), then each result as a report of its own.
+ */
 function helloApartFromResults(report: Extract<AgentReport, { kind: 'hello' }>): AgentReport[] {
   const { agentId, body } = report;
   const results: AgentReport[] = body.orders.flatMap((order) =>
     order.result === undefined ? [] : [{ agentId, kind: 'result' as const, body: order.result }],
   );
-  const orders = body.orders.map(({ result: _, ...order }) => order);
-  return [{ agentId, kind: 'hello', body: { ...body, orders } }, ...results];
+  return [{ ...report, resultsApart: true }, ...results];
 }

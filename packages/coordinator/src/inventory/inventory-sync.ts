@@ -50,6 +50,8 @@ interface AgentSync {
   unwritten: number;
   /** When the last full inventory nobody asked for began, on this connection (see `onFull`). */
   unaskedFullAt?: number;
+  /** The `seq` of the full inventory last dropped at its first part: its other parts are dropped too. */
+  droppedFullSeq?: number;
 }
 
 /** An accepted report waiting for the next batch of writes. */
@@ -207,10 +209,13 @@ export class InventorySync {
     // 100,000 rows rewritten every few seconds. One dropped leaves the copy not current (`unknown` in
     // compliance) until the agent's next report asks for everything again.
     const now = this.options.clock.now();
+    // The rest of a full inventory dropped at its first part goes the same way, unread and unanswered.
+    if (part.part > 0 && sync.droppedFullSeq === part.seq) return;
     if (part.part === 0 && !this.requested.has(agentId)) {
       if (sync.unaskedFullAt !== undefined && now - sync.unaskedFullAt < UNASKED_FULL_INTERVAL_MS) {
         sync.seq = null;
         sync.full = null;
+        sync.droppedFullSeq = part.seq;
         this.log(agentId).warn({ seq: part.seq }, 'a second full inventory unasked within a minute; dropped');
         return;
       }
