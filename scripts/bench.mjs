@@ -12,7 +12,9 @@
 // and exits non-zero if any is wrong or an agent never came back.
 //
 // First, the wire's floor (scripts/lib/wire-floor.mjs): a bare ws server's CPU for one host's exchange,
-// the yardstick beside the coordinator's CPU per host.
+// the yardstick beside the coordinator's CPU per host; then the agent's floor: the durable writes and
+// reads one file order requires, bare (scripts/lib/durability-floor.mjs), plus the wire floor's clients'
+// side, the yardstick beside the agents' CPU per order.
 //
 // Then, unless --inventory-hosts 0, the package inventory bench (scripts/bench-inventory.mjs) with
 // --inventory-hosts (10000) and --inventory-packages (2000), as its own process.
@@ -56,6 +58,7 @@ import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { hasAnsible, runAnsibleCopy } from './lib/ansible-head-to-head.mjs';
 import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
 import { cpuMsOf, percentile, processStateOf, scratchBase, wireCounters, wirePerHost } from './lib/bench-measures.mjs';
+import { measureDurabilityFloor } from './lib/durability-floor.mjs';
 import { HealthzWatch } from './lib/healthz-watch.mjs';
 import { apiClient, COORDINATOR_UNBUNDLED, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { startCluster } from './lib/postgres-cluster.mjs';
@@ -100,6 +103,8 @@ const N = Number.parseInt(flags.agents, 10);
 const PENDING = Number.parseInt(flags.pending, 10);
 const PENDING_PER_ADDRESS = flags['pending-per-address'] ? Number.parseInt(flags['pending-per-address'], 10) : PENDING;
 const MAX_PARALLEL = Number.parseInt(flags['max-parallel'], 10);
+/** Orders the agent's floor is measured over, whatever N: a figure per order, steady to a few µs over 2,000. */
+const DURABILITY_FLOOR_ORDERS = 2000;
 const CONTENT_BYTES = flags['content-bytes'] === undefined ? undefined : Number.parseInt(flags['content-bytes'], 10);
 const DEADLINE_MS = Number.parseFloat(flags.deadline) * 1000;
 const AGENT_PROCESSES = Number.parseInt(flags['agent-processes'], 10);
@@ -560,6 +565,14 @@ async function main() {
 
   const scratch = await mkdtemp(join(scratchBase(flags.tmp), 'fleetpatch-bench-'));
   work = scratch;
+  // The agent's yardstick, on the file system its agents' journals and roots will be on: the least an
+  // agent honouring the durability rules spends per file order, its file system calls and its side of the wire.
+  const durability = await measureDurabilityFloor(join(scratch, 'durability-floor'), DURABILITY_FLOOR_ORDERS);
+  const agentFloorUs = durability.cpuUsPerOrder + floor.clientCpuUsPerHost;
+  say(
+    `agent floor: ${agentFloorUs.toFixed(0)} µs per order = the file system calls one file order requires, bare (${durability.orders} orders in one process, 5 atomic replaces, 3 reads, one parent walk): ${durability.cpuUsPerOrder.toFixed(0)} µs (${durability.systemUsPerOrder.toFixed(0)} in the kernel) + the wire floor's clients' side: ${floor.clientCpuUsPerHost.toFixed(0)} µs`,
+  );
+  result.agentFloor = { usPerOrder: agentFloorUs, durability, wireClientUsPerOrder: floor.clientCpuUsPerHost };
   if (STORE === 'postgres') {
     const t0 = performance.now();
     // Our own SIGTERM/SIGINT handlers tear down agents and coordinators first, then the cluster. It

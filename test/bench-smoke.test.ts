@@ -56,6 +56,15 @@ describe('npm run bench', () => {
     expect(run.rollout.dispatchToResultMs.n).toBe(50);
     // The yardstick beside it: a bare ws server's CPU for the same exchange.
     expect(run.wireFloor.serverCpuUsPerHost).toBeGreaterThan(0);
+    // And beside the agents' CPU per order: the file system calls one file order requires, bare, plus
+    // the wire floor's clients' side (each of its reads checked, so a floor that wrote nothing would fail).
+    expect(run.agentFloor.durability).toMatchObject({ orders: 2000, cpuUsPerOrder: expect.any(Number) });
+    expect(run.agentFloor.durability.systemUsPerOrder).toBeGreaterThan(0);
+    expect(run.agentFloor.wireClientUsPerOrder).toBeGreaterThan(0);
+    expect(run.agentFloor.usPerOrder).toBeCloseTo(
+      run.agentFloor.durability.cpuUsPerOrder + run.agentFloor.wireClientUsPerOrder,
+    );
+    expect(output).toMatch(/agent floor: \d+ µs per order/);
     expect(run.revert.wallMs).toBeGreaterThan(0);
     // --rounds 2: the same patch rolled out and back once more, on the coordinator and agents already warm.
     expect(run.laterRounds).toHaveLength(1);

@@ -55,7 +55,7 @@ function serve() {
 /**
  * Connects `hosts` clients to a bare server in a child process and runs one exchange per host.
  * @param {number} hosts
- * @returns {Promise<{ serverCpuUsPerHost: number, wallMs: number }>}
+ * @returns {Promise<{ serverCpuUsPerHost: number, clientCpuUsPerHost: number, wallMs: number }>}
  */
 export async function measureWireFloor(hosts) {
   const server = fork(fileURLToPath(import.meta.url), ['serve'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -68,11 +68,18 @@ export async function measureWireFloor(hosts) {
     const { port } = /** @type {{ port: number }} */ (await next());
     /** @type {WebSocket[]} */
     const clients = [];
+    let acked = 0;
+    /** @type {() => void} */
+    let allAcked = () => {};
+    const everyAck = new Promise((resolve) => {
+      allAcked = () => resolve(undefined);
+    });
     for (let i = 0; i < hosts; i += 256) {
       const batch = Array.from({ length: Math.min(256, hosts - i) }, () => {
         const client = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
         client.on('message', (data) => {
           const message = JSON.parse(String(data));
+          if (message.type === 'order.ack' && ++acked === hosts) allAcked();
           if (message.type !== 'order.apply') return;
           const finishedAt = new Date().toISOString();
           client.send(
@@ -94,10 +101,21 @@ export async function measureWireFloor(hosts) {
       await Promise.all(batch);
     }
     const finished = next();
+    // The clients' side of the exchange (receive the order, send the result, receive the ack) is this
+    // process's CPU until the last ack is in: the least an agent spends per order on the wire (see
+    // durability-floor.mjs for the rest of an agent's floor).
+    const clientsAtStart = process.cpuUsage();
     server.send('go');
-    const { cpuUs, wallMs } = /** @type {{ cpuUs: number, wallMs: number }} */ (await finished);
+    const [{ cpuUs, wallMs }] = /** @type {[{ cpuUs: number, wallMs: number }, unknown]} */ (
+      await Promise.all([finished, everyAck])
+    );
+    const clientCpu = process.cpuUsage(clientsAtStart);
     for (const client of clients) client.terminate();
-    return { serverCpuUsPerHost: cpuUs / hosts, wallMs };
+    return {
+      serverCpuUsPerHost: cpuUs / hosts,
+      clientCpuUsPerHost: (clientCpu.user + clientCpu.system) / hosts,
+      wallMs,
+    };
   } finally {
     server.kill();
   }
