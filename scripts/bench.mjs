@@ -30,6 +30,9 @@
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write V8 CPU profiles of the coordinator (run unbundled) and of each agent process over the connect,
 //          the rollout, the revert, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
+//        --idle-seconds S (one heartbeat interval): after the connect, the connected fleet left idle for S seconds, its
+//          CPU measured: what heartbeats and pings cost while nothing happens, the share of each phase's CPU that is
+//          not the phase's (0: skip). A whole interval, so that every agent's heartbeat and every slice of pings falls in it
 //        --rounds R (1): after the first rollout and revert, R-1 more of the same patch, each a new rollout on the same
 //          coordinator and agents: the first round pays V8 compiling the code it runs, the later ones show a warm coordinator
 //        --store sqlite|postgres (sqlite)   --coordinators K (1; more than one needs postgres)
@@ -71,7 +74,11 @@ import { measureWireFloor } from './lib/wire-floor.mjs';
  * @import { RunningCluster } from './lib/postgres-cluster.mjs'
  */
 
-const { values: flags } = parseArgs({
+const USAGE =
+  'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
+  '                 [--content-bytes 27..1048576] [--rounds R] [--idle-seconds S]\n' +
+  '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver]\n';
+const { values: flags } = parseFlags({
   options: {
     agents: { type: 'string', default: '1000' },
     'max-parallel': { type: 'string', default: '200' },
@@ -92,17 +99,36 @@ const { values: flags } = parseArgs({
     'lease-ms': { type: 'string' },
     'kill-driver': { type: 'boolean', default: false },
     rounds: { type: 'string', default: '1' },
+    'idle-seconds': { type: 'string' },
     ansible: { type: 'boolean', default: false },
     'skip-ansible': { type: 'boolean', default: false },
     results: { type: 'string', default: fileURLToPath(new URL('../bench/results', import.meta.url)) },
   },
   strict: true,
 });
+
+/**
+ * `parseArgs`, with a flag it cannot read (unknown, a value missing, or one that looks like a flag:
+ * `--idle-seconds -1`) answered by what is wrong and the usage, exit 2, before anything starts.
+ * @template {import('node:util').ParseArgsConfig} T @param {T} config
+ */
+function parseFlags(config) {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    process.stderr.write(`bench.mjs: ${err instanceof Error ? err.message : String(err)}\n${USAGE}`);
+    process.exit(2);
+  }
+}
 const N = Number.parseInt(flags.agents, 10);
 /** The coordinator's `agentLimits.maxPendingSockets` (its default, 2048, unless --pending) and the cap per address. */
 const PENDING = Number.parseInt(flags.pending, 10);
 const PENDING_PER_ADDRESS = flags['pending-per-address'] ? Number.parseInt(flags['pending-per-address'], 10) : PENDING;
 const MAX_PARALLEL = Number.parseInt(flags['max-parallel'], 10);
+const IDLE_MS =
+  flags['idle-seconds'] === undefined
+    ? Number.parseInt(flags['heartbeat-ms'], 10)
+    : Number.parseFloat(flags['idle-seconds']) * 1000;
 /** Orders the agent's floor is measured over, whatever N: a figure per order, steady to a few µs over 2,000. */
 const DURABILITY_FLOOR_ORDERS = 2000;
 const CONTENT_BYTES = flags['content-bytes'] === undefined ? undefined : Number.parseInt(flags['content-bytes'], 10);
@@ -124,14 +150,11 @@ if (
   (STORE !== 'sqlite' && STORE !== 'postgres') ||
   !(K >= 1) ||
   !(ROUNDS >= 1) ||
+  !(IDLE_MS >= 0) ||
   (LEASE_MS !== undefined && !(LEASE_MS >= 1)) ||
   (CONTENT_BYTES !== undefined && !(CONTENT_BYTES >= 27 && CONTENT_BYTES <= 1024 * 1024))
 ) {
-  process.stderr.write(
-    'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
-      '                 [--content-bytes 27..1048576] [--rounds R]\n' +
-      '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver]\n',
-  );
+  process.stderr.write(USAGE);
   process.exit(2);
 }
 // A group of coordinators shares one database: SQLite is one process's file.
@@ -662,6 +685,31 @@ async function main() {
   };
   if (STORE === 'postgres') result.agentsPerCoordinator = await agentsPerCoordinator(admin);
 
+  // 1b. Idle: the connected fleet's own cost while nothing happens (agents' heartbeats, the coordinator's
+  // pings and its sweeps), per agent per second. Every later phase pays it too, for as long as it lasts:
+  // the rollout's line says how much of its CPU per host that is, so the rollout's own cost can be read apart.
+  /** @type {{ coordinatorUsPerAgentSecond: number, agentsUsPerAgentSecond: number } | undefined} */
+  let idle;
+  if (IDLE_MS > 0) {
+    const idleCpu = cpuMeter(coordinators, agentFleet);
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+    const { wallMs, coordinatorMs, agentsMs } = idleCpu();
+    const perAgentSecond = (/** @type {number} */ ms) => (ms * 1000) / N / (wallMs / 1000);
+    idle = {
+      coordinatorUsPerAgentSecond: perAgentSecond(coordinatorMs),
+      agentsUsPerAgentSecond: perAgentSecond(agentsMs),
+    };
+    say(
+      `idle ${secs(wallMs)}, ${N} agents connected: coordinator ${((coordinatorMs / wallMs) * 100).toFixed(1)}% of a core = ${idle.coordinatorUsPerAgentSecond.toFixed(1)} µs per agent per second; agents ${((agentsMs / wallMs) * 100).toFixed(1)}% = ${idle.agentsUsPerAgentSecond.toFixed(1)} µs per agent per second`,
+    );
+    result.idle = { wallMs, coordinatorMs, agentsMs, ...idle };
+  }
+  /** The idle cost over a phase's wall time, per host: the part of its CPU per host that is not the phase's. */
+  const idleLine = (/** @type {{ wallMs: number }} */ cpu) =>
+    idle === undefined
+      ? ''
+      : `; of it the fleet's idle cost over the same ${secs(cpu.wallMs)}: coordinator ${((idle.coordinatorUsPerAgentSecond * cpu.wallMs) / 1000).toFixed(0)} µs/host, agents ${((idle.agentsUsPerAgentSecond * cpu.wallMs) / 1000).toFixed(0)} µs/order`;
+
   // 2. Roll out.
   /** @type {Patch} */
   const patch = await admin.post(
@@ -852,7 +900,7 @@ async function main() {
   say(
     `rollout to ${N} hosts, waves ${JSON.stringify(waves)}, maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → the rollout's finishedAt), ${secs(engineRolloutMs)} by event timestamps; ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s`,
   );
-  say(`  ${cpuLine(rolloutCpu, N)}`);
+  say(`  ${cpuLine(rolloutCpu, N)}${idleLine(rolloutCpu)}`);
   say(`  ${wireLine(rolloutWire)}`);
   say(
     `  per host, dispatch → result committed: p50 ${perHost.p50} ms, p99 ${perHost.p99} ms, max ${perHost.max} ms (${perHost.n} hosts)`,
@@ -869,7 +917,7 @@ async function main() {
   say(
     `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s`,
   );
-  say(`  ${cpuLine(revertCpu, N)}`);
+  say(`  ${cpuLine(revertCpu, N)}${idleLine(revertCpu)}`);
   say(`  ${wireLine(revertWire)}`);
   say(`files checked: ${N} roots carried the new content after the rollout and the old after the revert`);
   /** @type {Map<string, number>} */

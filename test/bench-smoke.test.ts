@@ -39,6 +39,7 @@ describe('npm run bench', () => {
     // Ansible's half is left out here: ansible-head-to-head.test.ts runs it on its own, smaller.
     const { code, output } = await runBench([
       ...['--agents', '50', '--inventory-hosts', '0', '--results', results, '--skip-ansible', '--rounds', '2'],
+      ...['--idle-seconds', '1'],
     ]);
     expect(code, output).toBe(0);
     expect(output).toContain('all checks passed');
@@ -65,6 +66,13 @@ describe('npm run bench', () => {
       run.agentFloor.durability.cpuUsPerOrder + run.agentFloor.wireClientUsPerOrder,
     );
     expect(output).toMatch(/agent floor: \d+ µs per order/);
+    // The connected fleet left idle, its CPU measured: the part of each phase's CPU that is not the phase's.
+    expect(run.idle.wallMs).toBeGreaterThanOrEqual(1000);
+    expect(run.idle).toMatchObject({
+      coordinatorUsPerAgentSecond: expect.any(Number),
+      agentsUsPerAgentSecond: expect.any(Number),
+    });
+    expect(output).toMatch(/of it the fleet's idle cost over the same [\d.]+ s: coordinator \d+ µs\/host/);
     expect(run.revert.wallMs).toBeGreaterThan(0);
     // --rounds 2: the same patch rolled out and back once more, on the coordinator and agents already warm.
     expect(run.laterRounds).toHaveLength(1);
@@ -91,6 +99,7 @@ describe('npm run bench', () => {
       const { code, output } = await runBench([
         ...['--agents', '30', '--inventory-hosts', '0', '--results', results],
         ...['--store', 'postgres', '--coordinators', '3', '--lease-ms', '2000', '--kill-driver', '--skip-ansible'],
+        ...['--idle-seconds', '0'],
       ]);
       expect(code, output).toBe(0);
       expect(output).toContain('all checks passed');
@@ -117,6 +126,17 @@ describe('npm run bench', () => {
     const { code, output } = await runBench(['--agents', '5', '--rounds', '0', '--results', results]);
     expect(code).toBe(2);
     expect(output).toContain('[--rounds R]');
+    expect((await readdir(results)).filter((name) => name.startsWith('bench-5-'))).toEqual([]);
+  });
+
+  it.each([
+    [['--idle-seconds=-1'], 'a negative --idle-seconds'],
+    [['--idle-seconds', 'soon'], 'an --idle-seconds that is no number'],
+    [['--idle-seconds', '-1'], 'a flag parseArgs cannot read (its value looks like a flag)'],
+  ])('refuses %j (%s), and changes nothing', async (flags) => {
+    const { code, output } = await runBench(['--agents', '5', ...flags, '--results', results]);
+    expect(code, output).toBe(2);
+    expect(output).toContain('[--idle-seconds S]');
     expect((await readdir(results)).filter((name) => name.startsWith('bench-5-'))).toEqual([]);
   });
 
