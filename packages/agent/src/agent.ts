@@ -36,11 +36,17 @@ import { SignedOrderCheck } from './policy/signed-order-check.js';
 import { InstalledPackages } from './preconditions/installed-packages.js';
 import { PreconditionChecker } from './preconditions/precondition-check.js';
 import { ProgressCoalescer } from './progress-coalescer.js';
+import { ResultResend } from './result-resend.js';
 import { AfterChange } from './services/after-change.js';
 import { SystemdServiceManager } from './services/service-manager.js';
 import { fitHelloReports, fitProgress } from './wire-fit.js';
 
 export const AGENT_VERSION = '0.1.0';
+
+/** Results sent again at one heartbeat, at most: a journal of many unacknowledged ones is paced, not poured out. */
+const RESENDS_PER_HEARTBEAT = 64;
+/** A result the coordinator keeps not acknowledging is tried again at most this many times less often than at first. */
+const RESEND_BACKOFF_CAP = 16;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -72,8 +78,17 @@ export class Agent {
   /** Only with `metrics.textfile` configured. */
   private metrics: AgentMetrics | null = null;
   private metricsFile: MetricsTextfile | null = null;
+  /** Results sent and not yet acknowledged: when to send each again (see result-resend.ts). */
+  private readonly resend: ResultResend;
 
-  constructor(private readonly options: AgentOptions) {}
+  constructor(private readonly options: AgentOptions) {
+    const base = options.config.resultResendMs;
+    this.resend = new ResultResend(base, base * RESEND_BACKOFF_CAP);
+  }
+
+  private get now(): number {
+    return (this.options.clock ?? systemClock).now();
+  }
 
   get connected(): boolean {
     return this.connection?.connected ?? false;
@@ -138,7 +153,7 @@ export class Agent {
           }),
         result: (result) => {
           progress.finished(result.orderId);
-          this.connection?.send({ type: 'order.result', ...result });
+          if (this.connection?.send({ type: 'order.result', ...result })) this.resend.sentAt(result.orderId, this.now);
           this.metrics?.orderFinished(result, clock.now());
           // A package order (or its revert) ran dpkg: report the packages now rather than after the
           // status file's debounce. A file order leaves them as they were (orderRanDpkg says why it matters).
@@ -178,6 +193,7 @@ export class Agent {
         }
       },
       onMessage: (message) => this.onMessage(message),
+      onHeartbeat: () => this.resendUnacknowledged(),
     });
     this.connection.start(() => journal.position);
   }
@@ -315,6 +331,10 @@ export class Agent {
   private helloReports(): OrderReport[] {
     const { sent, held } = fitHelloReports(this.journal?.pendingReports() ?? []);
     this.heldReports = held.map((r) => r.orderId);
+    // A new connection: the results this hello carries wait for their acks from now.
+    this.resend.clear();
+    const now = this.now;
+    for (const report of sent) if (report.result) this.resend.sentAt(report.orderId, now);
     if (held.length > 0)
       this.options.log.warn(
         { sent: sent.length, held: held.length },
@@ -329,9 +349,28 @@ export class Agent {
       const orderId = this.heldReports.shift() as string;
       const entry = this.journal?.get(orderId);
       if (entry?.phase === 'done' && !entry.acked && entry.result) {
-        this.connection?.send({ type: 'order.result', ...entry.result });
+        if (this.connection?.send({ type: 'order.result', ...entry.result })) this.resend.sentAt(orderId, this.now);
         return;
       }
+    }
+  }
+
+  /**
+   * At a heartbeat: the results still unacknowledged long after they were sent go again (a report the
+   * coordinator's store refused and dropped, an ack lost to its restart); see result-resend.ts.
+   */
+  private resendUnacknowledged(): void {
+    for (const orderId of this.resend.due(this.now, RESENDS_PER_HEARTBEAT)) {
+      const entry = this.journal?.get(orderId);
+      if (entry?.phase !== 'done' || entry.acked || !entry.result) {
+        this.resend.forget(orderId);
+        continue;
+      }
+      this.options.log.info(
+        { orderId, finishedAt: entry.result.finishedAt },
+        'the coordinator has not acknowledged this result; sending it again',
+      );
+      this.connection?.send({ type: 'order.result', ...entry.result });
     }
   }
 
@@ -371,7 +410,11 @@ export class Agent {
       case 'order.ack':
         executor
           .acknowledge(message.orderId, message.finishedAt)
-          .then(() => this.sendNextHeld())
+          .then(() => {
+            // An ack of an earlier result of the order (a bake failure replaced it) leaves it pending.
+            if (this.journal?.get(message.orderId)?.acked !== false) this.resend.forget(message.orderId);
+            this.sendNextHeld();
+          })
           .catch(fail);
         return;
       case 'unsupported':

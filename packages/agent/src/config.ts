@@ -233,6 +233,11 @@ const AgentConfigFields = z
      * result drops them (see progress-coalescer.ts). 0 sends every report at once.
      */
     progressCoalesceMs: z.number().int().min(0).max(10_000).default(200),
+    /**
+     * A result the coordinator has not acknowledged this long after it was sent is sent again, then after
+     * twice as long, up to 16 times as long (see result-resend.ts); checked at each heartbeat.
+     */
+    resultResendMs: z.number().int().min(100).max(3_600_000).default(30_000),
     /** How the coordinator's certificate is checked on https:// and wss:// (the chain and host name always are). */
     tls: z
       .object({
@@ -331,6 +336,7 @@ export function loadAgentConfig(input: {
   if (input.env.FLEETPATCH_RECONNECT_MAX_MS) merged.backoffMaxMs = Number(input.env.FLEETPATCH_RECONNECT_MAX_MS);
   if (input.env.FLEETPATCH_PROGRESS_COALESCE_MS)
     merged.progressCoalesceMs = Number(input.env.FLEETPATCH_PROGRESS_COALESCE_MS);
+  if (input.env.FLEETPATCH_RESULT_RESEND_MS) merged.resultResendMs = Number(input.env.FLEETPATCH_RESULT_RESEND_MS);
   if (input.env.FLEETPATCH_ALLOW_INSECURE)
     merged.allowInsecure = /^(?:1|true|yes)$/i.test(input.env.FLEETPATCH_ALLOW_INSECURE);
   const { labels, allowedRoots, caFile, coordinatorUrls, ...flags } = input.flags;

@@ -47,6 +47,11 @@ export interface ConnectionOptions {
   /** Called before redialling after the coordinator refused this agent (4401): re-read the credential. */
   onRefused?(): Promise<void>;
   onMessage(message: CoordinatorMessage): void;
+  /**
+   * Called at each heartbeat while welcomed (every `heartbeatIntervalMs` the coordinator set): a tick
+   * for work that only makes sense on a live connection, without a timer of each agent's own.
+   */
+  onHeartbeat?(): void;
   /** Reconnect backoff: base and cap, in ms; it grows per round of the URLs, not per URL (coordinator-rotation.ts). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -271,6 +276,7 @@ export class CoordinatorConnection {
     this.heartbeatTimer = setInterval(() => {
       check();
       this.send({ type: 'heartbeat', journalSeq: this.journalPosition(), sentAt: new Date().toISOString() });
+      this.options.onHeartbeat?.();
     }, intervalMs);
     this.heartbeatTimer.unref();
   }

@@ -2,7 +2,8 @@
  * One agent's report that the store refuses for its data (a constraint, a value PostgreSQL cannot
  * hold) no longer holds every other agent's report behind it: the failed batch is taken apart, the
  * others are recorded and acknowledged, and the refused one is tried again, then dropped
- * unacknowledged, for its agent to report again when it reconnects. The refusal is a real one, a
+ * unacknowledged, for its agent to report again (a result unasked, after a wait: test/result-redelivery.test.ts;
+ * anything at its next hello). The refusal is a real one, a
  * trigger in the store, on SQLite and (in the coordinator-postgres project) on PostgreSQL alike.
  */
 import { expect, it } from 'vitest';
@@ -63,7 +64,9 @@ it('a report the store refuses is set aside: the others are recorded and acked, 
     [50, 2, 'result', refusedOrder],
     [50, 3, 'result', refusedOrder],
   ]);
-  expect(refusals[2]?.msg).toMatch(/dropped unacknowledged, the agent reports it again when it reconnects/);
+  expect(refusals[2]?.msg).toMatch(
+    /dropped unacknowledged: its agent sends a result again unasked, and any report at its next hello/,
+  );
   // Not an outage: the batch was never held whole.
   expect(lines.filter((l) => /recording agent reports failed/.test(l.msg))).toEqual([]);
   await fleet.engine.whenIdle();

@@ -893,7 +893,7 @@ export class RolloutEngine {
     }
     this.log.error(
       about,
-      'the store refused an agent report again; dropped unacknowledged, the agent reports it again when it reconnects',
+      'the store refused an agent report again; dropped unacknowledged: its agent sends a result again unasked, and any report at its next hello',
     );
     this.onReportDropped?.(report.kind);
     return [];
