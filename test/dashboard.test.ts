@@ -42,6 +42,8 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
   let browser: Browser;
   let page: Page | undefined;
   let problems: string[] = [];
+  /** The path of every request the tab made, in order. */
+  let requested: string[] = [];
 
   const rootOf = (host: string) => join(work, host, 'root');
 
@@ -81,6 +83,9 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
   async function openDashboard(token: string, hash = '#/rollouts'): Promise<Page> {
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     problems = pageProblems(page);
+    const paths: string[] = [];
+    page.on('request', (request) => paths.push(new URL(request.url()).pathname));
+    requested = paths;
     await page.goto(`${fleet.coordinator.url}/ui/${hash}`);
     await page.locator('#token').fill(token);
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -137,6 +142,8 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
       events.filter((e) => e.type === 'rollout.promoted').length,
     );
     expect(await tab.getByTestId('patch-title').textContent()).toBe(RUNNING_TITLE);
+    // The title came from the patch's summary: the page never downloaded the patch's content.
+    expect(requested.filter((path) => path.startsWith('/v1/patches/'))).toEqual([`/v1/patches/${patchId}/summary`]);
     expect(problems).toEqual([]);
   });
 
@@ -170,7 +177,7 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
   });
 
   it('lists every rollout with its state, patch, progress, failures and age', async () => {
-    const statuses = (await fleet.api.get<{ rollouts: { id: string }[] }>('/v1/rollouts')).rollouts;
+    const statuses = (await fleet.api.get<{ rollouts: { id: string; patchId: string }[] }>('/v1/rollouts')).rollouts;
     const tab = await openDashboard(ADMIN_TOKEN, '#/rollouts');
     await tab.locator('table.rollouts tbody tr').first().waitFor();
     expect(await tab.locator('table.rollouts tbody tr').count()).toBe(statuses.length);
@@ -183,6 +190,9 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
       );
     }
     expect(await tab.locator('td.title').allTextContents()).toEqual([HALTED_TITLE, RUNNING_TITLE]);
+    // Each title from its patch's summary, asked for once: no patch whole, with its content, was fetched.
+    const patchReads = requested.filter((path) => path.startsWith('/v1/patches/'));
+    expect(patchReads.toSorted()).toEqual(statuses.map(({ patchId }) => `/v1/patches/${patchId}/summary`).toSorted());
     await tab.screenshot({ path: screenshotPath(work, 'dashboard-rollouts.png'), fullPage: true });
     expect(problems).toEqual([]);
   });

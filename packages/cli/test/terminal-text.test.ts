@@ -52,14 +52,50 @@ describe('characters that draw nothing but change what is read', () => {
     expect(JSON.parse(terminalSafe(JSON.stringify(value, null, 2)))).toEqual(value);
   });
 
-  it('prints legitimate text as sent: accents, CJK, right-to-left letters, emoji with skin tone or variation selector', () => {
-    const text = 'café naïve e\u0301 Zürich 東京 서울 مرحبا שלום ✓ ❤️ 👍🏽 🇫🇷 — …';
+  it('prints legitimate text as sent: accents, CJK, Hangul, right-to-left letters, emoji with skin tone, flags', () => {
+    // 한 spelled in conjoining jamo (U+1112 U+1161 U+11AB): jamo are letters, only the fillers draw nothing.
+    const text = 'café naïve e\u0301 Zürich 東京 서울 \u1112\u1161\u11ab مرحبا שלום ✓ ❤ 👍🏽 🇫🇷 — …';
     expect(printable(text)).toBe(text);
     expect(terminalSafe(text)).toBe(text);
   });
 
   it('shows an emoji joined by a zero-width joiner as its parts: the price of escaping every joiner', () => {
     expect(printable('\u{1f469}\u200d\u{1f4bb}')).toBe('\u{1f469}\\u200d\u{1f4bb}');
+  });
+
+  it("shows an emoji's variation selector escaped after its base: the price of escaping every selector", () => {
+    expect(printable('\u2764\ufe0f')).toBe('\u2764\\ufe0f');
+    // A rainbow flag: white flag, VS16, ZWJ, rainbow — its parts, both invisible ones escaped.
+    expect(printable('\u{1f3f3}\ufe0f\u200d\u{1f308}')).toBe('\u{1f3f3}\\ufe0f\\u200d\u{1f308}');
+  });
+});
+
+describe('default ignorable characters that are not format characters', () => {
+  // Letters and marks (\p{Lo}, \p{Mn}) that Unicode has renderers draw as nothing: `role=w?eb` reads as
+  // `role=web` all the same, or a value carries data no one sees ("variation selector smuggling").
+  const IGNORABLE: Record<string, { c: string; escaped: string }> = {
+    'Hangul choseong filler (U+115F)': { c: '\u115f', escaped: '\\u115f' },
+    'Hangul jungseong filler (U+1160)': { c: '\u1160', escaped: '\\u1160' },
+    'Hangul filler (U+3164)': { c: '\u3164', escaped: '\\u3164' },
+    'halfwidth Hangul filler (U+FFA0)': { c: '\uffa0', escaped: '\\uffa0' },
+    'variation selector 16 (U+FE0F)': { c: '\ufe0f', escaped: '\\ufe0f' },
+    'variation selector 17 (U+E0100)': { c: '\u{e0100}', escaped: '\\udb40\\udd00' },
+  };
+
+  for (const [name, { c, escaped }] of Object.entries(IGNORABLE)) {
+    it(`shows the ${name} escaped, in a value, in a line and in a whole text`, () => {
+      expect(printable(`role=w${c}eb`)).toBe(`role=w${escaped}eb`);
+      expect(oneLine`  web-1 ${`role=w${c}eb`}`).toBe(`  web-1 role=w${escaped}eb`);
+      expect(terminalSafe(`labels\n  role=w${c}eb`)).toBe(`labels\n  role=w${escaped}eb`);
+    });
+  }
+
+  it('reads back from --json output as the same string, with none of them left raw', () => {
+    const raw = ['\u115f', '\u1160', '\u3164', '\uffa0', '\ufe0f', '\u{e0100}', '\u{e01ef}'];
+    const value = { label: `w${raw.slice(0, 4).join('')}eb`, title: `x${raw.slice(4).join('')}` };
+    const shown = terminalSafe(JSON.stringify(value, null, 2));
+    expect(raw.filter((c) => shown.includes(c))).toEqual([]);
+    expect(JSON.parse(shown)).toEqual(value);
   });
 });
 

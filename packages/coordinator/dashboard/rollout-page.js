@@ -3,7 +3,7 @@ import { followRolloutEvents } from './event-stream.js';
 import { EventTimeline, TIMELINE_LENGTH } from './event-timeline.js';
 import { age, clockTime, rolloutGroup, seconds, waveName } from './format.js';
 import { FailedHosts, HostGrid, LiveHealth } from './host-grid.js';
-import { patchOf } from './patches.js';
+import { patchSummaryOf } from './patches.js';
 import { ProgressBar } from './progress-bar.js';
 import { RolloutVerbs } from './rollout-verbs.js';
 import { html, useEffect, useRef, useState } from './vendor/preact-htm.mjs';
@@ -146,7 +146,7 @@ export function RolloutPage({ id, who }) {
   const now = useNow();
   const patchId = status?.rollout.patchId;
   useEffect(() => {
-    if (patchId) patchOf(patchId).then(setPatch, () => setPatch(null));
+    if (patchId) patchSummaryOf(patchId).then(setPatch, () => setPatch(null));
   }, [patchId]);
 
   if (!status) {

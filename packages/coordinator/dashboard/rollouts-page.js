@@ -1,6 +1,6 @@
 import { api, seg } from './api.js';
 import { age, rolloutGroup } from './format.js';
-import { patchOf } from './patches.js';
+import { patchSummaryOf } from './patches.js';
 import { ProgressBar } from './progress-bar.js';
 import { usePolling } from './use-polling.js';
 import { html } from './vendor/preact-htm.mjs';
@@ -17,7 +17,7 @@ async function loadRollouts() {
     rollouts.map(async (rollout) => {
       const [status, patch] = await Promise.all([
         api(`/v1/rollouts/${seg(rollout.id)}/summary`),
-        patchOf(rollout.patchId),
+        patchSummaryOf(rollout.patchId),
       ]);
       return { ...status, title: patch.title };
     }),

@@ -34,6 +34,7 @@ function databaseAt(version: number, fill: (db: Database.Database) => void): voi
   db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
   for (const migration of MIGRATIONS.filter((m) => m.version <= version)) {
     db.exec(migration.sql);
+    migration.rewrite?.(db);
     db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
       migration.version,
       migration.name,

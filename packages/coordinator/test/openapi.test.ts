@@ -89,6 +89,7 @@ describe('GET /v1/openapi.json', () => {
         '/v1/enroll',
         '/v1/patches',
         '/v1/patches/{id}',
+        '/v1/patches/{id}/summary',
         '/v1/rollouts',
         '/v1/rollouts/{id}',
         '/v1/rollouts/{id}/plan',
@@ -131,6 +132,8 @@ describe('GET /v1/openapi.json', () => {
     expect(fileSummary).toMatchObject({ contentSha256: expect.any(Object), contentBytes: expect.any(Object) });
     expect(fileSummary).not.toHaveProperty('content');
     expect(listed.properties.patches.items.properties).not.toHaveProperty('problem');
+    // One patch's summary is the list's item: the dashboard names a patch without its content.
+    expect(schemaOf('/v1/patches/{id}/summary', 'get', '200')).toEqual(listed.properties.patches.items);
     const status = schemaOf('/v1/rollouts/{id}', 'get', '200');
     expect(status).toMatchObject({
       type: 'object',

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type NewPatchInput, PatchListSchema, PatchSchema } from '@fleetpatch/shared';
+import { type NewPatchInput, PatchListSchema, PatchSchema, PatchSummarySchema } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 import { callApi, closedAfterEach, TOKENS } from './support/test-coordinator.js';
@@ -126,4 +126,29 @@ describe('GET /v1/patches lists summaries, never content', () => {
     // Generous for a loaded CI machine: the summaries hold it ~20 ms here; the whole patches held it 2-6 s.
     expect(health.ms, `GET /healthz took ${Math.round(health.ms)} ms while a viewer listed patches`).toBeLessThan(1000);
   }, 120_000);
+});
+
+describe('GET /v1/patches/:id/summary answers one patch as the list shows it', () => {
+  it('gives a viewer the summary of a large patch in a few hundred bytes: the title without the content', async () => {
+    const { app } = await startCoordinator({});
+    const created = await callApi(app, 'POST', '/v1/patches', largeFilePatch('Raise the limit'), TOKENS.operator);
+    expect(created.status).toBe(201);
+    const { id } = PatchSchema.parse(created.body);
+
+    const one = await callApi(app, 'GET', `/v1/patches/${id}/summary`, undefined, TOKENS.viewer);
+    expect(one.status).toBe(200);
+    const listed = PatchListSchema.parse((await callApi(app, 'GET', '/v1/patches?limit=1')).body).patches;
+    expect(listed).toEqual([PatchSummarySchema.parse(one.body)]);
+    expect(one.body).toMatchObject({ title: 'Raise the limit', change: { contentBytes: LARGE_CONTENT.byteLength } });
+    expect(one.body).not.toHaveProperty('change.content');
+    expect(JSON.stringify(one.body).length).toBeLessThan(MAX_LISTED_BYTES_PER_PATCH);
+  });
+
+  it('answers an unknown patch 404, as GET /v1/patches/:id does', async () => {
+    const { app } = await startCoordinator({});
+    const summary = await callApi(app, 'GET', '/v1/patches/pat_nope/summary', undefined, TOKENS.viewer);
+    const whole = await callApi(app, 'GET', '/v1/patches/pat_nope', undefined, TOKENS.viewer);
+    expect([summary.status, whole.status]).toEqual([404, 404]);
+    expect(summary.body).toEqual(whole.body);
+  });
 });

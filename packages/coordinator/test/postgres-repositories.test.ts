@@ -286,6 +286,13 @@ function contract(open: () => Promise<Subject>): void {
       expect(listed).not.toHaveProperty('problem');
     });
 
+    it("answers one patch's summary by id, as the list has it, and nothing for an unknown id", async () => {
+      const whole = await repos().patches.get('pat_2');
+      expect(whole).toBeDefined();
+      expect(await repos().patches.summary('pat_2')).toEqual(patchSummaryOf(whole as Patch));
+      expect(await repos().patches.summary('pat_nope')).toBeUndefined();
+    });
+
     it('backfills summaries a page at a time, past a patch whose spec no longer parses', async () => {
       const ids = Array.from({ length: 2 * BACKFILL_PAGE + 10 }, (_, i) => `pat_b${String(i).padStart(4, '0')}`);
       try {

@@ -67,6 +67,17 @@ export class PatchCatalog {
     return patch;
   }
 
+  /**
+   * What a page that names the patch needs (title, ticket, what it changes), without its content.
+   * A patch whose stored spec no longer holds a change has no summary (lists leave it out too): it is
+   * answered as unknown here, and whole, as far as it can be, by `get`.
+   */
+  async summary(id: string): Promise<PatchSummary> {
+    const summary = await this.store.patches.summary(id);
+    if (!summary) throw new FleetError(ErrorCode.notFound, `patch ${id} does not exist`);
+    return summary;
+  }
+
   /** The path of the patch's content through the environments. */
   async history(id: string): Promise<PatchHistory> {
     return await patchHistory(this.store, await this.get(id), this.options.promotion);

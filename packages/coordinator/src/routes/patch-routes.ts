@@ -5,6 +5,7 @@ import {
   PatchHistorySchema,
   PatchListSchema,
   PatchSchema,
+  PatchSummarySchema,
   renderChangeRecord,
 } from '@fleetpatch/shared';
 import { z } from 'zod';
@@ -59,6 +60,21 @@ export const patchRoutes: FastifyPluginAsyncZod = async (app) => {
       },
     },
     async (request) => await patches.get(request.params.id),
+  );
+
+  // One patch as the list shows it: what a page that only names the patch (the dashboard's rollouts)
+  // asks for, instead of the whole patch and its content.
+  app.get(
+    '/patches/:id/summary',
+    {
+      config: { access: 'read' },
+      schema: {
+        ...operation('patches', 'getPatchSummary', 'Get one patch as a summary without its content'),
+        params: Params,
+        response: { 200: PatchSummarySchema, ...ERROR_RESPONSES },
+      },
+    },
+    async (request) => await patches.summary(request.params.id),
   );
 
   // The path of the patch's content (any patch with its digest) through the promotion order.

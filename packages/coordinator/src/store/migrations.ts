@@ -1,8 +1,23 @@
+import type Database from 'better-sqlite3';
+import { relabelWebhookFailures } from './webhook-failure-relabel.js';
+
 /**
  * Versioned schema migrations, applied in order inside one transaction each. Never edit a
  * migration that has shipped; add a new one.
  */
-export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+  /**
+   * Rows to rewrite, once, after `sql` in the same transaction: for what SQL alone cannot compute. A
+   * backfill that is safe to repeat at every start (patch digests, summaries) belongs to the
+   * repository instead; this is for one that should run once, recorded with the version.
+   */
+  rewrite?: (db: Database.Database) => void;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'initial schema',
@@ -305,5 +320,14 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
       );
       CREATE INDEX patch_summaries_newest ON patch_summaries(created_at, id);
     `,
+  },
+  {
+    version: 16,
+    name: 'webhook.failed rows name their endpoint by a label, not its URL (whose path can be its credential)',
+    // No schema change: the rows' data is rewritten (webhook-failure-relabel.ts), computed in TypeScript
+    // with the notifier's own label function. Once, here, not at every start as patch summaries are
+    // filled: nothing indexes events by type, so finding such rows reads the whole audit trail.
+    sql: '',
+    rewrite: relabelWebhookFailures,
   },
 ];

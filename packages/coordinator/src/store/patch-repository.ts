@@ -34,6 +34,9 @@ export interface PatchSummaryColumns {
 /** What the summary column holds: the summary less what its own columns say. */
 type StoredSummary = Omit<PatchSummary, 'id' | 'createdAt'>;
 
+/** SQLite holds the summary as text. */
+type SummaryRow = Omit<PatchSummaryColumns, 'summary'> & { summary: string };
+
 /** How many patches each store keeps parsed: those of the rollouts running at once, and then some. */
 export const PATCHES_KEPT = 64;
 
@@ -53,6 +56,7 @@ export class PatchRepository {
       byId: db.prepare('SELECT * FROM patches WHERE id = ?'),
       // Not patches: its rows hold the content, and SQLite reads through a row's spec to the columns after it.
       page: db.prepare('SELECT id, created_at, summary FROM patch_summaries ORDER BY created_at DESC, id DESC LIMIT ?'),
+      summaryById: db.prepare('SELECT id, created_at, summary FROM patch_summaries WHERE id = ?'),
       idsWithDigest: db.prepare('SELECT id FROM patches WHERE content_digest = ? ORDER BY created_at, id'),
       withoutDigest: db.prepare('SELECT * FROM patches WHERE content_digest IS NULL'),
       setDigest: db.prepare('UPDATE patches SET content_digest = ? WHERE id = ?'),
@@ -82,9 +86,13 @@ export class PatchRepository {
 
   /** The newest `limit` patches' summaries, newest first: no content is read. */
   async list(limit: number): Promise<PatchSummary[]> {
-    return (this.statements.page.all(limit) as (Omit<PatchSummaryColumns, 'summary'> & { summary: string })[]).map(
-      (row) => patchSummaryFromColumns({ ...row, summary: JSON.parse(row.summary) as StoredSummary }),
-    );
+    return (this.statements.page.all(limit) as SummaryRow[]).map(toSummary);
+  }
+
+  /** One patch's summary, its content unread; undefined for an unknown id. */
+  async summary(id: string): Promise<PatchSummary | undefined> {
+    const row = this.statements.summaryById.get(id) as SummaryRow | undefined;
+    return row && toSummary(row);
   }
 
   /** Every patch with this content digest (the same change, whatever its prose), oldest first. */
@@ -120,6 +128,10 @@ export class PatchRepository {
       after = last.id;
     }
   }
+}
+
+function toSummary(row: SummaryRow): PatchSummary {
+  return patchSummaryFromColumns({ ...row, summary: JSON.parse(row.summary) as StoredSummary });
 }
 
 function toPatch(row: PatchRow): Patch {

@@ -51,6 +51,7 @@ export async function migratePostgresWithin(client: ClientBase): Promise<number[
   for (const migration of POSTGRES_MIGRATIONS) {
     if (done.has(migration.version)) continue;
     await client.query(migration.sql);
+    await migration.rewrite?.(client);
     await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, now())', [
       migration.version,
       migration.name,

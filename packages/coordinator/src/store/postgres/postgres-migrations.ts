@@ -1,3 +1,6 @@
+import type { ClientBase } from 'pg';
+import { relabelWebhookFailuresOnPostgres } from './postgres-webhook-failure-relabel.js';
+
 /**
  * The PostgreSQL schema's versioned migrations, applied in order (postgres-migrate.ts). Never edit a
  * migration that has shipped; add a new one — and its SQLite twin in ../migrations.ts in the same
@@ -32,6 +35,8 @@ export interface PostgresMigration {
   /** The SQLite migration (../migrations.ts) whose schema this one brings PostgreSQL to. */
   readonly sqliteVersion: number;
   readonly sql: string;
+  /** Rows to rewrite, once, after `sql` in the same transaction (as SQLite's `Migration.rewrite`). */
+  readonly rewrite?: (client: ClientBase) => Promise<void>;
 }
 
 export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
@@ -298,6 +303,13 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
       );
       CREATE INDEX patch_summaries_newest ON patch_summaries (created_at, id);
     `,
+  },
+  {
+    version: 6,
+    name: 'webhook.failed rows name their endpoint by a label, not its URL (whose path can be its credential)',
+    sqliteVersion: 16,
+    sql: '',
+    rewrite: relabelWebhookFailuresOnPostgres,
   },
 ];
 

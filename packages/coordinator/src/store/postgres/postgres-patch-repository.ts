@@ -50,6 +50,14 @@ export class PostgresPatchRepository implements Public<PatchRepository> {
     return rows.map(patchSummaryFromColumns);
   }
 
+  async summary(id: string): Promise<PatchSummary | undefined> {
+    const row = await this.db.one<PatchSummaryColumns>(
+      'SELECT id, created_at, summary FROM patch_summaries WHERE id = $1',
+      [id],
+    );
+    return row && patchSummaryFromColumns(row);
+  }
+
   async idsWithDigest(digest: string): Promise<string[]> {
     const rows = await this.db.query<{ id: string }>(
       'SELECT id FROM patches WHERE content_digest = $1 ORDER BY created_at, id',
