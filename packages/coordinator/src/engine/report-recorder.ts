@@ -223,15 +223,17 @@ export class ReportRecorder {
       if (order.phase === 'done' || order.result) continue;
       const run = await store.hostRuns.byOrderId(order.orderId);
       if (!run || run.hostId !== agentId) continue;
-      const rollout = await store.rollouts.get(run.rolloutId);
-      // Stryker disable OptionalChaining: a host run's rollout always exists (it owns the run)
-      const rolloutLetsItFinish =
-        rollout?.state === 'running' || rollout?.state === 'paused' || rollout?.state === 'halted';
-      // Stryker restore OptionalChaining
-      if (TERMINAL_HOST_STATES.has(run.state) || !rolloutLetsItFinish) {
+      if (TERMINAL_HOST_STATES.has(run.state) || !(await this.letsFinish(run.rolloutId))) {
         channel.send(agentId, { type: 'order.cancel', orderId: order.orderId });
       }
     }
+  }
+
+  /** Whether the rollout lets an apply in flight finish: a halted one does (the failure budget), an aborted or reverting one not. */
+  private async letsFinish(rolloutId: string): Promise<boolean> {
+    const rollout = await this.deps.store.rollouts.get(rolloutId);
+    // Stryker disable next-line OptionalChaining: a host run's rollout always exists (it owns the run)
+    return rollout?.state === 'running' || rollout?.state === 'paused' || rollout?.state === 'halted';
   }
 
   /**
@@ -275,6 +277,14 @@ export class ReportRecorder {
         ...(progress.message ? { message: progress.message } : {}),
       });
       state = next;
+      // The cancel sent when its rollout was aborted (or began reverting) may have reached the agent
+      // before the order did (in a group, the order went through another member's outbox, the cancel
+      // straight down this member's socket): the agent, knowing no such order then, went on to run it.
+      // It says so now: cancelled again, as a hello would have it (cancelAbandoned).
+      if (!(await this.letsFinish(run.rolloutId))) {
+        const { channel } = this.deps;
+        store.afterCommit(() => channel.send(agentId, { type: 'order.cancel', orderId: progress.orderId }));
+      }
     }
     const health = progress.health ? boundedHealth(progress.health) : undefined;
     if (health && health.length > 0 && (state === 'verifying' || (state === 'healthy' && (await this.bakes(run))))) {
