@@ -127,4 +127,68 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
       rollout: 'running',
     });
   });
+
+  it('a member whose step lock session is lost mid-step cannot overwrite a transition another member committed meanwhile', async () => {
+    const { url, m } = await group(2);
+    const [a, b] = m as [GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1']);
+    const h1 = new ScriptedAgent('h1');
+    await b.connect(h1);
+    a.startTicking();
+    b.startTicking();
+    const request = RolloutRequestSchema.parse({
+      patchId: GROUP_PATCH_ID,
+      target: { hostIds: ['h1'] },
+      waves: ['100%'],
+      bakeSeconds: 1,
+      requiredApprovals: 0,
+    });
+    const { id } = await a.engine.create(request, 'alice');
+    await a.engine.start(id, 'alice');
+    await until(() => h1.openApply(), 'h1 to get its apply');
+    h1.finish();
+    await until(async () => (await a.store.rollouts.get(id))?.bakeUntil !== null, 'the wave to pass and bake');
+
+    // The driver's last step (the bake is over: succeeded) is slow to write its transition (a slow
+    // statement, a pause): held here, after it read the rollout running and decided.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = false;
+    const setState = a.store.rollouts.setState.bind(a.store.rollouts);
+    a.store.rollouts.setState = async (...args) => {
+      if (args[1] === 'succeeded') {
+        held = true;
+        await gate;
+      }
+      return await setState(...args);
+    };
+    await until(() => held, "c1's final transition");
+    // Meanwhile c1's session holding the step lock is lost (a DBA's pg_terminate_backend, a proxy, a
+    // firewall dropping an idle connection): the server lets the lock go; c1's step goes on through its pool.
+    const side = await sideConnection(url);
+    const holder = await side.query("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted");
+    expect(holder.rows).toHaveLength(1);
+    await side.query('SELECT pg_terminate_backend($1)', [holder.rows[0].pid]);
+    // An operator aborts at c2, whose step now takes the lock, reads the rollout running, and commits.
+    const aborted = await b.engine.abort(id, 'carol', 'stop').then(
+      (r) => r.state,
+      (err: unknown) => (err as Error).message,
+    );
+    release();
+    const abortAnswer = aborted;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await until(async () => (await b.store.rollouts.get(id))?.state !== 'running', 'the rollout to settle');
+    // Every rollout transition on the record leaves the state the one before it entered.
+    const events = (await b.store.events(id, 0, 1000)).filter((e) => e.hostId === null && e.toState);
+    const chain = events.map((e) => `${e.fromState ?? ''}>${e.toState}`);
+    const broken = events.some((e, i) => i > 0 && e.fromState !== events[i - 1]?.toState);
+    expect({ broken, chain, abortAnswer, state: (await b.store.rollouts.get(id))?.state }).toEqual({
+      broken: false,
+      chain: ['>scheduled', 'scheduled>running', 'running>aborted'],
+      abortAnswer: 'aborted',
+      state: 'aborted',
+    });
+  });
 });
