@@ -86,3 +86,47 @@ describe('a late bake failure after the rollout succeeded', () => {
     });
   });
 });
+
+describe('the failure budget inside one dispatch burst', () => {
+  it('offline mode fail: once the hosts failed at dispatch exceed the budget, nobody else in the burst gets an order', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(4));
+    const id = await fleet.launch({
+      waves: [1, '100%'],
+      maxParallel: 4,
+      maxFailures: 0,
+      offline: { mode: 'fail', deliveryDeadlineSeconds: 300 },
+    });
+    // host-2 and host-3 drop off while the canary applies.
+    fleet.disconnect('host-2');
+    fleet.disconnect('host-3');
+    await fleet.finish('host-1');
+    expect(await fleet.state(id)).toBe('halted');
+    // maxFailures 0: the first failure (host-2, offline at dispatch) halts; "nothing new is sent" after it.
+    expect(await fleet.hostStates(id)).toEqual({
+      'host-1': 'healthy',
+      'host-2': 'failed',
+      'host-3': 'queued',
+      'host-4': 'queued',
+    });
+    expect(fleet.appliedHosts()).toEqual(['host-1']);
+  });
+
+  it('maxFailuresPerWave: the same within a wave', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(5));
+    const id = await fleet.launch({
+      waves: [1, '100%'],
+      maxParallel: 4,
+      maxFailures: 4,
+      maxFailuresPerWave: 1,
+      offline: { mode: 'fail', deliveryDeadlineSeconds: 300 },
+    });
+    fleet.disconnect('host-2');
+    fleet.disconnect('host-3');
+    await fleet.finish('host-1');
+    expect(await fleet.state(id)).toBe('halted');
+    expect(fleet.appliedHosts()).toEqual(['host-1']);
+    expect((await fleet.hostStates(id))['host-4']).toBe('queued');
+  });
+});

@@ -121,7 +121,9 @@ export class WaveAdvancer {
           );
         return false;
       }
-      await this.dispatchApplies(rollout, request.maxParallel - inFlight);
+      // Failures the burst may still record (offline policy `fail`, agents too old) before it exceeds a budget.
+      const failuresLeft = Math.min(tolerated - failures, waveTolerated - waveFailures);
+      await this.dispatchApplies(rollout, request.maxParallel - inFlight, failuresLeft);
     }
     return false;
   }
@@ -252,15 +254,23 @@ export class WaveAdvancer {
     }
   }
 
-  private async dispatchApplies(rollout: RolloutRecord, slots: number): Promise<void> {
+  /**
+   * Dispatches up to `slots` queued hosts of the current wave. A host failed at dispatch counts against
+   * the budget at once: once `failuresLeft` is used up, the burst stops there (nothing new is sent
+   * past a failure that halts), and the next pass halts the rollout.
+   */
+  private async dispatchApplies(rollout: RolloutRecord, slots: number, failuresLeft: number): Promise<void> {
     const { store, channel, clock } = this.deps;
     const patch = (await store.patches.get(rollout.patchId)) as Patch;
     const sends: HostRunRecord[] = [];
+    let left = failuresLeft;
     await store.transaction(async () => {
       // One dispatch time for the burst (one commit): its hosts' deadlines are the same, so they time
       // out in the same sweep, never one halting the rollout a moment before the next is due.
       const at = clock.now();
+
       for (const run of await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
+        if (left < 0) break;
         if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
           const failed = rollout.request.offline.mode === 'fail';
           await transitionHostRun(
@@ -275,11 +285,13 @@ export class WaveAdvancer {
             },
             { actor: SYSTEM, data: { reason: 'offline' } },
           );
+          if (failed) left--;
           continue;
         }
         const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
         if (gap !== undefined) {
           await failTooOld(this.deps, run, gap);
+          left--;
           continue;
         }
         const orderId = newId('ord');
@@ -297,7 +309,8 @@ export class WaveAdvancer {
     const signed = sends.length > 0 ? await signedApplyOf(store, rollout.id) : undefined;
     if (sends.length > 0) this.deps.checkpoint?.('order:committed');
     sendApplies(channel, rollout, sends, patch, signed, () => this.deps.checkpoint?.('order:sent'));
-    if (sends.length > 0) this.deps.markDirty(rollout.id);
+    // Looked at again: the slots the orders took, or the failures the burst recorded (a halt, now).
+    if (sends.length > 0 || left < failuresLeft) this.deps.markDirty(rollout.id);
   }
 
   private windowOpen(rollout: RolloutRecord): boolean {
