@@ -191,4 +191,27 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
       state: 'aborted',
     });
   });
+
+  it('a host connected to another member moments ago is not failed as offline at dispatch (offline policy fail)', async () => {
+    const { m } = await group(2, 3000);
+    const [a, b] = m as [GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1']);
+    const h1 = new ScriptedAgent('h1');
+    // Its agent has just connected to c2 (it said hello; c2's store says so) when c1 starts the rollout.
+    await b.connect(h1);
+    await until(async () => (await a.store.agents.get('h1'))?.lastSeenAt !== null, 'h1 seen');
+    const request = RolloutRequestSchema.parse({
+      patchId: GROUP_PATCH_ID,
+      target: { hostIds: ['h1'] },
+      waves: ['100%'],
+      maxFailures: 0,
+      offline: { mode: 'fail', deliveryDeadlineSeconds: 300 },
+      requiredApprovals: 0,
+    });
+    const { id } = await a.engine.create(request, 'alice');
+    await a.engine.start(id, 'alice');
+    await until(async () => (await a.store.hostRuns.get(id, 'h1'))?.state !== 'queued', 'h1 dispatched or failed');
+    const run = await a.store.hostRuns.get(id, 'h1');
+    expect({ state: run?.state, reason: run?.reason ?? null }).toEqual({ state: 'dispatched', reason: null });
+  });
 });

@@ -268,10 +268,14 @@ export class WaveAdvancer {
       // One dispatch time for the burst (one commit): its hosts' deadlines are the same, so they time
       // out in the same sweep, never one halting the rollout a moment before the next is due.
       const at = clock.now();
-
-      for (const run of await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
+      const queued = await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots);
+      // Skipped or failed as offline is for good: in a group, first ask whether the host connected to
+      // another member since this one last read who is where.
+      const judgesOffline = rollout.request.offline.mode !== 'wait';
+      if (judgesOffline && queued.some((run) => !channel.isOnline(run.hostId))) await channel.refreshPresence?.();
+      for (const run of queued) {
         if (left < 0) break;
-        if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
+        if (judgesOffline && !channel.isOnline(run.hostId)) {
           const failed = rollout.request.offline.mode === 'fail';
           await transitionHostRun(
             this.deps,
