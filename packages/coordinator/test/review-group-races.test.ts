@@ -7,6 +7,7 @@ import pg from 'pg';
 import { afterEach, expect, it } from 'vitest';
 import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
+import { ENGINE_STEP_LOCK_KEY } from '../src/group/engine-step-lock.js';
 import { GROUP_PATCH_ID, GroupMember, ScriptedAgent, seedGroup, until } from './support/group-members.js';
 
 describeNeeding(postgresCluster, 'review: races in a coordinator group on PostgreSQL', () => {
@@ -213,5 +214,60 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
     await until(async () => (await a.store.hostRuns.get(id, 'h1'))?.state !== 'queued', 'h1 dispatched or failed');
     const run = await a.store.hostRuns.get(id, 'h1');
     expect({ state: run?.state, reason: run?.reason ?? null }).toEqual({ state: 'dispatched', reason: null });
+  });
+
+  it("a member taking over a dead member's rollout during a long engine step keeps its own leases", async () => {
+    const { url, m } = await group(3, 1500);
+    const [a, b, c] = m as [GroupMember, GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1', 'h2', 'h3']);
+    // Three running rollouts, one host each, whose agents are away (policy wait): they stay running.
+    const ids: string[] = [];
+    for (const [member, host] of [
+      [a, 'h1'],
+      [b, 'h2'],
+      [c, 'h3'],
+    ] as const) {
+      const request = RolloutRequestSchema.parse({
+        patchId: GROUP_PATCH_ID,
+        target: { hostIds: [host] },
+        waves: ['100%'],
+        requiredApprovals: 0,
+      });
+      const { id } = await member.engine.create(request, 'alice');
+      await member.engine.start(id, 'alice');
+      ids.push(id);
+    }
+    const leases = async () => new Map((await a.group.leases.all()).map((l) => [l.rolloutId, l]));
+    await until(async () => (await leases()).size === 3, 'three leases');
+    // Whichever member drives which: c must drive one (for the test, c's is the third).
+    const before = await leases();
+    const heldByC = [...before.values()].filter((l) => l.holder === 'c3').map((l) => l.rolloutId);
+    const alive = [...before.values()].filter((l) => l.holder !== 'c3');
+    expect(heldByC.length).toBeGreaterThan(0);
+    expect(alive.length).toBeGreaterThan(0);
+
+    // A long engine step somewhere in the group (a start freezing a large target, a hello storm):
+    // held here for two lease periods. Meanwhile c dies; a or b takes its rollouts over.
+    const side = await sideConnection(url);
+    await side.query('SELECT pg_advisory_lock($1)', [ENGINE_STEP_LOCK_KEY]);
+    await c.crash();
+    members.splice(members.indexOf(c), 1);
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    const during = await leases();
+    await side.query('SELECT pg_advisory_unlock($1)', [ENGINE_STEP_LOCK_KEY]);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const after = await leases();
+    // The rollouts of the members that stayed alive never changed hands (no takeover, no resends).
+    const moved = alive.filter(
+      (l) => after.get(l.rolloutId)?.token !== l.token || during.get(l.rolloutId) === undefined,
+    );
+    expect(
+      moved.map((l) => ({
+        rolloutId: l.rolloutId,
+        from: l.holder,
+        to: after.get(l.rolloutId)?.holder,
+        during: during.get(l.rolloutId)?.holder ?? 'nobody',
+      })),
+    ).toEqual([]);
   });
 });
