@@ -154,3 +154,26 @@ describe('an operator and a maintenance window', () => {
     expect({ state: await fleet.state(id), sent: fleet.appliedHosts() }).toEqual({ state: 'paused', sent: [] });
   });
 });
+
+describe('a per-host revert racing the last wave', () => {
+  it('a host of an earlier wave still reverting keeps the rollout from succeeding (and its warning is not lost)', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: [1, '100%'] });
+    await fleet.finish('host-1'); // the canary: wave 1 passes, wave 2 (host-2, host-3) is dispatched
+    expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-3']);
+    // An operator reverts the canary by hand while the last wave is in flight.
+    await fleet.engine.revertHost(id, 'host-1', 'bob');
+    await fleet.engine.whenIdle();
+    await fleet.finish('host-2');
+    await fleet.finish('host-3');
+    const whileReverting = await fleet.state(id);
+    await fleet.finishRevert('host-1');
+    const rollout = await fleet.rollout(id);
+    expect({
+      whileReverting,
+      state: rollout.state,
+      warned: rollout.stateReason?.includes('reverted by hand') ?? false,
+    }).toEqual({ whileReverting: 'running', state: 'succeeded', warned: true });
+  });
+});

@@ -154,6 +154,14 @@ export class WaveAdvancer {
     // within the failure budget, which the check above has let through).
     if (!(await this.analyses.analysesDecided(rollout))) return false;
     const next = rollout.currentWave + 1;
+    // A per-host revert still out in an earlier wave (this wave's hold it open already): the rollout
+    // does not end before it answers — succeeded with a host whose outcome is not known, and without
+    // the warning that it was reverted by hand, would say more than anyone knows.
+    if (
+      next >= rollout.waveCount &&
+      ((await store.hostRuns.countInStates(id, ['reverting'])).get('reverting') ?? 0) > 0
+    )
+      return false;
     await store.transaction(async () => {
       if (next >= rollout.waveCount) {
         const notTaken = await this.noHostTookIt(rollout);
