@@ -270,4 +270,54 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
       })),
     ).toEqual([]);
   });
+
+  it('held up: a driver stalled mid-dispatch past its lease, taken over meanwhile, never dispatches a host twice', async () => {
+    const { m } = await group(2, 1500);
+    const [a, b] = m as [GroupMember, GroupMember];
+    const ids = ['h1', 'h2', 'h3'];
+    await seedGroup(a.store, ids);
+    const agents = ids.map((id) => new ScriptedAgent(id));
+    for (const agent of agents) await b.connect(agent);
+    a.startTicking();
+    b.startTicking();
+    const request = RolloutRequestSchema.parse({
+      patchId: GROUP_PATCH_ID,
+      target: { hostIds: ids },
+      waves: ['100%'],
+      maxParallel: 1,
+      requiredApprovals: 0,
+    });
+    const { id } = await a.engine.create(request, 'alice');
+    await a.engine.start(id, 'alice');
+    const [h1, h2, h3] = agents as [ScriptedAgent, ScriptedAgent, ScriptedAgent];
+    await until(() => h1.openApply(), 'h1 to get its apply');
+    // c1 stalls in its next dispatch (its whole process: no heartbeat either) for three lease periods.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let stalled = false;
+    const nextQueued = a.store.hostRuns.nextQueued.bind(a.store.hostRuns);
+    a.store.hostRuns.nextQueued = async (...args) => {
+      if (!stalled) {
+        stalled = true;
+        clearInterval((a.group as unknown as { heartbeat: NodeJS.Timeout }).heartbeat);
+        await gate;
+      }
+      return await nextQueued(...args);
+    };
+    h1.finish();
+    await until(() => stalled, 'c1 to stall in its dispatch');
+    await until(async () => (await b.group.leases.all()).some((l) => l.holder === 'c2'), 'c2 to take the lease');
+    release();
+    for (const agent of [h2, h3]) {
+      await until(() => agent.openApply(), `${agent.id} to get its apply`);
+      agent.finish();
+    }
+    await until(async () => (await b.store.rollouts.get(id))?.state === 'succeeded', 'the rollout to succeed');
+    // One apply order per host, whoever drove and whatever was resent.
+    for (const agent of agents) expect(new Set(agent.applies().map((e) => e.orderId)).size).toBe(1);
+    const dispatched = (await b.store.events(id, 0, 1000)).filter((e) => e.type === 'host.dispatched');
+    expect(dispatched.map((e) => e.hostId).sort()).toEqual(ids);
+  });
 });
