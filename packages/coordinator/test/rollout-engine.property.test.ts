@@ -393,6 +393,10 @@ async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: s
   const stateBefore = (await world.store.rollouts.get(rolloutId))?.state;
   // Retry is also refused while a host of the rollout is reverting (its outcome is not known yet).
   const reverting = (await world.store.hostRuns.inStates(rolloutId, ['reverting'])).length > 0;
+  // Nor while an aborted rollout's host has not answered the abort's cancel (it would stay cancelled).
+  const cancelling =
+    stateBefore === 'aborted' &&
+    (await world.store.hostRuns.inStates(rolloutId, [...IN_FLIGHT_HOST_STATES])).length > 0;
   // A rollout aborted before it started is not retried: it was never approved to run.
   const neverStarted = (await world.store.rollouts.get(rolloutId))?.startedAt === null;
   try {
@@ -446,7 +450,7 @@ async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: s
       stateBefore &&
       verb !== 'promote' &&
       verb !== 'start' &&
-      !(verb === 'retry' && (reverting || neverStarted))
+      !(verb === 'retry' && (reverting || cancelling || neverStarted))
     ) {
       expect(VERB_TRANSITIONS[verb].from as readonly string[]).not.toContain(stateBefore);
     }
@@ -456,6 +460,7 @@ async function attemptVerb(world: World, verb: Verb, actor: string, rolloutId: s
   if (verb === 'retry') {
     expect(reverting, 'retry went through while a host was reverting').toBe(false);
     expect(neverStarted, 'retry went through for a rollout that never started').toBe(false);
+    expect(cancelling, "retry went through while a host owed the abort's cancel its answer").toBe(false);
   }
   if (stateBefore && verb !== 'promote') {
     expect(VERB_TRANSITIONS[verb].from as readonly string[], `${verb} from ${stateBefore}`).toContain(stateBefore);

@@ -9,6 +9,11 @@ export interface AgentChannel {
   isOnline(agentId: string): boolean;
   /** The protocol version agreed with the agent's live connection; undefined while it has none. */
   protocolVersionOf(agentId: string): number | undefined;
+  /**
+   * Brings `isOnline` up to date where it answers from a copy (a coordinator group's presence, read
+   * on each heartbeat): asked before a host is judged offline for good (offline policy skip or fail).
+   */
+  refreshPresence?(): Promise<void>;
 }
 
 /** The engine only reads the time: the shared `Clock`, of which a test's fake need only give `now`. */

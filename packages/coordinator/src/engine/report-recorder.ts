@@ -8,11 +8,17 @@ import {
   protocolGapOf,
 } from '@fleetpatch/shared';
 import type { HostRunRecord } from '../store/host-run-repository.js';
+import type { RolloutRecord } from '../store/rollout-repository.js';
 import { failTooOld } from './agent-too-old.js';
 import { boundedHealth } from './bounded-health.js';
 import type { ConnectedAudit } from './connected-audit.js';
 import type { EngineDeps } from './engine-interfaces.js';
-import { HOST_PHASE_ORDER, IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
+import {
+  canTransitionHostRun,
+  HOST_PHASE_ORDER,
+  IN_FLIGHT_HOST_STATES,
+  TERMINAL_HOST_STATES,
+} from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import type { LiveHealthBoard } from './live-health.js';
 import { auditOrderRefusal } from './order-refusal-audit.js';
@@ -217,15 +223,17 @@ export class ReportRecorder {
       if (order.phase === 'done' || order.result) continue;
       const run = await store.hostRuns.byOrderId(order.orderId);
       if (!run || run.hostId !== agentId) continue;
-      const rollout = await store.rollouts.get(run.rolloutId);
-      // Stryker disable OptionalChaining: a host run's rollout always exists (it owns the run)
-      const rolloutLetsItFinish =
-        rollout?.state === 'running' || rollout?.state === 'paused' || rollout?.state === 'halted';
-      // Stryker restore OptionalChaining
-      if (TERMINAL_HOST_STATES.has(run.state) || !rolloutLetsItFinish) {
+      if (TERMINAL_HOST_STATES.has(run.state) || !(await this.letsFinish(run.rolloutId))) {
         channel.send(agentId, { type: 'order.cancel', orderId: order.orderId });
       }
     }
+  }
+
+  /** Whether the rollout lets an apply in flight finish: a halted one does (the failure budget), an aborted or reverting one not. */
+  private async letsFinish(rolloutId: string): Promise<boolean> {
+    const rollout = await this.deps.store.rollouts.get(rolloutId);
+    // Stryker disable next-line OptionalChaining: a host run's rollout always exists (it owns the run)
+    return rollout?.state === 'running' || rollout?.state === 'paused' || rollout?.state === 'halted';
   }
 
   /**
@@ -269,6 +277,14 @@ export class ReportRecorder {
         ...(progress.message ? { message: progress.message } : {}),
       });
       state = next;
+      // The cancel sent when its rollout was aborted (or began reverting) may have reached the agent
+      // before the order did (in a group, the order went through another member's outbox, the cancel
+      // straight down this member's socket): the agent, knowing no such order then, went on to run it.
+      // It says so now: cancelled again, as a hello would have it (cancelAbandoned).
+      if (!(await this.letsFinish(run.rolloutId))) {
+        const { channel } = this.deps;
+        store.afterCommit(() => channel.send(agentId, { type: 'order.cancel', orderId: progress.orderId }));
+      }
     }
     const health = progress.health ? boundedHealth(progress.health) : undefined;
     if (health && health.length > 0 && (state === 'verifying' || (state === 'healthy' && (await this.bakes(run))))) {
@@ -431,7 +447,15 @@ export class ReportRecorder {
             isoNow(clock),
           );
         }
-        if (corrects && result.changed) await this.reverts.reopenRevert(run.rolloutId);
+        if (corrects && result.changed) {
+          await this.reverts.reopenRevert(run.rolloutId);
+          // A host timed out at (or after) a halt with autoRevert `wave` that turns out changed goes back
+          // like its wave, as one that answers in time does (below).
+          const rollout = await store.rollouts.get(run.rolloutId);
+          const revertable = run.state !== 'reverted' && canTransitionHostRun(run.state, 'reverting');
+          if (revertable && rollout && (await this.revertsWithHaltedWave(rollout, run)))
+            await this.reverts.dispatch({ ...run, changed: true });
+        }
       }
       this.deps.markDirty(run.rolloutId);
       return true;
@@ -493,19 +517,29 @@ export class ReportRecorder {
     );
     // A host of a wave halted with autoRevert `wave` that was in flight at the halt goes back like its wave.
     // Not for a signed rollout: its halt waits for a signed revert statement (WaveAdvancer.halt).
-    if (
-      result.changed &&
-      // Stryker disable next-line OptionalChaining: as in cancelAbandoned, the rollout exists
-      rollout?.state === 'halted' &&
-      rollout.request.autoRevert === 'wave' &&
-      run.wave === rollout.currentWave &&
-      !(await isSignedRollout(store, rollout.id))
-    ) {
+    // Stryker disable next-line OptionalChaining: as in cancelAbandoned, the rollout exists
+    if (result.changed && rollout && (await this.revertsWithHaltedWave(rollout, run))) {
       // Stryker disable next-line BooleanLiteral: dispatch reads the run's ids and state, not what it carries
       await this.reverts.dispatch({ ...run, state, changed: true });
     }
     this.deps.markDirty(run.rolloutId);
     return true;
+  }
+
+  /**
+   * Whether a host found changed goes back with the wave its rollout halted in (autoRevert `wave`):
+   * not for a signed rollout, whose halt waits for a signed revert statement (WaveAdvancer.halt).
+   */
+  private async revertsWithHaltedWave(
+    rollout: Pick<RolloutRecord, 'id' | 'state' | 'request' | 'currentWave'>,
+    run: Pick<HostRunRecord, 'wave'>,
+  ): Promise<boolean> {
+    return (
+      rollout.state === 'halted' &&
+      rollout.request.autoRevert === 'wave' &&
+      run.wave === rollout.currentWave &&
+      !(await isSignedRollout(this.deps.store, rollout.id))
+    );
   }
 }
 

@@ -38,7 +38,7 @@ import type {
 } from './engine-interfaces.js';
 import { SOLE_DRIVER } from './engine-interfaces.js';
 import { canaryFitnessOf, planCanaryFirst, resolveFleetTarget } from './fleet-target.js';
-import { TERMINAL_HOST_STATES } from './host-run-states.js';
+import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { invalidField } from './invalid-field.js';
@@ -504,6 +504,20 @@ export class RolloutEngine {
             `cannot retry while ${reverting} host(s) of this rollout are reverting; retry once their reverts have finished`,
             { rolloutId: id, state: rollout.state, reverting },
           );
+        }
+        // An abort cancelled the orders in flight: a host still owing that cancel's answer is not a
+        // candidate now, and would answer `cancelled` under the running rollout afterwards, never
+        // requeued — its wave passes, and the rollout may succeed, without it. Retry once they answered.
+        if (rollout.state === 'aborted') {
+          const counts = await this.store.hostRuns.countInStates(id, IN_FLIGHT_HOST_STATES);
+          const cancelling = IN_FLIGHT_HOST_STATES.reduce((n, s) => n + (counts.get(s) ?? 0), 0);
+          if (cancelling > 0) {
+            throw new FleetError(
+              ErrorCode.illegalTransition,
+              `cannot retry while ${cancelling} host(s) of this rollout have not answered the abort's cancel; retry once they have answered (or timed out)`,
+              { rolloutId: id, state: rollout.state, inFlight: cancelling },
+            );
+          }
         }
         const candidates = (
           await this.store.hostRuns.inStates(id, ['failed', 'timed_out', 'skipped', 'cancelled'])

@@ -35,7 +35,19 @@ export async function transitionRollout(
 ): Promise<void> {
   const { store, clock, windows } = deps;
   assertTransition(rollout.id, rollout.state, to, `move to ${to}`);
-  await store.rollouts.setState(rollout.id, to, reason, FINAL_ROLLOUT_STATES.has(to), isoNow(clock));
+  // Written only from the state this decision was made on: in a coordinator group whose step lock was
+  // lost mid-step (its session cut), another member may have moved the rollout meanwhile; its
+  // transition stands, and this one (with the rest of its transaction) is refused.
+  if (
+    !(await store.rollouts.setState(rollout.id, to, reason, FINAL_ROLLOUT_STATES.has(to), isoNow(clock), rollout.state))
+  ) {
+    const now = (await store.rollouts.get(rollout.id))?.state;
+    throw new FleetError(
+      ErrorCode.illegalTransition,
+      `cannot move to ${to} a rollout that is no longer ${rollout.state}: it is ${now ?? 'gone'} (changed meanwhile)`,
+      { rolloutId: rollout.id, state: now ?? null, wanted: to },
+    );
+  }
   await store.appendEvent(
     {
       rolloutId: rollout.id,

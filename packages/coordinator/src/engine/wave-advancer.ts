@@ -121,7 +121,9 @@ export class WaveAdvancer {
           );
         return false;
       }
-      await this.dispatchApplies(rollout, request.maxParallel - inFlight);
+      // Failures the burst may still record (offline policy `fail`, agents too old) before it exceeds a budget.
+      const failuresLeft = Math.min(tolerated - failures, waveTolerated - waveFailures);
+      await this.dispatchApplies(rollout, request.maxParallel - inFlight, failuresLeft);
     }
     return false;
   }
@@ -152,6 +154,14 @@ export class WaveAdvancer {
     // within the failure budget, which the check above has let through).
     if (!(await this.analyses.analysesDecided(rollout))) return false;
     const next = rollout.currentWave + 1;
+    // A per-host revert still out in an earlier wave (this wave's hold it open already): the rollout
+    // does not end before it answers — succeeded with a host whose outcome is not known, and without
+    // the warning that it was reverted by hand, would say more than anyone knows.
+    if (
+      next >= rollout.waveCount &&
+      ((await store.hostRuns.countInStates(id, ['reverting'])).get('reverting') ?? 0) > 0
+    )
+      return false;
     await store.transaction(async () => {
       if (next >= rollout.waveCount) {
         const notTaken = await this.noHostTookIt(rollout);
@@ -252,16 +262,28 @@ export class WaveAdvancer {
     }
   }
 
-  private async dispatchApplies(rollout: RolloutRecord, slots: number): Promise<void> {
+  /**
+   * Dispatches up to `slots` queued hosts of the current wave. A host failed at dispatch counts against
+   * the budget at once: once `failuresLeft` is used up, the burst stops there (nothing new is sent
+   * past a failure that halts), and the next pass halts the rollout.
+   */
+  private async dispatchApplies(rollout: RolloutRecord, slots: number, failuresLeft: number): Promise<void> {
     const { store, channel, clock } = this.deps;
     const patch = (await store.patches.get(rollout.patchId)) as Patch;
     const sends: HostRunRecord[] = [];
+    let left = failuresLeft;
     await store.transaction(async () => {
       // One dispatch time for the burst (one commit): its hosts' deadlines are the same, so they time
       // out in the same sweep, never one halting the rollout a moment before the next is due.
       const at = clock.now();
-      for (const run of await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots)) {
-        if (!channel.isOnline(run.hostId) && rollout.request.offline.mode !== 'wait') {
+      const queued = await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots);
+      // Skipped or failed as offline is for good: in a group, first ask whether the host connected to
+      // another member since this one last read who is where.
+      const judgesOffline = rollout.request.offline.mode !== 'wait';
+      if (judgesOffline && queued.some((run) => !channel.isOnline(run.hostId))) await channel.refreshPresence?.();
+      for (const run of queued) {
+        if (left < 0) break;
+        if (judgesOffline && !channel.isOnline(run.hostId)) {
           const failed = rollout.request.offline.mode === 'fail';
           await transitionHostRun(
             this.deps,
@@ -275,11 +297,13 @@ export class WaveAdvancer {
             },
             { actor: SYSTEM, data: { reason: 'offline' } },
           );
+          if (failed) left--;
           continue;
         }
         const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
         if (gap !== undefined) {
           await failTooOld(this.deps, run, gap);
+          left--;
           continue;
         }
         const orderId = newId('ord');
@@ -297,7 +321,8 @@ export class WaveAdvancer {
     const signed = sends.length > 0 ? await signedApplyOf(store, rollout.id) : undefined;
     if (sends.length > 0) this.deps.checkpoint?.('order:committed');
     sendApplies(channel, rollout, sends, patch, signed, () => this.deps.checkpoint?.('order:sent'));
-    if (sends.length > 0) this.deps.markDirty(rollout.id);
+    // Looked at again: the slots the orders took, or the failures the burst recorded (a halt, now).
+    if (sends.length > 0 || left < failuresLeft) this.deps.markDirty(rollout.id);
   }
 
   private windowOpen(rollout: RolloutRecord): boolean {

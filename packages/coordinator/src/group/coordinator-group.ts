@@ -117,7 +117,7 @@ export class CoordinatorGroup {
 
   /** Starts the heartbeat: presence, leases, the outbox sweep and expiry. */
   start(): void {
-    // A beat that outlasts the interval (a takeover waits for the engine) is not overlapped by the next.
+    // A beat that outlasts the interval (a slow database) is not overlapped by the next.
     let beating = false;
     this.heartbeat = setInterval(() => {
       if (beating) return;
@@ -189,13 +189,15 @@ export class CoordinatorGroup {
     const taken = await this.leases.acquire(active);
     await this.leases.releaseExcept(active);
     if (taken.length === 0) return;
-    try {
-      await this.onTakeOver(taken);
-    } catch (err) {
+    // Not waited for: the resend is an engine step, which waits for the group's step lock, and a long
+    // step elsewhere (a large start, a hello storm) would hold this beat — and with it the renewal of
+    // this member's other leases and its presence — past a lease period: its rollouts would be taken
+    // over, and its agents counted offline, while it is alive.
+    this.onTakeOver(taken).catch((err: unknown) => {
       // Their orders were not resent: forgotten, the leases count as newly taken on the next beat.
       this.leases.forget(taken);
-      throw err;
-    }
+      this.options.log.warn({ err, rolloutIds: taken }, 'resending the orders of rollouts taken over failed; retrying');
+    });
   }
 
   private async beat(): Promise<void> {

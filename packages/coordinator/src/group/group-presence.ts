@@ -76,7 +76,8 @@ export class GroupPresence {
     return rows.map((row) => ({ id: row.id, heartbeatAt: row.heartbeat_at, agents: row.agents }));
   }
 
-  private async refresh(): Promise<void> {
+  /** Reads where every other agent is connected (each heartbeat does, and a dispatch that finds a host offline). */
+  async refresh(): Promise<void> {
     const rows = await this.db.query<{ agent_id: string; protocol_version: number | null }>(
       `SELECT c.agent_id, c.protocol_version FROM agent_connections c
          JOIN coordinators k ON k.id = c.coordinator_id

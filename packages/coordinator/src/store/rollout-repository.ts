@@ -83,7 +83,7 @@ export class RolloutRepository {
         `UPDATE rollouts SET state = @state, state_reason = @reason, updated_at = @at,
            started_at = CASE WHEN @state = 'running' AND started_at IS NULL THEN @at ELSE started_at END,
            finished_at = CASE WHEN @final THEN @at ELSE NULL END
-         WHERE id = @id`,
+         WHERE id = @id AND (@from IS NULL OR state = @from)`,
       ),
       freeze: db.prepare('UPDATE rollouts SET host_count = @hostCount, wave_count = @waveCount WHERE id = @id'),
       setWave: db.prepare(
@@ -125,8 +125,21 @@ export class RolloutRepository {
     return (this.statements.page.all(limit) as RolloutRow[]).map(rolloutFromRow);
   }
 
-  async setState(id: string, state: RolloutState, reason: string | null, final: boolean, at: string): Promise<void> {
-    this.statements.setState.run({ id, state, reason, final: final ? 1 : 0, at });
+  /**
+   * Writes the rollout's state; with `from`, only while the row is still in that state (a stale
+   * record changes nothing). Returns whether the row was written.
+   */
+  async setState(
+    id: string,
+    state: RolloutState,
+    reason: string | null,
+    final: boolean,
+    at: string,
+    from?: RolloutState,
+  ): Promise<boolean> {
+    return (
+      this.statements.setState.run({ id, state, reason, final: final ? 1 : 0, at, from: from ?? null }).changes === 1
+    );
   }
 
   async freezeTarget(id: string, hostCount: number, waveCount: number): Promise<void> {

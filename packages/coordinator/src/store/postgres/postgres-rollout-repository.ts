@@ -50,13 +50,20 @@ export class PostgresRolloutRepository implements Public<RolloutRepository> {
     return rows.map(rolloutFromRow);
   }
 
-  async setState(id: string, state: RolloutState, reason: string | null, final: boolean, at: string): Promise<void> {
-    await this.db.query(
+  async setState(
+    id: string,
+    state: RolloutState,
+    reason: string | null,
+    final: boolean,
+    at: string,
+    from?: RolloutState,
+  ): Promise<boolean> {
+    return await this.db.changedOne(
       `UPDATE rollouts SET state = $2::text, state_reason = $3, updated_at = $5::timestamptz,
          started_at = CASE WHEN $2::text = 'running' AND started_at IS NULL THEN $5::timestamptz ELSE started_at END,
          finished_at = CASE WHEN $4::boolean THEN $5::timestamptz ELSE NULL END
-       WHERE id = $1`,
-      [id, state, reason, final, at],
+       WHERE id = $1 AND ($6::text IS NULL OR state = $6::text) RETURNING id`,
+      [id, state, reason, final, at, from ?? null],
     );
   }
 

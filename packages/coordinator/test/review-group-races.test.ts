@@ -1,0 +1,323 @@
+/**
+ * Adversarial review of a coordinator group: several members (each its own Store, CoordinatorGroup and
+ * RolloutEngine, as separate processes have) on one real PostgreSQL 15, with scripted agents.
+ */
+import { RolloutRequestSchema } from '@fleetpatch/shared';
+import pg from 'pg';
+import { afterEach, expect, it } from 'vitest';
+import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { describeNeeding } from '../../../test/support/requirements.js';
+import { ENGINE_STEP_LOCK_KEY } from '../src/group/engine-step-lock.js';
+import { GROUP_PATCH_ID, GroupMember, ScriptedAgent, seedGroup, until } from './support/group-members.js';
+
+describeNeeding(postgresCluster, 'review: races in a coordinator group on PostgreSQL', () => {
+  const cluster = () => runPostgresCluster();
+  const members: GroupMember[] = [];
+  const clients: pg.Client[] = [];
+  afterEach(async () => {
+    for (const client of clients.splice(0)) await client.end().catch(() => {});
+    for (const member of members.splice(0).reverse()) await member.close();
+  });
+
+  async function group(n: number, leaseMs = 3000, skewsMs: number[] = []): Promise<{ url: string; m: GroupMember[] }> {
+    const url = await cluster().createDatabase();
+    const m: GroupMember[] = [];
+    for (let i = 0; i < n; i++) {
+      const skew = skewsMs[i] ?? 0;
+      const member = await GroupMember.start({ url, id: `c${i + 1}`, leaseMs, now: () => Date.now() + skew });
+      members.push(member);
+      m.push(member);
+    }
+    return { url, m };
+  }
+
+  async function sideConnection(url: string): Promise<pg.Client> {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    clients.push(client);
+    return client;
+  }
+
+  it('an abort at one member never lets an apply the driver sent through the outbox reach its agent after the cancel', async () => {
+    const { url, m } = await group(2);
+    const [a, b] = m as [GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1', 'h2']);
+    const agents = ['h1', 'h2'].map((id) => new ScriptedAgent(id));
+    // Both agents are connected to member b; member a starts (and so drives) the rollout.
+    for (const agent of agents) await b.connect(agent);
+    const [h1, h2] = agents as [ScriptedAgent, ScriptedAgent];
+    const request = RolloutRequestSchema.parse({
+      patchId: GROUP_PATCH_ID,
+      target: { hostIds: ['h1', 'h2'] },
+      waves: ['100%'],
+      maxParallel: 1,
+      requiredApprovals: 0,
+    });
+    const { id } = await a.engine.create(request, 'alice');
+    await a.engine.start(id, 'alice');
+    await until(() => h1.openApply(), 'h1 to get its apply through the outbox');
+    expect(await a.group.leases.all()).toMatchObject([{ rolloutId: id, holder: 'c1' }]);
+
+    // The driver's next outbox write is slow to commit (a busy member, a slow statement): held here.
+    const side = await sideConnection(url);
+    await side.query('BEGIN');
+    await side.query('LOCK TABLE agent_outbox IN EXCLUSIVE MODE');
+    h1.finish(); // recorded at b (h1 is connected there), which wakes the driver: a dispatches h2
+    await until(async () => (await a.store.hostRuns.get(id, 'h2'))?.state === 'dispatched', 'h2 dispatched');
+
+    // An operator aborts at b while h2's apply is committed but not yet in the outbox.
+    await b.engine.abort(id, 'carol', 'stop');
+    await until(() => h2.received.some((msg) => msg.type === 'order.cancel'), 'the cancel to reach h2');
+    await side.query('COMMIT');
+
+    // The apply now reaches h2 after the cancel (which it could not match to any order).
+    await until(() => h2.applies().length > 0, 'the apply to reach h2');
+    // Applying takes the agent a while (snapshot, write, health): long enough for a second cancel.
+    await until(() => !h2.openApply(), 'a cancel of the running apply', 3000).catch(() => undefined);
+    const order = h2.received.map((msg) => msg.type).filter((type) => type !== 'order.ack');
+    if (h2.openApply()) h2.finish(); // it ran: nothing stopped it
+    await until(async () => {
+      const run = await b.store.hostRuns.get(id, 'h2');
+      return run && run.state !== 'dispatched' && run.state !== 'delivered';
+    }, 'h2 to come to rest');
+    const run = await b.store.hostRuns.get(id, 'h2');
+    expect((await b.store.rollouts.get(id))?.state).toBe('aborted');
+    // Abort is sticky: an order of an aborted rollout never runs to the end on its host.
+    expect({ order, h2State: run?.state, h2Changed: h2.changed }).toEqual({
+      order: ['order.cancel', 'order.apply', 'order.cancel'],
+      h2State: 'cancelled',
+      h2Changed: false,
+    });
+  });
+
+  // FAILS today (kept as it.fails, see the review report): deadlines and bakes are judged on each member's
+  // own wall clock (the engine's clock) against times another member wrote (dispatched_at, bake_until);
+  // only leases use the database's clock. The member that takes over times h1 out at once and the
+  // rollout halts (maxFailures 0). With skew 0 the same test passes. Proposed: in a group, the engine's
+  // clock is the database's (an offset measured at join and on every heartbeat).
+  it.fails('a member whose clock runs two minutes ahead takes a rollout over without timing out hosts that are not late', async () => {
+    // c2's machine clock is 2 minutes ahead of c1's (a fault scenario 9 skew), the database's is right.
+    const { m } = await group(2, 1500, [0, 120_000]);
+    const [a, b] = m as [GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1', 'h2']);
+    const agents = ['h1', 'h2'].map((id) => new ScriptedAgent(id));
+    for (const agent of agents) await b.connect(agent);
+    const [h1] = agents as [ScriptedAgent, ScriptedAgent];
+    a.startTicking();
+    b.startTicking();
+    const request = RolloutRequestSchema.parse({
+      patchId: GROUP_PATCH_ID,
+      target: { hostIds: ['h1', 'h2'] },
+      waves: ['100%'],
+      maxParallel: 1,
+      maxFailures: 0,
+      hostTimeoutSeconds: 90,
+      requiredApprovals: 0,
+    });
+    const { id } = await a.engine.create(request, 'alice');
+    await a.engine.start(id, 'alice');
+    await until(() => h1.openApply(), 'h1 to get its apply');
+    // c1, driving, dies a moment after dispatching h1; c2 takes the rollout over within a lease.
+    await a.crash();
+    await until(async () => (await b.group.leases.all()).some((l) => l.holder === 'c2'), 'c2 to take the lease over');
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // a few of c2's ticks
+    // h1 has been applying for about three seconds of its 90.
+    const run = await b.store.hostRuns.get(id, 'h1');
+    expect({ state: run?.state, rollout: (await b.store.rollouts.get(id))?.state }).toEqual({
+      state: 'delivered',
+      rollout: 'running',
+    });
+  });
+
+  it('a member whose step lock session is lost mid-step cannot overwrite a transition another member committed meanwhile', async () => {
+    const { url, m } = await group(2);
+    const [a, b] = m as [GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1']);
+    const h1 = new ScriptedAgent('h1');
+    await b.connect(h1);
+    a.startTicking();
+    b.startTicking();
+    const request = RolloutRequestSchema.parse({
+      patchId: GROUP_PATCH_ID,
+      target: { hostIds: ['h1'] },
+      waves: ['100%'],
+      bakeSeconds: 1,
+      requiredApprovals: 0,
+    });
+    const { id } = await a.engine.create(request, 'alice');
+    await a.engine.start(id, 'alice');
+    await until(() => h1.openApply(), 'h1 to get its apply');
+    h1.finish();
+    await until(async () => (await a.store.rollouts.get(id))?.bakeUntil !== null, 'the wave to pass and bake');
+
+    // The driver's last step (the bake is over: succeeded) is slow to write its transition (a slow
+    // statement, a pause): held here, after it read the rollout running and decided.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let held = false;
+    const setState = a.store.rollouts.setState.bind(a.store.rollouts);
+    a.store.rollouts.setState = async (...args) => {
+      if (args[1] === 'succeeded') {
+        held = true;
+        await gate;
+      }
+      return await setState(...args);
+    };
+    await until(() => held, "c1's final transition");
+    // Meanwhile c1's session holding the step lock is lost (a DBA's pg_terminate_backend, a proxy, a
+    // firewall dropping an idle connection): the server lets the lock go; c1's step goes on through its pool.
+    const side = await sideConnection(url);
+    const holder = await side.query("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted");
+    expect(holder.rows).toHaveLength(1);
+    await side.query('SELECT pg_terminate_backend($1)', [holder.rows[0].pid]);
+    // An operator aborts at c2, whose step now takes the lock, reads the rollout running, and commits.
+    const aborted = await b.engine.abort(id, 'carol', 'stop').then(
+      (r) => r.state,
+      (err: unknown) => (err as Error).message,
+    );
+    release();
+    const abortAnswer = aborted;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await until(async () => (await b.store.rollouts.get(id))?.state !== 'running', 'the rollout to settle');
+    // Every rollout transition on the record leaves the state the one before it entered.
+    const events = (await b.store.events(id, 0, 1000)).filter((e) => e.hostId === null && e.toState);
+    const chain = events.map((e) => `${e.fromState ?? ''}>${e.toState}`);
+    const broken = events.some((e, i) => i > 0 && e.fromState !== events[i - 1]?.toState);
+    expect({ broken, chain, abortAnswer, state: (await b.store.rollouts.get(id))?.state }).toEqual({
+      broken: false,
+      chain: ['>scheduled', 'scheduled>running', 'running>aborted'],
+      abortAnswer: 'aborted',
+      state: 'aborted',
+    });
+  });
+
+  it('a host connected to another member moments ago is not failed as offline at dispatch (offline policy fail)', async () => {
+    const { m } = await group(2, 3000);
+    const [a, b] = m as [GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1']);
+    const h1 = new ScriptedAgent('h1');
+    // Its agent has just connected to c2 (it said hello; c2's store says so) when c1 starts the rollout.
+    await b.connect(h1);
+    await until(async () => (await a.store.agents.get('h1'))?.lastSeenAt !== null, 'h1 seen');
+    const request = RolloutRequestSchema.parse({
+      patchId: GROUP_PATCH_ID,
+      target: { hostIds: ['h1'] },
+      waves: ['100%'],
+      maxFailures: 0,
+      offline: { mode: 'fail', deliveryDeadlineSeconds: 300 },
+      requiredApprovals: 0,
+    });
+    const { id } = await a.engine.create(request, 'alice');
+    await a.engine.start(id, 'alice');
+    await until(async () => (await a.store.hostRuns.get(id, 'h1'))?.state !== 'queued', 'h1 dispatched or failed');
+    const run = await a.store.hostRuns.get(id, 'h1');
+    expect({ state: run?.state, reason: run?.reason ?? null }).toEqual({ state: 'dispatched', reason: null });
+  });
+
+  it("a member taking over a dead member's rollout during a long engine step keeps its own leases", async () => {
+    const { url, m } = await group(3, 1500);
+    const [a, b, c] = m as [GroupMember, GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1', 'h2', 'h3']);
+    // Three running rollouts, one host each, whose agents are away (policy wait): they stay running.
+    const ids: string[] = [];
+    for (const [member, host] of [
+      [a, 'h1'],
+      [b, 'h2'],
+      [c, 'h3'],
+    ] as const) {
+      const request = RolloutRequestSchema.parse({
+        patchId: GROUP_PATCH_ID,
+        target: { hostIds: [host] },
+        waves: ['100%'],
+        requiredApprovals: 0,
+      });
+      const { id } = await member.engine.create(request, 'alice');
+      await member.engine.start(id, 'alice');
+      ids.push(id);
+    }
+    const leases = async () => new Map((await a.group.leases.all()).map((l) => [l.rolloutId, l]));
+    await until(async () => (await leases()).size === 3, 'three leases');
+    // Whichever member drives which: c must drive one (for the test, c's is the third).
+    const before = await leases();
+    const heldByC = [...before.values()].filter((l) => l.holder === 'c3').map((l) => l.rolloutId);
+    const alive = [...before.values()].filter((l) => l.holder !== 'c3');
+    expect(heldByC.length).toBeGreaterThan(0);
+    expect(alive.length).toBeGreaterThan(0);
+
+    // A long engine step somewhere in the group (a start freezing a large target, a hello storm):
+    // held here for two lease periods. Meanwhile c dies; a or b takes its rollouts over.
+    const side = await sideConnection(url);
+    await side.query('SELECT pg_advisory_lock($1)', [ENGINE_STEP_LOCK_KEY]);
+    await c.crash();
+    members.splice(members.indexOf(c), 1);
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    const during = await leases();
+    await side.query('SELECT pg_advisory_unlock($1)', [ENGINE_STEP_LOCK_KEY]);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const after = await leases();
+    // The rollouts of the members that stayed alive never changed hands (no takeover, no resends).
+    const moved = alive.filter(
+      (l) => after.get(l.rolloutId)?.token !== l.token || during.get(l.rolloutId) === undefined,
+    );
+    expect(
+      moved.map((l) => ({
+        rolloutId: l.rolloutId,
+        from: l.holder,
+        to: after.get(l.rolloutId)?.holder,
+        during: during.get(l.rolloutId)?.holder ?? 'nobody',
+      })),
+    ).toEqual([]);
+  });
+
+  it('held up: a driver stalled mid-dispatch past its lease, taken over meanwhile, never dispatches a host twice', async () => {
+    const { m } = await group(2, 1500);
+    const [a, b] = m as [GroupMember, GroupMember];
+    const ids = ['h1', 'h2', 'h3'];
+    await seedGroup(a.store, ids);
+    const agents = ids.map((id) => new ScriptedAgent(id));
+    for (const agent of agents) await b.connect(agent);
+    a.startTicking();
+    b.startTicking();
+    const request = RolloutRequestSchema.parse({
+      patchId: GROUP_PATCH_ID,
+      target: { hostIds: ids },
+      waves: ['100%'],
+      maxParallel: 1,
+      requiredApprovals: 0,
+    });
+    const { id } = await a.engine.create(request, 'alice');
+    await a.engine.start(id, 'alice');
+    const [h1, h2, h3] = agents as [ScriptedAgent, ScriptedAgent, ScriptedAgent];
+    await until(() => h1.openApply(), 'h1 to get its apply');
+    // c1 stalls in its next dispatch (its whole process: no heartbeat either) for three lease periods.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let stalled = false;
+    const nextQueued = a.store.hostRuns.nextQueued.bind(a.store.hostRuns);
+    a.store.hostRuns.nextQueued = async (...args) => {
+      if (!stalled) {
+        stalled = true;
+        clearInterval((a.group as unknown as { heartbeat: NodeJS.Timeout }).heartbeat);
+        await gate;
+      }
+      return await nextQueued(...args);
+    };
+    h1.finish();
+    await until(() => stalled, 'c1 to stall in its dispatch');
+    await until(async () => (await b.group.leases.all()).some((l) => l.holder === 'c2'), 'c2 to take the lease');
+    release();
+    for (const agent of [h2, h3]) {
+      await until(() => agent.openApply(), `${agent.id} to get its apply`);
+      agent.finish();
+    }
+    await until(async () => (await b.store.rollouts.get(id))?.state === 'succeeded', 'the rollout to succeed');
+    // One apply order per host, whoever drove and whatever was resent.
+    for (const agent of agents) expect(new Set(agent.applies().map((e) => e.orderId)).size).toBe(1);
+    const dispatched = (await b.store.events(id, 0, 1000)).filter((e) => e.type === 'host.dispatched');
+    expect(dispatched.map((e) => e.hostId).sort()).toEqual(ids);
+  });
+});
