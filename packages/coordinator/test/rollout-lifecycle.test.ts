@@ -32,7 +32,7 @@ async function reach(fleet: SimulatedFleet, state: RolloutState): Promise<string
       // Aborted once it ran: one aborted before it started cannot be retried (rollout-approval.test.ts).
       const id = await fleet.launch({ maxParallel: 1 });
       await fleet.engine.abort(id, 'alice', null);
-      // Its one host in flight answers the cancel (a retry waits for that: review-engine-races.test.ts).
+      // Its one host in flight answers the cancel (a retry waits for that: engine-races.test.ts).
       await fleet.finish('h-1', 'cancelled', false);
       return id;
     }

@@ -50,7 +50,7 @@ import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
 import { RolloutSigning } from './rollout-signing.js';
 import { assertVerb, VERB_TRANSITIONS } from './rollout-states.js';
-import { isoNow, mustGetRollout, SYSTEM, transitionRollout } from './rollout-transition.js';
+import { isoNow, mustGetRollout, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
 import { unknownHostIds } from './target-resolver.js';
 import { WaveAdvancer } from './wave-advancer.js';
 
@@ -454,7 +454,40 @@ export class RolloutEngine {
 
   async pause(id: string, actor: string): Promise<RolloutRecord> {
     return this.steps.run(async () => {
+      if (await this.holdWindowPause(id, actor)) {
+        this.markDirty(id);
+        return await mustGetRollout(this.store, id);
+      }
       return await this.verbTransition(id, 'pause', actor, 'paused by operator');
+    });
+  }
+
+  /**
+   * A rollout its maintenance window paused, paused by a person: the pause becomes theirs, so the
+   * window's next opening leaves it alone (it resumes only a pause of its own) and only `resume` goes
+   * on. Without this the operator who wants nothing to start tonight was refused (it is paused
+   * already) and had only abort. Returns false for any other rollout, which `pause` judges as usual.
+   */
+  private async holdWindowPause(id: string, actor: string): Promise<boolean> {
+    return await this.store.transaction(async () => {
+      const rollout = await mustGetRollout(this.store, id);
+      if (rollout.state !== 'paused' || rollout.stateReason !== WINDOW_PAUSE_REASON) return false;
+      const at = isoNow(this.clock);
+      // From `paused` only: a window that opened meanwhile (another member's step) resumed it, and then
+      // this pause is an ordinary one of a running rollout.
+      if (!(await this.store.rollouts.setState(id, 'paused', 'paused by operator', false, at, 'paused'))) return false;
+      await this.store.appendEvent(
+        {
+          rolloutId: id,
+          actor,
+          type: 'rollout.paused',
+          fromState: 'paused',
+          toState: 'paused',
+          data: { reason: 'paused by operator', was: WINDOW_PAUSE_REASON },
+        },
+        at,
+      );
+      return true;
     });
   }
 

@@ -137,21 +137,29 @@ describe('an operator and a maintenance window', () => {
   const WINDOW: MaintenanceWindow = { cron: '0 2 * * *', timezone: 'UTC', durationMinutes: 60, cutoffMinutes: 15 };
   const OPENS = Date.parse('2030-01-08T02:00:00Z');
 
-  // FAILS today (kept as it.fails, see the review report): a rollout the window paused cannot be paused
-  // by a person (409: it is paused already), and the window's opening resumes it by itself — the
-  // operator who wants it held has only abort. Proposed: `pause` of a window-paused rollout makes the
-  // pause the person's (state_reason 'paused by operator', an event), so the window leaves it alone.
-  it.fails('an operator can hold a rollout the window paused, and the next window does not resume it', async () => {
+  // A rollout the window paused could not be paused by a person (409: it is paused already), and the
+  // window's opening resumed it by itself: the operator who wanted it held had only abort.
+  it('an operator can hold a rollout the window paused, and the next window does not resume it', async () => {
     const fleet = await SimulatedFleet.open({ waveGate: canStartWave });
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: ['100%'], window: WINDOW });
     expect((await fleet.rollout(id)).stateReason).toBe('maintenance window closed');
     // The operator learns of a problem and wants nothing to start tonight.
-    await fleet.engine.pause(id, 'carol').catch(() => undefined);
+    const held = await fleet.engine.pause(id, 'carol');
+    expect({ state: held.state, reason: held.stateReason }).toEqual({ state: 'paused', reason: 'paused by operator' });
+    const recorded = (await fleet.events(id)).filter((e) => e.type === 'rollout.paused').at(-1);
+    expect(recorded).toMatchObject({ actor: 'carol', fromState: 'paused', toState: 'paused' });
+    expect(recorded?.data).toEqual({ reason: 'paused by operator', was: 'maintenance window closed' });
     fleet.now = OPENS;
     await fleet.engine.tick();
     await fleet.engine.whenIdle();
     expect({ state: await fleet.state(id), sent: fleet.appliedHosts() }).toEqual({ state: 'paused', sent: [] });
+    // A second pause is refused as before: it is the operator's own pause now.
+    expect(await refusal(() => fleet.engine.pause(id, 'carol'))).toMatchObject({ code: ErrorCode.illegalTransition });
+    // Resumed by a person, inside the window: the hosts get their orders.
+    await fleet.engine.resume(id, 'carol');
+    await fleet.engine.whenIdle();
+    expect(fleet.appliedHosts().sort()).toEqual(['host-1', 'host-2']);
   });
 });
 
