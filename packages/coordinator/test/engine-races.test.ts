@@ -56,7 +56,7 @@ describe('a late result after a halt', () => {
 });
 
 describe('a late bake failure after the rollout succeeded', () => {
-  // FAILS today (kept as it.fails, see the review report): nothing ends the agents' bake watches when the
+  // FAILS today (kept as it.fails until it is fixed): nothing ends the agents' bake watches when the
   // coordinator's bake ends (promote, or the final bake's end a moment before the agent's own), so a
   // host can revert itself under a rollout that already says succeeded. Proposed: at `succeeded`, send
   // order.cancel (which on an agent only ends a done order's watch) to the rollout's healthy hosts.

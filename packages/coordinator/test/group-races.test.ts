@@ -90,7 +90,7 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
     });
   });
 
-  // FAILS today (kept as it.fails, see the review report): deadlines and bakes are judged on each member's
+  // FAILS today (kept as it.fails until it is fixed): deadlines and bakes are judged on each member's
   // own wall clock (the engine's clock) against times another member wrote (dispatched_at, bake_until);
   // only leases use the database's clock. The member that takes over times h1 out at once and the
   // rollout halts (maxFailures 0). With skew 0 the same test passes. Proposed: in a group, the engine's
