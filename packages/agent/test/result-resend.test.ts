@@ -115,7 +115,11 @@ describe('an agent whose result is not acknowledged', () => {
       rootDir: base,
       resultResendMs: 300,
     });
-    const agent = new Agent({ config, log: pino({ level: process.env.DBG ? 'debug' : 'silent' }), facts: collectFacts() });
+    const agent = new Agent({
+      config,
+      log: pino({ level: process.env.DBG ? 'debug' : 'silent' }),
+      facts: collectFacts(),
+    });
     await agent.start();
     try {
       // The hello, then two sends of its own, on the one connection.
