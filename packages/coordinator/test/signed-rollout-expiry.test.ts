@@ -62,4 +62,19 @@ describe('a signed statement that expires while its rollout waits', () => {
     expect(await fleet.state(id)).toBe('running');
     expect(fleet.sentOf('order.apply', 'web-1')).toHaveLength(1);
   });
+
+  // FAILS today: `start` refuses a statement that has expired (rollout-signing.ts, signedHosts) but
+  // not one that is not valid yet: a signer whose clock runs an hour ahead signs a statement valid
+  // from an hour from now, the coordinator starts it and sends the canary its order, and every agent
+  // on a correct clock refuses it (`not_yet_valid`, beyond clockSkewSeconds) — a counted failure.
+  // Proposed fix: in signedHosts, refuse (409) a statement whose notBefore is ahead of the
+  // coordinator's clock, naming it, as an expired one is; a rollout with startAt waits until then.
+  it.fails('is not started before it is valid', async () => {
+    const { fleet, id } = await signedFleet(['web-1'], { alice, bob });
+    // The signer's clock ran an hour ahead of everyone else's.
+    fleet.now -= 3600 * SECOND;
+    const err = await refusal(async () => await fleet.engine.start(id, 'alice'));
+    expect(err.code).toBe(ErrorCode.conflict);
+    expect(fleet.sent).toEqual([]);
+  });
 });
