@@ -86,8 +86,9 @@ export class Agent {
     this.resend = new ResultResend(base, base * RESEND_BACKOFF_CAP);
   }
 
+  /** When results were sent, on the clock durations are measured on: a step of the wall clock moves no resend. */
   private get now(): number {
-    return (this.options.clock ?? systemClock).now();
+    return (this.options.clock ?? systemClock).monotonicNow();
   }
 
   get connected(): boolean {

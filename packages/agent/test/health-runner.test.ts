@@ -13,6 +13,10 @@ class FakeClock implements Clock {
     return this.time;
   }
 
+  monotonicNow(): number {
+    return this.time;
+  }
+
   async sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     this.sleeps.push(ms);
@@ -333,6 +337,7 @@ describe('HealthRunner.waitUntilHealthy', () => {
     const reason = new Error('order cancelled');
     const clock: Clock = {
       now: () => 0,
+      monotonicNow: () => 0,
       sleep: async () => {
         controller.abort(reason);
         throw new DOMException('The operation was aborted', 'AbortError');

@@ -100,6 +100,7 @@ function fakeClock(): Clock {
   let now = 0;
   return {
     now: () => now,
+    monotonicNow: () => now,
     sleep: async (ms, signal) => {
       signal?.throwIfAborted();
       now += ms;
@@ -118,6 +119,8 @@ class HeldClock implements Clock {
   private readonly sleepers = new Set<() => void>();
 
   now = (): number => this.ms;
+
+  monotonicNow = (): number => this.ms;
 
   sleep = (ms: number, signal?: AbortSignal): Promise<void> => {
     signal?.throwIfAborted();

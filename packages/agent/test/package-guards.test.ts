@@ -83,7 +83,11 @@ describeNeeding([debTools], 'package guards against a stolen coordinator', () =>
       journal,
       drivers: { package: driver },
       health: new HealthRunner(probe),
-      clock: { now: () => Date.now(), sleep: (ms) => new Promise((r) => setTimeout(r, ms)) },
+      clock: {
+        now: () => Date.now(),
+        monotonicNow: () => performance.now(),
+        sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+      },
       log: pino({ level: 'silent' }),
       events: { progress: () => {}, result: (r) => results.push(r) },
       policy,

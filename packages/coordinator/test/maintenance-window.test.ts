@@ -149,6 +149,16 @@ describe('agreement with node-cron', () => {
     ['0 22 * * 1-5', 'Asia/Kolkata', '2025-01-16T12:00:00Z'],
     ['15 3 L * *', 'Australia/Sydney', '2025-03-01T00:00:00Z'],
     ['0 0 9 * * 5L', 'UTC', '2025-01-01T00:00:00Z'],
+    // Clocks that change by half an hour (Lord Howe, 02:00 → 02:30 on 5 October 2025), at 02:45
+    // (Chatham, +12:45 → +13:45 on 28 September), at midnight (Santiago: 00:00 does not exist on
+    // 7 September) and by two hours (Troll, 01:00 → 03:00 on 30 March); an offset of +05:45.
+    ['15 2 * * *', 'Australia/Lord_Howe', '2025-10-03T00:00:00Z'],
+    ['30 1 * * *', 'Australia/Lord_Howe', '2025-04-04T00:00:00Z'],
+    ['45 2 * * *', 'Pacific/Chatham', '2025-09-26T00:00:00Z'],
+    ['0 0 * * *', 'America/Santiago', '2025-09-05T00:00:00Z'],
+    ['30 23 * * *', 'America/Santiago', '2025-04-04T00:00:00Z'],
+    ['30 1 * * *', 'Antarctica/Troll', '2025-03-28T00:00:00Z'],
+    ['0 2 * * *', 'Asia/Kathmandu', '2025-03-28T00:00:00Z'],
   ])('fires where node-cron fires: "%s" in %s from %s', (expr, timezone, from) => {
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(at(from));

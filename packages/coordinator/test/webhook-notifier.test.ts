@@ -280,6 +280,7 @@ describe('WebhookNotifier', () => {
     });
     const clock: Clock = {
       now: () => Date.now(),
+      monotonicNow: () => performance.now(),
       sleep: async (ms, signal) => {
         sleeping();
         await delay(ms, undefined, signal ? { signal } : undefined);

@@ -32,7 +32,9 @@ export interface HealthWatchOptions {
 
 /**
  * Polls a host's health checks and judges them over time. Time comes from the `Clock` so the
- * streak and deadline rules can be tested exactly; the probe does the looking.
+ * streak and deadline rules can be tested exactly; the probe does the looking. Streaks, deadlines
+ * and watches are measured on its monotonic reading: a wall clock stepped forward would otherwise
+ * pass a streak or a deadline at the next poll, and one stepped back would hold them for the step.
  */
 export class HealthRunner {
   constructor(
@@ -63,13 +65,13 @@ export class HealthRunner {
 
     const intervalMs = policy.intervalSeconds * 1000;
     const requiredMs = policy.minHealthySeconds * 1000;
-    const start = this.clock.now();
+    const start = this.clock.monotonicNow();
     const deadline = start + policy.healthyDeadlineSeconds * 1000;
     const failures = new FailureTracker();
     let streakStart: number | undefined;
 
     for (;;) {
-      const polledAt = this.clock.now();
+      const polledAt = this.clock.monotonicNow();
       const poll = await this.runOnce(policy.checks, signal);
       failures.record(poll.results, polledAt);
       options.onResults?.(poll.results, failures.failingPolls);
@@ -91,7 +93,7 @@ export class HealthRunner {
         streakStart = undefined;
       }
 
-      const now = this.clock.now();
+      const now = this.clock.monotonicNow();
       if (now >= deadline) {
         const deadlineText = `deadline ${seconds(deadline - start)}`;
         const why = poll.healthy
@@ -114,13 +116,13 @@ export class HealthRunner {
     if (policy.checks.length === 0) return { healthy: true, results: [], reason: 'no health checks' };
 
     const intervalMs = policy.intervalSeconds * 1000;
-    const start = this.clock.now();
+    const start = this.clock.monotonicNow();
     const end = start + Math.max(0, durationSeconds) * 1000;
     const failures = new FailureTracker();
     const allowed = bakeFailuresAllowed(policy);
 
     for (;;) {
-      const polledAt = this.clock.now();
+      const polledAt = this.clock.monotonicNow();
       const poll = await this.runOnce(policy.checks, signal);
       failures.record(poll.results, polledAt);
       options.onResults?.(poll.results, failures.failingPolls);
@@ -131,7 +133,7 @@ export class HealthRunner {
           reason: `${failures.describe(poll.results, polledAt)} after ${seconds(polledAt - start)} of watch${inARow}`,
         };
       }
-      const now = this.clock.now();
+      const now = this.clock.monotonicNow();
       if (now >= end) {
         return {
           ...poll,

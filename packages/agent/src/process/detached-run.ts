@@ -86,7 +86,9 @@ export async function settleRun(dir: string, timeoutMs: number): Promise<Command
 }
 
 async function waitForRun(argv: readonly string[], dir: string, timeoutMs: number): Promise<CommandResult> {
-  const startedAt = Date.now();
+  // Waits are measured on the monotonic clock: a wall clock stepped forward would otherwise stop
+  // dpkg at once, mid-transaction, as if it had run past its timeout.
+  const elapsed = monotonicStopwatch();
   let timedOut = false;
   let killedAt: number | undefined;
   for (;;) {
@@ -94,15 +96,15 @@ async function waitForRun(argv: readonly string[], dir: string, timeoutMs: numbe
     if (status !== undefined) return result(argv, dir, status, timedOut);
     const pid = await readPid(dir);
     if (pid === undefined) {
-      if (Date.now() - startedAt > PID_GRACE_MS) return result(argv, dir, null, timedOut);
+      if (elapsed() > PID_GRACE_MS) return result(argv, dir, null, timedOut);
     } else if (!(await isRunAlive(pid, dir))) {
       // Gone without a status: killed (a timeout, or by someone else). One last look for a status.
       return result(argv, dir, (await readStatus(dir)) ?? null, timedOut);
-    } else if (Date.now() - startedAt > timeoutMs) {
+    } else if (elapsed() > timeoutMs) {
       timedOut = true;
-      const sinceKill = killedAt === undefined ? undefined : Date.now() - killedAt;
+      const sinceKill = killedAt === undefined ? undefined : elapsed() - killedAt;
       if (sinceKill === undefined) {
-        killedAt = Date.now();
+        killedAt = elapsed();
         killGroup(pid, 'SIGTERM');
       } else if (sinceKill > KILL_GRACE_MS) {
         killGroup(pid, 'SIGKILL');
@@ -110,6 +112,12 @@ async function waitForRun(argv: readonly string[], dir: string, timeoutMs: numbe
     }
     await delay(POLL_MS);
   }
+}
+
+/** Milliseconds since it was made, on the monotonic clock (`performance.now()`). */
+function monotonicStopwatch(): () => number {
+  const start = performance.now();
+  return () => performance.now() - start;
 }
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {

@@ -37,14 +37,16 @@ export class SystemdServiceManager implements ServiceManager {
   }
 
   async restart(unit: string, when: UnitRestart['when'], signal: AbortSignal): Promise<UnitRestart> {
-    const started = Date.now();
+    // How long it took, on the monotonic clock: a wall clock stepped back meanwhile made `ms` negative,
+    // a result neither the coordinator's protocol nor the agent's own journal accepts.
+    const started = performance.now();
     let result: CommandResult;
     try {
       result = await runCommand(this.restartArgv(unit), { timeoutMs: this.timeoutMs, signal });
     } catch (err) {
       return { unit, when, ok: false, detail: `cannot run ${this.systemctl[0]}: ${(err as Error).message}`, ms: 0 };
     }
-    const ms = Date.now() - started;
+    const ms = Math.round(performance.now() - started);
     if (result.exitCode === 0) return { unit, when, ok: true, detail: '', ms };
     const tail = outputTail(result, 5);
     const detail = `${describeExit(result)}${tail ? `: ${tail}` : ''}`.slice(0, 2000);

@@ -129,6 +129,15 @@ export class RolloutSigning {
     await this.checkSignedPatch(rollout, statement);
     await this.checkApplyTarget(rollout, statement.target);
     const digest = this.checkSignature(statement, request, 'body.');
+    // `start` refuses an expired statement: a rollout timed to start after its statement expires
+    // would stay scheduled for ever, its start refused at every tick.
+    const { startAt } = rollout.request;
+    if (startAt !== undefined && Date.parse(startAt) >= Date.parse(statement.expiresAt)) {
+      throw invalidField(
+        'body.statement.expiresAt',
+        `${statement.expiresAt} is not after the rollout's startAt (${startAt}): it could never start; sign a statement valid until after it starts (--valid-for)`,
+      );
+    }
     const taken = await store.statements.get(digest);
     if (taken !== undefined) {
       throw new FleetError(
