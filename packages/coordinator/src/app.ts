@@ -202,6 +202,7 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     // Results come on this coordinator's own sockets, in a group too.
     resultsAwaited: () => hub.awaitsResults(),
     onReportDropped: (kind) => metrics.reportDropped(kind),
+    reconnectGraceMs: config.reconnectGraceSeconds * 1000,
     ...(options.checkpoint ? { checkpoint: options.checkpoint } : {}),
   });
   engineRef = engine;

@@ -303,6 +303,13 @@ export const CoordinatorConfigSchema = z
     heartbeatIntervalMs: z.number().int().min(100).max(MAX_HEARTBEAT_INTERVAL_MS).default(10_000),
     /** How often deadlines, bakes and windows are checked. */
     tickIntervalMs: z.number().int().min(10).max(60_000).default(1000),
+    /**
+     * After a start, hosts whose agents have not said hello yet are not timed out, judged offline at
+     * dispatch nor have their wave's bake end for this long, and no scheduled start is made: agents
+     * come back over their reconnect backoff (30 s at most by default) with what happened meanwhile.
+     * 0: judge at once.
+     */
+    reconnectGraceSeconds: z.number().int().min(0).max(3600).default(60),
     bodyLimitBytes: z
       .number()
       .int()

@@ -140,6 +140,8 @@ describe('metric analyses in the engine', () => {
     expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1, inconclusive: 1 });
 
     await fleet.restart();
+    // Its agents come back (until the canary's has, the restarted engine holds the wave's bake: ReconnectGrace).
+    for (const host of hosts(3)) await fleet.connect(host);
     await fleet.engine.resume(id, 'alice');
     await fleet.engine.whenIdle();
     await tickTimes(fleet, 1);

@@ -8,18 +8,16 @@
  * restart, where the existing restart tests connect every agent before the next tick.
  */
 import { describe, expect, it } from 'vitest';
-import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
+import { hosts, RESTART_GRACE_MS, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 const MINUTE = 60 * SECOND;
 
 describe('a coordinator back from a downtime', () => {
-  // FAILS today: deadline-sweeper.ts measures every deadline from dispatchedAt on the wall clock and
-  // sweeps on the first tick, before the agents that finished while the coordinator was down have
+  // Before the reconnect grace (engine/reconnect-grace.ts): deadline-sweeper.ts measured every deadline
+  // from dispatchedAt on the wall clock and swept on the first tick, before the agents that finished while the coordinator was down have
   // reconnected to say so. Both hosts are timed_out (counted failures), the rollout halts, their
   // orders are cancelled, and their `healthy` answers arrive as late results.
-  // Proposed fix: a reconnect grace — a host whose agent has not said hello to this coordinator since it
-  // started is not timed out until the grace (longer than the agents' reconnect backoff) has passed.
-  it.fails('does not time out hosts that finished while it was down before their agents reconnect', async () => {
+  it('does not time out hosts that finished while it was down before their agents reconnect', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: ['100%'], hostTimeoutSeconds: 600, maxFailures: 0 });
@@ -37,9 +35,9 @@ describe('a coordinator back from a downtime', () => {
     expect(await fleet.state(id)).toBe('succeeded');
   });
 
-  // FAILS today, for the same reason: an order committed for a host that was online (policy wait)
+  // Before the reconnect grace, for the same reason: an order committed for a host that was online (policy wait)
   // "was not delivered within 300 s (host offline)" when it is the coordinator that was away.
-  it.fails('does not call a host offline for the time the coordinator itself was down', async () => {
+  it('does not call a host offline for the time the coordinator itself was down', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     // The process dies between committing host-2's order and the frame leaving (crash safety's case).
@@ -59,13 +57,11 @@ describe('a coordinator back from a downtime', () => {
     expect(await fleet.state(id)).toBe('succeeded');
   });
 
-  // FAILS today: the bake of wave 1 ended while the coordinator was down, so its first tick passes it
-  // and commits wave 2's orders (policy wait) before the canary's agent has reconnected to report what
+  // Before the reconnect grace: the bake of wave 1 ended while the coordinator was down, so its first
+  // tick passed it and committed wave 2's orders (policy wait) before the canary's agent has reconnected to report what
   // its bake watch saw: the canary failed its health during the bake and restored its snapshot. host-2
   // reconnects first and is changed by a rollout whose canary had already failed (maxFailures 0).
-  // Proposed fix: the same grace — a wave whose bake ended while hosts of it have not said hello since
-  // the start is not passed until they have, or the grace has passed.
-  it.fails('does not start the next wave before the baking wave has reported what its bake saw', async () => {
+  it('does not start the next wave before the baking wave has reported what its bake saw', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 600, maxFailures: 0 });
@@ -86,10 +82,10 @@ describe('a coordinator back from a downtime', () => {
     expect(fleet.appliedHosts()).toEqual(['host-1']);
   });
 
-  // FAILS today: at the first tick no agent is connected yet, so policy skip marks every queued host
+  // Before the reconnect grace: at the first tick no agent is connected yet, so policy skip marks every queued host
   // of the wave `skipped` ("host offline at dispatch") — hosts that are up and reconnect a few seconds
   // later — and the rollout succeeds without them. (Policy fail counts each as a failure and halts.)
-  it.fails('does not skip hosts as offline before they could reconnect', async () => {
+  it('does not skip hosts as offline before they could reconnect', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const id = await fleet.launch({
@@ -107,11 +103,11 @@ describe('a coordinator back from a downtime', () => {
     expect(await fleet.hostStates(id)).toEqual({ 'host-1': 'healthy', 'host-2': 'dispatched', 'host-3': 'dispatched' });
   });
 
-  // FAILS today: the start time passed while the coordinator was down, so its first tick starts the
-  // rollout before any agent is back: the canary is planned among hosts that all look offline (the
-  // plan puts online hosts first only when some are), and policy skip then skips it and every other
-  // host of wave 1 at once. The canary meant to take the change first never does.
-  it.fails('starts a rollout whose start time passed meanwhile without skipping its canary', async () => {
+  // The start time passed while the coordinator was down. Started at its first tick, before any agent
+  // was back, the canary was planned among hosts that all looked offline (the plan puts online hosts
+  // first only when some are), and policy skip then skipped it and every other host of wave 1 at once.
+  // A scheduled start now waits for the reconnect grace: its canary is planned among the hosts that came back.
+  it('starts a rollout whose start time passed meanwhile without skipping its canary', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(3));
     const { id } = await fleet.create({
@@ -124,7 +120,9 @@ describe('a coordinator back from a downtime', () => {
     await fleet.restart();
     await fleet.advance(1 * SECOND);
     for (const h of hosts(3)) await fleet.connect(h);
+    expect(await fleet.state(id)).toBe('scheduled');
 
+    await fleet.advance(RESTART_GRACE_MS);
     expect(await fleet.state(id)).toBe('running');
     expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
   });

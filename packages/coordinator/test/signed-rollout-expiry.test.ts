@@ -14,14 +14,11 @@ const alice = statementSigner();
 const bob = statementSigner();
 
 describe('a signed statement that expires while its rollout waits', () => {
-  // FAILS today: the statement (valid one hour) expires during the canary's two-hour bake, and the
-  // coordinator sends wave 2 its orders under it all the same (wave-advancer.ts, dispatchApplies, checks
-  // no expiry). Every agent refuses them (`expired`), each refusal is a counted failure, and the rollout
-  // halts on "failure budget exceeded" — after up to maxFailures hosts were sent orders that could not
-  // run, and with a reason that does not say why.
-  // Proposed fix: before dispatching a signed rollout's orders, check the statement's expiresAt as
-  // `start` does; once it has passed, halt with the reason (as `start` words its refusal) and send nothing.
-  it.fails('sends no order once the statement has expired; it halts and says why', async () => {
+  // The statement (valid one hour) expires during the canary's two-hour bake. The coordinator used to
+  // send wave 2 its orders under it all the same: every agent refused them (`expired`), each refusal a
+  // counted failure, and the rollout halted on "failure budget exceeded" — after up to maxFailures
+  // hosts were sent orders that could not run, and with a reason that did not say why.
+  it('sends no order once the statement has expired; it halts and says why', async () => {
     const { fleet, id } = await signedFleet(
       ['web-1', 'web-2', 'web-3'],
       { alice, bob },
@@ -63,18 +60,17 @@ describe('a signed statement that expires while its rollout waits', () => {
     expect(fleet.sentOf('order.apply', 'web-1')).toHaveLength(1);
   });
 
-  // FAILS today: `start` refuses a statement that has expired (rollout-signing.ts, signedHosts) but
-  // not one that is not valid yet: a signer whose clock runs an hour ahead signs a statement valid
-  // from an hour from now, the coordinator starts it and sends the canary its order, and every agent
-  // on a correct clock refuses it (`not_yet_valid`, beyond clockSkewSeconds) — a counted failure.
-  // Proposed fix: in signedHosts, refuse (409) a statement whose notBefore is ahead of the
-  // coordinator's clock, naming it, as an expired one is; a rollout with startAt waits until then.
-  it.fails('is not started before it is valid', async () => {
+  // `start` refused a statement that had expired but not one that was not valid yet: a signer whose
+  // clock ran an hour ahead signed a statement valid from an hour from now, the coordinator started it
+  // and sent the canary its order, and every agent on a correct clock refused it (`not_yet_valid`,
+  // beyond clockSkewSeconds) — a counted failure.
+  it('is not started before it is valid', async () => {
     const { fleet, id } = await signedFleet(['web-1'], { alice, bob });
     // The signer's clock ran an hour ahead of everyone else's.
     fleet.now -= 3600 * SECOND;
     const err = await refusal(async () => await fleet.engine.start(id, 'alice'));
     expect(err.code).toBe(ErrorCode.conflict);
+    expect(err.message).toMatch(/signed statement is not valid before .*: agents would refuse it until then/);
     expect(fleet.sent).toEqual([]);
   });
 });

@@ -18,7 +18,7 @@ interface Expiry {
  * no answer to a revert order. Reads only dispatched hosts in flight, through the state index.
  */
 export async function expireDeadlines(
-  deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty' | 'drives'>,
+  deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty' | 'drives' | 'grace'>,
 ): Promise<void> {
   const { store, channel, clock } = deps;
   const now = clock.now();
@@ -50,8 +50,13 @@ export async function expireDeadlines(
 /** Rollouts that have a driver in a coordinator group (leased): only it sweeps their hosts. */
 const DRIVEN = new Set<string>(DRIVEN_STATES);
 
-async function findExpired({ store, drives }: Pick<EngineDeps, 'store' | 'drives'>, now: number): Promise<Expiry[]> {
+async function findExpired(
+  { store, drives, grace }: Pick<EngineDeps, 'store' | 'drives' | 'grace'>,
+  now: number,
+): Promise<Expiry[]> {
   const rollouts = new Map<string, RolloutRecord | undefined>();
+  /** Per rollout, how long its patch gives a host to become healthy (read once per sweep). */
+  const healthDeadlines = new Map<string, number>();
   const expired: Expiry[] = [];
   for (const run of await store.hostRuns.inStatesEverywhere([...IN_FLIGHT_HOST_STATES, 'reverting'])) {
     if (!rollouts.has(run.rolloutId)) rollouts.set(run.rolloutId, await store.rollouts.get(run.rolloutId));
@@ -59,6 +64,8 @@ async function findExpired({ store, drives }: Pick<EngineDeps, 'store' | 'drives
     if (!rollout || run.dispatchedAt === null) continue;
     // Another coordinator of the group drives it (a halted or aborted rollout has no driver: anyone sweeps it).
     if (DRIVEN.has(rollout.state) && !drives(rollout.id)) continue;
+    // Just started, and the host has not said hello yet: it may have finished while this coordinator was away.
+    if (!grace.allows(run.hostId, now)) continue;
     const { hostTimeoutSeconds, offline } = rollout.request;
     const age = now - run.dispatchedAt;
     if (run.state === 'reverting') {
@@ -71,8 +78,20 @@ async function findExpired({ store, drives }: Pick<EngineDeps, 'store' | 'drives
         state: 'timed_out',
         reason: `not delivered within ${offline.deliveryDeadlineSeconds}s (host offline)`,
       });
-    } else if (age > hostTimeoutSeconds * 1000) {
-      expired.push({ run, state: 'timed_out', reason: `no result within ${hostTimeoutSeconds}s` });
+    } else {
+      // A host checking its health has the time its patch gives it on top of the rollout's deadline for
+      // the rest: a service that warms up for 30 minutes is not timed out at 10 (its agent reports its
+      // own verdict by the patch's deadline; this only bounds waiting for an agent that went silent).
+      let timeoutSeconds = hostTimeoutSeconds;
+      if (run.state === 'verifying') {
+        if (!healthDeadlines.has(rollout.id)) {
+          const patch = await store.patches.get(rollout.patchId);
+          healthDeadlines.set(rollout.id, patch?.health.checks.length ? patch.health.healthyDeadlineSeconds : 0);
+        }
+        timeoutSeconds += healthDeadlines.get(rollout.id) ?? 0;
+      }
+      if (age > timeoutSeconds * 1000)
+        expired.push({ run, state: 'timed_out', reason: `no result within ${timeoutSeconds}s` });
     }
   }
   return expired;

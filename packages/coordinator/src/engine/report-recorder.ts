@@ -48,7 +48,10 @@ const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> 
   verifying: 'verifying',
 };
 
-type RecorderDeps = Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty' | 'checkpoint'>;
+type RecorderDeps = Pick<
+  EngineDeps,
+  'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty' | 'checkpoint' | 'grace'
+>;
 
 /**
  * Results for orders the coordinator has no record of, gathered over one batch and logged once per
@@ -100,7 +103,10 @@ export class ReportRecorder {
     // finishedAt names the result acknowledged: a late ack must not silence a newer result of the order.
     for (const ack of acks)
       channel.send(ack.agentId, { type: 'order.ack', orderId: ack.orderId, finishedAt: ack.finishedAt });
-    for (const { agentId, hello } of hellos) await this.resendAfterHello(agentId, hello);
+    for (const { agentId, hello } of hellos) {
+      this.deps.grace.heard(agentId, this.deps.clock.now());
+      await this.resendAfterHello(agentId, hello);
+    }
   }
 
   /** The batch's one transaction (see `record`). */

@@ -45,6 +45,7 @@ import { invalidField } from './invalid-field.js';
 import { LiveHealthBoard } from './live-health.js';
 import { cancelInFlight, resendInFlight } from './order-sender.js';
 import { checkPromotion, environmentOf, promotionRefusal, stageRunsOf } from './promotion-gate.js';
+import { ReconnectGrace } from './reconnect-grace.js';
 import { recordApart } from './report-isolation.js';
 import { type AgentReport, ReportRecorder } from './report-recorder.js';
 import { RevertRunner } from './revert-runner.js';
@@ -122,6 +123,11 @@ export interface RolloutEngineOptions {
   resultsAwaited?: () => boolean;
   /** Told of each agent report dropped after the store refused it REPORT_REFUSALS times (a metric counts them). */
   onReportDropped?: (kind: AgentReport['kind']) => void;
+  /**
+   * For this long after the engine is made, hosts whose hello it has not recorded are not judged on
+   * time (see `ReconnectGrace`): the coordinator's `reconnectGraceSeconds`. Default 0, none.
+   */
+  reconnectGraceMs?: number;
 }
 
 /** An admin's reason to start a rollout the promotion order would refuse. */
@@ -206,6 +212,9 @@ export class RolloutEngine {
       markDirty: (rolloutId) => this.markDirty(rolloutId),
       isStopped: () => this.stopped,
       drives: (rolloutId) => this.driving.drives(rolloutId),
+      grace: options.reconnectGraceMs
+        ? new ReconnectGrace(this.clock.now() + options.reconnectGraceMs)
+        : ReconnectGrace.none(),
       checkpoint: options.checkpoint,
     };
     this.reverts = new RevertRunner(this.deps);
@@ -797,9 +806,12 @@ export class RolloutEngine {
   /** Called every second or so: start times, deadlines, bakes, windows. Only rollouts that can move are read. */
   async tick(): Promise<void> {
     return this.steps.run(async () => {
+      // A start time that passed while the coordinator was down waits for its agents to come back: started
+      // before, every host would look offline, its canary among them (see ReconnectGrace).
+      const startsWait = !this.deps.grace.over(this.clock.now());
       for (const rollout of await this.store.rollouts.inStates(['scheduled'])) {
         const startAt = rollout.request.startAt;
-        if (!this.driving.drives(rollout.id)) continue;
+        if (!this.driving.drives(rollout.id) || startsWait) continue;
         if (startAt === undefined || Date.parse(startAt) > this.clock.now()) continue;
         try {
           await this.start(rollout.id, SYSTEM);

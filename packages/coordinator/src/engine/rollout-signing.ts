@@ -345,7 +345,8 @@ export class RolloutSigning {
 
   /**
    * For `start`: the hosts a signed rollout may order — all of `hosts` for a selector statement
-   * (agents check it themselves), else those the statement names. Refuses an expired statement.
+   * (agents check it themselves), else those the statement names. Refuses an expired statement, and
+   * one not valid yet.
    */
   async signedHosts(
     rollout: RolloutRecord,
@@ -358,6 +359,15 @@ export class RolloutSigning {
         ErrorCode.conflict,
         `rollout ${rollout.id}'s signed statement expired at ${apply.statement.expiresAt}: agents would refuse it; create and sign a new rollout`,
         { rolloutId: rollout.id, expiresAt: apply.statement.expiresAt },
+      );
+    }
+    // Not valid yet (its signer's clock ran ahead): agents on right clocks would refuse every order as
+    // not yet valid, each a counted failure. A scheduled start tries again at each tick until it is.
+    if (Date.parse(apply.statement.notBefore) > this.deps.clock.now()) {
+      throw new FleetError(
+        ErrorCode.conflict,
+        `rollout ${rollout.id}'s signed statement is not valid before ${apply.statement.notBefore} (its signer's clock ahead of this coordinator's?): agents would refuse it until then`,
+        { rolloutId: rollout.id, notBefore: apply.statement.notBefore },
       );
     }
     const target = apply.statement.target;

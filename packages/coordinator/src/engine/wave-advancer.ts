@@ -26,7 +26,7 @@ const WAVE_MOVING_STATES: readonly HostRunState[] = [...IN_FLIGHT_HOST_STATES, '
 
 type AdvancerDeps = Pick<
   EngineDeps,
-  'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty' | 'checkpoint'
+  'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty' | 'checkpoint' | 'grace'
 >;
 
 /** The advance loop: failure budgets, waves, bakes, maintenance windows, and dispatch of apply orders. */
@@ -121,6 +121,13 @@ export class WaveAdvancer {
           );
         return false;
       }
+      // A signed rollout's statement that expired mid-rollout (during a long bake, a window's pause): every
+      // agent would refuse the orders, each a counted failure. It halts and says why; nothing is sent.
+      const expired = await this.expiredStatement(rollout, now);
+      if (expired !== undefined) {
+        await this.halt(rollout, expired);
+        return true;
+      }
       // Failures the burst may still record (offline policy `fail`, agents too old) before it exceeds a budget.
       const failuresLeft = Math.min(tolerated - failures, waveTolerated - waveFailures);
       await this.dispatchApplies(rollout, request.maxParallel - inFlight, failuresLeft);
@@ -150,6 +157,9 @@ export class WaveAdvancer {
       return true;
     }
     if (now < rollout.bakeUntil) return false;
+    // A bake that ended while the coordinator was away: its hosts' agents may hold a failure their bake
+    // watch saw meanwhile; it passes once they have said hello, or the grace has passed.
+    if (!(await this.bakeHeardOut(rollout, now))) return false;
     // The wave's metric analyses have the last word: it passes once each has passed (or failed
     // within the failure budget, which the check above has let through).
     if (!(await this.analyses.analysesDecided(rollout))) return false;
@@ -186,6 +196,22 @@ export class WaveAdvancer {
       );
     });
     return true;
+  }
+
+  /** Why a signed rollout may send no more orders (its statement expired), or undefined. */
+  private async expiredStatement(rollout: RolloutRecord, now: number): Promise<string | undefined> {
+    const apply = await this.deps.store.statements.apply(rollout.id);
+    if (apply === undefined || Date.parse(apply.statement.expiresAt) > now) return undefined;
+    return `the signed statement expired at ${apply.statement.expiresAt}: agents would refuse its orders; create and sign a new rollout for the hosts left`;
+  }
+
+  /** Whether every host of the baking wave that took the change has been heard from, or the grace has passed. */
+  private async bakeHeardOut(rollout: RolloutRecord, now: number): Promise<boolean> {
+    const { grace, store } = this.deps;
+    if (grace.over(now)) return true;
+    // Only read in the grace's first seconds after a start, for a wave whose bake has ended.
+    const runs = await store.hostRuns.forWave(rollout.id, rollout.currentWave);
+    return runs.every((run) => !run.changed || grace.allows(run.hostId, now));
   }
 
   /** A canary whose rehearsed revert failed (only the canary wave rehearses, and it is small). */
@@ -284,6 +310,9 @@ export class WaveAdvancer {
       for (const run of queued) {
         if (left < 0) break;
         if (judgesOffline && !channel.isOnline(run.hostId)) {
+          // Just started, the host not heard from yet: it may be reconnecting. It stays queued until it
+          // has, or the grace has passed (see ReconnectGrace), not skipped or failed as offline.
+          if (!this.deps.grace.allows(run.hostId, at)) continue;
           const failed = rollout.request.offline.mode === 'fail';
           await transitionHostRun(
             this.deps,

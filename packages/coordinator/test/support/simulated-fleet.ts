@@ -70,8 +70,13 @@ export interface SentMessage {
   delivered: boolean;
 }
 
+/** A restarted engine's reconnect grace unless a test says otherwise: the coordinator's default. */
+export const RESTART_GRACE_MS = 60_000;
+
 export interface SimulatedFleetOptions {
   waveGate?: WaveGate;
+  /** The engine's reconnect grace after a `restart()` (default RESTART_GRACE_MS, the coordinator's 60 s). */
+  reconnectGraceMs?: number;
   /** Where the engine logs (silent unless a test reads the log). */
   log?: Logger;
   /** The clock's start; T0 unless said. */
@@ -181,6 +186,9 @@ export class SimulatedFleet {
       ...(this.options.requiredRecordFields ? { requiredRecordFields: this.options.requiredRecordFields } : {}),
       ...(this.options.resultsAwaited ? { resultsAwaited: this.options.resultsAwaited } : {}),
       ...(this.options.onReportDropped ? { onReportDropped: this.options.onReportDropped } : {}),
+      // A restarted coordinator waits for its agents as a real one does (reconnectGraceSeconds); the first
+      // engine's hosts are connected by the test as it goes, so it judges at once.
+      ...(this.generation > 0 ? { reconnectGraceMs: this.options.reconnectGraceMs ?? RESTART_GRACE_MS } : {}),
     });
   }
 
