@@ -15,6 +15,11 @@ export interface AgentChannel {
    * on each heartbeat): asked before a host is judged offline for good (offline policy skip or fail).
    */
   refreshPresence?(): Promise<void>;
+  /**
+   * In a coordinator group: whether the agent is connected to another member, which has recorded its
+   * hello (the group's rows say so a heartbeat later). Absent alone: no other member to ask.
+   */
+  isOnlineElsewhere?(agentId: string): boolean;
 }
 
 /** The engine only reads the time: the shared `Clock`, of which a test's fake need only give `now`. */

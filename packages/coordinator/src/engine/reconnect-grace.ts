@@ -16,8 +16,15 @@
 export class ReconnectGrace {
   private readonly heardFrom = new Set<string>();
 
-  /** `endsAt` on the engine's clock: its start plus the grace (0 or less: no grace). */
-  constructor(private readonly endsAt: number) {}
+  /**
+   * `endsAt` on the engine's clock: its start plus the grace. `heardElsewhere`: in a coordinator group,
+   * whether another member holds the agent's connection — it has recorded the agent's hello, so what the
+   * agent held is known in the shared store, and this member need not wait for a hello of its own.
+   */
+  constructor(
+    private readonly endsAt: number,
+    private readonly heardElsewhere: (hostId: string) => boolean = () => false,
+  ) {}
 
   /** No grace: every judgement as soon as it is due (a fresh engine in a test, `reconnectGraceSeconds: 0`). */
   static none(): ReconnectGrace {
@@ -36,8 +43,8 @@ export class ReconnectGrace {
     return now >= this.endsAt;
   }
 
-  /** Whether a host may be judged on time at `now`: the grace has passed, or its hello is recorded. */
+  /** Whether a host may be judged on time at `now`: the grace has passed, or its hello is recorded (here or elsewhere). */
   allows(hostId: string, now: number): boolean {
-    return this.over(now) || this.heardFrom.has(hostId);
+    return this.over(now) || this.heardFrom.has(hostId) || this.heardElsewhere(hostId);
   }
 }

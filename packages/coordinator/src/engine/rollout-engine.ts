@@ -213,7 +213,9 @@ export class RolloutEngine {
       isStopped: () => this.stopped,
       drives: (rolloutId) => this.driving.drives(rolloutId),
       grace: options.reconnectGraceMs
-        ? new ReconnectGrace(this.clock.now() + options.reconnectGraceMs)
+        ? new ReconnectGrace(this.clock.now() + options.reconnectGraceMs, (hostId) =>
+            this.channel.isOnlineElsewhere ? this.channel.isOnlineElsewhere(hostId) : false,
+          )
         : ReconnectGrace.none(),
       checkpoint: options.checkpoint,
     };

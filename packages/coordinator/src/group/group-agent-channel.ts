@@ -27,6 +27,10 @@ export class GroupAgentChannel implements AgentChannel {
     return this.hub.isOnline(agentId) || this.presence.isOnlineElsewhere(agentId);
   }
 
+  isOnlineElsewhere(agentId: string): boolean {
+    return this.presence.isOnlineElsewhere(agentId);
+  }
+
   /** Where every agent is connected now, as the group's rows say (not as of the last heartbeat). */
   async refreshPresence(): Promise<void> {
     await this.presence.refresh();
