@@ -149,6 +149,9 @@ async function stopChild(child, signal = 'SIGTERM') {
  * @param {string} [options.bin] The program to run: the bundled coordinator unless told otherwise.
  * @returns {Promise<CoordinatorProcess>}
  */
+/** The coordinator's reconnect grace here (see startCoordinator). */
+const RECONNECT_GRACE_SECONDS = 3;
+
 export async function startCoordinator({
   dataDir,
   apiTokens,
@@ -165,7 +168,18 @@ export async function startCoordinator({
   const { writeFile } = await import('node:fs/promises');
   await writeFile(
     configFile,
-    JSON.stringify({ port, dataDir, apiTokens, tickIntervalMs, heartbeatIntervalMs, logLevel: 'info', ...extraConfig }),
+    JSON.stringify({
+      port,
+      dataDir,
+      apiTokens,
+      tickIntervalMs,
+      heartbeatIntervalMs,
+      // The agents startAgent starts come back within a second of a drop (FLEETPATCH_RECONNECT_MAX_MS):
+      // a restarted coordinator waits 3 s for them, not the 60 s a fleet on the default 30 s backoff needs.
+      reconnectGraceSeconds: RECONNECT_GRACE_SECONDS,
+      logLevel: 'info',
+      ...extraConfig,
+    }),
   );
   // A restart on a fixed port can find it briefly taken (by a socket of a test running beside it):
   // try again for a few seconds rather than fail on EADDRINUSE.

