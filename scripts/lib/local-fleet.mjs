@@ -134,6 +134,9 @@ async function stopChild(child, signal = 'SIGTERM') {
   clearTimeout(timer);
 }
 
+/** The coordinator's reconnect grace here (see startCoordinator). */
+const RECONNECT_GRACE_SECONDS = 3;
+
 /**
  * Starts a coordinator on an ephemeral port. `apiTokens` are written to its config file.
  * Resolves once it listens; `.kill()` is a SIGKILL (crash), `.stop()` a graceful SIGTERM.
@@ -149,9 +152,6 @@ async function stopChild(child, signal = 'SIGTERM') {
  * @param {string} [options.bin] The program to run: the bundled coordinator unless told otherwise.
  * @returns {Promise<CoordinatorProcess>}
  */
-/** The coordinator's reconnect grace here (see startCoordinator). */
-const RECONNECT_GRACE_SECONDS = 3;
-
 export async function startCoordinator({
   dataDir,
   apiTokens,
