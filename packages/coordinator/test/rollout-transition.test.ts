@@ -57,6 +57,22 @@ describe('transitionRollout', () => {
     expect(await fleet.state(id)).toBe('scheduled');
   });
 
+  it('refuses a move decided on a record that is stale (another writer moved the rollout), writing nothing', async () => {
+    const { fleet, id, rollout, move } = await movedAlong(['running']);
+    // Another writer (a group member whose step lock was lost) aborted it meanwhile; this record still says running.
+    await fleet.store.transaction(async () => await transitionRollout(fleet, { ...rollout }, 'aborted', 'bob', null));
+    const before = await fleet.dump();
+    await expect(move('succeeded')).rejects.toThrow(
+      expect.objectContaining({
+        code: ErrorCode.illegalTransition,
+        message: 'cannot move to succeeded a rollout that is no longer running: it is aborted (changed meanwhile)',
+        details: { rolloutId: id, state: 'aborted', wanted: 'succeeded' },
+      }),
+    );
+    expect(await fleet.dump()).toBe(before);
+    expect(rollout.state).toBe('running');
+  });
+
   it('keeps the window watched through pauses, drops it at an end or a revert, takes it up again after one', async () => {
     const { fleet, id, move } = await movedAlong(['running', 'paused']);
     expect(fleet.windows.watching.get(id)).toEqual(WINDOW);

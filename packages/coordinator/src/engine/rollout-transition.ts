@@ -41,11 +41,12 @@ export async function transitionRollout(
   if (
     !(await store.rollouts.setState(rollout.id, to, reason, FINAL_ROLLOUT_STATES.has(to), isoNow(clock), rollout.state))
   ) {
-    const now = (await store.rollouts.get(rollout.id))?.state;
+    // Rollouts are never deleted: the row is there, in the state the other writer left it.
+    const now = (await mustGetRollout(store, rollout.id)).state;
     throw new FleetError(
       ErrorCode.illegalTransition,
-      `cannot move to ${to} a rollout that is no longer ${rollout.state}: it is ${now ?? 'gone'} (changed meanwhile)`,
-      { rolloutId: rollout.id, state: now ?? null, wanted: to },
+      `cannot move to ${to} a rollout that is no longer ${rollout.state}: it is ${now} (changed meanwhile)`,
+      { rolloutId: rollout.id, state: now, wanted: to },
     );
   }
   await store.appendEvent(
