@@ -29,7 +29,7 @@
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write V8 CPU profiles of the coordinator (run unbundled) and of each agent process over the connect,
-//          the rollout, the revert, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
+//          the idle phase, the rollout, the revert, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
 //        --idle-seconds S (one heartbeat interval): after the connect, the connected fleet left idle for S seconds, its
 //          CPU measured: what heartbeats and pings cost while nothing happens, the share of each phase's CPU that is
 //          not the phase's (0: skip). A whole interval, so that every agent's heartbeat and every slice of pings falls in it
@@ -691,9 +691,11 @@ async function main() {
   /** @type {{ coordinatorUsPerAgentSecond: number, agentsUsPerAgentSecond: number } | undefined} */
   let idle;
   if (IDLE_MS > 0) {
+    const endIdleProfile = await profilePhase('idle', coordinators, agentFleet);
     const idleCpu = cpuMeter(coordinators, agentFleet);
     await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
     const { wallMs, coordinatorMs, agentsMs } = idleCpu();
+    await endIdleProfile();
     const perAgentSecond = (/** @type {number} */ ms) => (ms * 1000) / N / (wallMs / 1000);
     idle = {
       coordinatorUsPerAgentSecond: perAgentSecond(coordinatorMs),

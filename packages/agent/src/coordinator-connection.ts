@@ -7,7 +7,9 @@ import {
   type CoordinatorMessage,
   CoordinatorMessageSchema,
   formatProtocolRange,
+  HEARTBEAT_PING_PROTOCOL,
   type Hello,
+  heartbeatPingData,
   inProtocolRange,
   MAX_FRAME_BYTES,
   type ProtocolRange,
@@ -63,7 +65,7 @@ export interface ConnectionOptions {
   welcomeTimeoutMs?: number;
 }
 
-/** Heartbeat intervals without a ping or a message before the connection counts as dead. */
+/** Heartbeat intervals without a ping, a pong or a message before the connection counts as dead. */
 const SILENT_INTERVALS_TO_DROP = 2;
 
 /**
@@ -173,6 +175,10 @@ export class CoordinatorConnection {
     socket.on('ping', () => {
       heard = true;
     });
+    // The answer to this agent's heartbeat ping (protocol 7).
+    socket.on('pong', () => {
+      heard = true;
+    });
     socket.on('message', (data, isBinary) => {
       heard = true;
       // Once this agent has refused the connection, nothing more the coordinator says is acted on.
@@ -219,8 +225,8 @@ export class CoordinatorConnection {
           { coordinator: url, agentId: parsed.message.agentId, protocolVersion: agreed },
           'connected to coordinator',
         );
-        // One missed ping is tolerated (a busy coordinator, a slow link); two in a row drop the socket.
-        this.startHeartbeat(parsed.message.heartbeatIntervalMs, () => {
+        // One silent interval is tolerated (a busy coordinator, a slow link); two in a row drop the socket.
+        this.startHeartbeat(socket, agreed, parsed.message.heartbeatIntervalMs, () => {
           silentIntervals = heard ? 0 : silentIntervals + 1;
           heard = false;
           if (silentIntervals >= SILENT_INTERVALS_TO_DROP) {
@@ -271,11 +277,19 @@ export class CoordinatorConnection {
     });
   }
 
-  private startHeartbeat(intervalMs: number, check: () => void): void {
+  /**
+   * Beats once an interval: a ping carrying the journal position (protocol 7, which the coordinator's
+   * pong answers), or the `heartbeat` message older coordinators expect (they ping, and ws pongs).
+   */
+  private startHeartbeat(socket: WebSocket, protocolVersion: number, intervalMs: number, check: () => void): void {
     this.stopHeartbeat();
     this.heartbeatTimer = setInterval(() => {
       check();
-      this.send({ type: 'heartbeat', journalSeq: this.journalPosition(), sentAt: new Date().toISOString() });
+      if (protocolVersion >= HEARTBEAT_PING_PROTOCOL) {
+        if (socket.readyState === WebSocket.OPEN) socket.ping(heartbeatPingData(this.journalPosition()));
+      } else {
+        this.send({ type: 'heartbeat', journalSeq: this.journalPosition(), sentAt: new Date().toISOString() });
+      }
       this.options.onHeartbeat?.();
     }, intervalMs);
     this.heartbeatTimer.unref();

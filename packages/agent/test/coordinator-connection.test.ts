@@ -176,6 +176,67 @@ function dial(url: string, options: Partial<ConnectionOptions> = {}): Coordinato
   return handled;
 }
 
+describe('the heartbeat', () => {
+  /** A coordinator that welcomes in `protocolVersion` with a 100 ms heartbeat; records the agent's pings and frames. */
+  async function beatingCoordinator(protocolVersion: number, options: { autoPong?: boolean } = {}) {
+    server = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: options.autoPong ?? true });
+    await new Promise<void>((resolve) => server?.once('listening', () => resolve()));
+    const pings: string[] = [];
+    const types: unknown[] = [];
+    let connections = 0;
+    server.on('connection', (socket) => {
+      connections++;
+      socket.send(JSON.stringify({ type: 'challenge', nonce: 'n'.repeat(43) }));
+      socket.on('ping', (data) => pings.push(data.toString()));
+      socket.on('message', (data) => {
+        const frame = JSON.parse(data.toString()) as { type?: unknown };
+        types.push(frame.type);
+        if (frame.type === 'hello')
+          socket.send(JSON.stringify({ type: 'welcome', protocolVersion, agentId: 'web-1', heartbeatIntervalMs: 100 }));
+      });
+    });
+    const { port } = server.address() as AddressInfo;
+    return { url: `ws://127.0.0.1:${port}/v1/agents/connect`, pings, types, connections: () => connections };
+  }
+
+  it('on protocol 7 is a ping carrying the journal position, which the pong answers: no heartbeat message, no ping needed from the coordinator', async () => {
+    const fake = await beatingCoordinator(7);
+    connection = new CoordinatorConnection({
+      urls: [fake.url],
+      agentId: () => 'web-1',
+      log: pino({ level: 'silent' }),
+      hello: () => HELLO,
+      onMessage: () => {},
+    });
+    let position = 41;
+    connection.start(() => ++position);
+    // Six intervals: three times what the agent waits before it drops a coordinator it does not hear.
+    await expect.poll(() => fake.pings.length, { timeout: 5_000, interval: 20 }).toBeGreaterThanOrEqual(6);
+    expect(fake.pings.slice(0, 3)).toEqual(['42', '43', '44']);
+    expect(fake.types).toEqual(['hello']);
+    expect(fake.connections()).toBe(1);
+    expect(connection.connected).toBe(true);
+  });
+
+  it('on protocol 6 is the heartbeat message, and the agent pings nothing', async () => {
+    const fake = await beatingCoordinator(6, { autoPong: true });
+    const handled = dial(fake.url);
+    await expect.poll(() => typesOf(handled), { timeout: 3_000 }).toEqual(['welcome']);
+    await expect
+      .poll(() => fake.types.filter((type) => type === 'heartbeat').length, { timeout: 3_000, interval: 20 })
+      .toBeGreaterThanOrEqual(3);
+    expect(fake.pings).toEqual([]);
+  });
+
+  it('on protocol 7, drops a coordinator whose pongs stop and dials again', async () => {
+    const fake = await beatingCoordinator(7, { autoPong: false });
+    dial(fake.url);
+    await expect.poll(() => fake.connections(), { timeout: 5_000, interval: 20 }).toBeGreaterThanOrEqual(2);
+    // Two silent intervals, then a dial after the backoff: at least two pings went unanswered first.
+    expect(fake.pings.length).toBeGreaterThanOrEqual(2);
+  });
+});
+
 const typesOf = (messages: readonly CoordinatorMessage[]) => messages.map((message) => message.type);
 
 const ORDER_ACK = { type: 'order.ack', orderId: 'o-1' };

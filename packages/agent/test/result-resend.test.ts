@@ -90,13 +90,11 @@ describe('an agent whose result is not acknowledged', () => {
     server.on('connection', (socket) => {
       connections++;
       coordinator = socket;
+      // The agent's heartbeat is a ping (protocol 7), which ws answers with a pong: an agent that hears
+      // nothing for two intervals redials.
+      socket.on('ping', () => heartbeats++);
       socket.on('message', (data) => {
         const frame = JSON.parse(data.toString());
-        // A ping for each heartbeat, as a coordinator's: an agent that hears nothing for two intervals redials.
-        if (frame.type === 'heartbeat') {
-          heartbeats++;
-          socket.ping();
-        }
         if (frame.type === 'hello') {
           // A welcome with a short heartbeat: the agent looks for results due again at each one.
           const welcome = { type: 'welcome', protocolVersion: PROTOCOL_VERSION, agentId: 'web-1' };

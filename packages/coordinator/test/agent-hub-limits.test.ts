@@ -263,6 +263,16 @@ describe('an authenticated agent', () => {
     expect(again.welcomed).toBe(true);
   });
 
+  it('is closed with 4429 when its pings (protocol 7 heartbeats) go over its message rate', async () => {
+    hub = await startHub({ messagesPerSecond: 5, messageBurst: 10 });
+    const token = await hub.register('ping-flood-1');
+    const { peer, welcomed } = track(await connectAsAgent(hub.port, 'ping-flood-1', token));
+    expect(welcomed).toBe(true);
+    for (let i = 0; i < 500; i++) peer.write(clientFrame(OPCODE.ping, Buffer.from(String(i))));
+    expect(await peer.waitClose()).toBe(CloseCode.rateLimited);
+    expect(hub.logsSaying('over its message rate')).toHaveLength(1);
+  });
+
   it('is not displaced by a copy of its credential: the newcomer gets 4409, one audit row', async () => {
     hub = await startHub({ staleCheckMs: 300 });
     const token = await hub.register('dup-1');

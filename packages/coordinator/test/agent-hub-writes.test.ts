@@ -5,8 +5,16 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectAsAgent, OPCODE, type RawPeer } from '../../../test/support/raw-agent-socket.js';
+import {
+  clientFrame,
+  connectAsAgent,
+  OPCODE,
+  type RawPeer,
+  sampleHello,
+} from '../../../test/support/raw-agent-socket.js';
 import { type HubUnderTest, startHub } from './support/hub-under-test.js';
 
 let hub: HubUnderTest;
@@ -104,5 +112,63 @@ describe('the heartbeat', () => {
     expect(live.peer.ended).toBe(false);
     expect(hub.app.fleet.hub.isOnline('live-1')).toBe(true);
     expect(hub.app.fleet.hub.isOnline('deaf-1')).toBe(false);
+  });
+
+  /** A hello of this build's protocol range: 7 and later beat with a ping of the agent's own. */
+  const helloOfToday = () => {
+    const { protocolVersion: _v1, ...hello } = sampleHello();
+    return { ...hello, protocolVersions: { min: 1, max: PROTOCOL_VERSION } };
+  };
+  const pongs = (peer: RawPeer) => peer.frames.filter((f) => f.opcode === OPCODE.pong).map((f) => f.payload.toString());
+
+  it('does not ping an agent of protocol 7 that pings once an interval: it answers each ping and counts the agent seen', async () => {
+    const intervalMs = 300;
+    hub = await startHub({}, { heartbeatIntervalMs: intervalMs });
+    const agent = await connectAsAgent(hub.port, 'beat-7', await hub.register('beat-7'), { hello: helloOfToday() });
+    peers.push(agent.peer);
+    expect(agent.welcomed).toBe(true);
+    const since = Date.now();
+    const seenAtHello = (await hub.app.fleet.store.agents.get('beat-7'))?.lastSeenAt;
+    // The agent's beat, paced as its timer would (half an interval: whatever the phase of the
+    // coordinator's tick, each interval holds one), over five intervals.
+    for (let i = 0; i < 10; i++) {
+      agent.peer.write(clientFrame(OPCODE.ping, Buffer.from(String(100 + i))));
+      await sleep(intervalMs / 2);
+    }
+    const answered = await agent.peer.until('ten pongs', () =>
+      pongs(agent.peer).length >= 10 ? pongs(agent.peer) : undefined,
+    );
+    expect(answered).toEqual(Array.from({ length: 10 }, (_, i) => String(100 + i)));
+    expect(pingsSince(agent.peer, since)).toEqual([]);
+    expect(agent.peer.ended).toBe(false);
+    expect(hub.app.fleet.hub.isOnline('beat-7')).toBe(true);
+    // Its pings are its heartbeat: last_seen moves on (written in a batch, within a second).
+    await expect
+      .poll(async () => (await hub.app.fleet.store.agents.get('beat-7'))?.lastSeenAt, { timeout: 5_000, interval: 50 })
+      .not.toBe(seenAtHello);
+  });
+
+  it('pings an agent of protocol 7 that fell silent, cuts it at the next tick if it does not answer, keeps it if it does', async () => {
+    const intervalMs = 300;
+    hub = await startHub({}, { heartbeatIntervalMs: intervalMs });
+    const hello = helloOfToday();
+    const connectedAt = Date.now();
+    const deaf = await connectAsAgent(hub.port, 'deaf-7', await hub.register('deaf-7'), { hello, answerPings: false });
+    const quiet = await connectAsAgent(hub.port, 'quiet-7', await hub.register('quiet-7'), { hello });
+    peers.push(deaf.peer, quiet.peer);
+    await deaf.peer.until('the deaf connection cut', () => (deaf.peer.ended ? true : undefined), 10_000);
+    // The tick after its hello, a silent interval, the ping, then the cut: three intervals (six allowed
+    // for a slow runner), and it was asked first.
+    expect(Date.now() - connectedAt).toBeLessThanOrEqual(6 * intervalMs);
+    expect(pingsSince(deaf.peer, connectedAt).length).toBeGreaterThanOrEqual(1);
+    expect(hub.logsSaying('agent missed its heartbeat')).toHaveLength(1);
+    // The quiet one pings nothing of its own but answers: it is asked every other interval and stays.
+    await quiet.peer.until(
+      'two pings answered',
+      () => (pingsSince(quiet.peer, connectedAt).length >= 2 ? true : undefined),
+      10_000,
+    );
+    expect(quiet.peer.ended).toBe(false);
+    expect(hub.app.fleet.hub.isOnline('quiet-7')).toBe(true);
   });
 });

@@ -56,7 +56,7 @@ describe('agent presence', () => {
 
   it('writes a heartbeat at most every 30 s per agent, and at once again after a disconnect', async () => {
     await enroll(['web-1']);
-    const presence = new AgentPresence(store, clock);
+    const presence = new AgentPresence(store, clock, 5);
     await presence.seen('web-1');
     const afterFirst = transactions;
     clock.ms += 10_000;
@@ -68,6 +68,34 @@ describe('agent presence', () => {
     await presence.seen('web-1');
     expect((await store.agents.get('web-1'))?.lastSeenAt).toBe('2026-12-05T10:00:11.000Z');
     expect(transactions).toBe(afterFirst + 2);
+  });
+
+  it('holds heartbeats that come turns of the loop apart for one transaction, which flush writes at once', async () => {
+    const ids = ['web-1', 'web-2', 'web-3'];
+    await enroll(ids);
+    const presence = new AgentPresence(store, clock, 60_000);
+    const writes: Promise<void>[] = [];
+    for (const id of ids) {
+      writes.push(presence.seen(id));
+      // What a heartbeat's frame is apart from the next: the batch once started here, one commit each.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(transactions).toBe(0);
+    await presence.flush();
+    await Promise.all(writes);
+    expect(transactions).toBe(1);
+    for (const id of ids) expect((await store.agents.get(id))?.lastSeenAt).toBe('2026-12-05T10:00:00.000Z');
+  });
+
+  it('writes the heartbeats waiting for company with the next disconnect, in its transaction', async () => {
+    await enroll(['web-1', 'web-2']);
+    const presence = new AgentPresence(store, clock, 60_000);
+    const heartbeat = presence.seen('web-1');
+    clock.ms += 2_000;
+    await Promise.all([heartbeat, presence.disconnected('web-2')]);
+    expect(transactions).toBe(1);
+    expect((await store.agents.get('web-1'))?.lastSeenAt).toBe('2026-12-05T10:00:00.000Z');
+    expect((await store.agents.get('web-2'))?.lastSeenAt).toBe('2026-12-05T10:00:02.000Z');
   });
 
   it('writes nothing for an agent the store does not know, and flush waits for writes in flight', async () => {

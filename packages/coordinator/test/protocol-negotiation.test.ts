@@ -69,7 +69,11 @@ describe('version negotiation', () => {
       helloSpeaking(PROTOCOL_VERSION + 1, PROTOCOL_VERSION + 2),
       `agent ${PROTOCOL_VERSION + 1}-${PROTOCOL_VERSION + 2}`,
     ],
-    ['a protocol 1 hello of an unknown version', { ...sampleHello(), protocolVersion: 7 }, 'agent 7'],
+    [
+      'a protocol 1 hello of an unknown version',
+      { ...sampleHello(), protocolVersion: PROTOCOL_VERSION + 1 },
+      `agent ${PROTOCOL_VERSION + 1}`,
+    ],
   ])('refuses %s with no common version: 4426, the reason naming both ranges', async (_what, hello, agentRange) => {
     hub = await startHub();
     const { peer, welcomed, closeCode } = await connect('ver-2', hello);

@@ -24,12 +24,18 @@ import { z } from 'zod';
  *   polls in a row with a failing check. An agent of protocol 5 or older would refuse such a policy
  *   (its health schema is strict), so the coordinator sends it none, as for protocols 4 and 5; a policy
  *   without them goes to every agent as before.
+ * - **7**: the heartbeat is a WebSocket ping (`HEARTBEAT_PING_PROTOCOL`). The agent pings once an
+ *   interval with its journal position as the ping's data (`heartbeatPingData`), the coordinator's
+ *   WebSocket answers with the pong the standard requires, and the coordinator pings such an agent
+ *   only when an interval went by without a word from it. Two frames an interval where protocol 6
+ *   and older take three (the agent's `heartbeat` message, the coordinator's ping, the agent's pong),
+ *   for a fleet that mostly sits idle. A peer of 6 or older sends and is sent what it did before.
  *
  * A coordinator speaks every version from `MIN_PROTOCOL_VERSION` to `PROTOCOL_VERSION`, so it is
  * upgraded first and agents follow in waves. An agent speaks the same range unless its
  * `minProtocolVersion` raises the floor.
  */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 /** The oldest version this build still speaks: agents of that protocol keep working with it. */
 export const MIN_PROTOCOL_VERSION = 1;
 

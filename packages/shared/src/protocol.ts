@@ -180,6 +180,15 @@ export const HelloSchema = z
     path: ['protocolVersions'],
   });
 
+/** Protocol 7: agents of this version or newer beat with a WebSocket ping instead of a `heartbeat` message. */
+export const HEARTBEAT_PING_PROTOCOL = 7;
+
+/** The data of a heartbeat ping (protocol 7): the agent's journal position in decimal, as the `heartbeat` message carries it. */
+export function heartbeatPingData(journalSeq: number): string {
+  return String(journalSeq);
+}
+
+/** Protocol 6 and older: the application heartbeat (protocol 7 beats with a ping, see HEARTBEAT_PING_PROTOCOL). */
 export const HeartbeatSchema = z.object({
   type: z.literal('heartbeat'),
   /** The agent's last journal position: lets the coordinator notice it missed a report. */

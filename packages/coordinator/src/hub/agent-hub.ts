@@ -11,6 +11,7 @@ import {
   type CoordinatorMessage,
   connectProofPayload,
   formatProtocolRange,
+  HEARTBEAT_PING_PROTOCOL,
   type Hello,
   HostIdSchema,
   type IncomingFrame,
@@ -99,7 +100,10 @@ interface Connection {
   greeted: boolean;
   /** Agreed in hello; until then the newest we speak, for parsing that hello. */
   protocolVersion: number;
+  /** Heard from since the last heartbeat tick: a frame, a pong, or (protocol 7) the agent's heartbeat ping. */
   alive: boolean;
+  /** A ping of ours went out at the last tick and awaits its answer. */
+  pinged: boolean;
   /** Which of the heartbeat interval's PING_SLICES pings this connection (see pingSlice). */
   pingSlice: number;
   bucket: TokenBucket;
@@ -321,6 +325,7 @@ export class AgentHub implements AgentChannel {
       greeted: false,
       protocolVersion: PROTOCOL_VERSION,
       alive: true,
+      pinged: false,
       pingSlice: 0,
       bucket: new TokenBucket(this.options.limits.messagesPerSecond, this.options.limits.messageBurst),
       early: [],
@@ -340,6 +345,7 @@ export class AgentHub implements AgentChannel {
     socket.on('pong', () => {
       connection.alive = true;
     });
+    socket.on('ping', () => this.onPing(connection));
     socket.on('message', (data, isBinary) => this.onFrame(connection, data, isBinary));
     socket.on('close', (code) => {
       this.options.observer?.socketClosed(code);
@@ -477,16 +483,7 @@ export class AgentHub implements AgentChannel {
       if (connection.early.length === 1) connection.onFirstFrame?.();
       return;
     }
-    connection.alive = true;
-    if (!connection.bucket.take()) {
-      this.warnPeer(
-        connection,
-        { messagesPerSecond: this.options.limits.messagesPerSecond },
-        'agent over its message rate; closing',
-      );
-      this.closeSoon(connection, CloseCode.rateLimited, 'message rate exceeded');
-      return;
-    }
+    if (!this.heardWithinRate(connection)) return;
     if (isBinary) {
       this.reject(connection, 'binary frames are not part of the protocol');
       return;
@@ -649,23 +646,57 @@ export class AgentHub implements AgentChannel {
     if (suppressed !== undefined) connection.log.warn({ ...fields, suppressed }, message);
   }
 
+  /** A live agent was heard from (a frame or a ping): false, and the connection closing, once it is over its message rate. */
+  private heardWithinRate(connection: Connection): boolean {
+    connection.alive = true;
+    if (connection.bucket.take()) return true;
+    this.warnPeer(
+      connection,
+      { messagesPerSecond: this.options.limits.messagesPerSecond },
+      'agent over its message rate; closing',
+    );
+    this.closeSoon(connection, CloseCode.rateLimited, 'message rate exceeded');
+    return false;
+  }
+
   /**
-   * One tick of the heartbeat: the connections of this tick's slice that said nothing since their
-   * last ping (a frame or a pong) are cut; the others are pinged.
+   * An agent's ping, which ws has already answered with a pong: from an agent of protocol 7, its
+   * heartbeat (its data, the journal position, is not read here, as the `heartbeat` message's was not),
+   * counted as one in the message metrics. Before the agent is live it counts for nothing; after, it
+   * counts against the message rate.
+   */
+  private onPing(connection: Connection): void {
+    if (connection.state !== 'live' || !connection.greeted) return;
+    if (!this.heardWithinRate(connection)) return;
+    this.options.observer?.messageReceived('heartbeat');
+    this.handlers?.onSeen(connection.agentId);
+  }
+
+  /**
+   * One tick of the heartbeat, for the connections of this tick's slice. One heard from since the
+   * last tick is pinged, unless it speaks protocol 7: such an agent pings us each interval, and a ping
+   * of ours would only add a frame each way. One silent since a ping of ours is cut; an agent of
+   * protocol 7 silent for an interval (its ping late) is pinged first, and cut at the next tick if it
+   * still says nothing.
    */
   private pingSlice(): void {
     const slice = this.pingTick;
     this.pingTick = (this.pingTick + 1) % PING_SLICES;
     for (const connection of this.connections.values()) {
       if (connection.pingSlice !== slice) continue;
-      if (!connection.alive) {
+      const beatsItself = connection.greeted && connection.protocolVersion >= HEARTBEAT_PING_PROTOCOL;
+      if (connection.alive) {
+        connection.alive = false;
+        connection.pinged = !beatsItself;
+      } else if (connection.pinged || !beatsItself) {
         connection.log.warn('agent missed its heartbeat; terminating the connection');
         this.retire(connection);
         connection.socket.terminate();
         continue;
+      } else {
+        connection.pinged = true;
       }
-      connection.alive = false;
-      connection.socket.ping();
+      if (connection.pinged) connection.socket.ping();
     }
   }
 }
