@@ -186,6 +186,24 @@ describe('unauthenticated sockets', () => {
     expect(revoked.closeCode).toBe(CloseCode.unauthorized);
   });
 
+  it('refuses an agent whose key was revoked while its proof was being checked, with 4401', async () => {
+    hub = await startHub();
+    const key = await hub.register('key-3');
+    const agents = hub.app.fleet.store.agents;
+    const readKey = agents.publicKeyOf.bind(agents);
+    let reads = 0;
+    // The key is read, then revoked before the proof is checked: an API call landing while the check
+    // runs on the thread pool. The revoke cuts only live connections, and this one is not live yet.
+    agents.publicKeyOf = async (id) => {
+      const current = await readKey(id);
+      if (reads++ === 0) await hub.app.fleet.enrollment.revokeAgent(id, 'test');
+      return current;
+    };
+    const connected = track(await connectAsAgent(hub.port, 'key-3', key));
+    expect(connected.closeCode).toBe(CloseCode.unauthorized);
+    expect(hub.app.fleet.hub.isOnline('key-3')).toBe(false);
+  });
+
   it('logs a flood of refused connections from one address once, with a count', async () => {
     hub = await startHub();
     for (let i = 0; i < 30; i++) {

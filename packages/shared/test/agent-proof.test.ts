@@ -11,29 +11,33 @@ import {
   rawPublicKey,
   signPayload,
   verifyPayload,
+  verifyPayloadOffThread,
 } from '../src/agent-proof.js';
 
-describe('agent proof of possession', () => {
+describe.each([
+  ['on the event loop', async (...args: Parameters<typeof verifyPayload>) => verifyPayload(...args)],
+  ['on the thread pool', verifyPayloadOffThread],
+])('agent proof of possession, checked %s', (_where, verifies) => {
   const pair = generateAgentKeyPair();
   const key = loadPrivateKey(pair.privateKeyPem);
   const nonce = 'n'.repeat(43);
 
-  it('verifies a signature over the challenge with the stored public key', () => {
+  it('verifies a signature over the challenge with the stored public key', async () => {
     const proof = signPayload(key, connectProofPayload('web-1', nonce));
-    expect(verifyPayload(pair.publicKey, connectProofPayload('web-1', nonce), proof)).toBe(true);
+    expect(await verifies(pair.publicKey, connectProofPayload('web-1', nonce), proof)).toBe(true);
   });
 
-  it('refuses the same proof for another host, another nonce, or another purpose', () => {
+  it('refuses the same proof for another host, another nonce, or another purpose', async () => {
     const proof = signPayload(key, connectProofPayload('web-1', nonce));
-    expect(verifyPayload(pair.publicKey, connectProofPayload('web-2', nonce), proof)).toBe(false);
-    expect(verifyPayload(pair.publicKey, connectProofPayload('web-1', 'm'.repeat(43)), proof)).toBe(false);
-    expect(verifyPayload(pair.publicKey, enrollProofPayload('web-1', nonce), proof)).toBe(false);
+    expect(await verifies(pair.publicKey, connectProofPayload('web-2', nonce), proof)).toBe(false);
+    expect(await verifies(pair.publicKey, connectProofPayload('web-1', 'm'.repeat(43)), proof)).toBe(false);
+    expect(await verifies(pair.publicKey, enrollProofPayload('web-1', nonce), proof)).toBe(false);
   });
 
-  it('refuses another key pair, and never throws on malformed keys or signatures', () => {
+  it('refuses another key pair, and never throws on malformed keys or signatures', async () => {
     const other = generateAgentKeyPair();
     const proof = signPayload(key, connectProofPayload('web-1', nonce));
-    expect(verifyPayload(other.publicKey, connectProofPayload('web-1', nonce), proof)).toBe(false);
+    expect(await verifies(other.publicKey, connectProofPayload('web-1', nonce), proof)).toBe(false);
     for (const [publicKey, signature] of [
       ['', proof],
       ['A'.repeat(43), proof],
@@ -41,10 +45,12 @@ describe('agent proof of possession', () => {
       [pair.publicKey, '!'.repeat(86)],
       [pair.publicKey, 'A'.repeat(86)],
     ] as const) {
-      expect(verifyPayload(publicKey, connectProofPayload('web-1', nonce), signature)).toBe(false);
+      expect(await verifies(publicKey, connectProofPayload('web-1', nonce), signature)).toBe(false);
     }
   });
+});
 
+describe('the agent private key', () => {
   it('refuses a private key that is not ed25519', () => {
     expect(() => loadPrivateKey('not a key')).toThrow();
   });

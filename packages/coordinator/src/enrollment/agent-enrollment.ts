@@ -11,7 +11,7 @@ import {
   type JoinTokenRequest,
   type JoinTokenView,
   systemClock,
-  verifyPayload,
+  verifyPayloadOffThread,
 } from '@fleetpatch/shared';
 import { IN_FLIGHT_HOST_STATES } from '../engine/host-run-states.js';
 import { newId } from '../engine/ids.js';
@@ -119,7 +119,13 @@ export class AgentEnrollment {
 
   async enroll(secret: string, request: EnrollRequest): Promise<EnrollResult & { repeated: boolean }> {
     const { store } = this.options;
-    if (!verifyPayload(request.publicKey, enrollProofPayload(request.hostId, request.publicKey), request.proof)) {
+    if (
+      !(await verifyPayloadOffThread(
+        request.publicKey,
+        enrollProofPayload(request.hostId, request.publicKey),
+        request.proof,
+      ))
+    ) {
       throw new FleetError(ErrorCode.validationFailed, 'proof does not verify with publicKey', {
         issues: [{ path: 'body.proof', message: 'not a signature of this hostId and publicKey by its key' }],
       });

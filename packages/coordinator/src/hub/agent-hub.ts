@@ -25,7 +25,7 @@ import {
   protocolNeededFor,
   readFrame,
   SUPPORTED_PROTOCOL_VERSIONS,
-  verifyPayload,
+  verifyPayloadOffThread,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
@@ -393,7 +393,11 @@ export class AgentHub implements AgentChannel {
     }
     const publicKey = await this.options.publicKeyOf(claimed);
     const proven =
-      publicKey !== undefined && verifyPayload(publicKey, connectProofPayload(claimed, nonce), parsed.message.proof);
+      publicKey !== undefined &&
+      (await verifyPayloadOffThread(publicKey, connectProofPayload(claimed, nonce), parsed.message.proof)) &&
+      // The key may have been revoked or replaced since it was read (an API call, while the proof was
+      // checked on the thread pool or the store answered), which cuts only live connections: read again.
+      (await this.options.publicKeyOf(claimed)) === publicKey;
     // One answer for an unknown host, a revoked one and a wrong key: nothing to learn by probing.
     if (!proven) return { ok: false, code: CloseCode.unauthorized, reason: 'agent not enrolled or proof invalid' };
     connection.firstParsed = parsed;
