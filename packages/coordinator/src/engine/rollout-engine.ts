@@ -38,6 +38,7 @@ import type {
 } from './engine-interfaces.js';
 import { SOLE_DRIVER } from './engine-interfaces.js';
 import { canaryFitnessOf, planCanaryFirst, resolveFleetTarget } from './fleet-target.js';
+import { healthOutlastsHostTimeout } from './health-deadline-fit.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
@@ -276,6 +277,8 @@ export class RolloutEngine {
         );
       }
       if (request.window) this.validateWindow(request.window);
+      const healthTooLong = healthOutlastsHostTimeout(patch, request);
+      if (healthTooLong) throw invalidField('body.hostTimeoutSeconds', healthTooLong);
       if (!isRevertable(patch.change) && (request.autoRevert === 'wave' || request.autoRevert === 'rollout')) {
         throw invalidField('body.autoRevert', `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`);
       }
