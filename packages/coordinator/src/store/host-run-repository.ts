@@ -228,6 +228,10 @@ export class HostRunRepository {
       markDelivered: db.prepare(
         "UPDATE host_runs SET delivered_at = @at WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = 'dispatched' AND delivered_at IS NULL",
       ),
+      shiftInFlight: db.prepare(
+        `UPDATE host_runs SET dispatched_at = dispatched_at + @ms, delivered_at = delivered_at + @ms
+         WHERE rollout_id = @rolloutId AND state IN ('dispatched', 'delivered', 'snapshotted', 'applying', 'verifying', 'reverting')`,
+      ),
       setChanged: db.prepare(
         'UPDATE host_runs SET changed = @changed WHERE rollout_id = @rolloutId AND host_id = @hostId',
       ),
@@ -412,6 +416,15 @@ export class HostRunRepository {
    */
   async markDelivered(rolloutId: string, hostId: string, at: number): Promise<void> {
     this.statements.markDelivered.run({ rolloutId, hostId, at });
+  }
+
+  /**
+   * The coordinator's wall clock was stepped by `ms`: the dispatch and delivery instants of the
+   * rollout's orders still out (applies in flight, reverts) move with it, so that their deadlines
+   * stay as far away as they were.
+   */
+  async shiftInFlight(rolloutId: string, ms: number): Promise<void> {
+    this.statements.shiftInFlight.run({ rolloutId, ms });
   }
 
   /** Records whether the host carries the change, as a late result says; the state stays as it is. */

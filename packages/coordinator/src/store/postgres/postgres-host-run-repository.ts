@@ -260,6 +260,14 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
     );
   }
 
+  async shiftInFlight(rolloutId: string, ms: number): Promise<void> {
+    await this.executor.query(
+      `UPDATE host_runs SET dispatched_at = dispatched_at + $2, delivered_at = delivered_at + $2
+        WHERE rollout_id = $1 AND state IN ('dispatched', 'delivered', 'snapshotted', 'applying', 'verifying', 'reverting')`,
+      [rolloutId, ms],
+    );
+  }
+
   async setChanged(rolloutId: string, hostId: string, changed: boolean): Promise<void> {
     await this.executor.query('UPDATE host_runs SET changed = $3 WHERE rollout_id = $1 AND host_id = $2', [
       rolloutId,
