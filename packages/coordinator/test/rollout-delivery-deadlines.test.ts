@@ -67,7 +67,7 @@ describe('an order waiting for an offline host', () => {
     expect(await fleet.state(id)).toBe('succeeded');
   });
 
-  it('is not sent at its host hello after the cutoff, even before the engine has looked at the window', async () => {
+  it('is not sent at its host hello after the cutoff, nor resent at a takeover, even before the engine has looked at the window', async () => {
     const window: MaintenanceWindow = { cron: '0 2 * * *', timezone: 'UTC', durationMinutes: 60, cutoffMinutes: 15 };
     const fleet = await SimulatedFleet.open({ waveGate: canStartWave });
     await fleet.addHosts(['host-1', 'host-2']);
@@ -86,6 +86,12 @@ describe('an order waiting for an offline host', () => {
 
     expect(fleet.sentOf('order.apply', 'host-2').filter((sent) => sent.delivered)).toEqual([]);
     expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'dispatched', deliveredAt: null });
+    // Nor resent by a coordinator of a group that takes the rollout over now (it resends what is out);
+    // the advance it asks for puts the order back in the queue.
+    await fleet.engine.takeOver([id]);
+    await fleet.engine.whenIdle();
+    expect(fleet.sentOf('order.apply', 'host-2')).toHaveLength(1);
+    expect((await fleet.run(id, 'host-2')).state).toBe('queued');
   });
 
   it('is given its whole hostTimeoutSeconds from the moment it reaches its host', async () => {
