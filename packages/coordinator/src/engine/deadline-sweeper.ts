@@ -15,7 +15,8 @@ interface Expiry {
 /**
  * Hosts past their deadline, in every rollout (halted and aborted ones too: their in-flight hosts
  * still finish or time out): not delivered in time (offline, policy wait: measured from dispatch), no
- * result in time (measured from delivery), or no answer to a revert order. Reads only dispatched hosts in flight, through the state index.
+ * result in time (measured from delivery), or no answer to a revert order. Reads only dispatched hosts
+ * in flight, through the state index.
  */
 export async function expireDeadlines(
   deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty' | 'drives' | 'grace'>,
