@@ -266,6 +266,24 @@ describe('the fleetpatch CLI', () => {
     expect(unknown.stderr.trim()).toBe('error: rollout ro_nope does not exist');
   });
 
+  it("prints the server's refusal of a hostTimeoutSeconds the patch's health deadline outlasts, and exits 2", async () => {
+    const patchId = (
+      await fleetpatch(['patch', 'create', '--file', '-'], { token: TOKENS.admin, input: JSON.stringify(patchSpec()) })
+    ).stdout.trim();
+    const refused = await fleetpatch(['rollout', 'create', '--patch', patchId, '--all', '--file', '-'], {
+      token: TOKENS.alice,
+      input: JSON.stringify({ hostTimeoutSeconds: 5 }),
+    });
+    expect(refused.code).toBe(2);
+    const why =
+      `must be at least 10.2 (got 5): patch ${patchId} gives each host up to healthyDeadlineSeconds 10s to pass ` +
+      "its health checks, polled every intervalSeconds 0.2s; the patch's health deadline plus one interval must " +
+      'fit in hostTimeoutSeconds, or a host still verifying would be timed out and reverted';
+    expect(refused.stderr).toBe(
+      `error: invalid request: body.hostTimeoutSeconds: ${why}\n  body.hostTimeoutSeconds: ${why}\n`,
+    );
+  });
+
   it('exits 2 with a clear message when no token is given', async () => {
     const result = await fleetpatch(['rollout', 'list']);
     expect(result.code).toBe(2);

@@ -24,7 +24,9 @@ export async function createFilePatch(
             checks: [{ kind: 'file' as const, name: 'config present', path }],
             intervalSeconds: 0.5,
             minHealthySeconds: holdSeconds,
-            healthyDeadlineSeconds: holdSeconds + 30,
+            // The health deadline plus one poll must fit in the rollout's hostTimeoutSeconds (the coordinator
+            // refuses the rollout otherwise): the shortest a scenario gives a held host is 6 s, holding 3.
+            healthyDeadlineSeconds: holdSeconds + 2.5,
           },
         }
       : {};

@@ -77,7 +77,7 @@ declare module 'fastify' {
 export interface BuildAppOptions {
   logger: Logger;
   /** For tests: the clock every part of the coordinator reads instead of the system's. */
-  clock?: Pick<Clock, 'now'>;
+  clock?: Pick<Clock, 'now'> & Partial<Pick<Clock, 'monotonicNow'>>;
   waveGate?: WaveGate;
   /** Serve HTTPS (and WSS) with this certificate chain and key, PEM; main.ts reads and checks them. */
   tls?: { cert: string; key: string };

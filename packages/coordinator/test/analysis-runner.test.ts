@@ -66,6 +66,19 @@ describe('metric analyses in the engine', () => {
     expect(script.queries[0]).toBe('sum(rate(errors{instance=~"host-1"}[1m]))');
   });
 
+  it("keeps measuring an interval apart when the coordinator's wall clock is stepped back a day", async () => {
+    const fleet = await SimulatedFleet.open({ metricQuery: scripted([value(0)]).query });
+    const id = await canaryDone(fleet);
+    await tickTimes(fleet, 1);
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 1, verdict: 'running' });
+
+    fleet.clock.stepWall(-24 * 3600 * SECOND);
+    await tickTimes(fleet, 1);
+
+    expect(await fleet.store.analyses.get(id, 0, 'errors')).toMatchObject({ taken: 2, verdict: 'passed' });
+    expect((await fleet.rollout(id)).currentWave).toBe(1);
+  });
+
   it('a failed measurement fails the wave: the canary is counted failed and reverted, the budget halts the rollout', async () => {
     const fleet = await SimulatedFleet.open({ metricQuery: scripted([value(0.5)]).query });
     const id = await canaryDone(fleet);

@@ -90,42 +90,46 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
     });
   });
 
-  // FAILS today (kept as it.fails until it is fixed): deadlines and bakes are judged on each member's
-  // own wall clock (the engine's clock) against times another member wrote (dispatched_at, bake_until);
-  // only leases use the database's clock. The member that takes over times h1 out at once and the
-  // rollout halts (maxFailures 0). With skew 0 the same test passes. Proposed: in a group, the engine's
-  // clock is the database's (an offset measured at join and on every heartbeat).
-  it.fails('a member whose clock runs two minutes ahead takes a rollout over without timing out hosts that are not late', async () => {
+  // FAILS today (kept as it.fails until it is fixed): bakes are judged on each member's own wall clock
+  // (the engine's clock) against the `bake_until` another member wrote; only leases use the database's
+  // clock. The member that takes over ends the canary's bake at once and sends the next wave its orders.
+  // With skew 0 the same test passes. (A host's timeout runs from its delivery, stamped by the member
+  // that recorded its agent's report: judged by that member, it is not late; judged by another, it is.)
+  // Proposed: in a group, the engine's clock is the database's (an offset measured at join and on every
+  // heartbeat).
+  it.fails('a member whose clock runs two minutes ahead takes a rollout over without ending a bake early', async () => {
     // c2's machine clock is 2 minutes ahead of c1's (a fault scenario 9 skew), the database's is right.
     const { m } = await group(2, 1500, [0, 120_000]);
     const [a, b] = m as [GroupMember, GroupMember];
     await seedGroup(a.store, ['h1', 'h2']);
     const agents = ['h1', 'h2'].map((id) => new ScriptedAgent(id));
     for (const agent of agents) await b.connect(agent);
-    const [h1] = agents as [ScriptedAgent, ScriptedAgent];
+    const [h1, h2] = agents as [ScriptedAgent, ScriptedAgent];
     a.startTicking();
     b.startTicking();
     const request = RolloutRequestSchema.parse({
       patchId: GROUP_PATCH_ID,
       target: { hostIds: ['h1', 'h2'] },
-      waves: ['100%'],
-      maxParallel: 1,
-      maxFailures: 0,
-      hostTimeoutSeconds: 90,
+      waves: [1, '100%'],
+      bakeSeconds: 90,
       requiredApprovals: 0,
     });
     const { id } = await a.engine.create(request, 'alice');
     await a.engine.start(id, 'alice');
-    await until(() => h1.openApply(), 'h1 to get its apply');
-    // c1, driving, dies a moment after dispatching h1; c2 takes the rollout over within a lease.
+    await until(() => h1.openApply() ?? h2.openApply(), 'the canary to get its apply');
+    (h1.openApply() ? h1 : h2).finish();
+    await until(async () => (await a.store.rollouts.get(id))?.bakeUntil !== null, 'the canary wave to pass and bake');
+    // c1, driving, dies in the first seconds of the canary's bake; c2 takes the rollout over within a lease.
     await a.crash();
     await until(async () => (await b.group.leases.all()).some((l) => l.holder === 'c2'), 'c2 to take the lease over');
     await new Promise((resolve) => setTimeout(resolve, 1000)); // a few of c2's ticks
-    // h1 has been applying for about three seconds of its 90.
-    const run = await b.store.hostRuns.get(id, 'h1');
-    expect({ state: run?.state, rollout: (await b.store.rollouts.get(id))?.state }).toEqual({
-      state: 'delivered',
-      rollout: 'running',
+    // The canary has baked for about three seconds of its 90.
+    expect({
+      wave: (await b.store.rollouts.get(id))?.currentWave,
+      applies: h1.applies().length + h2.applies().length,
+    }).toEqual({
+      wave: 0,
+      applies: 1,
     });
   });
 

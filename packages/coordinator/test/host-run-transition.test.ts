@@ -56,7 +56,7 @@ describe('host-run transitions', () => {
           await transitionHostRun(
             fleet,
             run,
-            { to: 'dispatched', orderId: 'ord_again', at: fleet.now },
+            { to: 'dispatched', orderId: 'ord_again', at: fleet.now, deliveredAt: fleet.now },
             { actor: 'system' },
           ),
       ),

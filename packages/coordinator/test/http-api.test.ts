@@ -92,6 +92,26 @@ describe('minApprovals', () => {
   });
 });
 
+describe('hostTimeoutSeconds', () => {
+  it("shorter than the patch's health deadline plus one poll is a 400 naming it, and nothing is stored", async () => {
+    const { app } = await coordinator();
+    await enrollAgent(app, ADMIN, 'web-1');
+    const health = { checks: [{ kind: 'tcp', host: '127.0.0.1', port: 8080 }], healthyDeadlineSeconds: 120 };
+    const patch = (await call(app, 'POST', '/v1/patches', { ...PATCH, health })).body as { id: string };
+    const res = await call(app, 'POST', '/v1/rollouts', {
+      patchId: patch.id,
+      target: { all: true },
+      hostTimeoutSeconds: 60,
+    });
+    expect(res.status).toBe(400);
+    const { error } = ErrorBodySchema.parse(res.body);
+    expect(error.code).toBe('validation_failed');
+    expect(error.message).toContain('body.hostTimeoutSeconds: must be at least 122 (got 60)');
+    expect(error.details).toMatchObject({ issues: [{ path: 'body.hostTimeoutSeconds' }] });
+    expect(((await call(app, 'GET', '/v1/rollouts')).body as { rollouts: unknown[] }).rollouts).toEqual([]);
+  });
+});
+
 describe('host preconditions', () => {
   it("a malformed one is a 400 naming the field and why (dpkg's ambiguous >), and nothing is stored", async () => {
     const { app } = await coordinator();

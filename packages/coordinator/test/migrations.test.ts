@@ -148,6 +148,29 @@ describe('migrations', () => {
     }
   });
 
+  it('put the delivery instant of host runs at 17: a run in flight keeps the deadlines it had, delivered when dispatched', async () => {
+    databaseAt(16, (db) => {
+      insertRollout(db, 'running');
+      const run = db.prepare(
+        'INSERT INTO host_runs (rollout_id, host_id, wave, position, state, order_id, dispatched_at) VALUES (?, ?, 0, ?, ?, ?, ?)',
+      );
+      run.run('ro_1', 'web-1', 0, 'dispatched', 'o1', 1000);
+      run.run('ro_1', 'web-2', 1, 'applying', 'o2', 2000);
+      run.run('ro_1', 'web-3', 2, 'healthy', 'o3', 3000);
+    });
+    const store = await Store.open(file);
+    try {
+      const delivered = (await store.hostRuns.forRollout('ro_1')).map((r) => [r.hostId, r.deliveredAt]);
+      expect(delivered).toEqual([
+        ['web-1', 1000],
+        ['web-2', 2000],
+        ['web-3', null],
+      ]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('leave a database already at the newest version as it is', async () => {
     databaseAt(MIGRATIONS.length, () => {});
     const store = await Store.open(file);

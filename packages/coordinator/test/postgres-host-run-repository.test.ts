@@ -82,18 +82,35 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
     await same((r) => r.insert({ rolloutId: 'r1', hostId: 'h0', wave: 2, position: 5 }), { refusal: true });
     await readEverything();
 
-    const dispatch = (rolloutId: string, hostId: string, orderId: string, at: number) =>
-      same((r) => r.transition(rolloutId, hostId, 'queued', { to: 'dispatched', orderId, at }));
+    // Delivered at dispatch (the host is connected), or waiting for its host (null).
+    const dispatch = (rolloutId: string, hostId: string, orderId: string, at: number, waits = false) =>
+      same((r) =>
+        r.transition(rolloutId, hostId, 'queued', { to: 'dispatched', orderId, at, deliveredAt: waits ? null : at }),
+      );
     expect(await dispatch('r1', 'h0', 'o-h0', T0)).toBe(true);
-    expect(await dispatch('r1', 'h1', 'o-h1', T0 + 5)).toBe(true);
-    expect(await dispatch('r2', 'h1', 'o2-h1', T0 + 1)).toBe(true);
+    expect(await dispatch('r1', 'h1', 'o-h1', T0 + 5, true)).toBe(true);
+    expect(await dispatch('r2', 'h1', 'o2-h1', T0 + 1, true)).toBe(true);
     expect(await dispatch('r2', 'h0', 'o2-h0', T0 + 5)).toBe(true);
     // From a state it is no longer in: nothing is written.
     expect(await dispatch('r1', 'h0', 'o-again', T0 + 9)).toBe(false);
     // Order ids are unique across rollouts.
-    await same((r) => r.transition('r1', 'h2', 'queued', { to: 'dispatched', orderId: 'o-h0', at: T0 }), {
-      refusal: true,
-    });
+    await same(
+      (r) => r.transition('r1', 'h2', 'queued', { to: 'dispatched', orderId: 'o-h0', at: T0, deliveredAt: T0 }),
+      { refusal: true },
+    );
+    // Its host's hello: the waiting order is handed over; a second hello keeps the first instant, and a
+    // run delivered at dispatch keeps its own.
+    await same((r) => r.markDelivered('r1', 'h1', T0 + 50));
+    await same((r) => r.markDelivered('r1', 'h1', T0 + 60));
+    await same((r) => r.markDelivered('r1', 'h0', T0 + 60));
+    // A progress report of an order delivered already keeps its instant; of one never handed over writes it.
+    expect(await same((r) => r.transition('r2', 'h0', 'dispatched', { to: 'delivered', deliveredAt: T0 + 70 }))).toBe(
+      true,
+    );
+    expect(await same((r) => r.transition('r2', 'h1', 'dispatched', { to: 'applying', deliveredAt: T0 + 70 }))).toBe(
+      true,
+    );
+    await readEverything();
     await same((r) => r.markAnswered('r1', 'h0'));
     // Each of h0 and h1 dispatched in both rollouts: two runs of one host in one state.
     await readEverything();
@@ -132,7 +149,7 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
     // Fields left undefined keep their value; a falsy after-change report writes nothing.
     expect(
       await same((r) =>
-        r.transition('r2', 'h1', 'dispatched', {
+        r.transition('r2', 'h1', 'applying', {
           to: 'timed_out',
           countedFailure: true,
           reason: 'no answer',
@@ -141,7 +158,7 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
       ),
     ).toBe(true);
     expect(
-      await same((r) => r.transition('r2', 'h0', 'dispatched', { to: 'failed', changed: false, errorCode: 'x' })),
+      await same((r) => r.transition('r2', 'h0', 'delivered', { to: 'failed', changed: false, errorCode: 'x' })),
     ).toBe(true);
     await readEverything();
 
@@ -180,6 +197,8 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
       state: 'queued',
       countedFailure: false,
       orderId: null,
+      dispatchedAt: null,
+      deliveredAt: null,
     });
     await readEverything();
   });

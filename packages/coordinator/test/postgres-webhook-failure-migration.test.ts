@@ -8,16 +8,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
-import pg from 'pg';
+import type Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { postgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { openDatabase } from '../src/store/database.js';
-import { MIGRATIONS } from '../src/store/migrations.js';
 import { migratePostgres } from '../src/store/postgres/postgres-migrate.js';
-import { POSTGRES_MIGRATIONS } from '../src/store/postgres/postgres-migrations.js';
 import { hashedWebhookLabel } from './support/hashed-webhook-label.js';
+import { postgresAtVersion, sqliteAtVersion } from './support/store-at-version.js';
 
 const AT = '2030-01-07T12:00:00.000Z';
 const SLACK_SECRET = 'xoxSECRETb7Q2mWv9RkT4pLz';
@@ -67,14 +65,7 @@ interface Subject {
 function sqliteAt15(rows: readonly Row[]): Subject {
   const dir = mkdtempSync(join(tmpdir(), 'fleetpatch-relabel-'));
   const file = join(dir, 'fleetpatch.db');
-  const old = new Database(file);
-  old.exec(
-    'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)',
-  );
-  for (const migration of MIGRATIONS.filter((m) => m.version <= 15)) {
-    old.exec(migration.sql);
-    old.prepare('INSERT INTO schema_migrations VALUES (?, ?, ?)').run(migration.version, migration.name, AT);
-  }
+  const old = sqliteAtVersion(file, 15);
   const insert = old.prepare("INSERT INTO events (rollout_id, actor, type, data, at) VALUES ('ro_1', ?, ?, ?, ?)");
   for (const row of rows) insert.run(row.actor, row.type, JSON.stringify(row.data), AT);
   old.close();
@@ -98,15 +89,7 @@ function sqliteAt15(rows: readonly Row[]): Subject {
 }
 
 async function postgresAt5(rows: readonly Row[]): Promise<Subject> {
-  const client = new pg.Client({ connectionString: await runPostgresCluster().createDatabase() });
-  await client.connect();
-  await client.query(
-    'CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz(3) NOT NULL)',
-  );
-  for (const migration of POSTGRES_MIGRATIONS.filter((m) => m.version <= 5)) {
-    await client.query(migration.sql);
-    await client.query('INSERT INTO schema_migrations VALUES ($1, $2, $3)', [migration.version, migration.name, AT]);
-  }
+  const client = await postgresAtVersion(5);
   for (const row of rows) {
     await client.query("INSERT INTO events (rollout_id, actor, type, data, at) VALUES ('ro_1', $1, $2, $3, $4)", [
       row.actor,

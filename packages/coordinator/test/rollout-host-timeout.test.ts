@@ -2,45 +2,67 @@
  * Specification of the rollout engine, by example: the coordinator's deadline for a host against the
  * time the patch itself gives the host to become healthy.
  */
-import { storedPatch } from '@fleetpatch/shared';
+import { ErrorCode, type PatchSpecInput, storedPatch } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
+import { refusal } from './support/refusal.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
-import { SECOND, SimulatedFleet } from './support/simulated-fleet.js';
+import { SimulatedFleet } from './support/simulated-fleet.js';
+
+/** A patch whose service warms up slowly: each host has up to 30 min to pass its checks, polled every 10 s. */
+const SLOW_TO_WARM: PatchSpecInput = {
+  ...SAMPLE_PATCH_SPEC,
+  health: {
+    checks: [{ kind: 'http', url: 'http://127.0.0.1:8080/health' }],
+    intervalSeconds: 10,
+    healthyDeadlineSeconds: 1800,
+  },
+};
+
+async function fleetWith(spec: PatchSpecInput): Promise<SimulatedFleet> {
+  const fleet = await SimulatedFleet.open();
+  const patch = storedPatch(spec, { id: 'pat_slow', createdBy: 'alice', createdAt: new Date(fleet.now).toISOString() });
+  await fleet.store.transaction(async () => await fleet.store.patches.insert(patch));
+  await fleet.addHosts(['host-1']);
+  return fleet;
+}
 
 describe('a patch whose health checks may take longer than the rollout waits', () => {
-  // FAILS today: the patch gives each host up to healthyDeadlineSeconds (here 30 min: a service that
-  // warms up slowly) to pass its checks, but the rollout keeps its default hostTimeoutSeconds (600):
-  // at 10 min the coordinator times out every host still verifying (a counted failure), cancels its
-  // order and the agent restores its snapshot — a host the agent would have found healthy minutes
-  // later. Nothing compares the two deadlines (health-check.ts, rollout.ts, rollout-engine.ts create).
-  // Proposed fix: measure a host that reports it is verifying against at least the patch's
-  // healthyDeadlineSeconds (plus a poll) as well as hostTimeoutSeconds. (Refusing such a rollout at
-  // create, 400 naming hostTimeoutSeconds, would do too; this test would then assert the refusal.)
-  it.fails('does not time out a host still verifying within the deadline the patch gives it', async () => {
-    const fleet = await SimulatedFleet.open();
-    const slowToWarm = storedPatch(
-      {
-        ...SAMPLE_PATCH_SPEC,
-        health: {
-          checks: [{ kind: 'http', url: 'http://127.0.0.1:8080/health' }],
-          intervalSeconds: 10,
-          healthyDeadlineSeconds: 1800,
-        },
-      },
-      { id: 'pat_slow', createdBy: 'alice', createdAt: new Date(fleet.now).toISOString() },
+  // A rollout whose hostTimeoutSeconds (default 600) is shorter than the patch's health deadline would
+  // time out, cancel and revert every host still verifying within that deadline: refused at create.
+  // (A verifying host is not given the patch's deadline on top: the fault suite's partitions rely on
+  // a host cut off mid-verify timing out at hostTimeoutSeconds.)
+  it('is refused at create, a 400 naming hostTimeoutSeconds, and nothing is written', async () => {
+    const fleet = await fleetWith(SLOW_TO_WARM);
+    const before = await fleet.dump();
+
+    const err = await refusal(() => fleet.create({ patchId: 'pat_slow', waves: ['100%'] }));
+
+    expect(err.code).toBe(ErrorCode.validationFailed);
+    expect(err.details).toMatchObject({
+      path: 'body.hostTimeoutSeconds',
+      issues: [{ path: 'body.hostTimeoutSeconds' }],
+    });
+    expect(err.message).toBe(
+      'invalid request: body.hostTimeoutSeconds: must be at least 1810 (got 600): patch pat_slow gives each host up ' +
+        'to healthyDeadlineSeconds 1800s to pass its health checks, polled every intervalSeconds 10s; the ' +
+        "patch's health deadline plus one interval must fit in hostTimeoutSeconds, or a host still verifying " +
+        'would be timed out and reverted',
     );
-    await fleet.store.transaction(async () => await fleet.store.patches.insert(slowToWarm));
-    await fleet.addHosts(['host-1']);
-    const { id } = await fleet.create({ patchId: slowToWarm.id, waves: ['100%'] });
-    await fleet.engine.start(id, 'alice');
-    await fleet.engine.whenIdle();
+    expect(await fleet.dump()).toBe(before);
+  });
 
-    await fleet.progress('host-1', 'verifying');
-    await fleet.advance(601 * SECOND);
-    await fleet.healthPoll('host-1', { health: 'HTTP 503 (warming up)' });
-    await fleet.advance(600 * SECOND);
+  it('is accepted once hostTimeoutSeconds covers the health deadline and one poll', async () => {
+    const fleet = await fleetWith(SLOW_TO_WARM);
+    expect(await refusal(() => fleet.create({ patchId: 'pat_slow', hostTimeoutSeconds: 1809 }))).toMatchObject({
+      code: ErrorCode.validationFailed,
+    });
+    const { state } = await fleet.create({ patchId: 'pat_slow', hostTimeoutSeconds: 1810 });
+    expect(state).toBe('scheduled');
+  });
 
-    expect((await fleet.run(id, 'host-1')).state).toBe('verifying');
-    expect(fleet.agent('host-1').cancels).toEqual([]);
+  it('is any timeout for a patch without health checks: it is judged healthy at once', async () => {
+    const fleet = await fleetWith({ ...SAMPLE_PATCH_SPEC, health: { checks: [], healthyDeadlineSeconds: 7200 } });
+    const { state } = await fleet.create({ patchId: 'pat_slow', hostTimeoutSeconds: 1 });
+    expect(state).toBe('scheduled');
   });
 });

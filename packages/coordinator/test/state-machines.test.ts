@@ -60,6 +60,7 @@ const HOST_EDGES = [
   'queued → failed', // offline policy fail, at dispatch
   'queued → skipped', // offline policy skip, at dispatch
   ...['delivered', 'snapshotted', 'applying', 'verifying'].map((to) => `dispatched → ${to}`),
+  'dispatched → queued', // an order still waiting for its host when the maintenance window closes
   ...['snapshotted', 'applying', 'verifying'].map((to) => `delivered → ${to}`),
   ...['applying', 'verifying'].map((to) => `snapshotted → ${to}`),
   'applying → verifying',
@@ -164,9 +165,10 @@ describe('the host-run state machine', () => {
     );
   });
 
-  it('moves a run in flight only forward', () => {
+  it('moves a run in flight only forward, but for an undelivered order back to the queue', () => {
     for (const from of IN_FLIGHT_HOST_STATES) {
       for (const to of HOST_RUN_TRANSITIONS[from]) {
+        if (from === 'dispatched' && to === 'queued') continue;
         const next = HOST_PHASE_ORDER[to];
         if (next !== undefined) expect(next, `${from} → ${to}`).toBeGreaterThan(HOST_PHASE_ORDER[from] as number);
       }

@@ -129,7 +129,11 @@ export const RolloutRequestSchema = z
       .min(0)
       .max(7 * 24 * 3600)
       .default(0),
-    /** A host that has not reported a final result this long after dispatch is timed_out. */
+    /**
+     * A host that has not reported a final result this long after its order reached it is timed_out
+     * (an order waiting for an offline host has `offline.deliveryDeadlineSeconds` instead). The
+     * coordinator refuses a rollout whose patch's health deadline plus one poll does not fit in it.
+     */
     hostTimeoutSeconds: z
       .number()
       .min(1)

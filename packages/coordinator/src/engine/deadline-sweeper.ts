@@ -14,8 +14,9 @@ interface Expiry {
 
 /**
  * Hosts past their deadline, in every rollout (halted and aborted ones too: their in-flight hosts
- * still finish or time out): not delivered in time (offline, policy wait), no result in time, or
- * no answer to a revert order. Reads only dispatched hosts in flight, through the state index.
+ * still finish or time out): not delivered in time (offline, policy wait: measured from dispatch), no
+ * result in time (measured from delivery), or no answer to a revert order. Reads only dispatched hosts
+ * in flight, through the state index.
  */
 export async function expireDeadlines(
   deps: Pick<EngineDeps, 'store' | 'channel' | 'clock' | 'markDirty' | 'drives' | 'grace'>,
@@ -76,9 +77,18 @@ async function findExpired(
         state: 'timed_out',
         reason: `not delivered within ${offline.deliveryDeadlineSeconds}s (host offline)`,
       });
-    } else if (age > hostTimeoutSeconds * 1000) {
+    } else if (!waitsForItsHost(run) && now - (run.deliveredAt ?? run.dispatchedAt) > hostTimeoutSeconds * 1000) {
       expired.push({ run, state: 'timed_out', reason: `no result within ${hostTimeoutSeconds}s` });
     }
   }
   return expired;
+}
+
+/**
+ * An order that waits for its host (offline at dispatch, policy wait) is judged by its delivery
+ * deadline alone, however much longer than hostTimeoutSeconds: the host's time starts when the
+ * order reaches it.
+ */
+function waitsForItsHost(run: HostRunRecord): boolean {
+  return run.state === 'dispatched' && run.deliveredAt === null;
 }

@@ -22,8 +22,11 @@ export interface AgentChannel {
   isOnlineElsewhere?(agentId: string): boolean;
 }
 
-/** The engine only reads the time: the shared `Clock`, of which a test's fake need only give `now`. */
-export type EngineClock = Pick<Clock, 'now'>;
+/**
+ * The engine only reads the time: the shared `Clock`, of which a test's fake need only give `now`.
+ * With `monotonicNow` too, the engine notices a step of the wall clock (see clock-step.ts).
+ */
+export type EngineClock = Pick<Clock, 'now'> & Partial<Pick<Clock, 'monotonicNow'>>;
 
 /** Decides whether a new wave may start now; the maintenance-window calendar implements it. */
 export type WaveGate = (window: MaintenanceWindow, now: number) => boolean;

@@ -51,8 +51,9 @@ const APPLY_ENDS = [
 export const HOST_RUN_TRANSITIONS: Readonly<Record<HostRunState, readonly HostRunState[]>> = {
   // Dispatched, or settled at dispatch by the offline policy (skip, fail).
   queued: ['dispatched', 'failed', 'skipped'],
-  // Progress only moves forward; any in-flight phase may end in a result or time out.
-  dispatched: ['delivered', 'snapshotted', 'applying', 'verifying', ...APPLY_ENDS],
+  // Progress only moves forward; any in-flight phase may end in a result or time out. An order still
+  // waiting for its host goes back in the queue when its maintenance window closes.
+  dispatched: ['queued', 'delivered', 'snapshotted', 'applying', 'verifying', ...APPLY_ENDS],
   delivered: ['snapshotted', 'applying', 'verifying', ...APPLY_ENDS],
   snapshotted: ['applying', 'verifying', ...APPLY_ENDS],
   applying: ['verifying', ...APPLY_ENDS],

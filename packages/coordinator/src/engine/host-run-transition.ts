@@ -1,7 +1,7 @@
 import type { HostRunState } from '@fleetpatch/shared';
 import type { HostRunRecord, HostRunWrite } from '../store/host-run-repository.js';
 import type { EngineDeps } from './engine-interfaces.js';
-import { canTransitionHostRun } from './host-run-states.js';
+import { canTransitionHostRun, IN_FLIGHT_HOST_STATES } from './host-run-states.js';
 import { isoNow } from './rollout-transition.js';
 
 /** The audit row of a host transition: `type` defaults to `host.<to>`. */
@@ -45,7 +45,7 @@ export async function transitionHostRun(
   if (!canTransitionHostRun(from, write.to)) {
     throw new IllegalHostTransitionError(run, from, write.to, 'is not in HOST_RUN_TRANSITIONS');
   }
-  if (!(await store.hostRuns.transition(run.rolloutId, run.hostId, from, write))) {
+  if (!(await store.hostRuns.transition(run.rolloutId, run.hostId, from, withDelivery(from, write, clock)))) {
     throw new IllegalHostTransitionError(
       run,
       from,
@@ -66,4 +66,14 @@ export async function transitionHostRun(
     },
     isoNow(clock),
   );
+}
+
+/**
+ * A run that leaves `dispatched` for a phase its agent reported has had its order delivered: now,
+ * unless it was handed to the host's connection before (the repository keeps the first instant).
+ */
+function withDelivery(from: HostRunState, write: HostRunWrite, clock: EngineDeps['clock']): HostRunWrite {
+  if (from !== 'dispatched' || write.to === 'queued' || write.to === 'dispatched' || write.to === 'reverting')
+    return write;
+  return IN_FLIGHT_HOST_STATES.includes(write.to) ? { ...write, deliveredAt: clock.now() } : write;
 }

@@ -89,16 +89,24 @@ export async function sendBakeWatch(
  * Sends again every order of a rollout still out: its applies in flight (while the rollout runs or
  * is paused) and its reverts. For a coordinator that takes a rollout over from one that died: what
  * that one sent may never have reached the agent. Agents answer an order they know from their journal.
+ * An order still waiting for its host is not sent while the rollout's window is closed (as at a hello).
  */
 export async function resendInFlight(
-  deps: Pick<EngineDeps, 'store' | 'channel' | 'log'>,
+  deps: Pick<EngineDeps, 'store' | 'channel' | 'log' | 'clock' | 'waveGate'>,
   rolloutId: string,
 ): Promise<void> {
   const { store, channel } = deps;
   const rollout = await store.rollouts.get(rolloutId);
   if (!rollout) return;
+  const { window } = rollout.request;
+  const windowClosed = window !== undefined && !deps.waveGate(window, deps.clock.now());
   const runs = await store.hostRuns.inStates(rolloutId, [...IN_FLIGHT_HOST_STATES, 'reverting']);
-  const applying = runs.filter((run) => run.state !== 'reverting' && run.orderId);
+  const applying = runs.filter(
+    (run) =>
+      run.state !== 'reverting' &&
+      run.orderId &&
+      !(windowClosed && run.state === 'dispatched' && run.deliveredAt === null),
+  );
   if (applying.length > 0 && (rollout.state === 'running' || rollout.state === 'paused')) {
     const patch = (await store.patches.get(rollout.patchId)) as Patch;
     const signed = await signedApplyOf(store, rolloutId);

@@ -22,13 +22,18 @@ export class ReconnectGrace {
    * agent held is known in the shared store, and this member need not wait for a hello of its own.
    */
   constructor(
-    private readonly endsAt: number,
+    private endsAt: number,
     private readonly heardElsewhere: (hostId: string) => boolean = () => false,
   ) {}
 
   /** No grace: every judgement as soon as it is due (a fresh engine in a test, `reconnectGraceSeconds: 0`). */
   static none(): ReconnectGrace {
     return new ReconnectGrace(Number.NEGATIVE_INFINITY);
+  }
+
+  /** The engine's wall clock was stepped by `ms`: the grace still ends as long after the start as it did. */
+  shift(ms: number): void {
+    this.endsAt += ms;
   }
 
   /** This coordinator recorded the host's hello at `now`: what it held is known here now. */

@@ -50,7 +50,7 @@ const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> 
 
 type RecorderDeps = Pick<
   EngineDeps,
-  'store' | 'channel' | 'clock' | 'log' | 'windows' | 'markDirty' | 'checkpoint' | 'grace'
+  'store' | 'channel' | 'clock' | 'log' | 'windows' | 'waveGate' | 'markDirty' | 'checkpoint' | 'grace'
 >;
 
 /**
@@ -198,6 +198,8 @@ export class ReportRecorder {
             this.deps.markDirty(run.rolloutId);
             continue;
           }
+          if (run.state === 'dispatched' && run.deliveredAt === null && !(await this.deliverNow(rollout, run)))
+            continue;
           sendApplies(channel, rollout, [run], patch, await signedApplyOf(store, rollout.id));
         }
       }
@@ -206,6 +208,19 @@ export class ReportRecorder {
     // asks early for an advance that the results it carried, or the next tick, ask for anyway.
     // Stryker disable next-line ArrayDeclaration,StringLiteral: see above
     for (const run of await store.hostRuns.forHostInStates(agentId, ['queued'])) this.deps.markDirty(run.rolloutId);
+  }
+
+  /**
+   * An order that waited for its host, whose hello has come: handed to it now (its host timeout runs
+   * from here), unless its rollout's maintenance window has closed (or reached its cutoff) meanwhile —
+   * then it waits in the store, and the window's close puts it back in the queue for the next one.
+   */
+  private async deliverNow(rollout: RolloutRecord, run: HostRunRecord): Promise<boolean> {
+    const { store, clock, waveGate } = this.deps;
+    const now = clock.now();
+    if (rollout.request.window && !waveGate(rollout.request.window, now)) return false;
+    await store.transaction(async () => await store.hostRuns.markDelivered(run.rolloutId, run.hostId, now));
+    return true;
   }
 
   /** Sent after the commit: a revert that cannot be sent (a signed rollout without its statement) is logged, not thrown. */

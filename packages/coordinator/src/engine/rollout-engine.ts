@@ -14,6 +14,7 @@ import {
   type RevertSignatureRequest,
   type RolloutRequest,
   type RolloutState,
+  systemClock,
   waveData,
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
@@ -25,6 +26,7 @@ import type { RolloutRecord } from '../store/rollout-repository.js';
 import { ROLLOUT_SCOPE } from '../store/statement-repository.js';
 import type { Store } from '../store/store.js';
 import { AnalysisRunner } from './analysis-runner.js';
+import { ClockStepWatch, followClockStep } from './clock-step.js';
 import { ConnectedAudit } from './connected-audit.js';
 import { expireDeadlines } from './deadline-sweeper.js';
 import type {
@@ -38,6 +40,7 @@ import type {
 } from './engine-interfaces.js';
 import { SOLE_DRIVER } from './engine-interfaces.js';
 import { canaryFitnessOf, planCanaryFirst, resolveFleetTarget } from './fleet-target.js';
+import { healthOutlastsHostTimeout } from './health-deadline-fit.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
@@ -153,6 +156,8 @@ export class RolloutEngine {
   private readonly channel: AgentChannel;
   private readonly log: Logger;
   private readonly clock: EngineClock;
+  /** Notices a step of the wall clock between ticks (undefined: a clock without a monotonic reading). */
+  private readonly clockStep: ClockStepWatch | undefined;
   private readonly windows: WindowWatcher | undefined;
   private readonly validateWindow: (window: MaintenanceWindow) => void;
   private readonly minApprovals: number;
@@ -192,7 +197,8 @@ export class RolloutEngine {
     this.store = options.store;
     this.channel = options.channel;
     this.log = options.log;
-    this.clock = options.clock ?? { now: () => Date.now() };
+    this.clock = options.clock ?? systemClock;
+    this.clockStep = ClockStepWatch.of(this.clock);
     this.windows = options.windows;
     this.validateWindow = options.validateWindow ?? (() => {});
     this.minApprovals = options.minApprovals ?? 0;
@@ -276,6 +282,8 @@ export class RolloutEngine {
         );
       }
       if (request.window) this.validateWindow(request.window);
+      const healthTooLong = healthOutlastsHostTimeout(patch, request);
+      if (healthTooLong) throw invalidField('body.hostTimeoutSeconds', healthTooLong);
       if (!isRevertable(patch.change) && (request.autoRevert === 'wave' || request.autoRevert === 'rollout')) {
         throw invalidField('body.autoRevert', `must be host or none: patch ${patch.id} is ${NOT_REVERTABLE_NOTE}`);
       }
@@ -808,6 +816,18 @@ export class RolloutEngine {
   /** Called every second or so: start times, deadlines, bakes, windows. Only rollouts that can move are read. */
   async tick(): Promise<void> {
     return this.steps.run(async () => {
+      // Before anything is judged on time: running work follows a step of the wall clock.
+      const step = this.clockStep?.step() ?? 0;
+      if (step !== 0) {
+        try {
+          await followClockStep(this.deps, step);
+        } catch (err) {
+          // Rolled back: the next tick moves the work by this step still.
+          this.clockStep?.owe(step);
+          throw err;
+        }
+        this.deps.grace.shift(step);
+      }
       // A start time that passed while the coordinator was down waits for its agents to come back: started
       // before, every host would look offline, its canary among them (see ReconnectGrace).
       const startsWait = !this.deps.grace.over(this.clock.now());

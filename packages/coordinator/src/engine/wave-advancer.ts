@@ -113,8 +113,10 @@ export class WaveAdvancer {
     if (!queued && inFlight === 0 && reverting === 0) {
       return await this.finishWave(rollout, now);
     }
+    const windowClosed = request.window !== undefined && !waveGate(request.window, now);
+    if (windowClosed && (waveRuns.get('dispatched') ?? 0) > 0 && (await this.requeueUndelivered(rollout))) return true;
     if (queued && inFlight < request.maxParallel) {
-      if (request.window && !waveGate(request.window, now)) {
+      if (windowClosed) {
         if (inFlight === 0)
           await store.transaction(
             async () => await transitionRollout(this.deps, rollout, 'paused', SYSTEM, WINDOW_PAUSE_REASON),
@@ -195,6 +197,39 @@ export class WaveAdvancer {
         isoNow(clock),
       );
     });
+    return true;
+  }
+
+  /**
+   * The window closed (or reached its cutoff) with orders of this wave still waiting for their hosts
+   * (offline, policy wait): they go back in the queue, no failure, and the next window dispatches them
+   * again; sent now, they would change a host outside the window. Only orders never handed to a
+   * connection (`deliveredAt` null): an agent may hold any other. Returns whether any went back.
+   */
+  private async requeueUndelivered(rollout: RolloutRecord): Promise<boolean> {
+    const { store, channel } = this.deps;
+    const waiting = (await store.hostRuns.inStates(rollout.id, ['dispatched'])).filter(
+      (run) => run.wave === rollout.currentWave && run.deliveredAt === null,
+    );
+    if (waiting.length === 0) return false;
+    await store.transaction(async () => {
+      for (const run of waiting) {
+        await transitionHostRun(
+          this.deps,
+          run,
+          { to: 'queued' },
+          {
+            actor: SYSTEM,
+            type: 'host.requeued',
+            data: { orderId: run.orderId, reason: 'maintenance window closed before its order reached the host' },
+          },
+        );
+      }
+    });
+    // In a coordinator group an order for a host away waits in the outbox for a while: one the host
+    // collects anyway is cancelled right behind it.
+    for (const run of waiting)
+      if (run.orderId) channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
     return true;
   }
 
@@ -339,7 +374,8 @@ export class WaveAdvancer {
         await transitionHostRun(
           this.deps,
           run,
-          { to: 'dispatched', orderId, at },
+          // Handed to its connection after the commit; an offline host's (policy wait) waits for its hello.
+          { to: 'dispatched', orderId, at, deliveredAt: channel.isOnline(run.hostId) ? at : null },
           { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
         );
         sends.push({ ...run, orderId, state: 'dispatched' });

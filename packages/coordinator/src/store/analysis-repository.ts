@@ -115,6 +115,10 @@ export class AnalysisRepository {
            taken_in_bake = 0, failed = 0, inconclusive = 0, verdict = 'running'
          WHERE rollout_id = @rolloutId AND wave >= @wave`,
       ),
+      shiftRunning: db.prepare(
+        `UPDATE analysis_runs SET started_at = started_at + @ms, last_at = last_at + @ms
+         WHERE rollout_id = @rolloutId AND verdict = 'running'`,
+      ),
       update: db.prepare(
         `UPDATE analysis_runs SET last_at = @lastAt, taken = @taken, taken_in_bake = @takenInBake,
            failed = @failed, inconclusive = @inconclusive, verdict = @verdict
@@ -157,6 +161,14 @@ export class AnalysisRepository {
   /** A retry runs waves from `wave` on again: their analyses start a new attempt, from scratch. */
   async restartFrom(rolloutId: string, wave: number, now: number): Promise<void> {
     this.statements.restartFrom.run({ rolloutId, wave, now });
+  }
+
+  /**
+   * The coordinator's wall clock was stepped by `ms`: the start and last measurement of the rollout's
+   * analyses still running move with it, so that the next measurement stays an interval away.
+   */
+  async shiftRunning(rolloutId: string, ms: number): Promise<void> {
+    this.statements.shiftRunning.run({ rolloutId, ms });
   }
 
   /** Writes the run's counters, unless another attempt has begun meanwhile (then returns false). */

@@ -22,6 +22,12 @@ export interface HostRunRecord {
   /** Counted against the failure budget (stays true if the host is later reverted). */
   countedFailure: boolean;
   dispatchedAt: number | null;
+  /**
+   * When its current apply order reached the host: handed to the agent's live connection, or reported
+   * by the agent. Null while the order waits for a host that was away (offline policy `wait`): such a
+   * run is judged by its delivery deadline alone, and hostTimeoutSeconds runs from here.
+   */
+  deliveredAt: number | null;
   finishedAt: number | null;
   errorCode: string | null;
   reason: string | null;
@@ -50,6 +56,7 @@ export interface HostRunRow {
   counted_failure: number;
   answered: number;
   dispatched_at: number | null;
+  delivered_at: number | null;
   finished_at: number | null;
   error_code: string | null;
   reason: string | null;
@@ -72,6 +79,7 @@ export function toRecord(row: HostRunRow): HostRunRecord {
     countedFailure: row.counted_failure === 1,
     answered: row.answered === 1,
     dispatchedAt: row.dispatched_at,
+    deliveredAt: row.delivered_at,
     finishedAt: row.finished_at,
     errorCode: row.error_code,
     reason: row.reason,
@@ -95,6 +103,8 @@ export interface HostRunOutcome {
   rehearsal?: RehearsalReport | null;
   afterChange?: AfterChangeReport | null;
   packages?: PackageMove[] | null;
+  /** When the order reached the host, for a run that leaves `dispatched`: written only where none is. */
+  deliveredAt?: number;
 }
 
 /**
@@ -103,7 +113,8 @@ export interface HostRunOutcome {
  */
 export type HostRunWrite =
   | { to: 'queued' }
-  | { to: 'dispatched'; orderId: string; at: number }
+  /** `deliveredAt`: `at` when the host is connected to take the order, null when it waits for the host. */
+  | { to: 'dispatched'; orderId: string; at: number; deliveredAt: number | null }
   | { to: 'reverting'; revertOrderId: string; at: number }
   | ({ to: Exclude<HostRunState, 'queued' | 'dispatched' | 'reverting'> } & HostRunOutcome);
 
@@ -183,14 +194,14 @@ export class HostRunRepository {
       ),
       // Every state write below names the state it moves from: a stale record changes nothing.
       dispatch: db.prepare(
-        "UPDATE host_runs SET order_id = @orderId, state = 'dispatched', dispatched_at = @at, finished_at = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
+        "UPDATE host_runs SET order_id = @orderId, state = 'dispatched', dispatched_at = @at, delivered_at = @deliveredAt, finished_at = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       failures: db.prepare('SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND counted_failure = 1'),
       waveFailures: db.prepare(
         'SELECT count(*) AS n FROM host_runs WHERE rollout_id = ? AND wave = ? AND counted_failure = 1',
       ),
       requeue: db.prepare(
-        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, health = NULL, after_change = NULL, packages = NULL, rehearsal = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
+        "UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, delivered_at = NULL, finished_at = NULL, counted_failure = 0, answered = 0, error_code = NULL, reason = NULL, health = NULL, after_change = NULL, packages = NULL, rehearsal = NULL WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from",
       ),
       answered: db.prepare('UPDATE host_runs SET answered = 1 WHERE rollout_id = @rolloutId AND host_id = @hostId'),
       forgetRevert: db.prepare(
@@ -204,6 +215,7 @@ export class HostRunRepository {
            changed = COALESCE(@changed, changed),
            counted_failure = COALESCE(@countedFailure, counted_failure),
            answered = COALESCE(@answered, answered),
+           delivered_at = COALESCE(delivered_at, @deliveredAt),
            finished_at = CASE WHEN @setFinished THEN @finishedAt ELSE finished_at END,
            error_code = CASE WHEN @setError THEN @errorCode ELSE error_code END,
            reason = CASE WHEN @setError THEN @reason ELSE reason END,
@@ -212,6 +224,13 @@ export class HostRunRepository {
            after_change = COALESCE(@afterChange, after_change),
            packages = COALESCE(@packages, packages)
          WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = @from`,
+      ),
+      markDelivered: db.prepare(
+        "UPDATE host_runs SET delivered_at = @at WHERE rollout_id = @rolloutId AND host_id = @hostId AND state = 'dispatched' AND delivered_at IS NULL",
+      ),
+      shiftInFlight: db.prepare(
+        `UPDATE host_runs SET dispatched_at = dispatched_at + @ms, delivered_at = delivered_at + @ms
+         WHERE rollout_id = @rolloutId AND state IN ('dispatched', 'delivered', 'snapshotted', 'applying', 'verifying', 'reverting')`,
       ),
       setChanged: db.prepare(
         'UPDATE host_runs SET changed = @changed WHERE rollout_id = @rolloutId AND host_id = @hostId',
@@ -361,7 +380,10 @@ export class HostRunRepository {
         // Back in the queue with no order: an explicit retry sends it a new one.
         return this.statements.requeue.run(key).changes === 1;
       case 'dispatched':
-        return this.statements.dispatch.run({ ...key, orderId: write.orderId, at: write.at }).changes === 1;
+        return (
+          this.statements.dispatch.run({ ...key, orderId: write.orderId, at: write.at, deliveredAt: write.deliveredAt })
+            .changes === 1
+        );
       case 'reverting':
         return this.statements.dispatchRevert.run({ ...key, orderId: write.revertOrderId, at: write.at }).changes === 1;
       default:
@@ -372,6 +394,7 @@ export class HostRunRepository {
             changed: write.changed === undefined ? null : write.changed ? 1 : 0,
             countedFailure: write.countedFailure === undefined ? null : write.countedFailure ? 1 : 0,
             answered: write.answered ? 1 : null,
+            deliveredAt: write.deliveredAt ?? null,
             setFinished: write.finishedAt === undefined ? 0 : 1,
             finishedAt: write.finishedAt ?? null,
             setError: write.errorCode === undefined && write.reason === undefined ? 0 : 1,
@@ -385,6 +408,23 @@ export class HostRunRepository {
           }).changes === 1
         );
     }
+  }
+
+  /**
+   * An order that waited for its host is handed to the host's connection now (its hello): the host
+   * timeout runs from `at`. Not a transition: the run stays `dispatched` until the agent reports.
+   */
+  async markDelivered(rolloutId: string, hostId: string, at: number): Promise<void> {
+    this.statements.markDelivered.run({ rolloutId, hostId, at });
+  }
+
+  /**
+   * The coordinator's wall clock was stepped by `ms`: the dispatch and delivery instants of the
+   * rollout's orders still out (applies in flight, reverts) move with it, so that their deadlines
+   * stay as far away as they were.
+   */
+  async shiftInFlight(rolloutId: string, ms: number): Promise<void> {
+    this.statements.shiftInFlight.run({ rolloutId, ms });
   }
 
   /** Records whether the host carries the change, as a late result says; the state stays as it is. */

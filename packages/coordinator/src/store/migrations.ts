@@ -330,4 +330,14 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: '',
     rewrite: relabelWebhookFailures,
   },
+  {
+    version: 17,
+    name: 'when an apply order reached its host: the host timeout runs from delivery, an undelivered order waits out its delivery deadline',
+    // Runs already in flight keep the deadlines they had: as if delivered when dispatched.
+    sql: `
+      ALTER TABLE host_runs ADD COLUMN delivered_at INTEGER;
+      UPDATE host_runs SET delivered_at = dispatched_at
+        WHERE state IN ('dispatched', 'delivered', 'snapshotted', 'applying', 'verifying');
+    `,
+  },
 ];

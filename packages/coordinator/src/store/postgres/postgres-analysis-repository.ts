@@ -64,6 +64,14 @@ export class PostgresAnalysisRepository implements Public<AnalysisRepository> {
     );
   }
 
+  async shiftRunning(rolloutId: string, ms: number): Promise<void> {
+    await this.executor.query(
+      `UPDATE analysis_runs SET started_at = started_at + $2, last_at = last_at + $2
+        WHERE rollout_id = $1 AND verdict = 'running'`,
+      [rolloutId, ms],
+    );
+  }
+
   async update(run: AnalysisRunRecord): Promise<boolean> {
     const rows = await this.executor.query(
       `UPDATE analysis_runs SET last_at = $5, taken = $6, taken_in_bake = $7, failed = $8, inconclusive = $9,

@@ -15,7 +15,7 @@ import type { PostgresExecutor } from './postgres-executor.js';
  * 0/1, JSON as text — so that one mapping makes records of both.
  */
 const COLUMNS = `rollout_id, host_id, wave, position, state, order_id, revert_order_id, changed::integer AS changed,
-  counted_failure::integer AS counted_failure, answered::integer AS answered, dispatched_at, finished_at, error_code,
+  counted_failure::integer AS counted_failure, answered::integer AS answered, dispatched_at, delivered_at, finished_at, error_code,
   reason, health::text AS health, rehearsal::text AS rehearsal, after_change::text AS after_change,
   packages::text AS packages`;
 
@@ -196,7 +196,7 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
     switch (write.to) {
       case 'queued':
         rows = await this.executor.query(
-          `UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, finished_at = NULL,
+          `UPDATE host_runs SET state = 'queued', order_id = NULL, dispatched_at = NULL, delivered_at = NULL, finished_at = NULL,
              counted_failure = false, answered = false, error_code = NULL, reason = NULL, health = NULL,
              after_change = NULL, packages = NULL, rehearsal = NULL ${where}`,
           key,
@@ -204,8 +204,8 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
         break;
       case 'dispatched':
         rows = await this.executor.query(
-          `UPDATE host_runs SET order_id = $4, state = 'dispatched', dispatched_at = $5, finished_at = NULL ${where}`,
-          [...key, write.orderId, write.at],
+          `UPDATE host_runs SET order_id = $4, state = 'dispatched', dispatched_at = $5, delivered_at = $6, finished_at = NULL ${where}`,
+          [...key, write.orderId, write.at, write.deliveredAt],
         );
         break;
       case 'reverting':
@@ -226,7 +226,8 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
              rehearsal = COALESCE($13::jsonb, rehearsal),
              after_change = COALESCE($14::jsonb, after_change),
              packages = COALESCE($15::jsonb, packages),
-             answered = COALESCE($16::boolean, answered)
+             answered = COALESCE($16::boolean, answered),
+             delivered_at = COALESCE(delivered_at, $17::bigint)
            ${where}`,
           [
             ...key,
@@ -244,10 +245,27 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
             write.afterChange ? JSON.stringify(write.afterChange) : null,
             jsonOrNull(write.packages),
             write.answered ? true : null,
+            write.deliveredAt ?? null,
           ],
         );
     }
     return rows.length === 1;
+  }
+
+  async markDelivered(rolloutId: string, hostId: string, at: number): Promise<void> {
+    await this.executor.query(
+      `UPDATE host_runs SET delivered_at = $3
+        WHERE rollout_id = $1 AND host_id = $2 AND state = 'dispatched' AND delivered_at IS NULL`,
+      [rolloutId, hostId, at],
+    );
+  }
+
+  async shiftInFlight(rolloutId: string, ms: number): Promise<void> {
+    await this.executor.query(
+      `UPDATE host_runs SET dispatched_at = dispatched_at + $2, delivered_at = delivered_at + $2
+        WHERE rollout_id = $1 AND state IN ('dispatched', 'delivered', 'snapshotted', 'applying', 'verifying', 'reverting')`,
+      [rolloutId, ms],
+    );
   }
 
   async setChanged(rolloutId: string, hostId: string, changed: boolean): Promise<void> {

@@ -311,6 +311,16 @@ export const POSTGRES_MIGRATIONS: readonly PostgresMigration[] = [
     sql: '',
     rewrite: relabelWebhookFailuresOnPostgres,
   },
+  {
+    version: 7,
+    name: 'when an apply order reached its host: the host timeout runs from delivery, an undelivered order waits out its delivery deadline',
+    sqliteVersion: 17,
+    sql: `
+      ALTER TABLE host_runs ADD COLUMN delivered_at bigint;
+      UPDATE host_runs SET delivered_at = dispatched_at
+        WHERE state IN ('dispatched', 'delivered', 'snapshotted', 'applying', 'verifying');
+    `,
+  },
 ];
 
 /**
