@@ -159,7 +159,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
       let copied: { sha256: string; size: number } | undefined;
       const attributes = attributesOf(opened.stat);
       try {
-        // Durable in its parent; made already (and durable) when the order's phases made it first.
+        // Durable in its parent before the copy goes in (see Driver.snapshot).
         await makeDirectoryDurably(dir, 0o700);
         await writeFileAtomically(
           dir,
