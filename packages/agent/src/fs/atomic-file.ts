@@ -100,7 +100,8 @@ export async function writeFileAtomically(
     constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
     0o600,
   );
-  let renamed = false;
+  /** Whether the temp file is gone from tempPath: renamed over the target, or removed on purpose. */
+  let placed = false;
   try {
     try {
       await writeContent(fd);
@@ -112,14 +113,21 @@ export async function writeFileAtomically(
       closeSync(fd);
     }
     options.checkpoint?.('temp-synced');
-    if ((await options.beforeRename?.()) === false) return false;
+    if ((await options.beforeRename?.()) === false) {
+      // The target is as it should be: the temp file goes, durably (it was fsync'd, so a power cut
+      // could otherwise bring it back beside a target nothing else will touch again).
+      unlinkSync(tempPath);
+      placed = true;
+      if (options.durableRename !== false) fsyncDirectorySync(dir);
+      return false;
+    }
     renameSync(tempPath, join(dir, name));
-    renamed = true;
+    placed = true;
     options.checkpoint?.('renamed');
     if (options.durableRename !== false) fsyncDirectorySync(dir);
     return true;
   } finally {
-    if (!renamed) unlinkQuietly(tempPath);
+    if (!placed) unlinkQuietly(tempPath);
   }
 }
 
