@@ -437,7 +437,9 @@ export class Journal {
     // Order ids come from the wire: keep them from naming anything outside the journal.
     if (!/^[A-Za-z0-9_.-]{1,100}$/.test(orderId) || orderId.startsWith('.'))
       throw new Error(`unsafe order id ${orderId}`);
-    return join(this.ordersDir, orderId);
+    // What join would make: `ordersDir` is join's already, and the id one plain name. Made at every
+    // write of every order, it is not normalized again each time.
+    return `${this.ordersDir}/${orderId}`;
   }
 }
 

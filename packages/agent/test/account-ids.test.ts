@@ -2,8 +2,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FleetError } from '@fleetpatch/shared';
+import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type AccountDatabase, parseAccountFile, resolveGid, resolveUid } from '../src/drivers/account-ids.js';
+import {
+  type AccountDatabase,
+  findAccountId,
+  parseAccountFile,
+  resolveGid,
+  resolveUid,
+} from '../src/drivers/account-ids.js';
 
 let dir: string;
 let database: AccountDatabase;
@@ -44,6 +51,21 @@ describe('account ids', () => {
   it('maps names to ids; the first entry wins and malformed lines are skipped', () => {
     const ids = parseAccountFile('a:x:1:1\nbad\nb:x:notanumber:2\na:x:9:9\n');
     expect([...ids]).toEqual([['a', 1]]);
+  });
+
+  it('finds the id of one name as parsing the whole file would, whatever the file holds', () => {
+    // Pieces that make the cases: comments, empty and short lines, ids out of range or not digits,
+    // names that are prefixes of others or hold a ':' or a newline.
+    const piece = fc.constantFrom('a', 'ab', '#a', '', 'x', '1', '4294967294', '4294967295', '-1', '\r');
+    const line = fc.array(piece, { maxLength: 4 }).map((fields) => fields.join(':'));
+    const text = fc.array(line, { maxLength: 6 }).map((lines) => lines.join('\n'));
+    const name = fc.constantFrom('a', 'ab', '#a', '', 'x', 'a:x', 'a\n', '1');
+    fc.assert(
+      fc.property(text, name, (file, wanted) => {
+        expect(findAccountId(file, wanted)).toBe(parseAccountFile(file).get(wanted));
+      }),
+      { numRuns: 5000 },
+    );
   });
 
   it('resolves users and groups by name', async () => {

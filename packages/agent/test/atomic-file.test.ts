@@ -131,6 +131,21 @@ describe('writeFileAtomically', () => {
     expect(log.lines(dir).at(-1)).toBe('unlink .app.conf.fleetpatch-tmp-*');
   });
 
+  it('keeps the target and removes the temp file when beforeRename finds it as it should be', async () => {
+    await writeFile(join(dir, 'app.conf'), 'new\n');
+
+    const renamed = await writeFileAtomically(dir, 'app.conf', { mode: 0o644 }, write('new\n'), {
+      beforeRename: async () => false,
+    });
+
+    expect(renamed).toBe(false);
+    expect(await readdir(dir)).toEqual(['app.conf']);
+    expect(log.lines(dir).filter((line) => line.startsWith('rename'))).toEqual([]);
+    // The removal is durable: the temp file was fsync'd, and must not come back after a power cut.
+    expect(log.lines(dir).slice(-4)).toEqual(['unlink .app.conf.fleetpatch-tmp-*', 'open .', 'sync .', 'close .']);
+    expect(await writeFileAtomically(dir, 'app.conf', { mode: 0o644 }, write('newer\n'))).toBe(true);
+  });
+
   it('removes nothing after a successful rename', async () => {
     await writeFileAtomically(dir, 'app.conf', { mode: 0o644 }, write('new\n'));
     expect(log.calls.filter((c) => c.call === 'unlink')).toEqual([]);

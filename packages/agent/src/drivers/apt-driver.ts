@@ -10,6 +10,7 @@ import {
   type PackageMember,
   type PackageMove,
 } from '@fleetpatch/shared';
+import { makeDirectoryDurably } from '../fs/atomic-file.js';
 import { DpkgInventory } from '../inventory/dpkg-inventory.js';
 import type { PackageFacts } from '../policy/agent-policy.js';
 import type { CommandResult } from '../process/command-runner.js';
@@ -310,7 +311,8 @@ export class AptDriver implements Driver<PackageChange, PackageSnapshot> {
       );
     }
     const conffiles = await conffilesOf(this.root, member.name, state.architecture);
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // Durable in its parent before anything is kept in it (see Driver.snapshot).
+    await makeDirectoryDurably(dir, 0o700);
     const kept = {
       ...base,
       prior: { installed: true as const, version: state.version, architecture: state.architecture },

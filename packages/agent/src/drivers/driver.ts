@@ -53,7 +53,9 @@ export interface Driver<C extends Change = Change, S = unknown> {
   /**
    * Durably captures everything needed to restore the prior state into `dir` (a directory private
    * to this order), verifies what it captured, and returns the record. Throws `snapshot_failed`
-   * when it cannot: no apply without an escape hatch.
+   * when it cannot: no apply without an escape hatch. `dir` may not exist yet: a driver that keeps
+   * anything makes it first with `makeDirectoryDurably` (its parent fsync'd), else what it syncs
+   * into it could be lost with it in a power cut.
    */
   snapshot(change: C, dir: string, ctx: DriverContext): Promise<S>;
   /**

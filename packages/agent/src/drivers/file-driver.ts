@@ -159,7 +159,7 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
       let copied: { sha256: string; size: number } | undefined;
       const attributes = attributesOf(opened.stat);
       try {
-        // Durable in its parent; made already (and durable) when the order's phases made it first.
+        // Durable in its parent before the copy goes in (see Driver.snapshot).
         await makeDirectoryDurably(dir, 0o700);
         await writeFileAtomically(
           dir,
@@ -226,32 +226,37 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
     try {
       const target = await this.#resolve(change);
       const desired = await this.#desiredState(change);
-      const current = await readFileState(target.hostPath, target.path);
-      // A re-run after a crash between the rename and the journal entry finds the change in place;
-      // that is success, not drift.
-      if (matchesDesired(current, desired)) {
-        ctx.log.info({ path: change.path }, 'file apply: already in place');
-        return;
-      }
-      assertExpectedPrior(change, current);
-      await writeFileAtomically(
-        target.hostDir,
-        target.name,
-        { mode: desired.mode, owner: { uid: desired.uid, gid: desired.gid } },
-        (fd) => writeAll(fd, desired.bytes),
-        {
-          // The file may have changed since it was checked above: drift is refused up to the rename.
-          beforeRename: async () => {
-            throwIfCancelled(ctx.signal);
-            // Stryker disable next-line ConditionalExpression: true only re-reads a file nothing is expected of
-            if (change.expectedPriorSha256 !== undefined) {
-              assertExpectedPrior(change, await readFileState(target.hostPath, target.path));
-            }
+      // `judge`: whether to write, from the file as it is now. A change already in place (a re-run
+      // after a crash between the rename and the journal entry) is success, not drift; drift is
+      // refused. With an expected prior the file is judged once, just before the rename, the latest
+      // moment it can be: judged before the temp file is written as well, it was read twice in every
+      // apply (and a change found in place only then costs a temp file, removed). Without one it is
+      // judged before anything is written, and a file already as wanted is not written again.
+      const judge = (current: FileState): boolean => {
+        if (matchesDesired(current, desired)) return false;
+        assertExpectedPrior(change, current);
+        return true;
+      };
+      // Stryker disable next-line ConditionalExpression: true only writes a temp file for a change already in place, then removes it
+      const atTheRename = change.expectedPriorSha256 !== undefined;
+      let replaced = false;
+      if (atTheRename || judge(await readFileState(target.hostPath, target.path))) {
+        replaced = await writeFileAtomically(
+          target.hostDir,
+          target.name,
+          { mode: desired.mode, owner: { uid: desired.uid, gid: desired.gid } },
+          (fd) => writeAll(fd, desired.bytes),
+          {
+            beforeRename: async () => {
+              throwIfCancelled(ctx.signal);
+              return !atTheRename || judge(await readFileState(target.hostPath, target.path));
+            },
+            ...this.#crashPoints('apply'),
           },
-          ...this.#crashPoints('apply'),
-        },
-      );
-      ctx.log.info({ path: change.path, sha256: desired.sha256 }, 'file apply: replaced');
+        );
+      }
+      if (replaced) ctx.log.info({ path: change.path, sha256: desired.sha256 }, 'file apply: replaced');
+      else ctx.log.info({ path: change.path }, 'file apply: already in place');
     } catch (err) {
       throw asFleetError(err, ErrorCode.applyFailed, change.path);
     }

@@ -31,13 +31,9 @@ const CHUNKS_PER_TURN = 128;
  * FIFO swapped in at the last moment from hanging the agent. Returns undefined when nothing is there.
  */
 export async function openRegularFile(hostPath: string, displayPath: string): Promise<OpenedFile | undefined> {
-  let before: Stats;
-  try {
-    before = lstatSync(hostPath);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return undefined;
-    throw err;
-  }
+  // A file not there is an answer (a change that creates it), not an error: no exception made for it.
+  const before = lstatSync(hostPath, { throwIfNoEntry: false });
+  if (before === undefined) return undefined;
   assertRegularFile(before, displayPath);
 
   let fd: number;

@@ -64,9 +64,15 @@ export async function resolveSafePath(
   // Every call walks again, lstat by lstat, and nothing is remembered between calls: a cache would
   // be a window in which a directory swapped for a symlink goes unseen. The lstats are synchronous
   // (see fs/atomic-file.ts): a walk is a few microseconds of system calls, not a thread-pool trip each.
-  const rootStat = lstatOrUndefined(rootDir);
-  if (rootStat === undefined || rootStat.isSymbolicLink() || !rootStat.isDirectory()) {
-    throw new FleetError(ErrorCode.policyDenied, `rootDir ${rootDir} is not a real directory`, { rootDir });
+  // `/`, the root in production, is the root of this process's file system: a real directory, never
+  // a symlink, so there is nothing to look at (its lstat was one system call of every walk). Any
+  // other root is looked at again at every walk.
+  // Stryker disable next-line ConditionalExpression: looking at / too only costs the lstat this spares
+  if (rootDir !== '/') {
+    const rootStat = lstatOrUndefined(rootDir);
+    if (rootStat === undefined || rootStat.isSymbolicLink() || !rootStat.isDirectory()) {
+      throw new FleetError(ErrorCode.policyDenied, `rootDir ${rootDir} is not a real directory`, { rootDir });
+    }
   }
 
   const segments = path.slice(1).split('/');
@@ -77,12 +83,10 @@ export async function resolveSafePath(
   }
   // Stryker restore all
 
-  // Stryker disable next-line OptionalChaining: geteuid exists on every POSIX system the agent runs on
-  const ownUid = process.geteuid?.() ?? 0;
   let hostDir = rootDir;
   let patchDir = '';
   for (const segment of segments) {
-    hostDir = join(hostDir, segment);
+    hostDir = childPath(hostDir, segment, rootDir);
     patchDir = `${patchDir}/${segment}`;
     const stat = lstatOrUndefined(hostDir);
     if (stat === undefined) {
@@ -92,10 +96,19 @@ export async function resolveSafePath(
         { path, parent: patchDir, reason: 'missing_parent' },
       );
     }
-    describeUnsafeDirectory(stat, ownUid, patchDir, path, use);
+    describeUnsafeDirectory(stat, patchDir, path, use);
   }
 
-  return { path, hostPath: join(hostDir, name), hostDir, name };
+  return { path, hostPath: childPath(hostDir, name, rootDir), hostDir, name };
+}
+
+/**
+ * `join(dir, name)` for a plain name (a segment of a normalized path: no '', '.' or '..'). Below the
+ * root `dir` is what join made already, so appending gives what join would, without normalizing the
+ * whole string again at every step of every walk.
+ */
+function childPath(dir: string, name: string, rootDir: string): string {
+  return dir === rootDir ? join(rootDir, name) : `${dir}/${name}`;
 }
 
 /**
@@ -103,13 +116,7 @@ export async function resolveSafePath(
  * read (a file health check, which reports existence and a hash match, nothing of the content) a
  * real directory is enough: a package's own directories may belong to another user.
  */
-function describeUnsafeDirectory(
-  stat: Stats,
-  ownUid: number,
-  patchDir: string,
-  path: string,
-  use: 'write' | 'read',
-): void {
+function describeUnsafeDirectory(stat: Stats, patchDir: string, path: string, use: 'write' | 'read'): void {
   const details = { path, parent: patchDir };
   if (stat.isSymbolicLink()) {
     throw new FleetError(
@@ -129,7 +136,11 @@ function describeUnsafeDirectory(
       { ...details, mode: stat.mode & 0o7777 },
     );
   }
-  if (stat.uid !== 0 && stat.uid !== ownUid) {
+  // The agent's own uid is asked only of a directory root does not own: every parent of a managed
+  // path is root's on a real host, so a walk makes no geteuid call (it was one per walk). Asked, not
+  // remembered: the answer is the process's at the moment of the check.
+  // Stryker disable next-line OptionalChaining: geteuid exists on every POSIX system the agent runs on
+  if (stat.uid !== 0 && stat.uid !== (process.geteuid?.() ?? 0)) {
     throw new FleetError(
       ErrorCode.policyDenied,
       `parent ${patchDir} is owned by uid ${stat.uid}, who could swap its entries; only root-owned directories are trusted`,
@@ -140,10 +151,12 @@ function describeUnsafeDirectory(
 
 function lstatOrUndefined(hostPath: string): Stats | undefined {
   try {
-    return lstatSync(hostPath);
+    // Nothing there is an answer, not an error: no exception (and its stack) made for it.
+    return lstatSync(hostPath, { throwIfNoEntry: false });
   } catch (err) {
-    // ENOTDIR: a component of the path is a file; for the walk that is the same as "not there".
-    if (isErrno(err, 'ENOENT') || isErrno(err, 'ENOTDIR')) return undefined;
+    // ENOTDIR (which throwIfNoEntry does not cover): a component of the path is a file; for the
+    // walk that is the same as "not there".
+    if (isErrno(err, 'ENOTDIR')) return undefined;
     throw err;
   }
 }

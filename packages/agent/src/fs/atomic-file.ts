@@ -61,8 +61,12 @@ export interface FileAttributes {
 export type AtomicWriteStep = 'temp-written' | 'temp-synced' | 'renamed';
 
 export interface AtomicWriteOptions {
-  /** Runs after the temp file is durable and before the rename: the last moment to back out. */
-  beforeRename?: () => Promise<void>;
+  /**
+   * Runs after the temp file is durable and before the rename: the last moment to back out, by
+   * throwing (the write fails), or by resolving to false when the target is found to be as it should
+   * be already (the temp file is removed, nothing is renamed, and the write resolves to false).
+   */
+  beforeRename?: (() => Promise<void>) | (() => Promise<boolean>);
   /**
    * Test-only crash points: called at each `AtomicWriteStep`, so the crash matrix can kill the
    * process inside a write (see the agent's FLEETPATCH_TEST_CRASH_AT). Unset in production.
@@ -80,7 +84,7 @@ export interface AtomicWriteOptions {
  * Replaces `dir/name` so that a reader (or a crash) sees exactly the old or the new bytes: write a
  * temp file in the same directory, set ownership then mode (chown clears setuid/setgid, so the
  * other order would silently drop them), fsync, rename over the target, fsync the directory so the
- * rename itself survives a power cut.
+ * rename itself survives a power cut. Resolves to whether it renamed (see `beforeRename`).
  */
 export async function writeFileAtomically(
   dir: string,
@@ -88,7 +92,7 @@ export async function writeFileAtomically(
   attributes: FileAttributes,
   writeContent: (fd: number) => void | Promise<void>,
   options: AtomicWriteOptions = {},
-): Promise<void> {
+): Promise<boolean> {
   const tempPath = join(dir, `${tempPrefixFor(name)}${randomSuffix()}`);
   // O_EXCL never follows or reuses anything already at tempPath; 0600 until the real mode is set.
   const fd = openSync(
@@ -96,7 +100,8 @@ export async function writeFileAtomically(
     constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
     0o600,
   );
-  let renamed = false;
+  /** Whether the temp file is gone from tempPath: renamed over the target, or removed on purpose. */
+  let placed = false;
   try {
     try {
       await writeContent(fd);
@@ -108,13 +113,21 @@ export async function writeFileAtomically(
       closeSync(fd);
     }
     options.checkpoint?.('temp-synced');
-    await options.beforeRename?.();
+    if ((await options.beforeRename?.()) === false) {
+      // The target is as it should be: the temp file goes, durably (it was fsync'd, so a power cut
+      // could otherwise bring it back beside a target nothing else will touch again).
+      unlinkSync(tempPath);
+      placed = true;
+      if (options.durableRename !== false) fsyncDirectorySync(dir);
+      return false;
+    }
     renameSync(tempPath, join(dir, name));
-    renamed = true;
+    placed = true;
     options.checkpoint?.('renamed');
     if (options.durableRename !== false) fsyncDirectorySync(dir);
+    return true;
   } finally {
-    if (!renamed) unlinkQuietly(tempPath);
+    if (!placed) unlinkQuietly(tempPath);
   }
 }
 

@@ -9,7 +9,6 @@ import {
 } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { PreflightVerdict } from '../drivers/driver.js';
-import { makeDirectoryDurably } from '../fs/atomic-file.js';
 import { type ApplyEntry, isDiskFull } from '../journal.js';
 import type { AgentPolicy } from '../policy/agent-policy.js';
 import { failedRestarts } from '../services/after-change.js';
@@ -157,9 +156,10 @@ async function runPhases(
     const prior = order.rehearseRevert === true ? await driver.describe(order.change, driverCtx) : undefined;
 
     // No apply without an escape hatch: the snapshot is durable and verified before anything changes.
-    const dir = journal.snapshotDir(order.orderId);
-    await makeDirectoryDurably(dir, 0o700);
-    const snapshot = await driver.snapshot(order.change, dir, driverCtx);
+    // The driver makes the order's snapshot dir, durably, when it has something to keep in it (see
+    // Driver.snapshot): made here as well, it was made twice in every order (a second mkdir and a
+    // stat), and made for nothing when the change creates a file.
+    const snapshot = await driver.snapshot(order.change, journal.snapshotDir(order.orderId), driverCtx);
     // The snapshot is journaled with `applying`, not in a write of its own: recovery treats an order
     // that has its snapshot but has not begun to apply like one that has none (nothing changed,
     // nothing to restore), so a `snapshotted` entry would be a durable write that changes no outcome

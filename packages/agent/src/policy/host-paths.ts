@@ -1,6 +1,6 @@
-import { lstatSync, type Stats } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { ErrorCode, isFleetError } from '@fleetpatch/shared';
-import { isErrno, resolveSafePath } from '../drivers/safe-path.js';
+import { resolveSafePath } from '../drivers/safe-path.js';
 
 /**
  * Where a path leads on this host, judged at admission: a name under an allowed root can still go
@@ -29,13 +29,8 @@ export async function hostPathRefusal(
   }
   // A file check looks at a symlink itself (lstat, O_NOFOLLOW), never through it: nothing more to judge.
   if (use === 'read') return undefined;
-  let target: Stats;
-  try {
-    target = lstatSync(hostPath);
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return undefined;
-    throw err;
-  }
+  const target = lstatSync(hostPath, { throwIfNoEntry: false });
+  if (target === undefined) return undefined;
   if (target.isSymbolicLink()) return `${path} is a symbolic link; fleetpatch never follows symlinks`;
   if (!target.isFile()) return `${path} is not a regular file`;
   return undefined;

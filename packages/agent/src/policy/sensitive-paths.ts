@@ -120,12 +120,23 @@ export const SENSITIVE_PATHS: readonly SensitivePath[] = [
 
 export type SensitivePath = { exact: string } | { tree: string } | { prefix: string };
 
+/**
+ * Each rule in one shape, in the same order, its strings made once: a path is `exact` or starts with
+ * `under`. Asked of every path of every order, the rules of three shapes (and a `tree/` string made
+ * for each tree rule at each ask) cost more than all the comparisons.
+ */
+const MATCHERS: readonly { exact: string | undefined; under: string | undefined; text: string }[] = SENSITIVE_PATHS.map(
+  (rule) => {
+    if ('exact' in rule) return { exact: rule.exact, under: undefined, text: rule.exact };
+    if ('tree' in rule) return { exact: rule.tree, under: `${rule.tree}/`, text: `${rule.tree}/**` };
+    return { exact: undefined, under: rule.prefix, text: `${rule.prefix}*` };
+  },
+);
+
 /** The sensitive entry `path` falls under, as text for a refusal; undefined when it is not sensitive. */
 export function sensitiveRuleFor(path: string): string | undefined {
-  for (const rule of SENSITIVE_PATHS) {
-    if ('exact' in rule && path === rule.exact) return rule.exact;
-    if ('tree' in rule && (path === rule.tree || path.startsWith(`${rule.tree}/`))) return `${rule.tree}/**`;
-    if ('prefix' in rule && path.startsWith(rule.prefix)) return `${rule.prefix}*`;
+  for (const rule of MATCHERS) {
+    if (path === rule.exact || (rule.under !== undefined && path.startsWith(rule.under))) return rule.text;
   }
   return undefined;
 }
