@@ -131,6 +131,8 @@ describe('a late bake failure after the rollout succeeded', () => {
     const rollout = await fleet.rollout(id);
     // No contradiction: the budget (maxFailures 0) was the rollout's, which was over; the host's run
     // says what it carries (failed, reverted itself), uncounted, and the rollout's own record says so.
+    // `stateReason` stays the reason of its last transition (none): the warning is its own event
+    // (rollout.late_failure, which webhooks carry too) and one of the status's `warnings`.
     const contradiction = rollout.state === 'succeeded' && run.state === 'failed' && run.countedFailure && !run.changed;
     const cancelledWatch = fleet.sentOf('order.cancel', 'host-1').length > 0;
     expect({ contradiction, cancelledWatch, stateReason: rollout.stateReason }).toEqual({
