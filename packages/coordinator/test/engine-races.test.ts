@@ -4,6 +4,7 @@
  */
 import { ErrorCode, type MaintenanceWindow } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
+import { RolloutView } from '../src/engine/rollout-view.js';
 import { canStartWave } from '../src/schedule/maintenance-window.js';
 import { refusal } from './support/refusal.js';
 import { haltedWithWaveRevert } from './support/rollout-scenarios.js';
@@ -56,28 +57,82 @@ describe('a late result after a halt', () => {
 });
 
 describe('a late bake failure after the rollout succeeded', () => {
-  // FAILS today (kept as it.fails until it is fixed): nothing ends the agents' bake watches when the
-  // coordinator's bake ends (promote, or the final bake's end a moment before the agent's own), so a
-  // host can revert itself under a rollout that already says succeeded. Proposed: at `succeeded`, send
-  // order.cancel (which on an agent only ends a done order's watch) to the rollout's healthy hosts.
-  it.fails('promote ends the final bake, the agents keep watching, and a failure then leaves a succeeded rollout with a failed host', async () => {
+  // The agents' bake watches (order.watch: bakeSeconds from the wave's pass) outlive the coordinator's
+  // bake when it is promoted, or end a moment after its normal end: at `succeeded` the coordinator ends
+  // them with order.cancel (on an agent, a cancel of a done order only ends its watch). A failure its
+  // watch saw before the cancel reached it is still the host's truth: recorded, not counted against a
+  // budget that no longer applies, and said on the rollout's record.
+  const cancelsOf = (fleet: SimulatedFleet) =>
+    fleet.sentOf('order.cancel').map((s) => [s.agentId, s.message.orderId] as const);
+
+  it('promote ends the final bake: each host of the rollout still watching is told its watch is over', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(2));
+    const id = await fleet.launch({ waves: ['100%'], bakeSeconds: 3600, maxFailures: 0 });
+    const one = await fleet.finish('host-1');
+    const two = await fleet.finish('host-2');
+    expect(fleet.sentOf('order.watch').map((s) => s.agentId)).toEqual(['host-1', 'host-2']);
+    expect(cancelsOf(fleet)).toEqual([]);
+    await fleet.engine.promote(id, 'bob');
+    await fleet.engine.whenIdle();
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect(cancelsOf(fleet)).toEqual([
+      ['host-1', one],
+      ['host-2', two],
+    ]);
+  });
+
+  it("the bake's normal end tells them too; a rollout without a bake, whose agents watch nothing, sends no cancel", async () => {
+    const baked = await SimulatedFleet.open();
+    await baked.addHosts(hosts(1));
+    const id = await baked.launch({ waves: ['100%'], bakeSeconds: 60 });
+    const orderId = await baked.finish('host-1');
+    await baked.advance(61 * SECOND);
+    expect(await baked.state(id)).toBe('succeeded');
+    expect(cancelsOf(baked)).toEqual([['host-1', orderId]]);
+
+    const unbaked = await SimulatedFleet.open();
+    await unbaked.addHosts(hosts(1));
+    const quick = await unbaked.launch({ waves: ['100%'], bakeSeconds: 0 });
+    await unbaked.finish('host-1');
+    expect(await unbaked.state(quick)).toBe('succeeded');
+    expect(cancelsOf(unbaked)).toEqual([]);
+  });
+
+  it('only hosts whose watch may still run: not a failed host, nor a wave whose bake ended long before', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: [1, '100%'], bakeSeconds: 60, maxFailures: 1 });
+    await fleet.finish('host-1');
+    await fleet.advance(61 * SECOND); // the canary's bake ends: wave 2 is sent its orders
+    // Wave 2 takes two hours; the canary's watch (60 s from its wave's pass) is long over.
+    fleet.now += 2 * 3600 * SECOND;
+    const two = await fleet.finish('host-2');
+    await fleet.finish('host-3', 'failed', false);
+    await fleet.engine.promote(id, 'bob');
+    await fleet.engine.whenIdle();
+    expect(await fleet.state(id)).toBe('succeeded');
+    expect(cancelsOf(fleet)).toEqual([['host-2', two]]);
+  });
+
+  it("a failure its watch saw before the cancel arrived is the host's truth, not counted, and said on the record", async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));
     const id = await fleet.launch({ waves: ['100%'], bakeSeconds: 3600, maxFailures: 0 });
     const orderId = await fleet.finish('host-1');
     await fleet.finish('host-2');
-    // The wave passed and bakes; the agents watch for an hour (their order says bakeSeconds 3600).
     await fleet.engine.promote(id, 'bob');
     await fleet.engine.whenIdle();
     expect(await fleet.state(id)).toBe('succeeded');
-    // Nothing told host-1's agent the bake was over: ten minutes later its watch sees health fail,
-    // it restores its snapshot and reports the failure, as the README says a bake failure is.
-    fleet.now += 600 * SECOND;
+    // host-1's watch saw health fail just before the cancel reached it: it restored its snapshot and says so.
+    fleet.now += 2 * SECOND;
     await fleet.reportAgain('host-1', orderId, 'failed', false);
     const run = await fleet.run(id, 'host-1');
     const rollout = await fleet.rollout(id);
-    // Either the bake's end reached the agents (no failure after success), or the rollout must not
-    // claim success with a failed host beyond its budget (maxFailures 0) and no warning.
+    // No contradiction: the budget (maxFailures 0) was the rollout's, which was over; the host's run
+    // says what it carries (failed, reverted itself), uncounted, and the rollout's own record says so.
+    // `stateReason` stays the reason of its last transition (none): the warning is its own event
+    // (rollout.late_failure, which webhooks carry too) and one of the status's `warnings`.
     const contradiction = rollout.state === 'succeeded' && run.state === 'failed' && run.countedFailure && !run.changed;
     const cancelledWatch = fleet.sentOf('order.cancel', 'host-1').length > 0;
     expect({ contradiction, cancelledWatch, stateReason: rollout.stateReason }).toEqual({
@@ -85,6 +140,20 @@ describe('a late bake failure after the rollout succeeded', () => {
       cancelledWatch: true,
       stateReason: null,
     });
+    expect(run).toMatchObject({ state: 'failed', changed: false, countedFailure: false, errorCode: 'health_failed' });
+    const events = await fleet.events(id);
+    expect(events.find((e) => e.type === 'host.failed')).toMatchObject({
+      hostId: 'host-1',
+      fromState: 'healthy',
+      data: { during: 'bake', after: 'succeeded', counted: false },
+    });
+    const late = events.filter((e) => e.type === 'rollout.late_failure');
+    expect(late).toMatchObject([
+      { hostId: null, data: { hostId: 'host-1', orderId, outcome: 'failed', changed: false } },
+    ]);
+    expect(await fleet.state(id)).toBe('succeeded');
+    const status = await new RolloutView(fleet.store, () => true).status(id);
+    expect(status).toMatchObject({ failures: 0, warnings: [expect.stringMatching(/host-1/)] });
   });
 });
 

@@ -31,6 +31,14 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
     return { url, m };
   }
 
+  /** A rollout of the group's patch, created and started at `driver` (which so drives it); its id. */
+  async function started(driver: GroupMember, input: Record<string, unknown>): Promise<string> {
+    const request = RolloutRequestSchema.parse({ patchId: GROUP_PATCH_ID, requiredApprovals: 0, ...input });
+    const { id } = await driver.engine.create(request, 'alice');
+    await driver.engine.start(id, 'alice');
+    return id;
+  }
+
   async function sideConnection(url: string): Promise<pg.Client> {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
@@ -88,6 +96,30 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
       h2State: 'cancelled',
       h2Changed: false,
     });
+  });
+
+  it("a rollout's success ends the bake watch of an agent connected to another member, through the outbox", async () => {
+    const { m } = await group(2);
+    const [a, b] = m as [GroupMember, GroupMember];
+    await seedGroup(a.store, ['h1']);
+    const h1 = new ScriptedAgent('h1');
+    // The agent is connected to member b; member a starts (and so drives) the rollout.
+    await b.connect(h1);
+    const id = await started(a, { target: { hostIds: ['h1'] }, waves: ['100%'], bakeSeconds: 3600 });
+    await until(() => h1.openApply(), 'h1 to get its apply through the outbox');
+    const orderId = h1.finish();
+    await until(() => h1.received.some((msg) => msg.type === 'order.watch'), 'the bake watch to reach h1');
+    // Promoted at the driver: it succeeds there, and its cancel goes the way its orders went.
+    await a.engine.promote(id, 'bob');
+    await until(async () => (await a.store.rollouts.get(id))?.state === 'succeeded', 'the rollout to succeed');
+    await until(() => h1.received.some((msg) => msg.type === 'order.cancel'), 'the cancel to reach h1');
+    const toH1 = h1.received.filter((msg) => msg.type !== 'order.ack');
+    expect(toH1.map((msg) => [msg.type, 'orderId' in msg ? msg.orderId : null])).toEqual([
+      ['order.apply', orderId],
+      ['order.watch', orderId],
+      ['order.cancel', orderId],
+    ]);
+    expect((await b.store.hostRuns.get(id, 'h1'))?.state).toBe('healthy');
   });
 
   // FAILS today (kept as it.fails until it is fixed): bakes are judged on each member's own wall clock

@@ -471,6 +471,36 @@ describe('results of apply orders', () => {
     }
   });
 
+  it('that say a healthy host failed in its bake after its rollout succeeded record it uncounted, once, and say so', async () => {
+    for (const outcome of ['failed', 'revert_failed'] as const) {
+      const { fleet, id, orderId } = await inFlight({ bakeSeconds: 60, maxFailures: 0 });
+      await report(fleet, 'h-1', orderId, 'healthy');
+      await fleet.advance(61 * SECOND);
+      expect(await fleet.state(id)).toBe('succeeded');
+      // A watch that saw health fail before the cancel ending it arrived: reverted itself, or could not.
+      const changed = outcome === 'revert_failed';
+      await report(fleet, 'h-1', orderId, outcome, { changed, errorCode: 'health_failed' });
+      await report(fleet, 'h-1', orderId, outcome, { changed, errorCode: 'health_failed' }); // a repeat
+      expect(await fleet.run(id, 'h-1')).toMatchObject({ state: outcome, changed, countedFailure: false });
+      const events = await fleet.events(id);
+      expect(events.filter((e) => e.type === `host.${outcome}`).map((e) => e.data)).toMatchObject([
+        { during: 'bake', after: 'succeeded', counted: false, errorCode: 'health_failed' },
+      ]);
+      expect(events.filter((e) => e.type === 'rollout.late_failure').map((e) => e.data)).toEqual([
+        {
+          hostId: 'h-1',
+          orderId,
+          outcome,
+          changed,
+          errorCode: 'health_failed',
+          reason: null,
+          warning: `h-1 failed its bake watch after the rollout succeeded (${changed ? 'it still carries the change' : 'it reverted itself'}); not counted against the failure budget`,
+        },
+      ]);
+      expect(await fleet.state(id)).toBe('succeeded');
+    }
+  });
+
   it('of a host already reverting change nothing it carries', async () => {
     const { fleet, id, orderId } = await inFlight({ hostTimeoutSeconds: 10, maxFailures: 1 });
     await report(fleet, 'h-1', orderId, 'healthy');

@@ -18,6 +18,7 @@ export interface AgentFrame {
   type: string;
   orderId?: string;
   outcome?: string;
+  changed?: boolean;
   errorCode?: string;
   reason?: string;
   phase?: string;

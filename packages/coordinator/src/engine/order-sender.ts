@@ -86,6 +86,42 @@ export async function sendBakeWatch(
 }
 
 /**
+ * How much longer than bakeSeconds after its wave's last result a host's bake watch may run: the
+ * wave passes (and sends order.watch) a moment after that result, and in a coordinator group an
+ * order.watch may wait in the outbox (up to its 10 minutes) for the agent to connect somewhere.
+ */
+const WATCH_MAY_OUTLAST_BAKE_MS = 10 * 60_000;
+
+/**
+ * The rollout succeeded: the agents still watching a bake stop now (on an agent, order.cancel of a
+ * done apply order only ends its watch). A watch outlives the coordinator's bake when the bake was
+ * promoted, and by a moment at its normal end (the agent's watch started when order.watch reached
+ * it); left running, it could revert a host under a rollout that says `succeeded`. Sent only to the
+ * healthy hosts that carry the change and whose watch may still run: an agent watches for
+ * bakeSeconds from its own result and again from its wave's pass, so a wave whose last result came
+ * longer ago than that (and the slack) is left alone, as is a rollout without a bake.
+ */
+export async function endBakeWatches(
+  store: Store,
+  channel: AgentChannel,
+  rollout: RolloutRecord,
+  now: number,
+): Promise<void> {
+  if (rollout.request.bakeSeconds <= 0) return;
+  const runs = await store.hostRuns.forRollout(rollout.id);
+  const lastResultOfWave = new Map<number, number>();
+  for (const { wave, finishedAt } of runs) {
+    if (finishedAt !== null) lastResultOfWave.set(wave, Math.max(lastResultOfWave.get(wave) ?? finishedAt, finishedAt));
+  }
+  const watchMayRunFor = rollout.request.bakeSeconds * 1000 + WATCH_MAY_OUTLAST_BAKE_MS;
+  for (const run of runs) {
+    if (run.state !== 'healthy' || !run.changed || !run.orderId) continue;
+    if (now < (lastResultOfWave.get(run.wave) ?? now) + watchMayRunFor)
+      channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
+  }
+}
+
+/**
  * Sends again every order of a rollout still out: its applies in flight (while the rollout runs or
  * is paused) and its reverts. For a coordinator that takes a rollout over from one that died: what
  * that one sent may never have reached the agent. Agents answer an order they know from their journal.

@@ -431,20 +431,27 @@ export class ReportRecorder {
       const lateFailure =
         run.state === 'healthy' && (result.outcome === 'failed' || result.outcome === 'revert_failed');
       if (lateFailure) {
+        // After its rollout succeeded (a watch that saw health fail before the cancel ending it arrived):
+        // the host's truth all the same, but not a failure against a budget that no longer applies.
+        const afterSuccess = (await store.rollouts.get(run.rolloutId))?.state === 'succeeded';
         await transitionHostRun(
           this.deps,
           run,
           {
             to: result.outcome === 'failed' ? 'failed' : 'revert_failed',
             changed: result.changed,
-            countedFailure: true,
+            countedFailure: !afterSuccess,
             finishedAt: clock.now(),
             health,
             packages,
             ...error,
           },
-          { actor: agentId, data: { ...error, during: 'bake' } },
+          {
+            actor: agentId,
+            data: { ...error, during: 'bake', ...(afterSuccess ? { after: 'succeeded', counted: false } : {}) },
+          },
         );
+        if (afterSuccess) await recordLateFailure(this.deps, agentId, run, result);
       } else {
         // Not a transition: the host stays where it is, and only what it carries is corrected. The
         // first answer of a timed-out order is recorded even when it changes nothing here: it is
@@ -562,6 +569,37 @@ export class ReportRecorder {
       !(await isSignedRollout(this.deps.store, rollout.id))
     );
   }
+}
+
+/**
+ * A bake failure reported after the host's rollout succeeded, on the rollout's own record (and so its
+ * webhooks): `succeeded` stays (the rollout's gates all passed), but nobody should read it as "every
+ * host carries the patch and is healthy". The status lists these hosts among its warnings.
+ */
+async function recordLateFailure(
+  deps: Pick<RecorderDeps, 'store' | 'clock'>,
+  agentId: string,
+  run: HostRunRecord,
+  result: OrderResultBody,
+): Promise<void> {
+  const what = result.changed ? 'it still carries the change' : 'it reverted itself';
+  await deps.store.appendEvent(
+    {
+      rolloutId: run.rolloutId,
+      actor: agentId,
+      type: 'rollout.late_failure',
+      data: {
+        hostId: run.hostId,
+        orderId: result.orderId,
+        outcome: result.outcome,
+        changed: result.changed,
+        errorCode: result.errorCode ?? null,
+        reason: result.reason ?? null,
+        warning: `${run.hostId} failed its bake watch after the rollout succeeded (${what}); not counted against the failure budget`,
+      },
+    },
+    isoNow(deps.clock),
+  );
 }
 
 function applyOutcomeToState(outcome: OrderResultBody['outcome']): ApplyEnd {

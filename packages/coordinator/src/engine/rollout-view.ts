@@ -109,7 +109,6 @@ export class RolloutView {
       const ran = wave.hosts.length > 0 && wave.hosts.every((h) => TERMINAL_HOST_STATES.has(h.state));
       wave.phase = wavePhase(rollout, wave.wave, ran, () => haltedBefore);
     }
-    const revertedByHand = rollout.state === 'succeeded' ? (counts.reverted ?? 0) : 0;
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
     const approvals = await this.store.rollouts.approvals(id);
     return {
@@ -125,11 +124,7 @@ export class RolloutView {
       ...(rollout.request.target.exposedTo ? { compliance: complianceLink(rollout.request.target.exposedTo) } : {}),
       ...optional('promotion', await this.store.rollouts.promotion(rollout.id)),
       ...optional('window', this.windowStatus(rollout)),
-      ...(revertedByHand > 0
-        ? {
-            warnings: [`succeeded, but ${revertedByHand} host(s) were reverted by hand and do not carry the patch`],
-          }
-        : {}),
+      ...optional('warnings', succeededWarnings(rollout, counts, runs)),
     };
   }
 
@@ -379,4 +374,31 @@ function currentWavePhase(rollout: RolloutRecord, ran: boolean, haltedBefore: ()
       // The wave passed if it had reached its bake before the revert; else it was cut short.
       return rollout.bakeUntil !== null && ran ? 'passed' : 'stopped';
   }
+}
+
+/**
+ * What a `succeeded` rollout's status must not let anyone read as "every host carries the patch":
+ * hosts reverted by hand since, and hosts whose bake watch failed after it had succeeded (a race with
+ * the cancel that ends the watches: failed, not counted against the budget — see ReportRecorder).
+ */
+function succeededWarnings(
+  rollout: RolloutRecord,
+  counts: RolloutStatus['counts'],
+  runs: readonly HostRunRecord[],
+): string[] | undefined {
+  if (rollout.state !== 'succeeded') return undefined;
+  const warnings: string[] = [];
+  const revertedByHand = counts.reverted ?? 0;
+  if (revertedByHand > 0)
+    warnings.push(`succeeded, but ${revertedByHand} host(s) were reverted by hand and do not carry the patch`);
+  const failedAfter = runs
+    .filter((run) => (run.state === 'failed' || run.state === 'revert_failed') && !run.countedFailure)
+    .map((run) => run.hostId);
+  if (failedAfter.length > 0) {
+    const shown = failedAfter.slice(0, 10).join(', ') + (failedAfter.length > 10 ? ', …' : '');
+    warnings.push(
+      `succeeded, but ${failedAfter.length} host(s) failed their bake watch after it ended (not counted against the failure budget): ${shown}`,
+    );
+  }
+  return warnings.length > 0 ? warnings : undefined;
 }

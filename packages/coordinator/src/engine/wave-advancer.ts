@@ -16,7 +16,7 @@ import type { EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
 import { transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
-import { cancelInFlight, sendApplies, sendBakeWatch } from './order-sender.js';
+import { cancelInFlight, endBakeWatches, sendApplies, sendBakeWatch } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
 import { isSignedRollout, signedApplyOf } from './rollout-signing.js';
 import { isoNow, SYSTEM, transitionRollout, WINDOW_PAUSE_REASON } from './rollout-transition.js';
@@ -174,6 +174,7 @@ export class WaveAdvancer {
       ((await store.hostRuns.countInStates(id, ['reverting'])).get('reverting') ?? 0) > 0
     )
       return false;
+    let succeeded = false;
     await store.transaction(async () => {
       if (next >= rollout.waveCount) {
         const notTaken = await this.noHostTookIt(rollout);
@@ -183,6 +184,7 @@ export class WaveAdvancer {
         else {
           const warning = revertedByHandWarning(await store.hostRuns.inStates(id, ['reverted']));
           await transitionRollout(this.deps, rollout, 'succeeded', SYSTEM, warning?.text ?? null, warning?.data);
+          succeeded = true;
         }
         return;
       }
@@ -197,6 +199,9 @@ export class WaveAdvancer {
         isoNow(clock),
       );
     });
+    // After the commit, as every send: a crash before it leaves watches that end by themselves, and a
+    // failure one of them still reports is recorded as after the rollout's end (ReportRecorder).
+    if (succeeded) await endBakeWatches(store, this.deps.channel, rollout, clock.now());
     return true;
   }
 
