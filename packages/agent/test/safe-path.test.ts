@@ -107,6 +107,20 @@ describe('resolveSafePath', () => {
     });
   });
 
+  it('resolves under the root of the file system, as in production, to the plain paths', async () => {
+    // Read-only: a walk lstats the parents and touches nothing (/etc is there on any Linux).
+    expect(await resolveSafePath('/', '/etc/hostname', ['/etc'], 'read')).toEqual({
+      path: '/etc/hostname',
+      hostPath: '/etc/hostname',
+      hostDir: '/etc',
+      name: 'hostname',
+    });
+    expect(await resolveSafePath(`${rootDir}/`, '/etc/app/app.conf', ['/etc/app'])).toMatchObject({
+      hostPath: join(rootDir, 'etc', 'app', 'app.conf'),
+      hostDir: join(rootDir, 'etc', 'app'),
+    });
+  });
+
   it('checks policy first: a path outside the roots is refused before the disk is read', async () => {
     const err = await rejection(resolveSafePath(join(base, 'missing'), '/srv/x', ['/etc/app']));
     expect(err.code).toBe(ErrorCode.policyDenied);

@@ -102,3 +102,35 @@ describe('host-run transitions', () => {
     expect(await fleet.events(id)).toHaveLength(events);
   });
 });
+
+describe('the instant an order reached its host', () => {
+  it('is none at a dispatch to a host that is away; its first reported phase records it, later phases keep it', async () => {
+    const { fleet, id } = await queuedRun();
+    await fleet.engine.whenIdle();
+    const dispatched = await fleet.run(id, 'host-1');
+    expect(dispatched).toMatchObject({ state: 'dispatched', deliveredAt: null });
+
+    fleet.now += 7_000;
+    const reachedAt = fleet.now;
+    await fleet.store.transaction(async () => await transitionHostRun(fleet, dispatched, { to: 'applying' }, null));
+    const applying = await fleet.run(id, 'host-1');
+    expect(applying.deliveredAt).toBe(reachedAt);
+
+    fleet.now += 5_000;
+    await fleet.store.transaction(async () => await transitionHostRun(fleet, applying, { to: 'verifying' }, null));
+    expect((await fleet.run(id, 'host-1')).deliveredAt).toBe(reachedAt);
+  });
+
+  it('is none for a run that ends without its agent having reported (timed out, failed at dispatch)', async () => {
+    for (const to of ['timed_out', 'failed'] as const) {
+      const { fleet, id } = await queuedRun();
+      await fleet.engine.whenIdle();
+      const dispatched = await fleet.run(id, 'host-1');
+      fleet.now += 1_000;
+      await fleet.store.transaction(
+        async () => await transitionHostRun(fleet, dispatched, { to, reason: 'test' }, null),
+      );
+      expect(await fleet.run(id, 'host-1')).toMatchObject({ state: to, deliveredAt: null });
+    }
+  });
+});

@@ -67,7 +67,7 @@ export async function resolveSafePath(
   // `/`, the root in production, is the root of this process's file system: a real directory, never
   // a symlink, so there is nothing to look at (its lstat was one system call of every walk). Any
   // other root is looked at again at every walk.
-  // Stryker disable next-line ConditionalExpression: looking at / too only costs the lstat this spares
+  // Stryker disable next-line ConditionalExpression,StringLiteral: looking at / too only costs the lstat this spares
   if (rootDir !== '/') {
     const rootStat = lstatOrUndefined(rootDir);
     if (rootStat === undefined || rootStat.isSymbolicLink() || !rootStat.isDirectory()) {

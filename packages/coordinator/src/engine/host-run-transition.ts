@@ -45,7 +45,7 @@ export async function transitionHostRun(
   if (!canTransitionHostRun(from, write.to)) {
     throw new IllegalHostTransitionError(run, from, write.to, 'is not in HOST_RUN_TRANSITIONS');
   }
-  if (!(await store.hostRuns.transition(run.rolloutId, run.hostId, from, withDelivery(from, write, clock)))) {
+  if (!(await store.hostRuns.transition(run.rolloutId, run.hostId, from, withDelivery(write, clock)))) {
     throw new IllegalHostTransitionError(
       run,
       from,
@@ -69,11 +69,17 @@ export async function transitionHostRun(
 }
 
 /**
- * A run that leaves `dispatched` for a phase its agent reported has had its order delivered: now,
- * unless it was handed to the host's connection before (the repository keeps the first instant).
+ * A run reaching a phase its agent reported (in flight, past `dispatched`) has had its order
+ * delivered: now, unless an earlier instant is on record (it was handed to the host's connection, or
+ * an earlier phase said so), which the repository keeps. A dispatch names its own delivery instant.
  */
-function withDelivery(from: HostRunState, write: HostRunWrite, clock: EngineDeps['clock']): HostRunWrite {
-  if (from !== 'dispatched' || write.to === 'queued' || write.to === 'dispatched' || write.to === 'reverting')
-    return write;
-  return IN_FLIGHT_HOST_STATES.includes(write.to) ? { ...write, deliveredAt: clock.now() } : write;
+function withDelivery(write: HostRunWrite, clock: EngineDeps['clock']): HostRunWrite {
+  return reachesReportedPhase(write) ? { ...write, deliveredAt: clock.now() } : write;
+}
+
+/** A move into a phase past `dispatched` that is still in flight (never `queued` or `reverting`, which are not). */
+function reachesReportedPhase(
+  write: HostRunWrite,
+): write is Exclude<HostRunWrite, { to: 'dispatched' | 'queued' | 'reverting' }> {
+  return write.to !== 'dispatched' && IN_FLIGHT_HOST_STATES.includes(write.to);
 }
