@@ -183,11 +183,9 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
     const { id } = await a.engine.create(request, 'alice');
     await a.engine.start(id, 'alice');
     await until(() => h1.openApply(), 'h1 to get its apply');
-    h1.finish();
-    await until(async () => (await a.store.rollouts.get(id))?.bakeUntil !== null, 'the wave to pass and bake');
-
     // The driver's last step (the bake is over: succeeded) is slow to write its transition (a slow
-    // statement, a pause): held here, after it read the rollout running and decided.
+    // statement, a pause): held here, after it read the rollout running and decided. In place before
+    // the wave passes: a bake of a second could end before a poll for it returns on a loaded runner.
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -201,6 +199,8 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
       }
       return await setState(...args);
     };
+    h1.finish();
+    await until(async () => (await a.store.rollouts.get(id))?.bakeUntil !== null, 'the wave to pass and bake');
     await until(() => held, "c1's final transition");
     // Meanwhile c1's session holding the step lock is lost (a DBA's pg_terminate_backend, a proxy, a
     // firewall dropping an idle connection): the server lets the lock go; c1's step goes on through its pool.
