@@ -76,13 +76,14 @@ import { measureWireFloor } from './lib/wire-floor.mjs';
 
 const USAGE =
   'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
-  '                 [--content-bytes 27..1048576] [--rounds R] [--idle-seconds S]\n' +
+  '                 [--content-bytes 27..1048576] [--rounds R] [--idle-seconds S] [--target labels|hosts]\n' +
   '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver]\n';
 const { values: flags } = parseFlags({
   options: {
     agents: { type: 'string', default: '1000' },
     'max-parallel': { type: 'string', default: '200' },
     'content-bytes': { type: 'string' },
+    target: { type: 'string', default: 'labels' },
     deadline: { type: 'string', default: '300' },
     tmp: { type: 'string' },
     'cpu-prof': { type: 'string' },
@@ -133,6 +134,7 @@ const IDLE_MS =
 const DURABILITY_FLOOR_ORDERS = 2000;
 const CONTENT_BYTES = flags['content-bytes'] === undefined ? undefined : Number.parseInt(flags['content-bytes'], 10);
 const DEADLINE_MS = Number.parseFloat(flags.deadline) * 1000;
+const TARGET = flags.target;
 const AGENT_PROCESSES = Number.parseInt(flags['agent-processes'], 10);
 const START_CONCURRENCY = Number.parseInt(flags['start-concurrency'], 10);
 const STORE = flags.store;
@@ -148,6 +150,7 @@ if (
   !(AGENT_PROCESSES >= 1) ||
   !(START_CONCURRENCY >= 1) ||
   (STORE !== 'sqlite' && STORE !== 'postgres') ||
+  (TARGET !== 'labels' && TARGET !== 'hosts') ||
   !(K >= 1) ||
   !(ROUNDS >= 1) ||
   !(IDLE_MS >= 0) ||
@@ -728,7 +731,8 @@ async function main() {
   const waves = /** @type {const} */ ([1, '10%', '50%', '100%']);
   const rolloutRequest = (/** @type {string} */ patchId) =>
     sampleRollout(patchId, {
-      target: { labels: { role: 'bench' } },
+      // A label, or every host by name, as a rollout of a list of hosts someone pasted does.
+      target: TARGET === 'hosts' ? { hostIds: ids } : { labels: { role: 'bench' } },
       waves: [...waves],
       maxParallel: MAX_PARALLEL,
       revertParallel: MAX_PARALLEL,

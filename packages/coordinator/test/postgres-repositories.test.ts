@@ -354,6 +354,25 @@ function contract(open: () => Promise<Subject>): void {
       expect(await repos().rollouts.get('ro_x')).toBeUndefined();
     });
 
+    it("reads a rollout's request once: later reads take only the rest of the row, and an id inserted anew its new request", async () => {
+      const other = RolloutRequestSchema.parse({ patchId: 'pat_1', target: { hostIds: ['web-9'] } });
+      await create('ro_k', at(10));
+      expect((await repos().rollouts.get('ro_k'))?.request).toEqual(request);
+      // Nothing rewrites a request; one rewritten behind the repository's back shows it is not read again.
+      await subject.sql('UPDATE rollouts SET request = ? WHERE id = ?', [JSON.stringify(other), 'ro_k']);
+      await repos().rollouts.setState('ro_k', 'running', null, false, at(11));
+      expect(await repos().rollouts.get('ro_k')).toMatchObject({ request, state: 'running', startedAt: at(11) });
+      // The row gone, as a rolled-back insert leaves it, and its id inserted again: the new row is read whole.
+      await subject.sql('DELETE FROM rollouts WHERE id = ?', ['ro_k']);
+      expect(await repos().rollouts.get('ro_k')).toBeUndefined();
+      await repos().rollouts.insert(
+        { id: 'ro_k', patchId: 'pat_1', request: other, state: 'awaiting_approval', createdBy: 'bob' },
+        at(12),
+      );
+      expect(await repos().rollouts.get('ro_k')).toMatchObject({ request: other, state: 'awaiting_approval' });
+      await subject.sql('DELETE FROM rollouts WHERE id = ?', ['ro_k']);
+    });
+
     it('starts once, finishes when final and unfinishes when not; keeps the bake deadline in ms', async () => {
       await repos().rollouts.freezeTarget('ro_b', 12, 3);
       await repos().rollouts.setState('ro_b', 'running', null, false, at(11));

@@ -13,6 +13,10 @@ export class KeptReads<K, V> {
     return this.values.get(key);
   }
 
+  forget(key: K): void {
+    this.values.delete(key);
+  }
+
   keep(key: K, value: V): V {
     deepFreeze(value);
     if (this.values.size >= this.size) {

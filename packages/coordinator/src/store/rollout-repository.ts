@@ -33,24 +33,35 @@ export interface RolloutRow {
   finished_at: string | null;
 }
 
+/** Every column of a rollouts row but its request (and `promotion`, which only `promotion()` reads). */
+export const ROLLOUT_COLUMNS_BUT_REQUEST = `id, patch_id, state, created_by, host_count, wave_count, current_wave,
+  bake_until, state_reason, created_at, updated_at, started_at, finished_at`;
+
 /** The rollouts running at once, and then some. */
-const parsedRequests = new KeptReads<string, RolloutRequest>(64);
+const KEPT_REQUESTS = 64;
+const parsedRequests = new KeptReads<string, RolloutRequest>(KEPT_REQUESTS);
 
 /**
- * A rollout is read after every burst of results and at every advance, and its request is never
- * written again once the rollout exists: the same text parses to the same request, so the last few
- * parses are kept by their text (a target listing 10,000 hosts is 130 KB of JSON). A stale copy
- * cannot be served: another text is another key, so a change a group member made is seen at once.
+ * A rollout's request is never written again once the rollout exists: the same text parses to the
+ * same request, so the last few parses are kept by their text (a target listing 10,000 hosts is
+ * 130 KB of JSON). A stale copy cannot be served: another text is another key.
  */
 function parseRequest(text: string): RolloutRequest {
   return parsedRequests.get(text) ?? parsedRequests.keep(text, JSON.parse(text) as RolloutRequest);
 }
 
 export function rolloutFromRow(row: RolloutRow): RolloutRecord {
+  return rolloutWithRequest(row, parseRequest(row.request));
+}
+
+/** A rollouts row without its request: what `RolloutRequests.read` asks for once the request is kept. */
+export type RolloutRowWithoutRequest = Omit<RolloutRow, 'request'>;
+
+function rolloutWithRequest(row: RolloutRowWithoutRequest, request: RolloutRequest): RolloutRecord {
   return {
     id: row.id,
     patchId: row.patch_id,
-    request: parseRequest(row.request),
+    request,
     state: row.state as RolloutState,
     createdBy: row.created_by,
     hostCount: row.host_count,
@@ -65,8 +76,47 @@ export function rolloutFromRow(row: RolloutRow): RolloutRecord {
   };
 }
 
+/**
+ * The requests of the rollouts read last, by rollout id, for `get`: the engine reads a rollout after
+ * every result (its request decides how the host is judged), and even keyed by its text a request
+ * cost a read of that text and a hash of it each time: ~320 µs per read of a rollout whose target
+ * lists 10,000 hosts, more than everything else the coordinator does per host. A request is written
+ * once, with its row, and never again (in a coordinator group too: no member updates it), so once
+ * kept it is only the rest of the row that is read.
+ */
+export class RolloutRequests {
+  private readonly byId = new KeptReads<string, RolloutRequest>(KEPT_REQUESTS);
+
+  /** Reads a rollout: the row without its request when the request is kept, whole otherwise. */
+  async read(
+    id: string,
+    withoutRequest: () => Promise<RolloutRowWithoutRequest | undefined>,
+    whole: () => Promise<RolloutRow | undefined>,
+  ): Promise<RolloutRecord | undefined> {
+    const kept = this.byId.get(id);
+    if (kept !== undefined) {
+      const row = await withoutRequest();
+      return row && rolloutWithRequest(row, kept);
+    }
+    const row = await whole();
+    if (row === undefined) return undefined;
+    const rollout = rolloutFromRow(row);
+    this.byId.keep(id, rollout.request);
+    return rollout;
+  }
+
+  /**
+   * A rollout is inserted with this id: whatever was kept under it is forgotten (its insert was
+   * rolled back, and ids are never reused otherwise, but a kept request must be the row's).
+   */
+  inserted(id: string): void {
+    this.byId.forget(id);
+  }
+}
+
 export class RolloutRepository {
   private readonly statements;
+  private readonly requests = new RolloutRequests();
 
   constructor(db: Db) {
     this.statements = {
@@ -75,6 +125,7 @@ export class RolloutRepository {
          VALUES (@id, @patchId, @request, @state, @createdBy, @at, @at)`,
       ),
       byId: db.prepare('SELECT * FROM rollouts WHERE id = ?'),
+      byIdWithoutRequest: db.prepare(`SELECT ${ROLLOUT_COLUMNS_BUT_REQUEST} FROM rollouts WHERE id = ?`),
       inStates: db.prepare(
         'SELECT * FROM rollouts WHERE state IN (SELECT value FROM json_each(?)) ORDER BY created_at',
       ),
@@ -109,12 +160,16 @@ export class RolloutRepository {
     rollout: { id: string; patchId: string; request: RolloutRequest; state: RolloutState; createdBy: string },
     at: string,
   ): Promise<void> {
+    this.requests.inserted(rollout.id);
     this.statements.insert.run({ ...rollout, request: JSON.stringify(rollout.request), at });
   }
 
   async get(id: string): Promise<RolloutRecord | undefined> {
-    const row = this.statements.byId.get(id) as RolloutRow | undefined;
-    return row && rolloutFromRow(row);
+    return await this.requests.read(
+      id,
+      async () => this.statements.byIdWithoutRequest.get(id) as RolloutRowWithoutRequest | undefined,
+      async () => this.statements.byId.get(id) as RolloutRow | undefined,
+    );
   }
 
   async inStates(states: readonly RolloutState[]): Promise<RolloutRecord[]> {

@@ -1,14 +1,21 @@
 import type { Approval, PromotionDecision, RolloutRequest, RolloutState } from '@fleetpatch/shared';
 import type { Public } from '../repositories.js';
-import { type RolloutRecord, type RolloutRepository, type RolloutRow, rolloutFromRow } from '../rollout-repository.js';
+import {
+  ROLLOUT_COLUMNS_BUT_REQUEST,
+  type RolloutRecord,
+  type RolloutRepository,
+  RolloutRequests,
+  type RolloutRow,
+  type RolloutRowWithoutRequest,
+  rolloutFromRow,
+} from '../rollout-repository.js';
 import type { PostgresExecutor } from './postgres-executor.js';
 
 /**
  * Every column but `promotion`, which only `promotion()` reads. The request as text: parsed (once,
  * see `rolloutFromRow`) the way SQLite's is.
  */
-const COLUMNS = `id, patch_id, request::text AS request, state, created_by, host_count, wave_count, current_wave, bake_until,
-  state_reason, created_at, updated_at, started_at, finished_at`;
+const COLUMNS = `${ROLLOUT_COLUMNS_BUT_REQUEST}, request::text AS request`;
 
 /**
  * Rollouts and their approvals on PostgreSQL: the twin of `RolloutRepository`. Where SQLite orders
@@ -16,12 +23,15 @@ const COLUMNS = `id, patch_id, request::text AS request, state, created_by, host
  * the order does not depend on a plan PostgreSQL is free to change.
  */
 export class PostgresRolloutRepository implements Public<RolloutRepository> {
+  private readonly requests = new RolloutRequests();
+
   constructor(private readonly db: PostgresExecutor) {}
 
   async insert(
     rollout: { id: string; patchId: string; request: RolloutRequest; state: RolloutState; createdBy: string },
     at: string,
   ): Promise<void> {
+    this.requests.inserted(rollout.id);
     await this.db.query(
       `INSERT INTO rollouts (id, patch_id, request, state, created_by, created_at, updated_at)
        VALUES ($1, $2, $3::jsonb, $4, $5, $6, $6)`,
@@ -30,8 +40,15 @@ export class PostgresRolloutRepository implements Public<RolloutRepository> {
   }
 
   async get(id: string): Promise<RolloutRecord | undefined> {
-    const row = await this.db.one<RolloutRow>(`SELECT ${COLUMNS} FROM rollouts WHERE id = $1`, [id]);
-    return row && rolloutFromRow(row);
+    return await this.requests.read(
+      id,
+      async () =>
+        await this.db.one<RolloutRowWithoutRequest>(
+          `SELECT ${ROLLOUT_COLUMNS_BUT_REQUEST} FROM rollouts WHERE id = $1`,
+          [id],
+        ),
+      async () => await this.db.one<RolloutRow>(`SELECT ${COLUMNS} FROM rollouts WHERE id = $1`, [id]),
+    );
   }
 
   async inStates(states: readonly RolloutState[]): Promise<RolloutRecord[]> {
