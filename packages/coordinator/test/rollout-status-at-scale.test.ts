@@ -3,7 +3,12 @@
  * not grow with the fleet, and the hosts paged and filterable by state and wave — agreeing with the
  * full status, through the view and through the HTTP API (bad queries: 400, nothing read).
  */
-import { RolloutHostPageSchema, RolloutStatusSchema, RolloutSummarySchema } from '@fleetpatch/shared';
+import {
+  RolloutHostPageSchema,
+  RolloutListSchema,
+  RolloutStatusSchema,
+  RolloutSummarySchema,
+} from '@fleetpatch/shared';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type HostPageQuery, RolloutView } from '../src/engine/rollout-view.js';
 import { type HubUnderTest, startHub } from './support/hub-under-test.js';
@@ -128,6 +133,47 @@ describe('the summary and hosts routes', () => {
     const page = await hub.api('GET', `/v1/rollouts/${id}/hosts?state=queued&wave=0&limit=10`);
     expect(page.status).toBe(200);
     expect(RolloutHostPageSchema.parse(page.body)).toEqual({ hosts: [], next: null });
+  });
+
+  it('a rollout naming 10,000 hosts: its summary and the list count them in under 5 KB, its status lists them', async () => {
+    hub = await startHub();
+    const patch = (await hub.api('POST', '/v1/patches', SAMPLE_PATCH_SPEC)).body as { id: string };
+    const named = Array.from({ length: 10_000 }, (_, i) => `web-${String(i).padStart(5, '0')}.example.internal`);
+    // Enrolled straight into the store: 10,000 enrollments through the API would be the test's whole time.
+    const { store } = hub.app.fleet;
+    await store.transaction(async () => {
+      for (const [i, hostId] of named.entries())
+        await store.agents.enroll(
+          { id: hostId, publicKey: `${String(i).padStart(43, 'A')}`, labels: {}, mayReplace: false },
+          new Date(0).toISOString(),
+        );
+    });
+    const created = await hub.api('POST', '/v1/rollouts', {
+      patchId: patch.id,
+      target: { hostIds: named, excludeLabels: { tier: 'canary' } },
+    });
+    expect(created.status, JSON.stringify(created.body).slice(0, 500)).toBe(201);
+    const id = RolloutStatusSchema.parse(created.body).rollout.id;
+
+    const summary = await hub.api('GET', `/v1/rollouts/${id}/summary`);
+    expect(summary.status).toBe(200);
+    expect(JSON.stringify(summary.body).length).toBeLessThan(5 * 1024);
+    const brief = RolloutSummarySchema.parse(summary.body).rollout;
+    expect(brief.request.target).toEqual({ hostIdCount: 10_000, excludeLabels: { tier: 'canary' } });
+
+    const list = await hub.api('GET', '/v1/rollouts?limit=5');
+    expect(list.status).toBe(200);
+    expect(JSON.stringify(list.body).length).toBeLessThan(5 * 1024);
+    expect(RolloutListSchema.parse(list.body).rollouts).toEqual([brief]);
+
+    // The request as written is the status's: a brief only leaves the names out.
+    const status = RolloutStatusSchema.parse((await hub.api('GET', `/v1/rollouts/${id}`)).body);
+    expect(status.rollout.request.target.hostIds).toEqual(named);
+    const { hostIds: _named, ...rest } = status.rollout.request.target;
+    expect({ ...status.rollout, request: { ...status.rollout.request, target: rest } }).toEqual({
+      ...brief,
+      request: { ...brief.request, target: { excludeLabels: { tier: 'canary' } } },
+    });
   });
 
   it('an unknown rollout is 404 on both', async () => {

@@ -69,6 +69,15 @@ describe('targets', () => {
     expect(err.details).toMatchObject({ unknown: ['web-9', 'wbe-1'] });
     expect(await fleet.dump()).toBe(before);
   });
+
+  it('a list missing thousands of hosts is refused with a message naming ten; the details name them all', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(['web-1']);
+    const missing = Array.from({ length: 2_000 }, (_, i) => `gone-${i}`);
+    const err = await refusal(async () => await fleet.create({ target: { hostIds: ['web-1', ...missing] } }));
+    expect(err.message).toBe(`unknown host ids: ${missing.slice(0, 10).join(', ')} and 1990 more`);
+    expect(err.details).toMatchObject({ path: 'target.hostIds', unknown: missing });
+  });
 });
 
 // ---- labels: what an admin set, and what a host says ------------------------------------------

@@ -6,7 +6,7 @@ import { PatchSummarySchema } from './patch-summary.js';
 import { PreconditionOutcomeSchema } from './preconditions.js';
 import { PromotionDecisionSchema } from './promotion-views.js';
 import { FactsSchema, OrderOutcomeSchema, PackageMoveSchema, RehearsalReportSchema } from './protocol.js';
-import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema } from './rollout.js';
+import { HostRunStateSchema, RolloutRequestSchema, RolloutStateSchema, TargetBriefSchema } from './rollout.js';
 import { AfterChangeReportSchema } from './service-restarts.js';
 import { SignerRoleSchema, StatementSchema } from './signed-statement.js';
 import { LabelsSchema } from './validation.js';
@@ -161,7 +161,17 @@ export const RolloutRecordSchema = z
   .strict();
 export type RolloutRecord = z.infer<typeof RolloutRecordSchema>;
 
-export const RolloutListSchema = z.object({ rollouts: z.array(RolloutRecordSchema) }).strict();
+/**
+ * A rollout as lists and summaries show it: its record, but its target counts the hosts it names
+ * instead of listing them (`TargetBriefSchema`), so that a list or a summary stays small whatever the
+ * target. The record whole, its request as written, is `GET /v1/rollouts/:id`.
+ */
+export const RolloutBriefSchema = RolloutRecordSchema.extend({
+  request: RolloutRequestSchema.extend({ target: TargetBriefSchema }),
+});
+export type RolloutBrief = z.infer<typeof RolloutBriefSchema>;
+
+export const RolloutListSchema = z.object({ rollouts: z.array(RolloutBriefSchema) }).strict();
 export type RolloutList = z.infer<typeof RolloutListSchema>;
 
 /**
@@ -404,7 +414,7 @@ export type FailedHost = z.infer<typeof FailedHostSchema>;
  */
 export const RolloutSummarySchema = z
   .object({
-    rollout: RolloutRecordSchema,
+    rollout: RolloutBriefSchema,
     failures: CountSchema,
     toleratedFailures: CountSchema,
     haltsOn: z.string(),

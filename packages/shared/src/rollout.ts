@@ -21,6 +21,24 @@ export type WaveStep = z.infer<typeof WaveStepSchema>;
 export const FailureBudgetSchema = z.union([z.number().int().min(0).max(1_000_000), PercentSchema]);
 export type FailureBudget = z.infer<typeof FailureBudgetSchema>;
 
+/** The selectors of a target, apart from the rules that bind them together (see `TargetSchema`). */
+const TARGET_FIELDS = {
+  all: z.boolean().optional(),
+  hostIds: z.array(HostIdSchema).min(1).max(100_000).optional(),
+  labels: LabelsSchema.optional(),
+  reportedLabels: LabelsSchema.optional(),
+  excludeLabels: LabelsSchema.optional(),
+  facts: z
+    .object({
+      os: z.string().max(100).optional(),
+      distro: z.string().max(100).optional(),
+      arch: z.string().max(50).optional(),
+    })
+    .strict()
+    .optional(),
+  exposedTo: z.object({ source: InstalledPackageNameSchema, fixed: DpkgVersionSchema }).strict().optional(),
+};
+
 /**
  * Who receives the patch. At least one selector is required: "every host" must be said out loud
  * with `all: true`.
@@ -39,22 +57,7 @@ export type FailureBudget = z.infer<typeof FailureBudgetSchema>;
  * host reports of itself; hosts with no inventory are not selected (the start event names them).
  */
 export const TargetSchema = z
-  .object({
-    all: z.boolean().optional(),
-    hostIds: z.array(HostIdSchema).min(1).max(100_000).optional(),
-    labels: LabelsSchema.optional(),
-    reportedLabels: LabelsSchema.optional(),
-    excludeLabels: LabelsSchema.optional(),
-    facts: z
-      .object({
-        os: z.string().max(100).optional(),
-        distro: z.string().max(100).optional(),
-        arch: z.string().max(50).optional(),
-      })
-      .strict()
-      .optional(),
-    exposedTo: z.object({ source: InstalledPackageNameSchema, fixed: DpkgVersionSchema }).strict().optional(),
-  })
+  .object(TARGET_FIELDS)
   .strict()
   .refine(
     (t) =>
@@ -76,6 +79,23 @@ export const TargetSchema = z
     path: ['reportedLabels'],
   });
 export type Target = z.infer<typeof TargetSchema>;
+
+const { hostIds: _listedHosts, ...TARGET_FIELDS_BUT_HOST_IDS } = TARGET_FIELDS;
+
+/**
+ * A target as lists and summaries show it: hosts it names are counted (`hostIdCount`), not listed. A
+ * pasted list of 10,000 hosts is ~140 KB, which every poll of a list or of a summary would carry
+ * again; the whole request is in `GET /v1/rollouts/:id`.
+ */
+export const TargetBriefSchema = z
+  .object({ ...TARGET_FIELDS_BUT_HOST_IDS, hostIdCount: z.number().int().min(1).optional() })
+  .strict();
+export type TargetBrief = z.infer<typeof TargetBriefSchema>;
+
+export function targetBriefOf(target: Target): TargetBrief {
+  const { hostIds, ...rest } = target;
+  return hostIds === undefined ? rest : { ...rest, hostIdCount: hostIds.length };
+}
 
 export const OfflinePolicySchema = z
   .object({

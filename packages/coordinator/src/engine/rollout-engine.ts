@@ -138,6 +138,9 @@ export interface StartOptions {
   overridePromotion?: { reason: string };
 }
 
+/** How many unknown host ids a refused create names in its message. */
+const UNKNOWN_HOSTS_NAMED = 10;
+
 /**
  * The rollout engine: plain TypeScript over the store and an `AgentChannel`.
  *
@@ -289,7 +292,10 @@ export class RolloutEngine {
       }
       const unknown = unknownHostIds(request.target, await this.store.agents.list());
       if (unknown.length > 0) {
-        throw new FleetError(ErrorCode.validationFailed, `unknown host ids: ${unknown.join(', ')}`, {
+        // The message names the first few (a pasted list can miss by thousands); the details name them all.
+        const named = unknown.slice(0, UNKNOWN_HOSTS_NAMED).join(', ');
+        const more = unknown.length > UNKNOWN_HOSTS_NAMED ? ` and ${unknown.length - UNKNOWN_HOSTS_NAMED} more` : '';
+        throw new FleetError(ErrorCode.validationFailed, `unknown host ids: ${named}${more}`, {
           path: 'target.hostIds',
           unknown,
         });

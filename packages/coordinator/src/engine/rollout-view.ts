@@ -11,6 +11,7 @@ import {
   isRevertable,
   type LiveHealth,
   protocolGapOf,
+  type RolloutBrief,
   type RolloutHostPage,
   type RolloutPlan,
   type RolloutRecord as RolloutRecordView,
@@ -20,6 +21,7 @@ import {
   resolveWaveSizes,
   revertSignaturesNeeded,
   type StatementView,
+  targetBriefOf,
   toleratedFailures,
   type WavePhase,
   type WindowStatus,
@@ -42,9 +44,9 @@ export class RolloutView {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The newest `limit` rollouts, newest first. */
-  async list(limit: number): Promise<RolloutRecordView[]> {
-    return (await this.store.rollouts.list(limit)).map(toView);
+  /** The newest `limit` rollouts, newest first, each as a brief (its target's hosts counted, not listed). */
+  async list(limit: number): Promise<RolloutBrief[]> {
+    return (await this.store.rollouts.list(limit)).map(briefOf);
   }
 
   async plan(id: string): Promise<RolloutPlan> {
@@ -184,7 +186,7 @@ export class RolloutView {
     }
     const tolerated = toleratedFailures(rollout.request.maxFailures, rollout.hostCount);
     return {
-      rollout: toView(rollout),
+      rollout: briefOf(rollout),
       failures: await this.store.hostRuns.failures(id),
       toleratedFailures: tolerated,
       haltsOn: describeHaltPoint(tolerated),
@@ -318,6 +320,12 @@ function complianceLink(exposedTo: { source: string; fixed: string }): NonNullab
 /** The stored rollout as the API shows it: `bakeUntil` becomes an ISO time. */
 function toView(rollout: RolloutRecord): RolloutRecordView {
   return { ...rollout, bakeUntil: rollout.bakeUntil === null ? null : new Date(rollout.bakeUntil).toISOString() };
+}
+
+/** A rollout as lists and summaries show it (`RolloutBriefSchema`). */
+function briefOf(rollout: RolloutRecord): RolloutBrief {
+  const view = toView(rollout);
+  return { ...view, request: { ...view.request, target: targetBriefOf(view.request.target) } };
 }
 
 /** How many failed hosts a summary names, and how much of each one's reason. */
