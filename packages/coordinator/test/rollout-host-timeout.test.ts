@@ -60,6 +60,21 @@ describe('a patch whose health checks may take longer than the rollout waits', (
     expect(state).toBe('scheduled');
   });
 
+  it('with rehearseRevert, covers three health deadlines and their polls: a canary checks after the apply, the rehearsed revert and the apply again', async () => {
+    const fleet = await fleetWith(SLOW_TO_WARM);
+    const before = await fleet.dump();
+    const err = await refusal(() =>
+      fleet.create({ patchId: 'pat_slow', rehearseRevert: true, hostTimeoutSeconds: 3 * 1810 - 1 }),
+    );
+    expect(err.code).toBe(ErrorCode.validationFailed);
+    expect(err.details).toMatchObject({ path: 'body.hostTimeoutSeconds' });
+    expect(err.message).toContain('must be at least 5430 (got 5429)');
+    expect(err.message).toContain('with rehearseRevert a canary passes its checks three times');
+    expect(await fleet.dump()).toBe(before);
+    const { state } = await fleet.create({ patchId: 'pat_slow', rehearseRevert: true, hostTimeoutSeconds: 3 * 1810 });
+    expect(state).toBe('scheduled');
+  });
+
   it('is any timeout for a patch without health checks: it is judged healthy at once', async () => {
     const fleet = await fleetWith({ ...SAMPLE_PATCH_SPEC, health: { checks: [], healthyDeadlineSeconds: 7200 } });
     const { state } = await fleet.create({ patchId: 'pat_slow', hostTimeoutSeconds: 1 });
