@@ -123,7 +123,6 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
     }
   });
 
-  const clock = options.clock ?? systemClock;
   // The store the configuration names; a PostgreSQL one is migrated (under its lock) before use.
   const store =
     config.store.kind === 'postgres'
@@ -170,6 +169,9 @@ export async function buildApp(config: CoordinatorConfig, options: BuildAppOptio
           log: options.logger.child({ component: 'group' }),
         })
       : null;
+  // A group's members run on the database's clock, the one time they all judge each other's instants
+  // by (see DatabaseClock); a clock given for a test is what that test runs on.
+  const clock = options.clock ?? group?.clock ?? systemClock;
   const channel: AgentChannel = group?.channel ?? hub;
   // The engine needs the scheduler to wake it, the scheduler needs the engine to wake: late-bound.
   let engineRef: RolloutEngine | null = null;

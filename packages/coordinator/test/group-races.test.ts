@@ -122,14 +122,10 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
     expect((await b.store.hostRuns.get(id, 'h1'))?.state).toBe('healthy');
   });
 
-  // FAILS today (kept as it.fails until it is fixed): bakes are judged on each member's own wall clock
-  // (the engine's clock) against the `bake_until` another member wrote; only leases use the database's
-  // clock. The member that takes over ends the canary's bake at once and sends the next wave its orders.
-  // With skew 0 the same test passes. (A host's timeout runs from its delivery, stamped by the member
-  // that recorded its agent's report: judged by that member, it is not late; judged by another, it is.)
-  // Proposed: in a group, the engine's clock is the database's (an offset measured at join and on every
-  // heartbeat).
-  it.fails('a member whose clock runs two minutes ahead takes a rollout over without ending a bake early', async () => {
+  // Bakes are judged against the `bake_until` another member wrote, and a host's timeout from the
+  // delivery another member stamped: each member's own wall clock would be minutes off. A group runs on
+  // the database's clock (DatabaseClock): the member that takes over waits out the rest of the bake.
+  it('a member whose clock runs two minutes ahead takes a rollout over without ending a bake early', async () => {
     // c2's machine clock is 2 minutes ahead of c1's (a fault scenario 9 skew), the database's is right.
     const { m } = await group(2, 1500, [0, 120_000]);
     const [a, b] = m as [GroupMember, GroupMember];

@@ -1,9 +1,11 @@
+import { type Clock, systemClock } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import { DRIVEN_STATES, type RolloutDriving } from '../engine/engine-interfaces.js';
 import type { AgentHub } from '../hub/agent-hub.js';
 import type { PostgresBackend } from '../store/postgres/postgres-backend.js';
 import type { Store } from '../store/store.js';
 import { AgentOutbox } from './agent-outbox.js';
+import { DatabaseClock } from './database-clock.js';
 import { DedicatedConnection } from './dedicated-connection.js';
 import { EngineStepLock } from './engine-step-lock.js';
 import { EventTail } from './event-tail.js';
@@ -20,6 +22,18 @@ export interface CoordinatorGroupOptions {
   store: Store;
   hub: AgentHub;
   log: Logger;
+  /**
+   * The member's machine clock (tests); the system's unless said. `clock` runs on its monotonic
+   * reading and never reads its wall clock, which may be minutes off the other members'.
+   */
+  baseClock?: Clock;
+}
+
+/** The database's clock, in ms since the epoch: the group's one time (see DatabaseClock). */
+const DATABASE_MS = 'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms';
+
+function executorOf(store: Store) {
+  return (store.backend as PostgresBackend).executor;
 }
 
 /** How often the outbox drops messages nobody came for. */
@@ -51,8 +65,12 @@ export class CoordinatorGroup {
   private onWake: (rolloutId: string) => void = () => {};
   private onTakeOver: (rolloutIds: readonly string[]) => Promise<void> = async () => {};
 
-  private constructor(private readonly options: CoordinatorGroupOptions) {
-    const executor = (options.store.backend as PostgresBackend).executor;
+  private constructor(
+    private readonly options: CoordinatorGroupOptions,
+    /** The group's one time: the database's clock (see DatabaseClock). What this member's engine runs on. */
+    readonly clock: DatabaseClock,
+  ) {
+    const executor = executorOf(options.store);
     this.heartbeatMs = Math.max(100, Math.floor(options.leaseMs / 3));
     this.lockConnection = new DedicatedConnection(options.url);
     this.stepLock = new EngineStepLock(this.lockConnection);
@@ -80,7 +98,13 @@ export class CoordinatorGroup {
   /** Joins the group: a member with no agent yet, listening, its event tail at the newest event. */
   static async join(options: CoordinatorGroupOptions): Promise<CoordinatorGroup> {
     if (options.store.backend.kind !== 'postgres') throw new Error('a coordinator group needs a PostgreSQL store');
-    const group = new CoordinatorGroup(options);
+    const executor = executorOf(options.store);
+    const clock = await DatabaseClock.measure(async () => {
+      const row = await executor.one<{ ms: number }>(DATABASE_MS);
+      if (row === undefined) throw new Error('the database did not say what time it is');
+      return row.ms;
+    }, options.baseClock ?? systemClock);
+    const group = new CoordinatorGroup(options, clock);
     await group.presence.join();
     await group.notifications.start();
     await group.tail.start();
@@ -202,6 +226,9 @@ export class CoordinatorGroup {
 
   private async beat(): Promise<void> {
     try {
+      const moved = await this.clock.remeasure();
+      if (moved !== 0)
+        this.options.log.info({ movedMs: Math.round(moved) }, "the database's clock moved: following it");
       await this.presence.heartbeat();
       await this.keepLeases();
       this.deliverOutbox();

@@ -13,6 +13,7 @@ import {
   type OrderResultBody,
   PROTOCOL_VERSION,
   storedPatch,
+  systemClock,
 } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { RolloutEngine } from '../../src/engine/rollout-engine.js';
@@ -180,7 +181,10 @@ export interface MemberOptions {
   url: string;
   id: string;
   leaseMs: number;
-  /** The member's engine clock (its machine's wall clock); Date.now unless said. */
+  /**
+   * The member's machine wall clock; Date.now unless said. Its engine runs on the group's clock (the
+   * database's, as app.ts has it), so a skew here must change nothing the engine decides.
+   */
   now?: () => number;
 }
 
@@ -205,6 +209,7 @@ export class GroupMember {
       store,
       hub: new FakeHub() as unknown as AgentHub,
       log: silent,
+      baseClock: { ...systemClock, now: options.now ?? (() => Date.now()) },
     });
     // The group's hub is the member's hub: rebuilt below with the member's own FakeHub.
     let engineRef: RolloutEngine | undefined;
@@ -217,7 +222,7 @@ export class GroupMember {
       ),
       stepGuard: group.stepLock,
       log: silent,
-      clock: { now: options.now ?? (() => Date.now()) },
+      clock: group.clock,
       resultsAwaited: () => true,
     });
     engineRef = engine;
