@@ -95,10 +95,15 @@ export class AgentRepository {
    * re-enrolled host keeps its fixed labels; the join token's labels are laid over them.
    */
   async enroll(agent: NewAgentKey, at: string): Promise<boolean> {
-    const { mayReplace, ...row } = agent;
+    // A literal, not a spread: see HostRunRepository.transition (every new agent enrolls once).
     return (
-      this.statements.enroll.run({ ...row, labels: JSON.stringify(row.labels), at, mayReplace: mayReplace ? 1 : 0 })
-        .changes === 1
+      this.statements.enroll.run({
+        id: agent.id,
+        publicKey: agent.publicKey,
+        labels: JSON.stringify(agent.labels),
+        at,
+        mayReplace: agent.mayReplace ? 1 : 0,
+      }).changes === 1
     );
   }
 

@@ -66,7 +66,18 @@ export class EventRepository {
 
   async append(event: NewEvent, at: string): Promise<EventRecord> {
     const record = newEventRecord(event, at);
-    const info = this.statements.insert.run({ ...record, data: record.data && JSON.stringify(record.data) });
+    // A literal, not `{ ...record, data }`: better-sqlite3 binds a spread-built object's named parameters
+    // ~12 µs slower (see HostRunRepository.transition), and every host of a rollout appends two events.
+    const info = this.statements.insert.run({
+      rolloutId: record.rolloutId,
+      hostId: record.hostId,
+      actor: record.actor,
+      type: record.type,
+      fromState: record.fromState,
+      toState: record.toState,
+      data: record.data && JSON.stringify(record.data),
+      at: record.at,
+    });
     return { seq: Number(info.lastInsertRowid), ...record };
   }
 
