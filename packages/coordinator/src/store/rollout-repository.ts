@@ -79,7 +79,7 @@ function rolloutWithRequest(row: RolloutRowWithoutRequest, request: RolloutReque
 /**
  * The requests of the rollouts read last, by rollout id, for `get`: the engine reads a rollout after
  * every result (its request decides how the host is judged), and even keyed by its text a request
- * cost a read of that text and a hash of it each time: ~320 µs per read of a rollout whose target
+ * cost a read of that text and a hash of it each time: 200–320 µs per read of a rollout whose target
  * lists 10,000 hosts, more than everything else the coordinator does per host. A request is written
  * once, with its row, and never again (in a coordinator group too: no member updates it), so once
  * kept it is only the rest of the row that is read.
