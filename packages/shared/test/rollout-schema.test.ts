@@ -9,7 +9,9 @@ import {
   REVERT_END_STATES,
   ROLLOUT_STATES,
   RolloutRequestSchema,
+  TargetBriefSchema,
   TargetSchema,
+  targetBriefOf,
   WaveStepSchema,
 } from '../src/rollout.js';
 import { issues } from './support/issues.js';
@@ -128,6 +130,31 @@ describe('TargetSchema', () => {
     expect(issues(TargetSchema, { facts: { arch: 'x'.repeat(51) } })).toEqual([
       'facts.arch: Too big: expected string to have <=50 characters',
     ]);
+  });
+});
+
+describe('targetBriefOf (a target as lists and summaries show it)', () => {
+  it('counts the hosts a target names instead of listing them, and keeps every other selector', () => {
+    const target = TargetSchema.parse({
+      hostIds: ['web-1', 'web-2', 'web-3'],
+      reportedLabels: { tier: 'front' },
+      excludeLabels: { freeze: 'yes' },
+    });
+    const brief = targetBriefOf(target);
+    expect(brief).toEqual({ hostIdCount: 3, reportedLabels: { tier: 'front' }, excludeLabels: { freeze: 'yes' } });
+    expect(TargetBriefSchema.parse(brief)).toEqual(brief);
+  });
+
+  it('is the target itself when it names no host', () => {
+    const target = TargetSchema.parse({ labels: { env: 'prod' }, facts: { distro: 'debian' } });
+    expect(targetBriefOf(target)).toEqual({ labels: { env: 'prod' }, facts: { distro: 'debian' } });
+    expect(targetBriefOf(TargetSchema.parse({ all: true }))).toEqual({ all: true });
+  });
+
+  it('never lists the hosts, and counts at least one', () => {
+    expect(issues(TargetBriefSchema, { hostIds: ['web-1'] })).toEqual([': Unrecognized key: "hostIds"']);
+    expect(issues(TargetBriefSchema, { hostIdCount: 0 })).toEqual([expect.stringMatching(/^hostIdCount: /)]);
+    expect(issues(TargetBriefSchema, { hostIdCount: 1.5 })).toEqual([expect.stringMatching(/^hostIdCount: /)]);
   });
 });
 
