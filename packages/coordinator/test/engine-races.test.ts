@@ -115,6 +115,37 @@ describe('a late bake failure after the rollout succeeded', () => {
     expect(cancelsOf(fleet)).toEqual([['host-2', two]]);
   });
 
+  it('a host away when the rollout succeeded is told its watch is over at its hello, while the watch may still run', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(3));
+    const id = await fleet.launch({ waves: ['100%'], bakeSeconds: 3600, maxFailures: 0 });
+    const one = await fleet.finish('host-1');
+    const two = await fleet.finish('host-2');
+    await fleet.finish('host-3');
+    fleet.disconnect('host-2');
+    fleet.disconnect('host-3');
+    await fleet.engine.promote(id, 'bob');
+    await fleet.engine.whenIdle();
+    expect(await fleet.state(id)).toBe('succeeded');
+    const delivered = () =>
+      fleet.sent.filter((s) => s.message.type === 'order.cancel' && s.delivered).map((s) => [s.agentId, s.message]);
+    expect(delivered()).toEqual([['host-1', { type: 'order.cancel', orderId: one }]]);
+
+    // host-2 is back within its watch (an hour's bake): the cancel owed to it goes after its hello, once.
+    fleet.now += 30 * 60 * SECOND;
+    await fleet.connect('host-2');
+    await fleet.connect('host-2');
+    expect(delivered()).toEqual([
+      ['host-1', { type: 'order.cancel', orderId: one }],
+      ['host-2', { type: 'order.cancel', orderId: two }],
+    ]);
+    // host-3 comes back after its watch could have run (the bake and ten minutes' slack): nothing is owed.
+    fleet.now += 45 * 60 * SECOND;
+    await fleet.connect('host-3');
+    expect(delivered().map(([agentId]) => agentId)).toEqual(['host-1', 'host-2']);
+    expect(fleet.sentOf('order.cancel', 'host-3').filter((s) => s.delivered)).toEqual([]);
+  });
+
   it("a failure its watch saw before the cancel arrived is the host's truth, not counted, and said on the record", async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(hosts(2));

@@ -1,6 +1,7 @@
 import type { Clock, CoordinatorMessage, MaintenanceWindow, RolloutState } from '@fleetpatch/shared';
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.js';
+import type { OwedCancels } from './owed-cancels.js';
 import type { ReconnectGrace } from './reconnect-grace.js';
 
 /** How the engine reaches agents. The hub implements it; the engine never sees a socket. */
@@ -54,6 +55,8 @@ export interface EngineDeps {
   drives(rolloutId: string): boolean;
   /** The first moments after this coordinator started: hosts not heard from yet are not judged on time. */
   grace: ReconnectGrace;
+  /** Bake-watch cancels owed to agents that were not connected when the rollout succeeded. */
+  owedCancels: OwedCancels;
   /**
    * Test-only crash points, unset in production: `order:committed` (an apply order's row is committed,
    * not yet sent), `order:sent` (and sent), `result:committed` (a result is committed, not yet acked).

@@ -5,6 +5,7 @@ import type { Store } from '../store/store.js';
 import { applyOrders } from './apply-frames.js';
 import type { AgentChannel, EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES } from './host-run-states.js';
+import type { OwedCancels } from './owed-cancels.js';
 import { signedApplyOf, signedRevertOf } from './rollout-signing.js';
 
 /*
@@ -106,7 +107,9 @@ export async function endBakeWatches(
   channel: AgentChannel,
   rollout: RolloutRecord,
   now: number,
+  owed: OwedCancels,
 ): Promise<void> {
+  owed.prune(now);
   if (rollout.request.bakeSeconds <= 0) return;
   const runs = await store.hostRuns.forRollout(rollout.id);
   const lastResultOfWave = new Map<number, number>();
@@ -116,8 +119,11 @@ export async function endBakeWatches(
   const watchMayRunFor = rollout.request.bakeSeconds * 1000 + WATCH_MAY_OUTLAST_BAKE_MS;
   for (const run of runs) {
     if (run.state !== 'healthy' || !run.changed || !run.orderId) continue;
-    if (now < (lastResultOfWave.get(run.wave) ?? now) + watchMayRunFor)
-      channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId });
+    const until = (lastResultOfWave.get(run.wave) ?? now) + watchMayRunFor;
+    if (now >= until) continue;
+    // An agent not connected now is sent it after its next hello (ReportRecorder.resendAfterHello).
+    if (!channel.send(run.hostId, { type: 'order.cancel', orderId: run.orderId }))
+      owed.owe(run.hostId, run.orderId, until);
   }
 }
 

@@ -50,7 +50,7 @@ const PROGRESS_TO_STATE: Partial<Record<OrderProgress['phase'], InFlightPhase>> 
 
 type RecorderDeps = Pick<
   EngineDeps,
-  'store' | 'channel' | 'clock' | 'log' | 'windows' | 'waveGate' | 'markDirty' | 'checkpoint' | 'grace'
+  'store' | 'channel' | 'clock' | 'log' | 'windows' | 'waveGate' | 'markDirty' | 'checkpoint' | 'grace' | 'owedCancels'
 >;
 
 /**
@@ -181,6 +181,9 @@ export class ReportRecorder {
   private async resendAfterHello(agentId: string, hello: Hello): Promise<void> {
     const { store, channel } = this.deps;
     await this.cancelAbandoned(agentId, hello);
+    // Bake watches its rollout's success ended while the agent was away (see OwedCancels).
+    for (const orderId of this.deps.owedCancels.take(agentId, this.deps.clock.now()))
+      channel.send(agentId, { type: 'order.cancel', orderId });
     const reported = new Set(hello.orders.map((order) => order.orderId));
     for (const run of await store.hostRuns.forHostInStates(agentId, [...IN_FLIGHT_HOST_STATES, 'reverting'])) {
       if (run.state === 'reverting') {

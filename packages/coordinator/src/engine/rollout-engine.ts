@@ -47,6 +47,7 @@ import { newId } from './ids.js';
 import { invalidField } from './invalid-field.js';
 import { LiveHealthBoard } from './live-health.js';
 import { cancelInFlight, resendInFlight } from './order-sender.js';
+import { OwedCancels } from './owed-cancels.js';
 import { checkPromotion, environmentOf, promotionRefusal, stageRunsOf } from './promotion-gate.js';
 import { ReconnectGrace } from './reconnect-grace.js';
 import { recordApart } from './report-isolation.js';
@@ -226,6 +227,7 @@ export class RolloutEngine {
             this.channel.isOnlineElsewhere ? this.channel.isOnlineElsewhere(hostId) : false,
           )
         : ReconnectGrace.none(),
+      owedCancels: new OwedCancels(),
       checkpoint: options.checkpoint,
     };
     this.reverts = new RevertRunner(this.deps);

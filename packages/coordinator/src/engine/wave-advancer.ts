@@ -26,7 +26,7 @@ const WAVE_MOVING_STATES: readonly HostRunState[] = [...IN_FLIGHT_HOST_STATES, '
 
 type AdvancerDeps = Pick<
   EngineDeps,
-  'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty' | 'checkpoint' | 'grace'
+  'store' | 'channel' | 'clock' | 'waveGate' | 'windows' | 'markDirty' | 'checkpoint' | 'grace' | 'owedCancels'
 >;
 
 /** The advance loop: failure budgets, waves, bakes, maintenance windows, and dispatch of apply orders. */
@@ -201,7 +201,7 @@ export class WaveAdvancer {
     });
     // After the commit, as every send: a crash before it leaves watches that end by themselves, and a
     // failure one of them still reports is recorded as after the rollout's end (ReportRecorder).
-    if (succeeded) await endBakeWatches(store, this.deps.channel, rollout, clock.now());
+    if (succeeded) await endBakeWatches(store, this.deps.channel, rollout, clock.now(), this.deps.owedCancels);
     return true;
   }
 
