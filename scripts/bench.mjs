@@ -65,7 +65,7 @@ import { measureDurabilityFloor } from './lib/durability-floor.mjs';
 import { HealthzWatch } from './lib/healthz-watch.mjs';
 import { apiClient, COORDINATOR_UNBUNDLED, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { startCluster } from './lib/postgres-cluster.mjs';
-import { samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
+import { sampleFacts, samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
 import { measureWireFloor } from './lib/wire-floor.mjs';
 
 /**
@@ -206,16 +206,7 @@ const ANSIBLE_MAX_FORKS = 50;
 const CONFIG_PATH = '/etc/bench/app.conf';
 const OLD = 'listen = 8080\nworkers = 2\n';
 const NEW = paddedTo('listen = 8080\nworkers = 4\n', CONTENT_BYTES);
-const FACTS = {
-  hostname: 'bench',
-  os: 'linux',
-  distro: 'Bench Linux',
-  release: '1.0',
-  kernel: '6.0.0-bench',
-  arch: 'x64',
-  cpus: 2,
-  memoryBytes: 4 * 1024 ** 3,
-};
+const FACTS = sampleFacts('bench');
 const ADMIN_TOKEN = 'bench-admin-token-000001';
 const say = (line = '') => process.stdout.write(`${line}\n`);
 const secs = (/** @type {number} */ ms) => `${(ms / 1000).toFixed(2)} s`;

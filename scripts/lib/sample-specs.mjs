@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 
 /**
- * @import { PatchSpecInput, RolloutRequestInput } from '@fleetpatch/shared'
+ * @import { Facts, PatchSpecInput, RolloutRequestInput } from '@fleetpatch/shared'
  */
 
 /** @typedef {NonNullable<PatchSpecInput['health']>} HealthPolicyInput */
@@ -110,4 +110,23 @@ export function samplePackagePatch(options) {
  */
 export function sampleRollout(patchId, overrides = {}) {
   return { patchId, target: { all: true }, ...overrides };
+}
+
+/**
+ * What a bench agent reports about its host: made-up facts, the same for every agent, so a run
+ * neither reads this machine for each of thousands of agents nor depends on what it finds.
+ * @param {string} hostname
+ * @returns {Facts}
+ */
+export function sampleFacts(hostname) {
+  return {
+    hostname,
+    os: 'linux',
+    distro: 'Bench Linux',
+    release: '1.0',
+    kernel: '6.0.0-bench',
+    arch: 'x64',
+    cpus: 2,
+    memoryBytes: 4 * 1024 ** 3,
+  };
 }

@@ -118,6 +118,8 @@ export class Journal {
   private readonly orderBytes = new Map<OrderApply, Buffer>();
   /** Told the id of every order whose directory may have changed: see `onOrderChanged`. */
   private readonly changeListeners: ((orderId: string) => void)[] = [];
+  /** The size of each order's entry as last written, for the orders whose files the journal knows: see `entryBytes`. */
+  private readonly knownEntryBytes = new Map<string, number>();
 
   private constructor(
     private readonly ordersDir: string,
@@ -176,6 +178,18 @@ export class Journal {
 
   get(orderId: string): JournalEntry | undefined {
     return this.entries.get(orderId);
+  }
+
+  /**
+   * The bytes of the order's directory outside its snapshot and run directories, when the journal
+   * knows them without looking: this journal made the directory (so it held nothing else) and every
+   * write of the order's entry since succeeded (one that failed may have left its temp file), so it
+   * holds the entry as last written and nothing more. Undefined for any other order — one found at
+   * open, one whose directory was there before its first entry, one a write of failed — whose
+   * directory only a walk can measure (see `JournalUsage`).
+   */
+  entryBytes(orderId: string): number | undefined {
+    return this.knownEntryBytes.get(orderId);
   }
 
   all(): JournalEntry[] {
@@ -286,6 +300,7 @@ export class Journal {
       await this.inTurn(entry.orderId, async () => {
         if (!isOld(this.entries.get(entry.orderId))) return; // written to meanwhile
         this.entries.delete(entry.orderId);
+        this.knownEntryBytes.delete(entry.orderId);
         await rm(this.orderDir(entry.orderId), { recursive: true, force: true });
         this.orderChanged(entry.orderId);
         removed++;
@@ -375,15 +390,25 @@ export class Journal {
     // The order's directory is durable before its first entry is: else a power cut could lose both.
     // An order with an entry already has it (written after this step, or read back at open, after
     // `orders/` was synced), so a later phase skips the mkdir: one syscall less per journal write.
-    if (!this.entries.has(entry.orderId)) await makeDirectoryDurably(dir, 0o700);
+    const first = !this.entries.has(entry.orderId);
+    const made = first && (await makeDirectoryDurably(dir, 0o700));
     const { checkpoint } = this.options;
+    const chunks = this.chunksOf(next);
     // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
     // An ack need not outlive a power cut (`durableRename: false`): the entry it replaces holds the
     // same result, unacked, which the agent reports again and the coordinator, holding it, acks again.
-    await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (fd) => writeAllChunks(fd, this.chunksOf(next)), {
-      durableRename: what !== 'acked',
-      ...(checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {}),
-    });
+    try {
+      await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (fd) => writeAllChunks(fd, chunks), {
+        durableRename: what !== 'acked',
+        ...(checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {}),
+      });
+    } catch (err) {
+      this.knownEntryBytes.delete(entry.orderId);
+      throw err;
+    }
+    if (made || (!first && this.knownEntryBytes.has(entry.orderId))) {
+      this.knownEntryBytes.set(entry.orderId, byteLengthOf(chunks));
+    }
     this.entries.set(entry.orderId, next);
     this.orderChanged(entry.orderId);
     return next;
@@ -441,6 +466,12 @@ export class Journal {
     // write of every order, it is not normalized again each time.
     return `${this.ordersDir}/${orderId}`;
   }
+}
+
+function byteLengthOf(chunks: readonly Uint8Array[]): number {
+  let bytes = 0;
+  for (const chunk of chunks) bytes += chunk.byteLength;
+  return bytes;
 }
 
 /** ENOSPC or EDQUOT: the file system (or the agent's quota on it) has no room for the write. */

@@ -8,6 +8,7 @@ import { itNeeding, root } from '../../../test/support/requirements.js';
 import {
   fsyncDirectory,
   isTempFileFor,
+  makeDirectoryDurably,
   removeFileDurably,
   tempPrefixFor,
   writeAll,
@@ -299,6 +300,21 @@ describe('temp file names', () => {
     const name = 'n'.repeat(255);
     await writeFileAtomically(dir, name, { mode: 0o600 }, write('x'));
     expect(await readdir(dir)).toEqual([name]);
+  });
+});
+
+describe('makeDirectoryDurably', () => {
+  it('makes the directory and its missing parents, syncs each into its parent, and says it made it', async () => {
+    expect(await makeDirectoryDurably(join(dir, 'a', 'b'), 0o700)).toBe(true);
+    expect(log.lines(dir)).toEqual(['mkdir a/b', 'open a', 'sync a', 'close a', 'open .', 'sync .', 'close .']);
+    expect((await stat(join(dir, 'a', 'b'))).mode & 0o777).toBe(0o700);
+  });
+
+  it('makes and syncs nothing for a directory already there, and says so', async () => {
+    await mkdir(join(dir, 'there'));
+    log.clear();
+    expect(await makeDirectoryDurably(join(dir, 'there'), 0o700)).toBe(false);
+    expect(log.lines(dir)).toEqual(['mkdir there']);
   });
 });
 

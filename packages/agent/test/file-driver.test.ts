@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type FileChange, FileChangeSchema, FleetError } from '@fleetpatch/shared';
 import pino from 'pino';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { describeNeeding, root } from '../../../test/support/requirements.js';
 import type { DriverContext } from '../src/drivers/driver.js';
 import { FileDriver, type FileSnapshot, FileSnapshotSchema } from '../src/drivers/file-driver.js';
@@ -403,6 +403,54 @@ describeNeeding([root], 'FileDriver snapshot', () => {
     expect(await readFile(join(snapshotDir, 'file-prior-content'))).toEqual(prior.bytes);
     // Prior content may be secret: the copy is private to the agent.
     expect((await stat(join(snapshotDir, 'file-prior-content'))).mode & 0o777).toBe(0o600);
+  });
+
+  it("says what its snapshot keeps in the order's directory: the copy's bytes, or none for an absent file", async () => {
+    await writeFile(target, 'p'.repeat(1234));
+    const present = await driver.snapshot(fileChange(), snapshotDir, ctx);
+    const kept = await Promise.all(
+      (await readdir(snapshotDir)).map(async (f) => (await stat(join(snapshotDir, f))).size),
+    );
+    expect(driver.keptBytes(present)).toBe(1234);
+    expect(kept).toEqual([1234]);
+
+    await rm(target);
+    const absent = await driver.snapshot(fileChange(), join(base, 'other-order'), ctx);
+    expect(driver.keptBytes(absent)).toBe(0);
+    expect(await exists(join(base, 'other-order'))).toBe(false);
+  });
+});
+
+describe('FileDriver keptBytes', () => {
+  const present: FileSnapshot = {
+    kind: 'file',
+    version: 1,
+    path: PATH,
+    state: 'present',
+    contentFile: 'file-prior-content',
+    sha256: 'a'.repeat(64),
+    size: 77,
+    mode: '0644',
+    uid: 0,
+    gid: 0,
+  };
+
+  it.each([
+    ['no record', undefined],
+    ['a record of another driver', { ...present, kind: 'package' }],
+    ['a record of another version', { ...present, version: 2 }],
+    ['a record in no known state', { ...present, state: 'unknown' }],
+    ['a present record without a whole size', { ...present, size: 1.5 }],
+    ['a present record without a size', { ...present, size: undefined }],
+  ])('cannot say for %s: the quota walks the directory', (_what, record) => {
+    expect(driver.keptBytes(record)).toBeUndefined();
+  });
+
+  it('counts a present record at its size and an absent one at nothing', () => {
+    expect(driver.keptBytes(present)).toBe(77);
+    expect(driver.keptBytes({ kind: 'file', version: 1, path: PATH, state: 'absent' })).toBe(0);
+    // An absent record carries no size; one that did would still keep nothing.
+    expect(driver.keptBytes({ kind: 'file', version: 1, path: PATH, state: 'absent', size: 5 })).toBe(0);
   });
 });
 

@@ -77,4 +77,10 @@ export interface Driver<C extends Change = Change, S = unknown> {
   cleanup(change: C, ctx: DriverContext): Promise<void>;
   /** What a journaled snapshot says the change resolved to, for the order's result; undefined if nothing to add. */
   describeSnapshot?(snapshot: unknown, change: C): ResolvedDetail | undefined;
+  /**
+   * The bytes the order's directory holds for this snapshot (its `dir`, and the order's run
+   * directory), exactly, when the record alone says so: the journal's quota then counts them without
+   * walking the directory (`JournalUsage`). Undefined, or no such method: the quota walks it.
+   */
+  keptBytes?(snapshot: unknown): number | undefined;
 }

@@ -332,6 +332,18 @@ export class FileDriver implements Driver<FileChange, FileSnapshot> {
     }
   }
 
+  /**
+   * One file in the snapshot dir, the copy a present record describes (exactly `size` bytes: what was
+   * copied, then read back and verified), or nothing for an absent one; the run dir is never used.
+   * A snapshot that failed part-way has no record, so its leftovers are walked, not assumed.
+   */
+  keptBytes(snapshot: unknown): number | undefined {
+    const record = snapshot as Partial<FileSnapshot> | undefined;
+    if (record?.kind !== 'file' || record.version !== 1) return undefined;
+    if (record.state === 'absent') return 0;
+    return record.state === 'present' && Number.isSafeInteger(record.size) ? record.size : undefined;
+  }
+
   /** Removes only `.<name>.fleetpatch-tmp-<hex>` regular files beside the target. */
   async cleanup(change: FileChange, ctx: DriverContext): Promise<void> {
     let target: SafePath;

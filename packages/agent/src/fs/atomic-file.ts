@@ -216,19 +216,20 @@ function fsyncDirectorySync(dir: string): void {
 /**
  * Makes `dir` (and any missing parent) and makes each directory it made durable: a new directory
  * is an entry in its parent, lost in a power cut like any other until the parent is fsync'd — and
- * with it every file renamed into it, however carefully those were synced.
+ * with it every file renamed into it, however carefully those were synced. Resolves to whether it
+ * made `dir` (false: it was there already, with whatever it holds).
  */
-export async function makeDirectoryDurably(dir: string, mode: number): Promise<void> {
+export async function makeDirectoryDurably(dir: string, mode: number): Promise<boolean> {
   const first = mkdirSync(dir, { recursive: true, mode });
-  if (first === undefined) return; // it was there already
+  if (first === undefined) return false; // it was there already
   for (let made = dir; ; made = dirname(made)) {
     fsyncDirectorySync(dirname(made));
-    if (made === first) return;
+    if (made === first) return true;
     // The walk always meets `first`: mkdir returns it as a prefix of `dir` cut at a separator, as
     // dirname cuts (tried on absolute paths with '.', '..', '//' and trailing '/'). Stopping at / is
     // only a backstop against fsyncing it for ever, so no test can reach it:
-    // Stryker disable next-line ConditionalExpression: unreachable backstop, see above
-    if (dirname(made) === made) return;
+    // Stryker disable next-line ConditionalExpression,BooleanLiteral: unreachable backstop, see above
+    if (dirname(made) === made) return true;
   }
 }
 

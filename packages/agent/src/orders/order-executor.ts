@@ -97,7 +97,12 @@ export class OrderExecutor {
     this.bakes = new BakeWatch(this.ctx);
     this.refusals = options.refusals;
     this.quota = options.quota;
-    this.usage = new JournalUsage(options.journal);
+    // What a driver keeps for an order it snapshotted, counted from the record when the driver can.
+    this.usage = new JournalUsage(options.journal, (entry) =>
+      entry.kind === 'apply' && entry.snapshot !== undefined
+        ? this.ctx.driverFor(entry.order.change)?.keptBytes?.(entry.snapshot)
+        : undefined,
+    );
     this.signing = options.signing;
   }
 

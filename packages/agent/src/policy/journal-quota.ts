@@ -30,6 +30,12 @@ export function journalQuotaRefusal(usage: JournalUsage, quota: JournalQuota): s
 }
 
 /**
+ * The bytes an order's driver keeps in the order's directory (its snapshot and run directories), when
+ * it knows them exactly without looking; undefined when only a walk can tell. See `Driver.keptBytes`.
+ */
+export type KeptByDriver = (entry: JournalEntry) => number | undefined;
+
+/**
  * The apparent size of everything under the journal's directory, measured before every order. The
  * whole directory is walked once; after that only what may have changed is measured again: an order
  * the journal wrote to or removed since (it says so: `Journal.onOrderChanged`), and an order not yet
@@ -37,6 +43,14 @@ export function journalQuotaRefusal(usage: JournalUsage, quota: JournalQuota): s
  * acknowledged order writes nothing more into its directory until its entry is written again (a
  * revert's `changed: false`, a second result). Without this, every order listed the directory and
  * looked up each order in it: ~0.4 ms of CPU for a journal of 1,000 orders, on every new one.
+ *
+ * An order whose every file is known is not measured at all: the journal knows its entry's size
+ * (`Journal.entryBytes`: a directory it made, every write of it a success) and its driver what its
+ * snapshot keeps (`keptByDriver`: a file change's copy of the prior file, whose size its record
+ * holds). That is every file order of a healthy run; walking it cost each new order a listing of the
+ * last one's two directories and a stat of each file in them (12 system calls, ~5 % of the order's
+ * CPU). Any other order is walked, as before: one found at start-up (a crash may have left anything
+ * in it), one a write of failed, one whose snapshot failed half-way or whose driver cannot say.
  */
 export class JournalUsage {
   /** Each order directory's bytes, as last measured. */
@@ -46,14 +60,17 @@ export class JournalUsage {
   /** Everything measured: the order directories and anything else under the journal's directory. */
   private total: number | undefined;
 
-  constructor(readonly journal: Journal) {
+  constructor(
+    readonly journal: Journal,
+    private readonly keptByDriver: KeptByDriver = () => undefined,
+  ) {
     journal.onOrderChanged((orderId) => this.unsettled.add(orderId));
   }
 
   bytes(): number {
     if (this.total === undefined) this.total = this.measureAll();
     for (const orderId of this.unsettled) {
-      const bytes = bytesUnder(join(this.journal.directory, orderId));
+      const bytes = this.knownBytes(orderId) ?? bytesUnder(join(this.journal.directory, orderId));
       this.total += bytes - (this.orderBytes.get(orderId) ?? 0);
       const entry = this.journal.get(orderId);
       if (entry === undefined) this.orderBytes.delete(orderId);
@@ -61,6 +78,15 @@ export class JournalUsage {
       if (entry === undefined || isSettled(entry)) this.unsettled.delete(orderId);
     }
     return this.total;
+  }
+
+  /** An order's bytes when the journal and its driver know every file in its directory; else undefined. */
+  private knownBytes(orderId: string): number | undefined {
+    const entry = this.journal.get(orderId);
+    const entryBytes = this.journal.entryBytes(orderId);
+    if (entry === undefined || entryBytes === undefined) return undefined;
+    const kept = this.keptByDriver(entry);
+    return kept === undefined ? undefined : entryBytes + kept;
   }
 
   /** The first measure: every file under the journal's directory. */
