@@ -61,6 +61,19 @@ function journal(phase: string, extra: Record<string, unknown> = {}, skip: Param
   return atomicWrite(ORDER_DIR, 'entry.json', JSON.stringify(entry), skip);
 }
 
+/** A line appended to the order's entry file (journal.ts), its data synced unless `skip.sync`. */
+function appended(change: object, skip: { sync?: boolean } = {}) {
+  const entry = join(ORDER_DIR, 'entry.json');
+  const line = `${JSON.stringify(change)}\n`;
+  const fd = nextFd++;
+  return [
+    `openat(AT_FDCWD</>, ${quoted(entry)}, O_WRONLY|O_APPEND|O_NOFOLLOW|O_CLOEXEC) = ${fd}<${entry}>`,
+    `write(${fd}<${entry}>, ${quoted(line)}, ${Buffer.byteLength(line)}) = ${Buffer.byteLength(line)}`,
+    ...(skip.sync ? [] : [`fdatasync(${fd}<${entry}>) = 0`]),
+    `close(${fd}<${entry}>) = 0`,
+  ];
+}
+
 /** A WebSocket text frame on `socket` (unmasked: the reader unmasks when a frame says it is masked). */
 function frame(call: 'write' | 'read', message: object, socket = AGENT_SOCKET) {
   const payload = Buffer.from(JSON.stringify(message));
@@ -126,6 +139,17 @@ function olderAgentApply(): Story {
   );
 }
 
+/** The same apply as today's agent journals it: the entry renamed into place once, each later write appended. */
+function appendingApply(): Story {
+  const later: Record<string, string[]> = {
+    applying: appended({ seq: 2, updatedAt: 'b', phase: 'applying', snapshot: { contentFile: 'content' } }),
+    done: appended({ seq: 3, updatedAt: 'c', phase: 'done', changed: true, result: { finishedAt: FINISHED } }),
+    // The ack, which may be lost in a power cut: not synced.
+    acked: appended({ seq: 4, updatedAt: 'd', acked: true }, { sync: true }),
+  };
+  return goodApply().map((s) => (later[s.step] ? { step: s.step, lines: later[s.step] as string[] } : s));
+}
+
 /** The story with `step` replaced by `lines` (none: left out). */
 function replaced(story: Story, step: string, lines: string[] = []): Story {
   if (!story.some((s) => s.step === step)) throw new Error(`no step ${step}`);
@@ -155,9 +179,60 @@ describe('agent rules', () => {
         'refusal counter': 0,
         'applied sequences': 0,
       },
+      appends: 0,
       managedChanges: 1,
       reports: { 'order.progress': 4, 'order.result': 1 },
     });
+  });
+
+  it('pass an apply whose entry is renamed into place once and appended to after, each line synced but the ack', () => {
+    const report = agentViolations(linesOf(appendingApply()));
+    expect(report.violations).toEqual([]);
+    expect(report.checked).toMatchObject({
+      placements: { 'journal entry': 1, snapshot: 1, 'managed file': 1 },
+      appends: 3,
+      managedChanges: 1,
+      reports: { 'order.progress': 4, 'order.result': 1 },
+    });
+  });
+
+  it('appended-synced: a line appended and never synced', () => {
+    const story = replaced(
+      appendingApply(),
+      'done',
+      appended({ seq: 3, updatedAt: 'c', phase: 'done', result: { finishedAt: FINISHED } }, { sync: true }),
+    );
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['appended-synced', 'journal-before-report']);
+    expect(report.violations[0]?.message).toMatch(/journal entry .*entry\.json: a line was appended .* never synced/);
+  });
+
+  it('journal-before-change: a managed file changed before the appended `applying` line was synced', () => {
+    const entry = join(ORDER_DIR, 'entry.json');
+    const lines = appended({ seq: 2, updatedAt: 'b', phase: 'applying', snapshot: { contentFile: 'content' } });
+    const sync = lines.find((line) => line.startsWith('fdatasync')) as string;
+    let story = replaced(
+      appendingApply(),
+      'applying',
+      lines.filter((line) => line !== sync && !line.startsWith('close')),
+    );
+    story = moved(story, 'managed file', 'applying');
+    story = story.flatMap((s) =>
+      s.step === 'managed file' ? [s, { step: 'late sync', lines: [sync, `close(${nextFd - 1}<${entry}>) = 0`] }] : [s],
+    );
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['journal-before-change']);
+    expect(report.violations[0]?.message).toMatch(/'applying' entry of line \d+ was not durable yet/);
+  });
+
+  it('not-written-in-place: an entry opened to append may not be truncated', () => {
+    const entry = join(ORDER_DIR, 'entry.json');
+    const report = agentViolations([
+      ...newDirectory(ORDER_DIR),
+      ...journal('accepted'),
+      `openat(AT_FDCWD</>, ${quoted(entry)}, O_WRONLY|O_APPEND|O_TRUNC|O_CLOEXEC) = 31<${entry}>`,
+    ]);
+    expect(rulesOf(report)).toEqual(['not-written-in-place']);
   });
 
   it('synced-before-rename: a temp file renamed over its target before it was fsync’d', () => {

@@ -15,12 +15,14 @@
 //    O_EXCL|O_NOFOLLOW, written, mode set, fsync'd, closed, renamed, directory fsync'd);
 // 3. a snapshot durably stored and verified before anything changes: the target opened O_NOFOLLOW,
 //    checked (fstat) and read; the copy written as an atomic replace; read back and compared;
-// 4. the journal durable at `applying` before the change begins (an atomic replace);
+// 4. the journal durable at `applying` before the change begins (a line appended to the entry, its
+//    data synced: an entry file is renamed into place once, at the order's first write, and each
+//    later write appends a line to it, see packages/agent/src/journal.ts);
 // 5. the change itself never half-written: a temp file beside the target, written, owner and mode set,
 //    fsync'd, closed, renamed over it, the directory fsync'd;
 // 6. the change verified: the target read back (open, fstat, read, close);
-// 7. the journal durable at `done` before the result is reported (an atomic replace);
-// 8. the coordinator's ack recorded, not durably (an atomic replace without the directory's fsync).
+// 7. the journal durable at `done` before the result is reported (a line appended, synced);
+// 8. the coordinator's ack recorded, not durably (a line appended, not synced).
 //
 // `node durability-floor.mjs run DIR N` is the child; the bench calls `measureDurabilityFloor(DIR, N)`.
 import { fork } from 'node:child_process';
@@ -29,6 +31,7 @@ import {
   constants,
   fchmodSync,
   fchownSync,
+  fdatasyncSync,
   fstatSync,
   fsyncSync,
   lstatSync,
@@ -45,6 +48,10 @@ import { fileURLToPath } from 'node:url';
 
 /** About the size of the bench agents' journal entry for a small file change (the order is most of it). */
 const ENTRY = Buffer.alloc(1500, 'e');
+/** About the size of the lines later writes append: `applying` with its snapshot, `done` with its result, the ack. */
+const APPLYING_LINE = Buffer.alloc(300, 'a');
+const DONE_LINE = Buffer.alloc(250, 'd');
+const ACK_LINE = Buffer.alloc(70, 'k');
 const OLD = Buffer.from('the old content of the file\n');
 const NEW = Buffer.from('the new content of the file\n');
 /** The change's owner: the agent's own ids stand in for the root:root of the bench's patch (chown to oneself needs no privilege). */
@@ -87,6 +94,12 @@ function run(dir, orders) {
     renameSync(temp, join(parent, name));
     if (durable) fsyncDirectory(parent);
   };
+  const append = (/** @type {string} */ path, /** @type {Buffer} */ bytes, { durable = true } = {}) => {
+    const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW);
+    writeSync(fd, bytes);
+    if (durable) fdatasyncSync(fd);
+    closeSync(fd);
+  };
   const readChecked = (/** @type {string} */ path) => {
     const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     fstatSync(fd);
@@ -109,11 +122,11 @@ function run(dir, orders) {
     const prior = Buffer.from(readChecked(target)); // 3
     replace(entries, 'prior', prior);
     if (!readChecked(join(entries, 'prior')).equals(prior)) throw new Error('the snapshot does not read back');
-    replace(entries, 'entry.json', ENTRY); // 4
+    append(join(entries, 'entry.json'), APPLYING_LINE); // 4
     replace(parent, 'app.conf', NEW, { owned: true }); // 5
     if (!readChecked(target).equals(NEW)) throw new Error('the change does not read back'); // 6
-    replace(entries, 'entry.json', ENTRY); // 7
-    replace(entries, 'entry.json', ENTRY, { durable: false }); // 8
+    append(join(entries, 'entry.json'), DONE_LINE); // 7
+    append(join(entries, 'entry.json'), ACK_LINE, { durable: false }); // 8
   };
   // The first orders pay V8 compiling this loop: they warm it, uncounted, so the figure is the calls'.
   for (let i = 0; i < WARM_UP_ORDERS; i++) runOrder(orders + i);

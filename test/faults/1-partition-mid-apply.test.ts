@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readEntryFile } from '@fleetpatch/agent';
 import type { AgentList, RolloutList } from '@fleetpatch/shared';
 import { expect, it } from 'vitest';
 import { waitFor } from '../../scripts/lib/local-fleet.mjs';
@@ -86,8 +87,8 @@ describeNeeding([namespaces], 'fault 1: one host partitioned mid-apply', () => {
     const orderId = canary?.orderId as string;
     // A second start of the order, as the journal would record it, and the file put back behind everyone's back.
     const entryFile = join(fleet.dataOf(canary?.hostId as string), 'orders', orderId, 'entry.json');
-    const entry = JSON.parse(await readFile(entryFile, 'utf8')) as { executions: number };
-    await writeFile(entryFile, JSON.stringify({ ...entry, executions: 2 }));
+    const { entry } = readEntryFile(await readFile(entryFile, 'utf8'));
+    await writeFile(entryFile, `${JSON.stringify({ ...entry, executions: 2 })}\n`);
     await writeFile(fleet.fileOnHost(canary?.hostId as string), OLD);
     const verdict = await checkRollout(fleet, { rolloutId, changedContent: NEW });
     expect(verdict).toMatchObject({ doubled: 1, appliedOnce: 0 });

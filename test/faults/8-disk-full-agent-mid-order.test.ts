@@ -13,10 +13,14 @@ import { smallFilesystems, useSmallFilesystems } from '../support/small-filesyst
 // Scenario 8, an agent's disk filling part-way through an order. Each host's agent stops itself
 // (SIGSTOP, a test-only pause point) at a named step of the order; the test fills the small file
 // system under it to the last byte and lets it go on, so the disk fills exactly between two steps:
-//   - p8m-1: its data dir, once the snapshot is durable (`apply:snapshotted`): the next journal write fails;
+//   - p8m-1: its data dir, once the order is journaled (`apply:accepted`): the snapshot's copy, the
+//     next write that needs room there, fails — storage_full, nothing changed. (Once the snapshot is
+//     durable, the journal's next writes are lines appended to the order's entry file, which fit in
+//     the room its last page has left: a data dir full then no longer stops the order.);
 //   - p8m-2: its data dir, once the new file is in place (`apply:applied`): the order's next journal
-//     write is its last (`done`: `applied` and `verifying` are not journaled), which the journal's
-//     reserve lets through — the host ends healthy and changed, its entry at rest, nothing torn;
+//     write is its last (`done`: `applied` and `verifying` are not journaled), which goes through (a
+//     line that fits in the entry file's last page, or the journal's reserve) — the host ends healthy
+//     and changed, its entry at rest, nothing torn;
 //   - p8m-3: its file root, once the snapshot is durable: writing the new file fails part-way;
 //   - p8m-4: the control.
 // None may end half-written: the file is whole, with no temp file beside it; the journal reads back
@@ -30,12 +34,12 @@ const HOSTS = 4;
 const DISK_KIB = 4 * 1024;
 /** Which host fills what, and at which step of the order. */
 const FILLS: Record<string, { disk: 'data' | 'root'; pauseAt: string; fileWhenPaused: string }> = {
-  'p8m-1': { disk: 'data', pauseAt: 'apply:snapshotted', fileWhenPaused: OLD },
+  'p8m-1': { disk: 'data', pauseAt: 'apply:accepted', fileWhenPaused: OLD },
   'p8m-2': { disk: 'data', pauseAt: 'apply:applied', fileWhenPaused: NEW },
   'p8m-3': { disk: 'root', pauseAt: 'apply:snapshotted', fileWhenPaused: OLD },
 };
 const FILLED = Object.keys(FILLS);
-/** The hosts whose order the full disk stops: p8m-2's ends on the journal's reserve. */
+/** The hosts whose order the full disk stops: p8m-2's ends all the same. */
 const STOPPED = ['p8m-1', 'p8m-3'];
 
 /** Whether process `pid` is stopped (state T in /proc/<pid>/stat): paused at its pause point. */
@@ -106,6 +110,7 @@ describeNeeding([namespaces, smallFilesystems], "fault 8: an agent's disk fills 
       expect(fleet.agentRunning(id)).toBe(true);
     }
     expect(hostOf(firstDone, 'p8m-1')).toMatchObject({ errorCode: 'storage_full' });
+    expect(hostOf(firstDone, 'p8m-1').reason).toMatch(/data dir is full \(ENOSPC\): the snapshot could not be stored/);
     expect(hostOf(firstDone, 'p8m-3').reason).toMatch(/ENOSPC/);
     expect(hostOf(firstDone, 'p8m-4')).toMatchObject({ state: 'healthy', changed: true });
     // Checked while the disks are still full: the results were recorded and acknowledged all the same.
@@ -127,7 +132,7 @@ describeNeeding([namespaces, smallFilesystems], "fault 8: an agent's disk fills 
         '8 agent disk fills mid-order',
         HOSTS,
         [
-          'data dir filled after the snapshot (1 host) and after the file was written (1 host, finished on the journal reserve)',
+          'data dir filled before the snapshot (1 host) and after the file was written (1 host, finished all the same)',
           'file root filled after the snapshot (1 host)',
           'then freed',
         ],

@@ -130,6 +130,20 @@ function eachStep(write: string, flow: Flow, outcome: (step: WriteStep) => Expec
 }
 
 /**
+ * The steps of a line appended to an order's entry file (fs/atomic-file.ts `AppendStep`): every
+ * journal write after an order's first. A process killed after the append left its line in the
+ * page cache, synced or not, so a restart reads the write as made at either step (a power cut
+ * before the sync may lose it: the durability rules, test/durability-syscalls.test.ts, hold the
+ * sync before the step it guards).
+ */
+const APPEND_STEPS = ['appended', 'synced'] as const;
+
+/** One appended journal write at each of its steps: the crash there leads to `outcome`. */
+function eachAppendStep(write: string, flow: Flow, outcome: Expectation): CrashCase[] {
+  return APPEND_STEPS.map((step) => ({ point: `${write}:${step}`, flow, ...outcome }));
+}
+
+/**
  * Crash points inside the writes of a file change (the file driver's `file:<write>:<step>` and the
  * journal's `journal:<kind>:<phase>:<step>`). Before the rename the old file or entry is what a
  * restart finds; after it, the new one — so each write's last step usually ends elsewhere.
@@ -138,16 +152,17 @@ export const WRITE_CASES: readonly CrashCase[] = [
   ...eachStep('journal:apply:accepted', 'apply', (step) => (step === 'renamed' ? failed('old') : RESENT_AND_APPLIED)),
   ...eachStep('file:snapshot', 'apply', () => failed('old')),
   // No `snapshotted` write: the snapshot is journaled with `applying` (apply-phases.ts says why).
-  ...eachStep('journal:apply:applying', 'apply', () => failed('old')),
+  ...eachAppendStep('journal:apply:applying', 'apply', failed('old')),
   ...eachStep('file:apply', 'apply', (step) => failed(step === 'renamed' ? 'new' : 'old')),
-  ...eachStep('journal:apply:done', 'apply', (step) => (step === 'renamed' ? APPLIED : failed('new'))),
-  { point: 'journal:apply:acked:temp-written', flow: 'apply', ...APPLIED },
+  ...eachAppendStep('journal:apply:done', 'apply', APPLIED),
+  // The ack is appended without a sync: its one step.
+  { point: 'journal:apply:acked:appended', flow: 'apply', ...APPLIED },
   // Health failed after apply, and the host is restoring its own snapshot.
   ...eachStep('file:restore', 'unhealthy', (step) => failed(step === 'renamed' ? 'old' : 'new')),
   // Before its rename the revert's first entry is lost: the coordinator sends the revert again.
   ...eachStep('journal:revert:reverting', 'revert', () => reverted('new')),
   ...eachStep('file:restore', 'revert', (step) => reverted(step === 'renamed' ? 'old' : 'new')),
-  ...eachStep('journal:revert:done', 'revert', () => reverted('old')),
+  ...eachAppendStep('journal:revert:done', 'revert', reverted('old')),
 ];
 
 /**

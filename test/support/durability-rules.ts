@@ -7,7 +7,12 @@
  * - `synced-before-rename`: the temp file is fsync'd after its last write and before it is renamed
  *   over its target;
  * - `not-written-in-place`: the file itself is never opened for writing (a crash would leave it half
- *   written) — snapshots excepted, which nothing points at until they are durable;
+ *   written) — snapshots excepted, which nothing points at until they are durable, and journal
+ *   entries opened to append (`O_APPEND`, never `O_TRUNC`): a line appended to an entry file (its
+ *   first line renamed into place) is read as the write it records only once whole (journal.ts);
+ * - `appended-synced`: a line appended to a journal entry is synced (`fdatasync` or `fsync` of the
+ *   file) before the step is acknowledged or the next begins, as a rename's directory is. The line
+ *   that only marks a result acknowledged is exempt, as its rename is (below);
  * - `directory-synced`: after the rename (or a removal) its directory is fsync'd, and before the step
  *   is acknowledged or the next begins: before the next journal entry is renamed into place and
  *   before the next report goes to the coordinator. One write is exempt: the journal entry that only
@@ -43,6 +48,7 @@ import { type SocketMessage, webSocketMessages } from './websocket-frames.js';
 export type RuleName =
   | 'synced-before-rename'
   | 'not-written-in-place'
+  | 'appended-synced'
   | 'directory-synced'
   | 'new-directory-synced'
   | 'journal-before-change'
@@ -103,6 +109,8 @@ export interface AgentTraceReport {
   checked: {
     /** Renames into place (and removals) of durable files, by kind. */
     placements: Record<DurableKind, number>;
+    /** Lines appended to journal entries. */
+    appends: number;
     /** Changes to managed files checked against the journal. */
     managedChanges: number;
     /** Messages to the coordinator checked against the journal, by type. */
@@ -129,8 +137,8 @@ const TEMP_FILE = /\.fleetpatch-tmp-[0-9a-f]{16}$/;
 interface Placement {
   kind: DurableKind;
   path: string;
-  how: 'rename' | 'in place' | 'removal';
-  /** The rename, the unlink, or (in place) the last write. */
+  how: 'rename' | 'in place' | 'removal' | 'append';
+  /** The rename, the unlink, the append or (in place) the last write. */
   event: StraceEvent;
   /** What the file holds, when every byte of it is in the trace. */
   content: Buffer | undefined;
@@ -167,6 +175,7 @@ class AgentTraceCheck {
       'refusal counter': 0,
       'applied sequences': 0,
     },
+    appends: 0,
     managedChanges: 0,
     reports: {},
   };
@@ -181,7 +190,12 @@ class AgentTraceCheck {
     this.sent = traffic.messages.filter((m) => m.direction === 'sent');
     this.acknowledgements = [
       ...events
-        .filter((e) => e.kind === 'rename' && e.ok && this.kindOf(e.to) === 'journal entry')
+        .filter(
+          (e) =>
+            e.ok &&
+            ((e.kind === 'rename' && this.kindOf(e.to) === 'journal entry') ||
+              (e.kind === 'write' && this.appendedEntry(e) !== undefined)),
+        )
         .map((e) => ({ line: e.startLine, what: `the journal write at line ${e.startLine}` })),
       ...this.sent
         .filter((m) => REPORTS.has(String(m.json?.type)))
@@ -195,6 +209,7 @@ class AgentTraceCheck {
       if (event.kind === 'rename') this.checkRename(event);
       else if (event.kind === 'unlink') this.checkRemoval(event);
       else if (event.kind === 'open') this.checkOpen(event);
+      else if (event.kind === 'write') this.checkAppend(event);
     }
     this.collectInPlaceSnapshots();
     this.readJournal();
@@ -266,11 +281,53 @@ class AgentTraceCheck {
   private checkOpen(open: EventOf<'open'>): void {
     const kind = this.kindOf(open.path);
     if (!kind || kind === 'snapshot' || !opensForWriting(open.flags)) return;
+    if (kind === 'journal entry' && open.flags.includes('O_APPEND') && !open.flags.includes('O_TRUNC')) return;
     this.violate(
       'not-written-in-place',
       open.startLine,
       `${kind} ${open.path} was opened for writing (${open.flags.join('|')}): a crash would leave it half written`,
     );
+  }
+
+  /**
+   * The journal entry `write` appends to, if it does: one written through a descriptor not opened
+   * to append is not an append (`not-written-in-place` reports it).
+   */
+  private appendedEntry(write: EventOf<'write'>): string | undefined {
+    const path = write.fd.target;
+    if (path === undefined || isSocket(write.fd) || this.kindOf(path) !== 'journal entry') return undefined;
+    return this.files.openedToAppend(path, write.startLine) ? path : undefined;
+  }
+
+  /**
+   * A line appended to a journal entry: synced before the next step, unless it only marks a result
+   * acknowledged. Its record is read in `readJournal`, with the entry's lines before it.
+   */
+  private checkAppend(write: EventOf<'write'>): void {
+    const path = this.appendedEntry(write);
+    if (path === undefined) return;
+    this.checked.appends++;
+    const content = write.complete ? write.data : undefined;
+    const sync = this.files.syncOf(path, write.endLine, Number.POSITIVE_INFINITY);
+    const ack = this.acknowledgements.find((a) => a.line > write.endLine);
+    const ackOnly = content !== undefined && isAckOnly(content);
+    if (!ackOnly && (!sync || sync.endLine >= (ack?.line ?? Number.POSITIVE_INFINITY))) {
+      this.violate(
+        'appended-synced',
+        write.startLine,
+        `journal entry ${path}: a line was appended at line ${write.startLine} but ${
+          sync ? `synced only at line ${sync.startLine}, after ${ack?.what}` : 'never synced'
+        }`,
+      );
+    }
+    this.placements.push({
+      kind: 'journal entry',
+      path,
+      how: 'append',
+      event: write,
+      content,
+      durableAt: sync?.endLine,
+    });
   }
 
   /**
@@ -342,9 +399,18 @@ class AgentTraceCheck {
 
   private readJournal(): void {
     for (const record of this.spec.journalBefore ?? []) this.journal.push({ ...record, line: 0, durableAt: 0 });
-    for (const placement of this.placements) {
-      if (placement.kind !== 'journal entry' || placement.how !== 'rename') continue;
-      const record = placement.content ? parseJournalEntry(placement.content) : undefined;
+    // In the order the trace made them: an appended line changes the entry as its lines before it left it.
+    const writes = this.placements
+      .filter((p) => p.kind === 'journal entry' && (p.how === 'rename' || p.how === 'append'))
+      .sort((a, b) => a.event.startLine - b.event.startLine);
+    for (const placement of writes) {
+      const orderId = basename(dirname(placement.path));
+      const before = this.journal.filter((r) => r.orderId === orderId).at(-1);
+      const record = !placement.content
+        ? undefined
+        : placement.how === 'rename'
+          ? parseJournalEntry(placement.content)
+          : before && changedRecord(before, placement.content);
       if (!record) {
         this.violate('trace-readable', placement.event.startLine, `cannot read the journal entry ${placement.path}`);
         continue;
@@ -533,6 +599,13 @@ class FileHistory {
       .map(([path]) => path);
   }
 
+  /** Whether the last open of `path` before `before` was to append (O_APPEND). */
+  openedToAppend(path: string, before: number): boolean {
+    const opens = (this.byPath.get(path) ?? []).filter((e) => e.kind === 'open' && e.endLine < before);
+    const last = opens.at(-1);
+    return last?.kind === 'open' && last.flags.includes('O_APPEND');
+  }
+
   /** The open that created `path` (O_CREAT), if the trace has it. */
   creationOf(path: string): StraceEvent | undefined {
     return this.byPath.get(path)?.find((e) => e.kind === 'open' && e.flags.includes('O_CREAT'));
@@ -654,9 +727,20 @@ function carriesResult(message: SocketMessage, orderId: string, finishedAt: stri
 
 // ---- shared --------------------------------------------------------------------------------------
 
-/** A journal entry's JSON (journal.ts) as the rules need it; undefined when it is not one. */
+/**
+ * A journal entry file (journal.ts: the entry whole on its first line, a change on each later one,
+ * a last line without its newline not written) as the rules need it; undefined when it is not one.
+ */
 export function parseJournalEntry(bytes: Buffer | string): JournalRecord | undefined {
-  const json = parseObject(bytes);
+  const lines = bytes.toString().split('\n');
+  const tail = lines.pop() as string;
+  if (lines.length === 0) lines.push(tail);
+  let json = parseObject(lines[0] as string);
+  for (const line of lines.slice(1)) {
+    const change = parseObject(line);
+    if (!json || !change) return undefined;
+    json = { ...json, ...change };
+  }
   if (!json || typeof json.orderId !== 'string' || typeof json.phase !== 'string') return undefined;
   if (json.kind !== 'apply' && json.kind !== 'revert') return undefined;
   const order = json.order as
@@ -676,10 +760,29 @@ export function parseJournalEntry(bytes: Buffer | string): JournalRecord | undef
   };
 }
 
-/** A finished entry marked acknowledged: the write that may be lost (see `directory-synced`). */
+/**
+ * A finished entry marked acknowledged, or a line appended that marks it so and changes nothing
+ * else: the write that may be lost (see `directory-synced` and `appended-synced`).
+ */
 function isAckOnly(bytes: Buffer): boolean {
   const json = parseObject(bytes);
-  return json?.phase === 'done' && json.acked === true;
+  if (json?.acked !== true) return false;
+  const changes = Object.keys(json).filter((key) => key !== 'seq' && key !== 'updatedAt' && key !== 'acked');
+  return json.phase === 'done' || changes.length === 0;
+}
+
+/** The record `before` becomes with a line appended to its entry (journal.ts `changeLine`); undefined if unreadable. */
+function changedRecord(before: JournalRecord, line: Buffer): JournalRecord | undefined {
+  if (!line.toString().endsWith('\n')) return undefined;
+  const change = parseObject(line);
+  if (!change) return undefined;
+  const result = change.result as { finishedAt?: unknown } | undefined;
+  return {
+    ...before,
+    ...(typeof change.phase === 'string' ? { phase: change.phase } : {}),
+    ...(change.snapshot !== undefined ? { snapshot: change.snapshot } : {}),
+    ...(typeof result?.finishedAt === 'string' ? { finishedAt: result.finishedAt } : {}),
+  };
 }
 
 function contentFileOf(snapshot: unknown): string | undefined {

@@ -4,7 +4,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { JournalEntrySchema } from '@fleetpatch/agent';
+import { readEntryFile } from '@fleetpatch/agent';
 import type {
   ErrorBody,
   EventPage,
@@ -347,8 +347,8 @@ export async function readJournal(dataDir: string): Promise<JournalFileEntry[]> 
   const entries: JournalFileEntry[] = [];
   for (const name of names) {
     const raw = await readFile(join(ordersDir, name, 'entry.json'), 'utf8');
-    // Parsed by the agent's own schema: an entry the agent could not read back fails the test here.
-    entries.push(JournalEntrySchema.parse(JSON.parse(raw)));
+    // Read as the agent reads it, by its schema: an entry the agent could not read back fails the test here.
+    entries.push(readEntryFile(raw).entry);
   }
   return entries;
 }

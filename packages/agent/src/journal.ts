@@ -11,10 +11,11 @@ import {
 } from '@fleetpatch/shared';
 import { z } from 'zod';
 import {
+  appendToFile,
   fsyncDirectory,
   isTempFileFor,
   makeDirectoryDurably,
-  writeAllChunks,
+  writeAll,
   writeFileAtomically,
 } from './fs/atomic-file.js';
 import { SpaceReserve } from './fs/space-reserve.js';
@@ -68,15 +69,31 @@ export const RevertEntrySchema = z
 export type RevertEntry = z.infer<typeof RevertEntrySchema>;
 
 /**
- * One order as the agent's journal records it. Written atomically (temp file, fsync, rename, fsync
- * dir) before the step it guards, so after any crash the entry says exactly how far the order got.
- * Preflights are not journaled: they change nothing.
+ * One order as the agent's journal records it, durable before the step it guards, so after any crash
+ * the entry says exactly how far the order got. Preflights are not journaled: they change nothing.
+ * How it is written is `Journal.writeEntry`'s to say.
  */
 export const JournalEntrySchema = z.discriminatedUnion('kind', [ApplyEntrySchema, RevertEntrySchema]);
 export type JournalEntry = z.infer<typeof JournalEntrySchema>;
 
 /** What a write may change of an entry: never its identity, kind or what it was asked to do. */
 export type JournalPatch = Partial<Pick<JournalEntry, 'phase' | 'snapshot' | 'changed' | 'result' | 'acked'>>;
+
+/** The members a later line of an entry file may carry: what a write changed, its position and time. */
+const PATCHED_MEMBERS: ReadonlySet<string> = new Set(['phase', 'snapshot', 'changed', 'result', 'acked']);
+
+/** A later line of an entry file (see `Journal.writeEntry`); checked as strictly as a whole entry. */
+const EntryChangeSchema = z
+  .object({
+    seq: EntryBase.seq,
+    updatedAt: EntryBase.updatedAt,
+    phase: OrderPhaseSchema.optional(),
+    snapshot: z.unknown().optional(),
+    changed: z.boolean().optional(),
+    result: OrderResultBodySchema.optional(),
+    acked: z.boolean().optional(),
+  })
+  .strict();
 
 export interface JournalOptions {
   /**
@@ -97,9 +114,6 @@ export const RESERVE_FILE = 'journal.reserve';
 export const JOURNAL_RESERVE_BYTES = 128 * 1024;
 /** The writes that bring an order to rest (its revert begins, it ends): they may use the reserve. */
 const BRINGS_TO_REST: ReadonlySet<string> = new Set(['reverting', 'done']);
-/** Orders whose JSON `Journal.chunksOf` keeps: more than run at once on a host. */
-const ORDERS_KEPT_SERIALIZED = 16;
-const ORDER_FIRST = Buffer.from('{"order":');
 /** How agents before the shared atomic writer named an entry's temp file (`entry.json.<hex>.tmp`). */
 const LEGACY_TEMP_PATTERN = /^entry\.json\.[0-9a-f]+\.tmp$/;
 
@@ -114,8 +128,11 @@ export class Journal {
   /** Acks a full disk kept from being written (see `acknowledge`), written once there is room. */
   private readonly deferredAcks = new Map<string, { finishedAt: string | undefined; at: string }>();
   private seq = 0;
-  /** The JSON of the orders written last, by order (see `chunksOf`). */
-  private readonly orderBytes = new Map<OrderApply, Buffer>();
+  /**
+   * Orders whose entry file ends with a whole line this journal wrote or read: a later write may be
+   * appended to it (see `writeEntry`). Any other is written whole again.
+   */
+  private readonly appendable = new Set<string>();
   /** Told the id of every order whose directory may have changed: see `onOrderChanged`. */
   private readonly changeListeners: ((orderId: string) => void)[] = [];
   /** The size of each order's entry as last written, for the orders whose files the journal knows: see `entryBytes`. */
@@ -141,9 +158,11 @@ export class Journal {
     // file costs about a third of the CPU of the thread pool's round trips (open, stat, read, close),
     // which a reconnect storm of restarted agents on shared cores pays once per entry.
     for (const name of readdirSync(journal.ordersDir)) {
-      const entry = journal.readEntry(name);
-      if (!entry) continue;
+      const read = journal.readEntry(name);
+      if (!read) continue;
+      const { entry, whole } = read;
       journal.entries.set(entry.orderId, entry);
+      if (whole) journal.appendable.add(entry.orderId);
       journal.seq = Math.max(journal.seq, entry.seq);
     }
     return journal;
@@ -301,6 +320,7 @@ export class Journal {
         if (!isOld(this.entries.get(entry.orderId))) return; // written to meanwhile
         this.entries.delete(entry.orderId);
         this.knownEntryBytes.delete(entry.orderId);
+        this.appendable.delete(entry.orderId);
         await rm(this.orderDir(entry.orderId), { recursive: true, force: true });
         this.orderChanged(entry.orderId);
         removed++;
@@ -378,6 +398,21 @@ export class Journal {
     return this.reserve.available;
   }
 
+  /**
+   * How an entry is written. An order's entry file holds one JSON line per write: the first line the
+   * whole entry, each later line what that write changed (`changeLine`), so a write costs an append
+   * and one `fdatasync` — not a temp file, a rename and the directory's fsync, with the whole order
+   * (its content up to a megabyte) serialized again. After a crash or a full disk, a last line without
+   * its newline is a write that never completed, and reads as not made (its data was never synced,
+   * so nothing acted on it).
+   *
+   * The first write, and any write to a file that does not end with a line this journal wrote or read
+   * whole (one a failed append may have torn, one an agent before this format wrote), replaces the
+   * file atomically with the entry as one line: temp file, fsync, rename, fsync dir — after a crash
+   * the file is the old one or the new one. An ack need not outlive a power cut (it is appended or
+   * renamed without a sync): the entry before it holds the same result, unacked, which the agent
+   * reports again and the coordinator, holding it, acks again.
+   */
   private async writeEntry<E extends JournalEntry>(entry: E, what: string): Promise<E> {
     const seq = ++this.seq;
     // The first write of an order marks where it started; later ones keep it. An entry written before
@@ -387,55 +422,48 @@ export class Journal {
     const previous = this.entries.get(entry.orderId);
     const next: E = { ...entry, seq, startedSeq: entry.startedSeq ?? previous?.seq ?? seq };
     const dir = this.orderDir(entry.orderId);
-    // The order's directory is durable before its first entry is: else a power cut could lose both.
-    // An order with an entry already has it (written after this step, or read back at open, after
-    // `orders/` was synced), so a later phase skips the mkdir: one syscall less per journal write.
-    const first = !this.entries.has(entry.orderId);
-    const made = first && (await makeDirectoryDurably(dir, 0o700));
     const { checkpoint } = this.options;
-    const chunks = this.chunksOf(next);
-    // Temp file, fsync, rename, fsync dir: after a crash the entry is the old one or the new one.
-    // An ack need not outlive a power cut (`durableRename: false`): the entry it replaces holds the
-    // same result, unacked, which the agent reports again and the coordinator, holding it, acks again.
+    const crashPoints = checkpoint
+      ? { checkpoint: (step: string) => checkpoint(`journal:${entry.kind}:${what}:${step}`) }
+      : {};
+    const durable = what !== 'acked';
+    const change =
+      previous !== undefined && this.appendable.has(entry.orderId) ? changeLine(previous, next) : undefined;
+    // Appendable only again once this write has ended with its line whole.
+    this.appendable.delete(entry.orderId);
+    const known = this.knownEntryBytes.get(entry.orderId);
+    // What the order's directory holds besides its snapshot and run directories, when the journal knows it.
+    let bytes: number | undefined;
     try {
-      await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (fd) => writeAllChunks(fd, chunks), {
-        durableRename: what !== 'acked',
-        ...(checkpoint ? { checkpoint: (step) => checkpoint(`journal:${entry.kind}:${what}:${step}`) } : {}),
-      });
+      if (change !== undefined) {
+        appendToFile(`${dir}/${ENTRY_FILE}`, [change], { durable, ...crashPoints });
+        bytes = known === undefined ? undefined : known + change.byteLength;
+      } else {
+        // The order's directory is durable before its first entry is: else a power cut could lose both.
+        // An order with an entry already has it (written after this step, or read back at open, after
+        // `orders/` was synced), so a later write skips the mkdir.
+        const made = previous === undefined && (await makeDirectoryDurably(dir, 0o700));
+        const whole = Buffer.from(`${JSON.stringify(next)}\n`);
+        await writeFileAtomically(dir, ENTRY_FILE, { mode: 0o600 }, (fd) => writeAll(fd, whole), {
+          durableRename: durable,
+          ...crashPoints,
+        });
+        bytes = made || known !== undefined ? whole.byteLength : undefined;
+      }
     } catch (err) {
+      // A failed write may have left a temp file or part of a line: only a walk knows the directory now.
       this.knownEntryBytes.delete(entry.orderId);
       throw err;
     }
-    if (made || (!first && this.knownEntryBytes.has(entry.orderId))) {
-      this.knownEntryBytes.set(entry.orderId, byteLengthOf(chunks));
-    }
+    if (bytes !== undefined) this.knownEntryBytes.set(entry.orderId, bytes);
+    this.appendable.add(entry.orderId);
     this.entries.set(entry.orderId, next);
     this.orderChanged(entry.orderId);
     return next;
   }
 
-  /**
-   * An entry as written. Every write of an apply entry carries its order unchanged, and a file
-   * change's content can be a megabyte: the order's JSON is made once, at its first write, and kept
-   * while the order runs (the last few orders), instead of at each of its five writes.
-   */
-  private chunksOf(entry: JournalEntry): Buffer[] {
-    if (entry.kind !== 'apply') return [Buffer.from(JSON.stringify(entry))];
-    const { order, ...rest } = entry;
-    let orderBytes = this.orderBytes.get(order);
-    if (orderBytes === undefined) {
-      orderBytes = Buffer.from(JSON.stringify(order));
-      if (this.orderBytes.size >= ORDERS_KEPT_SERIALIZED) {
-        const oldest = this.orderBytes.keys().next();
-        if (!oldest.done) this.orderBytes.delete(oldest.value);
-      }
-      this.orderBytes.set(order, orderBytes);
-    }
-    // The same members as `JSON.stringify(entry)`, the order first: JSON.parse reads them alike.
-    return [ORDER_FIRST, orderBytes, Buffer.from(`,${JSON.stringify(rest).slice(1)}`)];
-  }
-
-  private readEntry(name: string): JournalEntry | undefined {
+  /** An order's entry as its file holds it (see `readEntryFile`), its interrupted temp files removed. */
+  private readEntry(name: string): { entry: JournalEntry; whole: boolean } | undefined {
     const dir = join(this.ordersDir, name);
     // Temp files of writes a crash interrupted: the entry beside them is the last complete one.
     for (const file of readdirSync(dir)) {
@@ -444,7 +472,7 @@ export class Journal {
     }
     let raw: string;
     try {
-      // Stryker disable next-line StringLiteral: without an encoding JSON.parse reads the Buffer as UTF-8 all the same
+      // Stryker disable next-line StringLiteral: without an encoding the Buffer is read as UTF-8 all the same
       raw = readFileSync(join(dir, ENTRY_FILE), 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -453,9 +481,11 @@ export class Journal {
       rmSync(dir, { recursive: true, force: true });
       return undefined;
     }
-    const parsed = JournalEntrySchema.safeParse(JSON.parse(raw));
-    if (!parsed.success) throw new Error(`journal entry ${name} is corrupt: ${parsed.error.message}`);
-    return parsed.data;
+    try {
+      return readEntryFile(raw);
+    } catch (err) {
+      throw new Error(`journal entry ${name} is corrupt: ${(err as Error).message}`);
+    }
   }
 
   private orderDir(orderId: string): string {
@@ -468,10 +498,50 @@ export class Journal {
   }
 }
 
-function byteLengthOf(chunks: readonly Uint8Array[]): number {
-  let bytes = 0;
-  for (const chunk of chunks) bytes += chunk.byteLength;
-  return bytes;
+/**
+ * The line that turns `previous` into `next` (see `Journal.writeEntry`): the members a write may
+ * change that it changed (by identity: a write spreads the entry it changes, so what it leaves keeps
+ * its object), with the new position and time. Undefined when the change cannot be such a line — a
+ * member dropped, or one a write never changes (an order id started again, an old entry given its
+ * `startedSeq`) — and the entry must be written whole.
+ */
+function changeLine(previous: JournalEntry, next: JournalEntry): Buffer | undefined {
+  const change: Record<string, unknown> = { seq: next.seq, updatedAt: next.updatedAt };
+  const before = previous as Record<string, unknown>;
+  const after = next as Record<string, unknown>;
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (key === 'seq' || key === 'updatedAt' || before[key] === after[key]) continue;
+    if (!PATCHED_MEMBERS.has(key) || after[key] === undefined) return undefined;
+    change[key] = after[key];
+  }
+  return Buffer.from(`${JSON.stringify(change)}\n`);
+}
+
+/**
+ * An entry file's text as the journal reads it: the first line the whole entry, each later line a
+ * change to it (`changeLine`), applied in order. A last line without its newline is a write that did
+ * not complete — dropped, and the file is not `whole`: the next write replaces it rather than append
+ * to it. An agent before this format wrote the entry as one JSON text without a newline, which reads
+ * as the first line, not `whole` either. Throws on anything else: a line that is not JSON, a change
+ * that is not one, or an entry the schema refuses.
+ */
+export function readEntryFile(raw: string): { entry: JournalEntry; whole: boolean } {
+  const lines = raw.split('\n');
+  // What follows the last newline: '' when the file ends with one.
+  const tail = lines.pop() as string;
+  const whole = tail === '';
+  // A first line without its newline can only be an old agent's entry: the first line is written by a rename.
+  if (lines.length === 0) lines.push(tail);
+  const [first, ...changes] = lines;
+  let entry: unknown = JSON.parse(first as string);
+  for (const line of changes) {
+    const change = EntryChangeSchema.safeParse(JSON.parse(line));
+    if (!change.success) throw new Error(`a line is not a change to the entry: ${change.error.message}`);
+    entry = { ...(entry as object), ...change.data };
+  }
+  const parsed = JournalEntrySchema.safeParse(entry);
+  if (!parsed.success) throw new Error(parsed.error.message);
+  return { entry: parsed.data, whole };
 }
 
 /** ENOSPC or EDQUOT: the file system (or the agent's quota on it) has no room for the write. */

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Journal } from '../src/journal.js';
+import { Journal, readEntryFile } from '../src/journal.js';
 import type { FsCallLog } from './support/fs-call-log.js';
 import { sampleApplyOrder } from './support/sample-orders.js';
 
@@ -41,6 +41,14 @@ const entryWrite = (dir: string) => [
   `close ${dir}`,
 ];
 
+/** A later write of a known order's entry: its line appended, the data synced. */
+const entryAppend = (dir: string) => [
+  `open ${dir}/entry.json`,
+  `write ${dir}/entry.json`,
+  `sync ${dir}/entry.json`,
+  `close ${dir}/entry.json`,
+];
+
 /** An order's first entry: its directory made durable, then the entry written atomically. */
 const firstWrite = (orderId: string) => [
   `mkdir orders/${orderId}`,
@@ -61,15 +69,34 @@ describe('Journal durability', () => {
     expect(log.lines(dataDir)).toEqual(firstWrite('o1'));
   });
 
-  it("writes a known order's entry atomically, in its directory, which it does not make again", async () => {
+  it("appends a known order's later writes to its entry file, synced, in the directory it does not make again", async () => {
     const journal = await Journal.open(dataDir);
     const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
     log.clear();
 
     await journal.update(entry, { phase: 'snapshotted' }, at(1));
 
-    // The directory is durable since the order's first entry: one mkdir syscall less per write.
+    // The directory and the file's name are durable since the order's first entry: no mkdir, no rename.
+    expect(log.lines(dataDir)).toEqual(entryAppend('orders/o1'));
+  });
+
+  it('writes an entry whole again, atomically, once an append to it failed', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    log.before(
+      (call) => call.call === 'sync' && call.path.endsWith('entry.json'),
+      () => {
+        throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+      },
+    );
+    await expect(journal.update(entry, { phase: 'applying' }, at(1))).rejects.toThrow('EIO');
+    log.clear();
+
+    // The failed append may have left part of a line: the next write does not append after it.
+    await journal.update(entry, { phase: 'applying' }, at(2));
+
     expect(log.lines(dataDir)).toEqual(entryWrite('orders/o1'));
+    expect((await Journal.open(dataDir)).get('o1')).toMatchObject({ phase: 'applying', updatedAt: at(2) });
   });
 
   it("makes a pruned order's directory again, durably, if the order is written after all", async () => {
@@ -119,11 +146,11 @@ describe('Journal durability', () => {
     ]);
   });
 
-  it('holds the old entry, in memory and on disk, when a write fails before its rename', async () => {
+  it('holds the old entry, in memory and on disk, when a write fails before its line is written', async () => {
     const journal = await Journal.open(dataDir);
     const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
     log.before(
-      (call) => call.call === 'rename',
+      (call) => call.call === 'write' && call.path.endsWith('entry.json'),
       () => {
         throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
       },
@@ -132,7 +159,26 @@ describe('Journal durability', () => {
     await expect(journal.update(entry, { phase: 'applying' }, at(1))).rejects.toThrow('EIO');
 
     expect(journal.get('o1')).toEqual(entry);
-    expect(JSON.parse(await readFile(join(dataDir, 'orders', 'o1', 'entry.json'), 'utf8'))).toEqual(entry);
+    expect(readEntryFile(await readFile(join(dataDir, 'orders', 'o1', 'entry.json'), 'utf8')).entry).toEqual(entry);
+    expect((await Journal.open(dataDir)).get('o1')).toEqual(entry);
+  });
+
+  it('holds the old entry when the whole write that follows a failed append fails before its rename', async () => {
+    const journal = await Journal.open(dataDir);
+    const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    let failures = 0;
+    const fail = () => {
+      failures++;
+      throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+    };
+    log.before((call) => call.call === 'write' && call.path.endsWith('entry.json'), fail);
+    await expect(journal.update(entry, { phase: 'applying' }, at(1))).rejects.toThrow('EIO');
+    log.before((call) => call.call === 'rename', fail);
+
+    await expect(journal.update(entry, { phase: 'applying' }, at(2))).rejects.toThrow('EIO');
+
+    expect(failures).toBe(2);
+    expect(journal.get('o1')).toEqual(entry);
     expect((await Journal.open(dataDir)).get('o1')).toEqual(entry);
   });
 
@@ -140,11 +186,11 @@ describe('Journal durability', () => {
     const journal = await Journal.open(dataDir);
     const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
     // The writes are synchronous system calls, so nothing can hold one: the third write arrives
-    // from inside the second, at its rename, once the first has finished.
+    // from inside the second, at its sync, once the first has finished.
     let third: Promise<unknown> | undefined;
-    let renames = 0;
+    let syncs = 0;
     log.before(
-      (call) => call.call === 'rename' && ++renames === 2,
+      (call) => call.call === 'sync' && call.path.endsWith('entry.json') && ++syncs === 2,
       () => {
         third = journal.update(entry, { changed: true }, at(3));
       },

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Journal } from '../src/journal.js';
+import { Journal, readEntryFile } from '../src/journal.js';
 import { sampleApplyOrder } from './support/sample-orders.js';
 
 const at = (ms: number) => new Date(ms).toISOString();
@@ -23,7 +23,10 @@ afterEach(async () => {
 });
 
 async function onDisk(orderId: string): Promise<Record<string, unknown>> {
-  return JSON.parse(await readFile(join(dir, 'orders', orderId, 'entry.json'), 'utf8')) as Record<string, unknown>;
+  return readEntryFile(await readFile(join(dir, 'orders', orderId, 'entry.json'), 'utf8')).entry as Record<
+    string,
+    unknown
+  >;
 }
 
 describe('Journal executions', () => {
@@ -71,11 +74,13 @@ describe('Journal crash points', () => {
     await journal.acknowledge('o1', at(1), at(2));
     await journal.createRevert('r1', 'o1', at(3));
 
+    // An order's first write replaces its entry file; each later one is appended to it, and an ack is not synced.
     const steps = (write: string) => [`${write}:temp-written`, `${write}:temp-synced`, `${write}:renamed`];
     expect(reached).toEqual([
       ...steps('journal:apply:accepted'),
-      ...steps('journal:apply:done'),
-      ...steps('journal:apply:acked'),
+      'journal:apply:done:appended',
+      'journal:apply:done:synced',
+      'journal:apply:acked:appended',
       ...steps('journal:revert:reverting'),
     ]);
   });

@@ -1,4 +1,4 @@
-import { existsSync, statfsSync } from 'node:fs';
+import { existsSync, statfsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,8 +66,13 @@ describeNeeding([smallFilesystems], 'Journal on a disk that fills', () => {
     const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
     await disk.fill();
 
-    await expect(journal.update(entry, { phase: 'snapshotted' }, at(1))).rejects.toMatchObject({ code: 'ENOSPC' });
-    await journal.finish(entry, result('o1', at(2)), false);
+    // Each write is larger than a page, so none fits in what is left of the entry file's last page:
+    // an append that fits there needs no room and succeeds on a full disk (see the test below).
+    const large = { prior: 'p'.repeat(5000) };
+    await expect(journal.update(entry, { phase: 'snapshotted', snapshot: large }, at(1))).rejects.toMatchObject({
+      code: 'ENOSPC',
+    });
+    await journal.finish(entry, { ...result('o1', at(2)), reason: 'r'.repeat(5000) }, false);
 
     expect(journal.get('o1')).toMatchObject({ phase: 'done', changed: false });
     expect(journal.reserveHeld).toBe(false);
@@ -75,11 +80,34 @@ describeNeeding([smallFilesystems], 'Journal on a disk that fills', () => {
     expect((await Journal.open(disk.dir)).get('o1')).toMatchObject({ phase: 'done', result: { outcome: 'failed' } });
   });
 
-  it('writes an ack a full disk refused once there is room, and makes the reserve again', async () => {
+  it('appends a write that fits in the last page of its entry file, on a full disk', async () => {
     disk = await SmallFilesystem.mount(join(dir, 'data'), 1024);
     const journal = await Journal.open(disk.dir);
     const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    await disk.fill();
+
     await journal.finish(entry, result('o1', at(1)), false);
+    await journal.acknowledge('o1', at(1), at(2));
+
+    expect(journal.get('o1')).toMatchObject({ phase: 'done', acked: true });
+    expect(journal.reserveHeld).toBe(true);
+    expect((await Journal.open(disk.dir)).get('o1')).toMatchObject({ phase: 'done', acked: true });
+  });
+
+  it('writes an ack a full disk refused once there is room, and makes the reserve again', async () => {
+    // The order's result is sized so that its entry file ends exactly at a page's end: its ack needs
+    // a page of its own. The same writes on a journal with room say how long the file is.
+    const sized = async (journalDir: string, reasonChars: number) => {
+      const journal = await Journal.open(journalDir);
+      const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+      await journal.finish(entry, { ...result('o1', at(1)), reason: 'r'.repeat(reasonChars) }, false);
+      return { journal, bytes: statSync(join(journalDir, 'orders', 'o1', 'entry.json')).size };
+    };
+    const { bytes } = await sized(join(dir, 'measure'), 0);
+    const reasonChars = 4096 - (bytes % 4096);
+    disk = await SmallFilesystem.mount(join(dir, 'data'), 1024);
+    const { journal, bytes: filled } = await sized(disk.dir, reasonChars);
+    expect(filled % 4096).toBe(0);
     await disk.fill();
 
     // The coordinator stored the result; the ack cannot be written now, and that is no error.

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { OrderResultBody } from '@fleetpatch/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Journal, type JournalEntry } from '../src/journal.js';
+import { Journal, type JournalEntry, readEntryFile } from '../src/journal.js';
 import { sampleApplyOrder } from './support/sample-orders.js';
 
 // The journal on real files: what each write records, what survives a restart, what goes when.
@@ -25,7 +25,7 @@ function result(orderId: string, finishedAt: string, overrides: Partial<OrderRes
 }
 
 async function onDisk(orderId: string): Promise<unknown> {
-  return JSON.parse(await readFile(join(dataDir, 'orders', orderId, 'entry.json'), 'utf8'));
+  return readEntryFile(await readFile(join(dataDir, 'orders', orderId, 'entry.json'), 'utf8')).entry;
 }
 
 describe('Journal entries', () => {

@@ -217,7 +217,7 @@ describe('the journal usage of orders whose every file is known', () => {
     let failDone = true;
     const journal = await Journal.open(join(dir, 'data'), {
       checkpoint: (name) => {
-        if (failDone && name === 'journal:apply:done:temp-synced') throw new Error('the write failed');
+        if (failDone && name === 'journal:apply:done:appended') throw new Error('the write failed');
       },
     });
     const usage = usageOf(journal);

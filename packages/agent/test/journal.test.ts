@@ -1,8 +1,8 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Journal } from '../src/journal.js';
+import { Journal, readEntryFile } from '../src/journal.js';
 import { sampleApplyOrder, sampleFileChange } from './support/sample-orders.js';
 
 const order = sampleApplyOrder('o1');
@@ -65,7 +65,7 @@ describe('Journal', () => {
     expect((await Journal.open(dir)).get('o2')).toMatchObject({ phase: 'accepted' });
   });
 
-  it('writes each entry of a large order whole, its order serialized once, and reads every one back as written', async () => {
+  it('writes a large order once: each later write appends what it changed, and every one reads back as written', async () => {
     const large = sampleApplyOrder('o-large', {
       change: sampleFileChange({ content: 'größe = 8 "quoted" \\ 🚀\n'.repeat(20_000) }),
     });
@@ -77,11 +77,14 @@ describe('Journal', () => {
       [{ phase: 'applying' }, 2],
       [{ phase: 'done', changed: true }, 3],
     ];
-    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual(journal.get('o-large'));
+    expect(readEntryFile(await readFile(file, 'utf8')).entry).toEqual(journal.get('o-large'));
     for (const [patch, at] of steps) {
+      const before = (await stat(file)).size;
       entry = await journal.update(entry, patch, new Date(at).toISOString());
       // What is on disk is exactly the entry: its order unchanged, every other member as now.
-      expect(JSON.parse(await readFile(file, 'utf8'))).toEqual(entry);
+      expect(readEntryFile(await readFile(file, 'utf8'))).toEqual({ entry, whole: true });
+      // And the write cost a line of what changed, not the order's half megabyte again.
+      expect((await stat(file)).size - before).toBeLessThan(200);
     }
     expect(entry.order).toEqual(large);
     expect((await Journal.open(dir)).get('o-large')).toEqual(entry);
@@ -111,5 +114,109 @@ describe('Journal', () => {
     const acked = await reopened.update(read as typeof entry, { acked: true }, '2026-12-06T00:00:02Z');
     expect(acked.startedSeq).toBe(entry.seq);
     expect(acked.startedSeq).toBeLessThan(newer.startedSeq as number);
+  });
+});
+
+describe('the entry file: the entry whole, then a line per write', () => {
+  const at = (ms: number) => new Date(ms).toISOString();
+  const entryFile = (orderId: string) => join(dir, 'orders', orderId, 'entry.json');
+  const linesOf = async (orderId: string) => (await readFile(entryFile(orderId), 'utf8')).split('\n');
+
+  it('reads a last line cut short as a write that never completed, and writes the entry whole at its next write', async () => {
+    const journal = await Journal.open(dir);
+    const applying = await journal.update(
+      await journal.createApply(order, at(0)),
+      { phase: 'applying', snapshot: { prior: 'old' } },
+      at(1),
+    );
+    // A crash in the middle of the next append: its line is there in part, without its newline —
+    // here even whole JSON, cut just before the newline, which is still a write that did not complete.
+    await appendFile(entryFile('o1'), `${JSON.stringify({ seq: 99, updatedAt: at(2), phase: 'done' })}`);
+
+    const reopened = await Journal.open(dir);
+    expect(reopened.get('o1')).toEqual(applying);
+    await reopened.update(applying, { phase: 'reverting' }, at(3));
+
+    // Not appended after the torn line: replaced by the entry, whole, on one line.
+    const lines = await linesOf('o1');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toBe('');
+    expect((await Journal.open(dir)).get('o1')).toMatchObject({ phase: 'reverting', snapshot: { prior: 'old' } });
+  });
+
+  it('reads an entry an agent before appends wrote (one JSON text, no newline), and writes it whole at its next write', async () => {
+    const journal = await Journal.open(dir);
+    const entry = await journal.createApply(order, at(0));
+    await writeFile(entryFile('o1'), JSON.stringify(entry));
+
+    const reopened = await Journal.open(dir);
+    expect(reopened.get('o1')).toEqual(entry);
+    const acked = await reopened.update(entry, { acked: true }, at(1));
+
+    expect(await linesOf('o1')).toEqual([JSON.stringify(acked), '']);
+  });
+
+  it('appends after a reopen when the file ends with a whole line', async () => {
+    const journal = await Journal.open(dir);
+    const entry = await journal.update(await journal.createApply(order, at(0)), { phase: 'applying' }, at(1));
+
+    const reopened = await Journal.open(dir);
+    const done = await reopened.finish(
+      entry,
+      { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) },
+      true,
+    );
+
+    expect(await linesOf('o1')).toHaveLength(4);
+    expect((await Journal.open(dir)).get('o1')).toEqual(done);
+  });
+
+  it('refuses to open on a line that is not a change to the entry: a member no write changes, or not JSON', async () => {
+    const journal = await Journal.open(dir);
+    await journal.createApply(order, at(0));
+    const first = await readFile(entryFile('o1'), 'utf8');
+
+    await writeFile(entryFile('o1'), `${first}${JSON.stringify({ seq: 2, updatedAt: at(1), orderId: 'o2' })}\n`);
+    await expect(Journal.open(dir)).rejects.toThrow(/journal entry o1 is corrupt: a line is not a change/);
+
+    await writeFile(entryFile('o1'), `${first}{"seq":2,\n${JSON.stringify({ seq: 3, updatedAt: at(2) })}\n`);
+    await expect(Journal.open(dir)).rejects.toThrow(/journal entry o1 is corrupt/);
+
+    // A change the schema takes, to an entry it then refuses: a phase that does not exist.
+    await writeFile(entryFile('o1'), `${first}${JSON.stringify({ seq: 2, updatedAt: at(1), phase: 'exploded' })}\n`);
+    await expect(Journal.open(dir)).rejects.toThrow(/journal entry o1 is corrupt/);
+  });
+
+  it('writes a member a write drops, or one no write changes, by writing the entry whole', async () => {
+    const journal = await Journal.open(dir);
+    const entry = await journal.update(
+      await journal.createApply(order, at(0)),
+      { phase: 'applying', snapshot: { prior: 'old' } },
+      at(1),
+    );
+
+    const dropped = await journal.update(entry, { snapshot: undefined }, at(2));
+
+    expect(dropped.snapshot).toBeUndefined();
+    expect(await linesOf('o1')).toEqual([JSON.stringify(dropped), '']);
+    expect((await Journal.open(dir)).get('o1')).toEqual(dropped);
+  });
+
+  it('reads every line in order: a later change wins over an earlier one', () => {
+    const first = {
+      ...JSON.parse(JSON.stringify({ orderId: 'o1', kind: 'apply', seq: 1, phase: 'accepted', order })),
+      updatedAt: at(0),
+    };
+    const raw = [
+      JSON.stringify(first),
+      JSON.stringify({ seq: 2, updatedAt: at(1), phase: 'applying', snapshot: { prior: 'a' } }),
+      JSON.stringify({ seq: 3, updatedAt: at(2), snapshot: { prior: 'b' } }),
+      '',
+    ].join('\n');
+
+    expect(readEntryFile(raw)).toMatchObject({
+      entry: { seq: 3, updatedAt: at(2), phase: 'applying', snapshot: { prior: 'b' }, changed: false, acked: false },
+      whole: true,
+    });
   });
 });

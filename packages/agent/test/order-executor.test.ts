@@ -18,7 +18,7 @@ import type { Clock } from '../src/clock.js';
 import type { Driver, DriverContext, PreflightVerdict } from '../src/drivers/driver.js';
 import type { HealthProbe } from '../src/health/health-probe.js';
 import { HealthRunner } from '../src/health/health-runner.js';
-import { Journal } from '../src/journal.js';
+import { Journal, readEntryFile } from '../src/journal.js';
 import { OrderExecutor, type OrderExecutorOptions } from '../src/orders/order-executor.js';
 import { AgentPolicy } from '../src/policy/agent-policy.js';
 import type { AllowedCommand } from '../src/policy/allowed-commands.js';
@@ -36,6 +36,8 @@ class FakeDriver implements Driver<FileChange, { prior: string }> {
   calls: string[] = [];
   verdict: PreflightVerdict = { outcome: 'would_apply', detail: 'ok' };
   failSnapshot = false;
+  /** The snapshot's copy finds its file system full, as the file driver reports it. */
+  snapshotRoom = false;
   failApply = false;
   failRestore = false;
   /** What a restore leaves on the host instead of the snapshot (a revert that does not restore). */
@@ -51,7 +53,11 @@ class FakeDriver implements Driver<FileChange, { prior: string }> {
   }
   async snapshot(): Promise<{ prior: string }> {
     this.calls.push('snapshot');
-    if (this.failSnapshot) throw new FleetError(ErrorCode.snapshotFailed, 'disk full');
+    if (this.failSnapshot) throw new FleetError(ErrorCode.snapshotFailed, 'unreadable');
+    if (this.snapshotRoom) {
+      const cause = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      throw new FleetError(ErrorCode.snapshotFailed, cause.message, { errno: 'ENOSPC' }, { cause });
+    }
     return { prior: this.host };
   }
   async apply(change: FileChange): Promise<void> {
@@ -221,8 +227,9 @@ describe('OrderExecutor', () => {
     const written: { phase: string; snapshot: unknown }[] = [];
     const journal = await Journal.open(dir, {
       checkpoint: (name) => {
-        if (!name.endsWith(':renamed')) return;
-        const onDisk = JSON.parse(readFileSync(join(dir, 'orders', 'o1', 'entry.json'), 'utf8'));
+        // The end of each write: the first renamed into place, each later one appended and synced.
+        if (!name.endsWith(':renamed') && !name.endsWith(':synced')) return;
+        const onDisk = readEntryFile(readFileSync(join(dir, 'orders', 'o1', 'entry.json'), 'utf8')).entry;
         written.push({ phase: name.split(':')[2] as string, snapshot: onDisk.snapshot });
       },
     });
@@ -278,6 +285,21 @@ describe('OrderExecutor', () => {
     expect(driver.calls).not.toContain('apply');
     expect(driver.host).toBe('old');
     expect(results).toMatchObject([{ outcome: 'failed', changed: false, errorCode: 'snapshot_failed' }]);
+  });
+
+  it('answers a snapshot its data dir had no room for as storage_full, changing nothing', async () => {
+    driver.snapshotRoom = true;
+    await (await executor()).apply(order('o1'));
+    expect(driver.calls).not.toContain('apply');
+    expect(driver.host).toBe('old');
+    expect(results).toMatchObject([
+      {
+        outcome: 'failed',
+        changed: false,
+        errorCode: 'storage_full',
+        reason: "the agent's data dir is full (ENOSPC): the snapshot could not be stored, so nothing was changed",
+      },
+    ]);
   });
 
   it('undoes a change that failed half-way', async () => {

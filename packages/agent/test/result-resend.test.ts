@@ -15,7 +15,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { Agent } from '../src/agent.js';
 import { AgentConfigSchema } from '../src/config.js';
 import { collectFacts } from '../src/facts.js';
-import { Journal } from '../src/journal.js';
+import { Journal, readEntryFile } from '../src/journal.js';
 import { ResultResend } from '../src/result-resend.js';
 import { writeTestCredential } from './support/fake-coordinator.js';
 import { sampleApplyOrder } from './support/sample-orders.js';
@@ -128,7 +128,7 @@ describe('an agent whose result is not acknowledged', () => {
       // the wait before the next try then (1.2 s after the third report) would take.
       coordinator?.send(JSON.stringify({ type: 'order.ack', orderId: 'ord-1', finishedAt }));
       const entryFile = join(dataDir, 'orders', 'ord-1', 'entry.json');
-      await expect.poll(async () => JSON.parse(await readFile(entryFile, 'utf8')).acked).toBe(true);
+      await expect.poll(async () => readEntryFile(await readFile(entryFile, 'utf8')).entry.acked).toBe(true);
       const sentBefore = reports.length;
       const heartbeatsAtAck = heartbeats;
       await expect.poll(() => heartbeats - heartbeatsAtAck, { timeout: 15_000, interval: 50 }).toBeGreaterThan(24);

@@ -4,6 +4,7 @@ import {
   constants,
   fchmodSync,
   fchownSync,
+  fdatasyncSync,
   fsyncSync,
   mkdirSync,
   openSync,
@@ -196,6 +197,36 @@ export function writeAllChunks(
       pending = pending.slice(1);
     }
     if (written > 0) pending = [(pending[0] as Uint8Array).subarray(written), ...pending.slice(1)];
+  }
+}
+
+/** The moments inside an append that a crash can fall between: written but not synced, synced. */
+export type AppendStep = 'appended' | 'synced';
+
+export interface AppendOptions {
+  /** False leaves the bytes unsynced: an append whose loss in a power cut is harmless (the journal's ack). */
+  durable?: boolean;
+  /** Test-only crash points, as `AtomicWriteOptions.checkpoint`. Unset in production. */
+  checkpoint?: (step: AppendStep) => void;
+}
+
+/**
+ * Appends `chunks` to the file at `path`, which must exist (never created here, never a symlink
+ * followed), and syncs its data (`fdatasync`: the bytes and the size that reaches them) unless
+ * `durable` is false. Its name is durable already: nothing in the directory changes. A crash or a
+ * full disk can leave a torn tail — part of what was appended — so whoever reads the file must know
+ * where each appended record ends (the journal ends each with a newline, see journal.ts).
+ */
+export function appendToFile(path: string, chunks: readonly Uint8Array[], options: AppendOptions = {}): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW);
+  try {
+    writeAllChunks(fd, chunks);
+    options.checkpoint?.('appended');
+    if (options.durable === false) return;
+    fdatasyncSync(fd);
+    options.checkpoint?.('synced');
+  } finally {
+    closeSync(fd);
   }
 }
 

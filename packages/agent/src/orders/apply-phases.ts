@@ -159,7 +159,11 @@ async function runPhases(
     // The driver makes the order's snapshot dir, durably, when it has something to keep in it (see
     // Driver.snapshot): made here as well, it was made twice in every order (a second mkdir and a
     // stat), and made for nothing when the change creates a file.
-    const snapshot = await driver.snapshot(order.change, journal.snapshotDir(order.orderId), driverCtx);
+    const snapshot = await driver
+      .snapshot(order.change, journal.snapshotDir(order.orderId), driverCtx)
+      .catch((err: unknown) => {
+        throw snapshotRoomError(err);
+      });
     // The snapshot is journaled with `applying`, not in a write of its own: recovery treats an order
     // that has its snapshot but has not begun to apply like one that has none (nothing changed,
     // nothing to restore), so a `snapshotted` entry would be a durable write that changes no outcome
@@ -275,6 +279,24 @@ async function runPhases(
 function journalFullReason(entry: ApplyEntry, err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   return `the agent's data dir filled during the order (${code}, after phase ${entry.phase}): nothing more could be journaled, so the order stopped there`;
+}
+
+/**
+ * A snapshot its data dir had no room for (ENOSPC or EDQUOT, as the driver met it or as the cause
+ * of its error): the agent's storage is full, as for a journal write, not the snapshot broken. The
+ * snapshot goes into the order's directory, in the data dir; nothing was changed yet.
+ */
+function snapshotRoomError(err: unknown): unknown {
+  const cause = err instanceof Error ? err.cause : undefined;
+  const full = isDiskFull(err) ? err : isDiskFull(cause) ? cause : undefined;
+  if (full === undefined) return err;
+  const code = (full as NodeJS.ErrnoException).code;
+  return new FleetError(
+    ErrorCode.storageFull,
+    `the agent's data dir is full (${code}): the snapshot could not be stored, so nothing was changed`,
+    { errno: code },
+    { cause: err },
+  );
 }
 
 /** Why an order (an apply or a preflight) for a change this agent has no driver for is refused. */

@@ -104,6 +104,8 @@ export class FsCallLog {
       fchownSync: onFd('chown', actual.fchownSync),
       fchmodSync: onFd('chmod', actual.fchmodSync),
       fsyncSync: onFd('sync', actual.fsyncSync),
+      // The journal's appends sync their data alone: the same step as an fsync.
+      fdatasyncSync: onFd('sync', actual.fdatasyncSync),
     } as typeof Fs;
   }
 
