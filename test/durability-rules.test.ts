@@ -8,6 +8,7 @@ import {
   type AgentTraceSpec,
   checkAgentTrace,
   checkCoordinatorTrace,
+  formatViolations,
   type RuleName,
 } from './support/durability-rules.js';
 import { parseStraceLog } from './support/strace-log.js';
@@ -58,7 +59,8 @@ function newDirectory(dir: string, skip: { parentSync?: boolean } = {}) {
 
 function journal(phase: string, extra: Record<string, unknown> = {}, skip: Parameters<typeof atomicWrite>[3] = {}) {
   const entry = { orderId: ORDER, kind: 'apply', seq: 1, phase, order: { change: { path: MANAGED } }, ...extra };
-  return atomicWrite(ORDER_DIR, 'entry.json', JSON.stringify(entry), skip);
+  // One line, as journal.ts writes an entry whole: later writes may append to it.
+  return atomicWrite(ORDER_DIR, 'entry.json', `${JSON.stringify(entry)}\n`, skip);
 }
 
 /** A line appended to the order's entry file (journal.ts), its data synced unless `skip.sync`. */
@@ -223,6 +225,64 @@ describe('agent rules', () => {
     const report = agentViolations(linesOf(story));
     expect(rulesOf(report)).toEqual(['journal-before-change']);
     expect(report.violations[0]?.message).toMatch(/'applying' entry of line \d+ was not durable yet/);
+  });
+
+  it('appended-synced: a line appended to an entry file that does not end with a whole line', () => {
+    const entry = { orderId: ORDER, kind: 'apply', seq: 1, phase: 'accepted', order: { change: { path: MANAGED } } };
+    // The entry as an agent before appends wrote it: one JSON text, no newline. A line appended to it
+    // joins its first line, and the agent could not read the file back.
+    const story = replaced(appendingApply(), 'accepted', atomicWrite(ORDER_DIR, 'entry.json', JSON.stringify(entry)));
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['appended-synced']);
+    expect(report.violations[0]?.message).toMatch(/appended after bytes that do not end with a whole line/);
+  });
+
+  it('appended-synced: a line appended to an entry whose rename was not durable (an ack renamed without its directory’s sync)', () => {
+    // A bake failure after the ack: `reverting` appended and synced into the file the unsynced rename put
+    // in place, reported, and the managed file restored. A power cut could bring back the entry before
+    // the ack, without `reverting`, after the file was restored.
+    const story: Story = [
+      ...goodApply(),
+      { step: 'reverting', lines: appended({ seq: 5, updatedAt: 'e', phase: 'reverting' }) },
+      { step: 'report reverting', lines: [progress('reverting')] },
+      { step: 'restore', lines: atomicWrite(join(ROOT, 'etc'), 'app.conf', 'old\n') },
+    ];
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toEqual(['appended-synced', 'journal-before-change', 'journal-before-report']);
+    expect(report.violations[0]?.message).toMatch(/whose rename \(line \d+\) was not durable before it/);
+  });
+
+  it('appended-synced: a line appended to an entry file put in place before the trace (a restarted agent)', () => {
+    const story = appendingApply().filter((s) => !['order dir', 'accepted', 'report accepted'].includes(s.step));
+    const report = agentViolations(linesOf(story), {
+      ...SPEC,
+      journalBefore: [{ orderId: ORDER, kind: 'apply', phase: 'accepted', changePath: MANAGED }],
+    });
+    expect(rulesOf(report)).toContain('appended-synced');
+    expect(report.violations[0]?.message).toMatch(/to an entry file this trace did not put in place/);
+  });
+
+  it('trace-readable: a line appended that is not a change (the whole entry again)', () => {
+    const whole = { orderId: ORDER, kind: 'apply', seq: 2, phase: 'applying', order: { change: { path: MANAGED } } };
+    const story = replaced(appendingApply(), 'applying', appended({ ...whole, snapshot: { contentFile: 'content' } }));
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toContain('trace-readable');
+    expect(formatViolations(report.violations)).toMatch(/cannot read the journal entry/);
+  });
+
+  it('not-written-in-place: an entry opened to append, then truncated and written over', () => {
+    const entry = join(ORDER_DIR, 'entry.json');
+    const whole = `${JSON.stringify({ orderId: ORDER, kind: 'apply', seq: 2, phase: 'applying', order: { change: { path: MANAGED } }, snapshot: { contentFile: 'content' } })}\n`;
+    const story = replaced(appendingApply(), 'applying', [
+      `openat(AT_FDCWD</>, ${quoted(entry)}, O_WRONLY|O_APPEND|O_NOFOLLOW|O_CLOEXEC) = 77<${entry}>`,
+      `ftruncate(77<${entry}>, 0) = 0`,
+      `write(77<${entry}>, ${quoted(whole)}, ${Buffer.byteLength(whole)}) = ${Buffer.byteLength(whole)}`,
+      `fdatasync(77<${entry}>) = 0`,
+      `close(77<${entry}>) = 0`,
+    ]);
+    const report = agentViolations(linesOf(story));
+    expect(rulesOf(report)).toContain('not-written-in-place');
+    expect(formatViolations(report.violations)).toMatch(/entry\.json was truncated/);
   });
 
   it('not-written-in-place: an entry opened to append may not be truncated', () => {

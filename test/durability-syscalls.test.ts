@@ -136,7 +136,7 @@ async function journalOnDisk(dataDir: string): Promise<JournalRecord[]> {
 /** Waits until the journal holds `count` entries, each acknowledged: nothing more will be written. */
 async function waitUntilAcknowledged(dataDir: string, count: number): Promise<void> {
   await waitFor(`${count} acknowledged journal entries in ${dataDir}`, async () => {
-    const entries = (await readEntries(dataDir)).map((bytes) => readEntryFile(bytes.toString()).entry);
+    const entries = (await readEntries(dataDir)).map((bytes) => readEntryFile(bytes.toString()));
     return entries.length === count && entries.every((entry) => entry.acked);
   });
 }

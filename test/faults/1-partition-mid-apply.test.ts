@@ -87,7 +87,7 @@ describeNeeding([namespaces], 'fault 1: one host partitioned mid-apply', () => {
     const orderId = canary?.orderId as string;
     // A second start of the order, as the journal would record it, and the file put back behind everyone's back.
     const entryFile = join(fleet.dataOf(canary?.hostId as string), 'orders', orderId, 'entry.json');
-    const { entry } = readEntryFile(await readFile(entryFile, 'utf8'));
+    const entry = readEntryFile(await readFile(entryFile, 'utf8'));
     await writeFile(entryFile, `${JSON.stringify({ ...entry, executions: 2 })}\n`);
     await writeFile(fleet.fileOnHost(canary?.hostId as string), OLD);
     const verdict = await checkRollout(fleet, { rolloutId, changedContent: NEW });

@@ -6,13 +6,16 @@
  * credential, refusals.json, applied-sequences.json):
  * - `synced-before-rename`: the temp file is fsync'd after its last write and before it is renamed
  *   over its target;
- * - `not-written-in-place`: the file itself is never opened for writing (a crash would leave it half
- *   written) — snapshots excepted, which nothing points at until they are durable, and journal
- *   entries opened to append (`O_APPEND`, never `O_TRUNC`): a line appended to an entry file (its
- *   first line renamed into place) is read as the write it records only once whole (journal.ts);
- * - `appended-synced`: a line appended to a journal entry is synced (`fdatasync` or `fsync` of the
- *   file) before the step is acknowledged or the next begins, as a rename's directory is. The line
- *   that only marks a result acknowledged is exempt, as its rename is (below);
+ * - `not-written-in-place`: the file itself is never opened for writing nor truncated (a crash would
+ *   leave it half written) — snapshots excepted, which nothing points at until they are durable, and
+ *   journal entries opened to append (`O_APPEND`, never `O_TRUNC`): a line appended to an entry file
+ *   is read as the write it records only once whole (journal.ts);
+ * - `appended-synced`: a line is appended only to a journal entry this trace renamed into place,
+ *   durably (its directory synced), that ends with a whole line; the line is a change to the entry
+ *   (journal.ts `changeLine`: the members a write changes, its position and time), and it is synced
+ *   (`fdatasync` or `fsync` of the file) before the step is acknowledged or the next begins, as a
+ *   rename's directory is. The line that only marks a result acknowledged needs no sync, as its
+ *   rename needs no directory sync (below);
  * - `directory-synced`: after the rename (or a removal) its directory is fsync'd, and before the step
  *   is acknowledged or the next begins: before the next journal entry is renamed into place and
  *   before the next report goes to the coordinator. One write is exempt: the journal entry that only
@@ -210,6 +213,7 @@ class AgentTraceCheck {
       else if (event.kind === 'unlink') this.checkRemoval(event);
       else if (event.kind === 'open') this.checkOpen(event);
       else if (event.kind === 'write') this.checkAppend(event);
+      else if (event.kind === 'truncate') this.checkTruncate(event);
     }
     this.collectInPlaceSnapshots();
     this.readJournal();
@@ -289,6 +293,16 @@ class AgentTraceCheck {
     );
   }
 
+  private checkTruncate(truncate: EventOf<'truncate'>): void {
+    const kind = this.kindOf(truncate.path);
+    if (!kind || kind === 'snapshot') return;
+    this.violate(
+      'not-written-in-place',
+      truncate.startLine,
+      `${kind} ${truncate.path} was truncated: a crash would leave it half written`,
+    );
+  }
+
   /**
    * The journal entry `write` appends to, if it does: one written through a descriptor not opened
    * to append is not an append (`not-written-in-place` reports it).
@@ -311,22 +325,32 @@ class AgentTraceCheck {
     const sync = this.files.syncOf(path, write.endLine, Number.POSITIVE_INFINITY);
     const ack = this.acknowledgements.find((a) => a.line > write.endLine);
     const ackOnly = content !== undefined && isAckOnly(content);
+    const appendTo = (problem: string) =>
+      this.violate('appended-synced', write.startLine, `journal entry ${path}: a line was appended ${problem}`);
     if (!ackOnly && (!sync || sync.endLine >= (ack?.line ?? Number.POSITIVE_INFINITY))) {
-      this.violate(
-        'appended-synced',
-        write.startLine,
-        `journal entry ${path}: a line was appended at line ${write.startLine} but ${
-          sync ? `synced only at line ${sync.startLine}, after ${ack?.what}` : 'never synced'
-        }`,
+      appendTo(
+        `at line ${write.startLine} but ${sync ? `synced only at line ${sync.startLine}, after ${ack?.what}` : 'never synced'}`,
       );
     }
+    // The file it goes to: put in place by a rename of this trace, durably, and ending with a whole
+    // line since — else a power cut may take the line with a name or a line before it.
+    const renamed = this.placements.filter((p) => p.path === path && p.how === 'rename').at(-1);
+    const since = this.placements.filter(
+      (p) => p.path === path && p.how === 'append' && p.event.startLine > (renamed?.event.startLine ?? 0),
+    );
+    const before = since.at(-1)?.content ?? renamed?.content;
+    if (!renamed) appendTo('to an entry file this trace did not put in place');
+    else if (renamed.durableAt === undefined || renamed.durableAt > write.startLine)
+      appendTo(`to an entry file whose rename (line ${renamed.event.startLine}) was not durable before it`);
+    else if (before !== undefined && !before.toString().endsWith('\n'))
+      appendTo('after bytes that do not end with a whole line');
     this.placements.push({
       kind: 'journal entry',
       path,
       how: 'append',
       event: write,
       content,
-      durableAt: sync?.endLine,
+      durableAt: sync && renamed?.durableAt !== undefined ? Math.max(sync.endLine, renamed.durableAt) : undefined,
     });
   }
 
@@ -771,11 +795,17 @@ function isAckOnly(bytes: Buffer): boolean {
   return json.phase === 'done' || changes.length === 0;
 }
 
-/** The record `before` becomes with a line appended to its entry (journal.ts `changeLine`); undefined if unreadable. */
+/** The members a line appended to an entry may carry (journal.ts `EntryChangeSchema`). */
+const CHANGE_MEMBERS = new Set(['seq', 'updatedAt', 'phase', 'snapshot', 'changed', 'result', 'acked']);
+
+/**
+ * The record `before` becomes with a line appended to its entry (journal.ts `changeLine`); undefined
+ * when the line is not one: cut short, not JSON, or carrying a member no write changes.
+ */
 function changedRecord(before: JournalRecord, line: Buffer): JournalRecord | undefined {
   if (!line.toString().endsWith('\n')) return undefined;
   const change = parseObject(line);
-  if (!change) return undefined;
+  if (!change || Object.keys(change).some((key) => !CHANGE_MEMBERS.has(key))) return undefined;
   const result = change.result as { finishedAt?: unknown } | undefined;
   return {
     ...before,

@@ -348,7 +348,7 @@ export async function readJournal(dataDir: string): Promise<JournalFileEntry[]> 
   for (const name of names) {
     const raw = await readFile(join(ordersDir, name, 'entry.json'), 'utf8');
     // Read as the agent reads it, by its schema: an entry the agent could not read back fails the test here.
-    entries.push(readEntryFile(raw).entry);
+    entries.push(readEntryFile(raw));
   }
   return entries;
 }

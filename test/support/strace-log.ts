@@ -47,6 +47,7 @@ export type StraceEvent =
   | (EventBase & { kind: 'rename'; from: string; to: string })
   | (EventBase & { kind: 'unlink'; path: string })
   | (EventBase & { kind: 'mkdir'; path: string })
+  | (EventBase & { kind: 'truncate'; path: string })
   | (EventBase & { kind: 'close'; fd: FdRef });
 
 export type StraceEventKind = StraceEvent['kind'];
@@ -72,6 +73,8 @@ export const TRACED_SYSCALLS = [
   'unlink',
   'unlinkat',
   'close',
+  'truncate',
+  'ftruncate',
   ...SYNCS,
   ...WRITES,
   ...COPIES,
@@ -204,6 +207,14 @@ function decodeCall(
       };
     case 'close':
       return { ...base, kind: 'close', fd: asFd(arg(0), endLine) };
+    case 'truncate':
+      return { ...base, kind: 'truncate', path: asPath(arg(0), undefined, endLine) };
+    case 'ftruncate': {
+      const fd = asFd(arg(0), endLine);
+      if (fd.target === undefined)
+        throw new StraceParseError('ftruncate of a descriptor without its path (-y)', endLine);
+      return { ...base, kind: 'truncate', path: fd.target };
+    }
     default:
       break;
   }

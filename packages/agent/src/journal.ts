@@ -129,7 +129,7 @@ export class Journal {
   private readonly deferredAcks = new Map<string, { finishedAt: string | undefined; at: string }>();
   private seq = 0;
   /**
-   * Orders whose entry file ends with a whole line this journal wrote or read: a later write may be
+   * Orders whose entry file this journal wrote, durably, ending with a whole line: a later write may be
    * appended to it (see `writeEntry`). Any other is written whole again.
    */
   private readonly appendable = new Set<string>();
@@ -158,11 +158,12 @@ export class Journal {
     // file costs about a third of the CPU of the thread pool's round trips (open, stat, read, close),
     // which a reconnect storm of restarted agents on shared cores pays once per entry.
     for (const name of readdirSync(journal.ordersDir)) {
-      const read = journal.readEntry(name);
-      if (!read) continue;
-      const { entry, whole } = read;
+      const entry = journal.readEntry(name);
+      if (!entry) continue;
+      // Not appendable: the file's name may not be durable yet (a rename whose directory sync a crash
+      // cut short, an ack's), nor its last lines (appended, never synced). Its next write, if it has
+      // one, replaces it whole and durably; most orders found here are at rest and have none.
       journal.entries.set(entry.orderId, entry);
-      if (whole) journal.appendable.add(entry.orderId);
       journal.seq = Math.max(journal.seq, entry.seq);
     }
     return journal;
@@ -402,14 +403,13 @@ export class Journal {
    * How an entry is written. An order's entry file holds one JSON line per write: the first line the
    * whole entry, each later line what that write changed (`changeLine`), so a write costs an append
    * and one `fdatasync` — not a temp file, a rename and the directory's fsync, with the whole order
-   * (its content up to a megabyte) serialized again. After a crash or a full disk, a last line without
-   * its newline is a write that never completed, and reads as not made (its data was never synced,
-   * so nothing acted on it).
+   * (its content up to a megabyte) serialized again. After a crash or a full disk, the lines a write
+   * left unfinished read as not made (`readEntryFile`): none was synced, so nothing acted on them.
    *
-   * The first write, and any write to a file that does not end with a line this journal wrote or read
-   * whole (one a failed append may have torn, one an agent before this format wrote), replaces the
-   * file atomically with the entry as one line: temp file, fsync, rename, fsync dir — after a crash
-   * the file is the old one or the new one. An ack need not outlive a power cut (it is appended or
+   * The first write, and any write to a file this journal did not itself write durably and whole (one
+   * a failed append may have torn, one renamed without its directory's sync, one read at open: a crash
+   * may have left its name or its last lines not durable), replaces the file atomically with the entry
+   * as one line: temp file, fsync, rename, fsync dir — after a crash the file is the old one or the new one. An ack need not outlive a power cut (it is appended or
    * renamed without a sync): the entry before it holds the same result, unacked, which the agent
    * reports again and the coordinator, holding it, acks again.
    */
@@ -456,14 +456,16 @@ export class Journal {
       throw err;
     }
     if (bytes !== undefined) this.knownEntryBytes.set(entry.orderId, bytes);
-    this.appendable.add(entry.orderId);
+    // A file renamed into place without its directory's sync (an ack written whole) may yet lose its
+    // name in a power cut, and a line appended to it with it: the next write replaces it whole, durably.
+    if (change !== undefined || durable) this.appendable.add(entry.orderId);
     this.entries.set(entry.orderId, next);
     this.orderChanged(entry.orderId);
     return next;
   }
 
   /** An order's entry as its file holds it (see `readEntryFile`), its interrupted temp files removed. */
-  private readEntry(name: string): { entry: JournalEntry; whole: boolean } | undefined {
+  private readEntry(name: string): JournalEntry | undefined {
     const dir = join(this.ordersDir, name);
     // Temp files of writes a crash interrupted: the entry beside them is the last complete one.
     for (const file of readdirSync(dir)) {
@@ -519,29 +521,49 @@ function changeLine(previous: JournalEntry, next: JournalEntry): Buffer | undefi
 
 /**
  * An entry file's text as the journal reads it: the first line the whole entry, each later line a
- * change to it (`changeLine`), applied in order. A last line without its newline is a write that did
- * not complete — dropped, and the file is not `whole`: the next write replaces it rather than append
- * to it. An agent before this format wrote the entry as one JSON text without a newline, which reads
- * as the first line, not `whole` either. Throws on anything else: a line that is not JSON, a change
- * that is not one, or an entry the schema refuses.
+ * change to it (`changeLine`), applied in order.
+ *
+ * The lines at its end that are not JSON are writes that did not complete, and are dropped: a crash
+ * or a full disk mid-append leaves part of a line without its newline, and a power cut may keep a
+ * line's later page and lose its earlier one, which then reads as zeros, newline and all (of the lines
+ * appended since the last sync, any may be lost so). None of them was acted on: an order goes on only
+ * once its line is synced. A last line without its newline is dropped even if it parses: its write
+ * did not end. (The journal replaces an entry it read at its next write, never appending to it.) An
+ * agent before this format wrote the entry as one JSON text without a newline: it reads as the first line.
+ *
+ * Throws on anything else: a first line that is not the entry (it is written by a rename, whole or
+ * not at all), a line of JSON that is not a change, a torn line followed by a whole one (only
+ * corruption makes either), or an entry the schema refuses.
  */
-export function readEntryFile(raw: string): { entry: JournalEntry; whole: boolean } {
+export function readEntryFile(raw: string): JournalEntry {
   const lines = raw.split('\n');
-  // What follows the last newline: '' when the file ends with one.
-  const tail = lines.pop() as string;
-  const whole = tail === '';
-  // A first line without its newline can only be an old agent's entry: the first line is written by a rename.
-  if (lines.length === 0) lines.push(tail);
-  const [first, ...changes] = lines;
+  // What follows the last newline: '' when the file ends with one, else a write cut short (or an old agent's entry).
+  const cut = lines.pop() as string;
+  if (lines.length === 0) lines.push(cut);
+  const [first, ...later] = lines;
+  const changes = later.map(readChange);
+  let readable = changes.length;
+  while (readable > 0 && changes[readable - 1] === undefined) readable--;
+  const torn = changes.slice(0, readable).indexOf(undefined);
+  if (torn !== -1) throw new Error(`line ${torn + 2} is cut short, and a later one is whole`);
   let entry: unknown = JSON.parse(first as string);
-  for (const line of changes) {
-    const change = EntryChangeSchema.safeParse(JSON.parse(line));
-    if (!change.success) throw new Error(`a line is not a change to the entry: ${change.error.message}`);
-    entry = { ...(entry as object), ...change.data };
-  }
+  for (const change of changes.slice(0, readable)) entry = { ...(entry as object), ...change };
   const parsed = JournalEntrySchema.safeParse(entry);
   if (!parsed.success) throw new Error(parsed.error.message);
-  return { entry: parsed.data, whole };
+  return parsed.data;
+}
+
+/** A later line of an entry file as a change to the entry; undefined when it is not JSON (cut short). */
+function readChange(line: string): z.infer<typeof EntryChangeSchema> | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  const change = EntryChangeSchema.safeParse(json);
+  if (!change.success) throw new Error(`a line is not a change to the entry: ${change.error.message}`);
+  return change.data;
 }
 
 /** ENOSPC or EDQUOT: the file system (or the agent's quota on it) has no room for the write. */

@@ -159,7 +159,7 @@ describe('Journal durability', () => {
     await expect(journal.update(entry, { phase: 'applying' }, at(1))).rejects.toThrow('EIO');
 
     expect(journal.get('o1')).toEqual(entry);
-    expect(readEntryFile(await readFile(join(dataDir, 'orders', 'o1', 'entry.json'), 'utf8')).entry).toEqual(entry);
+    expect(readEntryFile(await readFile(join(dataDir, 'orders', 'o1', 'entry.json'), 'utf8'))).toEqual(entry);
     expect((await Journal.open(dataDir)).get('o1')).toEqual(entry);
   });
 
@@ -204,6 +204,32 @@ describe('Journal durability', () => {
     await third;
 
     expect(journal.get('o1')).toMatchObject({ phase: 'snapshotted', snapshot: { prior: 'old' }, changed: true });
+  });
+
+  it('writes the entry whole again, durably, after an ack written whole without its directory’s sync', async () => {
+    const journal = await Journal.open(dataDir);
+    let entry = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    entry = await journal.update(entry, { phase: 'applying' }, at(1));
+    entry = await journal.finish(entry, { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) }, true);
+    // The ack's append meets a full disk: deferred (no error), and the entry is no longer appendable.
+    log.before(
+      (call) => call.call === 'write' && call.path.endsWith('entry.json'),
+      () => {
+        throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+      },
+    );
+    await journal.acknowledge('o1', at(2), at(3));
+    expect(journal.get('o1')).toMatchObject({ acked: false });
+    // Room again: the ack is written whole, renamed without the directory's fsync (an ack may be lost).
+    await journal.acknowledge('o1', at(2), at(4));
+    expect(journal.get('o1')).toMatchObject({ acked: true });
+    log.clear();
+
+    // A bake failure: the order begins its revert. Appended to the file the unsynced rename put in
+    // place, a power cut could take its line with the rename: it is written whole, directory synced.
+    await journal.update(entry, { phase: 'reverting' }, at(5));
+
+    expect(log.lines(dataDir)).toEqual(entryWrite('orders/o1'));
   });
 
   it('keeps nothing of an order’s writes once they are done: a long-lived agent does not grow', async () => {

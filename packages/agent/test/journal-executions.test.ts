@@ -23,10 +23,7 @@ afterEach(async () => {
 });
 
 async function onDisk(orderId: string): Promise<Record<string, unknown>> {
-  return readEntryFile(await readFile(join(dir, 'orders', orderId, 'entry.json'), 'utf8')).entry as Record<
-    string,
-    unknown
-  >;
+  return readEntryFile(await readFile(join(dir, 'orders', orderId, 'entry.json'), 'utf8')) as Record<string, unknown>;
 }
 
 describe('Journal executions', () => {

@@ -25,7 +25,7 @@ function result(orderId: string, finishedAt: string, overrides: Partial<OrderRes
 }
 
 async function onDisk(orderId: string): Promise<unknown> {
-  return readEntryFile(await readFile(join(dataDir, 'orders', orderId, 'entry.json'), 'utf8')).entry;
+  return readEntryFile(await readFile(join(dataDir, 'orders', orderId, 'entry.json'), 'utf8'));
 }
 
 describe('Journal entries', () => {

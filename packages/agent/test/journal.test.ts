@@ -77,12 +77,12 @@ describe('Journal', () => {
       [{ phase: 'applying' }, 2],
       [{ phase: 'done', changed: true }, 3],
     ];
-    expect(readEntryFile(await readFile(file, 'utf8')).entry).toEqual(journal.get('o-large'));
+    expect(readEntryFile(await readFile(file, 'utf8'))).toEqual(journal.get('o-large'));
     for (const [patch, at] of steps) {
       const before = (await stat(file)).size;
       entry = await journal.update(entry, patch, new Date(at).toISOString());
       // What is on disk is exactly the entry: its order unchanged, every other member as now.
-      expect(readEntryFile(await readFile(file, 'utf8'))).toEqual({ entry, whole: true });
+      expect(readEntryFile(await readFile(file, 'utf8'))).toEqual(entry);
       // And the write cost a line of what changed, not the order's half megabyte again.
       expect((await stat(file)).size - before).toBeLessThan(200);
     }
@@ -156,19 +156,49 @@ describe('the entry file: the entry whole, then a line per write', () => {
     expect(await linesOf('o1')).toEqual([JSON.stringify(acked), '']);
   });
 
-  it('appends after a reopen when the file ends with a whole line', async () => {
+  it('drops the unsynced lines a power cut kept in part: their first page lost (zeros), their newline kept', async () => {
+    const journal = await Journal.open(dir);
+    const entry = await journal.update(await journal.createApply(order, at(0)), { phase: 'applying' }, at(1));
+    const done = await journal.finish(
+      entry,
+      { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) },
+      true,
+    );
+    const beforeAck = await readFile(entryFile('o1'));
+    await journal.acknowledge('o1', at(2), at(3));
+    const ack = (await readFile(entryFile('o1'))).subarray(beforeAck.byteLength);
+    // The ack line is appended without a sync. A line that crosses a page boundary is two pages; after a
+    // power cut the file's size may cover both while only the second (with the newline) reached the disk.
+    const lost = Buffer.alloc(ack.byteLength - 10, 0);
+    await writeFile(entryFile('o1'), Buffer.concat([beforeAck, lost, ack.subarray(lost.byteLength)]));
+
+    // The ack may be lost: the agent starts, the order done and unacked, and its next write is whole.
+    const reopened = await Journal.open(dir);
+    expect(reopened.get('o1')).toEqual(done);
+    await reopened.acknowledge('o1', at(2), at(4));
+    expect(await linesOf('o1')).toHaveLength(2);
+
+    // Two such lines (an unsynced ack, then a write whose sync the power cut interrupted): both dropped.
+    await writeFile(entryFile('o1'), Buffer.concat([beforeAck, lost, Buffer.from('\n'), lost, Buffer.from('}\n')]));
+    expect((await Journal.open(dir)).get('o1')).toEqual(done);
+  });
+
+  it('replaces an entry it found at open at its next write, then appends to it again', async () => {
     const journal = await Journal.open(dir);
     const entry = await journal.update(await journal.createApply(order, at(0)), { phase: 'applying' }, at(1));
 
+    // A crash may have left the file's last line, or its name, not durable: it is not appended to.
     const reopened = await Journal.open(dir);
     const done = await reopened.finish(
       entry,
       { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) },
       true,
     );
+    expect(await linesOf('o1')).toEqual([JSON.stringify(done), '']);
+    await reopened.acknowledge('o1', at(2), at(3));
 
-    expect(await linesOf('o1')).toHaveLength(4);
-    expect((await Journal.open(dir)).get('o1')).toEqual(done);
+    expect(await linesOf('o1')).toHaveLength(3);
+    expect((await Journal.open(dir)).get('o1')).toEqual({ ...done, acked: true, seq: done.seq + 1, updatedAt: at(3) });
   });
 
   it('refuses to open on a line that is not a change to the entry: a member no write changes, or not JSON', async () => {
@@ -179,8 +209,11 @@ describe('the entry file: the entry whole, then a line per write', () => {
     await writeFile(entryFile('o1'), `${first}${JSON.stringify({ seq: 2, updatedAt: at(1), orderId: 'o2' })}\n`);
     await expect(Journal.open(dir)).rejects.toThrow(/journal entry o1 is corrupt: a line is not a change/);
 
+    // A line cut short followed by a whole one: no crash makes that.
     await writeFile(entryFile('o1'), `${first}{"seq":2,\n${JSON.stringify({ seq: 3, updatedAt: at(2) })}\n`);
-    await expect(Journal.open(dir)).rejects.toThrow(/journal entry o1 is corrupt/);
+    await expect(Journal.open(dir)).rejects.toThrow(
+      /journal entry o1 is corrupt: line 2 is cut short, and a later one is whole/,
+    );
 
     // A change the schema takes, to an entry it then refuses: a phase that does not exist.
     await writeFile(entryFile('o1'), `${first}${JSON.stringify({ seq: 2, updatedAt: at(1), phase: 'exploded' })}\n`);
@@ -215,8 +248,12 @@ describe('the entry file: the entry whole, then a line per write', () => {
     ].join('\n');
 
     expect(readEntryFile(raw)).toMatchObject({
-      entry: { seq: 3, updatedAt: at(2), phase: 'applying', snapshot: { prior: 'b' }, changed: false, acked: false },
-      whole: true,
+      seq: 3,
+      updatedAt: at(2),
+      phase: 'applying',
+      snapshot: { prior: 'b' },
+      changed: false,
+      acked: false,
     });
   });
 });

@@ -229,7 +229,7 @@ describe('OrderExecutor', () => {
       checkpoint: (name) => {
         // The end of each write: the first renamed into place, each later one appended and synced.
         if (!name.endsWith(':renamed') && !name.endsWith(':synced')) return;
-        const onDisk = readEntryFile(readFileSync(join(dir, 'orders', 'o1', 'entry.json'), 'utf8')).entry;
+        const onDisk = readEntryFile(readFileSync(join(dir, 'orders', 'o1', 'entry.json'), 'utf8'));
         written.push({ phase: name.split(':')[2] as string, snapshot: onDisk.snapshot });
       },
     });

@@ -128,7 +128,7 @@ describe('an agent whose result is not acknowledged', () => {
       // the wait before the next try then (1.2 s after the third report) would take.
       coordinator?.send(JSON.stringify({ type: 'order.ack', orderId: 'ord-1', finishedAt }));
       const entryFile = join(dataDir, 'orders', 'ord-1', 'entry.json');
-      await expect.poll(async () => readEntryFile(await readFile(entryFile, 'utf8')).entry.acked).toBe(true);
+      await expect.poll(async () => readEntryFile(await readFile(entryFile, 'utf8')).acked).toBe(true);
       const sentBefore = reports.length;
       const heartbeatsAtAck = heartbeats;
       await expect.poll(() => heartbeats - heartbeatsAtAck, { timeout: 15_000, interval: 50 }).toBeGreaterThan(24);
