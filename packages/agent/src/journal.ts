@@ -13,6 +13,7 @@ import { z } from 'zod';
 import {
   appendToFile,
   fsyncDirectory,
+  syncFileAndDirectory,
   isTempFileFor,
   makeDirectoryDurably,
   writeAll,
@@ -165,6 +166,11 @@ export class Journal {
       // one, replaces it whole and durably; most orders found here are at rest and have none.
       journal.entries.set(entry.orderId, entry);
       journal.seq = Math.max(journal.seq, entry.seq);
+      // What the agent reports of an order not at rest (`hello`, recovery) must be durable first: a
+      // process killed between an append and its sync left the line in the page cache, where this
+      // read found it and a power cut could still take it. An order done and acknowledged is reported
+      // no more, and what may be unsynced of it is its ack, which may be lost.
+      if (entry.phase !== 'done' || !entry.acked) syncFileAndDirectory(journal.orderDir(entry.orderId), ENTRY_FILE);
     }
     return journal;
   }

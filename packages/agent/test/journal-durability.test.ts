@@ -232,6 +232,23 @@ describe('Journal durability', () => {
     expect(log.lines(dataDir)).toEqual(entryWrite('orders/o1'));
   });
 
+  it('makes an order not at rest durable when it opens, before anything reports it; not one done and acknowledged', async () => {
+    const journal = await Journal.open(dataDir);
+    const done = await journal.createApply(sampleApplyOrder('o1'), at(0));
+    await journal.finish(done, { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(1) }, true);
+    await journal.acknowledge('o1', at(1), at(2));
+    const running = await journal.createApply(sampleApplyOrder('o2'), at(3));
+    await journal.update(running, { phase: 'applying' }, at(4));
+    log.clear();
+
+    // As a restart after a SIGKILL between o2's append and its sync would find it: in the page cache.
+    const reopened = await Journal.open(dataDir);
+
+    const syncs = log.lines(dataDir).filter((line) => line.startsWith('sync'));
+    expect(syncs).toEqual(['sync orders', 'sync orders/o2/entry.json', 'sync orders/o2']);
+    expect(reopened.pendingReports().map((report) => report.orderId)).toEqual(['o2']);
+  });
+
   it('keeps nothing of an order’s writes once they are done: a long-lived agent does not grow', async () => {
     const journal = await Journal.open(dataDir);
     const entry = await journal.createApply(sampleApplyOrder('o1'), at(0));

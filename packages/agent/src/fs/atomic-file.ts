@@ -230,6 +230,17 @@ export function appendToFile(path: string, chunks: readonly Uint8Array[], option
   }
 }
 
+/** Makes `dir/name` durable as it is now: its bytes (fsync), then its name in `dir`. */
+export function syncFileAndDirectory(dir: string, name: string): void {
+  const fd = openSync(join(dir, name), constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  fsyncDirectorySync(dir);
+}
+
 /** Makes creations, renames and removals in `dir` durable. */
 export async function fsyncDirectory(dir: string): Promise<void> {
   fsyncDirectorySync(dir);
