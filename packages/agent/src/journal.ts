@@ -13,9 +13,9 @@ import { z } from 'zod';
 import {
   appendToFile,
   fsyncDirectory,
-  syncFileAndDirectory,
   isTempFileFor,
   makeDirectoryDurably,
+  syncFileAndDirectory,
   writeAll,
   writeFileAtomically,
 } from './fs/atomic-file.js';
