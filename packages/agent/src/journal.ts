@@ -529,17 +529,18 @@ function changeLine(previous: JournalEntry, next: JournalEntry): Buffer | undefi
  * An entry file's text as the journal reads it: the first line the whole entry, each later line a
  * change to it (`changeLine`), applied in order.
  *
- * The lines at its end that are not JSON are writes that did not complete, and are dropped: a crash
- * or a full disk mid-append leaves part of a line without its newline, and a power cut may keep a
- * line's later page and lose its earlier one, which then reads as zeros, newline and all (of the lines
- * appended since the last sync, any may be lost so). None of them was acted on: an order goes on only
- * once its line is synced. A last line without its newline is dropped even if it parses: its write
- * did not end. (The journal replaces an entry it read at its next write, never appending to it.) An
- * agent before this format wrote the entry as one JSON text without a newline: it reads as the first line.
+ * A line that is not JSON is a write that did not complete, and it and every line after it are
+ * dropped: a crash or a full disk mid-append leaves part of a line without its newline, and a power
+ * cut may keep a line's later page and lose its earlier one, which then reads as zeros (newline and
+ * all, or run into the next line). A line not whole on disk was never synced, so no sync after it
+ * completed, and nothing acted on it or on any line after it: an order goes on only once its line is
+ * synced. A last line without its newline is dropped even if it parses: its write did not end. (The
+ * journal replaces an entry it read at its next write, never appending to it.) An agent before this
+ * format wrote the entry as one JSON text without a newline: it reads as the first line.
  *
  * Throws on anything else: a first line that is not the entry (it is written by a rename, whole or
- * not at all), a line of JSON that is not a change, a torn line followed by a whole one (only
- * corruption makes either), or an entry the schema refuses.
+ * not at all), a line of JSON that is not a change (only corruption makes it), or an entry the schema
+ * refuses.
  */
 export function readEntryFile(raw: string): JournalEntry {
   const lines = raw.split('\n');
@@ -548,12 +549,9 @@ export function readEntryFile(raw: string): JournalEntry {
   if (lines.length === 0) lines.push(cut);
   const [first, ...later] = lines;
   const changes = later.map(readChange);
-  let readable = changes.length;
-  while (readable > 0 && changes[readable - 1] === undefined) readable--;
-  const torn = changes.slice(0, readable).indexOf(undefined);
-  if (torn !== -1) throw new Error(`line ${torn + 2} is cut short, and a later one is whole`);
+  const torn = changes.indexOf(undefined);
   let entry: unknown = JSON.parse(first as string);
-  for (const change of changes.slice(0, readable)) entry = { ...(entry as object), ...change };
+  for (const change of torn === -1 ? changes : changes.slice(0, torn)) entry = { ...(entry as object), ...change };
   const parsed = JournalEntrySchema.safeParse(entry);
   if (!parsed.success) throw new Error(parsed.error.message);
   return parsed.data;
