@@ -239,14 +239,29 @@ describe('Journal durability', () => {
     await journal.acknowledge('o1', at(1), at(2));
     const running = await journal.createApply(sampleApplyOrder('o2'), at(3));
     await journal.update(running, { phase: 'applying' }, at(4));
+    // Done, its result not acknowledged yet: reported in hello.
+    const unacked = await journal.createApply(sampleApplyOrder('o3'), at(5));
+    await journal.finish(unacked, { orderId: 'o3', outcome: 'healthy', changed: true, finishedAt: at(6) }, true);
+    // Acknowledged, then a bake failure: reverting, and still marked acknowledged.
+    const baked = await journal.createApply(sampleApplyOrder('o4'), at(7));
+    const bakedDone = await journal.finish(
+      baked,
+      { orderId: 'o4', outcome: 'healthy', changed: true, finishedAt: at(8) },
+      true,
+    );
+    await journal.acknowledge('o4', at(8), at(9));
+    await journal.update(bakedDone, { phase: 'reverting' }, at(10));
     log.clear();
 
-    // As a restart after a SIGKILL between o2's append and its sync would find it: in the page cache.
+    // As a restart after a SIGKILL between an append and its sync would find them: in the page cache.
     const reopened = await Journal.open(dataDir);
 
     const syncs = log.lines(dataDir).filter((line) => line.startsWith('sync'));
-    expect(syncs).toEqual(['sync orders', 'sync orders/o2/entry.json', 'sync orders/o2']);
-    expect(reopened.pendingReports().map((report) => report.orderId)).toEqual(['o2']);
+    expect(syncs.slice(0, 1)).toEqual(['sync orders']);
+    expect(syncs.slice(1).sort()).toEqual(
+      ['o2', 'o3', 'o4'].flatMap((id) => [`sync orders/${id}/entry.json`, `sync orders/${id}`]).sort(),
+    );
+    expect(reopened.pendingReports().map((report) => report.orderId)).toEqual(['o2', 'o3', 'o4']);
   });
 
   it('keeps nothing of an order’s writes once they are done: a long-lived agent does not grow', async () => {

@@ -238,7 +238,49 @@ describe('the entry file: the entry whole, then a line per write', () => {
 
     expect(dropped.snapshot).toBeUndefined();
     expect(await linesOf('o1')).toEqual([JSON.stringify(dropped), '']);
+    // Written whole by this journal, its size is known still.
+    expect(journal.entryBytes('o1')).toBe((await stat(entryFile('o1'))).size);
     expect((await Journal.open(dir)).get('o1')).toEqual(dropped);
+  });
+
+  it('appends after an appended ack: a bake failure after it is one line more', async () => {
+    const journal = await Journal.open(dir);
+    const entry = await journal.update(await journal.createApply(order, at(0)), { phase: 'applying' }, at(1));
+    const done = await journal.finish(
+      entry,
+      { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) },
+      true,
+    );
+    await journal.acknowledge('o1', at(2), at(3));
+    expect(await linesOf('o1')).toHaveLength(5);
+
+    await journal.update(done, { phase: 'reverting' }, at(4));
+
+    expect(await linesOf('o1')).toHaveLength(6);
+    expect((await Journal.open(dir)).get('o1')).toMatchObject({ phase: 'reverting', acked: true });
+  });
+
+  it('knows the size of an entry file it wrote, whole or appended to, and forgets it when a write fails', async () => {
+    let fail = false;
+    const journal = await Journal.open(dir, {
+      checkpoint: (name) => {
+        if (fail && name === 'journal:apply:done:appended') throw new Error('the write failed');
+      },
+    });
+    const size = async () => (await stat(entryFile('o1'))).size;
+    const entry = await journal.createApply(order, at(0));
+    expect(journal.entryBytes('o1')).toBe(await size());
+    const applying = await journal.update(entry, { phase: 'applying', snapshot: { prior: 'old' } }, at(1));
+    expect(journal.entryBytes('o1')).toBe(await size());
+
+    fail = true;
+    await expect(
+      journal.finish(applying, { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) }, true),
+    ).rejects.toThrow('the write failed');
+    expect(journal.entryBytes('o1')).toBeUndefined();
+    fail = false;
+    await journal.finish(applying, { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(3) }, true);
+    expect(journal.entryBytes('o1')).toBeUndefined();
   });
 
   it('reads every line in order: a later change wins over an earlier one', () => {
