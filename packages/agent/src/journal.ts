@@ -415,9 +415,10 @@ export class Journal {
    * The first write, and any write to a file this journal did not itself write durably and whole (one
    * a failed append may have torn, one renamed without its directory's sync, one read at open: a crash
    * may have left its name or its last lines not durable), replaces the file atomically with the entry
-   * as one line: temp file, fsync, rename, fsync dir — after a crash the file is the old one or the new one. An ack need not outlive a power cut (it is appended or
-   * renamed without a sync): the entry before it holds the same result, unacked, which the agent
-   * reports again and the coordinator, holding it, acks again.
+   * as one line: temp file, fsync, rename, fsync dir — after a crash the file is the old one or the new
+   * one. An ack need not outlive a power cut (it is appended or renamed without a sync): the entry
+   * before it holds the same result, unacked, which the agent reports again and the coordinator,
+   * holding it, acks again.
    */
   private async writeEntry<E extends JournalEntry>(entry: E, what: string): Promise<E> {
     const seq = ++this.seq;
@@ -442,7 +443,7 @@ export class Journal {
     let bytes: number | undefined;
     try {
       if (change !== undefined) {
-        appendToFile(`${dir}/${ENTRY_FILE}`, [change], { durable, ...crashPoints });
+        appendToFile(`${dir}/${ENTRY_FILE}`, change, { durable, ...crashPoints });
         bytes = known === undefined ? undefined : known + change.byteLength;
       } else {
         // The order's directory is durable before its first entry is: else a power cut could lose both.

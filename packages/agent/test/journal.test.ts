@@ -121,6 +121,14 @@ describe('the entry file: the entry whole, then a line per write', () => {
   const at = (ms: number) => new Date(ms).toISOString();
   const entryFile = (orderId: string) => join(dir, 'orders', orderId, 'entry.json');
   const linesOf = async (orderId: string) => (await readFile(entryFile(orderId), 'utf8')).split('\n');
+  const healthy = (finishedAt: string) => ({ orderId: 'o1', outcome: 'healthy' as const, changed: true, finishedAt });
+  /** o1 accepted, applying, done (healthy at 2): its first write renamed into place, the others appended. */
+  const doneOrder = async (journal: Journal) =>
+    journal.finish(
+      await journal.update(await journal.createApply(order, at(0)), { phase: 'applying' }, at(1)),
+      healthy(at(2)),
+      true,
+    );
 
   it('reads a last line cut short as a write that never completed, and writes the entry whole at its next write', async () => {
     const journal = await Journal.open(dir);
@@ -158,12 +166,7 @@ describe('the entry file: the entry whole, then a line per write', () => {
 
   it('drops the unsynced lines a power cut kept in part: their first page lost (zeros), their newline kept', async () => {
     const journal = await Journal.open(dir);
-    const entry = await journal.update(await journal.createApply(order, at(0)), { phase: 'applying' }, at(1));
-    const done = await journal.finish(
-      entry,
-      { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) },
-      true,
-    );
+    const done = await doneOrder(journal);
     const beforeAck = await readFile(entryFile('o1'));
     await journal.acknowledge('o1', at(2), at(3));
     const ack = (await readFile(entryFile('o1'))).subarray(beforeAck.byteLength);
@@ -197,11 +200,7 @@ describe('the entry file: the entry whole, then a line per write', () => {
 
     // A crash may have left the file's last line, or its name, not durable: it is not appended to.
     const reopened = await Journal.open(dir);
-    const done = await reopened.finish(
-      entry,
-      { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) },
-      true,
-    );
+    const done = await reopened.finish(entry, healthy(at(2)), true);
     expect(await linesOf('o1')).toEqual([JSON.stringify(done), '']);
     await reopened.acknowledge('o1', at(2), at(3));
 
@@ -245,12 +244,7 @@ describe('the entry file: the entry whole, then a line per write', () => {
 
   it('appends after an appended ack: a bake failure after it is one line more', async () => {
     const journal = await Journal.open(dir);
-    const entry = await journal.update(await journal.createApply(order, at(0)), { phase: 'applying' }, at(1));
-    const done = await journal.finish(
-      entry,
-      { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) },
-      true,
-    );
+    const done = await doneOrder(journal);
     await journal.acknowledge('o1', at(2), at(3));
     expect(await linesOf('o1')).toHaveLength(5);
 
@@ -274,12 +268,10 @@ describe('the entry file: the entry whole, then a line per write', () => {
     expect(journal.entryBytes('o1')).toBe(await size());
 
     fail = true;
-    await expect(
-      journal.finish(applying, { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(2) }, true),
-    ).rejects.toThrow('the write failed');
+    await expect(journal.finish(applying, healthy(at(2)), true)).rejects.toThrow('the write failed');
     expect(journal.entryBytes('o1')).toBeUndefined();
     fail = false;
-    await journal.finish(applying, { orderId: 'o1', outcome: 'healthy', changed: true, finishedAt: at(3) }, true);
+    await journal.finish(applying, healthy(at(3)), true);
     expect(journal.entryBytes('o1')).toBeUndefined();
   });
 

@@ -211,16 +211,16 @@ export interface AppendOptions {
 }
 
 /**
- * Appends `chunks` to the file at `path`, which must exist (never created here, never a symlink
+ * Appends `bytes` to the file at `path`, which must exist (never created here, never a symlink
  * followed), and syncs its data (`fdatasync`: the bytes and the size that reaches them) unless
  * `durable` is false. Its name is durable already: nothing in the directory changes. A crash or a
  * full disk can leave a torn tail — part of what was appended — so whoever reads the file must know
  * where each appended record ends (the journal ends each with a newline, see journal.ts).
  */
-export function appendToFile(path: string, chunks: readonly Uint8Array[], options: AppendOptions = {}): void {
+export function appendToFile(path: string, bytes: Uint8Array, options: AppendOptions = {}): void {
   const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW);
   try {
-    writeAllChunks(fd, chunks);
+    writeAll(fd, bytes);
     options.checkpoint?.('appended');
     if (options.durable === false) return;
     fdatasyncSync(fd);
