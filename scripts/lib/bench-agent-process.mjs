@@ -41,10 +41,18 @@ process.on('message', async (/** @type {any} */ message) => {
       }
       // At most `startConcurrency` starts in flight: a first start enrolls (one HTTP request each), and
       // thousands at once from one address time out at the coordinator (HTTP 408) before it reads them.
+      // A turn of the event loop after each start: an enrolled agent's start is file system calls and
+      // promises that settle at once, so the starts of a whole slice ran back to back without one. No
+      // socket was served meanwhile (3 s at 10,000 agents, none online), then every handshake met the
+      // coordinator at once and most were refused 503. Agents on machines of their own answer their
+      // handshakes while the others start; with the turn, the bench's do as well.
       const queue = agents.values();
       await Promise.all(
         Array.from({ length: message.startConcurrency }, async () => {
-          for (const agent of queue) await agent.start();
+          for (const agent of queue) {
+            await agent.start();
+            await new Promise((resolve) => setImmediate(resolve));
+          }
         }),
       );
       send({ type: 'started' });
