@@ -12,7 +12,9 @@
 // and exits non-zero if any is wrong or an agent never came back.
 //
 // First, the wire's floor (scripts/lib/wire-floor.mjs): a bare ws server's CPU for one host's exchange,
-// the yardstick beside the coordinator's CPU per host; then the agent's floor: the durable writes and
+// the yardstick beside the coordinator's CPU per host; the handshake's floor, the same server letting
+// each agent in as the coordinator does (challenge, hello, ed25519 proof, welcome), the yardstick beside
+// the storm's and the reset's; then the agent's floor: the durable writes and
 // reads one file order requires, bare (scripts/lib/durability-floor.mjs), plus the wire floor's clients'
 // side, the yardstick beside the agents' CPU per order.
 //
@@ -66,7 +68,7 @@ import { HealthzWatch } from './lib/healthz-watch.mjs';
 import { apiClient, COORDINATOR_UNBUNDLED, startCoordinator, waitFor } from './lib/local-fleet.mjs';
 import { startCluster } from './lib/postgres-cluster.mjs';
 import { sampleFacts, samplePatch, sampleRollout, sha256Of } from './lib/sample-specs.mjs';
-import { measureWireFloor } from './lib/wire-floor.mjs';
+import { measureHandshakeFloor, measureWireFloor } from './lib/wire-floor.mjs';
 
 /**
  * @import { AgentList, EventPage, EventRecord, GroupView, Healthz, JoinTokenCreated, Patch, RolloutList, RolloutRecord, RolloutState, RolloutStatus, RolloutSummary } from '@fleetpatch/shared'
@@ -579,6 +581,13 @@ async function main() {
     `wire floor: a bare ws server, ${N} clients, one order, result and ack each (2 out, 1 in): ${floor.serverCpuUsPerHost.toFixed(0)} µs of server CPU per host, ${secs(floor.wallMs)}`,
   );
   result.wireFloor = floor;
+  // And the handshake's: a bare server letting N agents in as the coordinator does, the yardstick for
+  // the reconnect storm and the network reset.
+  const handshake = await measureHandshakeFloor(N);
+  say(
+    `handshake floor: a bare ws server lets ${N} clients in as the coordinator does (upgrade, challenge, hello with its ed25519 proof checked, welcome): ${handshake.serverCpuUsPerConnection.toFixed(0)} µs of server CPU per connection, ${handshake.clientCpuUsPerConnection.toFixed(0)} µs of the clients', ${secs(handshake.wallMs)}`,
+  );
+  result.handshakeFloor = handshake;
 
   const scratch = await mkdtemp(join(scratchBase(flags.tmp), 'fleetpatch-bench-'));
   work = scratch;
