@@ -2,10 +2,11 @@
 import { Server as TlsServer } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { armedCrashPoints, crashingCheckpoint, isLoopbackHost } from '@fleetpatch/shared';
-import { type Logger, pino } from 'pino';
+import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { loadCoordinatorConfig, storeDescription } from './config.js';
 import { coordinatorConfigSummary } from './config-summary.js';
+import { coordinatorLogger } from './coordinator-log.js';
 import { loadTlsCredentials, type TlsCredentials, type TlsFiles } from './tls-credentials.js';
 
 /**
@@ -81,12 +82,8 @@ async function main(): Promise<void> {
   }
   // Test-only: the coordinator crash matrix kills the coordinator at a named step to prove recovery.
   const crashAt = armedCrashPoints(process.env);
-  const logOptions = { level: config.logLevel, base: { service: 'coordinator' } };
-  // Lines are written behind the event loop, those that came meanwhile together: synchronously, a
-  // reconnecting fleet's "agent connected" and "agent disconnected" lines were a write(2) each on the
-  // loop, ~5 % of the coordinator's CPU in a storm. pino writes what is left when the process exits.
   // With crash points armed, log synchronously so "test crash point reached" is out before the kill.
-  const log = pino(logOptions, pino.destination({ dest: 1, sync: crashAt.size > 0 }));
+  const log = coordinatorLogger(config.logLevel, { synchronous: crashAt.size > 0 });
   if (config.apiTokens.length === 0) {
     log.warn('no API tokens configured: every API call except /healthz will be refused (set FLEETPATCH_ADMIN_TOKEN)');
   }
