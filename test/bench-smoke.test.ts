@@ -60,7 +60,9 @@ describe('npm run bench', () => {
     // And beside the storm's and the reset's: the same server letting each agent in, its proof checked.
     expect(run.handshakeFloor.serverCpuUsPerConnection).toBeGreaterThan(0);
     expect(run.handshakeFloor.clientCpuUsPerConnection).toBeGreaterThan(0);
-    expect(output).toMatch(/handshake floor: a bare ws server lets 50 clients in .*: \d+ µs of server CPU per connection/);
+    expect(output).toMatch(
+      /handshake floor: a bare ws server lets 50 clients in .*: \d+ µs of server CPU per connection/,
+    );
     // And beside the agents' CPU per order: the file system calls one file order requires, bare, plus
     // the wire floor's clients' side (each of its reads checked, so a floor that wrote nothing would fail).
     expect(run.agentFloor.durability).toMatchObject({ orders: 2000, cpuUsPerOrder: expect.any(Number) });
