@@ -2,11 +2,10 @@
 import { Server as TlsServer } from 'node:tls';
 import { parseArgs } from 'node:util';
 import { armedCrashPoints, crashingCheckpoint, isLoopbackHost } from '@fleetpatch/shared';
-import type { Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { buildApp } from './app.js';
 import { loadCoordinatorConfig, storeDescription } from './config.js';
 import { coordinatorConfigSummary } from './config-summary.js';
-import { coordinatorLogger } from './coordinator-log.js';
 import { loadTlsCredentials, type TlsCredentials, type TlsFiles } from './tls-credentials.js';
 
 /**
@@ -82,8 +81,9 @@ async function main(): Promise<void> {
   }
   // Test-only: the coordinator crash matrix kills the coordinator at a named step to prove recovery.
   const crashAt = armedCrashPoints(process.env);
+  const logOptions = { level: config.logLevel, base: { service: 'coordinator' } };
   // With crash points armed, log synchronously so "test crash point reached" is out before the kill.
-  const log = coordinatorLogger(config.logLevel, { synchronous: crashAt.size > 0 });
+  const log = crashAt.size > 0 ? pino(logOptions, pino.destination({ dest: 1, sync: true })) : pino(logOptions);
   if (config.apiTokens.length === 0) {
     log.warn('no API tokens configured: every API call except /healthz will be refused (set FLEETPATCH_ADMIN_TOKEN)');
   }
