@@ -1,13 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import {
   ChangeSchema,
+  describeChange,
+  describePackageChange,
   FileChangeSchema,
   fileContentBytes,
   isCanonicalBase64,
+  isRevertable,
   MAX_FILE_CONTENT_BYTES,
+  MAX_PACKAGE_SET_MEMBERS,
+  NewPatchSchema,
+  NOT_REVERTABLE_NOTE,
   PackageChangeSchema,
   PatchSchema,
   PatchSpecSchema,
+  packageTargetsOf,
   parseMode,
 } from '../src/patch.js';
 import { issues } from './support/issues.js';
@@ -22,13 +29,26 @@ const file = (overrides: Record<string, unknown> = {}) => ({
   ...overrides,
 });
 
-const pkg = (overrides: Record<string, unknown> = {}) => ({
-  kind: 'package',
-  manager: 'apt',
-  name: 'nginx',
-  version: '1.24.0-1',
+const apt = { kind: 'package', manager: 'apt' };
+
+const pkg = (overrides: Record<string, unknown> = {}) => ({ ...apt, name: 'nginx', version: '1.24.0-1', ...overrides });
+
+const packageSet = (packages: Record<string, unknown>[], overrides: Record<string, unknown> = {}) => ({
+  ...apt,
+  packages,
   ...overrides,
 });
+
+const sourcePackage = (overrides: Record<string, unknown> = {}) => ({
+  ...apt,
+  source: 'openssl',
+  version: '3.0.15-1',
+  ...overrides,
+});
+
+const libssl = { name: 'libssl3', version: '3.0.15-1', expectedPriorVersion: '3.0.14-1' };
+const openssl = { name: 'openssl', version: '3.0.15-1', expectedPriorVersion: 'absent' };
+const libsslDev = { name: 'libssl-dev', version: '3.0.15-1' };
 
 const spec = (overrides: Record<string, unknown> = {}) => ({
   title: 'Raise the worker limit',
@@ -167,6 +187,114 @@ describe('PackageChangeSchema', () => {
     expect(issues(PackageChangeSchema, pkg({ expectedPriorVersion: 'none' }))).not.toEqual([]);
     expect(issues(PackageChangeSchema, pkg({ force: true }))).toEqual([': Unrecognized key: "force"']);
   });
+
+  it('takes a set of packages, each at its own version and with its own expected prior version', () => {
+    const set = packageSet([libssl, openssl, libsslDev]);
+    expect(PackageChangeSchema.parse(set)).toEqual({ ...set, revertable: true });
+  });
+
+  it(`takes a set of 1 to ${MAX_PACKAGE_SET_MEMBERS} packages`, () => {
+    expect(MAX_PACKAGE_SET_MEMBERS).toBe(100);
+    const members = Array.from({ length: MAX_PACKAGE_SET_MEMBERS + 1 }, (_, i) => ({
+      name: `lib${i}`,
+      version: '1.0-1',
+    }));
+    expect(issues(PackageChangeSchema, packageSet(members.slice(0, 1)))).toEqual([]);
+    expect(issues(PackageChangeSchema, packageSet(members.slice(0, MAX_PACKAGE_SET_MEMBERS)))).toEqual([]);
+    expect(issues(PackageChangeSchema, packageSet(members))).toEqual([
+      'packages: Too big: expected array to have <=100 items',
+    ]);
+    expect(issues(PackageChangeSchema, packageSet([]))).toEqual([
+      'packages: Too small: expected array to have >=1 items',
+    ]);
+  });
+
+  it('takes a source package at a version', () => {
+    expect(PackageChangeSchema.parse(sourcePackage())).toEqual({ ...sourcePackage(), revertable: true });
+  });
+
+  it('wants exactly one of name, packages or source: says so at name when the change has no name, else at packages', () => {
+    const message =
+      'name exactly one of: name (one package), packages (a set) or source (every installed binary of a source package)';
+    expect(issues(PackageChangeSchema, { ...apt, version: '1.0-1' })).toEqual([`name: ${message}`]);
+    expect(issues(PackageChangeSchema, packageSet([libssl], { source: 'openssl' }))).toEqual([`name: ${message}`]);
+    expect(issues(PackageChangeSchema, pkg({ packages: [libssl] }))).toEqual([`packages: ${message}`]);
+  });
+
+  it('leaves the versions of a set to its members', () => {
+    expect(
+      issues(PackageChangeSchema, packageSet([libssl], { version: '3.0.15-1', expectedPriorVersion: 'absent' })),
+    ).toEqual([
+      'version: a set names each version in packages[], not a common version',
+      'expectedPriorVersion: a set names expectedPriorVersion per member in packages[]',
+    ]);
+  });
+
+  it('refuses a package that a set names twice, where it is named again', () => {
+    expect(issues(PackageChangeSchema, packageSet([libssl, openssl, { ...libssl, version: '3.0.16-1' }]))).toEqual([
+      'packages.2.name: libssl3 is named twice',
+    ]);
+  });
+
+  it('wants a version with a name or a source, and no expected prior version with a source', () => {
+    expect(issues(PackageChangeSchema, { ...apt, name: 'nginx' })).toEqual([
+      'version: is required with name or source',
+    ]);
+    expect(issues(PackageChangeSchema, { ...apt, source: 'openssl' })).toEqual([
+      'version: is required with name or source',
+    ]);
+    expect(issues(PackageChangeSchema, sourcePackage({ expectedPriorVersion: '3.0.14-1' }))).toEqual([
+      'expectedPriorVersion: not with source: the installed versions vary by host (use packages to pin them)',
+    ]);
+  });
+
+  it('reports its own checks as custom issues, as zod reports any refinement', () => {
+    for (const value of [{ ...apt }, packageSet([libssl, libssl]), sourcePackage({ expectedPriorVersion: 'absent' })]) {
+      expect(PackageChangeSchema.safeParse(value).error?.issues.map((i) => i.code)).toEqual(['custom']);
+    }
+  });
+});
+
+describe('packageTargetsOf', () => {
+  const targetsOf = (value: Record<string, unknown>) => packageTargetsOf(PackageChangeSchema.parse(value));
+
+  it('makes one package a set of one, with the prior version it expects only when it names one', () => {
+    expect(targetsOf(pkg())).toStrictEqual({ kind: 'members', members: [{ name: 'nginx', version: '1.24.0-1' }] });
+    expect(targetsOf(pkg({ expectedPriorVersion: '1.22.1-9' }))).toStrictEqual({
+      kind: 'members',
+      members: [{ name: 'nginx', version: '1.24.0-1', expectedPriorVersion: '1.22.1-9' }],
+    });
+  });
+
+  it('names the members of a set as the set names them', () => {
+    expect(targetsOf(packageSet([libssl, openssl]))).toStrictEqual({ kind: 'members', members: [libssl, openssl] });
+  });
+
+  it('names a source package at its version', () => {
+    expect(targetsOf(sourcePackage())).toStrictEqual({ kind: 'source', source: 'openssl', version: '3.0.15-1' });
+  });
+});
+
+describe('describePackageChange', () => {
+  const describeParsed = (value: Record<string, unknown>) => describePackageChange(PackageChangeSchema.parse(value));
+
+  it('writes one package, or a set of one, as apt name=version with the prior version it expects', () => {
+    expect(describeParsed(pkg())).toBe('apt nginx=1.24.0-1');
+    expect(describeParsed(pkg({ expectedPriorVersion: '1.22.1-9' }))).toBe(
+      'apt nginx=1.24.0-1 (expects prior 1.22.1-9)',
+    );
+    expect(describeParsed(packageSet([libssl]))).toBe('apt libssl3=3.0.15-1 (expects prior 3.0.14-1)');
+  });
+
+  it('writes a larger set in braces', () => {
+    expect(describeParsed(packageSet([libssl, openssl, libsslDev]))).toBe(
+      'apt {libssl3=3.0.15-1 (expects prior 3.0.14-1), openssl=3.0.15-1 (expects prior absent), libssl-dev=3.0.15-1}',
+    );
+  });
+
+  it('writes a source package as the installed binaries of it', () => {
+    expect(describeParsed(sourcePackage())).toBe('apt source openssl=3.0.15-1 (its installed binaries)');
+  });
 });
 
 describe('ChangeSchema', () => {
@@ -174,6 +302,39 @@ describe('ChangeSchema', () => {
     expect(ChangeSchema.parse(file()).kind).toBe('file');
     expect(ChangeSchema.parse(pkg()).kind).toBe('package');
     expect(issues(ChangeSchema, { ...file(), kind: 'service' })).not.toEqual([]);
+  });
+});
+
+describe('isRevertable', () => {
+  it('is true of a file change, and of a package change unless it says revertable: false', () => {
+    expect(isRevertable(ChangeSchema.parse(file()))).toBe(true);
+    expect(isRevertable(ChangeSchema.parse(pkg()))).toBe(true);
+    expect(isRevertable(ChangeSchema.parse(pkg({ revertable: false })))).toBe(false);
+  });
+
+  it('comes with a note that says how to undo a change fleetpatch will not revert', () => {
+    expect(NOT_REVERTABLE_NOTE).toContain('fleetpatch will not revert it');
+    expect(NOT_REVERTABLE_NOTE).toContain('to undo it, roll out a new patch');
+  });
+});
+
+describe('describeChange', () => {
+  it('writes a file change as its path, mode and owners, with the first 12 digits of the digest it expects', () => {
+    expect(describeChange(ChangeSchema.parse(file({ owner: 'www-data', group: 'adm' })))).toBe(
+      'file /etc/app.conf (mode 0644, www-data:adm)',
+    );
+    expect(describeChange(ChangeSchema.parse(file({ expectedPriorSha256: '0123456789abcdef'.repeat(4) })))).toBe(
+      'file /etc/app.conf (mode 0644, root:root, expects prior 0123456789ab)',
+    );
+  });
+
+  it('writes a package change as describePackageChange does, and says when it is not revertable', () => {
+    expect(describeChange(PackageChangeSchema.parse(sourcePackage()))).toBe(
+      'apt source openssl=3.0.15-1 (its installed binaries)',
+    );
+    expect(describeChange(PackageChangeSchema.parse(pkg({ revertable: false })))).toBe(
+      'apt nginx=1.24.0-1, NOT revertable',
+    );
   });
 });
 
@@ -240,5 +401,13 @@ describe('PatchSpecSchema', () => {
       'createdAt: Invalid input: expected string, received undefined',
       'contentDigest: Invalid input: expected string, received undefined',
     ]);
+  });
+});
+
+describe('NewPatchSchema', () => {
+  it('is a spec with its change record beside it, which the spec itself does not take', () => {
+    const record = { risk: { level: 'low', impact: 'Workers restart one at a time.' } };
+    expect(NewPatchSchema.parse(spec({ record })).record).toEqual(record);
+    expect(issues(PatchSpecSchema, spec({ record }))).toEqual([': Unrecognized key: "record"']);
   });
 });

@@ -81,6 +81,7 @@ describe('TargetSchema', () => {
       { hostIds: ['h1'] },
       { labels: { env: 'prod' } },
       { facts: { os: 'linux' } },
+      { exposedTo: { source: 'openssl', fixed: '3.0.15-1' } },
       { hostIds: ['h1'], reportedLabels: { role: 'web' } },
       { labels: { env: 'prod' }, reportedLabels: { role: 'web' }, excludeLabels: { canary: 'no' } },
     ]) {
@@ -115,6 +116,15 @@ describe('TargetSchema', () => {
     expect(issues(TargetSchema, { hostIds: [] })).toContain('hostIds: Too small: expected array to have >=1 items');
     expect(issues(TargetSchema, { hostIds: ['-bad'] })).toEqual(['hostIds.0: host ids are 1-128 of [A-Za-z0-9._-]']);
     expect(issues(TargetSchema, { facts: { kernel: '6.1' } })).toContain('facts: Unrecognized key: "kernel"');
+  });
+
+  it('wants the source package and its fixed version of the hosts exposed to it, and nothing else', () => {
+    expect(issues(TargetSchema, { exposedTo: { source: 'openssl' } })).toEqual([
+      'exposedTo.fixed: Invalid input: expected string, received undefined',
+    ]);
+    expect(issues(TargetSchema, { exposedTo: { source: 'openssl', fixed: '3.0.15-1', arch: 'amd64' } })).toEqual([
+      'exposedTo: Unrecognized key: "arch"',
+    ]);
   });
 
   it('bounds fact values', () => {
@@ -306,6 +316,15 @@ describe('RolloutRequestSchema', () => {
     }
     expect(issues(RolloutRequestSchema, request({ autoRevert: 'all' }))).toEqual([
       'autoRevert: Invalid option: expected one of "none"|"host"|"wave"|"rollout"',
+    ]);
+  });
+
+  it('reports stale services or fails on them, nothing else', () => {
+    for (const staleServices of ['report', 'fail']) {
+      expect(issues(RolloutRequestSchema, request({ staleServices })), staleServices).toEqual([]);
+    }
+    expect(issues(RolloutRequestSchema, request({ staleServices: 'restart' }))).toEqual([
+      'staleServices: Invalid option: expected one of "report"|"fail"',
     ]);
   });
 
