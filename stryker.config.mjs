@@ -123,6 +123,7 @@ export const MUTATION_MODULES = [
     name: 'patch and rollout schemas',
     mutate: ['packages/shared/src/patch.ts', 'packages/shared/src/rollout.ts'],
     testFiles: ['packages/shared/test/patch-schema.test.ts', 'packages/shared/test/rollout-schema.test.ts'],
+    ci: ['packages/shared/test/patch-schema.test.ts', 'packages/shared/test/rollout-schema.test.ts'],
   },
 ];
 

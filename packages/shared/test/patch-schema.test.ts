@@ -213,12 +213,16 @@ describe('PackageChangeSchema', () => {
     expect(PackageChangeSchema.parse(sourcePackage())).toEqual({ ...sourcePackage(), revertable: true });
   });
 
-  it('wants exactly one of name, packages or source: says so at name when the change has no name, else at packages', () => {
+  it('wants exactly one of name, packages or source: says so at the second one given, or at name for none', () => {
     const message =
       'name exactly one of: name (one package), packages (a set) or source (every installed binary of a source package)';
     expect(issues(PackageChangeSchema, { ...apt, version: '1.0-1' })).toEqual([`name: ${message}`]);
-    expect(issues(PackageChangeSchema, packageSet([libssl], { source: 'openssl' }))).toEqual([`name: ${message}`]);
+    expect(issues(PackageChangeSchema, packageSet([libssl], { source: 'openssl' }))).toEqual([`source: ${message}`]);
     expect(issues(PackageChangeSchema, pkg({ packages: [libssl] }))).toEqual([`packages: ${message}`]);
+    expect(issues(PackageChangeSchema, pkg({ source: 'openssl' }))).toEqual([`source: ${message}`]);
+    expect(issues(PackageChangeSchema, pkg({ packages: [libssl], source: 'openssl' }))).toEqual([
+      `packages: ${message}`,
+    ]);
   });
 
   it('leaves the versions of a set to its members', () => {
