@@ -653,6 +653,28 @@ async function main() {
   fleet = agentFleet;
   const allOnline = (/** @type {string} */ what) =>
     waitFor(what, async () => (await onlineCount()) === N, { timeoutMs: remaining(), intervalMs: 50 });
+  /**
+   * `allOnline`, noting on the way when half and nine tenths of the agents were first online (ms after
+   * `from`): the shape of a storm's return, which its end alone does not show.
+   * @param {string} what
+   * @param {number} from
+   */
+  const allOnlineWithMilestones = async (what, from) => {
+    /** @type {{ halfMs?: number, ninetyPercentMs?: number }} */
+    const milestones = {};
+    await waitFor(
+      what,
+      async () => {
+        const count = await onlineCount();
+        const at = performance.now() - from;
+        if (count >= N / 2) milestones.halfMs ??= at;
+        if (count >= N * 0.9) milestones.ninetyPercentMs ??= at;
+        return count === N;
+      },
+      { timeoutMs: remaining(), intervalMs: 50 },
+    );
+    return milestones;
+  };
 
   // 1. Connect (enrollment included: each agent's first start).
   const rssBefore = memoryOfAll(coordinators);
@@ -1046,8 +1068,11 @@ async function main() {
   });
   const goneMs = performance.now() - t;
   const back = performance.now();
+  // Counted from the processes' start on: their agents come back while the others start.
+  const returning = allOnlineWithMilestones(`${N} agents back online`, back);
+  returning.catch(() => {}); // awaited below; a failed start must not leave it unhandled meanwhile
   await agentFleet.start(PROFILE_DIR ? { FLEETPATCH_PROFILE_FROM_START: '1' } : undefined);
-  await allOnline(`${N} agents back online`);
+  const { halfMs, ninetyPercentMs } = await returning;
   const backMs = performance.now() - back;
   await endStormProfile(agentFleet);
   const stormCpu = cpu();
@@ -1057,11 +1082,13 @@ async function main() {
   const stormCut = (await socketsCut()) - cutBefore;
   if (healthzFailures > 0) failures.push(`/healthz failed ${healthzFailures} time(s) during the reconnect storm`);
   say(
-    `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included); ${stormRefused} upgrades refused 503, ${stormCut} cut at the byte budget; /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
+    `reconnect storm: ${N} agents killed at once, all seen gone in ${secs(goneMs)}, all back online ${secs(backMs)} after restarting (agent start included; half back in ${secs(halfMs ?? backMs)}, 90 % in ${secs(ninetyPercentMs ?? backMs)}); ${stormRefused} upgrades refused 503, ${stormCut} cut at the byte budget; /healthz failures ${healthzFailures}; ${cpuLine(stormCpu, N)}`,
   );
   result.reconnectStorm = {
     goneMs,
     backMs,
+    halfBackMs: halfMs ?? backMs,
+    ninetyPercentBackMs: ninetyPercentMs ?? backMs,
     healthzFailures,
     upgradesRefused: stormRefused,
     socketsCut: stormCut,

@@ -91,6 +91,13 @@ describe('npm run bench', () => {
     expect(output).toMatch(/round 2 \(the same patch, a new rollout\): rollout [\d.]+ s/);
     expect(run.memory.perAgentBytes).toEqual(expect.any(Number));
     expect(run.reconnectStorm).toMatchObject({ healthzFailures: 0, backMs: expect.any(Number) });
+    // Its shape on the way: half back, then nine tenths, then all.
+    expect(run.reconnectStorm.halfBackMs).toBeGreaterThan(0);
+    expect(run.reconnectStorm.halfBackMs).toBeLessThanOrEqual(run.reconnectStorm.ninetyPercentBackMs);
+    expect(run.reconnectStorm.ninetyPercentBackMs).toBeLessThanOrEqual(run.reconnectStorm.backMs);
+    expect(output).toMatch(
+      /all back online [\d.]+ s after restarting \(agent start included; half back in [\d.]+ s, 90 % in [\d.]+ s\)/,
+    );
     // The network reset cuts connections with `ss -K`, which needs root: without it the run says why it skipped.
     if (process.getuid?.() === 0)
       expect(run.networkReset).toMatchObject({ healthzFailures: 0, backMs: expect.any(Number) });
