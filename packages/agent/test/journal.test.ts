@@ -122,6 +122,9 @@ describe('the entry file: the entry whole, then a line per write', () => {
   const entryFile = (orderId: string) => join(dir, 'orders', orderId, 'entry.json');
   const linesOf = async (orderId: string) => (await readFile(entryFile(orderId), 'utf8')).split('\n');
   const healthy = (finishedAt: string) => ({ orderId: 'o1', outcome: 'healthy' as const, changed: true, finishedAt });
+  /** o1 accepted, then applying with a snapshot: its first write renamed into place, the second appended. */
+  const applyingEntry = async (journal: Journal) =>
+    journal.update(await journal.createApply(order, at(0)), { phase: 'applying', snapshot: { prior: 'old' } }, at(1));
   /** o1 accepted, applying, done (healthy at 2): its first write renamed into place, the others appended. */
   const doneOrder = async (journal: Journal) =>
     journal.finish(
@@ -132,11 +135,7 @@ describe('the entry file: the entry whole, then a line per write', () => {
 
   it('reads a last line cut short as a write that never completed, and writes the entry whole at its next write', async () => {
     const journal = await Journal.open(dir);
-    const applying = await journal.update(
-      await journal.createApply(order, at(0)),
-      { phase: 'applying', snapshot: { prior: 'old' } },
-      at(1),
-    );
+    const applying = await applyingEntry(journal);
     // A crash in the middle of the next append: its line is there in part, without its newline —
     // here even whole JSON, cut just before the newline, which is still a write that did not complete.
     await appendFile(entryFile('o1'), `${JSON.stringify({ seq: 99, updatedAt: at(2), phase: 'done' })}`);
@@ -227,11 +226,7 @@ describe('the entry file: the entry whole, then a line per write', () => {
 
   it('writes a member a write drops, or one no write changes, by writing the entry whole', async () => {
     const journal = await Journal.open(dir);
-    const entry = await journal.update(
-      await journal.createApply(order, at(0)),
-      { phase: 'applying', snapshot: { prior: 'old' } },
-      at(1),
-    );
+    const entry = await applyingEntry(journal);
 
     const dropped = await journal.update(entry, { snapshot: undefined }, at(2));
 
