@@ -651,15 +651,13 @@ async function main() {
     PROFILE_DIR ? { ...process.env, ...profiledEnv('agents') } : undefined,
   );
   fleet = agentFleet;
-  const allOnline = (/** @type {string} */ what) =>
-    waitFor(what, async () => (await onlineCount()) === N, { timeoutMs: remaining(), intervalMs: 50 });
   /**
-   * `allOnline`, noting on the way when half and nine tenths of the agents were first online (ms after
-   * `from`): the shape of a storm's return, which its end alone does not show.
+   * Waits until all N agents are online, noting on the way when half and nine tenths of them first were
+   * (ms after `from`): the shape of a storm's return, which its end alone does not show.
    * @param {string} what
    * @param {number} from
    */
-  const allOnlineWithMilestones = async (what, from) => {
+  const allOnline = async (what, from) => {
     /** @type {{ halfMs?: number, ninetyPercentMs?: number }} */
     const milestones = {};
     await waitFor(
@@ -683,7 +681,7 @@ async function main() {
   // --cpu-prof: the coordinator over the first connect, the agent processes from their first line.
   const endConnectProfile = await profilePhase('connect', coordinators, agentFleet);
   await agentFleet.start(PROFILE_DIR ? { FLEETPATCH_PROFILE_FROM_START: '1' } : undefined);
-  await allOnline(`${N} agents online`);
+  await allOnline(`${N} agents online`, t);
   const connectMs = performance.now() - t;
   const connectCpu = cpu();
   await endConnectProfile(agentFleet);
@@ -1069,7 +1067,7 @@ async function main() {
   const goneMs = performance.now() - t;
   const back = performance.now();
   // Counted from the processes' start on: their agents come back while the others start.
-  const returning = allOnlineWithMilestones(`${N} agents back online`, back);
+  const returning = allOnline(`${N} agents back online`, back);
   returning.catch(() => {}); // awaited below; a failed start must not leave it unhandled meanwhile
   await agentFleet.start(PROFILE_DIR ? { FLEETPATCH_PROFILE_FROM_START: '1' } : undefined);
   const { halfMs, ninetyPercentMs } = await returning;
