@@ -1,5 +1,5 @@
-import { existsSync, realpathSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import {
   type CoordinatorMessage,
   connectProofPayload,
@@ -19,6 +19,7 @@ import { coordinatorTlsOptions, TlsRefusalLog } from './coordinator-tls.js';
 import { AptDriver, DEFAULT_APT_STAGING_DIR } from './drivers/apt-driver.js';
 import { FileDriver } from './drivers/file-driver.js';
 import { EnrollmentRefused, EnrollmentUnanswered, enrollAndStore } from './enrollment-client.js';
+import { realPathOf } from './fs/real-path.js';
 import { SystemHealthProbe } from './health/health-probe.js';
 import { HealthRunner } from './health/health-runner.js';
 import { DpkgInventory } from './inventory/dpkg-inventory.js';
@@ -467,17 +468,7 @@ function findNeedrestart(): string[] | null {
  */
 function ownDirectoriesOf(config: AgentConfig): string[] {
   const dirs = [resolve(config.dataDir), resolve(config.apt?.stagingDir ?? DEFAULT_APT_STAGING_DIR)];
-  return [...new Set(dirs.flatMap((dir) => [dir, realPathOr(dir)]))];
-}
-
-/** Where `dir` really is: its nearest existing ancestor's real path, and the rest (apt's staging is made on first use). */
-function realPathOr(dir: string): string {
-  try {
-    return realpathSync(dir);
-  } catch {
-    const parent = dirname(dir);
-    return parent === dir ? dir : join(realPathOr(parent), basename(dir));
-  }
+  return [...new Set(dirs.flatMap((dir) => [dir, realPathOf(dir)]))];
 }
 
 /** The dpkg root whose database the agent reads (inventory, package preconditions): `inventory.dpkgRoot`, else `apt.root`, else `/`. */
