@@ -62,7 +62,15 @@ import { parseArgs } from 'node:util';
 import { APPLY_END_STATES } from '@fleetpatch/shared';
 import { hasAnsible, runAnsibleCopy } from './lib/ansible-head-to-head.mjs';
 import { AgentProcesses } from './lib/bench-agent-fleet.mjs';
-import { cpuMsOf, percentile, processStateOf, scratchBase, wireCounters, wirePerHost } from './lib/bench-measures.mjs';
+import {
+  cpuMsOf,
+  fileSystemOf,
+  percentile,
+  processStateOf,
+  scratchBase,
+  wireCounters,
+  wirePerHost,
+} from './lib/bench-measures.mjs';
 import { measureDurabilityFloor } from './lib/durability-floor.mjs';
 import { HealthzWatch } from './lib/healthz-watch.mjs';
 import { apiClient, COORDINATOR_UNBUNDLED, startCoordinator, waitFor } from './lib/local-fleet.mjs';
@@ -591,6 +599,13 @@ async function main() {
 
   const scratch = await mkdtemp(join(scratchBase(flags.tmp), 'fleetpatch-bench-'));
   work = scratch;
+  // Every durable write of the run lands here: on a tmpfs an fsync costs nothing, on a disk it is most
+  // of an agent's order (see the README's Performance section), so each run says which it had.
+  const scratchFileSystem = fileSystemOf(scratch);
+  result.scratchFileSystem = scratchFileSystem;
+  say(
+    `scratch ${scratch} on ${scratchFileSystem}: the agents' journals and roots, the coordinators' store${scratchFileSystem === 'tmpfs' ? ' (--tmp DIR puts them on a disk)' : ''}`,
+  );
   // The agent's yardstick, on the file system its agents' journals and roots will be on: the least an
   // agent honouring the durability rules spends per file order, its file system calls and its side of the wire.
   const durability = await measureDurabilityFloor(join(scratch, 'durability-floor'), DURABILITY_FLOOR_ORDERS);

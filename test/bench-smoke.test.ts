@@ -4,10 +4,10 @@
  * JSON with the machine described; on PostgreSQL, three coordinators share the fleet and the one driving
  * the rollout is killed mid-way. Nothing here is about time: the figures are only checked to exist.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresCluster } from './support/postgres-cluster.js';
@@ -51,6 +51,14 @@ describe('npm run bench', () => {
     expect(run.failures).toEqual([]);
     expect(run.machine).toMatchObject({ cores: expect.any(Number), node: process.version });
     expect(run.machine.loadAverage).toHaveLength(3);
+    // Where its durable writes went, named as stat(1) names it (the scratch is gone; its parent is on the same file system).
+    const scratch = /^scratch (\S+) on (\S+):/m.exec(output);
+    expect(scratch, output).not.toBeNull();
+    expect(run.scratchFileSystem).toBe(scratch?.[2]);
+    const statSays = execFileSync('stat', ['-f', '-c', '%T', dirname(scratch?.[1] ?? '/')], {
+      encoding: 'utf8',
+    }).trim();
+    expect(run.scratchFileSystem === 'tmpfs').toBe(statSays === 'tmpfs');
     // Measured apart: the coordinator's CPU per host and the agents' per order.
     expect(run.rollout.coordinatorUsPerHost).toBeGreaterThan(0);
     expect(run.rollout.agentUsPerOrder).toBeGreaterThan(0);

@@ -1,6 +1,6 @@
 // @ts-check
 // What both benches (bench.mjs, bench-inventory.mjs) measure with and where they write.
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 /**
@@ -15,6 +15,27 @@ export function scratchBase(chosen) {
   } catch {
     return tmpdir();
   }
+}
+
+/** `statfs` magic numbers of the file systems a scratch directory is likely to be on (statfs(2)). */
+const FILE_SYSTEMS = new Map([
+  [0x01021994, 'tmpfs'],
+  [0xef53, 'ext2/3/4'],
+  [0x58465342, 'xfs'],
+  [0x9123683e, 'btrfs'],
+  [0x794c7630, 'overlayfs'],
+  [0x2fc12fc1, 'zfs'],
+]);
+
+/**
+ * The kind of file system `dir` is on, by name (its magic number in hex when unknown here): the
+ * bench's journals, roots and store are on it, and whether it is a tmpfs or a disk changes every
+ * durable write (an fsync is free on a tmpfs, ~0.2–0.4 ms of kernel work on this VM's disk).
+ * @param {string} dir
+ */
+export function fileSystemOf(dir) {
+  const { type } = statfsSync(dir);
+  return FILE_SYSTEMS.get(type) ?? `0x${type.toString(16)}`;
 }
 
 /**
