@@ -14,7 +14,9 @@
 // writes a V8 profile of each run's agent over its measured orders only (no start-up, no warm-up; its
 // CPU figures then include the profiler's cost), for `node scripts/profile-summary.mjs`.
 //
-// usage: node scripts/agent-order-cpu.mjs [--orders 2000] [--warm-up 300] [--runs 5] [--strace] [--cpu-prof DIR]
+// `--tmp DIR` puts the agent's journal and root under DIR (a tmpfs by default, where syncs cost nothing).
+//
+// usage: node scripts/agent-order-cpu.mjs [--orders 2000] [--warm-up 300] [--runs 5] [--strace] [--cpu-prof DIR] [--tmp DIR]
 import { fork, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { generateAgentKeyPair, PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { WebSocketServer } from 'ws';
-import { scratchBase } from './lib/bench-measures.mjs';
+import { fileSystemOf, scratchBase } from './lib/bench-measures.mjs';
 import { sampleFacts } from './lib/sample-specs.mjs';
 
 /** The two contents the orders swap the file between: the bench's patch and its prior. */
@@ -94,14 +96,18 @@ async function main() {
       runs: { type: 'string', default: '5' },
       strace: { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
+      tmp: { type: 'string' },
     },
   });
   const orders = Number.parseInt(String(values.orders), 10);
   const warmUp = Number.parseInt(String(values['warm-up']), 10);
   const runs = Number.parseInt(String(values.runs), 10);
+  const base = scratchBase(values.tmp);
+  // A tmpfs by default, where a sync costs nothing; --tmp puts the journal and the root on a disk.
+  say(`the agent's journal and root under ${base}, on ${fileSystemOf(base)}`);
   const perOrder = [];
   for (let run = 1; run <= runs; run++) {
-    const { cpuUs, systemUs } = await runOnce({ orders, warmUp, cpuProf: values['cpu-prof'] });
+    const { cpuUs, systemUs } = await runOnce({ orders, warmUp, base, cpuProf: values['cpu-prof'] });
     perOrder.push(cpuUs / orders);
     say(
       `run ${run}: ${(cpuUs / orders).toFixed(0)} µs of agent CPU per order (${(systemUs / orders).toFixed(0)} in the kernel; ${orders} orders after ${warmUp})`,
@@ -114,7 +120,7 @@ async function main() {
       `median ${median.toFixed(0)} µs per order over ${runs} runs (min ${sorted[0]?.toFixed(0)}, max ${sorted.at(-1)?.toFixed(0)})`,
     );
   if (values.strace) {
-    const { syscalls } = await runOnce({ orders, warmUp, strace: true });
+    const { syscalls } = await runOnce({ orders, warmUp, base, strace: true });
     if (syscalls === undefined) throw new Error('strace wrote no summary');
     say(`strace -c -f over ${orders} orders: ${(syscalls.total / orders).toFixed(1)} system calls per order`);
     for (const [name, calls] of syscalls.byName) say(`  ${(calls / orders).toFixed(2).padStart(7)}  ${name}`);
@@ -129,11 +135,11 @@ function say(line) {
 /**
  * One fresh agent through `warmUp` + `orders` orders; its CPU over the last `orders`, or under
  * strace its system calls over them.
- * @param {{ orders: number, warmUp: number, strace?: boolean, cpuProf?: string | undefined }} options
+ * @param {{ orders: number, warmUp: number, base: string, strace?: boolean, cpuProf?: string | undefined }} options
  * @returns {Promise<{ cpuUs: number, systemUs: number, syscalls?: { total: number, byName: [string, number][] } }>}
  */
-async function runOnce({ orders, warmUp, strace = false, cpuProf }) {
-  const scratch = mkdtempSync(join(scratchBase(undefined), 'fleetpatch-order-cpu-'));
+async function runOnce({ orders, warmUp, base, strace = false, cpuProf }) {
+  const scratch = mkdtempSync(join(base, 'fleetpatch-order-cpu-'));
   const dataDir = join(scratch, 'data');
   const rootDir = join(scratch, 'root');
   mkdirSync(join(rootDir, 'etc', 'bench'), { recursive: true, mode: 0o755 });
