@@ -31,7 +31,7 @@
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write V8 CPU profiles of the coordinator (run unbundled) and of each agent process over the connect,
-//          the idle phase, the rollout, the revert, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
+//          the idle phase, the rollout, the revert, the status API, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
 //        --idle-seconds S (one heartbeat interval): after the connect, the connected fleet left idle for S seconds, its
 //          CPU measured: what heartbeats and pings cost while nothing happens, the share of each phase's CPU that is
 //          not the phase's (0: skip). A whole interval, so that every agent's heartbeat and every slice of pings falls in it
@@ -1048,6 +1048,7 @@ async function main() {
     ['summary', `/v1/rollouts/${rolloutId}/summary`],
     ['hostsPage', `/v1/rollouts/${rolloutId}/hosts?state=reverted&limit=100`],
   ];
+  const endStatusProfile = await profilePhase('status', coordinators, agentFleet);
   for (const [name, url] of statusCalls) {
     /** @type {number[]} */
     const latencies = [];
@@ -1064,6 +1065,7 @@ async function main() {
       `GET ${url.replace(rolloutId, ':id')}, 100 sequential: ${bytes} bytes, p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`,
     );
   }
+  await endStatusProfile();
   result.statusApi = api;
 
   // 5. The reconnect storm: every agent process killed at once, then started again over the same data.

@@ -112,6 +112,68 @@ describe('rollout reads', () => {
   });
 });
 
+describe('host-run reads', () => {
+  it('return every column in its place, whichever read and however the row is found', async () => {
+    const at = '2026-01-01T00:00:00.000Z';
+    await store.patches.insert(storedPatch(SAMPLE_PATCH_SPEC, { id: 'pat_1', createdBy: 'alice', createdAt: at }));
+    const request = RolloutRequestSchema.parse({ patchId: 'pat_1', target: { hostIds: ['web-1'] } });
+    await store.rollouts.insert({ id: 'ro_1', patchId: 'pat_1', request, state: 'running', createdBy: 'alice' }, at);
+    await store.hostRuns.insert({ rolloutId: 'ro_1', hostId: 'web-1', wave: 2, position: 7 });
+    // Every column a value of its own (rows are read as arrays by position: a column out of place shows).
+    const health = [{ check: 'http', ok: false, observed: '500' }];
+    const rehearsal = { outcome: 'restored' };
+    const afterChange = { restarted: ['nginx'] };
+    const packages = [{ name: 'openssl', from: '3.0.1', to: '3.0.2' }];
+    store.db
+      .prepare(
+        `UPDATE host_runs SET state = 'failed', order_id = 'ord_1', revert_order_id = 'rev_1', changed = 1,
+           counted_failure = 1, answered = 1, dispatched_at = 11, delivered_at = 12, finished_at = 13,
+           error_code = 'health_failed', reason = 'http check failed', health = ?, rehearsal = ?,
+           after_change = ?, packages = ?`,
+      )
+      .run(JSON.stringify(health), JSON.stringify(rehearsal), JSON.stringify(afterChange), JSON.stringify(packages));
+    const expected = {
+      rolloutId: 'ro_1',
+      hostId: 'web-1',
+      wave: 2,
+      position: 7,
+      state: 'failed',
+      orderId: 'ord_1',
+      revertOrderId: 'rev_1',
+      changed: true,
+      countedFailure: true,
+      answered: true,
+      dispatchedAt: 11,
+      deliveredAt: 12,
+      finishedAt: 13,
+      errorCode: 'health_failed',
+      reason: 'http check failed',
+      health,
+      rehearsal,
+      afterChange,
+      packages,
+    };
+    const { hostRuns } = store;
+    expect(await hostRuns.get('ro_1', 'web-1')).toStrictEqual(expected);
+    expect(await hostRuns.byOrderId('ord_1')).toStrictEqual(expected);
+    expect(await hostRuns.byRevertOrderId('rev_1')).toStrictEqual(expected);
+    expect(await hostRuns.forRollout('ro_1')).toStrictEqual([expected]);
+    expect(await hostRuns.forWave('ro_1', 2)).toStrictEqual([expected]);
+    expect(await hostRuns.firstFailures('ro_1', 10)).toStrictEqual([expected]);
+    expect(await hostRuns.page('ro_1', { limit: 10 })).toStrictEqual([expected]);
+    expect(await hostRuns.inStates('ro_1', ['failed'])).toStrictEqual([expected]);
+    expect(await hostRuns.inStatesEverywhere(['failed'])).toStrictEqual([expected]);
+    expect(await hostRuns.revertCandidates('ro_1', 10)).toStrictEqual([expected]);
+    expect(await hostRuns.recentForHost('web-1', 10)).toStrictEqual([expected]);
+    // Through the join with rollouts (the columns named by table).
+    expect(await hostRuns.forHostInStates('web-1', ['failed'])).toStrictEqual([expected]);
+    store.db.prepare("UPDATE host_runs SET state = 'queued'").run();
+    expect(await hostRuns.nextQueued('ro_1', 2, 10)).toStrictEqual([{ ...expected, state: 'queued' }]);
+    expect(await hostRuns.get('ro_1', 'web-2')).toBeUndefined();
+    expect(await hostRuns.byOrderId('ord_none')).toBeUndefined();
+  });
+});
+
 describe('query plans', () => {
   const statement = (name: string): Statement =>
     (store.hostRuns as unknown as { statements: Record<string, Statement> }).statements[name] as Statement;
