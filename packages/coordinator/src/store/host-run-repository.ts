@@ -198,17 +198,20 @@ export class HostRunRepository {
   private readonly statements;
 
   constructor(db: Db) {
-    /** A read of whole host runs: `COLUMNS` as arrays (see `recordOf`), after `FROM host_runs` the rest. */
-    const runs = (rest: string) => db.prepare(`SELECT ${COLUMNS} FROM host_runs ${rest}`).raw(true);
+    /**
+     * A read of whole host runs, `SELECT COLUMNS` and the rest, as arrays (see `recordOf`). The rest
+     * names its table: postgres-schema.test.ts reads from the SQL which tables are sorted by row number.
+     */
+    const runs = (rest: string) => db.prepare(`SELECT ${COLUMNS} ${rest}`).raw(true);
     this.statements = {
       insert: db.prepare(
         "INSERT INTO host_runs (rollout_id, host_id, wave, position, state) VALUES (@rolloutId, @hostId, @wave, @position, 'queued')",
       ),
-      forRollout: runs(`WHERE rollout_id = ? ORDER BY wave, position`),
-      forWave: runs(`WHERE rollout_id = ? AND wave = ? ORDER BY position`),
-      get: runs(`WHERE rollout_id = ? AND host_id = ?`),
-      byOrder: runs(`WHERE order_id = ?`),
-      byRevertOrder: runs(`WHERE revert_order_id = ?`),
+      forRollout: runs(`FROM host_runs WHERE rollout_id = ? ORDER BY wave, position`),
+      forWave: runs(`FROM host_runs WHERE rollout_id = ? AND wave = ? ORDER BY position`),
+      get: runs(`FROM host_runs WHERE rollout_id = ? AND host_id = ?`),
+      byOrder: runs(`FROM host_runs WHERE order_id = ?`),
+      byRevertOrder: runs(`FROM host_runs WHERE revert_order_id = ?`),
       // One probe of host_runs_wave_state per state asked: the cost follows the hosts in those states.
       countInWave: db.prepare(
         `SELECT state, count(*) AS n FROM host_runs
@@ -221,9 +224,11 @@ export class HostRunRepository {
       countByWaveAndState: db.prepare(
         'SELECT wave, state, count(*) AS n FROM host_runs WHERE rollout_id = ? GROUP BY wave, state',
       ),
-      firstFailures: runs(`WHERE rollout_id = ? AND counted_failure = 1 ORDER BY wave, position LIMIT ?`),
+      firstFailures: runs(
+        `FROM host_runs WHERE rollout_id = ? AND counted_failure = 1 ORDER BY wave, position LIMIT ?`,
+      ),
       // One statement for every filter: a null filter matches all. Row-value comparison resumes after the cursor.
-      page: runs(`WHERE rollout_id = @rolloutId
+      page: runs(`FROM host_runs WHERE rollout_id = @rolloutId
            AND (@state IS NULL OR state = @state) AND (@wave IS NULL OR wave = @wave)
            AND (wave, position) > (@afterWave, @afterPosition)
          ORDER BY wave, position LIMIT @limit`),
@@ -233,14 +238,20 @@ export class HostRunRepository {
          WHERE state IN (SELECT value FROM json_each(?)) AND rollout_id = ? GROUP BY state`,
       ),
       // In position order from host_runs_wave_state_position: the LIMIT stops the read, nothing is sorted.
-      nextQueued: runs(`WHERE rollout_id = ? AND wave = ? AND state = 'queued' ORDER BY position LIMIT ?`),
-      inStates: runs(`WHERE rollout_id = ? AND state IN (SELECT value FROM json_each(?)) ORDER BY wave, position`),
-      inStatesEverywhere: runs(`WHERE state IN (SELECT value FROM json_each(?)) AND dispatched_at IS NOT NULL`),
-      revertCandidates: runs(`WHERE rollout_id = ? AND changed = 1
+      nextQueued: runs(
+        `FROM host_runs WHERE rollout_id = ? AND wave = ? AND state = 'queued' ORDER BY position LIMIT ?`,
+      ),
+      inStates: runs(
+        `FROM host_runs WHERE rollout_id = ? AND state IN (SELECT value FROM json_each(?)) ORDER BY wave, position`,
+      ),
+      inStatesEverywhere: runs(
+        `FROM host_runs WHERE state IN (SELECT value FROM json_each(?)) AND dispatched_at IS NOT NULL`,
+      ),
+      revertCandidates: runs(`FROM host_runs WHERE rollout_id = ? AND changed = 1
            AND state IN ('healthy', 'failed', 'timed_out', 'cancelled', 'skipped', 'reverted', 'revert_failed')
            AND (state != 'revert_failed' OR revert_order_id IS NULL)
          ORDER BY wave, position LIMIT ?`),
-      recentForHost: runs(`WHERE host_id = ? ORDER BY rowid DESC LIMIT ?`),
+      recentForHost: runs(`FROM host_runs WHERE host_id = ? ORDER BY rowid DESC LIMIT ?`),
       // Joined, so its columns are named by table (`h.state`): `rollouts` has a `state` too.
       activeForHost: db
         .prepare(`SELECT ${PREFIXED_COLUMNS} FROM host_runs h JOIN rollouts r ON r.id = h.rollout_id
