@@ -71,6 +71,7 @@ import {
   wireCounters,
   wirePerHost,
 } from './lib/bench-measures.mjs';
+import { startWatchers } from './lib/bench-watchers.mjs';
 import { measureDurabilityFloor } from './lib/durability-floor.mjs';
 import { HealthzWatch } from './lib/healthz-watch.mjs';
 import { apiClient, COORDINATOR_UNBUNDLED, startCoordinator, waitFor } from './lib/local-fleet.mjs';
@@ -87,7 +88,7 @@ import { measureHandshakeFloor, measureWireFloor } from './lib/wire-floor.mjs';
 const USAGE =
   'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
   '                 [--content-bytes 27..1048576] [--rounds R] [--idle-seconds S] [--target labels|hosts]\n' +
-  '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver]\n';
+  '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver] [--watchers K]\n';
 const { values: flags } = parseFlags({
   options: {
     agents: { type: 'string', default: '1000' },
@@ -109,6 +110,7 @@ const { values: flags } = parseFlags({
     coordinators: { type: 'string', default: '1' },
     'lease-ms': { type: 'string' },
     'kill-driver': { type: 'boolean', default: false },
+    watchers: { type: 'string', default: '0' },
     rounds: { type: 'string', default: '1' },
     'idle-seconds': { type: 'string' },
     ansible: { type: 'boolean', default: false },
@@ -152,6 +154,8 @@ const K = Number.parseInt(flags.coordinators, 10);
 const LEASE_MS = flags['lease-ms'] === undefined ? undefined : Number.parseInt(flags['lease-ms'], 10);
 const KILL_DRIVER = flags['kill-driver'] === true;
 const ROUNDS = Number.parseInt(flags.rounds, 10);
+/** `rollout status --watch` processes following the first rollout (scripts/lib/bench-watchers.mjs). */
+const WATCHERS = Number.parseInt(flags.watchers, 10);
 const PROFILE_DIR = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
 if (
   !(N >= 1) ||
@@ -163,6 +167,7 @@ if (
   (TARGET !== 'labels' && TARGET !== 'hosts') ||
   !(K >= 1) ||
   !(ROUNDS >= 1) ||
+  !(WATCHERS >= 0) ||
   !(IDLE_MS >= 0) ||
   (LEASE_MS !== undefined && !(LEASE_MS >= 1)) ||
   (CONTENT_BYTES !== undefined && !(CONTENT_BYTES >= 27 && CONTENT_BYTES <= 1024 * 1024))
@@ -466,6 +471,8 @@ const live = () => coordinators.filter((c) => !killed.has(c));
 let cluster;
 /** @type {string | undefined} */
 let work;
+/** @type {ReturnType<typeof startWatchers> | undefined} */
+let watchers;
 /** @type {Promise<void> | null} */
 let cleaning = null;
 /** Every figure of the run, written to --results as JSON. */
@@ -490,6 +497,7 @@ function cleanup() {
 async function teardown() {
   const t = performance.now();
   // Agents first (each closes its socket), then the coordinators, then their database, then the scratch tree.
+  watchers?.kill();
   if (fleet) await fleet.stop().catch(() => {});
   await Promise.all(live().map((c) => c.stop().catch(() => {})));
   cluster?.stop();
@@ -846,6 +854,21 @@ async function main() {
       takeoverMs,
     };
   };
+  if (WATCHERS > 0) {
+    // Each watcher's first line describes the rollout whole: from then on it follows the stream.
+    const following = startWatchers(WATCHERS, coordinators[0]?.url ?? '', ADMIN_TOKEN, rolloutId);
+    watchers = following;
+    await waitFor(
+      `${WATCHERS} watchers to show the rollout`,
+      async () => {
+        const each = following.progress();
+        const gone = each.find((w) => w.exitCode !== null);
+        if (gone) throw new Error(`a watcher exited ${gone.exitCode} before the rollout started: ${gone.stderr}`);
+        return each.every((w) => w.lines > 0) || undefined;
+      },
+      { timeoutMs: remaining(), intervalMs: 20 },
+    );
+  }
   const wireBeforeRollout = await wireOf(coordinators);
   const endRolloutProfile = await profilePhase('rollout', coordinators, agentFleet);
   const rolloutStartedAt = Date.now();
@@ -862,6 +885,19 @@ async function main() {
   const rolloutCpu = cpu();
   await endRolloutProfile();
   const rolloutWire = wireBetween(wireBeforeRollout, await wireOf(live()));
+  if (watchers) {
+    const each = await watchers.finished();
+    const failed = each.filter((w) => w.exitCode !== 0);
+    if (failed.length > 0)
+      failures.push(
+        `${failed.length} watcher(s) did not exit 0: ${failed.map((w) => `${w.exitCode} ${w.stderr}`).join('; ')}`,
+      );
+    const cpuMs = each.map((w) => w.cpuMs);
+    say(
+      `watchers: ${WATCHERS} \`rollout status --watch\` processes followed the rollout: ${each.map((w) => w.lines).join(', ')} lines; their CPU ${cpuMs.map((ms) => ms.toFixed(0)).join(', ')} ms`,
+    );
+    result.watchers = { count: WATCHERS, lines: each.map((w) => w.lines), cpuMs };
+  }
   if (rolled.state !== 'succeeded') failures.push(`rollout ended ${rolled.state}: ${rolled.stateReason}`);
   if (takeover) {
     const { killedAt, ...figures } = takeover;

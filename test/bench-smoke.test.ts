@@ -39,7 +39,7 @@ describe('npm run bench', () => {
     // Ansible's half is left out here: ansible-head-to-head.test.ts runs it on its own, smaller.
     const { code, output } = await runBench([
       ...['--agents', '50', '--inventory-hosts', '0', '--results', results, '--skip-ansible', '--rounds', '2'],
-      ...['--idle-seconds', '1'],
+      ...['--idle-seconds', '1', '--watchers', '1'],
     ]);
     expect(code, output).toBe(0);
     expect(output).toContain('all checks passed');
@@ -87,6 +87,11 @@ describe('npm run bench', () => {
       agentsUsPerAgentSecond: expect.any(Number),
     });
     expect(output).toMatch(/of it the fleet's idle cost over the same [\d.]+ s: coordinator \d+ µs\/host/);
+    // --watchers 1: a real `rollout status --watch` followed the rollout to its end (it exited 0: no failure above).
+    expect(run.watchers).toMatchObject({ count: 1 });
+    expect(run.watchers.lines[0]).toBeGreaterThan(1);
+    expect(run.watchers.cpuMs[0]).toBeGreaterThan(0);
+    expect(output).toMatch(/watchers: 1 `rollout status --watch` processes followed the rollout: \d+ lines/);
     expect(run.revert.wallMs).toBeGreaterThan(0);
     // --rounds 2: the same patch rolled out and back once more, on the coordinator and agents already warm.
     expect(run.laterRounds).toHaveLength(1);

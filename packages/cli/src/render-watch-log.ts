@@ -32,10 +32,11 @@ export function describeWatchChanges(
   for (const wave of next.waves) {
     const old = before.get(wave.wave);
     const label = oneLine`wave ${wave.wave + 1}`;
-    if (old && old.phase !== wave.phase) {
-      const bake = wave.phase === 'baking' ? oneLine` (bake ${rollout.request.bakeSeconds}s)` : '';
-      lines.push(oneLine`${label} ${old.phase} → ${wave.phase}${bake}`);
-    }
+    const bake = wave.phase === 'baking' ? oneLine` (bake ${rollout.request.bakeSeconds}s)` : '';
+    if (old && old.phase !== wave.phase) lines.push(oneLine`${label} ${old.phase} → ${wave.phase}${bake}`);
+    // A wave first seen already under way (the waves are planned at the start, and the watch may
+    // first see them a moment later): its phase, with nothing before it.
+    if (!old && wave.phase !== 'pending') lines.push(oneLine`${label} ${wave.phase}${bake}`);
     const oldHosts = new Map((old?.hosts ?? []).map((h) => [h.hostId, h]));
     for (const host of wave.hosts) {
       const was = oldHosts.get(host.hostId);

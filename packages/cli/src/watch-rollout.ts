@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { EventRecord, RolloutState, RolloutStatus } from '@fleetpatch/shared';
 import type { ApiClient } from './api-client.js';
 import { ConnectionError, ExitCode } from './cli-errors.js';
@@ -33,9 +34,21 @@ class ChangeSignal {
   }
 }
 
+/**
+ * A watch refetches the status after every change, which during a rollout is all the time: without a
+ * pace, two watchers of a 5,000-host rollout kept the coordinator busier than the rollout itself
+ * (2.6 s became 4.9 s). So between two fetches it waits at least `minIntervalMs`, and at least this
+ * many times as long as the last fetch took: a status that takes 60 ms to answer is fetched at most
+ * every 600 ms, and a watch keeps the coordinator busy at most a tenth of the time, however large
+ * the rollout.
+ */
+const FETCH_SPACING_FACTOR = 10;
+
 export interface WatchOptions {
   /** Safety-net poll while the event stream is connected. */
   pollMs?: number;
+  /** The least time between two status fetches, however many changes come (a terminal redraws at this pace). */
+  minIntervalMs?: number;
   /** Poll while the stream is down (refused, or reconnecting). */
   fallbackPollMs?: number;
   /** Stop watching after this long without a final state (`--timeout`); undefined: no limit. */
@@ -60,7 +73,8 @@ export type WatchOutcome =
 
 /**
  * Calls `onStatus` with the rollout's status now and after every audit event or host phase (the SSE stream is
- * the trigger; status is always re-fetched, so the view is never assembled from deltas), until the
+ * the trigger; status is always re-fetched, so the view is never assembled from deltas; fetches are
+ * paced, see FETCH_SPACING_FACTOR), until the
  * rollout reaches a final state, `timeoutMs` passes, or the coordinator stays unreachable for longer
  * than `reconnectForMs`. A coordinator restart is ridden out: the stream resumes with
  * `Last-Event-ID` and status polling carries on. An HTTP refusal (unknown rollout, bad token) throws.
@@ -71,7 +85,7 @@ export async function watchRollout(
   onStatus: (status: RolloutStatus) => void | Promise<void>,
   options: WatchOptions = {},
 ): Promise<WatchOutcome> {
-  const { pollMs = 5000, fallbackPollMs = 1000, timeoutMs, reconnectForMs = 120_000 } = options;
+  const { pollMs = 5000, fallbackPollMs = 1000, minIntervalMs = 250, timeoutMs, reconnectForMs = 120_000 } = options;
   const deadline = timeoutMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + timeoutMs;
   const controller = new AbortController();
   const timer = Number.isFinite(deadline) ? setTimeout(() => controller.abort(), timeoutMs) : undefined;
@@ -102,6 +116,7 @@ export async function watchRollout(
   try {
     for (;;) {
       let status: RolloutStatus;
+      const fetchedAt = Date.now();
       try {
         status = await api.rolloutStatus(rolloutId, controller.signal);
       } catch (err) {
@@ -121,9 +136,14 @@ export async function watchRollout(
         options.onConnectionChange?.(undefined);
       }
       last = status;
+      const spacingMs = Math.max(minIntervalMs, (Date.now() - fetchedAt) * FETCH_SPACING_FACTOR);
       await onStatus(status);
       if (FINAL_ROLLOUT_STATES.has(status.rollout.state)) return { kind: 'final', status };
-      await changes.wait(connected ? pollMs : fallbackPollMs, controller.signal);
+      // Changes that come meanwhile are kept by the signal, and fetched for once the spacing is over.
+      const rest = fetchedAt + spacingMs - Date.now();
+      if (rest > 0) await delay(rest, undefined, { signal: controller.signal }).catch(() => {}); // aborted: ends below
+      // The poll is due counted from the fetch, not from the end of the spacing.
+      await changes.wait(fetchedAt + (connected ? pollMs : fallbackPollMs) - Date.now(), controller.signal);
       if (controller.signal.aborted) return { kind: 'timed_out', status: last };
     }
   } finally {

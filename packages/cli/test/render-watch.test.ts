@@ -196,6 +196,27 @@ describe('the watch off a terminal: one line per change', () => {
       'rollout ro_1 scheduled: "Fix the TLS config" (OPS-42), waves [1,"100%"] planned when it starts, failures 0 of 0 tolerated',
     ]);
   });
+
+  it('names the phase of a wave first seen already under way, and nothing of one still pending', () => {
+    // The watch fetched before the start, and next when the canary already baked.
+    const scheduled = status({ state: 'scheduled', startedAt: null, waveCount: 0, hostCount: 0 }, { waves: [] });
+    const baking = status(
+      { state: 'running', waveCount: 2, hostCount: 2 },
+      {
+        waves: [
+          { wave: 0, phase: 'baking', hosts: [host('web-1', 'healthy')] },
+          { wave: 1, phase: 'pending', hosts: [host('web-2', 'queued')] },
+        ],
+      },
+    );
+    baking.rollout.request.bakeSeconds = 300;
+    expect(describeWatchChanges(scheduled, baking, PATCH)).toEqual([
+      'wave 1 baking (bake 300s)',
+      'wave 1 web-1 healthy',
+      'wave 2 web-2 queued',
+      'rollout scheduled → running',
+    ]);
+  });
 });
 
 describe('wave timings and durations', () => {

@@ -62,4 +62,50 @@ describe('watchRollout', () => {
     expect(seen).toEqual(['dispatched', 'applying', 'healthy']);
     expect(events).toEqual([]);
   });
+
+  describe('paces its fetches while changes pour in', () => {
+    /** A stream that says a host moved every 5 ms until the watch ends it, as a large rollout's does. */
+    const flood = async (_id: string, _after: number, signal: AbortSignal) =>
+      (async function* () {
+        while (!signal.aborted) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          yield new TextEncoder().encode(
+            `event: host.progress\ndata: ${JSON.stringify({ type: 'host.progress', rolloutId: 'r-1', hostId: 'web-1', state: 'applying', at: '2025-06-01T12:00:01.000Z' })}\n\n`,
+          );
+        }
+      })();
+
+    async function fetchStarts(answerMs: number, minIntervalMs?: number) {
+      const starts: number[] = [];
+      const api = {
+        rolloutStatus: async () => {
+          starts.push(Date.now());
+          await new Promise((resolve) => setTimeout(resolve, answerMs));
+          return STATUSES[Math.min(starts.length - 1, STATUSES.length - 1)];
+        },
+        openEventStream: flood,
+      } as unknown as ApiClient;
+      const outcome = await watchRollout(api, 'r-1', () => {}, {
+        pollMs: 60_000,
+        fallbackPollMs: 60_000,
+        timeoutMs: 20_000,
+        ...(minIntervalMs === undefined ? {} : { minIntervalMs }),
+      });
+      expect(outcome.kind).toBe('final');
+      return starts.slice(1).map((at, i) => at - (starts[i] as number));
+    }
+
+    it('waits at least minIntervalMs (250 by default) between two fetches of a quick status', async () => {
+      const gaps = await fetchStarts(0);
+      expect(gaps).toHaveLength(STATUSES.length - 1);
+      for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(249);
+    });
+
+    it('waits ten times as long as a slow status took to answer', async () => {
+      // 40 ms an answer: 400 ms apart, though minIntervalMs alone would allow one every 10 ms.
+      const gaps = await fetchStarts(40, 10);
+      expect(gaps).toHaveLength(STATUSES.length - 1);
+      for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(399);
+    });
+  });
 });
