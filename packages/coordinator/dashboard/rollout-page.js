@@ -21,8 +21,18 @@ function useNow() {
 }
 
 /**
+ * Refreshes are paced as `rollout status --watch` paces its fetches: during a rollout something
+ * changes all the time, and a page refetching the whole status back to back would keep the
+ * coordinator busier than the rollout. At least MIN_REFRESH_MS apart, and at least
+ * REFRESH_SPACING_FACTOR times as long as the last one took.
+ */
+const MIN_REFRESH_MS = 250;
+const REFRESH_SPACING_FACTOR = 10;
+
+/**
  * The rollout's status, refreshed whenever its event stream says something happened. Refreshes never
- * overlap: events arriving during one only mark that another is due, so a burst costs two requests.
+ * overlap, and are paced (above): events arriving during one, or during the pause after it, only mark
+ * that another is due, so a burst costs two requests.
  */
 function useLiveRollout(id) {
   const [status, setStatus] = useState(null);
@@ -44,8 +54,11 @@ function useLiveRollout(id) {
       try {
         do {
           due = false;
+          const startedAt = performance.now();
           const next = await api(`/v1/rollouts/${seg(id)}`, { signal: controller.signal });
           if (!controller.signal.aborted) setStatus(next);
+          const spacing = Math.max(MIN_REFRESH_MS, (performance.now() - startedAt) * REFRESH_SPACING_FACTOR);
+          await new Promise((resolve) => setTimeout(resolve, startedAt + spacing - performance.now()));
         } while (due && !controller.signal.aborted);
         setError(null);
       } catch (err) {
