@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type HostPageQuery, RolloutView } from '../src/engine/rollout-view.js';
 import { type HubUnderTest, startHub } from './support/hub-under-test.js';
 import { SAMPLE_PATCH_SPEC } from './support/sample-patch.js';
-import { hosts, SimulatedFleet } from './support/simulated-fleet.js';
+import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
 
 /** 10 hosts in waves [1, 9]: host-1 healthy, then in wave 2 host-2 failed, host-10 still in flight, the rest healthy. */
 async function halfwayFleet(): Promise<{ fleet: SimulatedFleet; view: RolloutView; id: string }> {
@@ -84,6 +84,99 @@ describe('rollout summary', () => {
     const view = new RolloutView(fleet.store, () => true);
     expect((await view.summary(id)).failedHosts[0]?.reason).toBe(reason.slice(0, 200));
     expect((await view.hostPage(id, { state: 'failed', limit: 1 })).hosts[0]?.reason).toBe(reason);
+  });
+});
+
+describe('what a summary carries for a watch', () => {
+  it('names the verifying hosts whose latest poll fails a check, with only the failing checks', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(4));
+    const id = await fleet.launch({ waves: ['100%'], maxParallel: 10 });
+    for (const host of hosts(3)) await fleet.progress(host, 'verifying');
+    await fleet.healthPoll('host-1', { web: 'HTTP 500', db: true }, 3);
+    await fleet.healthPoll('host-2', { web: true, db: true }, 0);
+    // host-3 verifies without a poll yet; host-4 is still dispatched.
+    const view = new RolloutView(
+      fleet.store,
+      () => true,
+      () => undefined,
+      (orderId) => fleet.engine.liveHealth.of(orderId),
+    );
+    const summary = RolloutSummarySchema.parse(await view.summary(id));
+    const live = (await view.status(id)).waves[0]?.hosts.find((h) => h.hostId === 'host-1')?.liveHealth;
+    expect(summary.failingHosts).toEqual([
+      { hostId: 'host-1', wave: 0, state: 'verifying', failingPolls: 3, checks: [live?.checks[0]] },
+    ]);
+    expect(live?.checks[0]).toMatchObject({ check: 'web', ok: false, observed: 'HTTP 500' });
+    await fleet.healthPoll('host-1', { web: true, db: true }, 0);
+    expect((await view.summary(id)).failingHosts).toEqual([]);
+  });
+
+  it('names at most 10 failing hosts, and cuts what a check saw to 200 characters', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(12));
+    const id = await fleet.launch({ waves: ['100%'], maxParallel: 20 });
+    for (const host of hosts(12)) {
+      await fleet.progress(host, 'verifying');
+      await fleet.healthPoll(host, { web: `HTTP 500 ${'x'.repeat(500)}` }, 1);
+    }
+    const view = new RolloutView(
+      fleet.store,
+      () => true,
+      () => undefined,
+      (orderId) => fleet.engine.liveHealth.of(orderId),
+    );
+    const { failingHosts } = await view.summary(id);
+    // By position in the wave, as the full status lists them.
+    const inOrder = (await view.status(id)).waves[0]?.hosts.map((h) => h.hostId);
+    expect(failingHosts?.map((h) => h.hostId)).toEqual(inOrder?.slice(0, 10));
+    expect(failingHosts?.[0]?.checks[0]?.observed).toBe(`HTTP 500 ${'x'.repeat(500)}`.slice(0, 200));
+  });
+
+  it('carries each analysis with its latest measurement only; the status has the latest 20', async () => {
+    // A Prometheus that answers 0 every time: the analysis passes after three measurements.
+    const fleet = await SimulatedFleet.open({
+      metricQuery: async () => ({ ok: true, samples: [{ labels: {}, value: 0 }] }),
+    });
+    await fleet.addHosts(hosts(3));
+    const analysis = {
+      kind: 'prometheus' as const,
+      name: 'errors',
+      address: 'http://127.0.0.1:9090',
+      query: 'sum(rate(errors{$wave_hosts}[1m]))',
+      condition: '< 0.01',
+      intervalSeconds: 10,
+      count: 3,
+    };
+    const id = await fleet.launch({ waves: [1, '100%'], analyses: [analysis] });
+    await fleet.finish('host-1');
+    for (let i = 0; i < 3; i++) await fleet.advance(10 * SECOND);
+    const view = new RolloutView(fleet.store, () => true);
+    const [full] = (await view.status(id)).analyses;
+    const [brief] = RolloutSummarySchema.parse(await view.summary(id)).analyses ?? [];
+    expect(full?.measurements).toHaveLength(3);
+    expect(brief).toEqual({ ...full, measurements: full?.measurements.slice(-1) });
+  });
+
+  it('carries the warnings as the full status has them, and no window for a rollout without one', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(2));
+    const id = await fleet.launch({ waves: ['100%'] });
+    await fleet.finish('host-1');
+    await fleet.finish('host-2');
+    await fleet.advance(1000);
+    const view = new RolloutView(fleet.store, () => true);
+    expect(await fleet.state(id)).toBe('succeeded');
+    // Reverted by hand after it succeeded: the status warns, and so does the summary.
+    await fleet.engine.revertHost(id, 'host-1', 'alice');
+    await fleet.finishRevert('host-1');
+    const status = await view.status(id);
+    const summary = RolloutSummarySchema.parse(await view.summary(id));
+    expect(status.warnings).toHaveLength(1);
+    expect(summary.warnings).toEqual(status.warnings);
+    expect(summary.analyses).toEqual([]);
+    expect(summary.window).toBeUndefined();
+    expect(status.window).toBeUndefined();
   });
 });
 

@@ -408,9 +408,24 @@ export const FailedHostSchema = z
   .strict();
 export type FailedHost = z.infer<typeof FailedHostSchema>;
 
+/** A host still verifying whose latest health poll has a failing check, as a summary names it. */
+export const FailingHostSchema = z
+  .object({
+    hostId: z.string(),
+    wave: CountSchema,
+    state: HostRunStateSchema,
+    /** Polls in a row with a failing check, the latest included. */
+    failingPolls: CountSchema,
+    /** The failing checks of the latest poll (what each saw cut to 200 characters). */
+    checks: z.array(LiveCheckSchema),
+  })
+  .strict();
+export type FailingHost = z.infer<typeof FailingHostSchema>;
+
 /**
  * `GET /v1/rollouts/:id/summary`: a rollout's counts per wave and state and its first failures —
- * the same size at 10 hosts or 10,000 (no host list; page through `/hosts` for that).
+ * the same size at 10 hosts or 10,000 (no host list; page through `/hosts` for that). It carries
+ * what `rollout status --watch` shows of a large rollout, so a watch never reads every host.
  */
 export const RolloutSummarySchema = z
   .object({
@@ -422,6 +437,13 @@ export const RolloutSummarySchema = z
     waves: z.array(WaveSummarySchema),
     /** The first failures counted against the budget (at most 10, by wave and position); `failures` has them all. */
     failedHosts: z.array(FailedHostSchema),
+    /** The first hosts still verifying with a failing health check (at most 10); absent from older coordinators. */
+    failingHosts: z.array(FailingHostSchema).optional(),
+    /** The metric analyses measured so far, each with its latest measurement only; absent from older coordinators. */
+    analyses: z.array(AnalysisRunViewSchema).optional(),
+    /** As in the full status: the maintenance window, and what a person should not miss. */
+    window: WindowStatusSchema.optional(),
+    warnings: z.array(z.string()).optional(),
   })
   .strict();
 export type RolloutSummary = z.infer<typeof RolloutSummarySchema>;

@@ -4,6 +4,7 @@ import {
   complianceUrl,
   describeHaltPoint,
   ErrorCode,
+  type FailingHost,
   FINAL_ROLLOUT_STATES,
   FleetError,
   type HostRunState,
@@ -159,7 +160,8 @@ export class RolloutView {
 
   /**
    * Counts per wave and state and the first failures, from an index alone (no host row read but the
-   * failures'): the same few hundred bytes at 10 hosts or 10,000.
+   * failures', the verifying ones' while some verify, and a succeeded rollout's failed ones): the same
+   * few hundred bytes at 10 hosts or 10,000.
    */
   async summary(id: string): Promise<RolloutSummary> {
     const rollout = await this.mustGet(id);
@@ -199,7 +201,41 @@ export class RolloutView {
         errorCode: run.errorCode,
         reason: run.reason === null ? null : run.reason.slice(0, SUMMARY_REASON_CHARS),
       })),
+      failingHosts: counts.verifying ? await this.failingHosts(id) : [],
+      analyses: await this.analyses(rollout, 1),
+      ...optional('window', this.windowStatus(rollout)),
+      // Only a succeeded rollout warns, of hosts that failed after their wave passed: few, read by state.
+      ...optional(
+        'warnings',
+        rollout.state === 'succeeded'
+          ? succeededWarnings(rollout, counts, await this.store.hostRuns.inStates(id, ['failed', 'revert_failed']))
+          : undefined,
+      ),
     };
+  }
+
+  /**
+   * The first hosts still verifying whose latest health poll fails a check, with those checks. It
+   * reads the verifying hosts (at most FAILING_SCAN of them: a rollout's in-flight hosts, bounded by
+   * its maxParallel) and looks each one's order up on the live board, in memory.
+   */
+  private async failingHosts(id: string): Promise<FailingHost[]> {
+    const verifying = await this.store.hostRuns.page(id, { state: 'verifying', limit: FAILING_SCAN });
+    const failing: FailingHost[] = [];
+    for (const run of verifying) {
+      const live = this.liveHealthOf(run.orderId);
+      const checks = live?.checks.filter((check) => !check.ok) ?? [];
+      if (!live || checks.length === 0) continue;
+      failing.push({
+        hostId: run.hostId,
+        wave: run.wave,
+        state: run.state,
+        failingPolls: live.failingPolls,
+        checks: checks.map((check) => ({ ...check, observed: check.observed.slice(0, SUMMARY_REASON_CHARS) })),
+      });
+      if (failing.length === SUMMARY_FAILED_HOSTS) break;
+    }
+    return failing;
   }
 
   /** One page of a rollout's hosts by wave and position, optionally only one state or wave. */
@@ -236,8 +272,8 @@ export class RolloutView {
     };
   }
 
-  /** Each analysis run of the rollout, with its latest measurements. */
-  private async analyses(rollout: RolloutRecord): Promise<AnalysisRunView[]> {
+  /** Each analysis run of the rollout, with its latest `measurements` (20 in the full status, 1 in a summary). */
+  private async analyses(rollout: RolloutRecord, measurements = 20): Promise<AnalysisRunView[]> {
     const declared = new Map(rollout.request.analyses.map((a) => [a.name, a]));
     const runs = await this.store.analyses.forRollout(rollout.id);
     return Promise.all(
@@ -254,7 +290,7 @@ export class RolloutView {
           failed: run.failed,
           failureLimit: analysis?.failureLimit ?? 0,
           inconclusive: run.inconclusive,
-          measurements: (await this.store.analyses.latest(run, 20)).map(
+          measurements: (await this.store.analyses.latest(run, measurements)).map(
             ({ at, phase, value, baseline, threshold, verdict, reason }) => ({
               at,
               phase,
@@ -328,9 +364,11 @@ function briefOf(rollout: RolloutRecord): RolloutBrief {
   return { ...view, request: { ...view.request, target: targetBriefOf(view.request.target) } };
 }
 
-/** How many failed hosts a summary names, and how much of each one's reason. */
+/** How many failed (and failing) hosts a summary names, and how much of each one's reason. */
 const SUMMARY_FAILED_HOSTS = 10;
 const SUMMARY_REASON_CHARS = 200;
+/** The verifying hosts a summary looks through for failing health checks, at most. */
+const FAILING_SCAN = 1000;
 
 /** What one page of `RolloutView.hostPage` holds: the route's query, already validated. */
 export interface HostPageQuery {
@@ -392,6 +430,7 @@ function currentWavePhase(rollout: RolloutRecord, ran: boolean, haltedBefore: ()
 function succeededWarnings(
   rollout: RolloutRecord,
   counts: RolloutStatus['counts'],
+  /** The rollout's host runs: all of them, or at least every failed and revert_failed one. */
   runs: readonly HostRunRecord[],
 ): string[] | undefined {
   if (rollout.state !== 'succeeded') return undefined;
