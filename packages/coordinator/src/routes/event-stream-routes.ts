@@ -21,6 +21,23 @@ const EventStreamSchema = z
 /** New events held for a stream still sending its backlog; beyond, the stream is cut (it resumes). */
 const LIVE_BACKLOG_CAP = 10_000;
 
+/**
+ * Each event's frame, serialized once for every stream that sends it: a rollout of 5,000 hosts puts
+ * ~10,000 events on each stream watching it (the same objects, from the store's broadcast).
+ */
+const frames = new WeakMap<EventRecord | ProgressNotice, string>();
+
+function frameOf(item: EventRecord | ProgressNotice): string {
+  let frame = frames.get(item);
+  if (frame === undefined) {
+    // A host's live phase has no `id:`: it is not an audit event, so a resume neither replays it nor skips past one.
+    const id = 'seq' in item ? `id: ${item.seq}\n` : '';
+    frame = `${id}event: ${item.type}\ndata: ${JSON.stringify(item)}\n\n`;
+    frames.set(item, frame);
+  }
+  return frame;
+}
+
 export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfig['eventStreams'] }> = async (
   app,
   { limits },
@@ -94,7 +111,7 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
       const send = (event: EventRecord): boolean => {
         if (event.seq <= after || cleaned) return true;
         after = event.seq;
-        return res.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+        return res.write(frameOf(event));
       };
       /** Whether live output may go out: a reader this far behind is cut rather than buffered for; it resumes from Last-Event-ID. */
       const keepsUp = (): boolean => {
@@ -111,12 +128,9 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
       const write = (event: EventRecord) => {
         if (keepsUp()) send(event);
       };
-      /**
-       * A host's live phase: no `id:` (it is not an audit event, so a resume neither replays it nor
-       * skips past one). A reader that resumes reads the phase from the status; only live ones get it.
-       */
+      /** A host's live phase: a reader that resumes reads it from the status; only live ones get it. */
       const writeProgress = (notice: ProgressNotice) => {
-        if (keepsUp()) res.write(`event: ${notice.type}\ndata: ${JSON.stringify(notice)}\n\n`);
+        if (keepsUp()) res.write(frameOf(notice));
       };
       const drained = () =>
         new Promise<void>((resolve) => {
