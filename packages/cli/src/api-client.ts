@@ -23,6 +23,7 @@ import type {
   RolloutList,
   RolloutPlan,
   RolloutStatus,
+  RolloutSummary,
 } from '@fleetpatch/shared';
 import type { Agent, fetch as undiciFetch } from 'undici';
 import { ApiError, ConnectionError, type FieldIssue } from './cli-errors.js';
@@ -127,6 +128,10 @@ export class ApiClient {
 
   rolloutStatus(id: string, signal?: AbortSignal): Promise<RolloutStatus> {
     return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}`, undefined, signal);
+  }
+
+  rolloutSummary(id: string, signal?: AbortSignal): Promise<RolloutSummary> {
+    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}/summary`, undefined, signal);
   }
 
   rolloutPlan(id: string): Promise<RolloutPlan> {

@@ -1,5 +1,7 @@
-import type { HostView, Patch, RolloutStatus } from '@fleetpatch/shared';
+import type { FailedHost, HostView, Patch } from '@fleetpatch/shared';
+import { describeCounts } from './render-watch.js';
 import { oneLine } from './terminal-text.js';
+import type { WatchView } from './watch-view.js';
 
 /**
  * `rollout status --watch` off a terminal (CI logs, a pipe): what changed, one plain line each,
@@ -11,12 +13,18 @@ import { oneLine } from './terminal-text.js';
  *   wave 1 web-1 applying → failed: health_failed: http check "api" returned 500
  *   rollout running → halted (failure budget exceeded)
  *
+ * A large rollout (watched through its summary: no host list) gets its waves' counts when they move,
+ * and each failed host the summary names, once:
+ *
+ *   wave 3: 812 done, 1 failed, 200 in flight, 1487 pending
+ *   wave 3 web-0042 failed: health_failed: http check "api" returned 500
+ *
  * Wave numbers are 1-based; every line is written with oneLine, so a value from the server (a
  * reason, a state, an id) is shown escaped and cannot start a line the caller would timestamp.
  */
 export function describeWatchChanges(
-  previous: RolloutStatus | undefined,
-  next: RolloutStatus,
+  previous: WatchView | undefined,
+  next: WatchView,
   patch: Pick<Patch, 'title' | 'ticket'> | undefined,
 ): string[] {
   const { rollout } = next;
@@ -37,11 +45,24 @@ export function describeWatchChanges(
     // A wave first seen already under way (the waves are planned at the start, and the watch may
     // first see them a moment later): its phase, with nothing before it.
     if (!old && wave.phase !== 'pending') lines.push(oneLine`${label} ${wave.phase}${bake}`);
-    const oldHosts = new Map((old?.hosts ?? []).map((h) => [h.hostId, h]));
-    for (const host of wave.hosts) {
-      const was = oldHosts.get(host.hostId);
-      if (was && was.state === host.state) continue;
-      lines.push(oneLine`${label} ${host.hostId} ${was ? oneLine`${was.state} → ` : ''}${host.state}${why(host)}`);
+    if (wave.hosts) {
+      // Every host is known (a small rollout): each one's move.
+      const oldHosts = new Map((old?.hosts ?? []).map((h) => [h.hostId, h]));
+      for (const host of wave.hosts) {
+        const was = oldHosts.get(host.hostId);
+        if (was && was.state === host.state) continue;
+        lines.push(oneLine`${label} ${host.hostId} ${was ? oneLine`${was.state} → ` : ''}${host.state}${why(host)}`);
+      }
+    } else if (!old || describeCounts(old.counts) !== describeCounts(wave.counts)) {
+      // A large rollout is followed by its counts: the wave's, when they moved.
+      lines.push(oneLine`${label}: ${describeCounts(wave.counts)}`);
+    }
+  }
+  // The failed hosts a summary names, each once, as it first appears (a full status's are above).
+  if (!next.waves.some((w) => w.hosts)) {
+    const named = new Set(previous.failedHosts.map((h) => h.hostId));
+    for (const host of next.failedHosts) {
+      if (!named.has(host.hostId)) lines.push(oneLine`wave ${host.wave + 1} ${host.hostId} ${host.state}${why(host)}`);
     }
   }
   if (previous.failures !== next.failures) {
@@ -56,15 +77,15 @@ export function describeWatchChanges(
  * Its waves and hosts; before it starts there are none yet (the target is resolved and the waves
  * planned at the start), so what it asked for instead of "0 waves, 0 hosts".
  */
-function shapeOf(status: RolloutStatus): string {
-  if (status.waves.length === 0) {
-    return oneLine`waves ${JSON.stringify(status.rollout.request.waves)} planned when it starts`;
+function shapeOf(view: WatchView): string {
+  if (view.waves.length === 0) {
+    return oneLine`waves ${JSON.stringify(view.rollout.request.waves)} planned when it starts`;
   }
-  const hosts = status.waves.reduce((n, w) => n + w.hosts.length, 0);
-  return oneLine`${status.waves.length} waves, ${hosts} hosts`;
+  const hosts = view.waves.reduce((n, w) => n + w.hostCount, 0);
+  return oneLine`${view.waves.length} waves, ${hosts} hosts`;
 }
 
-function why(host: HostView): string {
+function why(host: Pick<HostView | FailedHost, 'errorCode' | 'reason'>): string {
   const parts = [host.errorCode, host.reason].filter((p): p is string => Boolean(p));
   return parts.length > 0 ? oneLine`: ${parts.join(': ')}` : '';
 }

@@ -1,51 +1,14 @@
-import type { HostRunState, HostView, Patch, RolloutStatus, WaveStatus } from '@fleetpatch/shared';
+import type { Patch, RolloutState, WavePhase } from '@fleetpatch/shared';
 import { formatAnalysis } from './render-status.js';
 import { plural } from './render-table.js';
 import { describeWindow } from './render-window.js';
 import type { Style } from './terminal-style.js';
 import { oneLine } from './terminal-text.js';
+import { type FailingHostLine, unnamedFailures, type WatchView, type WaveCounts } from './watch-view.js';
 import { estimateRemainingMs, formatDuration, type WaveTimings } from './wave-timings.js';
 
-/** How a person counts a host in a wave's bar. */
-export type HostBucket = 'done' | 'failed' | 'inFlight' | 'pending';
-
-const BUCKETS: Readonly<Record<HostRunState, HostBucket>> = {
-  queued: 'pending',
-  dispatched: 'inFlight',
-  delivered: 'inFlight',
-  snapshotted: 'inFlight',
-  applying: 'inFlight',
-  verifying: 'inFlight',
-  reverting: 'inFlight',
-  healthy: 'done',
-  skipped: 'done',
-  not_applicable: 'done',
-  reverted: 'done',
-  failed: 'failed',
-  timed_out: 'failed',
-  cancelled: 'failed',
-  revert_failed: 'failed',
-};
-
-export function hostBucket(state: HostRunState): HostBucket {
-  return BUCKETS[state];
-}
-
-export interface WaveCounts {
-  done: number;
-  failed: number;
-  inFlight: number;
-  pending: number;
-}
-
-export function countWave(wave: WaveStatus): WaveCounts {
-  const counts: WaveCounts = { done: 0, failed: 0, inFlight: 0, pending: 0 };
-  for (const host of wave.hosts) counts[hostBucket(host.state)]++;
-  return counts;
-}
-
 export interface WatchFrame {
-  status: RolloutStatus;
+  view: WatchView;
   /** The patch, for its title and ticket (undefined if it could not be read). */
   patch: Pick<Patch, 'title' | 'ticket'> | undefined;
   timings: WaveTimings;
@@ -70,15 +33,15 @@ const BAR_WIDTH = 30;
  * painted (colour sequences are the CLI's own, never the server's). Wave numbers are 1-based.
  */
 export function renderWatchFrame(frame: WatchFrame, style: Style): string {
-  const { status, patch, timings, now, lost } = frame;
-  const { rollout } = status;
+  const { view, patch, timings, now, lost } = frame;
+  const { rollout } = view;
   const stateColour = STATE_COLOURS[rollout.state] ?? 'cyan';
   // The patch by its title and ticket when it could be read (its id is in `rollout status`), else by id.
   const title = patch ? oneLine`"${patch.title}" (${patch.ticket})` : oneLine`patch ${rollout.patchId}`;
   const reason = rollout.stateReason ? oneLine` (${rollout.stateReason})` : '';
   const lines = [
     `${style.paint('bold', oneLine`rollout ${rollout.id}`)}  ${style.paint(stateColour, oneLine`${rollout.state}`)}${reason}  ${title}`,
-    headerTimes(status, timings, now.getTime()),
+    headerTimes(view, timings, now.getTime()),
   ];
   if (lost) {
     lines.push(
@@ -88,9 +51,9 @@ export function renderWatchFrame(frame: WatchFrame, style: Style): string {
       ),
     );
   }
-  const windowLine = describeWindow(status, now);
+  const windowLine = describeWindow(view, now);
   if (windowLine) lines.push(windowLine);
-  if (status.waves.length === 0) {
+  if (view.waves.length === 0) {
     lines.push(
       rollout.request.startAt && rollout.state === 'scheduled'
         ? startsIn(rollout.request.startAt, now)
@@ -98,39 +61,37 @@ export function renderWatchFrame(frame: WatchFrame, style: Style): string {
     );
     return lines.join('\n');
   }
-  const numberWidth = String(status.waves.length).length;
-  const counts = status.waves.map(countWave);
-  const countWidth = Math.max(...counts.map((c) => describeCounts(c).length));
-  status.waves.forEach((wave, i) => {
-    const c = counts[i] as WaveCounts;
+  const numberWidth = String(view.waves.length).length;
+  const countWidth = Math.max(...view.waves.map((w) => describeCounts(w.counts).length));
+  for (const wave of view.waves) {
     lines.push(
-      `${oneLine`wave ${String(wave.wave + 1).padEnd(numberWidth)}`}  ${bar(c, wave.hosts.length, style)}  ${describeCounts(c).padEnd(countWidth)}  ${style.paint(PHASE_COLOURS[wave.phase] ?? 'cyan', oneLine`${wave.phase}`)}`,
+      `${oneLine`wave ${String(wave.wave + 1).padEnd(numberWidth)}`}  ${bar(wave.counts, wave.hostCount, style)}  ${describeCounts(wave.counts).padEnd(countWidth)}  ${style.paint(PHASE_COLOURS[wave.phase] ?? 'cyan', oneLine`${wave.phase}`)}`,
     );
-  });
+  }
   if (rollout.bakeUntil !== null && (rollout.state === 'running' || rollout.state === 'paused')) {
     const left = Math.max(0, Date.parse(rollout.bakeUntil) - now.getTime());
     lines.push(oneLine`bake of wave ${rollout.currentWave + 1}: ${formatDuration(left)} left`);
   }
-  for (const run of status.analyses.filter((a) => a.wave === rollout.currentWave)) {
+  for (const run of view.analyses.filter((a) => a.wave === rollout.currentWave)) {
     lines.push(`  ${formatAnalysis(run)}`);
   }
-  for (const wave of status.waves) {
-    for (const host of wave.hosts) {
-      const line = hostLine(host, wave.wave, style);
-      if (line) lines.push(line);
-    }
+  for (const host of view.failedHosts) {
+    const why = [host.errorCode, host.reason].filter((p): p is string => Boolean(p)).join(': ') || 'no reason reported';
+    lines.push(
+      `${style.paint('red', oneLine`${host.state.padEnd(7)}`)} ${oneLine`${host.hostId} (wave ${host.wave + 1}) ${why}`}`,
+    );
   }
-  // The coordinator's own warnings when it sends them; an older coordinator's status is judged here.
-  const revertedByHand =
-    rollout.state === 'succeeded' && status.waves.some((w) => w.hosts.some((h) => h.state === 'reverted'));
-  const warnings =
-    status.warnings ??
-    (revertedByHand ? ['succeeded, but some hosts were reverted since: they do not carry the change'] : []);
-  for (const warning of warnings) lines.push(style.paint('yellow', oneLine`warning: ${warning}`));
+  const unnamed = unnamedFailures(view);
+  if (unnamed > 0)
+    lines.push(
+      style.paint('red', oneLine`… and ${unnamed} more failed (GET /v1/rollouts/${rollout.id}/hosts?state=failed)`),
+    );
+  for (const host of view.failingHosts) lines.push(failingLine(host, style));
+  for (const warning of view.warnings) lines.push(style.paint('yellow', oneLine`warning: ${warning}`));
   return lines.join('\n');
 }
 
-const STATE_COLOURS: Partial<Record<RolloutStatus['rollout']['state'], 'green' | 'red' | 'yellow' | 'cyan'>> = {
+const STATE_COLOURS: Partial<Record<RolloutState, 'green' | 'red' | 'yellow' | 'cyan'>> = {
   succeeded: 'green',
   halted: 'red',
   aborted: 'red',
@@ -141,7 +102,7 @@ const STATE_COLOURS: Partial<Record<RolloutStatus['rollout']['state'], 'green' |
 };
 
 /** A phase this CLI does not know (a newer coordinator's) is painted cyan rather than failing the frame. */
-const PHASE_COLOURS: Partial<Record<WaveStatus['phase'], 'green' | 'red' | 'gray' | 'cyan'>> = {
+const PHASE_COLOURS: Partial<Record<WavePhase, 'green' | 'red' | 'gray' | 'cyan'>> = {
   pending: 'gray',
   running: 'cyan',
   baking: 'cyan',
@@ -150,17 +111,17 @@ const PHASE_COLOURS: Partial<Record<WaveStatus['phase'], 'green' | 'red' | 'gray
   failed: 'red',
 };
 
-function headerTimes(status: RolloutStatus, timings: WaveTimings, now: number): string {
-  const { rollout } = status;
+function headerTimes(view: WatchView, timings: WaveTimings, now: number): string {
+  const { rollout } = view;
   const parts: string[] = [];
   if (rollout.startedAt) {
     const end = rollout.finishedAt ? Date.parse(rollout.finishedAt) : now;
     parts.push(`elapsed ${formatDuration(end - Date.parse(rollout.startedAt))}`);
   }
-  const eta = estimateRemainingMs(status, timings, now);
+  const eta = estimateRemainingMs(view, timings, now);
   if (eta !== undefined) parts.push(`ETA ~${formatDuration(eta)}`);
   else if (rollout.state === 'running') parts.push('ETA after the first wave');
-  parts.push(oneLine`failures ${status.failures} of ${status.toleratedFailures} tolerated (${status.haltsOn})`);
+  parts.push(oneLine`failures ${view.failures} of ${view.toleratedFailures} tolerated (${view.haltsOn})`);
   return parts.join('  ');
 }
 
@@ -194,21 +155,10 @@ function bar(c: WaveCounts, total: number, style: Style): string {
   ].join('');
 }
 
-/** A failed host with its reason, or an in-flight host whose latest health check fails (live health). */
-function hostLine(host: HostView, wave: number, style: Style): string | undefined {
-  const where = oneLine`${host.hostId} (wave ${wave + 1})`;
-  const bucket = hostBucket(host.state);
-  if (bucket === 'failed') {
-    const why = [host.errorCode, host.reason].filter((p): p is string => Boolean(p)).join(': ') || 'no reason reported';
-    return `${style.paint('red', oneLine`${host.state.padEnd(7)}`)} ${where} ${oneLine`${why}`}`;
-  }
-  // The live poll while verifying or baking; the order's final health results otherwise.
-  const failing = (host.liveHealth?.checks ?? host.health ?? []).filter((check) => !check.ok);
-  if (bucket === 'inFlight' && failing.length > 0) {
-    const checks = failing.map((check) => oneLine`${check.check}: ${check.observed}`).join('; ');
-    const polls =
-      host.liveHealth && host.liveHealth.failingPolls > 1 ? ` (${host.liveHealth.failingPolls} polls in a row)` : '';
-    return `${style.paint('yellow', 'failing')} ${oneLine`${where} ${host.state}, ${plural(failing.length, 'check')} failing${polls}: ${checks}`}`;
-  }
-  return undefined;
+/** An in-flight host whose latest health poll fails: which checks, what they saw, for how many polls. */
+function failingLine(host: FailingHostLine, style: Style): string {
+  const where = oneLine`${host.hostId} (wave ${host.wave + 1})`;
+  const checks = host.checks.map((check) => oneLine`${check.check}: ${check.observed}`).join('; ');
+  const polls = host.failingPolls > 1 ? ` (${host.failingPolls} polls in a row)` : '';
+  return `${style.paint('yellow', 'failing')} ${oneLine`${where} ${host.state}, ${plural(host.checks.length, 'check')} failing${polls}: ${checks}`}`;
 }

@@ -1,4 +1,4 @@
-import type { Patch, RolloutStatus } from '@fleetpatch/shared';
+import type { Patch } from '@fleetpatch/shared';
 import type { CliContext, JsonFlag } from './cli-context.js';
 import type { ExitCode } from './cli-errors.js';
 import { renderStatus } from './render-status.js';
@@ -6,7 +6,8 @@ import { renderWatchFrame, type WatchFrame } from './render-watch.js';
 import { describeWatchChanges } from './render-watch-log.js';
 import { createStyle } from './terminal-style.js';
 import { oneLine } from './terminal-text.js';
-import { type WatchOutcome, watchExitCode, watchRollout } from './watch-rollout.js';
+import { rolloutOf, type WatchOutcome, type WatchSource, watchExitCode, watchRollout } from './watch-rollout.js';
+import { viewOfStatus, viewOfSummary, type WatchView } from './watch-view.js';
 import { formatDuration, WaveTimings } from './wave-timings.js';
 
 export interface WatchFlags extends JsonFlag {
@@ -30,11 +31,12 @@ export async function watchStatus(ctx: CliContext, rolloutId: string, opts: Watc
   const live = !opts.json && ctx.output.interactive && ctx.output.live ? await ctx.output.live() : undefined;
   let patch: Pick<Patch, 'title' | 'ticket'> | undefined;
   let patchAsked = false;
-  let last: RolloutStatus | undefined;
+  let last: WatchView | undefined;
+  let lastJson: string | undefined;
   let lost: WatchFrame['lost'];
   const stamp = (line: string) => ctx.output.out(`${ctx.now().toISOString()} ${line}`);
   const draw = () => {
-    if (live && last) live.update(renderWatchFrame({ status: last, patch, timings, now: ctx.now(), lost }, style));
+    if (live && last) live.update(renderWatchFrame({ view: last, patch, timings, now: ctx.now(), lost }, style));
   };
   const ticker = live ? setInterval(draw, TICK_MS) : undefined;
 
@@ -43,21 +45,26 @@ export async function watchStatus(ctx: CliContext, rolloutId: string, opts: Watc
     outcome = await watchRollout(
       api,
       rolloutId,
-      async (status) => {
+      async (source) => {
         if (!patchAsked) {
           patchAsked = true;
           // The title and ticket are for people; a patch that cannot be read leaves them out.
-          patch = await api.getPatch(status.rollout.patchId).catch(() => undefined);
+          patch = await api.getPatch(rolloutOf(source).patchId).catch(() => undefined);
         }
+        const view = viewOf(source);
         if (opts.json) {
-          if (JSON.stringify(status) !== JSON.stringify(last)) ctx.output.out(JSON.stringify(status));
+          // --json reads the full status (fullStatus below): one line per change.
+          const json = JSON.stringify(source.kind === 'status' ? source.status : source.summary);
+          if (json !== lastJson) ctx.output.out(json);
+          lastJson = json;
         } else if (!live) {
-          for (const line of describeWatchChanges(last, status, patch)) stamp(line);
+          for (const line of describeWatchChanges(last, view, patch)) stamp(line);
         }
-        last = status;
+        last = view;
         draw();
       },
       {
+        fullStatus: opts.json === true,
         timeoutMs: opts.timeout === undefined ? undefined : opts.timeout * 1000,
         reconnectForMs: opts.reconnectFor * 1000,
         onEvent: (event) => timings.record(event),
@@ -87,9 +94,19 @@ export async function watchStatus(ctx: CliContext, rolloutId: string, opts: Watc
   }
   if (outcome.kind === 'final' && !live && !opts.json) {
     // The whole status once more, as a record of where every host ended and why: split on the
-    // newlines renderStatus puts between its lines (it escapes any inside a value), each stamped.
-    for (const line of renderStatus(outcome.status, ctx.now()).split('\n')) stamp(line);
-    stamp(oneLine`finished ${outcome.status.rollout.state} (exit ${code})`);
+    // newlines renderStatus puts between its lines (it escapes any inside a value), each stamped. A
+    // large rollout's record is its summary: its waves' counts and the failed hosts it names.
+    const { source } = outcome;
+    const record =
+      source.kind === 'status'
+        ? renderStatus(source.status, ctx.now())
+        : renderWatchFrame({ view: viewOf(source), patch, timings, now: ctx.now() }, style);
+    for (const line of record.split('\n')) stamp(line);
+    stamp(oneLine`finished ${rolloutOf(source).state} (exit ${code})`);
   }
   return code;
+}
+
+function viewOf(source: WatchSource): WatchView {
+  return source.kind === 'status' ? viewOfStatus(source.status) : viewOfSummary(source.summary);
 }

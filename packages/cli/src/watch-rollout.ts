@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { EventRecord, RolloutState, RolloutStatus } from '@fleetpatch/shared';
+import type { EventRecord, RolloutState, RolloutStatus, RolloutSummary } from '@fleetpatch/shared';
 import type { ApiClient } from './api-client.js';
 import { ConnectionError, ExitCode } from './cli-errors.js';
 import { followRolloutEvents } from './rollout-event-stream.js';
@@ -44,7 +44,19 @@ class ChangeSignal {
  */
 const FETCH_SPACING_FACTOR = 10;
 
+/**
+ * A rollout of at most this many hosts is watched through its full status (every host, so the log
+ * can name each host's moves); a larger one through its summary, whose size does not grow with the
+ * fleet (at 10,000 hosts the full status is ~2 MB and tens of milliseconds of the coordinator's time).
+ */
+export const FULL_STATUS_HOSTS = 1000;
+
+/** What one fetch of a watch read: the full status, or the summary of a large rollout. */
+export type WatchSource = { kind: 'status'; status: RolloutStatus } | { kind: 'summary'; summary: RolloutSummary };
+
 export interface WatchOptions {
+  /** Always read the full status, whatever the rollout's size (`--json` prints it). */
+  fullStatus?: boolean;
   /** Safety-net poll while the event stream is connected. */
   pollMs?: number;
   /** The least time between two status fetches, however many changes come (a terminal redraws at this pace). */
@@ -67,12 +79,12 @@ export interface WatchOptions {
 
 /** How a watch ended: the rollout reached a final state, or the watch gave up. */
 export type WatchOutcome =
-  | { kind: 'final'; status: RolloutStatus }
-  | { kind: 'timed_out'; status: RolloutStatus | undefined }
-  | { kind: 'unreachable'; status: RolloutStatus | undefined; reason: string };
+  | { kind: 'final'; source: WatchSource }
+  | { kind: 'timed_out'; source: WatchSource | undefined }
+  | { kind: 'unreachable'; source: WatchSource | undefined; reason: string };
 
 /**
- * Calls `onStatus` with the rollout's status now and after every audit event or host phase (the SSE stream is
+ * Calls `onSource` with the rollout's status (or summary: FULL_STATUS_HOSTS) now and after every audit event or host phase (the SSE stream is
  * the trigger; status is always re-fetched, so the view is never assembled from deltas; fetches are
  * paced, see FETCH_SPACING_FACTOR), until the
  * rollout reaches a final state, `timeoutMs` passes, or the coordinator stays unreachable for longer
@@ -82,7 +94,7 @@ export type WatchOutcome =
 export async function watchRollout(
   api: ApiClient,
   rolloutId: string,
-  onStatus: (status: RolloutStatus) => void | Promise<void>,
+  onSource: (source: WatchSource) => void | Promise<void>,
   options: WatchOptions = {},
 ): Promise<WatchOutcome> {
   const { pollMs = 5000, fallbackPollMs = 1000, minIntervalMs = 250, timeoutMs, reconnectForMs = 120_000 } = options;
@@ -111,22 +123,22 @@ export async function watchRollout(
     // Refused stream (e.g. a proxy that does not pass SSE): polling alone still gets there.
     connected = false;
   });
-  let last: RolloutStatus | undefined;
+  let last: WatchSource | undefined;
   let lost: { reason: string; since: Date } | undefined;
   try {
     for (;;) {
-      let status: RolloutStatus;
+      let source: WatchSource;
       const fetchedAt = Date.now();
       try {
-        status = await api.rolloutStatus(rolloutId, controller.signal);
+        source = await fetchSource(api, rolloutId, last, options.fullStatus === true, controller.signal);
       } catch (err) {
-        if (controller.signal.aborted) return { kind: 'timed_out', status: last };
+        if (controller.signal.aborted) return { kind: 'timed_out', source: last };
         if (!(err instanceof ConnectionError)) throw err;
         if (last === undefined) throw err;
         lost ??= { reason: err.message, since: new Date() };
         options.onConnectionChange?.(lost);
         if (Date.now() - lost.since.getTime() >= reconnectForMs) {
-          return { kind: 'unreachable', status: last, reason: err.message };
+          return { kind: 'unreachable', source: last, reason: err.message };
         }
         await changes.wait(fallbackPollMs, controller.signal);
         continue;
@@ -135,16 +147,16 @@ export async function watchRollout(
         lost = undefined;
         options.onConnectionChange?.(undefined);
       }
-      last = status;
+      last = source;
       const spacingMs = Math.max(minIntervalMs, (Date.now() - fetchedAt) * FETCH_SPACING_FACTOR);
-      await onStatus(status);
-      if (FINAL_ROLLOUT_STATES.has(status.rollout.state)) return { kind: 'final', status };
+      await onSource(source);
+      if (FINAL_ROLLOUT_STATES.has(rolloutOf(source).state)) return { kind: 'final', source };
       // Changes that come meanwhile are kept by the signal, and fetched for once the spacing is over.
       const rest = fetchedAt + spacingMs - Date.now();
       if (rest > 0) await delay(rest, undefined, { signal: controller.signal }).catch(() => {}); // aborted: ends below
       // The poll is due counted from the fetch, not from the end of the spacing.
       await changes.wait(fetchedAt + (connected ? pollMs : fallbackPollMs) - Date.now(), controller.signal);
-      if (controller.signal.aborted) return { kind: 'timed_out', status: last };
+      if (controller.signal.aborted) return { kind: 'timed_out', source: last };
     }
   } finally {
     clearTimeout(timer);
@@ -153,11 +165,38 @@ export async function watchRollout(
   }
 }
 
+/**
+ * One fetch. The first reads the full status (most rollouts are small), as does every later one of
+ * a rollout of 1 to FULL_STATUS_HOSTS hosts. A larger rollout, or one not started yet (its hosts are
+ * chosen at the start), is read through its summary, which says which of the two it is now: if small,
+ * its full status is read too.
+ */
+async function fetchSource(
+  api: ApiClient,
+  rolloutId: string,
+  last: WatchSource | undefined,
+  alwaysFull: boolean,
+  signal: AbortSignal,
+): Promise<WatchSource> {
+  const small = (hostCount: number) => hostCount > 0 && hostCount <= FULL_STATUS_HOSTS;
+  const status = async (): Promise<WatchSource> => ({
+    kind: 'status',
+    status: await api.rolloutStatus(rolloutId, signal),
+  });
+  if (alwaysFull || last === undefined || small(rolloutOf(last).hostCount)) return await status();
+  const summary = await api.rolloutSummary(rolloutId, signal);
+  return small(summary.rollout.hostCount) ? await status() : { kind: 'summary', summary };
+}
+
+export function rolloutOf(source: WatchSource): RolloutStatus['rollout'] | RolloutSummary['rollout'] {
+  return source.kind === 'status' ? source.status.rollout : source.summary.rollout;
+}
+
 /** The exit code a runbook gets for how a watch ended (cli-errors.ts has the table). */
 export function watchExitCode(outcome: WatchOutcome): ExitCode {
   if (outcome.kind === 'timed_out') return ExitCode.watchTimedOut;
   if (outcome.kind === 'unreachable') return ExitCode.unreachable;
-  return FINAL_STATE_EXIT_CODES[outcome.status.rollout.state] ?? ExitCode.failed;
+  return FINAL_STATE_EXIT_CODES[rolloutOf(outcome.source).state] ?? ExitCode.failed;
 }
 
 const FINAL_STATE_EXIT_CODES: Partial<Record<RolloutState, ExitCode>> = {

@@ -1,4 +1,4 @@
-import type { EventRecord, RolloutStatus } from '@fleetpatch/shared';
+import type { EventRecord, RolloutStatus, RolloutSummary } from '@fleetpatch/shared';
 
 /**
  * When each wave started and passed, as the audit trail says (`wave.started`, `wave.passed`; the
@@ -39,7 +39,11 @@ export class WaveTimings {
  * to pass, for the current wave (less what it has run) and each wave after it, plus their bakes and
  * what is left of a running bake. Undefined until a wave has been measured, or when nothing will move.
  */
-export function estimateRemainingMs(status: RolloutStatus, timings: WaveTimings, now: number): number | undefined {
+export function estimateRemainingMs(
+  status: { rollout: RolloutStatus['rollout'] | RolloutSummary['rollout'] },
+  timings: WaveTimings,
+  now: number,
+): number | undefined {
   const { rollout } = status;
   if (rollout.state !== 'running' || rollout.waveCount === 0) return undefined;
   const measured = timings.measured();

@@ -18,15 +18,15 @@ import { status } from './status-fixture.js';
 describe('exit codes a runbook can use', () => {
   it('tells every outcome of a watch, an outage and bad input apart', () => {
     const final = (state: 'succeeded' | 'halted' | 'aborted' | 'reverted' | 'revert_failed') =>
-      watchExitCode({ kind: 'final', status: status({ state }) });
+      watchExitCode({ kind: 'final', source: { kind: 'status', status: status({ state }) } });
     const codes = [
       final('succeeded'),
       final('halted'),
       final('aborted'),
       final('reverted'),
       final('revert_failed'),
-      watchExitCode({ kind: 'timed_out', status: undefined }),
-      watchExitCode({ kind: 'unreachable', status: undefined, reason: 'refused' }),
+      watchExitCode({ kind: 'timed_out', source: undefined }),
+      watchExitCode({ kind: 'unreachable', source: undefined, reason: 'refused' }),
       describeError(new UsageError('no URL')).exitCode,
     ];
     expect(codes).toEqual([0, 7, 8, 9, 10, 6, 5, 2]);

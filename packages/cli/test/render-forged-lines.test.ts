@@ -18,6 +18,7 @@ import { renderStatus } from '../src/render-status.js';
 import { renderWatchFrame } from '../src/render-watch.js';
 import { describeWatchChanges } from '../src/render-watch-log.js';
 import { createStyle } from '../src/terminal-style.js';
+import { viewOfStatus } from '../src/watch-view.js';
 import { WaveTimings } from '../src/wave-timings.js';
 import { host, NOW, status } from './status-fixture.js';
 
@@ -282,15 +283,22 @@ describe('a value with a newline stays inside its line', () => {
   it('in the lines `--watch` writes off a terminal, each of which gets a timestamp', () => {
     const before = status({}, { waves: [{ wave: 0, phase: 'running', hosts: [host('web-1', 'applying')] }] });
     const patch = { title: 'Raise workers', ticket: 'OPS-7' };
-    expectSameLines((next: RolloutStatus) => describeWatchChanges(undefined, next, patch).join('\n'), EVERY_LINE);
-    expectSameLines((next: RolloutStatus) => describeWatchChanges(before, next, patch).join('\n'), EVERY_LINE);
+    const lines = (previous: RolloutStatus | undefined) => (next: RolloutStatus) =>
+      describeWatchChanges(previous && viewOfStatus(previous), viewOfStatus(next), patch).join('\n');
+    expectSameLines(lines(undefined), EVERY_LINE);
+    expectSameLines(lines(before), EVERY_LINE);
   });
 
   it('in the live view `--watch` redraws on a terminal, coloured or not', () => {
     for (const colour of [false, true]) {
       const frame = (view: RolloutStatus) =>
         renderWatchFrame(
-          { status: view, patch: { title: 'Raise workers', ticket: 'OPS-7' }, timings: new WaveTimings(), now: NOW },
+          {
+            view: viewOfStatus(view),
+            patch: { title: 'Raise workers', ticket: 'OPS-7' },
+            timings: new WaveTimings(),
+            now: NOW,
+          },
           createStyle(colour),
         );
       expectSameLines(frame, EVERY_LINE);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { renderWatchFrame } from '../src/render-watch.js';
 import { describeWatchChanges } from '../src/render-watch-log.js';
 import { createStyle, wantsColour } from '../src/terminal-style.js';
+import { viewOfStatus } from '../src/watch-view.js';
 import { estimateRemainingMs, formatDuration, WaveTimings } from '../src/wave-timings.js';
 import { host, NOW, status } from './status-fixture.js';
 
@@ -62,7 +63,10 @@ function running() {
 
 describe('the watch view on a terminal', () => {
   it('has a header with title, ticket, state, elapsed and an ETA from measured wave times', () => {
-    const frame = renderWatchFrame({ status: running(), patch: PATCH, timings: measuredTimings(), now: NOW }, PLAIN);
+    const frame = renderWatchFrame(
+      { view: viewOfStatus(running()), patch: PATCH, timings: measuredTimings(), now: NOW },
+      PLAIN,
+    );
     const [first, second] = frame.split('\n');
     expect(first).toBe('rollout ro_1  running  "Fix the TLS config" (OPS-42)');
     // Wave 2: 60 s measured, 20 s run → 40 s; wave 3: 60 s; no bakes.
@@ -71,7 +75,7 @@ describe('the watch view on a terminal', () => {
 
   it('draws one bar per wave, 1-based, with done / failed / in flight / pending counts', () => {
     const lines = renderWatchFrame(
-      { status: running(), patch: PATCH, timings: measuredTimings(), now: NOW },
+      { view: viewOfStatus(running()), patch: PATCH, timings: measuredTimings(), now: NOW },
       PLAIN,
     ).split('\n');
     expect(lines[2]).toMatch(/^wave 1 {2}█{30} {2}1 done +passed$/);
@@ -80,7 +84,10 @@ describe('the watch view on a terminal', () => {
   });
 
   it('names failed hosts with their reason, and in-flight hosts whose checks fail', () => {
-    const frame = renderWatchFrame({ status: running(), patch: PATCH, timings: measuredTimings(), now: NOW }, PLAIN);
+    const frame = renderWatchFrame(
+      { view: viewOfStatus(running()), patch: PATCH, timings: measuredTimings(), now: NOW },
+      PLAIN,
+    );
     expect(frame).toContain('failed  web-3 (wave 2) health_failed: http check "api" returned 500');
     expect(frame).toContain('failing web-4 (wave 2) verifying, 1 check failing: api: HTTP 500');
   });
@@ -91,7 +98,10 @@ describe('the watch view on a terminal', () => {
       { waves: [{ wave: 0, phase: 'baking', hosts: [host('web-1', 'healthy')] }] },
     );
     const at = (iso: string) =>
-      renderWatchFrame({ status: baking, patch: undefined, timings: new WaveTimings(), now: new Date(iso) }, PLAIN);
+      renderWatchFrame(
+        { view: viewOfStatus(baking), patch: undefined, timings: new WaveTimings(), now: new Date(iso) },
+        PLAIN,
+      );
     expect(at('2025-06-01T12:00:00.000Z')).toContain('bake of wave 2: 42s left');
     expect(at('2025-06-01T12:00:01.000Z')).toContain('bake of wave 2: 41s left');
     expect(at('2025-06-01T12:01:00.000Z')).toContain('bake of wave 2: 0s left');
@@ -106,7 +116,10 @@ describe('the watch view on a terminal', () => {
     };
     const paused = status({ state: 'paused', stateReason: 'maintenance window closed' }, { window });
     const at = (s: typeof paused, iso: string) =>
-      renderWatchFrame({ status: s, patch: undefined, timings: new WaveTimings(), now: new Date(iso) }, PLAIN);
+      renderWatchFrame(
+        { view: viewOfStatus(s), patch: undefined, timings: new WaveTimings(), now: new Date(iso) },
+        PLAIN,
+      );
     expect(at(paused, '2025-06-01T13:59:30.000Z')).toContain(
       'maintenance window opens in 30s (2025-06-01T14:00:00.000Z)',
     );
@@ -117,7 +130,7 @@ describe('the watch view on a terminal', () => {
   it('says the coordinator is away, and for how long, while it reconnects', () => {
     const frame = renderWatchFrame(
       {
-        status: running(),
+        view: viewOfStatus(running()),
         patch: PATCH,
         timings: new WaveTimings(),
         now: NOW,
@@ -134,13 +147,13 @@ describe('the watch view on a terminal', () => {
       { state: 'succeeded' },
       { waves: [{ wave: 0, phase: 'passed', hosts: [host('web-1', 'healthy'), host('web-2', 'reverted')] }] },
     );
-    expect(renderWatchFrame({ status: done, patch: PATCH, timings: new WaveTimings(), now: NOW }, PLAIN)).toContain(
-      'warning: succeeded, but some hosts were reverted since',
-    );
+    expect(
+      renderWatchFrame({ view: viewOfStatus(done), patch: PATCH, timings: new WaveTimings(), now: NOW }, PLAIN),
+    ).toContain('warning: succeeded, but some hosts were reverted since');
   });
 
   it('colours only when asked, and then through real SGR sequences', () => {
-    const input = { status: running(), patch: PATCH, timings: new WaveTimings(), now: NOW };
+    const input = { view: viewOfStatus(running()), patch: PATCH, timings: new WaveTimings(), now: NOW };
     expect(renderWatchFrame(input, PLAIN)).not.toContain('\x1b');
     const coloured = renderWatchFrame(input, createStyle(true));
     expect(coloured).toContain('\x1b[31m'); // red: the failed host and its cells
@@ -153,7 +166,7 @@ describe('the watch view on a terminal', () => {
     if (wave) wave.hosts[1] = host('web-3\x1b]0;owned\x07', 'failed', { reason: '\x1b[2J\x1b[Hcleared\x9b31m' });
     const frame = renderWatchFrame(
       {
-        status: hostile,
+        view: viewOfStatus(hostile),
         patch: { title: 'Fix\x1b[2J\x1b[H', ticket: '\x1b]0;retitled\x07' },
         timings: new WaveTimings(),
         now: NOW,
@@ -178,21 +191,21 @@ describe('the watch off a terminal: one line per change', () => {
     after.failures = 2;
     after.rollout.state = 'halted';
     after.rollout.stateReason = 'failure budget exceeded';
-    expect(describeWatchChanges(undefined, before, PATCH)).toEqual([
+    expect(describeWatchChanges(undefined, viewOfStatus(before), PATCH)).toEqual([
       'rollout ro_1 running: "Fix the TLS config" (OPS-42), 3 waves, 7 hosts, failures 1 of 2 tolerated',
     ]);
-    expect(describeWatchChanges(before, after, PATCH)).toEqual([
+    expect(describeWatchChanges(viewOfStatus(before), viewOfStatus(after), PATCH)).toEqual([
       'wave 2 running → stopped',
       'wave 2 web-4 verifying → failed: health_failed: HTTP 500',
       'failures 2 of 2 tolerated',
       'rollout running → halted (failure budget exceeded)',
     ]);
-    expect(describeWatchChanges(after, after, PATCH)).toEqual([]);
+    expect(describeWatchChanges(viewOfStatus(after), viewOfStatus(after), PATCH)).toEqual([]);
   });
 
   it('gives a rollout not started yet the waves it asked for, not "0 waves, 0 hosts"', () => {
     const scheduled = status({ state: 'scheduled', startedAt: null, waveCount: 0, hostCount: 0 }, { waves: [] });
-    expect(describeWatchChanges(undefined, scheduled, PATCH)).toEqual([
+    expect(describeWatchChanges(undefined, viewOfStatus(scheduled), PATCH)).toEqual([
       'rollout ro_1 scheduled: "Fix the TLS config" (OPS-42), waves [1,"100%"] planned when it starts, failures 0 of 0 tolerated',
     ]);
   });
@@ -210,7 +223,7 @@ describe('the watch off a terminal: one line per change', () => {
       },
     );
     baking.rollout.request.bakeSeconds = 300;
-    expect(describeWatchChanges(scheduled, baking, PATCH)).toEqual([
+    expect(describeWatchChanges(viewOfStatus(scheduled), viewOfStatus(baking), PATCH)).toEqual([
       'wave 1 baking (bake 300s)',
       'wave 1 web-1 healthy',
       'wave 2 web-2 queued',

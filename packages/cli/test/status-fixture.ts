@@ -1,4 +1,4 @@
-import type { HostView, RolloutStatus } from '@fleetpatch/shared';
+import type { HostView, RolloutStatus, RolloutSummary } from '@fleetpatch/shared';
 
 /** A rollout status to render, as the API answers it; tests override what they look at. */
 export const NOW = new Date('2025-06-01T12:00:00.000Z');
@@ -62,6 +62,24 @@ export function status(overrides: Partial<RolloutStatus['rollout']> = {}, rest: 
     haltsOn: 'halts on the 1st failure',
     counts: {},
     waves: [],
+    analyses: [],
+    ...rest,
+  };
+  return view;
+}
+
+/** A large rollout's summary as the API answers it (counts, no host list); tests override what they look at. */
+export function summary(overrides: Partial<RolloutStatus['rollout']> = {}, rest: Partial<RolloutSummary> = {}) {
+  const { rollout } = status({ hostCount: 5000, waveCount: 3, ...overrides });
+  const view: RolloutSummary = {
+    rollout: { ...rollout, request: { ...rollout.request, target: { labels: { role: 'web' } } } },
+    failures: 0,
+    toleratedFailures: 50,
+    haltsOn: 'halts on the 51st failure',
+    counts: {},
+    waves: [],
+    failedHosts: [],
+    failingHosts: [],
     analyses: [],
     ...rest,
   };

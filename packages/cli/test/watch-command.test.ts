@@ -3,7 +3,7 @@ import type { ApiClient } from '../src/api-client.js';
 import type { CliContext } from '../src/cli-context.js';
 import { ApiError, ConnectionError, ExitCode } from '../src/cli-errors.js';
 import { watchStatus } from '../src/watch-command.js';
-import { host, NOW, status } from './status-fixture.js';
+import { host, NOW, status, summary } from './status-fixture.js';
 
 // `status --watch` as a command, against an API that answers a scripted series of statuses: which
 // view it picks (live region, lines, JSON) and what it exits with. The event stream is refused here
@@ -31,6 +31,11 @@ function harness(answers: (() => unknown)[], interactive: boolean) {
   let call = 0;
   const api = {
     rolloutStatus: async () => {
+      const answer = answers[Math.min(call++, answers.length - 1)];
+      return answer?.();
+    },
+    // A large rollout's reads: the same script, in turn.
+    rolloutSummary: async () => {
       const answer = answers[Math.min(call++, answers.length - 1)];
       return answer?.();
     },
@@ -78,6 +83,50 @@ describe('rollout status --watch', () => {
     );
     expect(h.out).toContain(`${NOW.toISOString()} wave 1 web-1 applying → failed: health_failed: HTTP 500`);
     expect(h.out.at(-1)).toBe(`${NOW.toISOString()} finished halted (exit 7)`);
+  });
+
+  it('follows a large rollout through its summaries off a terminal, and records where it ended from the last', async () => {
+    const waves = (done: number, failed: number) => [
+      { wave: 0, phase: 'passed' as const, hostCount: 1, counts: { healthy: 1 } },
+      {
+        wave: 1,
+        phase: failed > 0 ? ('stopped' as const) : ('running' as const),
+        hostCount: 4999,
+        counts: { healthy: done, ...(failed > 0 ? { failed } : {}), queued: 4999 - done - failed },
+      },
+    ];
+    const failedHost = {
+      hostId: 'web-9',
+      wave: 1,
+      state: 'failed' as const,
+      errorCode: 'health_failed',
+      reason: 'HTTP 500',
+    };
+    const h = harness(
+      [
+        () => status({ hostCount: 5000 }),
+        () => summary({ hostCount: 5000, waveCount: 2 }, { waves: waves(100, 0) }),
+        () =>
+          summary(
+            { hostCount: 5000, waveCount: 2, state: 'halted', stateReason: 'failure budget exceeded' },
+            { waves: waves(120, 1), failures: 1, toleratedFailures: 0, failedHosts: [failedHost] },
+          ),
+      ],
+      false,
+    );
+    expect(await watchStatus(h.ctx, 'ro_1', { watch: true, reconnectFor: 120 })).toBe(ExitCode.halted);
+    const lines = h.out.map((line) => line.slice(NOW.toISOString().length + 1));
+    expect(lines).toContain('wave 2: 100 done, 4899 pending');
+    expect(lines).toContain('wave 2 running → stopped');
+    expect(lines).toContain('wave 2: 120 done, 1 failed, 4878 pending');
+    expect(lines).toContain('wave 2 web-9 failed: health_failed: HTTP 500');
+    expect(lines).toContain('rollout running → halted (failure budget exceeded)');
+    // The record at the end: each wave's counts and the failed hosts, not 5,000 hosts.
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^wave 2 {2}\S{30} {2}120 done, 1 failed, 4878 pending {2}stopped$/),
+    );
+    expect(lines).toContain('failed  web-9 (wave 2) health_failed: HTTP 500');
+    expect(lines.at(-1)).toBe('finished halted (exit 7)');
   });
 
   it("stamps the final status one line at a time, and an agent's newline does not make a stamped line of its own", async () => {

@@ -1,8 +1,8 @@
 import type { EventRecord } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import type { ApiClient } from '../src/api-client.js';
-import { watchRollout } from '../src/watch-rollout.js';
-import { host, status } from './status-fixture.js';
+import { FULL_STATUS_HOSTS, watchRollout } from '../src/watch-rollout.js';
+import { host, status, summary } from './status-fixture.js';
 
 // The watch follows a host's phases live: a `host.progress` notice on the event stream (no `id:`,
 // not an audit event) makes it fetch the status again, without waiting for the safety-net poll.
@@ -52,12 +52,17 @@ describe('watchRollout', () => {
     const seen: string[] = [];
     const events: EventRecord[] = [];
     // Polls far apart and a short timeout: only the notices can get the watch to the end in time.
-    const outcome = await watchRollout(api, 'r-1', (s) => void seen.push(s.waves[0]?.hosts[0]?.state ?? '-'), {
-      pollMs: 60_000,
-      fallbackPollMs: 60_000,
-      timeoutMs: 20_000,
-      onEvent: (event) => events.push(event),
-    });
+    const outcome = await watchRollout(
+      api,
+      'r-1',
+      (s) => void seen.push(s.kind === 'status' ? (s.status.waves[0]?.hosts[0]?.state ?? '-') : s.kind),
+      {
+        pollMs: 60_000,
+        fallbackPollMs: 60_000,
+        timeoutMs: 20_000,
+        onEvent: (event) => events.push(event),
+      },
+    );
     expect(outcome.kind).toBe('final');
     expect(seen).toEqual(['dispatched', 'applying', 'healthy']);
     expect(events).toEqual([]);
@@ -106,6 +111,72 @@ describe('watchRollout', () => {
       const gaps = await fetchStarts(40, 10);
       expect(gaps).toHaveLength(STATUSES.length - 1);
       for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(399);
+    });
+  });
+
+  describe('reads a large rollout through its summary, a small one through its full status', () => {
+    /**
+     * The answer to each call in turn, with the read it must be (another read fails the watch). The
+     * stream is refused, so the watch polls, here every 5 ms. Resolves to the reads made, in order.
+     */
+    async function reads(script: ['status' | 'summary', unknown][], fullStatus = false) {
+      const asked: string[] = [];
+      const answer = (kind: 'status' | 'summary') => {
+        const [expected, value] = script[Math.min(asked.length, script.length - 1)] ?? [];
+        asked.push(kind);
+        if (kind !== expected) throw new Error(`read ${asked.length} was the ${kind}, not the ${expected}`);
+        return value;
+      };
+      const api = {
+        rolloutStatus: async () => answer('status'),
+        rolloutSummary: async () => answer('summary'),
+        openEventStream: async () => {
+          throw new Error('no stream here');
+        },
+      } as unknown as ApiClient;
+      const outcome = await watchRollout(api, 'ro_1', () => {}, {
+        fallbackPollMs: 5,
+        minIntervalMs: 0,
+        timeoutMs: 20_000,
+        fullStatus,
+      });
+      return { asked, outcome };
+    }
+    const big = FULL_STATUS_HOSTS + 1;
+
+    it('a rollout of more than FULL_STATUS_HOSTS hosts: the full status once, then summaries only', async () => {
+      const { asked, outcome } = await reads([
+        ['status', status({ hostCount: big })],
+        ['summary', summary({ hostCount: big })],
+        ['summary', summary({ hostCount: big, state: 'succeeded' })],
+      ]);
+      expect(asked).toEqual(['status', 'summary', 'summary']);
+      expect(outcome).toMatchObject({ kind: 'final', source: { kind: 'summary' } });
+    });
+
+    it('a rollout not started yet: summaries until the start shows it small, then its full status', async () => {
+      const scheduled = { state: 'scheduled' as const, hostCount: 0, waveCount: 0 };
+      const { asked, outcome } = await reads([
+        ['status', status(scheduled)],
+        ['summary', summary(scheduled)],
+        // Started: the summary shows it small, and its full status is read at once.
+        ['summary', summary({ hostCount: 6 })],
+        ['status', status({ hostCount: 6 })],
+        ['status', status({ hostCount: 6, state: 'succeeded' })],
+      ]);
+      expect(asked).toEqual(['status', 'summary', 'summary', 'status', 'status']);
+      expect(outcome).toMatchObject({ kind: 'final', source: { kind: 'status' } });
+    });
+
+    it('with fullStatus (--json), the full status whatever the size', async () => {
+      const { asked } = await reads(
+        [
+          ['status', status({ hostCount: big })],
+          ['status', status({ hostCount: big, state: 'succeeded' })],
+        ],
+        true,
+      );
+      expect(asked).toEqual(['status', 'status']);
     });
   });
 });
