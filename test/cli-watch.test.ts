@@ -3,8 +3,17 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectAs, enrollIdentity, nextFrame, openAgentSocket, signedHello } from './support/agent-identity.js';
+import type { JoinTokenCreated } from '@fleetpatch/shared';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import {
+  type AgentIdentity,
+  connectAs,
+  enrollIdentity,
+  enrollWith,
+  nextFrame,
+  openAgentSocket,
+  signedHello,
+} from './support/agent-identity.js';
 import { CLI, runCli } from './support/cli-process.js';
 import { ADMIN_TOKEN, FleetHarness, sampleFilePatch } from './support/fleet-harness.js';
 
@@ -158,6 +167,40 @@ describe('fleetpatch rollout status --watch, off a terminal', () => {
     expect(watch.stdout()).toMatch(/rollout running → aborted/);
     expect(watch.stdout()).toMatch(/finished aborted \(exit 8\)/);
   }, 60_000);
+
+  it('follows a rollout of more than 1,000 hosts through its summary, and ends with the last one as its record', async () => {
+    // 1,001 hosts enrolled with one multi-use token. The canary is the one connected (a socket that
+    // never answers its order); the others never connect. The rollout is aborted while the canary runs.
+    const crowd = Array.from({ length: 1001 }, (_, i) => `crowd-${String(i).padStart(4, '0')}`);
+    const { token } = await fleet.api.post<JoinTokenCreated>('/v1/join-tokens', {
+      uses: crowd.length,
+      labels: { role: 'crowd' },
+    });
+    const identities = [];
+    for (let i = 0; i < crowd.length; i += 50)
+      identities.push(
+        ...(await Promise.all(crowd.slice(i, i + 50).map((id) => enrollWith(fleet.coordinator.url, token, id)))),
+      );
+    const canary = await connectAs(fleet.coordinator.url, identities[0] as AgentIdentity);
+    onTestFinished(() => void canary.close());
+    const patchId = await fleet.createPatch(sampleFilePatch(CONF, 'workers = 1001\n', { title: 'To a crowd' }));
+    const rolloutId = await fleet.createRollout({ patchId, target: { labels: { role: 'crowd' } }, waves: [1, '100%'] });
+    const watch = startCli(['rollout', 'status', rolloutId, '--watch']);
+    await watch.waitForLine(/scheduled/);
+    await fleet.api.post(`/v1/rollouts/${rolloutId}/start`);
+    // Counts per wave, never a line per host.
+    await watch.waitForLine(/wave 2: 0 done, 1000 pending$/);
+    await fleet.api.post(`/v1/rollouts/${rolloutId}/abort`, { reason: 'seen enough' });
+    expect(await watch.exit, watch.stderr()).toBe(8);
+    const out = watch.stdout();
+    expect(out).toMatch(/rollout running → aborted/);
+    // The record at the end is the last summary's view: each wave's bar and counts, no host named.
+    expect(out).toMatch(/wave 1 {2}\S{30} {2}0 done, 1 in flight {3}stopped\n/);
+    expect(out).toMatch(/wave 2 {2}\S{30} {2}0 done, 1000 pending {2}pending\n/);
+    expect(out).toMatch(/finished aborted \(exit 8\)\n$/);
+    expect(out).not.toMatch(/crowd-\d{4}/);
+    expect(out.trimEnd().split('\n').length).toBeLessThan(30);
+  }, 120_000);
 
   it('gives up with exit 5 once the coordinator stays away longer than --reconnect-for', async () => {
     const rolloutId = await newRollout('Coordinator gone');

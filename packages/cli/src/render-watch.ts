@@ -82,10 +82,13 @@ export function renderWatchFrame(frame: WatchFrame, style: Style): string {
     );
   }
   const unnamed = unnamedFailures(view);
-  if (unnamed > 0)
+  if (unnamed.length > 0) {
+    const total = unnamed.reduce((n, [, count]) => n + count, 0);
+    const which = unnamed.map(([state, count]) => `${count} ${state}`).join(', ');
     lines.push(
-      style.paint('red', oneLine`… and ${unnamed} more failed (GET /v1/rollouts/${rollout.id}/hosts?state=failed)`),
+      style.paint('red', oneLine`… and ${total} more: ${which} (GET /v1/rollouts/${rollout.id}/hosts?state=…)`),
     );
+  }
   for (const host of view.failingHosts) lines.push(failingLine(host, style));
   for (const warning of view.warnings) lines.push(style.paint('yellow', oneLine`warning: ${warning}`));
   return lines.join('\n');

@@ -16,6 +16,8 @@ import type {
  */
 export interface WatchView {
   rollout: RolloutStatus['rollout'] | RolloutSummary['rollout'];
+  /** The rollout's hosts counted by state. */
+  counts: Partial<Record<HostRunState, number>>;
   failures: number;
   toleratedFailures: number;
   haltsOn: string;
@@ -121,6 +123,7 @@ export function viewOfStatus(status: RolloutStatus): WatchView {
   });
   return {
     rollout: status.rollout,
+    counts: status.counts,
     failures: status.failures,
     toleratedFailures: status.toleratedFailures,
     haltsOn: status.haltsOn,
@@ -138,6 +141,7 @@ export function viewOfStatus(status: RolloutStatus): WatchView {
 export function viewOfSummary(summary: RolloutSummary): WatchView {
   return {
     rollout: summary.rollout,
+    counts: summary.counts,
     failures: summary.failures,
     toleratedFailures: summary.toleratedFailures,
     haltsOn: summary.haltsOn,
@@ -155,10 +159,17 @@ export function viewOfSummary(summary: RolloutSummary): WatchView {
   };
 }
 
-/** Failed hosts of the view not named in it (a summary names the first few). */
-export function unnamedFailures(view: WatchView): number {
-  const failed = view.waves.reduce((n, wave) => n + wave.counts.failed, 0);
-  return Math.max(0, failed - view.failedHosts.length);
+/**
+ * Hosts that went wrong (failed, timed out, cancelled, revert failed) the view does not name, by
+ * state: a summary names the first few failures counted against the budget.
+ */
+export function unnamedFailures(view: WatchView): [HostRunState, number][] {
+  const named = new Map<HostRunState, number>();
+  for (const host of view.failedHosts) named.set(host.state, (named.get(host.state) ?? 0) + 1);
+  return (Object.entries(view.counts) as [HostRunState, number][])
+    .filter(([state]) => hostBucket(state) === 'failed')
+    .map(([state, n]): [HostRunState, number] => [state, n - (named.get(state) ?? 0)])
+    .filter(([, n]) => n > 0);
 }
 
 const REVERTED_BY_HAND = 'succeeded, but some hosts were reverted since: they do not carry the change';

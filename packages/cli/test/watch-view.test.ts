@@ -102,7 +102,7 @@ describe('the live view of a large rollout, from its summary', () => {
     const lines = frameOf(halfway());
     expect(lines).toContain('failed  web-0 (wave 2) health_failed: http check "api" returned 500');
     expect(lines.filter((line) => line.startsWith('failed '))).toHaveLength(10);
-    expect(lines).toContain('… and 2 more failed (GET /v1/rollouts/ro_1/hosts?state=failed)');
+    expect(lines).toContain('… and 2 more: 2 failed (GET /v1/rollouts/ro_1/hosts?state=…)');
   });
 
   it('names the hosts whose health checks fail, and the analysis of the current wave', () => {
