@@ -201,7 +201,7 @@ export class RolloutView {
         errorCode: run.errorCode,
         reason: run.reason === null ? null : run.reason.slice(0, SUMMARY_REASON_CHARS),
       })),
-      failingHosts: counts.verifying ? await this.failingHosts(id) : [],
+      failingHosts: counts.verifying ? await this.failingHosts(rollout) : [],
       analyses: await this.analyses(rollout, 1),
       ...optional('window', this.windowStatus(rollout)),
       // Only a succeeded rollout warns, of hosts that failed after their wave passed: few, read by state.
@@ -215,12 +215,18 @@ export class RolloutView {
   }
 
   /**
-   * The first hosts still verifying whose latest health poll fails a check, with those checks. It
-   * reads the verifying hosts (at most FAILING_SCAN of them: a rollout's in-flight hosts, bounded by
-   * its maxParallel) and looks each one's order up on the live board, in memory.
+   * The first hosts of the current wave still verifying whose latest health poll fails a check, with
+   * those checks. It reads the wave's verifying hosts in order of position (at most FAILING_SCAN:
+   * in-flight hosts, bounded by the rollout's maxParallel) and looks each one's order up on the live
+   * board, in memory.
    */
-  private async failingHosts(id: string): Promise<FailingHost[]> {
-    const verifying = await this.store.hostRuns.page(id, { state: 'verifying', limit: FAILING_SCAN });
+  private async failingHosts(rollout: RolloutRecord): Promise<FailingHost[]> {
+    const verifying = await this.store.hostRuns.inWaveAndState(
+      rollout.id,
+      rollout.currentWave,
+      'verifying',
+      FAILING_SCAN,
+    );
     const failing: FailingHost[] = [];
     for (const run of verifying) {
       const live = this.liveHealthOf(run.orderId);

@@ -238,9 +238,8 @@ export class HostRunRepository {
          WHERE state IN (SELECT value FROM json_each(?)) AND rollout_id = ? GROUP BY state`,
       ),
       // In position order from host_runs_wave_state_position: the LIMIT stops the read, nothing is sorted.
-      nextQueued: runs(
-        `FROM host_runs WHERE rollout_id = ? AND wave = ? AND state = 'queued' ORDER BY position LIMIT ?`,
-      ),
+      // host_runs_wave_state_position in order: the LIMIT ends the read.
+      inWaveAndState: runs(`FROM host_runs WHERE rollout_id = ? AND wave = ? AND state = ? ORDER BY position LIMIT ?`),
       inStates: runs(
         `FROM host_runs WHERE rollout_id = ? AND state IN (SELECT value FROM json_each(?)) ORDER BY wave, position`,
       ),
@@ -387,7 +386,12 @@ export class HostRunRepository {
   }
 
   async nextQueued(rolloutId: string, wave: number, limit: number): Promise<HostRunRecord[]> {
-    return this.statements.nextQueued.all(rolloutId, wave, limit).map(recordOf);
+    return await this.inWaveAndState(rolloutId, wave, 'queued', limit);
+  }
+
+  /** The first `limit` host runs of one wave in one state, by position. */
+  async inWaveAndState(rolloutId: string, wave: number, state: HostRunState, limit: number): Promise<HostRunRecord[]> {
+    return this.statements.inWaveAndState.all(rolloutId, wave, state, limit).map(recordOf);
   }
 
   async inStates(rolloutId: string, states: readonly HostRunState[]): Promise<HostRunRecord[]> {

@@ -120,9 +120,14 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
   }
 
   async nextQueued(rolloutId: string, wave: number, limit: number): Promise<HostRunRecord[]> {
-    return await this.rows("WHERE rollout_id = $1 AND wave = $2 AND state = 'queued' ORDER BY position LIMIT $3", [
+    return await this.inWaveAndState(rolloutId, wave, 'queued', limit);
+  }
+
+  async inWaveAndState(rolloutId: string, wave: number, state: HostRunState, limit: number): Promise<HostRunRecord[]> {
+    return await this.rows('WHERE rollout_id = $1 AND wave = $2 AND state = $3 ORDER BY position LIMIT $4', [
       rolloutId,
       wave,
+      state,
       limit,
     ]);
   }
