@@ -185,6 +185,11 @@ if (KILL_DRIVER && PROFILE_DIR) {
   process.stderr.write('bench.mjs: --cpu-prof and --kill-driver do not go together\n');
   process.exit(2);
 }
+if (KILL_DRIVER && WATCHERS > 0) {
+  // The watchers follow the first coordinator, which may be the one killed.
+  process.stderr.write('bench.mjs: --watchers and --kill-driver do not go together\n');
+  process.exit(2);
+}
 if (KILL_DRIVER && K < 2) {
   process.stderr.write(
     'bench.mjs: --kill-driver needs --coordinators 2 or more (someone must take the rollout over)\n',

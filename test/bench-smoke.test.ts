@@ -166,6 +166,16 @@ describe('npm run bench', () => {
     expect((await readdir(results)).filter((name) => name.startsWith('bench-5-'))).toEqual([]);
   });
 
+  it('refuses watchers beside a killed coordinator, and changes nothing', async () => {
+    const { code, output } = await runBench([
+      ...['--agents', '5', '--store', 'postgres', '--coordinators', '2', '--kill-driver', '--watchers', '1'],
+      ...['--results', results],
+    ]);
+    expect(code).toBe(2);
+    expect(output).toContain('--watchers and --kill-driver do not go together');
+    expect((await readdir(results)).filter((name) => name.startsWith('bench-5-'))).toEqual([]);
+  });
+
   it('refuses a group of coordinators on SQLite, and changes nothing', async () => {
     const { code, output } = await runBench(['--agents', '5', '--coordinators', '2', '--results', results]);
     expect(code).toBe(2);

@@ -148,10 +148,11 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     );
     expect(await tab.getByTestId('patch-title').textContent()).toBe(RUNNING_TITLE);
     // Three waves of changes came through, each refresh about 250 ms or more after the one before (the
-    // page paces by its own clock; the browser stamps a request's start a moment after the page asks).
+    // page paces by its own clock; the browser stamps a request's start a moment after the page asks,
+    // by up to tens of ms on a loaded machine). Unpaced, they came ~50 ms apart.
     expect(statusFetchedAt.length).toBeGreaterThanOrEqual(3);
     const gaps = statusFetchedAt.slice(1).map((at, i) => at - (statusFetchedAt[i] as number));
-    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(240);
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(200);
     // The title came from the patch's summary: the page never downloaded the patch's content.
     expect(requested.filter((path) => path.startsWith('/v1/patches/'))).toEqual([`/v1/patches/${patchId}/summary`]);
     expect(problems).toEqual([]);

@@ -40,7 +40,8 @@ class ChangeSignal {
  * (2.6 s became 4.9 s). So between two fetches it waits at least `minIntervalMs`, and at least this
  * many times as long as the last fetch took: a status that takes 60 ms to answer is fetched at most
  * every 600 ms, and a watch keeps the coordinator busy at most a tenth of the time, however large
- * the rollout.
+ * the rollout. The spacing never exceeds the poll's interval (5 s while the stream is up): a fetch
+ * slowed by the network must not keep a final state from the watch for long.
  */
 const FETCH_SPACING_FACTOR = 10;
 
@@ -59,7 +60,10 @@ export interface WatchOptions {
   fullStatus?: boolean;
   /** Safety-net poll while the event stream is connected. */
   pollMs?: number;
-  /** The least time between two status fetches, however many changes come (a terminal redraws at this pace). */
+  /**
+   * The least time between two status fetches, however many changes come (a terminal redraws at
+   * this pace); at most ten times the last fetch's time, capped at the poll.
+   */
   minIntervalMs?: number;
   /** Poll while the stream is down (refused, or reconnecting). */
   fallbackPollMs?: number;
@@ -128,7 +132,20 @@ export async function watchRollout(
   try {
     for (;;) {
       let source: WatchSource;
-      const fetchedAt = Date.now();
+      // Timed on the monotonic clock: a step of the wall clock must not stretch or shrink the spacing.
+      const fetchedAt = performance.now();
+      /**
+       * Waits out the spacing after this fetch (changes that come meanwhile are kept by the signal),
+       * then for a change or the poll, due `pollAfterMs` from the fetch, not from the spacing's end.
+       */
+      const paced = async (pollAfterMs: number) => {
+        const tookMs = performance.now() - fetchedAt;
+        // Ten times the fetch, but never longer than the poll: a slow network must not hide a final state for long.
+        const spacingMs = Math.max(minIntervalMs, Math.min(tookMs * FETCH_SPACING_FACTOR, pollAfterMs));
+        const rest = fetchedAt + spacingMs - performance.now();
+        if (rest > 0) await delay(rest, undefined, { signal: controller.signal }).catch(() => {}); // aborted: seen by the caller
+        await changes.wait(fetchedAt + pollAfterMs - performance.now(), controller.signal);
+      };
       try {
         source = await fetchSource(api, rolloutId, last, options.fullStatus === true, controller.signal);
       } catch (err) {
@@ -140,7 +157,7 @@ export async function watchRollout(
         if (Date.now() - lost.since.getTime() >= reconnectForMs) {
           return { kind: 'unreachable', source: last, reason: err.message };
         }
-        await changes.wait(fallbackPollMs, controller.signal);
+        await paced(fallbackPollMs);
         continue;
       }
       if (lost) {
@@ -148,14 +165,9 @@ export async function watchRollout(
         options.onConnectionChange?.(undefined);
       }
       last = source;
-      const spacingMs = Math.max(minIntervalMs, (Date.now() - fetchedAt) * FETCH_SPACING_FACTOR);
       await onSource(source);
       if (FINAL_ROLLOUT_STATES.has(rolloutOf(source).state)) return { kind: 'final', source };
-      // Changes that come meanwhile are kept by the signal, and fetched for once the spacing is over.
-      const rest = fetchedAt + spacingMs - Date.now();
-      if (rest > 0) await delay(rest, undefined, { signal: controller.signal }).catch(() => {}); // aborted: ends below
-      // The poll is due counted from the fetch, not from the end of the spacing.
-      await changes.wait(fetchedAt + (connected ? pollMs : fallbackPollMs) - Date.now(), controller.signal);
+      await paced(connected ? pollMs : fallbackPollMs);
       if (controller.signal.aborted) return { kind: 'timed_out', source: last };
     }
   } finally {
@@ -166,10 +178,9 @@ export async function watchRollout(
 }
 
 /**
- * One fetch. The first reads the full status (most rollouts are small), as does every later one of
- * a rollout of 1 to FULL_STATUS_HOSTS hosts. A larger rollout, or one not started yet (its hosts are
- * chosen at the start), is read through its summary, which says which of the two it is now: if small,
- * its full status is read too.
+ * One fetch: the full status of a rollout last seen with 1 to FULL_STATUS_HOSTS hosts; otherwise
+ * (the first fetch, a large rollout, one not started yet: its hosts are chosen at the start) its
+ * summary, and then its full status too if the summary shows it has at most FULL_STATUS_HOSTS.
  */
 async function fetchSource(
   api: ApiClient,
@@ -178,14 +189,14 @@ async function fetchSource(
   alwaysFull: boolean,
   signal: AbortSignal,
 ): Promise<WatchSource> {
-  const small = (hostCount: number) => hostCount > 0 && hostCount <= FULL_STATUS_HOSTS;
   const status = async (): Promise<WatchSource> => ({
     kind: 'status',
     status: await api.rolloutStatus(rolloutId, signal),
   });
-  if (alwaysFull || last === undefined || small(rolloutOf(last).hostCount)) return await status();
+  const lastCount = last && rolloutOf(last).hostCount;
+  if (alwaysFull || (lastCount !== undefined && lastCount > 0 && lastCount <= FULL_STATUS_HOSTS)) return await status();
   const summary = await api.rolloutSummary(rolloutId, signal);
-  return small(summary.rollout.hostCount) ? await status() : { kind: 'summary', summary };
+  return summary.rollout.hostCount <= FULL_STATUS_HOSTS ? await status() : { kind: 'summary', summary };
 }
 
 export function rolloutOf(source: WatchSource): RolloutStatus['rollout'] | RolloutSummary['rollout'] {

@@ -151,7 +151,9 @@ export function viewOfSummary(summary: RolloutSummary): WatchView {
       hostCount,
       counts: countBuckets(counts),
     })),
-    failedHosts: summary.failedHosts,
+    // The summary names failures counted against the budget, whatever became of them since (a
+    // failed host reverted stays counted): named here only while they are still failed.
+    failedHosts: summary.failedHosts.filter((host) => hostBucket(host.state) === 'failed'),
     failingHosts: summary.failingHosts ?? [],
     analyses: summary.analyses ?? [],
     window: summary.window,

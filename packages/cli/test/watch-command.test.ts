@@ -34,10 +34,23 @@ function harness(answers: (() => unknown)[], interactive: boolean) {
       const answer = answers[Math.min(call++, answers.length - 1)];
       return answer?.();
     },
-    // A large rollout's reads: the same script, in turn.
+    // The same script: a summary in it is the answer to this read; a status (a small rollout) is
+    // left for the status read that follows, and this read gets its rollout.
     rolloutSummary: async () => {
-      const answer = answers[Math.min(call++, answers.length - 1)];
-      return answer?.();
+      const index = Math.min(call, answers.length - 1);
+      let answer: unknown;
+      try {
+        answer = answers[index]?.();
+      } catch (err) {
+        call++;
+        throw err;
+      }
+      const read = answer as { rollout: unknown; failedHosts?: unknown };
+      if (read.failedHosts !== undefined) {
+        call++;
+        return answer;
+      }
+      return { rollout: read.rollout };
     },
     getPatch: async () => ({ title: 'Raise workers', ticket: 'OPS-7' }),
     openEventStream: async () => {
@@ -104,7 +117,7 @@ describe('rollout status --watch', () => {
     };
     const h = harness(
       [
-        () => status({ hostCount: 5000 }),
+        () => summary({ hostCount: 5000, waveCount: 2 }, { waves: waves(50, 0) }),
         () => summary({ hostCount: 5000, waveCount: 2 }, { waves: waves(100, 0) }),
         () =>
           summary(

@@ -1,6 +1,7 @@
 import type { EventRecord } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import type { ApiClient } from '../src/api-client.js';
+import { ConnectionError } from '../src/cli-errors.js';
 import { FULL_STATUS_HOSTS, watchRollout } from '../src/watch-rollout.js';
 import { host, status, summary } from './status-fixture.js';
 
@@ -33,6 +34,8 @@ describe('watchRollout', () => {
         `event: host.progress\ndata: ${JSON.stringify({ type: 'host.progress', rolloutId: 'r-1', hostId: 'web-1', state, at: '2025-06-01T12:00:01.000Z' })}\n\n`,
       );
     const api = {
+      // A small rollout: the summary read first says so, and its full status is read each time after.
+      rolloutSummary: async () => summary({ hostCount: 3 }),
       rolloutStatus: async () => {
         const k = Math.min(calls++, STATUSES.length - 1);
         queueMicrotask(() => fetched[k]?.resolve());
@@ -80,19 +83,23 @@ describe('watchRollout', () => {
         }
       })();
 
-    async function fetchStarts(answerMs: number, minIntervalMs?: number) {
+    /** The gaps between the status reads' starts; `down` answers (by read, from 0) throw as an unreachable coordinator. */
+    async function fetchStarts(answerMs: number, minIntervalMs?: number, pollMs = 60_000, down: number[] = []) {
       const starts: number[] = [];
+      let answered = 0;
       const api = {
+        rolloutSummary: async () => summary({ hostCount: 3 }),
         rolloutStatus: async () => {
           starts.push(Date.now());
           await new Promise((resolve) => setTimeout(resolve, answerMs));
-          return STATUSES[Math.min(starts.length - 1, STATUSES.length - 1)];
+          if (down.includes(starts.length - 1)) throw new ConnectionError('cannot reach the coordinator');
+          return STATUSES[Math.min(answered++, STATUSES.length - 1)];
         },
         openEventStream: flood,
       } as unknown as ApiClient;
       const outcome = await watchRollout(api, 'r-1', () => {}, {
-        pollMs: 60_000,
-        fallbackPollMs: 60_000,
+        pollMs,
+        fallbackPollMs: pollMs,
         timeoutMs: 20_000,
         ...(minIntervalMs === undefined ? {} : { minIntervalMs }),
       });
@@ -112,6 +119,22 @@ describe('watchRollout', () => {
       const gaps = await fetchStarts(40, 10);
       expect(gaps).toHaveLength(STATUSES.length - 1);
       for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(370);
+    });
+
+    it('never waits longer than the poll, however slow the status is to answer', async () => {
+      // 100 ms an answer would space them 1 s apart; the poll of 300 ms caps it.
+      const gaps = await fetchStarts(100, 10, 300);
+      expect(gaps).toHaveLength(STATUSES.length - 1);
+      for (const gap of gaps) {
+        expect(gap).toBeGreaterThanOrEqual(290);
+        expect(gap).toBeLessThan(700);
+      }
+    });
+
+    it('paces its attempts while the coordinator cannot be reached, as it paces its reads', async () => {
+      const gaps = await fetchStarts(0, undefined, 60_000, [1, 2, 3]);
+      expect(gaps).toHaveLength(STATUSES.length - 1 + 3);
+      for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(248); // the clock's grain
     });
   });
 
@@ -145,27 +168,27 @@ describe('watchRollout', () => {
     }
     const big = FULL_STATUS_HOSTS + 1;
 
-    it('a rollout of more than FULL_STATUS_HOSTS hosts: the full status once, then summaries only', async () => {
+    it('a rollout of more than FULL_STATUS_HOSTS hosts: summaries only, never its full status', async () => {
       const { asked, outcome } = await reads([
-        ['status', status({ hostCount: big })],
+        ['summary', summary({ hostCount: big })],
         ['summary', summary({ hostCount: big })],
         ['summary', summary({ hostCount: big, state: 'succeeded' })],
       ]);
-      expect(asked).toEqual(['status', 'summary', 'summary']);
+      expect(asked).toEqual(['summary', 'summary', 'summary']);
       expect(outcome).toMatchObject({ kind: 'final', source: { kind: 'summary' } });
     });
 
-    it('a rollout not started yet: summaries until the start shows it small, then its full status', async () => {
+    it('a rollout not started yet: its summary, then its full status; once it has 1 to 1,000 hosts, the full status only', async () => {
       const scheduled = { state: 'scheduled' as const, hostCount: 0, waveCount: 0 };
       const { asked, outcome } = await reads([
-        ['status', status(scheduled)],
         ['summary', summary(scheduled)],
-        // Started: the summary shows it small, and its full status is read at once.
+        ['status', status(scheduled)],
+        // Started: the summary shows it small, and its full status is read at once, then alone.
         ['summary', summary({ hostCount: 6 })],
         ['status', status({ hostCount: 6 })],
         ['status', status({ hostCount: 6, state: 'succeeded' })],
       ]);
-      expect(asked).toEqual(['status', 'summary', 'summary', 'status', 'status']);
+      expect(asked).toEqual(['summary', 'status', 'summary', 'status', 'status']);
       expect(outcome).toMatchObject({ kind: 'final', source: { kind: 'status' } });
     });
 

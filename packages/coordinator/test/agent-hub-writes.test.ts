@@ -121,7 +121,7 @@ describe('the heartbeat', () => {
   };
   const pongs = (peer: RawPeer) => peer.frames.filter((f) => f.opcode === OPCODE.pong).map((f) => f.payload.toString());
 
-  it('does not ping an agent of protocol 7 that pings once an interval: it answers each ping and counts the agent seen', async () => {
+  it('does not ping an agent of protocol 7 that keeps pinging: it answers each ping and counts the agent seen', async () => {
     const intervalMs = 600;
     hub = await startHub({}, { heartbeatIntervalMs: intervalMs });
     const agent = await connectAsAgent(hub.port, 'beat-7', await hub.register('beat-7'), { hello: helloOfToday() });
