@@ -88,10 +88,9 @@ export type WatchOutcome =
   | { kind: 'unreachable'; source: WatchSource | undefined; reason: string };
 
 /**
- * Calls `onSource` with the rollout's status (or summary: FULL_STATUS_HOSTS) now and after every audit event or host phase (the SSE stream is
- * the trigger; status is always re-fetched, so the view is never assembled from deltas; fetches are
- * paced, see FETCH_SPACING_FACTOR), until the
- * rollout reaches a final state, `timeoutMs` passes, or the coordinator stays unreachable for longer
+ * Calls `onSource` with the rollout's status (a large one's summary: FULL_STATUS_HOSTS) now and after
+ * every audit event or host phase (the SSE stream is the trigger; it is always read again, so the view
+ * is never assembled from deltas; reads are paced: FETCH_SPACING_FACTOR), until the rollout reaches a final state, `timeoutMs` passes, or the coordinator stays unreachable for longer
  * than `reconnectForMs`. A coordinator restart is ridden out: the stream resumes with
  * `Last-Event-ID` and status polling carries on. An HTTP refusal (unknown rollout, bad token) throws.
  */
@@ -134,12 +133,12 @@ export async function watchRollout(
       let source: WatchSource;
       // Timed on the monotonic clock: a step of the wall clock must not stretch or shrink the spacing.
       const fetchedAt = performance.now();
+      let tookMs = 0;
       /**
        * Waits out the spacing after this fetch (changes that come meanwhile are kept by the signal),
        * then for a change or the poll, due `pollAfterMs` from the fetch, not from the spacing's end.
        */
       const paced = async (pollAfterMs: number) => {
-        const tookMs = performance.now() - fetchedAt;
         // Ten times the fetch, but never longer than the poll: a slow network must not hide a final state for long.
         const spacingMs = Math.max(minIntervalMs, Math.min(tookMs * FETCH_SPACING_FACTOR, pollAfterMs));
         const rest = fetchedAt + spacingMs - performance.now();
@@ -148,7 +147,9 @@ export async function watchRollout(
       };
       try {
         source = await fetchSource(api, rolloutId, last, options.fullStatus === true, controller.signal);
+        tookMs = performance.now() - fetchedAt;
       } catch (err) {
+        tookMs = performance.now() - fetchedAt;
         if (controller.signal.aborted) return { kind: 'timed_out', source: last };
         if (!(err instanceof ConnectionError)) throw err;
         if (last === undefined) throw err;

@@ -5,7 +5,7 @@ import { describeWatchChanges } from '../src/render-watch-log.js';
 import { createStyle, wantsColour } from '../src/terminal-style.js';
 import { viewOfStatus } from '../src/watch-view.js';
 import { estimateRemainingMs, formatDuration, WaveTimings } from '../src/wave-timings.js';
-import { host, NOW, status } from './status-fixture.js';
+import { closedWindow, host, NOW, status } from './status-fixture.js';
 
 const PLAIN = createStyle(false);
 const PATCH = { title: 'Fix the TLS config', ticket: 'OPS-42' };
@@ -108,12 +108,7 @@ describe('the watch view on a terminal', () => {
   });
 
   it('counts down to the maintenance window, and shows it before any wave is chosen', () => {
-    const window = {
-      open: false,
-      opensAt: '2025-06-01T14:00:00.000Z',
-      cutoffAt: '2025-06-01T14:45:00.000Z',
-      closesAt: '2025-06-01T15:00:00.000Z',
-    };
+    const window = closedWindow();
     const paused = status({ state: 'paused', stateReason: 'maintenance window closed' }, { window });
     const at = (s: typeof paused, iso: string) =>
       renderWatchFrame(

@@ -85,3 +85,13 @@ export function summary(overrides: Partial<RolloutStatus['rollout']> = {}, rest:
   };
   return view;
 }
+
+/** A maintenance window closed at NOW, opening two hours later. */
+export function closedWindow() {
+  return {
+    open: false,
+    opensAt: '2025-06-01T14:00:00.000Z',
+    cutoffAt: '2025-06-01T14:45:00.000Z',
+    closesAt: '2025-06-01T15:00:00.000Z',
+  };
+}

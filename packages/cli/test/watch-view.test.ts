@@ -5,7 +5,7 @@ import { describeWatchChanges } from '../src/render-watch-log.js';
 import { createStyle } from '../src/terminal-style.js';
 import { viewOfStatus, viewOfSummary } from '../src/watch-view.js';
 import { WaveTimings } from '../src/wave-timings.js';
-import { host, NOW, status, summary } from './status-fixture.js';
+import { closedWindow, host, NOW, status, summary } from './status-fixture.js';
 
 // A large rollout is watched through its summary (counts per wave and state, the first failed and
 // failing hosts), never its full status: what the live view and the log show of it.
@@ -112,12 +112,7 @@ describe('the live view of a large rollout, from its summary', () => {
   });
 
   it("shows the window and warnings a summary carries, and reads an older coordinator's summary without them", () => {
-    const window = {
-      open: false,
-      opensAt: '2025-06-01T14:00:00.000Z',
-      cutoffAt: '2025-06-01T14:45:00.000Z',
-      closesAt: '2025-06-01T15:00:00.000Z',
-    };
+    const window = closedWindow();
     const withBoth = frameOf({ ...halfway(), window, warnings: ['succeeded, but 2 host(s) were reverted by hand'] });
     expect(withBoth).toContain('maintenance window opens in 2h 00m (2025-06-01T14:00:00.000Z)');
     expect(withBoth).toContain('warning: succeeded, but 2 host(s) were reverted by hand');
