@@ -178,9 +178,19 @@ export class ApiClient {
     return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}/events?after=${after}&limit=${limit}`);
   }
 
-  /** Opens the rollout's SSE stream; the caller reads `body` (see sse-reader.ts). */
-  async openEventStream(id: string, lastEventId: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
-    const res = await this.fetch(`/v1/rollouts/${encodeURIComponent(id)}/events/stream`, {
+  /**
+   * Opens the rollout's SSE stream; the caller reads `body` (see sse-reader.ts). `coalesced`: a
+   * `hosts.changed` notice a few times a second instead of every host's events and phases.
+   */
+  async openEventStream(
+    id: string,
+    lastEventId: number,
+    signal: AbortSignal,
+    hostEvents: 'all' | 'coalesced' = 'all',
+  ): Promise<ReadableStream<Uint8Array>> {
+    // `all` is the coordinator's default: not asked for, so a coordinator from before the option reads the same URL.
+    const query = hostEvents === 'all' ? '' : `?hostEvents=${hostEvents}`;
+    const res = await this.fetch(`/v1/rollouts/${encodeURIComponent(id)}/events/stream${query}`, {
       method: 'GET',
       headers: {
         authorization: `Bearer ${this.connection.token}`,

@@ -9,8 +9,13 @@ export interface FollowOptions {
   after: number;
   signal: AbortSignal;
   onEvent(event: EventRecord): void;
-  /** A host moved to a new phase (the status shows which); not an audit event. */
-  onProgress?(): void;
+  /**
+   * `coalesced`: the host events are not sent; a `hosts.changed` notice says hosts moved, a few
+   * times a second at most (for a reader that reads the status after a change: the watch).
+   */
+  hostEvents?: 'all' | 'coalesced';
+  /** Hosts moved (a host's new phase, or a `hosts.changed` notice; the status shows which); not an audit event. */
+  onHostChange?(): void;
   onConnect?(): void;
   /** The stream dropped (coordinator restart, network); it is retried after `retryMs`. */
   onDisconnect?(reason: string): void;
@@ -24,16 +29,18 @@ export interface FollowOptions {
  */
 export async function followRolloutEvents(api: ApiClient, rolloutId: string, options: FollowOptions): Promise<void> {
   let after = options.after;
+  let hostEvents = options.hostEvents ?? 'all';
   const { signal } = options;
   while (!signal.aborted) {
     let reason = 'the coordinator closed the stream';
     try {
-      const body = await api.openEventStream(rolloutId, after, signal);
+      const body = await api.openEventStream(rolloutId, after, signal, hostEvents);
       options.onConnect?.();
       for await (const message of readServerSentEvents(body)) {
-        // No id: a host's live phase (`host.progress`), not an audit event; nothing to resume from.
+        // No id: a host's live phase (`host.progress`) or a notice that hosts moved (`hosts.changed`),
+        // not an audit event; nothing to resume from.
         if (message.id === null) {
-          options.onProgress?.();
+          options.onHostChange?.();
           continue;
         }
         const event = JSON.parse(message.data) as EventRecord;
@@ -43,6 +50,11 @@ export async function followRolloutEvents(api: ApiClient, rolloutId: string, opt
       }
     } catch (err) {
       if (signal.aborted) return;
+      if (err instanceof ApiError && err.status === 400 && hostEvents === 'coalesced') {
+        // A coordinator from before `hostEvents` refuses it: every event then, which triggers as well.
+        hostEvents = 'all';
+        continue;
+      }
       if (err instanceof ApiError) throw err;
       reason = err instanceof Error ? err.message : String(err);
     }

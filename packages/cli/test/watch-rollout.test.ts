@@ -1,7 +1,7 @@
 import type { EventRecord } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import type { ApiClient } from '../src/api-client.js';
-import { ConnectionError } from '../src/cli-errors.js';
+import { ApiError, ConnectionError } from '../src/cli-errors.js';
 import { FULL_STATUS_HOSTS, watchRollout } from '../src/watch-rollout.js';
 import { host, status, summary } from './status-fixture.js';
 
@@ -25,50 +25,93 @@ function deferred() {
   return { promise, resolve };
 }
 
+/** A `host.progress` notice (a stream of every host event) or a `hosts.changed` one (coalesced). */
+const NOTICES = {
+  'host.progress': (state: string) =>
+    `event: host.progress\ndata: ${JSON.stringify({ type: 'host.progress', rolloutId: 'r-1', hostId: 'web-1', state, at: '2025-06-01T12:00:01.000Z' })}\n\n`,
+  'hosts.changed': () =>
+    `event: hosts.changed\ndata: ${JSON.stringify({ type: 'hosts.changed', rolloutId: 'r-1', changes: 2 })}\n\n`,
+};
+
 describe('watchRollout', () => {
-  it('fetches the status again on each host.progress notice, and hands no notice to onEvent', async () => {
-    const fetched = STATUSES.map(() => deferred());
-    let calls = 0;
-    const notice = (state: string) =>
-      new TextEncoder().encode(
-        `event: host.progress\ndata: ${JSON.stringify({ type: 'host.progress', rolloutId: 'r-1', hostId: 'web-1', state, at: '2025-06-01T12:00:01.000Z' })}\n\n`,
+  it.each(Object.keys(NOTICES) as (keyof typeof NOTICES)[])(
+    'fetches the status again on each %s notice, and hands no notice to onEvent',
+    async (kind) => {
+      const fetched = STATUSES.map(() => deferred());
+      let calls = 0;
+      const notice = (state: string) => new TextEncoder().encode(NOTICES[kind](state));
+      const asked: string[] = [];
+      const api = {
+        // A small rollout: the summary read first says so, and its full status is read each time after.
+        rolloutSummary: async () => summary({ hostCount: 3 }),
+        rolloutStatus: async () => {
+          const k = Math.min(calls++, STATUSES.length - 1);
+          queueMicrotask(() => fetched[k]?.resolve());
+          return STATUSES[k];
+        },
+        // Each notice goes out once the watch has shown the status before it.
+        openEventStream: async (_id: string, _after: number, signal: AbortSignal, hostEvents: string) => {
+          asked.push(hostEvents);
+          return (async function* () {
+            await fetched[0]?.promise;
+            yield notice('applying');
+            await fetched[1]?.promise;
+            yield notice('verifying');
+            // The stream stays open until the watch ends it, as a real one does.
+            await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          })();
+        },
+      } as unknown as ApiClient;
+      const seen: string[] = [];
+      const events: EventRecord[] = [];
+      // Polls far apart and a short timeout: only the notices can get the watch to the end in time.
+      const outcome = await watchRollout(
+        api,
+        'r-1',
+        (s) => void seen.push(s.kind === 'status' ? (s.status.waves[0]?.hosts[0]?.state ?? '-') : s.kind),
+        {
+          pollMs: 60_000,
+          fallbackPollMs: 60_000,
+          timeoutMs: 20_000,
+          onEvent: (event) => events.push(event),
+        },
       );
+      expect(outcome.kind).toBe('final');
+      expect(seen).toEqual(['dispatched', 'applying', 'healthy']);
+      expect(events).toEqual([]);
+      // It reads the status after a change, so it asks for a count of the hosts' moves, not each.
+      expect(asked).toEqual(['coalesced']);
+    },
+  );
+
+  it('follows every event from a coordinator that refuses hostEvents (one from before it), triggered all the same', async () => {
+    const asked: string[] = [];
+    let calls = 0;
     const api = {
-      // A small rollout: the summary read first says so, and its full status is read each time after.
       rolloutSummary: async () => summary({ hostCount: 3 }),
-      rolloutStatus: async () => {
-        const k = Math.min(calls++, STATUSES.length - 1);
-        queueMicrotask(() => fetched[k]?.resolve());
-        return STATUSES[k];
-      },
-      // Each notice goes out once the watch has shown the status before it.
-      openEventStream: async (_id: string, _after: number, signal: AbortSignal) =>
-        (async function* () {
-          await fetched[0]?.promise;
-          yield notice('applying');
-          await fetched[1]?.promise;
-          yield notice('verifying');
-          // The stream stays open until the watch ends it, as a real one does.
+      rolloutStatus: async () => STATUSES[Math.min(calls++, STATUSES.length - 1)],
+      openEventStream: async (_id: string, _after: number, signal: AbortSignal, hostEvents: string) => {
+        asked.push(hostEvents);
+        if (hostEvents !== 'all')
+          throw new ApiError(400, 'validation_failed', 'querystring/hostEvents: unknown key', []);
+        return (async function* () {
+          for (const state of ['applying', 'verifying']) {
+            await new Promise((resolve) => setTimeout(resolve, 20));
+            yield new TextEncoder().encode(NOTICES['host.progress'](state));
+          }
           await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
-        })(),
-    } as unknown as ApiClient;
-    const seen: string[] = [];
-    const events: EventRecord[] = [];
-    // Polls far apart and a short timeout: only the notices can get the watch to the end in time.
-    const outcome = await watchRollout(
-      api,
-      'r-1',
-      (s) => void seen.push(s.kind === 'status' ? (s.status.waves[0]?.hosts[0]?.state ?? '-') : s.kind),
-      {
-        pollMs: 60_000,
-        fallbackPollMs: 60_000,
-        timeoutMs: 20_000,
-        onEvent: (event) => events.push(event),
+        })();
       },
-    );
+    } as unknown as ApiClient;
+    // Polls far apart: only the stream's notices can get the watch to the end in time.
+    const outcome = await watchRollout(api, 'r-1', () => {}, {
+      pollMs: 60_000,
+      fallbackPollMs: 60_000,
+      minIntervalMs: 0,
+      timeoutMs: 5_000,
+    });
     expect(outcome.kind).toBe('final');
-    expect(seen).toEqual(['dispatched', 'applying', 'healthy']);
-    expect(events).toEqual([]);
+    expect(asked).toEqual(['coalesced', 'all']);
   });
 
   describe('paces its fetches while changes pour in', () => {

@@ -302,4 +302,87 @@ describe('GET /v1/rollouts/:id/events/stream', () => {
     expect(await next).not.toContain('host.progress');
     resumed.destroy();
   });
+
+  it('with hostEvents=coalesced sends no host event or phase, but hosts.changed notices that count them', async () => {
+    const { app } = await coordinator();
+    const id = await rollout(app);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const open = (query: string, lastEventId?: string) =>
+      new Promise<IncomingMessage>((resolve, reject) => {
+        get(
+          {
+            host: '127.0.0.1',
+            port,
+            path: `/v1/rollouts/${id}/events/stream${query}`,
+            headers: { authorization: `Bearer ${ADMIN}`, ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+          },
+          resolve,
+        ).on('error', reject);
+      });
+    /** What the stream has sent once `done` says it is enough. */
+    const readUntil = (response: IncomingMessage, done: string | ((text: string) => boolean)) =>
+      new Promise<string>((resolve) => {
+        let received = '';
+        response.on('data', (chunk: Buffer) => {
+          received += chunk.toString('utf8');
+          if (typeof done === 'string' ? received.includes(done) : done(received)) resolve(received);
+        });
+      });
+    /** Until the rollout event and notices of `total` host changes are in. */
+    const noticedAll = (total: number) => (text: string) =>
+      text.includes('event: rollout.noted') && changesIn(text).reduce((a, b) => a + b, 0) >= total;
+    /** The `changes` of every hosts.changed notice in what a stream sent. */
+    const changesIn = (text: string) =>
+      [...text.matchAll(/event: hosts\.changed\ndata: (.*)\n\n/g)].map((m) => {
+        const notice = JSON.parse(m[1] as string) as { type: string; rolloutId: string; changes: number };
+        expect(notice).toMatchObject({ type: 'hosts.changed', rolloutId: id });
+        return notice.changes;
+      });
+    const { store } = app.fleet;
+    const at = '2030-01-01T00:00:00.000Z';
+
+    const coalesced = await open('?hostEvents=coalesced');
+    const everything = await open('?hostEvents=all');
+    const backlog = await readUntil(coalesced, 'event: rollout.created');
+    await readUntil(everything, 'event: rollout.created');
+    const lastId = /id: (\d+)/.exec(backlog)?.[1] as string;
+    const coalescedSaw = readUntil(coalesced, noticedAll(4));
+    const everythingSaw = readUntil(everything, 'event: rollout.noted');
+    // Three host events and a host's phase in one burst, then a rollout event.
+    await store.transaction(async () => {
+      for (const n of [1, 2, 3])
+        await store.appendEvent({ rolloutId: id, hostId: 'web-1', actor: 'test', type: 'host.noted', data: { n } }, at);
+      store.noteProgress({ type: 'host.progress', rolloutId: id, hostId: 'web-1', state: 'applying', at });
+    });
+    await store.transaction(
+      async () => await store.appendEvent({ rolloutId: id, actor: 'test', type: 'rollout.noted' }, at),
+    );
+
+    const all = await everythingSaw;
+    expect(all.match(/event: host\.noted/g)).toHaveLength(3);
+    expect(all).toContain('event: host.progress');
+    expect(all).not.toContain('hosts.changed');
+    // The first move at once, the rest of the burst at the interval's end: all four counted.
+    const sent = await coalescedSaw;
+    expect(changesIn(sent)[0]).toBe(1);
+    expect(sent).not.toMatch(/event: host\.(noted|progress)/);
+    expect(changesIn(sent).reduce((a, b) => a + b, 0)).toBe(4);
+    expect(sent).toMatch(/id: \d+\nevent: rollout\.noted\n/);
+    expect(sent).not.toMatch(/id: \d+\nevent: hosts\.changed/);
+    coalesced.destroy();
+    everything.destroy();
+
+    // A resume replays the audit events after Last-Event-ID the same way: the host events as a count.
+    const resumed = await open('?hostEvents=coalesced', lastId);
+    const replayed = await readUntil(resumed, noticedAll(3));
+    expect(replayed).not.toContain('event: host.noted');
+    expect(changesIn(replayed)).toEqual([1, 2]);
+    resumed.destroy();
+
+    const refused = await open('?hostEvents=some');
+    const body = await readUntil(refused, '}');
+    expect(refused.statusCode).toBe(400);
+    expect(body).toContain('hostEvents');
+  });
 });

@@ -5,6 +5,7 @@ import type { CoordinatorConfig } from '../config.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 import { operation } from '../http/openapi-document.js';
 import type { ProgressNotice } from '../store/store.js';
+import { HOST_CHANGE_INTERVAL_MS, type HostChangeNotice, HostChangeNotices } from './host-change-notices.js';
 
 /**
  * Live audit stream of one rollout as Server-Sent Events. Sends the backlog after `Last-Event-ID`
@@ -15,7 +16,7 @@ import type { ProgressNotice } from '../store/store.js';
 const EventStreamSchema = z
   .string()
   .describe(
-    "Server-Sent Events: each event is `id: <seq>`, `event: <type>` and `data: <the event as JSON>` (the rollout events of GET /v1/rollouts/{id}/events); a host's live phase comes as `event: host.progress` with no `id:` and `data: {type, rolloutId, hostId, state, at, message?}` (not an audit event: read the phase from the status after a resume); comment lines keep the connection alive. Reconnect with `Last-Event-ID` to resume after the last event seen.",
+    "Server-Sent Events: each event is `id: <seq>`, `event: <type>` and `data: <the event as JSON>` (the rollout events of GET /v1/rollouts/{id}/events); a host's live phase comes as `event: host.progress` with no `id:` and `data: {type, rolloutId, hostId, state, at, message?}` (not an audit event: read the phase from the status after a resume); with `hostEvents=coalesced`, neither a host's events nor its phases are sent: an `event: hosts.changed` with no `id:` and `data: {type, rolloutId, changes}` says that hosts moved, at most once every 250 ms; comment lines keep the connection alive. Reconnect with `Last-Event-ID` to resume after the last event seen.",
   );
 
 /** New events held for a stream still sending its backlog; beyond, the stream is cut (it resumes). */
@@ -25,12 +26,13 @@ const LIVE_BACKLOG_CAP = 10_000;
  * Each event's frame, serialized once for every stream that sends it: a rollout of 5,000 hosts puts
  * ~10,000 events on each stream watching it (the same objects, from the store's broadcast).
  */
-const frames = new WeakMap<EventRecord | ProgressNotice, string>();
+const frames = new WeakMap<EventRecord | ProgressNotice | HostChangeNotice, string>();
 
-function frameOf(item: EventRecord | ProgressNotice): string {
+function frameOf(item: EventRecord | ProgressNotice | HostChangeNotice): string {
   let frame = frames.get(item);
   if (frame === undefined) {
-    // A host's live phase has no `id:`: it is not an audit event, so a resume neither replays it nor skips past one.
+    // A host's live phase (or a notice of host changes) has no `id:`: it is not an audit event, so a
+    // resume neither replays it nor skips past one.
     const id = 'seq' in item ? `id: ${item.seq}\n` : '';
     frame = `${id}event: ${item.type}\ndata: ${JSON.stringify(item)}\n\n`;
     frames.set(item, frame);
@@ -60,7 +62,17 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
         ...operation('events', 'streamRolloutEvents', "One rollout's events, live, as Server-Sent Events"),
 
         params: z.object({ id: z.string().min(1).max(100) }),
-        querystring: z.object({ after: z.coerce.number().int().min(0).optional() }).strict(),
+        querystring: z
+          .object({
+            after: z.coerce.number().int().min(0).optional(),
+            hostEvents: z
+              .enum(['all', 'coalesced'])
+              .default('all')
+              .describe(
+                `all: every host's audit events and live phases; coalesced: none of them, but a \`hosts.changed\` notice at most every ${HOST_CHANGE_INTERVAL_MS} ms while hosts move (for a reader that reads the status after each change: a rollout of 10,000 hosts puts ~20,000 host events on a stream)`,
+              ),
+          })
+          .strict(),
         headers: z.looseObject({ 'last-event-id': z.string().optional().describe('Resume after this event seq') }),
         produces: ['text/event-stream'],
         response: { 200: EventStreamSchema, ...ERROR_RESPONSES },
@@ -97,6 +109,7 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
         if (cleaned) return;
         cleaned = true;
         clearInterval(keepAlive);
+        hostChanges?.stop();
         unsubscribe();
         open.delete(end);
         const left = (perAddress.get(address) ?? 1) - 1;
@@ -106,12 +119,6 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
       const end = () => {
         cleanUp();
         res.end();
-      };
-      /** Writes one event once; false when the socket's buffer is full (the backlog then waits). */
-      const send = (event: EventRecord): boolean => {
-        if (event.seq <= after || cleaned) return true;
-        after = event.seq;
-        return res.write(frameOf(event));
       };
       /** Whether live output may go out: a reader this far behind is cut rather than buffered for; it resumes from Last-Event-ID. */
       const keepsUp = (): boolean => {
@@ -125,12 +132,30 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
         }
         return true;
       };
+      // A reader that reads the status after each change needs to know that hosts moved, not each move.
+      const hostChanges =
+        request.query.hostEvents === 'coalesced'
+          ? new HostChangeNotices(rolloutId, (notice) => {
+              if (keepsUp()) res.write(frameOf(notice));
+            })
+          : undefined;
+      /** Writes one event once; false when the socket's buffer is full (the backlog then waits). */
+      const send = (event: EventRecord): boolean => {
+        if (event.seq <= after || cleaned) return true;
+        after = event.seq;
+        if (hostChanges && event.hostId !== null) {
+          hostChanges.note();
+          return true;
+        }
+        return res.write(frameOf(event));
+      };
       const write = (event: EventRecord) => {
         if (keepsUp()) send(event);
       };
       /** A host's live phase: a reader that resumes reads it from the status; only live ones get it. */
       const writeProgress = (notice: ProgressNotice) => {
-        if (keepsUp()) res.write(frameOf(notice));
+        if (hostChanges) hostChanges.note();
+        else if (keepsUp()) res.write(frameOf(notice));
       };
       const drained = () =>
         new Promise<void>((resolve) => {
