@@ -200,6 +200,31 @@ describe('fleetpatch rollout status --watch, off a terminal', () => {
     expect(out).toMatch(/finished aborted \(exit 8\)\n$/);
     expect(out).not.toMatch(/crowd-\d{4}/);
     expect(out.trimEnd().split('\n').length).toBeLessThan(30);
+
+    // `rollout status` counts a wave of 1,000 hosts by state rather than naming each.
+    const shown = await runCli(fleet.coordinator.url, ['rollout', 'status', rolloutId], { token: ADMIN_TOKEN });
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^wave 2 {2}pending {2}1000 queued \(1000 offline\)$/m);
+    expect(shown.stdout.length).toBeLessThan(2000);
+    // `rollout hosts` pages through them: every one (two pages of the API), or filtered and cut.
+    const every = await runCli(fleet.coordinator.url, ['rollout', 'hosts', rolloutId, '--json'], {
+      token: ADMIN_TOKEN,
+    });
+    expect(every.code, every.stderr).toBe(0);
+    const listed = JSON.parse(every.stdout) as { hosts: { hostId: string; wave: number }[]; next: string | null };
+    expect(listed.hosts.map((h) => h.hostId)).toEqual([...crowd].sort());
+    expect(listed.next).toBeNull();
+    const cut = await runCli(
+      fleet.coordinator.url,
+      ['rollout', 'hosts', rolloutId, '--wave', '2', '--state', 'queued', '--limit', '3'],
+      { token: ADMIN_TOKEN },
+    );
+    expect(cut.code, cut.stderr).toBe(0);
+    const rows = cut.stdout.trimEnd().split('\n');
+    expect(rows[0]).toMatch(/^HOST +WAVE +STATE +ONLINE +CHANGED +REASON$/);
+    expect(rows.slice(1)).toHaveLength(3);
+    for (const row of rows.slice(1)) expect(row).toMatch(/^crowd-\d{4} +2 +queued +no +no +-$/);
+    expect(cut.stderr).toMatch(/the first 3 shown; more match/);
   }, 120_000);
 
   it('gives up with exit 5 once the coordinator stays away longer than --reconnect-for', async () => {

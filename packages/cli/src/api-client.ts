@@ -9,6 +9,7 @@ import type {
   ComplianceReport,
   EventPage,
   HostPackages,
+  HostRunState,
   JoinTokenCreated,
   JoinTokenList,
   JoinTokenRequestInput,
@@ -20,6 +21,7 @@ import type {
   PatchList,
   PreflightResult,
   RevertSignatureRequest,
+  RolloutHostPage,
   RolloutList,
   RolloutPlan,
   RolloutStatus,
@@ -132,6 +134,18 @@ export class ApiClient {
 
   rolloutSummary(id: string, signal?: AbortSignal): Promise<RolloutSummary> {
     return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}/summary`, undefined, signal);
+  }
+
+  /** One page of a rollout's hosts by wave and position; `wave` is 0-based, as the API counts. */
+  rolloutHosts(
+    id: string,
+    query: { state?: HostRunState | undefined; wave?: number | undefined; limit: number; cursor?: string | undefined },
+  ): Promise<RolloutHostPage> {
+    const params = new URLSearchParams({ limit: String(query.limit) });
+    if (query.state !== undefined) params.set('state', query.state);
+    if (query.wave !== undefined) params.set('wave', String(query.wave));
+    if (query.cursor !== undefined) params.set('cursor', query.cursor);
+    return this.request('GET', `/v1/rollouts/${encodeURIComponent(id)}/hosts?${params}`);
   }
 
   rolloutPlan(id: string): Promise<RolloutPlan> {

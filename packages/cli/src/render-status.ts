@@ -1,10 +1,12 @@
-import type {
-  AnalysisRunView,
-  HostView,
-  MeasurementView,
-  PromotionDecision,
-  RehearsalReport,
-  RolloutStatus,
+import {
+  type AnalysisRunView,
+  HOST_RUN_STATES,
+  type HostRunState,
+  type HostView,
+  type MeasurementView,
+  type PromotionDecision,
+  type RehearsalReport,
+  type RolloutStatus,
 } from '@fleetpatch/shared';
 import { packageSetLines } from './render-package-moves.js';
 import { renderSigning } from './render-statement.js';
@@ -13,6 +15,14 @@ import { describeWindow } from './render-window.js';
 import { oneLine } from './terminal-text.js';
 
 const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 'revert_failed', 'cancelled']);
+
+/**
+ * A wave of more hosts than this is shown by its hosts counted per state, not host by host: a wave of
+ * 5,000 hosts was one line of ~100 KB. `rollout hosts` pages through them, by wave and state.
+ */
+export const WAVE_HOSTS_LISTED = 20;
+/** At most this many lines about single hosts per wave (why one failed, what followed its change); the rest are counted. */
+export const HOST_LINES_PER_WAVE = 10;
 
 /**
  * The compact view ops staff watch:
@@ -27,11 +37,19 @@ const FAILED_HOST_STATES: ReadonlySet<string> = new Set(['failed', 'timed_out', 
  *     web-4 not_applicable: no binary package of source openssl is installed on this host
  *     packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1: web-1, web-2
  *
+ * A wave of more than WAVE_HOSTS_LISTED hosts is counted by state instead (`wave 3  running  4812
+ * healthy, 120 applying, 8 failed`), and at most HOST_LINES_PER_WAVE lines about its hosts follow,
+ * unless `everyHost` (the record at the end of a watch: where every host ended, and why).
+ *
  * Each line is written with oneLine: a reason, an observation, a unit, even a state or an id is the
  * server's (often an agent's) text, and a newline in it must not forge a line — `--watch` off a
  * terminal timestamps every line of this view.
  */
-export function renderStatus(status: RolloutStatus, now: Date = new Date()): string {
+export function renderStatus(
+  status: RolloutStatus,
+  now: Date = new Date(),
+  options: { everyHost?: boolean } = {},
+): string {
   const { rollout } = status;
   const approvals =
     status.approvals.length > 0
@@ -66,16 +84,25 @@ export function renderStatus(status: RolloutStatus, now: Date = new Date()): str
       wave.phase === 'baking' && rollout.bakeUntil
         ? ` (${Math.max(0, Math.ceil((Date.parse(rollout.bakeUntil) - now.getTime()) / 1000))}s left)`
         : '';
-    const hosts = wave.hosts.map(formatHost).join(' ');
+    const everyHost = options.everyHost === true || wave.hosts.length <= WAVE_HOSTS_LISTED;
+    const hosts = everyHost ? wave.hosts.map(formatHost).join(' ') : countStates(wave.hosts);
     lines.push(
       oneLine`wave ${String(wave.wave + 1).padEnd(numberWidth)}  ${wave.phase.padEnd(phaseWidth)}  ${hosts}${bake}`.trimEnd(),
     );
+    const hostLines: string[] = [];
     for (const host of wave.hosts) {
       const why = hostProblem(host);
-      if (why) lines.push(oneLine`  ${host.hostId} ${host.state}: ${why}`);
-      if (host.rehearsal) lines.push(oneLine`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
+      if (why) hostLines.push(oneLine`  ${host.hostId} ${host.state}: ${why}`);
+      if (host.rehearsal) hostLines.push(oneLine`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
       const after = afterChangeLine(host);
-      if (after) lines.push(oneLine`  ${host.hostId} ${after}`);
+      if (after) hostLines.push(oneLine`  ${host.hostId} ${after}`);
+    }
+    const shown = options.everyHost === true ? hostLines.length : HOST_LINES_PER_WAVE;
+    lines.push(...hostLines.slice(0, shown));
+    if (hostLines.length > shown) {
+      lines.push(
+        oneLine`  … and ${hostLines.length - shown} more lines about hosts of wave ${wave.wave + 1}: fleetpatch rollout hosts ${rollout.id} --wave ${wave.wave + 1}`,
+      );
     }
     for (const run of status.analyses.filter((a) => a.wave === wave.wave)) lines.push(`  ${formatAnalysis(run)}`);
   }
@@ -141,6 +168,22 @@ export function formatMeasurement(m: MeasurementView, condition: string): string
       ? ''
       : oneLine`${number(m.value)} (threshold ${number(m.threshold)}, ${condition}): `;
   return oneLine`${seen}${m.verdict}${m.reason && m.verdict !== 'fail' ? oneLine` (${m.reason})` : ''}`;
+}
+
+/** "4812 healthy, 120 applying (3 offline), 8 failed": a wave's hosts by state, in the states' order. */
+function countStates(hosts: readonly HostView[]): string {
+  const counts = new Map<HostRunState, { hosts: number; offline: number }>();
+  for (const host of hosts) {
+    const count = counts.get(host.state) ?? { hosts: 0, offline: 0 };
+    count.hosts++;
+    if (!host.online) count.offline++;
+    counts.set(host.state, count);
+  }
+  return HOST_RUN_STATES.flatMap((state) => {
+    const count = counts.get(state);
+    if (!count) return [];
+    return [`${count.hosts} ${state}${count.offline > 0 ? ` (${count.offline} offline)` : ''}`];
+  }).join(', ');
 }
 
 function formatHost(host: HostView): string {

@@ -67,6 +67,13 @@ export function parseWholeNumber(value: string): number {
   return Number(value);
 }
 
+/** A count that must be 1 or more: a 1-based wave number, a `--limit`. */
+export function parsePositiveCount(value: string): number {
+  const n = parseWholeNumber(value);
+  if (n < 1) throw new InvalidArgumentError('must be 1 or more');
+  return n;
+}
+
 export function parseSeconds(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0)

@@ -99,7 +99,7 @@ export async function watchStatus(ctx: CliContext, rolloutId: string, opts: Watc
     const { source } = outcome;
     const record =
       source.kind === 'status'
-        ? renderStatus(source.status, ctx.now())
+        ? renderStatus(source.status, ctx.now(), { everyHost: true })
         : renderWatchFrame({ view: viewOf(source), patch, timings, now: ctx.now() }, style);
     for (const line of record.split('\n')) stamp(line);
     stamp(oneLine`finished ${rolloutOf(source).state} (exit ${code})`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderStatus } from '../src/render-status.js';
+import { HOST_LINES_PER_WAVE, renderStatus, WAVE_HOSTS_LISTED } from '../src/render-status.js';
 import { host, NOW, status } from './status-fixture.js';
 
 describe('renderStatus', () => {
@@ -315,5 +315,56 @@ describe('renderStatus', () => {
       '  packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1+b1: web-1, web-2',
       '  packages libssl3 3.0.14-1 → 3.0.15-1: web-3',
     ]);
+  });
+});
+
+describe('renderStatus of large waves', () => {
+  const crowd = (n: number, state: Parameters<typeof host>[1], extra: Parameters<typeof host>[2] = {}) =>
+    Array.from({ length: n }, (_, i) => host(`web-${String(i).padStart(4, '0')}`, state, extra));
+
+  it(`counts a wave of more than ${WAVE_HOSTS_LISTED} hosts by state, in the states' order, and lists a smaller one`, () => {
+    const view = status(
+      {},
+      {
+        waves: [
+          { wave: 0, phase: 'passed', hosts: crowd(WAVE_HOSTS_LISTED, 'healthy') },
+          {
+            wave: 1,
+            phase: 'running',
+            hosts: [
+              ...crowd(30, 'queued', { online: false }),
+              ...crowd(4800, 'healthy'),
+              ...crowd(2, 'applying'),
+              ...crowd(1, 'applying', { online: false }),
+            ],
+          },
+        ],
+      },
+    );
+    const lines = renderStatus(view, NOW).split('\n');
+    expect(lines[2]).toMatch(/^wave 1 {2}passed {3}web-0000:healthy web-0001:healthy .* web-0019:healthy$/);
+    expect(lines[3]).toBe('wave 2  running  30 queued (30 offline), 3 applying (1 offline), 4800 healthy');
+    expect(lines).toHaveLength(4);
+  });
+
+  it(`says at most ${HOST_LINES_PER_WAVE} hosts' problems per wave, counts the rest and says where to read them`, () => {
+    const failed = crowd(25, 'failed', { errorCode: 'health_failed', reason: 'HTTP 500' });
+    const view = status({}, { failures: 25, waves: [{ wave: 0, phase: 'running', hosts: failed }] });
+    const lines = renderStatus(view, NOW).split('\n');
+    expect(lines[2]).toBe('wave 1  running  25 failed');
+    expect(lines.slice(3, 3 + HOST_LINES_PER_WAVE)).toEqual(
+      failed.slice(0, HOST_LINES_PER_WAVE).map((h) => `  ${h.hostId} failed: health_failed: HTTP 500`),
+    );
+    expect(lines.slice(3 + HOST_LINES_PER_WAVE)).toEqual([
+      `  … and ${25 - HOST_LINES_PER_WAVE} more lines about hosts of wave 1: fleetpatch rollout hosts ro_1 --wave 1`,
+    ]);
+  });
+
+  it('with everyHost (the record at the end of a watch) names every host and every problem', () => {
+    const failed = crowd(25, 'failed', { errorCode: 'health_failed', reason: 'HTTP 500' });
+    const view = status({}, { failures: 25, waves: [{ wave: 0, phase: 'running', hosts: failed }] });
+    const lines = renderStatus(view, NOW, { everyHost: true }).split('\n');
+    expect(lines[2]).toBe(`wave 1  running  ${failed.map((h) => `${h.hostId}:failed`).join(' ')}`);
+    expect(lines.slice(3)).toHaveLength(25);
   });
 });

@@ -1,5 +1,7 @@
 import {
   DEFAULT_STATEMENT_VALIDITY_SECONDS,
+  HOST_RUN_STATES,
+  type HostRunState,
   NewPatchSchema,
   patchSpecOf,
   type RolloutStatus,
@@ -11,6 +13,7 @@ import { writeJson } from '../cli-output.js';
 import { type InputDocument, readInputDocument } from '../json-input.js';
 import { validatePatchSpec, validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
+import { type RolloutHostRow, renderRolloutHosts } from '../render-rollout-hosts.js';
 import { preflightExitCode, renderPreflight, renderRolloutList } from '../render-rollouts.js';
 import { renderStatus } from '../render-status.js';
 import {
@@ -20,6 +23,7 @@ import {
   parseFailureBudget,
   parseHosts,
   parseLabels,
+  parsePositiveCount,
   parsePositiveSeconds,
   parseSeconds,
   parseWaves,
@@ -39,6 +43,9 @@ import type { KeyEnvironment } from './key-commands.js';
 import { addRolloutVerbCommands } from './rollout-verb-commands.js';
 
 /** `keys` is read only when a command signs (`--sign-key`). */
+/** Hosts asked for per request of `rollout hosts`: the most the coordinator gives in one page. */
+const HOSTS_PAGE = 1000;
+
 export function addRolloutCommands(program: Command, ctx: CliContext, keys: () => KeyEnvironment): void {
   const rollout = program
     .command('rollout')
@@ -57,8 +64,47 @@ export function addRolloutCommands(program: Command, ctx: CliContext, keys: () =
     });
 
   rollout
+    .command('hosts')
+    .description(
+      "a rollout's hosts in wave order, each with its state and why; --state and --wave filter (read page by page, at any size)",
+    )
+    .argument('<id>', 'rollout id')
+    .addOption(new Option('--state <state>', 'only hosts in this state').choices(HOST_RUN_STATES))
+    .option('--wave <n>', 'only hosts of this wave (1 is the canary)', parsePositiveCount)
+    .option('--limit <n>', 'at most this many hosts (default: every one that matches)', parsePositiveCount)
+    .option('--json', 'print {hosts, next} as JSON (next: the cursor after the last, when --limit cut the list)')
+    .action(async (id: string, opts: JsonFlag & { state?: HostRunState; wave?: number; limit?: number }) => {
+      const api = ctx.api();
+      const hosts: RolloutHostRow[] = [];
+      let cursor: string | undefined;
+      do {
+        const left = opts.limit === undefined ? HOSTS_PAGE : Math.min(HOSTS_PAGE, opts.limit - hosts.length);
+        const page = await api.rolloutHosts(id, {
+          state: opts.state,
+          wave: opts.wave === undefined ? undefined : opts.wave - 1,
+          limit: left,
+          cursor,
+        });
+        hosts.push(...page.hosts);
+        cursor = page.next ?? undefined;
+      } while (cursor !== undefined && (opts.limit === undefined || hosts.length < opts.limit));
+      if (opts.json) {
+        writeJson(ctx.output, { hosts, next: cursor ?? null });
+        return;
+      }
+      if (hosts.length === 0) {
+        ctx.output.err('no host of the rollout matches');
+        return;
+      }
+      ctx.output.out(renderRolloutHosts(hosts));
+      if (cursor !== undefined) ctx.output.err(`the first ${hosts.length} shown; more match (raise --limit)`);
+    });
+
+  rollout
     .command('status')
-    .description('state, failures and every host by wave; --watch follows it to a final state')
+    .description(
+      'state, failures and the hosts by wave (a wave of more than 20 counted by state); --watch follows it to a final state',
+    )
     .argument('<id>', 'rollout id')
     .option(
       '-w, --watch',
