@@ -234,7 +234,24 @@ export class ApiClient {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     if (!res.ok) throw await toApiError(res);
-    return (await res.json()) as T;
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      // The body cut off (a coordinator restarting while it sent a status of megabytes): as unreachable
+      // as no answer at all, so a watch rides it out as it rides out a refused connection.
+      if (signal?.aborted) throw err;
+      throw new ConnectionError(
+        `the coordinator at ${this.connection.url} stopped answering ${method} ${path} midway: ${networkReason(err)}`,
+      );
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new Error(
+        `the answer to ${method} ${path} is not JSON (${res.headers.get('content-type') ?? 'no content type'}): is ${this.connection.url} a fleetpatch coordinator?`,
+      );
+    }
   }
 
   private async fetch(path: string, init: RequestOptions): Promise<Response> {
