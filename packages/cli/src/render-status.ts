@@ -1,7 +1,6 @@
 import {
   type AnalysisRunView,
   HOST_RUN_STATES,
-  type HostRunState,
   type HostView,
   type MeasurementView,
   type PromotionDecision,
@@ -37,8 +36,9 @@ export const HOST_LINES_PER_WAVE = 10;
  *     web-4 not_applicable: no binary package of source openssl is installed on this host
  *     packages libssl3 3.0.14-1 → 3.0.15-1, openssl 3.0.14-1 → 3.0.15-1: web-1, web-2
  *
- * A wave of more than WAVE_HOSTS_LISTED hosts is counted by state instead (`wave 3  running  4812
- * healthy, 120 applying, 8 failed`), and at most HOST_LINES_PER_WAVE lines about its hosts follow,
+ * A wave of more than WAVE_HOSTS_LISTED hosts is counted by state instead (`wave 3  running  120
+ * applying, 4812 healthy, 8 failed`), and at most HOST_LINES_PER_WAVE lines about its hosts follow
+ * (why hosts went wrong first),
  * unless `everyHost` (the record at the end of a watch: where every host ended, and why).
  *
  * Each line is written with oneLine: a reason, an observation, a unit, even a state or an id is the
@@ -89,19 +89,22 @@ export function renderStatus(
     lines.push(
       oneLine`wave ${String(wave.wave + 1).padEnd(numberWidth)}  ${wave.phase.padEnd(phaseWidth)}  ${hosts}${bake}`.trimEnd(),
     );
-    const hostLines: string[] = [];
+    // Why hosts went wrong first: a cap must never trade a failure for a report of restarted units.
+    const problems: string[] = [];
+    const reports: string[] = [];
     for (const host of wave.hosts) {
       const why = hostProblem(host);
-      if (why) hostLines.push(oneLine`  ${host.hostId} ${host.state}: ${why}`);
-      if (host.rehearsal) hostLines.push(oneLine`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
+      if (why) problems.push(oneLine`  ${host.hostId} ${host.state}: ${why}`);
+      if (host.rehearsal) reports.push(oneLine`  ${host.hostId} ${formatRehearsal(host.rehearsal)}`);
       const after = afterChangeLine(host);
-      if (after) hostLines.push(oneLine`  ${host.hostId} ${after}`);
+      if (after) reports.push(oneLine`  ${host.hostId} ${after}`);
     }
+    const hostLines = [...problems, ...reports];
     const shown = options.everyHost === true ? hostLines.length : HOST_LINES_PER_WAVE;
     lines.push(...hostLines.slice(0, shown));
     if (hostLines.length > shown) {
       lines.push(
-        oneLine`  … and ${hostLines.length - shown} more lines about hosts of wave ${wave.wave + 1}: fleetpatch rollout hosts ${rollout.id} --wave ${wave.wave + 1}`,
+        oneLine`  … and ${hostLines.length - shown} more lines about hosts of wave ${wave.wave + 1} (each host's state and reason: fleetpatch rollout hosts ${rollout.id} --wave ${wave.wave + 1}; all of it: rollout status --json)`,
       );
     }
     for (const run of status.analyses.filter((a) => a.wave === wave.wave)) lines.push(`  ${formatAnalysis(run)}`);
@@ -170,20 +173,27 @@ export function formatMeasurement(m: MeasurementView, condition: string): string
   return oneLine`${seen}${m.verdict}${m.reason && m.verdict !== 'fail' ? oneLine` (${m.reason})` : ''}`;
 }
 
-/** "4812 healthy, 120 applying (3 offline), 8 failed": a wave's hosts by state, in the states' order. */
+/**
+ * "120 applying (3 offline), 4812 healthy, 8 failed": a wave's hosts by state, in the states' order;
+ * a state this CLI does not know (a newer coordinator's) after them, so that the counts add up.
+ */
 function countStates(hosts: readonly HostView[]): string {
-  const counts = new Map<HostRunState, { hosts: number; offline: number }>();
+  const counts = new Map<string, { hosts: number; offline: number }>();
   for (const host of hosts) {
     const count = counts.get(host.state) ?? { hosts: 0, offline: 0 };
     count.hosts++;
     if (!host.online) count.offline++;
     counts.set(host.state, count);
   }
-  return HOST_RUN_STATES.flatMap((state) => {
-    const count = counts.get(state);
-    if (!count) return [];
-    return [`${count.hosts} ${state}${count.offline > 0 ? ` (${count.offline} offline)` : ''}`];
-  }).join(', ');
+  const known: readonly string[] = HOST_RUN_STATES;
+  const states = [...known, ...[...counts.keys()].filter((state) => !known.includes(state))];
+  return states
+    .flatMap((state) => {
+      const count = counts.get(state);
+      if (!count) return [];
+      return [`${count.hosts} ${state}${count.offline > 0 ? ` (${count.offline} offline)` : ''}`];
+    })
+    .join(', ');
 }
 
 function formatHost(host: HostView): string {

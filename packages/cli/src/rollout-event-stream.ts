@@ -44,7 +44,8 @@ export async function followRolloutEvents(api: ApiClient, rolloutId: string, opt
           continue;
         }
         const event = JSON.parse(message.data) as EventRecord;
-        if (event.seq <= after) continue;
+        // Only an audit event moves the resume point: anything else with an id is not one of ours.
+        if (typeof event.seq !== 'number' || event.seq <= after) continue;
         after = event.seq;
         options.onEvent(event);
       }

@@ -74,6 +74,13 @@ export function parsePositiveCount(value: string): number {
   return n;
 }
 
+/** A wave as people count them: 1 is the canary; the API's 0-based `wave` goes up to 10,000. */
+export function parseWaveNumber(value: string): number {
+  const n = parsePositiveCount(value);
+  if (n > 10_001) throw new InvalidArgumentError('must be 10001 or less');
+  return n;
+}
+
 export function parseSeconds(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n < 0)

@@ -1,5 +1,10 @@
 /** One Server-Sent Event as the coordinator sends it: `id:` is the event's seq, `data:` its JSON. */
 export interface SseMessage {
+  /**
+   * The message's own `id:` line; null for one without (a host's phase, a `hosts.changed` notice). Not
+   * the WHATWG "last event ID", which an id-less message inherits from the one before: a reader must
+   * tell an audit event from a notice, and resumes from the seq of the last audit event it read.
+   */
   id: string | null;
   event: string;
   data: string;
@@ -44,6 +49,7 @@ export class SseParser {
     if (line === '') {
       if (this.data.length === 0 && this.event === '') return undefined;
       const message = { id: this.id, event: this.event || 'message', data: this.data.join('\n') };
+      this.id = null;
       this.event = '';
       this.data = [];
       return message;

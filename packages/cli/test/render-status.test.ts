@@ -1,3 +1,4 @@
+import type { HostView } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { HOST_LINES_PER_WAVE, renderStatus, WAVE_HOSTS_LISTED } from '../src/render-status.js';
 import { host, NOW, status } from './status-fixture.js';
@@ -356,8 +357,33 @@ describe('renderStatus of large waves', () => {
       failed.slice(0, HOST_LINES_PER_WAVE).map((h) => `  ${h.hostId} failed: health_failed: HTTP 500`),
     );
     expect(lines.slice(3 + HOST_LINES_PER_WAVE)).toEqual([
-      `  … and ${25 - HOST_LINES_PER_WAVE} more lines about hosts of wave 1: fleetpatch rollout hosts ro_1 --wave 1`,
+      `  … and ${25 - HOST_LINES_PER_WAVE} more lines about hosts of wave 1 (each host's state and reason: fleetpatch rollout hosts ro_1 --wave 1; all of it: rollout status --json)`,
     ]);
+  });
+
+  it('puts why hosts went wrong before what followed other hosts’ changes, so the cap never hides a failure', () => {
+    const restarted = crowd(40, 'healthy', {
+      afterChange: {
+        restarts: [{ unit: 'app.service', ok: true, when: 'apply', detail: '', ms: 40 }],
+        staleSource: 'proc-maps',
+        staleUnits: [],
+        staleProcesses: [],
+        moreStaleProcesses: 0,
+        reboot: { required: false, causedByThisChange: false, packages: [] },
+      },
+    });
+    const failed = host('web-9999', 'failed', { errorCode: 'health_failed', reason: 'HTTP 500' });
+    const view = status({}, { failures: 1, waves: [{ wave: 0, phase: 'running', hosts: [...restarted, failed] }] });
+    const lines = renderStatus(view, NOW).split('\n');
+    expect(lines[3]).toBe('  web-9999 failed: health_failed: HTTP 500');
+    expect(lines[4]).toBe('  web-0000 restarted app.service');
+    expect(lines.at(-1)).toMatch(/^ {2}… and 31 more lines about hosts of wave 1 /);
+  });
+
+  it('counts a state it does not know (a newer coordinator’s) after the others, so the counts add up', () => {
+    const hosts = [...crowd(20, 'healthy'), ...crowd(5, 'parked' as HostView['state'])];
+    const view = status({}, { waves: [{ wave: 0, phase: 'running', hosts }] });
+    expect(renderStatus(view, NOW).split('\n')[2]).toBe('wave 1  running  20 healthy, 5 parked');
   });
 
   it('with everyHost (the record at the end of a watch) names every host and every problem', () => {

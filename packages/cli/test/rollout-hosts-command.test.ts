@@ -33,9 +33,10 @@ function harness(count: number) {
         .filter(({ h }) => query.wave === undefined || h.wave === query.wave);
       const page = matching.slice(0, query.limit);
       const last = page.at(-1);
+      // As the coordinator: a cursor after every full page, whether or not another host follows.
       return {
         hosts: page.map(({ h }) => h),
-        next: matching.length > query.limit && last ? String(last.i) : null,
+        next: page.length === query.limit && last ? String(last.i) : null,
       };
     },
   } as unknown as ApiClient;
@@ -84,9 +85,21 @@ describe('rollout hosts', () => {
   it('stops at --limit, asking for no more than it shows, and says that more match', async () => {
     const h = harness(2500);
     await h.run('--limit', '1500');
-    expect(h.queries).toEqual([{ limit: 1000 }, { limit: 500, cursor: '999' }]);
+    // The last read is of one host: whether any follows the 1500th.
+    expect(h.queries).toEqual([{ limit: 1000 }, { limit: 500, cursor: '999' }, { limit: 1, cursor: '1499' }]);
     expect((h.out[0] ?? '').split('\n')).toHaveLength(1501);
     expect(h.err).toEqual(['the first 1500 shown; more match (raise --limit)']);
+  });
+
+  it('says nothing of more when --limit is exactly how many match', async () => {
+    const h = harness(30);
+    await h.run('--limit', '30');
+    expect(h.queries).toEqual([{ limit: 30 }, { limit: 1, cursor: '29' }]);
+    expect((h.out[0] ?? '').split('\n')).toHaveLength(31);
+    expect(h.err).toEqual([]);
+    const json = harness(30);
+    await json.run('--limit', '30', '--json');
+    expect((JSON.parse(json.out.join('')) as RolloutHostPage).next).toBeNull();
   });
 
   it('with --json prints {hosts, next}: next resumes after the last host when --limit cut the list', async () => {
@@ -111,6 +124,7 @@ describe('rollout hosts', () => {
     [['--state', 'done'], /Allowed choices are queued, .*revert_failed/],
     [['--wave', '0'], /must be 1 or more/],
     [['--wave', 'two'], /must be a whole number/],
+    [['--wave', '10002'], /must be 10001 or less/],
     [['--limit', '0'], /must be 1 or more/],
   ])('refuses %j before asking anything', async (argv, message) => {
     const h = harness(5);

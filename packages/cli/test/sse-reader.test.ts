@@ -15,6 +15,19 @@ describe('SseParser', () => {
     }
   });
 
+  it('gives a message without an id: line no id, whatever came before it (a notice is not an audit event)', () => {
+    const parser = new SseParser();
+    const messages = parser.push(
+      'id: 5\nevent: rollout.created\ndata: {"seq":5}\n\nevent: hosts.changed\ndata: {"changes":2}\n\nevent: host.progress\ndata: {}\n\nid: 6\nevent: wave.started\ndata: {"seq":6}\n\n',
+    );
+    expect(messages.map((m) => [m.id, m.event])).toEqual([
+      ['5', 'rollout.created'],
+      [null, 'hosts.changed'],
+      [null, 'host.progress'],
+      ['6', 'wave.started'],
+    ]);
+  });
+
   it('reads a byte stream to the end', async () => {
     async function* body() {
       yield new TextEncoder().encode('id: 7\ndata: {"seq":7}\n');

@@ -2,6 +2,7 @@ import type { EventRecord } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import type { ApiClient } from '../src/api-client.js';
 import { ApiError, ConnectionError } from '../src/cli-errors.js';
+import { followRolloutEvents } from '../src/rollout-event-stream.js';
 import { FULL_STATUS_HOSTS, watchRollout } from '../src/watch-rollout.js';
 import { host, status, summary } from './status-fixture.js';
 
@@ -24,6 +25,18 @@ function deferred() {
   });
   return { promise, resolve };
 }
+
+const CREATED: EventRecord = {
+  seq: 1,
+  rolloutId: 'r-1',
+  hostId: null,
+  actor: 'alice',
+  type: 'rollout.created',
+  fromState: null,
+  toState: 'draft',
+  data: null,
+  at: '2025-06-01T12:00:00.000Z',
+};
 
 /** A `host.progress` notice (a stream of every host event) or a `hosts.changed` one (coalesced). */
 const NOTICES = {
@@ -53,6 +66,8 @@ describe('watchRollout', () => {
         openEventStream: async (_id: string, _after: number, signal: AbortSignal, hostEvents: string) => {
           asked.push(hostEvents);
           return (async function* () {
+            // An audit event first, as a real stream's backlog starts: the notices after it carry no id.
+            yield new TextEncoder().encode(`id: 1\nevent: rollout.created\ndata: ${JSON.stringify(CREATED)}\n\n`);
             await fetched[0]?.promise;
             yield notice('applying');
             await fetched[1]?.promise;
@@ -78,11 +93,30 @@ describe('watchRollout', () => {
       );
       expect(outcome.kind).toBe('final');
       expect(seen).toEqual(['dispatched', 'applying', 'healthy']);
-      expect(events).toEqual([]);
+      // The audit event once; no notice ever handed to onEvent as one.
+      expect(events).toEqual([CREATED]);
       // It reads the status after a change, so it asks for a count of the hosts' moves, not each.
       expect(asked).toEqual(['coalesced']);
     },
   );
+
+  it('throws a 400 that is not about hostEvents at once: it falls back once, never loops', async () => {
+    const asked: string[] = [];
+    const api = {
+      openEventStream: async (_id: string, _after: number, _signal: AbortSignal, hostEvents: string) => {
+        asked.push(hostEvents);
+        throw new ApiError(400, 'validation_failed', 'id: too long', []);
+      },
+    } as unknown as ApiClient;
+    const following = followRolloutEvents(api, 'r-1', {
+      after: 0,
+      signal: new AbortController().signal,
+      hostEvents: 'coalesced',
+      onEvent: () => {},
+    });
+    await expect(following).rejects.toThrow(/id: too long/);
+    expect(asked).toEqual(['coalesced', 'all']);
+  });
 
   it('follows every event from a coordinator that refuses hostEvents (one from before it), triggered all the same', async () => {
     const asked: string[] = [];

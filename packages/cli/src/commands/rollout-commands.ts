@@ -13,9 +13,10 @@ import { writeJson } from '../cli-output.js';
 import { type InputDocument, readInputDocument } from '../json-input.js';
 import { validatePatchSpec, validateRolloutRequest } from '../local-validation.js';
 import { renderPlan } from '../render-plan.js';
-import { type RolloutHostRow, renderRolloutHosts } from '../render-rollout-hosts.js';
+import { renderRolloutHosts } from '../render-rollout-hosts.js';
 import { preflightExitCode, renderPreflight, renderRolloutList } from '../render-rollouts.js';
 import { renderStatus } from '../render-status.js';
+import { readRolloutHosts } from '../rollout-host-pages.js';
 import {
   AUTO_REVERT_CHOICES,
   buildRolloutRequest,
@@ -26,6 +27,7 @@ import {
   parsePositiveCount,
   parsePositiveSeconds,
   parseSeconds,
+  parseWaveNumber,
   parseWaves,
   parseWholeNumber,
   type RolloutCreateFlags,
@@ -43,9 +45,6 @@ import type { KeyEnvironment } from './key-commands.js';
 import { addRolloutVerbCommands } from './rollout-verb-commands.js';
 
 /** `keys` is read only when a command signs (`--sign-key`). */
-/** Hosts asked for per request of `rollout hosts`: the most the coordinator gives in one page. */
-const HOSTS_PAGE = 1000;
-
 export function addRolloutCommands(program: Command, ctx: CliContext, keys: () => KeyEnvironment): void {
   const rollout = program
     .command('rollout')
@@ -70,26 +69,22 @@ export function addRolloutCommands(program: Command, ctx: CliContext, keys: () =
     )
     .argument('<id>', 'rollout id')
     .addOption(new Option('--state <state>', 'only hosts in this state').choices(HOST_RUN_STATES))
-    .option('--wave <n>', 'only hosts of this wave (1 is the canary)', parsePositiveCount)
+    .option('--wave <n>', 'only hosts of this wave (1 is the canary)', parseWaveNumber)
     .option('--limit <n>', 'at most this many hosts (default: every one that matches)', parsePositiveCount)
-    .option('--json', 'print {hosts, next} as JSON (next: the cursor after the last, when --limit cut the list)')
+    .option(
+      '--json',
+      "print {hosts, next} as JSON: next is the API's cursor after the last host when --limit left more out; each host's wave is 0-based, as the API's",
+    )
     .action(async (id: string, opts: JsonFlag & { state?: HostRunState; wave?: number; limit?: number }) => {
       const api = ctx.api();
-      const hosts: RolloutHostRow[] = [];
-      let cursor: string | undefined;
-      do {
-        const left = opts.limit === undefined ? HOSTS_PAGE : Math.min(HOSTS_PAGE, opts.limit - hosts.length);
-        const page = await api.rolloutHosts(id, {
-          state: opts.state,
-          wave: opts.wave === undefined ? undefined : opts.wave - 1,
-          limit: left,
-          cursor,
-        });
-        hosts.push(...page.hosts);
-        cursor = page.next ?? undefined;
-      } while (cursor !== undefined && (opts.limit === undefined || hosts.length < opts.limit));
+      const { hosts, next } = await readRolloutHosts(
+        api,
+        id,
+        { state: opts.state, wave: opts.wave === undefined ? undefined : opts.wave - 1 },
+        opts.limit,
+      );
       if (opts.json) {
-        writeJson(ctx.output, { hosts, next: cursor ?? null });
+        writeJson(ctx.output, { hosts, next });
         return;
       }
       if (hosts.length === 0) {
@@ -97,7 +92,7 @@ export function addRolloutCommands(program: Command, ctx: CliContext, keys: () =
         return;
       }
       ctx.output.out(renderRolloutHosts(hosts));
-      if (cursor !== undefined) ctx.output.err(`the first ${hosts.length} shown; more match (raise --limit)`);
+      if (next !== null) ctx.output.err(`the first ${hosts.length} shown; more match (raise --limit)`);
     });
 
   rollout

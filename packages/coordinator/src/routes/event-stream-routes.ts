@@ -5,7 +5,7 @@ import type { CoordinatorConfig } from '../config.js';
 import { ERROR_RESPONSES } from '../http/error-handler.js';
 import { operation } from '../http/openapi-document.js';
 import type { ProgressNotice } from '../store/store.js';
-import { HOST_CHANGE_INTERVAL_MS, type HostChangeNotice, HostChangeNotices } from './host-change-notices.js';
+import { HOST_CHANGE_INTERVAL_MS, HostChangeNotices } from './host-change-notices.js';
 
 /**
  * Live audit stream of one rollout as Server-Sent Events. Sends the backlog after `Last-Event-ID`
@@ -26,13 +26,13 @@ const LIVE_BACKLOG_CAP = 10_000;
  * Each event's frame, serialized once for every stream that sends it: a rollout of 5,000 hosts puts
  * ~10,000 events on each stream watching it (the same objects, from the store's broadcast).
  */
-const frames = new WeakMap<EventRecord | ProgressNotice | HostChangeNotice, string>();
+const frames = new WeakMap<EventRecord | ProgressNotice, string>();
 
-function frameOf(item: EventRecord | ProgressNotice | HostChangeNotice): string {
+function frameOf(item: EventRecord | ProgressNotice): string {
   let frame = frames.get(item);
   if (frame === undefined) {
-    // A host's live phase (or a notice of host changes) has no `id:`: it is not an audit event, so a
-    // resume neither replays it nor skips past one.
+    // A host's live phase has no `id:`: it is not an audit event, so a resume neither replays it nor
+    // skips past one.
     const id = 'seq' in item ? `id: ${item.seq}\n` : '';
     frame = `${id}event: ${item.type}\ndata: ${JSON.stringify(item)}\n\n`;
     frames.set(item, frame);
@@ -136,7 +136,8 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
       const hostChanges =
         request.query.hostEvents === 'coalesced'
           ? new HostChangeNotices(rolloutId, (notice) => {
-              if (keepsUp()) res.write(frameOf(notice));
+              // Each notice is this stream's own: nothing to share with others.
+              if (keepsUp()) res.write(`event: ${notice.type}\ndata: ${JSON.stringify(notice)}\n\n`);
             })
           : undefined;
       /** Writes one event once; false when the socket's buffer is full (the backlog then waits). */
@@ -182,7 +183,8 @@ export const eventStreamRoutes: FastifyPluginAsyncZod<{ limits: CoordinatorConfi
         }
       });
       const unsubscribeProgress = store.onProgress((notice) => {
-        if (notice.rolloutId === rolloutId && !replaying) writeProgress(notice);
+        // A phase while the backlog replays: counted on a coalesced stream (no write), else not sent (the status has it).
+        if (notice.rolloutId === rolloutId && (hostChanges !== undefined || !replaying)) writeProgress(notice);
       });
       const unsubscribeEvents = unsubscribe;
       unsubscribe = () => {
