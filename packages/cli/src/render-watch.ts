@@ -86,7 +86,7 @@ export function renderWatchFrame(frame: WatchFrame, style: Style): string {
     const total = unnamed.reduce((n, [, count]) => n + count, 0);
     const which = unnamed.map(([state, count]) => `${count} ${state}`).join(', ');
     lines.push(
-      style.paint('red', oneLine`… and ${total} more: ${which} (GET /v1/rollouts/${rollout.id}/hosts?state=…)`),
+      style.paint('red', oneLine`… and ${total} more: ${which} (fleetpatch rollout hosts ${rollout.id} --state …)`),
     );
   }
   for (const host of view.failingHosts) lines.push(failingLine(host, style));
@@ -161,7 +161,11 @@ function bar(c: WaveCounts, total: number, style: Style): string {
 /** An in-flight host whose latest health poll fails: which checks, what they saw, for how many polls. */
 function failingLine(host: FailingHostLine, style: Style): string {
   const where = oneLine`${host.hostId} (wave ${host.wave + 1})`;
-  const checks = host.checks.map((check) => oneLine`${check.check}: ${check.observed}`).join('; ');
+  const more = host.moreChecks ?? 0;
+  const checks = [
+    ...host.checks.map((check) => oneLine`${check.check}: ${check.observed}`),
+    ...(more > 0 ? [`${more} more`] : []),
+  ].join('; ');
   const polls = host.failingPolls > 1 ? ` (${host.failingPolls} polls in a row)` : '';
-  return `${style.paint('yellow', 'failing')} ${oneLine`${where} ${host.state}, ${plural(host.checks.length, 'check')} failing${polls}: ${checks}`}`;
+  return `${style.paint('yellow', 'failing')} ${oneLine`${where} ${host.state}, ${plural(host.checks.length + more, 'check')} failing${polls}: ${checks}`}`;
 }

@@ -47,6 +47,8 @@ export interface FailingHostLine {
   state: HostRunState;
   failingPolls: number;
   checks: { check: string; observed: string }[];
+  /** Failing checks not listed (a summary lists a host's first 3). */
+  moreChecks?: number | undefined;
 }
 
 /** How a person counts a host in a wave's bar. */

@@ -102,13 +102,22 @@ describe('the live view of a large rollout, from its summary', () => {
     const lines = frameOf(halfway());
     expect(lines).toContain('failed  web-0 (wave 2) health_failed: http check "api" returned 500');
     expect(lines.filter((line) => line.startsWith('failed '))).toHaveLength(10);
-    expect(lines).toContain('… and 2 more: 2 failed (GET /v1/rollouts/ro_1/hosts?state=…)');
+    expect(lines).toContain('… and 2 more: 2 failed (fleetpatch rollout hosts ro_1 --state …)');
   });
 
   it('names the hosts whose health checks fail, and the analysis of the current wave', () => {
     const lines = frameOf(halfway());
     expect(lines).toContain('failing web-77 (wave 2) verifying, 1 check failing (3 polls in a row): api: HTTP 503');
     expect(lines).toContain('  analysis errors  running  1/3 taken  last 0.002 (threshold 0.01, < 0.01): pass');
+  });
+
+  it("counts a failing host's checks the summary did not list", () => {
+    const summary = halfway();
+    const [first] = summary.failingHosts ?? [];
+    const lines = frameOf({ ...summary, failingHosts: first ? [{ ...first, moreChecks: 29 }] : [] });
+    expect(lines).toContain(
+      'failing web-77 (wave 2) verifying, 30 checks failing (3 polls in a row): api: HTTP 503; 29 more',
+    );
   });
 
   it("shows the window and warnings a summary carries, and reads an older coordinator's summary without them", () => {

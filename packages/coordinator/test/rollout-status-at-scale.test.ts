@@ -133,6 +133,29 @@ describe('what a summary carries for a watch', () => {
     expect(failingHosts?.[0]?.checks[0]?.observed).toBe(`HTTP 500 ${'x'.repeat(500)}`.slice(0, 200));
   });
 
+  it("lists a failing host's first 3 failing checks and counts the rest, so the summary stays small", async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(['host-1']);
+    const id = await fleet.launch({ waves: ['100%'] });
+    await fleet.progress('host-1', 'verifying');
+    const checks = Object.fromEntries(
+      Array.from({ length: 32 }, (_, i) => [`check-${i}`, `HTTP 500 ${'x'.repeat(300)}`]),
+    );
+    await fleet.healthPoll('host-1', { ...checks, db: true }, 1);
+    const view = new RolloutView(
+      fleet.store,
+      () => true,
+      () => undefined,
+      (orderId) => fleet.engine.liveHealth.of(orderId),
+    );
+    const summary = RolloutSummarySchema.parse(await view.summary(id));
+    const [failing] = summary.failingHosts ?? [];
+    expect(failing?.checks.map((c) => c.check)).toEqual(['check-0', 'check-1', 'check-2']);
+    expect(failing?.moreChecks).toBe(29);
+    // 32 checks failing with 200 characters each: still well under the summary's 5 KB.
+    expect(JSON.stringify(summary).length).toBeLessThan(5000);
+  });
+
   it('carries each analysis with its latest measurement only; the status has the latest 20', async () => {
     // A Prometheus that answers 0 every time: the analysis passes after three measurements.
     const fleet = await SimulatedFleet.open({

@@ -416,8 +416,10 @@ export const FailingHostSchema = z
     state: HostRunStateSchema,
     /** Polls in a row with a failing check, the latest included. */
     failingPolls: CountSchema,
-    /** The failing checks of the latest poll (what each saw cut to 200 characters). */
+    /** The failing checks of the latest poll, the first 3 (what each saw cut to 200 characters). */
     checks: z.array(LiveCheckSchema),
+    /** Failing checks beyond those listed; absent when none (and from older coordinators). */
+    moreChecks: CountSchema.optional(),
   })
   .strict();
 export type FailingHost = z.infer<typeof FailingHostSchema>;

@@ -237,7 +237,10 @@ export class RolloutView {
         wave: run.wave,
         state: run.state,
         failingPolls: live.failingPolls,
-        checks: checks.map((check) => ({ ...check, observed: check.observed.slice(0, SUMMARY_REASON_CHARS) })),
+        checks: checks
+          .slice(0, SUMMARY_CHECKS_PER_HOST)
+          .map((check) => ({ ...check, observed: check.observed.slice(0, SUMMARY_REASON_CHARS) })),
+        ...(checks.length > SUMMARY_CHECKS_PER_HOST ? { moreChecks: checks.length - SUMMARY_CHECKS_PER_HOST } : {}),
       });
       if (failing.length === SUMMARY_FAILED_HOSTS) break;
     }
@@ -373,6 +376,8 @@ function briefOf(rollout: RolloutRecord): RolloutBrief {
 /** How many failed (and failing) hosts a summary names, and how much of each one's reason. */
 const SUMMARY_FAILED_HOSTS = 10;
 const SUMMARY_REASON_CHARS = 200;
+/** A failing host's checks listed in the summary (a patch may have 32): its size must not grow with them. */
+const SUMMARY_CHECKS_PER_HOST = 3;
 /** The verifying hosts a summary looks through for failing health checks, at most. */
 const FAILING_SCAN = 1000;
 
