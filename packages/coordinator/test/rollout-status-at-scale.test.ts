@@ -87,6 +87,16 @@ describe('rollout summary', () => {
   });
 });
 
+/** A view that reads the engine's live health board, as the coordinator's does. */
+function liveView(fleet: SimulatedFleet): RolloutView {
+  return new RolloutView(
+    fleet.store,
+    () => true,
+    () => undefined,
+    (orderId) => fleet.engine.liveHealth.of(orderId),
+  );
+}
+
 describe('what a summary carries for a watch', () => {
   it('names the verifying hosts whose latest poll fails a check, with only the failing checks', async () => {
     const fleet = await SimulatedFleet.open();
@@ -96,12 +106,7 @@ describe('what a summary carries for a watch', () => {
     await fleet.healthPoll('host-1', { web: 'HTTP 500', db: true }, 3);
     await fleet.healthPoll('host-2', { web: true, db: true }, 0);
     // host-3 verifies without a poll yet; host-4 is still dispatched.
-    const view = new RolloutView(
-      fleet.store,
-      () => true,
-      () => undefined,
-      (orderId) => fleet.engine.liveHealth.of(orderId),
-    );
+    const view = liveView(fleet);
     const summary = RolloutSummarySchema.parse(await view.summary(id));
     const live = (await view.status(id)).waves[0]?.hosts.find((h) => h.hostId === 'host-1')?.liveHealth;
     expect(summary.failingHosts).toEqual([
@@ -120,12 +125,7 @@ describe('what a summary carries for a watch', () => {
       await fleet.progress(host, 'verifying');
       await fleet.healthPoll(host, { web: `HTTP 500 ${'x'.repeat(500)}` }, 1);
     }
-    const view = new RolloutView(
-      fleet.store,
-      () => true,
-      () => undefined,
-      (orderId) => fleet.engine.liveHealth.of(orderId),
-    );
+    const view = liveView(fleet);
     const { failingHosts } = await view.summary(id);
     // By position in the wave, as the full status lists them.
     const inOrder = (await view.status(id)).waves[0]?.hosts.map((h) => h.hostId);
@@ -142,12 +142,7 @@ describe('what a summary carries for a watch', () => {
       Array.from({ length: 32 }, (_, i) => [`check-${i}`, `HTTP 500 ${'x'.repeat(300)}`]),
     );
     await fleet.healthPoll('host-1', { ...checks, db: true }, 1);
-    const view = new RolloutView(
-      fleet.store,
-      () => true,
-      () => undefined,
-      (orderId) => fleet.engine.liveHealth.of(orderId),
-    );
+    const view = liveView(fleet);
     const summary = RolloutSummarySchema.parse(await view.summary(id));
     const [failing] = summary.failingHosts ?? [];
     expect(failing?.checks.map((c) => c.check)).toEqual(['check-0', 'check-1', 'check-2']);
