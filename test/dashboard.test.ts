@@ -1,11 +1,12 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AgentList, ComplianceReport, EventPage, RolloutStatus } from '@fleetpatch/shared';
+import type { AgentList, ComplianceReport, EventPage, JoinTokenCreated, RolloutStatus } from '@fleetpatch/shared';
 import type { Browser, Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { waitFor } from '../scripts/lib/local-fleet.mjs';
 import { samplePatch, sha256Of } from '../scripts/lib/sample-specs.mjs';
+import { type AgentIdentity, connectAs, enrollWith } from './support/agent-identity.js';
 import { chromiumBrowser, launchChromium, pageProblems } from './support/browser.js';
 import { ADMIN_TOKEN, FleetHarness, hostOf, sampleFilePatch } from './support/fleet-harness.js';
 import { describeNeeding } from './support/requirements.js';
@@ -300,6 +301,46 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
       expect(await tab.locator(`tr[data-host="${host.hostId}"]`).getAttribute('data-status')).toBe(host.status);
     }
     expect(await tab.getByTestId('compliance-counts').textContent()).toContain(`${report.counts.unknown} unknown`);
+    expect(problems).toEqual([]);
+  });
+
+  it('draws a rollout of more than 1,000 hosts from its summary: bars from counts, no grid, never its full status', async () => {
+    // 1,001 hosts enrolled with one multi-use token. The canary is the one connected (a socket that
+    // never answers its order); the others never connect.
+    const crowd = Array.from({ length: 1001 }, (_, i) => `crowd-${String(i).padStart(4, '0')}`);
+    const { token } = await fleet.api.post<JoinTokenCreated>('/v1/join-tokens', {
+      uses: crowd.length,
+      labels: { role: 'crowd' },
+    });
+    const identities: AgentIdentity[] = [];
+    for (let i = 0; i < crowd.length; i += 50)
+      identities.push(
+        ...(await Promise.all(crowd.slice(i, i + 50).map((id) => enrollWith(fleet.coordinator.url, token, id)))),
+      );
+    const canary = await connectAs(fleet.coordinator.url, identities[0] as AgentIdentity);
+    onTestFinished(() => void canary.close());
+    const patchId = await fleet.createPatch(sampleFilePatch('/etc/app/app.conf', 'workers = 1001\n'));
+    const id = await fleet.startRollout({ patchId, target: { labels: { role: 'crowd' } }, waves: [1, '100%'] });
+
+    const tab = await openDashboard(ADMIN_TOKEN, `#/rollouts/${id}`);
+    await tab.getByTestId('hosts-counted').waitFor();
+    expect(await tab.getByTestId('hosts-counted').textContent()).toMatch(/^1001 hosts: /);
+    expect(await tab.locator('[data-wave] .counts').allTextContents()).toEqual(['1 in flight', '1000 pending']);
+    expect(await tab.getByTestId('host-grid').count()).toBe(0);
+    // Aborted from the page: the verb's answer (a full status) is not drawn; the summary is read again.
+    tab.once('dialog', (dialog) => void dialog.accept());
+    await tab.locator('button[data-verb="abort"]').click();
+    await tab.getByTestId('rollout-state').getByText('aborted', { exact: true }).waitFor();
+    await tab.getByTestId('stream').getByText('live').waitFor();
+    // Every read of the rollout was of its summary (the verb's POST aside), and the page drew no host.
+    const reads = requested.filter((path) => path.startsWith(`/v1/rollouts/${id}`) && !path.includes('/events'));
+    expect(
+      reads
+        .filter((path) => path !== `/v1/rollouts/${id}/abort`)
+        .every((path) => path === `/v1/rollouts/${id}/summary`),
+    ).toBe(true);
+    expect(reads.filter((path) => path === `/v1/rollouts/${id}/summary`).length).toBeGreaterThanOrEqual(2);
+    expect(await tab.locator('[data-host]').count()).toBe(0);
     expect(problems).toEqual([]);
   });
 

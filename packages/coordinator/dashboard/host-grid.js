@@ -56,15 +56,14 @@ export function HostGrid({ waves }) {
   `;
 }
 
-/** The hosts that failed, each with its error code, reason and what its checks saw. */
-export function FailedHosts({ waves }) {
-  const failed = waves.flatMap((wave) => wave.hosts).filter((host) => hostGroup(host.state) === 'failed');
-  if (failed.length === 0) return null;
+/** The hosts that failed, each with its error code, reason and what its checks saw; `more` not named. */
+export function FailedHosts({ hosts, more = 0, rolloutId }) {
+  if (hosts.length === 0 && more === 0) return null;
   return html`
     <section class="failed-hosts">
       <h2>Failed hosts</h2>
       <ul>
-        ${failed.map(
+        ${hosts.map(
           (host) => html`
             <li data-failed-host=${host.hostId}>
               <strong>${host.hostId}</strong> ${host.state}${host.errorCode ? ` (${host.errorCode})` : ''}:${' '}
@@ -74,15 +73,14 @@ export function FailedHosts({ waves }) {
           `,
         )}
       </ul>
+      ${more > 0 && html`<p class="muted" data-testid="more-failed">… and ${more} more: <code>fleetpatch rollout hosts ${rolloutId} --state failed</code> lists them all</p>`}
     </section>
   `;
 }
 
 /** Hosts still verifying or baking with health results so far: what their checks see now. */
-export function LiveHealth({ waves }) {
-  const watched = waves
-    .flatMap((wave) => wave.hosts)
-    .filter((host) => hostGroup(host.state) !== 'failed' && healthResultsOf(host).length > 0);
+export function LiveHealth({ hosts }) {
+  const watched = hosts.filter((host) => healthResultsOf(host).length > 0);
   if (watched.length === 0) return null;
   return html`
     <section>

@@ -1,10 +1,10 @@
-import { api, seg } from './api.js';
 import { followRolloutEvents } from './event-stream.js';
 import { EventTimeline, TIMELINE_LENGTH } from './event-timeline.js';
 import { age, clockTime, rolloutGroup, seconds, waveName } from './format.js';
 import { FailedHosts, HostGrid, LiveHealth } from './host-grid.js';
 import { patchSummaryOf } from './patches.js';
 import { ProgressBar } from './progress-bar.js';
+import { FULL_STATUS_HOSTS, readRollout, viewOfStatus } from './rollout-source.js';
 import { RolloutVerbs } from './rollout-verbs.js';
 import { html, useEffect, useRef, useState } from './vendor/preact-htm.mjs';
 
@@ -30,12 +30,14 @@ const MIN_REFRESH_MS = 250;
 const REFRESH_SPACING_FACTOR = 10;
 
 /**
- * The rollout's status, refreshed whenever its event stream says something happened. Refreshes never
- * overlap, and are paced (above): events arriving during one, or during the pause after it, only mark
- * that another is due, so a burst costs two requests.
+ * The rollout as the page draws it (rollout-source.js: from its full status, or a large one's summary),
+ * refreshed whenever its event stream says something happened. Refreshes never overlap, and are paced
+ * (above): events arriving during one, or during the pause after it, only mark that another is due, so
+ * a burst costs two requests.
  */
 function useLiveRollout(id) {
   const [status, setStatus] = useState(null);
+  const hostCount = useRef(undefined);
   const [timeline, setTimeline] = useState(EMPTY_TIMELINE);
   const [stream, setStream] = useState('connecting');
   const [error, setError] = useState(null);
@@ -55,7 +57,8 @@ function useLiveRollout(id) {
         do {
           due = false;
           const startedAt = performance.now();
-          const next = await api(`/v1/rollouts/${seg(id)}`, { signal: controller.signal });
+          const next = await readRollout(id, hostCount.current, controller.signal);
+          hostCount.current = next.rollout.hostCount;
           if (!controller.signal.aborted) setStatus(next);
           const spacing = Math.max(MIN_REFRESH_MS, (performance.now() - startedAt) * REFRESH_SPACING_FACTOR);
           await new Promise((resolve) => setTimeout(resolve, startedAt + spacing - performance.now()));
@@ -92,7 +95,12 @@ function useLiveRollout(id) {
     });
     return () => controller.abort();
   }, [id]);
-  return { status, setStatus, timeline, stream, error };
+  /** A verb's answer is the full status: drawn as it is when the rollout is small, else read again as a summary. */
+  const verbDone = (answer) => {
+    if (answer.rollout.hostCount <= FULL_STATUS_HOSTS) setStatus(viewOfStatus(answer));
+    else void refresh.current();
+  };
+  return { status, verbDone, timeline, stream, error };
 }
 
 function Header({ status, patch, now }) {
@@ -129,6 +137,7 @@ function FailureBudget({ status }) {
 }
 
 function Waves({ status, now }) {
+  // A wave drawn from the full status has its hosts; from a summary, its counts.
   const r = status.rollout;
   return html`
     <section>
@@ -142,7 +151,7 @@ function Waves({ status, now }) {
               <tr data-wave=${wave.wave + 1}>
                 <th>${waveName(wave.wave)}</th>
                 <td><span class="phase">${wave.phase}</span>${baking && html` <span class="countdown">bake ends in ${seconds(left)}</span>`}</td>
-                <td><${ProgressBar} hosts=${wave.hosts} /></td>
+                <td><${ProgressBar} hosts=${wave.hosts} counts=${wave.counts} /></td>
               </tr>
             `;
           })}
@@ -154,7 +163,7 @@ function Waves({ status, now }) {
 }
 
 export function RolloutPage({ id, who }) {
-  const { status, setStatus, timeline, stream, error } = useLiveRollout(id);
+  const { status, verbDone, timeline, stream, error } = useLiveRollout(id);
   const [patch, setPatch] = useState(null);
   const now = useNow();
   const patchId = status?.rollout.patchId;
@@ -171,15 +180,19 @@ export function RolloutPage({ id, who }) {
       <p><a href="#/rollouts">← Rollouts</a> <span class=${`stream ${stream === 'live' ? 'live' : ''}`} data-testid="stream">${stream}</span></p>
       <${Header} status=${status} patch=${patch} now=${now} />
       ${error && html`<p class="error" role="alert">${error}</p>`}
-      <${RolloutVerbs} status=${status} who=${who} onDone=${setStatus} />
+      <${RolloutVerbs} rollout=${status.rollout} signed=${status.signed} who=${who} onDone=${verbDone} />
       <${FailureBudget} status=${status} />
       <${Waves} status=${status} now=${now} />
       <section>
         <h2>Hosts</h2>
-        <${HostGrid} waves=${status.waves} />
+        ${
+          status.everyHost
+            ? html`<${HostGrid} waves=${status.waves} />`
+            : html`<p class="muted" data-testid="hosts-counted">${status.rollout.hostCount} hosts: each wave's are counted above, failed and failing ones named below (the grid draws rollouts of up to ${FULL_STATUS_HOSTS}); <code>fleetpatch rollout hosts ${status.rollout.id}</code> lists them.</p>`
+        }
       </section>
-      <${FailedHosts} waves=${status.waves} />
-      <${LiveHealth} waves=${status.waves} />
+      <${FailedHosts} hosts=${status.failedHosts} more=${status.moreFailed} rolloutId=${status.rollout.id} />
+      <${LiveHealth} hosts=${status.failingHosts} />
       ${
         compliance &&
         html`<p><a href=${`#/compliance?${new URLSearchParams({ source: compliance.source, fixed: compliance.fixed })}`}>

@@ -38,18 +38,21 @@ const VERBS = [
   },
 ];
 
-export function RolloutVerbs({ status, who, onDone }) {
+/**
+ * `signed`: whether the rollout is signed (null: not known, as from a started large rollout's summary;
+ * its revert is offered, and the coordinator refuses an unsigned revert of a signed rollout, saying so).
+ */
+export function RolloutVerbs({ rollout, signed, who, onDone }) {
   const [busy, setBusy] = useState(null);
   const [error, setError] = useState(null);
-  const signed = status.signing !== null;
-  const offered = VERBS.filter((v) => who.permissions.includes(v.permission) && v.when(status.rollout, signed));
+  const offered = VERBS.filter((v) => who.permissions.includes(v.permission) && v.when(rollout, signed === true));
   if (offered.length === 0 && !error) return null;
   const act = async ({ verb, confirm: question }) => {
     if (question && !confirm(question)) return;
     setBusy(verb);
     setError(null);
     try {
-      onDone(await api(`/v1/rollouts/${seg(status.rollout.id)}/${verb}`, { method: 'POST' }));
+      onDone(await api(`/v1/rollouts/${seg(rollout.id)}/${verb}`, { method: 'POST' }));
     } catch (err) {
       setError(`${verb}: ${err.message}`);
     } finally {
@@ -63,7 +66,7 @@ export function RolloutVerbs({ status, who, onDone }) {
           html`<button type="button" data-verb=${v.verb} class=${v.confirm ? 'danger' : ''} disabled=${busy !== null}
             onClick=${() => act(v)}>${v.label}</button>`,
       )}
-      ${signed && html`<span class="muted">A signed rollout is approved and reverted with the CLI: each needs a signature by your key.</span>`}
+      ${signed === true && html`<span class="muted">A signed rollout is approved and reverted with the CLI: each needs a signature by your key.</span>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
     </div>
   `;
