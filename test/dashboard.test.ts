@@ -26,6 +26,21 @@ const RUNNING_TITLE = 'Raise nginx workers for the spring peak';
 const HALTED_TITLE = 'Raise the open file limit';
 const HOSTILE_TITLE = 'Raise workers <img src=x onerror="window.__xss=1"> for the spring peak';
 const HOSTILE_LABEL = '<script>window.__xss=2</script>';
+/** The dashboard's rollout-source.js, as a test calls it in the page (it is plain JavaScript). */
+interface RolloutSourceModule {
+  viewOfStatus(status: unknown): {
+    failingHosts: unknown[];
+    failedHosts: { hostId: string }[];
+  };
+  viewOfSummary(summary: unknown): {
+    failedHosts: { hostId: string }[];
+    moreFailed: [string, number][];
+    failingHosts: { hostId: string; moreChecks: number }[];
+    compliance: unknown;
+    everyHost: boolean;
+    signed: boolean | null;
+  };
+}
 /** What the page's globals look like to the functions run in it (the tests compile without the DOM's types). */
 interface InPage {
   getComputedStyle(element: unknown): { backgroundColor: string };
@@ -43,8 +58,9 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
   let browser: Browser;
   let page: Page | undefined;
   let problems: string[] = [];
-  /** The path of every request the tab made, in order. */
+  /** The path of every request the tab made, in order; and with its query. */
   let requested: string[] = [];
+  let requestedWithQueries: string[] = [];
 
   const rootOf = (host: string) => join(work, host, 'root');
 
@@ -85,8 +101,14 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     problems = pageProblems(page);
     const paths: string[] = [];
-    page.on('request', (request) => paths.push(new URL(request.url()).pathname));
+    const withQueries: string[] = [];
+    page.on('request', (request) => {
+      const url = new URL(request.url());
+      paths.push(url.pathname);
+      withQueries.push(`${url.pathname}${url.search}`);
+    });
     requested = paths;
+    requestedWithQueries = withQueries;
     await page.goto(`${fleet.coordinator.url}/ui/${hash}`);
     await page.locator('#token').fill(token);
     await page.getByRole('button', { name: 'Log in' }).click();
@@ -325,7 +347,10 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     const tab = await openDashboard(ADMIN_TOKEN, `#/rollouts/${id}`);
     await tab.getByTestId('hosts-counted').waitFor();
     expect(await tab.getByTestId('hosts-counted').textContent()).toMatch(/^1001 hosts: /);
-    expect(await tab.locator('[data-wave] .counts').allTextContents()).toEqual(['1 in flight', '1000 pending']);
+    // The canary's order goes out just after the start: read again until the page shows it.
+    await expect
+      .poll(() => tab.locator('[data-wave] .counts').allTextContents())
+      .toEqual(['1 in flight', '1000 pending']);
     expect(await tab.getByTestId('host-grid').count()).toBe(0);
     // Aborted from the page: the verb's answer (a full status) is not drawn; the summary is read again.
     tab.once('dialog', (dialog) => void dialog.accept());
@@ -341,6 +366,139 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     ).toBe(true);
     expect(reads.filter((path) => path === `/v1/rollouts/${id}/summary`).length).toBeGreaterThanOrEqual(2);
     expect(await tab.locator('[data-host]').count()).toBe(0);
+    // Its stream says that hosts moved instead of sending their events: the timeline has none of them.
+    const streams = requestedWithQueries.filter((path) => path.startsWith(`/v1/rollouts/${id}/events/stream`));
+    expect(streams).toEqual([`/v1/rollouts/${id}/events/stream?hostEvents=coalesced`]);
+    await tab.getByTestId('host-events-counted').waitFor();
+    await tab.locator('[data-testid="timeline"] li[data-type="rollout.aborted"]').waitFor();
+    const listed = await tab
+      .locator('[data-testid="timeline"] li')
+      .evaluateAll((items) => items.map((item) => (item as unknown as { dataset: { type: string } }).dataset.type));
+    expect(listed.filter((type) => type.startsWith('host.'))).toEqual([]);
+    expect(problems).toEqual([]);
+  });
+
+  it('makes one view of a full status and of a summary: failing checks, failed hosts not named, the compliance link', async () => {
+    const tab = await openDashboard(VIEWER_TOKEN);
+    // The page's own module, in the page: what it draws from each answer. (Loaded by a string: the test's
+    // own transform would rewrite an import() written in a function.)
+    await tab.evaluate('import("/ui/rollout-source.js").then((module) => { globalThis.__rolloutSource = module; })');
+    const views = await tab.evaluate(() => {
+      const source = (globalThis as unknown as { __rolloutSource: RolloutSourceModule }).__rolloutSource;
+      const check = (name: string, ok: boolean) => ({
+        check: name,
+        kind: 'http',
+        ok,
+        observed: ok ? '200' : 'HTTP 500',
+        at: 't',
+        since: 't',
+      });
+      const host = (hostId: string, state: string, liveHealth?: unknown) => ({
+        hostId,
+        state,
+        online: true,
+        health: null,
+        ...(liveHealth ? { liveHealth } : {}),
+      });
+      const status = {
+        rollout: { id: 'ro_1', hostCount: 3 },
+        failures: 1,
+        toleratedFailures: 1,
+        haltsOn: 'halts on the 2nd failure',
+        waves: [
+          {
+            wave: 0,
+            phase: 'running',
+            hosts: [
+              host('web-1', 'verifying', {
+                phase: 'verifying',
+                checks: [check('api', false), check('db', true)],
+                failingPolls: 3,
+              }),
+              host('web-2', 'verifying', { phase: 'verifying', checks: [check('api', true)], failingPolls: 0 }),
+              host('web-3', 'failed'),
+            ],
+          },
+        ],
+        signing: null,
+      };
+      const failed = (hostId: string, state: string) => ({
+        hostId,
+        wave: 1,
+        state,
+        errorCode: 'health_failed',
+        reason: 'HTTP 500',
+      });
+      const summary = {
+        rollout: {
+          id: 'ro_2',
+          hostCount: 5000,
+          request: { target: { exposedTo: { source: 'openssl', fixed: '3.0.15-1' } } },
+        },
+        failures: 13,
+        toleratedFailures: 50,
+        haltsOn: 'halts on the 51st failure',
+        counts: { healthy: 4000, failed: 11, timed_out: 2, queued: 987 },
+        waves: [],
+        // The first failures counted, whatever became of them since: one was reverted.
+        failedHosts: [
+          ...Array.from({ length: 9 }, (_, i) => failed(`web-${i}`, 'failed')),
+          failed('web-9', 'reverted'),
+        ],
+        failingHosts: [
+          {
+            hostId: 'web-77',
+            wave: 1,
+            state: 'verifying',
+            failingPolls: 2,
+            checks: [check('api', false)],
+            moreChecks: 4,
+          },
+        ],
+      };
+      const fromStatus = source.viewOfStatus(status);
+      const fromSummary = source.viewOfSummary(summary);
+      return {
+        fromStatus: {
+          failing: fromStatus.failingHosts,
+          failed: fromStatus.failedHosts.map((h: { hostId: string }) => h.hostId),
+        },
+        fromSummary: {
+          failed: fromSummary.failedHosts.map((h) => h.hostId),
+          more: fromSummary.moreFailed,
+          failing: fromSummary.failingHosts.map((h: { hostId: string; moreChecks: number }) => [
+            h.hostId,
+            h.moreChecks,
+          ]),
+          compliance: fromSummary.compliance,
+          everyHost: fromSummary.everyHost,
+          signed: fromSummary.signed,
+        },
+      };
+    });
+    // A full status: the verifying host whose latest poll fails, with only its failing check.
+    expect(views.fromStatus.failing).toEqual([
+      {
+        hostId: 'web-1',
+        wave: 0,
+        state: 'verifying',
+        failingPolls: 3,
+        checks: [expect.objectContaining({ check: 'api', ok: false })],
+      },
+    ]);
+    expect(views.fromStatus.failed).toEqual(['web-3']);
+    // A summary: the named failed hosts still failed, the others counted by state.
+    expect(views.fromSummary).toEqual({
+      failed: Array.from({ length: 9 }, (_, i) => `web-${i}`),
+      more: [
+        ['failed', 2],
+        ['timed_out', 2],
+      ],
+      failing: [['web-77', 4]],
+      compliance: { source: 'openssl', fixed: '3.0.15-1' },
+      everyHost: false,
+      signed: null,
+    });
     expect(problems).toEqual([]);
   });
 

@@ -20,16 +20,18 @@ function parseBlock(block) {
 
 /**
  * Calls `onEvent(event)` for every audit event of rollout `rolloutId`, oldest first, from the start,
- * `onProgress()` when a host reports a new phase (live only; not an audit event),
+ * `onProgress()` when a host reports a new phase or (`hostEvents: 'coalesced'`) hosts moved (live only; not audit events),
  * and `onStatus('live' | 'reconnecting' | message)` as the connection changes, until `signal` aborts.
  */
-export async function followRolloutEvents(rolloutId, { onEvent, onProgress, onStatus, signal }) {
+export async function followRolloutEvents(rolloutId, { onEvent, onProgress, onStatus, signal, hostEvents = 'all' }) {
+  // `coalesced`: no host event, an id-less `hosts.changed` now and then instead (onProgress).
+  const query = hostEvents === 'all' ? '' : `?hostEvents=${hostEvents}`;
   let lastId = null;
   while (!signal.aborted) {
     try {
       const headers = { accept: 'text/event-stream', authorization: `Bearer ${savedToken() ?? ''}` };
       if (lastId !== null) headers['last-event-id'] = lastId;
-      const res = await fetch(`/v1/rollouts/${encodeURIComponent(rolloutId)}/events/stream`, {
+      const res = await fetch(`/v1/rollouts/${encodeURIComponent(rolloutId)}/events/stream${query}`, {
         headers,
         signal,
         credentials: 'omit',

@@ -11,12 +11,16 @@ function dataLine(data) {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
-/** The rollout's audit trail, newest first, as the event stream delivers it: `total` so far, the `latest` of them. */
-export function EventTimeline({ latest, total }) {
+/**
+ * The rollout's audit trail, newest first, as the event stream delivers it: `total` so far, the
+ * `latest` of them; without its hosts' events for a large rollout (`hostEventsListed` false).
+ */
+export function EventTimeline({ latest, total, hostEventsListed = true, rolloutId }) {
   const shown = [...latest].reverse();
   return html`
     <section>
       <h2>Events ${total > shown.length ? html`<span class="muted">(latest ${shown.length} of ${total})</span>` : ''}</h2>
+      ${!hostEventsListed && html`<p class="muted" data-testid="host-events-counted">The rollout's and its waves' events; its hosts' are not listed (more than 1,000 hosts: <code>fleetpatch events ${rolloutId}</code> has them all).</p>`}
       <ol class="timeline" data-testid="timeline">
         ${shown.map(
           (event) => html`

@@ -56,9 +56,13 @@ export function HostGrid({ waves }) {
   `;
 }
 
-/** The hosts that failed, each with its error code, reason and what its checks saw; `more` not named. */
-export function FailedHosts({ hosts, more = 0, rolloutId }) {
-  if (hosts.length === 0 && more === 0) return null;
+/**
+ * The hosts that failed, each with its error code, reason and what its checks saw; `more`: those not
+ * named (a large rollout's summary names the first 10), as `[state, count]`.
+ */
+export function FailedHosts({ hosts, more = [], rolloutId }) {
+  const unnamed = more.reduce((n, [, count]) => n + count, 0);
+  if (hosts.length === 0 && unnamed === 0) return null;
   return html`
     <section class="failed-hosts">
       <h2>Failed hosts</h2>
@@ -73,20 +77,34 @@ export function FailedHosts({ hosts, more = 0, rolloutId }) {
           `,
         )}
       </ul>
-      ${more > 0 && html`<p class="muted" data-testid="more-failed">… and ${more} more: <code>fleetpatch rollout hosts ${rolloutId} --state failed</code> lists them all</p>`}
+      ${
+        unnamed > 0 &&
+        html`<p class="muted" data-testid="more-failed">… and ${unnamed} more: ${more.map(([state, count]) => `${count} ${state}`).join(', ')} (<code>fleetpatch rollout hosts ${rolloutId} --state ${more[0][0]}</code> lists them)</p>`
+      }
     </section>
   `;
 }
 
-/** Hosts still verifying or baking with health results so far: what their checks see now. */
+/**
+ * Hosts in flight whose latest health poll fails a check: those checks, what they saw, for how many
+ * polls, and how many more failing checks a summary left out.
+ */
 export function LiveHealth({ hosts }) {
   const watched = hosts.filter((host) => healthResultsOf(host).length > 0);
   if (watched.length === 0) return null;
   return html`
     <section>
-      <h2>Health checks</h2>
+      <h2>Failing health checks</h2>
       <ul>
-        ${watched.map((host) => html`<li><strong>${host.hostId}</strong> <${HealthResults} host=${host} /></li>`)}
+        ${watched.map(
+          (host) => html`
+            <li data-failing-host=${host.hostId}>
+              <strong>${host.hostId}</strong> ${host.state}${host.failingPolls > 1 ? ` · ${host.failingPolls} polls in a row` : ''}
+              <${HealthResults} host=${host} />
+              ${host.moreChecks > 0 && html`<span class="muted">and ${host.moreChecks} more failing checks</span>`}
+            </li>
+          `,
+        )}
       </ul>
     </section>
   `;

@@ -41,12 +41,19 @@ function useLiveRollout(id) {
   const [timeline, setTimeline] = useState(EMPTY_TIMELINE);
   const [stream, setStream] = useState('connecting');
   const [error, setError] = useState(null);
+  const [hostEventsListed, setHostEventsListed] = useState(true);
   const refresh = useRef(() => {});
 
   useEffect(() => {
     const controller = new AbortController();
     let running = false;
     let due = false;
+    // This rollout's size is not known until its first read: another rollout's must not choose that read.
+    hostCount.current = undefined;
+    let sizeRead = () => {};
+    const sizeKnown = new Promise((resolve) => {
+      sizeRead = resolve;
+    });
     refresh.current = async () => {
       if (running) {
         due = true;
@@ -59,12 +66,14 @@ function useLiveRollout(id) {
           const startedAt = performance.now();
           const next = await readRollout(id, hostCount.current, controller.signal);
           hostCount.current = next.rollout.hostCount;
+          sizeRead();
           if (!controller.signal.aborted) setStatus(next);
           const spacing = Math.max(MIN_REFRESH_MS, (performance.now() - startedAt) * REFRESH_SPACING_FACTOR);
           await new Promise((resolve) => setTimeout(resolve, startedAt + spacing - performance.now()));
         } while (due && !controller.signal.aborted);
         setError(null);
       } catch (err) {
+        sizeRead();
         if (!controller.signal.aborted) setError(err.message);
       } finally {
         running = false;
@@ -85,13 +94,23 @@ function useLiveRollout(id) {
     setStatus(null);
     setTimeline(EMPTY_TIMELINE);
     void refresh.current();
-    void followRolloutEvents(id, {
-      signal: controller.signal,
-      onStatus: setStream,
-      onProgress: () => void refresh.current(),
-      onEvent: (event) => {
-        if (batch.push(event) === 1) queueMicrotask(flush);
-      },
+    // The stream opens once the first read has said how large the rollout is: a large one's stream
+    // says that hosts moved (`hostEvents=coalesced`, a notice at most every 250 ms) instead of sending
+    // each host's events, ~20,000 of them for 10,000 hosts; its timeline lists the rollout's and
+    // waves' events. (A rollout first read before it started has no hosts yet: its stream has them all.)
+    void sizeKnown.then(() => {
+      if (controller.signal.aborted) return;
+      const coalesced = (hostCount.current ?? 0) > FULL_STATUS_HOSTS;
+      setHostEventsListed(!coalesced);
+      void followRolloutEvents(id, {
+        signal: controller.signal,
+        hostEvents: coalesced ? 'coalesced' : 'all',
+        onStatus: setStream,
+        onProgress: () => void refresh.current(),
+        onEvent: (event) => {
+          if (batch.push(event) === 1) queueMicrotask(flush);
+        },
+      });
     });
     return () => controller.abort();
   }, [id]);
@@ -100,7 +119,7 @@ function useLiveRollout(id) {
     if (answer.rollout.hostCount <= FULL_STATUS_HOSTS) setStatus(viewOfStatus(answer));
     else void refresh.current();
   };
-  return { status, verbDone, timeline, stream, error };
+  return { status, verbDone, timeline, hostEventsListed, stream, error };
 }
 
 function Header({ status, patch, now }) {
@@ -163,7 +182,7 @@ function Waves({ status, now }) {
 }
 
 export function RolloutPage({ id, who }) {
-  const { status, verbDone, timeline, stream, error } = useLiveRollout(id);
+  const { status, verbDone, timeline, hostEventsListed, stream, error } = useLiveRollout(id);
   const [patch, setPatch] = useState(null);
   const now = useNow();
   const patchId = status?.rollout.patchId;
@@ -198,7 +217,7 @@ export function RolloutPage({ id, who }) {
         html`<p><a href=${`#/compliance?${new URLSearchParams({ source: compliance.source, fixed: compliance.fixed })}`}>
           Compliance of ${compliance.source} ${compliance.fixed}</a></p>`
       }
-      <${EventTimeline} latest=${timeline.latest} total=${timeline.total} />
+      <${EventTimeline} latest=${timeline.latest} total=${timeline.total} hostEventsListed=${hostEventsListed} rolloutId=${status.rollout.id} />
     </article>
   `;
 }

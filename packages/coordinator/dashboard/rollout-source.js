@@ -1,6 +1,5 @@
 import { api, seg } from './api.js';
 import { hostGroup } from './format.js';
-import { healthResultsOf } from './host-grid.js';
 
 /**
  * A rollout of more hosts than this is read through its summary (`GET /v1/rollouts/:id/summary`,
@@ -25,7 +24,6 @@ export async function readRollout(id, lastHostCount, signal) {
 /** What the page draws, from the full status: every host of every wave. */
 export function viewOfStatus(status) {
   const hosts = status.waves.flatMap((wave) => wave.hosts.map((host) => ({ ...host, wave: wave.wave })));
-  const failed = hosts.filter((host) => hostGroup(host.state) === 'failed');
   return {
     rollout: status.rollout,
     failures: status.failures,
@@ -33,9 +31,16 @@ export function viewOfStatus(status) {
     haltsOn: status.haltsOn,
     waves: status.waves,
     everyHost: true,
-    failedHosts: failed,
-    moreFailed: 0,
-    failingHosts: hosts.filter((host) => hostGroup(host.state) !== 'failed' && healthResultsOf(host).length > 0),
+    failedHosts: hosts.filter((host) => hostGroup(host.state) === 'failed'),
+    moreFailed: [],
+    // As a summary names them: hosts in flight whose latest poll fails a check, with those checks.
+    failingHosts: hosts.flatMap((host) => {
+      const checks = (host.liveHealth?.checks ?? []).filter((check) => !check.ok);
+      if (hostGroup(host.state) === 'failed' || checks.length === 0) return [];
+      return [
+        { hostId: host.hostId, wave: host.wave, state: host.state, failingPolls: host.liveHealth.failingPolls, checks },
+      ];
+    }),
     signed: status.signing !== null,
     compliance: status.compliance,
   };
@@ -43,11 +48,16 @@ export function viewOfStatus(status) {
 
 /**
  * What the page draws from a large rollout's summary: each wave's counts (no host list), the first
- * failed hosts and how many more, the first hosts whose health checks fail. Whether the rollout is
+ * failed hosts and how many more by state, the first hosts whose health checks fail. Whether the rollout is
  * signed is not in a summary (null): the coordinator refuses a verb a signed rollout needs a signature for.
  */
 export function viewOfSummary(summary) {
   const failed = summary.failedHosts.filter((host) => hostGroup(host.state) === 'failed');
+  // The failed hosts the summary does not name, by state: `[state, count]`.
+  const moreFailed = Object.entries(summary.counts).flatMap(([state, count]) => {
+    const more = hostGroup(state) === 'failed' ? count - failed.filter((host) => host.state === state).length : 0;
+    return more > 0 ? [[state, more]] : [];
+  });
   return {
     rollout: summary.rollout,
     failures: summary.failures,
@@ -56,13 +66,10 @@ export function viewOfSummary(summary) {
     waves: summary.waves,
     everyHost: false,
     failedHosts: failed,
-    moreFailed: Math.max(0, countFailed(summary.counts) - failed.length),
+    moreFailed,
     failingHosts: summary.failingHosts ?? [],
     signed: null,
-    compliance: undefined,
+    // The target says it: a rollout to the hosts exposed to a source below a fixed version.
+    compliance: summary.rollout.request.target.exposedTo,
   };
-}
-
-function countFailed(counts) {
-  return Object.entries(counts).reduce((n, [state, count]) => n + (hostGroup(state) === 'failed' ? count : 0), 0);
 }
