@@ -273,21 +273,26 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
       await member.engine.start(id, 'alice');
       ids.push(id);
     }
-    const leases = async () => new Map((await a.group.leases.all()).map((l) => [l.rolloutId, l]));
+    // Read at a member that stays alive (a, until the victim is known).
+    let reader = a;
+    const leases = async () => new Map((await reader.group.leases.all()).map((l) => [l.rolloutId, l]));
     await until(async () => (await leases()).size === 3, 'three leases');
-    // Whichever member drives which: c must drive one (for the test, c's is the third).
+    // Each member drives the rollout it started, unless a stall on a loaded machine let another take
+    // one over before this point: the one that dies is a member driving a rollout (c, as a rule),
+    // and the rollouts the others drive are watched.
     const before = await leases();
-    const heldByC = [...before.values()].filter((l) => l.holder === 'c3').map((l) => l.rolloutId);
-    const alive = [...before.values()].filter((l) => l.holder !== 'c3');
-    expect(heldByC.length).toBeGreaterThan(0);
-    expect(alive.length).toBeGreaterThan(0);
+    const holders = new Set([...before.values()].map((l) => l.holder));
+    expect(holders.size).toBeGreaterThan(1);
+    const victim = [c, b, a].find((member) => holders.has(member.id)) as GroupMember;
+    const alive = [...before.values()].filter((l) => l.holder !== victim.id);
+    reader = victim === a ? b : a;
 
     // A long engine step somewhere in the group (a start freezing a large target, a hello storm):
-    // held here for two lease periods. Meanwhile c dies; a or b takes its rollouts over.
+    // held here for two lease periods. Meanwhile the victim dies; another member takes its rollouts over.
     const side = await sideConnection(url);
     await side.query('SELECT pg_advisory_lock($1)', [ENGINE_STEP_LOCK_KEY]);
-    await c.crash();
-    members.splice(members.indexOf(c), 1);
+    await victim.crash();
+    members.splice(members.indexOf(victim), 1);
     await new Promise((resolve) => setTimeout(resolve, 3500));
     const during = await leases();
     await side.query('SELECT pg_advisory_unlock($1)', [ENGINE_STEP_LOCK_KEY]);
