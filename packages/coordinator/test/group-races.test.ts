@@ -182,42 +182,48 @@ describeNeeding(postgresCluster, 'review: races in a coordinator group on Postgr
     // The driver's last step (the bake is over: succeeded) is slow to write its transition (a slow
     // statement, a pause): held here, after it read the rollout running and decided. In place before
     // the wave passes: a bake of a second could end before a poll for it returns on a loaded runner.
+    // The driver is c1 as a rule (it started the rollout), but c2's tick may take the unleased rollout
+    // first: both are held alike, and the other member is the one where the operator aborts.
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    let held = false;
-    const setState = a.store.rollouts.setState.bind(a.store.rollouts);
-    a.store.rollouts.setState = async (...args) => {
-      if (args[1] === 'succeeded') {
-        held = true;
-        await gate;
-      }
-      return await setState(...args);
-    };
+    let driver: GroupMember | undefined;
+    for (const member of [a, b]) {
+      const setState = member.store.rollouts.setState.bind(member.store.rollouts);
+      member.store.rollouts.setState = async (...args) => {
+        if (args[1] === 'succeeded') {
+          driver = member;
+          await gate;
+        }
+        return await setState(...args);
+      };
+    }
     h1.finish();
     await until(async () => (await a.store.rollouts.get(id))?.bakeUntil !== null, 'the wave to pass and bake');
-    await until(() => held, "c1's final transition");
-    // Meanwhile c1's session holding the step lock is lost (a DBA's pg_terminate_backend, a proxy, a
-    // firewall dropping an idle connection): the server lets the lock go; c1's step goes on through its pool.
+    await until(() => driver, "the driver's final transition");
+    const other = driver === a ? b : a;
+    // Meanwhile the driver's session holding the step lock is lost (a DBA's pg_terminate_backend, a
+    // proxy, a firewall dropping an idle connection): the server lets the lock go; the step goes on
+    // through its pool.
     const side = await sideConnection(url);
     const holder = await side.query("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted");
     expect(holder.rows).toHaveLength(1);
     await side.query('SELECT pg_terminate_backend($1)', [holder.rows[0].pid]);
-    // An operator aborts at c2, whose step now takes the lock, reads the rollout running, and commits.
-    const aborted = await b.engine.abort(id, 'carol', 'stop').then(
+    // An operator aborts at the other member, whose step now takes the lock, reads the rollout running, and commits.
+    const aborted = await other.engine.abort(id, 'carol', 'stop').then(
       (r) => r.state,
       (err: unknown) => (err as Error).message,
     );
     release();
     const abortAnswer = aborted;
     await new Promise((resolve) => setTimeout(resolve, 500));
-    await until(async () => (await b.store.rollouts.get(id))?.state !== 'running', 'the rollout to settle');
+    await until(async () => (await other.store.rollouts.get(id))?.state !== 'running', 'the rollout to settle');
     // Every rollout transition on the record leaves the state the one before it entered.
-    const events = (await b.store.events(id, 0, 1000)).filter((e) => e.hostId === null && e.toState);
+    const events = (await other.store.events(id, 0, 1000)).filter((e) => e.hostId === null && e.toState);
     const chain = events.map((e) => `${e.fromState ?? ''}>${e.toState}`);
     const broken = events.some((e, i) => i > 0 && e.fromState !== events[i - 1]?.toState);
-    expect({ broken, chain, abortAnswer, state: (await b.store.rollouts.get(id))?.state }).toEqual({
+    expect({ broken, chain, abortAnswer, state: (await other.store.rollouts.get(id))?.state }).toEqual({
       broken: false,
       chain: ['>scheduled', 'scheduled>running', 'running>aborted'],
       abortAnswer: 'aborted',
