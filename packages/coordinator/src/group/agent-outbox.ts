@@ -24,7 +24,8 @@ export interface OutboxMessage {
  */
 export class AgentOutbox {
   private pending: OutboxMessage[] = [];
-  private flushing = false;
+  /** The write under way, if any: true once its rows are in, false if it failed (they wait for a retry). */
+  private writing: Promise<boolean> | undefined;
   private retry: NodeJS.Timeout | undefined;
 
   constructor(
@@ -35,12 +36,22 @@ export class AgentOutbox {
   /** Queues a message; the rows are written together on the next turn (a dispatch sends many). */
   enqueue(agentId: string, message: CoordinatorMessage): void {
     this.pending.push({ agentId, message });
-    if (!this.flushing && !this.retry) setImmediate(() => void this.flush());
+    if (!this.writing && !this.retry) setImmediate(() => void this.flush());
   }
 
-  /** Resolves once every message queued so far is written (tests, shutdown). */
+  /**
+   * Resolves once every message queued so far is written (tests, shutdown); rejects once a write
+   * fails (a shutdown does not wait for a database that is away: the agents' next hellos bring back
+   * what their orders needed). A write already under way is waited for: before, `drain` called a
+   * `flush` that returned at once while one was, and spun on the microtask queue, never letting that
+   * write's I/O finish (a coordinator's shutdown hung at 100 % of a core).
+   */
   async drain(): Promise<void> {
-    while (this.pending.length > 0 || this.flushing) await this.flush();
+    for (;;) {
+      const written = await (this.writing ?? (this.pending.length > 0 ? this.flush() : undefined));
+      if (written === undefined) return;
+      if (!written) throw new Error('writing the agent outbox failed');
+    }
   }
 
   /** Claims (deletes) the messages for these agents, oldest first. */
@@ -67,9 +78,18 @@ export class AgentOutbox {
     this.retry = undefined;
   }
 
-  private async flush(): Promise<void> {
-    if (this.flushing || this.pending.length === 0) return;
-    this.flushing = true;
+  /** Writes what is pending, or joins the write under way. */
+  private flush(): Promise<boolean> {
+    if (this.writing) return this.writing;
+    if (this.pending.length === 0) return Promise.resolve(true);
+    const writing = this.write().finally(() => {
+      this.writing = undefined;
+    });
+    this.writing = writing;
+    return writing;
+  }
+
+  private async write(): Promise<boolean> {
     const batch = this.pending;
     this.pending = [];
     try {
@@ -89,9 +109,9 @@ export class AgentOutbox {
         void this.flush();
       }, RETRY_MS);
       this.retry.unref();
-    } finally {
-      this.flushing = false;
+      return false;
     }
     if (this.pending.length > 0 && !this.retry) setImmediate(() => void this.flush());
+    return true;
   }
 }
