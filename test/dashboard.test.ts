@@ -511,14 +511,27 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     const before = (await fleet.api.get<EventPage>(`/v1/rollouts/${halted.id}/events?limit=500`)).events.length;
     await expect.poll(() => tab.locator('[data-testid="timeline"] li').count()).toBe(before);
     // Refreshes are paced: one still due would land in the restart. Nothing happens to this rollout
-    // now, so once a second passes without a read of its status, none is due.
+    // now, so once the page's longest pause after a read has passed without a read of its status, none
+    // is due: ten times the read's time (at least 250 ms), and a first read is two requests (the summary,
+    // then the status), each of which takes hundreds of milliseconds on a loaded runner.
     let lastStatusRead = Date.now();
-    const noteRead = (request: { url(): string }) => {
-      if (new URL(request.url()).pathname === `/v1/rollouts/${halted.id}`) lastStatusRead = Date.now();
-    };
-    tab.on('request', noteRead);
-    tab.on('requestfinished', noteRead);
-    await expect.poll(() => Date.now() - lastStatusRead, { timeout: 10_000 }).toBeGreaterThan(1000);
+    let longestReadMs = 0;
+    const startedAt = new Map<unknown, number>();
+    const isRead = (request: { url(): string }) =>
+      new URL(request.url()).pathname.startsWith(`/v1/rollouts/${halted.id}`) && !request.url().includes('/events');
+    tab.on('request', (request) => {
+      if (!isRead(request)) return;
+      lastStatusRead = Date.now();
+      startedAt.set(request, lastStatusRead);
+    });
+    tab.on('requestfinished', (request) => {
+      if (!isRead(request)) return;
+      lastStatusRead = Date.now();
+      longestReadMs = Math.max(longestReadMs, lastStatusRead - (startedAt.get(request) ?? lastStatusRead));
+    });
+    await expect
+      .poll(() => Date.now() - lastStatusRead - Math.max(1000, 25 * longestReadMs), { timeout: 20_000 })
+      .toBeGreaterThan(0);
 
     await fleet.restart();
     await fleet.waitOnline(HOSTS);
