@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { CloseCode, type CoordinatorMessage, type Hello, PROTOCOL_VERSION } from '@fleetpatch/shared';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { type ConnectionOptions, CoordinatorConnection } from '../src/coordinator-connection.js';
 
 const FACTS = {
@@ -19,11 +19,23 @@ const FACTS = {
 let server: WebSocketServer | undefined;
 let connection: CoordinatorConnection | undefined;
 
-afterEach(async () => {
-  await connection?.stop();
+async function closeServer(): Promise<void> {
   for (const client of server?.clients ?? []) client.terminate();
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   server = undefined;
+}
+
+/** The coordinator side of the one connection the test's fake server holds. */
+async function firstSocket(): Promise<WebSocket> {
+  await expect.poll(() => server?.clients.size, { timeout: 3_000 }).toBe(1);
+  const [socket] = [...(server?.clients ?? [])];
+  if (!socket) throw new Error('no connection');
+  return socket;
+}
+
+afterEach(async () => {
+  await connection?.stop();
+  await closeServer();
   connection = undefined;
 });
 
@@ -216,6 +228,75 @@ describe('the heartbeat', () => {
     expect(fake.types).toEqual(['hello']);
     expect(fake.connections()).toBe(1);
     expect(connection.connected).toBe(true);
+  });
+
+  /**
+   * An agent on protocol 7 with a 100 ms heartbeat against `beatingCoordinator`, counting its beats;
+   * `onMessage` may answer what the coordinator sends.
+   */
+  function beatingAgent(url: string, onMessage: (message: CoordinatorMessage) => void = () => {}) {
+    let beats = 0;
+    connection = new CoordinatorConnection({
+      urls: [url],
+      agentId: () => 'web-1',
+      log: pino({ level: 'silent' }),
+      hello: () => HELLO,
+      onMessage,
+      onHeartbeat: () => beats++,
+    });
+    connection.start(() => 7);
+    return { beats: () => beats };
+  }
+
+  it('on protocol 7 leaves its ping out after an interval in which a frame went each way, and beats again once they stop', async () => {
+    const fake = await beatingCoordinator(7);
+    // The coordinator says something every 20 ms and the agent answers each: both ways, every interval.
+    const agent = beatingAgent(fake.url, (message) => {
+      if (message.type === 'order.ack')
+        connection?.send({ type: 'heartbeat', journalSeq: 7, sentAt: new Date().toISOString() });
+    });
+    await expect.poll(() => connection?.connected, { timeout: 3_000 }).toBe(true);
+    const socket = await firstSocket();
+    const chatter = setInterval(() => socket.send(JSON.stringify(ORDER_ACK)), 20);
+    try {
+      await expect.poll(() => agent.beats(), { timeout: 5_000, interval: 20 }).toBeGreaterThanOrEqual(10);
+      // Without the rule, one ping per beat: ten at least. The first interval may have had no exchange yet.
+      expect(fake.pings.length).toBeLessThanOrEqual(1);
+    } finally {
+      clearInterval(chatter);
+    }
+    const quietFrom = fake.pings.length;
+    await expect.poll(() => fake.pings.length - quietFrom, { timeout: 3_000, interval: 20 }).toBeGreaterThanOrEqual(3);
+    expect(connection?.connected).toBe(true);
+  });
+
+  it('on protocol 7 still pings while frames go one way only: the agent speaking, or the coordinator', async () => {
+    // The agent speaks every 20 ms and the coordinator never answers but with pongs.
+    const speaking = await beatingCoordinator(7);
+    beatingAgent(speaking.url);
+    await expect.poll(() => connection?.connected, { timeout: 3_000 }).toBe(true);
+    const talk = setInterval(() => connection?.send({ type: 'heartbeat', journalSeq: 7, sentAt: '' }), 20);
+    try {
+      await expect.poll(() => speaking.pings.length, { timeout: 5_000, interval: 20 }).toBeGreaterThanOrEqual(4);
+    } finally {
+      clearInterval(talk);
+    }
+    expect(connection?.connected).toBe(true);
+    await connection?.stop();
+    await closeServer();
+
+    // The coordinator speaks every 20 ms and the agent says nothing.
+    const listening = await beatingCoordinator(7);
+    beatingAgent(listening.url);
+    await expect.poll(() => connection?.connected, { timeout: 3_000 }).toBe(true);
+    const socket = await firstSocket();
+    const chatter = setInterval(() => socket.send(JSON.stringify(ORDER_ACK)), 20);
+    try {
+      await expect.poll(() => listening.pings.length, { timeout: 5_000, interval: 20 }).toBeGreaterThanOrEqual(4);
+    } finally {
+      clearInterval(chatter);
+    }
+    expect(connection?.connected).toBe(true);
   });
 
   it('on protocol 6 is the heartbeat message, and the agent pings nothing', async () => {
