@@ -3,7 +3,7 @@
  * SQLite `Store` (one file per test), driven through the simulated fleet of `support/simulated-fleet.ts`.
  */
 import { ErrorCode } from '@fleetpatch/shared';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { refusal } from './support/refusal.js';
 import { haltedWithWaveRevert, timedOutBeforeDelivery } from './support/rollout-scenarios.js';
 import { hosts, SECOND, SimulatedFleet } from './support/simulated-fleet.js';
@@ -183,6 +183,17 @@ describe('abort', () => {
     expect((await fleet.run(id, 'host-1')).state).toBe('dispatched');
     await fleet.finish('host-1');
     expect(await fleet.state(id)).toBe('succeeded');
+  });
+
+  it('a hello settles a timed-out order it does not list once: the next hellos write nothing for it', async () => {
+    const { fleet, id } = await timedOutBeforeDelivery();
+    const settles = vi.spyOn(fleet.store.hostRuns, 'markAnswered');
+    await fleet.connect('host-1');
+    expect(settles).toHaveBeenCalledTimes(1);
+    expect((await fleet.run(id, 'host-1')).answered).toBe(true);
+    await fleet.connect('host-1');
+    await fleet.connect('host-1');
+    expect(settles).toHaveBeenCalledTimes(1);
   });
 
   it('retry is refused while a host of the rollout is reverting, and allowed once the revert is in', async () => {

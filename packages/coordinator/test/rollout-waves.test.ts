@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { RolloutView } from '../src/engine/rollout-view.js';
 import { hosts, SECOND, SimulatedFleet, T0 } from './support/simulated-fleet.js';
 
@@ -71,6 +71,31 @@ describe('waves', () => {
     expect(await fleet.state(id)).toBe('succeeded');
     expect(fleet.appliedHosts()).toEqual(ids);
     expect(fleet.maxAppliesInFlight).toBe(2);
+  });
+
+  it('look at a full wave once per result: a burst that filled every slot asks for no second look', async () => {
+    const fleet = await SimulatedFleet.open();
+    const ids = hosts(6);
+    await fleet.addHosts(ids);
+    await fleet.launch({ waves: ['100%'], maxParallel: 2 });
+    const looks = vi.spyOn(fleet.store.hostRuns, 'countInWave');
+    await fleet.finish('host-1');
+    // The result's commit looks (one slot free), the burst fills it with host-3's order, and the wave
+    // is full: a second look would only find that out again.
+    expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-3']);
+    expect(looks).toHaveBeenCalledTimes(1);
+  });
+
+  it('look again after a burst that left a slot empty: a host skipped as offline frees its slot for the next', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(hosts(5));
+    const id = await fleet.launch({ waves: [1, '100%'], maxParallel: 2, offline: { mode: 'skip' } });
+    // Heard since the coordinator started, then gone: judged offline when its turn comes.
+    fleet.disconnect('host-3');
+    await fleet.finish('host-1');
+    // The second wave's first burst sends host-2's order and skips host-3: its slot goes to host-4.
+    expect(await fleet.run(id, 'host-3')).toMatchObject({ state: 'skipped', errorCode: 'offline' });
+    expect(fleet.appliedHosts()).toEqual(['host-1', 'host-2', 'host-4']);
   });
 });
 

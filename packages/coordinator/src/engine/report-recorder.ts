@@ -268,8 +268,9 @@ export class ReportRecorder {
   private async settleUnknownTimedOut(agentId: string, hello: Hello): Promise<void> {
     const listed = new Set(hello.orders.map((order) => order.orderId));
     for (const run of await this.deps.store.hostRuns.forHostInStates(agentId, ['timed_out'])) {
-      // Marking a run answered that already is changes nothing.
-      if (run.orderId && !listed.has(run.orderId))
+      // One settled before is left alone: a host's timed-out runs stay for good, and each hello
+      // wrote every one of them again.
+      if (run.orderId && !run.answered && !listed.has(run.orderId))
         await this.deps.store.hostRuns.markAnswered(run.rolloutId, run.hostId);
     }
   }

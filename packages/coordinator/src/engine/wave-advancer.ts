@@ -391,8 +391,13 @@ export class WaveAdvancer {
     const signed = sends.length > 0 ? await signedApplyOf(store, rollout.id) : undefined;
     if (sends.length > 0) this.deps.checkpoint?.('order:committed');
     sendApplies(channel, rollout, sends, patch, signed, () => this.deps.checkpoint?.('order:sent'));
-    // Looked at again: the slots the orders took, or the failures the burst recorded (a halt, now).
-    if (sends.length > 0 || left < failuresLeft) this.deps.markDirty(rollout.id);
+    // Looked at again when the burst left something to decide: failures it recorded (a halt, now),
+    // or slots it did not fill (hosts it finished as offline or too old, or held back for their
+    // grace). A burst that filled every slot with an order leaves nothing: the wave is full until a
+    // result comes, and each result's commit looks again (at 10,000 hosts this was a second pass of
+    // reads after every burst, each finding the wave full).
+    const filledEverySlot = sends.length === slots;
+    if (!filledEverySlot && (sends.length > 0 || left < failuresLeft)) this.deps.markDirty(rollout.id);
   }
 
   private windowOpen(rollout: RolloutRecord): boolean {
