@@ -320,8 +320,15 @@ function wireBetween(before, after) {
 
 /** @param {ReturnType<typeof wirePerHost>} wire */
 function wireLine(wire) {
+  const typeOf = (/** @type {string} */ key) => key.replace(/^(received|sent) /, '');
+  const keys = Object.keys(wire.byType);
+  // A type that goes both ways (heartbeats: the agents' pings in, the coordinator's out) says which way.
+  const bothWays = (/** @type {string} */ key) => keys.filter((k) => typeOf(k) === typeOf(key)).length > 1;
   const types = Object.entries(wire.byType)
-    .map(([key, n]) => `${key.replace(/^(received|sent) /, '')} ${n.toFixed(2)}`)
+    .map(([key, n]) => {
+      const way = bothWays(key) ? (key.startsWith('received ') ? ' in' : ' out') : '';
+      return `${typeOf(key)}${way} ${n.toFixed(2)}`;
+    })
     .join(', ');
   return `per host: ${wire.messagesIn.toFixed(2)} messages in, ${wire.messagesOut.toFixed(2)} out (${types}); ${wire.transactions.toFixed(2)} store transactions`;
 }

@@ -171,5 +171,9 @@ describe('the heartbeat', () => {
     );
     expect(quiet.peer.ended).toBe(false);
     expect(hub.app.fleet.hub.isOnline('quiet-7')).toBe(true);
+    // Each ping of the hub's is a heartbeat sent, in the message metrics (the agents' own are heartbeats received).
+    const metrics = (await hub.app.inject({ method: 'GET', url: '/metrics' })).body;
+    const sent = /^fleetpatch_websocket_messages_total\{direction="sent",type="heartbeat"\} (\d+)$/m.exec(metrics);
+    expect(Number(sent?.[1])).toBeGreaterThanOrEqual(3);
   });
 });

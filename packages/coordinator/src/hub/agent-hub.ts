@@ -700,7 +700,11 @@ export class AgentHub implements AgentChannel {
       } else {
         connection.pinged = true;
       }
-      if (connection.pinged) connection.socket.ping();
+      if (connection.pinged) {
+        connection.socket.ping();
+        // Counted as the agents' pings are (`onPing`): the heartbeats each way, in the message metrics.
+        this.options.observer?.messageSent('heartbeat');
+      }
     }
   }
 }
