@@ -41,6 +41,8 @@
 //        --lease-ms N (the group's rollout lease, default the coordinator's own)
 //        --kill-driver (postgres, K ≥ 2: SIGKILL the coordinator driving the rollout once 30% of the hosts
 //          are healthy, and time until another holds its lease and until the rollout succeeds)
+//        --verb-view summary|full (summary): what the start and revert calls ask to be answered with, as the CLI
+//          and the dashboard ask (`?view=summary`, ~1 KB) or the full status (~2 MB at 10,000 hosts)
 // With --store postgres the bench starts a throwaway PostgreSQL 15 cluster of its own (initdb + pg_ctl as
 // the `postgres` account, scripts/lib/postgres-cluster.mjs; needs root and Debian's postgresql-15), K
 // coordinators on it (ids c1…cK), and agent i lists coordinator i mod K first, then the others. CPU and
@@ -88,7 +90,8 @@ import { measureHandshakeFloor, measureWireFloor } from './lib/wire-floor.mjs';
 const USAGE =
   'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
   '                 [--content-bytes 27..1048576] [--rounds R] [--idle-seconds S] [--target labels|hosts]\n' +
-  '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver] [--watchers K]\n';
+  '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver] [--watchers K]\n' +
+  '                 [--verb-view summary|full]\n';
 const { values: flags } = parseFlags({
   options: {
     agents: { type: 'string', default: '1000' },
@@ -112,6 +115,7 @@ const { values: flags } = parseFlags({
     'kill-driver': { type: 'boolean', default: false },
     watchers: { type: 'string', default: '0' },
     rounds: { type: 'string', default: '1' },
+    'verb-view': { type: 'string', default: 'summary' },
     'idle-seconds': { type: 'string' },
     ansible: { type: 'boolean', default: false },
     'skip-ansible': { type: 'boolean', default: false },
@@ -154,6 +158,7 @@ const K = Number.parseInt(flags.coordinators, 10);
 const LEASE_MS = flags['lease-ms'] === undefined ? undefined : Number.parseInt(flags['lease-ms'], 10);
 const KILL_DRIVER = flags['kill-driver'] === true;
 const ROUNDS = Number.parseInt(flags.rounds, 10);
+const VERB_VIEW = flags['verb-view'];
 /** `rollout status --watch` processes following the first rollout (scripts/lib/bench-watchers.mjs). */
 const WATCHERS = Number.parseInt(flags.watchers, 10);
 const PROFILE_DIR = flags['cpu-prof'] === undefined ? undefined : resolve(flags['cpu-prof']);
@@ -167,6 +172,7 @@ if (
   (TARGET !== 'labels' && TARGET !== 'hosts') ||
   !(K >= 1) ||
   !(ROUNDS >= 1) ||
+  (VERB_VIEW !== 'summary' && VERB_VIEW !== 'full') ||
   !(WATCHERS >= 0) ||
   !(IDLE_MS >= 0) ||
   (LEASE_MS !== undefined && !(LEASE_MS >= 1)) ||
@@ -812,6 +818,15 @@ async function main() {
       },
       { timeoutMs: remaining(), intervalMs: 100 },
     );
+  /**
+   * A lifecycle verb sent as the CLI and the dashboard send it (`?view=summary` unless --verb-view full):
+   * how long its answer took, in ms.
+   */
+  const verb = async (/** @type {string} */ id, /** @type {string} */ name) => {
+    const sentAt = performance.now();
+    await admin.post(`/v1/rollouts/${id}/${name}?view=${VERB_VIEW}`);
+    return performance.now() - sentAt;
+  };
   /** From a wall-clock start to the rollout's finishedAt (the coordinator's clock: the same machine's). */
   const untilFinished = (/** @type {{ finishedAt: string | null }} */ record, /** @type {number} */ startedAt) =>
     record.finishedAt === null ? Number.NaN : Date.parse(record.finishedAt) - startedAt;
@@ -885,7 +900,7 @@ async function main() {
   const endRolloutProfile = await profilePhase('rollout', coordinators, agentFleet);
   const rolloutStartedAt = Date.now();
   cpu = cpuMeter(coordinators, agentFleet);
-  await admin.post(`/v1/rollouts/${rolloutId}/start`);
+  const startAnsweredMs = await verb(rolloutId, 'start');
   let rolloutEndedAt = 0;
   const ending = waitState(APPLY_END_STATES).then((seen) => {
     rolloutEndedAt = performance.now();
@@ -932,7 +947,7 @@ async function main() {
   const endRevertProfile = await profilePhase('revert', coordinators, agentFleet);
   const revertStartedAt = Date.now();
   cpu = cpuMeter(coordinators, agentFleet);
-  await admin.post(`/v1/rollouts/${rolloutId}/revert`);
+  const revertAnsweredMs = await verb(rolloutId, 'revert');
   const reverted = await waitState(['reverted', 'revert_failed']);
   const revertWallMs = untilFinished(reverted, revertStartedAt);
   const revertCpu = cpu();
@@ -987,7 +1002,7 @@ async function main() {
   const engineRevertMs = at('rollout.reverted') - at('rollout.reverting');
 
   say(
-    `rollout to ${N} hosts, waves ${JSON.stringify(waves)}, maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → the rollout's finishedAt), ${secs(engineRolloutMs)} by event timestamps; ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s`,
+    `rollout to ${N} hosts, waves ${JSON.stringify(waves)}, maxParallel ${MAX_PARALLEL}, bake 0, no health checks: ${secs(rolloutWallMs)} wall (start call → the rollout's finishedAt), ${secs(engineRolloutMs)} by event timestamps; ${(N / (rolloutWallMs / 1000)).toFixed(0)} hosts/s; the start call answered in ${startAnsweredMs.toFixed(1)} ms (view=${VERB_VIEW})`,
   );
   say(`  ${cpuLine(rolloutCpu, N)}${idleLine(rolloutCpu)}`);
   say(`  ${wireLine(rolloutWire)}`);
@@ -1004,7 +1019,7 @@ async function main() {
   }
   say(`  last wave: last order sent ${secs(lastOrderSent - lastWaveStarted)} after it started`);
   say(
-    `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s`,
+    `revert ${N} hosts (one call, revertParallel ${MAX_PARALLEL}): ${secs(revertWallMs)} wall, ${secs(engineRevertMs)} by event timestamps; ${(N / (revertWallMs / 1000)).toFixed(0)} hosts/s; the revert call answered in ${revertAnsweredMs.toFixed(1)} ms (view=${VERB_VIEW})`,
   );
   say(`  ${cpuLine(revertCpu, N)}${idleLine(revertCpu)}`);
   say(`  ${wireLine(revertWire)}`);
@@ -1028,6 +1043,8 @@ async function main() {
     waveMs: waveTimes,
     lastWaveLastOrderSentMs: lastOrderSent - lastWaveStarted,
     wire: rolloutWire,
+    verbView: VERB_VIEW,
+    startAnsweredMs,
   };
   result.revert = {
     ...revertCpu,
@@ -1036,6 +1053,8 @@ async function main() {
     coordinatorUsPerHost: (revertCpu.coordinatorMs * 1000) / N,
     agentUsPerOrder: (revertCpu.agentsMs * 1000) / N,
     wire: revertWire,
+    verbView: VERB_VIEW,
+    revertAnsweredMs,
   };
   result.auditRows = { total: events.length, perHost: events.length / N, byType: Object.fromEntries(top) };
 
@@ -1048,11 +1067,11 @@ async function main() {
     /** @type {RolloutStatus} */
     const again = await admin.post('/v1/rollouts', rolloutRequest(patch.id));
     const id = again.rollout.id;
-    const measured = async (/** @type {string} */ verb, /** @type {readonly RolloutState[]} */ endStates) => {
+    const measured = async (/** @type {string} */ name, /** @type {readonly RolloutState[]} */ endStates) => {
       const wireBefore = await wireOf(live());
       const startedAt = Date.now();
       const meter = cpuMeter(coordinators, agentFleet);
-      await admin.post(`/v1/rollouts/${id}/${verb}`);
+      await verb(id, name);
       const ended = await waitState(endStates, id);
       const used = meter();
       const wire = wireBetween(wireBefore, await wireOf(live()));

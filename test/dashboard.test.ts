@@ -352,10 +352,11 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
       .poll(() => tab.locator('[data-wave] .counts').allTextContents())
       .toEqual(['1 in flight', '1000 pending']);
     expect(await tab.getByTestId('host-grid').count()).toBe(0);
-    // Aborted from the page: the verb's answer (a full status) is not drawn; the summary is read again.
+    // Aborted from the page: the verb answers with the summary (`?view=summary`), which is drawn.
     tab.once('dialog', (dialog) => void dialog.accept());
     await tab.locator('button[data-verb="abort"]').click();
     await tab.getByTestId('rollout-state').getByText('aborted', { exact: true }).waitFor();
+    expect(requestedWithQueries).toContain(`/v1/rollouts/${id}/abort?view=summary`);
     await tab.getByTestId('stream').getByText('live').waitFor();
     // Every read of the rollout was of its summary (the verb's POST aside), and the page drew no host.
     const reads = requested.filter((path) => path.startsWith(`/v1/rollouts/${id}`) && !path.includes('/events'));

@@ -156,6 +156,15 @@ export class ApiClient {
     return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/${verb}`, reason ? { reason } : {});
   }
 
+  /** A verb answered with the rollout's summary (`?view=summary`): ~1 KB, where its status is ~2 MB at 10,000 hosts. */
+  rolloutVerbSummary(id: string, verb: RolloutVerb, reason?: string): Promise<RolloutSummary> {
+    return this.request(
+      'POST',
+      `/v1/rollouts/${encodeURIComponent(id)}/${verb}?view=summary`,
+      reason ? { reason } : {},
+    );
+  }
+
   /** Start although an earlier environment was not passed: admins only, with a reason for the record. */
   startOverridingPromotion(id: string, reason: string): Promise<RolloutStatus> {
     return this.request('POST', `/v1/rollouts/${encodeURIComponent(id)}/start`, { overridePromotion: { reason } });
@@ -180,6 +189,15 @@ export class ApiClient {
     return this.request(
       'POST',
       `/v1/rollouts/${encodeURIComponent(id)}/hosts/${encodeURIComponent(hostId)}/revert`,
+      {},
+    );
+  }
+
+  /** One host's revert answered with the rollout's summary (`?view=summary`). */
+  revertHostSummary(id: string, hostId: string): Promise<RolloutSummary> {
+    return this.request(
+      'POST',
+      `/v1/rollouts/${encodeURIComponent(id)}/hosts/${encodeURIComponent(hostId)}/revert?view=summary`,
       {},
     );
   }

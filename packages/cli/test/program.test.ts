@@ -5,6 +5,7 @@ import type { ApiClient } from '../src/api-client.js';
 import type { CliContext } from '../src/cli-context.js';
 import { LocalValidationError, UsageError } from '../src/cli-errors.js';
 import { buildProgram } from '../src/program.js';
+import { host, status, summary } from './status-fixture.js';
 
 // The command tree against a fake API: which request each command line turns into, and what is
 // refused before anything is sent. The real API is exercised end to end in test/cli.test.ts.
@@ -214,6 +215,37 @@ describe('command line → request', () => {
     await expect(harness().run('rollout', 'create', '--patch', 'p', '--all', '--auto-revert', 'all')).rejects.toThrow(
       /Allowed choices are none, host, wave, rollout/,
     );
+  });
+
+  it('a verb asks for the summary; a rollout of up to 1,000 hosts is then read whole, a larger one drawn from it', async () => {
+    const small = harness('', {
+      rolloutVerbSummary: summary({ hostCount: 3, state: 'paused' }),
+      revertHostSummary: summary({ hostCount: 3 }),
+      rolloutStatus: status(
+        { state: 'paused' },
+        { waves: [{ wave: 0, phase: 'running', hosts: [host('web-1', 'healthy'), host('web-2', 'applying')] }] },
+      ),
+    });
+    await small.run('rollout', 'pause', 'ro_1', '--reason', 'look first');
+    await small.run('rollout', 'revert-host', 'ro_1', 'web-2');
+    expect(small.calls.map((c) => [c.method, ...c.args])).toEqual([
+      ['rolloutVerbSummary', 'ro_1', 'pause', 'look first'],
+      ['rolloutStatus', 'ro_1'],
+      ['revertHostSummary', 'ro_1', 'web-2'],
+      ['rolloutStatus', 'ro_1'],
+    ]);
+    expect(small.out[0]).toContain('web-1:healthy web-2:applying');
+
+    const large = harness('', {
+      rolloutVerbSummary: summary(
+        { hostCount: 5000, state: 'running' },
+        { waves: [{ wave: 0, phase: 'running', hostCount: 5000, counts: { healthy: 4000, applying: 1000 } }] },
+      ),
+    });
+    await large.run('rollout', 'resume', 'ro_1');
+    expect(large.calls.map((c) => c.method)).toEqual(['rolloutVerbSummary']);
+    expect(large.out.join('\n')).toMatch(/rollout ro_1 {2}running/);
+    expect(large.out.join('\n')).toContain('4000 done, 1000 in flight');
   });
 
   it('maps verbs, reasons, agent labels and global flags after the subcommand', async () => {

@@ -4,7 +4,7 @@ import { age, clockTime, rolloutGroup, seconds, waveName } from './format.js';
 import { FailedHosts, HostGrid, LiveHealth } from './host-grid.js';
 import { patchSummaryOf } from './patches.js';
 import { ProgressBar } from './progress-bar.js';
-import { FULL_STATUS_HOSTS, readRollout, viewOfStatus } from './rollout-source.js';
+import { FULL_STATUS_HOSTS, readRollout, viewOfSummary } from './rollout-source.js';
 import { RolloutVerbs } from './rollout-verbs.js';
 import { html, useEffect, useRef, useState } from './vendor/preact-htm.mjs';
 
@@ -114,9 +114,10 @@ function useLiveRollout(id) {
     });
     return () => controller.abort();
   }, [id]);
-  /** A verb's answer is the full status: drawn as it is when the rollout is small, else read again as a summary. */
-  const verbDone = (answer) => {
-    if (answer.rollout.hostCount <= FULL_STATUS_HOSTS) setStatus(viewOfStatus(answer));
+  /** A verb's answer is the rollout's summary: drawn as it is when the rollout is large, else read whole. */
+  const verbDone = (summary) => {
+    hostCount.current = summary.rollout.hostCount;
+    if (summary.rollout.hostCount > FULL_STATUS_HOSTS) setStatus(viewOfSummary(summary));
     else void refresh.current();
   };
   return { status, verbDone, timeline, hostEventsListed, stream, error };

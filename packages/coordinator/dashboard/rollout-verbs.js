@@ -52,7 +52,8 @@ export function RolloutVerbs({ rollout, signed, who, onDone }) {
     setBusy(verb);
     setError(null);
     try {
-      onDone(await api(`/v1/rollouts/${seg(rollout.id)}/${verb}`, { method: 'POST' }));
+      // The summary (~1 KB): the page reads the full status itself when the rollout is small.
+      onDone(await api(`/v1/rollouts/${seg(rollout.id)}/${verb}?view=summary`, { method: 'POST' }));
     } catch (err) {
       setError(`${verb}: ${err.message}`);
     } finally {

@@ -287,6 +287,52 @@ describe('the summary and hosts routes', () => {
     });
   });
 
+  it('an action answers with the summary when asked (`?view=summary`), with the full status otherwise', async () => {
+    hub = await startHub({}, { minApprovals: 0 });
+    await hub.register('web-1', { role: 'web' });
+    const patch = (await hub.api('POST', '/v1/patches', SAMPLE_PATCH_SPEC)).body as { id: string };
+    const created = await hub.api('POST', '/v1/rollouts', {
+      patchId: patch.id,
+      target: { labels: { role: 'web' } },
+      requiredApprovals: 0,
+      draft: true,
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const id = RolloutStatusSchema.parse(created.body).rollout.id;
+
+    const submitted = await hub.api('POST', `/v1/rollouts/${id}/submit?view=summary`);
+    expect(submitted.status, JSON.stringify(submitted.body)).toBe(200);
+    expect(RolloutSummarySchema.parse(submitted.body).rollout).toMatchObject({ id, state: 'scheduled' });
+    expect(RolloutStatusSchema.safeParse(submitted.body).success).toBe(false);
+
+    const started = await hub.api('POST', `/v1/rollouts/${id}/start?view=summary`);
+    expect(started.status, JSON.stringify(started.body)).toBe(200);
+    expect(RolloutSummarySchema.parse(started.body)).toMatchObject({
+      rollout: { id, hostCount: 1 },
+      waves: [{ wave: 0, hostCount: 1 }],
+    });
+    for (const query of ['', '?view=full']) {
+      const paused = await hub.api('POST', `/v1/rollouts/${id}/${query === '' ? 'pause' : 'resume'}${query}`);
+      expect(paused.status, JSON.stringify(paused.body)).toBe(200);
+      expect(RolloutStatusSchema.parse(paused.body).waves[0]?.hosts.map((h) => h.hostId)).toEqual(['web-1']);
+    }
+    const aborted = await hub.api('POST', `/v1/rollouts/${id}/abort?view=summary`, { reason: 'enough' });
+    expect(RolloutSummarySchema.parse(aborted.body).rollout.state).toBe('aborted');
+  });
+
+  it.each([
+    ['an unknown view', 'view=brief'],
+    ['an empty view', 'view='],
+    ['an unknown parameter', 'views=summary'],
+  ])('%s on an action is a 400 naming the field, and the action is not taken', async (_what, query) => {
+    const id = await draft();
+    const answer = await hub.api('POST', `/v1/rollouts/${id}/abort?${query}`);
+    expect(answer.status).toBe(400);
+    expect(JSON.stringify(answer.body)).toContain(query.split('=')[0]);
+    const status = RolloutStatusSchema.parse((await hub.api('GET', `/v1/rollouts/${id}`)).body);
+    expect(status.rollout.state).toBe('awaiting_approval');
+  });
+
   it('an unknown rollout is 404 on both', async () => {
     await draft();
     for (const url of ['/v1/rollouts/rol_nope/summary', '/v1/rollouts/rol_nope/hosts']) {

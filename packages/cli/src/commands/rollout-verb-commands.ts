@@ -1,9 +1,10 @@
-import { DEFAULT_STATEMENT_VALIDITY_SECONDS, type RolloutStatus } from '@fleetpatch/shared';
+import { DEFAULT_STATEMENT_VALIDITY_SECONDS, type RolloutStatus, type RolloutSummary } from '@fleetpatch/shared';
 import type { Command } from 'commander';
 import type { RolloutVerb } from '../api-client.js';
 import type { CliContext, JsonFlag } from '../cli-context.js';
 import { writeJson } from '../cli-output.js';
 import { renderStatus } from '../render-status.js';
+import { renderWatchFrame } from '../render-watch.js';
 import {
   addSigningOptions,
   approveSigned,
@@ -12,6 +13,10 @@ import {
   type SigningFlags,
   signRevert,
 } from '../rollout-signing.js';
+import { createStyle } from '../terminal-style.js';
+import { FULL_STATUS_HOSTS } from '../watch-rollout.js';
+import { viewOfSummary } from '../watch-view.js';
+import { WaveTimings } from '../wave-timings.js';
 import type { KeyEnvironment } from './key-commands.js';
 
 const VERBS: Readonly<Record<RolloutVerb, string>> = {
@@ -37,6 +42,20 @@ export function addRolloutVerbCommands(rollout: Command, ctx: CliContext, keys: 
   const print = (status: RolloutStatus, opts: JsonFlag) => {
     if (opts.json) writeJson(ctx.output, status);
     else ctx.output.out(renderStatus(status, ctx.now()));
+  };
+  /**
+   * The text after a verb answered with the rollout's summary (~1 KB, where the status of 10,000
+   * hosts is ~2 MB): a rollout of at most FULL_STATUS_HOSTS hosts is read whole and drawn host by
+   * host, a larger one is drawn from the summary, as `rollout status --watch` draws it. `--json`
+   * keeps printing the full status: it asks the verb for that instead.
+   */
+  const printAfter = async (summary: RolloutSummary) => {
+    if (summary.rollout.hostCount <= FULL_STATUS_HOSTS) {
+      print(await ctx.api().rolloutStatus(summary.rollout.id), {});
+      return;
+    }
+    const frame = { view: viewOfSummary(summary), patch: undefined, timings: new WaveTimings(), now: ctx.now() };
+    ctx.output.out(renderWatchFrame(frame, createStyle(false)));
   };
   /** A signing step of a revert: it prints how far the signatures are, and the status once the revert started. */
   const revertSigned = async (id: string, host: string | null, opts: VerbOptions) => {
@@ -70,13 +89,15 @@ export function addRolloutVerbCommands(rollout: Command, ctx: CliContext, keys: 
     command.action(async (id: string, opts: VerbOptions) => {
       if (opts.signKey !== undefined && verb === 'revert') return revertSigned(id, null, opts);
       const api = ctx.api();
-      const status =
-        opts.signKey !== undefined && verb === 'approve'
-          ? await approveSigned(ctx, api, id, await loadKey(opts, keys), opts.reason)
-          : opts.overridePromotion !== undefined
-            ? await api.startOverridingPromotion(id, opts.overridePromotion)
-            : await api.rolloutVerb(id, verb, opts.reason);
-      print(status, opts);
+      if (opts.signKey !== undefined && verb === 'approve') {
+        print(await approveSigned(ctx, api, id, await loadKey(opts, keys), opts.reason), opts);
+      } else if (opts.overridePromotion !== undefined) {
+        print(await api.startOverridingPromotion(id, opts.overridePromotion), opts);
+      } else if (opts.json) {
+        print(await api.rolloutVerb(id, verb, opts.reason), opts);
+      } else {
+        await printAfter(await api.rolloutVerbSummary(id, verb, opts.reason));
+      }
     });
   }
 
@@ -91,7 +112,8 @@ export function addRolloutVerbCommands(rollout: Command, ctx: CliContext, keys: 
   addSigningOptions(revertHost, 'a revert statement for this host', true).action(
     async (id: string, host: string, opts: VerbOptions) => {
       if (opts.signKey !== undefined) return revertSigned(id, host, opts);
-      print(await ctx.api().revertHost(id, host), opts);
+      if (opts.json) print(await ctx.api().revertHost(id, host), opts);
+      else await printAfter(await ctx.api().revertHostSummary(id, host));
     },
   );
 }

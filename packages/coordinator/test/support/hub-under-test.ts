@@ -30,7 +30,7 @@ export interface HubUnderTest {
 
 export async function startHub(
   limits: Partial<AgentLimits> = {},
-  settings: { heartbeatIntervalMs?: number } = {},
+  settings: { heartbeatIntervalMs?: number; minApprovals?: number } = {},
 ): Promise<HubUnderTest> {
   const dataDir = mkdtempSync(join(tmpdir(), 'fleetpatch-hub-'));
   const logs: Record<string, unknown>[] = [];
