@@ -245,6 +245,12 @@ describe('watchRollout', () => {
     }
     const big = FULL_STATUS_HOSTS + 1;
 
+    it('the dashboard draws a rollout from its full status up to the same size (it keeps its own copy: no bundler)', async () => {
+      const source = new URL('../../coordinator/dashboard/rollout-source.js', import.meta.url).href;
+      const dashboard = (await import(source)) as { FULL_STATUS_HOSTS: number };
+      expect(dashboard.FULL_STATUS_HOSTS).toBe(FULL_STATUS_HOSTS);
+    });
+
     it('a rollout of more than FULL_STATUS_HOSTS hosts: summaries only, never its full status', async () => {
       const { asked, outcome } = await reads([
         ['summary', summary({ hostCount: big })],

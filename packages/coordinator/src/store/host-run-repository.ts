@@ -212,7 +212,7 @@ export class HostRunRepository {
       get: runs(`FROM host_runs WHERE rollout_id = ? AND host_id = ?`),
       byOrder: runs(`FROM host_runs WHERE order_id = ?`),
       byRevertOrder: runs(`FROM host_runs WHERE revert_order_id = ?`),
-      // One probe of host_runs_wave_state per state asked: the cost follows the hosts in those states.
+      // One probe of host_runs_wave_state_position per state asked: the cost follows the hosts in those states.
       countInWave: db.prepare(
         `SELECT state, count(*) AS n FROM host_runs
          WHERE rollout_id = ? AND wave = ? AND state IN (SELECT value FROM json_each(?)) GROUP BY state`,
