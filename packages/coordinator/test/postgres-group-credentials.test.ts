@@ -82,8 +82,8 @@ describeNeeding(postgresCluster, 'credentials in a coordinator group', () => {
     const released = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const insert = a.app.fleet.store.hostRuns.insert.bind(a.app.fleet.store.hostRuns);
-    const held = vi.spyOn(a.app.fleet.store.hostRuns, 'insert').mockImplementationOnce(async (...args) => {
+    const insert = a.app.fleet.store.hostRuns.insertQueued.bind(a.app.fleet.store.hostRuns);
+    const held = vi.spyOn(a.app.fleet.store.hostRuns, 'insertQueued').mockImplementationOnce(async (...args) => {
       await released;
       return insert(...args);
     });

@@ -62,24 +62,20 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
 
   it('answers every query as the SQLite store does, through a rollout and a revert', async () => {
     // Written out of order: positions and waves, not the order of inserts, order a rollout.
-    for (const [hostId, wave, position] of [
-      ['h3', 1, 1],
-      ['h0', 0, 0],
-      ['h2', 1, 0],
-      ['h1', 0, 1],
-      ['h4', 2, 0],
-      ['h5', 1, 2],
-    ] as const) {
-      await same((r) => r.insert({ rolloutId: 'r1', hostId, wave, position }));
-    }
-    for (const [hostId, position] of [
-      ['h1', 0],
-      ['h0', 1],
-    ] as const) {
-      await same((r) => r.insert({ rolloutId: 'r2', hostId, wave: 0, position }));
-    }
+    const planned = [
+      { hostId: 'h3', wave: 1, position: 1 },
+      { hostId: 'h0', wave: 0, position: 0 },
+      { hostId: 'h2', wave: 1, position: 0 },
+      { hostId: 'h1', wave: 0, position: 1 },
+      { hostId: 'h4', wave: 2, position: 0 },
+      { hostId: 'h5', wave: 1, position: 2 },
+    ];
+    await same((r) => r.insertQueued('r1', planned));
+    await same((r) => r.insertQueued('r2', [{ hostId: 'h1', wave: 0, position: 0 }]));
+    await same((r) => r.insertQueued('r2', [{ hostId: 'h0', wave: 0, position: 1 }]));
+    await same((r) => r.insertQueued('r2', []));
     // A host is in a rollout once.
-    await same((r) => r.insert({ rolloutId: 'r1', hostId: 'h0', wave: 2, position: 5 }), { refusal: true });
+    await same((r) => r.insertQueued('r1', [{ hostId: 'h0', wave: 2, position: 5 }]), { refusal: true });
     await readEverything();
 
     // Delivered at dispatch (the host is connected), or waiting for its host (null).
@@ -201,5 +197,20 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
       deliveredAt: null,
     });
     await readEverything();
+  });
+
+  it('queues a start of more hosts than one statement takes, each at its place', async () => {
+    const planned = Array.from({ length: 10_003 }, (_, i) => ({
+      hostId: `host-${String(i).padStart(5, '0')}`,
+      wave: i === 0 ? 0 : 1,
+      position: i === 0 ? 0 : i - 1,
+    }));
+    await same((r) => r.insertQueued('r1', planned));
+    expect(await same((r) => r.countByWaveAndState('r1'))).toEqual([
+      { wave: 0, state: 'queued', n: 1 },
+      { wave: 1, state: 'queued', n: 10_002 },
+    ]);
+    await same((r) => r.page('r1', { wave: 1, limit: 4, after: { wave: 1, position: 9_997 } }));
+    await same((r) => r.nextQueued('r1', 1, 3));
   });
 });

@@ -118,7 +118,7 @@ describe('host-run reads', () => {
     await store.patches.insert(storedPatch(SAMPLE_PATCH_SPEC, { id: 'pat_1', createdBy: 'alice', createdAt: at }));
     const request = RolloutRequestSchema.parse({ patchId: 'pat_1', target: { hostIds: ['web-1'] } });
     await store.rollouts.insert({ id: 'ro_1', patchId: 'pat_1', request, state: 'running', createdBy: 'alice' }, at);
-    await store.hostRuns.insert({ rolloutId: 'ro_1', hostId: 'web-1', wave: 2, position: 7 });
+    await store.hostRuns.insertQueued('ro_1', [{ hostId: 'web-1', wave: 2, position: 7 }]);
     // Every column a value of its own (rows are read as arrays by position: a column out of place shows).
     const health = [{ check: 'http', ok: false, observed: '500' }];
     const rehearsal = { outcome: 'restored' };

@@ -447,11 +447,10 @@ export class RolloutEngine {
           canaryFitnessOf(fleet.agents, (hostId) => this.channel.isOnline(hostId)),
           rollout.request.waves,
         );
-        for (const [waveIndex, wave] of waves.entries()) {
-          for (const [position, hostId] of wave.entries()) {
-            await this.store.hostRuns.insert({ rolloutId: id, hostId, wave: waveIndex, position });
-          }
-        }
+        await this.store.hostRuns.insertQueued(
+          id,
+          waves.flatMap((hostIds, wave) => hostIds.map((hostId, position) => ({ hostId, wave, position }))),
+        );
         await this.store.rollouts.freezeTarget(id, hosts.length, waves.length);
         await this.store.rollouts.setWave(id, 0, null, isoNow(this.clock));
         await this.analyses.startWave(rollout, 0);

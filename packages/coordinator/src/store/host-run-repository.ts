@@ -7,6 +7,13 @@ import type {
 } from '@fleetpatch/shared';
 import type { Db } from './database.js';
 
+/** A host's place in a rollout, planned at its start: its wave and its position in the wave. */
+export interface QueuedHostRun {
+  hostId: string;
+  wave: number;
+  position: number;
+}
+
 export interface HostRunRecord {
   rolloutId: string;
   hostId: string;
@@ -302,8 +309,9 @@ export class HostRunRepository {
     };
   }
 
-  async insert(run: { rolloutId: string; hostId: string; wave: number; position: number }): Promise<void> {
-    this.statements.insert.run(run);
+  /** A rollout's hosts as its start plans them, each queued at its place (inside the start's transaction). */
+  async insertQueued(rolloutId: string, runs: readonly QueuedHostRun[]): Promise<void> {
+    for (const run of runs) this.statements.insert.run({ rolloutId, ...run });
   }
 
   async forRollout(rolloutId: string): Promise<HostRunRecord[]> {
