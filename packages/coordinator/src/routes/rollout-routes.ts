@@ -55,7 +55,14 @@ const Status = { 200: RolloutStatusSchema, ...ERROR_RESPONSES } as const;
  * its summary. The full status of 10,000 hosts is ~2 MB and ~100 ms of the coordinator's time, which
  * a client that only wants to know how the action went (the CLI, the dashboard) need not cost it.
  */
-const ViewQuery = z.object({ view: z.enum(['full', 'summary']).default('full') }).strict();
+const ViewQuery = z
+  .object({
+    view: z
+      .enum(['full', 'summary'])
+      .default('full')
+      .describe('what to answer with: the full status, every host (the default), or the summary, ~1 KB at any size'),
+  })
+  .strict();
 const StatusOrSummary = { 200: z.union([RolloutStatusSchema, RolloutSummarySchema]), ...ERROR_RESPONSES } as const;
 
 /** Rollouts: create, plan, the lifecycle verbs, status, and the audit trail (paged and live). */
