@@ -248,6 +248,23 @@ describe('command line → request', () => {
     expect(large.out.join('\n')).toContain('4000 done, 1000 in flight');
   });
 
+  it('a verb that was done is not reported as failed when the read after it fails: its summary is drawn', async () => {
+    const lost = Promise.reject(new Error('socket hang up'));
+    lost.catch(() => {}); // handled where the command awaits it
+    const h = harness('', {
+      rolloutVerbSummary: summary(
+        { hostCount: 3, state: 'aborted' },
+        { waves: [{ wave: 0, phase: 'stopped', hostCount: 3, counts: { healthy: 1, cancelled: 2 } }] },
+      ),
+      rolloutStatus: lost,
+    });
+    await h.run('rollout', 'abort', 'ro_1');
+    expect(h.calls.map((c) => c.method)).toEqual(['rolloutVerbSummary', 'rolloutStatus']);
+    expect(h.err).toEqual(["abort done; the rollout's full status could not be read after it: socket hang up"]);
+    expect(h.out.join('\n')).toMatch(/rollout ro_1 {2}aborted/);
+    expect(h.exitCodes).toEqual([]);
+  });
+
   it('maps verbs, reasons, agent labels and global flags after the subcommand', async () => {
     const h = harness();
     const program = await h.run('rollout', 'abort', 'ro_1', '--reason', 'bad canary', '--json', '--token', 't');

@@ -14,6 +14,7 @@ import {
   signRevert,
 } from '../rollout-signing.js';
 import { createStyle } from '../terminal-style.js';
+import { oneLine } from '../terminal-text.js';
 import { FULL_STATUS_HOSTS } from '../watch-rollout.js';
 import { viewOfSummary } from '../watch-view.js';
 import { WaveTimings } from '../wave-timings.js';
@@ -49,10 +50,18 @@ export function addRolloutVerbCommands(rollout: Command, ctx: CliContext, keys: 
    * host, a larger one is drawn from the summary, as `rollout status --watch` draws it. `--json`
    * keeps printing the full status: it asks the verb for that instead.
    */
-  const printAfter = async (summary: RolloutSummary) => {
+  const printAfter = async (summary: RolloutSummary, verb: string) => {
     if (summary.rollout.hostCount <= FULL_STATUS_HOSTS) {
-      print(await ctx.api().rolloutStatus(summary.rollout.id), {});
-      return;
+      // The verb is done whatever this read does: a failed read falls back to the summary, not to an error.
+      const status = await ctx
+        .api()
+        .rolloutStatus(summary.rollout.id)
+        .catch((err: unknown) => {
+          const why = err instanceof Error ? err.message : String(err);
+          ctx.output.err(oneLine`${verb} done; the rollout's full status could not be read after it: ${why}`);
+          return undefined;
+        });
+      if (status) return print(status, {});
     }
     const frame = { view: viewOfSummary(summary), patch: undefined, timings: new WaveTimings(), now: ctx.now() };
     ctx.output.out(renderWatchFrame(frame, createStyle(false)));
@@ -96,7 +105,7 @@ export function addRolloutVerbCommands(rollout: Command, ctx: CliContext, keys: 
       } else if (opts.json) {
         print(await api.rolloutVerb(id, verb, opts.reason), opts);
       } else {
-        await printAfter(await api.rolloutVerbSummary(id, verb, opts.reason));
+        await printAfter(await api.rolloutVerbSummary(id, verb, opts.reason), verb);
       }
     });
   }
@@ -113,7 +122,7 @@ export function addRolloutVerbCommands(rollout: Command, ctx: CliContext, keys: 
     async (id: string, host: string, opts: VerbOptions) => {
       if (opts.signKey !== undefined) return revertSigned(id, host, opts);
       if (opts.json) print(await ctx.api().revertHost(id, host), opts);
-      else await printAfter(await ctx.api().revertHostSummary(id, host));
+      else await printAfter(await ctx.api().revertHostSummary(id, host), 'revert-host');
     },
   );
 }
