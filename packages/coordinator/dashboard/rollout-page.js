@@ -102,10 +102,18 @@ function useLiveRollout(id) {
       if (controller.signal.aborted) return;
       const coalesced = (hostCount.current ?? 0) > FULL_STATUS_HOSTS;
       setHostEventsListed(!coalesced);
+      // Back live after the stream was lost (a coordinator restart, a network cut): read the rollout
+      // again. The events are resumed from the last one seen, but a host's phases in between are not
+      // events, and a read an event set going may have been refused meanwhile.
+      let wasLive = false;
       void followRolloutEvents(id, {
         signal: controller.signal,
         hostEvents: coalesced ? 'coalesced' : 'all',
-        onStatus: setStream,
+        onStatus: (now) => {
+          setStream(now);
+          if (now === 'live' && wasLive) void refresh.current();
+          if (now === 'live') wasLive = true;
+        },
         onProgress: () => void refresh.current(),
         onEvent: (event) => {
           if (batch.push(event) === 1) queueMicrotask(flush);
