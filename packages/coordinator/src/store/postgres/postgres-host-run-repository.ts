@@ -37,7 +37,7 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
 
   /**
    * A statement per QUEUED_ROWS_PER_STATEMENT hosts, not a round trip per host: a start of 10,000
-   * hosts was 10,000 INSERTs one after the other, each waiting for the database (on a network, ~10 s).
+   * hosts was 10,000 INSERTs one after the other, each waiting for the database (~5 s at 0.5 ms a round trip).
    * Inserted in the order given (`ORDER BY` the ordinality), as SQLite inserts them.
    */
   async insertQueued(rolloutId: string, runs: readonly QueuedHostRun[]): Promise<void> {
