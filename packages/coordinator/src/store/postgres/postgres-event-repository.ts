@@ -8,7 +8,7 @@ import {
   newEventRecord,
 } from '../event-repository.js';
 import type { Public } from '../repositories.js';
-import type { PostgresExecutor } from './postgres-executor.js';
+import type { HeldWrites, PostgresExecutor } from './postgres-executor.js';
 
 /** The advisory lock key that orders event commits: the bytes of "fpevents" as a signed 64-bit integer. */
 export const EVENT_ORDER_LOCK_KEY = '7381511348442526835';
@@ -21,29 +21,18 @@ export const EVENT_ORDER_LOCK_KEY = '7381511348442526835';
 export class PostgresEventRepository implements Public<EventRepository> {
   constructor(private readonly db: PostgresExecutor) {}
 
+  /**
+   * Inside a transaction the row is held back and written with the transaction's other events in one
+   * statement before it commits (or before a statement of it that reads events): a round trip per
+   * transaction, not per event. The record's `seq` is filled in then — the store publishes records
+   * only after the commit. Outside a transaction it is written at once.
+   */
   async append(event: NewEvent, at: string): Promise<EventRecord> {
-    const record = newEventRecord(event, at);
-    // The lock, taken before the seq is drawn and held to the commit, makes seqs commit in their
-    // order across every coordinator of a group: a reader paging by seq (the SSE resume, the event
-    // tail) never passes a seq whose event is still to commit. The NOTIFY goes out at the commit.
-    const row = await this.db.one<{ seq: number }>(
-      `INSERT INTO events (rollout_id, host_id, actor, type, from_state, to_state, data, at)
-       SELECT $1, $2, $3, $4, $5, $6, $7::jsonb, $8
-         FROM (SELECT pg_advisory_xact_lock(${EVENT_ORDER_LOCK_KEY}), pg_notify('${NotifyChannel.events}', '')) AS ordered
-       RETURNING seq`,
-      [
-        record.rolloutId,
-        record.hostId,
-        record.actor,
-        record.type,
-        record.fromState,
-        record.toState,
-        record.data && JSON.stringify(record.data),
-        at,
-      ],
-    );
-    if (row === undefined) throw new Error('INSERT … RETURNING seq returned no row');
-    return { seq: row.seq, ...record };
+    const record: EventRecord = { seq: 0, ...newEventRecord(event, at) };
+    const held = this.db.heldWrites(this, () => new HeldEvents(this.db));
+    if (held) held.records.push(record);
+    else await insertEvents(this.db, [record]);
+    return record;
   }
 
   /** The latest of `states` the rollout itself moved to (its hosts' events are not looked at). */
@@ -74,4 +63,60 @@ export class PostgresEventRepository implements Public<EventRepository> {
     ]);
     return rows.map(eventFromColumns);
   }
+}
+
+/** A statement that names the events table (and so must see the rows held back before it runs). */
+const NAMES_EVENTS = /\bevents\b/;
+
+/** A transaction's events, held back to be written together (see `PostgresEventRepository.append`). */
+class HeldEvents implements HeldWrites {
+  records: EventRecord[] = [];
+
+  constructor(private readonly db: PostgresExecutor) {}
+
+  mustPrecede(text: string): boolean {
+    return this.records.length > 0 && NAMES_EVENTS.test(text);
+  }
+
+  async flush(): Promise<void> {
+    const records = this.records;
+    this.records = [];
+    if (records.length > 0) await insertEvents(this.db, records);
+  }
+}
+
+/**
+ * Writes `records` in one statement, in their order, and sets each one's `seq`. The lock, taken before
+ * any seq is drawn and held to the commit, makes seqs commit in their order across every coordinator
+ * of a group: a reader paging by seq (the SSE resume, the event tail) never passes a seq whose event is
+ * still to commit. The NOTIFY goes out at the commit.
+ */
+async function insertEvents(db: PostgresExecutor, records: EventRecord[]): Promise<void> {
+  const column = <K extends keyof EventRecord>(key: K) => records.map((record) => record[key]);
+  const rows = await db.query<{ seq: number }>(
+    `INSERT INTO events (rollout_id, host_id, actor, type, from_state, to_state, data, at)
+     SELECT e.rollout_id, e.host_id, e.actor, e.type, e.from_state, e.to_state, e.data::jsonb, e.at::timestamptz
+       FROM (SELECT pg_advisory_xact_lock(${EVENT_ORDER_LOCK_KEY}), pg_notify('${NotifyChannel.events}', '')) AS ordered,
+            unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+              WITH ORDINALITY AS e(rollout_id, host_id, actor, type, from_state, to_state, data, at, n)
+      ORDER BY e.n
+     RETURNING seq`,
+    [
+      column('rolloutId'),
+      column('hostId'),
+      column('actor'),
+      column('type'),
+      column('fromState'),
+      column('toState'),
+      records.map((record) => record.data && JSON.stringify(record.data)),
+      column('at'),
+    ],
+  );
+  if (rows.length !== records.length)
+    throw new Error(`INSERT … RETURNING seq returned ${rows.length} rows for ${records.length} events`);
+  // Seqs are drawn as the rows are inserted, in the ORDER BY's order; RETURNING's order is not promised.
+  const seqs = rows.map((row) => row.seq).sort((a, b) => a - b);
+  records.forEach((record, i) => {
+    record.seq = seqs[i] as number;
+  });
 }

@@ -24,11 +24,30 @@ export function isoFromPostgres(text: string): string {
 }
 
 /**
+ * Rows a repository holds back within a transaction to write them in one statement, a round trip for
+ * all of them instead of one each: written before the transaction commits, and before any statement of
+ * the same transaction that must see them (`mustPrecede`), so the transaction reads as if each had
+ * been written when it was asked for.
+ */
+export interface HeldWrites {
+  /** Whether `text`, about to run in the same transaction, must see the held rows. */
+  mustPrecede(text: string): boolean;
+  /** Writes the held rows (none held: nothing) and forgets them. */
+  flush(): Promise<void>;
+}
+
+/** A transaction's connection and the writes held back in it, by their owner. */
+interface TransactionScope {
+  client: pg.PoolClient;
+  held: Map<object, HeldWrites>;
+}
+
+/**
  * Where a PostgreSQL repository's queries go: the transaction's connection while
  * `inTransaction`'s function runs (its async context says so), any pooled connection outside one.
  */
 export class PostgresExecutor {
-  private readonly transactionClient = new AsyncLocalStorage<pg.PoolClient>();
+  private readonly transaction = new AsyncLocalStorage<TransactionScope>();
   readonly pool: pg.Pool;
 
   constructor(url: string, poolSize = 10) {
@@ -39,8 +58,25 @@ export class PostgresExecutor {
   }
 
   async query<R extends pg.QueryResultRow>(text: string, values?: readonly unknown[]): Promise<R[]> {
-    const on = this.transactionClient.getStore() ?? this.pool;
-    return (await on.query<R>(text, values as unknown[] | undefined)).rows;
+    const scope = this.transaction.getStore();
+    if (scope === undefined) return (await this.pool.query<R>(text, values as unknown[] | undefined)).rows;
+    for (const held of scope.held.values()) if (held.mustPrecede(text)) await held.flush();
+    return (await scope.client.query<R>(text, values as unknown[] | undefined)).rows;
+  }
+
+  /**
+   * The writes `owner` holds back in the running transaction, made by `create` on its first call in
+   * it; `undefined` outside a transaction (the caller writes at once).
+   */
+  heldWrites<H extends HeldWrites>(owner: object, create: () => H): H | undefined {
+    const scope = this.transaction.getStore();
+    if (scope === undefined) return undefined;
+    let held = scope.held.get(owner);
+    if (held === undefined) {
+      held = create();
+      scope.held.set(owner, held);
+    }
+    return held as H;
   }
 
   async one<R extends pg.QueryResultRow>(text: string, values?: readonly unknown[]): Promise<R | undefined> {
@@ -65,7 +101,12 @@ export class PostgresExecutor {
     client.on('error', onError);
     try {
       await client.query('BEGIN');
-      const result = await this.transactionClient.run(client, fn);
+      const scope: TransactionScope = { client, held: new Map() };
+      const result = await this.transaction.run(scope, async () => {
+        const result = await fn();
+        for (const held of scope.held.values()) await held.flush();
+        return result;
+      });
       await client.query('COMMIT');
       return result;
     } catch (err) {

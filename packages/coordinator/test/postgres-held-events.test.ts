@@ -1,0 +1,107 @@
+/**
+ * A PostgreSQL transaction's audit events are held back and written in one statement before it
+ * commits (postgres-event-repository.ts): a round trip per transaction instead of one per event. What
+ * must not change with it: the seqs follow the order of the appends, a statement of the same
+ * transaction that reads events sees every one appended before it, a rollback leaves none, and the
+ * records published after the commit carry their seqs.
+ */
+import type { EventRecord } from '@fleetpatch/shared';
+import pg from 'pg';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { describeNeeding } from '../../../test/support/requirements.js';
+import { Store } from '../src/store/store.js';
+
+const AT = '2026-12-04T15:00:00.000Z';
+
+describeNeeding(postgresCluster, 'events held back in a PostgreSQL transaction', () => {
+  let store: Store;
+  let published: EventRecord[];
+  /** The statements sent to PostgreSQL while a test runs, by their text. */
+  let sent: string[];
+
+  beforeEach(async () => {
+    store = await Store.openPostgres(await runPostgresCluster().createDatabase());
+    published = [];
+    store.onEvent((event) => published.push(event));
+    sent = [];
+    const query = pg.Client.prototype.query;
+    vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+      if (text !== undefined) sent.push(text);
+      return (query as (...a: unknown[]) => unknown).apply(this, args);
+    } as never);
+  });
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await store.close();
+  });
+
+  const inserts = () => sent.filter((text) => /^\s*INSERT INTO events/.test(text)).length;
+  const event = (type: string, hostId: string | null = null) => ({ rolloutId: null, hostId, actor: 'test', type });
+
+  it('writes a transaction’s events in one statement, seqs in the order of the appends, and publishes them after the commit', async () => {
+    const before = await store.allEvents(0, 1000);
+    await store.transaction(async () => {
+      for (let i = 0; i < 5; i++) await store.appendEvent(event(`test.e${i}`, `h${i}`), AT);
+      expect(inserts()).toBe(0); // held until the commit
+    });
+    expect(inserts()).toBe(1);
+    const written = (await store.allEvents(before.at(-1)?.seq ?? 0, 1000)).map(({ seq, type, hostId }) => ({
+      seq,
+      type,
+      hostId,
+    }));
+    expect(written.map((e) => e.type)).toEqual(['test.e0', 'test.e1', 'test.e2', 'test.e3', 'test.e4']);
+    expect(written.map((e) => e.seq)).toEqual([...written.map((e) => e.seq)].sort((a, b) => a - b));
+    // What went out to live readers is what was written, seqs included.
+    expect(published.map(({ seq, type, hostId }) => ({ seq, type, hostId }))).toEqual(written);
+  });
+
+  it('lets a statement of the same transaction that reads events see every one appended before it', async () => {
+    const before = (await store.allEvents(0, 1000)).at(-1)?.seq ?? 0;
+    let seen: EventRecord[] = [];
+    let seenAfterMore: EventRecord[] = [];
+    await store.transaction(async () => {
+      await store.appendEvent(event('test.first'), AT);
+      await store.appendEvent(event('test.second'), AT);
+      seen = await store.allEvents(before, 1000);
+      await store.appendEvent(event('test.third'), AT);
+      seenAfterMore = await store.allEvents(before, 1000);
+    });
+    expect(seen.map((e) => e.type)).toEqual(['test.first', 'test.second']);
+    expect(seenAfterMore.map((e) => e.type)).toEqual(['test.first', 'test.second', 'test.third']);
+    // Read back as written: each read wrote what was held before it, and nothing twice.
+    expect(inserts()).toBe(2);
+    expect(await store.allEvents(before, 1000)).toEqual(seenAfterMore);
+    expect(published).toEqual(seenAfterMore);
+  });
+
+  it('leaves no event of a transaction that rolls back, and publishes none', async () => {
+    const before = await store.allEvents(0, 1000);
+    await expect(
+      store.transaction(async () => {
+        await store.appendEvent(event('test.lost'), AT);
+        throw new Error('the step failed');
+      }),
+    ).rejects.toThrow('the step failed');
+    expect(await store.allEvents(0, 1000)).toEqual(before);
+    expect(published).toEqual([]);
+    expect(inserts()).toBe(0);
+  });
+
+  it('rolls the whole transaction back when its held events cannot be written at the commit', async () => {
+    const before = await store.allEvents(0, 1000);
+    await expect(
+      store.transaction(async () => {
+        await store.agents.enroll({ id: 'h1', publicKey: 'key', labels: {}, mayReplace: false }, AT);
+        // jsonb cannot hold a NUL: refused when the held row is written, after everything else was.
+        await store.appendEvent({ ...event('test.unwritable'), data: { text: 'a\u0000b' } }, AT);
+      }),
+    ).rejects.toThrow(/unsupported Unicode escape sequence/);
+    expect(await store.allEvents(0, 1000)).toEqual(before);
+    expect(await store.agents.get('h1')).toBeUndefined();
+    expect(published).toEqual([]);
+  });
+});
