@@ -5,13 +5,13 @@
 import { HOST_RUN_STATES } from '@fleetpatch/shared';
 import { describe, expect, it } from 'vitest';
 import { HOST_RUN_TRANSITIONS } from '../src/engine/host-run-states.js';
-import { IllegalHostTransitionError, transitionHostRun } from '../src/engine/host-run-transition.js';
+import { dispatchHostRuns, IllegalHostTransitionError, transitionHostRun } from '../src/engine/host-run-transition.js';
 import { SimulatedFleet } from './support/simulated-fleet.js';
 
-/** A started rollout of one offline host (policy wait), so its run stays queued until a test moves it. */
-async function queuedRun() {
+/** A started rollout of offline hosts (policy wait), so their runs stay queued until a test moves them. */
+async function queuedRun(hosts = ['host-1']) {
   const fleet = await SimulatedFleet.open();
-  await fleet.addHosts(['host-1'], { online: false });
+  await fleet.addHosts(hosts, { online: false });
   const { id } = await fleet.create({ offline: { mode: 'wait', deliveryDeadlineSeconds: 60 } });
   await fleet.engine.start(id, 'alice'); // dispatch waits for the next turn: the run is still queued here
   return { fleet, id, run: await fleet.run(id, 'host-1') };
@@ -100,6 +100,68 @@ describe('host-run transitions', () => {
     await fleet.store.transaction(async () => await transitionHostRun(fleet, run, { to: 'skipped' }, null));
     expect((await fleet.run(id, 'host-1')).state).toBe('skipped');
     expect(await fleet.events(id)).toHaveLength(events);
+  });
+});
+
+describe('a dispatch burst (dispatchHostRuns)', () => {
+  it('writes every queued run and its event, in the order given, with one dispatch instant', async () => {
+    const { fleet, id } = await queuedRun(['host-1', 'host-2']);
+    const runs = [await fleet.run(id, 'host-2'), await fleet.run(id, 'host-1')];
+    const at = fleet.now;
+    await fleet.store.transaction(
+      async () =>
+        await dispatchHostRuns(
+          fleet,
+          id,
+          at,
+          runs.map((run, i) => ({
+            run,
+            orderId: `ord_${i}`,
+            deliveredAt: i === 0 ? at : null,
+            event: { actor: 'system', data: { n: i } },
+          })),
+        ),
+    );
+    expect(await fleet.run(id, 'host-2')).toMatchObject({ state: 'dispatched', orderId: 'ord_0', deliveredAt: at });
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'dispatched', orderId: 'ord_1', deliveredAt: null });
+    expect((await fleet.events(id)).slice(-2)).toMatchObject([
+      { type: 'host.dispatched', hostId: 'host-2', fromState: 'queued', toState: 'dispatched', data: { n: 0 } },
+      { type: 'host.dispatched', hostId: 'host-1', fromState: 'queued', toState: 'dispatched', data: { n: 1 } },
+    ]);
+  });
+
+  it('one run whose row has moved on throws, and the transaction writes none of the others', async () => {
+    const { fleet, id } = await queuedRun(['host-1', 'host-2']);
+    const [one, two] = [await fleet.run(id, 'host-1'), await fleet.run(id, 'host-2')];
+    // host-1 leaves the queue behind the burst's back; host-2 is still queued, and comes after it.
+    await fleet.store.transaction(async () => await transitionHostRun(fleet, one, { to: 'skipped' }, null));
+    const before = await fleet.dump();
+    const burst = [one, two].map((run) => ({
+      run,
+      orderId: `ord_${run.hostId}`,
+      deliveredAt: null,
+      event: { actor: 'system' },
+    }));
+    await expect(
+      fleet.store.transaction(async () => await dispatchHostRuns(fleet, id, fleet.now, burst)),
+    ).rejects.toThrow(`host run host-1 of ${id}: queued → dispatched from a record that is stale`);
+    expect(await fleet.dump()).toBe(before);
+    expect((await fleet.run(id, 'host-2')).state).toBe('queued');
+  });
+
+  it('a run that is not queued by its record throws before anything is written', async () => {
+    const { fleet, id } = await queuedRun();
+    const run = await fleet.run(id, 'host-1');
+    const before = await fleet.dump();
+    await expect(
+      fleet.store.transaction(
+        async () =>
+          await dispatchHostRuns(fleet, id, fleet.now, [
+            { run: { ...run, state: 'failed' }, orderId: 'ord_x', deliveredAt: null, event: { actor: 'system' } },
+          ]),
+      ),
+    ).rejects.toThrow(IllegalHostTransitionError);
+    expect(await fleet.dump()).toBe(before);
   });
 });
 

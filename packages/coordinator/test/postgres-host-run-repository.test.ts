@@ -60,6 +60,39 @@ describeNeeding(postgresCluster, 'PostgresHostRunRepository', () => {
     }
   }
 
+  it('dispatches a burst in one call as the SQLite store does: every run still queued, none that is not', async () => {
+    await same((r) =>
+      r.insertQueued('r1', [
+        { hostId: 'h0', wave: 0, position: 0 },
+        { hostId: 'h1', wave: 0, position: 1 },
+        { hostId: 'h2', wave: 0, position: 2 },
+        { hostId: 'h3', wave: 1, position: 0 },
+      ]),
+    );
+    await same((r) => r.insertQueued('r2', [{ hostId: 'h0', wave: 0, position: 0 }]));
+    await same((r) => r.transition('r1', 'h0', 'queued', { to: 'skipped', reason: 'by hand' }));
+    // Sorted: which rows were written is the answer, not the order PostgreSQL returns them in.
+    const burst = (rolloutId: string, at: number, dispatches: Parameters<HostRunRepository['dispatchQueued']>[2]) =>
+      same(async (r) => (await r.dispatchQueued(rolloutId, at, dispatches)).sort());
+    expect(
+      await burst('r1', T0, [
+        { hostId: 'h2', orderId: 'o-h2', deliveredAt: T0 },
+        { hostId: 'h0', orderId: 'o-h0', deliveredAt: T0 }, // skipped: not written
+        { hostId: 'h1', orderId: 'o-h1', deliveredAt: null },
+        { hostId: 'nobody', orderId: 'o-nobody', deliveredAt: T0 },
+      ]),
+    ).toEqual(['h1', 'h2']);
+    expect(await burst('r1', T0 + 5, [{ hostId: 'h1', orderId: 'o-again', deliveredAt: T0 }])).toEqual([]);
+    expect(await burst('r2', T0, [])).toEqual([]);
+    // Order ids are unique across rollouts: the whole call is refused.
+    await same((r) => r.dispatchQueued('r2', T0, [{ hostId: 'h0', orderId: 'o-h2', deliveredAt: T0 }]), {
+      refusal: true,
+    });
+    await readEverything();
+    await same((r) => r.byOrderId('o-h1'));
+    await same((r) => r.byOrderId('o-h2'));
+  });
+
   it('answers every query as the SQLite store does, through a rollout and a revert', async () => {
     // Written out of order: positions and waves, not the order of inserts, order a rollout.
     const planned = [

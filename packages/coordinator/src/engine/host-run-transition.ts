@@ -68,6 +68,65 @@ export async function transitionHostRun(
   );
 }
 
+/** One queued run's dispatch for `dispatchHostRuns`: its new order and its audit row. */
+export interface HostRunDispatch {
+  run: Pick<HostRunRecord, 'rolloutId' | 'hostId' | 'state'>;
+  orderId: string;
+  /** `at` when the host is connected to take the order, null when it waits for the host. */
+  deliveredAt: number | null;
+  event: HostRunEvent;
+}
+
+/**
+ * Must run inside a transaction. `transitionHostRun` to `dispatched` for queued runs of one rollout,
+ * with one dispatch instant, their rows written in one call (a dispatch burst on PostgreSQL: one round
+ * trip instead of one per host). The same checks: a run not queued, or no longer queued by its row,
+ * throws `IllegalHostTransitionError` and the transaction around it rolls back.
+ */
+export async function dispatchHostRuns(
+  deps: Pick<EngineDeps, 'store' | 'clock'>,
+  rolloutId: string,
+  at: number,
+  dispatches: readonly HostRunDispatch[],
+): Promise<void> {
+  if (dispatches.length === 0) return;
+  const { store, clock } = deps;
+  for (const { run } of dispatches) {
+    if (run.rolloutId !== rolloutId || run.state !== 'queued')
+      throw new IllegalHostTransitionError(run, run.state, 'dispatched', `is not a queued run of ${rolloutId}`);
+  }
+  const written = new Set(
+    await store.hostRuns.dispatchQueued(
+      rolloutId,
+      at,
+      dispatches.map(({ run, orderId, deliveredAt }) => ({ hostId: run.hostId, orderId, deliveredAt })),
+    ),
+  );
+  const stale = dispatches.find(({ run }) => !written.has(run.hostId));
+  if (stale !== undefined) {
+    throw new IllegalHostTransitionError(
+      stale.run,
+      'queued',
+      'dispatched',
+      'from a record that is stale: the row is not in that state',
+    );
+  }
+  for (const { run, event } of dispatches) {
+    await store.appendEvent(
+      {
+        rolloutId,
+        hostId: run.hostId,
+        actor: event.actor,
+        type: event.type ?? 'host.dispatched',
+        fromState: 'queued',
+        toState: 'dispatched',
+        data: event.data ?? null,
+      },
+      isoNow(clock),
+    );
+  }
+}
+
 /**
  * A run reaching a phase its agent reported (in flight, past `dispatched`) has had its order
  * delivered: now, unless an earlier instant is on record (it was handed to the host's connection, or

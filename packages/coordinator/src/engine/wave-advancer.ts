@@ -14,7 +14,7 @@ import { failTooOld } from './agent-too-old.js';
 import type { AnalysisRunner } from './analysis-runner.js';
 import type { EngineDeps } from './engine-interfaces.js';
 import { IN_FLIGHT_HOST_STATES, TERMINAL_HOST_STATES } from './host-run-states.js';
-import { transitionHostRun } from './host-run-transition.js';
+import { dispatchHostRuns, type HostRunDispatch, transitionHostRun } from './host-run-transition.js';
 import { newId } from './ids.js';
 import { cancelInFlight, endBakeWatches, sendApplies, sendBakeWatch } from './order-sender.js';
 import type { RevertRunner } from './revert-runner.js';
@@ -343,6 +343,7 @@ export class WaveAdvancer {
       // out in the same sweep, never one halting the rollout a moment before the next is due.
       const at = clock.now();
       const queued = await store.hostRuns.nextQueued(rollout.id, rollout.currentWave, slots);
+      const dispatches: HostRunDispatch[] = [];
       // Skipped or failed as offline is for good: in a group, first ask whether the host connected to
       // another member since this one last read who is where.
       const judgesOffline = rollout.request.offline.mode !== 'wait';
@@ -376,15 +377,16 @@ export class WaveAdvancer {
           continue;
         }
         const orderId = newId('ord');
-        await transitionHostRun(
-          this.deps,
+        dispatches.push({
           run,
+          orderId,
           // Handed to its connection after the commit; an offline host's (policy wait) waits for its hello.
-          { to: 'dispatched', orderId, at, deliveredAt: channel.isOnline(run.hostId) ? at : null },
-          { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
-        );
+          deliveredAt: channel.isOnline(run.hostId) ? at : null,
+          event: { actor: SYSTEM, data: { orderId, ...waveData(run.wave) } },
+        });
         sends.push({ ...run, orderId, state: 'dispatched' });
       }
+      await dispatchHostRuns(this.deps, rollout.id, at, dispatches);
     });
     // Sent only after the commit: a crash between the two leaves a committed order that the
     // agent's reconnect (hello) picks up, never an order that was sent but not recorded.

@@ -188,6 +188,13 @@ export type HostRunWrite =
   | { to: 'reverting'; revertOrderId: string; at: number }
   | ({ to: Exclude<HostRunState, 'queued' | 'dispatched' | 'reverting'> } & HostRunOutcome);
 
+/** One queued host run's dispatch (`HostRunRepository.dispatchQueued`); `deliveredAt` as in `HostRunWrite`. */
+export interface QueuedDispatch {
+  hostId: string;
+  orderId: string;
+  deliveredAt: number | null;
+}
+
 /** Which host runs one page of `HostRunRepository.page` holds. */
 export interface HostRunPageFilter {
   state?: HostRunState | undefined;
@@ -444,6 +451,20 @@ export class HostRunRepository {
   /** Lets a whole-rollout revert try a host whose earlier revert failed (see RolloutEngine.revert). */
   async forgetRevertOrder(rolloutId: string, hostId: string): Promise<void> {
     this.statements.forgetRevert.run({ rolloutId, hostId });
+  }
+
+  /**
+   * Dispatches queued host runs of one rollout at `at`, each with its order: what `transition` writes
+   * for each from `queued`, in one call (one statement on PostgreSQL; here, one loop of the prepared
+   * one). Returns the hosts written: a run no longer queued is not. Only `dispatchHostRuns` calls this.
+   */
+  async dispatchQueued(rolloutId: string, at: number, dispatches: readonly QueuedDispatch[]): Promise<string[]> {
+    const written: string[] = [];
+    for (const { hostId, orderId, deliveredAt } of dispatches) {
+      if (this.statements.dispatch.run({ rolloutId, hostId, from: 'queued', orderId, at, deliveredAt }).changes === 1)
+        written.push(hostId);
+    }
+    return written;
   }
 
   /**

@@ -5,6 +5,7 @@ import {
   type HostRunRepository,
   type HostRunRow,
   type HostRunWrite,
+  type QueuedDispatch,
   type QueuedHostRun,
   toRecord,
 } from '../host-run-repository.js';
@@ -207,6 +208,25 @@ export class PostgresHostRunRepository implements Public<HostRunRepository> {
       rolloutId,
       hostId,
     ]);
+  }
+
+  async dispatchQueued(rolloutId: string, at: number, dispatches: readonly QueuedDispatch[]): Promise<string[]> {
+    if (dispatches.length === 0) return [];
+    const rows = await this.executor.query<{ host_id: string }>(
+      `UPDATE host_runs AS h SET order_id = d.order_id, state = 'dispatched', dispatched_at = $2,
+         delivered_at = d.delivered_at, finished_at = NULL
+         FROM unnest($3::text[], $4::text[], $5::bigint[]) AS d(host_id, order_id, delivered_at)
+        WHERE h.rollout_id = $1 AND h.host_id = d.host_id AND h.state = 'queued'
+        RETURNING h.host_id`,
+      [
+        rolloutId,
+        at,
+        dispatches.map((d) => d.hostId),
+        dispatches.map((d) => d.orderId),
+        dispatches.map((d) => d.deliveredAt),
+      ],
+    );
+    return rows.map((row) => row.host_id);
   }
 
   async transition(rolloutId: string, hostId: string, from: HostRunState, write: HostRunWrite): Promise<boolean> {
