@@ -148,10 +148,28 @@ function contract(open: () => Promise<Subject>): void {
       });
       await repos().agents.recordSeen('web-1', at(6));
       expect((await repos().agents.get('web-1'))?.lastSeenAt).toBe(at(6));
+      // Several at once, an unknown agent among them (removed meanwhile): no row, nothing written.
+      await repos().agents.enroll({ id: 'web-2', publicKey: 'k', labels: {}, mayReplace: false }, at(6));
+      await repos().agents.recordSightings([
+        ['web-2', at(8)],
+        ['nobody', at(8)],
+        ['web-1', at(9)],
+      ]);
+      await repos().agents.recordSightings([]);
+      expect((await repos().agents.get('web-1'))?.lastSeenAt).toBe(at(9));
+      expect((await repos().agents.get('web-2'))?.lastSeenAt).toBe(at(8));
+      expect(await repos().agents.get('nobody')).toBeUndefined();
       for (const id of ['host-2', 'host-10', 'Zulu', 'alpha']) {
         await repos().agents.enroll({ id, publicKey: 'k', labels: {}, mayReplace: false }, at(7));
       }
-      expect((await repos().agents.list()).map((a) => a.id)).toEqual(['Zulu', 'alpha', 'host-10', 'host-2', 'web-1']);
+      expect((await repos().agents.list()).map((a) => a.id)).toEqual([
+        'Zulu',
+        'alpha',
+        'host-10',
+        'host-2',
+        'web-1',
+        'web-2',
+      ]);
     });
   });
 

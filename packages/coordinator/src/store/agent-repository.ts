@@ -151,4 +151,9 @@ export class AgentRepository {
   async recordSeen(id: string, at: string): Promise<void> {
     this.statements.seen.run({ id, at });
   }
+
+  /** `recordSeen` of each `[id, at]` (one statement on PostgreSQL; here, a loop of the prepared one). */
+  async recordSightings(sightings: readonly (readonly [id: string, at: string])[]): Promise<void> {
+    for (const [id, at] of sightings) this.statements.seen.run({ id, at });
+  }
 }
