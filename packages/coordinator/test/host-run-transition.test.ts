@@ -149,6 +149,22 @@ describe('a dispatch burst (dispatchHostRuns)', () => {
     expect((await fleet.run(id, 'host-2')).state).toBe('queued');
   });
 
+  it('a host twice in one burst throws before anything is written', async () => {
+    const { fleet, id } = await queuedRun();
+    const run = await fleet.run(id, 'host-1');
+    const before = await fleet.dump();
+    const twice = ['ord_a', 'ord_b'].map((orderId) => ({
+      run,
+      orderId,
+      deliveredAt: null,
+      event: { actor: 'system' },
+    }));
+    await expect(
+      fleet.store.transaction(async () => await dispatchHostRuns(fleet, id, fleet.now, twice)),
+    ).rejects.toThrow(`host run host-1 of ${id}: queued → dispatched twice in one burst`);
+    expect(await fleet.dump()).toBe(before);
+  });
+
   it('a run that is not queued by its record throws before anything is written', async () => {
     const { fleet, id } = await queuedRun();
     const run = await fleet.run(id, 'host-1');

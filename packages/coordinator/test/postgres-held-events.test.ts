@@ -10,18 +10,22 @@ import pg from 'pg';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
+import { EVENT_ORDER_LOCK_KEY, PostgresEventRepository } from '../src/store/postgres/postgres-event-repository.js';
+import { PostgresExecutor } from '../src/store/postgres/postgres-executor.js';
 import { Store } from '../src/store/store.js';
 
 const AT = '2026-12-04T15:00:00.000Z';
 
 describeNeeding(postgresCluster, 'events held back in a PostgreSQL transaction', () => {
   let store: Store;
+  let url: string;
   let published: EventRecord[];
   /** The statements sent to PostgreSQL while a test runs, by their text. */
   let sent: string[];
 
   beforeEach(async () => {
-    store = await Store.openPostgres(await runPostgresCluster().createDatabase());
+    url = await runPostgresCluster().createDatabase();
+    store = await Store.openPostgres(url);
     published = [];
     store.onEvent((event) => published.push(event));
     sent = [];
@@ -103,5 +107,56 @@ describeNeeding(postgresCluster, 'events held back in a PostgreSQL transaction',
     expect(await store.allEvents(0, 1000)).toEqual(before);
     expect(await store.agents.get('h1')).toBeUndefined();
     expect(published).toEqual([]);
+  });
+
+  it('draws no seq while another coordinator holds the event-order lock: seqs commit in their order across a group', async () => {
+    const side = new pg.Client({ connectionString: url });
+    await side.connect();
+    try {
+      const sequence = async () =>
+        (await side.query('SELECT last_value, is_called FROM events_seq_seq')).rows[0] as Record<string, unknown>;
+      // Another member's transaction has drawn its seqs and holds the lock until it commits.
+      await side.query('BEGIN');
+      await side.query('SELECT pg_advisory_xact_lock($1)', [EVENT_ORDER_LOCK_KEY]);
+      const drawn = await sequence();
+      const committing = store.transaction(async () => {
+        await store.appendEvent(event('test.after-1'), AT);
+        await store.appendEvent(event('test.after-2'), AT);
+      });
+      // The store's commit waits for the lock, and has drawn nothing meanwhile.
+      await expect
+        .poll(
+          async () =>
+            (await side.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+              .rows[0].n,
+        )
+        .toBe(1);
+      expect(await sequence()).toEqual(drawn);
+      expect(published).toEqual([]);
+      await side.query('COMMIT');
+      await committing;
+      expect(published.map((e) => e.type)).toEqual(['test.after-1', 'test.after-2']);
+    } finally {
+      await side.end();
+    }
+  });
+
+  it('writes what is held before a savepoint, so a rollback to it undoes what it would have undone', async () => {
+    const executor = new PostgresExecutor(url, 1);
+    const events = new PostgresEventRepository(executor);
+    try {
+      const before = (await events.pageAll(0, 1000)).at(-1)?.seq ?? 0;
+      await executor.inTransaction(async () => {
+        await events.append(event('test.kept'), AT);
+        await executor.query('SAVEPOINT attempt');
+        await events.append(event('test.undone'), AT);
+        await executor.query('ROLLBACK TO SAVEPOINT attempt');
+        await events.append(event('test.after'), AT);
+        await executor.query('RELEASE SAVEPOINT attempt');
+      });
+      expect((await events.pageAll(before, 1000)).map((e) => e.type)).toEqual(['test.kept', 'test.after']);
+    } finally {
+      await executor.close();
+    }
   });
 });

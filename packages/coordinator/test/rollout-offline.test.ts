@@ -22,6 +22,20 @@ describe('offline hosts', () => {
     expect(fleet.sentOf('order.apply', 'host-3')).toEqual([]);
   });
 
+  it('a burst that meets a host gone offline keeps its order in the audit trail: dispatched, skipped, dispatched', async () => {
+    const fleet = await SimulatedFleet.open();
+    await fleet.addHosts(['host-1', 'host-2', 'host-3', 'host-4']);
+    await fleet.advance(3_600 * SECOND); // past the coordinator's reconnect grace: a host away is offline for good
+    const id = await fleet.launch({ waves: [1, '100%'], maxFailures: 0, offline: { mode: 'skip' } });
+    // Planned while every host was online (in the order of their ids); host-3 leaves during the canary.
+    fleet.disconnect('host-3');
+    await fleet.finish('host-1');
+    const secondWave = (await fleet.events(id))
+      .filter((e) => e.hostId !== null && e.hostId !== 'host-1')
+      .map((e) => `${e.hostId} ${e.type}`);
+    expect(secondWave).toEqual(['host-2 host.dispatched', 'host-3 host.skipped', 'host-4 host.dispatched']);
+  });
+
   it('policy fail: the host fails and counts against the budget', async () => {
     const fleet = await SimulatedFleet.open();
     await fleet.addHosts(['host-1']);

@@ -91,9 +91,12 @@ export async function dispatchHostRuns(
 ): Promise<void> {
   if (dispatches.length === 0) return;
   const { store, clock } = deps;
+  const hosts = new Set<string>();
   for (const { run } of dispatches) {
     if (run.rolloutId !== rolloutId || run.state !== 'queued')
       throw new IllegalHostTransitionError(run, run.state, 'dispatched', `is not a queued run of ${rolloutId}`);
+    if (hosts.has(run.hostId)) throw new IllegalHostTransitionError(run, run.state, 'dispatched', 'twice in one burst');
+    hosts.add(run.hostId);
   }
   const written = new Set(
     await store.hostRuns.dispatchQueued(

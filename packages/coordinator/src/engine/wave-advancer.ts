@@ -355,6 +355,8 @@ export class WaveAdvancer {
           // has, or the grace has passed (see ReconnectGrace), not skipped or failed as offline.
           if (!this.deps.grace.allows(run.hostId, at)) continue;
           const failed = rollout.request.offline.mode === 'fail';
+          // The dispatches before it are written first: the audit trail keeps the burst's order.
+          await dispatchHostRuns(this.deps, rollout.id, at, dispatches.splice(0));
           await transitionHostRun(
             this.deps,
             run,
@@ -372,6 +374,7 @@ export class WaveAdvancer {
         }
         const gap = protocolGapOf(patch, channel.protocolVersionOf(run.hostId));
         if (gap !== undefined) {
+          await dispatchHostRuns(this.deps, rollout.id, at, dispatches.splice(0));
           await failTooOld(this.deps, run, gap);
           left--;
           continue;

@@ -36,6 +36,12 @@ export interface HeldWrites {
   flush(): Promise<void>;
 }
 
+/**
+ * A statement that opens, releases or rolls back to a savepoint: every held write goes before it, so
+ * what a savepoint's rollback undoes is what it would have undone had the rows been written at once.
+ */
+const SAVEPOINT_STATEMENT = /^\s*(SAVEPOINT|RELEASE|ROLLBACK\s+TO)\b/i;
+
 /** A transaction's connection and the writes held back in it, by their owner. */
 interface TransactionScope {
   client: pg.PoolClient;
@@ -60,7 +66,8 @@ export class PostgresExecutor {
   async query<R extends pg.QueryResultRow>(text: string, values?: readonly unknown[]): Promise<R[]> {
     const scope = this.transaction.getStore();
     if (scope === undefined) return (await this.pool.query<R>(text, values as unknown[] | undefined)).rows;
-    for (const held of scope.held.values()) if (held.mustPrecede(text)) await held.flush();
+    const boundary = SAVEPOINT_STATEMENT.test(text);
+    for (const held of scope.held.values()) if (boundary || held.mustPrecede(text)) await held.flush();
     return (await scope.client.query<R>(text, values as unknown[] | undefined)).rows;
   }
 
