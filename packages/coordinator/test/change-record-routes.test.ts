@@ -43,8 +43,8 @@ async function start(config: Record<string, unknown> = {}): Promise<TestCoordina
   );
   // Seen once, as though their agents had connected: a host never seen is never a canary.
   await store.transaction(async () => {
-    await store.agents.recordSeen('stg-1', at);
-    await store.agents.recordSeen('prod-1', at);
+    await store.agents.recordSightings([['stg-1', at]]);
+    await store.agents.recordSightings([['prod-1', at]]);
   });
   return coordinator;
 }

@@ -146,7 +146,7 @@ function contract(open: () => Promise<Subject>): void {
         agentVersion: '1.2.3',
         lastSeenAt: at(5),
       });
-      await repos().agents.recordSeen('web-1', at(6));
+      await repos().agents.recordSightings([['web-1', at(6)]]);
       expect((await repos().agents.get('web-1'))?.lastSeenAt).toBe(at(6));
       // Several at once, an unknown agent among them (removed meanwhile): no row, nothing written.
       await repos().agents.enroll({ id: 'web-2', publicKey: 'k', labels: {}, mayReplace: false }, at(6));

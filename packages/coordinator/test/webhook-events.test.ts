@@ -25,7 +25,7 @@ async function awaitingApproval(app: TestCoordinator['app']): Promise<{ patchId:
   const at = new Date().toISOString();
   await store.agents.enroll({ id: 'web-1', publicKey: 'A'.repeat(43), labels: {}, mayReplace: false }, at);
   // Seen once, as though its agent had connected: a host never seen is never a canary.
-  await store.transaction(async () => await store.agents.recordSeen('web-1', at));
+  await store.transaction(async () => await store.agents.recordSightings([['web-1', at]]));
   const patch = await callApi(app, 'POST', '/v1/patches', SAMPLE_PATCH_SPEC, TOKENS.operator);
   const patchId = (patch.body as { id: string }).id;
   const created = await callApi(

@@ -148,11 +148,7 @@ export class AgentRepository {
     return this.statements.remove.run({ id, at }).changes === 1;
   }
 
-  async recordSeen(id: string, at: string): Promise<void> {
-    this.statements.seen.run({ id, at });
-  }
-
-  /** `recordSeen` of each `[id, at]` (one statement on PostgreSQL; here, a loop of the prepared one). */
+  /** When each agent `[id, at]` was last seen (one statement on PostgreSQL; here, a loop of the prepared one). */
   async recordSightings(sightings: readonly (readonly [id: string, at: string])[]): Promise<void> {
     for (const [id, at] of sightings) this.statements.seen.run({ id, at });
   }

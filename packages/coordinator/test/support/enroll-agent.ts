@@ -46,7 +46,7 @@ export async function enrollAgent(
   EnrollResultSchema.parse(enrolled.json());
   if (options.neverConnected !== true) {
     const { store } = app.fleet;
-    await store.transaction(async () => await store.agents.recordSeen(id, new Date().toISOString()));
+    await store.transaction(async () => await store.agents.recordSightings([[id, new Date().toISOString()]]));
   }
   return { publicKey: pair.publicKey, privateKey };
 }

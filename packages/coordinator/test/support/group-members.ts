@@ -307,6 +307,6 @@ export async function seedGroup(store: Store, hostIds: readonly string[]): Promi
   });
   for (const id of hostIds) {
     await store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels: {}, mayReplace: false }, at);
-    await store.transaction(async () => await store.agents.recordSeen(id, at));
+    await store.transaction(async () => await store.agents.recordSightings([[id, at]]));
   }
 }

@@ -254,7 +254,7 @@ export class SimulatedFleet {
       const at = new Date(this.now).toISOString();
       await this.store.agents.enroll({ id, publicKey: 'A'.repeat(43), labels, mayReplace: false }, at);
       if (options.neverConnected !== true)
-        await this.store.transaction(async () => await this.store.agents.recordSeen(id, at));
+        await this.store.transaction(async () => await this.store.agents.recordSightings([[id, at]]));
       const reported = options.reportedLabels ?? labels;
       this.agents.set(id, new SimulatedAgent(id, reported, { ...FACTS, hostname: id, ...options.facts }));
       if (options.online !== false && options.neverConnected !== true) await this.connect(id);

@@ -66,10 +66,6 @@ export class PostgresAgentRepository implements Public<AgentRepository> {
     );
   }
 
-  async recordSeen(id: string, at: string): Promise<void> {
-    await this.db.query('UPDATE agents SET last_seen_at = $2 WHERE id = $1', [id, at]);
-  }
-
   async recordSightings(sightings: readonly (readonly [id: string, at: string])[]): Promise<void> {
     if (sightings.length === 0) return;
     await this.db.query(
