@@ -165,23 +165,40 @@ describe('a dispatch burst (dispatchHostRuns)', () => {
     expect(await fleet.dump()).toBe(before);
   });
 
-  it('a run that is not queued by its record throws before anything is written', async () => {
+  it('a run that is not a queued run of the rollout by its record throws before anything is written', async () => {
     const { fleet, id } = await queuedRun();
     const run = await fleet.run(id, 'host-1');
     const before = await fleet.dump();
+    const burst = (record: typeof run) => [
+      { run: record, orderId: 'ord_x', deliveredAt: null, event: { actor: 'system' } },
+    ];
     await expect(
       fleet.store.transaction(
-        async () =>
-          await dispatchHostRuns(fleet, id, fleet.now, [
-            { run: { ...run, state: 'failed' }, orderId: 'ord_x', deliveredAt: null, event: { actor: 'system' } },
-          ]),
+        async () => await dispatchHostRuns(fleet, id, fleet.now, burst({ ...run, state: 'failed' })),
       ),
-    ).rejects.toThrow(IllegalHostTransitionError);
+    ).rejects.toThrow(`host run host-1 of ${id}: failed → dispatched is not a queued run of ${id}`);
+    await expect(
+      fleet.store.transaction(async () => await dispatchHostRuns(fleet, 'ro_other', fleet.now, burst(run))),
+    ).rejects.toThrow(`host run host-1 of ${id}: queued → dispatched is not a queued run of ro_other`);
+    expect(await fleet.dump()).toBe(before);
+  });
+
+  it('an empty burst writes nothing', async () => {
+    const { fleet, id } = await queuedRun();
+    const before = await fleet.dump();
+    await fleet.store.transaction(async () => await dispatchHostRuns(fleet, id, fleet.now, []));
     expect(await fleet.dump()).toBe(before);
   });
 });
 
 describe('the instant an order reached its host', () => {
+  it('is the one a dispatch names: none for a host that is away', async () => {
+    const { fleet, id, run } = await queuedRun();
+    const away = { to: 'dispatched', orderId: 'ord_by_hand', at: fleet.now, deliveredAt: null } as const;
+    await fleet.store.transaction(async () => await transitionHostRun(fleet, run, away, { actor: 'system' }));
+    expect(await fleet.run(id, 'host-1')).toMatchObject({ state: 'dispatched', deliveredAt: null });
+  });
+
   it('is none at a dispatch to a host that is away; its first reported phase records it, later phases keep it', async () => {
     const { fleet, id } = await queuedRun();
     await fleet.engine.whenIdle();

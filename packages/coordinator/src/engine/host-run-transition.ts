@@ -89,7 +89,6 @@ export async function dispatchHostRuns(
   at: number,
   dispatches: readonly HostRunDispatch[],
 ): Promise<void> {
-  if (dispatches.length === 0) return;
   const { store, clock } = deps;
   const hosts = new Set<string>();
   for (const { run } of dispatches) {
