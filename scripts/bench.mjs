@@ -29,6 +29,8 @@
 //        --pending-per-address N (its maxPendingSocketsPerAddress; default --pending: every bench agent dials
 //          from 127.0.0.1, where a real fleet has an address per host; lower it to bench a fleet behind one NAT)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
+//        --store-tmp DIR (the coordinators' store under DIR instead, e.g. on a disk while the agents stay on the tmpfs;
+//          with --store postgres its cluster too)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write V8 CPU profiles of the coordinator (run unbundled) and of each agent process over the connect,
 //          the idle phase, the rollout, the revert, the status API, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
@@ -54,7 +56,7 @@
 // `ansible-playbook` is installed (Debian: ansible-core) and N ≤ 100, or at any N with --ansible;
 // --skip-ansible leaves it out.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -91,7 +93,7 @@ const USAGE =
   'usage: bench.mjs [--agents N] [--max-parallel N] [--agent-processes N] [--deadline SECONDS] [--tmp DIR] [--results DIR]\n' +
   '                 [--content-bytes 27..1048576] [--rounds R] [--idle-seconds S] [--target labels|hosts]\n' +
   '                 [--store sqlite|postgres] [--coordinators K] [--lease-ms N] [--kill-driver] [--watchers K]\n' +
-  '                 [--verb-view summary|full]\n';
+  '                 [--verb-view summary|full] [--store-tmp DIR]\n';
 const { values: flags } = parseFlags({
   options: {
     agents: { type: 'string', default: '1000' },
@@ -100,6 +102,7 @@ const { values: flags } = parseFlags({
     target: { type: 'string', default: 'labels' },
     deadline: { type: 'string', default: '300' },
     tmp: { type: 'string' },
+    'store-tmp': { type: 'string' },
     'cpu-prof': { type: 'string' },
     'tick-ms': { type: 'string', default: '1000' },
     'heartbeat-ms': { type: 'string', default: '10000' },
@@ -203,6 +206,12 @@ if (KILL_DRIVER && K < 2) {
   process.exit(2);
 }
 
+// The store's own scratch goes under a directory the operator names: one that is not there is a typo.
+if (flags['store-tmp'] !== undefined && !isDirectory(flags['store-tmp'])) {
+  process.stderr.write(`bench.mjs: --store-tmp ${flags['store-tmp']} is not a directory\n`);
+  process.exit(2);
+}
+
 // Each agent holds one socket in its agent process and one in the coordinator (the coordinator inherits
 // this process's limit), plus the database, journals and fetch sockets.
 const NEEDED_FILES = N + 512;
@@ -256,6 +265,11 @@ function memoryOf(pid) {
 }
 
 /** Open-files limit of this process (the coordinator child inherits it): each agent is one fd on each side. */
+/** @param {string} path */
+function isDirectory(path) {
+  return statSync(path, { throwIfNoEntry: false })?.isDirectory() === true;
+}
+
 function openFilesLimit() {
   try {
     const limits = readFileSync('/proc/self/limits', 'utf8');
@@ -489,6 +503,8 @@ const live = () => coordinators.filter((c) => !killed.has(c));
 let cluster;
 /** @type {string | undefined} */
 let work;
+/** @type {string | undefined} the coordinators' own scratch, when --store-tmp puts their store apart from the agents' */
+let storeScratch;
 /** @type {ReturnType<typeof startWatchers> | undefined} */
 let watchers;
 /** @type {Promise<void> | null} */
@@ -520,6 +536,7 @@ async function teardown() {
   await Promise.all(live().map((c) => c.stop().catch(() => {})));
   cluster?.stop();
   if (work) await rm(work, { recursive: true, force: true }).catch(() => {});
+  if (storeScratch) await rm(storeScratch, { recursive: true, force: true }).catch(() => {});
   say(
     `teardown (stop ${N} agents + ${coordinators.length} coordinator(s)${cluster ? ' + PostgreSQL' : ''}, rm scratch): ${secs(performance.now() - t)}`,
   );
@@ -573,7 +590,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
  */
 function startBenchCoordinator(scratch, k) {
   return startCoordinator({
-    dataDir: join(scratch, `coordinator-c${k + 1}`),
+    dataDir: join(storeScratch ?? scratch, `coordinator-c${k + 1}`),
     apiTokens: [{ name: 'admin', token: ADMIN_TOKEN, role: 'admin' }],
     tickIntervalMs: Number.parseInt(flags['tick-ms'], 10),
     heartbeatIntervalMs: Number.parseInt(flags['heartbeat-ms'], 10),
@@ -630,8 +647,15 @@ async function main() {
   const scratchFileSystem = fileSystemOf(scratch);
   result.scratchFileSystem = scratchFileSystem;
   say(
-    `scratch ${scratch} on ${scratchFileSystem}: the agents' journals and roots, the coordinators' store${scratchFileSystem === 'tmpfs' ? ' (--tmp DIR puts them on a disk)' : ''}`,
+    `scratch ${scratch} on ${scratchFileSystem}: the agents' journals and roots${flags['store-tmp'] ? '' : ", the coordinators' store"}${scratchFileSystem === 'tmpfs' ? ' (--tmp DIR puts them on a disk)' : ''}`,
   );
+  // The store on a file system of its own (--store-tmp): a coordinator's commits synced on a disk while
+  // its agents, which in a real fleet each have a machine and a disk of their own, stay on the tmpfs.
+  if (flags['store-tmp']) {
+    storeScratch = await mkdtemp(join(flags['store-tmp'], 'fleetpatch-bench-store-'));
+    result.storeFileSystem = fileSystemOf(storeScratch);
+    say(`the coordinators' store in ${storeScratch} on ${result.storeFileSystem} (--store-tmp)`);
+  }
   // The agent's yardstick, on the file system its agents' journals and roots will be on: the least an
   // agent honouring the durability rules spends per file order, its file system calls and its side of the wire.
   const durability = await measureDurabilityFloor(join(scratch, 'durability-floor'), DURABILITY_FLOOR_ORDERS);
@@ -644,7 +668,7 @@ async function main() {
     const t0 = performance.now();
     // Our own SIGTERM/SIGINT handlers tear down agents and coordinators first, then the cluster. It
     // lives where the SQLite coordinator's file would (a tmpfs when there is one): the same disk for both stores.
-    cluster = await startCluster({ stopOnSignal: false, parent: scratchBase(flags.tmp) });
+    cluster = await startCluster({ stopOnSignal: false, parent: storeScratch ?? scratchBase(flags.tmp) });
     say(
       `PostgreSQL 15 cluster on 127.0.0.1:${cluster.port} (fsync on) in ${cluster.dir}, started in ${secs(performance.now() - t0)}`,
     );

@@ -166,6 +166,42 @@ describe('npm run bench', () => {
     expect((await readdir(results)).filter((name) => name.startsWith('bench-5-'))).toEqual([]);
   });
 
+  it("--store-tmp puts the coordinator's store apart from the agents' scratch, and removes it at the end", async () => {
+    const storeTmp = await mkdtemp(join(tmpdir(), 'fleetpatch-bench-store-tmp-'));
+    try {
+      const { code, output } = await runBench([
+        ...['--agents', '5', '--inventory-hosts', '0', '--skip-ansible', '--idle-seconds', '0'],
+        ...['--store-tmp', storeTmp, '--results', results],
+      ]);
+      expect(code, output).toBe(0);
+      expect(output).toContain('all checks passed');
+      const store = /^the coordinators' store in (\S+) on (\S+) \(--store-tmp\)$/m.exec(output);
+      expect(store, output).not.toBeNull();
+      expect(dirname(store?.[1] ?? '')).toBe(storeTmp);
+      // The agents' scratch no longer claims the store.
+      expect(output).toMatch(/^scratch \S+ on \S+: the agents' journals and roots( \(|$)/m);
+      const file = (await readdir(results)).find((name) => name.startsWith('bench-5-sqlite-'));
+      const run = JSON.parse(await readFile(join(results, file ?? ''), 'utf8'));
+      const statSays = execFileSync('stat', ['-f', '-c', '%T', storeTmp], { encoding: 'utf8' }).trim();
+      expect(run.storeFileSystem === 'tmpfs').toBe(statSays === 'tmpfs');
+      // Its own scratch, database and all, is gone with the run's.
+      expect(await readdir(storeTmp)).toEqual([]);
+    } finally {
+      await rm(storeTmp, { recursive: true, force: true });
+      for (const name of (await readdir(results)).filter((n) => n.startsWith('bench-5-')))
+        await rm(join(results, name), { force: true });
+    }
+  }, 300_000);
+
+  it('refuses a --store-tmp that is not a directory, and changes nothing', async () => {
+    const { code, output } = await runBench([
+      ...['--agents', '5', '--store-tmp', join(results, 'no-such-dir'), '--results', results],
+    ]);
+    expect(code).toBe(2);
+    expect(output).toContain(`--store-tmp ${join(results, 'no-such-dir')} is not a directory`);
+    expect((await readdir(results)).filter((name) => name.startsWith('bench-5-'))).toEqual([]);
+  });
+
   it('refuses watchers beside a killed coordinator, and changes nothing', async () => {
     const { code, output } = await runBench([
       ...['--agents', '5', '--store', 'postgres', '--coordinators', '2', '--kill-driver', '--watchers', '1'],

@@ -280,6 +280,55 @@ describe('enrolling', () => {
     );
   });
 
+  it('enrollments at once, good and bad mixed, each get their own answer: the refused write nothing, a token enrolls no more than its uses', async () => {
+    // Enrollments whose proofs check out in the same turn share a transaction (SharedCommit), each in a
+    // savepoint: a refusal, or an attacker's enrollment, must not take anyone else's with it.
+    const { app } = await coordinator();
+    const three = JoinTokenCreatedSchema.parse((await issue(app, { uses: 3, labels: { role: 'web' } })).body);
+    const pinned = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'db-1' })).body);
+    const first = JoinTokenCreatedSchema.parse((await issue(app, { hostId: 'old-1' })).body);
+    expect((await enroll(app, first.token, keyFor('old-1'))).status).toBe(201);
+    const plenty = JoinTokenCreatedSchema.parse((await issue(app, { uses: 10 })).body);
+    const forged = { ...keyFor('web-9'), publicKey: generateAgentKeyPair().publicKey };
+    const answers = await Promise.all([
+      enroll(app, three.token, keyFor('web-1')),
+      enroll(app, pinned.token, keyFor('web-2')),
+      enroll(app, three.token, keyFor('web-3')),
+      enroll(app, plenty.token, keyFor('old-1')),
+      enroll(app, three.token, keyFor('web-4')),
+      enroll(app, plenty.token, forged),
+      enroll(app, three.token, keyFor('web-5')),
+      enroll(app, pinned.token, keyFor('db-1')),
+    ]);
+    expect(answers[1]?.status).toBe(403); // a token for another host
+    expect(answers[3]?.status).toBe(409); // already enrolled, no replace
+    expect(answers[5]?.status).toBe(400); // a forged proof
+    expect(answers[7]?.status).toBe(201);
+    // Four asked with a token of three uses: three enrolled, one told it is used up.
+    const web = [0, 2, 4, 6].map((i) => answers[i]);
+    expect(web.filter((a) => a?.status === 201)).toHaveLength(3);
+    const late = web.find((a) => a?.status !== 201);
+    expect(late?.status).toBe(401);
+    expect(late?.body.error?.message).toMatch(/used_up/);
+    const enrolledWeb = ['web-1', 'web-3', 'web-4', 'web-5'].filter((_, k) => web[k]?.status === 201);
+    expect((await agentIds(app)).sort()).toEqual(['db-1', ...enrolledWeb, 'old-1'].sort());
+    const tokens = JoinTokenListSchema.parse(
+      (
+        await app.inject({ method: 'GET', url: '/v1/join-tokens', headers: { authorization: `Bearer ${ADMIN}` } })
+      ).json(),
+    ).joinTokens;
+    expect(tokens.find((t) => t.id === three.id)?.uses).toBe(3);
+    expect(tokens.find((t) => t.id === plenty.id)?.uses).toBe(0);
+    const events = await app.fleet.store.allEvents(0, 1000);
+    expect(
+      events
+        .filter((e) => e.type === 'agent.enrolled')
+        .map((e) => e.hostId)
+        .sort(),
+    ).toEqual(['db-1', ...enrolledWeb, 'old-1'].sort());
+    expect(events.filter((e) => e.type === 'agent.enroll_refused').map((e) => e.hostId)).toEqual(['old-1']);
+  });
+
   it('never writes a join token secret to the database, the audit log or the logs', async () => {
     const { app, logs } = await coordinator();
     const { token } = JoinTokenCreatedSchema.parse((await issue(app, {})).body);

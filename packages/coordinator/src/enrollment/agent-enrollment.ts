@@ -17,6 +17,7 @@ import { IN_FLIGHT_HOST_STATES } from '../engine/host-run-states.js';
 import { newId } from '../engine/ids.js';
 import { sha256Hex } from '../http/api-auth.js';
 import { type JoinTokenRecord, joinTokenState } from '../store/join-token-repository.js';
+import { SharedCommit } from '../store/shared-commit.js';
 import type { Store } from '../store/store.js';
 
 export interface AgentEnrollmentOptions {
@@ -31,6 +32,18 @@ export interface AgentEnrollmentOptions {
   exclusive?<T>(work: () => Promise<T>): Promise<T>;
 }
 
+/** An enrollment whose proof checked out, waiting for its turn's shared transaction. */
+interface PendingEnrollment {
+  secret: string;
+  request: EnrollRequest;
+  at: string;
+}
+
+/** What an enrollment's transaction decided (a refusal that writes its audit row is not thrown). */
+type EnrollOutcome =
+  | { refused: false; labels: Record<string, string>; replaced: boolean; repeated: boolean }
+  | { refused: true; tokenId: string };
+
 /**
  * Who may speak for a host: join tokens (issued by admins, stored hashed), enrollment (a join token
  * plus a public key the agent made, with proof it holds the private key), and revocation. Every
@@ -38,9 +51,12 @@ export interface AgentEnrollmentOptions {
  */
 export class AgentEnrollment {
   private readonly clock: Pick<Clock, 'now'>;
+  /** Enrollments whose proofs checked out in the same turn share a commit: a fleet's first start is one sync per turn, not per agent. */
+  private readonly enrollments: SharedCommit<PendingEnrollment, EnrollOutcome>;
 
   constructor(private readonly options: AgentEnrollmentOptions) {
     this.clock = options.clock ?? systemClock;
+    this.enrollments = new SharedCommit(options.store, (pending) => this.enrollInTransaction(pending));
   }
 
   async createJoinToken(request: JoinTokenRequest, actor: string): Promise<JoinTokenCreated> {
@@ -130,80 +146,80 @@ export class AgentEnrollment {
         issues: [{ path: 'body.proof', message: 'not a signature of this hostId and publicKey by its key' }],
       });
     }
-    const at = this.isoNow();
-    const result = await store
-      .transaction(async () => {
-        const token = await this.knownJoinToken(secret);
-        if (token.hostId !== null && token.hostId !== request.hostId) {
-          throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
-        }
-        const existing = await store.agents.get(request.hostId);
-        // The same enrollment again, its answer lost on the way (a timeout, a dropped connection): the
-        // host already holds this very key, and the proof shows the caller has its private half, so
-        // the caller is that agent. Answered as the first time; no use is spent, nothing is written.
-        if (existing && (await store.agents.publicKeyOf(request.hostId)) === request.publicKey) {
-          return { refused: false as const, labels: existing.labels, replaced: false, repeated: true };
-        }
-        // As read in this transaction; its use is claimed below by the update itself.
-        this.checkUsable(token);
-        // A row that never held a key (registered before enrollment existed) may enroll like a new host.
-        const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
-        if (replacing && !token.replace) {
-          await store.appendEvent(
-            {
-              hostId: request.hostId,
-              actor: `join-token:${token.id}`,
-              type: 'agent.enroll_refused',
-              data: { joinTokenId: token.id, reason: 'already enrolled' },
-            },
-            at,
-          );
-          return { refused: true as const, tokenId: token.id };
-        }
-        // The claim decides, not the read above: on PostgreSQL another coordinator of the group may have
-        // taken the last use, or revoked the token, since this transaction read it (the two are not
-        // serialized), and then the claim changes nothing. Thrown, the transaction rolls back.
-        if (!(await store.joinTokens.use(token.id, at))) {
-          const now = await store.joinTokens.get(token.id);
-          const state = now ? joinTokenState(now, at) : 'revoked';
-          throw new FleetError(
-            ErrorCode.unauthorized,
-            `join token ${token.id} is ${state === 'active' ? 'used_up' : state}`,
-          );
-        }
-        // The same for the host: enrolled by another coordinator since it was read, it is not taken over
-        // (unless the token may replace); the use just claimed goes back with the rollback.
-        const key = {
-          id: request.hostId,
-          publicKey: request.publicKey,
-          labels: token.labels,
-          mayReplace: token.replace,
-        };
-        if (!(await store.agents.enroll(key, at))) throw new HostEnrolledMeanwhile();
-        await store.appendEvent(
-          {
-            hostId: request.hostId,
-            actor: `join-token:${token.id}`,
-            type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
-            data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
-          },
-          at,
-        );
-        return { refused: false as const, labels: token.labels, replaced: replacing, repeated: false };
-      })
-      .catch(async (err: unknown) => {
-        if (!(err instanceof HostEnrolledMeanwhile)) throw err;
-        // Enrolled meanwhile with this very key: the same agent's retry, its first try still open when
-        // this one read; answered as a repeat. With another key: the host is taken, as for any other.
-        if ((await store.agents.publicKeyOf(request.hostId)) !== request.publicKey)
-          throw alreadyEnrolled(request.hostId);
-        const agent = await store.agents.get(request.hostId);
-        return { refused: false as const, labels: agent?.labels ?? {}, replaced: false, repeated: true };
-      });
+    const result = await this.enrollments.submit({ secret, request, at: this.isoNow() }).catch(async (err: unknown) => {
+      if (!(err instanceof HostEnrolledMeanwhile)) throw err;
+      // Enrolled meanwhile with this very key: the same agent's retry, its first try still open when
+      // this one read; answered as a repeat. With another key: the host is taken, as for any other.
+      if ((await store.agents.publicKeyOf(request.hostId)) !== request.publicKey) throw alreadyEnrolled(request.hostId);
+      const agent = await store.agents.get(request.hostId);
+      return { refused: false as const, labels: agent?.labels ?? {}, replaced: false, repeated: true };
+    });
     if (result.refused) throw alreadyEnrolled(request.hostId);
     // The previous key of a replaced host must not keep a connection open.
     if (result.replaced) this.options.disconnect(request.hostId, 'agent re-enrolled with a new key');
     return { hostId: request.hostId, labels: result.labels, replaced: result.replaced, repeated: result.repeated };
+  }
+
+  /** One enrollment's writes, inside the transaction it shares with others of the same turn (see SharedCommit). */
+  private async enrollInTransaction({ secret, request, at }: PendingEnrollment): Promise<EnrollOutcome> {
+    const { store } = this.options;
+    const token = await this.knownJoinToken(secret);
+    if (token.hostId !== null && token.hostId !== request.hostId) {
+      throw new FleetError(ErrorCode.forbidden, `join token ${token.id} is for host ${token.hostId} only`);
+    }
+    const existing = await store.agents.get(request.hostId);
+    // The same enrollment again, its answer lost on the way (a timeout, a dropped connection): the
+    // host already holds this very key, and the proof shows the caller has its private half, so
+    // the caller is that agent. Answered as the first time; no use is spent, nothing is written.
+    if (existing && (await store.agents.publicKeyOf(request.hostId)) === request.publicKey) {
+      return { refused: false as const, labels: existing.labels, replaced: false, repeated: true };
+    }
+    // As read in this transaction; its use is claimed below by the update itself.
+    this.checkUsable(token);
+    // A row that never held a key (registered before enrollment existed) may enroll like a new host.
+    const replacing = existing !== undefined && (existing.enrolledAt !== null || existing.revokedAt !== null);
+    if (replacing && !token.replace) {
+      await store.appendEvent(
+        {
+          hostId: request.hostId,
+          actor: `join-token:${token.id}`,
+          type: 'agent.enroll_refused',
+          data: { joinTokenId: token.id, reason: 'already enrolled' },
+        },
+        at,
+      );
+      return { refused: true as const, tokenId: token.id };
+    }
+    // The claim decides, not the read above: on PostgreSQL another coordinator of the group may have
+    // taken the last use, or revoked the token, since this transaction read it (the two are not
+    // serialized), and then the claim changes nothing. Thrown, this enrollment's writes roll back.
+    if (!(await store.joinTokens.use(token.id, at))) {
+      const now = await store.joinTokens.get(token.id);
+      const state = now ? joinTokenState(now, at) : 'revoked';
+      throw new FleetError(
+        ErrorCode.unauthorized,
+        `join token ${token.id} is ${state === 'active' ? 'used_up' : state}`,
+      );
+    }
+    // The same for the host: enrolled by another coordinator since it was read, it is not taken over
+    // (unless the token may replace); the use just claimed goes back with the rollback.
+    const key = {
+      id: request.hostId,
+      publicKey: request.publicKey,
+      labels: token.labels,
+      mayReplace: token.replace,
+    };
+    if (!(await store.agents.enroll(key, at))) throw new HostEnrolledMeanwhile();
+    await store.appendEvent(
+      {
+        hostId: request.hostId,
+        actor: `join-token:${token.id}`,
+        type: replacing ? 'agent.reenrolled' : 'agent.enrolled',
+        data: { joinTokenId: token.id, createdBy: token.createdBy, labels: token.labels },
+      },
+      at,
+    );
+    return { refused: false as const, labels: token.labels, replaced: replacing, repeated: false };
   }
 
   /** The agent's key stops working at once and its connection is cut; its history stays. */

@@ -44,5 +44,22 @@ export interface StoreBackend extends Repositories {
   readonly kind: 'sqlite' | 'postgres';
   readonly stateCounts: StateCountsReader;
   inTransaction<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Must run inside `inTransaction`. Runs `fn` as a savepoint of the transaction: when `fn` throws,
+   * what it wrote is rolled back and the transaction goes on. A rollback that fails throws
+   * `SavepointLost`: the transaction must not commit then.
+   */
+  inSavepoint<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
+}
+
+/**
+ * A savepoint could not be rolled back to: what the failed part wrote may still be in the
+ * transaction, which must roll back whole rather than commit it.
+ */
+export class SavepointLost extends Error {
+  constructor(cause: unknown) {
+    super('a savepoint could not be rolled back; the transaction must not commit', { cause });
+    this.name = 'SavepointLost';
+  }
 }

@@ -6,7 +6,7 @@ import { HostRunRepository } from './host-run-repository.js';
 import { InventoryRepository } from './inventory-repository.js';
 import { JoinTokenRepository } from './join-token-repository.js';
 import { PatchRepository } from './patch-repository.js';
-import type { StoreBackend } from './repositories.js';
+import { SavepointLost, type StoreBackend } from './repositories.js';
 import { RolloutRepository } from './rollout-repository.js';
 import { StateCounts } from './state-counts.js';
 import { StatementRepository } from './statement-repository.js';
@@ -52,6 +52,29 @@ export class SqliteBackend implements StoreBackend {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw err;
     }
+  }
+
+  async inSavepoint<T>(fn: () => Promise<T>): Promise<T> {
+    this.db.exec('SAVEPOINT attempt');
+    let result: T;
+    try {
+      result = await fn();
+    } catch (err) {
+      try {
+        this.db.exec('ROLLBACK TO attempt');
+        this.db.exec('RELEASE attempt');
+      } catch (rollbackError) {
+        throw new SavepointLost(rollbackError);
+      }
+      throw err;
+    }
+    try {
+      this.db.exec('RELEASE attempt');
+    } catch (releaseError) {
+      // Not released, its writes would commit with the transaction while the caller is told it failed.
+      throw new SavepointLost(releaseError);
+    }
+    return result;
   }
 
   async close(): Promise<void> {

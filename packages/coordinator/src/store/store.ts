@@ -163,6 +163,28 @@ export class Store {
     this.current('afterCommit').afterCommits.push(fn);
   }
 
+  /**
+   * Must run inside `transaction()`. Runs `fn` as a savepoint of it: when `fn` throws, everything it
+   * did is undone — its rows, and the events, progress and after-commit callbacks it added, which are
+   * then never published or run — and the transaction goes on without it. For writes that share a
+   * commit but not a fate (see SharedCommit).
+   */
+  async attempt<T>(fn: () => Promise<T>): Promise<T> {
+    const context = this.current('attempt');
+    const events = context.events.length;
+    const afterCommits = context.afterCommits.length;
+    const progress = new Map(context.progress);
+    try {
+      return await this.backend.inSavepoint(fn);
+    } catch (err) {
+      context.events.length = events;
+      context.afterCommits.length = afterCommits;
+      context.progress.clear();
+      for (const [key, notice] of progress) context.progress.set(key, notice);
+      throw err;
+    }
+  }
+
   /** Appends an audit event; must run inside `transaction()`. */
   async appendEvent(event: NewEvent, at: string): Promise<EventRecord> {
     const context = this.current('appendEvent');

@@ -1,4 +1,4 @@
-import type { StoreBackend } from '../repositories.js';
+import { SavepointLost, type StoreBackend } from '../repositories.js';
 import { PostgresAgentRepository } from './postgres-agent-repository.js';
 import { PostgresAnalysisRepository } from './postgres-analysis-repository.js';
 import { PostgresEventRepository } from './postgres-event-repository.js';
@@ -48,6 +48,25 @@ export class PostgresBackend implements StoreBackend {
 
   inTransaction<T>(fn: () => Promise<T>): Promise<T> {
     return this.executor.inTransaction(fn);
+  }
+
+  /** Held writes go before each of these statements (see postgres-executor.ts), so the savepoint covers them. */
+  async inSavepoint<T>(fn: () => Promise<T>): Promise<T> {
+    await this.executor.query('SAVEPOINT attempt');
+    let result: T;
+    try {
+      result = await fn();
+      await this.executor.query('RELEASE SAVEPOINT attempt');
+    } catch (err) {
+      try {
+        await this.executor.query('ROLLBACK TO SAVEPOINT attempt');
+        await this.executor.query('RELEASE SAVEPOINT attempt');
+      } catch (rollbackError) {
+        throw new SavepointLost(rollbackError);
+      }
+      throw err;
+    }
+    return result;
   }
 
   /** Idempotent: the pool refuses to be ended twice, and a store may be closed by more than one owner. */

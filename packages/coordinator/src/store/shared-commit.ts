@@ -1,0 +1,89 @@
+import { SavepointLost } from './repositories.js';
+import type { Store } from './store.js';
+
+interface Waiting<I, O> {
+  input: I;
+  resolve(output: O): void;
+  reject(err: unknown): void;
+}
+
+type Outcome<O> = { ok: true; value: O } | { ok: false; error: unknown };
+
+/** Writes one transaction takes at most: a larger one would hold the store (and the event loop) too long. */
+const DEFAULT_MAX_PER_COMMIT = 256;
+
+/**
+ * Writes that arrive in the same turn of the event loop share one transaction, and so one commit:
+ * on a disk each commit is a sync, and a sync per write made the store, not the CPU, the bound of
+ * a fleet enrolling at once (10,000 first starts took ~2× as long with the store on a disk).
+ *
+ * Each write still has a fate of its own. It runs in a savepoint of the shared transaction: one
+ * that throws is rolled back alone (its rows, events and callbacks; see `Store.attempt`) and its
+ * caller gets its error, while the others commit. Every caller is answered only after the commit,
+ * as with a transaction of its own. A write alone in its turn runs without a savepoint, exactly as
+ * it would in `store.transaction()`. Waiting costs at most one turn: nothing is held back for
+ * company (a `setImmediate`, after the I/O callbacks of the turn that submitted).
+ */
+export class SharedCommit<I, O> {
+  private waiting: Waiting<I, O>[] = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly store: Store,
+    /** One write, run inside the shared transaction: it must not wait on anything but the store. */
+    private readonly write: (input: I) => Promise<O>,
+    private readonly maxPerCommit = DEFAULT_MAX_PER_COMMIT,
+  ) {}
+
+  /** Resolves with the write's result once the transaction that holds it has committed. */
+  submit(input: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.waiting.push({ input, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const batch = this.waiting.splice(0, this.maxPerCommit);
+      if (this.waiting.length > 0) this.schedule();
+      void this.commit(batch);
+    });
+  }
+
+  private async commit(batch: readonly Waiting<I, O>[]): Promise<void> {
+    const outcomes: Outcome<O>[] = [];
+    try {
+      await this.store.transaction(async () => {
+        const [only] = batch;
+        if (batch.length === 1 && only !== undefined) {
+          outcomes.push({ ok: true, value: await this.write(only.input) });
+          return;
+        }
+        for (const { input } of batch) {
+          try {
+            outcomes.push({ ok: true, value: await this.store.attempt(() => this.write(input)) });
+          } catch (err) {
+            if (err instanceof SavepointLost) throw err;
+            outcomes.push({ ok: false, error: err });
+          }
+        }
+      });
+    } catch (err) {
+      // Nothing committed. A write refused on its own keeps its own answer; the others get the transaction's.
+      batch.forEach((waiting, i) => {
+        const outcome = outcomes[i];
+        waiting.reject(outcome !== undefined && !outcome.ok ? outcome.error : err);
+      });
+      return;
+    }
+    batch.forEach((waiting, i) => {
+      const outcome = outcomes[i] as Outcome<O>;
+      if (outcome.ok) waiting.resolve(outcome.value);
+      else waiting.reject(outcome.error);
+    });
+  }
+}

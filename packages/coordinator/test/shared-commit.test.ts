@@ -1,0 +1,199 @@
+/**
+ * SharedCommit: writes submitted in one turn of the event loop share one transaction (one commit, one
+ * sync on a disk), each in a savepoint of it, so that one that throws is undone alone — its rows, its
+ * events, its progress and its after-commit callbacks — and only its caller hears of it. Every caller
+ * is answered once the commit is done. The same on SQLite and on PostgreSQL.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { EventRecord } from '@fleetpatch/shared';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
+import { describeNeeding } from '../../../test/support/requirements.js';
+import { SavepointLost } from '../src/store/repositories.js';
+import { SharedCommit } from '../src/store/shared-commit.js';
+import { type ProgressNotice, Store } from '../src/store/store.js';
+
+const AT = '2026-12-07T21:00:00.000Z';
+
+/** What a test write does: an audit row, a progress notice and an after-commit callback, then maybe throws. */
+interface Write {
+  name: string;
+  fails?: Error;
+}
+
+function sharedCommitSuite(open: () => Promise<{ store: Store; done: () => Promise<void> }>) {
+  let store: Store;
+  let done: () => Promise<void>;
+  let published: EventRecord[];
+  let progress: ProgressNotice[];
+  let ranAfterCommit: string[];
+  let commits: boolean[];
+
+  beforeEach(async () => {
+    ({ store, done } = await open());
+    published = [];
+    progress = [];
+    ranAfterCommit = [];
+    commits = [];
+    store.onEvent((event) => published.push(event));
+    store.onProgress((notice) => progress.push(notice));
+    store.observeTransactions((_seconds, committed) => commits.push(committed));
+  });
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await done();
+  });
+
+  const write = async ({ name, fails }: Write): Promise<string> => {
+    await store.appendEvent({ rolloutId: null, hostId: name, actor: 'test', type: 'test.written' }, AT);
+    store.noteProgress({ type: 'host.progress', rolloutId: 'ro_1', hostId: name, state: 'applying', at: AT });
+    store.afterCommit(() => ranAfterCommit.push(name));
+    if (fails) throw fails;
+    return `wrote ${name}`;
+  };
+  const written = async () =>
+    (await store.allEvents(0, 1000)).filter((e) => e.type === 'test.written').map((e) => e.hostId);
+  /** Submits every write in the same turn; resolves with how each ended. */
+  const submitAll = (commit: SharedCommit<Write, string>, writes: Write[]) =>
+    Promise.allSettled(writes.map((w) => commit.submit(w)));
+
+  it('writes submitted in one turn share one transaction, each answered with its own result once it has committed', async () => {
+    const commit = new SharedCommit(store, write);
+    const outcomes = await submitAll(
+      commit,
+      ['h1', 'h2', 'h3', 'h4', 'h5'].map((name) => ({ name })),
+    );
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : o.reason))).toEqual([
+      'wrote h1',
+      'wrote h2',
+      'wrote h3',
+      'wrote h4',
+      'wrote h5',
+    ]);
+    expect(commits).toEqual([true]);
+    expect(await written()).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
+    expect(published.map((e) => e.hostId)).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
+    expect(ranAfterCommit).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
+  });
+
+  it('a write that throws is undone alone (its row, event, progress and callback) and only its caller gets the error', async () => {
+    const commit = new SharedCommit(store, write);
+    const refused = new Error('h3 refused');
+    const outcomes = await submitAll(commit, [
+      { name: 'h1' },
+      { name: 'h2' },
+      { name: 'h3', fails: refused },
+      { name: 'h4' },
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect(outcomes[2]).toEqual({ status: 'rejected', reason: refused });
+    expect(commits).toEqual([true]);
+    expect(await written()).toEqual(['h1', 'h2', 'h4']);
+    expect(published.map((e) => e.hostId)).toEqual(['h1', 'h2', 'h4']);
+    expect(progress.map((n) => n.hostId)).toEqual(['h1', 'h2', 'h4']);
+    expect(ranAfterCommit).toEqual(['h1', 'h2', 'h4']);
+  });
+
+  it('a write the database itself refuses (a duplicate key) is undone alone; the writes after it still commit', async () => {
+    // On PostgreSQL a failed statement aborts the whole transaction unless rolled back to a savepoint.
+    const token = (id: string) => ({
+      id,
+      description: null,
+      createdBy: 'test',
+      createdAt: AT,
+      expiresAt: '2027-01-01T00:00:00.000Z',
+      maxUses: 1,
+      uses: 0,
+      labels: {},
+      hostId: null,
+      replace: false,
+      revokedAt: null,
+      tokenSha256: id.padEnd(64, '0'),
+    });
+    const commit = new SharedCommit(store, async (w: Write) => {
+      await store.joinTokens.insert(token(w.name === 'again' ? 'jt_same' : `jt_${w.name}`));
+      return await write(w);
+    });
+    const outcomes = await submitAll(commit, [{ name: 'same' }, { name: 'h2' }, { name: 'again' }, { name: 'h4' }]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect(commits).toEqual([true]);
+    expect(await written()).toEqual(['same', 'h2', 'h4']);
+    expect((await store.joinTokens.list(10)).map((t) => t.id).sort()).toEqual(['jt_h2', 'jt_h4', 'jt_same']);
+  });
+
+  it('a write alone in its turn is a plain transaction, without a savepoint', async () => {
+    const savepoints = vi.spyOn(store.backend, 'inSavepoint');
+    const commit = new SharedCommit(store, write);
+    await expect(commit.submit({ name: 'h1' })).resolves.toBe('wrote h1');
+    const refused = new Error('alone and refused');
+    await expect(commit.submit({ name: 'h2', fails: refused })).rejects.toBe(refused);
+    expect(savepoints).not.toHaveBeenCalled();
+    expect(commits).toEqual([true, false]);
+    expect(await written()).toEqual(['h1']);
+    // Two in one turn: a savepoint each.
+    await submitAll(commit, [{ name: 'h3' }, { name: 'h4' }]);
+    expect(savepoints).toHaveBeenCalledTimes(2);
+  });
+
+  it('takes at most maxPerCommit writes per transaction; the rest follow in the next ones, in order', async () => {
+    const commit = new SharedCommit(store, write, 2);
+    const outcomes = await submitAll(
+      commit,
+      ['h1', 'h2', 'h3', 'h4', 'h5'].map((name) => ({ name })),
+    );
+    expect(outcomes.every((o) => o.status === 'fulfilled')).toBe(true);
+    expect(commits).toEqual([true, true, true]);
+    expect(await written()).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
+  });
+
+  it('a savepoint that could not be rolled back fails the whole transaction: nothing commits, a write refused on its own keeps its answer', async () => {
+    const commit = new SharedCommit(store, write);
+    const refused = new Error('h2 refused');
+    const lost = new SavepointLost(new Error('disk I/O error'));
+    const outcomes = await submitAll(commit, [
+      { name: 'h1' },
+      { name: 'h2', fails: refused },
+      { name: 'h3', fails: lost },
+      { name: 'h4' },
+    ]);
+    expect(outcomes).toEqual([
+      { status: 'rejected', reason: lost },
+      { status: 'rejected', reason: refused },
+      { status: 'rejected', reason: lost },
+      { status: 'rejected', reason: lost },
+    ]);
+    expect(commits).toEqual([false]);
+    expect(await written()).toEqual([]);
+    expect(published).toEqual([]);
+    expect(progress).toEqual([]);
+    expect(ranAfterCommit).toEqual([]);
+  });
+
+  it('Store.attempt outside a transaction is refused', async () => {
+    await expect(store.attempt(async () => 1)).rejects.toThrow('attempt must run inside Store.transaction()');
+  });
+}
+
+describe('SharedCommit on SQLite', () => {
+  sharedCommitSuite(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fleetpatch-shared-commit-'));
+    const store = await Store.open(join(dir, 'fleet.db'));
+    return {
+      store,
+      done: async () => {
+        await store.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  });
+});
+
+describeNeeding(postgresCluster, 'SharedCommit on PostgreSQL', () => {
+  sharedCommitSuite(async () => {
+    const store = await Store.openPostgres(await runPostgresCluster().createDatabase());
+    return { store, done: () => store.close() };
+  });
+});
