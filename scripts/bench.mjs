@@ -745,6 +745,7 @@ async function main() {
   let cpu = cpuMeter(coordinators, agentFleet);
   // --cpu-prof: the coordinator over the first connect, the agent processes from their first line.
   const endConnectProfile = await profilePhase('connect', coordinators, agentFleet);
+  const wireBeforeConnect = await wireOf(coordinators);
   await agentFleet.start(PROFILE_DIR ? { FLEETPATCH_PROFILE_FROM_START: '1' } : undefined);
   await allOnline(`${N} agents online`, t);
   const connectMs = performance.now() - t;
@@ -752,15 +753,23 @@ async function main() {
   await endConnectProfile(agentFleet);
   const connectRefused = await upgradesRefused();
   const connectCut = await socketsCut();
+  // Each first start commits its enrollment and its hello (both shared with others of the moment).
+  const connectTransactions = wireBetween(wireBeforeConnect, await wireOf(coordinators)).transactions;
   const rssConnected = memoryOfAll(coordinators);
   const perAgentBytes = ((rssConnected.rss - rssBefore.rss) * 1024) / N;
   say(
-    `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${connectRefused} upgrades refused 503, ${connectCut} cut at the byte budget; ${cpuLine(connectCpu, N)}`,
+    `connect ${N} agents (first start: enrolment included, ${START_CONCURRENCY} starts in flight per agent process): ${secs(connectMs)}; ${connectRefused} upgrades refused 503, ${connectCut} cut at the byte budget; ${connectTransactions.toFixed(2)} store transactions per agent; ${cpuLine(connectCpu, N)}`,
   );
   say(
     `coordinator RSS${K > 1 ? ` (${K}, summed)` : ''}: ${mib(rssBefore.rss)} before, ${mib(rssConnected.rss)} with ${N} connected = ${(perAgentBytes / 1024).toFixed(1)} KiB per connected agent`,
   );
-  result.connect = { ...connectCpu, wallMs: connectMs, upgradesRefused: connectRefused, socketsCut: connectCut };
+  result.connect = {
+    ...connectCpu,
+    wallMs: connectMs,
+    upgradesRefused: connectRefused,
+    socketsCut: connectCut,
+    transactionsPerAgent: connectTransactions,
+  };
   result.memory = {
     rssBeforeKiB: rssBefore.rss,
     rssConnectedKiB: rssConnected.rss,

@@ -63,6 +63,10 @@ describe('npm run bench', () => {
     expect(run.rollout.coordinatorUsPerHost).toBeGreaterThan(0);
     expect(run.rollout.agentUsPerOrder).toBeGreaterThan(0);
     expect(run.rollout.dispatchToResultMs.n).toBe(50);
+    // A first start commits an enrollment and a hello, shared with others of the moment: some, never more than 2 each.
+    expect(run.connect.transactionsPerAgent).toBeGreaterThan(0);
+    expect(run.connect.transactionsPerAgent).toBeLessThanOrEqual(2);
+    expect(output).toMatch(/connect 50 agents .*; [\d.]+ store transactions per agent;/);
     // The yardstick beside it: a bare ws server's CPU for the same exchange.
     expect(run.wireFloor.serverCpuUsPerHost).toBeGreaterThan(0);
     // And beside the storm's and the reset's: the same server letting each agent in, its proof checked.

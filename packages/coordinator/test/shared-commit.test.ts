@@ -149,6 +149,31 @@ function sharedCommitSuite(open: () => Promise<{ store: Store; done: () => Promi
     expect(await written()).toEqual(['h1', 'h2', 'h3', 'h4', 'h5']);
   });
 
+  it('writes that arrive while its transaction is in flight wait for it, then share the next one', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const commit = new SharedCommit(store, async (w: Write) => {
+      // The first write waits as on a slow database (a test only: a write must wait on nothing but the store).
+      if (w.name === 'h1') await held;
+      return await write(w);
+    });
+    const first = commit.submit({ name: 'h1' });
+    const later: Promise<string>[] = [];
+    for (const name of ['h2', 'h3', 'h4']) {
+      await new Promise((resolve) => setImmediate(resolve));
+      later.push(commit.submit({ name }));
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(commits).toEqual([]);
+    release();
+    await expect(first).resolves.toBe('wrote h1');
+    await expect(Promise.all(later)).resolves.toEqual(['wrote h2', 'wrote h3', 'wrote h4']);
+    expect(commits).toEqual([true, true]);
+    expect(await written()).toEqual(['h1', 'h2', 'h3', 'h4']);
+  });
+
   it('a savepoint that could not be rolled back fails the whole transaction: nothing commits, a write refused on its own keeps its answer', async () => {
     const commit = new SharedCommit(store, write);
     const refused = new Error('h2 refused');

@@ -9,8 +9,12 @@ interface Waiting<I, O> {
 
 type Outcome<O> = { ok: true; value: O } | { ok: false; error: unknown };
 
-/** Writes one transaction takes at most: a larger one would hold the store (and the event loop) too long. */
-const DEFAULT_MAX_PER_COMMIT = 256;
+/**
+ * Writes one transaction takes at most. Each is a savepoint, on PostgreSQL a subtransaction: past 64
+ * that wrote, a transaction overflows its backend's cache of them, and until it ends every other
+ * backend's snapshot must look its rows up the slow way (pg_subtrans).
+ */
+const DEFAULT_MAX_PER_COMMIT = 64;
 
 /**
  * Writes that arrive in the same turn of the event loop share one transaction, and so one commit:
@@ -21,12 +25,15 @@ const DEFAULT_MAX_PER_COMMIT = 256;
  * that throws is rolled back alone (its rows, events and callbacks; see `Store.attempt`) and its
  * caller gets its error, while the others commit. Every caller is answered only after the commit,
  * as with a transaction of its own. A write alone in its turn runs without a savepoint, exactly as
- * it would in `store.transaction()`. Waiting costs at most one turn: nothing is held back for
- * company (a `setImmediate`, after the I/O callbacks of the turn that submitted).
+ * it would in `store.transaction()`. Nothing is held back for company: a write waits for the end of
+ * its turn (a `setImmediate`), or for this one's transaction in flight, which it would have waited
+ * for in the store's queue of transactions anyway.
  */
 export class SharedCommit<I, O> {
   private waiting: Waiting<I, O>[] = [];
   private scheduled = false;
+  /** A shared transaction of this one is running: what arrives meanwhile waits for it, and goes in the next together. */
+  private committing = false;
 
   constructor(
     private readonly store: Store,
@@ -44,14 +51,27 @@ export class SharedCommit<I, O> {
   }
 
   private schedule(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.committing) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      const batch = this.waiting.splice(0, this.maxPerCommit);
-      if (this.waiting.length > 0) this.schedule();
-      void this.commit(batch);
+      void this.commitNext();
     });
+  }
+
+  /**
+   * One shared transaction at a time: while one waits on its database (PostgreSQL's round trips), the
+   * writes that arrive meanwhile gather for the next, so a slower store commits more at once.
+   */
+  private async commitNext(): Promise<void> {
+    const batch = this.waiting.splice(0, this.maxPerCommit);
+    this.committing = true;
+    try {
+      await this.commit(batch);
+    } finally {
+      this.committing = false;
+      if (this.waiting.length > 0) this.schedule();
+    }
   }
 
   private async commit(batch: readonly Waiting<I, O>[]): Promise<void> {
