@@ -250,6 +250,16 @@ describe('enrolling', () => {
     expect(refused).toHaveLength(5);
   });
 
+  it('does not count the coordinator’s own failures against the address: a store that fails is a 500, not a throttle', async () => {
+    const { app } = await coordinator({ authFailures: { maxFailures: 3, windowSeconds: 60 } });
+    const { token } = JoinTokenCreatedSchema.parse((await issue(app, { uses: 10 })).body);
+    const failing = vi.spyOn(app.fleet.store, 'transaction').mockRejectedValue(new Error('disk I/O error'));
+    for (let i = 0; i < 5; i++) expect((await enroll(app, token, keyFor(`web-${i}`))).status).toBe(500);
+    failing.mockRestore();
+    expect((await enroll(app, token, keyFor('web-9'))).status).toBe(201);
+    expect(await agentIds(app)).toEqual(['web-9']);
+  });
+
   it('refuses a join token with more labels than a host can carry', async () => {
     const { app } = await coordinator();
     const labels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']));

@@ -113,9 +113,12 @@ function sharedCommitSuite(open: () => Promise<{ store: Store; done: () => Promi
       revokedAt: null,
       tokenSha256: id.padEnd(64, '0'),
     });
+    // Its audit row first: on PostgreSQL held back, then dropped with the savepoint, not written into
+    // a transaction the failed statement has aborted.
     const commit = new SharedCommit(store, async (w: Write) => {
+      const wrote = await write(w);
       await store.joinTokens.insert(token(w.name === 'again' ? 'jt_same' : `jt_${w.name}`));
-      return await write(w);
+      return wrote;
     });
     const outcomes = await submitAll(commit, [{ name: 'same' }, { name: 'h2' }, { name: 'again' }, { name: 'h4' }]);
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
@@ -174,7 +177,7 @@ function sharedCommitSuite(open: () => Promise<{ store: Store; done: () => Promi
     expect(await written()).toEqual(['h1', 'h2', 'h3', 'h4']);
   });
 
-  it('a savepoint that could not be rolled back fails the whole transaction: nothing commits, a write refused on its own keeps its answer', async () => {
+  it('a savepoint that could not be rolled back fails the whole transaction: nothing commits, and every caller gets its error', async () => {
     const commit = new SharedCommit(store, write);
     const refused = new Error('h2 refused');
     const lost = new SavepointLost(new Error('disk I/O error'));
@@ -184,9 +187,10 @@ function sharedCommitSuite(open: () => Promise<{ store: Store; done: () => Promi
       { name: 'h3', fails: lost },
       { name: 'h4' },
     ]);
+    // h2's refusal is not its answer: it may have been refused for what h1 wrote, which never committed.
     expect(outcomes).toEqual([
       { status: 'rejected', reason: lost },
-      { status: 'rejected', reason: refused },
+      { status: 'rejected', reason: lost },
       { status: 'rejected', reason: lost },
       { status: 'rejected', reason: lost },
     ]);
@@ -195,6 +199,16 @@ function sharedCommitSuite(open: () => Promise<{ store: Store; done: () => Promi
     expect(published).toEqual([]);
     expect(progress).toEqual([]);
     expect(ranAfterCommit).toEqual([]);
+  });
+
+  it('refuses a submission from inside a store transaction (the shared one would wait for it forever), and writes nothing', async () => {
+    const commit = new SharedCommit(store, write);
+    await store.transaction(async () => {
+      await expect(commit.submit({ name: 'h1' })).rejects.toThrow(
+        'SharedCommit.submit must not be called inside Store.transaction()',
+      );
+    });
+    expect(await written()).toEqual([]);
   });
 
   it('Store.attempt outside a transaction is refused', async () => {

@@ -51,12 +51,17 @@ type EnrollOutcome =
  */
 export class AgentEnrollment {
   private readonly clock: Pick<Clock, 'now'>;
-  /** Enrollments whose proofs checked out in the same turn share a commit: a fleet's first start is one sync per turn, not per agent. */
+  /** Enrollments whose proofs checked out together share a commit on SQLite: a fleet's first start is a sync per batch, not per agent. */
   private readonly enrollments: SharedCommit<PendingEnrollment, EnrollOutcome>;
 
   constructor(private readonly options: AgentEnrollmentOptions) {
     this.clock = options.clock ?? systemClock;
-    this.enrollments = new SharedCommit(options.store, (pending) => this.enrollInTransaction(pending));
+    // On PostgreSQL each enrollment stays a transaction of its own. Shared, an enrollment's audit row,
+    // written when its savepoint is released, would take the group's event-order lock while the next
+    // enrollment of the batch still has a join token row to lock: with another coordinator holding that
+    // row and waiting for the event lock, a deadlock. Alone, a transaction takes that lock last.
+    const perCommit = options.store.backend.kind === 'postgres' ? 1 : undefined;
+    this.enrollments = new SharedCommit(options.store, (pending) => this.enrollInTransaction(pending), perCommit);
   }
 
   async createJoinToken(request: JoinTokenRequest, actor: string): Promise<JoinTokenCreated> {

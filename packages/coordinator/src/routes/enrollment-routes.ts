@@ -4,6 +4,7 @@ import {
   EnrollResultSchema,
   ErrorCode,
   FleetError,
+  isFleetError,
   JoinTokenCreatedSchema,
   JoinTokenListSchema,
   JoinTokenRequestSchema,
@@ -103,8 +104,9 @@ export const enrollmentRoutes: FastifyPluginAsyncZod = async (app) => {
       } catch (err) {
         // A join token holder retrying a refused enrollment (a host already enrolled, another host,
         // a bad proof) is throttled like a wrong token: each refusal is an audit row, so it must not
-        // be free to repeat.
-        authFailures.recordFailure(request.ip);
+        // be free to repeat. The coordinator's own failure (its store) is no refusal: enrollments share
+        // a commit, and one that fails must not count against every address in it.
+        if (isFleetError(err)) authFailures.recordFailure(request.ip);
         throw err;
       }
       request.log.info(

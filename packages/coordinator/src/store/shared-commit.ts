@@ -42,8 +42,13 @@ export class SharedCommit<I, O> {
     private readonly maxPerCommit = DEFAULT_MAX_PER_COMMIT,
   ) {}
 
-  /** Resolves with the write's result once the transaction that holds it has committed. */
+  /**
+   * Resolves with the write's result once the transaction that holds it has committed. Refused inside
+   * a store transaction: the shared one would queue behind the caller's, which waits for it.
+   */
   submit(input: I): Promise<O> {
+    if (this.store.inTransaction())
+      return Promise.reject(new Error('SharedCommit.submit must not be called inside Store.transaction()'));
     return new Promise<O>((resolve, reject) => {
       this.waiting.push({ input, resolve, reject });
       this.schedule();
@@ -93,11 +98,9 @@ export class SharedCommit<I, O> {
         }
       });
     } catch (err) {
-      // Nothing committed. A write refused on its own keeps its own answer; the others get the transaction's.
-      batch.forEach((waiting, i) => {
-        const outcome = outcomes[i];
-        waiting.reject(outcome !== undefined && !outcome.ok ? outcome.error : err);
-      });
+      // Nothing committed, and every answer is the transaction's: a write refused on its own may have
+      // been refused for what an earlier one wrote (the last use of a join token), which never committed.
+      for (const waiting of batch) waiting.reject(err);
       return;
     }
     batch.forEach((waiting, i) => {

@@ -153,6 +153,11 @@ export class Store {
     });
   }
 
+  /** Whether the caller runs inside a transaction of this store (its async context says so). */
+  inTransaction(): boolean {
+    return this.context.getStore()?.open === true;
+  }
+
   /**
    * Must run inside `transaction()`. Runs `fn` once the outermost transaction has committed, and
    * never if it rolls back: an order is sent only when the row that records it is on disk (a crash

@@ -83,6 +83,10 @@ class HeldEvents implements HeldWrites {
     this.records = [];
     if (records.length > 0) await insertEvents(this.db, records);
   }
+
+  discard(): void {
+    this.records = [];
+  }
 }
 
 /**

@@ -34,13 +34,21 @@ export interface HeldWrites {
   mustPrecede(text: string): boolean;
   /** Writes the held rows (none held: nothing) and forgets them. */
   flush(): Promise<void>;
+  /** Forgets the held rows unwritten: a rollback to a savepoint undid them. */
+  discard(): void;
 }
 
 /**
- * A statement that opens, releases or rolls back to a savepoint: every held write goes before it, so
- * what a savepoint's rollback undoes is what it would have undone had the rows been written at once.
+ * A statement that opens or releases a savepoint: every held write goes before it, so what a
+ * savepoint's rollback undoes is what it would have undone had the rows been written at once.
  */
-const SAVEPOINT_STATEMENT = /^\s*(SAVEPOINT|RELEASE|ROLLBACK\s+TO)\b/i;
+const SAVEPOINT_STATEMENT = /^\s*(SAVEPOINT|RELEASE)\b/i;
+/**
+ * A rollback to a savepoint: the rows held then were all made after the last savepoint statement
+ * (each one flushed what came before), so inside the savepoint rolled back to, and it undoes them.
+ * They are dropped, not written: after a failed statement the transaction accepts no write but this.
+ */
+const ROLLBACK_TO_STATEMENT = /^\s*ROLLBACK\s+TO\b/i;
 
 /** A transaction's connection and the writes held back in it, by their owner. */
 interface TransactionScope {
@@ -66,6 +74,7 @@ export class PostgresExecutor {
   async query<R extends pg.QueryResultRow>(text: string, values?: readonly unknown[]): Promise<R[]> {
     const scope = this.transaction.getStore();
     if (scope === undefined) return (await this.pool.query<R>(text, values as unknown[] | undefined)).rows;
+    if (ROLLBACK_TO_STATEMENT.test(text)) for (const held of scope.held.values()) held.discard();
     const boundary = SAVEPOINT_STATEMENT.test(text);
     for (const held of scope.held.values()) if (boundary || held.mustPrecede(text)) await held.flush();
     return (await scope.client.query<R>(text, values as unknown[] | undefined)).rows;
