@@ -28,6 +28,11 @@ const DEFAULT_MAX_PER_COMMIT = 64;
  * it would in `store.transaction()`. Nothing is held back for company: a write waits for the end of
  * its turn (a `setImmediate`), or for this one's transaction in flight, which it would have waited
  * for in the store's queue of transactions anyway.
+ *
+ * On PostgreSQL a write that appends audit rows writes them when its savepoint is released, and so
+ * takes the group's event-order lock for the rest of the shared transaction: writes that lock rows
+ * after it (the next enrollment's join token) could then deadlock with another coordinator. Give such
+ * writes a `maxPerCommit` of 1 there (see AgentEnrollment).
  */
 export class SharedCommit<I, O> {
   private waiting: Waiting<I, O>[] = [];
