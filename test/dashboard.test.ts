@@ -150,7 +150,8 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     const countdown = tab.locator('[data-wave="1"] .countdown');
     await expect.poll(() => countdown.textContent()).toMatch(/^bake ends in \d+ min \d+ s$/);
     const shownFirst = await countdown.textContent();
-    await expect.poll(() => countdown.textContent()).not.toBe(shownFirst); // it ticks, every second
+    // It ticks every second: a deadline of one second (expect.poll's default) would be a coin toss.
+    await expect.poll(() => countdown.textContent(), { timeout: 5_000 }).not.toBe(shownFirst);
     await tab.screenshot({ path: screenshotPath(work, 'dashboard-rollout.png'), fullPage: true });
 
     await tab.locator('button[data-verb="promote"]').click();
@@ -347,9 +348,10 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     const tab = await openDashboard(ADMIN_TOKEN, `#/rollouts/${id}`);
     await tab.getByTestId('hosts-counted').waitFor();
     expect(await tab.getByTestId('hosts-counted').textContent()).toMatch(/^1001 hosts: /);
-    // The canary's order goes out just after the start: read again until the page shows it.
+    // The canary's order goes out just after the start: read again until the page shows it (its refreshes
+    // are paced, see the summary reads below).
     await expect
-      .poll(() => tab.locator('[data-wave] .counts').allTextContents())
+      .poll(() => tab.locator('[data-wave] .counts').allTextContents(), { timeout: 10_000 })
       .toEqual(['1 in flight', '1000 pending']);
     expect(await tab.getByTestId('host-grid').count()).toBe(0);
     // Aborted from the page: the verb answers with the summary (`?view=summary`), which is drawn.
@@ -364,10 +366,12 @@ describeNeeding([chromiumBrowser], 'the dashboard in a real browser', () => {
     await tab.getByTestId('host-events-counted').waitFor();
     await tab.locator('[data-testid="timeline"] li[data-type="rollout.aborted"]').waitFor();
     // Every read of the rollout was of its summary (the verb's POST aside), and the page drew no host:
-    // the first read, and the one the abort's event set going (it may still be on its way here).
+    // the first read, and the one the abort's event set going (it may still be on its way here). That one
+    // waits out the page's refresh pacing, ten times the last read's time: on a loaded machine more than
+    // expect.poll's default second, hence the longer deadline.
     const reads = () => requested.filter((path) => path.startsWith(`/v1/rollouts/${id}`) && !path.includes('/events'));
     await expect
-      .poll(() => reads().filter((path) => path === `/v1/rollouts/${id}/summary`).length)
+      .poll(() => reads().filter((path) => path === `/v1/rollouts/${id}/summary`).length, { timeout: 10_000 })
       .toBeGreaterThanOrEqual(2);
     expect(
       reads()
