@@ -5,11 +5,19 @@
  * coordinator act and commit, and then lets the first one go on: its writes must go by what is
  * committed, not by what it read.
  */
-import { type EnrollRequest, enrollProofPayload, generateLoadedAgentKeyPair, signPayload } from '@fleetpatch/shared';
+import {
+  byCodeUnits,
+  type EnrollRequest,
+  enrollProofPayload,
+  generateLoadedAgentKeyPair,
+  signPayload,
+} from '@fleetpatch/shared';
+import pg from 'pg';
 import { afterAll, expect, it, vi } from 'vitest';
 import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { AgentEnrollment } from '../src/enrollment/agent-enrollment.js';
+import type { SharedCommit } from '../src/store/shared-commit.js';
 import { Store } from '../src/store/store.js';
 
 function enrollRequest(hostId: string): EnrollRequest {
@@ -131,5 +139,133 @@ describeNeeding(postgresCluster, 'enrolling on PostgreSQL, two coordinators at o
     expect(JSON.parse(outcome)).toEqual({ hostId: 'web-1', labels: { env: 'prod' }, replaced: false, repeated: true });
     expect(await second.agents.publicKeyOf('web-1')).toBe(request.publicKey);
     expect((await second.joinTokens.get(created.id))?.uses).toBe(1);
+  });
+});
+
+/**
+ * Enrollments that share a commit (SharedCommit) hold their rows' locks to the commit, so two
+ * coordinators' batches could wait on each other: one holds a join token's row the other's next
+ * enrollment needs, and the other the reverse, or holds the group's event-order lock. Each case forms
+ * a batch on the first coordinator (its enrollments gather while an earlier one's transaction is held
+ * open), and lets the batch's second enrollment claim its use only once the second coordinator has
+ * finished or is waiting on a lock: where it waited on the first, a deadlock would follow.
+ */
+describeNeeding(postgresCluster, 'enrollments sharing a commit on PostgreSQL, two coordinators at once', () => {
+  const stores: Store[] = [];
+  afterAll(async () => {
+    for (const store of stores) await store.close();
+  });
+
+  type Enrollment = { token: string; hostId: string };
+
+  /**
+   * Runs `batches[i]` on coordinator i as one shared transaction each (behind a warm-up enrollment held
+   * open, in its own transaction, until the batch has gathered), the first's second enrollment held as
+   * said above; answers every enrollment's outcome, the warm-up's first.
+   */
+  async function enrollInBatches(url: string, warmUps: [string, string], batches: [Enrollment[], Enrollment[]]) {
+    const coordinators = [await Store.openPostgres(url), await Store.openPostgres(url)];
+    stores.push(...coordinators);
+    const side = new pg.Client({ connectionString: url });
+    await side.connect();
+    const waitingOnALock = async () =>
+      (await side.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted')).rows[0]?.n !== 0;
+    const finished = [false, false];
+    let secondStarted = () => {};
+    const secondRunning = new Promise<void>((resolve) => {
+      secondStarted = resolve;
+    });
+    const settle = (enrolling: Promise<unknown>) =>
+      enrolling.then(
+        () => 'enrolled',
+        (err: Error) => err.message,
+      );
+    try {
+      const runs = coordinators.map(async (store, i) => {
+        const enrollment = new AgentEnrollment({ store, disconnect: () => {} });
+        const batch = batches[i] as Enrollment[];
+        // Its SharedCommit, whose submits say when the batch has gathered.
+        const shared = (enrollment as unknown as { enrollments: SharedCommit<unknown, unknown> }).enrollments;
+        const submitted = vi.spyOn(shared, 'submit');
+        const use = store.joinTokens.use.bind(store.joinTokens);
+        let uses = 0;
+        let warmUpInFlight = () => {};
+        const warmUpClaiming = new Promise<void>((resolve) => {
+          warmUpInFlight = resolve;
+        });
+        vi.spyOn(store.joinTokens, 'use').mockImplementation(async (id, at) => {
+          uses += 1;
+          if (uses === 1) {
+            // The warm-up's transaction stays open until the batch has gathered behind it.
+            warmUpInFlight();
+            await vi.waitFor(() => expect(submitted).toHaveBeenCalledTimes(1 + batch.length), { timeout: 10_000 });
+          }
+          if (uses === 2 && i === 1) secondStarted();
+          if (uses === 3 && i === 0) {
+            await secondRunning;
+            await vi.waitFor(async () => expect(finished[1] || (await waitingOnALock())).toBe(true), {
+              timeout: 10_000,
+            });
+          }
+          return use(id, at);
+        });
+        const warmUp = settle(enrollment.enroll(warmUps[i] as string, enrollRequest(`warm-up-${i}`)));
+        await warmUpClaiming;
+        const enrolled = batch.map(({ token, hostId }) => settle(enrollment.enroll(token, enrollRequest(hostId))));
+        const settled = await Promise.all([warmUp, ...enrolled]);
+        finished[i] = true;
+        return settled;
+      });
+      return await Promise.all(runs);
+    } finally {
+      await side.end();
+    }
+  }
+
+  async function tokens(url: string) {
+    const store = await Store.openPostgres(url);
+    stores.push(store);
+    const enrollment = new AgentEnrollment({ store, disconnect: () => {} });
+    const made = async () =>
+      (
+        await enrollment.createJoinToken(
+          { uses: 10, expiresInSeconds: 3600, labels: { env: 'prod' }, replace: false },
+          'alice',
+        )
+      ).token;
+    return { warmUps: [await made(), await made()] as [string, string], a: await made(), b: await made() };
+  }
+
+  it('takes join tokens in one order on every coordinator: batches naming two tokens in opposite orders both enroll', async () => {
+    const url = await runPostgresCluster().createDatabase();
+    const { warmUps, a, b } = await tokens(url);
+    const outcomes = await enrollInBatches(url, warmUps, [
+      [
+        { token: a, hostId: 'web-1' },
+        { token: b, hostId: 'web-2' },
+      ],
+      [
+        { token: b, hostId: 'db-1' },
+        { token: a, hostId: 'db-2' },
+      ],
+    ]);
+    expect(outcomes).toEqual([Array(3).fill('enrolled'), Array(3).fill('enrolled')]);
+  });
+
+  it('takes the event-order lock at the commit: a batch whose first enrollment wrote its audit row does not hold it while it claims the next use', async () => {
+    const url = await runPostgresCluster().createDatabase();
+    const { warmUps, a, b } = await tokens(url);
+    const [first, second] = [a, b].sort(byCodeUnits) as [string, string];
+    const outcomes = await enrollInBatches(url, warmUps, [
+      [
+        { token: first, hostId: 'web-1' },
+        { token: second, hostId: 'web-2' },
+      ],
+      [{ token: second, hostId: 'db-1' }],
+    ]);
+    expect(outcomes).toEqual([Array(3).fill('enrolled'), Array(2).fill('enrolled')]);
+    const store = stores.at(-1) as Store;
+    const enrolled = (await store.allEvents(0, 100)).filter((e) => e.type === 'agent.enrolled');
+    expect(enrolled.map((e) => e.hostId).sort()).toEqual(['db-1', 'warm-up-0', 'warm-up-1', 'web-1', 'web-2']);
   });
 });

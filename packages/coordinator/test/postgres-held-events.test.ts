@@ -141,11 +141,21 @@ describeNeeding(postgresCluster, 'events held back in a PostgreSQL transaction',
     }
   });
 
-  it('writes what is held before a savepoint, so a rollback to it undoes what it would have undone', async () => {
+  /** A bare executor and event repository, the savepoints written by hand; closed after `run`. */
+  async function onExecutor(run: (executor: PostgresExecutor, events: PostgresEventRepository) => Promise<void>) {
     const executor = new PostgresExecutor(url, 1);
-    const events = new PostgresEventRepository(executor);
     try {
+      await run(executor, new PostgresEventRepository(executor));
+    } finally {
+      await executor.close();
+    }
+  }
+  const types = (records: EventRecord[]) => records.map((e) => e.type);
+
+  it('writes nothing at a savepoint: what a rollback to it undoes is dropped, the rest written at the commit in one statement', async () => {
+    await onExecutor(async (executor, events) => {
       const before = (await events.pageAll(0, 1000)).at(-1)?.seq ?? 0;
+      sent = [];
       await executor.inTransaction(async () => {
         await events.append(event('test.kept'), AT);
         await executor.query('SAVEPOINT attempt');
@@ -153,10 +163,84 @@ describeNeeding(postgresCluster, 'events held back in a PostgreSQL transaction',
         await executor.query('ROLLBACK TO SAVEPOINT attempt');
         await events.append(event('test.after'), AT);
         await executor.query('RELEASE SAVEPOINT attempt');
+        await executor.query('SAVEPOINT attempt');
+        await events.append(event('test.released'), AT);
+        await executor.query('RELEASE SAVEPOINT attempt');
+        expect(inserts()).toBe(0); // so the event-order lock is not taken before the commit
       });
-      expect((await events.pageAll(before, 1000)).map((e) => e.type)).toEqual(['test.kept', 'test.after']);
-    } finally {
-      await executor.close();
-    }
+      expect(inserts()).toBe(1);
+      expect(types(await events.pageAll(before, 1000))).toEqual(['test.kept', 'test.after', 'test.released']);
+    });
+  });
+
+  it('holds again what a read inside a savepoint wrote, when the savepoint is rolled back: written at the commit, seqs drawn anew', async () => {
+    await onExecutor(async (executor, events) => {
+      const before = (await events.pageAll(0, 1000)).at(-1)?.seq ?? 0;
+      const kept = await events.append(event('test.kept'), AT);
+      let seenInside: string[] = [];
+      let seenAfter: string[] = [];
+      let seqInside = 0;
+      await executor.inTransaction(async () => {
+        const outer = await events.append(event('test.outer'), AT);
+        await executor.query('SAVEPOINT attempt');
+        await events.append(event('test.inner'), AT);
+        // The read sees both, so both are written inside the savepoint...
+        seenInside = types(await events.pageAll(before, 1000));
+        seqInside = outer.seq;
+        // ...and the rollback undoes both writes: the outer event is held again, the inner one dropped.
+        await executor.query('ROLLBACK TO SAVEPOINT attempt');
+        expect(outer.seq).toBe(0);
+        seenAfter = types(await events.pageAll(before, 1000));
+        await executor.query('RELEASE SAVEPOINT attempt');
+      });
+      expect(seenInside).toEqual(['test.kept', 'test.outer', 'test.inner']);
+      expect(seqInside).toBeGreaterThan(kept.seq);
+      expect(seenAfter).toEqual(['test.kept', 'test.outer']);
+      const written = await events.pageAll(before, 1000);
+      expect(types(written)).toEqual(['test.kept', 'test.outer']);
+      expect(written[1]?.seq).toBeGreaterThan(seqInside); // the undone draw is not reused
+    });
+  });
+
+  it('follows nested savepoints by name: a release closes the ones opened after it, a rollback keeps its own open', async () => {
+    await onExecutor(async (executor, events) => {
+      const before = (await events.pageAll(0, 1000)).at(-1)?.seq ?? 0;
+      await executor.inTransaction(async () => {
+        await executor.query('SAVEPOINT outer_one');
+        // The first event of the transaction, after a savepoint opened: rolled back to it, it goes.
+        await events.append(event('test.first'), AT);
+        await executor.query('SAVEPOINT inner_one');
+        await events.append(event('test.second'), AT);
+        await executor.query('ROLLBACK TO SAVEPOINT outer_one');
+        await events.append(event('test.third'), AT);
+        await executor.query('SAVEPOINT inner_one');
+        await events.append(event('test.fourth'), AT);
+        await executor.query('RELEASE SAVEPOINT outer_one'); // inner_one with it
+        await executor.query('SAVEPOINT last_one');
+        await events.append(event('test.fifth'), AT);
+        await executor.query('ROLLBACK TO SAVEPOINT last_one');
+        await events.append(event('test.sixth'), AT);
+        await executor.query('ROLLBACK TO SAVEPOINT last_one'); // still open: rolled back to twice
+      });
+      expect(types(await events.pageAll(before, 1000))).toEqual(['test.third', 'test.fourth']);
+    });
+  });
+
+  it('publishes a shared transaction’s events with the seqs they were written with: an attempt undone alone', async () => {
+    const before = (await store.allEvents(0, 1000)).at(-1)?.seq ?? 0;
+    await store.transaction(async () => {
+      await store.attempt(() => store.appendEvent(event('test.kept-1'), AT));
+      await expect(
+        store.attempt(async () => {
+          await store.appendEvent(event('test.undone'), AT);
+          await store.allEvents(before, 1000); // a read inside: written, then undone
+          throw new Error('refused');
+        }),
+      ).rejects.toThrow('refused');
+      await store.attempt(() => store.appendEvent(event('test.kept-2'), AT));
+    });
+    const written = await store.allEvents(before, 1000);
+    expect(types(written)).toEqual(['test.kept-1', 'test.kept-2']);
+    expect(published).toEqual(written);
   });
 });

@@ -141,8 +141,22 @@ function sharedCommitSuite(open: () => Promise<{ store: Store; done: () => Promi
     expect(savepoints).toHaveBeenCalledTimes(2);
   });
 
+  it('runs a transaction’s writes in lockOrder, the same on every coordinator, each caller still answered with its own result', async () => {
+    const commit = new SharedCommit(store, write, (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const refused = new Error('refused');
+    const outcomes = await submitAll(commit, [{ name: 'h3' }, { name: 'h1', fails: refused }, { name: 'h2' }]);
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : o.reason))).toEqual([
+      'wrote h3',
+      refused,
+      'wrote h2',
+    ]);
+    expect(commits).toEqual([true]);
+    expect(await written()).toEqual(['h2', 'h3']);
+    expect(ranAfterCommit).toEqual(['h2', 'h3']);
+  });
+
   it('takes at most maxPerCommit writes per transaction; the rest follow in the next ones, in order', async () => {
-    const commit = new SharedCommit(store, write, 2);
+    const commit = new SharedCommit(store, write, undefined, 2);
     const outcomes = await submitAll(
       commit,
       ['h1', 'h2', 'h3', 'h4', 'h5'].map((name) => ({ name })),

@@ -7,6 +7,7 @@ export * from './change-protocol.js';
 export * from './change-record.js';
 export * from './change-record-render.js';
 export * from './clock.js';
+export * from './code-unit-order.js';
 export * from './config-text.js';
 export * from './cut-text.js';
 export * from './debian-version.js';

@@ -1,4 +1,5 @@
 import {
+  byCodeUnits,
   type InstalledPackage,
   type InventoryReport,
   inventoryDigest,
@@ -134,7 +135,7 @@ export class InventoryReporter {
 
   /** Every package, sorted, in parts of one frame each, all at one `seq`. */
   private sendFull(all: readonly InstalledPackage[], digest: string): void {
-    const sorted = [...all].sort((a, b) => compareKeys(packageKey(a), packageKey(b)));
+    const sorted = [...all].sort((a, b) => byCodeUnits(packageKey(a), packageKey(b)));
     const size = WIRE_LIMITS.inventoryPackagesPerFrame;
     const parts = Math.max(1, Math.ceil(sorted.length / size));
     const seq = this.nextSeq();
@@ -163,8 +164,4 @@ function samePackage(a: InstalledPackage | undefined, b: InstalledPackage): bool
     a.sourceVersion === b.sourceVersion &&
     a.status === b.status
   );
-}
-
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import {
+  byCodeUnits,
   type Clock,
   type EnrollRequest,
   type EnrollResult,
@@ -51,17 +52,18 @@ type EnrollOutcome =
  */
 export class AgentEnrollment {
   private readonly clock: Pick<Clock, 'now'>;
-  /** Enrollments whose proofs checked out together share a commit on SQLite: a fleet's first start is a sync per batch, not per agent. */
+  /** Enrollments whose proofs checked out together share a commit: a fleet's first start is a sync per batch, not per agent. */
   private readonly enrollments: SharedCommit<PendingEnrollment, EnrollOutcome>;
 
   constructor(private readonly options: AgentEnrollmentOptions) {
     this.clock = options.clock ?? systemClock;
-    // On PostgreSQL each enrollment stays a transaction of its own. Shared, an enrollment's audit row,
-    // written when its savepoint is released, would take the group's event-order lock while the next
-    // enrollment of the batch still has a join token row to lock: with another coordinator holding that
-    // row and waiting for the event lock, a deadlock. Alone, a transaction takes that lock last.
-    const perCommit = options.store.backend.kind === 'postgres' ? 1 : undefined;
-    this.enrollments = new SharedCommit(options.store, (pending) => this.enrollInTransaction(pending), perCommit);
+    // An enrollment locks its join token's row (the use it claims) and then its host's. In a batch
+    // ordered by token, then host, two coordinators' batches lock them in the same order (SharedCommit).
+    this.enrollments = new SharedCommit(
+      options.store,
+      (pending) => this.enrollInTransaction(pending),
+      (a, b) => byCodeUnits(a.secret, b.secret) || byCodeUnits(a.request.hostId, b.request.hostId),
+    );
   }
 
   async createJoinToken(request: JoinTokenRequest, actor: string): Promise<JoinTokenCreated> {

@@ -1,4 +1,5 @@
 import {
+  byCodeUnits,
   COMPLIANCE_STATUSES,
   type ComplianceCounts,
   type ComplianceReport,
@@ -112,11 +113,6 @@ const LISTING_ORDER: Readonly<Record<ComplianceStatus, number>> = {
   fixed: 2,
   not_installed: 3,
 };
-
-/** Plain code-unit order (package names and host ids are ASCII): far cheaper than `localeCompare`. */
-function byCodeUnits(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /** Protocol that brought the inventory: an agent below it has none to send. */
 const INVENTORY_PROTOCOL = 3;

@@ -1,4 +1,5 @@
 import {
+  byCodeUnits,
   type Clock,
   type ComplianceQuery,
   type ComplianceReport,
@@ -35,10 +36,10 @@ export class InventoryView {
     );
     versions.sort(
       (a, b) =>
-        cmp(a.name, b.name) ||
-        cmp(a.architecture, b.architecture) ||
+        byCodeUnits(a.name, b.name) ||
+        byCodeUnits(a.architecture, b.architecture) ||
         compareDebianVersions(a.version, b.version) ||
-        cmp(a.status, b.status),
+        byCodeUnits(a.status, b.status),
     );
     return {
       query: query.name !== undefined ? { name: query.name } : { source: query.source as string },
@@ -63,7 +64,7 @@ export class InventoryView {
         }
       : { state: 'none', current: false, reason: null, reportedAt: null, confirmedAt: null, packageCount: 0 };
     const packages = await this.store.inventory.packagesOf(hostId);
-    packages.sort((a, b) => cmp(packageKey(a), packageKey(b)));
+    packages.sort((a, b) => byCodeUnits(packageKey(a), packageKey(b)));
     return { hostId, online, inventory, packages };
   }
 
@@ -93,8 +94,4 @@ export class InventoryView {
       query.status,
     );
   }
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -29,10 +29,12 @@ const DEFAULT_MAX_PER_COMMIT = 64;
  * its turn (a `setImmediate`), or for this one's transaction in flight, which it would have waited
  * for in the store's queue of transactions anyway.
  *
- * On PostgreSQL a write that appends audit rows writes them when its savepoint is released, and so
- * takes the group's event-order lock for the rest of the shared transaction: writes that lock rows
- * after it (the next enrollment's join token) could then deadlock with another coordinator. Give such
- * writes a `maxPerCommit` of 1 there (see AgentEnrollment).
+ * On PostgreSQL the rows a transaction locks are held to its commit, and another coordinator's
+ * shared transaction may want the same ones: writes that lock rows of their own kind (join tokens,
+ * hosts) run in the order `lockOrder` gives, the same on every coordinator, so two batches take
+ * those locks in one order and neither waits on the other while holding what it needs. Audit rows
+ * are written at the commit, savepoints or not (postgres-executor.ts), so the group's event-order
+ * lock is taken last.
  */
 export class SharedCommit<I, O> {
   private waiting: Waiting<I, O>[] = [];
@@ -44,6 +46,8 @@ export class SharedCommit<I, O> {
     private readonly store: Store,
     /** One write, run inside the shared transaction: it must not wait on anything but the store. */
     private readonly write: (input: I) => Promise<O>,
+    /** The order writes run in within a transaction (see above); by default, their arrival's. */
+    private readonly lockOrder?: (a: I, b: I) => number,
     private readonly maxPerCommit = DEFAULT_MAX_PER_COMMIT,
   ) {}
 
@@ -75,6 +79,8 @@ export class SharedCommit<I, O> {
    */
   private async commitNext(): Promise<void> {
     const batch = this.waiting.splice(0, this.maxPerCommit);
+    const { lockOrder } = this;
+    if (lockOrder) batch.sort((a, b) => lockOrder(a.input, b.input));
     this.committing = true;
     try {
       await this.commit(batch);

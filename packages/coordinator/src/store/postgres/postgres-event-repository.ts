@@ -30,7 +30,7 @@ export class PostgresEventRepository implements Public<EventRepository> {
   async append(event: NewEvent, at: string): Promise<EventRecord> {
     const record: EventRecord = { seq: 0, ...newEventRecord(event, at) };
     const held = this.db.heldWrites(this, () => new HeldEvents(this.db));
-    if (held) held.records.push(record);
+    if (held) held.hold(record);
     else await insertEvents(this.db, [record]);
     return record;
   }
@@ -68,25 +68,58 @@ export class PostgresEventRepository implements Public<EventRepository> {
 /** A statement that names the events table (and so must see the rows held back before it runs). */
 const NAMES_EVENTS = /\bevents\b/;
 
-/** A transaction's events, held back to be written together (see `PostgresEventRepository.append`). */
+/**
+ * A transaction's events, held back to be written together (see `PostgresEventRepository.append`):
+ * every one appended in it and not rolled back, in their order, the first `written` of them written.
+ */
 class HeldEvents implements HeldWrites {
-  records: EventRecord[] = [];
+  private readonly records: EventRecord[] = [];
+  private written = 0;
 
   constructor(private readonly db: PostgresExecutor) {}
 
+  hold(record: EventRecord): void {
+    this.records.push(record);
+  }
+
   mustPrecede(text: string): boolean {
-    return this.records.length > 0 && NAMES_EVENTS.test(text);
+    return this.written < this.records.length && NAMES_EVENTS.test(text);
   }
 
   async flush(): Promise<void> {
-    const records = this.records;
-    this.records = [];
-    if (records.length > 0) await insertEvents(this.db, records);
+    const from = this.written;
+    if (from === this.records.length) return;
+    // Counted as written first: the INSERT names the events table, and must not flush them again.
+    this.written = this.records.length;
+    try {
+      await insertEvents(this.db, this.records.slice(from));
+    } catch (err) {
+      this.written = from;
+      throw err;
+    }
   }
 
-  discard(): void {
-    this.records = [];
+  mark(): EventsMark {
+    return { appended: this.records.length, written: this.written };
   }
+
+  /**
+   * The rollback undid what was appended after the savepoint, and every write made after it: the
+   * events appended before it but written since (a read inside it flushed them) are held again, their
+   * seqs to be drawn anew.
+   */
+  rollBackTo(mark: EventsMark | undefined): void {
+    const { appended, written } = mark ?? { appended: 0, written: 0 };
+    this.records.length = appended;
+    for (const record of this.records.slice(written)) record.seq = 0;
+    this.written = written;
+  }
+}
+
+/** Where a transaction's events stood as a savepoint opened. */
+interface EventsMark {
+  appended: number;
+  written: number;
 }
 
 /**

@@ -28,32 +28,43 @@ export function isoFromPostgres(text: string): string {
  * all of them instead of one each: written before the transaction commits, and before any statement of
  * the same transaction that must see them (`mustPrecede`), so the transaction reads as if each had
  * been written when it was asked for.
+ *
+ * Savepoints do not write them: a savepoint opening marks where the held rows stand (`mark`), and a
+ * rollback to it puts them back as they stood then (`rollBackTo`). So held rows are written at the
+ * commit even in a transaction of savepoints, and the locks their write takes (the audit log's
+ * event-order lock) are taken last, after every row lock of the transaction, as in one without.
  */
 export interface HeldWrites {
   /** Whether `text`, about to run in the same transaction, must see the held rows. */
   mustPrecede(text: string): boolean;
-  /** Writes the held rows (none held: nothing) and forgets them. */
+  /** Writes the held rows (none held: nothing). */
   flush(): Promise<void>;
-  /** Forgets the held rows unwritten: a rollback to a savepoint undid them. */
-  discard(): void;
+  /** Where the rows stand as a savepoint opens: what `rollBackTo` comes back to. */
+  mark(): unknown;
+  /**
+   * Rolled back to the savepoint `mark` was taken at (`undefined`: one opened before this was made):
+   * rows held since are dropped, and rows held before it but written since (the rollback undid their
+   * write) are held again.
+   */
+  rollBackTo(mark: unknown): void;
 }
 
-/**
- * A statement that opens or releases a savepoint: every held write goes before it, so what a
- * savepoint's rollback undoes is what it would have undone had the rows been written at once.
- */
-const SAVEPOINT_STATEMENT = /^\s*(SAVEPOINT|RELEASE)\b/i;
-/**
- * A rollback to a savepoint: the rows held then were all made after the last savepoint statement
- * (each one flushed what came before), so inside the savepoint rolled back to, and it undoes them.
- * They are dropped, not written: after a failed statement the transaction accepts no write but this.
- */
-const ROLLBACK_TO_STATEMENT = /^\s*ROLLBACK\s+TO\b/i;
+/** A statement that opens, releases or rolls back to a savepoint, and its name. */
+const SAVEPOINT_STATEMENT = /^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+(\w+)\s*$/i;
 
-/** A transaction's connection and the writes held back in it, by their owner. */
+type SavepointVerb = 'SAVEPOINT' | 'RELEASE' | 'ROLLBACK';
+
+/** An open savepoint: its name, and where each holder's rows stood when it opened. */
+interface OpenSavepoint {
+  name: string;
+  marks: Map<object, unknown>;
+}
+
+/** A transaction's connection, the writes held back in it by their owner, and its open savepoints. */
 interface TransactionScope {
   client: pg.PoolClient;
   held: Map<object, HeldWrites>;
+  savepoints: OpenSavepoint[];
 }
 
 /**
@@ -74,10 +85,15 @@ export class PostgresExecutor {
   async query<R extends pg.QueryResultRow>(text: string, values?: readonly unknown[]): Promise<R[]> {
     const scope = this.transaction.getStore();
     if (scope === undefined) return (await this.pool.query<R>(text, values as unknown[] | undefined)).rows;
-    if (ROLLBACK_TO_STATEMENT.test(text)) for (const held of scope.held.values()) held.discard();
-    const boundary = SAVEPOINT_STATEMENT.test(text);
-    for (const held of scope.held.values()) if (boundary || held.mustPrecede(text)) await held.flush();
-    return (await scope.client.query<R>(text, values as unknown[] | undefined)).rows;
+    const savepoint = SAVEPOINT_STATEMENT.exec(text);
+    if (savepoint === null) {
+      for (const held of scope.held.values()) if (held.mustPrecede(text)) await held.flush();
+      return (await scope.client.query<R>(text, values as unknown[] | undefined)).rows;
+    }
+    const rows = (await scope.client.query<R>(text, values as unknown[] | undefined)).rows;
+    const [, statement, name] = savepoint as unknown as [string, string, string];
+    followSavepoint(scope, statement.split(/\s+/, 1)[0]?.toUpperCase() as SavepointVerb, name);
+    return rows;
   }
 
   /**
@@ -117,7 +133,7 @@ export class PostgresExecutor {
     client.on('error', onError);
     try {
       await client.query('BEGIN');
-      const scope: TransactionScope = { client, held: new Map() };
+      const scope: TransactionScope = { client, held: new Map(), savepoints: [] };
       const result = await this.transaction.run(scope, async () => {
         const result = await fn();
         for (const held of scope.held.values()) await held.flush();
@@ -139,4 +155,28 @@ export class PostgresExecutor {
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/**
+ * Keeps the scope's savepoints as PostgreSQL does, after `verb` on the savepoint `name` succeeded:
+ * SAVEPOINT opens one (the held rows marked), RELEASE closes the latest of that name and every one
+ * opened after it, ROLLBACK TO closes those opened after it and puts the held rows back as they stood
+ * when it opened (it stays open).
+ */
+function followSavepoint(scope: TransactionScope, verb: SavepointVerb, name: string): void {
+  if (verb === 'SAVEPOINT') {
+    const marks = new Map<object, unknown>();
+    for (const [owner, held] of scope.held) marks.set(owner, held.mark());
+    scope.savepoints.push({ name, marks });
+    return;
+  }
+  const at = scope.savepoints.findLastIndex((open) => open.name.toLowerCase() === name.toLowerCase());
+  const open = scope.savepoints[at];
+  if (open === undefined) return; // PostgreSQL refused the statement: it threw before this
+  if (verb === 'RELEASE') {
+    scope.savepoints.length = at;
+    return;
+  }
+  scope.savepoints.length = at + 1;
+  for (const [owner, held] of scope.held) held.rollBackTo(open.marks.get(owner));
 }
