@@ -30,7 +30,7 @@
 //          from 127.0.0.1, where a real fleet has an address per host; lower it to bench a fleet behind one NAT)
 //        --deadline S (300: everything, setup to teardown)   --tmp DIR (/dev/shm if writable)
 //        --store-tmp DIR (the coordinators' store under DIR instead, e.g. on a disk while the agents stay on the tmpfs;
-//          with --store postgres its cluster too)
+//          with --store postgres its cluster too, so DIR must let the postgres user through)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write V8 CPU profiles of the coordinator (run unbundled) and of each agent process over the connect,
 //          the idle phase, the rollout, the revert, the status API, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
@@ -57,7 +57,7 @@
 // --skip-ansible leaves it out.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -653,6 +653,9 @@ async function main() {
   // its agents, which in a real fleet each have a machine and a disk of their own, stay on the tmpfs.
   if (flags['store-tmp']) {
     storeScratch = await mkdtemp(join(flags['store-tmp'], 'fleetpatch-bench-store-'));
+    // A PostgreSQL cluster runs as its own user, in a directory of its own in here: it must pass
+    // through (mkdtemp made it the owner's alone). Nothing in it is readable to others but that.
+    if (STORE === 'postgres') await chmod(storeScratch, 0o711);
     result.storeFileSystem = fileSystemOf(storeScratch);
     say(`the coordinators' store in ${storeScratch} on ${result.storeFileSystem} (--store-tmp)`);
   }

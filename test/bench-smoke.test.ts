@@ -5,11 +5,11 @@
  * the rollout is killed mid-way. Nothing here is about time: the figures are only checked to exist.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { postgresCluster } from './support/postgres-cluster.js';
 import { itNeeding } from './support/requirements.js';
 
@@ -124,15 +124,22 @@ describe('npm run bench', () => {
 
   itNeeding(
     postgresCluster,
-    'PostgreSQL, 3 coordinators, 30 agents: agents spread over the group, the driving coordinator killed mid-rollout and taken over, every file checked',
+    'PostgreSQL, 3 coordinators, 30 agents: agents spread over the group, the driving coordinator killed mid-rollout and taken over, every file checked; the cluster under --store-tmp',
     async () => {
+      // A directory the postgres user may pass through, as /var/tmp is; the cluster's own is inside it.
+      const storeTmp = await mkdtemp(join(tmpdir(), 'fleetpatch-bench-store-tmp-'));
+      onTestFinished(() => rm(storeTmp, { recursive: true, force: true }));
+      await chmod(storeTmp, 0o755);
       const { code, output } = await runBench([
         ...['--agents', '30', '--inventory-hosts', '0', '--results', results],
         ...['--store', 'postgres', '--coordinators', '3', '--lease-ms', '2000', '--kill-driver', '--skip-ansible'],
-        ...['--idle-seconds', '0'],
+        ...['--idle-seconds', '0', '--store-tmp', storeTmp],
       ]);
       expect(code, output).toBe(0);
       expect(output).toContain('all checks passed');
+      const cluster = /^PostgreSQL 15 cluster on \S+ \(fsync on\) in (\S+),/m.exec(output);
+      expect(dirname(dirname(cluster?.[1] ?? '')), output).toBe(storeTmp);
+      expect(await readdir(storeTmp)).toEqual([]);
       const file = (await readdir(results)).find((name) => name.startsWith('bench-30-postgres-3-'));
       const run = JSON.parse(await readFile(join(results, file ?? ''), 'utf8'));
       expect(run).toMatchObject({ agents: 30, store: 'postgres', coordinators: 3, failures: [] });

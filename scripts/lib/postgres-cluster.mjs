@@ -4,8 +4,8 @@
 // (test/support/postgres-cluster.ts adds databases per test and the vitest hooks) and the bench
 // (scripts/bench.mjs --store postgres). Whoever runs this is root (the tests, the bench) and PostgreSQL
 // refuses to run as root (initdb exits "cannot be run as root"), so the cluster runs as Debian's
-// dedicated `postgres` account through setpriv. It listens on a free port on 127.0.0.1 (its unix
-// socket stays in the temporary directory) with fsync on, as a real installation runs: the server's
+// dedicated `postgres` account through setpriv. It listens on a free port on 127.0.0.1 (no unix
+// socket) with fsync on, as a real installation runs: the server's
 // own durable path is the one exercised. (Where its directory is on a tmpfs — the bench's scratch,
 // the test run's TMPDIR, test/support/scratch-tmpdir.ts — those fsyncs cost next to nothing.) A
 // password (scram) guards it, as a real installation would be.
@@ -44,7 +44,7 @@ export function accountIds(name) {
 
 /**
  * @typedef {object} RunningCluster
- * @property {string} dir The temporary directory holding its data, log and unix socket.
+ * @property {string} dir The temporary directory holding its data and log.
  * @property {number} port
  * @property {(name: string) => string} urlOf The URL of database `name` (`postgres` is the maintenance one).
  * @property {() => void} restart Restarts the server (fast shutdown: every connection is cut), keeping its data and port.
@@ -131,7 +131,9 @@ export async function startCluster({ stopOnSignal = true, parent = tmpdir() } = 
           '',
           `port = ${port}`,
           "listen_addresses = '127.0.0.1'",
-          `unix_socket_directories = '${dir}'`,
+          // No unix socket: everyone connects over TCP, and a socket's path (at most 107 bytes) would
+          // fail the start of a cluster in a deep directory (a bench's --store-tmp under a test's scratch).
+          "unix_socket_directories = ''",
           'fsync = on',
           'synchronous_commit = on',
           'full_page_writes = on',

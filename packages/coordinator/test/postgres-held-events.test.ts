@@ -226,6 +226,16 @@ describeNeeding(postgresCluster, 'events held back in a PostgreSQL transaction',
     });
   });
 
+  it('refuses a savepoint statement it cannot follow (a quoted name), before sending it', async () => {
+    await onExecutor(async (executor) => {
+      sent = [];
+      await expect(executor.inTransaction(() => executor.query('SAVEPOINT "Odd name"'))).rejects.toThrow(
+        /a savepoint statement the store cannot follow/,
+      );
+      expect(sent.filter((text) => text.includes('Odd name'))).toEqual([]);
+    });
+  });
+
   it('publishes a shared transaction’s events with the seqs they were written with: an attempt undone alone', async () => {
     const before = (await store.allEvents(0, 1000)).at(-1)?.seq ?? 0;
     await store.transaction(async () => {

@@ -51,6 +51,8 @@ export interface HeldWrites {
 
 /** A statement that opens, releases or rolls back to a savepoint, and its name. */
 const SAVEPOINT_STATEMENT = /^\s*(SAVEPOINT|RELEASE(?:\s+SAVEPOINT)?|ROLLBACK\s+TO(?:\s+SAVEPOINT)?)\s+(\w+)\s*$/i;
+/** Any statement about a savepoint: one not in the form above would go past the held rows' marks unseen. */
+const ABOUT_A_SAVEPOINT = /^\s*(SAVEPOINT|RELEASE|ROLLBACK\s+TO)\b/i;
 
 type SavepointVerb = 'SAVEPOINT' | 'RELEASE' | 'ROLLBACK';
 
@@ -87,6 +89,7 @@ export class PostgresExecutor {
     if (scope === undefined) return (await this.pool.query<R>(text, values as unknown[] | undefined)).rows;
     const savepoint = SAVEPOINT_STATEMENT.exec(text);
     if (savepoint === null) {
+      if (ABOUT_A_SAVEPOINT.test(text)) throw new Error(`a savepoint statement the store cannot follow: ${text}`);
       for (const held of scope.held.values()) if (held.mustPrecede(text)) await held.flush();
       return (await scope.client.query<R>(text, values as unknown[] | undefined)).rows;
     }
