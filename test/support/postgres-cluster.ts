@@ -59,7 +59,7 @@ export interface PostgresDatabases {
 }
 
 export interface PostgresCluster extends PostgresDatabases {
-  /** The temporary directory holding its data, log and unix socket. */
+  /** The temporary directory holding its data and log (no unix socket: clients connect over TCP). */
   readonly dir: string;
   readonly port: number;
   /** Restarts the server (fast shutdown: every connection is cut), keeping its data and port. */

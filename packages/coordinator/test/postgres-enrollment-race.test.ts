@@ -13,10 +13,11 @@ import {
   signPayload,
 } from '@fleetpatch/shared';
 import pg from 'pg';
-import { afterAll, expect, it, vi } from 'vitest';
+import { afterAll, expect, it, onTestFinished, vi } from 'vitest';
 import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { AgentEnrollment } from '../src/enrollment/agent-enrollment.js';
+import { sha256Hex } from '../src/http/api-auth.js';
 import type { SharedCommit } from '../src/store/shared-commit.js';
 import { Store } from '../src/store/store.js';
 
@@ -168,8 +169,7 @@ describeNeeding(postgresCluster, 'enrollments sharing a commit on PostgreSQL, tw
     stores.push(...coordinators);
     const side = new pg.Client({ connectionString: url });
     await side.connect();
-    const waitingOnALock = async () =>
-      (await side.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted')).rows[0]?.n !== 0;
+    const waitingOnALock = () => waitsOnALock(side);
     const finished = [false, false];
     let secondStarted = () => {};
     const secondRunning = new Promise<void>((resolve) => {
@@ -222,6 +222,15 @@ describeNeeding(postgresCluster, 'enrollments sharing a commit on PostgreSQL, tw
     }
   }
 
+  /** Whether a session on this test's database waits on a lock (other test files share the cluster). */
+  async function waitsOnALock(side: pg.Client): Promise<boolean> {
+    const { rows } = await side.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE NOT l.granted AND a.datname = current_database()`,
+    );
+    return rows[0]?.n !== 0;
+  }
+
   async function tokens(url: string) {
     const store = await Store.openPostgres(url);
     stores.push(store);
@@ -267,5 +276,75 @@ describeNeeding(postgresCluster, 'enrollments sharing a commit on PostgreSQL, tw
     const store = stores.at(-1) as Store;
     const enrolled = (await store.allEvents(0, 100)).filter((e) => e.type === 'agent.enrolled');
     expect(enrolled.map((e) => e.hostId).sort()).toEqual(['db-1', 'warm-up-0', 'warm-up-1', 'web-1', 'web-2']);
+  });
+
+  it('runs a write refused as a deadlock’s victim again, alone: one host enrolling under two tokens at two coordinators at once', async () => {
+    const url = await runPostgresCluster().createDatabase();
+    const { warmUps, a, b } = await tokens(url);
+    const [first, second] = [a, b].sort(byCodeUnits) as [string, string];
+    const [x, y] = [await Store.openPostgres(url), await Store.openPostgres(url)];
+    stores.push(x, y);
+    const side = new pg.Client({ connectionString: url });
+    await side.connect();
+    onTestFinished(() => side.end());
+    const [onX, onY] = [x, y].map((store) => new AgentEnrollment({ store, disconnect: () => {} })) as [
+      AgentEnrollment,
+      AgentEnrollment,
+    ];
+    const submittedOnX = vi.spyOn(
+      (onX as unknown as { enrollments: SharedCommit<unknown, unknown> }).enrollments,
+      'submit',
+    );
+    let warmUpInFlight = () => {};
+    const warmUpClaiming = new Promise<void>((resolve) => {
+      warmUpInFlight = resolve;
+    });
+    let dupWritten = () => {};
+    const dupWrittenOnX = new Promise<void>((resolve) => {
+      dupWritten = resolve;
+    });
+    // On X: a warm-up held open until the batch [dup under the first token, web-2 under the second]
+    // has gathered; web-2's claim of the second token waits until Y waits on X's row of dup.
+    const useOnX = x.joinTokens.use.bind(x.joinTokens);
+    let usesOnX = 0;
+    vi.spyOn(x.joinTokens, 'use').mockImplementation(async (id, at) => {
+      usesOnX += 1;
+      if (usesOnX === 1) {
+        warmUpInFlight();
+        await vi.waitFor(() => expect(submittedOnX).toHaveBeenCalledTimes(3), { timeout: 10_000 });
+      }
+      if (usesOnX === 3) await vi.waitFor(async () => expect(await waitsOnALock(side)).toBe(true), { timeout: 10_000 });
+      return useOnX(id, at);
+    });
+    const enrollOnX = x.agents.enroll.bind(x.agents);
+    vi.spyOn(x.agents, 'enroll').mockImplementation(async (key, at) => {
+      const enrolled = await enrollOnX(key, at);
+      if (key.id === 'dup') dupWritten();
+      return enrolled;
+    });
+    // On Y: dup under the second token, its claim once X has written dup (and holds its row).
+    const useOnY = y.joinTokens.use.bind(y.joinTokens);
+    vi.spyOn(y.joinTokens, 'use').mockImplementation(async (id, at) => {
+      await dupWrittenOnX;
+      return useOnY(id, at);
+    });
+    const settle = (enrolling: Promise<unknown>) =>
+      enrolling.then(
+        () => 'enrolled',
+        (err: Error) => err.message,
+      );
+    const warmUp = settle(onX.enroll(warmUps[0], enrollRequest('warm-up-0')));
+    await warmUpClaiming;
+    const outcomes = await Promise.all([
+      warmUp,
+      settle(onX.enroll(first, enrollRequest('dup'))),
+      settle(onX.enroll(second, enrollRequest('web-2'))),
+      settle(onY.enroll(second, enrollRequest('dup'))),
+    ]);
+    // Whichever side PostgreSQL refused ran again: every answer is the one it would have had alone.
+    expect(outcomes.filter((outcome) => /deadlock/.test(outcome))).toEqual([]);
+    expect(outcomes.slice(0, 3)).toEqual(['enrolled', 'enrolled', 'enrolled']);
+    expect(outcomes[3]).toMatch(/host dup is already enrolled/);
+    expect((await x.joinTokens.get((await x.joinTokens.bySecretHash(sha256Hex(second)))?.id ?? ''))?.uses).toBe(1);
   });
 });

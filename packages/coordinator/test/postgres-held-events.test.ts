@@ -226,6 +226,50 @@ describeNeeding(postgresCluster, 'events held back in a PostgreSQL transaction',
     });
   });
 
+  it('holds again what a failed write inside a savepoint took with it: rolled back to, the event before it is written once at the commit', async () => {
+    await onExecutor(async (executor, events) => {
+      const before = (await events.pageAll(0, 1000)).at(-1)?.seq ?? 0;
+      await executor.inTransaction(async () => {
+        await events.append(event('test.kept'), AT);
+        await executor.query('SAVEPOINT attempt');
+        await events.append(event('test.unwritable'), 'not a time');
+        // The read writes both first, and that write fails: the transaction takes nothing but the rollback.
+        await expect(events.pageAll(before, 1000)).rejects.toThrow();
+        await executor.query('ROLLBACK TO SAVEPOINT attempt');
+        await executor.query('RELEASE SAVEPOINT attempt');
+      });
+      expect(types(await events.pageAll(before, 1000))).toEqual(['test.kept']);
+    });
+  });
+
+  it('nests attempts of the same savepoint name: the published events are the written ones, seqs and all', async () => {
+    const before = (await store.allEvents(0, 1000)).at(-1)?.seq ?? 0;
+    await store.transaction(async () => {
+      await store.appendEvent(event('test.a'), AT);
+      await store.attempt(async () => {
+        await store.appendEvent(event('test.b'), AT);
+        await expect(
+          store.attempt(async () => {
+            await store.appendEvent(event('test.undone-inner'), AT);
+            await store.allEvents(before, 1000);
+            throw new Error('inner refused');
+          }),
+        ).rejects.toThrow('inner refused');
+        await store.allEvents(before, 1000);
+      });
+      await expect(
+        store.attempt(async () => {
+          await store.appendEvent(event('test.undone-outer'), AT);
+          await store.allEvents(before, 1000);
+          throw new Error('outer refused');
+        }),
+      ).rejects.toThrow('outer refused');
+    });
+    const written = await store.allEvents(before, 1000);
+    expect(types(written)).toEqual(['test.a', 'test.b']);
+    expect(published).toEqual(written);
+  });
+
   it('refuses a savepoint statement it cannot follow (a quoted name), before sending it', async () => {
     await onExecutor(async (executor) => {
       sent = [];

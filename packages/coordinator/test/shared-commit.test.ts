@@ -155,6 +155,27 @@ function sharedCommitSuite(open: () => Promise<{ store: Store; done: () => Promi
     expect(ranAfterCommit).toEqual(['h2', 'h3']);
   });
 
+  it('runs a write refused as a deadlock’s victim (PostgreSQL’s 40P01) once more, alone, and answers with that', async () => {
+    const deadlock = Object.assign(new Error('deadlock detected'), { code: '40P01' });
+    let refusals = 1;
+    const commit = new SharedCommit(store, async (w: Write) => {
+      if (w.name === 'h2' && refusals-- > 0) throw deadlock;
+      return write(w);
+    });
+    const outcomes = await submitAll(commit, [{ name: 'h1' }, { name: 'h2' }, { name: 'h3' }]);
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : o.reason))).toEqual([
+      'wrote h1',
+      'wrote h2',
+      'wrote h3',
+    ]);
+    expect(commits).toEqual([true, true]); // the batch, then h2 alone
+    expect(await written()).toEqual(['h1', 'h3', 'h2']);
+    // Refused again when alone: that is its answer.
+    refusals = 2;
+    const [again] = await submitAll(commit, [{ name: 'h2' }]);
+    expect(again).toEqual({ status: 'rejected', reason: deadlock });
+  });
+
   it('takes at most maxPerCommit writes per transaction; the rest follow in the next ones, in order', async () => {
     const commit = new SharedCommit(store, write, undefined, 2);
     const outcomes = await submitAll(

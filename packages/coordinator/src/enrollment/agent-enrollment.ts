@@ -57,8 +57,9 @@ export class AgentEnrollment {
 
   constructor(private readonly options: AgentEnrollmentOptions) {
     this.clock = options.clock ?? systemClock;
-    // An enrollment locks its join token's row (the use it claims) and then its host's. In a batch
-    // ordered by token, then host, two coordinators' batches lock them in the same order (SharedCommit).
+    // An enrollment locks its join token's row (the use it claims) and then its host's. Batches ordered
+    // by token, then host, take the token rows in one order on every coordinator; the rare cycle left
+    // (one host enrolling under two tokens at two coordinators at once) is retried alone (SharedCommit).
     this.enrollments = new SharedCommit(
       options.store,
       (pending) => this.enrollInTransaction(pending),

@@ -30,11 +30,13 @@ const DEFAULT_MAX_PER_COMMIT = 64;
  * for in the store's queue of transactions anyway.
  *
  * On PostgreSQL the rows a transaction locks are held to its commit, and another coordinator's
- * shared transaction may want the same ones: writes that lock rows of their own kind (join tokens,
- * hosts) run in the order `lockOrder` gives, the same on every coordinator, so two batches take
- * those locks in one order and neither waits on the other while holding what it needs. Audit rows
- * are written at the commit, savepoints or not (postgres-executor.ts), so the group's event-order
- * lock is taken last.
+ * shared transaction may want the same ones. Writes run in the order `lockOrder` gives, the same on
+ * every coordinator, so two batches take the rows that order ranks (join tokens) in one order; audit
+ * rows are written at the commit, savepoints or not (postgres-executor.ts), so the group's
+ * event-order lock is taken last unless a write reads the events table. Rows outside that order (a
+ * host enrolled under two tokens at two coordinators at once) can still close a cycle: PostgreSQL
+ * then refuses one side with a deadlock, and a write refused so, or whose whole transaction was, is
+ * run once more, alone, after its batch.
  */
 export class SharedCommit<I, O> {
   private waiting: Waiting<I, O>[] = [];
@@ -111,13 +113,31 @@ export class SharedCommit<I, O> {
     } catch (err) {
       // Nothing committed, and every answer is the transaction's: a write refused on its own may have
       // been refused for what an earlier one wrote (the last use of a join token), which never committed.
-      for (const waiting of batch) waiting.reject(err);
+      if (isDeadlock(err)) await this.eachAlone(batch);
+      else for (const waiting of batch) waiting.reject(err);
       return;
     }
+    const again: Waiting<I, O>[] = [];
     batch.forEach((waiting, i) => {
       const outcome = outcomes[i] as Outcome<O>;
       if (outcome.ok) waiting.resolve(outcome.value);
+      else if (isDeadlock(outcome.error)) again.push(waiting);
       else waiting.reject(outcome.error);
     });
+    await this.eachAlone(again);
   }
+
+  /** Runs each write once more in a transaction of its own (see above), and answers its caller. */
+  private async eachAlone(writes: readonly Waiting<I, O>[]): Promise<void> {
+    for (const { input, resolve, reject } of writes) {
+      await this.store.transaction(() => this.write(input)).then(resolve, reject);
+    }
+  }
+}
+
+/** PostgreSQL's SQLSTATE for a transaction it chose to break a deadlock (SQLite has one writer, and none). */
+const DEADLOCK_DETECTED = '40P01';
+
+function isDeadlock(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === DEADLOCK_DETECTED;
 }

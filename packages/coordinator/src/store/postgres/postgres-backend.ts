@@ -50,7 +50,7 @@ export class PostgresBackend implements StoreBackend {
     return this.executor.inTransaction(fn);
   }
 
-  /** Held writes go before each of these statements (see postgres-executor.ts), so the savepoint covers them. */
+  /** The executor follows these statements: held writes are marked at the savepoint and put back by its rollback (postgres-executor.ts). */
   async inSavepoint<T>(fn: () => Promise<T>): Promise<T> {
     await this.executor.query('SAVEPOINT attempt');
     let result: T;

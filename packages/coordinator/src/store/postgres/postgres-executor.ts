@@ -32,7 +32,8 @@ export function isoFromPostgres(text: string): string {
  * Savepoints do not write them: a savepoint opening marks where the held rows stand (`mark`), and a
  * rollback to it puts them back as they stood then (`rollBackTo`). So held rows are written at the
  * commit even in a transaction of savepoints, and the locks their write takes (the audit log's
- * event-order lock) are taken last, after every row lock of the transaction, as in one without.
+ * event-order lock) are taken last, after every row lock of the transaction, as in one without —
+ * unless a statement of the transaction reads the events table, which writes them first.
  */
 export interface HeldWrites {
   /** Whether `text`, about to run in the same transaction, must see the held rows. */
