@@ -6,7 +6,7 @@
  */
 import { type Patch, RolloutRequestSchema, storedPatch } from '@fleetpatch/shared';
 import pino from 'pino';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, expect, it, vi } from 'vitest';
 import { postgresCluster, runPostgresCluster } from '../../../test/support/postgres-cluster.js';
 import { describeNeeding } from '../../../test/support/requirements.js';
 import { AgentOutbox } from '../src/group/agent-outbox.js';
@@ -177,6 +177,45 @@ describeNeeding(postgresCluster, 'the parts of a coordinator group on PostgreSQL
     await there.disconnected('web-1');
     await there.heartbeat();
     expect(there.isOnlineElsewhere('web-1')).toBe(true);
+  });
+
+  it('presence: the rows said in one turn go in one statement, each agent’s last word wins, and a later word is written later', async () => {
+    const [a] = await members(1);
+    const executor = executorOf(a as Store);
+    const presence = new GroupPresence(executor, 'c1', 60_000);
+    await presence.join();
+    const rows = async () =>
+      (
+        await executor.query<{ agent_id: string; protocol_version: number | null }>(
+          'SELECT agent_id, protocol_version FROM agent_connections ORDER BY agent_id',
+        )
+      ).map((row) => `${row.agent_id}@${row.protocol_version}`);
+    const query = vi.spyOn(executor, 'query');
+    const writes = () => query.mock.calls.filter(([text]) => /INSERT INTO agent_connections/.test(text)).length;
+    // A storm's worth in one turn: one statement. web-3 came and went, web-5 went and came back.
+    await Promise.all([
+      presence.connected('web-1', 6),
+      presence.connected('web-2', 7),
+      presence.connected('web-3', 7),
+      presence.disconnected('web-3'),
+      presence.connected('web-4', undefined),
+      presence.disconnected('web-5'),
+      presence.connected('web-5', 7),
+    ]);
+    expect(writes()).toBe(1);
+    expect(await rows()).toEqual(['web-1@6', 'web-2@7', 'web-4@null', 'web-5@7']);
+    // Gone, and back while that write is on its way: written after it, so the row is there.
+    const gone = presence.disconnected('web-1');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(writes()).toBe(2); // sent
+    const back = presence.connected('web-1', 8);
+    await Promise.all([gone, back]);
+    expect(writes()).toBe(3);
+    expect(await rows()).toEqual(['web-1@8', 'web-2@7', 'web-4@null', 'web-5@7']);
+    // Leaving waits for what is still to be written, so nothing of this coordinator is left behind.
+    void presence.connected('web-6', 8);
+    await presence.leave();
+    expect(await rows()).toEqual([]);
   });
 
   it('the event tail: a member streams every event of the group once, in seq order, its own included', async () => {

@@ -1,5 +1,8 @@
 import type { PostgresExecutor } from '../store/postgres/postgres-executor.js';
 
+/** An agent this coordinator said is gone (see `GroupPresence.unwritten`). */
+const GONE = Symbol('gone');
+
 /**
  * Which agents are connected to which coordinator of the group. Each coordinator writes its own
  * agents' rows and a heartbeat; a row counts only while its coordinator's heartbeat is fresh, so the
@@ -9,6 +12,15 @@ import type { PostgresExecutor } from '../store/postgres/postgres-executor.js';
 export class GroupPresence {
   /** Agents connected to other coordinators of the group → the protocol version each agreed there. */
   private elsewhere = new Map<string, number | null>();
+  /**
+   * What this coordinator last said of each agent and has not written yet: connected (with the
+   * protocol version agreed) or gone. Written together, one statement at a time (`writeSoon`).
+   */
+  private unwritten = new Map<string, { protocolVersion: number | null } | typeof GONE>();
+  /** The write the unwritten rows will go in, its callers waiting on it. */
+  private nextWrite: { promise: Promise<void>; resolve(): void; reject(err: unknown): void } | undefined;
+  /** A write on its way: the next waits for it, so an agent's rows are written in the order they were said. */
+  private writing: Promise<void> | undefined;
 
   constructor(
     private readonly db: PostgresExecutor,
@@ -33,25 +45,76 @@ export class GroupPresence {
     await this.refresh();
   }
 
-  async connected(agentId: string, protocolVersion: number | undefined): Promise<void> {
-    await this.db.query(
-      `INSERT INTO agent_connections (agent_id, coordinator_id, protocol_version, connected_at) VALUES ($1, $2, $3, now())
-       ON CONFLICT (agent_id) DO UPDATE SET coordinator_id = $2, protocol_version = $3, connected_at = now()`,
-      [agentId, this.coordinatorId, protocolVersion ?? null],
-    );
+  /** Resolves once the agent's row says it is connected here (written with the others said meanwhile). */
+  connected(agentId: string, protocolVersion: number | undefined): Promise<void> {
     this.elsewhere.delete(agentId);
+    this.unwritten.set(agentId, { protocolVersion: protocolVersion ?? null });
+    return this.writeSoon();
   }
 
-  /** Only this coordinator's row: the agent may already be connected to another one. */
-  async disconnected(agentId: string): Promise<void> {
-    await this.db.query('DELETE FROM agent_connections WHERE agent_id = $1 AND coordinator_id = $2', [
-      agentId,
-      this.coordinatorId,
-    ]);
+  /** Only this coordinator's row goes: the agent may already be connected to another one. */
+  disconnected(agentId: string): Promise<void> {
+    this.unwritten.set(agentId, GONE);
+    return this.writeSoon();
+  }
+
+  /**
+   * The rows said in this turn of the event loop, or while the previous write was on its way, go in
+   * one statement: a reconnect storm of N agents is a few statements, not N round trips and commits.
+   * One write at a time, and only an agent's last word in each: a quick disconnect and reconnect is
+   * never written out of order (two statements on two pooled connections could land either way round,
+   * and an agent connected here would have no row).
+   */
+  private writeSoon(): Promise<void> {
+    if (this.nextWrite === undefined) {
+      let resolve = () => {};
+      let reject: (err: unknown) => void = () => {};
+      const promise = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      this.nextWrite = { promise, resolve, reject };
+      const after = this.writing ?? new Promise<void>((res) => setImmediate(res));
+      void after.then(() => this.writeUnwritten());
+    }
+    return this.nextWrite.promise;
+  }
+
+  private async writeUnwritten(): Promise<void> {
+    const rows = this.unwritten;
+    const waiting = this.nextWrite;
+    this.unwritten = new Map();
+    this.nextWrite = undefined;
+    const here = [...rows].flatMap(([agentId, row]) => (row === GONE ? [] : [[agentId, row.protocolVersion] as const]));
+    const gone = [...rows].flatMap(([agentId, row]) => (row === GONE ? [agentId] : []));
+    const written = this.db.query(
+      `WITH gone AS (DELETE FROM agent_connections WHERE agent_id = ANY($2::text[]) AND coordinator_id = $1)
+       INSERT INTO agent_connections (agent_id, coordinator_id, protocol_version, connected_at)
+       SELECT agent_id, $1, protocol_version, now() FROM unnest($3::text[], $4::integer[]) AS c(agent_id, protocol_version)
+       ON CONFLICT (agent_id) DO UPDATE SET coordinator_id = $1, protocol_version = excluded.protocol_version,
+         connected_at = now()`,
+      [this.coordinatorId, gone, here.map(([agentId]) => agentId), here.map(([, version]) => version)],
+    );
+    const settled = written.then(
+      () => {},
+      () => {},
+    );
+    this.writing = settled;
+    try {
+      await written;
+      waiting?.resolve();
+    } catch (err) {
+      waiting?.reject(err);
+    } finally {
+      if (this.writing === settled) this.writing = undefined;
+    }
   }
 
   /** At an orderly shutdown: its agents will reconnect elsewhere, and it is no longer a member. */
   async leave(): Promise<void> {
+    // What is still to be written would land after the DELETE below: let it go first.
+    while (this.nextWrite !== undefined || this.writing !== undefined)
+      await (this.nextWrite?.promise ?? this.writing)?.catch(() => {});
     await this.db.query('DELETE FROM agent_connections WHERE coordinator_id = $1', [this.coordinatorId]);
     await this.db.query('DELETE FROM coordinators WHERE id = $1', [this.coordinatorId]);
   }
