@@ -191,8 +191,10 @@ describeNeeding(postgresCluster, 'the parts of a coordinator group on PostgreSQL
         )
       ).map((row) => `${row.agent_id}@${row.protocol_version}`);
     const query = vi.spyOn(executor, 'query');
-    const writes = () => query.mock.calls.filter(([text]) => /INSERT INTO agent_connections/.test(text)).length;
-    // A storm's worth in one turn: one statement. web-3 came and went, web-5 went and came back.
+    const writes = () =>
+      query.mock.calls.filter(([text]) => /^\s*(INSERT INTO|DELETE FROM) agent_connections/.test(text)).length;
+    // A storm's worth in one turn: one statement for those gone, one for those here. web-3 came and
+    // went, web-5 went and came back.
     await Promise.all([
       presence.connected('web-1', 6),
       presence.connected('web-2', 7),
@@ -202,20 +204,51 @@ describeNeeding(postgresCluster, 'the parts of a coordinator group on PostgreSQL
       presence.disconnected('web-5'),
       presence.connected('web-5', 7),
     ]);
-    expect(writes()).toBe(1);
+    expect(writes()).toBe(2);
     expect(await rows()).toEqual(['web-1@6', 'web-2@7', 'web-4@null', 'web-5@7']);
     // Gone, and back while that write is on its way: written after it, so the row is there.
     const gone = presence.disconnected('web-1');
     await new Promise((resolve) => setImmediate(resolve));
-    expect(writes()).toBe(2); // sent
+    expect(writes()).toBe(3); // sent
     const back = presence.connected('web-1', 8);
     await Promise.all([gone, back]);
-    expect(writes()).toBe(3);
+    expect(writes()).toBe(4);
     expect(await rows()).toEqual(['web-1@8', 'web-2@7', 'web-4@null', 'web-5@7']);
     // Leaving waits for what is still to be written, so nothing of this coordinator is left behind.
     void presence.connected('web-6', 8);
     await presence.leave();
     expect(await rows()).toEqual([]);
+  });
+
+  it('presence: two members trading hundreds of agents both ways at once (a network reset) both write, and every row ends with its holder', async () => {
+    const [a, b] = await members(2);
+    const one = new GroupPresence(executorOf(a as Store), 'c1', 60_000);
+    const other = new GroupPresence(executorOf(b as Store), 'c2', 60_000);
+    await one.join();
+    await other.join();
+    const ids = (prefix: string) => Array.from({ length: 300 }, (_, i) => `${prefix}-${String(i).padStart(3, '0')}`);
+    let [onOne, onOther] = [ids('web'), ids('db')];
+    await Promise.all([...onOne.map((id) => one.connected(id, 7)), ...onOther.map((id) => other.connected(id, 7))]);
+    for (let round = 0; round < 3; round++) {
+      // Each says goodbye to its agents and hello to the other's, in one turn, at the same time.
+      await Promise.all([
+        ...onOne.map((id) => one.disconnected(id)),
+        ...onOther.map((id) => one.connected(id, 8)),
+        ...onOther.map((id) => other.disconnected(id)),
+        ...onOne.map((id) => other.connected(id, 8)),
+      ]);
+      [onOne, onOther] = [onOther, onOne];
+    }
+    const holders = await executorOf(a as Store).query<{ agent_id: string; coordinator_id: string }>(
+      'SELECT agent_id, coordinator_id FROM agent_connections',
+    );
+    const held = (by: string) =>
+      holders
+        .filter((row) => row.coordinator_id === by)
+        .map((row) => row.agent_id)
+        .sort();
+    expect(held('c1')).toEqual([...onOne].sort());
+    expect(held('c2')).toEqual([...onOther].sort());
   });
 
   it('the event tail: a member streams every event of the group once, in seq order, its own included', async () => {

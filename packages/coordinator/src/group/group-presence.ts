@@ -59,8 +59,9 @@ export class GroupPresence {
   }
 
   /**
-   * The rows said in this turn of the event loop, or while the previous write was on its way, go in
-   * one statement: a reconnect storm of N agents is a few statements, not N round trips and commits.
+   * The rows said in this turn of the event loop, or while the previous write was on its way, are
+   * written together (`write`): a reconnect storm of N agents is a few statements, not N round trips
+   * and commits.
    * One write at a time, and only an agent's last word in each: a quick disconnect and reconnect is
    * never written out of order (two statements on two pooled connections could land either way round,
    * and an agent connected here would have no row).
@@ -87,14 +88,7 @@ export class GroupPresence {
     this.nextWrite = undefined;
     const here = [...rows].flatMap(([agentId, row]) => (row === GONE ? [] : [[agentId, row.protocolVersion] as const]));
     const gone = [...rows].flatMap(([agentId, row]) => (row === GONE ? [agentId] : []));
-    const written = this.db.query(
-      `WITH gone AS (DELETE FROM agent_connections WHERE agent_id = ANY($2::text[]) AND coordinator_id = $1)
-       INSERT INTO agent_connections (agent_id, coordinator_id, protocol_version, connected_at)
-       SELECT agent_id, $1, protocol_version, now() FROM unnest($3::text[], $4::integer[]) AS c(agent_id, protocol_version)
-       ON CONFLICT (agent_id) DO UPDATE SET coordinator_id = $1, protocol_version = excluded.protocol_version,
-         connected_at = now()`,
-      [this.coordinatorId, gone, here.map(([agentId]) => agentId), here.map(([, version]) => version)],
-    );
+    const written = this.write(gone, here);
     const settled = written.then(
       () => {},
       () => {},
@@ -107,6 +101,34 @@ export class GroupPresence {
       waiting?.reject(err);
     } finally {
       if (this.writing === settled) this.writing = undefined;
+    }
+  }
+
+  /**
+   * The rows gone, then the rows here: two statements, each its own transaction, each locking its
+   * rows in the order of their key. Another member writes at the same time, and in a network reset
+   * agents move both ways between two members: one statement deleting and then upserting would hold
+   * its deleted rows while it waited on the other's upserts, and the other the reverse (a deadlock).
+   */
+  private async write(gone: readonly string[], here: readonly (readonly [string, number | null])[]): Promise<void> {
+    if (gone.length > 0) {
+      await this.db.query(
+        `DELETE FROM agent_connections WHERE agent_id IN (
+           SELECT agent_id FROM agent_connections WHERE agent_id = ANY($2::text[]) AND coordinator_id = $1
+            ORDER BY agent_id FOR UPDATE)
+           AND coordinator_id = $1`,
+        [this.coordinatorId, gone],
+      );
+    }
+    if (here.length > 0) {
+      await this.db.query(
+        `INSERT INTO agent_connections (agent_id, coordinator_id, protocol_version, connected_at)
+         SELECT agent_id, $1, protocol_version, now()
+           FROM unnest($2::text[], $3::integer[]) AS c(agent_id, protocol_version) ORDER BY agent_id
+         ON CONFLICT (agent_id) DO UPDATE SET coordinator_id = $1, protocol_version = excluded.protocol_version,
+           connected_at = now()`,
+        [this.coordinatorId, here.map(([agentId]) => agentId), here.map(([, version]) => version)],
+      );
     }
   }
 
