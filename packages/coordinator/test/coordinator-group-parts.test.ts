@@ -214,6 +214,30 @@ describeNeeding(postgresCluster, 'the parts of a coordinator group on PostgreSQL
     await Promise.all([gone, back]);
     expect(writes()).toBe(4);
     expect(await rows()).toEqual(['web-1@8', 'web-2@7', 'web-4@null', 'web-5@7']);
+    // A write that fails (the database restarting) is not lost: the next heartbeat writes its rows.
+    query.mockRejectedValueOnce(new Error('connection terminated'));
+    await expect(Promise.all([presence.connected('web-7', 8), presence.disconnected('web-2')])).rejects.toThrow(
+      'connection terminated',
+    );
+    expect(await rows()).toEqual(['web-1@8', 'web-2@7', 'web-4@null', 'web-5@7']);
+    await presence.heartbeat();
+    expect(await rows()).toEqual(['web-1@8', 'web-4@null', 'web-5@7', 'web-7@8']);
+    // Unless the agent was said of again while that write was failing: its later word wins.
+    let fail = () => {};
+    query.mockImplementationOnce(
+      () =>
+        new Promise((_, reject) => {
+          fail = () => reject(new Error('connection terminated'));
+        }),
+    );
+    const sent = writes();
+    const failed = presence.connected('web-4', 8);
+    await vi.waitFor(() => expect(writes()).toBe(sent + 1));
+    const later = presence.disconnected('web-4');
+    fail();
+    await expect(failed).rejects.toThrow('connection terminated');
+    await later;
+    expect(await rows()).toEqual(['web-1@8', 'web-5@7', 'web-7@8']);
     // Leaving waits for what is still to be written, so nothing of this coordinator is left behind.
     void presence.connected('web-6', 8);
     await presence.leave();

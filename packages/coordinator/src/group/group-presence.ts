@@ -42,7 +42,10 @@ export class GroupPresence {
   /** Says this coordinator is alive, and reads where every other agent is connected. */
   async heartbeat(): Promise<void> {
     await this.db.query('UPDATE coordinators SET heartbeat_at = now() WHERE id = $1', [this.coordinatorId]);
+    // Rows a failed write left (see writeUnwritten) are written again.
+    const retried = this.unwritten.size > 0 ? this.writeSoon() : undefined;
     await this.refresh();
+    await retried;
   }
 
   /** Resolves once the agent's row says it is connected here (written with the others said meanwhile). */
@@ -98,6 +101,8 @@ export class GroupPresence {
       await written;
       waiting?.resolve();
     } catch (err) {
+      // Not lost: each row not said again meanwhile goes with the next write, or at the next heartbeat.
+      for (const [agentId, row] of rows) if (!this.unwritten.has(agentId)) this.unwritten.set(agentId, row);
       waiting?.reject(err);
     } finally {
       if (this.writing === settled) this.writing = undefined;
