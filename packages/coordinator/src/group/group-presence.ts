@@ -14,7 +14,8 @@ export class GroupPresence {
   private elsewhere = new Map<string, number | null>();
   /**
    * What this coordinator last said of each agent and has not written yet: connected (with the
-   * protocol version agreed) or gone. Written together, one statement at a time (`writeSoon`).
+   * protocol version agreed) or gone. Written together, one write at a time (`writeSoon`); a write is two
+   * statements, the rows gone and then the rows here (`write`).
    */
   private unwritten = new Map<string, { protocolVersion: number | null } | typeof GONE>();
   /** The write the unwritten rows will go in, its callers waiting on it. */
