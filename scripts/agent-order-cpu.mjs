@@ -5,14 +5,17 @@
 // coordinator in this process that challenges, welcomes, and then sends it file orders one after
 // another, each acked when its result comes in, as the real coordinator does. The orders change one
 // file back and forth between two contents, each expecting the other as its prior (the bench's patch,
-// an order at a time). After `--warm-up` orders (V8 compiling the order path; unmeasured) the agent's
-// own CPU (process.cpuUsage, user + system) over `--orders` more is divided by their count. Each of
-// `--runs` runs is a fresh agent and journal; the median is the figure to compare.
+// an order at a time). The first order is measured alone: its time from sent to result and the agent's
+// CPU for it, what a host pays on the first order after its agent started (the code it runs not yet
+// compiled). After `--warm-up` orders in all, the first among them (V8 compiling the order path), the
+// agent's own CPU (process.cpuUsage, user + system) over `--orders` more is divided by their count.
+// Each of `--runs` runs is a fresh agent and journal; the medians are the figures to compare.
 //
 // `--strace` runs once more with `strace -c -f` attached to the agent for the measured orders only,
 // and prints its system calls per order (that run's CPU is strace's, not reported). `--cpu-prof DIR`
-// writes a V8 profile of each run's agent over its measured orders only (no start-up, no warm-up; its
-// CPU figures then include the profiler's cost), for `node scripts/profile-summary.mjs`.
+// writes two V8 profiles of each run's agent: over its first order (`agent-PID-first.cpuprofile`) and
+// over its measured orders only (`agent-PID.cpuprofile`: no start-up, no warm-up); its CPU figures then
+// include the profiler's cost. For `node scripts/profile-summary.mjs`.
 //
 // `--tmp DIR` puts the agent's journal and root under DIR (a tmpfs by default, where syncs cost nothing).
 //
@@ -42,6 +45,11 @@ if (process.argv[2] === 'agent') await runAgent(/** @type {AgentSpec} */ (JSON.p
 else await main();
 
 /** @typedef {{ url: string, dataDir: string, rootDir: string, cpuProf?: string | undefined }} AgentSpec */
+/**
+ * The parent asks the agent process for its CPU so far; with --cpu-prof a profile being taken ends
+ * there and is written, and one named `profileAs` (the file name's suffix) starts.
+ * @typedef {{ type: 'cpu', profileAs?: string }} CpuAsk
+ */
 
 /**
  * The child: one agent, answering `cpu` with its CPU so far (µs); its log silent, as the bench's.
@@ -67,20 +75,24 @@ async function runAgent(spec) {
     facts: sampleFacts(HOST_ID),
   });
   const profiler = spec.cpuProf === undefined ? undefined : new Session();
-  let profiling = false;
-  process.on('message', async (message) => {
-    if (message !== 'cpu') return;
-    if (profiler !== undefined && profiling) {
+  if (profiler !== undefined) {
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+  }
+  /** The profile being taken, by the name it will be written under. */
+  let profiling = /** @type {string | undefined} */ (undefined);
+  process.on('message', async (/** @type {CpuAsk} */ ask) => {
+    if (ask?.type !== 'cpu') return;
+    if (profiler !== undefined && profiling !== undefined) {
       const { profile } = await profiler.post('Profiler.stop');
-      writeFileSync(join(String(spec.cpuProf), `agent-${process.pid}.cpuprofile`), JSON.stringify(profile));
+      writeFileSync(join(String(spec.cpuProf), `agent-${process.pid}${profiling}.cpuprofile`), JSON.stringify(profile));
+      profiling = undefined;
     }
     const cpu = process.cpuUsage();
     process.send?.({ cpuUs: cpu.user + cpu.system, systemUs: cpu.system });
-    if (profiler !== undefined && !profiling) {
-      profiling = true;
-      profiler.connect();
-      await profiler.post('Profiler.enable');
-      await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+    if (profiler !== undefined && ask.profileAs !== undefined) {
+      profiling = ask.profileAs;
       await profiler.post('Profiler.start');
     }
   });
@@ -106,15 +118,25 @@ async function main() {
   // A tmpfs by default, where a sync costs nothing; --tmp puts the journal and the root on a disk.
   say(`the agent's journal and root under ${base}, on ${fileSystemOf(base)}`);
   const perOrder = [];
+  /** @type {{ ms: number, cpuUs: number }[]} */
+  const firsts = [];
   for (let run = 1; run <= runs; run++) {
-    const { cpuUs, systemUs } = await runOnce({ orders, warmUp, base, cpuProf: values['cpu-prof'] });
+    const { first, cpuUs, systemUs } = await runOnce({ orders, warmUp, base, cpuProf: values['cpu-prof'] });
     perOrder.push(cpuUs / orders);
+    firsts.push(first);
     say(
-      `run ${run}: ${(cpuUs / orders).toFixed(0)} µs of agent CPU per order (${(systemUs / orders).toFixed(0)} in the kernel; ${orders} orders after ${warmUp})`,
+      `run ${run}: ${(cpuUs / orders).toFixed(0)} µs of agent CPU per order (${(systemUs / orders).toFixed(0)} in the kernel; ${orders} orders after ${Math.max(warmUp, 1)}); its first order ${first.ms.toFixed(1)} ms from sent to result, ${first.cpuUs} µs of CPU`,
     );
   }
   const sorted = [...perOrder].sort((a, b) => a - b);
   const median = sorted[Math.floor((sorted.length - 1) / 2)] ?? Number.NaN;
+  const byMs = [...firsts].sort((a, b) => a.ms - b.ms);
+  const byCpu = [...firsts].sort((a, b) => a.cpuUs - b.cpuUs);
+  const middle = Math.floor((runs - 1) / 2);
+  if (runs > 0)
+    say(
+      `the first order: median ${byMs[middle]?.ms.toFixed(1)} ms from sent to result (min ${byMs[0]?.ms.toFixed(1)}, max ${byMs.at(-1)?.ms.toFixed(1)}), ${byCpu[middle]?.cpuUs} µs of agent CPU (min ${byCpu[0]?.cpuUs}, max ${byCpu.at(-1)?.cpuUs})`,
+    );
   if (runs > 0)
     say(
       `median ${median.toFixed(0)} µs per order over ${runs} runs (min ${sorted[0]?.toFixed(0)}, max ${sorted.at(-1)?.toFixed(0)})`,
@@ -136,7 +158,7 @@ function say(line) {
  * One fresh agent through `warmUp` + `orders` orders; its CPU over the last `orders`, or under
  * strace its system calls over them.
  * @param {{ orders: number, warmUp: number, base: string, strace?: boolean, cpuProf?: string | undefined }} options
- * @returns {Promise<{ cpuUs: number, systemUs: number, syscalls?: { total: number, byName: [string, number][] } }>}
+ * @returns {Promise<{ first: { ms: number, cpuUs: number }, cpuUs: number, systemUs: number, syscalls?: { total: number, byName: [string, number][] } }>}
  */
 async function runOnce({ orders, warmUp, base, strace = false, cpuProf }) {
   const scratch = mkdtempSync(join(base, 'fleetpatch-order-cpu-'));
@@ -198,20 +220,30 @@ async function runOnce({ orders, warmUp, base, strace = false, cpuProf }) {
         };
         socket.send(JSON.stringify(orderApply(orderId, i)));
       });
-    const cpuOfAgent = async () => {
+    const cpuOfAgent = async (/** @type {string | undefined} */ profileAs = undefined) => {
       await new Promise((resolve) => setTimeout(resolve, QUIET_MS));
       const reply = new Promise((resolve) => agent.once('message', resolve));
-      agent.send('cpu');
+      agent.send(/** @satisfies {CpuAsk} */ ({ type: 'cpu', ...(profileAs === undefined ? {} : { profileAs }) }));
       return /** @type {{ cpuUs: number, systemUs: number }} */ (await reply);
     };
 
-    for (let i = 0; i < warmUp; i++) await order(i);
+    // The first order of a fresh agent process, alone: what every host pays on its first order.
+    const beforeFirst = await cpuOfAgent('-first');
+    const sent = performance.now();
+    await order(0);
+    const firstMs = performance.now() - sent;
+    const afterFirst = await cpuOfAgent();
+    const first = { ms: firstMs, cpuUs: afterFirst.cpuUs - beforeFirst.cpuUs };
+    // The first order is one of the warm-up's (at least it, whatever --warm-up says).
+    const measuredFrom = Math.max(warmUp, 1);
+    for (let i = 1; i < measuredFrom; i++) await order(i);
     const tracer = strace ? await attachStrace(/** @type {number} */ (agent.pid), join(scratch, 'strace.txt')) : null;
-    const before = await cpuOfAgent();
-    for (let i = warmUp; i < warmUp + orders; i++) await order(i);
+    const before = await cpuOfAgent('');
+    for (let i = measuredFrom; i < measuredFrom + orders; i++) await order(i);
     const after = await cpuOfAgent();
     const syscalls = tracer ? await tracer.detach() : undefined;
     return {
+      first,
       cpuUs: after.cpuUs - before.cpuUs,
       systemUs: after.systemUs - before.systemUs,
       ...(syscalls ? { syscalls } : {}),

@@ -26,7 +26,7 @@ function run(args: string[]): Promise<{ code: number; output: string }> {
   });
 }
 
-it('runs a real agent through file orders under --tmp, prints its CPU per order, and leaves nothing there', async () => {
+it('runs a real agent through file orders under --tmp, prints its CPU per order and its first order, and leaves nothing there', async () => {
   const { code, output } = await run(['--orders', '20', '--warm-up', '5', '--runs', '2', '--tmp', base]);
   expect(code, output).toBe(0);
   // Where the journal went, and on what, as stat(1) names a tmpfs (any other file system by its own name).
@@ -34,8 +34,13 @@ it('runs a real agent through file orders under --tmp, prints its CPU per order,
   const where = /^the agent's journal and root under (\S+), on (\S+)$/m.exec(output);
   expect(where?.[1], output).toBe(base);
   expect(where?.[2] === 'tmpfs').toBe(statSays === 'tmpfs');
-  expect(output).toMatch(/^run 1: \d+ µs of agent CPU per order \(\d+ in the kernel; 20 orders after 5\)$/m);
+  expect(output).toMatch(
+    /^run 1: \d+ µs of agent CPU per order \(\d+ in the kernel; 20 orders after 5\); its first order \d+\.\d ms from sent to result, \d+ µs of CPU$/m,
+  );
   expect(output).toMatch(/^run 2: \d+ µs/m);
+  expect(output).toMatch(
+    /^the first order: median \d+\.\d ms from sent to result \(min \d+\.\d, max \d+\.\d\), \d+ µs/m,
+  );
   expect(output).toMatch(/^median \d+ µs per order over 2 runs/m);
   expect(await readdir(base)).toEqual([]);
 });

@@ -37,6 +37,7 @@ import { SignedOrderCheck } from './policy/signed-order-check.js';
 import { InstalledPackages } from './preconditions/installed-packages.js';
 import { PreconditionChecker } from './preconditions/precondition-check.js';
 import { ProgressCoalescer } from './progress-coalescer.js';
+import { warmUpProtocol } from './protocol-warm-up.js';
 import { ResultResend } from './result-resend.js';
 import { AfterChange } from './services/after-change.js';
 import { SystemdServiceManager } from './services/service-manager.js';
@@ -178,6 +179,8 @@ export class Agent {
     this.executor = executor;
     this.credential = await this.obtainCredential();
     if (this.state !== 'running') return;
+    // Before the first order can arrive: its parse then does not build the parsers (see warmUpProtocol).
+    warmUpProtocol();
     this.connection = new CoordinatorConnection({
       urls: config.coordinatorUrls.map(agentSocketUrl),
       agentId: () => (this.credential as AgentCredential).hostId,
