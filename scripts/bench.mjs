@@ -33,7 +33,8 @@
 //          with --store postgres its cluster too, so DIR must let the postgres user through)
 //        --tick-ms N (1000) --heartbeat-ms N (10000): the coordinator's production defaults, not the tests' 100/1000
 //        --cpu-prof DIR (write V8 CPU profiles of the coordinator (run unbundled) and of each agent process over the connect,
-//          the idle phase, the rollout, the revert, the status API, the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
+//          the idle phase, the rollout, the revert, each later round's (--rounds: rollout-2, revert-2, …), the status API,
+//          the storm and the network reset there, for chrome://inspect, speedscope or scripts/profile-summary.mjs)
 //        --idle-seconds S (one heartbeat interval): after the connect, the connected fleet left idle for S seconds, its
 //          CPU measured: what heartbeats and pings cost while nothing happens, the share of each phase's CPU that is
 //          not the phase's (0: skip). A whole interval, so that every agent's heartbeat and every slice of pings falls in it
@@ -1105,11 +1106,18 @@ async function main() {
     const id = again.rollout.id;
     const measured = async (/** @type {string} */ name, /** @type {readonly RolloutState[]} */ endStates) => {
       const wireBefore = await wireOf(live());
+      // --cpu-prof: each later round's rollout and revert too (`rollout-2`, `revert-2`, …), beside the first's.
+      const endProfile = await profilePhase(
+        `${name === 'start' ? 'rollout' : name}-${round}`,
+        coordinators,
+        agentFleet,
+      );
       const startedAt = Date.now();
       const meter = cpuMeter(coordinators, agentFleet);
       await verb(id, name);
       const ended = await waitState(endStates, id);
       const used = meter();
+      await endProfile();
       const wire = wireBetween(wireBefore, await wireOf(live()));
       return { ended, used, wallMs: untilFinished(ended, startedAt), wire };
     };

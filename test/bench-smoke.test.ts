@@ -204,6 +204,37 @@ describe('npm run bench', () => {
     }
   }, 300_000);
 
+  it('--cpu-prof writes a profile of the coordinator and of each agent process for every phase, later rounds too', async () => {
+    const work = await mkdtemp(join(tmpdir(), 'fleetpatch-bench-cpu-prof-'));
+    onTestFinished(() => rm(work, { recursive: true, force: true }));
+    const profiles = join(work, 'profiles');
+    const { code, output } = await runBench([
+      ...['--agents', '5', '--inventory-hosts', '0', '--skip-ansible', '--idle-seconds', '0', '--rounds', '2'],
+      ...['--agent-processes', '2', '--cpu-prof', profiles, '--results', join(work, 'results')],
+    ]);
+    expect(code, output).toBe(0);
+    expect(output).toContain('all checks passed');
+    const files = (await readdir(profiles)).filter((name) => name.endsWith('.cpuprofile'));
+    const phases = ['connect', 'rollout', 'revert', 'rollout-2', 'revert-2', 'status', 'storm', 'reset'];
+    for (const phase of phases) {
+      const of = files.filter((name) => name.endsWith(`-${phase}.cpuprofile`));
+      // The coordinator's and the two agent processes' (the storm's and the reset's are the restarted ones).
+      expect(
+        of.filter((name) => name.startsWith('coordinator-c1-')),
+        phase,
+      ).toHaveLength(1);
+      expect(
+        of.filter((name) => name.startsWith('agents-')),
+        phase,
+      ).toHaveLength(2);
+      for (const name of of) {
+        const profile = JSON.parse(await readFile(join(profiles, name), 'utf8'));
+        expect(profile.nodes.length, name).toBeGreaterThan(0);
+        expect(profile.endTime, name).toBeGreaterThan(profile.startTime);
+      }
+    }
+  }, 300_000);
+
   it('refuses a --store-tmp that is not a directory, and changes nothing', async () => {
     const { code, output } = await runBench([
       ...['--agents', '5', '--store-tmp', join(results, 'no-such-dir'), '--results', results],
