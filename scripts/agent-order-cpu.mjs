@@ -7,8 +7,9 @@
 // file back and forth between two contents, each expecting the other as its prior (the bench's patch,
 // an order at a time). The first order is measured alone: its time from sent to result and the agent's
 // CPU for it, what a host pays on the first order after its agent started (the code it runs not yet
-// compiled). After `--warm-up` orders in all, the first among them (V8 compiling the order path), the
-// agent's own CPU (process.cpuUsage, user + system) over `--orders` more is divided by their count.
+// compiled). After `--warm-up` orders in all, the first among them (at least it: V8 compiling the order
+// path), the agent's own CPU (process.cpuUsage, user + system) over `--orders` more is divided by their
+// count.
 // Each of `--runs` runs is a fresh agent and journal; the medians are the figures to compare.
 //
 // `--strace` runs once more with `strace -c -f` attached to the agent for the measured orders only,
@@ -47,13 +48,24 @@ else await main();
 /** @typedef {{ url: string, dataDir: string, rootDir: string, cpuProf?: string | undefined }} AgentSpec */
 /**
  * The parent asks the agent process for its CPU so far; with --cpu-prof a profile being taken ends
- * there and is written, and one named `profileAs` (the file name's suffix) starts.
+ * there and is written, and one named `profileAs` (the file name's suffix) starts. The answer is the
+ * CPU read before the profiler's work (`until`: where a stretch measured up to this ask ends) and after
+ * it (`from`: where one measured from it begins), so that stopping, writing and starting a profile (tens
+ * of milliseconds) falls in no stretch measured.
  * @typedef {{ type: 'cpu', profileAs?: string }} CpuAsk
+ * @typedef {{ cpuUs: number, systemUs: number }} CpuReading
+ * @typedef {{ until: CpuReading, from: CpuReading }} CpuAnswer
  */
 
+/** This process's CPU so far, user and system (µs). @returns {CpuReading} */
+function cpuReading() {
+  const cpu = process.cpuUsage();
+  return { cpuUs: cpu.user + cpu.system, systemUs: cpu.system };
+}
+
 /**
- * The child: one agent, answering `cpu` with its CPU so far (µs); its log silent, as the bench's.
- * With `cpuProf` the first `cpu` starts V8's profiler and the second writes its profile there.
+ * The child: one agent, answering `cpu` with its CPU so far (µs, see CpuAsk); its log silent, as the
+ * bench's. With `cpuProf` each ask ends the profile being taken (written there) and may start the next.
  * @param {AgentSpec} spec
  */
 async function runAgent(spec) {
@@ -84,17 +96,17 @@ async function runAgent(spec) {
   let profiling = /** @type {string | undefined} */ (undefined);
   process.on('message', async (/** @type {CpuAsk} */ ask) => {
     if (ask?.type !== 'cpu') return;
+    const until = cpuReading();
     if (profiler !== undefined && profiling !== undefined) {
       const { profile } = await profiler.post('Profiler.stop');
       writeFileSync(join(String(spec.cpuProf), `agent-${process.pid}${profiling}.cpuprofile`), JSON.stringify(profile));
       profiling = undefined;
     }
-    const cpu = process.cpuUsage();
-    process.send?.({ cpuUs: cpu.user + cpu.system, systemUs: cpu.system });
     if (profiler !== undefined && ask.profileAs !== undefined) {
       profiling = ask.profileAs;
       await profiler.post('Profiler.start');
     }
+    process.send?.(/** @satisfies {CpuAnswer} */ ({ until, from: cpuReading() }));
   });
   process.on('disconnect', () => process.exit(0));
   await agent.start();
@@ -224,7 +236,7 @@ async function runOnce({ orders, warmUp, base, strace = false, cpuProf }) {
       await new Promise((resolve) => setTimeout(resolve, QUIET_MS));
       const reply = new Promise((resolve) => agent.once('message', resolve));
       agent.send(/** @satisfies {CpuAsk} */ ({ type: 'cpu', ...(profileAs === undefined ? {} : { profileAs }) }));
-      return /** @type {{ cpuUs: number, systemUs: number }} */ (await reply);
+      return /** @type {CpuAnswer} */ (await reply);
     };
 
     // The first order of a fresh agent process, alone: what every host pays on its first order.
@@ -233,7 +245,7 @@ async function runOnce({ orders, warmUp, base, strace = false, cpuProf }) {
     await order(0);
     const firstMs = performance.now() - sent;
     const afterFirst = await cpuOfAgent();
-    const first = { ms: firstMs, cpuUs: afterFirst.cpuUs - beforeFirst.cpuUs };
+    const first = { ms: firstMs, cpuUs: afterFirst.until.cpuUs - beforeFirst.from.cpuUs };
     // The first order is one of the warm-up's (at least it, whatever --warm-up says).
     const measuredFrom = Math.max(warmUp, 1);
     for (let i = 1; i < measuredFrom; i++) await order(i);
@@ -244,8 +256,8 @@ async function runOnce({ orders, warmUp, base, strace = false, cpuProf }) {
     const syscalls = tracer ? await tracer.detach() : undefined;
     return {
       first,
-      cpuUs: after.cpuUs - before.cpuUs,
-      systemUs: after.systemUs - before.systemUs,
+      cpuUs: after.until.cpuUs - before.from.cpuUs,
+      systemUs: after.until.systemUs - before.from.systemUs,
       ...(syscalls ? { syscalls } : {}),
     };
   } finally {

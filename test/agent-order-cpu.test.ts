@@ -44,3 +44,14 @@ it('runs a real agent through file orders under --tmp, prints its CPU per order 
   expect(output).toMatch(/^median \d+ µs per order over 2 runs/m);
   expect(await readdir(base)).toEqual([]);
 });
+
+it('--cpu-prof writes a profile of the first order and one of the measured orders', async () => {
+  const profiles = join(base, 'profiles');
+  const { code, output } = await run(['--orders', '5', '--warm-up', '2', '--runs', '1', '--cpu-prof', profiles]);
+  expect(code, output).toBe(0);
+  const files = (await readdir(profiles)).sort();
+  expect(files).toHaveLength(2);
+  expect(files[0]).toMatch(/^agent-\d+-first\.cpuprofile$/);
+  expect(files[1]).toMatch(/^agent-\d+\.cpuprofile$/);
+  await rm(profiles, { recursive: true });
+});
