@@ -85,8 +85,3 @@ export function warmUpProtocol(): readonly string[] {
   });
   return warmed;
 }
-
-/** Whether this process has parsed the frames above (`warmUpProtocol`). */
-export function isProtocolWarm(): boolean {
-  return warmed !== undefined;
-}
